@@ -1,0 +1,46 @@
+"""carry: a vectorized backtester for crypto cash-and-carry and funding-rate arbitrage.
+
+The public API is small and imported lazily (so ``import backtest`` stays fast)::
+
+    from backtest import Catalog, load_market, run_backtest, BacktestConfig
+
+See the README for examples.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Catalog": "backtest.catalog",
+    "PartitionKey": "backtest.catalog",
+    "Kind": "backtest.schema",
+    "SCHEMA_VERSION": "backtest.schema",
+    "Market": "backtest.market",
+    "load_market": "backtest.loader",
+    "GapPolicy": "backtest.loader",
+    "DataError": "backtest.errors",
+    "ConfigError": "backtest.errors",
+    "CarryError": "backtest.errors",
+    "run_backtest": "backtest.engine",
+    "BacktestConfig": "backtest.config",
+    "BacktestResult": "backtest.result",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'backtest' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

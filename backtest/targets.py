@@ -1,0 +1,134 @@
+"""Target exposures: what a strategy asks the engine to hold, per bar and column.
+
+A *column* is one symbol under one parameter set. Columns with the same ``group`` (one
+parameter set of one strategy) form one portfolio: they share its capital. The engine reads
+target ``i`` at bar ``i``'s close and trades toward it at a later bar (the execution delay).
+
+Target semantics (fractions, per bar): ``+1`` = full carry (long spot, short perp) with the
+column's whole capital share, ``-1`` = full reverse carry (short spot on margin, long perp),
+``0`` = flat, values in between scale the position. NaN means "no opinion: keep what you
+hold".
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .errors import ConfigError
+from .market import Market
+
+
+@dataclass(frozen=True, eq=False)
+class Targets:
+    """Target exposures for ``C`` columns over the market's ``T`` bars.
+
+    Attributes
+    ----------
+    values : ndarray (T, C) float64
+        Target exposure in [-1, 1] (fraction of the column's capital share; sign = direction),
+        or NaN for "keep the current position".
+    column_symbol : ndarray (C,) int64
+        Index into ``market.symbols`` of each column's symbol.
+    group : ndarray (C,) int64
+        Portfolio id of each column; columns of one group share capital.
+    columns : pandas.DataFrame
+        One row per column: ``symbol``, ``group``, ``strategy`` and one column per parameter.
+    weights : ndarray (T, C) float64 or None
+        Optional capital weights within each group (non-negative; the engine normalises them
+        per group and bar). None = equal weight among the group's columns.
+    """
+
+    values: np.ndarray
+    column_symbol: np.ndarray
+    group: np.ndarray
+    columns: pd.DataFrame
+    weights: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        values = np.ascontiguousarray(self.values, dtype=np.float64)
+        if values.ndim != 2:
+            raise ConfigError(f"targets must be 2-D (bars x columns), got shape {values.shape}")
+        finite = values[np.isfinite(values)]
+        if finite.size and (finite.min() < -1 - 1e-12 or finite.max() > 1 + 1e-12):
+            raise ConfigError(
+                f"targets must lie in [-1, 1] (+1 carry, -1 reverse carry); got min {finite.min():.6g}, max {finite.max():.6g}"
+            )
+        if np.isinf(values).any():
+            raise ConfigError("targets contain infinite values")
+        n_cols = values.shape[1]
+        col_symbol = np.ascontiguousarray(self.column_symbol, dtype=np.int64)
+        group = np.ascontiguousarray(self.group, dtype=np.int64)
+        if col_symbol.shape != (n_cols,) or group.shape != (n_cols,):
+            raise ConfigError("column_symbol and group need one entry per target column")
+        if len(self.columns) != n_cols:
+            raise ConfigError(f"columns table has {len(self.columns)} rows for {n_cols} target columns")
+        for a in (values, col_symbol, group):
+            a.flags.writeable = False
+        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "column_symbol", col_symbol)
+        object.__setattr__(self, "group", group)
+        if self.weights is not None:
+            w = np.ascontiguousarray(np.broadcast_to(self.weights, values.shape), dtype=np.float64)
+            if (w < 0).any() or not np.isfinite(w).all():
+                raise ConfigError("weights must be finite and non-negative")
+            w.flags.writeable = False
+            object.__setattr__(self, "weights", w)
+
+    @property
+    def n_columns(self) -> int:
+        return self.values.shape[1]
+
+    def frame(self, index: pd.Index | None = None) -> pd.DataFrame:
+        """Targets as a DataFrame whose columns are a MultiIndex of the parameters and symbol."""
+        names = [c for c in self.columns.columns if c not in ("group",)]
+        cols = pd.MultiIndex.from_frame(self.columns[names]) if names else None
+        return pd.DataFrame(self.values, index=index, columns=cols)
+
+    @classmethod
+    def from_array(cls, market: Market, values, *, strategy: str = "custom", weights=None) -> "Targets":
+        """One target column per market symbol, all in one portfolio.
+
+        ``values`` may be a scalar, an (N,) vector, a (T, N) array or a DataFrame indexed like
+        the market with the market's symbols as columns.
+        """
+        if isinstance(values, pd.DataFrame):
+            missing = [s for s in market.symbols if s not in values.columns]
+            if missing:
+                raise ConfigError(f"targets frame lacks columns for symbols {missing}")
+            if not values.index.equals(market.index):
+                raise ConfigError("targets frame index differs from the market's bar index")
+            values = values[list(market.symbols)].to_numpy(dtype=np.float64)
+        arr = np.broadcast_to(np.asarray(values, dtype=np.float64), market.shape)
+        n = market.n_symbols
+        columns = pd.DataFrame({"strategy": [strategy] * n, "symbol": list(market.symbols), "group": [0] * n})
+        return cls(arr, np.arange(n), np.zeros(n, np.int64), columns, weights)
+
+    @classmethod
+    def concat(cls, parts: list["Targets"]) -> "Targets":
+        """Side by side, each part's groups renumbered so they stay separate portfolios."""
+        values, col_symbol, group, frames, weights = [], [], [], [], []
+        offset = 0
+        for p in parts:
+            values.append(p.values)
+            col_symbol.append(p.column_symbol)
+            group.append(p.group + offset)
+            f = p.columns.copy()
+            f["group"] = f["group"] + offset
+            frames.append(f)
+            weights.append(p.weights if p.weights is not None else np.ones_like(p.values))
+            offset = int(group[-1].max()) + 1 if len(group[-1]) else offset
+        has_w = any(p.weights is not None for p in parts)
+        return cls(
+            np.hstack(values), np.concatenate(col_symbol), np.concatenate(group),
+            pd.concat(frames, ignore_index=True), np.hstack(weights) if has_w else None,
+        )
+
+
+def param_grid(grid: dict[str, list]) -> list[dict]:
+    """Cartesian product of a ``{name: [values]}`` grid, in a stable order."""
+    names = list(grid)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(list(grid[n]) for n in names))]
