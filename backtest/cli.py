@@ -1,0 +1,205 @@
+"""The ``carry`` command line: thin glue that parses flags and calls one library function.
+
+Exit codes: 0 success, 1 a failure (bad data, failed check, failed download), 2 a usage error.
+Errors print one line, ``carry: error: ...``, on standard error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import CarryError
+
+EPILOG_DATA = """examples:
+  carry data ingest freqtrade ../shared/data/binance --out data/catalog
+  carry data ingest binance-vision downloads/ --out data/catalog
+  carry data fetch binance-vision --symbols BTCUSDT,ETHUSDT --start 2024-01 --end 2024-06 --out data/catalog
+  carry data info data/catalog
+  carry data check data/catalog --json
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # usage errors: one line, exit code 2
+        self.print_usage(sys.stderr)
+        self.exit(2, f"carry: error: {message}\n")
+
+
+def _formatter(prog):
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="carry",
+        description="Backtest crypto cash-and-carry and funding-rate arbitrage (spot vs perpetual).",
+        formatter_class=_formatter,
+    )
+    p.add_argument("--version", action="version", version=f"carry {_version()}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    demo = sub.add_parser("demo", help="build the built-in example dataset and run the demo",
+                          description="Build the deterministic example dataset and summarise it.",
+                          formatter_class=_formatter)
+    demo.add_argument("--data", type=Path, default=Path("data/demo"), help="catalog to write the demo data to (default: data/demo)")
+    demo.add_argument("--out", type=Path, default=Path("reports/demo"), help="report directory (default: reports/demo)")
+    demo.set_defaults(func=_cmd_demo)
+
+    data = sub.add_parser("data", help="ingest, download and inspect market data",
+                          description="Ingest, download and inspect the Parquet data catalog.",
+                          epilog=EPILOG_DATA, formatter_class=_formatter)
+    dsub = data.add_subparsers(dest="data_command", metavar="ACTION", parser_class=_Parser)
+    dsub.required = True
+
+    ingest = dsub.add_parser("ingest", help="ingest files from a source into a catalog", formatter_class=_formatter)
+    isub = ingest.add_subparsers(dest="source", metavar="SOURCE", parser_class=_Parser)
+    isub.required = True
+    ft = isub.add_parser("freqtrade", help="a freqtrade data directory (feather/json/parquet)", formatter_class=_formatter,
+                         epilog="example:\n  carry data ingest freqtrade ../shared/data/binance --out data/catalog")
+    ft.add_argument("directory", type=Path, help="freqtrade data directory (e.g. user_data/data/binance)")
+    ft.add_argument("--out", type=Path, required=True, help="catalog directory")
+    ft.add_argument("--venue", default="binance", help="venue name recorded in the catalog (default: binance)")
+    ft.add_argument("--symbols", default=None, help="comma-separated symbols to ingest (default: all)")
+    ft.set_defaults(func=_cmd_ingest_freqtrade)
+    bv = isub.add_parser("binance-vision", help="Binance public bulk files (zipped CSVs)", formatter_class=_formatter,
+                         epilog="example:\n  carry data ingest binance-vision downloads/data --out data/catalog")
+    bv.add_argument("paths", type=Path, nargs="+", help="zip files or directories holding them")
+    bv.add_argument("--out", type=Path, required=True, help="catalog directory")
+    bv.add_argument("--venue", default="binance")
+    bv.add_argument("--no-checksum", action="store_true", help="do not verify .CHECKSUM files")
+    bv.set_defaults(func=_cmd_ingest_binance_vision)
+
+    fetch = dsub.add_parser("fetch", help="download data from a public source, then ingest it", formatter_class=_formatter)
+    fsub = fetch.add_subparsers(dest="source", metavar="SOURCE", parser_class=_Parser)
+    fsub.required = True
+    fb = fsub.add_parser("binance-vision", help="monthly files from Binance's public data site", formatter_class=_formatter,
+                         epilog="example:\n  carry data fetch binance-vision --symbols BTCUSDT,ETHUSDT --start 2024-01 --end 2024-06 --out data/catalog")
+    fb.add_argument("--symbols", required=True, help="comma-separated symbols, e.g. BTCUSDT,ETHUSDT")
+    fb.add_argument("--start", required=True, help="first month, YYYY-MM")
+    fb.add_argument("--end", required=True, help="last month, YYYY-MM (inclusive)")
+    fb.add_argument("--out", type=Path, required=True, help="catalog directory")
+    fb.add_argument("--base-url", default="https://data.binance.vision", help="site root (default: %(default)s)")
+    fb.add_argument("--timeframe", default="1h", help="kline interval (default: 1h)")
+    fb.add_argument("--download-dir", type=Path, default=None, help="where zips are kept (default: CATALOG/_downloads)")
+    fb.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    fb.set_defaults(func=_cmd_fetch_binance_vision)
+
+    info = dsub.add_parser("info", help="coverage of every series in a catalog", formatter_class=_formatter)
+    info.add_argument("catalog", type=Path)
+    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    info.set_defaults(func=_cmd_info)
+    check = dsub.add_parser("check", help="data-quality checks; exit code 1 if problems are found", formatter_class=_formatter)
+    check.add_argument("catalog", type=Path)
+    check.add_argument("--symbols", default=None, help="comma-separated symbols to check (default: all)")
+    check.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    check.set_defaults(func=_cmd_check)
+    return p
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _split(s: str | None) -> list[str] | None:
+    return None if s is None else [x.strip().upper() for x in s.split(",") if x.strip()]
+
+
+def _need_dir(path: Path, what: str) -> None:
+    if not path.exists():
+        raise CarryError(f"{what} {path} does not exist")
+
+
+# --------------------------------------------------------------------------- commands
+def _cmd_ingest_freqtrade(args) -> int:
+    from .catalog import Catalog
+    from .ingest.freqtrade import ingest_freqtrade
+
+    _need_dir(args.directory, "freqtrade data directory")
+    t = time.perf_counter()
+    report = ingest_freqtrade(args.directory, Catalog(args.out), venue=args.venue, symbols=_split(args.symbols))
+    print(report.summary())
+    print(f"catalog: {args.out} ({time.perf_counter() - t:.1f} s)")
+    return 0
+
+
+def _cmd_ingest_binance_vision(args) -> int:
+    from .catalog import Catalog
+    from .ingest.binance_vision import ingest_binance_vision
+
+    for p in args.paths:
+        _need_dir(p, "path")
+    report = ingest_binance_vision(args.paths, Catalog(args.out), venue=args.venue, verify_checksum=not args.no_checksum)
+    print(report.summary())
+    print(f"catalog: {args.out}")
+    return 0
+
+
+def _cmd_fetch_binance_vision(args) -> int:
+    from .catalog import Catalog
+    from .fetch import fetch_binance_vision
+
+    report = fetch_binance_vision(
+        _split(args.symbols), args.start, args.end, Catalog(args.out), base_url=args.base_url,
+        download_dir=args.download_dir, timeframe=args.timeframe,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    print(report.summary())
+    return 0
+
+
+def _cmd_info(args) -> int:
+    from .catalog import Catalog
+    from .quality import catalog_info, format_info
+
+    _need_dir(args.catalog, "catalog")
+    rows = catalog_info(Catalog(args.catalog))
+    print(json.dumps(rows, indent=2, default=str) if args.json else format_info(rows))
+    return 0
+
+
+def _cmd_check(args) -> int:
+    from dataclasses import asdict
+
+    from .catalog import Catalog
+    from .quality import check_catalog, format_problems
+
+    _need_dir(args.catalog, "catalog")
+    problems = check_catalog(Catalog(args.catalog), symbols=_split(args.symbols))
+    if args.json:
+        print(json.dumps([asdict(p) for p in problems], indent=2, default=str))
+    else:
+        print(format_problems(problems))
+    return 1 if any(p.severity == "error" for p in problems) else 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(data_dir=args.data, out_dir=args.out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CarryError as exc:
+        print(f"carry: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"carry: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("carry: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
