@@ -92,7 +92,7 @@ def demo_frames(seed: int = 7) -> dict[str, dict[str, pd.DataFrame]]:
     specs = {
         # symbol: (price0, hourly vol, mean premium path, funding interval h, cap, rally)
         "DEMOAUSDT": (42_000.0, 0.006, 0.00015 + 0.0006 * (np.sin(2 * np.pi * t * 2) > 0.6), 8, 0.003, None),
-        "DEMOBUSDT": (6.0, 0.009, np.where((t > 0.3) & (t < 0.8), -0.0009, 0.0002), 4, 0.02, None),
+        "DEMOBUSDT": (6.0, 0.009, np.where((t > 0.3) & (t < 0.8), -0.00065, 0.0002), 4, 0.02, None),
         "DEMOCUSDT": (0.5, 0.010, np.where((t > 0.5) & (t < 0.56), 0.0015, 0.0001), 8, 0.02, (int(n * 0.52), 48, 0.9)),
     }
     out: dict[str, dict[str, pd.DataFrame]] = {}
