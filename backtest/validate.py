@@ -129,7 +129,7 @@ def _check_values(table: pa.Table, kind: Kind, source: str, times_ms: np.ndarray
         if bad.size:
             row = int(bad[0])
             raise DataError(
-                f"{_where(source, name, row, times_ms)}: non-positive price {values[row]!r}"
+                f"{_where(source, name, row, times_ms)}: non-positive price {float(values[row])!r}"
             )
     if PRICE_COLUMNS[kind]:
         o, h, l, c = (table.column(n).to_numpy() for n in ("open", "high", "low", "close"))
@@ -138,7 +138,7 @@ def _check_values(table: pa.Table, kind: Kind, source: str, times_ms: np.ndarray
             row = int(bad[0])
             raise DataError(
                 f"{_where(source, 'high/low', row, times_ms)}: inconsistent bar "
-                f"open={o[row]!r} high={h[row]!r} low={l[row]!r} close={c[row]!r}"
+                f"open={float(o[row])!r} high={float(h[row])!r} low={float(l[row])!r} close={float(c[row])!r}"
             )
     if kind is Kind.FUNDING:
         rate = table.column("rate").to_numpy()
@@ -146,7 +146,7 @@ def _check_values(table: pa.Table, kind: Kind, source: str, times_ms: np.ndarray
         if bad.size:
             row = int(bad[0])
             raise DataError(
-                f"{_where(source, 'rate', row, times_ms)}: funding rate {rate[row]!r} is beyond "
+                f"{_where(source, 'rate', row, times_ms)}: funding rate {float(rate[row])!r} is beyond "
                 f"+/-{MAX_ABS_FUNDING_RATE}; rates must be fractions per interval "
                 f"(0.0001 = 0.01%), this looks like percent"
             )
@@ -154,13 +154,13 @@ def _check_values(table: pa.Table, kind: Kind, source: str, times_ms: np.ndarray
         bad = np.flatnonzero(~np.isnan(hours) & ((hours <= 0) | (hours > 24)))
         if bad.size:
             row = int(bad[0])
-            raise DataError(f"{_where(source, 'interval_hours', row, times_ms)}: bad interval {hours[row]!r} h")
+            raise DataError(f"{_where(source, 'interval_hours', row, times_ms)}: bad interval {float(hours[row])!r} h")
     if kind is Kind.BORROW:
         rate = table.column("hourly_rate").to_numpy()
         bad = np.flatnonzero((rate < 0) | (rate > MAX_ABS_HOURLY_BORROW_RATE))
         if bad.size:
             row = int(bad[0])
             raise DataError(
-                f"{_where(source, 'hourly_rate', row, times_ms)}: hourly borrow rate {rate[row]!r} is "
+                f"{_where(source, 'hourly_rate', row, times_ms)}: hourly borrow rate {float(rate[row])!r} is "
                 f"outside [0, {MAX_ABS_HOURLY_BORROW_RATE}]; rates must be fractions per hour"
             )
