@@ -91,11 +91,22 @@ def write_atomic(table: pa.Table, path: Path) -> None:
 
 
 def read_parquet(path: Path, kind: Kind | str) -> pa.Table:
-    """Read one partition file; a truncated or foreign file gives a :class:`DataError`."""
+    """Read one partition file; a truncated or foreign file gives a :class:`DataError`.
+
+    A file written by the catalog (same schema, same schema version in its metadata) was
+    validated on write, so only its time order is re-checked; any other file goes through
+    the full :func:`~backtest.validate.conform`.
+    """
     try:
-        table = pq.read_table(path)
+        table = pq.ParquetFile(path).read()
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"{path}: cannot read Parquet file ({exc}); it may be truncated or corrupt") from None
+    expected = schema_for(kind)
+    if table.schema.equals(expected, check_metadata=True):
+        times = table.column("time").combine_chunks().cast(pa.int64()).to_numpy()
+        if len(times) > 1 and not (np.diff(times) > 0).all():
+            return conform(table, kind, str(path))  # reports the exact row
+        return table
     return conform(table, kind, str(path))
 
 

@@ -57,19 +57,19 @@ def _to_ms(value, name: str) -> int | None:
     return int(ts.value // 1_000_000)
 
 
-def _source_timeframe(catalog: Catalog, venue: str, symbol: str, kind: Kind, freq_min: int) -> str | None:
-    """The coarsest timeframe stored for the series that divides the requested bar length."""
+def _timeframes(catalog: Catalog, venue: str, symbol: str, kind: Kind, freq_min: int) -> list[str]:
+    """Timeframes stored for a series that divide the requested bar length."""
     base = catalog.root / f"venue={venue}" / f"kind={kind.value}"
-    best: tuple[int, str] | None = None
+    out = []
     for tdir in base.glob("timeframe=*"):
         tf = tdir.name.split("=", 1)[1]
         try:
             m = timeframe_minutes(tf)
         except ValueError:
             continue
-        if freq_min % m == 0 and (tdir / f"symbol={symbol}").is_dir() and (best is None or m > best[0]):
-            best = (m, tf)
-    return best[1] if best else None
+        if freq_min % m == 0 and (tdir / f"symbol={symbol}").is_dir():
+            out.append(tf)
+    return out
 
 
 def _place(table: pa.Table, t0: int, step: int, n: int, source: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -266,25 +266,32 @@ def load_market(
         except ValueError as exc:
             raise DataError(str(exc)) from None
         canonical = spot_symbol(sym)
-        spot_tf = _source_timeframe(catalog, venue, canonical, Kind.SPOT, freq_min)
-        perp_sym, mult, perp_tf = None, 1, None
-        for cand, m in perp_candidates(sym if sym != canonical else canonical):
-            tf = _source_timeframe(catalog, venue, cand, Kind.PERP, freq_min)
-            if tf is not None:
-                perp_sym, mult, perp_tf = cand, m, tf
+        perp_names = perp_candidates(sym if sym != canonical else canonical)
+        spot_tfs = _timeframes(catalog, venue, canonical, Kind.SPOT, freq_min)
+        perp_sym, mult, src_tf = None, 1, None
+        for cand, m in perp_names:
+            common = sorted(set(spot_tfs) & set(_timeframes(catalog, venue, cand, Kind.PERP, freq_min)),
+                            key=timeframe_minutes)
+            if common:
+                perp_sym, mult, src_tf = cand, m, common[-1]  # the coarsest common timeframe
                 break
-        missing = []
-        if spot_tf is None:
-            missing.append(f"spot bars for {canonical}")
-        if perp_tf is None:
-            missing.append(f"perp bars for {sym}")
-        if missing:
+            if perp_sym is None and _timeframes(catalog, venue, cand, Kind.PERP, freq_min):
+                perp_sym, mult = cand, m
+        if src_tf is None:
+            what = []
+            if not spot_tfs:
+                what.append(f"no spot bars for {canonical}")
+            if perp_sym is None:
+                what.append(f"no perp bars for {sym}")
+            if not what:
+                what.append(f"no common timeframe dividing {freq} for the spot and perp bars of {canonical}")
             raise DataError(
-                f"catalog {catalog.root}: no {' and no '.join(missing)} at a timeframe dividing {freq} "
+                f"catalog {catalog.root}: {' and '.join(what)} at a timeframe dividing {freq} "
                 f"on venue {venue}; available symbols: {', '.join(available_symbols(catalog, venue)) or 'none'}"
             )
-        mark_tf = _source_timeframe(catalog, venue, perp_sym, Kind.MARK, freq_min)
-        src_min = min(timeframe_minutes(spot_tf), timeframe_minutes(perp_tf), timeframe_minutes(mark_tf or perp_tf))
+        spot_tf = perp_tf = src_tf
+        mark_tf = src_tf if src_tf in _timeframes(catalog, venue, perp_sym, Kind.MARK, freq_min) else None
+        src_min = timeframe_minutes(src_tf)
         keys = {
             "spot": PartitionKey(venue, Kind.SPOT, canonical, spot_tf),
             "perp": PartitionKey(venue, Kind.PERP, perp_sym, perp_tf),
@@ -293,8 +300,9 @@ def load_market(
         }
         if keys["mark"] is None:
             if require_mark:
-                raise DataError(f"catalog {catalog.root}: no mark-price bars for {perp_sym} (require_mark=True)")
-            notes.append(f"{canonical}: no mark-price data; perp last prices stand in for the mark")
+                raise DataError(f"catalog {catalog.root}: no mark-price bars for {perp_sym} at {src_tf} (require_mark=True)")
+            notes.append(f"{canonical}: no mark-price data at {src_tf}; perp last prices stand in for the mark "
+                         "(funding is still valued at the mark where any stored mark bar opens at the settlement)")
         if not catalog.has(keys["funding"]):
             raise DataError(f"catalog {catalog.root}: no funding settlements for {perp_sym} on venue {venue}")
         plans.append((canonical, perp_sym, mult, src_min, keys))
@@ -389,8 +397,9 @@ def load_market(
         bar = -(-(times - t0) // step_t) - 1  # ceil((t - t0) / bar) - 1
         keep = (bar >= 0) & (bar < n_bars)  # a settlement at exactly t0 belongs to the bar before
         times, rate, hours, mark_at, bar = times[keep], rate[keep], hours[keep], mark_at[keep], bar[keep]
-        # Mark at the settlement instant: the open of the source mark bar containing it, else the
-        # previous bar's close, else the perp's; a stored mark_price wins.
+        # Mark at the settlement instant, best first: a stored mark_price; the open of any stored
+        # mark bar (any timeframe) opening at that instant; the source grid's mark (or perp
+        # stand-in) open there, else the close of the bar before.
         src_pos = (times - t0) // step
         at_open = (times - t0) % step == 0
         m = np.full(len(times), np.nan)
@@ -400,6 +409,8 @@ def load_market(
         prev = src_pos - at_open.astype(np.int64)
         ok_prev = need & (prev >= 0) & (prev < n_src)
         m[ok_prev] = mk.close[prev[ok_prev]]
+        exact = _mark_opens_at(catalog, venue, perp_sym, times) / mult
+        m = np.where(np.isfinite(exact), exact, m)  # e.g. 8h mark bars where 1h ones are missing
         m = np.where(np.isnan(mark_at), m, mark_at)
         if np.isnan(m).any():
             i = int(np.flatnonzero(np.isnan(m))[0])
@@ -423,6 +434,26 @@ def load_market(
         borrow_hourly_rate=_load_borrow(catalog, venue, names, index, step_t),
         venue=venue, notes=tuple(notes),
     )
+
+
+def _mark_opens_at(catalog: Catalog, venue: str, perp_symbol: str, times: np.ndarray) -> np.ndarray:
+    """Open price of a stored mark bar (any timeframe) opening exactly at each time; NaN if none."""
+    out = np.full(len(times), np.nan)
+    if not len(times):
+        return out
+    base = catalog.root / f"venue={venue}" / f"kind={Kind.MARK.value}"
+    for tdir in sorted(base.glob("timeframe=*"), key=lambda d: timeframe_minutes(d.name.split("=", 1)[1])):
+        key = PartitionKey(venue, Kind.MARK, perp_symbol, tdir.name.split("=", 1)[1])
+        if not catalog.has(key):
+            continue
+        bars = catalog.read(key, np.datetime64(int(times[0]), "ms"), np.datetime64(int(times[-1]) + 1, "ms"))
+        bt = bars.column("time").cast(pa.int64()).to_numpy()
+        if not len(bt):
+            continue
+        pos = np.minimum(np.searchsorted(bt, times), len(bt) - 1)
+        hit = (bt[pos] == times) & np.isnan(out)
+        out[hit] = bars.column("open").to_numpy()[pos[hit]]
+    return out
 
 
 def _load_borrow(catalog: Catalog, venue: str, names: list[str], index: pd.DatetimeIndex, step_t: int) -> np.ndarray | None:
