@@ -116,8 +116,11 @@ def _check_values(table: pa.Table, kind: Kind, source: str, times_ms: np.ndarray
     for name in table.column_names:
         if name == "time" or not pa.types.is_floating(table.schema.field(name).type):
             continue
-        values = table.column(name).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-        nan_rows = np.flatnonzero(np.isnan(values) & ~table.column(name).is_null().to_numpy(zero_copy_only=False))
+        col = table.column(name)
+        values = col.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        if col.null_count == 0 and np.isfinite(values).all():
+            continue  # the common case, checked in one pass
+        nan_rows = np.flatnonzero(np.isnan(values) & ~col.is_null().to_numpy(zero_copy_only=False))
         if nan_rows.size:
             raise DataError(f"{_where(source, name, int(nan_rows[0]), times_ms)}: NaN value")
         inf_rows = np.flatnonzero(np.isinf(values))
@@ -125,6 +128,8 @@ def _check_values(table: pa.Table, kind: Kind, source: str, times_ms: np.ndarray
             raise DataError(f"{_where(source, name, int(inf_rows[0]), times_ms)}: infinite value")
     for name in PRICE_COLUMNS[kind]:
         values = table.column(name).to_numpy()
+        if (values > 0).all():
+            continue
         bad = np.flatnonzero(values <= 0)
         if bad.size:
             row = int(bad[0])
@@ -133,7 +138,7 @@ def _check_values(table: pa.Table, kind: Kind, source: str, times_ms: np.ndarray
             )
     if PRICE_COLUMNS[kind]:
         o, h, l, c = (table.column(n).to_numpy() for n in ("open", "high", "low", "close"))
-        bad = np.flatnonzero((h < np.maximum(o, c)) | (l > np.minimum(o, c)) | (l > h))
+        bad = np.flatnonzero((h < o) | (h < c) | (l > o) | (l > c))
         if bad.size:
             row = int(bad[0])
             raise DataError(
