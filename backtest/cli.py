@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     bv.add_argument("--out", type=Path, required=True, help="catalog directory")
     bv.add_argument("--venue", default="binance")
     bv.add_argument("--no-checksum", action="store_true", help="do not verify .CHECKSUM files")
+    bv.add_argument("--market", choices=("spot", "um"), default=None,
+                    help="spot or um (USDT-M futures) for files outside Binance's directory layout")
+    bv.add_argument("--kind", choices=("spot", "perp", "mark", "index", "premium", "funding"), default=None,
+                    help="data kind for flat files whose names do not say it (mark/index/premium klines)")
     bv.set_defaults(func=_cmd_ingest_binance_vision)
 
     fetch = dsub.add_parser("fetch", help="download data from a public source, then ingest it", formatter_class=_formatter)
@@ -97,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("catalog", type=Path)
     check.add_argument("--symbols", default=None, help="comma-separated symbols to check (default: all)")
     check.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    check.add_argument("--fail-on", choices=("warning", "error"), default="warning",
+                       help="exit 1 when a problem of this severity or worse is found (default: any problem)")
     check.set_defaults(func=_cmd_check)
     return p
 
@@ -135,7 +141,8 @@ def _cmd_ingest_binance_vision(args) -> int:
 
     for p in args.paths:
         _need_dir(p, "path")
-    report = ingest_binance_vision(args.paths, Catalog(args.out), venue=args.venue, verify_checksum=not args.no_checksum)
+    report = ingest_binance_vision(args.paths, Catalog(args.out), venue=args.venue,
+                                   verify_checksum=not args.no_checksum, market=args.market, kind=args.kind)
     print(report.summary())
     print(f"catalog: {args.out}")
     return 0
@@ -176,7 +183,8 @@ def _cmd_check(args) -> int:
         print(json.dumps([asdict(p) for p in problems], indent=2, default=str))
     else:
         print(format_problems(problems))
-    return 1 if any(p.severity == "error" for p in problems) else 0
+    failing = {"warning": ("warning", "error"), "error": ("error",)}[args.fail_on]
+    return 1 if any(p.severity in failing for p in problems) else 0
 
 
 def _cmd_demo(args) -> int:
@@ -193,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     except CarryError as exc:
         print(f"carry: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # output piped into head & co.
+        sys.stderr.close()
+        return 0
     except OSError as exc:
         print(f"carry: error: {exc}", file=sys.stderr)
         return 1
