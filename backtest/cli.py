@@ -44,11 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     demo = sub.add_parser("demo", help="build the built-in example dataset and run the demo",
-                          description="Build the deterministic example dataset and summarise it.",
+                          description="Build the deterministic example dataset (data/demo), compare the main "
+                                      "strategies on it and write a report (reports/demo).",
                           formatter_class=_formatter)
     demo.add_argument("--data", type=Path, default=Path("data/demo"), help="catalog to write the demo data to (default: data/demo)")
     demo.add_argument("--out", type=Path, default=Path("reports/demo"), help="report directory (default: reports/demo)")
     demo.set_defaults(func=_cmd_demo)
+
+    _add_run_commands(sub)
 
     data = sub.add_parser("data", help="ingest, download and inspect market data",
                           description="Ingest, download and inspect the Parquet data catalog.",
@@ -105,6 +108,94 @@ def build_parser() -> argparse.ArgumentParser:
                        help="exit 1 when a problem of this severity or worse is found (default: any problem)")
     check.set_defaults(func=_cmd_check)
     return p
+
+
+EPILOG_BACKTEST = """examples:
+  carry backtest --data data/catalog --symbols BTCUSDT,ETHUSDT --strategy funding_threshold \\
+      --param entry=0.10 --param exit=0.02 --out reports/ft
+  carry backtest --config run.toml --out reports/run --overwrite
+"""
+EPILOG_COMPARE = """examples:
+  carry compare --data data/catalog --symbols BTCUSDT,ETHUSDT \\
+      --strategies always_carry,funding_sign,rotation --param funding_sign.entry=0.05 --out reports/cmp
+"""
+EPILOG_SWEEP = """examples:
+  carry sweep --data data/catalog --symbols BTCUSDT --strategy funding_threshold \\
+      --grid entry=0.05,0.1,0.2 --grid exit=0,0.02 --out reports/sweep
+  carry sweep ... --walk-forward 180d:60d     # fit on 180 days, test on the next 60, roll
+"""
+EPILOG_SCAN = """examples:
+  carry scan --data data/catalog --out reports/scan
+  carry scan --data data/catalog --symbols XTZUSDT,DOTUSDT,BCHUSDT --start 2025-05-01 --out reports/neg
+"""
+
+
+def _run_options(p: argparse.ArgumentParser, *, out_required: bool = True) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", type=Path, default=None, help="catalog directory (default: data/catalog or [data] catalog)")
+    g.add_argument("--symbols", default=None, help="comma-separated symbols, e.g. BTCUSDT,ETHUSDT")
+    g.add_argument("--start", default=None, help="first bar (UTC), e.g. 2024-01-01")
+    g.add_argument("--end", default=None, help="end (UTC, exclusive), e.g. 2025-01-01")
+    g.add_argument("--freq", default=None, help="bar length: 1h (default), 4h, 1d, ...")
+    e = p.add_argument_group("engine (override the config file)")
+    e.add_argument("--config", type=Path, default=None, help="run config TOML ([data], [engine], [strategy], ...)")
+    e.add_argument("--capital", type=float, default=None, help="initial capital per portfolio, quote (default 10000)")
+    e.add_argument("--leverage", type=float, default=None, help="perp leverage (default 1)")
+    e.add_argument("--margin-mode", choices=("isolated", "cross"), default=None)
+    e.add_argument("--tiers", default=None, help="ccxt leverage tiers JSON (maintenance margin brackets)")
+    e.add_argument("--mmr", type=float, default=None, help="flat maintenance margin rate, fraction (overrides --tiers)")
+    e.add_argument("--borrow-rate", type=float, default=None, help="spot borrow rate, fraction per 365-day year")
+    e.add_argument("--delay", type=int, default=None, help="execution delay in bars (default 1)")
+    e.add_argument("--slippage-bps", type=float, default=None, help="fixed slippage, basis points")
+    e.add_argument("--order-type", choices=("taker", "maker"), default=None)
+    e.add_argument("--set", action="append", metavar="KEY=VALUE", help="any engine setting, e.g. --set topup_margin_ratio=0.8")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", type=Path, required=out_required, help="output directory (must not exist)")
+    o.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_run_commands(sub) -> None:
+    from . import commands
+
+    bt = sub.add_parser("backtest", help="run one strategy (or one grid) and write a report",
+                        description="Run a strategy on catalog data and write summary, Parquet files and an HTML report.",
+                        epilog=EPILOG_BACKTEST, formatter_class=_formatter)
+    bt.add_argument("--strategy", default=None, help="strategy name (see carry strategies)")
+    bt.add_argument("--param", action="append", metavar="NAME=VALUE", help="strategy parameter (repeatable)")
+    bt.add_argument("--strategy-file", action="append", type=Path, help="a Python file that registers strategies")
+    _run_options(bt)
+    bt.set_defaults(func=commands.cmd_backtest)
+
+    cp = sub.add_parser("compare", help="several strategies side by side on the same data and costs",
+                        epilog=EPILOG_COMPARE, formatter_class=_formatter)
+    cp.add_argument("--strategies", default=None, help="comma-separated strategy names")
+    cp.add_argument("--param", action="append", metavar="STRATEGY.NAME=VALUE", help="a strategy's parameter (repeatable)")
+    cp.add_argument("--strategy-file", action="append", type=Path, help="a Python file that registers strategies")
+    _run_options(cp)
+    cp.set_defaults(func=commands.cmd_compare)
+
+    sw = sub.add_parser("sweep", help="every combination of a parameter grid in one engine call",
+                        epilog=EPILOG_SWEEP, formatter_class=_formatter)
+    sw.add_argument("--strategy", default=None, help="strategy name")
+    sw.add_argument("--grid", action="append", metavar="NAME=V1,V2,...", help="swept parameter values (repeatable)")
+    sw.add_argument("--param", action="append", metavar="NAME=VALUE", help="fixed parameter (repeatable)")
+    sw.add_argument("--walk-forward", default=None, metavar="TRAIN:TEST", help="e.g. 180d:60d: in- vs out-of-sample")
+    sw.add_argument("--rank-by", default="sharpe", choices=("sharpe", "total_return", "annualized_return"))
+    sw.add_argument("--strategy-file", action="append", type=Path, help="a Python file that registers strategies")
+    _run_options(sw)
+    sw.set_defaults(func=commands.cmd_sweep)
+
+    sc = sub.add_parser("scan", help="funding regimes per symbol, and what carry / reverse carry earned in each",
+                        epilog=EPILOG_SCAN, formatter_class=_formatter)
+    sc.add_argument("--window", type=int, default=21, help="trailing settlements for the regime sign (default 21)")
+    sc.add_argument("--min-days", type=float, default=14.0, help="shortest regime, days (default 14)")
+    _run_options(sc)
+    sc.set_defaults(func=commands.cmd_scan)
+
+    st = sub.add_parser("strategies", help="list the registered strategies and their parameters")
+    st.add_argument("--strategy-file", action="append", type=Path, help="a Python file that registers strategies")
+    st.set_defaults(func=commands.cmd_strategies)
 
 
 def _version() -> str:
@@ -190,7 +281,7 @@ def _cmd_check(args) -> int:
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(data_dir=args.data, out_dir=args.out)
+    return run_demo(data_dir=args.data, out_dir=args.out, progress=sys.stderr.isatty())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,6 +46,9 @@ def write_output_dir(out: Path, writers: dict[str, Callable[[Path], None]], over
     check_output_dir(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a finished run is an ordinary directory
     try:
         for name, write in writers.items():
             write(tmp / name)

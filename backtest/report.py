@@ -87,8 +87,11 @@ class ReportData:
     liquidation_distance: pd.DataFrame | None = None
     heatmaps: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
     ranking_by: str | None = None
+    tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
+    equity_title: str = "Equity (quote)"
+    drawdown: bool = True
 
 
 def thin(frame: pd.DataFrame, max_points: int = 4000) -> pd.DataFrame:
@@ -156,14 +159,15 @@ def _figures(data: ReportData, max_points: int) -> list[tuple[str, object]]:
 
     eq = thin(data.equity, max_points)
     fig = go.Figure([go.Scatter(x=eq.index, y=eq[c], name=str(c), mode="lines") for c in eq.columns])
-    fig.update_layout(title="Equity (quote)", **layout)
+    fig.update_layout(title=data.equity_title, **layout)
     figs.append(("equity", fig))
 
-    dd = data.equity / data.equity.cummax() - 1.0
-    dd = thin(dd, max_points)
-    fig = go.Figure([go.Scatter(x=dd.index, y=dd[c], name=str(c), mode="lines", fill="tozeroy") for c in dd.columns])
-    fig.update_layout(title="Drawdown", yaxis_tickformat=".1%", **layout)
-    figs.append(("drawdown", fig))
+    if data.drawdown:
+        dd = data.equity / data.equity.cummax() - 1.0
+        dd = thin(dd, max_points)
+        fig = go.Figure([go.Scatter(x=dd.index, y=dd[c], name=str(c), mode="lines", fill="tozeroy") for c in dd.columns])
+        fig.update_layout(title="Drawdown", yaxis_tickformat=".1%", **layout)
+        figs.append(("drawdown", fig))
 
     for label, comp in data.components.items():
         # cumulative components stacked as bars at up to 120 dates: gains stack above zero,
@@ -268,6 +272,9 @@ def render_report(data: ReportData, max_points: int = 4000) -> str:
     else:
         parts.append("<h2>Metrics</h2>")
     parts.append(metrics_table(metrics))
+    for i, (title, table) in enumerate(data.tables):
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        parts.append(metrics_table(table, table_id=f"table-{i}"))
     parts.append("<h2>Charts</h2>")
     first = True
     for name, fig in _figures(data, max_points):

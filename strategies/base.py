@@ -118,8 +118,11 @@ class StrategyParams:
         if len(prefixed) > 1:
             raise ConfigError(f"parameter {name!r} of {cls.__name__} is ambiguous: {prefixed}")
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        if not close:  # a misspelt abbreviation: compare with the names' leading words too
+            heads = {n.split("_")[0]: n for n in names}
+            close = [heads[h] for h in difflib.get_close_matches(name, list(heads), n=3, cutoff=0.6)]
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise ConfigError(f"unknown parameter {name!r} for {cls.__name__}{hint} Valid parameters: {names}")
+        raise ConfigError(f"unknown parameter {name!r} for {cls.__name__}{hint}; valid parameters: {', '.join(names)}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None = None) -> "StrategyParams":

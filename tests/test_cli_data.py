@@ -60,5 +60,10 @@ def test_ingest_info_check_roundtrip_on_freqtrade_testdata(tmp_path):
 def test_demo_runs_from_a_fresh_directory(tmp_path):
     r = carry("demo", "--data", tmp_path / "data", "--out", tmp_path / "reports")
     assert r.returncode == 0, r.stderr
-    assert "DEMOBUSDT" in r.stdout
-    assert (tmp_path / "reports").is_dir()
+    assert "always_reverse" in r.stdout and "funding_sign" in r.stdout
+    out = tmp_path / "reports"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "components.parquet", "config.toml", "equity.parquet", "events.parquet", "report.html", "summary.json"]
+    # running it again replaces the demo's outputs (the demo owns its directories)
+    again = carry("demo", "--data", tmp_path / "data", "--out", out)
+    assert again.returncode == 0, again.stderr

@@ -1,0 +1,166 @@
+"""Engine benchmark (issue 3, "Speed"): ``python -m backtest.bench``.
+
+Measures, in one process after a warm-up run of everything (numba kernels loaded from the
+on-disk cache):
+
+1. one symbol-year of synthetic 1-minute bars (525,600) for one configuration, against
+   ``vectorbt.Portfolio.from_orders`` with two cash-sharing columns (spot, perp) on the same
+   bars and fills (vectorbt models less: no funding, margin or liquidation);
+2. throughput in bar-columns per second of ``run_backtest`` on a 1,000-column grid
+   (1,000 portfolios of one symbol each, hourly bars for a year, ``full=False`` outputs);
+3. the ratio of the single-configuration engine time to one NumPy pass (a sum) over the same
+   input arrays (the memory-bandwidth floor);
+4. cold start: a new Python process importing the package and running a small backtest.
+
+The last printed line is one JSON object with ``speedup_vs_vectorbt``,
+``bar_columns_per_second``, ``ratio_to_numpy_floor`` and ``cold_start_seconds``.
+Options: ``--bars`` (default 525600), ``--grid-columns`` (1000), ``--grid-bars`` (8760),
+``--repeat`` (3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+COLD_START = (
+    "import numpy as np, pandas as pd\n"
+    "from backtest import run_backtest, BacktestConfig\n"
+    "from backtest.market import Market\n"
+    "idx = pd.date_range('2024-01-01', periods=1000, freq='h', tz='UTC')\n"
+    "p = np.full((1000, 1), 100.0)\n"
+    "run_backtest(Market.from_arrays(idx, ['BTCUSDT'], spot=p, perp=p), 1.0, BacktestConfig())\n"
+)
+
+
+def synthetic_market(n_bars: int, n_symbols: int, freq: str, seed: int = 0):
+    """Random-walk spot/perp/mark bars with a funding settlement every 8 hours."""
+    from .market import Market
+
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range("2024-01-01", periods=n_bars, freq=freq, tz="UTC")
+    step = pd.Timedelta(freq) / pd.Timedelta(hours=1)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.0005 * np.sqrt(step * 60), (n_bars, n_symbols)), axis=0))
+    open_ = np.vstack([close[:1], close[:-1]])
+    hi, lo = np.maximum(open_, close) * 1.0005, np.minimum(open_, close) * 0.9995
+    perp = {"open": open_ * 1.0002, "high": hi * 1.0002, "low": lo * 1.0002, "close": close * 1.0002}
+    spot = {"open": open_, "high": hi, "low": lo, "close": close}
+    every = max(int(round(8 / step)), 1)
+    rate = np.where((np.arange(n_bars) % every == every - 1)[:, None], rng.normal(1e-4, 2e-4, (n_bars, n_symbols)), 0.0)
+    return Market.from_arrays(idx, [f"S{k}USDT" for k in range(n_symbols)], freq=freq, spot=spot, perp=perp,
+                              funding_rate=rate)
+
+
+def _best(fn, repeat: int) -> float:
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def bench_single(n_bars: int, repeat: int) -> dict:
+    import vectorbt as vbt
+
+    from .config import BacktestConfig
+    from .engine import run_backtest
+
+    m = synthetic_market(n_bars, 1, "1min")
+    rng = np.random.default_rng(1)
+    tg = np.where(rng.random((n_bars, 1)) < 1 / 2000, rng.choice([-1.0, 0.0, 0.5, 1.0], (n_bars, 1)), np.nan)
+    tg[0] = 1.0
+    cfg = BacktestConfig(perp_leverage=3, slippage_bps=1.0, maintenance_margin_rate=0.005)
+    res = run_backtest(m, tg, cfg)
+    t_engine = _best(lambda: run_backtest(m, tg, cfg), repeat)
+    t_lean = _best(lambda: run_backtest(m, tg, cfg, full=False), repeat)
+
+    fills = res.events[res.events.kind == "fill"]
+    bar = m.index.get_indexer(fills.time)
+    leg = (fills.leg == "perp").to_numpy().astype(int)
+    size = np.full((n_bars, 2), np.nan)
+    price = np.full((n_bars, 2), np.nan)
+    size[bar, leg] = fills.qty.to_numpy()
+    price[bar, leg] = fills.price.to_numpy()
+    close = np.column_stack([m.spot_close[:, 0], m.mark_close[:, 0]])
+    kw = dict(close=close, size=size, price=price, fees=np.array([0.001, 0.0005]), size_type="amount",
+              direction="both", init_cash=cfg.initial_capital_quote, cash_sharing=True, group_by=True, freq="1min")
+
+    def run_vbt():
+        pf = vbt.Portfolio.from_orders(**kw)
+        pf.value()  # the equity curve, as the engine produces it
+
+    run_vbt()
+    t_vbt = _best(run_vbt, repeat)
+
+    inputs = [m.spot_open, m.perp_open, m.valid, m.spot_close, m.spot_volume, m.perp_volume, m.mark_open,
+              m.mark_high, m.mark_low, m.mark_close, m.funding_value, m.funding_rate, tg]
+
+    def numpy_pass():
+        for a in inputs:
+            a.sum()
+
+    t_numpy = _best(numpy_pass, max(repeat, 5))
+    return {"bars": n_bars, "n_fills": len(fills), "engine_s": t_engine, "engine_lean_s": t_lean,
+            "vectorbt_s": t_vbt, "numpy_s": t_numpy}
+
+
+def bench_grid(n_cols: int, n_bars: int, repeat: int) -> dict:
+    from .config import BacktestConfig
+    from .engine import run_backtest
+    from .targets import Targets
+
+    m = synthetic_market(n_bars, 1, "1h", seed=2)
+    rng = np.random.default_rng(3)
+    vals = np.where(rng.random((n_bars, n_cols)) < 0.01, rng.choice([-1.0, 0.0, 1.0], (n_bars, n_cols)), np.nan)
+    vals[0] = 1.0
+    cols = pd.DataFrame({"strategy": "bench", "symbol": m.symbols[0], "group": np.arange(n_cols), "k": np.arange(n_cols)})
+    tg = Targets(vals, np.zeros(n_cols, np.int64), np.arange(n_cols), cols)
+    params = {"perp_leverage": np.linspace(1, 10, n_cols)}
+    cfg = BacktestConfig(maintenance_margin_rate=0.005)
+    run_backtest(m, tg, cfg, column_params=params, full=False)
+    t = _best(lambda: run_backtest(m, tg, cfg, column_params=params, full=False), repeat)
+    return {"columns": n_cols, "bars": n_bars, "seconds": t, "bar_columns_per_second": n_cols * n_bars / t}
+
+
+def cold_start() -> float:
+    subprocess.run([sys.executable, "-c", COLD_START], check=True)  # make sure the cache is warm
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", COLD_START], check=True)
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(prog="python -m backtest.bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bars", type=int, default=525_600)
+    ap.add_argument("--grid-columns", type=int, default=1000)
+    ap.add_argument("--grid-bars", type=int, default=8760)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args(argv)
+    single = bench_single(args.bars, args.repeat)
+    print(f"single: {single['bars']:,} 1-minute bars, {single['n_fills']} fills: engine {single['engine_s'] * 1e3:.1f} ms "
+          f"(lean {single['engine_lean_s'] * 1e3:.1f} ms), vectorbt from_orders {single['vectorbt_s'] * 1e3:.1f} ms, "
+          f"numpy pass {single['numpy_s'] * 1e3:.2f} ms")
+    grid = bench_grid(args.grid_columns, args.grid_bars, args.repeat)
+    print(f"grid: {grid['columns']} columns x {grid['bars']:,} bars in {grid['seconds'] * 1e3:.1f} ms "
+          f"= {grid['bar_columns_per_second'] / 1e6:.1f} M bar-columns/s")
+    cold = cold_start()
+    print(f"cold start (new process, imports + first run): {cold:.2f} s")
+    out = {
+        "speedup_vs_vectorbt": round(single["vectorbt_s"] / single["engine_s"], 2),
+        "bar_columns_per_second": round(grid["bar_columns_per_second"]),
+        "ratio_to_numpy_floor": round(single["engine_s"] / single["numpy_s"], 2),
+        "cold_start_seconds": round(cold, 3),
+    }
+    print(json.dumps(out))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""Engine configuration: one frozen, keyword-only, validated dataclass with units in its names.
+
+Example::
+
+    from backtest.config import BacktestConfig
+    cfg = BacktestConfig(initial_capital_quote=10_000, perp_leverage=3, margin_mode="cross")
+    cfg.config_hash()          # '3f1c...' (12 hex chars), identifies the run
+    BacktestConfig.from_toml("run.toml")
+
+Every rate is a plain fraction (0.001 = 0.1% = 10 bps) except ``slippage_bps``. Per-column or
+per-bar values for a parameter grid are passed to :func:`backtest.engine.run_backtest` as
+``column_params`` (arrays); the config holds the scalar defaults.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+#: Flat maintenance margin rate used when neither a tiers file nor a rate is configured.
+DEFAULT_MAINTENANCE_MARGIN_RATE = 0.005
+
+ORDER_TYPES = ("taker", "maker")
+MARGIN_MODES = ("isolated", "cross")
+BORROW_SOURCES = ("constant", "market")
+AFTER_LIQUIDATION = ("close_spot", "hold_spot", "reenter")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BacktestConfig:
+    """Settings of one engine run.
+
+    Parameters
+    ----------
+    initial_capital_quote : float
+        Capital of each portfolio (target group), quote currency (USDT). Default 10,000.
+    perp_leverage : float
+        Perp leverage ``L`` (> 0). A column's capital share ``C`` at exposure 1 buys spot
+        notional ``N = C*L/(L+1)`` and posts perp margin ``M = N/L`` (SPEC 5). Default 1.
+    spot_taker_fee_rate, spot_maker_fee_rate : float
+        Spot fee, fraction of fill notional. Default 0.001 both (Binance VIP0).
+    perp_taker_fee_rate, perp_maker_fee_rate : float
+        USDT-M perp fee, fraction of fill notional. Default 0.0005 taker, 0.0002 maker.
+    order_type : {'taker', 'maker'}
+        Which fee rate the engine's orders pay. Default 'taker' (market orders).
+    slippage_bps : float
+        Fixed slippage, basis points of the reference (bar open) price, against the trader.
+    volume_participation_coefficient : float
+        Extra slippage, fraction of price per unit of participation ``|qty| / volume`` (volume
+        of the last completed bar of that leg, coins). 0 disables the impact model.
+    borrow_annual_rate : float
+        Margin borrow rate of the short spot leg, fraction per 365-day year; charged per bar as
+        simple hourly interest ``rate / 8760 * bar_hours`` on the borrowed coins' value.
+    borrow_rate_source : {'constant', 'market'}
+        'market' uses ``Market.borrow_hourly_rate`` (fraction per hour) instead.
+    execution_delay_bars : int
+        Target decided at bar ``i``'s close executes at the open of bar ``i + delay``. >= 1;
+        0 (fill at the deciding bar's close price) only with ``allow_same_bar_execution``.
+    allow_same_bar_execution : bool
+        Explicit opt-in for delay 0; results are flagged ``same_bar_execution``.
+    margin_mode : {'isolated', 'cross'}
+        Isolated: one futures wallet per column. Cross: one futures wallet per portfolio.
+    tiers_path : str or None
+        ccxt-format leverage tiers JSON (maintenance margin brackets per symbol).
+    maintenance_margin_rate : float or None
+        Flat maintenance margin rate (fraction of notional, cum 0); overrides ``tiers_path``.
+        With neither set, :data:`DEFAULT_MAINTENANCE_MARGIN_RATE` is used.
+    clearance_fee_rate : float
+        Liquidation clearance fee, fraction of the liquidated notional. Default 0.005.
+    topup_margin_ratio : float or None
+        Margin-ratio threshold (maintenance margin / margin balance, fraction) at which the
+        futures wallet is topped back up to ``notional / L`` from the spot wallet (selling spot
+        coins if the quote cash is short). None disables top-ups.
+    topup_delay_bars : int
+        Bars between detection (at a bar close) and the transfer: 0 = next bar open.
+    rebalance_delta_band : float or None
+        Re-hedge the perp to ``-spot qty`` when ``|spot + perp| > band * |spot|`` (coins).
+        None disables it.
+    after_liquidation : {'close_spot', 'hold_spot', 'reenter'}
+        What happens to the unhedged spot leg after a perp liquidation: close it at the next
+        bar open (default), keep it until the target changes, or trade straight back to the
+        current target.
+    """
+
+    initial_capital_quote: float = 10_000.0
+    perp_leverage: float = 1.0
+    spot_taker_fee_rate: float = 0.001
+    spot_maker_fee_rate: float = 0.001
+    perp_taker_fee_rate: float = 0.0005
+    perp_maker_fee_rate: float = 0.0002
+    order_type: str = "taker"
+    slippage_bps: float = 0.0
+    volume_participation_coefficient: float = 0.0
+    borrow_annual_rate: float = 0.05
+    borrow_rate_source: str = "constant"
+    execution_delay_bars: int = 1
+    allow_same_bar_execution: bool = False
+    margin_mode: str = "isolated"
+    tiers_path: str | None = None
+    maintenance_margin_rate: float | None = None
+    clearance_fee_rate: float = 0.005
+    topup_margin_ratio: float | None = None
+    topup_delay_bars: int = 0
+    rebalance_delta_band: float | None = None
+    after_liquidation: str = "close_spot"
+
+    def __post_init__(self) -> None:
+        def num(name: str, lo: float | None = 0.0, strict: bool = False, optional: bool = False) -> None:
+            v = getattr(self, name)
+            if v is None and optional:
+                return
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ConfigError(f"{name} must be a finite number, got {v!r}")
+            if lo is not None and (v < lo or (strict and v == lo)):
+                raise ConfigError(f"{name} must be {'>' if strict else '>='} {lo}, got {v!r}")
+            object.__setattr__(self, name, float(v))
+
+        def choice(name: str, options: tuple[str, ...]) -> None:
+            v = getattr(self, name)
+            if v not in options:
+                raise ConfigError(f"{name} must be one of {list(options)}, got {v!r}")
+
+        def integer(name: str, lo: int) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ConfigError(f"{name} must be an integer >= {lo}, got {v!r}")
+
+        num("initial_capital_quote", strict=True)
+        num("perp_leverage", strict=True)
+        for n in ("spot_taker_fee_rate", "spot_maker_fee_rate", "perp_taker_fee_rate", "perp_maker_fee_rate",
+                  "slippage_bps", "volume_participation_coefficient", "borrow_annual_rate", "clearance_fee_rate"):
+            num(n)
+        num("maintenance_margin_rate", optional=True)
+        num("topup_margin_ratio", strict=True, optional=True)
+        num("rebalance_delta_band", optional=True)
+        choice("order_type", ORDER_TYPES)
+        choice("margin_mode", MARGIN_MODES)
+        choice("borrow_rate_source", BORROW_SOURCES)
+        choice("after_liquidation", AFTER_LIQUIDATION)
+        integer("execution_delay_bars", 0)
+        integer("topup_delay_bars", 0)
+        if not isinstance(self.allow_same_bar_execution, bool):
+            raise ConfigError("allow_same_bar_execution must be true or false")
+        if self.execution_delay_bars == 0 and not self.allow_same_bar_execution:
+            raise ConfigError(
+                "execution_delay_bars=0 fills at the close that produced the signal (look-ahead); "
+                "set allow_same_bar_execution=True to accept it explicitly, or use a delay >= 1"
+            )
+        if self.tiers_path is not None and not isinstance(self.tiers_path, str):
+            object.__setattr__(self, "tiers_path", str(self.tiers_path))
+        if self.maintenance_margin_rate is not None and self.maintenance_margin_rate >= 1:
+            raise ConfigError(f"maintenance_margin_rate is a fraction below 1, got {self.maintenance_margin_rate}")
+
+    # ------------------------------------------------------------------ I/O
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "BacktestConfig":
+        """Build from a mapping; unknown keys raise :class:`ConfigError` with a suggestion."""
+        known = cls.field_names()
+        unknown = [k for k in data if k not in known]
+        if unknown:
+            hints = []
+            for k in unknown:
+                close = difflib.get_close_matches(k, known, n=1)
+                hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ConfigError(f"unknown config key(s): {', '.join(hints)}; valid keys: {list(known)}")
+        return cls(**data)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "BacktestConfig":
+        """Read a TOML file: top-level keys, or an ``[engine]`` table."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from exc
+        if "engine" in data and isinstance(data["engine"], dict):
+            data = data["engine"]
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of all fields (JSON-serialisable)."""
+        return asdict(self)
+
+    def config_hash(self) -> str:
+        """First 12 hex chars of the sha256 of the canonical JSON of :meth:`to_dict`."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def replace(self, **changes: Any) -> "BacktestConfig":
+        """A copy with some fields changed (validated like the constructor)."""
+        d = self.to_dict()
+        d.update(changes)
+        return type(self).from_dict(d)

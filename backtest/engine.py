@@ -1,0 +1,252 @@
+"""The engine API: ``run_backtest(market, targets_or_strategy, config) -> BacktestResult``.
+
+A thin layer: it checks inputs, turns the config and per-column parameters into flexible
+NumPy arrays, calls :func:`backtest.kernels.simulate.simulate_nb` once and wraps the output.
+It never imports vectorbt (that happens lazily in :meth:`BacktestResult.stats`).
+
+Rules of the simulation (see ``../shared/SPEC.md`` and :mod:`backtest.kernels.simulate`)
+---------------------------------------------------------------------------------------
+* **Timing.** Target row ``i`` is read at bar ``i``'s close and executed at the open of bar
+  ``i + execution_delay_bars`` (delay 0, opt-in only: at bar ``i``'s close price). The position
+  held during bar ``j`` (after that bar's fills) receives ``-q * funding_value[j]``.
+* **When it trades.** A column trades when its target is finite and differs from the last
+  target it executed (NaN = keep), after a liquidation per ``after_liquidation``, when the
+  delta band is breached, or to sell spot for a margin top-up. Invalid bars never trade
+  (the order waits for the next valid bar while the target persists).
+* **Sizing.** Capital share of a column = portfolio equity at the execution bar's open x its
+  weight / the sum of weights of the portfolio's *active* columns (non-zero target, or NaN
+  target while holding a position). Exposure ``x`` buys ``N = share * |x| * L / (L + 1)`` quote
+  of spot at the spot open (sold short for ``x < 0``) and the perp at ``-spot`` coins.
+* **Wallets.** After a column's fills (a portfolio's, in cross mode) the futures wallet is set
+  to ``sum |q| * perp price / L`` by a transfer from the spot wallet; spot quote cash may dip
+  below zero by the fees (an interest-free quote loan, small by construction).
+* **Costs.** Fees ``|q| * fill price * rate`` per leg; slippage ``slippage_bps`` plus
+  ``volume_participation_coefficient * |q| / volume`` (volume of the last completed bar) as a
+  fraction of the reference price, booked apart from fees; borrow on short spot per bar
+  ``|s| * spot close * hourly rate * bar hours`` (pro rata, not Binance's whole-hour steps).
+* **Liquidation.** Checked after the fills against the bar's adverse mark extreme; closes the
+  perp at the liquidation price (or the mark open on a gap) and charges
+  ``clearance_fee_rate * notional``; a negative balance after a gap stays on the account.
+
+Example::
+
+    from backtest import run_backtest, BacktestConfig
+    res = run_backtest(market, 1.0, BacktestConfig(perp_leverage=2))   # hold a full carry
+    res.equity, res.pnl("funding"), res.events, res.stats()
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import DEFAULT_MAINTENANCE_MARGIN_RATE, BacktestConfig
+from .errors import ConfigError
+from .market import Market
+from .targets import Targets
+from .tiers import TierTable, load_tiers
+
+#: Parameters that may vary per column (shape (C,)) or per bar and column (shape (T, C)).
+COLUMN_PARAMS = (
+    "perp_leverage", "spot_taker_fee_rate", "spot_maker_fee_rate", "perp_taker_fee_rate",
+    "perp_maker_fee_rate", "slippage_bps", "volume_participation_coefficient", "borrow_annual_rate",
+    "clearance_fee_rate", "topup_margin_ratio", "rebalance_delta_band",
+)
+AFTER_LIQ_CODES = {"close_spot": 0, "hold_spot": 1, "reenter": 2}
+
+
+def _ro(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a, dtype=np.float64) if a.dtype != np.bool_ else np.ascontiguousarray(a)
+    if a.flags.writeable:
+        if a.base is not None:
+            a = a.copy()
+        a.flags.writeable = False
+    return a
+
+
+def _flex(name: str, value: Any, shape: tuple[int, int]) -> np.ndarray:
+    """A scalar, (C,), (1, C), (T, 1) or (T, C) value as a read-only 2-D float array."""
+    a = np.asarray(value, dtype=np.float64)
+    T, C = shape
+    if a.ndim == 0:
+        a = a.reshape(1, 1)
+    elif a.ndim == 1:
+        if a.shape[0] != C:
+            raise ConfigError(f"column parameter {name!r} has {a.shape[0]} values for {C} columns")
+        a = a.reshape(1, C)
+    elif a.ndim == 2:
+        if a.shape[0] not in (1, T) or a.shape[1] not in (1, C):
+            raise ConfigError(f"column parameter {name!r} has shape {a.shape}; expected (1|{T}, 1|{C})")
+    else:
+        raise ConfigError(f"column parameter {name!r} must be a scalar, (C,) or (T, C) array")
+    return _ro(a)
+
+
+def to_targets(market: Market, targets: Any) -> Targets:
+    """Normalise a Targets, scalar, (T, N) array, DataFrame or strategy callable to Targets."""
+    if callable(targets) and not isinstance(targets, (Targets, np.ndarray, pd.DataFrame)):
+        targets = targets(market)
+    if isinstance(targets, Targets):
+        if targets.values.shape[0] != market.n_bars:
+            raise ConfigError(f"targets have {targets.values.shape[0]} bars, the market {market.n_bars}")
+        if len(targets.column_symbol) and (targets.column_symbol.min() < 0 or targets.column_symbol.max() >= market.n_symbols):
+            raise ConfigError("targets.column_symbol points outside market.symbols")
+        return targets
+    return Targets.from_array(market, targets)
+
+
+def bar_hours(market: Market) -> float:
+    """Bar length in hours from ``market.freq`` (falling back to the index spacing)."""
+    try:
+        return pd.Timedelta(market.freq).total_seconds() / 3600.0
+    except ValueError:
+        if market.n_bars > 1:
+            return (market.index[1] - market.index[0]).total_seconds() / 3600.0
+        raise ConfigError(f"cannot read a bar length from market.freq={market.freq!r}")
+
+
+def tier_table(market: Market, config: BacktestConfig) -> TierTable:
+    """Maintenance brackets for the market's symbols per the config (flat rate wins)."""
+    if config.maintenance_margin_rate is not None:
+        return TierTable.flat(market.n_symbols, config.maintenance_margin_rate)
+    if config.tiers_path is not None:
+        return load_tiers(config.tiers_path, market.perp_symbols)
+    return TierTable.flat(market.n_symbols, DEFAULT_MAINTENANCE_MARGIN_RATE)
+
+
+def run_backtest(
+    market: Market,
+    targets: Any,
+    config: BacktestConfig | dict | None = None,
+    *,
+    column_params: dict[str, Any] | None = None,
+    full: bool = True,
+):
+    """Simulate spot + perp positions that follow target exposures.
+
+    Parameters
+    ----------
+    market : Market
+        Aligned bars (T bars x N symbols).
+    targets : Targets, float, ndarray (T, N), DataFrame or callable
+        Target exposure per bar and column in [-1, 1] (+1 full carry, -1 full reverse carry,
+        NaN keep); a callable ``strategy(market)`` returning any of these.
+    config : BacktestConfig or dict, optional
+        Engine settings (defaults if omitted).
+    column_params : dict, optional
+        Per-column (C,) or per-bar (T, C) overrides of the numeric settings named in
+        :data:`COLUMN_PARAMS` (grids: one column per parameter set).
+    full : bool
+        Keep every per-bar output (default). False keeps only equity per bar and final
+        component totals (less memory for large grids).
+
+    Returns
+    -------
+    BacktestResult
+    """
+    from .kernels.simulate import simulate_nb
+    from .result import BacktestResult
+
+    if config is None:
+        config = BacktestConfig()
+    elif isinstance(config, dict):
+        config = BacktestConfig.from_dict(config)
+    if not isinstance(market, Market):
+        raise ConfigError(f"market must be a backtest.Market, got {type(market).__name__}")
+    tg = to_targets(market, targets)
+    T, C = tg.values.shape
+    params = {name: getattr(config, name) for name in COLUMN_PARAMS}
+    for name, value in (column_params or {}).items():
+        if name not in COLUMN_PARAMS:
+            import difflib
+
+            close = difflib.get_close_matches(name, COLUMN_PARAMS, n=1)
+            raise ConfigError(f"{name!r} cannot vary per column" + (f" (did you mean {close[0]!r}?)" if close else "")
+                              + f"; allowed: {list(COLUMN_PARAMS)}")
+        params[name] = value
+    for name in ("topup_margin_ratio", "rebalance_delta_band"):
+        if params[name] is None:
+            params[name] = np.nan if name == "topup_margin_ratio" else np.inf
+    shape = (T, C)
+    fx = {name: _flex(name, value, shape) for name, value in params.items()}
+    for name, a in fx.items():
+        if name == "perp_leverage" and not (a > 0).all():
+            raise ConfigError("perp_leverage must be > 0 in every column")
+        if name not in ("topup_margin_ratio",) and (a < 0).any():
+            raise ConfigError(f"{name} must be >= 0 in every column")
+    taker = config.order_type == "taker"
+    spot_fee = fx["spot_taker_fee_rate" if taker else "spot_maker_fee_rate"]
+    perp_fee = fx["perp_taker_fee_rate" if taker else "perp_maker_fee_rate"]
+    slip = _ro(fx["slippage_bps"] / 1e4)
+    if config.borrow_rate_source == "market":
+        if market.borrow_hourly_rate is None:
+            raise ConfigError("borrow_rate_source='market' but the market has no borrow_hourly_rate")
+        borrow = pd.DataFrame(market.borrow_hourly_rate[:, tg.column_symbol]).ffill().fillna(0.0).to_numpy()
+        borrow = _ro(borrow)
+    else:
+        borrow = _ro(fx["borrow_annual_rate"] / (365.0 * 24.0))
+
+    # groups -> contiguous ids, columns sorted by group (CSR layout)
+    uniq, gid = np.unique(tg.group, return_inverse=True)
+    order = np.argsort(gid, kind="stable").astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum(np.bincount(gid, minlength=len(uniq)))]).astype(np.int64)
+
+    delay = config.execution_delay_bars
+    if delay == 0:
+        def shift(a, fill):
+            out = np.empty_like(a)
+            out[0] = fill
+            out[1:] = a[:-1]
+            return _ro(out)
+
+        so_ref, po_ref = shift(market.spot_close, np.nan), shift(market.perp_close, np.nan)
+        ref_valid = shift(market.valid, False)
+    else:
+        so_ref, po_ref, ref_valid = market.spot_open, market.perp_open, market.valid
+    weights = _ro(np.ones((1, 1)) if tg.weights is None else tg.weights)
+    tiers = tier_table(market, config)
+
+    args = (
+        so_ref, po_ref, ref_valid, market.spot_close, market.spot_volume, market.perp_volume,
+        market.mark_open, market.mark_high, market.mark_low, market.mark_close, market.valid,
+        market.funding_value, market.funding_rate,
+        tg.values, weights, tg.column_symbol, _ro_int(order), _ro_int(starts), float(config.initial_capital_quote),
+        fx["perp_leverage"], spot_fee, perp_fee, slip, fx["volume_participation_coefficient"], borrow,
+        fx["clearance_fee_rate"], fx["topup_margin_ratio"], fx["rebalance_delta_band"],
+        _ro(tiers.min_notional), _ro(tiers.max_notional), _ro(tiers.mmr), _ro(tiers.cum), _ro_int(tiers.n_tiers),
+        max(delay, 1), bar_hours(market), config.margin_mode == "cross", int(config.topup_delay_bars),
+        AFTER_LIQ_CODES[config.after_liquidation], bool(full),
+    )
+    rec = np.empty((_record_capacity(market, tg), 9))
+    out = simulate_nb(*args, rec)
+    if out[-1] > rec.shape[0]:  # the estimate was short: rerun with the exact size
+        rec = np.empty((out[-1], 9))
+        out = simulate_nb(*args, rec)
+    n = out[-1]
+    out = out[:-1] + (rec[:n].copy() if n < rec.shape[0] // 2 else rec[:n],)
+    flags = ("same_bar_execution",) if delay == 0 else ()
+    if market.mark_fallback[:, np.unique(tg.column_symbol)].any():
+        warnings.warn("mark prices are missing for some bars and fall back to perp last prices "
+                      "(funding and liquidation use them); see Market.mark_fallback", stacklevel=2)
+        flags += ("mark_fallback",)
+    return BacktestResult.from_kernel(market, tg, config, out, group_ids=uniq, flags=flags, full=full,
+                                      column_params=column_params)
+
+
+def _record_capacity(market: Market, tg: Targets) -> int:
+    """A generous estimate of the number of events (fills, transfers, funding, borrow)."""
+    n_targets = int(np.isfinite(tg.values).sum())
+    n_funding = int((market.funding_count[:, tg.column_symbol] > 0).sum()) if tg.n_columns else 0
+    return 6 * n_targets + n_funding + tg.values.size // 4 + 1024
+
+
+def _ro_int(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a, dtype=np.int64)
+    if a.flags.writeable:
+        if a.base is not None:
+            a = a.copy()
+        a.flags.writeable = False
+    return a

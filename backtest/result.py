@@ -1,0 +1,245 @@
+"""BacktestResult: the pandas face of one engine run.
+
+All money is quote currency (USDT), quantities are coins (base units), rates fractions.
+Component PnLs are cumulative from the start, signed (+ = gain to the account):
+
+``funding``, ``fees``, ``slippage``, ``borrow``, ``spot_price``, ``perp_price``,
+``liquidation``; ``basis = spot_price + perp_price``. The accounting identity (SPEC 5) holds
+per portfolio at every bar: ``group_equity - initial_capital = sum of components``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+COMPONENTS = ("funding", "fees", "slippage", "borrow", "spot_price", "perp_price", "liquidation")
+EVENT_KINDS = ("fill", "funding", "borrow", "transfer", "liquidation")
+LEGS = {0: "spot", 1: "perp"}
+
+#: Keys of :meth:`BacktestResult.stats`, documented (units) for reports and the CLI.
+STATS_KEYS = {
+    "sharpe": "annualised Sharpe ratio of bar returns, 365-day year, risk-free 0 (NaN if returns never vary)",
+    "sortino": "annualised Sortino ratio, 365-day year (NaN if undefined)",
+    "calmar": "annualised return / |max drawdown| (NaN without a drawdown)",
+    "max_drawdown": "maximum drawdown of equity, fraction (negative)",
+    "annualized_return": "compound annual growth, fraction per 365-day year",
+    "total_return": "final / initial equity - 1, fraction",
+    "funding_pnl": "funding received minus paid, quote",
+    "fee_pnl": "trading fees (negative), quote",
+    "slippage_pnl": "slippage cost (negative), quote",
+    "borrow_pnl": "borrow interest on short spot (negative), quote",
+    "spot_pnl": "spot price PnL, quote",
+    "perp_pnl": "perp price PnL (mark-to-market), quote",
+    "basis_pnl": "spot_pnl + perp_pnl, quote",
+    "liquidation_pnl": "clearance fees of liquidations (negative), quote",
+    "n_liquidations": "number of perp liquidations",
+    "n_trades": "number of fills (each leg counts)",
+    "turnover": "sum of |fill notional| / initial capital",
+    "time_in_market": "fraction of bars with any open position",
+    "worst_margin_ratio": "highest maintenance margin / margin balance seen (1 = liquidation)",
+    "initial_capital": "initial capital, quote",
+    "final_equity": "final equity, quote",
+}
+
+
+@dataclass(eq=False)
+class BacktestResult:
+    """Outputs of :func:`backtest.engine.run_backtest`.
+
+    Attributes
+    ----------
+    equity : DataFrame (time x column)
+        Column equity, quote: the column's initial capital share plus its cumulative PnL.
+    group_equity : DataFrame (time x portfolio)
+        Portfolio equity from the wallets (spot + futures), quote.
+    components : dict of str -> DataFrame (time x column)
+        Cumulative PnL per component (keys :data:`COMPONENTS`), quote.
+    spot_qty, perp_qty : DataFrame (time x column)
+        Positions at each bar close, coins (signed; short negative).
+    margin_ratio : DataFrame (time x column)
+        Maintenance margin / margin balance at the bar close (fraction; 1 = liquidation;
+        NaN when flat). Cross margin: the portfolio's ratio on each column with a position.
+    distance_to_liquidation : DataFrame (time x column)
+        Adverse fractional mark move (all positions of a wallet together) that brings the
+        margin balance to the maintenance margin, within the current bracket; NaN when flat.
+    records : ndarray (n, 9)
+        Raw event rows (see :attr:`events`).
+    flags : tuple of str
+        Warnings about the run (``same_bar_execution``).
+    """
+
+    index: pd.DatetimeIndex
+    columns: pd.Index
+    column_table: pd.DataFrame
+    group_ids: np.ndarray
+    column_group: np.ndarray
+    symbols: tuple
+    column_symbol: np.ndarray
+    config: Any
+    equity: pd.DataFrame
+    group_equity: pd.DataFrame
+    components: dict
+    spot_qty: pd.DataFrame
+    perp_qty: pd.DataFrame
+    margin_ratio: pd.DataFrame
+    distance_to_liquidation: pd.DataFrame
+    records: np.ndarray
+    flags: tuple = ()
+    full: bool = True
+    bar_hours: float = 1.0
+    column_params: dict | None = field(default=None)
+    _events: pd.DataFrame | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_kernel(cls, market, targets, config, out, *, group_ids, flags, full, column_params=None):
+        from .engine import bar_hours
+
+        equity, group_equity, comps, spot, perp, mr, dl, rec = out
+        tab = targets.columns.reset_index(drop=True)
+        columns = pd.MultiIndex.from_frame(tab) if tab.shape[1] > 1 else pd.Index(tab.iloc[:, 0])
+        idx = market.index if full else market.index[-1:]
+
+        def df(a, index=idx):
+            return pd.DataFrame(a, index=index, columns=columns, copy=False)
+
+        gidx = np.searchsorted(group_ids, targets.group)
+        return cls(
+            index=market.index, columns=columns, column_table=tab, group_ids=group_ids, column_group=gidx,
+            symbols=market.symbols, column_symbol=targets.column_symbol, config=config,
+            equity=df(equity, market.index),
+            group_equity=pd.DataFrame(group_equity, index=market.index, columns=pd.Index(group_ids, name="group"), copy=False),
+            components={name: df(comps[k]) for k, name in enumerate(COMPONENTS)},
+            spot_qty=df(spot), perp_qty=df(perp), margin_ratio=df(mr), distance_to_liquidation=df(dl),
+            records=rec, flags=tuple(flags), full=full, bar_hours=bar_hours(market), column_params=column_params,
+        )
+
+    # ---------------------------------------------------------------- views
+    def pnl(self, component: str) -> pd.DataFrame:
+        """Cumulative PnL of one component (or ``"basis"``), time x column, quote."""
+        if component == "basis":
+            return self.components["spot_price"] + self.components["perp_price"]
+        if component not in self.components:
+            raise KeyError(f"unknown component {component!r}; choose from {list(COMPONENTS) + ['basis']}")
+        return self.components[component]
+
+    def pnl_per_bar(self, component: str) -> pd.DataFrame:
+        """Per-bar increments of :meth:`pnl`, quote."""
+        cum = self.pnl(component)
+        return cum.diff().fillna(cum.iloc[:1])
+
+    @property
+    def events(self) -> pd.DataFrame:
+        """Events: time, column, group, symbol, kind, leg, qty, price, rate, cash, fee.
+
+        ``kind`` is one of fill, funding, borrow, transfer, liquidation; ``leg`` spot, perp or
+        None; ``qty`` signed coins (fills: traded; funding: perp held; borrow: spot held;
+        liquidation: closed); ``price`` quote/coin (fill price; funding: mark at settlement;
+        liquidation price); ``rate`` fraction (funding rate per interval, borrow rate per
+        hour); ``cash`` signed quote to the account's wallet (spot fills: -qty*price - fee;
+        perp fills and liquidations: realised PnL - fee; transfers: quote moved into the
+        futures wallet); ``fee`` quote (clearance fee for liquidations). Cross-margin
+        transfers have ``column`` -1 (the ``group`` column says which portfolio).
+        """
+        if self._events is None:
+            r = self.records
+            col = r[:, 1].astype(np.int64)
+            bar = r[:, 0].astype(np.int64)
+            is_col = col >= 0
+            safe = np.where(is_col, col, 0)
+            group = np.where(is_col, self.group_ids[self.column_group[safe]] if len(safe) else safe,
+                             self.group_ids[np.clip(-1 - col, 0, len(self.group_ids) - 1)] if len(col) else col)
+            sym = np.array(self.symbols, dtype=object)[self.column_symbol[safe]] if len(safe) else np.array([], object)
+            leg = pd.Series(r[:, 3].astype(np.int64)).map(LEGS).astype(object)
+            ev = pd.DataFrame({
+                "time": self.index[bar],
+                "column": np.where(is_col, col, -1),
+                "group": group,
+                "symbol": np.where(is_col, sym, None),
+                "kind": np.array(EVENT_KINDS, dtype=object)[r[:, 2].astype(np.int64)] if len(r) else [],
+                "leg": leg.where(leg.notna(), None),
+                "qty": r[:, 4], "price": r[:, 5], "rate": r[:, 6], "cash": r[:, 7], "fee": r[:, 8],
+            })
+            self._events = ev
+        return self._events
+
+    def group_columns(self, group) -> np.ndarray:
+        """Column positions of one portfolio."""
+        g = int(np.searchsorted(self.group_ids, group))
+        return np.flatnonzero(self.column_group == g)
+
+    @property
+    def returns(self) -> pd.DataFrame:
+        """Simple returns per bar of each portfolio's equity (fraction), time x portfolio."""
+        eq = self.group_equity
+        prev = eq.shift(1)
+        prev.iloc[0] = self.config.initial_capital_quote
+        return eq / prev - 1.0
+
+    # ---------------------------------------------------------------- stats
+    def stats(self, group=None) -> dict:
+        """Performance and carry figures of one portfolio (the only one by default).
+
+        Keys are :data:`STATS_KEYS` (stable snake_case). Ratios use vectorbt's returns
+        accessor with a 365-day year.
+        """
+        if group is None:
+            if len(self.group_ids) != 1:
+                raise ValueError(f"result has {len(self.group_ids)} portfolios; pass group= one of {list(self.group_ids)}")
+            group = self.group_ids[0]
+        import vectorbt as vbt  # noqa: F401  (registers the .vbt accessor; slow import, kept here)
+
+        rets = self.returns[group]
+        freq = pd.Timedelta(hours=self.bar_hours)
+        acc = rets.vbt.returns(freq=freq, year_freq="365 days")
+        cols = self.group_columns(group)
+        final = {k: float(v.iloc[-1, cols].sum()) for k, v in self.components.items()}
+        ev = self.events
+        in_group = ev["group"] == group
+        fills = ev[in_group & (ev["kind"] == "fill")]
+        init = float(self.config.initial_capital_quote)
+        if self.full:
+            pos = (self.spot_qty.iloc[:, cols] != 0).any(axis=1) | (self.perp_qty.iloc[:, cols] != 0).any(axis=1)
+            tim = float(pos.mean())
+            mr = self.margin_ratio.iloc[:, cols].to_numpy()
+            worst = float(np.nanmax(mr)) if np.isfinite(mr).any() or np.isinf(mr).any() else float("nan")
+        else:
+            tim, worst = float("nan"), float("nan")
+        flat = not (rets.std() > 0)
+
+        def ratio(x) -> float:  # NaN, not +-inf, when returns never vary or never draw down
+            x = float(x)
+            return x if np.isfinite(x) and not flat else float("nan")
+
+        out = {
+            "sharpe": ratio(acc.sharpe_ratio()),
+            "sortino": ratio(acc.sortino_ratio()),
+            "calmar": ratio(acc.calmar_ratio()),
+            "max_drawdown": float(acc.max_drawdown()),
+            "annualized_return": float(acc.annualized()),
+            "total_return": float(self.group_equity[group].iloc[-1] / init - 1.0),
+            "funding_pnl": final["funding"],
+            "fee_pnl": final["fees"],
+            "slippage_pnl": final["slippage"],
+            "borrow_pnl": final["borrow"],
+            "spot_pnl": final["spot_price"],
+            "perp_pnl": final["perp_price"],
+            "basis_pnl": final["spot_price"] + final["perp_price"],
+            "liquidation_pnl": final["liquidation"],
+            "n_liquidations": int(((ev["kind"] == "liquidation") & in_group).sum()),
+            "n_trades": int(len(fills)),
+            "turnover": float((fills["qty"].abs() * fills["price"]).sum() / init),
+            "time_in_market": tim,
+            "worst_margin_ratio": worst,
+            "initial_capital": init,
+            "final_equity": float(self.group_equity[group].iloc[-1]),
+        }
+        assert tuple(out) == tuple(STATS_KEYS)
+        return out
+
+    def stats_frame(self) -> pd.DataFrame:
+        """:meth:`stats` of every portfolio, one row each."""
+        return pd.DataFrame([self.stats(g) for g in self.group_ids], index=pd.Index(self.group_ids, name="group"))

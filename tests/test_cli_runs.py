@@ -1,0 +1,185 @@
+"""``carry backtest / compare / sweep / scan``: end to end on the demo dataset.
+
+Most runs call ``backtest.cli.main`` in-process (the same code path as the console script,
+without paying vectorbt's import once per test); one test runs the real console entry in a
+subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtest.app import SUMMARY_KEYS
+from backtest.cli import main
+from tests.conftest import REPO
+
+SYMS = "DEMOAUSDT,DEMOBUSDT"
+
+
+@pytest.fixture(scope="module")
+def demo_cat(tmp_path_factory):
+    from backtest.demo_data import write_demo_catalog
+
+    return write_demo_catalog(tmp_path_factory.mktemp("demo") / "catalog").root
+
+
+def run(*args, capsys=None) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr() if capsys else ("", "")
+    return code, out, err
+
+
+def test_backtest_writes_every_output_and_they_reconcile(demo_cat, tmp_path, capsys):
+    out = tmp_path / "bt"
+    code, stdout, _ = run("backtest", "--data", demo_cat, "--symbols", SYMS, "--strategy", "funding_threshold",
+                          "--param", "entry=0.10", "--param", "exit=0.02", "--leverage", "2", "--out", out,
+                          "--quiet", capsys=capsys)
+    assert code == 0
+    assert "funding_threshold" in stdout
+    assert sorted(p.name for p in out.iterdir()) == [
+        "components.parquet", "config.toml", "equity.parquet", "events.parquet", "report.html", "summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["keys"] == list(SUMMARY_KEYS)
+    assert len(summary["columns"]) == 2
+    for col in summary["columns"]:
+        assert set(SUMMARY_KEYS) <= set(col)
+    port = summary["portfolios"][0]
+    # the identity, from the files: equity change = sum of the per-bar components
+    comps = pd.read_parquet(out / "components.parquet")
+    equity = pd.read_parquet(out / "equity.parquet")
+    parts = ["funding_pnl", "fee_pnl", "slippage_pnl", "borrow_pnl", "spot_pnl", "perp_pnl", "liquidation_pnl"]
+    total = comps[parts].to_numpy().sum()
+    assert equity[f"portfolio:{port['portfolio']}"].iloc[-1] - port["initial_capital"] == pytest.approx(total, rel=1e-9)
+    assert port["final_equity"] == pytest.approx(equity[f"portfolio:{port['portfolio']}"].iloc[-1], rel=1e-12)
+    for k in parts:
+        assert port[k] == pytest.approx(comps[k].sum(), rel=1e-9, abs=1e-9)
+    assert port["basis_pnl"] == pytest.approx(port["spot_pnl"] + port["perp_pnl"])
+    # events: the documented columns and kinds
+    ev = pd.read_parquet(out / "events.parquet")
+    assert {"time", "column", "symbol", "kind", "leg", "qty", "price", "rate", "cash"} <= set(ev.columns)
+    assert set(ev["kind"]) <= {"fill", "funding", "borrow", "transfer", "liquidation"}
+    assert str(ev["time"].dt.tz) == "UTC"
+    fills = ev[ev["kind"] == "fill"]
+    assert fills["qty"].notna().all() and ev.loc[ev["kind"] == "funding", "qty"].isna().all()
+    assert ev.loc[ev["kind"] == "funding", "rate"].notna().all()
+    assert port["n_trades"] == len(fills)
+    assert port["funding_pnl"] == pytest.approx(ev.loc[ev["kind"] == "funding", "cash"].sum(), rel=1e-9)
+    # the effective config reproduces the run
+    again = tmp_path / "again"
+    code, _, _ = run("backtest", "--config", out / "config.toml", "--out", again, "--quiet", capsys=capsys)
+    assert code == 0
+    s2 = json.loads((again / "summary.json").read_text())
+    assert s2["run_hash"] == summary["run_hash"]
+    assert s2["portfolios"][0]["final_equity"] == pytest.approx(port["final_equity"], rel=1e-12)
+
+
+def test_compare_sweep_and_walk_forward(demo_cat, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code, stdout, _ = run("compare", "--data", demo_cat, "--symbols", SYMS,
+                          "--strategies", "always_carry,funding_sign,rotation", "--param", "funding_sign.entry=0.05",
+                          "--out", out, "--quiet", capsys=capsys)
+    assert code == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert [p["portfolio"] for p in s["portfolios"]] == ["always_carry", "funding_sign", "rotation"]
+    assert len(s["columns"]) == 6
+    out = tmp_path / "sweep"
+    code, stdout, _ = run("sweep", "--data", demo_cat, "--symbols", SYMS, "--strategy", "funding_threshold",
+                          "--grid", "entry=0.05,0.1,0.2", "--grid", "exit=0,0.02", "--walk-forward", "90d:30d",
+                          "--out", out, "--quiet", capsys=capsys)
+    assert code == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert len(s["portfolios"]) == 6
+    assert s["walk_forward"]["n_folds"] >= 8
+    assert "out-of-sample" in stdout
+    html = (out / "report.html").read_text()
+    assert "heatmap" in html and "Walk-forward" in html
+
+
+def test_scan_reports_regimes_and_both_sides(demo_cat, tmp_path, capsys):
+    out = tmp_path / "scan"
+    code, stdout, _ = run("scan", "--data", demo_cat, "--out", out, "--quiet", capsys=capsys)
+    assert code == 0
+    s = json.loads((out / "scan.json").read_text())
+    syms = {r["symbol"] for r in s["symbols"]}
+    assert syms == {"DEMOAUSDT", "DEMOBUSDT", "DEMOCUSDT"}
+    neg = [r for r in s["regimes"] if r["symbol"] == "DEMOBUSDT" and r["sign"] == "negative"]
+    assert neg, "the demo's negative-funding regime is found"
+    r = max(neg, key=lambda r: r["days"])
+    assert r["days"] > 60
+    # in a negative regime the carry pays funding and the reverse carry collects it
+    assert r["carry_funding_pnl"] < 0 < r["reverse_funding_pnl"]
+    assert r["reverse_borrow_pnl"] < 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["backtest", "--strategy", "fundng_threshold"], "did you mean 'funding_threshold'"),
+    (["backtest", "--strategy", "funding_threshold", "--param", "entyr=0.1"], "did you mean"),
+    (["backtest", "--strategy", "funding_threshold", "--param", "entry=10"], "percent"),
+    (["backtest", "--strategy", "always_carry", "--set", "perp_leverag=2"], "did you mean 'perp_leverage'"),
+    (["backtest", "--strategy", "always_carry", "--symbols", "NOPEUSDT"], "no spot bars for NOPEUSDT"),
+    (["backtest", "--strategy", "always_carry", "--start", "2030-01-01", "--end", "2031-01-01"], "no usable bars"),
+])
+def test_bad_input_is_one_clear_line_and_writes_nothing(demo_cat, tmp_path, capsys, args, message):
+    out = tmp_path / "out"
+    full = list(args)
+    if "--symbols" not in full:
+        full += ["--symbols", SYMS]
+    code, _, err = run(*full, "--data", demo_cat, "--out", out, "--quiet", capsys=capsys)
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("carry: error: ")
+    assert re.search(message, lines[0], re.IGNORECASE), lines[0]
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_config_errors(demo_cat, tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[engine]\nperp_leverag = 2\n')
+    code, _, err = run("backtest", "--config", bad, "--strategy", "always_carry", "--symbols", SYMS,
+                       "--data", demo_cat, "--out", tmp_path / "o", capsys=capsys)
+    assert code == 1 and "did you mean 'perp_leverage'" in err
+    bad.write_text('[data]\nsymbol = "BTCUSDT"\n')
+    code, _, err = run("backtest", "--config", bad, "--out", tmp_path / "o", capsys=capsys)
+    assert code == 1 and "did you mean 'symbols'" in err
+    bad.write_text('[engine]\nborrow_annual_rate = -5\n')
+    code, _, err = run("backtest", "--config", bad, "--strategy", "always_carry", "--symbols", SYMS,
+                       "--data", demo_cat, "--out", tmp_path / "o", capsys=capsys)
+    assert code == 1 and "borrow_annual_rate" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_existing_output_is_refused_unless_overwrite(demo_cat, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    args = ["backtest", "--data", demo_cat, "--symbols", "DEMOAUSDT", "--strategy", "always_carry", "--out", out, "--quiet"]
+    code, _, err = run(*args, capsys=capsys)
+    assert code == 1 and "already exists; pass --overwrite" in err
+    assert (out / "keep.txt").read_text() == "mine"
+    code, _, _ = run(*args, "--overwrite", capsys=capsys)
+    assert code == 0 and not (out / "keep.txt").exists() and (out / "summary.json").exists()
+
+
+def test_console_script_end_to_end(demo_cat, tmp_path):
+    out = tmp_path / "sub"
+    r = subprocess.run([sys.executable, "-m", "backtest", "backtest", "--data", str(demo_cat), "--symbols", "DEMOBUSDT",
+                        "--strategy", "funding_sign", "--out", str(out)], capture_output=True, text=True, cwd=REPO,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "funding_sign" in r.stdout and (out / "report.html").exists()
+
+
+def test_readme_documents_every_summary_key():
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### summary.json", 1)[1].split("\n## ", 1)[0]
+    documented = re.findall(r"^\| `([a-z_]+)` \|", section, flags=re.M)
+    assert documented == list(SUMMARY_KEYS)

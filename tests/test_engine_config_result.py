@@ -1,0 +1,151 @@
+"""Config validation, TOML and hashing; the result's tables, stats keys and the cold start."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtest.config import BacktestConfig
+from backtest.engine import run_backtest
+from backtest.errors import ConfigError
+from backtest.result import COMPONENTS, STATS_KEYS
+from backtest.tiers import TierTable, load_tiers
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import shared_data_path  # noqa: E402
+from reference_engine import random_market  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_unknown_key_suggests_the_right_one():
+    with pytest.raises(ConfigError, match="did you mean 'perp_leverage'"):
+        BacktestConfig.from_dict({"perp_levrage": 3})
+    with pytest.raises(TypeError):
+        BacktestConfig(3.0)  # keyword-only
+
+
+@pytest.mark.parametrize("bad", [
+    {"perp_leverage": 0}, {"perp_leverage": -1}, {"spot_taker_fee_rate": -0.001}, {"margin_mode": "portfolio"},
+    {"execution_delay_bars": 0}, {"execution_delay_bars": 1.5}, {"initial_capital_quote": float("nan")},
+    {"after_liquidation": "panic"}, {"maintenance_margin_rate": 1.5}, {"order_type": "limit"},
+])
+def test_invalid_values_are_rejected(bad):
+    with pytest.raises(ConfigError):
+        BacktestConfig.from_dict(bad)
+
+
+def test_same_bar_execution_needs_explicit_opt_in_and_is_flagged():
+    cfg = BacktestConfig(execution_delay_bars=0, allow_same_bar_execution=True)
+    m = random_market(np.random.default_rng(0), 20, 1)
+    assert run_backtest(m, 1.0, cfg).flags == ("same_bar_execution",)
+    assert run_backtest(m, 1.0, BacktestConfig()).flags == ()
+
+
+def test_toml_roundtrip_and_stable_hash(tmp_path):
+    p = tmp_path / "run.toml"
+    p.write_text('[engine]\nperp_leverage = 3\nmargin_mode = "cross"\nslippage_bps = 2.5\n')
+    cfg = BacktestConfig.from_toml(p)
+    assert cfg.perp_leverage == 3.0 and cfg.margin_mode == "cross"
+    assert cfg == BacktestConfig.from_dict(cfg.to_dict())
+    h = cfg.config_hash()
+    assert len(h) == 12 and h == BacktestConfig(perp_leverage=3.0, margin_mode="cross", slippage_bps=2.5).config_hash()
+    assert h != cfg.replace(slippage_bps=3.0).config_hash()
+    assert BacktestConfig().config_hash() == BacktestConfig().config_hash()
+    json.dumps(cfg.to_dict())
+    bad = tmp_path / "bad.toml"
+    bad.write_text("slipage_bps = 1\n")
+    with pytest.raises(ConfigError, match="did you mean 'slippage_bps'"):
+        BacktestConfig.from_toml(bad)
+
+
+def test_tiers_loader_reads_ccxt_file():
+    path = shared_data_path("binance_leverage_tiers.json")
+    t = load_tiers(path, ["BTCUSDT", "1000PEPEUSDT"])
+    assert t.mmr[0, :3].tolist() == [0.004, 0.005, 0.0065]
+    assert t.cum[0, :3].tolist() == [0.0, 50.0, 950.0]
+    assert t.max_notional[0, t.n_tiers[0] - 1] == np.inf
+    flat = TierTable.flat(2, 0.01)
+    assert flat.mmr.shape == (2, 1) and flat.cum.sum() == 0
+
+
+def test_result_tables_and_stats_keys():
+    rng = np.random.default_rng(1)
+    m = random_market(rng, 300, 2, vol=0.01, wick=0.01)
+    tg = np.where(rng.random((300, 2)) < 0.03, rng.choice([-1.0, 0.0, 1.0], (300, 2)), np.nan)
+    tg[0] = 1.0
+    res = run_backtest(m, tg, BacktestConfig(perp_leverage=2, slippage_bps=1))
+    assert res.equity.shape == (300, 2)
+    assert set(res.components) == set(COMPONENTS)
+    np.testing.assert_allclose(res.pnl("basis"), res.pnl("spot_price") + res.pnl("perp_price"))
+    ev = res.events
+    assert list(ev.columns[:8]) == ["time", "column", "group", "symbol", "kind", "leg", "qty", "price"]
+    assert {"rate", "cash"} <= set(ev.columns)
+    assert set(ev.kind) <= {"fill", "funding", "borrow", "transfer", "liquidation"}
+    assert ev.loc[ev.kind == "fill", "leg"].isin(["spot", "perp"]).all()
+    assert ev.loc[ev.kind == "transfer", "leg"].isna().all()
+    assert isinstance(res.returns, pd.DataFrame) and res.returns.index.equals(m.index)
+    s = res.stats()
+    assert list(s) == list(STATS_KEYS)
+    assert all(isinstance(v, (int, float)) for v in s.values())
+    assert s["final_equity"] == pytest.approx(res.group_equity[0].iloc[-1])
+    assert s["total_return"] == pytest.approx(s["final_equity"] / s["initial_capital"] - 1)
+    assert s["n_trades"] == int((ev.kind == "fill").sum())
+    parts = s["funding_pnl"] + s["fee_pnl"] + s["slippage_pnl"] + s["borrow_pnl"] + s["basis_pnl"] + s["liquidation_pnl"]
+    assert parts == pytest.approx(s["final_equity"] - s["initial_capital"], rel=1e-9, abs=1e-6)
+    assert 0 < s["time_in_market"] <= 1
+    assert s["worst_margin_ratio"] > 0
+    # per-bar increments add back to the cumulative
+    np.testing.assert_allclose(res.pnl_per_bar("funding").cumsum(), res.pnl("funding"), atol=1e-9)
+    # small results can be kept lean: only equity per bar and final totals
+    lean = run_backtest(m, tg, BacktestConfig(perp_leverage=2, slippage_bps=1), full=False)
+    np.testing.assert_array_equal(lean.group_equity.to_numpy(), res.group_equity.to_numpy())
+    for k in COMPONENTS:
+        np.testing.assert_allclose(lean.components[k].iloc[-1].to_numpy(), res.components[k].iloc[-1].to_numpy())
+
+
+def test_inputs_are_not_mutated():
+    rng = np.random.default_rng(3)
+    m = random_market(rng, 50, 1)
+    tg = np.where(np.arange(50)[:, None] % 5 == 0, 1.0, np.nan)
+    copy = tg.copy()
+    before = m.spot_open.copy()
+    run_backtest(m, tg, BacktestConfig())
+    np.testing.assert_array_equal(tg, copy)
+    np.testing.assert_array_equal(m.spot_open, before)
+
+
+def test_cold_start_does_not_import_vectorbt():
+    code = (
+        "import time; t=time.perf_counter()\n"
+        "import numpy as np, pandas as pd\n"
+        "from backtest import run_backtest, BacktestConfig\n"
+        "from backtest.market import Market\n"
+        "idx = pd.date_range('2024-01-01', periods=100, freq='h', tz='UTC')\n"
+        "m = Market.from_arrays(idx, ['BTCUSDT'], spot=np.full((100, 1), 1e2), perp=np.full((100, 1), 1e2))\n"
+        "run_backtest(m, 1.0, BacktestConfig())\n"
+        "import sys; print(time.perf_counter() - t, 'vectorbt' in sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True)  # warm the cache
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    inner, vbt_loaded = out.stdout.split()
+    assert vbt_loaded == "False"
+    print(f"cold start {wall:.2f}s (inside {float(inner):.2f}s)")
+
+
+def test_bench_runs_and_prints_the_json_keys(capsys):
+    from backtest.bench import main
+
+    out = main(["--bars", "5000", "--grid-columns", "20", "--grid-bars", "300", "--repeat", "1"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads(last) == out
+    assert set(out) == {"speedup_vs_vectorbt", "bar_columns_per_second", "ratio_to_numpy_floor", "cold_start_seconds"}

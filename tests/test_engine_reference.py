@@ -1,0 +1,151 @@
+"""Kernel vs the plain-Python reference on random markets and targets (hypothesis), and the
+accounting identity of SPEC 5 at every bar."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from backtest.config import BacktestConfig
+from backtest.engine import run_backtest
+from backtest.result import COMPONENTS
+from backtest.targets import Targets
+sys.path.insert(0, str(Path(__file__).parent))
+from reference_engine import random_market, run_reference, write_tiers  # noqa: E402
+
+CAPITAL = 10_000.0
+
+
+def assert_close(a, b, what, scale=CAPITAL, rel=1e-9):
+    a = np.asarray(a, float)
+    b = np.asarray(b, float)
+    both_nan = np.isnan(a) & np.isnan(b)
+    same_inf = np.isinf(a) & np.isinf(b) & (np.sign(a) == np.sign(b))
+    bad = ~(both_nan | same_inf) & ~(np.abs(a - b) <= rel * np.maximum(scale, np.maximum(np.abs(a), np.abs(b))))
+    assert not bad.any(), f"{what}: first mismatch at {np.argwhere(bad)[0]}: kernel {a[bad][0]!r} vs reference {b[bad][0]!r}"
+
+
+def check_identity(res, rel=1e-9):
+    """group equity - initial capital == sum of the components of the group's columns, every bar."""
+    total = sum(res.components[k].to_numpy() for k in COMPONENTS)
+    for g in res.group_ids:
+        cols = res.group_columns(g)
+        lhs = res.group_equity[g].to_numpy() - res.config.initial_capital_quote
+        rhs = total[:, cols].sum(axis=1)
+        gross = np.abs(res.spot_qty.iloc[:, cols].to_numpy()).sum(axis=1) * 200 + CAPITAL
+        assert np.all(np.abs(lhs - rhs) <= rel * gross), f"identity broken in group {g}: max {np.abs(lhs - rhs).max()}"
+        # column equities add up to the wallet-based portfolio equity
+        assert np.allclose(res.equity.iloc[:, cols].sum(axis=1).to_numpy(), res.group_equity[g].to_numpy(), rtol=1e-9, atol=1e-6)
+
+
+def grid_targets(market, rng, n_cols, n_groups, p_change):
+    T = market.n_bars
+    vals = rng.choice([-1.0, -0.5, 0.0, 0.3, 1.0], size=(T, n_cols))
+    vals = np.where(rng.random((T, n_cols)) < p_change, vals, np.nan)
+    vals[0] = rng.choice([-1.0, 1.0, 0.5], n_cols)
+    col_symbol = rng.integers(0, market.n_symbols, n_cols)
+    group = rng.integers(0, n_groups, n_cols)
+    table = pd.DataFrame({"strategy": ["rand"] * n_cols, "symbol": [market.symbols[k] for k in col_symbol],
+                          "group": group, "k": np.arange(n_cols)})
+    weights = rng.uniform(0.2, 1.0, (T, n_cols)) if rng.random() < 0.3 else None
+    return Targets(vals, col_symbol, group, table, weights)
+
+
+def compare(market, targets, cfg, column_params=None):
+    res = run_backtest(market, targets, cfg, column_params=column_params)
+    ref = run_reference(market, targets, cfg, column_params=column_params)
+    assert_close(res.group_equity.to_numpy(), ref["group_equity"], "group equity")
+    for k in COMPONENTS:
+        assert_close(res.components[k].to_numpy(), ref["comps"][k], k)
+    assert_close(res.spot_qty.to_numpy(), ref["spot"], "spot qty", scale=1.0)
+    assert_close(res.perp_qty.to_numpy(), ref["perp"], "perp qty", scale=1.0)
+    assert_close(res.margin_ratio.to_numpy(), ref["margin_ratio"], "margin ratio", scale=1e-3, rel=1e-7)
+    kinds = res.events["kind"].value_counts().to_dict()
+    ref_kinds = pd.Series([e[2] for e in ref["events"]]).value_counts().to_dict() if ref["events"] else {}
+    assert kinds == ref_kinds
+    check_identity(res)
+    return res
+
+
+CASES = dict(
+    seed=st.integers(0, 2**32 - 1),
+    T=st.integers(5, 60),
+    N=st.integers(1, 3),
+    n_cols=st.integers(1, 4),
+    n_groups=st.integers(1, 2),
+    leverage=st.sampled_from([0.5, 1.0, 3.0, 10.0, 25.0]),
+    mode=st.sampled_from(["isolated", "cross"]),
+    delay=st.sampled_from([0, 1, 2]),
+    slippage_bps=st.sampled_from([0.0, 3.0]),
+    impact=st.sampled_from([0.0, 0.02]),
+    after=st.sampled_from(["close_spot", "hold_spot", "reenter"]),
+    topup=st.sampled_from([None, 0.2, 0.5]),
+    topup_delay=st.integers(0, 2),
+    band=st.sampled_from([None, 0.0, 0.05]),
+    tiers=st.booleans(),
+    invalid=st.sampled_from([0.0, 0.1]),
+    order_type=st.sampled_from(["taker", "maker"]),
+)
+
+
+@settings(max_examples=int(os.environ.get("CARRY_HYPOTHESIS_EXAMPLES", 200)), deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(**CASES)
+def test_kernel_matches_reference(tmp_path_factory, seed, T, N, n_cols, n_groups, leverage, mode, delay, slippage_bps,
+                                  impact, after, topup, topup_delay, band, tiers, invalid, order_type):
+    rng = np.random.default_rng(seed)
+    market = random_market(rng, T, N, vol=0.02, wick=0.05, invalid_frac=invalid, funding_every=int(rng.integers(1, 9)))
+    targets = grid_targets(market, rng, n_cols, n_groups, p_change=0.2)
+    tiers_path = write_tiers(tmp_path_factory.mktemp("t") / "tiers.json", market.symbols) if tiers else None
+    cfg = BacktestConfig(
+        initial_capital_quote=CAPITAL, perp_leverage=leverage, margin_mode=mode, execution_delay_bars=delay,
+        allow_same_bar_execution=delay == 0, slippage_bps=slippage_bps, volume_participation_coefficient=impact,
+        after_liquidation=after, topup_margin_ratio=topup, topup_delay_bars=topup_delay, rebalance_delta_band=band,
+        tiers_path=tiers_path, maintenance_margin_rate=None if tiers else 0.01, clearance_fee_rate=0.01,
+        order_type=order_type, borrow_annual_rate=0.2,
+    )
+    compare(market, targets, cfg)
+
+
+@pytest.mark.slow
+@settings(max_examples=3000, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(**CASES)
+def test_kernel_matches_reference_many(tmp_path_factory, **case):
+    """The same comparison on many more random cases (``pytest -m slow``)."""
+    test_kernel_matches_reference.hypothesis.inner_test(tmp_path_factory, **case)
+
+
+def test_per_bar_column_params_match_reference():
+    rng = np.random.default_rng(7)
+    market = random_market(rng, 50, 2, vol=0.02, wick=0.05)
+    targets = grid_targets(market, rng, 3, 1, p_change=0.3)
+    T, C = targets.values.shape
+    params = {
+        "perp_leverage": np.array([1.0, 5.0, 20.0]),
+        "spot_taker_fee_rate": rng.uniform(0, 0.002, (T, C)),
+        "slippage_bps": np.array([0.0, 1.0, 5.0]),
+        "borrow_annual_rate": rng.uniform(0, 0.5, (T, 1)),
+        "clearance_fee_rate": 0.02,
+    }
+    compare(market, targets, BacktestConfig(initial_capital_quote=CAPITAL, maintenance_margin_rate=0.01), params)
+
+
+def test_market_borrow_series_matches_reference():
+    rng = np.random.default_rng(3)
+    m = random_market(rng, 40, 1)
+    rate = rng.uniform(0, 1e-4, m.shape)
+    rate[5:9] = np.nan
+    from dataclasses import replace
+
+    m = replace(m, borrow_hourly_rate=rate)
+    targets = Targets.from_array(m, np.where(np.arange(40)[:, None] % 10 == 0, -1.0, np.nan))
+    cfg = BacktestConfig(borrow_rate_source="market")
+    res = compare(m, targets, cfg)
+    assert res.pnl("borrow").iloc[-1, 0] < 0

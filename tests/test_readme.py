@@ -1,0 +1,28 @@
+"""The README stays true: its Python examples run, and CI runs its test command."""
+
+from __future__ import annotations
+
+import re
+
+from tests.conftest import REPO
+
+README = (REPO / "README.md").read_text()
+
+
+def test_python_examples_run(demo_catalog, capsys):
+    blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+    assert blocks, "the README has runnable Python examples"
+    for code in blocks:
+        code = code.replace('"data/demo"', repr(str(demo_catalog.root)))
+        exec(compile(code, "README.md", "exec"), {})
+    assert "sharpe" in capsys.readouterr().out
+
+
+def test_quick_start_has_two_commands_and_ci_runs_the_second():
+    block = README.split("## Quick start", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    lines = [line for line in block.splitlines() if line.strip()]
+    assert len(lines) == 2
+    assert lines[0].endswith("carry demo")
+    assert "pytest" in lines[1]
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "Quick start" in ci and "sed -n 2p" in ci
