@@ -337,43 +337,50 @@ def _window_metric(rets: pd.DataFrame, metric: str, bar: pd.Timedelta) -> pd.Ser
 
 
 # --------------------------------------------------------------------------- scan
-def scan_targets(market):
-    """always_carry and always_reverse, each symbol its own portfolio (so symbols don't share capital)."""
-    from strategies import run_strategy
+def scan_targets(market, regimes):
+    """One carry and one reverse-carry column per regime: in at its start, out at its end.
 
+    Every column is its own portfolio with the full capital, so each regime is judged on its
+    own (a liquidation in one regime does not leak into the next).
+    """
     from .targets import Targets
 
-    parts = []
-    for k, name in enumerate(("always_carry", "always_reverse")):
-        t = run_strategy(name, market)
-        n = market.n_symbols
-        cols = t.columns.copy()
-        cols["group"] = np.arange(n) + k * n
-        parts.append(Targets(t.values, t.column_symbol, np.arange(n) + k * n, cols))
-    return Targets(np.hstack([p.values for p in parts]), np.concatenate([p.column_symbol for p in parts]),
-                   np.concatenate([p.group for p in parts]), pd.concat([p.columns for p in parts], ignore_index=True))
+    n = len(regimes)
+    values = np.zeros((market.n_bars, 2 * n))
+    col_symbol = np.zeros(2 * n, dtype=np.int64)
+    rows = []
+    for side, sign in ((0, 1.0), (1, -1.0)):
+        for k, r in enumerate(regimes):
+            c = side * n + k
+            values[r.start_bar:r.end_bar, c] = sign
+            col_symbol[c] = market.symbols.index(r.symbol)
+            rows.append({"strategy": "carry" if side == 0 else "reverse", "symbol": r.symbol, "group": c,
+                         "regime": k})
+    values[~market.valid[:, col_symbol]] = np.nan  # keep, never trade, on invalid bars
+    return Targets(values, col_symbol, np.arange(2 * n), pd.DataFrame(rows))
 
 
 def regime_earnings(market, result, regimes) -> pd.DataFrame:
-    """What carry and reverse carry earned over each regime (quote and fraction of equity at its start)."""
-    n = market.n_symbols
-    eq = result.equity.to_numpy()
-    comp = {k: result.components[k].to_numpy() for k in ("funding", "borrow", "fees")}
-    init = eq[0] - sum(result.components[k].to_numpy()[0] for k in result.components)
+    """What a carry and a reverse carry entered at each regime's start and closed at its end earned.
+
+    Returns per regime: funding facts, the spot move, and per side the PnL (quote), the return
+    (fraction of the capital) and the funding, borrow and fee parts (quote), entry and exit
+    costs included.
+    """
+    n = len(regimes)
+    init = result.config.initial_capital_quote
+    final = result.equity.iloc[-1].to_numpy()
+    comp = {k: result.components[k].iloc[-1].to_numpy() for k in ("funding", "borrow", "fees", "liquidation")}
     rows = []
-    for r in regimes:
-        j = market.symbols.index(r.symbol)
+    for k, r in enumerate(regimes):
         row = {"symbol": r.symbol, "sign": "positive" if r.sign > 0 else "negative", "start": r.start, "end": r.end,
                "days": (r.end - r.start).total_seconds() / 86400, "settlements": r.settlements,
                "funding_sum": r.funding_sum, "funding_annualized": r.funding_annualized, "spot_return": r.spot_return}
-        for side, c in (("carry", j), ("reverse", n + j)):
-            s, e = r.start_bar, r.end_bar - 1
-            before = eq[s - 1, c] if s > 0 else init[c]
-            row[f"{side}_pnl"] = float(eq[e, c] - before)
-            row[f"{side}_return"] = float((eq[e, c] - before) / before) if before > 0 else float("nan")
-            for k, v in comp.items():
-                prev = v[s - 1, c] if s > 0 else 0.0
-                row[f"{side}_{k}_pnl"] = float(v[e, c] - prev)
+        for side, c in (("carry", k), ("reverse", n + k)):
+            row[f"{side}_pnl"] = float(final[c] - init)
+            row[f"{side}_return"] = float((final[c] - init) / init)
+            for name, v in comp.items():
+                row[f"{side}_{name}_pnl"] = float(v[c])
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -398,17 +405,37 @@ def cmd_scan(args) -> int:
     market = app.load_run_market(cfg)
     stats = pd.DataFrame([s.as_dict() for s in funding_stats(market)]).set_index("symbol")
     regimes = funding_regimes(market, window_settlements=args.window, min_days=args.min_days)
-    targets = scan_targets(market)
-    result = run_backtest(market, targets, cfg.engine)
+    if not regimes:
+        raise ConfigError("no funding settlements in the selected data: nothing to scan")
+    result = run_backtest(market, scan_targets(market, regimes), cfg.engine)
     earnings = regime_earnings(market, result, regimes)
-    labels = app.portfolio_labels(targets)
-    totals = app.portfolio_stats(result, targets)
-    totals.index = [f"{lab.split('#')[0]}:{sym}" for lab, sym in zip(totals.index, list(market.symbols) * 2)]
-    totals.index.name = "portfolio"
+    totals = _scan_totals(market, cfg)
     write_scan(args.out, cfg, market, stats, earnings, totals, overwrite=args.overwrite)
     _print_scan(stats, earnings)
     print(f"wrote {args.out}/ (scan.json, regimes.parquet, report.html)")
     return 0
+
+
+def _scan_totals(market, cfg) -> pd.DataFrame:
+    """Whole-span carry and reverse carry per symbol, each symbol its own portfolio."""
+    from strategies import run_strategy
+
+    from .engine import run_backtest
+    from .targets import Targets
+
+    parts = []
+    for k, name in enumerate(("always_carry", "always_reverse")):
+        t = run_strategy(name, market)
+        n = market.n_symbols
+        cols = t.columns.copy()
+        cols["group"] = np.arange(n) + k * n
+        parts.append(Targets(t.values, t.column_symbol, np.arange(n) + k * n, cols))
+    targets = Targets.concat(parts)
+    result = run_backtest(market, targets, cfg.engine)
+    totals = app.portfolio_stats(result, targets)
+    totals.index = [f"{name}:{sym}" for name in ("always_carry", "always_reverse") for sym in market.symbols]
+    totals.index.name = "portfolio"
+    return totals
 
 
 def _print_scan(stats: pd.DataFrame, earnings: pd.DataFrame) -> None:

@@ -2,8 +2,9 @@
 
 A *regime* is a maximal stretch of time over which the trailing mean funding rate (over
 ``window_settlements`` settlements) keeps one sign, lasting at least ``min_days``. Shorter
-flips are merged into the surrounding regime, so a regime reads as "months of negative
-funding", not as every sign change.
+flips are merged into the regime before them, so a regime reads as "months of negative
+funding", not as every sign change; each regime's sign is then the sign of the funding
+actually settled in it.
 
 All functions are pure: a :class:`~backtest.market.Market` in, plain Python/pandas out.
 """
@@ -161,8 +162,13 @@ def funding_regimes(market: Market, window_settlements: int = 21, min_days: floa
                 runs[-1][1] = int(e)
             else:
                 runs.append([int(s), int(e), sg])
+        # a regime's sign is that of the funding actually settled in it (absorbed flips can
+        # tip it); neighbours of one sign are then joined
+        for r in runs:
+            total = market.funding_rate[r[0]:r[1], j].sum()
+            r[2] = -1 if total < 0 else 1
         merged: list[list[int]] = []
-        for r in runs:  # merging can leave neighbours of one sign: join them
+        for r in runs:
             if merged and merged[-1][2] == r[2]:
                 merged[-1][1] = r[1]
             else:

@@ -1,0 +1,52 @@
+"""The CLI end to end on the real shared data, in subprocesses, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import shared_data_path
+from tests.test_cli_data import carry
+
+pytestmark = pytest.mark.shared_data
+
+
+@pytest.fixture(scope="module")
+def real_cat(tmp_path_factory):
+    source = shared_data_path("binance")
+    cat = tmp_path_factory.mktemp("cli-real") / "catalog"
+    r = carry("data", "ingest", "freqtrade", source, "--out", cat, "--symbols", "XTZUSDT,DOTUSDT,BCHUSDT")
+    assert r.returncode == 0, r.stderr
+    return cat
+
+
+def test_scan_negative_funding_alts(real_cat, tmp_path):
+    out = tmp_path / "scan"
+    r = carry("scan", "--data", real_cat, "--start", "2025-05-01", "--end", "2026-05-01", "--leverage", "2",
+              "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "Regimes: what carry and reverse carry earned" in r.stdout
+    s = json.loads((out / "scan.json").read_text())
+    xtz = next(x for x in s["symbols"] if x["symbol"] == "XTZUSDT")
+    assert xtz["longest_negative_run"] == 86 and xtz["intervals_hours"] == "8h -> 1h -> 4h"
+    assert xtz["funding_sum"] == pytest.approx(-0.1293, abs=5e-4)
+    negative = [g for g in s["regimes"] if g["sign"] == "negative"]
+    assert len(negative) >= 3
+    for g in negative:  # in every negative regime the carry pays funding and the mirror collects it
+        assert g["carry_funding_pnl"] < 0 < g["reverse_funding_pnl"], g
+
+
+def test_compare_on_real_data_and_bad_symbols(real_cat, tmp_path):
+    out = tmp_path / "cmp"
+    r = carry("compare", "--data", real_cat, "--symbols", "XTZUSDT,DOTUSDT,BCHUSDT", "--start", "2025-05-01",
+              "--end", "2026-05-01", "--strategies", "always_carry,funding_sign", "--leverage", "2", "--out", out)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((out / "summary.json").read_text())
+    ports = {p["portfolio"]: p for p in s["portfolios"]}
+    assert ports["always_carry"]["funding_pnl"] < 0
+    assert ports["funding_sign"]["funding_pnl"] + ports["funding_sign"]["borrow_pnl"] > 0
+    bad = carry("compare", "--data", real_cat, "--symbols", "BTCUSDT", "--strategies", "always_carry",
+                "--out", tmp_path / "bad")
+    assert bad.returncode == 1 and "no spot bars for BTCUSDT" in bad.stderr
+    assert not (tmp_path / "bad").exists()
