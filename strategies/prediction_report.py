@@ -1,0 +1,43 @@
+"""How good is the predicted funding rate? ``python -m strategies.prediction_report``.
+
+Loads symbols from a catalog, predicts each settlement's rate from information available
+before it (:func:`strategies.predicted_funding.predicted_funding_rate`) and prints, per
+symbol, the mean absolute error in bps and the sign accuracy, next to the naive forecast
+"next rate = last settled rate". The last line is the table as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+
+from backtest.loader import DataWarning, load_market
+
+from .predicted_funding import prediction_accuracy
+
+
+def accuracy_table(catalog, symbols, start=None, end=None, lead_bars: int = 0):
+    """The accuracy table (a DataFrame indexed by symbol) for ``symbols`` in ``catalog``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        market = load_market(catalog, symbols, start=start, end=end)
+    return prediction_accuracy(market, lead_bars=lead_bars)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m strategies.prediction_report", description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="catalog directory")
+    p.add_argument("--symbols", required=True, help="comma-separated, e.g. BTCUSDT,XTZUSDT")
+    p.add_argument("--start", default=None)
+    p.add_argument("--end", default=None)
+    p.add_argument("--lead-bars", type=int, default=0, help="predict this many bars before the settlement bar")
+    args = p.parse_args(argv)
+    table = accuracy_table(args.data, [s.strip() for s in args.symbols.split(",")], args.start, args.end, args.lead_bars)
+    print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+    print(json.dumps(table.rename_axis("symbol").reset_index().to_dict(orient="records"), default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
