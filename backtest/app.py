@@ -8,7 +8,6 @@ reproduced from its files.
 
 from __future__ import annotations
 
-import difflib
 import json
 import tomllib
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .config import BacktestConfig
-from .errors import ConfigError
+from .errors import ConfigError, check_known_keys
 from .market import Market
 from .targets import Targets
 
@@ -81,16 +80,6 @@ _TOP_KEYS = ("data", "engine", "strategy", "compare", "sweep")
 _DATA_KEYS = tuple(DataSpec.__dataclass_fields__)
 
 
-def _unknown(keys, known, where: str) -> None:
-    bad = [k for k in keys if k not in known]
-    if bad:
-        hints = []
-        for k in bad:
-            close = difflib.get_close_matches(k, known, n=1)
-            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ConfigError(f"unknown key(s) in {where}: {', '.join(hints)}; valid: {', '.join(known)}")
-
-
 def read_run_toml(path: str | Path) -> dict:
     """Read and shape-check a run config file (see the README for its tables)."""
     path = Path(path)
@@ -100,11 +89,11 @@ def read_run_toml(path: str | Path) -> dict:
         raise ConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    _unknown(raw, _TOP_KEYS, f"{path}")
-    _unknown(raw.get("data", {}), _DATA_KEYS, f"{path} [data]")
-    _unknown(raw.get("strategy", {}), ("name", "params"), f"{path} [strategy]")
-    _unknown(raw.get("compare", {}), ("strategies", "params"), f"{path} [compare]")
-    _unknown(raw.get("sweep", {}), ("grid", "walk_forward"), f"{path} [sweep]")
+    check_known_keys(raw, _TOP_KEYS, f"{path}")
+    check_known_keys(raw.get("data", {}), _DATA_KEYS, f"{path} [data]")
+    check_known_keys(raw.get("strategy", {}), ("name", "params"), f"{path} [strategy]")
+    check_known_keys(raw.get("compare", {}), ("strategies", "params"), f"{path} [compare]")
+    check_known_keys(raw.get("sweep", {}), ("grid", "walk_forward"), f"{path} [sweep]")
     BacktestConfig.from_dict(raw.get("engine", {}))  # unknown keys and bad units fail here
     return raw
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import app
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 from .outputs import check_output_dir
 
 #: Engine settings that have their own flag (all others: ``--set key=value``).
@@ -44,10 +44,7 @@ def parse_set(items: list[str] | None) -> dict:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         key, raw = (s.strip() for s in item.split("=", 1))
         if key not in types:
-            import difflib
-
-            close = difflib.get_close_matches(key, list(types), n=1)
-            raise ConfigError(f"unknown engine setting {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ConfigError(f"unknown engine setting {key!r}{did_you_mean(key, types)}")
         tp = str(types[key])
         if raw.lower() in ("none", "null"):
             out[key] = None

@@ -14,7 +14,6 @@ per-bar values for a parameter grid are passed to :func:`backtest.engine.run_bac
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
@@ -23,7 +22,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, check_known_keys
 
 #: Flat maintenance margin rate used when neither a tiers file nor a rate is configured.
 DEFAULT_MAINTENANCE_MARGIN_RATE = 0.005
@@ -167,14 +166,7 @@ class BacktestConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "BacktestConfig":
         """Build from a mapping; unknown keys raise :class:`ConfigError` with a suggestion."""
-        known = cls.field_names()
-        unknown = [k for k in data if k not in known]
-        if unknown:
-            hints = []
-            for k in unknown:
-                close = difflib.get_close_matches(k, known, n=1)
-                hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            raise ConfigError(f"unknown config key(s): {', '.join(hints)}; valid keys: {list(known)}")
+        check_known_keys(data, cls.field_names(), "the engine config")
         return cls(**data)
 
     @classmethod
