@@ -76,7 +76,6 @@ def funding_stats(market: Market) -> list[FundingStats]:
         years = span_h / HOURS_PER_YEAR if span_h else np.nan
         run, at = _longest_run(rates < 0)
         basis = market.basis[valid, j]
-        seen = sorted({float(h) for h in hours[np.isfinite(hours)]})
         out.append(FundingStats(
             symbol=sym,
             settlements=int(market.funding_count[:, j].sum()),

@@ -19,7 +19,6 @@ bar, where it is 0 (flat).
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import inspect
 import json

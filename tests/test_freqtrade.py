@@ -17,7 +17,7 @@ from backtest.errors import DataError
 from backtest.ingest.freqtrade import derive_interval_hours, ingest_freqtrade, parse_filename
 from backtest.schema import Kind
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from tests.conftest import SHARED_DATA as SHARED  # noqa: E402
 H = 3_600_000
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import fields
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,9 +12,7 @@ import strategies as S
 from backtest.market import Market
 from strategies.predicted_funding import funding_formula, predicted_funding_rate, prediction_accuracy
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-if not DATA.exists():
-    DATA = Path("/work/shared/data")
+from tests.conftest import SHARED_DATA as DATA  # noqa: E402
 
 
 def _market(T, start="2024-01-01", interval=8, N=1, premium_rows=None, rate=None):

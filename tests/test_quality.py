@@ -16,7 +16,7 @@ from backtest.ingest.freqtrade import ingest_freqtrade
 from backtest.quality import Problem, catalog_info, check_catalog, format_info, format_problems
 from backtest.schema import Kind
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from tests.conftest import SHARED_DATA as SHARED  # noqa: E402
 H = 3_600_000
 T0 = 1_704_067_200_000  # 2024-01-01 00:00 UTC
 
