@@ -5,17 +5,29 @@ on-disk cache):
 
 1. one symbol-year of synthetic 1-minute bars (525,600) for one configuration, against
    ``vectorbt.Portfolio.from_orders`` with two cash-sharing columns (spot, perp) on the same
-   bars and fills (vectorbt models less: no funding, margin or liquidation);
+   bars and fills, plus ``pf.value()`` (vectorbt models less: no funding, margin or
+   liquidation). Timed twice: ``full=True`` (every per-bar output: equity, 7 components,
+   positions, margin ratio, distance to liquidation) and ``full=False`` ("lean": equity and
+   portfolio equity per bar, final totals, all events; about what ``pf.value()`` gives);
 2. throughput in bar-columns per second of ``run_backtest`` on a 1,000-column grid
-   (1,000 portfolios of one symbol each, hourly bars for a year, ``full=False`` outputs);
-3. the ratio of the single-configuration engine time to one NumPy pass (a sum) over the same
-   input arrays (the memory-bandwidth floor);
-4. cold start: a new Python process importing the package and running a small backtest.
+   (1,000 portfolios of one symbol each, hourly bars for a year) on one core with
+   ``full=False`` (the documented grid mode), also with ``full=True`` and with
+   ``outputs=("group_equity",)`` (portfolio equity per bar, fills/transfers/liquidations only);
+3. the ratio of the single-configuration engine time (full and lean) to one NumPy pass (a sum)
+   over the same input arrays (the memory-bandwidth floor);
+4. the same grid with ``parallel=True`` (numba ``prange`` over chunks of portfolios, all
+   cores): speed-up over the serial run, after checking the results are bit-identical;
+5. cold start: a new Python process importing the package and running a small backtest.
 
-The last printed line is one JSON object with ``speedup_vs_vectorbt``,
-``bar_columns_per_second``, ``ratio_to_numpy_floor`` and ``cold_start_seconds``.
+Timings are the best of ``--repeat`` runs (the machine may be shared). The whole
+``run_backtest`` call is timed (input checks, kernel, wrapping in pandas), not the kernel alone.
+The last printed line is one JSON object with ``speedup_vs_vectorbt`` (full outputs),
+``bar_columns_per_second`` (grid, ``full=False``), ``ratio_to_numpy_floor`` (full outputs),
+``cold_start_seconds``, and the companions ``speedup_vs_vectorbt_lean``,
+``ratio_to_numpy_floor_lean``, ``bar_columns_per_second_full``,
+``bar_columns_per_second_group_equity``, ``parallel_speedup`` and ``threads``.
 Options: ``--bars`` (default 525600), ``--grid-columns`` (1000), ``--grid-bars`` (8760),
-``--repeat`` (3).
+``--repeat`` (5).
 """
 
 from __future__ import annotations
@@ -112,6 +124,8 @@ def bench_single(n_bars: int, repeat: int) -> dict:
 
 
 def bench_grid(n_cols: int, n_bars: int, repeat: int) -> dict:
+    import numba
+
     from .config import BacktestConfig
     from .engine import run_backtest
     from .targets import Targets
@@ -124,9 +138,29 @@ def bench_grid(n_cols: int, n_bars: int, repeat: int) -> dict:
     tg = Targets(vals, np.zeros(n_cols, np.int64), np.arange(n_cols), cols)
     params = {"perp_leverage": np.linspace(1, 10, n_cols)}
     cfg = BacktestConfig(maintenance_margin_rate=0.005)
-    run_backtest(m, tg, cfg, column_params=params, full=False)
-    t = _best(lambda: run_backtest(m, tg, cfg, column_params=params, full=False), repeat)
-    return {"columns": n_cols, "bars": n_bars, "seconds": t, "bar_columns_per_second": n_cols * n_bars / t}
+
+    def timed(**kw):
+        run_backtest(m, tg, cfg, column_params=params, **kw)
+        return _best(lambda: run_backtest(m, tg, cfg, column_params=params, **kw), repeat)
+
+    t = timed(full=False)
+    t_full = timed(full=True)
+    t_geq = timed(outputs=("group_equity",))
+    serial = run_backtest(m, tg, cfg, column_params=params, full=True)
+    par = run_backtest(m, tg, cfg, column_params=params, full=True, parallel=True)
+    identical = all(np.array_equal(getattr(serial, k).to_numpy(), getattr(par, k).to_numpy(), equal_nan=True)
+                    for k in ("equity", "group_equity", "spot_qty", "perp_qty", "margin_ratio", "distance_to_liquidation"))
+    identical = identical and np.array_equal(serial.records, par.records, equal_nan=True) and all(
+        np.array_equal(serial.components[k].to_numpy(), par.components[k].to_numpy()) for k in serial.components)
+    if not identical:
+        raise AssertionError("parallel run differs from the serial run")
+    del serial, par
+    t_par = timed(full=False, parallel=True)
+    bc = n_cols * n_bars
+    return {"columns": n_cols, "bars": n_bars, "seconds": t, "bar_columns_per_second": bc / t,
+            "seconds_full": t_full, "bar_columns_per_second_full": bc / t_full,
+            "seconds_group_equity": t_geq, "bar_columns_per_second_group_equity": bc / t_geq,
+            "seconds_parallel": t_par, "parallel_speedup": t / t_par, "threads": numba.get_num_threads()}
 
 
 def cold_start() -> float:
@@ -141,15 +175,19 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--bars", type=int, default=525_600)
     ap.add_argument("--grid-columns", type=int, default=1000)
     ap.add_argument("--grid-bars", type=int, default=8760)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args(argv)
     single = bench_single(args.bars, args.repeat)
     print(f"single: {single['bars']:,} 1-minute bars, {single['n_fills']} fills: engine {single['engine_s'] * 1e3:.1f} ms "
           f"(lean {single['engine_lean_s'] * 1e3:.1f} ms), vectorbt from_orders {single['vectorbt_s'] * 1e3:.1f} ms, "
           f"numpy pass {single['numpy_s'] * 1e3:.2f} ms")
     grid = bench_grid(args.grid_columns, args.grid_bars, args.repeat)
-    print(f"grid: {grid['columns']} columns x {grid['bars']:,} bars in {grid['seconds'] * 1e3:.1f} ms "
-          f"= {grid['bar_columns_per_second'] / 1e6:.1f} M bar-columns/s")
+    print(f"grid: {grid['columns']} columns x {grid['bars']:,} bars, one core: full=False {grid['seconds'] * 1e3:.1f} ms "
+          f"= {grid['bar_columns_per_second'] / 1e6:.1f} M bar-columns/s; full=True {grid['seconds_full'] * 1e3:.1f} ms "
+          f"= {grid['bar_columns_per_second_full'] / 1e6:.1f} M/s; outputs=('group_equity',) "
+          f"{grid['seconds_group_equity'] * 1e3:.1f} ms = {grid['bar_columns_per_second_group_equity'] / 1e6:.1f} M/s")
+    print(f"grid, parallel=True ({grid['threads']} threads, full=False): {grid['seconds_parallel'] * 1e3:.1f} ms, "
+          f"speed-up {grid['parallel_speedup']:.2f}x over one core (results bit-identical)")
     cold = cold_start()
     print(f"cold start (new process, imports + first run): {cold:.2f} s")
     out = {
@@ -157,6 +195,12 @@ def main(argv: list[str] | None = None) -> dict:
         "bar_columns_per_second": round(grid["bar_columns_per_second"]),
         "ratio_to_numpy_floor": round(single["engine_s"] / single["numpy_s"], 2),
         "cold_start_seconds": round(cold, 3),
+        "speedup_vs_vectorbt_lean": round(single["vectorbt_s"] / single["engine_lean_s"], 2),
+        "ratio_to_numpy_floor_lean": round(single["engine_lean_s"] / single["numpy_s"], 2),
+        "bar_columns_per_second_full": round(grid["bar_columns_per_second_full"]),
+        "bar_columns_per_second_group_equity": round(grid["bar_columns_per_second_group_equity"]),
+        "parallel_speedup": round(grid["parallel_speedup"], 2),
+        "threads": grid["threads"],
     }
     print(json.dumps(out))
     return out

@@ -1,7 +1,8 @@
 """The engine API: ``run_backtest(market, targets_or_strategy, config) -> BacktestResult``.
 
 A thin layer: it checks inputs, turns the config and per-column parameters into flexible
-NumPy arrays, calls :func:`backtest.kernels.simulate.simulate_nb` once and wraps the output.
+NumPy arrays, calls :func:`backtest.kernels.simulate.simulate_range_nb` once (or
+:func:`~backtest.kernels.simulate.simulate_parallel_nb` with ``parallel=True``) and wraps the output.
 It never imports vectorbt (that happens lazily in :meth:`BacktestResult.stats`).
 
 Rules of the simulation (see ``../shared/SPEC.md`` and :mod:`backtest.kernels.simulate`)
@@ -49,6 +50,8 @@ from .market import Market
 from .targets import Targets
 from .tiers import TierTable, load_tiers
 
+N_COMP = 7  # cost components, as in backtest.kernels.simulate
+
 #: Parameters that may vary per column (shape (C,)) or per bar and column (shape (T, C)).
 COLUMN_PARAMS = (
     "perp_leverage", "spot_taker_fee_rate", "spot_maker_fee_rate", "perp_taker_fee_rate",
@@ -56,6 +59,12 @@ COLUMN_PARAMS = (
     "clearance_fee_rate", "topup_margin_ratio", "rebalance_delta_band",
 )
 AFTER_LIQ_CODES = {"close_spot": 0, "hold_spot": 1, "reenter": 2}
+#: Names accepted by ``run_backtest(outputs=...)``: per-bar outputs, plus ``"events"`` for the
+#: per-bar cash-flow events (funding settlements and borrow charges; fills, transfers and
+#: liquidations are always recorded).
+OUTPUTS = ("equity", "group_equity", "components", "positions", "margin", "events")
+#: What ``full=False`` keeps per bar (the rest: final values only; margin outputs NaN).
+LEAN_OUTPUTS = ("equity", "group_equity", "events")
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
@@ -124,6 +133,8 @@ def run_backtest(
     *,
     column_params: dict[str, Any] | None = None,
     full: bool = True,
+    outputs: tuple[str, ...] | list[str] | None = None,
+    parallel: bool | int = False,
 ):
     """Simulate spot + perp positions that follow target exposures.
 
@@ -140,14 +151,28 @@ def run_backtest(
         Per-column (C,) or per-bar (T, C) overrides of the numeric settings named in
         :data:`COLUMN_PARAMS` (grids: one column per parameter set).
     full : bool
-        Keep every per-bar output (default). False keeps only equity per bar and final
-        component totals (less memory for large grids).
+        Keep every per-bar output (default). False keeps only equity and group equity per bar
+        and final component totals and positions (margin outputs NaN): less memory and time
+        for large grids. Same as ``outputs=LEAN_OUTPUTS``.
+    outputs : sequence of str, optional
+        Overrides ``full``: the per-bar outputs to keep, among :data:`OUTPUTS`
+        (``equity``, ``group_equity``, ``components``, ``positions``, ``margin``, ``events``).
+        An output not named holds one row, its value at the last bar (margin: NaN); without
+        ``"events"`` the events table has fills, transfers and liquidations but no funding or
+        borrow rows (their totals are in the components). The simulation is the same: named
+        outputs are identical whatever else is asked. E.g. ``outputs=("group_equity",)`` for
+        the fastest grid sweeps.
+    parallel : bool or int
+        Run portfolios (groups) in parallel threads (numba ``prange``): True = numba's thread
+        count, an int = that many chunks of groups. Results are bit-identical to the serial
+        run (groups are independent; events come back in the serial order). Useful when there
+        are many portfolios; a single portfolio always runs serially.
 
     Returns
     -------
     BacktestResult
     """
-    from .kernels.simulate import simulate_nb
+    from .kernels import simulate as K
     from .result import BacktestResult
 
     if config is None:
@@ -209,6 +234,39 @@ def run_backtest(
     weights = _ro(np.ones((1, 1)) if tg.weights is None else tg.weights)
     tiers = tier_table(market, config)
 
+    if outputs is None:
+        outputs = OUTPUTS if full else LEAN_OUTPUTS
+    outputs = tuple(outputs)
+    unknown = [o for o in outputs if o not in OUTPUTS]
+    if unknown:
+        raise ConfigError(f"unknown outputs {unknown}; choose from {list(OUTPUTS)}")
+    bits = {"equity": K.F_EQUITY, "group_equity": K.F_GROUP_EQUITY, "components": K.F_COMPONENTS,
+            "positions": K.F_POSITIONS, "margin": K.F_MARGIN, "events": K.F_CASHFLOW_EVENTS}
+    kflags = 0
+    for o in outputs:
+        kflags |= bits[o]
+    if np.isfinite(fx["rebalance_delta_band"]).any():
+        kflags |= K.F_HAS_BAND
+    if not np.isnan(fx["topup_margin_ratio"]).all():
+        kflags |= K.F_HAS_TOPUP
+    G = len(uniq)
+    # outputs, allocated here in one block (fewer page faults than many kernel allocations)
+    per_bar_tc = [o for o in ("equity", "components", "positions", "margin") if o in outputs]
+    n_tc = {"equity": 1, "components": N_COMP, "positions": 2, "margin": 2}
+    blk = np.empty((sum(n_tc[o] for o in per_bar_tc), T, C))
+    views, at = {}, 0
+    for o in per_bar_tc:
+        views[o] = blk[at:at + n_tc[o]]
+        at += n_tc[o]
+    equity = views["equity"][0] if "equity" in views else np.empty((1, C))
+    comps = views["components"] if "components" in views else np.empty((N_COMP, 1, C))
+    spot_out, perp_out = (views["positions"][0], views["positions"][1]) if "positions" in views else \
+        (np.empty((1, C)), np.empty((1, C)))
+    mr_out, dl_out = (views["margin"][0], views["margin"][1]) if "margin" in views else \
+        (np.full((1, C), np.nan), np.full((1, C), np.nan))
+    group_equity = np.empty((T if "group_equity" in outputs else 1, G))
+    hi_sorted = all(np.all(np.diff(tiers.max_notional[n, :tiers.n_tiers[n]]) >= 0) for n in range(len(tiers.n_tiers)))
+
     args = (
         so_ref, po_ref, ref_valid, market.spot_close, market.spot_volume, market.perp_volume,
         market.mark_open, market.mark_high, market.mark_low, market.mark_close, market.valid,
@@ -217,30 +275,63 @@ def run_backtest(
         fx["perp_leverage"], spot_fee, perp_fee, slip, fx["volume_participation_coefficient"], borrow,
         fx["clearance_fee_rate"], fx["topup_margin_ratio"], fx["rebalance_delta_band"],
         _ro(tiers.min_notional), _ro(tiers.max_notional), _ro(tiers.mmr), _ro(tiers.cum), _ro_int(tiers.n_tiers),
-        max(delay, 1), bar_hours(market), config.margin_mode == "cross", int(config.topup_delay_bars),
-        AFTER_LIQ_CODES[config.after_liquidation], bool(full),
+        bool(hi_sorted), max(delay, 1), bar_hours(market), config.margin_mode == "cross", int(config.topup_delay_bars),
+        AFTER_LIQ_CODES[config.after_liquidation], kflags,
+        equity, group_equity, comps, spot_out, perp_out, mr_out, dl_out,
     )
-    rec = np.empty((_record_capacity(market, tg), 9))
-    out = simulate_nb(*args, rec)
-    if out[-1] > rec.shape[0]:  # the estimate was short: rerun with the exact size
-        rec = np.empty((out[-1], 9))
-        out = simulate_nb(*args, rec)
-    n = out[-1]
-    out = out[:-1] + (rec[:n].copy() if n < rec.shape[0] // 2 else rec[:n],)
+    cap = _record_capacity(market, tg, "events" in outputs)
+    n_chunks = (_n_threads() if parallel is True else int(parallel)) if parallel else 1
+    n_chunks = max(1, min(n_chunks, G))
+    if n_chunks == 1:
+        rec = np.empty((cap, 9))
+        n = K.simulate_range_nb(0, G, *args, rec)
+        if n > rec.shape[0]:  # the estimate was short: rerun with the exact size
+            rec = np.empty((n, 9))
+            n = K.simulate_range_nb(0, G, *args, rec)
+        records = rec[:n]  # a view: the untouched rest of the buffer was never paged in
+    else:
+        # chunks of whole groups with about equal numbers of columns
+        bounds = np.searchsorted(starts, np.linspace(0, C, n_chunks + 1), side="left").astype(np.int64)
+        bounds[0], bounds[-1] = 0, G
+        bounds = np.unique(bounds)
+        ncols = np.diff(starts[bounds])
+        caps = (cap * ncols // max(C, 1) + 1024).astype(np.int64)
+        rec_bounds = np.concatenate([[0], np.cumsum(caps)]).astype(np.int64)
+        rec = np.empty((rec_bounds[-1], 9))
+        counts = K.simulate_parallel_nb(bounds, rec_bounds, *args, rec)
+        if (counts > caps).any():
+            rec_bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+            rec = np.empty((rec_bounds[-1], 9))
+            counts = K.simulate_parallel_nb(bounds, rec_bounds, *args, rec)
+        records = K.merge_records_nb(rec, rec_bounds, counts)
+    out = (equity, group_equity, comps, spot_out, perp_out, mr_out, dl_out, records)
     flags = ("same_bar_execution",) if delay == 0 else ()
     if market.mark_fallback[:, np.unique(tg.column_symbol)].any():
         warnings.warn("mark prices are missing for some bars and fall back to perp last prices "
                       "(funding and liquidation use them); see Market.mark_fallback", stacklevel=2)
         flags += ("mark_fallback",)
-    return BacktestResult.from_kernel(market, tg, config, out, group_ids=uniq, flags=flags, full=full,
-                                      column_params=column_params)
+    return BacktestResult.from_kernel(market, tg, config, out, group_ids=uniq, flags=flags,
+                                      full=set(outputs) >= set(OUTPUTS), column_params=column_params,
+                                      outputs=outputs)
 
 
-def _record_capacity(market: Market, tg: Targets) -> int:
-    """A generous estimate of the number of events (fills, transfers, funding, borrow)."""
+def _record_capacity(market: Market, tg: Targets, cashflow_events: bool = True) -> int:
+    """A generous estimate of the number of events (fills, transfers, funding, borrow).
+
+    Only the rows written are ever paged in, so over-estimating costs address space only.
+    """
     n_targets = int(np.isfinite(tg.values).sum())
-    n_funding = int((market.funding_count[:, tg.column_symbol] > 0).sum()) if tg.n_columns else 0
+    if not cashflow_events:
+        return 6 * n_targets + tg.values.size // 16 + 1024
+    per_symbol = (market.funding_count > 0).sum(axis=0)
+    n_funding = int(per_symbol[tg.column_symbol].sum()) if tg.n_columns else 0
     return 6 * n_targets + n_funding + tg.values.size // 4 + 1024
+
+
+def _n_threads() -> int:
+    import numba
+
+    return numba.get_num_threads()
 
 
 def _ro_int(a: np.ndarray) -> np.ndarray:

@@ -70,6 +70,11 @@ class BacktestResult:
         Raw event rows (see :attr:`events`).
     flags : tuple of str
         Warnings about the run (``same_bar_execution``).
+    full : bool
+        True when every output is kept per bar.
+    outputs : tuple of str
+        The per-bar outputs kept (``run_backtest(outputs=...)``); the others hold one row, the
+        last bar's values (margin outputs: NaN).
     """
 
     index: pd.DatetimeIndex
@@ -92,29 +97,35 @@ class BacktestResult:
     full: bool = True
     bar_hours: float = 1.0
     column_params: dict | None = field(default=None)
+    outputs: tuple | None = None
     _events: pd.DataFrame | None = field(default=None, repr=False)
 
     @classmethod
-    def from_kernel(cls, market, targets, config, out, *, group_ids, flags, full, column_params=None):
+    def from_kernel(cls, market, targets, config, out, *, group_ids, flags, full, column_params=None, outputs=None):
         from .engine import bar_hours
 
         equity, group_equity, comps, spot, perp, mr, dl, rec = out
         tab = targets.columns.reset_index(drop=True)
         columns = pd.MultiIndex.from_frame(tab) if tab.shape[1] > 1 else pd.Index(tab.iloc[:, 0])
-        idx = market.index if full else market.index[-1:]
+        last = market.index[-1:]
 
-        def df(a, index=idx):
-            return pd.DataFrame(a, index=index, columns=columns, copy=False)
+        def rows(a):  # per-bar outputs have one row per bar; the others only the last bar's
+            return market.index if a.shape[0] == market.n_bars else last
+
+        def df(a):
+            return pd.DataFrame(a, index=rows(a), columns=columns, copy=False)
 
         gidx = np.searchsorted(group_ids, targets.group)
         return cls(
             index=market.index, columns=columns, column_table=tab, group_ids=group_ids, column_group=gidx,
             symbols=market.symbols, column_symbol=targets.column_symbol, config=config,
-            equity=df(equity, market.index),
-            group_equity=pd.DataFrame(group_equity, index=market.index, columns=pd.Index(group_ids, name="group"), copy=False),
+            equity=df(equity),
+            group_equity=pd.DataFrame(group_equity, index=rows(group_equity), columns=pd.Index(group_ids, name="group"),
+                                      copy=False),
             components={name: df(comps[k]) for k, name in enumerate(COMPONENTS)},
             spot_qty=df(spot), perp_qty=df(perp), margin_ratio=df(mr), distance_to_liquidation=df(dl),
             records=rec, flags=tuple(flags), full=full, bar_hours=bar_hours(market), column_params=column_params,
+            outputs=tuple(outputs) if outputs is not None else None,
         )
 
     # ---------------------------------------------------------------- views
@@ -190,6 +201,8 @@ class BacktestResult:
             if len(self.group_ids) != 1:
                 raise ValueError(f"result has {len(self.group_ids)} portfolios; pass group= one of {list(self.group_ids)}")
             group = self.group_ids[0]
+        if self.group_equity.shape[0] != len(self.index):
+            raise ValueError("stats() needs group equity per bar: run with outputs including 'group_equity'")
         import vectorbt as vbt  # noqa: F401  (registers the .vbt accessor; slow import, kept here)
 
         rets = self.returns[group]
@@ -201,13 +214,14 @@ class BacktestResult:
         in_group = ev["group"] == group
         fills = ev[in_group & (ev["kind"] == "fill")]
         init = float(self.config.initial_capital_quote)
-        if self.full:
+        per_bar = len(self.index)
+        tim, worst = float("nan"), float("nan")
+        if self.spot_qty.shape[0] == per_bar:
             pos = (self.spot_qty.iloc[:, cols] != 0).any(axis=1) | (self.perp_qty.iloc[:, cols] != 0).any(axis=1)
             tim = float(pos.mean())
+        if self.margin_ratio.shape[0] == per_bar:
             mr = self.margin_ratio.iloc[:, cols].to_numpy()
             worst = float(np.nanmax(mr)) if np.isfinite(mr).any() or np.isinf(mr).any() else float("nan")
-        else:
-            tim, worst = float("nan"), float("nan")
         flat = not (rets.std() > 0)
 
         def ratio(x) -> float:  # NaN, not +-inf, when returns never vary or never draw down

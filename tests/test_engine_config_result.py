@@ -148,4 +148,7 @@ def test_bench_runs_and_prints_the_json_keys(capsys):
     out = main(["--bars", "5000", "--grid-columns", "20", "--grid-bars", "300", "--repeat", "1"])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last) == out
-    assert set(out) == {"speedup_vs_vectorbt", "bar_columns_per_second", "ratio_to_numpy_floor", "cold_start_seconds"}
+    assert set(out) == {"speedup_vs_vectorbt", "bar_columns_per_second", "ratio_to_numpy_floor", "cold_start_seconds",
+                        "speedup_vs_vectorbt_lean", "ratio_to_numpy_floor_lean", "bar_columns_per_second_full",
+                        "bar_columns_per_second_group_equity", "parallel_speedup", "threads"}
+    assert out["parallel_speedup"] > 0 and out["threads"] >= 1

@@ -65,3 +65,17 @@ def isolated_liq_price_nb(lo, hi, mmr, cum, n_tiers, sym, wallet, q, cost):
         if n >= lo[sym, k] and (n < hi[sym, k] or k == nt - 1):
             return lp
     return np.nan
+
+
+@njit(cache=True, inline="always")
+def bracket_cached_nb(hi, n_tiers, sym, notional, k):
+    """:func:`bracket_nb` with a guess ``k`` (the last bracket found): exact for ascending ``hi``.
+
+    The guess is accepted only when ``hi[k-1] <= notional < hi[k]`` (or ``k`` is the last
+    bracket and ``notional >= hi[k-1]``), which is the bracket the linear search returns;
+    otherwise (including NaN notionals) the linear search runs.
+    """
+    nt = n_tiers[sym]
+    if k >= 0 and k < nt and (k == 0 or notional >= hi[sym, k - 1]) and (notional < hi[sym, k] or k == nt - 1):
+        return k
+    return bracket_nb(hi, hi, n_tiers, sym, notional)

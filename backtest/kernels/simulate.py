@@ -28,9 +28,9 @@ price, rate, cash, fee (see :mod:`backtest.result` for the meaning).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from .margin import flex_nb, isolated_liq_price_nb, maint_margin_nb, maint_rate_nb
+from .margin import bracket_cached_nb, bracket_nb, flex_nb, isolated_liq_price_nb, maint_margin_nb
 
 N_COMP = 7
 C_FUND, C_FEE, C_SLIP, C_BORROW, C_SPOT, C_PERP, C_LIQ = 0, 1, 2, 3, 4, 5, 6
@@ -81,39 +81,55 @@ def _perp_trade(q, cost, dq, f):
     return rest, rest * f, realized
 
 
+#: Bits of the ``flags`` argument: which outputs are written per bar (else only the final row)
+#: and whether per-bar cash-flow events (funding, borrow) are recorded.
+F_EQUITY, F_GROUP_EQUITY, F_COMPONENTS, F_POSITIONS, F_MARGIN, F_CASHFLOW_EVENTS = 1, 2, 4, 8, 16, 32
+#: Hints: some column has a finite delta band / a top-up threshold (else those checks are skipped).
+F_HAS_BAND, F_HAS_TOPUP = 64, 128
+
+
 @njit(cache=True)
-def simulate_nb(
+def _bracket(t_hi, t_n, kc, c, n, notional, use_cache):
+    """Bracket of ``notional`` for column ``c`` on symbol ``n``, remembering it in ``kc[c]``."""
+    if use_cache:
+        k = bracket_cached_nb(t_hi, t_n, n, notional, kc[c])
+        kc[c] = k
+        return k
+    return bracket_nb(t_hi, t_hi, t_n, n, notional)
+
+
+@njit(cache=True)
+def simulate_range_nb(
+    g0, g1,
     so_ref, po_ref, ref_valid, spot_close, spot_volume, perp_volume,
     mark_open, mark_high, mark_low, mark_close, valid, funding_value, funding_rate,
     targets, weights, col_sym, grp_cols, grp_start, capital,
     leverage, spot_fee, perp_fee, slip_frac, impact, borrow_h, clearance, topup_thr, delta_band,
-    t_lo, t_hi, t_mmr, t_cum, t_n,
-    lag, bar_hours, cross, topup_delay, after_liq, full, rec,
+    t_lo, t_hi, t_mmr, t_cum, t_n, tier_cache,
+    lag, bar_hours, cross, topup_delay, after_liq, flags,
+    equity, group_equity, comps_out, spot_out, perp_out, mr_out, dl_out, rec,
 ):
-    """Run the simulation; see the module docstring for the order of operations.
+    """Simulate portfolios (groups) ``g0 .. g1 - 1`` over all bars; see the module docstring.
 
-    Returns
-    -------
-    equity : (T, C) column equity (initial share + cumulative components), quote
-    group_equity : (T, G) wallet-based portfolio equity, quote
-    comps : (7, T, C) cumulative components (or (7, 1, C) final values if not ``full``)
-    spot_qty, perp_qty : (T, C) coins (or (1, C))
-    margin_ratio, dist_liq : (T, C) fractions (or (1, C)); NaN when flat
-    n_records : int
-        Number of events; rows ``[:n_records]`` of ``rec`` (an (R, 9) buffer) hold them when
-        ``n_records <= R``, else the caller reruns with a buffer of ``n_records`` rows.
+    Groups are independent, so disjoint ranges can run in any order or in parallel and give
+    bit-identical results. Outputs are written in place (only the columns and groups of the
+    range): ``equity`` (T|1, C), ``group_equity`` (T|1, G), ``comps_out`` (7, T|1, C),
+    ``spot_out``/``perp_out``/``mr_out``/``dl_out`` (T|1, C): one row per bar where the matching
+    bit of ``flags`` is set, else one row with the final values (margin: left untouched).
+    Events go to ``rec`` (R, 9) in (bar, group, column) order; returns the number of events
+    (rows beyond R were not written: the caller reruns with a larger buffer).
     """
     T = so_ref.shape[0]
     C = targets.shape[1]
     G = grp_start.shape[0] - 1
-    TT = T if full else 1
-    equity = np.empty((T, C))
-    group_equity = np.empty((T, G))
-    comps_out = np.empty((N_COMP, TT, C))  # every element is written below
-    spot_out = np.empty((TT, C))
-    perp_out = np.empty((TT, C))
-    mr_out = np.empty((TT, C)) if full else np.full((1, C), np.nan)
-    dl_out = np.empty((TT, C)) if full else np.full((1, C), np.nan)
+    w_eq = (flags & F_EQUITY) != 0
+    w_geq = (flags & F_GROUP_EQUITY) != 0
+    w_comp = (flags & F_COMPONENTS) != 0
+    w_pos = (flags & F_POSITIONS) != 0
+    w_margin = (flags & F_MARGIN) != 0
+    w_cf = (flags & F_CASHFLOW_EVENTS) != 0
+    has_band = (flags & F_HAS_BAND) != 0
+    has_topup = (flags & F_HAS_TOPUP) != 0
     mmr_max = np.zeros(t_n.shape[0])
     cum_min = np.zeros(t_n.shape[0])
     for n in range(t_n.shape[0]):
@@ -132,41 +148,62 @@ def simulate_nb(
     pending_close = np.zeros(C, np.bool_)
     pending_reenter = np.zeros(C, np.bool_)
     topup_at = np.full(C, -1, np.int64)
-    comp = np.zeros((N_COMP, C))
+    # a column's components side by side (one cache line); slot 7 caches the partial sum
+    # init + funding + fees + slippage + borrow of the equity (the terms that rarely change)
+    comp = np.zeros((C, 8))
     init_share = np.zeros(C)
+    kc = np.zeros(C, np.int64)  # last maintenance bracket of each column (a search hint)
     cash = np.full(G, capital)
     gfw = np.zeros(G)
     g_topup_at = np.full(G, -1, np.int64)
-    for g in range(G):
+    for g in range(g0, g1):
         n = grp_start[g + 1] - grp_start[g]
         for k in range(grp_start[g], grp_start[g + 1]):
             init_share[grp_cols[k]] = capital / n
+            comp[grp_cols[k], 7] = capital / n
 
     for j in range(T):
-        for g in range(G):
+        rj = j if w_eq else 0
+        rg = j if w_geq else 0
+        for g in range(g0, g1):
             a, b = grp_start[g], grp_start[g + 1]
-            # 1. open revaluation, equity snapshot (sizing) and due top-ups
-            eq = 0.0
+            # 1. open revaluation and due top-ups; in the same pass a quick scan for orders
+            # (step 3): most bars of most columns have nothing to do
             any_due = cross and g_topup_at[g] == j
+            new_target = False
+            any_order = False
+            scan = j >= lag
+            i = j - lag
             for k in range(a, b):
                 c = grp_cols[k]
                 n = col_sym[c]
+                sc = s[c]
+                qc = q[c]
                 if ref_valid[j, n]:
-                    if s[c] != 0.0:
-                        comp[C_SPOT, c] += s[c] * (so_ref[j, n] - sv[c])
-                    if q[c] != 0.0:
-                        comp[C_PERP, c] += q[c] * (po_ref[j, n] - pv[c])
-                    sv[c] = so_ref[j, n]
-                    pv[c] = po_ref[j, n]
-                if s[c] != 0.0:
-                    eq += s[c] * sv[c]
-                if q[c] != 0.0:
-                    eq += q[c] * pv[c] - cost[c]
-                eq += fw[c]
+                    so = so_ref[j, n]
+                    po = po_ref[j, n]
+                    if sc != 0.0:
+                        comp[c, C_SPOT] += sc * (so - sv[c])
+                    if qc != 0.0:
+                        comp[c, C_PERP] += qc * (po - pv[c])
+                    sv[c] = so
+                    pv[c] = po
                 if topup_at[c] == j:
                     any_due = True
-            eq += cash[g] + gfw[g]
+                if scan:
+                    x = targets[i, c]
+                    if pending_reenter[c] or (x == x and x != last_x[c]):
+                        new_target = True
+                        any_order = True
+                    elif pending_close[c]:
+                        any_order = True
+                    elif has_band and sc != 0.0 and abs(sc + qc) > flex_nb(delta_band, j, c) * abs(sc):
+                        any_order = True
+            eq_ready = False
+            eq = 0.0
+            fills = False  # fills may change fees and slippage: refresh the cached partial sums
             if j >= lag and any_due:
+                fills = True
                 # 2. top-ups due now
                 due_g = cross and g_topup_at[g] == j
                 if cross and g_topup_at[g] == j:
@@ -209,8 +246,8 @@ def simulate_nb(
                             fee = abs(dq) * f * flex_nb(spot_fee, j, c2)
                             cash[g] -= dq * f + fee
                             s[c2] += dq
-                            comp[C_FEE, c2] -= fee
-                            comp[C_SLIP, c2] += dq * (so_ref[j, n2] - f)
+                            comp[c2, C_FEE] -= fee
+                            comp[c2, C_SLIP] += dq * (so_ref[j, n2] - f)
                             nrec = _push(rec, nrec, j, c2, K_FILL, LEG_SPOT, dq, f, np.nan, -dq * f - fee, fee)
                         if not cross:
                             break
@@ -233,18 +270,31 @@ def simulate_nb(
                     if q[c] != 0.0:
                         eq += q[c] * pv[c] - cost[c]
                     eq += fw[c]
-            if j >= lag:
+                eq_ready = True
+                any_order = True  # spot sales may have moved a delta band: let step 3 check
+            if any_order:
                 # 3. orders
+                fills = True
                 group_traded = False
-                i = j - lag
+                if new_target and not eq_ready:
+                    # equity snapshot at the open (sizing): the state is unchanged since step 1
+                    for k in range(a, b):
+                        c = grp_cols[k]
+                        if s[c] != 0.0:
+                            eq += s[c] * sv[c]
+                        if q[c] != 0.0:
+                            eq += q[c] * pv[c] - cost[c]
+                        eq += fw[c]
+                    eq += cash[g] + gfw[g]
                 # capital shares: weights among the group's active columns as they stand at the open
                 wsum = 0.0
-                for k2 in range(a, b if b - a > 1 else a):  # one column: its share is 1 when x != 0
-                    c2 = grp_cols[k2]
-                    x2 = targets[i, c2]
-                    act = (x2 != 0.0) if np.isfinite(x2) else (s[c2] != 0.0 or q[c2] != 0.0)
-                    if act:
-                        wsum += flex_nb(weights, i, c2)
+                if new_target:
+                    for k2 in range(a, b if b - a > 1 else a):  # one column: its share is 1 when x != 0
+                        c2 = grp_cols[k2]
+                        x2 = targets[i, c2]
+                        act = (x2 != 0.0) if np.isfinite(x2) else (s[c2] != 0.0 or q[c2] != 0.0)
+                        if act:
+                            wsum += flex_nb(weights, i, c2)
                 for k in range(a, b):
                     c = grp_cols[k]
                     n = col_sym[c]
@@ -282,8 +332,8 @@ def simulate_nb(
                         fee = abs(dq) * f * flex_nb(spot_fee, j, c)
                         cash[g] -= dq * f + fee
                         s[c] = new_s
-                        comp[C_FEE, c] -= fee
-                        comp[C_SLIP, c] += dq * (so_ref[j, n] - f)
+                        comp[c, C_FEE] -= fee
+                        comp[c, C_SLIP] += dq * (so_ref[j, n] - f)
                         nrec = _push(rec, nrec, j, c, K_FILL, LEG_SPOT, dq, f, np.nan, -dq * f - fee, fee)
                         traded = True
                     dq = new_q - q[c]
@@ -298,8 +348,8 @@ def simulate_nb(
                             gfw[g] += realized - fee
                         else:
                             fw[c] += realized - fee
-                        comp[C_FEE, c] -= fee
-                        comp[C_SLIP, c] += dq * (po_ref[j, n] - f)
+                        comp[c, C_FEE] -= fee
+                        comp[c, C_SLIP] += dq * (po_ref[j, n] - f)
                         nrec = _push(rec, nrec, j, c, K_FILL, LEG_PERP, dq, f, np.nan, realized - fee, fee)
                         traded = True
                     if traded and not cross:
@@ -325,7 +375,7 @@ def simulate_nb(
             if cross:
                 any_pos = False
                 worst_mb = gfw[g]
-                worst_mm = 0.0
+                bound_mm = 0.0
                 for k in range(a, b):
                     c = grp_cols[k]
                     n = col_sym[c]
@@ -335,8 +385,21 @@ def simulate_nb(
                         if valid[j, n]:
                             m = mark_high[j, n] if q[c] < 0.0 else mark_low[j, n]
                         worst_mb += q[c] * m - cost[c]
-                        worst_mm += maint_margin_nb(t_lo, t_hi, t_mmr, t_cum, t_n, n, abs(q[c]) * m)
-                if any_pos and worst_mb <= worst_mm:
+                        bound_mm += abs(q[c]) * m * mmr_max[n] - cum_min[n]
+                # cheap bound first (maintenance <= notional * max mmr - min cum, term by term)
+                liq = False
+                if any_pos and worst_mb <= bound_mm:
+                    worst_mm = 0.0
+                    for k in range(a, b):
+                        c = grp_cols[k]
+                        n = col_sym[c]
+                        if q[c] != 0.0:
+                            m = pv[c]
+                            if valid[j, n]:
+                                m = mark_high[j, n] if q[c] < 0.0 else mark_low[j, n]
+                            worst_mm += maint_margin_nb(t_lo, t_hi, t_mmr, t_cum, t_n, n, abs(q[c]) * m)
+                    liq = worst_mb <= worst_mm
+                if liq:
                     # find the first point lam in [0, 1] on the path open -> adverse where MB <= MM
                     lo_l, hi_l = 0.0, 1.0
                     for it in range(101):
@@ -371,11 +434,11 @@ def simulate_nb(
                         if valid[j, n]:
                             adv = mark_high[j, n] if q[c] < 0.0 else mark_low[j, n]
                             lp = mark_open[j, n] + lam * (adv - mark_open[j, n])
-                        comp[C_PERP, c] += q[c] * (lp - pv[c])
+                        comp[c, C_PERP] += q[c] * (lp - pv[c])
                         realized = q[c] * lp - cost[c]
                         fee = flex_nb(clearance, j, c) * abs(q[c]) * lp
                         gfw[g] += realized - fee
-                        comp[C_LIQ, c] -= fee
+                        comp[c, C_LIQ] -= fee
                         nrec = _push(rec, nrec, j, c, K_LIQ, LEG_PERP, -q[c], lp, np.nan, realized - fee, fee)
                         q[c] = 0.0
                         cost[c] = 0.0
@@ -391,119 +454,194 @@ def simulate_nb(
             g_upnl = 0.0
             g_mm = 0.0
             g_den = 0.0
-            g_thr = flex_nb(topup_thr, j, grp_cols[a]) if cross else np.nan
-            g_margin = cross and (full or g_thr == g_thr)
+            g_thr = flex_nb(topup_thr, j, grp_cols[a]) if (cross and has_topup) else np.nan
+            g_margin = cross and (w_margin or g_thr == g_thr)
             for k in range(a, b):
                 c = grp_cols[k]
                 n = col_sym[c]
-                if not cross and q[c] != 0.0 and valid[j, n]:
-                    adv = mark_high[j, n] if q[c] < 0.0 else mark_low[j, n]
-                    mb = fw[c] + q[c] * adv - cost[c]
+                sc = s[c]
+                qc = q[c]
+                ok = valid[j, n]
+                dirty = fills
+                if not cross and qc != 0.0 and ok:
+                    adv = mark_high[j, n] if qc < 0.0 else mark_low[j, n]
+                    mb = fw[c] + qc * adv - cost[c]
                     # cheap bound first: maintenance <= notional * max mmr - min cum
-                    if mb <= abs(q[c]) * adv * mmr_max[n] - cum_min[n] and \
-                            mb <= maint_margin_nb(t_lo, t_hi, t_mmr, t_cum, t_n, n, abs(q[c]) * adv):
-                        lp = isolated_liq_price_nb(t_lo, t_hi, t_mmr, t_cum, t_n, n, fw[c], q[c], cost[c])
+                    if mb <= abs(qc) * adv * mmr_max[n] - cum_min[n] and \
+                            mb <= maint_margin_nb(t_lo, t_hi, t_mmr, t_cum, t_n, n, abs(qc) * adv):
+                        lp = isolated_liq_price_nb(t_lo, t_hi, t_mmr, t_cum, t_n, n, fw[c], qc, cost[c])
                         if not np.isfinite(lp):
                             lp = adv
                         mo = mark_open[j, n]
-                        if q[c] < 0.0:
+                        if qc < 0.0:
                             lp = min(max(lp, mo), adv)
                         else:
                             lp = max(min(lp, mo), adv)
-                        comp[C_PERP, c] += q[c] * (lp - pv[c])
-                        realized = q[c] * lp - cost[c]
-                        fee = flex_nb(clearance, j, c) * abs(q[c]) * lp
+                        comp[c, C_PERP] += qc * (lp - pv[c])
+                        realized = qc * lp - cost[c]
+                        fee = flex_nb(clearance, j, c) * abs(qc) * lp
                         fw[c] += realized - fee
-                        comp[C_LIQ, c] -= fee
-                        nrec = _push(rec, nrec, j, c, K_LIQ, LEG_PERP, -q[c], lp, np.nan, realized - fee, fee)
+                        comp[c, C_LIQ] -= fee
+                        nrec = _push(rec, nrec, j, c, K_LIQ, LEG_PERP, -qc, lp, np.nan, realized - fee, fee)
+                        qc = 0.0
                         q[c] = 0.0
                         cost[c] = 0.0
                         pv[c] = lp
                         topup_at[c] = -1
                         if after_liq == 0:
-                            pending_close[c] = s[c] != 0.0
+                            pending_close[c] = sc != 0.0
                         elif after_liq == 2:
                             pending_reenter[c] = True
                 # 5. funding
                 fv = funding_value[j, n]
-                if q[c] != 0.0 and fv != 0.0 and np.isfinite(fv):
-                    amt = -q[c] * fv
+                if qc != 0.0 and fv != 0.0 and np.isfinite(fv):
+                    amt = -qc * fv
                     if cross:
                         gfw[g] += amt
                     else:
                         fw[c] += amt
-                    comp[C_FUND, c] += amt
-                    r = funding_rate[j, n]
-                    nrec = _push(rec, nrec, j, c, K_FUNDING, LEG_PERP, q[c], fv / r if r != 0.0 else np.nan, r, amt, 0.0)
+                    comp[c, C_FUND] += amt
+                    dirty = True
+                    if w_cf:
+                        r = funding_rate[j, n]
+                        nrec = _push(rec, nrec, j, c, K_FUNDING, LEG_PERP, qc, fv / r if r != 0.0 else np.nan, r, amt, 0.0)
                 # 6. close revaluation
-                if valid[j, n]:
-                    if s[c] != 0.0:
-                        comp[C_SPOT, c] += s[c] * (spot_close[j, n] - sv[c])
-                    if q[c] != 0.0:
-                        comp[C_PERP, c] += q[c] * (mark_close[j, n] - pv[c])
-                    sv[c] = spot_close[j, n]
-                    pv[c] = mark_close[j, n]
+                if ok:
+                    sx = spot_close[j, n]
+                    mx = mark_close[j, n]
+                    if sc != 0.0:
+                        comp[c, C_SPOT] += sc * (sx - sv[c])
+                    if qc != 0.0:
+                        comp[c, C_PERP] += qc * (mx - pv[c])
+                    sv[c] = sx
+                    pv[c] = mx
+                svc = sv[c]
                 # 7. borrow
-                if s[c] < 0.0:
+                if sc < 0.0:
                     r = flex_nb(borrow_h, j, c)
-                    amt = -s[c] * sv[c] * r * bar_hours
+                    amt = -sc * svc * r * bar_hours
                     if amt != 0.0:
                         cash[g] -= amt
-                        comp[C_BORROW, c] -= amt
-                        nrec = _push(rec, nrec, j, c, K_BORROW, LEG_SPOT, s[c], sv[c], r, -amt, 0.0)
+                        comp[c, C_BORROW] -= amt
+                        dirty = True
+                        if w_cf:
+                            nrec = _push(rec, nrec, j, c, K_BORROW, LEG_SPOT, sc, svc, r, -amt, 0.0)
                 # 8. margin ratio, distance to liquidation, top-up detection, outputs
-                if s[c] != 0.0:
-                    colsum += s[c] * sv[c]
-                colsum += fw[c]
+                fwc = fw[c]
+                if sc != 0.0:
+                    colsum += sc * svc
+                colsum += fwc
                 mr = np.nan
                 dl = np.nan
-                if q[c] != 0.0:
-                    upnl = q[c] * pv[c] - cost[c]
+                if qc != 0.0:
+                    pvc = pv[c]
+                    upnl = qc * pvc - cost[c]
                     colsum += upnl
-                    thr = np.nan if cross else flex_nb(topup_thr, j, c)
-                    if (full and not cross) or thr == thr or g_margin:
-                        notional = abs(q[c]) * pv[c]
-                        mm = maint_margin_nb(t_lo, t_hi, t_mmr, t_cum, t_n, n, notional)
-                        rate = maint_rate_nb(t_lo, t_hi, t_mmr, t_n, n, notional)
-                        den = notional * (1.0 + rate) if q[c] < 0.0 else notional * (1.0 - rate)
+                    thr = flex_nb(topup_thr, j, c) if (has_topup and not cross) else np.nan
+                    if (w_margin and not cross) or thr == thr or g_margin:
+                        notional = abs(qc) * pvc
+                        kb = _bracket(t_hi, t_n, kc, c, n, notional, tier_cache)
+                        mm = notional * t_mmr[n, kb] - t_cum[n, kb] if notional > 0.0 else 0.0
+                        rate = t_mmr[n, kb]
+                        den = notional * (1.0 + rate) if qc < 0.0 else notional * (1.0 - rate)
                         if cross:
                             g_upnl += upnl
                             g_mm += mm
                             g_den += den
                         else:
-                            mb = fw[c] + upnl
+                            mb = fwc + upnl
                             mr = mm / mb if mb > 0.0 else np.inf
                             dl = (mb - mm) / den
                             if mr >= thr and topup_at[c] < 0:
                                 topup_at[c] = j + 1 + topup_delay
-                tot = init_share[c]
-                for m in range(N_COMP):
-                    tot += comp[m, c]
-                equity[j, c] = tot
-                if full:
+                if dirty:
+                    comp[c, 7] = init_share[c] + comp[c, 0] + comp[c, 1] + comp[c, 2] + comp[c, 3]
+                # = init + components summed left to right, as a plain loop would
+                equity[rj, c] = comp[c, 7] + comp[c, 4] + comp[c, 5] + comp[c, 6]
+                if w_margin:
                     mr_out[j, c] = mr
                     dl_out[j, c] = dl
+                if w_comp:
                     for m in range(N_COMP):
-                        comps_out[m, j, c] = comp[m, c]
-                    spot_out[j, c] = s[c]
-                    perp_out[j, c] = q[c]
-            group_equity[j, g] = cash[g] + gfw[g] + colsum
+                        comps_out[m, j, c] = comp[c, m]
+                if w_pos:
+                    spot_out[j, c] = sc
+                    perp_out[j, c] = qc
+            group_equity[rg, g] = cash[g] + gfw[g] + colsum
             if g_margin and g_den > 0.0:
                 g_mb = gfw[g] + g_upnl
                 mr = g_mm / g_mb if g_mb > 0.0 else np.inf
                 dl = (g_mb - g_mm) / g_den
                 if mr >= g_thr and g_topup_at[g] < 0:
                     g_topup_at[g] = j + 1 + topup_delay
-                if full:
+                if w_margin:
                     for k in range(a, b):
                         c = grp_cols[k]
                         if q[c] != 0.0:
                             mr_out[j, c] = mr
                             dl_out[j, c] = dl
-    if not full:
-        for c in range(C):
-            for m in range(N_COMP):
-                comps_out[m, 0, c] = comp[m, c]
-            spot_out[0, c] = s[c]
-            perp_out[0, c] = q[c]
-    return equity, group_equity, comps_out, spot_out, perp_out, mr_out, dl_out, nrec
+    for g in range(g0, g1):
+        for k in range(grp_start[g], grp_start[g + 1]):
+            c = grp_cols[k]
+            if not w_comp:
+                for m in range(N_COMP):
+                    comps_out[m, 0, c] = comp[c, m]
+            if not w_pos:
+                spot_out[0, c] = s[c]
+                perp_out[0, c] = q[c]
+    return nrec
+
+
+@njit(cache=True, parallel=True)
+def simulate_parallel_nb(
+    bounds, rec_bounds,
+    so_ref, po_ref, ref_valid, spot_close, spot_volume, perp_volume,
+    mark_open, mark_high, mark_low, mark_close, valid, funding_value, funding_rate,
+    targets, weights, col_sym, grp_cols, grp_start, capital,
+    leverage, spot_fee, perp_fee, slip_frac, impact, borrow_h, clearance, topup_thr, delta_band,
+    t_lo, t_hi, t_mmr, t_cum, t_n, tier_cache,
+    lag, bar_hours, cross, topup_delay, after_liq, flags,
+    equity, group_equity, comps_out, spot_out, perp_out, mr_out, dl_out, rec,
+):
+    """:func:`simulate_range_nb` over chunks of groups ``bounds[h] .. bounds[h + 1]`` in parallel.
+
+    Chunk ``h`` writes its events to ``rec[rec_bounds[h]:rec_bounds[h + 1]]``; returns the
+    number of events of each chunk (see :func:`merge_records_nb`).
+    """
+    nch = bounds.shape[0] - 1
+    counts = np.zeros(nch, np.int64)
+    for h in prange(nch):
+        counts[h] = simulate_range_nb(
+            bounds[h], bounds[h + 1],
+            so_ref, po_ref, ref_valid, spot_close, spot_volume, perp_volume,
+            mark_open, mark_high, mark_low, mark_close, valid, funding_value, funding_rate,
+            targets, weights, col_sym, grp_cols, grp_start, capital,
+            leverage, spot_fee, perp_fee, slip_frac, impact, borrow_h, clearance, topup_thr, delta_band,
+            t_lo, t_hi, t_mmr, t_cum, t_n, tier_cache,
+            lag, bar_hours, cross, topup_delay, after_liq, flags,
+            equity, group_equity, comps_out, spot_out, perp_out, mr_out, dl_out,
+            rec[rec_bounds[h]:rec_bounds[h + 1]],
+        )
+    return counts
+
+
+@njit(cache=True)
+def merge_records_nb(rec, rec_bounds, counts):
+    """Events of the parallel chunks in the serial order: by bar, then chunk (stable)."""
+    nch = counts.shape[0]
+    total = 0
+    for h in range(nch):
+        total += counts[h]
+    out = np.empty((total, rec.shape[1]))
+    pos = rec_bounds[:-1].copy()
+    end = rec_bounds[:-1] + counts
+    for r in range(total):
+        best = -1
+        for h in range(nch):
+            if pos[h] < end[h] and (best < 0 or rec[pos[h], 0] < rec[pos[best], 0]):
+                best = h
+        src = pos[best]
+        for f in range(rec.shape[1]):
+            out[r, f] = rec[src, f]
+        pos[best] = src + 1
+    return out
