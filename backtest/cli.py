@@ -123,6 +123,8 @@ EPILOG_SWEEP = """examples:
   carry sweep --data data/catalog --symbols BTCUSDT --strategy funding_threshold \\
       --grid entry=0.05,0.1,0.2 --grid exit=0,0.02 --out reports/sweep
   carry sweep ... --walk-forward 180d:60d     # fit on 180 days, test on the next 60, roll
+  carry sweep ... --freq 1m --max-memory 4GB --workers 2      # scale-out: chunked, both cores
+  carry sweep ... --scheduler tcp://HOST:8786                 # on a Dask cluster
 """
 EPILOG_SCAN = """examples:
   carry scan --data data/catalog --out reports/scan
@@ -184,6 +186,9 @@ def _add_run_commands(sub) -> None:
     sw.add_argument("--rank-by", default="sharpe", choices=("sharpe", "total_return", "annualized_return"))
     sw.add_argument("--strategy-file", action="append", type=Path, help="a Python file that registers strategies")
     _run_options(sw)
+    from .scale import add_scale_options
+
+    add_scale_options(sw)  # --scheduler --max-memory --workers --symbol-chunk --param-chunk ...
     sw.set_defaults(func=commands.cmd_sweep)
 
     sc = sub.add_parser("scan", help="funding regimes per symbol, and what carry / reverse carry earned in each",

@@ -228,6 +228,12 @@ def cmd_sweep(args) -> int:
     spec = app.StrategySpec(name, {**fixed, **grid})
     cfg = app.build_run_config(toml, data_overrides=data_overrides(args), engine_overrides=engine_overrides(args),
                                strategies=[spec], walk_forward=args.walk_forward)
+    from .scale import run_scaled_sweep_command, wants_scale
+
+    if wants_scale(args):
+        if cfg.walk_forward:
+            raise ConfigError("--walk-forward cannot be combined with the scale-out options")
+        return run_scaled_sweep_command(args, cfg)
     check_output_dir(args.out, args.overwrite)
     run = execute(cfg, progress=not args.quiet and sys.stderr.isatty())
     heatmaps = sweep_heatmaps(run.targets, run.portfolios, list(grid), metric=args.rank_by)
