@@ -39,7 +39,8 @@ import numpy as np
 from .catalog import Catalog
 from .errors import ChecksumError, ConfigError, FetchError
 from .ingest import IngestReport
-from .ingest.binance_vision import ingest_binance_vision, read_checksum_text
+from .ingest.binance_vision import ingest_binance_vision, read_checksum_text, sha256_file
+from .io import write_bytes_atomic
 from .schema import timeframe_minutes
 from .symbols import spot_symbol
 
@@ -255,7 +256,7 @@ class _Downloader:
                 expected = read_checksum_text(ck_path.read_text(errors="replace"), str(ck_path))
             except ChecksumError:
                 expected = None
-            if expected is not None and _sha256_file(dest) == expected:
+            if expected is not None and sha256_file(dest) == expected:
                 return "skipped", dest, 0, expected
         ck_bytes = self.get_bytes(url + ".CHECKSUM")
         expected = read_checksum_text(ck_bytes.decode(errors="replace"), url + ".CHECKSUM") if ck_bytes else None
@@ -263,8 +264,8 @@ class _Downloader:
             if expected is None:
                 # Downloaded before (atomically, so complete) and still nothing to verify against.
                 return "skipped", dest, 0, None
-            if _sha256_file(dest) == expected:
-                _write_atomic_bytes(ck_path, ck_bytes)  # present but not yet verified: now it is
+            if sha256_file(dest) == expected:
+                write_bytes_atomic(ck_path, ck_bytes)  # present but not yet verified: now it is
                 return "skipped", dest, 0, expected
 
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -312,29 +313,9 @@ class _Downloader:
         finally:
             tmp.unlink(missing_ok=True)  # a no-op once renamed; removes any partial download
         if ck_bytes:
-            _write_atomic_bytes(ck_path, ck_bytes)
+            write_bytes_atomic(ck_path, ck_bytes)
             return "downloaded", dest, size, expected
         return "unverified", dest, size, None
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _write_atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def fetch_binance_vision(

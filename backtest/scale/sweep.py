@@ -1,0 +1,302 @@
+"""The driver of a scale-out sweep: plan the tasks, run them (serially, on a process pool or
+on Dask) and assemble their compact results into one :class:`SweepResult`."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from ..config import BacktestConfig
+from ..errors import ConfigError, DataError
+from .catalog_access import _is_url, _local_path, _ms, sweep_window
+from .plan import BASE_PROCESS_BYTES, SweepPlan, _available_memory, parse_bytes, peak_rss_bytes, plan_sweep
+from .tasks import SweepTask, TaskResult, _resolve_strategy, run_task
+
+
+def _chunks(seq: list, size: int) -> list[list]:
+    size = max(1, int(size))
+    return [seq[i:i + size] for i in range(0, len(seq), size)]
+
+
+def _expand_grid(grid: Any) -> list[dict]:
+    from ..targets import param_grid
+
+    if grid is None:
+        return [{}]
+    if isinstance(grid, dict):
+        if any(isinstance(v, (list, tuple, np.ndarray, range)) for v in grid.values()):
+            return param_grid({k: (list(v) if isinstance(v, (list, tuple, np.ndarray, range)) else [v])
+                               for k, v in grid.items()})
+        return [dict(grid)]
+    if isinstance(grid, (list, tuple)):
+        return [dict(g) if isinstance(g, dict) else g for g in grid]
+    raise ConfigError(f"grid must be a dict (lists make a grid) or a list of parameter dicts, got {type(grid).__name__}")
+
+
+@dataclass
+class SweepResult:
+    """Compact results of a scale-out sweep.
+
+    Attributes
+    ----------
+    summary : DataFrame
+        One row per (parameter set, symbol), ordered by ``param_id`` then the requested symbol
+        order: ``param_id``, ``symbol``, ``strategy``, the parameters, then the
+        :data:`backtest.app.SUMMARY_KEYS` figures (``worst_margin_ratio`` is NaN: lean run).
+    equity : DataFrame or None
+        Column equity (quote) at the last bar of each ``equity_every`` period; columns are a
+        MultiIndex (``param_id``, ``symbol``) in the order of ``summary``.
+    plan : SweepPlan
+    meta : dict
+        Window, mode, timings, per-task statistics, peak memory.
+    """
+
+    summary: pd.DataFrame
+    equity: pd.DataFrame | None
+    plan: SweepPlan
+    meta: dict
+
+    def best(self, metric: str = "sharpe", n: int = 10) -> pd.DataFrame:
+        return self.summary.sort_values(metric, ascending=False).head(n)
+
+    def by_params(self, metric: str = "sharpe", how: str = "mean") -> pd.DataFrame:
+        """A metric aggregated over symbols per parameter set."""
+        return self.summary.groupby("param_id")[metric].agg(how).to_frame(metric)
+
+    @property
+    def bar_columns(self) -> int:
+        return int(self.plan.n_bars) * len(self.summary)
+
+
+def _assemble(results: list[TaskResult], symbols: list[str], plan: SweepPlan, meta: dict) -> SweepResult:
+    results = sorted(results, key=lambda r: r.task_id)
+    frame = pd.concat([r.rows for r in results], ignore_index=True)
+    pos = {s: i for i, s in enumerate(symbols)}
+    order = np.lexsort((frame["symbol"].map(pos).to_numpy(), frame["param_id"].to_numpy()))
+    frame = frame.iloc[order].reset_index(drop=True)
+    first = ["param_id", "symbol", "strategy"]
+    frame = frame[first + [c for c in frame.columns if c not in first]]
+    equity = None
+    if results and results[0].equity is not None:
+        curves = np.hstack([r.equity for r in results])[:, order]
+        idx = pd.DatetimeIndex(pd.to_datetime(results[0].equity_index, utc=True), name="time")
+        cols = pd.MultiIndex.from_arrays([frame["param_id"].to_numpy(), frame["symbol"].to_numpy()], names=["param_id", "symbol"])
+        equity = pd.DataFrame(curves, index=idx, columns=cols)
+    meta = dict(meta)
+    meta["tasks"] = [{"task_id": r.task_id, **r.stats} for r in results]
+    meta["peak_rss_bytes"] = max([peak_rss_bytes()] + [r.stats.get("peak_rss_bytes", 0) for r in results])
+    return SweepResult(frame, equity, plan, meta)
+
+
+def _run_local(tasks: list[SweepTask], workers: int | None, progress: Callable | None) -> tuple[list[TaskResult], str]:
+    if not workers or workers <= 1 or len(tasks) <= 1:
+        out = []
+        for t in tasks:
+            out.append(run_task(t))
+            if progress:
+                progress(len(out), len(tasks))
+        return out, "serial"
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = mp.get_context("spawn")  # no fork of a process with numba/BLAS threads
+    out = []
+    with ProcessPoolExecutor(max_workers=int(workers), mp_context=ctx) as pool:
+        futs = [pool.submit(run_task, t) for t in tasks]
+        for f in as_completed(futs):
+            out.append(f.result())
+            if progress:
+                progress(len(out), len(tasks))
+    return out, f"processes[{int(workers)}]"
+
+
+def _dask_client(scheduler):
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ConfigError("--scheduler needs dask distributed: pip install 'carry[scale]'") from None
+    if isinstance(scheduler, Client):
+        return scheduler, False
+    if hasattr(scheduler, "scheduler_address"):  # a LocalCluster or other cluster object
+        return Client(scheduler), True
+    return Client(str(scheduler), timeout="30s"), True
+
+
+def _dask_task_budget(client) -> tuple[int | None, int]:
+    """(smallest per-thread memory limit over the workers, total threads)."""
+    try:
+        info = client.scheduler_info(n_workers=-1)  # newer distributed lists only 5 workers by default
+    except TypeError:
+        info = client.scheduler_info()
+    workers = info.get("workers", {})
+    limits, threads = [], 0
+    for w in workers.values():
+        n = int(w.get("nthreads", 1)) or 1
+        threads += n
+        if w.get("memory_limit"):
+            limits.append(int(w["memory_limit"]) // n)
+    return (min(limits) if limits else None), max(threads, 1)
+
+
+def _run_dask(tasks: list[SweepTask], client, retries: int, progress: Callable | None) -> list[TaskResult]:
+    from distributed import as_completed
+
+    token = hashlib.sha256(repr([(t.symbols, t.param_ids, t.catalog) for t in tasks]).encode()).hexdigest()[:10]
+    futures = [client.submit(run_task, t, key=f"carry-sweep-{token}-{t.task_id}", pure=False, retries=retries)
+               for t in tasks]
+    out = []
+    try:
+        for fut in as_completed(futures):
+            out.append(fut.result())
+            fut.release()
+            if progress:
+                progress(len(out), len(tasks))
+    finally:
+        for f in futures:
+            f.release()
+    return out
+
+
+def run_sweep(
+    catalog: str | os.PathLike,
+    symbols: Iterable[str] | str,
+    strategy: Any,
+    grid: Any,
+    config: BacktestConfig | dict | None = None,
+    *,
+    start=None,
+    end=None,
+    freq: str = "1h",
+    venue: str = "binance",
+    gaps: str = "ffill",
+    symbol_chunk: int | None = None,
+    param_chunk: int | None = None,
+    max_memory_bytes: int | str | None = None,
+    scheduler: Any = None,
+    workers: int | None = None,
+    retries: int = 2,
+    equity_every: str | None = "1D",
+    engine_kwargs: dict | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SweepResult:
+    """Run ``strategy`` over ``grid`` x ``symbols`` in independent, memory-bounded tasks.
+
+    Parameters
+    ----------
+    catalog : path or URL
+        The Parquet catalog: a local directory or an fsspec URL (``s3://bucket/catalog``,
+        ``gcs://...``; needs the matching fsspec backend on every worker). Tasks read it
+        themselves; no market data goes through the driver or the scheduler.
+    symbols : list or comma-separated str
+    strategy : registered name, Strategy or picklable function ``fn(market, params)``
+        Must be per-symbol (targets of a symbol depend only on that symbol's data).
+    grid : dict or list
+        ``{name: [values]}`` (the Cartesian product; scalars are fixed) or a list of
+        parameter dicts. Parameter set ``k`` of the expanded grid is ``param_id == k``.
+    config : BacktestConfig or dict
+        Engine settings; ``initial_capital_quote`` is the capital of *each* (symbol,
+        parameter set) portfolio.
+    start, end, freq, venue, gaps
+        As :func:`backtest.loader.load_market`; the window defaults to the union of the
+        symbols' coverage and is the same for every task.
+    symbol_chunk, param_chunk : int, optional
+        Symbols and parameter sets per task (default: see :func:`plan_sweep`).
+    max_memory_bytes : int or str, optional
+        Working-set budget (``"4GB"``). In-process: for the whole machine, split over
+        ``workers``. Dask: per task (one worker thread); default there is the worker's
+        memory limit per thread. Default in-process: half of the available memory.
+    scheduler : str or distributed.Client, optional
+        ``"tcp://host:8786"``, a Client or a cluster object: run the tasks on Dask.
+    workers : int, optional
+        In-process only: >1 runs tasks on a pool of that many processes.
+    retries : int
+        Dask: times a failing task is resubmitted (a task on a worker that dies is
+        rescheduled by the scheduler anyway).
+    equity_every : str or None
+        Sample each column's equity at the last bar of every period (``"1D"``, ``"1W"``);
+        None: no curves.
+    engine_kwargs : dict
+        Extra keywords for :func:`backtest.engine.run_backtest` (e.g. ``parallel=True``).
+    progress : callable(done, total), optional
+
+    Returns
+    -------
+    SweepResult
+    """
+    t0 = time.perf_counter()
+    if isinstance(symbols, str):
+        symbols = [s.strip().upper() for s in symbols.split(",") if s.strip()]
+    symbols = list(dict.fromkeys(symbols))
+    if not symbols:
+        raise ConfigError("no symbols")
+    if isinstance(strategy, str):
+        from strategies import get_strategy
+
+        get_strategy(strategy)  # unknown names fail here, with hints
+    if config is None:
+        config = BacktestConfig()
+    elif isinstance(config, dict):
+        config = BacktestConfig.from_dict(config)
+    params = _expand_grid(grid)
+    strat = _resolve_strategy(strategy)
+    params = [strat.params(p).to_dict() for p in params]  # validated here, before any task starts
+    catalog = str(catalog)
+    if not _is_url(catalog) and not Path(_local_path(catalog)).is_dir():
+        raise DataError(f"catalog {catalog} does not exist")
+    w_start, w_end = sweep_window(catalog, symbols, freq, venue, start, end)
+    from ..schema import timeframe_minutes
+
+    step = timeframe_minutes(freq) * 60_000
+    t_lo = (_ms(w_start) // step) * step
+    n_bars = int(-(-(_ms(w_end) - t_lo) // step))
+
+    client, own_client = (None, False)
+    budget = parse_bytes(max_memory_bytes)
+    if scheduler is not None:
+        client, own_client = _dask_client(scheduler)
+        limit, threads = _dask_task_budget(client)
+        per_task = budget if budget is not None else (int(limit * 0.6) if limit else None)
+        slots = threads
+    else:
+        slots = max(1, int(workers or 1))
+        if budget is None:
+            budget = int(_available_memory() * 0.5)
+        per_task = max(1, (budget - slots * BASE_PROCESS_BYTES * (slots > 1)) // slots)
+    plan = plan_sweep(n_bars, len(symbols), len(params), symbol_chunk=symbol_chunk, param_chunk=param_chunk,
+                      budget_per_task=per_task, min_tasks=2 * slots if slots > 1 else 1)
+    strategy_ref = strategy if isinstance(strategy, str) else strat
+    tasks = []
+    for p_lo in range(0, len(params), plan.param_chunk):
+        pids = tuple(range(p_lo, min(p_lo + plan.param_chunk, len(params))))
+        for syms in _chunks(symbols, plan.symbol_chunk):
+            tasks.append(SweepTask(
+                task_id=len(tasks), catalog=catalog, symbols=tuple(syms), strategy=strategy_ref,
+                params=tuple(params[i] for i in pids), param_ids=pids, config=config.to_dict(),
+                start=w_start, end=w_end, freq=freq, venue=venue, gaps=gaps, engine_batch=plan.engine_batch,
+                equity_every=equity_every, engine_kwargs=dict(engine_kwargs or {}),
+            ))
+    t_plan = time.perf_counter() - t0
+    try:
+        if client is not None:
+            results = _run_dask(tasks, client, retries, progress)
+            mode = f"dask[{client.scheduler.address if client.scheduler else scheduler}]"
+        else:
+            results, mode = _run_local(tasks, workers, progress)
+    finally:
+        if own_client:
+            client.close()
+    meta = {
+        "mode": mode, "catalog": catalog, "strategy": strat.name, "start": w_start, "end": w_end, "freq": freq,
+        "n_bars": n_bars, "n_symbols": len(symbols), "n_params": len(params), "n_columns": len(symbols) * len(params),
+        "bar_columns": n_bars * len(symbols) * len(params), "plan_seconds": t_plan,
+        "seconds": time.perf_counter() - t0, "portfolios": "one per (symbol, parameter set)",
+        "budget_bytes": budget, "config": config.to_dict(),
+    }
+    return _assemble(results, symbols, plan, meta)
