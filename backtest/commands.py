@@ -103,8 +103,6 @@ class RunOutcome:
 
 def execute(cfg: app.RunConfig, progress: bool = False) -> RunOutcome:
     """Load, run the strategies, run the engine, compute the figures."""
-    from .engine import run_backtest
-
     steps = ["load market", "strategies", "engine", "figures"]
     bar = _progress(len(steps), progress)
     bar.set_description(steps[0])
@@ -114,7 +112,7 @@ def execute(cfg: app.RunConfig, progress: bool = False) -> RunOutcome:
     targets = app.build_targets(market, cfg.strategies)
     bar.update(1)
     bar.set_description(steps[2])
-    result = run_backtest(market, targets, cfg.engine)
+    result = run_engine_chunked(market, targets, cfg.engine, progress)
     bar.update(1)
     bar.set_description(steps[3])
     portfolios = app.portfolio_stats(result, targets)
@@ -122,6 +120,32 @@ def execute(cfg: app.RunConfig, progress: bool = False) -> RunOutcome:
     bar.update(1)
     bar.close()
     return RunOutcome(cfg, market, targets, result, portfolios, columns)
+
+
+#: Portfolios per engine call in CLI runs: a long sweep runs in chunks with a progress bar.
+GROUPS_PER_CALL = 16
+
+
+def run_engine_chunked(market, targets, config, progress: bool = False):
+    """:func:`run_backtest` over chunks of whole portfolios, with a progress bar for long grids.
+
+    Portfolios are independent, so the joined result equals one call over every column.
+    """
+    from .engine import run_backtest
+    from .result import BacktestResult
+    from .targets import split_by_group
+
+    parts = split_by_group(targets, GROUPS_PER_CALL)
+    if len(parts) == 1:
+        return run_backtest(market, targets, config)
+    bar = _progress(len(parts), progress)
+    bar.set_description(f"engine ({len(np.unique(targets.group))} portfolios)")
+    results = []
+    for part in parts:
+        results.append(run_backtest(market, part, config))
+        bar.update(1)
+    bar.close()
+    return BacktestResult.concat(results)
 
 
 def _progress(total: int, enabled: bool):

@@ -128,6 +128,55 @@ class BacktestResult:
             outputs=tuple(outputs) if outputs is not None else None,
         )
 
+    @classmethod
+    def concat(cls, parts: list["BacktestResult"]) -> "BacktestResult":
+        """Side by side: the results of runs over consecutive portfolio (group) chunks of one grid.
+
+        The parts must share the market, config and output settings, and their group ids must
+        increase from part to part (as when a :class:`~backtest.targets.Targets` is split by
+        group). Portfolios are independent, so the result equals one run over every column.
+        """
+        first = parts[0]
+        if len(parts) == 1:
+            return first
+        for p in parts[1:]:
+            if not p.index.equals(first.index) or p.config != first.config or p.outputs != first.outputs:
+                raise ValueError("BacktestResult.concat needs parts from the same market, config and outputs")
+        group_ids = np.concatenate([p.group_ids for p in parts])
+        if len(group_ids) > 1 and not (np.diff(group_ids) > 0).all():
+            raise ValueError("BacktestResult.concat needs increasing group ids from part to part")
+        tab = pd.concat([p.column_table for p in parts], ignore_index=True)
+        columns = pd.MultiIndex.from_frame(tab) if tab.shape[1] > 1 else pd.Index(tab.iloc[:, 0])
+        col_off = np.cumsum([0] + [len(p.column_table) for p in parts[:-1]])
+        grp_off = np.cumsum([0] + [len(p.group_ids) for p in parts[:-1]])
+        records = []
+        for p, co, go in zip(parts, col_off, grp_off):
+            r = np.array(p.records, copy=True)
+            col = r[:, 1]
+            r[:, 1] = np.where(col >= 0, col + co, col - go)  # cross transfers carry -1 - group position
+            records.append(r)
+        rec = np.concatenate(records) if records else first.records
+        rec = rec[np.argsort(rec[:, 0], kind="stable")]  # chronological, chunk order within a bar
+
+        def side(frames):
+            out = pd.concat(frames, axis=1)
+            out.columns = columns
+            return out
+
+        return cls(
+            index=first.index, columns=columns, column_table=tab, group_ids=group_ids,
+            column_group=np.concatenate([p.column_group + go for p, go in zip(parts, grp_off)]),
+            symbols=first.symbols, column_symbol=np.concatenate([p.column_symbol for p in parts]),
+            config=first.config, equity=side([p.equity for p in parts]),
+            group_equity=pd.concat([p.group_equity for p in parts], axis=1),
+            components={k: side([p.components[k] for p in parts]) for k in first.components},
+            spot_qty=side([p.spot_qty for p in parts]), perp_qty=side([p.perp_qty for p in parts]),
+            margin_ratio=side([p.margin_ratio for p in parts]),
+            distance_to_liquidation=side([p.distance_to_liquidation for p in parts]),
+            records=rec, flags=tuple(dict.fromkeys(f for p in parts for f in p.flags)), full=first.full,
+            bar_hours=first.bar_hours, column_params=first.column_params, outputs=first.outputs,
+        )
+
     # ---------------------------------------------------------------- views
     def pnl(self, component: str) -> pd.DataFrame:
         """Cumulative PnL of one component (or ``"basis"``), time x column, quote."""

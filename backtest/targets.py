@@ -128,6 +128,20 @@ class Targets:
         )
 
 
+def split_by_group(targets: Targets, groups_per_part: int) -> list[Targets]:
+    """Consecutive chunks of whole portfolios (groups), in increasing group order."""
+    groups = np.unique(targets.group)
+    parts = []
+    for k in range(0, len(groups), max(1, groups_per_part)):
+        cols = np.flatnonzero(np.isin(targets.group, groups[k:k + groups_per_part]))
+        parts.append(Targets(
+            targets.values[:, cols], targets.column_symbol[cols], targets.group[cols],
+            targets.columns.iloc[cols].reset_index(drop=True),
+            None if targets.weights is None else targets.weights[:, cols],
+        ))
+    return parts
+
+
 def param_grid(grid: dict[str, list]) -> list[dict]:
     """Cartesian product of a ``{name: [values]}`` grid, in a stable order."""
     names = list(grid)

@@ -183,3 +183,26 @@ def test_readme_documents_every_summary_key():
     section = readme.split("### summary.json", 1)[1].split("\n## ", 1)[0]
     documented = re.findall(r"^\| `([a-z_]+)` \|", section, flags=re.M)
     assert documented == list(SUMMARY_KEYS)
+
+
+def test_chunked_engine_run_equals_one_call(demo_cat, monkeypatch):
+    """A long sweep runs in chunks of portfolios (for its progress bar); results are unchanged."""
+    from backtest import commands, load_market, run_backtest
+    from backtest.config import BacktestConfig
+    from strategies import run_strategy
+
+    market = load_market(demo_cat, ["DEMOAUSDT", "DEMOBUSDT", "DEMOCUSDT"])
+    targets = run_strategy("funding_threshold", market, {"entry_annualized": [0.02, 0.05, 0.1, 0.2, 0.3]})
+    cfg = BacktestConfig(perp_leverage=3, margin_mode="cross", topup_margin_ratio=0.8)
+    whole = run_backtest(market, targets, cfg)
+    monkeypatch.setattr(commands, "GROUPS_PER_CALL", 2)
+    parts = commands.run_engine_chunked(market, targets, cfg)
+    np.testing.assert_array_equal(parts.equity.to_numpy(), whole.equity.to_numpy())
+    np.testing.assert_array_equal(parts.group_equity.to_numpy(), whole.group_equity.to_numpy())
+    for k in whole.components:
+        np.testing.assert_array_equal(parts.components[k].to_numpy(), whole.components[k].to_numpy())
+    pd.testing.assert_frame_equal(parts.stats_frame(), whole.stats_frame())
+    a = parts.events.sort_values(["time", "group", "column", "kind"], kind="stable").reset_index(drop=True)
+    b = whole.events.sort_values(["time", "group", "column", "kind"], kind="stable").reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    assert (whole.events["kind"] == "transfer").any()
