@@ -420,6 +420,19 @@ def _plain(params: dict) -> dict:
 
 
 # --------------------------------------------------------------------------- report
+def funding_annualized_frame(market: Market, window_settlements: int = 21) -> pd.DataFrame:
+    """Trailing mean of the annualized funding rate over ``window_settlements`` settlements.
+
+    Bars x symbols, fraction per 365-day year, on settlement bars only (NaN elsewhere): the
+    line the report draws (raw settlements are too noisy to read).
+    """
+    hours = market.funding_interval_hours
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ann = np.where(market.funding_count > 0, market.funding_rate / market.funding_count * (24 * 365 / hours), np.nan)
+    frame = pd.DataFrame(ann, index=market.index, columns=list(market.symbols))
+    return frame.apply(lambda s: s.dropna().rolling(window_settlements, min_periods=1).mean().reindex(s.index))
+
+
 def trades_table(result, targets: Targets, columns: np.ndarray) -> pd.DataFrame:
     """Entries, exits and liquidations of the given columns (for markers on the funding chart)."""
     rows = []
@@ -466,10 +479,7 @@ def report_data(title: str, cfg: RunConfig, market: Market, targets: Targets, re
             "liquidation": result.components["liquidation"].iloc[:, cols].sum(axis=1),
         })
         components[lab] = comp
-    hours = market.funding_interval_hours
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ann = np.where(market.funding_count > 0, market.funding_rate / market.funding_count * (24 * 365 / hours), np.nan)
-    funding_ann = pd.DataFrame(ann, index=market.index, columns=list(market.symbols))
+    funding_ann = funding_annualized_frame(market)
     basis = pd.DataFrame(market.basis, index=market.index, columns=list(market.symbols))
     best_cols = result.group_columns(label_to_group[order[0]])
     mr, dl = {}, {}

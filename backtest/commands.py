@@ -500,14 +500,11 @@ def write_scan(out: Path, cfg, market, stats: pd.DataFrame, earnings: pd.DataFra
         "totals": totals.reset_index().to_dict(orient="records"),
     }
     text = json.dumps(app.json_ready(summary), indent=2, allow_nan=False)
-    hours = market.funding_interval_hours
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ann = np.where(market.funding_count > 0, market.funding_rate / market.funding_count * (24 * 365 / hours), np.nan)
     # the headline chart of a scan: cumulative funding (sum of rates) per symbol
     equity = pd.DataFrame(np.cumsum(market.funding_rate, axis=0), index=market.index, columns=list(market.symbols))
     report = ReportData(
         title="carry scan: funding regimes", metrics=totals, equity=equity,
-        funding_annualized=pd.DataFrame(ann, index=market.index, columns=list(market.symbols)),
+        funding_annualized=app.funding_annualized_frame(market),
         basis=pd.DataFrame(market.basis, index=market.index, columns=list(market.symbols)),
         tables=[("Funding by symbol", stats), ("Regimes (carry vs reverse carry)", earnings.set_index("symbol"))],
         notes=list(market.notes), meta={"run": app.run_hash(cfg), "data": f"{len(market.symbols)} symbols, {market.freq}"},

@@ -60,7 +60,7 @@ class ReportData:
     components : dict of DataFrame
         Label -> bars x component, cumulative PnL in quote currency (stacked in the report).
     funding_annualized : DataFrame or None
-        Bars x symbols, annualized funding rate (fraction per 365-day year) at settlements.
+        Bars x symbols, trailing annualized funding rate (fraction per 365-day year) at settlements.
     basis : DataFrame or None
         Bars x symbols, perp/spot - 1 (fraction).
     trades : DataFrame or None
@@ -184,7 +184,7 @@ def _figures(data: ReportData, max_points: int) -> list[tuple[str, object]]:
 
     if data.funding_annualized is not None or data.basis is not None:
         fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                            subplot_titles=("Funding, annualized (at settlements)", "Basis (perp/spot - 1)"))
+                            subplot_titles=("Funding, annualized (trailing mean of 21 settlements)", "Basis (perp/spot - 1)"))
         if data.funding_annualized is not None:
             for c in data.funding_annualized.columns:
                 s = data.funding_annualized[c].dropna()
