@@ -30,8 +30,11 @@ def test_quick_start_has_two_commands_and_ci_runs_the_second():
     assert "Quick start" in ci and "sed -n 2p" in ci
 
 
-def test_strategy_file_example_runs_from_the_cli(demo_catalog, tmp_path, capsys):
+def test_strategy_file_example_runs_from_the_cli(demo_catalog, tmp_path, capsys, monkeypatch):
     from backtest.cli import main
+    from strategies import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # keep calm_carry out of other tests
 
     code = next(b for b in re.findall(r"```python\n(.*?)```", README, flags=re.S) if "register(" in b)
     path = tmp_path / "my_strategy.py"

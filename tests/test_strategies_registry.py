@@ -13,6 +13,14 @@ from backtest.errors import ConfigError
 from backtest.market import Market
 
 
+@pytest.fixture(autouse=True)
+def _private_registry(monkeypatch):
+    """Strategies registered by a test stay in that test."""
+    from strategies import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+
 def test_builtins_registered():
     assert {"always_carry", "always_reverse", "funding_threshold", "funding_sign", "basis_aware",
             "rotation"} <= set(S.available_strategies())

@@ -98,6 +98,34 @@ def _bracket(t_hi, t_n, kc, c, n, notional, use_cache):
     return bracket_nb(t_hi, t_hi, t_n, n, notional)
 
 
+@njit(cache=True, inline="always")
+def _liq_level(qc, fwc, costc, mmr_max, cum_min):
+    """Liquidation pre-check level (mark) of an isolated position ``qc`` with wallet ``fwc``.
+
+    The full check of step 4 runs only when the adverse mark extreme ``adv`` may satisfy
+    ``fwc + qc * adv - costc <= |qc| * adv * mmr_max - cum_min`` (the cheap bound, itself
+    necessary for a liquidation). That inequality is linear in ``adv``: a short may be liquidated
+    only at ``adv >= level`` and a long only at ``adv <= level``, where ``level`` here is moved
+    to the safe side by far more than any rounding of the check. A bar whose extreme stays
+    strictly inside (short: ``adv < level``; long: ``adv > level``) cannot liquidate; NaN means
+    "always run the full check".
+    """
+    if qc == 0.0:
+        return np.nan
+    a = fwc - costc + cum_min
+    aq = abs(qc)
+    if qc < 0.0:
+        d = aq * (1.0 + mmr_max)
+    else:
+        d = aq * (1.0 - mmr_max)
+        if d <= 0.0:
+            return np.nan
+    tol = 1e-9 * (abs(fwc) + abs(costc) + abs(cum_min) + abs(a) * aq * (1.0 + mmr_max) / d) + 1e-300
+    if qc < 0.0:
+        return (a - tol) / d  # candidate when a - d * adv <= 0
+    return (tol - a) / d  # candidate when a + d * adv <= 0
+
+
 @njit(cache=True)
 def simulate_range_nb(
     g0, g1,
@@ -153,6 +181,7 @@ def simulate_range_nb(
     comp = np.zeros((C, 8))
     init_share = np.zeros(C)
     kc = np.zeros(C, np.int64)  # last maintenance bracket of each column (a search hint)
+    liq_lvl = np.full(C, np.nan)  # liquidation pre-check level per column (see _liq_level)
     cash = np.full(G, capital)
     gfw = np.zeros(G)
     g_topup_at = np.full(G, -1, np.int64)
@@ -167,6 +196,7 @@ def simulate_range_nb(
         rg = j if w_geq else 0
         for g in range(g0, g1):
             a, b = grp_start[g], grp_start[g + 1]
+            single_iso = (not cross) and b - a == 1
             # 1. open revaluation and due top-ups; in the same pass a quick scan for orders
             # (step 3): most bars of most columns have nothing to do
             any_due = cross and g_topup_at[g] == j
@@ -176,18 +206,6 @@ def simulate_range_nb(
             i = j - lag
             for k in range(a, b):
                 c = grp_cols[k]
-                n = col_sym[c]
-                sc = s[c]
-                qc = q[c]
-                if ref_valid[j, n]:
-                    so = so_ref[j, n]
-                    po = po_ref[j, n]
-                    if sc != 0.0:
-                        comp[c, C_SPOT] += sc * (so - sv[c])
-                    if qc != 0.0:
-                        comp[c, C_PERP] += qc * (po - pv[c])
-                    sv[c] = so
-                    pv[c] = po
                 if topup_at[c] == j:
                     any_due = True
                 if scan:
@@ -197,8 +215,117 @@ def simulate_range_nb(
                         any_order = True
                     elif pending_close[c]:
                         any_order = True
-                    elif has_band and sc != 0.0 and abs(sc + qc) > flex_nb(delta_band, j, c) * abs(sc):
-                        any_order = True
+                    elif has_band:
+                        sc = s[c]
+                        if sc != 0.0 and abs(sc + q[c]) > flex_nb(delta_band, j, c) * abs(sc):
+                            any_order = True
+            if single_iso and not (any_order or any_due):
+                # quiet bar of a one-column isolated portfolio (no fill, no top-up, and the
+                # adverse mark extreme on the safe side of the liquidation pre-check level):
+                # steps 5-8 only, without the open revaluation
+                c = grp_cols[a]
+                n = col_sym[c]
+                sc = s[c]
+                qc = q[c]
+                ok = valid[j, n]
+                quiet = True
+                if qc != 0.0 and ok:
+                    if qc < 0.0:
+                        quiet = mark_high[j, n] < liq_lvl[c]
+                    else:
+                        quiet = mark_low[j, n] > liq_lvl[c]
+                if quiet:
+                    dirty = False
+                    fv = funding_value[j, n]
+                    if qc != 0.0 and fv != 0.0 and np.isfinite(fv):
+                        amt = -qc * fv
+                        fw[c] += amt
+                        comp[c, C_FUND] += amt
+                        dirty = True
+                        liq_lvl[c] = _liq_level(qc, fw[c], cost[c], mmr_max[n], cum_min[n])
+                        if w_cf:
+                            r = funding_rate[j, n]
+                            nrec = _push(rec, nrec, j, c, K_FUNDING, LEG_PERP, qc, fv / r if r != 0.0 else np.nan, r, amt, 0.0)
+                    if ok:
+                        sx = spot_close[j, n]
+                        mx = mark_close[j, n]
+                    elif ref_valid[j, n]:  # an invalid bar keeps the reference price
+                        sx = so_ref[j, n]
+                        mx = po_ref[j, n]
+                    else:
+                        sx = sv[c]
+                        mx = pv[c]
+                    if sc != 0.0:
+                        comp[c, C_SPOT] += sc * (sx - sv[c])
+                    if qc != 0.0:
+                        comp[c, C_PERP] += qc * (mx - pv[c])
+                    sv[c] = sx
+                    pv[c] = mx
+                    svc = sv[c]
+                    if sc < 0.0:
+                        r = flex_nb(borrow_h, j, c)
+                        amt = -sc * svc * r * bar_hours
+                        if amt != 0.0:
+                            cash[g] -= amt
+                            comp[c, C_BORROW] -= amt
+                            dirty = True
+                            if w_cf:
+                                nrec = _push(rec, nrec, j, c, K_BORROW, LEG_SPOT, sc, svc, r, -amt, 0.0)
+                    fwc = fw[c]
+                    colsum = 0.0
+                    if sc != 0.0:
+                        colsum += sc * svc
+                    colsum += fwc
+                    mr = np.nan
+                    dl = np.nan
+                    if qc != 0.0:
+                        pvc = pv[c]
+                        upnl = qc * pvc - cost[c]
+                        colsum += upnl
+                        thr = flex_nb(topup_thr, j, c) if has_topup else np.nan
+                        if w_margin or thr == thr:
+                            notional = abs(qc) * pvc
+                            kb = _bracket(t_hi, t_n, kc, c, n, notional, tier_cache)
+                            mm = notional * t_mmr[n, kb] - t_cum[n, kb] if notional > 0.0 else 0.0
+                            rate = t_mmr[n, kb]
+                            den = notional * (1.0 + rate) if qc < 0.0 else notional * (1.0 - rate)
+                            mb = fwc + upnl
+                            mr = mm / mb if mb > 0.0 else np.inf
+                            dl = (mb - mm) / den
+                            if mr >= thr and topup_at[c] < 0:
+                                topup_at[c] = j + 1 + topup_delay
+                    if dirty:
+                        comp[c, 7] = init_share[c] + comp[c, 0] + comp[c, 1] + comp[c, 2] + comp[c, 3]
+                    equity[rj, c] = comp[c, 7] + comp[c, 4] + comp[c, 5] + comp[c, 6]
+                    if w_margin:
+                        mr_out[j, c] = mr
+                        dl_out[j, c] = dl
+                    if w_comp:
+                        for m in range(N_COMP):
+                            comps_out[m, j, c] = comp[c, m]
+                    if w_pos:
+                        spot_out[j, c] = sc
+                        perp_out[j, c] = qc
+                    group_equity[rg, g] = cash[g] + gfw[g] + colsum
+                    continue
+            # the open revaluation only where something uses the open prices (fills, top-ups,
+            # cross margin); on quiet bars of isolated portfolios the close revaluation (step 6)
+            # goes straight from the last valuation price to the close (same sum, rounded once)
+            # (and on bars where the reference is valid but the bar is not, which keeps the
+            # reference price: delay 0 after a valid bar)
+            open_all = cross or any_order or any_due
+            for k in range(a, b):
+                c = grp_cols[k]
+                n = col_sym[c]
+                if ref_valid[j, n] and (open_all or not valid[j, n]):
+                    so = so_ref[j, n]
+                    po = po_ref[j, n]
+                    if s[c] != 0.0:
+                        comp[c, C_SPOT] += s[c] * (so - sv[c])
+                    if q[c] != 0.0:
+                        comp[c, C_PERP] += q[c] * (po - pv[c])
+                    sv[c] = so
+                    pv[c] = po
             eq_ready = False
             eq = 0.0
             fills = False  # fills may change fees and slippage: refresh the cached partial sums
@@ -567,6 +694,8 @@ def simulate_range_nb(
                 if w_pos:
                     spot_out[j, c] = sc
                     perp_out[j, c] = qc
+                if not cross:
+                    liq_lvl[c] = _liq_level(qc, fw[c], cost[c], mmr_max[n], cum_min[n])
             group_equity[rg, g] = cash[g] + gfw[g] + colsum
             if g_margin and g_den > 0.0:
                 g_mb = gfw[g] + g_upnl
