@@ -206,3 +206,17 @@ def test_chunked_engine_run_equals_one_call(demo_cat, monkeypatch):
     b = whole.events.sort_values(["time", "group", "column", "kind"], kind="stable").reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
     assert (whole.events["kind"] == "transfer").any()
+
+
+def test_scale_out_sweep_writes_a_report(demo_cat, tmp_path, capsys):
+    out = tmp_path / "big"
+    code, stdout, _ = run("sweep", "--data", demo_cat, "--symbols", SYMS, "--strategy", "funding_threshold",
+                          "--grid", "entry=0.05,0.1", "--grid", "exit=0,0.02", "--symbol-chunk", "1",
+                          "--out", out, "--quiet", capsys=capsys)
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "columns.parquet", "config.toml", "equity.parquet", "report.html", "summary.json"]
+    cols = pd.read_parquet(out / "columns.parquet")
+    assert len(cols) == 8 and set(SUMMARY_KEYS) <= set(cols.columns)
+    html = (out / "report.html").read_text()
+    assert "heatmap" in html and "Ranking" in html and "own portfolio" in html

@@ -75,6 +75,8 @@ def run_scaled_sweep_command(args, cfg) -> int:
         eq = res.equity.copy()
         eq.columns = [f"{pid}:{sym}" for pid, sym in eq.columns]
         writers["equity.parquet"] = lambda p: eq.to_parquet(p)
+    html = scaled_report_html(res, cfg, rank)
+    writers["report.html"] = lambda p: p.write_text(html)
     write_output_dir(args.out, writers, overwrite=getattr(args, "overwrite", False))
     show = res.best(rank, 20)
     cols = ["param_id", "symbol"] + [c for c in show.columns if c not in app.SUMMARY_KEYS and c not in ("param_id", "symbol", "strategy")] \
@@ -87,3 +89,48 @@ def run_scaled_sweep_command(args, cfg) -> int:
           f"{res.plan.n_tasks} tasks, peak {format_bytes(m['peak_rss_bytes'])})")
     print(f"wrote {args.out}/")
     return 0
+
+
+def scaled_report_html(res, cfg, rank: str = "sharpe", top: int = 10) -> str:
+    """The HTML report of a scale-out sweep: ranking, the best columns' equity, heatmaps.
+
+    Figures come from the compact results (no per-bar components or margin in lean runs):
+    the ranking table of the best 50 (symbol, parameter set) columns, their sampled equity
+    curves (best ``top``), and ``rank`` averaged over symbols on the first two swept
+    parameters.
+    """
+    from .. import app
+    from ..report import ReportData, render_report
+
+    spec = cfg.strategies[0]
+    swept = [k for k, v in spec.params.items() if isinstance(v, (list, tuple))]
+    summary = res.summary
+    label = summary["param_id"].astype(str) + ":" + summary["symbol"]
+    metrics = summary.assign(label=label).set_index("label")[list(app.SUMMARY_KEYS)]
+    metrics = metrics.sort_values(rank, ascending=False).head(50)
+    metrics.index.name = "param_id:symbol"
+    if res.equity is not None:
+        equity = res.equity.copy()
+        equity.columns = [f"{pid}:{sym}" for pid, sym in equity.columns]
+        equity = equity[[c for c in metrics.index[:top] if c in equity.columns]]
+    else:
+        equity = pd.DataFrame({"final_equity": metrics["final_equity"].to_numpy()[:1]})
+    heatmaps = []
+    if swept:
+        per_set = summary.groupby("param_id").agg({**{p: "first" for p in swept}, rank: "mean"})
+        if len(swept) == 1:
+            heat = per_set.groupby(swept[0])[rank].max().to_frame().T
+            heat.index = [f"mean {rank} over symbols"]
+            heat.columns.name = swept[0]
+        else:
+            heat = per_set.pivot_table(index=swept[0], columns=swept[1], values=rank, aggfunc="max")
+        heatmaps.append((f"{rank} (mean over symbols) by {' x '.join(swept[:2])}", heat))
+    params = {k: v for k, v in spec.params.items()}
+    meta = {"run": app.run_hash(cfg), "strategy": spec.name, "grid": json.dumps(app.json_ready(params)),
+            "data": f"{len(cfg.data.symbols)} symbols, {cfg.data.freq}", "mode": res.meta.get("mode", "")}
+    notes = ["Scale-out sweep: each (symbol, parameter set) is its own portfolio with the full capital; "
+             "equity curves are sampled, and per-bar components and margin are not kept (lean runs)."]
+    return render_report(ReportData(
+        title=f"carry sweep (scale-out): {spec.name}", metrics=metrics, equity=equity, heatmaps=heatmaps,
+        ranking_by=rank, notes=notes, meta=meta, drawdown=res.equity is not None,
+    ))
