@@ -25,7 +25,8 @@ The last printed line is one JSON object with ``speedup_vs_vectorbt`` (full outp
 ``bar_columns_per_second`` (grid, ``full=False``), ``ratio_to_numpy_floor`` (full outputs),
 ``cold_start_seconds``, and the companions ``speedup_vs_vectorbt_lean``,
 ``ratio_to_numpy_floor_lean``, ``bar_columns_per_second_full``,
-``bar_columns_per_second_group_equity``, ``parallel_speedup`` and ``threads``.
+``bar_columns_per_second_group_equity``, ``parallel_speedup`` and ``threads``. The text lines
+name the simulation kernel used (``fast`` or ``general``, see ``run_backtest(kernel=...)``).
 Options: ``--bars`` (default 525600), ``--grid-columns`` (1000), ``--grid-bars`` (8760),
 ``--repeat`` (5).
 """
@@ -119,7 +120,7 @@ def bench_single(n_bars: int, repeat: int) -> dict:
             a.sum()
 
     t_numpy = _best(numpy_pass, max(repeat, 5))
-    return {"bars": n_bars, "n_fills": len(fills), "engine_s": t_engine, "engine_lean_s": t_lean,
+    return {"bars": n_bars, "n_fills": len(fills), "engine_s": t_engine, "engine_lean_s": t_lean, "kernel": res.kernel,
             "vectorbt_s": t_vbt, "numpy_s": t_numpy}
 
 
@@ -154,13 +155,14 @@ def bench_grid(n_cols: int, n_bars: int, repeat: int) -> dict:
         np.array_equal(serial.components[k].to_numpy(), par.components[k].to_numpy()) for k in serial.components)
     if not identical:
         raise AssertionError("parallel run differs from the serial run")
+    kernel = serial.kernel
     del serial, par
     t_par = timed(full=False, parallel=True)
     bc = n_cols * n_bars
     return {"columns": n_cols, "bars": n_bars, "seconds": t, "bar_columns_per_second": bc / t,
             "seconds_full": t_full, "bar_columns_per_second_full": bc / t_full,
             "seconds_group_equity": t_geq, "bar_columns_per_second_group_equity": bc / t_geq,
-            "seconds_parallel": t_par, "parallel_speedup": t / t_par, "threads": numba.get_num_threads()}
+            "seconds_parallel": t_par, "parallel_speedup": t / t_par, "threads": numba.get_num_threads(), "kernel": kernel}
 
 
 def cold_start() -> float:
@@ -180,12 +182,13 @@ def main(argv: list[str] | None = None) -> dict:
     single = bench_single(args.bars, args.repeat)
     print(f"single: {single['bars']:,} 1-minute bars, {single['n_fills']} fills: engine {single['engine_s'] * 1e3:.1f} ms "
           f"(lean {single['engine_lean_s'] * 1e3:.1f} ms), vectorbt from_orders {single['vectorbt_s'] * 1e3:.1f} ms, "
-          f"numpy pass {single['numpy_s'] * 1e3:.2f} ms")
+          f"numpy pass {single['numpy_s'] * 1e3:.2f} ms ({single['kernel']} kernel)")
     grid = bench_grid(args.grid_columns, args.grid_bars, args.repeat)
     print(f"grid: {grid['columns']} columns x {grid['bars']:,} bars, one core: full=False {grid['seconds'] * 1e3:.1f} ms "
           f"= {grid['bar_columns_per_second'] / 1e6:.1f} M bar-columns/s; full=True {grid['seconds_full'] * 1e3:.1f} ms "
           f"= {grid['bar_columns_per_second_full'] / 1e6:.1f} M/s; outputs=('group_equity',) "
           f"{grid['seconds_group_equity'] * 1e3:.1f} ms = {grid['bar_columns_per_second_group_equity'] / 1e6:.1f} M/s")
+    print(f"grid kernel: {grid['kernel']}")
     print(f"grid, parallel=True ({grid['threads']} threads, full=False): {grid['seconds_parallel'] * 1e3:.1f} ms, "
           f"speed-up {grid['parallel_speedup']:.2f}x over one core (results bit-identical)")
     cold = cold_start()

@@ -3,6 +3,8 @@
 A thin layer: it checks inputs, turns the config and per-column parameters into flexible
 NumPy arrays, calls :func:`backtest.kernels.simulate.simulate_range_nb` once (or
 :func:`~backtest.kernels.simulate.simulate_parallel_nb` with ``parallel=True``) and wraps the output.
+When every portfolio is one column in isolated margin without top-ups it calls the specialised
+:func:`backtest.kernels.fast.fast_range_nb` instead (same results, faster; ``kernel=``).
 It never imports vectorbt (that happens lazily in :meth:`BacktestResult.stats`).
 
 Rules of the simulation (see ``../shared/SPEC.md`` and :mod:`backtest.kernels.simulate`)
@@ -135,6 +137,7 @@ def run_backtest(
     full: bool = True,
     outputs: tuple[str, ...] | list[str] | None = None,
     parallel: bool | int = False,
+    kernel: str = "auto",
 ):
     """Simulate spot + perp positions that follow target exposures.
 
@@ -167,6 +170,12 @@ def run_backtest(
         count, an int = that many chunks of groups. Results are bit-identical to the serial
         run (groups are independent; events come back in the serial order). Useful when there
         are many portfolios; a single portfolio always runs serially.
+    kernel : {"auto", "general", "fast"}
+        Simulation kernel. ``"auto"`` (default) uses the specialised
+        :mod:`backtest.kernels.fast` kernel when every portfolio is one column in isolated
+        margin without margin top-ups (same results, faster), else the general kernel;
+        ``"general"`` forces the general kernel; ``"fast"`` requires the fast one (ConfigError
+        when the run is outside its scope). The result's ``kernel`` attribute names the one used.
 
     Returns
     -------
@@ -250,14 +259,12 @@ def run_backtest(
     if not np.isnan(fx["topup_margin_ratio"]).all():
         kflags |= K.F_HAS_TOPUP
     G = len(uniq)
-    # outputs, allocated here in one block (fewer page faults than many kernel allocations)
+    # outputs, allocated here (not in the kernel)
     per_bar_tc = [o for o in ("equity", "components", "positions", "margin") if o in outputs]
     n_tc = {"equity": 1, "components": N_COMP, "positions": 2, "margin": 2}
-    blk = np.empty((sum(n_tc[o] for o in per_bar_tc), T, C))
-    views, at = {}, 0
-    for o in per_bar_tc:
-        views[o] = blk[at:at + n_tc[o]]
-        at += n_tc[o]
+    # one block per output: blocks under glibc's mmap threshold (32 MiB at most) are recycled
+    # from the heap on the next run instead of being page-faulted in again
+    views = {o: np.empty((n_tc[o], T, C)) for o in per_bar_tc}
     equity = views["equity"][0] if "equity" in views else np.empty((1, C))
     comps = views["components"] if "components" in views else np.empty((N_COMP, 1, C))
     spot_out, perp_out = (views["positions"][0], views["positions"][1]) if "positions" in views else \
@@ -279,15 +286,28 @@ def run_backtest(
         AFTER_LIQ_CODES[config.after_liquidation], kflags,
         equity, group_equity, comps, spot_out, perp_out, mr_out, dl_out,
     )
+    fast_ok = (config.margin_mode != "cross" and bool((np.diff(starts) == 1).all())
+               and bool(np.isnan(fx["topup_margin_ratio"]).all()))
+    if kernel not in ("auto", "general", "fast"):
+        raise ConfigError(f"kernel must be 'auto', 'general' or 'fast', got {kernel!r}")
+    if kernel == "fast" and not fast_ok:
+        raise ConfigError("kernel='fast' needs one column per portfolio, isolated margin and no top-ups")
+    use_fast = fast_ok and kernel != "general"
+    if use_fast:
+        from .kernels import fast as KF
+
+        range_nb, parallel_nb = KF.fast_range_nb, KF.fast_parallel_nb
+    else:
+        range_nb, parallel_nb = K.simulate_range_nb, K.simulate_parallel_nb
     cap = _record_capacity(market, tg, "events" in outputs)
     n_chunks = (_n_threads() if parallel is True else int(parallel)) if parallel else 1
     n_chunks = max(1, min(n_chunks, G))
     if n_chunks == 1:
         rec = np.empty((cap, 9))
-        n = K.simulate_range_nb(0, G, *args, rec)
+        n = range_nb(0, G, *args, rec)
         if n > rec.shape[0]:  # the estimate was short: rerun with the exact size
             rec = np.empty((n, 9))
-            n = K.simulate_range_nb(0, G, *args, rec)
+            n = range_nb(0, G, *args, rec)
         records = rec[:n]  # a view: the untouched rest of the buffer was never paged in
     else:
         # chunks of whole groups with about equal numbers of columns
@@ -298,11 +318,11 @@ def run_backtest(
         caps = (cap * ncols // max(C, 1) + 1024).astype(np.int64)
         rec_bounds = np.concatenate([[0], np.cumsum(caps)]).astype(np.int64)
         rec = np.empty((rec_bounds[-1], 9))
-        counts = K.simulate_parallel_nb(bounds, rec_bounds, *args, rec)
+        counts = parallel_nb(bounds, rec_bounds, *args, rec)
         if (counts > caps).any():
             rec_bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
             rec = np.empty((rec_bounds[-1], 9))
-            counts = K.simulate_parallel_nb(bounds, rec_bounds, *args, rec)
+            counts = parallel_nb(bounds, rec_bounds, *args, rec)
         records = K.merge_records_nb(rec, rec_bounds, counts)
     out = (equity, group_equity, comps, spot_out, perp_out, mr_out, dl_out, records)
     flags = ("same_bar_execution",) if delay == 0 else ()
@@ -310,9 +330,11 @@ def run_backtest(
         warnings.warn("mark prices are missing for some bars and fall back to perp last prices "
                       "(funding and liquidation use them); see Market.mark_fallback", stacklevel=2)
         flags += ("mark_fallback",)
-    return BacktestResult.from_kernel(market, tg, config, out, group_ids=uniq, flags=flags,
-                                      full=set(outputs) >= set(OUTPUTS), column_params=column_params,
-                                      outputs=outputs)
+    res = BacktestResult.from_kernel(market, tg, config, out, group_ids=uniq, flags=flags,
+                                     full=set(outputs) >= set(OUTPUTS), column_params=column_params,
+                                     outputs=outputs)
+    res.kernel = "fast" if use_fast else "general"
+    return res
 
 
 def _record_capacity(market: Market, tg: Targets, cashflow_events: bool = True) -> int:

@@ -19,6 +19,10 @@ import pandas as pd
 COMPONENTS = ("funding", "fees", "slippage", "borrow", "spot_price", "perp_price", "liquidation")
 EVENT_KINDS = ("fill", "funding", "borrow", "transfer", "liquidation")
 LEGS = {0: "spot", 1: "perp"}
+#: Attributes of a :meth:`BacktestResult.from_kernel` result built on first access (pandas
+#: wrapping costs milliseconds per run, which matters for many small runs).
+_LAZY = ("columns", "column_table", "equity", "group_equity", "components", "spot_qty", "perp_qty",
+         "margin_ratio", "distance_to_liquidation")
 
 #: Keys of :meth:`BacktestResult.stats`, documented (units) for reports and the CLI.
 STATS_KEYS = {
@@ -102,31 +106,56 @@ class BacktestResult:
 
     @classmethod
     def from_kernel(cls, market, targets, config, out, *, group_ids, flags, full, column_params=None, outputs=None):
+        """Wrap the kernel's arrays; the pandas objects are built on first access (see ``_LAZY``)."""
         from .engine import bar_hours
 
         equity, group_equity, comps, spot, perp, mr, dl, rec = out
-        tab = targets.columns.reset_index(drop=True)
+        gidx = np.searchsorted(group_ids, targets.group)
+        res = cls(
+            index=market.index, columns=None, column_table=None, group_ids=group_ids, column_group=gidx,
+            symbols=market.symbols, column_symbol=targets.column_symbol, config=config,
+            equity=None, group_equity=None, components=None, spot_qty=None, perp_qty=None, margin_ratio=None,
+            distance_to_liquidation=None,
+            records=rec, flags=tuple(flags), full=full, bar_hours=bar_hours(market), column_params=column_params,
+            outputs=tuple(outputs) if outputs is not None else None,
+        )
+        d = res.__dict__
+        for name in _LAZY:
+            del d[name]
+        d["_lazy"] = (targets.columns, market.index, market.n_bars, equity, group_equity, comps, spot, perp, mr, dl)
+        return res
+
+    def __getattr__(self, name):
+        # only reached when normal lookup fails: the lazily built pandas attributes
+        d = self.__dict__
+        lazy = d.get("_lazy")
+        if lazy is None or name not in _LAZY:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self._build(lazy)
+        return d[name]
+
+    def _build(self, lazy) -> None:
+        """Build the pandas attributes from the kernel's arrays (all at once, on first access)."""
+        table, index, n_bars, equity, group_equity, comps, spot, perp, mr, dl = lazy
+        tab = table.reset_index(drop=True)
         columns = pd.MultiIndex.from_frame(tab) if tab.shape[1] > 1 else pd.Index(tab.iloc[:, 0])
-        last = market.index[-1:]
+        last = index[-1:]
 
         def rows(a):  # per-bar outputs have one row per bar; the others only the last bar's
-            return market.index if a.shape[0] == market.n_bars else last
+            return index if a.shape[0] == n_bars else last
 
         def df(a):
             return pd.DataFrame(a, index=rows(a), columns=columns, copy=False)
 
-        gidx = np.searchsorted(group_ids, targets.group)
-        return cls(
-            index=market.index, columns=columns, column_table=tab, group_ids=group_ids, column_group=gidx,
-            symbols=market.symbols, column_symbol=targets.column_symbol, config=config,
-            equity=df(equity),
-            group_equity=pd.DataFrame(group_equity, index=rows(group_equity), columns=pd.Index(group_ids, name="group"),
-                                      copy=False),
+        d = self.__dict__
+        d.update(
+            column_table=tab, columns=columns, equity=df(equity),
+            group_equity=pd.DataFrame(group_equity, index=rows(group_equity),
+                                      columns=pd.Index(self.group_ids, name="group"), copy=False),
             components={name: df(comps[k]) for k, name in enumerate(COMPONENTS)},
             spot_qty=df(spot), perp_qty=df(perp), margin_ratio=df(mr), distance_to_liquidation=df(dl),
-            records=rec, flags=tuple(flags), full=full, bar_hours=bar_hours(market), column_params=column_params,
-            outputs=tuple(outputs) if outputs is not None else None,
         )
+        del d["_lazy"]
 
     @classmethod
     def concat(cls, parts: list["BacktestResult"]) -> "BacktestResult":

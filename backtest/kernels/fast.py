@@ -1,0 +1,513 @@
+"""A specialised kernel for portfolios of one column in isolated margin (the common case).
+
+Same rules, same operations in the same order as :func:`backtest.kernels.simulate.simulate_range_nb`
+(results are bit-identical; ``tests/test_engine_fast.py`` checks it), restricted to:
+
+* every portfolio (group) holds exactly one column, margin mode isolated;
+* no margin top-ups (``topup_margin_ratio`` NaN everywhere).
+
+Delta bands, weights, delays, invalid bars, liquidations and all after-liquidation policies are
+supported. A column's state lives in local variables while it runs through a block of bars
+(time chunk); columns run one after the other inside a chunk, so the (T, C) inputs and
+outputs touched by a chunk stay in cache. Events of a chunk are then put back in the general
+kernel's (bar, group) order by a stable counting sort on the bar.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .margin import bracket_cached_nb, bracket_nb, isolated_liq_price_nb, maint_margin_nb
+from .simulate import (
+    C_BORROW, C_FEE, C_FUND, C_LIQ, C_PERP, C_SLIP, C_SPOT,
+    F_CASHFLOW_EVENTS, F_COMPONENTS, F_EQUITY, F_GROUP_EQUITY, F_HAS_BAND, F_MARGIN, F_POSITIONS,
+    K_BORROW, K_FILL, K_FUNDING, K_LIQ, K_TRANSFER, LEG_NONE, LEG_PERP, LEG_SPOT, MIN_TRANSFER,
+    N_COMP, _fill_price, _liq_level, _perp_trade,
+)
+
+@njit(cache=True, inline="always")
+def _push_u(rec, n, bar, col, kind, leg, qty, price, rate, cash, fee):
+    """:func:`~backtest.kernels.simulate._push` with unsigned row indexing (no wraparound checks)."""
+    if n < rec.shape[0]:
+        r = np.uint64(n)
+        rec[r, np.uint64(0)] = bar
+        rec[r, np.uint64(1)] = col
+        rec[r, np.uint64(2)] = kind
+        rec[r, np.uint64(3)] = leg
+        rec[r, np.uint64(4)] = qty
+        rec[r, np.uint64(5)] = price
+        rec[r, np.uint64(6)] = rate
+        rec[r, np.uint64(7)] = cash
+        rec[r, np.uint64(8)] = fee
+    return n + 1
+
+
+#: Bars per time chunk when several columns run (keeps a chunk's rows of the (T, C) arrays in cache).
+CHUNK = 32
+#: Most events of one column in one bar (spot fill, perp fill, transfer, liquidation, funding, borrow).
+MAX_EV = 6
+#: Fields of an event row.
+N_REC = 9
+#: State slots of a column between chunks.
+S_S, S_Q, S_COST, S_FW, S_SV, S_PV, S_LASTX, S_PCLOSE, S_PRE = 0, 1, 2, 3, 4, 5, 6, 7, 8
+S_COMP = 9  # 9 .. 15: components, 16: cached partial sum
+S_COMP7, S_CASH, S_KC, S_LIQ = 16, 17, 18, 19
+NS = 20
+
+
+@njit(cache=True)
+def _scatter_by_bar(scr, m, rec, base, j0, j1):
+    """Rows ``0 .. m - 1`` of ``scr`` (bars ``j0 .. j1 - 1``) into ``rec[base:]`` sorted by bar (stable).
+
+    Rows falling beyond ``rec`` are dropped (the caller reruns with a larger buffer).
+    """
+    cnt = np.zeros(j1 - j0 + 1, np.int64)
+    for r in range(m):
+        cnt[np.int64(scr[r, 0]) - j0 + 1] += 1
+    for b in range(1, j1 - j0 + 1):
+        cnt[b] += cnt[b - 1]
+    R = rec.shape[0]
+    for r in range(m):
+        b = np.int64(scr[r, 0]) - j0
+        dst = base + cnt[b]
+        cnt[b] += 1
+        if dst < R:
+            for f in range(N_REC):
+                rec[np.uint64(dst), np.uint64(f)] = scr[np.uint64(r), np.uint64(f)]
+
+
+@njit(cache=True)
+def fast_range_nb(
+    g0, g1,
+    so_ref, po_ref, ref_valid, spot_close, spot_volume, perp_volume,
+    mark_open, mark_high, mark_low, mark_close, valid, funding_value, funding_rate,
+    targets, weights, col_sym, grp_cols, grp_start, capital,
+    leverage, spot_fee, perp_fee, slip_frac, impact, borrow_h, clearance, topup_thr, delta_band,
+    t_lo, t_hi, t_mmr, t_cum, t_n, tier_cache,
+    lag, bar_hours, cross, topup_delay, after_liq, flags,
+    equity, group_equity, comps_out, spot_out, perp_out, mr_out, dl_out, rec,
+):
+    """:func:`~backtest.kernels.simulate.simulate_range_nb` for one-column isolated groups
+    without top-ups (same signature, same results; ``cross``, ``topup_*`` are ignored)."""
+    T = so_ref.shape[0]
+    mmr_max = np.zeros(t_n.shape[0])
+    cum_min = np.zeros(t_n.shape[0])
+    for n in range(t_n.shape[0]):
+        for k in range(t_n[n]):
+            mmr_max[n] = max(mmr_max[n], t_mmr[n, k])
+            cum_min[n] = min(cum_min[n], t_cum[n, k])
+    ng = g1 - g0
+    st = np.zeros((max(ng, 1), NS))
+    for h in range(ng):
+        st[h, S_SV] = np.nan
+        st[h, S_PV] = np.nan
+        st[h, S_LASTX] = np.nan
+        st[h, S_LIQ] = np.nan
+        st[h, S_COMP7] = capital
+        st[h, S_CASH] = capital
+    w_eq = (flags & F_EQUITY) != 0
+    w_geq = (flags & F_GROUP_EQUITY) != 0
+    w_comp = (flags & F_COMPONENTS) != 0
+    w_pos = (flags & F_POSITIONS) != 0
+    w_margin = (flags & F_MARGIN) != 0
+    w_cf = (flags & F_CASHFLOW_EVENTS) != 0
+    has_band = (flags & F_HAS_BAND) != 0
+    init_share = capital
+    chunk = CHUNK if ng > 1 else max(T, 1)
+    # several columns: a chunk's events go to a scratch buffer (at most MAX_EV per bar and
+    # column), then into ``rec`` in (bar, group) order; one column: straight into ``rec``
+    sorting = ng > 1 and chunk > 1
+    scr = np.empty((MAX_EV * chunk * ng if sorting else 0, N_REC))
+    nrec = 0
+    base = 0
+    for j0 in range(0, T, chunk):
+        j1 = min(T, j0 + chunk)
+        buf = scr if sorting else rec
+        if sorting:
+            base = nrec
+            nrec = 0
+        for g in range(g0, g1):
+            h = g - g0
+            c = grp_cols[grp_start[g]]
+            mmr_max_n = mmr_max[col_sym[c]]
+            cum_min_n = cum_min[col_sym[c]]
+            n = col_sym[c]
+            # unsigned indices: numba skips the negative-index wraparound on them
+            nu = np.uint64(n)
+            cu = np.uint64(c)
+            gu = np.uint64(g)
+            s = st[h, S_S]
+            q = st[h, S_Q]
+            cost = st[h, S_COST]
+            fw = st[h, S_FW]
+            sv = st[h, S_SV]
+            pv = st[h, S_PV]
+            last_x = st[h, S_LASTX]
+            pend_close = st[h, S_PCLOSE] != 0.0
+            pend_re = st[h, S_PRE] != 0.0
+            c0 = st[h, S_COMP + 0]
+            c1 = st[h, S_COMP + 1]
+            c2 = st[h, S_COMP + 2]
+            c3 = st[h, S_COMP + 3]
+            c4 = st[h, S_COMP + 4]
+            c5 = st[h, S_COMP + 5]
+            c6 = st[h, S_COMP + 6]
+            c7 = st[h, S_COMP7]
+            cash = st[h, S_CASH]
+            kc = np.int64(st[h, S_KC])
+            liq_lvl = st[h, S_LIQ]
+            init_share = capital
+            # per-column constants of the flexible parameters that do not vary per bar
+            bor_t = borrow_h.shape[0] > 1
+            bor_k = np.uint64(c if borrow_h.shape[1] > 1 else 0)
+            bor0 = borrow_h[np.uint64(0), bor_k]
+            band_t = delta_band.shape[0] > 1
+            band_k = np.uint64(c if delta_band.shape[1] > 1 else 0)
+            band0 = delta_band[np.uint64(0), band_k]
+            nt = t_n[n]
+
+            for j in range(j0, j1):
+                ju = np.uint64(j)
+                rj = ju if w_eq else np.uint64(0)
+                rg = ju if w_geq else np.uint64(0)
+                new_target = False
+                any_order = False
+                i = j - lag
+                if j >= lag:
+                    x = targets[np.uint64(i), cu]
+                    if pend_re or (x == x and x != last_x):
+                        new_target = True
+                        any_order = True
+                    elif pend_close:
+                        any_order = True
+                    elif has_band:
+                        if s != 0.0 and abs(s + q) > (delta_band[ju, band_k] if band_t else band0) * abs(s):
+                            any_order = True
+                ok = valid[ju, nu]
+                if not any_order:
+                    quiet = True
+                    if q != 0.0 and ok:
+                        if q < 0.0:
+                            quiet = mark_high[ju, nu] < liq_lvl
+                        else:
+                            quiet = mark_low[ju, nu] > liq_lvl
+                    if quiet:
+                        dirty = False
+                        fv = funding_value[ju, nu]
+                        if q != 0.0 and fv != 0.0 and np.isfinite(fv):
+                            amt = -q * fv
+                            fw += amt
+                            c0 += amt
+                            dirty = True
+                            liq_lvl = _liq_level(q, fw, cost, mmr_max_n, cum_min_n)
+                            if w_cf:
+                                r = funding_rate[ju, nu]
+                                nrec = _push_u(buf, nrec, j, c, K_FUNDING, LEG_PERP, q, fv / r if r != 0.0 else np.nan, r, amt, 0.0)
+                        if ok:
+                            sx = spot_close[ju, nu]
+                            mx = mark_close[ju, nu]
+                        elif ref_valid[ju, nu]:
+                            sx = so_ref[ju, nu]
+                            mx = po_ref[ju, nu]
+                        else:
+                            sx = sv
+                            mx = pv
+                        if s != 0.0:
+                            c4 += s * (sx - sv)
+                        if q != 0.0:
+                            c5 += q * (mx - pv)
+                        sv = sx
+                        pv = mx
+                        if s < 0.0:
+                            r = borrow_h[ju, bor_k] if bor_t else bor0
+                            amt = -s * sv * r * bar_hours
+                            if amt != 0.0:
+                                cash -= amt
+                                c3 -= amt
+                                dirty = True
+                                if w_cf:
+                                    nrec = _push_u(buf, nrec, j, c, K_BORROW, LEG_SPOT, s, sv, r, -amt, 0.0)
+                        colsum = 0.0
+                        if s != 0.0:
+                            colsum += s * sv
+                        colsum += fw
+                        if q != 0.0:
+                            upnl = q * pv - cost
+                            colsum += upnl
+                            if w_margin:
+                                notional = abs(q) * pv
+                                if tier_cache:
+                                    kb = bracket_cached_nb(t_hi, t_n, n, notional, kc)
+                                    kc = kb
+                                else:
+                                    kb = bracket_nb(t_hi, t_hi, t_n, n, notional)
+                                mm = notional * t_mmr[n, kb] - t_cum[n, kb] if notional > 0.0 else 0.0
+                                rate = t_mmr[n, kb]
+                                den = notional * (1.0 + rate) if q < 0.0 else notional * (1.0 - rate)
+                                mb = fw + upnl
+                                mr_out[ju, cu] = mm / mb if mb > 0.0 else np.inf
+                                dl_out[ju, cu] = (mb - mm) / den
+                        elif w_margin:
+                            mr_out[ju, cu] = np.nan
+                            dl_out[ju, cu] = np.nan
+                        if dirty:
+                            c7 = init_share + c0 + c1 + c2 + c3
+                        equity[rj, cu] = c7 + c4 + c5 + c6
+                        if w_comp:
+                            comps_out[0, ju, cu] = c0
+                            comps_out[1, ju, cu] = c1
+                            comps_out[2, ju, cu] = c2
+                            comps_out[3, ju, cu] = c3
+                            comps_out[4, ju, cu] = c4
+                            comps_out[5, ju, cu] = c5
+                            comps_out[6, ju, cu] = c6
+                        if w_pos:
+                            spot_out[ju, cu] = s
+                            perp_out[ju, cu] = q
+                        group_equity[rg, gu] = cash + 0.0 + colsum
+                        continue
+
+                # general path: open revaluation where the open prices are used
+                rv = ref_valid[ju, nu]
+                if rv and (any_order or not ok):
+                    so = so_ref[ju, nu]
+                    po = po_ref[ju, nu]
+                    if s != 0.0:
+                        c4 += s * (so - sv)
+                    if q != 0.0:
+                        c5 += q * (po - pv)
+                    sv = so
+                    pv = po
+                fills = False
+                if any_order:
+                    fills = True
+                    eq = 0.0
+                    if new_target:
+                        if s != 0.0:
+                            eq += s * sv
+                        if q != 0.0:
+                            eq += q * pv - cost
+                        eq += fw
+                        eq += cash + 0.0
+                    if rv:
+                        x = targets[np.uint64(i), cu]
+                        if pend_re:
+                            if not np.isfinite(x):
+                                x = last_x
+                            last_x = np.nan
+                            pend_re = False
+                        new_s = s
+                        new_q = q
+                        if np.isfinite(x) and x != last_x:
+                            wk = c if weights.shape[1] > 1 else 0
+                            wr = i if weights.shape[0] > 1 else 0
+                            w = 1.0 if (x != 0.0 and weights[wr, wk] > 0.0) else 0.0
+                            lev = leverage[j if leverage.shape[0] > 1 else 0, c if leverage.shape[1] > 1 else 0]
+                            notional = max(eq, 0.0) * w * abs(x) * lev / (lev + 1.0)
+                            new_s = np.sign(x) * notional / so_ref[ju, nu]
+                            new_q = -new_s
+                            last_x = x
+                            pend_close = False
+                        elif pend_close:
+                            new_s = 0.0
+                            pend_close = False
+                        elif s != 0.0 and abs(s + q) > (delta_band[ju, band_k] if band_t else band0) * abs(s):
+                            new_q = -s
+                        traded = False
+                        jr = j if slip_frac.shape[0] > 1 else 0
+                        sl = slip_frac[jr, c if slip_frac.shape[1] > 1 else 0]
+                        im = impact[j if impact.shape[0] > 1 else 0, c if impact.shape[1] > 1 else 0]
+                        dq = new_s - s
+                        if dq != 0.0:
+                            vol = spot_volume[j - 1, n] if j > 0 else 0.0
+                            f = _fill_price(dq, so_ref[ju, nu], vol, sl, im)
+                            fee = abs(dq) * f * spot_fee[j if spot_fee.shape[0] > 1 else 0, c if spot_fee.shape[1] > 1 else 0]
+                            cash -= dq * f + fee
+                            s = new_s
+                            c1 -= fee
+                            c2 += dq * (so_ref[ju, nu] - f)
+                            nrec = _push_u(buf, nrec, j, c, K_FILL, LEG_SPOT, dq, f, np.nan, -dq * f - fee, fee)
+                            traded = True
+                        dq = new_q - q
+                        if dq != 0.0:
+                            vol = perp_volume[j - 1, n] if j > 0 else 0.0
+                            f = _fill_price(dq, po_ref[ju, nu], vol, sl, im)
+                            fee = abs(dq) * f * perp_fee[j if perp_fee.shape[0] > 1 else 0, c if perp_fee.shape[1] > 1 else 0]
+                            nq, ncost, realized = _perp_trade(q, cost, dq, f)
+                            q = new_q
+                            cost = ncost
+                            fw += realized - fee
+                            c1 -= fee
+                            c2 += dq * (po_ref[ju, nu] - f)
+                            nrec = _push_u(buf, nrec, j, c, K_FILL, LEG_PERP, dq, f, np.nan, realized - fee, fee)
+                            traded = True
+                        if traded:
+                            lev = leverage[j if leverage.shape[0] > 1 else 0, c if leverage.shape[1] > 1 else 0]
+                            tr = abs(q) * pv / lev - fw if q != 0.0 else -fw
+                            if abs(tr) > MIN_TRANSFER:
+                                cash -= tr
+                                fw += tr
+                                nrec = _push_u(buf, nrec, j, c, K_TRANSFER, LEG_NONE, np.nan, np.nan, np.nan, tr, 0.0)
+
+                # 4.-8. isolated liquidation, funding, close revaluation, borrow, outputs
+                dirty = fills
+                if q != 0.0 and ok:
+                    adv = mark_high[ju, nu] if q < 0.0 else mark_low[ju, nu]
+                    mb = fw + q * adv - cost
+                    if mb <= abs(q) * adv * mmr_max_n - cum_min_n and \
+                            mb <= maint_margin_nb(t_lo, t_hi, t_mmr, t_cum, t_n, n, abs(q) * adv):
+                        lp = isolated_liq_price_nb(t_lo, t_hi, t_mmr, t_cum, t_n, n, fw, q, cost)
+                        if not np.isfinite(lp):
+                            lp = adv
+                        mo = mark_open[ju, nu]
+                        if q < 0.0:
+                            lp = min(max(lp, mo), adv)
+                        else:
+                            lp = max(min(lp, mo), adv)
+                        c5 += q * (lp - pv)
+                        realized = q * lp - cost
+                        fee = clearance[j if clearance.shape[0] > 1 else 0, c if clearance.shape[1] > 1 else 0] * abs(q) * lp
+                        fw += realized - fee
+                        c6 -= fee
+                        nrec = _push_u(buf, nrec, j, c, K_LIQ, LEG_PERP, -q, lp, np.nan, realized - fee, fee)
+                        q = 0.0
+                        cost = 0.0
+                        pv = lp
+                        if after_liq == 0:
+                            pend_close = s != 0.0
+                        elif after_liq == 2:
+                            pend_re = True
+                fv = funding_value[ju, nu]
+                if q != 0.0 and fv != 0.0 and np.isfinite(fv):
+                    amt = -q * fv
+                    fw += amt
+                    c0 += amt
+                    dirty = True
+                    if w_cf:
+                        r = funding_rate[ju, nu]
+                        nrec = _push_u(buf, nrec, j, c, K_FUNDING, LEG_PERP, q, fv / r if r != 0.0 else np.nan, r, amt, 0.0)
+                if ok:
+                    sx = spot_close[ju, nu]
+                    mx = mark_close[ju, nu]
+                    if s != 0.0:
+                        c4 += s * (sx - sv)
+                    if q != 0.0:
+                        c5 += q * (mx - pv)
+                    sv = sx
+                    pv = mx
+                if s < 0.0:
+                    r = borrow_h[ju, bor_k] if bor_t else bor0
+                    amt = -s * sv * r * bar_hours
+                    if amt != 0.0:
+                        cash -= amt
+                        c3 -= amt
+                        dirty = True
+                        if w_cf:
+                            nrec = _push_u(buf, nrec, j, c, K_BORROW, LEG_SPOT, s, sv, r, -amt, 0.0)
+                colsum = 0.0
+                if s != 0.0:
+                    colsum += s * sv
+                colsum += fw
+                mr = np.nan
+                dl = np.nan
+                if q != 0.0:
+                    upnl = q * pv - cost
+                    colsum += upnl
+                    if w_margin:
+                        notional = abs(q) * pv
+                        if tier_cache:
+                            kb = bracket_cached_nb(t_hi, t_n, n, notional, kc)
+                            kc = kb
+                        else:
+                            kb = bracket_nb(t_hi, t_hi, t_n, n, notional)
+                        mm = notional * t_mmr[n, kb] - t_cum[n, kb] if notional > 0.0 else 0.0
+                        rate = t_mmr[n, kb]
+                        den = notional * (1.0 + rate) if q < 0.0 else notional * (1.0 - rate)
+                        mb = fw + upnl
+                        mr = mm / mb if mb > 0.0 else np.inf
+                        dl = (mb - mm) / den
+                if dirty:
+                    c7 = init_share + c0 + c1 + c2 + c3
+                equity[rj, cu] = c7 + c4 + c5 + c6
+                if w_margin:
+                    mr_out[ju, cu] = mr
+                    dl_out[ju, cu] = dl
+                if w_comp:
+                    comps_out[0, ju, cu] = c0
+                    comps_out[1, ju, cu] = c1
+                    comps_out[2, ju, cu] = c2
+                    comps_out[3, ju, cu] = c3
+                    comps_out[4, ju, cu] = c4
+                    comps_out[5, ju, cu] = c5
+                    comps_out[6, ju, cu] = c6
+                if w_pos:
+                    spot_out[ju, cu] = s
+                    perp_out[ju, cu] = q
+                liq_lvl = _liq_level(q, fw, cost, mmr_max_n, cum_min_n)
+                group_equity[rg, gu] = cash + 0.0 + colsum
+
+            st[h, S_S] = s
+            st[h, S_Q] = q
+            st[h, S_COST] = cost
+            st[h, S_FW] = fw
+            st[h, S_SV] = sv
+            st[h, S_PV] = pv
+            st[h, S_LASTX] = last_x
+            st[h, S_PCLOSE] = 1.0 if pend_close else 0.0
+            st[h, S_PRE] = 1.0 if pend_re else 0.0
+            st[h, S_COMP + 0] = c0
+            st[h, S_COMP + 1] = c1
+            st[h, S_COMP + 2] = c2
+            st[h, S_COMP + 3] = c3
+            st[h, S_COMP + 4] = c4
+            st[h, S_COMP + 5] = c5
+            st[h, S_COMP + 6] = c6
+            st[h, S_COMP7] = c7
+            st[h, S_CASH] = cash
+            st[h, S_KC] = kc
+            st[h, S_LIQ] = liq_lvl
+
+        if sorting:
+            _scatter_by_bar(scr, nrec, rec, base, j0, j1)
+            nrec += base
+    w_comp = (flags & F_COMPONENTS) != 0
+    w_pos = (flags & F_POSITIONS) != 0
+    for g in range(g0, g1):
+        c = grp_cols[grp_start[g]]
+        if not w_comp:
+            for m in range(N_COMP):
+                comps_out[m, 0, c] = st[g - g0, S_COMP + m]
+        if not w_pos:
+            spot_out[0, c] = st[g - g0, S_S]
+            perp_out[0, c] = st[g - g0, S_Q]
+    return nrec
+
+
+@njit(cache=True, parallel=True)
+def fast_parallel_nb(
+    bounds, rec_bounds,
+    so_ref, po_ref, ref_valid, spot_close, spot_volume, perp_volume,
+    mark_open, mark_high, mark_low, mark_close, valid, funding_value, funding_rate,
+    targets, weights, col_sym, grp_cols, grp_start, capital,
+    leverage, spot_fee, perp_fee, slip_frac, impact, borrow_h, clearance, topup_thr, delta_band,
+    t_lo, t_hi, t_mmr, t_cum, t_n, tier_cache,
+    lag, bar_hours, cross, topup_delay, after_liq, flags,
+    equity, group_equity, comps_out, spot_out, perp_out, mr_out, dl_out, rec,
+):
+    """:func:`fast_range_nb` over chunks of groups in parallel (as ``simulate_parallel_nb``)."""
+    nch = bounds.shape[0] - 1
+    counts = np.zeros(nch, np.int64)
+    for h in prange(nch):
+        counts[h] = fast_range_nb(
+            bounds[h], bounds[h + 1],
+            so_ref, po_ref, ref_valid, spot_close, spot_volume, perp_volume,
+            mark_open, mark_high, mark_low, mark_close, valid, funding_value, funding_rate,
+            targets, weights, col_sym, grp_cols, grp_start, capital,
+            leverage, spot_fee, perp_fee, slip_frac, impact, borrow_h, clearance, topup_thr, delta_band,
+            t_lo, t_hi, t_mmr, t_cum, t_n, tier_cache,
+            lag, bar_hours, cross, topup_delay, after_liq, flags,
+            equity, group_equity, comps_out, spot_out, perp_out, mr_out, dl_out,
+            rec[rec_bounds[h]:rec_bounds[h + 1]],
+        )
+    return counts
