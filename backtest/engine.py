@@ -65,8 +65,10 @@ AFTER_LIQ_CODES = {"close_spot": 0, "hold_spot": 1, "reenter": 2}
 #: per-bar cash-flow events (funding settlements and borrow charges; fills, transfers and
 #: liquidations are always recorded).
 OUTPUTS = ("equity", "group_equity", "components", "positions", "margin", "events")
-#: What ``full=False`` keeps per bar (the rest: final values only; margin outputs NaN).
-LEAN_OUTPUTS = ("equity", "group_equity", "events")
+#: What ``full=False`` keeps per bar (the rest: final values only; margin outputs NaN). Lean
+#: runs record fills, transfers and liquidations but not one funding/borrow row per bar: those
+#: cash flows are in the final component totals.
+LEAN_OUTPUTS = ("equity", "group_equity")
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
@@ -154,9 +156,10 @@ def run_backtest(
         Per-column (C,) or per-bar (T, C) overrides of the numeric settings named in
         :data:`COLUMN_PARAMS` (grids: one column per parameter set).
     full : bool
-        Keep every per-bar output (default). False keeps only equity and group equity per bar
-        and final component totals and positions (margin outputs NaN): less memory and time
-        for large grids. Same as ``outputs=LEAN_OUTPUTS``.
+        Keep every per-bar output (default). False keeps only equity and group equity per bar,
+        final component totals and positions (margin outputs NaN), and the fill, transfer and
+        liquidation events (no per-bar funding or borrow rows): less memory and time for large
+        grids. Same as ``outputs=LEAN_OUTPUTS``.
     outputs : sequence of str, optional
         Overrides ``full``: the per-bar outputs to keep, among :data:`OUTPUTS`
         (``equity``, ``group_equity``, ``components``, ``positions``, ``margin``, ``events``).
