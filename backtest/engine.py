@@ -345,7 +345,7 @@ def _record_capacity(market: Market, tg: Targets, cashflow_events: bool = True) 
 
     Only the rows written are ever paged in, so over-estimating costs address space only.
     """
-    n_targets = int(np.isfinite(tg.values).sum())
+    n_targets = int(np.count_nonzero(np.isfinite(tg.values)))
     if not cashflow_events:
         return 6 * n_targets + tg.values.size // 16 + 1024
     per_symbol = (market.funding_count > 0).sum(axis=0)

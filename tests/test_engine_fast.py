@@ -183,3 +183,19 @@ def test_fast_kernel_reruns_when_the_event_buffer_is_short(tmp_path, monkeypatch
     b = run_backtest(m, tg, cfg, column_params=params, parallel=parallel)
     assert b.kernel == "fast" and len(b.records) > 3
     assert_identical(a, b)
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_fast_group_equity_equals_general_one_column_grid(tmp_path, full):
+    """One-column portfolios, groups not in column order: group equity identical bit for bit."""
+    rng = np.random.default_rng(11)
+    m = random_market(rng, 600, 2, vol=0.03, wick=0.06, invalid_frac=0.05, funding_every=3)
+    tg = single_column_targets(m, rng, 30, p_change=0.05, weights=False)
+    assert not np.all(np.diff(tg.group) > 0)
+    cfg = BacktestConfig(perp_leverage=10.0, maintenance_margin_rate=0.01, borrow_annual_rate=0.2)
+    a = run_backtest(m, tg, cfg, full=full, kernel="general")
+    b = run_backtest(m, tg, cfg, full=full)
+    assert b.kernel == "fast"
+    assert list(b.group_equity.columns) == sorted(tg.group)
+    assert np.array_equal(a.group_equity.to_numpy(), b.group_equity.to_numpy())
+    assert_identical(a, b)
