@@ -443,3 +443,25 @@ def random_market(rng, T, N, *, vol=0.01, wick=0.02, invalid_frac=0.0, funding_e
     rate = np.where((np.arange(T) % funding_every == funding_every - 1)[:, None], rng.normal(1e-4, 5e-4, (T, N)), 0.0)
     symbols = [f"S{k}USDT" for k in range(N)]
     return Market.from_arrays(idx, symbols, spot=spot, perp=perp, mark=mark, funding_rate=rate)
+
+
+FRAMES = ("equity", "group_equity", "spot_qty", "perp_qty", "margin_ratio", "distance_to_liquidation")
+
+
+def assert_identical(a, b):
+    """Two BacktestResults are equal bit for bit: every frame, component and event."""
+    import pandas as pd
+
+    from backtest.result import COMPONENTS
+
+    for name in FRAMES:
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.shape == y.shape, name
+        assert list(x.columns) == list(y.columns), name
+        assert np.array_equal(x.to_numpy(), y.to_numpy(), equal_nan=True), name
+    for k in COMPONENTS:
+        assert np.array_equal(a.components[k].to_numpy(), b.components[k].to_numpy(), equal_nan=True), k
+    ra, rb = np.asarray(a.records), np.asarray(b.records)
+    assert ra.shape == rb.shape, "events"
+    assert np.array_equal(ra, rb, equal_nan=True), "events"
+    pd.testing.assert_frame_equal(a.events, b.events)

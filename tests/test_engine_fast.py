@@ -19,28 +19,10 @@ import pytest
 from backtest.config import BacktestConfig
 from backtest.engine import OUTPUTS, run_backtest
 from backtest.errors import ConfigError
-from backtest.result import COMPONENTS
 from backtest.targets import Targets
 
 sys.path.insert(0, str(Path(__file__).parent))
-from reference_engine import random_market, write_tiers  # noqa: E402
-
-FRAMES = ("equity", "group_equity", "spot_qty", "perp_qty", "margin_ratio", "distance_to_liquidation")
-
-
-def assert_identical(a, b):
-    for name in FRAMES:
-        x, y = getattr(a, name), getattr(b, name)
-        assert x.shape == y.shape, name
-        assert list(x.columns) == list(y.columns), name
-        assert np.array_equal(x.to_numpy(), y.to_numpy(), equal_nan=True), name
-    for k in COMPONENTS:
-        assert np.array_equal(a.components[k].to_numpy(), b.components[k].to_numpy(), equal_nan=True), k
-    ra, rb = np.asarray(a.records), np.asarray(b.records)
-    assert ra.shape == rb.shape, "events"
-    assert np.array_equal(ra, rb, equal_nan=True), "events"
-    pd.testing.assert_frame_equal(a.events, b.events)
-
+from reference_engine import assert_identical, random_market, write_tiers  # noqa: E402
 
 def single_column_targets(market, rng, n_cols, p_change, weights):
     T = market.n_bars

@@ -22,21 +22,8 @@ from backtest.errors import ConfigError
 from backtest.result import COMPONENTS
 
 sys.path.insert(0, str(Path(__file__).parent))
-from reference_engine import random_market, write_tiers  # noqa: E402
+from reference_engine import assert_identical, random_market, write_tiers  # noqa: E402
 from test_engine_reference import grid_targets  # noqa: E402
-
-FRAMES = ("equity", "group_equity", "spot_qty", "perp_qty", "margin_ratio", "distance_to_liquidation")
-
-
-def assert_identical(a, b):
-    for name in FRAMES:
-        x, y = getattr(a, name), getattr(b, name)
-        assert x.shape == y.shape, name
-        assert np.array_equal(x.to_numpy(), y.to_numpy(), equal_nan=True), name
-    for k in COMPONENTS:
-        assert np.array_equal(a.components[k].to_numpy(), b.components[k].to_numpy(), equal_nan=True), k
-    assert np.array_equal(np.asarray(a.records), np.asarray(b.records), equal_nan=True), "events"
-
 
 def random_case(seed, tmp_path, n_cols=12, n_groups=5, T=150):
     rng = np.random.default_rng(seed)
