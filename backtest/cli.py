@@ -157,6 +157,10 @@ def _run_options(p: argparse.ArgumentParser, *, out_required: bool = True) -> No
     o.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _strategy_file_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strategy-file", action="append", type=Path, help="a Python file that registers strategies")
+
+
 def _add_run_commands(sub) -> None:
     from . import commands
 
@@ -165,7 +169,7 @@ def _add_run_commands(sub) -> None:
                         epilog=EPILOG_BACKTEST, formatter_class=_formatter)
     bt.add_argument("--strategy", default=None, help="strategy name (see carry strategies)")
     bt.add_argument("--param", action="append", metavar="NAME=VALUE", help="strategy parameter (repeatable)")
-    bt.add_argument("--strategy-file", action="append", type=Path, help="a Python file that registers strategies")
+    _strategy_file_option(bt)
     _run_options(bt)
     bt.set_defaults(func=commands.cmd_backtest)
 
@@ -173,7 +177,7 @@ def _add_run_commands(sub) -> None:
                         epilog=EPILOG_COMPARE, formatter_class=_formatter)
     cp.add_argument("--strategies", default=None, help="comma-separated strategy names")
     cp.add_argument("--param", action="append", metavar="STRATEGY.NAME=VALUE", help="a strategy's parameter (repeatable)")
-    cp.add_argument("--strategy-file", action="append", type=Path, help="a Python file that registers strategies")
+    _strategy_file_option(cp)
     _run_options(cp)
     cp.set_defaults(func=commands.cmd_compare)
 
@@ -184,7 +188,7 @@ def _add_run_commands(sub) -> None:
     sw.add_argument("--param", action="append", metavar="NAME=VALUE", help="fixed parameter (repeatable)")
     sw.add_argument("--walk-forward", default=None, metavar="TRAIN:TEST", help="e.g. 180d:60d: in- vs out-of-sample")
     sw.add_argument("--rank-by", default="sharpe", choices=("sharpe", "total_return", "annualized_return"))
-    sw.add_argument("--strategy-file", action="append", type=Path, help="a Python file that registers strategies")
+    _strategy_file_option(sw)
     _run_options(sw)
     from .scale import add_scale_options
 
@@ -199,7 +203,7 @@ def _add_run_commands(sub) -> None:
     sc.set_defaults(func=commands.cmd_scan)
 
     st = sub.add_parser("strategies", help="list the registered strategies and their parameters")
-    st.add_argument("--strategy-file", action="append", type=Path, help="a Python file that registers strategies")
+    _strategy_file_option(st)
     st.set_defaults(func=commands.cmd_strategies)
 
 

@@ -450,14 +450,7 @@ def _scan_totals(market, cfg) -> pd.DataFrame:
     from .engine import run_backtest
     from .targets import Targets
 
-    parts = []
-    for k, name in enumerate(("always_carry", "always_reverse")):
-        t = run_strategy(name, market)
-        n = market.n_symbols
-        cols = t.columns.copy()
-        cols["group"] = np.arange(n) + k * n
-        parts.append(Targets(t.values, t.column_symbol, np.arange(n) + k * n, cols))
-    targets = Targets.concat(parts)
+    targets = Targets.concat([run_strategy(name, market) for name in ("always_carry", "always_reverse")]).per_column()
     result = run_backtest(market, targets, cfg.engine)
     totals = app.portfolio_stats(result, targets)
     totals.index = [f"{name}:{sym}" for name in ("always_carry", "always_reverse") for sym in market.symbols]

@@ -15,6 +15,7 @@ from enum import Enum
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .catalog import Catalog, PartitionKey
 from .errors import DataError
@@ -188,8 +189,6 @@ def _coverage(catalog: Catalog, keys: list[PartitionKey]) -> tuple[int, int] | N
         files = catalog.files(key)
         if not files:
             continue
-        import pyarrow.parquet as pq
-
         first = pq.read_table(files[0], columns=["time"]).column("time").cast(pa.int64()).to_numpy()
         last = pq.read_table(files[-1], columns=["time"]).column("time").cast(pa.int64()).to_numpy()
         if first.size:

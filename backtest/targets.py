@@ -88,6 +88,11 @@ class Targets:
         cols = pd.MultiIndex.from_frame(self.columns[names]) if names else None
         return pd.DataFrame(self.values, index=index, columns=cols)
 
+    def per_column(self) -> "Targets":
+        """The same targets with every column its own portfolio (group = column position)."""
+        groups = np.arange(self.n_columns, dtype=np.int64)
+        return Targets(self.values, self.column_symbol, groups, self.columns.assign(group=groups), None)
+
     @classmethod
     def from_array(cls, market: Market, values, *, strategy: str = "custom", weights=None) -> "Targets":
         """One target column per market symbol, all in one portfolio.

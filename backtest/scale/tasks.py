@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import time
 import warnings
@@ -58,13 +60,9 @@ class TaskResult:
 
 
 def per_column_portfolios(targets):
-    """The same targets with every column its own portfolio (group = column position)."""
-    from ..targets import Targets
-
-    cols = targets.columns.copy()
-    cols["param_id"] = cols["group"].to_numpy()
-    cols["group"] = np.arange(targets.n_columns)
-    return Targets(targets.values, targets.column_symbol, np.arange(targets.n_columns, dtype=np.int64), cols, None)
+    """The same targets with every column its own portfolio; ``param_id`` keeps the parameter set."""
+    tagged = dataclasses.replace(targets, columns=targets.columns.assign(param_id=targets.columns["group"].to_numpy()))
+    return tagged.per_column()
 
 
 def _resolve_strategy(strategy):
