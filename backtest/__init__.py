@@ -28,6 +28,7 @@ _LAZY = {
     "run_backtest": "backtest.engine",
     "BacktestConfig": "backtest.config",
     "BacktestResult": "backtest.result",
+    "EngineState": "backtest.state",
 }
 
 __all__ = sorted(_LAZY)

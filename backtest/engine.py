@@ -140,6 +140,7 @@ def run_backtest(
     outputs: tuple[str, ...] | list[str] | None = None,
     parallel: bool | int = False,
     kernel: str = "auto",
+    resume: "EngineState | None" = None,
 ):
     """Simulate spot + perp positions that follow target exposures.
 
@@ -179,6 +180,13 @@ def run_backtest(
         margin without margin top-ups (same results, faster), else the general kernel;
         ``"general"`` forces the general kernel; ``"fast"`` requires the fast one (ConfigError
         when the run is outside its scope). The result's ``kernel`` attribute names the one used.
+    resume : EngineState, optional
+        Continue a backtest from where an earlier run stopped (its ``result.state``): the
+        market must start with the bar after that run's last one, with the same symbols, the
+        same columns and the same config (checked). Positions, wallets, cumulative components
+        and decided-but-unexecuted targets carry over, so consecutive chunks joined with
+        :meth:`BacktestResult.chain` equal one run over the whole period bit for bit. Targets
+        are the new bars' only (the state holds the last ``execution_delay_bars`` rows).
 
     Returns
     -------
@@ -186,6 +194,7 @@ def run_backtest(
     """
     from .kernels import simulate as K
     from .result import BacktestResult
+    from .state import EngineState
 
     if config is None:
         config = BacktestConfig()
@@ -243,7 +252,30 @@ def run_backtest(
         ref_valid = shift(market.valid, False)
     else:
         so_ref, po_ref, ref_valid = market.spot_open, market.perp_open, market.valid
-    weights = _ro(np.ones((1, 1)) if tg.weights is None else tg.weights)
+    if resume is None:
+        state = EngineState.initial(market.symbols, tg.column_symbol, tg.group, float(config.initial_capital_quote),
+                                    config.config_hash())
+    else:
+        if not isinstance(resume, EngineState):
+            raise ConfigError(f"resume must be the EngineState of an earlier result (result.state), got {type(resume).__name__}")
+        resume.check_continuation(market, tg, config)
+        state = resume
+    t_off = len(state.target_tail)
+    target_rows = tg.values if not t_off else np.concatenate([state.target_tail, tg.values])
+    if tg.weights is None:
+        weights = np.ones((1, 1))
+    elif not t_off:
+        weights = tg.weights
+    else:
+        weights = np.concatenate([state.weight_tail if state.weight_tail is not None else np.ones_like(state.target_tail),
+                                  tg.weights])
+    weights = _ro(weights)
+    col_state = np.array(state.columns, copy=True)
+    grp_state = np.array(state.groups, copy=True)
+    if delay == 0 and state.bars:  # bar 0's reference is the previous run's last close
+        so_ref, po_ref, ref_valid = (np.array(a, copy=True) for a in (so_ref, po_ref, ref_valid))
+        so_ref[0], po_ref[0], ref_valid[0] = state.last_spot_close, state.last_perp_close, state.last_valid
+        so_ref, po_ref, ref_valid = _ro(so_ref), _ro(po_ref), np.ascontiguousarray(ref_valid)
     tiers = tier_table(market, config)
 
     if outputs is None:
@@ -281,12 +313,13 @@ def run_backtest(
         so_ref, po_ref, ref_valid, market.spot_close, market.spot_volume, market.perp_volume,
         market.mark_open, market.mark_high, market.mark_low, market.mark_close, market.valid,
         market.funding_value, market.funding_rate,
-        tg.values, weights, tg.column_symbol, _ro_int(order), _ro_int(starts), float(config.initial_capital_quote),
+        _ro(target_rows), weights, tg.column_symbol, _ro_int(order), _ro_int(starts), float(config.initial_capital_quote),
         fx["perp_leverage"], spot_fee, perp_fee, slip, fx["volume_participation_coefficient"], borrow,
         fx["clearance_fee_rate"], fx["topup_margin_ratio"], fx["rebalance_delta_band"],
         _ro(tiers.min_notional), _ro(tiers.max_notional), _ro(tiers.mmr), _ro(tiers.cum), _ro_int(tiers.n_tiers),
         bool(hi_sorted), max(delay, 1), bar_hours(market), config.margin_mode == "cross", int(config.topup_delay_bars),
         AFTER_LIQ_CODES[config.after_liquidation], kflags,
+        t_off, _ro(state.last_spot_volume), _ro(state.last_perp_volume), col_state, grp_state,
         equity, group_equity, comps, spot_out, perp_out, mr_out, dl_out,
     )
     fast_ok = (config.margin_mode != "cross" and bool((np.diff(starts) == 1).all())
@@ -308,8 +341,9 @@ def run_backtest(
     if n_chunks == 1:
         rec = np.empty((cap, 9))
         n = range_nb(0, G, *args, rec)
-        if n > rec.shape[0]:  # the estimate was short: rerun with the exact size
+        if n > rec.shape[0]:  # the estimate was short: rerun with the exact size, from the same state
             rec = np.empty((n, 9))
+            col_state[:], grp_state[:] = state.columns, state.groups
             n = range_nb(0, G, *args, rec)
         records = rec[:n]  # a view: the untouched rest of the buffer was never paged in
     else:
@@ -325,6 +359,7 @@ def run_backtest(
         if (counts > caps).any():
             rec_bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
             rec = np.empty((rec_bounds[-1], 9))
+            col_state[:], grp_state[:] = state.columns, state.groups
             counts = parallel_nb(bounds, rec_bounds, *args, rec)
         records = K.merge_records_nb(rec, rec_bounds, counts)
     out = (equity, group_equity, comps, spot_out, perp_out, mr_out, dl_out, records)
@@ -337,6 +372,7 @@ def run_backtest(
                                      full=set(outputs) >= set(OUTPUTS), column_params=column_params,
                                      outputs=outputs)
     res.kernel = "fast" if use_fast else "general"
+    res.state = state.advanced(market, tg, max(delay, 1), col_state, grp_state)
     return res
 
 

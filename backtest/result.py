@@ -79,6 +79,11 @@ class BacktestResult:
     outputs : tuple of str
         The per-bar outputs kept (``run_backtest(outputs=...)``); the others hold one row, the
         last bar's values (margin outputs: NaN).
+    state : EngineState
+        Where the run stopped: pass it as ``run_backtest(..., resume=state)`` to continue on
+        the next bars (see :mod:`backtest.state` and :meth:`chain`).
+    kernel : str
+        The simulation kernel used (``"fast"`` or ``"general"``).
     """
 
     index: pd.DatetimeIndex
@@ -103,6 +108,8 @@ class BacktestResult:
     column_params: dict | None = field(default=None)
     outputs: tuple | None = None
     _events: pd.DataFrame | None = field(default=None, repr=False)
+    state: Any = field(default=None, repr=False)
+    kernel: str | None = None
 
     @classmethod
     def from_kernel(cls, market, targets, config, out, *, group_ids, flags, full, column_params=None, outputs=None):
@@ -204,6 +211,54 @@ class BacktestResult:
             distance_to_liquidation=side([p.distance_to_liquidation for p in parts]),
             records=rec, flags=tuple(dict.fromkeys(f for p in parts for f in p.flags)), full=first.full,
             bar_hours=first.bar_hours, column_params=first.column_params, outputs=first.outputs,
+        )
+
+    @classmethod
+    def chain(cls, parts: list["BacktestResult"]) -> "BacktestResult":
+        """One after the other: the results of runs over consecutive time chunks, each started
+        from the previous one's ``state`` (``run_backtest(..., resume=previous.state)``).
+
+        Equals one run over the whole period bit for bit (per-bar outputs stacked, events with
+        their bar positions in the joined index). Outputs kept as the last bar only come from
+        the last part.
+        """
+        first = parts[0]
+        if len(parts) == 1:
+            return first
+        for a, b in zip(parts[:-1], parts[1:]):
+            if a.state is None or b.state is None or len(b.index) == 0 or a.state.next_time != b.index[0] \
+                    or b.state.bars - len(b.index) != a.state.bars:
+                raise ValueError("BacktestResult.chain needs consecutive runs: each part resumed from the previous "
+                                 f"part's state (a part ends before {a.state.next_time if a.state else '?'}, the next "
+                                 f"starts at {b.index[0] if len(b.index) else 'no bar'})")
+            if a.config != b.config or a.outputs != b.outputs or not a.columns.equals(b.columns):
+                raise ValueError("BacktestResult.chain needs parts with the same columns, config and outputs")
+        index = first.index.append([p.index for p in parts[1:]])
+        last = parts[-1]
+
+        kept = set(first.outputs if first.outputs is not None else ())
+
+        def rows(output, frames):  # per-bar outputs stacked; final-row-only outputs: the last part's
+            return pd.concat(frames, axis=0) if output in kept else frames[-1]
+
+        offsets = np.cumsum([0] + [len(p.index) for p in parts[:-1]])
+        recs = []
+        for p, off in zip(parts, offsets):
+            r = np.array(p.records, copy=True)
+            r[:, 0] += off
+            recs.append(r)
+        return cls(
+            index=index, columns=first.columns, column_table=first.column_table, group_ids=first.group_ids,
+            column_group=first.column_group, symbols=first.symbols, column_symbol=first.column_symbol,
+            config=first.config, equity=rows("equity", [p.equity for p in parts]),
+            group_equity=rows("group_equity", [p.group_equity for p in parts]),
+            components={k: rows("components", [p.components[k] for p in parts]) for k in first.components},
+            spot_qty=rows("positions", [p.spot_qty for p in parts]), perp_qty=rows("positions", [p.perp_qty for p in parts]),
+            margin_ratio=rows("margin", [p.margin_ratio for p in parts]),
+            distance_to_liquidation=rows("margin", [p.distance_to_liquidation for p in parts]),
+            records=np.concatenate(recs), flags=tuple(dict.fromkeys(f for p in parts for f in p.flags)),
+            full=first.full, bar_hours=first.bar_hours, column_params=first.column_params, outputs=first.outputs,
+            state=last.state, kernel=last.kernel,
         )
 
     # ---------------------------------------------------------------- views

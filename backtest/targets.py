@@ -93,6 +93,12 @@ class Targets:
         groups = np.arange(self.n_columns, dtype=np.int64)
         return Targets(self.values, self.column_symbol, groups, self.columns.assign(group=groups), None)
 
+    def bars(self, start: int, stop: int) -> "Targets":
+        """The rows of bars ``start .. stop - 1`` (positions), same columns: the targets of a
+        time chunk (see ``run_backtest(resume=...)``)."""
+        w = None if self.weights is None else self.weights[start:stop]
+        return Targets(self.values[start:stop], self.column_symbol, self.group, self.columns, w)
+
     @classmethod
     def from_array(cls, market: Market, values, *, strategy: str = "custom", weights=None) -> "Targets":
         """One target column per market symbol, all in one portfolio.

@@ -23,7 +23,8 @@ from .simulate import (
     C_BORROW, C_FEE, C_FUND, C_LIQ, C_PERP, C_SLIP, C_SPOT,
     F_CASHFLOW_EVENTS, F_COMPONENTS, F_EQUITY, F_GROUP_EQUITY, F_HAS_BAND, F_MARGIN, F_POSITIONS,
     K_BORROW, K_FILL, K_FUNDING, K_LIQ, K_TRANSFER, LEG_NONE, LEG_PERP, LEG_SPOT, MIN_TRANSFER,
-    N_COMP, _fill_price, _liq_level, _perp_trade,
+    G_CASH, N_COMP, S_COMP, S_COMP7, S_COST, S_FW, S_INIT, S_KC, S_LASTX, S_LIQ, S_PCLOSE, S_PRE, S_PV, S_Q, S_S,
+    S_SV, _fill_price, _liq_level, _perp_trade,
 )
 
 @njit(cache=True, inline="always")
@@ -49,11 +50,6 @@ CHUNK = 32
 MAX_EV = 6
 #: Fields of an event row.
 N_REC = 9
-#: State slots of a column between chunks.
-S_S, S_Q, S_COST, S_FW, S_SV, S_PV, S_LASTX, S_PCLOSE, S_PRE = 0, 1, 2, 3, 4, 5, 6, 7, 8
-S_COMP = 9  # 9 .. 15: components, 16: cached partial sum
-S_COMP7, S_CASH, S_KC, S_LIQ = 16, 17, 18, 19
-NS = 20
 
 
 @njit(cache=True)
@@ -86,10 +82,14 @@ def fast_range_nb(
     leverage, spot_fee, perp_fee, slip_frac, impact, borrow_h, clearance, topup_thr, delta_band,
     t_lo, t_hi, t_mmr, t_cum, t_n, tier_cache,
     lag, bar_hours, cross, topup_delay, after_liq, flags,
+    t_off, vol0_spot, vol0_perp, col_state, grp_state,
     equity, group_equity, comps_out, spot_out, perp_out, mr_out, dl_out, rec,
 ):
     """:func:`~backtest.kernels.simulate.simulate_range_nb` for one-column isolated groups
-    without top-ups (same signature, same results; ``cross``, ``topup_*`` are ignored)."""
+    without top-ups (same signature, same results; ``cross``, ``topup_*`` are ignored).
+
+    A column's state lives in ``col_state`` (its own slots, see ``S_*``) and its portfolio's
+    cash in ``grp_state`` between time chunks, as between runs."""
     T = so_ref.shape[0]
     mmr_max = np.zeros(t_n.shape[0])
     cum_min = np.zeros(t_n.shape[0])
@@ -98,14 +98,6 @@ def fast_range_nb(
             mmr_max[n] = max(mmr_max[n], t_mmr[n, k])
             cum_min[n] = min(cum_min[n], t_cum[n, k])
     ng = g1 - g0
-    st = np.zeros((max(ng, 1), NS))
-    for h in range(ng):
-        st[h, S_SV] = np.nan
-        st[h, S_PV] = np.nan
-        st[h, S_LASTX] = np.nan
-        st[h, S_LIQ] = np.nan
-        st[h, S_COMP7] = capital
-        st[h, S_CASH] = capital
     w_eq = (flags & F_EQUITY) != 0
     w_geq = (flags & F_GROUP_EQUITY) != 0
     w_comp = (flags & F_COMPONENTS) != 0
@@ -113,7 +105,6 @@ def fast_range_nb(
     w_margin = (flags & F_MARGIN) != 0
     w_cf = (flags & F_CASHFLOW_EVENTS) != 0
     has_band = (flags & F_HAS_BAND) != 0
-    init_share = capital
     chunk = CHUNK if ng > 1 else max(T, 1)
     # several columns: a chunk's events go to a scratch buffer (at most MAX_EV per bar and
     # column), then into ``rec`` in (bar, group) order; one column: straight into ``rec``
@@ -128,7 +119,6 @@ def fast_range_nb(
             base = nrec
             nrec = 0
         for g in range(g0, g1):
-            h = g - g0
             c = grp_cols[grp_start[g]]
             mmr_max_n = mmr_max[col_sym[c]]
             cum_min_n = cum_min[col_sym[c]]
@@ -137,27 +127,27 @@ def fast_range_nb(
             nu = np.uint64(n)
             cu = np.uint64(c)
             gu = np.uint64(g)
-            s = st[h, S_S]
-            q = st[h, S_Q]
-            cost = st[h, S_COST]
-            fw = st[h, S_FW]
-            sv = st[h, S_SV]
-            pv = st[h, S_PV]
-            last_x = st[h, S_LASTX]
-            pend_close = st[h, S_PCLOSE] != 0.0
-            pend_re = st[h, S_PRE] != 0.0
-            c0 = st[h, S_COMP + 0]
-            c1 = st[h, S_COMP + 1]
-            c2 = st[h, S_COMP + 2]
-            c3 = st[h, S_COMP + 3]
-            c4 = st[h, S_COMP + 4]
-            c5 = st[h, S_COMP + 5]
-            c6 = st[h, S_COMP + 6]
-            c7 = st[h, S_COMP7]
-            cash = st[h, S_CASH]
-            kc = np.int64(st[h, S_KC])
-            liq_lvl = st[h, S_LIQ]
-            init_share = capital
+            s = col_state[cu, S_S]
+            q = col_state[cu, S_Q]
+            cost = col_state[cu, S_COST]
+            fw = col_state[cu, S_FW]
+            sv = col_state[cu, S_SV]
+            pv = col_state[cu, S_PV]
+            last_x = col_state[cu, S_LASTX]
+            pend_close = col_state[cu, S_PCLOSE] != 0.0
+            pend_re = col_state[cu, S_PRE] != 0.0
+            c0 = col_state[cu, S_COMP + 0]
+            c1 = col_state[cu, S_COMP + 1]
+            c2 = col_state[cu, S_COMP + 2]
+            c3 = col_state[cu, S_COMP + 3]
+            c4 = col_state[cu, S_COMP + 4]
+            c5 = col_state[cu, S_COMP + 5]
+            c6 = col_state[cu, S_COMP + 6]
+            c7 = col_state[cu, S_COMP7]
+            cash = grp_state[gu, G_CASH]
+            kc = np.int64(col_state[cu, S_KC])
+            liq_lvl = col_state[cu, S_LIQ]
+            init_share = col_state[cu, S_INIT]
             # per-column constants of the flexible parameters that do not vary per bar
             bor_t = borrow_h.shape[0] > 1
             bor_k = np.uint64(c if borrow_h.shape[1] > 1 else 0)
@@ -173,8 +163,8 @@ def fast_range_nb(
                 rg = ju if w_geq else np.uint64(0)
                 new_target = False
                 any_order = False
-                i = j - lag
-                if j >= lag:
+                i = j - lag + t_off  # the target row executed at bar j
+                if i >= 0:
                     x = targets[np.uint64(i), cu]
                     if pend_re or (x == x and x != last_x):
                         new_target = True
@@ -320,7 +310,7 @@ def fast_range_nb(
                         im = impact[j if impact.shape[0] > 1 else 0, c if impact.shape[1] > 1 else 0]
                         dq = new_s - s
                         if dq != 0.0:
-                            vol = spot_volume[j - 1, n] if j > 0 else 0.0
+                            vol = spot_volume[j - 1, n] if j > 0 else vol0_spot[n]
                             f = _fill_price(dq, so_ref[ju, nu], vol, sl, im)
                             fee = abs(dq) * f * spot_fee[j if spot_fee.shape[0] > 1 else 0, c if spot_fee.shape[1] > 1 else 0]
                             cash -= dq * f + fee
@@ -331,7 +321,7 @@ def fast_range_nb(
                             traded = True
                         dq = new_q - q
                         if dq != 0.0:
-                            vol = perp_volume[j - 1, n] if j > 0 else 0.0
+                            vol = perp_volume[j - 1, n] if j > 0 else vol0_perp[n]
                             f = _fill_price(dq, po_ref[ju, nu], vol, sl, im)
                             fee = abs(dq) * f * perp_fee[j if perp_fee.shape[0] > 1 else 0, c if perp_fee.shape[1] > 1 else 0]
                             nq, ncost, realized = _perp_trade(q, cost, dq, f)
@@ -447,26 +437,26 @@ def fast_range_nb(
                 liq_lvl = _liq_level(q, fw, cost, mmr_max_n, cum_min_n)
                 group_equity[rg, gu] = cash + 0.0 + colsum
 
-            st[h, S_S] = s
-            st[h, S_Q] = q
-            st[h, S_COST] = cost
-            st[h, S_FW] = fw
-            st[h, S_SV] = sv
-            st[h, S_PV] = pv
-            st[h, S_LASTX] = last_x
-            st[h, S_PCLOSE] = 1.0 if pend_close else 0.0
-            st[h, S_PRE] = 1.0 if pend_re else 0.0
-            st[h, S_COMP + 0] = c0
-            st[h, S_COMP + 1] = c1
-            st[h, S_COMP + 2] = c2
-            st[h, S_COMP + 3] = c3
-            st[h, S_COMP + 4] = c4
-            st[h, S_COMP + 5] = c5
-            st[h, S_COMP + 6] = c6
-            st[h, S_COMP7] = c7
-            st[h, S_CASH] = cash
-            st[h, S_KC] = kc
-            st[h, S_LIQ] = liq_lvl
+            col_state[cu, S_S] = s
+            col_state[cu, S_Q] = q
+            col_state[cu, S_COST] = cost
+            col_state[cu, S_FW] = fw
+            col_state[cu, S_SV] = sv
+            col_state[cu, S_PV] = pv
+            col_state[cu, S_LASTX] = last_x
+            col_state[cu, S_PCLOSE] = 1.0 if pend_close else 0.0
+            col_state[cu, S_PRE] = 1.0 if pend_re else 0.0
+            col_state[cu, S_COMP + 0] = c0
+            col_state[cu, S_COMP + 1] = c1
+            col_state[cu, S_COMP + 2] = c2
+            col_state[cu, S_COMP + 3] = c3
+            col_state[cu, S_COMP + 4] = c4
+            col_state[cu, S_COMP + 5] = c5
+            col_state[cu, S_COMP + 6] = c6
+            col_state[cu, S_COMP7] = c7
+            grp_state[gu, G_CASH] = cash
+            col_state[cu, S_KC] = kc
+            col_state[cu, S_LIQ] = liq_lvl
 
         if sorting:
             _scatter_by_bar(scr, nrec, rec, base, j0, j1)
@@ -477,10 +467,10 @@ def fast_range_nb(
         c = grp_cols[grp_start[g]]
         if not w_comp:
             for m in range(N_COMP):
-                comps_out[m, 0, c] = st[g - g0, S_COMP + m]
+                comps_out[m, 0, c] = col_state[c, S_COMP + m]
         if not w_pos:
-            spot_out[0, c] = st[g - g0, S_S]
-            perp_out[0, c] = st[g - g0, S_Q]
+            spot_out[0, c] = col_state[c, S_S]
+            perp_out[0, c] = col_state[c, S_Q]
     return nrec
 
 
@@ -493,6 +483,7 @@ def fast_parallel_nb(
     leverage, spot_fee, perp_fee, slip_frac, impact, borrow_h, clearance, topup_thr, delta_band,
     t_lo, t_hi, t_mmr, t_cum, t_n, tier_cache,
     lag, bar_hours, cross, topup_delay, after_liq, flags,
+    t_off, vol0_spot, vol0_perp, col_state, grp_state,
     equity, group_equity, comps_out, spot_out, perp_out, mr_out, dl_out, rec,
 ):
     """:func:`fast_range_nb` over chunks of groups in parallel (as ``simulate_parallel_nb``)."""
@@ -507,6 +498,7 @@ def fast_parallel_nb(
             leverage, spot_fee, perp_fee, slip_frac, impact, borrow_h, clearance, topup_thr, delta_band,
             t_lo, t_hi, t_mmr, t_cum, t_n, tier_cache,
             lag, bar_hours, cross, topup_delay, after_liq, flags,
+            t_off, vol0_spot, vol0_perp, col_state, grp_state,
             equity, group_equity, comps_out, spot_out, perp_out, mr_out, dl_out,
             rec[rec_bounds[h]:rec_bounds[h + 1]],
         )

@@ -40,6 +40,21 @@ N_REC_FIELDS = 9
 #: Wallet transfers smaller than this (quote) are rounding noise and skipped.
 MIN_TRANSFER = 1e-9
 
+#: Slots of a column's state (``col_state[c]``): what a run needs to continue on the next bars.
+#: Quantities in coins (spot ``s``, perp ``q``), quote amounts (perp cost ``q * entry``, futures
+#: wallet, last valuation prices of both legs), the last executed target, the post-liquidation
+#: flags (0/1), the cumulative components, their cached partial sum, the bracket hint, the
+#: liquidation pre-check level, the bar of a scheduled top-up counted from the run's end
+#: (-1: none) and the column's initial capital share (quote).
+S_S, S_Q, S_COST, S_FW, S_SV, S_PV, S_LASTX, S_PCLOSE, S_PRE = 0, 1, 2, 3, 4, 5, 6, 7, 8
+S_COMP = 9  # 9 .. 15: the N_COMP components
+S_COMP7, S_KC, S_LIQ, S_TOPUP, S_INIT = 16, 17, 18, 19, 20
+NSC = 21
+#: Slots of a portfolio's state (``grp_state[g]``): spot quote cash, cross futures wallet,
+#: scheduled cross top-up (as ``S_TOPUP``).
+G_CASH, G_FW, G_TOPUP = 0, 1, 2
+NSG = 3
+
 
 @njit(cache=True, inline="always")
 def _push(rec, n, bar, col, kind, leg, qty, price, rate, cash, fee):
@@ -135,9 +150,16 @@ def simulate_range_nb(
     leverage, spot_fee, perp_fee, slip_frac, impact, borrow_h, clearance, topup_thr, delta_band,
     t_lo, t_hi, t_mmr, t_cum, t_n, tier_cache,
     lag, bar_hours, cross, topup_delay, after_liq, flags,
+    t_off, vol0_spot, vol0_perp, col_state, grp_state,
     equity, group_equity, comps_out, spot_out, perp_out, mr_out, dl_out, rec,
 ):
     """Simulate portfolios (groups) ``g0 .. g1 - 1`` over all bars; see the module docstring.
+
+    The run starts from ``col_state`` (C, NSC) and ``grp_state`` (G, NSG) and writes the state
+    after its last bar back into them (for its own columns and groups only): a later run over
+    the following bars continues exactly. ``targets`` (and ``weights`` when per bar) hold
+    ``t_off`` rows before bar 0 (the last targets of the previous run, still to be executed);
+    ``vol0_spot``/``vol0_perp`` (N,) are the volumes of the bar before bar 0 (0 for a new run).
 
     Groups are independent, so disjoint ranges can run in any order or in parallel and give
     bit-identical results. Outputs are written in place (only the columns and groups of the
@@ -182,14 +204,31 @@ def simulate_range_nb(
     init_share = np.zeros(C)
     kc = np.zeros(C, np.int64)  # last maintenance bracket of each column (a search hint)
     liq_lvl = np.full(C, np.nan)  # liquidation pre-check level per column (see _liq_level)
-    cash = np.full(G, capital)
+    cash = np.zeros(G)
     gfw = np.zeros(G)
     g_topup_at = np.full(G, -1, np.int64)
     for g in range(g0, g1):
-        n = grp_start[g + 1] - grp_start[g]
+        cash[g] = grp_state[g, G_CASH]
+        gfw[g] = grp_state[g, G_FW]
+        g_topup_at[g] = _due_in(grp_state[g, G_TOPUP])
         for k in range(grp_start[g], grp_start[g + 1]):
-            init_share[grp_cols[k]] = capital / n
-            comp[grp_cols[k], 7] = capital / n
+            c = grp_cols[k]
+            s[c] = col_state[c, S_S]
+            q[c] = col_state[c, S_Q]
+            cost[c] = col_state[c, S_COST]
+            fw[c] = col_state[c, S_FW]
+            sv[c] = col_state[c, S_SV]
+            pv[c] = col_state[c, S_PV]
+            last_x[c] = col_state[c, S_LASTX]
+            pending_close[c] = col_state[c, S_PCLOSE] != 0.0
+            pending_reenter[c] = col_state[c, S_PRE] != 0.0
+            for m in range(N_COMP):
+                comp[c, m] = col_state[c, S_COMP + m]
+            comp[c, 7] = col_state[c, S_COMP7]
+            kc[c] = np.int64(col_state[c, S_KC])
+            liq_lvl[c] = col_state[c, S_LIQ]
+            topup_at[c] = _due_in(col_state[c, S_TOPUP])
+            init_share[c] = col_state[c, S_INIT]
 
     for j in range(T):
         rj = j if w_eq else 0
@@ -202,8 +241,8 @@ def simulate_range_nb(
             any_due = cross and g_topup_at[g] == j
             new_target = False
             any_order = False
-            scan = j >= lag
-            i = j - lag
+            i = j - lag + t_off  # the target row executed at bar j
+            scan = i >= 0
             for k in range(a, b):
                 c = grp_cols[k]
                 if topup_at[c] == j:
@@ -329,7 +368,7 @@ def simulate_range_nb(
             eq_ready = False
             eq = 0.0
             fills = False  # fills may change fees and slippage: refresh the cached partial sums
-            if j >= lag and any_due:
+            if scan and any_due:
                 fills = True
                 # 2. top-ups due now
                 due_g = cross and g_topup_at[g] == j
@@ -368,7 +407,7 @@ def simulate_range_nb(
                             break
                         if s[c2] > 0.0 and ref_valid[j, n2]:
                             dq = -min(s[c2], short / so_ref[j, n2])
-                            vol = spot_volume[j - 1, n2] if j > 0 else 0.0
+                            vol = spot_volume[j - 1, n2] if j > 0 else vol0_spot[n2]
                             f = _fill_price(dq, so_ref[j, n2], vol, flex_nb(slip_frac, j, c2), flex_nb(impact, j, c2))
                             fee = abs(dq) * f * flex_nb(spot_fee, j, c2)
                             cash[g] -= dq * f + fee
@@ -454,7 +493,7 @@ def simulate_range_nb(
                     traded = False
                     dq = new_s - s[c]
                     if dq != 0.0:
-                        vol = spot_volume[j - 1, n] if j > 0 else 0.0
+                        vol = spot_volume[j - 1, n] if j > 0 else vol0_spot[n]
                         f = _fill_price(dq, so_ref[j, n], vol, flex_nb(slip_frac, j, c), flex_nb(impact, j, c))
                         fee = abs(dq) * f * flex_nb(spot_fee, j, c)
                         cash[g] -= dq * f + fee
@@ -465,7 +504,7 @@ def simulate_range_nb(
                         traded = True
                     dq = new_q - q[c]
                     if dq != 0.0:
-                        vol = perp_volume[j - 1, n] if j > 0 else 0.0
+                        vol = perp_volume[j - 1, n] if j > 0 else vol0_perp[n]
                         f = _fill_price(dq, po_ref[j, n], vol, flex_nb(slip_frac, j, c), flex_nb(impact, j, c))
                         fee = abs(dq) * f * flex_nb(perp_fee, j, c)
                         nq, ncost, realized = _perp_trade(q[c], cost[c], dq, f)
@@ -710,6 +749,9 @@ def simulate_range_nb(
                             mr_out[j, c] = mr
                             dl_out[j, c] = dl
     for g in range(g0, g1):
+        grp_state[g, G_CASH] = cash[g]
+        grp_state[g, G_FW] = gfw[g]
+        grp_state[g, G_TOPUP] = _due_after(g_topup_at[g], T)
         for k in range(grp_start[g], grp_start[g + 1]):
             c = grp_cols[k]
             if not w_comp:
@@ -718,7 +760,34 @@ def simulate_range_nb(
             if not w_pos:
                 spot_out[0, c] = s[c]
                 perp_out[0, c] = q[c]
+            col_state[c, S_S] = s[c]
+            col_state[c, S_Q] = q[c]
+            col_state[c, S_COST] = cost[c]
+            col_state[c, S_FW] = fw[c]
+            col_state[c, S_SV] = sv[c]
+            col_state[c, S_PV] = pv[c]
+            col_state[c, S_LASTX] = last_x[c]
+            col_state[c, S_PCLOSE] = 1.0 if pending_close[c] else 0.0
+            col_state[c, S_PRE] = 1.0 if pending_reenter[c] else 0.0
+            for m in range(N_COMP):
+                col_state[c, S_COMP + m] = comp[c, m]
+            col_state[c, S_COMP7] = comp[c, 7]
+            col_state[c, S_KC] = kc[c]
+            col_state[c, S_LIQ] = liq_lvl[c]
+            col_state[c, S_TOPUP] = _due_after(topup_at[c], T)
     return nrec
+
+
+@njit(cache=True, inline="always")
+def _due_in(v):
+    """A scheduled top-up bar from a state slot (bars after the previous run's end; -1: none)."""
+    return np.int64(v) if v >= 0.0 else np.int64(-1)
+
+
+@njit(cache=True, inline="always")
+def _due_after(bar, T):
+    """A scheduled top-up bar of this run as a state slot for the run over the next bars."""
+    return float(bar - T) if bar >= 0 else -1.0
 
 
 @njit(cache=True, parallel=True)
@@ -730,6 +799,7 @@ def simulate_parallel_nb(
     leverage, spot_fee, perp_fee, slip_frac, impact, borrow_h, clearance, topup_thr, delta_band,
     t_lo, t_hi, t_mmr, t_cum, t_n, tier_cache,
     lag, bar_hours, cross, topup_delay, after_liq, flags,
+    t_off, vol0_spot, vol0_perp, col_state, grp_state,
     equity, group_equity, comps_out, spot_out, perp_out, mr_out, dl_out, rec,
 ):
     """:func:`simulate_range_nb` over chunks of groups ``bounds[h] .. bounds[h + 1]`` in parallel.
@@ -748,6 +818,7 @@ def simulate_parallel_nb(
             leverage, spot_fee, perp_fee, slip_frac, impact, borrow_h, clearance, topup_thr, delta_band,
             t_lo, t_hi, t_mmr, t_cum, t_n, tier_cache,
             lag, bar_hours, cross, topup_delay, after_liq, flags,
+            t_off, vol0_spot, vol0_perp, col_state, grp_state,
             equity, group_equity, comps_out, spot_out, perp_out, mr_out, dl_out,
             rec[rec_bounds[h]:rec_bounds[h + 1]],
         )
