@@ -41,7 +41,7 @@ Example::
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -51,6 +51,9 @@ from .errors import ConfigError
 from .market import Market
 from .targets import Targets
 from .tiers import TierTable, load_tiers
+
+if TYPE_CHECKING:
+    from .state import EngineState
 
 N_COMP = 7  # cost components, as in backtest.kernels.simulate
 
