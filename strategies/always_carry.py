@@ -18,6 +18,9 @@ class AlwaysCarryParams(StrategyParams):
     exposure: float = param(1.0, "fraction of the column's capital share (0..1)", ge=0.0, le=1.0,
                             help="size of the carry position")
 
+    def lookback_hours(self) -> float:
+        return 0.0  # the same target on every bar
+
 
 def always_carry(market: Market, params: AlwaysCarryParams) -> np.ndarray:
     """Hold a carry (long spot, short perp) on every symbol, all the time.

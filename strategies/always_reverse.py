@@ -18,6 +18,9 @@ class AlwaysReverseParams(StrategyParams):
     exposure: float = param(1.0, "fraction of the column's capital share (0..1)", ge=0.0, le=1.0,
                             help="size of the reverse-carry position")
 
+    def lookback_hours(self) -> float:
+        return 0.0  # the same target on every bar
+
 
 def always_reverse(market: Market, params: AlwaysReverseParams) -> np.ndarray:
     """Hold a reverse carry (short spot borrowed on margin, long perp) on every symbol.

@@ -144,6 +144,15 @@ class StrategyParams:
                  "unit": f.metadata.get("unit", ""), "help": f.metadata.get("help", "")} for f in fields(cls)]
         return pd.DataFrame(rows)
 
+    # -- history needed
+    def lookback_hours(self) -> float | None:
+        """Hours of history the targets depend on (signal windows plus minimum holds), or None
+        when unknown (the default). A time-chunked scale-out sweep loads at least this much
+        history before each chunk (see ``backtest.scale.run_sweep(warmup=...)``); built-in
+        strategies declare it, user strategies may.
+        """
+        return None
+
 
 @dataclass(frozen=True, kw_only=True)
 class NoParams(StrategyParams):

@@ -10,7 +10,7 @@ from backtest.errors import ConfigError
 from backtest.market import Market
 
 from .base import StrategyParams, hours_to_bars, mask_targets, param
-from .signals import basis, basis_zscore, hysteresis, rolling_mean, trailing_funding_annualized
+from .signals import MAX_FUNDING_INTERVAL_HOURS, basis, basis_zscore, hysteresis, rolling_mean, trailing_funding_annualized
 
 __all__ = ["BasisAwareParams", "basis_aware"]
 
@@ -38,6 +38,10 @@ class BasisAwareParams(StrategyParams):
         if self.exit_z >= self.entry_z:
             raise ConfigError(f"BasisAwareParams: exit_z ({self.exit_z:g}) must be < entry_z ({self.entry_z:g}) "
                               "(standard deviations of the basis)")
+
+    def lookback_hours(self) -> float:
+        """The longer of the basis window and the funding window (at 8 h), plus the minimum hold."""
+        return max(self.window_hours, self.window_settlements * MAX_FUNDING_INTERVAL_HOURS) + self.min_hold_hours
 
 
 def basis_aware(market: Market, params: BasisAwareParams) -> np.ndarray:

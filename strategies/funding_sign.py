@@ -10,7 +10,7 @@ from backtest.errors import ConfigError
 from backtest.market import Market
 
 from .base import StrategyParams, hours_to_bars, mask_targets, param
-from .signals import HOURS_PER_YEAR, funding_signal, hysteresis
+from .signals import MAX_FUNDING_INTERVAL_HOURS, HOURS_PER_YEAR, funding_signal, hysteresis
 
 __all__ = ["FundingSignParams", "funding_sign"]
 
@@ -35,6 +35,11 @@ class FundingSignParams(StrategyParams):
         if self.exit_annualized > self.entry_annualized:
             raise ConfigError(f"FundingSignParams: exit_annualized ({self.exit_annualized:g}) must be <= "
                               f"entry_annualized ({self.entry_annualized:g}) (annualized fractions)")
+
+    def lookback_hours(self) -> float:
+        """The signal's settlements at the longest interval (8 h), plus the minimum hold."""
+        window = self.window_settlements if self.signal == "trailing" else 1
+        return window * MAX_FUNDING_INTERVAL_HOURS + self.min_hold_hours
 
 
 def funding_sign(market: Market, params: FundingSignParams) -> np.ndarray:

@@ -10,7 +10,7 @@ from backtest.errors import ConfigError
 from backtest.market import Market
 
 from .base import StrategyParams, hours_to_bars, mask_targets, param
-from .signals import funding_signal, hysteresis
+from .signals import MAX_FUNDING_INTERVAL_HOURS, funding_signal, hysteresis
 
 __all__ = ["FundingThresholdParams", "funding_threshold"]
 
@@ -33,6 +33,11 @@ class FundingThresholdParams(StrategyParams):
             raise ConfigError(
                 f"FundingThresholdParams: exit_annualized ({self.exit_annualized:g}) must be <= entry_annualized "
                 f"({self.entry_annualized:g}) (annualized fractions, 0.10 = 10%/yr)")
+
+    def lookback_hours(self) -> float:
+        """The signal's settlements at the longest interval (8 h), plus the minimum hold."""
+        window = self.window_settlements if self.signal == "trailing" else 1
+        return window * MAX_FUNDING_INTERVAL_HOURS + self.min_hold_hours
 
 
 def funding_threshold(market: Market, params: FundingThresholdParams) -> np.ndarray:

@@ -22,12 +22,14 @@ from backtest.errors import ConfigError
 from backtest.market import Market
 
 __all__ = [
-    "HOURS_PER_YEAR", "trailing_funding_annualized", "basis", "rolling_zscore", "rolling_mean",
+    "HOURS_PER_YEAR", "MAX_FUNDING_INTERVAL_HOURS", "trailing_funding_annualized", "basis", "rolling_zscore", "rolling_mean",
     "hysteresis_nb", "hysteresis", "cached", "clear_cache", "funding_signal",
 ]
 
 #: Hours in a 365-day year: annualization base for funding (never 252 days).
 HOURS_PER_YEAR = 365.0 * 24.0
+#: The longest funding interval on Binance perpetuals (hours): settlement windows span at most this.
+MAX_FUNDING_INTERVAL_HOURS = 8.0
 
 _CACHE: "weakref.WeakKeyDictionary[Market, dict]" = weakref.WeakKeyDictionary()
 

@@ -155,8 +155,10 @@ def test_plan_respects_budget():
     assert plan.param_chunk == 100  # every parameter set in one task: each symbol is loaded once
     assert task_bytes(n, plan.symbol_chunk, plan.engine_batch + plan.symbol_chunk) > 4e9  # as wide as it fits
     assert plan.n_tasks == -(-100 // plan.symbol_chunk)
-    with pytest.raises(ConfigError, match="too small"):
-        plan_sweep(n, 10, 10, symbol_chunk=5, budget_per_task=5 * n * BYTES_PER_COLUMN_BAR)
+    with pytest.raises(ConfigError, match="too small"):  # time chunks not allowed
+        plan_sweep(n, 10, 10, symbol_chunk=5, budget_per_task=5 * n * BYTES_PER_COLUMN_BAR, time_chunk_bars=0)
+    cut = plan_sweep(n, 10, 10, symbol_chunk=5, budget_per_task=5 * n * BYTES_PER_COLUMN_BAR)  # cuts time instead
+    assert 0 < cut.time_chunk_bars < n and cut.task_bytes <= 5 * n * BYTES_PER_COLUMN_BAR
     assert plan_sweep(100, 7, 3).engine_batch == 21
 
 
@@ -189,3 +191,76 @@ def test_command_writes_outputs(catalog, tmp_path, capsys):
     assert list(cols.columns[:3]) == ["param_id", "symbol", "strategy"]
     assert pd.read_parquet(out / "equity.parquet").shape == (6, 2 * len(SYMBOLS))
     assert "bar-columns/s" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- time chunks
+def bar_parity(market, params):
+    """A strategy whose targets depend on the bar's position in the loaded window (unbounded
+    memory, lookback undeclared): time chunks must catch it."""
+    return np.broadcast_to((((np.arange(market.n_bars) // 700) % 2) * 1.0)[:, None], market.shape).copy()
+
+
+def assert_figures_equal(res, serial):
+    for key in serial.summary.columns:
+        a, b = serial.summary[key], res.summary[key]
+        if a.dtype.kind == "f":  # Sharpe and Sortino merge chunk variances: equal to rounding
+            np.testing.assert_allclose(b.to_numpy(), a.to_numpy(), rtol=1e-12, atol=0, equal_nan=True, err_msg=key)
+        else:
+            assert a.equals(b), key
+
+
+@pytest.mark.parametrize("time_chunk,symbol_chunk", [("1D", None), ("2D", 1), (1000, 2)])
+def test_time_chunked_sweep_equals_one_pass(catalog, ref, serial, time_chunk, symbol_chunk):
+    res = run_sweep(catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", time_chunk=time_chunk,
+                    symbol_chunk=symbol_chunk)
+    bars = {"1D": 1440, "2D": 2880}.get(time_chunk, time_chunk)
+    assert res.plan.time_chunk_bars == bars and res.plan.warmup_bars == int(1.25 * 72 * 60) + 64
+    assert {t["time_chunks"] for t in res.meta["tasks"]} == {-(-6 * 1440 // bars)}
+    assert_same_as_reference(res, ref)  # final equity, components and sampled equity: exactly
+    assert_figures_equal(res, serial)
+
+
+def test_time_chunked_reverse_carry_equals_one_pass(catalog):
+    market, targets, result = reference(catalog, "funding_sign", SIGN_GRID)
+    whole = run_sweep(catalog, SYMBOLS, "funding_sign", SIGN_GRID, CONFIG, freq="1m")
+    res = run_sweep(catalog, SYMBOLS, "funding_sign", SIGN_GRID, CONFIG, freq="1m", time_chunk="1D", symbol_chunk=2)
+    assert (res.summary["borrow_pnl"] < 0).any()
+    assert_same_as_reference(res, (market, targets, result))
+    assert_figures_equal(res, whole)
+
+
+def test_memory_budget_cuts_time(catalog, serial):
+    plan = plan_sweep(525_600, 100, 100, budget_per_task=parse_bytes("300MB"), warmup_bars=5_464)
+    assert 0 < plan.time_chunk_bars < 525_600 and plan.task_bytes <= 300e6 and plan.warmup_bars == 5_464
+    assert plan_sweep(525_600, 100, 100, budget_per_task=parse_bytes("4GB")).time_chunk_bars == 0
+    with pytest.raises(ConfigError, match="too few"):
+        plan_sweep(525_600, 1, 1, budget_per_task=parse_bytes("2MB"), warmup_bars=5_000)
+    res = run_sweep(catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", max_memory_bytes="10MB")
+    assert 0 < res.plan.time_chunk_bars < 6 * 1440 and res.plan.task_bytes <= 10e6
+    assert max(t["time_chunks"] for t in res.meta["tasks"]) > 1
+    assert_figures_equal(res, serial)
+    pd.testing.assert_frame_equal(res.equity, serial.equity)
+
+
+def test_time_chunks_refuse_a_short_warmup(catalog):
+    with pytest.raises(ConfigError, match="shorter than strategy 'funding_threshold''s lookback of 72 hours"):
+        run_sweep(catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", time_chunk="1D", warmup="1D")
+    with pytest.raises(ConfigError, match="look back further than the warm-up"):
+        run_sweep(catalog, SYMBOLS[:1], bar_parity, None, CONFIG, freq="1m", time_chunk="1D", warmup=200)
+    with pytest.raises(ConfigError, match="time_chunk"):
+        run_sweep(catalog, SYMBOLS[:1], "always_carry", None, CONFIG, freq="1m", time_chunk="soon")
+
+
+def test_command_time_chunk_option(catalog, tmp_path):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out")
+    add_scale_options(parser)
+    args = parser.parse_args(["--out", str(tmp_path / "run"), "--time-chunk", "2D", "--warmup", "4D"])
+    assert wants_scale(args)
+    args.quiet, args.overwrite, args.rank_by = True, False, "sharpe"
+    spec = app.StrategySpec("funding_threshold", {"entry_annualized": [0.05, 0.15], "exit_annualized": 0.0})
+    cfg = app.build_run_config(data_overrides={"catalog": catalog, "symbols": ",".join(SYMBOLS), "freq": "1m"},
+                               engine_overrides=CONFIG.to_dict(), strategies=[spec])
+    assert run_scaled_sweep_command(args, cfg) == 0
+    plan = json.loads((tmp_path / "run" / "summary.json").read_text())["plan"]
+    assert plan["time_chunk_bars"] == 2 * 1440 and plan["warmup_bars"] == 4 * 1440

@@ -22,6 +22,12 @@ def add_scale_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", type=int, default=None, help="in-process worker processes (default 1)")
     g.add_argument("--symbol-chunk", type=int, default=None, metavar="N", help="symbols per task")
     g.add_argument("--param-chunk", type=int, default=None, metavar="M", help="parameter sets per task")
+    g.add_argument("--time-chunk", default=None, metavar="DURATION",
+                   help="load and simulate in time chunks of this length, e.g. 30D (default: only when the memory "
+                        "budget needs it; 'none': never); results equal one pass")
+    g.add_argument("--warmup", default=None, metavar="DURATION",
+                   help="history loaded before each later time chunk for the strategy's signals (default: from the "
+                        "strategy's lookback, else 30D; checked: the targets must match the previous chunk's)")
     g.add_argument("--equity-every", default="1D", metavar="FREQ",
                    help="sample equity curves at this period (default 1D; 'none' for no curves)")
     g.add_argument("--retries", type=int, default=2, help="Dask: resubmissions of a failing task (default 2)")
@@ -29,7 +35,8 @@ def add_scale_options(parser: argparse.ArgumentParser) -> None:
 
 def wants_scale(args) -> bool:
     """True if any scale-out option was given (then ``carry sweep`` should call :func:`run_scaled_sweep_command`)."""
-    return any(getattr(args, k, None) is not None for k in ("scheduler", "max_memory", "workers", "symbol_chunk", "param_chunk"))
+    return any(getattr(args, k, None) is not None for k in ("scheduler", "max_memory", "workers", "symbol_chunk", "param_chunk",
+                                                           "time_chunk"))
 
 
 def run_scaled_sweep_command(args, cfg) -> int:
@@ -57,7 +64,8 @@ def run_scaled_sweep_command(args, cfg) -> int:
                     start=cfg.data.start, end=cfg.data.end, freq=cfg.data.freq, venue=cfg.data.venue,
                     gaps=cfg.data.gaps, symbol_chunk=args.symbol_chunk, param_chunk=args.param_chunk,
                     max_memory_bytes=args.max_memory, scheduler=args.scheduler, workers=args.workers,
-                    retries=getattr(args, "retries", 2), equity_every=every, progress=progress)
+                    retries=getattr(args, "retries", 2), equity_every=every, progress=progress,
+                    time_chunk=getattr(args, "time_chunk", None), warmup=getattr(args, "warmup", None))
     rank = getattr(args, "rank_by", "sharpe")
     summary = {
         "carry_version": app._version(), "run_hash": app.run_hash(cfg), "config_hash": cfg.engine.config_hash(),

@@ -93,42 +93,65 @@ class SweepPlan:
     budget_per_task: int | None
     task_bytes: int
     n_tasks: int
+    time_chunk_bars: int = 0  # bars per time chunk (0: the whole window at once)
+    warmup_bars: int = 0  # history loaded before each later chunk
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
 def plan_sweep(n_bars: int, n_symbols: int, n_params: int, *, symbol_chunk: int | None = None,
-               param_chunk: int | None = None, budget_per_task: int | None = None, min_tasks: int = 1) -> SweepPlan:
+               param_chunk: int | None = None, budget_per_task: int | None = None, min_tasks: int = 1,
+               time_chunk_bars: int | None = None, warmup_bars: int = 0) -> SweepPlan:
     """Choose chunk sizes so one task's working set stays under ``budget_per_task`` bytes.
 
     Defaults: every parameter set in one task (one load of each symbol), symbols split so the
     sweep has at least ``min_tasks`` tasks and the symbols' market arrays plus one column each
-    fit; the engine batch (columns per engine call) is then as wide as the budget allows.
+    fit; the engine batch (columns per engine call) is then as wide as the budget allows. When
+    even one symbol x one parameter set over the whole window does not fit, the window is cut
+    into time chunks (``time_chunk_bars``, plus ``warmup_bars`` of history before each later
+    chunk) that do; ``time_chunk_bars`` may also be given (0: never cut).
     """
     if n_symbols < 1 or n_params < 1:
         raise ConfigError("a sweep needs at least one symbol and one parameter set")
+    warmup_bars = max(0, int(warmup_bars))
     pc = min(n_params, param_chunk or n_params)
+    chunk = 0 if not time_chunk_bars or time_chunk_bars >= n_bars else int(time_chunk_bars)
+
+    def held(chunk_bars: int) -> int:  # bars in memory at once
+        return n_bars if not chunk_bars else min(n_bars, chunk_bars + warmup_bars)
+
     if symbol_chunk:
         sc = min(n_symbols, int(symbol_chunk))
     else:
         sc = max(1, -(-n_symbols // max(1, min_tasks)))
         if budget_per_task is not None:
-            while sc > 1 and task_bytes(n_bars, sc, sc) > budget_per_task:
+            while sc > 1 and task_bytes(held(chunk), sc, sc) > budget_per_task:
                 sc = max(1, sc // 2)
+    if budget_per_task is not None and time_chunk_bars is None and task_bytes(n_bars, sc, sc) > budget_per_task:
+        # cut time: the most bars one task of sc symbols x 1 parameter set can hold
+        per_bar = task_bytes(1, sc, sc)
+        fit = int(budget_per_task // per_bar) - warmup_bars
+        if fit < max(1, warmup_bars // 4):
+            raise ConfigError(
+                f"memory budget {format_bytes(budget_per_task)} per task holds {budget_per_task // per_bar:,} bars of "
+                f"{sc} symbol(s) x 1 parameter set, too few for time chunks after a warm-up of {warmup_bars:,} bars; "
+                "raise --max-memory, lower --workers or --warmup")
+        chunk = fit
+    bars = held(chunk)
     if budget_per_task is None:
         batch = sc * pc
     else:
-        free = budget_per_task - task_bytes(n_bars, sc, 0)
-        per_param = n_bars * sc * BYTES_PER_COLUMN_BAR
+        free = budget_per_task - task_bytes(bars, sc, 0)
+        per_param = bars * sc * BYTES_PER_COLUMN_BAR
         k = int(free // per_param) if per_param else pc
         if k < 1:
-            need = task_bytes(n_bars, sc, sc)
+            need = task_bytes(bars, sc, sc)
             raise ConfigError(
                 f"memory budget {format_bytes(budget_per_task)} per task is too small for {sc} symbol(s) x 1 parameter set "
-                f"of {n_bars:,} bars (needs about {format_bytes(need)}); raise --max-memory, lower --workers or "
-                "--symbol-chunk, or shorten the period")
+                f"of {bars:,} bars (needs about {format_bytes(need)}); raise --max-memory, lower --workers, "
+                "--symbol-chunk or --time-chunk, or shorten the period")
         batch = sc * min(pc, k)
     n_tasks = -(-n_symbols // sc) * -(-n_params // pc)
     return SweepPlan(n_bars, n_symbols, n_params, sc, pc, batch, budget_per_task,
-                     task_bytes(n_bars, sc, batch), n_tasks)
+                     task_bytes(bars, sc, batch), n_tasks, chunk, warmup_bars if chunk else 0)

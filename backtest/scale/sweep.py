@@ -25,6 +25,43 @@ def _chunks(seq: list, size: int) -> list[list]:
     return [seq[i:i + size] for i in range(0, len(seq), size)]
 
 
+def _bars(value: str | int | None, step_ms: int, name: str) -> int | None:
+    """A length as a number of bars: ``None`` stays None (automatic), ``"none"``/0 -> 0,
+    an int is bars, a string a pandas duration (``"30D"``, ``"12h"``) rounded up to whole bars."""
+    if value is None:
+        return None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if value < 0:
+            raise ConfigError(f"{name} must be >= 0 bars, got {value}")
+        return int(value)
+    if str(value).strip().lower() in ("none", "0", ""):
+        return 0
+    try:
+        ms = pd.Timedelta(str(value)).total_seconds() * 1000.0
+    except ValueError:
+        raise ConfigError(f"cannot read {name} {value!r}: write a duration such as 30D or 12h, or a number of bars") from None
+    if ms <= 0:
+        raise ConfigError(f"{name} must be positive, got {value!r}")
+    return int(-(-ms // step_ms))
+
+
+def _warmup_bars(strat, params: list[dict], warmup: str | int | None, step_ms: int) -> int:
+    """Bars of history before each later time chunk (see ``run_sweep(warmup=...)``)."""
+    from .tasks import OVERLAP_CHECK_BARS
+
+    looks = [strat.params(p).lookback_hours() for p in params]
+    need = None if any(h is None for h in looks) else max(looks, default=0.0)
+    if warmup is None:
+        if need is None:
+            return _bars("30D", step_ms, "warmup")
+        return int(-(-1.25 * need * 3_600_000 // step_ms)) + OVERLAP_CHECK_BARS
+    bars = _bars(warmup, step_ms, "warmup")
+    if need is not None and bars * step_ms < need * 3_600_000:
+        raise ConfigError(f"warm-up {warmup!r} is shorter than strategy {strat.name!r}'s lookback of {need:g} hours "
+                          "(its signal windows and minimum hold): its targets would differ from one pass; raise --warmup")
+    return bars
+
+
 def _expand_grid(grid: Any) -> list[dict]:
     from ..targets import param_grid
 
@@ -185,6 +222,8 @@ def run_sweep(
     equity_every: str | None = "1D",
     engine_kwargs: dict | None = None,
     progress: Callable[[int, int], None] | None = None,
+    time_chunk: str | int | None = None,
+    warmup: str | int | None = None,
 ) -> SweepResult:
     """Run ``strategy`` over ``grid`` x ``symbols`` in independent, memory-bounded tasks.
 
@@ -225,6 +264,18 @@ def run_sweep(
     engine_kwargs : dict
         Extra keywords for :func:`backtest.engine.run_backtest` (e.g. ``parallel=True``).
     progress : callable(done, total), optional
+    time_chunk : str or int, optional
+        Load and simulate the window in time chunks of this length (``"30D"``, or a number of
+        bars); every engine batch resumes from its state at the end of the previous chunk, so
+        the results equal one pass. Default: only when the memory budget needs it. 0 or
+        ``"none"``: never.
+    warmup : str or int, optional
+        History loaded before each later time chunk so the strategy's signals are warm
+        (``"30D"`` or bars). Default: 1.25 x the strategy's declared lookback
+        (:meth:`StrategyParams.lookback_hours`, the largest over the grid) plus 64 bars, or 30
+        days when it declares none; a warm-up shorter than the declared lookback is refused.
+        The targets at its end must also equal the previous chunk's (checked: a ConfigError
+        names the bar otherwise).
 
     Returns
     -------
@@ -270,7 +321,9 @@ def run_sweep(
             budget = int(_available_memory() * 0.5)
         per_task = max(1, (budget - slots * BASE_PROCESS_BYTES * (slots > 1)) // slots)
     plan = plan_sweep(n_bars, len(symbols), len(params), symbol_chunk=symbol_chunk, param_chunk=param_chunk,
-                      budget_per_task=per_task, min_tasks=2 * slots if slots > 1 else 1)
+                      budget_per_task=per_task, min_tasks=2 * slots if slots > 1 else 1,
+                      time_chunk_bars=_bars(time_chunk, step, "time_chunk"),
+                      warmup_bars=_warmup_bars(strat, params, warmup, step))
     strategy_ref = strategy if isinstance(strategy, str) else strat
     tasks = []
     for p_lo in range(0, len(params), plan.param_chunk):
@@ -281,6 +334,7 @@ def run_sweep(
                 params=tuple(params[i] for i in pids), param_ids=pids, config=config.to_dict(),
                 start=w_start, end=w_end, freq=freq, venue=venue, gaps=gaps, engine_batch=plan.engine_batch,
                 equity_every=equity_every, engine_kwargs=dict(engine_kwargs or {}),
+                time_chunk_bars=plan.time_chunk_bars, warmup_bars=plan.warmup_bars,
             ))
     t_plan = time.perf_counter() - t0
     try:

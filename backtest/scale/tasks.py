@@ -19,7 +19,7 @@ import pandas as pd
 from ..config import BacktestConfig
 from ..errors import ConfigError
 from .catalog_access import _is_url, _local_path, _ms, _stage_remote
-from .figures import lean_figures
+from .figures import LeanFigures
 from .plan import peak_rss_bytes
 
 
@@ -42,6 +42,8 @@ class SweepTask:
     engine_batch: int = 0  # columns per engine call (0 = all the task's columns)
     equity_every: str | None = "1D"
     engine_kwargs: dict = field(default_factory=dict)
+    time_chunk_bars: int = 0  # bars per time chunk (0: the whole window in one load)
+    warmup_bars: int = 0  # bars of history loaded before each later chunk for the strategy's signals
 
     @property
     def n_columns(self) -> int:
@@ -92,12 +94,25 @@ def _lean_engine_kwargs() -> dict:
     return {"full": False}
 
 
+#: Rows at the end of a chunk's warm-up compared with the previous chunk's targets.
+OVERLAP_CHECK_BARS = 64
+
+
 def run_task(task: SweepTask) -> TaskResult:
-    """Load the task's symbols, evaluate its parameter sets in engine batches, return compact rows."""
+    """Load the task's symbols, evaluate its parameter sets in engine batches, return compact rows.
+
+    With ``time_chunk_bars`` the window is loaded and simulated one time chunk at a time: every
+    engine batch resumes from its state at the end of the previous chunk (exactly as one run),
+    and the strategy sees ``warmup_bars`` of history before each later chunk. Targets at the
+    end of that warm-up must equal the ones the previous chunk computed for the same bars, or
+    the task stops with a ConfigError (the strategy looks back further than the warm-up).
+    """
     from strategies import run_strategy
 
     from ..engine import run_backtest
+    from ..kernels.simulate import S_Q, S_S
     from ..loader import DataWarning, load_market
+    from ..schema import timeframe_minutes
 
     t_start = time.perf_counter()
     timings = {"stage": 0.0, "load": 0.0, "strategy": 0.0, "engine": 0.0, "figures": 0.0}
@@ -107,49 +122,100 @@ def run_task(task: SweepTask) -> TaskResult:
         timings["stage"] = time.perf_counter() - t_start
     else:
         root = _local_path(root)
-    t = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DataWarning)
-        market = load_market(root, list(task.symbols), start=task.start, end=task.end, freq=task.freq,
-                             venue=task.venue, gaps=task.gaps)
-    timings["load"] = time.perf_counter() - t
+    step = timeframe_minutes(task.freq) * 60_000
+    t0 = (_ms(task.start) // step) * step
+    n_bars = int(-(-(_ms(task.end) - t0) // step))
+    chunk = task.time_chunk_bars if 0 < task.time_chunk_bars < n_bars else n_bars
     config = BacktestConfig.from_dict(task.config)
     strat = _resolve_strategy(task.strategy)
-    n_sym = market.n_symbols
+    n_sym = len(task.symbols)
     per_call = max(1, (task.engine_batch or task.n_columns) // n_sym)  # parameter sets per engine call
-    rows, curves = [], []
-    sample = _sample_positions(market.index, task.equity_every)
-    for lo in range(0, len(task.params), per_call):
-        params = list(task.params[lo:lo + per_call])
-        ids = task.param_ids[lo:lo + per_call]
+    batches = [(list(task.params[lo:lo + per_call]), task.param_ids[lo:lo + per_call])
+               for lo in range(0, len(task.params), per_call)]
+    if task.equity_every is not None:
+        full_index = pd.DatetimeIndex(pd.to_datetime((t0 + np.arange(n_bars, dtype=np.int64) * step) * 1_000_000, utc=True))
+        sample = _sample_positions(full_index, task.equity_every)
+        del full_index
+    else:
+        sample = None
+    states: list = [None] * len(batches)
+    figures: list = [None] * len(batches)
+    tables: list = [None] * len(batches)
+    tails: list = [None] * len(batches)
+    curves: list[list] = [[] for _ in batches]
+    n_chunks = 0
+    for k0 in range(0, n_bars, chunk):
+        k1 = min(n_bars, k0 + chunk)
+        w0 = max(0, k0 - task.warmup_bars)
         t = time.perf_counter()
-        tg = run_strategy(strat, market, params)
-        if tg.weights is not None:
-            raise ConfigError(f"strategy {strat.name!r} returns capital weights (cross-sectional); a scale-out sweep "
-                              "runs every (symbol, parameter set) as its own portfolio and cannot run it: use carry sweep")
-        tg = per_column_portfolios(tg)
-        timings["strategy"] += time.perf_counter() - t
-        t = time.perf_counter()
-        res = run_backtest(market, tg, config, **_lean_engine_kwargs(), **task.engine_kwargs)
-        timings["engine"] += time.perf_counter() - t
-        t = time.perf_counter()
-        figs = lean_figures(res, config)
-        tab = tg.columns.reset_index(drop=True)
-        tab["param_id"] = np.asarray(ids, dtype=np.int64)[tab["param_id"].to_numpy()]
-        tab = tab.drop(columns=["group"])
-        rows.append(pd.concat([tab, figs], axis=1))
-        if sample is not None:
-            curves.append(res.equity.to_numpy()[sample].copy())
-        timings["figures"] += time.perf_counter() - t
-        del res, tg, figs
-    market_bars = market.n_bars
-    del market
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DataWarning)
+            market = load_market(root, list(task.symbols), start=_iso(t0 + w0 * step), end=_iso(t0 + k1 * step),
+                                 freq=task.freq, venue=task.venue, gaps=task.gaps)
+        timings["load"] += time.perf_counter() - t
+        off = k0 - w0
+        if market.n_bars != k1 - w0:
+            raise ConfigError(f"task {task.task_id}: loading {_iso(t0 + w0 * step)} .. {_iso(t0 + k1 * step)} gave "
+                              f"{market.n_bars} bars, expected {k1 - w0} (bars of {task.freq} on a regular grid)")
+        run_market = market if off == 0 else market.select(start=market.index[off])
+        for b, (params, ids) in enumerate(batches):
+            t = time.perf_counter()
+            tg = run_strategy(strat, market, params)
+            if tg.weights is not None:
+                raise ConfigError(f"strategy {strat.name!r} returns capital weights (cross-sectional); a scale-out sweep "
+                                  "runs every (symbol, parameter set) as its own portfolio and cannot run it: use carry sweep")
+            tg = per_column_portfolios(tg)
+            if tails[b] is not None:
+                _check_overlap(task, strat.name, market, tg.values, off, tails[b])
+            tails[b] = tg.values[max(0, tg.values.shape[0] - OVERLAP_CHECK_BARS):].copy() if k1 < n_bars else None
+            run_tg = tg if off == 0 else tg.bars(off, tg.values.shape[0])
+            timings["strategy"] += time.perf_counter() - t
+            t = time.perf_counter()
+            prev = states[b]
+            res = run_backtest(run_market, run_tg, config, **_lean_engine_kwargs(), resume=prev, **task.engine_kwargs)
+            states[b] = res.state
+            timings["engine"] += time.perf_counter() - t
+            t = time.perf_counter()
+            if figures[b] is None:
+                figures[b] = LeanFigures(tg.n_columns, config.initial_capital_quote, res.bar_hours)
+                tab = tg.columns.reset_index(drop=True)
+                tab["param_id"] = np.asarray(ids, dtype=np.int64)[tab["param_id"].to_numpy()]
+                tables[b] = tab.drop(columns=["group"])
+            figures[b].add(res, *((prev.columns[:, S_S], prev.columns[:, S_Q]) if prev is not None else ()))
+            if sample is not None:
+                here = sample[(sample >= k0) & (sample < k1)] - k0
+                curves[b].append(res.equity.to_numpy()[here].copy())
+            timings["figures"] += time.perf_counter() - t
+            del res, tg, run_tg
+        del market, run_market
+        n_chunks += 1
+    rows = [pd.concat([tables[b], figures[b].frame()], axis=1) for b in range(len(batches))]
     stats = {**{f"{k}_seconds": v for k, v in timings.items()},
-             "seconds": time.perf_counter() - t_start, "bars": int(market_bars), "columns": task.n_columns,
-             "pid": os.getpid(), "host": os.uname().nodename, "peak_rss_bytes": peak_rss_bytes()}
+             "seconds": time.perf_counter() - t_start, "bars": int(n_bars), "columns": task.n_columns,
+             "time_chunks": n_chunks, "pid": os.getpid(), "host": os.uname().nodename, "peak_rss_bytes": peak_rss_bytes()}
     frame = pd.concat(rows, ignore_index=True)
-    return TaskResult(task.task_id, frame, np.hstack(curves) if curves else None,
-                      None if sample is None else _index_of(task, sample), stats)
+    equity = np.hstack([np.vstack(c) for c in curves]) if sample is not None else None
+    return TaskResult(task.task_id, frame, equity, None if sample is None else _index_of(task, sample), stats)
+
+
+def _iso(ms: int) -> str:
+    return pd.Timestamp(int(ms), unit="ms", tz="UTC").isoformat()
+
+
+def _check_overlap(task: SweepTask, name: str, market, values: np.ndarray, off: int, tail: np.ndarray) -> None:
+    """The targets at the end of a chunk's warm-up must equal the previous chunk's for those bars."""
+    m = min(off, tail.shape[0])
+    if m == 0:
+        raise ConfigError(f"task {task.task_id}: time chunks need a warm-up of at least 1 bar to check that strategy "
+                          f"{name!r} gives the same targets as one run; set warmup")
+    here, there = values[off - m:off], tail[tail.shape[0] - m:]
+    same = (here == there) | (np.isnan(here) & np.isnan(there))
+    if not same.all():
+        r, c = np.argwhere(~same)[0]
+        raise ConfigError(
+            f"task {task.task_id}: strategy {name!r} gives other targets at {market.index[off - m + r]} (column {c}) "
+            f"with {off} bars of history than the previous time chunk did ({there[r, c]} vs {here[r, c]}): its signals "
+            "look back further than the warm-up; raise the warm-up (--warmup) or the time chunk (--time-chunk)")
 
 
 def _index_of(task: SweepTask, sample: np.ndarray) -> np.ndarray:
