@@ -173,18 +173,23 @@ def test_cross_sectional_strategy_refused(catalog):
         run_sweep(catalog, SYMBOLS[:2], "rotation", {"top_k": [1]}, CONFIG, freq="1h")
 
 
-def test_command_writes_outputs(catalog, tmp_path, capsys):
+def run_command(catalog, out, flags, freq):
+    """``carry sweep`` with scale-out ``flags`` on a two-set funding_threshold grid."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--out")
     add_scale_options(parser)
-    args = parser.parse_args(["--out", str(tmp_path / "run"), "--max-memory", "1GB", "--symbol-chunk", "2"])
+    args = parser.parse_args(["--out", str(out), *flags])
     assert wants_scale(args)
     args.quiet, args.overwrite, args.rank_by = True, False, "sharpe"
     spec = app.StrategySpec("funding_threshold", {"entry_annualized": [0.05, 0.15], "exit_annualized": 0.0})
-    cfg = app.build_run_config(data_overrides={"catalog": catalog, "symbols": ",".join(SYMBOLS), "freq": "1h"},
+    cfg = app.build_run_config(data_overrides={"catalog": catalog, "symbols": ",".join(SYMBOLS), "freq": freq},
                                engine_overrides=CONFIG.to_dict(), strategies=[spec])
-    assert run_scaled_sweep_command(args, cfg) == 0
+    return run_scaled_sweep_command(args, cfg)
+
+
+def test_command_writes_outputs(catalog, tmp_path, capsys):
     out = tmp_path / "run"
+    assert run_command(catalog, out, ["--max-memory", "1GB", "--symbol-chunk", "2"], "1h") == 0
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["columns"]) == 2 * len(SYMBOLS) and summary["plan"]["symbol_chunk"] == 2
     cols = pd.read_parquet(out / "columns.parquet")
@@ -252,15 +257,6 @@ def test_time_chunks_refuse_a_short_warmup(catalog):
 
 
 def test_command_time_chunk_option(catalog, tmp_path):
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out")
-    add_scale_options(parser)
-    args = parser.parse_args(["--out", str(tmp_path / "run"), "--time-chunk", "2D", "--warmup", "4D"])
-    assert wants_scale(args)
-    args.quiet, args.overwrite, args.rank_by = True, False, "sharpe"
-    spec = app.StrategySpec("funding_threshold", {"entry_annualized": [0.05, 0.15], "exit_annualized": 0.0})
-    cfg = app.build_run_config(data_overrides={"catalog": catalog, "symbols": ",".join(SYMBOLS), "freq": "1m"},
-                               engine_overrides=CONFIG.to_dict(), strategies=[spec])
-    assert run_scaled_sweep_command(args, cfg) == 0
+    assert run_command(catalog, tmp_path / "run", ["--time-chunk", "2D", "--warmup", "4D"], "1m") == 0
     plan = json.loads((tmp_path / "run" / "summary.json").read_text())["plan"]
     assert plan["time_chunk_bars"] == 2 * 1440 and plan["warmup_bars"] == 4 * 1440
