@@ -8,6 +8,8 @@ is the mode's own:
 * ``serial``: in-process, one core;
 * ``processes``: in-process with a pool of ``--workers`` (default 2) processes;
 * ``parallel_kernel``: serial, with ``run_backtest(parallel=True)`` if the engine has it;
+* ``time_chunks``: serial, loading and simulating 30 days at a time (``run_sweep(time_chunk="30D")``;
+  the peak memory of time chunks against ``serial``; the figures must be the same);
 * ``dask``: a ``LocalCluster`` of ``--workers`` single-threaded worker processes on 127.0.0.1
   (workers started and warmed up before the clock starts, as a standing cluster would be).
 
@@ -93,6 +95,8 @@ def _child(spec: dict) -> dict:
         kw["workers"] = spec["workers"]
     elif mode == "parallel_kernel":
         kw["engine_kwargs"] = {"parallel": True}
+    elif mode == "time_chunks":
+        kw["time_chunk"] = "30D"
     t = time.perf_counter()
     res = run_sweep(spec["catalog"], symbols, "funding_threshold", grid, {}, **kw)
     seconds = time.perf_counter() - t
@@ -160,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--max-memory", default="4GB", help="memory budget of the sweep (default 4GB)")
     p.add_argument("--catalog", default=None, help="reuse/keep the synthetic catalog in this directory")
-    p.add_argument("--modes", default="serial,processes,parallel_kernel,dask")
+    p.add_argument("--modes", default="serial,processes,parallel_kernel,dask,time_chunks")
     p.add_argument("--json", default="reports/bench_scale.json", help="write the figures here")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
