@@ -143,7 +143,7 @@ def _run_options(p: argparse.ArgumentParser, *, out_required: bool = True) -> No
     e.add_argument("--config", type=Path, default=None, help="run config TOML ([data], [engine], [strategy], ...)")
     e.add_argument("--capital", type=float, default=None, help="initial capital per portfolio, quote (default 10000)")
     e.add_argument("--leverage", type=float, default=None, help="perp leverage (default 1)")
-    e.add_argument("--margin-mode", choices=("isolated", "cross"), default=None)
+    e.add_argument("--margin-mode", choices=("isolated", "cross", "portfolio"), default=None)
     e.add_argument("--tiers", default=None, help="ccxt leverage tiers JSON (maintenance margin brackets)")
     e.add_argument("--mmr", type=float, default=None, help="flat maintenance margin rate, fraction (overrides --tiers)")
     e.add_argument("--borrow-rate", type=float, default=None, help="spot borrow rate, fraction per 365-day year")

@@ -28,7 +28,7 @@ from .errors import ConfigError, check_known_keys
 DEFAULT_MAINTENANCE_MARGIN_RATE = 0.005
 
 ORDER_TYPES = ("taker", "maker")
-MARGIN_MODES = ("isolated", "cross")
+MARGIN_MODES = ("isolated", "cross", "portfolio")
 BORROW_SOURCES = ("constant", "market")
 AFTER_LIQUIDATION = ("close_spot", "hold_spot", "reenter")
 
@@ -65,8 +65,16 @@ class BacktestConfig:
         0 (fill at the deciding bar's close price) only with ``allow_same_bar_execution``.
     allow_same_bar_execution : bool
         Explicit opt-in for delay 0; results are flagged ``same_bar_execution``.
-    margin_mode : {'isolated', 'cross'}
+    margin_mode : {'isolated', 'cross', 'portfolio'}
         Isolated: one futures wallet per column. Cross: one futures wallet per portfolio.
+        Portfolio (unified account, as Binance Portfolio Margin): one margin account per
+        portfolio in which the spot wallet counts too: the margin balance is the futures
+        wallet + unrealized perp PnL + quote cash + long spot at ``(1 - haircut)`` of its
+        value - short (borrowed) spot at ``(1 + haircut)``; the perps are liquidated when it
+        falls to their maintenance margin (no top-ups: there is one account).
+    spot_collateral_haircut : float
+        Portfolio margin only: fraction of spot value discounted from long spot collateral and
+        added to short spot liabilities (0.05 = long spot counts 95%). Default 0.05.
     tiers_path : str or None
         ccxt-format leverage tiers JSON (maintenance margin brackets per symbol).
     maintenance_margin_rate : float or None
@@ -103,6 +111,7 @@ class BacktestConfig:
     execution_delay_bars: int = 1
     allow_same_bar_execution: bool = False
     margin_mode: str = "isolated"
+    spot_collateral_haircut: float = 0.05
     tiers_path: str | None = None
     maintenance_margin_rate: float | None = None
     clearance_fee_rate: float = 0.005
@@ -138,6 +147,7 @@ class BacktestConfig:
                   "slippage_bps", "volume_participation_coefficient", "borrow_annual_rate", "clearance_fee_rate"):
             num(n)
         num("maintenance_margin_rate", optional=True)
+        num("spot_collateral_haircut")
         num("topup_margin_ratio", strict=True, optional=True)
         num("rebalance_delta_band", optional=True)
         choice("order_type", ORDER_TYPES)
@@ -155,6 +165,11 @@ class BacktestConfig:
             )
         if self.tiers_path is not None and not isinstance(self.tiers_path, str):
             object.__setattr__(self, "tiers_path", str(self.tiers_path))
+        if self.spot_collateral_haircut >= 1:
+            raise ConfigError(f"spot_collateral_haircut is a fraction below 1 (0.05 = 5%), got {self.spot_collateral_haircut}")
+        if self.margin_mode == "portfolio" and self.topup_margin_ratio is not None:
+            raise ConfigError("margin_mode='portfolio' has one account for spot and perps: margin top-ups do not apply "
+                              "(leave topup_margin_ratio unset)")
         if self.maintenance_margin_rate is not None and self.maintenance_margin_rate >= 1:
             raise ConfigError(f"maintenance_margin_rate is a fraction below 1, got {self.maintenance_margin_rate}")
 

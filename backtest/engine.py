@@ -30,6 +30,10 @@ Rules of the simulation (see ``../shared/SPEC.md`` and :mod:`backtest.kernels.si
 * **Liquidation.** Checked after the fills against the bar's adverse mark extreme; closes the
   perp at the liquidation price (or the mark open on a gap) and charges
   ``clearance_fee_rate * notional``; a negative balance after a gap stays on the account.
+  Portfolio margin (``margin_mode="portfolio"``): cross, with the quote cash and the spot legs
+  (long at ``1 - spot_collateral_haircut``, borrowed at ``1 + haircut``, moving with their
+  mark inside the bar) in the margin balance; each column's adverse direction is that of its
+  net delta.
 
 Example::
 
@@ -320,12 +324,13 @@ def run_backtest(
         fx["perp_leverage"], spot_fee, perp_fee, slip, fx["volume_participation_coefficient"], borrow,
         fx["clearance_fee_rate"], fx["topup_margin_ratio"], fx["rebalance_delta_band"],
         _ro(tiers.min_notional), _ro(tiers.max_notional), _ro(tiers.mmr), _ro(tiers.cum), _ro_int(tiers.n_tiers),
-        bool(hi_sorted), max(delay, 1), bar_hours(market), config.margin_mode == "cross", int(config.topup_delay_bars),
+        bool(hi_sorted), max(delay, 1), bar_hours(market), config.margin_mode in ("cross", "portfolio"),
+        float(config.spot_collateral_haircut) if config.margin_mode == "portfolio" else -1.0, int(config.topup_delay_bars),
         AFTER_LIQ_CODES[config.after_liquidation], kflags,
         t_off, _ro(state.last_spot_volume), _ro(state.last_perp_volume), col_state, grp_state,
         equity, group_equity, comps, spot_out, perp_out, mr_out, dl_out,
     )
-    fast_ok = (config.margin_mode != "cross" and bool((np.diff(starts) == 1).all())
+    fast_ok = (config.margin_mode == "isolated" and bool((np.diff(starts) == 1).all())
                and bool(np.isnan(fx["topup_margin_ratio"]).all()))
     if kernel not in ("auto", "general", "fast"):
         raise ConfigError(f"kernel must be 'auto', 'general' or 'fast', got {kernel!r}")

@@ -81,7 +81,9 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
 
     tiers = tiers or tier_table(market, config)
     hours = bar_hours(market)
-    cross = config.margin_mode == "cross"
+    cross = config.margin_mode in ("cross", "portfolio")
+    # portfolio margin: the spot wallet is collateral (long spot at 1 - h, short at 1 + h)
+    haircut = config.spot_collateral_haircut if config.margin_mode == "portfolio" else None
     taker = config.order_type == "taker"
     delay = config.execution_delay_bars
     lag = max(delay, 1)
@@ -295,6 +297,50 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                         lp = max(min(lp, M.mark_open[j, n]), worst)
                     liquidate(j, c, g, lp)
                     col.topup_bar = -1
+            elif haircut is not None:
+                open_cs = [c for c in cs if cols[c].perp != 0]
+
+                def weight(col):  # spot collateral weight
+                    return 1 - haircut if col.spot > 0 else 1 + haircut
+
+                def rises_hurt(col):  # the column's net delta (spot at its weight) is short
+                    eff = col.perp + col.spot * weight(col)
+                    return eff < 0 or (eff == 0 and col.perp < 0)
+
+                def pm_path(c, lam):
+                    col = cols[c]
+                    n = col.symbol
+                    if not M.valid[j, n]:
+                        return col.perp_mark, 1.0
+                    mo = M.mark_open[j, n]
+                    worst = M.mark_high[j, n] if rises_hurt(col) else M.mark_low[j, n]
+                    m = mo + lam * (worst - mo)
+                    return m, (m / mo if mo > 0 else 1.0)
+
+                def pm_breached(lam):
+                    mb, mm = xwallet[g] + cash[g], 0.0
+                    for c in cs:
+                        col = cols[c]
+                        m, ratio = pm_path(c, lam)
+                        if col.perp:
+                            mb += col.perp * m - col.perp * col.entry
+                            mm += maintenance(brackets_of(tiers, col.symbol), abs(col.perp) * m)
+                        if col.spot:
+                            mb += col.spot * col.spot_mark * ratio * weight(col)
+                    return mb <= mm
+
+                if open_cs and pm_breached(1.0):
+                    if pm_breached(0.0):
+                        lam = 0.0
+                    else:
+                        lo, hi = 0.0, 1.0
+                        for _ in range(100):
+                            mid = 0.5 * (lo + hi)
+                            lo, hi = (lo, mid) if pm_breached(mid) else (mid, hi)
+                        lam = hi
+                    prices = {c: pm_path(c, lam)[0] for c in open_cs}
+                    for c in open_cs:
+                        liquidate(j, c, g, prices[c])
             else:
                 open_cs = [c for c in cs if cols[c].perp != 0]
 
@@ -382,6 +428,9 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                     out[k][j, c] = col.pnl[k]
                 out_spot[j, c] = col.spot
                 out_perp[j, c] = col.perp
+            if haircut is not None:  # the spot wallet is collateral too
+                gmb += cash[g] + sum(cols[c].spot * cols[c].spot_mark * (1 - haircut if cols[c].spot > 0 else 1 + haircut)
+                                     for c in cs if cols[c].spot)
             if cross and any(cols[c].perp for c in cs):
                 ratio = gmm / gmb if gmb > 0 else math.inf
                 for c in cs:

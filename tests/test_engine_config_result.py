@@ -33,7 +33,8 @@ def test_unknown_key_suggests_the_right_one():
 
 
 @pytest.mark.parametrize("bad", [
-    {"perp_leverage": 0}, {"perp_leverage": -1}, {"spot_taker_fee_rate": -0.001}, {"margin_mode": "portfolio"},
+    {"perp_leverage": 0}, {"perp_leverage": -1}, {"spot_taker_fee_rate": -0.001}, {"margin_mode": "unified"}, {"spot_collateral_haircut": 1.0},
+    {"margin_mode": "portfolio", "topup_margin_ratio": 0.5},
     {"execution_delay_bars": 0}, {"execution_delay_bars": 1.5}, {"initial_capital_quote": float("nan")},
     {"after_liquidation": "panic"}, {"maintenance_margin_rate": 1.5}, {"order_type": "limit"},
 ])

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from reference_engine import random_market  # noqa: E402
 
 
-@pytest.mark.parametrize("mode", ["isolated", "cross"])
+@pytest.mark.parametrize("mode", ["isolated", "cross", "portfolio"])
 def test_grid_equals_single_runs(mode):
     rng = np.random.default_rng(21)
     T, N = 200, 2
@@ -28,7 +28,7 @@ def test_grid_equals_single_runs(mode):
     base[0] = 1.0
     grid = [{"perp_leverage": 2.0, "slippage_bps": 0.0}, {"perp_leverage": 8.0, "slippage_bps": 3.0},
             {"perp_leverage": 20.0, "slippage_bps": 1.0}]
-    cfg = BacktestConfig(margin_mode=mode, maintenance_margin_rate=0.01, topup_margin_ratio=0.4)
+    cfg = BacktestConfig(margin_mode=mode, maintenance_margin_rate=0.01, topup_margin_ratio=None if mode == "portfolio" else 0.4)
     parts = [Targets.from_array(m, base, strategy=f"p{k}") for k in range(len(grid))]
     tg = Targets.concat(parts)  # 3 portfolios x 2 symbols
     per_col = {name: np.repeat([g[name] for g in grid], N) for name in grid[0]}

@@ -160,3 +160,51 @@ def test_reenter_policy_rehedges_at_the_next_bar_with_sparse_targets():
     fills = res.events[(res.events.kind == "fill") & (res.events.time == m.index[6])]
     assert "perp" in set(fills.leg)
     assert res.perp_qty.iloc[6, 0] < 0 and res.perp_qty.iloc[6, 0] == pytest.approx(-res.spot_qty.iloc[6, 0])
+
+
+# --------------------------------------------------------------------------- portfolio margin
+PM = dict(initial_capital_quote=10_000, perp_leverage=1, maintenance_margin_rate=0.01, clearance_fee_rate=0.0, **ZERO)
+
+
+@pytest.mark.parametrize("side", [1.0, -1.0])
+def test_portfolio_margin_counts_spot_as_collateral(side):
+    """Capital 10,000 at 1x: 50 coins of spot (long for carry, borrowed for reverse) and the
+    opposite 50 perp coins with 5,000 in the futures wallet; flat mmr 1%, haircut 5%.
+
+    Cross: the futures wallet alone, 5,000 - 50 (m - 100) = 0.01 * 50 m, so a rise to
+    m = 10,000 / 50.5 = 198.02 liquidates the short perp of the carry.
+    Portfolio: wallet + cash + perp PnL + spot at 95% (long) or 105% (short), moving with the
+    mark: 10,000 - 50 m h = 0.01 * 50 m, so m = 200 / (h + mmr) = 3,333.33 for both sides.
+    """
+    cross_lp = 10_000 / 50.5
+    pm_lp = 200 / 0.06
+    m = market(high={(5, 0): 250.0, (7, 0): 4_000.0}, low={(5, 0): 40.0})
+    res_pm = run_backtest(m, side, BacktestConfig(margin_mode="portfolio", spot_collateral_haircut=0.05, **PM))
+    ev = liq_events(res_pm)
+    assert len(ev) == 1 and ev.time[0] == m.index[7]  # the 250 rise (and 40 dip) of bar 5 is absorbed
+    assert ev.price[0] == pytest.approx(pm_lp, rel=1e-9)
+    assert ev.qty[0] == pytest.approx(-side * -50.0, rel=1e-12)
+    # at a calm close (all prices 100): balance 10,000 - 50 * 100 * 5%, maintenance 50
+    assert res_pm.margin_ratio.iloc[2, 0] == pytest.approx(50 / 9_750, rel=1e-12)
+    # the distance to liquidation points at the same price: den = |-5,000 + 4,750| + 50 = 300
+    assert 100 * (1 + res_pm.distance_to_liquidation.iloc[2, 0]) == pytest.approx(pm_lp, rel=1e-12)
+    assert res_pm.spot_qty.iloc[8:, 0].eq(0).all()  # close_spot policy after the liquidation
+    if side > 0:
+        ev_cross = liq_events(run_backtest(m, side, BacktestConfig(margin_mode="cross", **PM)))
+        assert ev_cross.time[0] == m.index[5] and ev_cross.price[0] == pytest.approx(cross_lp, rel=1e-9)
+
+
+def test_portfolio_margin_without_haircut():
+    """h = 0: the hedged book's balance stays 10,000 whatever the price; the carry's short perp
+    maintenance 0.5 m reaches it only at m = 20,000; the reverse carry's long perp needs less
+    maintenance as the price falls, so no move liquidates it."""
+    m = market(high={(5, 0): 10_000.0}, low={(6, 0): 1.0})
+    carry = run_backtest(m, 1.0, BacktestConfig(margin_mode="portfolio", spot_collateral_haircut=0.0, **PM))
+    assert liq_events(carry).empty
+    assert 100 * (1 + carry.distance_to_liquidation.iloc[3, 0]) == pytest.approx(20_000, rel=1e-12)
+    reverse = run_backtest(m, -1.0, BacktestConfig(margin_mode="portfolio", spot_collateral_haircut=0.0, **PM))
+    assert liq_events(reverse).empty
+    assert np.isinf(reverse.distance_to_liquidation.iloc[3, 0])
+    assert liq_events(run_backtest(market(high={(5, 0): 20_001.0}), 1.0,
+                                   BacktestConfig(margin_mode="portfolio", spot_collateral_haircut=0.0, **PM))).price[0] \
+        == pytest.approx(20_000, rel=1e-9)

@@ -31,8 +31,9 @@ def random_case(seed, tmp_path, n_cols=12, n_groups=5, T=150):
     tg = grid_targets(m, rng, n_cols, n_groups, p_change=0.1)
     tiers = seed % 2 == 0
     cfg = BacktestConfig(
-        perp_leverage=float(rng.choice([2.0, 10.0, 25.0])), margin_mode=["isolated", "cross"][seed % 3 == 0],
-        slippage_bps=1.0, volume_participation_coefficient=0.01, topup_margin_ratio=[None, 0.3][seed % 2],
+        perp_leverage=float(rng.choice([2.0, 10.0, 25.0])), margin_mode=["isolated", "cross", "portfolio"][seed % 3],
+        slippage_bps=1.0, volume_participation_coefficient=0.01,
+        topup_margin_ratio=[None, 0.3][seed % 2] if seed % 3 != 2 else None,
         rebalance_delta_band=[None, 0.02][(seed // 2) % 2], after_liquidation=["close_spot", "hold_spot", "reenter"][seed % 3],
         tiers_path=write_tiers(tmp_path / f"tiers{seed}.json", m.symbols) if tiers else None,
         maintenance_margin_rate=None if tiers else 0.01, clearance_fee_rate=0.01, borrow_annual_rate=0.3,

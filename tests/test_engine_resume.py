@@ -54,7 +54,7 @@ def random_cuts(rng, T, k):
 
 
 @settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 2**32 - 1), mode=st.sampled_from(["isolated", "cross"]), delay=st.sampled_from([0, 1, 2]),
+@given(seed=st.integers(0, 2**32 - 1), mode=st.sampled_from(["isolated", "cross", "portfolio"]), delay=st.sampled_from([0, 1, 2]),
        topup=st.sampled_from([None, 0.3]), topup_delay=st.integers(0, 2), after=st.sampled_from(["close_spot", "hold_spot", "reenter"]),
        band=st.sampled_from([None, 0.02]), tiers=st.booleans(), n_cuts=st.integers(1, 4), lean=st.booleans())
 def test_chunked_run_equals_one_run(tmp_path_factory, seed, mode, delay, topup, topup_delay, after, band, tiers, n_cuts, lean):
@@ -66,7 +66,7 @@ def test_chunked_run_equals_one_run(tmp_path_factory, seed, mode, delay, topup, 
     cfg = BacktestConfig(
         perp_leverage=float(rng.choice([2.0, 10.0, 25.0])), margin_mode=mode, execution_delay_bars=delay,
         allow_same_bar_execution=delay == 0, slippage_bps=1.0, volume_participation_coefficient=0.02,
-        after_liquidation=after, topup_margin_ratio=topup, topup_delay_bars=topup_delay, rebalance_delta_band=band,
+        after_liquidation=after, topup_margin_ratio=None if mode == "portfolio" else topup, topup_delay_bars=topup_delay, rebalance_delta_band=band,
         tiers_path=write_tiers(tmp_path_factory.mktemp("t") / "tiers.json", market.symbols) if tiers else None,
         maintenance_margin_rate=None if tiers else 0.01, clearance_fee_rate=0.01, borrow_annual_rate=0.2,
     )

@@ -81,12 +81,12 @@ def fast_range_nb(
     targets, weights, col_sym, grp_cols, grp_start, capital,
     leverage, spot_fee, perp_fee, slip_frac, impact, borrow_h, clearance, topup_thr, delta_band,
     t_lo, t_hi, t_mmr, t_cum, t_n, tier_cache,
-    lag, bar_hours, cross, topup_delay, after_liq, flags,
+    lag, bar_hours, cross, haircut, topup_delay, after_liq, flags,
     t_off, vol0_spot, vol0_perp, col_state, grp_state,
     equity, group_equity, comps_out, spot_out, perp_out, mr_out, dl_out, rec,
 ):
     """:func:`~backtest.kernels.simulate.simulate_range_nb` for one-column isolated groups
-    without top-ups (same signature, same results; ``cross``, ``topup_*`` are ignored).
+    without top-ups (same signature, same results; ``cross``, ``haircut``, ``topup_*`` are ignored).
 
     A column's state lives in ``col_state`` (its own slots, see ``S_*``) and its portfolio's
     cash in ``grp_state`` between time chunks, as between runs."""
@@ -482,7 +482,7 @@ def fast_parallel_nb(
     targets, weights, col_sym, grp_cols, grp_start, capital,
     leverage, spot_fee, perp_fee, slip_frac, impact, borrow_h, clearance, topup_thr, delta_band,
     t_lo, t_hi, t_mmr, t_cum, t_n, tier_cache,
-    lag, bar_hours, cross, topup_delay, after_liq, flags,
+    lag, bar_hours, cross, haircut, topup_delay, after_liq, flags,
     t_off, vol0_spot, vol0_perp, col_state, grp_state,
     equity, group_equity, comps_out, spot_out, perp_out, mr_out, dl_out, rec,
 ):
@@ -497,7 +497,7 @@ def fast_parallel_nb(
             targets, weights, col_sym, grp_cols, grp_start, capital,
             leverage, spot_fee, perp_fee, slip_frac, impact, borrow_h, clearance, topup_thr, delta_band,
             t_lo, t_hi, t_mmr, t_cum, t_n, tier_cache,
-            lag, bar_hours, cross, topup_delay, after_liq, flags,
+            lag, bar_hours, cross, haircut, topup_delay, after_liq, flags,
             t_off, vol0_spot, vol0_perp, col_state, grp_state,
             equity, group_equity, comps_out, spot_out, perp_out, mr_out, dl_out,
             rec[rec_bounds[h]:rec_bounds[h + 1]],

@@ -12,7 +12,9 @@ Per bar ``j`` and portfolio (group) ``g`` the kernel does, in this order:
    after a column's (isolated) or group's (cross) fills the futures wallet is set to
    ``sum |q| * price / L`` by a transfer;
 4. **liquidation** against the bar's adverse mark extreme (isolated: closed form per bracket;
-   cross: the common point on the path from mark open to the adverse extremes);
+   cross: the common point on the path from mark open to the adverse extremes; portfolio
+   margin (``haircut >= 0``): as cross, with the quote cash and the spot legs (long at
+   ``1 - haircut``, short at ``1 + haircut``, moving with their mark) in the margin balance);
 5. **funding** ``-q * funding_value[j]`` into the futures wallet;
 6. **close**: revalue spot to the spot close, perp to the mark close;
 7. **borrow** on short spot: ``|s| * spot * hourly_rate * bar_hours``;
@@ -149,7 +151,7 @@ def simulate_range_nb(
     targets, weights, col_sym, grp_cols, grp_start, capital,
     leverage, spot_fee, perp_fee, slip_frac, impact, borrow_h, clearance, topup_thr, delta_band,
     t_lo, t_hi, t_mmr, t_cum, t_n, tier_cache,
-    lag, bar_hours, cross, topup_delay, after_liq, flags,
+    lag, bar_hours, cross, haircut, topup_delay, after_liq, flags,
     t_off, vol0_spot, vol0_perp, col_state, grp_state,
     equity, group_equity, comps_out, spot_out, perp_out, mr_out, dl_out, rec,
 ):
@@ -537,8 +539,57 @@ def simulate_range_nb(
                         gfw[g] += tr
                         nrec = _push(rec, nrec, j, -1 - g, K_TRANSFER, LEG_NONE, np.nan, np.nan, np.nan, tr, 0.0)
 
+            # 4. liquidation of a portfolio-margin account: the perps of the portfolio together,
+            # the spot wallet counted as collateral
+            if cross and haircut >= 0.0:
+                any_pos = False
+                for k in range(a, b):
+                    if q[grp_cols[k]] != 0.0:
+                        any_pos = True
+                if any_pos:
+                    mb, mm = _pm_balance(1.0, j, a, b, grp_cols, col_sym, s, q, cost, sv, pv, valid, mark_open,
+                                         mark_high, mark_low, gfw[g], cash[g], haircut, t_lo, t_hi, t_mmr, t_cum, t_n)
+                    if mb <= mm:
+                        lo_l, hi_l = 0.0, 1.0
+                        mb, mm = _pm_balance(0.0, j, a, b, grp_cols, col_sym, s, q, cost, sv, pv, valid, mark_open,
+                                             mark_high, mark_low, gfw[g], cash[g], haircut, t_lo, t_hi, t_mmr, t_cum, t_n)
+                        if mb <= mm:
+                            hi_l = 0.0
+                        else:
+                            for it in range(100):
+                                lam = 0.5 * (lo_l + hi_l)
+                                mb, mm = _pm_balance(lam, j, a, b, grp_cols, col_sym, s, q, cost, sv, pv, valid,
+                                                     mark_open, mark_high, mark_low, gfw[g], cash[g], haircut,
+                                                     t_lo, t_hi, t_mmr, t_cum, t_n)
+                                if mb <= mm:
+                                    hi_l = lam
+                                else:
+                                    lo_l = lam
+                        lam = hi_l
+                        for k in range(a, b):
+                            c = grp_cols[k]
+                            n = col_sym[c]
+                            if q[c] == 0.0:
+                                continue
+                            lp = pv[c]
+                            if valid[j, n]:
+                                adv = mark_high[j, n] if _pm_up(s[c], q[c], haircut) else mark_low[j, n]
+                                lp = mark_open[j, n] + lam * (adv - mark_open[j, n])
+                            comp[c, C_PERP] += q[c] * (lp - pv[c])
+                            realized = q[c] * lp - cost[c]
+                            fee = flex_nb(clearance, j, c) * abs(q[c]) * lp
+                            gfw[g] += realized - fee
+                            comp[c, C_LIQ] -= fee
+                            nrec = _push(rec, nrec, j, c, K_LIQ, LEG_PERP, -q[c], lp, np.nan, realized - fee, fee)
+                            q[c] = 0.0
+                            cost[c] = 0.0
+                            pv[c] = lp
+                            if after_liq == 0:
+                                pending_close[c] = s[c] != 0.0
+                            elif after_liq == 2:
+                                pending_reenter[c] = True
             # 4. liquidation of a cross portfolio (all its positions together)
-            if cross:
+            elif cross:
                 any_pos = False
                 worst_mb = gfw[g]
                 bound_mm = 0.0
@@ -620,6 +671,8 @@ def simulate_range_nb(
             g_upnl = 0.0
             g_mm = 0.0
             g_den = 0.0
+            g_coll = 0.0  # portfolio margin: spot collateral (long at 1 - haircut, short at 1 + haircut)
+            port = cross and haircut >= 0.0
             g_thr = flex_nb(topup_thr, j, grp_cols[a]) if (cross and has_topup) else np.nan
             g_margin = cross and (w_margin or g_thr == g_thr)
             for k in range(a, b):
@@ -710,6 +763,10 @@ def simulate_range_nb(
                         mm = notional * t_mmr[n, kb] - t_cum[n, kb] if notional > 0.0 else 0.0
                         rate = t_mmr[n, kb]
                         den = notional * (1.0 + rate) if qc < 0.0 else notional * (1.0 - rate)
+                        if port:  # an adverse move of the column's net delta, spot included
+                            up = _pm_up(sc, qc, haircut)
+                            w = 1.0 - haircut if sc > 0.0 else 1.0 + haircut
+                            den = abs(qc * pvc + sc * svc * w) + (notional * rate if up else -notional * rate)
                         if cross:
                             g_upnl += upnl
                             g_mm += mm
@@ -720,6 +777,11 @@ def simulate_range_nb(
                             dl = (mb - mm) / den
                             if mr >= thr and topup_at[c] < 0:
                                 topup_at[c] = j + 1 + topup_delay
+                if port and sc != 0.0 and g_margin:
+                    w = 1.0 - haircut if sc > 0.0 else 1.0 + haircut
+                    g_coll += sc * svc * w
+                    if qc == 0.0:
+                        g_den += abs(sc * svc * w)
                 if dirty:
                     comp[c, 7] = init_share[c] + comp[c, 0] + comp[c, 1] + comp[c, 2] + comp[c, 3]
                 # = init + components summed left to right, as a plain loop would
@@ -736,10 +798,13 @@ def simulate_range_nb(
                 if not cross:
                     liq_lvl[c] = _liq_level(qc, fw[c], cost[c], mmr_max[n], cum_min[n])
             group_equity[rg, g] = cash[g] + gfw[g] + colsum
-            if g_margin and g_den > 0.0:
+            if g_margin and (g_den > 0.0 or port):
                 g_mb = gfw[g] + g_upnl
+                if port:
+                    g_mb += cash[g] + g_coll
                 mr = g_mm / g_mb if g_mb > 0.0 else np.inf
-                dl = (g_mb - g_mm) / g_den
+                # portfolio margin: no adverse move of the hedged book liquidates it when den <= 0
+                dl = (g_mb - g_mm) / g_den if g_den > 0.0 else np.inf
                 if mr >= g_thr and g_topup_at[g] < 0:
                     g_topup_at[g] = j + 1 + topup_delay
                 if w_margin:
@@ -779,6 +844,52 @@ def simulate_range_nb(
 
 
 @njit(cache=True, inline="always")
+def _pm_up(sc, qc, haircut):
+    """Portfolio margin: True when a rise of the price is adverse to a column holding ``sc``
+    spot and ``qc`` perp coins (its net collateral delta ``qc + sc * w`` is short; a zero
+    delta follows the perp, whose maintenance margin grows with the price when short)."""
+    w = 1.0 - haircut if sc > 0.0 else 1.0 + haircut
+    eff = qc + sc * w
+    return eff < 0.0 or (eff == 0.0 and qc < 0.0)
+
+
+@njit(cache=True)
+def _pm_balance(lam, j, a, b, grp_cols, col_sym, s, q, cost, sv, pv, valid, mark_open, mark_high, mark_low,
+                gfw_g, cash_g, haircut, t_lo, t_hi, t_mmr, t_cum, t_n):
+    """(margin balance, maintenance margin) of a portfolio-margin account at the point ``lam``
+    in [0, 1] of the path from each column's mark open to its adverse extreme (bar ``j``).
+
+    Balance: futures wallet + quote cash + unrealized perp PnL + spot collateral (long coins at
+    ``1 - haircut``, short at ``1 + haircut`` of their value); a spot leg moves with its mark
+    (``spot open * mark / mark open``). Invalid bars keep the last valuation prices.
+    """
+    mb = gfw_g + cash_g
+    mm = 0.0
+    for k in range(a, b):
+        c = grp_cols[k]
+        n = col_sym[c]
+        sc = s[c]
+        qc = q[c]
+        if sc == 0.0 and qc == 0.0:
+            continue
+        m = pv[c]
+        ratio = 1.0
+        if valid[j, n]:
+            mo = mark_open[j, n]
+            adv = mark_high[j, n] if _pm_up(sc, qc, haircut) else mark_low[j, n]
+            m = mo + lam * (adv - mo)
+            if mo > 0.0:
+                ratio = m / mo
+        if qc != 0.0:
+            mb += qc * m - cost[c]
+            mm += maint_margin_nb(t_lo, t_hi, t_mmr, t_cum, t_n, n, abs(qc) * m)
+        if sc != 0.0:
+            w = 1.0 - haircut if sc > 0.0 else 1.0 + haircut
+            mb += sc * sv[c] * ratio * w
+    return mb, mm
+
+
+@njit(cache=True, inline="always")
 def _due_in(v):
     """A scheduled top-up bar from a state slot (bars after the previous run's end; -1: none)."""
     return np.int64(v) if v >= 0.0 else np.int64(-1)
@@ -798,7 +909,7 @@ def simulate_parallel_nb(
     targets, weights, col_sym, grp_cols, grp_start, capital,
     leverage, spot_fee, perp_fee, slip_frac, impact, borrow_h, clearance, topup_thr, delta_band,
     t_lo, t_hi, t_mmr, t_cum, t_n, tier_cache,
-    lag, bar_hours, cross, topup_delay, after_liq, flags,
+    lag, bar_hours, cross, haircut, topup_delay, after_liq, flags,
     t_off, vol0_spot, vol0_perp, col_state, grp_state,
     equity, group_equity, comps_out, spot_out, perp_out, mr_out, dl_out, rec,
 ):
@@ -817,7 +928,7 @@ def simulate_parallel_nb(
             targets, weights, col_sym, grp_cols, grp_start, capital,
             leverage, spot_fee, perp_fee, slip_frac, impact, borrow_h, clearance, topup_thr, delta_band,
             t_lo, t_hi, t_mmr, t_cum, t_n, tier_cache,
-            lag, bar_hours, cross, topup_delay, after_liq, flags,
+            lag, bar_hours, cross, haircut, topup_delay, after_liq, flags,
             t_off, vol0_spot, vol0_perp, col_state, grp_state,
             equity, group_equity, comps_out, spot_out, perp_out, mr_out, dl_out,
             rec[rec_bounds[h]:rec_bounds[h + 1]],
