@@ -387,14 +387,19 @@ def run_backtest(
 def _record_capacity(market: Market, tg: Targets, cashflow_events: bool = True) -> int:
     """A generous estimate of the number of events (fills, transfers, funding, borrow).
 
-    Only the rows written are ever paged in, so over-estimating costs address space only.
+    Six rows per target change (fills of both legs, transfer, liquidation and what follows
+    it), one per 16 bar-columns for the policies (delta band, top-ups, re-entries), and the
+    funding and borrow rows when they are recorded. Only the rows written are ever paged in,
+    so over-estimating costs address space only; a short estimate costs a rerun.
     """
-    n_targets = int(np.count_nonzero(np.isfinite(tg.values)))
+    from .kernels.simulate import count_target_changes_nb
+
+    n_changes = int(count_target_changes_nb(tg.values))
     if not cashflow_events:
-        return 6 * n_targets + tg.values.size // 16 + 1024
+        return 6 * n_changes + tg.values.size // 16 + 1024
     per_symbol = (market.funding_count > 0).sum(axis=0)
     n_funding = int(per_symbol[tg.column_symbol].sum()) if tg.n_columns else 0
-    return 6 * n_targets + n_funding + tg.values.size // 4 + 1024
+    return 6 * n_changes + n_funding + tg.values.size // 4 + 1024
 
 
 def _n_threads() -> int:

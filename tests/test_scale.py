@@ -107,7 +107,7 @@ def test_figures_match_column_stats(serial, ref):
                                    atol=1e-12, equal_nan=True, err_msg=key)
 
 
-@pytest.mark.parametrize("symbol_chunk,param_chunk,budget", [(1, 1, None), (3, 3, None), (2, 4, "30MB"), (1, 2, "12MB")])
+@pytest.mark.parametrize("symbol_chunk,param_chunk,budget", [(1, 1, None), (3, 3, None), (2, 4, "12MB"), (1, 2, "8MB")])
 def test_chunked_sweeps_are_identical(catalog, ref, serial, symbol_chunk, param_chunk, budget):
     res = run_sweep(catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", symbol_chunk=symbol_chunk,
                     param_chunk=param_chunk, max_memory_bytes=budget)
@@ -240,8 +240,8 @@ def test_memory_budget_cuts_time(catalog, serial):
     assert plan_sweep(525_600, 100, 100, budget_per_task=parse_bytes("4GB")).time_chunk_bars == 0
     with pytest.raises(ConfigError, match="too few"):
         plan_sweep(525_600, 1, 1, budget_per_task=parse_bytes("2MB"), warmup_bars=5_000)
-    res = run_sweep(catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", max_memory_bytes="10MB")
-    assert 0 < res.plan.time_chunk_bars < 6 * 1440 and res.plan.task_bytes <= 10e6
+    res = run_sweep(catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", max_memory_bytes="7MB", warmup="4D")
+    assert 0 < res.plan.time_chunk_bars < 6 * 1440 and res.plan.task_bytes <= 7e6
     assert max(t["time_chunks"] for t in res.meta["tasks"]) > 1
     assert_figures_equal(res, serial)
     pd.testing.assert_frame_equal(res.equity, serial.equity)

@@ -937,6 +937,20 @@ def simulate_parallel_nb(
 
 
 @njit(cache=True)
+def count_target_changes_nb(targets):
+    """Rows where a column's target is finite and differs from the row before (a NaN row before
+    counts as different): an upper bound of the bars where targets make a column trade."""
+    T, C = targets.shape
+    n = 0
+    for j in range(T):
+        for c in range(C):
+            x = targets[j, c]
+            if x == x and (j == 0 or x != targets[j - 1, c]):
+                n += 1
+    return n
+
+
+@njit(cache=True)
 def merge_records_nb(rec, rec_bounds, counts):
     """Events of the parallel chunks in the serial order: by bar, then chunk (stable)."""
     nch = counts.shape[0]
