@@ -388,13 +388,15 @@ def _record_capacity(market: Market, tg: Targets, cashflow_events: bool = True) 
     """A generous estimate of the number of events (fills, transfers, funding, borrow).
 
     Six rows per target change (fills of both legs, transfer, liquidation and what follows
-    it), one per 16 bar-columns for the policies (delta band, top-ups, re-entries), and the
-    funding and borrow rows when they are recorded. Only the rows written are ever paged in,
-    so over-estimating costs address space only; a short estimate costs a rerun.
+    it; changes counted on every 32nd bar of large arrays, with a 2x margin), one per 16
+    bar-columns for the policies (delta band, top-ups, re-entries), and the funding and borrow
+    rows when they are recorded. Only the rows written are ever paged in, so over-estimating
+    costs address space only; a short estimate costs a rerun.
     """
     from .kernels.simulate import count_target_changes_nb
 
-    n_changes = int(count_target_changes_nb(tg.values))
+    stride = 32 if tg.values.size > 1 << 20 else 1
+    n_changes = int(count_target_changes_nb(tg.values, stride)) * (2 if stride > 1 else 1)
     if not cashflow_events:
         return 6 * n_changes + tg.values.size // 16 + 1024
     per_symbol = (market.funding_count > 0).sum(axis=0)

@@ -122,11 +122,15 @@ class EngineState:
         """The state after a run over ``market``'s bars (``columns``/``groups`` from the kernel)."""
         T = market.n_bars
         k = min(lag, self.bars + T)
-        tail = np.concatenate([self.target_tail, targets.values])[len(self.target_tail) + T - k:]
+
+        def last_rows(prev: np.ndarray, rows: np.ndarray) -> np.ndarray:  # the last k of prev + rows
+            return rows[T - k:] if T >= k else np.concatenate([prev, rows])[len(prev) + T - k:]
+
+        tail = last_rows(self.target_tail, targets.values)
         wtail = None
         if targets.weights is not None:
             prev = self.weight_tail if self.weight_tail is not None else np.ones_like(self.target_tail)
-            wtail = _frozen(np.concatenate([prev, targets.weights])[len(prev) + T - k:])
+            wtail = _frozen(last_rows(prev, targets.weights))
         if T:
             step = market.index[-1] - market.index[-2] if T > 1 else pd.Timedelta(market.freq)
             last = (market.spot_volume[-1], market.perp_volume[-1], market.spot_close[-1], market.perp_close[-1],

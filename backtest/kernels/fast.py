@@ -44,8 +44,10 @@ def _push_u(rec, n, bar, col, kind, leg, qty, price, rate, cash, fee):
     return n + 1
 
 
-#: Bars per time chunk when several columns run (keeps a chunk's rows of the (T, C) arrays in cache).
-CHUNK = 32
+#: Bars per time chunk when several columns run: long enough to spread each column's state
+#: loads and stores over many bars, short enough that a chunk's rows of the (T, C) arrays stay
+#: in cache (measured on 1,000 columns x 8,760 bars: 128 about 10% faster than 32 or 512).
+CHUNK = 128
 #: Most events of one column in one bar (spot fill, perp fill, transfer, liquidation, funding, borrow).
 MAX_EV = 6
 #: Fields of an event row.
@@ -105,7 +107,9 @@ def fast_range_nb(
     w_margin = (flags & F_MARGIN) != 0
     w_cf = (flags & F_CASHFLOW_EVENTS) != 0
     has_band = (flags & F_HAS_BAND) != 0
-    chunk = CHUNK if ng > 1 else max(T, 1)
+    # several columns: blocks of CHUNK bars (fewer for very many columns: the scratch buffer
+    # below holds MAX_EV rows per bar and column of a block)
+    chunk = max(16, min(CHUNK, CHUNK * 4096 // max(ng, 1))) if ng > 1 else max(T, 1)
     # several columns: a chunk's events go to a scratch buffer (at most MAX_EV per bar and
     # column), then into ``rec`` in (bar, group) order; one column: straight into ``rec``
     sorting = ng > 1 and chunk > 1
@@ -174,6 +178,26 @@ def fast_range_nb(
                     elif has_band:
                         if s != 0.0 and abs(s + q) > (delta_band[ju, band_k] if band_t else band0) * abs(s):
                             any_order = True
+                if not any_order and s == 0.0 and q == 0.0:
+                    # a flat column on a bar without orders: no funding, revaluation, borrow or
+                    # margin; its valuation prices are refreshed at its next fill's open
+                    equity[rj, cu] = c7 + c4 + c5 + c6
+                    if w_margin:
+                        mr_out[ju, cu] = np.nan
+                        dl_out[ju, cu] = np.nan
+                    if w_comp:
+                        comps_out[0, ju, cu] = c0
+                        comps_out[1, ju, cu] = c1
+                        comps_out[2, ju, cu] = c2
+                        comps_out[3, ju, cu] = c3
+                        comps_out[4, ju, cu] = c4
+                        comps_out[5, ju, cu] = c5
+                        comps_out[6, ju, cu] = c6
+                    if w_pos:
+                        spot_out[ju, cu] = s
+                        perp_out[ju, cu] = q
+                    group_equity[rg, gu] = cash + 0.0 + (0.0 + fw)
+                    continue
                 ok = valid[ju, nu]
                 if not any_order:
                     quiet = True
