@@ -284,6 +284,7 @@ def run_backtest(
         so_ref[0], po_ref[0], ref_valid[0] = state.last_spot_close, state.last_perp_close, state.last_valid
         so_ref, po_ref, ref_valid = _ro(so_ref), _ro(po_ref), np.ascontiguousarray(ref_valid)
     tiers = tier_table(market, config)
+    hours = bar_hours(market)
 
     if outputs is None:
         outputs = OUTPUTS if full else LEAN_OUTPUTS
@@ -324,7 +325,7 @@ def run_backtest(
         fx["perp_leverage"], spot_fee, perp_fee, slip, fx["volume_participation_coefficient"], borrow,
         fx["clearance_fee_rate"], fx["topup_margin_ratio"], fx["rebalance_delta_band"],
         _ro(tiers.min_notional), _ro(tiers.max_notional), _ro(tiers.mmr), _ro(tiers.cum), _ro_int(tiers.n_tiers),
-        bool(hi_sorted), max(delay, 1), bar_hours(market), config.margin_mode in ("cross", "portfolio"),
+        bool(hi_sorted), max(delay, 1), hours, config.margin_mode in ("cross", "portfolio"),
         float(config.spot_collateral_haircut) if config.margin_mode == "portfolio" else -1.0, int(config.topup_delay_bars),
         AFTER_LIQ_CODES[config.after_liquidation], kflags,
         t_off, _ro(state.last_spot_volume), _ro(state.last_perp_volume), col_state, grp_state,
@@ -372,11 +373,11 @@ def run_backtest(
         records = K.merge_records_nb(rec, rec_bounds, counts)
     out = (equity, group_equity, comps, spot_out, perp_out, mr_out, dl_out, records)
     flags = ("same_bar_execution",) if delay == 0 else ()
-    if market.mark_fallback[:, np.unique(tg.column_symbol)].any():
+    if market.mark_fallback.any(axis=0)[tg.column_symbol].any():
         warnings.warn("mark prices are missing for some bars and fall back to perp last prices "
                       "(funding and liquidation use them); see Market.mark_fallback", stacklevel=2)
         flags += ("mark_fallback",)
-    res = BacktestResult.from_kernel(market, tg, config, out, group_ids=uniq, flags=flags,
+    res = BacktestResult.from_kernel(market, tg, config, out, group_ids=uniq, flags=flags, bar_hours=hours,
                                      full=set(outputs) >= set(OUTPUTS), column_params=column_params,
                                      outputs=outputs)
     res.kernel = "fast" if use_fast else "general"
@@ -395,7 +396,7 @@ def _record_capacity(market: Market, tg: Targets, cashflow_events: bool = True) 
     """
     from .kernels.simulate import count_target_changes_nb
 
-    stride = 32 if tg.values.size > 1 << 20 else 1
+    stride = 32 if tg.values.size > 1 << 16 else 1
     n_changes = int(count_target_changes_nb(tg.values, stride)) * (2 if stride > 1 else 1)
     if not cashflow_events:
         return 6 * n_changes + tg.values.size // 16 + 1024

@@ -52,13 +52,13 @@ class Targets:
         values = np.ascontiguousarray(self.values, dtype=np.float64)
         if values.ndim != 2:
             raise ConfigError(f"targets must be 2-D (bars x columns), got shape {values.shape}")
-        finite = values[np.isfinite(values)]
-        if finite.size and (finite.min() < -1 - 1e-12 or finite.max() > 1 + 1e-12):
-            raise ConfigError(
-                f"targets must lie in [-1, 1] (+1 carry, -1 reverse carry); got min {finite.min():.6g}, max {finite.max():.6g}"
-            )
-        if np.isinf(values).any():
+        # fmin/fmax skip NaN ("keep") without a temporary; infinities show up as extremes
+        lo = np.fmin.reduce(values, axis=None) if values.size else np.nan
+        hi = np.fmax.reduce(values, axis=None) if values.size else np.nan
+        if np.isinf(lo) or np.isinf(hi):
             raise ConfigError("targets contain infinite values")
+        if lo < -1 - 1e-12 or hi > 1 + 1e-12:
+            raise ConfigError(f"targets must lie in [-1, 1] (+1 carry, -1 reverse carry); got min {lo:.6g}, max {hi:.6g}")
         n_cols = values.shape[1]
         col_symbol = np.ascontiguousarray(self.column_symbol, dtype=np.int64)
         group = np.ascontiguousarray(self.group, dtype=np.int64)
