@@ -88,16 +88,33 @@ class Targets:
         cols = pd.MultiIndex.from_frame(self.columns[names]) if names else None
         return pd.DataFrame(self.values, index=index, columns=cols)
 
+    @classmethod
+    def _derived(cls, values, column_symbol, group, columns, weights) -> "Targets":
+        """Targets made of (parts of) already validated arrays: no checks, no copies."""
+        obj = object.__new__(cls)
+        for name, v in (("values", values), ("column_symbol", column_symbol), ("group", group), ("weights", weights)):
+            if isinstance(v, np.ndarray) and v.flags.writeable:
+                v.flags.writeable = False
+            object.__setattr__(obj, name, v)
+        object.__setattr__(obj, "columns", columns)
+        return obj
+
     def per_column(self) -> "Targets":
         """The same targets with every column its own portfolio (group = column position)."""
         groups = np.arange(self.n_columns, dtype=np.int64)
-        return Targets(self.values, self.column_symbol, groups, self.columns.assign(group=groups), None)
+        return Targets._derived(self.values, self.column_symbol, groups, self.columns.assign(group=groups), None)
+
+    def with_columns(self, columns: pd.DataFrame) -> "Targets":
+        """The same targets with another column table (one row per column)."""
+        if len(columns) != self.n_columns:
+            raise ConfigError(f"columns table has {len(columns)} rows for {self.n_columns} target columns")
+        return Targets._derived(self.values, self.column_symbol, self.group, columns, self.weights)
 
     def bars(self, start: int, stop: int) -> "Targets":
         """The rows of bars ``start .. stop - 1`` (positions), same columns: the targets of a
         time chunk (see ``run_backtest(resume=...)``)."""
         w = None if self.weights is None else self.weights[start:stop]
-        return Targets(self.values[start:stop], self.column_symbol, self.group, self.columns, w)
+        return Targets._derived(self.values[start:stop], self.column_symbol, self.group, self.columns, w)
 
     @classmethod
     def from_array(cls, market: Market, values, *, strategy: str = "custom", weights=None) -> "Targets":

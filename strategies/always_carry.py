@@ -46,4 +46,4 @@ def always_carry(market: Market, params: AlwaysCarryParams) -> np.ndarray:
         liquidated in a sharp rally while its gain sits in the spot wallet; basis moves show up
         as mark-to-market noise.
     """
-    return mask_targets(market, np.full(market.shape, params.exposure))
+    return mask_targets(market, np.full(market.shape, params.exposure), copy=False)

@@ -47,4 +47,4 @@ def always_reverse(market: Market, params: AlwaysReverseParams) -> np.ndarray:
         borrow; borrow may be unavailable or recalled; the long perp can be liquidated in a
         crash.
     """
-    return mask_targets(market, np.full(market.shape, -params.exposure))
+    return mask_targets(market, np.full(market.shape, -params.exposure), copy=False)

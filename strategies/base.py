@@ -28,6 +28,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
 from backtest.errors import ConfigError
 from backtest.market import Market
@@ -241,16 +242,34 @@ def hours_to_bars(market: Market, hours: float) -> int:
     return int(np.ceil(hours / bar_hours(market) - 1e-9)) if hours > 0 else 0
 
 
-def mask_targets(market: Market, targets: np.ndarray) -> np.ndarray:
+def mask_targets(market: Market, targets: np.ndarray, *, copy: bool = True) -> np.ndarray:
     """Apply the validity convention: NaN on invalid bars, 0 before a symbol's first valid bar.
 
     Causal: "first valid bar so far" is a running maximum, never a look at later bars.
+    ``copy=False`` masks ``targets`` in place when it is already a float64 array (for a
+    temporary the caller owns).
     """
-    out = np.array(targets, dtype=np.float64, copy=True)
-    seen = np.logical_or.accumulate(market.valid, axis=0) if market.n_bars else market.valid
-    out[~market.valid] = np.nan
-    out[~seen] = 0.0
+    out = np.array(targets, dtype=np.float64, copy=copy)
+    invalid, unseen = _validity_masks(market)
+    if invalid is not None:
+        out[invalid] = np.nan
+    if unseen is not None:
+        out[unseen] = 0.0
     return out
+
+
+def _validity_masks(market: Market) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(invalid bars, bars before a symbol's first valid bar) of ``market``, None when empty;
+    memoised per market."""
+    from .signals import cached
+
+    def compute():
+        invalid = ~market.valid
+        seen = np.logical_or.accumulate(market.valid, axis=0) if market.n_bars else market.valid
+        unseen = ~seen
+        return (invalid if invalid.any() else None), (unseen if unseen.any() else None)
+
+    return cached(market, ("validity_masks",), compute)
 
 
 def _as_grid(params: Any) -> list[Any]:
@@ -279,12 +298,47 @@ def _check_output(name: str, out: Any, shape: tuple[int, int]) -> tuple[np.ndarr
     values = np.asarray(out, dtype=np.float64)
     if values.shape != shape:
         raise ConfigError(f"strategy {name!r} returned targets of shape {values.shape}, expected {shape} (bars x symbols)")
-    finite = np.isfinite(values)
-    if np.isinf(values).any():
+    # fmin/fmax skip NaN ("keep") without temporaries; infinities show up as extremes
+    lo = np.fmin.reduce(values, axis=None) if values.size else np.nan
+    hi = np.fmax.reduce(values, axis=None) if values.size else np.nan
+    if np.isinf(lo) or np.isinf(hi):
         raise ConfigError(f"strategy {name!r} returned infinite targets")
-    if finite.any() and (values[finite].min() < -1 - 1e-9 or values[finite].max() > 1 + 1e-9):
+    if lo < -1 - 1e-9 or hi > 1 + 1e-9:
         raise ConfigError(f"strategy {name!r} returned targets outside [-1, 1] (+1 carry, -1 reverse carry)")
-    return np.clip(values, -1.0, 1.0), weights
+    if lo < -1.0 or hi > 1.0:  # rounding noise beyond the bounds
+        values = np.clip(values, -1.0, 1.0)
+    return values, weights
+
+
+def _stack_columns(blocks: list[np.ndarray], n_rows: int) -> np.ndarray:
+    """``np.hstack(blocks)`` of (T, n) float arrays (a blocked copy, see :func:`_stack_into_nb`)."""
+    from numba.typed import List
+
+    width = sum(b.shape[1] for b in blocks)
+    out = np.empty((n_rows, width))
+    if width and n_rows:
+        typed = List()
+        for b in blocks:
+            typed.append(np.ascontiguousarray(b, dtype=np.float64))
+        _stack_into_nb(typed, out, max(256, (2 << 20) // (8 * width)))
+    return out
+
+
+@njit(cache=True)
+def _stack_into_nb(blocks, out, step):
+    """Copy ``blocks`` side by side into ``out`` in row blocks of ``step`` rows, so the block of
+    ``out`` stays in cache while each input, read sequentially, writes its columns into it (a
+    plain hstack walks the whole output once per input: slow for many narrow inputs)."""
+    T = out.shape[0]
+    for r0 in range(0, T, step):
+        r1 = min(T, r0 + step)
+        c0 = 0
+        for b in blocks:
+            w = b.shape[1]
+            for r in range(r0, r1):
+                for k in range(w):
+                    out[r, c0 + k] = b[r, k]
+            c0 += w
 
 
 def run_strategy(strategy: Any, market: Market, params: Any = None) -> Targets:
@@ -328,9 +382,9 @@ def run_strategy(strategy: Any, market: Market, params: Any = None) -> Targets:
     columns = pd.DataFrame(rows)
     w_all = None
     if any_weights:
-        w_all = np.hstack([w if w is not None else np.ones(market.shape) for w in weights])
+        w_all = _stack_columns([w if w is not None else np.ones(market.shape) for w in weights], market.n_bars)
     return Targets(
-        values=np.hstack(values) if values else np.empty((market.n_bars, 0)),
+        values=_stack_columns(values, market.n_bars),
         column_symbol=np.tile(np.arange(n, dtype=np.int64), len(specs)),
         group=np.repeat(np.arange(len(specs), dtype=np.int64), n),
         columns=columns,

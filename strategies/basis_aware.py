@@ -102,4 +102,5 @@ def basis_aware(market: Market, params: BasisAwareParams) -> np.ndarray:
                        enter_short=-params.entry_z if params.allow_reverse else -np.inf, exit_short=-params.exit_z,
                        allow_long=allow_long, allow_short=allow_short & params.allow_reverse,
                        min_hold_bars=hours_to_bars(market, params.min_hold_hours))
-    return mask_targets(market, state * params.exposure)
+    state *= params.exposure  # hysteresis returns a new array: scale and mask it in place
+    return mask_targets(market, state, copy=False)

@@ -95,4 +95,5 @@ def funding_sign(market: Market, params: FundingSignParams) -> np.ndarray:
                        enter_short=-params.entry_annualized if params.allow_reverse else -np.inf,
                        exit_short=-params.exit_annualized,
                        min_hold_bars=hours_to_bars(market, params.min_hold_hours))
-    return mask_targets(market, state * params.exposure)
+    state *= params.exposure  # hysteresis returns a new array: scale and mask it in place
+    return mask_targets(market, state, copy=False)

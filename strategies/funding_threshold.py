@@ -76,4 +76,5 @@ def funding_threshold(market: Market, params: FundingThresholdParams) -> np.ndar
     score = funding_signal(market, params.signal, params.window_settlements)
     state = hysteresis(score, enter_long=params.entry_annualized, exit_long=params.exit_annualized,
                        min_hold_bars=hours_to_bars(market, params.min_hold_hours))
-    return mask_targets(market, state * params.exposure)
+    state *= params.exposure  # hysteresis returns a new array: scale and mask it in place
+    return mask_targets(market, state, copy=False)

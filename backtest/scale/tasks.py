@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import os
 import time
 import warnings
@@ -17,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import BacktestConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from .catalog_access import _is_url, _local_path, _ms, _stage_remote
 from .figures import LeanFigures
 from .plan import peak_rss_bytes
@@ -63,8 +61,7 @@ class TaskResult:
 
 def per_column_portfolios(targets):
     """The same targets with every column its own portfolio; ``param_id`` keeps the parameter set."""
-    tagged = dataclasses.replace(targets, columns=targets.columns.assign(param_id=targets.columns["group"].to_numpy()))
-    return tagged.per_column()
+    return targets.with_columns(targets.columns.assign(param_id=targets.columns["group"].to_numpy())).per_column()
 
 
 def _resolve_strategy(strategy):
@@ -82,16 +79,9 @@ def _sample_positions(index: pd.DatetimeIndex, every: str | None) -> np.ndarray 
     return last
 
 
-def _lean_engine_kwargs() -> dict:
-    """The leanest engine outputs the figures need: per-bar column equity, final components,
-    fill and liquidation events (``outputs=("equity",)`` where the engine has it, else ``full=False``)."""
-    import inspect
-
-    from ..engine import run_backtest
-
-    if "outputs" in inspect.signature(run_backtest).parameters:
-        return {"outputs": ("equity",)}
-    return {"full": False}
+#: The leanest engine outputs the figures need: per-bar column equity, final components, fill
+#: and liquidation events.
+LEAN_ENGINE_OUTPUTS = ("equity",)
 
 
 #: Rows at the end of a chunk's warm-up compared with the previous chunk's targets.
@@ -155,7 +145,7 @@ def run_task(task: SweepTask) -> TaskResult:
         timings["load"] += time.perf_counter() - t
         off = k0 - w0
         if market.n_bars != k1 - w0:
-            raise ConfigError(f"task {task.task_id}: loading {_iso(t0 + w0 * step)} .. {_iso(t0 + k1 * step)} gave "
+            raise DataError(f"task {task.task_id}: loading {_iso(t0 + w0 * step)} .. {_iso(t0 + k1 * step)} gave "
                               f"{market.n_bars} bars, expected {k1 - w0} (bars of {task.freq} on a regular grid)")
         run_market = market if off == 0 else market.select(start=market.index[off])
         for b, (params, ids) in enumerate(batches):
@@ -172,7 +162,7 @@ def run_task(task: SweepTask) -> TaskResult:
             timings["strategy"] += time.perf_counter() - t
             t = time.perf_counter()
             prev = states[b]
-            res = run_backtest(run_market, run_tg, config, **_lean_engine_kwargs(), resume=prev, **task.engine_kwargs)
+            res = run_backtest(run_market, run_tg, config, outputs=LEAN_ENGINE_OUTPUTS, resume=prev, **task.engine_kwargs)
             states[b] = res.state
             timings["engine"] += time.perf_counter() - t
             t = time.perf_counter()
