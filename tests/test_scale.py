@@ -199,10 +199,12 @@ def test_command_writes_outputs(catalog, tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- time chunks
-def bar_parity(market, params):
-    """A strategy whose targets depend on the bar's position in the loaded window (unbounded
-    memory, lookback undeclared): time chunks must catch it."""
-    return np.broadcast_to((((np.arange(market.n_bars) // 700) % 2) * 1.0)[:, None], market.shape).copy()
+_COIN = np.random.default_rng(0)
+
+
+def coin_flips(market, params):
+    """Targets that differ from call to call: no amount of history reproduces them."""
+    return _COIN.choice([0.0, 1.0], market.shape)
 
 
 def assert_figures_equal(res, serial):
@@ -250,8 +252,8 @@ def test_memory_budget_cuts_time(catalog, serial):
 def test_time_chunks_refuse_a_short_warmup(catalog):
     with pytest.raises(ConfigError, match="shorter than strategy 'funding_threshold''s lookback of 72 hours"):
         run_sweep(catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", time_chunk="1D", warmup="1D")
-    with pytest.raises(ConfigError, match="look back further than the warm-up"):
-        run_sweep(catalog, SYMBOLS[:1], bar_parity, None, CONFIG, freq="1m", time_chunk="1D", warmup=200)
+    with pytest.raises(ConfigError, match="even with all the history from the window start"):
+        run_sweep(catalog, SYMBOLS[:1], coin_flips, None, CONFIG, freq="1m", time_chunk="1D", warmup=200)
     with pytest.raises(ConfigError, match="time_chunk"):
         run_sweep(catalog, SYMBOLS[:1], "always_carry", None, CONFIG, freq="1m", time_chunk="soon")
 
@@ -260,3 +262,17 @@ def test_command_time_chunk_option(catalog, tmp_path):
     assert run_command(catalog, tmp_path / "run", ["--time-chunk", "2D", "--warmup", "4D"], "1m") == 0
     plan = json.loads((tmp_path / "run" / "summary.json").read_text())["plan"]
     assert plan["time_chunk_bars"] == 2 * 1440 and plan["warmup_bars"] == 4 * 1440
+
+
+def test_time_chunks_extend_the_warmup_until_the_targets_agree(catalog):
+    """Hysteresis with an exit no signal reaches: a position entered once is held for good, a
+    state older than any warm-up. Where a chunk's warm-up does not reproduce it, the batch
+    gets more history (up to the window start) and the results equal one pass."""
+    grid = {"entry_annualized": [0.1, 0.2, 0.3, 0.5], "exit_annualized": [-1.0], "window_settlements": [3]}
+    whole = run_sweep(catalog, SYMBOLS, "funding_threshold", grid, CONFIG, freq="1m")
+    res = run_sweep(catalog, SYMBOLS, "funding_threshold", grid, CONFIG, freq="1m", time_chunk="1D")
+    assert res.plan.warmup_bars == int(1.25 * 24 * 60) + 64
+    assert sum(t["warmups_extended"] for t in res.meta["tasks"]) > 0
+    assert whole.summary["n_trades"].sum() > 0
+    assert_figures_equal(res, whole)
+    pd.testing.assert_frame_equal(res.equity, whole.equity)

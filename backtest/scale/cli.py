@@ -27,7 +27,7 @@ def add_scale_options(parser: argparse.ArgumentParser) -> None:
                         "budget needs it; 'none': never); results equal one pass")
     g.add_argument("--warmup", default=None, metavar="DURATION",
                    help="history loaded before each later time chunk for the strategy's signals (default: from the "
-                        "strategy's lookback, else 30D; checked: the targets must match the previous chunk's)")
+                        "strategy's lookback, else 30D; extended where the targets differ from the previous chunk's)")
     g.add_argument("--equity-every", default="1D", metavar="FREQ",
                    help="sample equity curves at this period (default 1D; 'none' for no curves)")
     g.add_argument("--retries", type=int, default=2, help="Dask: resubmissions of a failing task (default 2)")

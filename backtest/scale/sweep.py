@@ -274,8 +274,8 @@ def run_sweep(
         (``"30D"`` or bars). Default: 1.25 x the strategy's declared lookback
         (:meth:`StrategyParams.lookback_hours`, the largest over the grid) plus 64 bars, or 30
         days when it declares none; a warm-up shorter than the declared lookback is refused.
-        The targets at its end must also equal the previous chunk's (checked: a ConfigError
-        names the bar otherwise).
+        The targets at its end must also equal the previous chunk's; where they do not, the
+        batch is recomputed with twice the history, up to the window start.
 
     Returns
     -------

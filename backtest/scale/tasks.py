@@ -94,8 +94,9 @@ def run_task(task: SweepTask) -> TaskResult:
     With ``time_chunk_bars`` the window is loaded and simulated one time chunk at a time: every
     engine batch resumes from its state at the end of the previous chunk (exactly as one run),
     and the strategy sees ``warmup_bars`` of history before each later chunk. Targets at the
-    end of that warm-up must equal the ones the previous chunk computed for the same bars, or
-    the task stops with a ConfigError (the strategy looks back further than the warm-up).
+    end of that warm-up must equal the ones the previous chunk computed for the same bars;
+    where they do not, the batch is recomputed with twice the history, up to the window start
+    (``warmups_extended`` in the task's stats), and a mismatch even then raises ConfigError.
     """
     from strategies import run_strategy
 
@@ -134,31 +135,49 @@ def run_task(task: SweepTask) -> TaskResult:
     tails: list = [None] * len(batches)
     curves: list[list] = [[] for _ in batches]
     n_chunks = 0
-    for k0 in range(0, n_bars, chunk):
-        k1 = min(n_bars, k0 + chunk)
-        w0 = max(0, k0 - task.warmup_bars)
+    def load(w0: int, k1: int):
         t = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DataWarning)
-            market = load_market(root, list(task.symbols), start=_iso(t0 + w0 * step), end=_iso(t0 + k1 * step),
-                                 freq=task.freq, venue=task.venue, gaps=task.gaps)
+            m = load_market(root, list(task.symbols), start=_iso(t0 + w0 * step), end=_iso(t0 + k1 * step),
+                            freq=task.freq, venue=task.venue, gaps=task.gaps)
         timings["load"] += time.perf_counter() - t
-        off = k0 - w0
-        if market.n_bars != k1 - w0:
+        if m.n_bars != k1 - w0:
             raise DataError(f"task {task.task_id}: loading {_iso(t0 + w0 * step)} .. {_iso(t0 + k1 * step)} gave "
-                              f"{market.n_bars} bars, expected {k1 - w0} (bars of {task.freq} on a regular grid)")
+                            f"{m.n_bars} bars, expected {k1 - w0} (bars of {task.freq} on a regular grid)")
+        return m
+
+    def targets_of(m, params):
+        tg = run_strategy(strat, m, params)
+        if tg.weights is not None:
+            raise ConfigError(f"strategy {strat.name!r} returns capital weights (cross-sectional); a scale-out sweep "
+                              "runs every (symbol, parameter set) as its own portfolio and cannot run it: use carry sweep")
+        return per_column_portfolios(tg)
+
+    extended = 0
+    for k0 in range(0, n_bars, chunk):
+        k1 = min(n_bars, k0 + chunk)
+        w0 = max(0, k0 - task.warmup_bars)
+        market = load(w0, k1)
+        off = k0 - w0
         run_market = market if off == 0 else market.select(start=market.index[off])
         for b, (params, ids) in enumerate(batches):
             t = time.perf_counter()
-            tg = run_strategy(strat, market, params)
-            if tg.weights is not None:
-                raise ConfigError(f"strategy {strat.name!r} returns capital weights (cross-sectional); a scale-out sweep "
-                                  "runs every (symbol, parameter set) as its own portfolio and cannot run it: use carry sweep")
-            tg = per_column_portfolios(tg)
-            if tails[b] is not None:
-                _check_overlap(task, strat.name, market, tg.values, off, tails[b])
+            m_b, wb = market, off
+            tg = targets_of(m_b, params)
+            # the targets at the end of the warm-up must be the previous chunk's; where they are
+            # not (state older than the warm-up, e.g. a hysteresis band held for months), load
+            # twice the history for this batch, up to the window start (then they are exact)
+            while tails[b] is not None and not _same_overlap(tg.values, wb, tails[b]):
+                if wb >= k0:
+                    _check_overlap(task, strat.name, m_b, tg.values, wb, tails[b])  # raises
+                wb = min(k0, max(2 * wb, OVERLAP_CHECK_BARS))
+                extended += 1
+                m_b = load(k0 - wb, k1)
+                tg = targets_of(m_b, params)
+            del m_b
             tails[b] = tg.values[max(0, tg.values.shape[0] - OVERLAP_CHECK_BARS):].copy() if k1 < n_bars else None
-            run_tg = tg if off == 0 else tg.bars(off, tg.values.shape[0])
+            run_tg = tg if wb == 0 else tg.bars(wb, tg.values.shape[0])
             timings["strategy"] += time.perf_counter() - t
             t = time.perf_counter()
             prev = states[b]
@@ -182,7 +201,7 @@ def run_task(task: SweepTask) -> TaskResult:
     rows = [pd.concat([tables[b], figures[b].frame()], axis=1) for b in range(len(batches))]
     stats = {**{f"{k}_seconds": v for k, v in timings.items()},
              "seconds": time.perf_counter() - t_start, "bars": int(n_bars), "columns": task.n_columns,
-             "time_chunks": n_chunks, "pid": os.getpid(), "host": os.uname().nodename, "peak_rss_bytes": peak_rss_bytes()}
+             "time_chunks": n_chunks, "warmups_extended": extended, "pid": os.getpid(), "host": os.uname().nodename, "peak_rss_bytes": peak_rss_bytes()}
     frame = pd.concat(rows, ignore_index=True)
     equity = np.hstack([np.vstack(c) for c in curves]) if sample is not None else None
     return TaskResult(task.task_id, frame, equity, None if sample is None else _index_of(task, sample), stats)
@@ -192,8 +211,19 @@ def _iso(ms: int) -> str:
     return pd.Timestamp(int(ms), unit="ms", tz="UTC").isoformat()
 
 
+def _same_overlap(values: np.ndarray, off: int, tail: np.ndarray) -> bool:
+    """Whether the targets of the ``min(off, len(tail))`` bars before row ``off`` equal the end
+    of ``tail`` (the previous chunk's last targets), NaN equal to NaN."""
+    m = min(off, tail.shape[0])
+    if m == 0:
+        return False
+    here, there = values[off - m:off], tail[tail.shape[0] - m:]
+    return bool(((here == there) | (np.isnan(here) & np.isnan(there))).all())
+
+
 def _check_overlap(task: SweepTask, name: str, market, values: np.ndarray, off: int, tail: np.ndarray) -> None:
-    """The targets at the end of a chunk's warm-up must equal the previous chunk's for those bars."""
+    """Raise ConfigError naming the first bar where the targets at the end of a chunk's warm-up
+    differ from the previous chunk's for those bars."""
     m = min(off, tail.shape[0])
     if m == 0:
         raise ConfigError(f"task {task.task_id}: time chunks need a warm-up of at least 1 bar to check that strategy "
@@ -204,8 +234,9 @@ def _check_overlap(task: SweepTask, name: str, market, values: np.ndarray, off: 
         r, c = np.argwhere(~same)[0]
         raise ConfigError(
             f"task {task.task_id}: strategy {name!r} gives other targets at {market.index[off - m + r]} (column {c}) "
-            f"with {off} bars of history than the previous time chunk did ({there[r, c]} vs {here[r, c]}): its signals "
-            "look back further than the warm-up; raise the warm-up (--warmup) or the time chunk (--time-chunk)")
+            f"with {off} bars of history than the previous time chunk did ({there[r, c]} vs {here[r, c]}), even with "
+            "all the history from the window start: its targets depend on more than the market's bars (state kept "
+            "between calls, randomness, the position of a bar in the window)")
 
 
 def _index_of(task: SweepTask, sample: np.ndarray) -> np.ndarray:
