@@ -276,3 +276,6 @@ def test_time_chunks_extend_the_warmup_until_the_targets_agree(catalog):
     assert whole.summary["n_trades"].sum() > 0
     assert_figures_equal(res, whole)
     pd.testing.assert_frame_equal(res.equity, whole.equity)
+    with pytest.raises(ConfigError, match="does not fit the memory budget"):  # history the budget cannot hold
+        run_sweep(catalog, SYMBOLS, "funding_threshold", grid, CONFIG, freq="1m", time_chunk="1D",
+                  max_memory_bytes="4MB", symbol_chunk=1)

@@ -95,6 +95,7 @@ class SweepPlan:
     n_tasks: int
     time_chunk_bars: int = 0  # bars per time chunk (0: the whole window at once)
     warmup_bars: int = 0  # history loaded before each later chunk
+    max_history_bars: int = 0  # most bars one engine batch may load to extend a warm-up (0: no limit)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -153,5 +154,8 @@ def plan_sweep(n_bars: int, n_symbols: int, n_params: int, *, symbol_chunk: int 
                 "--symbol-chunk or --time-chunk, or shorten the period")
         batch = sc * min(pc, k)
     n_tasks = -(-n_symbols // sc) * -(-n_params // pc)
+    max_history = 0
+    if chunk and budget_per_task is not None:
+        max_history = max(bars, int(budget_per_task // task_bytes(1, sc, batch)))
     return SweepPlan(n_bars, n_symbols, n_params, sc, pc, batch, budget_per_task,
-                     task_bytes(bars, sc, batch), n_tasks, chunk, warmup_bars if chunk else 0)
+                     task_bytes(bars, sc, batch), n_tasks, chunk, warmup_bars if chunk else 0, max_history)

@@ -335,6 +335,7 @@ def run_sweep(
                 start=w_start, end=w_end, freq=freq, venue=venue, gaps=gaps, engine_batch=plan.engine_batch,
                 equity_every=equity_every, engine_kwargs=dict(engine_kwargs or {}),
                 time_chunk_bars=plan.time_chunk_bars, warmup_bars=plan.warmup_bars,
+                max_history_bars=plan.max_history_bars,
             ))
     t_plan = time.perf_counter() - t0
     try:

@@ -42,6 +42,7 @@ class SweepTask:
     engine_kwargs: dict = field(default_factory=dict)
     time_chunk_bars: int = 0  # bars per time chunk (0: the whole window in one load)
     warmup_bars: int = 0  # bars of history loaded before each later chunk for the strategy's signals
+    max_history_bars: int = 0  # most bars a batch may load when its warm-up is extended (0: no limit)
 
     @property
     def n_columns(self) -> int:
@@ -96,7 +97,8 @@ def run_task(task: SweepTask) -> TaskResult:
     and the strategy sees ``warmup_bars`` of history before each later chunk. Targets at the
     end of that warm-up must equal the ones the previous chunk computed for the same bars;
     where they do not, the batch is recomputed with twice the history, up to the window start
-    (``warmups_extended`` in the task's stats), and a mismatch even then raises ConfigError.
+    (``warmups_extended`` in the task's stats) as long as that fits ``max_history_bars`` (else
+    ConfigError), and a mismatch even with all the history raises ConfigError.
     """
     from strategies import run_strategy
 
@@ -172,6 +174,12 @@ def run_task(task: SweepTask) -> TaskResult:
                 if wb >= k0:
                     _check_overlap(task, strat.name, m_b, tg.values, wb, tails[b])  # raises
                 wb = min(k0, max(2 * wb, OVERLAP_CHECK_BARS))
+                if task.max_history_bars and k1 - k0 + wb > task.max_history_bars:
+                    raise ConfigError(
+                        f"task {task.task_id}: strategy {strat.name!r} keeps a state older than {wb // 2:,} bars "
+                        f"(its targets at {_iso(t0 + k0 * step)} differ from the previous time chunk's), and the "
+                        f"history it needs does not fit the memory budget ({task.max_history_bars:,} bars per "
+                        "batch); raise --max-memory or --warmup, or run without time chunks")
                 extended += 1
                 m_b = load(k0 - wb, k1)
                 tg = targets_of(m_b, params)
