@@ -44,6 +44,18 @@ def _push_u(rec, n, bar, col, kind, leg, qty, price, rate, cash, fee):
     return n + 1
 
 
+@njit(cache=True, inline="always")
+def _store_components(comps_out, ju, cu, c0, c1, c2, c3, c4, c5, c6):
+    """Write a column's seven cumulative components at bar ``ju``."""
+    comps_out[0, ju, cu] = c0
+    comps_out[1, ju, cu] = c1
+    comps_out[2, ju, cu] = c2
+    comps_out[3, ju, cu] = c3
+    comps_out[4, ju, cu] = c4
+    comps_out[5, ju, cu] = c5
+    comps_out[6, ju, cu] = c6
+
+
 #: Bars per time chunk when several columns run: long enough to spread each column's state
 #: loads and stores over many bars, short enough that a chunk's rows of the (T, C) arrays stay
 #: in cache (measured on 1,000 columns x 8,760 bars: 128 about 10% faster than 32 or 512).
@@ -186,13 +198,7 @@ def fast_range_nb(
                         mr_out[ju, cu] = np.nan
                         dl_out[ju, cu] = np.nan
                     if w_comp:
-                        comps_out[0, ju, cu] = c0
-                        comps_out[1, ju, cu] = c1
-                        comps_out[2, ju, cu] = c2
-                        comps_out[3, ju, cu] = c3
-                        comps_out[4, ju, cu] = c4
-                        comps_out[5, ju, cu] = c5
-                        comps_out[6, ju, cu] = c6
+                        _store_components(comps_out, ju, cu, c0, c1, c2, c3, c4, c5, c6)
                     if w_pos:
                         spot_out[ju, cu] = s
                         perp_out[ju, cu] = q
@@ -269,13 +275,7 @@ def fast_range_nb(
                             c7 = init_share + c0 + c1 + c2 + c3
                         equity[rj, cu] = c7 + c4 + c5 + c6
                         if w_comp:
-                            comps_out[0, ju, cu] = c0
-                            comps_out[1, ju, cu] = c1
-                            comps_out[2, ju, cu] = c2
-                            comps_out[3, ju, cu] = c3
-                            comps_out[4, ju, cu] = c4
-                            comps_out[5, ju, cu] = c5
-                            comps_out[6, ju, cu] = c6
+                            _store_components(comps_out, ju, cu, c0, c1, c2, c3, c4, c5, c6)
                         if w_pos:
                             spot_out[ju, cu] = s
                             perp_out[ju, cu] = q
@@ -448,13 +448,7 @@ def fast_range_nb(
                     mr_out[ju, cu] = mr
                     dl_out[ju, cu] = dl
                 if w_comp:
-                    comps_out[0, ju, cu] = c0
-                    comps_out[1, ju, cu] = c1
-                    comps_out[2, ju, cu] = c2
-                    comps_out[3, ju, cu] = c3
-                    comps_out[4, ju, cu] = c4
-                    comps_out[5, ju, cu] = c5
-                    comps_out[6, ju, cu] = c6
+                    _store_components(comps_out, ju, cu, c0, c1, c2, c3, c4, c5, c6)
                 if w_pos:
                     spot_out[ju, cu] = s
                     perp_out[ju, cu] = q

@@ -539,9 +539,13 @@ def simulate_range_nb(
                         gfw[g] += tr
                         nrec = _push(rec, nrec, j, -1 - g, K_TRANSFER, LEG_NONE, np.nan, np.nan, np.nan, tr, 0.0)
 
-            # 4. liquidation of a portfolio-margin account: the perps of the portfolio together,
-            # the spot wallet counted as collateral
-            if cross and haircut >= 0.0:
+            # 4. liquidation of a cross or portfolio-margin account: the portfolio's perps together,
+            # at the first point lam in [0, 1] of the path from the mark open to the adverse extremes
+            # where the margin balance meets the maintenance margin
+            port_liq = cross and haircut >= 0.0
+            liq = False
+            lam = 0.0
+            if port_liq:  # portfolio margin: the spot wallet counts as collateral
                 any_pos = False
                 for k in range(a, b):
                     if q[grp_cols[k]] != 0.0:
@@ -549,7 +553,8 @@ def simulate_range_nb(
                 if any_pos:
                     mb, mm = _pm_balance(1.0, j, a, b, grp_cols, col_sym, s, q, cost, sv, pv, valid, mark_open,
                                          mark_high, mark_low, gfw[g], cash[g], haircut, t_lo, t_hi, t_mmr, t_cum, t_n)
-                    if mb <= mm:
+                    liq = mb <= mm
+                    if liq:
                         lo_l, hi_l = 0.0, 1.0
                         mb, mm = _pm_balance(0.0, j, a, b, grp_cols, col_sym, s, q, cost, sv, pv, valid, mark_open,
                                              mark_high, mark_low, gfw[g], cash[g], haircut, t_lo, t_hi, t_mmr, t_cum, t_n)
@@ -566,29 +571,6 @@ def simulate_range_nb(
                                 else:
                                     lo_l = lam
                         lam = hi_l
-                        for k in range(a, b):
-                            c = grp_cols[k]
-                            n = col_sym[c]
-                            if q[c] == 0.0:
-                                continue
-                            lp = pv[c]
-                            if valid[j, n]:
-                                adv = mark_high[j, n] if _pm_up(s[c], q[c], haircut) else mark_low[j, n]
-                                lp = mark_open[j, n] + lam * (adv - mark_open[j, n])
-                            comp[c, C_PERP] += q[c] * (lp - pv[c])
-                            realized = q[c] * lp - cost[c]
-                            fee = flex_nb(clearance, j, c) * abs(q[c]) * lp
-                            gfw[g] += realized - fee
-                            comp[c, C_LIQ] -= fee
-                            nrec = _push(rec, nrec, j, c, K_LIQ, LEG_PERP, -q[c], lp, np.nan, realized - fee, fee)
-                            q[c] = 0.0
-                            cost[c] = 0.0
-                            pv[c] = lp
-                            if after_liq == 0:
-                                pending_close[c] = s[c] != 0.0
-                            elif after_liq == 2:
-                                pending_reenter[c] = True
-            # 4. liquidation of a cross portfolio (all its positions together)
             elif cross:
                 any_pos = False
                 worst_mb = gfw[g]
@@ -604,7 +586,6 @@ def simulate_range_nb(
                         worst_mb += q[c] * m - cost[c]
                         bound_mm += abs(q[c]) * m * mmr_max[n] - cum_min[n]
                 # cheap bound first (maintenance <= notional * max mmr - min cum, term by term)
-                liq = False
                 if any_pos and worst_mb <= bound_mm:
                     worst_mm = 0.0
                     for k in range(a, b):
@@ -642,29 +623,31 @@ def simulate_range_nb(
                         else:
                             lo_l = lam
                     lam = hi_l
-                    for k in range(a, b):
-                        c = grp_cols[k]
-                        n = col_sym[c]
-                        if q[c] == 0.0:
-                            continue
-                        lp = pv[c]
-                        if valid[j, n]:
-                            adv = mark_high[j, n] if q[c] < 0.0 else mark_low[j, n]
-                            lp = mark_open[j, n] + lam * (adv - mark_open[j, n])
-                        comp[c, C_PERP] += q[c] * (lp - pv[c])
-                        realized = q[c] * lp - cost[c]
-                        fee = flex_nb(clearance, j, c) * abs(q[c]) * lp
-                        gfw[g] += realized - fee
-                        comp[c, C_LIQ] -= fee
-                        nrec = _push(rec, nrec, j, c, K_LIQ, LEG_PERP, -q[c], lp, np.nan, realized - fee, fee)
-                        q[c] = 0.0
-                        cost[c] = 0.0
-                        pv[c] = lp
-                        if after_liq == 0:
-                            pending_close[c] = s[c] != 0.0
-                        elif after_liq == 2:
-                            pending_reenter[c] = True
-                    g_topup_at[g] = -1
+            if liq:
+                for k in range(a, b):
+                    c = grp_cols[k]
+                    n = col_sym[c]
+                    if q[c] == 0.0:
+                        continue
+                    lp = pv[c]
+                    if valid[j, n]:
+                        up = _pm_up(s[c], q[c], haircut) if port_liq else q[c] < 0.0
+                        adv = mark_high[j, n] if up else mark_low[j, n]
+                        lp = mark_open[j, n] + lam * (adv - mark_open[j, n])
+                    comp[c, C_PERP] += q[c] * (lp - pv[c])
+                    realized = q[c] * lp - cost[c]
+                    fee = flex_nb(clearance, j, c) * abs(q[c]) * lp
+                    gfw[g] += realized - fee
+                    comp[c, C_LIQ] -= fee
+                    nrec = _push(rec, nrec, j, c, K_LIQ, LEG_PERP, -q[c], lp, np.nan, realized - fee, fee)
+                    q[c] = 0.0
+                    cost[c] = 0.0
+                    pv[c] = lp
+                    if after_liq == 0:
+                        pending_close[c] = s[c] != 0.0
+                    elif after_liq == 2:
+                        pending_reenter[c] = True
+                g_topup_at[g] = -1
 
             # 4.-8. per column: isolated liquidation, funding, close revaluation, borrow, outputs
             colsum = 0.0
