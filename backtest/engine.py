@@ -274,8 +274,7 @@ def run_backtest(
     elif not t_off:
         weights = tg.weights
     else:
-        weights = np.concatenate([state.weight_tail if state.weight_tail is not None else np.ones_like(state.target_tail),
-                                  tg.weights])
+        weights = np.concatenate([state.weight_rows, tg.weights])
     weights = _ro(weights)
     col_state = np.array(state.columns, copy=True)
     grp_state = np.array(state.groups, copy=True)

@@ -112,11 +112,9 @@ class BacktestResult:
     kernel: str | None = None
 
     @classmethod
-    def from_kernel(cls, market, targets, config, out, *, group_ids, flags, full, column_params=None, outputs=None,
-                    bar_hours=None):
+    def from_kernel(cls, market, targets, config, out, *, group_ids, flags, full, bar_hours, column_params=None,
+                    outputs=None):
         """Wrap the kernel's arrays; the pandas objects are built on first access (see ``_LAZY``)."""
-        from .engine import bar_hours as market_bar_hours
-
         equity, group_equity, comps, spot, perp, mr, dl, rec = out
         gidx = np.searchsorted(group_ids, targets.group)
         res = cls(
@@ -124,7 +122,7 @@ class BacktestResult:
             symbols=market.symbols, column_symbol=targets.column_symbol, config=config,
             equity=None, group_equity=None, components=None, spot_qty=None, perp_qty=None, margin_ratio=None,
             distance_to_liquidation=None,
-            records=rec, flags=tuple(flags), full=full, bar_hours=market_bar_hours(market) if bar_hours is None else bar_hours, column_params=column_params,
+            records=rec, flags=tuple(flags), full=full, bar_hours=bar_hours, column_params=column_params,
             outputs=tuple(outputs) if outputs is not None else None,
         )
         d = res.__dict__

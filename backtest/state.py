@@ -99,6 +99,11 @@ class EngineState:
     def n_columns(self) -> int:
         return self.columns.shape[0]
 
+    @property
+    def weight_rows(self) -> np.ndarray:
+        """The weights of the :attr:`target_tail` rows (ones where the runs had no weights)."""
+        return self.weight_tail if self.weight_tail is not None else np.ones_like(self.target_tail)
+
     # ------------------------------------------------------------------ checks
     def check_continuation(self, market, targets, config) -> None:
         """Raise ConfigError unless ``market``/``targets``/``config`` continue this state."""
@@ -129,8 +134,7 @@ class EngineState:
         tail = last_rows(self.target_tail, targets.values)
         wtail = None
         if targets.weights is not None:
-            prev = self.weight_tail if self.weight_tail is not None else np.ones_like(self.target_tail)
-            wtail = _frozen(last_rows(prev, targets.weights))
+            wtail = _frozen(last_rows(self.weight_rows, targets.weights))
         if T:
             step = market.index[-1] - market.index[-2] if T > 1 else pd.Timedelta(market.freq)
             last = (market.spot_volume[-1], market.perp_volume[-1], market.spot_close[-1], market.perp_close[-1],
