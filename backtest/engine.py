@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from .config import DEFAULT_MAINTENANCE_MARGIN_RATE, BacktestConfig
+from .buffers import OUTPUT_POOL
 from .errors import ConfigError
 from .market import Market
 from .targets import Targets
@@ -301,19 +302,26 @@ def run_backtest(
     if not np.isnan(fx["topup_margin_ratio"]).all():
         kflags |= K.F_HAS_TOPUP
     G = len(uniq)
+    fast_ok = (config.margin_mode == "isolated" and bool((np.diff(starts) == 1).all())
+               and bool(np.isnan(fx["topup_margin_ratio"]).all()))
+    # one-column isolated portfolios in column order: a portfolio's equity is its column's
+    # (the same per-bar array serves both; the kernel keeps only the last row of its own sum)
+    shared_equity = "group_equity" in outputs and fast_ok and G == C and bool((order == np.arange(C)).all())
+    if shared_equity:
+        kflags = (kflags | K.F_EQUITY) & ~K.F_GROUP_EQUITY
     # outputs, allocated here (not in the kernel)
-    per_bar_tc = [o for o in ("equity", "components", "positions", "margin") if o in outputs]
+    per_bar_tc = [o for o in ("equity", "components", "positions", "margin") if o in outputs or
+                  (o == "equity" and shared_equity)]
     n_tc = {"equity": 1, "components": N_COMP, "positions": 2, "margin": 2}
-    # one block per output: blocks under glibc's mmap threshold (32 MiB at most) are recycled
-    # from the heap on the next run instead of being page-faulted in again
-    views = {o: np.empty((n_tc[o], T, C)) for o in per_bar_tc}
+    # one block per output, reused from the last runs whose results are gone (see backtest.buffers)
+    views = {o: OUTPUT_POOL.empty((n_tc[o], T, C)) for o in per_bar_tc}
     equity = views["equity"][0] if "equity" in views else np.empty((1, C))
     comps = views["components"] if "components" in views else np.empty((N_COMP, 1, C))
     spot_out, perp_out = (views["positions"][0], views["positions"][1]) if "positions" in views else \
         (np.empty((1, C)), np.empty((1, C)))
     mr_out, dl_out = (views["margin"][0], views["margin"][1]) if "margin" in views else \
         (np.full((1, C), np.nan), np.full((1, C), np.nan))
-    group_equity = np.empty((T if "group_equity" in outputs else 1, G))
+    group_equity = OUTPUT_POOL.empty((T if "group_equity" in outputs and not shared_equity else 1, G))
     hi_sorted = all(np.all(np.diff(tiers.max_notional[n, :tiers.n_tiers[n]]) >= 0) for n in range(len(tiers.n_tiers)))
 
     args = (
@@ -330,8 +338,6 @@ def run_backtest(
         t_off, _ro(state.last_spot_volume), _ro(state.last_perp_volume), col_state, grp_state,
         equity, group_equity, comps, spot_out, perp_out, mr_out, dl_out,
     )
-    fast_ok = (config.margin_mode == "isolated" and bool((np.diff(starts) == 1).all())
-               and bool(np.isnan(fx["topup_margin_ratio"]).all()))
     if kernel not in ("auto", "general", "fast"):
         raise ConfigError(f"kernel must be 'auto', 'general' or 'fast', got {kernel!r}")
     if kernel == "fast" and not fast_ok:
@@ -347,7 +353,7 @@ def run_backtest(
     n_chunks = (_n_threads() if parallel is True else int(parallel)) if parallel else 1
     n_chunks = max(1, min(n_chunks, G))
     if n_chunks == 1:
-        rec = np.empty((cap, 9))
+        rec = OUTPUT_POOL.empty((cap, 9))
         n = range_nb(0, G, *args, rec)
         if n > rec.shape[0]:  # the estimate was short: rerun with the exact size, from the same state
             rec = np.empty((n, 9))
@@ -370,6 +376,10 @@ def run_backtest(
             col_state[:], grp_state[:] = state.columns, state.groups
             counts = parallel_nb(bounds, rec_bounds, *args, rec)
         records = K.merge_records_nb(rec, rec_bounds, counts)
+    if shared_equity:
+        group_equity = equity
+        if "equity" not in outputs:
+            equity = equity[-1:]
     out = (equity, group_equity, comps, spot_out, perp_out, mr_out, dl_out, records)
     flags = ("same_bar_execution",) if delay == 0 else ()
     if market.mark_fallback.any(axis=0)[tg.column_symbol].any():

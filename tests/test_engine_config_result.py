@@ -150,6 +150,6 @@ def test_bench_runs_and_prints_the_json_keys(capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last) == out
     assert set(out) == {"speedup_vs_vectorbt", "bar_columns_per_second", "ratio_to_numpy_floor", "cold_start_seconds",
-                        "speedup_vs_vectorbt_lean", "ratio_to_numpy_floor_lean", "bar_columns_per_second_full",
+                        "speedup_vs_vectorbt_full", "ratio_to_numpy_floor_lean", "bar_columns_per_second_full",
                         "bar_columns_per_second_group_equity", "parallel_speedup", "threads"}
     assert out["parallel_speedup"] > 0 and out["threads"] >= 1

@@ -24,13 +24,15 @@ from backtest.targets import Targets
 sys.path.insert(0, str(Path(__file__).parent))
 from reference_engine import assert_identical, random_market, write_tiers  # noqa: E402
 
-def single_column_targets(market, rng, n_cols, p_change, weights):
+def single_column_targets(market, rng, n_cols, p_change, weights, in_order=False):
+    """One column per portfolio; groups in another order than the columns unless ``in_order``
+    (then the engine serves portfolio equity from the column equity, see run_backtest)."""
     T = market.n_bars
     vals = rng.choice([-1.0, -0.5, 0.0, 0.3, 1.0], size=(T, n_cols))
     vals = np.where(rng.random((T, n_cols)) < p_change, vals, np.nan)
     vals[0] = rng.choice([-1.0, 1.0, 0.5, np.nan], n_cols)
     col_symbol = rng.integers(0, market.n_symbols, n_cols)
-    group = rng.permutation(n_cols) * 3 + 7  # one column per portfolio, groups in another order
+    group = (np.arange(n_cols) if in_order else rng.permutation(n_cols)) * 3 + 7
     table = pd.DataFrame({"strategy": ["rand"] * n_cols, "symbol": [market.symbols[k] for k in col_symbol],
                           "group": group, "k": np.arange(n_cols)})
     w = None
@@ -47,7 +49,8 @@ def random_case(seed, tmp_path):
                       wick=float(rng.choice([0.02, 0.06, 0.15])), invalid_frac=float(rng.choice([0.0, 0.05, 0.2])),
                       funding_every=int(rng.integers(1, 9)))
     n_cols = int(rng.integers(1, 40))
-    tg = single_column_targets(m, rng, n_cols, p_change=float(rng.choice([0.01, 0.1, 0.4])), weights=rng.random() < 0.3)
+    tg = single_column_targets(m, rng, n_cols, p_change=float(rng.choice([0.01, 0.1, 0.4])), weights=rng.random() < 0.3,
+                               in_order=(seed // 2) % 2 == 1)
     tiers = seed % 2 == 0
     cfg = BacktestConfig(
         perp_leverage=float(rng.choice([1.0, 2.0, 10.0, 25.0, 50.0])), margin_mode="isolated",
@@ -181,3 +184,27 @@ def test_fast_group_equity_equals_general_one_column_grid(tmp_path, full):
     assert list(b.group_equity.columns) == sorted(tg.group)
     assert np.array_equal(a.group_equity.to_numpy(), b.group_equity.to_numpy())
     assert_identical(a, b)
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_one_column_portfolio_equity_is_the_column_equity(tmp_path, full):
+    """Portfolios of one column in column order share the column equity array; the kernel's own
+    sum (cash + legs + futures wallet, used when the groups come in another order) agrees to 1e-12."""
+    rng = np.random.default_rng(12)
+    m = random_market(rng, 800, 2, vol=0.03, wick=0.08, invalid_frac=0.05, funding_every=3)
+    tg = single_column_targets(m, rng, 20, p_change=0.05, weights=False, in_order=True)
+    cfg = BacktestConfig(perp_leverage=10.0, maintenance_margin_rate=0.01, borrow_annual_rate=0.2)
+    res = run_backtest(m, tg, cfg, full=full)
+    eq, geq = res.equity.to_numpy(), res.group_equity.to_numpy()
+    assert np.shares_memory(eq, geq) and np.array_equal(eq, geq)
+    shuffled = tg.columns.assign(group=tg.group[::-1].copy())
+    other = run_backtest(m, Targets(tg.values, tg.column_symbol, shuffled["group"].to_numpy(), shuffled), cfg, full=full)
+    summed = other.group_equity[list(tg.group[::-1])].to_numpy()
+    assert not np.shares_memory(other.equity.to_numpy(), other.group_equity.to_numpy())
+    np.testing.assert_array_equal(other.equity.to_numpy(), eq)
+    np.testing.assert_allclose(summed, geq, rtol=1e-12, atol=1e-9)
+    assert (res.events["kind"] == "liquidation").any() or (res.events["kind"] == "fill").sum() > 20
+    only = run_backtest(m, tg, cfg, outputs=("group_equity",))
+    np.testing.assert_array_equal(only.group_equity.to_numpy(), geq)
+    assert only.equity.shape[0] == 1  # not asked for: the last bar only
+    np.testing.assert_array_equal(only.equity.to_numpy(), eq[-1:])

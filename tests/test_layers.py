@@ -12,7 +12,7 @@ from tests.conftest import REPO
 
 # module -> modules (of this repo, or vectorbt) it must never import, at any depth of its own source
 LOWER = ["schema", "validate", "catalog", "symbols", "market", "loader", "config", "tiers", "targets",
-         "engine", "result", "kernels/simulate", "kernels/margin", "regimes"]
+         "engine", "result", "buffers", "kernels/simulate", "kernels/margin", "kernels/fast", "regimes"]
 UPPER = ("strategies", "backtest.app", "backtest.commands", "backtest.cli", "backtest.report", "backtest.demo",
          "backtest.scale")
 

@@ -202,7 +202,8 @@ def fast_range_nb(
                     if w_pos:
                         spot_out[ju, cu] = s
                         perp_out[ju, cu] = q
-                    group_equity[rg, gu] = cash + 0.0 + (0.0 + fw)
+                    if w_geq:
+                        group_equity[ju, gu] = cash + 0.0 + (0.0 + fw)
                     continue
                 ok = valid[ju, nu]
                 if not any_order:
@@ -248,14 +249,17 @@ def fast_range_nb(
                                 dirty = True
                                 if w_cf:
                                     nrec = _push_u(buf, nrec, j, c, K_BORROW, LEG_SPOT, s, sv, r, -amt, 0.0)
-                        colsum = 0.0
-                        if s != 0.0:
-                            colsum += s * sv
-                        colsum += fw
+                        if w_geq:
+                            colsum = 0.0
+                            if s != 0.0:
+                                colsum += s * sv
+                            colsum += fw
+                            if q != 0.0:
+                                colsum += q * pv - cost
+                            group_equity[ju, gu] = cash + 0.0 + colsum
                         if q != 0.0:
-                            upnl = q * pv - cost
-                            colsum += upnl
                             if w_margin:
+                                upnl = q * pv - cost
                                 notional = abs(q) * pv
                                 if tier_cache:
                                     kb = bracket_cached_nb(t_hi, t_n, n, notional, kc)
@@ -279,7 +283,6 @@ def fast_range_nb(
                         if w_pos:
                             spot_out[ju, cu] = s
                             perp_out[ju, cu] = q
-                        group_equity[rg, gu] = cash + 0.0 + colsum
                         continue
 
                 # general path: open revaluation where the open prices are used
@@ -455,6 +458,14 @@ def fast_range_nb(
                 liq_lvl = _liq_level(q, fw, cost, mmr_max_n, cum_min_n)
                 group_equity[rg, gu] = cash + 0.0 + colsum
 
+            if not w_geq:  # the last bar's portfolio equity, as the bar itself would write it
+                colsum = 0.0
+                if s != 0.0:
+                    colsum += s * sv
+                colsum += fw
+                if q != 0.0:
+                    colsum += q * pv - cost
+                group_equity[0, gu] = cash + 0.0 + colsum
             col_state[cu, S_S] = s
             col_state[cu, S_Q] = q
             col_state[cu, S_COST] = cost
