@@ -20,7 +20,6 @@ from numba import njit, prange
 
 from .margin import bracket_cached_nb, bracket_nb, isolated_liq_price_nb, maint_margin_nb
 from .simulate import (
-    C_BORROW, C_FEE, C_FUND, C_LIQ, C_PERP, C_SLIP, C_SPOT,
     F_CASHFLOW_EVENTS, F_COMPONENTS, F_EQUITY, F_GROUP_EQUITY, F_HAS_BAND, F_MARGIN, F_POSITIONS,
     K_BORROW, K_FILL, K_FUNDING, K_LIQ, K_TRANSFER, LEG_NONE, LEG_PERP, LEG_SPOT, MIN_TRANSFER,
     G_CASH, N_COMP, S_COMP, S_COMP7, S_COST, S_FW, S_INIT, S_KC, S_LASTX, S_LIQ, S_PCLOSE, S_PRE, S_PV, S_Q, S_S,
@@ -171,7 +170,6 @@ def fast_range_nb(
             band_t = delta_band.shape[0] > 1
             band_k = np.uint64(c if delta_band.shape[1] > 1 else 0)
             band0 = delta_band[np.uint64(0), band_k]
-            nt = t_n[n]
 
             for j in range(j0, j1):
                 ju = np.uint64(j)
