@@ -176,7 +176,12 @@ def run_backtest(
         ``"events"`` the events table has fills, transfers and liquidations but no funding or
         borrow rows (their totals are in the components). The simulation is the same: named
         outputs are identical whatever else is asked. E.g. ``outputs=("group_equity",)`` for
-        the fastest grid sweeps.
+        the fastest grid sweeps. Portfolios of one column in isolated margin, in column order
+        (grids of single-symbol portfolios), report their column's equity as their portfolio
+        equity: ``group_equity`` and ``equity`` are then one array (the portfolio's own sum of
+        cash, legs and wallet agrees to rounding, 1e-12 relative; tested).
+        Output arrays come from :data:`backtest.buffers.OUTPUT_POOL`, which reuses the memory
+        of results that no longer exist.
     parallel : bool or int
         Run portfolios (groups) in parallel threads (numba ``prange``): True = numba's thread
         count, an int = that many chunks of groups. Results are bit-identical to the serial
