@@ -201,9 +201,14 @@ class BacktestConfig:
         return asdict(self)
 
     def config_hash(self) -> str:
-        """First 12 hex chars of the sha256 of the canonical JSON of :meth:`to_dict`."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        """First 12 hex chars of the sha256 of the canonical JSON of :meth:`to_dict` (computed once:
+        the config is immutable)."""
+        cached = self.__dict__.get("_config_hash")
+        if cached is None:
+            text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+            cached = hashlib.sha256(text.encode()).hexdigest()[:12]
+            object.__setattr__(self, "_config_hash", cached)
+        return cached
 
     def replace(self, **changes: Any) -> "BacktestConfig":
         """A copy with some fields changed (validated like the constructor)."""

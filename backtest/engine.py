@@ -44,6 +44,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -119,11 +120,16 @@ def to_targets(market: Market, targets: Any) -> Targets:
     return Targets.from_array(market, targets)
 
 
+@functools.lru_cache(maxsize=64)
+def _freq_hours(freq: str) -> float:
+    return pd.Timedelta(freq).total_seconds() / 3600.0
+
+
 def bar_hours(market: Market) -> float:
     """Bar length in hours from ``market.freq`` (falling back to the index spacing)."""
     try:
-        return pd.Timedelta(market.freq).total_seconds() / 3600.0
-    except ValueError:
+        return _freq_hours(market.freq)
+    except (ValueError, TypeError):
         if market.n_bars > 1:
             return (market.index[1] - market.index[0]).total_seconds() / 3600.0
         raise ConfigError(f"cannot read a bar length from market.freq={market.freq!r}")
@@ -387,7 +393,7 @@ def run_backtest(
             equity = equity[-1:]
     out = (equity, group_equity, comps, spot_out, perp_out, mr_out, dl_out, records)
     flags = ("same_bar_execution",) if delay == 0 else ()
-    if market.mark_fallback.any(axis=0)[tg.column_symbol].any():
+    if market.mark_fallback_symbols[tg.column_symbol].any():
         warnings.warn("mark prices are missing for some bars and fall back to perp last prices "
                       "(funding and liquidation use them); see Market.mark_fallback", stacklevel=2)
         flags += ("mark_fallback",)

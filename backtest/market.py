@@ -19,6 +19,7 @@ settlement instant (the open of the mark bar stamped at ``t_k``): a position of 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -162,6 +163,13 @@ class Market:
     @property
     def shape(self) -> tuple[int, int]:
         return (self.n_bars, self.n_symbols)
+
+    @functools.cached_property
+    def mark_fallback_symbols(self) -> np.ndarray:
+        """(N,) bool: symbols with at least one bar whose mark prices fall back to perp last prices."""
+        out = self.mark_fallback.any(axis=0)
+        out.flags.writeable = False
+        return out
 
     @property
     def funding_mask(self) -> np.ndarray:

@@ -13,6 +13,7 @@ hold".
 from __future__ import annotations
 
 import itertools
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,8 +133,7 @@ class Targets:
             values = values[list(market.symbols)].to_numpy(dtype=np.float64)
         arr = np.broadcast_to(np.asarray(values, dtype=np.float64), market.shape)
         n = market.n_symbols
-        columns = pd.DataFrame({"strategy": [strategy] * n, "symbol": list(market.symbols), "group": [0] * n})
-        return cls(arr, np.arange(n), np.zeros(n, np.int64), columns, weights)
+        return cls(arr, np.arange(n), np.zeros(n, np.int64), _symbol_table(market, strategy), weights)
 
     @classmethod
     def concat(cls, parts: list["Targets"]) -> "Targets":
@@ -154,6 +154,21 @@ class Targets:
             np.hstack(values), np.concatenate(col_symbol), np.concatenate(group),
             pd.concat(frames, ignore_index=True), np.hstack(weights) if has_w else None,
         )
+
+
+_SYMBOL_TABLES: "weakref.WeakKeyDictionary[Market, dict[str, pd.DataFrame]]" = weakref.WeakKeyDictionary()
+
+
+def _symbol_table(market: Market, strategy: str) -> pd.DataFrame:
+    """The column table of one column per market symbol in one portfolio (built once per market
+    and strategy name; each caller gets its own copy-on-write view, so changing it changes no other)."""
+    tables = _SYMBOL_TABLES.setdefault(market, {})
+    table = tables.get(strategy)
+    if table is None:
+        n = market.n_symbols
+        table = tables[strategy] = pd.DataFrame(
+            {"strategy": [strategy] * n, "symbol": list(market.symbols), "group": [0] * n})
+    return table.copy(deep=False)
 
 
 def split_by_group(targets: Targets, groups_per_part: int) -> list[Targets]:
