@@ -188,6 +188,8 @@ def fast_range_nb(
                 # (flat columns; positions whose adverse mark stays inside the pre-check level).
                 # Kept apart from the general bar below so that the compiler keeps its state
                 # in registers; it breaks out on the first bar that needs the general path.
+                new_target = False  # why the loop broke out: a new target, another order, or
+                any_order = False  # (neither) a possible liquidation
                 while j < j1:
                     ju = np.uint64(j)
                     rj = ju if w_eq else np.uint64(0)
@@ -195,9 +197,13 @@ def fast_range_nb(
                     i = j - lag + t_off  # the target row executed at bar j
                     if i >= 0:
                         x = tg1[np.uint64(i * C + c)]
-                        if pend_re or (x == x and x != last_x) or pend_close:
+                        if pend_re or (x == x and x != last_x):
+                            new_target = True
+                            any_order = True
                             break
-                        if has_band and s != 0.0 and abs(s + q) > (delta_band[ju, band_k] if band_t else band0) * abs(s):
+                        if pend_close or (has_band and s != 0.0 and
+                                          abs(s + q) > (delta_band[ju, band_k] if band_t else band0) * abs(s)):
+                            any_order = True
                             break
                     if s == 0.0 and q == 0.0:
                         # a flat column on a bar without orders: no funding, revaluation, borrow or
@@ -295,23 +301,8 @@ def fast_range_nb(
                 if j >= j1:
                     break
 
-                # a general bar: orders, or a possible liquidation
-                ju = np.uint64(j)
-                rj = ju if w_eq else np.uint64(0)
+                # a general bar (bar j, as the inner loop left it): orders, or a possible liquidation
                 rg = ju if w_geq else np.uint64(0)
-                new_target = False
-                any_order = False
-                i = j - lag + t_off
-                if i >= 0:
-                    x = targets[np.uint64(i), cu]
-                    if pend_re or (x == x and x != last_x):
-                        new_target = True
-                        any_order = True
-                    elif pend_close:
-                        any_order = True
-                    elif has_band:
-                        if s != 0.0 and abs(s + q) > (delta_band[ju, band_k] if band_t else band0) * abs(s):
-                            any_order = True
                 ok = valid[ju, nu]
                 # general path: open revaluation where the open prices are used
                 rv = ref_valid[ju, nu]
