@@ -1,5 +1,5 @@
 """``python -m backtest`` is the ``carry`` command."""
 
-from .cli import main
+from backtest.app.cli import main
 
 raise SystemExit(main())

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, check_known_keys
+from data.errors import ConfigError, check_known_keys
 
 #: Flat maintenance margin rate used when neither a tiers file nor a rate is configured.
 DEFAULT_MAINTENANCE_MARGIN_RATE = 0.005

@@ -44,22 +44,22 @@ Example::
 
 from __future__ import annotations
 
-import functools
 import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from .config import DEFAULT_MAINTENANCE_MARGIN_RATE, BacktestConfig
-from .buffers import OUTPUT_POOL
-from .errors import ConfigError
-from .market import Market
-from .targets import Targets
-from .tiers import TierTable, load_tiers
+from backtest.config import DEFAULT_MAINTENANCE_MARGIN_RATE, BacktestConfig
+from backtest.buffers import OUTPUT_POOL
+from data.errors import ConfigError
+from data.units import bar_hours
+from data.market import Market
+from backtest.targets import Targets
+from backtest.tiers import TierTable, load_tiers
 
 if TYPE_CHECKING:
-    from .state import EngineState
+    from backtest.state import EngineState
 
 N_COMP = 7  # cost components, as in backtest.kernels.simulate
 
@@ -120,19 +120,6 @@ def to_targets(market: Market, targets: Any) -> Targets:
     return Targets.from_array(market, targets)
 
 
-@functools.lru_cache(maxsize=64)
-def _freq_hours(freq: str) -> float:
-    return pd.Timedelta(freq).total_seconds() / 3600.0
-
-
-def bar_hours(market: Market) -> float:
-    """Bar length in hours from ``market.freq`` (falling back to the index spacing)."""
-    try:
-        return _freq_hours(market.freq)
-    except (ValueError, TypeError):
-        if market.n_bars > 1:
-            return (market.index[1] - market.index[0]).total_seconds() / 3600.0
-        raise ConfigError(f"cannot read a bar length from market.freq={market.freq!r}")
 
 
 def tier_table(market: Market, config: BacktestConfig) -> TierTable:
@@ -211,9 +198,9 @@ def run_backtest(
     -------
     BacktestResult
     """
-    from .kernels import simulate as K
-    from .result import BacktestResult
-    from .state import EngineState
+    from backtest.kernels import simulate as K
+    from backtest.result import BacktestResult
+    from backtest.state import EngineState
 
     if config is None:
         config = BacktestConfig()
@@ -355,7 +342,7 @@ def run_backtest(
         raise ConfigError("kernel='fast' needs one column per portfolio, isolated margin and no top-ups")
     use_fast = fast_ok and kernel != "general"
     if use_fast:
-        from .kernels import fast as KF
+        from backtest.kernels import fast as KF
 
         range_nb, parallel_nb = KF.fast_range_nb, KF.fast_parallel_nb
     else:
@@ -414,7 +401,7 @@ def _record_capacity(market: Market, tg: Targets, cashflow_events: bool = True) 
     rows when they are recorded. Only the rows written are ever paged in, so over-estimating
     costs address space only; a short estimate costs a rerun.
     """
-    from .kernels.simulate import count_target_changes_nb
+    from backtest.kernels.simulate import count_target_changes_nb
 
     stride = 32 if tg.values.size > 1 << 16 else 1
     n_changes = int(count_target_changes_nb(tg.values, stride)) * (2 if stride > 1 else 1)

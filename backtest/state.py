@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError
-from .kernels.simulate import G_CASH, NSC, NSG, S_COMP7, S_INIT, S_LASTX, S_LIQ, S_PV, S_SV, S_TOPUP
+from data.errors import ConfigError
+from backtest.kernels.simulate import G_CASH, NSC, NSG, S_COMP7, S_INIT, S_LASTX, S_LIQ, S_PV, S_SV, S_TOPUP
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError
-from .market import Market
+from data.errors import ConfigError
+from data.market import Market
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, DataError
+from data.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True, eq=False)

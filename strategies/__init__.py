@@ -1,4 +1,4 @@
-"""Strategies: pure functions from a :class:`backtest.market.Market` to target exposures.
+"""Strategies: pure functions from a :class:`data.market.Market` to target exposures.
 
 A strategy is ``fn(market, params) -> ndarray (T, N)`` of targets in [-1, 1] (+1 carry: long
 spot / short perp; -1 reverse carry: short spot on margin / long perp; 0 flat; NaN keep),
@@ -26,18 +26,18 @@ Write your own as a plain function and pass it to ``run_strategy`` (or register 
     register(my_carry, MyParams, "my_carry")
 """
 
-from .always_carry import AlwaysCarryParams, always_carry
-from .always_reverse import AlwaysReverseParams, always_reverse
-from .base import (NoParams, Strategy, StrategyParams, WeightedTargets, as_strategy, bar_hours, hours_to_bars,
+from strategies.always_carry import AlwaysCarryParams, always_carry
+from strategies.always_reverse import AlwaysReverseParams, always_reverse
+from strategies.base import (NoParams, Strategy, StrategyParams, WeightedTargets, as_strategy, bar_hours, hours_to_bars,
                    mask_targets, param, run_strategy)
-from .basis_aware import BasisAwareParams, basis_aware
-from .funding_sign import FundingSignParams, funding_sign
-from .funding_threshold import FundingThresholdParams, funding_threshold
-from .predicted_funding import (caps_from_leverage_tiers, funding_formula, predicted_funding_annualized,
+from strategies.basis_aware import BasisAwareParams, basis_aware
+from strategies.funding_sign import FundingSignParams, funding_sign
+from strategies.funding_threshold import FundingThresholdParams, funding_threshold
+from strategies.predicted_funding import (caps_from_leverage_tiers, funding_formula, predicted_funding_annualized,
                                 predicted_funding_rate, prediction_accuracy, premium_proxy)
-from .registry import available_strategies, get_strategy, load_strategy_file, parse_params, register
-from .rotation import RotationParams, rotation
-from .signals import (HOURS_PER_YEAR, basis, basis_zscore, clear_cache, funding_signal, hysteresis, hysteresis_nb,
+from strategies.registry import available_strategies, get_strategy, load_strategy_file, parse_params, register
+from strategies.rotation import RotationParams, rotation
+from strategies.signals import (HOURS_PER_YEAR, basis, basis_zscore, clear_cache, funding_signal, hysteresis, hysteresis_nb,
                       rolling_mean, rolling_zscore, trailing_funding_annualized)
 
 __all__ = [

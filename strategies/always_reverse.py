@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backtest.market import Market
+from data.market import Market
 
-from .base import StrategyParams, mask_targets, param
+from strategies.base import StrategyParams, mask_targets, param
 
 __all__ = ["AlwaysReverseParams", "always_reverse"]
 

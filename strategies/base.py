@@ -30,8 +30,9 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from backtest.errors import ConfigError
-from backtest.market import Market
+from data.errors import ConfigError
+from data.market import Market
+from data.units import bar_hours
 from backtest.targets import Targets, param_grid
 
 __all__ = [
@@ -149,7 +150,7 @@ class StrategyParams:
     def lookback_hours(self) -> float | None:
         """Hours of history the targets depend on (signal windows plus minimum holds), or None
         when unknown (the default). A time-chunked scale-out sweep loads at least this much
-        history before each chunk (see ``backtest.scale.run_sweep(warmup=...)``); built-in
+        history before each chunk (see ``backtest.app.scale.run_sweep(warmup=...)``); built-in
         strategies declare it, user strategies may.
         """
         return None
@@ -204,7 +205,7 @@ def as_strategy(obj: Any, params_cls: type[StrategyParams] | None = None, name: 
     if isinstance(obj, Strategy):
         return obj
     if isinstance(obj, str):
-        from .registry import get_strategy
+        from strategies.registry import get_strategy
         return get_strategy(obj)
     if not callable(obj):
         raise ConfigError(f"a strategy must be a name, a Strategy or a function, got {type(obj).__name__}")
@@ -227,16 +228,6 @@ def as_strategy(obj: Any, params_cls: type[StrategyParams] | None = None, name: 
 
 
 # --------------------------------------------------------------------------- helpers
-def bar_hours(market: Market) -> float:
-    """Bar length in hours (from ``market.freq``, else the index spacing)."""
-    try:
-        return pd.Timedelta(market.freq).total_seconds() / 3600.0
-    except (ValueError, TypeError):
-        if market.n_bars > 1:
-            return float(np.median(np.diff(market.index) / pd.Timedelta(hours=1)))
-        return 1.0
-
-
 def hours_to_bars(market: Market, hours: float) -> int:
     """Whole number of bars covering ``hours`` (rounded up; 0 hours -> 0 bars)."""
     return int(np.ceil(hours / bar_hours(market) - 1e-9)) if hours > 0 else 0
@@ -261,7 +252,7 @@ def mask_targets(market: Market, targets: np.ndarray, *, copy: bool = True) -> n
 def _validity_masks(market: Market) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(invalid bars, bars before a symbol's first valid bar) of ``market``, None when empty;
     memoised per market."""
-    from .signals import cached
+    from strategies.signals import cached
 
     def compute():
         invalid = ~market.valid
@@ -349,7 +340,7 @@ def run_strategy(strategy: Any, market: Market, params: Any = None) -> Targets:
     strategy : str, Strategy or callable
         A registered name (``"funding_threshold"``), a :class:`Strategy`, or a plain function
         ``fn(market, params)`` / ``fn(market)``.
-    market : backtest.market.Market
+    market : data.market.Market
     params : None, dict, grid dict, StrategyParams or list of those
         ``None``: defaults. A dict of scalars: one parameter set (names may be abbreviated to
         a unique prefix). A dict in which some values are lists: the Cartesian grid of those

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backtest.errors import ConfigError
-from backtest.market import Market
+from data.errors import ConfigError
+from data.market import Market
 
-from .base import StrategyParams, hours_to_bars, mask_targets, param
-from .signals import MAX_FUNDING_INTERVAL_HOURS, basis, basis_zscore, hysteresis, rolling_mean, trailing_funding_annualized
+from strategies.base import StrategyParams, hours_to_bars, mask_targets, param
+from strategies.signals import MAX_FUNDING_INTERVAL_HOURS, basis, basis_zscore, hysteresis, rolling_mean, trailing_funding_annualized
 
 __all__ = ["BasisAwareParams", "basis_aware"]
 

@@ -57,10 +57,10 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from backtest.errors import ConfigError
-from backtest.market import Market
+from data.errors import ConfigError
+from data.market import Market
 
-from .signals import HOURS_PER_YEAR, cached
+from strategies.signals import HOURS_PER_YEAR, cached
 
 __all__ = [
     "DEFAULT_CAP", "INTEREST_RATE_8H", "CLAMP_LIMIT", "INTERVAL_SCALING_SINCE", "premium_proxy",

@@ -12,9 +12,9 @@ import argparse
 import json
 import warnings
 
-from backtest.loader import DataWarning, load_market
+from data.loader import DataWarning, load_market
 
-from .predicted_funding import prediction_accuracy
+from strategies.predicted_funding import prediction_accuracy
 
 
 def accuracy_table(catalog, symbols, start=None, end=None, lead_bars: int = 0):

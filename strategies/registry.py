@@ -24,9 +24,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from backtest.errors import ConfigError
+from data.errors import ConfigError
 
-from .base import NoParams, Strategy, StrategyParams, as_strategy
+from strategies.base import NoParams, Strategy, StrategyParams, as_strategy
 
 __all__ = ["register", "get_strategy", "available_strategies", "parse_params", "parse_value", "load_strategy_file"]
 
@@ -193,12 +193,12 @@ def load_strategy_file(path: str | Path, *, overwrite: bool = False) -> list[str
 
 
 def _register_builtins() -> None:
-    from .always_carry import AlwaysCarryParams, always_carry
-    from .always_reverse import AlwaysReverseParams, always_reverse
-    from .basis_aware import BasisAwareParams, basis_aware
-    from .funding_sign import FundingSignParams, funding_sign
-    from .funding_threshold import FundingThresholdParams, funding_threshold
-    from .rotation import RotationParams, rotation
+    from strategies.always_carry import AlwaysCarryParams, always_carry
+    from strategies.always_reverse import AlwaysReverseParams, always_reverse
+    from strategies.basis_aware import BasisAwareParams, basis_aware
+    from strategies.funding_sign import FundingSignParams, funding_sign
+    from strategies.funding_threshold import FundingThresholdParams, funding_threshold
+    from strategies.rotation import RotationParams, rotation
 
     for fn, cls in ((always_carry, AlwaysCarryParams), (always_reverse, AlwaysReverseParams),
                     (funding_threshold, FundingThresholdParams), (funding_sign, FundingSignParams),

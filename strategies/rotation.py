@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from backtest.market import Market
+from data.market import Market
 
-from .base import StrategyParams, WeightedTargets, bar_hours, param
-from .signals import funding_signal
+from strategies.base import StrategyParams, WeightedTargets, bar_hours, param
+from strategies.signals import funding_signal
 
 __all__ = ["RotationParams", "rotation", "rotation_nb"]
 

@@ -1,7 +1,7 @@
 """Signal building blocks shared by the strategies: causal, vectorized, cached per market.
 
 Every function returns a read-only ``(T, N)`` float array whose row ``i`` uses only data
-known at bar ``i``'s close (see :mod:`backtest.market` for the funding convention: the
+known at bar ``i``'s close (see :mod:`data.market` for the funding convention: the
 settlements summed into ``funding_rate[i]`` are known at bar ``i``'s close). Kernels are numba
 functions over ``(T, C)`` arrays, time along axis 0, names ending in ``_nb``.
 
@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from backtest.errors import ConfigError
-from backtest.market import Market
+from data.errors import ConfigError
+from data.market import Market
+from data.units import HOURS_PER_YEAR
 
 __all__ = [
     "HOURS_PER_YEAR", "MAX_FUNDING_INTERVAL_HOURS", "trailing_funding_annualized", "basis", "rolling_zscore", "rolling_mean",
@@ -27,7 +28,6 @@ __all__ = [
 ]
 
 #: Hours in a 365-day year: annualization base for funding (never 252 days).
-HOURS_PER_YEAR = 365.0 * 24.0
 #: The longest funding interval on Binance perpetuals (hours): settlement windows span at most this.
 MAX_FUNDING_INTERVAL_HOURS = 8.0
 
@@ -124,7 +124,7 @@ def funding_signal(market: Market, signal: str, window_settlements: int) -> np.n
     if signal == "trailing":
         return trailing_funding_annualized(market, window_settlements)
     if signal == "predicted":
-        from .predicted_funding import predicted_funding_annualized
+        from strategies.predicted_funding import predicted_funding_annualized
         return predicted_funding_annualized(market)
     raise ConfigError(f"signal must be 'trailing' or 'predicted', got {signal!r}")
 

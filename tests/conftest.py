@@ -22,6 +22,6 @@ def shared_data_path(*parts: str) -> Path:
 @pytest.fixture(scope="session")
 def demo_catalog(tmp_path_factory):
     """The built-in demo dataset, written once per test session."""
-    from backtest.demo_data import write_demo_catalog
+    from data.synthetic import write_demo_catalog
 
     return write_demo_catalog(tmp_path_factory.mktemp("demo") / "catalog")

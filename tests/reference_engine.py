@@ -63,7 +63,8 @@ def liq_price_isolated(brackets, wallet, q, entry):
 
 def run_reference(market, targets, config, column_params=None, tiers=None):
     """Simulate; returns dict with group_equity (T, G), comps {name: (T, C)}, spot, perp, events."""
-    from backtest.engine import bar_hours, tier_table
+    from backtest.engine import tier_table
+    from data.units import bar_hours
 
     cp = dict(column_params or {})
     T, C = targets.values.shape
@@ -467,7 +468,7 @@ def random_market(rng, T, N, *, vol=0.01, wick=0.02, invalid_frac=0.0, funding_e
     """A synthetic market: random-walk spot, perp = spot * (1 + basis), marks with wide wicks."""
     import pandas as pd
 
-    from backtest.market import Market
+    from data.market import Market
 
     idx = pd.date_range(start, periods=T, freq="h", tz="UTC")
     spot_c = 100.0 * np.exp(np.cumsum(rng.normal(0, vol, (T, N)), axis=0))

@@ -25,10 +25,10 @@ from binance_vision_fixtures import (  # noqa: E402
     zip_bytes,
 )
 
-from backtest.catalog import Catalog, PartitionKey  # noqa: E402
-from backtest.errors import ChecksumError, DataError  # noqa: E402
-from backtest.ingest.binance_vision import ingest_binance_vision, parse_file_name  # noqa: E402
-from backtest.schema import TIME_TYPE, Kind, field_units  # noqa: E402
+from data.catalog import Catalog, PartitionKey  # noqa: E402
+from data.errors import ChecksumError, DataError  # noqa: E402
+from data.ingest.binance_vision import ingest_binance_vision, parse_file_name  # noqa: E402
+from data.schema import TIME_TYPE, Kind, field_units  # noqa: E402
 
 MONTHS = ["2024-11", "2024-12", "2025-01"]
 HOURS = (30 + 31 + 31) * 24

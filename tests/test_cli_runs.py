@@ -1,6 +1,6 @@
 """``carry backtest / compare / sweep / scan``: end to end on the demo dataset.
 
-Most runs call ``backtest.cli.main`` in-process (the same code path as the console script,
+Most runs call ``backtest.app.cli.main`` in-process (the same code path as the console script,
 without paying vectorbt's import once per test); one test runs the real console entry in a
 subprocess.
 """
@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.app import SUMMARY_KEYS
-from backtest.cli import main
+from backtest.app.runs import SUMMARY_KEYS
+from backtest.app.cli import main
 from tests.conftest import REPO
 
 SYMS = "DEMOAUSDT,DEMOBUSDT"
@@ -26,7 +26,7 @@ SYMS = "DEMOAUSDT,DEMOBUSDT"
 
 @pytest.fixture(scope="module")
 def demo_cat(tmp_path_factory):
-    from backtest.demo_data import write_demo_catalog
+    from data.synthetic import write_demo_catalog
 
     return write_demo_catalog(tmp_path_factory.mktemp("demo") / "catalog").root
 
@@ -187,7 +187,8 @@ def test_readme_documents_every_summary_key():
 
 def test_chunked_engine_run_equals_one_call(demo_cat, monkeypatch):
     """A long sweep runs in chunks of portfolios (for its progress bar); results are unchanged."""
-    from backtest import commands, load_market, run_backtest
+    from backtest import load_market, run_backtest
+    from backtest.app import commands
     from backtest.config import BacktestConfig
     from strategies import run_strategy
 

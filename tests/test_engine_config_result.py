@@ -14,7 +14,7 @@ import pytest
 
 from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
-from backtest.errors import ConfigError
+from data.errors import ConfigError
 from backtest.result import COMPONENTS, STATS_KEYS
 from backtest.tiers import TierTable, load_tiers
 
@@ -128,7 +128,7 @@ def test_cold_start_does_not_import_vectorbt():
         "import time; t=time.perf_counter()\n"
         "import numpy as np, pandas as pd\n"
         "from backtest import run_backtest, BacktestConfig\n"
-        "from backtest.market import Market\n"
+        "from data.market import Market\n"
         "idx = pd.date_range('2024-01-01', periods=100, freq='h', tz='UTC')\n"
         "m = Market.from_arrays(idx, ['BTCUSDT'], spot=np.full((100, 1), 1e2), perp=np.full((100, 1), 1e2))\n"
         "run_backtest(m, 1.0, BacktestConfig())\n"
@@ -144,7 +144,7 @@ def test_cold_start_does_not_import_vectorbt():
 
 
 def test_bench_runs_and_prints_the_json_keys(capsys):
-    from backtest.bench import main
+    from backtest.app.bench import main
 
     out = main(["--bars", "5000", "--grid-columns", "20", "--grid-bars", "300", "--repeat", "1"])
     last = capsys.readouterr().out.strip().splitlines()[-1]

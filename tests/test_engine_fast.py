@@ -18,7 +18,7 @@ import pytest
 
 from backtest.config import BacktestConfig
 from backtest.engine import OUTPUTS, run_backtest
-from backtest.errors import ConfigError
+from data.errors import ConfigError
 from backtest.targets import Targets
 
 sys.path.insert(0, str(Path(__file__).parent))

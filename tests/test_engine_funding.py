@@ -11,7 +11,7 @@ import pytest
 
 from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
-from backtest.market import Market
+from data.market import Market
 from backtest.result import COMPONENTS
 
 sys.path.insert(0, str(Path(__file__).parent))

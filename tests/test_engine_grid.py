@@ -11,7 +11,7 @@ import pytest
 
 from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
-from backtest.errors import ConfigError
+from data.errors import ConfigError
 from backtest.result import COMPONENTS
 from backtest.targets import Targets
 

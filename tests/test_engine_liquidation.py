@@ -12,7 +12,7 @@ import pytest
 
 from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
-from backtest.market import Market
+from data.market import Market
 from backtest.targets import Targets
 
 sys.path.insert(0, str(Path(__file__).parent))

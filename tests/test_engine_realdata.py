@@ -11,7 +11,7 @@ import pytest
 
 from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
-from backtest.market import Market
+from data.market import Market
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import shared_data_path  # noqa: E402
@@ -34,7 +34,7 @@ def _funding(base: str) -> pd.DataFrame:
 
 
 def build_market(base: str, start: str, end: str) -> Market:
-    """A one-symbol hourly Market straight from the feather files (not via backtest.loader)."""
+    """A one-symbol hourly Market straight from the feather files (not via data.loader)."""
     index = pd.date_range(start, end, freq="h", tz="UTC", inclusive="left")
     spot = _bars(shared_data_path("binance", f"{base}_USDT-1h.feather"), index)
     perp = _bars(shared_data_path("binance", "futures", f"{base}_USDT_USDT-1h-futures.feather"), index)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from backtest.config import BacktestConfig
 from backtest.engine import LEAN_OUTPUTS, run_backtest
-from backtest.errors import ConfigError
+from data.errors import ConfigError
 from backtest.result import BacktestResult
 from backtest.state import EngineState
 

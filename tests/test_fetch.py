@@ -16,10 +16,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from binance_vision_fixtures import build_site, site_path  # noqa: E402
 
-from backtest.catalog import Catalog, PartitionKey  # noqa: E402
-from backtest.errors import ChecksumError, ConfigError, FetchError  # noqa: E402
-from backtest.fetch import FetchReport, binance_vision_path, fetch_binance_vision  # noqa: E402
-from backtest.schema import Kind  # noqa: E402
+from data.catalog import Catalog, PartitionKey  # noqa: E402
+from data.errors import ChecksumError, ConfigError, FetchError  # noqa: E402
+from data.fetch import FetchReport, binance_vision_path, fetch_binance_vision  # noqa: E402
+from data.schema import Kind  # noqa: E402
 
 MONTHS = ["2024-01", "2024-02", "2024-03"]
 FAST = dict(backoff_seconds=0.001, progress=False, timeout=5.0)

@@ -12,10 +12,10 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
-from backtest.catalog import Catalog, PartitionKey
-from backtest.errors import DataError
-from backtest.ingest.freqtrade import derive_interval_hours, ingest_freqtrade, parse_filename
-from backtest.schema import Kind
+from data.catalog import Catalog, PartitionKey
+from data.errors import DataError
+from data.ingest.freqtrade import derive_interval_hours, ingest_freqtrade, parse_filename
+from data.schema import Kind
 
 from tests.conftest import SHARED_DATA as SHARED  # noqa: E402
 H = 3_600_000

@@ -9,10 +9,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from backtest.catalog import Catalog, PartitionKey
-from backtest.errors import DataError
-from backtest.loader import DataWarning, load_market
-from backtest.schema import Kind
+from data.catalog import Catalog, PartitionKey
+from data.errors import DataError
+from data.loader import DataWarning, load_market
+from data.schema import Kind
 
 
 def _bars(times, close, spread=0.01):

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.catalog import Catalog
-from backtest.errors import DataError
-from backtest.loader import DataWarning, load_market
+from data.catalog import Catalog
+from data.errors import DataError
+from data.loader import DataWarning, load_market
 from tests.conftest import shared_data_path
 
 pytestmark = pytest.mark.shared_data
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.shared_data
 
 @pytest.fixture(scope="module")
 def real_catalog(tmp_path_factory):
-    from backtest.ingest.freqtrade import ingest_freqtrade
+    from data.ingest.freqtrade import ingest_freqtrade
 
     source = shared_data_path("binance")
     catalog = Catalog(tmp_path_factory.mktemp("real") / "catalog")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import strategies as S
-from backtest.market import Market
+from data.market import Market
 from strategies.predicted_funding import funding_formula, predicted_funding_rate, prediction_accuracy
 
 from tests.conftest import SHARED_DATA as DATA  # noqa: E402

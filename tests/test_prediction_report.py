@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from backtest.catalog import Catalog
+from data.catalog import Catalog
 from strategies.prediction_report import main
 from tests.conftest import shared_data_path
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.shared_data
 
 
 def test_prediction_report_on_real_data(tmp_path, capsys):
-    from backtest.ingest.freqtrade import ingest_freqtrade
+    from data.ingest.freqtrade import ingest_freqtrade
 
     cat = Catalog(tmp_path / "cat")
     ingest_freqtrade(shared_data_path("binance"), cat, symbols=["BTCUSDT", "DOTUSDT"])

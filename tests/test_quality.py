@@ -11,10 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from backtest.catalog import Catalog, PartitionKey
-from backtest.ingest.freqtrade import ingest_freqtrade
-from backtest.quality import Problem, catalog_info, check_catalog, format_info, format_problems
-from backtest.schema import Kind
+from data.catalog import Catalog, PartitionKey
+from data.ingest.freqtrade import ingest_freqtrade
+from data.quality import Problem, catalog_info, check_catalog, format_info, format_problems
+from data.schema import Kind
 
 from tests.conftest import SHARED_DATA as SHARED  # noqa: E402
 H = 3_600_000

@@ -31,7 +31,7 @@ def test_quick_start_has_two_commands_and_ci_runs_the_second():
 
 
 def test_strategy_file_example_runs_from_the_cli(demo_catalog, tmp_path, capsys, monkeypatch):
-    from backtest.cli import main
+    from backtest.app.cli import main
     from strategies import registry
 
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # keep calm_carry out of other tests

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.market import Market
-from backtest.regimes import funding_regimes, funding_stats
+from data.market import Market
+from reports.regimes import funding_regimes, funding_stats
 
 
 def _market(rates_per_8h: np.ndarray, hours: int = 8) -> Market:

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from backtest.cli import main
+from backtest.app.cli import main
 from tests.conftest import REPO
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

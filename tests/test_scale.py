@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest import app
+from backtest.app import runs as app
 from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
-from backtest.errors import ConfigError
-from backtest.loader import DataWarning, load_market
-from backtest.scale import (BYTES_PER_COLUMN_BAR, add_scale_options, parse_bytes, per_column_portfolios, plan_sweep,
+from data.errors import ConfigError
+from data.loader import DataWarning, load_market
+from backtest.app.scale import (BYTES_PER_COLUMN_BAR, add_scale_options, parse_bytes, per_column_portfolios, plan_sweep,
                             run_scaled_sweep_command, run_sweep, sweep_window, synthetic_symbols, task_bytes,
                             wants_scale, write_synthetic_catalog)
 

@@ -12,7 +12,7 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from backtest.config import BacktestConfig  # noqa: E402
-from backtest.scale import run_sweep, synthetic_symbols, write_synthetic_catalog  # noqa: E402
+from backtest.app.scale import run_sweep, synthetic_symbols, write_synthetic_catalog  # noqa: E402
 
 SYMBOLS = synthetic_symbols(4)
 GRID = {"entry_annualized": [0.05, 0.15], "exit_annualized": [-0.05, 0.02]}

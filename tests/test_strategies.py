@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import strategies as S
-from backtest.market import Market
+from data.market import Market
 from backtest.targets import Targets
 
 YEAR_8H = 365 * 3  # settlements per year at 8h

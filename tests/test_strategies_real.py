@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from backtest import BacktestConfig, load_market, run_backtest
-from backtest.catalog import Catalog
-from backtest.loader import DataWarning
+from data.catalog import Catalog
+from data.loader import DataWarning
 from backtest.targets import Targets
 from strategies import available_strategies, run_strategy
 from tests.conftest import shared_data_path
@@ -31,7 +31,7 @@ GRIDS = {
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory):
-    from backtest.ingest.freqtrade import ingest_freqtrade
+    from data.ingest.freqtrade import ingest_freqtrade
 
     source = shared_data_path("binance")
     cat = Catalog(tmp_path_factory.mktemp("real") / "catalog")

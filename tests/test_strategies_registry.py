@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 import strategies as S
-from backtest.errors import ConfigError
-from backtest.market import Market
+from data.errors import ConfigError
+from data.market import Market
 
 
 @pytest.fixture(autouse=True)

@@ -9,11 +9,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import backtest.catalog as catalog_mod
-from backtest.catalog import Catalog, PartitionKey
-from backtest.errors import DataError
-from backtest.schema import SCHEMA_VERSION, Kind
-from backtest.validate import conform
+import data.catalog as catalog_mod
+from data.catalog import Catalog, PartitionKey
+from data.errors import DataError
+from data.schema import SCHEMA_VERSION, Kind
+from data.validate import conform
 
 H = 3_600_000
 T0 = 1_704_067_200_000  # 2024-01-01 00:00 UTC

@@ -18,12 +18,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .margin import bracket_cached_nb, bracket_nb, isolated_liq_price_nb, maint_margin_nb
-from .simulate import (
+from backtest.kernels.margin import bracket_cached_nb, bracket_nb, isolated_liq_price_nb, maint_margin_nb
+from backtest.kernels.simulate import (
     F_CASHFLOW_EVENTS, F_COMPONENTS, F_EQUITY, F_GROUP_EQUITY, F_HAS_BAND, F_MARGIN, F_POSITIONS,
     K_BORROW, K_FILL, K_FUNDING, K_LIQ, K_TRANSFER, LEG_NONE, LEG_PERP, LEG_SPOT, MIN_TRANSFER,
     G_CASH, N_COMP, S_COMP, S_COMP7, S_COST, S_FW, S_INIT, S_KC, S_LASTX, S_LIQ, S_PCLOSE, S_PRE, S_PV, S_Q, S_S,
-    S_SV, _fill_price, _liq_level, _perp_trade,
+    S_SV, fill_price, liq_level, perp_trade,
 )
 
 @njit(cache=True, inline="always")
@@ -235,7 +235,7 @@ def fast_range_nb(
                         fw += amt
                         c0 += amt
                         dirty = True
-                        liq_lvl = _liq_level(q, fw, cost, mmr_max_n, cum_min_n)
+                        liq_lvl = liq_level(q, fw, cost, mmr_max_n, cum_min_n)
                         if w_cf:
                             r = funding_rate[ju, nu]
                             nrec = _push_u(buf, nrec, j, c, K_FUNDING, LEG_PERP, q, fv / r if r != 0.0 else np.nan, r, amt, 0.0)
@@ -357,7 +357,7 @@ def fast_range_nb(
                         dq = new_s - s
                         if dq != 0.0:
                             vol = spot_volume[j - 1, n] if j > 0 else vol0_spot[n]
-                            f = _fill_price(dq, so_ref[ju, nu], vol, sl, im)
+                            f = fill_price(dq, so_ref[ju, nu], vol, sl, im)
                             fee = abs(dq) * f * spot_fee[j if spot_fee.shape[0] > 1 else 0, c if spot_fee.shape[1] > 1 else 0]
                             cash -= dq * f + fee
                             s = new_s
@@ -368,9 +368,9 @@ def fast_range_nb(
                         dq = new_q - q
                         if dq != 0.0:
                             vol = perp_volume[j - 1, n] if j > 0 else vol0_perp[n]
-                            f = _fill_price(dq, po_ref[ju, nu], vol, sl, im)
+                            f = fill_price(dq, po_ref[ju, nu], vol, sl, im)
                             fee = abs(dq) * f * perp_fee[j if perp_fee.shape[0] > 1 else 0, c if perp_fee.shape[1] > 1 else 0]
-                            nq, ncost, realized = _perp_trade(q, cost, dq, f)
+                            nq, ncost, realized = perp_trade(q, cost, dq, f)
                             q = new_q
                             cost = ncost
                             fw += realized - fee
@@ -474,7 +474,7 @@ def fast_range_nb(
                 if w_pos:
                     spot_out[ju, cu] = s
                     perp_out[ju, cu] = q
-                liq_lvl = _liq_level(q, fw, cost, mmr_max_n, cum_min_n)
+                liq_lvl = liq_level(q, fw, cost, mmr_max_n, cum_min_n)
                 group_equity[rg, gu] = cash + 0.0 + colsum
                 j += 1
 

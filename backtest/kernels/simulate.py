@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .margin import bracket_cached_nb, bracket_nb, flex_nb, isolated_liq_price_nb, maint_margin_nb
+from backtest.kernels.margin import bracket_cached_nb, bracket_nb, flex_nb, isolated_liq_price_nb, maint_margin_nb
 
 N_COMP = 7
 C_FUND, C_FEE, C_SLIP, C_BORROW, C_SPOT, C_PERP, C_LIQ = 0, 1, 2, 3, 4, 5, 6
@@ -75,7 +75,7 @@ def _push(rec, n, bar, col, kind, leg, qty, price, rate, cash, fee):
 
 
 @njit(cache=True)
-def _fill_price(dq, ref, vol, slip_frac, impact):
+def fill_price(dq, ref, vol, slip_frac, impact):
     """Fill price (quote/coin) of ``dq`` coins against ``ref``: fixed + participation slippage."""
     s = slip_frac
     if impact > 0.0 and vol > 0.0:
@@ -84,7 +84,7 @@ def _fill_price(dq, ref, vol, slip_frac, impact):
 
 
 @njit(cache=True)
-def _perp_trade(q, cost, dq, f):
+def perp_trade(q, cost, dq, f):
     """New (q, cost, realized) after trading ``dq`` perp coins at ``f``; ``cost = q * entry``."""
     if q == 0.0 or (q > 0.0) == (dq > 0.0):
         return q + dq, cost + dq * f, 0.0
@@ -116,7 +116,7 @@ def _bracket(t_hi, t_n, kc, c, n, notional, use_cache):
 
 
 @njit(cache=True, inline="always")
-def _liq_level(qc, fwc, costc, mmr_max, cum_min):
+def liq_level(qc, fwc, costc, mmr_max, cum_min):
     """Liquidation pre-check level (mark) of an isolated position ``qc`` with wallet ``fwc``.
 
     The full check of step 4 runs only when the adverse mark extreme ``adv`` may satisfy
@@ -205,7 +205,7 @@ def simulate_range_nb(
     comp = np.zeros((C, 8))
     init_share = np.zeros(C)
     kc = np.zeros(C, np.int64)  # last maintenance bracket of each column (a search hint)
-    liq_lvl = np.full(C, np.nan)  # liquidation pre-check level per column (see _liq_level)
+    liq_lvl = np.full(C, np.nan)  # liquidation pre-check level per column (see liq_level)
     cash = np.zeros(G)
     gfw = np.zeros(G)
     g_topup_at = np.full(G, -1, np.int64)
@@ -283,7 +283,7 @@ def simulate_range_nb(
                         fw[c] += amt
                         comp[c, C_FUND] += amt
                         dirty = True
-                        liq_lvl[c] = _liq_level(qc, fw[c], cost[c], mmr_max[n], cum_min[n])
+                        liq_lvl[c] = liq_level(qc, fw[c], cost[c], mmr_max[n], cum_min[n])
                         if w_cf:
                             r = funding_rate[j, n]
                             nrec = _push(rec, nrec, j, c, K_FUNDING, LEG_PERP, qc, fv / r if r != 0.0 else np.nan, r, amt, 0.0)
@@ -410,7 +410,7 @@ def simulate_range_nb(
                         if s[c2] > 0.0 and ref_valid[j, n2]:
                             dq = -min(s[c2], short / so_ref[j, n2])
                             vol = spot_volume[j - 1, n2] if j > 0 else vol0_spot[n2]
-                            f = _fill_price(dq, so_ref[j, n2], vol, flex_nb(slip_frac, j, c2), flex_nb(impact, j, c2))
+                            f = fill_price(dq, so_ref[j, n2], vol, flex_nb(slip_frac, j, c2), flex_nb(impact, j, c2))
                             fee = abs(dq) * f * flex_nb(spot_fee, j, c2)
                             cash[g] -= dq * f + fee
                             s[c2] += dq
@@ -496,7 +496,7 @@ def simulate_range_nb(
                     dq = new_s - s[c]
                     if dq != 0.0:
                         vol = spot_volume[j - 1, n] if j > 0 else vol0_spot[n]
-                        f = _fill_price(dq, so_ref[j, n], vol, flex_nb(slip_frac, j, c), flex_nb(impact, j, c))
+                        f = fill_price(dq, so_ref[j, n], vol, flex_nb(slip_frac, j, c), flex_nb(impact, j, c))
                         fee = abs(dq) * f * flex_nb(spot_fee, j, c)
                         cash[g] -= dq * f + fee
                         s[c] = new_s
@@ -507,9 +507,9 @@ def simulate_range_nb(
                     dq = new_q - q[c]
                     if dq != 0.0:
                         vol = perp_volume[j - 1, n] if j > 0 else vol0_perp[n]
-                        f = _fill_price(dq, po_ref[j, n], vol, flex_nb(slip_frac, j, c), flex_nb(impact, j, c))
+                        f = fill_price(dq, po_ref[j, n], vol, flex_nb(slip_frac, j, c), flex_nb(impact, j, c))
                         fee = abs(dq) * f * flex_nb(perp_fee, j, c)
-                        nq, ncost, realized = _perp_trade(q[c], cost[c], dq, f)
+                        nq, ncost, realized = perp_trade(q[c], cost[c], dq, f)
                         q[c] = new_q
                         cost[c] = ncost
                         if cross:
@@ -779,7 +779,7 @@ def simulate_range_nb(
                     spot_out[j, c] = sc
                     perp_out[j, c] = qc
                 if not cross:
-                    liq_lvl[c] = _liq_level(qc, fw[c], cost[c], mmr_max[n], cum_min[n])
+                    liq_lvl[c] = liq_level(qc, fw[c], cost[c], mmr_max[n], cum_min[n])
             group_equity[rg, g] = cash[g] + gfw[g] + colsum
             if g_margin and (g_den > 0.0 or port):
                 g_mb = gfw[g] + g_upnl

@@ -1,0 +1,226 @@
+"""Engine benchmark (issue 3, "Speed"): ``python -m backtest.app.bench``.
+
+Measures, in one process after a warm-up run of everything (numba kernels loaded from the
+on-disk cache):
+
+1. one symbol-year of synthetic 1-minute bars (525,600) for one configuration, against
+   ``vectorbt.Portfolio.from_orders`` with two cash-sharing columns (spot, perp) on the same
+   bars and fills, plus ``pf.value()`` (vectorbt models less: no funding, borrow, margin or
+   liquidation). The engine is timed with ``full=False`` ("lean": equity and portfolio
+   equity per bar, final component totals and positions, every fill, transfer and
+   liquidation; what ``from_orders`` + ``value()`` give, an equity curve and the order
+   records, so this is the like-for-like figure) and with ``full=True`` (every per-bar
+   output: equity, 7 components, positions, margin ratio, distance to liquidation; 12
+   series vectorbt does not compute in that call);
+2. throughput in bar-columns per second of ``run_backtest`` on a 1,000-column grid
+   (1,000 portfolios of one symbol each, hourly bars for a year) on one core with
+   ``full=False`` (the documented grid mode), also with ``full=True`` and with
+   ``outputs=("group_equity",)`` (portfolio equity per bar, fills/transfers/liquidations only);
+3. the ratio of the single-configuration engine time (full and lean) to one NumPy pass (a sum)
+   over the same input arrays (the memory-bandwidth floor);
+4. the same grid with ``parallel=True`` (numba ``prange`` over chunks of portfolios, all
+   cores): speed-up over the serial run, after checking the results are bit-identical;
+5. cold start: a new Python process importing the package and running a small backtest.
+
+Timings are the best of several runs (the machine may be shared): the four single-symbol
+timings in ``3 * --repeat`` interleaved rounds, each grid variant ``--repeat`` times. The
+whole ``run_backtest`` call is timed (input checks, kernel, wrapping in pandas), not the
+kernel alone. Runs after the first reuse the memory of dropped results (``backtest.buffers``),
+as a sweep or a research session running backtest after backtest does.
+The last printed line is one JSON object with ``speedup_vs_vectorbt`` (lean, see 1.),
+``bar_columns_per_second`` (grid, ``full=False``), ``ratio_to_numpy_floor`` (full outputs),
+``cold_start_seconds``, and the companions ``speedup_vs_vectorbt_full``,
+``ratio_to_numpy_floor_lean``, ``bar_columns_per_second_full``,
+``bar_columns_per_second_group_equity``, ``parallel_speedup`` and ``threads``. The text lines
+name the simulation kernel used (``fast`` or ``general``, see ``run_backtest(kernel=...)``).
+Options: ``--bars`` (default 525600), ``--grid-columns`` (1000), ``--grid-bars`` (8760),
+``--repeat`` (5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+COLD_START = (
+    "import numpy as np, pandas as pd\n"
+    "from backtest import run_backtest, BacktestConfig\n"
+    "from data.market import Market\n"
+    "idx = pd.date_range('2024-01-01', periods=1000, freq='h', tz='UTC')\n"
+    "p = np.full((1000, 1), 100.0)\n"
+    "run_backtest(Market.from_arrays(idx, ['BTCUSDT'], spot=p, perp=p), 1.0, BacktestConfig())\n"
+)
+
+
+def synthetic_market(n_bars: int, n_symbols: int, freq: str, seed: int = 0):
+    """Random-walk spot/perp/mark bars with a funding settlement every 8 hours."""
+    from data.market import Market
+
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range("2024-01-01", periods=n_bars, freq=freq, tz="UTC")
+    step = pd.Timedelta(freq) / pd.Timedelta(hours=1)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.0005 * np.sqrt(step * 60), (n_bars, n_symbols)), axis=0))
+    open_ = np.vstack([close[:1], close[:-1]])
+    hi, lo = np.maximum(open_, close) * 1.0005, np.minimum(open_, close) * 0.9995
+    perp = {"open": open_ * 1.0002, "high": hi * 1.0002, "low": lo * 1.0002, "close": close * 1.0002}
+    spot = {"open": open_, "high": hi, "low": lo, "close": close}
+    every = max(int(round(8 / step)), 1)
+    rate = np.where((np.arange(n_bars) % every == every - 1)[:, None], rng.normal(1e-4, 2e-4, (n_bars, n_symbols)), 0.0)
+    return Market.from_arrays(idx, [f"S{k}USDT" for k in range(n_symbols)], freq=freq, spot=spot, perp=perp,
+                              funding_rate=rate)
+
+
+def _best(fn, repeat: int) -> float:
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def bench_single(n_bars: int, repeat: int) -> dict:
+    """Engine (full and lean) against vectorbt on one symbol-year, and the NumPy floor.
+
+    The four are timed in interleaved rounds (engine full, engine lean, vectorbt, NumPy pass;
+    ``3 * repeat`` rounds, best of each), so a slow spell of a shared machine hits all of them.
+    """
+    import vectorbt as vbt
+
+    from backtest.config import BacktestConfig
+    from backtest.engine import run_backtest
+
+    m = synthetic_market(n_bars, 1, "1min")
+    rng = np.random.default_rng(1)
+    tg = np.where(rng.random((n_bars, 1)) < 1 / 2000, rng.choice([-1.0, 0.0, 0.5, 1.0], (n_bars, 1)), np.nan)
+    tg[0] = 1.0
+    cfg = BacktestConfig(perp_leverage=3, slippage_bps=1.0, maintenance_margin_rate=0.005)
+    res = run_backtest(m, tg, cfg)
+    fills = res.events[res.events.kind == "fill"]
+    kernel = res.kernel
+    bar = m.index.get_indexer(fills.time)
+    leg = (fills.leg == "perp").to_numpy().astype(int)
+    size = np.full((n_bars, 2), np.nan)
+    price = np.full((n_bars, 2), np.nan)
+    size[bar, leg] = fills.qty.to_numpy()
+    price[bar, leg] = fills.price.to_numpy()
+    close = np.column_stack([m.spot_close[:, 0], m.mark_close[:, 0]])
+    kw = dict(close=close, size=size, price=price, fees=np.array([0.001, 0.0005]), size_type="amount",
+              direction="both", init_cash=cfg.initial_capital_quote, cash_sharing=True, group_by=True, freq="1min")
+    del res
+
+    def run_vbt():
+        pf = vbt.Portfolio.from_orders(**kw)
+        pf.value()  # the equity curve, as the engine produces it
+
+    inputs = [m.spot_open, m.perp_open, m.valid, m.spot_close, m.spot_volume, m.perp_volume, m.mark_open,
+              m.mark_high, m.mark_low, m.mark_close, m.funding_value, m.funding_rate, tg]
+
+    def numpy_pass():
+        for a in inputs:
+            a.sum()
+
+    runs = {"engine_s": lambda: run_backtest(m, tg, cfg), "engine_lean_s": lambda: run_backtest(m, tg, cfg, full=False),
+            "vectorbt_s": run_vbt, "numpy_s": numpy_pass}
+    for fn in runs.values():  # warm-up
+        fn()
+    best = {k: np.inf for k in runs}
+    for _ in range(3 * repeat):
+        for k, fn in runs.items():
+            best[k] = min(best[k], _best(fn, 1))
+    return {"bars": n_bars, "n_fills": len(fills), "kernel": kernel, **best}
+
+
+def bench_grid(n_cols: int, n_bars: int, repeat: int) -> dict:
+    import numba
+
+    from backtest.config import BacktestConfig
+    from backtest.engine import run_backtest
+    from backtest.targets import Targets
+
+    m = synthetic_market(n_bars, 1, "1h", seed=2)
+    rng = np.random.default_rng(3)
+    vals = np.where(rng.random((n_bars, n_cols)) < 0.01, rng.choice([-1.0, 0.0, 1.0], (n_bars, n_cols)), np.nan)
+    vals[0] = 1.0
+    cols = pd.DataFrame({"strategy": "bench", "symbol": m.symbols[0], "group": np.arange(n_cols), "k": np.arange(n_cols)})
+    tg = Targets(vals, np.zeros(n_cols, np.int64), np.arange(n_cols), cols)
+    params = {"perp_leverage": np.linspace(1, 10, n_cols)}
+    cfg = BacktestConfig(maintenance_margin_rate=0.005)
+
+    def timed(**kw):
+        run_backtest(m, tg, cfg, column_params=params, **kw)
+        return _best(lambda: run_backtest(m, tg, cfg, column_params=params, **kw), repeat)
+
+    t = timed(full=False)
+    t_full = timed(full=True)
+    t_geq = timed(outputs=("group_equity",))
+    serial = run_backtest(m, tg, cfg, column_params=params, full=True)
+    par = run_backtest(m, tg, cfg, column_params=params, full=True, parallel=True)
+    identical = all(np.array_equal(getattr(serial, k).to_numpy(), getattr(par, k).to_numpy(), equal_nan=True)
+                    for k in ("equity", "group_equity", "spot_qty", "perp_qty", "margin_ratio", "distance_to_liquidation"))
+    identical = identical and np.array_equal(serial.records, par.records, equal_nan=True) and all(
+        np.array_equal(serial.components[k].to_numpy(), par.components[k].to_numpy()) for k in serial.components)
+    if not identical:
+        raise AssertionError("parallel run differs from the serial run")
+    kernel = serial.kernel
+    del serial, par
+    t_par = timed(full=False, parallel=True)
+    bc = n_cols * n_bars
+    return {"columns": n_cols, "bars": n_bars, "seconds": t, "bar_columns_per_second": bc / t,
+            "seconds_full": t_full, "bar_columns_per_second_full": bc / t_full,
+            "seconds_group_equity": t_geq, "bar_columns_per_second_group_equity": bc / t_geq,
+            "seconds_parallel": t_par, "parallel_speedup": t / t_par, "threads": numba.get_num_threads(), "kernel": kernel}
+
+
+def cold_start() -> float:
+    subprocess.run([sys.executable, "-c", COLD_START], check=True)  # make sure the cache is warm
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", COLD_START], check=True)
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(prog="python -m backtest.app.bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bars", type=int, default=525_600)
+    ap.add_argument("--grid-columns", type=int, default=1000)
+    ap.add_argument("--grid-bars", type=int, default=8760)
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args(argv)
+    single = bench_single(args.bars, args.repeat)
+    print(f"single: {single['bars']:,} 1-minute bars, {single['n_fills']} fills: engine full {single['engine_s'] * 1e3:.1f} ms "
+          f"(lean {single['engine_lean_s'] * 1e3:.1f} ms), vectorbt from_orders {single['vectorbt_s'] * 1e3:.1f} ms, "
+          f"numpy pass {single['numpy_s'] * 1e3:.2f} ms ({single['kernel']} kernel)")
+    grid = bench_grid(args.grid_columns, args.grid_bars, args.repeat)
+    print(f"grid: {grid['columns']} columns x {grid['bars']:,} bars, one core: full=False {grid['seconds'] * 1e3:.1f} ms "
+          f"= {grid['bar_columns_per_second'] / 1e6:.1f} M bar-columns/s; full=True {grid['seconds_full'] * 1e3:.1f} ms "
+          f"= {grid['bar_columns_per_second_full'] / 1e6:.1f} M/s; outputs=('group_equity',) "
+          f"{grid['seconds_group_equity'] * 1e3:.1f} ms = {grid['bar_columns_per_second_group_equity'] / 1e6:.1f} M/s")
+    print(f"grid kernel: {grid['kernel']}")
+    print(f"grid, parallel=True ({grid['threads']} threads, full=False): {grid['seconds_parallel'] * 1e3:.1f} ms, "
+          f"speed-up {grid['parallel_speedup']:.2f}x over one core (results bit-identical)")
+    cold = cold_start()
+    print(f"cold start (new process, imports + first run): {cold:.2f} s")
+    out = {
+        "speedup_vs_vectorbt": round(single["vectorbt_s"] / single["engine_lean_s"], 2),
+        "bar_columns_per_second": round(grid["bar_columns_per_second"]),
+        "ratio_to_numpy_floor": round(single["engine_s"] / single["numpy_s"], 2),
+        "cold_start_seconds": round(cold, 3),
+        "speedup_vs_vectorbt_full": round(single["vectorbt_s"] / single["engine_s"], 2),
+        "ratio_to_numpy_floor_lean": round(single["engine_lean_s"] / single["numpy_s"], 2),
+        "bar_columns_per_second_full": round(grid["bar_columns_per_second_full"]),
+        "bar_columns_per_second_group_equity": round(grid["bar_columns_per_second_group_equity"]),
+        "parallel_speedup": round(grid["parallel_speedup"], 2),
+        "threads": grid["threads"],
+    }
+    print(json.dumps(out))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,316 @@
+"""The ``carry`` command line: thin glue that parses flags and calls one library function.
+
+Exit codes: 0 success, 1 a failure (bad data, failed check, failed download), 2 a usage error.
+Errors print one line, ``carry: error: ...``, on standard error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from data.errors import CarryError
+
+EPILOG_DATA = """examples:
+  carry data ingest freqtrade ../shared/data/binance --out data/catalog
+  carry data ingest binance-vision downloads/ --out data/catalog
+  carry data fetch binance-vision --symbols BTCUSDT,ETHUSDT --start 2024-01 --end 2024-06 --out data/catalog
+  carry data info data/catalog
+  carry data check data/catalog --json
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # usage errors: one line, exit code 2
+        self.print_usage(sys.stderr)
+        self.exit(2, f"carry: error: {message}\n")
+
+
+def _formatter(prog):
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="carry",
+        description="Backtest crypto cash-and-carry and funding-rate arbitrage (spot vs perpetual).",
+        formatter_class=_formatter,
+    )
+    p.add_argument("--version", action="version", version=f"carry {_version()}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    demo = sub.add_parser("demo", help="build the built-in example dataset and run the demo",
+                          description="Build the deterministic example dataset (data/demo), compare the main "
+                                      "strategies on it and write a report (reports/demo).",
+                          formatter_class=_formatter)
+    demo.add_argument("--data", type=Path, default=Path("data/demo"), help="catalog to write the demo data to (default: data/demo)")
+    demo.add_argument("--out", type=Path, default=Path("reports/demo"), help="report directory (default: reports/demo)")
+    demo.set_defaults(func=_cmd_demo)
+
+    _add_run_commands(sub)
+
+    data = sub.add_parser("data", help="ingest, download and inspect market data",
+                          description="Ingest, download and inspect the Parquet data catalog.",
+                          epilog=EPILOG_DATA, formatter_class=_formatter)
+    dsub = data.add_subparsers(dest="data_command", metavar="ACTION", parser_class=_Parser)
+    dsub.required = True
+
+    ingest = dsub.add_parser("ingest", help="ingest files from a source into a catalog", formatter_class=_formatter)
+    isub = ingest.add_subparsers(dest="source", metavar="SOURCE", parser_class=_Parser)
+    isub.required = True
+    ft = isub.add_parser("freqtrade", help="a freqtrade data directory (feather/json/parquet)", formatter_class=_formatter,
+                         epilog="example:\n  carry data ingest freqtrade ../shared/data/binance --out data/catalog")
+    ft.add_argument("directory", type=Path, help="freqtrade data directory (e.g. user_data/data/binance)")
+    ft.add_argument("--out", type=Path, required=True, help="catalog directory")
+    ft.add_argument("--venue", default="binance", help="venue name recorded in the catalog (default: binance)")
+    ft.add_argument("--symbols", default=None, help="comma-separated symbols to ingest (default: all)")
+    ft.set_defaults(func=_cmd_ingest_freqtrade)
+    bv = isub.add_parser("binance-vision", help="Binance public bulk files (zipped CSVs)", formatter_class=_formatter,
+                         epilog="example:\n  carry data ingest binance-vision downloads/data --out data/catalog")
+    bv.add_argument("paths", type=Path, nargs="+", help="zip files or directories holding them")
+    bv.add_argument("--out", type=Path, required=True, help="catalog directory")
+    bv.add_argument("--venue", default="binance")
+    bv.add_argument("--no-checksum", action="store_true", help="do not verify .CHECKSUM files")
+    bv.add_argument("--market", choices=("spot", "um"), default=None,
+                    help="spot or um (USDT-M futures) for files outside Binance's directory layout")
+    bv.add_argument("--kind", choices=("spot", "perp", "mark", "index", "premium", "funding"), default=None,
+                    help="data kind for flat files whose names do not say it (mark/index/premium klines)")
+    bv.set_defaults(func=_cmd_ingest_binance_vision)
+
+    fetch = dsub.add_parser("fetch", help="download data from a public source, then ingest it", formatter_class=_formatter)
+    fsub = fetch.add_subparsers(dest="source", metavar="SOURCE", parser_class=_Parser)
+    fsub.required = True
+    fb = fsub.add_parser("binance-vision", help="monthly files from Binance's public data site", formatter_class=_formatter,
+                         epilog="example:\n  carry data fetch binance-vision --symbols BTCUSDT,ETHUSDT --start 2024-01 --end 2024-06 --out data/catalog")
+    fb.add_argument("--symbols", required=True, help="comma-separated symbols, e.g. BTCUSDT,ETHUSDT")
+    fb.add_argument("--start", required=True, help="first month, YYYY-MM")
+    fb.add_argument("--end", required=True, help="last month, YYYY-MM (inclusive)")
+    fb.add_argument("--out", type=Path, required=True, help="catalog directory")
+    fb.add_argument("--base-url", default="https://data.binance.vision", help="site root (default: %(default)s)")
+    fb.add_argument("--timeframe", default="1h", help="kline interval (default: 1h)")
+    fb.add_argument("--download-dir", type=Path, default=None, help="where zips are kept (default: CATALOG/_downloads)")
+    fb.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    fb.set_defaults(func=_cmd_fetch_binance_vision)
+
+    info = dsub.add_parser("info", help="coverage of every series in a catalog", formatter_class=_formatter)
+    info.add_argument("catalog", type=Path)
+    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    info.set_defaults(func=_cmd_info)
+    check = dsub.add_parser("check", help="data-quality checks; exit code 1 if problems are found", formatter_class=_formatter)
+    check.add_argument("catalog", type=Path)
+    check.add_argument("--symbols", default=None, help="comma-separated symbols to check (default: all)")
+    check.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    check.add_argument("--fail-on", choices=("warning", "error"), default="warning",
+                       help="exit 1 when a problem of this severity or worse is found (default: any problem)")
+    check.set_defaults(func=_cmd_check)
+    return p
+
+
+EPILOG_BACKTEST = """examples:
+  carry backtest --data data/catalog --symbols BTCUSDT,ETHUSDT --strategy funding_threshold \\
+      --param entry=0.10 --param exit=0.02 --out reports/ft
+  carry backtest --config run.toml --out reports/run --overwrite
+"""
+EPILOG_COMPARE = """examples:
+  carry compare --data data/catalog --symbols BTCUSDT,ETHUSDT \\
+      --strategies always_carry,funding_sign,rotation --param funding_sign.entry=0.05 --out reports/cmp
+"""
+EPILOG_SWEEP = """examples:
+  carry sweep --data data/catalog --symbols BTCUSDT --strategy funding_threshold \\
+      --grid entry=0.05,0.1,0.2 --grid exit=0,0.02 --out reports/sweep
+  carry sweep ... --walk-forward 180d:60d     # fit on 180 days, test on the next 60, roll
+  carry sweep ... --freq 1m --max-memory 4GB --workers 2      # scale-out: chunked, both cores
+  carry sweep ... --scheduler tcp://HOST:8786                 # on a Dask cluster
+"""
+EPILOG_SCAN = """examples:
+  carry scan --data data/catalog --out reports/scan
+  carry scan --data data/catalog --symbols XTZUSDT,DOTUSDT,BCHUSDT --start 2025-05-01 --out reports/neg
+"""
+
+
+def _run_options(p: argparse.ArgumentParser, *, out_required: bool = True) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", type=Path, default=None, help="catalog directory (default: data/catalog or [data] catalog)")
+    g.add_argument("--symbols", default=None, help="comma-separated symbols, e.g. BTCUSDT,ETHUSDT")
+    g.add_argument("--start", default=None, help="first bar (UTC), e.g. 2024-01-01")
+    g.add_argument("--end", default=None, help="end (UTC, exclusive), e.g. 2025-01-01")
+    g.add_argument("--freq", default=None, help="bar length: 1h (default), 4h, 1d, ...")
+    e = p.add_argument_group("engine (override the config file)")
+    e.add_argument("--config", type=Path, default=None, help="run config TOML ([data], [engine], [strategy], ...)")
+    e.add_argument("--capital", type=float, default=None, help="initial capital per portfolio, quote (default 10000)")
+    e.add_argument("--leverage", type=float, default=None, help="perp leverage (default 1)")
+    e.add_argument("--margin-mode", choices=("isolated", "cross", "portfolio"), default=None)
+    e.add_argument("--tiers", default=None, help="ccxt leverage tiers JSON (maintenance margin brackets)")
+    e.add_argument("--mmr", type=float, default=None, help="flat maintenance margin rate, fraction (overrides --tiers)")
+    e.add_argument("--borrow-rate", type=float, default=None, help="spot borrow rate, fraction per 365-day year")
+    e.add_argument("--delay", type=int, default=None, help="execution delay in bars (default 1)")
+    e.add_argument("--slippage-bps", type=float, default=None, help="fixed slippage, basis points")
+    e.add_argument("--order-type", choices=("taker", "maker"), default=None)
+    e.add_argument("--set", action="append", metavar="KEY=VALUE", help="any engine setting, e.g. --set topup_margin_ratio=0.8")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", type=Path, required=out_required, help="output directory (must not exist)")
+    o.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _strategy_file_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strategy-file", action="append", type=Path, help="a Python file that registers strategies")
+
+
+def _add_run_commands(sub) -> None:
+    from backtest.app import commands
+
+    bt = sub.add_parser("backtest", help="run one strategy (or one grid) and write a report",
+                        description="Run a strategy on catalog data and write summary, Parquet files and an HTML report.",
+                        epilog=EPILOG_BACKTEST, formatter_class=_formatter)
+    bt.add_argument("--strategy", default=None, help="strategy name (see carry strategies)")
+    bt.add_argument("--param", action="append", metavar="NAME=VALUE", help="strategy parameter (repeatable)")
+    _strategy_file_option(bt)
+    _run_options(bt)
+    bt.set_defaults(func=commands.cmd_backtest)
+
+    cp = sub.add_parser("compare", help="several strategies side by side on the same data and costs",
+                        epilog=EPILOG_COMPARE, formatter_class=_formatter)
+    cp.add_argument("--strategies", default=None, help="comma-separated strategy names")
+    cp.add_argument("--param", action="append", metavar="STRATEGY.NAME=VALUE", help="a strategy's parameter (repeatable)")
+    _strategy_file_option(cp)
+    _run_options(cp)
+    cp.set_defaults(func=commands.cmd_compare)
+
+    sw = sub.add_parser("sweep", help="every combination of a parameter grid in one engine call",
+                        epilog=EPILOG_SWEEP, formatter_class=_formatter)
+    sw.add_argument("--strategy", default=None, help="strategy name")
+    sw.add_argument("--grid", action="append", metavar="NAME=V1,V2,...", help="swept parameter values (repeatable)")
+    sw.add_argument("--param", action="append", metavar="NAME=VALUE", help="fixed parameter (repeatable)")
+    sw.add_argument("--walk-forward", default=None, metavar="TRAIN:TEST", help="e.g. 180d:60d: in- vs out-of-sample")
+    sw.add_argument("--rank-by", default="sharpe", choices=("sharpe", "total_return", "annualized_return"))
+    _strategy_file_option(sw)
+    _run_options(sw)
+    from backtest.app.scale import add_scale_options
+
+    add_scale_options(sw)  # --scheduler --max-memory --workers --symbol-chunk --param-chunk ...
+    sw.set_defaults(func=commands.cmd_sweep)
+
+    sc = sub.add_parser("scan", help="funding regimes per symbol, and what carry / reverse carry earned in each",
+                        epilog=EPILOG_SCAN, formatter_class=_formatter)
+    sc.add_argument("--window", type=int, default=21, help="trailing settlements for the regime sign (default 21)")
+    sc.add_argument("--min-days", type=float, default=14.0, help="shortest regime, days (default 14)")
+    _run_options(sc)
+    sc.set_defaults(func=commands.cmd_scan)
+
+    st = sub.add_parser("strategies", help="list the registered strategies and their parameters")
+    _strategy_file_option(st)
+    st.set_defaults(func=commands.cmd_strategies)
+
+
+def _version() -> str:
+    from backtest import __version__
+
+    return __version__
+
+
+def _split(s: str | None) -> list[str] | None:
+    return None if s is None else [x.strip().upper() for x in s.split(",") if x.strip()]
+
+
+def _need_dir(path: Path, what: str) -> None:
+    if not path.exists():
+        raise CarryError(f"{what} {path} does not exist")
+
+
+# --------------------------------------------------------------------------- commands
+def _cmd_ingest_freqtrade(args) -> int:
+    from data.catalog import Catalog
+    from data.ingest.freqtrade import ingest_freqtrade
+
+    _need_dir(args.directory, "freqtrade data directory")
+    t = time.perf_counter()
+    report = ingest_freqtrade(args.directory, Catalog(args.out), venue=args.venue, symbols=_split(args.symbols))
+    print(report.summary())
+    print(f"catalog: {args.out} ({time.perf_counter() - t:.1f} s)")
+    return 0
+
+
+def _cmd_ingest_binance_vision(args) -> int:
+    from data.catalog import Catalog
+    from data.ingest.binance_vision import ingest_binance_vision
+
+    for p in args.paths:
+        _need_dir(p, "path")
+    report = ingest_binance_vision(args.paths, Catalog(args.out), venue=args.venue,
+                                   verify_checksum=not args.no_checksum, market=args.market, kind=args.kind)
+    print(report.summary())
+    print(f"catalog: {args.out}")
+    return 0
+
+
+def _cmd_fetch_binance_vision(args) -> int:
+    from data.catalog import Catalog
+    from data.fetch import fetch_binance_vision
+
+    report = fetch_binance_vision(
+        _split(args.symbols), args.start, args.end, Catalog(args.out), base_url=args.base_url,
+        download_dir=args.download_dir, timeframe=args.timeframe,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    print(report.summary())
+    return 0
+
+
+def _cmd_info(args) -> int:
+    from data.catalog import Catalog
+    from data.quality import catalog_info, format_info
+
+    _need_dir(args.catalog, "catalog")
+    rows = catalog_info(Catalog(args.catalog))
+    print(json.dumps(rows, indent=2, default=str) if args.json else format_info(rows))
+    return 0
+
+
+def _cmd_check(args) -> int:
+    from dataclasses import asdict
+
+    from data.catalog import Catalog
+    from data.quality import check_catalog, format_problems
+
+    _need_dir(args.catalog, "catalog")
+    problems = check_catalog(Catalog(args.catalog), symbols=_split(args.symbols))
+    if args.json:
+        print(json.dumps([asdict(p) for p in problems], indent=2, default=str))
+    else:
+        print(format_problems(problems))
+    failing = {"warning": ("warning", "error"), "error": ("error",)}[args.fail_on]
+    return 1 if any(p.severity in failing for p in problems) else 0
+
+
+def _cmd_demo(args) -> int:
+    from backtest.app.demo import run_demo
+
+    return run_demo(data_dir=args.data, out_dir=args.out, progress=sys.stderr.isatty())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CarryError as exc:
+        print(f"carry: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # output piped into head & co.
+        sys.stderr.close()
+        return 0
+    except OSError as exc:
+        print(f"carry: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("carry: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

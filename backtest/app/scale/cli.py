@@ -1,0 +1,144 @@
+"""``carry sweep`` with scale-out options: the flags, and the command that runs and writes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import pandas as pd
+
+from backtest.app.scale.plan import format_bytes
+from backtest.app.scale.sweep import run_sweep
+
+
+def add_scale_options(parser: argparse.ArgumentParser) -> None:
+    """Add the scale-out options to ``carry sweep``."""
+    g = parser.add_argument_group("scale-out (issue 6: each symbol x parameter set is its own portfolio)")
+    g.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="run the sweep's tasks on this Dask distributed scheduler")
+    g.add_argument("--max-memory", default=None, metavar="SIZE",
+                   help="working-set budget, e.g. 4GB (in-process: for all workers; Dask: per task)")
+    g.add_argument("--workers", type=int, default=None, help="in-process worker processes (default 1)")
+    g.add_argument("--symbol-chunk", type=int, default=None, metavar="N", help="symbols per task")
+    g.add_argument("--param-chunk", type=int, default=None, metavar="M", help="parameter sets per task")
+    g.add_argument("--time-chunk", default=None, metavar="DURATION",
+                   help="load and simulate in time chunks of this length, e.g. 30D (default: only when the memory "
+                        "budget needs it; 'none': never); results equal one pass")
+    g.add_argument("--warmup", default=None, metavar="DURATION",
+                   help="history loaded before each later time chunk for the strategy's signals (default: from the "
+                        "strategy's lookback, else 30D; extended where the targets differ from the previous chunk's)")
+    g.add_argument("--equity-every", default="1D", metavar="FREQ",
+                   help="sample equity curves at this period (default 1D; 'none' for no curves)")
+    g.add_argument("--retries", type=int, default=2, help="Dask: resubmissions of a failing task (default 2)")
+
+
+def wants_scale(args) -> bool:
+    """True if any scale-out option was given (then ``carry sweep`` should call :func:`run_scaled_sweep_command`)."""
+    return any(getattr(args, k, None) is not None for k in ("scheduler", "max_memory", "workers", "symbol_chunk", "param_chunk",
+                                                           "time_chunk"))
+
+
+def run_scaled_sweep_command(args, cfg) -> int:
+    """``carry sweep`` with scale-out options: run, write the outputs, print the best rows.
+
+    ``cfg`` is the :class:`backtest.app.runs.RunConfig` built by ``cmd_sweep`` (one strategy whose
+    params hold the fixed values and the swept lists). Writes ``summary.json``,
+    ``columns.parquet`` (one row per symbol x parameter set), ``equity.parquet`` (sampled
+    curves, if any) and ``config.toml`` into ``args.out``, atomically.
+    """
+    from backtest.app import runs as app
+    from reports.outputs import check_output_dir, write_output_dir
+
+    check_output_dir(args.out, getattr(args, "overwrite", False))
+    spec = cfg.strategies[0]
+    every = getattr(args, "equity_every", "1D")
+    every = None if every is None or str(every).lower() == "none" else every
+    quiet = getattr(args, "quiet", False) or not sys.stderr.isatty()
+
+    def progress(done, total):
+        if not quiet:
+            print(f"\r{done}/{total} tasks", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    res = run_sweep(cfg.data.catalog, list(cfg.data.symbols), spec.name, spec.params, cfg.engine,
+                    start=cfg.data.start, end=cfg.data.end, freq=cfg.data.freq, venue=cfg.data.venue,
+                    gaps=cfg.data.gaps, symbol_chunk=args.symbol_chunk, param_chunk=args.param_chunk,
+                    max_memory_bytes=args.max_memory, scheduler=args.scheduler, workers=args.workers,
+                    retries=getattr(args, "retries", 2), equity_every=every, progress=progress,
+                    time_chunk=getattr(args, "time_chunk", None), warmup=getattr(args, "warmup", None))
+    rank = getattr(args, "rank_by", "sharpe")
+    summary = {
+        "carry_version": app._version(), "run_hash": app.run_hash(cfg), "config_hash": cfg.engine.config_hash(),
+        "config": cfg.to_dict(), "scale": {k: v for k, v in res.meta.items() if k not in ("tasks", "config")},
+        "plan": res.plan.to_dict(), "keys": list(app.SUMMARY_KEYS),
+        "columns": res.summary.to_dict(orient="records"),
+    }
+    text = json.dumps(app.json_ready(summary), indent=2, allow_nan=False)
+    writers = {
+        "summary.json": lambda p: p.write_text(text),
+        "config.toml": lambda p: p.write_text(app.effective_toml(cfg)),
+        "columns.parquet": lambda p: res.summary.to_parquet(p, index=False),
+    }
+    if res.equity is not None:
+        eq = res.equity.copy()
+        eq.columns = [f"{pid}:{sym}" for pid, sym in eq.columns]
+        writers["equity.parquet"] = lambda p: eq.to_parquet(p)
+    html = scaled_report_html(res, cfg, rank)
+    writers["report.html"] = lambda p: p.write_text(html)
+    write_output_dir(args.out, writers, overwrite=getattr(args, "overwrite", False))
+    show = res.best(rank, 20)
+    cols = ["param_id", "symbol"] + [c for c in show.columns if c not in app.SUMMARY_KEYS and c not in ("param_id", "symbol", "strategy")] \
+        + ["final_equity", "total_return", "sharpe", "max_drawdown", "funding_pnl", "n_trades"]
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(show[cols].to_string(index=False))
+    m = res.meta
+    print(f"{m['n_columns']:,} portfolios x {m['n_bars']:,} bars in {m['seconds']:.1f} s "
+          f"({m['bar_columns'] / max(m['seconds'], 1e-9):,.0f} bar-columns/s, {m['mode']}, "
+          f"{res.plan.n_tasks} tasks, peak {format_bytes(m['peak_rss_bytes'])})")
+    print(f"wrote {args.out}/")
+    return 0
+
+
+def scaled_report_html(res, cfg, rank: str = "sharpe", top: int = 10) -> str:
+    """The HTML report of a scale-out sweep: ranking, the best columns' equity, heatmaps.
+
+    Figures come from the compact results (no per-bar components or margin in lean runs):
+    the ranking table of the best 50 (symbol, parameter set) columns, their sampled equity
+    curves (best ``top``), and ``rank`` averaged over symbols on the first two swept
+    parameters.
+    """
+    from backtest.app import runs as app
+    from reports.html import ReportData, render_report
+
+    spec = cfg.strategies[0]
+    swept = [k for k, v in spec.params.items() if isinstance(v, (list, tuple))]
+    summary = res.summary
+    label = summary["param_id"].astype(str) + ":" + summary["symbol"]
+    metrics = summary.assign(label=label).set_index("label")[list(app.SUMMARY_KEYS)]
+    metrics = metrics.sort_values(rank, ascending=False).head(50)
+    metrics.index.name = "param_id:symbol"
+    if res.equity is not None:
+        equity = res.equity.copy()
+        equity.columns = [f"{pid}:{sym}" for pid, sym in equity.columns]
+        equity = equity[[c for c in metrics.index[:top] if c in equity.columns]]
+    else:
+        equity = pd.DataFrame({"final_equity": metrics["final_equity"].to_numpy()[:1]})
+    heatmaps = []
+    if swept:
+        per_set = summary.groupby("param_id").agg({**{p: "first" for p in swept}, rank: "mean"})
+        if len(swept) == 1:
+            heat = per_set.groupby(swept[0])[rank].max().to_frame().T
+            heat.index = [f"mean {rank} over symbols"]
+            heat.columns.name = swept[0]
+        else:
+            heat = per_set.pivot_table(index=swept[0], columns=swept[1], values=rank, aggfunc="max")
+        heatmaps.append((f"{rank} (mean over symbols) by {' x '.join(swept[:2])}", heat))
+    params = {k: v for k, v in spec.params.items()}
+    meta = {"run": app.run_hash(cfg), "strategy": spec.name, "grid": json.dumps(app.json_ready(params)),
+            "data": f"{len(cfg.data.symbols)} symbols, {cfg.data.freq}", "mode": res.meta.get("mode", "")}
+    notes = ["Scale-out sweep: each (symbol, parameter set) is its own portfolio with the full capital; "
+             "equity curves are sampled, and per-bar components and margin are not kept (lean runs)."]
+    return render_report(ReportData(
+        title=f"carry sweep (scale-out): {spec.name}", metrics=metrics, equity=equity, heatmaps=heatmaps,
+        ranking_by=rank, notes=notes, meta=meta, drawdown=res.equity is not None,
+    ))

@@ -1,0 +1,358 @@
+"""The driver of a scale-out sweep: plan the tasks, run them (serially, on a process pool or
+on Dask) and assemble their compact results into one :class:`SweepResult`."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from backtest.config import BacktestConfig
+from data.errors import ConfigError, DataError
+from data.catalog_access import is_url, local_path, sweep_window
+from data.units import to_ms
+from backtest.app.scale.plan import BASE_PROCESS_BYTES, SweepPlan, available_memory, parse_bytes, peak_rss_bytes, plan_sweep
+from backtest.app.scale.tasks import SweepTask, TaskResult, resolve_strategy, run_task
+
+
+def _chunks(seq: list, size: int) -> list[list]:
+    size = max(1, int(size))
+    return [seq[i:i + size] for i in range(0, len(seq), size)]
+
+
+def _bars(value: str | int | None, step_ms: int, name: str) -> int | None:
+    """A length as a number of bars: ``None`` stays None (automatic), ``"none"``/0 -> 0,
+    an int is bars, a string a pandas duration (``"30D"``, ``"12h"``) rounded up to whole bars."""
+    if value is None:
+        return None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if value < 0:
+            raise ConfigError(f"{name} must be >= 0 bars, got {value}")
+        return int(value)
+    if str(value).strip().lower() in ("none", "0", ""):
+        return 0
+    try:
+        ms = pd.Timedelta(str(value)).total_seconds() * 1000.0
+    except ValueError:
+        raise ConfigError(f"cannot read {name} {value!r}: write a duration such as 30D or 12h, or a number of bars") from None
+    if ms <= 0:
+        raise ConfigError(f"{name} must be positive, got {value!r}")
+    return int(-(-ms // step_ms))
+
+
+def _warmup_bars(strat, params: list[dict], warmup: str | int | None, step_ms: int) -> int:
+    """Bars of history before each later time chunk (see ``run_sweep(warmup=...)``)."""
+    from backtest.app.scale.tasks import OVERLAP_CHECK_BARS
+
+    looks = [strat.params(p).lookback_hours() for p in params]
+    need = None if any(h is None for h in looks) else max(looks, default=0.0)
+    if warmup is None:
+        if need is None:
+            return _bars("30D", step_ms, "warmup")
+        return int(-(-1.25 * need * 3_600_000 // step_ms)) + OVERLAP_CHECK_BARS
+    bars = _bars(warmup, step_ms, "warmup")
+    if need is not None and bars * step_ms < need * 3_600_000:
+        raise ConfigError(f"warm-up {warmup!r} is shorter than strategy {strat.name!r}'s lookback of {need:g} hours "
+                          "(its signal windows and minimum hold): its targets would differ from one pass; raise --warmup")
+    return bars
+
+
+def _expand_grid(grid: Any) -> list[dict]:
+    from backtest.targets import param_grid
+
+    if grid is None:
+        return [{}]
+    if isinstance(grid, dict):
+        if any(isinstance(v, (list, tuple, np.ndarray, range)) for v in grid.values()):
+            return param_grid({k: (list(v) if isinstance(v, (list, tuple, np.ndarray, range)) else [v])
+                               for k, v in grid.items()})
+        return [dict(grid)]
+    if isinstance(grid, (list, tuple)):
+        return [dict(g) if isinstance(g, dict) else g for g in grid]
+    raise ConfigError(f"grid must be a dict (lists make a grid) or a list of parameter dicts, got {type(grid).__name__}")
+
+
+@dataclass
+class SweepResult:
+    """Compact results of a scale-out sweep.
+
+    Attributes
+    ----------
+    summary : DataFrame
+        One row per (parameter set, symbol), ordered by ``param_id`` then the requested symbol
+        order: ``param_id``, ``symbol``, ``strategy``, the parameters, then the
+        :data:`backtest.app.runs.SUMMARY_KEYS` figures (``worst_margin_ratio`` is NaN: lean run).
+    equity : DataFrame or None
+        Column equity (quote) at the last bar of each ``equity_every`` period; columns are a
+        MultiIndex (``param_id``, ``symbol``) in the order of ``summary``.
+    plan : SweepPlan
+    meta : dict
+        Window, mode, timings, per-task statistics, peak memory.
+    """
+
+    summary: pd.DataFrame
+    equity: pd.DataFrame | None
+    plan: SweepPlan
+    meta: dict
+
+    def best(self, metric: str = "sharpe", n: int = 10) -> pd.DataFrame:
+        return self.summary.sort_values(metric, ascending=False).head(n)
+
+    def by_params(self, metric: str = "sharpe", how: str = "mean") -> pd.DataFrame:
+        """A metric aggregated over symbols per parameter set."""
+        return self.summary.groupby("param_id")[metric].agg(how).to_frame(metric)
+
+    @property
+    def bar_columns(self) -> int:
+        return int(self.plan.n_bars) * len(self.summary)
+
+
+def _assemble(results: list[TaskResult], symbols: list[str], plan: SweepPlan, meta: dict) -> SweepResult:
+    results = sorted(results, key=lambda r: r.task_id)
+    frame = pd.concat([r.rows for r in results], ignore_index=True)
+    pos = {s: i for i, s in enumerate(symbols)}
+    order = np.lexsort((frame["symbol"].map(pos).to_numpy(), frame["param_id"].to_numpy()))
+    frame = frame.iloc[order].reset_index(drop=True)
+    first = ["param_id", "symbol", "strategy"]
+    frame = frame[first + [c for c in frame.columns if c not in first]]
+    equity = None
+    if results and results[0].equity is not None:
+        curves = np.hstack([r.equity for r in results])[:, order]
+        idx = pd.DatetimeIndex(pd.to_datetime(results[0].equity_index, utc=True), name="time")
+        cols = pd.MultiIndex.from_arrays([frame["param_id"].to_numpy(), frame["symbol"].to_numpy()], names=["param_id", "symbol"])
+        equity = pd.DataFrame(curves, index=idx, columns=cols)
+    meta = dict(meta)
+    meta["tasks"] = [{"task_id": r.task_id, **r.stats} for r in results]
+    meta["peak_rss_bytes"] = max([peak_rss_bytes()] + [r.stats.get("peak_rss_bytes", 0) for r in results])
+    return SweepResult(frame, equity, plan, meta)
+
+
+def _run_local(tasks: list[SweepTask], workers: int | None, progress: Callable | None) -> tuple[list[TaskResult], str]:
+    if not workers or workers <= 1 or len(tasks) <= 1:
+        out = []
+        for t in tasks:
+            out.append(run_task(t))
+            if progress:
+                progress(len(out), len(tasks))
+        return out, "serial"
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = mp.get_context("spawn")  # no fork of a process with numba/BLAS threads
+    out = []
+    with ProcessPoolExecutor(max_workers=int(workers), mp_context=ctx) as pool:
+        futs = [pool.submit(run_task, t) for t in tasks]
+        for f in as_completed(futs):
+            out.append(f.result())
+            if progress:
+                progress(len(out), len(tasks))
+    return out, f"processes[{int(workers)}]"
+
+
+def _dask_client(scheduler):
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ConfigError("--scheduler needs dask distributed: pip install 'carry[scale]'") from None
+    if isinstance(scheduler, Client):
+        return scheduler, False
+    if hasattr(scheduler, "scheduler_address"):  # a LocalCluster or other cluster object
+        return Client(scheduler), True
+    return Client(str(scheduler), timeout="30s"), True
+
+
+def _dask_task_budget(client) -> tuple[int | None, int]:
+    """(smallest per-thread memory limit over the workers, total threads)."""
+    try:
+        info = client.scheduler_info(n_workers=-1)  # newer distributed lists only 5 workers by default
+    except TypeError:
+        info = client.scheduler_info()
+    workers = info.get("workers", {})
+    limits, threads = [], 0
+    for w in workers.values():
+        n = int(w.get("nthreads", 1)) or 1
+        threads += n
+        if w.get("memory_limit"):
+            limits.append(int(w["memory_limit"]) // n)
+    return (min(limits) if limits else None), max(threads, 1)
+
+
+def _run_dask(tasks: list[SweepTask], client, retries: int, progress: Callable | None) -> list[TaskResult]:
+    from distributed import as_completed
+
+    token = hashlib.sha256(repr([(t.symbols, t.param_ids, t.catalog) for t in tasks]).encode()).hexdigest()[:10]
+    futures = [client.submit(run_task, t, key=f"carry-sweep-{token}-{t.task_id}", pure=False, retries=retries)
+               for t in tasks]
+    out = []
+    try:
+        for fut in as_completed(futures):
+            out.append(fut.result())
+            fut.release()
+            if progress:
+                progress(len(out), len(tasks))
+    finally:
+        for f in futures:
+            f.release()
+    return out
+
+
+def run_sweep(
+    catalog: str | os.PathLike,
+    symbols: Iterable[str] | str,
+    strategy: Any,
+    grid: Any,
+    config: BacktestConfig | dict | None = None,
+    *,
+    start=None,
+    end=None,
+    freq: str = "1h",
+    venue: str = "binance",
+    gaps: str = "ffill",
+    symbol_chunk: int | None = None,
+    param_chunk: int | None = None,
+    max_memory_bytes: int | str | None = None,
+    scheduler: Any = None,
+    workers: int | None = None,
+    retries: int = 2,
+    equity_every: str | None = "1D",
+    engine_kwargs: dict | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    time_chunk: str | int | None = None,
+    warmup: str | int | None = None,
+) -> SweepResult:
+    """Run ``strategy`` over ``grid`` x ``symbols`` in independent, memory-bounded tasks.
+
+    Parameters
+    ----------
+    catalog : path or URL
+        The Parquet catalog: a local directory or an fsspec URL (``s3://bucket/catalog``,
+        ``gcs://...``; needs the matching fsspec backend on every worker). Tasks read it
+        themselves; no market data goes through the driver or the scheduler.
+    symbols : list or comma-separated str
+    strategy : registered name, Strategy or picklable function ``fn(market, params)``
+        Must be per-symbol (targets of a symbol depend only on that symbol's data).
+    grid : dict or list
+        ``{name: [values]}`` (the Cartesian product; scalars are fixed) or a list of
+        parameter dicts. Parameter set ``k`` of the expanded grid is ``param_id == k``.
+    config : BacktestConfig or dict
+        Engine settings; ``initial_capital_quote`` is the capital of *each* (symbol,
+        parameter set) portfolio.
+    start, end, freq, venue, gaps
+        As :func:`data.loader.load_market`; the window defaults to the union of the
+        symbols' coverage and is the same for every task.
+    symbol_chunk, param_chunk : int, optional
+        Symbols and parameter sets per task (default: see :func:`plan_sweep`).
+    max_memory_bytes : int or str, optional
+        Working-set budget (``"4GB"``). In-process: for the whole machine, split over
+        ``workers``. Dask: per task (one worker thread); default there is the worker's
+        memory limit per thread. Default in-process: half of the available memory.
+    scheduler : str or distributed.Client, optional
+        ``"tcp://host:8786"``, a Client or a cluster object: run the tasks on Dask.
+    workers : int, optional
+        In-process only: >1 runs tasks on a pool of that many processes.
+    retries : int
+        Dask: times a failing task is resubmitted (a task on a worker that dies is
+        rescheduled by the scheduler anyway).
+    equity_every : str or None
+        Sample each column's equity at the last bar of every period (``"1D"``, ``"1W"``);
+        None: no curves.
+    engine_kwargs : dict
+        Extra keywords for :func:`backtest.engine.run_backtest` (e.g. ``parallel=True``).
+    progress : callable(done, total), optional
+    time_chunk : str or int, optional
+        Load and simulate the window in time chunks of this length (``"30D"``, or a number of
+        bars); every engine batch resumes from its state at the end of the previous chunk, so
+        the results equal one pass. Default: only when the memory budget needs it. 0 or
+        ``"none"``: never.
+    warmup : str or int, optional
+        History loaded before each later time chunk so the strategy's signals are warm
+        (``"30D"`` or bars). Default: 1.25 x the strategy's declared lookback
+        (:meth:`StrategyParams.lookback_hours`, the largest over the grid) plus 64 bars, or 30
+        days when it declares none; a warm-up shorter than the declared lookback is refused.
+        The targets at its end must also equal the previous chunk's; where they do not, the
+        batch is recomputed with twice the history, up to the window start.
+
+    Returns
+    -------
+    SweepResult
+    """
+    t0 = time.perf_counter()
+    if isinstance(symbols, str):
+        symbols = [s.strip().upper() for s in symbols.split(",") if s.strip()]
+    symbols = list(dict.fromkeys(symbols))
+    if not symbols:
+        raise ConfigError("no symbols")
+    if isinstance(strategy, str):
+        from strategies import get_strategy
+
+        get_strategy(strategy)  # unknown names fail here, with hints
+    if config is None:
+        config = BacktestConfig()
+    elif isinstance(config, dict):
+        config = BacktestConfig.from_dict(config)
+    params = _expand_grid(grid)
+    strat = resolve_strategy(strategy)
+    params = [strat.params(p).to_dict() for p in params]  # validated here, before any task starts
+    catalog = str(catalog)
+    if not is_url(catalog) and not Path(local_path(catalog)).is_dir():
+        raise DataError(f"catalog {catalog} does not exist")
+    w_start, w_end = sweep_window(catalog, symbols, freq, venue, start, end)
+    from data.schema import timeframe_minutes
+
+    step = timeframe_minutes(freq) * 60_000
+    t_lo = (to_ms(w_start) // step) * step
+    n_bars = int(-(-(to_ms(w_end) - t_lo) // step))
+
+    client, own_client = (None, False)
+    budget = parse_bytes(max_memory_bytes)
+    if scheduler is not None:
+        client, own_client = _dask_client(scheduler)
+        limit, threads = _dask_task_budget(client)
+        per_task = budget if budget is not None else (int(limit * 0.6) if limit else None)
+        slots = threads
+    else:
+        slots = max(1, int(workers or 1))
+        if budget is None:
+            budget = int(available_memory() * 0.5)
+        per_task = max(1, (budget - slots * BASE_PROCESS_BYTES * (slots > 1)) // slots)
+    plan = plan_sweep(n_bars, len(symbols), len(params), symbol_chunk=symbol_chunk, param_chunk=param_chunk,
+                      budget_per_task=per_task, min_tasks=2 * slots if slots > 1 else 1,
+                      time_chunk_bars=_bars(time_chunk, step, "time_chunk"),
+                      warmup_bars=_warmup_bars(strat, params, warmup, step))
+    strategy_ref = strategy if isinstance(strategy, str) else strat
+    tasks = []
+    for p_lo in range(0, len(params), plan.param_chunk):
+        pids = tuple(range(p_lo, min(p_lo + plan.param_chunk, len(params))))
+        for syms in _chunks(symbols, plan.symbol_chunk):
+            tasks.append(SweepTask(
+                task_id=len(tasks), catalog=catalog, symbols=tuple(syms), strategy=strategy_ref,
+                params=tuple(params[i] for i in pids), param_ids=pids, config=config.to_dict(),
+                start=w_start, end=w_end, freq=freq, venue=venue, gaps=gaps, engine_batch=plan.engine_batch,
+                equity_every=equity_every, engine_kwargs=dict(engine_kwargs or {}),
+                time_chunk_bars=plan.time_chunk_bars, warmup_bars=plan.warmup_bars,
+                max_history_bars=plan.max_history_bars,
+            ))
+    t_plan = time.perf_counter() - t0
+    try:
+        if client is not None:
+            results = _run_dask(tasks, client, retries, progress)
+            mode = f"dask[{client.scheduler.address if client.scheduler else scheduler}]"
+        else:
+            results, mode = _run_local(tasks, workers, progress)
+    finally:
+        if own_client:
+            client.close()
+    meta = {
+        "mode": mode, "catalog": catalog, "strategy": strat.name, "start": w_start, "end": w_end, "freq": freq,
+        "n_bars": n_bars, "n_symbols": len(symbols), "n_params": len(params), "n_columns": len(symbols) * len(params),
+        "bar_columns": n_bars * len(symbols) * len(params), "plan_seconds": t_plan,
+        "seconds": time.perf_counter() - t0, "portfolios": "one per (symbol, parameter set)",
+        "budget_bytes": budget, "config": config.to_dict(),
+    }
+    return _assemble(results, symbols, plan, meta)

@@ -1,0 +1,256 @@
+"""One task of a scale-out sweep: some symbols x some parameter sets, run where it lands.
+
+:func:`run_task` is what the process pool and the Dask workers run (pickled by reference).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from backtest.config import BacktestConfig
+from data.errors import ConfigError, DataError
+from data.catalog_access import is_url, local_path, stage_remote
+from data.units import to_ms
+from reports.figures import LeanFigures
+from backtest.app.scale.plan import peak_rss_bytes
+
+
+@dataclass(frozen=True)
+class SweepTask:
+    """One unit of work: some symbols x some parameter sets (picklable; no arrays)."""
+
+    task_id: int
+    catalog: str
+    symbols: tuple[str, ...]
+    strategy: Any  # a registered name, a Strategy or a picklable function
+    params: tuple[dict, ...]  # the parameter sets, in global order
+    param_ids: tuple[int, ...]  # their positions in the sweep's grid
+    config: dict
+    start: str
+    end: str
+    freq: str = "1h"
+    venue: str = "binance"
+    gaps: str = "ffill"
+    engine_batch: int = 0  # columns per engine call (0 = all the task's columns)
+    equity_every: str | None = "1D"
+    engine_kwargs: dict = field(default_factory=dict)
+    time_chunk_bars: int = 0  # bars per time chunk (0: the whole window in one load)
+    warmup_bars: int = 0  # bars of history loaded before each later chunk for the strategy's signals
+    max_history_bars: int = 0  # most bars a batch may load when its warm-up is extended (0: no limit)
+
+    @property
+    def n_columns(self) -> int:
+        return len(self.symbols) * len(self.params)
+
+
+@dataclass
+class TaskResult:
+    """What a task sends back: one row per column, sampled equity, timings."""
+
+    task_id: int
+    rows: pd.DataFrame
+    equity: np.ndarray | None  # (P, C) in the order of ``rows``
+    equity_index: np.ndarray | None  # (P,) int64 ns, UTC bar open times
+    stats: dict
+
+
+def per_column_portfolios(targets):
+    """The same targets with every column its own portfolio; ``param_id`` keeps the parameter set."""
+    return targets.with_columns(targets.columns.assign(param_id=targets.columns["group"].to_numpy())).per_column()
+
+
+def resolve_strategy(strategy):
+    from strategies import as_strategy
+
+    return as_strategy(strategy)
+
+
+def _sample_positions(index: pd.DatetimeIndex, every: str | None) -> np.ndarray | None:
+    """Position of the last bar of each period (``every``: a pandas frequency such as ``1D``)."""
+    if every is None or not len(index):
+        return None
+    periods = index.floor(every).asi8
+    last = np.flatnonzero(np.r_[periods[1:] != periods[:-1], True])
+    return last
+
+
+#: The leanest engine outputs the figures need: per-bar column equity, final components, fill
+#: and liquidation events.
+LEAN_ENGINE_OUTPUTS = ("equity",)
+
+
+#: Rows at the end of a chunk's warm-up compared with the previous chunk's targets.
+OVERLAP_CHECK_BARS = 64
+
+
+def run_task(task: SweepTask) -> TaskResult:
+    """Load the task's symbols, evaluate its parameter sets in engine batches, return compact rows.
+
+    With ``time_chunk_bars`` the window is loaded and simulated one time chunk at a time: every
+    engine batch resumes from its state at the end of the previous chunk (exactly as one run),
+    and the strategy sees ``warmup_bars`` of history before each later chunk. Targets at the
+    end of that warm-up must equal the ones the previous chunk computed for the same bars;
+    where they do not, the batch is recomputed with twice the history, up to the window start
+    (``warmups_extended`` in the task's stats) as long as that fits ``max_history_bars`` (else
+    ConfigError), and a mismatch even with all the history raises ConfigError.
+    """
+    from strategies import run_strategy
+
+    from backtest.engine import run_backtest
+    from backtest.kernels.simulate import S_Q, S_S
+    from data.loader import DataWarning, load_market
+    from data.schema import timeframe_minutes
+
+    t_start = time.perf_counter()
+    timings = {"stage": 0.0, "load": 0.0, "strategy": 0.0, "engine": 0.0, "figures": 0.0}
+    root = task.catalog
+    if is_url(root):
+        root = stage_remote(root, task.symbols, task.venue, task.start, task.end)
+        timings["stage"] = time.perf_counter() - t_start
+    else:
+        root = local_path(root)
+    step = timeframe_minutes(task.freq) * 60_000
+    t0 = (to_ms(task.start) // step) * step
+    n_bars = int(-(-(to_ms(task.end) - t0) // step))
+    chunk = task.time_chunk_bars if 0 < task.time_chunk_bars < n_bars else n_bars
+    config = BacktestConfig.from_dict(task.config)
+    strat = resolve_strategy(task.strategy)
+    n_sym = len(task.symbols)
+    per_call = max(1, (task.engine_batch or task.n_columns) // n_sym)  # parameter sets per engine call
+    batches = [(list(task.params[lo:lo + per_call]), task.param_ids[lo:lo + per_call])
+               for lo in range(0, len(task.params), per_call)]
+    if task.equity_every is not None:
+        full_index = pd.DatetimeIndex(pd.to_datetime((t0 + np.arange(n_bars, dtype=np.int64) * step) * 1_000_000, utc=True))
+        sample = _sample_positions(full_index, task.equity_every)
+        del full_index
+    else:
+        sample = None
+    states: list = [None] * len(batches)
+    figures: list = [None] * len(batches)
+    tables: list = [None] * len(batches)
+    tails: list = [None] * len(batches)
+    curves: list[list] = [[] for _ in batches]
+    n_chunks = 0
+    def load(w0: int, k1: int):
+        t = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DataWarning)
+            m = load_market(root, list(task.symbols), start=_iso(t0 + w0 * step), end=_iso(t0 + k1 * step),
+                            freq=task.freq, venue=task.venue, gaps=task.gaps)
+        timings["load"] += time.perf_counter() - t
+        if m.n_bars != k1 - w0:
+            raise DataError(f"task {task.task_id}: loading {_iso(t0 + w0 * step)} .. {_iso(t0 + k1 * step)} gave "
+                            f"{m.n_bars} bars, expected {k1 - w0} (bars of {task.freq} on a regular grid)")
+        return m
+
+    def targets_of(m, params):
+        tg = run_strategy(strat, m, params)
+        if tg.weights is not None:
+            raise ConfigError(f"strategy {strat.name!r} returns capital weights (cross-sectional); a scale-out sweep "
+                              "runs every (symbol, parameter set) as its own portfolio and cannot run it: use carry sweep")
+        return per_column_portfolios(tg)
+
+    extended = 0
+    for k0 in range(0, n_bars, chunk):
+        k1 = min(n_bars, k0 + chunk)
+        w0 = max(0, k0 - task.warmup_bars)
+        market = load(w0, k1)
+        off = k0 - w0
+        run_market = market if off == 0 else market.select(start=market.index[off])
+        for b, (params, ids) in enumerate(batches):
+            t = time.perf_counter()
+            m_b, wb = market, off
+            tg = targets_of(m_b, params)
+            # the targets at the end of the warm-up must be the previous chunk's; where they are
+            # not (state older than the warm-up, e.g. a hysteresis band held for months), load
+            # twice the history for this batch, up to the window start (then they are exact)
+            while tails[b] is not None and not _same_overlap(tg.values, wb, tails[b]):
+                if wb >= k0:
+                    _check_overlap(task, strat.name, m_b, tg.values, wb, tails[b])  # raises
+                wb = min(k0, max(2 * wb, OVERLAP_CHECK_BARS))
+                if task.max_history_bars and k1 - k0 + wb > task.max_history_bars:
+                    raise ConfigError(
+                        f"task {task.task_id}: strategy {strat.name!r} keeps a state older than {wb // 2:,} bars "
+                        f"(its targets at {_iso(t0 + k0 * step)} differ from the previous time chunk's), and the "
+                        f"history it needs does not fit the memory budget ({task.max_history_bars:,} bars per "
+                        "batch); raise --max-memory or --warmup, or run without time chunks")
+                extended += 1
+                m_b = load(k0 - wb, k1)
+                tg = targets_of(m_b, params)
+            del m_b
+            tails[b] = tg.values[max(0, tg.values.shape[0] - OVERLAP_CHECK_BARS):].copy() if k1 < n_bars else None
+            run_tg = tg if wb == 0 else tg.bars(wb, tg.values.shape[0])
+            timings["strategy"] += time.perf_counter() - t
+            t = time.perf_counter()
+            prev = states[b]
+            res = run_backtest(run_market, run_tg, config, outputs=LEAN_ENGINE_OUTPUTS, resume=prev, **task.engine_kwargs)
+            states[b] = res.state
+            timings["engine"] += time.perf_counter() - t
+            t = time.perf_counter()
+            if figures[b] is None:
+                figures[b] = LeanFigures(tg.n_columns, config.initial_capital_quote, res.bar_hours)
+                tab = tg.columns.reset_index(drop=True)
+                tab["param_id"] = np.asarray(ids, dtype=np.int64)[tab["param_id"].to_numpy()]
+                tables[b] = tab.drop(columns=["group"])
+            figures[b].add(res, *((prev.columns[:, S_S], prev.columns[:, S_Q]) if prev is not None else ()))
+            if sample is not None:
+                here = sample[(sample >= k0) & (sample < k1)] - k0
+                curves[b].append(res.equity.to_numpy()[here].copy())
+            timings["figures"] += time.perf_counter() - t
+            del res, tg, run_tg
+        del market, run_market
+        n_chunks += 1
+    rows = [pd.concat([tables[b], figures[b].frame()], axis=1) for b in range(len(batches))]
+    stats = {**{f"{k}_seconds": v for k, v in timings.items()},
+             "seconds": time.perf_counter() - t_start, "bars": int(n_bars), "columns": task.n_columns,
+             "time_chunks": n_chunks, "warmups_extended": extended, "pid": os.getpid(), "host": os.uname().nodename, "peak_rss_bytes": peak_rss_bytes()}
+    frame = pd.concat(rows, ignore_index=True)
+    equity = np.hstack([np.vstack(c) for c in curves]) if sample is not None else None
+    return TaskResult(task.task_id, frame, equity, None if sample is None else _index_of(task, sample), stats)
+
+
+def _iso(ms: int) -> str:
+    return pd.Timestamp(int(ms), unit="ms", tz="UTC").isoformat()
+
+
+def _same_overlap(values: np.ndarray, off: int, tail: np.ndarray) -> bool:
+    """Whether the targets of the ``min(off, len(tail))`` bars before row ``off`` equal the end
+    of ``tail`` (the previous chunk's last targets), NaN equal to NaN."""
+    m = min(off, tail.shape[0])
+    if m == 0:
+        return False
+    here, there = values[off - m:off], tail[tail.shape[0] - m:]
+    return bool(((here == there) | (np.isnan(here) & np.isnan(there))).all())
+
+
+def _check_overlap(task: SweepTask, name: str, market, values: np.ndarray, off: int, tail: np.ndarray) -> None:
+    """Raise ConfigError naming the first bar where the targets at the end of a chunk's warm-up
+    differ from the previous chunk's for those bars."""
+    m = min(off, tail.shape[0])
+    if m == 0:
+        raise ConfigError(f"task {task.task_id}: time chunks need a warm-up of at least 1 bar to check that strategy "
+                          f"{name!r} gives the same targets as one run; set warmup")
+    here, there = values[off - m:off], tail[tail.shape[0] - m:]
+    same = (here == there) | (np.isnan(here) & np.isnan(there))
+    if not same.all():
+        r, c = np.argwhere(~same)[0]
+        raise ConfigError(
+            f"task {task.task_id}: strategy {name!r} gives other targets at {market.index[off - m + r]} (column {c}) "
+            f"with {off} bars of history than the previous time chunk did ({there[r, c]} vs {here[r, c]}), even with "
+            "all the history from the window start: its targets depend on more than the market's bars (state kept "
+            "between calls, randomness, the position of a bar in the window)")
+
+
+def _index_of(task: SweepTask, sample: np.ndarray) -> np.ndarray:
+    from data.schema import timeframe_minutes
+
+    step = timeframe_minutes(task.freq) * 60_000
+    t0 = (to_ms(task.start) // step) * step
+    return (t0 + sample.astype(np.int64) * step) * 1_000_000

@@ -1,0 +1,182 @@
+"""Catalog access of a scale-out sweep: a local directory or an fsspec URL.
+
+:func:`sweep_window` finds the common bar window of the requested symbols cheaply;
+:func:`stage_remote` copies a task's year files from an fsspec URL to a local cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from data.errors import ConfigError, DataError
+from data.units import ms_to_iso, to_ms
+
+
+def is_url(catalog: str) -> bool:
+    return "://" in str(catalog) and not str(catalog).startswith("file://")
+
+
+def local_path(catalog: str) -> str:
+    s = str(catalog)
+    return s[len("file://"):] if s.startswith("file://") else s
+
+
+class _FS:
+    """The few file operations the sweep needs, on a local directory or an fsspec URL."""
+
+    def __init__(self, catalog: str):
+        self.url = str(catalog)
+        if is_url(self.url):
+            try:
+                import fsspec
+            except ImportError:
+                raise ConfigError(f"reading the catalog {self.url} needs fsspec (pip install 'carry[scale]')") from None
+            self.fs, self.root = fsspec.core.url_to_fs(self.url)
+            self.remote = True
+        else:
+            self.fs, self.root, self.remote = None, local_path(self.url).rstrip("/") or "/", False
+
+    def join(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    def glob(self, pattern: str) -> list[str]:
+        if self.remote:
+            return sorted(self.fs.glob(pattern))
+        import glob
+
+        return sorted(glob.glob(pattern))
+
+    def exists(self, path: str) -> bool:
+        return self.fs.exists(path) if self.remote else os.path.exists(path)
+
+    def read_times(self, path: str) -> np.ndarray:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self.remote:
+            with self.fs.open(path, "rb") as fh:
+                t = pq.read_table(fh, columns=["time"])
+        else:
+            t = pq.read_table(path, columns=["time"])
+        return t.column("time").cast(pa.int64()).to_numpy()
+
+    def get(self, path: str, local: str) -> None:
+        self.fs.get(path, local)
+
+    def info_token(self, path: str) -> str:
+        info = self.fs.info(path)
+        return str(info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified") or "") + \
+            f":{info.get('size')}"
+
+
+def _year_of(path: str) -> int:
+    m = re.search(r"year=(\d{4})\.parquet$", path)
+    return int(m.group(1)) if m else -1
+
+
+def _timeframes(fs: _FS, venue: str, kind: str, symbol: str, freq_min: int) -> list[str]:
+    from data.schema import timeframe_minutes
+
+    out = []
+    for d in fs.glob(fs.join(f"venue={venue}", f"kind={kind}", "timeframe=*", f"symbol={symbol}")):
+        tf = d.rstrip("/").split("/")[-2].split("=", 1)[1]
+        try:
+            m = timeframe_minutes(tf)
+        except ValueError:
+            continue
+        if freq_min % m == 0 and fs.glob(d.rstrip("/") + "/year=*.parquet"):
+            out.append(tf)
+    return out
+
+
+def _source_series(fs: _FS, symbol: str, freq: str, venue: str) -> tuple[str, str, str]:
+    """(spot symbol, perp symbol, source timeframe) as :func:`data.loader.load_market` picks them."""
+    from data.schema import timeframe_minutes
+    from data.symbols import perp_candidates, spot_symbol
+
+    freq_min = timeframe_minutes(freq)
+    canonical = spot_symbol(symbol)
+    spot_tfs = set(_timeframes(fs, venue, "spot", canonical, freq_min))
+    for cand, _ in perp_candidates(symbol):
+        common = sorted(spot_tfs & set(_timeframes(fs, venue, "perp", cand, freq_min)), key=timeframe_minutes)
+        if common:
+            return canonical, cand, common[-1]
+    raise DataError(f"catalog {fs.url}: no spot and perp bars for {symbol} at a timeframe dividing {freq} on venue {venue}")
+
+
+def sweep_window(catalog: str, symbols: Iterable[str], freq: str = "1h", venue: str = "binance",
+                 start=None, end=None) -> tuple[str, str]:
+    """The common ``[start, end)`` of a sweep: the union of the symbols' bar coverage.
+
+    Reads only the ``time`` column of each series' first and last year file, so it is cheap even
+    for hundreds of symbols of minute data. Explicit bounds win.
+    """
+    start_ms, end_ms = to_ms(start), to_ms(end)
+    if start_ms is not None and end_ms is not None:
+        return ms_to_iso(start_ms), ms_to_iso(end_ms)
+    fs = _FS(catalog)
+    lo, hi = None, None
+    for sym in symbols:
+        spot, perp, tf = _source_series(fs, sym, freq, venue)
+        for kind, name in (("spot", spot), ("perp", perp)):
+            files = fs.glob(fs.join(f"venue={venue}", f"kind={kind}", f"timeframe={tf}", f"symbol={name}", "year=*.parquet"))
+            if not files:
+                continue
+            first, last = fs.read_times(files[0]), fs.read_times(files[-1])
+            if first.size:
+                lo = int(first[0]) if lo is None else min(lo, int(first[0]))
+            if last.size:
+                hi = int(last[-1]) if hi is None else max(hi, int(last[-1]))
+    if lo is None:
+        raise DataError(f"catalog {catalog}: no bars for {list(symbols)}")
+    return ms_to_iso(lo if start_ms is None else start_ms), ms_to_iso(hi + 1 if end_ms is None else end_ms)
+
+
+def stage_remote(catalog: str, symbols: Iterable[str], venue: str, start: str, end: str,
+                  cache_dir: str | None = None) -> str:
+    """Copy the year files of ``symbols`` within [start, end) from an fsspec URL to a local cache.
+
+    The cache (``$CARRY_CACHE`` or the temp dir, one folder per catalog URL) is reused across
+    tasks on a worker; a file is fetched again only if its size/ETag/mtime changed.
+    """
+    from data.symbols import perp_candidates, spot_symbol, split_symbol
+
+    fs = _FS(catalog)
+    base = cache_dir or os.environ.get("CARRY_CACHE") or os.path.join(tempfile.gettempdir(), "carry-catalog-cache")
+    local_root = os.path.join(base, hashlib.sha256(fs.url.encode()).hexdigest()[:16])
+    y0, y1 = pd.Timestamp(start).year, pd.Timestamp(end).year
+    names: set[str] = set()
+    for sym in symbols:
+        names.add(spot_symbol(sym))
+        names.update(c for c, _ in perp_candidates(sym))
+        names.add(split_symbol(spot_symbol(sym))[0])  # borrow rates are stored per asset
+    root = fs.root.rstrip("/")
+    for name in sorted(names):
+        pats = [fs.join(f"venue={venue}", "kind=*", "timeframe=*", f"symbol={name}", "year=*.parquet"),
+                fs.join(f"venue={venue}", "kind=*", f"symbol={name}", "year=*.parquet")]
+        for pat in pats:
+            for path in fs.glob(pat):
+                year = _year_of(path)
+                kind = re.search(r"kind=([a-z]+)", path).group(1)
+                if kind in ("spot", "perp", "mark", "index", "premium") and not (y0 <= year <= y1):
+                    continue  # funding and borrow series are read whole by the loader
+                rel = path[len(root):].lstrip("/") if path.startswith(root) else path.split(fs.root.lstrip("/"), 1)[-1].lstrip("/")
+                dest = os.path.join(local_root, rel)
+                token = fs.info_token(path)
+                stamp = dest + ".src"
+                if os.path.exists(dest) and os.path.exists(stamp) and Path(stamp).read_text() == token:
+                    continue
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                tmp = f"{dest}.{os.getpid()}.part"
+                fs.get(path, tmp)
+                os.replace(tmp, dest)
+                Path(stamp).write_text(token)
+    return local_root

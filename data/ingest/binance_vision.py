@@ -1,0 +1,277 @@
+"""Ingest Binance's public bulk files (https://data.binance.vision) into the catalog.
+
+Binance publishes zipped CSVs, one per symbol and month (``monthly``) or day (``daily``),
+each with a ``<zip>.CHECKSUM`` sibling holding its sha256. The site's layout is::
+
+    data/spot/monthly/klines/BTCUSDT/1h/BTCUSDT-1h-2024-01.zip
+    data/futures/um/monthly/klines/BTCUSDT/1h/BTCUSDT-1h-2024-01.zip
+    data/futures/um/monthly/markPriceKlines/BTCUSDT/1h/BTCUSDT-1h-2024-01.zip
+    data/futures/um/monthly/indexPriceKlines/BTCUSDT/1h/BTCUSDT-1h-2024-01.zip
+    data/futures/um/monthly/premiumIndexKlines/BTCUSDT/1h/BTCUSDT-1h-2024-01.zip
+    data/futures/um/monthly/fundingRate/BTCUSDT/BTCUSDT-fundingRate-2024-01.zip
+    data/.../daily/.../BTCUSDT-1h-2024-01-15.zip
+
+All kline files share one 12-column CSV layout (``open_time, open, high, low, close,
+volume, close_time, quote_volume, count, taker_buy_volume, taker_buy_quote_volume,
+ignore``); funding files have ``calc_time, funding_interval_hours, last_funding_rate``.
+Quirks handled here:
+
+* Newer futures files start with a header row, spot files do not: the header is detected
+  (first field not numeric).
+* Spot timestamps are in microseconds from 2025-01-01, futures in milliseconds. The unit of
+  every file is detected from the magnitude of its times (s, ms, us or ns for a date between
+  2000 and 2100); anything else, or a file mixing units, is an error, never a guess.
+* Kline file names do not say whether they hold spot, perp, mark, index or premium-index
+  bars; the directory layout does. For files outside that layout pass ``market=`` (and
+  ``kind=`` for mark/index/premium files).
+* Funding settlement times carry millisecond jitter: they are floored to the minute. When a
+  file lacks interval hours they are derived from consecutive settlements.
+
+Every zip is verified against its ``.CHECKSUM`` sibling when present. Errors name the zip,
+the CSV member, the column and the row.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from data.catalog import Catalog, PartitionKey
+from data.errors import DataError
+from data.schema import Kind
+from data.validate import conform
+from data.ingest import IngestReport
+from data.ingest.binance_vision_csv import FUNDING_COLUMNS, KLINE_COLUMNS, read_binance_zip
+from data.ingest.binance_vision_files import (BinanceFile, layout_hints, parse_file_name, read_checksum_text,
+                                   sha256_file, verify_checksum_file)
+
+__all__ = [
+    "KLINE_COLUMNS",
+    "FUNDING_COLUMNS",
+    "BinanceFile",
+    "parse_file_name",
+    "read_binance_zip",
+    "read_checksum_text",
+    "sha256_file",
+    "verify_checksum_file",
+    "ingest_binance_vision",
+]
+
+
+def _derive_interval_hours(table: pa.Table) -> pa.Table:
+    """Fill null ``interval_hours`` from the spacing of consecutive settlements.
+
+    The interval of the settlement at ``t[i]`` is ``t[i] - t[i-1]`` (the period it pays
+    for); the first row, or a row after a gap longer than 24 h, takes the next spacing.
+    """
+    hours = table.column("interval_hours").to_numpy(zero_copy_only=False).astype(np.float64)
+    missing = np.isnan(hours)
+    if not missing.any():
+        return table
+    t = table.column("time").cast(pa.int64()).to_numpy()
+    if len(t) < 2:
+        return table
+    d = np.diff(t) / 3_600_000.0
+    prev = np.concatenate([[np.nan], d])
+    nxt = np.concatenate([d, [np.nan]])
+    ok = lambda x: (x > 0) & (x <= 24)  # noqa: E731
+    derived = np.where(ok(prev), prev, np.where(ok(nxt), nxt, np.nan))
+    hours = np.where(missing, derived, hours)
+    idx = table.schema.get_field_index("interval_hours")
+    return table.set_column(idx, table.schema.field(idx), pa.array(hours, mask=np.isnan(hours)))
+
+
+def _combine(parts: list[tuple[BinanceFile, pa.Table]], kind: Kind) -> tuple[pa.Table, list[str]]:
+    """Concatenate the tables of one series, sort by time and drop overlapping duplicates.
+
+    Files are taken in the order given (monthly before daily, oldest first); where two files
+    hold the same time, the first one wins and disagreeing values are reported.
+    """
+    conflicts: list[str] = []
+    tables = [t for _, t in parts if len(t)]
+    if not tables:
+        return parts[0][1], conflicts
+    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    if len(tables) > 1:
+        order = np.argsort(table.column("time").cast(pa.int64()).to_numpy(), kind="stable")
+        table = table.take(pa.array(order))
+        t = table.column("time").cast(pa.int64()).to_numpy()
+        dup = np.flatnonzero(np.diff(t) == 0) + 1
+        if dup.size:
+            keep = np.ones(len(t), dtype=bool)
+            # Row dup[i] repeats an earlier row with the same time: compare against the first.
+            first = np.searchsorted(t, t[dup], side="left")
+            differ = np.zeros(dup.size, dtype=bool)
+            for name in table.column_names:
+                if name == "time":
+                    continue
+                col = table.column(name).to_numpy(zero_copy_only=False)
+                a, b = col[dup], col[first]
+                if a.dtype.kind == "f":
+                    eq = (a == b) | (np.isnan(a) & np.isnan(b))
+                else:
+                    eq = a == b
+                differ |= ~np.asarray(eq, dtype=bool)
+            keep[dup] = False
+            table = table.filter(pa.array(keep))
+            src = f"{parts[0][0].symbol} {kind.value}"
+            for i in np.flatnonzero(differ)[:5]:
+                conflicts.append(
+                    f"{src} at {np.datetime64(int(t[dup[i]]), 'ms')} UTC: overlapping files disagree; kept the first "
+                    f"(monthly before daily)"
+                )
+            if differ.sum() > 5:
+                conflicts.append(f"... and {int(differ.sum()) - 5} more overlapping rows that disagree in {src}")
+    if kind is Kind.FUNDING:
+        table = _derive_interval_hours(table)
+    return table, conflicts
+
+
+def _iter_zip_paths(paths: Iterable[Path | str]) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            out.extend(sorted(q for q in p.rglob("*.zip") if q.is_file() and not q.name.startswith(".")))
+        elif p.is_file():
+            out.append(p)
+        elif not p.exists():
+            raise DataError(f"{p}: no such file or directory")
+        else:
+            raise DataError(f"{p}: not a file or directory")
+    seen: set[Path] = set()
+    unique = []
+    for p in out:
+        r = p.resolve()
+        if r not in seen:
+            seen.add(r)
+            unique.append(p)
+    return unique
+
+
+def ingest_binance_vision(
+    paths: list[Path | str],
+    catalog: Catalog,
+    venue: str = "binance",
+    verify_checksum: bool = True,
+    *,
+    market: str | None = None,
+    kind: Kind | str | None = None,
+    workers: int | None = None,
+) -> IngestReport:
+    """Ingest Binance bulk zips (data.binance.vision) into ``catalog``.
+
+    Parameters
+    ----------
+    paths:
+        Zip files, or directories searched recursively for ``*.zip``. Keep Binance's
+        directory layout (``data/spot/monthly/klines/BTCUSDT/1h/...``) so the kind of each
+        kline file is known; otherwise pass ``market`` (and ``kind``).
+    catalog:
+        Destination catalog.
+    venue:
+        Venue name stored in the partition key.
+    verify_checksum:
+        Check each zip against its ``<zip>.CHECKSUM`` sibling (sha256) when one exists.
+    market:
+        ``"spot"`` or ``"um"``: the market of kline files whose path does not say it.
+    kind:
+        Force the kind (``spot``, ``perp``, ``mark``, ``index``, ``premium``) of kline files
+        whose path does not say it (mark/index/premium files have the same names as klines).
+    workers:
+        Threads used to read zips (default: one per CPU, at most 4).
+
+    Returns
+    -------
+    IngestReport
+        Series written (rows added / already present), warnings and conflicts.
+
+    Notes
+    -----
+    Stored units: ``time`` UTC epoch milliseconds (bar open; funding settlement floored to
+    the minute); prices in quote per base (USDT per coin); ``volume`` in base units,
+    ``quote_volume`` in quote units, ``trades`` a count; premium-index bars as fractions;
+    funding ``rate`` as a fraction per interval, ``interval_hours`` in hours (from the file,
+    else derived from consecutive settlements), ``mark_price`` null.
+
+    Every file is read and validated before anything is written, so one bad file leaves
+    the catalog untouched. All files of one series are combined into one table and written
+    once (atomic per year file, idempotent: a re-ingest adds 0 rows).
+
+    Raises
+    ------
+    ChecksumError
+        A zip does not match its ``.CHECKSUM``.
+    DataError
+        Bad file name or layout, corrupt zip, missing CSV member, wrong column count,
+        unparseable number, unknown timestamp unit or any contract violation (see
+        :func:`data.validate.conform`); the message names the zip, member, column and row.
+    """
+    report = IngestReport()
+    zips = _iter_zip_paths(paths)
+    files = [parse_file_name(p, market=market, kind=kind) for p in zips]
+    if not files:
+        report.warnings.append("no Binance zip files found in " + ", ".join(str(p) for p in paths))
+        return report
+
+    def load(f: BinanceFile) -> tuple[pa.Table, list[str], bool]:
+        verified = verify_checksum_file(f.path) if verify_checksum else False
+        table, warns = read_binance_zip(f)
+        if f.kind in (Kind.SPOT, Kind.PERP) and kind is None and len(table) and layout_hints(f.path)[1] is None:
+            vol = table.column("volume").to_numpy()
+            trades = table.column("trades").to_numpy(zero_copy_only=False)
+            if np.all(vol == 0) and np.all(np.nan_to_num(trades.astype(float)) == 0):
+                raise DataError(
+                    f"{f.path}: every row has zero volume and zero trades: this looks like mark, index "
+                    f"or premium-index bars, not {f.kind.value} klines; pass kind='mark', 'index' or 'premium'"
+                )
+        return table, warns, verified
+
+    n_workers = workers or min(4, os.cpu_count() or 1)
+    if n_workers > 1 and len(files) > 1:
+        with ThreadPoolExecutor(max_workers=n_workers) as pool:
+            futures = [pool.submit(load, f) for f in files]
+            results = []
+            for fut in futures:  # in input order: the first bad file is reported
+                try:
+                    results.append(fut.result())
+                except BaseException:
+                    for other in futures:
+                        other.cancel()
+                    raise
+    else:
+        results = [load(f) for f in files]
+
+    unverified = 0
+    groups: dict[tuple[Kind, str, str | None], list[tuple[BinanceFile, pa.Table]]] = {}
+    for f, (table, warns, verified) in zip(files, results):
+        report.files_read += 1
+        report.warnings.extend(warns)
+        unverified += verify_checksum and not verified
+        groups.setdefault(f.key, []).append((f, table))
+    if unverified:
+        report.warnings.append(f"{unverified} of {len(files)} zips have no .CHECKSUM file and were not verified")
+
+    prepared = []
+    for (k, symbol, tf), parts in groups.items():
+        parts.sort(key=lambda ft: (ft[0].period[:7], ft[0].is_daily, ft[0].period, str(ft[0].path)))
+        table, conflicts = _combine(parts, k)
+        report.conflicts.extend(conflicts)
+        key = PartitionKey(venue, k, symbol, tf)
+        first, last = parts[0][0].path, parts[-1][0].path
+        source = str(first) if len(parts) == 1 else f"{len(parts)} files {first.name} .. {last.name} in {first.parent}"
+        table = conform(table, k, source)  # validate the combined series before any write
+        if k is Kind.FUNDING:
+            n_null = table.column("interval_hours").null_count
+            if n_null:
+                report.warnings.append(f"{key}: interval hours unknown for {n_null} settlements (isolated by gaps)")
+        prepared.append((key, table, source))
+
+    for key, table, source in sorted(prepared, key=lambda x: str(x[0])):
+        report.writes.append(catalog.write(key, table, source=source))
+    return report

@@ -1,0 +1,452 @@
+"""Ingest a freqtrade data directory (``freqtrade download-data``) into the catalog.
+
+Layout read (freqtrade's own conventions)::
+
+    DIR/<BASE>_<QUOTE>-<tf>.feather                            spot klines
+    DIR/futures/<BASE>_<QUOTE>_<SETTLE>-<tf>-futures.feather   perpetual klines (last price)
+    DIR/futures/<BASE>_<QUOTE>_<SETTLE>-<tf>-mark.feather      mark-price klines
+    DIR/futures/<BASE>_<QUOTE>_<SETTLE>-<tf>-index.feather     index-price klines
+    DIR/futures/<BASE>_<QUOTE>_<SETTLE>-<tf>-premiumIndex...   premium-index klines
+    DIR/futures/<BASE>_<QUOTE>_<SETTLE>-<tf>-funding_rate...   funding settlements
+
+Each file may be ``.feather``, ``.parquet``, ``.json`` or ``.json.gz`` (freqtrade's json is a
+list of ``[ms, open, high, low, close, volume]`` rows). A directory that directly holds the
+futures files (no ``futures/`` sub-folder) is read too.
+
+Conversions
+-----------
+* Symbol: ``BASE + QUOTE`` (``BTC_USDT_USDT`` -> ``BTCUSDT``). Multiplied perps keep the
+  exchange's name (``1000PEPE_USDT_USDT`` -> ``1000PEPEUSDT``); :mod:`data.symbols` maps
+  them to the spot pair (``PEPEUSDT``) and the 1000x price unit at load time.
+* Times: any Arrow timestamp unit (freqtrade writes ms in some files, ns in others) or integer
+  epochs (unit detected from the magnitude: s, ms, us or ns) become UTC milliseconds.
+  Timezone-naive times are rejected (freqtrade always writes UTC-aware dates).
+* Bars keep their times and values (volume in base units; ``quote_volume`` and ``trades``
+  null). Zero-volume constant-price bars are real (early perps) and kept.
+* Funding: the rate (a fraction per interval) is freqtrade's ``open`` column; times are floored
+  to the minute (the exchange stamps settlements with millisecond jitter); ``mark_price`` is
+  left null (the loader takes it from the mark bars). See :func:`derive_interval_hours` for
+  how ``interval_hours`` is derived.
+
+Overlapping files
+-----------------
+Several files may feed one series: freqtrade labels funding files ``-8h-`` (older versions) or
+``-1h-`` (current), often both are present and overlap, likewise ``-8h-mark``. Mark bars keep
+their own timeframe (an ``-8h-mark`` file holds real 8-hour bars and is stored at ``8h``).
+Files of the same series are merged by time: rows that agree exactly are kept once; where they
+disagree the row of the preferred file wins and the conflict is listed in
+``IngestReport.conflicts``. The preferred file is the one whose history **ends later** (the
+more recent download); on a tie the finer label (``1h`` before ``8h``, freqtrade's current
+convention), then feather before parquet before json. In the shared Binance data the
+``-1h-`` funding files end later in every case and no rates conflict.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+
+from data.catalog import Catalog, PartitionKey
+from data.errors import DataError
+from data.schema import TIME_TYPE, Kind, timeframe_minutes
+from data.symbols import spot_symbol
+from data.ingest import IngestReport
+
+__all__ = ["ingest_freqtrade", "derive_interval_hours", "parse_filename", "FreqtradeFile"]
+
+_CANDLE_KINDS = {
+    "": Kind.SPOT,
+    "spot": Kind.SPOT,
+    "futures": Kind.PERP,
+    "mark": Kind.MARK,
+    "index": Kind.INDEX,
+    "premiumIndex": Kind.PREMIUM,
+    "funding_rate": Kind.FUNDING,
+}
+_EXTS = (".feather", ".parquet", ".json.gz", ".json")
+_EXT_RANK = {".feather": 0, ".parquet": 1, ".json": 2, ".json.gz": 3}
+_NAME_RE = re.compile(
+    r"^(?P<pair>[A-Za-z0-9]+(?:_[A-Za-z0-9]+){1,2})-(?P<tf>\d+[mhdw])"
+    r"(?:-(?P<ct>futures|mark|index|premiumIndex|funding_rate|spot))?$"
+)
+_COLUMNS = ("date", "open", "high", "low", "close", "volume")
+
+#: Funding intervals (hours) an exchange schedules; a gap equal to one of these is taken as a
+#: genuine interval even when it is a multiple of the one before.
+STANDARD_INTERVALS_H = (1.0, 2.0, 4.0, 8.0)
+#: Gaps longer than this (hours) are missing data, never an interval.
+MAX_INTERVAL_H = 24.0
+
+
+@dataclass(frozen=True)
+class FreqtradeFile:
+    """One data file of a freqtrade directory, parsed from its name."""
+
+    path: Path
+    symbol: str  #: canonical exchange symbol, e.g. ``BTCUSDT`` or ``1000PEPEUSDT``
+    kind: Kind
+    label: str  #: freqtrade's timeframe label from the file name (``1h``, ``8h``, ``5m``)
+    ext: str
+
+    @property
+    def timeframe(self) -> str | None:
+        """The bar timeframe (``None`` for funding, whose label is not an interval)."""
+        return None if self.kind is Kind.FUNDING else self.label
+
+
+def parse_filename(path: Path | str) -> FreqtradeFile | None:
+    """Parse a freqtrade data file name; ``None`` if it is not one.
+
+    ``BTC_USDT-1h.feather`` -> spot ``BTCUSDT`` 1h; ``1000PEPE_USDT_USDT-8h-funding_rate.json``
+    -> funding ``1000PEPEUSDT`` (label ``8h``).
+    """
+    path = Path(path)
+    name = path.name
+    ext = next((e for e in _EXTS if name.endswith(e)), None)
+    if ext is None:
+        return None
+    m = _NAME_RE.match(name[: -len(ext)])
+    if m is None:
+        return None
+    parts = m.group("pair").upper().split("_")
+    ct = m.group("ct") or ""
+    kind = _CANDLE_KINDS[ct]
+    if kind is Kind.SPOT and len(parts) == 3:
+        kind = Kind.PERP  # a settle currency only exists on futures pairs
+    return FreqtradeFile(path, parts[0] + parts[1], kind, m.group("tf"), ext)
+
+
+# --------------------------------------------------------------------------- reading
+def _epoch_to_ms(values: np.ndarray, source: str) -> np.ndarray:
+    """Integer or float epochs in s, ms, us or ns (detected from the magnitude) -> int64 ms."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return v.astype(np.int64)
+    if not np.isfinite(v).all():
+        row = int(np.flatnonzero(~np.isfinite(v))[0])
+        raise DataError(f"{source}: column 'date', row {row}: missing or non-finite time")
+    mag = float(np.nanmax(np.abs(v)))
+    # 2001..2286 in each unit: s ~1e9, ms ~1e12, us ~1e15, ns ~1e18.
+    for lo, div in ((1e17, 1e6), (1e14, 1e3), (1e11, 1.0), (1e8, 1e-3)):
+        if mag >= lo:
+            return np.floor(v / div).astype(np.int64)
+    raise DataError(f"{source}: column 'date' holds numbers ({mag:g}) too small to be epoch times")
+
+
+def _read_raw(f: FreqtradeFile) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Read one file: (times as int64 UTC ms, {column: float64 values})."""
+    src = str(f.path)
+    if f.ext in (".json", ".json.gz"):
+        opener = gzip.open if f.ext == ".json.gz" else open
+        try:
+            with opener(f.path, "rt") as fh:
+                rows = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{src}: cannot read freqtrade json ({exc})") from None
+        if not isinstance(rows, list) or any(not isinstance(r, list) or len(r) < 6 for r in rows[:1]):
+            raise DataError(f"{src}: expected a json list of [ms, open, high, low, close, volume] rows")
+        try:
+            arr = np.array([r[:6] for r in rows], dtype=np.float64).reshape(-1, 6)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{src}: json rows are not all numeric [ms, o, h, l, c, v] ({exc})") from None
+        return _epoch_to_ms(arr[:, 0], src), {c: arr[:, i] for i, c in enumerate(_COLUMNS) if i}
+    try:
+        table = feather.read_table(f.path) if f.ext == ".feather" else pq.read_table(f.path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{src}: cannot read {f.ext[1:]} file ({exc}); it may be truncated or corrupt") from None
+    missing = [c for c in _COLUMNS if c not in table.column_names]
+    if missing:
+        raise DataError(
+            f"{src}: missing column(s) {', '.join(map(repr, missing))} "
+            f"(columns present: {', '.join(table.column_names)})"
+        )
+    date = table.column("date").combine_chunks()
+    if pa.types.is_timestamp(date.type):
+        if date.type.tz is None:
+            raise DataError(
+                f"{src}: column 'date' is timezone-naive ({date.type}); freqtrade writes UTC-aware "
+                "dates, so this file's time zone is unknown"
+            )
+        if date.null_count:
+            row = int(np.flatnonzero(date.is_null().to_numpy(zero_copy_only=False))[0])
+            raise DataError(f"{src}: column 'date', row {row}: missing time")
+        times = pc.cast(pc.cast(date, pa.timestamp(date.type.unit, tz="UTC")), pa.int64()).to_numpy()
+        unit_div = {"s": 1e-3, "ms": 1, "us": 1_000, "ns": 1_000_000}[date.type.unit]
+        times = np.floor_divide(times, int(unit_div)) if unit_div >= 1 else times * 1000
+    elif pa.types.is_integer(date.type) or pa.types.is_floating(date.type):
+        times = _epoch_to_ms(date.to_numpy(zero_copy_only=False), src)
+    else:
+        raise DataError(f"{src}: column 'date' has type {date.type}, expected a UTC timestamp")
+    cols = {}
+    for c in _COLUMNS[1:]:
+        col = table.column(c)
+        try:
+            cols[c] = col.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise DataError(f"{src}: column {c!r} has type {col.type}, expected numbers ({exc})") from None
+    return times.astype(np.int64), cols
+
+
+# --------------------------------------------------------------------------- merging
+def _fmt(ms: int) -> str:
+    unit = "s" if int(ms) % 1000 == 0 else "ms"
+    return str(np.datetime64(int(ms), "ms").astype(f"datetime64[{unit}]")).replace("T", " ") + " UTC"
+
+
+def _clean_one(
+    times: np.ndarray, vals: np.ndarray, f: FreqtradeFile, report: IngestReport, key: PartitionKey
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sort one file's rows by time and collapse duplicate times (last row wins, reported)."""
+    if len(times) > 1 and (np.diff(times) < 0).any():
+        order = np.argsort(times, kind="stable")
+        times, vals = times[order], vals[order]
+        report.warnings.append(f"{f.path}: rows were not sorted by time; sorted them")
+    if len(times) > 1:
+        dup = np.flatnonzero(np.diff(times) == 0)
+        if dup.size:
+            same = np.all((vals[dup] == vals[dup + 1]) | (np.isnan(vals[dup]) & np.isnan(vals[dup + 1])), axis=1)
+            if same.sum():
+                report.warnings.append(f"{f.path}: {int(same.sum())} exactly repeated rows dropped")
+            for i in dup[~same][:5]:
+                report.conflicts.append(
+                    f"{key}: {f.path.name} holds two different rows at {_fmt(times[i])}; kept the later row"
+                )
+            if (~same).sum() > 5:
+                report.conflicts.append(f"{key}: ... and {int((~same).sum()) - 5} more repeated times in {f.path.name}")
+            keep = np.ones(len(times), dtype=bool)
+            keep[dup] = False  # of each run of equal times keep the last
+            times, vals = times[keep], vals[keep]
+    return times, vals
+
+
+def _merge_files(
+    parts: list[tuple[FreqtradeFile, np.ndarray, np.ndarray]], key: PartitionKey, report: IngestReport
+) -> tuple[np.ndarray, np.ndarray]:
+    """Merge several files of one series; ``parts`` is ordered most preferred first."""
+    if len(parts) == 1:
+        return parts[0][1], parts[0][2]
+    times = np.concatenate([p[1] for p in parts])
+    vals = np.concatenate([p[2] for p in parts])
+    rank = np.concatenate([np.full(len(p[1]), i) for i, p in enumerate(parts)])
+    order = np.lexsort((rank, times))  # by time, then preferred file first
+    times, vals, rank = times[order], vals[order], rank[order]
+    first = np.ones(len(times), dtype=bool)
+    first[1:] = times[1:] != times[:-1]
+    start = np.flatnonzero(first)
+    win = np.repeat(start, np.diff(np.append(start, len(times))))  # index of each time's winner
+    dup = np.flatnonzero(~first)
+    differs = ~np.all((vals[dup] == vals[win[dup]]) | (np.isnan(vals[dup]) & np.isnan(vals[win[dup]])), axis=1)
+    bad = dup[differs]
+    col = "rate" if key.kind is Kind.FUNDING else "open/high/low/close/volume"
+    for i in bad:
+        w, loser = int(win[i]), int(i)
+        report.conflicts.append(
+            f"{key} at {_fmt(times[i])}: {parts[rank[w]][0].path.name} has {col} "
+            f"{_vals_str(vals[w], key)} but {parts[rank[loser]][0].path.name} has {_vals_str(vals[loser], key)}; "
+            f"kept {parts[rank[w]][0].path.name}"
+        )
+    return times[first], vals[first]
+
+
+def _vals_str(v: np.ndarray, key: PartitionKey) -> str:
+    return repr(float(v[0])) if key.kind is Kind.FUNDING else "(" + ", ".join(f"{x:g}" for x in v) + ")"
+
+
+# --------------------------------------------------------------------------- funding intervals
+def derive_interval_hours(times_ms: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Funding interval (hours) of each settlement, from the settlement times.
+
+    Rule (documented for users):
+
+    1. The interval of a settlement is the time since the previous settlement: the rate
+       settled at ``t_i`` accrues over ``(t_{i-1}, t_i]``.
+    2. The first settlement has no predecessor; it takes the interval derived for the second.
+       A single settlement gets null (unknown).
+    3. A gap longer than 24 h is missing data: the settlement keeps the interval in force
+       before it (a warning says how long the hole is).
+    4. A gap that is a whole multiple ``k >= 2`` of the interval in force before it is a
+       missing settlement (``k - 1`` missing), and keeps that interval, when the gap is not a
+       standard interval (1, 2, 4, 8 h; e.g. 16 h after 8 h) or the next gap returns to the
+       previous interval (8, 8, 16, 8). Otherwise it is a genuine change (8 h -> 4 h, 1 h -> 4 h).
+    5. Any other gap (e.g. 5 h, a schedule shift) is kept as measured, with a warning.
+
+    Parameters
+    ----------
+    times_ms:
+        Sorted, unique settlement times, int64 UTC milliseconds.
+
+    Returns
+    -------
+    (interval_hours, notes)
+        float64 hours per settlement (NaN where unknown), and one note per anomaly.
+    """
+    t = np.asarray(times_ms, dtype=np.int64)
+    n = len(t)
+    out = np.full(n, np.nan)
+    notes: list[str] = []
+    if n < 2:
+        return out, notes
+    g = np.diff(t) / 3_600_000.0  # gap before row i+1, hours
+    out[1:] = g
+    standard = np.isin(g, STANDARD_INTERVALS_H)
+    prev = np.nan
+    for i in range(1, n):
+        gi = g[i - 1]
+        nxt = g[i] if i < n - 1 else np.nan
+        ref = prev if not np.isnan(prev) else nxt  # interval in force before this gap
+        if gi > MAX_INTERVAL_H:
+            val = ref if not np.isnan(ref) and ref <= MAX_INTERVAL_H else np.nan
+            notes.append(
+                f"{gi:g} h without a settlement before {_fmt(t[i])} (missing data); "
+                f"interval taken as {val:g} h"
+            )
+        elif not np.isnan(ref) and gi > ref and _is_multiple(gi, ref) and (
+            not standard[i - 1] or (not np.isnan(nxt) and nxt == ref and nxt == prev)
+        ):
+            val = ref
+            notes.append(
+                f"{int(round(gi / ref)) - 1} settlement(s) missing before {_fmt(t[i])} "
+                f"(gap {gi:g} h, interval {ref:g} h)"
+            )
+        else:
+            val = gi
+            if not standard[i - 1]:
+                notes.append(f"irregular funding gap of {gi:g} h before {_fmt(t[i])}; kept as the interval")
+        out[i] = val
+        prev = val
+    out[0] = out[1]
+    return out, notes
+
+
+def _is_multiple(a: float, b: float) -> bool:
+    k = a / b
+    return k >= 2 - 1e-9 and abs(k - round(k)) < 1e-6
+
+
+# --------------------------------------------------------------------------- main entry
+def _wanted(symbols: list[str] | None) -> set[str] | None:
+    if symbols is None:
+        return None
+    return {re.sub(r"[^A-Z0-9]", "", s.upper().split(":")[0]) for s in symbols}
+
+
+def _discover(directory: Path, report: IngestReport) -> list[FreqtradeFile]:
+    files: list[FreqtradeFile] = []
+    dirs = [directory] + ([directory / "futures"] if (directory / "futures").is_dir() else [])
+    for d in dirs:
+        for p in sorted(d.iterdir()):
+            if not p.is_file() or p.name.startswith("."):
+                continue
+            f = parse_filename(p)
+            if f is None:
+                if any(p.name.endswith(e) for e in _EXTS):
+                    report.warnings.append(f"{p}: name is not in freqtrade's layout (<BASE>_<QUOTE>[_<SETTLE>]-<tf>[-<type>]); skipped")
+                continue
+            if f.kind is Kind.FUNDING or f.kind.is_bar:
+                try:
+                    timeframe_minutes(f.label)
+                except ValueError as exc:
+                    report.warnings.append(f"{p}: {exc}; skipped")
+                    continue
+            files.append(f)
+    return files
+
+
+def ingest_freqtrade(
+    directory: Path | str,
+    catalog: Catalog,
+    venue: str = "binance",
+    symbols: list[str] | None = None,
+) -> IngestReport:
+    """Ingest every recognised file of a freqtrade data directory into ``catalog``.
+
+    Parameters
+    ----------
+    directory:
+        A freqtrade exchange data directory (``user_data/data/binance``: spot files at the top,
+        futures under ``futures/``) or a directory holding futures files directly.
+    catalog:
+        Destination catalog; rows are merged idempotently (re-running adds nothing).
+    venue:
+        Venue name stored with every series (``"binance"``).
+    symbols:
+        Only these canonical symbols (``["BTCUSDT", "PEPEUSDT"]``; a spot symbol also selects
+        its multiplied perp ``1000PEPEUSDT``). ``None`` ingests everything.
+
+    Returns
+    -------
+    IngestReport
+        Series written (rows added / already present), warnings (skipped files, missing
+        funding settlements, irregular gaps) and conflicts (overlapping files that disagree).
+
+    Raises
+    ------
+    DataError
+        If ``directory`` is missing or holds no freqtrade data, or a file is unreadable or
+        breaks the data contract (the message names the file, column and row).
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError(f"{directory}: no such directory (expected a freqtrade data directory)")
+    report = IngestReport()
+    files = _discover(directory, report)
+    if not files:
+        raise DataError(
+            f"{directory}: no freqtrade data files found (expected e.g. BTC_USDT-1h.feather or "
+            "futures/BTC_USDT_USDT-1h-futures.feather)"
+        )
+    wanted = _wanted(symbols)
+    groups: dict[PartitionKey, list[FreqtradeFile]] = defaultdict(list)
+    for f in files:
+        if wanted is not None and f.symbol not in wanted and spot_symbol(f.symbol) not in wanted:
+            continue
+        groups[PartitionKey(venue, f.kind, f.symbol, f.timeframe)].append(f)
+    if wanted is not None:
+        found = {k.symbol for k in groups} | {spot_symbol(k.symbol) for k in groups}
+        for s in sorted(wanted - found):
+            report.warnings.append(f"{directory}: no files for symbol {s}")
+    for key in sorted(groups, key=str):
+        _ingest_series(key, groups[key], catalog, report)
+    return report
+
+
+def _ingest_series(key: PartitionKey, files: list[FreqtradeFile], catalog: Catalog, report: IngestReport) -> None:
+    value_cols = ["open"] if key.kind is Kind.FUNDING else ["open", "high", "low", "close", "volume"]
+    parts = []
+    for f in files:
+        times, cols = _read_raw(f)
+        report.files_read += 1
+        if len(times) == 0:
+            report.warnings.append(f"{f.path}: file holds no rows; skipped")
+            continue
+        if key.kind is Kind.FUNDING:
+            times = times - times % 60_000  # floor settlement jitter to the minute
+        vals = np.column_stack([cols[c] for c in value_cols])
+        times, vals = _clean_one(times, vals, f, report, key)
+        parts.append((f, times, vals))
+    if not parts:
+        return
+    # most preferred first: ends later, then finer label, then format
+    parts.sort(key=lambda p: (-int(p[1][-1]), timeframe_minutes(p[0].label), _EXT_RANK[p[0].ext], p[0].path.name))
+    times, vals = _merge_files(parts, key, report)
+    source = " + ".join(str(p[0].path) for p in parts)
+    time_arr = pa.array(times, type=pa.int64()).cast(TIME_TYPE)
+    if key.kind is Kind.FUNDING:
+        hours, notes = derive_interval_hours(times)
+        report.warnings += [f"{key}: {n}" for n in notes]
+        table = pa.table({"time": time_arr, "rate": vals[:, 0], "interval_hours": hours})
+    else:
+        table = pa.table({"time": time_arr, **{c: vals[:, i] for i, c in enumerate(value_cols)}})
+        if key.kind not in (Kind.SPOT, Kind.PERP):
+            table = table.drop_columns(["volume"])
+    report.writes.append(catalog.write(key, table, source=source))

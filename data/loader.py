@@ -1,0 +1,479 @@
+"""Turn a catalog into an aligned :class:`~data.market.Market` for the engine.
+
+:func:`load_market` reads spot, perp, mark and funding series per symbol, puts them on one
+common UTC bar grid, resamples to a coarser bar if asked (``1h -> 4h, 1d``) without losing a
+single funding settlement, and applies an explicit gap policy. Everything it fills or falls
+back on is marked in the market's masks and listed in ``Market.notes``; nothing is silent.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from data.catalog import Catalog, PartitionKey
+from data.errors import DataError
+from data.market import Market
+from data.schema import Kind, timeframe_minutes
+from data.symbols import perp_candidates, spot_symbol, split_symbol
+from data.units import to_ms
+
+_MS_PER_MIN = 60_000
+
+
+class DataWarning(UserWarning):
+    """Data was filled, replaced by a fallback, or is otherwise not exactly as recorded."""
+
+
+class GapPolicy(str, Enum):
+    """What to do with missing bars inside a series' coverage."""
+
+    ERROR = "error"  #: raise DataError naming the symbol, the series and the first gap
+    FFILL = "ffill"  #: forward-fill flat bars at the last close, up to ``max_fill_bars``
+
+
+@dataclass(frozen=True)
+class _Series:
+    """One bar series on the source grid: float arrays of length T_src, NaN where missing."""
+
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    present: np.ndarray  # bool: a real bar exists
+    filled: np.ndarray  # bool: forward-filled bar
+
+
+def _timeframes(catalog: Catalog, venue: str, symbol: str, kind: Kind, freq_min: int) -> list[str]:
+    """Timeframes stored for a series that divide the requested bar length."""
+    base = catalog.root / f"venue={venue}" / f"kind={kind.value}"
+    out = []
+    for tdir in base.glob("timeframe=*"):
+        tf = tdir.name.split("=", 1)[1]
+        try:
+            m = timeframe_minutes(tf)
+        except ValueError:
+            continue
+        if freq_min % m == 0 and (tdir / f"symbol={symbol}").is_dir():
+            out.append(tf)
+    return out
+
+
+def _place(table: pa.Table, t0: int, step: int, n: int, source: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Positions of a bar table's rows on the grid ``t0 + k*step`` (rows off the grid are an error)."""
+    t = table.column("time").cast(pa.int64()).to_numpy()
+    inside = (t >= t0) & (t < t0 + n * step)
+    t = t[inside]
+    off = (t - t0) % step
+    if off.any():
+        bad = int(np.flatnonzero(off)[0])
+        raise DataError(
+            f"{source}: bar at {pd.Timestamp(int(t[bad]), unit='ms', tz='UTC')} is not on the "
+            f"{step // _MS_PER_MIN}-minute grid (bars must be stamped at their open)"
+        )
+    pos = (t - t0) // step
+    cols = {c: table.column(c).to_numpy(zero_copy_only=False)[inside] for c in table.column_names if c != "time"}
+    return pos.astype(np.int64), cols
+
+
+def _read_bars(catalog, key, t0, step, n, lo, hi) -> _Series | None:
+    if not catalog.has(key):
+        return None
+    table = catalog.read(key, np.datetime64(lo, "ms"), np.datetime64(hi, "ms"))
+    pos, cols = _place(table, t0, step, n, str(key))
+    out = {}
+    for name in ("open", "high", "low", "close", "volume"):
+        a = np.full(n, np.nan)
+        if name in cols:
+            a[pos] = cols[name]
+        elif name == "volume":
+            a[pos] = 0.0
+        out[name] = a
+    present = np.zeros(n, dtype=bool)
+    present[pos] = True
+    return _Series(**out, present=present, filled=np.zeros(n, dtype=bool))
+
+
+def _gaps(present: np.ndarray) -> list[tuple[int, int]]:
+    """Interior runs of missing bars as (first, length), between the first and last real bar."""
+    idx = np.flatnonzero(present)
+    if idx.size < 2:
+        return []
+    d = np.diff(idx)
+    at = np.flatnonzero(d > 1)
+    return [(int(idx[j] + 1), int(d[j] - 1)) for j in at]
+
+
+def _apply_gap_policy(series: _Series, label: str, policy: GapPolicy, max_fill: int, times_ms, notes: list[str]) -> _Series:
+    gaps = _gaps(series.present)
+    if not gaps:
+        return series
+    def when(i):
+        return pd.Timestamp(int(times_ms[i]), unit="ms", tz="UTC")
+    if policy is GapPolicy.ERROR:
+        first, length = gaps[0]
+        raise DataError(
+            f"{label}: {len(gaps)} gap(s) in the data, the first {length} bar(s) missing from "
+            f"{when(first)}; pass gaps='ffill' to forward-fill gaps up to max_fill_bars, or repair the source"
+        )
+    o, h, l, c, v = (a.copy() for a in (series.open, series.high, series.low, series.close, series.volume))
+    filled = series.filled.copy()
+    long_gaps = []
+    for first, length in gaps:
+        if length > max_fill:
+            long_gaps.append((first, length))
+            continue
+        prev = c[first - 1]
+        sl = slice(first, first + length)
+        o[sl] = h[sl] = l[sl] = c[sl] = prev
+        v[sl] = 0.0
+        filled[sl] = True
+    n_filled = sum(n for _, n in gaps if n <= max_fill)
+    if n_filled:
+        notes.append(f"{label}: forward-filled {n_filled} missing bar(s) in {len(gaps) - len(long_gaps)} gap(s)")
+    for first, length in long_gaps:
+        notes.append(
+            f"{label}: gap of {length} bars from {when(first)} exceeds max_fill_bars={max_fill}; "
+            "bars left invalid (no trading there)"
+        )
+    return _Series(o, h, l, c, v, series.present, filled)
+
+
+def _resample(a: np.ndarray, k: int, how: str) -> np.ndarray:
+    if k == 1:
+        return a
+    r = a.reshape(-1, k)
+    if how == "first":
+        return r[:, 0]
+    if how == "last":
+        return r[:, -1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if how == "max":
+            return np.max(r, axis=1)
+        if how == "min":
+            return np.min(r, axis=1)
+        return np.sum(r, axis=1)
+
+
+def _resample_series(s: _Series, k: int) -> tuple[np.ndarray, ...]:
+    ok = s.present | s.filled
+    all_ok = _resample(ok.astype(np.int8), k, "min").astype(bool)
+    o = np.where(all_ok, _resample(s.open, k, "first"), np.nan)
+    h = np.where(all_ok, _resample(s.high, k, "max"), np.nan)
+    l = np.where(all_ok, _resample(s.low, k, "min"), np.nan)
+    c = np.where(all_ok, _resample(s.close, k, "last"), np.nan)
+    v = np.where(all_ok, _resample(np.nan_to_num(s.volume), k, "sum"), np.nan)
+    any_filled = _resample(s.filled.astype(np.int8), k, "max").astype(bool)
+    return o, h, l, c, v, all_ok, any_filled
+
+
+def _coverage(catalog: Catalog, keys: list[PartitionKey]) -> tuple[int, int] | None:
+    """First and last time (ms) over the given series, from their first and last year files."""
+    lo, hi = None, None
+    for key in keys:
+        files = catalog.files(key)
+        if not files:
+            continue
+        first = pq.read_table(files[0], columns=["time"]).column("time").cast(pa.int64()).to_numpy()
+        last = pq.read_table(files[-1], columns=["time"]).column("time").cast(pa.int64()).to_numpy()
+        if first.size:
+            lo = int(first[0]) if lo is None else min(lo, int(first[0]))
+        if last.size:
+            hi = int(last[-1]) if hi is None else max(hi, int(last[-1]))
+    return None if lo is None else (lo, hi)
+
+
+def load_market(
+    catalog: Catalog | str,
+    symbols: list[str] | tuple[str, ...] | str,
+    start=None,
+    end=None,
+    freq: str = "1h",
+    venue: str = "binance",
+    *,
+    gaps: GapPolicy | str = GapPolicy.FFILL,
+    max_fill_bars: int | None = None,
+    require_mark: bool = False,
+) -> Market:
+    """Load an aligned :class:`Market` from a catalog.
+
+    Parameters
+    ----------
+    catalog:
+        A :class:`~data.catalog.Catalog` or its root directory.
+    symbols:
+        Canonical symbols (spot pair names such as ``"BTCUSDT"``; ``"1000PEPEUSDT"`` is
+        accepted and mapped to ``"PEPEUSDT"``), a list or a comma-separated string.
+    start, end:
+        Optional UTC bounds (anything :class:`pandas.Timestamp` accepts; naive = UTC). Bars in
+        ``[start, end)`` are kept. Default: the union of the symbols' coverage.
+    freq:
+        Bar length of the market (``"1h"``, ``"4h"``, ``"1d"``, ``"1m"``...). Bars are built from
+        the coarsest stored timeframe that divides it; funding settlements are summed into the
+        bar whose span ``(open, close]`` holds them (``funding_count`` says how many).
+    venue:
+        Venue partition to read (``"binance"``).
+    gaps:
+        ``"ffill"`` (default): missing bars inside a series are forward-filled flat at the last
+        close for up to ``max_fill_bars`` bars, marked in ``Market.filled`` and listed in
+        ``Market.notes`` (a :class:`DataWarning` is issued); longer gaps stay invalid.
+        ``"error"``: any gap raises :class:`DataError` naming the series and the first gap.
+    max_fill_bars:
+        Longest gap to fill, in source bars (default: one day's worth).
+    require_mark:
+        If True a symbol without mark-price data is an error; otherwise perp last prices stand
+        in for the mark (``Market.mark_fallback``) with a warning.
+
+    Returns
+    -------
+    Market
+        Read-only (T, N) arrays on one UTC bar grid.
+    """
+    catalog = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
+    if not catalog.root.is_dir():
+        raise DataError(f"catalog {catalog.root} does not exist; ingest data first (carry data ingest ...)")
+    if isinstance(symbols, str):
+        symbols = [s.strip() for s in symbols.split(",") if s.strip()]
+    if not symbols:
+        raise DataError("no symbols requested")
+    policy = GapPolicy(gaps)
+    freq_min = timeframe_minutes(freq)
+    step_t = freq_min * _MS_PER_MIN
+    start_ms, end_ms = to_ms(start), to_ms(end)
+    notes: list[str] = []
+
+    # Resolve every symbol's series and source timeframe.
+    plans = []
+    for sym in symbols:
+        try:
+            split_symbol(sym)
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+        canonical = spot_symbol(sym)
+        perp_names = perp_candidates(sym if sym != canonical else canonical)
+        spot_tfs = _timeframes(catalog, venue, canonical, Kind.SPOT, freq_min)
+        perp_sym, mult, src_tf = None, 1, None
+        for cand, m in perp_names:
+            common = sorted(set(spot_tfs) & set(_timeframes(catalog, venue, cand, Kind.PERP, freq_min)),
+                            key=timeframe_minutes)
+            if common:
+                perp_sym, mult, src_tf = cand, m, common[-1]  # the coarsest common timeframe
+                break
+            if perp_sym is None and _timeframes(catalog, venue, cand, Kind.PERP, freq_min):
+                perp_sym, mult = cand, m
+        if src_tf is None:
+            what = []
+            if not spot_tfs:
+                what.append(f"no spot bars for {canonical}")
+            if perp_sym is None:
+                what.append(f"no perp bars for {sym}")
+            if not what:
+                what.append(f"no common timeframe dividing {freq} for the spot and perp bars of {canonical}")
+            raise DataError(
+                f"catalog {catalog.root}: {' and '.join(what)} at a timeframe dividing {freq} "
+                f"on venue {venue}; available symbols: {', '.join(available_symbols(catalog, venue)) or 'none'}"
+            )
+        spot_tf = perp_tf = src_tf
+        mark_tf = src_tf if src_tf in _timeframes(catalog, venue, perp_sym, Kind.MARK, freq_min) else None
+        src_min = timeframe_minutes(src_tf)
+        keys = {
+            "spot": PartitionKey(venue, Kind.SPOT, canonical, spot_tf),
+            "perp": PartitionKey(venue, Kind.PERP, perp_sym, perp_tf),
+            "mark": PartitionKey(venue, Kind.MARK, perp_sym, mark_tf) if mark_tf else None,
+            "funding": PartitionKey(venue, Kind.FUNDING, perp_sym),
+        }
+        if keys["mark"] is None:
+            if require_mark:
+                raise DataError(f"catalog {catalog.root}: no mark-price bars for {perp_sym} at {src_tf} (require_mark=True)")
+            notes.append(f"{canonical}: no mark-price data at {src_tf}; perp last prices stand in for the mark "
+                         "(funding is still valued at the mark where any stored mark bar opens at the settlement)")
+        if not catalog.has(keys["funding"]):
+            raise DataError(f"catalog {catalog.root}: no funding settlements for {perp_sym} on venue {venue}")
+        plans.append((canonical, perp_sym, mult, src_min, keys))
+
+    names = [p[0] for p in plans]
+    if len(set(names)) != len(names):
+        raise DataError(f"symbols map to the same market twice: {symbols}")
+
+    # Common grid: union of the symbols' bar coverage, clipped to [start, end), aligned to freq.
+    cov = _coverage(catalog, [k for p in plans for k in (p[4]["spot"], p[4]["perp"])])
+    lo = cov[0] if start_ms is None else start_ms
+    hi = cov[1] + 1 if end_ms is None else end_ms
+    t0 = (lo // step_t) * step_t
+    if hi <= t0:
+        raise DataError(f"empty time range: start {pd.Timestamp(lo, unit='ms', tz='UTC')} is not before end {pd.Timestamp(hi, unit='ms', tz='UTC')}")
+    n_bars = int(-(-(hi - t0) // step_t))
+    index = pd.DatetimeIndex(pd.to_datetime(t0 + step_t * np.arange(n_bars, dtype=np.int64), unit="ms", utc=True))
+    shape = (n_bars, len(plans))
+
+    out = {name: np.full(shape, np.nan) for name in (
+        "spot_open", "spot_high", "spot_low", "spot_close", "spot_volume",
+        "perp_open", "perp_high", "perp_low", "perp_close", "perp_volume",
+        "mark_open", "mark_high", "mark_low", "mark_close")}
+    funding_rate = np.zeros(shape)
+    funding_value = np.zeros(shape)
+    funding_count = np.zeros(shape, dtype=np.int32)
+    funding_hours = np.full(shape, np.nan)
+    valid = np.zeros(shape, dtype=bool)
+    filled = np.zeros(shape, dtype=bool)
+    mark_fallback = np.zeros(shape, dtype=bool)
+    multipliers = np.ones(len(plans), dtype=np.int64)
+
+    for j, (canonical, perp_sym, mult, src_min, keys) in enumerate(plans):
+        multipliers[j] = mult
+        step = src_min * _MS_PER_MIN
+        k = freq_min // src_min
+        n_src = n_bars * k
+        src_times = t0 + step * np.arange(n_src, dtype=np.int64)
+        t_hi = t0 + n_bars * step_t
+        max_fill = max_fill_bars if max_fill_bars is not None else max(1, (24 * 60) // src_min)
+
+        def read(kind_name, scale=1.0):
+            key = keys[kind_name]
+            if key is None:
+                return None
+            if timeframe_minutes(key.timeframe) != src_min:
+                raise DataError(
+                    f"{canonical}: series have different timeframes ({key} vs {src_min}m); "
+                    "ingest them at a common timeframe"
+                )
+            s = _read_bars(catalog, key, t0, step, n_src, t0, t_hi)
+            s = _apply_gap_policy(s, f"{canonical} {kind_name} ({key})", policy, max_fill, src_times, notes)
+            if scale != 1.0:  # perp quoted per `mult` coins -> per coin
+                s = _Series(s.open / scale, s.high / scale, s.low / scale, s.close / scale,
+                            s.volume * scale, s.present, s.filled)
+            return s
+
+        spot = read("spot")
+        perp = read("perp", float(mult))
+        mark = read("mark", float(mult))
+        if mark is not None:
+            miss = ~(mark.present | mark.filled) & (perp.present | perp.filled)
+            if miss.any():
+                notes.append(f"{canonical}: {int(miss.sum())} bar(s) without mark price; perp last prices stand in")
+            mk = _Series(*(np.where(miss, getattr(perp, f), getattr(mark, f)) for f in ("open", "high", "low", "close", "volume")),
+                         present=mark.present | (miss & perp.present), filled=mark.filled | (miss & perp.filled))
+            fallback_src = miss
+        else:
+            mk = perp
+            fallback_src = perp.present | perp.filled
+
+        so, sh, sl, sc, sv, s_ok, s_fill = _resample_series(spot, k)
+        po, ph, pl, pc, pv, p_ok, p_fill = _resample_series(perp, k)
+        mo, mh, ml, mc, _, m_ok, m_fill = _resample_series(mk, k)
+        for name, arr in zip(
+            ("spot_open", "spot_high", "spot_low", "spot_close", "spot_volume",
+             "perp_open", "perp_high", "perp_low", "perp_close", "perp_volume",
+             "mark_open", "mark_high", "mark_low", "mark_close"),
+            (so, sh, sl, sc, sv, po, ph, pl, pc, pv, mo, mh, ml, mc),
+        ):
+            out[name][:, j] = arr
+        valid[:, j] = s_ok & p_ok & m_ok
+        filled[:, j] = s_fill | p_fill | m_fill
+        mark_fallback[:, j] = _resample(fallback_src.astype(np.int8), k, "max").astype(bool)
+
+        # Funding: each settlement goes to the bar whose (open, close] holds it.
+        ft = catalog.read(keys["funding"])
+        times = ft.column("time").cast(pa.int64()).to_numpy()
+        rate = ft.column("rate").to_numpy()
+        hours = ft.column("interval_hours").to_numpy(zero_copy_only=False).astype(float)
+        mark_at = ft.column("mark_price").to_numpy(zero_copy_only=False).astype(float) / mult
+        bar = -(-(times - t0) // step_t) - 1  # ceil((t - t0) / bar) - 1
+        keep = (bar >= 0) & (bar < n_bars)  # a settlement at exactly t0 belongs to the bar before
+        times, rate, hours, mark_at, bar = times[keep], rate[keep], hours[keep], mark_at[keep], bar[keep]
+        # Mark at the settlement instant, best first: a stored mark_price; the open of any stored
+        # mark bar (any timeframe) opening at that instant; the source grid's mark (or perp
+        # stand-in) open there, else the close of the bar before.
+        src_pos = (times - t0) // step
+        at_open = (times - t0) % step == 0
+        m = np.full(len(times), np.nan)
+        in_grid = (src_pos >= 0) & (src_pos < n_src)
+        m[in_grid & at_open] = mk.open[src_pos[in_grid & at_open]]
+        need = np.isnan(m)
+        prev = src_pos - at_open.astype(np.int64)
+        ok_prev = need & (prev >= 0) & (prev < n_src)
+        m[ok_prev] = mk.close[prev[ok_prev]]
+        exact = _mark_opens_at(catalog, venue, perp_sym, times) / mult
+        m = np.where(np.isfinite(exact), exact, m)  # e.g. 8h mark bars where 1h ones are missing
+        m = np.where(np.isnan(mark_at), m, mark_at)
+        if np.isnan(m).any():
+            i = int(np.flatnonzero(np.isnan(m))[0])
+            raise DataError(
+                f"{canonical}: no mark or perp price at the funding settlement "
+                f"{pd.Timestamp(int(times[i]), unit='ms', tz='UTC')}; cannot value it"
+            )
+        np.add.at(funding_rate[:, j], bar, rate)
+        np.add.at(funding_value[:, j], bar, rate * m)
+        np.add.at(funding_count[:, j], bar, 1)
+        funding_hours[bar, j] = hours  # last settlement of the bar wins (times are sorted)
+
+    if notes:
+        warnings.warn("; ".join(notes), DataWarning, stacklevel=2)
+    return Market(
+        index=index, symbols=tuple(names), freq=freq,
+        **out,
+        funding_rate=funding_rate, funding_value=funding_value, funding_count=funding_count,
+        funding_interval_hours=funding_hours, valid=valid, filled=filled, mark_fallback=mark_fallback,
+        multiplier=multipliers, perp_symbols=tuple(p[1] for p in plans),
+        borrow_hourly_rate=_load_borrow(catalog, venue, names, index, step_t),
+        venue=venue, notes=tuple(notes),
+    )
+
+
+def _mark_opens_at(catalog: Catalog, venue: str, perp_symbol: str, times: np.ndarray) -> np.ndarray:
+    """Open price of a stored mark bar (any timeframe) opening exactly at each time; NaN if none."""
+    out = np.full(len(times), np.nan)
+    if not len(times):
+        return out
+    base = catalog.root / f"venue={venue}" / f"kind={Kind.MARK.value}"
+    for tdir in sorted(base.glob("timeframe=*"), key=lambda d: timeframe_minutes(d.name.split("=", 1)[1])):
+        key = PartitionKey(venue, Kind.MARK, perp_symbol, tdir.name.split("=", 1)[1])
+        if not catalog.has(key):
+            continue
+        bars = catalog.read(key, np.datetime64(int(times[0]), "ms"), np.datetime64(int(times[-1]) + 1, "ms"))
+        bt = bars.column("time").cast(pa.int64()).to_numpy()
+        if not len(bt):
+            continue
+        pos = np.minimum(np.searchsorted(bt, times), len(bt) - 1)
+        hit = (bt[pos] == times) & np.isnan(out)
+        out[hit] = bars.column("open").to_numpy()[pos[hit]]
+    return out
+
+
+def _load_borrow(catalog: Catalog, venue: str, names: list[str], index: pd.DatetimeIndex, step_t: int) -> np.ndarray | None:
+    """Hourly borrow rates of each base coin, forward-filled onto the bars (None if absent)."""
+    keys = [PartitionKey(venue, Kind.BORROW, split_symbol(n)[0]) for n in names]
+    if not any(catalog.has(k) for k in keys):
+        return None
+    out = np.full((len(index), len(names)), np.nan)
+    grid = index.asi8 // 1_000_000
+    for j, key in enumerate(keys):
+        if not catalog.has(key):
+            continue
+        t = catalog.read(key)
+        times = t.column("time").cast(pa.int64()).to_numpy()
+        rates = t.column("hourly_rate").to_numpy()
+        pos = np.searchsorted(times, grid, side="right") - 1
+        out[:, j] = np.where(pos >= 0, rates[np.maximum(pos, 0)], np.nan)
+    return out
+
+
+def available_symbols(catalog: Catalog, venue: str = "binance") -> list[str]:
+    """Canonical symbols that have both spot and perp bars in the catalog."""
+    spot, perp = set(), set()
+    for key in catalog.keys():
+        if key.venue != venue:
+            continue
+        if key.kind is Kind.SPOT:
+            spot.add(key.symbol)
+        elif key.kind is Kind.PERP:
+            perp.add(spot_symbol(key.symbol))
+    return sorted(spot & perp)

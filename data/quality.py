@@ -1,0 +1,414 @@
+"""Data-quality report on a catalog: coverage (``carry data info``) and checks (``carry data check``).
+
+:func:`catalog_info` summarises each series; :func:`check_catalog` reads every Parquet file
+raw (not through the write gate, so it also finds damage done after writing) and returns a
+list of :class:`Problem`. Severity ``error`` means the data is wrong or unreadable (the CLI
+exits 1); ``warning`` means it is real but needs a policy (exchange outages, missing funding
+settlements, brief spot/perp dislocations).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from data.catalog import Catalog, PartitionKey
+from data.errors import DataError
+from data.schema import PRICE_COLUMNS, Kind, timeframe_minutes
+from data.symbols import split_multiplier, split_symbol, spot_symbol
+from data.validate import conform
+
+__all__ = ["Problem", "catalog_info", "check_catalog", "format_info", "format_problems"]
+
+#: |rate| above this (fraction per settlement interval) is beyond any Binance funding cap.
+FUNDING_RATE_LIMIT = 0.03
+#: |perp / spot - 1| above this (a fraction) on a bar counts as a spot/perp divergence.
+BASIS_LIMIT = 0.10
+#: Gap ranges listed in a message.
+MAX_LISTED = 5
+
+_MS_H = 3_600_000
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding of :func:`check_catalog`.
+
+    Attributes
+    ----------
+    severity:
+        ``"error"`` (wrong or unreadable data) or ``"warning"`` (real but needs a policy).
+    series:
+        The series, ``venue/kind[/timeframe]/SYMBOL`` (or a file path for unreadable files).
+    check:
+        Name of the check (``gaps``, ``duplicates``, ``non_monotonic``, ``nan``,
+        ``non_positive_price``, ``ohlc``, ``unreadable``, ``invalid``, ``off_grid``,
+        ``misaligned``, ``basis_divergence``, ``funding_outlier``, ``funding_off_hour``,
+        ``funding_spacing``, ``funding_interval_unknown``, ``wrong_partition``).
+    message:
+        What is wrong, with the first few occurrences.
+    time:
+        UTC time of the first occurrence (ISO), or ``None``.
+    count:
+        Number of occurrences (rows, bars or settlements).
+    """
+
+    severity: str
+    series: str
+    check: str
+    message: str
+    time: str | None = None
+    count: int = 1
+
+
+def _iso(ms: int | np.integer) -> str:
+    ms = int(ms)
+    unit = "s" if ms % 1000 == 0 else "ms"
+    return str(np.datetime64(ms, "ms").astype(f"datetime64[{unit}]")) + "Z"
+
+
+def _short(ms: int | np.integer) -> str:
+    return _iso(ms).replace("T", " ").removesuffix(":00Z").removesuffix("Z")
+
+
+def _hours_label(h: float) -> str:
+    return f"{h:g}h"
+
+
+# --------------------------------------------------------------------------- info
+def catalog_info(catalog: Catalog) -> list[dict]:
+    """Coverage of every series in ``catalog``.
+
+    Returns
+    -------
+    list of dict
+        One dict per series, sorted by venue, kind, timeframe, symbol, with keys ``venue``,
+        ``kind``, ``timeframe`` (``None`` for funding), ``symbol``, ``rows``, ``first`` and
+        ``last`` (ISO 8601 UTC), ``files`` (Parquet files). Bars add ``missing_bars`` (bars
+        absent from the timeframe grid between first and last). Funding adds ``settlements``,
+        ``rate_sum`` (sum of rates, a fraction) and ``intervals`` (``{"8h": count, ...}``,
+        hours per settlement). A series whose files cannot be read has ``error`` instead.
+    """
+    out: list[dict] = []
+    for key in catalog.keys():
+        row: dict = {
+            "venue": key.venue,
+            "kind": key.kind.value,
+            "timeframe": key.timeframe,
+            "symbol": key.symbol,
+            "files": len(catalog.files(key)),
+        }
+        try:
+            table = catalog.read(key)
+        except DataError as exc:
+            row.update(rows=None, first=None, last=None, error=str(exc))
+            out.append(row)
+            continue
+        t = table.column("time").cast(pa.int64()).to_numpy()
+        row.update(rows=len(t), first=_iso(t[0]) if len(t) else None, last=_iso(t[-1]) if len(t) else None)
+        if key.kind.is_bar and len(t):
+            step = timeframe_minutes(key.timeframe) * 60_000
+            row["missing_bars"] = int((t[-1] - t[0]) // step + 1 - len(np.unique(t)))
+        if key.kind is Kind.FUNDING:
+            rate = table.column("rate").to_numpy()
+            hours = table.column("interval_hours").to_numpy(zero_copy_only=False)
+            labels, counts = np.unique(np.where(np.isnan(hours), -1.0, hours), return_counts=True)
+            row["settlements"] = len(t)
+            row["rate_sum"] = float(rate.sum())
+            row["intervals"] = {
+                ("unknown" if h < 0 else _hours_label(h)): int(n) for h, n in zip(labels, counts)
+            }
+        out.append(row)
+    return out
+
+
+# --------------------------------------------------------------------------- checks
+def _read_raw(path: Path) -> pa.Table:
+    return pq.read_table(path)
+
+
+def _file_checks(key: PartitionKey, path: Path, table: pa.Table, problems: list[Problem]) -> bool:
+    """Counted row checks on one raw file. Returns True if it found anything."""
+    series = str(key)
+    before = len(problems)
+    if "time" not in table.column_names or not pa.types.is_timestamp(table.schema.field("time").type):
+        return False
+    ttype = table.schema.field("time").type
+    t = (table.column("time").cast(pa.timestamp("ms", tz=ttype.tz), safe=False)
+         .cast(pa.int64()).to_numpy(zero_copy_only=False))
+    d = np.diff(t)
+    for mask, check, what in ((d == 0, "duplicates", "duplicate times"), (d < 0, "non_monotonic", "times going backwards")):
+        idx = np.flatnonzero(mask)
+        if idx.size:
+            problems.append(Problem("error", series, check, f"{path.name}: {idx.size} {what}, first at row {idx[0] + 1}",
+                                    _iso(t[idx[0] + 1]), int(idx.size)))
+    names = [c for c in (*PRICE_COLUMNS[key.kind], "rate") if c in table.column_names]
+    vals = {}
+    for c in names:
+        try:
+            vals[c] = table.column(c).cast(pa.float64()).to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        nan = np.flatnonzero(np.isnan(vals[c]))
+        if nan.size:
+            problems.append(Problem("error", series, "nan", f"{path.name}: column {c!r} has {nan.size} NaN/missing values, first at row {nan[0]}",
+                                    _iso(t[nan[0]]), int(nan.size)))
+        if c in PRICE_COLUMNS[key.kind]:
+            bad = np.flatnonzero(vals[c] <= 0)
+            if bad.size:
+                problems.append(Problem("error", series, "non_positive_price",
+                                        f"{path.name}: column {c!r} has {bad.size} prices <= 0, first at row {bad[0]} ({vals[c][bad[0]]!r})",
+                                        _iso(t[bad[0]]), int(bad.size)))
+    if all(c in vals for c in ("open", "high", "low", "close")) and PRICE_COLUMNS[key.kind]:
+        o, h, lo, c = vals["open"], vals["high"], vals["low"], vals["close"]
+        with np.errstate(invalid="ignore"):
+            bad = np.flatnonzero((h < np.maximum(o, c)) | (lo > np.minimum(o, c)) | (lo > h))
+        if bad.size:
+            r = bad[0]
+            problems.append(Problem("error", series, "ohlc",
+                                    f"{path.name}: {bad.size} bars with high/low not enclosing open/close, first at row {r} "
+                                    f"(open={o[r]!r} high={h[r]!r} low={lo[r]!r} close={c[r]!r})", _iso(t[r]), int(bad.size)))
+    return len(problems) > before
+
+
+def _load_series(key: PartitionKey, catalog: Catalog, problems: list[Problem]) -> pa.Table | None:
+    """Read every file of ``key`` raw, report per-file damage; return the valid rows, sorted."""
+    good: list[pa.Table] = []
+    for path in catalog.files(key):
+        try:
+            raw = _read_raw(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            problems.append(Problem("error", str(key), "unreadable", f"{path}: cannot read Parquet file ({exc}); it may be truncated or corrupt"))
+            continue
+        found = _file_checks(key, path, raw, problems)
+        try:
+            table = conform(raw, key.kind, str(path))
+        except DataError as exc:
+            if not found:
+                problems.append(Problem("error", str(key), "invalid", str(exc)))
+            continue
+        t = table.column("time").cast(pa.int64()).to_numpy()
+        year = int(path.stem.split("=")[1])
+        years = t.astype("datetime64[ms]").astype("datetime64[Y]").astype(np.int64) + 1970
+        off = np.flatnonzero(years != year)
+        if off.size:
+            problems.append(Problem("warning", str(key), "wrong_partition",
+                                    f"{path.name}: {off.size} rows are not in year {year}", _iso(t[off[0]]), int(off.size)))
+        good.append(table)
+    if not good:
+        return None
+    table = pa.concat_tables(good)
+    t = table.column("time").cast(pa.int64()).to_numpy()
+    if len(t) > 1 and (np.diff(t) <= 0).any():
+        dup = int((np.diff(np.sort(t)) == 0).sum())
+        if dup:
+            problems.append(Problem("error", str(key), "duplicates", f"{dup} times stored in more than one year file", count=dup))
+        order = np.argsort(t, kind="stable")
+        table = table.take(order)
+    return table
+
+
+def _gaps(key: PartitionKey, t: np.ndarray, problems: list[Problem]) -> None:
+    step = timeframe_minutes(key.timeframe) * 60_000
+    if step <= 1440 * 60_000 and 86_400_000 % step == 0:
+        off = np.flatnonzero(t % step)
+        if off.size:
+            problems.append(Problem("warning", str(key), "off_grid",
+                                    f"{off.size} bar times are not on the {key.timeframe} grid, first {_short(t[off[0]])}",
+                                    _iso(t[off[0]]), int(off.size)))
+    u = np.unique(t)
+    d = np.diff(u)
+    idx = np.flatnonzero(d > step)
+    missing = (d[idx] // step - 1).astype(np.int64)
+    for i, m in zip(idx, missing):  # one problem per gap, so --json lists every range
+        start, end = u[i] + step, u[i + 1] - step
+        problems.append(Problem(
+            "warning", str(key), "gaps",
+            f"{m} missing {key.timeframe} bar{'s' if m != 1 else ''}: {_short(start)}"
+            + (f" .. {_short(end)}" if end != start else ""),
+            _iso(start), int(m),
+        ))
+
+
+def _funding_checks(key: PartitionKey, table: pa.Table, problems: list[Problem]) -> None:
+    series = str(key)
+    t = table.column("time").cast(pa.int64()).to_numpy()
+    rate = table.column("rate").to_numpy()
+    hours = table.column("interval_hours").to_numpy(zero_copy_only=False)
+    bad = np.flatnonzero(np.abs(rate) > FUNDING_RATE_LIMIT)
+    if bad.size:
+        listed = ", ".join(f"{_short(t[i])} rate {rate[i]:.6g}" for i in bad[:MAX_LISTED])
+        problems.append(Problem("error", series, "funding_outlier",
+                                f"{bad.size} settlements with |rate| > {FUNDING_RATE_LIMIT} per interval (beyond any "
+                                f"exchange cap; percent instead of fraction?): {listed}", _iso(t[bad[0]]), int(bad.size)))
+    off = np.flatnonzero(t % _MS_H)
+    if off.size:
+        problems.append(Problem("warning", series, "funding_off_hour",
+                                f"{off.size} settlement times not on the hour, first {_iso(t[off[0]])}",
+                                _iso(t[off[0]]), int(off.size)))
+    unknown = np.flatnonzero(np.isnan(hours))
+    if unknown.size:
+        problems.append(Problem("warning", series, "funding_interval_unknown",
+                                f"{unknown.size} settlements without interval_hours", _iso(t[unknown[0]]), int(unknown.size)))
+    if len(t) > 1:
+        gap_h = np.diff(t) / _MS_H
+        with np.errstate(invalid="ignore"):
+            irregular = np.flatnonzero(~np.isclose(gap_h, hours[1:]) & ~np.isnan(hours[1:]))
+        if irregular.size:
+            listed = ", ".join(f"{gap_h[i]:g}h before {_short(t[i + 1])} (interval {hours[i + 1]:g}h)" for i in irregular[:MAX_LISTED])
+            more = f", and {irregular.size - MAX_LISTED} more" if irregular.size > MAX_LISTED else ""
+            problems.append(Problem("warning", series, "funding_spacing",
+                                    f"{irregular.size} settlement gaps differ from the interval (missing settlements): {listed}{more}",
+                                    _iso(t[irregular[0] + 1]), int(irregular.size)))
+
+
+def _pair_checks(spot_key: PartitionKey, spot: pa.Table, perp_key: PartitionKey, perp: pa.Table,
+                 problems: list[Problem]) -> None:
+    series = f"{perp_key} vs {spot_key.symbol}"
+    step = timeframe_minutes(perp_key.timeframe) * 60_000
+    ts = spot.column("time").cast(pa.int64()).to_numpy()
+    tp = perp.column("time").cast(pa.int64()).to_numpy()
+    if not len(ts) or not len(tp):
+        return
+    phase_s, phase_p = np.unique(ts % step), np.unique(tp % step)
+    if len(phase_s) == 1 and len(phase_p) == 1 and phase_s[0] != phase_p[0]:
+        problems.append(Problem("error", series, "misaligned",
+                                f"spot and perp bars are on different {perp_key.timeframe} grids "
+                                f"(spot offset {phase_s[0] // 60_000} min, perp {phase_p[0] // 60_000} min)"))
+        return
+    common, i_s, i_p = np.intersect1d(ts, tp, assume_unique=True, return_indices=True)
+    overlap = (max(ts[0], tp[0]), min(ts[-1], tp[-1]))
+    if overlap[1] >= overlap[0] and not len(common):
+        problems.append(Problem("error", series, "misaligned",
+                                "spot and perp overlap in time but share no bar timestamps", _iso(overlap[0])))
+        return
+    if not len(common):
+        return
+    mult = split_multiplier(split_symbol(perp_key.symbol)[0])[1]
+    basis = perp.column("close").to_numpy()[i_p] / (mult * spot.column("close").to_numpy()[i_s]) - 1.0
+    median = float(np.median(basis))
+    if abs(median) > BASIS_LIMIT:
+        problems.append(Problem("error", series, "basis_divergence",
+                                f"perp/spot - 1 has median {median:+.2%} over {len(common)} common bars (limit "
+                                f"{BASIS_LIMIT:.0%}): wrong symbol, multiplier ({mult}x assumed) or price unit?",
+                                _iso(common[0]), len(common)))
+        return
+    bad = np.flatnonzero(np.abs(basis) > BASIS_LIMIT)
+    if bad.size:
+        worst = int(bad[np.argmax(np.abs(basis[bad]))])
+        problems.append(Problem("warning", series, "basis_divergence",
+                                f"{bad.size} of {len(common)} bars with |perp/spot - 1| > {BASIS_LIMIT:.0%} "
+                                f"(first {_short(common[bad[0]])}, worst {basis[worst]:+.2%} at {_short(common[worst])})",
+                                _iso(common[bad[0]]), int(bad.size)))
+
+
+def check_catalog(catalog: Catalog, symbols: list[str] | None = None) -> list[Problem]:
+    """Check every series of ``catalog`` (or only ``symbols``) and list the problems found.
+
+    Parameters
+    ----------
+    catalog:
+        The catalog to check.
+    symbols:
+        Canonical symbols to check (``["BTCUSDT", "PEPEUSDT"]``; a spot symbol also selects
+        its multiplied perp). ``None`` checks every series.
+
+    Returns
+    -------
+    list of Problem
+        Errors: unreadable or invalid files, duplicates, non-monotonic times, NaN or
+        non-positive prices, OHLC inconsistencies, spot/perp bars on different grids or
+        systematically apart (median ``|perp/(m*spot) - 1| > 10%``, ``m`` the contract
+        multiplier), funding rates beyond +/-0.03 per interval. Warnings: missing bars
+        (gaps, the first few listed), bars off the timeframe grid, isolated spot/perp
+        divergences above 10%, funding times not on the hour, settlement gaps that differ
+        from the interval (missing settlements), unknown intervals.
+    """
+    wanted = None if symbols is None else {s.upper().replace("/", "").replace("_", "") for s in symbols}
+    problems: list[Problem] = []
+    tables: dict[PartitionKey, pa.Table] = {}
+    for key in catalog.keys():
+        if wanted is not None and key.symbol not in wanted and spot_symbol_safe(key.symbol) not in wanted:
+            continue
+        table = _load_series(key, catalog, problems)
+        if table is None or not len(table):
+            continue
+        tables[key] = table
+        if key.kind.is_bar:
+            _gaps(key, table.column("time").cast(pa.int64()).to_numpy(), problems)
+        elif key.kind is Kind.FUNDING:
+            _funding_checks(key, table, problems)
+    for key, table in tables.items():
+        if key.kind is not Kind.PERP:
+            continue
+        spot_key = PartitionKey(key.venue, Kind.SPOT, spot_symbol_safe(key.symbol), key.timeframe)
+        if spot_key in tables:
+            _pair_checks(spot_key, tables[spot_key], key, table, problems)
+    return problems
+
+
+def spot_symbol_safe(symbol: str) -> str:
+    """:func:`data.symbols.spot_symbol`, or ``symbol`` itself for an unknown quote."""
+    try:
+        return spot_symbol(symbol)
+    except ValueError:
+        return symbol
+
+
+# --------------------------------------------------------------------------- formatting
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def format_info(rows: list[dict]) -> str:
+    """Plain-text table of :func:`catalog_info` rows (times in UTC)."""
+    if not rows:
+        return "catalog is empty"
+    out = []
+    for r in rows:
+        if "error" in r:
+            extra = "ERROR: " + r["error"]
+        elif r["kind"] == "funding":
+            iv = ", ".join(f"{k} x{v}" for k, v in r.get("intervals", {}).items())
+            extra = f"sum {r['rate_sum']:+.8f}; intervals {iv}"
+        else:
+            extra = f"{r.get('missing_bars', 0)} missing bars" if r.get("missing_bars") else ""
+        out.append([r["venue"], r["kind"], r["timeframe"] or "-", r["symbol"], str(r["rows"]),
+                    (r["first"] or "-").replace("T", " ").removesuffix("Z"),
+                    (r["last"] or "-").replace("T", " ").removesuffix("Z"), str(r["files"]), extra])
+    return _table(["venue", "kind", "tf", "symbol", "rows", "first (UTC)", "last (UTC)", "files", "notes"], out)
+
+
+def format_problems(problems: list[Problem], max_per_check: int = MAX_LISTED) -> str:
+    """Plain-text table of :func:`check_catalog` problems, errors first, with a summary line.
+
+    Problems of the same series and check (e.g. each gap of a series) are listed up to
+    ``max_per_check`` times, then summarised in one line (how many more, how many rows).
+    """
+    if not problems:
+        return "no problems found"
+    n_err = sum(p.severity == "error" for p in problems)
+    summary = f"{n_err} error(s), {len(problems) - n_err} warning(s)"
+    ordered = sorted(problems, key=lambda p: (p.severity != "error", p.series, p.check, p.time or ""))
+    rows: list[list[str]] = []
+    seen: dict[tuple[str, str, str], int] = {}
+    for p in ordered:
+        group = (p.severity, p.series, p.check)
+        seen[group] = seen.get(group, 0) + 1
+        if seen[group] <= max_per_check:
+            rows.append([p.severity, p.series, p.check, str(p.count), p.message])
+    for group, n in seen.items():
+        if n > max_per_check:
+            rest = [p for p in ordered if (p.severity, p.series, p.check) == group][max_per_check:]
+            at = next(i for i, r in enumerate(rows) if tuple(r[:3]) == group) + max_per_check
+            rows.insert(at, [group[0], group[1], group[2], str(sum(p.count for p in rest)),
+                             f"... and {len(rest)} more ({group[2]}; count is their total)"])
+    return _table(["severity", "series", "check", "count", "message"], rows) + "\n" + summary
