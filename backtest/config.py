@@ -143,8 +143,16 @@ class BacktestConfig:
 
         num("initial_capital_quote", strict=True)
         num("perp_leverage", strict=True)
-        for n in ("spot_taker_fee_rate", "spot_maker_fee_rate", "perp_taker_fee_rate", "perp_maker_fee_rate",
-                  "slippage_bps", "volume_participation_coefficient", "borrow_annual_rate", "clearance_fee_rate"):
+        for n in (
+            "spot_taker_fee_rate",
+            "spot_maker_fee_rate",
+            "perp_taker_fee_rate",
+            "perp_maker_fee_rate",
+            "slippage_bps",
+            "volume_participation_coefficient",
+            "borrow_annual_rate",
+            "clearance_fee_rate",
+        ):
             num(n)
         num("maintenance_margin_rate", optional=True)
         num("spot_collateral_haircut")
@@ -166,10 +174,14 @@ class BacktestConfig:
         if self.tiers_path is not None and not isinstance(self.tiers_path, str):
             object.__setattr__(self, "tiers_path", str(self.tiers_path))
         if self.spot_collateral_haircut >= 1:
-            raise ConfigError(f"spot_collateral_haircut is a fraction below 1 (0.05 = 5%), got {self.spot_collateral_haircut}")
+            raise ConfigError(
+                f"spot_collateral_haircut is a fraction below 1 (0.05 = 5%), got {self.spot_collateral_haircut}"
+            )
         if self.margin_mode == "portfolio" and self.topup_margin_ratio is not None:
-            raise ConfigError("margin_mode='portfolio' has one account for spot and perps: margin top-ups do not apply "
-                              "(leave topup_margin_ratio unset)")
+            raise ConfigError(
+                "margin_mode='portfolio' has one account for spot and perps: margin top-ups do not apply "
+                "(leave topup_margin_ratio unset)"
+            )
         if self.maintenance_margin_rate is not None and self.maintenance_margin_rate >= 1:
             raise ConfigError(f"maintenance_margin_rate is a fraction below 1, got {self.maintenance_margin_rate}")
 
@@ -179,13 +191,13 @@ class BacktestConfig:
         return tuple(f.name for f in fields(cls))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "BacktestConfig":
+    def from_dict(cls, data: dict[str, Any]) -> BacktestConfig:
         """Build from a mapping; unknown keys raise :class:`ConfigError` with a suggestion."""
         check_known_keys(data, cls.field_names(), "the engine config")
         return cls(**data)
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> "BacktestConfig":
+    def from_toml(cls, path: str | Path) -> BacktestConfig:
         """Read a TOML file: top-level keys, or an ``[engine]`` table."""
         path = Path(path)
         try:
@@ -210,7 +222,7 @@ class BacktestConfig:
             object.__setattr__(self, "_config_hash", cached)
         return cached
 
-    def replace(self, **changes: Any) -> "BacktestConfig":
+    def replace(self, **changes: Any) -> BacktestConfig:
         """A copy with some fields changed (validated like the constructor)."""
         d = self.to_dict()
         d.update(changes)

@@ -50,13 +50,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from backtest.config import DEFAULT_MAINTENANCE_MARGIN_RATE, BacktestConfig
 from backtest.buffers import OUTPUT_POOL
-from data.errors import ConfigError
-from data.units import bar_hours
-from data.market import Market
+from backtest.config import DEFAULT_MAINTENANCE_MARGIN_RATE, BacktestConfig
 from backtest.targets import Targets
 from backtest.tiers import TierTable, load_tiers
+from data.errors import ConfigError
+from data.market import Market
+from data.units import bar_hours
 
 if TYPE_CHECKING:
     from backtest.state import EngineState
@@ -65,9 +65,17 @@ N_COMP = 7  # cost components, as in backtest.kernels.simulate
 
 #: Parameters that may vary per column (shape (C,)) or per bar and column (shape (T, C)).
 COLUMN_PARAMS = (
-    "perp_leverage", "spot_taker_fee_rate", "spot_maker_fee_rate", "perp_taker_fee_rate",
-    "perp_maker_fee_rate", "slippage_bps", "volume_participation_coefficient", "borrow_annual_rate",
-    "clearance_fee_rate", "topup_margin_ratio", "rebalance_delta_band",
+    "perp_leverage",
+    "spot_taker_fee_rate",
+    "spot_maker_fee_rate",
+    "perp_taker_fee_rate",
+    "perp_maker_fee_rate",
+    "slippage_bps",
+    "volume_participation_coefficient",
+    "borrow_annual_rate",
+    "clearance_fee_rate",
+    "topup_margin_ratio",
+    "rebalance_delta_band",
 )
 AFTER_LIQ_CODES = {"close_spot": 0, "hold_spot": 1, "reenter": 2}
 #: Names accepted by ``run_backtest(outputs=...)``: per-bar outputs, plus ``"events"`` for the
@@ -114,12 +122,12 @@ def to_targets(market: Market, targets: Any) -> Targets:
     if isinstance(targets, Targets):
         if targets.values.shape[0] != market.n_bars:
             raise ConfigError(f"targets have {targets.values.shape[0]} bars, the market {market.n_bars}")
-        if len(targets.column_symbol) and (targets.column_symbol.min() < 0 or targets.column_symbol.max() >= market.n_symbols):
+        if len(targets.column_symbol) and (
+            targets.column_symbol.min() < 0 or targets.column_symbol.max() >= market.n_symbols
+        ):
             raise ConfigError("targets.column_symbol points outside market.symbols")
         return targets
     return Targets.from_array(market, targets)
-
-
 
 
 def tier_table(market: Market, config: BacktestConfig) -> TierTable:
@@ -141,7 +149,7 @@ def run_backtest(
     outputs: tuple[str, ...] | list[str] | None = None,
     parallel: bool | int = False,
     kernel: str = "auto",
-    resume: "EngineState | None" = None,
+    resume: EngineState | None = None,
 ):
     """Simulate spot + perp positions that follow target exposures.
 
@@ -216,8 +224,11 @@ def run_backtest(
             import difflib
 
             close = difflib.get_close_matches(name, COLUMN_PARAMS, n=1)
-            raise ConfigError(f"{name!r} cannot vary per column" + (f" (did you mean {close[0]!r}?)" if close else "")
-                              + f"; allowed: {list(COLUMN_PARAMS)}")
+            raise ConfigError(
+                f"{name!r} cannot vary per column"
+                + (f" (did you mean {close[0]!r}?)" if close else "")
+                + f"; allowed: {list(COLUMN_PARAMS)}"
+            )
         params[name] = value
     for name in ("topup_margin_ratio", "rebalance_delta_band"):
         if params[name] is None:
@@ -248,6 +259,7 @@ def run_backtest(
 
     delay = config.execution_delay_bars
     if delay == 0:
+
         def shift(a, fill):
             out = np.empty_like(a)
             out[0] = fill
@@ -259,11 +271,14 @@ def run_backtest(
     else:
         so_ref, po_ref, ref_valid = market.spot_open, market.perp_open, market.valid
     if resume is None:
-        state = EngineState.initial(market.symbols, tg.column_symbol, tg.group, float(config.initial_capital_quote),
-                                    config.config_hash())
+        state = EngineState.initial(
+            market.symbols, tg.column_symbol, tg.group, float(config.initial_capital_quote), config.config_hash()
+        )
     else:
         if not isinstance(resume, EngineState):
-            raise ConfigError(f"resume must be the EngineState of an earlier result (result.state), got {type(resume).__name__}")
+            raise ConfigError(
+                f"resume must be the EngineState of an earlier result (result.state), got {type(resume).__name__}"
+            )
         resume.check_continuation(market, tg, config)
         state = resume
     t_off = len(state.target_tail)
@@ -290,8 +305,14 @@ def run_backtest(
     unknown = [o for o in outputs if o not in OUTPUTS]
     if unknown:
         raise ConfigError(f"unknown outputs {unknown}; choose from {list(OUTPUTS)}")
-    bits = {"equity": K.F_EQUITY, "group_equity": K.F_GROUP_EQUITY, "components": K.F_COMPONENTS,
-            "positions": K.F_POSITIONS, "margin": K.F_MARGIN, "events": K.F_CASHFLOW_EVENTS}
+    bits = {
+        "equity": K.F_EQUITY,
+        "group_equity": K.F_GROUP_EQUITY,
+        "components": K.F_COMPONENTS,
+        "positions": K.F_POSITIONS,
+        "margin": K.F_MARGIN,
+        "events": K.F_CASHFLOW_EVENTS,
+    }
     kflags = 0
     for o in outputs:
         kflags |= bits[o]
@@ -300,41 +321,90 @@ def run_backtest(
     if not np.isnan(fx["topup_margin_ratio"]).all():
         kflags |= K.F_HAS_TOPUP
     G = len(uniq)
-    fast_ok = (config.margin_mode == "isolated" and bool((np.diff(starts) == 1).all())
-               and bool(np.isnan(fx["topup_margin_ratio"]).all()))
+    fast_ok = (
+        config.margin_mode == "isolated"
+        and bool((np.diff(starts) == 1).all())
+        and bool(np.isnan(fx["topup_margin_ratio"]).all())
+    )
     # one-column isolated portfolios in column order: a portfolio's equity is its column's
     # (the same per-bar array serves both; the kernel keeps only the last row of its own sum)
     shared_equity = "group_equity" in outputs and fast_ok and G == C and bool((order == np.arange(C)).all())
     if shared_equity:
         kflags = (kflags | K.F_EQUITY) & ~K.F_GROUP_EQUITY
     # outputs, allocated here (not in the kernel)
-    per_bar_tc = [o for o in ("equity", "components", "positions", "margin") if o in outputs or
-                  (o == "equity" and shared_equity)]
+    per_bar_tc = [
+        o for o in ("equity", "components", "positions", "margin") if o in outputs or (o == "equity" and shared_equity)
+    ]
     n_tc = {"equity": 1, "components": N_COMP, "positions": 2, "margin": 2}
     # one block per output, reused from the last runs whose results are gone (see backtest.buffers)
     views = {o: OUTPUT_POOL.empty((n_tc[o], T, C)) for o in per_bar_tc}
     equity = views["equity"][0] if "equity" in views else np.empty((1, C))
     comps = views["components"] if "components" in views else np.empty((N_COMP, 1, C))
-    spot_out, perp_out = (views["positions"][0], views["positions"][1]) if "positions" in views else \
-        (np.empty((1, C)), np.empty((1, C)))
-    mr_out, dl_out = (views["margin"][0], views["margin"][1]) if "margin" in views else \
-        (np.full((1, C), np.nan), np.full((1, C), np.nan))
+    spot_out, perp_out = (
+        (views["positions"][0], views["positions"][1]) if "positions" in views else (np.empty((1, C)), np.empty((1, C)))
+    )
+    mr_out, dl_out = (
+        (views["margin"][0], views["margin"][1])
+        if "margin" in views
+        else (np.full((1, C), np.nan), np.full((1, C), np.nan))
+    )
     group_equity = OUTPUT_POOL.empty((T if "group_equity" in outputs and not shared_equity else 1, G))
-    hi_sorted = all(np.all(np.diff(tiers.max_notional[n, :tiers.n_tiers[n]]) >= 0) for n in range(len(tiers.n_tiers)))
+    hi_sorted = all(np.all(np.diff(tiers.max_notional[n, : tiers.n_tiers[n]]) >= 0) for n in range(len(tiers.n_tiers)))
 
     args = (
-        so_ref, po_ref, ref_valid, market.spot_close, market.spot_volume, market.perp_volume,
-        market.mark_open, market.mark_high, market.mark_low, market.mark_close, market.valid,
-        market.funding_value, market.funding_rate,
-        _ro(target_rows), weights, tg.column_symbol, _ro_int(order), _ro_int(starts), float(config.initial_capital_quote),
-        fx["perp_leverage"], spot_fee, perp_fee, slip, fx["volume_participation_coefficient"], borrow,
-        fx["clearance_fee_rate"], fx["topup_margin_ratio"], fx["rebalance_delta_band"],
-        _ro(tiers.min_notional), _ro(tiers.max_notional), _ro(tiers.mmr), _ro(tiers.cum), _ro_int(tiers.n_tiers),
-        bool(hi_sorted), max(delay, 1), hours, config.margin_mode in ("cross", "portfolio"),
-        float(config.spot_collateral_haircut) if config.margin_mode == "portfolio" else -1.0, int(config.topup_delay_bars),
-        AFTER_LIQ_CODES[config.after_liquidation], kflags,
-        t_off, _ro(state.last_spot_volume), _ro(state.last_perp_volume), col_state, grp_state,
-        equity, group_equity, comps, spot_out, perp_out, mr_out, dl_out,
+        so_ref,
+        po_ref,
+        ref_valid,
+        market.spot_close,
+        market.spot_volume,
+        market.perp_volume,
+        market.mark_open,
+        market.mark_high,
+        market.mark_low,
+        market.mark_close,
+        market.valid,
+        market.funding_value,
+        market.funding_rate,
+        _ro(target_rows),
+        weights,
+        tg.column_symbol,
+        _ro_int(order),
+        _ro_int(starts),
+        float(config.initial_capital_quote),
+        fx["perp_leverage"],
+        spot_fee,
+        perp_fee,
+        slip,
+        fx["volume_participation_coefficient"],
+        borrow,
+        fx["clearance_fee_rate"],
+        fx["topup_margin_ratio"],
+        fx["rebalance_delta_band"],
+        _ro(tiers.min_notional),
+        _ro(tiers.max_notional),
+        _ro(tiers.mmr),
+        _ro(tiers.cum),
+        _ro_int(tiers.n_tiers),
+        bool(hi_sorted),
+        max(delay, 1),
+        hours,
+        config.margin_mode in ("cross", "portfolio"),
+        float(config.spot_collateral_haircut) if config.margin_mode == "portfolio" else -1.0,
+        int(config.topup_delay_bars),
+        AFTER_LIQ_CODES[config.after_liquidation],
+        kflags,
+        t_off,
+        _ro(state.last_spot_volume),
+        _ro(state.last_perp_volume),
+        col_state,
+        grp_state,
+        equity,
+        group_equity,
+        comps,
+        spot_out,
+        perp_out,
+        mr_out,
+        dl_out,
     )
     if kernel not in ("auto", "general", "fast"):
         raise ConfigError(f"kernel must be 'auto', 'general' or 'fast', got {kernel!r}")
@@ -381,12 +451,24 @@ def run_backtest(
     out = (equity, group_equity, comps, spot_out, perp_out, mr_out, dl_out, records)
     flags = ("same_bar_execution",) if delay == 0 else ()
     if market.mark_fallback_symbols[tg.column_symbol].any():
-        warnings.warn("mark prices are missing for some bars and fall back to perp last prices "
-                      "(funding and liquidation use them); see Market.mark_fallback", stacklevel=2)
+        warnings.warn(
+            "mark prices are missing for some bars and fall back to perp last prices "
+            "(funding and liquidation use them); see Market.mark_fallback",
+            stacklevel=2,
+        )
         flags += ("mark_fallback",)
-    res = BacktestResult.from_kernel(market, tg, config, out, group_ids=uniq, flags=flags, bar_hours=hours,
-                                     full=set(outputs) >= set(OUTPUTS), column_params=column_params,
-                                     outputs=outputs)
+    res = BacktestResult.from_kernel(
+        market,
+        tg,
+        config,
+        out,
+        group_ids=uniq,
+        flags=flags,
+        bar_hours=hours,
+        full=set(outputs) >= set(OUTPUTS),
+        column_params=column_params,
+        outputs=outputs,
+    )
     res.kernel = "fast" if use_fast else "general"
     res.state = state.advanced(market, tg, max(delay, 1), col_state, grp_state)
     return res

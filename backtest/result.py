@@ -21,8 +21,17 @@ EVENT_KINDS = ("fill", "funding", "borrow", "transfer", "liquidation")
 LEGS = {0: "spot", 1: "perp"}
 #: Attributes of a :meth:`BacktestResult.from_kernel` result built on first access (pandas
 #: wrapping costs milliseconds per run, which matters for many small runs).
-_LAZY = ("columns", "column_table", "equity", "group_equity", "components", "spot_qty", "perp_qty",
-         "margin_ratio", "distance_to_liquidation")
+_LAZY = (
+    "columns",
+    "column_table",
+    "equity",
+    "group_equity",
+    "components",
+    "spot_qty",
+    "perp_qty",
+    "margin_ratio",
+    "distance_to_liquidation",
+)
 
 #: Keys of :meth:`BacktestResult.stats`, documented (units) for reports and the CLI.
 STATS_KEYS = {
@@ -112,17 +121,33 @@ class BacktestResult:
     kernel: str | None = None
 
     @classmethod
-    def from_kernel(cls, market, targets, config, out, *, group_ids, flags, full, bar_hours, column_params=None,
-                    outputs=None):
+    def from_kernel(
+        cls, market, targets, config, out, *, group_ids, flags, full, bar_hours, column_params=None, outputs=None
+    ):
         """Wrap the kernel's arrays; the pandas objects are built on first access (see ``_LAZY``)."""
         equity, group_equity, comps, spot, perp, mr, dl, rec = out
         gidx = np.searchsorted(group_ids, targets.group)
         res = cls(
-            index=market.index, columns=None, column_table=None, group_ids=group_ids, column_group=gidx,
-            symbols=market.symbols, column_symbol=targets.column_symbol, config=config,
-            equity=None, group_equity=None, components=None, spot_qty=None, perp_qty=None, margin_ratio=None,
+            index=market.index,
+            columns=None,
+            column_table=None,
+            group_ids=group_ids,
+            column_group=gidx,
+            symbols=market.symbols,
+            column_symbol=targets.column_symbol,
+            config=config,
+            equity=None,
+            group_equity=None,
+            components=None,
+            spot_qty=None,
+            perp_qty=None,
+            margin_ratio=None,
             distance_to_liquidation=None,
-            records=rec, flags=tuple(flags), full=full, bar_hours=bar_hours, column_params=column_params,
+            records=rec,
+            flags=tuple(flags),
+            full=full,
+            bar_hours=bar_hours,
+            column_params=column_params,
             outputs=tuple(outputs) if outputs is not None else None,
         )
         d = res.__dict__
@@ -155,16 +180,22 @@ class BacktestResult:
 
         d = self.__dict__
         d.update(
-            column_table=tab, columns=columns, equity=df(equity),
-            group_equity=pd.DataFrame(group_equity, index=rows(group_equity),
-                                      columns=pd.Index(self.group_ids, name="group"), copy=False),
+            column_table=tab,
+            columns=columns,
+            equity=df(equity),
+            group_equity=pd.DataFrame(
+                group_equity, index=rows(group_equity), columns=pd.Index(self.group_ids, name="group"), copy=False
+            ),
             components={name: df(comps[k]) for k, name in enumerate(COMPONENTS)},
-            spot_qty=df(spot), perp_qty=df(perp), margin_ratio=df(mr), distance_to_liquidation=df(dl),
+            spot_qty=df(spot),
+            perp_qty=df(perp),
+            margin_ratio=df(mr),
+            distance_to_liquidation=df(dl),
         )
         del d["_lazy"]
 
     @classmethod
-    def concat(cls, parts: list["BacktestResult"]) -> "BacktestResult":
+    def concat(cls, parts: list[BacktestResult]) -> BacktestResult:
         """Side by side: the results of runs over consecutive portfolio (group) chunks of one grid.
 
         The parts must share the market, config and output settings, and their group ids must
@@ -199,21 +230,31 @@ class BacktestResult:
             return out
 
         return cls(
-            index=first.index, columns=columns, column_table=tab, group_ids=group_ids,
+            index=first.index,
+            columns=columns,
+            column_table=tab,
+            group_ids=group_ids,
             column_group=np.concatenate([p.column_group + go for p, go in zip(parts, grp_off)]),
-            symbols=first.symbols, column_symbol=np.concatenate([p.column_symbol for p in parts]),
-            config=first.config, equity=side([p.equity for p in parts]),
+            symbols=first.symbols,
+            column_symbol=np.concatenate([p.column_symbol for p in parts]),
+            config=first.config,
+            equity=side([p.equity for p in parts]),
             group_equity=pd.concat([p.group_equity for p in parts], axis=1),
             components={k: side([p.components[k] for p in parts]) for k in first.components},
-            spot_qty=side([p.spot_qty for p in parts]), perp_qty=side([p.perp_qty for p in parts]),
+            spot_qty=side([p.spot_qty for p in parts]),
+            perp_qty=side([p.perp_qty for p in parts]),
             margin_ratio=side([p.margin_ratio for p in parts]),
             distance_to_liquidation=side([p.distance_to_liquidation for p in parts]),
-            records=rec, flags=tuple(dict.fromkeys(f for p in parts for f in p.flags)), full=first.full,
-            bar_hours=first.bar_hours, column_params=first.column_params, outputs=first.outputs,
+            records=rec,
+            flags=tuple(dict.fromkeys(f for p in parts for f in p.flags)),
+            full=first.full,
+            bar_hours=first.bar_hours,
+            column_params=first.column_params,
+            outputs=first.outputs,
         )
 
     @classmethod
-    def chain(cls, parts: list["BacktestResult"]) -> "BacktestResult":
+    def chain(cls, parts: list[BacktestResult]) -> BacktestResult:
         """One after the other: the results of runs over consecutive time chunks, each started
         from the previous one's ``state`` (``run_backtest(..., resume=previous.state)``).
 
@@ -225,11 +266,18 @@ class BacktestResult:
         if len(parts) == 1:
             return first
         for a, b in zip(parts[:-1], parts[1:]):
-            if a.state is None or b.state is None or len(b.index) == 0 or a.state.next_time != b.index[0] \
-                    or b.state.bars - len(b.index) != a.state.bars:
-                raise ValueError("BacktestResult.chain needs consecutive runs: each part resumed from the previous "
-                                 f"part's state (a part ends before {a.state.next_time if a.state else '?'}, the next "
-                                 f"starts at {b.index[0] if len(b.index) else 'no bar'})")
+            if (
+                a.state is None
+                or b.state is None
+                or len(b.index) == 0
+                or a.state.next_time != b.index[0]
+                or b.state.bars - len(b.index) != a.state.bars
+            ):
+                raise ValueError(
+                    "BacktestResult.chain needs consecutive runs: each part resumed from the previous "
+                    f"part's state (a part ends before {a.state.next_time if a.state else '?'}, the next "
+                    f"starts at {b.index[0] if len(b.index) else 'no bar'})"
+                )
             if a.config != b.config or a.outputs != b.outputs or not a.columns.equals(b.columns):
                 raise ValueError("BacktestResult.chain needs parts with the same columns, config and outputs")
         index = first.index.append([p.index for p in parts[1:]])
@@ -247,17 +295,29 @@ class BacktestResult:
             r[:, 0] += off
             recs.append(r)
         return cls(
-            index=index, columns=first.columns, column_table=first.column_table, group_ids=first.group_ids,
-            column_group=first.column_group, symbols=first.symbols, column_symbol=first.column_symbol,
-            config=first.config, equity=rows("equity", [p.equity for p in parts]),
+            index=index,
+            columns=first.columns,
+            column_table=first.column_table,
+            group_ids=first.group_ids,
+            column_group=first.column_group,
+            symbols=first.symbols,
+            column_symbol=first.column_symbol,
+            config=first.config,
+            equity=rows("equity", [p.equity for p in parts]),
             group_equity=rows("group_equity", [p.group_equity for p in parts]),
             components={k: rows("components", [p.components[k] for p in parts]) for k in first.components},
-            spot_qty=rows("positions", [p.spot_qty for p in parts]), perp_qty=rows("positions", [p.perp_qty for p in parts]),
+            spot_qty=rows("positions", [p.spot_qty for p in parts]),
+            perp_qty=rows("positions", [p.perp_qty for p in parts]),
             margin_ratio=rows("margin", [p.margin_ratio for p in parts]),
             distance_to_liquidation=rows("margin", [p.distance_to_liquidation for p in parts]),
-            records=np.concatenate(recs), flags=tuple(dict.fromkeys(f for p in parts for f in p.flags)),
-            full=first.full, bar_hours=first.bar_hours, column_params=first.column_params, outputs=first.outputs,
-            state=last.state, kernel=last.kernel,
+            records=np.concatenate(recs),
+            flags=tuple(dict.fromkeys(f for p in parts for f in p.flags)),
+            full=first.full,
+            bar_hours=first.bar_hours,
+            column_params=first.column_params,
+            outputs=first.outputs,
+            state=last.state,
+            kernel=last.kernel,
         )
 
     # ---------------------------------------------------------------- views
@@ -293,19 +353,28 @@ class BacktestResult:
             bar = r[:, 0].astype(np.int64)
             is_col = col >= 0
             safe = np.where(is_col, col, 0)
-            group = np.where(is_col, self.group_ids[self.column_group[safe]] if len(safe) else safe,
-                             self.group_ids[np.clip(-1 - col, 0, len(self.group_ids) - 1)] if len(col) else col)
+            group = np.where(
+                is_col,
+                self.group_ids[self.column_group[safe]] if len(safe) else safe,
+                self.group_ids[np.clip(-1 - col, 0, len(self.group_ids) - 1)] if len(col) else col,
+            )
             sym = np.array(self.symbols, dtype=object)[self.column_symbol[safe]] if len(safe) else np.array([], object)
             leg = pd.Series(r[:, 3].astype(np.int64)).map(LEGS).astype(object)
-            ev = pd.DataFrame({
-                "time": self.index[bar],
-                "column": np.where(is_col, col, -1),
-                "group": group,
-                "symbol": np.where(is_col, sym, None),
-                "kind": np.array(EVENT_KINDS, dtype=object)[r[:, 2].astype(np.int64)] if len(r) else [],
-                "leg": leg.where(leg.notna(), None),
-                "qty": r[:, 4], "price": r[:, 5], "rate": r[:, 6], "cash": r[:, 7], "fee": r[:, 8],
-            })
+            ev = pd.DataFrame(
+                {
+                    "time": self.index[bar],
+                    "column": np.where(is_col, col, -1),
+                    "group": group,
+                    "symbol": np.where(is_col, sym, None),
+                    "kind": np.array(EVENT_KINDS, dtype=object)[r[:, 2].astype(np.int64)] if len(r) else [],
+                    "leg": leg.where(leg.notna(), None),
+                    "qty": r[:, 4],
+                    "price": r[:, 5],
+                    "rate": r[:, 6],
+                    "cash": r[:, 7],
+                    "fee": r[:, 8],
+                }
+            )
             self._events = ev
         return self._events
 
@@ -331,7 +400,9 @@ class BacktestResult:
         """
         if group is None:
             if len(self.group_ids) != 1:
-                raise ValueError(f"result has {len(self.group_ids)} portfolios; pass group= one of {list(self.group_ids)}")
+                raise ValueError(
+                    f"result has {len(self.group_ids)} portfolios; pass group= one of {list(self.group_ids)}"
+                )
             group = self.group_ids[0]
         if self.group_equity.shape[0] != len(self.index):
             raise ValueError("stats() needs group equity per bar: run with outputs including 'group_equity'")

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from data.errors import ConfigError
 from backtest.kernels.simulate import G_CASH, NSC, NSG, S_COMP7, S_INIT, S_LASTX, S_LIQ, S_PV, S_SV, S_TOPUP
+from data.errors import ConfigError
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -75,7 +75,7 @@ class EngineState:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def initial(cls, symbols, column_symbol, group, capital: float, config_hash: str) -> "EngineState":
+    def initial(cls, symbols, column_symbol, group, capital: float, config_hash: str) -> EngineState:
         """The state before the first bar: flat, every portfolio holding ``capital`` quote."""
         column_symbol = np.asarray(column_symbol, dtype=np.int64)
         group = np.asarray(group, dtype=np.int64)
@@ -92,8 +92,23 @@ class EngineState:
         grps[:, G_CASH] = capital
         grps[:, 2] = -1.0
         zeros = np.zeros(N)
-        return cls(cols, grps, np.zeros((0, C)), None, zeros, zeros, np.full(N, np.nan), np.full(N, np.nan),
-                   np.zeros(N, np.bool_), 0, None, tuple(symbols), column_symbol, group, config_hash)
+        return cls(
+            cols,
+            grps,
+            np.zeros((0, C)),
+            None,
+            zeros,
+            zeros,
+            np.full(N, np.nan),
+            np.full(N, np.nan),
+            np.zeros(N, np.bool_),
+            0,
+            None,
+            tuple(symbols),
+            column_symbol,
+            group,
+            config_hash,
+        )
 
     @property
     def n_columns(self) -> int:
@@ -108,28 +123,41 @@ class EngineState:
     def check_continuation(self, market, targets, config) -> None:
         """Raise ConfigError unless ``market``/``targets``/``config`` continue this state."""
         if tuple(market.symbols) != self.symbols:
-            raise ConfigError(f"resume: the market's symbols {list(market.symbols)} differ from the state's {list(self.symbols)}")
-        if targets.n_columns != self.n_columns or not np.array_equal(targets.column_symbol, self.column_symbol) \
-                or not np.array_equal(targets.group, self.group):
-            raise ConfigError("resume: the targets' columns (symbols and portfolios) differ from the state's; "
-                              "continue with the same strategy and parameter sets")
+            raise ConfigError(
+                f"resume: the market's symbols {list(market.symbols)} differ from the state's {list(self.symbols)}"
+            )
+        if (
+            targets.n_columns != self.n_columns
+            or not np.array_equal(targets.column_symbol, self.column_symbol)
+            or not np.array_equal(targets.group, self.group)
+        ):
+            raise ConfigError(
+                "resume: the targets' columns (symbols and portfolios) differ from the state's; "
+                "continue with the same strategy and parameter sets"
+            )
         if config.config_hash() != self.config_hash:
-            raise ConfigError(f"resume: the config (hash {config.config_hash()}) differs from the one the state was "
-                              f"made with ({self.config_hash}); continue with the same settings")
+            raise ConfigError(
+                f"resume: the config (hash {config.config_hash()}) differs from the one the state was "
+                f"made with ({self.config_hash}); continue with the same settings"
+            )
         if (self.weight_tail is not None) != (targets.weights is not None) and self.bars and len(self.target_tail):
-            raise ConfigError("resume: the previous run had capital weights and this one has none, or the other way round")
+            raise ConfigError(
+                "resume: the previous run had capital weights and this one has none, or the other way round"
+            )
         if self.next_time is not None and market.n_bars and market.index[0] != self.next_time:
-            raise ConfigError(f"resume: the state ends before the bar at {self.next_time}, but the market starts at "
-                              f"{market.index[0]}; pass the bars that follow the previous run, without gap or overlap")
+            raise ConfigError(
+                f"resume: the state ends before the bar at {self.next_time}, but the market starts at "
+                f"{market.index[0]}; pass the bars that follow the previous run, without gap or overlap"
+            )
 
     # ------------------------------------------------------------------ the next state
-    def advanced(self, market, targets, lag: int, columns: np.ndarray, groups: np.ndarray) -> "EngineState":
+    def advanced(self, market, targets, lag: int, columns: np.ndarray, groups: np.ndarray) -> EngineState:
         """The state after a run over ``market``'s bars (``columns``/``groups`` from the kernel)."""
         T = market.n_bars
         k = min(lag, self.bars + T)
 
         def last_rows(prev: np.ndarray, rows: np.ndarray) -> np.ndarray:  # the last k of prev + rows
-            return rows[T - k:] if T >= k else np.concatenate([prev, rows])[len(prev) + T - k:]
+            return rows[T - k :] if T >= k else np.concatenate([prev, rows])[len(prev) + T - k :]
 
         tail = last_rows(self.target_tail, targets.values)
         wtail = None
@@ -137,11 +165,33 @@ class EngineState:
             wtail = _frozen(last_rows(self.weight_rows, targets.weights))
         if T:
             step = market.index[-1] - market.index[-2] if T > 1 else pd.Timedelta(market.freq)
-            last = (market.spot_volume[-1], market.perp_volume[-1], market.spot_close[-1], market.perp_close[-1],
-                    market.valid[-1], market.index[-1] + step)
+            last = (
+                market.spot_volume[-1],
+                market.perp_volume[-1],
+                market.spot_close[-1],
+                market.perp_close[-1],
+                market.valid[-1],
+                market.index[-1] + step,
+            )
         else:
-            last = (self.last_spot_volume, self.last_perp_volume, self.last_spot_close, self.last_perp_close,
-                    self.last_valid, self.next_time)
-        return EngineState(_frozen(columns), _frozen(groups), _frozen(tail), wtail,
-                           *(_frozen(a) for a in last[:5]),
-                           self.bars + T, last[5], self.symbols, self.column_symbol, self.group, self.config_hash)
+            last = (
+                self.last_spot_volume,
+                self.last_perp_volume,
+                self.last_spot_close,
+                self.last_perp_close,
+                self.last_valid,
+                self.next_time,
+            )
+        return EngineState(
+            _frozen(columns),
+            _frozen(groups),
+            _frozen(tail),
+            wtail,
+            *(_frozen(a) for a in last[:5]),
+            self.bars + T,
+            last[5],
+            self.symbols,
+            self.column_symbol,
+            self.group,
+            self.config_hash,
+        )

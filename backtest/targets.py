@@ -59,7 +59,9 @@ class Targets:
         if np.isinf(lo) or np.isinf(hi):
             raise ConfigError("targets contain infinite values")
         if lo < -1 - 1e-12 or hi > 1 + 1e-12:
-            raise ConfigError(f"targets must lie in [-1, 1] (+1 carry, -1 reverse carry); got min {lo:.6g}, max {hi:.6g}")
+            raise ConfigError(
+                f"targets must lie in [-1, 1] (+1 carry, -1 reverse carry); got min {lo:.6g}, max {hi:.6g}"
+            )
         n_cols = values.shape[1]
         col_symbol = np.ascontiguousarray(self.column_symbol, dtype=np.int64)
         group = np.ascontiguousarray(self.group, dtype=np.int64)
@@ -90,7 +92,7 @@ class Targets:
         return pd.DataFrame(self.values, index=index, columns=cols)
 
     @classmethod
-    def _derived(cls, values, column_symbol, group, columns, weights) -> "Targets":
+    def _derived(cls, values, column_symbol, group, columns, weights) -> Targets:
         """Targets made of (parts of) already validated arrays: no checks, no copies."""
         obj = object.__new__(cls)
         for name, v in (("values", values), ("column_symbol", column_symbol), ("group", group), ("weights", weights)):
@@ -100,25 +102,25 @@ class Targets:
         object.__setattr__(obj, "columns", columns)
         return obj
 
-    def per_column(self) -> "Targets":
+    def per_column(self) -> Targets:
         """The same targets with every column its own portfolio (group = column position)."""
         groups = np.arange(self.n_columns, dtype=np.int64)
         return Targets._derived(self.values, self.column_symbol, groups, self.columns.assign(group=groups), None)
 
-    def with_columns(self, columns: pd.DataFrame) -> "Targets":
+    def with_columns(self, columns: pd.DataFrame) -> Targets:
         """The same targets with another column table (one row per column)."""
         if len(columns) != self.n_columns:
             raise ConfigError(f"columns table has {len(columns)} rows for {self.n_columns} target columns")
         return Targets._derived(self.values, self.column_symbol, self.group, columns, self.weights)
 
-    def bars(self, start: int, stop: int) -> "Targets":
+    def bars(self, start: int, stop: int) -> Targets:
         """The rows of bars ``start .. stop - 1`` (positions), same columns: the targets of a
         time chunk (see ``run_backtest(resume=...)``)."""
         w = None if self.weights is None else self.weights[start:stop]
         return Targets._derived(self.values[start:stop], self.column_symbol, self.group, self.columns, w)
 
     @classmethod
-    def from_array(cls, market: Market, values, *, strategy: str = "custom", weights=None) -> "Targets":
+    def from_array(cls, market: Market, values, *, strategy: str = "custom", weights=None) -> Targets:
         """One target column per market symbol, all in one portfolio.
 
         ``values`` may be a scalar, an (N,) vector, a (T, N) array or a DataFrame indexed like
@@ -136,7 +138,7 @@ class Targets:
         return cls(arr, np.arange(n), np.zeros(n, np.int64), _symbol_table(market, strategy), weights)
 
     @classmethod
-    def concat(cls, parts: list["Targets"]) -> "Targets":
+    def concat(cls, parts: list[Targets]) -> Targets:
         """Side by side, each part's groups renumbered so they stay separate portfolios."""
         values, col_symbol, group, frames, weights = [], [], [], [], []
         offset = 0
@@ -151,12 +153,15 @@ class Targets:
             offset = int(group[-1].max()) + 1 if len(group[-1]) else offset
         has_w = any(p.weights is not None for p in parts)
         return cls(
-            np.hstack(values), np.concatenate(col_symbol), np.concatenate(group),
-            pd.concat(frames, ignore_index=True), np.hstack(weights) if has_w else None,
+            np.hstack(values),
+            np.concatenate(col_symbol),
+            np.concatenate(group),
+            pd.concat(frames, ignore_index=True),
+            np.hstack(weights) if has_w else None,
         )
 
 
-_SYMBOL_TABLES: "weakref.WeakKeyDictionary[Market, dict[str, pd.DataFrame]]" = weakref.WeakKeyDictionary()
+_SYMBOL_TABLES: weakref.WeakKeyDictionary[Market, dict[str, pd.DataFrame]] = weakref.WeakKeyDictionary()
 
 
 def _symbol_table(market: Market, strategy: str) -> pd.DataFrame:
@@ -167,7 +172,8 @@ def _symbol_table(market: Market, strategy: str) -> pd.DataFrame:
     if table is None:
         n = market.n_symbols
         table = tables[strategy] = pd.DataFrame(
-            {"strategy": [strategy] * n, "symbol": list(market.symbols), "group": [0] * n})
+            {"strategy": [strategy] * n, "symbol": list(market.symbols), "group": [0] * n}
+        )
     return table.copy(deep=False)
 
 
@@ -176,12 +182,16 @@ def split_by_group(targets: Targets, groups_per_part: int) -> list[Targets]:
     groups = np.unique(targets.group)
     parts = []
     for k in range(0, len(groups), max(1, groups_per_part)):
-        cols = np.flatnonzero(np.isin(targets.group, groups[k:k + groups_per_part]))
-        parts.append(Targets(
-            targets.values[:, cols], targets.column_symbol[cols], targets.group[cols],
-            targets.columns.iloc[cols].reset_index(drop=True),
-            None if targets.weights is None else targets.weights[:, cols],
-        ))
+        cols = np.flatnonzero(np.isin(targets.group, groups[k : k + groups_per_part]))
+        parts.append(
+            Targets(
+                targets.values[:, cols],
+                targets.column_symbol[cols],
+                targets.group[cols],
+                targets.columns.iloc[cols].reset_index(drop=True),
+                None if targets.weights is None else targets.weights[:, cols],
+            )
+        )
     return parts
 
 

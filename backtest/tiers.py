@@ -44,16 +44,22 @@ class TierTable:
     n_tiers: np.ndarray
 
     @classmethod
-    def flat(cls, n_symbols: int, rate: float) -> "TierTable":
+    def flat(cls, n_symbols: int, rate: float) -> TierTable:
         """One bracket ``[0, inf)`` at ``rate`` with cum 0 for every symbol."""
         if not 0 <= rate < 1:
             raise ConfigError(f"maintenance margin rate must be in [0, 1), got {rate}")
         shape = (n_symbols, 1)
-        return cls(np.zeros(shape), np.full(shape, np.inf), np.full(shape, float(rate)), np.zeros(shape),
-                   np.full(shape, np.inf), np.ones(n_symbols, np.int64))
+        return cls(
+            np.zeros(shape),
+            np.full(shape, np.inf),
+            np.full(shape, float(rate)),
+            np.zeros(shape),
+            np.full(shape, np.inf),
+            np.ones(n_symbols, np.int64),
+        )
 
     @classmethod
-    def from_brackets(cls, brackets: list[list[dict]]) -> "TierTable":
+    def from_brackets(cls, brackets: list[list[dict]]) -> TierTable:
         """From one ccxt bracket list per symbol (already selected and ordered)."""
         n = len(brackets)
         k = max((len(b) for b in brackets), default=1)
@@ -104,7 +110,9 @@ def load_tiers(path: str | Path, perp_symbols: list[str] | tuple[str, ...]) -> T
     for sym in perp_symbols:
         key = ccxt_symbol(sym)
         if key not in data or not data[key]:
-            raise DataError(f"{path}: no leverage tiers for {key!r} (symbol {sym}); "
-                            "set maintenance_margin_rate for a flat rate instead")
+            raise DataError(
+                f"{path}: no leverage tiers for {key!r} (symbol {sym}); "
+                "set maintenance_margin_rate for a flat rate instead"
+            )
         out.append(data[key])
     return TierTable.from_brackets(out)

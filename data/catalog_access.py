@@ -10,8 +10,8 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,7 @@ def is_url(catalog: str) -> bool:
 
 def local_path(catalog: str) -> str:
     s = str(catalog)
-    return s[len("file://"):] if s.startswith("file://") else s
+    return s[len("file://") :] if s.startswith("file://") else s
 
 
 class _FS:
@@ -73,8 +73,10 @@ class _FS:
 
     def info_token(self, path: str) -> str:
         info = self.fs.info(path)
-        return str(info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified") or "") + \
-            f":{info.get('size')}"
+        return (
+            str(info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified") or "")
+            + f":{info.get('size')}"
+        )
 
 
 def _year_of(path: str) -> int:
@@ -109,11 +111,14 @@ def _source_series(fs: _FS, symbol: str, freq: str, venue: str) -> tuple[str, st
         common = sorted(spot_tfs & set(_timeframes(fs, venue, "perp", cand, freq_min)), key=timeframe_minutes)
         if common:
             return canonical, cand, common[-1]
-    raise DataError(f"catalog {fs.url}: no spot and perp bars for {symbol} at a timeframe dividing {freq} on venue {venue}")
+    raise DataError(
+        f"catalog {fs.url}: no spot and perp bars for {symbol} at a timeframe dividing {freq} on venue {venue}"
+    )
 
 
-def sweep_window(catalog: str, symbols: Iterable[str], freq: str = "1h", venue: str = "binance",
-                 start=None, end=None) -> tuple[str, str]:
+def sweep_window(
+    catalog: str, symbols: Iterable[str], freq: str = "1h", venue: str = "binance", start=None, end=None
+) -> tuple[str, str]:
     """The common ``[start, end)`` of a sweep: the union of the symbols' bar coverage.
 
     Reads only the ``time`` column of each series' first and last year file, so it is cheap even
@@ -127,7 +132,9 @@ def sweep_window(catalog: str, symbols: Iterable[str], freq: str = "1h", venue: 
     for sym in symbols:
         spot, perp, tf = _source_series(fs, sym, freq, venue)
         for kind, name in (("spot", spot), ("perp", perp)):
-            files = fs.glob(fs.join(f"venue={venue}", f"kind={kind}", f"timeframe={tf}", f"symbol={name}", "year=*.parquet"))
+            files = fs.glob(
+                fs.join(f"venue={venue}", f"kind={kind}", f"timeframe={tf}", f"symbol={name}", "year=*.parquet")
+            )
             if not files:
                 continue
             first, last = fs.read_times(files[0]), fs.read_times(files[-1])
@@ -140,14 +147,15 @@ def sweep_window(catalog: str, symbols: Iterable[str], freq: str = "1h", venue: 
     return ms_to_iso(lo if start_ms is None else start_ms), ms_to_iso(hi + 1 if end_ms is None else end_ms)
 
 
-def stage_remote(catalog: str, symbols: Iterable[str], venue: str, start: str, end: str,
-                  cache_dir: str | None = None) -> str:
+def stage_remote(
+    catalog: str, symbols: Iterable[str], venue: str, start: str, end: str, cache_dir: str | None = None
+) -> str:
     """Copy the year files of ``symbols`` within [start, end) from an fsspec URL to a local cache.
 
     The cache (``$CARRY_CACHE`` or the temp dir, one folder per catalog URL) is reused across
     tasks on a worker; a file is fetched again only if its size/ETag/mtime changed.
     """
-    from data.symbols import perp_candidates, spot_symbol, split_symbol
+    from data.symbols import perp_candidates, split_symbol, spot_symbol
 
     fs = _FS(catalog)
     base = cache_dir or os.environ.get("CARRY_CACHE") or os.path.join(tempfile.gettempdir(), "carry-catalog-cache")
@@ -160,15 +168,21 @@ def stage_remote(catalog: str, symbols: Iterable[str], venue: str, start: str, e
         names.add(split_symbol(spot_symbol(sym))[0])  # borrow rates are stored per asset
     root = fs.root.rstrip("/")
     for name in sorted(names):
-        pats = [fs.join(f"venue={venue}", "kind=*", "timeframe=*", f"symbol={name}", "year=*.parquet"),
-                fs.join(f"venue={venue}", "kind=*", f"symbol={name}", "year=*.parquet")]
+        pats = [
+            fs.join(f"venue={venue}", "kind=*", "timeframe=*", f"symbol={name}", "year=*.parquet"),
+            fs.join(f"venue={venue}", "kind=*", f"symbol={name}", "year=*.parquet"),
+        ]
         for pat in pats:
             for path in fs.glob(pat):
                 year = _year_of(path)
                 kind = re.search(r"kind=([a-z]+)", path).group(1)
                 if kind in ("spot", "perp", "mark", "index", "premium") and not (y0 <= year <= y1):
                     continue  # funding and borrow series are read whole by the loader
-                rel = path[len(root):].lstrip("/") if path.startswith(root) else path.split(fs.root.lstrip("/"), 1)[-1].lstrip("/")
+                rel = (
+                    path[len(root) :].lstrip("/")
+                    if path.startswith(root)
+                    else path.split(fs.root.lstrip("/"), 1)[-1].lstrip("/")
+                )
                 dest = os.path.join(local_root, rel)
                 token = fs.info_token(path)
                 stamp = dest + ".src"

@@ -152,10 +152,7 @@ def binance_vision_path(kind: str, symbol: str, month: str, timeframe: str = "1h
     if kind == "funding":
         return f"data/futures/um/monthly/fundingRate/{symbol}/{symbol}-fundingRate-{month}.zip"
     if kind in _FUTURES_TYPES:
-        return (
-            f"data/futures/um/monthly/{_FUTURES_TYPES[kind]}/{symbol}/{timeframe}/"
-            f"{symbol}-{timeframe}-{month}.zip"
-        )
+        return f"data/futures/um/monthly/{_FUTURES_TYPES[kind]}/{symbol}/{timeframe}/{symbol}-{timeframe}-{month}.zip"
     raise ConfigError(f"unknown kind {kind!r}: expected one of {', '.join(KINDS)}")
 
 
@@ -189,7 +186,7 @@ class _Downloader:
     # ------------------------------------------------------------- HTTP with retries
     def _sleep(self, attempt: int) -> None:
         if self.backoff:
-            time.sleep(min(self.backoff * (2 ** attempt), 60.0))
+            time.sleep(min(self.backoff * (2**attempt), 60.0))
 
     def _once(self, url: str, sink) -> int:
         """One GET of ``url`` streamed into ``sink(chunk)``; returns the byte count."""

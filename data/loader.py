@@ -21,7 +21,7 @@ from data.catalog import Catalog, PartitionKey
 from data.errors import DataError
 from data.market import Market
 from data.schema import Kind, timeframe_minutes
-from data.symbols import perp_candidates, spot_symbol, split_symbol
+from data.symbols import perp_candidates, split_symbol, spot_symbol
 from data.units import to_ms
 
 _MS_PER_MIN = 60_000
@@ -111,12 +111,16 @@ def _gaps(present: np.ndarray) -> list[tuple[int, int]]:
     return [(int(idx[j] + 1), int(d[j] - 1)) for j in at]
 
 
-def _apply_gap_policy(series: _Series, label: str, policy: GapPolicy, max_fill: int, times_ms, notes: list[str]) -> _Series:
+def _apply_gap_policy(
+    series: _Series, label: str, policy: GapPolicy, max_fill: int, times_ms, notes: list[str]
+) -> _Series:
     gaps = _gaps(series.present)
     if not gaps:
         return series
+
     def when(i):
         return pd.Timestamp(int(times_ms[i]), unit="ms", tz="UTC")
+
     if policy is GapPolicy.ERROR:
         first, length = gaps[0]
         raise DataError(
@@ -262,8 +266,9 @@ def load_market(
         spot_tfs = _timeframes(catalog, venue, canonical, Kind.SPOT, freq_min)
         perp_sym, mult, src_tf = None, 1, None
         for cand, m in perp_names:
-            common = sorted(set(spot_tfs) & set(_timeframes(catalog, venue, cand, Kind.PERP, freq_min)),
-                            key=timeframe_minutes)
+            common = sorted(
+                set(spot_tfs) & set(_timeframes(catalog, venue, cand, Kind.PERP, freq_min)), key=timeframe_minutes
+            )
             if common:
                 perp_sym, mult, src_tf = cand, m, common[-1]  # the coarsest common timeframe
                 break
@@ -292,9 +297,13 @@ def load_market(
         }
         if keys["mark"] is None:
             if require_mark:
-                raise DataError(f"catalog {catalog.root}: no mark-price bars for {perp_sym} at {src_tf} (require_mark=True)")
-            notes.append(f"{canonical}: no mark-price data at {src_tf}; perp last prices stand in for the mark "
-                         "(funding is still valued at the mark where any stored mark bar opens at the settlement)")
+                raise DataError(
+                    f"catalog {catalog.root}: no mark-price bars for {perp_sym} at {src_tf} (require_mark=True)"
+                )
+            notes.append(
+                f"{canonical}: no mark-price data at {src_tf}; perp last prices stand in for the mark "
+                "(funding is still valued at the mark where any stored mark bar opens at the settlement)"
+            )
         if not catalog.has(keys["funding"]):
             raise DataError(f"catalog {catalog.root}: no funding settlements for {perp_sym} on venue {venue}")
         plans.append((canonical, perp_sym, mult, src_min, keys))
@@ -309,15 +318,32 @@ def load_market(
     hi = cov[1] + 1 if end_ms is None else end_ms
     t0 = (lo // step_t) * step_t
     if hi <= t0:
-        raise DataError(f"empty time range: start {pd.Timestamp(lo, unit='ms', tz='UTC')} is not before end {pd.Timestamp(hi, unit='ms', tz='UTC')}")
+        raise DataError(
+            f"empty time range: start {pd.Timestamp(lo, unit='ms', tz='UTC')} is not before end {pd.Timestamp(hi, unit='ms', tz='UTC')}"
+        )
     n_bars = int(-(-(hi - t0) // step_t))
     index = pd.DatetimeIndex(pd.to_datetime(t0 + step_t * np.arange(n_bars, dtype=np.int64), unit="ms", utc=True))
     shape = (n_bars, len(plans))
 
-    out = {name: np.full(shape, np.nan) for name in (
-        "spot_open", "spot_high", "spot_low", "spot_close", "spot_volume",
-        "perp_open", "perp_high", "perp_low", "perp_close", "perp_volume",
-        "mark_open", "mark_high", "mark_low", "mark_close")}
+    out = {
+        name: np.full(shape, np.nan)
+        for name in (
+            "spot_open",
+            "spot_high",
+            "spot_low",
+            "spot_close",
+            "spot_volume",
+            "perp_open",
+            "perp_high",
+            "perp_low",
+            "perp_close",
+            "perp_volume",
+            "mark_open",
+            "mark_high",
+            "mark_low",
+            "mark_close",
+        )
+    }
     funding_rate = np.zeros(shape)
     funding_value = np.zeros(shape)
     funding_count = np.zeros(shape, dtype=np.int32)
@@ -348,8 +374,15 @@ def load_market(
             s = _read_bars(catalog, key, t0, step, n_src, t0, t_hi)
             s = _apply_gap_policy(s, f"{canonical} {kind_name} ({key})", policy, max_fill, src_times, notes)
             if scale != 1.0:  # perp quoted per `mult` coins -> per coin
-                s = _Series(s.open / scale, s.high / scale, s.low / scale, s.close / scale,
-                            s.volume * scale, s.present, s.filled)
+                s = _Series(
+                    s.open / scale,
+                    s.high / scale,
+                    s.low / scale,
+                    s.close / scale,
+                    s.volume * scale,
+                    s.present,
+                    s.filled,
+                )
             return s
 
         spot = read("spot")
@@ -359,8 +392,14 @@ def load_market(
             miss = ~(mark.present | mark.filled) & (perp.present | perp.filled)
             if miss.any():
                 notes.append(f"{canonical}: {int(miss.sum())} bar(s) without mark price; perp last prices stand in")
-            mk = _Series(*(np.where(miss, getattr(perp, f), getattr(mark, f)) for f in ("open", "high", "low", "close", "volume")),
-                         present=mark.present | (miss & perp.present), filled=mark.filled | (miss & perp.filled))
+            mk = _Series(
+                *(
+                    np.where(miss, getattr(perp, f), getattr(mark, f))
+                    for f in ("open", "high", "low", "close", "volume")
+                ),
+                present=mark.present | (miss & perp.present),
+                filled=mark.filled | (miss & perp.filled),
+            )
             fallback_src = miss
         else:
             mk = perp
@@ -370,9 +409,22 @@ def load_market(
         po, ph, pl, pc, pv, p_ok, p_fill = _resample_series(perp, k)
         mo, mh, ml, mc, _, m_ok, m_fill = _resample_series(mk, k)
         for name, arr in zip(
-            ("spot_open", "spot_high", "spot_low", "spot_close", "spot_volume",
-             "perp_open", "perp_high", "perp_low", "perp_close", "perp_volume",
-             "mark_open", "mark_high", "mark_low", "mark_close"),
+            (
+                "spot_open",
+                "spot_high",
+                "spot_low",
+                "spot_close",
+                "spot_volume",
+                "perp_open",
+                "perp_high",
+                "perp_low",
+                "perp_close",
+                "perp_volume",
+                "mark_open",
+                "mark_high",
+                "mark_low",
+                "mark_close",
+            ),
             (so, sh, sl, sc, sv, po, ph, pl, pc, pv, mo, mh, ml, mc),
         ):
             out[name][:, j] = arr
@@ -418,13 +470,22 @@ def load_market(
     if notes:
         warnings.warn("; ".join(notes), DataWarning, stacklevel=2)
     return Market(
-        index=index, symbols=tuple(names), freq=freq,
+        index=index,
+        symbols=tuple(names),
+        freq=freq,
         **out,
-        funding_rate=funding_rate, funding_value=funding_value, funding_count=funding_count,
-        funding_interval_hours=funding_hours, valid=valid, filled=filled, mark_fallback=mark_fallback,
-        multiplier=multipliers, perp_symbols=tuple(p[1] for p in plans),
+        funding_rate=funding_rate,
+        funding_value=funding_value,
+        funding_count=funding_count,
+        funding_interval_hours=funding_hours,
+        valid=valid,
+        filled=filled,
+        mark_fallback=mark_fallback,
+        multiplier=multipliers,
+        perp_symbols=tuple(p[1] for p in plans),
         borrow_hourly_rate=_load_borrow(catalog, venue, names, index, step_t),
-        venue=venue, notes=tuple(notes),
+        venue=venue,
+        notes=tuple(notes),
     )
 
 
@@ -448,7 +509,9 @@ def _mark_opens_at(catalog: Catalog, venue: str, perp_symbol: str, times: np.nda
     return out
 
 
-def _load_borrow(catalog: Catalog, venue: str, names: list[str], index: pd.DatetimeIndex, step_t: int) -> np.ndarray | None:
+def _load_borrow(
+    catalog: Catalog, venue: str, names: list[str], index: pd.DatetimeIndex, step_t: int
+) -> np.ndarray | None:
     """Hourly borrow rates of each base coin, forward-filled onto the bars (None if absent)."""
     keys = [PartitionKey(venue, Kind.BORROW, split_symbol(n)[0]) for n in names]
     if not any(catalog.has(k) for k in keys):

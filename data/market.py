@@ -29,9 +29,20 @@ from data.errors import DataError
 
 #: The (T, N) float arrays every market has, in the order they are documented.
 PRICE_FIELDS = (
-    "spot_open", "spot_high", "spot_low", "spot_close", "spot_volume",
-    "perp_open", "perp_high", "perp_low", "perp_close", "perp_volume",
-    "mark_open", "mark_high", "mark_low", "mark_close",
+    "spot_open",
+    "spot_high",
+    "spot_low",
+    "spot_close",
+    "spot_volume",
+    "perp_open",
+    "perp_high",
+    "perp_low",
+    "perp_close",
+    "perp_volume",
+    "mark_open",
+    "mark_high",
+    "mark_low",
+    "mark_close",
 )
 FUNDING_FIELDS = ("funding_rate", "funding_value", "funding_interval_hours")
 
@@ -189,7 +200,7 @@ class Market:
             raise KeyError(f"{name!r} is not a (bars x symbols) field of Market")
         return pd.DataFrame(values, index=self.index, columns=pd.Index(self.symbols, name="symbol"))
 
-    def select(self, symbols: list[str] | tuple[str, ...] | None = None, start=None, end=None) -> "Market":
+    def select(self, symbols: list[str] | tuple[str, ...] | None = None, start=None, end=None) -> Market:
         """A sub-market: some symbols and/or the bars in ``[start, end)``."""
         cols = np.arange(self.n_symbols)
         if symbols is not None:
@@ -199,9 +210,17 @@ class Market:
             cols = np.array([self.symbols.index(s) for s in symbols], dtype=np.int64)
         rows = np.ones(self.n_bars, dtype=bool)
         if start is not None:
-            rows &= self.index >= pd.Timestamp(start, tz="UTC") if pd.Timestamp(start).tz is None else self.index >= pd.Timestamp(start)
+            rows &= (
+                self.index >= pd.Timestamp(start, tz="UTC")
+                if pd.Timestamp(start).tz is None
+                else self.index >= pd.Timestamp(start)
+            )
         if end is not None:
-            rows &= self.index < pd.Timestamp(end, tz="UTC") if pd.Timestamp(end).tz is None else self.index < pd.Timestamp(end)
+            rows &= (
+                self.index < pd.Timestamp(end, tz="UTC")
+                if pd.Timestamp(end).tz is None
+                else self.index < pd.Timestamp(end)
+            )
         kwargs = {}
         for f in fields(self):
             v = getattr(self, f.name)
@@ -237,7 +256,7 @@ class Market:
         funding_mask: np.ndarray | None = None,
         borrow_hourly_rate: np.ndarray | None = None,
         volume: float = 1e12,
-    ) -> "Market":
+    ) -> Market:
         """Build a market from plain arrays (tests, research, synthetic data).
 
         ``spot``/``perp``/``mark`` are either dicts with ``open, high, low, close`` (and
@@ -257,8 +276,13 @@ class Market:
         def ohlcv(x, name):
             if isinstance(x, dict):
                 o = np.asarray(x["open"], dtype=float)
-                return (o, np.asarray(x.get("high", o), float), np.asarray(x.get("low", o), float),
-                        np.asarray(x.get("close", o), float), np.asarray(x.get("volume", np.full(shape, volume)), float))
+                return (
+                    o,
+                    np.asarray(x.get("high", o), float),
+                    np.asarray(x.get("low", o), float),
+                    np.asarray(x.get("close", o), float),
+                    np.asarray(x.get("volume", np.full(shape, volume)), float),
+                )
             a = np.broadcast_to(np.asarray(x, dtype=float), shape)
             return a, a, a, a, np.full(shape, volume)
 
@@ -274,13 +298,31 @@ class Market:
         hours = np.where(count > 0, np.broadcast_to(np.asarray(funding_interval_hours, float), shape), np.nan)
         ok = np.isfinite(so) & np.isfinite(po) & np.isfinite(mo)
         return cls(
-            index=index, symbols=symbols, freq=freq,
-            spot_open=so, spot_high=sh, spot_low=sl, spot_close=sc, spot_volume=sv,
-            perp_open=po, perp_high=ph, perp_low=pl, perp_close=pc_, perp_volume=pv,
-            mark_open=mo, mark_high=mh, mark_low=ml, mark_close=mc,
-            funding_rate=rate, funding_value=np.broadcast_to(funding_value, shape),
-            funding_count=count, funding_interval_hours=hours,
-            valid=ok, filled=np.zeros(shape, bool), mark_fallback=np.zeros(shape, bool),
-            multiplier=np.ones(len(symbols), np.int64), perp_symbols=symbols,
+            index=index,
+            symbols=symbols,
+            freq=freq,
+            spot_open=so,
+            spot_high=sh,
+            spot_low=sl,
+            spot_close=sc,
+            spot_volume=sv,
+            perp_open=po,
+            perp_high=ph,
+            perp_low=pl,
+            perp_close=pc_,
+            perp_volume=pv,
+            mark_open=mo,
+            mark_high=mh,
+            mark_low=ml,
+            mark_close=mc,
+            funding_rate=rate,
+            funding_value=np.broadcast_to(funding_value, shape),
+            funding_count=count,
+            funding_interval_hours=hours,
+            valid=ok,
+            filled=np.zeros(shape, bool),
+            mark_fallback=np.zeros(shape, bool),
+            multiplier=np.ones(len(symbols), np.int64),
+            perp_symbols=symbols,
             borrow_hourly_rate=borrow_hourly_rate,
         )

@@ -119,9 +119,7 @@ def catalog_info(catalog: Catalog) -> list[dict]:
             labels, counts = np.unique(np.where(np.isnan(hours), -1.0, hours), return_counts=True)
             row["settlements"] = len(t)
             row["rate_sum"] = float(rate.sum())
-            row["intervals"] = {
-                ("unknown" if h < 0 else _hours_label(h)): int(n) for h, n in zip(labels, counts)
-            }
+            row["intervals"] = {("unknown" if h < 0 else _hours_label(h)): int(n) for h, n in zip(labels, counts)}
         out.append(row)
     return out
 
@@ -138,14 +136,29 @@ def _file_checks(key: PartitionKey, path: Path, table: pa.Table, problems: list[
     if "time" not in table.column_names or not pa.types.is_timestamp(table.schema.field("time").type):
         return False
     ttype = table.schema.field("time").type
-    t = (table.column("time").cast(pa.timestamp("ms", tz=ttype.tz), safe=False)
-         .cast(pa.int64()).to_numpy(zero_copy_only=False))
+    t = (
+        table.column("time")
+        .cast(pa.timestamp("ms", tz=ttype.tz), safe=False)
+        .cast(pa.int64())
+        .to_numpy(zero_copy_only=False)
+    )
     d = np.diff(t)
-    for mask, check, what in ((d == 0, "duplicates", "duplicate times"), (d < 0, "non_monotonic", "times going backwards")):
+    for mask, check, what in (
+        (d == 0, "duplicates", "duplicate times"),
+        (d < 0, "non_monotonic", "times going backwards"),
+    ):
         idx = np.flatnonzero(mask)
         if idx.size:
-            problems.append(Problem("error", series, check, f"{path.name}: {idx.size} {what}, first at row {idx[0] + 1}",
-                                    _iso(t[idx[0] + 1]), int(idx.size)))
+            problems.append(
+                Problem(
+                    "error",
+                    series,
+                    check,
+                    f"{path.name}: {idx.size} {what}, first at row {idx[0] + 1}",
+                    _iso(t[idx[0] + 1]),
+                    int(idx.size),
+                )
+            )
     names = [c for c in (*PRICE_COLUMNS[key.kind], "rate") if c in table.column_names]
     vals = {}
     for c in names:
@@ -155,23 +168,46 @@ def _file_checks(key: PartitionKey, path: Path, table: pa.Table, problems: list[
             continue
         nan = np.flatnonzero(np.isnan(vals[c]))
         if nan.size:
-            problems.append(Problem("error", series, "nan", f"{path.name}: column {c!r} has {nan.size} NaN/missing values, first at row {nan[0]}",
-                                    _iso(t[nan[0]]), int(nan.size)))
+            problems.append(
+                Problem(
+                    "error",
+                    series,
+                    "nan",
+                    f"{path.name}: column {c!r} has {nan.size} NaN/missing values, first at row {nan[0]}",
+                    _iso(t[nan[0]]),
+                    int(nan.size),
+                )
+            )
         if c in PRICE_COLUMNS[key.kind]:
             bad = np.flatnonzero(vals[c] <= 0)
             if bad.size:
-                problems.append(Problem("error", series, "non_positive_price",
-                                        f"{path.name}: column {c!r} has {bad.size} prices <= 0, first at row {bad[0]} ({vals[c][bad[0]]!r})",
-                                        _iso(t[bad[0]]), int(bad.size)))
+                problems.append(
+                    Problem(
+                        "error",
+                        series,
+                        "non_positive_price",
+                        f"{path.name}: column {c!r} has {bad.size} prices <= 0, first at row {bad[0]} ({vals[c][bad[0]]!r})",
+                        _iso(t[bad[0]]),
+                        int(bad.size),
+                    )
+                )
     if all(c in vals for c in ("open", "high", "low", "close")) and PRICE_COLUMNS[key.kind]:
         o, h, lo, c = vals["open"], vals["high"], vals["low"], vals["close"]
         with np.errstate(invalid="ignore"):
             bad = np.flatnonzero((h < np.maximum(o, c)) | (lo > np.minimum(o, c)) | (lo > h))
         if bad.size:
             r = bad[0]
-            problems.append(Problem("error", series, "ohlc",
-                                    f"{path.name}: {bad.size} bars with high/low not enclosing open/close, first at row {r} "
-                                    f"(open={o[r]!r} high={h[r]!r} low={lo[r]!r} close={c[r]!r})", _iso(t[r]), int(bad.size)))
+            problems.append(
+                Problem(
+                    "error",
+                    series,
+                    "ohlc",
+                    f"{path.name}: {bad.size} bars with high/low not enclosing open/close, first at row {r} "
+                    f"(open={o[r]!r} high={h[r]!r} low={lo[r]!r} close={c[r]!r})",
+                    _iso(t[r]),
+                    int(bad.size),
+                )
+            )
     return len(problems) > before
 
 
@@ -182,7 +218,14 @@ def _load_series(key: PartitionKey, catalog: Catalog, problems: list[Problem]) -
         try:
             raw = _read_raw(path)
         except (pa.ArrowInvalid, OSError) as exc:
-            problems.append(Problem("error", str(key), "unreadable", f"{path}: cannot read Parquet file ({exc}); it may be truncated or corrupt"))
+            problems.append(
+                Problem(
+                    "error",
+                    str(key),
+                    "unreadable",
+                    f"{path}: cannot read Parquet file ({exc}); it may be truncated or corrupt",
+                )
+            )
             continue
         found = _file_checks(key, path, raw, problems)
         try:
@@ -196,8 +239,16 @@ def _load_series(key: PartitionKey, catalog: Catalog, problems: list[Problem]) -
         years = t.astype("datetime64[ms]").astype("datetime64[Y]").astype(np.int64) + 1970
         off = np.flatnonzero(years != year)
         if off.size:
-            problems.append(Problem("warning", str(key), "wrong_partition",
-                                    f"{path.name}: {off.size} rows are not in year {year}", _iso(t[off[0]]), int(off.size)))
+            problems.append(
+                Problem(
+                    "warning",
+                    str(key),
+                    "wrong_partition",
+                    f"{path.name}: {off.size} rows are not in year {year}",
+                    _iso(t[off[0]]),
+                    int(off.size),
+                )
+            )
         good.append(table)
     if not good:
         return None
@@ -206,7 +257,9 @@ def _load_series(key: PartitionKey, catalog: Catalog, problems: list[Problem]) -
     if len(t) > 1 and (np.diff(t) <= 0).any():
         dup = int((np.diff(np.sort(t)) == 0).sum())
         if dup:
-            problems.append(Problem("error", str(key), "duplicates", f"{dup} times stored in more than one year file", count=dup))
+            problems.append(
+                Problem("error", str(key), "duplicates", f"{dup} times stored in more than one year file", count=dup)
+            )
         order = np.argsort(t, kind="stable")
         table = table.take(order)
     return table
@@ -217,21 +270,33 @@ def _gaps(key: PartitionKey, t: np.ndarray, problems: list[Problem]) -> None:
     if step <= 1440 * 60_000 and 86_400_000 % step == 0:
         off = np.flatnonzero(t % step)
         if off.size:
-            problems.append(Problem("warning", str(key), "off_grid",
-                                    f"{off.size} bar times are not on the {key.timeframe} grid, first {_short(t[off[0]])}",
-                                    _iso(t[off[0]]), int(off.size)))
+            problems.append(
+                Problem(
+                    "warning",
+                    str(key),
+                    "off_grid",
+                    f"{off.size} bar times are not on the {key.timeframe} grid, first {_short(t[off[0]])}",
+                    _iso(t[off[0]]),
+                    int(off.size),
+                )
+            )
     u = np.unique(t)
     d = np.diff(u)
     idx = np.flatnonzero(d > step)
     missing = (d[idx] // step - 1).astype(np.int64)
     for i, m in zip(idx, missing):  # one problem per gap, so --json lists every range
         start, end = u[i] + step, u[i + 1] - step
-        problems.append(Problem(
-            "warning", str(key), "gaps",
-            f"{m} missing {key.timeframe} bar{'s' if m != 1 else ''}: {_short(start)}"
-            + (f" .. {_short(end)}" if end != start else ""),
-            _iso(start), int(m),
-        ))
+        problems.append(
+            Problem(
+                "warning",
+                str(key),
+                "gaps",
+                f"{m} missing {key.timeframe} bar{'s' if m != 1 else ''}: {_short(start)}"
+                + (f" .. {_short(end)}" if end != start else ""),
+                _iso(start),
+                int(m),
+            )
+        )
 
 
 def _funding_checks(key: PartitionKey, table: pa.Table, problems: list[Problem]) -> None:
@@ -242,32 +307,65 @@ def _funding_checks(key: PartitionKey, table: pa.Table, problems: list[Problem])
     bad = np.flatnonzero(np.abs(rate) > FUNDING_RATE_LIMIT)
     if bad.size:
         listed = ", ".join(f"{_short(t[i])} rate {rate[i]:.6g}" for i in bad[:MAX_LISTED])
-        problems.append(Problem("error", series, "funding_outlier",
-                                f"{bad.size} settlements with |rate| > {FUNDING_RATE_LIMIT} per interval (beyond any "
-                                f"exchange cap; percent instead of fraction?): {listed}", _iso(t[bad[0]]), int(bad.size)))
+        problems.append(
+            Problem(
+                "error",
+                series,
+                "funding_outlier",
+                f"{bad.size} settlements with |rate| > {FUNDING_RATE_LIMIT} per interval (beyond any "
+                f"exchange cap; percent instead of fraction?): {listed}",
+                _iso(t[bad[0]]),
+                int(bad.size),
+            )
+        )
     off = np.flatnonzero(t % _MS_H)
     if off.size:
-        problems.append(Problem("warning", series, "funding_off_hour",
-                                f"{off.size} settlement times not on the hour, first {_iso(t[off[0]])}",
-                                _iso(t[off[0]]), int(off.size)))
+        problems.append(
+            Problem(
+                "warning",
+                series,
+                "funding_off_hour",
+                f"{off.size} settlement times not on the hour, first {_iso(t[off[0]])}",
+                _iso(t[off[0]]),
+                int(off.size),
+            )
+        )
     unknown = np.flatnonzero(np.isnan(hours))
     if unknown.size:
-        problems.append(Problem("warning", series, "funding_interval_unknown",
-                                f"{unknown.size} settlements without interval_hours", _iso(t[unknown[0]]), int(unknown.size)))
+        problems.append(
+            Problem(
+                "warning",
+                series,
+                "funding_interval_unknown",
+                f"{unknown.size} settlements without interval_hours",
+                _iso(t[unknown[0]]),
+                int(unknown.size),
+            )
+        )
     if len(t) > 1:
         gap_h = np.diff(t) / _MS_H
         with np.errstate(invalid="ignore"):
             irregular = np.flatnonzero(~np.isclose(gap_h, hours[1:]) & ~np.isnan(hours[1:]))
         if irregular.size:
-            listed = ", ".join(f"{gap_h[i]:g}h before {_short(t[i + 1])} (interval {hours[i + 1]:g}h)" for i in irregular[:MAX_LISTED])
+            listed = ", ".join(
+                f"{gap_h[i]:g}h before {_short(t[i + 1])} (interval {hours[i + 1]:g}h)" for i in irregular[:MAX_LISTED]
+            )
             more = f", and {irregular.size - MAX_LISTED} more" if irregular.size > MAX_LISTED else ""
-            problems.append(Problem("warning", series, "funding_spacing",
-                                    f"{irregular.size} settlement gaps differ from the interval (missing settlements): {listed}{more}",
-                                    _iso(t[irregular[0] + 1]), int(irregular.size)))
+            problems.append(
+                Problem(
+                    "warning",
+                    series,
+                    "funding_spacing",
+                    f"{irregular.size} settlement gaps differ from the interval (missing settlements): {listed}{more}",
+                    _iso(t[irregular[0] + 1]),
+                    int(irregular.size),
+                )
+            )
 
 
-def _pair_checks(spot_key: PartitionKey, spot: pa.Table, perp_key: PartitionKey, perp: pa.Table,
-                 problems: list[Problem]) -> None:
+def _pair_checks(
+    spot_key: PartitionKey, spot: pa.Table, perp_key: PartitionKey, perp: pa.Table, problems: list[Problem]
+) -> None:
     series = f"{perp_key} vs {spot_key.symbol}"
     step = timeframe_minutes(perp_key.timeframe) * 60_000
     ts = spot.column("time").cast(pa.int64()).to_numpy()
@@ -276,15 +374,28 @@ def _pair_checks(spot_key: PartitionKey, spot: pa.Table, perp_key: PartitionKey,
         return
     phase_s, phase_p = np.unique(ts % step), np.unique(tp % step)
     if len(phase_s) == 1 and len(phase_p) == 1 and phase_s[0] != phase_p[0]:
-        problems.append(Problem("error", series, "misaligned",
-                                f"spot and perp bars are on different {perp_key.timeframe} grids "
-                                f"(spot offset {phase_s[0] // 60_000} min, perp {phase_p[0] // 60_000} min)"))
+        problems.append(
+            Problem(
+                "error",
+                series,
+                "misaligned",
+                f"spot and perp bars are on different {perp_key.timeframe} grids "
+                f"(spot offset {phase_s[0] // 60_000} min, perp {phase_p[0] // 60_000} min)",
+            )
+        )
         return
     common, i_s, i_p = np.intersect1d(ts, tp, assume_unique=True, return_indices=True)
     overlap = (max(ts[0], tp[0]), min(ts[-1], tp[-1]))
     if overlap[1] >= overlap[0] and not len(common):
-        problems.append(Problem("error", series, "misaligned",
-                                "spot and perp overlap in time but share no bar timestamps", _iso(overlap[0])))
+        problems.append(
+            Problem(
+                "error",
+                series,
+                "misaligned",
+                "spot and perp overlap in time but share no bar timestamps",
+                _iso(overlap[0]),
+            )
+        )
         return
     if not len(common):
         return
@@ -292,18 +403,32 @@ def _pair_checks(spot_key: PartitionKey, spot: pa.Table, perp_key: PartitionKey,
     basis = perp.column("close").to_numpy()[i_p] / (mult * spot.column("close").to_numpy()[i_s]) - 1.0
     median = float(np.median(basis))
     if abs(median) > BASIS_LIMIT:
-        problems.append(Problem("error", series, "basis_divergence",
-                                f"perp/spot - 1 has median {median:+.2%} over {len(common)} common bars (limit "
-                                f"{BASIS_LIMIT:.0%}): wrong symbol, multiplier ({mult}x assumed) or price unit?",
-                                _iso(common[0]), len(common)))
+        problems.append(
+            Problem(
+                "error",
+                series,
+                "basis_divergence",
+                f"perp/spot - 1 has median {median:+.2%} over {len(common)} common bars (limit "
+                f"{BASIS_LIMIT:.0%}): wrong symbol, multiplier ({mult}x assumed) or price unit?",
+                _iso(common[0]),
+                len(common),
+            )
+        )
         return
     bad = np.flatnonzero(np.abs(basis) > BASIS_LIMIT)
     if bad.size:
         worst = int(bad[np.argmax(np.abs(basis[bad]))])
-        problems.append(Problem("warning", series, "basis_divergence",
-                                f"{bad.size} of {len(common)} bars with |perp/spot - 1| > {BASIS_LIMIT:.0%} "
-                                f"(first {_short(common[bad[0]])}, worst {basis[worst]:+.2%} at {_short(common[worst])})",
-                                _iso(common[bad[0]]), int(bad.size)))
+        problems.append(
+            Problem(
+                "warning",
+                series,
+                "basis_divergence",
+                f"{bad.size} of {len(common)} bars with |perp/spot - 1| > {BASIS_LIMIT:.0%} "
+                f"(first {_short(common[bad[0]])}, worst {basis[worst]:+.2%} at {_short(common[worst])})",
+                _iso(common[bad[0]]),
+                int(bad.size),
+            )
+        )
 
 
 def check_catalog(catalog: Catalog, symbols: list[str] | None = None) -> list[Problem]:
@@ -381,9 +506,19 @@ def format_info(rows: list[dict]) -> str:
             extra = f"sum {r['rate_sum']:+.8f}; intervals {iv}"
         else:
             extra = f"{r.get('missing_bars', 0)} missing bars" if r.get("missing_bars") else ""
-        out.append([r["venue"], r["kind"], r["timeframe"] or "-", r["symbol"], str(r["rows"]),
-                    (r["first"] or "-").replace("T", " ").removesuffix("Z"),
-                    (r["last"] or "-").replace("T", " ").removesuffix("Z"), str(r["files"]), extra])
+        out.append(
+            [
+                r["venue"],
+                r["kind"],
+                r["timeframe"] or "-",
+                r["symbol"],
+                str(r["rows"]),
+                (r["first"] or "-").replace("T", " ").removesuffix("Z"),
+                (r["last"] or "-").replace("T", " ").removesuffix("Z"),
+                str(r["files"]),
+                extra,
+            ]
+        )
     return _table(["venue", "kind", "tf", "symbol", "rows", "first (UTC)", "last (UTC)", "files", "notes"], out)
 
 
@@ -409,6 +544,14 @@ def format_problems(problems: list[Problem], max_per_check: int = MAX_LISTED) ->
         if n > max_per_check:
             rest = [p for p in ordered if (p.severity, p.series, p.check) == group][max_per_check:]
             at = next(i for i, r in enumerate(rows) if tuple(r[:3]) == group) + max_per_check
-            rows.insert(at, [group[0], group[1], group[2], str(sum(p.count for p in rest)),
-                             f"... and {len(rest)} more ({group[2]}; count is their total)"])
+            rows.insert(
+                at,
+                [
+                    group[0],
+                    group[1],
+                    group[2],
+                    str(sum(p.count for p in rest)),
+                    f"... and {len(rest)} more ({group[2]}; count is their total)",
+                ],
+            )
     return _table(["severity", "series", "check", "count", "message"], rows) + "\n" + summary

@@ -75,16 +75,16 @@ SCHEMAS: dict[Kind, pa.Schema] = {
     Kind.PERP: _schema(Kind.PERP, _TRADED_BAR_FIELDS),
     Kind.MARK: _schema(Kind.MARK, [_TIME_BAR, *_price_fields("quote/base", "mark price")]),
     Kind.INDEX: _schema(Kind.INDEX, [_TIME_BAR, *_price_fields("quote/base", "index price")]),
-    Kind.PREMIUM: _schema(
-        Kind.PREMIUM, [_TIME_BAR, *_price_fields("fraction", "premium index (perp/index - 1)")]
-    ),
+    Kind.PREMIUM: _schema(Kind.PREMIUM, [_TIME_BAR, *_price_fields("fraction", "premium index (perp/index - 1)")]),
     Kind.FUNDING: _schema(
         Kind.FUNDING,
         [
             _field("time", TIME_TYPE, "UTC", "settlement time, floored to the minute"),
             _field("rate", pa.float64(), "fraction/interval", "funding rate per settlement interval"),
             _field(
-                "interval_hours", pa.float64(), "hours",
+                "interval_hours",
+                pa.float64(),
+                "hours",
                 "settlement interval (from the source, or derived from consecutive settlements)",
                 nullable=True,
             ),

@@ -43,12 +43,18 @@ def _bars(close: np.ndarray, rng: np.random.Generator, vol_h: float) -> dict[str
     return {"open": open_, "high": high, "low": low, "close": close}
 
 
-def _symbol(rng: np.random.Generator, n: int, price0: float, vol_h: float, premium_path: np.ndarray,
-            rally: tuple[int, int, float] | None = None) -> dict[str, np.ndarray]:
+def _symbol(
+    rng: np.random.Generator,
+    n: int,
+    price0: float,
+    vol_h: float,
+    premium_path: np.ndarray,
+    rally: tuple[int, int, float] | None = None,
+) -> dict[str, np.ndarray]:
     ret = rng.normal(0.0, vol_h, n)
     if rally is not None:
         at, length, total = rally
-        ret[at:at + length] += np.log1p(total) / length
+        ret[at : at + length] += np.log1p(total) / length
     spot_close = price0 * np.exp(np.cumsum(ret))
     noise = rng.normal(0.0, 0.0002, n)
     basis = premium_path + noise
@@ -73,14 +79,16 @@ def _ou(rng: np.random.Generator, n: int, mean: np.ndarray, speed: float, sigma:
     return x
 
 
-def _funding(premium: np.ndarray, times: pd.DatetimeIndex, interval_h: int, cap: float) -> tuple[np.ndarray, np.ndarray]:
+def _funding(
+    premium: np.ndarray, times: pd.DatetimeIndex, interval_h: int, cap: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Settlements every ``interval_h`` hours: rate = P + clamp(I - P, -0.05%, 0.05%), capped."""
     hours = times.hour.to_numpy()
     settle = np.flatnonzero((hours % interval_h == 0) & (np.arange(len(times)) >= interval_h))
     interest = 0.0001 * interval_h / 8
     rates = np.empty(settle.size)
     for j, i in enumerate(settle):
-        p = premium[i - interval_h:i].mean()
+        p = premium[i - interval_h : i].mean()
         r = p + np.clip(interest - p, -0.0005, 0.0005)
         rates[j] = np.clip(r, -cap, cap)
     return settle, np.round(rates, 8)
@@ -109,10 +117,14 @@ def demo_frames(seed: int = 7) -> dict[str, dict[str, pd.DataFrame]]:
                 f["volume"] = d[f"{leg}_volume"]
             frames[leg] = f
         settle, rates = _funding(premium, times, interval, cap)
-        frames["funding"] = pd.DataFrame({
-            "time": times[settle], "rate": rates, "interval_hours": float(interval),
-            "mark_price": np.nan,
-        })
+        frames["funding"] = pd.DataFrame(
+            {
+                "time": times[settle],
+                "rate": rates,
+                "interval_hours": float(interval),
+                "mark_price": np.nan,
+            }
+        )
         out[sym] = frames
     return out
 
@@ -136,9 +148,18 @@ def synthetic_symbols(n: int) -> list[str]:
     return [f"SYN{k:03d}USDT" for k in range(n)]
 
 
-def write_synthetic_catalog(root: str | os.PathLike, n_symbols: int, n_days: float, *, start: str = "2024-01-01",
-                            timeframe: str = "1m", seed: int = 0, venue: str = "binance",
-                            funding_hours: int = 8, symbols: Iterable[str] | None = None) -> Catalog:
+def write_synthetic_catalog(
+    root: str | os.PathLike,
+    n_symbols: int,
+    n_days: float,
+    *,
+    start: str = "2024-01-01",
+    timeframe: str = "1m",
+    seed: int = 0,
+    venue: str = "binance",
+    funding_hours: int = 8,
+    symbols: Iterable[str] | None = None,
+) -> Catalog:
     """Write ``n_symbols`` x ``n_days`` of synthetic spot/perp/mark bars plus funding into a catalog.
 
     Prices are a geometric random walk per symbol, the perp at a slowly mean-reverting
@@ -172,11 +193,20 @@ def write_synthetic_catalog(root: str | os.PathLike, n_symbols: int, n_days: flo
             prem[i:j] = powers * acc + np.convolve(drive, phi ** np.arange(j - i))[: j - i]
             acc = prem[j - 1]
         frames = {}
-        for leg, c in (("spot", close), ("perp", close * (1 + prem + rng.normal(0, 0.00005, n))), ("mark", close * (1 + prem))):
+        for leg, c in (
+            ("spot", close),
+            ("perp", close * (1 + prem + rng.normal(0, 0.00005, n))),
+            ("mark", close * (1 + prem)),
+        ):
             o = np.concatenate([[c[0]], c[:-1]])
             wig = np.abs(rng.normal(0.0, vol * 0.5, (2, n)))
-            cols = {"time": pa.array(t_ms, pa.timestamp("ms", tz="UTC")), "open": o,
-                    "high": np.maximum(o, c) * (1 + wig[0]), "low": np.minimum(o, c) * (1 - wig[1]), "close": c}
+            cols = {
+                "time": pa.array(t_ms, pa.timestamp("ms", tz="UTC")),
+                "open": o,
+                "high": np.maximum(o, c) * (1 + wig[0]),
+                "low": np.minimum(o, c) * (1 - wig[1]),
+                "close": c,
+            }
             if leg != "mark":
                 cols["volume"] = rng.lognormal(np.log(2e4 / c.mean()), 0.5, n)
             frames[leg] = pa.table(cols)
@@ -190,9 +220,14 @@ def write_synthetic_catalog(root: str | os.PathLike, n_symbols: int, n_days: flo
         p_mean = (csum[idx] - csum[lo_i]) / np.maximum(1, idx - lo_i)
         interest = 0.0001 * funding_hours / 8
         rate = np.round(np.clip(p_mean + np.clip(interest - p_mean, -0.0005, 0.0005), -0.003, 0.003), 8)
-        frames["funding"] = pa.table({"time": pa.array(settle, pa.timestamp("ms", tz="UTC")), "rate": rate,
-                                      "interval_hours": np.full(len(settle), float(funding_hours)),
-                                      "mark_price": pa.nulls(len(settle), pa.float64())})
+        frames["funding"] = pa.table(
+            {
+                "time": pa.array(settle, pa.timestamp("ms", tz="UTC")),
+                "rate": rate,
+                "interval_hours": np.full(len(settle), float(funding_hours)),
+                "mark_price": pa.nulls(len(settle), pa.float64()),
+            }
+        )
         kinds = {"spot": Kind.SPOT, "perp": Kind.PERP, "mark": Kind.MARK, "funding": Kind.FUNDING}
         for leg, table in frames.items():
             key = PartitionKey(venue, kinds[leg], sym, timeframe if kinds[leg].is_bar else None)

@@ -39,9 +39,7 @@ def _time_column(table: pa.Table, source: str) -> pa.Array:
     if not pa.types.is_timestamp(col.type):
         raise DataError(f"{source}: column 'time' has type {col.type}, expected a UTC timestamp")
     if col.type.tz is None:
-        raise DataError(
-            f"{source}: column 'time' is timezone-naive ({col.type}); carry only accepts UTC-aware times"
-        )
+        raise DataError(f"{source}: column 'time' is timezone-naive ({col.type}); carry only accepts UTC-aware times")
     if col.null_count:
         row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
         raise DataError(f"{source}: column 'time', row {row}: missing time")
@@ -133,9 +131,7 @@ def _check_values(table: pa.Table, kind: Kind, source: str, times_ms: np.ndarray
         bad = np.flatnonzero(values <= 0)
         if bad.size:
             row = int(bad[0])
-            raise DataError(
-                f"{_where(source, name, row, times_ms)}: non-positive price {float(values[row])!r}"
-            )
+            raise DataError(f"{_where(source, name, row, times_ms)}: non-positive price {float(values[row])!r}")
     if PRICE_COLUMNS[kind]:
         o, h, l, c = (table.column(n).to_numpy() for n in ("open", "high", "low", "close"))
         bad = np.flatnonzero((h < o) | (h < c) | (l > o) | (l > c))

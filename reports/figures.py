@@ -86,7 +86,7 @@ def _accumulate_returns_nb(eq, acc):
                 acc[A_TOTAL, c] += r
                 total[c] += r
                 a = r if r <= 0 else 0.0
-                acc[A_DOWN, c] += a ** 2
+                acc[A_DOWN, c] += a**2
                 cnt[c] += 1
                 acc[A_CP, c] *= r + 1
             cum = acc[A_CP, c] * 100.0
@@ -185,7 +185,10 @@ class LeanFigures:
         self.notional += np.bincount(col[fills], weights=np.abs(rec[fills, 4]) * rec[fills, 5], minlength=C)[:C]
         self.held += _held_bars(rec, C, T, spot0, perp0)
         self.bars += T
-        self.last = (eq[-1].copy(), {k: result.components[v].to_numpy()[-1].copy() for k, v in _component_keys().items()})
+        self.last = (
+            eq[-1].copy(),
+            {k: result.components[v].to_numpy()[-1].copy() for k, v in _component_keys().items()},
+        )
 
     def frame(self) -> pd.DataFrame:
         from backtest.app.runs import SUMMARY_KEYS

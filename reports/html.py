@@ -41,8 +41,14 @@ LABELS = {
 }
 PERCENT_KEYS = {"total_return", "annualized_return", "max_drawdown", "time_in_market"}
 COMPONENT_COLORS = {
-    "funding": "#2ca02c", "fees": "#d62728", "slippage": "#ff7f0e", "borrow": "#9467bd",
-    "basis": "#1f77b4", "spot_price": "#17becf", "perp_price": "#bcbd22", "liquidation": "#000000",
+    "funding": "#2ca02c",
+    "fees": "#d62728",
+    "slippage": "#ff7f0e",
+    "borrow": "#9467bd",
+    "basis": "#1f77b4",
+    "spot_price": "#17becf",
+    "perp_price": "#bcbd22",
+    "liquidation": "#000000",
 }
 
 
@@ -119,7 +125,7 @@ def _argreduce(col: np.ndarray, starts: np.ndarray, fn) -> np.ndarray:
     out = np.empty(len(starts), dtype=np.int64)
     bounds = np.append(starts, len(col))
     for k in range(len(starts)):
-        out[k] = fn(col[bounds[k]:bounds[k + 1]])
+        out[k] = fn(col[bounds[k] : bounds[k + 1]])
     return out
 
 
@@ -145,8 +151,10 @@ def metrics_table(metrics: pd.DataFrame, table_id: str = "metrics") -> str:
     for label, row in metrics.iterrows():
         cells = "".join(f"<td>{_fmt(c, row[c])}</td>" for c in cols)
         rows.append(f"<tr><th scope='row'>{html.escape(str(label))}</th>{cells}</tr>")
-    return (f"<table id='{table_id}' class='metrics'><thead><tr><th>run</th>{head}</tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>")
+    return (
+        f"<table id='{table_id}' class='metrics'><thead><tr><th>run</th>{head}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def _figures(data: ReportData, max_points: int) -> list[tuple[str, object]]:
@@ -154,8 +162,13 @@ def _figures(data: ReportData, max_points: int) -> list[tuple[str, object]]:
     from plotly.subplots import make_subplots
 
     figs: list[tuple[str, object]] = []
-    layout = dict(template="plotly_white", height=420, margin=dict(l=60, r=20, t=50, b=40),
-                  legend=dict(orientation="h", y=-0.15), hovermode="x unified")
+    layout = dict(
+        template="plotly_white",
+        height=420,
+        margin=dict(l=60, r=20, t=50, b=40),
+        legend=dict(orientation="h", y=-0.15),
+        hovermode="x unified",
+    )
 
     eq = thin(data.equity, max_points)
     fig = go.Figure([go.Scatter(x=eq.index, y=eq[c], name=str(c), mode="lines") for c in eq.columns])
@@ -165,7 +178,9 @@ def _figures(data: ReportData, max_points: int) -> list[tuple[str, object]]:
     if data.drawdown:
         dd = data.equity / data.equity.cummax() - 1.0
         dd = thin(dd, max_points)
-        fig = go.Figure([go.Scatter(x=dd.index, y=dd[c], name=str(c), mode="lines", fill="tozeroy") for c in dd.columns])
+        fig = go.Figure(
+            [go.Scatter(x=dd.index, y=dd[c], name=str(c), mode="lines", fill="tozeroy") for c in dd.columns]
+        )
         fig.update_layout(title="Drawdown", yaxis_tickformat=".1%", **layout)
         figs.append(("drawdown", fig))
 
@@ -183,8 +198,13 @@ def _figures(data: ReportData, max_points: int) -> list[tuple[str, object]]:
         figs.append((f"components-{label}", fig))
 
     if data.funding_annualized is not None or data.basis is not None:
-        fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                            subplot_titles=("Funding, annualized (trailing mean of 21 settlements)", "Basis (perp/spot - 1)"))
+        fig = make_subplots(
+            rows=2,
+            cols=1,
+            shared_xaxes=True,
+            vertical_spacing=0.08,
+            subplot_titles=("Funding, annualized (trailing mean of 21 settlements)", "Basis (perp/spot - 1)"),
+        )
         if data.funding_annualized is not None:
             for c in data.funding_annualized.columns:
                 s = data.funding_annualized[c].dropna()
@@ -196,41 +216,74 @@ def _figures(data: ReportData, max_points: int) -> list[tuple[str, object]]:
                 fig.add_trace(go.Scatter(x=b.index, y=b[c], name=f"{c} basis", mode="lines"), row=2, col=1)
         if data.trades is not None and len(data.trades) and data.funding_annualized is not None:
             symbols = [s for s in data.trades["symbol"].unique() if s in data.funding_annualized.columns]
-            marker = {"entry": ("triangle-up", "#2ca02c"), "exit": ("triangle-down", "#d62728"),
-                      "liquidation": ("x", "#000000")}
+            marker = {
+                "entry": ("triangle-up", "#2ca02c"),
+                "exit": ("triangle-down", "#d62728"),
+                "liquidation": ("x", "#000000"),
+            }
             for action, (symbol_shape, color) in marker.items():
                 t = data.trades[(data.trades["action"] == action) & data.trades["symbol"].isin(symbols)]
                 if len(t) == 0:
                     continue
                 t = t.iloc[:: max(1, len(t) // 500)]
                 y = [_value_at(data.funding_annualized[s].ffill(), tm) for s, tm in zip(t["symbol"], t["time"])]
-                fig.add_trace(go.Scatter(x=t["time"], y=y, mode="markers", name=action,
-                                         marker=dict(symbol=symbol_shape, size=9, color=color)), row=1, col=1)
+                fig.add_trace(
+                    go.Scatter(
+                        x=t["time"],
+                        y=y,
+                        mode="markers",
+                        name=action,
+                        marker=dict(symbol=symbol_shape, size=9, color=color),
+                    ),
+                    row=1,
+                    col=1,
+                )
         fig.update_layout(title="Funding and basis, with entries and exits", **{**layout, "height": 560})
         fig.update_yaxes(tickformat=".1%", row=1, col=1)
         fig.update_yaxes(tickformat=".2%", row=2, col=1)
         figs.append(("funding-basis", fig))
 
     if data.margin_ratio is not None or data.liquidation_distance is not None:
-        fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                            subplot_titles=("Margin ratio (maintenance / margin balance; 1 = liquidation)",
-                                            "Distance to liquidation (mark move, fraction)"))
+        fig = make_subplots(
+            rows=2,
+            cols=1,
+            shared_xaxes=True,
+            vertical_spacing=0.08,
+            subplot_titles=(
+                "Margin ratio (maintenance / margin balance; 1 = liquidation)",
+                "Distance to liquidation (mark move, fraction)",
+            ),
+        )
         for row, frame in ((1, data.margin_ratio), (2, data.liquidation_distance)):
             if frame is None:
                 continue
             f = thin(frame, max_points)
             for c in f.columns:
-                fig.add_trace(go.Scatter(x=f.index, y=f[c], name=f"{c}", mode="lines", showlegend=row == 1), row=row, col=1)
+                fig.add_trace(
+                    go.Scatter(x=f.index, y=f[c], name=f"{c}", mode="lines", showlegend=row == 1), row=row, col=1
+                )
         fig.update_layout(title="Margin", **{**layout, "height": 560})
         fig.update_yaxes(tickformat=".0%", row=2, col=1)
         figs.append(("margin", fig))
 
     for title, table in data.heatmaps:
-        fig = go.Figure(go.Heatmap(z=table.to_numpy(dtype=float), x=[str(c) for c in table.columns],
-                                   y=[str(i) for i in table.index], colorscale="RdYlGn",
-                                   text=np.round(table.to_numpy(dtype=float), 3), texttemplate="%{text}"))
-        fig.update_layout(title=title, template="plotly_white", height=420,
-                          xaxis_title=str(table.columns.name or ""), yaxis_title=str(table.index.name or ""))
+        fig = go.Figure(
+            go.Heatmap(
+                z=table.to_numpy(dtype=float),
+                x=[str(c) for c in table.columns],
+                y=[str(i) for i in table.index],
+                colorscale="RdYlGn",
+                text=np.round(table.to_numpy(dtype=float), 3),
+                texttemplate="%{text}",
+            )
+        )
+        fig.update_layout(
+            title=title,
+            template="plotly_white",
+            height=420,
+            xaxis_title=str(table.columns.name or ""),
+            yaxis_title=str(table.index.name or ""),
+        )
         figs.append((f"heatmap-{title}", fig))
     return figs
 
@@ -261,10 +314,15 @@ def render_report(data: ReportData, max_points: int = 4000) -> str:
         f"<h1>{html.escape(data.title)}</h1>",
     ]
     if data.meta:
-        parts.append("<p class='meta'>" + " · ".join(
-            f"<b>{html.escape(str(k))}</b>: {html.escape(str(v))}" for k, v in data.meta.items()) + "</p>")
+        parts.append(
+            "<p class='meta'>"
+            + " · ".join(f"<b>{html.escape(str(k))}</b>: {html.escape(str(v))}" for k, v in data.meta.items())
+            + "</p>"
+        )
     if data.notes:
-        parts.append("<div class='notes'><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in data.notes) + "</ul></div>")
+        parts.append(
+            "<div class='notes'><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in data.notes) + "</ul></div>"
+        )
     metrics = data.metrics
     if data.ranking_by and data.ranking_by in metrics.columns:
         metrics = metrics.sort_values(data.ranking_by, ascending=False)
@@ -278,13 +336,20 @@ def render_report(data: ReportData, max_points: int = 4000) -> str:
     parts.append("<h2>Charts</h2>")
     first = True
     for name, fig in _figures(data, max_points):
-        div = pio.to_html(fig, include_plotlyjs=True if first else False, full_html=False,
-                          div_id=f"fig-{_slug(name)}", config={"displaylogo": False, "responsive": True})
+        div = pio.to_html(
+            fig,
+            include_plotlyjs=True if first else False,
+            full_html=False,
+            div_id=f"fig-{_slug(name)}",
+            config={"displaylogo": False, "responsive": True},
+        )
         parts.append(f"<div class='figure' data-figure='{html.escape(name)}'>{div}</div>")
         first = False
-    parts.append("<footer>Generated by carry. PnL in quote currency; returns as fractions; "
-                 "annualized on a 365-day year. Charts are thinned for display; the Parquet files hold every bar."
-                 "</footer></body></html>")
+    parts.append(
+        "<footer>Generated by carry. PnL in quote currency; returns as fractions; "
+        "annualized on a 365-day year. Charts are thinned for display; the Parquet files hold every bar."
+        "</footer></body></html>"
+    )
     return "\n".join(parts)
 
 

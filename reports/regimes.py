@@ -20,7 +20,6 @@ from data.market import Market
 from data.units import HOURS_PER_YEAR, bar_hours
 
 
-
 @dataclass(frozen=True)
 class FundingStats:
     """Funding and basis facts of one symbol over the market's span.
@@ -76,21 +75,23 @@ def funding_stats(market: Market) -> list[FundingStats]:
         years = span_h / HOURS_PER_YEAR if span_h else np.nan
         run, at = _longest_run(rates < 0)
         basis = market.basis[valid, j]
-        out.append(FundingStats(
-            symbol=sym,
-            settlements=int(market.funding_count[:, j].sum()),
-            funding_sum=float(rates.sum()),
-            funding_annualized=float(rates.sum() / years) if years else float("nan"),
-            share_negative=float((rates < 0).mean()) if rates.size else float("nan"),
-            longest_negative_run=int(run),
-            longest_negative_run_start=str(times[at]) if run else None,
-            longest_negative_run_end=str(times[at + run - 1]) if run else None,
-            basis_mean=float(np.mean(basis)) if basis.size else float("nan"),
-            basis_std=float(np.std(basis)) if basis.size else float("nan"),
-            basis_min=float(np.min(basis)) if basis.size else float("nan"),
-            basis_max=float(np.max(basis)) if basis.size else float("nan"),
-            intervals_hours=" -> ".join(f"{h:g}h" for h in _interval_sequence(hours)),
-        ))
+        out.append(
+            FundingStats(
+                symbol=sym,
+                settlements=int(market.funding_count[:, j].sum()),
+                funding_sum=float(rates.sum()),
+                funding_annualized=float(rates.sum() / years) if years else float("nan"),
+                share_negative=float((rates < 0).mean()) if rates.size else float("nan"),
+                longest_negative_run=int(run),
+                longest_negative_run_start=str(times[at]) if run else None,
+                longest_negative_run_end=str(times[at + run - 1]) if run else None,
+                basis_mean=float(np.mean(basis)) if basis.size else float("nan"),
+                basis_std=float(np.std(basis)) if basis.size else float("nan"),
+                basis_min=float(np.min(basis)) if basis.size else float("nan"),
+                basis_max=float(np.max(basis)) if basis.size else float("nan"),
+                intervals_hours=" -> ".join(f"{h:g}h" for h in _interval_sequence(hours)),
+            )
+        )
     return out
 
 
@@ -158,7 +159,7 @@ def funding_regimes(market: Market, window_settlements: int = 21, min_days: floa
         # a regime's sign is that of the funding actually settled in it (absorbed flips can
         # tip it); neighbours of one sign are then joined
         for r in runs:
-            total = market.funding_rate[r[0]:r[1], j].sum()
+            total = market.funding_rate[r[0] : r[1], j].sum()
             r[2] = -1 if total < 0 else 1
         merged: list[list[int]] = []
         for r in runs:
@@ -172,11 +173,19 @@ def funding_regimes(market: Market, window_settlements: int = 21, min_days: floa
             years = (e - s) * bar_h / HOURS_PER_YEAR
             sc = market.spot_close[s:e, j]
             sc = sc[np.isfinite(sc)]
-            out.append(Regime(
-                symbol=sym, sign=sg, start=market.index[s],
-                end=market.index[e - 1] + (market.index[1] - market.index[0] if market.n_bars > 1 else pd.Timedelta(0)),
-                start_bar=s, end_bar=e, settlements=int(in_run.sum()), funding_sum=float(r.sum()),
-                funding_annualized=float(r.sum() / years) if years > 0 else float("nan"),
-                spot_return=float(sc[-1] / sc[0] - 1) if sc.size > 1 else float("nan"),
-            ))
+            out.append(
+                Regime(
+                    symbol=sym,
+                    sign=sg,
+                    start=market.index[s],
+                    end=market.index[e - 1]
+                    + (market.index[1] - market.index[0] if market.n_bars > 1 else pd.Timedelta(0)),
+                    start_bar=s,
+                    end_bar=e,
+                    settlements=int(in_run.sum()),
+                    funding_sum=float(r.sum()),
+                    funding_annualized=float(r.sum() / years) if years > 0 else float("nan"),
+                    spot_return=float(sc[-1] / sc[0] - 1) if sc.size > 1 else float("nan"),
+                )
+            )
     return out

@@ -28,27 +28,86 @@ Write your own as a plain function and pass it to ``run_strategy`` (or register 
 
 from strategies.always_carry import AlwaysCarryParams, always_carry
 from strategies.always_reverse import AlwaysReverseParams, always_reverse
-from strategies.base import (NoParams, Strategy, StrategyParams, WeightedTargets, as_strategy, bar_hours, hours_to_bars,
-                   mask_targets, param, run_strategy)
+from strategies.base import (
+    NoParams,
+    Strategy,
+    StrategyParams,
+    WeightedTargets,
+    as_strategy,
+    bar_hours,
+    hours_to_bars,
+    mask_targets,
+    param,
+    run_strategy,
+)
 from strategies.basis_aware import BasisAwareParams, basis_aware
 from strategies.funding_sign import FundingSignParams, funding_sign
 from strategies.funding_threshold import FundingThresholdParams, funding_threshold
-from strategies.predicted_funding import (caps_from_leverage_tiers, funding_formula, predicted_funding_annualized,
-                                predicted_funding_rate, prediction_accuracy, premium_proxy)
+from strategies.predicted_funding import (
+    caps_from_leverage_tiers,
+    funding_formula,
+    predicted_funding_annualized,
+    predicted_funding_rate,
+    prediction_accuracy,
+    premium_proxy,
+)
 from strategies.registry import available_strategies, get_strategy, load_strategy_file, parse_params, register
 from strategies.rotation import RotationParams, rotation
-from strategies.signals import (HOURS_PER_YEAR, basis, basis_zscore, clear_cache, funding_signal, hysteresis, hysteresis_nb,
-                      rolling_mean, rolling_zscore, trailing_funding_annualized)
+from strategies.signals import (
+    HOURS_PER_YEAR,
+    basis,
+    basis_zscore,
+    clear_cache,
+    funding_signal,
+    hysteresis,
+    hysteresis_nb,
+    rolling_mean,
+    rolling_zscore,
+    trailing_funding_annualized,
+)
 
 __all__ = [
-    "StrategyParams", "NoParams", "param", "Strategy", "WeightedTargets", "as_strategy", "run_strategy",
-    "mask_targets", "bar_hours", "hours_to_bars",
-    "register", "get_strategy", "available_strategies", "parse_params", "load_strategy_file",
-    "always_carry", "AlwaysCarryParams", "always_reverse", "AlwaysReverseParams",
-    "funding_threshold", "FundingThresholdParams", "funding_sign", "FundingSignParams",
-    "basis_aware", "BasisAwareParams", "rotation", "RotationParams",
-    "predicted_funding_rate", "predicted_funding_annualized", "prediction_accuracy", "funding_formula",
-    "premium_proxy", "caps_from_leverage_tiers",
-    "HOURS_PER_YEAR", "trailing_funding_annualized", "funding_signal", "basis", "basis_zscore", "rolling_mean",
-    "rolling_zscore", "hysteresis", "hysteresis_nb", "clear_cache",
+    "StrategyParams",
+    "NoParams",
+    "param",
+    "Strategy",
+    "WeightedTargets",
+    "as_strategy",
+    "run_strategy",
+    "mask_targets",
+    "bar_hours",
+    "hours_to_bars",
+    "register",
+    "get_strategy",
+    "available_strategies",
+    "parse_params",
+    "load_strategy_file",
+    "always_carry",
+    "AlwaysCarryParams",
+    "always_reverse",
+    "AlwaysReverseParams",
+    "funding_threshold",
+    "FundingThresholdParams",
+    "funding_sign",
+    "FundingSignParams",
+    "basis_aware",
+    "BasisAwareParams",
+    "rotation",
+    "RotationParams",
+    "predicted_funding_rate",
+    "predicted_funding_annualized",
+    "prediction_accuracy",
+    "funding_formula",
+    "premium_proxy",
+    "caps_from_leverage_tiers",
+    "HOURS_PER_YEAR",
+    "trailing_funding_annualized",
+    "funding_signal",
+    "basis",
+    "basis_zscore",
+    "rolling_mean",
+    "rolling_zscore",
+    "hysteresis",
+    "hysteresis_nb",
+    "clear_cache",
 ]

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from data.market import Market
-
 from strategies.base import StrategyParams, mask_targets, param
 
 __all__ = ["AlwaysReverseParams", "always_reverse"]
@@ -15,8 +14,9 @@ __all__ = ["AlwaysReverseParams", "always_reverse"]
 
 @dataclass(frozen=True, kw_only=True)
 class AlwaysReverseParams(StrategyParams):
-    exposure: float = param(1.0, "fraction of the column's capital share (0..1)", ge=0.0, le=1.0,
-                            help="size of the reverse-carry position")
+    exposure: float = param(
+        1.0, "fraction of the column's capital share (0..1)", ge=0.0, le=1.0, help="size of the reverse-carry position"
+    )
 
     def lookback_hours(self) -> float:
         return 0.0  # the same target on every bar

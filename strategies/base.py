@@ -23,28 +23,45 @@ import difflib
 import inspect
 import json
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 from numba import njit
 
+from backtest.targets import Targets, param_grid
 from data.errors import ConfigError
 from data.market import Market
 from data.units import bar_hours
-from backtest.targets import Targets, param_grid
 
 __all__ = [
-    "StrategyParams", "NoParams", "param", "Strategy", "WeightedTargets", "as_strategy",
-    "run_strategy", "mask_targets", "bar_hours", "hours_to_bars",
+    "StrategyParams",
+    "NoParams",
+    "param",
+    "Strategy",
+    "WeightedTargets",
+    "as_strategy",
+    "run_strategy",
+    "mask_targets",
+    "bar_hours",
+    "hours_to_bars",
 ]
 
 
 # --------------------------------------------------------------------------- parameters
-def param(default: Any, unit: str = "", *, ge: float | None = None, le: float | None = None,
-          gt: float | None = None, lt: float | None = None, choices: tuple | None = None,
-          help: str = "") -> Any:
+def param(
+    default: Any,
+    unit: str = "",
+    *,
+    ge: float | None = None,
+    le: float | None = None,
+    gt: float | None = None,
+    lt: float | None = None,
+    choices: tuple | None = None,
+    help: str = "",
+) -> Any:
     """A dataclass field with a unit, bounds and help text, validated by :class:`StrategyParams`.
 
     ``unit`` is shown in every error message (e.g. ``"annualized fraction (0.10 = 10%/yr)"``).
@@ -92,8 +109,12 @@ class StrategyParams:
             choices = f.metadata.get("choices")
             if choices is not None and v not in choices:
                 raise ConfigError(f"{where} must be one of {list(choices)}, got {v!r}")
-            for key, op, word in (("ge", np.greater_equal, ">="), ("le", np.less_equal, "<="),
-                                  ("gt", np.greater, ">"), ("lt", np.less, "<")):
+            for key, op, word in (
+                ("ge", np.greater_equal, ">="),
+                ("le", np.less_equal, "<="),
+                ("gt", np.greater, ">"),
+                ("lt", np.less, "<"),
+            ):
                 bound = f.metadata.get(key)
                 if bound is not None and isinstance(v, (int, float)) and not op(v, bound):
                     hint = ""
@@ -126,7 +147,7 @@ class StrategyParams:
         raise ConfigError(f"unknown parameter {name!r} for {cls.__name__}{hint}; valid parameters: {', '.join(names)}")
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any] | None = None) -> "StrategyParams":
+    def from_dict(cls, values: dict[str, Any] | None = None) -> StrategyParams:
         """Build from a mapping, resolving abbreviated names and rejecting unknown ones."""
         kwargs = {cls.resolve_name(k): v for k, v in (values or {}).items()}
         return cls(**kwargs)
@@ -142,8 +163,16 @@ class StrategyParams:
     def describe(cls) -> pd.DataFrame:
         """One row per parameter: name, type, default, unit, help."""
         hints = typing.get_type_hints(cls)
-        rows = [{"name": f.name, "type": _type_name(hints.get(f.name)), "default": f.default,
-                 "unit": f.metadata.get("unit", ""), "help": f.metadata.get("help", "")} for f in fields(cls)]
+        rows = [
+            {
+                "name": f.name,
+                "type": _type_name(hints.get(f.name)),
+                "default": f.default,
+                "unit": f.metadata.get("unit", ""),
+                "help": f.metadata.get("help", ""),
+            }
+            for f in fields(cls)
+        ]
         return pd.DataFrame(rows)
 
     # -- history needed
@@ -185,14 +214,16 @@ class Strategy:
     def doc(self) -> str:
         return inspect.getdoc(self.fn) or ""
 
-    def params(self, values: "StrategyParams | dict | None" = None) -> StrategyParams:
+    def params(self, values: StrategyParams | dict | None = None) -> StrategyParams:
         if isinstance(values, StrategyParams):
             if not isinstance(values, self.params_cls):
-                raise ConfigError(f"strategy {self.name!r} takes {self.params_cls.__name__}, got {type(values).__name__}")
+                raise ConfigError(
+                    f"strategy {self.name!r} takes {self.params_cls.__name__}, got {type(values).__name__}"
+                )
             return values
         return self.params_cls.from_dict(values)
 
-    def __call__(self, market: Market, params: "StrategyParams | dict | None" = None):
+    def __call__(self, market: Market, params: StrategyParams | dict | None = None):
         return self.fn(market, self.params(params))
 
 
@@ -206,6 +237,7 @@ def as_strategy(obj: Any, params_cls: type[StrategyParams] | None = None, name: 
         return obj
     if isinstance(obj, str):
         from strategies.registry import get_strategy
+
         return get_strategy(obj)
     if not callable(obj):
         raise ConfigError(f"a strategy must be a name, a Strategy or a function, got {type(obj).__name__}")
@@ -221,8 +253,10 @@ def as_strategy(obj: Any, params_cls: type[StrategyParams] | None = None, name: 
             params_cls = hint
     fn = obj
     if n_args == 1:
-        def fn(market, params, _f=obj):  # noqa: ANN001 - adapter for fn(market)
+
+        def fn(market, params, _f=obj):
             return _f(market)
+
         fn.__doc__ = obj.__doc__
     return Strategy(name or getattr(obj, "__name__", "custom"), fn, params_cls or NoParams)
 
@@ -276,7 +310,9 @@ def _as_grid(params: Any) -> list[Any]:
         return [params]
     if isinstance(params, (list, tuple)):
         return list(params)
-    raise ConfigError(f"params must be None, a dict, a grid dict of lists, a list or a StrategyParams; got {type(params).__name__}")
+    raise ConfigError(
+        f"params must be None, a dict, a grid dict of lists, a list or a StrategyParams; got {type(params).__name__}"
+    )
 
 
 def _check_output(name: str, out: Any, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -288,7 +324,9 @@ def _check_output(name: str, out: Any, shape: tuple[int, int]) -> tuple[np.ndarr
             raise ConfigError(f"strategy {name!r} returned weights of shape {weights.shape}, expected {shape}")
     values = np.asarray(out, dtype=np.float64)
     if values.shape != shape:
-        raise ConfigError(f"strategy {name!r} returned targets of shape {values.shape}, expected {shape} (bars x symbols)")
+        raise ConfigError(
+            f"strategy {name!r} returned targets of shape {values.shape}, expected {shape} (bars x symbols)"
+        )
     # fmin/fmax skip NaN ("keep") without temporaries; infinities show up as extremes
     lo = np.fmin.reduce(values, axis=None) if values.size else np.nan
     hi = np.fmax.reduce(values, axis=None) if values.size else np.nan
@@ -368,7 +406,7 @@ def run_strategy(strategy: Any, market: Market, params: Any = None) -> Targets:
         weights.append(w)
         any_weights |= w is not None
         d = p.to_dict()
-        for j, sym in enumerate(market.symbols):
+        for _j, sym in enumerate(market.symbols):
             rows.append({"strategy": strat.name, "symbol": sym, "group": g, **d})
     columns = pd.DataFrame(rows)
     w_all = None

@@ -8,9 +8,15 @@ import numpy as np
 
 from data.errors import ConfigError
 from data.market import Market
-
 from strategies.base import StrategyParams, hours_to_bars, mask_targets, param
-from strategies.signals import MAX_FUNDING_INTERVAL_HOURS, basis, basis_zscore, hysteresis, rolling_mean, trailing_funding_annualized
+from strategies.signals import (
+    MAX_FUNDING_INTERVAL_HOURS,
+    basis,
+    basis_zscore,
+    hysteresis,
+    rolling_mean,
+    trailing_funding_annualized,
+)
 
 __all__ = ["BasisAwareParams", "basis_aware"]
 
@@ -21,12 +27,15 @@ ANN = "annualized fraction (0.10 = 10%/yr)"
 class BasisAwareParams(StrategyParams):
     window_hours: float = param(168.0, "hours", ge=2.0, help="rolling window of the basis mean and z-score")
     entry_z: float = param(1.5, "standard deviations", gt=0.0, le=20.0, help="enter when |z| exceeds this")
-    exit_z: float = param(0.0, "standard deviations", ge=-20.0, le=20.0,
-                          help="exit carry when z < exit_z (reverse: z > -exit_z)")
-    min_edge_bps: float = param(5.0, "bps of notional", ge=0.0, le=10_000.0,
-                                help="expected convergence (basis - its mean) needed to enter")
-    min_funding_annualized: float = param(0.0, ANN, ge=-5.0, le=5.0,
-                                          help="net trailing funding the side must earn to enter")
+    exit_z: float = param(
+        0.0, "standard deviations", ge=-20.0, le=20.0, help="exit carry when z < exit_z (reverse: z > -exit_z)"
+    )
+    min_edge_bps: float = param(
+        5.0, "bps of notional", ge=0.0, le=10_000.0, help="expected convergence (basis - its mean) needed to enter"
+    )
+    min_funding_annualized: float = param(
+        0.0, ANN, ge=-5.0, le=5.0, help="net trailing funding the side must earn to enter"
+    )
     window_settlements: int = param(9, "settlements", ge=1, le=10_000)
     borrow_annual_rate: float = param(0.05, "annualized fraction of the borrowed spot value", ge=0.0, le=5.0)
     allow_reverse: bool = param(False, "", help="also take the reverse side when the basis is cheap")
@@ -36,8 +45,10 @@ class BasisAwareParams(StrategyParams):
     def check(self) -> None:
         super().check()
         if self.exit_z >= self.entry_z:
-            raise ConfigError(f"BasisAwareParams: exit_z ({self.exit_z:g}) must be < entry_z ({self.entry_z:g}) "
-                              "(standard deviations of the basis)")
+            raise ConfigError(
+                f"BasisAwareParams: exit_z ({self.exit_z:g}) must be < entry_z ({self.entry_z:g}) "
+                "(standard deviations of the basis)"
+            )
 
     def lookback_hours(self) -> float:
         """The longer of the basis window and the funding window (at 8 h), plus the minimum hold."""
@@ -98,9 +109,15 @@ def basis_aware(market: Market, params: BasisAwareParams) -> np.ndarray:
     f0 = np.nan_to_num(f, nan=0.0)  # no funding history yet: neutral
     allow_long = (edge_bps > params.min_edge_bps) & (f0 >= params.min_funding_annualized)
     allow_short = (-edge_bps > params.min_edge_bps) & (-f0 - params.borrow_annual_rate >= params.min_funding_annualized)
-    state = hysteresis(z, enter_long=params.entry_z, exit_long=params.exit_z,
-                       enter_short=-params.entry_z if params.allow_reverse else -np.inf, exit_short=-params.exit_z,
-                       allow_long=allow_long, allow_short=allow_short & params.allow_reverse,
-                       min_hold_bars=hours_to_bars(market, params.min_hold_hours))
+    state = hysteresis(
+        z,
+        enter_long=params.entry_z,
+        exit_long=params.exit_z,
+        enter_short=-params.entry_z if params.allow_reverse else -np.inf,
+        exit_short=-params.exit_z,
+        allow_long=allow_long,
+        allow_short=allow_short & params.allow_reverse,
+        min_hold_bars=hours_to_bars(market, params.min_hold_hours),
+    )
     state *= params.exposure  # hysteresis returns a new array: scale and mask it in place
     return mask_targets(market, state, copy=False)

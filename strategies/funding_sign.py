@@ -8,9 +8,8 @@ import numpy as np
 
 from data.errors import ConfigError
 from data.market import Market
-
 from strategies.base import StrategyParams, hours_to_bars, mask_targets, param
-from strategies.signals import MAX_FUNDING_INTERVAL_HOURS, HOURS_PER_YEAR, funding_signal, hysteresis
+from strategies.signals import HOURS_PER_YEAR, MAX_FUNDING_INTERVAL_HOURS, funding_signal, hysteresis
 
 __all__ = ["FundingSignParams", "funding_sign"]
 
@@ -21,9 +20,16 @@ ANN = "annualized fraction (0.10 = 10%/yr)"
 class FundingSignParams(StrategyParams):
     entry_annualized: float = param(0.05, ANN, ge=0.0, le=5.0, help="edge needed to enter either side")
     exit_annualized: float = param(0.0, ANN, ge=-5.0, le=5.0, help="edge below which a side is left")
-    borrow_annual_rate: float = param(0.05, "annualized fraction (0.05 = 5%/yr) of the borrowed spot value",
-                                      ge=0.0, le=5.0, help="expected borrow cost of the reverse side")
-    use_market_borrow: bool = param(False, "", help="use market.borrow_hourly_rate (x 8760) instead of borrow_annual_rate")
+    borrow_annual_rate: float = param(
+        0.05,
+        "annualized fraction (0.05 = 5%/yr) of the borrowed spot value",
+        ge=0.0,
+        le=5.0,
+        help="expected borrow cost of the reverse side",
+    )
+    use_market_borrow: bool = param(
+        False, "", help="use market.borrow_hourly_rate (x 8760) instead of borrow_annual_rate"
+    )
     window_settlements: int = param(9, "settlements", ge=1, le=10_000, help="trailing window")
     min_hold_hours: float = param(0.0, "hours", ge=0.0, help="minimum time in a position before an exit")
     signal: str = param("trailing", "", choices=("trailing", "predicted"))
@@ -33,8 +39,10 @@ class FundingSignParams(StrategyParams):
     def check(self) -> None:
         super().check()
         if self.exit_annualized > self.entry_annualized:
-            raise ConfigError(f"FundingSignParams: exit_annualized ({self.exit_annualized:g}) must be <= "
-                              f"entry_annualized ({self.entry_annualized:g}) (annualized fractions)")
+            raise ConfigError(
+                f"FundingSignParams: exit_annualized ({self.exit_annualized:g}) must be <= "
+                f"entry_annualized ({self.entry_annualized:g}) (annualized fractions)"
+            )
 
     def lookback_hours(self) -> float:
         """The signal's settlements at the longest interval (8 h), plus the minimum hold."""
@@ -85,15 +93,21 @@ def funding_sign(market: Market, params: FundingSignParams) -> np.ndarray:
     T, N = market.shape
     if params.use_market_borrow:
         if market.borrow_hourly_rate is None:
-            raise ConfigError("use_market_borrow=True but the market has no borrow_hourly_rate; "
-                              "set borrow_annual_rate (annualized fraction) instead")
+            raise ConfigError(
+                "use_market_borrow=True but the market has no borrow_hourly_rate; "
+                "set borrow_annual_rate (annualized fraction) instead"
+            )
         b = np.nan_to_num(market.borrow_hourly_rate * HOURS_PER_YEAR, nan=params.borrow_annual_rate)
     else:
         b = np.full((T, N), params.borrow_annual_rate)
-    state = hysteresis(f, score_short=f + b,
-                       enter_long=params.entry_annualized, exit_long=params.exit_annualized,
-                       enter_short=-params.entry_annualized if params.allow_reverse else -np.inf,
-                       exit_short=-params.exit_annualized,
-                       min_hold_bars=hours_to_bars(market, params.min_hold_hours))
+    state = hysteresis(
+        f,
+        score_short=f + b,
+        enter_long=params.entry_annualized,
+        exit_long=params.exit_annualized,
+        enter_short=-params.entry_annualized if params.allow_reverse else -np.inf,
+        exit_short=-params.exit_annualized,
+        min_hold_bars=hours_to_bars(market, params.min_hold_hours),
+    )
     state *= params.exposure  # hysteresis returns a new array: scale and mask it in place
     return mask_targets(market, state, copy=False)

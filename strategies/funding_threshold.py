@@ -8,7 +8,6 @@ import numpy as np
 
 from data.errors import ConfigError
 from data.market import Market
-
 from strategies.base import StrategyParams, hours_to_bars, mask_targets, param
 from strategies.signals import MAX_FUNDING_INTERVAL_HOURS, funding_signal, hysteresis
 
@@ -23,8 +22,12 @@ class FundingThresholdParams(StrategyParams):
     exit_annualized: float = param(0.02, ANN, ge=-5.0, le=5.0, help="exit carry below this funding")
     window_settlements: int = param(9, "settlements", ge=1, le=10_000, help="trailing window (9 = 3 days of 8h)")
     min_hold_hours: float = param(0.0, "hours", ge=0.0, help="minimum time in a position before an exit")
-    signal: str = param("trailing", "", choices=("trailing", "predicted"),
-                        help="trailing mean of settled rates, or the predicted next rate")
+    signal: str = param(
+        "trailing",
+        "",
+        choices=("trailing", "predicted"),
+        help="trailing mean of settled rates, or the predicted next rate",
+    )
     exposure: float = param(1.0, "fraction of the column's capital share (0..1)", gt=0.0, le=1.0)
 
     def check(self) -> None:
@@ -32,7 +35,8 @@ class FundingThresholdParams(StrategyParams):
         if self.exit_annualized > self.entry_annualized:
             raise ConfigError(
                 f"FundingThresholdParams: exit_annualized ({self.exit_annualized:g}) must be <= entry_annualized "
-                f"({self.entry_annualized:g}) (annualized fractions, 0.10 = 10%/yr)")
+                f"({self.entry_annualized:g}) (annualized fractions, 0.10 = 10%/yr)"
+            )
 
     def lookback_hours(self) -> float:
         """The signal's settlements at the longest interval (8 h), plus the minimum hold."""
@@ -74,7 +78,11 @@ def funding_threshold(market: Market, params: FundingThresholdParams) -> np.ndar
         one period overfit; same liquidation and basis risks as :func:`always_carry` while in.
     """
     score = funding_signal(market, params.signal, params.window_settlements)
-    state = hysteresis(score, enter_long=params.entry_annualized, exit_long=params.exit_annualized,
-                       min_hold_bars=hours_to_bars(market, params.min_hold_hours))
+    state = hysteresis(
+        score,
+        enter_long=params.entry_annualized,
+        exit_long=params.exit_annualized,
+        min_hold_bars=hours_to_bars(market, params.min_hold_hours),
+    )
     state *= params.exposure  # hysteresis returns a new array: scale and mask it in place
     return mask_targets(market, state, copy=False)

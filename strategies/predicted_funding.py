@@ -51,7 +51,7 @@ carries a funding-basis term), so expect errors of the order of a basis point.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -59,13 +59,21 @@ from numba import njit
 
 from data.errors import ConfigError
 from data.market import Market
-
 from strategies.signals import HOURS_PER_YEAR, cached
 
 __all__ = [
-    "DEFAULT_CAP", "INTEREST_RATE_8H", "CLAMP_LIMIT", "INTERVAL_SCALING_SINCE", "premium_proxy",
-    "interval_average_nb", "debias_nb", "funding_formula", "predicted_funding_rate", "predicted_funding_annualized",
-    "caps_from_leverage_tiers", "prediction_accuracy",
+    "DEFAULT_CAP",
+    "INTEREST_RATE_8H",
+    "CLAMP_LIMIT",
+    "INTERVAL_SCALING_SINCE",
+    "premium_proxy",
+    "interval_average_nb",
+    "debias_nb",
+    "funding_formula",
+    "predicted_funding_rate",
+    "predicted_funding_annualized",
+    "caps_from_leverage_tiers",
+    "prediction_accuracy",
 ]
 
 #: Default cap/floor per settlement (fraction): BTCUSDT's 0.75 x 0.4% top-bracket mmr.
@@ -154,9 +162,16 @@ def debias_nb(pred, rate, count, window):
     return out
 
 
-def funding_formula(premium_avg, interval_hours, cap=DEFAULT_CAP, *, scale_whole_rate=False,
-                    interest_rate_8h: float = INTEREST_RATE_8H, clamp_limit: float = CLAMP_LIMIT,
-                    floor=None) -> np.ndarray:
+def funding_formula(
+    premium_avg,
+    interval_hours,
+    cap=DEFAULT_CAP,
+    *,
+    scale_whole_rate=False,
+    interest_rate_8h: float = INTEREST_RATE_8H,
+    clamp_limit: float = CLAMP_LIMIT,
+    floor=None,
+) -> np.ndarray:
     """The exchange's funding rate (fraction per interval) from an average premium.
 
     Parameters
@@ -195,8 +210,9 @@ def _resolve_cap(market: Market, cap) -> np.ndarray:
     return cap
 
 
-def caps_from_leverage_tiers(tiers: Mapping, symbols, *, fraction: float = 0.75,
-                             default: float = DEFAULT_CAP) -> dict[str, float]:
+def caps_from_leverage_tiers(
+    tiers: Mapping, symbols, *, fraction: float = 0.75, default: float = DEFAULT_CAP
+) -> dict[str, float]:
     """Per-symbol funding caps = ``fraction`` x the top-leverage bracket's maintenance rate.
 
     ``tiers`` is the parsed ccxt leverage-tier JSON (``{"BTC/USDT:USDT": [{"maintenanceMarginRate":
@@ -215,21 +231,37 @@ def caps_from_leverage_tiers(tiers: Mapping, symbols, *, fraction: float = 0.75,
     return out
 
 
-def _predict(market: Market, premium, premium_source, cap, interest_rate_8h, clamp_limit,
-             interval_scaling_since, default_interval_hours, debias_settlements):
+def _predict(
+    market: Market,
+    premium,
+    premium_source,
+    cap,
+    interest_rate_8h,
+    clamp_limit,
+    interval_scaling_since,
+    default_interval_hours,
+    debias_settlements,
+):
     prem = premium_proxy(market, premium_source) if premium is None else np.ascontiguousarray(premium, dtype=np.float64)
     if prem.shape != market.shape:
         raise ConfigError(f"premium array has shape {prem.shape}, expected {market.shape} (bars x symbols)")
-    avg, hours, position = interval_average_nb(prem, market.funding_count, market.funding_interval_hours,
-                                               float(default_interval_hours))
+    avg, hours, position = interval_average_nb(
+        prem, market.funding_count, market.funding_interval_hours, float(default_interval_hours)
+    )
     if interval_scaling_since is None:
         scale_whole = np.zeros((market.n_bars, 1), bool)
     else:
         bar = market.index[1] - market.index[0] if market.n_bars > 1 else pd.Timedelta(market.freq)
         close_time = market.index + bar
         scale_whole = np.asarray(close_time >= pd.Timestamp(interval_scaling_since, tz="UTC"))[:, None]
-    rate = funding_formula(avg, hours, _resolve_cap(market, cap), scale_whole_rate=scale_whole,
-                           interest_rate_8h=interest_rate_8h, clamp_limit=clamp_limit)
+    rate = funding_formula(
+        avg,
+        hours,
+        _resolve_cap(market, cap),
+        scale_whole_rate=scale_whole,
+        interest_rate_8h=interest_rate_8h,
+        clamp_limit=clamp_limit,
+    )
     if debias_settlements:
         if int(debias_settlements) < 1:
             raise ConfigError(f"debias_settlements must be a number of settlements >= 0, got {debias_settlements}")
@@ -237,11 +269,19 @@ def _predict(market: Market, premium, premium_source, cap, interest_rate_8h, cla
     return rate, hours, position
 
 
-def predicted_funding_rate(market: Market, *, premium: np.ndarray | None = None, premium_source: str = "mark",
-                           cap=DEFAULT_CAP, interest_rate_8h: float = INTEREST_RATE_8H,
-                           clamp_limit: float = CLAMP_LIMIT, interval_scaling_since: str | None = INTERVAL_SCALING_SINCE,
-                           default_interval_hours: float = 8.0, debias_settlements: int = 30,
-                           return_details: bool = False):
+def predicted_funding_rate(
+    market: Market,
+    *,
+    premium: np.ndarray | None = None,
+    premium_source: str = "mark",
+    cap=DEFAULT_CAP,
+    interest_rate_8h: float = INTEREST_RATE_8H,
+    clamp_limit: float = CLAMP_LIMIT,
+    interval_scaling_since: str | None = INTERVAL_SCALING_SINCE,
+    default_interval_hours: float = 8.0,
+    debias_settlements: int = 30,
+    return_details: bool = False,
+):
     """Predicted rate (fraction per interval) of the settlement ending each bar's interval.
 
     Parameters
@@ -271,11 +311,17 @@ def predicted_funding_rate(market: Market, *, premium: np.ndarray | None = None,
     ndarray (T, N), or (rate, hours, position) if ``return_details``
         Row ``i`` uses bars ``<= i`` only (see the module docstring).
     """
-    args = (premium_source, cap, interest_rate_8h, clamp_limit, interval_scaling_since, default_interval_hours,
-            debias_settlements)
+    args = (
+        premium_source,
+        cap,
+        interest_rate_8h,
+        clamp_limit,
+        interval_scaling_since,
+        default_interval_hours,
+        debias_settlements,
+    )
     if premium is None and not isinstance(cap, (Mapping, np.ndarray, list, tuple)):
-        details = cached(market, ("predicted_funding",) + args,
-                         lambda: _predict(market, None, *args))
+        details = cached(market, ("predicted_funding",) + args, lambda: _predict(market, None, *args))
     else:
         details = _predict(market, premium, *args)
     return details if return_details else details[0]
@@ -287,8 +333,9 @@ def predicted_funding_annualized(market: Market, **kwargs) -> np.ndarray:
     return rate * (HOURS_PER_YEAR / hours)
 
 
-def prediction_accuracy(market: Market, predicted: np.ndarray | None = None, *, lead_bars: int = 0,
-                        **kwargs) -> pd.DataFrame:
+def prediction_accuracy(
+    market: Market, predicted: np.ndarray | None = None, *, lead_bars: int = 0, **kwargs
+) -> pd.DataFrame:
     """Score predicted against settled rates, per symbol.
 
     Compares the prediction made at bar ``j - lead_bars`` with the rate settled at bar ``j``'s
@@ -322,11 +369,18 @@ def prediction_accuracy(market: Market, predicted: np.ndarray | None = None, *, 
 
         def score(p, a):
             nz = a != 0
-            return (float(np.mean(np.abs(p - a)) * 1e4) if len(a) else np.nan,
-                    float(np.mean(np.sign(p[nz]) == np.sign(a[nz]))) if nz.any() else np.nan)
+            return (
+                float(np.mean(np.abs(p - a)) * 1e4) if len(a) else np.nan,
+                float(np.mean(np.sign(p[nz]) == np.sign(a[nz]))) if nz.any() else np.nan,
+            )
 
         mae, sign = score(pred[ok], actual[ok])
         nmae, nsign = score(prev[ok_naive], actual[ok_naive])
-        rows[sym] = {"n": int(ok.sum()), "mae_bps": mae, "sign_accuracy": sign,
-                     "naive_mae_bps": nmae, "naive_sign_accuracy": nsign}
+        rows[sym] = {
+            "n": int(ok.sum()),
+            "mae_bps": mae,
+            "sign_accuracy": sign,
+            "naive_mae_bps": nmae,
+            "naive_sign_accuracy": nsign,
+        }
     return pd.DataFrame.from_dict(rows, orient="index")

@@ -13,7 +13,6 @@ import json
 import warnings
 
 from data.loader import DataWarning, load_market
-
 from strategies.predicted_funding import prediction_accuracy
 
 
@@ -33,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--end", default=None)
     p.add_argument("--lead-bars", type=int, default=0, help="predict this many bars before the settlement bar")
     args = p.parse_args(argv)
-    table = accuracy_table(args.data, [s.strip() for s in args.symbols.split(",")], args.start, args.end, args.lead_bars)
+    table = accuracy_table(
+        args.data, [s.strip() for s in args.symbols.split(",")], args.start, args.end, args.lead_bars
+    )
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
     print(json.dumps(table.rename_axis("symbol").reset_index().to_dict(orient="records"), default=float))
     return 0

@@ -20,12 +20,12 @@ import importlib.util
 import itertools
 import sys
 import typing
+from collections.abc import Callable, Iterable
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from data.errors import ConfigError
-
 from strategies.base import NoParams, Strategy, StrategyParams, as_strategy
 
 __all__ = ["register", "get_strategy", "available_strategies", "parse_params", "parse_value", "load_strategy_file"]
@@ -33,8 +33,13 @@ __all__ = ["register", "get_strategy", "available_strategies", "parse_params", "
 _REGISTRY: dict[str, Strategy] = {}
 
 
-def register(fn: Callable | Strategy | None = None, params_cls: type[StrategyParams] | None = None,
-             name: str | None = None, *, overwrite: bool = False):
+def register(
+    fn: Callable | Strategy | None = None,
+    params_cls: type[StrategyParams] | None = None,
+    name: str | None = None,
+    *,
+    overwrite: bool = False,
+):
     """Register ``fn(market, params)`` under ``name`` (default: the function's name).
 
     Usable as a call, ``register(my_fn, MyParams, "mine")``, or a decorator,
@@ -42,9 +47,11 @@ def register(fn: Callable | Strategy | None = None, params_cls: type[StrategyPar
     the function unchanged). Re-registering a name raises unless ``overwrite=True``.
     """
     if fn is None:
+
         def deco(f):
             register(f, params_cls, name, overwrite=overwrite)
             return f
+
         return deco
     strat = as_strategy(fn, params_cls, name)
     if name is not None and strat.name != name:
@@ -187,8 +194,10 @@ def load_strategy_file(path: str | Path, *, overwrite: bool = False) -> list[str
         if s.name not in names:
             names.append(s.name)
     if not names:
-        raise ConfigError(f"{path} defines no strategy: call strategies.register(fn, ParamsClass, 'name') in it, "
-                          "or define STRATEGIES = [fn, (fn, ParamsClass), ...]")
+        raise ConfigError(
+            f"{path} defines no strategy: call strategies.register(fn, ParamsClass, 'name') in it, "
+            "or define STRATEGIES = [fn, (fn, ParamsClass), ...]"
+        )
     return names
 
 
@@ -200,9 +209,14 @@ def _register_builtins() -> None:
     from strategies.funding_threshold import FundingThresholdParams, funding_threshold
     from strategies.rotation import RotationParams, rotation
 
-    for fn, cls in ((always_carry, AlwaysCarryParams), (always_reverse, AlwaysReverseParams),
-                    (funding_threshold, FundingThresholdParams), (funding_sign, FundingSignParams),
-                    (basis_aware, BasisAwareParams), (rotation, RotationParams)):
+    for fn, cls in (
+        (always_carry, AlwaysCarryParams),
+        (always_reverse, AlwaysReverseParams),
+        (funding_threshold, FundingThresholdParams),
+        (funding_sign, FundingSignParams),
+        (basis_aware, BasisAwareParams),
+        (rotation, RotationParams),
+    ):
         register(fn, cls, fn.__name__, overwrite=True)
 
 

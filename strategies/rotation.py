@@ -9,7 +9,6 @@ import pandas as pd
 from numba import njit
 
 from data.market import Market
-
 from strategies.base import StrategyParams, WeightedTargets, bar_hours, param
 from strategies.signals import funding_signal
 
@@ -22,14 +21,21 @@ ANN = "annualized fraction (0.10 = 10%/yr)"
 class RotationParams(StrategyParams):
     top_k: int = param(3, "symbols", ge=1, le=10_000, help="number of symbols held")
     rebalance_hours: float = param(24.0, "hours", gt=0.0, help="rebalance when a new period of this length starts")
-    buffer: int = param(1, "ranks", ge=0, le=10_000,
-                        help="a held symbol stays while its rank is < top_k + buffer (turnover control)")
+    buffer: int = param(
+        1, "ranks", ge=0, le=10_000, help="a held symbol stays while its rank is < top_k + buffer (turnover control)"
+    )
     min_annualized: float = param(0.05, ANN, ge=-5.0, le=5.0, help="minimum net expected carry to hold a symbol")
-    borrow_annual_rate: float = param(0.05, "annualized fraction of the borrowed spot value", ge=0.0, le=5.0,
-                                      help="subtracted from the reverse side's expected carry")
+    borrow_annual_rate: float = param(
+        0.05,
+        "annualized fraction of the borrowed spot value",
+        ge=0.0,
+        le=5.0,
+        help="subtracted from the reverse side's expected carry",
+    )
     allow_reverse: bool = param(True, "", help="hold negative-funding symbols as reverse carry")
-    weighting: str = param("equal", "", choices=("equal", "strength"),
-                           help="capital split: equal, or proportional to net expected carry")
+    weighting: str = param(
+        "equal", "", choices=("equal", "strength"), help="capital split: equal, or proportional to net expected carry"
+    )
     window_settlements: int = param(9, "settlements", ge=1, le=10_000)
     signal: str = param("trailing", "", choices=("trailing", "predicted"))
 
@@ -144,9 +150,15 @@ def rotation(market: Market, params: RotationParams) -> WeightedTargets:
     period = np.floor(close_h / params.rebalance_hours + 1e-9)
     rebalance = np.ones(market.n_bars, np.bool_)
     rebalance[1:] = period[1:] != period[:-1]
-    targets, weights = rotation_nb(np.ascontiguousarray(np.nan_to_num(strength, nan=-np.inf, posinf=1e9)),
-                                   np.ascontiguousarray(direction), np.ascontiguousarray(eligible), rebalance,
-                                   params.top_k, params.buffer, params.weighting == "strength")
+    targets, weights = rotation_nb(
+        np.ascontiguousarray(np.nan_to_num(strength, nan=-np.inf, posinf=1e9)),
+        np.ascontiguousarray(direction),
+        np.ascontiguousarray(eligible),
+        rebalance,
+        params.top_k,
+        params.buffer,
+        params.weighting == "strength",
+    )
     seen = np.logical_or.accumulate(market.valid, axis=0)
     targets[~market.valid & seen] = np.nan
     return WeightedTargets(targets, np.maximum(weights, 0.0))

@@ -12,7 +12,7 @@ immutable), so a parameter grid that shares a window computes it once.
 from __future__ import annotations
 
 import weakref
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -23,15 +23,24 @@ from data.market import Market
 from data.units import HOURS_PER_YEAR
 
 __all__ = [
-    "HOURS_PER_YEAR", "MAX_FUNDING_INTERVAL_HOURS", "trailing_funding_annualized", "basis", "rolling_zscore", "rolling_mean",
-    "hysteresis_nb", "hysteresis", "cached", "clear_cache", "funding_signal",
+    "HOURS_PER_YEAR",
+    "MAX_FUNDING_INTERVAL_HOURS",
+    "trailing_funding_annualized",
+    "basis",
+    "rolling_zscore",
+    "rolling_mean",
+    "hysteresis_nb",
+    "hysteresis",
+    "cached",
+    "clear_cache",
+    "funding_signal",
 ]
 
 #: Hours in a 365-day year: annualization base for funding (never 252 days).
 #: The longest funding interval on Binance perpetuals (hours): settlement windows span at most this.
 MAX_FUNDING_INTERVAL_HOURS = 8.0
 
-_CACHE: "weakref.WeakKeyDictionary[Market, dict]" = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[Market, dict] = weakref.WeakKeyDictionary()
 
 
 def cached(market: Market, key: tuple, compute: Callable[[], np.ndarray]) -> np.ndarray:
@@ -86,9 +95,9 @@ def trailing_settlement_mean_nb(rate, count, interval, window, min_settlements, 
     return out
 
 
-def trailing_funding_annualized(market: Market, window_settlements: int = 9,
-                                min_settlements: int | None = None,
-                                default_interval_hours: float = 8.0) -> np.ndarray:
+def trailing_funding_annualized(
+    market: Market, window_settlements: int = 9, min_settlements: int | None = None, default_interval_hours: float = 8.0
+) -> np.ndarray:
     """Trailing annualized funding over the last ``window_settlements`` settlements.
 
     Parameters
@@ -112,8 +121,18 @@ def trailing_funding_annualized(market: Market, window_settlements: int = 9,
     m = w if min_settlements is None else int(min_settlements)
     if w < 1 or not 1 <= m <= w:
         raise ConfigError(f"window_settlements must be >= 1 and 1 <= min_settlements <= window; got {w}, {m}")
-    return cached(market, ("trailing_funding", w, m, float(default_interval_hours)), lambda: trailing_settlement_mean_nb(
-        market.funding_rate, market.funding_count, market.funding_interval_hours, w, m, float(default_interval_hours)))
+    return cached(
+        market,
+        ("trailing_funding", w, m, float(default_interval_hours)),
+        lambda: trailing_settlement_mean_nb(
+            market.funding_rate,
+            market.funding_count,
+            market.funding_interval_hours,
+            w,
+            m,
+            float(default_interval_hours),
+        ),
+    )
 
 
 def funding_signal(market: Market, signal: str, window_settlements: int) -> np.ndarray:
@@ -125,6 +144,7 @@ def funding_signal(market: Market, signal: str, window_settlements: int) -> np.n
         return trailing_funding_annualized(market, window_settlements)
     if signal == "predicted":
         from strategies.predicted_funding import predicted_funding_annualized
+
         return predicted_funding_annualized(market)
     raise ConfigError(f"signal must be 'trailing' or 'predicted', got {signal!r}")
 
@@ -132,11 +152,13 @@ def funding_signal(market: Market, signal: str, window_settlements: int) -> np.n
 # --------------------------------------------------------------------------- basis
 def basis(market: Market) -> np.ndarray:
     """Perp close / spot close - 1 (fraction), NaN on invalid bars."""
+
     def compute():
         with np.errstate(divide="ignore", invalid="ignore"):
             b = market.perp_close / market.spot_close - 1.0
         b[~market.valid] = np.nan
         return b
+
     return cached(market, ("basis",), compute)
 
 
@@ -170,8 +192,9 @@ def basis_zscore(market: Market, window_bars: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------- state machine
 @njit(cache=True)
-def hysteresis_nb(score_long, score_short, enter_long, exit_long, enter_short, exit_short,
-                  allow_long, allow_short, min_hold_bars):
+def hysteresis_nb(
+    score_long, score_short, enter_long, exit_long, enter_short, exit_short, allow_long, allow_short, min_hold_bars
+):
     """Three-state (+1 / 0 / -1) hysteresis over ``(T, C)`` scores.
 
     From flat: go +1 when ``score_long > enter_long[c]`` and ``allow_long``; else -1 when
@@ -205,11 +228,18 @@ def hysteresis_nb(score_long, score_short, enter_long, exit_long, enter_short, e
     return out
 
 
-def hysteresis(score: np.ndarray, *, enter_long: float = np.inf, exit_long: float = -np.inf,
-               enter_short: float = -np.inf, exit_short: float = np.inf,
-               score_short: np.ndarray | None = None,
-               allow_long: np.ndarray | None = None, allow_short: np.ndarray | None = None,
-               min_hold_bars: int = 0) -> np.ndarray:
+def hysteresis(
+    score: np.ndarray,
+    *,
+    enter_long: float = np.inf,
+    exit_long: float = -np.inf,
+    enter_short: float = -np.inf,
+    exit_short: float = np.inf,
+    score_short: np.ndarray | None = None,
+    allow_long: np.ndarray | None = None,
+    allow_short: np.ndarray | None = None,
+    min_hold_bars: int = 0,
+) -> np.ndarray:
     """Wrapper of :func:`hysteresis_nb` with scalar thresholds; returns states (T, C).
 
     ``score`` drives the long (+1, carry) side and, unless ``score_short`` is given, the short
@@ -220,9 +250,20 @@ def hysteresis(score: np.ndarray, *, enter_long: float = np.inf, exit_long: floa
     short = score if score_short is None else np.ascontiguousarray(score_short, dtype=np.float64)
     T, C = score.shape
     full = lambda v: np.full(C, float(v))  # noqa: E731
+
     def mask(a):
         if a is None:
             return np.ones((T, C), np.bool_)
         return np.ascontiguousarray(np.broadcast_to(np.asarray(a, np.bool_), (T, C)))
-    return hysteresis_nb(score, short, full(enter_long), full(exit_long), full(enter_short), full(exit_short),
-                         mask(allow_long), mask(allow_short), np.full(C, int(min_hold_bars), np.int64))
+
+    return hysteresis_nb(
+        score,
+        short,
+        full(enter_long),
+        full(exit_long),
+        full(enter_short),
+        full(exit_short),
+        mask(allow_long),
+        mask(allow_short),
+        np.full(C, int(min_hold_bars), np.int64),
+    )

@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 
 KLINE_HEADER = (
-    "open_time,open,high,low,close,volume,close_time,quote_volume,count,"
-    "taker_buy_volume,taker_buy_quote_volume,ignore"
+    "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,taker_buy_quote_volume,ignore"
 )
 FUNDING_HEADER = "calc_time,funding_interval_hours,last_funding_rate"
 US_FROM = np.datetime64("2025-01-01", "ms").astype(np.int64)
@@ -73,8 +72,14 @@ def kline_rows(month: str, kind: str = "perp", tf_ms: int = 3_600_000, unit: str
     return lines
 
 
-def funding_rows(month: str, interval_hours: int = 8, jitter_ms: int = 17, with_interval: bool = True,
-                 rate: float | None = None, seed: int = 0) -> list[str]:
+def funding_rows(
+    month: str,
+    interval_hours: int = 8,
+    jitter_ms: int = 17,
+    with_interval: bool = True,
+    rate: float | None = None,
+    seed: int = 0,
+) -> list[str]:
     """CSV lines (no header) of one month of funding settlements, times with ms jitter."""
     start, end = month_bounds_ms(month)
     times = np.arange(start, end, interval_hours * 3_600_000, dtype=np.int64)
@@ -91,8 +96,14 @@ def zip_bytes(member: str, text: str) -> bytes:
     return buf.getvalue()
 
 
-def write_zip(path: Path, lines: list[str], header: str | None = None, checksum: bool = True,
-              member: str | None = None, checksum_of: bytes | None = None) -> Path:
+def write_zip(
+    path: Path,
+    lines: list[str],
+    header: str | None = None,
+    checksum: bool = True,
+    member: str | None = None,
+    checksum_of: bytes | None = None,
+) -> Path:
     """Write ``lines`` as ``<stem>.csv`` in the zip ``path`` and its ``.CHECKSUM`` sibling."""
     path.parent.mkdir(parents=True, exist_ok=True)
     text = "\n".join(([header] if header else []) + lines) + "\n"
@@ -113,8 +124,17 @@ def site_path(root: Path, kind: str, symbol: str, month: str, tf: str = "1h") ->
     return root / "data/futures/um/monthly" / FUTURES_DIRS[kind] / symbol / tf / f"{symbol}-{tf}-{month}.zip"
 
 
-def write_month(root: Path, kind: str, symbol: str, month: str, tf: str = "1h", *, header: bool | None = None,
-                unit: str | None = None, **kw) -> Path:
+def write_month(
+    root: Path,
+    kind: str,
+    symbol: str,
+    month: str,
+    tf: str = "1h",
+    *,
+    header: bool | None = None,
+    unit: str | None = None,
+    **kw,
+) -> Path:
     """Write one realistic monthly file (with the real site's header and unit conventions)."""
     path = site_path(root, kind, symbol, month, tf)
     if kind == "funding":
@@ -130,8 +150,13 @@ def write_month(root: Path, kind: str, symbol: str, month: str, tf: str = "1h", 
     return write_zip(path, lines, hdr)
 
 
-def build_site(root: Path, symbols: list[str], months: list[str], kinds=("spot", "perp", "mark", "index", "premium", "funding"),
-               tf: str = "1h") -> list[Path]:
+def build_site(
+    root: Path,
+    symbols: list[str],
+    months: list[str],
+    kinds=("spot", "perp", "mark", "index", "premium", "funding"),
+    tf: str = "1h",
+) -> list[Path]:
     """Write every (symbol, kind, month) file; returns the zip paths."""
     out = []
     for s_i, sym in enumerate(symbols):

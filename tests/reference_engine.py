@@ -13,17 +13,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
 COMPONENTS = ("funding", "fees", "slippage", "borrow", "spot_price", "perp_price", "liquidation")
 
 
 @dataclass
 class Column:
     symbol: int
-    spot: float = 0.0          # coins
-    perp: float = 0.0          # coins
-    entry: float = 0.0         # perp entry price
-    wallet: float = 0.0        # isolated futures wallet (quote)
+    spot: float = 0.0  # coins
+    perp: float = 0.0  # coins
+    entry: float = 0.0  # perp entry price
+    wallet: float = 0.0  # isolated futures wallet (quote)
     spot_mark: float = math.nan
     perp_mark: float = math.nan
     last_target: float = math.nan
@@ -35,19 +34,21 @@ class Column:
 
 def brackets_of(tiers, sym):
     n = int(tiers.n_tiers[sym])
-    return [(tiers.min_notional[sym, k], tiers.max_notional[sym, k], tiers.mmr[sym, k], tiers.cum[sym, k]) for k in range(n)]
+    return [
+        (tiers.min_notional[sym, k], tiers.max_notional[sym, k], tiers.mmr[sym, k], tiers.cum[sym, k]) for k in range(n)
+    ]
 
 
 def maintenance(brackets, notional):
     if notional <= 0:
         return 0.0
-    for k, (lo, hi, mmr, cum) in enumerate(brackets):
+    for k, (_lo, hi, mmr, cum) in enumerate(brackets):
         if notional < hi or k == len(brackets) - 1:
             return notional * mmr - cum
 
 
 def maintenance_rate(brackets, notional):
-    for k, (lo, hi, mmr, cum) in enumerate(brackets):
+    for k, (_lo, hi, mmr, _cum) in enumerate(brackets):
         if notional < hi or k == len(brackets) - 1:
             return mmr
 
@@ -214,7 +215,14 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                         jobs.append([c])
                 for job in jobs:
                     have = (xwallet[g] if cross else cols[job[0]].wallet) + sum(upnl(c) for c in job)
-                    need = sum(abs(cols[c].perp) * cols[c].perp_mark / p("perp_leverage", j, c) for c in job if cols[c].perp) - have
+                    need = (
+                        sum(
+                            abs(cols[c].perp) * cols[c].perp_mark / p("perp_leverage", j, c)
+                            for c in job
+                            if cols[c].perp
+                        )
+                        - have
+                    )
                     if need <= 0:
                         continue
                     for c in job:
@@ -430,8 +438,11 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                 out_spot[j, c] = col.spot
                 out_perp[j, c] = col.perp
             if haircut is not None:  # the spot wallet is collateral too
-                gmb += cash[g] + sum(cols[c].spot * cols[c].spot_mark * (1 - haircut if cols[c].spot > 0 else 1 + haircut)
-                                     for c in cs if cols[c].spot)
+                gmb += cash[g] + sum(
+                    cols[c].spot * cols[c].spot_mark * (1 - haircut if cols[c].spot > 0 else 1 + haircut)
+                    for c in cs
+                    if cols[c].spot
+                )
             if cross and any(cols[c].perp for c in cs):
                 ratio = gmm / gmb if gmb > 0 else math.inf
                 for c in cs:
@@ -440,17 +451,41 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                 if ratio >= p("topup_margin_ratio", j, cs[0]) and xtopup[g] < 0:
                     xtopup[g] = j + 1 + config.topup_delay_bars
             out_eq[j, groups.index(g)] = eq
-    return {"group_equity": out_eq, "comps": out, "spot": out_spot, "perp": out_perp,
-            "margin_ratio": out_mr, "events": events}
+    return {
+        "group_equity": out_eq,
+        "comps": out,
+        "spot": out_spot,
+        "perp": out_perp,
+        "margin_ratio": out_mr,
+        "events": events,
+    }
 
 
 # --------------------------------------------------------------------------- test data helpers
 TIERS_JSON = {
     # three brackets with continuous maintenance (cum_k = cum_{k-1} + lo_k * (mmr_k - mmr_{k-1}))
     "brackets": [
-        {"minNotional": 0.0, "maxNotional": 1000.0, "maintenanceMarginRate": 0.01, "maxLeverage": 50, "info": {"cum": "0"}},
-        {"minNotional": 1000.0, "maxNotional": 5000.0, "maintenanceMarginRate": 0.02, "maxLeverage": 25, "info": {"cum": "10"}},
-        {"minNotional": 5000.0, "maxNotional": 1e12, "maintenanceMarginRate": 0.05, "maxLeverage": 10, "info": {"cum": "160"}},
+        {
+            "minNotional": 0.0,
+            "maxNotional": 1000.0,
+            "maintenanceMarginRate": 0.01,
+            "maxLeverage": 50,
+            "info": {"cum": "0"},
+        },
+        {
+            "minNotional": 1000.0,
+            "maxNotional": 5000.0,
+            "maintenanceMarginRate": 0.02,
+            "maxLeverage": 25,
+            "info": {"cum": "10"},
+        },
+        {
+            "minNotional": 5000.0,
+            "maxNotional": 1e12,
+            "maintenanceMarginRate": 0.05,
+            "maxLeverage": 10,
+            "info": {"cum": "160"},
+        },
     ]
 }
 

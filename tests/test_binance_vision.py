@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from binance_vision_fixtures import (  # noqa: E402
+from binance_vision_fixtures import (
     FUNDING_HEADER,
     KLINE_HEADER,
     build_site,
@@ -25,10 +25,10 @@ from binance_vision_fixtures import (  # noqa: E402
     zip_bytes,
 )
 
-from data.catalog import Catalog, PartitionKey  # noqa: E402
-from data.errors import ChecksumError, DataError  # noqa: E402
-from data.ingest.binance_vision import ingest_binance_vision, parse_file_name  # noqa: E402
-from data.schema import TIME_TYPE, Kind, field_units  # noqa: E402
+from data.catalog import Catalog, PartitionKey
+from data.errors import ChecksumError, DataError
+from data.ingest.binance_vision import ingest_binance_vision, parse_file_name
+from data.schema import TIME_TYPE, Kind, field_units
 
 MONTHS = ["2024-11", "2024-12", "2025-01"]
 HOURS = (30 + 31 + 31) * 24
@@ -143,9 +143,7 @@ def test_files_and_directories_mixed_and_daily_overlap(tmp_path: Path) -> None:
     monthly = write_month(root, "perp", "BTCUSDT", "2024-03")
     # A daily file repeating 2024-03-15 (same values) under the daily layout.
     lines = [ln for ln in kline_rows("2024-03", "perp") if ms("2024-03-15") <= int(ln.split(",")[0]) < ms("2024-03-16")]
-    daily = write_zip(
-        root / "data/futures/um/daily/klines/BTCUSDT/1h/BTCUSDT-1h-2024-03-15.zip", lines, KLINE_HEADER
-    )
+    daily = write_zip(root / "data/futures/um/daily/klines/BTCUSDT/1h/BTCUSDT-1h-2024-03-15.zip", lines, KLINE_HEADER)
     cat = Catalog(tmp_path / "cat")
     report = ingest_binance_vision([monthly, root / "data/futures/um/daily"], cat)
     assert report.files_read == 2
@@ -157,8 +155,11 @@ def test_files_and_directories_mixed_and_daily_overlap(tmp_path: Path) -> None:
 def test_funding_interval_derived_when_absent(tmp_path: Path) -> None:
     root = tmp_path / "site"
     # 8h settlements in April, 4h in May; interval column empty; and a 2-column headerless file.
-    write_zip(site_path(root, "funding", "XTZUSDT", "2024-04"),
-              funding_rows("2024-04", 8, with_interval=False), FUNDING_HEADER)
+    write_zip(
+        site_path(root, "funding", "XTZUSDT", "2024-04"),
+        funding_rows("2024-04", 8, with_interval=False),
+        FUNDING_HEADER,
+    )
     two_col = [f"{a},{c}" for a, _, c in (ln.split(",") for ln in funding_rows("2024-05", 4))]
     write_zip(site_path(root, "funding", "XTZUSDT", "2024-05"), two_col)
     cat = Catalog(tmp_path / "cat")
@@ -234,8 +235,9 @@ def test_checksum_mismatch(site: Path, tmp_path: Path) -> None:
 
 
 def test_missing_checksum_is_a_warning(tmp_path: Path) -> None:
-    p = write_zip(site_path(tmp_path, "perp", "BTCUSDT", "2024-01"), kline_rows("2024-01"), KLINE_HEADER,
-                  checksum=False)
+    p = write_zip(
+        site_path(tmp_path, "perp", "BTCUSDT", "2024-01"), kline_rows("2024-01"), KLINE_HEADER, checksum=False
+    )
     report = ingest_binance_vision([p], Catalog(tmp_path / "cat"))
     assert any("no .CHECKSUM" in w for w in report.warnings)
 
@@ -285,8 +287,11 @@ def test_unknown_timestamp_unit(tmp_path: Path) -> None:
     lines = [ln.split(",", 1) for ln in kline_rows("2024-01", "perp")]
     lines = [f"{int(t) * 10},{rest}" for t, rest in lines]  # 1.7e13: neither ms nor us
     p = write_zip(site_path(tmp_path, "perp", "BTCUSDT", "2024-01"), lines, KLINE_HEADER)
-    with pytest.raises(DataError, match=r"BTCUSDT-1h-2024-01\.csv: column 'open_time', row 0 \(line 2\): "
-                                        r"timestamp 17040672000000 is not an epoch timestamp"):
+    with pytest.raises(
+        DataError,
+        match=r"BTCUSDT-1h-2024-01\.csv: column 'open_time', row 0 \(line 2\): "
+        r"timestamp 17040672000000 is not an epoch timestamp",
+    ):
         ingest_binance_vision([p], Catalog(tmp_path / "cat"))
 
 
@@ -295,13 +300,16 @@ def test_mixed_timestamp_units_in_one_file(tmp_path: Path) -> None:
     t, rest = lines[3].split(",", 1)
     lines[3] = f"{int(t) * 1000},{rest}"
     p = write_zip(site_path(tmp_path, "spot", "BTCUSDT", "2024-01"), lines)
-    with pytest.raises(DataError, match=r"column 'open_time', row 3 \(line 4\).*unit \(us\) differs from row 0's \(ms\)"):
+    with pytest.raises(
+        DataError, match=r"column 'open_time', row 3 \(line 4\).*unit \(us\) differs from row 0's \(ms\)"
+    ):
         ingest_binance_vision([p], Catalog(tmp_path / "cat"))
 
 
 def test_funding_rates_in_percent(tmp_path: Path) -> None:
-    p = write_zip(site_path(tmp_path, "funding", "BTCUSDT", "2024-01"),
-                  funding_rows("2024-01", rate=1.5), FUNDING_HEADER)
+    p = write_zip(
+        site_path(tmp_path, "funding", "BTCUSDT", "2024-01"), funding_rows("2024-01", rate=1.5), FUNDING_HEADER
+    )
     with pytest.raises(DataError) as err:
         ingest_binance_vision([p], Catalog(tmp_path / "cat"))
     msg = str(err.value)
@@ -345,8 +353,9 @@ def test_overlapping_files_that_disagree_are_reported(tmp_path: Path) -> None:
 
 
 def test_corrupt_member_crc(tmp_path: Path) -> None:
-    p = write_zip(site_path(tmp_path, "perp", "BTCUSDT", "2024-01"), kline_rows("2024-01"), KLINE_HEADER,
-                  checksum=False)
+    p = write_zip(
+        site_path(tmp_path, "perp", "BTCUSDT", "2024-01"), kline_rows("2024-01"), KLINE_HEADER, checksum=False
+    )
     data = bytearray(p.read_bytes())
     with zipfile.ZipFile(p) as zf:
         info = zf.infolist()[0]

@@ -16,7 +16,7 @@ from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from reference_engine import assert_identical, random_market  # noqa: E402
+from reference_engine import assert_identical, random_market
 
 MB = 1 << 20
 
@@ -45,8 +45,13 @@ def test_fit_miss_limit_and_clear():
     pool = BufferPool(16 * MB)
     a = pool.empty((1_000_000,))  # 8 MB, pooled
     del a
-    assert pool.stats() == {"blocks": 1, "bytes": 8_000_000, "free_blocks": 1, "free_bytes": 8_000_000,
-                            "limit_bytes": 16 * MB}
+    assert pool.stats() == {
+        "blocks": 1,
+        "bytes": 8_000_000,
+        "free_blocks": 1,
+        "free_bytes": 8_000_000,
+        "limit_bytes": 16 * MB,
+    }
     small = pool.empty((200_000,))  # 1.6 MB: a free 8 MB block is more than twice that, a miss
     assert pool.stats()["blocks"] == 1 and pool.stats()["free_blocks"] == 0  # the old block was dropped
     del small

@@ -7,14 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import REPO, shared_data_path
 
 
 def carry(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "backtest", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd or REPO, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "backtest", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        timeout=300,
+    )
 
 
 def test_usage_errors_exit_2_with_one_line():
@@ -63,7 +66,13 @@ def test_demo_runs_from_a_fresh_directory(tmp_path):
     assert "always_reverse" in r.stdout and "funding_sign" in r.stdout
     out = tmp_path / "reports"
     assert sorted(p.name for p in out.iterdir()) == [
-        "components.parquet", "config.toml", "equity.parquet", "events.parquet", "report.html", "summary.json"]
+        "components.parquet",
+        "config.toml",
+        "equity.parquet",
+        "events.parquet",
+        "report.html",
+        "summary.json",
+    ]
     # running it again replaces the demo's outputs (the demo owns its directories)
     again = carry("demo", "--data", tmp_path / "data", "--out", out)
     assert again.returncode == 0, again.stderr

@@ -23,8 +23,9 @@ def real_cat(tmp_path_factory):
 
 def test_scan_negative_funding_alts(real_cat, tmp_path):
     out = tmp_path / "scan"
-    r = carry("scan", "--data", real_cat, "--start", "2025-05-01", "--end", "2026-05-01", "--leverage", "2",
-              "--out", out)
+    r = carry(
+        "scan", "--data", real_cat, "--start", "2025-05-01", "--end", "2026-05-01", "--leverage", "2", "--out", out
+    )
     assert r.returncode == 0, r.stderr
     assert "Regimes: what carry and reverse carry earned" in r.stdout
     s = json.loads((out / "scan.json").read_text())
@@ -39,14 +40,30 @@ def test_scan_negative_funding_alts(real_cat, tmp_path):
 
 def test_compare_on_real_data_and_bad_symbols(real_cat, tmp_path):
     out = tmp_path / "cmp"
-    r = carry("compare", "--data", real_cat, "--symbols", "XTZUSDT,DOTUSDT,BCHUSDT", "--start", "2025-05-01",
-              "--end", "2026-05-01", "--strategies", "always_carry,funding_sign", "--leverage", "2", "--out", out)
+    r = carry(
+        "compare",
+        "--data",
+        real_cat,
+        "--symbols",
+        "XTZUSDT,DOTUSDT,BCHUSDT",
+        "--start",
+        "2025-05-01",
+        "--end",
+        "2026-05-01",
+        "--strategies",
+        "always_carry,funding_sign",
+        "--leverage",
+        "2",
+        "--out",
+        out,
+    )
     assert r.returncode == 0, r.stderr
     s = json.loads((out / "summary.json").read_text())
     ports = {p["portfolio"]: p for p in s["portfolios"]}
     assert ports["always_carry"]["funding_pnl"] < 0
     assert ports["funding_sign"]["funding_pnl"] + ports["funding_sign"]["borrow_pnl"] > 0
-    bad = carry("compare", "--data", real_cat, "--symbols", "BTCUSDT", "--strategies", "always_carry",
-                "--out", tmp_path / "bad")
+    bad = carry(
+        "compare", "--data", real_cat, "--symbols", "BTCUSDT", "--strategies", "always_carry", "--out", tmp_path / "bad"
+    )
     assert bad.returncode == 1 and "no spot bars for BTCUSDT" in bad.stderr
     assert not (tmp_path / "bad").exists()

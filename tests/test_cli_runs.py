@@ -11,14 +11,13 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.app.runs import SUMMARY_KEYS
 from backtest.app.cli import main
+from backtest.app.runs import SUMMARY_KEYS
 from tests.conftest import REPO
 
 SYMS = "DEMOAUSDT,DEMOBUSDT"
@@ -39,13 +38,35 @@ def run(*args, capsys=None) -> tuple[int, str, str]:
 
 def test_backtest_writes_every_output_and_they_reconcile(demo_cat, tmp_path, capsys):
     out = tmp_path / "bt"
-    code, stdout, _ = run("backtest", "--data", demo_cat, "--symbols", SYMS, "--strategy", "funding_threshold",
-                          "--param", "entry=0.10", "--param", "exit=0.02", "--leverage", "2", "--out", out,
-                          "--quiet", capsys=capsys)
+    code, stdout, _ = run(
+        "backtest",
+        "--data",
+        demo_cat,
+        "--symbols",
+        SYMS,
+        "--strategy",
+        "funding_threshold",
+        "--param",
+        "entry=0.10",
+        "--param",
+        "exit=0.02",
+        "--leverage",
+        "2",
+        "--out",
+        out,
+        "--quiet",
+        capsys=capsys,
+    )
     assert code == 0
     assert "funding_threshold" in stdout
     assert sorted(p.name for p in out.iterdir()) == [
-        "components.parquet", "config.toml", "equity.parquet", "events.parquet", "report.html", "summary.json"]
+        "components.parquet",
+        "config.toml",
+        "equity.parquet",
+        "events.parquet",
+        "report.html",
+        "summary.json",
+    ]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["keys"] == list(SUMMARY_KEYS)
     assert len(summary["columns"]) == 2
@@ -83,17 +104,45 @@ def test_backtest_writes_every_output_and_they_reconcile(demo_cat, tmp_path, cap
 
 def test_compare_sweep_and_walk_forward(demo_cat, tmp_path, capsys):
     out = tmp_path / "cmp"
-    code, stdout, _ = run("compare", "--data", demo_cat, "--symbols", SYMS,
-                          "--strategies", "always_carry,funding_sign,rotation", "--param", "funding_sign.entry=0.05",
-                          "--out", out, "--quiet", capsys=capsys)
+    code, stdout, _ = run(
+        "compare",
+        "--data",
+        demo_cat,
+        "--symbols",
+        SYMS,
+        "--strategies",
+        "always_carry,funding_sign,rotation",
+        "--param",
+        "funding_sign.entry=0.05",
+        "--out",
+        out,
+        "--quiet",
+        capsys=capsys,
+    )
     assert code == 0
     s = json.loads((out / "summary.json").read_text())
     assert [p["portfolio"] for p in s["portfolios"]] == ["always_carry", "funding_sign", "rotation"]
     assert len(s["columns"]) == 6
     out = tmp_path / "sweep"
-    code, stdout, _ = run("sweep", "--data", demo_cat, "--symbols", SYMS, "--strategy", "funding_threshold",
-                          "--grid", "entry=0.05,0.1,0.2", "--grid", "exit=0,0.02", "--walk-forward", "90d:30d",
-                          "--out", out, "--quiet", capsys=capsys)
+    code, stdout, _ = run(
+        "sweep",
+        "--data",
+        demo_cat,
+        "--symbols",
+        SYMS,
+        "--strategy",
+        "funding_threshold",
+        "--grid",
+        "entry=0.05,0.1,0.2",
+        "--grid",
+        "exit=0,0.02",
+        "--walk-forward",
+        "90d:30d",
+        "--out",
+        out,
+        "--quiet",
+        capsys=capsys,
+    )
     assert code == 0
     s = json.loads((out / "summary.json").read_text())
     assert len(s["portfolios"]) == 6
@@ -119,14 +168,17 @@ def test_scan_reports_regimes_and_both_sides(demo_cat, tmp_path, capsys):
     assert r["reverse_borrow_pnl"] < 0
 
 
-@pytest.mark.parametrize("args, message", [
-    (["backtest", "--strategy", "fundng_threshold"], "did you mean 'funding_threshold'"),
-    (["backtest", "--strategy", "funding_threshold", "--param", "entyr=0.1"], "did you mean"),
-    (["backtest", "--strategy", "funding_threshold", "--param", "entry=10"], "percent"),
-    (["backtest", "--strategy", "always_carry", "--set", "perp_leverag=2"], "did you mean 'perp_leverage'"),
-    (["backtest", "--strategy", "always_carry", "--symbols", "NOPEUSDT"], "no spot bars for NOPEUSDT"),
-    (["backtest", "--strategy", "always_carry", "--start", "2030-01-01", "--end", "2031-01-01"], "no usable bars"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["backtest", "--strategy", "fundng_threshold"], "did you mean 'funding_threshold'"),
+        (["backtest", "--strategy", "funding_threshold", "--param", "entyr=0.1"], "did you mean"),
+        (["backtest", "--strategy", "funding_threshold", "--param", "entry=10"], "percent"),
+        (["backtest", "--strategy", "always_carry", "--set", "perp_leverag=2"], "did you mean 'perp_leverage'"),
+        (["backtest", "--strategy", "always_carry", "--symbols", "NOPEUSDT"], "no spot bars for NOPEUSDT"),
+        (["backtest", "--strategy", "always_carry", "--start", "2030-01-01", "--end", "2031-01-01"], "no usable bars"),
+    ],
+)
 def test_bad_input_is_one_clear_line_and_writes_nothing(demo_cat, tmp_path, capsys, args, message):
     out = tmp_path / "out"
     full = list(args)
@@ -143,16 +195,40 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(demo_cat, tmp_path, caps
 
 def test_config_errors(demo_cat, tmp_path, capsys):
     bad = tmp_path / "bad.toml"
-    bad.write_text('[engine]\nperp_leverag = 2\n')
-    code, _, err = run("backtest", "--config", bad, "--strategy", "always_carry", "--symbols", SYMS,
-                       "--data", demo_cat, "--out", tmp_path / "o", capsys=capsys)
+    bad.write_text("[engine]\nperp_leverag = 2\n")
+    code, _, err = run(
+        "backtest",
+        "--config",
+        bad,
+        "--strategy",
+        "always_carry",
+        "--symbols",
+        SYMS,
+        "--data",
+        demo_cat,
+        "--out",
+        tmp_path / "o",
+        capsys=capsys,
+    )
     assert code == 1 and "did you mean 'perp_leverage'" in err
     bad.write_text('[data]\nsymbol = "BTCUSDT"\n')
     code, _, err = run("backtest", "--config", bad, "--out", tmp_path / "o", capsys=capsys)
     assert code == 1 and "did you mean 'symbols'" in err
-    bad.write_text('[engine]\nborrow_annual_rate = -5\n')
-    code, _, err = run("backtest", "--config", bad, "--strategy", "always_carry", "--symbols", SYMS,
-                       "--data", demo_cat, "--out", tmp_path / "o", capsys=capsys)
+    bad.write_text("[engine]\nborrow_annual_rate = -5\n")
+    code, _, err = run(
+        "backtest",
+        "--config",
+        bad,
+        "--strategy",
+        "always_carry",
+        "--symbols",
+        SYMS,
+        "--data",
+        demo_cat,
+        "--out",
+        tmp_path / "o",
+        capsys=capsys,
+    )
     assert code == 1 and "borrow_annual_rate" in err
     assert not (tmp_path / "o").exists()
 
@@ -161,7 +237,18 @@ def test_existing_output_is_refused_unless_overwrite(demo_cat, tmp_path, capsys)
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    args = ["backtest", "--data", demo_cat, "--symbols", "DEMOAUSDT", "--strategy", "always_carry", "--out", out, "--quiet"]
+    args = [
+        "backtest",
+        "--data",
+        demo_cat,
+        "--symbols",
+        "DEMOAUSDT",
+        "--strategy",
+        "always_carry",
+        "--out",
+        out,
+        "--quiet",
+    ]
     code, _, err = run(*args, capsys=capsys)
     assert code == 1 and "already exists; pass --overwrite" in err
     assert (out / "keep.txt").read_text() == "mine"
@@ -171,9 +258,26 @@ def test_existing_output_is_refused_unless_overwrite(demo_cat, tmp_path, capsys)
 
 def test_console_script_end_to_end(demo_cat, tmp_path):
     out = tmp_path / "sub"
-    r = subprocess.run([sys.executable, "-m", "backtest", "backtest", "--data", str(demo_cat), "--symbols", "DEMOBUSDT",
-                        "--strategy", "funding_sign", "--out", str(out)], capture_output=True, text=True, cwd=REPO,
-                       timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "backtest",
+            "backtest",
+            "--data",
+            str(demo_cat),
+            "--symbols",
+            "DEMOBUSDT",
+            "--strategy",
+            "funding_sign",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     assert "funding_sign" in r.stdout and (out / "report.html").exists()
 
@@ -211,12 +315,33 @@ def test_chunked_engine_run_equals_one_call(demo_cat, monkeypatch):
 
 def test_scale_out_sweep_writes_a_report(demo_cat, tmp_path, capsys):
     out = tmp_path / "big"
-    code, stdout, _ = run("sweep", "--data", demo_cat, "--symbols", SYMS, "--strategy", "funding_threshold",
-                          "--grid", "entry=0.05,0.1", "--grid", "exit=0,0.02", "--symbol-chunk", "1",
-                          "--out", out, "--quiet", capsys=capsys)
+    code, stdout, _ = run(
+        "sweep",
+        "--data",
+        demo_cat,
+        "--symbols",
+        SYMS,
+        "--strategy",
+        "funding_threshold",
+        "--grid",
+        "entry=0.05,0.1",
+        "--grid",
+        "exit=0,0.02",
+        "--symbol-chunk",
+        "1",
+        "--out",
+        out,
+        "--quiet",
+        capsys=capsys,
+    )
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "columns.parquet", "config.toml", "equity.parquet", "report.html", "summary.json"]
+        "columns.parquet",
+        "config.toml",
+        "equity.parquet",
+        "report.html",
+        "summary.json",
+    ]
     cols = pd.read_parquet(out / "columns.parquet")
     assert len(cols) == 8 and set(SUMMARY_KEYS) <= set(cols.columns)
     html = (out / "report.html").read_text()

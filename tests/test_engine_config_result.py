@@ -14,13 +14,13 @@ import pytest
 
 from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
-from data.errors import ConfigError
 from backtest.result import COMPONENTS, STATS_KEYS
 from backtest.tiers import TierTable, load_tiers
+from data.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import shared_data_path  # noqa: E402
-from reference_engine import random_market  # noqa: E402
+from conftest import shared_data_path
+from reference_engine import random_market
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,12 +32,23 @@ def test_unknown_key_suggests_the_right_one():
         BacktestConfig(3.0)  # keyword-only
 
 
-@pytest.mark.parametrize("bad", [
-    {"perp_leverage": 0}, {"perp_leverage": -1}, {"spot_taker_fee_rate": -0.001}, {"margin_mode": "unified"}, {"spot_collateral_haircut": 1.0},
-    {"margin_mode": "portfolio", "topup_margin_ratio": 0.5},
-    {"execution_delay_bars": 0}, {"execution_delay_bars": 1.5}, {"initial_capital_quote": float("nan")},
-    {"after_liquidation": "panic"}, {"maintenance_margin_rate": 1.5}, {"order_type": "limit"},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"perp_leverage": 0},
+        {"perp_leverage": -1},
+        {"spot_taker_fee_rate": -0.001},
+        {"margin_mode": "unified"},
+        {"spot_collateral_haircut": 1.0},
+        {"margin_mode": "portfolio", "topup_margin_ratio": 0.5},
+        {"execution_delay_bars": 0},
+        {"execution_delay_bars": 1.5},
+        {"initial_capital_quote": float("nan")},
+        {"after_liquidation": "panic"},
+        {"maintenance_margin_rate": 1.5},
+        {"order_type": "limit"},
+    ],
+)
 def test_invalid_values_are_rejected(bad):
     with pytest.raises(ConfigError):
         BacktestConfig.from_dict(bad)
@@ -99,7 +110,9 @@ def test_result_tables_and_stats_keys():
     assert s["final_equity"] == pytest.approx(res.group_equity[0].iloc[-1])
     assert s["total_return"] == pytest.approx(s["final_equity"] / s["initial_capital"] - 1)
     assert s["n_trades"] == int((ev.kind == "fill").sum())
-    parts = s["funding_pnl"] + s["fee_pnl"] + s["slippage_pnl"] + s["borrow_pnl"] + s["basis_pnl"] + s["liquidation_pnl"]
+    parts = (
+        s["funding_pnl"] + s["fee_pnl"] + s["slippage_pnl"] + s["borrow_pnl"] + s["basis_pnl"] + s["liquidation_pnl"]
+    )
     assert parts == pytest.approx(s["final_equity"] - s["initial_capital"], rel=1e-9, abs=1e-6)
     assert 0 < s["time_in_market"] <= 1
     assert s["worst_margin_ratio"] > 0
@@ -149,7 +162,16 @@ def test_bench_runs_and_prints_the_json_keys(capsys):
     out = main(["--bars", "5000", "--grid-columns", "20", "--grid-bars", "300", "--repeat", "1"])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last) == out
-    assert set(out) == {"speedup_vs_vectorbt", "bar_columns_per_second", "ratio_to_numpy_floor", "cold_start_seconds",
-                        "speedup_vs_vectorbt_full", "ratio_to_numpy_floor_lean", "bar_columns_per_second_full",
-                        "bar_columns_per_second_group_equity", "parallel_speedup", "threads"}
+    assert set(out) == {
+        "speedup_vs_vectorbt",
+        "bar_columns_per_second",
+        "ratio_to_numpy_floor",
+        "cold_start_seconds",
+        "speedup_vs_vectorbt_full",
+        "ratio_to_numpy_floor_lean",
+        "bar_columns_per_second_full",
+        "bar_columns_per_second_group_equity",
+        "parallel_speedup",
+        "threads",
+    }
     assert out["parallel_speedup"] > 0 and out["threads"] >= 1

@@ -18,11 +18,12 @@ import pytest
 
 from backtest.config import BacktestConfig
 from backtest.engine import OUTPUTS, run_backtest
-from data.errors import ConfigError
 from backtest.targets import Targets
+from data.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from reference_engine import assert_identical, random_market, write_tiers  # noqa: E402
+from reference_engine import assert_identical, random_market, write_tiers
+
 
 def single_column_targets(market, rng, n_cols, p_change, weights, in_order=False):
     """One column per portfolio; groups in another order than the columns unless ``in_order``
@@ -33,8 +34,14 @@ def single_column_targets(market, rng, n_cols, p_change, weights, in_order=False
     vals[0] = rng.choice([-1.0, 1.0, 0.5, np.nan], n_cols)
     col_symbol = rng.integers(0, market.n_symbols, n_cols)
     group = (np.arange(n_cols) if in_order else rng.permutation(n_cols)) * 3 + 7
-    table = pd.DataFrame({"strategy": ["rand"] * n_cols, "symbol": [market.symbols[k] for k in col_symbol],
-                          "group": group, "k": np.arange(n_cols)})
+    table = pd.DataFrame(
+        {
+            "strategy": ["rand"] * n_cols,
+            "symbol": [market.symbols[k] for k in col_symbol],
+            "group": group,
+            "k": np.arange(n_cols),
+        }
+    )
     w = None
     if weights:
         w = rng.uniform(0.2, 1.0, (T, n_cols))
@@ -45,24 +52,39 @@ def single_column_targets(market, rng, n_cols, p_change, weights, in_order=False
 def random_case(seed, tmp_path):
     rng = np.random.default_rng(1000 + seed)
     T = int(rng.integers(2, 400)) if seed % 7 else int(rng.integers(300, 1200))
-    m = random_market(rng, T, int(rng.integers(1, 4)), vol=float(rng.choice([0.01, 0.03, 0.06])),
-                      wick=float(rng.choice([0.02, 0.06, 0.15])), invalid_frac=float(rng.choice([0.0, 0.05, 0.2])),
-                      funding_every=int(rng.integers(1, 9)))
+    m = random_market(
+        rng,
+        T,
+        int(rng.integers(1, 4)),
+        vol=float(rng.choice([0.01, 0.03, 0.06])),
+        wick=float(rng.choice([0.02, 0.06, 0.15])),
+        invalid_frac=float(rng.choice([0.0, 0.05, 0.2])),
+        funding_every=int(rng.integers(1, 9)),
+    )
     n_cols = int(rng.integers(1, 40))
-    tg = single_column_targets(m, rng, n_cols, p_change=float(rng.choice([0.01, 0.1, 0.4])), weights=rng.random() < 0.3,
-                               in_order=(seed // 2) % 2 == 1)
+    tg = single_column_targets(
+        m,
+        rng,
+        n_cols,
+        p_change=float(rng.choice([0.01, 0.1, 0.4])),
+        weights=rng.random() < 0.3,
+        in_order=(seed // 2) % 2 == 1,
+    )
     tiers = seed % 2 == 0
     cfg = BacktestConfig(
-        perp_leverage=float(rng.choice([1.0, 2.0, 10.0, 25.0, 50.0])), margin_mode="isolated",
+        perp_leverage=float(rng.choice([1.0, 2.0, 10.0, 25.0, 50.0])),
+        margin_mode="isolated",
         slippage_bps=float(rng.choice([0.0, 1.0, 5.0])),
         volume_participation_coefficient=float(rng.choice([0.0, 0.01])),
         rebalance_delta_band=[None, 0.02, 0.0][seed % 3],
         after_liquidation=["close_spot", "hold_spot", "reenter"][(seed // 3) % 3],
-        execution_delay_bars=[1, 0, 2][(seed // 9) % 3], allow_same_bar_execution=True,
+        execution_delay_bars=[1, 0, 2][(seed // 9) % 3],
+        allow_same_bar_execution=True,
         order_type=["taker", "maker"][seed % 2],
         tiers_path=write_tiers(tmp_path / f"tiers{seed}.json", m.symbols) if tiers else None,
         maintenance_margin_rate=None if tiers else float(rng.choice([0.005, 0.01, 0.05])),
-        clearance_fee_rate=float(rng.choice([0.0, 0.01])), borrow_annual_rate=float(rng.choice([0.0, 0.3])),
+        clearance_fee_rate=float(rng.choice([0.0, 0.01])),
+        borrow_annual_rate=float(rng.choice([0.0, 0.3])),
     )
     params = {}
     k = rng.integers(0, 4)
@@ -106,8 +128,10 @@ def test_fast_cases_cover_every_event_kind(tmp_path):
 
 
 @pytest.mark.parametrize("seed", range(0, N_SEEDS, 5))
-@pytest.mark.parametrize("outputs", [("equity",), ("group_equity",), ("group_equity", "events"),
-                                     ("margin",), ("components", "positions"), ()])
+@pytest.mark.parametrize(
+    "outputs",
+    [("equity",), ("group_equity",), ("group_equity", "events"), ("margin",), ("components", "positions"), ()],
+)
 def test_fast_kernel_output_subsets(tmp_path, seed, outputs):
     m, tg, cfg, params = random_case(seed, tmp_path)
     a = run_backtest(m, tg, cfg, column_params=params, outputs=outputs, kernel="general")
@@ -133,8 +157,13 @@ def test_fast_kernel_long_chunks(tmp_path):
     rng = np.random.default_rng(7)
     m = random_market(rng, 1500, 2, vol=0.02, wick=0.08, invalid_frac=0.03, funding_every=4)
     tg = single_column_targets(m, rng, 25, p_change=0.02, weights=False)
-    cfg = BacktestConfig(perp_leverage=20.0, maintenance_margin_rate=0.01, borrow_annual_rate=0.3,
-                         after_liquidation="reenter", clearance_fee_rate=0.01)
+    cfg = BacktestConfig(
+        perp_leverage=20.0,
+        maintenance_margin_rate=0.01,
+        borrow_annual_rate=0.3,
+        after_liquidation="reenter",
+        clearance_fee_rate=0.01,
+    )
     for full in (True, False):
         a = run_backtest(m, tg, cfg, full=full, kernel="general")
         b = run_backtest(m, tg, cfg, full=full)
@@ -198,7 +227,9 @@ def test_one_column_portfolio_equity_is_the_column_equity(tmp_path, full):
     eq, geq = res.equity.to_numpy(), res.group_equity.to_numpy()
     assert np.shares_memory(eq, geq) and np.array_equal(eq, geq)
     shuffled = tg.columns.assign(group=tg.group[::-1].copy())
-    other = run_backtest(m, Targets(tg.values, tg.column_symbol, shuffled["group"].to_numpy(), shuffled), cfg, full=full)
+    other = run_backtest(
+        m, Targets(tg.values, tg.column_symbol, shuffled["group"].to_numpy(), shuffled), cfg, full=full
+    )
     summed = other.group_equity[list(tg.group[::-1])].to_numpy()
     assert not np.shares_memory(other.equity.to_numpy(), other.group_equity.to_numpy())
     np.testing.assert_array_equal(other.equity.to_numpy(), eq)

@@ -11,14 +11,19 @@ import pytest
 
 from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
-from data.market import Market
 from backtest.result import COMPONENTS
+from data.market import Market
 
 sys.path.insert(0, str(Path(__file__).parent))
-from reference_engine import random_market  # noqa: E402
+from reference_engine import random_market
 
-NO_COSTS = dict(spot_taker_fee_rate=0.0, perp_taker_fee_rate=0.0, slippage_bps=0.0, maintenance_margin_rate=0.0,
-                borrow_annual_rate=0.0)
+NO_COSTS = dict(
+    spot_taker_fee_rate=0.0,
+    perp_taker_fee_rate=0.0,
+    slippage_bps=0.0,
+    maintenance_margin_rate=0.0,
+    borrow_annual_rate=0.0,
+)
 
 
 def flat_market(T=48, price=100.0, seed=0):
@@ -44,7 +49,7 @@ def test_carry_receives_exactly_sum_q_mark_rate(leverage):
     assert np.allclose(res.pnl("funding").iloc[:, 0].to_numpy(), expected, rtol=1e-12, atol=1e-12)
     ev = res.events[res.events.kind == "funding"]
     assert len(ev) == int((m.funding_count[1:, 0] > 0).sum())
-    assert np.allclose(ev["cash"].to_numpy(), q * m.funding_value[m.funding_count[:, 0] > 0, 0][-len(ev):], rtol=1e-12)
+    assert np.allclose(ev["cash"].to_numpy(), q * m.funding_value[m.funding_count[:, 0] > 0, 0][-len(ev) :], rtol=1e-12)
     # positive rates pay the short perp: the sign follows the rate, not a convention of the user
     pos = ev["rate"] > 0
     assert (ev.loc[pos, "cash"] > 0).all() and (ev.loc[~pos, "cash"] < 0).all()
@@ -72,9 +77,11 @@ def test_opened_after_settlement_misses_it_closed_before_forfeits():
     idx = pd.date_range("2024-01-01", periods=T, freq="h", tz="UTC")
     rate = np.zeros((T, 1))
     rate[[3, 7, 11], 0] = 0.001  # settle at the closes of bars 3, 7, 11 (= opens of 4, 8, 12)
-    m = Market.from_arrays(idx, ["BTCUSDT"], spot=np.full((T, 1), 100.0), perp=np.full((T, 1), 100.0), funding_rate=rate)
+    m = Market.from_arrays(
+        idx, ["BTCUSDT"], spot=np.full((T, 1), 100.0), perp=np.full((T, 1), 100.0), funding_rate=rate
+    )
     tg = np.full((T, 1), np.nan)
-    tg[3] = 1.0   # decided at bar 3's close = the 04:00 settlement instant; filled at bar 4's open, just after it
+    tg[3] = 1.0  # decided at bar 3's close = the 04:00 settlement instant; filled at bar 4's open, just after it
     tg[10] = 0.0  # decided at bar 10's close, filled at bar 11's open: before the settlement at bar 11's close
     res = run_backtest(m, tg, BacktestConfig(**NO_COSTS))
     ev = res.events[res.events.kind == "funding"]
@@ -99,24 +106,40 @@ def test_changing_inputs_after_t_changes_nothing_at_or_before_t(delay, mode):
 
     def perturb(x):
         y = np.array(x, dtype=float, copy=True)
-        y[t + 1:] *= rng.uniform(0.8, 1.25, y[t + 1:].shape)
+        y[t + 1 :] *= rng.uniform(0.8, 1.25, y[t + 1 :].shape)
         return y
 
     def ohlc(prefix):
         return {k: perturb(getattr(a, f"{prefix}_{k}")) for k in ("open", "high", "low", "close")} | {
-            "volume": perturb(getattr(a, f"{prefix}_volume")) if prefix != "mark" else a.perp_volume}
+            "volume": perturb(getattr(a, f"{prefix}_volume")) if prefix != "mark" else a.perp_volume
+        }
 
-    b = Market.from_arrays(a.index, a.symbols, spot=ohlc("spot"), perp=ohlc("perp"), mark=ohlc("mark"),
-                           funding_rate=perturb(a.funding_rate), funding_value=np.vstack([a.funding_value[: t + 1],
-                                                                                          perturb(a.funding_value)[t + 1:]]))
+    b = Market.from_arrays(
+        a.index,
+        a.symbols,
+        spot=ohlc("spot"),
+        perp=ohlc("perp"),
+        mark=ohlc("mark"),
+        funding_rate=perturb(a.funding_rate),
+        funding_value=np.vstack([a.funding_value[: t + 1], perturb(a.funding_value)[t + 1 :]]),
+    )
     tb = targets.copy()
-    tb[t + 1:] = rng.choice([-1.0, 0.0, 1.0], tb[t + 1:].shape)
-    cfg = BacktestConfig(perp_leverage=5, margin_mode=mode, execution_delay_bars=delay, allow_same_bar_execution=delay == 0,
-                         slippage_bps=2, volume_participation_coefficient=0.01, maintenance_margin_rate=0.02,
-                         topup_margin_ratio=0.3)
+    tb[t + 1 :] = rng.choice([-1.0, 0.0, 1.0], tb[t + 1 :].shape)
+    cfg = BacktestConfig(
+        perp_leverage=5,
+        margin_mode=mode,
+        execution_delay_bars=delay,
+        allow_same_bar_execution=delay == 0,
+        slippage_bps=2,
+        volume_participation_coefficient=0.01,
+        maintenance_margin_rate=0.02,
+        topup_margin_ratio=0.3,
+    )
     ra, rb = run_backtest(a, targets, cfg), run_backtest(b, tb, cfg)
     for k in COMPONENTS:
-        assert np.array_equal(ra.components[k].to_numpy()[: t + 1], rb.components[k].to_numpy()[: t + 1], equal_nan=True), k
+        assert np.array_equal(
+            ra.components[k].to_numpy()[: t + 1], rb.components[k].to_numpy()[: t + 1], equal_nan=True
+        ), k
     assert np.array_equal(ra.group_equity.to_numpy()[: t + 1], rb.group_equity.to_numpy()[: t + 1])
     assert np.array_equal(ra.spot_qty.to_numpy()[: t + 1], rb.spot_qty.to_numpy()[: t + 1])
     ea, eb = ra.events, rb.events
@@ -124,4 +147,4 @@ def test_changing_inputs_after_t_changes_nothing_at_or_before_t(delay, mode):
     pa, pb = ea[ea.time <= cut].reset_index(drop=True), eb[eb.time <= cut].reset_index(drop=True)
     pd.testing.assert_frame_equal(pa, pb)
     # and the change after t does matter (the test is not vacuous)
-    assert not np.array_equal(ra.group_equity.to_numpy()[t + 1:], rb.group_equity.to_numpy()[t + 1:])
+    assert not np.array_equal(ra.group_equity.to_numpy()[t + 1 :], rb.group_equity.to_numpy()[t + 1 :])

@@ -11,12 +11,12 @@ import pytest
 
 from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
-from data.errors import ConfigError
 from backtest.result import COMPONENTS
 from backtest.targets import Targets
+from data.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from reference_engine import random_market  # noqa: E402
+from reference_engine import random_market
 
 
 @pytest.mark.parametrize("mode", ["isolated", "cross", "portfolio"])
@@ -26,9 +26,14 @@ def test_grid_equals_single_runs(mode):
     m = random_market(rng, T, N, vol=0.02, wick=0.04, invalid_frac=0.03)
     base = np.where(rng.random((T, N)) < 0.08, rng.choice([-1.0, 0.0, 0.5, 1.0], (T, N)), np.nan)
     base[0] = 1.0
-    grid = [{"perp_leverage": 2.0, "slippage_bps": 0.0}, {"perp_leverage": 8.0, "slippage_bps": 3.0},
-            {"perp_leverage": 20.0, "slippage_bps": 1.0}]
-    cfg = BacktestConfig(margin_mode=mode, maintenance_margin_rate=0.01, topup_margin_ratio=None if mode == "portfolio" else 0.4)
+    grid = [
+        {"perp_leverage": 2.0, "slippage_bps": 0.0},
+        {"perp_leverage": 8.0, "slippage_bps": 3.0},
+        {"perp_leverage": 20.0, "slippage_bps": 1.0},
+    ]
+    cfg = BacktestConfig(
+        margin_mode=mode, maintenance_margin_rate=0.01, topup_margin_ratio=None if mode == "portfolio" else 0.4
+    )
     parts = [Targets.from_array(m, base, strategy=f"p{k}") for k in range(len(grid))]
     tg = Targets.concat(parts)  # 3 portfolios x 2 symbols
     per_col = {name: np.repeat([g[name] for g in grid], N) for name in grid[0]}
@@ -36,12 +41,17 @@ def test_grid_equals_single_runs(mode):
     assert res.equity.shape == (T, 3 * N) and res.group_equity.shape == (T, 3)
     for k, g in enumerate(grid):
         single = run_backtest(m, base, cfg.replace(**g))
-        np.testing.assert_allclose(res.group_equity.iloc[:, k].to_numpy(), single.group_equity.iloc[:, 0].to_numpy(),
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            res.group_equity.iloc[:, k].to_numpy(), single.group_equity.iloc[:, 0].to_numpy(), rtol=1e-12
+        )
         for comp in COMPONENTS:
-            np.testing.assert_allclose(res.components[comp].iloc[:, k * N:(k + 1) * N].to_numpy(),
-                                       single.components[comp].to_numpy(), rtol=1e-12, atol=1e-9)
-        np.testing.assert_array_equal(res.perp_qty.iloc[:, k * N:(k + 1) * N].to_numpy(), single.perp_qty.to_numpy())
+            np.testing.assert_allclose(
+                res.components[comp].iloc[:, k * N : (k + 1) * N].to_numpy(),
+                single.components[comp].to_numpy(),
+                rtol=1e-12,
+                atol=1e-9,
+            )
+        np.testing.assert_array_equal(res.perp_qty.iloc[:, k * N : (k + 1) * N].to_numpy(), single.perp_qty.to_numpy())
     assert len(res.events) == sum(len(run_backtest(m, base, cfg.replace(**g)).events) for g in grid)
 
 

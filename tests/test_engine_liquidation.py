@@ -12,11 +12,11 @@ import pytest
 
 from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
-from data.market import Market
 from backtest.targets import Targets
+from data.market import Market
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import shared_data_path  # noqa: E402
+from conftest import shared_data_path
 
 ZERO = dict(spot_taker_fee_rate=0.0, perp_taker_fee_rate=0.0, slippage_bps=0.0, borrow_annual_rate=0.0)
 T = 12
@@ -43,8 +43,9 @@ def liq_events(res):
 def test_isolated_short_liquidates_on_first_bar_crossing_at_closed_form_price():
     lp = 11_000 / 100.5  # 1000 + (-100)(LP - 100) = 100 * LP * 0.005
     m = market(high={(3, 0): lp - 0.01, (5, 0): 110.0, (7, 0): 130.0})
-    cfg = BacktestConfig(initial_capital_quote=11_000, perp_leverage=10, maintenance_margin_rate=0.005,
-                         clearance_fee_rate=0.01, **ZERO)
+    cfg = BacktestConfig(
+        initial_capital_quote=11_000, perp_leverage=10, maintenance_margin_rate=0.005, clearance_fee_rate=0.01, **ZERO
+    )
     res = run_backtest(m, 1.0, cfg)
     ev = liq_events(res)
     assert len(ev) == 1 and ev.time[0] == m.index[5]
@@ -67,8 +68,13 @@ def test_isolated_short_liquidates_on_first_bar_crossing_at_closed_form_price():
 
 def test_hold_spot_policy_keeps_the_unhedged_leg():
     m = market(high={(5, 0): 110.0})
-    cfg = BacktestConfig(initial_capital_quote=11_000, perp_leverage=10, maintenance_margin_rate=0.005,
-                         after_liquidation="hold_spot", **ZERO)
+    cfg = BacktestConfig(
+        initial_capital_quote=11_000,
+        perp_leverage=10,
+        maintenance_margin_rate=0.005,
+        after_liquidation="hold_spot",
+        **ZERO,
+    )
     res = run_backtest(m, 1.0, cfg)
     assert res.spot_qty.iloc[-1, 0] == pytest.approx(100.0) and res.perp_qty.iloc[-1, 0] == 0.0
 
@@ -103,7 +109,9 @@ def test_binance_btc_brackets_closed_form(notional, bracket):
     wallet = notional / lev
     lp = (notional + wallet + cum) / (q * (1 + mmr))  # wallet + (-q)(LP - 100) = q LP mmr - cum
     m = market(high={(5, 0): lp * 1.01}, symbols=["BTCUSDT"])
-    cfg = BacktestConfig(initial_capital_quote=notional * (lev + 1) / lev, perp_leverage=lev, tiers_path=str(tiers), **ZERO)
+    cfg = BacktestConfig(
+        initial_capital_quote=notional * (lev + 1) / lev, perp_leverage=lev, tiers_path=str(tiers), **ZERO
+    )
     ev = liq_events(run_backtest(m, 1.0, cfg))
     assert len(ev) == 1 and ev.time[0] == m.index[5]
     assert ev.price[0] == pytest.approx(lp, rel=1e-12)
@@ -118,7 +126,9 @@ def test_cross_margin_shares_the_wallet():
     Cross: 2000 + (-100)(mA - 100) = 0.5 mA + 50 -> mA = 11950 / 100.5, both closed there (B at 100).
     Isolated: A alone at 11000 / 100.5, B survives."""
     m = market(high={(5, 0): 125.0}, n=2)
-    base = dict(initial_capital_quote=22_000, perp_leverage=10, maintenance_margin_rate=0.005, clearance_fee_rate=0.0, **ZERO)
+    base = dict(
+        initial_capital_quote=22_000, perp_leverage=10, maintenance_margin_rate=0.005, clearance_fee_rate=0.0, **ZERO
+    )
     cross = run_backtest(m, 1.0, BacktestConfig(margin_mode="cross", **base))
     ev = liq_events(cross)
     assert list(ev.column) == [0, 1] and (ev.time == m.index[5]).all()
@@ -136,9 +146,13 @@ def test_topup_moves_quote_to_the_futures_wallet_and_avoids_liquidation():
     path = np.array([100, 100, 100, 104, 106, 107, 108, 108.5, 108.5, 108.5, 108.5, 108.5])[:, None]
     px = np.hstack([path, np.full((T, 1), 100.0)])
     m = Market.from_arrays(idx, ["S0USDT", "S1USDT"], spot=px, perp=px)
-    tg = Targets(np.tile([0.5, 0.0], (T, 1)), np.array([0, 1]), np.array([0, 0]),
-                 pd.DataFrame({"strategy": ["x", "x"], "symbol": ["S0USDT", "S1USDT"], "group": [0, 0]}),
-                 weights=np.tile([1.0, 1.0], (T, 1)))
+    tg = Targets(
+        np.tile([0.5, 0.0], (T, 1)),
+        np.array([0, 1]),
+        np.array([0, 0]),
+        pd.DataFrame({"strategy": ["x", "x"], "symbol": ["S0USDT", "S1USDT"], "group": [0, 0]}),
+        weights=np.tile([1.0, 1.0], (T, 1)),
+    )
     base = dict(initial_capital_quote=22_000, perp_leverage=10, maintenance_margin_rate=0.05, **ZERO)
     no = run_backtest(m, tg, BacktestConfig(**base))
     yes = run_backtest(m, tg, BacktestConfig(topup_margin_ratio=0.6, **base))
@@ -153,8 +167,13 @@ def test_reenter_policy_rehedges_at_the_next_bar_with_sparse_targets():
     m = market(high={(5, 0): 110.0})
     tg = np.full((T, 1), np.nan)
     tg[0] = 1.0  # a single decision, NaN (keep) afterwards
-    cfg = BacktestConfig(initial_capital_quote=11_000, perp_leverage=10, maintenance_margin_rate=0.005,
-                         after_liquidation="reenter", **ZERO)
+    cfg = BacktestConfig(
+        initial_capital_quote=11_000,
+        perp_leverage=10,
+        maintenance_margin_rate=0.005,
+        after_liquidation="reenter",
+        **ZERO,
+    )
     res = run_backtest(m, tg, cfg)
     assert len(liq_events(res)) == 1
     fills = res.events[(res.events.kind == "fill") & (res.events.time == m.index[6])]
@@ -205,6 +224,10 @@ def test_portfolio_margin_without_haircut():
     reverse = run_backtest(m, -1.0, BacktestConfig(margin_mode="portfolio", spot_collateral_haircut=0.0, **PM))
     assert liq_events(reverse).empty
     assert np.isinf(reverse.distance_to_liquidation.iloc[3, 0])
-    assert liq_events(run_backtest(market(high={(5, 0): 20_001.0}), 1.0,
-                                   BacktestConfig(margin_mode="portfolio", spot_collateral_haircut=0.0, **PM))).price[0] \
-        == pytest.approx(20_000, rel=1e-9)
+    assert liq_events(
+        run_backtest(
+            market(high={(5, 0): 20_001.0}),
+            1.0,
+            BacktestConfig(margin_mode="portfolio", spot_collateral_haircut=0.0, **PM),
+        )
+    ).price[0] == pytest.approx(20_000, rel=1e-9)

@@ -18,12 +18,13 @@ import pytest
 from backtest import engine
 from backtest.config import BacktestConfig
 from backtest.engine import OUTPUTS, run_backtest
-from data.errors import ConfigError
 from backtest.result import COMPONENTS
+from data.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from reference_engine import assert_identical, random_market, write_tiers  # noqa: E402
-from test_engine_reference import grid_targets  # noqa: E402
+from reference_engine import assert_identical, random_market, write_tiers
+from test_engine_reference import grid_targets
+
 
 def random_case(seed, tmp_path, n_cols=12, n_groups=5, T=150):
     rng = np.random.default_rng(seed)
@@ -31,12 +32,17 @@ def random_case(seed, tmp_path, n_cols=12, n_groups=5, T=150):
     tg = grid_targets(m, rng, n_cols, n_groups, p_change=0.1)
     tiers = seed % 2 == 0
     cfg = BacktestConfig(
-        perp_leverage=float(rng.choice([2.0, 10.0, 25.0])), margin_mode=["isolated", "cross", "portfolio"][seed % 3],
-        slippage_bps=1.0, volume_participation_coefficient=0.01,
+        perp_leverage=float(rng.choice([2.0, 10.0, 25.0])),
+        margin_mode=["isolated", "cross", "portfolio"][seed % 3],
+        slippage_bps=1.0,
+        volume_participation_coefficient=0.01,
         topup_margin_ratio=[None, 0.3][seed % 2] if seed % 3 != 2 else None,
-        rebalance_delta_band=[None, 0.02][(seed // 2) % 2], after_liquidation=["close_spot", "hold_spot", "reenter"][seed % 3],
+        rebalance_delta_band=[None, 0.02][(seed // 2) % 2],
+        after_liquidation=["close_spot", "hold_spot", "reenter"][seed % 3],
         tiers_path=write_tiers(tmp_path / f"tiers{seed}.json", m.symbols) if tiers else None,
-        maintenance_margin_rate=None if tiers else 0.01, clearance_fee_rate=0.01, borrow_annual_rate=0.3,
+        maintenance_margin_rate=None if tiers else 0.01,
+        clearance_fee_rate=0.01,
+        borrow_annual_rate=0.3,
     )
     params = {"perp_leverage": rng.choice([1.0, 3.0, 20.0, 50.0], n_cols)}
     return m, tg, cfg, params
@@ -65,21 +71,37 @@ def test_parallel_reruns_when_the_event_buffer_is_short(tmp_path, monkeypatch):
 
 def test_single_portfolio_parallel_runs_serially(tmp_path):
     m, tg, cfg, params = random_case(3, tmp_path, n_groups=1)
-    assert_identical(run_backtest(m, tg, cfg, column_params=params),
-                     run_backtest(m, tg, cfg, column_params=params, parallel=True))
+    assert_identical(
+        run_backtest(m, tg, cfg, column_params=params), run_backtest(m, tg, cfg, column_params=params, parallel=True)
+    )
 
 
-@pytest.mark.parametrize("outputs", [(), ("equity",), ("group_equity",), ("components",), ("positions",),
-                                     ("margin",), ("events",), ("equity", "group_equity", "events"),
-                                     ("margin", "components", "group_equity")])
+@pytest.mark.parametrize(
+    "outputs",
+    [
+        (),
+        ("equity",),
+        ("group_equity",),
+        ("components",),
+        ("positions",),
+        ("margin",),
+        ("events",),
+        ("equity", "group_equity", "events"),
+        ("margin", "components", "group_equity"),
+    ],
+)
 @pytest.mark.parametrize("seed", [0, 1, 3])
 def test_outputs_subset_matches_full_run(tmp_path, seed, outputs):
     m, tg, cfg, params = random_case(seed, tmp_path)
     full = run_backtest(m, tg, cfg, column_params=params)
     part = run_backtest(m, tg, cfg, column_params=params, outputs=outputs, parallel=seed == 1)
     assert part.outputs == tuple(outputs) and part.full == (set(outputs) >= set(OUTPUTS))
-    frames = {"equity": ["equity"], "group_equity": ["group_equity"], "positions": ["spot_qty", "perp_qty"],
-              "margin": ["margin_ratio", "distance_to_liquidation"]}
+    frames = {
+        "equity": ["equity"],
+        "group_equity": ["group_equity"],
+        "positions": ["spot_qty", "perp_qty"],
+        "margin": ["margin_ratio", "distance_to_liquidation"],
+    }
     for out, names in frames.items():
         for name in names:
             a, b = getattr(full, name), getattr(part, name)
@@ -102,8 +124,10 @@ def test_outputs_subset_matches_full_run(tmp_path, seed, outputs):
 
 def test_full_false_is_the_lean_outputs(tmp_path):
     m, tg, cfg, params = random_case(2, tmp_path)
-    assert_identical(run_backtest(m, tg, cfg, column_params=params, full=False),
-                     run_backtest(m, tg, cfg, column_params=params, outputs=engine.LEAN_OUTPUTS))
+    assert_identical(
+        run_backtest(m, tg, cfg, column_params=params, full=False),
+        run_backtest(m, tg, cfg, column_params=params, outputs=engine.LEAN_OUTPUTS),
+    )
 
 
 def test_unknown_output_is_refused(tmp_path):

@@ -14,8 +14,8 @@ from backtest.engine import run_backtest
 from data.market import Market
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import shared_data_path  # noqa: E402
-from test_engine_reference import check_identity  # noqa: E402
+from conftest import shared_data_path
+from test_engine_reference import check_identity
 
 pytestmark = pytest.mark.shared_data
 HOUR = pd.Timedelta(hours=1)
@@ -44,8 +44,10 @@ def build_market(base: str, start: str, end: str) -> Market:
     fund["bar"] = fund["time"].dt.ceil("h") - HOUR
     fund = fund[(fund["bar"] >= index[0]) & (fund["bar"] <= index[-1])]
     # mark at the settlement instant = open of the mark bar stamped t (may lie just past the window)
-    full_mark = _bars(shared_data_path("binance", "futures", f"{base}_USDT_USDT-1h-mark.feather"),
-                      pd.DatetimeIndex(fund["time"].dt.floor("h")))
+    full_mark = _bars(
+        shared_data_path("binance", "futures", f"{base}_USDT_USDT-1h-mark.feather"),
+        pd.DatetimeIndex(fund["time"].dt.floor("h")),
+    )
     mark_at = full_mark["open"].to_numpy()
     fund["value"] = fund["rate"].to_numpy() * mark_at
     rate = fund.groupby("bar")["rate"].sum().reindex(index, fill_value=0.0).to_numpy()[:, None]
@@ -55,8 +57,16 @@ def build_market(base: str, start: str, end: str) -> Market:
     def d(df):
         return {k: df[k].to_numpy()[:, None] for k in ("open", "high", "low", "close", "volume")}
 
-    return Market.from_arrays(index, [f"{base}USDT"], spot=d(spot), perp=d(perp), mark=d(mark), funding_rate=rate,
-                              funding_value=value, funding_mask=mask)
+    return Market.from_arrays(
+        index,
+        [f"{base}USDT"],
+        spot=d(spot),
+        perp=d(perp),
+        mark=d(mark),
+        funding_rate=rate,
+        funding_value=value,
+        funding_mask=mask,
+    )
 
 
 def independent_funding_per_coin(base: str, first_fill: pd.Timestamp, end: pd.Timestamp) -> tuple[float, int, int]:

@@ -17,8 +17,9 @@ from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
 from backtest.result import COMPONENTS
 from backtest.targets import Targets
+
 sys.path.insert(0, str(Path(__file__).parent))
-from reference_engine import random_market, run_reference, write_tiers  # noqa: E402
+from reference_engine import random_market, run_reference, write_tiers
 
 CAPITAL = 10_000.0
 
@@ -29,7 +30,9 @@ def assert_close(a, b, what, scale=CAPITAL, rel=1e-9):
     both_nan = np.isnan(a) & np.isnan(b)
     same_inf = np.isinf(a) & np.isinf(b) & (np.sign(a) == np.sign(b))
     bad = ~(both_nan | same_inf) & ~(np.abs(a - b) <= rel * np.maximum(scale, np.maximum(np.abs(a), np.abs(b))))
-    assert not bad.any(), f"{what}: first mismatch at {np.argwhere(bad)[0]}: kernel {a[bad][0]!r} vs reference {b[bad][0]!r}"
+    assert not bad.any(), (
+        f"{what}: first mismatch at {np.argwhere(bad)[0]}: kernel {a[bad][0]!r} vs reference {b[bad][0]!r}"
+    )
 
 
 def check_identity(res, rel=1e-9):
@@ -42,7 +45,9 @@ def check_identity(res, rel=1e-9):
         gross = np.abs(res.spot_qty.iloc[:, cols].to_numpy()).sum(axis=1) * 200 + CAPITAL
         assert np.all(np.abs(lhs - rhs) <= rel * gross), f"identity broken in group {g}: max {np.abs(lhs - rhs).max()}"
         # column equities add up to the wallet-based portfolio equity
-        assert np.allclose(res.equity.iloc[:, cols].sum(axis=1).to_numpy(), res.group_equity[g].to_numpy(), rtol=1e-9, atol=1e-6)
+        assert np.allclose(
+            res.equity.iloc[:, cols].sum(axis=1).to_numpy(), res.group_equity[g].to_numpy(), rtol=1e-9, atol=1e-6
+        )
 
 
 def grid_targets(market, rng, n_cols, n_groups, p_change):
@@ -52,8 +57,14 @@ def grid_targets(market, rng, n_cols, n_groups, p_change):
     vals[0] = rng.choice([-1.0, 1.0, 0.5], n_cols)
     col_symbol = rng.integers(0, market.n_symbols, n_cols)
     group = rng.integers(0, n_groups, n_cols)
-    table = pd.DataFrame({"strategy": ["rand"] * n_cols, "symbol": [market.symbols[k] for k in col_symbol],
-                          "group": group, "k": np.arange(n_cols)})
+    table = pd.DataFrame(
+        {
+            "strategy": ["rand"] * n_cols,
+            "symbol": [market.symbols[k] for k in col_symbol],
+            "group": group,
+            "k": np.arange(n_cols),
+        }
+    )
     weights = rng.uniform(0.2, 1.0, (T, n_cols)) if rng.random() < 0.3 else None
     return Targets(vals, col_symbol, group, table, weights)
 
@@ -96,21 +107,56 @@ CASES = dict(
 )
 
 
-@settings(max_examples=int(os.environ.get("CARRY_HYPOTHESIS_EXAMPLES", 200)), deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=int(os.environ.get("CARRY_HYPOTHESIS_EXAMPLES", 200)),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(**CASES)
-def test_kernel_matches_reference(tmp_path_factory, seed, T, N, n_cols, n_groups, leverage, mode, haircut, delay,
-                                  slippage_bps, impact, after, topup, topup_delay, band, tiers, invalid, order_type):
+def test_kernel_matches_reference(
+    tmp_path_factory,
+    seed,
+    T,
+    N,
+    n_cols,
+    n_groups,
+    leverage,
+    mode,
+    haircut,
+    delay,
+    slippage_bps,
+    impact,
+    after,
+    topup,
+    topup_delay,
+    band,
+    tiers,
+    invalid,
+    order_type,
+):
     rng = np.random.default_rng(seed)
     market = random_market(rng, T, N, vol=0.02, wick=0.05, invalid_frac=invalid, funding_every=int(rng.integers(1, 9)))
     targets = grid_targets(market, rng, n_cols, n_groups, p_change=0.2)
     tiers_path = write_tiers(tmp_path_factory.mktemp("t") / "tiers.json", market.symbols) if tiers else None
     cfg = BacktestConfig(
-        initial_capital_quote=CAPITAL, perp_leverage=leverage, margin_mode=mode, execution_delay_bars=delay,
-        allow_same_bar_execution=delay == 0, slippage_bps=slippage_bps, volume_participation_coefficient=impact,
-        after_liquidation=after, topup_margin_ratio=None if mode == "portfolio" else topup, topup_delay_bars=topup_delay,
-        rebalance_delta_band=band, tiers_path=tiers_path, maintenance_margin_rate=None if tiers else 0.01,
-        clearance_fee_rate=0.01, order_type=order_type, borrow_annual_rate=0.2, spot_collateral_haircut=haircut,
+        initial_capital_quote=CAPITAL,
+        perp_leverage=leverage,
+        margin_mode=mode,
+        execution_delay_bars=delay,
+        allow_same_bar_execution=delay == 0,
+        slippage_bps=slippage_bps,
+        volume_participation_coefficient=impact,
+        after_liquidation=after,
+        topup_margin_ratio=None if mode == "portfolio" else topup,
+        topup_delay_bars=topup_delay,
+        rebalance_delta_band=band,
+        tiers_path=tiers_path,
+        maintenance_margin_rate=None if tiers else 0.01,
+        clearance_fee_rate=0.01,
+        order_type=order_type,
+        borrow_annual_rate=0.2,
+        spot_collateral_haircut=haircut,
     )
     compare(market, targets, cfg)
 
@@ -124,14 +170,21 @@ def test_portfolio_margin_liquidations_match_reference(tmp_path):
         rng = np.random.default_rng(500 + seed)
         market = random_market(rng, 60, 2, vol=0.03, wick=0.25, funding_every=4)
         targets = grid_targets(market, rng, 3, 2, p_change=0.15)
-        cfg = BacktestConfig(initial_capital_quote=CAPITAL, perp_leverage=float(rng.choice([5.0, 20.0])),
-                             margin_mode="portfolio", spot_collateral_haircut=float(rng.choice([0.7, 0.9])),
-                             maintenance_margin_rate=0.02, clearance_fee_rate=0.01,
-                             after_liquidation=["close_spot", "hold_spot", "reenter"][seed % 3])
+        cfg = BacktestConfig(
+            initial_capital_quote=CAPITAL,
+            perp_leverage=float(rng.choice([5.0, 20.0])),
+            margin_mode="portfolio",
+            spot_collateral_haircut=float(rng.choice([0.7, 0.9])),
+            maintenance_margin_rate=0.02,
+            clearance_fee_rate=0.01,
+            after_liquidation=["close_spot", "hold_spot", "reenter"][seed % 3],
+        )
         res = compare(market, targets, cfg)
         ref = run_reference(market, targets, cfg)
         got = res.events[res.events.kind == "liquidation"][["column", "qty", "price"]].to_numpy(float)
-        want = np.array([(e[1], e[4], e[5]) for e in ref["events"] if e[2] == "liquidation"], dtype=float).reshape(-1, 3)
+        want = np.array([(e[1], e[4], e[5]) for e in ref["events"] if e[2] == "liquidation"], dtype=float).reshape(
+            -1, 3
+        )
         np.testing.assert_allclose(got, want, rtol=1e-9)
         liquidations += len(got)
     assert liquidations > 0

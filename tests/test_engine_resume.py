@@ -20,14 +20,14 @@ from hypothesis import strategies as st
 
 from backtest.config import BacktestConfig
 from backtest.engine import LEAN_OUTPUTS, run_backtest
-from data.errors import ConfigError
 from backtest.result import BacktestResult
 from backtest.state import EngineState
+from data.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from reference_engine import assert_identical, random_market, write_tiers  # noqa: E402
-from test_engine_fast import random_case  # noqa: E402
-from test_engine_reference import grid_targets  # noqa: E402
+from reference_engine import assert_identical, random_market, write_tiers
+from test_engine_fast import random_case
+from test_engine_reference import grid_targets
 
 
 def run_chunked(market, targets, cfg, cuts, **kw):
@@ -54,21 +54,48 @@ def random_cuts(rng, T, k):
 
 
 @settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 2**32 - 1), mode=st.sampled_from(["isolated", "cross", "portfolio"]), delay=st.sampled_from([0, 1, 2]),
-       topup=st.sampled_from([None, 0.3]), topup_delay=st.integers(0, 2), after=st.sampled_from(["close_spot", "hold_spot", "reenter"]),
-       band=st.sampled_from([None, 0.02]), tiers=st.booleans(), n_cuts=st.integers(1, 4), lean=st.booleans())
-def test_chunked_run_equals_one_run(tmp_path_factory, seed, mode, delay, topup, topup_delay, after, band, tiers, n_cuts, lean):
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    mode=st.sampled_from(["isolated", "cross", "portfolio"]),
+    delay=st.sampled_from([0, 1, 2]),
+    topup=st.sampled_from([None, 0.3]),
+    topup_delay=st.integers(0, 2),
+    after=st.sampled_from(["close_spot", "hold_spot", "reenter"]),
+    band=st.sampled_from([None, 0.02]),
+    tiers=st.booleans(),
+    n_cuts=st.integers(1, 4),
+    lean=st.booleans(),
+)
+def test_chunked_run_equals_one_run(
+    tmp_path_factory, seed, mode, delay, topup, topup_delay, after, band, tiers, n_cuts, lean
+):
     rng = np.random.default_rng(seed)
     T = int(rng.integers(3, 120))
-    market = random_market(rng, T, int(rng.integers(1, 3)), vol=0.03, wick=0.08, invalid_frac=float(rng.choice([0.0, 0.1])),
-                           funding_every=int(rng.integers(1, 9)))
+    market = random_market(
+        rng,
+        T,
+        int(rng.integers(1, 3)),
+        vol=0.03,
+        wick=0.08,
+        invalid_frac=float(rng.choice([0.0, 0.1])),
+        funding_every=int(rng.integers(1, 9)),
+    )
     targets = grid_targets(market, rng, int(rng.integers(1, 5)), int(rng.integers(1, 3)), p_change=0.2)
     cfg = BacktestConfig(
-        perp_leverage=float(rng.choice([2.0, 10.0, 25.0])), margin_mode=mode, execution_delay_bars=delay,
-        allow_same_bar_execution=delay == 0, slippage_bps=1.0, volume_participation_coefficient=0.02,
-        after_liquidation=after, topup_margin_ratio=None if mode == "portfolio" else topup, topup_delay_bars=topup_delay, rebalance_delta_band=band,
+        perp_leverage=float(rng.choice([2.0, 10.0, 25.0])),
+        margin_mode=mode,
+        execution_delay_bars=delay,
+        allow_same_bar_execution=delay == 0,
+        slippage_bps=1.0,
+        volume_participation_coefficient=0.02,
+        after_liquidation=after,
+        topup_margin_ratio=None if mode == "portfolio" else topup,
+        topup_delay_bars=topup_delay,
+        rebalance_delta_band=band,
         tiers_path=write_tiers(tmp_path_factory.mktemp("t") / "tiers.json", market.symbols) if tiers else None,
-        maintenance_margin_rate=None if tiers else 0.01, clearance_fee_rate=0.01, borrow_annual_rate=0.2,
+        maintenance_margin_rate=None if tiers else 0.01,
+        clearance_fee_rate=0.01,
+        borrow_annual_rate=0.2,
     )
     kw = {"outputs": LEAN_OUTPUTS} if lean else {}
     whole = run_backtest(market, targets, cfg, **kw)

@@ -13,7 +13,7 @@ from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from reference_engine import random_market  # noqa: E402
+from reference_engine import random_market
 
 
 @pytest.mark.parametrize("leverage,slip", [(1.0, 0.0), (3.0, 5.0)])
@@ -22,13 +22,23 @@ def test_legs_match_vectorbt_from_orders(leverage, slip):
     rng = np.random.default_rng(5)
     T, N = 300, 2
     m = random_market(rng, T, N, vol=0.01, wick=0.0)
-    m = type(m).from_arrays(m.index, m.symbols,
-                            spot={k: getattr(m, f"spot_{k}") for k in ("open", "high", "low", "close", "volume")},
-                            perp={k: getattr(m, f"perp_{k}") for k in ("open", "high", "low", "close", "volume")},
-                            mark={k: getattr(m, f"mark_{k}") for k in ("open", "high", "low", "close")})  # no funding
+    m = type(m).from_arrays(
+        m.index,
+        m.symbols,
+        spot={k: getattr(m, f"spot_{k}") for k in ("open", "high", "low", "close", "volume")},
+        perp={k: getattr(m, f"perp_{k}") for k in ("open", "high", "low", "close", "volume")},
+        mark={k: getattr(m, f"mark_{k}") for k in ("open", "high", "low", "close")},
+    )  # no funding
     tg = np.where(rng.random((T, N)) < 0.05, rng.choice([-1.0, -0.4, 0.0, 0.6, 1.0], (T, N)), np.nan)
-    cfg = BacktestConfig(perp_leverage=leverage, slippage_bps=slip, spot_taker_fee_rate=0.001, perp_taker_fee_rate=0.0005,
-                         borrow_annual_rate=0.0, maintenance_margin_rate=0.0, volume_participation_coefficient=0.001)
+    cfg = BacktestConfig(
+        perp_leverage=leverage,
+        slippage_bps=slip,
+        spot_taker_fee_rate=0.001,
+        perp_taker_fee_rate=0.0005,
+        borrow_annual_rate=0.0,
+        maintenance_margin_rate=0.0,
+        volume_participation_coefficient=0.001,
+    )
     res = run_backtest(m, tg, cfg)
     assert (res.events.kind == "fill").sum() > 20
     assert not (res.events.kind.isin(["funding", "borrow", "liquidation"])).any()
@@ -44,8 +54,17 @@ def test_legs_match_vectorbt_from_orders(leverage, slip):
     close = np.empty((T, 2 * N))
     close[:, 0::2], close[:, 1::2] = m.spot_close, m.mark_close
     fees = np.tile([0.001, 0.0005], N)
-    pf = vbt.Portfolio.from_orders(close=close, size=size, price=price, fees=fees, size_type="amount",
-                                   direction="both", init_cash=1e9, cash_sharing=False, freq="1h")
+    pf = vbt.Portfolio.from_orders(
+        close=close,
+        size=size,
+        price=price,
+        fees=fees,
+        size_type="amount",
+        direction="both",
+        init_cash=1e9,
+        cash_sharing=False,
+        freq="1h",
+    )
     vbt_pnl = pf.value().to_numpy() - 1e9
     vbt_fees = np.zeros((T, 2 * N))
     ours_slip = np.zeros((T, 2 * N))
@@ -62,9 +81,12 @@ def test_legs_match_vectorbt_from_orders(leverage, slip):
     for c in range(N):
         spot = res.pnl("spot_price").iloc[:, c].to_numpy()
         perp = res.pnl("perp_price").iloc[:, c].to_numpy()
-        np.testing.assert_allclose(spot + ours_slip[:, 2 * c] + ours_fees[:, 2 * c], vbt_pnl[:, 2 * c], rtol=1e-9, atol=1e-6)
-        np.testing.assert_allclose(perp + ours_slip[:, 2 * c + 1] + ours_fees[:, 2 * c + 1], vbt_pnl[:, 2 * c + 1],
-                                   rtol=1e-9, atol=1e-6)
+        np.testing.assert_allclose(
+            spot + ours_slip[:, 2 * c] + ours_fees[:, 2 * c], vbt_pnl[:, 2 * c], rtol=1e-9, atol=1e-6
+        )
+        np.testing.assert_allclose(
+            perp + ours_slip[:, 2 * c + 1] + ours_fees[:, 2 * c + 1], vbt_pnl[:, 2 * c + 1], rtol=1e-9, atol=1e-6
+        )
     total_fees = res.pnl("fees").iloc[-1].sum()
     assert total_fees == pytest.approx(-rec["Fees"].sum(), rel=1e-12)
     total_slip = res.pnl("slippage").iloc[-1].sum()

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from binance_vision_fixtures import build_site, site_path  # noqa: E402
+from binance_vision_fixtures import build_site, site_path
 
-from data.catalog import Catalog, PartitionKey  # noqa: E402
-from data.errors import ChecksumError, ConfigError, FetchError  # noqa: E402
-from data.fetch import FetchReport, binance_vision_path, fetch_binance_vision  # noqa: E402
-from data.schema import Kind  # noqa: E402
+from data.catalog import Catalog, PartitionKey
+from data.errors import ChecksumError, ConfigError, FetchError
+from data.fetch import FetchReport, binance_vision_path, fetch_binance_vision
+from data.schema import Kind
 
 MONTHS = ["2024-01", "2024-02", "2024-03"]
 FAST = dict(backoff_seconds=0.001, progress=False, timeout=5.0)
@@ -33,7 +33,7 @@ class _Handler(SimpleHTTPRequestHandler):
         self.state = state
         super().__init__(*args, **kwargs)
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         path = self.path.split("?", 1)[0]
         with self.state["lock"]:
             self.state["hits"][path] += 1
@@ -43,7 +43,7 @@ class _Handler(SimpleHTTPRequestHandler):
             return
         super().do_GET()
 
-    def log_message(self, format, *args):  # noqa: A002
+    def log_message(self, format, *args):
         pass
 
 
@@ -117,8 +117,9 @@ def test_checksum_failure_leaves_nothing_half_written(server, tmp_path: Path) ->
     cat = Catalog(tmp_path / "cat")
     url = server["url"] + "/" + binance_vision_path("perp", "BTCUSDT", "2024-02")
     with pytest.raises(ChecksumError) as err:
-        fetch_binance_vision(["BTCUSDT"], "2024-01", "2024-02", cat, base_url=server["url"],
-                             kinds=("perp", "funding"), retries=2, **FAST)
+        fetch_binance_vision(
+            ["BTCUSDT"], "2024-01", "2024-02", cat, base_url=server["url"], kinds=("perp", "funding"), retries=2, **FAST
+        )
     msg = str(err.value)
     assert url in msg and "does not match the published checksum" in msg
     assert server["hits"]["/" + binance_vision_path("perp", "BTCUSDT", "2024-02")] == 3  # 1 + 2 retries
@@ -136,8 +137,16 @@ def test_retries_exhausted_raise_fetch_error(server, tmp_path: Path) -> None:
     path = "/" + binance_vision_path("funding", "ETHUSDT", "2024-01")
     server["always_fail"].add(path)
     with pytest.raises(FetchError, match=r"fundingRate-2024-01\.zip: still failing after 3 attempts \(HTTP 503"):
-        fetch_binance_vision("ETHUSDT", "2024-01", "2024-01", tmp_path / "cat", base_url=server["url"],
-                             kinds=["funding"], retries=2, **FAST)
+        fetch_binance_vision(
+            "ETHUSDT",
+            "2024-01",
+            "2024-01",
+            tmp_path / "cat",
+            base_url=server["url"],
+            kinds=["funding"],
+            retries=2,
+            **FAST,
+        )
     assert server["hits"][path] == 3
     assert not [p for p in _all_files(tmp_path / "cat") if p.suffix in (".zip", ".part", ".parquet")]
 
@@ -150,8 +159,16 @@ def test_connection_refused_is_retried_then_fails(tmp_path: Path) -> None:
     port = s.getsockname()[1]
     s.close()  # nothing listens on this port now
     with pytest.raises(FetchError, match=r"still failing after 2 attempts"):
-        fetch_binance_vision("BTCUSDT", "2024-01", "2024-01", tmp_path / "cat", base_url=f"http://127.0.0.1:{port}",
-                             kinds=["funding"], retries=1, **FAST)
+        fetch_binance_vision(
+            "BTCUSDT",
+            "2024-01",
+            "2024-01",
+            tmp_path / "cat",
+            base_url=f"http://127.0.0.1:{port}",
+            kinds=["funding"],
+            retries=1,
+            **FAST,
+        )
 
 
 def test_corrupted_local_file_is_downloaded_again(server, tmp_path: Path) -> None:
@@ -173,16 +190,24 @@ def test_spot_leg_of_a_multiplied_perp(server, tmp_path: Path) -> None:
     build_site(server["root"], ["PEPEUSDT"], ["2024-01"], kinds=("spot",))
     build_site(server["root"], ["1000PEPEUSDT"], ["2024-01"], kinds=("perp",))
     cat = Catalog(tmp_path / "cat")
-    r = fetch_binance_vision("1000PEPEUSDT", "2024-01", "2024-01", cat, base_url=server["url"],
-                             kinds=("spot", "perp"), **FAST)
+    r = fetch_binance_vision(
+        "1000PEPEUSDT", "2024-01", "2024-01", cat, base_url=server["url"], kinds=("spot", "perp"), **FAST
+    )
     assert not r.missing and len(r.downloaded) == 2
     assert cat.has(PartitionKey("binance", Kind.SPOT, "PEPEUSDT", "1h"))
     assert cat.has(PartitionKey("binance", Kind.PERP, "1000PEPEUSDT", "1h"))
 
 
 def test_all_missing_is_reported_not_fatal(server, tmp_path: Path) -> None:
-    r = fetch_binance_vision("BTCUSDT", "2019-01", "2019-02", tmp_path / "cat", base_url=server["url"],
-                             kinds=("funding",), **{**FAST, "progress": True})  # bar off: not a TTY
+    r = fetch_binance_vision(
+        "BTCUSDT",
+        "2019-01",
+        "2019-02",
+        tmp_path / "cat",
+        base_url=server["url"],
+        kinds=("funding",),
+        **{**FAST, "progress": True},
+    )  # bar off: not a TTY
     assert len(r.missing) == 2 and not r.files
     assert "nothing to ingest" in r.summary()
 
@@ -205,7 +230,10 @@ def test_bad_arguments(tmp_path: Path, args: dict, match: str) -> None:
 
 
 def test_url_layout() -> None:
-    assert binance_vision_path("spot", "BTCUSDT", "2024-01") == "data/spot/monthly/klines/BTCUSDT/1h/BTCUSDT-1h-2024-01.zip"
+    assert (
+        binance_vision_path("spot", "BTCUSDT", "2024-01")
+        == "data/spot/monthly/klines/BTCUSDT/1h/BTCUSDT-1h-2024-01.zip"
+    )
     assert binance_vision_path("premium", "ETHUSDT", "2025-03", "4h") == (
         "data/futures/um/monthly/premiumIndexKlines/ETHUSDT/4h/ETHUSDT-4h-2025-03.zip"
     )

@@ -16,8 +16,8 @@ from data.catalog import Catalog, PartitionKey
 from data.errors import DataError
 from data.ingest.freqtrade import derive_interval_hours, ingest_freqtrade, parse_filename
 from data.schema import Kind
+from tests.conftest import SHARED_DATA as SHARED
 
-from tests.conftest import SHARED_DATA as SHARED  # noqa: E402
 H = 3_600_000
 
 
@@ -25,7 +25,9 @@ H = 3_600_000
 def _bars(start: str, n: int, freq: str = "1h", price: float = 100.0) -> pd.DataFrame:
     dates = pd.date_range(start, periods=n, freq=freq, tz="UTC")
     o = price * (1 + 0.001 * np.arange(n))
-    return pd.DataFrame({"date": dates, "open": o, "high": o * 1.02, "low": o * 0.99, "close": o * 1.01, "volume": 10.0 + np.arange(n)})
+    return pd.DataFrame(
+        {"date": dates, "open": o, "high": o * 1.02, "low": o * 0.99, "close": o * 1.01, "volume": 10.0 + np.arange(n)}
+    )
 
 
 def _funding(times: list[str] | pd.DatetimeIndex, rates: list[float] | np.ndarray) -> pd.DataFrame:
@@ -63,8 +65,12 @@ def ft_dir(tmp_path: Path) -> Path:
     _write(_bars("2024-01-01", 48), d / "BTC_USDT-1h.feather", unit="ns")
     _write(_bars("2024-01-01", 48, price=101.0), d / "futures" / "BTC_USDT_USDT-1h-futures.feather", unit="ms")
     _write(_bars("2024-01-01", 48, price=100.5), d / "futures" / "BTC_USDT_USDT-1h-mark.feather", unit="ns")
-    times = pd.date_range("2024-01-01", periods=6, freq="8h", tz="UTC") + pd.to_timedelta([17, 7, 0, 1, 2, 999], unit="ms")
-    _write(_funding(times, [1e-4, 2e-4, -1e-4, 3e-4, 0.0, 5e-5]), d / "futures" / "BTC_USDT_USDT-8h-funding_rate.feather")
+    times = pd.date_range("2024-01-01", periods=6, freq="8h", tz="UTC") + pd.to_timedelta(
+        [17, 7, 0, 1, 2, 999], unit="ms"
+    )
+    _write(
+        _funding(times, [1e-4, 2e-4, -1e-4, 3e-4, 0.0, 5e-5]), d / "futures" / "BTC_USDT_USDT-8h-funding_rate.feather"
+    )
     return d
 
 
@@ -86,7 +92,9 @@ def test_parse_filename(name: str, symbol: str, kind: Kind, label: str) -> None:
     assert f.timeframe == (None if kind is Kind.FUNDING else label)
 
 
-@pytest.mark.parametrize("name", ["README.md", "binance_leverage_tiers.json", "BTC-1h.feather", "BTC_USDT-1h-weird.feather"])
+@pytest.mark.parametrize(
+    "name", ["README.md", "binance_leverage_tiers.json", "BTC-1h.feather", "BTC_USDT-1h-weird.feather"]
+)
 def test_parse_filename_rejects_other_files(name: str) -> None:
     assert parse_filename(name) is None
 
@@ -97,7 +105,12 @@ def test_ingest_layout_kinds_and_units(ft_dir: Path, tmp_path: Path) -> None:
     report = ingest_freqtrade(ft_dir, cat)
     assert report.files_read == 4 and not report.conflicts
     keys = {str(k) for k in cat.keys()}
-    assert keys == {"binance/spot/1h/BTCUSDT", "binance/perp/1h/BTCUSDT", "binance/mark/1h/BTCUSDT", "binance/funding/BTCUSDT"}
+    assert keys == {
+        "binance/spot/1h/BTCUSDT",
+        "binance/perp/1h/BTCUSDT",
+        "binance/mark/1h/BTCUSDT",
+        "binance/funding/BTCUSDT",
+    }
     spot, perp = _read(cat, "spot", "BTCUSDT", "1h"), _read(cat, "perp", "BTCUSDT", "1h")
     expected = pd.date_range("2024-01-01", periods=48, freq="1h", tz="UTC")
     # ns (spot) and ms (perp) source timestamps land on the same UTC ms times
@@ -123,7 +136,9 @@ def test_ingest_is_idempotent(ft_dir: Path, tmp_path: Path) -> None:
     assert len(_read(cat, "spot", "BTCUSDT", "1h")) == 48
 
 
-@pytest.mark.parametrize(("ext", "unit"), [(".json", "ms"), (".parquet", "ms"), (".parquet", "ns"), (".feather", "ms"), (".feather", "us")])
+@pytest.mark.parametrize(
+    ("ext", "unit"), [(".json", "ms"), (".parquet", "ms"), (".parquet", "ns"), (".feather", "ms"), (".feather", "us")]
+)
 def test_formats_give_identical_catalogs(tmp_path: Path, ext: str, unit: str) -> None:
     df = _bars("2023-12-31 20:00", 10)
     ref = Catalog(tmp_path / "ref")
@@ -141,11 +156,17 @@ def test_directory_holding_futures_files_directly(tmp_path: Path) -> None:
     d = tmp_path / "testdata"
     _write(_bars("2024-01-01", 24, freq="5min"), d / "XRP_USDT_USDT-5m-futures.feather")
     _write(_bars("2024-01-01", 3, freq="8h"), d / "XRP_USDT_USDT-8h-mark.feather")
-    _write(_funding(["2024-01-01 00:00:00.017", "2024-01-01 08:00:00.003"], [1e-4, 1e-4]), d / "XRP_USDT_USDT-8h-funding_rate.feather")
+    _write(
+        _funding(["2024-01-01 00:00:00.017", "2024-01-01 08:00:00.003"], [1e-4, 1e-4]),
+        d / "XRP_USDT_USDT-8h-funding_rate.feather",
+    )
     cat = Catalog(tmp_path / "cat")
     ingest_freqtrade(d, cat)
     assert {str(k) for k in cat.keys()} == {
-        "binance/perp/5m/XRPUSDT", "binance/mark/8h/XRPUSDT", "binance/funding/XRPUSDT"}
+        "binance/perp/5m/XRPUSDT",
+        "binance/mark/8h/XRPUSDT",
+        "binance/funding/XRPUSDT",
+    }
 
 
 def test_1000pepe_perp_keeps_exchange_symbol_and_symbol_filter(tmp_path: Path) -> None:
@@ -286,7 +307,9 @@ def test_tz_naive_dates_are_rejected(tmp_path: Path) -> None:
 
 def test_percent_funding_rates_are_rejected_naming_row(tmp_path: Path) -> None:
     times = pd.date_range("2024-01-01", periods=3, freq="8h", tz="UTC")
-    path = _write(_funding(times, [0.01, 1.0, 0.01]), tmp_path / "ft" / "futures" / "BTC_USDT_USDT-8h-funding_rate.feather")
+    path = _write(
+        _funding(times, [0.01, 1.0, 0.01]), tmp_path / "ft" / "futures" / "BTC_USDT_USDT-8h-funding_rate.feather"
+    )
     with pytest.raises(DataError, match=r"funding_rate\.feather.*'rate', row 1 \(2024-01-01 08:00.*percent"):
         ingest_freqtrade(path.parent.parent, Catalog(tmp_path / "cat"))
 
@@ -347,7 +370,9 @@ def test_real_xtz_interval_changes(real) -> None:
     # The data says 8h -> 1h (2025-07-20 09:00, after hitting the -0.75% cap) -> 4h (2025-07-22 16:00).
     assert runs == [8.0, 1.0, 4.0]
     assert fund.loc[h.ne(h.shift()), "time"].dt.strftime("%Y-%m-%d %H:%M").tolist()[1:] == [
-        "2025-07-20 09:00", "2025-07-22 16:00"]
+        "2025-07-20 09:00",
+        "2025-07-22 16:00",
+    ]
     assert abs(fund["rate"].sum() - (-0.12931352)) < 1e-6
 
 

@@ -37,14 +37,19 @@ def test_no_module_imports_another_modules_private_names():
     for path in _own_modules():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
-                bad += [f"{path.relative_to(REPO)}: from {node.module} import {a.name}"
-                        for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+                bad += [
+                    f"{path.relative_to(REPO)}: from {node.module} import {a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
     assert not bad, "\n".join(bad)
 
 
 def test_engine_import_path_stays_light():
-    code = ("import sys, backtest; from backtest import run_backtest, load_market, BacktestConfig; "
-            "print(sorted(m for m in ('vectorbt', 'plotly', 'dask', 'strategies', 'reports') if m in sys.modules))")
+    code = (
+        "import sys, backtest; from backtest import run_backtest, load_market, BacktestConfig; "
+        "print(sorted(m for m in ('vectorbt', 'plotly', 'dask', 'strategies', 'reports') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

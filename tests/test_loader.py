@@ -18,17 +18,26 @@ from data.schema import Kind
 def _bars(times, close, spread=0.01):
     close = np.asarray(close, float)
     open_ = np.concatenate([[close[0]], close[:-1]])
-    return pa.table({
-        "time": pd.DatetimeIndex(times),
-        "open": open_, "high": np.maximum(open_, close) * (1 + spread),
-        "low": np.minimum(open_, close) * (1 - spread), "close": close,
-        "volume": np.full(len(close), 10.0),
-    })
+    return pa.table(
+        {
+            "time": pd.DatetimeIndex(times),
+            "open": open_,
+            "high": np.maximum(open_, close) * (1 + spread),
+            "low": np.minimum(open_, close) * (1 - spread),
+            "close": close,
+            "volume": np.full(len(close), 10.0),
+        }
+    )
 
 
 def _funding(times, rates, hours=8.0):
-    return pa.table({"time": pd.DatetimeIndex(times), "rate": np.asarray(rates, float),
-                     "interval_hours": np.full(len(rates), hours)})
+    return pa.table(
+        {
+            "time": pd.DatetimeIndex(times),
+            "rate": np.asarray(rates, float),
+            "interval_hours": np.full(len(rates), hours),
+        }
+    )
 
 
 def _write_symbol(cat, sym, times, spot, perp, mark=None, ftimes=(), frates=(), perp_sym=None, hours=8.0):
@@ -45,7 +54,9 @@ def simple(tmp_path):
     cat = Catalog(tmp_path / "cat")
     times = pd.date_range("2024-01-01", periods=48, freq="1h", tz="UTC")
     spot = 100 + np.arange(48.0)
-    ftimes = pd.DatetimeIndex(["2024-01-01 08:00", "2024-01-01 16:00", "2024-01-02 00:00", "2024-01-02 08:00"], tz="UTC")
+    ftimes = pd.DatetimeIndex(
+        ["2024-01-01 08:00", "2024-01-01 16:00", "2024-01-02 00:00", "2024-01-02 08:00"], tz="UTC"
+    )
     _write_symbol(cat, "AAAUSDT", times, spot, spot * 1.001, spot * 1.0005, ftimes, [0.0001, -0.0002, 0.0003, 0.0004])
     return cat, times, spot
 

@@ -11,17 +11,23 @@ import pytest
 import strategies as S
 from data.market import Market
 from strategies.predicted_funding import funding_formula, predicted_funding_rate, prediction_accuracy
-
-from tests.conftest import SHARED_DATA as DATA  # noqa: E402
+from tests.conftest import SHARED_DATA as DATA
 
 
 def _market(T, start="2024-01-01", interval=8, N=1, premium_rows=None, rate=None):
     idx = pd.date_range(start, periods=T, freq="1h", tz="UTC")
     mask = np.zeros((T, N), bool)
-    mask[interval - 1::interval] = True
+    mask[interval - 1 :: interval] = True
     r = np.where(mask, 1e-4, 0.0) if rate is None else rate
-    return Market.from_arrays(idx, [f"S{j}" for j in range(N)], spot=100.0, perp=100.0, funding_rate=r,
-                              funding_mask=mask, funding_interval_hours=float(interval))
+    return Market.from_arrays(
+        idx,
+        [f"S{j}" for j in range(N)],
+        spot=100.0,
+        perp=100.0,
+        funding_rate=r,
+        funding_mask=mask,
+        funding_interval_hours=float(interval),
+    )
 
 
 def test_formula_hand_computed():
@@ -81,10 +87,10 @@ def test_prediction_is_causal_and_never_reads_the_rate_it_predicts():
         kw = {f.name: getattr(m, f.name) for f in fields(m)}
         for name in ("spot_open", "spot_close", "mark_open", "mark_close", "funding_rate", "funding_interval_hours"):
             a = np.array(kw[name], copy=True)
-            a[t + 1:] = rng.uniform(0.5, 2, a[t + 1:].shape) * (1e-3 if name.startswith("funding") else 100)
+            a[t + 1 :] = rng.uniform(0.5, 2, a[t + 1 :].shape) * (1e-3 if name.startswith("funding") else 100)
             kw[name] = a
         c = np.array(kw["funding_count"], copy=True)
-        c[t + 1:] = rng.integers(0, 2, c[t + 1:].shape)
+        c[t + 1 :] = rng.integers(0, 2, c[t + 1 :].shape)
         kw["funding_count"] = c
         alt = predicted_funding_rate(Market(**kw))
         np.testing.assert_array_equal(ref[: t + 1], alt[: t + 1])
@@ -96,12 +102,16 @@ def test_prediction_is_causal_and_never_reads_the_rate_it_predicts():
     kw["funding_rate"] = r
     alt = predicted_funding_rate(Market(**kw))
     np.testing.assert_array_equal(ref[: j + 1], alt[: j + 1])
-    assert not np.array_equal(ref[j + 1:], alt[j + 1:])  # but later predictions learn from it
+    assert not np.array_equal(ref[j + 1 :], alt[j + 1 :])  # but later predictions learn from it
 
 
 def test_caps_from_leverage_tiers():
-    tiers = {"BTC/USDT:USDT": [{"minNotional": 50000, "maintenanceMarginRate": 0.005},
-                               {"minNotional": 0, "maintenanceMarginRate": 0.004}]}
+    tiers = {
+        "BTC/USDT:USDT": [
+            {"minNotional": 50000, "maintenanceMarginRate": 0.005},
+            {"minNotional": 0, "maintenanceMarginRate": 0.004},
+        ]
+    }
     caps = S.caps_from_leverage_tiers(tiers, ["BTCUSDT", "FOOUSDT"], default=0.02)
     assert caps == {"BTCUSDT": pytest.approx(0.003), "FOOUSDT": 0.02}
     m = _market(16)
@@ -146,21 +156,33 @@ def _real_market(base: str, start: str | None = None) -> Market:
     # a settlement at s is known at the close of the bar (s - 1h, s]
     bar = when.ceil("h") - pd.Timedelta(hours=1)
     interval = pd.Series(when).diff().dt.total_seconds().div(3600).fillna(8.0).to_numpy()
-    per_bar = (pd.DataFrame({"bar": bar, "rate": fr["open"].to_numpy(), "h": interval})
-               .groupby("bar").agg(rate=("rate", "sum"), n=("rate", "size"), h=("h", "last")).reindex(idx))
+    per_bar = (
+        pd.DataFrame({"bar": bar, "rate": fr["open"].to_numpy(), "h": interval})
+        .groupby("bar")
+        .agg(rate=("rate", "sum"), n=("rate", "size"), h=("h", "last"))
+        .reindex(idx)
+    )
 
     def px(d):
         return {k: d[k].reindex(idx).to_numpy()[:, None] for k in ("open", "high", "low", "close")}
 
-    return Market.from_arrays(idx, [f"{base}USDT"], spot=px(spot), perp=px(perp), mark=px(mark),
-                              funding_rate=per_bar["rate"].fillna(0.0).to_numpy()[:, None],
-                              funding_mask=(per_bar["n"].fillna(0) > 0).to_numpy()[:, None],
-                              funding_interval_hours=per_bar["h"].to_numpy()[:, None])
+    return Market.from_arrays(
+        idx,
+        [f"{base}USDT"],
+        spot=px(spot),
+        perp=px(perp),
+        mark=px(mark),
+        funding_rate=per_bar["rate"].fillna(0.0).to_numpy()[:, None],
+        funding_mask=(per_bar["n"].fillna(0) > 0).to_numpy()[:, None],
+        funding_interval_hours=per_bar["h"].to_numpy()[:, None],
+    )
 
 
 @pytest.mark.shared_data
-@pytest.mark.skipif(not (DATA / "binance" / "futures").exists(),
-                    reason=f"shared Binance data not found at {DATA} (see ../shared/data/README.md)")
+@pytest.mark.skipif(
+    not (DATA / "binance" / "futures").exists(),
+    reason=f"shared Binance data not found at {DATA} (see ../shared/data/README.md)",
+)
 @pytest.mark.parametrize("base,start", [("BTC", "2020-01-01"), ("XTZ", None)])
 def test_accuracy_on_real_data(base, start, capsys):
     m = _real_market(base, start)
@@ -170,8 +192,10 @@ def test_accuracy_on_real_data(base, start, capsys):
     with capsys.disabled():
         for label, a in (("debiased", acc), ("pure formula", raw), ("3 bars before", early)):
             r = a.iloc[0]
-            print(f"\n{base}USDT {label}: n={int(r.n)} MAE={r.mae_bps:.3f} bps sign accuracy={r.sign_accuracy:.3f} "
-                  f"(naive last-rate: MAE={r.naive_mae_bps:.3f} bps, sign={r.naive_sign_accuracy:.3f})")
+            print(
+                f"\n{base}USDT {label}: n={int(r.n)} MAE={r.mae_bps:.3f} bps sign accuracy={r.sign_accuracy:.3f} "
+                f"(naive last-rate: MAE={r.naive_mae_bps:.3f} bps, sign={r.naive_sign_accuracy:.3f})"
+            )
     r = acc.iloc[0]
     assert r.n > 1000
     assert r.sign_accuracy > 0.6

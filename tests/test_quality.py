@@ -15,24 +15,34 @@ from data.catalog import Catalog, PartitionKey
 from data.ingest.freqtrade import ingest_freqtrade
 from data.quality import Problem, catalog_info, check_catalog, format_info, format_problems
 from data.schema import Kind
+from tests.conftest import SHARED_DATA as SHARED
 
-from tests.conftest import SHARED_DATA as SHARED  # noqa: E402
 H = 3_600_000
 T0 = 1_704_067_200_000  # 2024-01-01 00:00 UTC
 
 
 def _bars(times_ms: np.ndarray, price: float | np.ndarray = 100.0, volume: bool = True) -> pa.Table:
     p = np.broadcast_to(np.asarray(price, float), len(times_ms)).copy()
-    cols = {"time": pa.array(times_ms, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
-            "open": p, "high": p * 1.01, "low": p * 0.99, "close": p}
+    cols = {
+        "time": pa.array(times_ms, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+        "open": p,
+        "high": p * 1.01,
+        "low": p * 0.99,
+        "close": p,
+    }
     if volume:
         cols["volume"] = np.ones(len(times_ms))
     return pa.table(cols)
 
 
 def _funding(times_ms: np.ndarray, rates, hours=8.0) -> pa.Table:
-    return pa.table({"time": pa.array(times_ms, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
-                     "rate": np.asarray(rates, float), "interval_hours": np.broadcast_to(float(hours), len(times_ms)).copy()})
+    return pa.table(
+        {
+            "time": pa.array(times_ms, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+            "rate": np.asarray(rates, float),
+            "interval_hours": np.broadcast_to(float(hours), len(times_ms)).copy(),
+        }
+    )
 
 
 def _key(kind: str, symbol: str, tf: str | None = "1h") -> PartitionKey:
@@ -87,7 +97,9 @@ def test_gaps_are_listed_with_ranges(clean: Catalog) -> None:
     clean.write(_key("spot", "ETHUSDT"), _bars(t[keep]))
     gaps = _checks(check_catalog(clean, symbols=["ETHUSDT"]))["gaps"]
     assert [(p.time, p.count, p.severity) for p in gaps] == [
-        ("2024-01-01T05:00:00Z", 3, "warning"), ("2024-01-02T06:00:00Z", 1, "warning")]
+        ("2024-01-01T05:00:00Z", 3, "warning"),
+        ("2024-01-02T06:00:00Z", 1, "warning"),
+    ]
     assert gaps[0].message == "3 missing 1h bars: 2024-01-01 05:00 .. 2024-01-01 07:00"
     info = {r["symbol"]: r for r in catalog_info(clean) if r["kind"] == "spot"}
     assert info["ETHUSDT"]["missing_bars"] == 4
@@ -137,7 +149,9 @@ def test_damaged_files_written_behind_the_catalog(tmp_path: Path) -> None:
     assert c["ohlc"][0].count == 1 and "row 8" in c["ohlc"][0].message
     assert c["non_monotonic"][0].series == "binance/perp/1h/ETHUSDT"
     assert c["unreadable"][0].series == "binance/mark/1h/XRPUSDT" and "year=2024.parquet" in c["unreadable"][0].message
-    assert all(p.severity == "error" for k in ("duplicates", "nan", "ohlc", "non_monotonic", "unreadable") for p in c[k])
+    assert all(
+        p.severity == "error" for k in ("duplicates", "nan", "ohlc", "non_monotonic", "unreadable") for p in c[k]
+    )
     assert "error(s)" in format_problems(problems)
     # info still works and says which series cannot be read
     info = {r["symbol"]: r for r in catalog_info(cat)}

@@ -40,8 +40,26 @@ def test_strategy_file_example_runs_from_the_cli(demo_catalog, tmp_path, capsys,
     path = tmp_path / "my_strategy.py"
     path.write_text(code)
     out = tmp_path / "out"
-    assert main(["backtest", "--strategy-file", str(path), "--strategy", "calm_carry", "--param", "level=0.1",
-                 "--data", str(demo_catalog.root), "--symbols", "DEMOAUSDT,DEMOBUSDT", "--out", str(out),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "backtest",
+                "--strategy-file",
+                str(path),
+                "--strategy",
+                "calm_carry",
+                "--param",
+                "level=0.1",
+                "--data",
+                str(demo_catalog.root),
+                "--symbols",
+                "DEMOAUSDT,DEMOBUSDT",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "calm_carry" in capsys.readouterr().out
     assert (out / "summary.json").exists()

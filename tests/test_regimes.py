@@ -18,8 +18,15 @@ def _market(rates_per_8h: np.ndarray, hours: int = 8) -> Market:
     mask = np.zeros((n, 1), bool)
     mask[hours - 1 :: hours, 0] = True
     spot = np.linspace(100, 110, n)[:, None]
-    return Market.from_arrays(index, ["AAAUSDT"], spot=spot, perp=spot * 1.001, funding_rate=rate,
-                              funding_mask=mask, funding_interval_hours=float(hours))
+    return Market.from_arrays(
+        index,
+        ["AAAUSDT"],
+        spot=spot,
+        perp=spot * 1.001,
+        funding_rate=rate,
+        funding_mask=mask,
+        funding_interval_hours=float(hours),
+    )
 
 
 def test_stats_count_sum_and_longest_negative_run():

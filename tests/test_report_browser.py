@@ -17,9 +17,18 @@ from backtest.app.cli import main
 from tests.conftest import REPO
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--hide-scrollbars"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+]
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
 
@@ -27,21 +36,39 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed
 @pytest.fixture(scope="module")
 def report(demo_catalog, tmp_path_factory):
     out = tmp_path_factory.mktemp("browser") / "cmp"
-    code = main(["compare", "--data", str(demo_catalog.root), "--symbols", "DEMOAUSDT,DEMOBUSDT,DEMOCUSDT",
-                 "--strategies", "always_carry,funding_sign,funding_threshold", "--leverage", "3",
-                 "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "compare",
+            "--data",
+            str(demo_catalog.root),
+            "--symbols",
+            "DEMOAUSDT,DEMOBUSDT,DEMOCUSDT",
+            "--strategies",
+            "always_carry,funding_sign,funding_threshold",
+            "--leverage",
+            "3",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     return out / "report.html"
 
 
 def _chromium(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
-                          capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def test_report_renders_without_console_errors(report, tmp_path):
-    r = _chromium(tmp_path, "--enable-logging=stderr", "--v=0", "--virtual-time-budget=20000", "--dump-dom",
-                  report.as_uri())
+    r = _chromium(
+        tmp_path, "--enable-logging=stderr", "--v=0", "--virtual-time-budget=20000", "--dump-dom", report.as_uri()
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     console = [line for line in r.stderr.splitlines() if "CONSOLE" in line]
     errors = [line for line in console if re.search(r"error|uncaught|failed", line, re.IGNORECASE)]
@@ -56,7 +83,9 @@ def test_report_renders_without_console_errors(report, tmp_path):
     for name, body in figures:
         # plotly draws into <svg class="main-svg"> with traces; an empty figure has no trace groups
         assert "main-svg" in body, f"figure {name} was not drawn"
-        assert re.search(r"class=\"(trace|scatterlayer|barlayer|heatmaplayer|imagelayer)", body), f"figure {name} is empty"
+        assert re.search(r"class=\"(trace|scatterlayer|barlayer|heatmaplayer|imagelayer)", body), (
+            f"figure {name} is empty"
+        )
     assert 'id="metrics"' in dom and "<td>" in dom
 
 
@@ -64,7 +93,8 @@ def test_report_screenshot(report, tmp_path):
     artifacts = REPO / "reports" / "test-artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
     shot = artifacts / "report.png"
-    r = _chromium(tmp_path, "--virtual-time-budget=20000", "--window-size=1280,3000", f"--screenshot={shot}",
-                  report.as_uri())
+    r = _chromium(
+        tmp_path, "--virtual-time-budget=20000", "--window-size=1280,3000", f"--screenshot={shot}", report.as_uri()
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert shot.exists() and shot.stat().st_size > 50_000  # a blank page is a few KB

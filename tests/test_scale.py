@@ -12,13 +12,24 @@ import pandas as pd
 import pytest
 
 from backtest.app import runs as app
+from backtest.app.scale import (
+    BYTES_PER_COLUMN_BAR,
+    add_scale_options,
+    parse_bytes,
+    per_column_portfolios,
+    plan_sweep,
+    run_scaled_sweep_command,
+    run_sweep,
+    sweep_window,
+    synthetic_symbols,
+    task_bytes,
+    wants_scale,
+    write_synthetic_catalog,
+)
 from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
 from data.errors import ConfigError
 from data.loader import DataWarning, load_market
-from backtest.app.scale import (BYTES_PER_COLUMN_BAR, add_scale_options, parse_bytes, per_column_portfolios, plan_sweep,
-                            run_scaled_sweep_command, run_sweep, sweep_window, synthetic_symbols, task_bytes,
-                            wants_scale, write_synthetic_catalog)
 
 SYMBOLS = synthetic_symbols(3) + ["LATEUSDT"]
 GRID = {"entry_annualized": [0.05, 0.15], "exit_annualized": [-0.05, 0.02]}
@@ -75,9 +86,14 @@ def assert_same_as_reference(res, ref):
 def test_window_is_union_of_coverage(catalog):
     start, end = sweep_window(catalog, SYMBOLS, "1m")
     assert start == "2024-01-01T00:00:00+00:00" and end == "2024-01-06T23:59:00.001000+00:00"
-    assert sweep_window(catalog, ["LATEUSDT"], "1h") == ("2024-01-03T00:00:00+00:00", "2024-01-05T23:59:00.001000+00:00")
+    assert sweep_window(catalog, ["LATEUSDT"], "1h") == (
+        "2024-01-03T00:00:00+00:00",
+        "2024-01-05T23:59:00.001000+00:00",
+    )
     assert sweep_window(catalog, SYMBOLS, "1m", start="2024-01-02", end="2024-01-04") == (
-        "2024-01-02T00:00:00+00:00", "2024-01-04T00:00:00+00:00")
+        "2024-01-02T00:00:00+00:00",
+        "2024-01-04T00:00:00+00:00",
+    )
 
 
 def test_minute_loader_on_synthetic_catalog(catalog):
@@ -103,14 +119,29 @@ def test_figures_match_column_stats(serial, ref):
         if key == "worst_margin_ratio":
             assert serial.summary[key].isna().all()  # needs per-bar margin ratios (lean run)
             continue
-        np.testing.assert_allclose(serial.summary[key].to_numpy(float), full[key].to_numpy(float), rtol=1e-12,
-                                   atol=1e-12, equal_nan=True, err_msg=key)
+        np.testing.assert_allclose(
+            serial.summary[key].to_numpy(float),
+            full[key].to_numpy(float),
+            rtol=1e-12,
+            atol=1e-12,
+            equal_nan=True,
+            err_msg=key,
+        )
 
 
 @pytest.mark.parametrize("symbol_chunk,param_chunk,budget", [(1, 1, None), (3, 3, None), (2, 4, "12MB"), (1, 2, "8MB")])
 def test_chunked_sweeps_are_identical(catalog, ref, serial, symbol_chunk, param_chunk, budget):
-    res = run_sweep(catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", symbol_chunk=symbol_chunk,
-                    param_chunk=param_chunk, max_memory_bytes=budget)
+    res = run_sweep(
+        catalog,
+        SYMBOLS,
+        "funding_threshold",
+        GRID,
+        CONFIG,
+        freq="1m",
+        symbol_chunk=symbol_chunk,
+        param_chunk=param_chunk,
+        max_memory_bytes=budget,
+    )
     assert res.plan.symbol_chunk == symbol_chunk and res.plan.param_chunk == param_chunk
     if budget:
         assert res.plan.task_bytes <= parse_bytes(budget)
@@ -141,7 +172,9 @@ def test_fsspec_catalog_url(catalog, serial, tmp_path, monkeypatch):
     fs = fsspec.filesystem("memory")
     fs.put(catalog, "/carry-test-catalog", recursive=True)
     monkeypatch.setenv("CARRY_CACHE", str(tmp_path / "cache"))
-    res = run_sweep("memory://carry-test-catalog", SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", symbol_chunk=2)
+    res = run_sweep(
+        "memory://carry-test-catalog", SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", symbol_chunk=2
+    )
     pd.testing.assert_frame_equal(res.summary, serial.summary)
     staged = sorted(p.name for p in (tmp_path / "cache").rglob("*.parquet"))
     assert len(staged) == len(SYMBOLS) * 4  # spot, perp, mark, funding of the task's symbols only
@@ -182,8 +215,11 @@ def run_command(catalog, out, flags, freq):
     assert wants_scale(args)
     args.quiet, args.overwrite, args.rank_by = True, False, "sharpe"
     spec = app.StrategySpec("funding_threshold", {"entry_annualized": [0.05, 0.15], "exit_annualized": 0.0})
-    cfg = app.build_run_config(data_overrides={"catalog": catalog, "symbols": ",".join(SYMBOLS), "freq": freq},
-                               engine_overrides=CONFIG.to_dict(), strategies=[spec])
+    cfg = app.build_run_config(
+        data_overrides={"catalog": catalog, "symbols": ",".join(SYMBOLS), "freq": freq},
+        engine_overrides=CONFIG.to_dict(),
+        strategies=[spec],
+    )
     return run_scaled_sweep_command(args, cfg)
 
 
@@ -218,8 +254,9 @@ def assert_figures_equal(res, serial):
 
 @pytest.mark.parametrize("time_chunk,symbol_chunk", [("1D", None), ("2D", 1), (1000, 2)])
 def test_time_chunked_sweep_equals_one_pass(catalog, ref, serial, time_chunk, symbol_chunk):
-    res = run_sweep(catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", time_chunk=time_chunk,
-                    symbol_chunk=symbol_chunk)
+    res = run_sweep(
+        catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", time_chunk=time_chunk, symbol_chunk=symbol_chunk
+    )
     bars = {"1D": 1440, "2D": 2880}.get(time_chunk, time_chunk)
     assert res.plan.time_chunk_bars == bars and res.plan.warmup_bars == int(1.25 * 72 * 60) + 64
     assert {t["time_chunks"] for t in res.meta["tasks"]} == {-(-6 * 1440 // bars)}
@@ -277,5 +314,14 @@ def test_time_chunks_extend_the_warmup_until_the_targets_agree(catalog):
     assert_figures_equal(res, whole)
     pd.testing.assert_frame_equal(res.equity, whole.equity)
     with pytest.raises(ConfigError, match="does not fit the memory budget"):  # history the budget cannot hold
-        run_sweep(catalog, SYMBOLS, "funding_threshold", grid, CONFIG, freq="1m", time_chunk="1D",
-                  max_memory_bytes="4MB", symbol_chunk=1)
+        run_sweep(
+            catalog,
+            SYMBOLS,
+            "funding_threshold",
+            grid,
+            CONFIG,
+            freq="1m",
+            time_chunk="1D",
+            max_memory_bytes="4MB",
+            symbol_chunk=1,
+        )

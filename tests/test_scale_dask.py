@@ -11,8 +11,8 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from backtest.config import BacktestConfig  # noqa: E402
 from backtest.app.scale import run_sweep, synthetic_symbols, write_synthetic_catalog  # noqa: E402
+from backtest.config import BacktestConfig  # noqa: E402
 
 SYMBOLS = synthetic_symbols(4)
 GRID = {"entry_annualized": [0.05, 0.15], "exit_annualized": [-0.05, 0.02]}
@@ -30,8 +30,15 @@ def catalog(tmp_path_factory):
 def client():
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, memory_limit="2GB", silence_logs=40)
+    cluster = LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        memory_limit="2GB",
+        silence_logs=40,
+    )
     c = Client(cluster)
     yield c
     c.close()
@@ -46,16 +53,26 @@ def local(catalog):
 def test_dask_equals_local(catalog, client, local):
     address = client.scheduler.address
     assert address.startswith("tcp://127.0.0.1:")
-    res = run_sweep(catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", symbol_chunk=1, param_chunk=2,
-                    scheduler=address)  # a scheduler address, as `carry sweep --scheduler` passes it
+    res = run_sweep(
+        catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", symbol_chunk=1, param_chunk=2, scheduler=address
+    )  # a scheduler address, as `carry sweep --scheduler` passes it
     assert res.meta["mode"].startswith("dask[") and res.plan.n_tasks == 8
     pids = {t["pid"] for t in res.meta["tasks"]}
     assert pids <= set(client.run(os.getpid).values()) and os.getpid() not in pids  # ran on the workers
     pd.testing.assert_frame_equal(res.summary, local.summary, check_exact=True)
     pd.testing.assert_frame_equal(res.equity, local.equity, check_exact=True)
     # other chunkings on the cluster: still the same numbers
-    res2 = run_sweep(catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", symbol_chunk=3, scheduler=client,
-                     max_memory_bytes="1GB")
+    res2 = run_sweep(
+        catalog,
+        SYMBOLS,
+        "funding_threshold",
+        GRID,
+        CONFIG,
+        freq="1m",
+        symbol_chunk=3,
+        scheduler=client,
+        max_memory_bytes="1GB",
+    )
     pd.testing.assert_frame_equal(res2.summary, local.summary, check_exact=True)
 
 
@@ -79,8 +96,18 @@ def _killer(marker: str):
 def test_worker_killed_mid_sweep_is_retried(catalog, client, local, tmp_path):
     marker = tmp_path / "killed"
     before = set(client.run(os.getpid).values())
-    res = run_sweep(catalog, SYMBOLS, _killer(str(marker)), GRID, CONFIG, freq="1m", symbol_chunk=1, param_chunk=2,
-                    scheduler=client, retries=1)
+    res = run_sweep(
+        catalog,
+        SYMBOLS,
+        _killer(str(marker)),
+        GRID,
+        CONFIG,
+        freq="1m",
+        symbol_chunk=1,
+        param_chunk=2,
+        scheduler=client,
+        retries=1,
+    )
     killed = int(marker.read_text())
     assert killed in before  # a worker process really died in the middle of a task
     assert killed not in {t["pid"] for t in res.meta["tasks"]}

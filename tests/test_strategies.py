@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import strategies as S
-from data.market import Market
 from backtest.targets import Targets
+from data.market import Market
 
 YEAR_8H = 365 * 3  # settlements per year at 8h
 
@@ -36,10 +36,17 @@ def synthetic_market(T: int = 400, N: int = 4, seed: int = 0, gaps: bool = True)
         spot[:6, 1] = np.nan  # symbol 1 listed late
         if N > 2 and T > 104:
             spot[100:104, 2] = np.nan  # outage
-    m = Market.from_arrays(idx, [f"S{j}USDT" for j in range(N)], spot=spot, perp=perp, mark=mark,
-                           funding_rate=rate, funding_mask=mask,
-                           funding_interval_hours=np.broadcast_to(interval[:, None], (T, N)),
-                           borrow_hourly_rate=np.full((T, N), 0.05 / 8760))
+    m = Market.from_arrays(
+        idx,
+        [f"S{j}USDT" for j in range(N)],
+        spot=spot,
+        perp=perp,
+        mark=mark,
+        funding_rate=rate,
+        funding_mask=mask,
+        funding_interval_hours=np.broadcast_to(interval[:, None], (T, N)),
+        borrow_hourly_rate=np.full((T, N), 0.05 / 8760),
+    )
     return m
 
 
@@ -60,18 +67,18 @@ def perturb_after(m: Market, t: int, seed: int) -> Market:
             continue
         a = np.array(v, copy=True)
         if a.dtype == bool:
-            a[t + 1:] = rng.random((k, N)) < 0.5
+            a[t + 1 :] = rng.random((k, N)) < 0.5
         elif a.dtype == np.int32:
-            a[t + 1:] = rng.integers(0, 3, (k, N))
+            a[t + 1 :] = rng.integers(0, 3, (k, N))
         elif name == "funding_interval_hours":
-            a[t + 1:] = rng.choice([1.0, 4.0, 8.0, np.nan], (k, N))
+            a[t + 1 :] = rng.choice([1.0, 4.0, 8.0, np.nan], (k, N))
         elif name.startswith("funding") or name == "borrow_hourly_rate":
-            a[t + 1:] = rng.normal(0, 0.01, (k, N))
+            a[t + 1 :] = rng.normal(0, 0.01, (k, N))
         else:
-            a[t + 1:] = rng.uniform(1, 1000, (k, N))
+            a[t + 1 :] = rng.uniform(1, 1000, (k, N))
         kw[name] = a
     for name in ("spot_close", "perp_close"):
-        kw[name][t + 1:][~kw["valid"][t + 1:]] = np.nan
+        kw[name][t + 1 :][~kw["valid"][t + 1 :]] = np.nan
     return Market(**kw)
 
 
@@ -103,9 +110,11 @@ def test_no_look_ahead_every_registered_strategy(name):
 
 def test_look_ahead_test_detects_a_cheater():
     """The perturbation harness catches a strategy that peeks one bar ahead."""
+
     def cheater(market):
         nxt = np.vstack([market.funding_rate[1:], np.zeros((1, market.n_symbols))])
         return S.mask_targets(market, np.sign(nxt))
+
     base = synthetic_market()
     ref = S.run_strategy(cheater, base).values
     alt = S.run_strategy(cheater, perturb_after(base, 150, 1)).values
@@ -126,17 +135,30 @@ def random_market(draw):
     mask = rng.random((T, N)) < 0.3
     rate = np.where(mask, rng.normal(0, 1e-3, (T, N)), 0.0)
     hours = rng.choice([1.0, 4.0, 8.0], (T, N))
-    return Market.from_arrays(idx, [f"X{j}" for j in range(N)], spot=spot, perp=perp, funding_rate=rate,
-                              funding_mask=mask, funding_interval_hours=hours)
+    return Market.from_arrays(
+        idx,
+        [f"X{j}" for j in range(N)],
+        spot=spot,
+        perp=perp,
+        funding_rate=rate,
+        funding_mask=mask,
+        funding_interval_hours=hours,
+    )
 
 
 PARAM_CHOICES = {
     "always_carry": [{}, {"exposure": 0.5}],
     "always_reverse": [{}, {"exposure": 0.25}],
-    "funding_threshold": [{"window_settlements": 1}, {"entry_annualized": -0.5, "exit_annualized": -1.0},
-                          {"signal": "predicted", "min_hold_hours": 3.0}],
-    "funding_sign": [{"window_settlements": 2}, {"entry_annualized": 0.0, "signal": "predicted"},
-                     {"allow_reverse": False, "exposure": 0.3}],
+    "funding_threshold": [
+        {"window_settlements": 1},
+        {"entry_annualized": -0.5, "exit_annualized": -1.0},
+        {"signal": "predicted", "min_hold_hours": 3.0},
+    ],
+    "funding_sign": [
+        {"window_settlements": 2},
+        {"entry_annualized": 0.0, "signal": "predicted"},
+        {"allow_reverse": False, "exposure": 0.3},
+    ],
     "basis_aware": [{"window_hours": 4.0, "min_edge_bps": 0.0, "allow_reverse": True}, {"window_hours": 12.0}],
     "rotation": [{"top_k": 1, "rebalance_hours": 1.0, "min_annualized": -5.0}, {"weighting": "strength", "buffer": 0}],
 }
@@ -185,8 +207,15 @@ def _funding_market(rates_per_settlement, interval_hours=8, N=1, spot=None, basi
     idx = pd.date_range("2024-01-01", periods=T, freq="1h", tz="UTC")
     s = np.full((T, N), 100.0) if spot is None else spot
     p = s * (1 + (0.0 if basis is None else basis))
-    return Market.from_arrays(idx, [f"S{j}" for j in range(N)], spot=s, perp=p, funding_rate=rate,
-                              funding_mask=mask, funding_interval_hours=float(interval_hours)), rows
+    return Market.from_arrays(
+        idx,
+        [f"S{j}" for j in range(N)],
+        spot=s,
+        perp=p,
+        funding_rate=rate,
+        funding_mask=mask,
+        funding_interval_hours=float(interval_hours),
+    ), rows
 
 
 def test_trailing_funding_annualizes_per_settlement_interval():
@@ -198,8 +227,9 @@ def test_trailing_funding_annualizes_per_settlement_interval():
     # an 8h settlement of 0.0001 at bar 3, then 1h settlements of 0.00002 at bars 4 and 5
     for i, r, h in ((3, 1e-4, 8.0), (4, 2e-5, 1.0), (5, 2e-5, 1.0)):
         rate[i], mask[i], hours[i] = r, True, h
-    m = Market.from_arrays(idx, ["A"], spot=100.0, perp=100.0, funding_rate=rate, funding_mask=mask,
-                           funding_interval_hours=hours)
+    m = Market.from_arrays(
+        idx, ["A"], spot=100.0, perp=100.0, funding_rate=rate, funding_mask=mask, funding_interval_hours=hours
+    )
     f = S.trailing_funding_annualized(m, 2)
     assert np.isnan(f[:4]).all()
     assert f[4, 0] == pytest.approx((1e-4 * 1095 + 2e-5 * 8760) / 2)
@@ -241,15 +271,18 @@ def test_funding_threshold_enters_after_cross_and_exits_below_exit():
     hi = 0.2 / YEAR_8H  # 20%/yr per 8h settlement
     rates = [0.0] * 5 + [hi] * 5 + [0.0] * 5
     m, rows = _funding_market(rates)
-    t = S.funding_threshold(m, S.FundingThresholdParams(entry_annualized=0.10, exit_annualized=0.02,
-                                                        window_settlements=3))[:, 0]
+    t = S.funding_threshold(
+        m, S.FundingThresholdParams(entry_annualized=0.10, exit_annualized=0.02, window_settlements=3)
+    )[:, 0]
     # trailing mean of 3: after 1 high settlement 0.067 (< entry), after 2: 0.133 -> enter
     assert (t[: rows[6]] == 0).all() and t[rows[6]] == 1
     # after the regime ends: 0.133, 0.067 (still >= exit), then 0 -> exit at the 3rd zero settlement
-    assert (t[rows[6]: rows[12]] == 1).all() and t[rows[12]] == 0 and (t[rows[12]:] == 0).all()
+    assert (t[rows[6] : rows[12]] == 1).all() and t[rows[12]] == 0 and (t[rows[12] :] == 0).all()
     # a minimum holding time delays the exit: held from rows[6] for at least 60 hours
-    t2 = S.funding_threshold(m, S.FundingThresholdParams(entry_annualized=0.10, exit_annualized=0.02,
-                                                         window_settlements=3, min_hold_hours=60))[:, 0]
+    t2 = S.funding_threshold(
+        m,
+        S.FundingThresholdParams(entry_annualized=0.10, exit_annualized=0.02, window_settlements=3, min_hold_hours=60),
+    )[:, 0]
     assert t2[rows[12]] == 1 and t2[rows[6] + 60] == 0 and t2[rows[6] + 59] == 1
 
 
@@ -265,8 +298,10 @@ def test_funding_sign_goes_reverse_in_negative_regime_net_of_borrow():
     fresh = S.funding_sign(m.select(start=m.index[rows[7] + 1]), p)[:, 0]
     assert (fresh == 0).all()  # not entered from flat: 0.03 net edge < 0.05 entry
     # with an expensive borrow the shallow regime is exited: -0.08 + 0.10 > -0.0
-    t_exp = S.funding_sign(m, S.FundingSignParams(entry_annualized=0.05, exit_annualized=0.0,
-                                                  borrow_annual_rate=0.10, window_settlements=1))[:, 0]
+    t_exp = S.funding_sign(
+        m,
+        S.FundingSignParams(entry_annualized=0.05, exit_annualized=0.0, borrow_annual_rate=0.10, window_settlements=1),
+    )[:, 0]
     assert t_exp[rows[4]] == -1 and t_exp[rows[8]] == 0
     no_rev = S.funding_sign(m, S.FundingSignParams(allow_reverse=False, window_settlements=1))[:, 0]
     assert (no_rev >= 0).all() and no_rev[rows[4]] == 0
@@ -275,8 +310,18 @@ def test_funding_sign_goes_reverse_in_negative_regime_net_of_borrow():
 def test_rotation_picks_top_k_with_direction_and_weights():
     ann = np.array([0.30, 0.10, -0.40, 0.02])
     m, rows = _funding_market(np.tile(ann[:, None] / YEAR_8H, (1, 6)), N=4)
-    out = S.rotation(m, S.RotationParams(top_k=2, rebalance_hours=24, buffer=0, min_annualized=0.0,
-                                         borrow_annual_rate=0.05, window_settlements=1, weighting="strength"))
+    out = S.rotation(
+        m,
+        S.RotationParams(
+            top_k=2,
+            rebalance_hours=24,
+            buffer=0,
+            min_annualized=0.0,
+            borrow_annual_rate=0.05,
+            window_settlements=1,
+            weighting="strength",
+        ),
+    )
     last = out.targets[-1]
     assert last.tolist() == [1, 0, -1, 0]  # strengths 0.30, 0.10, 0.35, 0.02
     assert out.weights[-1] == pytest.approx([0.30, 0, 0.35, 0], rel=1e-9)
@@ -325,10 +370,12 @@ def test_run_strategy_grid_columns_and_custom_function():
 
     def flat_half(market):
         return np.full(market.shape, 0.5)
+
     assert (S.run_strategy(flat_half, m).values == 0.5).all()
 
     def bad(market):
         return np.full(market.shape, 2.0)
+
     with pytest.raises(S.base.ConfigError, match=r"\[-1, 1\]"):
         S.run_strategy(bad, m)
     with pytest.raises(S.base.ConfigError):

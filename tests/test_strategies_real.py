@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from backtest import BacktestConfig, load_market, run_backtest
+from backtest.targets import Targets
 from data.catalog import Catalog
 from data.loader import DataWarning
-from backtest.targets import Targets
 from strategies import available_strategies, run_strategy
 from tests.conftest import shared_data_path
 
@@ -78,8 +78,9 @@ def test_every_strategy_and_grid_in_one_engine_call_on_majors(catalog):
 def test_negative_funding_regime_carry_pays_and_funding_sign_collects(catalog):
     market = _market(catalog, NEGATIVE, "2025-05-01", "2026-05-01")
     assert (market.funding_rate.sum(axis=0) < 0).all()
-    targets = Targets.concat([run_strategy("always_carry", market),
-                              run_strategy("funding_sign", market, {"entry_annualized": 0.10})])
+    targets = Targets.concat(
+        [run_strategy("always_carry", market), run_strategy("funding_sign", market, {"entry_annualized": 0.10})]
+    )
     result = run_backtest(market, targets, BacktestConfig(perp_leverage=2, borrow_annual_rate=0.05))
     _identity(result)
     funding = result.pnl("funding").iloc[-1].to_numpy()
@@ -104,6 +105,7 @@ def test_every_strategy_on_the_2025_alts_in_one_engine_call(catalog):
     assert (stats["final_equity"] > 0).all() and (stats["n_trades"] > 0).all()
     # the negative-funding names: the carry pays funding on each of them
     funding = result.pnl("funding").iloc[-1]
-    carry_cols = targets.columns.index[(targets.columns["strategy"] == "always_carry")
-                                       & targets.columns["symbol"].isin(NEGATIVE)]
+    carry_cols = targets.columns.index[
+        (targets.columns["strategy"] == "always_carry") & targets.columns["symbol"].isin(NEGATIVE)
+    ]
     assert (funding.iloc[carry_cols] < 0).all()

@@ -22,8 +22,9 @@ def _private_registry(monkeypatch):
 
 
 def test_builtins_registered():
-    assert {"always_carry", "always_reverse", "funding_threshold", "funding_sign", "basis_aware",
-            "rotation"} <= set(S.available_strategies())
+    assert {"always_carry", "always_reverse", "funding_threshold", "funding_sign", "basis_aware", "rotation"} <= set(
+        S.available_strategies()
+    )
     for name in S.available_strategies():
         strat = S.get_strategy(name)
         assert "Risks" in strat.doc and "Parameters" in strat.doc, name
@@ -37,15 +38,25 @@ def test_unknown_strategy_did_you_mean():
 
 
 def test_parse_params_types_abbreviations_and_units():
-    p = S.parse_params("funding_threshold", ["entry=0.10", "exit=0.02", "window_settlements=21",
-                                             "min_hold=24", "signal=predicted"])
-    assert p == {"entry_annualized": 0.10, "exit_annualized": 0.02, "window_settlements": 21,
-                 "min_hold_hours": 24.0, "signal": "predicted"}
+    p = S.parse_params(
+        "funding_threshold", ["entry=0.10", "exit=0.02", "window_settlements=21", "min_hold=24", "signal=predicted"]
+    )
+    assert p == {
+        "entry_annualized": 0.10,
+        "exit_annualized": 0.02,
+        "window_settlements": 21,
+        "min_hold_hours": 24.0,
+        "signal": "predicted",
+    }
     assert isinstance(p["window_settlements"], int)
     assert S.parse_params("funding_threshold", ["entry=10%", "exit=50bps"]) == {
-        "entry_annualized": pytest.approx(0.10), "exit_annualized": pytest.approx(0.005)}
+        "entry_annualized": pytest.approx(0.10),
+        "exit_annualized": pytest.approx(0.005),
+    }
     assert S.parse_params("basis_aware", ["min_edge_bps=0.05%", "allow_reverse=yes"]) == {
-        "min_edge_bps": pytest.approx(5.0), "allow_reverse": True}
+        "min_edge_bps": pytest.approx(5.0),
+        "allow_reverse": True,
+    }
     grid = S.parse_params("funding_sign", ["entry=0.05,0.10", "borrow_annual_rate=0.02"])
     assert grid == {"entry_annualized": [0.05, 0.10], "borrow_annual_rate": 0.02}
 

@@ -22,14 +22,23 @@ SRC = "data/BTC_USDT-1h.feather"
 
 def _bars(n: int = 5, t0: int = T0) -> dict:
     p = 100.0 + np.arange(n)
-    return {"time": pa.array(t0 + np.arange(n) * H, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
-            "open": p, "high": p + 2, "low": p - 1, "close": p + 1, "volume": np.ones(n)}
+    return {
+        "time": pa.array(t0 + np.arange(n) * H, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+        "open": p,
+        "high": p + 2,
+        "low": p - 1,
+        "close": p + 1,
+        "volume": np.ones(n),
+    }
 
 
 def _funding(rates) -> dict:
     n = len(rates)
-    return {"time": pa.array(T0 + np.arange(n) * 8 * H, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
-            "rate": np.asarray(rates, float), "interval_hours": np.full(n, 8.0)}
+    return {
+        "time": pa.array(T0 + np.arange(n) * 8 * H, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+        "rate": np.asarray(rates, float),
+        "interval_hours": np.full(n, 8.0),
+    }
 
 
 def _with(cols: dict, **changes) -> pa.Table:
@@ -44,6 +53,7 @@ def _set(i: int, value):
         a = np.array(a, dtype=float)
         a[i] = value
         return a
+
     return f
 
 
@@ -71,24 +81,83 @@ def test_non_utc_timezone_is_converted_not_rejected() -> None:
     [
         (pa.table({k: v for k, v in _bars().items() if k != "close"}), Kind.SPOT, r"missing column 'close'"),
         (pa.table({k: v for k, v in _bars().items() if k != "time"}), Kind.SPOT, r"missing column 'time'"),
-        (_with(_bars(), close=lambda a: np.array(["x"] * 5)), Kind.SPOT, r"column 'close' has type string, expected double"),
-        (_with(_bars(), time=lambda a: np.arange(5)), Kind.SPOT, r"column 'time' has type int64, expected a UTC timestamp"),
+        (
+            _with(_bars(), close=lambda a: np.array(["x"] * 5)),
+            Kind.SPOT,
+            r"column 'close' has type string, expected double",
+        ),
+        (
+            _with(_bars(), time=lambda a: np.arange(5)),
+            Kind.SPOT,
+            r"column 'time' has type int64, expected a UTC timestamp",
+        ),
         (_with(_bars(), time=lambda a: a.cast(pa.timestamp("ms"))), Kind.SPOT, r"column 'time' is timezone-naive"),
-        (_with(_bars(), time=lambda a: pa.array(np.array(a.cast(pa.int64()))[[0, 2, 1, 3, 4]]).cast(pa.timestamp("ms", tz="UTC"))),
-         Kind.SPOT, r"column 'time', row 2 \(2024-01-01 01:00:00(\.000)? UTC\): time goes backwards"),
-        (_with(_bars(), time=lambda a: pa.array(np.array(a.cast(pa.int64()))[[0, 1, 1, 3, 4]]).cast(pa.timestamp("ms", tz="UTC"))),
-         Kind.SPOT, r"column 'time', row 2 \(2024-01-01 01:00:00(\.000)? UTC\): duplicate time"),
-        (_with(_bars(), open=_set(3, 0.0)), Kind.SPOT, r"column 'open', row 3 \(2024-01-01 03:00:00(\.000)? UTC\): non-positive price 0\.0"),
+        (
+            _with(
+                _bars(),
+                time=lambda a: pa.array(np.array(a.cast(pa.int64()))[[0, 2, 1, 3, 4]]).cast(
+                    pa.timestamp("ms", tz="UTC")
+                ),
+            ),
+            Kind.SPOT,
+            r"column 'time', row 2 \(2024-01-01 01:00:00(\.000)? UTC\): time goes backwards",
+        ),
+        (
+            _with(
+                _bars(),
+                time=lambda a: pa.array(np.array(a.cast(pa.int64()))[[0, 1, 1, 3, 4]]).cast(
+                    pa.timestamp("ms", tz="UTC")
+                ),
+            ),
+            Kind.SPOT,
+            r"column 'time', row 2 \(2024-01-01 01:00:00(\.000)? UTC\): duplicate time",
+        ),
+        (
+            _with(_bars(), open=_set(3, 0.0)),
+            Kind.SPOT,
+            r"column 'open', row 3 \(2024-01-01 03:00:00(\.000)? UTC\): non-positive price 0\.0",
+        ),
         (_with(_bars(), low=_set(1, -5.0)), Kind.PERP, r"column 'low', row 1 .*non-positive price -5\.0"),
-        (_with(_bars(), close=_set(4, np.nan)), Kind.SPOT, r"column 'close', row 4 \(2024-01-01 04:00:00(\.000)? UTC\): NaN value"),
+        (
+            _with(_bars(), close=_set(4, np.nan)),
+            Kind.SPOT,
+            r"column 'close', row 4 \(2024-01-01 04:00:00(\.000)? UTC\): NaN value",
+        ),
         (_with(_bars(), volume=_set(0, np.inf)), Kind.SPOT, r"column 'volume', row 0 .*infinite"),
-        (_with(_bars(), high=_set(2, 50.0)), Kind.SPOT, r"column 'high/low', row 2 .*inconsistent bar open=102\.0 high=50\.0"),
-        (pa.table(_funding([1e-4, 0.75, 1e-4])), Kind.FUNDING, r"column 'rate', row 1 \(2024-01-01 08:00:00(\.000)? UTC\): funding rate 0\.75 .*looks like percent"),
-        (_with(_funding([1e-4] * 3), interval_hours=_set(2, 0.0)), Kind.FUNDING, r"column 'interval_hours', row 2 .*bad interval 0\.0 h"),
+        (
+            _with(_bars(), high=_set(2, 50.0)),
+            Kind.SPOT,
+            r"column 'high/low', row 2 .*inconsistent bar open=102\.0 high=50\.0",
+        ),
+        (
+            pa.table(_funding([1e-4, 0.75, 1e-4])),
+            Kind.FUNDING,
+            r"column 'rate', row 1 \(2024-01-01 08:00:00(\.000)? UTC\): funding rate 0\.75 .*looks like percent",
+        ),
+        (
+            _with(_funding([1e-4] * 3), interval_hours=_set(2, 0.0)),
+            Kind.FUNDING,
+            r"column 'interval_hours', row 2 .*bad interval 0\.0 h",
+        ),
         (_with(_funding([1e-4] * 3), rate=_set(1, np.nan)), Kind.FUNDING, r"column 'rate', row 1 .*NaN"),
     ],
-    ids=["missing-col", "missing-time", "wrong-type", "int-time", "tz-naive", "unsorted", "duplicate", "zero-price",
-         "negative-price", "nan", "inf", "ohlc", "percent-funding", "bad-interval", "nan-rate"],
+    ids=[
+        "missing-col",
+        "missing-time",
+        "wrong-type",
+        "int-time",
+        "tz-naive",
+        "unsorted",
+        "duplicate",
+        "zero-price",
+        "negative-price",
+        "nan",
+        "inf",
+        "ohlc",
+        "percent-funding",
+        "bad-interval",
+        "nan-rate",
+    ],
 )
 def test_conform_rejects_bad_input_naming_source_column_row(table: pa.Table, kind: Kind, pattern: str) -> None:
     with pytest.raises(DataError, match=pattern) as info:
@@ -148,7 +217,9 @@ def test_missing_series_error_names_catalog(tmp_path: Path) -> None:
         Catalog(tmp_path).read(PartitionKey("binance", Kind.SPOT, "ETHUSDT", "1h"))
 
 
-def test_crash_mid_write_keeps_old_partition_and_leaves_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_mid_write_keeps_old_partition_and_leaves_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cat = Catalog(tmp_path)
     cat.write(KEY, pa.table(_bars(5)))
     (path,) = cat.files(KEY)

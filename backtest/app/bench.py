@@ -72,8 +72,9 @@ def synthetic_market(n_bars: int, n_symbols: int, freq: str, seed: int = 0):
     spot = {"open": open_, "high": hi, "low": lo, "close": close}
     every = max(int(round(8 / step)), 1)
     rate = np.where((np.arange(n_bars) % every == every - 1)[:, None], rng.normal(1e-4, 2e-4, (n_bars, n_symbols)), 0.0)
-    return Market.from_arrays(idx, [f"S{k}USDT" for k in range(n_symbols)], freq=freq, spot=spot, perp=perp,
-                              funding_rate=rate)
+    return Market.from_arrays(
+        idx, [f"S{k}USDT" for k in range(n_symbols)], freq=freq, spot=spot, perp=perp, funding_rate=rate
+    )
 
 
 def _best(fn, repeat: int) -> float:
@@ -111,23 +112,50 @@ def bench_single(n_bars: int, repeat: int) -> dict:
     size[bar, leg] = fills.qty.to_numpy()
     price[bar, leg] = fills.price.to_numpy()
     close = np.column_stack([m.spot_close[:, 0], m.mark_close[:, 0]])
-    kw = dict(close=close, size=size, price=price, fees=np.array([0.001, 0.0005]), size_type="amount",
-              direction="both", init_cash=cfg.initial_capital_quote, cash_sharing=True, group_by=True, freq="1min")
+    kw = dict(
+        close=close,
+        size=size,
+        price=price,
+        fees=np.array([0.001, 0.0005]),
+        size_type="amount",
+        direction="both",
+        init_cash=cfg.initial_capital_quote,
+        cash_sharing=True,
+        group_by=True,
+        freq="1min",
+    )
     del res
 
     def run_vbt():
         pf = vbt.Portfolio.from_orders(**kw)
         pf.value()  # the equity curve, as the engine produces it
 
-    inputs = [m.spot_open, m.perp_open, m.valid, m.spot_close, m.spot_volume, m.perp_volume, m.mark_open,
-              m.mark_high, m.mark_low, m.mark_close, m.funding_value, m.funding_rate, tg]
+    inputs = [
+        m.spot_open,
+        m.perp_open,
+        m.valid,
+        m.spot_close,
+        m.spot_volume,
+        m.perp_volume,
+        m.mark_open,
+        m.mark_high,
+        m.mark_low,
+        m.mark_close,
+        m.funding_value,
+        m.funding_rate,
+        tg,
+    ]
 
     def numpy_pass():
         for a in inputs:
             a.sum()
 
-    runs = {"engine_s": lambda: run_backtest(m, tg, cfg), "engine_lean_s": lambda: run_backtest(m, tg, cfg, full=False),
-            "vectorbt_s": run_vbt, "numpy_s": numpy_pass}
+    runs = {
+        "engine_s": lambda: run_backtest(m, tg, cfg),
+        "engine_lean_s": lambda: run_backtest(m, tg, cfg, full=False),
+        "vectorbt_s": run_vbt,
+        "numpy_s": numpy_pass,
+    }
     for fn in runs.values():  # warm-up
         fn()
     best = {k: np.inf for k in runs}
@@ -148,7 +176,9 @@ def bench_grid(n_cols: int, n_bars: int, repeat: int) -> dict:
     rng = np.random.default_rng(3)
     vals = np.where(rng.random((n_bars, n_cols)) < 0.01, rng.choice([-1.0, 0.0, 1.0], (n_bars, n_cols)), np.nan)
     vals[0] = 1.0
-    cols = pd.DataFrame({"strategy": "bench", "symbol": m.symbols[0], "group": np.arange(n_cols), "k": np.arange(n_cols)})
+    cols = pd.DataFrame(
+        {"strategy": "bench", "symbol": m.symbols[0], "group": np.arange(n_cols), "k": np.arange(n_cols)}
+    )
     tg = Targets(vals, np.zeros(n_cols, np.int64), np.arange(n_cols), cols)
     params = {"perp_leverage": np.linspace(1, 10, n_cols)}
     cfg = BacktestConfig(maintenance_margin_rate=0.005)
@@ -162,20 +192,37 @@ def bench_grid(n_cols: int, n_bars: int, repeat: int) -> dict:
     t_geq = timed(outputs=("group_equity",))
     serial = run_backtest(m, tg, cfg, column_params=params, full=True)
     par = run_backtest(m, tg, cfg, column_params=params, full=True, parallel=True)
-    identical = all(np.array_equal(getattr(serial, k).to_numpy(), getattr(par, k).to_numpy(), equal_nan=True)
-                    for k in ("equity", "group_equity", "spot_qty", "perp_qty", "margin_ratio", "distance_to_liquidation"))
-    identical = identical and np.array_equal(serial.records, par.records, equal_nan=True) and all(
-        np.array_equal(serial.components[k].to_numpy(), par.components[k].to_numpy()) for k in serial.components)
+    identical = all(
+        np.array_equal(getattr(serial, k).to_numpy(), getattr(par, k).to_numpy(), equal_nan=True)
+        for k in ("equity", "group_equity", "spot_qty", "perp_qty", "margin_ratio", "distance_to_liquidation")
+    )
+    identical = (
+        identical
+        and np.array_equal(serial.records, par.records, equal_nan=True)
+        and all(
+            np.array_equal(serial.components[k].to_numpy(), par.components[k].to_numpy()) for k in serial.components
+        )
+    )
     if not identical:
         raise AssertionError("parallel run differs from the serial run")
     kernel = serial.kernel
     del serial, par
     t_par = timed(full=False, parallel=True)
     bc = n_cols * n_bars
-    return {"columns": n_cols, "bars": n_bars, "seconds": t, "bar_columns_per_second": bc / t,
-            "seconds_full": t_full, "bar_columns_per_second_full": bc / t_full,
-            "seconds_group_equity": t_geq, "bar_columns_per_second_group_equity": bc / t_geq,
-            "seconds_parallel": t_par, "parallel_speedup": t / t_par, "threads": numba.get_num_threads(), "kernel": kernel}
+    return {
+        "columns": n_cols,
+        "bars": n_bars,
+        "seconds": t,
+        "bar_columns_per_second": bc / t,
+        "seconds_full": t_full,
+        "bar_columns_per_second_full": bc / t_full,
+        "seconds_group_equity": t_geq,
+        "bar_columns_per_second_group_equity": bc / t_geq,
+        "seconds_parallel": t_par,
+        "parallel_speedup": t / t_par,
+        "threads": numba.get_num_threads(),
+        "kernel": kernel,
+    }
 
 
 def cold_start() -> float:
@@ -193,17 +240,23 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args(argv)
     single = bench_single(args.bars, args.repeat)
-    print(f"single: {single['bars']:,} 1-minute bars, {single['n_fills']} fills: engine full {single['engine_s'] * 1e3:.1f} ms "
-          f"(lean {single['engine_lean_s'] * 1e3:.1f} ms), vectorbt from_orders {single['vectorbt_s'] * 1e3:.1f} ms, "
-          f"numpy pass {single['numpy_s'] * 1e3:.2f} ms ({single['kernel']} kernel)")
+    print(
+        f"single: {single['bars']:,} 1-minute bars, {single['n_fills']} fills: engine full {single['engine_s'] * 1e3:.1f} ms "
+        f"(lean {single['engine_lean_s'] * 1e3:.1f} ms), vectorbt from_orders {single['vectorbt_s'] * 1e3:.1f} ms, "
+        f"numpy pass {single['numpy_s'] * 1e3:.2f} ms ({single['kernel']} kernel)"
+    )
     grid = bench_grid(args.grid_columns, args.grid_bars, args.repeat)
-    print(f"grid: {grid['columns']} columns x {grid['bars']:,} bars, one core: full=False {grid['seconds'] * 1e3:.1f} ms "
-          f"= {grid['bar_columns_per_second'] / 1e6:.1f} M bar-columns/s; full=True {grid['seconds_full'] * 1e3:.1f} ms "
-          f"= {grid['bar_columns_per_second_full'] / 1e6:.1f} M/s; outputs=('group_equity',) "
-          f"{grid['seconds_group_equity'] * 1e3:.1f} ms = {grid['bar_columns_per_second_group_equity'] / 1e6:.1f} M/s")
+    print(
+        f"grid: {grid['columns']} columns x {grid['bars']:,} bars, one core: full=False {grid['seconds'] * 1e3:.1f} ms "
+        f"= {grid['bar_columns_per_second'] / 1e6:.1f} M bar-columns/s; full=True {grid['seconds_full'] * 1e3:.1f} ms "
+        f"= {grid['bar_columns_per_second_full'] / 1e6:.1f} M/s; outputs=('group_equity',) "
+        f"{grid['seconds_group_equity'] * 1e3:.1f} ms = {grid['bar_columns_per_second_group_equity'] / 1e6:.1f} M/s"
+    )
     print(f"grid kernel: {grid['kernel']}")
-    print(f"grid, parallel=True ({grid['threads']} threads, full=False): {grid['seconds_parallel'] * 1e3:.1f} ms, "
-          f"speed-up {grid['parallel_speedup']:.2f}x over one core (results bit-identical)")
+    print(
+        f"grid, parallel=True ({grid['threads']} threads, full=False): {grid['seconds_parallel'] * 1e3:.1f} ms, "
+        f"speed-up {grid['parallel_speedup']:.2f}x over one core (results bit-identical)"
+    )
     cold = cold_start()
     print(f"cold start (new process, imports + first run): {cold:.2f} s")
     out = {

@@ -52,8 +52,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{market}")
         print(f"cold load {times[0]:.3f} s, best warm load {warm:.3f} s over {len(times) - 1} runs")
         print(f"{rows:,} bar-symbols ({market.n_bars:,} bars x {market.n_symbols}) -> {rows / warm:,.0f} rows/s warm")
-        print(json.dumps({"cold_seconds": round(times[0], 4), "warm_seconds": round(warm, 4),
-                          "rows": rows, "rows_per_second": round(rows / warm)}))
+        print(
+            json.dumps(
+                {
+                    "cold_seconds": round(times[0], 4),
+                    "warm_seconds": round(warm, 4),
+                    "rows": rows,
+                    "rows_per_second": round(rows / warm),
+                }
+            )
+        )
     return 0
 
 

@@ -83,12 +83,27 @@ def _child(spec: dict) -> dict:
     if mode == "dask":
         from distributed import Client, LocalCluster
 
-        cluster = LocalCluster(n_workers=spec["workers"], threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None, silence_logs=40,
-                               memory_limit=spec["max_memory_bytes"] // spec["workers"])
+        cluster = LocalCluster(
+            n_workers=spec["workers"],
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            silence_logs=40,
+            memory_limit=spec["max_memory_bytes"] // spec["workers"],
+        )
         client = Client(cluster)
-        warm = run_sweep(spec["catalog"], symbols[:spec["workers"]], "funding_threshold", grid[:1], {},
-                         end=spec["warm_end"], scheduler=client, symbol_chunk=1, **kw)
+        warm = run_sweep(
+            spec["catalog"],
+            symbols[: spec["workers"]],
+            "funding_threshold",
+            grid[:1],
+            {},
+            end=spec["warm_end"],
+            scheduler=client,
+            symbol_chunk=1,
+            **kw,
+        )
         assert len(warm.summary)
         kw["max_memory_bytes"] = spec["max_memory_bytes"] // spec["workers"]  # per task on Dask
         kw["scheduler"] = client
@@ -109,21 +124,29 @@ def _child(spec: dict) -> dict:
     per_pid: dict[int, int] = {os.getpid(): me}
     for pid, peak in worker_peaks:
         per_pid[pid] = max(per_pid.get(pid, 0), peak)
-    stage = {k: sum(tk.get(f"{k}_seconds", 0.0) for tk in res.meta["tasks"]) for k in ("load", "strategy", "engine", "figures")}
+    stage = {
+        k: sum(tk.get(f"{k}_seconds", 0.0) for tk in res.meta["tasks"])
+        for k in ("load", "strategy", "engine", "figures")
+    }
     return {
-        "mode": mode, "seconds": seconds, "bar_columns": res.meta["bar_columns"],
+        "mode": mode,
+        "seconds": seconds,
+        "bar_columns": res.meta["bar_columns"],
         "bar_columns_per_second": res.meta["bar_columns"] / seconds,
         "peak_rss_largest_process_bytes": max(max(per_pid.values()), kids),
         "peak_rss_sum_bytes": sum(per_pid.values()),
-        "processes": len(per_pid), "tasks": res.plan.n_tasks, "plan": res.plan.to_dict(),
+        "processes": len(per_pid),
+        "tasks": res.plan.n_tasks,
+        "plan": res.plan.to_dict(),
         "task_seconds": stage,
         "summary": res.summary[["final_equity", "funding_pnl", "fee_pnl", "n_trades"]].to_numpy().tolist(),
     }
 
 
 def _run_child(spec: dict) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "backtest.app.bench_scale", "--child", json.dumps(spec)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "backtest.app.bench_scale", "--child", json.dumps(spec)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"mode {spec['mode']} failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -191,13 +214,17 @@ def main(argv: list[str] | None = None) -> int:
         marker.write_text("ok")
     gen_s = time.perf_counter() - t
     size = sum(f.stat().st_size for f in Path(catalog).rglob("*.parquet"))
-    print(f"catalog: {args.symbols} symbols x {args.days:g} days of 1m bars, {size / 1e6:,.0f} MB of Parquet "
-          f"({gen_s:.1f} s to generate)")
+    print(
+        f"catalog: {args.symbols} symbols x {args.days:g} days of 1m bars, {size / 1e6:,.0f} MB of Parquet "
+        f"({gen_s:.1f} s to generate)"
+    )
 
     loader = _loader_figures(catalog, symbols[:10])  # all 100 minute histories at once would need 8 GB
-    print(f"loader 1m: 1 symbol {loader['bars']:,} bars in {loader['one_symbol_seconds']:.2f} s; "
-          f"{loader['symbols']} symbols in {loader['all_symbols_seconds']:.2f} s, market {_gb(loader['market_bytes'])} "
-          f"({loader['market_bytes_per_bar_symbol']:.0f} B/bar/symbol), peak RSS {_gb(loader['peak_rss_all_symbols_bytes'])}")
+    print(
+        f"loader 1m: 1 symbol {loader['bars']:,} bars in {loader['one_symbol_seconds']:.2f} s; "
+        f"{loader['symbols']} symbols in {loader['all_symbols_seconds']:.2f} s, market {_gb(loader['market_bytes'])} "
+        f"({loader['market_bytes_per_bar_symbol']:.0f} B/bar/symbol), peak RSS {_gb(loader['peak_rss_all_symbols_bytes'])}"
+    )
 
     from backtest.engine import run_backtest
 
@@ -206,8 +233,15 @@ def main(argv: list[str] | None = None) -> int:
         modes.remove("parallel_kernel")
         print("parallel_kernel: skipped (run_backtest has no parallel= keyword)")
     budget = parse_bytes(args.max_memory)
-    spec = {"catalog": catalog, "symbols": symbols, "grid": grid, "max_memory": budget, "max_memory_bytes": budget,
-            "workers": args.workers, "warm_end": "2024-01-02"}
+    spec = {
+        "catalog": catalog,
+        "symbols": symbols,
+        "grid": grid,
+        "max_memory": budget,
+        "max_memory_bytes": budget,
+        "workers": args.workers,
+        "warm_end": "2024-01-02",
+    }
     results = {}
     for mode in modes:
         try:
@@ -216,9 +250,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{mode}: FAILED\n{exc}")
             continue
         results[mode] = r
-        print(f"{mode:>16}: {r['seconds']:7.2f} s  {r['bar_columns_per_second'] / 1e6:8.2f} M bar-columns/s  "
-              f"peak RSS {_gb(r['peak_rss_largest_process_bytes'])} largest process, {_gb(r['peak_rss_sum_bytes'])} "
-              f"over {r['processes']} processes; {r['tasks']} tasks, {r['plan']['engine_batch']} columns/engine call")
+        print(
+            f"{mode:>16}: {r['seconds']:7.2f} s  {r['bar_columns_per_second'] / 1e6:8.2f} M bar-columns/s  "
+            f"peak RSS {_gb(r['peak_rss_largest_process_bytes'])} largest process, {_gb(r['peak_rss_sum_bytes'])} "
+            f"over {r['processes']} processes; {r['tasks']} tasks, {r['plan']['engine_batch']} columns/engine call"
+        )
     ref = results.get("serial")
     identical = {m: r["summary"] == ref["summary"] for m, r in results.items()} if ref else {}
     ratios = {}
@@ -231,16 +267,29 @@ def main(argv: list[str] | None = None) -> int:
     if ratios:
         print("speed-ups: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
     if identical:
-        print("figures identical to serial: " + ", ".join(f"{m} {'yes' if ok else 'NO'}" for m, ok in identical.items()))
+        print(
+            "figures identical to serial: " + ", ".join(f"{m} {'yes' if ok else 'NO'}" for m, ok in identical.items())
+        )
     n_bars = loader["bars"]
     figures = {
-        "size": {"symbols": args.symbols, "days": args.days, "params": args.params, "bars": n_bars,
-                 "columns": args.symbols * args.params, "bar_columns": n_bars * args.symbols * args.params,
-                 "max_memory_bytes": budget, "workers": args.workers},
+        "size": {
+            "symbols": args.symbols,
+            "days": args.days,
+            "params": args.params,
+            "bars": n_bars,
+            "columns": args.symbols * args.params,
+            "bar_columns": n_bars * args.symbols * args.params,
+            "max_memory_bytes": budget,
+            "workers": args.workers,
+        },
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": sys.platform},
-        "catalog_bytes": size, "generate_seconds": gen_s, "loader": loader,
+        "catalog_bytes": size,
+        "generate_seconds": gen_s,
+        "loader": loader,
         "modes": {m: {k: v for k, v in r.items() if k != "summary"} for m, r in results.items()},
-        "ratios": ratios, "identical_to_serial": identical, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "ratios": ratios,
+        "identical_to_serial": identical,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     out = Path(args.json)
     if out.exists():
@@ -249,15 +298,24 @@ def main(argv: list[str] | None = None) -> int:
             for m, r in figures["modes"].items():
                 old = prev.get("modes", {}).get(m)
                 if old and prev.get("size", {}).get("bar_columns") == figures["size"]["bar_columns"]:
-                    print(f"vs previous run ({prev.get('time')}): {m} {old['seconds']:.2f} s -> {r['seconds']:.2f} s "
-                          f"({old['seconds'] / r['seconds']:.2f}x)")
+                    print(
+                        f"vs previous run ({prev.get('time')}): {m} {old['seconds']:.2f} s -> {r['seconds']:.2f} s "
+                        f"({old['seconds'] / r['seconds']:.2f}x)"
+                    )
         except (ValueError, KeyError, TypeError):
             pass
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2))
     print(f"wrote {out}")
-    print(json.dumps({"bar_columns_per_second": {m: r["bar_columns_per_second"] for m, r in results.items()},
-                      "peak_rss_bytes": {m: r["peak_rss_largest_process_bytes"] for m, r in results.items()}, **ratios}))
+    print(
+        json.dumps(
+            {
+                "bar_columns_per_second": {m: r["bar_columns_per_second"] for m, r in results.items()},
+                "peak_rss_bytes": {m: r["peak_rss_largest_process_bytes"] for m, r in results.items()},
+                **ratios,
+            }
+        )
+    )
     if tmp is not None:
         tmp.cleanup()
     return 0 if all(identical.values()) else 1

@@ -43,49 +43,80 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    demo = sub.add_parser("demo", help="build the built-in example dataset and run the demo",
-                          description="Build the deterministic example dataset (data/demo), compare the main "
-                                      "strategies on it and write a report (reports/demo).",
-                          formatter_class=_formatter)
-    demo.add_argument("--data", type=Path, default=Path("data/demo"), help="catalog to write the demo data to (default: data/demo)")
+    demo = sub.add_parser(
+        "demo",
+        help="build the built-in example dataset and run the demo",
+        description="Build the deterministic example dataset (data/demo), compare the main "
+        "strategies on it and write a report (reports/demo).",
+        formatter_class=_formatter,
+    )
+    demo.add_argument(
+        "--data", type=Path, default=Path("data/demo"), help="catalog to write the demo data to (default: data/demo)"
+    )
     demo.add_argument("--out", type=Path, default=Path("reports/demo"), help="report directory (default: reports/demo)")
     demo.set_defaults(func=_cmd_demo)
 
     _add_run_commands(sub)
 
-    data = sub.add_parser("data", help="ingest, download and inspect market data",
-                          description="Ingest, download and inspect the Parquet data catalog.",
-                          epilog=EPILOG_DATA, formatter_class=_formatter)
+    data = sub.add_parser(
+        "data",
+        help="ingest, download and inspect market data",
+        description="Ingest, download and inspect the Parquet data catalog.",
+        epilog=EPILOG_DATA,
+        formatter_class=_formatter,
+    )
     dsub = data.add_subparsers(dest="data_command", metavar="ACTION", parser_class=_Parser)
     dsub.required = True
 
     ingest = dsub.add_parser("ingest", help="ingest files from a source into a catalog", formatter_class=_formatter)
     isub = ingest.add_subparsers(dest="source", metavar="SOURCE", parser_class=_Parser)
     isub.required = True
-    ft = isub.add_parser("freqtrade", help="a freqtrade data directory (feather/json/parquet)", formatter_class=_formatter,
-                         epilog="example:\n  carry data ingest freqtrade ../shared/data/binance --out data/catalog")
+    ft = isub.add_parser(
+        "freqtrade",
+        help="a freqtrade data directory (feather/json/parquet)",
+        formatter_class=_formatter,
+        epilog="example:\n  carry data ingest freqtrade ../shared/data/binance --out data/catalog",
+    )
     ft.add_argument("directory", type=Path, help="freqtrade data directory (e.g. user_data/data/binance)")
     ft.add_argument("--out", type=Path, required=True, help="catalog directory")
     ft.add_argument("--venue", default="binance", help="venue name recorded in the catalog (default: binance)")
     ft.add_argument("--symbols", default=None, help="comma-separated symbols to ingest (default: all)")
     ft.set_defaults(func=_cmd_ingest_freqtrade)
-    bv = isub.add_parser("binance-vision", help="Binance public bulk files (zipped CSVs)", formatter_class=_formatter,
-                         epilog="example:\n  carry data ingest binance-vision downloads/data --out data/catalog")
+    bv = isub.add_parser(
+        "binance-vision",
+        help="Binance public bulk files (zipped CSVs)",
+        formatter_class=_formatter,
+        epilog="example:\n  carry data ingest binance-vision downloads/data --out data/catalog",
+    )
     bv.add_argument("paths", type=Path, nargs="+", help="zip files or directories holding them")
     bv.add_argument("--out", type=Path, required=True, help="catalog directory")
     bv.add_argument("--venue", default="binance")
     bv.add_argument("--no-checksum", action="store_true", help="do not verify .CHECKSUM files")
-    bv.add_argument("--market", choices=("spot", "um"), default=None,
-                    help="spot or um (USDT-M futures) for files outside Binance's directory layout")
-    bv.add_argument("--kind", choices=("spot", "perp", "mark", "index", "premium", "funding"), default=None,
-                    help="data kind for flat files whose names do not say it (mark/index/premium klines)")
+    bv.add_argument(
+        "--market",
+        choices=("spot", "um"),
+        default=None,
+        help="spot or um (USDT-M futures) for files outside Binance's directory layout",
+    )
+    bv.add_argument(
+        "--kind",
+        choices=("spot", "perp", "mark", "index", "premium", "funding"),
+        default=None,
+        help="data kind for flat files whose names do not say it (mark/index/premium klines)",
+    )
     bv.set_defaults(func=_cmd_ingest_binance_vision)
 
-    fetch = dsub.add_parser("fetch", help="download data from a public source, then ingest it", formatter_class=_formatter)
+    fetch = dsub.add_parser(
+        "fetch", help="download data from a public source, then ingest it", formatter_class=_formatter
+    )
     fsub = fetch.add_subparsers(dest="source", metavar="SOURCE", parser_class=_Parser)
     fsub.required = True
-    fb = fsub.add_parser("binance-vision", help="monthly files from Binance's public data site", formatter_class=_formatter,
-                         epilog="example:\n  carry data fetch binance-vision --symbols BTCUSDT,ETHUSDT --start 2024-01 --end 2024-06 --out data/catalog")
+    fb = fsub.add_parser(
+        "binance-vision",
+        help="monthly files from Binance's public data site",
+        formatter_class=_formatter,
+        epilog="example:\n  carry data fetch binance-vision --symbols BTCUSDT,ETHUSDT --start 2024-01 --end 2024-06 --out data/catalog",
+    )
     fb.add_argument("--symbols", required=True, help="comma-separated symbols, e.g. BTCUSDT,ETHUSDT")
     fb.add_argument("--start", required=True, help="first month, YYYY-MM")
     fb.add_argument("--end", required=True, help="last month, YYYY-MM (inclusive)")
@@ -100,12 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("catalog", type=Path)
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     info.set_defaults(func=_cmd_info)
-    check = dsub.add_parser("check", help="data-quality checks; exit code 1 if problems are found", formatter_class=_formatter)
+    check = dsub.add_parser(
+        "check", help="data-quality checks; exit code 1 if problems are found", formatter_class=_formatter
+    )
     check.add_argument("catalog", type=Path)
     check.add_argument("--symbols", default=None, help="comma-separated symbols to check (default: all)")
     check.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    check.add_argument("--fail-on", choices=("warning", "error"), default="warning",
-                       help="exit 1 when a problem of this severity or worse is found (default: any problem)")
+    check.add_argument(
+        "--fail-on",
+        choices=("warning", "error"),
+        default="warning",
+        help="exit 1 when a problem of this severity or worse is found (default: any problem)",
+    )
     check.set_defaults(func=_cmd_check)
     return p
 
@@ -134,7 +171,9 @@ EPILOG_SCAN = """examples:
 
 def _run_options(p: argparse.ArgumentParser, *, out_required: bool = True) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--data", type=Path, default=None, help="catalog directory (default: data/catalog or [data] catalog)")
+    g.add_argument(
+        "--data", type=Path, default=None, help="catalog directory (default: data/catalog or [data] catalog)"
+    )
     g.add_argument("--symbols", default=None, help="comma-separated symbols, e.g. BTCUSDT,ETHUSDT")
     g.add_argument("--start", default=None, help="first bar (UTC), e.g. 2024-01-01")
     g.add_argument("--end", default=None, help="end (UTC, exclusive), e.g. 2025-01-01")
@@ -150,7 +189,9 @@ def _run_options(p: argparse.ArgumentParser, *, out_required: bool = True) -> No
     e.add_argument("--delay", type=int, default=None, help="execution delay in bars (default 1)")
     e.add_argument("--slippage-bps", type=float, default=None, help="fixed slippage, basis points")
     e.add_argument("--order-type", choices=("taker", "maker"), default=None)
-    e.add_argument("--set", action="append", metavar="KEY=VALUE", help="any engine setting, e.g. --set topup_margin_ratio=0.8")
+    e.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="any engine setting, e.g. --set topup_margin_ratio=0.8"
+    )
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, required=out_required, help="output directory (must not exist)")
     o.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
@@ -164,25 +205,39 @@ def _strategy_file_option(p: argparse.ArgumentParser) -> None:
 def _add_run_commands(sub) -> None:
     from backtest.app import commands
 
-    bt = sub.add_parser("backtest", help="run one strategy (or one grid) and write a report",
-                        description="Run a strategy on catalog data and write summary, Parquet files and an HTML report.",
-                        epilog=EPILOG_BACKTEST, formatter_class=_formatter)
+    bt = sub.add_parser(
+        "backtest",
+        help="run one strategy (or one grid) and write a report",
+        description="Run a strategy on catalog data and write summary, Parquet files and an HTML report.",
+        epilog=EPILOG_BACKTEST,
+        formatter_class=_formatter,
+    )
     bt.add_argument("--strategy", default=None, help="strategy name (see carry strategies)")
     bt.add_argument("--param", action="append", metavar="NAME=VALUE", help="strategy parameter (repeatable)")
     _strategy_file_option(bt)
     _run_options(bt)
     bt.set_defaults(func=commands.cmd_backtest)
 
-    cp = sub.add_parser("compare", help="several strategies side by side on the same data and costs",
-                        epilog=EPILOG_COMPARE, formatter_class=_formatter)
+    cp = sub.add_parser(
+        "compare",
+        help="several strategies side by side on the same data and costs",
+        epilog=EPILOG_COMPARE,
+        formatter_class=_formatter,
+    )
     cp.add_argument("--strategies", default=None, help="comma-separated strategy names")
-    cp.add_argument("--param", action="append", metavar="STRATEGY.NAME=VALUE", help="a strategy's parameter (repeatable)")
+    cp.add_argument(
+        "--param", action="append", metavar="STRATEGY.NAME=VALUE", help="a strategy's parameter (repeatable)"
+    )
     _strategy_file_option(cp)
     _run_options(cp)
     cp.set_defaults(func=commands.cmd_compare)
 
-    sw = sub.add_parser("sweep", help="every combination of a parameter grid in one engine call",
-                        epilog=EPILOG_SWEEP, formatter_class=_formatter)
+    sw = sub.add_parser(
+        "sweep",
+        help="every combination of a parameter grid in one engine call",
+        epilog=EPILOG_SWEEP,
+        formatter_class=_formatter,
+    )
     sw.add_argument("--strategy", default=None, help="strategy name")
     sw.add_argument("--grid", action="append", metavar="NAME=V1,V2,...", help="swept parameter values (repeatable)")
     sw.add_argument("--param", action="append", metavar="NAME=VALUE", help="fixed parameter (repeatable)")
@@ -195,8 +250,12 @@ def _add_run_commands(sub) -> None:
     add_scale_options(sw)  # --scheduler --max-memory --workers --symbol-chunk --param-chunk ...
     sw.set_defaults(func=commands.cmd_sweep)
 
-    sc = sub.add_parser("scan", help="funding regimes per symbol, and what carry / reverse carry earned in each",
-                        epilog=EPILOG_SCAN, formatter_class=_formatter)
+    sc = sub.add_parser(
+        "scan",
+        help="funding regimes per symbol, and what carry / reverse carry earned in each",
+        epilog=EPILOG_SCAN,
+        formatter_class=_formatter,
+    )
     sc.add_argument("--window", type=int, default=21, help="trailing settlements for the regime sign (default 21)")
     sc.add_argument("--min-days", type=float, default=14.0, help="shortest regime, days (default 14)")
     _run_options(sc)
@@ -241,8 +300,14 @@ def _cmd_ingest_binance_vision(args) -> int:
 
     for p in args.paths:
         _need_dir(p, "path")
-    report = ingest_binance_vision(args.paths, Catalog(args.out), venue=args.venue,
-                                   verify_checksum=not args.no_checksum, market=args.market, kind=args.kind)
+    report = ingest_binance_vision(
+        args.paths,
+        Catalog(args.out),
+        venue=args.venue,
+        verify_checksum=not args.no_checksum,
+        market=args.market,
+        kind=args.kind,
+    )
     print(report.summary())
     print(f"catalog: {args.out}")
     return 0
@@ -253,8 +318,13 @@ def _cmd_fetch_binance_vision(args) -> int:
     from data.fetch import fetch_binance_vision
 
     report = fetch_binance_vision(
-        _split(args.symbols), args.start, args.end, Catalog(args.out), base_url=args.base_url,
-        download_dir=args.download_dir, timeframe=args.timeframe,
+        _split(args.symbols),
+        args.start,
+        args.end,
+        Catalog(args.out),
+        base_url=args.base_url,
+        download_dir=args.download_dir,
+        timeframe=args.timeframe,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
     print(report.summary())

@@ -73,8 +73,13 @@ def engine_overrides(args) -> dict:
 
 
 def data_overrides(args) -> dict:
-    return {"catalog": str(args.data) if args.data else None, "symbols": args.symbols, "start": args.start,
-            "end": args.end, "freq": args.freq}
+    return {
+        "catalog": str(args.data) if args.data else None,
+        "symbols": args.symbols,
+        "start": args.start,
+        "end": args.end,
+        "freq": args.freq,
+    }
 
 
 def _load_user_strategies(args) -> None:
@@ -159,8 +164,18 @@ def print_table(frame: pd.DataFrame, title: str, max_rows: int = 20) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    keys = ["total_return", "annualized_return", "sharpe", "max_drawdown", "funding_pnl", "fee_pnl",
-            "borrow_pnl", "basis_pnl", "n_liquidations", "time_in_market"]
+    keys = [
+        "total_return",
+        "annualized_return",
+        "sharpe",
+        "max_drawdown",
+        "funding_pnl",
+        "fee_pnl",
+        "borrow_pnl",
+        "basis_pnl",
+        "n_liquidations",
+        "time_in_market",
+    ]
     table = Table(title=title, show_lines=False)
     table.add_column(frame.index.name or "run", overflow="fold")
     for k in keys:
@@ -190,14 +205,24 @@ def cmd_backtest(args) -> int:
     _load_user_strategies(args)
     toml = app.read_run_toml(args.config) if args.config else {}
     specs = [_strategy_spec(args.strategy, args.param or [])] if args.strategy else None
-    cfg = app.build_run_config(toml, data_overrides=data_overrides(args), engine_overrides=engine_overrides(args),
-                               strategies=specs)
+    cfg = app.build_run_config(
+        toml, data_overrides=data_overrides(args), engine_overrides=engine_overrides(args), strategies=specs
+    )
     check_output_dir(args.out, args.overwrite)
     run = execute(cfg, progress=not args.quiet and sys.stderr.isatty())
     title = f"carry backtest: {', '.join(s.name for s in cfg.strategies)}"
     report = app.report_data(title, cfg, run.market, run.targets, run.result, run.portfolios, run.columns)
-    app.write_run(args.out, cfg=cfg, market=run.market, targets=run.targets, result=run.result,
-                  portfolios=run.portfolios, columns=run.columns, report=report, overwrite=args.overwrite)
+    app.write_run(
+        args.out,
+        cfg=cfg,
+        market=run.market,
+        targets=run.targets,
+        result=run.result,
+        portfolios=run.portfolios,
+        columns=run.columns,
+        report=report,
+        overwrite=args.overwrite,
+    )
     print_table(run.portfolios, title)
     print(f"wrote {args.out}/ (summary.json, report.html, equity/components/events .parquet, config.toml)")
     return 0
@@ -219,15 +244,26 @@ def cmd_compare(args) -> int:
         if unknown:
             raise ConfigError(f"--param given for strategies not compared: {sorted(unknown)}")
         specs = [_strategy_spec(n, per.get(n, [])) for n in names]
-    cfg = app.build_run_config(toml, data_overrides=data_overrides(args), engine_overrides=engine_overrides(args),
-                               strategies=specs)
+    cfg = app.build_run_config(
+        toml, data_overrides=data_overrides(args), engine_overrides=engine_overrides(args), strategies=specs
+    )
     check_output_dir(args.out, args.overwrite)
     run = execute(cfg, progress=not args.quiet and sys.stderr.isatty())
     title = f"carry compare: {', '.join(s.name for s in cfg.strategies)}"
-    report = app.report_data(title, cfg, run.market, run.targets, run.result, run.portfolios, run.columns,
-                             ranking_by="sharpe")
-    app.write_run(args.out, cfg=cfg, market=run.market, targets=run.targets, result=run.result,
-                  portfolios=run.portfolios, columns=run.columns, report=report, overwrite=args.overwrite)
+    report = app.report_data(
+        title, cfg, run.market, run.targets, run.result, run.portfolios, run.columns, ranking_by="sharpe"
+    )
+    app.write_run(
+        args.out,
+        cfg=cfg,
+        market=run.market,
+        targets=run.targets,
+        result=run.result,
+        portfolios=run.portfolios,
+        columns=run.columns,
+        report=report,
+        overwrite=args.overwrite,
+    )
     print_table(run.portfolios.sort_values("sharpe", ascending=False), title)
     print(f"wrote {args.out}/")
     return 0
@@ -250,8 +286,13 @@ def cmd_sweep(args) -> int:
     if overlap:
         raise ConfigError(f"parameters both fixed and swept: {sorted(overlap)}")
     spec = app.StrategySpec(name, {**fixed, **grid})
-    cfg = app.build_run_config(toml, data_overrides=data_overrides(args), engine_overrides=engine_overrides(args),
-                               strategies=[spec], walk_forward=args.walk_forward)
+    cfg = app.build_run_config(
+        toml,
+        data_overrides=data_overrides(args),
+        engine_overrides=engine_overrides(args),
+        strategies=[spec],
+        walk_forward=args.walk_forward,
+    )
     from backtest.app.scale import run_scaled_sweep_command, wants_scale
 
     if wants_scale(args):
@@ -265,18 +306,44 @@ def cmd_sweep(args) -> int:
     if cfg.walk_forward:
         folds, summary = walk_forward(run, cfg.walk_forward, metric=args.rank_by)
         extra_tables.append(("Walk-forward: in-sample choice vs out-of-sample result", folds))
-        extra["walk_forward"] = {"spec": cfg.walk_forward, "metric": args.rank_by, **summary,
-                                 "folds": app.json_ready(folds.reset_index().to_dict(orient="records"))}
+        extra["walk_forward"] = {
+            "spec": cfg.walk_forward,
+            "metric": args.rank_by,
+            **summary,
+            "folds": app.json_ready(folds.reset_index().to_dict(orient="records")),
+        }
     title = f"carry sweep: {name} over {', '.join(f'{k} ({len(v)})' for k, v in grid.items())}"
-    report = app.report_data(title, cfg, run.market, run.targets, run.result, run.portfolios, run.columns,
-                             ranking_by=args.rank_by, heatmaps=heatmaps, extra_tables=extra_tables)
-    app.write_run(args.out, cfg=cfg, market=run.market, targets=run.targets, result=run.result,
-                  portfolios=run.portfolios, columns=run.columns, report=report, overwrite=args.overwrite, extra=extra)
+    report = app.report_data(
+        title,
+        cfg,
+        run.market,
+        run.targets,
+        run.result,
+        run.portfolios,
+        run.columns,
+        ranking_by=args.rank_by,
+        heatmaps=heatmaps,
+        extra_tables=extra_tables,
+    )
+    app.write_run(
+        args.out,
+        cfg=cfg,
+        market=run.market,
+        targets=run.targets,
+        result=run.result,
+        portfolios=run.portfolios,
+        columns=run.columns,
+        report=report,
+        overwrite=args.overwrite,
+        extra=extra,
+    )
     print_table(run.portfolios.sort_values(args.rank_by, ascending=False), title)
     if cfg.walk_forward:
         s = extra["walk_forward"]
-        print(f"walk-forward ({cfg.walk_forward}, by {args.rank_by}): in-sample {s['in_sample_mean']:.3f}, "
-              f"out-of-sample {s['out_of_sample_mean']:.3f} over {s['n_folds']} folds")
+        print(
+            f"walk-forward ({cfg.walk_forward}, by {args.rank_by}): in-sample {s['in_sample_mean']:.3f}, "
+            f"out-of-sample {s['out_of_sample_mean']:.3f} over {s['n_folds']} folds"
+        )
     print(f"wrote {args.out}/")
     return 0
 
@@ -338,15 +405,28 @@ def walk_forward(run: RunOutcome, spec: str, metric: str = "sharpe") -> tuple[pd
         best = ins.idxmax() if ins.notna().any() else None
         if best is not None:
             oos = _window_metric(rets[te], metric, bar)
-            folds.append({"train_start": start, "test_start": start + train, "test_end": start + train + test,
-                          "chosen": best, "in_sample": float(ins[best]), "out_of_sample": float(oos[best]),
-                          "oos_best_possible": float(oos.max())})
+            folds.append(
+                {
+                    "train_start": start,
+                    "test_start": start + train,
+                    "test_end": start + train + test,
+                    "chosen": best,
+                    "in_sample": float(ins[best]),
+                    "out_of_sample": float(oos[best]),
+                    "oos_best_possible": float(oos.max()),
+                }
+            )
         start = start + test
     if not folds:
-        raise ConfigError(f"walk-forward {spec}: the data ({index[0]:%Y-%m-%d} .. {index[-1]:%Y-%m-%d}) is shorter than one train+test window")
+        raise ConfigError(
+            f"walk-forward {spec}: the data ({index[0]:%Y-%m-%d} .. {index[-1]:%Y-%m-%d}) is shorter than one train+test window"
+        )
     table = pd.DataFrame(folds).set_index("test_start")
-    summary = {"n_folds": len(folds), "in_sample_mean": float(table["in_sample"].mean()),
-               "out_of_sample_mean": float(table["out_of_sample"].mean())}
+    summary = {
+        "n_folds": len(folds),
+        "in_sample_mean": float(table["in_sample"].mean()),
+        "out_of_sample_mean": float(table["out_of_sample"].mean()),
+    }
     return table, summary
 
 
@@ -379,10 +459,9 @@ def scan_targets(market, regimes):
     for side, sign in ((0, 1.0), (1, -1.0)):
         for k, r in enumerate(regimes):
             c = side * n + k
-            values[r.start_bar:r.end_bar, c] = sign
+            values[r.start_bar : r.end_bar, c] = sign
             col_symbol[c] = market.symbols.index(r.symbol)
-            rows.append({"strategy": "carry" if side == 0 else "reverse", "symbol": r.symbol, "group": c,
-                         "regime": k})
+            rows.append({"strategy": "carry" if side == 0 else "reverse", "symbol": r.symbol, "group": c, "regime": k})
     values[~market.valid[:, col_symbol]] = np.nan  # keep, never trade, on invalid bars
     return Targets(values, col_symbol, np.arange(2 * n), pd.DataFrame(rows))
 
@@ -400,9 +479,17 @@ def regime_earnings(market, result, regimes) -> pd.DataFrame:
     comp = {k: result.components[k].iloc[-1].to_numpy() for k in ("funding", "borrow", "fees", "liquidation")}
     rows = []
     for k, r in enumerate(regimes):
-        row = {"symbol": r.symbol, "sign": "positive" if r.sign > 0 else "negative", "start": r.start, "end": r.end,
-               "days": (r.end - r.start).total_seconds() / 86400, "settlements": r.settlements,
-               "funding_sum": r.funding_sum, "funding_annualized": r.funding_annualized, "spot_return": r.spot_return}
+        row = {
+            "symbol": r.symbol,
+            "sign": "positive" if r.sign > 0 else "negative",
+            "start": r.start,
+            "end": r.end,
+            "days": (r.end - r.start).total_seconds() / 86400,
+            "settlements": r.settlements,
+            "funding_sum": r.funding_sum,
+            "funding_annualized": r.funding_annualized,
+            "spot_return": r.spot_return,
+        }
         for side, c in (("carry", k), ("reverse", n + k)):
             row[f"{side}_pnl"] = float(final[c] - init)
             row[f"{side}_return"] = float((final[c] - init) / init)
@@ -413,8 +500,8 @@ def regime_earnings(market, result, regimes) -> pd.DataFrame:
 
 
 def cmd_scan(args) -> int:
-    from data.catalog import Catalog
     from backtest.engine import run_backtest
+    from data.catalog import Catalog
     from data.loader import available_symbols
     from reports.regimes import funding_regimes, funding_stats
 
@@ -426,8 +513,12 @@ def cmd_scan(args) -> int:
         if not found:
             raise ConfigError(f"catalog {catalog} has no symbol with both spot and perp data")
         data["symbols"] = found
-    cfg = app.build_run_config(toml, data_overrides=data, engine_overrides=engine_overrides(args),
-                               strategies=[app.StrategySpec("always_carry"), app.StrategySpec("always_reverse")])
+    cfg = app.build_run_config(
+        toml,
+        data_overrides=data,
+        engine_overrides=engine_overrides(args),
+        strategies=[app.StrategySpec("always_carry"), app.StrategySpec("always_reverse")],
+    )
     check_output_dir(args.out, args.overwrite)
     market = app.load_run_market(cfg)
     stats = pd.DataFrame([s.as_dict() for s in funding_stats(market)]).set_index("symbol")
@@ -445,10 +536,9 @@ def cmd_scan(args) -> int:
 
 def _scan_totals(market, cfg) -> pd.DataFrame:
     """Whole-span carry and reverse carry per symbol, each symbol its own portfolio."""
-    from strategies import run_strategy
-
     from backtest.engine import run_backtest
     from backtest.targets import Targets
+    from strategies import run_strategy
 
     targets = Targets.concat([run_strategy(name, market) for name in ("always_carry", "always_reverse")]).per_column()
     result = run_backtest(market, targets, cfg.engine)
@@ -466,50 +556,77 @@ def _print_scan(stats: pd.DataFrame, earnings: pd.DataFrame) -> None:
     for c in ("symbol", "settlements", "annualized", "negative share", "longest negative run", "intervals"):
         t.add_column(c, justify="left" if c in ("symbol", "intervals") else "right")
     for sym, r in stats.iterrows():
-        t.add_row(sym, f"{r.settlements:,}", f"{r.funding_annualized:.2%}", f"{r.share_negative:.1%}",
-                  f"{r.longest_negative_run}", r.intervals_hours)
+        t.add_row(
+            sym,
+            f"{r.settlements:,}",
+            f"{r.funding_annualized:.2%}",
+            f"{r.share_negative:.1%}",
+            f"{r.longest_negative_run}",
+            r.intervals_hours,
+        )
     u = Table(title="Regimes: what carry and reverse carry earned")
     for c in ("symbol", "regime", "from", "days", "funding ann.", "spot", "carry", "reverse"):
         u.add_column(c, justify="left" if c in ("symbol", "regime", "from") else "right")
     for _, r in earnings.iterrows():
-        u.add_row(r.symbol, r.sign, f"{r.start:%Y-%m-%d}", f"{r.days:.0f}", f"{r.funding_annualized:.2%}",
-                  f"{r.spot_return:.1%}", f"{r.carry_return:.2%}", f"{r.reverse_return:.2%}")
+        u.add_row(
+            r.symbol,
+            r.sign,
+            f"{r.start:%Y-%m-%d}",
+            f"{r.days:.0f}",
+            f"{r.funding_annualized:.2%}",
+            f"{r.spot_return:.1%}",
+            f"{r.carry_return:.2%}",
+            f"{r.reverse_return:.2%}",
+        )
     console = Console(file=sys.stdout, width=140)
     console.print(t)
     console.print(u)
 
 
-def write_scan(out: Path, cfg, market, stats: pd.DataFrame, earnings: pd.DataFrame, totals: pd.DataFrame,
-               overwrite: bool = False) -> Path:
+def write_scan(
+    out: Path, cfg, market, stats: pd.DataFrame, earnings: pd.DataFrame, totals: pd.DataFrame, overwrite: bool = False
+) -> Path:
     import json
 
-    from reports.outputs import write_output_dir
     from reports.html import ReportData, render_report
+    from reports.outputs import write_output_dir
 
     summary = {
-        "run_hash": app.run_hash(cfg), "config": cfg.to_dict(), "coverage": app.coverage(market),
+        "run_hash": app.run_hash(cfg),
+        "config": cfg.to_dict(),
+        "coverage": app.coverage(market),
         "symbols": stats.reset_index().to_dict(orient="records"),
-        "regimes": earnings.assign(start=earnings["start"].astype(str), end=earnings["end"].astype(str)).to_dict(orient="records"),
+        "regimes": earnings.assign(start=earnings["start"].astype(str), end=earnings["end"].astype(str)).to_dict(
+            orient="records"
+        ),
         "totals": totals.reset_index().to_dict(orient="records"),
     }
     text = json.dumps(app.json_ready(summary), indent=2, allow_nan=False)
     # the headline chart of a scan: cumulative funding (sum of rates) per symbol
     equity = pd.DataFrame(np.cumsum(market.funding_rate, axis=0), index=market.index, columns=list(market.symbols))
     report = ReportData(
-        title="carry scan: funding regimes", metrics=totals, equity=equity,
+        title="carry scan: funding regimes",
+        metrics=totals,
+        equity=equity,
         funding_annualized=app.funding_annualized_frame(market),
         basis=pd.DataFrame(market.basis, index=market.index, columns=list(market.symbols)),
         tables=[("Funding by symbol", stats), ("Regimes (carry vs reverse carry)", earnings.set_index("symbol"))],
-        notes=list(market.notes), meta={"run": app.run_hash(cfg), "data": f"{len(market.symbols)} symbols, {market.freq}"},
-        equity_title="Cumulative funding (sum of rates, fraction)", drawdown=False,
+        notes=list(market.notes),
+        meta={"run": app.run_hash(cfg), "data": f"{len(market.symbols)} symbols, {market.freq}"},
+        equity_title="Cumulative funding (sum of rates, fraction)",
+        drawdown=False,
     )
     html = render_report(report)
-    return write_output_dir(out, {
-        "scan.json": lambda p: p.write_text(text),
-        "regimes.parquet": lambda p: earnings.to_parquet(p, index=False),
-        "report.html": lambda p: p.write_text(html),
-        "config.toml": lambda p: p.write_text(app.effective_toml(cfg)),
-    }, overwrite=overwrite)
+    return write_output_dir(
+        out,
+        {
+            "scan.json": lambda p: p.write_text(text),
+            "regimes.parquet": lambda p: earnings.to_parquet(p, index=False),
+            "report.html": lambda p: p.write_text(html),
+            "config.toml": lambda p: p.write_text(app.effective_toml(cfg)),
+        },
+        overwrite=overwrite,
+    )
 
 
 def cmd_strategies(args) -> int:

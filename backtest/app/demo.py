@@ -39,10 +39,20 @@ def run_demo(data_dir: Path = Path("data/demo"), out_dir: Path = Path("reports/d
     cfg = demo_config(catalog.root)
     run = execute(cfg, progress=progress)
     title = "carry demo: five strategies on the built-in example dataset"
-    report = app.report_data(title, cfg, run.market, run.targets, run.result, run.portfolios, run.columns,
-                             ranking_by="sharpe")
-    app.write_run(out_dir, cfg=cfg, market=run.market, targets=run.targets, result=run.result,
-                  portfolios=run.portfolios, columns=run.columns, report=report, overwrite=True)
+    report = app.report_data(
+        title, cfg, run.market, run.targets, run.result, run.portfolios, run.columns, ranking_by="sharpe"
+    )
+    app.write_run(
+        out_dir,
+        cfg=cfg,
+        market=run.market,
+        targets=run.targets,
+        result=run.result,
+        portfolios=run.portfolios,
+        columns=run.columns,
+        report=report,
+        overwrite=True,
+    )
     print(f"demo dataset: {catalog.root} ({run.market.n_bars} hourly bars x {run.market.n_symbols} symbols)")
     print_table(run.portfolios.sort_values("sharpe", ascending=False), title)
     print(f"report: {Path(out_dir) / 'report.html'}")

@@ -18,21 +18,43 @@ import numpy as np
 import pandas as pd
 
 from backtest.config import BacktestConfig
+from backtest.targets import Targets
 from data.errors import ConfigError, check_known_keys
 from data.market import Market
-from backtest.targets import Targets
 
 #: Per-column figures written to summary.json, in order (units in the README).
 SUMMARY_KEYS = (
-    "initial_capital", "final_equity", "total_return", "annualized_return", "sharpe", "sortino",
-    "max_drawdown", "calmar", "funding_pnl", "fee_pnl", "slippage_pnl", "borrow_pnl", "spot_pnl",
-    "perp_pnl", "basis_pnl", "liquidation_pnl", "n_liquidations", "n_trades", "turnover",
-    "time_in_market", "worst_margin_ratio",
+    "initial_capital",
+    "final_equity",
+    "total_return",
+    "annualized_return",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "calmar",
+    "funding_pnl",
+    "fee_pnl",
+    "slippage_pnl",
+    "borrow_pnl",
+    "spot_pnl",
+    "perp_pnl",
+    "basis_pnl",
+    "liquidation_pnl",
+    "n_liquidations",
+    "n_trades",
+    "turnover",
+    "time_in_market",
+    "worst_margin_ratio",
 )
 #: Per-bar component columns of components.parquet (named as in summary.json) and the result keys.
 COMPONENT_KEYS = {
-    "funding_pnl": "funding", "fee_pnl": "fees", "slippage_pnl": "slippage", "borrow_pnl": "borrow",
-    "spot_pnl": "spot_price", "perp_pnl": "perp_price", "liquidation_pnl": "liquidation",
+    "funding_pnl": "funding",
+    "fee_pnl": "fees",
+    "slippage_pnl": "slippage",
+    "borrow_pnl": "borrow",
+    "spot_pnl": "spot_price",
+    "perp_pnl": "perp_price",
+    "liquidation_pnl": "liquidation",
 }
 
 
@@ -150,8 +172,15 @@ def load_run_market(cfg: RunConfig) -> Market:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)  # recorded in market.notes and the report
-        market = load_market(cfg.data.catalog, list(cfg.data.symbols), start=cfg.data.start, end=cfg.data.end,
-                             freq=cfg.data.freq, venue=cfg.data.venue, gaps=cfg.data.gaps)
+        market = load_market(
+            cfg.data.catalog,
+            list(cfg.data.symbols),
+            start=cfg.data.start,
+            end=cfg.data.end,
+            freq=cfg.data.freq,
+            venue=cfg.data.venue,
+            gaps=cfg.data.gaps,
+        )
     if market.n_bars < 2 or not market.valid.any():
         raise ConfigError(
             f"no usable bars for {', '.join(cfg.data.symbols)} between {cfg.data.start or 'the start'} and "
@@ -243,14 +272,18 @@ def column_stats(result, targets: Targets) -> pd.DataFrame:
     n = len(labels)
     out["n_liquidations"] = np.bincount(col[(kind == "liquidation") & (col >= 0)], minlength=n)[:n]
     out["n_trades"] = np.bincount(col[fills & (col >= 0)], minlength=n)[:n]
-    notional = np.bincount(col[fills & (col >= 0)], weights=(ev["qty"].abs() * ev["price"]).to_numpy()[fills & (col >= 0)], minlength=n)[:n]
+    notional = np.bincount(
+        col[fills & (col >= 0)], weights=(ev["qty"].abs() * ev["price"]).to_numpy()[fills & (col >= 0)], minlength=n
+    )[:n]
     with np.errstate(divide="ignore", invalid="ignore"):
         out["turnover"] = np.where(initial > 0, notional / initial, np.nan)
     held = (result.spot_qty.to_numpy() != 0) | (result.perp_qty.to_numpy() != 0)
     out["time_in_market"] = held.mean(axis=0)
     mr = result.margin_ratio.to_numpy()
     with np.errstate(all="ignore"):
-        out["worst_margin_ratio"] = np.where(np.isnan(mr).all(axis=0), np.nan, np.nanmax(np.where(np.isnan(mr), -np.inf, mr), axis=0))
+        out["worst_margin_ratio"] = np.where(
+            np.isnan(mr).all(axis=0), np.nan, np.nanmax(np.where(np.isnan(mr), -np.inf, mr), axis=0)
+        )
     out = out[list(SUMMARY_KEYS)]
     return out
 
@@ -329,14 +362,20 @@ def components_frame(result, targets: Targets, market: Market) -> tuple[pd.DataF
             per_bar[k] = out
         index = pd.DatetimeIndex(pd.to_datetime(uniq, utc=True))
         T = len(index)
-    frame = pd.DataFrame({
-        "time": np.repeat(index.to_numpy(), C),
-        "column": np.tile(np.arange(C), T),
-        "label": np.tile(np.array(labels, dtype=object), T),
-        "symbol": np.tile(targets.columns["symbol"].to_numpy(dtype=object), T),
-        "portfolio": np.tile(np.array([plabels[int(g)] for g in targets.columns["group"]], dtype=object), T),
-    })
-    frame["time"] = pd.DatetimeIndex(frame["time"]).tz_localize("UTC") if pd.DatetimeIndex(frame["time"]).tz is None else frame["time"]
+    frame = pd.DataFrame(
+        {
+            "time": np.repeat(index.to_numpy(), C),
+            "column": np.tile(np.arange(C), T),
+            "label": np.tile(np.array(labels, dtype=object), T),
+            "symbol": np.tile(targets.columns["symbol"].to_numpy(dtype=object), T),
+            "portfolio": np.tile(np.array([plabels[int(g)] for g in targets.columns["group"]], dtype=object), T),
+        }
+    )
+    frame["time"] = (
+        pd.DatetimeIndex(frame["time"]).tz_localize("UTC")
+        if pd.DatetimeIndex(frame["time"]).tz is None
+        else frame["time"]
+    )
     for k in (*COMPONENT_KEYS, "basis_pnl"):
         frame[k] = per_bar[k].reshape(-1)
     return frame, granularity
@@ -408,8 +447,10 @@ def effective_toml(cfg: RunConfig) -> str:
     if len(specs) == 1:
         doc["strategy"] = {"name": specs[0].name, "params": _plain(specs[0].params)}
     else:
-        doc["compare"] = {"strategies": [s.name for s in specs],
-                          "params": {s.name: _plain(s.params) for s in specs if s.params}}
+        doc["compare"] = {
+            "strategies": [s.name for s in specs],
+            "params": {s.name: _plain(s.params) for s in specs if s.params},
+        }
     if cfg.walk_forward:
         doc["sweep"] = {"walk_forward": cfg.walk_forward}
     return to_toml(doc)
@@ -428,7 +469,9 @@ def funding_annualized_frame(market: Market, window_settlements: int = 21) -> pd
     """
     hours = market.funding_interval_hours
     with np.errstate(invalid="ignore", divide="ignore"):
-        ann = np.where(market.funding_count > 0, market.funding_rate / market.funding_count * (24 * 365 / hours), np.nan)
+        ann = np.where(
+            market.funding_count > 0, market.funding_rate / market.funding_count * (24 * 365 / hours), np.nan
+        )
     frame = pd.DataFrame(ann, index=market.index, columns=list(market.symbols))
     return frame.apply(lambda s: s.dropna().rolling(window_settlements, min_periods=1).mean().reindex(s.index))
 
@@ -454,9 +497,20 @@ def trades_table(result, targets: Targets, columns: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["time", "symbol", "action"])
 
 
-def report_data(title: str, cfg: RunConfig, market: Market, targets: Targets, result,
-                portfolios: pd.DataFrame, columns: pd.DataFrame, *, ranking_by: str | None = None,
-                heatmaps: list | None = None, extra_tables: list | None = None, max_component_charts: int = 4):
+def report_data(
+    title: str,
+    cfg: RunConfig,
+    market: Market,
+    targets: Targets,
+    result,
+    portfolios: pd.DataFrame,
+    columns: pd.DataFrame,
+    *,
+    ranking_by: str | None = None,
+    heatmaps: list | None = None,
+    extra_tables: list | None = None,
+    max_component_charts: int = 4,
+):
     """Assemble a :class:`~reports.html.ReportData` from a run."""
     from reports.html import ReportData
 
@@ -469,15 +523,19 @@ def report_data(title: str, cfg: RunConfig, market: Market, targets: Targets, re
     components = {}
     for lab in shown:
         cols = result.group_columns(label_to_group[lab])
-        comp = pd.DataFrame({
-            "funding": result.components["funding"].iloc[:, cols].sum(axis=1),
-            "fees": result.components["fees"].iloc[:, cols].sum(axis=1),
-            "slippage": result.components["slippage"].iloc[:, cols].sum(axis=1),
-            "borrow": result.components["borrow"].iloc[:, cols].sum(axis=1),
-            "basis": (result.components["spot_price"].iloc[:, cols].sum(axis=1)
-                      + result.components["perp_price"].iloc[:, cols].sum(axis=1)),
-            "liquidation": result.components["liquidation"].iloc[:, cols].sum(axis=1),
-        })
+        comp = pd.DataFrame(
+            {
+                "funding": result.components["funding"].iloc[:, cols].sum(axis=1),
+                "fees": result.components["fees"].iloc[:, cols].sum(axis=1),
+                "slippage": result.components["slippage"].iloc[:, cols].sum(axis=1),
+                "borrow": result.components["borrow"].iloc[:, cols].sum(axis=1),
+                "basis": (
+                    result.components["spot_price"].iloc[:, cols].sum(axis=1)
+                    + result.components["perp_price"].iloc[:, cols].sum(axis=1)
+                ),
+                "liquidation": result.components["liquidation"].iloc[:, cols].sum(axis=1),
+            }
+        )
         components[lab] = comp
     funding_ann = funding_annualized_frame(market)
     basis = pd.DataFrame(market.basis, index=market.index, columns=list(market.symbols))
@@ -491,26 +549,46 @@ def report_data(title: str, cfg: RunConfig, market: Market, targets: Targets, re
     if getattr(cfg.engine, "allow_same_bar_execution", False) and cfg.engine.execution_delay_bars == 0:
         notes.insert(0, "SAME-BAR EXECUTION: fills at the close of the bar that produced the signal (look-ahead).")
     meta = {
-        "run": run_hash(cfg), "engine config": cfg.engine.config_hash(),
+        "run": run_hash(cfg),
+        "engine config": cfg.engine.config_hash(),
         "data": f"{', '.join(market.symbols)} · {market.index[0]:%Y-%m-%d} .. {market.index[-1]:%Y-%m-%d} · {market.freq}",
         "capital": f"{cfg.engine.initial_capital_quote:,.0f} quote per portfolio",
         "leverage": f"{cfg.engine.perp_leverage:g}x {cfg.engine.margin_mode}",
     }
     return ReportData(
-        title=title, metrics=portfolios, equity=equity, components=components,
-        funding_annualized=funding_ann, basis=basis,
+        title=title,
+        metrics=portfolios,
+        equity=equity,
+        components=components,
+        funding_annualized=funding_ann,
+        basis=basis,
         trades=trades_table(result, targets, best_cols),
-        margin_ratio=pd.DataFrame(mr), liquidation_distance=pd.DataFrame(dl),
-        heatmaps=heatmaps or [], ranking_by=ranking_by, notes=notes, meta=meta,
+        margin_ratio=pd.DataFrame(mr),
+        liquidation_distance=pd.DataFrame(dl),
+        heatmaps=heatmaps or [],
+        ranking_by=ranking_by,
+        notes=notes,
+        meta=meta,
         tables=[("Per column (symbol x parameters)", columns)] + (extra_tables or []),
     )
 
 
-def write_run(out: Path, *, cfg: RunConfig, market: Market, targets: Targets, result, portfolios: pd.DataFrame,
-              columns: pd.DataFrame, report, overwrite: bool = False, extra: dict | None = None) -> Path:
+def write_run(
+    out: Path,
+    *,
+    cfg: RunConfig,
+    market: Market,
+    targets: Targets,
+    result,
+    portfolios: pd.DataFrame,
+    columns: pd.DataFrame,
+    report,
+    overwrite: bool = False,
+    extra: dict | None = None,
+) -> Path:
     """Write summary.json, config.toml, equity/components/events Parquet and report.html, atomically."""
-    from reports.outputs import write_output_dir
     from reports.html import render_report
+    from reports.outputs import write_output_dir
 
     comps, granularity = components_frame(result, targets, market)
     summary = {
@@ -525,8 +603,13 @@ def write_run(out: Path, *, cfg: RunConfig, market: Market, targets: Targets, re
         "portfolios": [{"portfolio": k, **v} for k, v in portfolios.to_dict(orient="index").items()],
         "columns": [
             {"column": i, "label": lab, "symbol": sym, "portfolio": port, **columns.loc[lab].to_dict()}
-            for i, (lab, sym, port) in enumerate(zip(columns.index, targets.columns["symbol"],
-                                                     [portfolio_labels(targets)[int(g)] for g in targets.columns["group"]]))
+            for i, (lab, sym, port) in enumerate(
+                zip(
+                    columns.index,
+                    targets.columns["symbol"],
+                    [portfolio_labels(targets)[int(g)] for g in targets.columns["group"]],
+                )
+            )
         ],
         **(extra or {}),
     }

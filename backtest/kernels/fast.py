@@ -20,11 +20,43 @@ from numba import njit, prange
 
 from backtest.kernels.margin import bracket_cached_nb, bracket_nb, isolated_liq_price_nb, maint_margin_nb
 from backtest.kernels.simulate import (
-    F_CASHFLOW_EVENTS, F_COMPONENTS, F_EQUITY, F_GROUP_EQUITY, F_HAS_BAND, F_MARGIN, F_POSITIONS,
-    K_BORROW, K_FILL, K_FUNDING, K_LIQ, K_TRANSFER, LEG_NONE, LEG_PERP, LEG_SPOT, MIN_TRANSFER,
-    G_CASH, N_COMP, S_COMP, S_COMP7, S_COST, S_FW, S_INIT, S_KC, S_LASTX, S_LIQ, S_PCLOSE, S_PRE, S_PV, S_Q, S_S,
-    S_SV, fill_price, liq_level, perp_trade,
+    F_CASHFLOW_EVENTS,
+    F_COMPONENTS,
+    F_EQUITY,
+    F_GROUP_EQUITY,
+    F_HAS_BAND,
+    F_MARGIN,
+    F_POSITIONS,
+    G_CASH,
+    K_BORROW,
+    K_FILL,
+    K_FUNDING,
+    K_LIQ,
+    K_TRANSFER,
+    LEG_NONE,
+    LEG_PERP,
+    LEG_SPOT,
+    MIN_TRANSFER,
+    N_COMP,
+    S_COMP,
+    S_COMP7,
+    S_COST,
+    S_FW,
+    S_INIT,
+    S_KC,
+    S_LASTX,
+    S_LIQ,
+    S_PCLOSE,
+    S_PRE,
+    S_PV,
+    S_Q,
+    S_S,
+    S_SV,
+    fill_price,
+    liq_level,
+    perp_trade,
 )
+
 
 @njit(cache=True, inline="always")
 def _push_u(rec, n, bar, col, kind, leg, qty, price, rate, cash, fee):
@@ -88,15 +120,62 @@ def _scatter_by_bar(scr, m, rec, base, j0, j1):
 
 @njit(cache=True)
 def fast_range_nb(
-    g0, g1,
-    so_ref, po_ref, ref_valid, spot_close, spot_volume, perp_volume,
-    mark_open, mark_high, mark_low, mark_close, valid, funding_value, funding_rate,
-    targets, weights, col_sym, grp_cols, grp_start, capital,
-    leverage, spot_fee, perp_fee, slip_frac, impact, borrow_h, clearance, topup_thr, delta_band,
-    t_lo, t_hi, t_mmr, t_cum, t_n, tier_cache,
-    lag, bar_hours, cross, haircut, topup_delay, after_liq, flags,
-    t_off, vol0_spot, vol0_perp, col_state, grp_state,
-    equity, group_equity, comps_out, spot_out, perp_out, mr_out, dl_out, rec,
+    g0,
+    g1,
+    so_ref,
+    po_ref,
+    ref_valid,
+    spot_close,
+    spot_volume,
+    perp_volume,
+    mark_open,
+    mark_high,
+    mark_low,
+    mark_close,
+    valid,
+    funding_value,
+    funding_rate,
+    targets,
+    weights,
+    col_sym,
+    grp_cols,
+    grp_start,
+    capital,
+    leverage,
+    spot_fee,
+    perp_fee,
+    slip_frac,
+    impact,
+    borrow_h,
+    clearance,
+    topup_thr,
+    delta_band,
+    t_lo,
+    t_hi,
+    t_mmr,
+    t_cum,
+    t_n,
+    tier_cache,
+    lag,
+    bar_hours,
+    cross,
+    haircut,
+    topup_delay,
+    after_liq,
+    flags,
+    t_off,
+    vol0_spot,
+    vol0_perp,
+    col_state,
+    grp_state,
+    equity,
+    group_equity,
+    comps_out,
+    spot_out,
+    perp_out,
+    mr_out,
+    dl_out,
+    rec,
 ):
     """:func:`~backtest.kernels.simulate.simulate_range_nb` for one-column isolated groups
     without top-ups (same signature, same results; ``cross``, ``haircut``, ``topup_*`` are ignored).
@@ -201,8 +280,11 @@ def fast_range_nb(
                             new_target = True
                             any_order = True
                             break
-                        if pend_close or (has_band and s != 0.0 and
-                                          abs(s + q) > (delta_band[ju, band_k] if band_t else band0) * abs(s)):
+                        if pend_close or (
+                            has_band
+                            and s != 0.0
+                            and abs(s + q) > (delta_band[ju, band_k] if band_t else band0) * abs(s)
+                        ):
                             any_order = True
                             break
                     if s == 0.0 and q == 0.0:
@@ -238,7 +320,9 @@ def fast_range_nb(
                         liq_lvl = liq_level(q, fw, cost, mmr_max_n, cum_min_n)
                         if w_cf:
                             r = funding_rate[ju, nu]
-                            nrec = _push_u(buf, nrec, j, c, K_FUNDING, LEG_PERP, q, fv / r if r != 0.0 else np.nan, r, amt, 0.0)
+                            nrec = _push_u(
+                                buf, nrec, j, c, K_FUNDING, LEG_PERP, q, fv / r if r != 0.0 else np.nan, r, amt, 0.0
+                            )
                     if ok:
                         sx = sc1[np.uint64(jn)]
                         mx = mc1[np.uint64(jn)]
@@ -358,7 +442,11 @@ def fast_range_nb(
                         if dq != 0.0:
                             vol = spot_volume[j - 1, n] if j > 0 else vol0_spot[n]
                             f = fill_price(dq, so_ref[ju, nu], vol, sl, im)
-                            fee = abs(dq) * f * spot_fee[j if spot_fee.shape[0] > 1 else 0, c if spot_fee.shape[1] > 1 else 0]
+                            fee = (
+                                abs(dq)
+                                * f
+                                * spot_fee[j if spot_fee.shape[0] > 1 else 0, c if spot_fee.shape[1] > 1 else 0]
+                            )
                             cash -= dq * f + fee
                             s = new_s
                             c1 -= fee
@@ -369,7 +457,11 @@ def fast_range_nb(
                         if dq != 0.0:
                             vol = perp_volume[j - 1, n] if j > 0 else vol0_perp[n]
                             f = fill_price(dq, po_ref[ju, nu], vol, sl, im)
-                            fee = abs(dq) * f * perp_fee[j if perp_fee.shape[0] > 1 else 0, c if perp_fee.shape[1] > 1 else 0]
+                            fee = (
+                                abs(dq)
+                                * f
+                                * perp_fee[j if perp_fee.shape[0] > 1 else 0, c if perp_fee.shape[1] > 1 else 0]
+                            )
                             nq, ncost, realized = perp_trade(q, cost, dq, f)
                             q = new_q
                             cost = ncost
@@ -391,8 +483,9 @@ def fast_range_nb(
                 if q != 0.0 and ok:
                     adv = mark_high[ju, nu] if q < 0.0 else mark_low[ju, nu]
                     mb = fw + q * adv - cost
-                    if mb <= abs(q) * adv * mmr_max_n - cum_min_n and \
-                            mb <= maint_margin_nb(t_lo, t_hi, t_mmr, t_cum, t_n, n, abs(q) * adv):
+                    if mb <= abs(q) * adv * mmr_max_n - cum_min_n and mb <= maint_margin_nb(
+                        t_lo, t_hi, t_mmr, t_cum, t_n, n, abs(q) * adv
+                    ):
                         lp = isolated_liq_price_nb(t_lo, t_hi, t_mmr, t_cum, t_n, n, fw, q, cost)
                         if not np.isfinite(lp):
                             lp = adv
@@ -403,7 +496,11 @@ def fast_range_nb(
                             lp = max(min(lp, mo), adv)
                         c5 += q * (lp - pv)
                         realized = q * lp - cost
-                        fee = clearance[j if clearance.shape[0] > 1 else 0, c if clearance.shape[1] > 1 else 0] * abs(q) * lp
+                        fee = (
+                            clearance[j if clearance.shape[0] > 1 else 0, c if clearance.shape[1] > 1 else 0]
+                            * abs(q)
+                            * lp
+                        )
                         fw += realized - fee
                         c6 -= fee
                         nrec = _push_u(buf, nrec, j, c, K_LIQ, LEG_PERP, -q, lp, np.nan, realized - fee, fee)
@@ -422,7 +519,9 @@ def fast_range_nb(
                     dirty = True
                     if w_cf:
                         r = funding_rate[ju, nu]
-                        nrec = _push_u(buf, nrec, j, c, K_FUNDING, LEG_PERP, q, fv / r if r != 0.0 else np.nan, r, amt, 0.0)
+                        nrec = _push_u(
+                            buf, nrec, j, c, K_FUNDING, LEG_PERP, q, fv / r if r != 0.0 else np.nan, r, amt, 0.0
+                        )
                 if ok:
                     sx = spot_close[ju, nu]
                     mx = mark_close[ju, nu]
@@ -525,30 +624,123 @@ def fast_range_nb(
 
 @njit(cache=True, parallel=True)
 def fast_parallel_nb(
-    bounds, rec_bounds,
-    so_ref, po_ref, ref_valid, spot_close, spot_volume, perp_volume,
-    mark_open, mark_high, mark_low, mark_close, valid, funding_value, funding_rate,
-    targets, weights, col_sym, grp_cols, grp_start, capital,
-    leverage, spot_fee, perp_fee, slip_frac, impact, borrow_h, clearance, topup_thr, delta_band,
-    t_lo, t_hi, t_mmr, t_cum, t_n, tier_cache,
-    lag, bar_hours, cross, haircut, topup_delay, after_liq, flags,
-    t_off, vol0_spot, vol0_perp, col_state, grp_state,
-    equity, group_equity, comps_out, spot_out, perp_out, mr_out, dl_out, rec,
+    bounds,
+    rec_bounds,
+    so_ref,
+    po_ref,
+    ref_valid,
+    spot_close,
+    spot_volume,
+    perp_volume,
+    mark_open,
+    mark_high,
+    mark_low,
+    mark_close,
+    valid,
+    funding_value,
+    funding_rate,
+    targets,
+    weights,
+    col_sym,
+    grp_cols,
+    grp_start,
+    capital,
+    leverage,
+    spot_fee,
+    perp_fee,
+    slip_frac,
+    impact,
+    borrow_h,
+    clearance,
+    topup_thr,
+    delta_band,
+    t_lo,
+    t_hi,
+    t_mmr,
+    t_cum,
+    t_n,
+    tier_cache,
+    lag,
+    bar_hours,
+    cross,
+    haircut,
+    topup_delay,
+    after_liq,
+    flags,
+    t_off,
+    vol0_spot,
+    vol0_perp,
+    col_state,
+    grp_state,
+    equity,
+    group_equity,
+    comps_out,
+    spot_out,
+    perp_out,
+    mr_out,
+    dl_out,
+    rec,
 ):
     """:func:`fast_range_nb` over chunks of groups in parallel (as ``simulate_parallel_nb``)."""
     nch = bounds.shape[0] - 1
     counts = np.zeros(nch, np.int64)
     for h in prange(nch):
         counts[h] = fast_range_nb(
-            bounds[h], bounds[h + 1],
-            so_ref, po_ref, ref_valid, spot_close, spot_volume, perp_volume,
-            mark_open, mark_high, mark_low, mark_close, valid, funding_value, funding_rate,
-            targets, weights, col_sym, grp_cols, grp_start, capital,
-            leverage, spot_fee, perp_fee, slip_frac, impact, borrow_h, clearance, topup_thr, delta_band,
-            t_lo, t_hi, t_mmr, t_cum, t_n, tier_cache,
-            lag, bar_hours, cross, haircut, topup_delay, after_liq, flags,
-            t_off, vol0_spot, vol0_perp, col_state, grp_state,
-            equity, group_equity, comps_out, spot_out, perp_out, mr_out, dl_out,
-            rec[rec_bounds[h]:rec_bounds[h + 1]],
+            bounds[h],
+            bounds[h + 1],
+            so_ref,
+            po_ref,
+            ref_valid,
+            spot_close,
+            spot_volume,
+            perp_volume,
+            mark_open,
+            mark_high,
+            mark_low,
+            mark_close,
+            valid,
+            funding_value,
+            funding_rate,
+            targets,
+            weights,
+            col_sym,
+            grp_cols,
+            grp_start,
+            capital,
+            leverage,
+            spot_fee,
+            perp_fee,
+            slip_frac,
+            impact,
+            borrow_h,
+            clearance,
+            topup_thr,
+            delta_band,
+            t_lo,
+            t_hi,
+            t_mmr,
+            t_cum,
+            t_n,
+            tier_cache,
+            lag,
+            bar_hours,
+            cross,
+            haircut,
+            topup_delay,
+            after_liq,
+            flags,
+            t_off,
+            vol0_spot,
+            vol0_perp,
+            col_state,
+            grp_state,
+            equity,
+            group_equity,
+            comps_out,
+            spot_out,
+            perp_out,
+            mr_out,
+            dl_out,
+            rec[rec_bounds[h] : rec_bounds[h + 1]],
         )
     return counts

@@ -145,15 +145,62 @@ def liq_level(qc, fwc, costc, mmr_max, cum_min):
 
 @njit(cache=True)
 def simulate_range_nb(
-    g0, g1,
-    so_ref, po_ref, ref_valid, spot_close, spot_volume, perp_volume,
-    mark_open, mark_high, mark_low, mark_close, valid, funding_value, funding_rate,
-    targets, weights, col_sym, grp_cols, grp_start, capital,
-    leverage, spot_fee, perp_fee, slip_frac, impact, borrow_h, clearance, topup_thr, delta_band,
-    t_lo, t_hi, t_mmr, t_cum, t_n, tier_cache,
-    lag, bar_hours, cross, haircut, topup_delay, after_liq, flags,
-    t_off, vol0_spot, vol0_perp, col_state, grp_state,
-    equity, group_equity, comps_out, spot_out, perp_out, mr_out, dl_out, rec,
+    g0,
+    g1,
+    so_ref,
+    po_ref,
+    ref_valid,
+    spot_close,
+    spot_volume,
+    perp_volume,
+    mark_open,
+    mark_high,
+    mark_low,
+    mark_close,
+    valid,
+    funding_value,
+    funding_rate,
+    targets,
+    weights,
+    col_sym,
+    grp_cols,
+    grp_start,
+    capital,
+    leverage,
+    spot_fee,
+    perp_fee,
+    slip_frac,
+    impact,
+    borrow_h,
+    clearance,
+    topup_thr,
+    delta_band,
+    t_lo,
+    t_hi,
+    t_mmr,
+    t_cum,
+    t_n,
+    tier_cache,
+    lag,
+    bar_hours,
+    cross,
+    haircut,
+    topup_delay,
+    after_liq,
+    flags,
+    t_off,
+    vol0_spot,
+    vol0_perp,
+    col_state,
+    grp_state,
+    equity,
+    group_equity,
+    comps_out,
+    spot_out,
+    perp_out,
+    mr_out,
+    dl_out,
+    rec,
 ):
     """Simulate portfolios (groups) ``g0 .. g1 - 1`` over all bars; see the module docstring.
 
@@ -286,7 +333,9 @@ def simulate_range_nb(
                         liq_lvl[c] = liq_level(qc, fw[c], cost[c], mmr_max[n], cum_min[n])
                         if w_cf:
                             r = funding_rate[j, n]
-                            nrec = _push(rec, nrec, j, c, K_FUNDING, LEG_PERP, qc, fv / r if r != 0.0 else np.nan, r, amt, 0.0)
+                            nrec = _push(
+                                rec, nrec, j, c, K_FUNDING, LEG_PERP, qc, fv / r if r != 0.0 else np.nan, r, amt, 0.0
+                            )
                     if ok:
                         sx = spot_close[j, n]
                         mx = mark_close[j, n]
@@ -551,21 +600,89 @@ def simulate_range_nb(
                     if q[grp_cols[k]] != 0.0:
                         any_pos = True
                 if any_pos:
-                    mb, mm = _pm_balance(1.0, j, a, b, grp_cols, col_sym, s, q, cost, sv, pv, valid, mark_open,
-                                         mark_high, mark_low, gfw[g], cash[g], haircut, t_lo, t_hi, t_mmr, t_cum, t_n)
+                    mb, mm = _pm_balance(
+                        1.0,
+                        j,
+                        a,
+                        b,
+                        grp_cols,
+                        col_sym,
+                        s,
+                        q,
+                        cost,
+                        sv,
+                        pv,
+                        valid,
+                        mark_open,
+                        mark_high,
+                        mark_low,
+                        gfw[g],
+                        cash[g],
+                        haircut,
+                        t_lo,
+                        t_hi,
+                        t_mmr,
+                        t_cum,
+                        t_n,
+                    )
                     liq = mb <= mm
                     if liq:
                         lo_l, hi_l = 0.0, 1.0
-                        mb, mm = _pm_balance(0.0, j, a, b, grp_cols, col_sym, s, q, cost, sv, pv, valid, mark_open,
-                                             mark_high, mark_low, gfw[g], cash[g], haircut, t_lo, t_hi, t_mmr, t_cum, t_n)
+                        mb, mm = _pm_balance(
+                            0.0,
+                            j,
+                            a,
+                            b,
+                            grp_cols,
+                            col_sym,
+                            s,
+                            q,
+                            cost,
+                            sv,
+                            pv,
+                            valid,
+                            mark_open,
+                            mark_high,
+                            mark_low,
+                            gfw[g],
+                            cash[g],
+                            haircut,
+                            t_lo,
+                            t_hi,
+                            t_mmr,
+                            t_cum,
+                            t_n,
+                        )
                         if mb <= mm:
                             hi_l = 0.0
                         else:
-                            for it in range(100):
+                            for _it in range(100):
                                 lam = 0.5 * (lo_l + hi_l)
-                                mb, mm = _pm_balance(lam, j, a, b, grp_cols, col_sym, s, q, cost, sv, pv, valid,
-                                                     mark_open, mark_high, mark_low, gfw[g], cash[g], haircut,
-                                                     t_lo, t_hi, t_mmr, t_cum, t_n)
+                                mb, mm = _pm_balance(
+                                    lam,
+                                    j,
+                                    a,
+                                    b,
+                                    grp_cols,
+                                    col_sym,
+                                    s,
+                                    q,
+                                    cost,
+                                    sv,
+                                    pv,
+                                    valid,
+                                    mark_open,
+                                    mark_high,
+                                    mark_low,
+                                    gfw[g],
+                                    cash[g],
+                                    haircut,
+                                    t_lo,
+                                    t_hi,
+                                    t_mmr,
+                                    t_cum,
+                                    t_n,
+                                )
                                 if mb <= mm:
                                     hi_l = lam
                                 else:
@@ -669,8 +786,9 @@ def simulate_range_nb(
                     adv = mark_high[j, n] if qc < 0.0 else mark_low[j, n]
                     mb = fw[c] + qc * adv - cost[c]
                     # cheap bound first: maintenance <= notional * max mmr - min cum
-                    if mb <= abs(qc) * adv * mmr_max[n] - cum_min[n] and \
-                            mb <= maint_margin_nb(t_lo, t_hi, t_mmr, t_cum, t_n, n, abs(qc) * adv):
+                    if mb <= abs(qc) * adv * mmr_max[n] - cum_min[n] and mb <= maint_margin_nb(
+                        t_lo, t_hi, t_mmr, t_cum, t_n, n, abs(qc) * adv
+                    ):
                         lp = isolated_liq_price_nb(t_lo, t_hi, t_mmr, t_cum, t_n, n, fw[c], qc, cost[c])
                         if not np.isfinite(lp):
                             lp = adv
@@ -706,7 +824,9 @@ def simulate_range_nb(
                     dirty = True
                     if w_cf:
                         r = funding_rate[j, n]
-                        nrec = _push(rec, nrec, j, c, K_FUNDING, LEG_PERP, qc, fv / r if r != 0.0 else np.nan, r, amt, 0.0)
+                        nrec = _push(
+                            rec, nrec, j, c, K_FUNDING, LEG_PERP, qc, fv / r if r != 0.0 else np.nan, r, amt, 0.0
+                        )
                 # 6. close revaluation
                 if ok:
                     sx = spot_close[j, n]
@@ -837,8 +957,31 @@ def _pm_up(sc, qc, haircut):
 
 
 @njit(cache=True)
-def _pm_balance(lam, j, a, b, grp_cols, col_sym, s, q, cost, sv, pv, valid, mark_open, mark_high, mark_low,
-                gfw_g, cash_g, haircut, t_lo, t_hi, t_mmr, t_cum, t_n):
+def _pm_balance(
+    lam,
+    j,
+    a,
+    b,
+    grp_cols,
+    col_sym,
+    s,
+    q,
+    cost,
+    sv,
+    pv,
+    valid,
+    mark_open,
+    mark_high,
+    mark_low,
+    gfw_g,
+    cash_g,
+    haircut,
+    t_lo,
+    t_hi,
+    t_mmr,
+    t_cum,
+    t_n,
+):
     """(margin balance, maintenance margin) of a portfolio-margin account at the point ``lam``
     in [0, 1] of the path from each column's mark open to its adverse extreme (bar ``j``).
 
@@ -886,15 +1029,62 @@ def _due_after(bar, T):
 
 @njit(cache=True, parallel=True)
 def simulate_parallel_nb(
-    bounds, rec_bounds,
-    so_ref, po_ref, ref_valid, spot_close, spot_volume, perp_volume,
-    mark_open, mark_high, mark_low, mark_close, valid, funding_value, funding_rate,
-    targets, weights, col_sym, grp_cols, grp_start, capital,
-    leverage, spot_fee, perp_fee, slip_frac, impact, borrow_h, clearance, topup_thr, delta_band,
-    t_lo, t_hi, t_mmr, t_cum, t_n, tier_cache,
-    lag, bar_hours, cross, haircut, topup_delay, after_liq, flags,
-    t_off, vol0_spot, vol0_perp, col_state, grp_state,
-    equity, group_equity, comps_out, spot_out, perp_out, mr_out, dl_out, rec,
+    bounds,
+    rec_bounds,
+    so_ref,
+    po_ref,
+    ref_valid,
+    spot_close,
+    spot_volume,
+    perp_volume,
+    mark_open,
+    mark_high,
+    mark_low,
+    mark_close,
+    valid,
+    funding_value,
+    funding_rate,
+    targets,
+    weights,
+    col_sym,
+    grp_cols,
+    grp_start,
+    capital,
+    leverage,
+    spot_fee,
+    perp_fee,
+    slip_frac,
+    impact,
+    borrow_h,
+    clearance,
+    topup_thr,
+    delta_band,
+    t_lo,
+    t_hi,
+    t_mmr,
+    t_cum,
+    t_n,
+    tier_cache,
+    lag,
+    bar_hours,
+    cross,
+    haircut,
+    topup_delay,
+    after_liq,
+    flags,
+    t_off,
+    vol0_spot,
+    vol0_perp,
+    col_state,
+    grp_state,
+    equity,
+    group_equity,
+    comps_out,
+    spot_out,
+    perp_out,
+    mr_out,
+    dl_out,
+    rec,
 ):
     """:func:`simulate_range_nb` over chunks of groups ``bounds[h] .. bounds[h + 1]`` in parallel.
 
@@ -905,16 +1095,62 @@ def simulate_parallel_nb(
     counts = np.zeros(nch, np.int64)
     for h in prange(nch):
         counts[h] = simulate_range_nb(
-            bounds[h], bounds[h + 1],
-            so_ref, po_ref, ref_valid, spot_close, spot_volume, perp_volume,
-            mark_open, mark_high, mark_low, mark_close, valid, funding_value, funding_rate,
-            targets, weights, col_sym, grp_cols, grp_start, capital,
-            leverage, spot_fee, perp_fee, slip_frac, impact, borrow_h, clearance, topup_thr, delta_band,
-            t_lo, t_hi, t_mmr, t_cum, t_n, tier_cache,
-            lag, bar_hours, cross, haircut, topup_delay, after_liq, flags,
-            t_off, vol0_spot, vol0_perp, col_state, grp_state,
-            equity, group_equity, comps_out, spot_out, perp_out, mr_out, dl_out,
-            rec[rec_bounds[h]:rec_bounds[h + 1]],
+            bounds[h],
+            bounds[h + 1],
+            so_ref,
+            po_ref,
+            ref_valid,
+            spot_close,
+            spot_volume,
+            perp_volume,
+            mark_open,
+            mark_high,
+            mark_low,
+            mark_close,
+            valid,
+            funding_value,
+            funding_rate,
+            targets,
+            weights,
+            col_sym,
+            grp_cols,
+            grp_start,
+            capital,
+            leverage,
+            spot_fee,
+            perp_fee,
+            slip_frac,
+            impact,
+            borrow_h,
+            clearance,
+            topup_thr,
+            delta_band,
+            t_lo,
+            t_hi,
+            t_mmr,
+            t_cum,
+            t_n,
+            tier_cache,
+            lag,
+            bar_hours,
+            cross,
+            haircut,
+            topup_delay,
+            after_liq,
+            flags,
+            t_off,
+            vol0_spot,
+            vol0_perp,
+            col_state,
+            grp_state,
+            equity,
+            group_equity,
+            comps_out,
+            spot_out,
+            perp_out,
+            mr_out,
+            dl_out,
+            rec[rec_bounds[h] : rec_bounds[h + 1]],
         )
     return counts
 

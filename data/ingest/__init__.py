@@ -20,7 +20,7 @@ class IngestReport:
     def rows_added(self) -> int:
         return sum(w.rows_added for w in self.writes)
 
-    def merge(self, other: "IngestReport") -> "IngestReport":
+    def merge(self, other: IngestReport) -> IngestReport:
         self.writes += other.writes
         self.warnings += other.warnings
         self.conflicts += other.conflicts

@@ -43,12 +43,18 @@ import pyarrow as pa
 
 from data.catalog import Catalog, PartitionKey
 from data.errors import DataError
-from data.schema import Kind
-from data.validate import conform
 from data.ingest import IngestReport
 from data.ingest.binance_vision_csv import FUNDING_COLUMNS, KLINE_COLUMNS, read_binance_zip
-from data.ingest.binance_vision_files import (BinanceFile, layout_hints, parse_file_name, read_checksum_text,
-                                   sha256_file, verify_checksum_file)
+from data.ingest.binance_vision_files import (
+    BinanceFile,
+    layout_hints,
+    parse_file_name,
+    read_checksum_text,
+    sha256_file,
+    verify_checksum_file,
+)
+from data.schema import Kind
+from data.validate import conform
 
 __all__ = [
     "KLINE_COLUMNS",

@@ -21,14 +21,24 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from data.errors import DataError
+from data.ingest.binance_vision_files import BinanceFile
 from data.schema import TIME_TYPE, Kind
 from data.validate import conform
-from data.ingest.binance_vision_files import BinanceFile
 
 #: Column names of every Binance kline CSV (spot, um klines, mark, index, premium index).
 KLINE_COLUMNS: tuple[str, ...] = (
-    "open_time", "open", "high", "low", "close", "volume", "close_time",
-    "quote_volume", "count", "taker_buy_volume", "taker_buy_quote_volume", "ignore",
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "close_time",
+    "quote_volume",
+    "count",
+    "taker_buy_volume",
+    "taker_buy_quote_volume",
+    "ignore",
 )
 #: Column names of Binance ``fundingRate`` CSVs.
 FUNDING_COLUMNS: tuple[str, ...] = ("calc_time", "funding_interval_hours", "last_funding_rate")
@@ -65,8 +75,15 @@ def _open_member(zip_path: Path, expected_stem: str) -> tuple[str, bytes]:
             data = zf.read(member)
     except DataError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError,
-            NotImplementedError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        zlib.error,
+        EOFError,
+        OSError,
+        ValueError,
+        NotImplementedError,
+    ) as exc:
         raise DataError(f"{zip_path}: corrupt or unreadable zip file ({exc})") from None
     return member, data
 
@@ -94,7 +111,9 @@ def _diagnose(
             ok = re.fullmatch(r"[+-]?\d+", v) is not None if kind == "int" else _is_number(v)
             if not ok:
                 what = "an integer" if kind == "int" else "a number"
-                return DataError(f"{src}: column {name!r}, row {row} (line {line_no}): cannot parse {value!r} as {what}")
+                return DataError(
+                    f"{src}: column {name!r}, row {row} (line {line_no}): cannot parse {value!r} as {what}"
+                )
     return DataError(f"{src}: cannot parse the CSV ({arrow_msg})")
 
 
@@ -142,12 +161,18 @@ def _epoch_to_ms(values: pa.ChunkedArray, src: str, column: str, skip: int) -> n
     if bad.size:
         row = int(bad[0])
         if first >= 0 and unit_idx[row] >= 0:
-            why = (f"its unit ({_UNITS[unit_idx[row]][0]}) differs from row 0's ({_UNITS[first][0]}); "
-                   f"a file must use one unit")
+            why = (
+                f"its unit ({_UNITS[unit_idx[row]][0]}) differs from row 0's ({_UNITS[first][0]}); "
+                f"a file must use one unit"
+            )
         else:
-            why = ("not an epoch timestamp in seconds, milliseconds, microseconds or nanoseconds "
-                   "for a date between 2000 and 2100")
-        raise DataError(f"{src}: column {column!r}, row {row} (line {row + 1 + skip}): timestamp {int(v[row])} is {why}")
+            why = (
+                "not an epoch timestamp in seconds, milliseconds, microseconds or nanoseconds "
+                "for a date between 2000 and 2100"
+            )
+        raise DataError(
+            f"{src}: column {column!r}, row {row} (line {row + 1 + skip}): timestamp {int(v[row])} is {why}"
+        )
     unit, factor = _UNITS[first]
     if factor == 1:
         return v * 1000
@@ -183,15 +208,20 @@ def read_binance_zip(f: BinanceFile) -> tuple[pa.Table, list[str]]:
         table, skip = _read_funding(data, src)
         ms = _epoch_to_ms(table.column("calc_time"), src, "calc_time", skip)
         ms = (ms // 60_000) * 60_000
-        out = pa.table({
-            "time": _to_time(ms),
-            "rate": table.column("last_funding_rate").cast(pa.float64()),
-            "interval_hours": table.column("funding_interval_hours").cast(pa.float64()),
-            "mark_price": pa.nulls(len(table), pa.float64()),
-        })
+        out = pa.table(
+            {
+                "time": _to_time(ms),
+                "rate": table.column("last_funding_rate").cast(pa.float64()),
+                "interval_hours": table.column("funding_interval_hours").cast(pa.float64()),
+                "mark_price": pa.nulls(len(table), pa.float64()),
+            }
+        )
     else:
         types = {
-            "open_time": pa.int64(), "open": pa.float64(), "high": pa.float64(), "low": pa.float64(),
+            "open_time": pa.int64(),
+            "open": pa.float64(),
+            "high": pa.float64(),
+            "low": pa.float64(),
             "close": pa.float64(),
         }
         if f.kind in (Kind.SPOT, Kind.PERP):

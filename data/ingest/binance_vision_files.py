@@ -27,9 +27,16 @@ _DATA_TYPES: dict[str, Kind] = {
     "fundingRate": Kind.FUNDING,
 }
 _KIND_ALIASES: dict[str, Kind] = {
-    "spot": Kind.SPOT, "perp": Kind.PERP, "klines": Kind.PERP, "mark": Kind.MARK,
-    "markpriceklines": Kind.MARK, "index": Kind.INDEX, "indexpriceklines": Kind.INDEX,
-    "premium": Kind.PREMIUM, "premiumindexklines": Kind.PREMIUM, "funding": Kind.FUNDING,
+    "spot": Kind.SPOT,
+    "perp": Kind.PERP,
+    "klines": Kind.PERP,
+    "mark": Kind.MARK,
+    "markpriceklines": Kind.MARK,
+    "index": Kind.INDEX,
+    "indexpriceklines": Kind.INDEX,
+    "premium": Kind.PREMIUM,
+    "premiumindexklines": Kind.PREMIUM,
+    "funding": Kind.FUNDING,
     "fundingrate": Kind.FUNDING,
 }
 _MARKETS = {"spot": "spot", "um": "um", "futures": "um", "usdm": "um"}
@@ -126,9 +133,7 @@ def layout_hints(path: Path) -> tuple[Kind | None, str | None, int | None]:
     return None, None, None
 
 
-def parse_file_name(
-    path: Path | str, *, market: str | None = None, kind: Kind | str | None = None
-) -> BinanceFile:
+def parse_file_name(path: Path | str, *, market: str | None = None, kind: Kind | str | None = None) -> BinanceFile:
     """Work out kind, symbol, timeframe and period of a Binance bulk zip.
 
     The file name gives symbol, timeframe and period (and says ``fundingRate`` for funding
@@ -195,7 +200,7 @@ def parse_file_name(
     # The site's layout repeats symbol (and timeframe) as directories: they must agree.
     if type_idx is not None:
         parts = path.parent.parts
-        after = list(parts[type_idx + 1:])
+        after = list(parts[type_idx + 1 :])
         expect = [symbol, tf] if tf else [symbol]
         if after and after != expect:
             raise DataError(

@@ -58,9 +58,9 @@ import pyarrow.parquet as pq
 
 from data.catalog import Catalog, PartitionKey
 from data.errors import DataError
+from data.ingest import IngestReport
 from data.schema import TIME_TYPE, Kind, timeframe_minutes
 from data.symbols import spot_symbol
-from data.ingest import IngestReport
 
 __all__ = ["ingest_freqtrade", "derive_interval_hours", "parse_filename", "FreqtradeFile"]
 
@@ -307,11 +307,13 @@ def derive_interval_hours(times_ms: np.ndarray) -> tuple[np.ndarray, list[str]]:
         if gi > MAX_INTERVAL_H:
             val = ref if not np.isnan(ref) and ref <= MAX_INTERVAL_H else np.nan
             notes.append(
-                f"{gi:g} h without a settlement before {_fmt(t[i])} (missing data); "
-                f"interval taken as {val:g} h"
+                f"{gi:g} h without a settlement before {_fmt(t[i])} (missing data); interval taken as {val:g} h"
             )
-        elif not np.isnan(ref) and gi > ref and _is_multiple(gi, ref) and (
-            not standard[i - 1] or (not np.isnan(nxt) and nxt == ref and nxt == prev)
+        elif (
+            not np.isnan(ref)
+            and gi > ref
+            and _is_multiple(gi, ref)
+            and (not standard[i - 1] or (not np.isnan(nxt) and nxt == ref and nxt == prev))
         ):
             val = ref
             notes.append(
@@ -350,7 +352,9 @@ def _discover(directory: Path, report: IngestReport) -> list[FreqtradeFile]:
             f = parse_filename(p)
             if f is None:
                 if any(p.name.endswith(e) for e in _EXTS):
-                    report.warnings.append(f"{p}: name is not in freqtrade's layout (<BASE>_<QUOTE>[_<SETTLE>]-<tf>[-<type>]); skipped")
+                    report.warnings.append(
+                        f"{p}: name is not in freqtrade's layout (<BASE>_<QUOTE>[_<SETTLE>]-<tf>[-<type>]); skipped"
+                    )
                 continue
             if f.kind is Kind.FUNDING or f.kind.is_bar:
                 try:

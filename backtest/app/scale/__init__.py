@@ -43,18 +43,43 @@ sweep window), ``figures`` (summary figures of a lean run), ``tasks`` (one task:
 
 from __future__ import annotations
 
-from data.catalog_access import sweep_window
 from backtest.app.scale.cli import add_scale_options, run_scaled_sweep_command, wants_scale
-from reports.figures import lean_figures
-from backtest.app.scale.plan import (BYTES_PER_COLUMN_BAR, BYTES_PER_SYMBOL_BAR, LOADER_BYTES_PER_BAR, SweepPlan, format_bytes,
-                   parse_bytes, plan_sweep, task_bytes)
+from backtest.app.scale.plan import (
+    BYTES_PER_COLUMN_BAR,
+    BYTES_PER_SYMBOL_BAR,
+    LOADER_BYTES_PER_BAR,
+    SweepPlan,
+    format_bytes,
+    parse_bytes,
+    plan_sweep,
+    task_bytes,
+)
 from backtest.app.scale.sweep import SweepResult, run_sweep
-from data.synthetic import synthetic_symbols, write_synthetic_catalog
 from backtest.app.scale.tasks import SweepTask, TaskResult, per_column_portfolios, run_task
+from data.catalog_access import sweep_window
+from data.synthetic import synthetic_symbols, write_synthetic_catalog
+from reports.figures import lean_figures
 
 __all__ = [
-    "run_sweep", "SweepResult", "SweepTask", "TaskResult", "run_task", "plan_sweep", "SweepPlan",
-    "task_bytes", "parse_bytes", "format_bytes", "sweep_window", "per_column_portfolios", "lean_figures",
-    "write_synthetic_catalog", "synthetic_symbols", "add_scale_options", "wants_scale", "run_scaled_sweep_command",
-    "BYTES_PER_SYMBOL_BAR", "BYTES_PER_COLUMN_BAR", "LOADER_BYTES_PER_BAR",
+    "run_sweep",
+    "SweepResult",
+    "SweepTask",
+    "TaskResult",
+    "run_task",
+    "plan_sweep",
+    "SweepPlan",
+    "task_bytes",
+    "parse_bytes",
+    "format_bytes",
+    "sweep_window",
+    "per_column_portfolios",
+    "lean_figures",
+    "write_synthetic_catalog",
+    "synthetic_symbols",
+    "add_scale_options",
+    "wants_scale",
+    "run_scaled_sweep_command",
+    "BYTES_PER_SYMBOL_BAR",
+    "BYTES_PER_COLUMN_BAR",
+    "LOADER_BYTES_PER_BAR",
 ]

@@ -15,28 +15,50 @@ from backtest.app.scale.sweep import run_sweep
 def add_scale_options(parser: argparse.ArgumentParser) -> None:
     """Add the scale-out options to ``carry sweep``."""
     g = parser.add_argument_group("scale-out (issue 6: each symbol x parameter set is its own portfolio)")
-    g.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
-                   help="run the sweep's tasks on this Dask distributed scheduler")
-    g.add_argument("--max-memory", default=None, metavar="SIZE",
-                   help="working-set budget, e.g. 4GB (in-process: for all workers; Dask: per task)")
+    g.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="tcp://HOST:PORT",
+        help="run the sweep's tasks on this Dask distributed scheduler",
+    )
+    g.add_argument(
+        "--max-memory",
+        default=None,
+        metavar="SIZE",
+        help="working-set budget, e.g. 4GB (in-process: for all workers; Dask: per task)",
+    )
     g.add_argument("--workers", type=int, default=None, help="in-process worker processes (default 1)")
     g.add_argument("--symbol-chunk", type=int, default=None, metavar="N", help="symbols per task")
     g.add_argument("--param-chunk", type=int, default=None, metavar="M", help="parameter sets per task")
-    g.add_argument("--time-chunk", default=None, metavar="DURATION",
-                   help="load and simulate in time chunks of this length, e.g. 30D (default: only when the memory "
-                        "budget needs it; 'none': never); results equal one pass")
-    g.add_argument("--warmup", default=None, metavar="DURATION",
-                   help="history loaded before each later time chunk for the strategy's signals (default: from the "
-                        "strategy's lookback, else 30D; extended where the targets differ from the previous chunk's)")
-    g.add_argument("--equity-every", default="1D", metavar="FREQ",
-                   help="sample equity curves at this period (default 1D; 'none' for no curves)")
+    g.add_argument(
+        "--time-chunk",
+        default=None,
+        metavar="DURATION",
+        help="load and simulate in time chunks of this length, e.g. 30D (default: only when the memory "
+        "budget needs it; 'none': never); results equal one pass",
+    )
+    g.add_argument(
+        "--warmup",
+        default=None,
+        metavar="DURATION",
+        help="history loaded before each later time chunk for the strategy's signals (default: from the "
+        "strategy's lookback, else 30D; extended where the targets differ from the previous chunk's)",
+    )
+    g.add_argument(
+        "--equity-every",
+        default="1D",
+        metavar="FREQ",
+        help="sample equity curves at this period (default 1D; 'none' for no curves)",
+    )
     g.add_argument("--retries", type=int, default=2, help="Dask: resubmissions of a failing task (default 2)")
 
 
 def wants_scale(args) -> bool:
     """True if any scale-out option was given (then ``carry sweep`` should call :func:`run_scaled_sweep_command`)."""
-    return any(getattr(args, k, None) is not None for k in ("scheduler", "max_memory", "workers", "symbol_chunk", "param_chunk",
-                                                           "time_chunk"))
+    return any(
+        getattr(args, k, None) is not None
+        for k in ("scheduler", "max_memory", "workers", "symbol_chunk", "param_chunk", "time_chunk")
+    )
 
 
 def run_scaled_sweep_command(args, cfg) -> int:
@@ -60,17 +82,37 @@ def run_scaled_sweep_command(args, cfg) -> int:
         if not quiet:
             print(f"\r{done}/{total} tasks", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
-    res = run_sweep(cfg.data.catalog, list(cfg.data.symbols), spec.name, spec.params, cfg.engine,
-                    start=cfg.data.start, end=cfg.data.end, freq=cfg.data.freq, venue=cfg.data.venue,
-                    gaps=cfg.data.gaps, symbol_chunk=args.symbol_chunk, param_chunk=args.param_chunk,
-                    max_memory_bytes=args.max_memory, scheduler=args.scheduler, workers=args.workers,
-                    retries=getattr(args, "retries", 2), equity_every=every, progress=progress,
-                    time_chunk=getattr(args, "time_chunk", None), warmup=getattr(args, "warmup", None))
+    res = run_sweep(
+        cfg.data.catalog,
+        list(cfg.data.symbols),
+        spec.name,
+        spec.params,
+        cfg.engine,
+        start=cfg.data.start,
+        end=cfg.data.end,
+        freq=cfg.data.freq,
+        venue=cfg.data.venue,
+        gaps=cfg.data.gaps,
+        symbol_chunk=args.symbol_chunk,
+        param_chunk=args.param_chunk,
+        max_memory_bytes=args.max_memory,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        retries=getattr(args, "retries", 2),
+        equity_every=every,
+        progress=progress,
+        time_chunk=getattr(args, "time_chunk", None),
+        warmup=getattr(args, "warmup", None),
+    )
     rank = getattr(args, "rank_by", "sharpe")
     summary = {
-        "carry_version": app._version(), "run_hash": app.run_hash(cfg), "config_hash": cfg.engine.config_hash(),
-        "config": cfg.to_dict(), "scale": {k: v for k, v in res.meta.items() if k not in ("tasks", "config")},
-        "plan": res.plan.to_dict(), "keys": list(app.SUMMARY_KEYS),
+        "carry_version": app._version(),
+        "run_hash": app.run_hash(cfg),
+        "config_hash": cfg.engine.config_hash(),
+        "config": cfg.to_dict(),
+        "scale": {k: v for k, v in res.meta.items() if k not in ("tasks", "config")},
+        "plan": res.plan.to_dict(),
+        "keys": list(app.SUMMARY_KEYS),
         "columns": res.summary.to_dict(orient="records"),
     }
     text = json.dumps(app.json_ready(summary), indent=2, allow_nan=False)
@@ -87,14 +129,19 @@ def run_scaled_sweep_command(args, cfg) -> int:
     writers["report.html"] = lambda p: p.write_text(html)
     write_output_dir(args.out, writers, overwrite=getattr(args, "overwrite", False))
     show = res.best(rank, 20)
-    cols = ["param_id", "symbol"] + [c for c in show.columns if c not in app.SUMMARY_KEYS and c not in ("param_id", "symbol", "strategy")] \
+    cols = (
+        ["param_id", "symbol"]
+        + [c for c in show.columns if c not in app.SUMMARY_KEYS and c not in ("param_id", "symbol", "strategy")]
         + ["final_equity", "total_return", "sharpe", "max_drawdown", "funding_pnl", "n_trades"]
+    )
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(show[cols].to_string(index=False))
     m = res.meta
-    print(f"{m['n_columns']:,} portfolios x {m['n_bars']:,} bars in {m['seconds']:.1f} s "
-          f"({m['bar_columns'] / max(m['seconds'], 1e-9):,.0f} bar-columns/s, {m['mode']}, "
-          f"{res.plan.n_tasks} tasks, peak {format_bytes(m['peak_rss_bytes'])})")
+    print(
+        f"{m['n_columns']:,} portfolios x {m['n_bars']:,} bars in {m['seconds']:.1f} s "
+        f"({m['bar_columns'] / max(m['seconds'], 1e-9):,.0f} bar-columns/s, {m['mode']}, "
+        f"{res.plan.n_tasks} tasks, peak {format_bytes(m['peak_rss_bytes'])})"
+    )
     print(f"wrote {args.out}/")
     return 0
 
@@ -134,11 +181,26 @@ def scaled_report_html(res, cfg, rank: str = "sharpe", top: int = 10) -> str:
             heat = per_set.pivot_table(index=swept[0], columns=swept[1], values=rank, aggfunc="max")
         heatmaps.append((f"{rank} (mean over symbols) by {' x '.join(swept[:2])}", heat))
     params = {k: v for k, v in spec.params.items()}
-    meta = {"run": app.run_hash(cfg), "strategy": spec.name, "grid": json.dumps(app.json_ready(params)),
-            "data": f"{len(cfg.data.symbols)} symbols, {cfg.data.freq}", "mode": res.meta.get("mode", "")}
-    notes = ["Scale-out sweep: each (symbol, parameter set) is its own portfolio with the full capital; "
-             "equity curves are sampled, and per-bar components and margin are not kept (lean runs)."]
-    return render_report(ReportData(
-        title=f"carry sweep (scale-out): {spec.name}", metrics=metrics, equity=equity, heatmaps=heatmaps,
-        ranking_by=rank, notes=notes, meta=meta, drawdown=res.equity is not None,
-    ))
+    meta = {
+        "run": app.run_hash(cfg),
+        "strategy": spec.name,
+        "grid": json.dumps(app.json_ready(params)),
+        "data": f"{len(cfg.data.symbols)} symbols, {cfg.data.freq}",
+        "mode": res.meta.get("mode", ""),
+    }
+    notes = [
+        "Scale-out sweep: each (symbol, parameter set) is its own portfolio with the full capital; "
+        "equity curves are sampled, and per-bar components and margin are not kept (lean runs)."
+    ]
+    return render_report(
+        ReportData(
+            title=f"carry sweep (scale-out): {spec.name}",
+            metrics=metrics,
+            equity=equity,
+            heatmaps=heatmaps,
+            ranking_by=rank,
+            notes=notes,
+            meta=meta,
+            drawdown=res.equity is not None,
+        )
+    )

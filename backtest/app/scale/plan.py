@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 from data.errors import ConfigError
 
-
 #: Market arrays (17 float64 + int32 + 3 bool fields) plus the strategy's cached per-symbol
 #: signals (trailing funding, basis, ...), bytes per bar and symbol.
 BYTES_PER_SYMBOL_BAR = 240
@@ -36,8 +35,22 @@ LOADER_BYTES_PER_BAR = 600
 #: Interpreter, libraries and compiled kernels of one worker process (not budgeted per task).
 BASE_PROCESS_BYTES = 400 * 2**20
 
-_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
-          "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "m": 10**6,
+    "mb": 10**6,
+    "g": 10**9,
+    "gb": 10**9,
+    "t": 10**12,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
 
 
 def parse_bytes(text: str | int | float | None) -> int | None:
@@ -79,7 +92,9 @@ def available_memory() -> int:
 def task_bytes(n_bars: int, n_symbols: int, n_columns: int, source_bars: int | None = None) -> int:
     """Estimated peak working set of one task, bytes (see the module docstring)."""
     src = n_bars if source_bars is None else source_bars
-    return int(n_bars * (n_symbols * BYTES_PER_SYMBOL_BAR + n_columns * BYTES_PER_COLUMN_BAR) + src * LOADER_BYTES_PER_BAR)
+    return int(
+        n_bars * (n_symbols * BYTES_PER_SYMBOL_BAR + n_columns * BYTES_PER_COLUMN_BAR) + src * LOADER_BYTES_PER_BAR
+    )
 
 
 @dataclass(frozen=True)
@@ -101,9 +116,18 @@ class SweepPlan:
         return dataclasses.asdict(self)
 
 
-def plan_sweep(n_bars: int, n_symbols: int, n_params: int, *, symbol_chunk: int | None = None,
-               param_chunk: int | None = None, budget_per_task: int | None = None, min_tasks: int = 1,
-               time_chunk_bars: int | None = None, warmup_bars: int = 0) -> SweepPlan:
+def plan_sweep(
+    n_bars: int,
+    n_symbols: int,
+    n_params: int,
+    *,
+    symbol_chunk: int | None = None,
+    param_chunk: int | None = None,
+    budget_per_task: int | None = None,
+    min_tasks: int = 1,
+    time_chunk_bars: int | None = None,
+    warmup_bars: int = 0,
+) -> SweepPlan:
     """Choose chunk sizes so one task's working set stays under ``budget_per_task`` bytes.
 
     Defaults: every parameter set in one task (one load of each symbol), symbols split so the
@@ -137,7 +161,8 @@ def plan_sweep(n_bars: int, n_symbols: int, n_params: int, *, symbol_chunk: int 
             raise ConfigError(
                 f"memory budget {format_bytes(budget_per_task)} per task holds {budget_per_task // per_bar:,} bars of "
                 f"{sc} symbol(s) x 1 parameter set, too few for time chunks after a warm-up of {warmup_bars:,} bars; "
-                "raise --max-memory, lower --workers or --warmup")
+                "raise --max-memory, lower --workers or --warmup"
+            )
         chunk = fit
     bars = held(chunk)
     if budget_per_task is None:
@@ -151,11 +176,24 @@ def plan_sweep(n_bars: int, n_symbols: int, n_params: int, *, symbol_chunk: int 
             raise ConfigError(
                 f"memory budget {format_bytes(budget_per_task)} per task is too small for {sc} symbol(s) x 1 parameter set "
                 f"of {bars:,} bars (needs about {format_bytes(need)}); raise --max-memory, lower --workers, "
-                "--symbol-chunk or --time-chunk, or shorten the period")
+                "--symbol-chunk or --time-chunk, or shorten the period"
+            )
         batch = sc * min(pc, k)
     n_tasks = -(-n_symbols // sc) * -(-n_params // pc)
     max_history = 0
     if chunk and budget_per_task is not None:
         max_history = max(bars, int(budget_per_task // task_bytes(1, sc, batch)))
-    return SweepPlan(n_bars, n_symbols, n_params, sc, pc, batch, budget_per_task,
-                     task_bytes(bars, sc, batch), n_tasks, chunk, warmup_bars if chunk else 0, max_history)
+    return SweepPlan(
+        n_bars,
+        n_symbols,
+        n_params,
+        sc,
+        pc,
+        batch,
+        budget_per_task,
+        task_bytes(bars, sc, batch),
+        n_tasks,
+        chunk,
+        warmup_bars if chunk else 0,
+        max_history,
+    )

@@ -6,24 +6,32 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from backtest.config import BacktestConfig
-from data.errors import ConfigError, DataError
-from data.catalog_access import is_url, local_path, sweep_window
-from data.units import to_ms
-from backtest.app.scale.plan import BASE_PROCESS_BYTES, SweepPlan, available_memory, parse_bytes, peak_rss_bytes, plan_sweep
+from backtest.app.scale.plan import (
+    BASE_PROCESS_BYTES,
+    SweepPlan,
+    available_memory,
+    parse_bytes,
+    peak_rss_bytes,
+    plan_sweep,
+)
 from backtest.app.scale.tasks import SweepTask, TaskResult, resolve_strategy, run_task
+from backtest.config import BacktestConfig
+from data.catalog_access import is_url, local_path, sweep_window
+from data.errors import ConfigError, DataError
+from data.units import to_ms
 
 
 def _chunks(seq: list, size: int) -> list[list]:
     size = max(1, int(size))
-    return [seq[i:i + size] for i in range(0, len(seq), size)]
+    return [seq[i : i + size] for i in range(0, len(seq), size)]
 
 
 def _bars(value: str | int | None, step_ms: int, name: str) -> int | None:
@@ -40,7 +48,9 @@ def _bars(value: str | int | None, step_ms: int, name: str) -> int | None:
     try:
         ms = pd.Timedelta(str(value)).total_seconds() * 1000.0
     except ValueError:
-        raise ConfigError(f"cannot read {name} {value!r}: write a duration such as 30D or 12h, or a number of bars") from None
+        raise ConfigError(
+            f"cannot read {name} {value!r}: write a duration such as 30D or 12h, or a number of bars"
+        ) from None
     if ms <= 0:
         raise ConfigError(f"{name} must be positive, got {value!r}")
     return int(-(-ms // step_ms))
@@ -58,8 +68,10 @@ def _warmup_bars(strat, params: list[dict], warmup: str | int | None, step_ms: i
         return int(-(-1.25 * need * 3_600_000 // step_ms)) + OVERLAP_CHECK_BARS
     bars = _bars(warmup, step_ms, "warmup")
     if need is not None and bars * step_ms < need * 3_600_000:
-        raise ConfigError(f"warm-up {warmup!r} is shorter than strategy {strat.name!r}'s lookback of {need:g} hours "
-                          "(its signal windows and minimum hold): its targets would differ from one pass; raise --warmup")
+        raise ConfigError(
+            f"warm-up {warmup!r} is shorter than strategy {strat.name!r}'s lookback of {need:g} hours "
+            "(its signal windows and minimum hold): its targets would differ from one pass; raise --warmup"
+        )
     return bars
 
 
@@ -70,12 +82,15 @@ def _expand_grid(grid: Any) -> list[dict]:
         return [{}]
     if isinstance(grid, dict):
         if any(isinstance(v, (list, tuple, np.ndarray, range)) for v in grid.values()):
-            return param_grid({k: (list(v) if isinstance(v, (list, tuple, np.ndarray, range)) else [v])
-                               for k, v in grid.items()})
+            return param_grid(
+                {k: (list(v) if isinstance(v, (list, tuple, np.ndarray, range)) else [v]) for k, v in grid.items()}
+            )
         return [dict(grid)]
     if isinstance(grid, (list, tuple)):
         return [dict(g) if isinstance(g, dict) else g for g in grid]
-    raise ConfigError(f"grid must be a dict (lists make a grid) or a list of parameter dicts, got {type(grid).__name__}")
+    raise ConfigError(
+        f"grid must be a dict (lists make a grid) or a list of parameter dicts, got {type(grid).__name__}"
+    )
 
 
 @dataclass
@@ -125,7 +140,9 @@ def _assemble(results: list[TaskResult], symbols: list[str], plan: SweepPlan, me
     if results and results[0].equity is not None:
         curves = np.hstack([r.equity for r in results])[:, order]
         idx = pd.DatetimeIndex(pd.to_datetime(results[0].equity_index, utc=True), name="time")
-        cols = pd.MultiIndex.from_arrays([frame["param_id"].to_numpy(), frame["symbol"].to_numpy()], names=["param_id", "symbol"])
+        cols = pd.MultiIndex.from_arrays(
+            [frame["param_id"].to_numpy(), frame["symbol"].to_numpy()], names=["param_id", "symbol"]
+        )
         equity = pd.DataFrame(curves, index=idx, columns=cols)
     meta = dict(meta)
     meta["tasks"] = [{"task_id": r.task_id, **r.stats} for r in results]
@@ -187,8 +204,9 @@ def _run_dask(tasks: list[SweepTask], client, retries: int, progress: Callable |
     from distributed import as_completed
 
     token = hashlib.sha256(repr([(t.symbols, t.param_ids, t.catalog) for t in tasks]).encode()).hexdigest()[:10]
-    futures = [client.submit(run_task, t, key=f"carry-sweep-{token}-{t.task_id}", pure=False, retries=retries)
-               for t in tasks]
+    futures = [
+        client.submit(run_task, t, key=f"carry-sweep-{token}-{t.task_id}", pure=False, retries=retries) for t in tasks
+    ]
     out = []
     try:
         for fut in as_completed(futures):
@@ -321,23 +339,44 @@ def run_sweep(
         if budget is None:
             budget = int(available_memory() * 0.5)
         per_task = max(1, (budget - slots * BASE_PROCESS_BYTES * (slots > 1)) // slots)
-    plan = plan_sweep(n_bars, len(symbols), len(params), symbol_chunk=symbol_chunk, param_chunk=param_chunk,
-                      budget_per_task=per_task, min_tasks=2 * slots if slots > 1 else 1,
-                      time_chunk_bars=_bars(time_chunk, step, "time_chunk"),
-                      warmup_bars=_warmup_bars(strat, params, warmup, step))
+    plan = plan_sweep(
+        n_bars,
+        len(symbols),
+        len(params),
+        symbol_chunk=symbol_chunk,
+        param_chunk=param_chunk,
+        budget_per_task=per_task,
+        min_tasks=2 * slots if slots > 1 else 1,
+        time_chunk_bars=_bars(time_chunk, step, "time_chunk"),
+        warmup_bars=_warmup_bars(strat, params, warmup, step),
+    )
     strategy_ref = strategy if isinstance(strategy, str) else strat
     tasks = []
     for p_lo in range(0, len(params), plan.param_chunk):
         pids = tuple(range(p_lo, min(p_lo + plan.param_chunk, len(params))))
         for syms in _chunks(symbols, plan.symbol_chunk):
-            tasks.append(SweepTask(
-                task_id=len(tasks), catalog=catalog, symbols=tuple(syms), strategy=strategy_ref,
-                params=tuple(params[i] for i in pids), param_ids=pids, config=config.to_dict(),
-                start=w_start, end=w_end, freq=freq, venue=venue, gaps=gaps, engine_batch=plan.engine_batch,
-                equity_every=equity_every, engine_kwargs=dict(engine_kwargs or {}),
-                time_chunk_bars=plan.time_chunk_bars, warmup_bars=plan.warmup_bars,
-                max_history_bars=plan.max_history_bars,
-            ))
+            tasks.append(
+                SweepTask(
+                    task_id=len(tasks),
+                    catalog=catalog,
+                    symbols=tuple(syms),
+                    strategy=strategy_ref,
+                    params=tuple(params[i] for i in pids),
+                    param_ids=pids,
+                    config=config.to_dict(),
+                    start=w_start,
+                    end=w_end,
+                    freq=freq,
+                    venue=venue,
+                    gaps=gaps,
+                    engine_batch=plan.engine_batch,
+                    equity_every=equity_every,
+                    engine_kwargs=dict(engine_kwargs or {}),
+                    time_chunk_bars=plan.time_chunk_bars,
+                    warmup_bars=plan.warmup_bars,
+                    max_history_bars=plan.max_history_bars,
+                )
+            )
     t_plan = time.perf_counter() - t0
     try:
         if client is not None:
@@ -349,10 +388,21 @@ def run_sweep(
         if own_client:
             client.close()
     meta = {
-        "mode": mode, "catalog": catalog, "strategy": strat.name, "start": w_start, "end": w_end, "freq": freq,
-        "n_bars": n_bars, "n_symbols": len(symbols), "n_params": len(params), "n_columns": len(symbols) * len(params),
-        "bar_columns": n_bars * len(symbols) * len(params), "plan_seconds": t_plan,
-        "seconds": time.perf_counter() - t0, "portfolios": "one per (symbol, parameter set)",
-        "budget_bytes": budget, "config": config.to_dict(),
+        "mode": mode,
+        "catalog": catalog,
+        "strategy": strat.name,
+        "start": w_start,
+        "end": w_end,
+        "freq": freq,
+        "n_bars": n_bars,
+        "n_symbols": len(symbols),
+        "n_params": len(params),
+        "n_columns": len(symbols) * len(params),
+        "bar_columns": n_bars * len(symbols) * len(params),
+        "plan_seconds": t_plan,
+        "seconds": time.perf_counter() - t0,
+        "portfolios": "one per (symbol, parameter set)",
+        "budget_bytes": budget,
+        "config": config.to_dict(),
     }
     return _assemble(results, symbols, plan, meta)

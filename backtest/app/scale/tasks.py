@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from backtest.app.scale.plan import peak_rss_bytes
 from backtest.config import BacktestConfig
-from data.errors import ConfigError, DataError
 from data.catalog_access import is_url, local_path, stage_remote
+from data.errors import ConfigError, DataError
 from data.units import to_ms
 from reports.figures import LeanFigures
-from backtest.app.scale.plan import peak_rss_bytes
 
 
 @dataclass(frozen=True)
@@ -101,12 +101,11 @@ def run_task(task: SweepTask) -> TaskResult:
     (``warmups_extended`` in the task's stats) as long as that fits ``max_history_bars`` (else
     ConfigError), and a mismatch even with all the history raises ConfigError.
     """
-    from strategies import run_strategy
-
     from backtest.engine import run_backtest
     from backtest.kernels.simulate import S_Q, S_S
     from data.loader import DataWarning, load_market
     from data.schema import timeframe_minutes
+    from strategies import run_strategy
 
     t_start = time.perf_counter()
     timings = {"stage": 0.0, "load": 0.0, "strategy": 0.0, "engine": 0.0, "figures": 0.0}
@@ -124,10 +123,14 @@ def run_task(task: SweepTask) -> TaskResult:
     strat = resolve_strategy(task.strategy)
     n_sym = len(task.symbols)
     per_call = max(1, (task.engine_batch or task.n_columns) // n_sym)  # parameter sets per engine call
-    batches = [(list(task.params[lo:lo + per_call]), task.param_ids[lo:lo + per_call])
-               for lo in range(0, len(task.params), per_call)]
+    batches = [
+        (list(task.params[lo : lo + per_call]), task.param_ids[lo : lo + per_call])
+        for lo in range(0, len(task.params), per_call)
+    ]
     if task.equity_every is not None:
-        full_index = pd.DatetimeIndex(pd.to_datetime((t0 + np.arange(n_bars, dtype=np.int64) * step) * 1_000_000, utc=True))
+        full_index = pd.DatetimeIndex(
+            pd.to_datetime((t0 + np.arange(n_bars, dtype=np.int64) * step) * 1_000_000, utc=True)
+        )
         sample = _sample_positions(full_index, task.equity_every)
         del full_index
     else:
@@ -138,23 +141,35 @@ def run_task(task: SweepTask) -> TaskResult:
     tails: list = [None] * len(batches)
     curves: list[list] = [[] for _ in batches]
     n_chunks = 0
+
     def load(w0: int, k1: int):
         t = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DataWarning)
-            m = load_market(root, list(task.symbols), start=_iso(t0 + w0 * step), end=_iso(t0 + k1 * step),
-                            freq=task.freq, venue=task.venue, gaps=task.gaps)
+            m = load_market(
+                root,
+                list(task.symbols),
+                start=_iso(t0 + w0 * step),
+                end=_iso(t0 + k1 * step),
+                freq=task.freq,
+                venue=task.venue,
+                gaps=task.gaps,
+            )
         timings["load"] += time.perf_counter() - t
         if m.n_bars != k1 - w0:
-            raise DataError(f"task {task.task_id}: loading {_iso(t0 + w0 * step)} .. {_iso(t0 + k1 * step)} gave "
-                            f"{m.n_bars} bars, expected {k1 - w0} (bars of {task.freq} on a regular grid)")
+            raise DataError(
+                f"task {task.task_id}: loading {_iso(t0 + w0 * step)} .. {_iso(t0 + k1 * step)} gave "
+                f"{m.n_bars} bars, expected {k1 - w0} (bars of {task.freq} on a regular grid)"
+            )
         return m
 
     def targets_of(m, params):
         tg = run_strategy(strat, m, params)
         if tg.weights is not None:
-            raise ConfigError(f"strategy {strat.name!r} returns capital weights (cross-sectional); a scale-out sweep "
-                              "runs every (symbol, parameter set) as its own portfolio and cannot run it: use carry sweep")
+            raise ConfigError(
+                f"strategy {strat.name!r} returns capital weights (cross-sectional); a scale-out sweep "
+                "runs every (symbol, parameter set) as its own portfolio and cannot run it: use carry sweep"
+            )
         return per_column_portfolios(tg)
 
     extended = 0
@@ -180,17 +195,20 @@ def run_task(task: SweepTask) -> TaskResult:
                         f"task {task.task_id}: strategy {strat.name!r} keeps a state older than {wb // 2:,} bars "
                         f"(its targets at {_iso(t0 + k0 * step)} differ from the previous time chunk's), and the "
                         f"history it needs does not fit the memory budget ({task.max_history_bars:,} bars per "
-                        "batch); raise --max-memory or --warmup, or run without time chunks")
+                        "batch); raise --max-memory or --warmup, or run without time chunks"
+                    )
                 extended += 1
                 m_b = load(k0 - wb, k1)
                 tg = targets_of(m_b, params)
             del m_b
-            tails[b] = tg.values[max(0, tg.values.shape[0] - OVERLAP_CHECK_BARS):].copy() if k1 < n_bars else None
+            tails[b] = tg.values[max(0, tg.values.shape[0] - OVERLAP_CHECK_BARS) :].copy() if k1 < n_bars else None
             run_tg = tg if wb == 0 else tg.bars(wb, tg.values.shape[0])
             timings["strategy"] += time.perf_counter() - t
             t = time.perf_counter()
             prev = states[b]
-            res = run_backtest(run_market, run_tg, config, outputs=LEAN_ENGINE_OUTPUTS, resume=prev, **task.engine_kwargs)
+            res = run_backtest(
+                run_market, run_tg, config, outputs=LEAN_ENGINE_OUTPUTS, resume=prev, **task.engine_kwargs
+            )
             states[b] = res.state
             timings["engine"] += time.perf_counter() - t
             t = time.perf_counter()
@@ -208,9 +226,17 @@ def run_task(task: SweepTask) -> TaskResult:
         del market, run_market
         n_chunks += 1
     rows = [pd.concat([tables[b], figures[b].frame()], axis=1) for b in range(len(batches))]
-    stats = {**{f"{k}_seconds": v for k, v in timings.items()},
-             "seconds": time.perf_counter() - t_start, "bars": int(n_bars), "columns": task.n_columns,
-             "time_chunks": n_chunks, "warmups_extended": extended, "pid": os.getpid(), "host": os.uname().nodename, "peak_rss_bytes": peak_rss_bytes()}
+    stats = {
+        **{f"{k}_seconds": v for k, v in timings.items()},
+        "seconds": time.perf_counter() - t_start,
+        "bars": int(n_bars),
+        "columns": task.n_columns,
+        "time_chunks": n_chunks,
+        "warmups_extended": extended,
+        "pid": os.getpid(),
+        "host": os.uname().nodename,
+        "peak_rss_bytes": peak_rss_bytes(),
+    }
     frame = pd.concat(rows, ignore_index=True)
     equity = np.hstack([np.vstack(c) for c in curves]) if sample is not None else None
     return TaskResult(task.task_id, frame, equity, None if sample is None else _index_of(task, sample), stats)
@@ -226,7 +252,7 @@ def _same_overlap(values: np.ndarray, off: int, tail: np.ndarray) -> bool:
     m = min(off, tail.shape[0])
     if m == 0:
         return False
-    here, there = values[off - m:off], tail[tail.shape[0] - m:]
+    here, there = values[off - m : off], tail[tail.shape[0] - m :]
     return bool(((here == there) | (np.isnan(here) & np.isnan(there))).all())
 
 
@@ -235,9 +261,11 @@ def _check_overlap(task: SweepTask, name: str, market, values: np.ndarray, off: 
     differ from the previous chunk's for those bars."""
     m = min(off, tail.shape[0])
     if m == 0:
-        raise ConfigError(f"task {task.task_id}: time chunks need a warm-up of at least 1 bar to check that strategy "
-                          f"{name!r} gives the same targets as one run; set warmup")
-    here, there = values[off - m:off], tail[tail.shape[0] - m:]
+        raise ConfigError(
+            f"task {task.task_id}: time chunks need a warm-up of at least 1 bar to check that strategy "
+            f"{name!r} gives the same targets as one run; set warmup"
+        )
+    here, there = values[off - m : off], tail[tail.shape[0] - m :]
     same = (here == there) | (np.isnan(here) & np.isnan(there))
     if not same.all():
         r, c = np.argwhere(~same)[0]
@@ -245,7 +273,8 @@ def _check_overlap(task: SweepTask, name: str, market, values: np.ndarray, off: 
             f"task {task.task_id}: strategy {name!r} gives other targets at {market.index[off - m + r]} (column {c}) "
             f"with {off} bars of history than the previous time chunk did ({there[r, c]} vs {here[r, c]}), even with "
             "all the history from the window start: its targets depend on more than the market's bars (state kept "
-            "between calls, randomness, the position of a bar in the window)")
+            "between calls, randomness, the position of a bar in the window)"
+        )
 
 
 def _index_of(task: SweepTask, sample: np.ndarray) -> np.ndarray:
