@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import zipfile
 from pathlib import Path
 
@@ -11,8 +10,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from binance_vision_fixtures import (
+from data.catalog import Catalog, PartitionKey
+from data.errors import ChecksumError, DataError
+from data.ingest.binance_vision import ingest_binance_vision, parse_file_name
+from data.schema import TIME_TYPE, Kind, field_units
+from tests.binance_vision_fixtures import (
     FUNDING_HEADER,
     KLINE_HEADER,
     build_site,
@@ -24,11 +26,6 @@ from binance_vision_fixtures import (
     write_zip,
     zip_bytes,
 )
-
-from data.catalog import Catalog, PartitionKey
-from data.errors import ChecksumError, DataError
-from data.ingest.binance_vision import ingest_binance_vision, parse_file_name
-from data.schema import TIME_TYPE, Kind, field_units
 
 MONTHS = ["2024-11", "2024-12", "2025-01"]
 HOURS = (30 + 31 + 31) * 24

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import gc
-import sys
 import threading
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,9 +12,7 @@ import pytest
 from backtest.buffers import OUTPUT_POOL, BufferPool
 from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
-
-sys.path.insert(0, str(Path(__file__).parent))
-from reference_engine import assert_identical, random_market
+from tests.reference_engine import assert_identical, random_market
 
 MB = 1 << 20
 

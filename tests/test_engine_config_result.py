@@ -11,16 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from tests.conftest import shared_data_path
 
 from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
 from backtest.result import COMPONENTS, STATS_KEYS
 from backtest.tiers import TierTable, load_tiers
 from data.errors import ConfigError
-
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import shared_data_path
-from reference_engine import random_market
+from tests.reference_engine import random_market
 
 REPO = Path(__file__).resolve().parents[1]
 

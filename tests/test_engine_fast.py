@@ -9,9 +9,6 @@ relative agreement asked for).
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,9 +17,7 @@ from backtest.config import BacktestConfig
 from backtest.engine import OUTPUTS, run_backtest
 from backtest.targets import Targets
 from data.errors import ConfigError
-
-sys.path.insert(0, str(Path(__file__).parent))
-from reference_engine import assert_identical, random_market, write_tiers
+from tests.reference_engine import assert_identical, random_market, write_tiers
 
 
 def single_column_targets(market, rng, n_cols, p_change, weights, in_order=False):

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,9 +10,7 @@ from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
 from backtest.result import COMPONENTS
 from data.market import Market
-
-sys.path.insert(0, str(Path(__file__).parent))
-from reference_engine import random_market
+from tests.reference_engine import random_market
 
 NO_COSTS = dict(
     spot_taker_fee_rate=0.0,

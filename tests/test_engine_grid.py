@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,9 +11,7 @@ from backtest.engine import run_backtest
 from backtest.result import COMPONENTS
 from backtest.targets import Targets
 from data.errors import ConfigError
-
-sys.path.insert(0, str(Path(__file__).parent))
-from reference_engine import random_market
+from tests.reference_engine import random_market
 
 
 @pytest.mark.parametrize("mode", ["isolated", "cross", "portfolio"])

@@ -3,20 +3,15 @@ gaps, the long side, cross margin, the clearance fee and the after-liquidation p
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from tests.conftest import shared_data_path
 
 from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
 from backtest.targets import Targets
 from data.market import Market
-
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import shared_data_path
 
 ZERO = dict(spot_taker_fee_rate=0.0, perp_taker_fee_rate=0.0, slippage_bps=0.0, borrow_annual_rate=0.0)
 T = 12

@@ -9,9 +9,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -20,10 +17,8 @@ from backtest.config import BacktestConfig
 from backtest.engine import OUTPUTS, run_backtest
 from backtest.result import COMPONENTS
 from data.errors import ConfigError
-
-sys.path.insert(0, str(Path(__file__).parent))
-from reference_engine import assert_identical, random_market, write_tiers
-from test_engine_reference import grid_targets
+from tests.reference_engine import assert_identical, random_market, write_tiers
+from tests.test_engine_reference import grid_targets
 
 
 def random_case(seed, tmp_path, n_cols=12, n_groups=5, T=150):

@@ -3,19 +3,16 @@ independent sum over the raw settlement file. Skipped with a reason where the da
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from tests.conftest import shared_data_path
 
 from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
 from data.market import Market
-
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import shared_data_path
-from test_engine_reference import check_identity
+from tests.test_engine_reference import check_identity
 
 pytestmark = pytest.mark.shared_data
 HOUR = pd.Timedelta(hours=1)

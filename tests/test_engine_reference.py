@@ -4,8 +4,6 @@ accounting identity of SPEC 5 at every bar."""
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,9 +15,7 @@ from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
 from backtest.result import COMPONENTS
 from backtest.targets import Targets
-
-sys.path.insert(0, str(Path(__file__).parent))
-from reference_engine import random_market, run_reference, write_tiers
+from tests.reference_engine import random_market, run_reference, write_tiers
 
 CAPITAL = 10_000.0
 

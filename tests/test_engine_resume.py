@@ -10,24 +10,19 @@ bit for bit: every output and every event.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.test_engine_fast import random_case
 
 from backtest.config import BacktestConfig
 from backtest.engine import LEAN_OUTPUTS, run_backtest
 from backtest.result import BacktestResult
 from backtest.state import EngineState
 from data.errors import ConfigError
-
-sys.path.insert(0, str(Path(__file__).parent))
-from reference_engine import assert_identical, random_market, write_tiers
-from test_engine_fast import random_case
-from test_engine_reference import grid_targets
+from tests.reference_engine import assert_identical, random_market, write_tiers
+from tests.test_engine_reference import grid_targets
 
 
 def run_chunked(market, targets, cfg, cuts, **kw):

@@ -3,17 +3,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
-
-sys.path.insert(0, str(Path(__file__).parent))
-from reference_engine import random_market
+from tests.reference_engine import random_market
 
 
 @pytest.mark.parametrize("leverage,slip", [(1.0, 0.0), (3.0, 5.0)])

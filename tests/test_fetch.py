@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import sys
 import threading
 from collections import Counter
 from functools import partial
@@ -13,13 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from binance_vision_fixtures import build_site, site_path
-
 from data.catalog import Catalog, PartitionKey
 from data.errors import ChecksumError, ConfigError, FetchError
 from data.fetch import FetchReport, binance_vision_path, fetch_binance_vision
 from data.schema import Kind
+from tests.binance_vision_fixtures import build_site, site_path
 
 MONTHS = ["2024-01", "2024-02", "2024-03"]
 FAST = dict(backoff_seconds=0.001, progress=False, timeout=5.0)
