@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 from pathlib import Path
 
 GRID_ENTRY = (0.0, 0.02, 0.05, 0.08, 0.10, 0.12, 0.15, 0.20, 0.25, 0.30)
@@ -54,7 +55,7 @@ def make_grid(n: int) -> list[dict]:
                 out.append({"entry_annualized": e, "exit_annualized": x})
     windows = (9, 21, 3, 42)
     k = 0
-    res = []
+    res: list[dict] = []
     while len(res) < n:
         p = dict(out[k % len(out)])
         p["window_settlements"] = windows[(k // len(out)) % len(windows)]
@@ -79,7 +80,8 @@ def _child(spec: dict) -> dict:
     mode = spec["mode"]
     # warm-up: load the compiled kernels (numba's disk cache) outside the clock
     run_sweep(spec["catalog"], symbols[:1], "funding_threshold", grid[:1], {}, end=spec["warm_end"], **kw)
-    cluster = client = None
+    cluster: Any = None
+    client: Any = None
     if mode == "dask":
         from distributed import Client, LocalCluster
 
@@ -119,6 +121,7 @@ def _child(spec: dict) -> dict:
     worker_peaks = sorted({(tk["pid"], tk["peak_rss_bytes"]) for tk in res.meta["tasks"]})
     if client is not None:
         client.close()
+    if cluster is not None:
         cluster.close()
     me, kids = _rss_peaks()
     per_pid: dict[int, int] = {os.getpid(): me}
@@ -271,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             "figures identical to serial: " + ", ".join(f"{m} {'yes' if ok else 'NO'}" for m, ok in identical.items())
         )
     n_bars = loader["bars"]
-    figures = {
+    figures: dict[str, Any] = {
         "size": {
             "symbols": args.symbols,
             "days": args.days,
