@@ -14,19 +14,32 @@ as real ingestion:
 Prices follow a geometric random walk; the perp trades at a mean-reverting basis over spot
 that drives the funding rate through the exchange formula (premium + clamped interest,
 capped). Same seed, same bytes.
+
+:func:`write_synthetic_catalog` writes any number of symbols and days of the same kind of
+data for the scale-out sweeps and benchmarks. :func:`random_market`, :func:`random_targets`
+and :func:`write_tiers` build the tests' random markets, targets and leverage tiers in memory.
+
+The generators share their pieces: one geometric random walk (:func:`_random_walk`), one
+rule for OHLC bars around a close path (:func:`_ohlc`) and one funding rule from a mean
+premium (:func:`_funding_rate`). What differs (the premium process, volumes, the basis
+noise) is each generator's own, so that every one of them keeps drawing the same numbers
+for the same seed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from data.catalog import Catalog, PartitionKey
+from data.market import Market
 from data.schema import Kind, timeframe_minutes
 from data.units import to_ms
 
@@ -35,14 +48,49 @@ DEMO_START = "2024-01-01"
 DEMO_HOURS = 365 * 24
 
 
-def _bars(close: np.ndarray, rng: np.random.Generator, vol_h: float) -> dict[str, np.ndarray]:
-    open_ = np.concatenate([[close[0]], close[:-1]])
-    wiggle = np.abs(rng.normal(0.0, vol_h * 0.5, size=(2, close.size)))
-    high = np.maximum(open_, close) * (1 + wiggle[0])
-    low = np.minimum(open_, close) * (1 - wiggle[1])
+# --------------------------------------------------------------------------- shared pieces
+def _random_walk(
+    rng: np.random.Generator,
+    price0: float,
+    vol: float,
+    shape: int | tuple[int, ...],
+    rally: tuple[int, int, float] | None = None,
+) -> np.ndarray:
+    """A geometric random walk from ``price0`` along axis 0: log returns drawn N(0, ``vol``).
+
+    ``rally = (at, length, total)`` adds a move of ``total`` (0.9 = +90%) spread evenly over
+    bars ``at .. at + length - 1``.
+    """
+    ret = rng.normal(0.0, vol, shape)
+    if rally is not None:
+        at, length, total = rally
+        ret[at : at + length] += np.log1p(total) / length
+    return price0 * np.exp(np.cumsum(ret, axis=0))
+
+
+def _previous_close(close: np.ndarray) -> np.ndarray:
+    """Opens that continue the previous bar's close (the first bar opens at its close)."""
+    return np.concatenate([close[:1], close[:-1]])
+
+
+def _ohlc(rng: np.random.Generator, open_: np.ndarray, close: np.ndarray, wick: float) -> dict[str, np.ndarray]:
+    """Bars around open and close: high and low reach out by |N(0, ``wick``)| (relative)."""
+    high = np.maximum(open_, close) * (1 + np.abs(rng.normal(0.0, wick, open_.shape)))
+    low = np.minimum(open_, close) * (1 - np.abs(rng.normal(0.0, wick, open_.shape)))
     return {"open": open_, "high": high, "low": low, "close": close}
 
 
+def _funding_rate(premium: np.ndarray | float, interval_h: int, cap: float) -> np.ndarray:
+    """The exchange rule: rate = P + clamp(I - P, -0.05%, 0.05%), capped at +-``cap``, rounded to 1e-8.
+
+    ``P`` is the mean premium of the funding interval, ``I`` the interest of 0.01% per 8 hours.
+    """
+    interest = 0.0001 * interval_h / 8
+    rate = premium + np.clip(interest - premium, -0.0005, 0.0005)
+    return np.round(np.clip(rate, -cap, cap), 8)
+
+
+# --------------------------------------------------------------------------- the demo dataset
 def _symbol(
     rng: np.random.Generator,
     n: int,
@@ -51,18 +99,14 @@ def _symbol(
     premium_path: np.ndarray,
     rally: tuple[int, int, float] | None = None,
 ) -> dict[str, np.ndarray]:
-    ret = rng.normal(0.0, vol_h, n)
-    if rally is not None:
-        at, length, total = rally
-        ret[at : at + length] += np.log1p(total) / length
-    spot_close = price0 * np.exp(np.cumsum(ret))
+    spot_close = _random_walk(rng, price0, vol_h, n, rally)
     noise = rng.normal(0.0, 0.0002, n)
     basis = premium_path + noise
     perp_close = spot_close * (1 + basis)
     mark_close = spot_close * (1 + premium_path)
     out = {}
     for leg, close in (("spot", spot_close), ("perp", perp_close), ("mark", mark_close)):
-        for k, v in _bars(close, rng, vol_h).items():
+        for k, v in _ohlc(rng, _previous_close(close), close, vol_h * 0.5).items():
             out[f"{leg}_{k}"] = v
     out["spot_volume"] = rng.lognormal(np.log(5e6 / price0), 0.5, n)
     out["perp_volume"] = out["spot_volume"] * 4
@@ -82,16 +126,11 @@ def _ou(rng: np.random.Generator, n: int, mean: np.ndarray, speed: float, sigma:
 def _funding(
     premium: np.ndarray, times: pd.DatetimeIndex, interval_h: int, cap: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Settlements every ``interval_h`` hours: rate = P + clamp(I - P, -0.05%, 0.05%), capped."""
+    """Settlements every ``interval_h`` hours from the mean premium of the hours before (:func:`_funding_rate`)."""
     hours = times.hour.to_numpy()
     settle = np.flatnonzero((hours % interval_h == 0) & (np.arange(len(times)) >= interval_h))
-    interest = 0.0001 * interval_h / 8
-    rates = np.empty(settle.size)
-    for j, i in enumerate(settle):
-        p = premium[i - interval_h : i].mean()
-        r = p + np.clip(interest - p, -0.0005, 0.0005)
-        rates[j] = np.clip(r, -cap, cap)
-    return settle, np.round(rates, 8)
+    p_mean = np.array([premium[i - interval_h : i].mean() for i in settle], dtype=float)
+    return settle, _funding_rate(p_mean, interval_h, cap)
 
 
 def demo_frames(seed: int = 7) -> dict[str, dict[str, pd.DataFrame]]:
@@ -171,13 +210,15 @@ def write_synthetic_catalog(
     catalog = Catalog(root)
     step_min = timeframe_minutes(timeframe)
     n = int(round(n_days * 24 * 60 / step_min))
-    t_ms = to_ms(start) + np.arange(n, dtype=np.int64) * step_min * 60_000
+    start_ms = to_ms(start)
+    assert start_ms is not None  # a str start is never None
+    t_ms = start_ms + np.arange(n, dtype=np.int64) * step_min * 60_000
     per_hour = 60 // step_min if step_min <= 60 else 1
     names = list(symbols) if symbols is not None else synthetic_symbols(n_symbols)
     for k, sym in enumerate(names):
         rng = np.random.default_rng([seed, k])
         vol = 0.0008 * np.sqrt(step_min) * (0.5 + rng.random())
-        close = (10.0 + 990.0 * rng.random()) * np.exp(np.cumsum(rng.normal(0.0, vol, n)))
+        close = _random_walk(rng, 10.0 + 990.0 * rng.random(), vol, n)
         # premium: AR(1) around a regime mean (negative, baseline, high funding)
         n_reg = max(1, int(n / (per_hour * 24 * 3)) + 1)  # a new funding regime every 3 days
         regimes = rng.choice([-0.0010, 0.0001, 0.0004, 0.0010], size=n_reg)
@@ -198,14 +239,9 @@ def write_synthetic_catalog(
             ("perp", close * (1 + prem + rng.normal(0, 0.00005, n))),
             ("mark", close * (1 + prem)),
         ):
-            o = np.concatenate([[c[0]], c[:-1]])
-            wig = np.abs(rng.normal(0.0, vol * 0.5, (2, n)))
-            cols = {
+            cols: dict[str, Any] = {
                 "time": pa.array(t_ms, pa.timestamp("ms", tz="UTC")),
-                "open": o,
-                "high": np.maximum(o, c) * (1 + wig[0]),
-                "low": np.minimum(o, c) * (1 - wig[1]),
-                "close": c,
+                **_ohlc(rng, _previous_close(c), c, vol * 0.5),
             }
             if leg != "mark":
                 cols["volume"] = rng.lognormal(np.log(2e4 / c.mean()), 0.5, n)
@@ -218,8 +254,7 @@ def write_synthetic_catalog(
         csum = np.concatenate([[0.0], np.cumsum(prem)])
         lo_i = np.maximum(0, idx - funding_hours * per_hour)
         p_mean = (csum[idx] - csum[lo_i]) / np.maximum(1, idx - lo_i)
-        interest = 0.0001 * funding_hours / 8
-        rate = np.round(np.clip(p_mean + np.clip(interest - p_mean, -0.0005, 0.0005), -0.003, 0.003), 8)
+        rate = _funding_rate(p_mean, funding_hours, 0.003)
         frames["funding"] = pa.table(
             {
                 "time": pa.array(settle, pa.timestamp("ms", tz="UTC")),
@@ -233,3 +268,116 @@ def write_synthetic_catalog(
             key = PartitionKey(venue, kinds[leg], sym, timeframe if kinds[leg].is_bar else None)
             catalog.write(key, table, source=f"synthetic:{sym}:{leg}")
     return catalog
+
+
+# --------------------------------------------------------------------------- the tests' random data
+def random_market(
+    rng: np.random.Generator,
+    T: int,
+    N: int,
+    *,
+    vol: float = 0.01,
+    wick: float = 0.02,
+    invalid_frac: float = 0.0,
+    funding_every: int = 8,
+    start: str = "2024-01-01",
+) -> Market:
+    """A random hourly :class:`Market` of ``T`` bars x ``N`` symbols (``S0USDT``, ``S1USDT``, ...).
+
+    Spot is a geometric random walk from 100 (hourly log-return sd ``vol``), the perp at a
+    random basis of sd 0.2% over spot, the mark near the perp with wicks of sd ``wick`` (wide
+    wicks trigger liquidations). A fraction ``invalid_frac`` of the (bar, symbol) cells has
+    NaN prices (missing bars); a random funding rate N(0.01%, 0.05%) settles every
+    ``funding_every`` bars. Draws from ``rng`` in a fixed order: same state, same market.
+    """
+    idx = pd.date_range(start, periods=T, freq="h", tz="UTC")
+    spot_c = _random_walk(rng, 100.0, vol, (T, N))
+    spot_o = np.vstack([spot_c[:1] * (1 + rng.normal(0, vol, (1, N))), spot_c[:-1]])
+
+    def bars(o: np.ndarray, c: np.ndarray, w: float) -> dict[str, np.ndarray]:
+        return {**_ohlc(rng, o, c, w), "volume": rng.uniform(50, 500, o.shape)}
+
+    basis = rng.normal(0, 0.002, (T, N))
+    perp_c = spot_c * (1 + basis)
+    perp_o = spot_o * (1 + rng.normal(0, 0.002, (T, N)))
+    mark_c = perp_c * (1 + rng.normal(0, 0.0005, (T, N)))
+    mark_o = perp_o * (1 + rng.normal(0, 0.0005, (T, N)))
+    spot, perp, mark = bars(spot_o, spot_c, vol), bars(perp_o, perp_c, vol), bars(mark_o, mark_c, wick)
+    if invalid_frac > 0:
+        bad = rng.random((T, N)) < invalid_frac
+        for d in (spot, perp, mark):
+            for k in ("open", "high", "low", "close"):
+                d[k] = np.where(bad, np.nan, d[k])
+    rate = np.where((np.arange(T) % funding_every == funding_every - 1)[:, None], rng.normal(1e-4, 5e-4, (T, N)), 0.0)
+    symbols = [f"S{k}USDT" for k in range(N)]
+    return Market.from_arrays(idx, symbols, spot=spot, perp=perp, mark=mark, funding_rate=rate)
+
+
+class TargetParts(NamedTuple):
+    """The fields of a ``backtest.targets.Targets``, in its constructor's order: ``Targets(*parts)``.
+
+    The data layer does not import the engine, so :func:`random_targets` returns the parts.
+    """
+
+    values: np.ndarray
+    column_symbol: np.ndarray
+    group: np.ndarray
+    columns: pd.DataFrame
+    weights: np.ndarray | None
+
+
+def random_targets(
+    market: Market, rng: np.random.Generator, n_cols: int, n_groups: int, p_change: float
+) -> TargetParts:
+    """Random targets for ``n_cols`` columns in up to ``n_groups`` portfolios on ``market``.
+
+    Every column starts with a position (-1, 0.5 or 1) and changes it on a fraction
+    ``p_change`` of the bars (to -1, -0.5, 0, 0.3 or 1; NaN = keep elsewhere); each column
+    trades a random symbol. In 30% of the draws the columns get random capital weights.
+    """
+    T = market.n_bars
+    vals = rng.choice([-1.0, -0.5, 0.0, 0.3, 1.0], size=(T, n_cols))
+    vals = np.where(rng.random((T, n_cols)) < p_change, vals, np.nan)
+    vals[0] = rng.choice([-1.0, 1.0, 0.5], n_cols)
+    col_symbol = rng.integers(0, market.n_symbols, n_cols)
+    group = rng.integers(0, n_groups, n_cols)
+    table = pd.DataFrame(
+        {
+            "strategy": ["rand"] * n_cols,
+            "symbol": [market.symbols[k] for k in col_symbol],
+            "group": group,
+            "k": np.arange(n_cols),
+        }
+    )
+    weights = rng.uniform(0.2, 1.0, (T, n_cols)) if rng.random() < 0.3 else None
+    return TargetParts(vals, col_symbol, group, table, weights)
+
+
+# three brackets with continuous maintenance (cum_k = cum_{k-1} + lo_k * (mmr_k - mmr_{k-1}))
+TEST_TIER_BRACKETS: list[dict[str, Any]] = [
+    {"minNotional": 0.0, "maxNotional": 1000.0, "maintenanceMarginRate": 0.01, "maxLeverage": 50, "info": {"cum": "0"}},
+    {
+        "minNotional": 1000.0,
+        "maxNotional": 5000.0,
+        "maintenanceMarginRate": 0.02,
+        "maxLeverage": 25,
+        "info": {"cum": "10"},
+    },
+    {
+        "minNotional": 5000.0,
+        "maxNotional": 1e12,
+        "maintenanceMarginRate": 0.05,
+        "maxLeverage": 10,
+        "info": {"cum": "160"},
+    },
+]
+
+
+def write_tiers(path: str | os.PathLike, symbols: Iterable[str]) -> str:
+    """Write a ccxt-format leverage-tiers file giving every ``XXXUSDT`` symbol :data:`TEST_TIER_BRACKETS`.
+
+    Returns the path as a string (for ``BacktestConfig(tiers_path=...)``).
+    """
+    data = {f"{s[:-4]}/USDT:USDT": TEST_TIER_BRACKETS for s in symbols}
+    Path(path).write_text(json.dumps(data))
+    return str(path)
