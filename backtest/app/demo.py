@@ -14,6 +14,7 @@ from backtest.app import runs as app
 from backtest.app.commands import execute, print_table
 from backtest.config import BacktestConfig
 from data.synthetic import DEMO_SYMBOLS, write_demo_catalog
+from reports.outputs import check_output_dir
 
 DEMO_STRATEGIES = (
     app.StrategySpec("always_carry"),
@@ -33,8 +34,19 @@ def demo_config(data_dir: Path) -> app.RunConfig:
     )
 
 
-def run_demo(data_dir: Path = Path("data/demo"), out_dir: Path = Path("reports/demo"), progress: bool = False) -> int:
-    """Write the demo dataset to ``data_dir`` and the comparison report to ``out_dir`` (replaced)."""
+def run_demo(
+    data_dir: Path = Path("data/demo"),
+    out_dir: Path = Path("reports/demo"),
+    progress: bool = False,
+    overwrite: bool = False,
+) -> int:
+    """Write the demo dataset to ``data_dir`` and the comparison report to ``out_dir``.
+
+    An existing ``out_dir`` is refused (an ``OutputExistsError`` naming it and ``--overwrite``,
+    raised before any work) unless ``overwrite`` is true, like every other command's output.
+    The dataset itself is rewritten idempotently: the same rows every time.
+    """
+    check_output_dir(Path(out_dir), overwrite)
     catalog = write_demo_catalog(data_dir)
     cfg = demo_config(catalog.root)
     run = execute(cfg, progress=progress)
@@ -51,7 +63,7 @@ def run_demo(data_dir: Path = Path("data/demo"), out_dir: Path = Path("reports/d
         portfolios=run.portfolios,
         columns=run.columns,
         report=report,
-        overwrite=True,
+        overwrite=overwrite,
     )
     print(f"demo dataset: {catalog.root} ({run.market.n_bars} hourly bars x {run.market.n_symbols} symbols)")
     print_table(run.portfolios.sort_values("sharpe", ascending=False), title)
