@@ -27,6 +27,8 @@ import threading
 
 import numpy as np
 
+from data.errors import ConfigError
+
 __all__ = ["BufferPool", "OUTPUT_POOL"]
 
 
@@ -43,7 +45,7 @@ class BufferPool:
     def __init__(self, limit_bytes: int = 256 << 20) -> None:
         self._blocks: list[np.ndarray] = []
         self._lock = threading.Lock()
-        self.limit_bytes = int(limit_bytes)
+        self.limit_bytes = limit_bytes
 
     @property
     def limit_bytes(self) -> int:
@@ -52,9 +54,13 @@ class BufferPool:
 
     @limit_bytes.setter
     def limit_bytes(self, value: int) -> None:
-        if int(value) < 0:
-            raise ValueError(f"limit_bytes must be >= 0, got {value}")
-        self._limit = int(value)
+        try:
+            limit = int(value)
+        except (TypeError, ValueError):
+            limit = -1
+        if isinstance(value, bool) or limit < 0:
+            raise ConfigError(f"limit_bytes must be a whole number of bytes >= 0, got {value!r}")
+        self._limit = limit
         if self._limit == 0:
             self.clear()
 

@@ -18,11 +18,12 @@ import hashlib
 import json
 import math
 import tomllib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from data.errors import ConfigError, check_known_keys
+from data.errors import ConfigError, check_choice, check_known_keys
 
 #: Flat maintenance margin rate used when neither a tiers file nor a rate is configured.
 DEFAULT_MAINTENANCE_MARGIN_RATE = 0.005
@@ -132,9 +133,7 @@ class BacktestConfig:
             object.__setattr__(self, name, float(v))
 
         def choice(name: str, options: tuple[str, ...]) -> None:
-            v = getattr(self, name)
-            if v not in options:
-                raise ConfigError(f"{name} must be one of {list(options)}, got {v!r}")
+            check_choice(name, getattr(self, name), options)
 
         def integer(name: str, lo: int) -> None:
             v = getattr(self, name)
@@ -193,6 +192,11 @@ class BacktestConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BacktestConfig:
         """Build from a mapping; unknown keys raise :class:`ConfigError` with a suggestion."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"the engine config must be a table of settings, got {type(data).__name__}")
+        bad = [k for k in data if not isinstance(k, str)]
+        if bad:
+            raise ConfigError(f"engine setting names must be text, got {bad[0]!r}")
         check_known_keys(data, cls.field_names(), "the engine config")
         return cls(**data)
 
@@ -202,8 +206,12 @@ class BacktestConfig:
         path = Path(path)
         try:
             data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read config {path}: {exc}") from exc
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
         if "engine" in data and isinstance(data["engine"], dict):
             data = data["engine"]
         return cls.from_dict(data)

@@ -23,6 +23,23 @@ from data.errors import ConfigError
 from data.market import Market
 
 
+def _floats(values, name: str) -> np.ndarray:
+    """``values`` as a C-contiguous float64 array; ``ConfigError`` naming ``name`` if not numbers."""
+    try:
+        return np.ascontiguousarray(values, dtype=np.float64)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{name} must be numbers ({exc})") from None
+
+
+def _fit(values, shape: tuple[int, int], name: str) -> np.ndarray:
+    """``values`` broadcast to ``shape`` as a new C-contiguous float64 array; ``ConfigError`` if it does not fit."""
+    a = _floats(values, name)
+    try:
+        return np.ascontiguousarray(np.broadcast_to(a, shape))
+    except ValueError:
+        raise ConfigError(f"{name} of shape {a.shape} do not fit {shape} (bars x columns)") from None
+
+
 @dataclass(frozen=True, eq=False)
 class Targets:
     """Target exposures for ``C`` columns over the market's ``T`` bars.
@@ -50,7 +67,7 @@ class Targets:
     weights: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        values = np.ascontiguousarray(self.values, dtype=np.float64)
+        values = _floats(self.values, "targets")
         if values.ndim != 2:
             raise ConfigError(f"targets must be 2-D (bars x columns), got shape {values.shape}")
         # fmin/fmax skip NaN ("keep") without a temporary; infinities show up as extremes
@@ -63,8 +80,11 @@ class Targets:
                 f"targets must lie in [-1, 1] (+1 carry, -1 reverse carry); got min {lo:.6g}, max {hi:.6g}"
             )
         n_cols = values.shape[1]
-        col_symbol = np.ascontiguousarray(self.column_symbol, dtype=np.int64)
-        group = np.ascontiguousarray(self.group, dtype=np.int64)
+        try:
+            col_symbol = np.ascontiguousarray(self.column_symbol, dtype=np.int64)
+            group = np.ascontiguousarray(self.group, dtype=np.int64)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise ConfigError(f"column_symbol and group must be whole numbers, one per target column ({exc})") from None
         if col_symbol.shape != (n_cols,) or group.shape != (n_cols,):
             raise ConfigError("column_symbol and group need one entry per target column")
         if len(self.columns) != n_cols:
@@ -75,7 +95,7 @@ class Targets:
         object.__setattr__(self, "column_symbol", col_symbol)
         object.__setattr__(self, "group", group)
         if self.weights is not None:
-            w = np.ascontiguousarray(np.broadcast_to(self.weights, values.shape), dtype=np.float64)
+            w = _fit(self.weights, values.shape, "weights")
             if (w < 0).any() or not np.isfinite(w).all():
                 raise ConfigError("weights must be finite and non-negative")
             w.flags.writeable = False
@@ -132,8 +152,8 @@ class Targets:
                 raise ConfigError(f"targets frame lacks columns for symbols {missing}")
             if not values.index.equals(market.index):
                 raise ConfigError("targets frame index differs from the market's bar index")
-            values = values[list(market.symbols)].to_numpy(dtype=np.float64)
-        arr = np.broadcast_to(np.asarray(values, dtype=np.float64), market.shape)
+            values = values[list(market.symbols)]
+        arr = _fit(values, market.shape, "targets")
         n = market.n_symbols
         return cls(arr, np.arange(n), np.zeros(n, np.int64), _symbol_table(market, strategy), weights)
 
@@ -152,6 +172,9 @@ class Targets:
             weights.append(p.weights if p.weights is not None else np.ones_like(p.values))
             offset = int(group[-1].max()) + 1 if len(group[-1]) else offset
         has_w = any(p.weights is not None for p in parts)
+        bars = {v.shape[0] for v in values}
+        if len(bars) > 1:
+            raise ConfigError(f"Targets.concat needs parts over the same bars, got {sorted(bars)} bars")
         return cls(
             np.hstack(values),
             np.concatenate(col_symbol),

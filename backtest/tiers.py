@@ -10,12 +10,13 @@ notional ``n = |q| * mark`` is ``n * mmr - cum`` of the bracket with ``minNotion
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from data.errors import ConfigError, DataError
+from data.errors import ConfigError, DataError, did_you_mean
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,7 +47,7 @@ class TierTable:
     @classmethod
     def flat(cls, n_symbols: int, rate: float) -> TierTable:
         """One bracket ``[0, inf)`` at ``rate`` with cum 0 for every symbol."""
-        if not 0 <= rate < 1:
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
             raise ConfigError(f"maintenance margin rate must be in [0, 1), got {rate}")
         shape = (n_symbols, 1)
         return cls(
@@ -86,7 +87,7 @@ def ccxt_symbol(perp_symbol: str, quote: str = "USDT") -> str:
     """``"BTCUSDT"`` -> ``"BTC/USDT:USDT"`` (the key in a ccxt tiers file)."""
     if "/" in perp_symbol:
         return perp_symbol
-    if not perp_symbol.endswith(quote):
+    if not isinstance(perp_symbol, str) or not perp_symbol.endswith(quote):
         raise ConfigError(f"cannot map perp symbol {perp_symbol!r} to a ccxt symbol (quote {quote})")
     return f"{perp_symbol[: -len(quote)]}/{quote}:{quote}"
 
@@ -105,14 +106,26 @@ def load_tiers(path: str | Path, perp_symbols: list[str] | tuple[str, ...]) -> T
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read leverage tiers {path}: {exc}") from exc
+        raise DataError(f"cannot read leverage tiers {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise DataError(
+            f"{path}: expected a JSON object of ccxt leverage tiers ({{'BTC/USDT:USDT': [...]}}), got {type(data).__name__}"
+        )
     out = []
     for sym in perp_symbols:
         key = ccxt_symbol(sym)
         if key not in data or not data[key]:
             raise DataError(
-                f"{path}: no leverage tiers for {key!r} (symbol {sym}); "
+                f"{path}: no leverage tiers for {key!r} (symbol {sym}){did_you_mean(key, data)}; "
                 "set maintenance_margin_rate for a flat rate instead"
             )
+        try:
+            TierTable.from_brackets([data[key]])  # each symbol's brackets checked on their own, named
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise DataError(
+                f"{path}: leverage tiers of {key!r} are malformed ({what}); each bracket needs minNotional, "
+                "maxNotional and maintenanceMarginRate numbers"
+            ) from None
         out.append(data[key])
     return TierTable.from_brackets(out)

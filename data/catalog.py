@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from data.errors import DataError
+from data.errors import ConfigError, DataError
 from data.schema import Kind, schema_for
 from data.validate import conform
 
@@ -45,7 +45,7 @@ class PartitionKey:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", Kind(self.kind))
-        if not _SYMBOL_RE.match(self.symbol):
+        if not isinstance(self.symbol, str) or not _SYMBOL_RE.match(self.symbol):
             raise DataError(f"bad symbol {self.symbol!r}: expected upper-case letters and digits, e.g. BTCUSDT")
         if self.kind.is_bar and not self.timeframe:
             raise DataError(f"{self.kind.value} bars need a timeframe (e.g. '1h')")
@@ -98,9 +98,34 @@ def read_parquet(path: Path, kind: Kind | str) -> pa.Table:
     """
     try:
         table = pq.ParquetFile(path).read()
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{path}: cannot read Parquet file ({exc}); it may be truncated or corrupt") from None
     return conform(table, kind, str(path))
+
+
+def _bound_ms(value: object, name: str) -> int | None:
+    """A read bound (``numpy.datetime64`` or text; naive = UTC) as epoch milliseconds;
+    ``ConfigError`` naming it if it is not a time."""
+    if value is None:
+        return None
+    try:
+        out = np.datetime64(value, "ms")  # type: ignore[call-overload]
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"bad {name} {value!r}: not a date or time ({exc})") from None
+    if np.isnat(out):
+        raise ConfigError(f"bad {name} {value!r}: not a date or time")
+    return int(out.astype(np.int64))
+
+
+def _year_of_ms(ms: int) -> int:
+    return int(np.datetime64(ms, "ms").astype("datetime64[Y]").astype(np.int64)) + 1970
+
+
+def _partition_year(path: Path) -> int:
+    m = _PART_RE.match(path.name)
+    if m is None:
+        raise DataError(f"{path}: not a partition file (expected year=YYYY.parquet)")
+    return int(m.group(1))
 
 
 def _year_of(times: pa.Array) -> np.ndarray:
@@ -202,10 +227,11 @@ class Catalog:
         Raises :class:`DataError` if the series is not in the catalog.
         """
         paths = self.files(key)
-        if start is not None or end is not None:
-            lo = int(str(np.datetime64(start, "Y"))) if start is not None else -1
-            hi = int(str(np.datetime64(end, "Y"))) if end is not None else 10_000
-            paths = [p for p in paths if lo <= int(_PART_RE.match(p.name).group(1)) <= hi]
+        start_ms, end_ms = _bound_ms(start, "start"), _bound_ms(end, "end")
+        if start_ms is not None or end_ms is not None:
+            lo = _year_of_ms(start_ms) if start_ms is not None else -1
+            hi = _year_of_ms(end_ms) if end_ms is not None else 10_000
+            paths = [p for p in paths if lo <= _partition_year(p) <= hi]
         if not self.files(key):
             raise DataError(
                 f"catalog {self.root}: no {key.kind.value} data for {key.symbol}"
@@ -215,13 +241,13 @@ class Catalog:
         if not paths:
             return schema_for(key.kind).empty_table()
         table = pa.concat_tables([read_parquet(p, key.kind) for p in paths])
-        if start is not None or end is not None:
+        if start_ms is not None or end_ms is not None:
             t = table.column("time").cast(pa.int64()).to_numpy()
             mask = np.ones(len(t), dtype=bool)
-            if start is not None:
-                mask &= t >= np.datetime64(start, "ms").astype(np.int64)
-            if end is not None:
-                mask &= t < np.datetime64(end, "ms").astype(np.int64)
+            if start_ms is not None:
+                mask &= t >= start_ms
+            if end_ms is not None:
+                mask &= t < end_ms
             table = table.filter(pa.array(mask))
         return table
 
@@ -234,7 +260,10 @@ class Catalog:
         for vdir in sorted(self.root.glob("venue=*")):
             venue = vdir.name.split("=", 1)[1]
             for kdir in sorted(vdir.glob("kind=*")):
-                kind = Kind(kdir.name.split("=", 1)[1])
+                try:
+                    kind = Kind(kdir.name.split("=", 1)[1])
+                except ConfigError as exc:
+                    raise DataError(f"{kdir}: not a catalog directory: {exc}") from None
                 tf_dirs = sorted(kdir.glob("timeframe=*")) if kind.is_bar else [kdir]
                 for tdir in tf_dirs:
                     tf = tdir.name.split("=", 1)[1] if kind.is_bar else None

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from data.errors import ConfigError, DataError
-from data.units import ms_to_iso, to_ms
+from data.market import utc_ms
+from data.units import ms_to_iso
 
 
 def is_url(catalog: str) -> bool:
@@ -39,7 +40,10 @@ class _FS:
                 import fsspec
             except ImportError:
                 raise ConfigError(f"reading the catalog {self.url} needs fsspec (pip install 'carry[scale]')") from None
-            self.fs, self.root = fsspec.core.url_to_fs(self.url)
+            try:
+                self.fs, self.root = fsspec.core.url_to_fs(self.url)
+            except (ValueError, ImportError) as exc:  # unknown protocol, or its driver is not installed
+                raise ConfigError(f"cannot open the catalog {self.url}: {exc}") from None
             self.remote = True
         else:
             self.fs, self.root, self.remote = None, local_path(self.url).rstrip("/") or "/", False
@@ -61,12 +65,17 @@ class _FS:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        if self.remote:
-            with self.fs.open(path, "rb") as fh:
-                t = pq.read_table(fh, columns=["time"])
-        else:
-            t = pq.read_table(path, columns=["time"])
-        return t.column("time").cast(pa.int64()).to_numpy()
+        try:
+            if self.remote:
+                with self.fs.open(path, "rb") as fh:
+                    t = pq.read_table(fh, columns=["time"])
+            else:
+                t = pq.read_table(path, columns=["time"])
+            return t.column("time").cast(pa.int64()).to_numpy()
+        except (pa.ArrowException, OSError, KeyError) as exc:
+            raise DataError(
+                f"{path}: cannot read the 'time' column ({exc}); the file may be truncated or corrupt"
+            ) from None
 
     def get(self, path: str, local: str) -> None:
         self.fs.get(path, local)
@@ -92,7 +101,7 @@ def _timeframes(fs: _FS, venue: str, kind: str, symbol: str, freq_min: int) -> l
         tf = d.rstrip("/").split("/")[-2].split("=", 1)[1]
         try:
             m = timeframe_minutes(tf)
-        except ValueError:
+        except ConfigError:
             continue
         if freq_min % m == 0 and fs.glob(d.rstrip("/") + "/year=*.parquet"):
             out.append(tf)
@@ -104,7 +113,7 @@ def _source_series(fs: _FS, symbol: str, freq: str, venue: str) -> tuple[str, st
     from data.schema import timeframe_minutes
     from data.symbols import perp_candidates, spot_symbol
 
-    freq_min = timeframe_minutes(freq)
+    freq_min = timeframe_minutes(freq, "freq")
     canonical = spot_symbol(symbol)
     spot_tfs = set(_timeframes(fs, venue, "spot", canonical, freq_min))
     for cand, _ in perp_candidates(symbol):
@@ -124,7 +133,7 @@ def sweep_window(
     Reads only the ``time`` column of each series' first and last year file, so it is cheap even
     for hundreds of symbols of minute data. Explicit bounds win.
     """
-    start_ms, end_ms = to_ms(start), to_ms(end)
+    start_ms, end_ms = utc_ms(start, "start"), utc_ms(end, "end")
     if start_ms is not None and end_ms is not None:
         return ms_to_iso(start_ms), ms_to_iso(end_ms)
     fs = _FS(catalog)
@@ -142,7 +151,7 @@ def sweep_window(
                 lo = int(first[0]) if lo is None else min(lo, int(first[0]))
             if last.size:
                 hi = int(last[-1]) if hi is None else max(hi, int(last[-1]))
-    if lo is None:
+    if lo is None or hi is None:
         raise DataError(f"catalog {catalog}: no bars for {list(symbols)}")
     return ms_to_iso(lo if start_ms is None else start_ms), ms_to_iso(hi + 1 if end_ms is None else end_ms)
 
@@ -175,7 +184,8 @@ def stage_remote(
         for pat in pats:
             for path in fs.glob(pat):
                 year = _year_of(path)
-                kind = re.search(r"kind=([a-z]+)", path).group(1)
+                found = re.search(r"kind=([a-z]+)", path)
+                kind = found.group(1) if found else ""
                 if kind in ("spot", "perp", "mark", "index", "premium") and not (y0 <= year <= y1):
                     continue  # funding and borrow series are read whole by the loader
                 rel = (

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from data.catalog import Catalog
-from data.errors import ChecksumError, ConfigError, FetchError
+from data.errors import ChecksumError, ConfigError, FetchError, UnknownNameError, did_you_mean, unknown_name
 from data.ingest import IngestReport
 from data.ingest.binance_vision import ingest_binance_vision, read_checksum_text, sha256_file
 from data.io import write_bytes_atomic
@@ -153,7 +153,7 @@ def binance_vision_path(kind: str, symbol: str, month: str, timeframe: str = "1h
         return f"data/futures/um/monthly/fundingRate/{symbol}/{symbol}-fundingRate-{month}.zip"
     if kind in _FUTURES_TYPES:
         return f"data/futures/um/monthly/{_FUTURES_TYPES[kind]}/{symbol}/{timeframe}/{symbol}-{timeframe}-{month}.zip"
-    raise ConfigError(f"unknown kind {kind!r}: expected one of {', '.join(KINDS)}")
+    raise unknown_name("kind", kind, KINDS)
 
 
 @dataclass(frozen=True)
@@ -261,7 +261,7 @@ class _Downloader:
             if expected is None:
                 # Downloaded before (atomically, so complete) and still nothing to verify against.
                 return "skipped", dest, 0, None
-            if sha256_file(dest) == expected:
+            if ck_bytes is not None and sha256_file(dest) == expected:
                 write_bytes_atomic(ck_path, ck_bytes)  # present but not yet verified: now it is
                 return "skipped", dest, 0, expected
 
@@ -387,13 +387,15 @@ def fetch_binance_vision(
     syms = _symbols(symbols)
     months = _months(start, end)
     kinds = [str(k).strip().lower() for k in ([kinds] if isinstance(kinds, str) else kinds)]
+    if not kinds:
+        raise ConfigError(f"no kinds given: expected some of {', '.join(KINDS)}")
     bad = [k for k in kinds if k not in KINDS]
-    if bad or not kinds:
-        raise ConfigError(f"unknown kinds {bad or kinds!r}: expected some of {', '.join(KINDS)}")
-    try:
-        timeframe_minutes(timeframe)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    if bad:
+        hints = ", ".join(f"{k!r}{did_you_mean(k, KINDS)}" for k in bad)
+        raise UnknownNameError(f"unknown kinds {hints}: expected some of {', '.join(KINDS)}")
+    timeframe_minutes(timeframe)
+    if not re.match(r"^(https?|file)://", str(base_url)):
+        raise ConfigError(f"bad base_url {base_url!r}: expected an http(s):// or file:// URL, e.g. {DEFAULT_BASE_URL}")
     root = Path(download_dir) if download_dir is not None else catalog.root / "_downloads"
     report = FetchReport(download_dir=root)
 
@@ -404,7 +406,7 @@ def fetch_binance_vision(
             if kind == "spot":
                 try:
                     s = spot_symbol(sym)
-                except ValueError:
+                except ConfigError:  # an unknown quote: the symbol as given
                     s = sym
             for month in months:
                 jobs.append(_Job(kind, s, month, binance_vision_path(kind, s, month, timeframe)))
@@ -448,7 +450,8 @@ def fetch_binance_vision(
             report.bytes_downloaded += size
             if status == "unverified":
                 report.unverified.append(url)
-        report.files.append(path)
+        if path is not None:
+            report.files.append(path)
 
     if ingest:
         if report.files:

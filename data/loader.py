@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -18,11 +19,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data.catalog import Catalog, PartitionKey
-from data.errors import DataError
-from data.market import Market
+from data.errors import ConfigError, DataError, did_you_mean, unknown_name
+from data.market import Market, utc_ms
 from data.schema import Kind, timeframe_minutes
 from data.symbols import perp_candidates, split_symbol, spot_symbol
-from data.units import to_ms
 
 _MS_PER_MIN = 60_000
 
@@ -36,6 +36,26 @@ class GapPolicy(str, Enum):
 
     ERROR = "error"  #: raise DataError naming the symbol, the series and the first gap
     FFILL = "ffill"  #: forward-fill flat bars at the last close, up to ``max_fill_bars``
+
+    @classmethod
+    def _missing_(cls, value: object) -> GapPolicy:
+        """An unknown policy is an ``UnknownNameError`` naming ``gaps`` with a did-you-mean hint."""
+        if isinstance(value, str):
+            for p in cls:
+                if p.value == value.strip().lower():
+                    return p
+        raise unknown_name("gap policy (gaps=)", value, [p.value for p in cls])
+
+
+class _Plan(NamedTuple):
+    """Where one symbol's series come from."""
+
+    canonical: str  #: the spot pair name, e.g. PEPEUSDT
+    perp_symbol: str  #: the exchange's perp, e.g. 1000PEPEUSDT
+    multiplier: int  #: coins per perp price unit (1000)
+    src_minutes: int  #: the stored timeframe the bars are built from
+    keys: dict[str, PartitionKey | None]  #: spot, perp and mark (None: no mark data) bars
+    funding: PartitionKey
 
 
 @dataclass(frozen=True)
@@ -51,15 +71,22 @@ class _Series:
     filled: np.ndarray  # bool: forward-filled bar
 
 
+def _minutes_or_none(label: str) -> int | None:
+    """Minutes of a stored timeframe directory's label; None for a label that is not one."""
+    try:
+        return timeframe_minutes(label)
+    except ConfigError:
+        return None
+
+
 def _timeframes(catalog: Catalog, venue: str, symbol: str, kind: Kind, freq_min: int) -> list[str]:
     """Timeframes stored for a series that divide the requested bar length."""
     base = catalog.root / f"venue={venue}" / f"kind={kind.value}"
     out = []
     for tdir in base.glob("timeframe=*"):
         tf = tdir.name.split("=", 1)[1]
-        try:
-            m = timeframe_minutes(tf)
-        except ValueError:
+        m = _minutes_or_none(tf)
+        if m is None:
             continue
         if freq_min % m == 0 and (tdir / f"symbol={symbol}").is_dir():
             out.append(tf)
@@ -179,6 +206,16 @@ def _resample_series(s: _Series, k: int) -> tuple[np.ndarray, ...]:
     return o, h, l, c, v, all_ok, any_filled
 
 
+def _read_times(path) -> np.ndarray:
+    """The ``time`` column of one partition file (int64 ms); ``DataError`` naming the file if unreadable."""
+    try:
+        return pq.read_table(path, columns=["time"]).column("time").cast(pa.int64()).to_numpy()
+    except (pa.ArrowException, OSError, KeyError) as exc:
+        raise DataError(
+            f"{path}: cannot read the 'time' column ({exc}); the file may be truncated or corrupt"
+        ) from None
+
+
 def _coverage(catalog: Catalog, keys: list[PartitionKey]) -> tuple[int, int] | None:
     """First and last time (ms) over the given series, from their first and last year files."""
     lo, hi = None, None
@@ -186,13 +223,12 @@ def _coverage(catalog: Catalog, keys: list[PartitionKey]) -> tuple[int, int] | N
         files = catalog.files(key)
         if not files:
             continue
-        first = pq.read_table(files[0], columns=["time"]).column("time").cast(pa.int64()).to_numpy()
-        last = pq.read_table(files[-1], columns=["time"]).column("time").cast(pa.int64()).to_numpy()
+        first, last = _read_times(files[0]), _read_times(files[-1])
         if first.size:
             lo = int(first[0]) if lo is None else min(lo, int(first[0]))
         if last.size:
             hi = int(last[-1]) if hi is None else max(hi, int(last[-1]))
-    return None if lo is None else (lo, hi)
+    return None if lo is None or hi is None else (lo, hi)
 
 
 def load_market(
@@ -248,10 +284,20 @@ def load_market(
         symbols = [s.strip() for s in symbols.split(",") if s.strip()]
     if not symbols:
         raise DataError("no symbols requested")
+    bad = [s for s in symbols if not isinstance(s, str)]
+    if bad:
+        raise ConfigError(f"symbols must be strings such as 'BTCUSDT', got {bad[0]!r}")
     policy = GapPolicy(gaps)
-    freq_min = timeframe_minutes(freq)
+    freq_min = timeframe_minutes(freq, "freq")
     step_t = freq_min * _MS_PER_MIN
-    start_ms, end_ms = to_ms(start), to_ms(end)
+    start_ms, end_ms = utc_ms(start, "start"), utc_ms(end, "end")
+    if max_fill_bars is not None and (
+        isinstance(max_fill_bars, bool) or not isinstance(max_fill_bars, int) or max_fill_bars < 0
+    ):
+        raise ConfigError(f"max_fill_bars must be a whole number of bars >= 0, got {max_fill_bars!r}")
+    venues = sorted(d.name.split("=", 1)[1] for d in catalog.root.glob("venue=*") if d.is_dir())
+    if venue not in venues:
+        raise unknown_name("venue", venue, venues, f" in catalog {catalog.root}")
     notes: list[str] = []
 
     # Resolve every symbol's series and source timeframe.
@@ -264,17 +310,18 @@ def load_market(
         canonical = spot_symbol(sym)
         perp_names = perp_candidates(sym if sym != canonical else canonical)
         spot_tfs = _timeframes(catalog, venue, canonical, Kind.SPOT, freq_min)
-        perp_sym, mult, src_tf = None, 1, None
-        for cand, m in perp_names:
+        perp_sym: str | None = None
+        mult, src_tf = 1, None
+        for cand, cand_mult in perp_names:
             common = sorted(
                 set(spot_tfs) & set(_timeframes(catalog, venue, cand, Kind.PERP, freq_min)), key=timeframe_minutes
             )
             if common:
-                perp_sym, mult, src_tf = cand, m, common[-1]  # the coarsest common timeframe
+                perp_sym, mult, src_tf = cand, cand_mult, common[-1]  # the coarsest common timeframe
                 break
             if perp_sym is None and _timeframes(catalog, venue, cand, Kind.PERP, freq_min):
-                perp_sym, mult = cand, m
-        if src_tf is None:
+                perp_sym, mult = cand, cand_mult
+        if src_tf is None or perp_sym is None:
             what = []
             if not spot_tfs:
                 what.append(f"no spot bars for {canonical}")
@@ -282,19 +329,20 @@ def load_market(
                 what.append(f"no perp bars for {sym}")
             if not what:
                 what.append(f"no common timeframe dividing {freq} for the spot and perp bars of {canonical}")
+            available = available_symbols(catalog, venue)
             raise DataError(
                 f"catalog {catalog.root}: {' and '.join(what)} at a timeframe dividing {freq} "
-                f"on venue {venue}; available symbols: {', '.join(available_symbols(catalog, venue)) or 'none'}"
+                f"on venue {venue}{did_you_mean(canonical, available)}; "
+                f"available symbols: {', '.join(available) or 'none'}"
             )
-        spot_tf = perp_tf = src_tf
         mark_tf = src_tf if src_tf in _timeframes(catalog, venue, perp_sym, Kind.MARK, freq_min) else None
         src_min = timeframe_minutes(src_tf)
-        keys = {
-            "spot": PartitionKey(venue, Kind.SPOT, canonical, spot_tf),
-            "perp": PartitionKey(venue, Kind.PERP, perp_sym, perp_tf),
+        keys: dict[str, PartitionKey | None] = {
+            "spot": PartitionKey(venue, Kind.SPOT, canonical, src_tf),
+            "perp": PartitionKey(venue, Kind.PERP, perp_sym, src_tf),
             "mark": PartitionKey(venue, Kind.MARK, perp_sym, mark_tf) if mark_tf else None,
-            "funding": PartitionKey(venue, Kind.FUNDING, perp_sym),
         }
+        funding_key = PartitionKey(venue, Kind.FUNDING, perp_sym)
         if keys["mark"] is None:
             if require_mark:
                 raise DataError(
@@ -304,18 +352,23 @@ def load_market(
                 f"{canonical}: no mark-price data at {src_tf}; perp last prices stand in for the mark "
                 "(funding is still valued at the mark where any stored mark bar opens at the settlement)"
             )
-        if not catalog.has(keys["funding"]):
+        if not catalog.has(funding_key):
             raise DataError(f"catalog {catalog.root}: no funding settlements for {perp_sym} on venue {venue}")
-        plans.append((canonical, perp_sym, mult, src_min, keys))
+        plans.append(_Plan(canonical, perp_sym, mult, src_min, keys, funding_key))
 
-    names = [p[0] for p in plans]
+    names = [p.canonical for p in plans]
     if len(set(names)) != len(names):
         raise DataError(f"symbols map to the same market twice: {symbols}")
 
     # Common grid: union of the symbols' bar coverage, clipped to [start, end), aligned to freq.
-    cov = _coverage(catalog, [k for p in plans for k in (p[4]["spot"], p[4]["perp"])])
-    lo = cov[0] if start_ms is None else start_ms
-    hi = cov[1] + 1 if end_ms is None else end_ms
+    cov = _coverage(catalog, [k for p in plans for k in (p.keys["spot"], p.keys["perp"]) if k is not None])
+    if start_ms is not None and end_ms is not None:
+        lo, hi = start_ms, end_ms
+    elif cov is None:
+        raise DataError(f"catalog {catalog.root}: no bars stored for {', '.join(names)} (the files are empty)")
+    else:
+        lo = cov[0] if start_ms is None else start_ms
+        hi = cov[1] + 1 if end_ms is None else end_ms
     t0 = (lo // step_t) * step_t
     if hi <= t0:
         raise DataError(
@@ -353,7 +406,7 @@ def load_market(
     mark_fallback = np.zeros(shape, dtype=bool)
     multipliers = np.ones(len(plans), dtype=np.int64)
 
-    for j, (canonical, perp_sym, mult, src_min, keys) in enumerate(plans):
+    for j, (canonical, perp_sym, mult, src_min, keys, funding_key) in enumerate(plans):
         multipliers[j] = mult
         step = src_min * _MS_PER_MIN
         k = freq_min // src_min
@@ -393,10 +446,10 @@ def load_market(
             if miss.any():
                 notes.append(f"{canonical}: {int(miss.sum())} bar(s) without mark price; perp last prices stand in")
             mk = _Series(
-                *(
-                    np.where(miss, getattr(perp, f), getattr(mark, f))
+                **{
+                    f: np.where(miss, getattr(perp, f), getattr(mark, f))
                     for f in ("open", "high", "low", "close", "volume")
-                ),
+                },
                 present=mark.present | (miss & perp.present),
                 filled=mark.filled | (miss & perp.filled),
             )
@@ -433,7 +486,7 @@ def load_market(
         mark_fallback[:, j] = _resample(fallback_src.astype(np.int8), k, "max").astype(bool)
 
         # Funding: each settlement goes to the bar whose (open, close] holds it.
-        ft = catalog.read(keys["funding"])
+        ft = catalog.read(funding_key)
         times = ft.column("time").cast(pa.int64()).to_numpy()
         rate = ft.column("rate").to_numpy()
         hours = ft.column("interval_hours").to_numpy(zero_copy_only=False).astype(float)
@@ -482,7 +535,7 @@ def load_market(
         filled=filled,
         mark_fallback=mark_fallback,
         multiplier=multipliers,
-        perp_symbols=tuple(p[1] for p in plans),
+        perp_symbols=tuple(p.perp_symbol for p in plans),
         borrow_hourly_rate=_load_borrow(catalog, venue, names, index, step_t),
         venue=venue,
         notes=tuple(notes),
@@ -495,7 +548,8 @@ def _mark_opens_at(catalog: Catalog, venue: str, perp_symbol: str, times: np.nda
     if not len(times):
         return out
     base = catalog.root / f"venue={venue}" / f"kind={Kind.MARK.value}"
-    for tdir in sorted(base.glob("timeframe=*"), key=lambda d: timeframe_minutes(d.name.split("=", 1)[1])):
+    tdirs = [(m, d) for d in base.glob("timeframe=*") if (m := _minutes_or_none(d.name.split("=", 1)[1])) is not None]
+    for _, tdir in sorted(tdirs):
         key = PartitionKey(venue, Kind.MARK, perp_symbol, tdir.name.split("=", 1)[1])
         if not catalog.has(key):
             continue

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from data.errors import DataError
+from data.errors import ConfigError, DataError, UnknownNameError, did_you_mean
 
 #: The (T, N) float arrays every market has, in the order they are documented.
 PRICE_FIELDS = (
@@ -55,6 +56,37 @@ def _frozen(a: np.ndarray, dtype: type, name: str, shape: tuple[int, int]) -> np
         a = a.copy() if a.base is not None else a
         a.flags.writeable = False
     return a
+
+
+def utc_timestamp(value, name: str) -> pd.Timestamp:
+    """``value`` (anything :class:`pandas.Timestamp` reads; naive = UTC) as a UTC timestamp.
+
+    Raises :class:`~data.errors.ConfigError` naming ``name`` (e.g. ``"start"``) and the value when
+    it is not a date or time.
+    """
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ConfigError(f"bad {name} {value!r}: not a date or time, e.g. 2024-01-01 ({exc})") from None
+    if ts is pd.NaT:
+        raise ConfigError(f"bad {name} {value!r}: not a date or time, e.g. 2024-01-01")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def utc_ms(value, name: str) -> int | None:
+    """:func:`utc_timestamp` as milliseconds since the epoch; ``None`` stays ``None``."""
+    return None if value is None else int(utc_timestamp(value, name).value // 1_000_000)
+
+
+def _fit(x, dtype: type, shape: tuple[int, int], name: str) -> np.ndarray:
+    """``x`` as a read-only (T, N) view of ``dtype``; ``ConfigError`` naming ``name`` if it does not fit."""
+    try:
+        return np.broadcast_to(np.asarray(x, dtype=dtype), shape)
+    except (ValueError, TypeError) as exc:
+        got = np.shape(x) if not isinstance(x, str) else "text"
+        raise ConfigError(
+            f"Market.from_arrays: {name} of shape {got} does not fit {shape} (bars x symbols) ({exc})"
+        ) from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -178,7 +210,7 @@ class Market:
     @functools.cached_property
     def mark_fallback_symbols(self) -> np.ndarray:
         """(N,) bool: symbols with at least one bar whose mark prices fall back to perp last prices."""
-        out = self.mark_fallback.any(axis=0)
+        out = np.asarray(self.mark_fallback.any(axis=0))
         out.flags.writeable = False
         return out
 
@@ -195,33 +227,33 @@ class Market:
     # ----------------------------------------------------------------- views
     def frame(self, name: str) -> pd.DataFrame:
         """One field as a DataFrame (bars x symbols), e.g. ``market.frame("funding_rate")``."""
-        values = getattr(self, name)
+        values = getattr(self, name, None) if isinstance(name, str) else None
         if not isinstance(values, np.ndarray) or values.shape != self.shape:
-            raise KeyError(f"{name!r} is not a (bars x symbols) field of Market")
+            known = [f.name for f in fields(self) if isinstance(getattr(self, f.name), np.ndarray)]
+            known = [n for n in known if getattr(self, n).shape == self.shape]
+            raise UnknownNameError(
+                f"{name!r} is not a (bars x symbols) field of Market{did_you_mean(name, known)}; "
+                f"fields: {', '.join(known)}"
+            )
         return pd.DataFrame(values, index=self.index, columns=pd.Index(self.symbols, name="symbol"))
 
     def select(self, symbols: list[str] | tuple[str, ...] | None = None, start=None, end=None) -> Market:
         """A sub-market: some symbols and/or the bars in ``[start, end)``."""
         cols = np.arange(self.n_symbols)
         if symbols is not None:
+            if isinstance(symbols, str):
+                symbols = [symbols]
             missing = [s for s in symbols if s not in self.symbols]
             if missing:
-                raise KeyError(f"symbols not in market: {missing}; available: {list(self.symbols)}")
+                hints = ", ".join(f"{s!r}{did_you_mean(s, self.symbols)}" for s in missing)
+                raise UnknownNameError(f"symbols not in market: {hints}; available: {', '.join(self.symbols)}")
             cols = np.array([self.symbols.index(s) for s in symbols], dtype=np.int64)
         rows = np.ones(self.n_bars, dtype=bool)
         if start is not None:
-            rows &= (
-                self.index >= pd.Timestamp(start, tz="UTC")
-                if pd.Timestamp(start).tz is None
-                else self.index >= pd.Timestamp(start)
-            )
+            rows &= self.index >= utc_timestamp(start, "start")
         if end is not None:
-            rows &= (
-                self.index < pd.Timestamp(end, tz="UTC")
-                if pd.Timestamp(end).tz is None
-                else self.index < pd.Timestamp(end)
-            )
-        kwargs = {}
+            rows &= self.index < utc_timestamp(end, "end")
+        kwargs: dict[str, Any] = {}
         for f in fields(self):
             v = getattr(self, f.name)
             if isinstance(v, np.ndarray) and v.ndim == 2:
@@ -275,6 +307,8 @@ class Market:
 
         def ohlcv(x, name):
             if isinstance(x, dict):
+                if "open" not in x:
+                    raise ConfigError(f"Market.from_arrays: {name} needs an 'open' array (keys given: {list(x)})")
                 o = np.asarray(x["open"], dtype=float)
                 return (
                     o,
@@ -283,19 +317,19 @@ class Market:
                     np.asarray(x.get("close", o), float),
                     np.asarray(x.get("volume", np.full(shape, volume)), float),
                 )
-            a = np.broadcast_to(np.asarray(x, dtype=float), shape)
+            a = _fit(x, float, shape, name)
             return a, a, a, a, np.full(shape, volume)
 
         so, sh, sl, sc, sv = ohlcv(spot, "spot")
         po, ph, pl, pc_, pv = ohlcv(perp, "perp")
         mo, mh, ml, mc, _ = ohlcv(mark if mark is not None else perp, "mark")
-        rate = np.zeros(shape) if funding_rate is None else np.broadcast_to(np.asarray(funding_rate, float), shape)
+        rate = np.zeros(shape) if funding_rate is None else _fit(funding_rate, float, shape, "funding_rate")
         if funding_value is None:
             mark_at_close = np.vstack([mo[1:], mc[-1:]]) if shape[0] else mc
             funding_value = rate * mark_at_close
-        mask = (rate != 0) if funding_mask is None else np.broadcast_to(np.asarray(funding_mask, bool), shape)
+        mask = (rate != 0) if funding_mask is None else _fit(funding_mask, bool, shape, "funding_mask")
         count = mask.astype(np.int32)
-        hours = np.where(count > 0, np.broadcast_to(np.asarray(funding_interval_hours, float), shape), np.nan)
+        hours = np.where(count > 0, _fit(funding_interval_hours, float, shape, "funding_interval_hours"), np.nan)
         ok = np.isfinite(so) & np.isfinite(po) & np.isfinite(mo)
         return cls(
             index=index,
@@ -316,7 +350,7 @@ class Market:
             mark_low=ml,
             mark_close=mc,
             funding_rate=rate,
-            funding_value=np.broadcast_to(funding_value, shape),
+            funding_value=_fit(funding_value, float, shape, "funding_value"),
             funding_count=count,
             funding_interval_hours=hours,
             valid=ok,

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data.catalog import Catalog, PartitionKey
-from data.errors import DataError
+from data.errors import ConfigError, DataError, UnknownNameError, did_you_mean
 from data.schema import PRICE_COLUMNS, Kind, timeframe_minutes
 from data.symbols import split_multiplier, split_symbol, spot_symbol
 from data.validate import conform
@@ -111,8 +111,12 @@ def catalog_info(catalog: Catalog) -> list[dict]:
         t = table.column("time").cast(pa.int64()).to_numpy()
         row.update(rows=len(t), first=_iso(t[0]) if len(t) else None, last=_iso(t[-1]) if len(t) else None)
         if key.kind.is_bar and len(t):
-            step = timeframe_minutes(key.timeframe) * 60_000
-            row["missing_bars"] = int((t[-1] - t[0]) // step + 1 - len(np.unique(t)))
+            try:
+                step = timeframe_minutes(key.timeframe) * 60_000
+            except ConfigError as exc:
+                row["error"] = f"{key}: {exc}"
+            else:
+                row["missing_bars"] = int((t[-1] - t[0]) // step + 1 - len(np.unique(t)))
         if key.kind is Kind.FUNDING:
             rate = table.column("rate").to_numpy()
             hours = table.column("interval_hours").to_numpy(zero_copy_only=False)
@@ -164,7 +168,7 @@ def _file_checks(key: PartitionKey, path: Path, table: pa.Table, problems: list[
     for c in names:
         try:
             vals[c] = table.column(c).cast(pa.float64()).to_numpy(zero_copy_only=False)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        except pa.ArrowException:
             continue
         nan = np.flatnonzero(np.isnan(vals[c]))
         if nan.size:
@@ -217,7 +221,7 @@ def _load_series(key: PartitionKey, catalog: Catalog, problems: list[Problem]) -
     for path in catalog.files(key):
         try:
             raw = _read_raw(path)
-        except (pa.ArrowInvalid, OSError) as exc:
+        except (pa.ArrowException, OSError) as exc:
             problems.append(
                 Problem(
                     "error",
@@ -456,12 +460,25 @@ def check_catalog(catalog: Catalog, symbols: list[str] | None = None) -> list[Pr
     wanted = None if symbols is None else {s.upper().replace("/", "").replace("_", "") for s in symbols}
     problems: list[Problem] = []
     tables: dict[PartitionKey, pa.Table] = {}
-    for key in catalog.keys():
+    keys = list(catalog.keys())
+    if wanted is not None:
+        stored = {k.symbol for k in keys} | {spot_symbol_safe(k.symbol) for k in keys}
+        unknown = sorted(wanted - stored)
+        if unknown:
+            hints = ", ".join(f"{s!r}{did_you_mean(s, stored)}" for s in unknown)
+            raise UnknownNameError(f"catalog {catalog.root} has no series for symbol(s) {hints}")
+    for key in keys:
         if wanted is not None and key.symbol not in wanted and spot_symbol_safe(key.symbol) not in wanted:
             continue
         table = _load_series(key, catalog, problems)
         if table is None or not len(table):
             continue
+        if key.kind.is_bar:
+            try:
+                timeframe_minutes(key.timeframe)
+            except ConfigError as exc:
+                problems.append(Problem("error", str(key), "invalid", f"{key.directory(catalog.root)}: {exc}"))
+                continue
         tables[key] = table
         if key.kind.is_bar:
             _gaps(key, table.column("time").cast(pa.int64()).to_numpy(), problems)
@@ -480,7 +497,7 @@ def spot_symbol_safe(symbol: str) -> str:
     """:func:`data.symbols.spot_symbol`, or ``symbol`` itself for an unknown quote."""
     try:
         return spot_symbol(symbol)
-    except ValueError:
+    except ConfigError:
         return symbol
 
 

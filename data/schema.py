@@ -22,6 +22,8 @@ from enum import Enum
 
 import pyarrow as pa
 
+from data.errors import ConfigError, unknown_name
+
 SCHEMA_VERSION = "1"
 TIME_TYPE = pa.timestamp("ms", tz="UTC")
 
@@ -40,6 +42,15 @@ class Kind(str, Enum):
     @property
     def is_bar(self) -> bool:
         return self not in (Kind.FUNDING, Kind.BORROW)
+
+    @classmethod
+    def _missing_(cls, value: object) -> Kind:
+        """``Kind("SPOT")`` is ``Kind.SPOT``; an unknown kind is an ``UnknownNameError`` with a hint."""
+        if isinstance(value, str):
+            for k in cls:
+                if k.value == value.strip().lower():
+                    return k
+        raise unknown_name("kind", value, [k.value for k in cls])
 
 
 def _field(name: str, type_: pa.DataType, unit: str, doc: str, nullable: bool = False) -> pa.Field:
@@ -143,16 +154,20 @@ class Timeframe:
 _TF_UNITS = {"m": 1, "h": 60, "d": 1440, "w": 10080}
 
 
-def timeframe_minutes(label: str) -> int:
-    """Minutes in a timeframe label (``"1m"`` -> 1, ``"4h"`` -> 240, ``"1d"`` -> 1440)."""
-    label = label.strip()
+def timeframe_minutes(label: str | None, what: str = "timeframe") -> int:
+    """Minutes in a timeframe label (``"1m"`` -> 1, ``"4h"`` -> 240, ``"1d"`` -> 1440).
+
+    Raises :class:`~data.errors.ConfigError` (a ``ValueError``) naming ``what`` (e.g. ``"freq"``)
+    and the label when it is not a positive number followed by m, h, d or w.
+    """
+    bad = f"bad {what} {label!r}: expected a number and one of m, h, d, w (e.g. 1m, 1h, 4h, 1d)"
+    if not isinstance(label, str):
+        raise ConfigError(bad)
+    text = label.strip()
     try:
-        n, unit = int(label[:-1]), label[-1]
-        minutes = n * _TF_UNITS[unit]
-    except (ValueError, KeyError, IndexError):
-        raise ValueError(
-            f"bad timeframe {label!r}: expected a number and one of m, h, d, w (e.g. 1m, 1h, 4h, 1d)"
-        ) from None
+        minutes = int(text[:-1]) * _TF_UNITS[text[-1:]]
+    except (ValueError, KeyError):
+        raise ConfigError(bad) from None
     if minutes <= 0:
-        raise ValueError(f"bad timeframe {label!r}: must be positive")
+        raise ConfigError(f"bad {what} {label!r}: must be positive")
     return minutes

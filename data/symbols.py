@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from data.errors import ConfigError
+
 QUOTES = ("USDT", "USDC", "BUSD", "FDUSD", "USD")
 _MULT_RE = re.compile(r"^(1000000|1000)([A-Z][A-Z0-9]*)$")
 
@@ -23,11 +25,12 @@ def split_multiplier(base: str) -> tuple[str, int]:
 
 
 def split_symbol(symbol: str) -> tuple[str, str]:
-    """``"BTCUSDT"`` -> ``("BTC", "USDT")``. Raises ``ValueError`` for an unknown quote."""
+    """``"BTCUSDT"`` -> ``("BTC", "USDT")``. Raises :class:`~data.errors.ConfigError` (a
+    ``ValueError``) naming the symbol for an unknown quote."""
     for quote in QUOTES:
-        if symbol.endswith(quote) and len(symbol) > len(quote):
+        if isinstance(symbol, str) and symbol.endswith(quote) and len(symbol) > len(quote):
             return symbol[: -len(quote)], quote
-    raise ValueError(f"cannot split {symbol!r} into base and quote (known quotes: {', '.join(QUOTES)})")
+    raise ConfigError(f"cannot split {symbol!r} into base and quote (known quotes: {', '.join(QUOTES)})")
 
 
 def perp_candidates(symbol: str) -> list[tuple[str, int]]:

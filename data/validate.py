@@ -67,6 +67,8 @@ def conform(table: pa.Table, kind: Kind | str, source: str) -> pa.Table:
     """
     kind = Kind(kind)
     schema = schema_for(kind)
+    if not isinstance(table, pa.Table):
+        raise DataError(f"{source}: expected a pyarrow.Table, got {type(table).__name__}")
     times = _time_column(table, source)
     times_ms = times.cast(pa.int64()).to_numpy()
     columns: list[pa.Array] = []
@@ -85,7 +87,7 @@ def conform(table: pa.Table, kind: Kind | str, source: str) -> pa.Table:
         col = table.column(field.name).combine_chunks()
         try:
             col = pc.cast(col, field.type)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        except pa.ArrowException as exc:
             raise DataError(
                 f"{source}: column {field.name!r} has type {col.type}, expected {field.type} ({exc})"
             ) from None

@@ -33,12 +33,10 @@ from strategies.base import (
     Strategy,
     StrategyParams,
     WeightedTargets,
-    as_strategy,
     bar_hours,
     hours_to_bars,
     mask_targets,
     param,
-    run_strategy,
 )
 from strategies.basis_aware import BasisAwareParams, basis_aware
 from strategies.funding_sign import FundingSignParams, funding_sign
@@ -51,8 +49,16 @@ from strategies.predicted_funding import (
     prediction_accuracy,
     premium_proxy,
 )
-from strategies.registry import available_strategies, get_strategy, load_strategy_file, parse_params, register
+from strategies.registry import (
+    as_strategy,
+    available_strategies,
+    get_strategy,
+    load_strategy_file,
+    parse_params,
+    register,
+)
 from strategies.rotation import RotationParams, rotation
+from strategies.runner import run_strategy
 from strategies.signals import (
     HOURS_PER_YEAR,
     basis,

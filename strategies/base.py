@@ -1,4 +1,7 @@
-"""The strategy protocol, parameter dataclasses and :func:`run_strategy`.
+"""The strategy protocol, parameter dataclasses and the helpers every strategy shares.
+
+(Names are registered and looked up in :mod:`strategies.registry`; a strategy is evaluated
+over a parameter grid by :func:`strategies.runner.run_strategy`.)
 
 A strategy is a pure function ``fn(market, params) -> targets`` where ``targets`` is a float
 array of shape ``(T, N)`` (bars x market symbols) with values in ``[-1, 1]``: ``+1`` full carry
@@ -29,12 +32,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from numba import njit
 
-from backtest.targets import Targets, param_grid
-from data.errors import ConfigError
+from data.errors import ConfigError, check_choice
 from data.market import Market
 from data.units import bar_hours
+from strategies.cache import cached
 
 __all__ = [
     "StrategyParams",
@@ -42,8 +44,7 @@ __all__ = [
     "param",
     "Strategy",
     "WeightedTargets",
-    "as_strategy",
-    "run_strategy",
+    "strategy_of",
     "mask_targets",
     "bar_hours",
     "hours_to_bars",
@@ -107,8 +108,8 @@ class StrategyParams:
                     raise ConfigError(f"{where} must be finite, got {v!r}")
                 object.__setattr__(self, f.name, tp(v))
             choices = f.metadata.get("choices")
-            if choices is not None and v not in choices:
-                raise ConfigError(f"{where} must be one of {list(choices)}, got {v!r}")
+            if choices is not None:
+                check_choice(where, v, choices)
             for key, op, word in (
                 ("ge", np.greater_equal, ">="),
                 ("le", np.less_equal, "<="),
@@ -227,18 +228,15 @@ class Strategy:
         return self.fn(market, self.params(params))
 
 
-def as_strategy(obj: Any, params_cls: type[StrategyParams] | None = None, name: str | None = None) -> Strategy:
-    """Turn a registered name, a :class:`Strategy` or a plain function into a ``Strategy``.
+def strategy_of(obj: Any, params_cls: type[StrategyParams] | None = None, name: str | None = None) -> Strategy:
+    """Turn a :class:`Strategy` or a plain function into a ``Strategy`` (names are looked up by
+    :func:`strategies.registry.as_strategy`, which accepts all three).
 
     A plain function ``fn(market, params)`` gets its parameter class from ``params_cls`` or
     from the type annotation of its second argument; a one-argument ``fn(market)`` has none.
     """
     if isinstance(obj, Strategy):
         return obj
-    if isinstance(obj, str):
-        from strategies.registry import get_strategy
-
-        return get_strategy(obj)
     if not callable(obj):
         raise ConfigError(f"a strategy must be a name, a Strategy or a function, got {type(obj).__name__}")
     sig = inspect.signature(obj)
@@ -258,7 +256,7 @@ def as_strategy(obj: Any, params_cls: type[StrategyParams] | None = None, name: 
             return _f(market)
 
         fn.__doc__ = obj.__doc__
-    return Strategy(name or getattr(obj, "__name__", "custom"), fn, params_cls or NoParams)
+    return Strategy(str(name or getattr(obj, "__name__", "custom")), fn, params_cls or NoParams)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -286,7 +284,6 @@ def mask_targets(market: Market, targets: np.ndarray, *, copy: bool = True) -> n
 def _validity_masks(market: Market) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(invalid bars, bars before a symbol's first valid bar) of ``market``, None when empty;
     memoised per market."""
-    from strategies.signals import cached
 
     def compute():
         invalid = ~market.valid
@@ -295,127 +292,3 @@ def _validity_masks(market: Market) -> tuple[np.ndarray | None, np.ndarray | Non
         return (invalid if invalid.any() else None), (unseen if unseen.any() else None)
 
     return cached(market, ("validity_masks",), compute)
-
-
-def _as_grid(params: Any) -> list[Any]:
-    """Normalise ``params`` to a list of per-run specs (dicts or StrategyParams)."""
-    if params is None:
-        return [{}]
-    if isinstance(params, StrategyParams):
-        return [params]
-    if isinstance(params, dict):
-        if any(isinstance(v, (list, tuple, np.ndarray, range)) for v in params.values()):
-            grid = {k: (list(v) if isinstance(v, (list, tuple, np.ndarray, range)) else [v]) for k, v in params.items()}
-            return param_grid(grid)
-        return [params]
-    if isinstance(params, (list, tuple)):
-        return list(params)
-    raise ConfigError(
-        f"params must be None, a dict, a grid dict of lists, a list or a StrategyParams; got {type(params).__name__}"
-    )
-
-
-def _check_output(name: str, out: Any, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
-    weights = None
-    if isinstance(out, WeightedTargets) or (isinstance(out, tuple) and len(out) == 2):
-        out, weights = out
-        weights = np.asarray(weights, dtype=np.float64)
-        if weights.shape != shape:
-            raise ConfigError(f"strategy {name!r} returned weights of shape {weights.shape}, expected {shape}")
-    values = np.asarray(out, dtype=np.float64)
-    if values.shape != shape:
-        raise ConfigError(
-            f"strategy {name!r} returned targets of shape {values.shape}, expected {shape} (bars x symbols)"
-        )
-    # fmin/fmax skip NaN ("keep") without temporaries; infinities show up as extremes
-    lo = np.fmin.reduce(values, axis=None) if values.size else np.nan
-    hi = np.fmax.reduce(values, axis=None) if values.size else np.nan
-    if np.isinf(lo) or np.isinf(hi):
-        raise ConfigError(f"strategy {name!r} returned infinite targets")
-    if lo < -1 - 1e-9 or hi > 1 + 1e-9:
-        raise ConfigError(f"strategy {name!r} returned targets outside [-1, 1] (+1 carry, -1 reverse carry)")
-    if lo < -1.0 or hi > 1.0:  # rounding noise beyond the bounds
-        values = np.clip(values, -1.0, 1.0)
-    return values, weights
-
-
-def _stack_columns(blocks: list[np.ndarray], n_rows: int) -> np.ndarray:
-    """``np.hstack(blocks)`` of (T, n) float arrays (a blocked copy, see :func:`_stack_into_nb`)."""
-    from numba.typed import List
-
-    width = sum(b.shape[1] for b in blocks)
-    out = np.empty((n_rows, width))
-    if width and n_rows:
-        typed = List()
-        for b in blocks:
-            typed.append(np.ascontiguousarray(b, dtype=np.float64))
-        _stack_into_nb(typed, out, max(256, (2 << 20) // (8 * width)))
-    return out
-
-
-@njit(cache=True)
-def _stack_into_nb(blocks, out, step):
-    """Copy ``blocks`` side by side into ``out`` in row blocks of ``step`` rows, so the block of
-    ``out`` stays in cache while each input, read sequentially, writes its columns into it (a
-    plain hstack walks the whole output once per input: slow for many narrow inputs)."""
-    T = out.shape[0]
-    for r0 in range(0, T, step):
-        r1 = min(T, r0 + step)
-        c0 = 0
-        for b in blocks:
-            w = b.shape[1]
-            for r in range(r0, r1):
-                for k in range(w):
-                    out[r, c0 + k] = b[r, k]
-            c0 += w
-
-
-def run_strategy(strategy: Any, market: Market, params: Any = None) -> Targets:
-    """Evaluate a strategy on a market for one parameter set or a whole grid.
-
-    Parameters
-    ----------
-    strategy : str, Strategy or callable
-        A registered name (``"funding_threshold"``), a :class:`Strategy`, or a plain function
-        ``fn(market, params)`` / ``fn(market)``.
-    market : data.market.Market
-    params : None, dict, grid dict, StrategyParams or list of those
-        ``None``: defaults. A dict of scalars: one parameter set (names may be abbreviated to
-        a unique prefix). A dict in which some values are lists: the Cartesian grid of those
-        lists (other values fixed). A list: one run per element.
-
-    Returns
-    -------
-    backtest.targets.Targets
-        ``N`` columns (one per market symbol) per parameter set; parameter set ``g`` is
-        portfolio ``group == g``. ``columns`` has ``strategy``, ``symbol``, ``group`` and one
-        column per parameter. Signals shared between parameter sets (e.g. the trailing
-        funding for one window) are computed once per market (see ``strategies.signals``).
-    """
-    strat = as_strategy(strategy)
-    specs = _as_grid(params)
-    if not specs:
-        raise ConfigError("empty parameter grid")
-    n = market.n_symbols
-    values, weights, rows = [], [], []
-    any_weights = False
-    for g, spec in enumerate(specs):
-        p = strat.params(spec)
-        v, w = _check_output(strat.name, strat.fn(market, p), market.shape)
-        values.append(v)
-        weights.append(w)
-        any_weights |= w is not None
-        d = p.to_dict()
-        for _j, sym in enumerate(market.symbols):
-            rows.append({"strategy": strat.name, "symbol": sym, "group": g, **d})
-    columns = pd.DataFrame(rows)
-    w_all = None
-    if any_weights:
-        w_all = _stack_columns([w if w is not None else np.ones(market.shape) for w in weights], market.n_bars)
-    return Targets(
-        values=_stack_columns(values, market.n_bars),
-        column_symbol=np.tile(np.arange(n, dtype=np.int64), len(specs)),
-        group=np.repeat(np.arange(len(specs), dtype=np.int64), n),
-        columns=columns,
-        weights=w_all,
-    )

@@ -57,9 +57,10 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from data.errors import ConfigError
-from data.market import Market
-from strategies.signals import HOURS_PER_YEAR, cached
+from data.errors import ConfigError, check_choice
+from data.market import Market, utc_timestamp
+from data.units import HOURS_PER_YEAR
+from strategies.cache import cached
 
 __all__ = [
     "DEFAULT_CAP",
@@ -84,6 +85,8 @@ INTEREST_RATE_8H = 0.0001
 CLAMP_LIMIT = 0.0005
 #: Date from which the whole rate of an H-hour symbol is scaled by H / 8.
 INTERVAL_SCALING_SINCE = "2025-09-18"
+#: Prices :func:`premium_proxy` can compare with spot (or pass ``premium=array``).
+PREMIUM_SOURCES = ("mark", "perp")
 
 
 def premium_proxy(market: Market, source: str = "mark") -> np.ndarray:
@@ -92,8 +95,7 @@ def premium_proxy(market: Market, source: str = "mark") -> np.ndarray:
     ``source`` is ``"mark"`` (mark price) or ``"perp"`` (perp last price). NaN where a price
     is missing.
     """
-    if source not in ("mark", "perp"):
-        raise ConfigError(f"premium_source must be 'mark' or 'perp' (or pass premium=array), got {source!r}")
+    check_choice("premium_source", source, PREMIUM_SOURCES)
     o = market.mark_open if source == "mark" else market.perp_open
     c = market.mark_close if source == "mark" else market.perp_close
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -253,7 +255,8 @@ def _predict(
     else:
         bar = market.index[1] - market.index[0] if market.n_bars > 1 else pd.Timedelta(market.freq)
         close_time = market.index + bar
-        scale_whole = np.asarray(close_time >= pd.Timestamp(interval_scaling_since, tz="UTC"))[:, None]
+        since = utc_timestamp(interval_scaling_since, "interval_scaling_since")
+        scale_whole = np.asarray(close_time >= since)[:, None]
     rate = funding_formula(
         avg,
         hours,

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import warnings
 
+from data.errors import CarryError
 from data.loader import DataWarning, load_market
 from strategies.predicted_funding import prediction_accuracy
 
@@ -32,9 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--end", default=None)
     p.add_argument("--lead-bars", type=int, default=0, help="predict this many bars before the settlement bar")
     args = p.parse_args(argv)
-    table = accuracy_table(
-        args.data, [s.strip() for s in args.symbols.split(",")], args.start, args.end, args.lead_bars
-    )
+    try:
+        table = accuracy_table(
+            args.data, [s.strip() for s in args.symbols.split(",") if s.strip()], args.start, args.end, args.lead_bars
+        )
+    except CarryError as exc:  # one line, no traceback; exit 2 for settings, 1 for data
+        print(f"{p.prog}: error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
     print(json.dumps(table.rename_axis("symbol").reset_index().to_dict(orient="records"), default=float))
     return 0

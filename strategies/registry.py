@@ -25,10 +25,24 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from data.errors import ConfigError
-from strategies.base import NoParams, Strategy, StrategyParams, as_strategy
+from data.errors import ConfigError, UnknownNameError
+from strategies.always_carry import AlwaysCarryParams, always_carry
+from strategies.always_reverse import AlwaysReverseParams, always_reverse
+from strategies.base import NoParams, Strategy, StrategyParams, strategy_of
+from strategies.basis_aware import BasisAwareParams, basis_aware
+from strategies.funding_sign import FundingSignParams, funding_sign
+from strategies.funding_threshold import FundingThresholdParams, funding_threshold
+from strategies.rotation import RotationParams, rotation
 
-__all__ = ["register", "get_strategy", "available_strategies", "parse_params", "parse_value", "load_strategy_file"]
+__all__ = [
+    "register",
+    "get_strategy",
+    "as_strategy",
+    "available_strategies",
+    "parse_params",
+    "parse_value",
+    "load_strategy_file",
+]
 
 _REGISTRY: dict[str, Strategy] = {}
 
@@ -53,7 +67,7 @@ def register(
             return f
 
         return deco
-    strat = as_strategy(fn, params_cls, name)
+    strat = strategy_of(fn, params_cls, name)
     if name is not None and strat.name != name:
         strat = Strategy(name, strat.fn, strat.params_cls)
     if not strat.name.isidentifier():
@@ -73,11 +87,22 @@ def get_strategy(name: str | Strategy) -> Strategy:
     """The strategy registered as ``name``; ``ConfigError`` with did-you-mean hints otherwise."""
     if isinstance(name, Strategy):
         return name
+    if not isinstance(name, str):
+        raise ConfigError(f"a strategy name must be text, got {type(name).__name__}")
     if name in _REGISTRY:
         return _REGISTRY[name]
     close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise ConfigError(f"unknown strategy {name!r}.{hint} Available: {available_strategies()}")
+    raise UnknownNameError(f"unknown strategy {name!r}.{hint} Available: {available_strategies()}")
+
+
+def as_strategy(obj: Any, params_cls: type[StrategyParams] | None = None, name: str | None = None) -> Strategy:
+    """Turn a registered name, a :class:`~strategies.base.Strategy` or a plain function into a
+    ``Strategy`` (a name through :func:`get_strategy`, the others through
+    :func:`strategies.base.strategy_of`)."""
+    if isinstance(obj, str):
+        return get_strategy(obj)
+    return strategy_of(obj, params_cls, name)
 
 
 _SUFFIXES = (("bps", 1e-4), ("bp", 1e-4), ("%", 1e-2))
@@ -202,13 +227,6 @@ def load_strategy_file(path: str | Path, *, overwrite: bool = False) -> list[str
 
 
 def _register_builtins() -> None:
-    from strategies.always_carry import AlwaysCarryParams, always_carry
-    from strategies.always_reverse import AlwaysReverseParams, always_reverse
-    from strategies.basis_aware import BasisAwareParams, basis_aware
-    from strategies.funding_sign import FundingSignParams, funding_sign
-    from strategies.funding_threshold import FundingThresholdParams, funding_threshold
-    from strategies.rotation import RotationParams, rotation
-
     for fn, cls in (
         (always_carry, AlwaysCarryParams),
         (always_reverse, AlwaysReverseParams),

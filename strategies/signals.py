@@ -11,16 +11,15 @@ immutable), so a parameter grid that shares a window computes it once.
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable
-
 import numpy as np
 import pandas as pd
 from numba import njit
 
-from data.errors import ConfigError
+from data.errors import ConfigError, check_choice
 from data.market import Market
 from data.units import HOURS_PER_YEAR
+from strategies.cache import cached, clear_cache
+from strategies.predicted_funding import predicted_funding_annualized
 
 __all__ = [
     "HOURS_PER_YEAR",
@@ -36,27 +35,10 @@ __all__ = [
     "funding_signal",
 ]
 
-#: Hours in a 365-day year: annualization base for funding (never 252 days).
 #: The longest funding interval on Binance perpetuals (hours): settlement windows span at most this.
 MAX_FUNDING_INTERVAL_HOURS = 8.0
-
-_CACHE: weakref.WeakKeyDictionary[Market, dict] = weakref.WeakKeyDictionary()
-
-
-def cached(market: Market, key: tuple, compute: Callable[[], np.ndarray]) -> np.ndarray:
-    """Memoise ``compute()`` for ``market`` under ``key``; the result is made read-only."""
-    store = _CACHE.setdefault(market, {})
-    if key not in store:
-        value = compute()
-        if isinstance(value, np.ndarray):
-            value.flags.writeable = False
-        store[key] = value
-    return store[key]
-
-
-def clear_cache() -> None:
-    """Forget every memoised signal."""
-    _CACHE.clear()
+#: The names :func:`funding_signal` knows.
+FUNDING_SIGNALS = ("trailing", "predicted")
 
 
 # --------------------------------------------------------------------------- funding
@@ -140,13 +122,10 @@ def funding_signal(market: Market, signal: str, window_settlements: int) -> np.n
     ``window_settlements`` settlements) or ``"predicted"`` (the next settlement's rate
     predicted by :func:`strategies.predicted_funding.predicted_funding_annualized` with its
     defaults). Fraction per 365-day year."""
+    check_choice("signal", signal, FUNDING_SIGNALS)
     if signal == "trailing":
         return trailing_funding_annualized(market, window_settlements)
-    if signal == "predicted":
-        from strategies.predicted_funding import predicted_funding_annualized
-
-        return predicted_funding_annualized(market)
-    raise ConfigError(f"signal must be 'trailing' or 'predicted', got {signal!r}")
+    return predicted_funding_annualized(market)
 
 
 # --------------------------------------------------------------------------- basis

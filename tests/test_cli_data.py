@@ -73,6 +73,12 @@ def test_demo_runs_from_a_fresh_directory(tmp_path):
         "report.html",
         "summary.json",
     ]
-    # running it again replaces the demo's outputs (the demo owns its directories)
+    # an existing report is refused like every command's output, unless --overwrite
     again = carry("demo", "--data", tmp_path / "data", "--out", out)
-    assert again.returncode == 0, again.stderr
+    assert again.returncode == 1
+    assert again.stderr.strip().splitlines() == [
+        f"carry: error: output directory {out} already exists; pass --overwrite to replace it"
+    ]
+    replaced = carry("demo", "--data", tmp_path / "data", "--out", out, "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    assert (out / "report.html").is_file()

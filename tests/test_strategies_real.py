@@ -11,6 +11,7 @@ from backtest import BacktestConfig, load_market, run_backtest
 from backtest.targets import Targets
 from data.catalog import Catalog
 from data.loader import DataWarning
+from reports.metrics import stats_frame
 from strategies import available_strategies, run_strategy
 from tests.conftest import shared_data_path
 
@@ -63,7 +64,7 @@ def test_every_strategy_and_grid_in_one_engine_call_on_majors(catalog):
     assert targets.n_columns == n_sets * len(MAJORS) and len(result.group_ids) == n_sets
     assert np.isfinite(result.group_equity.to_numpy()).all()
     _identity(result)
-    stats = result.stats_frame()
+    stats = stats_frame(result)
     carry, reverse = stats.iloc[0], stats.iloc[1]
     # every carry-side strategy ends solvent; a never-resized reverse carry through the 2020-21
     # bull market pays funding and borrow on a notional that grew with the price (ETH x30)
@@ -101,7 +102,7 @@ def test_every_strategy_on_the_2025_alts_in_one_engine_call(catalog):
         result = run_backtest(market, targets, BacktestConfig(perp_leverage=2))
     assert np.isfinite(result.group_equity.to_numpy()).all()
     _identity(result)
-    stats = result.stats_frame()
+    stats = stats_frame(result)
     assert (stats["final_equity"] > 0).all() and (stats["n_trades"] > 0).all()
     # the negative-funding names: the carry pays funding on each of them
     funding = result.pnl("funding").iloc[-1]

@@ -1,7 +1,11 @@
 """The ``carry`` command line: thin glue that parses flags and calls one library function.
 
-Exit codes: 0 success, 1 a failure (bad data, failed check, failed download), 2 a usage error.
-Errors print one line, ``carry: error: ...``, on standard error.
+Exit codes: 0 success; 1 a failure (bad or missing data, failed check, failed download, an
+existing output directory); 2 a usage error (bad flags, from argparse) or a configuration error
+(a :class:`~data.errors.ConfigError`: a bad setting, value, date or name, e.g. an unknown
+strategy, parameter, config key, kind or option). Errors print one line, ``carry: error: ...``,
+on standard error, never a traceback (the exit status of a :class:`~data.errors.CarryError` is
+its ``exit_code``).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from data.errors import CarryError
+from data.errors import CarryError, DataError, one_line
 
 EPILOG_DATA = """examples:
   carry data ingest freqtrade ../shared/data/binance --out data/catalog
@@ -54,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", type=Path, default=Path("data/demo"), help="catalog to write the demo data to (default: data/demo)"
     )
     demo.add_argument("--out", type=Path, default=Path("reports/demo"), help="report directory (default: reports/demo)")
+    demo.add_argument("--overwrite", action="store_true", help="replace an existing report directory")
     demo.set_defaults(func=_cmd_demo)
 
     _add_run_commands(sub)
@@ -278,7 +283,7 @@ def _split(s: str | None) -> list[str] | None:
 
 def _need_dir(path: Path, what: str) -> None:
     if not path.exists():
-        raise CarryError(f"{what} {path} does not exist")
+        raise DataError(f"{what} {path} does not exist")
 
 
 # --------------------------------------------------------------------------- commands
@@ -318,7 +323,7 @@ def _cmd_fetch_binance_vision(args) -> int:
     from data.fetch import fetch_binance_vision
 
     report = fetch_binance_vision(
-        _split(args.symbols),
+        args.symbols,
         args.start,
         args.end,
         Catalog(args.out),
@@ -360,7 +365,7 @@ def _cmd_check(args) -> int:
 def _cmd_demo(args) -> int:
     from backtest.app.demo import run_demo
 
-    return run_demo(data_dir=args.data, out_dir=args.out, progress=sys.stderr.isatty())
+    return run_demo(data_dir=args.data, out_dir=args.out, progress=sys.stderr.isatty(), overwrite=args.overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -368,14 +373,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except CarryError as exc:
-        print(f"carry: error: {exc}", file=sys.stderr)
-        return 1
+    except CarryError as exc:  # 1: data, checks, downloads, outputs; 2: settings (ConfigError)
+        print(f"carry: error: {one_line(str(exc))}", file=sys.stderr)
+        return int(exc.exit_code)
     except BrokenPipeError:  # output piped into head & co.
         sys.stderr.close()
         return 0
     except OSError as exc:
-        print(f"carry: error: {exc}", file=sys.stderr)
+        print(f"carry: error: {one_line(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("carry: interrupted", file=sys.stderr)

@@ -34,7 +34,7 @@ the CSV member, the column and the row.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -161,7 +161,7 @@ def _iter_zip_paths(paths: Iterable[Path | str]) -> list[Path]:
 
 
 def ingest_binance_vision(
-    paths: list[Path | str],
+    paths: Sequence[Path | str],
     catalog: Catalog,
     venue: str = "binance",
     verify_checksum: bool = True,

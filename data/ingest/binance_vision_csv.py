@@ -133,7 +133,7 @@ def _read_csv(data: bytes, src: str, names: Sequence[str], types: dict[str, pa.D
             parse_options=pacsv.ParseOptions(newlines_in_values=False),
             convert_options=pacsv.ConvertOptions(column_types=types, include_columns=list(types)),
         )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+    except pa.ArrowException as exc:
         numeric = {n: ("int" if pa.types.is_integer(t) else "float") for n, t in types.items()}
         raise _diagnose(data, src, names, numeric, skip, str(exc)) from None
     return table, skip

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.errors import ChecksumError, DataError
+from data.errors import ChecksumError, ConfigError, DataError, unknown_name
 from data.schema import Kind, timeframe_minutes
 
 #: Directory name of each data type on the site -> catalog kind (um futures only, except klines).
@@ -40,6 +40,8 @@ _KIND_ALIASES: dict[str, Kind] = {
     "fundingrate": Kind.FUNDING,
 }
 _MARKETS = {"spot": "spot", "um": "um", "futures": "um", "usdm": "um"}
+#: The kinds a Binance bulk file can hold.
+_DATA_KINDS = (Kind.SPOT, Kind.PERP, Kind.MARK, Kind.INDEX, Kind.PREMIUM, Kind.FUNDING)
 
 _DATE = r"(?P<date>\d{4}-\d{2}(?:-\d{2})?)"
 _KLINE_NAME_RE = re.compile(rf"^(?P<symbol>[A-Z0-9]+)-(?P<tf>\d+[a-zA-Z]+)-{_DATE}\.zip$")
@@ -94,9 +96,7 @@ def _norm_kind(kind: Kind | str | None) -> Kind | None:
         return kind
     k = _KIND_ALIASES.get(str(kind).strip().lower())
     if k is None:
-        raise ValueError(
-            f"unknown Binance data kind {kind!r}: expected one of spot, perp, mark, index, premium, funding"
-        )
+        raise unknown_name("Binance data kind (kind=)", kind, [k.value for k in _DATA_KINDS])
     return k
 
 
@@ -105,7 +105,7 @@ def _norm_market(market: str | None) -> str | None:
         return None
     m = _MARKETS.get(str(market).strip().lower())
     if m is None:
-        raise ValueError(f"unknown market {market!r}: expected 'spot' or 'um' (USDT-M futures)")
+        raise unknown_name("market (market=; um = USDT-M futures)", market, ["spot", "um"])
     return m
 
 
@@ -156,7 +156,7 @@ def parse_file_name(path: Path | str, *, market: str | None = None, kind: Kind |
     m = _FUNDING_NAME_RE.match(name)
     if m:
         symbol, tf, period = m.group("symbol"), None, m.group("date")
-        if dir_kind not in (None, Kind.FUNDING):
+        if dir_kind not in (None, Kind.FUNDING) and type_idx is not None:
             raise DataError(f"{path}: a fundingRate file inside a {path.parent.parts[type_idx]} directory")
         k = Kind.FUNDING
     else:
@@ -169,7 +169,7 @@ def parse_file_name(path: Path | str, *, market: str | None = None, kind: Kind |
         symbol, tf, period = m.group("symbol"), m.group("tf"), m.group("date")
         try:
             minutes = 0 if tf.endswith("mo") else timeframe_minutes(tf)
-        except ValueError:
+        except ConfigError:
             minutes = 0
         if minutes <= 0:
             raise DataError(
@@ -214,9 +214,12 @@ def parse_file_name(path: Path | str, *, market: str | None = None, kind: Kind |
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
     return h.hexdigest()
 
 
@@ -244,7 +247,11 @@ def verify_checksum_file(zip_path: Path) -> bool:
     ck = zip_path.with_name(zip_path.name + ".CHECKSUM")
     if not ck.is_file():
         return False
-    expected = read_checksum_text(ck.read_text(errors="replace"), str(ck))
+    try:
+        text = ck.read_text(errors="replace")
+    except OSError as exc:
+        raise ChecksumError(f"{ck}: cannot read the checksum file ({exc.strerror or exc})") from None
+    expected = read_checksum_text(text, str(ck))
     actual = sha256_file(zip_path)
     if actual != expected:
         raise ChecksumError(

@@ -46,6 +46,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +58,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from data.catalog import Catalog, PartitionKey
-from data.errors import DataError
+from data.errors import ConfigError, DataError
 from data.ingest import IngestReport
 from data.schema import TIME_TYPE, Kind, timeframe_minutes
 from data.symbols import spot_symbol
@@ -151,8 +152,8 @@ def _read_raw(f: FreqtradeFile) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         try:
             with opener(f.path, "rt") as fh:
                 rows = json.load(fh)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{src}: cannot read freqtrade json ({exc})") from None
+        except (OSError, ValueError, EOFError, zlib.error) as exc:
+            raise DataError(f"{src}: cannot read freqtrade json ({exc}); it may be truncated or corrupt") from None
         if not isinstance(rows, list) or any(not isinstance(r, list) or len(r) < 6 for r in rows[:1]):
             raise DataError(f"{src}: expected a json list of [ms, open, high, low, close, volume] rows")
         try:
@@ -162,7 +163,7 @@ def _read_raw(f: FreqtradeFile) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         return _epoch_to_ms(arr[:, 0], src), {c: arr[:, i] for i, c in enumerate(_COLUMNS) if i}
     try:
         table = feather.read_table(f.path) if f.ext == ".feather" else pq.read_table(f.path)
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{src}: cannot read {f.ext[1:]} file ({exc}); it may be truncated or corrupt") from None
     missing = [c for c in _COLUMNS if c not in table.column_names]
     if missing:
@@ -192,7 +193,7 @@ def _read_raw(f: FreqtradeFile) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         col = table.column(c)
         try:
             cols[c] = col.cast(pa.float64()).to_numpy(zero_copy_only=False)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        except pa.ArrowException as exc:
             raise DataError(f"{src}: column {c!r} has type {col.type}, expected numbers ({exc})") from None
     return times.astype(np.int64), cols
 
@@ -342,6 +343,14 @@ def _wanted(symbols: list[str] | None) -> set[str] | None:
     return {re.sub(r"[^A-Z0-9]", "", s.upper().split(":")[0]) for s in symbols}
 
 
+def _spot_or_self(symbol: str) -> str:
+    """The spot pair of ``symbol`` (``1000PEPEUSDT`` -> ``PEPEUSDT``), or ``symbol`` for an unknown quote."""
+    try:
+        return spot_symbol(symbol)
+    except ConfigError:
+        return symbol
+
+
 def _discover(directory: Path, report: IngestReport) -> list[FreqtradeFile]:
     files: list[FreqtradeFile] = []
     dirs = [directory] + ([directory / "futures"] if (directory / "futures").is_dir() else [])
@@ -359,7 +368,7 @@ def _discover(directory: Path, report: IngestReport) -> list[FreqtradeFile]:
             if f.kind is Kind.FUNDING or f.kind.is_bar:
                 try:
                     timeframe_minutes(f.label)
-                except ValueError as exc:
+                except ConfigError as exc:
                     report.warnings.append(f"{p}: {exc}; skipped")
                     continue
             files.append(f)
@@ -412,11 +421,11 @@ def ingest_freqtrade(
     wanted = _wanted(symbols)
     groups: dict[PartitionKey, list[FreqtradeFile]] = defaultdict(list)
     for f in files:
-        if wanted is not None and f.symbol not in wanted and spot_symbol(f.symbol) not in wanted:
+        if wanted is not None and f.symbol not in wanted and _spot_or_self(f.symbol) not in wanted:
             continue
         groups[PartitionKey(venue, f.kind, f.symbol, f.timeframe)].append(f)
     if wanted is not None:
-        found = {k.symbol for k in groups} | {spot_symbol(k.symbol) for k in groups}
+        found = {k.symbol for k in groups} | {_spot_or_self(k.symbol) for k in groups}
         for s in sorted(wanted - found):
             report.warnings.append(f"{directory}: no files for symbol {s}")
     for key in sorted(groups, key=str):
