@@ -135,7 +135,6 @@ def test_every_declared_dependency_says_why():
 # --------------------------------------------------------------------------- the demo
 def test_demo_refuses_an_existing_output_directory_unless_overwrite(tmp_path, capsys):
     from backtest.app.cli import main
-    from backtest.app.demo import run_demo
 
     data, out = tmp_path / "data", tmp_path / "reports"
     out.mkdir()
@@ -145,7 +144,8 @@ def test_demo_refuses_an_existing_output_directory_unless_overwrite(tmp_path, ca
     assert err == f"carry: error: output directory {out} already exists; pass --overwrite to replace it"
     assert (out / "keep.txt").read_text() == "mine" and not data.exists()  # refused before any work
 
-    assert run_demo(data_dir=data, out_dir=out, overwrite=True) == 0
+    assert main(["demo", "--data", str(data), "--out", str(out), "--overwrite"]) == 0
+    assert not (out / "keep.txt").exists()  # replaced as a whole
     assert sorted(p.name for p in out.iterdir()) == [
         "components.parquet",
         "config.toml",
@@ -224,3 +224,15 @@ def test_docs_refer_to_no_document_outside_the_repository(doc):
     text = (REPO / doc).read_text()
     for outside in ("SPEC", "shared/SPEC", "STYLE.md", "seeds/", "shared/data/README"):
         assert outside not in text, f"{doc} refers to {outside!r}, outside the repository"
+
+
+def test_the_readme_run_config_is_valid_for_backtest_and_sweep():
+    from backtest.config import BacktestConfig
+
+    (block,) = re.findall(r"```toml\n(.*?)```", README, flags=re.S)
+    cfg = tomllib.loads(block)
+    BacktestConfig.from_dict(cfg["engine"])
+    fixed, swept = set(cfg["strategy"]["params"]), set(cfg["sweep"]["grid"])
+    assert not fixed & swept, (
+        f"README run config: {sorted(fixed & swept)} both fixed and swept (carry sweep refuses it)"
+    )
