@@ -6,6 +6,10 @@ Component PnLs are cumulative from the start, signed (+ = gain to the account):
 ``funding``, ``fees``, ``slippage``, ``borrow``, ``spot_price``, ``perp_price``,
 ``liquidation``; ``basis = spot_price + perp_price``. The accounting identity (SPEC 5) holds
 per portfolio at every bar: ``group_equity - initial_capital = sum of components``.
+
+The result holds the run's outputs and views of them, no statistics: the summary figures
+(Sharpe, drawdown, turnover, ...) are :func:`reports.metrics.stats` and
+:func:`reports.metrics.stats_frame`.
 """
 
 from __future__ import annotations
@@ -32,31 +36,6 @@ _LAZY = (
     "margin_ratio",
     "distance_to_liquidation",
 )
-
-#: Keys of :meth:`BacktestResult.stats`, documented (units) for reports and the CLI.
-STATS_KEYS = {
-    "sharpe": "annualised Sharpe ratio of bar returns, 365-day year, risk-free 0 (NaN if returns never vary)",
-    "sortino": "annualised Sortino ratio, 365-day year (NaN if undefined)",
-    "calmar": "annualised return / |max drawdown| (NaN without a drawdown)",
-    "max_drawdown": "maximum drawdown of equity, fraction (negative)",
-    "annualized_return": "compound annual growth, fraction per 365-day year",
-    "total_return": "final / initial equity - 1, fraction",
-    "funding_pnl": "funding received minus paid, quote",
-    "fee_pnl": "trading fees (negative), quote",
-    "slippage_pnl": "slippage cost (negative), quote",
-    "borrow_pnl": "borrow interest on short spot (negative), quote",
-    "spot_pnl": "spot price PnL, quote",
-    "perp_pnl": "perp price PnL (mark-to-market), quote",
-    "basis_pnl": "spot_pnl + perp_pnl, quote",
-    "liquidation_pnl": "clearance fees of liquidations (negative), quote",
-    "n_liquidations": "number of perp liquidations",
-    "n_trades": "number of fills (each leg counts)",
-    "turnover": "sum of |fill notional| / initial capital",
-    "time_in_market": "fraction of bars with any open position",
-    "worst_margin_ratio": "highest maintenance margin / margin balance seen (1 = liquidation)",
-    "initial_capital": "initial capital, quote",
-    "final_equity": "final equity, quote",
-}
 
 
 @dataclass(eq=False)
@@ -365,7 +344,7 @@ class BacktestResult:
                     "time": self.index[bar],
                     "column": np.where(is_col, col, -1),
                     "group": group,
-                    "symbol": np.where(is_col, sym, None),
+                    "symbol": np.where(is_col, sym, np.array(None, dtype=object)),
                     "kind": np.array(EVENT_KINDS, dtype=object)[r[:, 2].astype(np.int64)] if len(r) else [],
                     "leg": leg.where(leg.notna(), None),
                     "qty": r[:, 4],
@@ -385,78 +364,9 @@ class BacktestResult:
 
     @property
     def returns(self) -> pd.DataFrame:
-        """Simple returns per bar of each portfolio's equity (fraction), time x portfolio."""
+        """Simple returns per bar of each portfolio's equity (fraction), time x portfolio: a plain
+        view (the first bar's against the initial capital); statistics are in :mod:`reports.metrics`."""
         eq = self.group_equity
         prev = eq.shift(1)
         prev.iloc[0] = self.config.initial_capital_quote
         return eq / prev - 1.0
-
-    # ---------------------------------------------------------------- stats
-    def stats(self, group=None) -> dict:
-        """Performance and carry figures of one portfolio (the only one by default).
-
-        Keys are :data:`STATS_KEYS` (stable snake_case). Ratios use vectorbt's returns
-        accessor with a 365-day year.
-        """
-        if group is None:
-            if len(self.group_ids) != 1:
-                raise ValueError(
-                    f"result has {len(self.group_ids)} portfolios; pass group= one of {list(self.group_ids)}"
-                )
-            group = self.group_ids[0]
-        if self.group_equity.shape[0] != len(self.index):
-            raise ValueError("stats() needs group equity per bar: run with outputs including 'group_equity'")
-        import vectorbt as vbt  # noqa: F401  (registers the .vbt accessor; slow import, kept here)
-
-        rets = self.returns[group]
-        freq = pd.Timedelta(hours=self.bar_hours)
-        acc = rets.vbt.returns(freq=freq, year_freq="365 days")
-        cols = self.group_columns(group)
-        final = {k: float(v.iloc[-1, cols].sum()) for k, v in self.components.items()}
-        ev = self.events
-        in_group = ev["group"] == group
-        fills = ev[in_group & (ev["kind"] == "fill")]
-        init = float(self.config.initial_capital_quote)
-        per_bar = len(self.index)
-        tim, worst = float("nan"), float("nan")
-        if self.spot_qty.shape[0] == per_bar:
-            pos = (self.spot_qty.iloc[:, cols] != 0).any(axis=1) | (self.perp_qty.iloc[:, cols] != 0).any(axis=1)
-            tim = float(pos.mean())
-        if self.margin_ratio.shape[0] == per_bar:
-            mr = self.margin_ratio.iloc[:, cols].to_numpy()
-            worst = float(np.nanmax(mr)) if np.isfinite(mr).any() or np.isinf(mr).any() else float("nan")
-        flat = not (rets.std() > 0)
-
-        def ratio(x) -> float:  # NaN, not +-inf, when returns never vary or never draw down
-            x = float(x)
-            return x if np.isfinite(x) and not flat else float("nan")
-
-        out = {
-            "sharpe": ratio(acc.sharpe_ratio()),
-            "sortino": ratio(acc.sortino_ratio()),
-            "calmar": ratio(acc.calmar_ratio()),
-            "max_drawdown": float(acc.max_drawdown()),
-            "annualized_return": float(acc.annualized()),
-            "total_return": float(self.group_equity[group].iloc[-1] / init - 1.0),
-            "funding_pnl": final["funding"],
-            "fee_pnl": final["fees"],
-            "slippage_pnl": final["slippage"],
-            "borrow_pnl": final["borrow"],
-            "spot_pnl": final["spot_price"],
-            "perp_pnl": final["perp_price"],
-            "basis_pnl": final["spot_price"] + final["perp_price"],
-            "liquidation_pnl": final["liquidation"],
-            "n_liquidations": int(((ev["kind"] == "liquidation") & in_group).sum()),
-            "n_trades": int(len(fills)),
-            "turnover": float((fills["qty"].abs() * fills["price"]).sum() / init),
-            "time_in_market": tim,
-            "worst_margin_ratio": worst,
-            "initial_capital": init,
-            "final_equity": float(self.group_equity[group].iloc[-1]),
-        }
-        assert tuple(out) == tuple(STATS_KEYS)
-        return out
-
-    def stats_frame(self) -> pd.DataFrame:
-        """:meth:`stats` of every portfolio, one row each."""
-        return pd.DataFrame([self.stats(g) for g in self.group_ids], index=pd.Index(self.group_ids, name="group"))

@@ -9,37 +9,14 @@ so drawdowns and spikes survive); the Parquet files beside the report hold the f
 from __future__ import annotations
 
 import html
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-#: Display labels of result keys, kept in one place (keys stay snake_case everywhere else).
-LABELS = {
-    "initial_capital": "Initial capital",
-    "final_equity": "Final equity",
-    "total_return": "Total return",
-    "annualized_return": "Annualized return",
-    "sharpe": "Sharpe",
-    "sortino": "Sortino",
-    "max_drawdown": "Max drawdown",
-    "calmar": "Calmar",
-    "funding_pnl": "Funding",
-    "fee_pnl": "Fees",
-    "slippage_pnl": "Slippage",
-    "borrow_pnl": "Borrow",
-    "spot_pnl": "Spot price",
-    "perp_pnl": "Perp price",
-    "basis_pnl": "Basis",
-    "liquidation_pnl": "Liquidation",
-    "n_liquidations": "Liquidations",
-    "n_trades": "Trades",
-    "turnover": "Turnover",
-    "time_in_market": "Time in market",
-    "worst_margin_ratio": "Worst margin ratio",
-}
-PERCENT_KEYS = {"total_return", "annualized_return", "max_drawdown", "time_in_market"}
+from reports.keys import format_value
+from reports.keys import label as key_label
+
 COMPONENT_COLORS = {
     "funding": "#2ca02c",
     "fees": "#d62728",
@@ -60,7 +37,8 @@ class ReportData:
     ----------
     title : str
     metrics : DataFrame
-        One row per run/column (index = label), columns = result keys (see ``LABELS``).
+        One row per run/column (index = label), columns = summary keys (labels and formats
+        from :mod:`reports.keys`).
     equity : DataFrame
         Bars x labels, equity in quote currency.
     components : dict of DataFrame
@@ -130,27 +108,17 @@ def _argreduce(col: np.ndarray, starts: np.ndarray, fn) -> np.ndarray:
 
 
 def _fmt(key: str, value) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "–"
-    if isinstance(value, (int, np.integer)):
-        return f"{int(value):,}"
-    if not isinstance(value, (float, np.floating)):
-        return html.escape(str(value))
-    if key in PERCENT_KEYS:
-        return f"{value:.2%}"
-    if key.endswith("_pnl") or key in ("initial_capital", "final_equity"):
-        return f"{value:,.2f}"
-    return f"{value:.3f}"
+    return html.escape(format_value(str(key), value))
 
 
 def metrics_table(metrics: pd.DataFrame, table_id: str = "metrics") -> str:
     """The metrics as an HTML table (rows = runs, columns = result keys, display labels)."""
     cols = [c for c in metrics.columns]
-    head = "".join(f"<th title='{html.escape(c)}'>{html.escape(LABELS.get(c, c))}</th>" for c in cols)
+    head = "".join(f"<th title='{html.escape(str(c))}'>{html.escape(key_label(str(c)))}</th>" for c in cols)
     rows = []
-    for label, row in metrics.iterrows():
+    for name, row in metrics.iterrows():
         cells = "".join(f"<td>{_fmt(c, row[c])}</td>" for c in cols)
-        rows.append(f"<tr><th scope='row'>{html.escape(str(label))}</th>{cells}</tr>")
+        rows.append(f"<tr><th scope='row'>{html.escape(str(name))}</th>{cells}</tr>")
     return (
         f"<table id='{table_id}' class='metrics'><thead><tr><th>run</th>{head}</tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
@@ -326,7 +294,7 @@ def render_report(data: ReportData, max_points: int = 4000) -> str:
     metrics = data.metrics
     if data.ranking_by and data.ranking_by in metrics.columns:
         metrics = metrics.sort_values(data.ranking_by, ascending=False)
-        parts.append(f"<h2>Ranking (by {html.escape(LABELS.get(data.ranking_by, data.ranking_by))})</h2>")
+        parts.append(f"<h2>Ranking (by {html.escape(key_label(data.ranking_by))})</h2>")
     else:
         parts.append("<h2>Metrics</h2>")
     parts.append(metrics_table(metrics))
@@ -355,20 +323,3 @@ def render_report(data: ReportData, max_points: int = 4000) -> str:
 
 def _slug(s: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in s).strip("-").lower()
-
-
-def metrics_json(metrics: pd.DataFrame) -> list[dict]:
-    """Metrics rows as JSON-ready dicts (NaN -> None)."""
-    out = []
-    for label, row in metrics.iterrows():
-        d = {"label": str(label)}
-        for k, v in row.items():
-            if isinstance(v, (np.floating, float)):
-                d[k] = None if not np.isfinite(v) else float(v)
-            elif isinstance(v, np.integer):
-                d[k] = int(v)
-            else:
-                d[k] = v
-        out.append(d)
-    json.dumps(out)  # fail early if something is not serialisable
-    return out

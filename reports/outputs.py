@@ -1,4 +1,4 @@
-"""Write a run's output directory atomically.
+"""Write a run's output directory atomically, and what goes into its ``summary.json``.
 
 All files of a run are written into a hidden temporary directory beside the target, which is
 then renamed into place in one step. An interrupted run leaves no half-written output
@@ -8,13 +8,19 @@ one is swapped out only after the new one is complete.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from data.errors import CarryError
+from reports.keys import SUMMARY_KEYS
 
 
 class OutputExistsError(CarryError):
@@ -30,7 +36,7 @@ def check_output_dir(out: Path, overwrite: bool) -> None:
         raise OutputExistsError(f"output path {out} exists and is not a directory")
 
 
-def write_output_dir(out: Path, writers: dict[str, Callable[[Path], None]], overwrite: bool = False) -> Path:
+def write_output_dir(out: Path, writers: dict[str, Callable[[Path], object]], overwrite: bool = False) -> Path:
     """Create ``out`` holding one file per ``writers`` entry, all or nothing.
 
     Parameters
@@ -66,3 +72,114 @@ def write_output_dir(out: Path, writers: dict[str, Callable[[Path], None]], over
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+# --------------------------------------------------------------------------- run directories
+def json_ready(obj: Any) -> Any:
+    """NaN/inf -> None, NumPy scalars -> Python, timestamps -> ISO text, recursively."""
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    if isinstance(obj, (pd.Timestamp, pd.Timedelta, np.datetime64)):
+        return str(obj)
+    return obj
+
+
+def coverage(market) -> dict:
+    """Data coverage facts of a market, for summary.json and scan.json."""
+    return {
+        "symbols": list(market.symbols),
+        "perp_symbols": list(market.perp_symbols),
+        "freq": market.freq,
+        "start": str(market.index[0]),
+        "end": str(market.index[-1]),
+        "bars": market.n_bars,
+        "valid_bars": {s: int(market.valid[:, j].sum()) for j, s in enumerate(market.symbols)},
+        "filled_bars": {s: int(market.filled[:, j].sum()) for j, s in enumerate(market.symbols)},
+        "funding_settlements": {s: int(market.funding_count[:, j].sum()) for j, s in enumerate(market.symbols)},
+        "notes": list(market.notes),
+    }
+
+
+def run_summary(
+    header: dict, *, market, targets, result, portfolios: pd.DataFrame, columns: pd.DataFrame, granularity: str
+) -> dict:
+    """The content of a run's ``summary.json``: ``header`` (version, hashes, config), data
+    coverage, engine flags, the summary keys (:data:`reports.keys.SUMMARY_KEYS`, in order) and
+    their figures per portfolio and per column."""
+    from reports.frames import portfolio_labels
+
+    plabels = portfolio_labels(targets)
+    return {
+        **header,
+        "coverage": coverage(market),
+        "flags": list(result.flags),
+        "components_granularity": granularity,
+        "keys": list(SUMMARY_KEYS),
+        "portfolios": [
+            {"portfolio": k, **v} for k, v in portfolios[list(SUMMARY_KEYS)].to_dict(orient="index").items()
+        ],
+        "columns": [
+            {
+                "column": i,
+                "label": lab,
+                "symbol": sym,
+                "portfolio": port,
+                **columns.loc[lab, list(SUMMARY_KEYS)].to_dict(),
+            }
+            for i, (lab, sym, port) in enumerate(
+                zip(columns.index, targets.columns["symbol"], [plabels[int(g)] for g in targets.columns["group"]])
+            )
+        ],
+    }
+
+
+def write_run_outputs(
+    out: Path,
+    *,
+    header: dict,
+    config_toml: str,
+    market,
+    targets,
+    result,
+    portfolios: pd.DataFrame,
+    columns: pd.DataFrame,
+    report,
+    overwrite: bool = False,
+    extra: dict | None = None,
+) -> Path:
+    """Write a run's directory atomically: summary.json (:func:`run_summary` plus ``extra``),
+    config.toml (``config_toml``), equity/components/events Parquet and report.html (``report``,
+    a :class:`reports.html.ReportData`)."""
+    from reports.frames import components_frame, equity_frame, events_frame
+    from reports.html import render_report
+
+    comps, granularity = components_frame(result, targets, market)
+    summary = run_summary(
+        header,
+        market=market,
+        targets=targets,
+        result=result,
+        portfolios=portfolios,
+        columns=columns,
+        granularity=granularity,
+    )
+    summary.update(extra or {})
+    text = json.dumps(json_ready(summary), indent=2, allow_nan=False)
+    html = render_report(report)
+    writers = {
+        "summary.json": lambda p: p.write_text(text),
+        "config.toml": lambda p: p.write_text(config_toml),
+        "equity.parquet": lambda p: equity_frame(result, targets).to_parquet(p),
+        "components.parquet": lambda p: comps.to_parquet(p, index=False),
+        "events.parquet": lambda p: events_frame(result, targets).to_parquet(p, index=False),
+        "report.html": lambda p: p.write_text(html),
+    }
+    return write_output_dir(out, writers, overwrite=overwrite)

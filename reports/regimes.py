@@ -169,7 +169,7 @@ def funding_regimes(market: Market, window_settlements: int = 21, min_days: floa
                 merged.append(r)
         for s, e, sg in merged:
             in_run = mask[s:e]
-            r = market.funding_rate[s:e, j][in_run]
+            settled = market.funding_rate[s:e, j][in_run]
             years = (e - s) * bar_h / HOURS_PER_YEAR
             sc = market.spot_close[s:e, j]
             sc = sc[np.isfinite(sc)]
@@ -183,8 +183,8 @@ def funding_regimes(market: Market, window_settlements: int = 21, min_days: floa
                     start_bar=s,
                     end_bar=e,
                     settlements=int(in_run.sum()),
-                    funding_sum=float(r.sum()),
-                    funding_annualized=float(r.sum() / years) if years > 0 else float("nan"),
+                    funding_sum=float(settled.sum()),
+                    funding_annualized=float(settled.sum() / years) if years > 0 else float("nan"),
                     spot_return=float(sc[-1] / sc[0] - 1) if sc.size > 1 else float("nan"),
                 )
             )

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 from backtest.app.cli import main
-from backtest.app.runs import SUMMARY_KEYS
+from data.errors import ConfigError
+from reports.keys import SUMMARY_KEYS
 from tests.conftest import REPO
 
 SYMS = "DEMOAUSDT,DEMOBUSDT"
@@ -282,18 +283,12 @@ def test_console_script_end_to_end(demo_cat, tmp_path):
     assert "funding_sign" in r.stdout and (out / "report.html").exists()
 
 
-def test_readme_documents_every_summary_key():
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("### summary.json", 1)[1].split("\n## ", 1)[0]
-    documented = re.findall(r"^\| `([a-z_]+)` \|", section, flags=re.M)
-    assert documented == list(SUMMARY_KEYS)
-
-
 def test_chunked_engine_run_equals_one_call(demo_cat, monkeypatch):
     """A long sweep runs in chunks of portfolios (for its progress bar); results are unchanged."""
     from backtest import load_market, run_backtest
     from backtest.app import commands
     from backtest.config import BacktestConfig
+    from reports.metrics import stats_frame
     from strategies import run_strategy
 
     market = load_market(demo_cat, ["DEMOAUSDT", "DEMOBUSDT", "DEMOCUSDT"])
@@ -306,7 +301,7 @@ def test_chunked_engine_run_equals_one_call(demo_cat, monkeypatch):
     np.testing.assert_array_equal(parts.group_equity.to_numpy(), whole.group_equity.to_numpy())
     for k in whole.components:
         np.testing.assert_array_equal(parts.components[k].to_numpy(), whole.components[k].to_numpy())
-    pd.testing.assert_frame_equal(parts.stats_frame(), whole.stats_frame())
+    pd.testing.assert_frame_equal(stats_frame(parts), stats_frame(whole))
     a = parts.events.sort_values(["time", "group", "column", "kind"], kind="stable").reset_index(drop=True)
     b = whole.events.sort_values(["time", "group", "column", "kind"], kind="stable").reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
@@ -346,3 +341,40 @@ def test_scale_out_sweep_writes_a_report(demo_cat, tmp_path, capsys):
     assert len(cols) == 8 and set(SUMMARY_KEYS) <= set(cols.columns)
     html = (out / "report.html").read_text()
     assert "heatmap" in html and "Ranking" in html and "own portfolio" in html
+
+
+def test_report_charts_follow_the_ranking_metric(demo_cat):
+    """The portfolios that get component and margin charts are the best by the metric the user
+    ranks by (``--rank-by``), not by Sharpe."""
+    from backtest import load_market, run_backtest
+    from backtest.config import BacktestConfig
+    from reports.frames import column_summary, portfolio_summary
+    from reports.report_data import ranked, report_data
+    from strategies import run_strategy
+
+    market = load_market(demo_cat, ["DEMOAUSDT", "DEMOBUSDT"])
+    grid = {"entry_annualized": [0.02, 0.05, 0.1, 0.2, 0.3, 0.4]}
+    targets = run_strategy("funding_threshold", market, grid)
+    cfg = BacktestConfig(perp_leverage=2)
+    result = run_backtest(market, targets, cfg)
+    portfolios = portfolio_summary(result, targets)
+    columns = column_summary(result, targets)
+    by_sharpe = ranked(portfolios, "sharpe")
+    assert len(set(portfolios["sharpe"])) == len(portfolios)  # a strict order
+    # a ranking metric that orders the portfolios the other way round from Sharpe
+    portfolios["total_return"] = pd.Series(np.arange(len(by_sharpe), dtype=float), index=by_sharpe)
+    by_return = ranked(portfolios, "total_return")
+    assert by_return == by_sharpe[::-1]
+
+    def shown(rank_by):
+        data = report_data(
+            "t", market, targets, result, portfolios, columns, engine=cfg, run_id="x", ranking_by=rank_by
+        )
+        assert list(data.components) == list(data.margin_ratio.columns)
+        return list(data.components)
+
+    assert shown("total_return") == by_return[:4]
+    assert shown("sharpe") == by_sharpe[:4]
+    assert shown(None) == list(portfolios.index[:4])  # no ranking: in their order
+    with pytest.raises(ConfigError, match="did you mean 'sharpe'"):
+        ranked(portfolios, "sharp")

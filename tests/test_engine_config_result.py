@@ -1,4 +1,4 @@
-"""Config validation, TOML and hashing; the result's tables, stats keys and the cold start."""
+"""Config validation, TOML and hashing; the result's tables, its summary figures and the cold start."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from tests.conftest import shared_data_path
 
 from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
-from backtest.result import COMPONENTS, STATS_KEYS
+from backtest.result import COMPONENTS
 from backtest.tiers import TierTable, load_tiers
 from data.errors import ConfigError
+from reports.keys import SUMMARY_KEYS
+from reports.metrics import stats
+from tests.conftest import shared_data_path
 from tests.reference_engine import random_market
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,8 +104,8 @@ def test_result_tables_and_stats_keys():
     assert ev.loc[ev.kind == "fill", "leg"].isin(["spot", "perp"]).all()
     assert ev.loc[ev.kind == "transfer", "leg"].isna().all()
     assert isinstance(res.returns, pd.DataFrame) and res.returns.index.equals(m.index)
-    s = res.stats()
-    assert list(s) == list(STATS_KEYS)
+    s = stats(res)
+    assert list(s) == list(SUMMARY_KEYS)
     assert all(isinstance(v, (int, float)) for v in s.values())
     assert s["final_equity"] == pytest.approx(res.group_equity[0].iloc[-1])
     assert s["total_return"] == pytest.approx(s["final_equity"] / s["initial_capital"] - 1)

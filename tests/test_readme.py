@@ -63,3 +63,15 @@ def test_strategy_file_example_runs_from_the_cli(demo_catalog, tmp_path, capsys,
     )
     assert "calm_carry" in capsys.readouterr().out
     assert (out / "summary.json").exists()
+
+
+def test_summary_json_table_is_the_key_table():
+    """The README's summary.json table lists exactly the keys of reports.keys, in order, with
+    their units and meanings."""
+    from reports.keys import KEYS
+
+    section = README.split("### summary.json", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([a-z_]+)` \| ([^|]+) \| (.+) \|$", section, flags=re.M)
+    assert [(key, unit.strip(), meaning.strip()) for key, unit, meaning in rows] == [
+        (k.key, k.unit, k.meaning) for k in KEYS
+    ]

@@ -30,6 +30,8 @@ from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
 from data.errors import ConfigError
 from data.loader import DataWarning, load_market
+from reports.keys import COMPONENT_KEYS, SUMMARY_KEYS
+from reports.metrics import column_stats
 
 SYMBOLS = synthetic_symbols(3) + ["LATEUSDT"]
 GRID = {"entry_annualized": [0.05, 0.15], "exit_annualized": [-0.05, 0.02]}
@@ -76,7 +78,7 @@ def assert_same_as_reference(res, ref):
     assert list(s["param_id"]) == list(targets.columns["param_id"])
     np.testing.assert_array_equal(s["final_equity"].to_numpy(), result.equity.iloc[-1].to_numpy())
     for key in COMPONENTS:
-        np.testing.assert_array_equal(s[key].to_numpy(), result.components[app.COMPONENT_KEYS[key]].iloc[-1].to_numpy())
+        np.testing.assert_array_equal(s[key].to_numpy(), result.components[COMPONENT_KEYS[key]].iloc[-1].to_numpy())
     days = market.index.floor("1D").asi8
     last = np.flatnonzero(np.r_[days[1:] != days[:-1], True])
     np.testing.assert_array_equal(res.equity.to_numpy(), result.equity.to_numpy()[last])
@@ -114,8 +116,8 @@ def test_serial_sweep_equals_single_engine_call(serial, ref):
 
 def test_figures_match_column_stats(serial, ref):
     market, targets, result = ref
-    full = app.column_stats(result, targets)
-    for key in app.SUMMARY_KEYS:
+    full = column_stats(result)
+    for key in SUMMARY_KEYS:
         if key == "worst_margin_ratio":
             assert serial.summary[key].isna().all()  # needs per-bar margin ratios (lean run)
             continue
@@ -155,7 +157,7 @@ def test_reverse_carry_and_borrow_chunk_invariant(catalog):
     res = run_sweep(catalog, SYMBOLS, "funding_sign", SIGN_GRID, CONFIG, freq="1m", symbol_chunk=1, param_chunk=1)
     assert (res.summary["borrow_pnl"] < 0).any()
     assert_same_as_reference(res, (market, targets, result))
-    full = app.column_stats(result, targets)
+    full = column_stats(result)
     np.testing.assert_array_equal(res.summary["time_in_market"].to_numpy(), full["time_in_market"].to_numpy())
 
 

@@ -1,8 +1,9 @@
 """The run commands behind ``carry backtest``, ``compare``, ``sweep``, ``scan`` and ``demo``.
 
 Each command: build a :class:`~backtest.app.runs.RunConfig` (config file, then flags), refuse an
-existing output directory before any work, load the market, compute, write every output
-atomically, print a short table. Library code only; argument parsing lives in ``cli.py``.
+existing output directory before any work, load the market, run, then hand the result to
+:mod:`reports` (figures, frames, report data, files written atomically) and print a short table.
+Library code only; argument parsing lives in ``cli.py``.
 """
 
 from __future__ import annotations
@@ -10,14 +11,21 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from backtest.app import runs as app
+from backtest.result import BacktestResult
+from backtest.targets import Targets
 from data.errors import ConfigError, did_you_mean
-from reports.outputs import check_output_dir
+from data.market import Market
+from reports.frames import column_summary, portfolio_labels, portfolio_summary
+from reports.keys import TERMINAL_KEYS, format_value
+from reports.keys import label as key_label
+from reports.outputs import check_output_dir, json_ready
+from reports.report_data import ranked, sweep_heatmaps
 
 #: Engine settings that have their own flag (all others: ``--set key=value``).
 ENGINE_FLAGS = {
@@ -37,7 +45,7 @@ def parse_set(items: list[str] | None) -> dict:
     """``["key=value", ...]`` engine overrides, values typed from the config field types."""
     from backtest.config import BacktestConfig
 
-    out = {}
+    out: dict[str, Any] = {}
     types = {f.name: f.type for f in BacktestConfig.__dataclass_fields__.values()}
     for item in items or []:
         if "=" not in item:
@@ -99,9 +107,9 @@ def _strategy_spec(name: str, items: list[str]) -> app.StrategySpec:
 @dataclass
 class RunOutcome:
     cfg: app.RunConfig
-    market: object
-    targets: object
-    result: object
+    market: Market
+    targets: Targets
+    result: BacktestResult
     portfolios: pd.DataFrame
     columns: pd.DataFrame
 
@@ -120,8 +128,8 @@ def execute(cfg: app.RunConfig, progress: bool = False) -> RunOutcome:
     result = run_engine_chunked(market, targets, cfg.engine, progress)
     bar.update(1)
     bar.set_description(steps[3])
-    portfolios = app.portfolio_stats(result, targets)
-    columns = app.column_stats(result, targets)
+    portfolios = portfolio_summary(result, targets)
+    columns = column_summary(result, targets)
     bar.update(1)
     bar.close()
     return RunOutcome(cfg, market, targets, result, portfolios, columns)
@@ -160,41 +168,18 @@ def _progress(total: int, enabled: bool):
 
 
 def print_table(frame: pd.DataFrame, title: str, max_rows: int = 20) -> None:
-    """A short terminal table of the main figures (rich)."""
+    """A short terminal table (rich) of the main figures: the keys marked ``terminal`` in
+    :data:`reports.keys.KEYS`, with their labels and formats."""
     from rich.console import Console
     from rich.table import Table
 
-    keys = [
-        "total_return",
-        "annualized_return",
-        "sharpe",
-        "max_drawdown",
-        "funding_pnl",
-        "fee_pnl",
-        "borrow_pnl",
-        "basis_pnl",
-        "n_liquidations",
-        "time_in_market",
-    ]
+    keys = list(TERMINAL_KEYS)
     table = Table(title=title, show_lines=False)
     table.add_column(frame.index.name or "run", overflow="fold")
     for k in keys:
-        table.add_column(k.replace("_pnl", "").replace("_", " "), justify="right")
+        table.add_column(key_label(k), justify="right")
     for label, row in frame.head(max_rows).iterrows():
-        cells = []
-        for k in keys:
-            v = row[k]
-            if v is None or (isinstance(v, float) and not np.isfinite(v)):
-                cells.append("–")
-            elif k in ("total_return", "annualized_return", "max_drawdown", "time_in_market"):
-                cells.append(f"{v:.2%}")
-            elif k.endswith("_pnl"):
-                cells.append(f"{v:,.0f}")
-            elif k == "n_liquidations":
-                cells.append(f"{int(v)}")
-            else:
-                cells.append(f"{v:.2f}")
-        table.add_row(str(label), *cells)
+        table.add_row(str(label), *(format_value(k, row[k], terminal=True) for k in keys))
     Console(file=sys.stdout, width=max(120, min(200, 40 + 12 * len(keys)))).print(table)
     if len(frame) > max_rows:
         print(f"... and {len(frame) - max_rows} more rows in summary.json")
@@ -264,7 +249,7 @@ def cmd_compare(args) -> int:
         report=report,
         overwrite=args.overwrite,
     )
-    print_table(run.portfolios.sort_values("sharpe", ascending=False), title)
+    print_table(run.portfolios.loc[ranked(run.portfolios, "sharpe")], title)
     print(f"wrote {args.out}/")
     return 0
 
@@ -294,7 +279,10 @@ def cmd_sweep(args) -> int:
         walk_forward=args.walk_forward,
     )
     from backtest.app.scale import run_scaled_sweep_command, wants_scale
+    from reports.metrics import check_return_key
 
+    if cfg.walk_forward:
+        check_return_key(args.rank_by, "walk-forward --rank-by")  # before any work
     if wants_scale(args):
         if cfg.walk_forward:
             raise ConfigError("--walk-forward cannot be combined with the scale-out options")
@@ -310,7 +298,7 @@ def cmd_sweep(args) -> int:
             "spec": cfg.walk_forward,
             "metric": args.rank_by,
             **summary,
-            "folds": app.json_ready(folds.reset_index().to_dict(orient="records")),
+            "folds": json_ready(folds.reset_index().to_dict(orient="records")),
         }
     title = f"carry sweep: {name} over {', '.join(f'{k} ({len(v)})' for k, v in grid.items())}"
     report = app.report_data(
@@ -337,7 +325,7 @@ def cmd_sweep(args) -> int:
         overwrite=args.overwrite,
         extra=extra,
     )
-    print_table(run.portfolios.sort_values(args.rank_by, ascending=False), title)
+    print_table(run.portfolios.loc[ranked(run.portfolios, args.rank_by)], title)
     if cfg.walk_forward:
         s = extra["walk_forward"]
         print(
@@ -346,24 +334,6 @@ def cmd_sweep(args) -> int:
         )
     print(f"wrote {args.out}/")
     return 0
-
-
-def sweep_heatmaps(targets, portfolios: pd.DataFrame, grid_names: list[str], metric: str = "sharpe") -> list:
-    """Heatmaps of ``metric`` over the first two swept parameters (best over the others)."""
-    tab = targets.columns.drop_duplicates("group").set_index("group")
-    labels = app.portfolio_labels(targets)
-    values = pd.Series({g: portfolios.loc[labels[int(g)], metric] for g in tab.index}, dtype=float)
-    frame = tab[grid_names].copy()
-    frame[metric] = values
-    if len(grid_names) == 1:
-        p = grid_names[0]
-        heat = frame.groupby(p)[metric].max().to_frame().T
-        heat.index = [metric]
-        heat.columns.name = p
-        return [(f"{metric} by {p}", heat)]
-    a, b = grid_names[:2]
-    heat = frame.pivot_table(index=a, columns=b, values=metric, aggfunc="max")
-    return [(f"{metric} by {a} x {b}" + (" (best over other parameters)" if len(grid_names) > 2 else ""), heat)]
 
 
 def _parse_window(text: str) -> pd.Timedelta:
@@ -384,16 +354,22 @@ def walk_forward(run: RunOutcome, spec: str, metric: str = "sharpe") -> tuple[pd
     """Fit on a window, test on the next, roll: in-sample vs out-of-sample ``metric``.
 
     ``spec`` is ``TRAIN:TEST`` (e.g. ``180d:60d``). Each fold picks the parameter set with the
-    best ``metric`` over the training window of the sweep's equity curves and reports that
-    set's ``metric`` over the following test window, next to the in-sample best.
+    best ``metric`` (a return statistic of :mod:`reports.metrics`, computed on the window's
+    portfolio equity, with the equity at the bar before the window as its start) over the
+    training window and reports that set's ``metric`` over the following test window, next
+    to the best any set reached there.
     """
+    from reports.metrics import check_return_key
+
+    check_return_key(metric, "walk-forward --rank-by")
     if ":" not in spec:
         raise ConfigError(f"walk-forward expects TRAIN:TEST windows such as 180d:60d, got {spec!r}")
     train, test = (_parse_window(s) for s in spec.split(":", 1))
-    labels = app.portfolio_labels(run.targets)
-    eq = run.result.group_equity.copy()
-    eq.columns = [labels[int(g)] for g in eq.columns]
-    rets = eq.pct_change().fillna(0.0)
+    labels = portfolio_labels(run.targets)
+    eq = run.result.group_equity
+    names = [labels[int(g)] for g in eq.columns]
+    values = eq.to_numpy(dtype=np.float64)
+    start_equity = np.full(values.shape[1], float(run.result.config.initial_capital_quote))
     index = eq.index
     bar = pd.Timedelta(hours=run.result.bar_hours)
     folds = []
@@ -401,10 +377,10 @@ def walk_forward(run: RunOutcome, spec: str, metric: str = "sharpe") -> tuple[pd
     while start + train + test <= index[-1] + bar:
         tr = (index >= start) & (index < start + train)
         te = (index >= start + train) & (index < start + train + test)
-        ins = _window_metric(rets[tr], metric, bar)
+        ins = _window_metric(values, start_equity, tr, metric, run.result.bar_hours, names)
         best = ins.idxmax() if ins.notna().any() else None
         if best is not None:
-            oos = _window_metric(rets[te], metric, bar)
+            oos = _window_metric(values, start_equity, te, metric, run.result.bar_hours, names)
             folds.append(
                 {
                     "train_start": start,
@@ -430,17 +406,17 @@ def walk_forward(run: RunOutcome, spec: str, metric: str = "sharpe") -> tuple[pd
     return table, summary
 
 
-def _window_metric(rets: pd.DataFrame, metric: str, bar: pd.Timedelta) -> pd.Series:
-    periods = pd.Timedelta(days=365) / bar
-    if metric == "sharpe":
-        sd = rets.std(ddof=1)
-        return (rets.mean() / sd.where(sd > 0)) * np.sqrt(periods)
-    if metric in ("total_return", "annualized_return"):
-        growth = (1 + rets).prod()
-        if metric == "total_return":
-            return growth - 1
-        return growth ** (periods / max(len(rets), 1)) - 1
-    raise ConfigError(f"walk-forward supports --rank-by sharpe, total_return or annualized_return, not {metric!r}")
+def _window_metric(
+    equity: np.ndarray, start_equity: np.ndarray, mask: np.ndarray, metric: str, bar_hours: float, names: list
+) -> pd.Series:
+    """``metric`` of every portfolio over the bars in ``mask`` (one contiguous window)."""
+    from reports.metrics import return_stats
+
+    rows = np.flatnonzero(mask)
+    if not len(rows):
+        return pd.Series(np.nan, index=names, dtype=float)
+    before = equity[rows[0] - 1] if rows[0] > 0 else start_equity
+    return pd.Series(return_stats(equity[rows[0] : rows[-1] + 1], before, bar_hours)[metric], index=names)
 
 
 # --------------------------------------------------------------------------- scan
@@ -466,44 +442,12 @@ def scan_targets(market, regimes):
     return Targets(values, col_symbol, np.arange(2 * n), pd.DataFrame(rows))
 
 
-def regime_earnings(market, result, regimes) -> pd.DataFrame:
-    """What a carry and a reverse carry entered at each regime's start and closed at its end earned.
-
-    Returns per regime: funding facts, the spot move, and per side the PnL (quote), the return
-    (fraction of the capital) and the funding, borrow and fee parts (quote), entry and exit
-    costs included.
-    """
-    n = len(regimes)
-    init = result.config.initial_capital_quote
-    final = result.equity.iloc[-1].to_numpy()
-    comp = {k: result.components[k].iloc[-1].to_numpy() for k in ("funding", "borrow", "fees", "liquidation")}
-    rows = []
-    for k, r in enumerate(regimes):
-        row = {
-            "symbol": r.symbol,
-            "sign": "positive" if r.sign > 0 else "negative",
-            "start": r.start,
-            "end": r.end,
-            "days": (r.end - r.start).total_seconds() / 86400,
-            "settlements": r.settlements,
-            "funding_sum": r.funding_sum,
-            "funding_annualized": r.funding_annualized,
-            "spot_return": r.spot_return,
-        }
-        for side, c in (("carry", k), ("reverse", n + k)):
-            row[f"{side}_pnl"] = float(final[c] - init)
-            row[f"{side}_return"] = float((final[c] - init) / init)
-            for name, v in comp.items():
-                row[f"{side}_{name}_pnl"] = float(v[c])
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
 def cmd_scan(args) -> int:
     from backtest.engine import run_backtest
     from data.catalog import Catalog
     from data.loader import available_symbols
     from reports.regimes import funding_regimes, funding_stats
+    from reports.scan import regime_earnings, write_scan
 
     toml = app.read_run_toml(args.config) if args.config else {}
     data = data_overrides(args)
@@ -528,7 +472,16 @@ def cmd_scan(args) -> int:
     result = run_backtest(market, scan_targets(market, regimes), cfg.engine)
     earnings = regime_earnings(market, result, regimes)
     totals = _scan_totals(market, cfg)
-    write_scan(args.out, cfg, market, stats, earnings, totals, overwrite=args.overwrite)
+    write_scan(
+        args.out,
+        header={"run_hash": app.run_hash(cfg), "config": cfg.to_dict()},
+        config_toml=app.effective_toml(cfg),
+        market=market,
+        stats=stats,
+        earnings=earnings,
+        totals=totals,
+        overwrite=args.overwrite,
+    )
     _print_scan(stats, earnings)
     print(f"wrote {args.out}/ (scan.json, regimes.parquet, report.html)")
     return 0
@@ -542,7 +495,7 @@ def _scan_totals(market, cfg) -> pd.DataFrame:
 
     targets = Targets.concat([run_strategy(name, market) for name in ("always_carry", "always_reverse")]).per_column()
     result = run_backtest(market, targets, cfg.engine)
-    totals = app.portfolio_stats(result, targets)
+    totals = portfolio_summary(result, targets)
     totals.index = [f"{name}:{sym}" for name in ("always_carry", "always_reverse") for sym in market.symbols]
     totals.index.name = "portfolio"
     return totals
@@ -581,52 +534,6 @@ def _print_scan(stats: pd.DataFrame, earnings: pd.DataFrame) -> None:
     console = Console(file=sys.stdout, width=140)
     console.print(t)
     console.print(u)
-
-
-def write_scan(
-    out: Path, cfg, market, stats: pd.DataFrame, earnings: pd.DataFrame, totals: pd.DataFrame, overwrite: bool = False
-) -> Path:
-    import json
-
-    from reports.html import ReportData, render_report
-    from reports.outputs import write_output_dir
-
-    summary = {
-        "run_hash": app.run_hash(cfg),
-        "config": cfg.to_dict(),
-        "coverage": app.coverage(market),
-        "symbols": stats.reset_index().to_dict(orient="records"),
-        "regimes": earnings.assign(start=earnings["start"].astype(str), end=earnings["end"].astype(str)).to_dict(
-            orient="records"
-        ),
-        "totals": totals.reset_index().to_dict(orient="records"),
-    }
-    text = json.dumps(app.json_ready(summary), indent=2, allow_nan=False)
-    # the headline chart of a scan: cumulative funding (sum of rates) per symbol
-    equity = pd.DataFrame(np.cumsum(market.funding_rate, axis=0), index=market.index, columns=list(market.symbols))
-    report = ReportData(
-        title="carry scan: funding regimes",
-        metrics=totals,
-        equity=equity,
-        funding_annualized=app.funding_annualized_frame(market),
-        basis=pd.DataFrame(market.basis, index=market.index, columns=list(market.symbols)),
-        tables=[("Funding by symbol", stats), ("Regimes (carry vs reverse carry)", earnings.set_index("symbol"))],
-        notes=list(market.notes),
-        meta={"run": app.run_hash(cfg), "data": f"{len(market.symbols)} symbols, {market.freq}"},
-        equity_title="Cumulative funding (sum of rates, fraction)",
-        drawdown=False,
-    )
-    html = render_report(report)
-    return write_output_dir(
-        out,
-        {
-            "scan.json": lambda p: p.write_text(text),
-            "regimes.parquet": lambda p: earnings.to_parquet(p, index=False),
-            "report.html": lambda p: p.write_text(html),
-            "config.toml": lambda p: p.write_text(app.effective_toml(cfg)),
-        },
-        overwrite=overwrite,
-    )
 
 
 def cmd_strategies(args) -> int:

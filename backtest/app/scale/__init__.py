@@ -6,7 +6,7 @@ URL such as ``s3://bucket/catalog``: the task copies just its symbols' year file
 cache first), evaluates the strategy for its parameter sets, runs the engine with its leanest
 outputs (per-bar equity only: ``outputs=("equity",)``, or ``full=False`` on engines without
 ``outputs=``) in batches of columns sized to a memory budget, and returns compact results:
-the :data:`backtest.app.runs.SUMMARY_KEYS` figures per (symbol, parameter set) and, optionally, an
+the :data:`reports.keys.SUMMARY_KEYS` figures per (symbol, parameter set) and, optionally, an
 equity curve sampled once per period (default: daily). Tasks run serially in this process,
 on a local process pool (``workers=2``), or on a Dask distributed cluster
 (``scheduler="tcp://host:8786"`` or a ``distributed.Client``), with identical results.
@@ -35,10 +35,11 @@ Tasks are sized to a memory budget: see :mod:`backtest.app.scale.plan`.
 
 Modules
 -------
-``plan`` (memory model, task sizing), ``catalog_access`` (local or fsspec catalogs, the
-sweep window), ``figures`` (summary figures of a lean run), ``tasks`` (one task:
-:func:`run_task`), ``sweep`` (:func:`run_sweep`: plan, run, assemble), ``synthetic``
-(synthetic catalogs), ``cli`` (``carry sweep`` scale-out options).
+``plan`` (memory model, task sizing), ``tasks`` (one task: :func:`run_task`), ``sweep``
+(:func:`run_sweep`: plan, run, assemble), ``cli`` (``carry sweep`` scale-out options).
+Catalog access and the sweep window come from :mod:`data.catalog_access`, synthetic catalogs
+from :mod:`data.synthetic`, the streaming summary figures from
+:class:`reports.metrics.LeanFigures`.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ from backtest.app.scale.sweep import SweepResult, run_sweep
 from backtest.app.scale.tasks import SweepTask, TaskResult, per_column_portfolios, run_task
 from data.catalog_access import sweep_window
 from data.synthetic import synthetic_symbols, write_synthetic_catalog
-from reports.figures import lean_figures
+from reports.metrics import lean_figures
 
 __all__ = [
     "run_sweep",

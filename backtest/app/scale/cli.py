@@ -70,7 +70,8 @@ def run_scaled_sweep_command(args, cfg) -> int:
     curves, if any) and ``config.toml`` into ``args.out``, atomically.
     """
     from backtest.app import runs as app
-    from reports.outputs import check_output_dir, write_output_dir
+    from reports.keys import SUMMARY_KEYS
+    from reports.outputs import check_output_dir, json_ready, write_output_dir
 
     check_output_dir(args.out, getattr(args, "overwrite", False))
     spec = cfg.strategies[0]
@@ -112,10 +113,10 @@ def run_scaled_sweep_command(args, cfg) -> int:
         "config": cfg.to_dict(),
         "scale": {k: v for k, v in res.meta.items() if k not in ("tasks", "config")},
         "plan": res.plan.to_dict(),
-        "keys": list(app.SUMMARY_KEYS),
+        "keys": list(SUMMARY_KEYS),
         "columns": res.summary.to_dict(orient="records"),
     }
-    text = json.dumps(app.json_ready(summary), indent=2, allow_nan=False)
+    text = json.dumps(json_ready(summary), indent=2, allow_nan=False)
     writers = {
         "summary.json": lambda p: p.write_text(text),
         "config.toml": lambda p: p.write_text(app.effective_toml(cfg)),
@@ -131,7 +132,7 @@ def run_scaled_sweep_command(args, cfg) -> int:
     show = res.best(rank, 20)
     cols = (
         ["param_id", "symbol"]
-        + [c for c in show.columns if c not in app.SUMMARY_KEYS and c not in ("param_id", "symbol", "strategy")]
+        + [c for c in show.columns if c not in SUMMARY_KEYS and c not in ("param_id", "symbol", "strategy")]
         + ["final_equity", "total_return", "sharpe", "max_drawdown", "funding_pnl", "n_trades"]
     )
     with pd.option_context("display.width", 200, "display.max_columns", 30):
@@ -147,60 +148,24 @@ def run_scaled_sweep_command(args, cfg) -> int:
 
 
 def scaled_report_html(res, cfg, rank: str = "sharpe", top: int = 10) -> str:
-    """The HTML report of a scale-out sweep: ranking, the best columns' equity, heatmaps.
-
-    Figures come from the compact results (no per-bar components or margin in lean runs):
-    the ranking table of the best 50 (symbol, parameter set) columns, their sampled equity
-    curves (best ``top``), and ``rank`` averaged over symbols on the first two swept
-    parameters.
-    """
+    """The HTML report of a scale-out sweep (:func:`reports.report_data.scaled_report_data`):
+    ranking of the best 50 (symbol, parameter set) columns, their sampled equity curves (best
+    ``top``), and ``rank`` averaged over symbols on the first two swept parameters."""
     from backtest.app import runs as app
-    from reports.html import ReportData, render_report
+    from reports.html import render_report
+    from reports.report_data import scaled_report_data
 
     spec = cfg.strategies[0]
-    swept = [k for k, v in spec.params.items() if isinstance(v, (list, tuple))]
-    summary = res.summary
-    label = summary["param_id"].astype(str) + ":" + summary["symbol"]
-    metrics = summary.assign(label=label).set_index("label")[list(app.SUMMARY_KEYS)]
-    metrics = metrics.sort_values(rank, ascending=False).head(50)
-    metrics.index.name = "param_id:symbol"
-    if res.equity is not None:
-        equity = res.equity.copy()
-        equity.columns = [f"{pid}:{sym}" for pid, sym in equity.columns]
-        equity = equity[[c for c in metrics.index[:top] if c in equity.columns]]
-    else:
-        equity = pd.DataFrame({"final_equity": metrics["final_equity"].to_numpy()[:1]})
-    heatmaps = []
-    if swept:
-        per_set = summary.groupby("param_id").agg({**{p: "first" for p in swept}, rank: "mean"})
-        if len(swept) == 1:
-            heat = per_set.groupby(swept[0])[rank].max().to_frame().T
-            heat.index = [f"mean {rank} over symbols"]
-            heat.columns.name = swept[0]
-        else:
-            heat = per_set.pivot_table(index=swept[0], columns=swept[1], values=rank, aggfunc="max")
-        heatmaps.append((f"{rank} (mean over symbols) by {' x '.join(swept[:2])}", heat))
-    params = {k: v for k, v in spec.params.items()}
-    meta = {
-        "run": app.run_hash(cfg),
-        "strategy": spec.name,
-        "grid": json.dumps(app.json_ready(params)),
-        "data": f"{len(cfg.data.symbols)} symbols, {cfg.data.freq}",
-        "mode": res.meta.get("mode", ""),
-    }
-    notes = [
-        "Scale-out sweep: each (symbol, parameter set) is its own portfolio with the full capital; "
-        "equity curves are sampled, and per-bar components and margin are not kept (lean runs)."
-    ]
     return render_report(
-        ReportData(
-            title=f"carry sweep (scale-out): {spec.name}",
-            metrics=metrics,
-            equity=equity,
-            heatmaps=heatmaps,
-            ranking_by=rank,
-            notes=notes,
-            meta=meta,
-            drawdown=res.equity is not None,
+        scaled_report_data(
+            res.summary,
+            res.equity,
+            strategy=spec.name,
+            params=spec.params,
+            run_id=app.run_hash(cfg),
+            data=f"{len(cfg.data.symbols)} symbols, {cfg.data.freq}",
+            mode=res.meta.get("mode", ""),
+            rank=rank,
+            top=top,
         )
     )

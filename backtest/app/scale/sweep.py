@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -22,11 +22,10 @@ from backtest.app.scale.plan import (
     peak_rss_bytes,
     plan_sweep,
 )
-from backtest.app.scale.tasks import SweepTask, TaskResult, resolve_strategy, run_task
+from backtest.app.scale.tasks import SweepTask, TaskResult, ms_of, resolve_strategy, run_task
 from backtest.config import BacktestConfig
 from data.catalog_access import is_url, local_path, sweep_window
 from data.errors import ConfigError, DataError
-from data.units import to_ms
 
 
 def _chunks(seq: list, size: int) -> list[list]:
@@ -64,9 +63,9 @@ def _warmup_bars(strat, params: list[dict], warmup: str | int | None, step_ms: i
     need = None if any(h is None for h in looks) else max(looks, default=0.0)
     if warmup is None:
         if need is None:
-            return _bars("30D", step_ms, "warmup")
+            return _bars("30D", step_ms, "warmup") or 0
         return int(-(-1.25 * need * 3_600_000 // step_ms)) + OVERLAP_CHECK_BARS
-    bars = _bars(warmup, step_ms, "warmup")
+    bars = _bars(warmup, step_ms, "warmup") or 0
     if need is not None and bars * step_ms < need * 3_600_000:
         raise ConfigError(
             f"warm-up {warmup!r} is shorter than strategy {strat.name!r}'s lookback of {need:g} hours "
@@ -102,7 +101,7 @@ class SweepResult:
     summary : DataFrame
         One row per (parameter set, symbol), ordered by ``param_id`` then the requested symbol
         order: ``param_id``, ``symbol``, ``strategy``, the parameters, then the
-        :data:`backtest.app.runs.SUMMARY_KEYS` figures (``worst_margin_ratio`` is NaN: lean run).
+        :data:`reports.keys.SUMMARY_KEYS` figures (``worst_margin_ratio`` is NaN: lean run).
     equity : DataFrame or None
         Column equity (quote) at the last bar of each ``equity_every`` period; columns are a
         MultiIndex (``param_id``, ``symbol``) in the order of ``summary``.
@@ -138,7 +137,7 @@ def _assemble(results: list[TaskResult], symbols: list[str], plan: SweepPlan, me
     frame = frame[first + [c for c in frame.columns if c not in first]]
     equity = None
     if results and results[0].equity is not None:
-        curves = np.hstack([r.equity for r in results])[:, order]
+        curves = np.hstack([cast(np.ndarray, r.equity) for r in results])[:, order]
         idx = pd.DatetimeIndex(pd.to_datetime(results[0].equity_index, utc=True), name="time")
         cols = pd.MultiIndex.from_arrays(
             [frame["param_id"].to_numpy(), frame["symbol"].to_numpy()], names=["param_id", "symbol"]
@@ -324,8 +323,8 @@ def run_sweep(
     from data.schema import timeframe_minutes
 
     step = timeframe_minutes(freq) * 60_000
-    t_lo = (to_ms(w_start) // step) * step
-    n_bars = int(-(-(to_ms(w_end) - t_lo) // step))
+    t_lo = (ms_of(w_start) // step) * step
+    n_bars = int(-(-(ms_of(w_end) - t_lo) // step))
 
     client, own_client = (None, False)
     budget = parse_bytes(max_memory_bytes)
@@ -351,7 +350,7 @@ def run_sweep(
         warmup_bars=_warmup_bars(strat, params, warmup, step),
     )
     strategy_ref = strategy if isinstance(strategy, str) else strat
-    tasks = []
+    tasks: list[SweepTask] = []
     for p_lo in range(0, len(params), plan.param_chunk):
         pids = tuple(range(p_lo, min(p_lo + plan.param_chunk, len(params))))
         for syms in _chunks(symbols, plan.symbol_chunk):
@@ -385,7 +384,7 @@ def run_sweep(
         else:
             results, mode = _run_local(tasks, workers, progress)
     finally:
-        if own_client:
+        if own_client and client is not None:
             client.close()
     meta = {
         "mode": mode,

@@ -19,7 +19,7 @@ from backtest.config import BacktestConfig
 from data.catalog_access import is_url, local_path, stage_remote
 from data.errors import ConfigError, DataError
 from data.units import to_ms
-from reports.figures import LeanFigures
+from reports.metrics import LeanFigures
 
 
 @dataclass(frozen=True)
@@ -116,8 +116,8 @@ def run_task(task: SweepTask) -> TaskResult:
     else:
         root = local_path(root)
     step = timeframe_minutes(task.freq) * 60_000
-    t0 = (to_ms(task.start) // step) * step
-    n_bars = int(-(-(to_ms(task.end) - t0) // step))
+    t0 = (ms_of(task.start) // step) * step
+    n_bars = int(-(-(ms_of(task.end) - t0) // step))
     chunk = task.time_chunk_bars if 0 < task.time_chunk_bars < n_bars else n_bars
     config = BacktestConfig.from_dict(task.config)
     strat = resolve_strategy(task.strategy)
@@ -242,6 +242,14 @@ def run_task(task: SweepTask) -> TaskResult:
     return TaskResult(task.task_id, frame, equity, None if sample is None else _index_of(task, sample), stats)
 
 
+def ms_of(time: str) -> int:
+    """Milliseconds since the epoch of a window bound (ISO text, UTC)."""
+    ms = to_ms(time)
+    if ms is None:
+        raise ConfigError(f"no time given for a sweep window bound ({time!r})")
+    return ms
+
+
 def _iso(ms: int) -> str:
     return pd.Timestamp(int(ms), unit="ms", tz="UTC").isoformat()
 
@@ -281,5 +289,5 @@ def _index_of(task: SweepTask, sample: np.ndarray) -> np.ndarray:
     from data.schema import timeframe_minutes
 
     step = timeframe_minutes(task.freq) * 60_000
-    t0 = (to_ms(task.start) // step) * step
+    t0 = (ms_of(task.start) // step) * step
     return (t0 + sample.astype(np.int64) * step) * 1_000_000

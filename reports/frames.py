@@ -1,0 +1,179 @@
+"""The tables of a run: labelled summaries, and the equity, components and events frames
+written to the output directory (``equity.parquet``, ``components.parquet``,
+``events.parquet``), plus the funding and trade frames the HTML report draws.
+
+Everything here reads a :class:`~backtest.result.BacktestResult`, its
+:class:`~backtest.targets.Targets` (for labels) and the :class:`~data.market.Market`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from data.units import HOURS_PER_YEAR
+from reports import metrics
+from reports.keys import COMPONENT_KEYS, SUMMARY_KEYS
+
+# --------------------------------------------------------------------------- labels
+
+
+def portfolio_labels(targets) -> dict[int, str]:
+    """Readable label per portfolio: ``strategy`` or ``strategy[p=v,...]`` when parameters vary."""
+    tab = targets.columns
+    params = [c for c in tab.columns if c not in ("strategy", "symbol", "group")]
+    labels = {}
+    for g, rows in tab.groupby("group", sort=True):
+        first = rows.iloc[0]
+        same = tab[tab["strategy"] == first["strategy"]]
+        varying = [p for p in params if p in same and same[p].nunique(dropna=False) > 1 and pd.notna(first[p])]
+        inner = ",".join(f"{p}={_fmt_param(first[p])}" for p in varying)
+        labels[int(g)] = f"{first['strategy']}[{inner}]" if inner else str(first["strategy"])
+    if len(set(labels.values())) != len(labels):  # same strategy twice with the same params
+        labels = {g: f"{lab}#{g}" for g, lab in labels.items()}
+    return labels
+
+
+def _fmt_param(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def column_labels(targets) -> list[str]:
+    """``<portfolio label>:<SYMBOL>`` per column."""
+    groups = portfolio_labels(targets)
+    tab = targets.columns
+    return [f"{groups[int(g)]}:{s}" for g, s in zip(tab["group"], tab["symbol"])]
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def portfolio_summary(result, targets) -> pd.DataFrame:
+    """:func:`reports.metrics.stats_frame` with the portfolios' labels as index (``portfolio``)."""
+    labels = portfolio_labels(targets)
+    frame = metrics.stats_frame(result)
+    frame.index = pd.Index([labels[int(g)] for g in frame.index], name="portfolio")
+    return frame[list(SUMMARY_KEYS)]
+
+
+def column_summary(result, targets) -> pd.DataFrame:
+    """:func:`reports.metrics.column_stats` with the columns' labels as index (``column``)."""
+    frame = metrics.column_stats(result)
+    frame.index = pd.Index(column_labels(targets), name="column")
+    return frame[list(SUMMARY_KEYS)]
+
+
+# --------------------------------------------------------------------------- output frames
+MAX_LONG_ROWS = 5_000_000  # per-bar components beyond this many rows are written daily
+
+
+def components_frame(result, targets, market) -> tuple[pd.DataFrame, str]:
+    """Per-bar PnL components in long form (time, column, symbol, portfolio, *_pnl), quote.
+
+    Returns the frame and its granularity (``"bar"``, or ``"day"`` for very large runs).
+    """
+    labels = column_labels(targets)
+    plabels = portfolio_labels(targets)
+    per_bar = {k: np.diff(result.components[v].to_numpy(), axis=0, prepend=0.0) for k, v in COMPONENT_KEYS.items()}
+    per_bar["basis_pnl"] = per_bar["spot_pnl"] + per_bar["perp_pnl"]
+    T, C = per_bar["funding_pnl"].shape
+    index = market.index
+    granularity = "bar"
+    if T * C > MAX_LONG_ROWS:
+        granularity = "day"
+        days = index.floor("1D")
+        uniq, inv = np.unique(days.asi8, return_inverse=True)
+        for k, a in per_bar.items():
+            out = np.zeros((len(uniq), C))
+            np.add.at(out, inv, a)
+            per_bar[k] = out
+        index = pd.DatetimeIndex(pd.to_datetime(uniq, utc=True))
+        T = len(index)
+    frame = pd.DataFrame(
+        {
+            "time": np.repeat(index.to_numpy(), C),
+            "column": np.tile(np.arange(C), T),
+            "label": np.tile(np.array(labels, dtype=object), T),
+            "symbol": np.tile(targets.columns["symbol"].to_numpy(dtype=object), T),
+            "portfolio": np.tile(np.array([plabels[int(g)] for g in targets.columns["group"]], dtype=object), T),
+        }
+    )
+    frame["time"] = (
+        pd.DatetimeIndex(frame["time"]).tz_localize("UTC")
+        if pd.DatetimeIndex(frame["time"]).tz is None
+        else frame["time"]
+    )
+    for k in (*COMPONENT_KEYS, "basis_pnl"):
+        frame[k] = per_bar[k].reshape(-1)
+    return frame, granularity
+
+
+def events_frame(result, targets) -> pd.DataFrame:
+    """The engine's events with readable labels: time, column, label, portfolio, symbol, kind, leg, qty, price, rate, cash, fee."""
+    ev = result.events.copy()
+    labels = np.array(column_labels(targets), dtype=object)
+    plabels = portfolio_labels(targets)
+    col = ev["column"].to_numpy()
+    ev.insert(2, "label", np.where(col >= 0, labels[np.maximum(col, 0)] if len(labels) else None, None))
+    ev.insert(3, "portfolio", [plabels.get(int(g)) for g in ev["group"]])
+    ev = ev.drop(columns=["group"])
+    for c in ("symbol", "kind", "leg", "label", "portfolio"):
+        ev[c] = ev[c].astype(object)
+    # qty only for fills (signed coins); rate only for funding and borrow (SPEC of events.parquet)
+    kind = ev["kind"]
+    ev["qty"] = ev["qty"].where(kind.isin(["fill", "liquidation"]))
+    ev["rate"] = ev["rate"].where(kind.isin(["funding", "borrow"]))
+    return ev
+
+
+def equity_frame(result, targets) -> pd.DataFrame:
+    """Equity per column and per portfolio (quote), one wide frame indexed by time."""
+    col = result.equity.copy()
+    col.columns = column_labels(targets)
+    plabels = portfolio_labels(targets)
+    port = result.group_equity.copy()
+    port.columns = [f"portfolio:{plabels[int(g)]}" for g in port.columns]
+    out = pd.concat([port, col], axis=1)
+    out.index.name = "time"
+    return out
+
+
+# --------------------------------------------------------------------------- report frames
+
+
+def funding_annualized_frame(market, window_settlements: int = 21) -> pd.DataFrame:
+    """Trailing mean of the annualized funding rate over ``window_settlements`` settlements.
+
+    Bars x symbols, fraction per 365-day year, on settlement bars only (NaN elsewhere): the
+    line the report draws (raw settlements are too noisy to read).
+    """
+    hours = market.funding_interval_hours
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ann = np.where(
+            market.funding_count > 0, market.funding_rate / market.funding_count * (HOURS_PER_YEAR / hours), np.nan
+        )
+    frame = pd.DataFrame(ann, index=market.index, columns=list(market.symbols))
+    return frame.apply(lambda s: s.dropna().rolling(window_settlements, min_periods=1).mean().reindex(s.index))
+
+
+def trades_table(result, targets, columns: np.ndarray) -> pd.DataFrame:
+    """Entries, exits and liquidations of the given columns (for markers on the funding chart)."""
+    rows = []
+    spot = result.spot_qty.to_numpy()
+    perp = result.perp_qty.to_numpy()
+    index = result.index
+    symbols = targets.columns["symbol"].to_numpy()
+    for c in columns:
+        held = (spot[:, c] != 0) | (perp[:, c] != 0)
+        change = np.diff(held.astype(np.int8), prepend=0)
+        for i in np.flatnonzero(change == 1):
+            rows.append((index[i], symbols[c], "entry"))
+        for i in np.flatnonzero(change == -1):
+            rows.append((index[i], symbols[c], "exit"))
+    ev = result.events
+    liq = ev[(ev["kind"] == "liquidation") & ev["column"].isin(columns)]
+    for t, c in zip(liq["time"], liq["column"]):
+        rows.append((t, symbols[int(c)], "liquidation"))
+    return pd.DataFrame(rows, columns=["time", "symbol", "action"])

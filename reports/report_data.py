@@ -1,0 +1,187 @@
+"""What the HTML report of a run shows: :class:`~reports.html.ReportData` built from a result.
+
+:func:`report_data` (``carry backtest``, ``compare``, ``sweep``, ``demo``), :func:`sweep_heatmaps`
+(parameter heatmaps of a sweep) and :func:`scaled_report_data` (scale-out sweeps, from their
+compact results).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from data.errors import ConfigError, did_you_mean
+from reports.frames import funding_annualized_frame, portfolio_labels, trades_table
+from reports.html import ReportData
+from reports.keys import SUMMARY_KEYS
+from reports.outputs import json_ready
+
+
+def ranked(frame: pd.DataFrame, by: str | None) -> list:
+    """Row labels of ``frame``, best first by column ``by`` (higher is better, NaN last), or
+    in their order without ``by``."""
+    if by is None:
+        return list(frame.index)
+    if by not in frame.columns:
+        raise ConfigError(f"cannot rank by {by!r}: not a summary figure{did_you_mean(by, frame.columns)}")
+    return list(frame.sort_values(by, ascending=False, kind="stable", na_position="last").index)
+
+
+def report_data(
+    title: str,
+    market,
+    targets,
+    result,
+    portfolios: pd.DataFrame,
+    columns: pd.DataFrame,
+    *,
+    engine,
+    run_id: str,
+    ranking_by: str | None = None,
+    heatmaps: list | None = None,
+    extra_tables: list | None = None,
+    max_component_charts: int = 4,
+) -> ReportData:
+    """Assemble the report of a run.
+
+    ``portfolios``/``columns``: the labelled summaries (:func:`reports.frames.portfolio_summary`,
+    :func:`reports.frames.column_summary`); ``engine``: the run's
+    :class:`~backtest.config.BacktestConfig`; ``run_id``: the run's hash. The
+    ``max_component_charts`` best portfolios by ``ranking_by`` (the first ones without it) get
+    a component chart and margin lines; the trade markers are the best one's.
+    """
+    plabels = portfolio_labels(targets)
+    equity = result.group_equity.copy()
+    equity.columns = [plabels[int(g)] for g in equity.columns]
+    order = ranked(portfolios, ranking_by)
+    label_to_group = {v: k for k, v in plabels.items()}
+    shown = order[:max_component_charts]
+    comps = result.components
+    components = {}
+    mr, dl = {}, {}
+    for lab in shown:
+        cols = result.group_columns(label_to_group[lab])
+        components[lab] = pd.DataFrame(
+            {
+                "funding": comps["funding"].iloc[:, cols].sum(axis=1),
+                "fees": comps["fees"].iloc[:, cols].sum(axis=1),
+                "slippage": comps["slippage"].iloc[:, cols].sum(axis=1),
+                "borrow": comps["borrow"].iloc[:, cols].sum(axis=1),
+                "basis": (
+                    comps["spot_price"].iloc[:, cols].sum(axis=1) + comps["perp_price"].iloc[:, cols].sum(axis=1)
+                ),
+                "liquidation": comps["liquidation"].iloc[:, cols].sum(axis=1),
+            }
+        )
+        mr[lab] = result.margin_ratio.iloc[:, cols].max(axis=1, skipna=True)
+        dl[lab] = result.distance_to_liquidation.iloc[:, cols].min(axis=1, skipna=True)
+    best_cols = result.group_columns(label_to_group[order[0]])
+    notes = list(market.notes) + [f"engine flag: {f}" for f in result.flags]
+    if getattr(engine, "allow_same_bar_execution", False) and engine.execution_delay_bars == 0:
+        notes.insert(0, "SAME-BAR EXECUTION: fills at the close of the bar that produced the signal (look-ahead).")
+    meta = {
+        "run": run_id,
+        "engine config": engine.config_hash(),
+        "data": f"{', '.join(market.symbols)} · {market.index[0]:%Y-%m-%d} .. {market.index[-1]:%Y-%m-%d} · {market.freq}",
+        "capital": f"{engine.initial_capital_quote:,.0f} quote per portfolio",
+        "leverage": f"{engine.perp_leverage:g}x {engine.margin_mode}",
+    }
+    return ReportData(
+        title=title,
+        metrics=portfolios,
+        equity=equity,
+        components=components,
+        funding_annualized=funding_annualized_frame(market),
+        basis=pd.DataFrame(market.basis, index=market.index, columns=list(market.symbols)),
+        trades=trades_table(result, targets, best_cols),
+        margin_ratio=pd.DataFrame(mr),
+        liquidation_distance=pd.DataFrame(dl),
+        heatmaps=heatmaps or [],
+        ranking_by=ranking_by,
+        notes=notes,
+        meta=meta,
+        tables=[("Per column (symbol x parameters)", columns)] + (extra_tables or []),
+    )
+
+
+def sweep_heatmaps(targets, portfolios: pd.DataFrame, grid_names: list[str], metric: str = "sharpe") -> list:
+    """Heatmaps of ``metric`` over the first two swept parameters (best over the others)."""
+    tab = targets.columns.drop_duplicates("group").set_index("group")
+    labels = portfolio_labels(targets)
+    values = pd.Series({g: portfolios.loc[labels[int(g)], metric] for g in tab.index}, dtype=float)
+    frame = tab[grid_names].copy()
+    frame[metric] = values
+    if len(grid_names) == 1:
+        p = grid_names[0]
+        heat = frame.groupby(p)[metric].max().to_frame().T
+        heat.index = [metric]
+        heat.columns.name = p
+        return [(f"{metric} by {p}", heat)]
+    a, b = grid_names[:2]
+    heat = frame.pivot_table(index=a, columns=b, values=metric, aggfunc="max")
+    return [(f"{metric} by {a} x {b}" + (" (best over other parameters)" if len(grid_names) > 2 else ""), heat)]
+
+
+def scaled_report_data(
+    summary: pd.DataFrame,
+    equity: pd.DataFrame | None,
+    *,
+    strategy: str,
+    params: dict,
+    run_id: str,
+    data: str,
+    mode: str = "",
+    rank: str = "sharpe",
+    top: int = 10,
+) -> ReportData:
+    """The report of a scale-out sweep, from its compact results.
+
+    ``summary``: one row per (parameter set, symbol) with ``param_id``, ``symbol``, the
+    parameters and the summary figures; ``equity``: sampled column equity with (``param_id``,
+    ``symbol``) columns, or None. Shows the ranking of the best 50 columns by ``rank``, the
+    best ``top`` columns' equity, and ``rank`` averaged over symbols on the first two swept
+    parameters (no per-bar components or margin in lean runs).
+    """
+    swept = [k for k, v in params.items() if isinstance(v, (list, tuple))]
+    label = summary["param_id"].astype(str) + ":" + summary["symbol"]
+    metrics = summary.assign(label=label).set_index("label")[list(SUMMARY_KEYS)]
+    metrics = metrics.loc[ranked(metrics, rank)].head(50)
+    metrics.index.name = "param_id:symbol"
+    if equity is not None:
+        curves = equity.copy()
+        curves.columns = [f"{pid}:{sym}" for pid, sym in curves.columns]
+        curves = curves[[c for c in metrics.index[:top] if c in curves.columns]]
+    else:
+        curves = pd.DataFrame({"final_equity": metrics["final_equity"].to_numpy()[:1]})
+    heatmaps = []
+    if swept:
+        per_set = summary.groupby("param_id").agg({**{p: "first" for p in swept}, rank: "mean"})
+        if len(swept) == 1:
+            heat = per_set.groupby(swept[0])[rank].max().to_frame().T
+            heat.index = [f"mean {rank} over symbols"]
+            heat.columns.name = swept[0]
+        else:
+            heat = per_set.pivot_table(index=swept[0], columns=swept[1], values=rank, aggfunc="max")
+        heatmaps.append((f"{rank} (mean over symbols) by {' x '.join(swept[:2])}", heat))
+    meta = {
+        "run": run_id,
+        "strategy": strategy,
+        "grid": json.dumps(json_ready(dict(params))),
+        "data": data,
+        "mode": mode,
+    }
+    notes = [
+        "Scale-out sweep: each (symbol, parameter set) is its own portfolio with the full capital; "
+        "equity curves are sampled, and per-bar components and margin are not kept (lean runs)."
+    ]
+    return ReportData(
+        title=f"carry sweep (scale-out): {strategy}",
+        metrics=metrics,
+        equity=curves,
+        heatmaps=heatmaps,
+        ranking_by=rank,
+        notes=notes,
+        meta=meta,
+        drawdown=equity is not None,
+    )

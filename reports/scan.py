@@ -1,0 +1,102 @@
+"""``carry scan`` output: what carry and reverse carry earned per funding regime, and the
+scan's directory (``scan.json``, ``regimes.parquet``, ``report.html``, ``config.toml``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reports.frames import funding_annualized_frame
+from reports.html import ReportData, render_report
+from reports.outputs import coverage, json_ready, write_output_dir
+
+
+def regime_earnings(market, result, regimes) -> pd.DataFrame:
+    """What a carry and a reverse carry entered at each regime's start and closed at its end earned.
+
+    ``result``: a run with one carry column per regime, then one reverse-carry column per
+    regime (each its own portfolio). Returns per regime: funding facts, the spot move, and per
+    side the PnL (quote), the return (fraction of the capital) and the funding, borrow, fee and
+    liquidation parts (quote), entry and exit costs included.
+    """
+    n = len(regimes)
+    init = result.config.initial_capital_quote
+    final = result.equity.iloc[-1].to_numpy()
+    comp = {k: result.components[k].iloc[-1].to_numpy() for k in ("funding", "borrow", "fees", "liquidation")}
+    rows = []
+    for k, r in enumerate(regimes):
+        row = {
+            "symbol": r.symbol,
+            "sign": "positive" if r.sign > 0 else "negative",
+            "start": r.start,
+            "end": r.end,
+            "days": (r.end - r.start).total_seconds() / 86400,
+            "settlements": r.settlements,
+            "funding_sum": r.funding_sum,
+            "funding_annualized": r.funding_annualized,
+            "spot_return": r.spot_return,
+        }
+        for side, c in (("carry", k), ("reverse", n + k)):
+            row[f"{side}_pnl"] = float(final[c] - init)
+            row[f"{side}_return"] = float((final[c] - init) / init)
+            for name, v in comp.items():
+                row[f"{side}_{name}_pnl"] = float(v[c])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_scan(
+    out: Path,
+    *,
+    header: dict,
+    config_toml: str,
+    market,
+    stats: pd.DataFrame,
+    earnings: pd.DataFrame,
+    totals: pd.DataFrame,
+    overwrite: bool = False,
+) -> Path:
+    """Write a scan's directory atomically.
+
+    ``header``: ``run_hash`` and ``config`` (first keys of scan.json); ``stats``: funding
+    statistics per symbol (index ``symbol``); ``earnings``: :func:`regime_earnings`;
+    ``totals``: the whole-span summary of carry and reverse carry per symbol.
+    """
+    summary = {
+        **header,
+        "coverage": coverage(market),
+        "symbols": stats.reset_index().to_dict(orient="records"),
+        "regimes": earnings.assign(start=earnings["start"].astype(str), end=earnings["end"].astype(str)).to_dict(
+            orient="records"
+        ),
+        "totals": totals.reset_index().to_dict(orient="records"),
+    }
+    text = json.dumps(json_ready(summary), indent=2, allow_nan=False)
+    # the headline chart of a scan: cumulative funding (sum of rates) per symbol
+    equity = pd.DataFrame(np.cumsum(market.funding_rate, axis=0), index=market.index, columns=list(market.symbols))
+    report = ReportData(
+        title="carry scan: funding regimes",
+        metrics=totals,
+        equity=equity,
+        funding_annualized=funding_annualized_frame(market),
+        basis=pd.DataFrame(market.basis, index=market.index, columns=list(market.symbols)),
+        tables=[("Funding by symbol", stats), ("Regimes (carry vs reverse carry)", earnings.set_index("symbol"))],
+        notes=list(market.notes),
+        meta={"run": header.get("run_hash", ""), "data": f"{len(market.symbols)} symbols, {market.freq}"},
+        equity_title="Cumulative funding (sum of rates, fraction)",
+        drawdown=False,
+    )
+    html = render_report(report)
+    return write_output_dir(
+        out,
+        {
+            "scan.json": lambda p: p.write_text(text),
+            "regimes.parquet": lambda p: earnings.to_parquet(p, index=False),
+            "report.html": lambda p: p.write_text(html),
+            "config.toml": lambda p: p.write_text(config_toml),
+        },
+        overwrite=overwrite,
+    )
