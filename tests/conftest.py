@@ -1,14 +1,47 @@
-"""Shared fixtures: the real data in ../shared/data (skipped where absent) and the demo catalog."""
+"""Shared fixtures: the real data in ../shared/data (skipped where absent), the demo catalog, and
+random markets and targets (:mod:`data.synthetic`) drawn from a per-test seeded generator.
+
+Tests write nothing into the repository: outputs go under pytest's tmp directories, and
+hypothesis keeps no example database (the ``carry`` profile below has ``database=None``; a
+failing example is printed, with its ``@reproduce_failure`` blob, instead) and keeps its other
+files (constants and character caches) in a temporary directory removed at the end of the run,
+unless ``HYPOTHESIS_STORAGE_DIRECTORY`` names one.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CARRY_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+# no .hypothesis/ directory in the working directory (the repository when run from its root)
+settings.register_profile("carry", database=None)
+settings.load_profile("carry")
+_HYPOTHESIS_HOME: Path | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _HYPOTHESIS_HOME
+    config.addinivalue_line("markers", "seed(n): seed of the test's ``rng`` fixture (default 0)")
+    if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        _HYPOTHESIS_HOME = Path(tempfile.mkdtemp(prefix="carry-hypothesis-"))
+        set_hypothesis_home_dir(_HYPOTHESIS_HOME)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _HYPOTHESIS_HOME is not None:
+        shutil.rmtree(_HYPOTHESIS_HOME, ignore_errors=True)
 
 
 def shared_data_path(*parts: str) -> Path:
@@ -25,3 +58,34 @@ def demo_catalog(tmp_path_factory):
     from data.synthetic import write_demo_catalog
 
     return write_demo_catalog(tmp_path_factory.mktemp("demo") / "catalog")
+
+
+@pytest.fixture
+def rng(request: pytest.FixtureRequest) -> np.random.Generator:
+    """A fresh ``numpy`` generator per test, seeded by ``@pytest.mark.seed(n)`` (default 0)."""
+    marker = request.node.get_closest_marker("seed")
+    return np.random.default_rng(marker.args[0] if marker else 0)
+
+
+@pytest.fixture
+def random_market_factory(rng: np.random.Generator) -> Callable[..., Any]:
+    """``make(T, N, **kw)``: :func:`data.synthetic.random_market` drawn from the test's ``rng``."""
+    from data.synthetic import random_market
+
+    def make(T: int, N: int, **kw: Any):
+        return random_market(rng, T, N, **kw)
+
+    return make
+
+
+@pytest.fixture
+def random_targets(rng: np.random.Generator) -> Callable[..., Any]:
+    """``make(market, n_cols, n_groups, p_change)``: random :class:`~backtest.targets.Targets`
+    (:func:`data.synthetic.random_targets`) drawn from the test's ``rng``."""
+    from backtest.targets import Targets
+    from data import synthetic
+
+    def make(market, n_cols: int, n_groups: int, p_change: float) -> Targets:
+        return Targets(*synthetic.random_targets(market, rng, n_cols, n_groups, p_change))
+
+    return make

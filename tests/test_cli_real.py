@@ -1,4 +1,5 @@
-"""The CLI end to end on the real shared data, in subprocesses, as a user runs it."""
+"""The CLI end to end on the real shared data, in subprocesses, as a user runs it (from a
+temporary working directory: nothing is written into the repository)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ pytestmark = pytest.mark.shared_data
 def real_cat(tmp_path_factory):
     source = shared_data_path("binance")
     cat = tmp_path_factory.mktemp("cli-real") / "catalog"
-    r = carry("data", "ingest", "freqtrade", source, "--out", cat, "--symbols", "XTZUSDT,DOTUSDT,BCHUSDT")
+    r = carry(
+        "data", "ingest", "freqtrade", source, "--out", cat, "--symbols", "XTZUSDT,DOTUSDT,BCHUSDT", cwd=cat.parent
+    )
     assert r.returncode == 0, r.stderr
     return cat
 
@@ -24,7 +27,18 @@ def real_cat(tmp_path_factory):
 def test_scan_negative_funding_alts(real_cat, tmp_path):
     out = tmp_path / "scan"
     r = carry(
-        "scan", "--data", real_cat, "--start", "2025-05-01", "--end", "2026-05-01", "--leverage", "2", "--out", out
+        "scan",
+        "--data",
+        real_cat,
+        "--start",
+        "2025-05-01",
+        "--end",
+        "2026-05-01",
+        "--leverage",
+        "2",
+        "--out",
+        out,
+        cwd=tmp_path,
     )
     assert r.returncode == 0, r.stderr
     assert "Regimes: what carry and reverse carry earned" in r.stdout
@@ -56,6 +70,7 @@ def test_compare_on_real_data_and_bad_symbols(real_cat, tmp_path):
         "2",
         "--out",
         out,
+        cwd=tmp_path,
     )
     assert r.returncode == 0, r.stderr
     s = json.loads((out / "summary.json").read_text())
@@ -63,7 +78,16 @@ def test_compare_on_real_data_and_bad_symbols(real_cat, tmp_path):
     assert ports["always_carry"]["funding_pnl"] < 0
     assert ports["funding_sign"]["funding_pnl"] + ports["funding_sign"]["borrow_pnl"] > 0
     bad = carry(
-        "compare", "--data", real_cat, "--symbols", "BTCUSDT", "--strategies", "always_carry", "--out", tmp_path / "bad"
+        "compare",
+        "--data",
+        real_cat,
+        "--symbols",
+        "BTCUSDT",
+        "--strategies",
+        "always_carry",
+        "--out",
+        tmp_path / "bad",
+        cwd=tmp_path,
     )
     assert bad.returncode == 1 and "no spot bars for BTCUSDT" in bad.stderr
     assert not (tmp_path / "bad").exists()

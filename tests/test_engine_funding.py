@@ -10,7 +10,6 @@ from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
 from backtest.result import COMPONENTS
 from data.market import Market
-from tests.reference_engine import random_market
 
 NO_COSTS = dict(
     spot_taker_fee_rate=0.0,
@@ -91,11 +90,11 @@ def test_opened_after_settlement_misses_it_closed_before_forfeits():
     assert list(res2.events[res2.events.kind == "funding"]["time"]) == [idx[7], idx[11]]
 
 
+@pytest.mark.seed(11)
 @pytest.mark.parametrize("delay,mode", [(1, "isolated"), (2, "cross"), (0, "isolated")])
-def test_changing_inputs_after_t_changes_nothing_at_or_before_t(delay, mode):
-    rng = np.random.default_rng(11)
+def test_changing_inputs_after_t_changes_nothing_at_or_before_t(delay, mode, rng, random_market_factory):
     T, t = 80, 40
-    a = random_market(rng, T, 2, vol=0.02, wick=0.03, invalid_frac=0.05)
+    a = random_market_factory(T, 2, vol=0.02, wick=0.03, invalid_frac=0.05)
     targets = np.where(rng.random((T, 2)) < 0.2, rng.choice([-1.0, 0.0, 0.5, 1.0], (T, 2)), np.nan)
     targets[0] = 1.0
 

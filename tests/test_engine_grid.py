@@ -11,14 +11,13 @@ from backtest.engine import run_backtest
 from backtest.result import COMPONENTS
 from backtest.targets import Targets
 from data.errors import ConfigError
-from tests.reference_engine import random_market
 
 
+@pytest.mark.seed(21)
 @pytest.mark.parametrize("mode", ["isolated", "cross", "portfolio"])
-def test_grid_equals_single_runs(mode):
-    rng = np.random.default_rng(21)
+def test_grid_equals_single_runs(mode, rng, random_market_factory):
     T, N = 200, 2
-    m = random_market(rng, T, N, vol=0.02, wick=0.04, invalid_frac=0.03)
+    m = random_market_factory(T, N, vol=0.02, wick=0.04, invalid_frac=0.03)
     base = np.where(rng.random((T, N)) < 0.08, rng.choice([-1.0, 0.0, 0.5, 1.0], (T, N)), np.nan)
     base[0] = 1.0
     grid = [
@@ -50,9 +49,9 @@ def test_grid_equals_single_runs(mode):
     assert len(res.events) == sum(len(run_backtest(m, base, cfg.replace(**g)).events) for g in grid)
 
 
-def test_flexible_params_accept_scalar_column_and_time_shapes():
-    rng = np.random.default_rng(2)
-    m = random_market(rng, 50, 2)
+@pytest.mark.seed(2)
+def test_flexible_params_accept_scalar_column_and_time_shapes(random_market_factory):
+    m = random_market_factory(50, 2)
     tg = Targets.from_array(m, np.where(np.arange(50)[:, None] % 7 == 0, 1.0, np.nan))
     a = run_backtest(m, tg, BacktestConfig(spot_taker_fee_rate=0.002))
     b = run_backtest(m, tg, BacktestConfig(), column_params={"spot_taker_fee_rate": np.full(2, 0.002)})
@@ -65,9 +64,9 @@ def test_flexible_params_accept_scalar_column_and_time_shapes():
         run_backtest(m, tg, BacktestConfig(), column_params={"perp_leverage": [1.0, 2.0, 3.0]})
 
 
-def test_targets_inputs_array_frame_and_strategy_agree():
-    rng = np.random.default_rng(4)
-    m = random_market(rng, 40, 2)
+@pytest.mark.seed(4)
+def test_targets_inputs_array_frame_and_strategy_agree(random_market_factory):
+    m = random_market_factory(40, 2)
     arr = np.where(np.arange(40)[:, None] % 9 == 0, 0.5, np.nan) * np.ones((1, 2))
     frame = pd.DataFrame(arr, index=m.index, columns=list(m.symbols))
     r1 = run_backtest(m, arr)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from tests.conftest import shared_data_path
 
 from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
 from backtest.targets import Targets
 from data.market import Market
+from reports.metrics import stats
+from tests.conftest import shared_data_path
 
 ZERO = dict(spot_taker_fee_rate=0.0, perp_taker_fee_rate=0.0, slippage_bps=0.0, borrow_annual_rate=0.0)
 T = 12
@@ -58,7 +59,7 @@ def test_isolated_short_liquidates_on_first_bar_crossing_at_closed_form_price():
     fills = res.events[(res.events.kind == "fill") & (res.events.time == m.index[6])]
     assert list(fills.leg) == ["spot"] and fills.qty.iloc[0] == pytest.approx(-100.0)
     assert res.spot_qty.iloc[6:, 0].eq(0).all() and res.perp_qty.iloc[5:, 0].eq(0).all()
-    assert res.stats()["n_liquidations"] == 1
+    assert stats(res)["n_liquidations"] == 1
 
 
 def test_hold_spot_policy_keeps_the_unhedged_leg():

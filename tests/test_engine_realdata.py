@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.conftest import shared_data_path
 
 from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
 from data.market import Market
+from reports.metrics import stats
+from tests.conftest import shared_data_path
 from tests.test_engine_reference import check_identity
 
 pytestmark = pytest.mark.shared_data
@@ -93,7 +94,7 @@ def test_carry_funding_matches_raw_files(base, start, end):
     if base == "XTZ":
         # negative regime: the carry (short perp) pays, the reverse carry receives
         assert per_coin < 0 and n_neg > 100
-        assert carry.stats()["funding_pnl"] < 0 < rev.stats()["funding_pnl"]
+        assert stats(carry)["funding_pnl"] < 0 < stats(rev)["funding_pnl"]
     else:
         assert per_coin > 0
     check_identity(carry)

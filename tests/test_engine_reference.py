@@ -15,7 +15,10 @@ from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
 from backtest.result import COMPONENTS
 from backtest.targets import Targets
-from tests.reference_engine import random_market, run_reference, write_tiers
+from data import synthetic
+from data.synthetic import random_market, write_tiers
+from tests import reference_engine
+from tests.reference_engine import run_reference
 
 CAPITAL = 10_000.0
 
@@ -46,23 +49,9 @@ def check_identity(res, rel=1e-9):
         )
 
 
-def grid_targets(market, rng, n_cols, n_groups, p_change):
-    T = market.n_bars
-    vals = rng.choice([-1.0, -0.5, 0.0, 0.3, 1.0], size=(T, n_cols))
-    vals = np.where(rng.random((T, n_cols)) < p_change, vals, np.nan)
-    vals[0] = rng.choice([-1.0, 1.0, 0.5], n_cols)
-    col_symbol = rng.integers(0, market.n_symbols, n_cols)
-    group = rng.integers(0, n_groups, n_cols)
-    table = pd.DataFrame(
-        {
-            "strategy": ["rand"] * n_cols,
-            "symbol": [market.symbols[k] for k in col_symbol],
-            "group": group,
-            "k": np.arange(n_cols),
-        }
-    )
-    weights = rng.uniform(0.2, 1.0, (T, n_cols)) if rng.random() < 0.3 else None
-    return Targets(vals, col_symbol, group, table, weights)
+def grid_targets(market, rng, n_cols, n_groups, p_change) -> Targets:
+    """Random targets on ``market`` (:func:`data.synthetic.random_targets`, as Targets)."""
+    return Targets(*synthetic.random_targets(market, rng, n_cols, n_groups, p_change))
 
 
 def compare(market, targets, cfg, column_params=None):
@@ -194,10 +183,10 @@ def test_kernel_matches_reference_many(tmp_path_factory, **case):
     test_kernel_matches_reference.hypothesis.inner_test(tmp_path_factory, **case)
 
 
-def test_per_bar_column_params_match_reference():
-    rng = np.random.default_rng(7)
-    market = random_market(rng, 50, 2, vol=0.02, wick=0.05)
-    targets = grid_targets(market, rng, 3, 1, p_change=0.3)
+@pytest.mark.seed(7)
+def test_per_bar_column_params_match_reference(rng, random_market_factory, random_targets):
+    market = random_market_factory(50, 2, vol=0.02, wick=0.05)
+    targets = random_targets(market, 3, 1, p_change=0.3)
     T, C = targets.values.shape
     params = {
         "perp_leverage": np.array([1.0, 5.0, 20.0]),
@@ -209,9 +198,9 @@ def test_per_bar_column_params_match_reference():
     compare(market, targets, BacktestConfig(initial_capital_quote=CAPITAL, maintenance_margin_rate=0.01), params)
 
 
-def test_market_borrow_series_matches_reference():
-    rng = np.random.default_rng(3)
-    m = random_market(rng, 40, 1)
+@pytest.mark.seed(3)
+def test_market_borrow_series_matches_reference(rng, random_market_factory):
+    m = random_market_factory(40, 1)
     rate = rng.uniform(0, 1e-4, m.shape)
     rate[5:9] = np.nan
     from dataclasses import replace
@@ -221,3 +210,31 @@ def test_market_borrow_series_matches_reference():
     cfg = BacktestConfig(borrow_rate_source="market")
     res = compare(m, targets, cfg)
     assert res.pnl("borrow").iloc[-1, 0] < 0
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_synthetic_random_market_equals_the_reference_copy(seed, tmp_path):
+    """data.synthetic's random market, targets and tiers file are the ones these tests were written
+    with (``tests/reference_engine.py``'s copies): every array equal for the same generator state."""
+    from dataclasses import fields
+
+    T, N = 5 + 7 * seed, 1 + seed % 3
+    kw = dict(vol=0.01 + 0.01 * (seed % 3), wick=0.05, invalid_frac=(0.0, 0.1)[seed % 2], funding_every=1 + seed % 8)
+    ra, rb = np.random.default_rng(seed), np.random.default_rng(seed)
+    a, b = reference_engine.random_market(ra, T, N, **kw), random_market(rb, T, N, **kw)
+    arrays = 0
+    for f in fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray):
+            assert x.dtype == y.dtype and np.array_equal(x, y, equal_nan=True), f.name
+            arrays += 1
+        elif isinstance(x, pd.Index):
+            assert x.equals(y), f.name
+        else:
+            assert x == y, f.name
+    assert arrays >= 15
+    assert ra.bit_generator.state == rb.bit_generator.state  # the same number of draws
+    paths = (tmp_path / "a.json", tmp_path / "b.json")
+    reference_engine.write_tiers(paths[0], a.symbols)
+    assert write_tiers(paths[1], b.symbols) == str(paths[1])
+    assert paths[0].read_bytes() == paths[1].read_bytes()

@@ -8,15 +8,14 @@ import pytest
 
 from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
-from tests.reference_engine import random_market
 
 
+@pytest.mark.seed(5)
 @pytest.mark.parametrize("leverage,slip", [(1.0, 0.0), (3.0, 5.0)])
-def test_legs_match_vectorbt_from_orders(leverage, slip):
+def test_legs_match_vectorbt_from_orders(leverage, slip, rng, random_market_factory):
     vbt = pytest.importorskip("vectorbt")
-    rng = np.random.default_rng(5)
     T, N = 300, 2
-    m = random_market(rng, T, N, vol=0.01, wick=0.0)
+    m = random_market_factory(T, N, vol=0.01, wick=0.0)
     m = type(m).from_arrays(
         m.index,
         m.symbols,
