@@ -171,6 +171,7 @@ def print_table(frame: pd.DataFrame, title: str, max_rows: int = 20) -> None:
     """A short terminal table (rich) of the main figures: the keys marked ``terminal`` in
     :data:`reports.keys.KEYS`, with their labels and formats."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     keys = list(TERMINAL_KEYS)
@@ -179,7 +180,7 @@ def print_table(frame: pd.DataFrame, title: str, max_rows: int = 20) -> None:
     for k in keys:
         table.add_column(key_label(k), justify="right")
     for label, row in frame.head(max_rows).iterrows():
-        table.add_row(str(label), *(format_value(k, row[k], terminal=True) for k in keys))
+        table.add_row(escape(str(label)), *(format_value(k, row[k], terminal=True) for k in keys))  # labels hold [...]
     Console(file=sys.stdout, width=max(120, min(200, 40 + 12 * len(keys)))).print(table)
     if len(frame) > max_rows:
         print(f"... and {len(frame) - max_rows} more rows in summary.json")
