@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -221,4 +222,7 @@ def split_by_group(targets: Targets, groups_per_part: int) -> list[Targets]:
 def param_grid(grid: dict[str, list]) -> list[dict]:
     """Cartesian product of a ``{name: [values]}`` grid, in a stable order."""
     names = list(grid)
+    bad = [n for n in names if isinstance(grid[n], (str, bytes)) or not isinstance(grid[n], Iterable)]
+    if bad:
+        raise ConfigError(f"a parameter grid maps names to lists of values; {bad[0]!r} has {grid[bad[0]]!r}")
     return [dict(zip(names, combo)) for combo in itertools.product(*(list(grid[n]) for n in names))]

@@ -305,8 +305,8 @@ def load_market(
     for sym in symbols:
         try:
             split_symbol(sym)
-        except ValueError as exc:
-            raise DataError(str(exc)) from None
+        except ConfigError as exc:
+            raise DataError(f"{exc}{did_you_mean(sym, available_symbols(catalog, venue))}") from None
         canonical = spot_symbol(sym)
         perp_names = perp_candidates(sym if sym != canonical else canonical)
         spot_tfs = _timeframes(catalog, venue, canonical, Kind.SPOT, freq_min)

@@ -457,7 +457,9 @@ def check_catalog(catalog: Catalog, symbols: list[str] | None = None) -> list[Pr
         divergences above 10%, funding times not on the hour, settlement gaps that differ
         from the interval (missing settlements), unknown intervals.
     """
-    wanted = None if symbols is None else {s.upper().replace("/", "").replace("_", "") for s in symbols}
+    if isinstance(symbols, str):
+        symbols = [s for s in symbols.split(",") if s.strip()]
+    wanted = None if symbols is None else {s.strip().upper().replace("/", "").replace("_", "") for s in symbols}
     problems: list[Problem] = []
     tables: dict[PartitionKey, pa.Table] = {}
     keys = list(catalog.keys())

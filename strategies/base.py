@@ -26,7 +26,7 @@ import difflib
 import inspect
 import json
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
@@ -150,6 +150,10 @@ class StrategyParams:
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None = None) -> StrategyParams:
         """Build from a mapping, resolving abbreviated names and rejecting unknown ones."""
+        if values is not None and not isinstance(values, Mapping):
+            raise ConfigError(f"{cls.__name__}: parameters must be a mapping of name -> value, got {values!r}")
+        if values is not None and any(not isinstance(k, str) for k in values):
+            raise ConfigError(f"{cls.__name__}: parameter names must be text, got {list(values)!r}")
         kwargs = {cls.resolve_name(k): v for k, v in (values or {}).items()}
         return cls(**kwargs)
 

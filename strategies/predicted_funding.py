@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-from data.errors import ConfigError, check_choice
+from data.errors import ConfigError, DataError, check_choice
 from data.market import Market, utc_timestamp
 from data.units import HOURS_PER_YEAR
 from strategies.cache import cached
@@ -206,7 +206,12 @@ def _resolve_cap(market: Market, cap) -> np.ndarray:
     if isinstance(cap, Mapping):
         vals = [cap.get(s, cap.get(p, DEFAULT_CAP)) for s, p in zip(market.symbols, market.perp_symbols)]
         cap = np.asarray(vals, dtype=np.float64)
-    cap = np.broadcast_to(np.asarray(cap, dtype=np.float64), (market.n_symbols,))
+    try:
+        cap = np.broadcast_to(np.asarray(cap, dtype=np.float64), (market.n_symbols,))
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"funding cap must be a number, one per symbol ({market.n_symbols}) or a mapping symbol -> number, got {cap!r}"
+        ) from None
     if not (np.isfinite(cap).all() and (cap > 0).all()):
         raise ConfigError(f"funding cap must be a positive fraction per settlement (0.003 = 0.3%), got {cap}")
     return cap
@@ -226,8 +231,14 @@ def caps_from_leverage_tiers(
         base = sym[:-4] if sym.endswith("USDT") else sym
         brackets = tiers.get(f"{base}/USDT:USDT")
         if brackets:
-            top = min(brackets, key=lambda b: b.get("minNotional", 0.0))
-            out[sym] = fraction * float(top["maintenanceMarginRate"])
+            try:
+                top = min(brackets, key=lambda b: float(b.get("minNotional", 0.0)))
+                out[sym] = fraction * float(top["maintenanceMarginRate"])
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise DataError(
+                    f"leverage tiers of {base}/USDT:USDT are malformed ({exc!r}); each bracket needs "
+                    "minNotional and maintenanceMarginRate numbers"
+                ) from None
         else:
             out[sym] = default
     return out
@@ -265,6 +276,8 @@ def _predict(
         interest_rate_8h=interest_rate_8h,
         clamp_limit=clamp_limit,
     )
+    if isinstance(debias_settlements, bool) or not isinstance(debias_settlements, (int, np.integer)):
+        raise ConfigError(f"debias_settlements must be a whole number of settlements >= 0, got {debias_settlements!r}")
     if debias_settlements:
         if int(debias_settlements) < 1:
             raise ConfigError(f"debias_settlements must be a number of settlements >= 0, got {debias_settlements}")

@@ -219,6 +219,8 @@ def ingest_binance_vision(
         :func:`data.validate.conform`); the message names the zip, member, column and row.
     """
     report = IngestReport()
+    if isinstance(paths, (str, os.PathLike)):  # one path, not a sequence of characters
+        paths = [paths]
     zips = _iter_zip_paths(paths)
     files = [parse_file_name(p, market=market, kind=kind) for p in zips]
     if not files:
