@@ -170,23 +170,27 @@ def test_scan_reports_regimes_and_both_sides(demo_cat, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "args, message",
-    [
-        (["backtest", "--strategy", "fundng_threshold"], "did you mean 'funding_threshold'"),
-        (["backtest", "--strategy", "funding_threshold", "--param", "entyr=0.1"], "did you mean"),
-        (["backtest", "--strategy", "funding_threshold", "--param", "entry=10"], "percent"),
-        (["backtest", "--strategy", "always_carry", "--set", "perp_leverag=2"], "did you mean 'perp_leverage'"),
-        (["backtest", "--strategy", "always_carry", "--symbols", "NOPEUSDT"], "no spot bars for NOPEUSDT"),
-        (["backtest", "--strategy", "always_carry", "--start", "2030-01-01", "--end", "2031-01-01"], "no usable bars"),
+    "args, message, exit_code",
+    [  # exit codes: 2 for settings (ConfigError), 1 for data problems (DataError)
+        (["backtest", "--strategy", "fundng_threshold"], "did you mean 'funding_threshold'", 2),
+        (["backtest", "--strategy", "funding_threshold", "--param", "entyr=0.1"], "did you mean", 2),
+        (["backtest", "--strategy", "funding_threshold", "--param", "entry=10"], "percent", 2),
+        (["backtest", "--strategy", "always_carry", "--set", "perp_leverag=2"], "did you mean 'perp_leverage'", 2),
+        (["backtest", "--strategy", "always_carry", "--symbols", "NOPEUSDT"], "no spot bars for NOPEUSDT", 1),
+        (
+            ["backtest", "--strategy", "always_carry", "--start", "2030-01-01", "--end", "2031-01-01"],
+            "no usable bars",
+            2,
+        ),
     ],
 )
-def test_bad_input_is_one_clear_line_and_writes_nothing(demo_cat, tmp_path, capsys, args, message):
+def test_bad_input_is_one_clear_line_and_writes_nothing(demo_cat, tmp_path, capsys, args, message, exit_code):
     out = tmp_path / "out"
     full = list(args)
     if "--symbols" not in full:
         full += ["--symbols", SYMS]
     code, _, err = run(*full, "--data", demo_cat, "--out", out, "--quiet", capsys=capsys)
-    assert code == 1
+    assert code == exit_code
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("carry: error: ")
     assert re.search(message, lines[0], re.IGNORECASE), lines[0]
@@ -211,10 +215,10 @@ def test_config_errors(demo_cat, tmp_path, capsys):
         tmp_path / "o",
         capsys=capsys,
     )
-    assert code == 1 and "did you mean 'perp_leverage'" in err
+    assert code == 2 and "did you mean 'perp_leverage'" in err  # settings: exit code 2
     bad.write_text('[data]\nsymbol = "BTCUSDT"\n')
     code, _, err = run("backtest", "--config", bad, "--out", tmp_path / "o", capsys=capsys)
-    assert code == 1 and "did you mean 'symbols'" in err
+    assert code == 2 and "did you mean 'symbols'" in err
     bad.write_text("[engine]\nborrow_annual_rate = -5\n")
     code, _, err = run(
         "backtest",
@@ -230,7 +234,7 @@ def test_config_errors(demo_cat, tmp_path, capsys):
         tmp_path / "o",
         capsys=capsys,
     )
-    assert code == 1 and "borrow_annual_rate" in err
+    assert code == 2 and "borrow_annual_rate" in err
     assert not (tmp_path / "o").exists()
 
 
