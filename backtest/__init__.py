@@ -60,8 +60,12 @@ class _OwnPackages:
         return None
 
 
-if not any(finder is _OwnPackages for finder in sys.meta_path):
-    sys.meta_path.insert(0, _OwnPackages)
+# first on the meta path, once (a reloaded module replaces its earlier finder)
+sys.meta_path[:] = [_OwnPackages] + [
+    f
+    for f in sys.meta_path
+    if (getattr(f, "__module__", None), getattr(f, "__name__", None)) != (__name__, "_OwnPackages")
+]
 
 _LAZY = {
     "Catalog": "data.catalog",
