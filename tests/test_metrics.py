@@ -290,5 +290,8 @@ def test_walk_forward_windows_use_the_same_formulas():
             want = [reference_returns(eq[rows, g], before[g], 1.0)[metric] for g in range(4)]
             assert_close(fold["out_of_sample"], want[labels.index(fold["chosen"])], metric)
             assert_close(fold["oos_best_possible"], np.nanmax(want), metric)
+        if metric in ("sharpe", "sortino", "calmar"):  # the portfolio that never trades: NaN, never chosen
+            assert labels[-1] not in set(folds["chosen"])
+            assert np.isnan(return_stats(eq[rows][:, -1:], before[-1:], 1.0)[metric]).all()
     with pytest.raises(ConfigError, match="did you mean 'sharpe'"):
         walk_forward(run, "10d:5d", metric="sharp")
