@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from data.errors import ConfigError, unknown_name
+
 COMPONENTS = ("funding", "fees", "slippage", "borrow", "spot_price", "perp_price", "liquidation")
 EVENT_KINDS = ("fill", "funding", "borrow", "transfer", "liquidation")
 LEGS = {0: "spot", 1: "perp"}
@@ -186,10 +188,10 @@ class BacktestResult:
             return first
         for p in parts[1:]:
             if not p.index.equals(first.index) or p.config != first.config or p.outputs != first.outputs:
-                raise ValueError("BacktestResult.concat needs parts from the same market, config and outputs")
+                raise ConfigError("BacktestResult.concat needs parts from the same market, config and outputs")
         group_ids = np.concatenate([p.group_ids for p in parts])
         if len(group_ids) > 1 and not (np.diff(group_ids) > 0).all():
-            raise ValueError("BacktestResult.concat needs increasing group ids from part to part")
+            raise ConfigError("BacktestResult.concat needs increasing group ids from part to part")
         tab = pd.concat([p.column_table for p in parts], ignore_index=True)
         columns = pd.MultiIndex.from_frame(tab) if tab.shape[1] > 1 else pd.Index(tab.iloc[:, 0])
         col_off = np.cumsum([0] + [len(p.column_table) for p in parts[:-1]])
@@ -252,13 +254,13 @@ class BacktestResult:
                 or a.state.next_time != b.index[0]
                 or b.state.bars - len(b.index) != a.state.bars
             ):
-                raise ValueError(
+                raise ConfigError(
                     "BacktestResult.chain needs consecutive runs: each part resumed from the previous "
                     f"part's state (a part ends before {a.state.next_time if a.state else '?'}, the next "
                     f"starts at {b.index[0] if len(b.index) else 'no bar'})"
                 )
             if a.config != b.config or a.outputs != b.outputs or not a.columns.equals(b.columns):
-                raise ValueError("BacktestResult.chain needs parts with the same columns, config and outputs")
+                raise ConfigError("BacktestResult.chain needs parts with the same columns, config and outputs")
         index = first.index.append([p.index for p in parts[1:]])
         last = parts[-1]
 
@@ -305,7 +307,7 @@ class BacktestResult:
         if component == "basis":
             return self.components["spot_price"] + self.components["perp_price"]
         if component not in self.components:
-            raise KeyError(f"unknown component {component!r}; choose from {list(COMPONENTS) + ['basis']}")
+            raise unknown_name("component", component, [*COMPONENTS, "basis"])
         return self.components[component]
 
     def pnl_per_bar(self, component: str) -> pd.DataFrame:

@@ -18,7 +18,7 @@ import pytest
 
 from backtest.app.cli import main
 from data.errors import ConfigError
-from reports.keys import SUMMARY_KEYS
+from reports.keys import COMPONENT_KEYS, SUMMARY_KEYS
 from tests.conftest import REPO
 
 SYMS = "DEMOAUSDT,DEMOBUSDT"
@@ -77,7 +77,7 @@ def test_backtest_writes_every_output_and_they_reconcile(demo_cat, tmp_path, cap
     # the identity, from the files: equity change = sum of the per-bar components
     comps = pd.read_parquet(out / "components.parquet")
     equity = pd.read_parquet(out / "equity.parquet")
-    parts = ["funding_pnl", "fee_pnl", "slippage_pnl", "borrow_pnl", "spot_pnl", "perp_pnl", "liquidation_pnl"]
+    parts = list(COMPONENT_KEYS)  # the *_pnl keys of the components
     total = comps[parts].to_numpy().sum()
     assert equity[f"portfolio:{port['portfolio']}"].iloc[-1] - port["initial_capital"] == pytest.approx(total, rel=1e-9)
     assert port["final_equity"] == pytest.approx(equity[f"portfolio:{port['portfolio']}"].iloc[-1], rel=1e-12)

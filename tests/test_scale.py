@@ -37,7 +37,7 @@ SYMBOLS = synthetic_symbols(3) + ["LATEUSDT"]
 GRID = {"entry_annualized": [0.05, 0.15], "exit_annualized": [-0.05, 0.02]}
 SIGN_GRID = {"entry_annualized": [0.0, 0.1]}
 CONFIG = BacktestConfig(initial_capital_quote=5_000.0, perp_leverage=3.0, slippage_bps=1.0)
-COMPONENTS = ("funding_pnl", "fee_pnl", "slippage_pnl", "borrow_pnl", "spot_pnl", "perp_pnl", "liquidation_pnl")
+COMPONENTS = tuple(COMPONENT_KEYS)  # the *_pnl summary keys
 
 
 @pytest.fixture(scope="module")
