@@ -268,7 +268,10 @@ class Catalog:
                 for tdir in tf_dirs:
                     tf = tdir.name.split("=", 1)[1] if kind.is_bar else None
                     for sdir in sorted(tdir.glob("symbol=*")):
-                        key = PartitionKey(venue, kind, sdir.name.split("=", 1)[1], tf)
+                        try:
+                            key = PartitionKey(venue, kind, sdir.name.split("=", 1)[1], tf)
+                        except DataError as exc:
+                            raise DataError(f"{sdir}: not a catalog directory: {exc}") from None
                         if self.files(key):
                             out.append(key)
         return iter(out)

@@ -94,7 +94,9 @@ class FetchError(CarryError):
 
 
 def _closest(name: str, choices: list[str], n: int = 1) -> list[str]:
-    """The closest of ``choices`` to ``name``, compared case-insensitively."""
+    """The closest of ``choices`` to ``name``, compared case-insensitively (never ``name`` itself)."""
+    if name in choices:
+        return []
     lower: dict[str, str] = {}
     for c in choices:
         lower.setdefault(c.lower(), c)

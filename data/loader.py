@@ -323,8 +323,16 @@ def load_market(
                 perp_sym, mult = cand, cand_mult
         if src_tf is None or perp_sym is None:
             what = []
+            stored = sorted(
+                {
+                    d.parent.name.split("=", 1)[1]
+                    for d in catalog.root.glob(f"venue={venue}/kind=spot/timeframe=*/symbol={canonical}")
+                }
+            )
             if not spot_tfs:
-                what.append(f"no spot bars for {canonical}")
+                what.append(
+                    f"no spot bars for {canonical}" + (f" (stored timeframes: {', '.join(stored)})" if stored else "")
+                )
             if perp_sym is None:
                 what.append(f"no perp bars for {sym}")
             if not what:

@@ -168,7 +168,10 @@ class Market:
     notes: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        index = pd.DatetimeIndex(self.index)
+        try:
+            index = pd.DatetimeIndex(self.index)
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"Market.index must be a UTC DatetimeIndex of bar open times ({exc})") from None
         if index.tz is None or str(index.tz) != "UTC":
             raise DataError("Market.index must be a UTC DatetimeIndex")
         if len(index) > 1 and not (np.diff(index.asi8) > 0).all():
@@ -299,10 +302,13 @@ class Market:
         ``funding_rate * mark_open`` of the next bar (the mark at the bar's close instant),
         falling back to the bar's mark close on the last bar.
         """
-        index = pd.DatetimeIndex(index)
+        try:
+            index = pd.DatetimeIndex(index)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"Market.from_arrays: index must be bar open times ({exc})") from None
         if index.tz is None:
             index = index.tz_localize("UTC")
-        symbols = tuple(symbols)
+        symbols = (symbols,) if isinstance(symbols, str) else tuple(symbols)
         shape = (len(index), len(symbols))
 
         def ohlcv(x, name):

@@ -367,6 +367,8 @@ def prediction_accuracy(
         non-zero rate whose sign was predicted), ``naive_mae_bps`` and ``naive_sign_accuracy``
         (the same for "next = last settled rate", for comparison).
     """
+    if isinstance(lead_bars, bool) or not isinstance(lead_bars, (int, np.integer)) or lead_bars < 0:
+        raise ConfigError(f"lead_bars must be a whole number of bars >= 0, got {lead_bars!r}")
     if predicted is None:
         predicted, _, position = predicted_funding_rate(market, return_details=True, **kwargs)
     else:

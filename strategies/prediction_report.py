@@ -26,13 +26,24 @@ def accuracy_table(catalog, symbols, start=None, end=None, lead_bars: int = 0):
     return prediction_accuracy(market, lead_bars=lead_bars)
 
 
+def _bars(text: str) -> int:
+    """An argparse type: a whole number of bars >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of bars >= 0, got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m strategies.prediction_report", description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="catalog directory")
     p.add_argument("--symbols", required=True, help="comma-separated, e.g. BTCUSDT,XTZUSDT")
     p.add_argument("--start", default=None)
     p.add_argument("--end", default=None)
-    p.add_argument("--lead-bars", type=int, default=0, help="predict this many bars before the settlement bar")
+    p.add_argument("--lead-bars", type=_bars, default=0, help="predict this many bars before the settlement bar (>= 0)")
     args = p.parse_args(argv)
     try:
         table = accuracy_table(

@@ -178,7 +178,7 @@ def parse_params(strategy: str | Strategy, items: Iterable[str] | dict[str, Any]
 
 
 def _split(item: str) -> tuple[str, str]:
-    if "=" not in item:
+    if not isinstance(item, str) or "=" not in item:
         raise ConfigError(f"parameters are written name=value, got {item!r}")
     k, v = item.split("=", 1)
     return k.strip(), v

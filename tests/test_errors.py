@@ -137,6 +137,13 @@ CLI_CASES = [
         "did you mean 'ETHUSDT'",
     ),
     (
+        "freq-not-stored",
+        ["backtest", "--strategy", "always_carry", "--freq", "30m", *RUN],
+        1,
+        ["BTCUSDT", "dividing 30m", "stored timeframes: 1h"],
+        None,
+    ),
+    (
         "bad-tiers-json",
         ["backtest", "--strategy", "always_carry", *RUN, "--tiers", "{tiers_json}"],
         1,
@@ -308,6 +315,7 @@ CLI_CASES = [
     ),
     # argparse usage errors stay exit 2 (usage line plus one error line)
     ("argparse-choice", ["data", "check", "{cat}", "--fail-on", "never"], 2, ["--fail-on", "never"], None),
+    ("argparse-scan-window", ["scan", "--window", "0", *RUN], 2, ["--window", "'0'"], None),
 ]
 
 
@@ -457,6 +465,12 @@ def _toml(files, name):
     return BacktestConfig.from_toml(files[name])
 
 
+def _accuracy(market, lead_bars):
+    from strategies import prediction_accuracy
+
+    return prediction_accuracy(market, lead_bars=lead_bars)
+
+
 def _timeframe(label):
     from data.schema import timeframe_minutes
 
@@ -467,6 +481,7 @@ def _timeframe(label):
 API_CASES = [
     ("gap-policy", lambda f, m: _load(f, gaps="fill"), UnknownNameError, ["gap policy", "'fill'"], "'ffill'"),
     ("freq", lambda f, m: _load(f, freq="1x"), ConfigError, ["freq", "'1x'"], None),
+    ("freq-alias", lambda f, m: _load(f, freq="1hr"), ConfigError, ["freq", "'1hr'"], "'1h'"),
     ("start", lambda f, m: _load(f, start="notadate"), ConfigError, ["start", "notadate"], None),
     ("end", lambda f, m: _load(f, end=object()), ConfigError, ["end", "object"], None),
     ("venue", lambda f, m: _load(f, venue="binanse"), UnknownNameError, ["venue", "binanse"], "'binance'"),
@@ -507,6 +522,7 @@ API_CASES = [
     ("strategy-params", lambda f, m: _strategy(m, "always_carry", [[1]]), ConfigError, ["AlwaysCarryParams"], None),
     ("premium-source", lambda f, m: _premium(m, "mrk"), UnknownNameError, ["premium_source", "mrk"], "'mark'"),
     ("funding-signal", lambda f, m: _signal(m, "trailng"), UnknownNameError, ["signal", "trailng"], "'trailing'"),
+    ("prediction-lead", lambda f, m: _accuracy(m, -2), ConfigError, ["lead_bars", "-2"], None),
 ]
 
 
