@@ -9,18 +9,12 @@ shows what it does to an unprotected short perp.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
 
 from backtest.app import runs as app
 from backtest.app.commands import execute, print_table
 from backtest.config import BacktestConfig
 from data.synthetic import DEMO_SYMBOLS, write_demo_catalog
 from reports.outputs import check_output_dir
-
-if TYPE_CHECKING:
-    from backtest.result import BacktestResult
-    from backtest.targets import Targets
-    from data.market import Market
 
 DEMO_STRATEGIES = (
     app.StrategySpec("always_carry"),
@@ -56,9 +50,7 @@ def run_demo(
     catalog = write_demo_catalog(data_dir)
     cfg = demo_config(catalog.root)
     run = execute(cfg, progress=progress)
-    # RunOutcome types these as object: name what they are
-    market, targets = cast("Market", run.market), cast("Targets", run.targets)
-    result = cast("BacktestResult", run.result)
+    market, targets, result = run.market, run.targets, run.result
     title = "carry demo: five strategies on the built-in example dataset"
     report = app.report_data(title, cfg, market, targets, result, run.portfolios, run.columns, ranking_by="sharpe")
     app.write_run(
