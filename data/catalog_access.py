@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.errors import ConfigError, DataError
+from data.errors import ConfigError, DataError, did_you_mean, unknown_name
 from data.market import utc_ms
+from data.schema import timeframe_minutes
+from data.symbols import perp_candidates, split_symbol, spot_symbol
 from data.units import ms_to_iso
 
 
@@ -94,8 +96,6 @@ def _year_of(path: str) -> int:
 
 
 def _timeframes(fs: _FS, venue: str, kind: str, symbol: str, freq_min: int) -> list[str]:
-    from data.schema import timeframe_minutes
-
     out = []
     for d in fs.glob(fs.join(f"venue={venue}", f"kind={kind}", "timeframe=*", f"symbol={symbol}")):
         tf = d.rstrip("/").split("/")[-2].split("=", 1)[1]
@@ -110,9 +110,6 @@ def _timeframes(fs: _FS, venue: str, kind: str, symbol: str, freq_min: int) -> l
 
 def _source_series(fs: _FS, symbol: str, freq: str, venue: str) -> tuple[str, str, str]:
     """(spot symbol, perp symbol, source timeframe) as :func:`data.loader.load_market` picks them."""
-    from data.schema import timeframe_minutes
-    from data.symbols import perp_candidates, spot_symbol
-
     freq_min = timeframe_minutes(freq, "freq")
     canonical = spot_symbol(symbol)
     spot_tfs = set(_timeframes(fs, venue, "spot", canonical, freq_min))
@@ -120,9 +117,16 @@ def _source_series(fs: _FS, symbol: str, freq: str, venue: str) -> tuple[str, st
         common = sorted(spot_tfs & set(_timeframes(fs, venue, "perp", cand, freq_min)), key=timeframe_minutes)
         if common:
             return canonical, cand, common[-1]
+    stored = _names(fs, fs.join(f"venue={venue}", "kind=spot", "timeframe=*", "symbol=*"))
     raise DataError(
         f"catalog {fs.url}: no spot and perp bars for {symbol} at a timeframe dividing {freq} on venue {venue}"
+        + did_you_mean(canonical, stored)
     )
+
+
+def _names(fs: _FS, pattern: str) -> list[str]:
+    """The values of the last ``key=value`` directory of the paths matching ``pattern``."""
+    return sorted({p.rstrip("/").split("/")[-1].split("=", 1)[-1] for p in fs.glob(pattern)})
 
 
 def sweep_window(
@@ -137,6 +141,9 @@ def sweep_window(
     if start_ms is not None and end_ms is not None:
         return ms_to_iso(start_ms), ms_to_iso(end_ms)
     fs = _FS(catalog)
+    venues = _names(fs, fs.join("venue=*"))
+    if venue not in venues:
+        raise unknown_name("venue", venue, venues, f" in catalog {fs.url}")
     lo, hi = None, None
     for sym in symbols:
         spot, perp, tf = _source_series(fs, sym, freq, venue)
@@ -164,8 +171,6 @@ def stage_remote(
     The cache (``$CARRY_CACHE`` or the temp dir, one folder per catalog URL) is reused across
     tasks on a worker; a file is fetched again only if its size/ETag/mtime changed.
     """
-    from data.symbols import perp_candidates, split_symbol, spot_symbol
-
     fs = _FS(catalog)
     base = cache_dir or os.environ.get("CARRY_CACHE") or os.path.join(tempfile.gettempdir(), "carry-catalog-cache")
     local_root = os.path.join(base, hashlib.sha256(fs.url.encode()).hexdigest()[:16])

@@ -58,7 +58,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from data.catalog import Catalog, PartitionKey
-from data.errors import ConfigError, DataError
+from data.errors import ConfigError, DataError, did_you_mean
 from data.ingest import IngestReport
 from data.schema import TIME_TYPE, Kind, timeframe_minutes
 from data.symbols import spot_symbol
@@ -426,8 +426,9 @@ def ingest_freqtrade(
         groups[PartitionKey(venue, f.kind, f.symbol, f.timeframe)].append(f)
     if wanted is not None:
         found = {k.symbol for k in groups} | {_spot_or_self(k.symbol) for k in groups}
+        present = sorted({f.symbol for f in files} | {_spot_or_self(f.symbol) for f in files})
         for s in sorted(wanted - found):
-            report.warnings.append(f"{directory}: no files for symbol {s}")
+            report.warnings.append(f"{directory}: no files for symbol {s}{did_you_mean(s, present)}")
     for key in sorted(groups, key=str):
         _ingest_series(key, groups[key], catalog, report)
     return report
