@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from data.errors import ConfigError, check_choice
+from data.errors import ConfigError, UnknownNameError, check_choice
 from data.market import Market
 from data.units import bar_hours
 from strategies.cache import cached
@@ -145,7 +145,9 @@ class StrategyParams:
             heads = {n.split("_")[0]: n for n in names}
             close = [heads[h] for h in difflib.get_close_matches(name, list(heads), n=3, cutoff=0.6)]
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise ConfigError(f"unknown parameter {name!r} for {cls.__name__}{hint}; valid parameters: {', '.join(names)}")
+        raise UnknownNameError(
+            f"unknown parameter {name!r} for {cls.__name__}{hint}; valid parameters: {', '.join(names)}"
+        )
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None = None) -> StrategyParams:
