@@ -24,7 +24,7 @@ FIRST_PARTY = {"data", "backtest", "strategies", "reports"}
 
 #: Unguarded imports of optional packages still to be guarded (module path -> top-level modules).
 #: Empty it when the module wraps its import in ``try: ... except ImportError`` with a clear error.
-PENDING_GUARDS = {"backtest/app/bench_scale.py": {"distributed"}}
+PENDING_GUARDS: dict[str, set[str]] = {}
 
 
 def _dist_name(requirement: str) -> str:

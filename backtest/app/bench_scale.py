@@ -42,6 +42,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from data.errors import ConfigError
+
 GRID_ENTRY = (0.0, 0.02, 0.05, 0.08, 0.10, 0.12, 0.15, 0.20, 0.25, 0.30)
 GRID_EXIT = (-0.10, -0.05, -0.02, 0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06)
 
@@ -83,7 +85,10 @@ def _child(spec: dict) -> dict:
     cluster: Any = None
     client: Any = None
     if mode == "dask":
-        from distributed import Client, LocalCluster
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise ConfigError("bench_scale --mode dask needs dask distributed: pip install 'carry[scale]'") from None
 
         cluster = LocalCluster(
             n_workers=spec["workers"],
