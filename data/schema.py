@@ -167,7 +167,9 @@ def timeframe_minutes(label: str | None, what: str = "timeframe") -> int:
     alias = re.fullmatch(r"\s*(\d+)\s*(min(ute)?s?|h(ou)?rs?|hours?|H|days?|D|weeks?|W|T)\s*", label)
     if alias:  # pandas-style or spelt-out units: say what to write
         unit = {"T": "m", "mi": "m"}.get(alias.group(2)[:2], alias.group(2)[0].lower())
-        bad = f"bad {what} {label!r} (did you mean '{int(alias.group(1))}{unit}'?): write a number and one of m, h, d, w"
+        bad = (
+            f"bad {what} {label!r} (did you mean '{int(alias.group(1))}{unit}'?): write a number and one of m, h, d, w"
+        )
     text = label.strip()
     try:
         minutes = int(text[:-1]) * _TF_UNITS[text[-1:]]
