@@ -17,10 +17,9 @@ import numpy as np
 import pandas as pd
 
 from data.errors import ConfigError, DataError, did_you_mean, unknown_name
-from data.market import utc_ms
 from data.schema import timeframe_minutes
 from data.symbols import perp_candidates, split_symbol, spot_symbol
-from data.units import ms_to_iso
+from data.units import ms_to_iso, to_ms
 
 
 def is_url(catalog: str) -> bool:
@@ -137,7 +136,7 @@ def sweep_window(
     Reads only the ``time`` column of each series' first and last year file, so it is cheap even
     for hundreds of symbols of minute data. Explicit bounds win.
     """
-    start_ms, end_ms = utc_ms(start, "start"), utc_ms(end, "end")
+    start_ms, end_ms = to_ms(start, "start"), to_ms(end, "end")
     if start_ms is not None and end_ms is not None:
         return ms_to_iso(start_ms), ms_to_iso(end_ms)
     fs = _FS(catalog)

@@ -20,9 +20,10 @@ import pyarrow.parquet as pq
 
 from data.catalog import Catalog, PartitionKey
 from data.errors import ConfigError, DataError, did_you_mean, unknown_name
-from data.market import Market, utc_ms
+from data.market import Market
 from data.schema import Kind, timeframe_minutes
 from data.symbols import perp_candidates, split_symbol, spot_symbol
+from data.units import to_ms
 
 _MS_PER_MIN = 60_000
 
@@ -290,7 +291,7 @@ def load_market(
     policy = GapPolicy(gaps)
     freq_min = timeframe_minutes(freq, "freq")
     step_t = freq_min * _MS_PER_MIN
-    start_ms, end_ms = utc_ms(start, "start"), utc_ms(end, "end")
+    start_ms, end_ms = to_ms(start, "start"), to_ms(end, "end")
     if max_fill_bars is not None and (
         isinstance(max_fill_bars, bool) or not isinstance(max_fill_bars, int) or max_fill_bars < 0
     ):

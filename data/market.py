@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from data.errors import ConfigError, DataError, UnknownNameError, did_you_mean
+from data.units import to_timestamp
 
 #: The (T, N) float arrays every market has, in the order they are documented.
 PRICE_FIELDS = (
@@ -56,26 +57,6 @@ def _frozen(a: np.ndarray, dtype: type, name: str, shape: tuple[int, int]) -> np
         a = a.copy() if a.base is not None else a
         a.flags.writeable = False
     return a
-
-
-def utc_timestamp(value, name: str) -> pd.Timestamp:
-    """``value`` (anything :class:`pandas.Timestamp` reads; naive = UTC) as a UTC timestamp.
-
-    Raises :class:`~data.errors.ConfigError` naming ``name`` (e.g. ``"start"``) and the value when
-    it is not a date or time.
-    """
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise ConfigError(f"bad {name} {value!r}: not a date or time, e.g. 2024-01-01 ({exc})") from None
-    if ts is pd.NaT:
-        raise ConfigError(f"bad {name} {value!r}: not a date or time, e.g. 2024-01-01")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
-def utc_ms(value, name: str) -> int | None:
-    """:func:`utc_timestamp` as milliseconds since the epoch; ``None`` stays ``None``."""
-    return None if value is None else int(utc_timestamp(value, name).value // 1_000_000)
 
 
 def _fit(x, dtype: type, shape: tuple[int, int], name: str) -> np.ndarray:
@@ -253,9 +234,9 @@ class Market:
             cols = np.array([self.symbols.index(s) for s in symbols], dtype=np.int64)
         rows = np.ones(self.n_bars, dtype=bool)
         if start is not None:
-            rows &= self.index >= utc_timestamp(start, "start")
+            rows &= self.index >= to_timestamp(start, "start")
         if end is not None:
-            rows &= self.index < utc_timestamp(end, "end")
+            rows &= self.index < to_timestamp(end, "end")
         kwargs: dict[str, Any] = {}
         for f in fields(self):
             v = getattr(self, f.name)

@@ -24,16 +24,24 @@ HOURS_PER_YEAR = 365.0 * 24.0
 MS_PER_HOUR = 3_600_000
 
 
-def to_ms(value: Any) -> int | None:
-    """Milliseconds since the epoch (UTC) of anything :class:`pandas.Timestamp` reads.
+def to_timestamp(value: Any, name: str = "time") -> pd.Timestamp:
+    """``value`` (anything :class:`pandas.Timestamp` reads; naive = UTC) as a UTC timestamp.
 
-    A naive time is taken as UTC; ``None`` stays ``None``.
+    Raises :class:`~data.errors.ConfigError` naming ``name`` (e.g. ``"start"``) and the value when
+    it is not a date or time.
     """
-    if value is None:
-        return None
-    ts = pd.Timestamp(value)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return int(ts.value // 1_000_000)
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ConfigError(f"bad {name} {value!r}: not a date or time, e.g. 2024-01-01 ({exc})") from None
+    if ts is pd.NaT:
+        raise ConfigError(f"bad {name} {value!r}: not a date or time, e.g. 2024-01-01")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def to_ms(value: Any, name: str = "time") -> int | None:
+    """Milliseconds since the epoch (UTC) of :func:`to_timestamp` ``(value, name)``; ``None`` stays ``None``."""
+    return None if value is None else int(to_timestamp(value, name).value // 1_000_000)
 
 
 def ms_to_iso(ms: int) -> str:

@@ -58,8 +58,8 @@ import pandas as pd
 from numba import njit
 
 from data.errors import ConfigError, DataError, check_choice
-from data.market import Market, utc_timestamp
-from data.units import HOURS_PER_YEAR
+from data.market import Market
+from data.units import HOURS_PER_YEAR, to_timestamp
 from strategies.cache import cached
 
 __all__ = [
@@ -266,7 +266,7 @@ def _predict(
     else:
         bar = market.index[1] - market.index[0] if market.n_bars > 1 else pd.Timedelta(market.freq)
         close_time = market.index + bar
-        since = utc_timestamp(interval_scaling_since, "interval_scaling_since")
+        since = to_timestamp(interval_scaling_since, "interval_scaling_since")
         scale_whole = np.asarray(close_time >= since)[:, None]
     rate = funding_formula(
         avg,
