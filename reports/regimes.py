@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from data.errors import ConfigError
 from data.market import Market
 from data.units import HOURS_PER_YEAR, bar_hours
 
@@ -129,6 +130,10 @@ def funding_regimes(market: Market, window_settlements: int = 21, min_days: floa
     min_days:
         Stretches shorter than this are merged into the regime before them.
     """
+    if not isinstance(window_settlements, int | np.integer) or window_settlements < 1:
+        raise ConfigError(f"window_settlements must be a whole number >= 1, got {window_settlements!r}")
+    if not min_days >= 0:
+        raise ConfigError(f"min_days must be >= 0 (days), got {min_days!r}")
     bar_h = bar_hours(market)
     min_bars = max(1, int(round(min_days * 24 / bar_h)))
     out: list[Regime] = []

@@ -60,6 +60,9 @@ def files(tmp_path_factory) -> dict[str, Path]:
         "gaps_toml": '[data]\ngaps = "fill"\n',
         "venue_toml": '[data]\nvenue = "binanse"\n',
         "engine_toml": "[engine]\nperp_levrage = 2\n",
+        "noname_toml": "[strategy]\nparams = {}\n",
+        "params_toml": '[strategy]\nname = "always_carry"\nparams = 5\n',
+        "symbols_toml": "[data]\nsymbols = 3\n",
         "tiers_json": "{",
         "tiers_other": json.dumps({"ETH/USDT:USDT": [{"minNotional": 0, "maintenanceMarginRate": 0.004}]}),
         "tiers_malformed": json.dumps({"BTC/USDT:USDT": [{"minNotional": 0}], "ETH/USDT:USDT": [{"minNotional": 0}]}),
@@ -316,6 +319,41 @@ CLI_CASES = [
     # argparse usage errors stay exit 2 (usage line plus one error line)
     ("argparse-choice", ["data", "check", "{cat}", "--fail-on", "never"], 2, ["--fail-on", "never"], None),
     ("argparse-scan-window", ["scan", "--window", "0", *RUN], 2, ["--window", "'0'"], None),
+    (
+        "toml-strategy-without-name",
+        ["backtest", "--config", "{noname_toml}", *RUN],
+        2,
+        ["noname_toml.toml", "[strategy] needs name"],
+        None,
+    ),
+    (
+        "toml-params-not-a-table",
+        ["backtest", "--config", "{params_toml}", *RUN],
+        2,
+        ["params_toml.toml", "[strategy] params must be a table"],
+        None,
+    ),
+    (
+        "toml-symbols-not-names",
+        ["backtest", "--strategy", "always_carry", "--config", "{symbols_toml}", *RUN],
+        2,
+        ["symbols_toml.toml", "[data] symbols"],
+        None,
+    ),
+    (
+        "argparse-param-chunk",
+        ["sweep", "--strategy", "funding_threshold", "--grid", "entry=0.05,0.1", "--param-chunk", "-1", *RUN],
+        2,
+        ["--param-chunk", "-1 is below 1"],
+        None,
+    ),
+    (
+        "argparse-workers",
+        ["sweep", "--strategy", "funding_threshold", "--grid", "entry=0.05,0.1", "--workers", "0", *RUN],
+        2,
+        ["--workers", "0 is below 1"],
+        None,
+    ),
 ]
 
 

@@ -55,3 +55,18 @@ def test_regimes_merge_short_flips():
     assert sum(r.settlements for r in regimes) == len(rates)
     assert regimes[0].start_bar == 0 and regimes[-1].end_bar == m.n_bars
     assert all(a.end_bar == b.start_bar for a, b in zip(regimes, regimes[1:]))
+
+
+@pytest.mark.parametrize(
+    ("kw", "word"),
+    [
+        ({"window_settlements": 0}, "window_settlements"),
+        ({"window_settlements": 2.5}, "window_settlements"),
+        ({"min_days": -1.0}, "min_days"),
+    ],
+)
+def test_regimes_refuse_bad_settings(kw, word):
+    from data.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=word):
+        funding_regimes(_market(np.full(30, 0.0001)), **kw)

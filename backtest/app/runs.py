@@ -75,12 +75,51 @@ def read_run_toml(path: str | Path) -> dict:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     check_known_keys(raw, _TOP_KEYS, f"{path}")
+    _check_shapes(raw, path)
     check_known_keys(raw.get("data", {}), _DATA_KEYS, f"{path} [data]")
     check_known_keys(raw.get("strategy", {}), ("name", "params"), f"{path} [strategy]")
     check_known_keys(raw.get("compare", {}), ("strategies", "params"), f"{path} [compare]")
     check_known_keys(raw.get("sweep", {}), ("grid", "walk_forward"), f"{path} [sweep]")
     BacktestConfig.from_dict(raw.get("engine", {}))  # unknown keys and bad units fail here
     return raw
+
+
+def _names(value: object) -> list[str] | None:
+    """A list of names from a TOML value: a list of strings, or one comma-separated string."""
+    if isinstance(value, str):
+        return [s.strip() for s in value.split(",") if s.strip()]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    return None
+
+
+def _check_shapes(raw: dict, path: Path) -> None:
+    """Tables are tables, names are strings: a one-line ConfigError naming the key otherwise."""
+
+    def table(value: object, where: str) -> dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: {where} must be a table, got {type(value).__name__} {value!r}")
+        return value
+
+    for key in _TOP_KEYS:
+        if key in raw:
+            table(raw[key], f"[{key}]")
+    data = raw.get("data", {})
+    if "symbols" in data and not _names(data["symbols"]):
+        raise ConfigError(f"{path} [data] symbols: a list of symbols or 'BTCUSDT,ETHUSDT', got {data['symbols']!r}")
+    if "strategy" in raw:
+        strat = raw["strategy"]
+        if not isinstance(strat.get("name"), str) or not strat["name"]:
+            raise ConfigError(f'{path} [strategy] needs name = "STRATEGY" (see `carry strategies`)')
+        table(strat.get("params", {}), "[strategy] params")
+    compare = raw.get("compare", {})
+    if "strategies" in compare and _names(compare["strategies"]) is None:
+        raise ConfigError(
+            f"{path} [compare] strategies: a list of strategy names or 'a,b', got {compare['strategies']!r}"
+        )
+    for name, params in table(compare.get("params", {}), "[compare] params").items():
+        table(params, f"[compare.params.{name}]")
+    table(raw.get("sweep", {}).get("grid", {}), "[sweep] grid")
 
 
 def build_run_config(
@@ -110,7 +149,7 @@ def build_run_config(
         strategies = []
         if "strategy" in toml:
             strategies.append(StrategySpec(toml["strategy"]["name"], dict(toml["strategy"].get("params", {}))))
-        for name in toml.get("compare", {}).get("strategies", []):
+        for name in _names(toml.get("compare", {}).get("strategies", [])) or []:
             strategies.append(StrategySpec(name, dict(toml.get("compare", {}).get("params", {}).get(name, {}))))
     if not strategies:
         raise ConfigError("no strategy: pass --strategy NAME or set [strategy] name in the config")

@@ -12,6 +12,21 @@ from backtest.app.scale.plan import format_bytes
 from backtest.app.scale.sweep import run_sweep
 
 
+def _count(minimum: int):
+    """An argparse type: a whole number >= ``minimum`` (a usage error, exit 2, otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}")
+        return value
+
+    return parse
+
+
 def add_scale_options(parser: argparse.ArgumentParser) -> None:
     """Add the scale-out options to ``carry sweep``."""
     g = parser.add_argument_group("scale-out (issue 6: each symbol x parameter set is its own portfolio)")
@@ -27,9 +42,9 @@ def add_scale_options(parser: argparse.ArgumentParser) -> None:
         metavar="SIZE",
         help="working-set budget, e.g. 4GB (in-process: for all workers; Dask: per task)",
     )
-    g.add_argument("--workers", type=int, default=None, help="in-process worker processes (default 1)")
-    g.add_argument("--symbol-chunk", type=int, default=None, metavar="N", help="symbols per task")
-    g.add_argument("--param-chunk", type=int, default=None, metavar="M", help="parameter sets per task")
+    g.add_argument("--workers", type=_count(1), default=None, help="in-process worker processes (default 1)")
+    g.add_argument("--symbol-chunk", type=_count(1), default=None, metavar="N", help="symbols per task")
+    g.add_argument("--param-chunk", type=_count(1), default=None, metavar="M", help="parameter sets per task")
     g.add_argument(
         "--time-chunk",
         default=None,
@@ -50,14 +65,14 @@ def add_scale_options(parser: argparse.ArgumentParser) -> None:
         metavar="FREQ",
         help="sample equity curves at this period (default 1D; 'none' for no curves)",
     )
-    g.add_argument("--retries", type=int, default=2, help="Dask: resubmissions of a failing task (default 2)")
+    g.add_argument("--retries", type=_count(0), default=2, help="Dask: resubmissions of a failing task (default 2)")
 
 
 def wants_scale(args) -> bool:
     """True if any scale-out option was given (then ``carry sweep`` should call :func:`run_scaled_sweep_command`)."""
     return any(
         getattr(args, k, None) is not None
-        for k in ("scheduler", "max_memory", "workers", "symbol_chunk", "param_chunk", "time_chunk")
+        for k in ("scheduler", "max_memory", "workers", "symbol_chunk", "param_chunk", "time_chunk", "warmup")
     )
 
 
