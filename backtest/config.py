@@ -44,7 +44,7 @@ class BacktestConfig:
         Capital of each portfolio (target group), quote currency (USDT). Default 10,000.
     perp_leverage : float
         Perp leverage ``L`` (> 0). A column's capital share ``C`` at exposure 1 buys spot
-        notional ``N = C*L/(L+1)`` and posts perp margin ``M = N/L`` (SPEC 5). Default 1.
+        notional ``N = C*L/(L+1)`` and posts perp margin ``M = N/L`` (README: "Accounting"). Default 1.
     spot_taker_fee_rate, spot_maker_fee_rate : float
         Spot fee, fraction of fill notional. Default 0.001 both (Binance VIP0).
     perp_taker_fee_rate, perp_maker_fee_rate : float

@@ -4,7 +4,7 @@ All money is quote currency (USDT), quantities are coins (base units), rates fra
 Component PnLs are cumulative from the start, signed (+ = gain to the account):
 
 ``funding``, ``fees``, ``slippage``, ``borrow``, ``spot_price``, ``perp_price``,
-``liquidation``; ``basis = spot_price + perp_price``. The accounting identity (SPEC 5) holds
+``liquidation``; ``basis = spot_price + perp_price``. The accounting identity (README: "Accounting") holds
 per portfolio at every bar: ``group_equity - initial_capital = sum of components``.
 
 The result holds the run's outputs and views of them, no statistics: the summary figures

@@ -121,7 +121,7 @@ def events_frame(result, targets) -> pd.DataFrame:
     ev = ev.drop(columns=["group"])
     for c in ("symbol", "kind", "leg", "label", "portfolio"):
         ev[c] = ev[c].astype(object)
-    # qty only for fills (signed coins); rate only for funding and borrow (SPEC of events.parquet)
+    # qty only for fills (signed coins); rate only for funding and borrow (README: Outputs, events.parquet)
     kind = ev["kind"]
     ev["qty"] = ev["qty"].where(kind.isin(["fill", "liquidation"]))
     ev["rate"] = ev["rate"].where(kind.isin(["funding", "borrow"]))

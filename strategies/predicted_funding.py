@@ -1,4 +1,4 @@
-"""Predict the next funding settlement from information available before it (SPEC 3).
+"""Predict the next funding settlement from information available before it (README: "How the exchange sets the rate").
 
 The exchange (Binance USDT-M) sets the rate that settles at the end of an interval of ``H``
 hours as::

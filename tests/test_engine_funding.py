@@ -1,4 +1,4 @@
-"""Funding sign and size, borrow, and timing without look-ahead (SPEC 2, 4)."""
+"""Funding sign and size, borrow, and timing without look-ahead (README: "Funding: who pays whom", "Time: no look-ahead")."""
 
 from __future__ import annotations
 

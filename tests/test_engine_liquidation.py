@@ -1,4 +1,4 @@
-"""Hand-computed liquidations (SPEC 6): isolated closed form with one and several brackets,
+"""Hand-computed liquidations (README: "Margin and liquidation"): isolated closed form with one and several brackets,
 gaps, the long side, cross margin, the clearance fee and the after-liquidation policy."""
 
 from __future__ import annotations

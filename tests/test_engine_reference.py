@@ -1,5 +1,5 @@
 """Kernel vs the plain-Python reference on random markets and targets (hypothesis), and the
-accounting identity of SPEC 5 at every bar."""
+accounting identity (README: "Accounting") at every bar."""
 
 from __future__ import annotations
 

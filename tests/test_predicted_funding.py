@@ -181,7 +181,7 @@ def _real_market(base: str, start: str | None = None) -> Market:
 @pytest.mark.shared_data
 @pytest.mark.skipif(
     not (DATA / "binance" / "futures").exists(),
-    reason=f"shared Binance data not found at {DATA} (see ../shared/data/README.md)",
+    reason=f"shared Binance data not found at {DATA} (set CARRY_SHARED_DATA to its folder)",
 )
 @pytest.mark.parametrize("base,start", [("BTC", "2020-01-01"), ("XTZ", None)])
 def test_accuracy_on_real_data(base, start, capsys):
