@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.test_engine_fast import random_case
 
 from backtest.config import BacktestConfig
 from backtest.engine import LEAN_OUTPUTS, run_backtest
@@ -22,6 +21,7 @@ from backtest.result import BacktestResult
 from backtest.state import EngineState
 from data.errors import ConfigError
 from tests.reference_engine import assert_identical, random_market, write_tiers
+from tests.test_engine_fast import random_case
 from tests.test_engine_reference import grid_targets
 
 
