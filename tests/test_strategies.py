@@ -100,7 +100,9 @@ def test_no_look_ahead_every_registered_strategy(name):
     base = synthetic_market()
     for params in _variants(name):
         ref = S.run_strategy(name, base, params)
-        assert (ref.values[np.isfinite(ref.values)] != 0).any(), f"{name} {params} never trades: the check proves nothing"
+        assert (ref.values[np.isfinite(ref.values)] != 0).any(), (
+            f"{name} {params} never trades: the check proves nothing"
+        )
         for t in (0, 37, 150, 260, 398):
             alt = S.run_strategy(name, perturb_after(base, t, seed=t), params)
             np.testing.assert_array_equal(ref.values[: t + 1], alt.values[: t + 1], err_msg=f"{name} {params} t={t}")
