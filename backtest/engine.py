@@ -1,7 +1,8 @@
 """The engine API: ``run_backtest(market, targets_or_strategy, config) -> BacktestResult``.
 
 A thin layer: it checks inputs, turns the config and per-column parameters into flexible
-NumPy arrays, calls :func:`backtest.kernels.simulate.simulate_range_nb` once (or
+NumPy arrays packed in the kernels' argument tuples (:mod:`backtest.kernels.layout`), calls
+:func:`backtest.kernels.simulate.simulate_range_nb` once (or
 :func:`~backtest.kernels.simulate.simulate_parallel_nb` with ``parallel=True``) and wraps the output.
 When every portfolio is one column in isolated margin without top-ups it calls the specialised
 :func:`backtest.kernels.fast.fast_range_nb` instead (same results, faster; ``kernel=``).
@@ -52,6 +53,28 @@ import pandas as pd
 
 from backtest.buffers import OUTPUT_POOL
 from backtest.config import DEFAULT_MAINTENANCE_MARGIN_RATE, BacktestConfig
+from backtest.kernels.layout import (
+    AFTER_CLOSE_SPOT,
+    AFTER_HOLD_SPOT,
+    AFTER_REENTER,
+    F_CASHFLOW_EVENTS,
+    F_COMPONENTS,
+    F_EQUITY,
+    F_GROUP_EQUITY,
+    F_HAS_BAND,
+    F_HAS_TOPUP,
+    F_MARGIN,
+    F_POSITIONS,
+    N_COMP,
+    N_REC_FIELDS,
+    Book,
+    MarketArrays,
+    Outputs,
+    Params,
+    Settings,
+    StateArrays,
+    Tiers,
+)
 from backtest.targets import Targets
 from backtest.tiers import TierTable, load_tiers
 from data.errors import ConfigError
@@ -61,7 +84,6 @@ from data.units import bar_hours
 if TYPE_CHECKING:
     from backtest.state import EngineState
 
-N_COMP = 7  # cost components, as in backtest.kernels.simulate
 
 #: Parameters that may vary per column (shape (C,)) or per bar and column (shape (T, C)).
 COLUMN_PARAMS = (
@@ -77,7 +99,7 @@ COLUMN_PARAMS = (
     "topup_margin_ratio",
     "rebalance_delta_band",
 )
-AFTER_LIQ_CODES = {"close_spot": 0, "hold_spot": 1, "reenter": 2}
+AFTER_LIQ_CODES = {"close_spot": AFTER_CLOSE_SPOT, "hold_spot": AFTER_HOLD_SPOT, "reenter": AFTER_REENTER}
 #: Names accepted by ``run_backtest(outputs=...)``: per-bar outputs, plus ``"events"`` for the
 #: per-bar cash-flow events (funding settlements and borrow charges; fills, transfers and
 #: liquidations are always recorded).
@@ -207,6 +229,7 @@ def run_backtest(
     BacktestResult
     """
     from backtest.kernels import simulate as K
+    from backtest.kernels.fast import fast_range_nb
     from backtest.result import BacktestResult
     from backtest.state import EngineState
 
@@ -306,20 +329,20 @@ def run_backtest(
     if unknown:
         raise ConfigError(f"unknown outputs {unknown}; choose from {list(OUTPUTS)}")
     bits = {
-        "equity": K.F_EQUITY,
-        "group_equity": K.F_GROUP_EQUITY,
-        "components": K.F_COMPONENTS,
-        "positions": K.F_POSITIONS,
-        "margin": K.F_MARGIN,
-        "events": K.F_CASHFLOW_EVENTS,
+        "equity": F_EQUITY,
+        "group_equity": F_GROUP_EQUITY,
+        "components": F_COMPONENTS,
+        "positions": F_POSITIONS,
+        "margin": F_MARGIN,
+        "events": F_CASHFLOW_EVENTS,
     }
     kflags = 0
     for o in outputs:
         kflags |= bits[o]
     if np.isfinite(fx["rebalance_delta_band"]).any():
-        kflags |= K.F_HAS_BAND
+        kflags |= F_HAS_BAND
     if not np.isnan(fx["topup_margin_ratio"]).all():
-        kflags |= K.F_HAS_TOPUP
+        kflags |= F_HAS_TOPUP
     G = len(uniq)
     fast_ok = (
         config.margin_mode == "isolated"
@@ -330,7 +353,7 @@ def run_backtest(
     # (the same per-bar array serves both; the kernel keeps only the last row of its own sum)
     shared_equity = "group_equity" in outputs and fast_ok and G == C and bool((order == np.arange(C)).all())
     if shared_equity:
-        kflags = (kflags | K.F_EQUITY) & ~K.F_GROUP_EQUITY
+        kflags = (kflags | F_EQUITY) & ~F_GROUP_EQUITY
     # outputs, allocated here (not in the kernel)
     per_bar_tc = [
         o for o in ("equity", "components", "positions", "margin") if o in outputs or (o == "equity" and shared_equity)
@@ -351,7 +374,7 @@ def run_backtest(
     group_equity = OUTPUT_POOL.empty((T if "group_equity" in outputs and not shared_equity else 1, G))
     hi_sorted = all(np.all(np.diff(tiers.max_notional[n, : tiers.n_tiers[n]]) >= 0) for n in range(len(tiers.n_tiers)))
 
-    args = (
+    mk = MarketArrays(
         so_ref,
         po_ref,
         ref_valid,
@@ -365,12 +388,11 @@ def run_backtest(
         market.valid,
         market.funding_value,
         market.funding_rate,
-        _ro(target_rows),
-        weights,
-        tg.column_symbol,
-        _ro_int(order),
-        _ro_int(starts),
-        float(config.initial_capital_quote),
+        _ro(state.last_spot_volume),
+        _ro(state.last_perp_volume),
+    )
+    book = Book(_ro(target_rows), weights, tg.column_symbol, _ro_int(order), _ro_int(starts), t_off)
+    prm = Params(
         fx["perp_leverage"],
         spot_fee,
         perp_fee,
@@ -380,12 +402,16 @@ def run_backtest(
         fx["clearance_fee_rate"],
         fx["topup_margin_ratio"],
         fx["rebalance_delta_band"],
+    )
+    tier_arrays = Tiers(
         _ro(tiers.min_notional),
         _ro(tiers.max_notional),
         _ro(tiers.mmr),
         _ro(tiers.cum),
         _ro_int(tiers.n_tiers),
         bool(hi_sorted),
+    )
+    run = Settings(
         max(delay, 1),
         hours,
         config.margin_mode in ("cross", "portfolio"),
@@ -393,38 +419,24 @@ def run_backtest(
         int(config.topup_delay_bars),
         AFTER_LIQ_CODES[config.after_liquidation],
         kflags,
-        t_off,
-        _ro(state.last_spot_volume),
-        _ro(state.last_perp_volume),
-        col_state,
-        grp_state,
-        equity,
-        group_equity,
-        comps,
-        spot_out,
-        perp_out,
-        mr_out,
-        dl_out,
     )
+    st = StateArrays(col_state, grp_state)
+    kout = Outputs(equity, group_equity, comps, spot_out, perp_out, mr_out, dl_out)
+    args = (mk, book, prm, tier_arrays, run, st, kout)
     if kernel not in ("auto", "general", "fast"):
         raise ConfigError(f"kernel must be 'auto', 'general' or 'fast', got {kernel!r}")
     if kernel == "fast" and not fast_ok:
         raise ConfigError("kernel='fast' needs one column per portfolio, isolated margin and no top-ups")
     use_fast = fast_ok and kernel != "general"
-    if use_fast:
-        from backtest.kernels import fast as KF
-
-        range_nb, parallel_nb = KF.fast_range_nb, KF.fast_parallel_nb
-    else:
-        range_nb, parallel_nb = K.simulate_range_nb, K.simulate_parallel_nb
+    range_nb = fast_range_nb if use_fast else K.simulate_range_nb
     cap = _record_capacity(market, tg, "events" in outputs)
     n_chunks = (_n_threads() if parallel is True else int(parallel)) if parallel else 1
     n_chunks = max(1, min(n_chunks, G))
     if n_chunks == 1:
-        rec = OUTPUT_POOL.empty((cap, 9))
+        rec = OUTPUT_POOL.empty((cap, N_REC_FIELDS))
         n = range_nb(0, G, *args, rec)
         if n > rec.shape[0]:  # the estimate was short: rerun with the exact size, from the same state
-            rec = np.empty((n, 9))
+            rec = np.empty((n, N_REC_FIELDS))
             col_state[:], grp_state[:] = state.columns, state.groups
             n = range_nb(0, G, *args, rec)
         records = rec[:n]  # a view: the untouched rest of the buffer was never paged in
@@ -436,20 +448,20 @@ def run_backtest(
         ncols = np.diff(starts[bounds])
         caps = (cap * ncols // max(C, 1) + 1024).astype(np.int64)
         rec_bounds = np.concatenate([[0], np.cumsum(caps)]).astype(np.int64)
-        rec = np.empty((rec_bounds[-1], 9))
-        counts = parallel_nb(bounds, rec_bounds, *args, rec)
+        rec = np.empty((rec_bounds[-1], N_REC_FIELDS))
+        counts = K.simulate_parallel_nb(use_fast, bounds, rec_bounds, *args, rec)
         if (counts > caps).any():
             rec_bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-            rec = np.empty((rec_bounds[-1], 9))
+            rec = np.empty((rec_bounds[-1], N_REC_FIELDS))
             col_state[:], grp_state[:] = state.columns, state.groups
-            counts = parallel_nb(bounds, rec_bounds, *args, rec)
+            counts = K.simulate_parallel_nb(use_fast, bounds, rec_bounds, *args, rec)
         records = K.merge_records_nb(rec, rec_bounds, counts)
     if shared_equity:
         group_equity = equity
         if "equity" not in outputs:
             equity = equity[-1:]
     out = (equity, group_equity, comps, spot_out, perp_out, mr_out, dl_out, records)
-    flags = ("same_bar_execution",) if delay == 0 else ()
+    flags: tuple[str, ...] = ("same_bar_execution",) if delay == 0 else ()
     if market.mark_fallback_symbols[tg.column_symbol].any():
         warnings.warn(
             "mark prices are missing for some bars and fall back to perp last prices "

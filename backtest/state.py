@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from backtest.kernels.simulate import G_CASH, NSC, NSG, S_COMP7, S_INIT, S_LASTX, S_LIQ, S_PV, S_SV, S_TOPUP
+from backtest.kernels.layout import G_CASH, G_TOPUP, NSC, NSG, S_COMP7, S_INIT, S_LASTX, S_LIQ, S_PV, S_SV, S_TOPUP
 from data.errors import ConfigError
 
 
@@ -40,9 +40,9 @@ class EngineState:
     Attributes
     ----------
     columns : ndarray (C, NSC) float64
-        Per-column slots (``backtest.kernels.simulate.S_*``).
+        Per-column slots (``backtest.kernels.layout.S_*``).
     groups : ndarray (G, NSG) float64
-        Per-portfolio slots (``G_*``), in the order of the run's sorted group ids.
+        Per-portfolio slots (``backtest.kernels.layout.G_*``), in the order of the run's sorted group ids.
     target_tail, weight_tail : ndarray (k, C) or None
         The last ``k = min(lag, bars)`` target (and weight) rows, executed by the next run.
     last_spot_volume, last_perp_volume, last_spot_close, last_perp_close : ndarray (N,)
@@ -90,7 +90,7 @@ class EngineState:
         cols[:, S_COMP7] = cols[:, S_INIT]
         grps = np.zeros((G, NSG))
         grps[:, G_CASH] = capital
-        grps[:, 2] = -1.0
+        grps[:, G_TOPUP] = -1.0
         zeros = np.zeros(N)
         return cls(
             cols,
@@ -182,14 +182,19 @@ class EngineState:
                 self.last_valid,
                 self.next_time,
             )
+        spot_volume, perp_volume, spot_close, perp_close, valid, next_time = last
         return EngineState(
             _frozen(columns),
             _frozen(groups),
             _frozen(tail),
             wtail,
-            *(_frozen(a) for a in last[:5]),
+            _frozen(spot_volume),
+            _frozen(perp_volume),
+            _frozen(spot_close),
+            _frozen(perp_close),
+            _frozen(valid),
             self.bars + T,
-            last[5],
+            next_time,
             self.symbols,
             self.column_symbol,
             self.group,

@@ -534,10 +534,24 @@ FRAMES = ("equity", "group_equity", "spot_qty", "perp_qty", "margin_ratio", "dis
 
 
 def assert_identical(a, b):
-    """Two BacktestResults are equal bit for bit: every frame, component and event."""
+    """Two BacktestResults are equal bit for bit: every frame, component and event, and the
+    engine state they end in (every array of ``result.state`` byte for byte, and its scalars)."""
+    import dataclasses
+
     import pandas as pd
 
     from backtest.result import COMPONENTS
+
+    sa, sb = getattr(a, "state", None), getattr(b, "state", None)
+    assert (sa is None) == (sb is None), "state"
+    for f in dataclasses.fields(sa) if sa is not None else ():
+        x, y = getattr(sa, f.name), getattr(sb, f.name)
+        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            assert isinstance(x, np.ndarray) and isinstance(y, np.ndarray), f"state.{f.name}"
+            assert x.dtype == y.dtype and x.shape == y.shape, f"state.{f.name}"
+            assert x.tobytes() == y.tobytes(), f"state.{f.name}"
+        else:
+            assert x == y, f"state.{f.name}"
 
     for name in FRAMES:
         x, y = getattr(a, name), getattr(b, name)

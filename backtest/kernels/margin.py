@@ -1,8 +1,10 @@
 """Numba helpers: flexible parameter indexing, maintenance margin brackets, liquidation prices.
 
-Tier arrays are ``(N, K)`` per symbol (see :class:`backtest.tiers.TierTable`): bracket ``k`` of
-symbol ``n`` covers notionals ``lo[n, k] <= notional < hi[n, k]`` (quote) with maintenance
-margin ``notional * mmr[n, k] - cum[n, k]`` (quote).
+Tier arrays are ``(N, K)`` per symbol (see :class:`backtest.tiers.TierTable` and
+:class:`backtest.kernels.layout.Tiers`): bracket ``k`` of symbol ``n`` covers notionals
+``lo[n, k] <= notional < hi[n, k]`` (quote) with maintenance margin
+``notional * mmr[n, k] - cum[n, k]`` (quote). The one home of the bracket search, the
+maintenance margin, the isolated liquidation price and the liquidation pre-check level.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ def flex_nb(a, i, c):
 
 
 @njit(cache=True)
-def bracket_nb(lo, hi, n_tiers, sym, notional):
+def bracket_nb(hi, n_tiers, sym, notional):
     """Index of the bracket holding ``notional`` (quote); the last bracket beyond the table."""
     nt = n_tiers[sym]
     for k in range(nt):
@@ -30,18 +32,12 @@ def bracket_nb(lo, hi, n_tiers, sym, notional):
 
 
 @njit(cache=True)
-def maint_margin_nb(lo, hi, mmr, cum, n_tiers, sym, notional):
+def maint_margin_nb(hi, mmr, cum, n_tiers, sym, notional):
     """Maintenance margin (quote) of a position of ``notional = |q| * mark`` (quote)."""
     if notional <= 0.0:
         return 0.0
-    k = bracket_nb(lo, hi, n_tiers, sym, notional)
+    k = bracket_nb(hi, n_tiers, sym, notional)
     return notional * mmr[sym, k] - cum[sym, k]
-
-
-@njit(cache=True)
-def maint_rate_nb(lo, hi, mmr, n_tiers, sym, notional):
-    """Maintenance margin rate (fraction) of the bracket of ``notional``."""
-    return mmr[sym, bracket_nb(lo, hi, n_tiers, sym, notional)]
 
 
 @njit(cache=True)
@@ -78,4 +74,56 @@ def bracket_cached_nb(hi, n_tiers, sym, notional, k):
     nt = n_tiers[sym]
     if k >= 0 and k < nt and (k == 0 or notional >= hi[sym, k - 1]) and (notional < hi[sym, k] or k == nt - 1):
         return k
-    return bracket_nb(hi, hi, n_tiers, sym, notional)
+    return bracket_nb(hi, n_tiers, sym, notional)
+
+
+@njit(cache=True, inline="always")
+def bracket_hint_nb(hi, n_tiers, sym, notional, hint, hi_sorted):
+    """(bracket of ``notional``, the next search hint): with ascending bounds the bracket found
+    is the hint, else the hint is unused and kept."""
+    if hi_sorted:
+        k = bracket_cached_nb(hi, n_tiers, sym, notional, hint)
+        return k, k
+    return bracket_nb(hi, n_tiers, sym, notional), hint
+
+
+@njit(cache=True)
+def tier_bounds_nb(mmr, cum, n_tiers):
+    """Per symbol, the largest maintenance rate and the smallest ``cum`` (both against 0): the
+    cheap bound ``notional * mmr_max - cum_min`` of any bracket's maintenance margin."""
+    N = n_tiers.shape[0]
+    mmr_max = np.zeros(N)
+    cum_min = np.zeros(N)
+    for n in range(N):
+        for k in range(n_tiers[n]):
+            mmr_max[n] = max(mmr_max[n], mmr[n, k])
+            cum_min[n] = min(cum_min[n], cum[n, k])
+    return mmr_max, cum_min
+
+
+@njit(cache=True, inline="always")
+def liq_level_nb(qc, fwc, costc, mmr_max, cum_min):
+    """Liquidation pre-check level (mark) of an isolated position ``qc`` with wallet ``fwc``.
+
+    The full check runs only when the adverse mark extreme ``adv`` may satisfy
+    ``fwc + qc * adv - costc <= |qc| * adv * mmr_max - cum_min`` (the cheap bound, itself
+    necessary for a liquidation). That inequality is linear in ``adv``: a short may be liquidated
+    only at ``adv >= level`` and a long only at ``adv <= level``, where ``level`` here is moved
+    to the safe side by far more than any rounding of the check. A bar whose extreme stays
+    strictly inside (short: ``adv < level``; long: ``adv > level``) cannot liquidate; NaN means
+    "always run the full check".
+    """
+    if qc == 0.0:
+        return np.nan
+    a = fwc - costc + cum_min
+    aq = abs(qc)
+    if qc < 0.0:
+        d = aq * (1.0 + mmr_max)
+    else:
+        d = aq * (1.0 - mmr_max)
+        if d <= 0.0:
+            return np.nan
+    tol = 1e-9 * (abs(fwc) + abs(costc) + abs(cum_min) + abs(a) * aq * (1.0 + mmr_max) / d) + 1e-300
+    if qc < 0.0:
+        return (a - tol) / d  # candidate when a - d * adv <= 0
+    return (tol - a) / d  # candidate when a + d * adv <= 0

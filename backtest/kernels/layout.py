@@ -1,0 +1,175 @@
+"""The kernels' data layout, in one place: argument tuples, state slots, flag bits, event records.
+
+Every kernel (:mod:`backtest.kernels.simulate`, :mod:`backtest.kernels.fast`), the per-bar rules
+they share (:mod:`backtest.kernels.rules`) and the engine around them
+(:mod:`backtest.engine`, :mod:`backtest.state`) take these names from here.
+
+Arguments travel as a few named tuples of arrays and scalars (numba compiles them as tuples):
+:class:`MarketArrays` (per bar and symbol), :class:`Book` (targets and the column/portfolio
+layout), :class:`Params` (flexible per-column parameters), :class:`Tiers` (maintenance
+brackets), :class:`Settings` (run-wide scalars), :class:`StateArrays` (where a run starts and
+stops) and :class:`Outputs` (per-bar or final-row results).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+#: Cumulative cost components of a column (quote, signed: + is a gain).
+N_COMP = 7
+C_FUND, C_FEE, C_SLIP, C_BORROW, C_SPOT, C_PERP, C_LIQ = 0, 1, 2, 3, 4, 5, 6
+
+#: Event records: rows of a float64 (R, N_REC_FIELDS) buffer with the fields bar, column (or
+#: ``-1 - group`` for a portfolio's transfer), kind, leg, qty, price, rate, cash, fee (see
+#: :mod:`backtest.result` for their meaning).
+N_REC_FIELDS = 9
+K_FILL, K_FUNDING, K_BORROW, K_TRANSFER, K_LIQ = 0, 1, 2, 3, 4
+LEG_SPOT, LEG_PERP, LEG_NONE = 0, 1, -1
+#: Wallet transfers smaller than this (quote) are rounding noise and skipped.
+MIN_TRANSFER = 1e-9
+
+#: Slots of a column's state (``StateArrays.columns[c]``): what a run needs to continue on the
+#: next bars. Quantities in coins (spot ``s``, perp ``q``), quote amounts (perp cost ``q * entry``,
+#: futures wallet, last valuation prices of both legs), the last executed target, the
+#: post-liquidation flags (0/1), the cumulative components, their cached partial sum (initial
+#: share + funding + fees + slippage + borrow), the bracket hint, the liquidation pre-check level,
+#: the bar of a scheduled top-up counted from the run's end (-1: none) and the column's initial
+#: capital share (quote).
+S_S, S_Q, S_COST, S_FW, S_SV, S_PV, S_LASTX, S_PCLOSE, S_PRE = 0, 1, 2, 3, 4, 5, 6, 7, 8
+S_COMP = 9  # 9 .. 15: the N_COMP components
+S_COMP7, S_KC, S_LIQ, S_TOPUP, S_INIT = 16, 17, 18, 19, 20
+NSC = 21
+#: Slots of a portfolio's state (``StateArrays.groups[g]``): spot quote cash, cross futures
+#: wallet, scheduled cross top-up (as ``S_TOPUP``).
+G_CASH, G_FW, G_TOPUP = 0, 1, 2
+NSG = 3
+
+#: Bits of ``Settings.flags``: which outputs are written per bar (else only the final row) and
+#: whether per-bar cash-flow events (funding, borrow) are recorded.
+F_EQUITY, F_GROUP_EQUITY, F_COMPONENTS, F_POSITIONS, F_MARGIN, F_CASHFLOW_EVENTS = 1, 2, 4, 8, 16, 32
+#: Hints: some column has a finite delta band / a top-up threshold (else those checks are skipped).
+F_HAS_BAND, F_HAS_TOPUP = 64, 128
+
+#: ``Settings.after_liq`` codes (``BacktestConfig.after_liquidation``).
+AFTER_CLOSE_SPOT, AFTER_HOLD_SPOT, AFTER_REENTER = 0, 1, 2
+
+
+class MarketArrays(NamedTuple):
+    """Market inputs, (T, N) per bar and symbol unless noted.
+
+    ``so_ref``/``po_ref``: the spot/perp reference price of a fill at bar ``j`` (its open, or
+    bar ``j - 1``'s close for delay 0), valid where ``ref_valid``; ``valid``: the bar has
+    prices; ``funding_value``: quote per perp coin settled at the bar (0: none);
+    ``vol0_spot``/``vol0_perp`` (N,): volumes of the bar before bar 0 (0 for a new backtest).
+    """
+
+    so_ref: np.ndarray
+    po_ref: np.ndarray
+    ref_valid: np.ndarray
+    spot_close: np.ndarray
+    spot_volume: np.ndarray
+    perp_volume: np.ndarray
+    mark_open: np.ndarray
+    mark_high: np.ndarray
+    mark_low: np.ndarray
+    mark_close: np.ndarray
+    valid: np.ndarray
+    funding_value: np.ndarray
+    funding_rate: np.ndarray
+    vol0_spot: np.ndarray
+    vol0_perp: np.ndarray
+
+
+class Book(NamedTuple):
+    """Targets and the layout of columns in portfolios (groups).
+
+    ``targets`` (t_off + T, C) and ``weights`` (flexible, as targets) hold ``t_off`` rows before
+    bar 0 (the last targets of the previous run, still to be executed); ``col_sym`` (C,): the
+    market symbol of each column; ``grp_cols``/``grp_start``: the columns of group ``g`` are
+    ``grp_cols[grp_start[g]:grp_start[g + 1]]`` (CSR layout).
+    """
+
+    targets: np.ndarray
+    weights: np.ndarray
+    col_sym: np.ndarray
+    grp_cols: np.ndarray
+    grp_start: np.ndarray
+    t_off: int
+
+
+class Params(NamedTuple):
+    """Flexible per-column parameters: 2-D of shape (1, 1), (1, C), (T, 1) or (T, C) (see ``flex_nb``).
+
+    Rates are fractions (fees, slippage, clearance; ``borrow_h`` per hour), ``impact`` the
+    volume-participation coefficient, ``topup_thr`` a margin ratio (NaN: none), ``delta_band``
+    a fraction of the spot leg (inf: none).
+    """
+
+    leverage: np.ndarray
+    spot_fee: np.ndarray
+    perp_fee: np.ndarray
+    slip_frac: np.ndarray
+    impact: np.ndarray
+    borrow_h: np.ndarray
+    clearance: np.ndarray
+    topup_thr: np.ndarray
+    delta_band: np.ndarray
+
+
+class Tiers(NamedTuple):
+    """Maintenance brackets, (N, K) per symbol (see :class:`backtest.tiers.TierTable`).
+
+    ``hi_sorted``: every symbol's bracket bounds ascend (the last bracket found is then a
+    valid search hint, see ``bracket_cached_nb``).
+    """
+
+    lo: np.ndarray
+    hi: np.ndarray
+    mmr: np.ndarray
+    cum: np.ndarray
+    n: np.ndarray
+    hi_sorted: bool
+
+
+class Settings(NamedTuple):
+    """Run-wide scalars.
+
+    ``lag``: bars between a target row and its execution (>= 1; delay 0 runs on shifted
+    reference prices); ``bar_hours``: hours per bar (borrow); ``cross``: cross or portfolio
+    margin; ``haircut``: portfolio margin's spot collateral haircut (< 0: not portfolio
+    margin); ``topup_delay``: bars from a top-up's detection to its transfer; ``after_liq``:
+    ``AFTER_*`` code; ``flags``: ``F_*`` bits.
+    """
+
+    lag: int
+    bar_hours: float
+    cross: bool
+    haircut: float
+    topup_delay: int
+    after_liq: int
+    flags: int
+
+
+class StateArrays(NamedTuple):
+    """Where a run starts and, written back in place, where it stops: ``columns`` (C, NSC) of
+    ``S_*`` slots and ``groups`` (G, NSG) of ``G_*`` slots."""
+
+    columns: np.ndarray
+    groups: np.ndarray
+
+
+class Outputs(NamedTuple):
+    """Results written in place: ``equity`` (T|1, C), ``group_equity`` (T|1, G), ``comps``
+    (N_COMP, T|1, C), ``spot``/``perp`` positions and ``mr``/``dl`` margin ratio and distance to
+    liquidation (T|1, C). One row per bar where the matching ``F_*`` bit is set, else one row
+    with the final values (margin: left untouched)."""
+
+    equity: np.ndarray
+    group_equity: np.ndarray
+    comps: np.ndarray
+    spot: np.ndarray
+    perp: np.ndarray
+    mr: np.ndarray
+    dl: np.ndarray

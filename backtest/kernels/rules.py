@@ -1,0 +1,447 @@
+"""The per-bar rules of the simulation: one function each, the only copy, used by both kernels.
+
+:func:`backtest.kernels.simulate.simulate_range_nb` (any portfolio) and
+:func:`backtest.kernels.fast.fast_range_nb` (one-column isolated portfolios) take every step
+of a bar from here (the rules themselves: ``backtest.engine``'s docstring and the README),
+in both of their paths (a quiet bar and a bar with orders or a possible liquidation):
+
+* revaluation of both legs, at the open (fills) and at the close: :func:`revalue_nb`;
+* funding into the futures wallet: :func:`funding_nb`; borrow on short spot: :func:`borrow_nb`;
+  their per-bar events: :func:`cashflow_events_nb`;
+* orders: when a column trades (:func:`order_due_nb`), to what (:func:`order_nb`, with
+  :func:`capital_share_nb` and :func:`target_size_nb`), the fills of its legs
+  (:func:`fill_column_nb`: :func:`spot_fill_nb`, :func:`perp_fill_nb`, priced by
+  :func:`fill_price_nb` with :func:`fill_inputs_nb`, perp cost basis by :func:`perp_trade_nb`);
+* wallet transfers (margin after fills, top-ups): :func:`margin_need_nb`, :func:`transfer_nb`;
+* isolated liquidation: :func:`liq_possible_nb` (the pre-check against
+  :func:`backtest.kernels.margin.liq_level_nb`), :func:`isolated_liq_nb` (the check and the
+  price); the perp close of any liquidation: :func:`liquidate_perp_nb`, and what follows it:
+  :func:`after_liquidation_nb`;
+* margin ratio and distance to liquidation: :func:`maintenance_nb`, :func:`margin_ratio_nb`,
+  :func:`isolated_margin_nb`;
+* equity: :func:`partial_sum_nb`, :func:`equity_nb`, :func:`column_value_nb` (a column's part of
+  its portfolio's equity), :func:`open_value_nb` (the sizing snapshot at the open);
+* output stores: :func:`store_components_nb`, :func:`store_pair_nb`, :func:`store_final_nb`.
+
+Hot-loop discipline (measured on the fast kernel with ``python -m backtest.app.bench``): a
+function called on every bar takes and returns scalars (tuples of scalars cost nothing once
+inlined), or writes arrays without branching (:func:`store_components_nb`,
+:func:`store_pair_nb`: the kernels test the output flags). An inlined function that takes
+arrays (or tuples of arrays) and branches leaves a reference-count pair per call that numba
+cannot prune in the big kernel functions: on every bar that doubled to tripled the fast
+kernel's time. Such functions (fills, transfers, events, liquidation) run only on the rare
+bars that need them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from backtest.kernels.layout import (
+    AFTER_CLOSE_SPOT,
+    AFTER_REENTER,
+    F_COMPONENTS,
+    F_POSITIONS,
+    K_BORROW,
+    K_FILL,
+    K_FUNDING,
+    K_LIQ,
+    K_TRANSFER,
+    LEG_NONE,
+    LEG_PERP,
+    LEG_SPOT,
+    MIN_TRANSFER,
+    N_COMP,
+    S_COMP,
+    S_Q,
+    S_S,
+)
+from backtest.kernels.margin import flex_nb, isolated_liq_price_nb, maint_margin_nb
+
+# ------------------------------------------------------------------ events
+
+
+@njit(cache=True, inline="always")
+def push_nb(rec, n, bar, col, kind, leg, qty, price, rate, cash, fee):
+    """Write event row ``n`` if the buffer has room; always return ``n + 1`` (the count needed).
+
+    Unsigned indices: numba skips the negative-index wraparound on them."""
+    if n < rec.shape[0]:
+        r = np.uint64(n)
+        rec[r, np.uint64(0)] = bar
+        rec[r, np.uint64(1)] = col
+        rec[r, np.uint64(2)] = kind
+        rec[r, np.uint64(3)] = leg
+        rec[r, np.uint64(4)] = qty
+        rec[r, np.uint64(5)] = price
+        rec[r, np.uint64(6)] = rate
+        rec[r, np.uint64(7)] = cash
+        rec[r, np.uint64(8)] = fee
+    return n + 1
+
+
+@njit(cache=True, inline="always")
+def cashflow_events_nb(rec, n, j, c, q, fv, funding_rate, nsym, famt, s, sv, brate, bamt):
+    """The funding (``famt``, quote; 0: none) and borrow (``bamt``) events of column ``c`` at bar
+    ``j``, in that order; the funding rate is read from ``funding_rate[j, nsym]``."""
+    if famt != 0.0:
+        r = funding_rate[j, nsym]
+        n = push_nb(rec, n, j, c, K_FUNDING, LEG_PERP, q, fv / r if r != 0.0 else np.nan, r, famt, 0.0)
+    if bamt != 0.0:
+        n = push_nb(rec, n, j, c, K_BORROW, LEG_SPOT, s, sv, brate, -bamt, 0.0)
+    return n
+
+
+# ------------------------------------------------------------------ valuation and cash flows
+
+
+@njit(cache=True, inline="always")
+def revalue_nb(s, q, sv, pv, sx, px, c_spot, c_perp):
+    """Revalue ``s`` spot and ``q`` perp coins from the last valuation prices ``sv``/``pv`` to
+    ``sx``/``px``: returns the spot and perp price components and the new valuation prices."""
+    if s != 0.0:
+        c_spot += s * (sx - sv)
+    if q != 0.0:
+        c_perp += q * (px - pv)
+    return c_spot, c_perp, sx, px
+
+
+@njit(cache=True, inline="always")
+def funding_nb(q, fv, wallet, c_fund):
+    """Funding of a bar: ``-q * fv`` (quote) into the futures ``wallet`` and the funding component.
+
+    Returns ``(wallet, c_fund, amount)``; amount 0.0: nothing settled (flat, no settlement, or
+    no funding value)."""
+    if q != 0.0 and fv != 0.0 and np.isfinite(fv):
+        amt = -q * fv
+        return wallet + amt, c_fund + amt, amt
+    return wallet, c_fund, 0.0
+
+
+@njit(cache=True, inline="always")
+def borrow_nb(s, sv, rate, bar_hours, cash, c_borrow):
+    """Borrow on short spot for one bar: ``|s| * sv * rate * bar_hours`` (quote; hourly ``rate``)
+    out of the quote cash. Returns ``(cash, c_borrow, amount)``; amount 0.0: none."""
+    if s < 0.0:
+        amt = -s * sv * rate * bar_hours
+        if amt != 0.0:
+            return cash - amt, c_borrow - amt, amt
+    return cash, c_borrow, 0.0
+
+
+# ------------------------------------------------------------------ orders and fills
+
+
+@njit(cache=True, inline="always")
+def order_due_nb(x, last_x, pend_re, pend_close, s, q, band):
+    """What a column's bar asks of it: 2 a new target (``x`` finite and not the last executed,
+    or a pending re-entry), 1 another order (a pending post-liquidation spot close, or a
+    breached delta ``band``: ``|s + q| > band * |s|``; an infinite or NaN band never is), 0 nothing."""
+    if pend_re or (x == x and x != last_x):
+        return 2
+    if pend_close or (band < np.inf and s != 0.0 and abs(s + q) > band * abs(s)):
+        return 1
+    return 0
+
+
+@njit(cache=True, inline="always")
+def target_size_nb(eq, w, x, lev, ref):
+    """Spot coins for exposure ``x`` of a capital share ``w`` of equity ``eq`` at leverage ``lev``:
+    ``x * max(eq, 0) * w * L / (L + 1)`` quote of spot at the reference price ``ref``."""
+    notional = max(eq, 0.0) * w * abs(x) * lev / (lev + 1.0)
+    return np.sign(x) * notional / ref
+
+
+@njit(cache=True, inline="always")
+def capital_share_nb(x, weight, wsum, single):
+    """A column's share of its portfolio's equity for target ``x``: its ``weight`` over the sum of
+    weights ``wsum`` of the portfolio's active columns (a one-column portfolio: 1 when its weight
+    is positive); 0 for a zero target."""
+    if single:
+        return 1.0 if (x != 0.0 and weight > 0.0) else 0.0
+    return weight / wsum if (x != 0.0 and wsum > 0.0) else 0.0
+
+
+@njit(cache=True, inline="always")
+def order_nb(x, last_x, pend_re, pend_close, s, q, band, eq, weight, wsum, single, lev, ref):
+    """A column's order at the open of a bar, for its target ``x`` (NaN: keep) and the equity
+    snapshot ``eq``: ``(new spot, new perp, last_x, pend_close, pend_re)`` in coins.
+
+    A pending re-entry goes back to the last target (or ``x``); a new target resizes both legs
+    (:func:`target_size_nb`, perp at ``-spot``); else a pending post-liquidation spot close sells
+    the spot; else a breached delta ``band`` brings the perp back to ``-spot``."""
+    if pend_re:
+        if x != x:
+            x = last_x
+        last_x = np.nan
+    new_s = s
+    new_q = q
+    kind = order_due_nb(x, last_x, False, pend_close, s, q, band)
+    if kind == 2:
+        new_s = target_size_nb(eq, capital_share_nb(x, weight, wsum, single), x, lev, ref)
+        new_q = -new_s
+        last_x = x
+        pend_close = False
+    elif pend_close:
+        new_s = 0.0
+        pend_close = False
+    elif kind == 1:
+        new_q = -s
+    return new_s, new_q, last_x, pend_close, False
+
+
+@njit(cache=True)
+def fill_price_nb(dq, ref, vol, slip_frac, impact):
+    """Fill price (quote/coin) of ``dq`` coins against ``ref``: fixed + participation slippage."""
+    s = slip_frac
+    if impact > 0.0 and vol > 0.0:
+        s += impact * abs(dq) / vol
+    return ref * (1.0 + s) if dq > 0 else ref * (1.0 - s)
+
+
+@njit(cache=True)
+def perp_trade_nb(q, cost, dq, f):
+    """New (q, cost, realized) after trading ``dq`` perp coins at ``f``; ``cost = q * entry``."""
+    if q == 0.0 or (q > 0.0) == (dq > 0.0):
+        return q + dq, cost + dq * f, 0.0
+    if abs(dq) <= abs(q):
+        r = -dq / q
+        realized = -dq * f - r * cost
+        nq = q + dq
+        return nq, (cost - r * cost) if nq != 0.0 else 0.0, realized
+    realized = q * f - cost
+    rest = q + dq
+    return rest, rest * f, realized
+
+
+@njit(cache=True, inline="always")
+def spot_fill_nb(rec, n, j, c, dq, ref, vol, slip, impact, fee_rate, cash, c_fee, c_slip):
+    """Buy (``dq > 0``) or sell ``dq`` spot coins at bar ``j``'s reference ``ref`` for quote cash.
+
+    Returns ``(cash, c_fee, c_slip, n)`` after the fee (``|dq| * price * fee_rate``), the
+    slippage against ``ref`` and the fill event."""
+    f = fill_price_nb(dq, ref, vol, slip, impact)
+    fee = abs(dq) * f * fee_rate
+    n = push_nb(rec, n, j, c, K_FILL, LEG_SPOT, dq, f, np.nan, -dq * f - fee, fee)
+    return cash - (dq * f + fee), c_fee - fee, c_slip + dq * (ref - f), n
+
+
+@njit(cache=True, inline="always")
+def perp_fill_nb(rec, n, j, c, dq, ref, vol, slip, impact, fee_rate, q, cost, wallet, c_fee, c_slip):
+    """Trade ``dq`` perp coins at bar ``j``'s reference ``ref``: the realized PnL minus the fee
+    goes to the futures ``wallet``. Returns ``(cost, wallet, c_fee, c_slip, n)``."""
+    f = fill_price_nb(dq, ref, vol, slip, impact)
+    fee = abs(dq) * f * fee_rate
+    _nq, ncost, realized = perp_trade_nb(q, cost, dq, f)
+    n = push_nb(rec, n, j, c, K_FILL, LEG_PERP, dq, f, np.nan, realized - fee, fee)
+    return ncost, wallet + (realized - fee), c_fee - fee, c_slip + dq * (ref - f), n
+
+
+@njit(cache=True, inline="always")
+def fill_inputs_nb(mk, prm, j, c, n):
+    """What a fill of column ``c`` (symbol ``n``) at bar ``j`` needs besides its prices: the
+    previous bar's volumes ``(spot, perp)`` (participation slippage) and the rates
+    ``(slippage, impact, spot fee, perp fee)``."""
+    vol = (
+        mk.spot_volume[j - 1, n] if j > 0 else mk.vol0_spot[n],
+        mk.perp_volume[j - 1, n] if j > 0 else mk.vol0_perp[n],
+    )
+    rates = (
+        flex_nb(prm.slip_frac, j, c),
+        flex_nb(prm.impact, j, c),
+        flex_nb(prm.spot_fee, j, c),
+        flex_nb(prm.perp_fee, j, c),
+    )
+    return vol, rates
+
+
+@njit(cache=True, inline="always")
+def fill_column_nb(rec, n, j, c, new_s, new_q, s, q, cost, wallet, cash, c_fee, c_slip, px, vol, rates):
+    """Trade a column to ``new_s`` spot and ``new_q`` perp coins at the reference prices
+    ``px = (spot, perp)`` with the previous bar's volumes ``vol = (spot, perp)`` and
+    ``rates = (slippage, impact, spot fee, perp fee)``: the spot leg first, then the perp.
+    Returns ``(s, q, cost, wallet, cash, c_fee, c_slip, n, traded)``."""
+    traded = False
+    dq = new_s - s
+    if dq != 0.0:
+        cash, c_fee, c_slip, n = spot_fill_nb(
+            rec, n, j, c, dq, px[0], vol[0], rates[0], rates[1], rates[2], cash, c_fee, c_slip
+        )
+        s = new_s
+        traded = True
+    dq = new_q - q
+    if dq != 0.0:
+        cost, wallet, c_fee, c_slip, n = perp_fill_nb(
+            rec, n, j, c, dq, px[1], vol[1], rates[0], rates[1], rates[3], q, cost, wallet, c_fee, c_slip
+        )
+        q = new_q
+        traded = True
+    return s, q, cost, wallet, cash, c_fee, c_slip, n, traded
+
+
+@njit(cache=True, inline="always")
+def margin_need_nb(q, px, lev):
+    """Initial margin (quote) of ``q`` perp coins at ``px`` and leverage ``lev``: ``|q| * px / L``."""
+    return abs(q) * px / lev if q != 0.0 else 0.0
+
+
+@njit(cache=True, inline="always")
+def transfer_nb(rec, n, j, col, tr, cash, wallet):
+    """Move ``tr`` quote from the spot cash to a futures ``wallet`` (negative: back), unless it is
+    rounding noise (``|tr| <= MIN_TRANSFER``); ``col`` is the column, or ``-1 - g`` for a
+    portfolio's wallet. Returns ``(cash, wallet, n)``."""
+    if abs(tr) > MIN_TRANSFER:
+        n = push_nb(rec, n, j, col, K_TRANSFER, LEG_NONE, np.nan, np.nan, np.nan, tr, 0.0)
+        return cash - tr, wallet + tr, n
+    return cash, wallet, n
+
+
+# ------------------------------------------------------------------ liquidation
+
+
+@njit(cache=True, inline="always")
+def liq_possible_nb(q, adv, level):
+    """False when the bar's adverse mark extreme ``adv`` stays strictly on the safe side of the
+    pre-check ``level`` of a position of ``q`` perp coins (see ``liq_level_nb``; NaN: always
+    possible): no liquidation can happen then."""
+    if q < 0.0:
+        return not adv < level
+    return not adv > level
+
+
+@njit(cache=True)
+def isolated_liq_nb(tiers, sym, q, wallet, cost, adv, mo, mmr_max, cum_min):
+    """The price at which an isolated position of ``q`` perp coins (cost ``q * entry``) with
+    futures ``wallet`` is liquidated on a bar with mark open ``mo`` and adverse extreme
+    ``adv``; NaN when it is not. The balance at ``adv`` is checked against a cheap bound first
+    (maintenance <= notional * max mmr - min cum), then the brackets; the price is the
+    closed-form liquidation price, clamped to the bar's path (the open on a gap)."""
+    mb = wallet + q * adv - cost
+    if mb <= abs(q) * adv * mmr_max - cum_min and mb <= maint_margin_nb(
+        tiers.hi, tiers.mmr, tiers.cum, tiers.n, sym, abs(q) * adv
+    ):
+        lp = isolated_liq_price_nb(tiers.lo, tiers.hi, tiers.mmr, tiers.cum, tiers.n, sym, wallet, q, cost)
+        if not np.isfinite(lp):
+            lp = adv
+        if q < 0.0:
+            return min(max(lp, mo), adv)
+        return max(min(lp, mo), adv)
+    return np.nan
+
+
+@njit(cache=True, inline="always")
+def liquidate_perp_nb(rec, n, j, c, q, cost, pv, lp, clear_rate, wallet, c_perp, c_liq):
+    """Close ``q`` perp coins at the liquidation price ``lp``: revalue from ``pv``, realize into the
+    futures ``wallet`` and charge the clearance fee ``clear_rate * |q| * lp``.
+    Returns ``(wallet, c_perp, c_liq, n)``; the position is then flat at valuation price ``lp``."""
+    c_perp += q * (lp - pv)
+    realized = q * lp - cost
+    fee = clear_rate * abs(q) * lp
+    n = push_nb(rec, n, j, c, K_LIQ, LEG_PERP, -q, lp, np.nan, realized - fee, fee)
+    return wallet + (realized - fee), c_perp, c_liq - fee, n
+
+
+@njit(cache=True, inline="always")
+def after_liquidation_nb(after_liq, s, pend_close, pend_re):
+    """The post-liquidation flags (spot close pending, re-entry pending) per the policy code."""
+    if after_liq == AFTER_CLOSE_SPOT:
+        return s != 0.0, pend_re
+    if after_liq == AFTER_REENTER:
+        return pend_close, True
+    return pend_close, pend_re
+
+
+# ------------------------------------------------------------------ margin ratio
+
+
+@njit(cache=True, inline="always")
+def maintenance_nb(q, notional, rate, cum):
+    """(maintenance margin, adverse-move denominator) of ``q`` perp coins of ``notional`` (quote)
+    in the bracket ``(rate, cum)``: the margin balance falls by ``den`` per unit of relative
+    adverse move, net of the maintenance margin's own change."""
+    mm = notional * rate - cum if notional > 0.0 else 0.0
+    den = notional * (1.0 + rate) if q < 0.0 else notional * (1.0 - rate)
+    return mm, den
+
+
+@njit(cache=True, inline="always")
+def margin_ratio_nb(mb, mm):
+    """Margin ratio: maintenance margin over margin balance (inf when the balance is not positive)."""
+    return mm / mb if mb > 0.0 else np.inf
+
+
+@njit(cache=True, inline="always")
+def isolated_margin_nb(q, notional, rate, cum, mb):
+    """(margin ratio, distance to liquidation as a fraction of the price) of an isolated
+    position of ``q`` perp coins with margin balance ``mb`` (wallet + unrealized PnL)."""
+    mm, den = maintenance_nb(q, notional, rate, cum)
+    return margin_ratio_nb(mb, mm), (mb - mm) / den
+
+
+# ------------------------------------------------------------------ equity and outputs
+
+
+@njit(cache=True, inline="always")
+def partial_sum_nb(init, c_fund, c_fee, c_slip, c_borrow):
+    """The terms of a column's equity that rarely change, summed left to right (cached by the kernels)."""
+    return init + c_fund + c_fee + c_slip + c_borrow
+
+
+@njit(cache=True, inline="always")
+def equity_nb(partial, c_spot, c_perp, c_liq):
+    """A column's equity: initial share + components, summed left to right as a plain loop would."""
+    return partial + c_spot + c_perp + c_liq
+
+
+@njit(cache=True, inline="always")
+def column_value_nb(acc, s, sv, fw, q, upnl):
+    """``acc`` plus a column's legs and futures wallet (spot value, wallet, unrealized perp PnL,
+    in that order): its part of the portfolio equity."""
+    if s != 0.0:
+        acc += s * sv
+    acc += fw
+    if q != 0.0:
+        acc += upnl
+    return acc
+
+
+@njit(cache=True, inline="always")
+def open_value_nb(acc, s, sv, q, pv, cost, fw):
+    """``acc`` plus a column's value at the open for sizing (spot value, unrealized perp PnL,
+    futures wallet, in that order)."""
+    if s != 0.0:
+        acc += s * sv
+    if q != 0.0:
+        acc += q * pv - cost
+    return acc + fw
+
+
+@njit(cache=True, inline="always")
+def store_components_nb(comps, row, c, c0, c1, c2, c3, c4, c5, c6):
+    """Write a column's seven cumulative components at ``row`` of ``comps`` (N_COMP, T|1, C)."""
+    comps[0, row, c] = c0
+    comps[1, row, c] = c1
+    comps[2, row, c] = c2
+    comps[3, row, c] = c3
+    comps[4, row, c] = c4
+    comps[5, row, c] = c5
+    comps[6, row, c] = c6
+
+
+@njit(cache=True)
+def store_final_nb(cs, out, c, flags):
+    """The one-row outputs of column ``c`` at the end of a run: its components and positions
+    from its state ``cs[c]`` where they were not written per bar."""
+    if (flags & F_COMPONENTS) == 0:
+        for m in range(N_COMP):
+            out.comps[m, 0, c] = cs[c, S_COMP + m]
+    if (flags & F_POSITIONS) == 0:
+        store_pair_nb(out.spot, out.perp, 0, c, cs[c, S_S], cs[c, S_Q])
+
+
+@njit(cache=True, inline="always")
+def store_pair_nb(a, b, row, c, x, y):
+    """Write ``x`` and ``y`` at ``(row, c)`` of two outputs (positions, or margin ratio and distance)."""
+    a[row, c] = x
+    b[row, c] = y
