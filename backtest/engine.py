@@ -8,7 +8,7 @@ When every portfolio is one column in isolated margin without top-ups it calls t
 :func:`backtest.kernels.fast.fast_range_nb` instead (same results, faster; ``kernel=``).
 It never imports vectorbt (that happens lazily in :meth:`BacktestResult.stats`).
 
-Rules of the simulation (see ``../shared/SPEC.md`` and :mod:`backtest.kernels.simulate`)
+Rules of the simulation (see the README, "The rules carry follows", and :mod:`backtest.kernels.simulate`)
 ---------------------------------------------------------------------------------------
 * **Timing.** Target row ``i`` is read at bar ``i``'s close and executed at the open of bar
   ``i + execution_delay_bars`` (delay 0, opt-in only: at bar ``i``'s close price). The position
@@ -40,7 +40,7 @@ Example::
 
     from backtest import run_backtest, BacktestConfig
     res = run_backtest(market, 1.0, BacktestConfig(perp_leverage=2))   # hold a full carry
-    res.equity, res.pnl("funding"), res.events, res.stats()
+    res.equity, res.pnl("funding"), res.events, reports.metrics.stats(res)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A slow, plain-Python reference of the engine's rules (SPEC 2, 4, 5, 6), for comparison tests.
+"""A slow, plain-Python reference of the engine's rules (README: "The rules carry follows"), for comparison tests.
 
 Written for reading, not speed: one object per column, one per portfolio, explicit wallets,
 an entry price (not a cost basis) for the perp, and every cash flow booked in a named

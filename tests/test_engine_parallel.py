@@ -17,6 +17,7 @@ from backtest.config import BacktestConfig
 from backtest.engine import OUTPUTS, run_backtest
 from backtest.result import COMPONENTS
 from data.errors import ConfigError
+from reports.metrics import stats
 from tests.reference_engine import assert_identical, random_market, write_tiers
 from tests.test_engine_reference import grid_targets
 
@@ -136,4 +137,4 @@ def test_stats_need_group_equity_per_bar(tmp_path):
     with pytest.raises(ValueError, match="group equity per bar"):
         run_backtest(m, tg, cfg, outputs=("equity",)).stats()
     st = run_backtest(m, tg, cfg, outputs=("group_equity",)).stats()
-    assert st == pytest.approx(run_backtest(m, tg, cfg, full=False).stats(), nan_ok=True)
+    assert st == pytest.approx(stats(run_backtest(m, tg, cfg, full=False)), nan_ok=True)
