@@ -135,6 +135,6 @@ def test_unknown_output_is_refused(tmp_path):
 def test_stats_need_group_equity_per_bar(tmp_path):
     m, tg, cfg, params = random_case(4, tmp_path, n_groups=1)
     with pytest.raises(ValueError, match="group equity per bar"):
-        run_backtest(m, tg, cfg, outputs=("equity",)).stats()
-    st = run_backtest(m, tg, cfg, outputs=("group_equity",)).stats()
+        stats(run_backtest(m, tg, cfg, outputs=("equity",)))
+    st = stats(run_backtest(m, tg, cfg, outputs=("group_equity",)))
     assert st == pytest.approx(stats(run_backtest(m, tg, cfg, full=False)), nan_ok=True)
