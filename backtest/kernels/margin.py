@@ -15,10 +15,10 @@ from numba import njit
 
 @njit(cache=True, inline="always")
 def flex_nb(a, i, c):
-    """Element ``(i, c)`` of a flexible 2-D parameter of shape (1, 1), (1, C), (T, 1) or (T, C)."""
-    r = i if a.shape[0] > 1 else 0
-    k = c if a.shape[1] > 1 else 0
-    return a[r, k]
+    """Element ``(i, c)`` of a flexible 2-D parameter of shape (1, 1), (1, C), (T, 1) or (T, C).
+
+    Indices may be signed or unsigned (no conditional expression mixes their types)."""
+    return a[i * (a.shape[0] > 1), c * (a.shape[1] > 1)]
 
 
 @njit(cache=True)
@@ -42,7 +42,7 @@ def maint_margin_nb(hi, mmr, cum, n_tiers, sym, notional):
 
 @njit(cache=True)
 def isolated_liq_price_nb(lo, hi, mmr, cum, n_tiers, sym, wallet, q, cost):
-    """Liquidation price of one isolated position (README: "Margin and liquidation").
+    """Liquidation price of one isolated position (SPEC 6).
 
     Solves ``wallet + q * LP - cost = |q| * LP * mmr - cum`` bracket by bracket, where
     ``cost = q * entry_price`` (quote), and returns the root whose notional ``|q| * LP`` lies

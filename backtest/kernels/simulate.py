@@ -102,8 +102,8 @@ def _balance(lam, j, a, b, grp_cols, col_sym, cs, valid, mark_open, mark_high, m
     """
     mm = 0.0
     for k in range(a, b):
-        c = grp_cols[k]
-        n = col_sym[c]
+        c = np.uint64(grp_cols[k])
+        n = np.uint64(col_sym[c])
         sc = cs[c, S_S] if port else 0.0
         qc = cs[c, S_Q]
         if sc == 0.0 and qc == 0.0:
@@ -132,8 +132,8 @@ def _cross_worst(j, a, b, grp_cols, col_sym, cs, valid, mark_high, mark_low, tie
     its maintenance margin there (after the cheap bound, see :func:`simulate_range_nb`)."""
     mm = 0.0
     for k in range(a, b):
-        c = grp_cols[k]
-        n = col_sym[c]
+        c = np.uint64(grp_cols[k])
+        n = np.uint64(col_sym[c])
         qc = cs[c, S_Q]
         if qc != 0.0:
             m = cs[c, S_PV]
@@ -398,7 +398,9 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
             any_order = False
             i = j - lag + t_off  # the target row executed at bar j
             for k in range(a, b):
-                c = grp_cols[k]
+                # unsigned column and symbol indices (here and below): numba then skips the
+                # negative-index wraparound of every array access (~10% of the kernel's instructions)
+                c = np.uint64(grp_cols[k])
                 if cs[c, S_TOPUP] == j:
                     any_due = True
                 if i >= 0:
@@ -418,8 +420,8 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
             # uses the prices of an invalid bar)
             open_all = cross or any_order or any_due
             for k in range(a, b if open_all else a):
-                c = grp_cols[k]
-                n = col_sym[c]
+                c = np.uint64(grp_cols[k])
+                n = np.uint64(col_sym[c])
                 if ref_valid[j, n]:
                     cs[c, S_COMP + C_SPOT], cs[c, S_COMP + C_PERP], cs[c, S_SV], cs[c, S_PV] = rules.revalue_nb(
                         cs[c, S_S],
@@ -439,7 +441,7 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                 nrec = _topups(j, g, a, b, mk, book, prm, run, cs, gs, rec, nrec)
                 eq = gs[g, G_CASH] + gs[g, G_FW]
                 for k in range(a, b):
-                    c = grp_cols[k]
+                    c = np.uint64(grp_cols[k])
                     eq = rules.open_value_nb(
                         eq, cs[c, S_S], cs[c, S_SV], cs[c, S_Q], cs[c, S_PV], cs[c, S_COST], cs[c, S_FW]
                     )
@@ -447,7 +449,7 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
             elif new_target:
                 # equity snapshot at the open (sizing): the state is unchanged since the open
                 for k in range(a, b):
-                    c = grp_cols[k]
+                    c = np.uint64(grp_cols[k])
                     eq = rules.open_value_nb(
                         eq, cs[c, S_S], cs[c, S_SV], cs[c, S_Q], cs[c, S_PV], cs[c, S_COST], cs[c, S_FW]
                     )
@@ -465,12 +467,12 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                 bound = 0.0
                 any_pos = False
                 for k in range(a, b):
-                    c = grp_cols[k]
+                    c = np.uint64(grp_cols[k])
                     qc = cs[c, S_Q]
                     if qc != 0.0:
                         any_pos = True
                         if not port:
-                            n = col_sym[c]
+                            n = np.uint64(col_sym[c])
                             m = cs[c, S_PV]
                             if valid[j, n]:
                                 m = mark_high[j, n] if qc < 0.0 else mark_low[j, n]
@@ -513,8 +515,8 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
             g_thr = flex_nb(topup_thr, j, grp_cols[a]) if (cross and has_topup) else np.nan
             g_margin = cross and (w_margin or g_thr == g_thr)
             for k in range(a, b):
-                c = grp_cols[k]
-                n = col_sym[c]
+                c = np.uint64(grp_cols[k])
+                n = np.uint64(col_sym[c])
                 ok = valid[j, n]
                 dirty = fills
                 sc = cs[c, S_S]
@@ -534,7 +536,7 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                             cs[c, S_TOPUP] = -1.0
                             cs[c, S_LIQ] = np.nan
                 # 5. funding
-                fv = funding_value[j, n]
+                fv = funding_value[j, n] if qc != 0.0 else 0.0
                 wallet, c_fund, famt = rules.funding_nb(
                     qc, fv, gs[g, G_FW] if cross else cs[c, S_FW], cs[c, S_COMP + C_FUND]
                 )
@@ -545,20 +547,13 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                     else:
                         cs[c, S_FW] = wallet
                 # 6. close revaluation (an invalid bar: to the reference price unless done at the open)
+                svc, pvc = cs[c, S_SV], cs[c, S_PV]
+                c_spot, c_perp = cs[c, S_COMP + C_SPOT], cs[c, S_COMP + C_PERP]
                 if ok or not (open_all or not ref_valid[j, n]):
-                    c_spot, c_perp, cs[c, S_SV], cs[c, S_PV] = rules.revalue_nb(
-                        sc,
-                        qc,
-                        cs[c, S_SV],
-                        cs[c, S_PV],
-                        spot_close[j, n] if ok else so_ref[j, n],
-                        mark_close[j, n] if ok else po_ref[j, n],
-                        cs[c, S_COMP + C_SPOT],
-                        cs[c, S_COMP + C_PERP],
-                    )
-                    cs[c, S_COMP + C_SPOT], cs[c, S_COMP + C_PERP] = c_spot, c_perp
-                svc = cs[c, S_SV]
-                pvc = cs[c, S_PV]
+                    sx = spot_close[j, n] if ok else so_ref[j, n]
+                    px = mark_close[j, n] if ok else po_ref[j, n]
+                    c_spot, c_perp, svc, pvc = rules.revalue_nb(sc, qc, svc, pvc, sx, px, c_spot, c_perp)
+                    cs[c, S_COMP + C_SPOT], cs[c, S_COMP + C_PERP], cs[c, S_SV], cs[c, S_PV] = c_spot, c_perp, svc, pvc
                 # 7. borrow
                 br = 0.0
                 bamt = 0.0
@@ -606,11 +601,13 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                     g_coll += sc * svc * w
                     if qc == 0.0:
                         g_den += abs(sc * svc * w)
+                partial = cs[c, S_COMP7]
                 if dirty:
-                    cs[c, S_COMP7] = rules.partial_sum_nb(
+                    partial = rules.partial_sum_nb(
                         cs[c, S_INIT], cs[c, S_COMP], cs[c, S_COMP + 1], cs[c, S_COMP + 2], cs[c, S_COMP + 3]
                     )
-                equity[rj, c] = rules.equity_nb(cs[c, S_COMP7], cs[c, S_COMP + 4], cs[c, S_COMP + 5], cs[c, S_COMP + 6])
+                    cs[c, S_COMP7] = partial
+                equity[rj, c] = rules.equity_nb(partial, c_spot, c_perp, cs[c, S_COMP + C_LIQ])
                 if w_margin:
                     rules.store_pair_nb(mr_out, dl_out, j, c, mr, dl)
                 if w_comp:
@@ -642,7 +639,7 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                     gs[g, G_TOPUP] = j + 1 + run.topup_delay
                 if w_margin:
                     for k in range(a, b):
-                        c = grp_cols[k]
+                        c = np.uint64(grp_cols[k])
                         if cs[c, S_Q] != 0.0:
                             rules.store_pair_nb(mr_out, dl_out, j, c, mr, dl)
     # scheduled top-ups, counted from the end of this run for the run over the next bars
