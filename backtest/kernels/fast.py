@@ -45,12 +45,12 @@ def _scatter_by_bar(scr, m, rec, base, j0, j1):
     """
     cnt = np.zeros(j1 - j0 + 1, np.int64)
     for r in range(m):
-        cnt[np.int64(scr[r, 0]) - j0 + 1] += 1
+        cnt[np.int64(scr[r, layout.R_BAR]) - j0 + 1] += 1
     for b in range(1, j1 - j0 + 1):
         cnt[b] += cnt[b - 1]
     R = rec.shape[0]
     for r in range(m):
-        b = np.int64(scr[r, 0]) - j0
+        b = np.int64(scr[r, layout.R_BAR]) - j0
         dst = base + cnt[b]
         cnt[b] += 1
         if dst < R:

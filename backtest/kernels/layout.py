@@ -22,8 +22,9 @@ N_COMP = 7
 C_FUND, C_FEE, C_SLIP, C_BORROW, C_SPOT, C_PERP, C_LIQ = 0, 1, 2, 3, 4, 5, 6
 
 #: Event records: rows of a float64 (R, N_REC_FIELDS) buffer with the fields bar, column (or
-#: ``-1 - group`` for a portfolio's transfer), kind, leg, qty, price, rate, cash, fee (see
-#: :mod:`backtest.result` for their meaning).
+#: ``-1 - group`` for a portfolio's transfer), kind (``K_*``), leg (``LEG_*``), qty, price, rate,
+#: cash, fee (see :mod:`backtest.result` for their meaning), at these positions.
+R_BAR, R_COL, R_KIND, R_LEG, R_QTY, R_PRICE, R_RATE, R_CASH, R_FEE = 0, 1, 2, 3, 4, 5, 6, 7, 8
 N_REC_FIELDS = 9
 K_FILL, K_FUNDING, K_BORROW, K_TRANSFER, K_LIQ = 0, 1, 2, 3, 4
 LEG_SPOT, LEG_PERP, LEG_NONE = 0, 1, -1

@@ -53,6 +53,15 @@ from backtest.kernels.layout import (
     LEG_SPOT,
     MIN_TRANSFER,
     N_COMP,
+    R_BAR,
+    R_CASH,
+    R_COL,
+    R_FEE,
+    R_KIND,
+    R_LEG,
+    R_PRICE,
+    R_QTY,
+    R_RATE,
     S_COMP,
     S_Q,
     S_S,
@@ -69,15 +78,15 @@ def push_nb(rec, n, bar, col, kind, leg, qty, price, rate, cash, fee):
     Unsigned indices: numba skips the negative-index wraparound on them."""
     if n < rec.shape[0]:
         r = np.uint64(n)
-        rec[r, np.uint64(0)] = bar
-        rec[r, np.uint64(1)] = col
-        rec[r, np.uint64(2)] = kind
-        rec[r, np.uint64(3)] = leg
-        rec[r, np.uint64(4)] = qty
-        rec[r, np.uint64(5)] = price
-        rec[r, np.uint64(6)] = rate
-        rec[r, np.uint64(7)] = cash
-        rec[r, np.uint64(8)] = fee
+        rec[r, np.uint64(R_BAR)] = bar
+        rec[r, np.uint64(R_COL)] = col
+        rec[r, np.uint64(R_KIND)] = kind
+        rec[r, np.uint64(R_LEG)] = leg
+        rec[r, np.uint64(R_QTY)] = qty
+        rec[r, np.uint64(R_PRICE)] = price
+        rec[r, np.uint64(R_RATE)] = rate
+        rec[r, np.uint64(R_CASH)] = cash
+        rec[r, np.uint64(R_FEE)] = fee
     return n + 1
 
 

@@ -60,6 +60,7 @@ from backtest.kernels.layout import (
     G_CASH,
     G_FW,
     G_TOPUP,
+    R_BAR,
     S_COMP,
     S_COMP7,
     S_COST,
@@ -707,7 +708,7 @@ def merge_records_nb(rec, rec_bounds, counts):
     for r in range(total):
         best = -1
         for h in range(nch):
-            if pos[h] < end[h] and (best < 0 or rec[pos[h], 0] < rec[pos[best], 0]):
+            if pos[h] < end[h] and (best < 0 or rec[pos[h], R_BAR] < rec[pos[best], R_BAR]):
                 best = h
         src = pos[best]
         for f in range(rec.shape[1]):
