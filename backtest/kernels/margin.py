@@ -42,7 +42,7 @@ def maint_margin_nb(hi, mmr, cum, n_tiers, sym, notional):
 
 @njit(cache=True)
 def isolated_liq_price_nb(lo, hi, mmr, cum, n_tiers, sym, wallet, q, cost):
-    """Liquidation price of one isolated position (SPEC 6).
+    """Liquidation price of one isolated position (README: "Margin and liquidation").
 
     Solves ``wallet + q * LP - cost = |q| * LP * mmr - cum`` bracket by bracket, where
     ``cost = q * entry_price`` (quote), and returns the root whose notional ``|q| * LP`` lies
