@@ -12,7 +12,8 @@ import pytest
 from backtest.buffers import OUTPUT_POOL, BufferPool
 from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
-from tests.reference_engine import assert_identical, random_market
+from data.synthetic import random_market
+from tests.reference_engine import assert_identical
 
 MB = 1 << 20
 

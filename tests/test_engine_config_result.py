@@ -17,10 +17,10 @@ from backtest.engine import run_backtest
 from backtest.result import COMPONENTS
 from backtest.tiers import TierTable, load_tiers
 from data.errors import ConfigError
+from data.synthetic import random_market
 from reports.keys import SUMMARY_KEYS
 from reports.metrics import stats
 from tests.conftest import shared_data_path
-from tests.reference_engine import random_market
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -17,8 +17,9 @@ from backtest.config import BacktestConfig
 from backtest.engine import OUTPUTS, run_backtest
 from backtest.result import COMPONENTS
 from data.errors import ConfigError
+from data.synthetic import random_market, write_tiers
 from reports.metrics import stats
-from tests.reference_engine import assert_identical, random_market, write_tiers
+from tests.reference_engine import assert_identical
 from tests.test_engine_reference import grid_targets
 
 

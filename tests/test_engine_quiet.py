@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from backtest.config import BacktestConfig
 from backtest.targets import Targets
-from tests.reference_engine import random_market
+from data.synthetic import random_market
 from tests.test_engine_reference import CAPITAL, compare
 
 

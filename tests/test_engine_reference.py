@@ -17,7 +17,6 @@ from backtest.result import COMPONENTS
 from backtest.targets import Targets
 from data import synthetic
 from data.synthetic import random_market, write_tiers
-from tests import reference_engine
 from tests.reference_engine import run_reference
 
 CAPITAL = 10_000.0
@@ -210,31 +209,3 @@ def test_market_borrow_series_matches_reference(rng, random_market_factory):
     cfg = BacktestConfig(borrow_rate_source="market")
     res = compare(m, targets, cfg)
     assert res.pnl("borrow").iloc[-1, 0] < 0
-
-
-@pytest.mark.parametrize("seed", range(12))
-def test_synthetic_random_market_equals_the_reference_copy(seed, tmp_path):
-    """data.synthetic's random market, targets and tiers file are the ones these tests were written
-    with (``tests/reference_engine.py``'s copies): every array equal for the same generator state."""
-    from dataclasses import fields
-
-    T, N = 5 + 7 * seed, 1 + seed % 3
-    kw = dict(vol=0.01 + 0.01 * (seed % 3), wick=0.05, invalid_frac=(0.0, 0.1)[seed % 2], funding_every=1 + seed % 8)
-    ra, rb = np.random.default_rng(seed), np.random.default_rng(seed)
-    a, b = reference_engine.random_market(ra, T, N, **kw), random_market(rb, T, N, **kw)
-    arrays = 0
-    for f in fields(a):
-        x, y = getattr(a, f.name), getattr(b, f.name)
-        if isinstance(x, np.ndarray):
-            assert x.dtype == y.dtype and np.array_equal(x, y, equal_nan=True), f.name
-            arrays += 1
-        elif isinstance(x, pd.Index):
-            assert x.equals(y), f.name
-        else:
-            assert x == y, f.name
-    assert arrays >= 15
-    assert ra.bit_generator.state == rb.bit_generator.state  # the same number of draws
-    paths = (tmp_path / "a.json", tmp_path / "b.json")
-    reference_engine.write_tiers(paths[0], a.symbols)
-    assert write_tiers(paths[1], b.symbols) == str(paths[1])
-    assert paths[0].read_bytes() == paths[1].read_bytes()

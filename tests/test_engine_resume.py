@@ -20,7 +20,8 @@ from backtest.engine import LEAN_OUTPUTS, run_backtest
 from backtest.result import BacktestResult
 from backtest.state import EngineState
 from data.errors import ConfigError
-from tests.reference_engine import assert_identical, random_market, write_tiers
+from data.synthetic import random_market, write_tiers
+from tests.reference_engine import assert_identical
 from tests.test_engine_fast import random_case
 from tests.test_engine_reference import grid_targets
 
