@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from data.catalog import Catalog, PartitionKey
 from data.errors import ConfigError, DataError, did_you_mean, unknown_name
-from data.market import Market
+from data.market import PRICE_FIELDS, Market
 from data.schema import Kind, timeframe_minutes
 from data.symbols import perp_candidates, split_symbol, spot_symbol
 from data.units import to_ms
@@ -387,25 +387,7 @@ def load_market(
     index = pd.DatetimeIndex(pd.to_datetime(t0 + step_t * np.arange(n_bars, dtype=np.int64), unit="ms", utc=True))
     shape = (n_bars, len(plans))
 
-    out = {
-        name: np.full(shape, np.nan)
-        for name in (
-            "spot_open",
-            "spot_high",
-            "spot_low",
-            "spot_close",
-            "spot_volume",
-            "perp_open",
-            "perp_high",
-            "perp_low",
-            "perp_close",
-            "perp_volume",
-            "mark_open",
-            "mark_high",
-            "mark_low",
-            "mark_close",
-        )
-    }
+    out = {name: np.full(shape, np.nan) for name in PRICE_FIELDS}
     funding_rate = np.zeros(shape)
     funding_value = np.zeros(shape)
     funding_count = np.zeros(shape, dtype=np.int32)
@@ -471,22 +453,7 @@ def load_market(
         po, ph, pl, pc, pv, p_ok, p_fill = _resample_series(perp, k)
         mo, mh, ml, mc, _, m_ok, m_fill = _resample_series(mk, k)
         for name, arr in zip(
-            (
-                "spot_open",
-                "spot_high",
-                "spot_low",
-                "spot_close",
-                "spot_volume",
-                "perp_open",
-                "perp_high",
-                "perp_low",
-                "perp_close",
-                "perp_volume",
-                "mark_open",
-                "mark_high",
-                "mark_low",
-                "mark_close",
-            ),
+            PRICE_FIELDS,
             (so, sh, sl, sc, sv, po, ph, pl, pc, pv, mo, mh, ml, mc),
         ):
             out[name][:, j] = arr
