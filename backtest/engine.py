@@ -6,7 +6,7 @@ NumPy arrays packed in the kernels' argument tuples (:mod:`backtest.kernels.layo
 :func:`~backtest.kernels.simulate.simulate_parallel_nb` with ``parallel=True``) and wraps the output.
 When every portfolio is one column in isolated margin without top-ups it calls the specialised
 :func:`backtest.kernels.fast.fast_range_nb` instead (same results, faster; ``kernel=``).
-It never imports vectorbt (that happens lazily in :meth:`BacktestResult.stats`).
+It never imports vectorbt; the summary statistics of a result are in :mod:`reports.metrics`.
 
 Rules of the simulation (see the README, "The rules carry follows", and :mod:`backtest.kernels.simulate`)
 ---------------------------------------------------------------------------------------
@@ -40,7 +40,7 @@ Example::
 
     from backtest import run_backtest, BacktestConfig
     res = run_backtest(market, 1.0, BacktestConfig(perp_leverage=2))   # hold a full carry
-    res.equity, res.pnl("funding"), res.events, reports.metrics.stats(res)
+    res.equity, res.pnl("funding"), res.events   # statistics: reports.metrics.stats(res)
 """
 
 from __future__ import annotations

@@ -344,14 +344,14 @@ CLI_CASES = [
         "argparse-param-chunk",
         ["sweep", "--strategy", "funding_threshold", "--grid", "entry=0.05,0.1", "--param-chunk", "-1", *RUN],
         2,
-        ["--param-chunk", "-1 is below 1"],
+        ["--param-chunk", "expected a whole number >= 1", "'-1'"],
         None,
     ),
     (
         "argparse-workers",
         ["sweep", "--strategy", "funding_threshold", "--grid", "entry=0.05,0.1", "--workers", "0", *RUN],
         2,
-        ["--workers", "0 is below 1"],
+        ["--workers", "expected a whole number >= 1", "'0'"],
         None,
     ),
 ]

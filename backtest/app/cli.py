@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from backtest.app.argtypes import non_negative, whole_number
 from data.errors import CarryError, DataError, one_line
 
 EPILOG_DATA = """examples:
@@ -262,37 +263,15 @@ def _add_run_commands(sub) -> None:
         formatter_class=_formatter,
     )
     sc.add_argument(
-        "--window", type=_positive_int, default=21, help="trailing settlements for the regime sign (default 21)"
+        "--window", type=whole_number(1), default=21, help="trailing settlements for the regime sign (default 21)"
     )
-    sc.add_argument("--min-days", type=_non_negative, default=14.0, help="shortest regime, days (default 14)")
+    sc.add_argument("--min-days", type=non_negative, default=14.0, help="shortest regime, days (default 14)")
     _run_options(sc)
     sc.set_defaults(func=commands.cmd_scan)
 
     st = sub.add_parser("strategies", help="list the registered strategies and their parameters")
     _strategy_file_option(st)
     st.set_defaults(func=commands.cmd_strategies)
-
-
-def _positive_int(text: str) -> int:
-    """An argparse type: a whole number >= 1 (a bad value is a usage error, exit code 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    """An argparse type: a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
 
 
 def _version() -> str:

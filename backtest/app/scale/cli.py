@@ -8,23 +8,9 @@ import sys
 
 import pandas as pd
 
+from backtest.app.argtypes import whole_number
 from backtest.app.scale.plan import format_bytes
 from backtest.app.scale.sweep import run_sweep
-
-
-def _count(minimum: int):
-    """An argparse type: a whole number >= ``minimum`` (a usage error, exit 2, otherwise)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} is below {minimum}")
-        return value
-
-    return parse
 
 
 def add_scale_options(parser: argparse.ArgumentParser) -> None:
@@ -42,9 +28,9 @@ def add_scale_options(parser: argparse.ArgumentParser) -> None:
         metavar="SIZE",
         help="working-set budget, e.g. 4GB (in-process: for all workers; Dask: per task)",
     )
-    g.add_argument("--workers", type=_count(1), default=None, help="in-process worker processes (default 1)")
-    g.add_argument("--symbol-chunk", type=_count(1), default=None, metavar="N", help="symbols per task")
-    g.add_argument("--param-chunk", type=_count(1), default=None, metavar="M", help="parameter sets per task")
+    g.add_argument("--workers", type=whole_number(1), default=None, help="in-process worker processes (default 1)")
+    g.add_argument("--symbol-chunk", type=whole_number(1), default=None, metavar="N", help="symbols per task")
+    g.add_argument("--param-chunk", type=whole_number(1), default=None, metavar="M", help="parameter sets per task")
     g.add_argument(
         "--time-chunk",
         default=None,
@@ -65,7 +51,9 @@ def add_scale_options(parser: argparse.ArgumentParser) -> None:
         metavar="FREQ",
         help="sample equity curves at this period (default 1D; 'none' for no curves)",
     )
-    g.add_argument("--retries", type=_count(0), default=2, help="Dask: resubmissions of a failing task (default 2)")
+    g.add_argument(
+        "--retries", type=whole_number(0), default=2, help="Dask: resubmissions of a failing task (default 2)"
+    )
 
 
 def wants_scale(args) -> bool:
