@@ -31,7 +31,7 @@ DEFAULT_MAINTENANCE_MARGIN_RATE = 0.005
 ORDER_TYPES = ("taker", "maker")
 MARGIN_MODES = ("isolated", "cross", "portfolio")
 BORROW_SOURCES = ("constant", "market")
-AFTER_LIQUIDATION = ("close_spot", "hold_spot", "reenter")
+AFTER_LIQUIDATION = ("close_and_reenter", "close_spot", "hold_spot", "reenter")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,11 +91,32 @@ class BacktestConfig:
         Bars between detection (at a bar close) and the transfer: 0 = next bar open.
     rebalance_delta_band : float or None
         Re-hedge the perp to ``-spot qty`` when ``|spot + perp| > band * |spot|`` (coins).
-        None disables it.
-    after_liquidation : {'close_spot', 'hold_spot', 'reenter'}
-        What happens to the unhedged spot leg after a perp liquidation: close it at the next
-        bar open (default), keep it until the target changes, or trade straight back to the
-        current target.
+        None disables it (the default: every order trades both legs by the same coins).
+    rebalance_every_hours : float or None
+        Rebalancing schedule, hours (UTC-aligned periods: 24 = at the first bar of each UTC
+        day). At each period's first bar a column holding its target is traded back to
+        ``target x portfolio equity x share x L/(L+1)`` spot notional (perp at ``-spot``, futures
+        wallet reset to ``notional / L``) when its spot notional has drifted past
+        ``rebalance_notional_band`` (or always, when the band is None). None: the band is
+        checked at every bar. Default 24.
+    rebalance_notional_band : float or None
+        Rebalancing tolerance, a fraction of the target notional (0.10 = 10%): the drift
+        ``| |spot| x spot price - target notional |`` must exceed ``band x target notional``.
+        Default 0.10. Both None: no rebalancing (a position floats with the price).
+    after_liquidation : {'close_and_reenter', 'close_spot', 'hold_spot', 'reenter'}
+        What follows a liquidation (of the perp, or of a borrowed spot leg): close the
+        unhedged leg at the next bar open and re-enter the standing target after
+        ``reentry_cooldown_hours`` (default); close it and stay flat until the target changes;
+        keep it until the target changes; or trade straight back to the target at the next bar.
+    reentry_cooldown_hours : float
+        Hours from a liquidation to the re-entry of ``close_and_reenter`` (at least one bar).
+        Default 24.
+    spot_margin_liquidation_level : float
+        Margin level (total assets / (borrowed coins x spot price + accrued interest)) at which
+        the margin account of a borrowed spot leg (reverse carry) is liquidated, checked at the
+        bar's spot high. Binance: 1.1. Not in portfolio margin (one account). Default 1.1.
+    spot_liquidation_fee_rate : float
+        Fee of a margin-account liquidation, fraction of the bought-back value (Binance: 2%).
     """
 
     initial_capital_quote: float = 10_000.0
@@ -119,7 +140,12 @@ class BacktestConfig:
     topup_margin_ratio: float | None = None
     topup_delay_bars: int = 0
     rebalance_delta_band: float | None = None
-    after_liquidation: str = "close_spot"
+    rebalance_every_hours: float | None = 24.0
+    rebalance_notional_band: float | None = 0.10
+    after_liquidation: str = "close_and_reenter"
+    reentry_cooldown_hours: float = 24.0
+    spot_margin_liquidation_level: float = 1.1
+    spot_liquidation_fee_rate: float = 0.02
 
     def __post_init__(self) -> None:
         def num(name: str, lo: float | None = 0.0, strict: bool = False, optional: bool = False) -> None:
@@ -157,6 +183,11 @@ class BacktestConfig:
         num("spot_collateral_haircut")
         num("topup_margin_ratio", strict=True, optional=True)
         num("rebalance_delta_band", optional=True)
+        num("rebalance_every_hours", strict=True, optional=True)
+        num("rebalance_notional_band", optional=True)
+        num("reentry_cooldown_hours")
+        num("spot_margin_liquidation_level", lo=1.0, strict=True)
+        num("spot_liquidation_fee_rate")
         choice("order_type", ORDER_TYPES)
         choice("margin_mode", MARGIN_MODES)
         choice("borrow_rate_source", BORROW_SOURCES)

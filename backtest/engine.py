@@ -45,6 +45,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,7 @@ import pandas as pd
 from backtest.buffers import OUTPUT_POOL
 from backtest.config import DEFAULT_MAINTENANCE_MARGIN_RATE, BacktestConfig
 from backtest.kernels.layout import (
+    AFTER_CLOSE_REENTER,
     AFTER_CLOSE_SPOT,
     AFTER_HOLD_SPOT,
     AFTER_REENTER,
@@ -62,11 +64,14 @@ from backtest.kernels.layout import (
     F_EQUITY,
     F_GROUP_EQUITY,
     F_HAS_BAND,
+    F_HAS_REB,
     F_HAS_TOPUP,
     F_MARGIN,
     F_POSITIONS,
     N_COMP,
     N_REC_FIELDS,
+    S_BPREV,
+    S_MRF,
     Book,
     MarketArrays,
     Outputs,
@@ -79,7 +84,7 @@ from backtest.targets import Targets
 from backtest.tiers import TierTable, load_tiers
 from data.errors import ConfigError
 from data.market import Market
-from data.units import bar_hours
+from data.units import MS_PER_HOUR, bar_hours
 
 if TYPE_CHECKING:
     from backtest.state import EngineState
@@ -98,8 +103,15 @@ COLUMN_PARAMS = (
     "clearance_fee_rate",
     "topup_margin_ratio",
     "rebalance_delta_band",
+    "rebalance_every_hours",
+    "rebalance_notional_band",
 )
-AFTER_LIQ_CODES = {"close_spot": AFTER_CLOSE_SPOT, "hold_spot": AFTER_HOLD_SPOT, "reenter": AFTER_REENTER}
+AFTER_LIQ_CODES = {
+    "close_and_reenter": AFTER_CLOSE_REENTER,
+    "close_spot": AFTER_CLOSE_SPOT,
+    "hold_spot": AFTER_HOLD_SPOT,
+    "reenter": AFTER_REENTER,
+}
 #: Names accepted by ``run_backtest(outputs=...)``: per-bar outputs, plus ``"events"`` for the
 #: per-bar cash-flow events (funding settlements and borrow charges; fills, transfers and
 #: liquidations are always recorded).
@@ -253,16 +265,21 @@ def run_backtest(
                 + f"; allowed: {list(COLUMN_PARAMS)}"
             )
         params[name] = value
-    for name in ("topup_margin_ratio", "rebalance_delta_band"):
+    for name in ("topup_margin_ratio", "rebalance_delta_band", "rebalance_every_hours", "rebalance_notional_band"):
         if params[name] is None:
             params[name] = np.nan if name == "topup_margin_ratio" else np.inf
     shape = (T, C)
     fx = {name: _flex(name, value, shape) for name, value in params.items()}
     for name, a in fx.items():
-        if name == "perp_leverage" and not (a > 0).all():
-            raise ConfigError("perp_leverage must be > 0 in every column")
+        if name in ("perp_leverage", "rebalance_every_hours") and not (a > 0).all():
+            raise ConfigError(f"{name} must be > 0 in every column")
         if name not in ("topup_margin_ratio",) and (a < 0).any():
             raise ConfigError(f"{name} must be >= 0 in every column")
+    # rebalancing: the schedule in ms (inf: check every bar) and the tolerance (inf: never;
+    # 0 when only the schedule is set: rebalance at every period)
+    every_h, band_reb = fx["rebalance_every_hours"], fx["rebalance_notional_band"]
+    reb_every_ms = _ro(every_h * MS_PER_HOUR)
+    reb_band = _ro(np.where(np.isinf(band_reb) & np.isfinite(every_h), 0.0, band_reb))
     taker = config.order_type == "taker"
     spot_fee = fx["spot_taker_fee_rate" if taker else "spot_maker_fee_rate"]
     perp_fee = fx["perp_taker_fee_rate" if taker else "perp_maker_fee_rate"]
@@ -321,6 +338,7 @@ def run_backtest(
         so_ref, po_ref, ref_valid = _ro(so_ref), _ro(po_ref), np.ascontiguousarray(ref_valid)
     tiers = tier_table(market, config)
     hours = bar_hours(market)
+    bar_ms = int(round(hours * MS_PER_HOUR))
 
     if outputs is None:
         outputs = OUTPUTS if full else LEAN_OUTPUTS
@@ -343,6 +361,8 @@ def run_backtest(
         kflags |= F_HAS_BAND
     if not np.isnan(fx["topup_margin_ratio"]).all():
         kflags |= F_HAS_TOPUP
+    if np.isfinite(reb_band).any():
+        kflags |= F_HAS_REB
     G = len(uniq)
     fast_ok = (
         config.margin_mode == "isolated"
@@ -390,6 +410,9 @@ def run_backtest(
         market.funding_rate,
         _ro(state.last_spot_volume),
         _ro(state.last_perp_volume),
+        market.spot_open,
+        market.spot_high,
+        _ro_int(market.index.as_unit("ms").asi8),
     )
     book = Book(_ro(target_rows), weights, tg.column_symbol, _ro_int(order), _ro_int(starts), t_off)
     prm = Params(
@@ -402,6 +425,8 @@ def run_backtest(
         fx["clearance_fee_rate"],
         fx["topup_margin_ratio"],
         fx["rebalance_delta_band"],
+        reb_every_ms,
+        reb_band,
     )
     tier_arrays = Tiers(
         _ro(tiers.min_notional),
@@ -419,6 +444,10 @@ def run_backtest(
         int(config.topup_delay_bars),
         AFTER_LIQ_CODES[config.after_liquidation],
         kflags,
+        bar_ms,
+        max(1, math.ceil(config.reentry_cooldown_hours * MS_PER_HOUR / bar_ms - 1e-9)),
+        0.0 if config.margin_mode == "portfolio" else float(config.spot_margin_liquidation_level),
+        float(config.spot_liquidation_fee_rate),
     )
     st = StateArrays(col_state, grp_state)
     kout = Outputs(equity, group_equity, comps, spot_out, perp_out, mr_out, dl_out)
@@ -456,6 +485,7 @@ def run_backtest(
             col_state[:], grp_state[:] = state.columns, state.groups
             counts = K.simulate_parallel_nb(use_fast, bounds, rec_bounds, *args, rec)
         records = K.merge_records_nb(rec, rec_bounds, counts)
+    col_state[:, S_BPREV : S_MRF + 1] = 0.0  # the kernels' per-bar scratch slots
     if shared_equity:
         group_equity = equity
         if "equity" not in outputs:

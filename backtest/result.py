@@ -22,8 +22,11 @@ import pandas as pd
 
 from data.errors import ConfigError, unknown_name
 
-COMPONENTS = ("funding", "fees", "slippage", "borrow", "spot_price", "perp_price", "liquidation")
-EVENT_KINDS = ("fill", "funding", "borrow", "transfer", "liquidation")
+#: Cumulative PnL components (quote): ``spot_price``/``perp_price`` are the price PnL of each
+#: leg's hedged coins (their sum is the basis PnL), ``unhedged`` the price PnL of coins of one
+#: leg without a matching opposite leg (after a liquidation, before the re-entry).
+COMPONENTS = ("funding", "fees", "slippage", "borrow", "spot_price", "perp_price", "liquidation", "unhedged")
+EVENT_KINDS = ("fill", "funding", "borrow", "transfer", "liquidation", "stop")
 LEGS = {0: "spot", 1: "perp"}
 #: Attributes of a :meth:`BacktestResult.from_kernel` result built on first access (pandas
 #: wrapping costs milliseconds per run, which matters for many small runs).

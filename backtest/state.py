@@ -23,7 +23,20 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from backtest.kernels.layout import G_CASH, G_TOPUP, NSC, NSG, S_COMP7, S_INIT, S_LASTX, S_LIQ, S_PV, S_SV, S_TOPUP
+from backtest.kernels.layout import (
+    G_CASH,
+    G_TOPUP,
+    NSC,
+    NSG,
+    S_COMP7,
+    S_INIT,
+    S_LASTX,
+    S_LIQ,
+    S_PRE,
+    S_PV,
+    S_SV,
+    S_TOPUP,
+)
 from data.errors import ConfigError
 
 
@@ -85,6 +98,7 @@ class EngineState:
         for k in (S_SV, S_PV, S_LASTX, S_LIQ):
             cols[:, k] = np.nan
         cols[:, S_TOPUP] = -1.0
+        cols[:, S_PRE] = -1.0
         size = np.bincount(gid, minlength=G).astype(np.float64)
         cols[:, S_INIT] = capital / size[gid] if C else 0.0
         cols[:, S_COMP7] = cols[:, S_INIT]

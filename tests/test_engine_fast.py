@@ -1,7 +1,8 @@
 """The specialised one-column isolated kernel (:mod:`backtest.kernels.fast`) equals the general one.
 
-Random single-column isolated portfolios (liquidations, funding, borrow, delays 0/1/2,
-invalid bars, every after-liquidation policy, delta bands, weights, per-bar parameters,
+Random single-column isolated portfolios (liquidations of the perp and of the borrowed spot
+leg's margin account, funding, borrow, delays 0/1/2, invalid bars, every after-liquidation
+policy and cool-down, rebalancing schedules and bands, delta bands, weights, per-bar parameters,
 tiers, output subsets, parallel runs) go through ``kernel="general"`` and ``kernel="fast"``;
 every output and the events table must be identical (bit for bit, which implies the 1e-12
 relative agreement asked for).
@@ -73,7 +74,11 @@ def random_case(seed, tmp_path):
         slippage_bps=float(rng.choice([0.0, 1.0, 5.0])),
         volume_participation_coefficient=float(rng.choice([0.0, 0.01])),
         rebalance_delta_band=[None, 0.02, 0.0][seed % 3],
-        after_liquidation=["close_spot", "hold_spot", "reenter"][(seed // 3) % 3],
+        after_liquidation=["close_spot", "hold_spot", "reenter", "close_and_reenter"][(seed // 3) % 4],
+        reentry_cooldown_hours=float(rng.choice([0.0, 3.0, 24.0])),
+        rebalance_every_hours=[24.0, None, None, 4.0][seed % 4],
+        rebalance_notional_band=[0.1, None, 0.05, None][seed % 4],
+        spot_margin_liquidation_level=float(rng.choice([1.1, 1.5, 1.9])),
         execution_delay_bars=[1, 0, 2][(seed // 9) % 3],
         allow_same_bar_execution=True,
         order_type=["taker", "maker"][seed % 2],
@@ -93,6 +98,8 @@ def random_case(seed, tmp_path):
         params["perp_leverage"] = rng.uniform(1.0, 30.0, (m.n_bars, n_cols))
         params["clearance_fee_rate"] = rng.uniform(0.0, 0.02, n_cols)
         params["rebalance_delta_band"] = rng.choice([0.0, 0.01, np.inf], n_cols)
+        params["rebalance_notional_band"] = rng.choice([0.0, 0.02, np.inf], n_cols)
+        params["rebalance_every_hours"] = rng.choice([1.0, 6.0, np.inf], n_cols)
     return m, tg, cfg, params
 
 
@@ -110,14 +117,17 @@ def test_fast_kernel_equals_general(tmp_path, seed):
 
 def test_fast_cases_cover_every_event_kind(tmp_path):
     liq = 0
+    spot_liq = 0
     kinds = set()
     for seed in range(0, N_SEEDS, 4):
         m, tg, cfg, params = random_case(seed, tmp_path)
         ev = run_backtest(m, tg, cfg, column_params=params).events
         kinds |= set(ev["kind"])
         liq += int((ev["kind"] == "liquidation").sum())
+        spot_liq += int(((ev["kind"] == "liquidation") & (ev["leg"] == "spot")).sum())
     assert kinds >= {"fill", "funding", "borrow", "transfer", "liquidation"}
     assert liq > 0
+    assert spot_liq > 0
 
 
 @pytest.mark.parametrize("seed", range(0, N_SEEDS, 5))

@@ -15,6 +15,9 @@ from reports.metrics import stats
 from tests.conftest import shared_data_path
 
 ZERO = dict(spot_taker_fee_rate=0.0, perp_taker_fee_rate=0.0, slippage_bps=0.0, borrow_annual_rate=0.0)
+#: The liquidation rules alone: positions float with the price (no rebalancing; the default
+#: re-entry after 24 hours falls beyond these 12 bars; tests/test_engine_desk.py covers both).
+ZERO = dict(ZERO, rebalance_every_hours=None, rebalance_notional_band=None)
 T = 12
 
 
@@ -47,8 +50,10 @@ def test_isolated_short_liquidates_on_first_bar_crossing_at_closed_form_price():
     assert len(ev) == 1 and ev.time[0] == m.index[5]
     assert ev.price[0] == pytest.approx(lp, rel=1e-12)
     assert ev.qty[0] == pytest.approx(100.0, rel=1e-12)
-    assert ev.fee[0] == pytest.approx(0.01 * 100 * lp, rel=1e-12)
-    assert res.pnl("liquidation").iloc[5, 0] == pytest.approx(-0.01 * 100 * lp, rel=1e-12)
+    # the clearance fee (1% of the notional) is floored at the margin left at the liquidation
+    # price: the maintenance margin, 0.5% of the notional
+    assert ev.fee[0] == pytest.approx(0.005 * 100 * lp, rel=1e-12)
+    assert res.pnl("liquidation").iloc[5, 0] == pytest.approx(-0.005 * 100 * lp, rel=1e-12)
     assert res.pnl("perp_price").iloc[-1, 0] == pytest.approx(-100 * (lp - 100), rel=1e-12)
     # distance to liquidation at a calm bar close (mark 100) points at the same price
     assert 100 * (1 + res.distance_to_liquidation.iloc[2, 0]) == pytest.approx(lp, rel=1e-12)

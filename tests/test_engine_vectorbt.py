@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
+from backtest.targets import Targets
 
 
 @pytest.mark.seed(5)
@@ -24,7 +27,10 @@ def test_legs_match_vectorbt_from_orders(leverage, slip, rng, random_market_fact
         mark={k: getattr(m, f"mark_{k}") for k in ("open", "high", "low", "close")},
     )  # no funding
     tg = np.where(rng.random((T, N)) < 0.05, rng.choice([-1.0, -0.4, 0.0, 0.6, 1.0], (T, N)), np.nan)
+    tg = dataclasses.replace(Targets.from_array(m, tg), group=np.arange(N))  # a portfolio per symbol: no shared cash
     cfg = BacktestConfig(
+        rebalance_every_hours=None,  # fills on target changes only
+        rebalance_notional_band=None,
         perp_leverage=leverage,
         slippage_bps=slip,
         spot_taker_fee_rate=0.001,

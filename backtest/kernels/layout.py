@@ -17,44 +17,58 @@ from typing import NamedTuple
 
 import numpy as np
 
-#: Cumulative cost components of a column (quote, signed: + is a gain).
-N_COMP = 7
-C_FUND, C_FEE, C_SLIP, C_BORROW, C_SPOT, C_PERP, C_LIQ = 0, 1, 2, 3, 4, 5, 6
+#: Cumulative cost components of a column (quote, signed: + is a gain). ``C_SPOT``/``C_PERP`` hold
+#: the price PnL of the hedged coins of each leg, ``C_UNH`` that of a leg's coins without a
+#: matching opposite leg (see ``rules.revalue_nb``).
+N_COMP = 8
+C_FUND, C_FEE, C_SLIP, C_BORROW, C_SPOT, C_PERP, C_LIQ, C_UNH = 0, 1, 2, 3, 4, 5, 6, 7
 
 #: Event records: rows of a float64 (R, N_REC_FIELDS) buffer with the fields bar, column (or
 #: ``-1 - group`` for a portfolio's transfer), kind (``K_*``), leg (``LEG_*``), qty, price, rate,
 #: cash, fee (see :mod:`backtest.result` for their meaning), at these positions.
 R_BAR, R_COL, R_KIND, R_LEG, R_QTY, R_PRICE, R_RATE, R_CASH, R_FEE = 0, 1, 2, 3, 4, 5, 6, 7, 8
 N_REC_FIELDS = 9
-K_FILL, K_FUNDING, K_BORROW, K_TRANSFER, K_LIQ = 0, 1, 2, 3, 4
+K_FILL, K_FUNDING, K_BORROW, K_TRANSFER, K_LIQ, K_STOP = 0, 1, 2, 3, 4, 5
 LEG_SPOT, LEG_PERP, LEG_NONE = 0, 1, -1
 #: Wallet transfers smaller than this (quote) are rounding noise and skipped.
 MIN_TRANSFER = 1e-9
 
 #: Slots of a column's state (``StateArrays.columns[c]``): what a run needs to continue on the
 #: next bars. Quantities in coins (spot ``s``, perp ``q``), quote amounts (perp cost ``q * entry``,
-#: futures wallet, last valuation prices of both legs), the last executed target, the
-#: post-liquidation flags (0/1), the cumulative components, their cached partial sum (initial
-#: share + funding + fees + slippage + borrow), the bracket hint, the liquidation pre-check level,
-#: the bar of a scheduled top-up counted from the run's end (-1: none) and the column's initial
-#: capital share (quote).
+#: futures wallet, last valuation prices of both legs), the last executed target, the pending
+#: close of the legs after a liquidation (0/1), the bar of a pending re-entry (-1: none), the
+#: cumulative components, their cached partial sum (initial share + funding + fees + slippage +
+#: borrow), the bracket hint, the liquidation pre-check level, the bar of a scheduled top-up
+#: (-1: none), the column's initial capital share (quote), the suspension of rebalancing and
+#: re-entry until the target changes (0/1), a rebalance due at the next bar (0/1) and the capital
+#: share (fraction of the portfolio's equity) of the last sizing. Bars held in the state (top-up,
+#: re-entry) count from the run's first bar while it runs and from its end between runs.
 S_S, S_Q, S_COST, S_FW, S_SV, S_PV, S_LASTX, S_PCLOSE, S_PRE = 0, 1, 2, 3, 4, 5, 6, 7, 8
-S_COMP = 9  # 9 .. 15: the N_COMP components
-S_COMP7, S_KC, S_LIQ, S_TOPUP, S_INIT = 16, 17, 18, 19, 20
-NSC = 21
+S_COMP = 9  # 9 .. 16: the N_COMP components
+S_COMP7, S_KC, S_LIQ, S_TOPUP, S_INIT, S_SUSP, S_REB, S_SHARE = 17, 18, 19, 20, 21, 22, 23, 24
+#: Scratch slots of the general kernel within one bar (meaningless between bars): borrowed
+#: coins before the bar and after its orders, perp coins after its orders, the futures margin
+#: ratio at the bar's adverse mark extreme (isolated; NaN: none).
+S_BPREV, S_BOPEN, S_QOPEN, S_MRF = 25, 26, 27, 28
+NSC = 29
 #: Slots of a portfolio's state (``StateArrays.groups[g]``): spot quote cash, cross futures
-#: wallet, scheduled cross top-up (as ``S_TOPUP``).
-G_CASH, G_FW, G_TOPUP = 0, 1, 2
-NSG = 3
+#: wallet, scheduled cross top-up (as ``S_TOPUP``), stop state (``STOP_*``).
+G_CASH, G_FW, G_TOPUP, G_STOP = 0, 1, 2, 3
+NSG = 4
+#: ``G_STOP`` values: trading, closing every leg at the next open (equity reached zero), stopped.
+STOP_NONE, STOP_CLOSING, STOP_DONE = 0.0, 1.0, 2.0
+#: Milliseconds per hour (whole-hour borrow, rebalancing schedules).
+MS_H = 3_600_000
 
 #: Bits of ``Settings.flags``: which outputs are written per bar (else only the final row) and
 #: whether per-bar cash-flow events (funding, borrow) are recorded.
 F_EQUITY, F_GROUP_EQUITY, F_COMPONENTS, F_POSITIONS, F_MARGIN, F_CASHFLOW_EVENTS = 1, 2, 4, 8, 16, 32
-#: Hints: some column has a finite delta band / a top-up threshold (else those checks are skipped).
-F_HAS_BAND, F_HAS_TOPUP = 64, 128
+#: Hints: some column has a finite delta band / a top-up threshold / rebalancing (else those
+#: checks are skipped).
+F_HAS_BAND, F_HAS_TOPUP, F_HAS_REB = 64, 128, 256
 
 #: ``Settings.after_liq`` codes (``BacktestConfig.after_liquidation``).
-AFTER_CLOSE_SPOT, AFTER_HOLD_SPOT, AFTER_REENTER = 0, 1, 2
+AFTER_CLOSE_SPOT, AFTER_HOLD_SPOT, AFTER_REENTER, AFTER_CLOSE_REENTER = 0, 1, 2, 3
 
 
 class MarketArrays(NamedTuple):
@@ -63,7 +77,9 @@ class MarketArrays(NamedTuple):
     ``so_ref``/``po_ref``: the spot/perp reference price of a fill at bar ``j`` (its open, or
     bar ``j - 1``'s close for delay 0), valid where ``ref_valid``; ``valid``: the bar has
     prices; ``funding_value``: quote per perp coin settled at the bar (0: none);
-    ``vol0_spot``/``vol0_perp`` (N,): volumes of the bar before bar 0 (0 for a new backtest).
+    ``vol0_spot``/``vol0_perp`` (N,): volumes of the bar before bar 0 (0 for a new backtest);
+    ``spot_open``/``spot_high``: the bar's own spot open and high (a borrowed leg's margin
+    account); ``time_ms`` (T,) int64: each bar's open, ms since the epoch.
     """
 
     so_ref: np.ndarray
@@ -81,6 +97,9 @@ class MarketArrays(NamedTuple):
     funding_rate: np.ndarray
     vol0_spot: np.ndarray
     vol0_perp: np.ndarray
+    spot_open: np.ndarray
+    spot_high: np.ndarray
+    time_ms: np.ndarray
 
 
 class Book(NamedTuple):
@@ -105,7 +124,9 @@ class Params(NamedTuple):
 
     Rates are fractions (fees, slippage, clearance; ``borrow_h`` per hour), ``impact`` the
     volume-participation coefficient, ``topup_thr`` a margin ratio (NaN: none), ``delta_band``
-    a fraction of the spot leg (inf: none).
+    a fraction of the spot leg (inf: none), ``reb_every_ms`` the rebalancing period in ms (inf:
+    check every bar), ``reb_band`` the rebalancing tolerance, a fraction of the target notional
+    (inf: no rebalancing).
     """
 
     leverage: np.ndarray
@@ -117,6 +138,8 @@ class Params(NamedTuple):
     clearance: np.ndarray
     topup_thr: np.ndarray
     delta_band: np.ndarray
+    reb_every_ms: np.ndarray
+    reb_band: np.ndarray
 
 
 class Tiers(NamedTuple):
@@ -141,7 +164,10 @@ class Settings(NamedTuple):
     reference prices); ``bar_hours``: hours per bar (borrow); ``cross``: cross or portfolio
     margin; ``haircut``: portfolio margin's spot collateral haircut (< 0: not portfolio
     margin); ``topup_delay``: bars from a top-up's detection to its transfer; ``after_liq``:
-    ``AFTER_*`` code; ``flags``: ``F_*`` bits.
+    ``AFTER_*`` code; ``flags``: ``F_*`` bits; ``bar_ms``: bar length in ms; ``cooldown``: bars
+    from a liquidation to the re-entry of ``AFTER_CLOSE_REENTER`` (>= 1); ``spot_liq_level``:
+    margin level (assets / liabilities) at which a borrowed spot leg is liquidated (0: never,
+    portfolio margin); ``spot_liq_fee``: its liquidation fee, a fraction of the bought-back value.
     """
 
     lag: int
@@ -151,6 +177,10 @@ class Settings(NamedTuple):
     topup_delay: int
     after_liq: int
     flags: int
+    bar_ms: int
+    cooldown: int
+    spot_liq_level: float
+    spot_liq_fee: float
 
 
 class StateArrays(NamedTuple):

@@ -39,6 +39,7 @@ import numpy as np
 from numba import njit
 
 from backtest.kernels.layout import (
+    AFTER_CLOSE_REENTER,
     AFTER_CLOSE_SPOT,
     AFTER_REENTER,
     F_COMPONENTS,
@@ -47,11 +48,13 @@ from backtest.kernels.layout import (
     K_FILL,
     K_FUNDING,
     K_LIQ,
+    K_STOP,
     K_TRANSFER,
     LEG_NONE,
     LEG_PERP,
     LEG_SPOT,
     MIN_TRANSFER,
+    MS_H,
     N_COMP,
     R_BAR,
     R_CASH,
@@ -65,6 +68,9 @@ from backtest.kernels.layout import (
     S_COMP,
     S_Q,
     S_S,
+    STOP_CLOSING,
+    STOP_DONE,
+    STOP_NONE,
 )
 from backtest.kernels.margin import flex_nb, isolated_liq_price_nb, maint_margin_nb
 
@@ -106,14 +112,33 @@ def cashflow_events_nb(rec, n, j, c, q, fv, funding_rate, nsym, famt, s, sv, bra
 
 
 @njit(cache=True, inline="always")
-def revalue_nb(s, q, sv, pv, sx, px, c_spot, c_perp):
+def hedged_nb(s, q):
+    """Coins of each leg matched by the other: ``min(|s|, |q|)`` when the legs have opposite
+    signs (a carry or a reverse carry), else 0."""
+    if (s > 0.0 and q < 0.0) or (s < 0.0 and q > 0.0):
+        return min(abs(s), abs(q))
+    return 0.0
+
+
+@njit(cache=True, inline="always")
+def revalue_nb(s, q, sv, pv, sx, px, c_spot, c_perp, c_unh):
     """Revalue ``s`` spot and ``q`` perp coins from the last valuation prices ``sv``/``pv`` to
-    ``sx``/``px``: returns the spot and perp price components and the new valuation prices."""
-    if s != 0.0:
-        c_spot += s * (sx - sv)
-    if q != 0.0:
-        c_perp += q * (px - pv)
-    return c_spot, c_perp, sx, px
+    ``sx``/``px``: returns the spot, perp and unhedged price components and the new valuation
+    prices. The hedged coins of each leg (:func:`hedged_nb`) book into the spot and perp
+    components, the rest of a leg (a leg without a matching opposite leg) into ``c_unh``."""
+    if s != 0.0 or q != 0.0:
+        h = hedged_nb(s, q)
+        if s != 0.0:
+            hs = h if s > 0.0 else -h
+            c_spot += hs * (sx - sv)
+            if hs != s:
+                c_unh += (s - hs) * (sx - sv)
+        if q != 0.0:
+            hq = h if q > 0.0 else -h
+            c_perp += hq * (px - pv)
+            if hq != q:
+                c_unh += (q - hq) * (px - pv)
+    return c_spot, c_perp, c_unh, sx, px
 
 
 @njit(cache=True, inline="always")
@@ -129,11 +154,26 @@ def funding_nb(q, fv, wallet, c_fund):
 
 
 @njit(cache=True, inline="always")
-def borrow_nb(s, sv, rate, bar_hours, cash, c_borrow):
-    """Borrow on short spot for one bar: ``|s| * sv * rate * bar_hours`` (quote; hourly ``rate``)
-    out of the quote cash. Returns ``(cash, c_borrow, amount)``; amount 0.0: none."""
-    if s < 0.0:
-        amt = -s * sv * rate * bar_hours
+def borrow_hours_nb(t, bar_ms):
+    """Whole hours of borrow interest a bar opening at ``t`` (ms) and lasting ``bar_ms`` charges:
+    ``(h_open, h_in)``, 1.0 when the bar opens at a full hour (else 0.0) and the number of full
+    hours strictly inside the bar."""
+    h_open = 1.0 if t % MS_H == 0 else 0.0
+    h_in = float((t + bar_ms - 1) // MS_H - t // MS_H)
+    return h_open, h_in
+
+
+@njit(cache=True, inline="always")
+def borrow_nb(b_prev, b_open, b_close, sv, rate, h_open, h_in, cash, c_borrow):
+    """Borrow interest of a bar, in whole hours as Binance charges it (one hour at borrowing,
+    one at each full hour while the loan is outstanding), out of the quote cash:
+    ``rate * sv * (h_open * b_open + (1 - h_open) * max(b_open - b_prev, 0) + h_in * b_close)``
+    with ``b_prev``/``b_open``/``b_close`` the borrowed coins before the bar, after its fills at
+    the open and at its close, hourly ``rate``, spot valuation price ``sv``; ``h_open``/``h_in``
+    from :func:`borrow_hours_nb`. Returns ``(cash, c_borrow, amount)``; amount 0.0: none."""
+    if b_open > 0.0 or b_close > 0.0:
+        coins = h_open * b_open + (1.0 - h_open) * max(b_open - b_prev, 0.0) + h_in * b_close
+        amt = rate * sv * coins
         if amt != 0.0:
             return cash - amt, c_borrow - amt, amt
     return cash, c_borrow, 0.0
@@ -143,11 +183,15 @@ def borrow_nb(s, sv, rate, bar_hours, cash, c_borrow):
 
 
 @njit(cache=True, inline="always")
-def order_due_nb(x, last_x, pend_re, pend_close, s, q, band):
-    """What a column's bar asks of it: 2 a new target (``x`` finite and not the last executed,
-    or a pending re-entry), 1 another order (a pending post-liquidation spot close, or a
-    breached delta ``band``: ``|s + q| > band * |s|``; an infinite or NaN band never is), 0 nothing."""
-    if pend_re or (x == x and x != last_x):
+def order_due_nb(x, last_x, pend_re, pend_close, reb, stop, s, q, band):
+    """What a column's bar asks of it: 3 close every leg (its portfolio is stopping), 2 size to a
+    target (``x`` finite and not the last executed, a re-entry due ``pend_re``, or a rebalance
+    due ``reb``), 1 another order (a pending post-liquidation close, or a breached delta
+    ``band``: ``|s + q| > band * |s|``; an infinite or NaN band never is), 0 nothing (also
+    always once the portfolio has stopped)."""
+    if stop != STOP_NONE:
+        return 3 if (stop == STOP_CLOSING and (s != 0.0 or q != 0.0)) else 0
+    if pend_re or reb or (x == x and x != last_x):
         return 2
     if pend_close or (band < np.inf and s != 0.0 and abs(s + q) > band * abs(s)):
         return 1
@@ -173,31 +217,48 @@ def capital_share_nb(x, weight, wsum, single):
 
 
 @njit(cache=True, inline="always")
-def order_nb(x, last_x, pend_re, pend_close, s, q, band, eq, weight, wsum, single, lev, ref):
+def order_nb(x, last_x, pend_re, pend_close, reb, stop, s, q, band, eq, weight, wsum, single, lev, ref):
     """A column's order at the open of a bar, for its target ``x`` (NaN: keep) and the equity
-    snapshot ``eq``: ``(new spot, new perp, last_x, pend_close, pend_re)`` in coins.
+    snapshot ``eq``: ``(new spot, new perp, last_x, pend_close, sized, share)``, coins, the last
+    executed target, the pending close, whether the column was sized to a target and the
+    capital share it was sized with (NaN when not sized).
 
-    A pending re-entry goes back to the last target (or ``x``); a new target resizes both legs
-    (:func:`target_size_nb`, perp at ``-spot``); else a pending post-liquidation spot close sells
-    the spot; else a breached delta ``band`` brings the perp back to ``-spot``."""
-    if pend_re:
-        if x != x:
+    In order: a stopping portfolio closes both legs; a new target, a re-entry due (``pend_re``:
+    back to ``x``, or the last target when ``x`` is NaN) or a rebalance due (``reb``: the last
+    target) sizes both legs (:func:`target_size_nb`, perp at ``-spot``); else a pending
+    post-liquidation close closes both legs; else a breached delta ``band`` brings the perp
+    back to ``-spot``."""
+    if stop != STOP_NONE:
+        if stop == STOP_CLOSING:
+            return 0.0, 0.0, last_x, False, False, np.nan
+        return s, q, last_x, pend_close, False, np.nan
+    if pend_re or (reb and not (x == x and x != last_x)):
+        if x != x or reb:
             x = last_x
         last_x = np.nan
-    new_s = s
-    new_q = q
-    kind = order_due_nb(x, last_x, False, pend_close, s, q, band)
-    if kind == 2:
-        new_s = target_size_nb(eq, capital_share_nb(x, weight, wsum, single), x, lev, ref)
-        new_q = -new_s
-        last_x = x
-        pend_close = False
-    elif pend_close:
-        new_s = 0.0
-        pend_close = False
-    elif kind == 1:
-        new_q = -s
-    return new_s, new_q, last_x, pend_close, False
+    if x == x and x != last_x:
+        share = capital_share_nb(x, weight, wsum, single)
+        new_s = target_size_nb(eq, share, x, lev, ref)
+        return new_s, -new_s, x, False, True, share
+    if pend_close:
+        return 0.0, 0.0, last_x, False, False, np.nan
+    if band < np.inf and s != 0.0 and abs(s + q) > band * abs(s):
+        return s, -s, last_x, False, False, np.nan
+    return s, q, last_x, False, False, np.nan
+
+
+@njit(cache=True, inline="always")
+def rebalance_due_nb(t, bar_ms, every_ms, band, eq, share, last_x, lev, s, sv):
+    """Whether a column holding its target ``last_x`` rebalances at the next bar: that bar starts a
+    new period of ``every_ms`` (UTC-aligned; inf: every bar is checked) and the spot notional
+    ``|s| * sv`` is more than ``band`` (fraction; inf: never) away from the target notional
+    ``max(eq, 0) * share * |last_x| * L / (L + 1)`` of the portfolio equity ``eq`` at this close."""
+    if not band < np.inf or last_x != last_x or last_x == 0.0:
+        return False
+    if every_ms < np.inf and np.floor((t + bar_ms) / every_ms) <= np.floor(t / every_ms):
+        return False
+    target = max(eq, 0.0) * share * abs(last_x) * lev / (lev + 1.0)
+    return abs(abs(s) * sv - target) > band * target
 
 
 @njit(cache=True)
@@ -340,25 +401,75 @@ def isolated_liq_nb(tiers, sym, q, wallet, cost, adv, mo, mmr_max, cum_min):
 
 
 @njit(cache=True, inline="always")
-def liquidate_perp_nb(rec, n, j, c, q, cost, pv, lp, clear_rate, wallet, c_perp, c_liq):
-    """Close ``q`` perp coins at the liquidation price ``lp``: revalue from ``pv``, realize into the
-    futures ``wallet`` and charge the clearance fee ``clear_rate * |q| * lp``.
-    Returns ``(wallet, c_perp, c_liq, n)``; the position is then flat at valuation price ``lp``."""
-    c_perp += q * (lp - pv)
+def liquidate_perp_nb(rec, n, j, c, q, s, cost, pv, lp, clear_rate, wallet, c_perp, c_unh, c_liq, cover_ok):
+    """Close ``q`` perp coins at the liquidation price ``lp`` (the spot leg ``s`` stays): revalue
+    from ``pv`` (:func:`revalue_nb`'s split), realize into the futures ``wallet`` and charge the
+    clearance fee ``clear_rate * |q| * lp``, floored at what the wallet holds after the close.
+    With ``cover_ok`` (isolated margin) a wallet left below zero by a gap through the
+    bankruptcy price is reset to zero by the insurance fund, booked as a gain in ``c_liq`` and as
+    the event's ``rate``. Returns ``(wallet, c_perp, c_unh, c_liq, n)``; the position is then flat
+    at valuation price ``lp``."""
+    _c_spot, c_perp, c_unh, _sx, _px = revalue_nb(s, q, 0.0, pv, 0.0, lp, 0.0, c_perp, c_unh)
     realized = q * lp - cost
-    fee = clear_rate * abs(q) * lp
-    n = push_nb(rec, n, j, c, K_LIQ, LEG_PERP, -q, lp, np.nan, realized - fee, fee)
-    return wallet + (realized - fee), c_perp, c_liq - fee, n
+    after = wallet + realized
+    fee = min(clear_rate * abs(q) * lp, max(after, 0.0))
+    after -= fee
+    cover = 0.0
+    if cover_ok and after < 0.0:
+        cover = -after
+        after = 0.0
+    n = push_nb(rec, n, j, c, K_LIQ, LEG_PERP, -q, lp, cover, realized - fee + cover, fee)
+    return after, c_perp, c_unh, c_liq - fee + cover, n
 
 
 @njit(cache=True, inline="always")
-def after_liquidation_nb(after_liq, s, pend_close, pend_re):
-    """The post-liquidation flags (spot close pending, re-entry pending) per the policy code."""
+def spot_liq_single_nb(cash, s, so, sh, level):
+    """The price at which the margin account of one borrowed spot leg (``s < 0`` coins, quote
+    assets ``cash``) reaches the liquidation ``level`` (assets / liabilities) on a bar with spot
+    open ``so`` and high ``sh``: the open on a gap, else the first point of the path from the
+    open to the high (bisection, 100 steps); NaN when the account stays above the level."""
+    b = -s
+    if not cash <= level * (b * sh):
+        return np.nan
+    if cash <= level * (b * so):
+        return so
+    lo, hi = 0.0, 1.0
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        if cash <= level * (b * (so + mid * (sh - so))):
+            hi = mid
+        else:
+            lo = mid
+    return so + hi * (sh - so)
+
+
+@njit(cache=True, inline="always")
+def liquidate_spot_nb(rec, n, j, c, s, q, sv, p, fee_rate, cash, c_spot, c_unh, c_liq):
+    """Buy back a borrowed spot leg of ``s < 0`` coins at the margin-liquidation price ``p``
+    (revalued from ``sv`` with :func:`revalue_nb`'s split against the perp ``q``) with the
+    liquidation fee ``fee_rate * |s| * p``, floored at the quote left. Returns
+    ``(cash, c_spot, c_unh, c_liq, n)``; the leg is then flat at valuation price ``p``."""
+    c_spot, _c_perp, c_unh, _sx, _px = revalue_nb(s, q, sv, 0.0, p, 0.0, c_spot, 0.0, c_unh)
+    cash += s * p
+    fee = min(fee_rate * (-s) * p, max(cash, 0.0))
+    n = push_nb(rec, n, j, c, K_LIQ, LEG_SPOT, -s, p, 0.0, s * p - fee, fee)
+    return cash - fee, c_spot, c_unh, c_liq - fee, n
+
+
+@njit(cache=True, inline="always")
+def after_liquidation_nb(after_liq, s, q, pend_close, reentry, susp, j, cooldown):
+    """The post-liquidation state ``(pend_close, reentry bar, suspended)`` per the policy code,
+    for a column left with ``s`` spot and ``q`` perp coins at bar ``j``: close the legs at the next
+    open and re-enter after ``cooldown`` bars; close and stay flat until the target changes;
+    hold the legs until it changes; or re-enter at the next bar."""
+    left = s != 0.0 or q != 0.0
+    if after_liq == AFTER_CLOSE_REENTER:
+        return left, j + cooldown, susp
     if after_liq == AFTER_CLOSE_SPOT:
-        return s != 0.0, pend_re
+        return left, reentry, True
     if after_liq == AFTER_REENTER:
-        return pend_close, True
-    return pend_close, pend_re
+        return pend_close, j + 1, susp
+    return pend_close, reentry, True
 
 
 # ------------------------------------------------------------------ margin ratio
@@ -381,6 +492,31 @@ def margin_ratio_nb(mb, mm):
 
 
 @njit(cache=True, inline="always")
+def adverse_ratio_nb(q, adv, wallet, cost, rate, cum):
+    """Isolated margin ratio of ``q`` perp coins at the bar's adverse mark extreme ``adv``, in the
+    bracket ``(rate, cum)`` of the notional there: maintenance margin over ``wallet + q * adv -
+    cost`` (inf when that balance is not positive)."""
+    return margin_ratio_nb(wallet + q * adv - cost, abs(q) * adv * rate - cum)
+
+
+@njit(cache=True, inline="always")
+def spot_ratio_nb(level, liabilities, cash):
+    """A borrowed spot leg's margin account on the margin-ratio scale (1 = liquidation):
+    ``level * liabilities / cash`` (inf when the quote assets ``cash`` are not positive)."""
+    return level * liabilities / cash if cash > 0.0 else np.inf
+
+
+@njit(cache=True, inline="always")
+def worst_ratio_nb(a, b):
+    """The larger of two margin ratios, NaN meaning "no account"."""
+    if a != a:
+        return b
+    if b != b:
+        return a
+    return max(a, b)
+
+
+@njit(cache=True, inline="always")
 def isolated_margin_nb(q, notional, rate, cum, mb):
     """(margin ratio, distance to liquidation as a fraction of the price) of an isolated
     position of ``q`` perp coins with margin balance ``mb`` (wallet + unrealized PnL)."""
@@ -398,9 +534,18 @@ def partial_sum_nb(init, c_fund, c_fee, c_slip, c_borrow):
 
 
 @njit(cache=True, inline="always")
-def equity_nb(partial, c_spot, c_perp, c_liq):
+def equity_nb(partial, c_spot, c_perp, c_liq, c_unh):
     """A column's equity: initial share + components, summed left to right as a plain loop would."""
-    return partial + c_spot + c_perp + c_liq
+    return partial + c_spot + c_perp + c_liq + c_unh
+
+
+@njit(cache=True, inline="always")
+def stop_nb(rec, n, j, g, geq, holding):
+    """Portfolio ``g``'s equity ``geq`` reached zero at bar ``j``'s close: it stops trading. Returns
+    ``(stop state, n)``: closing (its legs close at the next open) while it ``holding``s any leg,
+    else done; and the stop event (column ``-1 - g``, cash = the equity)."""
+    n = push_nb(rec, n, j, -1 - g, K_STOP, LEG_NONE, np.nan, np.nan, np.nan, geq, 0.0)
+    return (STOP_CLOSING if holding else STOP_DONE), n
 
 
 @njit(cache=True, inline="always")
@@ -427,8 +572,8 @@ def open_value_nb(acc, s, sv, q, pv, cost, fw):
 
 
 @njit(cache=True, inline="always")
-def store_components_nb(comps, row, c, c0, c1, c2, c3, c4, c5, c6):
-    """Write a column's seven cumulative components at ``row`` of ``comps`` (N_COMP, T|1, C)."""
+def store_components_nb(comps, row, c, c0, c1, c2, c3, c4, c5, c6, c7):
+    """Write a column's eight cumulative components at ``row`` of ``comps`` (N_COMP, T|1, C)."""
     comps[0, row, c] = c0
     comps[1, row, c] = c1
     comps[2, row, c] = c2
@@ -436,6 +581,14 @@ def store_components_nb(comps, row, c, c0, c1, c2, c3, c4, c5, c6):
     comps[4, row, c] = c4
     comps[5, row, c] = c5
     comps[6, row, c] = c6
+    comps[7, row, c] = c7
+
+
+@njit(cache=True, inline="always")
+def carry_bar_nb(v, T):
+    """A bar held in the state (top-up, re-entry; -1: none), counted from the end of a run of ``T``
+    bars for the run over the next bars (a past-due one is due at that run's first bar)."""
+    return max(v - T, 0.0) if v >= 0.0 else -1.0
 
 
 @njit(cache=True)

@@ -49,18 +49,25 @@ from backtest.kernels.layout import (
     C_PERP,
     C_SLIP,
     C_SPOT,
+    C_UNH,
     F_CASHFLOW_EVENTS,
     F_COMPONENTS,
     F_EQUITY,
     F_GROUP_EQUITY,
     F_HAS_BAND,
+    F_HAS_REB,
     F_HAS_TOPUP,
     F_MARGIN,
     F_POSITIONS,
     G_CASH,
     G_FW,
+    G_STOP,
     G_TOPUP,
     R_BAR,
+    R_CASH,
+    R_RATE,
+    S_BOPEN,
+    S_BPREV,
     S_COMP,
     S_COMP7,
     S_COST,
@@ -69,13 +76,21 @@ from backtest.kernels.layout import (
     S_KC,
     S_LASTX,
     S_LIQ,
+    S_MRF,
     S_PCLOSE,
     S_PRE,
     S_PV,
     S_Q,
+    S_QOPEN,
+    S_REB,
     S_S,
+    S_SHARE,
+    S_SUSP,
     S_SV,
     S_TOPUP,
+    STOP_CLOSING,
+    STOP_DONE,
+    STOP_NONE,
 )
 from backtest.kernels.margin import bracket_hint_nb, flex_nb, liq_level_nb, maint_margin_nb, tier_bounds_nb
 
@@ -128,9 +143,8 @@ def _balance(lam, j, a, b, grp_cols, col_sym, cs, valid, mark_open, mark_high, m
 
 
 @njit(cache=True)
-def _cross_worst(j, a, b, grp_cols, col_sym, cs, valid, mark_high, mark_low, tiers, mb):
-    """Whether a cross account with balance ``mb`` at the bar's adverse mark extremes is under
-    its maintenance margin there (after the cheap bound, see :func:`simulate_range_nb`)."""
+def _cross_worst(j, a, b, grp_cols, col_sym, cs, valid, mark_high, mark_low, tiers):
+    """The maintenance margin of a cross account's perps at the bar's adverse mark extremes."""
     mm = 0.0
     for k in range(a, b):
         c = np.uint64(grp_cols[k])
@@ -141,70 +155,112 @@ def _cross_worst(j, a, b, grp_cols, col_sym, cs, valid, mark_high, mark_low, tie
             if valid[j, n]:
                 m = mark_high[j, n] if qc < 0.0 else mark_low[j, n]
             mm += maint_margin_nb(tiers.hi, tiers.mmr, tiers.cum, tiers.n, n, abs(qc) * m)
-    return mb <= mm
+    return mm
+
+
+@njit(cache=True)
+def _margin_shortfall(j, k0, k1, book, prm, cs, wallet):
+    """Initial margin of columns ``grp_cols[k0:k1]`` (``|q| * pv / L``) minus their margin balance
+    (``wallet`` + unrealized perp PnL), quote: what a top-up must bring."""
+    need = -wallet
+    for k in range(k0, k1):
+        c = book.grp_cols[k]
+        q = cs[c, S_Q]
+        if q != 0.0:
+            pv = cs[c, S_PV]
+            need += rules.margin_need_nb(q, pv, flex_nb(prm.leverage, j, c)) - (q * pv - cs[c, S_COST])
+    return need
 
 
 @njit(cache=True)
 def _topups(j, g, a, b, mk, book, prm, run, cs, gs, rec, nrec):
     """Step 2: the top-ups due at bar ``j`` (a column's, or the portfolio's in cross margin):
-    quote cash to the futures wallet up to its initial margin, selling spot coins for the part
-    the cash cannot cover. Returns the event count."""
+    quote cash to the futures wallet up to its initial margin. When the cash falls short, the
+    carry columns of the job shrink on both legs (spot sold, the same perp coins bought back) by
+    the fraction that covers the rest, so the hedge stays neutral. Returns the event count."""
     cross = run.cross
     due_g = cross and gs[g, G_TOPUP] == j
     if due_g:
         gs[g, G_TOPUP] = -1.0
+    stopped = gs[g, G_STOP] != STOP_NONE
     for k in range(a, b):
         c = book.grp_cols[k]
         n = book.col_sym[c]
-        if not (due_g or ((not cross) and cs[c, S_TOPUP] == j)):
-            continue
-        if not cross:
+        if cross:
+            if not due_g or k != a or stopped:
+                continue
+            k0, k1 = a, b
+        else:
+            if cs[c, S_TOPUP] != j:
+                continue
             cs[c, S_TOPUP] = -1.0
-            qc = cs[c, S_Q]
-            if qc == 0.0:
+            if cs[c, S_Q] == 0.0 or stopped:
                 continue
             if not mk.ref_valid[j, n]:
                 cs[c, S_TOPUP] = j + 1
                 continue
-            pvc = cs[c, S_PV]
-            need = rules.margin_need_nb(qc, pvc, flex_nb(prm.leverage, j, c)) - (cs[c, S_FW] + qc * pvc - cs[c, S_COST])
-        else:
-            if k != a:
-                continue
-            need = -gs[g, G_FW]
-            for k2 in range(a, b):
-                c2 = book.grp_cols[k2]
-                q2 = cs[c2, S_Q]
-                if q2 != 0.0:
-                    pv2 = cs[c2, S_PV]
-                    need += rules.margin_need_nb(q2, pv2, flex_nb(prm.leverage, j, c2)) - (q2 * pv2 - cs[c2, S_COST])
+            k0, k1 = k, k + 1
+        need = _margin_shortfall(j, k0, k1, book, prm, cs, gs[g, G_FW] if cross else cs[c, S_FW])
         if need <= 0.0:
             continue
-        # sell spot coins for the part the quote cash cannot cover
-        for k2 in range(a, b):
-            c2 = book.grp_cols[k2] if cross else c
-            n2 = book.col_sym[c2]
-            short = need - max(gs[g, G_CASH], 0.0)
-            if short <= 0.0:
-                break
-            s2 = cs[c2, S_S]
-            if s2 > 0.0 and mk.ref_valid[j, n2]:
-                ref = mk.so_ref[j, n2]
-                dq = -min(s2, short / ref)
-                vol, rates = rules.fill_inputs_nb(mk, prm, j, c2, n2)
-                cash, c_fee, c_slip = gs[g, G_CASH], cs[c2, S_COMP + C_FEE], cs[c2, S_COMP + C_SLIP]
-                cash, c_fee, c_slip, nrec = rules.spot_fill_nb(
-                    rec, nrec, j, c2, dq, ref, vol[0], rates[0], rates[1], rates[2], cash, c_fee, c_slip
-                )
-                gs[g, G_CASH], cs[c2, S_COMP + C_FEE], cs[c2, S_COMP + C_SLIP] = cash, c_fee, c_slip
-                cs[c2, S_S] = s2 + dq
-            if not cross:
-                break
+        short = need - max(gs[g, G_CASH], 0.0)
+        if short > 0.0:
+            # shrink the carry columns (long spot, short perp) on both legs
+            den = 0.0
+            for k2 in range(k0, k1):
+                c2 = book.grp_cols[k2]
+                if cs[c2, S_S] > 0.0 and cs[c2, S_Q] < 0.0 and mk.ref_valid[j, book.col_sym[c2]]:
+                    den += cs[c2, S_S] * (cs[c2, S_SV] + cs[c2, S_PV] / flex_nb(prm.leverage, j, c2))
+            if den > 0.0:
+                f = min(1.0, short / den)
+                for k2 in range(k0, k1):
+                    c2 = book.grp_cols[k2]
+                    n2 = book.col_sym[c2]
+                    s2, q2 = cs[c2, S_S], cs[c2, S_Q]
+                    if not (s2 > 0.0 and q2 < 0.0 and mk.ref_valid[j, n2]):
+                        continue
+                    d = s2 if f >= 1.0 else f * s2
+                    vol, rates = rules.fill_inputs_nb(mk, prm, j, c2, n2)
+                    wallet = gs[g, G_FW] if cross else cs[c2, S_FW]
+                    cost, cash, c_fee, c_slip = (
+                        cs[c2, S_COST],
+                        gs[g, G_CASH],
+                        cs[c2, S_COMP + C_FEE],
+                        cs[c2, S_COMP + C_SLIP],
+                    )
+                    s2, q2, cost, wallet, cash, c_fee, c_slip, nrec, _traded = rules.fill_column_nb(
+                        rec,
+                        nrec,
+                        j,
+                        c2,
+                        s2 - d,
+                        q2 + d,
+                        s2,
+                        q2,
+                        cost,
+                        wallet,
+                        cash,
+                        c_fee,
+                        c_slip,
+                        (cs[c2, S_SV], cs[c2, S_PV]),
+                        vol,
+                        rates,
+                    )
+                    cs[c2, S_S], cs[c2, S_Q], cs[c2, S_COST] = s2, q2, cost
+                    gs[g, G_CASH], cs[c2, S_COMP + C_FEE], cs[c2, S_COMP + C_SLIP] = cash, c_fee, c_slip
+                    if cross:
+                        gs[g, G_FW] = wallet
+                    else:
+                        cs[c2, S_FW] = wallet
+                need = _margin_shortfall(j, k0, k1, book, prm, cs, gs[g, G_FW] if cross else cs[c, S_FW])
         tr = min(need, max(gs[g, G_CASH], 0.0))
-        if cross:
-            gs[g, G_CASH], gs[g, G_FW], nrec = rules.transfer_nb(rec, nrec, j, -1 - g, tr, gs[g, G_CASH], gs[g, G_FW])
-        else:
-            gs[g, G_CASH], cs[c, S_FW], nrec = rules.transfer_nb(rec, nrec, j, c, tr, gs[g, G_CASH], cs[c, S_FW])
+        if tr > 0.0:
+            if cross:
+                gs[g, G_CASH], gs[g, G_FW], nrec = rules.transfer_nb(
+                    rec, nrec, j, -1 - g, tr, gs[g, G_CASH], gs[g, G_FW]
+                )
+            else:
+                gs[g, G_CASH], cs[c, S_FW], nrec = rules.transfer_nb(rec, nrec, j, c, tr, gs[g, G_CASH], cs[c, S_FW])
     return nrec
 
 
@@ -215,6 +271,7 @@ def _orders(j, i, g, a, b, new_target, eq, mk, book, prm, run, cs, gs, rec, nrec
     cross = run.cross
     has_band = (run.flags & F_HAS_BAND) != 0
     single = b - a == 1
+    stop = gs[g, G_STOP]
     # capital shares: weights among the group's active columns as they stand at the open
     wsum = 0.0
     if new_target and not single:
@@ -225,18 +282,23 @@ def _orders(j, i, g, a, b, new_target, eq, mk, book, prm, run, cs, gs, rec, nrec
             if act:
                 wsum += flex_nb(book.weights, i, c2)
     group_traded = False
+    flat = True
     for k in range(a, b):
         c = book.grp_cols[k]
         n = book.col_sym[c]
         if not mk.ref_valid[j, n]:
+            flat = flat and cs[c, S_S] == 0.0 and cs[c, S_Q] == 0.0
             continue
         s, q, sv, pv = cs[c, S_S], cs[c, S_Q], cs[c, S_SV], cs[c, S_PV]
         lev = flex_nb(prm.leverage, j, c)
-        new_s, new_q, cs[c, S_LASTX], pend_close, pend_re = rules.order_nb(
+        pend_re = cs[c, S_PRE] >= 0.0 and j >= cs[c, S_PRE]
+        new_s, new_q, cs[c, S_LASTX], pend_close, sized, share = rules.order_nb(
             book.targets[i, c],
             cs[c, S_LASTX],
-            cs[c, S_PRE] != 0.0,
+            pend_re,
             cs[c, S_PCLOSE] != 0.0,
+            cs[c, S_REB] != 0.0,
+            stop,
             s,
             q,
             flex_nb(prm.delta_band, j, c) if has_band else np.inf,
@@ -248,7 +310,12 @@ def _orders(j, i, g, a, b, new_target, eq, mk, book, prm, run, cs, gs, rec, nrec
             sv,
         )
         cs[c, S_PCLOSE] = 1.0 if pend_close else 0.0
-        cs[c, S_PRE] = 1.0 if pend_re else 0.0
+        cs[c, S_REB] = 0.0
+        if sized or pend_re:
+            cs[c, S_PRE] = -1.0
+        if sized:
+            cs[c, S_SUSP] = 0.0
+            cs[c, S_SHARE] = share
         vol, rates = rules.fill_inputs_nb(mk, prm, j, c, n)
         wallet = gs[g, G_FW] if cross else cs[c, S_FW]
         cost, cash, c_fee, c_slip = cs[c, S_COST], gs[g, G_CASH], cs[c, S_COMP + C_FEE], cs[c, S_COMP + C_SLIP]
@@ -257,6 +324,7 @@ def _orders(j, i, g, a, b, new_target, eq, mk, book, prm, run, cs, gs, rec, nrec
         )
         cs[c, S_COST], gs[g, G_CASH], cs[c, S_COMP + C_FEE], cs[c, S_COMP + C_SLIP] = cost, cash, c_fee, c_slip
         cs[c, S_S], cs[c, S_Q] = s, q
+        flat = flat and s == 0.0 and q == 0.0
         if cross:
             gs[g, G_FW] = wallet
         elif traded:
@@ -273,6 +341,8 @@ def _orders(j, i, g, a, b, new_target, eq, mk, book, prm, run, cs, gs, rec, nrec
         gs[g, G_CASH], gs[g, G_FW], nrec = rules.transfer_nb(
             rec, nrec, j, -1 - g, target - gs[g, G_FW], gs[g, G_CASH], gs[g, G_FW]
         )
+    if stop == STOP_CLOSING and flat:
+        gs[g, G_STOP] = STOP_DONE
     return nrec
 
 
@@ -280,7 +350,8 @@ def _orders(j, i, g, a, b, new_target, eq, mk, book, prm, run, cs, gs, rec, nrec
 def _liquidate_group(j, g, a, b, mk, book, prm, tiers, run, cs, gs, rec, nrec):
     """Step 4 for a breached cross or portfolio-margin account: its perps are closed together at
     the first point ``lam`` of the path from the mark open to the adverse extremes where the
-    margin balance meets the maintenance margin (bisection, 100 steps; 0: at the open).
+    margin balance meets the maintenance margin (bisection, 100 steps; 0: at the open). A cross
+    wallet left below zero is reset by the insurance fund (booked on the last column closed).
     Returns the event count."""
     haircut = run.haircut
     port = haircut >= 0.0
@@ -299,6 +370,7 @@ def _liquidate_group(j, g, a, b, mk, book, prm, tiers, run, cs, gs, rec, nrec):
                 break
         elif it > 0:
             lo_l = lam
+    last = -1
     for k in range(a, b):
         c = grp_cols[k]
         n = col_sym[c]
@@ -311,39 +383,156 @@ def _liquidate_group(j, g, a, b, mk, book, prm, tiers, run, cs, gs, rec, nrec):
             adv = mark_high[j, n] if up else mark_low[j, n]
             lp = mark_open[j, n] + hi_l * (adv - mark_open[j, n])
         gs[g, G_FW], nrec = _liquidate_column(
-            cs, c, lp, flex_nb(prm.clearance, j, c), gs[g, G_FW], run.after_liq, rec, nrec, j
+            cs, c, lp, flex_nb(prm.clearance, j, c), gs[g, G_FW], False, run, rec, nrec, j
         )
+        last = c
+    if not port and last >= 0 and gs[g, G_FW] < 0.0:
+        cover = -gs[g, G_FW]
+        gs[g, G_FW] = 0.0
+        cs[last, S_COMP + C_LIQ] += cover
+        if nrec - 1 < rec.shape[0]:
+            rec[nrec - 1, R_RATE] = cover
+            rec[nrec - 1, R_CASH] += cover
     gs[g, G_TOPUP] = -1.0
     return nrec
 
 
 @njit(cache=True)
-def _liquidate_column(cs, c, lp, clear_rate, wallet, after_liq, rec, nrec, j):
+def _liquidate_column(cs, c, lp, clear_rate, wallet, cover_ok, run, rec, nrec, j):
     """Close column ``c``'s perp at the liquidation price ``lp`` of bar ``j`` (the realized PnL and
     the clearance fee go to the futures ``wallet``, isolated or the portfolio's); the column is
-    then flat in perps, valued at ``lp``, with the post-liquidation flags per the policy.
+    then flat in perps, valued at ``lp``, with the post-liquidation state per the policy.
     Returns ``(wallet, nrec)``."""
-    wallet, cs[c, S_COMP + C_PERP], cs[c, S_COMP + C_LIQ], nrec = rules.liquidate_perp_nb(
+    wallet, cs[c, S_COMP + C_PERP], cs[c, S_COMP + C_UNH], cs[c, S_COMP + C_LIQ], nrec = rules.liquidate_perp_nb(
         rec,
         nrec,
         j,
         c,
         cs[c, S_Q],
+        cs[c, S_S],
         cs[c, S_COST],
         cs[c, S_PV],
         lp,
         clear_rate,
         wallet,
         cs[c, S_COMP + C_PERP],
+        cs[c, S_COMP + C_UNH],
         cs[c, S_COMP + C_LIQ],
+        cover_ok,
     )
     cs[c, S_Q] = 0.0
     cs[c, S_COST] = 0.0
     cs[c, S_PV] = lp
-    pend_close, pend_re = rules.after_liquidation_nb(after_liq, cs[c, S_S], cs[c, S_PCLOSE] != 0.0, cs[c, S_PRE] != 0.0)
-    cs[c, S_PCLOSE] = 1.0 if pend_close else 0.0
-    cs[c, S_PRE] = 1.0 if pend_re else 0.0
+    _after_liq(cs, c, run, j)
     return wallet, nrec
+
+
+@njit(cache=True)
+def _after_liq(cs, c, run, j):
+    """Column ``c``'s post-liquidation state per the policy (see ``rules.after_liquidation_nb``)."""
+    pend_close, reentry, susp = rules.after_liquidation_nb(
+        run.after_liq,
+        cs[c, S_S],
+        cs[c, S_Q],
+        cs[c, S_PCLOSE] != 0.0,
+        cs[c, S_PRE],
+        cs[c, S_SUSP] != 0.0,
+        j,
+        run.cooldown,
+    )
+    cs[c, S_PCLOSE] = 1.0 if pend_close else 0.0
+    cs[c, S_PRE] = reentry
+    cs[c, S_SUSP] = 1.0 if susp else 0.0
+    cs[c, S_REB] = 0.0
+
+
+@njit(cache=True)
+def _spot_margin(j, g, a, b, mk, book, run, cs, gs, rec, nrec):
+    """Step 4b: the margin account of the portfolio's borrowed spot legs (its quote cash against
+    the borrowed coins at the bar's spot highs). Records each column's borrowed coins after the
+    orders (``S_BOPEN``). When the account reaches the liquidation level
+    on the path from the spot opens to the highs, every borrowed leg is bought back at the first
+    such point (one leg: ``rules.spot_liq_single_nb``; several: bisection, 100 steps), with the
+    liquidation fee; a cash deficit left by a gap is reset by the insurance fund. Returns
+    ``(spot margin ratio at the highs (NaN: no borrowed leg), nrec)``."""
+    grp_cols, col_sym = book.grp_cols, book.col_sym
+    liab = 0.0
+    nshort = 0
+    one = -1
+    for k in range(a, b):
+        c = np.uint64(grp_cols[k])
+        n = np.uint64(col_sym[c])
+        sc = cs[c, S_S]
+        cs[c, S_BOPEN] = -sc if sc < 0.0 else 0.0
+        if sc < 0.0 and mk.valid[j, n]:
+            liab += -sc * mk.spot_high[j, n]
+            nshort += 1
+            one = np.int64(c)
+    level = run.spot_liq_level
+    if nshort == 0 or not level > 0.0:
+        return np.nan, nrec
+    cash = gs[g, G_CASH]
+    ratio = rules.spot_ratio_nb(level, liab, cash)
+    if not cash <= level * liab:
+        return ratio, nrec
+    lam = 0.0
+    if nshort == 1:
+        n1 = col_sym[one]
+        p1 = rules.spot_liq_single_nb(cash, cs[one, S_S], mk.spot_open[j, n1], mk.spot_high[j, n1], level)
+    else:
+        p1 = np.nan
+        lo, hi = 0.0, 1.0
+        for it in range(101):
+            lm = 0.0 if it == 0 else 0.5 * (lo + hi)
+            tot = 0.0
+            for k in range(a, b):
+                c = grp_cols[k]
+                n = col_sym[c]
+                if cs[c, S_S] < 0.0 and mk.valid[j, n]:
+                    tot += -cs[c, S_S] * (mk.spot_open[j, n] + lm * (mk.spot_high[j, n] - mk.spot_open[j, n]))
+            if cash <= level * tot:
+                hi = lm
+                if it == 0:
+                    break
+            elif it > 0:
+                lo = lm
+        lam = hi
+    last = -1
+    for k in range(a, b):
+        c = grp_cols[k]
+        n = col_sym[c]
+        sc = cs[c, S_S]
+        if not (sc < 0.0 and mk.valid[j, n]):
+            continue
+        p = p1 if nshort == 1 else mk.spot_open[j, n] + lam * (mk.spot_high[j, n] - mk.spot_open[j, n])
+        cash, cs[c, S_COMP + C_SPOT], cs[c, S_COMP + C_UNH], cs[c, S_COMP + C_LIQ], nrec = rules.liquidate_spot_nb(
+            rec,
+            nrec,
+            j,
+            c,
+            sc,
+            cs[c, S_Q],
+            cs[c, S_SV],
+            p,
+            run.spot_liq_fee,
+            cash,
+            cs[c, S_COMP + C_SPOT],
+            cs[c, S_COMP + C_UNH],
+            cs[c, S_COMP + C_LIQ],
+        )
+        cs[c, S_S] = 0.0
+        cs[c, S_SV] = p
+        _after_liq(cs, c, run, j)
+        last = c
+    if cash < 0.0 and last >= 0:
+        cover = -cash
+        cash = 0.0
+        cs[last, S_COMP + C_LIQ] += cover
+        if nrec - 1 < rec.shape[0]:
+            rec[nrec - 1, R_RATE] = cover
+            rec[nrec - 1, R_CASH] += cover
+    gs[g, G_CASH] = cash
+    return ratio, nrec
 
 
 @njit(cache=True)
@@ -373,6 +562,7 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
     w_cf = (flags & F_CASHFLOW_EVENTS) != 0
     has_band = (flags & F_HAS_BAND) != 0
     has_topup = (flags & F_HAS_TOPUP) != 0
+    has_reb = (flags & F_HAS_REB) != 0
     cross, haircut, lag = run.cross, run.haircut, run.lag
     port = cross and haircut >= 0.0
     mmr_max, cum_min = tier_bounds_nb(tiers.mmr, tiers.cum, tiers.n)
@@ -381,7 +571,7 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
     valid, ref_valid = mk.valid, mk.ref_valid
     so_ref, po_ref, spot_close, mark_close = mk.so_ref, mk.po_ref, mk.spot_close, mk.mark_close
     mark_open, mark_high, mark_low = mk.mark_open, mk.mark_high, mk.mark_low
-    funding_value, funding_rate = mk.funding_value, mk.funding_rate
+    funding_value, funding_rate, time_ms = mk.funding_value, mk.funding_rate, mk.time_ms
     targets, t_off = book.targets, book.t_off
     delta_band, borrow_h, topup_thr, clearance = prm.delta_band, prm.borrow_h, prm.topup_thr, prm.clearance
     t_hi, t_n, t_mmr, t_cum, hi_sorted = tiers.hi, tiers.n, tiers.mmr, tiers.cum, tiers.hi_sorted
@@ -404,13 +594,17 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                 c = np.uint64(grp_cols[k])
                 if cs[c, S_TOPUP] == j:
                     any_due = True
+                sc = cs[c, S_S]
+                cs[c, S_BPREV] = -sc if sc < 0.0 else 0.0
                 if i >= 0:
                     due = rules.order_due_nb(
                         targets[i, c],
                         cs[c, S_LASTX],
-                        cs[c, S_PRE] != 0.0,
+                        cs[c, S_PRE] >= 0.0 and j >= cs[c, S_PRE],
                         cs[c, S_PCLOSE] != 0.0,
-                        cs[c, S_S],
+                        cs[c, S_REB] != 0.0,
+                        gs[g, G_STOP],
+                        sc,
                         cs[c, S_Q],
                         flex_nb(delta_band, j, c) if has_band else np.inf,
                     )
@@ -424,15 +618,18 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                 c = np.uint64(grp_cols[k])
                 n = np.uint64(col_sym[c])
                 if ref_valid[j, n]:
-                    cs[c, S_COMP + C_SPOT], cs[c, S_COMP + C_PERP], cs[c, S_SV], cs[c, S_PV] = rules.revalue_nb(
-                        cs[c, S_S],
-                        cs[c, S_Q],
-                        cs[c, S_SV],
-                        cs[c, S_PV],
-                        so_ref[j, n],
-                        po_ref[j, n],
-                        cs[c, S_COMP + C_SPOT],
-                        cs[c, S_COMP + C_PERP],
+                    cs[c, S_COMP + C_SPOT], cs[c, S_COMP + C_PERP], cs[c, S_COMP + C_UNH], cs[c, S_SV], cs[c, S_PV] = (
+                        rules.revalue_nb(
+                            cs[c, S_S],
+                            cs[c, S_Q],
+                            cs[c, S_SV],
+                            cs[c, S_PV],
+                            so_ref[j, n],
+                            po_ref[j, n],
+                            cs[c, S_COMP + C_SPOT],
+                            cs[c, S_COMP + C_PERP],
+                            cs[c, S_COMP + C_UNH],
+                        )
                     )
             eq = 0.0
             fills = False  # fills may change fees and slippage (and wallets): refresh the partial sums
@@ -463,6 +660,9 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
             # checked at the adverse mark extremes: the perps' worst balance against a cheap bound
             # of the maintenance margin (notional * max mmr - min cum, term by term), then the
             # brackets (portfolio margin: the balance with the spot collateral at the path's end)
+            g_mr = np.nan  # cross / portfolio margin: the account's ratio at the adverse extremes
+            g_thr = flex_nb(topup_thr, j, grp_cols[a]) if (cross and has_topup) else np.nan
+            g_margin = cross and (w_margin or g_thr == g_thr)
             if cross:
                 mb = gs[g, G_FW]
                 bound = 0.0
@@ -498,23 +698,57 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                         haircut,
                     )
                     breached = mb <= mm
+                    if g_margin:
+                        g_mr = rules.margin_ratio_nb(mb, mm)
+                elif any_pos and (mb <= bound or g_margin):
+                    mm = _cross_worst(j, a, b, grp_cols, col_sym, cs, valid, mark_high, mark_low, tiers)
+                    breached = mb <= mm
+                    g_mr = rules.margin_ratio_nb(mb, mm)
                 else:
-                    breached = (
-                        any_pos
-                        and mb <= bound
-                        and _cross_worst(j, a, b, grp_cols, col_sym, cs, valid, mark_high, mark_low, tiers, mb)
-                    )
+                    breached = False
+                # the positions after the orders (margin outputs of liquidated columns)
+                for k in range(a, b):
+                    c = np.uint64(grp_cols[k])
+                    cs[c, S_QOPEN] = cs[c, S_Q]
                 if breached:
                     nrec = _liquidate_group(j, g, a, b, mk, book, prm, tiers, run, cs, gs, rec, nrec)
+            else:
+                # 4. isolated liquidation, per column, against its adverse mark extreme (the
+                # pre-check level holds while nothing traded at this bar); the margin ratio there
+                for k in range(a, b):
+                    c = np.uint64(grp_cols[k])
+                    n = np.uint64(col_sym[c])
+                    qc = cs[c, S_Q]
+                    cs[c, S_MRF] = np.nan
+                    if qc == 0.0 or not valid[j, n]:  # (an invalid bar has no prices to check)
+                        continue
+                    adv = mark_high[j, n] if qc < 0.0 else mark_low[j, n]
+                    thr = flex_nb(topup_thr, j, c) if has_topup else np.nan
+                    if w_margin or thr == thr:
+                        kb, _kc = bracket_hint_nb(t_hi, t_n, n, abs(qc) * adv, np.int64(cs[c, S_KC]), hi_sorted)
+                        cs[c, S_MRF] = rules.adverse_ratio_nb(
+                            qc, adv, cs[c, S_FW], cs[c, S_COST], t_mmr[n, kb], t_cum[n, kb]
+                        )
+                    if fills or rules.liq_possible_nb(qc, adv, cs[c, S_LIQ]):
+                        lp = rules.isolated_liq_nb(
+                            tiers, n, qc, cs[c, S_FW], cs[c, S_COST], adv, mark_open[j, n], mmr_max[n], cum_min[n]
+                        )
+                        if lp == lp:
+                            cs[c, S_FW], nrec = _liquidate_column(
+                                cs, c, lp, flex_nb(clearance, j, c), cs[c, S_FW], True, run, rec, nrec, j
+                            )
+                            cs[c, S_TOPUP] = -1.0
+                            cs[c, S_LIQ] = np.nan
+            # 4b. the borrowed spot legs' margin account
+            g_smr, nrec = _spot_margin(j, g, a, b, mk, book, run, cs, gs, rec, nrec)
 
-            # 4.-8. per column: isolated liquidation, funding, close revaluation, borrow, outputs
+            # 5.-8. per column: funding, close revaluation, borrow, outputs
             colsum = 0.0
             g_upnl = 0.0
             g_mm = 0.0
             g_den = 0.0
             g_coll = 0.0  # portfolio margin: spot collateral (long at 1 - haircut, short at 1 + haircut)
-            g_thr = flex_nb(topup_thr, j, grp_cols[a]) if (cross and has_topup) else np.nan
-            g_margin = cross and (w_margin or g_thr == g_thr)
+            holding = False
             for k in range(a, b):
                 c = np.uint64(grp_cols[k])
                 n = np.uint64(col_sym[c])
@@ -522,20 +756,6 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                 dirty = fills
                 sc = cs[c, S_S]
                 qc = cs[c, S_Q]
-                if not cross and qc != 0.0 and ok:
-                    adv = mark_high[j, n] if qc < 0.0 else mark_low[j, n]
-                    # the pre-check level holds while nothing traded at this bar
-                    if fills or rules.liq_possible_nb(qc, adv, cs[c, S_LIQ]):
-                        lp = rules.isolated_liq_nb(
-                            tiers, n, qc, cs[c, S_FW], cs[c, S_COST], adv, mark_open[j, n], mmr_max[n], cum_min[n]
-                        )
-                        if lp == lp:
-                            cs[c, S_FW], nrec = _liquidate_column(
-                                cs, c, lp, flex_nb(clearance, j, c), cs[c, S_FW], run.after_liq, rec, nrec, j
-                            )
-                            qc = 0.0
-                            cs[c, S_TOPUP] = -1.0
-                            cs[c, S_LIQ] = np.nan
                 # 5. funding
                 fv = funding_value[j, n] if qc != 0.0 else 0.0
                 wallet, c_fund, famt = rules.funding_nb(
@@ -549,19 +769,30 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                         cs[c, S_FW] = wallet
                 # 6. close revaluation (an invalid bar: to the reference price unless done at the open)
                 svc, pvc = cs[c, S_SV], cs[c, S_PV]
-                c_spot, c_perp = cs[c, S_COMP + C_SPOT], cs[c, S_COMP + C_PERP]
+                c_spot, c_perp, c_unh = cs[c, S_COMP + C_SPOT], cs[c, S_COMP + C_PERP], cs[c, S_COMP + C_UNH]
                 if ok or not (open_all or not ref_valid[j, n]):
                     sx = spot_close[j, n] if ok else so_ref[j, n]
                     px = mark_close[j, n] if ok else po_ref[j, n]
-                    c_spot, c_perp, svc, pvc = rules.revalue_nb(sc, qc, svc, pvc, sx, px, c_spot, c_perp)
-                    cs[c, S_COMP + C_SPOT], cs[c, S_COMP + C_PERP], cs[c, S_SV], cs[c, S_PV] = c_spot, c_perp, svc, pvc
-                # 7. borrow
+                    c_spot, c_perp, c_unh, svc, pvc = rules.revalue_nb(sc, qc, svc, pvc, sx, px, c_spot, c_perp, c_unh)
+                    cs[c, S_COMP + C_SPOT], cs[c, S_COMP + C_PERP], cs[c, S_COMP + C_UNH] = c_spot, c_perp, c_unh
+                    cs[c, S_SV], cs[c, S_PV] = svc, pvc
+                # 7. borrow, in whole hours
                 br = 0.0
                 bamt = 0.0
-                if sc < 0.0:
+                b_open = cs[c, S_BOPEN]
+                if sc < 0.0 or b_open > 0.0:
                     br = flex_nb(borrow_h, j, c)
+                    h_open, h_in = rules.borrow_hours_nb(time_ms[j], run.bar_ms)
                     cash, c_borrow, bamt = rules.borrow_nb(
-                        sc, svc, br, run.bar_hours, gs[g, G_CASH], cs[c, S_COMP + C_BORROW]
+                        cs[c, S_BPREV],
+                        b_open,
+                        -sc if sc < 0.0 else 0.0,
+                        svc,
+                        br,
+                        h_open,
+                        h_in,
+                        gs[g, G_CASH],
+                        cs[c, S_COMP + C_BORROW],
                     )
                     if bamt != 0.0:
                         gs[g, G_CASH], cs[c, S_COMP + C_BORROW] = cash, c_borrow
@@ -571,32 +802,39 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                         nrec = rules.cashflow_events_nb(
                             rec, nrec, j, c, qc, fv, funding_rate, n, famt, sc, svc, br, bamt
                         )
-                # 8. margin ratio, distance to liquidation, top-up detection, outputs
+                # 8. margin ratio (at the adverse extremes), distance to liquidation (at the close),
+                # top-up detection, outputs
                 fwc = cs[c, S_FW]
                 upnl = qc * pvc - cs[c, S_COST]
                 colsum = rules.column_value_nb(colsum, sc, svc, fwc, qc, upnl)
+                holding = holding or sc != 0.0 or qc != 0.0
                 mr = np.nan
                 dl = np.nan
-                if qc != 0.0:
-                    thr = flex_nb(topup_thr, j, c) if (has_topup and not cross) else np.nan
-                    if (w_margin and not cross) or thr == thr or g_margin:
-                        notional = abs(qc) * pvc
-                        kb, kc = bracket_hint_nb(t_hi, t_n, n, notional, np.int64(cs[c, S_KC]), hi_sorted)
-                        cs[c, S_KC] = kc
-                        rate = t_mmr[n, kb]
-                        if not cross:
-                            mr, dl = rules.isolated_margin_nb(qc, notional, rate, t_cum[n, kb], fwc + upnl)
-                            if mr >= thr and cs[c, S_TOPUP] < 0.0:
-                                cs[c, S_TOPUP] = j + 1 + run.topup_delay
-                        else:
-                            mm, den = rules.maintenance_nb(qc, notional, rate, t_cum[n, kb])
-                            if port:  # an adverse move of the column's net delta, spot included
-                                up = _pm_up(sc, qc, haircut)
-                                w = 1.0 - haircut if sc > 0.0 else 1.0 + haircut
-                                den = abs(qc * pvc + sc * svc * w) + (notional * rate if up else -notional * rate)
-                            g_upnl += upnl
-                            g_mm += mm
-                            g_den += den
+                if not cross:
+                    mr = cs[c, S_MRF]
+                    thr = flex_nb(topup_thr, j, c) if has_topup else np.nan
+                    if mr >= thr and qc != 0.0 and cs[c, S_TOPUP] < 0.0:
+                        cs[c, S_TOPUP] = j + 1 + run.topup_delay
+                elif cs[c, S_QOPEN] != 0.0:
+                    mr = g_mr
+                if b_open > 0.0:
+                    mr = rules.worst_ratio_nb(mr, g_smr)
+                if qc != 0.0 and (w_margin or g_margin):
+                    notional = abs(qc) * pvc
+                    kb, kc = bracket_hint_nb(t_hi, t_n, n, notional, np.int64(cs[c, S_KC]), hi_sorted)
+                    cs[c, S_KC] = kc
+                    rate = t_mmr[n, kb]
+                    if not cross:
+                        _mr_close, dl = rules.isolated_margin_nb(qc, notional, rate, t_cum[n, kb], fwc + upnl)
+                    else:
+                        mm, den = rules.maintenance_nb(qc, notional, rate, t_cum[n, kb])
+                        if port:  # an adverse move of the column's net delta, spot included
+                            up = _pm_up(sc, qc, haircut)
+                            w = 1.0 - haircut if sc > 0.0 else 1.0 + haircut
+                            den = abs(qc * pvc + sc * svc * w) + (notional * rate if up else -notional * rate)
+                        g_upnl += upnl
+                        g_mm += mm
+                        g_den += den
                 if port and sc != 0.0 and g_margin:
                     w = 1.0 - haircut if sc > 0.0 else 1.0 + haircut
                     g_coll += sc * svc * w
@@ -608,7 +846,7 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                         cs[c, S_INIT], cs[c, S_COMP], cs[c, S_COMP + 1], cs[c, S_COMP + 2], cs[c, S_COMP + 3]
                     )
                     cs[c, S_COMP7] = partial
-                equity[rj, c] = rules.equity_nb(partial, c_spot, c_perp, cs[c, S_COMP + C_LIQ])
+                equity[rj, c] = rules.equity_nb(partial, c_spot, c_perp, cs[c, S_COMP + C_LIQ], c_unh)
                 if w_margin:
                     rules.store_pair_nb(mr_out, dl_out, j, c, mr, dl)
                 if w_comp:
@@ -623,32 +861,54 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                         cs[c, S_COMP + 4],
                         cs[c, S_COMP + 5],
                         cs[c, S_COMP + 6],
+                        cs[c, S_COMP + 7],
                     )
                 if w_pos:
                     rules.store_pair_nb(spot_out, perp_out, j, c, sc, qc)
                 if dirty and not cross:  # the wallet or the position may have moved
                     cs[c, S_LIQ] = liq_level_nb(qc, fwc, cs[c, S_COST], mmr_max[n], cum_min[n])
-            group_equity[rg, g] = gs[g, G_CASH] + gs[g, G_FW] + colsum
-            if g_margin and (g_den > 0.0 or port):
-                g_mb = gs[g, G_FW] + g_upnl
-                if port:
-                    g_mb += gs[g, G_CASH] + g_coll
-                mr = rules.margin_ratio_nb(g_mb, g_mm)
-                # portfolio margin: no adverse move of the hedged book liquidates it when den <= 0
-                dl = (g_mb - g_mm) / g_den if g_den > 0.0 else np.inf
-                if mr >= g_thr and gs[g, G_TOPUP] < 0.0:
+            geq = gs[g, G_CASH] + gs[g, G_FW] + colsum
+            group_equity[rg, g] = geq
+            if g_margin:
+                if g_mr >= g_thr and gs[g, G_TOPUP] < 0.0:
                     gs[g, G_TOPUP] = j + 1 + run.topup_delay
-                if w_margin:
+                if w_margin and (g_den > 0.0 or port):
+                    g_mb = gs[g, G_FW] + g_upnl
+                    if port:
+                        g_mb += gs[g, G_CASH] + g_coll
+                    # portfolio margin: no adverse move of the hedged book liquidates it when den <= 0
+                    dl = (g_mb - g_mm) / g_den if g_den > 0.0 else np.inf
                     for k in range(a, b):
                         c = np.uint64(grp_cols[k])
                         if cs[c, S_Q] != 0.0:
-                            rules.store_pair_nb(mr_out, dl_out, j, c, mr, dl)
-    # scheduled top-ups, counted from the end of this run for the run over the next bars
+                            dl_out[j, c] = dl
+            # a portfolio whose equity reached zero stops; rebalancing due at the next bar
+            if geq <= 0.0 and gs[g, G_STOP] == STOP_NONE:
+                gs[g, G_STOP], nrec = rules.stop_nb(rec, nrec, j, g, geq, holding)
+            if has_reb and gs[g, G_STOP] == STOP_NONE:
+                for k in range(a, b):
+                    c = np.uint64(grp_cols[k])
+                    if cs[c, S_SUSP] == 0.0 and cs[c, S_PRE] < 0.0 and cs[c, S_PCLOSE] == 0.0:
+                        if rules.rebalance_due_nb(
+                            time_ms[j],
+                            run.bar_ms,
+                            flex_nb(prm.reb_every_ms, j, c),
+                            flex_nb(prm.reb_band, j, c),
+                            geq,
+                            cs[c, S_SHARE],
+                            cs[c, S_LASTX],
+                            flex_nb(prm.leverage, j, c),
+                            cs[c, S_S],
+                            cs[c, S_SV],
+                        ):
+                            cs[c, S_REB] = 1.0
+    # scheduled top-ups and re-entries, counted from the end of this run for the run over the next bars
     for g in range(g0, g1):
-        gs[g, G_TOPUP] = gs[g, G_TOPUP] - T if gs[g, G_TOPUP] >= 0.0 else -1.0
+        gs[g, G_TOPUP] = rules.carry_bar_nb(gs[g, G_TOPUP], T)
         for k in range(grp_start[g], grp_start[g + 1]):
             c = grp_cols[k]
-            cs[c, S_TOPUP] = cs[c, S_TOPUP] - T if cs[c, S_TOPUP] >= 0.0 else -1.0
+            cs[c, S_TOPUP] = rules.carry_bar_nb(cs[c, S_TOPUP], T)
+            cs[c, S_PRE] = rules.carry_bar_nb(cs[c, S_PRE], T)
             rules.store_final_nb(cs, out, c, flags)
     return nrec
 
