@@ -93,16 +93,19 @@ class BacktestConfig:
         Re-hedge the perp to ``-spot qty`` when ``|spot + perp| > band * |spot|`` (coins).
         None disables it (the default: every order trades both legs by the same coins).
     rebalance_every_hours : float or None
-        Rebalancing schedule, hours (UTC-aligned periods: 24 = at the first bar of each UTC
-        day). At each period's first bar a column holding its target is traded back to
-        ``target x portfolio equity x share x L/(L+1)`` spot notional (perp at ``-spot``, futures
-        wallet reset to ``notional / L``) when its spot notional has drifted past
-        ``rebalance_notional_band`` (or always, when the band is None). None: the band is
-        checked at every bar. Default 24.
+        Calendar rebalancing, hours (UTC-aligned periods: 24 = at the first bar of each UTC
+        day): at each period's first bar a column holding its target trades back to it. None
+        (default): no calendar trades.
     rebalance_notional_band : float or None
-        Rebalancing tolerance, a fraction of the target notional (0.10 = 10%): the drift
-        ``| |spot| x spot price - target notional |`` must exceed ``band x target notional``.
-        Default 0.10. Both None: no rebalancing (a position floats with the price).
+        Rebalancing band, a fraction of the target notional (0.10 = 10%), checked at every bar's
+        close: when ``| |spot| x spot close - target notional | > band x target notional`` the
+        column trades back to its target at the next open. Default 0.10.
+
+        Rebalancing (either trigger) trades both legs by the same coins to ``target x portfolio
+        equity x share x L/(L+1)`` spot notional (fees and slippage charged) and resets the
+        futures margin balance to ``notional / L`` by a transfer (an unrealized loss is refilled;
+        an unrealized profit stays in the futures wallet until realized). Both None: positions
+        float with the price until the target changes.
     after_liquidation : {'close_and_reenter', 'close_spot', 'hold_spot', 'reenter'}
         What follows a liquidation (of the perp, or of a borrowed spot leg): close the
         unhedged leg at the next bar open and re-enter the standing target after
@@ -140,7 +143,7 @@ class BacktestConfig:
     topup_margin_ratio: float | None = None
     topup_delay_bars: int = 0
     rebalance_delta_band: float | None = None
-    rebalance_every_hours: float | None = 24.0
+    rebalance_every_hours: float | None = None
     rebalance_notional_band: float | None = 0.10
     after_liquidation: str = "close_and_reenter"
     reentry_cooldown_hours: float = 24.0

@@ -275,11 +275,9 @@ def run_backtest(
             raise ConfigError(f"{name} must be > 0 in every column")
         if name not in ("topup_margin_ratio",) and (a < 0).any():
             raise ConfigError(f"{name} must be >= 0 in every column")
-    # rebalancing: the schedule in ms (inf: check every bar) and the tolerance (inf: never;
-    # 0 when only the schedule is set: rebalance at every period)
-    every_h, band_reb = fx["rebalance_every_hours"], fx["rebalance_notional_band"]
-    reb_every_ms = _ro(every_h * MS_PER_HOUR)
-    reb_band = _ro(np.where(np.isinf(band_reb) & np.isfinite(every_h), 0.0, band_reb))
+    # rebalancing: the schedule in ms (inf: none) and the band (inf: none)
+    reb_every_ms = _ro(fx["rebalance_every_hours"] * MS_PER_HOUR)
+    reb_band = fx["rebalance_notional_band"]
     taker = config.order_type == "taker"
     spot_fee = fx["spot_taker_fee_rate" if taker else "spot_maker_fee_rate"]
     perp_fee = fx["perp_taker_fee_rate" if taker else "perp_maker_fee_rate"]
@@ -361,7 +359,7 @@ def run_backtest(
         kflags |= F_HAS_BAND
     if not np.isnan(fx["topup_margin_ratio"]).all():
         kflags |= F_HAS_TOPUP
-    if np.isfinite(reb_band).any():
+    if np.isfinite(reb_band).any() or np.isfinite(reb_every_ms).any():
         kflags |= F_HAS_REB
     G = len(uniq)
     fast_ok = (

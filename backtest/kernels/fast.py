@@ -324,7 +324,13 @@ def fast_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                         )
                         if traded:
                             cash, fw, nrec = rules.transfer_nb(
-                                buf, nrec, j, c, rules.margin_need_nb(q, pv, lev) - fw, cash, fw
+                                buf,
+                                nrec,
+                                j,
+                                c,
+                                rules.margin_transfer_nb(rules.margin_need_nb(q, pv, lev), fw, q * pv - cost),
+                                cash,
+                                fw,
                             )
                             liq_lvl = liq_level_nb(q, fw, cost, mmr_max_n, cum_min_n)
                         if stop == layout.STOP_CLOSING and s == 0.0 and q == 0.0:

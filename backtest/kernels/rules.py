@@ -249,16 +249,19 @@ def order_nb(x, last_x, pend_re, pend_close, reb, stop, s, q, band, eq, weight, 
 
 @njit(cache=True, inline="always")
 def rebalance_due_nb(t, bar_ms, every_ms, band, eq, share, last_x, lev, s, sv):
-    """Whether a column holding its target ``last_x`` rebalances at the next bar: that bar starts a
-    new period of ``every_ms`` (UTC-aligned; inf: every bar is checked) and the spot notional
-    ``|s| * sv`` is more than ``band`` (fraction; inf: never) away from the target notional
-    ``max(eq, 0) * share * |last_x| * L / (L + 1)`` of the portfolio equity ``eq`` at this close."""
-    if not band < np.inf or last_x != last_x or last_x == 0.0:
+    """Whether a column holding its target ``last_x`` rebalances at the next bar (decided at the
+    close of the bar opening at ``t``, ms): its spot notional ``|s| * sv`` is more than ``band``
+    (a fraction; inf: never) away from the target notional ``max(eq, 0) * share * |last_x| * L /
+    (L + 1)`` of the portfolio equity ``eq`` at this close, or the next bar starts a new period
+    of ``every_ms`` (UTC-aligned; inf: no schedule) and the notional is off the target at all."""
+    if last_x != last_x or last_x == 0.0:
         return False
-    if every_ms < np.inf and np.floor((t + bar_ms) / every_ms) <= np.floor(t / every_ms):
+    sched = every_ms < np.inf and np.floor((t + bar_ms) / every_ms) > np.floor(t / every_ms)
+    if not (sched or band < np.inf):
         return False
     target = max(eq, 0.0) * share * abs(last_x) * lev / (lev + 1.0)
-    return abs(abs(s) * sv - target) > band * target
+    drift = abs(abs(s) * sv - target)
+    return drift > band * target or (sched and drift > 0.0)
 
 
 @njit(cache=True)
@@ -354,6 +357,15 @@ def fill_column_nb(rec, n, j, c, new_s, new_q, s, q, cost, wallet, cash, c_fee, 
 def margin_need_nb(q, px, lev):
     """Initial margin (quote) of ``q`` perp coins at ``px`` and leverage ``lev``: ``|q| * px / L``."""
     return abs(q) * px / lev if q != 0.0 else 0.0
+
+
+@njit(cache=True, inline="always")
+def margin_transfer_nb(need, wallet, upnl):
+    """The transfer (quote, spot cash to futures wallet; negative: back) that resets a futures
+    account's margin balance ``wallet + upnl`` to its initial margin ``need`` after fills: an
+    unrealized loss is refilled, an unrealized profit stays in the wallet (the exchange does not
+    let it leave before it is realized): ``need - (wallet + min(upnl, 0))``."""
+    return need - (wallet + min(upnl, 0.0))
 
 
 @njit(cache=True, inline="always")

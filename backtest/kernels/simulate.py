@@ -328,18 +328,22 @@ def _orders(j, i, g, a, b, new_target, eq, mk, book, prm, run, cs, gs, rec, nrec
         if cross:
             gs[g, G_FW] = wallet
         elif traded:
-            tr = rules.margin_need_nb(q, pv, lev) - wallet
+            tr = rules.margin_transfer_nb(rules.margin_need_nb(q, pv, lev), wallet, q * pv - cost)
             gs[g, G_CASH], cs[c, S_FW], nrec = rules.transfer_nb(rec, nrec, j, c, tr, gs[g, G_CASH], wallet)
         else:
             cs[c, S_FW] = wallet
         group_traded = group_traded or traded
     if cross and group_traded:
         target = 0.0
+        upnl = 0.0
         for k in range(a, b):
             c = book.grp_cols[k]
-            target += rules.margin_need_nb(cs[c, S_Q], cs[c, S_PV], flex_nb(prm.leverage, j, c))
+            qc = cs[c, S_Q]
+            target += rules.margin_need_nb(qc, cs[c, S_PV], flex_nb(prm.leverage, j, c))
+            if qc != 0.0:
+                upnl += qc * cs[c, S_PV] - cs[c, S_COST]
         gs[g, G_CASH], gs[g, G_FW], nrec = rules.transfer_nb(
-            rec, nrec, j, -1 - g, target - gs[g, G_FW], gs[g, G_CASH], gs[g, G_FW]
+            rec, nrec, j, -1 - g, rules.margin_transfer_nb(target, gs[g, G_FW], upnl), gs[g, G_CASH], gs[g, G_FW]
         )
     if stop == STOP_CLOSING and flat:
         gs[g, G_STOP] = STOP_DONE
