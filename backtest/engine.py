@@ -68,8 +68,12 @@ from backtest.kernels.layout import (
     F_HAS_TOPUP,
     F_MARGIN,
     F_POSITIONS,
+    K_STOP,
     N_COMP,
     N_REC_FIELDS,
+    R_BAR,
+    R_COL,
+    R_KIND,
     S_BPREV,
     S_MRF,
     Book,
@@ -490,6 +494,18 @@ def run_backtest(
             equity = equity[-1:]
     out = (equity, group_equity, comps, spot_out, perp_out, mr_out, dl_out, records)
     flags: tuple[str, ...] = ("same_bar_execution",) if delay == 0 else ()
+    if kflags & F_HAS_TOPUP and _late_topups(market, tg, fx["topup_margin_ratio"], tiers):
+        flags += ("topup_too_late",)
+    stops = records[records[:, R_KIND] == K_STOP]
+    if len(stops):
+        groups_stopped = ", ".join(
+            f"{uniq[-1 - int(r[R_COL])]} at {market.index[int(r[R_BAR])]:%Y-%m-%d %H:%M}" for r in stops[:5]
+        )
+        warnings.warn(
+            f"{len(stops)} portfolio(s) reached zero equity and stopped trading (portfolio at time: {groups_stopped})",
+            stacklevel=2,
+        )
+        flags += ("stopped",)
     if market.mark_fallback_symbols[tg.column_symbol].any():
         warnings.warn(
             "mark prices are missing for some bars and fall back to perp last prices "
@@ -512,6 +528,36 @@ def run_backtest(
     res.kernel = "fast" if use_fast else "general"
     res.state = state.advanced(market, tg, max(delay, 1), col_state, grp_state)
     return res
+
+
+def _late_topups(market: Market, tg: Targets, thr: np.ndarray, tiers: TierTable) -> bool:
+    """Warn (and return True) where a top-up threshold sits so close to the liquidation that a
+    typical bar jumps past it: from margin ratio ``thr`` to 1 an isolated position moves about
+    ``mmr * (1 / thr - 1) / (1 + mmr)`` of the price (``mmr``: the symbol's first bracket), and
+    the top-up, detected at a bar's adverse extreme, only fires at the next bar. Compared with
+    the 90th percentile of the adverse moves of the symbol's bars (the larger of high/open - 1
+    and 1 - low/open): below it, one bar in ten can jump from the threshold to the liquidation."""
+    per_col = np.nanmax(np.broadcast_to(thr, (thr.shape[0], tg.n_columns)), axis=0)
+    late = []
+    for n in np.unique(tg.column_symbol[np.isfinite(per_col)]):
+        ok = market.valid[:, n]
+        if not ok.any():
+            continue
+        mo, mh, ml = market.mark_open[ok, n], market.mark_high[ok, n], market.mark_low[ok, n]
+        typical = float(np.percentile(np.maximum(mh / mo - 1.0, 1.0 - ml / mo), 90))
+        mmr = float(tiers.mmr[n, 0])
+        worst = float(np.nanmax(per_col[tg.column_symbol == n]))
+        gap = mmr * (1.0 / worst - 1.0) / (1.0 + mmr)
+        if gap < typical and mmr > 0:
+            room = 1.0 / (1.0 + 3.0 * typical * (1.0 + mmr) / mmr)
+            late.append(
+                f"{market.symbols[n]}: topup_margin_ratio={worst:g} fires within {gap:.2%} of the liquidation price "
+                f"(maintenance rate {mmr:.2%}), less than one bar in ten moves against the position ({typical:.2%}), "
+                f"so liquidations can come before any top-up; a ratio of {room:.3g} or lower leaves three such bars of room"
+            )
+    if late:
+        warnings.warn("; ".join(late), stacklevel=3)
+    return bool(late)
 
 
 def _record_capacity(market: Market, tg: Targets, cashflow_events: bool = True) -> int:

@@ -26,6 +26,7 @@ COMPONENT_COLORS = {
     "spot_price": "#17becf",
     "perp_price": "#bcbd22",
     "liquidation": "#000000",
+    "unhedged": "#e377c2",
 }
 
 

@@ -100,8 +100,8 @@ KEYS: tuple[SummaryKey, ...] = (
         "money",
         terminal=True,
     ),
-    SummaryKey("spot_pnl", "quote", "spot price PnL", "Spot price", "money"),
-    SummaryKey("perp_pnl", "quote", "perp price PnL, mark-to-market", "Perp price", "money"),
+    SummaryKey("spot_pnl", "quote", "price PnL of the hedged spot coins", "Spot price", "money"),
+    SummaryKey("perp_pnl", "quote", "price PnL of the hedged perp coins, mark-to-market", "Perp price", "money"),
     SummaryKey(
         "basis_pnl",
         "quote",
@@ -110,8 +110,28 @@ KEYS: tuple[SummaryKey, ...] = (
         "money",
         terminal=True,
     ),
-    SummaryKey("liquidation_pnl", "quote", "clearance fees of perp liquidations (negative)", "Liquidation", "money"),
-    SummaryKey("n_liquidations", "count", "number of perp liquidations", "Liquidations", "count", terminal=True),
+    SummaryKey(
+        "unhedged_pnl",
+        "quote",
+        "price PnL of a leg's coins without a matching opposite leg (after a liquidation, before the re-entry)",
+        "Unhedged",
+        "money",
+    ),
+    SummaryKey(
+        "liquidation_pnl",
+        "quote",
+        "fees of perp and margin-account liquidations (negative), net of any insurance-fund cover",
+        "Liquidation",
+        "money",
+    ),
+    SummaryKey(
+        "n_liquidations",
+        "count",
+        "number of liquidations (perp legs and borrowed spot legs)",
+        "Liquidations",
+        "count",
+        terminal=True,
+    ),
     SummaryKey("n_trades", "count", "number of fills (each leg counts)", "Trades", "count"),
     SummaryKey("turnover", "multiple", "traded notional / initial capital", "Turnover", "ratio"),
     SummaryKey(
@@ -125,8 +145,9 @@ KEYS: tuple[SummaryKey, ...] = (
     SummaryKey(
         "worst_margin_ratio",
         "ratio",
-        "highest maintenance margin / margin balance seen (1 = liquidation); null without per-bar margin "
-        "(lean runs, scale-out sweeps)",
+        "highest margin ratio seen, at each bar's adverse extreme: maintenance margin / margin balance of the "
+        "perp, or 1.1 x borrowed value / margin-account assets of a borrowed spot leg (1 = liquidation); null "
+        "without per-bar margin (lean runs, scale-out sweeps)",
         "Worst margin ratio",
         "ratio",
     ),
@@ -147,6 +168,7 @@ COMPONENT_KEYS: dict[str, str] = {
     "spot_pnl": "spot_price",
     "perp_pnl": "perp_price",
     "liquidation_pnl": "liquidation",
+    "unhedged_pnl": "unhedged",
 }
 
 

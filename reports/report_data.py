@@ -71,6 +71,7 @@ def report_data(
                 "basis": (
                     comps["spot_price"].iloc[:, cols].sum(axis=1) + comps["perp_price"].iloc[:, cols].sum(axis=1)
                 ),
+                "unhedged": comps["unhedged"].iloc[:, cols].sum(axis=1),
                 "liquidation": comps["liquidation"].iloc[:, cols].sum(axis=1),
             }
         )
