@@ -4,6 +4,19 @@ Written for reading, not speed: one object per column, one per portfolio, explic
 an entry price (not a cost basis) for the perp, and every cash flow booked in a named
 component. It follows the same order of operations as the kernel (see
 ``backtest/kernels/simulate.py``) but shares no code with it.
+
+The desk position rules of issue 12 (scheduled and banded rebalancing, hedge-keeping top-ups,
+re-entry after a cool-down, the borrowed spot leg's margin account, the clearance fee floored
+at the remaining margin and the insurance cover, the bankruptcy stop, whole-hour borrow and
+the ``unhedged`` component) are written here from their statement, step by step in the
+kernel's order. Their settings are read with ``getattr(config, name, default)`` (defaults in
+:data:`DESK_DEFAULTS`), so any object with the older settings and the new names works as a
+config.
+
+Events are tuples ``(bar, column, kind, leg, qty, price, cash)``; liquidation events carry two
+more fields, ``(..., fee, rate)``: the clearance (perp) or margin-liquidation (spot) fee and
+the insurance fund's cover of a negative wallet or cash (0.0 when none). Cross-margin
+transfers and the stop event of a portfolio have column ``-1 - group``.
 """
 
 from __future__ import annotations
@@ -13,7 +26,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-COMPONENTS = ("funding", "fees", "slippage", "borrow", "spot_price", "perp_price", "liquidation")
+COMPONENTS = ("funding", "fees", "slippage", "borrow", "spot_price", "perp_price", "liquidation", "unhedged")
+
+#: The issue-12 settings and their defaults (None: off), for configs that do not have them yet.
+DESK_DEFAULTS = {
+    "rebalance_every_hours": 24.0,
+    "rebalance_notional_band": 0.10,
+    "after_liquidation": "close_and_reenter",
+    "reentry_cooldown_hours": 24.0,
+    "spot_margin_liquidation_level": 1.1,
+    "spot_liquidation_fee_rate": 0.02,
+}
+HOUR_MS = 3_600_000
 
 
 @dataclass
@@ -26,10 +50,24 @@ class Column:
     spot_mark: float = math.nan
     perp_mark: float = math.nan
     last_target: float = math.nan
-    close_spot_next: bool = False
-    reenter_next: bool = False
+    pend_close: bool = False  # close both legs at the next valid open (after a liquidation)
+    reentry_bar: int = -1  # bar from which the column re-enters its target (-1: none)
+    suspended: bool = False  # no rebalancing until the next sizing
+    rebalance_due: bool = False  # size back to the last target at the next valid open
+    share: float = 0.0  # capital share of the last sizing
     topup_bar: int = -1
+    borrowed_prev: float = 0.0  # borrowed coins at the end of the previous bar
+    borrowed_open: float = 0.0  # borrowed coins after this bar's orders
     pnl: dict = field(default_factory=lambda: {k: 0.0 for k in COMPONENTS})
+
+
+@dataclass
+class Portfolio:
+    cash: float  # quote in the spot (margin) account
+    wallet: float = 0.0  # cross futures wallet (cross and portfolio margin)
+    topup_bar: int = -1  # cross: the scheduled top-up
+    stopped: int = 0  # 0 trading, 1 closing every leg at the next open, 2 stopped
+    stopped_bar: int | None = None
 
 
 def brackets_of(tiers, sym):
@@ -62,16 +100,30 @@ def liq_price_isolated(brackets, wallet, q, entry):
     return math.nan
 
 
+def hedge_split(s, q):
+    """(hedged spot, unhedged spot, hedged perp, unhedged perp) coins: legs of opposite signs
+    hedge each other on ``min(|s|, |q|)`` coins, the rest of each leg is unhedged."""
+    h = min(abs(s), abs(q)) if s * q < 0 else 0.0
+    us = s - math.copysign(h, s)
+    uq = q - math.copysign(h, q)
+    return s - us, us, q - uq, uq
+
+
 def run_reference(market, targets, config, column_params=None, tiers=None):
-    """Simulate; returns dict with group_equity (T, G), comps {name: (T, C)}, spot, perp, events."""
+    """Simulate; returns a dict: group_equity (T, G), comps {name: (T, C)}, spot, perp,
+    margin_ratio (T, C), events (list of tuples, see the module docstring) and stopped
+    {group: bar at which its equity reached zero, or None}."""
     from backtest.engine import tier_table
     from data.units import bar_hours
 
     cp = dict(column_params or {})
     T, C = targets.values.shape
 
+    def setting(name):
+        return getattr(config, name, DESK_DEFAULTS.get(name))
+
     def p(name, j, c):
-        v = cp[name] if name in cp else getattr(config, name)
+        v = cp[name] if name in cp else setting(name)
         if v is None:
             return math.nan if name == "topup_margin_ratio" else math.inf
         a = np.asarray(v, dtype=float)
@@ -83,6 +135,13 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
 
     tiers = tiers or tier_table(market, config)
     hours = bar_hours(market)
+    bar_ms = round(hours * HOUR_MS)
+    assert abs(bar_ms - hours * HOUR_MS) < 1e-6 and bar_ms > 0, f"bar length {hours} h is not a whole number of ms"
+    times = [int(ts.value // 1_000_000) for ts in market.index]  # bar open times, ms since the epoch
+    cooldown_bars = max(1, math.ceil(setting("reentry_cooldown_hours") * HOUR_MS / bar_ms))
+    policy = setting("after_liquidation")
+    spot_level = setting("spot_margin_liquidation_level")
+    spot_liq_fee = setting("spot_liquidation_fee_rate")
     cross = config.margin_mode in ("cross", "portfolio")
     # portfolio margin: the spot wallet is collateral (long spot at 1 - h, short at 1 + h)
     haircut = config.spot_collateral_haircut if config.margin_mode == "portfolio" else None
@@ -92,9 +151,7 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
     groups = sorted(set(int(g) for g in targets.group))
     members = {g: [c for c in range(C) if targets.group[c] == g] for g in groups}
     cols = [Column(symbol=int(targets.column_symbol[c])) for c in range(C)]
-    cash = {g: config.initial_capital_quote for g in groups}
-    xwallet = {g: 0.0 for g in groups}  # cross futures wallet
-    xtopup = {g: -1 for g in groups}
+    pf = {g: Portfolio(cash=config.initial_capital_quote) for g in groups}
     events = []
     out_eq = np.zeros((T, len(groups)))
     out = {k: np.zeros((T, C)) for k in COMPONENTS}
@@ -115,9 +172,21 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
 
     def wallet_add(g, c, amount):
         if cross:
-            xwallet[g] += amount
+            pf[g].wallet += amount
         else:
             cols[c].wallet += amount
+
+    def revalue(col, sx, px):
+        """Mark both legs from (spot_mark, perp_mark) to (sx, px): hedged coins into the legs'
+        price components, unhedged coins into ``unhedged``."""
+        hs, us, hq, uq = hedge_split(col.spot, col.perp)
+        if col.spot:
+            col.pnl["spot_price"] += hs * (sx - col.spot_mark)
+            col.pnl["unhedged"] += us * (sx - col.spot_mark)
+        if col.perp:
+            col.pnl["perp_price"] += hq * (px - col.perp_mark)
+            col.pnl["unhedged"] += uq * (px - col.perp_mark)
+        col.spot_mark, col.perp_mark = sx, px
 
     def fill(j, g, c, leg, dq):
         col = cols[c]
@@ -134,7 +203,7 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
         col.pnl["fees"] -= fee
         col.pnl["slippage"] -= abs(dq) * abs(price - ref)
         if leg == "spot":
-            cash[g] -= dq * price + fee
+            pf[g].cash -= dq * price + fee
             col.spot += dq
             events.append((j, c, "fill", "spot", dq, price, -dq * price - fee))
             return
@@ -156,13 +225,13 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
         events.append((j, c, "fill", "perp", dq, price, realized - fee))
 
     def transfer(j, g, c, amount):
-        cash[g] -= amount
+        pf[g].cash -= amount
         wallet_add(g, c, amount)
         events.append((j, c if not cross else -1 - g, "transfer", None, math.nan, math.nan, amount))
 
     def set_target_margin(j, g, cs):
         need = sum(abs(cols[c].perp) * cols[c].perp_mark / p("perp_leverage", j, c) for c in cs if cols[c].perp)
-        have = xwallet[g] if cross else cols[cs[0]].wallet
+        have = pf[g].wallet if cross else cols[cs[0]].wallet
         if abs(need - have) > 1e-9:  # skip rounding noise, as the kernel does
             transfer(j, g, cs[0], need - have)
 
@@ -170,73 +239,114 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
         col = cols[c]
         return col.perp * (col.perp_mark - col.entry) if col.perp else 0.0
 
-    def liquidate(j, c, g, price):
+    def margin_shortfall(j, g, job):
+        """Quote missing from the futures wallet of ``job`` (one isolated column, or all the
+        portfolio's columns in cross) to hold ``|q| * mark / L`` of margin balance."""
+        target = sum(abs(cols[c].perp) * cols[c].perp_mark / p("perp_leverage", j, c) for c in job if cols[c].perp)
+        have = (pf[g].wallet if cross else cols[job[0]].wallet) + sum(upnl(c) for c in job)
+        return target - have
+
+    def after_liquidation(j, c, g):
+        """The after-liquidation policy of column ``c`` (its perp or its borrowed spot leg was
+        liquidated at bar ``j``)."""
         col = cols[c]
-        col.pnl["perp_price"] += col.perp * (price - col.perp_mark)
+        holding = col.spot != 0 or col.perp != 0
+        if policy == "close_and_reenter":
+            col.pend_close = holding
+            col.reentry_bar = j + cooldown_bars
+        elif policy == "close_spot":
+            col.pend_close = holding
+            col.suspended = True
+        elif policy == "hold_spot":
+            col.suspended = True
+        elif policy == "reenter":
+            col.reentry_bar = j + 1
+        else:
+            raise ValueError(f"unknown after_liquidation {policy!r}")
+        if cross:
+            pf[g].topup_bar = -1
+        else:
+            col.topup_bar = -1
+
+    def liquidate_perp(j, c, g, price):
+        """Close the perp of ``c`` at ``price``: realized PnL, the clearance fee floored at the
+        margin left, and (isolated) the insurance fund's cover of a negative wallet. Returns the
+        index of its event."""
+        col = cols[c]
+        revalue(col, col.spot_mark, price)
         realized = col.perp * (price - col.entry)
-        fee = p("clearance_fee_rate", j, c) * abs(col.perp) * price
+        w = pf[g].wallet if cross else col.wallet
+        fee = min(p("clearance_fee_rate", j, c) * abs(col.perp) * price, max(w + realized, 0.0))
         wallet_add(g, c, realized - fee)
         col.pnl["liquidation"] -= fee
-        events.append((j, c, "liquidation", "perp", -col.perp, price, realized - fee))
-        col.perp, col.entry, col.perp_mark = 0.0, 0.0, price
-        if config.after_liquidation == "close_spot":
-            col.close_spot_next = col.spot != 0
-        elif config.after_liquidation == "reenter":
-            col.reenter_next = True
+        cover = 0.0
+        if not cross and col.wallet < 0:  # a gap through the bankruptcy price
+            cover = -col.wallet
+            col.wallet = 0.0
+            col.pnl["liquidation"] += cover
+        events.append((j, c, "liquidation", "perp", -col.perp, price, realized - fee, fee, cover))
+        col.perp, col.entry = 0.0, 0.0
+        return len(events) - 1
 
     for j in range(T):
+        t = times[j]
         for g in groups:
             cs = members[g]
+            P = pf[g]
+            for c in cs:
+                cols[c].borrowed_prev = max(-cols[c].spot, 0.0)
             # 1. open: mark both legs at the reference prices
             for c in cs:
                 col = cols[c]
                 n = col.symbol
                 if ref_ok(j, n):
-                    s_ref, p_ref = ref_price("spot", j, n), ref_price("perp", j, n)
-                    if col.spot:
-                        col.pnl["spot_price"] += col.spot * (s_ref - col.spot_mark)
-                    if col.perp:
-                        col.pnl["perp_price"] += col.perp * (p_ref - col.perp_mark)
-                    col.spot_mark, col.perp_mark = s_ref, p_ref
+                    revalue(col, ref_price("spot", j, n), ref_price("perp", j, n))
             if j >= lag:
-                # 2. top-ups
+                # 2. top-ups (none once the portfolio stops)
                 jobs = []
-                if cross and xtopup[g] == j:
-                    xtopup[g] = -1
-                    jobs.append(list(cs))
-                for c in cs:
-                    if not cross and cols[c].topup_bar == j:
-                        cols[c].topup_bar = -1
-                        if cols[c].perp == 0:
-                            continue
-                        if not ref_ok(j, cols[c].symbol):
-                            cols[c].topup_bar = j + 1
-                            continue
-                        jobs.append([c])
+                if P.stopped == 0:
+                    if cross and P.topup_bar == j:
+                        P.topup_bar = -1
+                        jobs.append(list(cs))
+                    for c in cs:
+                        if not cross and cols[c].topup_bar == j:
+                            cols[c].topup_bar = -1
+                            if cols[c].perp == 0:
+                                continue
+                            if not ref_ok(j, cols[c].symbol):
+                                cols[c].topup_bar = j + 1
+                                continue
+                            jobs.append([c])
                 for job in jobs:
-                    have = (xwallet[g] if cross else cols[job[0]].wallet) + sum(upnl(c) for c in job)
-                    need = (
-                        sum(
-                            abs(cols[c].perp) * cols[c].perp_mark / p("perp_leverage", j, c)
-                            for c in job
-                            if cols[c].perp
-                        )
-                        - have
-                    )
+                    need = margin_shortfall(j, g, job)
                     if need <= 0:
                         continue
-                    for c in job:
-                        short = need - max(cash[g], 0.0)
-                        if short <= 0:
-                            break
-                        if cols[c].spot > 0 and ref_ok(j, cols[c].symbol):
-                            fill(j, g, c, "spot", -min(cols[c].spot, short / ref_price("spot", j, cols[c].symbol)))
-                    amount = min(need, max(cash[g], 0.0))
+                    free = max(P.cash, 0.0)
+                    if need > free:
+                        # the cash is short: shrink the carries (long spot, short perp) on both
+                        # legs by the same coins, in proportion to their spot coins
+                        short = need - free
+                        carries = [
+                            c for c in job if cols[c].spot > 0 and cols[c].perp < 0 and ref_ok(j, cols[c].symbol)
+                        ]
+                        D = sum(
+                            cols[c].spot
+                            * (ref_price("spot", j, cols[c].symbol) + cols[c].perp_mark / p("perp_leverage", j, c))
+                            for c in carries
+                        )
+                        if carries and D > 0:
+                            f = min(1.0, short / D)
+                            for c in carries:
+                                d = cols[c].spot if f == 1.0 else f * cols[c].spot
+                                fill(j, g, c, "spot", -d)
+                                fill(j, g, c, "perp", d)
+                        need = margin_shortfall(j, g, job)
+                    amount = min(need, max(P.cash, 0.0))
                     if amount > 1e-9:
                         transfer(j, g, job[0], amount)
                 # 3. orders
-                equity = cash[g] + sum(cols[c].spot * cols[c].spot_mark for c in cs if cols[c].spot)
-                equity += (xwallet[g] if cross else sum(cols[c].wallet for c in cs)) + sum(upnl(c) for c in cs)
+                equity = P.cash + sum(cols[c].spot * cols[c].spot_mark for c in cs if cols[c].spot)
+                equity += (P.wallet if cross else sum(cols[c].wallet for c in cs)) + sum(upnl(c) for c in cs)
                 i = j - lag
                 traded_any = False
 
@@ -250,27 +360,46 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                 for c in cs:
                     col = cols[c]
                     n = col.symbol
-                    if not ref_ok(j, n):
+                    if not ref_ok(j, n) or P.stopped == 2:
                         continue
                     x = targets.values[i, c]
-                    if col.reenter_next:  # policy 'reenter': trade back to the last target now
-                        x = col.last_target if math.isnan(x) else x
-                        col.last_target = math.nan
-                        col.reenter_next = False
                     want_s, want_q = col.spot, col.perp
-                    if not math.isnan(x) and x != col.last_target:
-                        share = wt(c) / total if (x != 0 and total > 0) else 0.0
-                        L = p("perp_leverage", j, c)
-                        notional = max(equity, 0.0) * share * abs(x) * L / (L + 1)  # nothing to invest when broke
-                        want_s = math.copysign(notional, x) / ref_price("spot", j, n) if x != 0 else 0.0
-                        want_q = -want_s
-                        col.last_target = x
-                        col.close_spot_next = False
-                    elif col.close_spot_next:
-                        want_s = 0.0
-                        col.close_spot_next = False
+                    size_to = math.nan  # the exposure to size both legs to, if any
+                    if P.stopped == 1:  # a. the portfolio stops: close every leg
+                        want_s, want_q = 0.0, 0.0
+                    elif not math.isnan(x) and x != col.last_target:  # b. a new target
+                        size_to = x
+                    elif (
+                        col.reentry_bar >= 0
+                        and j >= col.reentry_bar
+                        and not (math.isnan(x) and math.isnan(col.last_target))
+                    ):  # c. re-entry due
+                        size_to = col.last_target if math.isnan(x) else x
+                    elif col.pend_close:  # d. close what a liquidation left
+                        want_s, want_q = 0.0, 0.0
+                        col.pend_close = False
+                    elif col.rebalance_due and not math.isnan(col.last_target):  # e. rebalance
+                        size_to = col.last_target
                     elif col.spot != 0 and abs(col.spot + col.perp) > p("rebalance_delta_band", j, c) * abs(col.spot):
-                        want_q = -col.spot
+                        want_q = -col.spot  # f. delta band
+                    if not math.isnan(size_to):
+                        w = wt(c)
+                        if size_to == 0:
+                            share = 0.0
+                        elif len(cs) == 1:
+                            share = 1.0 if w > 0 else 0.0
+                        else:
+                            share = w / total if total > 0 else 0.0
+                        L = p("perp_leverage", j, c)
+                        notional = max(equity, 0.0) * share * abs(size_to) * L / (L + 1)  # nothing to invest when broke
+                        want_s = math.copysign(notional, size_to) / ref_price("spot", j, n) if size_to != 0 else 0.0
+                        want_q = -want_s
+                        col.share = share
+                        col.last_target = size_to
+                        col.pend_close = False
+                        col.reentry_bar = -1
+                        col.suspended = False
+                        col.rebalance_due = False
                     traded = False
                     if want_s - col.spot != 0:
                         fill(j, g, c, "spot", want_s - col.spot)
@@ -287,16 +416,29 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                     traded_any |= traded
                 if cross and traded_any:
                     set_target_margin(j, g, cs)
-            # 4. liquidation against the adverse mark extreme
+                if P.stopped == 1:
+                    P.stopped = 2
+            for c in cs:
+                cols[c].borrowed_open = max(-cols[c].spot, 0.0)
+
+            # 4a. futures liquidation against the adverse mark extreme; the futures margin ratio
+            # there (mr_fut) first, for the positions after the orders
+            mr_fut = {}
             if not cross:
                 for c in cs:
                     col = cols[c]
                     n = col.symbol
-                    if col.perp == 0 or not M.valid[j, n]:
+                    if col.perp == 0:
                         continue
                     br = brackets_of(tiers, n)
-                    worst = M.mark_high[j, n] if col.perp < 0 else M.mark_low[j, n]
-                    if col.wallet + col.perp * (worst - col.entry) > maintenance(br, abs(col.perp) * worst):
+                    if M.valid[j, n]:
+                        worst = M.mark_high[j, n] if col.perp < 0 else M.mark_low[j, n]
+                    else:
+                        worst = col.perp_mark
+                    mb = col.wallet + col.perp * (worst - col.entry)
+                    mm = maintenance(br, abs(col.perp) * worst)
+                    mr_fut[c] = mm / mb if mb > 0 else math.inf
+                    if not M.valid[j, n] or mb > mm:
                         continue
                     lp = liq_price_isolated(br, col.wallet, col.perp, col.entry)
                     lp = worst if math.isnan(lp) else lp
@@ -304,8 +446,8 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                         lp = min(max(lp, M.mark_open[j, n]), worst)
                     else:
                         lp = max(min(lp, M.mark_open[j, n]), worst)
-                    liquidate(j, c, g, lp)
-                    col.topup_bar = -1
+                    liquidate_perp(j, c, g, lp)
+                    after_liquidation(j, c, g)
             elif haircut is not None:
                 open_cs = [c for c in cs if cols[c].perp != 0]
 
@@ -326,8 +468,8 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                     m = mo + lam * (worst - mo)
                     return m, (m / mo if mo > 0 else 1.0)
 
-                def pm_breached(lam):
-                    mb, mm = xwallet[g] + cash[g], 0.0
+                def pm_balance(lam):  # (margin balance, maintenance margin) of the unified account
+                    mb, mm = P.wallet + P.cash, 0.0
                     for c in cs:
                         col = cols[c]
                         m, ratio = pm_path(c, lam)
@@ -336,8 +478,16 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                             mm += maintenance(brackets_of(tiers, col.symbol), abs(col.perp) * m)
                         if col.spot:
                             mb += col.spot * col.spot_mark * ratio * weight(col)
+                    return mb, mm
+
+                def pm_breached(lam):
+                    mb, mm = pm_balance(lam)
                     return mb <= mm
 
+                if open_cs:
+                    mb1, mm1 = pm_balance(1.0)
+                    for c in open_cs:
+                        mr_fut[c] = mm1 / mb1 if mb1 > 0 else math.inf
                 if open_cs and pm_breached(1.0):
                     if pm_breached(0.0):
                         lam = 0.0
@@ -349,7 +499,9 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                         lam = hi
                     prices = {c: pm_path(c, lam)[0] for c in open_cs}
                     for c in open_cs:
-                        liquidate(j, c, g, prices[c])
+                        liquidate_perp(j, c, g, prices[c])  # no insurance cover: the account is one
+                    for c in open_cs:
+                        after_liquidation(j, c, g)
             else:
                 open_cs = [c for c in cs if cols[c].perp != 0]
 
@@ -360,8 +512,8 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                     worst = M.mark_high[j, n] if cols[c].perp < 0 else M.mark_low[j, n]
                     return M.mark_open[j, n] + lam * (worst - M.mark_open[j, n])
 
-                def breached(lam, at_worst=False):
-                    mb, mm = xwallet[g], 0.0
+                def cross_balance(lam, at_worst=False):  # (margin balance, maintenance margin)
+                    mb, mm = P.wallet, 0.0
                     for c in open_cs:
                         col = cols[c]
                         n = col.symbol
@@ -373,8 +525,16 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                             m = path(c, lam)
                         mb += col.perp * m - col.perp * col.entry
                         mm += maintenance(brackets_of(tiers, n), abs(col.perp) * m)
+                    return mb, mm
+
+                def breached(lam, at_worst=False):
+                    mb, mm = cross_balance(lam, at_worst)
                     return mb <= mm
 
+                if open_cs:
+                    mbw, mmw = cross_balance(1.0, at_worst=True)
+                    for c in open_cs:
+                        mr_fut[c] = mmw / mbw if mbw > 0 else math.inf
                 if open_cs and breached(1.0, at_worst=True):
                     if breached(0.0):
                         lam = 0.0
@@ -384,10 +544,71 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                             mid = 0.5 * (lo + hi)
                             lo, hi = (lo, mid) if breached(mid) else (mid, hi)
                         lam = hi
+                    prices = {c: path(c, lam) for c in open_cs}
+                    last = None
                     for c in open_cs:
-                        liquidate(j, c, g, path(c, lam))
-                    xtopup[g] = -1
-            # 5-7. funding, close marks, borrow
+                        last = liquidate_perp(j, c, g, prices[c])
+                    if P.wallet < 0:  # the insurance fund covers the deficit, booked on the last column
+                        cover = -P.wallet
+                        P.wallet = 0.0
+                        cols[open_cs[-1]].pnl["liquidation"] += cover
+                        events[last] = events[last][:-1] + (cover,)
+                    for c in open_cs:
+                        after_liquidation(j, c, g)
+                    P.topup_bar = -1
+
+            # 4b. the borrowed spot legs' margin account (isolated and cross): liquidated when the
+            # quote cash falls to `level` x the borrowed coins' value, on the path to the spot high
+            mr_spot = {}
+            if haircut is None:
+                short_cs = [c for c in cs if cols[c].spot < 0 and M.valid[j, cols[c].symbol]]
+
+                def spot_path(c, lam):
+                    n = cols[c].symbol
+                    return M.spot_open[j, n] + lam * (M.spot_high[j, n] - M.spot_open[j, n])
+
+                def spot_breached(lam):
+                    return P.cash <= spot_level * sum(abs(cols[c].spot) * spot_path(c, lam) for c in short_cs)
+
+                if short_cs:
+                    liab = spot_level * sum(abs(cols[c].spot) * M.spot_high[j, cols[c].symbol] for c in short_cs)
+                    for c in short_cs:
+                        mr_spot[c] = liab / P.cash if P.cash > 0 else math.inf
+                if short_cs and spot_breached(1.0):
+                    if spot_breached(0.0):
+                        lam = 0.0
+                    else:
+                        lo, hi = 0.0, 1.0
+                        for _ in range(100):
+                            mid = 0.5 * (lo + hi)
+                            lo, hi = (lo, mid) if spot_breached(mid) else (mid, hi)
+                        lam = hi
+                    prices = {c: spot_path(c, lam) for c in short_cs}
+                    last = None
+                    for c in short_cs:
+                        col = cols[c]
+                        price = prices[c]
+                        revalue(col, price, col.perp_mark)
+                        cost = abs(col.spot) * price
+                        P.cash -= cost  # buy the borrowed coins back
+                        fee = min(spot_liq_fee * cost, max(P.cash, 0.0))
+                        P.cash -= fee
+                        col.pnl["liquidation"] -= fee
+                        events.append((j, c, "liquidation", "spot", -col.spot, price, -cost - fee, fee, 0.0))
+                        last = len(events) - 1
+                        col.spot = 0.0
+                    if P.cash < 0:  # the insurance fund covers the deficit, booked on the last column
+                        cover = -P.cash
+                        P.cash = 0.0
+                        cols[short_cs[-1]].pnl["liquidation"] += cover
+                        events[last] = events[last][:-1] + (cover,)
+                    for c in short_cs:
+                        after_liquidation(j, c, g)
+
+            # 5-7. funding, close marks, borrow (whole hours)
+            t_open_hour = t % HOUR_MS == 0
+            first_hour, last_hour = t // HOUR_MS + 1, (t + bar_ms - 1) // HOUR_MS
+            hours_inside = max(0, last_hour - first_hour + 1)  # full hours strictly inside the bar
             for c in cs:
                 col = cols[c]
                 n = col.symbol
@@ -398,58 +619,75 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                     col.pnl["funding"] += amount
                     events.append((j, c, "funding", "perp", col.perp, math.nan, amount))
                 if M.valid[j, n]:
-                    if col.spot:
-                        col.pnl["spot_price"] += col.spot * (M.spot_close[j, n] - col.spot_mark)
-                    if col.perp:
-                        col.pnl["perp_price"] += col.perp * (M.mark_close[j, n] - col.perp_mark)
-                    col.spot_mark, col.perp_mark = M.spot_close[j, n], M.mark_close[j, n]
-                if col.spot < 0:
+                    revalue(col, M.spot_close[j, n], M.mark_close[j, n])
+                borrowed_close = max(-col.spot, 0.0)
+                if t_open_hour:  # one hour on what is borrowed at a full-hour open
+                    coin_hours = col.borrowed_open
+                else:  # one hour at borrowing
+                    coin_hours = max(col.borrowed_open - col.borrowed_prev, 0.0)
+                coin_hours += hours_inside * borrowed_close
+                if coin_hours != 0:
                     if config.borrow_rate_source == "market":
                         series = M.borrow_hourly_rate[: j + 1, n]
                         ok = series[np.isfinite(series)]
                         hourly = ok[-1] if len(ok) else 0.0
                     else:
                         hourly = p("borrow_annual_rate", j, c) / (365 * 24)
-                    interest = -col.spot * col.spot_mark * hourly * hours
+                    interest = hourly * col.spot_mark * coin_hours
                     if interest != 0:
-                        cash[g] -= interest
+                        P.cash -= interest
                         col.pnl["borrow"] -= interest
                         events.append((j, c, "borrow", "spot", col.spot, col.spot_mark, -interest))
-            # 8. margin ratio, top-up detection, outputs
-            eq = cash[g] + xwallet[g]
-            gmb, gmm = xwallet[g], 0.0
+            # 8. outputs, margin ratio, top-up detection, the stop, rebalancing detection
+            eq = P.cash + P.wallet
             for c in cs:
                 col = cols[c]
                 eq += col.spot * col.spot_mark if col.spot else 0.0
                 eq += col.wallet + upnl(c)
-                if col.perp:
-                    mm = maintenance(brackets_of(tiers, col.symbol), abs(col.perp) * col.perp_mark)
-                    if cross:
-                        gmb += upnl(c)
-                        gmm += mm
-                    else:
-                        mb = col.wallet + upnl(c)
-                        ratio = mm / mb if mb > 0 else math.inf
-                        out_mr[j, c] = ratio
-                        if ratio >= p("topup_margin_ratio", j, c) and col.topup_bar < 0:
-                            col.topup_bar = j + 1 + config.topup_delay_bars
+                ratios = [r for r in (mr_fut.get(c), mr_spot.get(c)) if r is not None]
+                if ratios:
+                    out_mr[j, c] = max(ratios)
+                if not cross and c in mr_fut:
+                    if mr_fut[c] >= p("topup_margin_ratio", j, c) and col.topup_bar < 0:
+                        col.topup_bar = j + 1 + config.topup_delay_bars
                 for k in COMPONENTS:
                     out[k][j, c] = col.pnl[k]
                 out_spot[j, c] = col.spot
                 out_perp[j, c] = col.perp
-            if haircut is not None:  # the spot wallet is collateral too
-                gmb += cash[g] + sum(
-                    cols[c].spot * cols[c].spot_mark * (1 - haircut if cols[c].spot > 0 else 1 + haircut)
-                    for c in cs
-                    if cols[c].spot
-                )
-            if cross and any(cols[c].perp for c in cs):
-                ratio = gmm / gmb if gmb > 0 else math.inf
-                for c in cs:
-                    if cols[c].perp:
-                        out_mr[j, c] = ratio
-                if ratio >= p("topup_margin_ratio", j, cs[0]) and xtopup[g] < 0:
-                    xtopup[g] = j + 1 + config.topup_delay_bars
+            if cross and mr_fut:
+                ratio = next(iter(mr_fut.values()))  # one ratio for the portfolio
+                if ratio >= p("topup_margin_ratio", j, cs[0]) and P.topup_bar < 0:
+                    P.topup_bar = j + 1 + config.topup_delay_bars
+            if eq <= 0 and P.stopped == 0:  # bankrupt: stop trading
+                P.stopped = 1 if any(cols[c].spot != 0 or cols[c].perp != 0 for c in cs) else 2
+                P.stopped_bar = j
+                events.append((j, -1 - g, "stop", None, math.nan, math.nan, eq))
+            for c in cs:
+                col = cols[c]
+                if (
+                    P.stopped != 0
+                    or col.suspended
+                    or col.reentry_bar >= 0
+                    or col.pend_close
+                    or math.isnan(col.last_target)
+                    or col.last_target == 0
+                ):
+                    continue
+                every = p("rebalance_every_hours", j, c)
+                band = p("rebalance_notional_band", j, c)
+                if math.isinf(band):
+                    if math.isinf(every):
+                        continue  # neither set: no rebalancing
+                    band = 0.0  # only the schedule: rebalance at every period
+                if math.isfinite(every):
+                    period = every * HOUR_MS
+                    if math.floor((t + bar_ms) / period) <= math.floor(t / period):
+                        continue  # bar j + 1 does not start a new period
+                L = p("perp_leverage", j, c)
+                target = max(eq, 0.0) * col.share * abs(col.last_target) * L / (L + 1)
+                held = abs(col.spot) * col.spot_mark if col.spot else 0.0
+                if abs(held - target) > band * target:
+                    col.rebalance_due = True
             out_eq[j, groups.index(g)] = eq
     return {
         "group_equity": out_eq,
@@ -458,6 +696,7 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
         "perp": out_perp,
         "margin_ratio": out_mr,
         "events": events,
+        "stopped": {g: pf[g].stopped_bar for g in groups},
     }
 
 
