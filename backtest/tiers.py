@@ -5,6 +5,11 @@ maps a unified perp symbol (``"BTC/USDT:USDT"``) to a list of brackets with ``mi
 ``maxNotional`` (quote), ``maintenanceMarginRate`` (fraction), ``maxLeverage`` and
 ``info.cum`` (the maintenance amount, quote). The maintenance margin of a position of
 notional ``n = |q| * mark`` is ``n * mmr - cum`` of the bracket with ``minNotional <= n < maxNotional``.
+
+Each bracket's ``maxLeverage`` is kept (:attr:`TierTable.bracket_leverage`): the top bracket (the
+smallest notionals) allows the highest leverage, which is the symbol's maximum
+(:meth:`TierTable.max_leverage`); :meth:`TierTable.check_leverage` refuses a higher leverage.
+A flat table (a single maintenance rate, no file) sets no limit.
 """
 
 from __future__ import annotations
@@ -31,18 +36,23 @@ class TierTable:
         Maintenance margin rate, fraction of notional.
     cum : ndarray (N, K)
         Maintenance amount, quote.
-    max_leverage : ndarray (N, K)
-        Maximum leverage of the bracket.
+    bracket_leverage : ndarray (N, K)
+        The bracket's ``maxLeverage``; ``inf`` where the file gives none, and for padding and
+        flat tables (no limit).
     n_tiers : ndarray (N,) int64
         Number of real brackets per symbol.
+    source : str
+        The tiers file the brackets come from (``""`` for flat or hand-made tables), named by
+        :meth:`check_leverage`'s error.
     """
 
     min_notional: np.ndarray
     max_notional: np.ndarray
     mmr: np.ndarray
     cum: np.ndarray
-    max_leverage: np.ndarray
+    bracket_leverage: np.ndarray
     n_tiers: np.ndarray
+    source: str = ""
 
     @classmethod
     def flat(cls, n_symbols: int, rate: float) -> TierTable:
@@ -60,15 +70,18 @@ class TierTable:
         )
 
     @classmethod
-    def from_brackets(cls, brackets: list[list[dict]]) -> TierTable:
-        """From one ccxt bracket list per symbol (already selected and ordered)."""
+    def from_brackets(cls, brackets: list[list[dict]], source: str = "") -> TierTable:
+        """From one ccxt bracket list per symbol (already selected and ordered); ``source`` names the file.
+
+        Raises ``KeyError``/``TypeError``/``ValueError`` on a malformed bracket (``load_tiers`` names it).
+        """
         n = len(brackets)
         k = max((len(b) for b in brackets), default=1)
         lo = np.full((n, k), np.inf)
         hi = np.full((n, k), np.inf)
         mmr = np.zeros((n, k))
         cum = np.zeros((n, k))
-        lev = np.ones((n, k))
+        lev = np.full((n, k), np.inf)
         for i, rows in enumerate(brackets):
             rows = sorted(rows, key=lambda r: float(r["minNotional"]))
             for j, r in enumerate(rows):
@@ -77,10 +90,91 @@ class TierTable:
                 mmr[i, j] = float(r["maintenanceMarginRate"])
                 info = r.get("info") or {}
                 cum[i, j] = float(info.get("cum", r.get("cum", 0.0)) or 0.0)
-                lev[i, j] = float(r.get("maxLeverage") or np.inf)
+                lev[i, j] = _bracket_leverage(r.get("maxLeverage"))
             if rows:
                 hi[i, len(rows) - 1] = np.inf  # beyond the last cap the last bracket still applies
-        return cls(lo, hi, mmr, cum, lev, np.array([max(len(b), 1) for b in brackets], np.int64))
+        return cls(lo, hi, mmr, cum, lev, np.array([max(len(b), 1) for b in brackets], np.int64), source)
+
+    def max_leverage(self, n: int) -> float:
+        """The highest leverage symbol ``n`` allows: its top bracket's ``maxLeverage`` (``inf``: no limit).
+
+        The top bracket is the one of the smallest notionals; the maximum is taken over all the
+        symbol's brackets, so the answer does not depend on how the file orders them.
+        """
+        return float(np.max(self.bracket_leverage[n, : max(int(self.n_tiers[n]), 1)]))
+
+    def max_leverages(self) -> np.ndarray:
+        """:meth:`max_leverage` of every symbol, ``(N,)``."""
+        return np.array([self.max_leverage(n) for n in range(len(self.n_tiers))], dtype=float)
+
+    def check_leverage(
+        self,
+        leverage: float | np.ndarray,
+        symbols: list[str] | tuple[str, ...],
+        column_symbol: np.ndarray | None = None,
+        name: str = "perp_leverage",
+    ) -> None:
+        """Refuse a leverage above a symbol's maximum (:meth:`max_leverage`).
+
+        Parameters
+        ----------
+        leverage : float or array
+            One leverage for every symbol, or per symbol (last axis ``N``), or per column (last
+            axis ``C``, e.g. a ``(T, C)`` flexible parameter) when ``column_symbol`` is given.
+        symbols : sequence of str
+            The ``N`` symbols' names, for the message (e.g. ``market.perp_symbols``).
+        column_symbol : ndarray (C,) of int, optional
+            The symbol of each column.
+        name : str
+            The setting's name, for the message.
+
+        Raises
+        ------
+        ConfigError
+            ``perp_leverage 150 is above BTCUSDT's maximum 125 (top bracket of tiers file X)``, for
+            the first offending symbol (and column). A flat table never raises.
+        """
+        limits = self.max_leverages()
+        if len(symbols) != len(limits):
+            raise ConfigError(f"check_leverage: {len(symbols)} symbol names for {len(limits)} symbols")
+        if np.isinf(limits).all():
+            return
+        lev = np.asarray(leverage, dtype=float)
+        sym = None if column_symbol is None else np.asarray(column_symbol, dtype=np.int64).reshape(-1)
+        cap = limits if sym is None else limits[sym]
+        try:
+            lev, cap = np.broadcast_arrays(lev, cap)
+        except ValueError:
+            raise ConfigError(
+                f"{name} has shape {np.shape(leverage)}, expected a number or one value per "
+                + ("symbol" if sym is None else "column")
+                + f" ({len(cap)})"
+            ) from None
+        bad = lev > cap * (1.0 + 1e-12)  # NaN compares False: no leverage, nothing to refuse
+        if not bad.any():
+            return
+        at = tuple(int(i) for i in np.argwhere(bad)[0])
+        last = at[-1]
+        n = last if sym is None else int(sym[last])
+        where = "" if sym is None else f" in column {last}"
+        src = f"tiers file {self.source}" if self.source else "its leverage tiers"
+        raise ConfigError(
+            f"{name} {lev[at]:g}{where} is above {symbols[n]}'s maximum {cap[at]:g} (top bracket of {src})"
+        )
+
+
+def _bracket_leverage(value: object) -> float:
+    """A bracket's ``maxLeverage`` as a float: ``inf`` when absent or 0 (no limit, as before), else > 0."""
+    if value is None:
+        return np.inf
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
+        raise DataError(f"maxLeverage must be a number, got {value!r}")
+    lev = float(value)
+    if lev == 0:
+        return np.inf
+    if not lev > 0:
+        raise DataError(f"maxLeverage must be > 0, got {value!r}")
+    return lev
 
 
 def ccxt_symbol(perp_symbol: str, quote: str = "USDT") -> str:
@@ -125,7 +219,7 @@ def load_tiers(path: str | Path, perp_symbols: list[str] | tuple[str, ...]) -> T
             what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
             raise DataError(
                 f"{path}: leverage tiers of {key!r} are malformed ({what}); each bracket needs minNotional, "
-                "maxNotional and maintenanceMarginRate numbers"
+                "maxNotional and maintenanceMarginRate numbers (maxLeverage, when given, a number >= 0)"
             ) from None
         out.append(data[key])
-    return TierTable.from_brackets(out)
+    return TierTable.from_brackets(out, source=str(path))
