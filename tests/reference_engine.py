@@ -30,7 +30,7 @@ COMPONENTS = ("funding", "fees", "slippage", "borrow", "spot_price", "perp_price
 
 #: The issue-12 settings and their defaults (None: off), for configs that do not have them yet.
 DESK_DEFAULTS = {
-    "rebalance_every_hours": 24.0,
+    "rebalance_every_hours": None,
     "rebalance_notional_band": 0.10,
     "after_liquidation": "close_and_reenter",
     "reentry_cooldown_hours": 24.0,
@@ -230,8 +230,11 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
         events.append((j, c if not cross else -1 - g, "transfer", None, math.nan, math.nan, amount))
 
     def set_target_margin(j, g, cs):
+        """After fills: bring the account's margin balance back to the initial margin
+        ``|q| * mark / L``; an unrealized loss is refilled from cash, an unrealized profit stays
+        in the wallet (it cannot leave before it is realized)."""
         need = sum(abs(cols[c].perp) * cols[c].perp_mark / p("perp_leverage", j, c) for c in cs if cols[c].perp)
-        have = pf[g].wallet if cross else cols[cs[0]].wallet
+        have = (pf[g].wallet if cross else cols[cs[0]].wallet) + min(sum(upnl(c) for c in cs), 0.0)
         if abs(need - have) > 1e-9:  # skip rounding noise, as the kernel does
             transfer(j, g, cs[0], need - have)
 
@@ -430,15 +433,14 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                     n = col.symbol
                     if col.perp == 0:
                         continue
+                    if not M.valid[j, n]:
+                        continue  # no prices: no check, no ratio
                     br = brackets_of(tiers, n)
-                    if M.valid[j, n]:
-                        worst = M.mark_high[j, n] if col.perp < 0 else M.mark_low[j, n]
-                    else:
-                        worst = col.perp_mark
+                    worst = M.mark_high[j, n] if col.perp < 0 else M.mark_low[j, n]
                     mb = col.wallet + col.perp * (worst - col.entry)
                     mm = maintenance(br, abs(col.perp) * worst)
                     mr_fut[c] = mm / mb if mb > 0 else math.inf
-                    if not M.valid[j, n] or mb > mm:
+                    if mb > mm:
                         continue
                     lp = liq_price_isolated(br, col.wallet, col.perp, col.entry)
                     lp = worst if math.isnan(lp) else lp
@@ -487,7 +489,8 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                 if open_cs:
                     mb1, mm1 = pm_balance(1.0)
                     for c in open_cs:
-                        mr_fut[c] = mm1 / mb1 if mb1 > 0 else math.inf
+                        if M.valid[j, cols[c].symbol]:  # measured on the columns with prices
+                            mr_fut[c] = mm1 / mb1 if mb1 > 0 else math.inf
                 if open_cs and pm_breached(1.0):
                     if pm_breached(0.0):
                         lam = 0.0
@@ -534,7 +537,8 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                 if open_cs:
                     mbw, mmw = cross_balance(1.0, at_worst=True)
                     for c in open_cs:
-                        mr_fut[c] = mmw / mbw if mbw > 0 else math.inf
+                        if M.valid[j, cols[c].symbol]:  # measured on the columns with prices
+                            mr_fut[c] = mmw / mbw if mbw > 0 else math.inf
                 if open_cs and breached(1.0, at_worst=True):
                     if breached(0.0):
                         lam = 0.0
@@ -654,8 +658,8 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                     out[k][j, c] = col.pnl[k]
                 out_spot[j, c] = col.spot
                 out_perp[j, c] = col.perp
-            if cross and mr_fut:
-                ratio = next(iter(mr_fut.values()))  # one ratio for the portfolio
+            if cross and mr_fut:  # one ratio for the portfolio, measured if any of its perps has prices
+                ratio = next(iter(mr_fut.values()))
                 if ratio >= p("topup_margin_ratio", j, cs[0]) and P.topup_bar < 0:
                     P.topup_bar = j + 1 + config.topup_delay_bars
             if eq <= 0 and P.stopped == 0:  # bankrupt: stop trading
@@ -673,20 +677,19 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                     or col.last_target == 0
                 ):
                     continue
-                every = p("rebalance_every_hours", j, c)
-                band = p("rebalance_notional_band", j, c)
-                if math.isinf(band):
-                    if math.isinf(every):
-                        continue  # neither set: no rebalancing
-                    band = 0.0  # only the schedule: rebalance at every period
-                if math.isfinite(every):
-                    period = every * HOUR_MS
-                    if math.floor((t + bar_ms) / period) <= math.floor(t / period):
-                        continue  # bar j + 1 does not start a new period
+                every = p("rebalance_every_hours", j, c)  # inf: no schedule
+                band = p("rebalance_notional_band", j, c)  # inf: no band
+                # the schedule: bar j + 1 starts a new UTC-aligned period
+                sched = math.isfinite(every) and (
+                    math.floor((t + bar_ms) / (every * HOUR_MS)) > math.floor(t / (every * HOUR_MS))
+                )
+                if not sched and math.isinf(band):
+                    continue
                 L = p("perp_leverage", j, c)
                 target = max(eq, 0.0) * col.share * abs(col.last_target) * L / (L + 1)
                 held = abs(col.spot) * col.spot_mark if col.spot else 0.0
-                if abs(held - target) > band * target:
+                drift = abs(held - target)
+                if drift > band * target or (sched and drift > 0):
                     col.rebalance_due = True
             out_eq[j, groups.index(g)] = eq
     return {
