@@ -189,6 +189,14 @@ def _decimal(x: float) -> Decimal:
     return Decimal(repr(float(x)))
 
 
+def _times(*xs: float) -> float:
+    """The product of decimal numbers, computed on their decimals (``0.001 * 0.01`` is ``1e-05``)."""
+    out = Decimal(1)
+    for x in xs:
+        out *= _decimal(x)
+    return float(out)
+
+
 def common_step(a: float, b: float) -> float:
     """The smallest positive step that is a whole multiple of both ``a`` and ``b``.
 
@@ -419,7 +427,8 @@ def load_markets(
         names the file, the market and the field), a symbol is missing (with a did-you-mean), or
         the precision mode cannot be told.
     ConfigError
-        ``missing`` or ``precision_mode`` is not one of the choices.
+        ``missing`` or ``precision_mode`` is not one of the choices, or the symbols and the
+        multiplier do not pair up.
     """
     check_choice("missing", missing, ("raise", "ignore"))
     check_choice("precision_mode", precision_mode, PRECISION_MODES)
@@ -460,7 +469,7 @@ def load_markets(
             min_cost = _number(path, key, _field(path, key, m, "limits", "cost", "min"), "limits.cost.min")
             if leg == "perp":
                 size = _number(path, key, m.get("contractSize"), "contractSize") or 1.0
-                lot, min_qty, tick = lot * size * mult[i], min_qty * size * mult[i], tick / mult[i]
+                lot, min_qty, tick = _times(lot, size, mult[i]), _times(min_qty, size, mult[i]), tick / mult[i]
             out[f"{leg}_lot"][i] = lot
             out[f"{leg}_tick"][i] = tick
             out[f"{leg}_min_qty"][i] = min_qty
