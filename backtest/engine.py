@@ -414,6 +414,7 @@ def run_backtest(
         _ro(state.last_perp_volume),
         market.spot_open,
         market.spot_high,
+        market.spot_low,
         _ro_int(market.index.as_unit("ms").asi8),
     )
     book = Book(_ro(target_rows), weights, tg.column_symbol, _ro_int(order), _ro_int(starts), t_off)

@@ -366,7 +366,7 @@ def fast_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                     if cash <= level * (-s * sh):
                         p = rules.spot_liq_single_nb(cash, s, spot_open[ju, nu], sh, level)
                         cash, c4, cun, c6, nrec = rules.liquidate_spot_nb(
-                            buf, nrec, j, c, s, q, sv, p, spot_fee_liq, cash, c4, cun, c6
+                            buf, nrec, j, c, s, q, sv, p, spot_fee_liq, cash, 0.0, c4, cun, c6
                         )
                         s = 0.0
                         sv = p

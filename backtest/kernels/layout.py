@@ -78,8 +78,8 @@ class MarketArrays(NamedTuple):
     bar ``j - 1``'s close for delay 0), valid where ``ref_valid``; ``valid``: the bar has
     prices; ``funding_value``: quote per perp coin settled at the bar (0: none);
     ``vol0_spot``/``vol0_perp`` (N,): volumes of the bar before bar 0 (0 for a new backtest);
-    ``spot_open``/``spot_high``: the bar's own spot open and high (a borrowed leg's margin
-    account); ``time_ms`` (T,) int64: each bar's open, ms since the epoch.
+    ``spot_open``/``spot_high``/``spot_low``: the bar's own spot open and extremes (the margin
+    account of borrowed legs); ``time_ms`` (T,) int64: each bar's open, ms since the epoch.
     """
 
     so_ref: np.ndarray
@@ -99,6 +99,7 @@ class MarketArrays(NamedTuple):
     vol0_perp: np.ndarray
     spot_open: np.ndarray
     spot_high: np.ndarray
+    spot_low: np.ndarray
     time_ms: np.ndarray
 
 

@@ -456,14 +456,15 @@ def spot_liq_single_nb(cash, s, so, sh, level):
 
 
 @njit(cache=True, inline="always")
-def liquidate_spot_nb(rec, n, j, c, s, q, sv, p, fee_rate, cash, c_spot, c_unh, c_liq):
+def liquidate_spot_nb(rec, n, j, c, s, q, sv, p, fee_rate, cash, other, c_spot, c_unh, c_liq):
     """Buy back a borrowed spot leg of ``s < 0`` coins at the margin-liquidation price ``p``
     (revalued from ``sv`` with :func:`revalue_nb`'s split against the perp ``q``) with the
-    liquidation fee ``fee_rate * |s| * p``, floored at the quote left. Returns
-    ``(cash, c_spot, c_unh, c_liq, n)``; the leg is then flat at valuation price ``p``."""
+    liquidation fee ``fee_rate * |s| * p``, floored at the assets left in the margin account
+    (its quote ``cash`` after the buy-back plus ``other``: the value of its long coins).
+    Returns ``(cash, c_spot, c_unh, c_liq, n)``; the leg is then flat at valuation price ``p``."""
     c_spot, _c_perp, c_unh, _sx, _px = revalue_nb(s, q, sv, 0.0, p, 0.0, c_spot, 0.0, c_unh)
     cash += s * p
-    fee = min(fee_rate * (-s) * p, max(cash, 0.0))
+    fee = min(fee_rate * (-s) * p, max(cash + other, 0.0))
     n = push_nb(rec, n, j, c, K_LIQ, LEG_SPOT, -s, p, 0.0, s * p - fee, fee)
     return cash - fee, c_spot, c_unh, c_liq - fee, n
 

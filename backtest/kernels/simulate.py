@@ -451,17 +451,43 @@ def _after_liq(cs, c, run, j):
 
 
 @njit(cache=True)
-def _spot_margin(j, g, a, b, mk, book, run, cs, gs, rec, nrec):
-    """Step 4b: the margin account of the portfolio's borrowed spot legs (its quote cash against
-    the borrowed coins at the bar's spot highs). Records each column's borrowed coins after the
-    orders (``S_BOPEN``). When the account reaches the liquidation level
-    on the path from the spot opens to the highs, every borrowed leg is bought back at the first
-    such point (one leg: ``rules.spot_liq_single_nb``; several: bisection, 100 steps), with the
-    liquidation fee; a cash deficit left by a gap is reset by the insurance fund. Returns
-    ``(spot margin ratio at the highs (NaN: no borrowed leg), nrec)``."""
-    grp_cols, col_sym = book.grp_cols, book.col_sym
+def _margin_account(lam, j, a, b, mk, book, cs, cash):
+    """(assets, liabilities) of a portfolio's margin account at the point ``lam`` of the path from
+    the spot opens to the adverse extremes of bar ``j``: the quote ``cash`` plus the long spot
+    coins at their path to the low; the borrowed coins (valid bars) at their path to the high."""
+    assets = cash
     liab = 0.0
+    for k in range(a, b):
+        c = book.grp_cols[k]
+        n = book.col_sym[c]
+        sc = cs[c, S_S]
+        if sc == 0.0:
+            continue
+        if not mk.valid[j, n]:
+            if sc > 0.0:
+                assets += sc * cs[c, S_SV]
+            continue
+        so = mk.spot_open[j, n]
+        if sc > 0.0:
+            assets += sc * (so + lam * (mk.spot_low[j, n] - so))
+        else:
+            liab += -sc * (so + lam * (mk.spot_high[j, n] - so))
+    return assets, liab
+
+
+@njit(cache=True)
+def _spot_margin(j, g, a, b, mk, book, run, cs, gs, rec, nrec):
+    """Step 4b: the margin account of the portfolio's borrowed spot legs (Binance's margin level:
+    total assets / borrowed value; assets: the quote cash and the long spot coins) on the path
+    from the spot opens to the adverse extremes (highs of the borrowed coins, lows of the long
+    ones). Records each column's borrowed coins after the orders (``S_BOPEN``). When the level
+    reaches ``run.spot_liq_level`` every borrowed leg is bought back at the first such point (one
+    borrowed leg and no long one: ``rules.spot_liq_single_nb``; else bisection, 100 steps), with
+    the liquidation fee floored at the assets left; a deficit left by a gap is reset by the
+    insurance fund. Returns ``(margin ratio at the extremes (NaN: no borrowed leg), nrec)``."""
+    grp_cols, col_sym = book.grp_cols, book.col_sym
     nshort = 0
+    nlong = 0
     one = -1
     for k in range(a, b):
         c = np.uint64(grp_cols[k])
@@ -469,16 +495,80 @@ def _spot_margin(j, g, a, b, mk, book, run, cs, gs, rec, nrec):
         sc = cs[c, S_S]
         cs[c, S_BOPEN] = -sc if sc < 0.0 else 0.0
         if sc < 0.0 and mk.valid[j, n]:
-            liab += -sc * mk.spot_high[j, n]
             nshort += 1
             one = np.int64(c)
+        elif sc > 0.0:
+            nlong += 1
     level = run.spot_liq_level
     if nshort == 0 or not level > 0.0:
         return np.nan, nrec
     cash = gs[g, G_CASH]
-    ratio = rules.spot_ratio_nb(level, liab, cash)
-    if not cash <= level * liab:
-        return ratio, nrec
+    if nlong == 0 and nshort == 1:
+        n1 = col_sym[one]
+        liab = -cs[one, S_S] * mk.spot_high[j, n1]
+        ratio = rules.spot_ratio_nb(level, liab, cash)
+        if not cash <= level * liab:
+            return ratio, nrec
+        p1 = rules.spot_liq_single_nb(cash, cs[one, S_S], mk.spot_open[j, n1], mk.spot_high[j, n1], level)
+        lam = np.nan
+    else:
+        assets, liab = _margin_account(1.0, j, a, b, mk, book, cs, cash)
+        ratio = rules.spot_ratio_nb(level, liab, assets)
+        if not assets <= level * liab:
+            return ratio, nrec
+        p1 = np.nan
+        lo, hi = 0.0, 1.0
+        for it in range(101):
+            lm = 0.0 if it == 0 else 0.5 * (lo + hi)
+            assets, liab = _margin_account(lm, j, a, b, mk, book, cs, cash)
+            if assets <= level * liab:
+                hi = lm
+                if it == 0:
+                    break
+            elif it > 0:
+                lo = lm
+        lam = hi
+    # the long coins stay in the account: the fee floor and any deficit count them at the point
+    other = 0.0
+    if nlong > 0:
+        other = _margin_account(lam, j, a, b, mk, book, cs, 0.0)[0]
+    last = -1
+    for k in range(a, b):
+        c = grp_cols[k]
+        n = col_sym[c]
+        sc = cs[c, S_S]
+        if not (sc < 0.0 and mk.valid[j, n]):
+            continue
+        p = p1 if lam != lam else mk.spot_open[j, n] + lam * (mk.spot_high[j, n] - mk.spot_open[j, n])
+        cash, cs[c, S_COMP + C_SPOT], cs[c, S_COMP + C_UNH], cs[c, S_COMP + C_LIQ], nrec = rules.liquidate_spot_nb(
+            rec,
+            nrec,
+            j,
+            c,
+            sc,
+            cs[c, S_Q],
+            cs[c, S_SV],
+            p,
+            run.spot_liq_fee,
+            cash,
+            other,
+            cs[c, S_COMP + C_SPOT],
+            cs[c, S_COMP + C_UNH],
+            cs[c, S_COMP + C_LIQ],
+        )
+        cs[c, S_S] = 0.0
+        cs[c, S_SV] = p
+        _after_liq(cs, c, run, j)
+        last = c
+    if cash + other < 0.0 and last >= 0:
+        cover = -(cash + other)
+        cash += cover
+        cs[last, S_COMP + C_LIQ] += cover
+        if nrec - 1 < rec.shape[0]:
+            rec[nrec - 1, R_RATE] = cover
+            rec[nrec - 1, R_CASH] += cover
+    gs[g, G_CASH] = cash
+    return ratio, nrec
     lam = 0.0
     if nshort == 1:
         n1 = col_sym[one]
