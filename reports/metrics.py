@@ -13,27 +13,40 @@ the first bar (the initial capital, a column's share of it, or the equity before
 
 * bar return ``r_t = E_t / E_(t-1) - 1``, and ``0`` where ``E_(t-1) <= 0`` (nothing left to
   return on); NaN equity gives a NaN return, left out of every statistic;
+* daily return ``d_k = D_k / D_(k-1) - 1`` (same rules), where ``D_k`` is the equity at the end
+  of the ``k``-th UTC day of the bars (the close of the last bar opening in that day; the last
+  day ends at the last bar, even mid-day) and ``D_-1 = E_-1``; bars longer than a day give one
+  return each;
 * ``total_return = E_(T-1) / E_-1 - 1``;
 * ``annualized_return = prod(1 + r) ** (A / T) - 1`` with ``A = HOURS_PER_YEAR / bar_hours``
   bars per 365-day year (:data:`data.units.HOURS_PER_YEAR`);
-* ``sharpe = mean(r) / std(r) * sqrt(A)`` (sample standard deviation, ``ddof=1``; risk-free 0);
-* ``sortino = mean(r) * A / (sqrt(mean(min(r, 0) ** 2)) * sqrt(A))`` (required return 0);
+* ``sharpe = mean(d) / std(d) * sqrt(P)`` with ``P = 365`` days a year (the bars a year for
+  bars longer than a day; sample standard deviation, ``ddof=1``; risk-free 0);
+* ``sortino = mean(d) * P / (sqrt(mean(min(d, 0) ** 2)) * sqrt(P))`` (required return 0);
 * ``max_drawdown = min_t (W_t / max_(s<=t) W_s - 1)`` with ``W_t = prod_(s<=t) (1 + r_s)``:
   negative, ``0`` without a drawdown;
 * ``calmar = annualized_return / abs(max_drawdown)``.
 
+Sharpe and Sortino come from daily returns so that the same PnL gives the same figures on
+1-hour, 4-hour and daily bars: a carry's bar returns are not independent from bar to bar
+(funding lands every few hours, the basis reverts within the day), so scaling per-bar figures
+by the square root of the bars a year gives a figure that depends on the bar length. The
+equity path between day ends still counts in the drawdown, from bar returns.
+
 Zero-variance rule (one rule for every path)
 --------------------------------------------
 A ratio whose denominator is zero is **NaN** (``null`` in JSON), never ``+-inf``: ``sharpe``
-and ``sortino`` when the standard deviation of the bar returns is 0 (the returns never vary,
-e.g. a portfolio that never trades; also with fewer than 2 bars), ``sortino`` also when no bar
-return is negative (downside deviation 0), ``calmar`` when equity never draws down.
+and ``sortino`` when the standard deviation of the daily returns is 0 (the returns never vary,
+e.g. a portfolio that never trades; also with fewer than 2 daily returns, i.e. bars within one
+day), ``sortino`` also when no daily return is negative (downside deviation 0), ``calmar``
+when equity never draws down.
 
-The moments are accumulated in one compiled pass per chunk of bars (products, sums and the
-running drawdown sequentially, the variance two-pass within a chunk; chunks are merged with
-Chan's formula, so several chunks agree with one pass to rounding and one chunk is exactly
-the two-pass variance). The results equal vectorbt's returns accessor (365-day year) to
-rounding wherever that accessor gives a finite value.
+The moments are accumulated chunk by chunk (products, sums and the running drawdown
+sequentially in one compiled pass, the variance of the daily returns two-pass within a chunk;
+chunks are merged with Chan's formula, so several chunks agree with one pass to rounding and
+one chunk is exactly the two-pass variance). The results equal vectorbt's returns accessor
+(365-day year; Sharpe and Sortino on the daily returns with a one-day frequency) to rounding
+wherever that accessor gives a finite value.
 
 Other figures
 -------------
@@ -64,33 +77,28 @@ _FILL = EVENT_KINDS.index("fill")
 _LIQUIDATION = EVENT_KINDS.index("liquidation")
 
 # --------------------------------------------------------------------------- return moments
-#: Rows of the return accumulator (see :func:`_accumulate_nb`).
-A_PROD, A_DOWN, A_CNT, A_CP, A_RUNMAX, A_MDD, A_MEAN, A_M2, A_PREV = range(9)
-N_ACC = 9
+#: Rows of the return accumulator: the per-bar path (products, drawdown, last equity) and the
+#: moments of the daily returns (see :class:`ReturnAccumulator`).
+A_PROD, A_DOWN, A_CNT, A_CP, A_RUNMAX, A_MDD, A_MEAN, A_M2, A_PREV, A_DAY_PREV = range(10)
+N_ACC = 10
+#: Milliseconds in one day (the sampling period of Sharpe and Sortino).
+MS_PER_DAY = 86_400_000
 
 
 @njit(cache=True)
-def _accumulate_nb(eq, acc):
-    """Add the bar returns of equity ``eq`` (T, C) to ``acc`` (N_ACC, C), in place.
+def _path_nb(eq, acc):
+    """Add the bar returns of equity ``eq`` (T, C) to the path rows of ``acc`` (N_ACC, C), in place.
 
-    ``acc[A_PREV]`` is the equity before ``eq``'s first bar. Products, the downside sum and
-    the running drawdown run sequentially (as vectorbt's ``returns.nb`` kernels and numba's
-    ``nanprod``/``nanmean``/``nanvar``); the variance is two-pass within the chunk and merged
-    into the previous chunks' with Chan's formula.
+    ``acc[A_PREV]`` is the equity before ``eq``'s first bar. Products and the running drawdown
+    run sequentially (as vectorbt's ``returns.nb`` kernels and numba's ``nanprod``).
     """
     T, C = eq.shape
-    total = np.zeros(C)
-    cnt = np.zeros(C, np.int64)
     for t in range(T):
         for c in range(C):
             prev = acc[A_PREV, c] if t == 0 else eq[t - 1, c]
             r = eq[t, c] / prev - 1.0 if prev > 0 else 0.0
             if not np.isnan(r):
                 acc[A_PROD, c] *= r + 1.0
-                total[c] += r
-                a = r if r <= 0 else 0.0
-                acc[A_DOWN, c] += a**2
-                cnt[c] += 1
                 acc[A_CP, c] *= r + 1
             cum = acc[A_CP, c] * 100.0
             if np.isnan(acc[A_RUNMAX, c]) or cum > acc[A_RUNMAX, c]:
@@ -98,14 +106,36 @@ def _accumulate_nb(eq, acc):
             dd = cum / acc[A_RUNMAX, c] - 1
             if np.isnan(dd) or dd < acc[A_MDD, c]:
                 acc[A_MDD, c] = dd
+    if T > 0:
+        for c in range(C):
+            acc[A_PREV, c] = eq[T - 1, c]
+
+
+@njit(cache=True)
+def _moments_nb(ret, acc):
+    """Add the period returns ``ret`` (D, C; NaN: left out) to the moment rows of ``acc``, in place.
+
+    The downside sum runs sequentially (as numba's ``nanmean``); the variance is two-pass
+    within ``ret`` (numba's ``nanvar``) and merged into the earlier returns' with Chan's formula.
+    """
+    D, C = ret.shape
+    total = np.zeros(C)
+    cnt = np.zeros(C, np.int64)
+    for t in range(D):
+        for c in range(C):
+            r = ret[t, c]
+            if not np.isnan(r):
+                total[c] += r
+                a = r if r <= 0 else 0.0
+                acc[A_DOWN, c] += a**2
+                cnt[c] += 1
     mean = np.empty(C)
     for c in range(C):
         mean[c] = total[c] / cnt[c] if cnt[c] > 0 else np.nan
     ssd = np.zeros(C)
-    for t in range(T):
+    for t in range(D):
         for c in range(C):
-            prev = acc[A_PREV, c] if t == 0 else eq[t - 1, c]
-            r = eq[t, c] / prev - 1.0 if prev > 0 else 0.0
+            r = ret[t, c]
             if not np.isnan(r):
                 v = r - mean[c]
                 ssd[c] += v * v
@@ -123,62 +153,108 @@ def _accumulate_nb(eq, acc):
             acc[A_MEAN, c] += delta * n_b / n
             acc[A_M2, c] += ssd[c] + delta * delta * n_a * n_b / n
         acc[A_CNT, c] = n_a + n_b
-        if T > 0:
-            acc[A_PREV, c] = eq[T - 1, c]
+
+
+def _simple_returns(end: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """``end / before - 1``, and 0 where ``before <= 0`` (or NaN): the bar-return rule, on any sampling."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(before > 0, end / before - 1.0, 0.0)
+
+
+def periods_per_year(bar_hours: float) -> float:
+    """Sampling periods of Sharpe and Sortino in a 365-day year: 365 days, or the bars when they
+    are longer than a day."""
+    return HOURS_PER_YEAR / max(24.0, float(bar_hours))
 
 
 class ReturnAccumulator:
     """The return statistics of equity curves fed in consecutive chunks of bars.
 
-    ``initial``: equity before the first bar, one value per column (quote).
+    ``initial``: equity before the first bar, one value per column (quote); ``bar_hours``:
+    bar length. Bar returns give the annualized return and the drawdown; the equity at the end
+    of each UTC day (the close of the day's last bar) gives the daily returns of Sharpe and
+    Sortino, the first against ``initial``, the last day's at the last bar added (see the
+    module docstring).
     """
 
-    def __init__(self, initial):
+    def __init__(self, initial, bar_hours: float):
         initial = np.asarray(initial, dtype=np.float64)
         self.initial = initial.copy()
+        self.bar_hours = float(bar_hours)
         acc = np.zeros((N_ACC, len(initial)))
         acc[A_PROD] = 1.0
         acc[A_CP] = 1.0
         acc[A_RUNMAX] = np.nan
         acc[A_MDD] = np.inf
         acc[A_PREV] = initial
+        acc[A_DAY_PREV] = initial
         self.acc = acc
         self.bars = 0
+        self.day: int | None = None  # UTC day (days since the epoch) of the last bar added
 
-    def add(self, equity) -> None:
-        """Add the next bars' equity, (bars x columns)."""
+    def _days(self, times, T: int) -> np.ndarray:
+        """UTC day of each bar's open, (T,) int64; without ``times`` the bars are taken as
+        consecutive from a UTC midnight (the first bar added opens at 00:00)."""
+        if times is None:
+            bar_ms = max(1, round(self.bar_hours * 3_600_000))
+            return (self.bars + np.arange(T, dtype=np.int64)) * bar_ms // MS_PER_DAY
+        ms = pd.DatetimeIndex(times).as_unit("ms").asi8
+        if len(ms) != T:
+            raise ValueError(f"{len(ms)} bar times for {T} bars of equity")
+        return ms // MS_PER_DAY
+
+    def add(self, equity, times=None) -> None:
+        """Add the next bars' equity, (bars x columns); ``times``: their open times (UTC; see
+        :meth:`_days` for ``None``)."""
         eq = np.ascontiguousarray(equity, dtype=np.float64)
         if eq.ndim != 2 or eq.shape[1] != self.acc.shape[1]:
             raise ValueError(f"equity of shape {eq.shape} for {self.acc.shape[1]} columns")
-        _accumulate_nb(eq, self.acc)
-        self.bars += eq.shape[0]
+        T = eq.shape[0]
+        if T == 0:
+            return
+        day = self._days(times, T)
+        # the days this chunk closes: the pending one (at the previous chunk's last bar) when
+        # the chunk starts a new day, and every day whose last bar is in the chunk but not last
+        ends = eq[np.flatnonzero(day[1:] != day[:-1])]
+        if self.day is not None and day[0] != self.day:
+            ends = np.vstack([self.acc[A_PREV][None, :], ends])
+        if len(ends):
+            before = np.vstack([self.acc[A_DAY_PREV][None, :], ends[:-1]])
+            _moments_nb(np.ascontiguousarray(_simple_returns(ends, before)), self.acc)
+            self.acc[A_DAY_PREV] = ends[-1]
+        _path_nb(eq, self.acc)
+        self.day = int(day[-1])
+        self.bars += T
 
     @property
     def last(self) -> np.ndarray:
         """The equity at the last bar added (the initial equity before any)."""
         return self.acc[A_PREV].copy()
 
-    def stats(self, bar_hours: float) -> dict[str, np.ndarray]:
+    def stats(self) -> dict[str, np.ndarray]:
         """:data:`RETURN_KEYS` per column (see the module docstring for the formulas and the
         zero-variance rule)."""
-        acc, T = self.acc, self.bars
+        acc, T = self.acc.copy(), self.bars
         C = acc.shape[1]
         nan = np.full(C, np.nan)
         with np.errstate(divide="ignore", invalid="ignore"):
             total = np.where(self.initial > 0, acc[A_PREV] / self.initial - 1.0, np.nan)
         if T == 0:
             return {"total_return": total, **{k: nan.copy() for k in RETURN_KEYS[1:]}}
-        ann = HOURS_PER_YEAR / float(bar_hours)
+        # the last day closes at the last bar added
+        _moments_nb(_simple_returns(acc[A_PREV], acc[A_DAY_PREV])[None, :], acc)
+        ann = HOURS_PER_YEAR / self.bar_hours
+        per_year = periods_per_year(self.bar_hours)
         cnt = acc[A_CNT]
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             mean = np.where(cnt > 0, acc[A_MEAN], np.nan)
             ann_ret = acc[A_PROD] ** (ann / T) - 1
             # sqrt(var * n / (n - 1)) with var = M2 / n: numba's nanstd(ddof=1) order
             std = np.where(cnt > 1, np.sqrt(acc[A_M2] / cnt * cnt / (cnt - 1)), np.nan)
-            down = np.where(cnt > 0, np.sqrt(acc[A_DOWN] / cnt) * np.sqrt(ann), np.nan)
-            varies = (std > 0) & (T >= 2)
-            sharpe = np.where(varies, mean / std * np.sqrt(ann), np.nan)
-            sortino = np.where(varies & (down > 0), mean * ann / down, np.nan)
+            down = np.where(cnt > 0, np.sqrt(acc[A_DOWN] / cnt) * np.sqrt(per_year), np.nan)
+            varies = std > 0
+            sharpe = np.where(varies, mean / std * np.sqrt(per_year), np.nan)
+            sortino = np.where(varies & (down > 0), mean * per_year / down, np.nan)
             mdd = acc[A_MDD].copy()
             calmar = np.where(mdd != 0, ann_ret / np.abs(mdd), np.nan)
         return {
@@ -191,19 +267,21 @@ class ReturnAccumulator:
         }
 
 
-def return_stats(equity, initial, bar_hours: float) -> dict[str, np.ndarray]:
+def return_stats(equity, initial, bar_hours: float, times=None) -> dict[str, np.ndarray]:
     """:data:`RETURN_KEYS` of equity curves in one pass.
 
     ``equity``: (bars x columns) quote, ``initial``: equity before the first bar per column
     (quote; for a window of a longer curve: the equity at the bar before the window),
-    ``bar_hours``: bar length. Returns ``{key: array over columns}``.
+    ``bar_hours``: bar length, ``times``: the bars' open times (UTC), which place the day ends
+    of Sharpe and Sortino; without them the first bar is taken to open at 00:00 UTC and the
+    bars to follow each other without gaps. Returns ``{key: array over columns}``.
     """
     eq = np.asarray(equity, dtype=np.float64)
     if eq.ndim == 1:
         eq = eq[:, None]
-    acc = ReturnAccumulator(np.broadcast_to(np.asarray(initial, dtype=np.float64), (eq.shape[1],)))
-    acc.add(eq)
-    return acc.stats(bar_hours)
+    acc = ReturnAccumulator(np.broadcast_to(np.asarray(initial, dtype=np.float64), (eq.shape[1],)), bar_hours)
+    acc.add(eq, times)
+    return acc.stats()
 
 
 def check_return_key(metric: str, what: str = "this statistic") -> None:
@@ -224,8 +302,9 @@ SNAP = 1e-9
 @njit(cache=True)
 def _held_bars_nb(rec, C, T, s0, q0, col_group, G):
     """Bars each column and each portfolio held any position at the bar close, from the fill
-    (kind 0) and liquidation (kind 4) events ``rec`` (chronological) and the positions before
-    the first bar (a leg within :data:`SNAP` of its largest quantity counts as closed)."""
+    (kind 0) and liquidation (kind 4: closes its leg, perp or borrowed spot) events ``rec``
+    (chronological) and the positions before the first bar (a leg within :data:`SNAP` of its
+    largest quantity counts as closed)."""
     s = s0.copy()
     q = q0.copy()
     s_scale = np.abs(s0)
@@ -250,18 +329,16 @@ def _held_bars_nb(rec, C, T, s0, q0, col_group, G):
             out[c] += b - last[c]
         last[c] = b
         qty = rec[k, 4]
-        if kind == 0 and int(rec[k, 3]) == 0:
+        if int(rec[k, 3]) == 0:  # spot leg (a fill, or the liquidation of a borrowed spot leg)
             s[c] += qty
             s_scale[c] = max(s_scale[c], abs(qty), abs(s[c]))
-            if abs(s[c]) <= SNAP * s_scale[c]:  # closed: the engine sets it to 0, the fills add up to rounding
+            if abs(s[c]) <= SNAP * s_scale[c] or kind == 4:  # closed: the engine sets it to 0
                 s[c] = 0.0
         else:
             q[c] += qty
             q_scale[c] = max(q_scale[c], abs(qty), abs(q[c]))
-            if abs(q[c]) <= SNAP * q_scale[c]:
+            if abs(q[c]) <= SNAP * q_scale[c] or kind == 4:
                 q[c] = 0.0
-        if kind == 4:
-            q[c] = 0.0
         now = s[c] != 0.0 or q[c] != 0.0
         if now != held[c]:
             g = col_group[c]
@@ -352,7 +429,7 @@ def column_stats(result) -> pd.DataFrame:
     """The :data:`~reports.keys.SUMMARY_KEYS` figures of every column (symbol x parameter set).
 
     A column's capital is its share of the portfolio's initial capital and its returns are
-    its equity's bar-to-bar changes. Rows in column order (index: column position); label
+    the changes of its equity (bar to bar, and day end to day end for Sharpe and Sortino). Rows in column order (index: column position); label
     them with :func:`reports.frames.column_summary`.
     """
     n_bars = len(result.index)
@@ -362,7 +439,7 @@ def column_stats(result) -> pd.DataFrame:
     eq = eq_frame.to_numpy(dtype=np.float64)
     C = eq.shape[1]
     initial = _column_initial(result, eq)
-    rets = return_stats(eq, initial, result.bar_hours)
+    rets = return_stats(eq, initial, result.bar_hours, result.index)
     with np.errstate(divide="ignore", invalid="ignore"):
         rets["total_return"] = np.where(initial > 0, eq[-1] / initial - 1.0, np.nan)
     comps = {k: result.components[v].to_numpy()[-1] for k, v in COMPONENT_KEYS.items()}
@@ -400,7 +477,7 @@ def stats_frame(result) -> pd.DataFrame:
     G = len(result.group_ids)
     eq = ge.to_numpy(dtype=np.float64)
     init = np.full(G, float(result.config.initial_capital_quote))
-    rets = return_stats(eq, init, result.bar_hours)
+    rets = return_stats(eq, init, result.bar_hours, result.index)
     cg = np.asarray(result.column_group, dtype=np.int64)
     comps = {
         k: np.bincount(cg, weights=result.components[v].to_numpy()[-1], minlength=G)[:G]
@@ -453,7 +530,7 @@ class LeanFigures:
     def __init__(self, n_columns: int, initial_capital: float, bar_hours: float):
         self.initial = np.full(n_columns, float(initial_capital))
         self.bar_hours = float(bar_hours)
-        self.returns = ReturnAccumulator(self.initial)
+        self.returns = ReturnAccumulator(self.initial, bar_hours)
         self.held = np.zeros(n_columns, np.int64)
         self.n_liq = np.zeros(n_columns, np.int64)
         self.n_trades = np.zeros(n_columns, np.int64)
@@ -468,7 +545,7 @@ class LeanFigures:
         """Add a chunk's lean result; ``spot0``/``perp0``: positions before its first bar."""
         eq = result.equity.to_numpy()
         T, C = eq.shape
-        self.returns.add(eq)
+        self.returns.add(eq, result.index)
         rec = result.records
         col = rec[:, 1].astype(np.int64)
         n_liq, n_trades, notional = _event_counts(rec, C, np.where(col >= 0, col, -1))
@@ -488,7 +565,7 @@ class LeanFigures:
             n,
             self.initial,
             self.returns.last,
-            self.returns.stats(self.bar_hours),
+            self.returns.stats(),
             self.comps,
             counts,
             held,

@@ -27,8 +27,13 @@ from reports.metrics import (
 
 
 # --------------------------------------------------------------------------- a plain reference
-def reference_returns(eq: np.ndarray, initial: float, bar_hours: float) -> dict[str, float]:
-    """The definitions of the module docstring, written out for one equity curve."""
+def reference_returns(eq: np.ndarray, initial: float, bar_hours: float, times=None) -> dict[str, float]:
+    """The definitions of the module docstring, written out for one equity curve.
+
+    ``times``: the bars' open times (default: consecutive bars from 2024-01-01 00:00 UTC).
+    """
+    if times is None:
+        times = pd.date_range("2024-01-01", periods=len(eq), freq=pd.Timedelta(hours=bar_hours), tz="UTC")
     prev = np.concatenate([[initial], eq[:-1]])
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.where(prev > 0, eq / prev - 1.0, 0.0)
@@ -36,16 +41,27 @@ def reference_returns(eq: np.ndarray, initial: float, bar_hours: float) -> dict[
     growth = np.cumprod(1.0 + r)
     mdd = float(np.min(growth / np.maximum.accumulate(growth) - 1.0))
     ann = float(growth[-1] ** (a / len(r)) - 1.0)
-    sd = float(np.std(r, ddof=1)) if len(r) > 1 else np.nan
-    down = float(np.sqrt(np.mean(np.minimum(r, 0.0) ** 2)) * np.sqrt(a))
+    d = daily_returns(eq, initial, times)
+    p = 365.0 if bar_hours <= 24 else HOURS_PER_YEAR / bar_hours
+    sd = float(np.std(d, ddof=1)) if len(d) > 1 else np.nan
+    down = float(np.sqrt(np.mean(np.minimum(d, 0.0) ** 2)) * np.sqrt(p))
     return {
         "total_return": float(eq[-1] / initial - 1.0),
         "annualized_return": ann,
-        "sharpe": float(np.mean(r) / sd * np.sqrt(a)) if sd > 0 else np.nan,
-        "sortino": float(np.mean(r) * a / down) if sd > 0 and down > 0 else np.nan,
+        "sharpe": float(np.mean(d) / sd * np.sqrt(p)) if sd > 0 else np.nan,
+        "sortino": float(np.mean(d) * p / down) if sd > 0 and down > 0 else np.nan,
         "max_drawdown": mdd,
         "calmar": ann / abs(mdd) if mdd != 0 else np.nan,
     }
+
+
+def daily_returns(eq: np.ndarray, initial: float, times) -> np.ndarray:
+    """Returns of the equity at each UTC day's last bar, the first against ``initial``."""
+    days = pd.Series(eq, index=pd.DatetimeIndex(times)).groupby(pd.DatetimeIndex(times).floor("D")).last()
+    end = days.to_numpy()
+    prev = np.concatenate([[initial], end[:-1]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(prev > 0, end / prev - 1.0, 0.0)
 
 
 def assert_close(actual, expected, key):
@@ -75,25 +91,75 @@ def test_1000_random_columns_equal_a_per_column_computation():
 
 
 def test_formulas_equal_vectorbt_where_it_is_finite():
-    """The previous definitions (vectorbt's returns accessor, 365-day year) to 1e-12."""
+    """vectorbt's returns accessor (365-day year) to 1e-12: on bar returns for the annualized
+    return, drawdown and Calmar, on daily returns (one-day frequency) for Sharpe and Sortino."""
     vbt = pytest.importorskip("vectorbt")
     assert vbt
     rng = np.random.default_rng(1)
     eq, initial = random_curves(rng, 500, 40)
-    eq = eq[:, 3:]  # the degenerate curves are the zero-variance rule's (below)
+    eq, initial = eq[:, 3:], initial[3:]  # the degenerate curves are the zero-variance rule's (below)
     for bar_hours in (1.0, 8.0, 1 / 60):
-        prev = np.vstack([initial[3:][None, :], eq[:-1]])
-        rets = pd.DataFrame(eq / prev - 1.0, index=pd.date_range("2024-01-01", periods=len(eq), freq="h"))
-        acc = rets.vbt.returns(freq=pd.Timedelta(hours=bar_hours), year_freq="365 days")
-        got = return_stats(eq, initial[3:], bar_hours)
+        times = pd.date_range("2024-01-01 05:00", periods=len(eq), freq=pd.Timedelta(hours=bar_hours), tz="UTC")
+        prev = np.vstack([initial[None, :], eq[:-1]])
+        rets = pd.DataFrame(eq / prev - 1.0, index=times)
+        per_bar = rets.vbt.returns(freq=pd.Timedelta(hours=bar_hours), year_freq="365 days")
+        daily = pd.DataFrame(np.column_stack([daily_returns(eq[:, c], initial[c], times) for c in range(eq.shape[1])]))
+        per_day = daily.vbt.returns(freq="1D", year_freq="365 days")
+        got = return_stats(eq, initial, bar_hours, times)
         for key, theirs in (
-            ("annualized_return", acc.annualized()),
-            ("sharpe", acc.sharpe_ratio()),
-            ("sortino", acc.sortino_ratio()),
-            ("max_drawdown", acc.max_drawdown()),
-            ("calmar", acc.calmar_ratio()),
+            ("annualized_return", per_bar.annualized()),
+            ("sharpe", per_day.sharpe_ratio()),
+            ("sortino", per_day.sortino_ratio()),
+            ("max_drawdown", per_bar.max_drawdown()),
+            ("calmar", per_bar.calmar_ratio()),
         ):
-            np.testing.assert_allclose(got[key], theirs.to_numpy(), rtol=1e-12, atol=0, err_msg=key)
+            np.testing.assert_allclose(got[key], theirs.to_numpy(), rtol=1e-12, atol=0, err_msg=f"{bar_hours} {key}")
+        if bar_hours == 1 / 60:  # 500 minutes from 05:00: one day, no variance
+            assert np.isnan(got["sharpe"]).all()
+
+
+def test_daily_returns_from_the_bar_times():
+    """Day ends come from the bar times (a first bar mid-day, a gap of days, a last day cut
+    short); without times the bars run from a UTC midnight."""
+    rng = np.random.default_rng(8)
+    eq, initial = random_curves(rng, 24 * 20, 30)
+    times = pd.date_range("2024-03-01 17:00", periods=len(eq), freq="h", tz="UTC")
+    times = times.where(np.arange(len(eq)) < 200, times + pd.Timedelta(days=3))  # 3 days without bars
+    got = return_stats(eq, initial, 1.0, times)
+    for c in range(eq.shape[1]):
+        want = reference_returns(eq[:, c], initial[c], 1.0, times)
+        for key in RETURN_KEYS:
+            assert_close(got[key][c], want[key], f"{c} {key}")
+    midnight = pd.date_range("2024-03-01", periods=len(eq), freq="h", tz="UTC")
+    for key in RETURN_KEYS:
+        assert_close(return_stats(eq, initial, 1.0)[key], return_stats(eq, initial, 1.0, midnight)[key], key)
+    with pytest.raises(ValueError, match="bar times"):
+        return_stats(eq, initial, 1.0, times[:-1])
+
+
+def test_the_same_day_end_equity_gives_the_same_sharpe_at_any_bar_length():
+    """Equity through the same day ends: the same Sharpe and Sortino on 1h, 4h and 1d bars,
+    whatever happens within the days; bars longer than a day give a return each."""
+    rng = np.random.default_rng(9)
+    days, C = 60, 20
+    day_end = 1_000.0 * np.cumprod(1.0 + rng.normal(0.001, 0.01, (days, C)), axis=0)
+    figures = {}
+    for hours in (1, 4, 24):
+        per_day = 24 // hours
+        eq = np.repeat(day_end, per_day, axis=0) * (1.0 + rng.normal(0.0, 0.02, (days * per_day, C)))
+        eq[per_day - 1 :: per_day] = day_end  # the day's last bar closes at the day end
+        times = pd.date_range("2024-01-01", periods=len(eq), freq=f"{hours}h", tz="UTC")
+        figures[hours] = return_stats(eq, np.full(C, 1_000.0), float(hours), times)
+    for key in ("sharpe", "sortino"):
+        assert np.isfinite(figures[1][key]).all()
+        assert_close(figures[4][key], figures[1][key], key)
+        assert_close(figures[24][key], figures[1][key], key)
+    two_days = return_stats(day_end[1::2], np.full(C, 1_000.0), 48.0)
+    want = [reference_returns(day_end[1::2, c], 1_000.0, 48.0) for c in range(C)]
+    for key in RETURN_KEYS:
+        assert_close(two_days[key], [w[key] for w in want], key)
+    r = day_end[1::2] / np.vstack([np.full((1, C), 1_000.0), day_end[1::2][:-1]]) - 1.0
+    assert_close(two_days["sharpe"], r.mean(axis=0) / r.std(axis=0, ddof=1) * np.sqrt(365 / 2), "48h sharpe")
 
 
 def test_zero_variance_rule():
@@ -113,17 +179,25 @@ def test_zero_variance_rule():
     # fewer than 2 bars: no variance either
     one = return_stats(eq[:1], initial, 1.0)
     assert np.isnan(one["sharpe"]).all() and np.isnan(one["sortino"]).all()
+    # bars within one UTC day: one daily return, no variance either
+    day = return_stats(eq[:24], initial, 1.0)
+    assert np.isnan(day["sharpe"]).all() and np.isnan(day["sortino"]).all()
+    assert np.isfinite(day["max_drawdown"]).all()
 
 
-def test_chunks_merge_to_one_pass():
+@pytest.mark.parametrize("with_times", [True, False])
+def test_chunks_merge_to_one_pass(with_times):
+    """Chunks cut anywhere (one bar, mid-day, at a day end) give the one-pass figures."""
     rng = np.random.default_rng(3)
     eq, initial = random_curves(rng, 1_000, 50)
-    whole = return_stats(eq, initial, 1.0)
-    acc = ReturnAccumulator(initial)
-    for lo, hi in ((0, 1), (1, 300), (300, 301), (301, 777), (777, 1_000)):
-        acc.add(eq[lo:hi])
+    times = pd.date_range("2024-01-01 09:00", periods=len(eq), freq="h", tz="UTC") if with_times else None
+    whole = return_stats(eq, initial, 1.0, times)
+    acc = ReturnAccumulator(initial, 1.0)
+    for lo, hi in ((0, 1), (1, 15), (15, 300), (300, 301), (301, 327), (327, 777), (777, 1_000)):
+        acc.add(eq[lo:hi], None if times is None else times[lo:hi])
+    acc.add(eq[:0], None if times is None else times[:0])
     assert acc.bars == 1_000
-    parts = acc.stats(1.0)
+    parts = acc.stats()
     for key in RETURN_KEYS:
         assert_close(parts[key], whole[key], key)
         np.testing.assert_array_equal(np.isnan(parts[key]), np.isnan(whole[key]), err_msg=key)
@@ -156,7 +230,7 @@ def reference_portfolio(result, group) -> dict:
     cols = result.group_columns(group)
     init = float(result.config.initial_capital_quote)
     eq = result.group_equity[group].to_numpy()
-    out = reference_returns(eq, init, result.bar_hours)
+    out = reference_returns(eq, init, result.bar_hours, result.index)
     final = {k: float(result.components[v].iloc[-1, cols].sum()) for k, v in COMPONENT_KEYS.items()}
     ev = result.events[result.events["group"] == group]
     fills = ev[ev["kind"] == "fill"]
@@ -214,7 +288,7 @@ def test_columns_and_portfolios_share_the_rule():
     np.testing.assert_allclose(cols["initial_capital"], config.initial_capital_quote / 2, rtol=1e-12)
     for c in range(tg.n_columns):
         eq = res.equity.iloc[:, c].to_numpy()
-        want = reference_returns(eq, cols["initial_capital"].iloc[c], res.bar_hours)
+        want = reference_returns(eq, cols["initial_capital"].iloc[c], res.bar_hours, res.index)
         for key in RETURN_KEYS:
             assert_close(cols[key].iloc[c], want[key], f"column {c} {key}")
     never = cols.iloc[-2:]  # the last portfolio's columns never trade
@@ -287,7 +361,7 @@ def test_walk_forward_windows_use_the_same_formulas():
         for start, fold in folds.iterrows():
             rows = np.flatnonzero((m.index >= start) & (m.index < fold["test_end"]))
             before = eq[rows[0] - 1]
-            want = [reference_returns(eq[rows, g], before[g], 1.0)[metric] for g in range(4)]
+            want = [reference_returns(eq[rows, g], before[g], 1.0, m.index[rows])[metric] for g in range(4)]
             assert_close(fold["out_of_sample"], want[labels.index(fold["chosen"])], metric)
             assert_close(fold["oos_best_possible"], np.nanmax(want), metric)
         if metric in ("sharpe", "sortino", "calmar"):  # the portfolio that never trades: NaN, never chosen
@@ -295,3 +369,36 @@ def test_walk_forward_windows_use_the_same_formulas():
             assert np.isnan(return_stats(eq[rows][:, -1:], before[-1:], 1.0)[metric]).all()
     with pytest.raises(ConfigError, match="did you mean 'sharpe'"):
         walk_forward(run, "10d:5d", metric="sharp")
+
+
+# --------------------------------------------------------------------------- real data
+@pytest.mark.shared_data
+def test_the_same_carry_has_the_same_sharpe_on_hourly_and_daily_bars(tmp_path):
+    """Issue 12: always_carry on real BTCUSDT, 2021-2023, at 1h, 4h and 1d bars: Sharpe and
+    Sortino within 10% of the hourly figures (per-bar returns gave 6.6 / 9.3 / 12.2)."""
+    import warnings
+
+    from data.catalog import Catalog
+    from data.ingest.freqtrade import ingest_freqtrade
+    from data.loader import DataWarning, load_market
+    from strategies import run_strategy
+    from tests.conftest import shared_data_path
+
+    catalog = Catalog(tmp_path / "catalog")
+    ingest_freqtrade(shared_data_path("binance"), catalog, symbols=["BTCUSDT"])
+    figures = {}
+    for freq in ("1h", "4h", "1d"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DataWarning)
+            m = load_market(catalog, ["BTCUSDT"], start="2021-01-01", end="2024-01-01", freq=freq)
+        figures[freq] = stats(run_backtest(m, run_strategy("always_carry", m), BacktestConfig(perp_leverage=2)))
+    hourly = figures["1h"]
+    assert hourly["sharpe"] > 1 and hourly["n_trades"] > 0
+    for freq in ("4h", "1d"):
+        for key in ("sharpe", "sortino"):
+            assert figures[freq][key] == pytest.approx(hourly[key], rel=0.10), (
+                freq,
+                key,
+                figures[freq][key],
+                hourly[key],
+            )
