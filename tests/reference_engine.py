@@ -15,7 +15,9 @@ config.
 
 Events are tuples ``(bar, column, kind, leg, qty, price, cash)``; liquidation events carry two
 more fields, ``(..., fee, rate)``: the clearance (perp) or margin-liquidation (spot) fee and
-the insurance fund's cover of a negative wallet or cash (0.0 when none). Cross-margin
+the insurance fund's cover of a negative wallet or margin account (0.0 when none). A spot
+liquidation's cash includes the cover (rules12); a perp liquidation's is its realized PnL minus
+the fee, as before (rules12 does not say otherwise). Cross-margin
 transfers and the stop event of a portfolio have column ``-1 - group``.
 """
 
@@ -561,23 +563,39 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                         after_liquidation(j, c, g)
                     P.topup_bar = -1
 
-            # 4b. the borrowed spot legs' margin account (isolated and cross): liquidated when the
-            # quote cash falls to `level` x the borrowed coins' value, on the path to the spot high
+            # 4b. the margin account of the borrowed spot legs (isolated and cross; Binance's cross
+            # margin account): assets = the quote cash + the long spot coins, liabilities = the
+            # borrowed coins' value; liquidated when assets <= level x liabilities on the path
+            # from the spot opens to the adverse extremes (highs of the borrowed coins, lows of the
+            # long ones; a long leg without prices stays at its valuation price)
             mr_spot = {}
             if haircut is None:
                 short_cs = [c for c in cs if cols[c].spot < 0 and M.valid[j, cols[c].symbol]]
+                long_cs = [c for c in cs if cols[c].spot > 0]
 
                 def spot_path(c, lam):
-                    n = cols[c].symbol
-                    return M.spot_open[j, n] + lam * (M.spot_high[j, n] - M.spot_open[j, n])
+                    col = cols[c]
+                    n = col.symbol
+                    if not M.valid[j, n]:
+                        return col.spot_mark
+                    worst = M.spot_high[j, n] if col.spot < 0 else M.spot_low[j, n]
+                    return M.spot_open[j, n] + lam * (worst - M.spot_open[j, n])
+
+                def long_value(lam):
+                    return sum(cols[c].spot * spot_path(c, lam) for c in long_cs)
+
+                def account(lam):  # (assets, liabilities)
+                    liab = sum(abs(cols[c].spot) * spot_path(c, lam) for c in short_cs)
+                    return P.cash + long_value(lam), liab
 
                 def spot_breached(lam):
-                    return P.cash <= spot_level * sum(abs(cols[c].spot) * spot_path(c, lam) for c in short_cs)
+                    assets, liab = account(lam)
+                    return assets <= spot_level * liab
 
                 if short_cs:
-                    liab = spot_level * sum(abs(cols[c].spot) * M.spot_high[j, cols[c].symbol] for c in short_cs)
+                    assets1, liab1 = account(1.0)
                     for c in short_cs:
-                        mr_spot[c] = liab / P.cash if P.cash > 0 else math.inf
+                        mr_spot[c] = spot_level * liab1 / assets1 if assets1 > 0 else math.inf
                 if short_cs and spot_breached(1.0):
                     if spot_breached(0.0):
                         lam = 0.0
@@ -588,6 +606,7 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                             lo, hi = (lo, mid) if spot_breached(mid) else (mid, hi)
                         lam = hi
                     prices = {c: spot_path(c, lam) for c in short_cs}
+                    other = long_value(lam)  # the long coins, at the same point of the path
                     last = None
                     for c in short_cs:
                         col = cols[c]
@@ -595,17 +614,18 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                         revalue(col, price, col.perp_mark)
                         cost = abs(col.spot) * price
                         P.cash -= cost  # buy the borrowed coins back
-                        fee = min(spot_liq_fee * cost, max(P.cash, 0.0))
+                        fee = min(spot_liq_fee * cost, max(P.cash + other, 0.0))
                         P.cash -= fee
                         col.pnl["liquidation"] -= fee
                         events.append((j, c, "liquidation", "spot", -col.spot, price, -cost - fee, fee, 0.0))
                         last = len(events) - 1
                         col.spot = 0.0
-                    if P.cash < 0:  # the insurance fund covers the deficit, booked on the last column
-                        cover = -P.cash
-                        P.cash = 0.0
+                    if P.cash + other < 0:  # the insurance fund covers the deficit, booked on the last column
+                        cover = -(P.cash + other)
+                        P.cash += cover
                         cols[short_cs[-1]].pnl["liquidation"] += cover
-                        events[last] = events[last][:-1] + (cover,)
+                        e = events[last]
+                        events[last] = e[:6] + (e[6] + cover, e[7], cover)
                     for c in short_cs:
                         after_liquidation(j, c, g)
 

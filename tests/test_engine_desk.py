@@ -377,7 +377,7 @@ def case_spot_margin_liquidation(side, gap):
     Wick (spot open 100, high 200 at bar 5): bought back at 10,000 / 55 = 181.82, fee 2% of
     50 x 181.82 = 9,090.91 -> 181.82, cash left 10,000 - 9,090.91 - 181.82 = 727.27.
     Gap (spot opens at 250): bought back at 250 for 12,500: cash -2,500, no fee (nothing left),
-    the insurance fund covers the 2,500 (the event's rate)."""
+    the insurance fund covers the 2,500 (the event's rate; its cash -12,500 + 2,500)."""
     T = 8
     if gap:
         spot = {"open": path(T, 100.0, b5=250.0), "high": path(T, 100.0, b5=250.0), "close": path(T, 100.0)}
@@ -392,7 +392,7 @@ def case_spot_margin_liquidation(side, gap):
     cover = 50 * 250.0 - 10_000 if gap else 0.0
     assert liq.price[0] == approx(price)
     assert liq.fee[0] == approx(fee) and liq.rate[0] == approx(cover)
-    assert liq.cash[0] == approx(-50 * price - fee)
+    assert liq.cash[0] == approx(-50 * price - fee + cover)
     assert v.comp("liquidation")[5] == approx(cover - fee)
     # the margin ratio: 1.1 x 50 x spot high / cash, >= 1 at the liquidation bar
     assert v.mr[4, 0] == approx(1.1 * 50 * 100 / 10_000)
@@ -416,6 +416,47 @@ def test_spot_margin_liquidation(gap):
 @pytest.mark.parametrize("gap", [False, True])
 def test_spot_margin_liquidation_engine(gap):
     case_spot_margin_liquidation("engine", gap)
+
+
+def case_long_coins_are_margin_assets(side, high):
+    """A carry on A and a reverse carry on B in one portfolio (20,000, leverage 1, half each):
+    50 A coins bought, 50 B coins borrowed and sold at 100, 5,000 of margin each: cash 10,000.
+    The margin account's assets are the cash and the 50 long A coins (A flat at 100): 15,000.
+
+    B's high 200: 1.1 x 50 x 200 = 11,000 < 15,000, no liquidation (the cash alone would have
+    been breached at 10,000 / 55 = 181.8). B's high 300: liquidated where 15,000 = 1.1 x 50 x p,
+    p = 15,000 / 55; bought back for 50 p, cash 10,000 - 50 p < 0; the fee 2% of 50 p is floored
+    at cash + long coins = 15,000 - 50 p (positive: paid in full), no cover."""
+    T = 8
+    a = np.full(T, 100.0)
+    spot = {"open": np.c_[a, a], "high": np.c_[a, path(T, 100.0, b5=high)], "close": np.c_[a, a]}
+    idx = pd.date_range("2024-01-01", periods=T, freq="1h", tz="UTC")
+    m = Market.from_arrays(idx, ["AUSDT", "BUSDT"], spot=spot, perp=np.full((T, 2), 100.0))
+    v = both(m, np.tile([1.0, -1.0], (T, 1)), dict(initial_capital_quote=20_000.0))[side]
+    assert v.spot[4] == approx([50.0, -50.0])
+    assert v.mr[4, 1] == approx(1.1 * 50 * 100 / 15_000)
+    assert v.mr[5, 1] == approx(1.1 * 50 * high / 15_000)
+    liq = v.ev("liquidation")
+    if high == 200.0:
+        assert len(liq) == 0 and v.spot[-1] == approx([50.0, -50.0])
+        return
+    p = 15_000 / 55
+    assert list(liq.bar) == [5] and list(liq.column) == [1] and list(liq.leg) == ["spot"]
+    assert liq.price[0] == approx(p) and liq.fee[0] == approx(0.02 * 50 * p) and liq.rate[0] == 0.0
+    assert v.comp("liquidation", 1)[5] == approx(-0.02 * 50 * p)
+    # equity: 20,000 - 50 x (p - 100) on B's spot - the fee
+    assert v.equity[5, 0] == approx(20_000 - 50 * (p - 100) - 0.02 * 50 * p)
+
+
+@pytest.mark.parametrize("high", [200.0, 300.0])
+def test_long_coins_are_margin_assets(high):
+    case_long_coins_are_margin_assets("reference", high)
+
+
+@engine_pending
+@pytest.mark.parametrize("high", [200.0, 300.0])
+def test_long_coins_are_margin_assets_engine(high):
+    case_long_coins_are_margin_assets("engine", high)
 
 
 def case_clearance_fee_and_cover(side, gap, mode):
