@@ -320,10 +320,15 @@ class BacktestResult:
 
     @property
     def events(self) -> pd.DataFrame:
-        """Events: time, column, group, symbol, kind, leg, qty, price, rate, cash, fee.
+        """Events: time, bar, column, group, symbol, kind, leg, qty, price, rate, cash, fee.
 
-        ``kind`` is one of fill, funding, borrow, transfer, liquidation; ``leg`` spot, perp or
-        None; ``qty`` signed coins (fills: traded; funding: perp held; borrow: spot held;
+        ``time`` (UTC) is when the event happened: for ``funding``, the settlement instant (the
+        last one summed into the bar, e.g. 08:00:00 for the hourly bar opening at 07:00; from
+        the market's ``funding_time_ms``, else the bar's close); for every other kind, the bar's
+        open, when the engine acts. ``bar`` (UTC) is the open of the bar the event belongs to
+        (the row of the per-bar outputs; ``time == bar`` except for funding).
+        ``kind`` is one of fill, funding, borrow, transfer, liquidation, stop; ``leg`` spot,
+        perp or None; ``qty`` signed coins (fills: traded; funding: perp held; borrow: spot held;
         liquidation: closed); ``price`` quote/coin (fill price; funding: mark at settlement;
         liquidation price); ``rate`` fraction (funding rate per interval, borrow rate per
         hour); ``cash`` signed quote to the account's wallet (spot fills: -qty*price - fee;
@@ -335,6 +340,7 @@ class BacktestResult:
             r = self.records
             col = r[:, 1].astype(np.int64)
             bar = r[:, 0].astype(np.int64)
+            kind = r[:, 2].astype(np.int64)
             is_col = col >= 0
             safe = np.where(is_col, col, 0)
             group = np.where(
@@ -344,13 +350,27 @@ class BacktestResult:
             )
             sym = np.array(self.symbols, dtype=object)[self.column_symbol[safe]] if len(safe) else np.array([], object)
             leg = pd.Series(r[:, 3].astype(np.int64)).map(LEGS).astype(object)
+            opens = self.index[bar]
+            # funding: the settlement instant, from the market's funding_time_ms (T, N, ms; the
+            # result's copy of it, when it carries one), else the bar's close
+            funding = np.flatnonzero((kind == EVENT_KINDS.index("funding")) & is_col)
+            times = opens.tz_convert(None).to_numpy().copy()  # datetime64, UTC
+            close = times[funding] + np.timedelta64(round(self.bar_hours * 3_600_000), "ms")
+            settled = getattr(self, "funding_time_ms", None)
+            if settled is not None and len(funding):
+                ms = np.asarray(settled)[bar[funding], self.column_symbol[col[funding]]]
+                known = ms != np.iinfo(np.int64).min
+                close[known] = ms[known].astype("datetime64[ms]")
+            times[funding] = close
+            time = pd.DatetimeIndex(times).tz_localize("UTC")
             ev = pd.DataFrame(
                 {
-                    "time": self.index[bar],
+                    "time": time,
+                    "bar": opens,
                     "column": np.where(is_col, col, -1),
                     "group": group,
                     "symbol": np.where(is_col, sym, np.array(None, dtype=object)),
-                    "kind": np.array(EVENT_KINDS, dtype=object)[r[:, 2].astype(np.int64)] if len(r) else [],
+                    "kind": np.array(EVENT_KINDS, dtype=object)[kind] if len(r) else [],
                     "leg": leg.where(leg.notna(), None),
                     "qty": r[:, 4],
                     "price": r[:, 5],

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from data.catalog import Catalog, PartitionKey
 from data.errors import ConfigError, DataError, did_you_mean, unknown_name
-from data.market import PRICE_FIELDS, Market
+from data.market import NO_FUNDING_TIME, PRICE_FIELDS, Market
 from data.schema import Kind, timeframe_minutes
 from data.symbols import perp_candidates, split_symbol, spot_symbol
 from data.units import to_ms
@@ -259,7 +259,8 @@ def load_market(
     freq:
         Bar length of the market (``"1h"``, ``"4h"``, ``"1d"``, ``"1m"``...). Bars are built from
         the coarsest stored timeframe that divides it; funding settlements are summed into the
-        bar whose span ``(open, close]`` holds them (``funding_count`` says how many).
+        bar whose span ``(open, close]`` holds them (``funding_count`` says how many,
+        ``funding_time_ms`` when the last one settled).
     venue:
         Venue partition to read (``"binance"``).
     gaps:
@@ -392,6 +393,7 @@ def load_market(
     funding_value = np.zeros(shape)
     funding_count = np.zeros(shape, dtype=np.int32)
     funding_hours = np.full(shape, np.nan)
+    funding_time = np.full(shape, NO_FUNDING_TIME, dtype=np.int64)
     valid = np.zeros(shape, dtype=bool)
     filled = np.zeros(shape, dtype=bool)
     mark_fallback = np.zeros(shape, dtype=bool)
@@ -494,6 +496,7 @@ def load_market(
         np.add.at(funding_rate[:, j], bar, rate)
         np.add.at(funding_value[:, j], bar, rate * m)
         np.add.at(funding_count[:, j], bar, 1)
+        np.maximum.at(funding_time[:, j], bar, times)  # the last settlement's instant
         funding_hours[bar, j] = hours  # last settlement of the bar wins (times are sorted)
 
     if notes:
@@ -515,6 +518,7 @@ def load_market(
         borrow_hourly_rate=_load_borrow(catalog, venue, names, index, step_t),
         venue=venue,
         notes=tuple(notes),
+        funding_time_ms=funding_time,
     )
 
 

@@ -14,7 +14,9 @@ the open of bar ``i+1`` comes just after a settlement at that instant and does n
 it). On hourly data the settlement at 08:00 sits in the 07:00 bar. ``funding_value[i]`` is
 ``sum(mark_k * rate_k)`` over the same settlements, where ``mark_k`` is the mark price at the
 settlement instant (the open of the mark bar stamped at ``t_k``): a position of perp size
-``q`` coins receives ``-q * funding_value[i]`` quote in bar ``i``.
+``q`` coins receives ``-q * funding_value[i]`` quote in bar ``i``. ``funding_time_ms[i]`` is
+the instant of the last of those settlements (08:00:00 for the 07:00 hourly bar), so events
+can be stamped when they happen rather than at the bar.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ PRICE_FIELDS = (
     "mark_close",
 )
 FUNDING_FIELDS = ("funding_rate", "funding_value", "funding_interval_hours")
+#: ``Market.funding_time_ms`` where no settlement was summed into the bar (NaT as a datetime64).
+NO_FUNDING_TIME = np.iinfo(np.int64).min
 
 
 def _frozen(a: np.ndarray, dtype: type, name: str, shape: tuple[int, int]) -> np.ndarray:
@@ -116,6 +120,10 @@ class Market:
         The exchange's perp symbol per column (``"1000PEPEUSDT"``).
     borrow_hourly_rate : ndarray (T, N) or None
         Margin borrow rate of the base coin, fraction per hour, if the catalog has it.
+    funding_time_ms : ndarray (T, N) int64 or None
+        Instant of the last settlement summed into the bar, milliseconds since the epoch (UTC),
+        in ``(t_i, t_i + bar]``; :data:`NO_FUNDING_TIME` where there is none. ``None`` when the
+        instants are not known (markets built from arrays): read the bar's close.
     """
 
     index: pd.DatetimeIndex
@@ -147,6 +155,7 @@ class Market:
     borrow_hourly_rate: np.ndarray | None = None
     venue: str = "binance"
     notes: tuple[str, ...] = field(default=())
+    funding_time_ms: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -177,6 +186,17 @@ class Market:
             object.__setattr__(
                 self, "borrow_hourly_rate", _frozen(self.borrow_hourly_rate, np.float64, "borrow_hourly_rate", shape)
             )
+        if self.funding_time_ms is not None:
+            ft = _frozen(self.funding_time_ms, np.int64, "funding_time_ms", shape)
+            bad = (ft != NO_FUNDING_TIME) != (self.funding_count > 0)
+            if bad.any():
+                i, j = (int(x[0]) for x in np.nonzero(bad))
+                has = "a settlement time" if ft[i, j] != NO_FUNDING_TIME else "no settlement time"
+                raise DataError(
+                    f"Market.funding_time_ms has {has} at bar {index[i]} of {self.symbols[j]} where funding_count "
+                    f"is {int(self.funding_count[i, j])} (NO_FUNDING_TIME marks the bars without a settlement)"
+                )
+            object.__setattr__(self, "funding_time_ms", ft)
 
     # ----------------------------------------------------------------- shape
     @property

@@ -112,6 +112,43 @@ def test_resample_keeps_every_settlement(simple):
     assert m4.spot_volume[1, 0] == m1.spot_volume[4:8, 0].sum()
 
 
+def test_funding_time_is_the_last_settlement_instant_of_the_bar(tmp_path):
+    """``funding_time_ms``: when the last settlement summed into the bar happened (exact, even
+    off the hour), NO_FUNDING_TIME elsewhere; resampling and Market.select keep it."""
+    from data.market import NO_FUNDING_TIME, Market
+
+    cat = Catalog(tmp_path / "cat")
+    times = pd.date_range("2024-01-01", periods=48, freq="1h", tz="UTC")
+    spot = 100 + np.arange(48.0)
+    ftimes = pd.DatetimeIndex(
+        ["2024-01-01 08:00", "2024-01-01 12:00:00.001", "2024-01-01 16:00", "2024-01-02 00:00"], tz="UTC"
+    )
+    _write_symbol(cat, "AAAUSDT", times, spot, spot * 1.001, spot * 1.0005, ftimes, [1e-4, 2e-4, 3e-4, 4e-4])
+    ms = ftimes.as_unit("ms").asi8
+
+    def at(m, bar):
+        return m.funding_time_ms[m.index.get_loc(pd.Timestamp(bar, tz="UTC")), 0]
+
+    m = load_market(cat, "AAAUSDT")
+    ft = m.funding_time_ms
+    assert ft.dtype == np.int64 and ft.shape == m.shape and not ft.flags.writeable
+    assert at(m, "2024-01-01 07:00") == ms[0]  # 08:00:00 sits in the 07:00 bar
+    assert at(m, "2024-01-01 12:00") == ms[1]  # 12:00:00.001 sits in the 12:00 bar, stamped exactly
+    assert at(m, "2024-01-01 23:00") == ms[3]
+    np.testing.assert_array_equal(ft != NO_FUNDING_TIME, m.funding_count > 0)
+    m4 = load_market(cat, "AAAUSDT", freq="4h")
+    assert at(m4, "2024-01-01 04:00") == ms[0]
+    assert m4.funding_count[3, 0] == 2 and at(m4, "2024-01-01 12:00") == ms[2]  # 12:00:00.001 and 16:00: the last
+    md = load_market(cat, "AAAUSDT", freq="1d")
+    assert md.funding_count[0, 0] == 4 and at(md, "2024-01-01") == ms[3]  # the last of the day's four
+    part = m.select(start="2024-01-01 10:00", end="2024-01-01 20:00")
+    np.testing.assert_array_equal(part.funding_time_ms, ft[10:20])
+    fields = {f: getattr(m, f) for f in m.__dataclass_fields__}
+    assert Market(**{**fields, "funding_time_ms": None}).funding_time_ms is None  # optional
+    with pytest.raises(DataError, match="funding_time_ms has no settlement time at bar 2024-01-01 07:00"):
+        Market(**{**fields, "funding_time_ms": np.where(ft == ms[0], NO_FUNDING_TIME, ft)})
+
+
 def test_gap_policy(tmp_path):
     cat = Catalog(tmp_path / "cat")
     times = pd.date_range("2024-01-01", periods=30, freq="1h", tz="UTC")
