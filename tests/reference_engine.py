@@ -251,6 +251,18 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
         have = (pf[g].wallet if cross else cols[job[0]].wallet) + sum(upnl(c) for c in job)
         return target - have
 
+    def order_due(j, c, P):
+        """Whether column ``c`` has an order at bar ``j`` (step 3's priorities a-f)."""
+        col = cols[c]
+        if P.stopped != 0:
+            return P.stopped == 1 and (col.spot != 0 or col.perp != 0)
+        x = targets.values[j - lag, c]
+        if not math.isnan(x) and x != col.last_target:
+            return True
+        if (col.reentry_bar >= 0 and j >= col.reentry_bar) or col.pend_close or col.rebalance_due:
+            return True
+        return col.spot != 0 and abs(col.spot + col.perp) > p("rebalance_delta_band", j, c) * abs(col.spot)
+
     def after_liquidation(j, c, g):
         """The after-liquidation policy of column ``c`` (its perp or its borrowed spot leg was
         liquidated at bar ``j``)."""
@@ -300,11 +312,20 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
             P = pf[g]
             for c in cs:
                 cols[c].borrowed_prev = max(-cols[c].spot, 0.0)
-            # 1. open: mark both legs at the reference prices
+            # 1. open: mark both legs at the reference prices, where the open prices are used:
+            # always in cross and portfolio margin, else when a top-up or an order of the
+            # portfolio is due (a bar without either goes from the last close to this close;
+            # with the hedged/unhedged split this decides where a liquidation bar's moves land)
+            open_used = (
+                cross
+                or P.topup_bar == j
+                or any(cols[c].topup_bar == j for c in cs)
+                or (j >= lag and any(order_due(j, c, P) for c in cs))
+            )
             for c in cs:
                 col = cols[c]
                 n = col.symbol
-                if ref_ok(j, n):
+                if open_used and ref_ok(j, n):
                     revalue(col, ref_price("spot", j, n), ref_price("perp", j, n))
             if j >= lag:
                 # 2. top-ups (none once the portfolio stops)
@@ -644,6 +665,8 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                     events.append((j, c, "funding", "perp", col.perp, math.nan, amount))
                 if M.valid[j, n]:
                     revalue(col, M.spot_close[j, n], M.mark_close[j, n])
+                elif ref_ok(j, n) and not open_used:  # an invalid bar: its reference prices
+                    revalue(col, ref_price("spot", j, n), ref_price("perp", j, n))
                 borrowed_close = max(-col.spot, 0.0)
                 if t_open_hour:  # one hour on what is borrowed at a full-hour open
                     coin_hours = col.borrowed_open
@@ -671,14 +694,16 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                 ratios = [r for r in (mr_fut.get(c), mr_spot.get(c)) if r is not None]
                 if ratios:
                     out_mr[j, c] = max(ratios)
-                if not cross and c in mr_fut:
+                if not cross and c in mr_fut and col.perp != 0:  # not re-armed by a liquidated perp
                     if mr_fut[c] >= p("topup_margin_ratio", j, c) and col.topup_bar < 0:
                         col.topup_bar = j + 1 + config.topup_delay_bars
                 for k in COMPONENTS:
                     out[k][j, c] = col.pnl[k]
                 out_spot[j, c] = col.spot
                 out_perp[j, c] = col.perp
-            if cross and mr_fut:  # one ratio for the portfolio, measured if any of its perps has prices
+            # cross: one ratio for the portfolio (measured if any of its perps has prices), while it
+            # still holds a perp (a liquidation's cancelled top-up is not re-armed)
+            if cross and mr_fut and any(cols[c].perp != 0 for c in cs):
                 ratio = next(iter(mr_fut.values()))
                 if ratio >= p("topup_margin_ratio", j, cs[0]) and P.topup_bar < 0:
                     P.topup_bar = j + 1 + config.topup_delay_bars
