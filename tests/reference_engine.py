@@ -17,8 +17,23 @@ Events are tuples ``(bar, column, kind, leg, qty, price, cash)``; liquidation ev
 more fields, ``(..., fee, rate)``: the clearance (perp) or margin-liquidation (spot) fee and
 the insurance fund's cover of a negative wallet or margin account (0.0 when none). A spot
 liquidation's cash includes the cover (rules12); a perp liquidation's is its realized PnL minus
-the fee, as before (rules12 does not say otherwise). Cross-margin
-transfers and the stop event of a portfolio have column ``-1 - group``.
+the fee, as before (rules12 does not say otherwise). Cross-margin transfers and the stop event
+of a portfolio (kind ``stop``, cash = its equity, at the bar its equity reached zero) have
+column ``-1 - group``.
+
+Where the statement leaves room, this reference chooses:
+
+* top-up detection (step 8) only while the account still holds a perp at the close: a
+  liquidation's cancelled top-up is not re-armed by its own margin ratio;
+* the after-liquidation policy cancels a scheduled top-up after a spot (margin-account)
+  liquidation too, as it does after a perp liquidation;
+* no margin ratio on a bar without valid prices, for any margin mode (a cross portfolio's ratio
+  is still measured while one of its perps has prices; its top-up check uses it);
+* in a multi-column portfolio a column re-entering with a NaN target is sized with the shares
+  of the columns active at the open (its own weight counts only if it holds a leg);
+* ``stopped`` becomes 2 after the closing bar's orders even if a column could not trade there
+  (no reference price);
+* rebalancing and re-entry flags are cleared only by a sizing (b, c, e).
 """
 
 from __future__ import annotations
@@ -140,7 +155,8 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
     bar_ms = round(hours * HOUR_MS)
     assert abs(bar_ms - hours * HOUR_MS) < 1e-6 and bar_ms > 0, f"bar length {hours} h is not a whole number of ms"
     times = [int(ts.value // 1_000_000) for ts in market.index]  # bar open times, ms since the epoch
-    cooldown_bars = max(1, math.ceil(setting("reentry_cooldown_hours") * HOUR_MS / bar_ms))
+    cooldown_ms = round(setting("reentry_cooldown_hours") * HOUR_MS)  # whole ms: no float noise in the ceil
+    cooldown_bars = max(1, -(-cooldown_ms // bar_ms))
     policy = setting("after_liquidation")
     spot_level = setting("spot_margin_liquidation_level")
     spot_liq_fee = setting("spot_liquidation_fee_rate")
