@@ -249,16 +249,25 @@ def test_rebalance_on_schedule_engine():
     case_rebalance_on_schedule("engine")
 
 
-def test_schedule_periods_are_utc_days_not_counted_from_the_start():
+def case_schedule_periods_are_utc_days(side):
     """Started at 12:00 on 6h bars: entered at bar 1 (18:00) at 100, the spot closes that bar at
     120. Bar 2 opens a new UTC day (00:00), so bar 1's close is a check: 50 x 120 = 6,000 held
     for a 5,000 target, and bar 2 sizes back to 5,000 / 120 coins, 6 hours after the entry."""
     T = 6
     px = {"open": path(T, 120.0, b0=100.0, b1=100.0), "close": path(T, 120.0, b0=100.0)}
     m = market(T, "6h", spot=px, perp=px, start="2024-01-01 12:00")
-    ref = both(m, 1.0, dict(rebalance_every_hours=24.0))["reference"]
-    assert ref.fill_bars("spot") == [1, 2]
-    assert ref.spot[1, 0] == approx(50.0) and ref.spot[2:, 0] == approx(np.full(T - 2, 5_000 / 120))
+    v = both(m, 1.0, dict(rebalance_every_hours=24.0))[side]
+    assert v.fill_bars("spot") == [1, 2]
+    assert v.spot[1, 0] == approx(50.0) and v.spot[2:, 0] == approx(np.full(T - 2, 5_000 / 120))
+
+
+def test_schedule_periods_are_utc_days_not_counted_from_the_start():
+    case_schedule_periods_are_utc_days("reference")
+
+
+@engine_pending
+def test_schedule_periods_are_utc_days_not_counted_from_the_start_engine():
+    case_schedule_periods_are_utc_days("engine")
 
 
 # --------------------------------------------------------------------------- rebalance on band
@@ -360,13 +369,28 @@ def test_reentry_after_cooldown_engine():
     case_reentry_after_cooldown("engine")
 
 
-def test_cooldown_is_at_least_one_bar_and_rounds_up():
-    """A 90-minute cool-down on 1h bars is 2 bars; 0 hours is 1 bar (the next open)."""
+def case_cooldown_rounds_up(side, hours, bar):
+    """A 90-minute cool-down on 1h bars is 2 bars (re-entry at 5 + 2); 0 hours is 1 bar (the next
+    open, straight back to the target without closing the spot leg first)."""
     T = 12
     m = market(T, mark={"open": path(T, 100.0), "high": path(T, 100.0, b5=110.0), "close": path(T, 100.0)})
-    for hours, bar in ((1.5, 7), (0.0, 6)):
-        ref = both(m, 1.0, dict(LIQ, reentry_cooldown_hours=hours))["reference"]
-        assert ref.ev("fill", "perp").bar.tolist() == [1, bar], hours
+    v = both(m, 1.0, dict(LIQ, reentry_cooldown_hours=hours))[side]
+    assert v.ev("fill", "perp").bar.tolist() == [1, bar]
+    assert v.fill_bars("spot") == ([1, 6, 7] if bar == 7 else [1, 6])
+
+
+COOLDOWNS = ("hours,bar", [(1.5, 7), (0.0, 6)])
+
+
+@pytest.mark.parametrize(*COOLDOWNS)
+def test_cooldown_is_at_least_one_bar_and_rounds_up(hours, bar):
+    case_cooldown_rounds_up("reference", hours, bar)
+
+
+@engine_pending
+@pytest.mark.parametrize(*COOLDOWNS)
+def test_cooldown_is_at_least_one_bar_and_rounds_up_engine(hours, bar):
+    case_cooldown_rounds_up("engine", hours, bar)
 
 
 def case_spot_margin_liquidation(side, gap):
