@@ -103,6 +103,9 @@ class BacktestResult:
     _events: pd.DataFrame | None = field(default=None, repr=False)
     state: Any = field(default=None, repr=False)
     kernel: str | None = None
+    #: (T, N) int64: the instant (ms) of the last funding settlement summed into each bar (the
+    #: market's ``funding_time_ms``; None: stamp funding events at the bar's close).
+    funding_time_ms: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def from_kernel(
@@ -133,6 +136,7 @@ class BacktestResult:
             bar_hours=bar_hours,
             column_params=column_params,
             outputs=tuple(outputs) if outputs is not None else None,
+            funding_time_ms=getattr(market, "funding_time_ms", None),
         )
         d = res.__dict__
         for name in _LAZY:
@@ -235,6 +239,7 @@ class BacktestResult:
             bar_hours=first.bar_hours,
             column_params=first.column_params,
             outputs=first.outputs,
+            funding_time_ms=first.funding_time_ms,
         )
 
     @classmethod
@@ -302,6 +307,11 @@ class BacktestResult:
             outputs=first.outputs,
             state=last.state,
             kernel=last.kernel,
+            funding_time_ms=(
+                np.concatenate([p.funding_time_ms for p in parts])
+                if all(p.funding_time_ms is not None for p in parts)
+                else None
+            ),
         )
 
     # ---------------------------------------------------------------- views

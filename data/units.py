@@ -51,7 +51,10 @@ def ms_to_iso(ms: int) -> str:
 
 @functools.lru_cache(maxsize=64)
 def freq_hours(freq: str) -> float:
-    """Hours in one bar of a pandas frequency string (``"1h"`` -> 1.0, ``"1min"`` -> 1/60)."""
+    """Hours in one bar of a pandas frequency string (``"1h"`` -> 1.0, ``"1min"`` -> 1/60, ``"1d"``
+    -> 24.0; a day unit is read as ``D``, which pandas no longer accepts in lower case)."""
+    if isinstance(freq, str) and freq[-1:] == "d" and freq[:-1].replace(".", "", 1).isdigit():
+        freq = freq[:-1] + "D"
     return pd.Timedelta(freq).total_seconds() / 3600.0
 
 

@@ -116,8 +116,9 @@ def events_frame(result, targets) -> pd.DataFrame:
     labels = np.array(column_labels(targets), dtype=object)
     plabels = portfolio_labels(targets)
     col = ev["column"].to_numpy()
-    ev.insert(2, "label", np.where(col >= 0, labels[np.maximum(col, 0)] if len(labels) else None, None))
-    ev.insert(3, "portfolio", [plabels.get(int(g)) for g in ev["group"]])
+    at = ev.columns.get_loc("column") + 1
+    ev.insert(at, "label", np.where(col >= 0, labels[np.maximum(col, 0)] if len(labels) else None, None))
+    ev.insert(at + 1, "portfolio", [plabels.get(int(g)) for g in ev["group"]])
     ev = ev.drop(columns=["group"])
     for c in ("symbol", "kind", "leg", "label", "portfolio"):
         ev[c] = ev[c].astype(object)

@@ -55,7 +55,7 @@ KEYS: tuple[SummaryKey, ...] = (
     SummaryKey(
         "sharpe",
         "ratio",
-        "annualized Sharpe ratio of bar returns (risk-free 0); null when the returns never vary",
+        "annualized Sharpe ratio of daily returns (risk-free 0); null when the daily returns never vary",
         "Sharpe",
         "ratio",
         terminal=True,
@@ -63,7 +63,7 @@ KEYS: tuple[SummaryKey, ...] = (
     SummaryKey(
         "sortino",
         "ratio",
-        "annualized Sortino ratio (required return 0); null when the returns never vary or no bar loses",
+        "annualized Sortino ratio of daily returns (required return 0); null when the daily returns never vary or no day loses",
         "Sortino",
         "ratio",
     ),

@@ -79,7 +79,8 @@ def test_opened_after_settlement_misses_it_closed_before_forfeits():
     tg[10] = 0.0  # decided at bar 10's close, filled at bar 11's open: before the settlement at bar 11's close
     res = run_backtest(m, tg, BacktestConfig(**NO_COSTS))
     ev = res.events[res.events.kind == "funding"]
-    assert list(ev["time"]) == [idx[7]]  # only the settlement of bar 7 (08:00) is paid to this position
+    assert list(ev["bar"]) == [idx[7]]  # only the settlement of bar 7 (08:00) is paid to this position
+    assert list(ev["time"]) == [idx[8]]  # stamped at the settlement instant, the bar's close
     q = 5_000 / 100.0
     assert ev["cash"].iloc[0] == pytest.approx(q * 100.0 * 0.001, rel=1e-12)
     # held over the boundary: a position closed at bar 12's open still receives bar 11's settlement
@@ -87,7 +88,7 @@ def test_opened_after_settlement_misses_it_closed_before_forfeits():
     tg2[10] = np.nan
     tg2[11] = 0.0
     res2 = run_backtest(m, tg2, BacktestConfig(**NO_COSTS))
-    assert list(res2.events[res2.events.kind == "funding"]["time"]) == [idx[7], idx[11]]
+    assert list(res2.events[res2.events.kind == "funding"]["bar"]) == [idx[7], idx[11]]
 
 
 @pytest.mark.seed(11)
@@ -138,7 +139,7 @@ def test_changing_inputs_after_t_changes_nothing_at_or_before_t(delay, mode, rng
     assert np.array_equal(ra.spot_qty.to_numpy()[: t + 1], rb.spot_qty.to_numpy()[: t + 1])
     ea, eb = ra.events, rb.events
     cut = a.index[t]
-    pa, pb = ea[ea.time <= cut].reset_index(drop=True), eb[eb.time <= cut].reset_index(drop=True)
+    pa, pb = ea[ea.bar <= cut].reset_index(drop=True), eb[eb.bar <= cut].reset_index(drop=True)
     pd.testing.assert_frame_equal(pa, pb)
     # and the change after t does matter (the test is not vacuous)
     assert not np.array_equal(ra.group_equity.to_numpy()[t + 1 :], rb.group_equity.to_numpy()[t + 1 :])

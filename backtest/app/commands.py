@@ -378,10 +378,10 @@ def walk_forward(run: RunOutcome, spec: str, metric: str = "sharpe") -> tuple[pd
     while start + train + test <= index[-1] + bar:
         tr = (index >= start) & (index < start + train)
         te = (index >= start + train) & (index < start + train + test)
-        ins = _window_metric(values, start_equity, tr, metric, run.result.bar_hours, names)
+        ins = _window_metric(values, start_equity, tr, metric, run.result.bar_hours, names, run.result.index)
         best = ins.idxmax() if ins.notna().any() else None
         if best is not None:
-            oos = _window_metric(values, start_equity, te, metric, run.result.bar_hours, names)
+            oos = _window_metric(values, start_equity, te, metric, run.result.bar_hours, names, run.result.index)
             folds.append(
                 {
                     "train_start": start,
@@ -408,16 +408,24 @@ def walk_forward(run: RunOutcome, spec: str, metric: str = "sharpe") -> tuple[pd
 
 
 def _window_metric(
-    equity: np.ndarray, start_equity: np.ndarray, mask: np.ndarray, metric: str, bar_hours: float, names: list
+    equity: np.ndarray,
+    start_equity: np.ndarray,
+    mask: np.ndarray,
+    metric: str,
+    bar_hours: float,
+    names: list,
+    index: pd.DatetimeIndex,
 ) -> pd.Series:
-    """``metric`` of every portfolio over the bars in ``mask`` (one contiguous window)."""
+    """``metric`` of every portfolio over the bars in ``mask`` (one contiguous window; ``index``:
+    the bar open times, which place the window's days)."""
     from reports.metrics import return_stats
 
     rows = np.flatnonzero(mask)
     if not len(rows):
         return pd.Series(np.nan, index=names, dtype=float)
     before = equity[rows[0] - 1] if rows[0] > 0 else start_equity
-    return pd.Series(return_stats(equity[rows[0] : rows[-1] + 1], before, bar_hours)[metric], index=names)
+    window = slice(rows[0], rows[-1] + 1)
+    return pd.Series(return_stats(equity[window], before, bar_hours, index[window])[metric], index=names)
 
 
 # --------------------------------------------------------------------------- scan
