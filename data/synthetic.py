@@ -281,8 +281,10 @@ def random_market(
     invalid_frac: float = 0.0,
     funding_every: int = 8,
     start: str = "2024-01-01",
+    freq: str = "1h",
 ) -> Market:
-    """A random hourly :class:`Market` of ``T`` bars x ``N`` symbols (``S0USDT``, ``S1USDT``, ...).
+    """A random :class:`Market` of ``T`` bars x ``N`` symbols (``S0USDT``, ``S1USDT``, ...), hourly
+    unless ``freq`` says otherwise (the draws do not depend on it).
 
     Spot is a geometric random walk from 100 (hourly log-return sd ``vol``), the perp at a
     random basis of sd 0.2% over spot, the mark near the perp with wicks of sd ``wick`` (wide
@@ -290,7 +292,7 @@ def random_market(
     NaN prices (missing bars); a random funding rate N(0.01%, 0.05%) settles every
     ``funding_every`` bars. Draws from ``rng`` in a fixed order: same state, same market.
     """
-    idx = pd.date_range(start, periods=T, freq="h", tz="UTC")
+    idx = pd.date_range(start, periods=T, freq=freq, tz="UTC")
     spot_c = _random_walk(rng, 100.0, vol, (T, N))
     spot_o = np.vstack([spot_c[:1] * (1 + rng.normal(0, vol, (1, N))), spot_c[:-1]])
 

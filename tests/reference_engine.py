@@ -16,8 +16,8 @@ config.
 Events are tuples ``(bar, column, kind, leg, qty, price, cash)``; liquidation events carry two
 more fields, ``(..., fee, rate)``: the clearance (perp) or margin-liquidation (spot) fee and
 the insurance fund's cover of a negative wallet or margin account (0.0 when none). A spot
-liquidation's cash includes the cover (rules12); a perp liquidation's is its realized PnL minus
-the fee, as before (rules12 does not say otherwise). Cross-margin transfers and the stop event
+liquidation's cash includes the cover, and so does a perp liquidation's (its realized PnL minus
+the fee plus the cover: what the wallet received). Cross-margin transfers and the stop event
 of a portfolio (kind ``stop``, cash = its equity, at the bar its equity reached zero) have
 column ``-1 - group``.
 
@@ -31,8 +31,8 @@ Where the statement leaves room, this reference chooses:
   is still measured while one of its perps has prices; its top-up check uses it);
 * in a multi-column portfolio a column re-entering with a NaN target is sized with the shares
   of the columns active at the open (its own weight counts only if it holds a leg);
-* ``stopped`` becomes 2 after the closing bar's orders even if a column could not trade there
-  (no reference price);
+* ``stopped`` becomes 2 after a bar's orders once every leg of the portfolio is flat (a column
+  without a reference price at the closing bar closes at its next valid bar);
 * rebalancing and re-entry flags are cleared only by a sizing (b, c, e).
 """
 
@@ -317,7 +317,7 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
             cover = -col.wallet
             col.wallet = 0.0
             col.pnl["liquidation"] += cover
-        events.append((j, c, "liquidation", "perp", -col.perp, price, realized - fee, fee, cover))
+        events.append((j, c, "liquidation", "perp", -col.perp, price, realized - fee + cover, fee, cover))
         col.perp, col.entry = 0.0, 0.0
         return len(events) - 1
 
@@ -379,7 +379,7 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                         if carries and D > 0:
                             f = min(1.0, short / D)
                             for c in carries:
-                                d = cols[c].spot if f == 1.0 else f * cols[c].spot
+                                d = min(cols[c].spot if f == 1.0 else f * cols[c].spot, -cols[c].perp)
                                 fill(j, g, c, "spot", -d)
                                 fill(j, g, c, "perp", d)
                         need = margin_shortfall(j, g, job)
@@ -458,7 +458,7 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                     traded_any |= traded
                 if cross and traded_any:
                     set_target_margin(j, g, cs)
-                if P.stopped == 1:
+                if P.stopped == 1 and all(cols[c].spot == 0 and cols[c].perp == 0 for c in cs):
                     P.stopped = 2
             for c in cs:
                 cols[c].borrowed_open = max(-cols[c].spot, 0.0)
@@ -595,7 +595,8 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                         cover = -P.wallet
                         P.wallet = 0.0
                         cols[open_cs[-1]].pnl["liquidation"] += cover
-                        events[last] = events[last][:-1] + (cover,)
+                        e = events[last]
+                        events[last] = e[:6] + (e[6] + cover, e[7], cover)
                     for c in open_cs:
                         after_liquidation(j, c, g)
                     P.topup_bar = -1

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -23,11 +22,9 @@ from backtest.config import BacktestConfig
 from backtest.engine import run_backtest
 from backtest.targets import Targets
 from data.market import Market
-from tests.reference_engine import COMPONENTS, DESK_DEFAULTS, run_reference
+from tests.reference_engine import COMPONENTS, run_reference
 
 #: The engine knows the issue-12 settings.
-ENGINE_READY = "rebalance_every_hours" in BacktestConfig.field_names()
-engine_pending = pytest.mark.xfail(not ENGINE_READY, reason="engine lands issue 12", strict=False)
 
 #: No costs, no rebalancing: each case turns on what it tests.
 BASE = dict(
@@ -46,12 +43,8 @@ EVENT_FIELDS = ("bar", "column", "kind", "leg", "qty", "price", "cash", "fee", "
 
 # --------------------------------------------------------------------------- helpers
 def config(cfg_kwargs):
-    """The engine config, or (before the engine knows the issue-12 settings) a plain object with
-    the same attributes for the reference."""
-    kw = {**BASE, **cfg_kwargs}
-    if ENGINE_READY:
-        return BacktestConfig(**kw)
-    return SimpleNamespace(**{**BacktestConfig().to_dict(), **DESK_DEFAULTS, **kw})
+    """The engine config of a case."""
+    return BacktestConfig(**{**BASE, **cfg_kwargs})
 
 
 def market(T, freq="1h", spot=100.0, perp=None, mark=None, start="2024-01-01", **kw):
@@ -161,8 +154,6 @@ class Runs:
     @property
     def engine(self):
         if self._engine is None:
-            if not ENGINE_READY:
-                raise RuntimeError("BacktestConfig has no issue-12 settings yet")
             self._engine = engine_view(self.m, self.tg, self.cfg)
             assert_agree(self._engine, self.reference)
         return self._engine
@@ -244,7 +235,6 @@ def test_rebalance_on_schedule():
     case_rebalance_on_schedule("reference")
 
 
-@engine_pending
 def test_rebalance_on_schedule_engine():
     case_rebalance_on_schedule("engine")
 
@@ -265,7 +255,6 @@ def test_schedule_periods_are_utc_days_not_counted_from_the_start():
     case_schedule_periods_are_utc_days("reference")
 
 
-@engine_pending
 def test_schedule_periods_are_utc_days_not_counted_from_the_start_engine():
     case_schedule_periods_are_utc_days("engine")
 
@@ -291,7 +280,6 @@ def test_rebalance_on_band():
     case_rebalance_on_band("reference")
 
 
-@engine_pending
 def test_rebalance_on_band_engine():
     case_rebalance_on_band("engine")
 
@@ -328,7 +316,6 @@ def test_hedge_keeping_topup():
     case_hedge_keeping_topup("reference")
 
 
-@engine_pending
 def test_hedge_keeping_topup_engine():
     case_hedge_keeping_topup("engine")
 
@@ -364,7 +351,6 @@ def test_reentry_after_cooldown():
     case_reentry_after_cooldown("reference")
 
 
-@engine_pending
 def test_reentry_after_cooldown_engine():
     case_reentry_after_cooldown("engine")
 
@@ -387,7 +373,6 @@ def test_cooldown_is_at_least_one_bar_and_rounds_up(hours, bar):
     case_cooldown_rounds_up("reference", hours, bar)
 
 
-@engine_pending
 @pytest.mark.parametrize(*COOLDOWNS)
 def test_cooldown_is_at_least_one_bar_and_rounds_up_engine(hours, bar):
     case_cooldown_rounds_up("engine", hours, bar)
@@ -436,7 +421,6 @@ def test_spot_margin_liquidation(gap):
     case_spot_margin_liquidation("reference", gap)
 
 
-@engine_pending
 @pytest.mark.parametrize("gap", [False, True])
 def test_spot_margin_liquidation_engine(gap):
     case_spot_margin_liquidation("engine", gap)
@@ -477,7 +461,6 @@ def test_long_coins_are_margin_assets(high):
     case_long_coins_are_margin_assets("reference", high)
 
 
-@engine_pending
 @pytest.mark.parametrize("high", [200.0, 300.0])
 def test_long_coins_are_margin_assets_engine(high):
     case_long_coins_are_margin_assets("engine", high)
@@ -504,7 +487,7 @@ def case_clearance_fee_and_cover(side, gap, mode):
     cover = 100 * 15 - 1_000 if gap else 0.0
     assert liq.price[0] == approx(price)
     assert liq.fee[0] == approx(fee) and liq.rate[0] == approx(cover)
-    assert liq.cash[0] == approx(-100 * (price - 100) - fee)
+    assert liq.cash[0] == approx(-100 * (price - 100) - fee + cover)  # what the wallet received
     assert v.comp("liquidation")[5] == approx(cover - fee)
     # the 1,000 of margin is all that is lost: equity = the 100 spot coins at 100
     assert v.equity[5:, 0] == approx(np.full(T - 5, 10_000.0))
@@ -516,7 +499,6 @@ def test_clearance_fee_floored_and_insurance_cover(gap, mode):
     case_clearance_fee_and_cover("reference", gap, mode)
 
 
-@engine_pending
 @pytest.mark.parametrize("mode", ["isolated", "cross"])
 @pytest.mark.parametrize("gap", [False, True])
 def test_clearance_fee_floored_and_insurance_cover_engine(gap, mode):
@@ -551,7 +533,6 @@ def test_bankruptcy_stop():
     case_bankruptcy_stop("reference")
 
 
-@engine_pending
 @pytest.mark.filterwarnings("ignore:.*reached zero equity:UserWarning")
 def test_bankruptcy_stop_engine():
     case_bankruptcy_stop("engine")
@@ -591,7 +572,6 @@ def test_whole_hour_borrow(freq, T, hours_per_bar):
     case_whole_hour_borrow("reference", freq, T, hours_per_bar)
 
 
-@engine_pending
 @pytest.mark.parametrize(*BORROW_CASES)
 def test_whole_hour_borrow_engine(freq, T, hours_per_bar):
     case_whole_hour_borrow("engine", freq, T, hours_per_bar)
@@ -624,7 +604,6 @@ def test_unhedged_component():
     case_unhedged_component("reference")
 
 
-@engine_pending
 def test_unhedged_component_engine():
     case_unhedged_component("engine")
 
@@ -658,6 +637,5 @@ def test_margin_ratio_at_liquidation_bar():
     case_margin_ratio_at_liquidation("reference")
 
 
-@engine_pending
 def test_margin_ratio_at_liquidation_bar_engine():
     case_margin_ratio_at_liquidation("engine")

@@ -81,7 +81,11 @@ CASES = dict(
     delay=st.sampled_from([0, 1, 2]),
     slippage_bps=st.sampled_from([0.0, 3.0]),
     impact=st.sampled_from([0.0, 0.02]),
-    after=st.sampled_from(["close_spot", "hold_spot", "reenter"]),
+    after=st.sampled_from(["close_spot", "hold_spot", "reenter", "close_and_reenter"]),
+    cooldown=st.sampled_from([0.0, 2.0, 24.0]),
+    rebalance=st.sampled_from([(None, None), (None, 0.1), (4.0, None), (24.0, 0.05), (None, 0.0)]),
+    spot_level=st.sampled_from([1.1, 1.6, 1.95]),
+    freq=st.sampled_from(["1h", "1h", "15min", "4h"]),
     topup=st.sampled_from([None, 0.2, 0.5]),
     topup_delay=st.integers(0, 2),
     band=st.sampled_from([None, 0.0, 0.05]),
@@ -118,9 +122,15 @@ def test_kernel_matches_reference(
     tiers,
     invalid,
     order_type,
+    cooldown,
+    rebalance,
+    spot_level,
+    freq,
 ):
     rng = np.random.default_rng(seed)
-    market = random_market(rng, T, N, vol=0.02, wick=0.05, invalid_frac=invalid, funding_every=int(rng.integers(1, 9)))
+    market = random_market(
+        rng, T, N, vol=0.02, wick=0.05, invalid_frac=invalid, funding_every=int(rng.integers(1, 9)), freq=freq
+    )
     targets = grid_targets(market, rng, n_cols, n_groups, p_change=0.2)
     tiers_path = write_tiers(tmp_path_factory.mktemp("t") / "tiers.json", market.symbols) if tiers else None
     cfg = BacktestConfig(
@@ -132,6 +142,10 @@ def test_kernel_matches_reference(
         slippage_bps=slippage_bps,
         volume_participation_coefficient=impact,
         after_liquidation=after,
+        reentry_cooldown_hours=cooldown,
+        rebalance_every_hours=rebalance[0],
+        rebalance_notional_band=rebalance[1],
+        spot_margin_liquidation_level=spot_level,
         topup_margin_ratio=None if mode == "portfolio" else topup,
         topup_delay_bars=topup_delay,
         rebalance_delta_band=band,
@@ -193,6 +207,8 @@ def test_per_bar_column_params_match_reference(rng, random_market_factory, rando
         "slippage_bps": np.array([0.0, 1.0, 5.0]),
         "borrow_annual_rate": rng.uniform(0, 0.5, (T, 1)),
         "clearance_fee_rate": 0.02,
+        "rebalance_notional_band": np.array([0.0, 0.05, np.inf]),
+        "rebalance_every_hours": np.array([np.inf, 6.0, 3.0]),
     }
     compare(market, targets, BacktestConfig(initial_capital_quote=CAPITAL, maintenance_margin_rate=0.01), params)
 

@@ -219,7 +219,7 @@ def _topups(j, g, a, b, mk, book, prm, run, cs, gs, rec, nrec):
                     s2, q2 = cs[c2, S_S], cs[c2, S_Q]
                     if not (s2 > 0.0 and q2 < 0.0 and mk.ref_valid[j, n2]):
                         continue
-                    d = s2 if f >= 1.0 else f * s2
+                    d = min(s2 if f >= 1.0 else f * s2, -q2)  # (never past the perp: no flip)
                     vol, rates = rules.fill_inputs_nb(mk, prm, j, c2, n2)
                     wallet = gs[g, G_FW] if cross else cs[c2, S_FW]
                     cost, cash, c_fee, c_slip = (
@@ -558,69 +558,14 @@ def _spot_margin(j, g, a, b, mk, book, run, cs, gs, rec, nrec):
         )
         cs[c, S_S] = 0.0
         cs[c, S_SV] = p
+        cs[c, S_TOPUP] = -1.0
         _after_liq(cs, c, run, j)
         last = c
+    if last >= 0:
+        gs[g, G_TOPUP] = -1.0
     if cash + other < 0.0 and last >= 0:
         cover = -(cash + other)
         cash += cover
-        cs[last, S_COMP + C_LIQ] += cover
-        if nrec - 1 < rec.shape[0]:
-            rec[nrec - 1, R_RATE] = cover
-            rec[nrec - 1, R_CASH] += cover
-    gs[g, G_CASH] = cash
-    return ratio, nrec
-    lam = 0.0
-    if nshort == 1:
-        n1 = col_sym[one]
-        p1 = rules.spot_liq_single_nb(cash, cs[one, S_S], mk.spot_open[j, n1], mk.spot_high[j, n1], level)
-    else:
-        p1 = np.nan
-        lo, hi = 0.0, 1.0
-        for it in range(101):
-            lm = 0.0 if it == 0 else 0.5 * (lo + hi)
-            tot = 0.0
-            for k in range(a, b):
-                c = grp_cols[k]
-                n = col_sym[c]
-                if cs[c, S_S] < 0.0 and mk.valid[j, n]:
-                    tot += -cs[c, S_S] * (mk.spot_open[j, n] + lm * (mk.spot_high[j, n] - mk.spot_open[j, n]))
-            if cash <= level * tot:
-                hi = lm
-                if it == 0:
-                    break
-            elif it > 0:
-                lo = lm
-        lam = hi
-    last = -1
-    for k in range(a, b):
-        c = grp_cols[k]
-        n = col_sym[c]
-        sc = cs[c, S_S]
-        if not (sc < 0.0 and mk.valid[j, n]):
-            continue
-        p = p1 if nshort == 1 else mk.spot_open[j, n] + lam * (mk.spot_high[j, n] - mk.spot_open[j, n])
-        cash, cs[c, S_COMP + C_SPOT], cs[c, S_COMP + C_UNH], cs[c, S_COMP + C_LIQ], nrec = rules.liquidate_spot_nb(
-            rec,
-            nrec,
-            j,
-            c,
-            sc,
-            cs[c, S_Q],
-            cs[c, S_SV],
-            p,
-            run.spot_liq_fee,
-            cash,
-            cs[c, S_COMP + C_SPOT],
-            cs[c, S_COMP + C_UNH],
-            cs[c, S_COMP + C_LIQ],
-        )
-        cs[c, S_S] = 0.0
-        cs[c, S_SV] = p
-        _after_liq(cs, c, run, j)
-        last = c
-    if cash < 0.0 and last >= 0:
-        cover = -cash
-        cash = 0.0
         cs[last, S_COMP + C_LIQ] += cover
         if nrec - 1 < rec.shape[0]:
             rec[nrec - 1, R_RATE] = cover
@@ -843,6 +788,7 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
             g_den = 0.0
             g_coll = 0.0  # portfolio margin: spot collateral (long at 1 - haircut, short at 1 + haircut)
             holding = False
+            perp_held = False
             for k in range(a, b):
                 c = np.uint64(grp_cols[k])
                 n = np.uint64(col_sym[c])
@@ -902,6 +848,7 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                 upnl = qc * pvc - cs[c, S_COST]
                 colsum = rules.column_value_nb(colsum, sc, svc, fwc, qc, upnl)
                 holding = holding or sc != 0.0 or qc != 0.0
+                perp_held = perp_held or qc != 0.0
                 mr = np.nan
                 dl = np.nan
                 if not cross:
@@ -942,7 +889,7 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                     cs[c, S_COMP7] = partial
                 equity[rj, c] = rules.equity_nb(partial, c_spot, c_perp, cs[c, S_COMP + C_LIQ], c_unh)
                 if w_margin:
-                    rules.store_pair_nb(mr_out, dl_out, j, c, mr, dl)
+                    rules.store_pair_nb(mr_out, dl_out, j, c, mr if ok else np.nan, dl)
                 if w_comp:
                     rules.store_components_nb(
                         comps_out,
@@ -964,7 +911,7 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
             geq = gs[g, G_CASH] + gs[g, G_FW] + colsum
             group_equity[rg, g] = geq
             if g_margin:
-                if g_mr >= g_thr and gs[g, G_TOPUP] < 0.0:
+                if perp_held and g_mr >= g_thr and gs[g, G_TOPUP] < 0.0:
                     gs[g, G_TOPUP] = j + 1 + run.topup_delay
                 if w_margin and (g_den > 0.0 or port):
                     g_mb = gs[g, G_FW] + g_upnl
