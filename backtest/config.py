@@ -77,7 +77,14 @@ class BacktestConfig:
         Portfolio margin only: fraction of spot value discounted from long spot collateral and
         added to short spot liabilities (0.05 = long spot counts 95%). Default 0.05.
     tiers_path : str or None
-        ccxt-format leverage tiers JSON (maintenance margin brackets per symbol).
+        ccxt-format leverage tiers JSON (maintenance margin brackets per symbol). A leverage
+        above a symbol's top bracket's ``maxLeverage`` is refused.
+    markets_path : str or None
+        ccxt-format markets JSON (``exchange.load_markets()``): lot size, minimum quantity and
+        minimum notional per symbol and leg (:mod:`data.markets`). Both legs then trade whole
+        lots of the pair's common lot (quantities rounded toward zero) and an order below the
+        pair's minimum quantity or notional is skipped and counted (a full close always goes
+        through). None (default): no lot or minimum.
     maintenance_margin_rate : float or None
         Flat maintenance margin rate (fraction of notional, cum 0); overrides ``tiers_path``.
         With neither set, :data:`DEFAULT_MAINTENANCE_MARGIN_RATE` is used.
@@ -138,6 +145,7 @@ class BacktestConfig:
     margin_mode: str = "isolated"
     spot_collateral_haircut: float = 0.05
     tiers_path: str | None = None
+    markets_path: str | None = None
     maintenance_margin_rate: float | None = None
     clearance_fee_rate: float = 0.005
     topup_margin_ratio: float | None = None
@@ -204,8 +212,10 @@ class BacktestConfig:
                 "execution_delay_bars=0 fills at the close that produced the signal (look-ahead); "
                 "set allow_same_bar_execution=True to accept it explicitly, or use a delay >= 1"
             )
-        if self.tiers_path is not None and not isinstance(self.tiers_path, str):
-            object.__setattr__(self, "tiers_path", str(self.tiers_path))
+        for path_field in ("tiers_path", "markets_path"):
+            v = getattr(self, path_field)
+            if v is not None and not isinstance(v, str):
+                object.__setattr__(self, path_field, str(v))
         if self.spot_collateral_haircut >= 1:
             raise ConfigError(
                 f"spot_collateral_haircut is a fraction below 1 (0.05 = 5%), got {self.spot_collateral_haircut}"

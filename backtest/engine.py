@@ -339,6 +339,8 @@ def run_backtest(
         so_ref[0], po_ref[0], ref_valid[0] = state.last_spot_close, state.last_perp_close, state.last_valid
         so_ref, po_ref, ref_valid = _ro(so_ref), _ro(po_ref), np.ascontiguousarray(ref_valid)
     tiers = tier_table(market, config)
+    tiers.check_leverage(fx["perp_leverage"], market.perp_symbols, column_symbol=tg.column_symbol)
+    lot, min_qty, min_notional = _order_limits(market, tg, config)
     hours = bar_hours(market)
     bar_ms = int(round(hours * MS_PER_HOUR))
 
@@ -430,6 +432,9 @@ def run_backtest(
         fx["rebalance_delta_band"],
         reb_every_ms,
         reb_band,
+        lot,
+        min_qty,
+        min_notional,
     )
     tier_arrays = Tiers(
         _ro(tiers.min_notional),
@@ -529,6 +534,21 @@ def run_backtest(
     res.kernel = "fast" if use_fast else "general"
     res.state = state.advanced(market, tg, max(delay, 1), col_state, grp_state)
     return res
+
+
+def _order_limits(market: Market, tg: Targets, config: BacktestConfig) -> tuple[np.ndarray, ...]:
+    """Per column (1, C): the pair's common lot (coins), least quantity (coins) and least notional
+    (quote) from the config's markets file; zeros (no limit) without one."""
+    if config.markets_path is None:
+        zero = _ro(np.zeros((1, 1)))
+        return zero, zero, zero
+    from data.markets import load_markets
+
+    rules = load_markets(config.markets_path, market.symbols, market.perp_symbols, multiplier=market.multiplier)
+    sym = tg.column_symbol
+    return tuple(
+        _ro(a[sym].reshape(1, -1)) for a in (rules.common_lot(), rules.pair_min_qty(), rules.pair_min_notional())
+    )
 
 
 def _late_topups(market: Market, tg: Targets, thr: np.ndarray, tiers: TierTable) -> bool:

@@ -26,7 +26,7 @@ from data.errors import ConfigError, unknown_name
 #: leg's hedged coins (their sum is the basis PnL), ``unhedged`` the price PnL of coins of one
 #: leg without a matching opposite leg (after a liquidation, before the re-entry).
 COMPONENTS = ("funding", "fees", "slippage", "borrow", "spot_price", "perp_price", "liquidation", "unhedged")
-EVENT_KINDS = ("fill", "funding", "borrow", "transfer", "liquidation", "stop")
+EVENT_KINDS = ("fill", "funding", "borrow", "transfer", "liquidation", "stop", "skip")
 LEGS = {0: "spot", 1: "perp"}
 #: Attributes of a :meth:`BacktestResult.from_kernel` result built on first access (pandas
 #: wrapping costs milliseconds per run, which matters for many small runs).
@@ -337,14 +337,19 @@ class BacktestResult:
         the market's ``funding_time_ms``, else the bar's close); for every other kind, the bar's
         open, when the engine acts. ``bar`` (UTC) is the open of the bar the event belongs to
         (the row of the per-bar outputs; ``time == bar`` except for funding).
-        ``kind`` is one of fill, funding, borrow, transfer, liquidation, stop; ``leg`` spot,
-        perp or None; ``qty`` signed coins (fills: traded; funding: perp held; borrow: spot held;
-        liquidation: closed); ``price`` quote/coin (fill price; funding: mark at settlement;
-        liquidation price); ``rate`` fraction (funding rate per interval, borrow rate per
-        hour); ``cash`` signed quote to the account's wallet (spot fills: -qty*price - fee;
-        perp fills and liquidations: realised PnL - fee; transfers: quote moved into the
-        futures wallet); ``fee`` quote (clearance fee for liquidations). Cross-margin
-        transfers have ``column`` -1 (the ``group`` column says which portfolio).
+        ``kind`` is one of fill, funding, borrow, transfer, liquidation, stop, skip; ``leg``
+        spot, perp or None; ``qty`` signed coins (fills: traded; funding: perp held; borrow:
+        spot held; liquidation: closed; skip: the spot coins of the order not sent);
+        ``price`` quote/coin (fill price; funding: mark at settlement; liquidation price; skip:
+        the reference price); ``rate`` fraction (funding rate per interval, borrow rate per
+        hour; liquidation: the insurance fund's cover, quote); ``cash`` signed quote to the
+        account's wallet (spot fills: -qty*price - fee; perp fills and liquidations: realised
+        PnL - fee + cover; spot liquidations: -|qty|*price - fee + cover; transfers: quote
+        moved into the futures wallet; stop: the portfolio's equity); ``fee`` quote (clearance
+        fee of a perp liquidation, liquidation fee of a borrowed leg's). ``stop`` marks a
+        portfolio whose equity reached zero (it closes its legs and stops trading); ``skip`` an
+        order below the pair's minimum (``markets_path``). Cross-margin transfers and stops
+        have ``column`` -1 (the ``group`` column says which portfolio).
         """
         if self._events is None:
             r = self.records

@@ -133,6 +133,13 @@ KEYS: tuple[SummaryKey, ...] = (
         terminal=True,
     ),
     SummaryKey("n_trades", "count", "number of fills (each leg counts)", "Trades", "count"),
+    SummaryKey(
+        "n_skipped_orders",
+        "count",
+        "orders not sent because they were below the pair's minimum quantity or notional (markets_path)",
+        "Skipped orders",
+        "count",
+    ),
     SummaryKey("turnover", "multiple", "traded notional / initial capital", "Turnover", "ratio"),
     SummaryKey(
         "time_in_market",

@@ -75,6 +75,7 @@ RETURN_KEYS = ("total_return", "annualized_return", "sharpe", "sortino", "max_dr
 
 _FILL = EVENT_KINDS.index("fill")
 _LIQUIDATION = EVENT_KINDS.index("liquidation")
+_SKIP = EVENT_KINDS.index("skip")
 
 # --------------------------------------------------------------------------- return moments
 #: Rows of the return accumulator: the per-bar path (products, drawdown, last equity) and the
@@ -383,8 +384,8 @@ def _started_flat(result) -> bool:
     return state is None or int(state.bars) == len(result.index)
 
 
-def _event_counts(records, n: int, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(n_liquidations, n_trades, traded notional in quote) per owner of the events.
+def _event_counts(records, n: int, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(n_liquidations, n_trades, traded notional in quote, n_skipped_orders) per owner of the events.
 
     ``owner``: for each event row, the position of its column or portfolio (-1: none).
     """
@@ -393,13 +394,14 @@ def _event_counts(records, n: int, owner: np.ndarray) -> tuple[np.ndarray, np.nd
     fills = ok & (kind == _FILL)
     notional = np.bincount(owner[fills], weights=np.abs(records[fills, 4]) * records[fills, 5], minlength=n)[:n]
     n_liq = np.bincount(owner[ok & (kind == _LIQUIDATION)], minlength=n)[:n]
-    return n_liq, np.bincount(owner[fills], minlength=n)[:n], notional
+    n_skip = np.bincount(owner[ok & (kind == _SKIP)], minlength=n)[:n]
+    return n_liq, np.bincount(owner[fills], minlength=n)[:n], notional, n_skip
 
 
-def _counts(n_liq, n_trades, notional, initial) -> dict[str, np.ndarray]:
+def _counts(n_liq, n_trades, notional, n_skip, initial) -> dict[str, np.ndarray]:
     with np.errstate(divide="ignore", invalid="ignore"):
         turnover = np.where(initial > 0, notional / initial, np.nan)
-    return {"n_liquidations": n_liq, "n_trades": n_trades, "turnover": turnover}
+    return {"n_liquidations": n_liq, "n_trades": n_trades, "turnover": turnover, "n_skipped_orders": n_skip}
 
 
 def _assemble(n: int, initial, final, returns: dict, comps: dict, counts: dict, held, worst) -> dict:
@@ -533,6 +535,7 @@ class LeanFigures:
         self.returns = ReturnAccumulator(self.initial, bar_hours)
         self.held = np.zeros(n_columns, np.int64)
         self.n_liq = np.zeros(n_columns, np.int64)
+        self.n_skip = np.zeros(n_columns, np.int64)
         self.n_trades = np.zeros(n_columns, np.int64)
         self.notional = np.zeros(n_columns)
         self.comps: dict[str, np.ndarray] | None = None
@@ -548,8 +551,9 @@ class LeanFigures:
         self.returns.add(eq, result.index)
         rec = result.records
         col = rec[:, 1].astype(np.int64)
-        n_liq, n_trades, notional = _event_counts(rec, C, np.where(col >= 0, col, -1))
+        n_liq, n_trades, notional, n_skip = _event_counts(rec, C, np.where(col >= 0, col, -1))
         self.n_liq += n_liq
+        self.n_skip += n_skip
         self.n_trades += n_trades
         self.notional += notional
         self.held += held_bars_from_events(rec, C, T, None, spot0, perp0)[0]
@@ -559,7 +563,7 @@ class LeanFigures:
         if self.comps is None:
             raise ValueError("LeanFigures.frame() needs at least one chunk (add a result first)")
         n = len(self.initial)
-        counts = _counts(self.n_liq, self.n_trades, self.notional, self.initial)
+        counts = _counts(self.n_liq, self.n_trades, self.notional, self.n_skip, self.initial)
         held = self.held / float(self.bars) if self.bars else np.full(n, np.nan)
         out = _assemble(
             n,

@@ -151,6 +151,23 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
         return float(a[j if a.shape[0] > 1 else 0, c if a.shape[1] > 1 else 0])
 
     tiers = tiers or tier_table(market, config)
+    # exchange limits per symbol (markets_path): the pair's common lot, least quantity and notional
+    lot_of = min_qty_of = min_not_of = np.zeros(market.n_symbols)
+    if getattr(config, "markets_path", None):
+        from data.markets import load_markets
+
+        rules = load_markets(config.markets_path, market.symbols, market.perp_symbols, multiplier=market.multiplier)
+        lot_of, min_qty_of, min_not_of = rules.common_lot(), rules.pair_min_qty(), rules.pair_min_notional()
+
+    def to_lot(x, n):
+        """``x`` coins toward zero in whole lots (relative tolerance 1e-9)."""
+        lot = lot_of[n]
+        return math.copysign(math.floor(abs(x) / lot * (1 + 1e-9)) * lot, x) if lot > 0 and x != 0 else x
+
+    def refused(dq, price, n):
+        """An order an exchange refuses: below the least quantity or notional."""
+        return dq != 0 and (abs(dq) < min_qty_of[n] * (1 - 1e-9) or abs(dq) * price < min_not_of[n] * (1 - 1e-9))
+
     hours = bar_hours(market)
     bar_ms = round(hours * HOUR_MS)
     assert abs(bar_ms - hours * HOUR_MS) < 1e-6 and bar_ms > 0, f"bar length {hours} h is not a whole number of ms"
@@ -380,6 +397,9 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                             f = min(1.0, short / D)
                             for c in carries:
                                 d = min(cols[c].spot if f == 1.0 else f * cols[c].spot, -cols[c].perp)
+                                lot = lot_of[cols[c].symbol]
+                                if lot > 0 and d < min(cols[c].spot, -cols[c].perp):  # whole lots, rounded up
+                                    d = min(math.ceil(d / lot * (1 - 1e-9)) * lot, cols[c].spot, -cols[c].perp)
                                 fill(j, g, c, "spot", -d)
                                 fill(j, g, c, "perp", d)
                         need = margin_shortfall(j, g, job)
@@ -435,7 +455,11 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                         L = p("perp_leverage", j, c)
                         notional = max(equity, 0.0) * share * abs(size_to) * L / (L + 1)  # nothing to invest when broke
                         want_s = math.copysign(notional, size_to) / ref_price("spot", j, n) if size_to != 0 else 0.0
+                        want_s = to_lot(want_s, n)
                         want_q = -want_s
+                        if want_s != 0 and refused(want_s - col.spot, ref_price("spot", j, n), n):
+                            events.append((j, c, "skip", None, want_s - col.spot, ref_price("spot", j, n), 0.0))
+                            want_s, want_q = col.spot, col.perp
                         col.share = share
                         col.last_target = size_to
                         col.pend_close = False
@@ -751,6 +775,8 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                 target = max(eq, 0.0) * col.share * abs(col.last_target) * L / (L + 1)
                 held = abs(col.spot) * col.spot_mark if col.spot else 0.0
                 drift = abs(held - target)
+                if refused(drift / col.spot_mark, col.spot_mark, col.symbol):  # a trade the exchange refuses
+                    continue
                 if drift > band * target or (sched and drift > 0):
                     col.rebalance_due = True
             out_eq[j, groups.index(g)] = eq

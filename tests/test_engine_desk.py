@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,8 +24,6 @@ from backtest.engine import run_backtest
 from backtest.targets import Targets
 from data.market import Market
 from tests.reference_engine import COMPONENTS, run_reference
-
-#: The engine knows the issue-12 settings.
 
 #: No costs, no rebalancing: each case turns on what it tests.
 BASE = dict(
@@ -123,7 +122,7 @@ def engine_view(m, tg, cfg):
     ev = res.events
     frame = pd.DataFrame(
         {
-            "bar": m.index.get_indexer(ev.time),
+            "bar": m.index.get_indexer(ev.bar),
             "column": ev.column.to_numpy(),
             "kind": ev.kind.to_numpy(),
             "leg": ev.leg.to_numpy(),
@@ -185,7 +184,7 @@ def assert_agree(eng, ref):
         ok = close(a, b, scale)
         assert ok.all(), f"{what}: engine {a[~ok][0]!r} vs reference {b[~ok][0]!r} at {np.argwhere(~ok)[0]}"
     key = ["bar", "kind", "leg", "column"]
-    for kind in ("fill", "liquidation", "borrow", "stop"):
+    for kind in ("fill", "liquidation", "borrow", "stop", "skip"):
         a = eng.ev(kind).sort_values(key, kind="stable").reset_index(drop=True)
         b = ref.ev(kind).sort_values(key, kind="stable").reset_index(drop=True)
         assert len(a) == len(b), f"{kind} events: engine {len(a)} vs reference {len(b)}"
@@ -639,3 +638,50 @@ def test_margin_ratio_at_liquidation_bar():
 
 def test_margin_ratio_at_liquidation_bar_engine():
     case_margin_ratio_at_liquidation("engine")
+
+
+# --------------------------------------------------------------------------- lot size and minimums
+FIXTURE_MARKETS = str(Path(__file__).parent / "fixtures" / "binance_markets.json")
+
+
+def case_lot_and_minimum(side):
+    """Binance's BTCUSDT rules (tests/fixtures/binance_markets.json): both legs trade whole lots of
+    0.001 coins (the perp's lot; the spot's 0.00001 divides it), the least order is 0.001 coins
+    and 5 quote.
+
+    Capital 16 at leverage 1 and price 1,000: 16 x 1/2 = 8 quote = 0.008 coins (8 whole lots).
+    Target 0.8 at bar 3: 6.4 quote = 0.0064 -> 0.006 coins, an order of 0.002 coins = 2 quote,
+    below the 5 minimum: skipped (a ``skip`` event), the legs stay at 0.008. Target 0 at bar 6
+    closes the position (a full close always goes through)."""
+    T = 9
+    m = market(T, spot=1_000.0)
+    tg = np.full((T, 1), np.nan)
+    tg[0], tg[3], tg[6] = 1.0, 0.8, 0.0
+    v = both(m, tg, dict(initial_capital_quote=16.0, markets_path=FIXTURE_MARKETS))[side]
+    assert v.spot[:, 0] == approx(np.array([0, 0.008, 0.008, 0.008, 0.008, 0.008, 0.008, 0, 0]))
+    assert v.perp[:, 0] == approx(-v.spot[:, 0])
+    skip = v.ev("skip")
+    assert list(skip.bar) == [4] and skip.qty[0] == approx(-0.002) and skip.price[0] == approx(1_000.0)
+    assert v.fill_bars("spot") == [1, 7]
+
+
+def test_lot_and_minimum():
+    case_lot_and_minimum("reference")
+
+
+def test_lot_and_minimum_engine():
+    case_lot_and_minimum("engine")
+    m = market(3, spot=30_000.0)  # 5,000 / 30,000 = 0.16666... coins -> 0.166 (166 lots, rounded down)
+    res = run_backtest(m, 1.0, config(dict(markets_path=FIXTURE_MARKETS)))
+    assert res.spot_qty.iloc[-1, 0] == approx(0.166) and res.perp_qty.iloc[-1, 0] == approx(-0.166)
+
+
+def test_leverage_above_the_top_bracket_is_refused(tmp_path):
+    from data.errors import ConfigError
+    from data.synthetic import write_tiers
+
+    m = market(3)
+    tiers = write_tiers(tmp_path / "tiers.json", m.symbols)  # maxLeverage 50 in the top bracket
+    run_backtest(m, 1.0, config(dict(tiers_path=tiers, maintenance_margin_rate=None, perp_leverage=50.0)))
+    with pytest.raises(ConfigError, match="perp_leverage 60 .*above BTCUSDT's maximum 50"):
+        run_backtest(m, 1.0, config(dict(tiers_path=tiers, maintenance_margin_rate=None, perp_leverage=60.0)))

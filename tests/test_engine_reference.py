@@ -69,6 +69,34 @@ def compare(market, targets, cfg, column_params=None):
     return res
 
 
+def write_markets(path, symbols, lot, min_notional):
+    """A ccxt markets file (``load_markets()`` JSON) for ``symbols``: spot and linear swap of each,
+    lot ``lot`` coins (TICK_SIZE precision) and minimum notional ``min_notional`` quote."""
+    import json
+
+    markets = {}
+    for s in symbols:
+        base = s.removesuffix("USDT")
+        common = {
+            "id": s,
+            "base": base,
+            "quote": "USDT",
+            "precision": {"amount": lot, "price": 0.01},
+            "limits": {"amount": {"min": lot}, "cost": {"min": min_notional}},
+        }
+        markets[f"{base}/USDT"] = {**common, "symbol": f"{base}/USDT", "type": "spot", "spot": True}
+        markets[f"{base}/USDT:USDT"] = {
+            **common,
+            "symbol": f"{base}/USDT:USDT",
+            "type": "swap",
+            "swap": True,
+            "linear": True,
+            "contractSize": 1.0,
+        }
+    path.write_text(json.dumps(markets))
+    return str(path)
+
+
 CASES = dict(
     seed=st.integers(0, 2**32 - 1),
     T=st.integers(5, 60),
@@ -86,6 +114,7 @@ CASES = dict(
     rebalance=st.sampled_from([(None, None), (None, 0.1), (4.0, None), (24.0, 0.05), (None, 0.0)]),
     spot_level=st.sampled_from([1.1, 1.6, 1.95]),
     freq=st.sampled_from(["1h", "1h", "15min", "4h"]),
+    limits=st.sampled_from([None, (0.01, 5.0), (0.1, 200.0)]),
     topup=st.sampled_from([None, 0.2, 0.5]),
     topup_delay=st.integers(0, 2),
     band=st.sampled_from([None, 0.0, 0.05]),
@@ -126,6 +155,7 @@ def test_kernel_matches_reference(
     rebalance,
     spot_level,
     freq,
+    limits,
 ):
     rng = np.random.default_rng(seed)
     market = random_market(
@@ -133,6 +163,9 @@ def test_kernel_matches_reference(
     )
     targets = grid_targets(market, rng, n_cols, n_groups, p_change=0.2)
     tiers_path = write_tiers(tmp_path_factory.mktemp("t") / "tiers.json", market.symbols) if tiers else None
+    markets_path = (
+        write_markets(tmp_path_factory.mktemp("m") / "markets.json", market.symbols, *limits) if limits else None
+    )
     cfg = BacktestConfig(
         initial_capital_quote=CAPITAL,
         perp_leverage=leverage,
@@ -146,6 +179,7 @@ def test_kernel_matches_reference(
         rebalance_every_hours=rebalance[0],
         rebalance_notional_band=rebalance[1],
         spot_margin_liquidation_level=spot_level,
+        markets_path=markets_path,
         topup_margin_ratio=None if mode == "portfolio" else topup,
         topup_delay_bars=topup_delay,
         rebalance_delta_band=band,

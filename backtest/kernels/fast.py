@@ -269,6 +269,8 @@ def fast_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                             flex_nb(prm.leverage, j, c),
                             s,
                             sv,
+                            flex_nb(prm.min_qty, j, c),
+                            flex_nb(prm.min_notional, j, c),
                         ):
                             reb = True
                     j += 1
@@ -295,7 +297,7 @@ def fast_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                         dirty = True
                         eq = rules.open_value_nb(0.0, s, sv, q, pv, cost, fw) + (cash + 0.0) if due == 2 else 0.0
                         lev = flex_nb(prm.leverage, j, c)
-                        new_s, new_q, last_x, pend_close, sized, new_share = rules.order_nb(
+                        new_s, new_q, last_x, pend_close, sized, new_share, skipped = rules.order_nb(
                             tg1[np.uint64(i * C + c)],
                             last_x,
                             pend_re,
@@ -311,7 +313,12 @@ def fast_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                             True,
                             lev,
                             sv,
+                            flex_nb(prm.lot, j, c),
+                            flex_nb(prm.min_qty, j, c),
+                            flex_nb(prm.min_notional, j, c),
                         )
+                        if skipped != 0.0:
+                            nrec = rules.skip_event_nb(buf, nrec, j, c, skipped, sv)
                         reb = False
                         if sized or pend_re:
                             reentry = -1.0

@@ -28,7 +28,7 @@ C_FUND, C_FEE, C_SLIP, C_BORROW, C_SPOT, C_PERP, C_LIQ, C_UNH = 0, 1, 2, 3, 4, 5
 #: cash, fee (see :mod:`backtest.result` for their meaning), at these positions.
 R_BAR, R_COL, R_KIND, R_LEG, R_QTY, R_PRICE, R_RATE, R_CASH, R_FEE = 0, 1, 2, 3, 4, 5, 6, 7, 8
 N_REC_FIELDS = 9
-K_FILL, K_FUNDING, K_BORROW, K_TRANSFER, K_LIQ, K_STOP = 0, 1, 2, 3, 4, 5
+K_FILL, K_FUNDING, K_BORROW, K_TRANSFER, K_LIQ, K_STOP, K_SKIP = 0, 1, 2, 3, 4, 5, 6
 LEG_SPOT, LEG_PERP, LEG_NONE = 0, 1, -1
 #: Wallet transfers smaller than this (quote) are rounding noise and skipped.
 MIN_TRANSFER = 1e-9
@@ -127,7 +127,8 @@ class Params(NamedTuple):
     volume-participation coefficient, ``topup_thr`` a margin ratio (NaN: none), ``delta_band``
     a fraction of the spot leg (inf: none), ``reb_every_ms`` the rebalancing period in ms (inf:
     check every bar), ``reb_band`` the rebalancing tolerance, a fraction of the target notional
-    (inf: no rebalancing).
+    (inf: no rebalancing); ``lot`` the pair's common lot (coins, 0: none), ``min_qty`` and
+    ``min_notional`` the least order (coins, quote; 0: none).
     """
 
     leverage: np.ndarray
@@ -141,6 +142,9 @@ class Params(NamedTuple):
     delta_band: np.ndarray
     reb_every_ms: np.ndarray
     reb_band: np.ndarray
+    lot: np.ndarray
+    min_qty: np.ndarray
+    min_notional: np.ndarray
 
 
 class Tiers(NamedTuple):

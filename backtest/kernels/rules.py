@@ -48,6 +48,7 @@ from backtest.kernels.layout import (
     K_FILL,
     K_FUNDING,
     K_LIQ,
+    K_SKIP,
     K_STOP,
     K_TRANSFER,
     LEG_NONE,
@@ -217,43 +218,73 @@ def capital_share_nb(x, weight, wsum, single):
 
 
 @njit(cache=True, inline="always")
-def order_nb(x, last_x, pend_re, pend_close, reb, stop, s, q, band, eq, weight, wsum, single, lev, ref):
+def lot_round_nb(x, lot):
+    """``x`` coins rounded toward zero to whole ``lot``s (0: no lot), with a relative tolerance of
+    1e-9 so decimal lots come out right on floats (0.3 is 3 lots of 0.1)."""
+    if lot > 0.0 and x != 0.0:
+        k = np.floor(abs(x) / lot * (1.0 + 1e-9))
+        return k * lot if x > 0.0 else -(k * lot)
+    return x
+
+
+@njit(cache=True, inline="always")
+def skip_event_nb(rec, n, j, c, dq, ref):
+    """The event of an order of ``dq`` spot coins at ``ref`` that was not sent (below the minimum)."""
+    return push_nb(rec, n, j, c, K_SKIP, LEG_NONE, dq, ref, np.nan, 0.0, 0.0)
+
+
+@njit(cache=True, inline="always")
+def too_small_nb(dq, ref, min_qty, min_notional):
+    """Whether an order of ``dq`` coins at ``ref`` is below the least quantity or notional an
+    exchange accepts (tolerance 1e-9)."""
+    return dq != 0.0 and (abs(dq) < min_qty * (1.0 - 1e-9) or abs(dq) * ref < min_notional * (1.0 - 1e-9))
+
+
+@njit(cache=True, inline="always")
+def order_nb(
+    x, last_x, pend_re, pend_close, reb, stop, s, q, band, eq, weight, wsum, single, lev, ref, lot, min_qty, min_not
+):
     """A column's order at the open of a bar, for its target ``x`` (NaN: keep) and the equity
-    snapshot ``eq``: ``(new spot, new perp, last_x, pend_close, sized, share)``, coins, the last
-    executed target, the pending close, whether the column was sized to a target and the
-    capital share it was sized with (NaN when not sized).
+    snapshot ``eq``: ``(new spot, new perp, last_x, pend_close, sized, share, skipped)``, coins,
+    the last executed target, the pending close, whether the column was sized to a target, the
+    capital share it was sized with (NaN when not sized) and the spot coins of an order that was
+    not sent (0.0: none).
 
     In order: a stopping portfolio closes both legs; a new target, a re-entry due (``pend_re``:
     back to ``x``, or the last target when ``x`` is NaN) or a rebalance due (``reb``: the last
-    target) sizes both legs (:func:`target_size_nb`, perp at ``-spot``); else a pending
-    post-liquidation close closes both legs; else a breached delta ``band`` brings the perp
-    back to ``-spot``."""
+    target) sizes both legs (:func:`target_size_nb`, rounded to whole ``lot``s, perp at
+    ``-spot``; an order below ``min_qty`` coins or ``min_not`` quote is skipped unless it closes
+    the position); else a pending post-liquidation close closes both legs; else a breached
+    delta ``band`` brings the perp back to ``-spot``."""
     if stop != STOP_NONE:
         if stop == STOP_CLOSING:
-            return 0.0, 0.0, last_x, False, False, np.nan
-        return s, q, last_x, pend_close, False, np.nan
+            return 0.0, 0.0, last_x, False, False, np.nan, 0.0
+        return s, q, last_x, pend_close, False, np.nan, 0.0
     if pend_re or (reb and not (x == x and x != last_x)):
         if x != x or reb:
             x = last_x
         last_x = np.nan
     if x == x and x != last_x:
         share = capital_share_nb(x, weight, wsum, single)
-        new_s = target_size_nb(eq, share, x, lev, ref)
-        return new_s, -new_s, x, False, True, share
+        new_s = lot_round_nb(target_size_nb(eq, share, x, lev, ref), lot)
+        if new_s != 0.0 and too_small_nb(new_s - s, ref, min_qty, min_not):
+            return s, q, x, False, True, share, new_s - s
+        return new_s, -new_s, x, False, True, share, 0.0
     if pend_close:
-        return 0.0, 0.0, last_x, False, False, np.nan
+        return 0.0, 0.0, last_x, False, False, np.nan, 0.0
     if band < np.inf and s != 0.0 and abs(s + q) > band * abs(s):
-        return s, -s, last_x, False, False, np.nan
-    return s, q, last_x, False, False, np.nan
+        return s, -s, last_x, False, False, np.nan, 0.0
+    return s, q, last_x, False, False, np.nan, 0.0
 
 
 @njit(cache=True, inline="always")
-def rebalance_due_nb(t, bar_ms, every_ms, band, eq, share, last_x, lev, s, sv):
+def rebalance_due_nb(t, bar_ms, every_ms, band, eq, share, last_x, lev, s, sv, min_qty, min_not):
     """Whether a column holding its target ``last_x`` rebalances at the next bar (decided at the
     close of the bar opening at ``t``, ms): its spot notional ``|s| * sv`` is more than ``band``
     (a fraction; inf: never) away from the target notional ``max(eq, 0) * share * |last_x| * L /
     (L + 1)`` of the portfolio equity ``eq`` at this close, or the next bar starts a new period
-    of ``every_ms`` (UTC-aligned; inf: no schedule) and the notional is off the target at all."""
+    of ``every_ms`` (UTC-aligned; inf: no schedule) and the notional is off the target at all;
+    never for a trade an exchange would refuse (below ``min_qty`` coins or ``min_not`` quote)."""
     if last_x != last_x or last_x == 0.0:
         return False
     sched = every_ms < np.inf and np.floor((t + bar_ms) / every_ms) > np.floor(t / every_ms)
@@ -261,6 +292,8 @@ def rebalance_due_nb(t, bar_ms, every_ms, band, eq, share, last_x, lev, s, sv):
         return False
     target = max(eq, 0.0) * share * abs(last_x) * lev / (lev + 1.0)
     drift = abs(abs(s) * sv - target)
+    if (min_qty > 0.0 or min_not > 0.0) and too_small_nb(drift / sv, sv, min_qty, min_not):
+        return False
     return drift > band * target or (sched and drift > 0.0)
 
 

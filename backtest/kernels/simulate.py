@@ -220,6 +220,9 @@ def _topups(j, g, a, b, mk, book, prm, run, cs, gs, rec, nrec):
                     if not (s2 > 0.0 and q2 < 0.0 and mk.ref_valid[j, n2]):
                         continue
                     d = min(s2 if f >= 1.0 else f * s2, -q2)  # (never past the perp: no flip)
+                    lot = flex_nb(prm.lot, j, c2)
+                    if lot > 0.0 and d < min(s2, -q2):  # whole lots, rounded up to cover the need
+                        d = min(np.ceil(d / lot * (1.0 - 1e-9)) * lot, s2, -q2)
                     vol, rates = rules.fill_inputs_nb(mk, prm, j, c2, n2)
                     wallet = gs[g, G_FW] if cross else cs[c2, S_FW]
                     cost, cash, c_fee, c_slip = (
@@ -292,7 +295,7 @@ def _orders(j, i, g, a, b, new_target, eq, mk, book, prm, run, cs, gs, rec, nrec
         s, q, sv, pv = cs[c, S_S], cs[c, S_Q], cs[c, S_SV], cs[c, S_PV]
         lev = flex_nb(prm.leverage, j, c)
         pend_re = cs[c, S_PRE] >= 0.0 and j >= cs[c, S_PRE]
-        new_s, new_q, cs[c, S_LASTX], pend_close, sized, share = rules.order_nb(
+        new_s, new_q, cs[c, S_LASTX], pend_close, sized, share, skipped = rules.order_nb(
             book.targets[i, c],
             cs[c, S_LASTX],
             pend_re,
@@ -308,7 +311,12 @@ def _orders(j, i, g, a, b, new_target, eq, mk, book, prm, run, cs, gs, rec, nrec
             single,
             lev,
             sv,
+            flex_nb(prm.lot, j, c),
+            flex_nb(prm.min_qty, j, c),
+            flex_nb(prm.min_notional, j, c),
         )
+        if skipped != 0.0:
+            nrec = rules.skip_event_nb(rec, nrec, j, c, skipped, sv)
         cs[c, S_PCLOSE] = 1.0 if pend_close else 0.0
         cs[c, S_REB] = 0.0
         if sized or pend_re:
@@ -941,6 +949,8 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                             flex_nb(prm.leverage, j, c),
                             cs[c, S_S],
                             cs[c, S_SV],
+                            flex_nb(prm.min_qty, j, c),
+                            flex_nb(prm.min_notional, j, c),
                         ):
                             cs[c, S_REB] = 1.0
     # scheduled top-ups and re-entries, counted from the end of this run for the run over the next bars
