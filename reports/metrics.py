@@ -75,6 +75,9 @@ RETURN_KEYS = ("total_return", "annualized_return", "sharpe", "sortino", "max_dr
 
 _FILL = EVENT_KINDS.index("fill")
 _LIQUIDATION = EVENT_KINDS.index("liquidation")
+#: ``worst_margin_ratio`` above this (an infinite ratio: the margin balance was gone at a bar's
+#: adverse extreme, a move through the bankruptcy price) is reported as this, a finite number.
+WORST_MARGIN_RATIO_CAP = 1000.0
 _SKIP = EVENT_KINDS.index("skip")
 
 # --------------------------------------------------------------------------- return moments
@@ -411,7 +414,7 @@ def _assemble(n: int, initial, final, returns: dict, comps: dict, counts: dict, 
     out["basis_pnl"] = comps["spot_pnl"] + comps["perp_pnl"]
     out.update(counts)
     out["time_in_market"] = held
-    out["worst_margin_ratio"] = worst
+    out["worst_margin_ratio"] = np.minimum(worst, WORST_MARGIN_RATIO_CAP)
     return {k: np.asarray(out[k]) if np.ndim(out[k]) else np.full(n, out[k]) for k in SUMMARY_KEYS}
 
 

@@ -241,9 +241,10 @@ def reference_portfolio(result, group) -> dict:
         basis_pnl=final["spot_pnl"] + final["perp_pnl"],
         n_liquidations=int((ev["kind"] == "liquidation").sum()),
         n_trades=len(fills),
+        n_skipped_orders=int((ev["kind"] == "skip").sum()),
         turnover=float((fills["qty"].abs() * fills["price"]).sum() / init),
         time_in_market=float(held.mean()),
-        worst_margin_ratio=float(np.nanmax(result.margin_ratio.iloc[:, cols].to_numpy()))
+        worst_margin_ratio=min(float(np.nanmax(result.margin_ratio.iloc[:, cols].to_numpy())), 1000.0)
         if result.margin_ratio.iloc[:, cols].notna().any().any()
         else np.nan,
         **final,
