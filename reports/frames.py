@@ -111,7 +111,8 @@ def components_frame(result, targets, market) -> tuple[pd.DataFrame, str]:
 
 
 def events_frame(result, targets) -> pd.DataFrame:
-    """The engine's events with readable labels: time, column, label, portfolio, symbol, kind, leg, qty, price, rate, cash, fee."""
+    """The engine's events with readable labels: time, bar, column, label, portfolio, symbol, kind, leg, qty, price,
+    rate, cash, fee."""
     ev = result.events.copy()
     labels = np.array(column_labels(targets), dtype=object)
     plabels = portfolio_labels(targets)
@@ -122,10 +123,12 @@ def events_frame(result, targets) -> pd.DataFrame:
     ev = ev.drop(columns=["group"])
     for c in ("symbol", "kind", "leg", "label", "portfolio"):
         ev[c] = ev[c].astype(object)
-    # qty only for fills (signed coins); rate only for funding and borrow (README: Outputs, events.parquet)
+    # qty for fills, liquidations and skipped orders (signed coins); rate for funding and borrow
+    # (per interval, per hour) and liquidations (the insurance fund's cover, quote) (README:
+    # Outputs, events.parquet)
     kind = ev["kind"]
-    ev["qty"] = ev["qty"].where(kind.isin(["fill", "liquidation"]))
-    ev["rate"] = ev["rate"].where(kind.isin(["funding", "borrow"]))
+    ev["qty"] = ev["qty"].where(kind.isin(["fill", "liquidation", "skip"]))
+    ev["rate"] = ev["rate"].where(kind.isin(["funding", "borrow", "liquidation"]))
     return ev
 
 
