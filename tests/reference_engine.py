@@ -126,6 +126,18 @@ def hedge_split(s, q):
     return s - us, us, q - uq, uq
 
 
+def first_breach(breached):
+    """The first point ``lam`` of a bar's path (0: the open, 1: the adverse extreme) where
+    ``breached(lam)``: 0 when the open already is (a gap), else bisection, 100 steps."""
+    if breached(0.0):
+        return 0.0
+    lo, hi = 0.0, 1.0
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if breached(mid) else (mid, hi)
+    return hi
+
+
 def run_reference(market, targets, config, column_params=None, tiers=None):
     """Simulate; returns a dict: group_equity (T, G), comps {name: (T, C)}, spot, perp,
     margin_ratio (T, C), events (list of tuples, see the module docstring) and stopped
@@ -555,14 +567,7 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                         if M.valid[j, cols[c].symbol]:  # measured on the columns with prices
                             mr_fut[c] = mm1 / mb1 if mb1 > 0 else math.inf
                 if open_cs and pm_breached(1.0):
-                    if pm_breached(0.0):
-                        lam = 0.0
-                    else:
-                        lo, hi = 0.0, 1.0
-                        for _ in range(100):
-                            mid = 0.5 * (lo + hi)
-                            lo, hi = (lo, mid) if pm_breached(mid) else (mid, hi)
-                        lam = hi
+                    lam = first_breach(pm_breached)
                     prices = {c: pm_path(c, lam)[0] for c in open_cs}
                     for c in open_cs:
                         liquidate_perp(j, c, g, prices[c])  # no insurance cover: the account is one
@@ -603,14 +608,7 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                         if M.valid[j, cols[c].symbol]:  # measured on the columns with prices
                             mr_fut[c] = mmw / mbw if mbw > 0 else math.inf
                 if open_cs and breached(1.0, at_worst=True):
-                    if breached(0.0):
-                        lam = 0.0
-                    else:
-                        lo, hi = 0.0, 1.0
-                        for _ in range(100):
-                            mid = 0.5 * (lo + hi)
-                            lo, hi = (lo, mid) if breached(mid) else (mid, hi)
-                        lam = hi
+                    lam = first_breach(breached)
                     prices = {c: path(c, lam) for c in open_cs}
                     last = None
                     for c in open_cs:
@@ -659,14 +657,7 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                     for c in short_cs:
                         mr_spot[c] = spot_level * liab1 / assets1 if assets1 > 0 else math.inf
                 if short_cs and spot_breached(1.0):
-                    if spot_breached(0.0):
-                        lam = 0.0
-                    else:
-                        lo, hi = 0.0, 1.0
-                        for _ in range(100):
-                            mid = 0.5 * (lo + hi)
-                            lo, hi = (lo, mid) if spot_breached(mid) else (mid, hi)
-                        lam = hi
+                    lam = first_breach(spot_breached)
                     prices = {c: spot_path(c, lam) for c in short_cs}
                     other = long_value(lam)  # the long coins, at the same point of the path
                     last = None
