@@ -17,7 +17,7 @@ from backtest.result import COMPONENTS
 from backtest.targets import Targets
 from data import synthetic
 from data.synthetic import random_market, write_tiers
-from tests.reference_engine import run_reference
+from tests.reference_engine import assert_identical, run_reference
 
 CAPITAL = 10_000.0
 
@@ -55,6 +55,8 @@ def grid_targets(market, rng, n_cols, n_groups, p_change) -> Targets:
 
 def compare(market, targets, cfg, column_params=None):
     res = run_backtest(market, targets, cfg, column_params=column_params)
+    if res.kernel == "fast":  # both kernels: the general one gives the same result, bit for bit
+        assert_identical(res, run_backtest(market, targets, cfg, column_params=column_params, kernel="general"))
     ref = run_reference(market, targets, cfg, column_params=column_params)
     assert_close(res.group_equity.to_numpy(), ref["group_equity"], "group equity")
     for k in COMPONENTS:
@@ -66,6 +68,11 @@ def compare(market, targets, cfg, column_params=None):
     ref_kinds = pd.Series([e[2] for e in ref["events"]]).value_counts().to_dict() if ref["events"] else {}
     assert kinds == ref_kinds
     check_identity(res)
+    # a liquidated column shows a margin ratio of at least 1 (at the adverse extreme of its bar)
+    liq = res.events[res.events["kind"] == "liquidation"]
+    worst = np.fmax.reduce(res.margin_ratio.to_numpy(), axis=0)
+    for c in set(liq["column"]):
+        assert worst[c] >= 1.0 - 1e-9, f"column {c} was liquidated with a worst margin ratio of {worst[c]}"
     return res
 
 

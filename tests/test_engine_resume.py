@@ -56,14 +56,16 @@ def random_cuts(rng, T, k):
     delay=st.sampled_from([0, 1, 2]),
     topup=st.sampled_from([None, 0.3]),
     topup_delay=st.integers(0, 2),
-    after=st.sampled_from(["close_spot", "hold_spot", "reenter"]),
+    after=st.sampled_from(["close_spot", "hold_spot", "reenter", "close_and_reenter"]),
     band=st.sampled_from([None, 0.02]),
+    rebalance=st.sampled_from([(None, None), (None, 0.05), (6.0, None)]),
+    cooldown=st.sampled_from([0.0, 3.0, 24.0]),
     tiers=st.booleans(),
     n_cuts=st.integers(1, 4),
     lean=st.booleans(),
 )
 def test_chunked_run_equals_one_run(
-    tmp_path_factory, seed, mode, delay, topup, topup_delay, after, band, tiers, n_cuts, lean
+    tmp_path_factory, seed, mode, delay, topup, topup_delay, after, band, rebalance, cooldown, tiers, n_cuts, lean
 ):
     rng = np.random.default_rng(seed)
     T = int(rng.integers(3, 120))
@@ -85,6 +87,10 @@ def test_chunked_run_equals_one_run(
         slippage_bps=1.0,
         volume_participation_coefficient=0.02,
         after_liquidation=after,
+        reentry_cooldown_hours=cooldown,
+        rebalance_every_hours=rebalance[0],
+        rebalance_notional_band=rebalance[1],
+        spot_margin_liquidation_level=1.6,
         topup_margin_ratio=None if mode == "portfolio" else topup,
         topup_delay_bars=topup_delay,
         rebalance_delta_band=band,

@@ -107,6 +107,7 @@ def fast_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
     fv1 = mk.funding_value.ravel()
     sc1 = mk.spot_close.ravel()
     mc1 = mk.mark_close.ravel()
+    sh1 = mk.spot_high.ravel()
     has_reb = (flags & layout.F_HAS_REB) != 0
     bar_ms, cooldown, level, spot_fee_liq = run.bar_ms, run.cooldown, run.spot_liq_level, run.spot_liq_fee
     time_ms, spot_open, spot_high = mk.time_ms, mk.spot_open, mk.spot_high
@@ -158,31 +159,51 @@ def fast_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
             band_t = has_band and delta_band.shape[0] > 1
             band_k = np.uint64(c if delta_band.shape[1] > 1 else 0)
             band0 = delta_band[np.uint64(0), band_k] if has_band else np.inf
+            # the rebalancing check's parameters: constants of the column unless some vary per bar
+            reb_t = has_reb and (
+                prm.reb_every_ms.shape[0] > 1
+                or prm.reb_band.shape[0] > 1
+                or prm.leverage.shape[0] > 1
+                or prm.min_qty.shape[0] > 1
+                or prm.min_notional.shape[0] > 1
+            )
+            re0 = flex_nb(prm.reb_every_ms, 0, c)
+            rb0 = flex_nb(prm.reb_band, 0, c)
+            lv0 = flex_nb(prm.leverage, 0, c)
+            mq0 = flex_nb(prm.min_qty, 0, c)
+            mn0 = flex_nb(prm.min_notional, 0, c)
+            factor = rules.target_factor_nb(share, last_x, lv0)  # (again after each sizing)
 
             j = j0
             general = False  # bar j's open, orders and liquidation are done: go on with its funding
             ok = True
             dirty = False
+            pending = pend_close or reb or reentry >= 0.0 or stop == layout.STOP_CLOSING
+            stop_bar = -1  # a stop detected at this bar's close, its event still to write
+            stop_eq = 0.0
             mr_f = np.nan  # futures margin ratio at the adverse extreme, from the general part
             smr = np.nan  # spot margin account ratio at the spot high, from the general part
             b_prev = 0.0
-            b_open = 0.0
+            b_open = 0.0  # borrowed coins after this bar's orders (0.0 once its borrow is charged)
             while j < j1:
                 while j < j1:
                     ju = np.uint64(j)
                     jn = np.uint64(j * N + n)
                     if general:
                         general = False
+                    elif pending:  # a close, re-entry, rebalance or stop waits: the general part
+                        break
                     else:
-                        # 1. what the bar asks: the target row i is executed at bar j
+                        # 1. what the bar asks: the target row i is executed at bar j (the
+                        # pending orders aside: ``pending`` is False here)
                         i = j - lag + t_off
                         if i >= 0 and rules.order_due_nb(
                             tg1[np.uint64(i * C + c)],
                             last_x,
-                            reentry >= 0.0 and j >= reentry,
-                            pend_close,
-                            reb,
-                            stop,
+                            False,
+                            False,
+                            False,
+                            layout.STOP_NONE,
                             s,
                             q,
                             delta_band[ju, band_k] if band_t else band0,
@@ -191,7 +212,7 @@ def fast_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                         ok = va1[jn]
                         if q != 0.0 and ok and rules.liq_possible_nb(q, mh1[jn] if q < 0.0 else ml1[jn], liq_lvl):
                             break
-                        if s < 0.0 and ok and level > 0.0 and cash <= level * (-s * spot_high[ju, nu]):
+                        if s < 0.0 and ok and cash <= level * (-s * sh1[jn]):
                             break
                         dirty = False
                         # 2. an invalid bar keeps the reference price
@@ -199,17 +220,18 @@ def fast_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                             c4, c5, cun, sv, pv = rules.revalue_nb(
                                 s, q, sv, pv, so_ref[ju, nu], po_ref[ju, nu], c4, c5, cun
                             )
-                        b_prev = -s if s < 0.0 else 0.0
-                        b_open = b_prev
-                        mr_f = np.nan
-                        smr = np.nan
+                        if s < 0.0:  # borrowed coins, unchanged since the last bar
+                            b_prev = -s
+                            b_open = b_prev
                         if w_margin:
+                            mr_f = np.nan
+                            smr = np.nan
                             if q != 0.0 and ok:
                                 adv = mh1[jn] if q < 0.0 else ml1[jn]
                                 kb, _kc = bracket_hint_nb(t_hi, t_n, n, abs(q) * adv, kc, hi_sorted)
                                 mr_f = rules.adverse_ratio_nb(q, adv, fw, cost, t_mmr[n, kb], t_cum[n, kb])
-                            if s < 0.0 and ok and level > 0.0:
-                                smr = rules.spot_ratio_nb(level, -s * spot_high[ju, nu], cash)
+                            if s < 0.0 and ok:
+                                smr = rules.spot_ratio_nb(level, -s * sh1[jn], cash)
                     # 5. funding, 6. close revaluation, 7. borrow
                     fv = fv1[jn] if q != 0.0 else 0.0
                     fw, c0, famt = rules.funding_nb(q, fv, fw, c0)
@@ -235,10 +257,11 @@ def fast_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                     # positions; the stop of a portfolio whose equity reached zero; rebalancing
                     if dirty:
                         c7 = rules.partial_sum_nb(init_share, c0, c1, c2, c3)
-                    equity[ju if w_eq else np.uint64(0), cu] = rules.equity_nb(c7, c4, c5, c6, cun)
-                    geq = cash + 0.0 + rules.column_value_nb(0.0, s, sv, fw, q, q * pv - cost)
+                    # (the column's equity is its portfolio's: the stop and rebalancing checks)
+                    ceq = rules.equity_nb(c7, c4, c5, c6, cun)
+                    equity[ju if w_eq else np.uint64(0), cu] = ceq
                     if w_geq:
-                        group_equity[ju, gu] = geq
+                        group_equity[ju, gu] = cash + 0.0 + rules.column_value_nb(0.0, s, sv, fw, q, q * pv - cost)
                     if w_margin:
                         mr = mr_f
                         if b_open > 0.0:
@@ -255,28 +278,32 @@ def fast_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                         rules.store_components_nb(comps_out, ju, cu, c0, c1, c2, c3, c4, c5, c6, cun)
                     if w_pos:
                         rules.store_pair_nb(spot_out, perp_out, ju, cu, s, q)
-                    if geq <= 0.0 and stop == layout.STOP_NONE:
-                        stop, nrec = rules.stop_nb(buf, nrec, j, g, geq, s != 0.0 or q != 0.0)
-                    if has_reb and stop == layout.STOP_NONE and not susp and reentry < 0.0 and not pend_close:
-                        if rules.rebalance_due_nb(
-                            time_ms[ju],
-                            bar_ms,
-                            flex_nb(prm.reb_every_ms, j, c),
-                            flex_nb(prm.reb_band, j, c),
-                            geq,
-                            share,
-                            last_x,
-                            flex_nb(prm.leverage, j, c),
-                            s,
-                            sv,
-                            flex_nb(prm.min_qty, j, c),
-                            flex_nb(prm.min_notional, j, c),
-                        ):
+                    if ceq <= 0.0 and stop == layout.STOP_NONE:
+                        # the stop event is written by the next bar's general part (or after
+                        # the block): writing it here would slow every quiet bar down
+                        stop = layout.STOP_CLOSING if (s != 0.0 or q != 0.0) else layout.STOP_DONE
+                        stop_eq = ceq
+                        stop_bar = j
+                        pending = True
+                    if has_reb and not pending and not susp and stop == layout.STOP_NONE:
+                        if reb_t:  # (parameters that vary per bar: read them at this bar)
+                            re0 = flex_nb(prm.reb_every_ms, j, c)
+                            rb0 = flex_nb(prm.reb_band, j, c)
+                            mq0 = flex_nb(prm.min_qty, j, c)
+                            mn0 = flex_nb(prm.min_notional, j, c)
+                            factor = rules.target_factor_nb(share, last_x, flex_nb(prm.leverage, j, c))
+                        sched = re0 < np.inf and rules.period_start_nb(time_ms[ju], bar_ms, re0)
+                        if rules.rebalance_due_nb(sched, rb0, ceq, factor, s, sv, mq0, mn0):
                             reb = True
+                            pending = True
+                    b_open = 0.0  # (set again by the next bar that borrows)
                     j += 1
                 if j >= j1:
                     break
-                # the general part of bar j (orders due, or a possible liquidation)
+                # the general part of bar j (orders due, a possible liquidation, or the last bar's stop)
+                if stop_bar >= 0:
+                    stop, nrec = rules.stop_nb(buf, nrec, stop_bar, g, stop_eq, stop != layout.STOP_DONE)
+                    stop_bar = -1
                 ju = np.uint64(j)
                 jn = np.uint64(j * N + n)
                 i = j - lag + t_off
@@ -325,6 +352,7 @@ def fast_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                         if sized:
                             susp = False
                             share = new_share
+                            factor = rules.target_factor_nb(share, last_x, lev)
                         vol, rates = rules.fill_inputs_nb(mk, prm, j, c, n)
                         s, q, cost, fw, cash, c1, c2, nrec, traded = rules.fill_column_nb(
                             buf, nrec, j, c, new_s, new_q, s, q, cost, fw, cash, c1, c2, (sv, pv), vol, rates
@@ -387,8 +415,11 @@ def fast_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                             after_liq, s, q, pend_close, reentry, susp, j, cooldown
                         )
                         reb = False
+                pending = pend_close or reb or reentry >= 0.0 or stop == layout.STOP_CLOSING
                 general = True
 
+            if stop_bar >= 0:  # a stop at the block's last bar
+                stop, nrec = rules.stop_nb(buf, nrec, stop_bar, g, stop_eq, stop != layout.STOP_DONE)
             if not w_geq:  # the last bar's portfolio equity, as the bar itself would write it
                 group_equity[0, gu] = cash + 0.0 + rules.column_value_nb(0.0, s, sv, fw, q, q * pv - cost)
             cs[cu, layout.S_S] = s

@@ -127,7 +127,11 @@ def revalue_nb(s, q, sv, pv, sx, px, c_spot, c_perp, c_unh):
     ``sx``/``px``: returns the spot, perp and unhedged price components and the new valuation
     prices. The hedged coins of each leg (:func:`hedged_nb`) book into the spot and perp
     components, the rest of a leg (a leg without a matching opposite leg) into ``c_unh``."""
-    if s != 0.0 or q != 0.0:
+    if s + q == 0.0:  # flat, or exactly hedged (the usual case): no unhedged coins
+        if s != 0.0:
+            c_spot += s * (sx - sv)
+            c_perp += q * (px - pv)
+    else:
         h = hedged_nb(s, q)
         if s != 0.0:
             hs = h if s > 0.0 else -h
@@ -278,23 +282,31 @@ def order_nb(
 
 
 @njit(cache=True, inline="always")
-def rebalance_due_nb(t, bar_ms, every_ms, band, eq, share, last_x, lev, s, sv, min_qty, min_not):
-    """Whether a column holding its target ``last_x`` rebalances at the next bar (decided at the
-    close of the bar opening at ``t``, ms): its spot notional ``|s| * sv`` is more than ``band``
-    (a fraction; inf: never) away from the target notional ``max(eq, 0) * share * |last_x| * L /
-    (L + 1)`` of the portfolio equity ``eq`` at this close, or the next bar starts a new period
-    of ``every_ms`` (UTC-aligned; inf: no schedule) and the notional is off the target at all;
+def target_factor_nb(share, last_x, lev):
+    """Target spot notional per unit of portfolio equity of a column holding ``last_x`` with
+    capital ``share`` at leverage ``lev``: ``share * |last_x| * L / (L + 1)``."""
+    return share * abs(last_x) * lev / (lev + 1.0)
+
+
+@njit(cache=True, inline="always")
+def period_start_nb(t, bar_ms, every_ms):
+    """Whether the bar after the one opening at ``t`` (ms) starts a new UTC-aligned period of
+    ``every_ms`` (inf: never)."""
+    return every_ms < np.inf and np.floor((t + bar_ms) / every_ms) > np.floor(t / every_ms)
+
+
+@njit(cache=True, inline="always")
+def rebalance_due_nb(sched, band, eq, factor, s, sv, min_qty, min_not):
+    """Whether a column holding its target rebalances at the next bar: its spot notional
+    ``|s| * sv`` is more than ``band`` (a fraction; inf: never) away from the target notional
+    ``max(eq, 0) * factor`` (:func:`target_factor_nb`; ``eq``: the portfolio equity at this
+    close), or ``sched`` (:func:`period_start_nb`) and the notional is off the target at all;
     never for a trade an exchange would refuse (below ``min_qty`` coins or ``min_not`` quote)."""
-    if last_x != last_x or last_x == 0.0:
-        return False
-    sched = every_ms < np.inf and np.floor((t + bar_ms) / every_ms) > np.floor(t / every_ms)
-    if not (sched or band < np.inf):
-        return False
-    target = max(eq, 0.0) * share * abs(last_x) * lev / (lev + 1.0)
+    target = max(eq, 0.0) * factor
     drift = abs(abs(s) * sv - target)
-    if (min_qty > 0.0 or min_not > 0.0) and too_small_nb(drift / sv, sv, min_qty, min_not):
+    if not (drift > band * target or (sched and drift > 0.0)):
         return False
-    return drift > band * target or (sched and drift > 0.0)
+    return not ((min_qty > 0.0 or min_not > 0.0) and too_small_nb(drift / sv, sv, min_qty, min_not))
 
 
 @njit(cache=True)

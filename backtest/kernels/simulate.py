@@ -797,6 +797,7 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
             g_coll = 0.0  # portfolio margin: spot collateral (long at 1 - haircut, short at 1 + haircut)
             holding = False
             perp_held = False
+            eqsum = 0.0  # the sum of the columns' equities (the stop and rebalancing checks)
             for k in range(a, b):
                 c = np.uint64(grp_cols[k])
                 n = np.uint64(col_sym[c])
@@ -895,7 +896,9 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                         cs[c, S_INIT], cs[c, S_COMP], cs[c, S_COMP + 1], cs[c, S_COMP + 2], cs[c, S_COMP + 3]
                     )
                     cs[c, S_COMP7] = partial
-                equity[rj, c] = rules.equity_nb(partial, c_spot, c_perp, cs[c, S_COMP + C_LIQ], c_unh)
+                ceq = rules.equity_nb(partial, c_spot, c_perp, cs[c, S_COMP + C_LIQ], c_unh)
+                equity[rj, c] = ceq
+                eqsum += ceq
                 if w_margin:
                     rules.store_pair_nb(mr_out, dl_out, j, c, mr if ok else np.nan, dl)
                 if w_comp:
@@ -932,21 +935,17 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                         if cs[c, S_Q] != 0.0:
                             dl_out[j, c] = dl
             # a portfolio whose equity reached zero stops; rebalancing due at the next bar
-            if geq <= 0.0 and gs[g, G_STOP] == STOP_NONE:
-                gs[g, G_STOP], nrec = rules.stop_nb(rec, nrec, j, g, geq, holding)
+            if eqsum <= 0.0 and gs[g, G_STOP] == STOP_NONE:
+                gs[g, G_STOP], nrec = rules.stop_nb(rec, nrec, j, g, eqsum, holding)
             if has_reb and gs[g, G_STOP] == STOP_NONE:
                 for k in range(a, b):
                     c = np.uint64(grp_cols[k])
                     if cs[c, S_SUSP] == 0.0 and cs[c, S_PRE] < 0.0 and cs[c, S_PCLOSE] == 0.0:
                         if rules.rebalance_due_nb(
-                            time_ms[j],
-                            run.bar_ms,
-                            flex_nb(prm.reb_every_ms, j, c),
+                            rules.period_start_nb(time_ms[j], run.bar_ms, flex_nb(prm.reb_every_ms, j, c)),
                             flex_nb(prm.reb_band, j, c),
-                            geq,
-                            cs[c, S_SHARE],
-                            cs[c, S_LASTX],
-                            flex_nb(prm.leverage, j, c),
+                            eqsum,
+                            rules.target_factor_nb(cs[c, S_SHARE], cs[c, S_LASTX], flex_nb(prm.leverage, j, c)),
                             cs[c, S_S],
                             cs[c, S_SV],
                             flex_nb(prm.min_qty, j, c),
