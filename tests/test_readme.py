@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text()
@@ -75,3 +77,14 @@ def test_summary_json_table_is_the_key_table():
     assert [(key, unit.strip(), meaning.strip()) for key, unit, meaning in rows] == [
         (k.key, k.unit, k.meaning) for k in KEYS
     ]
+
+
+@pytest.mark.shared_data
+def test_desk_table_is_what_the_engine_prints():
+    """The README's table of the desk rules on real data is the output of
+    ``python -m backtest.app.desk_figures`` (every figure true)."""
+    from backtest.app.desk_figures import table
+    from tests.conftest import shared_data_path
+
+    readme = (REPO / "README.md").read_text()
+    assert table(shared_data_path("binance")) in readme
