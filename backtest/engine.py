@@ -14,27 +14,40 @@ Rules of the simulation (see the README, "The rules carry follows", and :mod:`ba
   ``i + execution_delay_bars`` (delay 0, opt-in only: at bar ``i``'s close price). The position
   held during bar ``j`` (after that bar's fills) receives ``-q * funding_value[j]``.
 * **When it trades.** A column trades when its target is finite and differs from the last
-  target it executed (NaN = keep), after a liquidation per ``after_liquidation``, when the
-  delta band is breached, or to sell spot for a margin top-up. Invalid bars never trade
-  (the order waits for the next valid bar while the target persists).
+  target it executed (NaN = keep), when its spot notional drifts past
+  ``rebalance_notional_band`` of its target (checked at every close, traded at the next open;
+  ``rebalance_every_hours`` adds calendar rebalancing), after a liquidation per
+  ``after_liquidation`` (default: close the unhedged leg at the next open, re-enter after
+  ``reentry_cooldown_hours``), for a hedge-keeping margin top-up, or to close every leg of a
+  portfolio whose equity reached zero (it then stops). Invalid bars never trade (the order
+  waits for the next valid bar while the target persists).
 * **Sizing.** Capital share of a column = portfolio equity at the execution bar's open x its
   weight / the sum of weights of the portfolio's *active* columns (non-zero target, or NaN
   target while holding a position). Exposure ``x`` buys ``N = share * |x| * L / (L + 1)`` quote
-  of spot at the spot open (sold short for ``x < 0``) and the perp at ``-spot`` coins.
-* **Wallets.** After a column's fills (a portfolio's, in cross mode) the futures wallet is set
-  to ``sum |q| * perp price / L`` by a transfer from the spot wallet; spot quote cash may dip
-  below zero by the fees (an interest-free quote loan, small by construction).
+  of spot at the spot open (sold short for ``x < 0``) and the perp at ``-spot`` coins, both
+  rounded to the pair's common lot when ``markets_path`` is set (an order below its minimum is
+  skipped and recorded).
+* **Wallets.** After a column's fills (a portfolio's, in cross mode) the futures margin
+  balance is reset to ``sum |q| * perp price / L`` by a transfer from the spot wallet (an
+  unrealized loss is refilled; an unrealized profit stays in the futures wallet); spot quote
+  cash may dip below zero by the fees (an interest-free quote loan, small by construction).
+  A top-up that the quote cash cannot cover sells spot and buys back the same perp coins.
 * **Costs.** Fees ``|q| * fill price * rate`` per leg; slippage ``slippage_bps`` plus
   ``volume_participation_coefficient * |q| / volume`` (volume of the last completed bar) as a
-  fraction of the reference price, booked apart from fees; borrow on short spot per bar
-  ``|s| * spot close * hourly rate * bar hours`` (pro rata, not Binance's whole-hour steps).
+  fraction of the reference price, booked apart from fees; borrow on short spot in whole
+  hours as Binance charges it (one hour at borrowing, one at each full hour).
 * **Liquidation.** Checked after the fills against the bar's adverse mark extreme; closes the
   perp at the liquidation price (or the mark open on a gap) and charges
-  ``clearance_fee_rate * notional``; a negative balance after a gap stays on the account.
-  Portfolio margin (``margin_mode="portfolio"``): cross, with the quote cash and the spot legs
-  (long at ``1 - spot_collateral_haircut``, borrowed at ``1 + haircut``, moving with their
-  mark inside the bar) in the margin balance; each column's adverse direction is that of its
-  net delta.
+  ``clearance_fee_rate * notional``, floored at the margin left; the insurance fund covers a
+  deficit (isolated, cross). Portfolio margin (``margin_mode="portfolio"``): cross, with the
+  quote cash and the spot legs (long at ``1 - spot_collateral_haircut``, borrowed at
+  ``1 + haircut``, moving with their mark inside the bar) in the margin balance; each column's
+  adverse direction is that of its net delta. Borrowed spot legs (isolated and cross) sit in
+  the portfolio's margin account (its quote cash and long coins), bought back when its margin
+  level reaches ``spot_margin_liquidation_level`` at the bar's spot highs.
+* **Components.** ``equity - initial = funding + fees + slippage + borrow + spot_price +
+  perp_price + liquidation + unhedged`` at every bar; the price components hold the hedged
+  coins' PnL, ``unhedged`` that of a leg without a matching opposite leg.
 
 Example::
 

@@ -8,14 +8,17 @@ restricted to:
 * every portfolio (group) holds exactly one column, margin mode isolated;
 * no margin top-ups (``topup_margin_ratio`` NaN everywhere).
 
-Delta bands, weights, delays, invalid bars, liquidations and all after-liquidation policies are
-supported. A column's state lives in local variables (registers) while it runs through a block
+Rebalancing, delta bands, lots and minimums, weights, delays, invalid bars, liquidations of the
+perp and of the borrowed spot leg's margin account, every after-liquidation policy and the stop
+at zero equity are supported. A column's state lives in local variables (registers) while it runs through a block
 of bars (time chunk); columns run one after the other inside a chunk, so the (T, C) inputs and
 outputs touched by a chunk stay in cache. Events of a chunk are then put back in the general
 kernel's (bar, group) order by a stable counting sort on the bar.
 
-Bars run in a small inner loop as long as they are quiet (no order due, the adverse mark extreme
-inside the liquidation pre-check level): funding, close revaluation, borrow and outputs. A bar
+Bars run in a small inner loop as long as they are quiet (no order due or pending, the adverse
+mark extreme inside the liquidation pre-check level, a borrowed leg's margin account above its
+level at the spot high): funding, close revaluation, borrow, outputs and the stop and
+rebalancing checks. A bar
 that needs more leaves it for its open revaluation, orders and liquidation check, then goes back
 into the loop for those remaining steps, which every bar thus takes from one place. (Keeping the
 orders out of the loop's body keeps its state in registers: measured 10-15% faster than one loop.)

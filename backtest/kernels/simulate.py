@@ -7,26 +7,32 @@ one-column kernel :mod:`backtest.kernels.fast`; argument tuples, state slots and
 
 1. **open**: where fills, top-ups or cross margin use the open prices, revalue spot legs to the
    reference price and perp legs to the perp reference price (``so_ref``/``po_ref``: bar
-   ``j``'s open, or bar ``j-1``'s close for delay 0);
-2. **top-ups** due at this bar move quote from the spot wallet to the futures wallet(s),
-   selling spot coins for a shortfall (:func:`_topups`);
-3. **orders**: a new target (``targets[j - lag]``, finite and different from the last one
-   executed) resizes both legs to ``x * C_c * L / (L + 1)`` spot notional with the perp at
-   ``-spot`` coins; else a pending post-liquidation spot close, else the delta band;
-   after a column's (isolated) or group's (cross) fills the futures wallet is set to
+   ``j``'s open, or bar ``j-1``'s close for delay 0), splitting each move into hedged and
+   unhedged coins (``rules.revalue_nb``);
+2. **top-ups** due at this bar move quote from the spot wallet to the futures wallet(s); when
+   the cash falls short the carry columns sell spot and buy back the same perp coins
+   (:func:`_topups`);
+3. **orders**: a stopping portfolio closes its legs; a new target (``targets[j - lag]``, finite
+   and different from the last one executed), a re-entry due or a rebalance due resizes both
+   legs to ``x * C_c * L / (L + 1)`` spot notional with the perp at ``-spot`` coins (lots and
+   minimums applied); else a pending post-liquidation close, else the delta band; after a
+   column's (isolated) or group's (cross) fills the futures margin balance is reset to
    ``sum |q| * price / L`` by a transfer (:func:`_orders`);
 4. **liquidation** against the bar's adverse mark extreme (isolated: closed form per bracket,
    after a pre-check level that rules out most bars; cross: the common point on the path from
    mark open to the adverse extremes; portfolio margin (``haircut >= 0``): as cross, with the
    quote cash and the spot legs (long at ``1 - haircut``, short at ``1 + haircut``, moving with
-   their mark) in the margin balance (:func:`_liquidate_group`));
+   their mark) in the margin balance (:func:`_liquidate_group`)), the margin ratio there
+   recorded first; then the borrowed spot legs' margin account at the spot highs
+   (:func:`_spot_margin`);
 5. **funding** ``-q * funding_value[j]`` into the futures wallet;
 6. **close**: revalue spot to the spot close, perp to the mark close; an invalid bar to its
    reference prices instead (unless step 1 did), or keep the last valuation prices when those
    are invalid too (a valid bar without fills thus goes straight from the last valuation
    price to the close);
-7. **borrow** on short spot: ``|s| * spot * hourly_rate * bar_hours``;
-8. margin ratio, distance to liquidation, top-up detection; outputs.
+7. **borrow** on short spot, in whole hours (``rules.borrow_nb``);
+8. outputs; top-up detection (margin ratio at the adverse extreme); the stop of a portfolio
+   whose equity reached zero; rebalancing detection for the next bar.
 
 Invalid bars (``valid`` False) never trade. The state of columns and portfolios lives in
 ``st.columns``/``st.groups`` and is updated there in place, bar by bar (a scheduled top-up is
