@@ -313,6 +313,7 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
         liquidated at bar ``j``)."""
         col = cols[c]
         holding = col.spot != 0 or col.perp != 0
+        col.rebalance_due = False  # a rebalance decided before the liquidation is void
         if policy == "close_and_reenter":
             col.pend_close = holding
             col.reentry_bar = j + cooldown_bars
@@ -561,11 +562,12 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                     mb, mm = pm_balance(lam)
                     return mb <= mm
 
-                if open_cs:
+                if open_cs and any(M.valid[j, cols[c].symbol] for c in open_cs):
+                    # the account's ratio, measured while one of its perps has prices, is every
+                    # one of its perps' ratio
                     mb1, mm1 = pm_balance(1.0)
                     for c in open_cs:
-                        if M.valid[j, cols[c].symbol]:  # measured on the columns with prices
-                            mr_fut[c] = mm1 / mb1 if mb1 > 0 else math.inf
+                        mr_fut[c] = mm1 / mb1 if mb1 > 0 else math.inf
                 if open_cs and pm_breached(1.0):
                     lam = first_breach(pm_breached)
                     prices = {c: pm_path(c, lam)[0] for c in open_cs}
@@ -602,11 +604,10 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
                     mb, mm = cross_balance(lam, at_worst)
                     return mb <= mm
 
-                if open_cs:
+                if open_cs and any(M.valid[j, cols[c].symbol] for c in open_cs):
                     mbw, mmw = cross_balance(1.0, at_worst=True)
-                    for c in open_cs:
-                        if M.valid[j, cols[c].symbol]:  # measured on the columns with prices
-                            mr_fut[c] = mmw / mbw if mbw > 0 else math.inf
+                    for c in open_cs:  # (as in portfolio margin: the account's ratio)
+                        mr_fut[c] = mmw / mbw if mbw > 0 else math.inf
                 if open_cs and breached(1.0, at_worst=True):
                     lam = first_breach(breached)
                     prices = {c: path(c, lam) for c in open_cs}

@@ -720,11 +720,13 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                 mb = gs[g, G_FW]
                 bound = 0.0
                 any_pos = False
+                any_priced = False  # the ratio is measured while some perp of the account has prices
                 for k in range(a, b):
                     c = np.uint64(grp_cols[k])
                     qc = cs[c, S_Q]
                     if qc != 0.0:
                         any_pos = True
+                        any_priced = any_priced or valid[j, np.uint64(col_sym[c])]
                         if not port:
                             n = np.uint64(col_sym[c])
                             m = cs[c, S_PV]
@@ -759,6 +761,8 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                     g_mr = rules.margin_ratio_nb(mb, mm)
                 else:
                     breached = False
+                if not any_priced:
+                    g_mr = np.nan
                 # the positions after the orders (margin outputs of liquidated columns)
                 for k in range(a, b):
                     c = np.uint64(grp_cols[k])
@@ -873,7 +877,7 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                         cs[c, S_TOPUP] = j + 1 + run.topup_delay
                 elif cs[c, S_QOPEN] != 0.0:
                     mr = g_mr
-                if b_open > 0.0:
+                if b_open > 0.0 and ok:
                     mr = rules.worst_ratio_nb(mr, g_smr)
                 if qc != 0.0 and (w_margin or g_margin):
                     notional = abs(qc) * pvc
@@ -906,7 +910,7 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                 equity[rj, c] = ceq
                 eqsum += ceq
                 if w_margin:
-                    rules.store_pair_nb(mr_out, dl_out, j, c, mr if ok else np.nan, dl)
+                    rules.store_pair_nb(mr_out, dl_out, j, c, mr, dl)
                 if w_comp:
                     rules.store_components_nb(
                         comps_out,
