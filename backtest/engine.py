@@ -81,12 +81,14 @@ from backtest.kernels.layout import (
     F_HAS_TOPUP,
     F_MARGIN,
     F_POSITIONS,
+    K_LIQ,
     K_STOP,
     N_COMP,
     N_REC_FIELDS,
     R_BAR,
     R_COL,
     R_KIND,
+    R_RATE,
     S_BPREV,
     S_MRF,
     Book,
@@ -515,6 +517,15 @@ def run_backtest(
     flags: tuple[str, ...] = ("same_bar_execution",) if delay == 0 else ()
     if kflags & F_HAS_TOPUP and _late_topups(market, tg, fx["topup_margin_ratio"], tiers):
         flags += ("topup_too_late",)
+    liqs = records[records[:, R_KIND] == K_LIQ]
+    covered = liqs[liqs[:, R_RATE] > 0]
+    if len(covered):
+        warnings.warn(
+            f"{len(covered)} liquidation(s) went through the bankruptcy price; the insurance fund covered "
+            f"{covered[:, R_RATE].sum():,.2f} quote of deficit (booked in the liquidation component; the events' rate)",
+            stacklevel=2,
+        )
+        flags += ("insurance_cover",)
     stops = records[records[:, R_KIND] == K_STOP]
     if len(stops):
         groups_stopped = ", ".join(

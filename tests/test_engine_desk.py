@@ -504,6 +504,15 @@ def test_clearance_fee_floored_and_insurance_cover_engine(gap, mode):
     case_clearance_fee_and_cover("engine", gap, mode)
 
 
+def test_insurance_cover_is_flagged_and_warned():
+    T = 8
+    mark = {"open": path(T, 100.0, b5=115.0), "high": path(T, 100.0, b5=115.0), "close": path(T, 100.0)}
+    cfg = config(dict(LIQ, clearance_fee_rate=0.01, after_liquidation="hold_spot"))
+    with pytest.warns(UserWarning, match="insurance fund covered 500.00 quote"):
+        res = run_backtest(market(T, mark=mark), 1.0, cfg)
+    assert "insurance_cover" in res.flags
+
+
 # --------------------------------------------------------------------------- bankruptcy
 def case_bankruptcy_stop(side):
     """Target 1 at leverage 1: 50 coins, wallet 5,000, cash 0. A settlement at bar 4 of -300 per
