@@ -40,11 +40,9 @@ per unit) divided by ``multiplier``, so every number is per coin.
 
 Rounding
 --------
-:func:`round_down_to_lot` rounds a quantity toward zero to a whole number of lots, with a
-relative tolerance :data:`LOT_EPS` so that decimal steps come out right on floats (``0.3`` is 3
-lots of ``0.1`` although ``0.3 / 0.1 == 2.9999999999999996``). :func:`common_step` gives the
-step both legs of a pair can trade (the least common multiple of two decimal steps).
-:func:`below_minimum` tells the orders an exchange would refuse.
+:func:`common_step` gives the step both legs of a pair can trade (the least common multiple of
+two decimal steps). The engine rounds quantities to it and refuses orders below the minimums
+(``backtest.kernels.rules.lot_round_nb`` and ``too_small_nb``, the one home of those rules).
 """
 
 from __future__ import annotations
@@ -63,23 +61,14 @@ import numpy as np
 from data.errors import ConfigError, DataError, check_choice, did_you_mean
 
 __all__ = [
-    "LOT_EPS",
     "PRECISION_MODES",
     "MarketRules",
     "load_markets",
     "common_step",
-    "round_down_to_lot",
-    "below_minimum",
 ]
 
 #: Accepted ``precision_mode`` values of :func:`load_markets`.
 PRECISION_MODES = ("auto", "tick_size", "decimal_places")
-
-#: Relative tolerance of :func:`round_down_to_lot` and :func:`below_minimum`: a quantity within
-#: this fraction below a whole number of lots counts as that number (float division of decimal
-#: steps is off by a few 1e-16); the rounded quantity may thus exceed the given one by at most
-#: this fraction of it, far below any lot.
-LOT_EPS = 1e-9
 
 #: The :class:`MarketRules` arrays, ``(N,)`` float each.
 RULE_FIELDS = (
@@ -216,42 +205,6 @@ def common_step(a: float, b: float) -> float:
     exp = min(int(da.as_tuple().exponent), int(db.as_tuple().exponent), 0)
     ia, ib = int(da.scaleb(-exp)), int(db.scaleb(-exp))
     return float(Decimal(math.lcm(ia, ib)).scaleb(exp))
-
-
-def round_down_to_lot(qty: Any, lot: Any) -> Any:
-    """``qty`` rounded toward zero to a whole number of ``lot`` (coins); ``lot`` 0: unchanged.
-
-    Scalars or arrays (broadcast). The lot count is ``floor(|qty| / lot * (1 + LOT_EPS))``: the
-    relative tolerance :data:`LOT_EPS` keeps a quantity a float error below a whole number of
-    lots at that number (``round_down_to_lot(0.3, 0.1)`` is 3 lots, not 2). The result keeps
-    ``qty``'s sign; NaN stays NaN. For a lot of ``1 / k`` (``0.1``, ``0.001``: every decimal lot
-    up to 1) it is ``lots / k``, the float nearest the decimal (``0.3``, not ``3 * 0.1 ==
-    0.30000000000000004``); for other lots ``lots * lot``.
-    """
-    q = np.asarray(qty, dtype=np.float64)
-    step = np.asarray(lot, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        safe = np.where(step > 0, step, 1.0)
-        lots = np.floor(np.abs(q) / safe * (1.0 + LOT_EPS))
-        inv = np.round(1.0 / safe)
-        exact = (inv >= 1) & (np.abs(inv * safe - 1.0) <= 1e-12)
-        size = np.where(exact, lots / np.where(exact, inv, 1.0), lots * safe)
-        out = np.where(step > 0, np.copysign(size, q), q)
-    return float(out) if out.ndim == 0 else out
-
-
-def below_minimum(qty: Any, price: Any, min_qty: Any, min_notional: Any) -> Any:
-    """True where a non-zero order of ``qty`` coins at ``price`` is below the exchange's minimum.
-
-    Below means ``|qty| < min_qty`` or ``|qty| * price < min_notional`` (with the relative
-    tolerance :data:`LOT_EPS`, so an order of exactly the minimum passes); a zero quantity is no
-    order and never below. Minimums of 0 never bind. Scalars or arrays (broadcast).
-    """
-    q = np.abs(np.asarray(qty, dtype=np.float64))
-    p = np.asarray(price, dtype=np.float64)
-    keep = 1.0 - LOT_EPS
-    out = (q > 0) & ((q < np.asarray(min_qty, dtype=np.float64) * keep) | (q * p < np.asarray(min_notional) * keep))
-    return bool(out) if out.ndim == 0 else out
 
 
 # --------------------------------------------------------------------------- the file

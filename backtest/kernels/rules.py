@@ -223,25 +223,33 @@ def capital_share_nb(x, weight, wsum, single):
 
 @njit(cache=True, inline="always")
 def lot_round_nb(x, lot):
-    """``x`` coins rounded toward zero to whole ``lot``s (0: no lot), with a relative tolerance of
-    1e-9 so decimal lots come out right on floats (0.3 is 3 lots of 0.1)."""
+    """``x`` coins rounded toward zero to whole ``lot``s (0: no lot; the one home of this rule).
+
+    The lot count is ``floor(|x| / lot * (1 + 1e-9))``: the relative tolerance keeps a quantity
+    a float error below a whole number of lots at that number (0.3 is 3 lots of 0.1, although
+    ``0.3 / 0.1 == 2.9999999999999996``). For a lot of ``1 / k`` (``0.1``, ``0.001``: every
+    decimal lot up to 1) the result is ``lots / k``, the float nearest the decimal (``0.3``, not
+    ``3 * 0.1 == 0.30000000000000004``); for other lots ``lots * lot``."""
     if lot > 0.0 and x != 0.0:
-        k = np.floor(abs(x) / lot * (1.0 + 1e-9))
-        return k * lot if x > 0.0 else -(k * lot)
+        lots = np.floor(abs(x) / lot * (1.0 + 1e-9))
+        inv = np.round(1.0 / lot)
+        size = lots / inv if (inv >= 1.0 and abs(inv * lot - 1.0) <= 1e-12) else lots * lot
+        return size if x > 0.0 else -size
     return x
+
+
+@njit(cache=True, inline="always")
+def too_small_nb(dq, ref, min_qty, min_notional):
+    """Whether an order of ``dq`` coins at ``ref`` is below the least quantity or notional an
+    exchange accepts (relative tolerance 1e-9: an order of exactly the minimum passes; 0: no
+    order, never below; minimums of 0 never bind)."""
+    return dq != 0.0 and (abs(dq) < min_qty * (1.0 - 1e-9) or abs(dq) * ref < min_notional * (1.0 - 1e-9))
 
 
 @njit(cache=True, inline="always")
 def skip_event_nb(rec, n, j, c, dq, ref):
     """The event of an order of ``dq`` spot coins at ``ref`` that was not sent (below the minimum)."""
     return push_nb(rec, n, j, c, K_SKIP, LEG_NONE, dq, ref, np.nan, 0.0, 0.0)
-
-
-@njit(cache=True, inline="always")
-def too_small_nb(dq, ref, min_qty, min_notional):
-    """Whether an order of ``dq`` coins at ``ref`` is below the least quantity or notional an
-    exchange accepts (tolerance 1e-9)."""
-    return dq != 0.0 and (abs(dq) < min_qty * (1.0 - 1e-9) or abs(dq) * ref < min_notional * (1.0 - 1e-9))
 
 
 @njit(cache=True, inline="always")
