@@ -32,6 +32,14 @@ ORDER_TYPES = ("taker", "maker")
 MARGIN_MODES = ("isolated", "cross", "portfolio")
 BORROW_SOURCES = ("constant", "market")
 AFTER_LIQUIDATION = ("close_and_reenter", "close_spot", "hold_spot", "reenter")
+#: Numeric settings that None turns off; a config file (TOML has no null) writes "none" for them.
+OPTIONAL_NUMBERS = (
+    "maintenance_margin_rate",
+    "topup_margin_ratio",
+    "rebalance_delta_band",
+    "rebalance_every_hours",
+    "rebalance_notional_band",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -235,13 +243,19 @@ class BacktestConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BacktestConfig:
-        """Build from a mapping; unknown keys raise :class:`ConfigError` with a suggestion."""
+        """Build from a mapping; unknown keys raise :class:`ConfigError` with a suggestion. The
+        text ``"none"`` (or ``"off"``) turns off a setting of :data:`OPTIONAL_NUMBERS` (TOML has
+        no null: ``rebalance_notional_band = "none"``)."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"the engine config must be a table of settings, got {type(data).__name__}")
         bad = [k for k in data if not isinstance(k, str)]
         if bad:
             raise ConfigError(f"engine setting names must be text, got {bad[0]!r}")
         check_known_keys(data, cls.field_names(), "the engine config")
+        data = {
+            k: None if k in OPTIONAL_NUMBERS and isinstance(v, str) and v.strip().lower() in ("none", "off") else v
+            for k, v in data.items()
+        }
         return cls(**data)
 
     @classmethod

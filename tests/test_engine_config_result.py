@@ -244,3 +244,18 @@ def test_bench_runs_and_prints_the_json_keys(capsys):
         "threads",
     }
     assert out["parallel_speedup"] > 0 and out["threads"] >= 1
+
+
+def test_a_config_file_turns_rebalancing_off_with_none(tmp_path):
+    """TOML has no null: "none" turns an optional setting off, and the effective config written
+    beside a run says "none" where the default is on, so re-running it is the same run."""
+    from backtest.app.runs import engine_table, to_toml
+
+    cfg = BacktestConfig.from_dict({"rebalance_notional_band": "none", "topup_margin_ratio": "off"})
+    assert cfg.rebalance_notional_band is None and cfg.topup_margin_ratio is None
+    path = tmp_path / "run.toml"
+    path.write_text(to_toml({"engine": engine_table(cfg.to_dict())}))
+    assert 'rebalance_notional_band = "none"' in path.read_text()
+    assert BacktestConfig.from_toml(path) == cfg
+    with pytest.raises(ConfigError, match="rebalance_notional_band must be a finite number"):
+        BacktestConfig.from_dict({"rebalance_notional_band": "nothing"})

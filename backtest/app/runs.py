@@ -233,10 +233,25 @@ def to_toml(data: dict) -> str:
     return "\n".join(lines).strip() + "\n"
 
 
+def engine_table(engine: dict) -> dict:
+    """The engine settings as a config file writes them: a setting turned off (None) whose
+    default is on is written as ``"none"`` (TOML has no null; a missing key means the default)."""
+    from backtest.config import OPTIONAL_NUMBERS, BacktestConfig
+
+    defaults = BacktestConfig().to_dict()
+    return {
+        k: "none" if (v is None and k in OPTIONAL_NUMBERS and defaults.get(k) is not None) else v
+        for k, v in engine.items()
+    }
+
+
 def effective_toml(cfg: RunConfig) -> str:
     """The run's effective config as a TOML file that ``--config`` reads back."""
     data = cfg.to_dict()
-    doc: dict = {"data": {k: v for k, v in data["data"].items() if v is not None}, "engine": data["engine"]}
+    doc: dict = {
+        "data": {k: v for k, v in data["data"].items() if v is not None},
+        "engine": engine_table(data["engine"]),
+    }
     specs = cfg.strategies
     if len(specs) == 1:
         doc["strategy"] = {"name": specs[0].name, "params": _plain(specs[0].params)}
