@@ -32,6 +32,44 @@ ORDER_TYPES = ("taker", "maker")
 MARGIN_MODES = ("isolated", "cross", "portfolio")
 BORROW_SOURCES = ("constant", "market")
 AFTER_LIQUIDATION = ("close_and_reenter", "close_spot", "hold_spot", "reenter")
+#: The largest plausible value of each numeric setting and its unit: a value above it is refused
+#: with the value it was probably meant to be (a fee of 50 is 50 bps, i.e. 0.005; a borrow
+#: rate of 5 is 5%/yr, i.e. 0.05). Real extremes stay inside: Binance's top taker fee 0.1%,
+#: borrow rates of hot coins above 100%/yr, 125x on BTCUSDT (200x on some venues).
+PLAUSIBLE: dict[str, tuple[float, str]] = {
+    "spot_taker_fee_rate": (0.01, "fraction of notional"),
+    "spot_maker_fee_rate": (0.01, "fraction of notional"),
+    "perp_taker_fee_rate": (0.01, "fraction of notional"),
+    "perp_maker_fee_rate": (0.01, "fraction of notional"),
+    "clearance_fee_rate": (0.05, "fraction of notional"),
+    "spot_liquidation_fee_rate": (0.1, "fraction of notional"),
+    "slippage_bps": (1000.0, "bps"),
+    "borrow_annual_rate": (3.0, "fraction per year"),
+    "perp_leverage": (200.0, "x"),
+    "maintenance_margin_rate": (0.5, "fraction of notional"),
+    "topup_margin_ratio": (1.0, "ratio, 1 = liquidation"),
+    "rebalance_notional_band": (1.0, "fraction of the target notional"),
+    "rebalance_delta_band": (1.0, "fraction of the spot leg"),
+    "spot_margin_liquidation_level": (3.0, "ratio"),
+    "spot_collateral_haircut": (1.0, "fraction"),
+}
+
+
+def implausible(name: str, value: float) -> str | None:
+    """Why ``value`` is not a plausible ``name`` (see :data:`PLAUSIBLE`), with the value probably
+    meant; None when it is plausible (or the setting has no bound)."""
+    bound = PLAUSIBLE.get(name)
+    if bound is None or not value > bound[0]:
+        return None
+    top, unit = bound
+    if unit.startswith("fraction"):
+        guesses = [(value / 1e4, "bps"), (value / 100, "percent")]
+        meant = [f"{v:g} if {label} were meant" for v, label in guesses if v <= top]
+        hint = f" ({'; '.join(meant)})" if meant else ""
+        return f"{name}={value:g} is not a plausible {unit} (at most {top:g}){hint}"
+    return f"{name}={value:g} is beyond any plausible value (at most {top:g}{unit if unit == 'x' else ' ' + unit})"
+
+
 #: Numeric settings that None turns off; a config file (TOML has no null) writes "none" for them.
 OPTIONAL_NUMBERS = (
     "maintenance_margin_rate",
@@ -207,6 +245,11 @@ class BacktestConfig:
         num("reentry_cooldown_hours")
         num("spot_margin_liquidation_level", lo=1.0, strict=True)
         num("spot_liquidation_fee_rate")
+        for name in PLAUSIBLE:
+            v = getattr(self, name)
+            why = implausible(name, v) if isinstance(v, float) else None
+            if why:
+                raise ConfigError(why)
         choice("order_type", ORDER_TYPES)
         choice("margin_mode", MARGIN_MODES)
         choice("borrow_rate_source", BORROW_SOURCES)

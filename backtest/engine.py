@@ -66,7 +66,7 @@ import numpy as np
 import pandas as pd
 
 from backtest.buffers import OUTPUT_POOL
-from backtest.config import DEFAULT_MAINTENANCE_MARGIN_RATE, BacktestConfig
+from backtest.config import DEFAULT_MAINTENANCE_MARGIN_RATE, BacktestConfig, implausible
 from backtest.kernels.layout import (
     AFTER_CLOSE_REENTER,
     AFTER_CLOSE_SPOT,
@@ -294,6 +294,10 @@ def run_backtest(
             raise ConfigError(f"{name} must be > 0 in every column")
         if name not in ("topup_margin_ratio",) and (a < 0).any():
             raise ConfigError(f"{name} must be >= 0 in every column")
+        finite = a[np.isfinite(a)]
+        why = implausible(name, float(finite.max())) if finite.size else None
+        if why:
+            raise ConfigError(f"column parameter {why}")
     # rebalancing: the schedule in ms (inf: none) and the band (inf: none)
     reb_every_ms = _ro(fx["rebalance_every_hours"] * MS_PER_HOUR)
     reb_band = fx["rebalance_notional_band"]

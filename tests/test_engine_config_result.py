@@ -259,3 +259,29 @@ def test_a_config_file_turns_rebalancing_off_with_none(tmp_path):
     assert BacktestConfig.from_toml(path) == cfg
     with pytest.raises(ConfigError, match="rebalance_notional_band must be a finite number"):
         BacktestConfig.from_dict({"rebalance_notional_band": "nothing"})
+
+
+@pytest.mark.parametrize(
+    "setting,match",
+    [
+        ({"spot_taker_fee_rate": 50}, r"spot_taker_fee_rate=50 is not a plausible fraction .*0\.005 if bps were meant"),
+        ({"borrow_annual_rate": 5}, r"borrow_annual_rate=5 .*0\.05 if percent were meant"),
+        ({"slippage_bps": 1_000_000}, r"slippage_bps=1e\+06 is beyond any plausible value \(at most 1000 bps\)"),
+        ({"perp_leverage": 1000}, r"perp_leverage=1000 is beyond any plausible value \(at most 200x\)"),
+        ({"rebalance_notional_band": 10}, r"rebalance_notional_band=10 .*0\.1 if percent were meant"),
+        ({"topup_margin_ratio": 50}, r"topup_margin_ratio=50 is beyond"),
+    ],
+)
+def test_implausible_settings_are_refused_with_the_value_meant(setting, match):
+    with pytest.raises(ConfigError, match=match):
+        BacktestConfig(**setting)
+
+
+def test_implausible_column_parameters_are_refused(random_market_factory):
+    from backtest.engine import run_backtest
+
+    m = random_market_factory(20, 1)
+    with pytest.raises(ConfigError, match=r"column parameter perp_taker_fee_rate=5 is not a plausible"):
+        run_backtest(m, 1.0, BacktestConfig(), column_params={"perp_taker_fee_rate": [0.0005, 5.0][1:]})
+    # the real extremes stay inside
+    BacktestConfig(perp_leverage=125, borrow_annual_rate=1.5, spot_taker_fee_rate=0.001, slippage_bps=50)
