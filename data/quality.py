@@ -462,7 +462,17 @@ def check_catalog(catalog: Catalog, symbols: list[str] | None = None) -> list[Pr
     wanted = None if symbols is None else {s.strip().upper().replace("/", "").replace("_", "") for s in symbols}
     problems: list[Problem] = []
     tables: dict[PartitionKey, pa.Table] = {}
+    root = Path(catalog.root)
+    if not root.exists():
+        raise DataError(f"catalog {root} does not exist")
+    if not root.is_dir():
+        raise DataError(f"{root} is a file, not a catalog folder (carry data ingest ... --out FOLDER writes one)")
     keys = list(catalog.keys())
+    if not keys:  # a check that passes on nothing would say "no problems" about nothing
+        raise DataError(
+            f"{root} holds no catalog series (no venue=.../kind=... folders): "
+            "is it a catalog? carry data ingest ... --out FOLDER writes one"
+        )
     if wanted is not None:
         stored = {k.symbol for k in keys} | {spot_symbol_safe(k.symbol) for k in keys}
         unknown = sorted(wanted - stored)

@@ -238,3 +238,36 @@ def test_real_info(real_cat: Catalog) -> None:
     assert btc["first"] == "2019-09-10T08:00:00Z" and btc["intervals"] == {"8h": 7323}
     assert rows[("funding", None, "XTZUSDT")]["intervals"] == {"1h": 52, "4h": 1789, "8h": 242}
     assert ("perp", "1h", "1000PEPEUSDT") in rows and ("mark", "8h", "1000PEPEUSDT") in rows
+
+
+@pytest.mark.parametrize("what", ["missing", "file", "empty", "not_a_catalog"])
+def test_check_refuses_what_is_not_a_catalog(tmp_path, what):
+    """A check that passes on nothing is an error, not "no problems found"."""
+    from data.catalog import Catalog
+    from data.errors import DataError
+    from data.quality import check_catalog
+
+    root = tmp_path / "cat"
+    if what == "file":
+        root.write_text("x")
+    elif what == "empty":
+        root.mkdir()
+    elif what == "not_a_catalog":
+        root.mkdir()
+        (root / "BTC_USDT-1h.feather").write_text("x")
+    match = {"missing": "does not exist", "file": "is a file, not a catalog folder"}.get(
+        what, "holds no catalog series"
+    )
+    with pytest.raises(DataError, match=match):
+        check_catalog(Catalog(root))
+
+
+def test_binance_vision_ingest_of_no_zip_files_is_an_error(tmp_path):
+    from data.catalog import Catalog
+    from data.errors import DataError
+    from data.ingest.binance_vision import ingest_binance_vision
+
+    (tmp_path / "in").mkdir()
+    with pytest.raises(DataError, match="no Binance zip files"):
+        ingest_binance_vision(tmp_path / "in", Catalog(tmp_path / "cat"))
+    assert not (tmp_path / "cat").exists()

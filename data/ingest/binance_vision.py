@@ -223,9 +223,10 @@ def ingest_binance_vision(
         paths = [paths]
     zips = _iter_zip_paths(paths)
     files = [parse_file_name(p, market=market, kind=kind) for p in zips]
-    if not files:
-        report.warnings.append("no Binance zip files found in " + ", ".join(str(p) for p in paths))
-        return report
+    if not files:  # nothing to ingest is a mistake, not a success
+        raise DataError(
+            "no Binance zip files (e.g. BTCUSDT-1h-2024-01.zip) found in " + ", ".join(str(p) for p in paths)
+        )
 
     def load(f: BinanceFile) -> tuple[pa.Table, list[str], bool]:
         verified = verify_checksum_file(f.path) if verify_checksum else False
