@@ -713,3 +713,15 @@ def test_every_strategies_module_imports_on_its_own():
             [sys.executable, "-c", code, f"strategies.{m}"], capture_output=True, text=True, cwd=REPO, timeout=300
         )
         assert r.returncode == 0, (m, r.stderr[-2000:])
+
+
+def test_set_of_a_bool_refuses_anything_but_true_or_false():
+    from backtest.app.commands import parse_set
+
+    assert parse_set(["allow_same_bar_execution=yes", "order_type=maker"]) == {
+        "allow_same_bar_execution": True,
+        "order_type": "maker",
+    }
+    assert parse_set(["allow_same_bar_execution=off"]) == {"allow_same_bar_execution": False}
+    with pytest.raises(ConfigError, match="--set allow_same_bar_execution expects true or false, got 'maybe'"):
+        parse_set(["allow_same_bar_execution=maybe"])

@@ -57,7 +57,19 @@ def parse_set(items: list[str] | None) -> dict:
         if raw.lower() in ("none", "null"):
             out[key] = None
         elif "bool" in tp:
-            out[key] = raw.lower() in ("1", "true", "yes", "on")
+            truth = {
+                "1": True,
+                "true": True,
+                "yes": True,
+                "on": True,
+                "0": False,
+                "false": False,
+                "no": False,
+                "off": False,
+            }
+            if raw.lower() not in truth:
+                raise ConfigError(f"--set {key} expects true or false, got {raw!r}")
+            out[key] = truth[raw.lower()]
         elif "int" in tp and "float" not in tp:
             out[key] = _number(raw, key, int)
         elif "float" in tp:
