@@ -40,7 +40,7 @@ from data.catalog import Catalog
 from data.errors import ChecksumError, ConfigError, FetchError, UnknownNameError, did_you_mean, unknown_name
 from data.ingest import IngestReport
 from data.ingest.binance_vision import ingest_binance_vision, read_checksum_text, sha256_file
-from data.io import write_bytes_atomic
+from data.io import FILE_MODE, write_bytes_atomic
 from data.schema import timeframe_minutes
 from data.symbols import spot_symbol
 
@@ -306,6 +306,7 @@ class _Downloader:
                 )
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
+            os.chmod(tmp, FILE_MODE)
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)  # a no-op once renamed; removes any partial download

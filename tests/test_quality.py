@@ -271,3 +271,18 @@ def test_binance_vision_ingest_of_no_zip_files_is_an_error(tmp_path):
     with pytest.raises(DataError, match="no Binance zip files"):
         ingest_binance_vision(tmp_path / "in", Catalog(tmp_path / "cat"))
     assert not (tmp_path / "cat").exists()
+
+
+def test_catalog_files_follow_the_umask(tmp_path, demo_catalog):
+    """Catalog partitions and atomic outputs get the user's umask (mkstemp alone makes 0600)."""
+    import os
+
+    from data.io import FILE_MODE, write_text_atomic
+
+    files = list(Path(demo_catalog.root).rglob("*.parquet"))
+    assert files and all((f.stat().st_mode & 0o777) == FILE_MODE for f in files)
+    out = write_text_atomic(tmp_path / "x.json", "{}")
+    assert (out.stat().st_mode & 0o777) == FILE_MODE
+    mask = os.umask(0)
+    os.umask(mask)
+    assert FILE_MODE == 0o666 & ~mask
