@@ -162,6 +162,8 @@ class Catalog:
         report = WriteReport(key=key, rows_in=len(table))
         if len(table) == 0:
             return report
+        if key.kind == Kind.FUNDING:
+            self._check_schedule(key, table, source)
         years = _year_of(table.column("time"))
         directory = key.directory(self.root)
         for year in np.unique(years):
@@ -172,6 +174,50 @@ class Catalog:
                 write_atomic(merged, path)
                 report.files.append(path)
         return report
+
+    def _check_schedule(self, key: PartitionKey, new: pa.Table, source: str) -> None:
+        """Refuse funding settlements that would put a second settlement inside one interval of
+        the stored series: a new time strictly between two stored settlements whose gap is no
+        wider than the gaps beside it (no hole there; a hole may be filled, on any schedule,
+        since the interval can change inside it). A source whose times are shifted (naive local
+        times read as UTC) would otherwise double the funding. Raises :class:`DataError` naming
+        the source, the first rows and the shift that would align them; nothing is written."""
+        files = sorted(key.directory(self.root).glob("year=*.parquet"))
+        if not files:
+            return
+        old_t = np.unique(
+            np.concatenate(
+                [pq.read_table(f, columns=["time"]).column("time").cast(pa.int64()).to_numpy() for f in files]
+            )
+        )
+        if len(old_t) < 3:
+            return
+        new_t = new.column("time").cast(pa.int64()).to_numpy()
+        pos = np.searchsorted(old_t, new_t)
+        inside = (new_t > old_t[0]) & (new_t < old_t[-1])
+        at_old = old_t[np.minimum(pos, len(old_t) - 1)] == new_t
+        cand = np.flatnonzero(inside & ~at_old)
+        if not len(cand):
+            return
+        gaps = np.diff(old_t)  # gaps[k] = old_t[k + 1] - old_t[k]; the new time is inside gaps[pos - 1]
+        k = pos[cand] - 1
+        beside = np.maximum(gaps[np.maximum(k - 1, 0)], gaps[np.minimum(k + 1, len(gaps) - 1)])
+        regular = gaps[k] <= beside
+        if not regular.any():
+            return
+        bad = cand[regular]
+        after_prev = new_t[bad] - old_t[pos[bad] - 1]
+        before_next = old_t[pos[bad]] - new_t[bad]
+        shift = np.where(after_prev <= before_next, after_prev, -before_next)
+        values, counts = np.unique(shift, return_counts=True)
+        typical_h = values[np.argmax(counts)] / 3_600_000
+        first = ", ".join(np.datetime_as_string(new_t[bad][:3].astype("datetime64[ms]"), unit="m")).replace("T", " ")
+        raise DataError(
+            f"{source}: {len(bad)} funding settlement(s) of {key.symbol} fall inside intervals of the stored series "
+            f"(every {int(np.median(gaps[k[regular]])) / 3_600_000:g}h), e.g. at {first} UTC: {typical_h:+g}h from "
+            "the stored settlements, a second settlement in each interval. Are the source's times in another "
+            f"timezone? Shifting them by {-typical_h:+g}h would align them. Nothing was written."
+        )
 
     def _merge(self, path: Path, new: pa.Table, key: PartitionKey, report: WriteReport) -> pa.Table | None:
         if not path.exists():

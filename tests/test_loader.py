@@ -233,3 +233,30 @@ def test_demo_market_loads_fast_and_consistent(demo_catalog):
     # the negative-funding symbol settles every 4h
     assert set(np.unique(m.funding_interval_hours[:, 1][~np.isnan(m.funding_interval_hours[:, 1])])) == {4.0}
     assert m.funding_rate[:, 1].sum() < 0
+
+
+def test_a_shifted_second_funding_source_is_refused(tmp_path):
+    """Merging settlements whose times are shifted (naive UTC+3 read as UTC) would put a second
+    settlement inside every interval and double the funding: refused, naming the source, the
+    rows and the shift that aligns them; nothing is written. The same rows, a later extension
+    and settlements filling a hole on the schedule are merged."""
+    from data.errors import DataError
+
+    cat = Catalog(tmp_path / "cat")
+    key = PartitionKey("binance", Kind.FUNDING, "BTCUSDT")
+    times = pd.date_range("2024-01-01", periods=30, freq="8h", tz="UTC")
+    stored = np.r_[0:10, 12:30]  # a hole of two settlements
+    cat.write(key, _funding(times[stored], np.full(len(stored), 1e-4)))
+    before = cat.read(key).num_rows
+    shifted = times[:12] + pd.Timedelta(hours=3)
+    with pytest.raises(
+        DataError,
+        match=r"ccxt\.csv: 9 funding settlement\(s\) of BTCUSDT fall inside .*every 8h.*2024-01-01 03:00.*\+3h.*by -3h",
+    ):
+        cat.write(key, _funding(shifted, np.full(12, 1e-4)), source="ccxt.csv")
+    assert cat.read(key).num_rows == before
+    cat.write(key, _funding(times[:5], np.full(5, 1e-4)))  # the same rows
+    cat.write(key, _funding(times[10:12], np.full(2, 1e-4)))  # the hole, on the schedule
+    later = pd.date_range(times[-1] + pd.Timedelta(hours=4), periods=6, freq="4h")  # a later 4h schedule
+    cat.write(key, _funding(later, np.full(6, 1e-4), hours=4.0))
+    assert cat.read(key).num_rows == 30 + 6
