@@ -66,7 +66,7 @@ import numpy as np
 import pandas as pd
 
 from backtest.buffers import OUTPUT_POOL
-from backtest.config import DEFAULT_MAINTENANCE_MARGIN_RATE, BacktestConfig, implausible
+from backtest.config import DEFAULT_MAINTENANCE_MARGIN_RATE, OPTIONAL_NUMBERS, BacktestConfig, implausible
 from backtest.kernels.layout import (
     AFTER_CLOSE_REENTER,
     AFTER_CLOSE_SPOT,
@@ -284,8 +284,8 @@ def run_backtest(
                 + f"; allowed: {list(COLUMN_PARAMS)}"
             )
         params[name] = value
-    for name in ("topup_margin_ratio", "rebalance_delta_band", "rebalance_every_hours", "rebalance_notional_band"):
-        if params[name] is None:
+    for name in OPTIONAL_NUMBERS:
+        if name in params and params[name] is None:
             params[name] = np.nan if name == "topup_margin_ratio" else np.inf
     shape = (T, C)
     fx = {name: _flex(name, value, shape) for name, value in params.items()}
@@ -465,7 +465,6 @@ def run_backtest(
     )
     run = Settings(
         max(delay, 1),
-        hours,
         config.margin_mode in ("cross", "portfolio"),
         float(config.spot_collateral_haircut) if config.margin_mode == "portfolio" else -1.0,
         int(config.topup_delay_bars),

@@ -166,8 +166,7 @@ class Settings(NamedTuple):
     """Run-wide scalars.
 
     ``lag``: bars between a target row and its execution (>= 1; delay 0 runs on shifted
-    reference prices); ``bar_hours``: hours per bar (borrow); ``cross``: cross or portfolio
-    margin; ``haircut``: portfolio margin's spot collateral haircut (< 0: not portfolio
+    reference prices); ``cross``: cross or portfolio margin; ``haircut``: portfolio margin's spot collateral haircut (< 0: not portfolio
     margin); ``topup_delay``: bars from a top-up's detection to its transfer; ``after_liq``:
     ``AFTER_*`` code; ``flags``: ``F_*`` bits; ``bar_ms``: bar length in ms; ``cooldown``: bars
     from a liquidation to the re-entry of ``AFTER_CLOSE_REENTER`` (>= 1); ``spot_liq_level``:
@@ -176,7 +175,6 @@ class Settings(NamedTuple):
     """
 
     lag: int
-    bar_hours: float
     cross: bool
     haircut: float
     topup_delay: int
