@@ -124,6 +124,16 @@ class Market:
         Instant of the last settlement summed into the bar, milliseconds since the epoch (UTC),
         in ``(t_i, t_i + bar]``; :data:`NO_FUNDING_TIME` where there is none. ``None`` when the
         instants are not known (markets built from arrays): read the bar's close.
+    tradable : ndarray (T, N) bool
+        True where a position in the symbol may be held over the bar: inside the symbol's
+        *tradable span* (every series it needs exists: spot, perp, mark or its announced
+        fallback, and funding, so the funding a position earns over the bar is known) and
+        outside funding holes under ``funding_gaps="no_trade"``. The engine holds no position
+        over a bar that is not tradable (it closes at the open of the first such bar, see
+        :mod:`backtest.engine`). Default (markets built from arrays): every bar.
+    data_flags : tuple of str
+        Data facts a result must carry (e.g. ``"funding_gap_zero"`` when settlements missing
+        inside a span were counted as zero on request); the engine copies them into its flags.
     """
 
     index: pd.DatetimeIndex
@@ -156,6 +166,8 @@ class Market:
     venue: str = "binance"
     notes: tuple[str, ...] = field(default=())
     funding_time_ms: np.ndarray | None = None
+    tradable: np.ndarray | None = None
+    data_flags: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
         try:
@@ -177,6 +189,9 @@ class Market:
         object.__setattr__(self, "funding_count", _frozen(self.funding_count, np.int32, "funding_count", shape))
         for name in ("valid", "filled", "mark_fallback"):
             object.__setattr__(self, name, _frozen(getattr(self, name), np.bool_, name, shape))
+        tradable = np.ones(shape, dtype=bool) if self.tradable is None else self.tradable
+        object.__setattr__(self, "tradable", _frozen(tradable, np.bool_, "tradable", shape))
+        object.__setattr__(self, "data_flags", tuple(self.data_flags))
         mult = np.ascontiguousarray(self.multiplier, dtype=np.int64).reshape(-1)
         if mult.shape != (shape[1],):
             raise DataError(f"Market.multiplier has shape {mult.shape}, expected ({shape[1]},)")
