@@ -1,10 +1,30 @@
 """Funding regimes per symbol: the facts behind ``carry scan``.
 
-A *regime* is a maximal stretch of time over which the trailing mean funding rate (over
-``window_settlements`` settlements) keeps one sign, lasting at least ``min_days``. Shorter
-flips are merged into the regime before them, so a regime reads as "months of negative
-funding", not as every sign change; each regime's sign is then the sign of the funding
-actually settled in it.
+Span
+----
+Everything here is computed over the *funded span* of each symbol only: the bars whose funding
+is known. A settlement at ``t`` of interval ``h`` pays for ``[t - h, t)``, so a symbol's span
+runs from the first bar opening at or after ``t_first - h_first`` (the first bar whose funding
+is known) to the bar holding its last settlement, intersected with ``Market.tradable`` (the
+loader's tradable span, minus the funding holes it was asked not to trade through). Inside
+it, a *hole* (settlements further apart than :data:`HOLE_INTERVALS` times the interval of the
+settlement after the gap, e.g. 167 days of missing ENA funding) is not funding data: the span
+is cut into *segments* there, no regime spans a hole, and a hole's days count in no
+annualization nor in any regime's length. Bars of the grid before a symbol's first settlement
+(the grid starts with the earliest symbol of the run) are not part of its span, so a symbol's
+figures do not depend on which other symbols are scanned with it.
+
+Regimes
+-------
+A *regime* is a maximal stretch of one segment over which the trailing mean funding rate
+(over ``window_settlements`` settlements of that segment) keeps one sign, lasting at least
+``min_days``. Shorter flips are merged into the regime before them, so a regime reads as
+"months of negative funding", not as every sign change; each regime's sign is then the sign
+of the funding actually settled in it.
+
+Units: rates and sums of rates are fractions (0.0001 = 1 bp); ``*_annualized`` figures are per
+365-day year (:data:`~data.units.HOURS_PER_YEAR`) over the funded days they cover; days are
+24-hour days of funded bars.
 
 All functions are pure: a :class:`~data.market.Market` in, plain Python/pandas out.
 """
@@ -17,15 +37,26 @@ import numpy as np
 import pandas as pd
 
 from data.errors import ConfigError
-from data.market import Market
-from data.units import HOURS_PER_YEAR, bar_hours
+from data.market import NO_FUNDING_TIME, Market
+from data.units import HOURS_PER_YEAR, MS_PER_HOUR, bar_hours
+
+#: Consecutive settlements further apart than this many intervals (the interval of the later
+#: one) leave a *hole*: the funding between them is unknown, not zero.
+HOLE_INTERVALS = 1.5
+_MS_PER_MINUTE = 60_000
 
 
 @dataclass(frozen=True)
 class FundingStats:
-    """Funding and basis facts of one symbol over the market's span.
+    """Funding and basis facts of one symbol over its funded span (see the module docstring).
 
-    Rates are fractions; ``*_annualized`` are per 365-day year; basis in fractions.
+    Rates are fractions; ``funding_annualized`` is the funding summed over the span per 365-day
+    year of funded days (holes excluded); ``share_negative`` is a fraction of the settlement
+    bars; ``longest_negative_run`` counts consecutive negative settlement bars (a run does not
+    cross a hole); basis (perp close / spot close - 1) in fractions over the span's priced bars.
+    ``funded_from`` / ``funded_to``: the span's first bar open and last bar close (UTC), ``None``
+    without settlements; ``funded_days``: days of funded bars; ``holes`` / ``hole_days``: the
+    gaps cut out of the span and their days.
     """
 
     symbol: str
@@ -41,14 +72,68 @@ class FundingStats:
     basis_min: float
     basis_max: float
     intervals_hours: str
+    funded_from: str | None
+    funded_to: str | None
+    funded_days: float
+    holes: int
+    hole_days: float
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def _settlements(market: Market, j: int) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
-    mask = market.funding_count[:, j] > 0
-    return market.index[mask], market.funding_rate[mask, j], market.funding_interval_hours[mask, j]
+def _bar_open_ms(market: Market) -> np.ndarray:
+    return np.asarray(market.index.as_unit("ms").asi8, dtype=np.int64)
+
+
+def funded_segments(market: Market, j: int) -> list[tuple[int, int]]:
+    """The funded span of symbol ``j`` as bar ranges ``[start, end)``, in order, cut at holes.
+
+    Settlement instants are ``Market.funding_time_ms`` floored to the minute (the bar's close
+    where the market does not know them); a bar holding ``c`` settlements of interval ``h``
+    is taken to hold them at ``t_last - (c - 1) h, ..., t_last``. Each run of settlements with
+    no hole runs from the first bar opening at or after ``t_first - h_first`` to the bar
+    holding its last settlement; the runs are then cut where ``Market.tradable`` is False.
+    """
+    count = market.funding_count[:, j]
+    pos = np.flatnonzero(count > 0)
+    if pos.size == 0:
+        return []
+    bar_open = _bar_open_ms(market)
+    bar_ms = int(round(bar_hours(market) * MS_PER_HOUR))
+    if market.funding_time_ms is not None:
+        t = market.funding_time_ms[pos, j].astype(np.float64)
+        t = np.where(market.funding_time_ms[pos, j] == NO_FUNDING_TIME, bar_open[pos] + bar_ms, t)
+        t = np.floor(t / _MS_PER_MINUTE) * _MS_PER_MINUTE
+    else:
+        t = (bar_open[pos] + bar_ms).astype(np.float64)
+    h = market.funding_interval_hours[pos, j] * float(MS_PER_HOUR)
+    known = np.isfinite(h)
+    first = np.where(known, t - (count[pos] - 1) * np.where(known, h, 0.0), t)  # first settlement of each bar
+    with np.errstate(invalid="ignore"):
+        cut = np.flatnonzero(known[1:] & (first[1:] - t[:-1] > HOLE_INTERVALS * h[1:])) + 1
+    pieces: list[tuple[int, int]] = []
+    for k0, k1 in zip(np.concatenate([[0], cut]), np.concatenate([cut, [pos.size]])):
+        begin = first[k0] - (h[k0] if known[k0] else 0.0)
+        s = int(np.searchsorted(bar_open, begin, side="left"))
+        s = min(max(s, pieces[-1][1] if pieces else 0), int(pos[k0]))
+        pieces.append((s, int(pos[k1 - 1]) + 1))
+    tradable = market.tradable[:, j] if market.tradable is not None else np.ones(market.n_bars, dtype=bool)
+    segments: list[tuple[int, int]] = []
+    for s, e in pieces:
+        ok = np.concatenate([[False], tradable[s:e], [False]]).astype(np.int8)
+        edges = np.flatnonzero(np.diff(ok))
+        segments.extend((s + int(a), s + int(b)) for a, b in zip(edges[::2], edges[1::2]))
+    return segments
+
+
+def funded_bars(market: Market) -> np.ndarray:
+    """(T, N) bool: True on the bars of each symbol's funded span (:func:`funded_segments`)."""
+    out = np.zeros(market.shape, dtype=bool)
+    for j in range(market.n_symbols):
+        for s, e in funded_segments(market, j):
+            out[s:e, j] = True
+    return out
 
 
 def _longest_run(flags: np.ndarray) -> tuple[int, int]:
@@ -67,30 +152,51 @@ def _longest_run(flags: np.ndarray) -> tuple[int, int]:
 
 
 def funding_stats(market: Market) -> list[FundingStats]:
-    """One :class:`FundingStats` per symbol."""
+    """One :class:`FundingStats` per symbol, over its funded span only."""
+    bar_h = bar_hours(market)
+    step = pd.Timedelta(hours=bar_h)
     out = []
     for j, sym in enumerate(market.symbols):
-        times, rates, hours = _settlements(market, j)
-        valid = market.valid[:, j]
-        span_h = valid.sum() * bar_hours(market)
-        years = span_h / HOURS_PER_YEAR if span_h else np.nan
-        run, at = _longest_run(rates < 0)
-        basis = market.basis[valid, j]
+        segments = funded_segments(market, j)
+        bars = np.concatenate([np.arange(s, e) for s, e in segments]) if segments else np.zeros(0, np.int64)
+        settled = bars[market.funding_count[bars, j] > 0]
+        rates = market.funding_rate[settled, j]
+        n_bars = int(bars.size)
+        years = n_bars * bar_h / HOURS_PER_YEAR
+        # longest negative run, in settlement bars, never across a hole
+        run, at = 0, -1
+        offset = 0
+        for s, e in segments:
+            k = int(np.count_nonzero(market.funding_count[s:e, j] > 0))
+            r, a = _longest_run(rates[offset : offset + k] < 0)
+            if r > run:
+                run, at = r, offset + a
+            offset += k
+        priced = bars[market.valid[bars, j]]
+        basis = market.basis[priced, j]
+        gaps = [b[0] - a[1] for a, b in zip(segments, segments[1:])]
         out.append(
             FundingStats(
                 symbol=sym,
-                settlements=int(market.funding_count[:, j].sum()),
+                settlements=int(market.funding_count[settled, j].sum()),
                 funding_sum=float(rates.sum()),
-                funding_annualized=float(rates.sum() / years) if years else float("nan"),
+                funding_annualized=float(rates.sum() / years) if years > 0 else float("nan"),
                 share_negative=float((rates < 0).mean()) if rates.size else float("nan"),
                 longest_negative_run=int(run),
-                longest_negative_run_start=str(times[at]) if run else None,
-                longest_negative_run_end=str(times[at + run - 1]) if run else None,
+                longest_negative_run_start=str(market.index[settled[at]]) if run else None,
+                longest_negative_run_end=str(market.index[settled[at + run - 1]]) if run else None,
                 basis_mean=float(np.mean(basis)) if basis.size else float("nan"),
                 basis_std=float(np.std(basis)) if basis.size else float("nan"),
                 basis_min=float(np.min(basis)) if basis.size else float("nan"),
                 basis_max=float(np.max(basis)) if basis.size else float("nan"),
-                intervals_hours=" -> ".join(f"{h:g}h" for h in _interval_sequence(hours)),
+                intervals_hours=" -> ".join(
+                    f"{h:g}h" for h in _interval_sequence(market.funding_interval_hours[settled, j])
+                ),
+                funded_from=str(market.index[segments[0][0]]) if segments else None,
+                funded_to=str(market.index[segments[-1][1] - 1] + step) if segments else None,
+                funded_days=n_bars * bar_h / 24.0,
+                holes=len(gaps),
+                hole_days=float(sum(gaps) * bar_h / 24.0),
             )
         )
     return out
@@ -106,7 +212,13 @@ def _interval_sequence(hours: np.ndarray) -> list[float]:
 
 @dataclass(frozen=True)
 class Regime:
-    """A stretch of one funding sign for one symbol: bars ``[start, end)`` of the market."""
+    """A stretch of one funding sign for one symbol: bars ``[start, end)`` of the market.
+
+    ``start`` / ``end``: the first bar's open and the last bar's close (UTC); ``days``: its
+    length in days, all funded (a regime never spans a hole); ``funding_sum``: the rates
+    settled in it (fraction); ``funding_annualized``: ``funding_sum`` per 365-day year of
+    ``days``; ``spot_return``: last over first finite spot close, minus one.
+    """
 
     symbol: str
     sign: int  # +1 positive funding, -1 negative
@@ -118,79 +230,86 @@ class Regime:
     funding_sum: float
     funding_annualized: float
     spot_return: float
+    days: float
+
+
+def _segment_runs(market: Market, j: int, s: int, e: int, window: int, min_bars: int) -> list[list[int]]:
+    """Regimes ``[start, end, sign]`` (market bars) of symbol ``j`` over one segment ``[s, e)``."""
+    n = e - s
+    settled = market.funding_count[s:e, j] > 0
+    pos = np.flatnonzero(settled)
+    rate = market.funding_rate[s:e, j]
+    trailing = pd.Series(rate[pos]).rolling(window, min_periods=1).mean().to_numpy()
+    sign_at = np.where(trailing < 0, -1, 1)
+    # sign per bar: the latest settlement's trailing sign; the first one's before it
+    bar_sign = np.full(n, sign_at[0], dtype=np.int64)
+    idx = np.maximum.accumulate(np.where(settled, np.arange(n), -1))
+    has = idx >= 0
+    bar_sign[has] = sign_at[np.searchsorted(pos, idx[has])]
+    # runs, then merge short ones into the previous run
+    change = np.flatnonzero(np.diff(bar_sign)) + 1
+    runs: list[list[int]] = []
+    for a, b in zip(np.concatenate([[0], change]), np.concatenate([change, [n]])):
+        sg = int(bar_sign[a])
+        if runs and (b - a < min_bars or runs[-1][2] == sg):
+            runs[-1][1] = int(b)
+        else:
+            runs.append([int(a), int(b), sg])
+    # a regime's sign is that of the funding actually settled in it (absorbed flips can
+    # tip it); neighbours of one sign are then joined
+    for r in runs:
+        r[2] = -1 if rate[r[0] : r[1]].sum() < 0 else 1
+    merged: list[list[int]] = []
+    for r in runs:
+        if merged and merged[-1][2] == r[2]:
+            merged[-1][1] = r[1]
+        else:
+            merged.append(r)
+    return [[s + a, s + b, sg] for a, b, sg in merged]
 
 
 def funding_regimes(market: Market, window_settlements: int = 21, min_days: float = 14.0) -> list[Regime]:
-    """Regimes of each symbol (see the module docstring).
+    """Regimes of each symbol over its funded span (see the module docstring).
 
     Parameters
     ----------
     window_settlements:
-        Trailing window of the sign rule, in settlements (21 = one week of 8h settlements).
+        Trailing window of the sign rule, in settlements (21 = one week of 8h settlements);
+        it restarts after each hole.
     min_days:
-        Stretches shorter than this are merged into the regime before them.
+        Stretches shorter than this (days) are merged into the regime before them.
     """
     if not isinstance(window_settlements, int | np.integer) or window_settlements < 1:
         raise ConfigError(f"window_settlements must be a whole number >= 1, got {window_settlements!r}")
     if not min_days >= 0:
         raise ConfigError(f"min_days must be >= 0 (days), got {min_days!r}")
     bar_h = bar_hours(market)
+    step = pd.Timedelta(hours=bar_h)
     min_bars = max(1, int(round(min_days * 24 / bar_h)))
     out: list[Regime] = []
     for j, sym in enumerate(market.symbols):
-        mask = market.funding_count[:, j] > 0
-        pos = np.flatnonzero(mask)
-        if pos.size == 0:
-            continue
-        rates = market.funding_rate[pos, j]
-        trailing = pd.Series(rates).rolling(window_settlements, min_periods=1).mean().to_numpy()
-        sign_at = np.where(trailing < 0, -1, 1)
-        # sign per bar: the latest settlement's trailing sign, from the first settlement on
-        bar_sign = np.zeros(market.n_bars, dtype=np.int64)
-        bar_sign[pos] = sign_at
-        bar_sign = pd.Series(bar_sign).replace(0, np.nan).ffill().fillna(sign_at[0]).to_numpy(dtype=np.int64)
-        bar_sign[: pos[0]] = sign_at[0]
-        # runs, then merge short ones into the previous run
-        change = np.flatnonzero(np.diff(bar_sign)) + 1
-        starts = np.concatenate([[0], change])
-        ends = np.concatenate([change, [market.n_bars]])
-        runs: list[list[int]] = []
-        for s, e in zip(starts, ends):
-            sg = int(bar_sign[s])
-            if runs and (e - s < min_bars or runs[-1][2] == sg):
-                runs[-1][1] = int(e)
-            else:
-                runs.append([int(s), int(e), sg])
-        # a regime's sign is that of the funding actually settled in it (absorbed flips can
-        # tip it); neighbours of one sign are then joined
-        for r in runs:
-            total = market.funding_rate[r[0] : r[1], j].sum()
-            r[2] = -1 if total < 0 else 1
-        merged: list[list[int]] = []
-        for r in runs:
-            if merged and merged[-1][2] == r[2]:
-                merged[-1][1] = r[1]
-            else:
-                merged.append(r)
-        for s, e, sg in merged:
-            in_run = mask[s:e]
-            settled = market.funding_rate[s:e, j][in_run]
-            years = (e - s) * bar_h / HOURS_PER_YEAR
-            sc = market.spot_close[s:e, j]
-            sc = sc[np.isfinite(sc)]
-            out.append(
-                Regime(
-                    symbol=sym,
-                    sign=sg,
-                    start=market.index[s],
-                    end=market.index[e - 1]
-                    + (market.index[1] - market.index[0] if market.n_bars > 1 else pd.Timedelta(0)),
-                    start_bar=s,
-                    end_bar=e,
-                    settlements=int(in_run.sum()),
-                    funding_sum=float(settled.sum()),
-                    funding_annualized=float(settled.sum() / years) if years > 0 else float("nan"),
-                    spot_return=float(sc[-1] / sc[0] - 1) if sc.size > 1 else float("nan"),
+        for seg_s, seg_e in funded_segments(market, j):
+            if not (market.funding_count[seg_s:seg_e, j] > 0).any():
+                continue  # a tradable cut left no settlement in this piece
+            for s, e, sg in _segment_runs(market, j, seg_s, seg_e, window_settlements, min_bars):
+                in_run = market.funding_count[s:e, j] > 0
+                settled = market.funding_rate[s:e, j][in_run]
+                years = (e - s) * bar_h / HOURS_PER_YEAR
+                sc = market.spot_close[s:e, j]
+                sc = sc[np.isfinite(sc)]
+                out.append(
+                    Regime(
+                        symbol=sym,
+                        sign=sg,
+                        start=market.index[s],
+                        end=market.index[e - 1] + step,
+                        start_bar=s,
+                        end_bar=e,
+                        settlements=int(market.funding_count[s:e, j][in_run].sum()),
+                        funding_sum=float(settled.sum()),
+                        funding_annualized=float(settled.sum() / years) if years > 0 else float("nan"),
+                        spot_return=float(sc[-1] / sc[0] - 1) if sc.size > 1 else float("nan"),
+                        days=(e - s) * bar_h / 24.0,
+                    )
                 )
-            )
     return out

@@ -1,5 +1,13 @@
 """``carry scan`` output: what carry and reverse carry earned per funding regime, and the
-scan's directory (``scan.json``, ``regimes.parquet``, ``report.html``, ``config.toml``)."""
+scan's directory (``scan.json``, ``regimes.parquet``, ``report.html``, ``config.toml``).
+
+Every figure covers each symbol's *funded span* only (:mod:`reports.regimes`): from the first
+bar whose funding is known to the bar holding its last settlement, inside ``Market.tradable``,
+with funding holes cut out. Bars of the grid before a symbol's first settlement (the grid
+starts with the earliest symbol of the run) and the days of a hole count nowhere, so a
+symbol's figures do not depend on which other symbols are scanned with it. Rates and returns
+are fractions; ``*_annualized`` figures are per 365-day year of the funded days they cover.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +20,7 @@ import pandas as pd
 from reports.frames import funding_annualized_frame
 from reports.html import ReportData, render_report
 from reports.outputs import coverage, json_ready, write_output_dir
+from reports.regimes import funded_bars
 
 
 def regime_earnings(market, result, regimes) -> pd.DataFrame:
@@ -21,6 +30,10 @@ def regime_earnings(market, result, regimes) -> pd.DataFrame:
     regime (each its own portfolio). Returns per regime: funding facts, the spot move, and per
     side the PnL (quote), the return (fraction of the capital) and the funding, borrow, fee and
     liquidation parts (quote), entry and exit costs included.
+
+    ``days`` is the regime's own funded days (a regime lies inside one segment of its symbol's
+    funded span, never across a hole or before the symbol's first settlement), and
+    ``funding_annualized`` is ``funding_sum`` per 365-day year of those days.
     """
     n = len(regimes)
     init = result.config.initial_capital_quote
@@ -33,7 +46,7 @@ def regime_earnings(market, result, regimes) -> pd.DataFrame:
             "sign": "positive" if r.sign > 0 else "negative",
             "start": r.start,
             "end": r.end,
-            "days": (r.end - r.start).total_seconds() / 86400,
+            "days": r.days,
             "settlements": r.settlements,
             "funding_sum": r.funding_sum,
             "funding_annualized": r.funding_annualized,
@@ -63,7 +76,8 @@ def write_scan(
 
     ``header``: ``run_hash`` and ``config`` (first keys of scan.json); ``stats``: funding
     statistics per symbol (index ``symbol``); ``earnings``: :func:`regime_earnings`;
-    ``totals``: the whole-span summary of carry and reverse carry per symbol.
+    ``totals``: the whole-span summary of carry and reverse carry per symbol. The report's
+    funding charts show each symbol over its funded span only (blank before it and in holes).
     """
     summary = {
         **header,
@@ -75,13 +89,15 @@ def write_scan(
         "totals": totals.reset_index().to_dict(orient="records"),
     }
     text = json.dumps(json_ready(summary), indent=2, allow_nan=False)
-    # the headline chart of a scan: cumulative funding (sum of rates) per symbol
-    equity = pd.DataFrame(np.cumsum(market.funding_rate, axis=0), index=market.index, columns=list(market.symbols))
+    # the headline chart of a scan: cumulative funding (sum of rates) per symbol, over its funded span
+    funded = funded_bars(market)
+    cumulative = np.where(funded, np.cumsum(np.where(funded, market.funding_rate, 0.0), axis=0), np.nan)
+    equity = pd.DataFrame(cumulative, index=market.index, columns=list(market.symbols))
     report = ReportData(
         title="carry scan: funding regimes",
         metrics=totals,
         equity=equity,
-        funding_annualized=funding_annualized_frame(market),
+        funding_annualized=funding_annualized_frame(market).where(funded),
         basis=pd.DataFrame(market.basis, index=market.index, columns=list(market.symbols)),
         tables=[("Funding by symbol", stats), ("Regimes (carry vs reverse carry)", earnings.set_index("symbol"))],
         notes=list(market.notes),
