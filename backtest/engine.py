@@ -20,7 +20,10 @@ Rules of the simulation (see the README, "The rules carry follows", and :mod:`ba
   ``after_liquidation`` (default: close the unhedged leg at the next open, re-enter after
   ``reentry_cooldown_hours``), for a hedge-keeping margin top-up, or to close every leg of a
   portfolio whose equity reached zero (it then stops). Invalid bars never trade (the order
-  waits for the next valid bar while the target persists).
+  waits for the next valid bar while the target persists). No position is held over a bar
+  outside its symbol's tradable span (``Market.tradable``: before its funding is known,
+  after it ends, in a funding hole skipped with ``funding_gaps="no_trade"``): the target of
+  a row executed at such a bar is 0, so the legs close at the open of its first bar.
 * **Sizing.** Capital share of a column = portfolio equity at the execution bar's open x its
   weight / the sum of weights of the portfolio's *active* columns (non-zero target, or NaN
   target while holding a position). Exposure ``x`` buys ``N = share * |x| * L / (L + 1)`` quote
@@ -438,6 +441,7 @@ def run_backtest(
         market.spot_low,
         _bar_times_ms(market),
     )
+    target_rows = _hold_only_where_tradable(market, tg.column_symbol, target_rows, t_off, max(delay, 1))
     book = Book(_ro(target_rows), weights, tg.column_symbol, _ro_int(order), _ro_int(starts), t_off)
     prm = Params(
         fx["perp_leverage"],
@@ -518,6 +522,7 @@ def run_backtest(
             equity = equity[-1:]
     out = (equity, group_equity, comps, spot_out, perp_out, mr_out, dl_out, records)
     flags: tuple[str, ...] = ("same_bar_execution",) if delay == 0 else ()
+    flags += tuple(market.data_flags)
     if kflags & F_HAS_TOPUP and _late_topups(market, tg, fx["topup_margin_ratio"], tiers):
         flags += ("topup_too_late",)
     liqs = records[records[:, R_KIND] == K_LIQ]
@@ -586,6 +591,26 @@ def _order_limits(market: Market, tg: Targets, config: BacktestConfig) -> tuple[
     return tuple(
         _ro(a[sym].reshape(1, -1)) for a in (rules.common_lot(), rules.pair_min_qty(), rules.pair_min_notional())
     )
+
+
+def _hold_only_where_tradable(
+    market: Market, column_symbol: np.ndarray, rows: np.ndarray, t_off: int, lag: int
+) -> np.ndarray:
+    """``rows`` with target 0 wherever the row executes at a bar outside its symbol's tradable
+    span (row ``i`` executes at bar ``i + lag - t_off``); the input itself when every bar is
+    tradable. Per symbol, so a large grid costs one (bars,) mask per symbol, not a (T, C) one."""
+    blocked = ~np.asarray(market.tradable)
+    if not blocked.any():
+        return rows
+    out = np.array(rows, dtype=np.float64, copy=True)
+    for n in np.flatnonzero(blocked.any(axis=0)):
+        cols = np.flatnonzero(column_symbol == n)
+        if not len(cols):
+            continue
+        i = np.flatnonzero(blocked[:, n]) - lag + t_off
+        i = i[(i >= 0) & (i < len(out))]
+        out[np.ix_(i, cols)] = 0.0
+    return out
 
 
 def _late_topups(market: Market, tg: Targets, thr: np.ndarray, tiers: TierTable) -> bool:

@@ -48,6 +48,24 @@ class GapPolicy(str, Enum):
         raise unknown_name("gap policy (gaps=)", value, [p.value for p in cls])
 
 
+class FundingGapPolicy(str, Enum):
+    """What to do where settlements are missing inside a symbol's funding span (a *hole*: two
+    settlements further apart than the interval in force), e.g. 167 days of ENA in 2025."""
+
+    ERROR = "error"  #: raise DataError naming the symbol, the series and the hole (default)
+    NO_TRADE = "no_trade"  #: hold no position through the hole (Market.tradable False there)
+    ZERO = "zero"  #: count the missing settlements as zero; Market.data_flags gets "funding_gap_zero"
+
+    @classmethod
+    def _missing_(cls, value: object) -> FundingGapPolicy:
+        """An unknown policy is an ``UnknownNameError`` naming ``funding_gaps`` with a did-you-mean hint."""
+        if isinstance(value, str):
+            for p in cls:
+                if p.value == value.strip().lower().replace("-", "_"):
+                    return p
+        raise unknown_name("funding gap policy (funding_gaps=)", value, [p.value for p in cls])
+
+
 class _Plan(NamedTuple):
     """Where one symbol's series come from."""
 
@@ -217,6 +235,61 @@ def _read_times(path) -> np.ndarray:
         ) from None
 
 
+def _ts(ms: int | np.integer) -> str:
+    """A UTC instant as ``2025-07-17 12:00``."""
+    return pd.Timestamp(int(ms), unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M")
+
+
+def funding_span(
+    times_ms: np.ndarray, hours: np.ndarray, bar_open_ms: np.ndarray, bar_ms: int, data_end_ms: int | None = None
+) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+    """Bars whose funding is known, and the holes between settlements.
+
+    A settlement at ``t_k`` of interval ``h_k`` follows one at ``t_k - h_k``, so which
+    settlements a position held over ``(a, b]`` receives is known from ``t_first - h_first``
+    (``t_first`` when the interval is unknown) to ``t_last``. A bar ``[t_i, t_i + bar)`` is
+    *funded* when its funding span ``(t_i, t_i + bar]`` lies inside that. The end of the data
+    (``data_end_ms``, the close of the last priced bar) within one interval after ``t_last``
+    is the download's boundary, not missing funding: the bars up to it count as funded (the
+    next settlement, due at ``t_last + h_last``, is at or after the data's end; it is not in
+    the run). A *hole* is a pair of consecutive settlements further
+    apart than the interval in force at the second (``interval_hours`` keeps the interval in
+    force across missing settlements, see :func:`data.ingest.freqtrade.derive_interval_hours`):
+    the funding over ``(t_k, t_{k+1} - h_{k+1}]`` is unknown.
+
+    Parameters
+    ----------
+    times_ms, hours:
+        Sorted settlement times (int64 ms UTC) and their intervals (hours, NaN = unknown).
+    bar_open_ms, bar_ms:
+        Bar open times (int64 ms UTC) and the bar length (ms).
+
+    Returns
+    -------
+    (funded, holes)
+        ``funded``: (T,) bool. ``holes``: ``(start_ms, end_ms, n_missing)`` per hole that
+        overlaps a funded bar, the unknown span ``(start, end]`` and the settlements missing in it.
+    """
+    funded = np.zeros(len(bar_open_ms), dtype=bool)
+    if not len(times_ms):
+        return funded, []
+    h_ms = np.asarray(hours, dtype=float) * 3_600_000.0
+    first = float(times_ms[0]) - (h_ms[0] if np.isfinite(h_ms[0]) else 0.0)
+    last = float(times_ms[-1])
+    if data_end_ms is not None and np.isfinite(h_ms[-1]) and data_end_ms <= last + h_ms[-1]:
+        last = float(data_end_ms)
+    funded = (bar_open_ms >= first) & (bar_open_ms + bar_ms <= last)
+    gap = np.diff(times_ms).astype(float)
+    with np.errstate(invalid="ignore"):
+        at = np.flatnonzero(np.isfinite(h_ms[1:]) & (gap > h_ms[1:] + 60_000.0))
+    holes = []
+    for k in at:
+        lo, hi = int(times_ms[k]), int(times_ms[k + 1] - h_ms[k + 1])
+        if (funded & (bar_open_ms + bar_ms > lo) & (bar_open_ms < hi)).any():
+            holes.append((lo, hi, int(round((hi - lo) / h_ms[k + 1]))))
+    return funded, holes
+
+
 def _coverage(catalog: Catalog, keys: list[PartitionKey]) -> tuple[int, int] | None:
     """First and last time (ms) over the given series, from their first and last year files."""
     lo, hi = None, None
@@ -243,6 +316,8 @@ def load_market(
     gaps: GapPolicy | str = GapPolicy.FFILL,
     max_fill_bars: int | None = None,
     require_mark: bool = False,
+    funding_gaps: FundingGapPolicy | str = FundingGapPolicy.ERROR,
+    allow_untradable: bool = False,
 ) -> Market:
     """Load an aligned :class:`Market` from a catalog.
 
@@ -273,6 +348,24 @@ def load_market(
     require_mark:
         If True a symbol without mark-price data is an error; otherwise perp last prices stand
         in for the mark (``Market.mark_fallback``) with a warning.
+    funding_gaps:
+        Settlements missing inside a symbol's funding span (see :func:`funding_span`):
+        ``"error"`` (default) raises :class:`DataError` naming the symbol, the series and the
+        hole; ``"no_trade"`` holds no position through it; ``"zero"`` counts it as zero
+        funding and flags the market (``Market.data_flags``: ``"funding_gap_zero"``).
+    allow_untradable:
+        Keep a symbol without a single tradable bar in the window (``tradable`` all False)
+        instead of raising; for loads of one time chunk of a longer run.
+
+    Tradable span
+    -------------
+    A symbol is tradable only where its spot, perp and mark bars (or the announced perp
+    stand-in for the mark) and its funding all exist: from its first to its last valid bar,
+    and only on bars whose funding is known (:func:`funding_span`). ``Market.tradable`` says
+    where; the engine holds no position outside it. Each symbol whose priced bars are cut by
+    its funding span gets a note; a symbol without a single tradable bar in the window is a
+    :class:`DataError` naming what each of its series covers. Settlements outside the span
+    (e.g. past the last perp bar) are not used.
 
     Returns
     -------
@@ -290,6 +383,7 @@ def load_market(
     if bad:
         raise ConfigError(f"symbols must be strings such as 'BTCUSDT', got {bad[0]!r}")
     policy = GapPolicy(gaps)
+    gap_policy = FundingGapPolicy(funding_gaps)
     freq_min = timeframe_minutes(freq, "freq")
     step_t = freq_min * _MS_PER_MIN
     start_ms, end_ms = to_ms(start, "start"), to_ms(end, "end")
@@ -397,7 +491,11 @@ def load_market(
     valid = np.zeros(shape, dtype=bool)
     filled = np.zeros(shape, dtype=bool)
     mark_fallback = np.zeros(shape, dtype=bool)
+    tradable = np.zeros(shape, dtype=bool)
     multipliers = np.ones(len(plans), dtype=np.int64)
+    bar_open = t0 + step_t * np.arange(n_bars, dtype=np.int64)
+    data_flags: list[str] = []
+    untradable: list[str] = []
 
     for j, (canonical, perp_sym, mult, src_min, keys, funding_key) in enumerate(plans):
         multipliers[j] = mult
@@ -469,6 +567,52 @@ def load_market(
         rate = ft.column("rate").to_numpy()
         hours = ft.column("interval_hours").to_numpy(zero_copy_only=False).astype(float)
         mark_at = ft.column("mark_price").to_numpy(zero_copy_only=False).astype(float) / mult
+
+        # Tradable span: priced bars (first to last valid) whose funding is known.
+        priced = np.flatnonzero(valid[:, j])
+        data_end = int(bar_open[priced[-1]] + step_t) if priced.size else None
+        funded, holes = funding_span(times, hours, bar_open, step_t, data_end)
+        span = funded.copy()
+        if priced.size:
+            span[: priced[0]] = False
+            span[priced[-1] + 1 :] = False
+        else:
+            span[:] = False
+        holes = [h for h in holes if (span & (bar_open + step_t > h[0]) & (bar_open < h[1])).any()]
+        if holes and gap_policy is FundingGapPolicy.ERROR:
+            lo, hi, n_miss = holes[0]
+            raise DataError(
+                f"{canonical}: {len(holes)} hole(s) in the funding of {perp_sym} "
+                f"({funding_key.directory(catalog.root)}), the first from {_ts(lo)} to {_ts(hi)} UTC "
+                f"({n_miss} settlement(s) missing, {(hi - lo) / 86_400_000:.1f} days); a backtest would count it "
+                "as zero. Pass funding_gaps='no_trade' (--funding-gaps no_trade: hold no position through it) or "
+                "'zero' (count it as zero, flagged), or choose --start/--end outside it"
+            )
+        for lo, hi, n_miss in holes:
+            inside = (bar_open + step_t > lo) & (bar_open < hi)
+            if gap_policy is FundingGapPolicy.NO_TRADE:
+                span &= ~inside
+                effect = "no position held through it"
+            else:
+                effect = "counted as zero funding (funding_gap_zero)"
+            notes.append(
+                f"{canonical}: funding missing from {_ts(lo)} to {_ts(hi)} UTC ({n_miss} settlement(s)); {effect}"
+            )
+        if holes and gap_policy is FundingGapPolicy.ZERO and "funding_gap_zero" not in data_flags:
+            data_flags.append("funding_gap_zero")
+        tradable[:, j] = span
+        cut = valid[:, j] & ~funded
+        if span.any() and cut.any():
+            first, last = np.flatnonzero(span)[[0, -1]]
+            notes.append(
+                f"{canonical}: tradable from {_ts(bar_open[first])} to {_ts(bar_open[last] + step_t)} UTC only "
+                f"({int(cut.sum())} priced bar(s) without known funding: settlements "
+                + (f"{_ts(times[0])} .. {_ts(times[-1])}" if len(times) else "none")
+                + ")"
+            )
+        if not span.any():
+            untradable.append(canonical)
+
         bar = -(-(times - t0) // step_t) - 1  # ceil((t - t0) / bar) - 1
         keep = (bar >= 0) & (bar < n_bars)  # a settlement at exactly t0 belongs to the bar before
         times, rate, hours, mark_at, bar = times[keep], rate[keep], hours[keep], mark_at[keep], bar[keep]
@@ -487,18 +631,40 @@ def load_market(
         exact = _mark_opens_at(catalog, venue, perp_sym, times) / mult
         m = np.where(np.isfinite(exact), exact, m)  # e.g. 8h mark bars where 1h ones are missing
         m = np.where(np.isnan(mark_at), m, mark_at)
-        if np.isnan(m).any():
-            i = int(np.flatnonzero(np.isnan(m))[0])
+        unpriced = np.isnan(m)
+        if (unpriced & span[bar]).any():
+            i = int(np.flatnonzero(unpriced & span[bar])[0])
             raise DataError(
                 f"{canonical}: no mark or perp price at the funding settlement "
                 f"{pd.Timestamp(int(times[i]), unit='ms', tz='UTC')}; cannot value it"
             )
+        if unpriced.any():  # outside the tradable span (e.g. past the last perp bar): not used
+            times, rate, hours, m, bar = (a[~unpriced] for a in (times, rate, hours, m, bar))
         np.add.at(funding_rate[:, j], bar, rate)
         np.add.at(funding_value[:, j], bar, rate * m)
         np.add.at(funding_count[:, j], bar, 1)
         np.maximum.at(funding_time[:, j], bar, times)  # the last settlement's instant
         funding_hours[bar, j] = hours  # last settlement of the bar wins (times are sorted)
 
+    if untradable and not allow_untradable:
+        lines = []
+        for p in plans:
+            if p.canonical not in untradable:
+                continue
+            covers = []
+            for series, key in (
+                ("spot", p.keys["spot"]),
+                ("perp", p.keys["perp"]),
+                ("mark", p.keys["mark"]),
+                ("funding", p.funding),
+            ):
+                c = _coverage(catalog, [key]) if key is not None else None
+                covers.append(f"{series} " + (f"{_ts(c[0])[:10]}..{_ts(c[1])[:10]}" if c else "none"))
+            lines.append(f"{p.canonical} ({', '.join(covers)})")
+        raise DataError(
+            f"no tradable bar from {_ts(t0)} to {_ts(t0 + n_bars * step_t)} UTC (where spot, perp, mark and funding "
+            f"all exist) for {'; '.join(lines)}; choose --start/--end inside the stored data or drop the symbol"
+        )
     if notes:
         warnings.warn("; ".join(notes), DataWarning, stacklevel=2)
     return Market(
@@ -519,6 +685,8 @@ def load_market(
         venue=venue,
         notes=tuple(notes),
         funding_time_ms=funding_time,
+        tradable=tradable,
+        data_flags=tuple(data_flags),
     )
 
 

@@ -104,7 +104,23 @@ def coverage(market) -> dict:
         "valid_bars": {s: int(market.valid[:, j].sum()) for j, s in enumerate(market.symbols)},
         "filled_bars": {s: int(market.filled[:, j].sum()) for j, s in enumerate(market.symbols)},
         "funding_settlements": {s: int(market.funding_count[:, j].sum()) for j, s in enumerate(market.symbols)},
+        "tradable": {s: tradable_span(market, j) for j, s in enumerate(market.symbols)},
         "notes": list(market.notes),
+    }
+
+
+def tradable_span(market, j: int) -> dict:
+    """Where symbol ``j`` could be held (``Market.tradable``): first bar open and last bar close
+    (UTC, ``None`` if never), the number of tradable bars and the funding settlements in them
+    (the settlements a position could have received)."""
+    ok = market.tradable[:, j]
+    idx = np.flatnonzero(ok)
+    step = market.index[1] - market.index[0] if market.n_bars > 1 else pd.Timedelta(0)
+    return {
+        "start": str(market.index[idx[0]]) if idx.size else None,
+        "end": str(market.index[idx[-1]] + step) if idx.size else None,
+        "bars": int(idx.size),
+        "settlements_used": int(market.funding_count[ok, j].sum()),
     }
 
 

@@ -179,8 +179,8 @@ def test_scan_reports_regimes_and_both_sides(demo_cat, tmp_path, capsys):
         (["backtest", "--strategy", "always_carry", "--symbols", "NOPEUSDT"], "no spot bars for NOPEUSDT", 1),
         (
             ["backtest", "--strategy", "always_carry", "--start", "2030-01-01", "--end", "2031-01-01"],
-            "no usable bars",
-            2,
+            r"no tradable bar from 2030-01-01 00:00 to 2031-01-01 00:00 UTC .*DEMOAUSDT \(spot 2024-01-01\.\.2024-12-30",
+            1,
         ),
     ],
 )

@@ -184,6 +184,20 @@ def _run_options(p: argparse.ArgumentParser, *, out_required: bool = True) -> No
     g.add_argument("--start", default=None, help="first bar (UTC), e.g. 2024-01-01")
     g.add_argument("--end", default=None, help="end (UTC, exclusive), e.g. 2025-01-01")
     g.add_argument("--freq", default=None, help="bar length: 1h (default), 4h, 1d, ...")
+    g.add_argument(
+        "--funding-gaps",
+        choices=("error", "no_trade", "zero"),
+        default=None,
+        help="settlements missing inside a symbol's funding span: error (default), no_trade (hold no position "
+        "through the hole) or zero (count them as zero; flagged funding_gap_zero)",
+    )
+    g.add_argument(
+        "--allow-data-errors",
+        default=None,
+        metavar="CHECKS",
+        help="data-check errors that do not stop the run, e.g. funding_outlier (comma-separated; 'all': any); "
+        "recorded in summary.json and the report",
+    )
     e = p.add_argument_group("engine (override the config file)")
     e.add_argument("--config", type=Path, default=None, help="run config TOML ([data], [engine], [strategy], ...)")
     e.add_argument("--capital", type=float, default=None, help="initial capital per portfolio, quote (default 10000)")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import pandas as pd
 from backtest.app import runs as app
 from backtest.result import BacktestResult
 from backtest.targets import Targets
-from data.errors import ConfigError, did_you_mean
+from data.errors import ConfigError, did_you_mean, one_line
 from data.market import Market
 from reports.frames import column_summary, portfolio_labels, portfolio_summary
 from reports.keys import TERMINAL_KEYS, format_value
@@ -99,6 +100,8 @@ def data_overrides(args) -> dict:
         "start": args.start,
         "end": args.end,
         "freq": args.freq,
+        "funding_gaps": getattr(args, "funding_gaps", None),
+        "allow_data_errors": getattr(args, "allow_data_errors", None),
     }
 
 
@@ -124,27 +127,61 @@ class RunOutcome:
     result: BacktestResult
     portfolios: pd.DataFrame
     columns: pd.DataFrame
+    warnings: list[str] = field(default_factory=list)  #: one line per warning of the strategies and the engine
+    data_errors_allowed: list[dict] = field(default_factory=list)  #: data-check errors let through on request
+
+    @property
+    def extra(self) -> dict:
+        """What summary.json adds about the run's notes: warnings and the data errors allowed through."""
+        return {"warnings": list(self.warnings), "data_errors_allowed": list(self.data_errors_allowed)}
+
+    def add_notes(self, report) -> None:
+        """Show the warnings and the data errors allowed through at the top of the report."""
+        report.notes.extend(self.warnings)
+        report.notes.extend(
+            f"data error allowed through (--allow-data-errors): {p['series']}: {p['check']}: {p['message']}"
+            for p in self.data_errors_allowed
+        )
+
+
+def note(text: str) -> None:
+    """Print one note on stderr, one line."""
+    print(f"carry: note: {one_line(text)}", file=sys.stderr)
 
 
 def execute(cfg: app.RunConfig, progress: bool = False) -> RunOutcome:
-    """Load, run the strategies, run the engine, compute the figures."""
+    """Load and check the data, run the strategies and the engine, compute the figures.
+
+    The market's notes (clipped spans, fills, fallbacks), the data errors allowed through and
+    every warning of the strategies and the engine are printed as one-line notes on stderr
+    and kept in the outcome for summary.json and the report."""
     steps = ["load market", "strategies", "engine", "figures"]
     bar = _progress(len(steps), progress)
     bar.set_description(steps[0])
     market = app.load_run_market(cfg)
+    allowed = app.check_run_data(cfg)
     bar.update(1)
     bar.set_description(steps[1])
-    targets = app.build_targets(market, cfg.strategies)
-    bar.update(1)
-    bar.set_description(steps[2])
-    result = run_engine_chunked(market, targets, cfg.engine, progress)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        targets = app.build_targets(market, cfg.strategies)
+        bar.update(1)
+        bar.set_description(steps[2])
+        result = run_engine_chunked(market, targets, cfg.engine, progress)
     bar.update(1)
     bar.set_description(steps[3])
     portfolios = portfolio_summary(result, targets)
     columns = column_summary(result, targets)
     bar.update(1)
     bar.close()
-    return RunOutcome(cfg, market, targets, result, portfolios, columns)
+    said = list(dict.fromkeys(one_line(str(w.message)) for w in caught))
+    for text in market.notes:
+        note(text)
+    for p in allowed:
+        note(f"data error allowed through: {p['series']}: {p['check']}: {p['message']}")
+    for text in said:
+        note(text)
+    return RunOutcome(cfg, market, targets, result, portfolios, columns, said, allowed)
 
 
 #: Portfolios per engine call in CLI runs: a long sweep runs in chunks with a progress bar.
@@ -210,6 +247,7 @@ def cmd_backtest(args) -> int:
     run = execute(cfg, progress=not args.quiet and sys.stderr.isatty())
     title = f"carry backtest: {', '.join(s.name for s in cfg.strategies)}"
     report = app.report_data(title, cfg, run.market, run.targets, run.result, run.portfolios, run.columns)
+    run.add_notes(report)
     app.write_run(
         args.out,
         cfg=cfg,
@@ -220,6 +258,7 @@ def cmd_backtest(args) -> int:
         columns=run.columns,
         report=report,
         overwrite=args.overwrite,
+        extra=run.extra,
     )
     print_table(run.portfolios, title)
     print(f"wrote {args.out}/ (summary.json, report.html, equity/components/events .parquet, config.toml)")
@@ -251,6 +290,7 @@ def cmd_compare(args) -> int:
     report = app.report_data(
         title, cfg, run.market, run.targets, run.result, run.portfolios, run.columns, ranking_by="sharpe"
     )
+    run.add_notes(report)
     app.write_run(
         args.out,
         cfg=cfg,
@@ -261,6 +301,7 @@ def cmd_compare(args) -> int:
         columns=run.columns,
         report=report,
         overwrite=args.overwrite,
+        extra=run.extra,
     )
     print_table(run.portfolios.loc[ranked(run.portfolios, "sharpe")], title)
     print(f"wrote {args.out}/")
@@ -326,6 +367,7 @@ def cmd_sweep(args) -> int:
         heatmaps=heatmaps,
         extra_tables=extra_tables,
     )
+    run.add_notes(report)
     app.write_run(
         args.out,
         cfg=cfg,
@@ -336,7 +378,7 @@ def cmd_sweep(args) -> int:
         columns=run.columns,
         report=report,
         overwrite=args.overwrite,
-        extra=extra,
+        extra={**run.extra, **extra},
     )
     print_table(run.portfolios.loc[ranked(run.portfolios, args.rank_by)], title)
     if cfg.walk_forward:

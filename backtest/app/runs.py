@@ -17,7 +17,7 @@ import pandas as pd
 
 from backtest.config import BacktestConfig
 from backtest.targets import Targets
-from data.errors import ConfigError, check_known_keys
+from data.errors import ConfigError, DataError, check_known_keys
 from data.market import Market
 
 
@@ -33,6 +33,8 @@ class DataSpec:
     freq: str = "1h"
     venue: str = "binance"
     gaps: str = "ffill"
+    funding_gaps: str = "error"  #: settlements missing inside a symbol's span: error, no_trade or zero
+    allow_data_errors: tuple[str, ...] = ()  #: data-check names whose errors do not stop the run ("all": any)
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,12 @@ def build_run_config(
     if isinstance(data.get("symbols"), str):
         data["symbols"] = [s.strip().upper() for s in data["symbols"].split(",") if s.strip()]
     data["symbols"] = tuple(data.get("symbols", ()))
+    allow = data.get("allow_data_errors", ())
+    if isinstance(allow, str):
+        allow = [s.strip() for s in allow.split(",") if s.strip()]
+    if not isinstance(allow, (list, tuple)) or not all(isinstance(a, str) for a in allow):
+        raise ConfigError(f"[data] allow_data_errors: a list of check names or 'a,b', got {allow!r}")
+    data["allow_data_errors"] = tuple(allow)
     if not data["symbols"]:
         raise ConfigError("no symbols: pass --symbols BTCUSDT,ETHUSDT or set symbols in the [data] table")
     for k in ("start", "end"):
@@ -182,6 +190,7 @@ def load_run_market(cfg: RunConfig) -> Market:
             freq=cfg.data.freq,
             venue=cfg.data.venue,
             gaps=cfg.data.gaps,
+            funding_gaps=cfg.data.funding_gaps,
         )
     if market.n_bars < 2 or not market.valid.any():
         raise ConfigError(
@@ -189,6 +198,34 @@ def load_run_market(cfg: RunConfig) -> Market:
             f"{cfg.data.end or 'the end'} in {cfg.data.catalog}"
         )
     return market
+
+
+def check_run_data(cfg: RunConfig) -> list[dict]:
+    """Run the catalog checks of ``carry data check`` on the run's symbols before it runs.
+
+    Errors (``data.quality.check_catalog``: unreadable files, duplicates, NaN or non-positive
+    prices, OHLC breaks, funding beyond +/-3% per interval, spot and perp systematically apart)
+    stop the run with a :class:`DataError` naming the series, the check and the first rows,
+    unless the check is named in ``allow_data_errors`` (``"all"``: any). Returns the errors
+    allowed through, as dicts, for ``summary.json`` and the report."""
+    from dataclasses import asdict
+
+    from data.catalog import Catalog
+    from data.quality import check_catalog
+
+    problems = [p for p in check_catalog(Catalog(cfg.data.catalog), list(cfg.data.symbols)) if p.severity == "error"]
+    allowed = set(cfg.data.allow_data_errors)
+    blocking = [p for p in problems if p.check not in allowed and "all" not in allowed]
+    if blocking:
+        listed = "; ".join(f"{p.series}: {p.check}: {p.message}" for p in blocking[:3])
+        more = f"; and {len(blocking) - 3} more" if len(blocking) > 3 else ""
+        checks = ",".join(sorted({p.check for p in blocking}))
+        raise DataError(
+            f"the data check found {len(blocking)} error(s) in {cfg.data.catalog} for {', '.join(cfg.data.symbols)}: "
+            f"{listed}{more}. Repair the source (carry data check {cfg.data.catalog} lists them), or pass "
+            f"--allow-data-errors {checks} to run anyway (recorded in summary.json and the report)"
+        )
+    return [asdict(p) for p in problems]
 
 
 def build_targets(market: Market, specs: tuple[StrategySpec, ...] | list[StrategySpec]) -> Targets:

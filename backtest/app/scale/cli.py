@@ -77,6 +77,7 @@ def run_scaled_sweep_command(args, cfg) -> int:
     from reports.outputs import check_output_dir, json_ready, write_output_dir
 
     check_output_dir(args.out, getattr(args, "overwrite", False))
+    allowed = app.check_run_data(cfg)  # the data checks every run passes, before any task starts
     spec = cfg.strategies[0]
     every = getattr(args, "equity_every", "1D")
     every = None if every is None or str(every).lower() == "none" else every
@@ -97,6 +98,7 @@ def run_scaled_sweep_command(args, cfg) -> int:
         freq=cfg.data.freq,
         venue=cfg.data.venue,
         gaps=cfg.data.gaps,
+        funding_gaps=cfg.data.funding_gaps,
         symbol_chunk=args.symbol_chunk,
         param_chunk=args.param_chunk,
         max_memory_bytes=args.max_memory,
@@ -118,6 +120,7 @@ def run_scaled_sweep_command(args, cfg) -> int:
         "plan": res.plan.to_dict(),
         "keys": list(SUMMARY_KEYS),
         "columns": res.summary.to_dict(orient="records"),
+        "data_errors_allowed": allowed,
     }
     text = json.dumps(json_ready(summary), indent=2, allow_nan=False)
     writers = {

@@ -231,6 +231,7 @@ def run_sweep(
     freq: str = "1h",
     venue: str = "binance",
     gaps: str = "ffill",
+    funding_gaps: str = "error",
     symbol_chunk: int | None = None,
     param_chunk: int | None = None,
     max_memory_bytes: int | str | None = None,
@@ -260,7 +261,7 @@ def run_sweep(
     config : BacktestConfig or dict
         Engine settings; ``initial_capital_quote`` is the capital of *each* (symbol,
         parameter set) portfolio.
-    start, end, freq, venue, gaps
+    start, end, freq, venue, gaps, funding_gaps
         As :func:`data.loader.load_market`; the window defaults to the union of the
         symbols' coverage and is the same for every task.
     symbol_chunk, param_chunk : int, optional
@@ -368,6 +369,7 @@ def run_sweep(
                     freq=freq,
                     venue=venue,
                     gaps=gaps,
+                    funding_gaps=funding_gaps,
                     engine_batch=plan.engine_batch,
                     equity_every=equity_every,
                     engine_kwargs=dict(engine_kwargs or {}),

@@ -38,6 +38,7 @@ class SweepTask:
     freq: str = "1h"
     venue: str = "binance"
     gaps: str = "ffill"
+    funding_gaps: str = "error"
     engine_batch: int = 0  # columns per engine call (0 = all the task's columns)
     equity_every: str | None = "1D"
     engine_kwargs: dict = field(default_factory=dict)
@@ -154,6 +155,8 @@ def run_task(task: SweepTask) -> TaskResult:
                 freq=task.freq,
                 venue=task.venue,
                 gaps=task.gaps,
+                funding_gaps=task.funding_gaps,
+                allow_untradable=task.time_chunk_bars > 0,  # a time chunk may fall before a symbol's span
             )
         timings["load"] += time.perf_counter() - t
         if m.n_bars != k1 - w0:

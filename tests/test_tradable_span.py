@@ -1,0 +1,193 @@
+"""Tradable spans (issue 13, point 1): a symbol is traded only where spot, perp, mark and funding
+all exist; missing funding is never counted as zero without the user asking for it."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtest import BacktestConfig, run_backtest
+from data.catalog import Catalog, PartitionKey
+from data.errors import DataError, UnknownNameError
+from data.loader import DataWarning, funding_span, load_market
+from data.schema import Kind
+from tests.test_loader import _write_symbol
+
+H = 3_600_000
+
+
+def _catalog(tmp_path, n_hours=24 * 20, fstart=None, fend=None, hole=None, sym="AAAUSDT", cat=None):
+    """Prices over ``n_hours`` hourly bars from 2024-01-01; 8h settlements from ``fstart`` to
+    ``fend`` (inclusive), without those in ``hole`` (a (first, last) pair of timestamps)."""
+    cat = cat or Catalog(tmp_path / "cat")
+    times = pd.date_range("2024-01-01", periods=n_hours, freq="1h", tz="UTC")
+    spot = 100.0 + np.sin(np.arange(n_hours) / 10.0)
+    end = pd.Timestamp(fend, tz="UTC") if fend else times[-1] + pd.Timedelta("1h")
+    ft = pd.date_range(pd.Timestamp(fstart or "2024-01-01 08:00", tz="UTC"), end, freq="8h")
+    if hole is not None:
+        ft = ft[(ft < pd.Timestamp(hole[0], tz="UTC")) | (ft > pd.Timestamp(hole[1], tz="UTC"))]
+    _write_symbol(cat, sym, times, spot, spot * 1.001, spot * 1.0005, ft, np.full(len(ft), 0.0001))
+    return cat, times
+
+
+def _load(*args, **kwargs):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = load_market(*args, **kwargs)
+    return m, " ".join(str(w.message) for w in caught if issubclass(w.category, DataWarning))
+
+
+def test_funding_span_rule_on_its_own():
+    bars = np.arange(0, 48 * H, H, dtype=np.int64)
+    t = np.array([16, 24, 32], dtype=np.int64) * H
+    funded, holes = funding_span(t, np.array([8.0, 8.0, 8.0]), bars, H)
+    # known from 08:00 (one interval before the first settlement) to 32:00
+    assert np.flatnonzero(funded)[[0, -1]].tolist() == [8, 31] and holes == []
+    # data ending within one interval after the last settlement is the download's boundary
+    funded, _ = funding_span(t, np.array([8.0, 8.0, 8.0]), bars, H, data_end_ms=40 * H)
+    assert np.flatnonzero(funded)[-1] == 39
+    funded, _ = funding_span(t, np.array([8.0, 8.0, 8.0]), bars, H, data_end_ms=41 * H)
+    assert np.flatnonzero(funded)[-1] == 31
+    # a hole: 24h between settlements of an 8h schedule, two missing; unknown over (16, 32]
+    t = np.array([8, 16, 40, 48], dtype=np.int64) * H
+    funded, holes = funding_span(t, np.full(4, 8.0), np.arange(0, 60 * H, H, dtype=np.int64), H)
+    assert holes == [(16 * H, 32 * H, 2)]
+    # an interval switch is not a hole (8h -> 4h -> 1h)
+    t = np.array([0, 8, 16, 20, 24, 25, 26], dtype=np.int64) * H
+    _, holes = funding_span(t, np.array([8, 8, 8, 4, 4, 1, 1.0]), np.arange(0, 26 * H, H, dtype=np.int64), H)
+    assert holes == []
+
+
+def test_funding_that_starts_late_clips_the_span_and_nothing_is_held_before(tmp_path):
+    cat, times = _catalog(tmp_path, fstart="2024-01-11 00:00")
+    m, notes = _load(cat, "AAAUSDT")
+    first = int(np.flatnonzero(m.tradable[:, 0])[0])
+    assert m.index[first] == pd.Timestamp("2024-01-10 16:00", tz="UTC")  # one 8h interval before
+    assert m.valid[:first].all()  # prices exist: it is the funding that is missing
+    assert "AAAUSDT: tradable from 2024-01-10 16:00" in notes and "without known funding" in notes
+    res = run_backtest(m, 1.0, BacktestConfig())
+    spot = res.spot_qty.to_numpy()[:, 0]
+    assert (spot[:first] == 0).all() and spot[first] > 0  # enters at the span's first open
+    fills = res.events[res.events.kind == "fill"]
+    assert pd.Timestamp(fills.time.min()) == m.index[first]
+
+
+def test_funding_that_ends_early_closes_the_position_and_books_no_zero_funding(tmp_path):
+    cat, times = _catalog(tmp_path, fend="2024-01-12 00:00")
+    m, notes = _load(cat, "AAAUSDT")
+    last = int(np.flatnonzero(m.tradable[:, 0])[-1])
+    assert m.index[last] == pd.Timestamp("2024-01-11 23:00", tz="UTC")
+    assert not m.tradable[last + 1 :, 0].any() and m.valid[last + 1 :, 0].all()
+    assert "tradable from 2024-01-01 00:00 to 2024-01-12 00:00 UTC only" in notes
+    res = run_backtest(m, 1.0, BacktestConfig())
+    spot = res.spot_qty.to_numpy()[:, 0]
+    assert spot[last] > 0 and (spot[last + 1 :] == 0).all()  # closed at the first open after the span
+    funding = res.pnl_per_bar("funding").to_numpy()[:, 0]
+    assert (funding[last + 1 :] == 0).all()
+
+
+def test_a_funding_hole_is_an_error_by_default_naming_the_symbol_the_files_and_the_dates(tmp_path):
+    cat, _ = _catalog(tmp_path, hole=("2024-01-05 00:00", "2024-01-08 00:00"))
+    with pytest.raises(DataError) as err:
+        load_market(cat, "AAAUSDT")
+    msg = str(err.value)
+    assert msg.startswith("AAAUSDT: 1 hole(s) in the funding of AAAUSDT")
+    assert "kind=funding" in msg and "symbol=AAAUSDT" in msg
+    assert "from 2024-01-04 16:00 to 2024-01-08 00:00 UTC (10 settlement(s) missing, 3.3 days)" in msg
+    assert "--funding-gaps no_trade" in msg and "'zero'" in msg
+    # a window outside the hole loads
+    m, _ = _load(cat, "AAAUSDT", start="2024-01-09", end="2024-01-15")
+    assert m.tradable.all()
+
+
+def test_no_trade_through_a_hole_closes_before_and_reenters_after(tmp_path):
+    cat, _ = _catalog(tmp_path, hole=("2024-01-05 00:00", "2024-01-08 00:00"))
+    m, notes = _load(cat, "AAAUSDT", funding_gaps="no_trade")
+    off = np.flatnonzero(~m.tradable[:, 0])
+    assert m.index[off[0]] == pd.Timestamp("2024-01-04 16:00", tz="UTC")
+    assert m.index[off[-1]] == pd.Timestamp("2024-01-07 23:00", tz="UTC")
+    assert len(off) == off[-1] - off[0] + 1  # one stretch
+    assert "funding missing from 2024-01-04 16:00 to 2024-01-08 00:00 UTC (10 settlement(s)); no position" in notes
+    res = run_backtest(m, 1.0, BacktestConfig())
+    spot = res.spot_qty.to_numpy()[:, 0]
+    assert spot[off[0] - 1] > 0 and (spot[off] == 0).all() and spot[off[-1] + 1] > 0
+    assert "funding_gap_zero" not in res.flags
+
+
+def test_zero_through_a_hole_is_flagged_in_the_market_and_the_result(tmp_path):
+    cat, _ = _catalog(tmp_path, hole=("2024-01-05 00:00", "2024-01-08 00:00"))
+    m, notes = _load(cat, "AAAUSDT", funding_gaps="zero")
+    assert m.tradable.all() and m.data_flags == ("funding_gap_zero",)
+    assert "counted as zero funding (funding_gap_zero)" in notes
+    res = run_backtest(m, 1.0, BacktestConfig())
+    assert "funding_gap_zero" in res.flags
+    assert (res.spot_qty.to_numpy()[24:, 0] > 0).all()  # held through it
+
+
+def test_unknown_funding_gap_policy_names_the_flag_with_a_hint(tmp_path):
+    cat, _ = _catalog(tmp_path)
+    with pytest.raises(UnknownNameError, match=r"funding_gaps=.*'no_trad'.*no_trade"):
+        load_market(cat, "AAAUSDT", funding_gaps="no_trad")
+
+
+def test_no_tradable_bar_in_the_window_is_an_error_naming_each_series_coverage(tmp_path):
+    cat, _ = _catalog(tmp_path, fstart="2024-01-15 00:00")
+    with pytest.raises(DataError) as err:
+        load_market(cat, "AAAUSDT", start="2024-01-02", end="2024-01-10")
+    msg = str(err.value)
+    assert msg.startswith("no tradable bar from 2024-01-02 00:00 to 2024-01-10 00:00 UTC")
+    assert (
+        "AAAUSDT (spot 2024-01-01..2024-01-20, perp 2024-01-01..2024-01-20, mark 2024-01-01..2024-01-20, funding 2024-01-15..2024-01-21)"
+        in msg
+    )
+    assert "--start/--end" in msg
+
+
+def test_a_symbol_whose_funding_runs_past_its_perp_bars_is_clipped_not_aborted(tmp_path):
+    cat, _ = _catalog(tmp_path)
+    # BBB: prices stop on day 10, funding goes on for 10 more days (there is no price to value it at)
+    times = pd.date_range("2024-01-01", periods=24 * 10, freq="1h", tz="UTC")
+    spot = np.full(len(times), 50.0)
+    ft = pd.date_range("2024-01-01 08:00", "2024-01-20 16:00", freq="8h", tz="UTC")
+    _write_symbol(cat, "BBBUSDT", times, spot, spot, spot, ft, np.full(len(ft), 0.0002))
+    m, _ = _load(cat, ["AAAUSDT", "BBBUSDT"])
+    j = m.symbols.index("BBBUSDT")
+    last = int(np.flatnonzero(m.tradable[:, j])[-1])
+    assert m.index[last] == pd.Timestamp("2024-01-10 23:00", tz="UTC")
+    assert m.funding_count[last + 1 :, j].sum() == 0  # settlements without a price are not used
+    assert m.funding_count[: last + 1, j].sum() == 30
+
+
+def test_data_that_ends_inside_the_last_interval_is_not_clipped(tmp_path):
+    # the demo case: prices to 23:00, last settlement 16:00; the next (00:00) is the data's end
+    cat, times = _catalog(tmp_path, fend="2024-01-20 16:00")
+    m, notes = _load(cat, "AAAUSDT")
+    assert m.tradable.all() and "tradable from" not in notes
+
+
+ENA = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance" / "futures"
+
+
+@pytest.mark.skipif(not (ENA / "ENA_USDT_USDT-8h-funding_rate.feather").exists(), reason="needs ../shared/data")
+def test_real_167_day_hole_in_ena_funding_is_refused_then_skipped(tmp_path):
+    """ENA's real funding file has 167 days without a settlement (2025-07-17 to 2025-12-31)
+    while its perp trades on. ENA has no spot file; its perp bars stand in for spot here."""
+    from data.ingest.freqtrade import ingest_freqtrade
+
+    cat = Catalog(tmp_path / "cat")
+    ingest_freqtrade(ENA.parent, cat, symbols=["ENAUSDT"])
+    for key in list(cat.keys()):
+        if key.kind is Kind.PERP and key.timeframe == "1h":
+            cat.write(PartitionKey(key.venue, Kind.SPOT, "ENAUSDT", "1h"), cat.read(key))
+    with pytest.raises(DataError, match=r"ENAUSDT: 1 hole\(s\) in the funding of ENAUSDT .* from 2025-07-17"):
+        load_market(cat, "ENAUSDT", start="2025-06-01", end="2026-02-01")
+    m, notes = _load(cat, "ENAUSDT", start="2025-06-01", end="2026-02-01", funding_gaps="no_trade")
+    off = ~m.tradable[:, 0]
+    assert 166 * 24 <= off.sum() <= 168 * 24
+    res = run_backtest(m, 1.0, BacktestConfig())
+    assert (res.spot_qty.to_numpy()[off, 0] == 0).all()
+    assert res.pnl_per_bar("funding").to_numpy()[off, 0].sum() == 0
