@@ -191,3 +191,85 @@ def test_real_167_day_hole_in_ena_funding_is_refused_then_skipped(tmp_path):
     res = run_backtest(m, 1.0, BacktestConfig())
     assert (res.spot_qty.to_numpy()[off, 0] == 0).all()
     assert res.pnl_per_bar("funding").to_numpy()[off, 0].sum() == 0
+
+
+def test_scan_totals_of_a_symbol_do_not_depend_on_the_others_scanned(tmp_path):
+    from backtest.app import runs as app
+    from backtest.app.commands import _scan_totals
+
+    cat, _ = _catalog(tmp_path, sym="AAAUSDT")
+    _catalog(tmp_path, sym="BBBUSDT", fstart="2024-01-12 00:00", cat=cat)
+    cfg = app.build_run_config(
+        {},
+        data_overrides={"catalog": str(cat.root), "symbols": "AAAUSDT,BBBUSDT"},
+        strategies=[app.StrategySpec("always_carry")],
+    )
+    both, _ = _load(cat, ["AAAUSDT", "BBBUSDT"])
+    alone, _ = _load(cat, ["BBBUSDT"], start="2024-01-11 16:00")
+    t_both, t_alone = _scan_totals(both, cfg), _scan_totals(alone, cfg)
+    assert list(t_both.index) == [
+        "always_carry:AAAUSDT",
+        "always_carry:BBBUSDT",
+        "always_reverse:AAAUSDT",
+        "always_reverse:BBBUSDT",
+    ]
+    for name in ("always_carry:BBBUSDT", "always_reverse:BBBUSDT"):
+        pd.testing.assert_series_equal(t_both.loc[name], t_alone.loc[name])
+
+
+def _cli(*args, capsys):
+    from backtest.app.cli import main
+
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_prints_one_note_per_clipped_symbol_and_writes_the_spans(tmp_path, capsys):
+    import json
+
+    cat, _ = _catalog(tmp_path, sym="AAAUSDT")
+    _catalog(tmp_path, sym="BBBUSDT", fstart="2024-01-12 00:00", cat=cat)
+    out = tmp_path / "out"
+    code, _, err = _cli(
+        "backtest", "--data", cat.root, "--symbols", "AAAUSDT,BBBUSDT", "--strategy", "always_carry", "--out", out,
+        "--quiet", capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    notes = [line for line in err.splitlines() if line.startswith("carry: note: ")]
+    assert notes == [
+        "carry: note: BBBUSDT: tradable from 2024-01-11 16:00 to 2024-01-21 00:00 UTC only "
+        "(256 priced bar(s) without known funding: settlements 2024-01-12 00:00 .. 2024-01-21 00:00)"
+    ]
+    summary = json.loads((out / "summary.json").read_text())
+    spans = summary["coverage"]["tradable"]
+    assert spans["BBBUSDT"] == {
+        "start": "2024-01-11 16:00:00+00:00",
+        "end": "2024-01-21 00:00:00+00:00",
+        "bars": 224,
+        "settlements_used": 28,
+    }
+    assert spans["AAAUSDT"]["bars"] == 480 and summary["data_errors_allowed"] == [] and summary["warnings"] == []
+
+
+def test_data_errors_stop_a_backtest_unless_allowed_and_the_override_is_recorded(tmp_path, capsys):
+    import json
+
+    cat, _ = _catalog(tmp_path)
+    # one settlement of 5% per interval: beyond any exchange cap
+    key = PartitionKey("binance", Kind.FUNDING, "AAAUSDT")
+    t = cat.read(key).to_pandas()
+    t.loc[10, "rate"] = 0.05
+    cat.write(key, __import__("pyarrow").Table.from_pandas(t, preserve_index=False))
+    out = tmp_path / "out"
+    args = ["backtest", "--data", cat.root, "--symbols", "AAAUSDT", "--strategy", "always_carry", "--quiet"]
+    code, _, err = _cli(*args, "--out", out, capsys=capsys)
+    assert code == 1 and not out.exists()
+    assert err.startswith("carry: error: the data check found 1 error(s)") and len(err.strip().splitlines()) == 1
+    assert "binance/funding/AAAUSDT: funding_outlier" in err and "--allow-data-errors funding_outlier" in err
+    code, _, err = _cli(*args, "--out", out, "--allow-data-errors", "funding_outlier", capsys=capsys)
+    assert code == 0, err
+    assert "carry: note: data error allowed through: binance/funding/AAAUSDT: funding_outlier" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert [p["check"] for p in summary["data_errors_allowed"]] == ["funding_outlier"]
+    assert "data error allowed through (--allow-data-errors)" in (out / "report.html").read_text()

@@ -551,17 +551,29 @@ def cmd_scan(args) -> int:
 
 
 def _scan_totals(market, cfg) -> pd.DataFrame:
-    """Whole-span carry and reverse carry per symbol, each symbol its own portfolio."""
+    """Carry and reverse carry per symbol over the symbol's own tradable span (``Market.tradable``:
+    where its spot, perp, mark and funding all exist), each symbol its own portfolio, so a
+    symbol's figures do not depend on which others are scanned."""
     from backtest.engine import run_backtest
     from backtest.targets import Targets
     from strategies import run_strategy
 
-    targets = Targets.concat([run_strategy(name, market) for name in ("always_carry", "always_reverse")]).per_column()
-    result = run_backtest(market, targets, cfg.engine)
-    totals = portfolio_summary(result, targets)
-    totals.index = [f"{name}:{sym}" for name in ("always_carry", "always_reverse") for sym in market.symbols]
-    totals.index.name = "portfolio"
-    return totals
+    step = market.index[1] - market.index[0] if market.n_bars > 1 else pd.Timedelta(0)
+    parts = []
+    for j, sym in enumerate(market.symbols):
+        idx = np.flatnonzero(market.tradable[:, j])
+        if not idx.size:
+            continue
+        sub = market.select([sym], start=market.index[idx[0]], end=market.index[idx[-1]] + step)
+        targets = Targets.concat([run_strategy(name, sub) for name in ("always_carry", "always_reverse")]).per_column()
+        totals = portfolio_summary(run_backtest(sub, targets, cfg.engine), targets)
+        totals.index = [f"{name}:{sym}" for name in ("always_carry", "always_reverse")]
+        parts.append(totals)
+    out = pd.concat(parts)
+    order = [f"{name}:{sym}" for name in ("always_carry", "always_reverse") for sym in market.symbols]
+    out = out.loc[[k for k in order if k in out.index]]
+    out.index.name = "portfolio"
+    return out
 
 
 def _print_scan(stats: pd.DataFrame, earnings: pd.DataFrame) -> None:
