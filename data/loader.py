@@ -333,7 +333,9 @@ def load_market(
         ``[start, end)`` are kept. Default: the union of the symbols' coverage.
     freq:
         Bar length of the market (``"1h"``, ``"4h"``, ``"1d"``, ``"1m"``...). Bars are built from
-        the coarsest stored timeframe that divides it; funding settlements are summed into the
+        the coarsest stored timeframe that divides it and holds spot, perp and mark bars (only
+        where no such timeframe exists, the coarsest with spot and perp bars, perp prices
+        standing in for the mark); funding settlements are summed into the
         bar whose span ``(open, close]`` holds them (``funding_count`` says how many,
         ``funding_time_ms`` when the last one settled).
     venue:
@@ -413,7 +415,10 @@ def load_market(
                 set(spot_tfs) & set(_timeframes(catalog, venue, cand, Kind.PERP, freq_min)), key=timeframe_minutes
             )
             if common:
-                perp_sym, mult, src_tf = cand, cand_mult, common[-1]  # the coarsest common timeframe
+                # the coarsest common timeframe that also has mark bars (1d spot/perp files without
+                # 1d mark files: built from the 1h files that have them), else the coarsest common one
+                marked = [tf for tf in common if tf in _timeframes(catalog, venue, cand, Kind.MARK, freq_min)]
+                perp_sym, mult, src_tf = cand, cand_mult, (marked or common)[-1]
                 break
             if perp_sym is None and _timeframes(catalog, venue, cand, Kind.PERP, freq_min):
                 perp_sym, mult = cand, cand_mult

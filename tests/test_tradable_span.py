@@ -273,3 +273,21 @@ def test_data_errors_stop_a_backtest_unless_allowed_and_the_override_is_recorded
     summary = json.loads((out / "summary.json").read_text())
     assert [p["check"] for p in summary["data_errors_allowed"]] == ["funding_outlier"]
     assert "data error allowed through (--allow-data-errors)" in (out / "report.html").read_text()
+
+
+def test_daily_bars_come_from_the_hourly_files_when_the_daily_files_lack_mark(tmp_path):
+    cat, times = _catalog(tmp_path, n_hours=24 * 10)
+    hourly, _ = _load(cat, "AAAUSDT", freq="1d")
+    # 1d spot and perp files (as freqtrade downloads them) but no 1d mark file
+    daily = pd.date_range("2024-01-01", periods=10, freq="1D", tz="UTC")
+    for kind in (Kind.SPOT, Kind.PERP):
+        h = cat.read(PartitionKey("binance", kind, "AAAUSDT", "1h")).to_pandas().set_index("time")
+        d = h.resample("1D").agg({"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
+        cat.write(
+            PartitionKey("binance", kind, "AAAUSDT", "1d"), __import__("pyarrow").Table.from_pandas(d.reset_index())
+        )
+    m, notes = _load(cat, "AAAUSDT", freq="1d")
+    assert m.index.equals(daily)
+    assert not m.mark_fallback.any() and "stand in" not in notes  # the 1h mark files were used
+    np.testing.assert_array_equal(m.mark_close, hourly.mark_close)
+    np.testing.assert_array_equal(m.funding_value, hourly.funding_value)
