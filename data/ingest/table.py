@@ -97,6 +97,7 @@ _FIXED_TZ_RE = re.compile(r"^(?:UTC|GMT)?\s*([+-])(\d{1,2})(?::?(\d{2}))?$", re.
 _VENUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 
 _BAR_PRICES = ("open", "high", "low", "close")
+_TRADED_ONLY = ("volume", "quote_volume", "trades")  # fields of spot and perp bars only
 
 
 def fields_of(kind: Kind) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -473,7 +474,7 @@ def _iso_ms(text: pd.Series, where: Where, column: str, zone: Zone, notes: list[
         row = int(np.flatnonzero(has_offset != has_offset[0])[0])
         raise DataError(
             f"{where(column, row, 'time')}: {text.iloc[row]!r} {'has' if has_offset[row] else 'lacks'} a UTC offset "
-            f"but row 0 ({text.iloc[0]!r}) {'does' if has_offset[0] else 'does not'}; a column mixes zones"
+            f"but row 0 ({text.iloc[0]!r}) {'does' if has_offset[0] else 'does not'}: the column mixes zones"
         )
     cleaned = text.str.replace(r"\s*(UTC|GMT)$", "Z", regex=True, case=False) if has_offset.any() else text
     parsed = pd.to_datetime(cleaned, format="ISO8601", errors="coerce", utc=bool(has_offset.any()))
@@ -887,9 +888,12 @@ def ingest_table(
     zone = resolve_zone(tz)
     column_map = parse_column_map(columns) if isinstance(columns, str) else dict(columns or {})
     required, optional = fields_of(kind)
+    unused = [f for f in column_map if kind.is_bar and f not in required + optional and f in _TRADED_ONLY]
     for f in column_map:
-        if f not in required + optional:
+        if f not in required + optional + tuple(unused):
             raise unknown_name("--map field", f, required + optional, where=f" for {kind.value} data")
+    for f in unused:  # an OHLCV file of mark or index prices may have a volume column: not stored
+        del column_map[f]
     if kind is Kind.FUNDING:
         if rate_unit is None:
             raise ConfigError(
@@ -913,6 +917,8 @@ def ingest_table(
         hours = None
         key = PartitionKey(venue, kind, sym, timeframe.strip())
     report = IngestReport()
+    if unused:
+        report.warnings.append(f"{kind.value} bars store no {', '.join(unused)}: --map {', '.join(unused)} not used")
     files = expand_paths([paths] if isinstance(paths, (str, Path)) else paths, TABLE_SUFFIXES, "table")
     divisor = RATE_UNITS[rate_unit] if rate_unit is not None else 1.0
     parts = [
