@@ -268,7 +268,10 @@ def test_unknown_files_are_skipped_with_a_warning(ft_dir: Path, tmp_path: Path) 
     (ft_dir / "README.md").write_text("hi")
     report = ingest_freqtrade(ft_dir, Catalog(tmp_path / "cat"))
     assert any("notes.feather" in w and "skipped" in w for w in report.warnings)
-    assert not any("README" in w for w in report.warnings)
+    # issue 13: nothing is skipped without a word, a README neither (one line, with the reason)
+    assert [w for w in report.warnings if "README" in w] == [
+        f"{ft_dir / 'README.md'}: not a freqtrade data file (expected .feather, .parquet, .json.gz, .json); skipped"
+    ]
 
 
 # --------------------------------------------------------------------------- bad input

@@ -3,6 +3,7 @@
 Layout read (freqtrade's own conventions)::
 
     DIR/<BASE>_<QUOTE>-<tf>.feather                            spot klines
+    DIR/spot/<BASE>_<QUOTE>-<tf>.feather                       spot klines (some setups keep them here)
     DIR/futures/<BASE>_<QUOTE>_<SETTLE>-<tf>-futures.feather   perpetual klines (last price)
     DIR/futures/<BASE>_<QUOTE>_<SETTLE>-<tf>-mark.feather      mark-price klines
     DIR/futures/<BASE>_<QUOTE>_<SETTLE>-<tf>-index.feather     index-price klines
@@ -11,22 +12,46 @@ Layout read (freqtrade's own conventions)::
 
 Each file may be ``.feather``, ``.parquet``, ``.json`` or ``.json.gz`` (freqtrade's json is a
 list of ``[ms, open, high, low, close, volume]`` rows). A directory that directly holds the
-futures files (no ``futures/`` sub-folder) is read too.
+futures files (no ``futures/`` sub-folder) is read too. The kind of a file comes from its name
+(a ``<BASE>_<QUOTE>_<SETTLE>`` pair is a futures pair wherever it sits). Nothing is skipped
+without a word: every other file (trades files, hidden files, other names or extensions) and
+every other sub-folder is listed in ``IngestReport.warnings`` with the reason, one line each.
 
 Conversions
 -----------
-* Symbol: ``BASE + QUOTE`` (``BTC_USDT_USDT`` -> ``BTCUSDT``). Multiplied perps keep the
-  exchange's name (``1000PEPE_USDT_USDT`` -> ``1000PEPEUSDT``); :mod:`data.symbols` maps
-  them to the spot pair (``PEPEUSDT``) and the 1000x price unit at load time.
+* Symbol: ``BASE + QUOTE`` (``BTC_USDT_USDT`` -> ``BTCUSDT``, Hyperliquid's ``BTC_USDC_USDC`` ->
+  ``BTCUSDC``). Multiplied perps keep the exchange's name (``1000PEPE_USDT_USDT`` ->
+  ``1000PEPEUSDT``, ``1MBABYDOGE_USDT_USDT`` -> ``1MBABYDOGEUSDT``), except Hyperliquid's
+  lower-case thousands (``kPEPE_USDC_USDC`` -> ``1000PEPEUSDC``: catalog symbols are
+  upper-case); :mod:`data.symbols` maps them to the spot pair (``PEPEUSDT``) and the price
+  unit at load time. Its rule for names such as ``1000SATS`` (a token of its own when the
+  source has a ``1000SATS`` spot pair) is applied to the ``symbols=`` filter with the
+  directory's spot files as the context.
 * Times: any Arrow timestamp unit (freqtrade writes ms in some files, ns in others) or integer
   epochs (unit detected from the magnitude: s, ms, us or ns) become UTC milliseconds.
   Timezone-naive times are rejected (freqtrade always writes UTC-aware dates).
 * Bars keep their times and values (volume in base units; ``quote_volume`` and ``trades``
   null). Zero-volume constant-price bars are real (early perps) and kept.
-* Funding: the rate (a fraction per interval) is freqtrade's ``open`` column; times are floored
-  to the minute (the exchange stamps settlements with millisecond jitter); ``mark_price`` is
-  left null (the loader takes it from the mark bars). See :func:`derive_interval_hours` for
-  how ``interval_hours`` is derived.
+* A last candle still open when the file was written is dropped (freqtrade writes the running
+  candle when ``download-data`` runs mid-bar). The evidence is the file's modification time
+  ``W``, the moment freqtrade wrote it: the last bar, opening at ``O`` with timeframe ``tf``,
+  is dropped, with a warning naming the file and the bar, when ``O <= W < O + tf`` (it had
+  not closed when written). A last bar that opens after ``W`` means the modification time is
+  not the download time (the file was touched or extracted with an older stamp): the check is
+  not possible, nothing is dropped, and a warning says so. A file copied without keeping its
+  time (``cp``, ``git clone``) carries a later time, and an open candle in it cannot be told
+  from a closed one. Funding rows are settlements, never partial, and are not checked.
+* Funding: the rate (a fraction per interval) is freqtrade's ``open`` column; ``mark_price``
+  is left null (the loader takes it from the mark bars). Times are floored **to the hour**:
+  every venue read here (Binance, Bybit, OKX, Hyperliquid) settles on whole hours, and the
+  stamps run late, never early: Binance's by milliseconds (``00:00:00.017``), Hyperliquid's by
+  milliseconds and, for a few settlements, minutes (``08:23:53.040`` is the 08:00
+  settlement). Flooring to the minute would leave those as settlements off the schedule (an
+  "interval" of 1.38 h). A file with settlements 1 minute or more past the hour gets a
+  warning (count, latest delay); a file where most settlements are is refused: its schedule
+  is not on the hour, or its times are shifted. See :func:`derive_interval_hours` for how
+  ``interval_hours`` is derived; a series with a single settlement (or only holes) keeps a
+  null interval, with a warning naming the file.
 
 Overlapping files
 -----------------
@@ -48,6 +73,7 @@ import json
 import re
 import zlib
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +87,7 @@ from data.catalog import Catalog, PartitionKey
 from data.errors import ConfigError, DataError, did_you_mean
 from data.ingest import IngestReport
 from data.schema import TIME_TYPE, Kind, timeframe_minutes
-from data.symbols import spot_symbol
+from data.symbols import canonical_symbol, spot_symbol
 
 __all__ = ["ingest_freqtrade", "derive_interval_hours", "parse_filename", "FreqtradeFile"]
 
@@ -87,6 +113,7 @@ _COLUMNS = ("date", "open", "high", "low", "close", "volume")
 STANDARD_INTERVALS_H = (1.0, 2.0, 4.0, 8.0)
 #: Gaps longer than this (hours) are missing data, never an interval.
 MAX_INTERVAL_H = 24.0
+_MS_PER_HOUR = 3_600_000
 
 
 @dataclass(frozen=True)
@@ -109,7 +136,8 @@ def parse_filename(path: Path | str) -> FreqtradeFile | None:
     """Parse a freqtrade data file name; ``None`` if it is not one.
 
     ``BTC_USDT-1h.feather`` -> spot ``BTCUSDT`` 1h; ``1000PEPE_USDT_USDT-8h-funding_rate.json``
-    -> funding ``1000PEPEUSDT`` (label ``8h``).
+    -> funding ``1000PEPEUSDT`` (label ``8h``); ``kPEPE_USDC_USDC-1h-futures.feather`` -> perp
+    ``1000PEPEUSDC`` (Hyperliquid's thousands, see :func:`data.symbols.canonical_symbol`).
     """
     path = Path(path)
     name = path.name
@@ -119,12 +147,12 @@ def parse_filename(path: Path | str) -> FreqtradeFile | None:
     m = _NAME_RE.match(name[: -len(ext)])
     if m is None:
         return None
-    parts = m.group("pair").upper().split("_")
+    parts = m.group("pair").split("_")
     ct = m.group("ct") or ""
     kind = _CANDLE_KINDS[ct]
     if kind is Kind.SPOT and len(parts) == 3:
         kind = Kind.PERP  # a settle currency only exists on futures pairs
-    return FreqtradeFile(path, parts[0] + parts[1], kind, m.group("tf"), ext)
+    return FreqtradeFile(path, canonical_symbol(parts[0]) + parts[1].upper(), kind, m.group("tf"), ext)
 
 
 # --------------------------------------------------------------------------- reading
@@ -340,37 +368,71 @@ def _is_multiple(a: float, b: float) -> bool:
 def _wanted(symbols: list[str] | None) -> set[str] | None:
     if symbols is None:
         return None
-    return {re.sub(r"[^A-Z0-9]", "", s.upper().split(":")[0]) for s in symbols}
+    return {canonical_symbol(s) for s in symbols}
 
 
-def _spot_or_self(symbol: str) -> str:
-    """The spot pair of ``symbol`` (``1000PEPEUSDT`` -> ``PEPEUSDT``), or ``symbol`` for an unknown quote."""
+def _spot_or_self(symbol: str, spots: Collection[str]) -> str:
+    """The spot pair of ``symbol`` (``1000PEPEUSDT`` -> ``PEPEUSDT``; ``1000SATSUSDT`` stays when
+    ``spots`` holds it), or ``symbol`` for an unknown quote."""
     try:
-        return spot_symbol(symbol)
+        return spot_symbol(symbol, spots)
     except ConfigError:
         return symbol
 
 
+#: Sub-folders of a freqtrade exchange directory that hold data files (freqtrade writes
+#: ``futures/``; some setups keep spot files in ``spot/``).
+DATA_SUBFOLDERS = ("futures", "spot")
+_TRADES_RE = re.compile(r"-trades\.(?:feather|parquet|json|json\.gz|h5)$")
+
+
+def _skip_reason(path: Path) -> str:
+    """Why a file of a freqtrade directory is not read (for the report)."""
+    name = path.name
+    if name.startswith("."):
+        return "hidden file, not a freqtrade data file"
+    if _TRADES_RE.search(name):
+        return "a trades (tick) file; only candles and funding are ingested"
+    if name.endswith(".h5"):
+        return (
+            "freqtrade's hdf5 format is not read; convert it with "
+            "'freqtrade convert-data --format-from hdf5 --format-to feather'"
+        )
+    if any(name.endswith(e) for e in _EXTS):
+        return "name is not in freqtrade's layout (<BASE>_<QUOTE>[_<SETTLE>]-<tf>[-<type>])"
+    return f"not a freqtrade data file (expected {', '.join(_EXTS)})"
+
+
 def _discover(directory: Path, report: IngestReport) -> list[FreqtradeFile]:
+    """Every data file of ``directory`` and of its ``futures/`` and ``spot/`` sub-folders; every
+    other file and sub-folder is listed in ``report.warnings`` with the reason."""
     files: list[FreqtradeFile] = []
-    dirs = [directory] + ([directory / "futures"] if (directory / "futures").is_dir() else [])
+    dirs = [directory]
+    for p in sorted(directory.iterdir()):
+        if not p.is_dir():
+            continue
+        if p.name in DATA_SUBFOLDERS:
+            dirs.append(p)
+        else:
+            report.warnings.append(
+                f"{p}: sub-folder not read (freqtrade data sits at the top and in "
+                f"{' and '.join(d + '/' for d in DATA_SUBFOLDERS)}); skipped"
+            )
     for d in dirs:
         for p in sorted(d.iterdir()):
-            if not p.is_file() or p.name.startswith("."):
+            if p.is_dir():
+                if d is not directory:
+                    report.warnings.append(f"{p}: sub-folder of {d.name}/ not read; skipped")
                 continue
             f = parse_filename(p)
             if f is None:
-                if any(p.name.endswith(e) for e in _EXTS):
-                    report.warnings.append(
-                        f"{p}: name is not in freqtrade's layout (<BASE>_<QUOTE>[_<SETTLE>]-<tf>[-<type>]); skipped"
-                    )
+                report.warnings.append(f"{p}: {_skip_reason(p)}; skipped")
                 continue
-            if f.kind is Kind.FUNDING or f.kind.is_bar:
-                try:
-                    timeframe_minutes(f.label)
-                except ConfigError as exc:
-                    report.warnings.append(f"{p}: {exc}; skipped")
-                    continue
+            try:
+                timeframe_minutes(f.label)
+            except ConfigError as exc:
+                report.warnings.append(f"{p}: {exc}; skipped")
+                continue
             files.append(f)
     return files
 
@@ -386,21 +448,26 @@ def ingest_freqtrade(
     Parameters
     ----------
     directory:
-        A freqtrade exchange data directory (``user_data/data/binance``: spot files at the top,
-        futures under ``futures/``) or a directory holding futures files directly.
+        A freqtrade exchange data directory (``user_data/data/binance``: spot files at the top
+        or in ``spot/``, futures under ``futures/``) or a directory holding futures files
+        directly.
     catalog:
         Destination catalog; rows are merged idempotently (re-running adds nothing).
     venue:
         Venue name stored with every series (``"binance"``).
     symbols:
-        Only these canonical symbols (``["BTCUSDT", "PEPEUSDT"]``; a spot symbol also selects
-        its multiplied perp ``1000PEPEUSDT``). ``None`` ingests everything.
+        Only these symbols (``["BTCUSDT", "PEPEUSDT"]``, ``"BTC/USDC:USDC"``, ``"kPEPEUSDC"``;
+        a spot symbol also selects its multiplied perp ``1000PEPEUSDT``, unless the directory
+        has a spot file under the multiplied name, as for ``1000SATSUSDT``). ``None`` ingests
+        everything.
 
     Returns
     -------
     IngestReport
-        Series written (rows added / already present), warnings (skipped files, missing
-        funding settlements, irregular gaps) and conflicts (overlapping files that disagree).
+        Series written (rows added / already present), warnings (one line per skipped file or
+        sub-folder with the reason, dropped open candles, settlements stamped minutes late,
+        unknown or missing funding settlements, irregular gaps) and conflicts (overlapping
+        files that disagree).
 
     Raises
     ------
@@ -417,21 +484,69 @@ def ingest_freqtrade(
         raise DataError(
             f"{directory}: no freqtrade data files found (expected e.g. BTC_USDT-1h.feather or "
             "futures/BTC_USDT_USDT-1h-futures.feather)"
+            + (f"; {len(report.warnings)} other entries: " + "; ".join(report.warnings[:3]) if report.warnings else "")
         )
+    spots = {f.symbol for f in files if f.kind is Kind.SPOT}
     wanted = _wanted(symbols)
     groups: dict[PartitionKey, list[FreqtradeFile]] = defaultdict(list)
     for f in files:
-        if wanted is not None and f.symbol not in wanted and _spot_or_self(f.symbol) not in wanted:
+        if wanted is not None and f.symbol not in wanted and _spot_or_self(f.symbol, spots) not in wanted:
             continue
         groups[PartitionKey(venue, f.kind, f.symbol, f.timeframe)].append(f)
     if wanted is not None:
-        found = {k.symbol for k in groups} | {_spot_or_self(k.symbol) for k in groups}
-        present = sorted({f.symbol for f in files} | {_spot_or_self(f.symbol) for f in files})
+        found = {k.symbol for k in groups} | {_spot_or_self(k.symbol, spots) for k in groups}
+        present = sorted({f.symbol for f in files} | {_spot_or_self(f.symbol, spots) for f in files})
         for s in sorted(wanted - found):
             report.warnings.append(f"{directory}: no files for symbol {s}{did_you_mean(s, present)}")
     for key in sorted(groups, key=str):
         _ingest_series(key, groups[key], catalog, report)
     return report
+
+
+def _drop_open_candle(
+    times: np.ndarray, vals: np.ndarray, f: FreqtradeFile, report: IngestReport
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drop the last bar of a file written before that bar closed (see the module docstring)."""
+    if not len(times) or f.timeframe is None:
+        return times, vals
+    written = f.path.stat().st_mtime_ns // 1_000_000
+    last = int(times[-1])
+    close = last + timeframe_minutes(f.timeframe) * 60_000
+    if close <= written:
+        return times, vals
+    if last > written:
+        late = int((times > written).sum())
+        report.warnings.append(
+            f"{f.path}: the file's modification time ({_fmt(written)}) is before its last {late} bar(s) "
+            f"(last opens {_fmt(last)}), so it is not the download time: whether the last {f.timeframe} "
+            "candle was complete cannot be told; kept"
+        )
+        return times, vals
+    report.warnings.append(
+        f"{f.path}: last {f.timeframe} candle {_fmt(last)} closes at {_fmt(close)}, after the file was "
+        f"written ({_fmt(written)}): it was still open when downloaded; dropped"
+    )
+    return times[:-1], vals[:-1]
+
+
+def _floor_settlements(times: np.ndarray, f: FreqtradeFile, report: IngestReport) -> np.ndarray:
+    """Floor settlement times to the hour they settle for (see the module docstring)."""
+    offset = times % _MS_PER_HOUR
+    late = np.flatnonzero(offset >= 60_000)
+    if late.size and late.size * 2 > len(times):
+        rows = ", ".join(f"row {int(i)} ({_fmt(times[i])})" for i in late[:3])
+        raise DataError(
+            f"{f.path}: column 'date': {late.size} of {len(times)} settlements are 1 minute or more past the hour "
+            f"({rows}); every supported venue settles on whole hours: are the file's times shifted?"
+        )
+    if late.size:
+        worst = int(late[np.argmax(offset[late])])
+        report.warnings.append(
+            f"{f.path}: {late.size} settlement(s) stamped 1 minute or more after the hour (first "
+            f"{_fmt(times[late[0]])}, latest by {offset[worst] / 60_000:.1f} min at {_fmt(times[worst])}); "
+            "floored to the hour they settle for"
+        )
+    return times - offset
 
 
 def _ingest_series(key: PartitionKey, files: list[FreqtradeFile], catalog: Catalog, report: IngestReport) -> None:
@@ -444,9 +559,13 @@ def _ingest_series(key: PartitionKey, files: list[FreqtradeFile], catalog: Catal
             report.warnings.append(f"{f.path}: file holds no rows; skipped")
             continue
         if key.kind is Kind.FUNDING:
-            times = times - times % 60_000  # floor settlement jitter to the minute
+            times = _floor_settlements(times, f, report)
         vals = np.column_stack([cols[c] for c in value_cols])
         times, vals = _clean_one(times, vals, f, report, key)
+        if key.kind is not Kind.FUNDING:
+            times, vals = _drop_open_candle(times, vals, f, report)
+            if not len(times):
+                continue
         parts.append((f, times, vals))
     if not parts:
         return
@@ -458,7 +577,14 @@ def _ingest_series(key: PartitionKey, files: list[FreqtradeFile], catalog: Catal
     if key.kind is Kind.FUNDING:
         hours, notes = derive_interval_hours(times)
         report.warnings += [f"{key}: {n}" for n in notes]
-        table = pa.table({"time": time_arr, "rate": vals[:, 0], "interval_hours": hours})
+        unknown = int(np.isnan(hours).sum())
+        if unknown:
+            why = "a single settlement" if len(times) == 1 else "no two settlements within 24 h"
+            report.warnings.append(
+                f"{key}: interval unknown for {unknown} settlement(s) ({why} in {source}); "
+                "interval_hours stored as null"
+            )
+        table = pa.table({"time": time_arr, "rate": vals[:, 0], "interval_hours": pa.array(hours, from_pandas=True)})
     else:
         table = pa.table({"time": time_arr, **{c: vals[:, i] for i, c in enumerate(value_cols)}})
         if key.kind not in (Kind.SPOT, Kind.PERP):
