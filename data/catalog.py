@@ -1,4 +1,4 @@
-"""The Parquet catalog: where each table lives on disk, atomic writes, idempotent merges.
+"""The Parquet catalog: where each table lives on disk, all-or-nothing writes, idempotent merges.
 
 Layout (Hive-style directories, one Parquet file per calendar year)::
 
@@ -6,18 +6,53 @@ Layout (Hive-style directories, one Parquet file per calendar year)::
     <root>/venue=<venue>/kind=funding/symbol=<SYMBOL>/year=<YYYY>.parquet                 # events
     <root>/venue=<venue>/kind=borrow/symbol=<ASSET>/year=<YYYY>.parquet
 
-Writes go to a temporary file in the same directory which is then renamed over the target
-(:func:`os.replace` is atomic on POSIX), so a crash never leaves a half-written partition.
 Writing the same rows twice is a no-op: rows are merged by ``time``, and rows that agree are
 kept once.
+
+Transactions
+------------
+Every write belongs to a transaction (:meth:`Catalog.transaction`; a bare :meth:`Catalog.write`
+is a transaction of its own). What is guaranteed:
+
+* **All or nothing.** A transaction's merged year files are staged under
+  ``<root>/.txn/<id>/`` (same relative paths) and only moved into place when the ``with`` block
+  ends without an exception (and the optional verification step passes). An exception discards
+  the staging folder: nothing of the transaction is committed.
+* **Crash recovery on the next open.** The commit writes a journal ``<root>/.txn/<id>.journal``
+  (the staged -> final moves, written atomically and fsynced) before its first rename, and
+  deletes it after the last. A process killed in between leaves the journal: the next
+  :class:`Catalog` opened on the root (or the next write) finishes the renames (roll forward;
+  they are idempotent). A staging folder without a journal (killed before the commit) is
+  removed (roll back). When there is nothing to recover, opening costs one ``stat``.
+* **What a reader sees.** Another process reading through :meth:`Catalog.read` (or inside
+  :meth:`Catalog.reading`, for several series) sees either the state before a commit or the
+  state after it, never a mix: a commit holds ``<root>/.read.lock`` exclusively during its
+  renames, readers hold it shared. Inside a transaction, :meth:`Catalog.read`,
+  :meth:`~Catalog.files`, :meth:`~Catalog.has` and :meth:`~Catalog.keys` keep seeing the
+  committed state; :meth:`Transaction.files` gives the files as they will be after the commit.
+* **One writer at a time.** A transaction holds ``<root>/.write.lock`` (``flock``, released by
+  the kernel when the process dies) from its first write to its end, so two processes writing
+  the same catalog take turns instead of losing each other's rows, and recovery never touches
+  a live transaction's staging folder.
+
+Test hook: the environment variable ``CARRY_TEST_CRASH_AT=commit:<n>`` makes a commit end the
+process (``os._exit(9)``) after ``n`` renames (``commit:0``: after writing the journal, before
+the first rename), and ``stage:<n>`` after staging ``n`` files; tests use it to kill an ingest
+inside the commit. It is read only by the commit and staging code and does nothing else.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import tempfile
-from collections.abc import Iterator
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,12 +62,30 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from data.errors import ConfigError, DataError
-from data.io import FILE_MODE
+from data.io import FILE_MODE, write_bytes_atomic
 from data.schema import Kind, schema_for
 from data.validate import conform
 
+try:  # POSIX advisory locks; without them (not POSIX) writers are not serialised
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
 _PART_RE = re.compile(r"^year=(\d{4})\.parquet$")
 _SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,30}$")
+
+#: Folder (inside the catalog root) of staged files and commit journals.
+TXN_DIR = ".txn"
+#: Suffix of a commit journal in :data:`TXN_DIR`.
+JOURNAL_SUFFIX = ".journal"
+#: Lock file held exclusively by the transaction writing the catalog.
+WRITE_LOCK = ".write.lock"
+#: Lock file held shared by readers and exclusively by a commit's renames.
+READ_LOCK = ".read.lock"
+#: Environment variable of the crash test hook (see the module docstring).
+CRASH_ENV = "CARRY_TEST_CRASH_AT"
+#: Seconds a transaction waits for another process's transaction on the same catalog.
+LOCK_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -66,7 +119,13 @@ class PartitionKey:
 
 @dataclass
 class WriteReport:
-    """What a write did: rows added, rows already present, conflicting rows replaced."""
+    """What a write did: rows added, rows already present, conflicting rows replaced.
+
+    ``files`` are the year files the write changes (their final paths: inside an open
+    transaction they are still staged). ``overridden`` lists the error-severity checks of the
+    transaction's verification step that were allowed for this series (``"funding_outlier:
+    ..."``), so the override stays on record.
+    """
 
     key: PartitionKey
     rows_in: int = 0
@@ -74,10 +133,26 @@ class WriteReport:
     rows_unchanged: int = 0
     conflicts: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    overridden: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """Something an interrupted write left in a catalog (see :meth:`Catalog.leftovers`).
+
+    ``what`` is ``"journal"`` (a commit killed between its first and last rename), ``"staging"``
+    (a transaction's staged files, never committed) or ``"tmp"`` (a stray temporary file);
+    ``live`` is true when a transaction of a running process still owns it.
+    """
+
+    what: str
+    path: Path
+    live: bool = False
 
 
 def write_atomic(table: pa.Table, path: Path) -> None:
-    """Write ``table`` to ``path`` through a temporary file and an atomic rename."""
+    """Write ``table`` to ``path`` through a temporary file and an atomic rename (one file only;
+    the catalog itself writes through :meth:`Catalog.transaction`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -134,6 +209,315 @@ def _year_of(times: pa.Array) -> np.ndarray:
     return pc.year(times).to_numpy(zero_copy_only=False)
 
 
+# --------------------------------------------------------------------------- locks and recovery
+_here = threading.local()  # this thread's open transactions and read locks, by real catalog path
+
+
+def _real(root: Path) -> str:
+    return os.path.realpath(root)
+
+
+def _active() -> dict[str, Transaction]:
+    if not hasattr(_here, "active"):
+        _here.active = {}
+    return _here.active
+
+
+def _readers() -> dict[str, list[int]]:
+    """real root -> [fd, depth] of the shared read lock this thread holds."""
+    if not hasattr(_here, "readers"):
+        _here.readers = {}
+    return _here.readers
+
+
+def _open_lock(path: Path, create: bool) -> int | None:
+    """A descriptor of the lock file ``path``; ``None`` if it does not exist (``create`` false) or
+    cannot be created (a read-only catalog)."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666) if create else os.open(path, os.O_RDONLY)
+    except OSError:
+        if create:
+            try:
+                return os.open(path, os.O_RDONLY)
+            except OSError:
+                return None
+        return None
+
+
+def _try_flock(fd: int, mode: int) -> bool:
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+@contextmanager
+def _shared_read_lock(root: Path) -> Iterator[None]:
+    """Hold ``<root>/.read.lock`` shared (re-entrant per thread): a commit's renames wait."""
+    if fcntl is None:
+        yield
+        return
+    real = _real(root)
+    entry = _readers().get(real)
+    if entry is not None:
+        entry[1] += 1
+        try:
+            yield
+        finally:
+            entry[1] -= 1
+        return
+    fd = _open_lock(Path(root) / READ_LOCK, create=False)
+    if fd is None:  # never written transactionally: no commit to wait for
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        entry = _readers()[real] = [fd, 1]
+        yield
+    finally:
+        _readers().pop(real, None)
+        os.close(fd)
+
+
+@contextmanager
+def _exclusive_read_lock(root: Path) -> Iterator[None]:
+    """Hold ``<root>/.read.lock`` exclusively while a commit renames (upgrading this thread's
+    shared lock if it holds one)."""
+    if fcntl is None:
+        yield
+        return
+    entry = _readers().get(_real(root))
+    if entry is not None:
+        fcntl.flock(entry[0], fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(entry[0], fcntl.LOCK_SH)
+        return
+    fd = _open_lock(Path(root) / READ_LOCK, create=True)
+    if fd is None:
+        raise DataError(f"catalog {root}: cannot create {READ_LOCK} (is the folder writable?)")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot fsync a directory
+        pass
+    finally:
+        os.close(fd)
+
+
+def _crash_point(phase: str, n: int) -> None:
+    """The test hook: end the process at ``CARRY_TEST_CRASH_AT=<phase>:<n>``."""
+    spec = os.environ.get(CRASH_ENV)
+    if spec and spec == f"{phase}:{n}":
+        os._exit(9)
+
+
+def _roll_forward(root: Path, journal: Path) -> int:
+    """Finish the commit of ``journal``: move every staged file still staged, then delete the
+    journal. Idempotent (a file already moved is skipped). Returns the number of moves."""
+    try:
+        moves = json.loads(journal.read_text(encoding="utf-8"))["moves"]
+        pairs = [(root / str(staged), root / str(final)) for staged, final in moves]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(
+            f"{journal}: cannot read the commit journal of an interrupted ingest ({exc}); the catalog may be "
+            f"half committed: re-ingest the sources into a new catalog, or delete {journal.parent} to keep it as it is"
+        ) from None
+    dirs = set()
+    for staged, final in pairs:
+        if staged.exists():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, final)
+            dirs.add(final.parent)
+        elif not final.exists():
+            raise DataError(
+                f"{journal}: cannot finish the interrupted commit: neither the staged file {staged} nor its "
+                f"destination {final} exists; re-ingest the sources"
+            )
+    for d in dirs:
+        _fsync_dir(d)
+    journal.unlink()
+    _fsync_dir(journal.parent)
+    return len(pairs)
+
+
+class Transaction:
+    """An all-or-nothing group of writes to one catalog; see :meth:`Catalog.transaction`.
+
+    Attributes
+    ----------
+    catalog:
+        The catalog written.
+    id:
+        ``<pid>-<random>``: the name of the staging folder ``<root>/.txn/<id>/``.
+    reports:
+        The :class:`WriteReport` of every write in the transaction.
+    sources:
+        The sources written to each series (``source`` of :meth:`Catalog.write`).
+    """
+
+    def __init__(self, catalog: Catalog, verify: Callable[[Transaction], None] | None = None):
+        self.catalog = catalog
+        self.id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.reports: list[WriteReport] = []
+        self.sources: dict[PartitionKey, list[str]] = {}
+        self._verifiers = [verify] if verify is not None else []
+        self._staged: dict[Path, Path] = {}  # final -> staged
+        self._keys: dict[PartitionKey, None] = {}
+        self._lock_fd: int | None = None
+        self._failed: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"<Transaction {self.id} on {self.catalog.root}: {len(self._staged)} staged files>"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.catalog.root / TXN_DIR / self.id
+
+    @property
+    def journal_path(self) -> Path:
+        return self.catalog.root / TXN_DIR / f"{self.id}{JOURNAL_SUFFIX}"
+
+    def keys(self) -> list[PartitionKey]:
+        """The series this transaction changes, in the order first written."""
+        return list(self._keys)
+
+    def files(self, key: PartitionKey) -> list[Path]:
+        """The year files of ``key`` as they will be after the commit (committed files, with the
+        staged version where this transaction rewrote one), oldest first."""
+        by_name = {p.name: p for p in self.catalog.files(key)}
+        directory = key.directory(self.catalog.root)
+        for final, staged in self._staged.items():
+            if final.parent == directory:
+                by_name[final.name] = staged
+        return [by_name[n] for n in sorted(by_name)]
+
+    def current(self, final: Path) -> Path:
+        """The version of the year file ``final`` a write in this transaction merges into."""
+        return self._staged.get(final, final)
+
+    def report_for(self, key: PartitionKey) -> WriteReport | None:
+        """The last write report of ``key`` in this transaction."""
+        return next((r for r in reversed(self.reports) if r.key == key), None)
+
+    # -- internals used by Catalog.write
+    def _begin(self) -> None:
+        """Take the catalog's write lock (waiting for another process's transaction) and recover
+        what a crashed one left; done once, at the first write."""
+        if self._lock_fd is not None:
+            return
+        root = self.catalog.root
+        root.mkdir(parents=True, exist_ok=True)
+        if fcntl is not None:
+            fd = _open_lock(root / WRITE_LOCK, create=True)
+            if fd is None:
+                raise DataError(f"catalog {root}: cannot create {WRITE_LOCK} (is the folder writable?)")
+            deadline = time.monotonic() + LOCK_TIMEOUT_S
+            while not _try_flock(fd, fcntl.LOCK_EX):
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise DataError(
+                        f"catalog {root} is being written by another process (it holds {root / WRITE_LOCK}) "
+                        f"for more than {LOCK_TIMEOUT_S:g} s; wait for that ingest to finish"
+                    )
+                time.sleep(0.05)
+            self._lock_fd = fd
+        else:  # pragma: no cover
+            self._lock_fd = -1
+        self.catalog.recovered += self.catalog._recover_locked()
+
+    def _stage(self, files: list[tuple[Path, pa.Table]]) -> None:
+        """Write merged year files into the staging folder (fsynced: a journal may name them)."""
+        try:
+            for final, table in files:
+                staged = self.staging_dir / final.relative_to(self.catalog.root)
+                staged.parent.mkdir(parents=True, exist_ok=True)
+                pq.write_table(table, staged, compression="zstd")
+                with open(staged, "rb") as fh:
+                    os.fsync(fh.fileno())
+                os.chmod(staged, FILE_MODE)
+                self._staged[final] = staged
+                _crash_point("stage", len(self._staged))
+        except BaseException as exc:  # a half-staged write: the transaction cannot commit
+            self._failed = exc
+            raise
+
+    def _commit(self) -> None:
+        if self._failed is not None:
+            raise DataError(
+                f"catalog {self.catalog.root}: a write of this transaction failed ({self._failed}); nothing was written"
+            )
+        if not self._staged:
+            return
+        for verify in self._verifiers:
+            verify(self)
+        root = self.catalog.root
+        moves = sorted(self._staged.items(), key=lambda m: str(m[0]))
+        with _exclusive_read_lock(root):
+            if len(moves) == 1:  # one rename is atomic by itself: no journal needed
+                final, staged = moves[0]
+                _crash_point("commit", 0)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, final)
+                _fsync_dir(final.parent)
+                _crash_point("commit", 1)
+                return
+            journal = self.journal_path
+            text = json.dumps(
+                {
+                    "id": self.id,
+                    "moves": [[str(s.relative_to(root)), str(f.relative_to(root))] for f, s in moves],
+                },
+                indent=0,
+            )
+            write_bytes_atomic(journal, text.encode("utf-8"))
+            _fsync_dir(journal.parent)
+            try:
+                _crash_point("commit", 0)
+                for n, (final, staged) in enumerate(moves, 1):
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(staged, final)
+                    _crash_point("commit", n)
+                for d in {f.parent for f, _ in moves}:
+                    _fsync_dir(d)
+                journal.unlink()
+                _fsync_dir(journal.parent)
+            except BaseException:
+                try:  # finish what the journal says; if even that fails the next open does
+                    _roll_forward(root, journal)
+                except BaseException:
+                    pass
+                raise
+
+    def _end(self) -> None:
+        """Remove the staging folder (unless a journal still needs it) and release the lock."""
+        try:
+            txn = self.catalog.root / TXN_DIR
+            if self._lock_fd is not None and not self.journal_path.exists():
+                shutil.rmtree(self.staging_dir, ignore_errors=True)
+                try:
+                    txn.rmdir()
+                except OSError:
+                    pass
+        finally:
+            if self._lock_fd is not None and self._lock_fd >= 0:
+                os.close(self._lock_fd)
+            self._lock_fd = None
+
+
 class Catalog:
     """A catalog rooted at a directory.
 
@@ -141,13 +525,147 @@ class Catalog:
     ----------
     root:
         The catalog directory (created on first write).
+    recover:
+        Finish or roll back what a crashed transaction left (see the module docstring) when
+        the catalog is opened; ``False`` leaves it for :meth:`leftovers` to list (the next
+        write recovers anyway). What was done is listed in ``recovered``.
     """
 
-    def __init__(self, root: str | os.PathLike[str]):
+    def __init__(self, root: str | os.PathLike[str], *, recover: bool = True):
         self.root = Path(root)
+        self.recovered: list[str] = []
+        if recover:
+            self._recover_on_open()
 
     def __repr__(self) -> str:
         return f"Catalog({str(self.root)!r})"
+
+    # ------------------------------------------------------------------ transactions
+    @contextmanager
+    def transaction(self, verify: Callable[[Transaction], None] | None = None) -> Iterator[Transaction]:
+        """Group writes into one all-or-nothing commit.
+
+        Inside the ``with`` block every :meth:`write` stages its merged year files (a series
+        written twice merges into its staged version). When the block ends normally,
+        ``verify(transaction)`` runs (if given; it may raise to refuse the commit, e.g.
+        :func:`data.quality.ingest_checks`), then every staged file is moved into place
+        under a journal. When the block (or ``verify``) raises, the staging folder is
+        deleted, nothing is committed, and the exception propagates.
+
+        A transaction opened while this thread already has one on the same catalog joins it
+        (its ``verify`` is added to the outer one's). Reads inside a transaction see the
+        committed state; :meth:`Transaction.files` the state after the commit.
+        """
+        real = _real(self.root)
+        outer = _active().get(real)
+        if outer is not None:
+            if verify is not None:
+                outer._verifiers.append(verify)
+            yield outer
+            return
+        txn = Transaction(self, verify)
+        _active()[real] = txn
+        try:
+            yield txn
+            txn._commit()
+        finally:
+            _active().pop(real, None)
+            txn._end()
+
+    @contextmanager
+    def reading(self) -> Iterator[Catalog]:
+        """Read several series as one committed state: a commit by another process waits until
+        the block ends (a shared lock on ``<root>/.read.lock``; re-entrant)."""
+        with _shared_read_lock(self.root):
+            yield self
+
+    def leftovers(self) -> list[Leftover]:
+        """What interrupted writes left in the catalog: commit journals, staging folders and stray
+        ``*.tmp`` files (``live`` when a running transaction owns them)."""
+        out: list[Leftover] = []
+        if not self.root.is_dir():
+            return out
+        txn = self.root / TXN_DIR
+        if txn.is_dir():
+            live = self._writer_alive()
+            entries = sorted(txn.iterdir())
+            journaled = {e.name.removesuffix(JOURNAL_SUFFIX) for e in entries if e.name.endswith(JOURNAL_SUFFIX)}
+            for entry in entries:
+                if entry.name.endswith(JOURNAL_SUFFIX):
+                    out.append(Leftover("journal", entry, live))
+                elif entry.is_dir():
+                    if entry.name not in journaled:  # a journal's staged files are part of its commit
+                        out.append(Leftover("staging", entry, live))
+                else:
+                    out.append(Leftover("tmp", entry, live))
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            if Path(dirpath) == self.root and TXN_DIR in dirnames:
+                dirnames.remove(TXN_DIR)
+            out += [Leftover("tmp", Path(dirpath) / f) for f in sorted(filenames) if f.endswith(".tmp")]
+        return out
+
+    def _writer_alive(self) -> bool:
+        if _real(self.root) in _active():
+            return True
+        if fcntl is None:  # pragma: no cover
+            return False
+        fd = _open_lock(self.root / WRITE_LOCK, create=False)
+        if fd is None:
+            return False
+        try:
+            if _try_flock(fd, fcntl.LOCK_EX):
+                return False
+            return True
+        finally:
+            os.close(fd)
+
+    def _recover_on_open(self) -> None:
+        """Recover a crashed transaction, unless none left anything (one ``stat``) or a running
+        one still owns it."""
+        if not os.path.lexists(self.root / TXN_DIR) or _real(self.root) in _active():
+            return
+        if fcntl is None:  # pragma: no cover
+            self.recovered += self._recover_locked()
+            return
+        fd = _open_lock(self.root / WRITE_LOCK, create=True)
+        if fd is None:  # read-only: data check reports the leftovers
+            return
+        try:
+            if _try_flock(fd, fcntl.LOCK_EX):
+                self.recovered += self._recover_locked()
+        finally:
+            os.close(fd)
+
+    def _recover_locked(self) -> list[str]:
+        """Roll forward every journal, then remove every staging folder; the caller holds the
+        write lock. Returns one note per transaction recovered."""
+        txn = self.root / TXN_DIR
+        if not os.path.lexists(txn):
+            return []
+        notes = []
+        journals = sorted(txn.glob(f"*{JOURNAL_SUFFIX}"))
+        done = set()
+        if journals:
+            with _exclusive_read_lock(self.root):
+                for journal in journals:
+                    n = _roll_forward(self.root, journal)
+                    done.add(journal.name.removesuffix(JOURNAL_SUFFIX))
+                    notes.append(
+                        f"{self.root}: finished the commit of an interrupted transaction "
+                        f"{journal.name.removesuffix(JOURNAL_SUFFIX)} (a commit of {n} files)"
+                    )
+        for entry in sorted(txn.iterdir()):
+            if entry.is_dir():
+                if entry.name not in done and any(p.is_file() for p in entry.rglob("*")):
+                    notes.append(
+                        f"{self.root}: rolled back the interrupted transaction {entry.name} (its writes were never "
+                        "committed: run that ingest again)"
+                    )
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        txn.rmdir()
+        return notes
 
     # ------------------------------------------------------------------ writing
     def write(self, key: PartitionKey, table: pa.Table, source: str = "<table>") -> WriteReport:
@@ -157,32 +675,45 @@ class Catalog:
         merged into each year's file by ``time``. A row whose time is already stored with the
         same values is skipped; with different values the new row replaces it and the
         conflict is reported (first few listed in ``WriteReport.conflicts``).
+
+        Inside :meth:`transaction` the merged files are staged and committed with the
+        transaction; otherwise the write is a transaction of its own (all its year files or
+        none). A :class:`DataError` raised here (bad rows, a shifted funding schedule, an
+        unreadable stored file) leaves the transaction as it was.
         """
         table = conform(table, key.kind, source)
         report = WriteReport(key=key, rows_in=len(table))
         if len(table) == 0:
             return report
-        if key.kind == Kind.FUNDING:
-            self._check_schedule(key, table, source)
-        years = _year_of(table.column("time"))
-        directory = key.directory(self.root)
-        for year in np.unique(years):
-            part = table.filter(pa.array(years == year))
-            path = directory / f"year={int(year)}.parquet"
-            merged = self._merge(path, part, key, report)
-            if merged is not None:
-                write_atomic(merged, path)
-                report.files.append(path)
+        with self.transaction() as txn:
+            txn._begin()
+            if key.kind == Kind.FUNDING:
+                self._check_schedule(key, table, source, txn)
+            years = _year_of(table.column("time"))
+            directory = key.directory(self.root)
+            staged: list[tuple[Path, pa.Table]] = []
+            for year in np.unique(years):
+                part = table.filter(pa.array(years == year))
+                path = directory / f"year={int(year)}.parquet"
+                merged = self._merge(txn.current(path), part, key, report)
+                if merged is not None:
+                    staged.append((path, merged))
+                    report.files.append(path)
+            txn._stage(staged)  # every read and check is done: only file writes can fail now
+            txn.reports.append(report)
+            txn.sources.setdefault(key, []).append(source)
+            if staged:
+                txn._keys.setdefault(key, None)
         return report
 
-    def _check_schedule(self, key: PartitionKey, new: pa.Table, source: str) -> None:
+    def _check_schedule(self, key: PartitionKey, new: pa.Table, source: str, txn: Transaction) -> None:
         """Refuse funding settlements that would put a second settlement inside one interval of
         the stored series: a new time strictly between two stored settlements whose gap is no
         wider than the gaps beside it (no hole there; a hole may be filled, on any schedule,
         since the interval can change inside it). A source whose times are shifted (naive local
         times read as UTC) would otherwise double the funding. Raises :class:`DataError` naming
         the source, the first rows and the shift that would align them; nothing is written."""
-        files = sorted(key.directory(self.root).glob("year=*.parquet"))
+        files = txn.files(key)
         if not files:
             return
         old_t = np.unique(
@@ -263,7 +794,7 @@ class Catalog:
 
     # ------------------------------------------------------------------ reading
     def files(self, key: PartitionKey) -> list[Path]:
-        """The year files of ``key``, oldest first (empty if the series is absent)."""
+        """The committed year files of ``key``, oldest first (empty if the series is absent)."""
         directory = key.directory(self.root)
         if not directory.is_dir():
             return []
@@ -272,8 +803,13 @@ class Catalog:
     def read(self, key: PartitionKey, start: np.datetime64 | None = None, end: np.datetime64 | None = None) -> pa.Table:
         """Read the series ``key`` between ``start`` (inclusive) and ``end`` (exclusive).
 
-        Raises :class:`DataError` if the series is not in the catalog.
+        Reads the committed state, all of one commit (a concurrent commit waits; see
+        :meth:`reading`). Raises :class:`DataError` if the series is not in the catalog.
         """
+        with self.reading():
+            return self._read(key, start, end)
+
+    def _read(self, key: PartitionKey, start: np.datetime64 | None, end: np.datetime64 | None) -> pa.Table:
         paths = self.files(key)
         start_ms, end_ms = _bound_ms(start, "start"), _bound_ms(end, "end")
         if start_ms is not None or end_ms is not None:
@@ -303,7 +839,8 @@ class Catalog:
         return bool(self.files(key))
 
     def keys(self) -> Iterator[PartitionKey]:
-        """Every series in the catalog, sorted by venue, kind, timeframe and symbol."""
+        """Every series in the catalog, sorted by venue, kind, timeframe and symbol (the committed
+        state; staging folders are not series)."""
         out: list[PartitionKey] = []
         for vdir in sorted(self.root.glob("venue=*")):
             venue = vdir.name.split("=", 1)[1]

@@ -9,20 +9,37 @@ settlements, brief spot/perp dislocations).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from data.catalog import Catalog, PartitionKey
-from data.errors import ConfigError, DataError, UnknownNameError, did_you_mean
+from data.catalog import Catalog, PartitionKey, Transaction
+from data.errors import ConfigError, DataError, UnknownNameError, did_you_mean, unknown_name
 from data.schema import PRICE_COLUMNS, Kind, timeframe_minutes
 from data.symbols import split_multiplier, split_symbol, spot_symbol
 from data.validate import conform
 
-__all__ = ["Problem", "catalog_info", "check_catalog", "format_info", "format_problems"]
+__all__ = [
+    "Problem",
+    "CHECKS",
+    "ERROR_CHECKS",
+    "allowed_checks",
+    "catalog_info",
+    "check_catalog",
+    "check_series",
+    "format_info",
+    "format_problems",
+    "ingest_checks",
+    "verify_transaction",
+]
+
+#: The data of one series for :func:`check_series`: its year files, or one table.
+SeriesData: TypeAlias = Sequence[Path] | pa.Table
 
 #: |rate| above this (fraction per settlement interval) is beyond any Binance funding cap.
 FUNDING_RATE_LIMIT = 0.03
@@ -215,28 +232,38 @@ def _file_checks(key: PartitionKey, path: Path, table: pa.Table, problems: list[
     return len(problems) > before
 
 
-def _load_series(key: PartitionKey, catalog: Catalog, problems: list[Problem]) -> pa.Table | None:
-    """Read every file of ``key`` raw, report per-file damage; return the valid rows, sorted."""
+def _load_series(key: PartitionKey, data: SeriesData, problems: list[Problem]) -> pa.Table | None:
+    """Read every file of ``key`` raw (or take the given table), report per-file damage; return
+    the valid rows, sorted."""
     good: list[pa.Table] = []
-    for path in catalog.files(key):
-        try:
-            raw = _read_raw(path)
-        except (pa.ArrowException, OSError) as exc:
-            problems.append(
-                Problem(
-                    "error",
-                    str(key),
-                    "unreadable",
-                    f"{path}: cannot read Parquet file ({exc}); it may be truncated or corrupt",
+    parts: list[tuple[Path, pa.Table | None]] = (
+        [(Path("<table>"), data)] if isinstance(data, pa.Table) else [(Path(p), None) for p in data]
+    )
+    for path, given in parts:
+        if given is not None:
+            raw = given
+        else:
+            try:
+                raw = _read_raw(path)
+            except (pa.ArrowException, OSError) as exc:
+                problems.append(
+                    Problem(
+                        "error",
+                        str(key),
+                        "unreadable",
+                        f"{path}: cannot read Parquet file ({exc}); it may be truncated or corrupt",
+                    )
                 )
-            )
-            continue
+                continue
         found = _file_checks(key, path, raw, problems)
         try:
             table = conform(raw, key.kind, str(path))
         except DataError as exc:
             if not found:
                 problems.append(Problem("error", str(key), "invalid", str(exc)))
+            continue
+        if given is not None:
+            good.append(table)
             continue
         t = table.column("time").cast(pa.int64()).to_numpy()
         year = int(path.stem.split("=")[1])
@@ -435,6 +462,92 @@ def _pair_checks(
         )
 
 
+def check_series(
+    series: Mapping[PartitionKey, SeriesData],
+    only: Collection[PartitionKey] | None = None,
+    root: Path | str | None = None,
+) -> list[Problem]:
+    """The per-series and spot/perp checks of :func:`check_catalog`, on given series.
+
+    Parameters
+    ----------
+    series:
+        Each series' data: its Parquet year files (oldest first; each file is checked raw and
+        its rows against its ``year=YYYY`` name) or one table (a :class:`pyarrow.Table`).
+    only:
+        Report only the problems of these series (and of the spot/perp pairs where one of them
+        takes part); the other series of ``series`` serve as the other side of a pair.
+        ``None`` reports every series.
+    root:
+        The catalog folder, named in messages about bad timeframe folders.
+
+    Returns
+    -------
+    list of Problem
+        As :func:`check_catalog` (without its leftover checks).
+    """
+    problems: list[Problem] = []
+    tables: dict[PartitionKey, pa.Table] = {}
+    wanted = None if only is None else set(only)
+    for key, data in series.items():
+        own = wanted is None or key in wanted
+        sink = problems if own else []
+        table = _load_series(key, data, sink)
+        if table is None or not len(table):
+            continue
+        if key.kind.is_bar:
+            try:
+                timeframe_minutes(key.timeframe)
+            except ConfigError as exc:
+                where = key.directory(Path(root)) if root is not None else str(key)
+                sink.append(Problem("error", str(key), "invalid", f"{where}: {exc}"))
+                continue
+        tables[key] = table
+        if not own:
+            continue
+        if key.kind.is_bar:
+            _gaps(key, table.column("time").cast(pa.int64()).to_numpy(), problems)
+        elif key.kind is Kind.FUNDING:
+            _funding_checks(key, table, problems)
+    for key, table in tables.items():
+        if key.kind is not Kind.PERP:
+            continue
+        spot_key = PartitionKey(key.venue, Kind.SPOT, spot_symbol_safe(key.symbol), key.timeframe)
+        if spot_key in tables and (wanted is None or key in wanted or spot_key in wanted):
+            _pair_checks(spot_key, tables[spot_key], key, table, problems)
+    return problems
+
+
+def _leftover_problems(catalog: Catalog) -> list[Problem]:
+    """Leftovers of interrupted writes (errors; warnings while their ingest still runs), and
+    what opening the catalog recovered (warnings)."""
+    root = Path(catalog.root)
+    out = [Problem("warning", str(root), "recovered", note) for note in getattr(catalog, "recovered", [])]
+    for lo in catalog.leftovers():
+        if lo.live:
+            out.append(
+                Problem(
+                    "warning",
+                    str(root),
+                    "leftover",
+                    f"{lo.path}: an ingest is writing to this catalog now (its {lo.what}); the committed "
+                    "series are consistent: check again when it has finished",
+                )
+            )
+            continue
+        what = {
+            "journal": "the commit journal of an ingest killed while committing: some of its files are in place, "
+            "others not; opening the catalog with write access finishes the commit (run carry data check again "
+            "as a user who can write the folder)",
+            "staging": "the staging folder of an ingest that was interrupted before committing (none of its data "
+            "is in the catalog); opening the catalog with write access removes it (or delete the folder), then "
+            "run that ingest again",
+            "tmp": "a stray temporary file of an interrupted write; the catalog's own files are intact: delete it",
+        }[lo.what]
+        out.append(Problem("error", str(root), "leftover", f"{lo.path}: {what}"))
+    return out
+
+
 def check_catalog(catalog: Catalog, symbols: list[str] | None = None) -> list[Problem]:
     """Check every series of ``catalog`` (or only ``symbols``) and list the problems found.
 
@@ -452,57 +565,192 @@ def check_catalog(catalog: Catalog, symbols: list[str] | None = None) -> list[Pr
         Errors: unreadable or invalid files, duplicates, non-monotonic times, NaN or
         non-positive prices, OHLC inconsistencies, spot/perp bars on different grids or
         systematically apart (median ``|perp/(m*spot) - 1| > 10%``, ``m`` the contract
-        multiplier), funding rates beyond +/-0.03 per interval. Warnings: missing bars
-        (gaps, the first few listed), bars off the timeframe grid, isolated spot/perp
-        divergences above 10%, funding times not on the hour, settlement gaps that differ
-        from the interval (missing settlements), unknown intervals.
+        multiplier), funding rates beyond +/-0.03 per interval, and leftovers of interrupted
+        writes (``leftover``: a commit journal, a staging folder, a stray ``*.tmp`` file; see
+        :class:`data.catalog.Catalog`). Warnings: missing bars (gaps, the first few listed),
+        bars off the timeframe grid, isolated spot/perp divergences above 10%, funding times
+        not on the hour, settlement gaps that differ from the interval (missing settlements),
+        unknown intervals, the leftovers of an ingest still running, and what opening the
+        catalog recovered (``recovered``: an interrupted commit finished or rolled back).
+        The series are read in one committed state (:meth:`Catalog.reading`).
     """
     if isinstance(symbols, str):
         symbols = [s for s in symbols.split(",") if s.strip()]
     wanted = None if symbols is None else {s.strip().upper().replace("/", "").replace("_", "") for s in symbols}
-    problems: list[Problem] = []
-    tables: dict[PartitionKey, pa.Table] = {}
     root = Path(catalog.root)
     if not root.exists():
         raise DataError(f"catalog {root} does not exist")
     if not root.is_dir():
         raise DataError(f"{root} is a file, not a catalog folder (carry data ingest ... --out FOLDER writes one)")
-    keys = list(catalog.keys())
-    if not keys:  # a check that passes on nothing would say "no problems" about nothing
-        raise DataError(
-            f"{root} holds no catalog series (no venue=.../kind=... folders): "
-            "is it a catalog? carry data ingest ... --out FOLDER writes one"
-        )
-    if wanted is not None:
-        stored = {k.symbol for k in keys} | {spot_symbol_safe(k.symbol) for k in keys}
-        unknown = sorted(wanted - stored)
-        if unknown:
-            hints = ", ".join(f"{s!r}{did_you_mean(s, stored)}" for s in unknown)
-            raise UnknownNameError(f"catalog {catalog.root} has no series for symbol(s) {hints}")
-    for key in keys:
-        if wanted is not None and key.symbol not in wanted and spot_symbol_safe(key.symbol) not in wanted:
-            continue
-        table = _load_series(key, catalog, problems)
-        if table is None or not len(table):
-            continue
-        if key.kind.is_bar:
-            try:
-                timeframe_minutes(key.timeframe)
-            except ConfigError as exc:
-                problems.append(Problem("error", str(key), "invalid", f"{key.directory(catalog.root)}: {exc}"))
-                continue
-        tables[key] = table
-        if key.kind.is_bar:
-            _gaps(key, table.column("time").cast(pa.int64()).to_numpy(), problems)
-        elif key.kind is Kind.FUNDING:
-            _funding_checks(key, table, problems)
-    for key, table in tables.items():
-        if key.kind is not Kind.PERP:
-            continue
-        spot_key = PartitionKey(key.venue, Kind.SPOT, spot_symbol_safe(key.symbol), key.timeframe)
-        if spot_key in tables:
-            _pair_checks(spot_key, tables[spot_key], key, table, problems)
+    with catalog.reading():
+        problems = _leftover_problems(catalog)
+        keys = list(catalog.keys())
+        if not keys:  # a check that passes on nothing would say "no problems" about nothing
+            if any(p.check == "leftover" for p in problems):
+                return problems
+            raise DataError(
+                f"{root} holds no catalog series (no venue=.../kind=... folders): "
+                "is it a catalog? carry data ingest ... --out FOLDER writes one"
+            )
+        if wanted is not None:
+            stored = {k.symbol for k in keys} | {spot_symbol_safe(k.symbol) for k in keys}
+            unknown = sorted(wanted - stored)
+            if unknown:
+                hints = ", ".join(f"{s!r}{did_you_mean(s, stored)}" for s in unknown)
+                raise UnknownNameError(f"catalog {catalog.root} has no series for symbol(s) {hints}")
+        selected = [k for k in keys if wanted is None or k.symbol in wanted or spot_symbol_safe(k.symbol) in wanted]
+        problems += check_series({k: catalog.files(k) for k in selected}, root=root)
     return problems
+
+
+#: Every check name :func:`check_catalog` reports.
+CHECKS = (
+    "unreadable",
+    "invalid",
+    "duplicates",
+    "non_monotonic",
+    "nan",
+    "non_positive_price",
+    "ohlc",
+    "wrong_partition",
+    "gaps",
+    "off_grid",
+    "misaligned",
+    "basis_divergence",
+    "funding_outlier",
+    "funding_off_hour",
+    "funding_spacing",
+    "funding_interval_unknown",
+    "leftover",
+    "recovered",
+)
+#: The checks that can report an error on a series: what an ingest may be told to allow.
+ERROR_CHECKS = (
+    "unreadable",
+    "invalid",
+    "duplicates",
+    "non_monotonic",
+    "nan",
+    "non_positive_price",
+    "ohlc",
+    "misaligned",
+    "basis_divergence",
+    "funding_outlier",
+)
+#: The column a check's message is about, where the message does not name it.
+_CHECK_COLUMN = {
+    "funding_outlier": "rate",
+    "basis_divergence": "close",
+    "misaligned": "time",
+    "duplicates": "time",
+    "non_monotonic": "time",
+}
+
+
+def allowed_checks(allow: Iterable[str] | str | None) -> frozenset[str]:
+    """``allow`` (names of error checks, or one comma-separated string) as a set; an unknown
+    name, or a check that is never an error, is a :class:`ConfigError` with a hint."""
+    if allow is None:
+        return frozenset()
+    names = [s.strip() for s in allow.split(",")] if isinstance(allow, str) else [str(s).strip() for s in allow]
+    out = set()
+    for name in filter(None, names):
+        if name in ERROR_CHECKS:
+            out.add(name)
+        elif name in CHECKS:
+            raise ConfigError(
+                f"allow_errors: {name!r} is never an error at ingest (a warning, or not a series check), so there "
+                f"is nothing to allow; the error checks are {', '.join(ERROR_CHECKS)}"
+            )
+        else:
+            raise unknown_name("error check in allow_errors", name, ERROR_CHECKS)
+    return frozenset(out)
+
+
+def _pair_keys(txn: Transaction, written: list[PartitionKey]) -> list[PartitionKey]:
+    """The other side of each spot/perp pair a written series is part of."""
+    stored = list(txn.catalog.keys())
+    out: list[PartitionKey] = []
+    for key in written:
+        if key.kind is Kind.PERP:
+            out.append(PartitionKey(key.venue, Kind.SPOT, spot_symbol_safe(key.symbol), key.timeframe))
+        elif key.kind is Kind.SPOT:
+            out += [
+                k
+                for k in [*stored, *written]
+                if k.kind is Kind.PERP
+                and k.venue == key.venue
+                and k.timeframe == key.timeframe
+                and spot_symbol_safe(k.symbol) == key.symbol
+            ]
+    return [k for k in dict.fromkeys(out) if k not in written]
+
+
+def verify_transaction(txn: Transaction, allow: Iterable[str] | str | None = ()) -> list[Problem]:
+    """Run :func:`check_catalog`'s series checks on the series ``txn`` writes, as they will be
+    after its commit (stored rows and new rows), before the commit.
+
+    Errors whose check is in ``allow`` are recorded in the series' :class:`~data.catalog.WriteReport`
+    (``overridden``) and returned; any other error raises :class:`DataError` naming the source
+    file(s), the series, the check, the column and the first time, and how to allow it; the
+    transaction is then not committed. Warnings (gaps, missing settlements) pass.
+    """
+    allowed = allowed_checks(allow)
+    written = txn.keys()
+    if not written:
+        return []
+    series: dict[PartitionKey, SeriesData] = {k: txn.files(k) for k in written}
+    for k in _pair_keys(txn, written):
+        files = txn.files(k)
+        if files:
+            series[k] = files
+    problems = check_series(series, only=written, root=txn.catalog.root)
+    errors = [p for p in problems if p.severity == "error"]
+    blocked = [p for p in errors if p.check not in allowed]
+    if blocked:
+        p = blocked[0]
+        key = next(iter(_written_keys_of(txn, p)), written[0])
+        sources = txn.sources.get(key, [])
+        source = "; ".join(sources) if sources else str(txn.catalog.root)
+        column = _CHECK_COLUMN.get(p.check)
+        col = f"column {column!r}: " if column and f"'{column}'" not in p.message else ""
+        at = f" (first at {p.time})" if p.time else ""
+        more = f"; {len(blocked) - 1} more error(s) in this ingest" if len(blocked) > 1 else ""
+        raise DataError(
+            f"{source}: {p.series}: check {p.check!r} failed: {col}{p.message}{at}{more}. Nothing was written. "
+            f"If the data is right, allow it: allow_errors=('{p.check}',) (carry data ingest ... "
+            f"--allow-errors {p.check})"
+        )
+    for p in errors:
+        for key in _written_keys_of(txn, p)[:1]:
+            report = txn.report_for(key)
+            if report is not None:
+                report.overridden.append(f"{p.check}: {p.message}" + (f" (first at {p.time})" if p.time else ""))
+    return errors
+
+
+def _written_keys_of(txn: Transaction, p: Problem) -> list[PartitionKey]:
+    """The written series ``p`` is about: the series itself, or of a spot/perp pair
+    (``venue/perp/tf/SYMBOL vs SPOT``) the perp first, then the spot."""
+    names = [p.series]
+    if " vs " in p.series:
+        perp, spot = p.series.split(" vs ", 1)
+        parts = perp.split("/")
+        names = [perp] + ([f"{parts[0]}/spot/{parts[2]}/{spot}"] if len(parts) == 4 else [])
+    by_name = {str(k): k for k in txn.keys()}
+    return [by_name[n] for n in names if n in by_name]
+
+
+def ingest_checks(allow: Iterable[str] | str | None = ()) -> Callable[[Transaction], None]:
+    """The verification step of an ingest's transaction: ``catalog.transaction(verify=
+    ingest_checks(allow))``. ``allow`` is checked now, so a misspelt name fails before any
+    file is read; see :func:`verify_transaction`."""
+    allowed = allowed_checks(allow)
+
+    def verify(txn: Transaction) -> None:
+        verify_transaction(txn, allowed)
+
+    return verify
 
 
 def spot_symbol_safe(symbol: str) -> str:

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from data.catalog import Catalog, PartitionKey
+from data.catalog import Catalog, PartitionKey, WriteReport
 from data.errors import DataError
 from data.ingest import IngestReport
 from data.ingest.binance_vision_csv import FUNDING_COLUMNS, KLINE_COLUMNS, read_binance_zip
@@ -53,6 +53,7 @@ from data.ingest.binance_vision_files import (
     sha256_file,
     verify_checksum_file,
 )
+from data.quality import ingest_checks
 from data.schema import Kind
 from data.validate import conform
 
@@ -169,6 +170,7 @@ def ingest_binance_vision(
     market: str | None = None,
     kind: Kind | str | None = None,
     workers: int | None = None,
+    allow_errors: Iterable[str] = (),
 ) -> IngestReport:
     """Ingest Binance bulk zips (data.binance.vision) into ``catalog``.
 
@@ -191,6 +193,12 @@ def ingest_binance_vision(
         whose path does not say it (mark/index/premium files have the same names as klines).
     workers:
         Threads used to read zips (default: one per CPU, at most 4).
+    allow_errors:
+        Names of error checks (:data:`data.quality.ERROR_CHECKS`, e.g. ``"funding_outlier"``)
+        to accept: before the commit every series written is checked as it will be stored
+        (old and new rows) with the checks of ``carry data check``; an error of another check
+        refuses the whole ingest. Allowed errors are recorded in each series'
+        ``WriteReport.overridden`` and listed as warnings.
 
     Returns
     -------
@@ -205,9 +213,13 @@ def ingest_binance_vision(
     funding ``rate`` as a fraction per interval, ``interval_hours`` in hours (from the file,
     else derived from consecutive settlements), ``mark_price`` null.
 
-    Every file is read and validated before anything is written, so one bad file leaves
-    the catalog untouched. All files of one series are combined into one table and written
-    once (atomic per year file, idempotent: a re-ingest adds 0 rows).
+    The ingest is one catalog transaction (:meth:`data.catalog.Catalog.transaction`): every
+    file is read and validated, every series merged, staged and checked before anything is
+    committed, and then all series are committed together. A bad file, a failed check or an
+    interrupted process (even ``kill -9``: the next open of the catalog finishes or rolls back
+    the commit) leaves the catalog as it was or with the whole ingest, never a part of it.
+    All files of one series are combined into one table and written once (idempotent: a
+    re-ingest adds 0 rows).
 
     Raises
     ------
@@ -217,7 +229,12 @@ def ingest_binance_vision(
         Bad file name or layout, corrupt zip, missing CSV member, wrong column count,
         unparseable number, unknown timestamp unit or any contract violation (see
         :func:`data.validate.conform`); the message names the zip, member, column and row.
+        A series that would fail a check of ``carry data check`` (funding beyond any cap,
+        spot and perp apart, ...), naming the files, the series, the check and the time.
+    ConfigError
+        An unknown name in ``allow_errors``.
     """
+    verify = ingest_checks(allow_errors)  # a misspelt check name fails before any file is read
     report = IngestReport()
     if isinstance(paths, (str, os.PathLike)):  # one path, not a sequence of characters
         paths = [paths]
@@ -281,6 +298,10 @@ def ingest_binance_vision(
                 report.warnings.append(f"{key}: interval hours unknown for {n_null} settlements (isolated by gaps)")
         prepared.append((key, table, source))
 
-    for key, table, source in sorted(prepared, key=lambda x: str(x[0])):
-        report.writes.append(catalog.write(key, table, source=source))
+    writes: list[WriteReport] = []
+    with catalog.transaction(verify=verify):
+        for key, table, source in sorted(prepared, key=lambda x: str(x[0])):
+            writes.append(catalog.write(key, table, source=source))
+    report.writes += writes
+    report.warnings += [f"{w.key}: allowed error {o}" for w in writes for o in w.overridden]
     return report
