@@ -149,6 +149,34 @@ def note(text: str) -> None:
     print(f"carry: note: {one_line(text)}", file=sys.stderr)
 
 
+def check_run_memory(cfg: app.RunConfig, market: Market) -> int:
+    """Refuse, before anything large is allocated, a run whose estimated peak memory
+    (:func:`backtest.app.scale.plan.in_process_bytes`) exceeds 80% of the memory available;
+    the message names the size, the sizes it comes from and ``--max-memory``. Returns the estimate."""
+    import math
+
+    from backtest.app.scale.plan import available_memory, format_bytes, in_process_bytes
+    from strategies import parse_params
+
+    n_sets = 0
+    for spec in cfg.strategies:
+        params = spec.params
+        if params and all(isinstance(v, str) for v in params.values()):
+            params = parse_params(spec.name, params)
+        n_sets += math.prod(len(v) for v in (params or {}).values() if isinstance(v, (list, tuple)))
+    n_columns = n_sets * market.n_symbols
+    need = in_process_bytes(market.n_bars, market.n_symbols, n_columns)
+    free = available_memory()
+    if need > 0.8 * free:
+        raise ConfigError(
+            f"this run needs about {format_bytes(need)} of memory ({n_sets:,} parameter set(s) x {market.n_symbols} "
+            f"symbol(s) x {market.n_bars:,} bars, full outputs in one process), more than the {format_bytes(free)} "
+            "available: run the sweep in memory-bounded chunks with --max-memory 4GB (and --workers 2), or sweep "
+            "fewer parameter sets or a shorter window"
+        )
+    return need
+
+
 def execute(cfg: app.RunConfig, progress: bool = False) -> RunOutcome:
     """Load and check the data, run the strategies and the engine, compute the figures.
 
@@ -160,6 +188,7 @@ def execute(cfg: app.RunConfig, progress: bool = False) -> RunOutcome:
     bar.set_description(steps[0])
     market = app.load_run_market(cfg)
     allowed = app.check_run_data(cfg)
+    check_run_memory(cfg, market)
     bar.update(1)
     bar.set_description(steps[1])
     with warnings.catch_warnings(record=True) as caught:
