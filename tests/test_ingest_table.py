@@ -148,6 +148,26 @@ def test_rate_units(tmp_path, unit, values, want):
     assert df["rate"].tolist() == pytest.approx(want) and df["interval_hours"].tolist() == [8.0, 8.0]
 
 
+def test_a_single_settlement_has_an_unknown_interval_unless_given(tmp_path):
+    path = funding_csv(tmp_path / "one.csv", ["2024-01-01 00:00"], [1.5], "time,rate")
+    cat = Catalog(tmp_path / "cat")
+    report = ingest_table(path, cat, kind="funding", symbol="BTCUSDT", venue="bybit", rate_unit="bps")
+    assert read(cat, "funding")["interval_hours"].isna().all()
+    assert any("interval unknown for 1 settlement" in w and "--interval-hours" in w for w in report.warnings)
+    ingest_table(
+        path,
+        Catalog(tmp_path / "c2"),
+        kind="funding",
+        symbol="BTCUSDT",
+        venue="bybit",
+        rate_unit="bps",
+        interval_hours=4,
+    )
+    assert read(Catalog(tmp_path / "c2"), "funding")["interval_hours"].tolist() == [4.0]
+    with pytest.raises(ConfigError, match="bad --interval-hours 30"):
+        ingest_table(path, cat, kind="funding", symbol="BTCUSDT", venue="bybit", rate_unit="bps", interval_hours=30)
+
+
 def test_funding_needs_a_rate_unit_and_percent_read_as_fractions_is_caught(tmp_path):
     path = istanbul_csv(tmp_path)
     cat = Catalog(tmp_path / "cat")
@@ -515,7 +535,7 @@ def test_a_ccxt_style_csv_with_naive_utc_plus_3_times_is_refused_then_read_with_
 @pytest.mark.parametrize(
     ("row", "index", "value", "message"),
     [
-        (2, 4, None, r"column '4' \(--map close\), row 2 \(2024-01-01 02:00 UTC\): missing value"),
+        (2, 4, None, r"column '4' \(close\), row 2 \(2024-01-01 02:00 UTC\): missing value"),
         (3, 3, -1.0, "column '3' .*row 3 .*non-positive price -1.0"),
     ],
 )

@@ -162,7 +162,7 @@ def _funding_part(
     table: pa.Table, names: dict[str, str], path: Path, wanted: str, symbol: str, zone: Zone, report: IngestReport
 ) -> SeriesPart:
     src = str(path)
-    where = Where(src)
+    where = Where(src, via_map=False)
     if "symbol" in names:
         col = column_of(table, names["symbol"]).to_pylist()
         for i, raw in enumerate(col):
@@ -215,7 +215,7 @@ def _ohlcv_part(
     table: pa.Table, names: dict[str, str], path: Path, kind: Kind, time_unit: str, zone: Zone, report: IngestReport
 ) -> SeriesPart:
     src = str(path)
-    where = Where(src)
+    where = Where(src, via_map=False)
     notes: list[str] = []
     tcol = names["timestamp"]
     times = times_ms(column_of(table, tcol), where, tcol, time_unit=time_unit, zone=zone, notes=notes)

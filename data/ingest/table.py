@@ -57,11 +57,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from data.catalog import Catalog, PartitionKey
-from data.errors import ConfigError, DataError, UnknownNameError, check_choice, did_you_mean, unknown_name
+from data.errors import ConfigError, DataError, UnknownNameError, check_choice, did_you_mean, one_line, unknown_name
 from data.ingest import IngestReport
 from data.ingest.freqtrade import derive_interval_hours
 from data.schema import MAX_ABS_FUNDING_RATE, PRICE_COLUMNS, TIME_TYPE, Kind, timeframe_minutes
@@ -270,21 +271,25 @@ def read_table_file(path: Path, header: bool = True) -> pa.Table:
             raise DataError(f"{src}: cannot read Feather file ({exc}); it may be truncated or corrupt") from None
     if not name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt")):
         raise DataError(f"{src}: unsupported file type (expected {', '.join(TABLE_SUFFIXES)})")
-    try:
-        df = pd.read_csv(
-            path,
-            sep=_sniff_sep(path),
-            dtype=str,
-            na_filter=False,
-            header=0 if header else None,
-            encoding="utf-8-sig",
-            compression="infer",
-        )
+    sep = _sniff_sep(path)
+    try:  # the header through pandas (quotes, a BOM), the rows through Arrow, every column as text
+        first = pd.read_csv(path, sep=sep, nrows=0 if header else 1, header=0 if header else None, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         raise DataError(f"{src}: the file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, ValueError) as exc:
         raise DataError(f"{src}: cannot read CSV ({exc})") from None
-    return pa.table({str(c).strip(): pa.array(df[c].to_numpy(dtype=object), pa.string()) for c in df.columns})
+    names = [str(c).strip() for c in first.columns]
+    try:
+        return pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1 if header else 0),
+            parse_options=pacsv.ParseOptions(delimiter=sep),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names}, strings_can_be_null=False
+            ),
+        )
+    except (pa.ArrowException, OSError, EOFError) as exc:
+        raise DataError(f"{src}: cannot read CSV ({one_line(str(exc))})") from None
 
 
 # --------------------------------------------------------------------------- columns
@@ -299,9 +304,10 @@ class Where:
 
     source: str
     times: np.ndarray | None = None
+    via_map: bool = True  #: fields came from ``--map`` (say so), else the source's own layout
 
     def __call__(self, column: str, row: int, field: str | None = None) -> str:
-        mapped = f" (--map {field})" if field and field != column else ""
+        mapped = f" ({'--map ' if self.via_map else ''}{field})" if field and field != column else ""
         at = ""
         if self.times is not None and 0 <= row < len(self.times):
             at = f" ({_fmt_time(int(self.times[row]))})"
@@ -313,9 +319,11 @@ def column_of(table: pa.Table, name: str) -> pa.Array:
     return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
 
 
-def _text(arr: pa.Array) -> pd.Series:
-    """A text column, stripped, with nulls as empty strings."""
-    return pd.Series(arr.to_pylist(), dtype=object).fillna("").astype(str).str.strip()
+def _trimmed(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """A text column with blanks trimmed, and where it is empty (or null)."""
+    text = pc.utf8_trim_whitespace(arr.cast(pa.string()))
+    empty = pc.or_kleene(pc.is_null(text), pc.equal(text, "")).fill_null(True)
+    return text, empty.to_numpy(zero_copy_only=False)
 
 
 def numbers(arr: pa.Array, where: Where, column: str, field: str | None = None, nullable: bool = False) -> np.ndarray:
@@ -326,26 +334,33 @@ def numbers(arr: pa.Array, where: Where, column: str, field: str | None = None, 
     """
     t = arr.type
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
-        values = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64, copy=True)
+        values = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
         null = arr.is_null().to_numpy(zero_copy_only=False)
     elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t):
-        text = _text(arr)
-        null = (text == "").to_numpy()
-        values = pd.to_numeric(text.where(~null, None), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        bad = ~null & np.isnan(values) & ~text.str.lower().isin(["nan", "+nan", "-nan"]).to_numpy()
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{where(column, row, field)}: {text.iloc[row]!r} is not a number")
+        text, null = _trimmed(arr)
+        try:  # fast path: every value is a number Arrow reads
+            values = pc.cast(pc.if_else(pa.array(null), pa.scalar(None, pa.string()), text), pa.float64())
+            values = values.to_numpy(zero_copy_only=False)
+        except pa.ArrowInvalid:
+            series = pd.Series(text.to_numpy(zero_copy_only=False), dtype=object)
+            values = pd.to_numeric(series.where(~null, None), errors="coerce").to_numpy(
+                dtype=np.float64, na_value=np.nan
+            )
+            nan_text = series.str.lower().isin(["nan", "+nan", "-nan"]).to_numpy()
+            bad = np.flatnonzero(~null & np.isnan(values) & ~nan_text)
+            if bad.size:
+                row = int(bad[0])
+                raise DataError(f"{where(column, row, field)}: {series.iloc[row]!r} is not a number") from None
     else:
         raise DataError(f"{where.source}: column {column!r} has type {t}, expected numbers")
     if null.any() and not nullable:
         raise DataError(f"{where(column, int(np.flatnonzero(null)[0]), field)}: missing value")
+    values = np.array(values, dtype=np.float64)  # a writable copy
     nonfinite = ~null & ~np.isfinite(values)
     if nonfinite.any():
         row = int(np.flatnonzero(nonfinite)[0])
         what = "NaN value" if np.isnan(values[row]) else "infinite value"
         raise DataError(f"{where(column, row, field)}: {what}")
-    values = np.array(values, dtype=np.float64)
     values[null] = np.nan
     return values
 
@@ -358,7 +373,7 @@ def _guess_unit(value: float) -> str:
     return "no epoch unit"
 
 
-def epoch_ms(values: np.ndarray, unit: str, where: Where, column: str, raw: Sequence[str] | None = None) -> np.ndarray:
+def epoch_ms(values: np.ndarray, unit: str, where: Where, column: str, raw: pa.Array | None = None) -> np.ndarray:
     """Epoch numbers in ``unit`` (s, ms, us, ns) -> int64 UTC milliseconds (floored).
 
     A time outside 2000-2100 is a :class:`~data.errors.DataError` naming the row and the unit
@@ -376,7 +391,7 @@ def epoch_ms(values: np.ndarray, unit: str, where: Where, column: str, raw: Sequ
     bad = (ms < _PLAUSIBLE_MS[0]) | (ms >= _PLAUSIBLE_MS[1])
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        shown = raw[row] if raw is not None else repr(v[row].item())
+        shown = raw[row].as_py() if raw is not None else repr(v[row].item())
         guess = _guess_unit(float(v[row]))
         raise DataError(
             f"{where(column, row, 'time')}: {shown} read as epoch {unit} is not a date between 2000 and 2100; "
@@ -439,24 +454,26 @@ def times_ms(
         values = arr.to_numpy(zero_copy_only=False)
         raw = None
     elif pa.types.is_string(t) or pa.types.is_large_string(t):
-        text = _text(arr)
-        empty = (text == "").to_numpy()
+        text, empty = _trimmed(arr)
         if empty.any():
             raise DataError(f"{where(column, int(np.flatnonzero(empty)[0]))}: missing time")
-        numeric = text.str.fullmatch(_NUMBER_RE).to_numpy(dtype=bool)
+        numeric = pc.match_substring_regex(text, f"^{_NUMBER_RE}$").to_numpy(zero_copy_only=False)
         if not numeric.all():
             if time_unit not in (None, "iso"):
                 row = int(np.flatnonzero(~numeric)[0])
                 raise ConfigError(
-                    f"{where.source}: column {column!r} holds date-time text (row {row}: {text.iloc[row]!r}), "
+                    f"{where.source}: column {column!r} holds date-time text (row {row}: {text[row].as_py()!r}), "
                     f"but --time-unit {time_unit} is for epoch numbers: drop it (or pass --time-unit iso)"
                 )
             return _iso_ms(text, where, column, zone, notes)
-        values = pd.to_numeric(text).to_numpy()
-        raw = list(text)
+        try:
+            values = pc.cast(text, pa.int64()).to_numpy()
+        except pa.ArrowInvalid:  # decimals or exponents
+            values = pc.cast(text, pa.float64()).to_numpy()
+        raw = text
     else:
         raise DataError(f"{where.source}: column {column!r} has type {t}, expected times")
-    shown = raw[0] if raw is not None else repr(values[0].item()) if len(values) else "?"
+    shown = raw[0].as_py() if raw is not None else repr(values[0].item()) if len(values) else "?"
     if time_unit in (None, "iso"):
         guess = _guess_unit(float(values[0])) if len(values) else "?"
         raise ConfigError(
@@ -468,8 +485,9 @@ def times_ms(
     return epoch_ms(values, time_unit, where, column, raw)
 
 
-def _iso_ms(text: pd.Series, where: Where, column: str, zone: Zone, notes: list[str]) -> np.ndarray:
-    has_offset = text.str.contains(_OFFSET_RE).to_numpy(dtype=bool)
+def _iso_ms(arr: pa.Array, where: Where, column: str, zone: Zone, notes: list[str]) -> np.ndarray:
+    text = pd.Series(arr.to_numpy(zero_copy_only=False), dtype=object)
+    has_offset = pc.match_substring_regex(arr, _OFFSET_RE.pattern, ignore_case=True).to_numpy(zero_copy_only=False)
     if has_offset.any() and not has_offset.all():
         row = int(np.flatnonzero(has_offset != has_offset[0])[0])
         raise DataError(
@@ -729,6 +747,12 @@ def series_table(series: Series, interval_hours: float | None, report: IngestRep
         else:
             hours, notes = derive_interval_hours(series.times)
             report.warnings += [f"{key}: {n}" for n in notes]
+            unknown = int(np.isnan(hours).sum())
+            if unknown:
+                report.warnings.append(
+                    f"{key}: funding interval unknown for {unknown} settlement(s) (a single settlement, or only "
+                    "holes around it); stored as null: pass --interval-hours to give it"
+                )
             cols["interval_hours"] = pa.array(hours, type=pa.float64(), from_pandas=True)
     return pa.table(cols)
 
