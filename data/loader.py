@@ -671,7 +671,8 @@ def load_market(
             f"all exist) for {'; '.join(lines)}; choose --start/--end inside the stored data or drop the symbol"
         )
     if notes:
-        warnings.warn("; ".join(notes), DataWarning, stacklevel=2)
+        for text in notes:  # one warning per note: the CLI prints each as one line
+            warnings.warn(text, DataWarning, stacklevel=2)
     return Market(
         index=index,
         symbols=tuple(names),

@@ -385,11 +385,28 @@ def _cmd_demo(args) -> int:
     return run_demo(data_dir=args.data, out_dir=args.out, progress=sys.stderr.isatty(), overwrite=args.overwrite)
 
 
+def _note(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print a warning as one line, ``carry: note: ...``, instead of Python's two-line form with
+    the source file (a library's ``UserWarning`` reads as a note to the user, not as a bug)."""
+    text = one_line(str(message))
+    if text not in _NOTED:  # the same warning from several engine calls of one command: once
+        _NOTED.add(text)
+        print(f"carry: note: {text}", file=sys.stderr)
+
+
+_NOTED: set[str] = set()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    import warnings
+
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _note
+            _NOTED.clear()
+            return int(args.func(args) or 0)
     except CarryError as exc:  # 1: data, checks, downloads, outputs; 2: settings (ConfigError)
         print(f"carry: error: {one_line(str(exc))}", file=sys.stderr)
         return int(exc.exit_code)

@@ -557,6 +557,11 @@ def cmd_scan(args) -> int:
     )
     check_output_dir(args.out, args.overwrite)
     market = app.load_run_market(cfg)
+    allowed = app.check_run_data(cfg)
+    for text in market.notes:
+        note(text)
+    for p in allowed:
+        note(f"data error allowed through: {p['series']}: {p['check']}: {p['message']}")
     stats = pd.DataFrame([s.as_dict() for s in funding_stats(market)]).set_index("symbol")
     regimes = funding_regimes(market, window_settlements=args.window, min_days=args.min_days)
     if not regimes:
@@ -566,7 +571,7 @@ def cmd_scan(args) -> int:
     totals = _scan_totals(market, cfg)
     write_scan(
         args.out,
-        header={"run_hash": app.run_hash(cfg), "config": cfg.to_dict()},
+        header={"run_hash": app.run_hash(cfg), "config": cfg.to_dict(), "data_errors_allowed": allowed},
         config_toml=app.effective_toml(cfg),
         market=market,
         stats=stats,
