@@ -7,8 +7,9 @@ is known. A settlement at ``t`` of interval ``h`` pays for ``[t - h, t)``, so a 
 runs from the first bar opening at or after ``t_first - h_first`` (the first bar whose funding
 is known) to the bar holding its last settlement, intersected with ``Market.tradable`` (the
 loader's tradable span, minus the funding holes it was asked not to trade through). Inside
-it, a *hole* (settlements further apart than :data:`HOLE_INTERVALS` times the interval of the
-settlement after the gap, e.g. 167 days of missing ENA funding) is not funding data: the span
+it, a *hole* (settlements further apart than the interval of the settlement after the gap,
+the loader's rule :func:`data.loader.funding_span`; e.g. 167 days of missing ENA funding)
+is not funding data: the span
 is cut into *segments* there, no regime spans a hole, and a hole's days count in no
 annualization nor in any regime's length. Bars of the grid before a symbol's first settlement
 (the grid starts with the earliest symbol of the run) are not part of its span, so a symbol's
@@ -40,9 +41,6 @@ from data.errors import ConfigError
 from data.market import NO_FUNDING_TIME, Market
 from data.units import HOURS_PER_YEAR, MS_PER_HOUR, bar_hours
 
-#: Consecutive settlements further apart than this many intervals (the interval of the later
-#: one) leave a *hole*: the funding between them is unknown, not zero.
-HOLE_INTERVALS = 1.5
 _MS_PER_MINUTE = 60_000
 
 
@@ -89,42 +87,35 @@ def _bar_open_ms(market: Market) -> np.ndarray:
 def funded_segments(market: Market, j: int) -> list[tuple[int, int]]:
     """The funded span of symbol ``j`` as bar ranges ``[start, end)``, in order, cut at holes.
 
-    Settlement instants are ``Market.funding_time_ms`` floored to the minute (the bar's close
-    where the market does not know them); a bar holding ``c`` settlements of interval ``h``
-    is taken to hold them at ``t_last - (c - 1) h, ..., t_last``. Each run of settlements with
-    no hole runs from the first bar opening at or after ``t_first - h_first`` to the bar
-    holding its last settlement; the runs are then cut where ``Market.tradable`` is False.
+    The span and the holes follow the loader's one rule (:func:`data.loader.funding_span`),
+    applied to the settlements the market holds: their instants are ``Market.funding_time_ms``
+    floored to the minute (the bar's close where the market does not know them), a bar
+    holding ``c`` settlements of interval ``h`` holds them at ``t_last - (c - 1) h, ...,
+    t_last``. The funded bars outside the holes are then cut where ``Market.tradable`` is False.
     """
+    from data.loader import funding_span
+
     count = market.funding_count[:, j]
     pos = np.flatnonzero(count > 0)
     if pos.size == 0:
         return []
     bar_open = _bar_open_ms(market)
     bar_ms = int(round(bar_hours(market) * MS_PER_HOUR))
+    t = bar_open[pos] + bar_ms
     if market.funding_time_ms is not None:
-        t = market.funding_time_ms[pos, j].astype(np.float64)
-        t = np.where(market.funding_time_ms[pos, j] == NO_FUNDING_TIME, bar_open[pos] + bar_ms, t)
-        t = np.floor(t / _MS_PER_MINUTE) * _MS_PER_MINUTE
-    else:
-        t = (bar_open[pos] + bar_ms).astype(np.float64)
-    h = market.funding_interval_hours[pos, j] * float(MS_PER_HOUR)
-    known = np.isfinite(h)
-    first = np.where(known, t - (count[pos] - 1) * np.where(known, h, 0.0), t)  # first settlement of each bar
-    with np.errstate(invalid="ignore"):
-        cut = np.flatnonzero(known[1:] & (first[1:] - t[:-1] > HOLE_INTERVALS * h[1:])) + 1
-    pieces: list[tuple[int, int]] = []
-    for k0, k1 in zip(np.concatenate([[0], cut]), np.concatenate([cut, [pos.size]])):
-        begin = first[k0] - (h[k0] if known[k0] else 0.0)
-        s = int(np.searchsorted(bar_open, begin, side="left"))
-        s = min(max(s, pieces[-1][1] if pieces else 0), int(pos[k0]))
-        pieces.append((s, int(pos[k1 - 1]) + 1))
-    tradable = market.tradable[:, j] if market.tradable is not None else np.ones(market.n_bars, dtype=bool)
-    segments: list[tuple[int, int]] = []
-    for s, e in pieces:
-        ok = np.concatenate([[False], tradable[s:e], [False]]).astype(np.int8)
-        edges = np.flatnonzero(np.diff(ok))
-        segments.extend((s + int(a), s + int(b)) for a, b in zip(edges[::2], edges[1::2]))
-    return segments
+        known_t = market.funding_time_ms[pos, j]
+        t = np.where(known_t == NO_FUNDING_TIME, t, known_t // _MS_PER_MINUTE * _MS_PER_MINUTE)
+    hours = market.funding_interval_hours[pos, j]
+    c = count[pos].astype(np.int64)
+    back = np.concatenate([np.arange(k - 1, -1, -1) for k in c])  # settlements before the bar's last
+    step = np.where(np.isfinite(hours), hours, 0.0) * MS_PER_HOUR
+    times = np.repeat(t, c) - back * np.repeat(step, c).astype(np.int64)
+    funded, holes = funding_span(times.astype(np.int64), np.repeat(hours, c), bar_open, bar_ms)
+    for lo, hi, _ in holes:
+        funded &= ~((bar_open + bar_ms > lo) & (bar_open < hi))
+    funded &= np.asarray(market.tradable[:, j], dtype=bool)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], funded.astype(np.int8), [0]])))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
 
 
 def funded_bars(market: Market) -> np.ndarray:
