@@ -166,7 +166,7 @@ class Market:
     venue: str = "binance"
     notes: tuple[str, ...] = field(default=())
     funding_time_ms: np.ndarray | None = None
-    tradable: np.ndarray | None = None
+    tradable: np.ndarray = None  # type: ignore[assignment]  # None: every bar (made an array in __post_init__)
     data_flags: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
