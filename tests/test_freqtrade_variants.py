@@ -396,6 +396,16 @@ def test_settlements_mostly_off_the_hour_are_refused(tmp_path: Path) -> None:
     assert not list(cat.keys())
 
 
+def test_a_single_late_settlement_is_floored_not_refused(tmp_path: Path) -> None:
+    fut = tmp_path / "hl" / "futures"
+    _write(_funding(["2024-01-01 10:14:47.645"], [1e-5]), fut / "NEW_USDC_USDC-1h-funding_rate.feather")
+    cat = Catalog(tmp_path / "cat")
+    report = ingest_freqtrade(tmp_path / "hl", cat, venue="hyperliquid")
+    fund = cat.read(PartitionKey("hyperliquid", Kind.FUNDING, "NEWUSDC")).to_pandas()
+    assert fund["time"].tolist() == [pd.Timestamp("2024-01-01 10:00", tz="UTC")]
+    assert len(report.warnings) == 2  # floored to the hour; interval unknown
+
+
 # --------------------------------------------------------------------------- 5. interval switches
 @pytest.mark.parametrize(
     ("hours", "expected_runs"),
@@ -520,6 +530,21 @@ def test_real_hyperliquid_hourly_funding_and_thousands(real_catalogs) -> None:
     assert len(late) == 60 and all("_USDC_USDC-1h-funding_rate.feather" in w for w in late)
     missing = [w for w in report.warnings if "settlement(s) missing" in w]
     assert len(missing) == 96 and all("(gap 2 h, interval 1 h)" in w for w in missing)
+
+
+@pytest.mark.shared_data
+def test_real_hyperliquid_kpepe_is_1000_pepe(real_catalogs) -> None:
+    """kPEPE (stored 1000PEPEUSDC) prices 1,000 PEPE: against OKX's PEPE spot over their common hours."""
+    _venue_dir("okx")
+    hl, _, _ = real_catalogs("hyperliquid")
+    okx, _, _ = real_catalogs("okx")
+    perp = hl.read(PartitionKey("hyperliquid", Kind.PERP, "1000PEPEUSDC", "1h")).to_pandas().set_index("time")
+    assert spot_symbol("1000PEPEUSDC") == "PEPEUSDC"  # no PEPEUSDC spot here: OKX quotes PEPE in USDT
+    spot = okx.read(PartitionKey("okx", Kind.SPOT, "PEPEUSDT", "1h")).to_pandas().set_index("time")
+    both = perp["close"].to_frame("perp").join(spot["close"].to_frame("spot"), how="inner")
+    assert len(both) > 5000
+    ratio = (both["perp"] / (contract_multiplier("1000PEPEUSDC") * both["spot"])).median()
+    assert abs(ratio - 1) < 0.01
 
 
 @pytest.mark.shared_data

@@ -46,12 +46,13 @@ Conversions
   every venue read here (Binance, Bybit, OKX, Hyperliquid) settles on whole hours, and the
   stamps run late, never early: Binance's by milliseconds (``00:00:00.017``), Hyperliquid's by
   milliseconds and, for a few settlements, minutes (``08:23:53.040`` is the 08:00
-  settlement). Flooring to the minute would leave those as settlements off the schedule (an
-  "interval" of 1.38 h). A file with settlements 1 minute or more past the hour gets a
-  warning (count, latest delay); a file where most settlements are is refused: its schedule
-  is not on the hour, or its times are shifted. See :func:`derive_interval_hours` for how
-  ``interval_hours`` is derived; a series with a single settlement (or only holes) keeps a
-  null interval, with a warning naming the file.
+  settlement). Flooring to the minute would leave those off the schedule (gaps of 8.38 h and
+  7.62 h around 2023-05-23 08:23, of 1.07 h and 0.93 h around 2023-12-17 22:04). A file with settlements 1 minute or more past the hour gets a
+  warning (count, latest delay); a file where most settlements (three or more) are is
+  refused: its schedule is not on the hour, or its times are shifted. See
+  :func:`derive_interval_hours` for how ``interval_hours`` is derived; a settlement whose
+  interval cannot be derived (a series of one settlement, or one between holes of more than
+  24 h) keeps a null interval, with a warning naming the file.
 
 Overlapping files
 -----------------
@@ -309,6 +310,13 @@ def derive_interval_hours(times_ms: np.ndarray) -> tuple[np.ndarray, list[str]]:
        previous interval (8, 8, 16, 8). Otherwise it is a genuine change (8 h -> 4 h, 1 h -> 4 h).
     5. Any other gap (e.g. 5 h, a schedule shift) is kept as measured, with a warning.
 
+    On the shared real data (times floored to the hour) every schedule change comes out as a
+    change, not as missing settlements: Bybit WIF 8 h -> 4 h (2025-01-15 12:00), Binance XTZ
+    8 h -> 1 h -> 4 h (2025-07-20 09:00, 2025-07-22 16:00), OKX AVAX 8 h -> 1 h -> 8 h (the
+    2025-10-11 crash), Hyperliquid 8 h -> 1 h (2023-06-08 01:00; hourly rates since). The
+    only gaps noted are real: Hyperliquid's 2-hour gaps (settlements missing on 2023-07-02,
+    2023-08-23 and 2024-08-15 across its coins) and the 166-day holes of three Binance files.
+
     Parameters
     ----------
     times_ms:
@@ -533,7 +541,7 @@ def _floor_settlements(times: np.ndarray, f: FreqtradeFile, report: IngestReport
     """Floor settlement times to the hour they settle for (see the module docstring)."""
     offset = times % _MS_PER_HOUR
     late = np.flatnonzero(offset >= 60_000)
-    if late.size and late.size * 2 > len(times):
+    if late.size >= 3 and late.size * 2 > len(times):  # a schedule, not a few late stamps
         rows = ", ".join(f"row {int(i)} ({_fmt(times[i])})" for i in late[:3])
         raise DataError(
             f"{f.path}: column 'date': {late.size} of {len(times)} settlements are 1 minute or more past the hour "
@@ -579,7 +587,7 @@ def _ingest_series(key: PartitionKey, files: list[FreqtradeFile], catalog: Catal
         report.warnings += [f"{key}: {n}" for n in notes]
         unknown = int(np.isnan(hours).sum())
         if unknown:
-            why = "a single settlement" if len(times) == 1 else "no two settlements within 24 h"
+            why = "a single settlement" if len(times) == 1 else "settlements more than 24 h apart"
             report.warnings.append(
                 f"{key}: interval unknown for {unknown} settlement(s) ({why} in {source}); "
                 "interval_hours stored as null"
