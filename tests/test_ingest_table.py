@@ -179,6 +179,50 @@ def test_funding_needs_a_rate_unit_and_percent_read_as_fractions_is_caught(tmp_p
     assert snapshot(cat.root) == {}
 
 
+def test_settlements_off_the_hour_are_refused_and_minutes_late_stamps_floored(tmp_path):
+    cat = Catalog(tmp_path / "cat")
+    india = [f"2024-01-0{d} {h:02d}:30" for d in (1, 2) for h in (5, 13, 21)]  # UTC+5:30 read as UTC
+    path = funding_csv(tmp_path / "ist.csv", india, [1] * 6, "time,rate")
+    with pytest.raises(
+        DataError,
+        match=r"ist\.csv: column 'time': 6 of 6 settlements are 1 minute or more past the hour \(row 0 \(2024-01-01 05:30 UTC\)",
+    ):
+        ingest_table(path, cat, kind="funding", symbol="BTCUSDT", venue="hl", rate_unit="bps")
+    assert snapshot(cat.root) == {}
+    late = ["2024-01-01 00:00:00.004", "2024-01-01 01:00:00", "2024-01-01 02:23:53.040", "2024-01-01 03:00:01"]
+    path = funding_csv(tmp_path / "late.csv", late, [1] * 4, "time,rate")
+    report = ingest_table(path, cat, kind="funding", symbol="BTCUSDT", venue="hl", rate_unit="bps")
+    assert list(read(cat, "funding", venue="hl")["time"]) == [T0 + pd.Timedelta(hours=i) for i in range(4)]
+    assert read(cat, "funding", venue="hl")["interval_hours"].tolist() == [1.0] * 4
+    assert any(
+        "1 settlement(s) stamped 1 minute or more after the hour" in w and "23.9 min" in w for w in report.warnings
+    )
+
+
+def test_errors_of_the_data_checks_refuse_the_ingest_unless_allowed(tmp_path):
+    """The checks of ``carry data check`` run on the staged series (issue 13, point 4): a perp
+    quoted 1000x its spot is refused, nothing written, unless the check is allowed."""
+    cat = Catalog(tmp_path / "cat")
+    spot, perp = tmp_path / "spot.csv", tmp_path / "perp.csv"
+    bars_frame(24).to_csv(spot, index=False)
+    df = bars_frame(24)
+    df[["o", "h", "l", "c"]] *= 1000
+    df.to_csv(perp, index=False)
+    kw = dict(symbol="BTCUSDT", venue="bybit", columns=BAR_MAP, time_unit="ms", timeframe="1h")
+    ingest_table(spot, cat, kind="spot", **kw)
+    before = snapshot(cat.root)
+    with pytest.raises(
+        DataError,
+        match=r"perp\.csv: bybit/perp/1h/BTCUSDT vs BTCUSDT: check 'basis_divergence' failed.*Nothing was written.*--allow-errors basis_divergence",
+    ):
+        ingest_table(perp, cat, kind="perp", **kw)
+    assert snapshot(cat.root) == before
+    with pytest.raises(UnknownNameError, match="did you mean 'basis_divergence'"):
+        ingest_table(perp, cat, kind="perp", **kw, allow_errors="basis_divergense")
+    report = ingest_table(perp, cat, kind="perp", **kw, allow_errors=["basis_divergence"])
+    assert report.rows_added == 24 and any("allowed error basis_divergence" in w for w in report.warnings)
+
+
 def test_numbers_need_a_time_unit(tmp_path):
     path = tmp_path / "bars.csv"
     bars_frame().to_csv(path, index=False)
@@ -266,6 +310,7 @@ def test_symbols_are_canonical():
     assert canonical_symbol("BTC/USDT:USDT") == "BTCUSDT"
     assert canonical_symbol("1000PEPE/USDT:USDT") == "1000PEPEUSDT"
     assert canonical_symbol("eth-usdt") == "ETHUSDT"
+    assert canonical_symbol("kPEPE/USDC:USDC") == "1000PEPEUSDC"  # Hyperliquid's thousands
     with pytest.raises(ConfigError, match="dated future"):
         canonical_symbol("BTC/USDT:USDT-241227")
 
@@ -408,6 +453,19 @@ def test_a_last_bar_still_open_when_the_file_was_written_is_dropped(tmp_path):
     )
     assert len(read(cat, "perp", tf="1h", venue="x")) == 5
     assert any("row 5: the last bar (2024-01-01 05:00 UTC) was still open" in w for w in report.warnings)
+
+
+def test_a_file_stamped_before_its_last_bar_keeps_it_with_a_warning(tmp_path):
+    path = tmp_path / "bars.csv"
+    bars_frame(6).to_csv(path, index=False)
+    stamp = (T0 + pd.Timedelta(hours=2)).timestamp()  # extracted with an older time: not the download time
+    os.utime(path, (stamp, stamp))
+    cat = Catalog(tmp_path / "cat")
+    report = ingest_table(
+        path, cat, kind="perp", symbol="BTCUSDT", venue="x", columns=BAR_MAP, time_unit="ms", timeframe="1h"
+    )
+    assert len(read(cat, "perp", tf="1h", venue="x")) == 6
+    assert any("cannot be told; kept" in w for w in report.warnings)
 
 
 def test_missing_files_and_empty_files(tmp_path):
@@ -650,6 +708,22 @@ def test_cli_errors_are_carry_errors_naming_the_flag(tmp_path):
     with pytest.raises(CarryError, match="--rate-unit") as err:
         args.func(args)
     assert err.value.exit_code == 2
+    args = parser().parse_args(
+        [
+            "ccxt",
+            str(tmp_path),
+            "--symbol",
+            "BTCUSDT",
+            "--venue",
+            "b",
+            "--out",
+            str(tmp_path / "cat"),
+            "--allow-errors",
+            "funding_outliers",
+        ]
+    )
+    with pytest.raises(UnknownNameError, match="did you mean 'funding_outlier'"):
+        args.func(args)
 
 
 def test_cli_choices_are_the_librarys():

@@ -111,6 +111,7 @@ def add_parsers(
         help="funding: settlement interval in hours when the file has no interval column (default: derived)",
     )
     t.add_argument("--timeframe", default=None, help="bars: bar length, e.g. 1h (required; checked against the times)")
+    _allow_errors_option(t)
     t.set_defaults(func=cmd_ingest_table)
 
     c = isub.add_parser(
@@ -149,7 +150,18 @@ def add_parsers(
         help="epoch unit of the dumps' numeric times (default: ms, ccxt's)",
     )
     c.add_argument("--tz", default=None, metavar="ZONE", help="zone of naive datetime text in CSV dumps (default: UTC)")
+    _allow_errors_option(c)
     c.set_defaults(func=cmd_ingest_ccxt)
+
+
+def _allow_errors_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-errors",
+        default="",
+        metavar="CHECKS",
+        help="comma-separated error checks of 'carry data check' to accept (e.g. funding_outlier); "
+        "any other error refuses the whole ingest",
+    )
 
 
 def _need_files(paths: list[Path]) -> None:
@@ -176,6 +188,7 @@ def cmd_ingest_table(args: argparse.Namespace) -> int:
         rate_unit=args.rate_unit,
         interval_hours=args.interval_hours,
         timeframe=args.timeframe,
+        allow_errors=args.allow_errors,
     )
     print(report.summary())
     print(f"catalog: {args.out}")
@@ -198,6 +211,7 @@ def cmd_ingest_ccxt(args: argparse.Namespace) -> int:
         interval_hours=args.interval_hours,
         time_unit=args.time_unit,
         tz=args.tz,
+        allow_errors=args.allow_errors,
     )
     print(report.summary())
     print(f"catalog: {args.out}")

@@ -24,7 +24,9 @@ Checks beyond the data contract: every funding row's ``symbol`` must be ``symbol
 on the ``timeframe`` grid, and the last bar of a dump, when it had not closed by the time the
 file was written (ccxt returns the running bar), is dropped with a warning. Errors name the
 file, the column and the row (the position in the JSON list, or the CSV data row, from 0); all
-files are read and checked before anything is written (see :mod:`data.ingest.table`).
+files are read and checked before anything is written, and the ingest is one catalog
+transaction checked like ``carry data check`` before its commit (see :mod:`data.ingest.table`).
+Settlement times are floored to the hour (:func:`data.ingest.table.floor_settlements`).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from data.ingest.table import (
     drop_open_last_bar,
     expand_paths,
     file_written_ms,
+    floor_settlements,
     numbers,
     read_table_file,
     resolve_zone,
@@ -63,6 +66,7 @@ from data.ingest.table import (
     times_ms,
     write_all,
 )
+from data.quality import ingest_checks
 from data.schema import Kind, timeframe_minutes
 
 __all__ = ["ingest_ccxt", "CCXT_OHLCV_KINDS", "CCXT_SUFFIXES"]
@@ -195,7 +199,7 @@ def _funding_part(
     report.warnings += notes
     where.times = times
     rate = numbers(column_of(table, names["rate"]), where, names["rate"], "rate")
-    times = times - times % 60_000  # settlements are floored to the minute
+    times = floor_settlements(times, where, names[use], report)
     part = SeriesPart(
         src, times, {"rate": rate}, np.arange(len(times)), file_written_ms(path), {"time": names[use], **names}
     )
@@ -246,6 +250,7 @@ def ingest_ccxt(
     interval_hours: float | None = None,
     time_unit: str = "ms",
     tz: str | None = None,
+    allow_errors: Iterable[str] | str = (),
 ) -> IngestReport:
     """Ingest JSON or CSV dumps of ccxt's funding-rate history and OHLCV into ``catalog``.
 
@@ -277,6 +282,8 @@ def ingest_ccxt(
     tz:
         Zone of naive date-time text, for CSV dumps with a ``datetime`` column and no
         ``timestamp`` (default UTC; ccxt's own ``datetime`` ends in ``Z``).
+    allow_errors:
+        Error checks of ``carry data check`` to accept (see :func:`data.ingest.table.ingest_table`).
 
     Returns
     -------
@@ -293,6 +300,7 @@ def ingest_ccxt(
         A file that is not a ccxt dump, a row of another symbol, or a row that breaks the data
         contract (naming the file, column and row). Nothing is written on any error.
     """
+    verify = ingest_checks(allow_errors)  # a misspelt check name fails before any file is read
     venue = check_venue(venue)
     wanted = canonical_symbol(symbol)
     bar_kind: Kind | None = None
@@ -353,5 +361,5 @@ def ingest_ccxt(
         check_timeframe(series, timeframe)
         series = drop_open_last_bar(series, timeframe, report)
         items.append((series.key, series_table(series, None, report), series.sources))
-    write_all(catalog, items, report)
+    write_all(catalog, items, report, verify)
     return report

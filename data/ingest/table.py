@@ -19,7 +19,8 @@ Times
     Numbers are epoch times and need ``time_unit`` (``s``, ``ms``, ``us`` or ``ns``): a number
     alone does not say its unit, so none is guessed. Parquet and Feather timestamp columns
     carry their unit (and zone, when UTC-aware; naive ones are read in ``tz``).
-    Bars are stamped at their open; funding settlements are floored to the minute.
+    Bars are stamped at their open; funding settlements are floored to the hour they settle for
+    (see :func:`floor_settlements`: a file whose settlements are mostly off the hour is refused).
 Rates
     Funding needs ``rate_unit``: ``fraction`` (0.0001 = 0.01%), ``percent`` (0.01 = 0.01%) or
     ``bps`` (1 = 0.01%); the catalog stores fractions per settlement interval. The interval is
@@ -35,13 +36,14 @@ different rows at one time are an error naming both files and rows. Every error 
 file, the column and the row (numbered from 0, the first data row, as everywhere in carry) and
 nothing is written: all files are read and checked before the catalog is touched, and the
 writes go through :meth:`data.catalog.Catalog.write` (which checks the contract again, and a
-new funding source against the stored settlement schedule), inside
-``Catalog.transaction()`` where the catalog has one.
+new funding source against the stored settlement schedule) inside one
+:meth:`~data.catalog.Catalog.transaction`, whose verification runs ``carry data check``'s error
+checks on the series as they will be stored (:func:`data.quality.ingest_checks`; ``allow_errors``
+accepts named ones): all of the ingest is committed, or none of it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import gzip
 import os
@@ -61,11 +63,13 @@ import pyarrow.csv as pacsv
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-from data.catalog import Catalog, PartitionKey
+from data.catalog import Catalog, PartitionKey, Transaction, WriteReport
 from data.errors import ConfigError, DataError, UnknownNameError, check_choice, did_you_mean, one_line, unknown_name
 from data.ingest import IngestReport
 from data.ingest.freqtrade import derive_interval_hours
+from data.quality import ingest_checks
 from data.schema import MAX_ABS_FUNDING_RATE, PRICE_COLUMNS, TIME_TYPE, Kind, timeframe_minutes
+from data.symbols import canonical_symbol as _catalog_symbol
 from data.validate import conform
 
 __all__ = [
@@ -141,16 +145,15 @@ def canonical_symbol(text: str, what: str = "--symbol") -> str:
     """The catalog's symbol of an exchange or ccxt symbol: ``BTC/USDT:USDT`` -> ``BTCUSDT``,
     ``btc-usdt`` -> ``BTCUSDT``, ``1000PEPE/USDT:USDT`` -> ``1000PEPEUSDT``.
 
-    A dated future (``BTC/USDT:USDT-241227``) is refused: it is not a perpetual.
+    Hyperliquid's lower-case thousands prefix becomes ``1000`` (``kPEPE/USDC:USDC`` ->
+    ``1000PEPEUSDC``), as the freqtrade ingest stores it. A dated future
+    (``BTC/USDT:USDT-241227``) is refused: it is not a perpetual.
     """
-    raw = str(text).strip().upper()
-    if "/" in raw:
-        pair, _, settle = raw.partition(":")
-        base, _, quote = pair.partition("/")
-        if "-" in settle:
-            raise ConfigError(f"{what} {text!r} is a dated future (expiry {settle.split('-', 1)[1]}), not a perpetual")
-        raw = base + quote
-    symbol = re.sub(r"[^A-Z0-9]", "", raw)
+    raw = str(text).strip()
+    settle = raw.partition(":")[2]
+    if "/" in raw and "-" in settle:
+        raise ConfigError(f"{what} {text!r} is a dated future (expiry {settle.split('-', 1)[1]}), not a perpetual")
+    symbol = _catalog_symbol(raw)  # data.symbols' spelling, as every ingest stores it
     if not re.fullmatch(r"[A-Z0-9]{2,30}", symbol):
         raise ConfigError(f"bad {what} {text!r}: expected a symbol such as BTCUSDT or BTC/USDT:USDT")
     return symbol
@@ -452,6 +455,10 @@ def times_ms(
         return _localize(naive, zone, where, column, [str(x) for x in naive])
     if pa.types.is_integer(t) or pa.types.is_floating(t):
         values = arr.to_numpy(zero_copy_only=False)
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            raise DataError(
+                f"{where(column, int(np.flatnonzero(~np.isfinite(values))[0]))}: missing or non-finite time"
+            )
         raw = None
     elif pa.types.is_string(t) or pa.types.is_large_string(t):
         text, empty = _trimmed(arr)
@@ -597,6 +604,30 @@ def check_part(part: SeriesPart, kind: Kind, where: Where, names: Mapping[str, s
                 )
 
 
+def floor_settlements(times: np.ndarray, where: Where, column: str, report: IngestReport) -> np.ndarray:
+    """Settlement times floored to the hour they settle for, as the freqtrade ingest stores them:
+    every venue settles on whole hours and stamps run late (Binance by milliseconds, Hyperliquid
+    by up to minutes). Settlements 1 minute or more past the hour are listed in a warning; when
+    most of a file's are, its times are shifted (a zone with a half-hour offset, a wrong ``tz``)
+    and it is refused naming the first rows."""
+    offset = times % 3_600_000
+    late = np.flatnonzero(offset >= 60_000)
+    if late.size and late.size * 2 > len(times):
+        rows = ", ".join(f"row {int(i)} ({_fmt_time(int(times[i]))})" for i in late[:3])
+        raise DataError(
+            f"{where.source}: column {column!r}: {late.size} of {len(times)} settlements are 1 minute or more past "
+            f"the hour ({rows}); funding settles on whole hours: are the times in another zone (--tz) or shifted?"
+        )
+    if late.size:
+        worst = int(late[np.argmax(offset[late])])
+        report.warnings.append(
+            f"{where.source}: column {column!r}: {late.size} settlement(s) stamped 1 minute or more after the hour "
+            f"(first {_fmt_time(int(times[late[0]]))}, latest by {offset[worst] / 60_000:.1f} min at "
+            f"{_fmt_time(int(times[worst]))}); floored to the hour they settle for"
+        )
+    return times - offset
+
+
 # --------------------------------------------------------------------------- merging files
 @dataclass
 class Series:
@@ -704,8 +735,11 @@ def _duration(ms: int) -> str:
 
 
 def drop_open_last_bar(series: Series, timeframe: str, report: IngestReport) -> Series:
-    """Drop the last bar when it had not closed yet when its file was written (its end is after
-    the file's modification time): an exchange returns the running bar as the last one."""
+    """Drop the last bar when it had not closed yet when its file was written: it opens at or
+    before the file's modification time and ends after it (an exchange returns the running bar
+    as the last one). A last bar opening after that time means the modification time is not
+    when the data was fetched (the file was touched, or extracted with an older stamp): then
+    nothing can be told, the bar is kept and a warning says so (the freqtrade ingest's rule)."""
     if not len(series.times):
         return series
     tf_ms = timeframe_minutes(timeframe, "--timeframe") * 60_000
@@ -713,6 +747,13 @@ def drop_open_last_bar(series: Series, timeframe: str, report: IngestReport) -> 
     written = series.parts[int(series.part[last])].written_ms
     end = int(series.times[last]) + tf_ms
     if written is None or end <= written:
+        return series
+    if int(series.times[last]) > written:
+        report.warnings.append(
+            f"{series.origin(last)}: the file's modification time ({_fmt_time(written)}) is before its last bar "
+            f"({_fmt_time(int(series.times[last]))}), so it is not when the data was fetched: whether the last "
+            f"{timeframe} bar was complete cannot be told; kept"
+        )
         return series
     report.warnings.append(
         f"{series.origin(last)}: the last bar ({_fmt_time(int(series.times[last]))}) was still open when the file "
@@ -757,20 +798,25 @@ def series_table(series: Series, interval_hours: float | None, report: IngestRep
     return pa.table(cols)
 
 
-def _transaction(catalog: Catalog) -> contextlib.AbstractContextManager[Any]:
-    begin = getattr(catalog, "transaction", None)
-    return begin() if callable(begin) else contextlib.nullcontext()
+def write_all(
+    catalog: Catalog,
+    items: list[tuple[PartitionKey, pa.Table, str]],
+    report: IngestReport,
+    verify: Callable[[Transaction], None] | None = None,
+) -> None:
+    """Write every series in one catalog transaction: all of them or none.
 
-
-def write_all(catalog: Catalog, items: list[tuple[PartitionKey, pa.Table, str]], report: IngestReport) -> None:
-    """Write every series, all or nothing as far as the checks go: each table is conformed first
-    (an error writes nothing), funding goes first (its write checks the stored schedule and may
-    refuse), and all writes run inside ``catalog.transaction()`` when the catalog has one."""
+    Each table is conformed first; the writes are staged (a funding write checks the stored
+    settlement schedule and may refuse), ``verify`` (:func:`data.quality.ingest_checks`) checks
+    the staged series as they will be stored, and only then is everything committed together.
+    Errors the checks were told to allow are listed as warnings."""
     staged = [(key, conform(table, key.kind, source), source) for key, table, source in items]
-    staged.sort(key=lambda item: item[0].kind is not Kind.FUNDING)
-    with _transaction(catalog):
+    writes: list[WriteReport] = []
+    with catalog.transaction(verify=verify):
         for key, table, source in staged:
-            report.writes.append(catalog.write(key, table, source=source))
+            writes.append(catalog.write(key, table, source=source))
+    report.writes += writes
+    report.warnings += [f"{w.key}: allowed error {o}" for w in writes for o in w.overridden]
 
 
 # --------------------------------------------------------------------------- generic tables
@@ -830,7 +876,7 @@ def _read_part(
         if f != "time"
     }
     if kind is Kind.FUNDING:
-        times = times - times % 60_000  # settlements are floored to the minute
+        times = floor_settlements(times, where, names["time"], report)
         values["rate"] = values["rate"] / rate_divisor
     part = SeriesPart(src, times, values, np.arange(len(times)), file_written_ms(path), names)
     check_part(part, kind, where, names)
@@ -850,6 +896,7 @@ def ingest_table(
     rate_unit: str | None = None,
     interval_hours: float | None = None,
     timeframe: str | None = None,
+    allow_errors: Iterable[str] | str = (),
 ) -> IngestReport:
     """Ingest CSV, Parquet or Feather tables of one series into ``catalog``.
 
@@ -886,6 +933,10 @@ def ingest_table(
     timeframe:
         Bar kinds only, required: the bar length (``1m``, ``1h``, ``4h``, ``1d``); the times are
         checked against it.
+    allow_errors:
+        Error checks of ``carry data check`` to accept (:data:`data.quality.ERROR_CHECKS`, e.g.
+        ``funding_outlier``): the series are checked as they will be stored before the commit,
+        and any other error refuses the whole ingest. Allowed errors are listed as warnings.
 
     Returns
     -------
@@ -905,6 +956,7 @@ def ingest_table(
         the file, column and row). Nothing is written on any error.
     """
     kind = _kind(kind, TABLE_KINDS)
+    verify = ingest_checks(allow_errors)  # a misspelt check name fails before any file is read
     venue = check_venue(venue)
     sym = canonical_symbol(symbol)
     if time_unit is not None:
@@ -959,5 +1011,5 @@ def ingest_table(
     if key.timeframe is not None:
         check_timeframe(series, key.timeframe)
         series = drop_open_last_bar(series, key.timeframe, report)
-    write_all(catalog, [(key, series_table(series, hours, report), series.sources)], report)
+    write_all(catalog, [(key, series_table(series, hours, report), series.sources)], report, verify)
     return report
