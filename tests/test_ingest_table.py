@@ -511,6 +511,20 @@ def test_ccxt_json_funding_dump(tmp_path):
     assert ingest_ccxt(path, cat, symbol="BTCUSDT", venue="binance").rows_added == 0
 
 
+def test_a_ccxt_dump_converted_to_epoch_seconds_needs_its_time_unit(tmp_path):
+    rows = ccxt_funding(3)
+    for r in rows:
+        r["timestamp"] //= 1000
+    path = dump(tmp_path / "fr_s.json", rows)
+    cat = Catalog(tmp_path / "cat")
+    with pytest.raises(
+        DataError, match=r"column 'timestamp' \(time\), row 0: 1704067200 read as epoch ms .*looks like s"
+    ):
+        ingest_ccxt(path, cat, symbol="BTCUSDT", venue="binance")
+    ingest_ccxt(path, cat, symbol="BTCUSDT", venue="binance", time_unit="s")
+    assert list(read(cat, "funding", venue="binance")["time"]) == [T0 + pd.Timedelta(hours=8 * i) for i in range(3)]
+
+
 def test_ccxt_json_ohlcv_dumps_need_a_kind_and_a_timeframe(tmp_path):
     cat = Catalog(tmp_path / "cat")
     path = dump(tmp_path / "ohlcv.json", ccxt_ohlcv())

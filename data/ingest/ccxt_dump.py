@@ -163,7 +163,14 @@ def _shape(table: pa.Table, src: str) -> tuple[str, dict[str, str]]:
 
 
 def _funding_part(
-    table: pa.Table, names: dict[str, str], path: Path, wanted: str, symbol: str, zone: Zone, report: IngestReport
+    table: pa.Table,
+    names: dict[str, str],
+    path: Path,
+    wanted: str,
+    symbol: str,
+    time_unit: str,
+    zone: Zone,
+    report: IngestReport,
 ) -> SeriesPart:
     src = str(path)
     where = Where(src, via_map=False)
@@ -192,7 +199,7 @@ def _funding_part(
         column_of(table, names[use]),
         where,
         names[use],
-        time_unit="ms" if use == "timestamp" else None,
+        time_unit=time_unit if use == "timestamp" else None,
         zone=zone,
         notes=notes,
     )
@@ -327,7 +334,7 @@ def ingest_ccxt(
             continue
         shape, names = _shape(table, str(path))
         if shape == "funding":
-            funding.append(_funding_part(table, names, path, wanted, symbol, zone, report))
+            funding.append(_funding_part(table, names, path, wanted, symbol, time_unit, zone, report))
             continue
         if kind_is_funding:
             raise ConfigError(f"{path} is a ccxt OHLCV dump, not funding: pass --kind spot, perp, mark or index")
