@@ -22,6 +22,9 @@ from data.errors import CarryError, DataError, one_line
 EPILOG_DATA = """examples:
   carry data ingest freqtrade ../shared/data/binance --out data/catalog
   carry data ingest binance-vision downloads/ --out data/catalog
+  carry data ingest table funding.csv --kind funding --symbol BTCUSDT --venue bybit \\
+      --map "time=Date,rate=Funding Rate" --rate-unit percent --tz Europe/Istanbul --out data/catalog
+  carry data ingest ccxt btc_funding.json --symbol BTC/USDT:USDT --venue binance --out data/catalog
   carry data fetch binance-vision --symbols BTCUSDT,ETHUSDT --start 2024-01 --end 2024-06 --out data/catalog
   carry data info data/catalog
   carry data check data/catalog --json
@@ -110,7 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="data kind for flat files whose names do not say it (mark/index/premium klines)",
     )
+    bv.add_argument(
+        "--allow-errors",
+        default=None,
+        metavar="CHECKS",
+        help="data-check errors that do not stop the ingest, e.g. funding_outlier (comma-separated; recorded in the report)",
+    )
     bv.set_defaults(func=_cmd_ingest_binance_vision)
+    from backtest.app.ingest_table_cli import add_parsers as add_ingest_table_parsers
+
+    add_ingest_table_parsers(isub, _formatter, _Parser)  # carry data ingest table / ccxt
 
     fetch = dsub.add_parser(
         "fetch", help="download data from a public source, then ingest it", formatter_class=_formatter
@@ -329,6 +341,7 @@ def _cmd_ingest_binance_vision(args) -> int:
         verify_checksum=not args.no_checksum,
         market=args.market,
         kind=args.kind,
+        allow_errors=_split(args.allow_errors) or (),
     )
     print(report.summary())
     print(f"catalog: {args.out}")
