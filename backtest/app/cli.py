@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--out", type=Path, required=True, help="catalog directory")
     ft.add_argument("--venue", default="binance", help="venue name recorded in the catalog (default: binance)")
     ft.add_argument("--symbols", default=None, help="comma-separated symbols to ingest (default: all)")
+    ft.add_argument(
+        "--allow-errors",
+        default=None,
+        metavar="CHECKS",
+        help="data-check errors that do not stop the ingest, e.g. funding_outlier (comma-separated; recorded in the report)",
+    )
     ft.set_defaults(func=_cmd_ingest_freqtrade)
     bv = isub.add_parser(
         "binance-vision",
@@ -310,6 +316,11 @@ def _split(s: str | None) -> list[str] | None:
     return None if s is None else [x.strip().upper() for x in s.split(",") if x.strip()]
 
 
+def _names(s: str | None) -> list[str]:
+    """Comma-separated names as given (check names are lower case)."""
+    return [] if s is None else [x.strip() for x in s.split(",") if x.strip()]
+
+
 def _need_dir(path: Path, what: str) -> None:
     if not path.exists():
         raise DataError(f"{what} {path} does not exist")
@@ -322,7 +333,13 @@ def _cmd_ingest_freqtrade(args) -> int:
 
     _need_dir(args.directory, "freqtrade data directory")
     t = time.perf_counter()
-    report = ingest_freqtrade(args.directory, Catalog(args.out), venue=args.venue, symbols=_split(args.symbols))
+    report = ingest_freqtrade(
+        args.directory,
+        Catalog(args.out),
+        venue=args.venue,
+        symbols=_split(args.symbols),
+        allow_errors=_names(args.allow_errors),
+    )
     print(report.summary())
     print(f"catalog: {args.out} ({time.perf_counter() - t:.1f} s)")
     return 0
@@ -341,7 +358,7 @@ def _cmd_ingest_binance_vision(args) -> int:
         verify_checksum=not args.no_checksum,
         market=args.market,
         kind=args.kind,
-        allow_errors=_split(args.allow_errors) or (),
+        allow_errors=_names(args.allow_errors),
     )
     print(report.summary())
     print(f"catalog: {args.out}")

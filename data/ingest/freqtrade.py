@@ -74,7 +74,7 @@ import json
 import re
 import zlib
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +87,7 @@ import pyarrow.parquet as pq
 from data.catalog import Catalog, PartitionKey
 from data.errors import ConfigError, DataError, did_you_mean
 from data.ingest import IngestReport
+from data.quality import ingest_checks
 from data.schema import TIME_TYPE, Kind, timeframe_minutes
 from data.symbols import canonical_symbol, spot_symbol
 
@@ -450,8 +451,14 @@ def ingest_freqtrade(
     catalog: Catalog,
     venue: str = "binance",
     symbols: list[str] | None = None,
+    allow_errors: Iterable[str] = (),
 ) -> IngestReport:
     """Ingest every recognised file of a freqtrade data directory into ``catalog``.
+
+    The ingest is one catalog transaction (:meth:`data.catalog.Catalog.transaction`): every
+    series is staged, the checks of ``carry data check`` run on the staged series as they will
+    be stored (:func:`data.quality.ingest_checks`), and only then is everything committed
+    together; a rejected file, a failed check or a crash leaves the catalog as it was.
 
     Parameters
     ----------
@@ -468,6 +475,9 @@ def ingest_freqtrade(
         a spot symbol also selects its multiplied perp ``1000PEPEUSDT``, unless the directory
         has a spot file under the multiplied name, as for ``1000SATSUSDT``). ``None`` ingests
         everything.
+    allow_errors:
+        Names of data checks (``carry data check``) whose errors do not refuse the ingest;
+        each one let through is listed in the report's warnings ("allowed error ...").
 
     Returns
     -------
@@ -481,8 +491,11 @@ def ingest_freqtrade(
     ------
     DataError
         If ``directory`` is missing or holds no freqtrade data, or a file is unreadable or
-        breaks the data contract (the message names the file, column and row).
+        breaks the data contract (the message names the file, column and row), or a check
+        of ``carry data check`` finds an error in a staged series that ``allow_errors`` (check
+        names, e.g. ``("funding_outlier",)``) does not let through; nothing is written.
     """
+    verify = ingest_checks(allow_errors)  # a misspelt check name fails before any file is read
     directory = Path(directory)
     if not directory.is_dir():
         raise DataError(f"{directory}: no such directory (expected a freqtrade data directory)")
@@ -506,8 +519,11 @@ def ingest_freqtrade(
         present = sorted({f.symbol for f in files} | {_spot_or_self(f.symbol, spots) for f in files})
         for s in sorted(wanted - found):
             report.warnings.append(f"{directory}: no files for symbol {s}{did_you_mean(s, present)}")
-    for key in sorted(groups, key=str):
-        _ingest_series(key, groups[key], catalog, report)
+    writes_before = len(report.writes)
+    with catalog.transaction(verify=verify):
+        for key in sorted(groups, key=str):
+            _ingest_series(key, groups[key], catalog, report)
+    report.warnings += [f"{w.key}: allowed error {o}" for w in report.writes[writes_before:] for o in w.overridden]
     return report
 
 
