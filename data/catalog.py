@@ -26,14 +26,16 @@ is a transaction of its own). What is guaranteed:
   removed (roll back). When there is nothing to recover, opening costs one ``stat``.
 * **What a reader sees.** Another process reading through :meth:`Catalog.read` (or inside
   :meth:`Catalog.reading`, for several series) sees either the state before a commit or the
-  state after it, never a mix: a commit holds ``<root>/.read.lock`` exclusively during its
-  renames, readers hold it shared. Inside a transaction, :meth:`Catalog.read`,
-  :meth:`~Catalog.files`, :meth:`~Catalog.has` and :meth:`~Catalog.keys` keep seeing the
-  committed state; :meth:`Transaction.files` gives the files as they will be after the commit.
-* **One writer at a time.** A transaction holds ``<root>/.write.lock`` (``flock``, released by
-  the kernel when the process dies) from its first write to its end, so two processes writing
-  the same catalog take turns instead of losing each other's rows, and recovery never touches
-  a live transaction's staging folder.
+  state after it, never a mix: a commit holds an exclusive ``flock`` on the root folder during
+  its renames, readers hold it shared (reading needs no write permission). Inside a
+  transaction, :meth:`Catalog.read`, :meth:`~Catalog.files`, :meth:`~Catalog.has` and
+  :meth:`~Catalog.keys` keep seeing the committed state; :meth:`Transaction.files` gives the
+  files as they will be after the commit.
+* **One writer at a time.** A transaction holds an exclusive ``flock`` on ``<root>/.txn``
+  (released by the kernel when the process dies) from its first write to its end, so two
+  processes writing the same catalog take turns instead of losing each other's rows, and
+  recovery never touches a live transaction's staging folder. ``.txn`` exists only while a
+  transaction runs (or after a crash): a catalog at rest holds its year files and nothing else.
 
 Test hook: the environment variable ``CARRY_TEST_CRASH_AT=commit:<n>`` makes a commit end the
 process (``os._exit(9)``) after ``n`` renames (``commit:0``: after writing the journal, before
@@ -78,10 +80,6 @@ _SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,30}$")
 TXN_DIR = ".txn"
 #: Suffix of a commit journal in :data:`TXN_DIR`.
 JOURNAL_SUFFIX = ".journal"
-#: Lock file held exclusively by the transaction writing the catalog.
-WRITE_LOCK = ".write.lock"
-#: Lock file held shared by readers and exclusively by a commit's renames.
-READ_LOCK = ".read.lock"
 #: Environment variable of the crash test hook (see the module docstring).
 CRASH_ENV = "CARRY_TEST_CRASH_AT"
 #: Seconds a transaction waits for another process's transaction on the same catalog.
@@ -230,32 +228,85 @@ def _readers() -> dict[str, list[int]]:
     return _here.readers
 
 
-def _open_lock(path: Path, create: bool) -> int | None:
-    """A descriptor of the lock file ``path``; ``None`` if it does not exist (``create`` false) or
-    cannot be created (a read-only catalog)."""
+def _flock(fd: int, mode: int) -> bool:
+    """``flock`` that says whether it got the lock (``False``: held elsewhere, with ``LOCK_NB``);
+    a file system without locks counts as locked (no serialisation there)."""
     try:
-        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666) if create else os.open(path, os.O_RDONLY)
-    except OSError:
-        if create:
-            try:
-                return os.open(path, os.O_RDONLY)
-            except OSError:
-                return None
-        return None
-
-
-def _try_flock(fd: int, mode: int) -> bool:
-    try:
-        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        fcntl.flock(fd, mode)
     except BlockingIOError:
         return False
+    except OSError:  # e.g. ENOLCK: locks not supported on this file system
+        return True
     return True
+
+
+def _lock_txn_dir(root: Path, *, create: bool, wait: bool) -> int | None:
+    """Lock ``<root>/.txn`` exclusively (the writer's lock); return its descriptor, or ``None``
+    when another process holds it (``wait`` false) or it does not exist (``create`` false).
+
+    The folder is removed by its holder before unlocking (:meth:`Transaction._end`); a waiter
+    that then gets the lock of a removed folder sees that its inode is no longer the path's and
+    tries again, so two processes never both hold the lock of the current folder.
+    """
+    path = root / TXN_DIR
+    deadline = time.monotonic() + LOCK_TIMEOUT_S
+    while True:
+        if create:
+            path.mkdir(exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except FileNotFoundError:
+            if create:
+                continue
+            return None
+        if not _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB):
+            os.close(fd)
+            if not wait:
+                return None
+            if time.monotonic() > deadline:
+                raise DataError(
+                    f"catalog {root} is being written by another process (it holds {path}) for more than "
+                    f"{LOCK_TIMEOUT_S:g} s; wait for that ingest to finish"
+                )
+            time.sleep(0.05)
+            continue
+        try:
+            if os.path.samestat(os.fstat(fd), os.lstat(path)):
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the folder was removed (or replaced) while we waited: try again
+        if not create:
+            return None
+
+
+def _txn_dir_busy(root: Path) -> bool:
+    """Whether a transaction (of this thread, or of another thread or process) holds ``.txn``."""
+    if _real(root) in _active():
+        return True
+    if fcntl is None:  # pragma: no cover
+        return False
+    try:
+        fd = os.open(root / TXN_DIR, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return False
+    try:
+        return not _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)  # closing releases the probe's lock
+
+
+def _open_root(root: Path) -> int | None:
+    try:
+        return os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return None
 
 
 @contextmanager
 def _shared_read_lock(root: Path) -> Iterator[None]:
-    """Hold ``<root>/.read.lock`` shared (re-entrant per thread): a commit's renames wait."""
-    if fcntl is None:
+    """Hold a shared ``flock`` on the root folder (re-entrant per thread): a commit's renames wait."""
+    if fcntl is None:  # pragma: no cover
         yield
         return
     real = _real(root)
@@ -267,13 +318,13 @@ def _shared_read_lock(root: Path) -> Iterator[None]:
         finally:
             entry[1] -= 1
         return
-    fd = _open_lock(Path(root) / READ_LOCK, create=False)
-    if fd is None:  # never written transactionally: no commit to wait for
+    fd = _open_root(Path(root))
+    if fd is None:  # no catalog yet: nothing to be consistent with
         yield
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        entry = _readers()[real] = [fd, 1]
+        _flock(fd, fcntl.LOCK_SH)
+        _readers()[real] = [fd, 1]
         yield
     finally:
         _readers().pop(real, None)
@@ -282,27 +333,27 @@ def _shared_read_lock(root: Path) -> Iterator[None]:
 
 @contextmanager
 def _exclusive_read_lock(root: Path) -> Iterator[None]:
-    """Hold ``<root>/.read.lock`` exclusively while a commit renames (upgrading this thread's
-    shared lock if it holds one)."""
-    if fcntl is None:
+    """Hold an exclusive ``flock`` on the root folder while a commit renames (upgrading this
+    thread's shared lock if it holds one): readers wait, and see no half commit."""
+    if fcntl is None:  # pragma: no cover
         yield
         return
     entry = _readers().get(_real(root))
     if entry is not None:
-        fcntl.flock(entry[0], fcntl.LOCK_EX)
+        _flock(entry[0], fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(entry[0], fcntl.LOCK_SH)
+            _flock(entry[0], fcntl.LOCK_SH)
         return
-    fd = _open_lock(Path(root) / READ_LOCK, create=True)
-    if fd is None:
-        raise DataError(f"catalog {root}: cannot create {READ_LOCK} (is the folder writable?)")
+    fd = _open_root(Path(root))
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        if fd is not None:
+            _flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -378,6 +429,7 @@ class Transaction:
         self._staged: dict[Path, Path] = {}  # final -> staged
         self._keys: dict[PartitionKey, None] = {}
         self._lock_fd: int | None = None
+        self._created_root = False
         self._failed: BaseException | None = None
 
     def __repr__(self) -> str:
@@ -420,22 +472,14 @@ class Transaction:
         if self._lock_fd is not None:
             return
         root = self.catalog.root
+        self._created_root = not root.exists()
         root.mkdir(parents=True, exist_ok=True)
         if fcntl is not None:
-            fd = _open_lock(root / WRITE_LOCK, create=True)
-            if fd is None:
-                raise DataError(f"catalog {root}: cannot create {WRITE_LOCK} (is the folder writable?)")
-            deadline = time.monotonic() + LOCK_TIMEOUT_S
-            while not _try_flock(fd, fcntl.LOCK_EX):
-                if time.monotonic() > deadline:
-                    os.close(fd)
-                    raise DataError(
-                        f"catalog {root} is being written by another process (it holds {root / WRITE_LOCK}) "
-                        f"for more than {LOCK_TIMEOUT_S:g} s; wait for that ingest to finish"
-                    )
-                time.sleep(0.05)
+            fd = _lock_txn_dir(root, create=True, wait=True)
+            assert fd is not None
             self._lock_fd = fd
         else:  # pragma: no cover
+            (root / TXN_DIR).mkdir(exist_ok=True)
             self._lock_fd = -1
         self.catalog.recovered += self.catalog._recover_locked()
 
@@ -503,17 +547,25 @@ class Transaction:
                 raise
 
     def _end(self) -> None:
-        """Remove the staging folder (unless a journal still needs it) and release the lock."""
+        """Remove the staging folder and ``.txn`` (unless a journal still needs them), then
+        release the lock; a catalog folder this transaction created and left empty goes too."""
+        if self._lock_fd is None:
+            return
+        root = self.catalog.root
         try:
-            txn = self.catalog.root / TXN_DIR
-            if self._lock_fd is not None and not self.journal_path.exists():
+            if not self.journal_path.exists():
                 shutil.rmtree(self.staging_dir, ignore_errors=True)
                 try:
-                    txn.rmdir()
+                    (root / TXN_DIR).rmdir()  # before unlocking: see _lock_txn_dir
                 except OSError:
                     pass
+                if self._created_root:
+                    try:
+                        root.rmdir()  # only if nothing was committed
+                    except OSError:
+                        pass
         finally:
-            if self._lock_fd is not None and self._lock_fd >= 0:
+            if self._lock_fd >= 0:
                 os.close(self._lock_fd)
             self._lock_fd = None
 
@@ -575,7 +627,7 @@ class Catalog:
     @contextmanager
     def reading(self) -> Iterator[Catalog]:
         """Read several series as one committed state: a commit by another process waits until
-        the block ends (a shared lock on ``<root>/.read.lock``; re-entrant)."""
+        the block ends (a shared ``flock`` on the root folder; re-entrant)."""
         with _shared_read_lock(self.root):
             yield self
 
@@ -587,7 +639,7 @@ class Catalog:
             return out
         txn = self.root / TXN_DIR
         if txn.is_dir():
-            live = self._writer_alive()
+            live = _txn_dir_busy(self.root)
             entries = sorted(txn.iterdir())
             journaled = {e.name.removesuffix(JOURNAL_SUFFIX) for e in entries if e.name.endswith(JOURNAL_SUFFIX)}
             for entry in entries:
@@ -604,41 +656,32 @@ class Catalog:
             out += [Leftover("tmp", Path(dirpath) / f) for f in sorted(filenames) if f.endswith(".tmp")]
         return out
 
-    def _writer_alive(self) -> bool:
-        if _real(self.root) in _active():
-            return True
-        if fcntl is None:  # pragma: no cover
-            return False
-        fd = _open_lock(self.root / WRITE_LOCK, create=False)
-        if fd is None:
-            return False
-        try:
-            if _try_flock(fd, fcntl.LOCK_EX):
-                return False
-            return True
-        finally:
-            os.close(fd)
-
     def _recover_on_open(self) -> None:
         """Recover a crashed transaction, unless none left anything (one ``stat``) or a running
-        one still owns it."""
+        one still owns it (it holds ``.txn``)."""
         if not os.path.lexists(self.root / TXN_DIR) or _real(self.root) in _active():
             return
         if fcntl is None:  # pragma: no cover
             self.recovered += self._recover_locked()
             return
-        fd = _open_lock(self.root / WRITE_LOCK, create=True)
-        if fd is None:  # read-only: data check reports the leftovers
+        fd = _lock_txn_dir(self.root, create=False, wait=False)
+        if fd is None:  # a live transaction (or it just ended)
             return
         try:
-            if _try_flock(fd, fcntl.LOCK_EX):
-                self.recovered += self._recover_locked()
+            self.recovered += self._recover_locked()
+            try:
+                (self.root / TXN_DIR).rmdir()  # before unlocking
+            except OSError:
+                pass
+        except OSError:  # a read-only catalog: data check reports the leftovers
+            pass
         finally:
             os.close(fd)
 
     def _recover_locked(self) -> list[str]:
-        """Roll forward every journal, then remove every staging folder; the caller holds the
-        write lock. Returns one note per transaction recovered."""
+        """Roll forward every journal, then empty ``.txn`` of every staging folder and stray file;
+        the caller holds the lock of ``.txn`` (and removes it). Returns one note per transaction
+        recovered."""
         txn = self.root / TXN_DIR
         if not os.path.lexists(txn):
             return []
@@ -664,7 +707,6 @@ class Catalog:
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
-        txn.rmdir()
         return notes
 
     # ------------------------------------------------------------------ writing

@@ -25,7 +25,6 @@ from tests.binance_vision_fixtures import build_site, funding_rows, site_path, w
 H = 3_600_000
 T0 = 1_704_067_200_000  # 2024-01-01 00:00 UTC
 REPO = Path(__file__).resolve().parents[1]
-LOCKS = {".write.lock", ".read.lock"}
 
 
 def _bars(times_ms: np.ndarray, price: float | np.ndarray = 100.0) -> pa.Table:
@@ -58,10 +57,8 @@ def _key(kind: str, symbol: str = "BTCUSDT", tf: str | None = "1h") -> Partition
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    """Every file of the catalog (but its lock files) and its bytes."""
-    return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.name not in LOCKS
-    }
+    """Every file of the catalog and its bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def _catalog_with_two_series(root: Path) -> Catalog:
@@ -76,7 +73,7 @@ def _catalog_with_two_series(root: Path) -> Catalog:
 def test_bare_write_is_committed_and_leaves_nothing(tmp_path: Path) -> None:
     cat = _catalog_with_two_series(tmp_path / "cat")
     assert not (cat.root / TXN_DIR).exists()
-    assert sorted(p.name for p in cat.root.iterdir()) == [".read.lock", ".write.lock", "venue=binance"]
+    assert sorted(p.name for p in cat.root.iterdir()) == ["venue=binance"]  # nothing else at rest
     assert cat.leftovers() == [] and cat.recovered == []
     assert cat.read(_key("perp")).num_rows == 48
 
@@ -260,9 +257,9 @@ def test_a_live_transaction_is_left_alone(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); "
+            "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); "
             "print('locked', flush=True); time.sleep(30)",
-            str(cat.root / ".write.lock"),
+            str(cat.root / TXN_DIR),
         ],
         stdout=subprocess.PIPE,
     )
@@ -335,7 +332,7 @@ def test_rejected_ingest_of_several_series_writes_nothing(tmp_path: Path) -> Non
     assert "binance/funding/ETHUSDT" in msg and "'funding_outlier'" in msg and "column 'rate'" in msg
     assert "2024-12-01T00:00:00Z" in msg and "Nothing was written" in msg
     assert "allow_errors=('funding_outlier',)" in msg
-    assert not cat.root.joinpath("venue=binance").exists() and not (cat.root / TXN_DIR).exists()
+    assert not cat.root.exists()  # not even an empty folder
 
 
 def test_rejected_ingest_into_a_filled_catalog_changes_nothing(tmp_path: Path) -> None:
@@ -420,9 +417,35 @@ def test_real_freqtrade_ingest_passes_the_ingest_checks(tmp_path: Path) -> None:
     assert not [p for p in check_catalog(cat) if p.severity == "error"]
 
 
-def test_copy_of_catalog_keeps_working(tmp_path: Path) -> None:
-    """A catalog copied with its lock files (cp -r) is a normal catalog."""
+def test_a_crashed_catalog_copied_elsewhere_recovers_there(tmp_path: Path, small_site: Path) -> None:
+    """The journal names paths relative to the catalog folder: a copy (cp -r) recovers on its own."""
+    root = tmp_path / "cat"
+    assert _crashed_ingest(root, small_site, "commit:1").returncode == 9
+    copy = Path(shutil.copytree(root, tmp_path / "copy"))
+    opened = Catalog(copy)
+    assert opened.recovered and opened.leftovers() == []
+    assert opened.read(_key("funding", "ETHUSDT")).num_rows == (30 + 31) * 3
+    assert list((root / TXN_DIR).glob(f"*{JOURNAL_SUFFIX}"))  # the original is untouched until opened
+
+
+def test_writers_take_turns(tmp_path: Path) -> None:
+    """A write waits while another process's transaction holds the catalog, then goes ahead."""
     cat = _catalog_with_two_series(tmp_path / "cat")
-    copy = Catalog(shutil.copytree(cat.root, tmp_path / "copy"))
-    copy.write(_key("spot"), _bars(T0 + np.arange(48, 50) * H))
-    assert copy.read(_key("spot")).num_rows == 50 and cat.read(_key("spot")).num_rows == 48
+    (cat.root / TXN_DIR).mkdir()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); "
+            "print('locked', flush=True); time.sleep(1.0)",
+            str(cat.root / TXN_DIR),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == b"locked"
+    t0 = time.monotonic()
+    cat.write(_key("spot"), _bars(T0 + np.arange(48, 50) * H))
+    waited = time.monotonic() - t0
+    holder.wait()
+    assert waited > 0.5 and cat.read(_key("spot")).num_rows == 50
+    assert not (cat.root / TXN_DIR).exists()
