@@ -108,14 +108,17 @@ def _timeframes(fs: _FS, venue: str, kind: str, symbol: str, freq_min: int) -> l
 
 
 def _source_series(fs: _FS, symbol: str, freq: str, venue: str) -> tuple[str, str, str]:
-    """(spot symbol, perp symbol, source timeframe) as :func:`data.loader.load_market` picks them."""
+    """(spot symbol, perp symbol, source timeframe) as :func:`data.loader.load_market` picks them
+    (the same rule, on a catalog behind a URL: keep the two in step)."""
     freq_min = timeframe_minutes(freq, "freq")
-    canonical = spot_symbol(symbol)
+    spots = set(_names(fs, fs.join(f"venue={venue}", "kind=spot", "timeframe=*", "symbol=*")))
+    canonical = spot_symbol(symbol, spots)
     spot_tfs = set(_timeframes(fs, venue, "spot", canonical, freq_min))
-    for cand, _ in perp_candidates(symbol):
+    for cand, _ in perp_candidates(symbol, spots):
         common = sorted(spot_tfs & set(_timeframes(fs, venue, "perp", cand, freq_min)), key=timeframe_minutes)
         if common:
-            return canonical, cand, common[-1]
+            marked = [tf for tf in common if tf in _timeframes(fs, venue, "mark", cand, freq_min)]
+            return canonical, cand, (marked or common)[-1]
     stored = _names(fs, fs.join(f"venue={venue}", "kind=spot", "timeframe=*", "symbol=*"))
     raise DataError(
         f"catalog {fs.url}: no spot and perp bars for {symbol} at a timeframe dividing {freq} on venue {venue}"
@@ -175,10 +178,11 @@ def stage_remote(
     local_root = os.path.join(base, hashlib.sha256(fs.url.encode()).hexdigest()[:16])
     y0, y1 = pd.Timestamp(start).year, pd.Timestamp(end).year
     names: set[str] = set()
+    spots = set(_names(fs, fs.join(f"venue={venue}", "kind=spot", "timeframe=*", "symbol=*")))
     for sym in symbols:
-        names.add(spot_symbol(sym))
-        names.update(c for c, _ in perp_candidates(sym))
-        names.add(split_symbol(spot_symbol(sym))[0])  # borrow rates are stored per asset
+        names.add(spot_symbol(sym, spots))
+        names.update(c for c, _ in perp_candidates(sym, spots))
+        names.add(split_symbol(spot_symbol(sym, spots))[0])  # borrow rates are stored per asset
     root = fs.root.rstrip("/")
     for name in sorted(names):
         pats = [

@@ -399,14 +399,15 @@ def load_market(
     notes: list[str] = []
 
     # Resolve every symbol's series and source timeframe.
+    spots = _spot_names(catalog, venue)  # 1000SATSUSDT with a spot of that name is a token, not SATS x 1000
     plans = []
     for sym in symbols:
         try:
             split_symbol(sym)
         except ConfigError as exc:
             raise DataError(f"{exc}{did_you_mean(sym, available_symbols(catalog, venue))}") from None
-        canonical = spot_symbol(sym)
-        perp_names = perp_candidates(sym if sym != canonical else canonical)
+        canonical = spot_symbol(sym, spots)
+        perp_names = perp_candidates(sym, spots)
         spot_tfs = _timeframes(catalog, venue, canonical, Kind.SPOT, freq_min)
         perp_sym: str | None = None
         mult, src_tf = 1, None
@@ -737,14 +738,16 @@ def _load_borrow(
     return out
 
 
+def _spot_names(catalog: Catalog, venue: str) -> set[str]:
+    """Symbols with spot bars stored on ``venue`` (any timeframe)."""
+    return {d.name.split("=", 1)[1] for d in catalog.root.glob(f"venue={venue}/kind=spot/timeframe=*/symbol=*")}
+
+
 def available_symbols(catalog: Catalog, venue: str = "binance") -> list[str]:
     """Canonical symbols that have both spot and perp bars in the catalog."""
-    spot, perp = set(), set()
-    for key in catalog.keys():
-        if key.venue != venue:
-            continue
-        if key.kind is Kind.SPOT:
-            spot.add(key.symbol)
-        elif key.kind is Kind.PERP:
-            perp.add(spot_symbol(key.symbol))
+    spot = _spot_names(catalog, venue)
+    perp = {
+        spot_symbol(d.name.split("=", 1)[1], spot)
+        for d in catalog.root.glob(f"venue={venue}/kind=perp/timeframe=*/symbol=*")
+    }
     return sorted(spot & perp)

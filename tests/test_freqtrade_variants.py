@@ -269,11 +269,6 @@ def test_loader_pairs_multiplier_perps_in_coin_units(tickers_dir: Path, tmp_path
     assert np.allclose(ratio[np.isfinite(ratio)], 1.001)
 
 
-@pytest.mark.xfail(
-    reason="data/loader.py does not yet pass the catalog's spot symbols to spot_symbol/perp_candidates "
-    "(hook requested from the loader's owner); without them 1000SATSUSDT reads as SATS x 1000",
-    raises=(DataError, AssertionError),
-)
 def test_loader_takes_1000sats_as_a_token(tickers_dir: Path, tmp_path: Path) -> None:
     cat = Catalog(tmp_path / "cat")
     ingest_freqtrade(tickers_dir, cat)
