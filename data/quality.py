@@ -5,6 +5,11 @@ raw (not through the write gate, so it also finds damage done after writing) and
 list of :class:`Problem`. Severity ``error`` means the data is wrong or unreadable (the CLI
 exits 1); ``warning`` means it is real but needs a policy (exchange outages, missing funding
 settlements, brief spot/perp dislocations).
+
+The same series checks run at ingest (:func:`ingest_checks`, the verification step of the
+ingest's :meth:`~data.catalog.Catalog.transaction`) on the series written, as they will be
+stored: an error stops the ingest before anything is committed unless its check is allowed
+(``allow_errors``); :func:`check_series` runs them on given files or tables.
 """
 
 from __future__ import annotations
@@ -110,6 +115,11 @@ def catalog_info(catalog: Catalog) -> list[dict]:
         ``rate_sum`` (sum of rates, a fraction) and ``intervals`` (``{"8h": count, ...}``,
         hours per settlement). A series whose files cannot be read has ``error`` instead.
     """
+    with catalog.reading():  # one committed state, even while an ingest commits
+        return _catalog_info(catalog)
+
+
+def _catalog_info(catalog: Catalog) -> list[dict]:
     out: list[dict] = []
     for key in catalog.keys():
         row: dict = {

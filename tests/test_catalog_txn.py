@@ -277,6 +277,24 @@ def test_a_live_transaction_is_left_alone(tmp_path: Path) -> None:
     assert Catalog(cat.root).recovered and not (cat.root / TXN_DIR).exists()
 
 
+def test_an_unreadable_journal_is_an_error_on_open(tmp_path: Path) -> None:
+    cat = _catalog_with_two_series(tmp_path / "cat")
+    (cat.root / TXN_DIR).mkdir()
+    (cat.root / TXN_DIR / f"5-dead{JOURNAL_SUFFIX}").write_text("{not json")
+    with pytest.raises(DataError, match=r"5-dead.journal: cannot read the commit journal .* half committed"):
+        Catalog(cat.root)
+
+
+def test_writing_while_reading_in_the_same_thread(tmp_path: Path) -> None:
+    """A commit upgrades this thread's own read lock instead of waiting for itself."""
+    cat = _catalog_with_two_series(tmp_path / "cat")
+    with cat.reading():
+        with cat.transaction():
+            cat.write(_key("spot"), _bars(T0 + np.arange(48, 50) * H))
+            cat.write(_key("perp"), _bars(T0 + np.arange(48, 50) * H, 100.5))
+        assert cat.read(_key("perp")).num_rows == 50
+
+
 def test_check_reports_leftovers(tmp_path: Path) -> None:
     cat = _catalog_with_two_series(tmp_path / "cat")
     stray = _key("spot").directory(cat.root) / ".year=2024.parquet.abc123.tmp"
