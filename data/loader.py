@@ -8,6 +8,7 @@ back on is marked in the market's masks and listed in ``Market.notes``; nothing 
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from enum import Enum
@@ -362,8 +363,10 @@ def load_market(
     Tradable span
     -------------
     A symbol is tradable only where its spot, perp and mark bars (or the announced perp
-    stand-in for the mark) and its funding all exist: from its first to its last valid bar,
-    and only on bars whose funding is known (:func:`funding_span`). ``Market.tradable`` says
+    stand-in for the mark) and its funding all exist: from its first to its last valid bar
+    (the last one excluded when its prices end inside the window: a position is closed at
+    that bar's open, the last price there is), and only on bars whose funding is known
+    (:func:`funding_span`). ``Market.tradable`` says
     where; the engine holds no position outside it. Each symbol whose priced bars are cut by
     its funding span gets a note; a symbol without a single tradable bar in the window is a
     :class:`DataError` naming what each of its series covers. Settlements outside the span
@@ -377,6 +380,26 @@ def load_market(
     catalog = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
     if not catalog.root.is_dir():
         raise DataError(f"catalog {catalog.root} does not exist; ingest data first (carry data ingest ...)")
+    with catalog.reading():  # every series from one committed state, even while another process ingests
+        return _load_market(
+            catalog, symbols, start, end, freq, venue, gaps, max_fill_bars, require_mark, funding_gaps, allow_untradable
+        )
+
+
+def _load_market(
+    catalog: Catalog,
+    symbols,
+    start,
+    end,
+    freq: str,
+    venue: str,
+    gaps: GapPolicy | str,
+    max_fill_bars: int | None,
+    require_mark: bool,
+    funding_gaps: FundingGapPolicy | str,
+    allow_untradable: bool,
+) -> Market:
+    """:func:`load_market` on an open catalog."""
     if isinstance(symbols, str):
         symbols = [s.strip() for s in symbols.split(",") if s.strip()]
     if not symbols:
@@ -582,6 +605,8 @@ def load_market(
         if priced.size:
             span[: priced[0]] = False
             span[priced[-1] + 1 :] = False
+            if priced[-1] < n_bars - 1:  # prices end inside the window: the position closes at the
+                span[priced[-1]] = False  # open of the last priced bar (no price after it to close at)
         else:
             span[:] = False
         holes = [h for h in holes if (span & (bar_open + step_t > h[0]) & (bar_open < h[1])).any()]
@@ -671,10 +696,7 @@ def load_market(
             f"no tradable bar from {_ts(t0)} to {_ts(t0 + n_bars * step_t)} UTC (where spot, perp, mark and funding "
             f"all exist) for {'; '.join(lines)}; choose --start/--end inside the stored data or drop the symbol"
         )
-    if notes:
-        for text in notes:  # one warning per note: the CLI prints each as one line
-            warnings.warn(text, DataWarning, stacklevel=2)
-    return Market(
+    market = Market(
         index=index,
         symbols=tuple(names),
         freq=freq,
@@ -695,6 +717,31 @@ def load_market(
         tradable=tradable,
         data_flags=tuple(data_flags),
     )
+    market = _trim_to_tradable(market, start_ms is None, end_ms is None)
+    for text in market.notes:  # one warning per note: the CLI prints each as one line
+        warnings.warn(text, DataWarning, stacklevel=3)
+    return market
+
+
+def _trim_to_tradable(market: Market, head: bool, tail: bool) -> Market:
+    """Without an explicit start (end), the window begins (ends) with the symbols' tradable
+    spans, not with their price data: a run's figures cover the time it could trade (OKX's
+    years of perp bars before its funding history are not six years of zero returns)."""
+    rows = np.flatnonzero(market.tradable.any(axis=1))
+    if not rows.size or not (head or tail):
+        return market
+    first = int(rows[0]) if head else 0
+    last = int(rows[-1]) if tail else market.n_bars - 1
+    if first == 0 and last == market.n_bars - 1:
+        return market
+    step = market.index[1] - market.index[0]
+    start, end = market.index[first], market.index[last] + step
+    trimmed = market.select(start=start, end=end)
+    note = (
+        f"window {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC: the symbols' tradable spans "
+        "(no position is possible outside them; pass start/end to choose another window)"
+    )
+    return dataclasses.replace(trimmed, notes=(*trimmed.notes, note))
 
 
 def _mark_opens_at(catalog: Catalog, venue: str, perp_symbol: str, times: np.ndarray) -> np.ndarray:

@@ -36,8 +36,11 @@ def month_bounds_ms(month: str) -> tuple[int, int]:
     return int(a), int(b)
 
 
-def kline_rows(month: str, kind: str = "perp", tf_ms: int = 3_600_000, unit: str = "ms", seed: int = 0) -> list[str]:
-    """CSV lines (no header) of one month of klines; prices near 40,000 (or fractions for premium)."""
+def kline_rows(
+    month: str, kind: str = "perp", tf_ms: int = 3_600_000, unit: str = "ms", seed: int = 0, price_scale: float = 1.0
+) -> list[str]:
+    """CSV lines (no header) of one month of klines; prices near 40,000 times ``price_scale``
+    (or fractions for premium)."""
     start, end = month_bounds_ms(month)
     times = np.arange(start, end, tf_ms, dtype=np.int64)
     rng = np.random.default_rng(seed + int(start // 1000) % 100_000)
@@ -52,6 +55,9 @@ def kline_rows(month: str, kind: str = "perp", tf_ms: int = 3_600_000, unit: str
     c = np.round(base + rng.normal(0, 10 if kind != "premium" else 0.00005, n), 2 if kind != "premium" else 8)
     h = np.maximum(o, c) + np.round(spread, 8)
     l = np.minimum(o, c) - np.round(spread, 8)
+    if price_scale != 1.0:  # e.g. 0.001: the spot price of a token whose perp is quoted per 1000
+        o, c, h, l = (np.round(x * price_scale, 8) for x in (o, c, h, l))
+        base = base * price_scale
     if kind in ("spot", "perp"):
         vol = np.round(rng.uniform(10, 100, n), 5)
         qv = np.round(vol * base, 4)
@@ -156,11 +162,14 @@ def build_site(
     months: list[str],
     kinds=("spot", "perp", "mark", "index", "premium", "funding"),
     tf: str = "1h",
+    price_scale: float = 1.0,
 ) -> list[Path]:
-    """Write every (symbol, kind, month) file; returns the zip paths."""
+    """Write every (symbol, kind, month) file; returns the zip paths. ``price_scale`` scales
+    the kline prices (not funding)."""
     out = []
     for s_i, sym in enumerate(symbols):
         for kind in kinds:
             for month in months:
-                out.append(write_month(root, kind, sym, month, tf, seed=s_i))
+                kw = {"price_scale": price_scale} if kind != "funding" else {}
+                out.append(write_month(root, kind, sym, month, tf, seed=s_i, **kw))
     return out

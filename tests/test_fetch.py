@@ -184,7 +184,8 @@ def test_corrupted_local_file_is_downloaded_again(server, tmp_path: Path) -> Non
 
 
 def test_spot_leg_of_a_multiplied_perp(server, tmp_path: Path) -> None:
-    build_site(server["root"], ["PEPEUSDT"], ["2024-01"], kinds=("spot",))
+    # spot priced per token, the 1000x perp per 1000 tokens (else the ingest's basis check refuses them)
+    build_site(server["root"], ["PEPEUSDT"], ["2024-01"], kinds=("spot",), price_scale=0.001)
     build_site(server["root"], ["1000PEPEUSDT"], ["2024-01"], kinds=("perp",))
     cat = Catalog(tmp_path / "cat")
     r = fetch_binance_vision(

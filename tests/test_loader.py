@@ -63,7 +63,7 @@ def simple(tmp_path):
 
 def test_funding_goes_to_the_bar_that_closes_at_the_settlement(simple):
     cat, times, spot = simple
-    m = load_market(cat, ["AAAUSDT"])
+    m = load_market(cat, ["AAAUSDT"], start="2024-01-01", end="2024-01-03")
     assert m.shape == (48, 1)
     assert m.index.equals(times)
     # settlement at 08:00 is in the 07:00 bar; valued at the mark open of the 08:00 bar
@@ -96,9 +96,9 @@ def test_start_end_window(simple):
 
 def test_resample_keeps_every_settlement(simple):
     cat, _, spot = simple
-    m1 = load_market(cat, "AAAUSDT")
-    m4 = load_market(cat, "AAAUSDT", freq="4h")
-    md = load_market(cat, "AAAUSDT", freq="1d")
+    m1 = load_market(cat, "AAAUSDT", start="2024-01-01", end="2024-01-03")
+    m4 = load_market(cat, "AAAUSDT", freq="4h", start="2024-01-01", end="2024-01-03")
+    md = load_market(cat, "AAAUSDT", freq="1d", start="2024-01-01", end="2024-01-03")
     assert m4.n_bars == 12 and md.n_bars == 2
     for m in (m4, md):
         assert m.funding_count.sum() == 4
@@ -129,17 +129,17 @@ def test_funding_time_is_the_last_settlement_instant_of_the_bar(tmp_path):
     def at(m, bar):
         return m.funding_time_ms[m.index.get_loc(pd.Timestamp(bar, tz="UTC")), 0]
 
-    m = load_market(cat, "AAAUSDT")
+    m = load_market(cat, "AAAUSDT", start="2024-01-01", end="2024-01-03")
     ft = m.funding_time_ms
     assert ft.dtype == np.int64 and ft.shape == m.shape and not ft.flags.writeable
     assert at(m, "2024-01-01 07:00") == ms[0]  # 08:00:00 sits in the 07:00 bar
     assert at(m, "2024-01-01 12:00") == ms[1]  # 12:00:00.001 sits in the 12:00 bar, stamped exactly
     assert at(m, "2024-01-01 23:00") == ms[3]
     np.testing.assert_array_equal(ft != NO_FUNDING_TIME, m.funding_count > 0)
-    m4 = load_market(cat, "AAAUSDT", freq="4h")
+    m4 = load_market(cat, "AAAUSDT", freq="4h", start="2024-01-01", end="2024-01-03")
     assert at(m4, "2024-01-01 04:00") == ms[0]
     assert m4.funding_count[3, 0] == 2 and at(m4, "2024-01-01 12:00") == ms[2]  # 12:00:00.001 and 16:00: the last
-    md = load_market(cat, "AAAUSDT", freq="1d")
+    md = load_market(cat, "AAAUSDT", freq="1d", start="2024-01-01", end="2024-01-03")
     assert md.funding_count[0, 0] == 4 and at(md, "2024-01-01") == ms[3]  # the last of the day's four
     part = m.select(start="2024-01-01 10:00", end="2024-01-01 20:00")
     np.testing.assert_array_equal(part.funding_time_ms, ft[10:20])
@@ -159,14 +159,14 @@ def test_gap_policy(tmp_path):
     cat.write(PartitionKey("binance", Kind.PERP, "AAAUSDT", "1h"), _bars(times, spot))
     cat.write(PartitionKey("binance", Kind.FUNDING, "AAAUSDT"), _funding(times[8:9], [0.0001]))
     with pytest.raises(DataError, match=r"AAAUSDT spot .*1 gap.*3 bar\(s\) missing from 2024-01-01 10:00"):
-        load_market(cat, "AAAUSDT", gaps="error")
+        load_market(cat, "AAAUSDT", gaps="error", start="2024-01-01", end="2024-01-02 06:00")
     with pytest.warns(DataWarning, match="forward-filled 3 missing bar"):
-        m = load_market(cat, "AAAUSDT")
+        m = load_market(cat, "AAAUSDT", start="2024-01-01", end="2024-01-02 06:00")
     assert m.filled[10:13, 0].all() and not m.filled[:10, 0].any()
     assert (m.spot_close[10:13, 0] == m.spot_close[9, 0]).all()
     assert m.valid[10:13, 0].all()
     with pytest.warns(DataWarning, match="exceeds max_fill_bars=2"):
-        m = load_market(cat, "AAAUSDT", max_fill_bars=2)
+        m = load_market(cat, "AAAUSDT", max_fill_bars=2, start="2024-01-01", end="2024-01-02 06:00")
     assert not m.valid[10:13, 0].any() and np.isnan(m.spot_close[10:13, 0]).all()
 
 
@@ -177,7 +177,7 @@ def test_thousand_multiplier_perp_is_put_in_coin_units(tmp_path):
     _write_symbol(cat, "PEPEUSDT", times, spot, spot * 1000, spot * 1000, times[8:9], [0.0001], perp_sym="1000PEPEUSDT")
     # the spot series lives under PEPEUSDT; the perp under 1000PEPEUSDT
     for name in ("PEPEUSDT", "1000PEPEUSDT"):
-        m = load_market(cat, name)
+        m = load_market(cat, name, start="2024-01-01", end="2024-01-02")
         assert m.symbols == ("PEPEUSDT",) and m.perp_symbols == ("1000PEPEUSDT",)
         assert m.multiplier[0] == 1000
         np.testing.assert_allclose(m.perp_close[:, 0], spot, rtol=1e-12)
@@ -204,7 +204,7 @@ def test_multi_symbol_union_coverage(tmp_path):
     t2 = pd.date_range("2024-01-01 12:00", periods=24, freq="1h", tz="UTC")
     _write_symbol(cat, "AAAUSDT", t1, np.full(24, 10.0), np.full(24, 10.0), np.full(24, 10.0), t1[8:9], [0.001])
     _write_symbol(cat, "BBBUSDT", t2, np.full(24, 5.0), np.full(24, 5.0), np.full(24, 5.0), t2[8:9], [0.002])
-    m = load_market(cat, ["AAAUSDT", "BBBUSDT"])
+    m = load_market(cat, ["AAAUSDT", "BBBUSDT"], start="2024-01-01", end="2024-01-02 12:00")
     assert m.n_bars == 36
     assert m.valid[:24, 0].all() and not m.valid[24:, 0].any()
     assert not m.valid[:12, 1].any() and m.valid[12:, 1].all()

@@ -64,7 +64,11 @@ def test_funding_span_rule_on_its_own():
 
 def test_funding_that_starts_late_clips_the_span_and_nothing_is_held_before(tmp_path):
     cat, times = _catalog(tmp_path, fstart="2024-01-11 00:00")
+    # without a start the window begins with the tradable span
     m, notes = _load(cat, "AAAUSDT")
+    assert m.index[0] == pd.Timestamp("2024-01-10 16:00", tz="UTC") and m.tradable.all()
+    assert "window 2024-01-10 16:00 to 2024-01-21 00:00 UTC: the symbols' tradable spans" in notes
+    m, notes = _load(cat, "AAAUSDT", start="2024-01-01")
     first = int(np.flatnonzero(m.tradable[:, 0])[0])
     assert m.index[first] == pd.Timestamp("2024-01-10 16:00", tz="UTC")  # one 8h interval before
     assert m.valid[:first].all()  # prices exist: it is the funding that is missing
@@ -78,7 +82,7 @@ def test_funding_that_starts_late_clips_the_span_and_nothing_is_held_before(tmp_
 
 def test_funding_that_ends_early_closes_the_position_and_books_no_zero_funding(tmp_path):
     cat, times = _catalog(tmp_path, fend="2024-01-12 00:00")
-    m, notes = _load(cat, "AAAUSDT")
+    m, notes = _load(cat, "AAAUSDT", end="2024-01-21")
     last = int(np.flatnonzero(m.tradable[:, 0])[-1])
     assert m.index[last] == pd.Timestamp("2024-01-11 23:00", tz="UTC")
     assert not m.tradable[last + 1 :, 0].any() and m.valid[last + 1 :, 0].all()
@@ -157,9 +161,11 @@ def test_a_symbol_whose_funding_runs_past_its_perp_bars_is_clipped_not_aborted(t
     m, _ = _load(cat, ["AAAUSDT", "BBBUSDT"])
     j = m.symbols.index("BBBUSDT")
     last = int(np.flatnonzero(m.tradable[:, j])[-1])
-    assert m.index[last] == pd.Timestamp("2024-01-10 23:00", tz="UTC")
-    assert m.funding_count[last + 1 :, j].sum() == 0  # settlements without a price are not used
-    assert m.funding_count[: last + 1, j].sum() == 30
+    # its prices end inside the window: the position closes at the open of its last priced bar
+    assert m.index[last] == pd.Timestamp("2024-01-10 22:00", tz="UTC") and m.valid[last + 1, j]
+    assert not m.valid[last + 2 :, j].any()
+    assert m.funding_count[last + 2 :, j].sum() == 0  # settlements without a price are not used
+    assert m.funding_count[: last + 2, j].sum() == 30
 
 
 def test_data_that_ends_inside_the_last_interval_is_not_clipped(tmp_path):

@@ -202,6 +202,7 @@ def _run_options(p: argparse.ArgumentParser, *, out_required: bool = True) -> No
     g.add_argument("--start", default=None, help="first bar (UTC), e.g. 2024-01-01")
     g.add_argument("--end", default=None, help="end (UTC, exclusive), e.g. 2025-01-01")
     g.add_argument("--freq", default=None, help="bar length: 1h (default), 4h, 1d, ...")
+    g.add_argument("--venue", default=None, help="venue of the catalog's series (default: binance)")
     g.add_argument(
         "--funding-gaps",
         choices=("error", "no_trade", "zero"),

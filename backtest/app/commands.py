@@ -100,6 +100,7 @@ def data_overrides(args) -> dict:
         "start": args.start,
         "end": args.end,
         "freq": args.freq,
+        "venue": getattr(args, "venue", None),
         "funding_gaps": getattr(args, "funding_gaps", None),
         "allow_data_errors": getattr(args, "allow_data_errors", None),
     }

@@ -213,7 +213,11 @@ def check_run_data(cfg: RunConfig) -> list[dict]:
     from data.catalog import Catalog
     from data.quality import check_catalog
 
-    problems = [p for p in check_catalog(Catalog(cfg.data.catalog), list(cfg.data.symbols)) if p.severity == "error"]
+    problems = [
+        p
+        for p in check_catalog(Catalog(cfg.data.catalog), list(cfg.data.symbols))
+        if p.severity == "error" and p.check != "leftover"  # a stray file of an interrupted write is not data
+    ]
     allowed = set(cfg.data.allow_data_errors)
     blocking = [p for p in problems if p.check not in allowed and "all" not in allowed]
     if blocking:
