@@ -318,7 +318,7 @@ def load_market(
     max_fill_bars: int | None = None,
     require_mark: bool = False,
     funding_gaps: FundingGapPolicy | str = FundingGapPolicy.ERROR,
-    allow_untradable: bool = False,
+    run_end=None,
 ) -> Market:
     """Load an aligned :class:`Market` from a catalog.
 
@@ -356,9 +356,11 @@ def load_market(
         ``"error"`` (default) raises :class:`DataError` naming the symbol, the series and the
         hole; ``"no_trade"`` holds no position through it; ``"zero"`` counts it as zero
         funding and flags the market (``Market.data_flags``: ``"funding_gap_zero"``).
-    allow_untradable:
-        Keep a symbol without a single tradable bar in the window (``tradable`` all False)
-        instead of raising; for loads of one time chunk of a longer run.
+    run_end:
+        The end of the whole run when this load is one time chunk of it (scale-out sweeps):
+        a symbol without a tradable bar in the chunk is kept (``tradable`` all False) instead
+        of raising, and a symbol whose stored prices end at the chunk's last bar closes there
+        as it would in one pass over the run.
 
     Tradable span
     -------------
@@ -382,7 +384,7 @@ def load_market(
         raise DataError(f"catalog {catalog.root} does not exist; ingest data first (carry data ingest ...)")
     with catalog.reading():  # every series from one committed state, even while another process ingests
         return _load_market(
-            catalog, symbols, start, end, freq, venue, gaps, max_fill_bars, require_mark, funding_gaps, allow_untradable
+            catalog, symbols, start, end, freq, venue, gaps, max_fill_bars, require_mark, funding_gaps, run_end
         )
 
 
@@ -397,7 +399,7 @@ def _load_market(
     max_fill_bars: int | None,
     require_mark: bool,
     funding_gaps: FundingGapPolicy | str,
-    allow_untradable: bool,
+    run_end,
 ) -> Market:
     """:func:`load_market` on an open catalog."""
     if isinstance(symbols, str):
@@ -412,6 +414,7 @@ def _load_market(
     freq_min = timeframe_minutes(freq, "freq")
     step_t = freq_min * _MS_PER_MIN
     start_ms, end_ms = to_ms(start, "start"), to_ms(end, "end")
+    run_end_ms = to_ms(run_end, "run_end")
     if max_fill_bars is not None and (
         isinstance(max_fill_bars, bool) or not isinstance(max_fill_bars, int) or max_fill_bars < 0
     ):
@@ -508,6 +511,7 @@ def _load_market(
             f"empty time range: start {pd.Timestamp(lo, unit='ms', tz='UTC')} is not before end {pd.Timestamp(hi, unit='ms', tz='UTC')}"
         )
     n_bars = int(-(-(hi - t0) // step_t))
+    chunk_of_more = run_end_ms is not None and run_end_ms > t0 + n_bars * step_t  # the run goes on after this chunk
     index = pd.DatetimeIndex(pd.to_datetime(t0 + step_t * np.arange(n_bars, dtype=np.int64), unit="ms", utc=True))
     shape = (n_bars, len(plans))
 
@@ -605,8 +609,9 @@ def _load_market(
         if priced.size:
             span[: priced[0]] = False
             span[priced[-1] + 1 :] = False
-            if priced[-1] < n_bars - 1:  # prices end inside the window: the position closes at the
-                span[priced[-1]] = False  # open of the last priced bar (no price after it to close at)
+            if priced[-1] < n_bars - 1 or (chunk_of_more and _prices_end_at(catalog, keys, bar_open[priced[-1]])):
+                # prices end inside the run: the position closes at the open of the last priced bar
+                span[priced[-1]] = False  # (there is no price after it to close at)
         else:
             span[:] = False
         holes = [h for h in holes if (span & (bar_open + step_t > h[0]) & (bar_open < h[1])).any()]
@@ -677,7 +682,7 @@ def _load_market(
         np.maximum.at(funding_time[:, j], bar, times)  # the last settlement's instant
         funding_hours[bar, j] = hours  # last settlement of the bar wins (times are sorted)
 
-    if untradable and not allow_untradable:
+    if untradable and run_end_ms is None:
         lines = []
         for p in plans:
             if p.canonical not in untradable:
@@ -742,6 +747,12 @@ def _trim_to_tradable(market: Market, head: bool, tail: bool) -> Market:
         "(no position is possible outside them; pass start/end to choose another window)"
     )
     return dataclasses.replace(trimmed, notes=(*trimmed.notes, note))
+
+
+def _prices_end_at(catalog: Catalog, keys: dict[str, PartitionKey | None], t_ms: int) -> bool:
+    """True if the first of a symbol's stored price series to end ends with the bar opening at ``t_ms``."""
+    ends = [c[1] for k in keys.values() if k is not None and (c := _coverage(catalog, [k])) is not None]
+    return bool(ends) and min(ends) == t_ms
 
 
 def _mark_opens_at(catalog: Catalog, venue: str, perp_symbol: str, times: np.ndarray) -> np.ndarray:

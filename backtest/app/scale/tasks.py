@@ -156,7 +156,7 @@ def run_task(task: SweepTask) -> TaskResult:
                 venue=task.venue,
                 gaps=task.gaps,
                 funding_gaps=task.funding_gaps,
-                allow_untradable=task.time_chunk_bars > 0,  # a time chunk may fall before a symbol's span
+                run_end=task.end if task.time_chunk_bars > 0 else None,  # one time chunk of the run
             )
         timings["load"] += time.perf_counter() - t
         if m.n_bars != k1 - w0:
