@@ -50,6 +50,13 @@ SeriesData: TypeAlias = Sequence[Path] | pa.Table
 FUNDING_RATE_LIMIT = 0.03
 #: |perp / spot - 1| above this (a fraction) on a bar counts as a spot/perp divergence.
 BASIS_LIMIT = 0.10
+#: A close this many times away from both neighbouring closes (up or down) is a bad tick.
+SPIKE_FACTOR = 5.0
+#: A high (low) this many times above (below) the bar's body is a bad tick in the wick.
+WICK_FACTOR = 10.0
+#: A funding series whose median |rate| exceeds this (fraction per interval) is stored in the
+#: wrong unit: real medians are about 0.0001 (0.01%); 0.003 is the +/-0.3% cap of BTC/ETH.
+FUNDING_MEDIAN_LIMIT = 0.003
 #: Gap ranges listed in a message.
 MAX_LISTED = 5
 
@@ -69,7 +76,8 @@ class Problem:
     check:
         Name of the check (``gaps``, ``duplicates``, ``non_monotonic``, ``nan``,
         ``non_positive_price``, ``ohlc``, ``unreadable``, ``invalid``, ``off_grid``,
-        ``misaligned``, ``basis_divergence``, ``funding_outlier``, ``funding_off_hour``,
+        ``misaligned``, ``basis_divergence``, ``funding_outlier``, ``funding_scale``,
+        ``funding_schedule``, ``price_spike``, ``price_wick``, ``funding_off_hour``,
         ``funding_spacing``, ``funding_interval_unknown``, ``wrong_partition``).
     message:
         What is wrong, with the first few occurrences.
@@ -340,6 +348,58 @@ def _gaps(key: PartitionKey, t: np.ndarray, problems: list[Problem]) -> None:
         )
 
 
+def _spikes(key: PartitionKey, table: pa.Table, problems: list[Problem]) -> None:
+    """Bad ticks: a bar whose close is :data:`SPIKE_FACTOR` times away from the closes on both
+    sides (a whole bar stored x1000: an error; a real move does not come back within one bar),
+    and wicks :data:`WICK_FACTOR` times beyond the bar's body (a warning: the data is kept as
+    recorded, but the engine checks liquidations against highs and lows, so a run that covers
+    the bar is stopped by its data check unless allowed)."""
+    names = set(table.column_names)
+    if not {"open", "high", "low", "close"} <= names or len(table) < 2:
+        return
+    t = table.column("time").cast(pa.int64()).to_numpy()
+    o, h, lo, c = (
+        table.column(n).to_numpy(zero_copy_only=False).astype(float) for n in ("open", "high", "low", "close")
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r_prev = c[1:] / c[:-1]  # r_prev[i - 1]: close i vs close i - 1
+        up = np.concatenate([[False], (r_prev[:-1] > SPIKE_FACTOR) & (r_prev[1:] < 1 / SPIKE_FACTOR), [False]])
+        down = np.concatenate([[False], (r_prev[:-1] < 1 / SPIKE_FACTOR) & (r_prev[1:] > SPIKE_FACTOR), [False]])
+        spike = np.flatnonzero(up | down)
+        wick = np.flatnonzero((h > WICK_FACTOR * np.maximum(o, c)) | (lo * WICK_FACTOR < np.minimum(o, c)))
+    if spike.size:
+        listed = ", ".join(
+            f"{_short(t[i])} close {c[i]:.6g} between {c[i - 1]:.6g} and {c[i + 1]:.6g}" for i in spike[:MAX_LISTED]
+        )
+        problems.append(
+            Problem(
+                "error",
+                str(key),
+                "price_spike",
+                f"{spike.size} bar(s) whose close is over {SPIKE_FACTOR:g}x away from the closes on both sides "
+                f"(a bad tick or a unit error, not a move): {listed}",
+                _iso(t[spike[0]]),
+                int(spike.size),
+            )
+        )
+    if wick.size:
+        listed = ", ".join(
+            f"{_short(t[i])} high {h[i]:.6g} low {lo[i]:.6g} for open {o[i]:.6g} close {c[i]:.6g}"
+            for i in wick[:MAX_LISTED]
+        )
+        problems.append(
+            Problem(
+                "warning",
+                str(key),
+                "price_wick",
+                f"{wick.size} bar(s) with a high or low over {WICK_FACTOR:g}x beyond the bar's open/close (a bad "
+                f"tick? liquidations are checked against highs and lows): {listed}",
+                _iso(t[wick[0]]),
+                int(wick.size),
+            )
+        )
+
+
 def _funding_checks(key: PartitionKey, table: pa.Table, problems: list[Problem]) -> None:
     series = str(key)
     t = table.column("time").cast(pa.int64()).to_numpy()
@@ -359,6 +419,40 @@ def _funding_checks(key: PartitionKey, table: pa.Table, problems: list[Problem])
                 int(bad.size),
             )
         )
+    median = float(np.median(np.abs(rate))) if len(rate) >= 10 else 0.0
+    if median > FUNDING_MEDIAN_LIMIT:
+        problems.append(
+            Problem(
+                "error",
+                series,
+                "funding_scale",
+                f"the median |rate| is {median:.6g} per interval over {len(rate)} settlements, beyond "
+                f"{FUNDING_MEDIAN_LIMIT} (real medians are about 0.0001): stored in percent or bps instead of "
+                f"a fraction? x{median / 1e-4:.0f} the usual level",
+                _iso(t[0]),
+                len(rate),
+            )
+        )
+    with np.errstate(invalid="ignore"):
+        h_ms = (hours * _MS_H).astype(np.float64)
+        known = np.isfinite(h_ms) & (h_ms >= 2 * _MS_H) & (h_ms <= 24 * _MS_H)
+    if known.sum() >= 10:
+        phase = (t[known] % h_ms[known].astype(np.int64)) // _MS_H
+        off_sched = np.flatnonzero(phase != 0)
+        if off_sched.size * 2 > known.sum():
+            shift = int(np.bincount(phase[off_sched].astype(np.int64)).argmax())
+            problems.append(
+                Problem(
+                    "error",
+                    series,
+                    "funding_schedule",
+                    f"{off_sched.size} of {int(known.sum())} settlements fall off their interval's UTC schedule "
+                    f"(every venue settles at 00:00 + k x interval; these sit {shift}h later, first "
+                    f"{_short(t[known][off_sched[0]])}): times in another timezone? shift them by {-shift:+d}h",
+                    _iso(t[known][off_sched[0]]),
+                    int(off_sched.size),
+                )
+            )
     off = np.flatnonzero(t % _MS_H)
     if off.size:
         problems.append(
@@ -517,6 +611,8 @@ def check_series(
             continue
         if key.kind.is_bar:
             _gaps(key, table.column("time").cast(pa.int64()).to_numpy(), problems)
+            if key.kind is not Kind.PREMIUM:  # premium-index bars are fractions around 0, not prices
+                _spikes(key, table, problems)
         elif key.kind is Kind.FUNDING:
             _funding_checks(key, table, problems)
     for key, table in tables.items():
@@ -628,6 +724,10 @@ CHECKS = (
     "misaligned",
     "basis_divergence",
     "funding_outlier",
+    "funding_scale",
+    "funding_schedule",
+    "price_spike",
+    "price_wick",
     "funding_off_hour",
     "funding_spacing",
     "funding_interval_unknown",
@@ -646,10 +746,16 @@ ERROR_CHECKS = (
     "misaligned",
     "basis_divergence",
     "funding_outlier",
+    "funding_scale",
+    "funding_schedule",
+    "price_spike",
 )
 #: The column a check's message is about, where the message does not name it.
 _CHECK_COLUMN = {
     "funding_outlier": "rate",
+    "funding_scale": "rate",
+    "funding_schedule": "time",
+    "price_spike": "close",
     "basis_divergence": "close",
     "misaligned": "time",
     "duplicates": "time",

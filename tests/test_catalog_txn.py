@@ -368,7 +368,7 @@ def test_rejected_ingest_into_a_filled_catalog_changes_nothing(tmp_path: Path) -
 def test_allowed_error_is_ingested_and_recorded(tmp_path: Path) -> None:
     site = _site_with_bad_funding(tmp_path / "site")
     cat = Catalog(tmp_path / "cat")
-    report = ingest_binance_vision([site], cat, allow_errors=("funding_outlier",))
+    report = ingest_binance_vision([site], cat, allow_errors=("funding_outlier", "funding_scale"))  # x100 is both
     assert cat.read(_key("funding", "ETHUSDT")).num_rows == 2 * 90 + 3  # 30 + 31 days x 3
     (w,) = [w for w in report.writes if w.overridden]
     assert str(w.key) == "binance/funding/ETHUSDT"

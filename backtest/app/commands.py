@@ -145,6 +145,12 @@ class RunOutcome:
         )
 
 
+def run_window(market: Market) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The ``[start, end)`` a market covers (the last bar's close as the end)."""
+    step = market.index[1] - market.index[0] if market.n_bars > 1 else pd.Timedelta(0)
+    return market.index[0], market.index[-1] + step
+
+
 def note(text: str) -> None:
     """Print one note on stderr, one line."""
     print(f"carry: note: {one_line(text)}", file=sys.stderr)
@@ -188,7 +194,7 @@ def execute(cfg: app.RunConfig, progress: bool = False) -> RunOutcome:
     bar = _progress(len(steps), progress)
     bar.set_description(steps[0])
     market = app.load_run_market(cfg)
-    allowed = app.check_run_data(cfg)
+    allowed = app.check_run_data(cfg, run_window(market))
     check_run_memory(cfg, market)
     bar.update(1)
     bar.set_description(steps[1])
@@ -558,7 +564,7 @@ def cmd_scan(args) -> int:
     )
     check_output_dir(args.out, args.overwrite)
     market = app.load_run_market(cfg)
-    allowed = app.check_run_data(cfg)
+    allowed = app.check_run_data(cfg, run_window(market))
     for text in market.notes:
         note(text)
     for p in allowed:

@@ -200,23 +200,38 @@ def load_run_market(cfg: RunConfig) -> Market:
     return market
 
 
-def check_run_data(cfg: RunConfig) -> list[dict]:
+#: Data-check warnings that stop a run covering them: a wick far beyond the bar's body is kept as
+#: recorded at ingest, but liquidations are checked against highs and lows.
+RUN_BLOCKING_WARNINGS = ("price_wick",)
+
+
+def check_run_data(cfg: RunConfig, window: tuple[pd.Timestamp, pd.Timestamp] | None = None) -> list[dict]:
     """Run the catalog checks of ``carry data check`` on the run's symbols before it runs.
 
     Errors (``data.quality.check_catalog``: unreadable files, duplicates, NaN or non-positive
-    prices, OHLC breaks, funding beyond +/-3% per interval, spot and perp systematically apart)
-    stop the run with a :class:`DataError` naming the series, the check and the first rows,
-    unless the check is named in ``allow_data_errors`` (``"all"``: any). Returns the errors
-    allowed through, as dicts, for ``summary.json`` and the report."""
+    prices, OHLC breaks, bad ticks, funding beyond +/-3% per interval or stored in the wrong
+    unit or timezone, spot and perp systematically apart) and the warnings of
+    :data:`RUN_BLOCKING_WARNINGS` stop the run with a :class:`DataError` naming the series, the
+    check and the first rows, unless the check is named in ``allow_data_errors`` (``"all"``:
+    any). A problem with one occurrence outside ``window`` (the run's ``[start, end)``) does not
+    concern the run. Returns the problems allowed through, as dicts, for ``summary.json`` and
+    the report."""
     from dataclasses import asdict
 
     from data.catalog import Catalog
     from data.quality import check_catalog
 
+    def concerns(p) -> bool:
+        if window is None or p.time is None or p.count != 1:
+            return True
+        return bool(window[0] <= pd.Timestamp(p.time) < window[1])
+
     problems = [
         p
         for p in check_catalog(Catalog(cfg.data.catalog), list(cfg.data.symbols))
-        if p.severity == "error" and p.check != "leftover"  # a stray file of an interrupted write is not data
+        if (p.severity == "error" or p.check in RUN_BLOCKING_WARNINGS)
+        and p.check != "leftover"  # a stray file of an interrupted write is not data
+        and concerns(p)
     ]
     allowed = set(cfg.data.allow_data_errors)
     blocking = [p for p in problems if p.check not in allowed and "all" not in allowed]

@@ -77,7 +77,11 @@ def run_scaled_sweep_command(args, cfg) -> int:
     from reports.outputs import check_output_dir, json_ready, write_output_dir
 
     check_output_dir(args.out, getattr(args, "overwrite", False))
-    allowed = app.check_run_data(cfg)  # the data checks every run passes, before any task starts
+    from data.units import to_timestamp
+
+    bounds = (to_timestamp(cfg.data.start, "start"), to_timestamp(cfg.data.end, "end"))
+    window = None if None in bounds else bounds  # (the sweep's own window is fixed later, from the catalog)
+    allowed = app.check_run_data(cfg, window)  # the data checks every run passes, before any task starts
     spec = cfg.strategies[0]
     every = getattr(args, "equity_every", "1D")
     every = None if every is None or str(every).lower() == "none" else every
