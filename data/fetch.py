@@ -333,6 +333,7 @@ def fetch_binance_vision(
     timeout: float = 30.0,
     workers: int = 4,
     venue: str = "binance",
+    allow_errors: Iterable[str] = (),
 ) -> FetchReport:
     """Download Binance monthly bulk files for ``symbols`` and months ``start``..``end``, then ingest.
 
@@ -368,6 +369,8 @@ def fetch_binance_vision(
         Concurrent downloads.
     venue:
         Venue name stored in the catalog.
+    allow_errors:
+        Data checks whose errors do not refuse the ingest (see :func:`ingest_binance_vision`).
 
     Returns
     -------
@@ -456,7 +459,7 @@ def fetch_binance_vision(
 
     if ingest:
         if report.files:
-            report.ingest = ingest_binance_vision(report.files, catalog, venue=venue)
+            report.ingest = ingest_binance_vision(report.files, catalog, venue=venue, allow_errors=allow_errors)
         else:
             report.ingest = IngestReport(warnings=["nothing to ingest: no file was found for the requested months"])
     return report

@@ -172,12 +172,13 @@ def write_demo_catalog(root: str | Path, seed: int = 7, venue: str = "binance") 
     """Write the demo dataset into the catalog at ``root`` (idempotent) and return it."""
     catalog = Catalog(root)
     kinds = {"spot": Kind.SPOT, "perp": Kind.PERP, "mark": Kind.MARK, "funding": Kind.FUNDING}
-    for sym, frames in demo_frames(seed).items():
-        for leg, frame in frames.items():
-            kind = kinds[leg]
-            key = PartitionKey(venue, kind, sym, "1h" if kind.is_bar else None)
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            catalog.write(key, table, source=f"demo:{sym}:{leg}")
+    with catalog.transaction():  # all or nothing: an interrupted demo setup leaves no half catalog
+        for sym, frames in demo_frames(seed).items():
+            for leg, frame in frames.items():
+                kind = kinds[leg]
+                key = PartitionKey(venue, kind, sym, "1h" if kind.is_bar else None)
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                catalog.write(key, table, source=f"demo:{sym}:{leg}")
     return catalog
 
 

@@ -149,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     fb.add_argument("--timeframe", default="1h", help="kline interval (default: 1h)")
     fb.add_argument("--download-dir", type=Path, default=None, help="where zips are kept (default: CATALOG/_downloads)")
     fb.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    fb.add_argument(
+        "--allow-errors",
+        default=None,
+        metavar="CHECKS",
+        help="data-check errors that do not stop the ingest (comma-separated; recorded in the report)",
+    )
     fb.set_defaults(func=_cmd_fetch_binance_vision)
 
     info = dsub.add_parser("info", help="coverage of every series in a catalog", formatter_class=_formatter)
@@ -379,6 +385,7 @@ def _cmd_fetch_binance_vision(args) -> int:
         download_dir=args.download_dir,
         timeframe=args.timeframe,
         progress=not args.no_progress and sys.stderr.isatty(),
+        allow_errors=_names(args.allow_errors),
     )
     print(report.summary())
     return 0
