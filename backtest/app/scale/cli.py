@@ -79,8 +79,11 @@ def run_scaled_sweep_command(args, cfg) -> int:
     check_output_dir(args.out, getattr(args, "overwrite", False))
     from data.units import to_timestamp
 
-    bounds = (to_timestamp(cfg.data.start, "start"), to_timestamp(cfg.data.end, "end"))
-    window = None if None in bounds else bounds  # (the sweep's own window is fixed later, from the catalog)
+    window = (  # (without both bounds the sweep's window is fixed later, from the catalog)
+        (to_timestamp(cfg.data.start, "start"), to_timestamp(cfg.data.end, "end"))
+        if cfg.data.start is not None and cfg.data.end is not None
+        else None
+    )
     allowed = app.check_run_data(cfg, window)  # the data checks every run passes, before any task starts
     spec = cfg.strategies[0]
     every = getattr(args, "equity_every", "1D")
