@@ -297,3 +297,48 @@ def test_daily_bars_come_from_the_hourly_files_when_the_daily_files_lack_mark(tm
     assert not m.mark_fallback.any() and "stand in" not in notes  # the 1h mark files were used
     np.testing.assert_array_equal(m.mark_close, hourly.mark_close)
     np.testing.assert_array_equal(m.funding_value, hourly.funding_value)
+
+
+def test_real_okx_years_without_funding_are_not_traded(tmp_path, capsys):
+    """OKX: BTC perp bars from 2020, spot from 2023, funding only from 2025-10-06 (../shared/data)."""
+    import json
+
+    from data.ingest.freqtrade import ingest_freqtrade
+    from tests.conftest import shared_data_path
+
+    cat = Catalog(tmp_path / "cat")
+    ingest_freqtrade(shared_data_path("okx"), cat, venue="okx", symbols=["BTCUSDT"])
+    out = tmp_path / "out"
+    code, _, err = _cli(
+        "backtest", "--data", cat.root, "--venue", "okx", "--symbols", "BTCUSDT", "--strategy", "always_carry",
+        "--start", "2024-01-01", "--out", out, "--quiet", capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "carry: note: BTCUSDT: tradable from 2025-10-06 00:00" in err
+    summary = json.loads((out / "summary.json").read_text())
+    span = summary["coverage"]["tradable"]["BTCUSDT"]
+    assert span["start"] == "2025-10-06 00:00:00+00:00"
+    events = pd.read_parquet(out / "events.parquet")
+    assert events.time.min() >= pd.Timestamp(span["start"])  # not one fill or funding before
+    assert (events.kind == "funding").sum() == span["settlements_used"]
+    equity = pd.read_parquet(out / "equity.parquet").iloc[:, 0]
+    assert (equity[: span["start"]].iloc[:-1] == 10_000).all()  # flat through the years without funding
+
+
+def test_real_symbols_without_funding_in_the_window_are_an_error(tmp_path, capsys):
+    """The issue's case: Binance BCH and XTZ have funding only from 2025-05; 2021-2024 exited 0 with
+    0 settlements."""
+    from data.ingest.freqtrade import ingest_freqtrade
+    from tests.conftest import shared_data_path
+
+    cat = Catalog(tmp_path / "cat")
+    ingest_freqtrade(shared_data_path("binance"), cat, symbols=["BCHUSDT", "XTZUSDT"])
+    out = tmp_path / "out"
+    code, _, err = _cli(
+        "compare", "--data", cat.root, "--symbols", "BCHUSDT,XTZUSDT", "--start", "2021-01-01", "--end", "2024-01-01",
+        "--strategies", "always_carry,funding_sign", "--out", out, "--quiet", capsys=capsys,
+    )  # fmt: skip
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and not out.exists()
+    assert lines[0].startswith("carry: error: no tradable bar from 2021-01-01 00:00 to 2024-01-01 00:00 UTC")
+    assert "BCHUSDT (spot 2019-11-28.." in lines[0] and "funding 2025-05-01.." in lines[0] and "XTZUSDT (" in lines[0]
