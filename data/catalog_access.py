@@ -62,6 +62,19 @@ class _FS:
     def exists(self, path: str) -> bool:
         return self.fs.exists(path) if self.remote else os.path.exists(path)
 
+    def read_columns(self, path: str, columns: list[str]):
+        """Some columns of one Parquet file, as a pyarrow table (DataError naming the file)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            if self.remote:
+                with self.fs.open(path, "rb") as fh:
+                    return pq.read_table(fh, columns=columns)
+            return pq.read_table(path, columns=columns)
+        except (pa.ArrowException, OSError, KeyError) as exc:
+            raise DataError(f"{path}: cannot read {columns} ({exc}); the file may be truncated or corrupt") from None
+
     def read_times(self, path: str) -> np.ndarray:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -134,10 +147,13 @@ def _names(fs: _FS, pattern: str) -> list[str]:
 def sweep_window(
     catalog: str, symbols: Iterable[str], freq: str = "1h", venue: str = "binance", start=None, end=None
 ) -> tuple[str, str]:
-    """The common ``[start, end)`` of a sweep: the union of the symbols' bar coverage.
+    """The common ``[start, end)`` of a sweep: the union of the symbols' tradable spans, the
+    window :func:`data.loader.load_market` takes without explicit bounds (each symbol from its
+    first bar with spot and perp prices and known funding to its last; the funding rule is
+    :func:`data.loader.funded_interval`).
 
-    Reads only the ``time`` column of each series' first and last year file, so it is cheap even
-    for hundreds of symbols of minute data. Explicit bounds win.
+    Reads only the first and last row of each series' first and last year file, so it is cheap
+    even for hundreds of symbols of minute data. Explicit bounds win.
     """
     start_ms, end_ms = to_ms(start, "start"), to_ms(end, "end")
     if start_ms is not None and end_ms is not None:
@@ -147,8 +163,10 @@ def sweep_window(
     if venue not in venues:
         raise unknown_name("venue", venue, venues, f" in catalog {fs.url}")
     lo, hi = None, None
+    step = timeframe_minutes(freq, "freq") * 60_000
     for sym in symbols:
         spot, perp, tf = _source_series(fs, sym, freq, venue)
+        firsts, lasts = [], []
         for kind, name in (("spot", spot), ("perp", perp)):
             files = fs.glob(
                 fs.join(f"venue={venue}", f"kind={kind}", f"timeframe={tf}", f"symbol={name}", "year=*.parquet")
@@ -156,13 +174,46 @@ def sweep_window(
             if not files:
                 continue
             first, last = fs.read_times(files[0]), fs.read_times(files[-1])
-            if first.size:
-                lo = int(first[0]) if lo is None else min(lo, int(first[0]))
-            if last.size:
-                hi = int(last[-1]) if hi is None else max(hi, int(last[-1]))
+            if first.size and last.size:
+                firsts.append(int(first[0]))
+                lasts.append(int(last[-1]))
+        if len(firsts) < 2:
+            continue
+        # the symbol's tradable span (data.loader: priced by spot and perp, funding known), in bars
+        s_lo, s_hi = max(firsts), min(lasts) + timeframe_minutes(tf) * 60_000  # [first bar, data end)
+        funded = _funded_bounds(fs, venue, perp, s_hi)
+        if funded is not None:
+            s_lo, s_hi = max(s_lo, int(np.ceil(funded[0]))), min(s_hi, int(funded[1]))
+        s_lo = -(-s_lo // step) * step  # the first bar opening inside
+        s_hi = (s_hi // step) * step  # the end of the last bar closing inside
+        if s_hi <= s_lo:
+            continue
+        lo = s_lo if lo is None else min(lo, s_lo)
+        hi = s_hi if hi is None else max(hi, s_hi)
     if lo is None or hi is None:
         raise DataError(f"catalog {catalog}: no bars for {list(symbols)}")
-    return ms_to_iso(lo if start_ms is None else start_ms), ms_to_iso(hi + 1 if end_ms is None else end_ms)
+    return ms_to_iso(lo if start_ms is None else start_ms), ms_to_iso(hi if end_ms is None else end_ms)
+
+
+def _funded_bounds(fs: _FS, venue: str, perp: str, data_end_ms: int) -> tuple[float, float] | None:
+    """``data.loader.funded_interval`` of a perp's stored funding, from its first and last year
+    files (``None`` without funding: the loader then refuses the symbol with its own message)."""
+    from data.loader import funded_interval
+
+    files = fs.glob(fs.join(f"venue={venue}", "kind=funding", f"symbol={perp}", "year=*.parquet"))
+    if not files:
+        return None
+    first = fs.read_columns(files[0], ["time", "interval_hours"])
+    last = fs.read_columns(files[-1], ["time", "interval_hours"])
+    if not first.num_rows or not last.num_rows:
+        return None
+
+    def row(t, i):
+        hours = t.column("interval_hours")[i].as_py()
+        return int(t.column("time").cast("int64")[i].as_py()), float("nan") if hours is None else float(hours)
+
+    (t0, h0), (t1, h1) = row(first, 0), row(last, last.num_rows - 1)
+    return funded_interval(t0, h0, t1, h1, data_end_ms)
 
 
 def stage_remote(

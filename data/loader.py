@@ -241,6 +241,19 @@ def _ts(ms: int | np.integer) -> str:
     return pd.Timestamp(int(ms), unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M")
 
 
+def funded_interval(
+    first_ms: int, first_hours: float, last_ms: int, last_hours: float, data_end_ms: int | None = None
+) -> tuple[float, float]:
+    """``(lo, hi)`` in ms: the settlements a position held over ``(a, b]`` receives are known
+    for ``lo <= a`` and ``b <= hi`` (the rule of :func:`funding_span`, from the first and last
+    settlement and their intervals in hours, NaN = unknown)."""
+    lo = float(first_ms) - (float(first_hours) * 3_600_000.0 if np.isfinite(first_hours) else 0.0)
+    hi = float(last_ms)
+    if data_end_ms is not None and np.isfinite(last_hours) and data_end_ms <= hi + float(last_hours) * 3_600_000.0:
+        hi = float(data_end_ms)
+    return lo, hi
+
+
 def funding_span(
     times_ms: np.ndarray, hours: np.ndarray, bar_open_ms: np.ndarray, bar_ms: int, data_end_ms: int | None = None
 ) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
@@ -275,10 +288,7 @@ def funding_span(
     if not len(times_ms):
         return funded, []
     h_ms = np.asarray(hours, dtype=float) * 3_600_000.0
-    first = float(times_ms[0]) - (h_ms[0] if np.isfinite(h_ms[0]) else 0.0)
-    last = float(times_ms[-1])
-    if data_end_ms is not None and np.isfinite(h_ms[-1]) and data_end_ms <= last + h_ms[-1]:
-        last = float(data_end_ms)
+    first, last = funded_interval(int(times_ms[0]), hours[0], int(times_ms[-1]), hours[-1], data_end_ms)
     funded = (bar_open_ms >= first) & (bar_open_ms + bar_ms <= last)
     gap = np.diff(times_ms).astype(float)
     with np.errstate(invalid="ignore"):

@@ -87,11 +87,18 @@ def assert_same_as_reference(res, ref):
 
 def test_window_is_union_of_coverage(catalog):
     start, end = sweep_window(catalog, SYMBOLS, "1m")
-    assert start == "2024-01-01T00:00:00+00:00" and end == "2024-01-06T23:59:00.001000+00:00"
+    assert start == "2024-01-01T00:00:00+00:00" and end == "2024-01-07T00:00:00+00:00"
     assert sweep_window(catalog, ["LATEUSDT"], "1h") == (
         "2024-01-03T00:00:00+00:00",
-        "2024-01-05T23:59:00.001000+00:00",
+        "2024-01-06T00:00:00+00:00",
     )
+    # the window load_market takes without bounds
+    for syms, freq in ((SYMBOLS, "1m"), (["LATEUSDT"], "1h")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = load_market(catalog, syms, freq=freq)
+        step = m.index[1] - m.index[0]
+        assert sweep_window(catalog, syms, freq) == (m.index[0].isoformat(), (m.index[-1] + step).isoformat())
     assert sweep_window(catalog, SYMBOLS, "1m", start="2024-01-02", end="2024-01-04") == (
         "2024-01-02T00:00:00+00:00",
         "2024-01-04T00:00:00+00:00",

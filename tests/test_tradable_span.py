@@ -342,3 +342,18 @@ def test_real_symbols_without_funding_in_the_window_are_an_error(tmp_path, capsy
     assert code == 1 and len(lines) == 1 and not out.exists()
     assert lines[0].startswith("carry: error: no tradable bar from 2021-01-01 00:00 to 2024-01-01 00:00 UTC")
     assert "BCHUSDT (spot 2019-11-28.." in lines[0] and "funding 2025-05-01.." in lines[0] and "XTZUSDT (" in lines[0]
+
+
+def test_the_scale_out_window_is_the_default_window_of_load_market(tmp_path):
+    """A sweep's window (data.catalog_access.sweep_window, read from the first and last rows of the
+    files) is the window load_market takes without bounds: the union of the tradable spans."""
+    from data.catalog_access import sweep_window
+
+    cat, _ = _catalog(tmp_path, sym="AAAUSDT", fstart="2024-01-05 00:00", fend="2024-01-15 16:00")
+    _catalog(tmp_path, sym="BBBUSDT", fstart="2024-01-03 08:00", fend="2024-01-12 00:00", cat=cat)
+    for syms in (["AAAUSDT"], ["BBBUSDT"], ["AAAUSDT", "BBBUSDT"]):
+        for freq in ("1h", "4h"):
+            m, _ = _load(cat, syms, freq=freq)
+            step = m.index[1] - m.index[0]
+            want = (m.index[0].isoformat(), (m.index[-1] + step).isoformat())
+            assert sweep_window(str(cat.root), syms, freq) == want, (syms, freq)
