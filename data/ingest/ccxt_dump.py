@@ -26,7 +26,7 @@ file was written (ccxt returns the running bar), is dropped with a warning. Erro
 file, the column and the row (the position in the JSON list, or the CSV data row, from 0); all
 files are read and checked before anything is written, and the ingest is one catalog
 transaction checked like ``carry data check`` before its commit (see :mod:`data.ingest.table`).
-Settlement times are floored to the hour (:func:`data.ingest.table.floor_settlements`).
+Settlement times are floored to the hour (:func:`data.ingest.floor_settlements`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import pyarrow as pa
 
 from data.catalog import Catalog, PartitionKey
 from data.errors import ConfigError, DataError, check_choice
-from data.ingest import IngestReport
+from data.ingest import IngestReport, floor_settlements
 from data.ingest.table import (
     SeriesPart,
     Where,
@@ -58,7 +58,6 @@ from data.ingest.table import (
     drop_open_last_bar,
     expand_paths,
     file_written_ms,
-    floor_settlements,
     numbers,
     read_table_file,
     resolve_zone,
@@ -206,7 +205,7 @@ def _funding_part(
     report.warnings += notes
     where.times = times
     rate = numbers(column_of(table, names["rate"]), where, names["rate"], "rate")
-    times = floor_settlements(times, where, names[use], report)
+    times = floor_settlements(times, where.source, names[use], report)
     part = SeriesPart(
         src, times, {"rate": rate}, np.arange(len(times)), file_written_ms(path), {"time": names[use], **names}
     )

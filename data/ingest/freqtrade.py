@@ -86,7 +86,7 @@ import pyarrow.parquet as pq
 
 from data.catalog import Catalog, PartitionKey
 from data.errors import ConfigError, DataError, did_you_mean
-from data.ingest import IngestReport
+from data.ingest import IngestReport, floor_settlements
 from data.quality import ingest_checks
 from data.schema import TIME_TYPE, Kind, timeframe_minutes
 from data.symbols import canonical_symbol, spot_symbol
@@ -553,26 +553,6 @@ def _drop_open_candle(
     return times[:-1], vals[:-1]
 
 
-def _floor_settlements(times: np.ndarray, f: FreqtradeFile, report: IngestReport) -> np.ndarray:
-    """Floor settlement times to the hour they settle for (see the module docstring)."""
-    offset = times % _MS_PER_HOUR
-    late = np.flatnonzero(offset >= 60_000)
-    if late.size >= 3 and late.size * 2 > len(times):  # a schedule, not a few late stamps
-        rows = ", ".join(f"row {int(i)} ({_fmt(times[i])})" for i in late[:3])
-        raise DataError(
-            f"{f.path}: column 'date': {late.size} of {len(times)} settlements are 1 minute or more past the hour "
-            f"({rows}); every supported venue settles on whole hours: are the file's times shifted?"
-        )
-    if late.size:
-        worst = int(late[np.argmax(offset[late])])
-        report.warnings.append(
-            f"{f.path}: {late.size} settlement(s) stamped 1 minute or more after the hour (first "
-            f"{_fmt(times[late[0]])}, latest by {offset[worst] / 60_000:.1f} min at {_fmt(times[worst])}); "
-            "floored to the hour they settle for"
-        )
-    return times - offset
-
-
 def _ingest_series(key: PartitionKey, files: list[FreqtradeFile], catalog: Catalog, report: IngestReport) -> None:
     value_cols = ["open"] if key.kind is Kind.FUNDING else ["open", "high", "low", "close", "volume"]
     parts = []
@@ -583,7 +563,7 @@ def _ingest_series(key: PartitionKey, files: list[FreqtradeFile], catalog: Catal
             report.warnings.append(f"{f.path}: file holds no rows; skipped")
             continue
         if key.kind is Kind.FUNDING:
-            times = _floor_settlements(times, f, report)
+            times = floor_settlements(times, str(f.path), "date", report)
         vals = np.column_stack([cols[c] for c in value_cols])
         times, vals = _clean_one(times, vals, f, report, key)
         if key.kind is not Kind.FUNDING:

@@ -20,7 +20,7 @@ Times
     alone does not say its unit, so none is guessed. Parquet and Feather timestamp columns
     carry their unit (and zone, when UTC-aware; naive ones are read in ``tz``).
     Bars are stamped at their open; funding settlements are floored to the hour they settle for
-    (see :func:`floor_settlements`: a file whose settlements are mostly off the hour is refused).
+    (see :func:`data.ingest.floor_settlements`: a file whose settlements are mostly off the hour is refused).
 Rates
     Funding needs ``rate_unit``: ``fraction`` (0.0001 = 0.01%), ``percent`` (0.01 = 0.01%) or
     ``bps`` (1 = 0.01%); the catalog stores fractions per settlement interval. The interval is
@@ -65,7 +65,7 @@ import pyarrow.parquet as pq
 
 from data.catalog import Catalog, PartitionKey, Transaction, WriteReport
 from data.errors import ConfigError, DataError, UnknownNameError, check_choice, did_you_mean, one_line, unknown_name
-from data.ingest import IngestReport
+from data.ingest import IngestReport, floor_settlements
 from data.ingest.freqtrade import derive_interval_hours
 from data.quality import ingest_checks
 from data.schema import MAX_ABS_FUNDING_RATE, PRICE_COLUMNS, TIME_TYPE, Kind, timeframe_minutes
@@ -604,30 +604,6 @@ def check_part(part: SeriesPart, kind: Kind, where: Where, names: Mapping[str, s
                 )
 
 
-def floor_settlements(times: np.ndarray, where: Where, column: str, report: IngestReport) -> np.ndarray:
-    """Settlement times floored to the hour they settle for, as the freqtrade ingest stores them:
-    every venue settles on whole hours and stamps run late (Binance by milliseconds, Hyperliquid
-    by up to minutes). Settlements 1 minute or more past the hour are listed in a warning; when
-    most of a file's are, its times are shifted (a zone with a half-hour offset, a wrong ``tz``)
-    and it is refused naming the first rows."""
-    offset = times % 3_600_000
-    late = np.flatnonzero(offset >= 60_000)
-    if late.size and late.size * 2 > len(times):
-        rows = ", ".join(f"row {int(i)} ({_fmt_time(int(times[i]))})" for i in late[:3])
-        raise DataError(
-            f"{where.source}: column {column!r}: {late.size} of {len(times)} settlements are 1 minute or more past "
-            f"the hour ({rows}); funding settles on whole hours: are the times in another zone (--tz) or shifted?"
-        )
-    if late.size:
-        worst = int(late[np.argmax(offset[late])])
-        report.warnings.append(
-            f"{where.source}: column {column!r}: {late.size} settlement(s) stamped 1 minute or more after the hour "
-            f"(first {_fmt_time(int(times[late[0]]))}, latest by {offset[worst] / 60_000:.1f} min at "
-            f"{_fmt_time(int(times[worst]))}); floored to the hour they settle for"
-        )
-    return times - offset
-
-
 # --------------------------------------------------------------------------- merging files
 @dataclass
 class Series:
@@ -876,7 +852,7 @@ def _read_part(
         if f != "time"
     }
     if kind is Kind.FUNDING:
-        times = floor_settlements(times, where, names["time"], report)
+        times = floor_settlements(times, where.source, names["time"], report)
         values["rate"] = values["rate"] / rate_divisor
     part = SeriesPart(src, times, values, np.arange(len(times)), file_written_ms(path), names)
     check_part(part, kind, where, names)
