@@ -573,12 +573,22 @@ def cmd_scan(args) -> int:
     regimes = funding_regimes(market, window_settlements=args.window, min_days=args.min_days)
     if not regimes:
         raise ConfigError("no funding settlements in the selected data: nothing to scan")
-    result = run_backtest(market, scan_targets(market, regimes), cfg.engine)
-    earnings = regime_earnings(market, result, regimes)
-    totals = _scan_totals(market, cfg)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_backtest(market, scan_targets(market, regimes), cfg.engine)
+        earnings = regime_earnings(market, result, regimes)
+        totals = _scan_totals(market, cfg)
+    said = list(dict.fromkeys(one_line(str(w.message)) for w in caught))
+    for text in said:
+        note(text)
     write_scan(
         args.out,
-        header={"run_hash": app.run_hash(cfg), "config": cfg.to_dict(), "data_errors_allowed": allowed},
+        header={
+            "run_hash": app.run_hash(cfg),
+            "config": cfg.to_dict(),
+            "warnings": said,
+            "data_errors_allowed": allowed,
+        },
         config_toml=app.effective_toml(cfg),
         market=market,
         stats=stats,
