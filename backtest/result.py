@@ -210,7 +210,11 @@ class BacktestResult:
             r[:, 1] = np.where(col >= 0, col + co, col - go)  # cross transfers carry -1 - group position
             records.append(r)
         rec = np.concatenate(records) if records else first.records
-        rec = rec[np.argsort(rec[:, 0], kind="stable")]  # chronological, chunk order within a bar
+        # chronological, and within a bar by portfolio, as one run writes them (whatever the chunks)
+        col_group = np.concatenate([p.column_group + go for p, go in zip(parts, grp_off)])
+        c = rec[:, 1].astype(np.int64)
+        gpos = np.where(c >= 0, col_group[np.maximum(c, 0)] if len(col_group) else 0, -1 - c)
+        rec = rec[np.lexsort((gpos, rec[:, 0]))]
 
         def side(frames):
             out = pd.concat(frames, axis=1)

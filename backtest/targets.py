@@ -128,6 +128,23 @@ class Targets:
         groups = np.arange(self.n_columns, dtype=np.int64)
         return Targets._derived(self.values, self.column_symbol, groups, self.columns.assign(group=groups), None)
 
+    def per_symbol(self) -> Targets:
+        """Every column its own portfolio (each with the whole initial capital), its parameter set
+        kept in a ``param_id`` column (the group it had); capital weights, which only mean
+        something across a portfolio's columns, are dropped. ``carry sweep --per-symbol``."""
+        cols = self.columns
+        if "param_id" not in cols.columns:
+            cols = cols.assign(param_id=self.group)
+        return self.with_columns(cols).per_column()
+
+    def renumbered(self, offset: int) -> Targets:
+        """The same targets with every group id moved by ``offset``: the portfolios of one part of
+        a run, numbered as in the whole run (see :meth:`backtest.result.BacktestResult.concat`)."""
+        groups = self.group + int(offset)
+        return Targets._derived(
+            self.values, self.column_symbol, groups, self.columns.assign(group=groups), self.weights
+        )
+
     def with_columns(self, columns: pd.DataFrame) -> Targets:
         """The same targets with another column table (one row per column)."""
         if len(columns) != self.n_columns:

@@ -19,16 +19,21 @@ from reports.keys import COMPONENT_KEYS, SUMMARY_KEYS
 
 
 def portfolio_labels(targets) -> dict[int, str]:
-    """Readable label per portfolio: ``strategy`` or ``strategy[p=v,...]`` when parameters vary."""
+    """Readable label per portfolio: ``strategy`` or ``strategy[p=v,...]`` when parameters vary,
+    and ``...:SYMBOL`` for one-symbol portfolios of a strategy run over several symbols
+    (``--per-symbol``)."""
     tab = targets.columns
-    params = [c for c in tab.columns if c not in ("strategy", "symbol", "group")]
+    params = [c for c in tab.columns if c not in ("strategy", "symbol", "group", "param_id")]
+    sizes = tab.groupby("group")["symbol"].size()
     labels = {}
     for g, rows in tab.groupby("group", sort=True):
         first = rows.iloc[0]
         same = tab[tab["strategy"] == first["strategy"]]
         varying = [p for p in params if p in same and same[p].nunique(dropna=False) > 1 and pd.notna(first[p])]
         inner = ",".join(f"{p}={_fmt_param(first[p])}" for p in varying)
-        labels[int(g)] = f"{first['strategy']}[{inner}]" if inner else str(first["strategy"])
+        label = f"{first['strategy']}[{inner}]" if inner else str(first["strategy"])
+        per_symbol = (sizes[same["group"].unique()] == 1).all() and same["symbol"].nunique() > 1
+        labels[int(g)] = f"{label}:{first['symbol']}" if per_symbol else label
     if len(set(labels.values())) != len(labels):  # same strategy twice with the same params
         labels = {g: f"{lab}#{g}" for g, lab in labels.items()}
     return labels
@@ -44,7 +49,10 @@ def column_labels(targets) -> list[str]:
     """``<portfolio label>:<SYMBOL>`` per column."""
     groups = portfolio_labels(targets)
     tab = targets.columns
-    return [f"{groups[int(g)]}:{s}" for g, s in zip(tab["group"], tab["symbol"])]
+    return [
+        groups[int(g)] if groups[int(g)].endswith(f":{s}") else f"{groups[int(g)]}:{s}"
+        for g, s in zip(tab["group"], tab["symbol"])
+    ]
 
 
 # --------------------------------------------------------------------------- summaries

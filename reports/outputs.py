@@ -136,7 +136,7 @@ def run_summary(
     return {
         **header,
         "coverage": coverage(market),
-        "flags": list(result.flags),
+        "flags": sorted(result.flags),  # (chunking decides the order in which parts saw them)
         "components_granularity": granularity,
         "keys": list(SUMMARY_KEYS),
         "portfolios": [

@@ -58,7 +58,7 @@ from strategies.registry import (
     register,
 )
 from strategies.rotation import RotationParams, rotation
-from strategies.runner import run_strategy
+from strategies.runner import expand_params, run_strategy
 from strategies.signals import (
     HOURS_PER_YEAR,
     basis,
@@ -80,6 +80,7 @@ __all__ = [
     "WeightedTargets",
     "as_strategy",
     "run_strategy",
+    "expand_params",
     "mask_targets",
     "bar_hours",
     "hours_to_bars",

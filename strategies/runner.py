@@ -42,6 +42,12 @@ def _as_grid(params: Any) -> list[Any]:
     )
 
 
+def expand_params(params: Any) -> list[Any]:
+    """The parameter sets ``run_strategy`` evaluates for ``params``, in its order (parameter set
+    ``g`` is portfolio ``group == g``): a grid dict expanded, a list as given, ``None`` the defaults."""
+    return _as_grid(params)
+
+
 def _numbers(values: Any, what: str) -> np.ndarray:
     try:
         return np.asarray(values, dtype=np.float64)

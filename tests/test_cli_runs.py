@@ -328,6 +328,7 @@ def test_scale_out_sweep_writes_a_report(demo_cat, tmp_path, capsys):
         "exit=0,0.02",
         "--symbol-chunk",
         "1",
+        "--per-symbol",
         "--out",
         out,
         "--quiet",

@@ -184,12 +184,15 @@ def check_run_memory(cfg: app.RunConfig, market: Market) -> int:
     return need
 
 
-def execute(cfg: app.RunConfig, progress: bool = False) -> RunOutcome:
+def execute(cfg: app.RunConfig, progress: bool = False, scale: dict | None = None) -> RunOutcome:
     """Load and check the data, run the strategies and the engine, compute the figures.
 
     The market's notes (clipped spans, fills, fallbacks), the data errors allowed through and
     every warning of the strategies and the engine are printed as one-line notes on stderr
-    and kept in the outcome for summary.json and the report."""
+    and kept in the outcome for summary.json and the report. ``scale`` (``workers``,
+    ``scheduler``, ``param_chunk``, ``strategy_files``) runs the strategies and the engine in
+    portfolio tasks on a process pool or a Dask cluster
+    (:func:`backtest.app.scale.portfolio.run_distributed`): the same targets and result."""
     steps = ["load market", "strategies", "engine", "figures"]
     bar = _progress(len(steps), progress)
     bar.set_description(steps[0])
@@ -200,10 +203,18 @@ def execute(cfg: app.RunConfig, progress: bool = False) -> RunOutcome:
     bar.set_description(steps[1])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        targets = app.build_targets(market, cfg.strategies)
-        bar.update(1)
-        bar.set_description(steps[2])
-        result = run_engine_chunked(market, targets, cfg.engine, progress)
+        if scale is None:
+            targets = app.build_targets(market, cfg.strategies, cfg.per_symbol)
+            bar.update(1)
+            bar.set_description(steps[2])
+            result = run_engine_chunked(market, targets, cfg.engine, progress)
+        else:
+            from backtest.app.scale.portfolio import run_distributed
+
+            targets, result, remote, _ = run_distributed(cfg, market, **scale)
+            for text in remote:
+                warnings.warn(text, stacklevel=1)
+            bar.update(1)
     bar.update(1)
     bar.set_description(steps[3])
     portfolios = portfolio_summary(result, targets)
@@ -367,18 +378,33 @@ def cmd_sweep(args) -> int:
         engine_overrides=engine_overrides(args),
         strategies=[spec],
         walk_forward=args.walk_forward,
+        per_symbol=True if getattr(args, "per_symbol", False) else None,
     )
-    from backtest.app.scale import run_scaled_sweep_command, wants_scale
+    from backtest.app.scale import is_memory_bounded, run_scaled_sweep_command, wants_scale
     from reports.metrics import check_return_key
 
     if cfg.walk_forward:
         check_return_key(args.rank_by, "walk-forward --rank-by")  # before any work
+    scale = None
     if wants_scale(args):
-        if cfg.walk_forward:
-            raise ConfigError("--walk-forward cannot be combined with the scale-out options")
-        return run_scaled_sweep_command(args, cfg)
+        if is_memory_bounded(args):
+            if cfg.walk_forward:
+                raise ConfigError("--walk-forward cannot be combined with --max-memory, --time-chunk or --symbol-chunk")
+            if not cfg.per_symbol:
+                raise ConfigError(
+                    "--max-memory, --time-chunk, --symbol-chunk and --warmup run a memory-bounded sweep in which "
+                    "every symbol is its own portfolio: say so with --per-symbol (without them, --workers and "
+                    "--scheduler run the same study as one process, portfolios of a parameter set's symbols)"
+                )
+            return run_scaled_sweep_command(args, cfg)
+        scale = {
+            "workers": args.workers,
+            "scheduler": args.scheduler,
+            "param_chunk": args.param_chunk,
+            "strategy_files": tuple(str(p) for p in getattr(args, "strategy_file", None) or []),
+        }
     check_output_dir(args.out, args.overwrite)
-    run = execute(cfg, progress=not args.quiet and sys.stderr.isatty())
+    run = execute(cfg, progress=not args.quiet and sys.stderr.isatty(), scale=scale)
     heatmaps = sweep_heatmaps(run.targets, run.portfolios, list(grid), metric=args.rank_by)
     extra_tables, extra = [], {}
     if cfg.walk_forward:

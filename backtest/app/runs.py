@@ -53,6 +53,7 @@ class RunConfig:
     engine: BacktestConfig
     strategies: tuple[StrategySpec, ...]
     walk_forward: str | None = None
+    per_symbol: bool = False  #: every symbol its own portfolio (else a parameter set's symbols share capital)
 
     def to_dict(self) -> dict:
         return {
@@ -60,6 +61,7 @@ class RunConfig:
             "engine": self.engine.to_dict(),
             "strategies": [{"name": s.name, "params": s.params} for s in self.strategies],
             "walk_forward": self.walk_forward,
+            "per_symbol": self.per_symbol,
         }
 
 
@@ -81,7 +83,7 @@ def read_run_toml(path: str | Path) -> dict:
     check_known_keys(raw.get("data", {}), _DATA_KEYS, f"{path} [data]")
     check_known_keys(raw.get("strategy", {}), ("name", "params"), f"{path} [strategy]")
     check_known_keys(raw.get("compare", {}), ("strategies", "params"), f"{path} [compare]")
-    check_known_keys(raw.get("sweep", {}), ("grid", "walk_forward"), f"{path} [sweep]")
+    check_known_keys(raw.get("sweep", {}), ("grid", "walk_forward", "per_symbol"), f"{path} [sweep]")
     BacktestConfig.from_dict(raw.get("engine", {}))  # unknown keys and bad units fail here
     return raw
 
@@ -131,6 +133,7 @@ def build_run_config(
     engine_overrides: dict | None = None,
     strategies: list[StrategySpec] | None = None,
     walk_forward: str | None = None,
+    per_symbol: bool | None = None,
 ) -> RunConfig:
     """Merge a run config file with command-line overrides (flags win)."""
     toml = toml or {}
@@ -162,7 +165,10 @@ def build_run_config(
     if not strategies:
         raise ConfigError("no strategy: pass --strategy NAME or set [strategy] name in the config")
     wf = walk_forward or toml.get("sweep", {}).get("walk_forward")
-    return RunConfig(DataSpec(**data), engine_cfg, tuple(strategies), wf)
+    per = per_symbol if per_symbol is not None else toml.get("sweep", {}).get("per_symbol", False)
+    if not isinstance(per, bool):
+        raise ConfigError(f"[sweep] per_symbol: true or false, got {per!r}")
+    return RunConfig(DataSpec(**data), engine_cfg, tuple(strategies), wf, per)
 
 
 def run_hash(cfg: RunConfig) -> str:
@@ -247,8 +253,12 @@ def check_run_data(cfg: RunConfig, window: tuple[pd.Timestamp, pd.Timestamp] | N
     return [asdict(p) for p in problems]
 
 
-def build_targets(market: Market, specs: tuple[StrategySpec, ...] | list[StrategySpec]) -> Targets:
-    """Every strategy (and every parameter set of a grid) as separate portfolios, side by side."""
+def build_targets(
+    market: Market, specs: tuple[StrategySpec, ...] | list[StrategySpec], per_symbol: bool = False
+) -> Targets:
+    """Every strategy (and every parameter set of a grid) as separate portfolios, side by side;
+    with ``per_symbol`` every symbol of a parameter set is its own portfolio
+    (:meth:`backtest.targets.Targets.per_symbol`)."""
     from strategies import parse_params, run_strategy
 
     parts = []
@@ -257,7 +267,8 @@ def build_targets(market: Market, specs: tuple[StrategySpec, ...] | list[Strateg
         if params and all(isinstance(v, str) for v in params.values()):
             params = parse_params(spec.name, params)
         parts.append(run_strategy(spec.name, market, params or None))
-    return Targets.concat(parts) if len(parts) > 1 else parts[0]
+    targets = Targets.concat(parts) if len(parts) > 1 else parts[0]
+    return targets.per_symbol() if per_symbol else targets
 
 
 # --------------------------------------------------------------------------- outputs
@@ -316,8 +327,9 @@ def effective_toml(cfg: RunConfig) -> str:
             "strategies": [s.name for s in specs],
             "params": {s.name: _plain(s.params) for s in specs if s.params},
         }
-    if cfg.walk_forward:
-        doc["sweep"] = {"walk_forward": cfg.walk_forward}
+    sweep = {k: v for k, v in (("walk_forward", cfg.walk_forward), ("per_symbol", cfg.per_symbol)) if v}
+    if sweep:
+        doc["sweep"] = sweep
     return to_toml(doc)
 
 

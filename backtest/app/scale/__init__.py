@@ -44,7 +44,7 @@ from :mod:`data.synthetic`, the streaming summary figures from
 
 from __future__ import annotations
 
-from backtest.app.scale.cli import add_scale_options, run_scaled_sweep_command, wants_scale
+from backtest.app.scale.cli import add_scale_options, is_memory_bounded, run_scaled_sweep_command, wants_scale
 from backtest.app.scale.plan import (
     BYTES_PER_COLUMN_BAR,
     BYTES_PER_SYMBOL_BAR,
@@ -79,6 +79,7 @@ __all__ = [
     "synthetic_symbols",
     "add_scale_options",
     "wants_scale",
+    "is_memory_bounded",
     "run_scaled_sweep_command",
     "BYTES_PER_SYMBOL_BAR",
     "BYTES_PER_COLUMN_BAR",

@@ -15,7 +15,10 @@ from backtest.app.scale.sweep import run_sweep
 
 def add_scale_options(parser: argparse.ArgumentParser) -> None:
     """Add the scale-out options to ``carry sweep``."""
-    g = parser.add_argument_group("scale-out (issue 6: each symbol x parameter set is its own portfolio)")
+    g = parser.add_argument_group(
+        "portfolios and scale-out (--workers, --scheduler, --param-chunk: the same study as one process; "
+        "--max-memory, --time-chunk, --symbol-chunk, --warmup: memory-bounded, with --per-symbol)"
+    )
     g.add_argument(
         "--scheduler",
         default=None,
@@ -27,6 +30,11 @@ def add_scale_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="SIZE",
         help="working-set budget, e.g. 4GB (in-process: for all workers; Dask: per task)",
+    )
+    g.add_argument(
+        "--per-symbol",
+        action="store_true",
+        help="every symbol its own portfolio with the whole capital (default: a parameter set's symbols share it)",
     )
     g.add_argument("--workers", type=whole_number(1), default=None, help="in-process worker processes (default 1)")
     g.add_argument("--symbol-chunk", type=whole_number(1), default=None, metavar="N", help="symbols per task")
@@ -62,6 +70,13 @@ def wants_scale(args) -> bool:
         getattr(args, k, None) is not None
         for k in ("scheduler", "max_memory", "workers", "symbol_chunk", "param_chunk", "time_chunk", "warmup")
     )
+
+
+def is_memory_bounded(args) -> bool:
+    """True if an option of the memory-bounded path was given (``--max-memory``, ``--time-chunk``,
+    ``--symbol-chunk``, ``--warmup``); ``--workers``, ``--scheduler`` and ``--param-chunk`` alone
+    run the same study as one process, in portfolio tasks."""
+    return any(getattr(args, k, None) is not None for k in ("max_memory", "symbol_chunk", "time_chunk", "warmup"))
 
 
 def run_scaled_sweep_command(args, cfg) -> int:

@@ -150,10 +150,15 @@ def _assemble(results: list[TaskResult], symbols: list[str], plan: SweepPlan, me
 
 
 def _run_local(tasks: list[SweepTask], workers: int | None, progress: Callable | None) -> tuple[list[TaskResult], str]:
+    return _run_local_fn(run_task, tasks, workers, progress)
+
+
+def _run_local_fn(fn: Callable, tasks: list, workers: int | None, progress: Callable | None) -> tuple[list, str]:
+    """``fn(task)`` for every task, here or on a pool of ``workers`` processes (completion order)."""
     if not workers or workers <= 1 or len(tasks) <= 1:
         out = []
         for t in tasks:
-            out.append(run_task(t))
+            out.append(fn(t))
             if progress:
                 progress(len(out), len(tasks))
         return out, "serial"
@@ -163,7 +168,7 @@ def _run_local(tasks: list[SweepTask], workers: int | None, progress: Callable |
     ctx = mp.get_context("spawn")  # no fork of a process with numba/BLAS threads
     out = []
     with ProcessPoolExecutor(max_workers=int(workers), mp_context=ctx) as pool:
-        futs = [pool.submit(run_task, t) for t in tasks]
+        futs = [pool.submit(fn, t) for t in tasks]
         for f in as_completed(futs):
             out.append(f.result())
             if progress:
@@ -200,11 +205,18 @@ def _dask_task_budget(client) -> tuple[int | None, int]:
 
 
 def _run_dask(tasks: list[SweepTask], client, retries: int, progress: Callable | None) -> list[TaskResult]:
+    return _run_dask_fn(run_task, tasks, client, retries, progress)
+
+
+def _run_dask_fn(fn: Callable, tasks: list, client, retries: int, progress: Callable | None) -> list:
+    """``fn(task)`` for every task on a Dask cluster (completion order)."""
     from distributed import as_completed
 
-    token = hashlib.sha256(repr([(t.symbols, t.param_ids, t.catalog) for t in tasks]).encode()).hexdigest()[:10]
+    token = hashlib.sha256(repr([(t.task_id, t.symbols, t.catalog, fn.__name__) for t in tasks]).encode()).hexdigest()[
+        :10
+    ]
     futures = [
-        client.submit(run_task, t, key=f"carry-sweep-{token}-{t.task_id}", pure=False, retries=retries) for t in tasks
+        client.submit(fn, t, key=f"carry-{fn.__name__}-{token}-{t.task_id}", pure=False, retries=retries) for t in tasks
     ]
     out = []
     try:

@@ -64,7 +64,7 @@ class TaskResult:
 
 def per_column_portfolios(targets):
     """The same targets with every column its own portfolio; ``param_id`` keeps the parameter set."""
-    return targets.with_columns(targets.columns.assign(param_id=targets.columns["group"].to_numpy())).per_column()
+    return targets.per_symbol()
 
 
 def resolve_strategy(strategy):
