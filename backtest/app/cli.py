@@ -190,8 +190,9 @@ EPILOG_SWEEP = """examples:
   carry sweep --data data/catalog --symbols BTCUSDT --strategy funding_threshold \\
       --grid entry=0.05,0.1,0.2 --grid exit=0,0.02 --out reports/sweep
   carry sweep ... --walk-forward 180d:60d     # fit on 180 days, test on the next 60, roll
-  carry sweep ... --freq 1m --max-memory 4GB --workers 2      # scale-out: chunked, both cores
-  carry sweep ... --scheduler tcp://HOST:8786                 # on a Dask cluster
+  carry sweep ... --workers 2                  # the same study on both cores
+  carry sweep ... --scheduler tcp://HOST:8786  # the same study on a Dask cluster
+  carry sweep ... --freq 1m --per-symbol --max-memory 4GB --workers 2  # memory-bounded, symbol by symbol
 """
 EPILOG_SCAN = """examples:
   carry scan --data data/catalog --out reports/scan
