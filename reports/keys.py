@@ -154,7 +154,7 @@ KEYS: tuple[SummaryKey, ...] = (
         "ratio",
         "highest margin ratio seen, at each bar's adverse extreme: maintenance margin / margin balance of the "
         "perp, or 1.1 x borrowed value / margin-account assets of a borrowed spot leg (1 = liquidation; 1000 when the balance "
-        "was gone at a bar's extreme); null without per-bar margin (lean runs, scale-out sweeps)",
+        "was gone at a bar's extreme); null without per-bar margin (runs with lean outputs)",
         "Worst margin ratio",
         "ratio",
     ),

@@ -526,8 +526,9 @@ class LeanFigures:
     """:data:`~reports.keys.SUMMARY_KEYS` per column, accumulated over lean runs of one-column
     portfolios on consecutive time chunks (each resumed from the previous one's state).
 
-    Everything but ``worst_margin_ratio`` (needs per-bar margin ratios: NaN) comes from the
-    lean outputs: per-bar column equity, final components and the events; the formulas are
+    Everything comes from the lean outputs: per-bar column equity, final components, the
+    events and, when the run kept them (``outputs`` with ``"margin"``), the per-bar margin
+    ratios for ``worst_margin_ratio`` (NaN without them); the formulas are
     those of :func:`column_stats` (one accumulator: over several chunks the figures agree with
     one run over every bar to rounding, the variance being merged).
     """
@@ -542,6 +543,7 @@ class LeanFigures:
         self.n_trades = np.zeros(n_columns, np.int64)
         self.notional = np.zeros(n_columns)
         self.comps: dict[str, np.ndarray] | None = None
+        self.worst = np.full(n_columns, np.nan)
 
     @property
     def bars(self) -> int:
@@ -561,6 +563,8 @@ class LeanFigures:
         self.notional += notional
         self.held += held_bars_from_events(rec, C, T, None, spot0, perp0)[0]
         self.comps = {k: result.components[v].to_numpy()[-1].copy() for k, v in COMPONENT_KEYS.items()}
+        if T and _per_bar(result.margin_ratio, T):
+            self.worst = np.fmax(self.worst, np.fmax.reduce(result.margin_ratio.to_numpy(), axis=0))
 
     def frame(self) -> pd.DataFrame:
         if self.comps is None:
@@ -576,7 +580,7 @@ class LeanFigures:
             self.comps,
             counts,
             held,
-            np.full(n, np.nan),
+            self.worst,
         )
         return pd.DataFrame(out)
 

@@ -101,7 +101,7 @@ class SweepResult:
     summary : DataFrame
         One row per (parameter set, symbol), ordered by ``param_id`` then the requested symbol
         order: ``param_id``, ``symbol``, ``strategy``, the parameters, then the
-        :data:`reports.keys.SUMMARY_KEYS` figures (``worst_margin_ratio`` is NaN: lean run).
+        :data:`reports.keys.SUMMARY_KEYS` figures (``worst_margin_ratio`` from per-bar margin ratios).
     equity : DataFrame or None
         Column equity (quote) at the last bar of each ``equity_every`` period; columns are a
         MultiIndex (``param_id``, ``symbol``) in the order of ``summary``.

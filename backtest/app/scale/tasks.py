@@ -82,9 +82,9 @@ def _sample_positions(index: pd.DatetimeIndex, every: str | None) -> np.ndarray 
     return last
 
 
-#: The leanest engine outputs the figures need: per-bar column equity, final components, fill
-#: and liquidation events.
-LEAN_ENGINE_OUTPUTS = ("equity",)
+#: The leanest engine outputs the figures need: per-bar column equity and margin ratios (for
+#: ``worst_margin_ratio``), final components, fill and liquidation events.
+LEAN_ENGINE_OUTPUTS = ("equity", "margin")
 
 
 #: Rows at the end of a chunk's warm-up compared with the previous chunk's targets.
