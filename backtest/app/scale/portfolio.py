@@ -102,18 +102,18 @@ def run_portfolio_tasks(
 ) -> tuple[list, str]:
     """Run the tasks on a process pool (``workers`` > 1), on Dask (``scheduler``) or here;
     ``(targets, result, warnings)`` per task in task order, and the mode (``serial``, ``processes[N]``, ``dask[address]``)."""
-    from backtest.app.scale.sweep import _dask_client, _run_dask_fn, _run_local_fn
+    from backtest.app.scale.executors import dask_client, run_dask, run_local
 
     if scheduler is not None:
-        client, own = _dask_client(scheduler)
+        client, own = dask_client(scheduler)
         try:
-            results = _run_dask_fn(run_portfolio_task, tasks, client, retries, progress)
+            results = run_dask(run_portfolio_task, tasks, client, retries, progress)
             mode = f"dask[{client.scheduler.address if client.scheduler else scheduler}]"
         finally:
             if own:
                 client.close()
     else:
-        results, mode = _run_local_fn(run_portfolio_task, tasks, workers, progress)
+        results, mode = run_local(run_portfolio_task, tasks, workers, progress)
     by_id = {r[0]: r[1:] for r in results}  # results come in completion order
     return [by_id[t.task_id] for t in tasks], mode
 

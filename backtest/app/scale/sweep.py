@@ -3,7 +3,6 @@ on Dask) and assemble their compact results into one :class:`SweepResult`."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -14,6 +13,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from backtest.app.scale.executors import dask_client, run_dask, run_local
 from backtest.app.scale.plan import (
     BASE_PROCESS_BYTES,
     SweepPlan,
@@ -149,45 +149,6 @@ def _assemble(results: list[TaskResult], symbols: list[str], plan: SweepPlan, me
     return SweepResult(frame, equity, plan, meta)
 
 
-def _run_local(tasks: list[SweepTask], workers: int | None, progress: Callable | None) -> tuple[list[TaskResult], str]:
-    return _run_local_fn(run_task, tasks, workers, progress)
-
-
-def _run_local_fn(fn: Callable, tasks: list, workers: int | None, progress: Callable | None) -> tuple[list, str]:
-    """``fn(task)`` for every task, here or on a pool of ``workers`` processes (completion order)."""
-    if not workers or workers <= 1 or len(tasks) <= 1:
-        out = []
-        for t in tasks:
-            out.append(fn(t))
-            if progress:
-                progress(len(out), len(tasks))
-        return out, "serial"
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    ctx = mp.get_context("spawn")  # no fork of a process with numba/BLAS threads
-    out = []
-    with ProcessPoolExecutor(max_workers=int(workers), mp_context=ctx) as pool:
-        futs = [pool.submit(fn, t) for t in tasks]
-        for f in as_completed(futs):
-            out.append(f.result())
-            if progress:
-                progress(len(out), len(tasks))
-    return out, f"processes[{int(workers)}]"
-
-
-def _dask_client(scheduler):
-    try:
-        from distributed import Client
-    except ImportError:
-        raise ConfigError("--scheduler needs dask distributed: pip install 'carry[scale]'") from None
-    if isinstance(scheduler, Client):
-        return scheduler, False
-    if hasattr(scheduler, "scheduler_address"):  # a LocalCluster or other cluster object
-        return Client(scheduler), True
-    return Client(str(scheduler), timeout="30s"), True
-
-
 def _dask_task_budget(client) -> tuple[int | None, int]:
     """(smallest per-thread memory limit over the workers, total threads)."""
     try:
@@ -202,33 +163,6 @@ def _dask_task_budget(client) -> tuple[int | None, int]:
         if w.get("memory_limit"):
             limits.append(int(w["memory_limit"]) // n)
     return (min(limits) if limits else None), max(threads, 1)
-
-
-def _run_dask(tasks: list[SweepTask], client, retries: int, progress: Callable | None) -> list[TaskResult]:
-    return _run_dask_fn(run_task, tasks, client, retries, progress)
-
-
-def _run_dask_fn(fn: Callable, tasks: list, client, retries: int, progress: Callable | None) -> list:
-    """``fn(task)`` for every task on a Dask cluster (completion order)."""
-    from distributed import as_completed
-
-    token = hashlib.sha256(repr([(t.task_id, t.symbols, t.catalog, fn.__name__) for t in tasks]).encode()).hexdigest()[
-        :10
-    ]
-    futures = [
-        client.submit(fn, t, key=f"carry-{fn.__name__}-{token}-{t.task_id}", pure=False, retries=retries) for t in tasks
-    ]
-    out = []
-    try:
-        for fut in as_completed(futures):
-            out.append(fut.result())
-            fut.release()
-            if progress:
-                progress(len(out), len(tasks))
-    finally:
-        for f in futures:
-            f.release()
-    return out
 
 
 def run_sweep(
@@ -342,7 +276,7 @@ def run_sweep(
     client, own_client = (None, False)
     budget = parse_bytes(max_memory_bytes)
     if scheduler is not None:
-        client, own_client = _dask_client(scheduler)
+        client, own_client = dask_client(scheduler)
         limit, threads = _dask_task_budget(client)
         per_task = budget if budget is not None else (int(limit * 0.6) if limit else None)
         slots = threads
@@ -393,10 +327,10 @@ def run_sweep(
     t_plan = time.perf_counter() - t0
     try:
         if client is not None:
-            results = _run_dask(tasks, client, retries, progress)
+            results = run_dask(run_task, tasks, client, retries, progress)
             mode = f"dask[{client.scheduler.address if client.scheduler else scheduler}]"
         else:
-            results, mode = _run_local(tasks, workers, progress)
+            results, mode = run_local(run_task, tasks, workers, progress)
     finally:
         if own_client and client is not None:
             client.close()
