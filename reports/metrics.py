@@ -523,66 +523,105 @@ def stats(result, group=None) -> dict:
 
 # --------------------------------------------------------------------------- streaming figures
 class LeanFigures:
-    """:data:`~reports.keys.SUMMARY_KEYS` per column, accumulated over lean runs of one-column
-    portfolios on consecutive time chunks (each resumed from the previous one's state).
+    """:data:`~reports.keys.SUMMARY_KEYS` per column and per portfolio, accumulated over lean
+    runs of the same portfolios on consecutive time chunks (each resumed from the previous
+    one's state).
 
-    Everything comes from the lean outputs: per-bar column equity, final components, the
-    events and, when the run kept them (``outputs`` with ``"margin"``), the per-bar margin
-    ratios for ``worst_margin_ratio`` (NaN without them); the formulas are
-    those of :func:`column_stats` (one accumulator: over several chunks the figures agree with
-    one run over every bar to rounding, the variance being merged).
+    ``column_group``: each column's portfolio position (``0 .. G - 1``; default: every column its
+    own portfolio). Everything comes from the lean outputs: per-bar column equity (and, for
+    portfolios of several columns, per-bar portfolio equity, ``group_equity``), the components,
+    the events and, when the run kept them (``outputs`` with ``"margin"``), the per-bar margin
+    ratios for ``worst_margin_ratio`` (NaN without them). A column's initial capital is read
+    from the first chunk (its equity minus its PnL), a portfolio's is ``initial_capital``. The
+    formulas are those of :func:`column_stats` and :func:`stats_frame` (one accumulator: over
+    several chunks the figures agree with one run over every bar to rounding, the variance
+    being merged).
     """
 
-    def __init__(self, n_columns: int, initial_capital: float, bar_hours: float):
-        self.initial = np.full(n_columns, float(initial_capital))
+    def __init__(self, n_columns: int, initial_capital: float, bar_hours: float, column_group=None):
+        cg = np.arange(n_columns, dtype=np.int64) if column_group is None else np.asarray(column_group, np.int64)
+        if len(cg) != n_columns:
+            raise ValueError(f"column_group has {len(cg)} entries for {n_columns} columns")
+        self.column_group = cg
+        self.shared = not np.array_equal(cg, np.arange(n_columns))
+        G = int(cg.max()) + 1 if len(cg) else 0
+        self.group_initial = np.full(G, float(initial_capital))
         self.bar_hours = float(bar_hours)
-        self.returns = ReturnAccumulator(self.initial, bar_hours)
+        self.initial: np.ndarray | None = None if self.shared else self.group_initial.copy()
+        self.returns: ReturnAccumulator | None = None if self.shared else ReturnAccumulator(self.initial, bar_hours)
+        self.group_returns = ReturnAccumulator(self.group_initial, bar_hours) if self.shared else None
         self.held = np.zeros(n_columns, np.int64)
-        self.n_liq = np.zeros(n_columns, np.int64)
-        self.n_skip = np.zeros(n_columns, np.int64)
-        self.n_trades = np.zeros(n_columns, np.int64)
-        self.notional = np.zeros(n_columns)
+        self.group_held = np.zeros(G, np.int64)
+        self.counts = [np.zeros(n_columns, np.int64), np.zeros(n_columns, np.int64), np.zeros(n_columns)]
+        self.counts += [np.zeros(n_columns, np.int64)]
+        self.group_counts = [np.zeros(G, np.int64), np.zeros(G, np.int64), np.zeros(G), np.zeros(G, np.int64)]
         self.comps: dict[str, np.ndarray] | None = None
         self.worst = np.full(n_columns, np.nan)
+        self._bars = 0
 
     @property
     def bars(self) -> int:
-        return self.returns.bars
+        return self._bars
 
     def add(self, result, spot0=None, perp0=None) -> None:
         """Add a chunk's lean result; ``spot0``/``perp0``: positions before its first bar."""
         eq = result.equity.to_numpy()
         T, C = eq.shape
+        if C != len(self.column_group):
+            raise ValueError(f"a result of {C} columns for figures of {len(self.column_group)}")
+        if self.returns is None:  # the first chunk: each column's share of its portfolio's capital
+            self.initial = _column_initial(result, eq)
+            self.returns = ReturnAccumulator(self.initial, self.bar_hours)
         self.returns.add(eq, result.index)
+        if self.group_returns is not None:
+            if not _per_bar(result.group_equity, T):
+                raise ConfigError(
+                    "portfolio figures need per-bar group equity: run with outputs including 'group_equity'"
+                )
+            self.group_returns.add(result.group_equity.to_numpy(), result.index)
         rec = result.records
         col = rec[:, 1].astype(np.int64)
-        n_liq, n_trades, notional, n_skip = _event_counts(rec, C, np.where(col >= 0, col, -1))
-        self.n_liq += n_liq
-        self.n_skip += n_skip
-        self.n_trades += n_trades
-        self.notional += notional
-        self.held += held_bars_from_events(rec, C, T, None, spot0, perp0)[0]
+        cg = self.column_group
+        for acc, new in zip(self.counts, _event_counts(rec, C, np.where(col >= 0, col, -1))):
+            acc += new
+        owner = np.where(col >= 0, cg[np.maximum(col, 0)] if C else col, -1 - col)
+        for acc, new in zip(self.group_counts, _event_counts(rec, len(self.group_initial), owner)):
+            acc += new
+        held, group_held = held_bars_from_events(rec, C, T, cg, spot0, perp0)
+        self.held += held
+        self.group_held += group_held
         self.comps = {k: result.components[v].to_numpy()[-1].copy() for k, v in COMPONENT_KEYS.items()}
         if T and _per_bar(result.margin_ratio, T):
             self.worst = np.fmax(self.worst, np.fmax.reduce(result.margin_ratio.to_numpy(), axis=0))
+        self._bars += T
+
+    def _figures(self, initial, returns: ReturnAccumulator, comps, counts, held, worst) -> pd.DataFrame:
+        n = len(initial)
+        held_share = held / float(self.bars) if self.bars else np.full(n, np.nan)
+        counted = _counts(*counts, initial)
+        return pd.DataFrame(_assemble(n, initial, returns.last, returns.stats(), comps, counted, held_share, worst))
 
     def frame(self) -> pd.DataFrame:
-        if self.comps is None:
+        """The figures per column (rows in column order)."""
+        if self.comps is None or self.returns is None or self.initial is None:
             raise ValueError("LeanFigures.frame() needs at least one chunk (add a result first)")
-        n = len(self.initial)
-        counts = _counts(self.n_liq, self.n_trades, self.notional, self.n_skip, self.initial)
-        held = self.held / float(self.bars) if self.bars else np.full(n, np.nan)
-        out = _assemble(
-            n,
-            self.initial,
-            self.returns.last,
-            self.returns.stats(),
-            self.comps,
-            counts,
-            held,
-            self.worst,
-        )
-        return pd.DataFrame(out)
+        return self._figures(self.initial, self.returns, self.comps, self.counts, self.held, self.worst)
+
+    def portfolio_frame(self) -> pd.DataFrame:
+        """The figures per portfolio (rows in portfolio order); the column figures when every
+        column is its own portfolio."""
+        if self.comps is None or self.returns is None:
+            raise ValueError("LeanFigures.portfolio_frame() needs at least one chunk (add a result first)")
+        if self.group_returns is None:
+            return self.frame()
+        G = len(self.group_initial)
+        cg = self.column_group
+        comps = {k: np.bincount(cg, weights=v, minlength=G)[:G] for k, v in self.comps.items()}
+        worst = np.full(G, np.nan)
+        if G:
+            order, starts = _group_order(cg, G)
+            worst = np.fmax.reduceat(self.worst[order], starts)
+        return self._figures(self.group_initial, self.group_returns, comps, self.group_counts, self.group_held, worst)
 
 
 def lean_figures(result, config) -> pd.DataFrame:

@@ -348,6 +348,34 @@ def test_streaming_figures_equal_the_column_figures_and_keep_the_rule():
     )
 
 
+@pytest.mark.parametrize("margin_mode", ["isolated", "cross"])
+def test_streaming_portfolio_figures_equal_one_run(margin_mode):
+    """LeanFigures with a column_group (portfolios of 3 symbols sharing capital) over time
+    chunks = stats_frame and column_stats of one run over every bar, worst margin ratio included."""
+    from backtest.kernels.simulate import S_Q, S_S
+
+    m, tg, config, full = _run(5, N=3, seed=9, margin_mode=margin_mode)
+    want_p, want_c = stats_frame(full), column_stats(full)
+    figs = LeanFigures(tg.n_columns, config.initial_capital_quote, full.bar_hours, column_group=tg.group)
+    state = None
+    for lo, hi in ((0, 37), (37, 38), (38, 180), (180, 300)):
+        part = run_backtest(
+            m.select(start=m.index[lo], end=m.index[hi] if hi < m.n_bars else None),
+            tg.bars(lo, hi),
+            config,
+            outputs=("equity", "group_equity", "margin"),
+            resume=state,
+        )
+        figs.add(part, *((state.columns[:, S_S], state.columns[:, S_Q]) if state is not None else ()))
+        state = part.state
+    got_p, got_c = figs.portfolio_frame(), figs.frame()
+    assert len(got_p) == 5 and len(got_c) == 15
+    assert (want_p["n_trades"] > 0).sum() >= 3 and (want_p["worst_margin_ratio"].iloc[:-1] > 0).all()
+    for key in SUMMARY_KEYS:
+        assert_close(got_p[key], want_p[key], key)
+        assert_close(got_c[key], want_c[key], key)
+
+
 def test_walk_forward_windows_use_the_same_formulas():
     from backtest.app.commands import RunOutcome, walk_forward
     from backtest.app.runs import DataSpec, RunConfig, StrategySpec
