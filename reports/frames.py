@@ -18,11 +18,16 @@ from reports.keys import COMPONENT_KEYS, SUMMARY_KEYS
 # --------------------------------------------------------------------------- labels
 
 
+def _table(targets) -> pd.DataFrame:
+    """The column table (strategy, symbol, group, parameters) of targets, or the table itself."""
+    return targets if isinstance(targets, pd.DataFrame) else targets.columns
+
+
 def portfolio_labels(targets) -> dict[int, str]:
     """Readable label per portfolio: ``strategy`` or ``strategy[p=v,...]`` when parameters vary,
     and ``...:SYMBOL`` for one-symbol portfolios of a strategy run over several symbols
-    (``--per-symbol``)."""
-    tab = targets.columns
+    (``--per-symbol``). ``targets``: :class:`~backtest.targets.Targets` or their column table."""
+    tab = _table(targets)
     params = [c for c in tab.columns if c not in ("strategy", "symbol", "group", "param_id")]
     sizes = tab.groupby("group")["symbol"].size()
     labels = {}
@@ -46,9 +51,9 @@ def _fmt_param(v) -> str:
 
 
 def column_labels(targets) -> list[str]:
-    """``<portfolio label>:<SYMBOL>`` per column."""
+    """``<portfolio label>:<SYMBOL>`` per column (``targets``: Targets or their column table)."""
     groups = portfolio_labels(targets)
-    tab = targets.columns
+    tab = _table(targets)
     return [
         groups[int(g)] if groups[int(g)].endswith(f":{s}") else f"{groups[int(g)]}:{s}"
         for g, s in zip(tab["group"], tab["symbol"])
@@ -82,10 +87,7 @@ def components_frame(result, targets, market) -> tuple[pd.DataFrame, str]:
 
     Returns the frame and its granularity (``"bar"``, or ``"day"`` for very large runs).
     """
-    labels = column_labels(targets)
-    plabels = portfolio_labels(targets)
     per_bar = {k: np.diff(result.components[v].to_numpy(), axis=0, prepend=0.0) for k, v in COMPONENT_KEYS.items()}
-    per_bar["basis_pnl"] = per_bar["spot_pnl"] + per_bar["perp_pnl"]
     T, C = per_bar["funding_pnl"].shape
     index = market.index
     granularity = "bar"
@@ -98,30 +100,45 @@ def components_frame(result, targets, market) -> tuple[pd.DataFrame, str]:
             np.add.at(out, inv, a)
             per_bar[k] = out
         index = pd.DatetimeIndex(pd.to_datetime(uniq, utc=True))
-        T = len(index)
+    return long_components(per_bar, index, targets), granularity
+
+
+def long_components(per_period: dict[str, np.ndarray], index: pd.DatetimeIndex, targets) -> pd.DataFrame:
+    """Components booked per period (key of :data:`COMPONENT_KEYS` -> periods x columns, quote)
+    in the long form of ``components.parquet``: time, column, label, symbol, portfolio, the
+    components and ``basis_pnl`` (spot + perp). ``targets``: Targets or their column table."""
+    labels = column_labels(targets)
+    plabels = portfolio_labels(targets)
+    tab = _table(targets)
+    T, C = per_period["funding_pnl"].shape
     frame = pd.DataFrame(
         {
             "time": np.repeat(index.to_numpy(), C),
             "column": np.tile(np.arange(C), T),
             "label": np.tile(np.array(labels, dtype=object), T),
-            "symbol": np.tile(targets.columns["symbol"].to_numpy(dtype=object), T),
-            "portfolio": np.tile(np.array([plabels[int(g)] for g in targets.columns["group"]], dtype=object), T),
+            "symbol": np.tile(tab["symbol"].to_numpy(dtype=object), T),
+            "portfolio": np.tile(np.array([plabels[int(g)] for g in tab["group"]], dtype=object), T),
         }
     )
-    frame["time"] = (
-        pd.DatetimeIndex(frame["time"]).tz_localize("UTC")
-        if pd.DatetimeIndex(frame["time"]).tz is None
-        else frame["time"]
-    )
-    for k in (*COMPONENT_KEYS, "basis_pnl"):
-        frame[k] = per_bar[k].reshape(-1)
-    return frame, granularity
+    times = pd.DatetimeIndex(frame["time"])
+    frame["time"] = (times.tz_localize("UTC") if times.tz is None else times).as_unit("us")  # as the events' times
+    for k in COMPONENT_KEYS:
+        frame[k] = np.asarray(per_period[k]).reshape(-1)
+    frame["basis_pnl"] = frame["spot_pnl"].to_numpy() + frame["perp_pnl"].to_numpy()
+    return frame
 
 
 def events_frame(result, targets) -> pd.DataFrame:
     """The engine's events with readable labels: time, bar, column, label, portfolio, symbol, kind, leg, qty, price,
     rate, cash, fee."""
-    ev = result.events.copy()
+    return label_events(result.events, targets)
+
+
+def label_events(events: pd.DataFrame, targets) -> pd.DataFrame:
+    """Events (``BacktestResult.events``: column and ``group`` ids) with the column's
+    ``label`` and the portfolio's label in place of ``group``, the columns of
+    ``events.parquet``. ``targets``: Targets or their column table."""
+    ev = events.copy()
     labels = np.array(column_labels(targets), dtype=object)
     plabels = portfolio_labels(targets)
     col = ev["column"].to_numpy()

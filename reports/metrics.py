@@ -598,7 +598,7 @@ class LeanFigures:
     def _figures(self, initial, returns: ReturnAccumulator, comps, counts, held, worst) -> pd.DataFrame:
         n = len(initial)
         held_share = held / float(self.bars) if self.bars else np.full(n, np.nan)
-        counted = _counts(*counts, initial)
+        counted = _counts(counts[0], counts[1], counts[2], counts[3], initial)
         return pd.DataFrame(_assemble(n, initial, returns.last, returns.stats(), comps, counted, held_share, worst))
 
     def frame(self) -> pd.DataFrame:

@@ -125,7 +125,7 @@ def sweep_heatmaps(targets, portfolios: pd.DataFrame, grid_names: list[str], met
 
 
 def scaled_report_data(
-    summary: pd.DataFrame,
+    portfolios: pd.DataFrame,
     equity: pd.DataFrame | None,
     *,
     strategy: str,
@@ -135,36 +135,35 @@ def scaled_report_data(
     mode: str = "",
     rank: str = "sharpe",
     top: int = 10,
+    per_symbol: bool = False,
 ) -> ReportData:
-    """The report of a scale-out sweep, from its compact results.
+    """The report of a memory-bounded sweep, from its compact results.
 
-    ``summary``: one row per (parameter set, symbol) with ``param_id``, ``symbol``, the
-    parameters and the summary figures; ``equity``: sampled column equity with (``param_id``,
-    ``symbol``) columns, or None. Shows the ranking of the best 50 columns by ``rank``, the
-    best ``top`` columns' equity, and ``rank`` averaged over symbols on the first two swept
-    parameters (no per-bar components or margin in lean runs).
+    ``portfolios``: one row per portfolio, indexed by its label, with the parameters and the
+    summary figures; ``equity``: sampled portfolio equity with the same labels as columns, or
+    None. Shows the ranking of the best 50 portfolios by ``rank``, the best ``top`` portfolios'
+    equity, and ``rank`` on the first two swept parameters (averaged over symbols with
+    ``per_symbol``); no per-bar components or margin (lean runs).
     """
     swept = [k for k, v in params.items() if isinstance(v, (list, tuple))]
-    label = summary["param_id"].astype(str) + ":" + summary["symbol"]
-    metrics = summary.assign(label=label).set_index("label")[list(SUMMARY_KEYS)]
+    metrics = portfolios[list(SUMMARY_KEYS)]
     metrics = metrics.loc[ranked(metrics, rank)].head(50)
-    metrics.index.name = "param_id:symbol"
+    metrics.index.name = "portfolio"
     if equity is not None:
-        curves = equity.copy()
-        curves.columns = [f"{pid}:{sym}" for pid, sym in curves.columns]
-        curves = curves[[c for c in metrics.index[:top] if c in curves.columns]]
+        curves = equity[[c for c in metrics.index[:top] if c in equity.columns]]
     else:
         curves = pd.DataFrame({"final_equity": metrics["final_equity"].to_numpy()[:1]})
     heatmaps = []
     if swept:
-        per_set = summary.groupby("param_id").agg({**{p: "first" for p in swept}, rank: "mean"})
+        what = f"mean {rank} over symbols" if per_symbol else rank
+        per_set = portfolios.groupby("param_id").agg({**{p: "first" for p in swept}, rank: "mean"})
         if len(swept) == 1:
             heat = per_set.groupby(swept[0])[rank].max().to_frame().T
-            heat.index = [f"mean {rank} over symbols"]
+            heat.index = [what]
             heat.columns.name = swept[0]
         else:
             heat = per_set.pivot_table(index=swept[0], columns=swept[1], values=rank, aggfunc="max")
-        heatmaps.append((f"{rank} (mean over symbols) by {' x '.join(swept[:2])}", heat))
+        heatmaps.append((f"{what} by {' x '.join(swept[:2])}", heat))
     meta = {
         "run": run_id,
         "strategy": strategy,
@@ -173,8 +172,13 @@ def scaled_report_data(
         "mode": mode,
     }
     notes = [
-        "Scale-out sweep: each (symbol, parameter set) is its own portfolio with the full capital; "
-        "equity curves are sampled, and per-bar components and margin are not kept (lean runs)."
+        "Memory-bounded sweep: "
+        + (
+            "each (symbol, parameter set) is its own portfolio with the full capital; "
+            if per_symbol
+            else "each parameter set is one portfolio, its symbols sharing the capital; "
+        )
+        + "equity curves are sampled, and per-bar components and margin are not kept (lean runs)."
     ]
     return ReportData(
         title=f"carry sweep (scale-out): {strategy}",

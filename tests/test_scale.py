@@ -16,7 +16,6 @@ from backtest.app.scale import (
     BYTES_PER_COLUMN_BAR,
     add_scale_options,
     parse_bytes,
-    per_column_portfolios,
     plan_sweep,
     run_scaled_sweep_command,
     run_sweep,
@@ -32,6 +31,12 @@ from data.errors import ConfigError
 from data.loader import DataWarning, load_market
 from reports.keys import COMPONENT_KEYS, SUMMARY_KEYS
 from reports.metrics import column_stats
+
+
+def sweep_per_symbol(*args, **kw):
+    """:func:`run_sweep` with every (symbol, parameter set) its own portfolio (``per_symbol``)."""
+    return run_sweep(*args, per_symbol=True, **kw)
+
 
 SYMBOLS = synthetic_symbols(3) + ["LATEUSDT"]
 GRID = {"entry_annualized": [0.05, 0.15], "exit_annualized": [-0.05, 0.02]}
@@ -57,7 +62,7 @@ def reference(catalog, strategy, grid, symbols=SYMBOLS):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
         market = load_market(catalog, symbols, start=start, end=end, freq="1m")
-    targets = per_column_portfolios(run_strategy(strategy, market, grid))
+    targets = run_strategy(strategy, market, grid).per_symbol()
     return market, targets, run_backtest(market, targets, CONFIG)
 
 
@@ -68,7 +73,7 @@ def ref(catalog):
 
 @pytest.fixture(scope="module")
 def serial(catalog):
-    return run_sweep(catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m")
+    return sweep_per_symbol(catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m")
 
 
 def assert_same_as_reference(res, ref):
@@ -138,7 +143,7 @@ def test_figures_match_column_stats(serial, ref):
 
 @pytest.mark.parametrize("symbol_chunk,param_chunk,budget", [(1, 1, None), (3, 3, None), (2, 4, "12MB"), (1, 2, "8MB")])
 def test_chunked_sweeps_are_identical(catalog, ref, serial, symbol_chunk, param_chunk, budget):
-    res = run_sweep(
+    res = sweep_per_symbol(
         catalog,
         SYMBOLS,
         "funding_threshold",
@@ -159,7 +164,9 @@ def test_chunked_sweeps_are_identical(catalog, ref, serial, symbol_chunk, param_
 
 def test_reverse_carry_and_borrow_chunk_invariant(catalog):
     market, targets, result = reference(catalog, "funding_sign", SIGN_GRID)
-    res = run_sweep(catalog, SYMBOLS, "funding_sign", SIGN_GRID, CONFIG, freq="1m", symbol_chunk=1, param_chunk=1)
+    res = sweep_per_symbol(
+        catalog, SYMBOLS, "funding_sign", SIGN_GRID, CONFIG, freq="1m", symbol_chunk=1, param_chunk=1
+    )
     assert (res.summary["borrow_pnl"] < 0).any()
     assert_same_as_reference(res, (market, targets, result))
     full = column_stats(result)
@@ -167,7 +174,7 @@ def test_reverse_carry_and_borrow_chunk_invariant(catalog):
 
 
 def test_process_pool_equals_serial(catalog, serial):
-    res = run_sweep(catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", workers=2, symbol_chunk=2)
+    res = sweep_per_symbol(catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", workers=2, symbol_chunk=2)
     assert res.meta["mode"] == "processes[2]"
     assert len({t["pid"] for t in res.meta["tasks"]}) >= 1
     pd.testing.assert_frame_equal(res.summary, serial.summary)
@@ -179,7 +186,7 @@ def test_fsspec_catalog_url(catalog, serial, tmp_path, monkeypatch):
     fs = fsspec.filesystem("memory")
     fs.put(catalog, "/carry-test-catalog", recursive=True)
     monkeypatch.setenv("CARRY_CACHE", str(tmp_path / "cache"))
-    res = run_sweep(
+    res = sweep_per_symbol(
         "memory://carry-test-catalog", SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", symbol_chunk=2
     )
     pd.testing.assert_frame_equal(res.summary, serial.summary)
@@ -208,9 +215,76 @@ def test_parse_bytes():
         parse_bytes("lots")
 
 
-def test_cross_sectional_strategy_refused(catalog):
-    with pytest.raises(ConfigError, match="cross-sectional"):
-        run_sweep(catalog, SYMBOLS[:2], "rotation", {"top_k": [1]}, CONFIG, freq="1h")
+def shared_reference(catalog, strategy, grid, freq):
+    """One load, one strategy call, one engine call with full outputs: a parameter set's
+    symbols share the capital (what ``carry sweep`` computes in one process)."""
+    from strategies import run_strategy
+
+    start, end = sweep_window(catalog, SYMBOLS, freq)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        market = load_market(catalog, SYMBOLS, start=start, end=end, freq=freq)
+    targets = run_strategy(strategy, market, grid)
+    return market, targets, run_backtest(market, targets, CONFIG)
+
+
+def assert_close_frames(got: pd.DataFrame, want: pd.DataFrame, keys=SUMMARY_KEYS) -> None:
+    for key in keys:
+        np.testing.assert_allclose(
+            got[key].to_numpy(float), want[key].to_numpy(float), rtol=1e-9, atol=1e-9, equal_nan=True, err_msg=key
+        )
+
+
+SHARED_CASES = {
+    "threshold_1m": ("funding_threshold", GRID, "1m", {"time_chunk": "1D", "warmup": "3D", "workers": 2}),
+    "rotation_1h": ("rotation", {"top_k": [1, 2], "rebalance_hours": [24]}, "1h", {"time_chunk": "2D", "warmup": "2D"}),
+}
+
+
+@pytest.mark.parametrize("name", list(SHARED_CASES))
+def test_shared_capital_sweep_equals_one_run(catalog, name):
+    """The memory-bounded path with portfolios of all symbols sharing capital (the default), in
+    time chunks and on 2 processes: the figures per portfolio and per column, the sampled equity,
+    the daily components and the fills equal one in-process run's."""
+    from reports.metrics import stats_frame
+
+    strategy, grid, freq, kw = SHARED_CASES[name]
+    market, targets, result = shared_reference(catalog, strategy, grid, freq)
+    res = run_sweep(catalog, SYMBOLS, strategy, grid, CONFIG, freq=freq, **kw)
+    n_sets = len(res.portfolios)
+    assert res.plan.symbol_chunk == len(SYMBOLS) and res.plan.time_chunk_bars > 0
+    assert res.meta["per_symbol"] is False and len(res.summary) == n_sets * len(SYMBOLS)
+    assert list(res.summary["column"]) == list(range(len(res.summary)))
+    assert list(res.summary["symbol"]) == list(targets.columns["symbol"])
+    assert list(res.summary["portfolio"]) == list(targets.columns["group"])
+    want_p, want_c = stats_frame(result), column_stats(result)
+    assert want_p["n_trades"].sum() > 0
+    assert_close_frames(res.portfolios, want_p.reset_index(drop=True))
+    assert_close_frames(res.summary, want_c)
+    np.testing.assert_allclose(res.summary["initial_capital"], CONFIG.initial_capital_quote / len(SYMBOLS))
+    days = market.index.floor("1D").asi8
+    last = np.flatnonzero(np.r_[days[1:] != days[:-1], True])
+    np.testing.assert_allclose(res.group_equity.to_numpy(), result.group_equity.to_numpy()[last], rtol=1e-12)
+    np.testing.assert_allclose(res.equity.to_numpy(), result.equity.to_numpy()[last], rtol=1e-12)
+    for key, name_ in COMPONENT_KEYS.items():
+        per_day = result.components[name_].groupby(market.index.floor("1D")).last().diff()
+        per_day.iloc[0] = result.components[name_].groupby(market.index.floor("1D")).last().iloc[0]
+        np.testing.assert_allclose(res.components[key].to_numpy(), per_day.to_numpy(), rtol=1e-9, atol=1e-9)
+    want_ev = result.events[result.events["kind"].isin(["fill", "transfer", "liquidation", "stop", "skip"])]
+    got_ev = res.events
+    assert len(got_ev) == len(want_ev) > 0
+    for c in ("bar", "column", "kind", "leg"):
+        assert list(got_ev[c]) == list(want_ev[c]), c
+    np.testing.assert_allclose(got_ev["cash"].to_numpy(), want_ev["cash"].to_numpy(), rtol=1e-9, atol=1e-9)
+    assert list(got_ev["portfolio"]) == list(want_ev["group"])
+    cov = res.coverage["symbols"]
+    assert cov[SYMBOLS[0]]["bars"] == int(market.tradable[:, 0].sum())
+    assert cov[SYMBOLS[0]]["settlements_used"] == int(market.funding_count[market.tradable[:, 0], 0].sum())
+
+
+def test_symbol_chunks_need_per_symbol(catalog):
+    with pytest.raises(ConfigError, match="--per-symbol"):
+        run_sweep(catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", symbol_chunk=1)
 
 
 def run_command(catalog, out, flags, freq):
@@ -261,7 +335,7 @@ def assert_figures_equal(res, serial):
 
 @pytest.mark.parametrize("time_chunk,symbol_chunk", [("1D", None), ("2D", 1), (1000, 2)])
 def test_time_chunked_sweep_equals_one_pass(catalog, ref, serial, time_chunk, symbol_chunk):
-    res = run_sweep(
+    res = sweep_per_symbol(
         catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", time_chunk=time_chunk, symbol_chunk=symbol_chunk
     )
     bars = {"1D": 1440, "2D": 2880}.get(time_chunk, time_chunk)
@@ -273,8 +347,10 @@ def test_time_chunked_sweep_equals_one_pass(catalog, ref, serial, time_chunk, sy
 
 def test_time_chunked_reverse_carry_equals_one_pass(catalog):
     market, targets, result = reference(catalog, "funding_sign", SIGN_GRID)
-    whole = run_sweep(catalog, SYMBOLS, "funding_sign", SIGN_GRID, CONFIG, freq="1m")
-    res = run_sweep(catalog, SYMBOLS, "funding_sign", SIGN_GRID, CONFIG, freq="1m", time_chunk="1D", symbol_chunk=2)
+    whole = sweep_per_symbol(catalog, SYMBOLS, "funding_sign", SIGN_GRID, CONFIG, freq="1m")
+    res = sweep_per_symbol(
+        catalog, SYMBOLS, "funding_sign", SIGN_GRID, CONFIG, freq="1m", time_chunk="1D", symbol_chunk=2
+    )
     assert (res.summary["borrow_pnl"] < 0).any()
     assert_same_as_reference(res, (market, targets, result))
     assert_figures_equal(res, whole)
@@ -286,7 +362,9 @@ def test_memory_budget_cuts_time(catalog, serial):
     assert plan_sweep(525_600, 100, 100, budget_per_task=parse_bytes("4GB")).time_chunk_bars == 0
     with pytest.raises(ConfigError, match="too few"):
         plan_sweep(525_600, 1, 1, budget_per_task=parse_bytes("2MB"), warmup_bars=5_000)
-    res = run_sweep(catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", max_memory_bytes="7MB", warmup="4D")
+    res = sweep_per_symbol(
+        catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", max_memory_bytes="7MB", warmup="4D"
+    )
     assert 0 < res.plan.time_chunk_bars < 6 * 1440 and res.plan.task_bytes <= 7e6
     assert max(t["time_chunks"] for t in res.meta["tasks"]) > 1
     assert_figures_equal(res, serial)
@@ -295,11 +373,11 @@ def test_memory_budget_cuts_time(catalog, serial):
 
 def test_time_chunks_refuse_a_short_warmup(catalog):
     with pytest.raises(ConfigError, match="shorter than strategy 'funding_threshold''s lookback of 72 hours"):
-        run_sweep(catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", time_chunk="1D", warmup="1D")
+        sweep_per_symbol(catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", time_chunk="1D", warmup="1D")
     with pytest.raises(ConfigError, match="even with all the history from the window start"):
-        run_sweep(catalog, SYMBOLS[:1], coin_flips, None, CONFIG, freq="1m", time_chunk="1D", warmup=200)
+        sweep_per_symbol(catalog, SYMBOLS[:1], coin_flips, None, CONFIG, freq="1m", time_chunk="1D", warmup=200)
     with pytest.raises(ConfigError, match="time_chunk"):
-        run_sweep(catalog, SYMBOLS[:1], "always_carry", None, CONFIG, freq="1m", time_chunk="soon")
+        sweep_per_symbol(catalog, SYMBOLS[:1], "always_carry", None, CONFIG, freq="1m", time_chunk="soon")
 
 
 def test_command_time_chunk_option(catalog, tmp_path):
@@ -313,15 +391,15 @@ def test_time_chunks_extend_the_warmup_until_the_targets_agree(catalog):
     state older than any warm-up. Where a chunk's warm-up does not reproduce it, the batch
     gets more history (up to the window start) and the results equal one pass."""
     grid = {"entry_annualized": [0.1, 0.2, 0.3, 0.5], "exit_annualized": [-1.0], "window_settlements": [3]}
-    whole = run_sweep(catalog, SYMBOLS, "funding_threshold", grid, CONFIG, freq="1m")
-    res = run_sweep(catalog, SYMBOLS, "funding_threshold", grid, CONFIG, freq="1m", time_chunk="1D")
+    whole = sweep_per_symbol(catalog, SYMBOLS, "funding_threshold", grid, CONFIG, freq="1m")
+    res = sweep_per_symbol(catalog, SYMBOLS, "funding_threshold", grid, CONFIG, freq="1m", time_chunk="1D")
     assert res.plan.warmup_bars == int(1.25 * 24 * 60) + 64
     assert sum(t["warmups_extended"] for t in res.meta["tasks"]) > 0
     assert whole.summary["n_trades"].sum() > 0
     assert_figures_equal(res, whole)
     pd.testing.assert_frame_equal(res.equity, whole.equity)
     with pytest.raises(ConfigError, match="does not fit the memory budget"):  # history the budget cannot hold
-        run_sweep(
+        sweep_per_symbol(
             catalog,
             SYMBOLS,
             "funding_threshold",

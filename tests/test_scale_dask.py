@@ -14,6 +14,12 @@ distributed = pytest.importorskip("distributed")
 from backtest.app.scale import run_sweep, synthetic_symbols, write_synthetic_catalog  # noqa: E402
 from backtest.config import BacktestConfig  # noqa: E402
 
+
+def sweep_per_symbol(*args, **kw):
+    """:func:`run_sweep` with every (symbol, parameter set) its own portfolio (``per_symbol``)."""
+    return run_sweep(*args, per_symbol=True, **kw)
+
+
 SYMBOLS = synthetic_symbols(4)
 GRID = {"entry_annualized": [0.05, 0.15], "exit_annualized": [-0.05, 0.02]}
 CONFIG = BacktestConfig(initial_capital_quote=5_000.0, perp_leverage=3.0, slippage_bps=1.0)
@@ -47,13 +53,15 @@ def client():
 
 @pytest.fixture(scope="module")
 def local(catalog):
-    return run_sweep(catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", symbol_chunk=1, param_chunk=2)
+    return sweep_per_symbol(
+        catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", symbol_chunk=1, param_chunk=2
+    )
 
 
 def test_dask_equals_local(catalog, client, local):
     address = client.scheduler.address
     assert address.startswith("tcp://127.0.0.1:")
-    res = run_sweep(
+    res = sweep_per_symbol(
         catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", symbol_chunk=1, param_chunk=2, scheduler=address
     )  # a scheduler address, as `carry sweep --scheduler` passes it
     assert res.meta["mode"].startswith("dask[") and res.plan.n_tasks == 8
@@ -62,7 +70,7 @@ def test_dask_equals_local(catalog, client, local):
     pd.testing.assert_frame_equal(res.summary, local.summary, check_exact=True)
     pd.testing.assert_frame_equal(res.equity, local.equity, check_exact=True)
     # other chunkings on the cluster: still the same numbers
-    res2 = run_sweep(
+    res2 = sweep_per_symbol(
         catalog,
         SYMBOLS,
         "funding_threshold",
@@ -96,7 +104,7 @@ def _killer(marker: str):
 def test_worker_killed_mid_sweep_is_retried(catalog, client, local, tmp_path):
     marker = tmp_path / "killed"
     before = set(client.run(os.getpid).values())
-    res = run_sweep(
+    res = sweep_per_symbol(
         catalog,
         SYMBOLS,
         _killer(str(marker)),

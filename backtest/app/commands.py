@@ -389,12 +389,10 @@ def cmd_sweep(args) -> int:
     if wants_scale(args):
         if is_memory_bounded(args):
             if cfg.walk_forward:
-                raise ConfigError("--walk-forward cannot be combined with --max-memory, --time-chunk or --symbol-chunk")
-            if not cfg.per_symbol:
                 raise ConfigError(
-                    "--max-memory, --time-chunk, --symbol-chunk and --warmup run a memory-bounded sweep in which "
-                    "every symbol is its own portfolio: say so with --per-symbol (without them, --workers and "
-                    "--scheduler run the same study as one process, portfolios of a parameter set's symbols)"
+                    "--walk-forward needs every portfolio's equity at every bar, which the memory-bounded options "
+                    "(--max-memory, --time-chunk, --symbol-chunk, --warmup) do not keep; spread it with --workers "
+                    "or --scheduler alone"
                 )
             return run_scaled_sweep_command(args, cfg)
         scale = {

@@ -1,26 +1,30 @@
-"""Scale-out sweeps: many symbols x many parameter sets x long minute histories (issue 6).
+"""Scale-out sweeps: many symbols x many parameter sets x long minute histories (issues 6, 14).
 
-:func:`run_sweep` splits a sweep into independent tasks, one per (symbol chunk x parameter
-chunk). Each task reads only its symbols from the Parquet catalog (a local path, or any fsspec
-URL such as ``s3://bucket/catalog``: the task copies just its symbols' year files to a local
-cache first), evaluates the strategy for its parameter sets, runs the engine with its leanest
-outputs (per-bar equity only: ``outputs=("equity",)``, or ``full=False`` on engines without
-``outputs=``) in batches of columns sized to a memory budget, and returns compact results:
-the :data:`reports.keys.SUMMARY_KEYS` figures per (symbol, parameter set) and, optionally, an
-equity curve sampled once per period (default: daily). Tasks run serially in this process,
-on a local process pool (``workers=2``), or on a Dask distributed cluster
-(``scheduler="tcp://host:8786"`` or a ``distributed.Client``), with identical results.
+Two ways to spread a ``carry sweep``, both computing what one process computes:
+
+* ``--workers`` / ``--scheduler`` / ``--param-chunk`` alone (:mod:`.portfolio`): whole
+  portfolios per task, full engine outputs, the driver joins the parts into the targets and
+  result of one run and writes through the local code: identical files.
+* the memory-bounded path, :func:`run_sweep` (``--max-memory``, ``--time-chunk``,
+  ``--symbol-chunk``, ``--warmup``): tasks of (parameter chunk x all symbols), or with
+  ``per_symbol`` (symbol chunk x parameter chunk), each reading only its symbols from the
+  Parquet catalog (a local path, or any fsspec URL such as ``s3://bucket/catalog``: the task
+  copies just its symbols' year files to a local cache first), evaluating the strategy and
+  running the engine with lean outputs (:data:`.tasks.LEAN_ENGINE_OUTPUTS`) in batches of
+  columns sized to a memory budget, the window cut into time chunks (each resumed from the
+  previous one's engine state) when it does not fit. Tasks return compact results: the
+  :data:`reports.keys.SUMMARY_KEYS` figures per portfolio and per column (streamed by
+  :class:`reports.metrics.LeanFigures`), daily components, the lean events and sampled equity.
+  Tasks run serially in this process, on a local process pool (``workers=2``), or on a Dask
+  distributed cluster (``scheduler="tcp://host:8786"`` or a ``distributed.Client``), with
+  identical results.
 
 Portfolios
 ----------
-A normal ``carry sweep`` treats one parameter set as one portfolio spanning all symbols (the
-columns share its capital). A scale-out sweep treats **each (symbol, parameter set) as its own
-portfolio with its own ``initial_capital_quote``**. Tasks are then independent and every
-figure is invariant to how the sweep is chunked: the result of a column is bit-for-bit the
-same whether it ran alone, in a chunk, in another process or on another machine. (Compare a
-scale-out sweep with a normal run by giving every column its own group, see
-:func:`per_column_portfolios`.) Cross-sectional strategies, whose targets depend on the other
-symbols (``rotation``, anything returning capital weights), are refused.
+As in one process: a parameter set is one portfolio spanning all symbols (the columns share
+its capital; capital-weighted strategies such as ``rotation`` included); with ``per_symbol``
+(``carry sweep --per-symbol``) each (symbol, parameter set) is its own portfolio with the whole
+``initial_capital_quote``, and symbols may then be split over tasks too.
 
 Time grid
 ---------
@@ -56,7 +60,7 @@ from backtest.app.scale.plan import (
     task_bytes,
 )
 from backtest.app.scale.sweep import SweepResult, run_sweep
-from backtest.app.scale.tasks import SweepTask, TaskResult, per_column_portfolios, run_task
+from backtest.app.scale.tasks import SweepTask, TaskResult, run_task
 from data.catalog_access import sweep_window
 from data.synthetic import synthetic_symbols, write_synthetic_catalog
 from reports.metrics import lean_figures
@@ -73,7 +77,6 @@ __all__ = [
     "parse_bytes",
     "format_bytes",
     "sweep_window",
-    "per_column_portfolios",
     "lean_figures",
     "write_synthetic_catalog",
     "synthetic_symbols",

@@ -11,6 +11,7 @@ import pandas as pd
 from backtest.app.argtypes import whole_number
 from backtest.app.scale.plan import format_bytes
 from backtest.app.scale.sweep import run_sweep
+from reports.frames import portfolio_labels
 
 
 def add_scale_options(parser: argparse.ArgumentParser) -> None:
@@ -88,8 +89,7 @@ def run_scaled_sweep_command(args, cfg) -> int:
     curves, if any) and ``config.toml`` into ``args.out``, atomically.
     """
     from backtest.app import runs as app
-    from reports.keys import SUMMARY_KEYS
-    from reports.outputs import check_output_dir, json_ready, write_output_dir
+    from reports.outputs import check_output_dir, write_output_dir
 
     check_output_dir(args.out, getattr(args, "overwrite", False))
     from data.units import to_timestamp
@@ -131,43 +131,21 @@ def run_scaled_sweep_command(args, cfg) -> int:
         progress=progress,
         time_chunk=getattr(args, "time_chunk", None),
         warmup=getattr(args, "warmup", None),
+        per_symbol=cfg.per_symbol,
     )
     rank = getattr(args, "rank_by", "sharpe")
-    summary = {
-        "carry_version": app._version(),
-        "run_hash": app.run_hash(cfg),
-        "config_hash": cfg.engine.config_hash(),
-        "config": cfg.to_dict(),
-        "scale": {k: v for k, v in res.meta.items() if k not in ("tasks", "config")},
-        "plan": res.plan.to_dict(),
-        "keys": list(SUMMARY_KEYS),
-        "columns": res.summary.to_dict(orient="records"),
-        "data_errors_allowed": allowed,
-    }
-    text = json.dumps(json_ready(summary), indent=2, allow_nan=False)
-    writers = {
-        "summary.json": lambda p: p.write_text(text),
-        "config.toml": lambda p: p.write_text(app.effective_toml(cfg)),
-        "columns.parquet": lambda p: res.summary.to_parquet(p, index=False),
-    }
-    if res.equity is not None:
-        eq = res.equity.copy()
-        eq.columns = [f"{pid}:{sym}" for pid, sym in eq.columns]
-        writers["equity.parquet"] = lambda p: eq.to_parquet(p)
-    html = scaled_report_html(res, cfg, rank)
-    writers["report.html"] = lambda p: p.write_text(html)
-    write_output_dir(args.out, writers, overwrite=getattr(args, "overwrite", False))
+    files = lean_output_files(res, cfg, app, allowed, rank)
+    write_output_dir(args.out, files, overwrite=getattr(args, "overwrite", False))
     show = res.best(rank, 20)
-    cols = (
-        ["param_id", "symbol"]
-        + [c for c in show.columns if c not in SUMMARY_KEYS and c not in ("param_id", "symbol", "strategy")]
-        + ["final_equity", "total_return", "sharpe", "max_drawdown", "funding_pnl", "n_trades"]
-    )
-    with pd.option_context("display.width", 200, "display.max_columns", 30):
+    table = label_table(res)
+    labels = portfolio_labels(table)
+    show = show.assign(portfolio=[labels[int(p)] for p in show["portfolio"]])
+    cols = ["portfolio", "final_equity", "total_return", "sharpe", "max_drawdown", "funding_pnl", "n_trades"]
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_colwidth", 80):
         print(show[cols].to_string(index=False))
     m = res.meta
     print(
-        f"{m['n_columns']:,} portfolios x {m['n_bars']:,} bars in {m['seconds']:.1f} s "
+        f"{len(res.portfolios):,} portfolios ({m['n_columns']:,} columns) x {m['n_bars']:,} bars in {m['seconds']:.1f} s "
         f"({m['bar_columns'] / max(m['seconds'], 1e-9):,.0f} bar-columns/s, {m['mode']}, "
         f"{res.plan.n_tasks} tasks, peak {format_bytes(m['peak_rss_bytes'])})"
     )
@@ -175,19 +153,124 @@ def run_scaled_sweep_command(args, cfg) -> int:
     return 0
 
 
+#: What the memory-bounded path keeps less of than a run in one process (``summary.json`` ``lean``).
+LEAN_OUTPUTS_NOTE = {
+    "equity.parquet": "portfolio and column equity at the last bar of each {every} period, not every bar",
+    "components.parquet": "the components booked per UTC day (components_granularity: day), not per bar",
+    "events.parquet": (
+        "fills, transfers, liquidations, stops and skipped orders only; funding settlements and borrow "
+        "charges (one row per settlement or hour) are in components.parquet"
+    ),
+    "report.html": "ranking, sampled equity and heatmaps of the portfolios; no per-bar funding or margin charts",
+}
+
+
+def label_table(res) -> pd.DataFrame:
+    """The column table of a scale-out sweep (strategy, symbol, group = portfolio id, the
+    parameters), for :func:`reports.frames.portfolio_labels` and :func:`reports.frames.column_labels`."""
+    from reports.keys import SUMMARY_KEYS
+
+    tab = res.summary.drop(columns=[*SUMMARY_KEYS, "column", "param_id"])
+    return tab.rename(columns={"portfolio": "group"})
+
+
+def lean_output_files(res, cfg, app, allowed, rank: str) -> dict:
+    """The writers of a memory-bounded sweep's directory: the files and ``summary.json`` keys of
+    a run in one process (labels, order and formats alike), with ``plan``, ``scale`` and
+    ``lean`` (what each file keeps less of) added."""
+    from reports.frames import column_labels, label_events, long_components
+    from reports.keys import COMPONENT_KEYS, SUMMARY_KEYS
+    from reports.outputs import json_ready
+
+    table = label_table(res)
+    plabels = portfolio_labels(table)
+    clabels = column_labels(table)
+    cov, notes = res.coverage["symbols"], res.coverage["notes"]
+    symbols = list(res.meta["symbols"])
+    coverage = {
+        "symbols": symbols,
+        "perp_symbols": symbols,
+        "freq": cfg.data.freq,
+        "start": str(pd.Timestamp(res.meta["start"])),
+        "end": str(pd.Timestamp(res.meta["end"]) - pd.Timedelta(res.meta["step_ms"], "ms")),
+        "bars": res.meta["n_bars"],
+        **{k: {s: cov[s][k] for s in symbols} for k in ("valid_bars", "filled_bars", "funding_settlements")},
+        "tradable": {s: {k: cov[s][k] for k in ("start", "end", "bars", "settlements_used")} for s in symbols},
+        "notes": notes,
+    }
+    every = res.meta.get("equity_every")
+    lean = {k: v.format(every=every) for k, v in LEAN_OUTPUTS_NOTE.items()}
+    if every is None:
+        lean["equity.parquet"] = "not written (--equity-every none)"
+    summary = {
+        "carry_version": app._version(),
+        "run_hash": app.run_hash(cfg),
+        "config_hash": cfg.engine.config_hash(),
+        "config": cfg.to_dict(),
+        "coverage": coverage,
+        "flags": list(res.flags),
+        "components_granularity": "day",
+        "keys": list(SUMMARY_KEYS),
+        "portfolios": [
+            {"portfolio": plabels[int(p)], **{k: row[k] for k in SUMMARY_KEYS}}
+            for p, row in zip(res.portfolios["portfolio"], res.portfolios.to_dict(orient="records"))
+        ],
+        "columns": [
+            {
+                "column": int(row["column"]),
+                "label": clabels[i],
+                "symbol": row["symbol"],
+                "portfolio": plabels[int(row["portfolio"])],
+                **{k: row[k] for k in SUMMARY_KEYS},
+            }
+            for i, row in enumerate(res.summary.to_dict(orient="records"))
+        ],
+        "warnings": list(res.warnings),
+        "data_errors_allowed": allowed,
+        "plan": res.plan.to_dict(),
+        "scale": {k: v for k, v in res.meta.items() if k not in ("tasks", "config")},
+        "lean": lean,
+    }
+    text = json.dumps(json_ready(summary), indent=2, allow_nan=False)
+    per_day = {k: res.components[k].to_numpy() for k in COMPONENT_KEYS}
+    days = next(iter(res.components.values())).index
+    writers = {
+        "summary.json": lambda p: p.write_text(text),
+        "config.toml": lambda p: p.write_text(app.effective_toml(cfg)),
+        "components.parquet": lambda p: long_components(per_day, days, table).to_parquet(p, index=False),
+        "events.parquet": lambda p: label_events(res.events.rename(columns={"portfolio": "group"}), table).to_parquet(
+            p, index=False
+        ),
+    }
+    if res.equity is not None:
+        port = res.group_equity.set_axis([f"portfolio:{plabels[int(g)]}" for g in res.group_equity.columns], axis=1)
+        cols = res.equity.set_axis(clabels, axis=1)
+        eq = pd.concat([port, cols], axis=1)
+        eq.index.name = "time"
+        writers["equity.parquet"] = lambda p: eq.to_parquet(p)
+    html = scaled_report_html(res, cfg, rank)
+    writers["report.html"] = lambda p: p.write_text(html)
+    return writers
+
+
 def scaled_report_html(res, cfg, rank: str = "sharpe", top: int = 10) -> str:
-    """The HTML report of a scale-out sweep (:func:`reports.report_data.scaled_report_data`):
-    ranking of the best 50 (symbol, parameter set) columns, their sampled equity curves (best
-    ``top``), and ``rank`` averaged over symbols on the first two swept parameters."""
+    """The HTML report of a memory-bounded sweep (:func:`reports.report_data.scaled_report_data`):
+    ranking of the best 50 portfolios, their sampled equity curves (best ``top``), and ``rank``
+    on the first two swept parameters."""
     from backtest.app import runs as app
     from reports.html import render_report
     from reports.report_data import scaled_report_data
 
     spec = cfg.strategies[0]
+    plabels = portfolio_labels(label_table(res))
+    ports = res.portfolios.set_index(pd.Index([plabels[int(p)] for p in res.portfolios["portfolio"]], name="portfolio"))
+    equity = None
+    if res.group_equity is not None:
+        equity = res.group_equity.set_axis([plabels[int(g)] for g in res.group_equity.columns], axis=1)
     return render_report(
         scaled_report_data(
-            res.summary,
-            res.equity,
+            ports,
+            equity,
             strategy=spec.name,
             params=spec.params,
             run_id=app.run_hash(cfg),
@@ -195,5 +278,6 @@ def scaled_report_html(res, cfg, rank: str = "sharpe", top: int = 10) -> str:
             mode=res.meta.get("mode", ""),
             rank=rank,
             top=top,
+            per_symbol=bool(res.meta.get("per_symbol")),
         )
     )

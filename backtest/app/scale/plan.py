@@ -24,12 +24,13 @@ from data.errors import ConfigError
 #: signals (trailing funding, basis, ...), bytes per bar and symbol.
 BYTES_PER_SYMBOL_BAR = 240
 #: Per bar and target column: the strategy's targets (its output, the stacked copy and
-#: temporaries, about 32), the engine's per-bar column equity (8) and margin ratio and distance to liquidation (16, for
-#: ``worst_margin_ratio``) and its event buffer (six
-#: 72-byte rows per target change plus one per 16 bar-columns, reserved but touched only where
-#: events happen), with headroom. Measured: about 24 bytes resident per bar-column for
-#: ``funding_threshold`` on 1-minute bars (1 symbol, 10 vs 60 parameter sets in one call).
-BYTES_PER_COLUMN_BAR = 80
+#: temporaries, about 32), the engine's per-bar column equity (8), margin ratio and distance
+#: to liquidation (16, for ``worst_margin_ratio``) and eight components (64, sampled at day
+#: ends for ``components.parquet``), and its event buffer (six 72-byte rows per target change
+#: plus one per 16 bar-columns, reserved but touched only where events happen), with headroom.
+#: Measured: about 24 bytes resident per bar-column for ``funding_threshold`` on 1-minute bars
+#: with equity alone (1 symbol, 10 vs 60 parameter sets in one call), plus the 64 of the components.
+BYTES_PER_COLUMN_BAR = 144
 #: The loader's per-symbol temporaries (Arrow table, source series, resampling), bytes per
 #: source bar; one symbol is in flight at a time.
 LOADER_BYTES_PER_BAR = 600

@@ -26,11 +26,7 @@ from backtest.app.scale.tasks import SweepTask, TaskResult, ms_of, resolve_strat
 from backtest.config import BacktestConfig
 from data.catalog_access import is_url, local_path, sweep_window
 from data.errors import ConfigError, DataError
-
-
-def _chunks(seq: list, size: int) -> list[list]:
-    size = max(1, int(size))
-    return [seq[i : i + size] for i in range(0, len(seq), size)]
+from reports.keys import SUMMARY_KEYS
 
 
 def _bars(value: str | int | None, step_ms: int, name: str) -> int | None:
@@ -96,30 +92,56 @@ def _expand_grid(grid: Any) -> list[dict]:
 class SweepResult:
     """Compact results of a scale-out sweep.
 
+    Columns are numbered as in one in-process run: ``column = param_id x symbols + symbol
+    position``; portfolios are the parameter sets (``portfolio == param_id``), or with
+    ``per_symbol`` the columns.
+
     Attributes
     ----------
     summary : DataFrame
-        One row per (parameter set, symbol), ordered by ``param_id`` then the requested symbol
-        order: ``param_id``, ``symbol``, ``strategy``, the parameters, then the
-        :data:`reports.keys.SUMMARY_KEYS` figures (``worst_margin_ratio`` from per-bar margin ratios).
-    equity : DataFrame or None
-        Column equity (quote) at the last bar of each ``equity_every`` period; columns are a
-        MultiIndex (``param_id``, ``symbol``) in the order of ``summary``.
+        One row per column (symbol x parameter set), in column order: ``column``,
+        ``portfolio``, ``param_id``, ``symbol``, ``strategy``, the parameters, then the
+        :data:`reports.keys.SUMMARY_KEYS` figures (a column's capital is its share of its
+        portfolio's).
+    portfolios : DataFrame
+        One row per portfolio, in order: ``portfolio``, ``param_id``, the parameters and the
+        figures of the portfolio (its symbols together).
+    equity, group_equity : DataFrame or None
+        Column and portfolio equity (quote) at the last bar of each ``equity_every`` period;
+        columns are the column and portfolio ids.
+    components : dict
+        Component key -> DataFrame (UTC days x columns) of the PnL booked each day (quote).
+    events : DataFrame
+        The fills, transfers, liquidations, stops and skips (as ``BacktestResult.events``,
+        with ``portfolio`` for ``group``); funding and borrow are in ``components``.
+    coverage : dict
+        ``{"symbols": {symbol: counts}, "notes": [...]}``: the per-symbol counts of a run's
+        ``summary.json`` coverage (valid, filled, funding settlements, tradable span) over the
+        window's bars, and the loads' notes.
+    flags, warnings : list of str
     plan : SweepPlan
     meta : dict
         Window, mode, timings, per-task statistics, peak memory.
     """
 
     summary: pd.DataFrame
+    portfolios: pd.DataFrame
     equity: pd.DataFrame | None
+    group_equity: pd.DataFrame | None
+    components: dict
+    events: pd.DataFrame
+    coverage: dict
+    flags: list
+    warnings: list
     plan: SweepPlan
     meta: dict
 
     def best(self, metric: str = "sharpe", n: int = 10) -> pd.DataFrame:
-        return self.summary.sort_values(metric, ascending=False).head(n)
+        """The ``n`` best portfolios by ``metric``."""
+        return self.portfolios.sort_values(metric, ascending=False).head(n)
 
     def by_params(self, metric: str = "sharpe", how: str = "mean") -> pd.DataFrame:
-        """A metric aggregated over symbols per parameter set."""
+        """A metric of the columns aggregated over symbols per parameter set."""
         return self.summary.groupby("param_id")[metric].agg(how).to_frame(metric)
 
     @property
@@ -128,25 +150,67 @@ class SweepResult:
 
 
 def _assemble(results: list[TaskResult], symbols: list[str], plan: SweepPlan, meta: dict) -> SweepResult:
+    from reports.keys import COMPONENT_KEYS
+
     results = sorted(results, key=lambda r: r.task_id)
     frame = pd.concat([r.rows for r in results], ignore_index=True)
-    pos = {s: i for i, s in enumerate(symbols)}
-    order = np.lexsort((frame["symbol"].map(pos).to_numpy(), frame["param_id"].to_numpy()))
+    order = np.argsort(frame["column"].to_numpy(), kind="stable")
     frame = frame.iloc[order].reset_index(drop=True)
-    first = ["param_id", "symbol", "strategy"]
+    first = ["column", "portfolio", "param_id", "symbol", "strategy"]
     frame = frame[first + [c for c in frame.columns if c not in first]]
-    equity = None
+    ports = pd.concat([r.portfolios for r in results], ignore_index=True)
+    p_order = np.argsort(ports["portfolio"].to_numpy(), kind="stable")
+    ports = ports.iloc[p_order].reset_index(drop=True)
+    params = frame.drop_duplicates("portfolio").drop(
+        columns=["column", "param_id", *[c for c in frame.columns if c in ports.columns and c != "portfolio"]]
+    )
+    params = params[[c for c in params.columns if c not in SUMMARY_KEYS]]
+    if len(ports) < len(frame):  # portfolios of several symbols: no symbol of their own
+        params = params.drop(columns="symbol")
+    ports = ports.merge(params, on="portfolio", how="left")
+    ports = ports[["portfolio", "param_id", *[c for c in ports.columns if c not in ("portfolio", "param_id")]]]
+    ports = ports[[c for c in ports.columns if c not in SUMMARY_KEYS] + list(SUMMARY_KEYS)]
+    equity = group_equity = None
     if results and results[0].equity is not None:
-        curves = np.hstack([cast(np.ndarray, r.equity) for r in results])[:, order]
         idx = pd.DatetimeIndex(pd.to_datetime(results[0].equity_index, utc=True), name="time")
-        cols = pd.MultiIndex.from_arrays(
-            [frame["param_id"].to_numpy(), frame["symbol"].to_numpy()], names=["param_id", "symbol"]
+        curves = np.hstack([cast(np.ndarray, r.equity) for r in results])[:, order]
+        equity = pd.DataFrame(curves, index=idx, columns=pd.Index(frame["column"].to_numpy(), name="column"))
+        g_curves = np.hstack([cast(np.ndarray, r.group_equity) for r in results])[:, p_order]
+        group_equity = pd.DataFrame(
+            g_curves, index=idx, columns=pd.Index(ports["portfolio"].to_numpy(), name="portfolio")
         )
-        equity = pd.DataFrame(curves, index=idx, columns=cols)
+    days = pd.DatetimeIndex(pd.to_datetime(results[0].day_index, utc=True), name="time")
+    components = {}
+    for k in COMPONENT_KEYS:
+        cum = np.hstack([r.components[k] for r in results])[:, order]
+        components[k] = pd.DataFrame(
+            np.diff(cum, axis=0, prepend=0.0), index=days, columns=pd.Index(frame["column"].to_numpy(), name="column")
+        )
+    events = pd.concat([r.events for r in results], ignore_index=True)
+    if len(events):  # chronological, and within a bar by portfolio, as one run writes them
+        events = events.iloc[np.lexsort((events["portfolio"].to_numpy(), events["bar"].to_numpy()))]
+        events = events.reset_index(drop=True)
+    coverage: dict = {"symbols": {}, "notes": []}
+    for r in results:  # a symbol's counts from the first task that loaded it (tasks share the window)
+        for sym, c in r.coverage["symbols"].items():
+            coverage["symbols"].setdefault(sym, c)
+        coverage["notes"] = list(dict.fromkeys([*coverage["notes"], *r.coverage["notes"]]))
     meta = dict(meta)
     meta["tasks"] = [{"task_id": r.task_id, **r.stats} for r in results]
     meta["peak_rss_bytes"] = max([peak_rss_bytes()] + [r.stats.get("peak_rss_bytes", 0) for r in results])
-    return SweepResult(frame, equity, plan, meta)
+    return SweepResult(
+        frame,
+        ports,
+        equity,
+        group_equity,
+        components,
+        events,
+        coverage,
+        sorted({f for r in results for f in r.flags}),
+        list(dict.fromkeys(w for r in results for w in r.warnings)),
+        plan,
+        meta,
+    )
 
 
 def _dask_task_budget(client) -> tuple[int | None, int]:
@@ -189,8 +253,15 @@ def run_sweep(
     progress: Callable[[int, int], None] | None = None,
     time_chunk: str | int | None = None,
     warmup: str | int | None = None,
+    per_symbol: bool = False,
 ) -> SweepResult:
     """Run ``strategy`` over ``grid`` x ``symbols`` in independent, memory-bounded tasks.
+
+    A portfolio is a parameter set over all the symbols, sharing ``initial_capital_quote``
+    (what ``carry sweep`` computes in one process); with ``per_symbol`` every (symbol,
+    parameter set) is its own portfolio with the whole capital (``carry sweep --per-symbol``).
+    Tasks split the parameter sets (a portfolio's symbols stay in one task), the symbols only
+    with ``per_symbol``, and the window into time chunks when the memory budget needs it.
 
     Parameters
     ----------
@@ -200,18 +271,19 @@ def run_sweep(
         themselves; no market data goes through the driver or the scheduler.
     symbols : list or comma-separated str
     strategy : registered name, Strategy or picklable function ``fn(market, params)``
-        Must be per-symbol (targets of a symbol depend only on that symbol's data).
+        With ``per_symbol`` its targets of a symbol must depend only on that symbol's data
+        (capital weights, which only mean something across a portfolio, are dropped).
     grid : dict or list
         ``{name: [values]}`` (the Cartesian product; scalars are fixed) or a list of
         parameter dicts. Parameter set ``k`` of the expanded grid is ``param_id == k``.
     config : BacktestConfig or dict
-        Engine settings; ``initial_capital_quote`` is the capital of *each* (symbol,
-        parameter set) portfolio.
+        Engine settings; ``initial_capital_quote`` is the capital of each portfolio.
     start, end, freq, venue, gaps, funding_gaps
         As :func:`data.loader.load_market`; the window defaults to the union of the
         symbols' coverage and is the same for every task.
     symbol_chunk, param_chunk : int, optional
-        Symbols and parameter sets per task (default: see :func:`plan_sweep`).
+        Symbols and parameter sets per task (default: see :func:`plan_sweep`); a symbol chunk
+        smaller than the symbols needs ``per_symbol``.
     max_memory_bytes : int or str, optional
         Working-set budget (``"4GB"``). In-process: for the whole machine, split over
         ``workers``. Dask: per task (one worker thread); default there is the worker's
@@ -285,6 +357,15 @@ def run_sweep(
         if budget is None:
             budget = int(available_memory() * 0.5)
         per_task = max(1, (budget - slots * BASE_PROCESS_BYTES * (slots > 1)) // slots)
+    if not per_symbol:
+        if symbol_chunk is not None and int(symbol_chunk) < len(symbols):
+            raise ConfigError(
+                f"symbol chunks of {symbol_chunk} split portfolios whose {len(symbols)} symbols share capital; "
+                "add --per-symbol (every symbol its own portfolio) to split symbols"
+            )
+        symbol_chunk = len(symbols)
+        if param_chunk is None and slots > 1:  # one task per slot: each task reads every symbol
+            param_chunk = -(-len(params) // slots)
     plan = plan_sweep(
         n_bars,
         len(symbols),
@@ -300,7 +381,8 @@ def run_sweep(
     tasks: list[SweepTask] = []
     for p_lo in range(0, len(params), plan.param_chunk):
         pids = tuple(range(p_lo, min(p_lo + plan.param_chunk, len(params))))
-        for syms in _chunks(symbols, plan.symbol_chunk):
+        for s_lo in range(0, len(symbols), plan.symbol_chunk):
+            syms = symbols[s_lo : s_lo + plan.symbol_chunk]
             tasks.append(
                 SweepTask(
                     task_id=len(tasks),
@@ -322,6 +404,9 @@ def run_sweep(
                     time_chunk_bars=plan.time_chunk_bars,
                     warmup_bars=plan.warmup_bars,
                     max_history_bars=plan.max_history_bars,
+                    per_symbol=per_symbol,
+                    symbol_pos=tuple(range(s_lo, s_lo + len(syms))),
+                    n_sweep_symbols=len(symbols),
                 )
             )
     t_plan = time.perf_counter() - t0
@@ -343,12 +428,18 @@ def run_sweep(
         "freq": freq,
         "n_bars": n_bars,
         "n_symbols": len(symbols),
+        "symbols": list(symbols),
+        "step_ms": step,
+        "equity_every": equity_every,
         "n_params": len(params),
         "n_columns": len(symbols) * len(params),
         "bar_columns": n_bars * len(symbols) * len(params),
         "plan_seconds": t_plan,
         "seconds": time.perf_counter() - t0,
-        "portfolios": "one per (symbol, parameter set)",
+        "portfolios": "one per (symbol, parameter set)"
+        if per_symbol
+        else "one per parameter set, its symbols sharing capital",
+        "per_symbol": per_symbol,
         "budget_bytes": budget,
         "config": config.to_dict(),
     }

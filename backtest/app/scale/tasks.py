@@ -9,7 +9,7 @@ import os
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,11 @@ class SweepTask:
     time_chunk_bars: int = 0  # bars per time chunk (0: the whole window in one load)
     warmup_bars: int = 0  # bars of history loaded before each later chunk for the strategy's signals
     max_history_bars: int = 0  # most bars a batch may load when its warm-up is extended (0: no limit)
+    per_symbol: bool = (
+        False  # every (symbol, parameter set) its own portfolio (else a parameter set's symbols share capital)
+    )
+    symbol_pos: tuple[int, ...] = ()  # the symbols' positions in the sweep's symbol list (default 0, 1, ...)
+    n_sweep_symbols: int = 0  # symbols in the whole sweep (default: the task's)
 
     @property
     def n_columns(self) -> int:
@@ -53,18 +58,24 @@ class SweepTask:
 
 @dataclass
 class TaskResult:
-    """What a task sends back: one row per column, sampled equity, timings."""
+    """What a task sends back: figures per column and per portfolio, sampled curves, daily
+    components, the lean events, data coverage, timings. Columns and portfolios carry their
+    sweep-wide ids (``column``: ``param_id x symbols + symbol position``; ``portfolio``: the
+    ``param_id``, or the column with ``per_symbol``)."""
 
     task_id: int
-    rows: pd.DataFrame
-    equity: np.ndarray | None  # (P, C) in the order of ``rows``
+    rows: pd.DataFrame  # one row per column: column, portfolio, param_id, symbol, strategy, parameters, figures
+    portfolios: pd.DataFrame  # one row per portfolio: portfolio, param_id, figures
+    equity: np.ndarray | None  # (P, C) column equity at the sample bars, in the order of ``rows``
+    group_equity: np.ndarray | None  # (P, G) portfolio equity at the sample bars, in the order of ``portfolios``
     equity_index: np.ndarray | None  # (P,) int64 ns, UTC bar open times
+    components: dict[str, np.ndarray]  # key -> (D, C) cumulative component (quote) at each UTC day's last bar
+    day_index: np.ndarray  # (D,) int64 ns, the UTC days (midnight)
+    events: pd.DataFrame  # the lean events (fills, transfers, liquidations, stops, skips), sweep-wide ids
+    coverage: dict  # {"symbols": {symbol: counts over the run's bars}, "notes": [...]} (see :func:`_add_coverage`)
+    flags: tuple[str, ...]
+    warnings: tuple[str, ...]
     stats: dict
-
-
-def per_column_portfolios(targets):
-    """The same targets with every column its own portfolio; ``param_id`` keeps the parameter set."""
-    return targets.per_symbol()
 
 
 def resolve_strategy(strategy):
@@ -82,9 +93,12 @@ def _sample_positions(index: pd.DatetimeIndex, every: str | None) -> np.ndarray 
     return last
 
 
-#: The leanest engine outputs the figures need: per-bar column equity and margin ratios (for
-#: ``worst_margin_ratio``), final components, fill and liquidation events.
-LEAN_ENGINE_OUTPUTS = ("equity", "margin")
+#: The engine outputs a task keeps per bar, only for the time chunk in memory: column and
+#: portfolio equity (the return figures and the sampled curves), margin ratios (for
+#: ``worst_margin_ratio``) and components (sampled at each UTC day's end for
+#: ``components.parquet``); fill, transfer and liquidation events are always recorded, the
+#: funding and borrow rows (one per settlement or hour) are not (their cash is in the components).
+LEAN_ENGINE_OUTPUTS = ("equity", "group_equity", "margin", "components")
 
 
 #: Rows at the end of a chunk's warm-up compared with the previous chunk's targets.
@@ -92,20 +106,24 @@ OVERLAP_CHECK_BARS = 64
 
 
 def run_task(task: SweepTask) -> TaskResult:
-    """Load the task's symbols, evaluate its parameter sets in engine batches, return compact rows.
+    """Load the task's symbols, evaluate its parameter sets in engine batches, return compact results.
 
-    With ``time_chunk_bars`` the window is loaded and simulated one time chunk at a time: every
-    engine batch resumes from its state at the end of the previous chunk (exactly as one run),
-    and the strategy sees ``warmup_bars`` of history before each later chunk. Targets at the
-    end of that warm-up must equal the ones the previous chunk computed for the same bars;
-    where they do not, the batch is recomputed with twice the history, up to the window start
-    (``warmups_extended`` in the task's stats) as long as that fits ``max_history_bars`` (else
-    ConfigError), and a mismatch even with all the history raises ConfigError.
+    A portfolio is a parameter set over the task's symbols sharing the initial capital (the
+    task then holds every symbol of the sweep), or with ``per_symbol`` each (symbol, parameter
+    set) alone. With ``time_chunk_bars`` the window is loaded and simulated one time chunk at a
+    time: every engine batch resumes from its state at the end of the previous chunk (exactly
+    as one run), and the strategy sees ``warmup_bars`` of history before each later chunk.
+    Targets (and capital weights) at the end of that warm-up must equal the ones the previous
+    chunk computed for the same bars; where they do not, the batch is recomputed with twice
+    the history, up to the window start (``warmups_extended`` in the task's stats) as long as
+    that fits ``max_history_bars`` (else ConfigError), and a mismatch even with all the history
+    raises ConfigError.
     """
     from backtest.engine import run_backtest
     from backtest.kernels.simulate import S_Q, S_S
     from data.loader import DataWarning, load_market
     from data.schema import timeframe_minutes
+    from reports.keys import COMPONENT_KEYS
     from strategies import run_strategy
 
     t_start = time.perf_counter()
@@ -123,24 +141,33 @@ def run_task(task: SweepTask) -> TaskResult:
     config = BacktestConfig.from_dict(task.config)
     strat = resolve_strategy(task.strategy)
     n_sym = len(task.symbols)
+    sym_pos = np.asarray(task.symbol_pos or range(n_sym), dtype=np.int64)
+    n_all = task.n_sweep_symbols or n_sym
+    if not task.per_symbol and n_all != n_sym:
+        raise ConfigError(
+            f"task {task.task_id}: a portfolio's symbols share capital and stay in one task "
+            f"({n_sym} of the sweep's {n_all} symbols given); split symbols only with per_symbol"
+        )
     per_call = max(1, (task.engine_batch or task.n_columns) // n_sym)  # parameter sets per engine call
     batches = [
         (list(task.params[lo : lo + per_call]), task.param_ids[lo : lo + per_call])
         for lo in range(0, len(task.params), per_call)
     ]
-    if task.equity_every is not None:
-        full_index = pd.DatetimeIndex(
-            pd.to_datetime((t0 + np.arange(n_bars, dtype=np.int64) * step) * 1_000_000, utc=True)
-        )
-        sample = _sample_positions(full_index, task.equity_every)
-        del full_index
-    else:
-        sample = None
+    bar_index = pd.DatetimeIndex(pd.to_datetime((t0 + np.arange(n_bars, dtype=np.int64) * step) * 1_000_000, utc=True))
+    sample = _sample_positions(bar_index, task.equity_every) if task.equity_every is not None else None
+    day_ends = cast(np.ndarray, _sample_positions(bar_index, "1D"))
+    day_index = bar_index[day_ends].floor("1D").asi8
+    del bar_index
     states: list = [None] * len(batches)
     figures: list = [None] * len(batches)
     tables: list = [None] * len(batches)
     tails: list = [None] * len(batches)
     curves: list[list] = [[] for _ in batches]
+    group_curves: list[list] = [[] for _ in batches]
+    comps: list[list] = [[] for _ in batches]
+    events: list = []
+    flags: dict = {}
+    coverage: dict = {"symbols": {}, "notes": []}
     n_chunks = 0
 
     def load(w0: int, k1: int):
@@ -167,68 +194,85 @@ def run_task(task: SweepTask) -> TaskResult:
         return m
 
     def targets_of(m, params):
-        tg = run_strategy(strat, m, params)
-        if tg.weights is not None:
-            raise ConfigError(
-                f"strategy {strat.name!r} returns capital weights (cross-sectional); a scale-out sweep "
-                "runs every (symbol, parameter set) as its own portfolio and cannot run it: use carry sweep"
-            )
-        return per_column_portfolios(tg)
+        tg = run_strategy(strat, m, params)  # portfolios 0 .. len(params) - 1
+        return tg.per_symbol() if task.per_symbol else tg
 
     extended = 0
-    for k0 in range(0, n_bars, chunk):
-        k1 = min(n_bars, k0 + chunk)
-        w0 = max(0, k0 - task.warmup_bars)
-        market = load(w0, k1)
-        off = k0 - w0
-        run_market = market if off == 0 else market.select(start=market.index[off])
-        for b, (params, ids) in enumerate(batches):
-            t = time.perf_counter()
-            m_b, wb = market, off
-            tg = targets_of(m_b, params)
-            # the targets at the end of the warm-up must be the previous chunk's; where they are
-            # not (state older than the warm-up, e.g. a hysteresis band held for months), load
-            # twice the history for this batch, up to the window start (then they are exact)
-            while tails[b] is not None and not _same_overlap(tg.values, wb, tails[b]):
-                if wb >= k0:
-                    _check_overlap(task, strat.name, m_b, tg.values, wb, tails[b])  # raises
-                wb = min(k0, max(2 * wb, OVERLAP_CHECK_BARS))
-                if task.max_history_bars and k1 - k0 + wb > task.max_history_bars:
-                    raise ConfigError(
-                        f"task {task.task_id}: strategy {strat.name!r} keeps a state older than {wb // 2:,} bars "
-                        f"(its targets at {_iso(t0 + k0 * step)} differ from the previous time chunk's), and the "
-                        f"history it needs does not fit the memory budget ({task.max_history_bars:,} bars per "
-                        "batch); raise --max-memory or --warmup, or run without time chunks"
-                    )
-                extended += 1
-                m_b = load(k0 - wb, k1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("ignore", DataWarning)
+        for k0 in range(0, n_bars, chunk):
+            k1 = min(n_bars, k0 + chunk)
+            w0 = max(0, k0 - task.warmup_bars)
+            market = load(w0, k1)
+            off = k0 - w0
+            run_market = market if off == 0 else market.select(start=market.index[off])
+            _add_coverage(coverage, run_market)
+            for b, (params, ids) in enumerate(batches):
+                t = time.perf_counter()
+                m_b, wb = market, off
                 tg = targets_of(m_b, params)
-            del m_b
-            tails[b] = tg.values[max(0, tg.values.shape[0] - OVERLAP_CHECK_BARS) :].copy() if k1 < n_bars else None
-            run_tg = tg if wb == 0 else tg.bars(wb, tg.values.shape[0])
-            timings["strategy"] += time.perf_counter() - t
-            t = time.perf_counter()
-            prev = states[b]
-            res = run_backtest(
-                run_market, run_tg, config, outputs=LEAN_ENGINE_OUTPUTS, resume=prev, **task.engine_kwargs
-            )
-            states[b] = res.state
-            timings["engine"] += time.perf_counter() - t
-            t = time.perf_counter()
-            if figures[b] is None:
-                figures[b] = LeanFigures(tg.n_columns, config.initial_capital_quote, res.bar_hours)
-                tab = tg.columns.reset_index(drop=True)
-                tab["param_id"] = np.asarray(ids, dtype=np.int64)[tab["param_id"].to_numpy()]
-                tables[b] = tab.drop(columns=["group"])
-            figures[b].add(res, *((prev.columns[:, S_S], prev.columns[:, S_Q]) if prev is not None else ()))
-            if sample is not None:
-                here = sample[(sample >= k0) & (sample < k1)] - k0
-                curves[b].append(res.equity.to_numpy()[here].copy())
-            timings["figures"] += time.perf_counter() - t
-            del res, tg, run_tg
-        del market, run_market
-        n_chunks += 1
-    rows = [pd.concat([tables[b], figures[b].frame()], axis=1) for b in range(len(batches))]
+                # the targets at the end of the warm-up must be the previous chunk's; where they are
+                # not (state older than the warm-up, e.g. a hysteresis band held for months), load
+                # twice the history for this batch, up to the window start (then they are exact)
+                while tails[b] is not None and not _same_overlap(_signals(tg), wb, tails[b]):
+                    if wb >= k0:
+                        _check_overlap(task, strat.name, m_b, _signals(tg), wb, tails[b])  # raises
+                    wb = min(k0, max(2 * wb, OVERLAP_CHECK_BARS))
+                    if task.max_history_bars and k1 - k0 + wb > task.max_history_bars:
+                        raise ConfigError(
+                            f"task {task.task_id}: strategy {strat.name!r} keeps a state older than {wb // 2:,} bars "
+                            f"(its targets at {_iso(t0 + k0 * step)} differ from the previous time chunk's), and the "
+                            f"history it needs does not fit the memory budget ({task.max_history_bars:,} bars per "
+                            "batch); raise --max-memory or --warmup, or run without time chunks"
+                        )
+                    extended += 1
+                    m_b = load(k0 - wb, k1)
+                    tg = targets_of(m_b, params)
+                del m_b
+                if k1 < n_bars:
+                    sig = _signals(tg)
+                    tails[b] = sig[max(0, sig.shape[0] - OVERLAP_CHECK_BARS) :].copy()
+                    del sig
+                else:
+                    tails[b] = None
+                run_tg = tg if wb == 0 else tg.bars(wb, tg.values.shape[0])
+                timings["strategy"] += time.perf_counter() - t
+                t = time.perf_counter()
+                prev = states[b]
+                res = run_backtest(
+                    run_market, run_tg, config, outputs=LEAN_ENGINE_OUTPUTS, resume=prev, **task.engine_kwargs
+                )
+                states[b] = res.state
+                timings["engine"] += time.perf_counter() - t
+                t = time.perf_counter()
+                pid = np.asarray(ids, dtype=np.int64)
+                if figures[b] is None:
+                    figures[b] = LeanFigures(tg.n_columns, config.initial_capital_quote, res.bar_hours, tg.group)
+                    tab = tg.columns.reset_index(drop=True)
+                    local_pid = (tab["param_id"] if task.per_symbol else tab["group"]).to_numpy(np.int64)
+                    tab["param_id"] = pid[local_pid]
+                    tab["column"] = tab["param_id"].to_numpy() * n_all + sym_pos[tg.column_symbol]
+                    tab["portfolio"] = tab["column"] if task.per_symbol else tab["param_id"]
+                    tables[b] = tab.drop(columns=["group"])
+                figures[b].add(res, *((prev.columns[:, S_S], prev.columns[:, S_Q]) if prev is not None else ()))
+                if sample is not None:
+                    here = sample[(sample >= k0) & (sample < k1)] - k0
+                    curves[b].append(res.equity.to_numpy()[here].copy())
+                    group_curves[b].append(res.group_equity.to_numpy()[here].copy())
+                ends = day_ends[(day_ends >= k0) & (day_ends < k1)] - k0
+                comps[b].append({k: res.components[v].to_numpy()[ends] for k, v in COMPONENT_KEYS.items()})
+                events.append(_global_events(res.events, tables[b]))
+                flags.update(dict.fromkeys(res.flags))
+                timings["figures"] += time.perf_counter() - t
+                del res, tg, run_tg
+            del market, run_market
+            n_chunks += 1
+    rows, ports = [], []
+    for b in range(len(batches)):
+        rows.append(pd.concat([tables[b], figures[b].frame()], axis=1))
+        port = tables[b].drop_duplicates("portfolio")[["portfolio", "param_id"]].reset_index(drop=True)
+        ports.append(pd.concat([port, figures[b].portfolio_frame()], axis=1))
     stats = {
         **{f"{k}_seconds": v for k, v in timings.items()},
         "seconds": time.perf_counter() - t_start,
@@ -240,9 +284,72 @@ def run_task(task: SweepTask) -> TaskResult:
         "host": os.uname().nodename,
         "peak_rss_bytes": peak_rss_bytes(),
     }
-    frame = pd.concat(rows, ignore_index=True)
-    equity = np.hstack([np.vstack(c) for c in curves]) if sample is not None else None
-    return TaskResult(task.task_id, frame, equity, None if sample is None else _index_of(task, sample), stats)
+    components = {
+        k: np.hstack([np.vstack([c[k] for c in comps[b]]) for b in range(len(batches))]) for k in COMPONENT_KEYS
+    }
+    return TaskResult(
+        task.task_id,
+        pd.concat(rows, ignore_index=True),
+        pd.concat(ports, ignore_index=True),
+        np.hstack([np.vstack(c) for c in curves]) if sample is not None else None,
+        np.hstack([np.vstack(c) for c in group_curves]) if sample is not None else None,
+        None if sample is None else _index_of(task, sample),
+        components,
+        day_index,
+        pd.concat(events, ignore_index=True),
+        coverage,
+        tuple(flags),
+        tuple(dict.fromkeys(str(w.message) for w in caught)),
+        stats,
+    )
+
+
+def _signals(tg) -> np.ndarray:
+    """The targets and, for capital-weighted strategies, the weights, side by side (bars x ...)."""
+    return tg.values if tg.weights is None else np.hstack([tg.values, tg.weights])
+
+
+def _global_events(ev: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """A batch's events with the sweep-wide column and portfolio ids (``group`` -> ``portfolio``;
+    cross-margin transfers and stops keep column -1)."""
+    col = ev["column"].to_numpy(np.int64)
+    glob = table["column"].to_numpy(np.int64)
+    port = table.drop_duplicates("portfolio")["portfolio"].to_numpy(np.int64)
+    ev = ev.assign(
+        column=np.where(col >= 0, glob[np.maximum(col, 0)] if len(glob) else col, -1),
+        group=port[ev["group"].to_numpy(np.int64)] if len(ev) else ev["group"],
+    )
+    return ev.rename(columns={"group": "portfolio"})
+
+
+def _add_coverage(acc: dict, market) -> None:
+    """Add a chunk's data coverage per symbol (the counts of :func:`reports.outputs.coverage`)
+    and its market notes to ``acc`` (``{"symbols": {}, "notes": []}``)."""
+    step = market.index[1] - market.index[0] if market.n_bars > 1 else pd.Timedelta(0)
+    for j, s in enumerate(market.symbols):
+        c = acc["symbols"].setdefault(
+            s,
+            {
+                "valid_bars": 0,
+                "filled_bars": 0,
+                "funding_settlements": 0,
+                "start": None,
+                "end": None,
+                "bars": 0,
+                "settlements_used": 0,
+            },
+        )
+        ok = market.tradable[:, j]
+        idx = np.flatnonzero(ok)
+        c["valid_bars"] += int(market.valid[:, j].sum())
+        c["filled_bars"] += int(market.filled[:, j].sum())
+        c["funding_settlements"] += int(market.funding_count[:, j].sum())
+        c["bars"] += int(idx.size)
+        c["settlements_used"] += int(market.funding_count[ok, j].sum())
+        if idx.size:
+            c["start"] = c["start"] or str(market.index[idx[0]])
+            c["end"] = str(market.index[idx[-1]] + step)
+    acc["notes"] = list(dict.fromkeys([*acc["notes"], *market.notes]))
 
 
 def ms_of(time: str) -> int:
