@@ -287,7 +287,7 @@ def test_symbol_chunks_need_per_symbol(catalog):
         run_sweep(catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", symbol_chunk=1)
 
 
-def run_command(catalog, out, flags, freq):
+def run_command(catalog, out, flags, freq, per_symbol=False):
     """``carry sweep`` with scale-out ``flags`` on a two-set funding_threshold grid."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--out")
@@ -300,19 +300,35 @@ def run_command(catalog, out, flags, freq):
         data_overrides={"catalog": catalog, "symbols": ",".join(SYMBOLS), "freq": freq},
         engine_overrides=CONFIG.to_dict(),
         strategies=[spec],
+        per_symbol=per_symbol or None,
     )
     return run_scaled_sweep_command(args, cfg)
 
 
-def test_command_writes_outputs(catalog, tmp_path, capsys):
+RUN_FILES = ["components.parquet", "config.toml", "equity.parquet", "events.parquet", "report.html", "summary.json"]
+
+
+@pytest.mark.parametrize("per_symbol", [False, True])
+def test_command_writes_outputs(catalog, tmp_path, capsys, per_symbol):
     out = tmp_path / "run"
-    assert run_command(catalog, out, ["--max-memory", "1GB", "--symbol-chunk", "2"], "1h") == 0
+    flags = ["--max-memory", "1GB"] + (["--symbol-chunk", "2"] if per_symbol else [])
+    assert run_command(catalog, out, flags, "1h", per_symbol) == 0
+    assert sorted(p.name for p in out.iterdir()) == RUN_FILES  # the files of a run in one process
     summary = json.loads((out / "summary.json").read_text())
-    assert len(summary["columns"]) == 2 * len(SYMBOLS) and summary["plan"]["symbol_chunk"] == 2
-    cols = pd.read_parquet(out / "columns.parquet")
-    assert list(cols.columns[:3]) == ["param_id", "symbol", "strategy"]
-    assert pd.read_parquet(out / "equity.parquet").shape == (6, 2 * len(SYMBOLS))
-    assert "bar-columns/s" in capsys.readouterr().out
+    assert set(summary["lean"]) == {"equity.parquet", "components.parquet", "events.parquet", "report.html"}
+    assert summary["components_granularity"] == "day" and summary["scale"]["per_symbol"] is per_symbol
+    assert len(summary["columns"]) == 2 * len(SYMBOLS)
+    assert len(summary["portfolios"]) == (2 * len(SYMBOLS) if per_symbol else 2)
+    assert summary["plan"]["symbol_chunk"] == (2 if per_symbol else len(SYMBOLS))
+    label = summary["portfolios"][0]["portfolio"]
+    assert label.startswith("funding_threshold[entry_annualized=") and label.endswith(f":{SYMBOLS[0]}") is per_symbol
+    equity = pd.read_parquet(out / "equity.parquet")
+    assert equity.shape == (6, len(summary["portfolios"]) + 2 * len(SYMBOLS))
+    assert list(equity.columns[: len(summary["portfolios"])]) == [
+        f"portfolio:{p['portfolio']}" for p in summary["portfolios"]
+    ]
+    printed = capsys.readouterr().out
+    assert "bar-columns/s" in printed and label in printed
 
 
 # --------------------------------------------------------------------------- time chunks
@@ -363,9 +379,9 @@ def test_memory_budget_cuts_time(catalog, serial):
     with pytest.raises(ConfigError, match="too few"):
         plan_sweep(525_600, 1, 1, budget_per_task=parse_bytes("2MB"), warmup_bars=5_000)
     res = sweep_per_symbol(
-        catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", max_memory_bytes="7MB", warmup="4D"
+        catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", max_memory_bytes="8MB", warmup="4D"
     )
-    assert 0 < res.plan.time_chunk_bars < 6 * 1440 and res.plan.task_bytes <= 7e6
+    assert 0 < res.plan.time_chunk_bars < 6 * 1440 and res.plan.task_bytes <= 8e6
     assert max(t["time_chunks"] for t in res.meta["tasks"]) > 1
     assert_figures_equal(res, serial)
     pd.testing.assert_frame_equal(res.equity, serial.equity)

@@ -75,10 +75,75 @@ def test_workers_and_a_dask_cluster_write_what_one_process_writes(demo_catalog, 
         assert summary["walk_forward"]["folds"]
 
 
-def test_memory_bounded_options_say_what_they_compute(demo_catalog, tmp_path, capsys):
+LEAN_KINDS = ["fill", "transfer", "liquidation", "stop", "skip"]
+
+
+def _same_lean_outputs(local: Path, lean: Path) -> None:
+    """A memory-bounded run holds what one process computes, less what ``summary.json``
+    ``lean`` says it keeps less of: the same keys and values (to rounding: time chunks merge
+    variances), the equity at each day's last bar, the components summed per UTC day, and
+    the fill, transfer, liquidation, stop and skip events."""
+    sa, sb = json.loads((local / "summary.json").read_text()), json.loads((lean / "summary.json").read_text())
+    assert [k for k in sb if k not in sa] == ["plan", "scale", "lean"] and [k for k in sa if k not in sb] == []
+    assert sorted(p.name for p in local.iterdir()) == sorted(p.name for p in lean.iterdir())
+    for key in sa:
+        if key == "components_granularity":
+            assert sb[key] == "day"
+            continue
+        assert_nested_close(sa[key], sb[key], key)
+    eq_a, eq_b = pd.read_parquet(local / "equity.parquet"), pd.read_parquet(lean / "equity.parquet")
+    day_last = eq_a.groupby(eq_a.index.floor("1D")).tail(1)
+    assert list(eq_a.columns) == list(eq_b.columns) and (day_last.index == eq_b.index).all()
+    pd.testing.assert_frame_equal(day_last, eq_b, check_exact=False, rtol=1e-12, check_freq=False)
+    ca, cb = pd.read_parquet(local / "components.parquet"), pd.read_parquet(lean / "components.parquet")
+    keys = [c for c in ca.columns if c.endswith("_pnl")]
+    labels = ["column", "label", "symbol", "portfolio"]
+    daily = ca.groupby([ca["time"].dt.floor("1D"), *labels], sort=False)[keys].sum().reset_index()
+    daily = daily.sort_values(["time", "column"], kind="stable").reset_index(drop=True)
+    assert list(ca.columns) == list(cb.columns)
+    pd.testing.assert_frame_equal(daily[list(ca.columns)], cb, check_exact=False, rtol=1e-9, atol=1e-9)
+    ea, eb = pd.read_parquet(local / "events.parquet"), pd.read_parquet(lean / "events.parquet")
+    ea = ea[ea["kind"].isin(LEAN_KINDS)].reset_index(drop=True)
+    assert len(ea) > 0
+    pd.testing.assert_frame_equal(ea, eb, check_exact=False, rtol=1e-9, atol=1e-9)
+
+
+def assert_nested_close(a, b, path: str) -> None:
+    if isinstance(a, dict):
+        assert list(a) == list(b), path
+        for k in a:
+            assert_nested_close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_nested_close(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, (int, float)):
+        assert b == pytest.approx(a, rel=1e-9, abs=1e-9), path
+    else:
+        assert a == b, path
+
+
+LEAN_CASES = {k: v for k, v in CASES.items() if k != "walk_forward"}
+
+
+@pytest.mark.parametrize("name", list(LEAN_CASES))
+def test_memory_bounded_sweep_writes_what_one_process_computes(demo_catalog, tmp_path, name):
+    """--max-memory with time chunks (and --workers 2): the same portfolios, shared capital
+    unless --per-symbol, rotation included; what is lean is said in summary.json."""
+    case = LEAN_CASES[name]
+    local = _sweep(demo_catalog.root, tmp_path / "local", case)
+    lean = _sweep(
+        demo_catalog.root, tmp_path / "lean", case, "--max-memory", "2GB", "--time-chunk", "90D", "--workers", "2"
+    )
+    plan = json.loads((lean / "summary.json").read_text())["plan"]
+    assert plan["time_chunk_bars"] == 90 * 24 and plan["n_tasks"] >= 2
+    _same_lean_outputs(local, lean)
+
+
+def test_memory_bounded_walk_forward_is_refused_with_the_way_out(demo_catalog, tmp_path, capsys):
     code = main(
-        ["sweep", *CASES["threshold_grid"], "--data", str(demo_catalog.root), "--symbols", SYMS,
+        ["sweep", *CASES["walk_forward"], "--data", str(demo_catalog.root), "--symbols", SYMS,
          "--out", str(tmp_path / "out"), "--max-memory", "2GB"]
     )  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "--per-symbol" in err[0] and not (tmp_path / "out").exists()
+    assert code == 2 and len(err) == 1 and "--workers" in err[0] and not (tmp_path / "out").exists()

@@ -172,14 +172,14 @@ def _assemble(results: list[TaskResult], symbols: list[str], plan: SweepPlan, me
     ports = ports[[c for c in ports.columns if c not in SUMMARY_KEYS] + list(SUMMARY_KEYS)]
     equity = group_equity = None
     if results and results[0].equity is not None:
-        idx = pd.DatetimeIndex(pd.to_datetime(results[0].equity_index, utc=True), name="time")
+        idx = pd.DatetimeIndex(pd.to_datetime(results[0].equity_index, utc=True), name="time").as_unit("us")
         curves = np.hstack([cast(np.ndarray, r.equity) for r in results])[:, order]
         equity = pd.DataFrame(curves, index=idx, columns=pd.Index(frame["column"].to_numpy(), name="column"))
         g_curves = np.hstack([cast(np.ndarray, r.group_equity) for r in results])[:, p_order]
         group_equity = pd.DataFrame(
             g_curves, index=idx, columns=pd.Index(ports["portfolio"].to_numpy(), name="portfolio")
         )
-    days = pd.DatetimeIndex(pd.to_datetime(results[0].day_index, utc=True), name="time")
+    days = pd.DatetimeIndex(pd.to_datetime(results[0].day_index, utc=True), name="time").as_unit("us")
     components = {}
     for k in COMPONENT_KEYS:
         cum = np.hstack([r.components[k] for r in results])[:, order]
