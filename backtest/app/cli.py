@@ -192,7 +192,7 @@ EPILOG_SWEEP = """examples:
   carry sweep ... --walk-forward 180d:60d     # fit on 180 days, test on the next 60, roll
   carry sweep ... --workers 2                  # the same study on both cores
   carry sweep ... --scheduler tcp://HOST:8786  # the same study on a Dask cluster
-  carry sweep ... --freq 1m --per-symbol --max-memory 4GB --workers 2  # memory-bounded, symbol by symbol
+  carry sweep ... --freq 1m --max-memory 4GB --workers 2  # memory-bounded: time chunks, lean files
 """
 EPILOG_SCAN = """examples:
   carry scan --data data/catalog --out reports/scan

@@ -18,7 +18,7 @@ def add_scale_options(parser: argparse.ArgumentParser) -> None:
     """Add the scale-out options to ``carry sweep``."""
     g = parser.add_argument_group(
         "portfolios and scale-out (--workers, --scheduler, --param-chunk: the same study as one process; "
-        "--max-memory, --time-chunk, --symbol-chunk, --warmup: memory-bounded, with --per-symbol)"
+        "--max-memory, --time-chunk, --symbol-chunk, --warmup: the same portfolios, memory-bounded, lean files)"
     )
     g.add_argument(
         "--scheduler",
@@ -38,7 +38,9 @@ def add_scale_options(parser: argparse.ArgumentParser) -> None:
         help="every symbol its own portfolio with the whole capital (default: a parameter set's symbols share it)",
     )
     g.add_argument("--workers", type=whole_number(1), default=None, help="in-process worker processes (default 1)")
-    g.add_argument("--symbol-chunk", type=whole_number(1), default=None, metavar="N", help="symbols per task")
+    g.add_argument(
+        "--symbol-chunk", type=whole_number(1), default=None, metavar="N", help="symbols per task (with --per-symbol)"
+    )
     g.add_argument("--param-chunk", type=whole_number(1), default=None, metavar="M", help="parameter sets per task")
     g.add_argument(
         "--time-chunk",
@@ -84,9 +86,8 @@ def run_scaled_sweep_command(args, cfg) -> int:
     """``carry sweep`` with scale-out options: run, write the outputs, print the best rows.
 
     ``cfg`` is the :class:`backtest.app.runs.RunConfig` built by ``cmd_sweep`` (one strategy whose
-    params hold the fixed values and the swept lists). Writes ``summary.json``,
-    ``columns.parquet`` (one row per symbol x parameter set), ``equity.parquet`` (sampled
-    curves, if any) and ``config.toml`` into ``args.out``, atomically.
+    params hold the fixed values and the swept lists). Writes the files of a run in one process
+    (:func:`lean_output_files`) into ``args.out``, atomically.
     """
     from backtest.app import runs as app
     from reports.outputs import check_output_dir, write_output_dir
