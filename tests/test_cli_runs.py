@@ -336,14 +336,16 @@ def test_scale_out_sweep_writes_a_report(demo_cat, tmp_path, capsys):
     )
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "columns.parquet",
+        "components.parquet",
         "config.toml",
         "equity.parquet",
+        "events.parquet",
         "report.html",
         "summary.json",
     ]
-    cols = pd.read_parquet(out / "columns.parquet")
-    assert len(cols) == 8 and set(SUMMARY_KEYS) <= set(cols.columns)
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["columns"]) == 8 and len(summary["portfolios"]) == 8
+    assert set(SUMMARY_KEYS) <= set(summary["portfolios"][0]) and "lean" in summary
     html = (out / "report.html").read_text()
     assert "heatmap" in html and "Ranking" in html and "own portfolio" in html
 
