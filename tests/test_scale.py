@@ -282,6 +282,21 @@ def test_shared_capital_sweep_equals_one_run(catalog, name):
     assert cov[SYMBOLS[0]]["settlements_used"] == int(market.funding_count[market.tradable[:, 0], 0].sum())
 
 
+def test_shared_capital_time_chunks_extend_the_stale_symbols(catalog):
+    """A hysteresis held for good (an exit no signal reaches) in portfolios of all symbols cut
+    into 1-day chunks: the symbols whose warm-up does not reproduce the previous chunk's targets
+    get more history, alone, and every figure still equals one run's."""
+    from reports.metrics import stats_frame
+
+    grid = {"entry_annualized": [0.1, 0.2, 0.3, 0.5], "exit_annualized": [-1.0], "window_settlements": [3]}
+    market, targets, result = shared_reference(catalog, "funding_threshold", grid, "1m")
+    res = run_sweep(catalog, SYMBOLS, "funding_threshold", grid, CONFIG, freq="1m", time_chunk="1D")
+    assert sum(t["warmups_extended_alone"] for t in res.meta["tasks"]) > 0
+    assert result.events["kind"].eq("fill").sum() > 0
+    assert_close_frames(res.portfolios, stats_frame(result).reset_index(drop=True))
+    assert_close_frames(res.summary, column_stats(result))
+
+
 def test_symbol_chunks_need_per_symbol(catalog):
     with pytest.raises(ConfigError, match="--per-symbol"):
         run_sweep(catalog, SYMBOLS, "funding_threshold", GRID, CONFIG, freq="1m", symbol_chunk=1)

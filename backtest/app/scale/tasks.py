@@ -114,10 +114,11 @@ def run_task(task: SweepTask) -> TaskResult:
     time: every engine batch resumes from its state at the end of the previous chunk (exactly
     as one run), and the strategy sees ``warmup_bars`` of history before each later chunk.
     Targets (and capital weights) at the end of that warm-up must equal the ones the previous
-    chunk computed for the same bars; where they do not, the batch is recomputed with twice
-    the history, up to the window start (``warmups_extended`` in the task's stats) as long as
-    that fits ``max_history_bars`` (else ConfigError), and a mismatch even with all the history
-    raises ConfigError.
+    chunk computed for the same bars; where they do not, the symbols concerned are recomputed
+    with twice the history, up to the window start, alone when that gives them the same targets
+    as in the batch (:func:`_extend_symbols`), else the whole batch (``warmups_extended`` in
+    the task's stats), as long as that fits ``max_history_bars`` (else ConfigError); a
+    mismatch even with all the history raises ConfigError.
     """
     from backtest.engine import run_backtest
     from backtest.kernels.simulate import S_Q, S_S
@@ -170,13 +171,13 @@ def run_task(task: SweepTask) -> TaskResult:
     coverage: dict = {"symbols": {}, "notes": []}
     n_chunks = 0
 
-    def load(w0: int, k1: int):
+    def load(w0: int, k1: int, symbols: list[str] | None = None):
         t = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DataWarning)
             m = load_market(
                 root,
-                list(task.symbols),
+                list(task.symbols) if symbols is None else symbols,
                 start=_iso(t0 + w0 * step),
                 end=_iso(t0 + k1 * step),
                 freq=task.freq,
@@ -197,7 +198,7 @@ def run_task(task: SweepTask) -> TaskResult:
         tg = run_strategy(strat, m, params)  # portfolios 0 .. len(params) - 1
         return tg.per_symbol() if task.per_symbol else tg
 
-    extended = 0
+    extended = extended_alone = 0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         warnings.simplefilter("ignore", DataWarning)
@@ -213,19 +214,22 @@ def run_task(task: SweepTask) -> TaskResult:
                 m_b, wb = market, off
                 tg = targets_of(m_b, params)
                 # the targets at the end of the warm-up must be the previous chunk's; where they are
-                # not (state older than the warm-up, e.g. a hysteresis band held for months), load
-                # twice the history for this batch, up to the window start (then they are exact)
+                # not (state older than the warm-up, e.g. a hysteresis band held for months), the
+                # symbols concerned get twice the history, up to the window start (then they are
+                # exact): alone when their targets do not depend on the other symbols, else the batch
+                if tails[b] is not None and not _same_overlap(_signals(tg), wb, tails[b]):
+                    spliced = _extend_symbols(
+                        task, strat.name, tg, params, market, off, k0, k1, t0, step, tails[b], load, targets_of
+                    )
+                    if spliced is not None:
+                        tg, n_ext = spliced
+                        extended += n_ext
+                        extended_alone += n_ext
                 while tails[b] is not None and not _same_overlap(_signals(tg), wb, tails[b]):
                     if wb >= k0:
                         _check_overlap(task, strat.name, m_b, _signals(tg), wb, tails[b])  # raises
                     wb = min(k0, max(2 * wb, OVERLAP_CHECK_BARS))
-                    if task.max_history_bars and k1 - k0 + wb > task.max_history_bars:
-                        raise ConfigError(
-                            f"task {task.task_id}: strategy {strat.name!r} keeps a state older than {wb // 2:,} bars "
-                            f"(its targets at {_iso(t0 + k0 * step)} differ from the previous time chunk's), and the "
-                            f"history it needs does not fit the memory budget ({task.max_history_bars:,} bars per "
-                            "batch); raise --max-memory or --warmup, or run without time chunks"
-                        )
+                    _check_history(task, strat.name, wb, k0, k1, t0, step)
                     extended += 1
                     m_b = load(k0 - wb, k1)
                     tg = targets_of(m_b, params)
@@ -280,6 +284,7 @@ def run_task(task: SweepTask) -> TaskResult:
         "columns": task.n_columns,
         "time_chunks": n_chunks,
         "warmups_extended": extended,
+        "warmups_extended_alone": extended_alone,  # of which for the stale symbols alone
         "pid": os.getpid(),
         "host": os.uname().nodename,
         "peak_rss_bytes": peak_rss_bytes(),
@@ -362,6 +367,86 @@ def ms_of(time: str) -> int:
 
 def _iso(ms: int) -> str:
     return pd.Timestamp(int(ms), unit="ms", tz="UTC").isoformat()
+
+
+def _check_history(
+    task: SweepTask, name: str, wb: int, k0: int, k1: int, t0: int, step: int, share: float = 1.0
+) -> None:
+    """ConfigError when a batch's extended history of ``wb`` bars does not fit the budget
+    (``share``: the fraction of the task's symbols loaded with it)."""
+    if task.max_history_bars and k1 - k0 + wb > task.max_history_bars / share:
+        raise ConfigError(
+            f"task {task.task_id}: strategy {name!r} keeps a state older than {wb // 2:,} bars "
+            f"(its targets at {_iso(t0 + k0 * step)} differ from the previous time chunk's), and the "
+            f"history it needs does not fit the memory budget ({task.max_history_bars:,} bars per "
+            "batch); raise --max-memory or --warmup, or run without time chunks"
+        )
+
+
+def _stale_columns(values: np.ndarray, off: int, tail: np.ndarray) -> np.ndarray:
+    """Columns whose targets in the ``min(off, len(tail))`` bars before row ``off`` differ from
+    the end of ``tail`` (NaN equal to NaN); all of them when there is no overlap."""
+    m = min(off, tail.shape[0])
+    if m == 0:
+        return np.ones(values.shape[1], dtype=bool)
+    here, there = values[off - m : off], tail[tail.shape[0] - m :]
+    return ~((here == there) | (np.isnan(here) & np.isnan(there))).all(axis=0)
+
+
+def _extend_symbols(
+    task: SweepTask,
+    name: str,
+    tg,
+    params,
+    market,
+    off: int,
+    k0: int,
+    k1: int,
+    t0: int,
+    step: int,
+    tail,
+    load,
+    targets_of,
+):
+    """The batch's targets with the symbols whose warm-up did not reproduce the previous chunk's
+    targets recomputed alone with twice the history, again and again, up to the window start.
+
+    Returns ``(targets, extensions)``, or None when this does not apply: capital-weighted
+    targets, every symbol stale, or targets of those symbols computed alone that differ from
+    theirs in the batch (the strategy looks across symbols); the caller then extends the whole
+    batch. The spliced rows are the last ``min(off, len(tail))`` of the warm-up and the chunk's.
+    """
+    if tg.weights is not None:
+        return None
+    stale = _stale_columns(tg.values, off, tail)
+    syms = np.unique(tg.column_symbol[stale])
+    if len(syms) == len(task.symbols):
+        return None
+    names = [task.symbols[i] for i in syms]
+    cols = np.flatnonzero(np.isin(tg.column_symbol, syms))  # every parameter set of those symbols
+    alone = targets_of(market.select(symbols=names), params)
+    if alone.values.shape != (tg.values.shape[0], len(cols)) or not _same_values(alone.values, tg.values[:, cols]):
+        return None  # the symbols' targets depend on the others
+    m = min(off, tail.shape[0])
+    values = tg.values.copy()
+    wb, n_ext = off, 0
+    while True:
+        if wb >= k0:
+            return None  # all the history and still different: the caller says where
+        wb = min(k0, max(2 * wb, OVERLAP_CHECK_BARS))
+        _check_history(task, name, wb, k0, k1, t0, step, share=len(names) / len(task.symbols))
+        n_ext += 1
+        alone = targets_of(load(k0 - wb, k1, names), params)
+        if not _stale_columns(alone.values, wb, tail[:, cols]).any():
+            break
+    values[off - m :, cols] = alone.values[wb - m :]
+    from backtest.targets import Targets
+
+    return Targets(values, tg.column_symbol, tg.group, tg.columns, None), n_ext
+
+
+def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(((a == b) | (np.isnan(a) & np.isnan(b))).all())
 
 
 def _same_overlap(values: np.ndarray, off: int, tail: np.ndarray) -> bool:
