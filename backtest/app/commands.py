@@ -130,6 +130,9 @@ class RunOutcome:
     columns: pd.DataFrame
     warnings: list[str] = field(default_factory=list)  #: one line per warning of the strategies and the engine
     data_errors_allowed: list[dict] = field(default_factory=list)  #: data-check errors let through on request
+    #: where the run computed (summary.json ``plan`` of sweeps): ``path`` (in_process or
+    #: portfolio_tasks), ``mode`` (serial, processes[N], dask[address]), tasks, portfolios
+    plan: dict = field(default_factory=dict)
 
     @property
     def extra(self) -> dict:
@@ -204,6 +207,7 @@ def execute(cfg: app.RunConfig, progress: bool = False, scale: dict | None = Non
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if scale is None:
+            plan = {"path": "in_process", "mode": "serial", "tasks": 1}
             targets = app.build_targets(market, cfg.strategies, cfg.per_symbol)
             bar.update(1)
             bar.set_description(steps[2])
@@ -211,7 +215,8 @@ def execute(cfg: app.RunConfig, progress: bool = False, scale: dict | None = Non
         else:
             from backtest.app.scale.portfolio import run_distributed
 
-            targets, result, remote, _ = run_distributed(cfg, market, **scale)
+            targets, result, remote, mode, n_tasks = run_distributed(cfg, market, **scale)
+            plan = {"path": "portfolio_tasks", "mode": mode, "tasks": n_tasks}
             for text in remote:
                 warnings.warn(text, stacklevel=1)
             bar.update(1)
@@ -228,7 +233,8 @@ def execute(cfg: app.RunConfig, progress: bool = False, scale: dict | None = Non
         note(f"data error allowed through: {p['series']}: {p['check']}: {p['message']}")
     for text in said:
         note(text)
-    return RunOutcome(cfg, market, targets, result, portfolios, columns, said, allowed)
+    plan.update(portfolios=len(portfolios), columns=len(columns), bars=market.n_bars)
+    return RunOutcome(cfg, market, targets, result, portfolios, columns, said, allowed, plan)
 
 
 #: Portfolios per engine call in CLI runs: a long sweep runs in chunks with a progress bar.
@@ -438,7 +444,7 @@ def cmd_sweep(args) -> int:
         columns=run.columns,
         report=report,
         overwrite=args.overwrite,
-        extra={**run.extra, **extra},
+        extra={**run.extra, **extra, "plan": run.plan},
     )
     print_table(run.portfolios.loc[ranked(run.portfolios, args.rank_by)], title)
     if cfg.walk_forward:

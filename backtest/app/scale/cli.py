@@ -228,7 +228,15 @@ def lean_output_files(res, cfg, app, allowed, rank: str) -> dict:
         ],
         "warnings": list(res.warnings),
         "data_errors_allowed": allowed,
-        "plan": res.plan.to_dict(),
+        "plan": {
+            "path": "memory_bounded",
+            "mode": res.meta["mode"],
+            "tasks": res.plan.n_tasks,
+            "portfolios": len(res.portfolios),
+            "columns": len(res.summary),
+            "bars": res.meta["n_bars"],
+            **res.plan.to_dict(),
+        },
         "scale": {k: v for k, v in res.meta.items() if k not in ("tasks", "config")},
         "lean": lean,
     }

@@ -140,7 +140,7 @@ def run_distributed(
 ):
     """The targets and result of ``cfg`` on ``market``, computed by portfolio tasks on a process
     pool or a Dask cluster; equal to :func:`backtest.app.runs.build_targets` followed by one
-    engine run. Returns ``(targets, result, warnings, mode)``."""
+    engine run. Returns ``(targets, result, warnings, mode, number of tasks)``."""
     from backtest.result import BacktestResult
     from backtest.targets import Targets
     from strategies import expand_params, get_strategy, parse_params
@@ -188,4 +188,4 @@ def run_distributed(
         targets = targets.per_symbol()
     result = BacktestResult.concat([p[1] for p in parts])
     said = list(dict.fromkeys(w for p in parts for w in p[2]))
-    return targets, result, said, mode
+    return targets, result, said, mode, len(tasks)
