@@ -1,9 +1,9 @@
 """Scale-out benchmark (issue 6): ``python -m backtest.app.bench_scale``.
 
 Builds a synthetic catalog of 1-minute bars (spot, perp, mark, funding every 8 h) and runs the
-same scale-out sweep (``funding_threshold`` over a parameter grid, one portfolio per symbol x
-parameter set, ``full=False``) in several modes, each in a fresh Python process so peak memory
-is the mode's own:
+same memory-bounded sweep (``funding_threshold`` over a parameter grid, one portfolio per
+parameter set whose symbols share the capital, as ``carry sweep`` computes it; lean outputs)
+in several modes, each in a fresh Python process so peak memory is the mode's own:
 
 * ``serial``: in-process, one core;
 * ``processes``: in-process with a pool of ``--workers`` (default 2) processes;
@@ -147,6 +147,9 @@ def _child(spec: dict) -> dict:
         "tasks": res.plan.n_tasks,
         "plan": res.plan.to_dict(),
         "task_seconds": stage,
+        "time_chunks": max(tk.get("time_chunks", 1) for tk in res.meta["tasks"]),
+        "warmups_extended": sum(tk.get("warmups_extended", 0) for tk in res.meta["tasks"]),
+        "warmups_extended_alone": sum(tk.get("warmups_extended_alone", 0) for tk in res.meta["tasks"]),
         "summary": res.summary[["final_equity", "funding_pnl", "fee_pnl", "n_trades"]].to_numpy().tolist(),
     }
 
@@ -261,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{mode:>16}: {r['seconds']:7.2f} s  {r['bar_columns_per_second'] / 1e6:8.2f} M bar-columns/s  "
             f"peak RSS {_gb(r['peak_rss_largest_process_bytes'])} largest process, {_gb(r['peak_rss_sum_bytes'])} "
-            f"over {r['processes']} processes; {r['tasks']} tasks, {r['plan']['engine_batch']} columns/engine call"
+            f"over {r['processes']} processes; {r['tasks']} tasks, {r['plan']['engine_batch']} columns/engine call, "
+            f"{r.get('time_chunks', 1)} time chunks, {r.get('warmups_extended', 0)} warm-ups extended "
+            f"({r.get('warmups_extended_alone', 0)} for the stale symbols alone)"
         )
     ref = results.get("serial")
     identical = {m: r["summary"] == ref["summary"] for m, r in results.items()} if ref else {}
