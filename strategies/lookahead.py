@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from backtest.targets import Targets
-from data.errors import CarryError, ConfigError
+from data.errors import CarryError, ConfigError, check_choice
 from data.market import NO_FUNDING_TIME, PRICE_FIELDS, Market
 from data.units import to_timestamp
 from strategies.registry import as_strategy
@@ -109,7 +109,7 @@ def perturb_after(market: Market, t: int, seed: int = 0) -> Market:
         return market
     rng = np.random.default_rng([int(seed), t])
     fut = slice(t + 1, None)
-    changes: dict[str, np.ndarray] = {}
+    changes: dict[str, Any] = {}
 
     def masked(name: str, p_true: float) -> np.ndarray:
         a = np.array(getattr(market, name), copy=True)
@@ -452,6 +452,7 @@ def check_lookahead(
     n_cuts: int = 5,
     seed: int = 0,
     atol: float = 0.0,
+    probes: tuple[str, ...] | list[str] = PROBES,
 ) -> LookaheadReport:
     """Check that ``strategy``'s targets at a bar never depend on data after that bar.
 
@@ -472,6 +473,8 @@ def check_lookahead(
         Seed of the random data of the perturbation probe.
     atol : float
         Largest difference taken as equal (default 0: exact, NaN equals NaN).
+    probes : sequence of str
+        The probes to run (default both, see :data:`PROBES`).
 
     Returns
     -------
@@ -484,6 +487,12 @@ def check_lookahead(
     if not (isinstance(atol, (int, float)) and np.isfinite(atol) and atol >= 0):
         raise ConfigError(f"atol must be a finite number >= 0, got {atol!r}")
     bars = cut_bars(market.n_bars, n_cuts, cuts, market.index)
+    probes = (probes,) if isinstance(probes, str) else tuple(probes)
+    for probe in probes:
+        check_choice("probe", probe, PROBES)
+    if not probes:
+        raise ConfigError(f"no probe to run: give one or more of {', '.join(PROBES)}")
+    probes = tuple(p for p in PROBES if p in probes)
     specs = expand_params(params)
     if not specs:
         raise ConfigError("empty parameter grid")
@@ -497,7 +506,7 @@ def check_lookahead(
 
     found: list[LookaheadDifference] = []
     for t in bars:
-        for probe in PROBES:
+        for probe in probes:
             copy = truncate_after(market, t) if probe == "truncation" else perturb_after(market, t, seed)
             where = "a copy where " + _PROBE_TEXT[probe].format(t=t, time=_time_text(market.index[t]))
             alt = _run(strat, copy, params, where)
@@ -539,7 +548,7 @@ def check_lookahead(
         differences=tuple(found),
         cuts=tuple(bars),
         cut_times=tuple(market.index[t] for t in bars),
-        probes=PROBES,
+        probes=probes,
         param_sets=tuple(sets),
         labels=tuple(labels),
         silent_param_sets=silent,

@@ -161,11 +161,12 @@ def write_json(path: Path, payload: dict) -> None:
 
 def run(args) -> int:
     """``carry check-strategy``: 0 when no look-ahead is found, 1 when one is."""
-    from backtest.app.commands import _load_user_strategies
-    from strategies import get_strategy
-    from strategies.lookahead import check_lookahead
+    # strategies/__init__.py exports check_lookahead (strategies.lookahead): the application layer
+    # imports the strategies package only (the import contract in pyproject.toml)
+    from strategies import check_lookahead, get_strategy, load_strategy_file
 
-    _load_user_strategies(args)
+    for path in args.strategy_file or []:
+        load_strategy_file(path)
     strategy = get_strategy(args.strategy)  # did-you-mean before any data is read
     params = _params(strategy.name, args.param, args.grid)
     market, source = load_check_market(args)
