@@ -44,9 +44,10 @@ def add_parser(sub, formatter_class=None) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "check-strategy",
         help="check a strategy for look-ahead (exit 1 when its targets use future data)",
-        description="Run a strategy on the data, on copies ending at several cut bars and on copies whose "
-        "bars after the cut are random; report the first bar whose target (or weight) changes. A target at "
-        "bar i may use row i of the market (its close, the funding settled at its close), never a later row.",
+        description="Run a strategy on the data, on copies ending at several cut bars and on copies whose\n"
+        "bars after the cut are random; report the first bar whose target (or weight) changes.\n"
+        "A target at bar i may use row i of the market (its close, the funding settled at its\n"
+        "close), never a later row.",
         epilog=EPILOG,
         formatter_class=formatter_class or argparse.RawDescriptionHelpFormatter,
     )
