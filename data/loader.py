@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from data.catalog import Catalog, PartitionKey
+from data.catalog import Catalog, PartitionKey, file_time_bounds
 from data.errors import ConfigError, DataError, did_you_mean, unknown_name
 from data.market import NO_FUNDING_TIME, PRICE_FIELDS, Market
 from data.schema import Kind, timeframe_minutes
@@ -236,6 +236,15 @@ def _read_times(path) -> np.ndarray:
         ) from None
 
 
+def _time_bounds(path) -> tuple[int, int] | None:
+    """First and last time (ms) of a partition file: from its footer statistics, else read."""
+    bounds = file_time_bounds(path)
+    if bounds is not None:
+        return bounds
+    t = _read_times(path)
+    return (int(t[0]), int(t[-1])) if t.size else None
+
+
 def _ts(ms: int | np.integer) -> str:
     """A UTC instant as ``2025-07-17 12:00``."""
     return pd.Timestamp(int(ms), unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M")
@@ -308,11 +317,11 @@ def _coverage(catalog: Catalog, keys: list[PartitionKey]) -> tuple[int, int] | N
         files = catalog.files(key)
         if not files:
             continue
-        first, last = _read_times(files[0]), _read_times(files[-1])
-        if first.size:
-            lo = int(first[0]) if lo is None else min(lo, int(first[0]))
-        if last.size:
-            hi = int(last[-1]) if hi is None else max(hi, int(last[-1]))
+        head, tail = _time_bounds(files[0]), _time_bounds(files[-1])
+        if head is not None:
+            lo = head[0] if lo is None else min(lo, head[0])
+        if tail is not None:
+            hi = tail[1] if hi is None else max(hi, tail[1])
     return None if lo is None or hi is None else (lo, hi)
 
 
