@@ -41,6 +41,7 @@ from strategies.base import (
 from strategies.basis_aware import BasisAwareParams, basis_aware
 from strategies.funding_sign import FundingSignParams, funding_sign
 from strategies.funding_threshold import FundingThresholdParams, funding_threshold
+from strategies.lookahead import LookaheadDifference, LookaheadReport, check_lookahead, perturb_after, truncate_after
 from strategies.predicted_funding import (
     caps_from_leverage_tiers,
     funding_formula,
@@ -73,6 +74,11 @@ from strategies.signals import (
 )
 
 __all__ = [
+    "LookaheadDifference",
+    "LookaheadReport",
+    "check_lookahead",
+    "perturb_after",
+    "truncate_after",
     "StrategyParams",
     "NoParams",
     "param",

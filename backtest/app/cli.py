@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     _add_run_commands(sub)
+    from backtest.app.check_strategy import add_parser as add_check_strategy_parser
+
+    add_check_strategy_parser(sub, _formatter)  # carry check-strategy: exit 0 clean, 1 look-ahead found
 
     data = sub.add_parser(
         "data",
@@ -440,6 +443,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     import warnings
+
+    from backtest.app.memory import configure_hugepages
+
+    configure_hugepages()  # no huge-page stalls on the fresh arrays of every run (backtest.app.memory)
 
     try:
         with warnings.catch_warnings():

@@ -61,12 +61,14 @@ def run_portfolio_task(task: PortfolioTask):
     :class:`~backtest.targets.Targets` (groups numbered from 0), its full
     :class:`~backtest.result.BacktestResult` and the text of the warnings raised on the worker
     (the driver prints and records them)."""
+    from backtest.app.memory import configure_hugepages
     from backtest.engine import run_backtest
     from backtest.result import BacktestResult
     from backtest.targets import split_by_group
     from data.loader import DataWarning, load_market
     from strategies import load_strategy_file, run_strategy
 
+    configure_hugepages()
     for path in task.strategy_files:
         load_strategy_file(path, overwrite=True)
     with warnings.catch_warnings(record=True) as caught:

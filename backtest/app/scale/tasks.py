@@ -120,6 +120,7 @@ def run_task(task: SweepTask) -> TaskResult:
     the task's stats), as long as that fits ``max_history_bars`` (else ConfigError); a
     mismatch even with all the history raises ConfigError.
     """
+    from backtest.app.memory import configure_hugepages
     from backtest.engine import run_backtest
     from backtest.kernels.simulate import S_Q, S_S
     from data.loader import DataWarning, load_market
@@ -127,6 +128,7 @@ def run_task(task: SweepTask) -> TaskResult:
     from reports.keys import COMPONENT_KEYS
     from strategies import run_strategy
 
+    configure_hugepages()
     t_start = time.perf_counter()
     timings = {"stage": 0.0, "load": 0.0, "strategy": 0.0, "engine": 0.0, "figures": 0.0}
     root = task.catalog
