@@ -149,6 +149,20 @@ def test_memory_bounded_sweep_writes_what_one_process_computes(demo_catalog, tmp
     _same_lean_outputs(local, lean)
 
 
+def test_memory_bounded_sweep_on_a_dask_cluster(demo_catalog, tmp_path, cluster):
+    """The memory-bounded path on a real LocalCluster: shared-capital portfolios in time chunks,
+    the files of one process (lean where summary.json says)."""
+    case = CASES["threshold_grid"]
+    local = _sweep(demo_catalog.root, tmp_path / "local", case)
+    lean = _sweep(
+        demo_catalog.root, tmp_path / "dask", case, "--max-memory", "1GB", "--time-chunk", "120D",
+        "--param-chunk", "3", "--scheduler", cluster.scheduler_address,
+    )  # fmt: skip
+    plan = json.loads((lean / "summary.json").read_text())["plan"]
+    assert plan["mode"].startswith("dask[") and plan["n_tasks"] == 2 and plan["symbol_chunk"] == 3
+    _same_lean_outputs(local, lean)
+
+
 def test_memory_bounded_walk_forward_is_refused_with_the_way_out(demo_catalog, tmp_path, capsys):
     code = main(
         ["sweep", *CASES["walk_forward"], "--data", str(demo_catalog.root), "--symbols", SYMS,

@@ -1,4 +1,4 @@
-"""argparse value types shared by the command line's parsers (a bad value is a usage error, exit 2)."""
+"""argparse value types and option groups shared by the command line's parsers (a bad value is a usage error, exit 2)."""
 
 from __future__ import annotations
 
@@ -31,3 +31,19 @@ def non_negative(text: str) -> float:
     if not 0 <= value < math.inf:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
     return value
+
+
+def add_window_options(g) -> None:
+    """The market window options every data-reading command takes (``--start``, ``--end``,
+    ``--freq``, ``--venue``, ``--funding-gaps``), on an argparse parser or argument group."""
+    g.add_argument("--start", default=None, help="first bar (UTC), e.g. 2024-01-01")
+    g.add_argument("--end", default=None, help="end (UTC, exclusive), e.g. 2025-01-01")
+    g.add_argument("--freq", default=None, help="bar length: 1h (default), 4h, 1d, ...")
+    g.add_argument("--venue", default=None, help="venue of the catalog's series (default: binance)")
+    g.add_argument(
+        "--funding-gaps",
+        choices=("error", "no_trade", "zero"),
+        default=None,
+        help="settlements missing inside a symbol's funding span: error (default), no_trade (hold no position "
+        "through the hole) or zero (count them as zero; flagged funding_gap_zero)",
+    )

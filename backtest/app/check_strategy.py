@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from backtest.app.argtypes import whole_number
+from backtest.app.argtypes import add_window_options, whole_number
 from data.errors import ConfigError, DataError
 from data.market import Market
 
@@ -62,16 +62,7 @@ def add_parser(sub, formatter_class=None) -> argparse.ArgumentParser:
     g = p.add_argument_group("data (default: the built-in demo dataset)")
     g.add_argument("--data", type=Path, default=None, help="catalog directory (default: the demo dataset)")
     g.add_argument("--symbols", default=None, help="comma-separated symbols (default: every symbol of the catalog)")
-    g.add_argument("--start", default=None, help="first bar (UTC), e.g. 2024-01-01")
-    g.add_argument("--end", default=None, help="end (UTC, exclusive), e.g. 2025-01-01")
-    g.add_argument("--freq", default=None, help="bar length: 1h (default), 4h, 1d, ...")
-    g.add_argument("--venue", default=None, help="venue of the catalog's series (default: binance)")
-    g.add_argument(
-        "--funding-gaps",
-        choices=("error", "no_trade", "zero"),
-        default=None,
-        help="settlements missing inside a symbol's funding span: error (default), no_trade or zero",
-    )
+    add_window_options(g)
     c = p.add_argument_group("check")
     c.add_argument(
         "--cuts", type=whole_number(0), default=5, help="cut bars spread over the data (default 5; 0: --cut only)"

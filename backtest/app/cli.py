@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from backtest.app.argtypes import non_negative, whole_number
+from backtest.app.argtypes import add_window_options, non_negative, whole_number
 from data.errors import CarryError, DataError, one_line
 
 EPILOG_DATA = """examples:
@@ -209,17 +209,7 @@ def _run_options(p: argparse.ArgumentParser, *, out_required: bool = True) -> No
         "--data", type=Path, default=None, help="catalog directory (default: data/catalog or [data] catalog)"
     )
     g.add_argument("--symbols", default=None, help="comma-separated symbols, e.g. BTCUSDT,ETHUSDT")
-    g.add_argument("--start", default=None, help="first bar (UTC), e.g. 2024-01-01")
-    g.add_argument("--end", default=None, help="end (UTC, exclusive), e.g. 2025-01-01")
-    g.add_argument("--freq", default=None, help="bar length: 1h (default), 4h, 1d, ...")
-    g.add_argument("--venue", default=None, help="venue of the catalog's series (default: binance)")
-    g.add_argument(
-        "--funding-gaps",
-        choices=("error", "no_trade", "zero"),
-        default=None,
-        help="settlements missing inside a symbol's funding span: error (default), no_trade (hold no position "
-        "through the hole) or zero (count them as zero; flagged funding_gap_zero)",
-    )
+    add_window_options(g)
     g.add_argument(
         "--allow-data-errors",
         default=None,
