@@ -267,16 +267,16 @@ class Market:
                 hints = ", ".join(f"{s!r}{did_you_mean(s, self.symbols)}" for s in missing)
                 raise UnknownNameError(f"symbols not in market: {hints}; available: {', '.join(self.symbols)}")
             cols = np.array([self.symbols.index(s) for s in symbols], dtype=np.int64)
-        rows = np.ones(self.n_bars, dtype=bool)
-        if start is not None:
-            rows &= self.index >= to_timestamp(start, "start")
-        if end is not None:
-            rows &= self.index < to_timestamp(end, "end")
+        # the index is sorted: the bars in [start, end) are one slice (a view, not a copy)
+        lo = 0 if start is None else int(self.index.searchsorted(to_timestamp(start, "start"), side="left"))
+        hi = self.n_bars if end is None else int(self.index.searchsorted(to_timestamp(end, "end"), side="left"))
+        rows = slice(lo, max(lo, hi))
+        every = symbols is None
         kwargs: dict[str, Any] = {}
         for f in fields(self):
             v = getattr(self, f.name)
             if isinstance(v, np.ndarray) and v.ndim == 2:
-                kwargs[f.name] = v[rows][:, cols]
+                kwargs[f.name] = v[rows] if every else v[rows][:, cols]
             elif f.name in ("symbols", "perp_symbols"):
                 kwargs[f.name] = tuple(v[c] for c in cols)
             elif f.name == "multiplier":

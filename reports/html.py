@@ -1,14 +1,25 @@
-"""Self-contained HTML reports: Plotly figures embedded inline, a metrics table, notes.
+"""Self-contained HTML reports: Plotly figures embedded inline, tables, notes, how to read them.
 
 The report layer takes plain pandas objects (see :class:`ReportData`) and returns one HTML
 string that works offline: plotly.js is embedded once, no CDN, no external fonts. Long series
-are thinned for the browser (at most ``max_points`` per trace, keeping each stride's extremes
-so drawdowns and spikes survive); the Parquet files beside the report hold the full data.
+are thinned for the browser (at most ``max_points`` per trace, fewer when a figure has many
+lines, keeping each stride's extremes so drawdowns and spikes survive); the Parquet files
+beside the report hold the full data.
+
+A run's report has one part per portfolio, chosen with a select (best first by the ranking):
+its component and margin charts and its round-trip, monthly and yearly tables. Every
+portfolio's data is embedded once as JSON (series as base64 float arrays) and a small script
+redraws the two charts and the tables when the select changes; the address
+``report.html#portfolio=LABEL`` opens one portfolio. Nothing in the file depends on the time
+or place it was written: the same run writes the same bytes.
 """
 
 from __future__ import annotations
 
+import base64
 import html
+import json
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,16 +54,35 @@ class ReportData:
     equity : DataFrame
         Bars x labels, equity in quote currency.
     components : dict of DataFrame
-        Label -> bars x component, cumulative PnL in quote currency (stacked in the report).
+        Portfolio label -> cumulative PnL by component (quote), one row per bar or at sampled
+        bars (the stacked bars of the portfolio's chart, at most ~120 of them). Every label
+        here is an option of the report's portfolio select, in this order (the first shown
+        first): the per-portfolio part (component and margin charts, round trips, monthly
+        and yearly returns) follows the select.
+    component_totals : DataFrame or None
+        Bars x portfolio labels: cumulative total PnL (equity - initial capital, quote), the
+        line over the stacked bars; None: the sum of ``components``.
     funding_annualized : DataFrame or None
         Bars x symbols, trailing annualized funding rate (fraction per 365-day year) at settlements.
     basis : DataFrame or None
         Bars x symbols, perp/spot - 1 (fraction).
     trades : DataFrame or None
         Rows with ``time``, ``symbol``, ``action`` (``entry``/``exit``/``liquidation``) to mark.
+    trades_of : str or None
+        Whose entries and exits ``trades`` are (a portfolio label), said in the chart's title.
     margin_ratio, liquidation_distance : DataFrame or None
-        Bars x labels: maintenance margin / margin balance, and the fractional mark move to
-        liquidation.
+        Bars x portfolio labels: maintenance margin / margin balance, and the fractional mark
+        move to liquidation.
+    round_trips : DataFrame or None
+        Every trip (:func:`reports.trades.round_trips`), with a ``portfolio`` column.
+    monthly, yearly : DataFrame or None
+        Returns and component PnL per portfolio and calendar period
+        (:func:`reports.periods.period_returns`), with a ``portfolio`` column.
+    benchmarks : DataFrame or None
+        Per symbol: spot buy-and-hold and the funding of a hedge held throughout
+        (:func:`reports.benchmarks.benchmarks`).
+    max_trips : int
+        Trips listed per portfolio (the count of all of them is shown).
     heatmaps : list of (title, DataFrame)
         Parameter heatmaps (rows x columns of parameter values, cell = metric).
     notes : list of str
@@ -65,11 +95,18 @@ class ReportData:
     metrics: pd.DataFrame
     equity: pd.DataFrame
     components: dict[str, pd.DataFrame] = field(default_factory=dict)
+    component_totals: pd.DataFrame | None = None
     funding_annualized: pd.DataFrame | None = None
     basis: pd.DataFrame | None = None
     trades: pd.DataFrame | None = None
+    trades_of: str | None = None
     margin_ratio: pd.DataFrame | None = None
     liquidation_distance: pd.DataFrame | None = None
+    round_trips: pd.DataFrame | None = None
+    monthly: pd.DataFrame | None = None
+    yearly: pd.DataFrame | None = None
+    benchmarks: pd.DataFrame | None = None
+    max_trips: int = 500
     heatmaps: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
     ranking_by: str | None = None
     tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
@@ -108,132 +145,86 @@ def _argreduce(col: np.ndarray, starts: np.ndarray, fn) -> np.ndarray:
     return out
 
 
-def _fmt(key: str, value) -> str:
+def _fmt(key: str, value, percent: bool = False) -> str:
+    if percent and isinstance(value, (float, np.floating)) and math.isfinite(value):
+        return f"{value:.2%}"
     return html.escape(format_value(str(key), value))
 
 
-def metrics_table(metrics: pd.DataFrame, table_id: str = "metrics") -> str:
-    """The metrics as an HTML table (rows = runs, columns = result keys, display labels)."""
+def metrics_table(
+    metrics: pd.DataFrame, table_id: str = "metrics", percent: tuple[str, ...] = (), first: str = "run"
+) -> str:
+    """The metrics as an HTML table (rows = runs, columns = result keys, display labels).
+
+    ``percent``: columns of fractions to show as % (the summary keys' own formats apply to the
+    others); ``first``: the header of the row labels."""
     cols = [c for c in metrics.columns]
     head = "".join(f"<th title='{html.escape(str(c))}'>{html.escape(key_label(str(c)))}</th>" for c in cols)
     rows = []
     for name, row in metrics.iterrows():
-        cells = "".join(f"<td>{_fmt(c, row[c])}</td>" for c in cols)
+        cells = "".join(f"<td>{_fmt(c, row[c], c in percent)}</td>" for c in cols)
         rows.append(f"<tr><th scope='row'>{html.escape(str(name))}</th>{cells}</tr>")
     return (
-        f"<table id='{table_id}' class='metrics'><thead><tr><th>run</th>{head}</tr></thead>"
+        f"<table id='{table_id}' class='metrics'><thead><tr><th>{html.escape(first)}</th>{head}</tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
 
 
+#: Points drawn per figure over all its lines (each line gets its share, between 500 and
+#: ``max_points``): a sweep of 40 portfolios draws 1,200 points a line, not 4,000.
+FIGURE_POINTS = 48_000
+#: Points per line of the per-portfolio charts (their data is embedded once per portfolio).
+DETAIL_POINTS = 1_500
+#: The stacked bars of a component chart.
+COMPONENT_BARS = 120
+
+_LAYOUT = dict(
+    template="plotly_white",
+    height=420,
+    margin=dict(l=60, r=20, t=50, b=40),
+    legend=dict(orientation="h", y=-0.15),
+    hovermode="x unified",
+)
+
+
+def _line_points(n_lines: int, max_points: int) -> int:
+    return max(min(max_points, 500), min(max_points, FIGURE_POINTS // max(n_lines, 1)))
+
+
+def _lines(frame: pd.DataFrame, max_points: int, **kw) -> list:
+    """One line per column of ``frame``, each thinned on its own to its share of the figure's points."""
+    import plotly.graph_objects as go
+
+    pts = _line_points(frame.shape[1], max_points)
+    out = []
+    for j, c in enumerate(frame.columns):
+        s = thin(frame.iloc[:, [j]], pts).iloc[:, 0]
+        x = _ms(s.index) if isinstance(s.index, pd.DatetimeIndex) else s.index
+        out.append(go.Scatter(x=x, y=s.to_numpy(), name=str(c), mode="lines", **kw))
+    return out
+
+
 def _figures(data: ReportData, max_points: int) -> list[tuple[str, object]]:
+    """The report's figures over all portfolios: equity, drawdown, heatmaps, funding and basis."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     figs: list[tuple[str, object]] = []
-    layout = dict(
-        template="plotly_white",
-        height=420,
-        margin=dict(l=60, r=20, t=50, b=40),
-        legend=dict(orientation="h", y=-0.15),
-        hovermode="x unified",
-    )
+    layout = _LAYOUT
 
-    eq = thin(data.equity, max_points)
-    fig = go.Figure([go.Scatter(x=eq.index, y=eq[c], name=str(c), mode="lines") for c in eq.columns])
+    fig = go.Figure(_lines(data.equity, max_points))
     fig.update_layout(title=data.equity_title, **layout)
+    if isinstance(data.equity.index, pd.DatetimeIndex):
+        fig.update_xaxes(type="date")
     figs.append(("equity", fig))
 
     if data.drawdown:
         dd = data.equity / data.equity.cummax() - 1.0
-        dd = thin(dd, max_points)
-        fig = go.Figure(
-            [go.Scatter(x=dd.index, y=dd[c], name=str(c), mode="lines", fill="tozeroy") for c in dd.columns]
-        )
+        fig = go.Figure(_lines(dd, max_points, fill="tozeroy"))
         fig.update_layout(title="Drawdown", yaxis_tickformat=".1%", **layout)
+        if isinstance(dd.index, pd.DatetimeIndex):
+            fig.update_xaxes(type="date")
         figs.append(("drawdown", fig))
-
-    for label, comp in data.components.items():
-        # cumulative components stacked as bars at up to 120 dates: gains stack above zero,
-        # costs below (barmode "relative"), and the black line is their sum, the equity change
-        rows = np.unique(np.linspace(0, len(comp) - 1, min(len(comp), 120)).astype(int))
-        sampled = comp.iloc[rows]
-        fig = go.Figure()
-        for c in sampled.columns:
-            fig.add_trace(go.Bar(x=sampled.index, y=sampled[c], name=c, marker_color=COMPONENT_COLORS.get(c)))
-        total = thin(comp.sum(axis=1).to_frame("total"), max_points)["total"]
-        fig.add_trace(go.Scatter(x=total.index, y=total, name="total", mode="lines", line=dict(color="black", width=2)))
-        fig.update_layout(title=f"Cumulative PnL by component (quote): {label}", barmode="relative", bargap=0, **layout)
-        figs.append((f"components-{label}", fig))
-
-    if data.funding_annualized is not None or data.basis is not None:
-        fig = make_subplots(
-            rows=2,
-            cols=1,
-            shared_xaxes=True,
-            vertical_spacing=0.08,
-            subplot_titles=("Funding, annualized (trailing mean of 21 settlements)", "Basis (perp/spot - 1)"),
-        )
-        if data.funding_annualized is not None:
-            for c in data.funding_annualized.columns:
-                s = data.funding_annualized[c].dropna()
-                s = thin(s.to_frame(), max_points)[c]
-                fig.add_trace(go.Scatter(x=s.index, y=s, name=f"{c} funding", mode="lines"), row=1, col=1)
-        if data.basis is not None:
-            b = thin(data.basis, max_points)
-            for c in b.columns:
-                fig.add_trace(go.Scatter(x=b.index, y=b[c], name=f"{c} basis", mode="lines"), row=2, col=1)
-        if data.trades is not None and len(data.trades) and data.funding_annualized is not None:
-            symbols = [s for s in data.trades["symbol"].unique() if s in data.funding_annualized.columns]
-            marker = {
-                "entry": ("triangle-up", "#2ca02c"),
-                "exit": ("triangle-down", "#d62728"),
-                "liquidation": ("x", "#000000"),
-            }
-            for action, (symbol_shape, color) in marker.items():
-                t = data.trades[(data.trades["action"] == action) & data.trades["symbol"].isin(symbols)]
-                if len(t) == 0:
-                    continue
-                t = t.iloc[:: max(1, len(t) // 500)]
-                y = [_value_at(data.funding_annualized[s].ffill(), tm) for s, tm in zip(t["symbol"], t["time"])]
-                fig.add_trace(
-                    go.Scatter(
-                        x=t["time"],
-                        y=y,
-                        mode="markers",
-                        name=action,
-                        marker=dict(symbol=symbol_shape, size=9, color=color),
-                    ),
-                    row=1,
-                    col=1,
-                )
-        fig.update_layout(title="Funding and basis, with entries and exits", **{**layout, "height": 560})
-        fig.update_yaxes(tickformat=".1%", row=1, col=1)
-        fig.update_yaxes(tickformat=".2%", row=2, col=1)
-        figs.append(("funding-basis", fig))
-
-    if data.margin_ratio is not None or data.liquidation_distance is not None:
-        fig = make_subplots(
-            rows=2,
-            cols=1,
-            shared_xaxes=True,
-            vertical_spacing=0.08,
-            subplot_titles=(
-                "Margin ratio (maintenance / margin balance; 1 = liquidation)",
-                "Distance to liquidation (mark move, fraction)",
-            ),
-        )
-        for row, frame in ((1, data.margin_ratio), (2, data.liquidation_distance)):
-            if frame is None:
-                continue
-            f = thin(frame, max_points)
-            for c in f.columns:
-                fig.add_trace(
-                    go.Scatter(x=f.index, y=f[c], name=f"{c}", mode="lines", showlegend=row == 1), row=row, col=1
-                )
-        fig.update_layout(title="Margin", **{**layout, "height": 560})
-        fig.update_yaxes(tickformat=".0%", row=2, col=1)
-        figs.append(("margin", fig))
 
     for title, table in data.heatmaps:
         fig = go.Figure(
@@ -254,6 +245,64 @@ def _figures(data: ReportData, max_points: int) -> list[tuple[str, object]]:
             yaxis_title=str(table.index.name or ""),
         )
         figs.append((f"heatmap-{title}", fig))
+
+    if data.funding_annualized is not None or data.basis is not None:
+        fig = make_subplots(
+            rows=2,
+            cols=1,
+            shared_xaxes=True,
+            vertical_spacing=0.08,
+            subplot_titles=("Funding, annualized (trailing mean of 21 settlements)", "Basis (perp/spot - 1)"),
+        )
+        if data.funding_annualized is not None:
+            for c in data.funding_annualized.columns:
+                s = data.funding_annualized[c].dropna()
+                s = thin(s.to_frame(), max_points)[c]
+                fig.add_trace(
+                    go.Scatter(x=_ms(s.index), y=s.to_numpy(), name=f"{c} funding", mode="lines"), row=1, col=1
+                )
+        if data.basis is not None:
+            b = thin(data.basis, max_points)
+            for c in b.columns:
+                fig.add_trace(
+                    go.Scatter(x=_ms(b.index), y=b[c].to_numpy(), name=f"{c} basis", mode="lines"), row=2, col=1
+                )
+        marked = False
+        if data.trades is not None and len(data.trades) and data.funding_annualized is not None:
+            symbols = [s for s in data.trades["symbol"].unique() if s in data.funding_annualized.columns]
+            marker = {
+                "entry": ("triangle-up", "#2ca02c"),
+                "exit": ("triangle-down", "#d62728"),
+                "liquidation": ("x", "#000000"),
+            }
+            for action, (symbol_shape, color) in marker.items():
+                t = data.trades[(data.trades["action"] == action) & data.trades["symbol"].isin(symbols)]
+                if len(t) == 0:
+                    continue
+                marked = True
+                t = t.iloc[:: max(1, len(t) // 500)]
+                y = [_value_at(data.funding_annualized[s].ffill(), tm) for s, tm in zip(t["symbol"], t["time"])]
+                fig.add_trace(
+                    go.Scatter(
+                        x=_ms(pd.DatetimeIndex(t["time"])),
+                        y=y,
+                        mode="markers",
+                        name=action,
+                        marker=dict(symbol=symbol_shape, size=9, color=color),
+                    ),
+                    row=1,
+                    col=1,
+                )
+        title = "Funding and basis"
+        if marked:
+            title += (
+                f", with the entries and exits of {data.trades_of}" if data.trades_of else ", with entries and exits"
+            )
+        fig.update_layout(title=title, **{**layout, "height": 560})
+        fig.update_xaxes(type="date")
+        fig.update_yaxes(tickformat=".1%", row=1, col=1)
+        fig.update_yaxes(tickformat=".2%", row=2, col=1)
+        figs.append(("funding-basis", fig))
     return figs
 
 
@@ -262,21 +311,501 @@ def _value_at(series: pd.Series, when) -> float:
     return float(series.iloc[pos]) if pos >= 0 else float("nan")
 
 
+# --------------------------------------------------------------------------- per-portfolio part
+#: The columns of the round-trip table: key of :func:`reports.trades.round_trips`, header,
+#: format (t text, m quote, p percent, h hours, c count).
+TRIP_VIEW = (
+    ("symbol", "Symbol", "t"),
+    ("side", "Side", "t"),
+    ("entry_time", "Entry (UTC)", "t"),
+    ("exit_time", "Exit (UTC)", "t"),
+    ("exit", "Ended by", "t"),
+    ("holding_hours", "Hours held", "h"),
+    ("entry_notional", "Entry notional", "m"),
+    ("funding_pnl", "Funding", "m"),
+    ("fee_pnl", "Fees", "m"),
+    ("slippage_pnl", "Slippage", "m"),
+    ("borrow_pnl", "Borrow", "m"),
+    ("basis_pnl", "Basis", "m"),
+    ("unhedged_pnl", "Unhedged", "m"),
+    ("liquidation_pnl", "Liquidation", "m"),
+    ("total_pnl", "Total", "m"),
+    ("liquidations", "Liquidations", "c"),
+)
+#: The columns of the monthly and yearly tables (:func:`reports.periods.period_returns`).
+PERIOD_VIEW = (
+    ("period", "Period", "t"),
+    ("start_equity", "Start equity", "m"),
+    ("return", "Return", "p"),
+    ("funding_pnl", "Funding", "m"),
+    ("fee_pnl", "Fees", "m"),
+    ("slippage_pnl", "Slippage", "m"),
+    ("borrow_pnl", "Borrow", "m"),
+    ("basis_pnl", "Basis", "m"),
+    ("unhedged_pnl", "Unhedged", "m"),
+    ("liquidation_pnl", "Liquidation", "m"),
+    ("total_pnl", "Total", "m"),
+)
+
+
+def _b64(values, dtype: str) -> str:
+    """Little-endian float32 (``"<f4"``) or float64 (``"<f8"``) values as base64 text."""
+    return base64.b64encode(np.ascontiguousarray(values, dtype=dtype).tobytes()).decode("ascii")
+
+
+def _ms(index: pd.Index) -> np.ndarray:
+    """Times as float milliseconds since the epoch (UTC), the numbers of a plotly date axis."""
+    return pd.DatetimeIndex(index).as_unit("ns").asi8 / 1e6
+
+
+def _cells(frame: pd.DataFrame, view: tuple) -> list[list]:
+    """The rows of ``frame`` as JSON-ready lists in ``view``'s column order: times as
+    ``YYYY-MM-DD HH:MM`` text, numbers rounded (2 decimals, 6 for fractions), NaN as None."""
+    cols = []
+    for key, _, f in view:
+        s = frame[key]
+        if pd.api.types.is_datetime64_any_dtype(s):
+            cols.append(s.dt.strftime("%Y-%m-%d %H:%M").tolist())
+        elif f in ("m", "h", "p", "c"):
+            v = np.round(s.to_numpy(dtype=float), 6 if f == "p" else 2)
+            cols.append([None if not math.isfinite(x) else (int(x) if f == "c" else x) for x in v.tolist()])
+        else:
+            cols.append([str(x) for x in s.tolist()])
+    return [list(r) for r in zip(*cols)] if cols else []
+
+
+def _component_series(data: ReportData, label: str) -> tuple[pd.DataFrame, pd.Series]:
+    """The stacked bars (at most :data:`COMPONENT_BARS` + 1 dates) and the total line of a portfolio."""
+    comp = data.components[label]
+    rows = np.unique(np.linspace(0, len(comp) - 1, min(len(comp), COMPONENT_BARS)).astype(int))
+    bars = comp.iloc[rows] if len(comp) > COMPONENT_BARS + 1 else comp
+    if data.component_totals is not None and label in data.component_totals.columns:
+        total = data.component_totals[label]
+    else:
+        total = comp.sum(axis=1)
+    return bars, total
+
+
+def _margin_frame(data: ReportData, label: str) -> pd.DataFrame | None:
+    parts = {}
+    for name, frame in (("ratio", data.margin_ratio), ("distance", data.liquidation_distance)):
+        if frame is not None and label in frame.columns:
+            parts[name] = frame[label]
+    if not parts:
+        return None
+    out = pd.DataFrame(parts)
+    for name in ("ratio", "distance"):
+        if name not in out:
+            out[name] = np.nan
+    return out[["ratio", "distance"]]
+
+
+def _by_portfolio(frame: pd.DataFrame | None, labels: list[str], sort_by: list[str] | None = None) -> dict:
+    """``frame``'s rows per portfolio label (positions, in order), for the labels of the select."""
+    if frame is None or "portfolio" not in frame.columns:
+        return {}
+    if sort_by:
+        frame = frame.sort_values(sort_by, kind="stable")
+    groups = frame.groupby("portfolio", sort=False).indices
+    return {lab: frame.iloc[groups[lab]] for lab in labels if lab in groups}
+
+
+def _detail(data: ReportData, max_points: int) -> tuple[list, list[str], str]:
+    """The per-portfolio part: its figures (drawn with the first portfolio's data), its HTML
+    (select, tables) and the JSON of every portfolio's data that the select switches to."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    labels = list(data.components)
+    pts = min(max_points, DETAIL_POINTS)
+    trips = _by_portfolio(data.round_trips, labels, ["entry_time", "symbol"])
+    monthly = _by_portfolio(data.monthly, labels)
+    yearly = _by_portfolio(data.yearly, labels)
+    names = list(data.components[labels[0]].columns)
+    payload: list[dict] = []
+    for lab in labels:
+        bars, total = _component_series(data, lab)
+        total = thin(total.to_frame("total"), pts)["total"]
+        p: dict = {
+            "cx": _b64(_ms(bars.index), "<f8"),
+            "c": [_b64(bars[c].to_numpy(dtype=float) if c in bars else np.zeros(len(bars)), "<f4") for c in names],
+            "tx": _b64(_ms(total.index), "<f8"),
+            "ty": _b64(total.to_numpy(dtype=float), "<f4"),
+        }
+        margin = _margin_frame(data, lab)
+        if margin is not None:
+            m = thin(margin, pts)
+            p.update(
+                mx=_b64(_ms(m.index), "<f8"),
+                mr=_b64(m["ratio"].to_numpy(dtype=float), "<f4"),
+                md=_b64(m["distance"].to_numpy(dtype=float), "<f4"),
+            )
+        if data.round_trips is not None:
+            t = trips.get(lab)
+            p["trips"] = {
+                "n": 0 if t is None else len(t),
+                "rows": [] if t is None else _cells(t.head(data.max_trips), TRIP_VIEW),
+            }
+        if data.monthly is not None:
+            p["months"] = _cells(monthly[lab], PERIOD_VIEW) if lab in monthly else []
+        if data.yearly is not None:
+            p["years"] = _cells(yearly[lab], PERIOD_VIEW) if lab in yearly else []
+        payload.append(p)
+
+    first = labels[0]
+    figs: list[tuple[str, object]] = []
+    bars, total = _component_series(data, first)
+    total = thin(total.to_frame("total"), pts)["total"]
+    fig = go.Figure()
+    for c in names:
+        y = bars[c] if c in bars else pd.Series(0.0, index=bars.index)
+        fig.add_trace(
+            go.Bar(x=_ms(bars.index), y=y.to_numpy(dtype=float), name=c, marker_color=COMPONENT_COLORS.get(c))
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=_ms(total.index),
+            y=total.to_numpy(dtype=float),
+            name="total",
+            mode="lines",
+            line=dict(color="black", width=2),
+        )
+    )
+    comp_title = "Cumulative PnL by component (quote): "
+    fig.update_layout(title=comp_title + first, barmode="relative", bargap=0, **_LAYOUT)
+    fig.update_xaxes(type="date")
+    figs.append(("components", fig))
+    margin = _margin_frame(data, first)
+    margin_title = "Margin: "
+    if margin is not None:
+        m = thin(margin, pts)
+        fig = make_subplots(
+            rows=2,
+            cols=1,
+            shared_xaxes=True,
+            vertical_spacing=0.08,
+            subplot_titles=(
+                "Margin ratio (maintenance / margin balance, highest over the portfolio's symbols; 1 = liquidation)",
+                "Distance to liquidation (adverse mark move, fraction; smallest over its symbols)",
+            ),
+        )
+        fig.add_trace(
+            go.Scatter(x=_ms(m.index), y=m["ratio"].to_numpy(), name="margin ratio", mode="lines"), row=1, col=1
+        )
+        fig.add_trace(
+            go.Scatter(x=_ms(m.index), y=m["distance"].to_numpy(), name="distance to liquidation", mode="lines"),
+            row=2,
+            col=1,
+        )
+        fig.update_layout(title=margin_title + first, **{**_LAYOUT, "height": 560})
+        fig.update_xaxes(type="date")
+        fig.update_yaxes(tickformat=".0%", row=2, col=1)
+        figs.append(("margin", fig))
+
+    metric = data.ranking_by if data.ranking_by in data.metrics.columns else None
+    options = []
+    for i, lab in enumerate(labels):
+        text = f"{i + 1}. {lab}"
+        if metric is not None and lab in data.metrics.index:
+            text += f" ({key_label(metric)} {format_value(metric, data.metrics.loc[lab, metric])})"
+        options.append(f"<option value='{i}'>{html.escape(text)}</option>")
+    by = f", best first by {html.escape(key_label(metric))}" if metric else ""
+    parts = [
+        "<h2 id='portfolio'>Portfolio</h2>",
+        f"<p class='pick'><label for='portfolio-select'>Portfolio ({len(labels)}{by}): </label>"
+        f"<select id='portfolio-select'>{''.join(options)}</select></p>",
+    ]
+    tables = []
+    if data.round_trips is not None:
+        tables.append(f"<h3>Round trips</h3><p class='count' id='trips-count'></p>{_table_shell('trips', TRIP_VIEW)}")
+    if data.monthly is not None:
+        tables.append(f"<h3>Monthly returns and PnL by component</h3>{_table_shell('monthly', PERIOD_VIEW)}")
+    if data.yearly is not None:
+        tables.append(f"<h3>Yearly returns and PnL by component</h3>{_table_shell('yearly', PERIOD_VIEW)}")
+    doc = {
+        "labels": labels,
+        "names": names,
+        "ct": comp_title,
+        "mt": margin_title,
+        "max_trips": data.max_trips,
+        "views": {
+            "trips": [list(v) for v in TRIP_VIEW],
+            "monthly": [list(v) for v in PERIOD_VIEW],
+            "yearly": [list(v) for v in PERIOD_VIEW],
+        },
+        "p": payload,
+    }
+    text = json.dumps(doc, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    return figs, parts + ["@FIGURES@"] + tables, text
+
+
+def _table_shell(table_id: str, view: tuple) -> str:
+    head = "".join(
+        f"<th data-col='{j}' title='click to sort'>{html.escape(h)}</th>" for j, (_, h, _) in enumerate(view)
+    )
+    return f"<table id='{table_id}' class='metrics data'><thead><tr>{head}</tr></thead><tbody></tbody></table>"
+
+
+DETAIL_JS = r"""
+(function () {
+  var el = document.getElementById('detail-data');
+  if (!el) return;
+  var D = JSON.parse(el.textContent);
+  var sel = document.getElementById('portfolio-select');
+  function dec(s, wide) {
+    var b = atob(s), u = new Uint8Array(b.length);
+    for (var i = 0; i < b.length; i++) u[i] = b.charCodeAt(i);
+    return wide ? Array.from(new Float64Array(u.buffer)) : new Float32Array(u.buffer);
+  }
+  function esc(s) {
+    return String(s).replace(/[&<>"']/g, function (c) {
+      return {'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'}[c];
+    });
+  }
+  function fmt(v, f) {
+    if (v === null || v === undefined) return '\u2013';
+    if (f === 'm') return v.toLocaleString('en-US', {minimumFractionDigits: 2, maximumFractionDigits: 2});
+    if (f === 'p') return (v * 100).toFixed(2) + '%';
+    if (f === 'h') return v.toLocaleString('en-US', {minimumFractionDigits: 1, maximumFractionDigits: 1});
+    if (f === 'c') return v.toLocaleString('en-US');
+    return String(v);
+  }
+  var state = {};
+  function render(id) {
+    var t = document.getElementById(id), s = state[id];
+    if (!t || !s) return;
+    var view = D.views[id], out = [];
+    for (var i = 0; i < s.rows.length; i++) {
+      var r = s.rows[i], cells = [];
+      for (var j = 0; j < view.length; j++) {
+        var f = view[j][2], v = r[j];
+        cells.push('<td' + ((f === 'm' || f === 'p') && v < 0 ? ' class="neg"' : '') + '>' + esc(fmt(v, f)) + '</td>');
+      }
+      out.push('<tr>' + cells.join('') + '</tr>');
+    }
+    t.tBodies[0].innerHTML = out.join('');
+  }
+  function sortBy(id, j) {
+    var s = state[id];
+    if (!s) return;
+    s.asc = s.key === j ? !s.asc : true;
+    s.key = j;
+    var dir = s.asc ? 1 : -1;
+    s.rows = s.rows.map(function (r, i) { return [r, i]; }).sort(function (a, b) {
+      var x = a[0][j], y = b[0][j];
+      if (x === y) return a[1] - b[1];
+      if (x === null) return 1;
+      if (y === null) return -1;
+      return (x < y ? -1 : 1) * dir;
+    }).map(function (p) { return p[0]; });
+    render(id);
+  }
+  Object.keys(D.views).forEach(function (id) {
+    var t = document.getElementById(id);
+    if (!t) return;
+    var ths = t.tHead.rows[0].cells;
+    for (var j = 0; j < ths.length; j++) {
+      ths[j].addEventListener('click', (function (k) { return function () { sortBy(id, k); }; })(j));
+    }
+  });
+  function tables(i) {
+    var p = D.p[i];
+    if (p.trips) {
+      state.trips = {rows: p.trips.rows.slice(), key: -1, asc: true};
+      var c = document.getElementById('trips-count');
+      if (c) {
+        c.textContent = p.trips.n > p.trips.rows.length
+          ? p.trips.n.toLocaleString('en-US') + ' trips; the first ' + p.trips.rows.length.toLocaleString('en-US') + ' by entry time are listed'
+          : p.trips.n.toLocaleString('en-US') + (p.trips.n === 1 ? ' trip' : ' trips');
+      }
+    }
+    if (p.months) state.monthly = {rows: p.months.slice(), key: -1, asc: true};
+    if (p.years) state.yearly = {rows: p.years.slice(), key: -1, asc: true};
+    ['trips', 'monthly', 'yearly'].forEach(render);
+  }
+  function charts(i) {
+    if (!window.Plotly) return;
+    var p = D.p[i], label = D.labels[i];
+    var c = document.getElementById('fig-components');
+    if (c && c.data) {
+      var xs = [], ys = [], idx = [], cx = dec(p.cx, true);
+      for (var k = 0; k < D.names.length; k++) { xs.push(cx); ys.push(dec(p.c[k])); idx.push(k); }
+      xs.push(dec(p.tx, true)); ys.push(dec(p.ty)); idx.push(D.names.length);
+      Plotly.restyle(c, {x: xs, y: ys}, idx);
+      Plotly.relayout(c, {'title.text': D.ct + label});
+    }
+    var m = document.getElementById('fig-margin');
+    if (m && m.data && p.mx) {
+      var mx = dec(p.mx, true);
+      Plotly.restyle(m, {x: [mx, mx], y: [dec(p.mr), dec(p.md)]}, [0, 1]);
+      Plotly.relayout(m, {'title.text': D.mt + label});
+    }
+  }
+  function pick() {
+    var m = /portfolio=([^&]*)/.exec(window.location.hash || '');
+    if (!m) return 0;
+    var i = D.labels.indexOf(decodeURIComponent(m[1]));
+    return i >= 0 ? i : 0;
+  }
+  var first = pick();
+  sel.selectedIndex = first;
+  tables(first);
+  if (first) window.addEventListener('load', function () { charts(first); });
+  sel.addEventListener('change', function () {
+    var i = sel.selectedIndex;
+    tables(i);
+    charts(i);
+    try { history.replaceState(null, '', '#portfolio=' + encodeURIComponent(D.labels[i])); } catch (e) {}
+  });
+})();
+"""
+
+
+def _how_to_read(data: ReportData, detail: bool) -> str:
+    """The "How to read this" section: how each figure is computed, with units."""
+    items = [
+        "<b>Units.</b> Money is in the quote currency (USDT), as amounts; returns, drawdowns, rates and "
+        "basis are fractions shown as %. <i>Annualized</i> means per 365-day year: compounded for "
+        "returns, simple (mean rate × 8,760 / interval hours) for funding. Hover a table header for the key "
+        "of the figure (the names of summary.json).",
+    ]
+    if data.ranking_by:
+        items.append(
+            f"<b>Ranking.</b> Portfolios are ordered by {html.escape(key_label(data.ranking_by))}, highest first"
+            + ("; the order decides where a portfolio appears, never whether." if detail else ".")
+        )
+    if data.equity_title == "Equity (quote)":
+        items.append(
+            "<b>Equity</b> is each portfolio's equity at every bar close (spot wallet at the spot price + futures "
+            "margin balance − borrowed coins − unpaid interest), quote"
+            + ("; <b>drawdown</b> = equity / its running peak − 1" if data.drawdown else "")
+            + ". Lines are thinned for the browser (each stride keeps its first, lowest and highest point); the "
+            "Parquet files hold every bar."
+        )
+    else:
+        items.append(
+            f"<b>{html.escape(data.equity_title)}</b>: the first chart. Lines are thinned for the browser (each "
+            "stride keeps its first, lowest and highest point)."
+        )
+    if data.funding_annualized is not None:
+        items.append(
+            "<b>Funding</b> is the trailing mean of 21 settlements, annualized; <b>basis</b> = perp price / "
+            "spot price − 1 at the bar close."
+        )
+    if detail:
+        items += [
+            "<b>Portfolio.</b> The select chooses the portfolio whose charts and tables are shown below it "
+            "(every portfolio of the run is there; the address <code>#portfolio=LABEL</code> opens one).",
+            "<b>PnL by component</b> (quote, cumulative from the start): funding received − paid at each "
+            "settlement at the mark; fees and slippage of both legs (negative); borrow interest of a short "
+            "spot leg; <i>basis</i> = spot price PnL + perp price PnL of the hedged coins; <i>unhedged</i> = "
+            "price PnL of a leg without its opposite (after a liquidation); <i>liquidation</i> = fees of "
+            "liquidations. The stacked bars show them at up to 120 dates (gains above zero, costs below); "
+            "the black line, their sum, is the equity − the initial capital.",
+            "<b>Margin ratio</b> = maintenance margin / margin balance at the bar close, the highest of the "
+            "portfolio's symbols (1 = liquidation); <b>distance to liquidation</b> = the adverse mark move, "
+            "as a fraction, that would reach it, the smallest of its symbols. Empty while flat.",
+        ]
+    if data.round_trips is not None:
+        items.append(
+            "<b>Round trips.</b> A trip is one symbol's position of one side (carry = long spot, short perp; "
+            "reverse carry = short spot, long perp) from the bar of its entry fill to the bar of its exit fill "
+            "(<i>exit</i>), to the run's last bar close (<i>end</i>, still open) or to a switch of side "
+            "without going flat (<i>flip</i>; the switch's bar belongs to the next trip). A leg left alone by "
+            "a liquidation stays in its trip until it is closed. Times are bar opens, UTC; hours held = exit − "
+            "entry; entry notional = the spot coins held × their entry fill price (quote; the perp's when "
+            "there is no spot leg). Each component of a trip (quote) is the change of the symbol's cumulative "
+            "component from the bar before the entry to the exit bar, so the components sum to the trip's "
+            f"total, and the trips plus the flat bars sum to the run's components. The first {data.max_trips:,} "
+            "trips of a portfolio by entry time are listed; click a header to sort."
+        )
+    if data.monthly is not None or data.yearly is not None:
+        items.append(
+            "<b>Monthly and yearly.</b> Calendar periods in UTC (a bar counts to the period of its open; the "
+            "first and last periods cover only the run's bars in them). Return = equity at the period's last "
+            "bar close / equity at the period's start − 1 (a fraction, not annualized; the start is the "
+            "previous period's end, the initial capital for the first); the components are the PnL booked in "
+            "the period (quote), summing to the equity change (Total)."
+        )
+    if data.benchmarks is not None:
+        items.append(
+            "<b>Benchmarks</b> (per symbol, over its tradable span in the run, the run's capital per "
+            "portfolio, no fees): <i>spot buy-and-hold</i> buys the capital's worth of spot at the open of the "
+            "first bar and sells at the close of the last (return, fraction; PnL, quote); <i>hedge funding</i> "
+            "is the funding a short perp of q = capital / first open coins, hedged by q spot coins and held "
+            "throughout without rebalancing, margin or liquidation, would have received: q × Σ mark × rate "
+            "over the settlements (quote; as a fraction of the capital, and per 365-day year, simple)."
+        )
+    return (
+        "<h2 id='how-to-read'>How to read this</h2><ul class='how'>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+    )
+
+
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1280px;color:#222;padding:0 16px}
 h1{font-size:1.6em;margin-bottom:4px} h2{font-size:1.2em;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}
+h3{font-size:1.05em;margin-top:20px}
 .meta{color:#555;font-size:.9em} .notes{background:#fff8e1;border-left:4px solid #f0b400;padding:8px 12px;font-size:.9em}
 table.metrics{border-collapse:collapse;font-size:.82em;display:block;overflow-x:auto;max-width:100%}
 table.metrics th,table.metrics td{padding:4px 8px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}
 table.metrics thead th{background:#f5f5f5;position:sticky;top:0} table.metrics tbody th{text-align:left}
+table.data{max-height:520px;overflow-y:auto} table.data thead th{cursor:pointer}
+table.data td:nth-child(-n+5){text-align:left} td.neg{color:#b00020}
+.pick select{font-size:1em;max-width:100%} .count,.defs{color:#555;font-size:.9em} ul.how{font-size:.9em;line-height:1.45}
 .figure{margin:12px 0} footer{margin-top:32px;color:#777;font-size:.8em}
 """
 
 
-def render_report(data: ReportData, max_points: int = 4000) -> str:
-    """Render ``data`` as one self-contained HTML document (plotly.js inline, no CDN)."""
+def _benchmark_section(frame: pd.DataFrame) -> str:
+    shown = frame.copy()
+    for c in ("from", "to"):
+        if c in shown:
+            shown[c] = [t.strftime("%Y-%m-%d %H:%M") if isinstance(t, pd.Timestamp) else "–" for t in shown[c]]
+    shown.columns = [
+        {
+            "from": "from (UTC)",
+            "to": "to (UTC)",
+            "spot_return": "spot buy-and-hold return",
+            "spot_pnl": "spot buy-and-hold PnL",
+            "hedge_funding_pnl": "hedge funding PnL",
+            "hedge_funding_return": "hedge funding (fraction of capital)",
+            "hedge_funding_annualized": "hedge funding, annualized",
+        }.get(c, c)
+        for c in shown.columns
+    ]
+    percent = ("spot buy-and-hold return", "hedge funding (fraction of capital)", "hedge funding, annualized")
+    return (
+        "<h2 id='benchmarks'>Benchmarks</h2>"
+        + metrics_table(shown, table_id="benchmarks", percent=percent, first="symbol")
+        + "<p class='defs'><b>Spot buy-and-hold</b>: the run's capital in spot from the open of the symbol's first "
+        "tradable bar to the close of its last, no fees (PnL in quote). <b>Hedge funding</b>: the funding a 1x "
+        "hedge of the capital (short perp of capital / first open coins, long as many spot coins) held throughout "
+        "would have received, without fees, margin or liquidation: Σ coins × mark × rate over the settlements "
+        "(quote; fraction of the capital; per 365-day year, simple). The spot and perp price moves of that hedge "
+        "(its basis) are not counted.</p>"
+    )
+
+
+def _fig_div(fig, name: str, with_plotly: bool) -> str:
     import plotly.io as pio
 
+    div = pio.to_html(
+        fig,
+        include_plotlyjs=True if with_plotly else False,
+        full_html=False,
+        div_id=f"fig-{_slug(name)}",
+        config={"displaylogo": False, "responsive": True},
+    )
+    return f"<div class='figure' data-figure='{html.escape(name)}'>{div}</div>"
+
+
+def render_report(data: ReportData, max_points: int = 4000) -> str:
+    """Render ``data`` as one self-contained HTML document (plotly.js inline, no CDN).
+
+    The figures over all portfolios come first; then, when ``data.components`` has
+    portfolios, one component chart, one margin chart and the round-trip, monthly and yearly
+    tables of the portfolio chosen in a select (the first one first), with every portfolio's
+    data embedded once as JSON; then the benchmarks and how each figure is computed."""
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{html.escape(data.title)}</title><style>{CSS}</style></head><body>",
@@ -302,22 +831,30 @@ def render_report(data: ReportData, max_points: int = 4000) -> str:
     for i, (title, table) in enumerate(data.tables):
         parts.append(f"<h2>{html.escape(title)}</h2>")
         parts.append(metrics_table(table, table_id=f"table-{i}"))
+    if data.benchmarks is not None and len(data.benchmarks):
+        parts.append(_benchmark_section(data.benchmarks))
     parts.append("<h2>Charts</h2>")
     first = True
     for name, fig in _figures(data, max_points):
-        div = pio.to_html(
-            fig,
-            include_plotlyjs=True if first else False,
-            full_html=False,
-            div_id=f"fig-{_slug(name)}",
-            config={"displaylogo": False, "responsive": True},
-        )
-        parts.append(f"<div class='figure' data-figure='{html.escape(name)}'>{div}</div>")
+        parts.append(_fig_div(fig, name, first))
         first = False
+    detail = bool(data.components)
+    script = ""
+    if detail:
+        figs, section, payload = _detail(data, max_points)
+        for piece in section:
+            if piece == "@FIGURES@":
+                for name, fig in figs:
+                    parts.append(_fig_div(fig, name, first))
+                    first = False
+            else:
+                parts.append(piece)
+        script = f"<script type='application/json' id='detail-data'>{payload}</script><script>{DETAIL_JS}</script>"
+    parts.append(_how_to_read(data, detail))
     parts.append(
         "<footer>Generated by carry. PnL in quote currency; returns as fractions; "
         "annualized on a 365-day year. Charts are thinned for display; the Parquet files hold every bar."
-        "</footer></body></html>"
+        f"</footer>{script}</body></html>"
     )
     return "\n".join(parts)
 

@@ -8,14 +8,19 @@ compact results).
 from __future__ import annotations
 
 import json
+import warnings
 
+import numpy as np
 import pandas as pd
 
 from data.errors import ConfigError, did_you_mean
+from reports.benchmarks import benchmarks
 from reports.frames import funding_annualized_frame, portfolio_labels, trades_table
-from reports.html import ReportData
+from reports.html import COMPONENT_BARS, ReportData
 from reports.keys import SUMMARY_KEYS
 from reports.outputs import json_ready
+from reports.periods import period_returns
+from reports.trades import per_bar, round_trips
 
 
 def ranked(frame: pd.DataFrame, by: str | None) -> list:
@@ -41,44 +46,46 @@ def report_data(
     ranking_by: str | None = None,
     heatmaps: list | None = None,
     extra_tables: list | None = None,
-    max_component_charts: int = 4,
+    max_component_charts: int | None = None,
 ) -> ReportData:
     """Assemble the report of a run.
 
     ``portfolios``/``columns``: the labelled summaries (:func:`reports.frames.portfolio_summary`,
     :func:`reports.frames.column_summary`); ``engine``: the run's
-    :class:`~backtest.config.BacktestConfig`; ``run_id``: the run's hash. The
-    ``max_component_charts`` best portfolios by ``ranking_by`` (the first ones without it) get
-    a component chart and margin lines; the trade markers are the best one's.
+    :class:`~backtest.config.BacktestConfig`; ``run_id``: the run's hash.
+
+    Every portfolio gets its component chart, margin lines, round trips
+    (:func:`reports.trades.round_trips`) and monthly and yearly returns
+    (:func:`reports.periods.period_returns`), in the order of ``ranking_by`` (best first; the
+    portfolios' order without it): the report's select shows the best one first. The trade
+    markers of the funding chart are the best one's. ``max_component_charts`` is accepted for
+    the callers of the former API and ignored (it used to leave all but the best 4 portfolios
+    without charts).
     """
+    del max_component_charts  # every portfolio has its charts (issue 15)
     plabels = portfolio_labels(targets)
     equity = result.group_equity.copy()
     equity.columns = [plabels[int(g)] for g in equity.columns]
     order = ranked(portfolios, ranking_by)
     label_to_group = {v: k for k, v in plabels.items()}
-    shown = order[:max_component_charts]
-    comps = result.components
-    components = {}
-    mr, dl = {}, {}
-    for lab in shown:
-        cols = result.group_columns(label_to_group[lab])
-        components[lab] = pd.DataFrame(
-            {
-                "funding": comps["funding"].iloc[:, cols].sum(axis=1),
-                "fees": comps["fees"].iloc[:, cols].sum(axis=1),
-                "slippage": comps["slippage"].iloc[:, cols].sum(axis=1),
-                "borrow": comps["borrow"].iloc[:, cols].sum(axis=1),
-                "basis": (
-                    comps["spot_price"].iloc[:, cols].sum(axis=1) + comps["perp_price"].iloc[:, cols].sum(axis=1)
-                ),
-                "unhedged": comps["unhedged"].iloc[:, cols].sum(axis=1),
-                "liquidation": comps["liquidation"].iloc[:, cols].sum(axis=1),
-            }
-        )
-        mr[lab] = result.margin_ratio.iloc[:, cols].max(axis=1, skipna=True)
-        dl[lab] = result.distance_to_liquidation.iloc[:, cols].min(axis=1, skipna=True)
-    best_cols = result.group_columns(label_to_group[order[0]])
     notes = list(market.notes) + [f"engine flag: {f}" for f in result.flags]
+    detail = per_bar(result, "components") and per_bar(result, "group_equity")
+    components: dict[str, pd.DataFrame] = {}
+    totals = mr = dl = None
+    if detail:
+        components = component_samples(result, plabels, order)
+        totals = equity[order] - float(engine.initial_capital_quote)
+    if per_bar(result, "margin_ratio"):
+        mr, dl = margin_frames(result, plabels, order)
+    trips = monthly = yearly = None
+    if detail and per_bar(result, "positions"):
+        trips = round_trips(result, targets)
+    elif detail:
+        notes.append("no round-trip table: the run kept no per-bar positions")
+    if detail:
+        monthly = period_returns(result, targets, "month")
+        yearly = period_returns(result, targets, "year")
+    best_cols = result.group_columns(label_to_group[order[0]])
     if getattr(engine, "allow_same_bar_execution", False) and engine.execution_delay_bars == 0:
         notes.insert(0, "SAME-BAR EXECUTION: fills at the close of the bar that produced the signal (look-ahead).")
     meta = {
@@ -93,17 +100,74 @@ def report_data(
         metrics=portfolios,
         equity=equity,
         components=components,
+        component_totals=totals,
         funding_annualized=funding_annualized_frame(market),
         basis=pd.DataFrame(market.basis, index=market.index, columns=list(market.symbols)),
-        trades=trades_table(result, targets, best_cols),
-        margin_ratio=pd.DataFrame(mr),
-        liquidation_distance=pd.DataFrame(dl),
+        trades=trades_table(result, targets, best_cols) if per_bar(result, "positions") else None,
+        trades_of=order[0],
+        margin_ratio=mr,
+        liquidation_distance=dl,
+        round_trips=trips,
+        monthly=monthly,
+        yearly=yearly,
+        benchmarks=benchmarks(market, float(engine.initial_capital_quote)),
         heatmaps=heatmaps or [],
         ranking_by=ranking_by,
         notes=notes,
         meta=meta,
         tables=[("Per column (symbol x parameters)", columns)] + (extra_tables or []),
     )
+
+
+#: The components of a portfolio's chart (quote): chart name -> the result's components summed.
+CHART_COMPONENTS: dict[str, tuple[str, ...]] = {
+    "funding": ("funding",),
+    "fees": ("fees",),
+    "slippage": ("slippage",),
+    "borrow": ("borrow",),
+    "basis": ("spot_price", "perp_price"),
+    "unhedged": ("unhedged",),
+    "liquidation": ("liquidation",),
+}
+
+
+def _members(result) -> np.ndarray:
+    """(C, G) one-hot: column -> its portfolio's position in ``result.group_ids``."""
+    member = np.zeros((len(result.column_group), len(result.group_ids)))
+    member[np.arange(len(result.column_group)), result.column_group] = 1.0
+    return member
+
+
+def component_samples(result, plabels: dict[int, str], order: list[str], bars: int = COMPONENT_BARS) -> dict:
+    """Per portfolio label (in ``order``): its cumulative components of :data:`CHART_COMPONENTS`
+    (quote, summed over its columns) at ``bars`` + 1 evenly spaced bars at most (first and last
+    included), the stacked bars of its chart."""
+    T = len(result.index)
+    rows = np.unique(np.linspace(0, T - 1, min(T, bars)).astype(int))
+    member = _members(result)
+    sums = {
+        name: sum(result.components[c].to_numpy()[rows] for c in parts) @ member
+        for name, parts in CHART_COMPONENTS.items()
+    }
+    pos = {plabels[int(g)]: k for k, g in enumerate(result.group_ids)}
+    index = result.index[rows]
+    return {lab: pd.DataFrame({n: v[:, pos[lab]] for n, v in sums.items()}, index=index) for lab in order}
+
+
+def margin_frames(result, plabels: dict[int, str], order: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Bars x portfolio labels (in ``order``): the highest margin ratio and the smallest
+    distance to liquidation over each portfolio's columns (NaN while flat)."""
+    ratio = result.margin_ratio.to_numpy()
+    dist = result.distance_to_liquidation.to_numpy()
+    mr, dl = {}, {}
+    group_of = {plabels[int(g)]: g for g in result.group_ids}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: flat bars
+        for lab in order:
+            cols = result.group_columns(group_of[lab])
+            mr[lab] = np.nanmax(ratio[:, cols], axis=1)
+            dl[lab] = np.nanmin(dist[:, cols], axis=1)
+    return pd.DataFrame(mr, index=result.index), pd.DataFrame(dl, index=result.index)
 
 
 def sweep_heatmaps(targets, portfolios: pd.DataFrame, grid_names: list[str], metric: str = "sharpe") -> list:

@@ -154,11 +154,12 @@ def round_trips(result, targets=None, columns=None) -> pd.DataFrame:
     -------
     DataFrame with :data:`TRIP_COLUMNS`: ``portfolio`` and column ``label``, ``column`` (the
     column's position, as in ``events.parquet`` and ``components.parquet``), ``symbol``,
-    ``side`` (``carry`` / ``reverse carry``), ``entry_time`` (open of the bar of the entry
-    fill, UTC), ``exit_time`` (open of the bar of the exit fill; the last bar's close for a
-    trip still open), ``exit`` (``exit``, ``flip`` or ``end``), ``holding_hours``,
-    ``entry_notional`` (quote: the spot leg's coins at the entry bar's close times its entry
-    fill price; the perp leg's for a trip without spot), ``liquidations`` (liquidation events in
+    ``side`` (``carry`` / ``reverse carry``), ``entry_time`` (the open of the bar of the entry
+    fill), ``exit_time`` (the open of the bar of the exit fill; the last bar's close for a trip
+    still open; both UTC, in microseconds as the events' times), ``exit`` (``exit``, ``flip``
+    or ``end``), ``holding_hours``, ``entry_notional`` (quote: the spot leg's coins at the
+    entry bar's close times its entry fill price; the perp leg's for a trip without spot),
+    ``liquidations`` (liquidation events in
     the trip), the components of :data:`TRIP_COMPONENTS` and ``total_pnl`` (their sum), quote.
     """
     if not (per_bar(result, "positions") and per_bar(result, "components")):
@@ -225,8 +226,8 @@ def round_trips(result, targets=None, columns=None) -> pd.DataFrame:
             "column": col,
             "symbol": tab["symbol"].to_numpy(dtype=object)[col] if n else [],
             "side": np.where(b["side"] > 0, SIDES[1], SIDES[-1]).astype(object),
-            "entry_time": entry,
-            "exit_time": exit_time,
+            "entry_time": entry.as_unit("us"),
+            "exit_time": exit_time.as_unit("us"),
             "exit": np.array(["exit", "flip", "end"], dtype=object)[kind],
             "holding_hours": holding,
             "entry_notional": notional,

@@ -38,7 +38,7 @@ import pandas as pd
 from backtest.targets import Targets
 from data.errors import CarryError, ConfigError, check_choice
 from data.market import NO_FUNDING_TIME, PRICE_FIELDS, Market
-from data.units import to_timestamp
+from data.units import bar_hours, to_timestamp
 from strategies.registry import as_strategy
 from strategies.runner import expand_params, run_strategy
 
@@ -209,8 +209,6 @@ def _ffill_closes(close: np.ndarray, start: np.ndarray) -> np.ndarray:
 def _bar_ms(market: Market) -> int:
     if market.n_bars > 1:
         return int(np.median(np.diff(market.index.asi8))) // 1_000_000
-    from data.units import bar_hours
-
     return int(round(bar_hours(market) * 3_600_000))
 
 

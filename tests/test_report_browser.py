@@ -1,18 +1,26 @@
-"""The HTML report in a real headless browser: no console errors, every figure drawn.
+"""The HTML reports in a real headless browser: no console errors, every figure drawn, every
+portfolio in the report's select with its charts, round trips and monthly table.
 
-Uses Debian's chromium (``.ci/run`` installs it when missing; locally the test skips with a
-clear reason if no chromium is found). The screenshot goes to pytest's tmp directory, or to
-the directory named by ``CARRY_TEST_ARTIFACTS`` when set (kept there for a person to look at);
-nothing is written into the repository.
+Opens four reports of the demo data: a compare (3 portfolios), a sweep (6 portfolios, opened
+at ``#portfolio=<its last portfolio>`` so the select's switch is exercised), a walk-forward
+sweep and a ``carry scan`` (no portfolios: no select and no tables).
+
+Uses Debian's chromium (``.ci/run`` installs it when missing; locally the tests skip with a
+clear reason if no chromium is found). One screenshot per report goes to pytest's tmp
+directory, or to the directory named by ``CARRY_TEST_ARTIFACTS`` when set (kept there for a
+person to look at); nothing is written into the repository.
 """
 
 from __future__ import annotations
 
+import html
+import json
 import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -31,31 +39,49 @@ FLAGS = [
     "--disable-dev-shm-usage",
     "--hide-scrollbars",
 ]
+SYMBOLS = "DEMOAUSDT,DEMOBUSDT,DEMOCUSDT"
+#: name -> (command line after --data/--symbols, figures every such report draws, a run report)
+REPORTS = {
+    "compare": (
+        ["compare", "--strategies", "always_carry,funding_sign,funding_threshold", "--leverage", "3"],
+        {"equity", "drawdown", "funding-basis", "components", "margin"},
+        True,
+    ),
+    "sweep": (
+        ["sweep", "--strategy", "funding_threshold", "--grid", "entry=0.05,0.1,0.2", "--grid", "exit=0,0.02"],
+        {"equity", "drawdown", "funding-basis", "components", "margin"},
+        True,
+    ),
+    "walk_forward": (
+        ["sweep", "--strategy", "funding_threshold", "--grid", "entry=0.05,0.1,0.2", "--walk-forward", "90d:30d"],
+        {"equity", "drawdown", "funding-basis", "components", "margin"},
+        True,
+    ),
+    "scan": (["scan"], {"equity", "funding-basis"}, False),
+}
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
 
 
 @pytest.fixture(scope="module")
-def report(demo_catalog, tmp_path_factory):
-    out = tmp_path_factory.mktemp("browser") / "cmp"
-    code = main(
-        [
-            "compare",
-            "--data",
-            str(demo_catalog.root),
-            "--symbols",
-            "DEMOAUSDT,DEMOBUSDT,DEMOCUSDT",
-            "--strategies",
-            "always_carry,funding_sign,funding_threshold",
-            "--leverage",
-            "3",
-            "--out",
-            str(out),
-            "--quiet",
-        ]
-    )
-    assert code == 0
-    return out / "report.html"
+def reports(demo_catalog, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("browser")
+    out = {}
+    for name, (args, _, _) in REPORTS.items():
+        code = main(
+            [*args, "--data", str(demo_catalog.root), "--symbols", SYMBOLS, "--out", str(root / name), "--quiet"]
+        )
+        assert code == 0, name
+        out[name] = root / name
+    return out
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory) -> Path:
+    where = os.environ.get("CARRY_TEST_ARTIFACTS")
+    path = Path(where) if where else tmp_path_factory.mktemp("artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _chromium(tmp_path, *args: str) -> subprocess.CompletedProcess:
@@ -67,36 +93,78 @@ def _chromium(tmp_path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_report_renders_without_console_errors(report, tmp_path):
-    r = _chromium(
-        tmp_path, "--enable-logging=stderr", "--v=0", "--virtual-time-budget=20000", "--dump-dom", report.as_uri()
-    )
+def _portfolios(run: Path) -> list[str]:
+    return [p["portfolio"] for p in json.loads((run / "summary.json").read_text())["portfolios"]]
+
+
+def _payload(dom: str) -> dict:
+    m = re.search(r'<script type="application/json" id="detail-data">(.*?)</script>', dom, re.S)
+    assert m, "the report embeds no per-portfolio data"
+    return json.loads(m.group(1))
+
+
+def _rows(dom: str, table_id: str) -> int:
+    m = re.search(rf'<table id="{table_id}"[^>]*>.*?<tbody>(.*?)</tbody>', dom, re.S)
+    assert m, f"no table {table_id}"
+    return m.group(1).count("<tr>")
+
+
+@pytest.mark.parametrize("name", list(REPORTS))
+def test_report_in_a_browser(name, reports, artifacts, tmp_path):
+    _, expected, run_report = REPORTS[name]
+    run = reports[name]
+    url = (run / "report.html").as_uri()
+    labels = _portfolios(run) if run_report else []
+    pick = None
+    if name == "sweep":  # open at the last option: the select switches charts and tables to it
+        sel = re.search(r"<select id='portfolio-select'>(.*?)</select>", (run / "report.html").read_text(), re.S)
+        assert sel
+        options = re.findall(r"<option value='\d+'>\d+\. (.*?)(?: \(|</option>)", sel.group(1))
+        pick = html.unescape(options[-1])
+        url += "#portfolio=" + quote(pick, safe="")
+    r = _chromium(tmp_path, "--enable-logging=stderr", "--v=0", "--virtual-time-budget=20000", "--dump-dom", url)
     assert r.returncode == 0, r.stderr[-2000:]
     console = [line for line in r.stderr.splitlines() if "CONSOLE" in line]
     errors = [line for line in console if re.search(r"error|uncaught|failed", line, re.IGNORECASE)]
     assert not errors, errors
     dom = r.stdout
     chunks = dom.split('<div class="figure" data-figure="')[1:]
+    assert chunks, "no figure"
     chunks[-1] = chunks[-1].split("<footer", 1)[0]
     figures = [(c.split('"', 1)[0], c) for c in chunks]
     names = [n for n, _ in figures]
-    assert {"equity", "drawdown", "funding-basis", "margin"} <= set(names), names
-    assert sum(n.startswith("components-") for n in names) == 3, names
-    for name, body in figures:
+    assert expected <= set(names), names
+    assert names.count("components") <= 1 and names.count("margin") <= 1  # one chart each, for every portfolio
+    for fig, body in figures:
         # plotly draws into <svg class="main-svg"> with traces; an empty figure has no trace groups
-        assert "main-svg" in body, f"figure {name} was not drawn"
+        assert "main-svg" in body, f"figure {fig} was not drawn"
         assert re.search(r"class=\"(trace|scatterlayer|barlayer|heatmaplayer|imagelayer)", body), (
-            f"figure {name} is empty"
+            f"figure {fig} is empty"
         )
     assert 'id="metrics"' in dom and "<td>" in dom
-
-
-def test_report_screenshot(report, tmp_path):
-    artifacts = Path(os.environ.get("CARRY_TEST_ARTIFACTS") or tmp_path / "artifacts")
-    artifacts.mkdir(parents=True, exist_ok=True)
-    shot = artifacts / "report.png"
-    r = _chromium(
-        tmp_path, "--virtual-time-budget=20000", "--window-size=1280,3000", f"--screenshot={shot}", report.as_uri()
-    )
+    assert "How to read this" in dom
+    if not run_report:
+        assert "portfolio-select" not in dom and 'id="trips"' not in dom and 'id="monthly"' not in dom
+    else:
+        # every portfolio of the run is an option of the select, with its chart data and tables
+        data = _payload(dom)
+        assert sorted(data["labels"]) == sorted(labels) and len(labels) >= 3
+        select = re.search(r'<select id="portfolio-select">(.*?)</select>', dom, re.S)
+        assert select and select.group(1).count("<option") == len(labels)
+        for p in data["p"]:
+            assert len(p["c"]) == len(data["names"]) and p["tx"] and p["mx"]
+            assert p["trips"]["n"] >= 1 and len(p["months"]) == 12 and len(p["years"]) == 1
+        shown = pick or data["labels"][0]
+        p = data["p"][data["labels"].index(shown)]
+        assert _rows(dom, "trips") == min(p["trips"]["n"], data["max_trips"]) >= 1
+        assert _rows(dom, "monthly") == 12 and _rows(dom, "yearly") == 1
+        assert re.search(r'id="trips-count">[\d,]+ trips?', dom)
+        comp = dict(figures)["components"]
+        assert f"Cumulative PnL by component (quote): {html.escape(shown)}" in comp
+        assert 'id="benchmarks"' in dom
+        if name == "walk_forward":
+            assert "Walk-forward" in dom
+    shot = artifacts / f"report-{name}.png"
+    r = _chromium(tmp_path, "--virtual-time-budget=20000", "--window-size=1280,4000", f"--screenshot={shot}", url)
     assert r.returncode == 0, r.stderr[-2000:]
     assert shot.exists() and shot.stat().st_size > 50_000  # a blank page is a few KB
