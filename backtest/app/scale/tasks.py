@@ -165,6 +165,7 @@ def run_task(task: SweepTask) -> TaskResult:
     figures: list = [None] * len(batches)
     tables: list = [None] * len(batches)
     tails: list = [None] * len(batches)
+    from_start: list[set] = [set() for _ in batches]  # symbols whose targets needed all the history
     curves: list[list] = [[] for _ in batches]
     group_curves: list[list] = [[] for _ in batches]
     comps: list[list] = [[] for _ in batches]
@@ -221,7 +222,20 @@ def run_task(task: SweepTask) -> TaskResult:
                 # exact): alone when their targets do not depend on the other symbols, else the batch
                 if tails[b] is not None and not _same_overlap(_signals(tg), wb, tails[b]):
                     spliced = _extend_symbols(
-                        task, strat.name, tg, params, market, off, k0, k1, t0, step, tails[b], load, targets_of
+                        task,
+                        strat.name,
+                        tg,
+                        params,
+                        market,
+                        off,
+                        k0,
+                        k1,
+                        t0,
+                        step,
+                        tails[b],
+                        load,
+                        targets_of,
+                        from_start[b],
                     )
                     if spliced is not None:
                         tg, n_ext = spliced
@@ -409,9 +423,12 @@ def _extend_symbols(
     tail,
     load,
     targets_of,
+    from_start: set,
 ):
     """The batch's targets with the symbols whose warm-up did not reproduce the previous chunk's
-    targets recomputed alone with twice the history, again and again, up to the window start.
+    targets recomputed alone with twice the history, again and again, up to the window start
+    (at once for symbols in ``from_start``, which needed all of it at the previous chunk: a state
+    held that long is usually still held; updated in place).
 
     Returns ``(targets, extensions)``, or None when this does not apply: capital-weighted
     targets, every symbol stale, or targets of those symbols computed alone that differ from
@@ -435,12 +452,16 @@ def _extend_symbols(
     while True:
         if wb >= k0:
             return None  # all the history and still different: the caller says where
-        wb = min(k0, max(2 * wb, OVERLAP_CHECK_BARS))
+        wb = k0 if set(syms.tolist()) <= from_start else min(k0, max(2 * wb, OVERLAP_CHECK_BARS))
         _check_history(task, name, wb, k0, k1, t0, step, share=len(names) / len(task.symbols))
         n_ext += 1
         alone = targets_of(load(k0 - wb, k1, names), params)
         if not _stale_columns(alone.values, wb, tail[:, cols]).any():
             break
+    if wb >= k0:
+        from_start.update(syms.tolist())
+    else:
+        from_start.difference_update(syms.tolist())
     values[off - m :, cols] = alone.values[wb - m :]
     from backtest.targets import Targets
 
