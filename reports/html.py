@@ -631,14 +631,14 @@ DETAIL_JS = r"""
       var xs = [], ys = [], idx = [], cx = dec(p.cx, true);
       for (var k = 0; k < D.names.length; k++) { xs.push(cx); ys.push(dec(p.c[k])); idx.push(k); }
       xs.push(dec(p.tx, true)); ys.push(dec(p.ty)); idx.push(D.names.length);
-      Plotly.restyle(c, {x: xs, y: ys}, idx);
-      Plotly.relayout(c, {'title.text': D.ct + label});
+      // x as ms since the epoch: a new x makes plotly guess the axis type again, so it is set with it
+      Plotly.update(c, {x: xs, y: ys}, {'title.text': D.ct + label, 'xaxis.type': 'date'}, idx);
     }
     var m = document.getElementById('fig-margin');
     if (m && m.data && p.mx) {
       var mx = dec(p.mx, true);
-      Plotly.restyle(m, {x: [mx, mx], y: [dec(p.mr), dec(p.md)]}, [0, 1]);
-      Plotly.relayout(m, {'title.text': D.mt + label});
+      Plotly.update(m, {x: [mx, mx], y: [dec(p.mr), dec(p.md)]},
+        {'title.text': D.mt + label, 'xaxis.type': 'date', 'xaxis2.type': 'date'}, [0, 1]);
     }
   }
   function pick() {

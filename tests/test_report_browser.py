@@ -161,6 +161,11 @@ def test_report_in_a_browser(name, reports, artifacts, tmp_path):
         assert re.search(r'id="trips-count">[\d,]+ trips?', dom)
         comp = dict(figures)["components"]
         assert f"Cumulative PnL by component (quote): {html.escape(shown)}" in comp
+        for fig in ("components", "margin"):  # still a date axis after the select redrew it
+            ticks = re.findall(r'<g class="xtick"><text[^>]*data-unformatted="([^"]*)"', dict(figures)[fig])
+            assert ticks and all(re.match(r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\b", t) for t in ticks), (
+                ticks
+            )
         assert 'id="benchmarks"' in dom
         if name == "walk_forward":
             assert "Walk-forward" in dom

@@ -191,6 +191,9 @@ def _gb(n: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from backtest.app.memory import configure_hugepages
+
+    configure_hugepages()  # as carry's commands and workers do (the loader figures are measured here)
     p = argparse.ArgumentParser(prog="python -m backtest.app.bench_scale", description=__doc__.split("\n\n")[0])
     p.add_argument("--symbols", type=int, default=20)
     p.add_argument("--days", type=float, default=180)
