@@ -152,14 +152,20 @@ def _fmt(key: str, value, percent: bool = False) -> str:
 
 
 def metrics_table(
-    metrics: pd.DataFrame, table_id: str = "metrics", percent: tuple[str, ...] = (), first: str = "run"
+    metrics: pd.DataFrame,
+    table_id: str = "metrics",
+    percent: tuple[str, ...] = (),
+    first: str = "run",
+    labels: dict[str, str] | None = None,
 ) -> str:
     """The metrics as an HTML table (rows = runs, columns = result keys, display labels).
 
     ``percent``: columns of fractions to show as % (the summary keys' own formats apply to the
-    others); ``first``: the header of the row labels."""
+    others); ``first``: the header of the row labels; ``labels``: headers of columns outside
+    the summary keys."""
     cols = [c for c in metrics.columns]
-    head = "".join(f"<th title='{html.escape(str(c))}'>{html.escape(key_label(str(c)))}</th>" for c in cols)
+    names = {str(c): (labels or {}).get(str(c)) or key_label(str(c)) for c in cols}
+    head = "".join(f"<th title='{html.escape(str(c))}'>{html.escape(names[str(c)])}</th>" for c in cols)
     rows = []
     for name, row in metrics.iterrows():
         cells = "".join(f"<td>{_fmt(c, row[c], c in percent)}</td>" for c in cols)
@@ -761,22 +767,19 @@ def _benchmark_section(frame: pd.DataFrame) -> str:
     for c in ("from", "to"):
         if c in shown:
             shown[c] = [t.strftime("%Y-%m-%d %H:%M") if isinstance(t, pd.Timestamp) else "–" for t in shown[c]]
-    shown.columns = [
-        {
-            "from": "from (UTC)",
-            "to": "to (UTC)",
-            "spot_return": "spot buy-and-hold return",
-            "spot_pnl": "spot buy-and-hold PnL",
-            "hedge_funding_pnl": "hedge funding PnL",
-            "hedge_funding_return": "hedge funding (fraction of capital)",
-            "hedge_funding_annualized": "hedge funding, annualized",
-        }.get(c, c)
-        for c in shown.columns
-    ]
-    percent = ("spot buy-and-hold return", "hedge funding (fraction of capital)", "hedge funding, annualized")
+    labels = {
+        "from": "from (UTC)",
+        "to": "to (UTC)",
+        "spot_return": "spot buy-and-hold return",
+        "spot_pnl": "spot buy-and-hold PnL",
+        "hedge_funding_pnl": "hedge funding PnL",
+        "hedge_funding_return": "hedge funding (fraction of capital)",
+        "hedge_funding_annualized": "hedge funding, annualized",
+    }
+    percent = ("spot_return", "hedge_funding_return", "hedge_funding_annualized")
     return (
         "<h2 id='benchmarks'>Benchmarks</h2>"
-        + metrics_table(shown, table_id="benchmarks", percent=percent, first="symbol")
+        + metrics_table(shown, table_id="benchmarks", percent=percent, first="symbol", labels=labels)
         + "<p class='defs'><b>Spot buy-and-hold</b>: the run's capital in spot from the open of the symbol's first "
         "tradable bar to the close of its last, no fees (PnL in quote). <b>Hedge funding</b>: the funding a 1x "
         "hedge of the capital (short perp of capital / first open coins, long as many spot coins) held throughout "
@@ -817,6 +820,7 @@ def render_report(data: ReportData, max_points: int = 4000) -> str:
             + " · ".join(f"<b>{html.escape(str(k))}</b>: {html.escape(str(v))}" for k, v in data.meta.items())
             + "</p>"
         )
+    parts.append("<p class='meta'><a href='#how-to-read'>How to read this report</a> (units, definitions)</p>")
     if data.notes:
         parts.append(
             "<div class='notes'><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in data.notes) + "</ul></div>"

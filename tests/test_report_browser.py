@@ -162,7 +162,7 @@ def test_report_in_a_browser(name, reports, artifacts, tmp_path):
         comp = dict(figures)["components"]
         assert f"Cumulative PnL by component (quote): {html.escape(shown)}" in comp
         for fig in ("components", "margin"):  # still a date axis after the select redrew it
-            ticks = re.findall(r'<g class="xtick"><text[^>]*data-unformatted="([^"]*)"', dict(figures)[fig])
+            ticks = re.findall(r'<g class="x\d*tick"><text[^>]*data-unformatted="([^"]*)"', dict(figures)[fig])
             assert ticks and all(re.match(r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\b", t) for t in ticks), (
                 ticks
             )
@@ -170,6 +170,6 @@ def test_report_in_a_browser(name, reports, artifacts, tmp_path):
         if name == "walk_forward":
             assert "Walk-forward" in dom
     shot = artifacts / f"report-{name}.png"
-    r = _chromium(tmp_path, "--virtual-time-budget=20000", "--window-size=1280,4000", f"--screenshot={shot}", url)
+    r = _chromium(tmp_path, "--virtual-time-budget=20000", "--window-size=1280,6500", f"--screenshot={shot}", url)
     assert r.returncode == 0, r.stderr[-2000:]
     assert shot.exists() and shot.stat().st_size > 50_000  # a blank page is a few KB
