@@ -10,9 +10,10 @@ last tradable bar), for a capital ``C`` (a run's initial capital per portfolio):
 - **hedge held throughout**: long ``q = C / open`` coins of spot and short ``q`` perp (a 1x
   hedge of the capital's notional), held over every tradable bar without rebalancing, margin,
   fees or liquidation: ``hedge_funding_pnl`` = ``q × Σ mark_t × r_t`` over the settlements in
-  those bars (quote; the funding a short perp of ``q`` coins receives, SPEC §2),
-  ``hedge_funding_return`` = that / ``C`` (fraction), ``hedge_funding_annualized`` = that
-  fraction per 365-day year of the span (simple, not compounded), and ``settlements``.
+  those bars (quote; the funding a short perp of ``q`` coins receives, README "Funding: who
+  pays whom"), ``hedge_funding_return`` = that / ``C`` (fraction),
+  ``hedge_funding_annualized`` = that fraction per 365-day year of the span (simple, not
+  compounded), and ``settlements``.
 """
 
 from __future__ import annotations

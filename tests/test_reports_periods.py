@@ -96,7 +96,7 @@ def test_benchmarks_from_the_market(run):
         first, last = np.flatnonzero(ok)[[0, -1]]
         assert row["spot_return"] == pytest.approx(market.spot_close[last, j] / market.spot_open[first, j] - 1)
         assert row["spot_pnl"] == pytest.approx(10_000.0 * row["spot_return"])
-        # a short perp of q coins receives q x mark x rate at every settlement (SPEC 2)
+        # a short perp of q coins receives q x mark x rate at every settlement (README "Funding: who pays whom")
         q = 10_000.0 / market.spot_open[first, j]
         assert row["hedge_funding_pnl"] == pytest.approx(q * market.funding_value[ok, j].sum())
         assert row["hedge_funding_return"] == pytest.approx(row["hedge_funding_pnl"] / 10_000.0)
