@@ -172,8 +172,8 @@ def write_run_outputs(
     extra: dict | None = None,
 ) -> Path:
     """Write a run's directory atomically: summary.json (:func:`run_summary` plus ``extra``),
-    config.toml (``config_toml``), equity/components/events Parquet and report.html (``report``,
-    a :class:`reports.html.ReportData`)."""
+    config.toml (``config_toml``), equity/components/events Parquet, the report's round trips
+    (trades.parquet) and report.html (``report``, a :class:`reports.html.ReportData`)."""
     from reports.frames import components_frame, equity_frame, events_frame
     from reports.html import render_report
 
@@ -198,4 +198,6 @@ def write_run_outputs(
         "events.parquet": lambda p: events_frame(result, targets).to_parquet(p, index=False),
         "report.html": lambda p: p.write_text(html),
     }
+    if report.round_trips is not None:  # every round trip of every portfolio (reports.trades)
+        writers["trades.parquet"] = lambda p: report.round_trips.to_parquet(p, index=False)
     return write_output_dir(out, writers, overwrite=overwrite)

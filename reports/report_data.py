@@ -46,7 +46,6 @@ def report_data(
     ranking_by: str | None = None,
     heatmaps: list | None = None,
     extra_tables: list | None = None,
-    max_component_charts: int | None = None,
 ) -> ReportData:
     """Assemble the report of a run.
 
@@ -58,11 +57,8 @@ def report_data(
     (:func:`reports.trades.round_trips`) and monthly and yearly returns
     (:func:`reports.periods.period_returns`), in the order of ``ranking_by`` (best first; the
     portfolios' order without it): the report's select shows the best one first. The trade
-    markers of the funding chart are the best one's. ``max_component_charts`` is accepted for
-    the callers of the former API and ignored (it used to leave all but the best 4 portfolios
-    without charts).
+    markers of the funding chart are the best one's.
     """
-    del max_component_charts  # every portfolio has its charts (issue 15)
     plabels = portfolio_labels(targets)
     equity = result.group_equity.copy()
     equity.columns = [plabels[int(g)] for g in equity.columns]

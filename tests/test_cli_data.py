@@ -72,6 +72,7 @@ def test_demo_runs_from_a_fresh_directory(tmp_path):
         "events.parquet",
         "report.html",
         "summary.json",
+        "trades.parquet",
     ]
     # an existing report is refused like every command's output, unless --overwrite
     again = carry("demo", "--data", tmp_path / "data", "--out", out)

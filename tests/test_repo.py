@@ -154,6 +154,7 @@ def test_demo_refuses_an_existing_output_directory_unless_overwrite(tmp_path, ca
         "events.parquet",
         "report.html",
         "summary.json",
+        "trades.parquet",
     ]
 
 

@@ -330,7 +330,13 @@ def test_command_writes_outputs(catalog, tmp_path, capsys, per_symbol):
     assert run_command(catalog, out, flags, "1h", per_symbol) == 0
     assert sorted(p.name for p in out.iterdir()) == RUN_FILES  # the files of a run in one process
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["lean"]) == {"equity.parquet", "components.parquet", "events.parquet", "report.html"}
+    assert set(summary["lean"]) == {
+        "equity.parquet",
+        "components.parquet",
+        "events.parquet",
+        "report.html",
+        "trades.parquet",
+    }
     assert summary["components_granularity"] == "day" and summary["scale"]["per_symbol"] is per_symbol
     assert len(summary["columns"]) == 2 * len(SYMBOLS)
     assert len(summary["portfolios"]) == (2 * len(SYMBOLS) if per_symbol else 2)

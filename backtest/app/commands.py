@@ -314,7 +314,7 @@ def cmd_backtest(args) -> int:
         extra=run.extra,
     )
     print_table(run.portfolios, title)
-    print(f"wrote {args.out}/ (summary.json, report.html, equity/components/events .parquet, config.toml)")
+    print(f"wrote {args.out}/ (summary.json, report.html, equity/components/events/trades .parquet, config.toml)")
     return 0
 
 

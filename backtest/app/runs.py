@@ -350,7 +350,6 @@ def report_data(
     ranking_by: str | None = None,
     heatmaps: list | None = None,
     extra_tables: list | None = None,
-    max_component_charts: int = 4,
 ):
     """The :class:`~reports.html.ReportData` of a run (:func:`reports.report_data.report_data`
     with the run's engine config and hash)."""
@@ -368,7 +367,6 @@ def report_data(
         ranking_by=ranking_by,
         heatmaps=heatmaps,
         extra_tables=extra_tables,
-        max_component_charts=max_component_charts,
     )
 
 

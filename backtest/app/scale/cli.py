@@ -163,6 +163,7 @@ LEAN_OUTPUTS_NOTE = {
         "charges (one row per settlement or hour) are in components.parquet"
     ),
     "report.html": "ranking, sampled equity and heatmaps of the portfolios; no per-bar funding or margin charts",
+    "trades.parquet": "not written: round trips need per-bar positions and components",
 }
 
 
