@@ -81,7 +81,8 @@ def _child(spec: dict) -> dict:
     kw = dict(freq="1m", max_memory_bytes=spec["max_memory"], equity_every="1D")
     mode = spec["mode"]
     # warm-up: load the compiled kernels (numba's disk cache) outside the clock
-    run_sweep(spec["catalog"], symbols[:1], "funding_threshold", grid[:1], {}, end=spec["warm_end"], **kw)
+    # (two symbols sharing capital: the kernel of portfolios of several columns)
+    run_sweep(spec["catalog"], symbols[:2], "funding_threshold", grid[:1], {}, end=spec["warm_end"], **kw)
     cluster: Any = None
     client: Any = None
     if mode == "dask":
@@ -109,6 +110,7 @@ def _child(spec: dict) -> dict:
             end=spec["warm_end"],
             scheduler=client,
             symbol_chunk=1,
+            per_symbol=True,  # one task per worker: both start and compile
             **kw,
         )
         assert len(warm.summary)
@@ -273,6 +275,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     ref = results.get("serial")
     identical = {m: r["summary"] == ref["summary"] for m, r in results.items()} if ref else {}
+    for m, same in identical.items():
+        if not same:  # name the first column that differs, for whoever investigates
+            rows = [(k, a, b) for k, (a, b) in enumerate(zip(ref["summary"], results[m]["summary"])) if a != b]
+            k, a, b = rows[0]
+            print(
+                f"{m}: {len(rows)} columns differ from serial; first: column {k}, "
+                f"(final_equity, funding_pnl, fee_pnl, n_trades) serial {a} vs {b}"
+            )
     ratios = {}
     if ref:
         for m, r in results.items():
