@@ -153,8 +153,8 @@ def debias_nb(pred, rate, count, window):
         for i in range(T):
             if filled >= need and np.isfinite(pred[i, j]):
                 s = 0.0
-                for q in range(filled):
-                    s += buf[q]
+                for q in range(filled):  # oldest first: the same residuals give the same sum wherever the data starts
+                    s += buf[(pos - filled + q) % window]
                 out[i, j] = pred[i, j] + s / filled
             if count[i, j] == 1 and np.isfinite(pred[i, j]) and np.isfinite(rate[i, j]):
                 buf[pos] = rate[i, j] - pred[i, j]

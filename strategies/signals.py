@@ -48,7 +48,8 @@ def trailing_settlement_mean_nb(rate, count, interval, window, min_settlements, 
 
     A bar with ``c`` settlements contributes ``c`` values ``rate / c * 8760 / interval``
     (its sum split evenly; the interval is the bar's last settlement's). NaN until
-    ``min_settlements`` settlements have been seen.
+    ``min_settlements`` settlements have been seen. The window is summed oldest first, so a
+    value depends only on the settlements in it, not on where the data starts.
     """
     T, N = rate.shape
     out = np.full((T, N), np.nan)
@@ -70,9 +71,11 @@ def trailing_settlement_mean_nb(rate, count, interval, window, min_settlements, 
                     if filled < window:
                         filled += 1
             if filled >= min_settlements and filled > 0:
+                # oldest to newest: the sum of the same settlements is the same number wherever
+                # the data starts (a ring's order would depend on it: time chunks, truncations)
                 s = 0.0
                 for q in range(filled):
-                    s += buf[q]
+                    s += buf[(pos - filled + q) % window]
                 out[i, j] = s / filled
     return out
 
