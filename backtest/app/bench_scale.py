@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     ref = results.get("serial")
     identical = {m: r["summary"] == ref["summary"] for m, r in results.items()} if ref else {}
     for m, same in identical.items():
-        if not same:  # name the first column that differs, for whoever investigates
+        if not same and ref is not None:  # name the first column that differs, for whoever investigates
             rows = [(k, a, b) for k, (a, b) in enumerate(zip(ref["summary"], results[m]["summary"])) if a != b]
             k, a, b = rows[0]
             print(
