@@ -14,6 +14,7 @@ The result holds the run's outputs and views of them, no statistics: the summary
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,10 @@ from data.errors import ConfigError, unknown_name
 COMPONENTS = ("funding", "fees", "slippage", "borrow", "spot_price", "perp_price", "liquidation", "unhedged")
 EVENT_KINDS = ("fill", "funding", "borrow", "transfer", "liquidation", "stop", "skip")
 LEGS = {0: "spot", 1: "perp"}
+#: The module that draws :meth:`BacktestResult.plot` and the notebook display: named here and
+#: imported only when asked (pandas' ``plotting.backend`` pattern), so the engine never imports
+#: the report layer or plotly; its functions ``plot(result, kind, **kw)`` and ``summary_html(result)``.
+PLOT_BACKEND = "reports.plots"
 #: Attributes of a :meth:`BacktestResult.from_kernel` result built on first access (pandas
 #: wrapping costs milliseconds per run, which matters for many small runs).
 _LAZY = (
@@ -405,6 +410,25 @@ class BacktestResult:
         """Column positions of one portfolio."""
         g = int(np.searchsorted(self.group_ids, group))
         return np.flatnonzero(self.column_group == g)
+
+    def plot(self, kind: str = "equity", **kwargs):
+        """A plotly figure of this result: ``kind`` one of ``"equity"``, ``"components"``,
+        ``"margin"``, ``"funding_basis"``; ``portfolio=`` a label or group id (see
+        :func:`reports.plots.plot`, drawn by the :data:`PLOT_BACKEND` module)."""
+        return importlib.import_module(PLOT_BACKEND).plot(self, kind, **kwargs)
+
+    def _repr_html_(self) -> str:
+        """Notebook display: what was run and the summary figures per portfolio."""
+        return importlib.import_module(PLOT_BACKEND).summary_html(self)
+
+    def __repr__(self) -> str:
+        idx = self.index
+        span = f", {idx[0]:%Y-%m-%d %H:%M} to {idx[-1]:%Y-%m-%d %H:%M}" if len(idx) else ""
+        flags = f", flags {list(self.flags)}" if self.flags else ""
+        return (
+            f"BacktestResult({len(self.group_ids)} portfolios, {len(self.column_group)} columns, "
+            f"{len(idx):,} bars of {self.bar_hours:g} h{span}, kernel {self.kernel}{flags})"
+        )
 
     @property
     def returns(self) -> pd.DataFrame:

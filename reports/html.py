@@ -184,7 +184,8 @@ DETAIL_POINTS = 1_500
 #: The stacked bars of a component chart.
 COMPONENT_BARS = 120
 
-_LAYOUT = dict(
+#: The layout of every line chart (white template, legend below, unified hover).
+LAYOUT = dict(
     template="plotly_white",
     height=420,
     margin=dict(l=60, r=20, t=50, b=40),
@@ -216,7 +217,7 @@ def _figures(data: ReportData, max_points: int) -> list[tuple[str, object]]:
     from plotly.subplots import make_subplots
 
     figs: list[tuple[str, object]] = []
-    layout = _LAYOUT
+    layout = LAYOUT
 
     fig = go.Figure(_lines(data.equity, max_points))
     fig.update_layout(title=data.equity_title, **layout)
@@ -478,7 +479,7 @@ def _detail(data: ReportData, max_points: int) -> tuple[list, list[str], str]:
         )
     )
     comp_title = "Cumulative PnL by component (quote): "
-    fig.update_layout(title=comp_title + first, barmode="relative", bargap=0, **_LAYOUT)
+    fig.update_layout(title=comp_title + first, barmode="relative", bargap=0, **LAYOUT)
     fig.update_xaxes(type="date")
     figs.append(("components", fig))
     margin = _margin_frame(data, first)
@@ -503,7 +504,7 @@ def _detail(data: ReportData, max_points: int) -> tuple[list, list[str], str]:
             row=2,
             col=1,
         )
-        fig.update_layout(title=margin_title + first, **{**_LAYOUT, "height": 560})
+        fig.update_layout(title=margin_title + first, **{**LAYOUT, "height": 560})
         fig.update_xaxes(type="date")
         fig.update_yaxes(tickformat=".0%", row=2, col=1)
         figs.append(("margin", fig))
