@@ -170,10 +170,12 @@ def write_run_outputs(
     report,
     overwrite: bool = False,
     extra: dict | None = None,
+    frames: dict[str, pd.DataFrame] | None = None,
 ) -> Path:
     """Write a run's directory atomically: summary.json (:func:`run_summary` plus ``extra``),
     config.toml (``config_toml``), equity/components/events Parquet, the report's round trips
-    (trades.parquet) and report.html (``report``, a :class:`reports.html.ReportData`)."""
+    (trades.parquet), ``frames`` (file name -> DataFrame written as Parquet without its index,
+    e.g. walk_forward.parquet) and report.html (``report``, a :class:`reports.html.ReportData`)."""
     from reports.frames import components_frame, equity_frame, events_frame
     from reports.html import render_report
 
@@ -200,4 +202,11 @@ def write_run_outputs(
     }
     if report.round_trips is not None:  # every round trip of every portfolio (reports.trades)
         writers["trades.parquet"] = lambda p: report.round_trips.to_parquet(p, index=False)
+    for name, frame in (frames or {}).items():
+        writers[name] = _parquet_writer(frame)
     return write_output_dir(out, writers, overwrite=overwrite)
+
+
+def _parquet_writer(frame: pd.DataFrame) -> Callable[[Path], None]:
+    """A writer of ``frame`` as Parquet without its index (for :func:`write_output_dir`)."""
+    return lambda p: frame.to_parquet(p, index=False)

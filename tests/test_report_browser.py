@@ -167,8 +167,10 @@ def test_report_in_a_browser(name, reports, artifacts, tmp_path):
                 ticks
             )
         assert 'id="benchmarks"' in dom
-        if name == "walk_forward":
+        if name == "walk_forward":  # the folds table and the stitched out-of-sample equity, drawn
             assert "Walk-forward" in dom
+            wf = dict(figures)["walk-forward"]
+            assert "stitched out-of-sample run" in wf and "best set in hindsight" in wf
     shot = artifacts / f"report-{name}.png"
     r = _chromium(tmp_path, "--virtual-time-budget=20000", "--window-size=1280,6500", f"--screenshot={shot}", url)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from backtest.app import runs as app
+from backtest.app.verbosity import flagged, show_progress, stage
 from backtest.result import BacktestResult
 from backtest.targets import Targets
 from data.errors import ConfigError, did_you_mean, one_line
@@ -87,10 +88,47 @@ def _number(raw: str, key: str, tp):
         raise ConfigError(f"engine setting {key} expects a number, got {raw!r}") from None
 
 
-def engine_overrides(args) -> dict:
+#: The engine settings ``--fee`` sets (the taker fee of both legs).
+FEE_FIELDS = ("spot_taker_fee_rate", "perp_taker_fee_rate")
+
+
+def engine_overrides(args, toml: dict | None = None) -> dict:
+    """The engine settings of the flags: the named flags, ``--fee`` and ``--set`` (which may not
+    set what ``--fee`` sets). ``toml``: the run config file, for the order type ``--fee`` needs."""
     out = {field: getattr(args, flag) for flag, field in ENGINE_FLAGS.items() if getattr(args, flag, None) is not None}
-    out.update(parse_set(getattr(args, "set", None)))
+    sets = parse_set(getattr(args, "set", None))
+    fee = getattr(args, "fee", None)
+    if fee is not None:
+        out.update(fee_overrides(fee, sets, {**(toml or {}).get("engine", {}), **out, **sets}))
+    out.update(sets)
     return out
+
+
+def fee_overrides(text: str, sets: dict, engine: dict) -> dict:
+    """``--fee TEXT``: both legs' taker fee rate (a fraction) from ``4bps`` or ``0.04%``, checked
+    against the plausible range of :data:`backtest.config.PLAUSIBLE`; a ConfigError when ``--set``
+    (``sets``) sets one of them too, or when the run's orders pay maker fees (``engine``: the
+    engine settings of the config file and the other flags)."""
+    from backtest.app.argtypes import fee_rate
+    from backtest.config import PLAUSIBLE
+
+    rate = fee_rate(text)
+    top = min(PLAUSIBLE[k][0] for k in FEE_FIELDS)
+    if rate > top:
+        raise ConfigError(
+            f"--fee {text} is {rate:.4%} of notional, beyond any plausible taker fee (at most {top * 1e4:g}bps = {top:.2%})"
+        )
+    both = [k for k in FEE_FIELDS if k in sets]
+    if both:
+        raise ConfigError(
+            f"--fee {text} and --set {both[0]}={sets[both[0]]} both set {', '.join(both)}: give one of them"
+        )
+    if engine.get("order_type") == "maker":
+        raise ConfigError(
+            f"--fee {text} sets the taker fees, but this run's orders pay maker fees (order_type = maker): set "
+            "--set spot_maker_fee_rate=... --set perp_maker_fee_rate=..., or use taker orders"
+        )
+    return dict.fromkeys(FEE_FIELDS, rate)
 
 
 def data_overrides(args) -> dict:
@@ -155,8 +193,28 @@ def run_window(market: Market) -> tuple[pd.Timestamp, pd.Timestamp]:
 
 
 def note(text: str) -> None:
-    """Print one note on stderr, one line."""
-    print(f"carry: note: {one_line(text)}", file=sys.stderr)
+    """One note on stderr, one line, ``carry: note: ...`` (not at the quiet level: -q)."""
+    from backtest.app.verbosity import note as log_note
+
+    log_note(text)
+
+
+def open_report(path) -> None:
+    """``--open``: show the written report ``path`` in the browser (:mod:`webbrowser`); where none
+    can be opened, one ``carry: note:`` line names the file (at every level) and the command
+    still succeeds."""
+    import webbrowser
+    from pathlib import Path
+
+    from backtest.app.verbosity import always_note
+
+    path = Path(path).resolve()
+    try:
+        opened = webbrowser.open(path.as_uri())
+    except (webbrowser.Error, OSError):
+        opened = False
+    if not opened:
+        always_note(f"no browser could be opened; the report is {path}")
 
 
 def check_run_memory(cfg: app.RunConfig, market: Market) -> int:
@@ -199,31 +257,36 @@ def execute(cfg: app.RunConfig, progress: bool = False, scale: dict | None = Non
     steps = ["load market", "strategies", "engine", "figures"]
     bar = _progress(len(steps), progress)
     bar.set_description(steps[0])
-    market = app.load_run_market(cfg)
-    allowed = app.check_run_data(cfg, run_window(market))
-    check_run_memory(cfg, market)
+    with stage("load data"):
+        market = app.load_run_market(cfg)
+        allowed = app.check_run_data(cfg, run_window(market))
+        check_run_memory(cfg, market)
     bar.update(1)
     bar.set_description(steps[1])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if scale is None:
             plan = {"path": "in_process", "mode": "serial", "tasks": 1}
-            targets = app.build_targets(market, cfg.strategies, cfg.per_symbol)
+            with stage("strategies"):
+                targets = app.build_targets(market, cfg.strategies, cfg.per_symbol)
             bar.update(1)
             bar.set_description(steps[2])
-            result = run_engine_chunked(market, targets, cfg.engine, progress)
+            with stage("engine"):
+                result = run_engine_chunked(market, targets, cfg.engine, progress)
         else:
             from backtest.app.scale.portfolio import run_distributed
 
-            targets, result, remote, mode, n_tasks = run_distributed(cfg, market, **scale)
+            with stage("strategies and engine in portfolio tasks"):
+                targets, result, remote, mode, n_tasks = run_distributed(cfg, market, **scale)
             plan = {"path": "portfolio_tasks", "mode": mode, "tasks": n_tasks}
             for text in remote:
                 warnings.warn(text, stacklevel=1)
             bar.update(1)
     bar.update(1)
     bar.set_description(steps[3])
-    portfolios = portfolio_summary(result, targets)
-    columns = column_summary(result, targets)
+    with stage("figures"):
+        portfolios = portfolio_summary(result, targets)
+        columns = column_summary(result, targets)
     bar.update(1)
     bar.close()
     said = list(dict.fromkeys(one_line(str(w.message)) for w in caught))
@@ -410,16 +473,25 @@ def cmd_sweep(args) -> int:
     check_output_dir(args.out, args.overwrite)
     run = execute(cfg, progress=not args.quiet and sys.stderr.isatty(), scale=scale)
     heatmaps = sweep_heatmaps(run.targets, run.portfolios, list(grid), metric=args.rank_by)
-    extra_tables, extra = [], {}
+    extra_tables, extra, frames = [], {}, {}
+    stitched = None
     if cfg.walk_forward:
         folds, summary = walk_forward(run, cfg.walk_forward, metric=args.rank_by)
+        stitched = stitched_out_of_sample(run, folds, metric=args.rank_by)
         extra_tables.append(("Walk-forward: in-sample choice vs out-of-sample result", folds))
         extra["walk_forward"] = {
             "spec": cfg.walk_forward,
             "metric": args.rank_by,
             **summary,
             "folds": json_ready(folds.reset_index().to_dict(orient="records")),
+            "stitched": {
+                "start": stitched.frame.index[0],
+                "end": folds["test_end"].iloc[-1],
+                **stitched.stats,
+                "hindsight_best": stitched.hindsight,
+            },
         }
+        frames["walk_forward.parquet"] = stitched.frame.reset_index()
     title = f"carry sweep: {name} over {', '.join(f'{k} ({len(v)})' for k, v in grid.items())}"
     report = app.report_data(
         title,
@@ -433,6 +505,8 @@ def cmd_sweep(args) -> int:
         heatmaps=heatmaps,
         extra_tables=extra_tables,
     )
+    if stitched is not None:
+        report.walk_forward = stitched.frame
     run.add_notes(report)
     app.write_run(
         args.out,
@@ -445,13 +519,18 @@ def cmd_sweep(args) -> int:
         report=report,
         overwrite=args.overwrite,
         extra={**run.extra, **extra, "plan": run.plan},
+        frames=frames,
     )
     print_table(run.portfolios.loc[ranked(run.portfolios, args.rank_by)], title)
-    if cfg.walk_forward:
+    if stitched is not None:
         s = extra["walk_forward"]
+        st, hs = stitched.stats, stitched.hindsight
         print(
             f"walk-forward ({cfg.walk_forward}, by {args.rank_by}): in-sample {s['in_sample_mean']:.3f}, "
-            f"out-of-sample {s['out_of_sample_mean']:.3f} over {s['n_folds']} folds"
+            f"out-of-sample {s['out_of_sample_mean']:.3f} over {s['n_folds']} folds; stitched out-of-sample run "
+            f"(switching costs included): total return {st['total_return']:.2%}, {args.rank_by} "
+            f"{st[args.rank_by]:.3f}; best set in hindsight ({hs['portfolio']}): {args.rank_by} "
+            f"{hs[args.rank_by]:.3f}"
         )
     print(f"wrote {args.out}/")
     return 0
@@ -525,6 +604,75 @@ def walk_forward(run: RunOutcome, spec: str, metric: str = "sharpe") -> tuple[pd
         "out_of_sample_mean": float(table["out_of_sample"].mean()),
     }
     return table, summary
+
+
+@dataclass(frozen=True)
+class StitchedWalkForward:
+    """What walk-forward would have traded (:func:`stitched_out_of_sample`).
+
+    ``frame``: per bar of the test span, ``equity`` (the stitched run's portfolio equity,
+    quote), ``chosen`` (the set traded in that window), ``hindsight`` (the equity of the set
+    best over the whole span by the metric, started at the same time with the same capital,
+    quote). ``stats``: the stitched run's summary figures; ``hindsight``: that set's label and
+    ``metric`` over the span."""
+
+    frame: pd.DataFrame
+    stats: dict
+    hindsight: dict
+
+
+def stitched_out_of_sample(run: RunOutcome, folds: pd.DataFrame, metric: str = "sharpe") -> StitchedWalkForward:
+    """Run, with the engine, the one portfolio that follows the walk-forward choices: from the
+    first test window's start (flat, with the initial capital) to the last one's end, in each
+    test window it holds the targets (and capital weights) of the set chosen on the training
+    window before it, on that set's symbols. Switching sets trades toward the new targets at
+    the usual costs (fees, slippage), so the curve is a tradable out-of-sample result, not the
+    chosen sets' returns chained together.
+
+    Targets are computed on the whole history (strategies see only the past at each bar;
+    ``carry check-strategy`` proves it for a strategy), so a set entering mid-history enters
+    with the position its signal holds then."""
+    from backtest.engine import run_backtest
+    from reports.metrics import return_stats, stats
+
+    tg, market = run.targets, run.market
+    labels = portfolio_labels(tg)
+    group_of = {lab: g for g, lab in labels.items()}
+    index = market.index
+    values = np.zeros(market.shape)
+    weights = np.zeros(market.shape)
+    chosen = np.full(market.n_bars, None, dtype=object)
+    for test_start, fold in folds.iterrows():
+        rows = np.flatnonzero((index >= test_start) & (index < fold["test_end"]))
+        cols = np.flatnonzero(tg.group == group_of[fold["chosen"]])
+        for c in cols:
+            j = int(tg.column_symbol[c])
+            values[rows, j] = tg.values[rows, c]
+            weights[rows, j] = 1.0 if tg.weights is None else tg.weights[rows, c]
+        chosen[rows] = fold["chosen"]
+    start, end = folds.index[0], folds["test_end"].iloc[-1]
+    lo, hi = int(index.searchsorted(start)), int(index.searchsorted(end))
+    span = market.select(start=start, end=end)
+    targets = Targets.from_array(span, values[lo:hi], strategy="walk_forward", weights=weights[lo:hi])
+    config = run.result.config
+    result = run_backtest(span, targets, config)
+    initial = float(config.initial_capital_quote)
+    # the set best over the whole span in hindsight, started with the same capital at the same bar
+    eq = run.result.group_equity
+    values_eq = eq.to_numpy(dtype=np.float64)
+    before = values_eq[lo - 1] if lo > 0 else np.full(values_eq.shape[1], initial)
+    whole = return_stats(values_eq[lo:hi], before, run.result.bar_hours, index[lo:hi])[metric]
+    best = int(np.nanargmax(whole)) if np.isfinite(whole).any() else 0
+    frame = pd.DataFrame(
+        {
+            "equity": result.group_equity.iloc[:, 0].to_numpy(),
+            "chosen": chosen[lo:hi].astype(str),
+            "hindsight": values_eq[lo:hi, best] / before[best] * initial,
+        },
+        index=pd.DatetimeIndex(index[lo:hi], name="time"),
+    )
+    hindsight = {"portfolio": labels[int(eq.columns[best])], metric: float(whole[best])}
+    return StitchedWalkForward(frame, stats(result), hindsight)
 
 
 def _window_metric(

@@ -392,8 +392,10 @@ def write_run(
     report,
     overwrite: bool = False,
     extra: dict | None = None,
+    frames: dict | None = None,
 ) -> Path:
-    """Write summary.json, config.toml, equity/components/events Parquet and report.html, atomically
+    """Write summary.json, config.toml, equity/components/events Parquet and report.html, and
+    ``frames`` (file name -> DataFrame, as Parquet), atomically
     (:func:`reports.outputs.write_run_outputs`)."""
     from reports.outputs import write_run_outputs
 
@@ -409,6 +411,7 @@ def write_run(
         report=report,
         overwrite=overwrite,
         extra=extra,
+        frames=frames,
     )
 
 
