@@ -110,8 +110,11 @@ def _hours_label(h: float) -> str:
 
 
 # --------------------------------------------------------------------------- info
-def catalog_info(catalog: Catalog) -> list[dict]:
-    """Coverage of every series in ``catalog``.
+def catalog_info(catalog: Catalog, symbols: Sequence[str] | None = None) -> list[dict]:
+    """Coverage of every series in ``catalog`` (or of ``symbols``' series only: as in
+    :func:`check_catalog`, a spot symbol also selects its multiplied perp, and a symbol the
+    catalog does not hold is an :class:`~data.errors.UnknownNameError` naming it and listing the
+    catalog's symbols).
 
     Returns
     -------
@@ -124,12 +127,34 @@ def catalog_info(catalog: Catalog) -> list[dict]:
         hours per settlement). A series whose files cannot be read has ``error`` instead.
     """
     with catalog.reading():  # one committed state, even while an ingest commits
-        return _catalog_info(catalog)
+        return _catalog_info(catalog, symbols)
 
 
-def _catalog_info(catalog: Catalog) -> list[dict]:
+def select_symbols(catalog: Catalog, keys: list[PartitionKey], symbols: Sequence[str] | None) -> list[PartitionKey]:
+    """The ``keys`` of ``symbols`` (all for None; ``BTC/USDT`` and ``btc_usdt`` read as
+    ``BTCUSDT``; a spot symbol also selects its multiplied perp, ``PEPEUSDT`` -> ``1000PEPEUSDT``).
+    A symbol with no series is an :class:`UnknownNameError` naming it, with a did-you-mean hint
+    and (some of) the symbols the catalog holds."""
+    if symbols is None:
+        return list(keys)
+    if isinstance(symbols, str):
+        symbols = [s for s in symbols.split(",") if s.strip()]
+    wanted = {s.strip().upper().replace("/", "").replace("_", "") for s in symbols}
+    stored = {k.symbol for k in keys} | {spot_symbol_safe(k.symbol) for k in keys}
+    unknown = sorted(wanted - stored)
+    if unknown:
+        hints = ", ".join(f"{s!r}{did_you_mean(s, stored)}" for s in unknown)
+        held = sorted({k.symbol for k in keys})
+        listing = ", ".join(held[:10]) + (f", ... ({len(held)} in all)" if len(held) > 10 else "")
+        raise UnknownNameError(
+            f"catalog {catalog.root} has no series for symbol(s) {hints}; it holds {listing or 'no series'}"
+        )
+    return [k for k in keys if k.symbol in wanted or spot_symbol_safe(k.symbol) in wanted]
+
+
+def _catalog_info(catalog: Catalog, symbols: Sequence[str] | None = None) -> list[dict]:
     out: list[dict] = []
-    for key in catalog.keys():
+    for key in select_symbols(catalog, list(catalog.keys()), symbols):
         row: dict = {
             "venue": key.venue,
             "kind": key.kind.value,
@@ -680,9 +705,6 @@ def check_catalog(catalog: Catalog, symbols: list[str] | None = None) -> list[Pr
         catalog recovered (``recovered``: an interrupted commit finished or rolled back).
         The series are read in one committed state (:meth:`Catalog.reading`).
     """
-    if isinstance(symbols, str):
-        symbols = [s for s in symbols.split(",") if s.strip()]
-    wanted = None if symbols is None else {s.strip().upper().replace("/", "").replace("_", "") for s in symbols}
     root = Path(catalog.root)
     if not root.exists():
         raise DataError(f"catalog {root} does not exist")
@@ -698,13 +720,7 @@ def check_catalog(catalog: Catalog, symbols: list[str] | None = None) -> list[Pr
                 f"{root} holds no catalog series (no venue=.../kind=... folders): "
                 "is it a catalog? carry data ingest ... --out FOLDER writes one"
             )
-        if wanted is not None:
-            stored = {k.symbol for k in keys} | {spot_symbol_safe(k.symbol) for k in keys}
-            unknown = sorted(wanted - stored)
-            if unknown:
-                hints = ", ".join(f"{s!r}{did_you_mean(s, stored)}" for s in unknown)
-                raise UnknownNameError(f"catalog {catalog.root} has no series for symbol(s) {hints}")
-        selected = [k for k in keys if wanted is None or k.symbol in wanted or spot_symbol_safe(k.symbol) in wanted]
+        selected = select_symbols(catalog, keys, symbols)
         problems += check_series({k: catalog.files(k) for k in selected}, root=root)
     return problems
 

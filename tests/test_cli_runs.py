@@ -55,9 +55,8 @@ def test_backtest_writes_every_output_and_they_reconcile(demo_cat, tmp_path, cap
         "2",
         "--out",
         out,
-        "--quiet",
         capsys=capsys,
-    )
+    )  # (no --quiet: it drops the table)
     assert code == 0
     assert "funding_threshold" in stdout
     assert sorted(p.name for p in out.iterdir()) == [
@@ -142,9 +141,8 @@ def test_compare_sweep_and_walk_forward(demo_cat, tmp_path, capsys):
         "90d:30d",
         "--out",
         out,
-        "--quiet",
         capsys=capsys,
-    )
+    )  # (no --quiet: it drops the walk-forward line)
     assert code == 0
     s = json.loads((out / "summary.json").read_text())
     assert len(s["portfolios"]) == 6

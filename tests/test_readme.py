@@ -58,7 +58,6 @@ def test_strategy_file_example_runs_from_the_cli(demo_catalog, tmp_path, capsys,
                 "DEMOAUSDT,DEMOBUSDT",
                 "--out",
                 str(out),
-                "--quiet",
             ]
         )
         == 0

@@ -237,9 +237,10 @@ def test_cli_prints_one_note_per_clipped_symbol_and_writes_the_spans(tmp_path, c
     cat, _ = _catalog(tmp_path, sym="AAAUSDT")
     _catalog(tmp_path, sym="BBBUSDT", fstart="2024-01-12 00:00", cat=cat)
     out = tmp_path / "out"
+    # (no --quiet: it drops the notes)
     code, _, err = _cli(
         "backtest", "--data", cat.root, "--symbols", "AAAUSDT,BBBUSDT", "--strategy", "always_carry", "--out", out,
-        "--quiet", capsys=capsys,
+        capsys=capsys,
     )  # fmt: skip
     assert code == 0, err
     notes = [line for line in err.splitlines() if line.startswith("carry: note: ")]
@@ -268,7 +269,7 @@ def test_data_errors_stop_a_backtest_unless_allowed_and_the_override_is_recorded
     t.loc[10, "rate"] = 0.05
     cat.write(key, __import__("pyarrow").Table.from_pandas(t, preserve_index=False))
     out = tmp_path / "out"
-    args = ["backtest", "--data", cat.root, "--symbols", "AAAUSDT", "--strategy", "always_carry", "--quiet"]
+    args = ["backtest", "--data", cat.root, "--symbols", "AAAUSDT", "--strategy", "always_carry"]  # notes: no --quiet
     code, _, err = _cli(*args, "--out", out, capsys=capsys)
     assert code == 1 and not out.exists()
     assert err.startswith("carry: error: the data check found 1 error(s)") and len(err.strip().splitlines()) == 1
@@ -309,9 +310,10 @@ def test_real_okx_years_without_funding_are_not_traded(tmp_path, capsys):
     cat = Catalog(tmp_path / "cat")
     ingest_freqtrade(shared_data_path("okx"), cat, venue="okx", symbols=["BTCUSDT"])
     out = tmp_path / "out"
+    # (no --quiet: it drops the notes)
     code, _, err = _cli(
         "backtest", "--data", cat.root, "--venue", "okx", "--symbols", "BTCUSDT", "--strategy", "always_carry",
-        "--start", "2024-01-01", "--out", out, "--quiet", capsys=capsys,
+        "--start", "2024-01-01", "--out", out, capsys=capsys,
     )  # fmt: skip
     assert code == 0, err
     assert "carry: note: BTCUSDT: tradable from 2025-10-06 00:00" in err

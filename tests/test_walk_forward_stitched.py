@@ -92,7 +92,6 @@ def test_sweep_writes_the_stitched_run(demo_catalog, tmp_path, capsys):
         [
             "sweep", "--data", str(demo_catalog.root), "--symbols", ",".join(SYMBOLS), "--strategy",
             "funding_threshold", "--grid", "entry=0.05,0.1,0.2", "--walk-forward", "90d:30d", "--out", str(out),
-            "--quiet",
         ]
     )  # fmt: skip
     assert code == 0

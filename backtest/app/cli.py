@@ -16,8 +16,10 @@ import sys
 import time
 from pathlib import Path
 
+from backtest.app import verbosity
 from backtest.app.argtypes import add_window_options, non_negative, whole_number
-from data.errors import CarryError, DataError, one_line
+from backtest.app.verbosity import show_progress
+from data.errors import CarryError, ConfigError, DataError, one_line
 
 EPILOG_DATA = """examples:
   carry data ingest freqtrade ../shared/data/binance --out data/catalog
@@ -28,6 +30,22 @@ EPILOG_DATA = """examples:
   carry data fetch binance-vision --symbols BTCUSDT,ETHUSDT --start 2024-01 --end 2024-06 --out data/catalog
   carry data info data/catalog
   carry data check data/catalog --json
+"""
+
+
+EPILOG_MAIN = """output levels (-q or -v, before or after the command: carry -q scan ... = carry scan ... -q):
+  -q, --quiet     the run commands (backtest, compare, sweep, scan, demo) print only the
+                  lines naming what they wrote ("wrote DIR/"): no progress bar, no tables, no
+                  "carry: note:" lines (the notes stay in summary.json: coverage.notes,
+                  warnings, data_errors_allowed). Errors still print, and so does one
+                  "carry: warning:" line when a result is flagged or has warnings (summary.json
+                  flags, warnings) and the note of an --open that found no browser. Other
+                  commands print their answer (tables, JSON), without progress bar or notes.
+  (default)       a progress bar on a terminal, "carry: note: ..." lines on stderr, the
+                  result tables and the lines naming what was written
+  -v, --verbose   the default, plus a timed line on stderr per stage of a run, e.g.
+                  "carry: load data: 0.42 s" (load data, strategies, engine, figures,
+                  walk-forward, write outputs), and "carry: total: 3.10 s" for the command
 """
 
 
@@ -45,9 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="carry",
         description="Backtest crypto cash-and-carry and funding-rate arbitrage (spot vs perpetual).",
+        epilog=EPILOG_MAIN,
         formatter_class=_formatter,
     )
     p.add_argument("--version", action="version", version=f"carry {_version()}")
+    _verbosity_options(p, default=False)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -63,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", type=Path, default=Path("reports/demo"), help="report directory (default: reports/demo)")
     demo.add_argument("--overwrite", action="store_true", help="replace an existing report directory")
+    demo.add_argument("--open", action="store_true", help=OPEN_HELP)
     demo.set_defaults(func=_cmd_demo)
 
     _add_run_commands(sub)
@@ -162,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = dsub.add_parser("info", help="coverage of every series in a catalog", formatter_class=_formatter)
     info.add_argument("catalog", type=Path)
+    info.add_argument(
+        "--symbols",
+        default=None,
+        help="comma-separated symbols: only their series (default: all); e.g. BTCUSDT,ETHUSDT",
+    )
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     info.set_defaults(func=_cmd_info)
     check = dsub.add_parser(
@@ -177,7 +203,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 when a problem of this severity or worse is found (default: any problem)",
     )
     check.set_defaults(func=_cmd_check)
+    _verbosity_everywhere(p)
     return p
+
+
+def _verbosity_options(p: argparse.ArgumentParser, default) -> None:
+    """``-q/--quiet`` and ``-v/--verbose`` (the levels of :mod:`backtest.app.verbosity`; see
+    ``carry --help``). On the sub-commands their default is SUPPRESS, so that an option given
+    before the command is not reset by the command's parser."""
+    g = p.add_argument_group("output level (before or after the command)")
+    g.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default,
+        help="only the lines naming what was written: no progress bar, notes or tables (errors, and a "
+        "flagged result, still print)",
+    )
+    g.add_argument(
+        "-v", "--verbose", action="store_true", default=default, help="also a timed line per stage on stderr"
+    )
+
+
+def _verbosity_everywhere(p: argparse.ArgumentParser) -> None:
+    """Give every sub-command (at every depth) the output level options."""
+    seen: set[int] = set()
+    todo = [p]
+    while todo:
+        parser = todo.pop()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    if id(sub) not in seen:
+                        seen.add(id(sub))
+                        _verbosity_options(sub, default=argparse.SUPPRESS)
+                        todo.append(sub)
 
 
 EPILOG_BACKTEST = """examples:
@@ -227,6 +287,13 @@ def _run_options(p: argparse.ArgumentParser, *, out_required: bool = True) -> No
     e.add_argument("--borrow-rate", type=float, default=None, help="spot borrow rate, fraction per 365-day year")
     e.add_argument("--delay", type=int, default=None, help="execution delay in bars (default 1)")
     e.add_argument("--slippage-bps", type=float, default=None, help="fixed slippage, basis points")
+    e.add_argument(
+        "--fee",
+        default=None,
+        metavar="RATE",
+        help="taker fee of both legs with its unit: 4bps or 0.04%% (sets spot_taker_fee_rate and "
+        "perp_taker_fee_rate; a bare number is refused)",
+    )
     e.add_argument("--order-type", choices=("taker", "maker"), default=None)
     e.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="any engine setting, e.g. --set topup_margin_ratio=0.8"
@@ -234,7 +301,10 @@ def _run_options(p: argparse.ArgumentParser, *, out_required: bool = True) -> No
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, required=out_required, help="output directory (must not exist)")
     o.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
-    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    o.add_argument("--open", action="store_true", help=OPEN_HELP)
+
+
+OPEN_HELP = "open the written report.html in the browser (if none opens: a note with its path)"
 
 
 def _strategy_file_option(p: argparse.ArgumentParser) -> None:
@@ -304,6 +374,12 @@ def _add_run_commands(sub) -> None:
 
     st = sub.add_parser("strategies", help="list the registered strategies and their parameters")
     _strategy_file_option(st)
+    st.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON: per strategy its name, doc line and parameters (name, type, default, unit, help, "
+        "bounds ge/gt/le/lt, choices)",
+    )
     st.set_defaults(func=commands.cmd_strategies)
 
 
@@ -315,6 +391,14 @@ def _version() -> str:
 
 def _split(s: str | None) -> list[str] | None:
     return None if s is None else [x.strip().upper() for x in s.split(",") if x.strip()]
+
+
+def _symbols_option(s: str | None) -> list[str] | None:
+    """``--symbols A,B`` of the data commands: None when not given; naming none is an error."""
+    symbols = _split(s)
+    if symbols is not None and not symbols:
+        raise ConfigError(f"--symbols {s!r} names no symbol: e.g. --symbols BTCUSDT,ETHUSDT")
+    return symbols
 
 
 def _names(s: str | None) -> list[str]:
@@ -378,7 +462,7 @@ def _cmd_fetch_binance_vision(args) -> int:
         base_url=args.base_url,
         download_dir=args.download_dir,
         timeframe=args.timeframe,
-        progress=not args.no_progress and sys.stderr.isatty(),
+        progress=not args.no_progress and show_progress(args),
         allow_errors=_names(args.allow_errors),
     )
     print(report.summary())
@@ -390,7 +474,7 @@ def _cmd_info(args) -> int:
     from data.quality import catalog_info, format_info
 
     _need_dir(args.catalog, "catalog")
-    rows = catalog_info(Catalog(args.catalog))
+    rows = catalog_info(Catalog(args.catalog), symbols=_symbols_option(args.symbols))
     print(json.dumps(rows, indent=2, default=str) if args.json else format_info(rows))
     return 0
 
@@ -402,7 +486,7 @@ def _cmd_check(args) -> int:
     from data.quality import check_catalog, format_problems
 
     _need_dir(args.catalog, "catalog")
-    problems = check_catalog(Catalog(args.catalog), symbols=_split(args.symbols))
+    problems = check_catalog(Catalog(args.catalog), symbols=_symbols_option(args.symbols))
     if args.json:
         print(json.dumps([asdict(p) for p in problems], indent=2, default=str))
     else:
@@ -412,18 +496,23 @@ def _cmd_check(args) -> int:
 
 
 def _cmd_demo(args) -> int:
+    from backtest.app.commands import open_report
     from backtest.app.demo import run_demo
 
-    return run_demo(data_dir=args.data, out_dir=args.out, progress=sys.stderr.isatty(), overwrite=args.overwrite)
+    code = run_demo(data_dir=args.data, out_dir=args.out, progress=show_progress(args), overwrite=args.overwrite)
+    if args.open:
+        open_report(args.out / "report.html")
+    return code
 
 
 def _note(message, category, filename, lineno, file=None, line=None) -> None:
     """Print a warning as one line, ``carry: note: ...``, instead of Python's two-line form with
-    the source file (a library's ``UserWarning`` reads as a note to the user, not as a bug)."""
+    the source file (a library's ``UserWarning`` reads as a note to the user, not as a bug; none
+    at the quiet level)."""
     text = one_line(str(message))
     if text not in _NOTED:  # the same warning from several engine calls of one command: once
         _NOTED.add(text)
-        print(f"carry: note: {text}", file=sys.stderr)
+        verbosity.note(text)
 
 
 _NOTED: set[str] = set()
@@ -432,14 +521,17 @@ _NOTED: set[str] = set()
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.quiet and args.verbose:
+        parser.error("-q/--quiet and -v/--verbose contradict each other: give one")
     import warnings
 
     from backtest.app.memory import configure_hugepages
 
     configure_hugepages()  # no huge-page stalls on the fresh arrays of every run (backtest.app.memory)
-
+    level = verbosity.QUIET if args.quiet else verbosity.VERBOSE if args.verbose else verbosity.DEFAULT
+    previous = verbosity.configure(level)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), verbosity.stage("total"):
             warnings.showwarning = _note
             _NOTED.clear()
             return int(args.func(args) or 0)
@@ -455,6 +547,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("carry: interrupted", file=sys.stderr)
         return 130
+    finally:
+        verbosity.configure(previous)  # main() called again in one process starts from its own level
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from backtest.app import runs as app
-from backtest.app.verbosity import flagged, show_progress, stage
+from backtest.app.verbosity import flagged, quiet, show_progress, stage
 from backtest.result import BacktestResult
 from backtest.targets import Targets
 from data.errors import ConfigError, did_you_mean, one_line
@@ -116,7 +116,8 @@ def fee_overrides(text: str, sets: dict, engine: dict) -> dict:
     top = min(PLAUSIBLE[k][0] for k in FEE_FIELDS)
     if rate > top:
         raise ConfigError(
-            f"--fee {text} is {rate:.4%} of notional, beyond any plausible taker fee (at most {top * 1e4:g}bps = {top:.2%})"
+            f"--fee {text} is {rate * 100:g}% of notional, beyond any plausible taker fee (at most {top * 1e4:g}bps "
+            f"= {top * 100:g}%)"
         )
     both = [k for k in FEE_FIELDS if k in sets]
     if both:
@@ -197,6 +198,14 @@ def note(text: str) -> None:
     from backtest.app.verbosity import note as log_note
 
     log_note(text)
+
+
+def finish_run(args, flags, warnings, summary: str = "summary.json") -> None:
+    """After a run's files are written: at the quiet level the one line a flagged result needs
+    (:func:`backtest.app.verbosity.flagged`); with ``--open`` its report in the browser."""
+    flagged(args.out / summary, flags, warnings)
+    if getattr(args, "open", False):
+        open_report(args.out / "report.html")
 
 
 def open_report(path) -> None:
@@ -334,7 +343,9 @@ def _progress(total: int, enabled: bool):
 
 def print_table(frame: pd.DataFrame, title: str, max_rows: int = 20) -> None:
     """A short terminal table (rich) of the main figures: the keys marked ``terminal`` in
-    :data:`reports.keys.KEYS`, with their labels and formats."""
+    :data:`reports.keys.KEYS`, with their labels and formats (none at the quiet level: -q)."""
+    if quiet():
+        return
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -357,27 +368,29 @@ def cmd_backtest(args) -> int:
     toml = app.read_run_toml(args.config) if args.config else {}
     specs = [_strategy_spec(args.strategy, args.param or [])] if args.strategy else None
     cfg = app.build_run_config(
-        toml, data_overrides=data_overrides(args), engine_overrides=engine_overrides(args), strategies=specs
+        toml, data_overrides=data_overrides(args), engine_overrides=engine_overrides(args, toml), strategies=specs
     )
     check_output_dir(args.out, args.overwrite)
-    run = execute(cfg, progress=not args.quiet and sys.stderr.isatty())
+    run = execute(cfg, progress=show_progress(args))
     title = f"carry backtest: {', '.join(s.name for s in cfg.strategies)}"
-    report = app.report_data(title, cfg, run.market, run.targets, run.result, run.portfolios, run.columns)
-    run.add_notes(report)
-    app.write_run(
-        args.out,
-        cfg=cfg,
-        market=run.market,
-        targets=run.targets,
-        result=run.result,
-        portfolios=run.portfolios,
-        columns=run.columns,
-        report=report,
-        overwrite=args.overwrite,
-        extra=run.extra,
-    )
+    with stage("write outputs"):
+        report = app.report_data(title, cfg, run.market, run.targets, run.result, run.portfolios, run.columns)
+        run.add_notes(report)
+        app.write_run(
+            args.out,
+            cfg=cfg,
+            market=run.market,
+            targets=run.targets,
+            result=run.result,
+            portfolios=run.portfolios,
+            columns=run.columns,
+            report=report,
+            overwrite=args.overwrite,
+            extra=run.extra,
+        )
     print_table(run.portfolios, title)
     print(f"wrote {args.out}/ (summary.json, report.html, equity/components/events/trades .parquet, config.toml)")
+    finish_run(args, run.result.flags, run.warnings)
     return 0
 
 
@@ -398,29 +411,31 @@ def cmd_compare(args) -> int:
             raise ConfigError(f"--param given for strategies not compared: {sorted(unknown)}")
         specs = [_strategy_spec(n, per.get(n, [])) for n in names]
     cfg = app.build_run_config(
-        toml, data_overrides=data_overrides(args), engine_overrides=engine_overrides(args), strategies=specs
+        toml, data_overrides=data_overrides(args), engine_overrides=engine_overrides(args, toml), strategies=specs
     )
     check_output_dir(args.out, args.overwrite)
-    run = execute(cfg, progress=not args.quiet and sys.stderr.isatty())
+    run = execute(cfg, progress=show_progress(args))
     title = f"carry compare: {', '.join(s.name for s in cfg.strategies)}"
-    report = app.report_data(
-        title, cfg, run.market, run.targets, run.result, run.portfolios, run.columns, ranking_by="sharpe"
-    )
-    run.add_notes(report)
-    app.write_run(
-        args.out,
-        cfg=cfg,
-        market=run.market,
-        targets=run.targets,
-        result=run.result,
-        portfolios=run.portfolios,
-        columns=run.columns,
-        report=report,
-        overwrite=args.overwrite,
-        extra=run.extra,
-    )
+    with stage("write outputs"):
+        report = app.report_data(
+            title, cfg, run.market, run.targets, run.result, run.portfolios, run.columns, ranking_by="sharpe"
+        )
+        run.add_notes(report)
+        app.write_run(
+            args.out,
+            cfg=cfg,
+            market=run.market,
+            targets=run.targets,
+            result=run.result,
+            portfolios=run.portfolios,
+            columns=run.columns,
+            report=report,
+            overwrite=args.overwrite,
+            extra=run.extra,
+        )
     print_table(run.portfolios.loc[ranked(run.portfolios, "sharpe")], title)
     print(f"wrote {args.out}/")
+    finish_run(args, run.result.flags, run.warnings)
     return 0
 
 
@@ -444,7 +459,7 @@ def cmd_sweep(args) -> int:
     cfg = app.build_run_config(
         toml,
         data_overrides=data_overrides(args),
-        engine_overrides=engine_overrides(args),
+        engine_overrides=engine_overrides(args, toml),
         strategies=[spec],
         walk_forward=args.walk_forward,
         per_symbol=True if getattr(args, "per_symbol", False) else None,
@@ -463,7 +478,10 @@ def cmd_sweep(args) -> int:
                     "(--max-memory, --time-chunk, --symbol-chunk, --warmup) do not keep; spread it with --workers "
                     "or --scheduler alone"
                 )
-            return run_scaled_sweep_command(args, cfg)
+            code = run_scaled_sweep_command(args, cfg)
+            if getattr(args, "open", False):
+                open_report(args.out / "report.html")
+            return code
         scale = {
             "workers": args.workers,
             "scheduler": args.scheduler,
@@ -471,58 +489,60 @@ def cmd_sweep(args) -> int:
             "strategy_files": tuple(str(p) for p in getattr(args, "strategy_file", None) or []),
         }
     check_output_dir(args.out, args.overwrite)
-    run = execute(cfg, progress=not args.quiet and sys.stderr.isatty(), scale=scale)
+    run = execute(cfg, progress=show_progress(args), scale=scale)
     heatmaps = sweep_heatmaps(run.targets, run.portfolios, list(grid), metric=args.rank_by)
     extra_tables, extra, frames = [], {}, {}
     stitched = None
     if cfg.walk_forward:
-        folds, summary = walk_forward(run, cfg.walk_forward, metric=args.rank_by)
-        stitched = stitched_out_of_sample(run, folds, metric=args.rank_by)
-        extra_tables.append(("Walk-forward: in-sample choice vs out-of-sample result", folds))
-        extra["walk_forward"] = {
-            "spec": cfg.walk_forward,
-            "metric": args.rank_by,
-            **summary,
-            "folds": json_ready(folds.reset_index().to_dict(orient="records")),
-            "stitched": {
-                "start": stitched.frame.index[0],
-                "end": folds["test_end"].iloc[-1],
-                **stitched.stats,
-                "hindsight_best": stitched.hindsight,
-            },
-        }
-        frames["walk_forward.parquet"] = stitched.frame.reset_index()
+        with stage("walk-forward"):
+            folds, summary = walk_forward(run, cfg.walk_forward, metric=args.rank_by)
+            stitched = stitched_out_of_sample(run, folds, metric=args.rank_by)
+            extra_tables.append(("Walk-forward: in-sample choice vs out-of-sample result", folds))
+            extra["walk_forward"] = {
+                "spec": cfg.walk_forward,
+                "metric": args.rank_by,
+                **summary,
+                "folds": json_ready(folds.reset_index().to_dict(orient="records")),
+                "stitched": {
+                    "start": stitched.frame.index[0],
+                    "end": folds["test_end"].iloc[-1],
+                    **stitched.stats,
+                    "hindsight_best": stitched.hindsight,
+                },
+            }
+            frames["walk_forward.parquet"] = stitched.frame.reset_index()
     title = f"carry sweep: {name} over {', '.join(f'{k} ({len(v)})' for k, v in grid.items())}"
-    report = app.report_data(
-        title,
-        cfg,
-        run.market,
-        run.targets,
-        run.result,
-        run.portfolios,
-        run.columns,
-        ranking_by=args.rank_by,
-        heatmaps=heatmaps,
-        extra_tables=extra_tables,
-    )
-    if stitched is not None:
-        report.walk_forward = stitched.frame
-    run.add_notes(report)
-    app.write_run(
-        args.out,
-        cfg=cfg,
-        market=run.market,
-        targets=run.targets,
-        result=run.result,
-        portfolios=run.portfolios,
-        columns=run.columns,
-        report=report,
-        overwrite=args.overwrite,
-        extra={**run.extra, **extra, "plan": run.plan},
-        frames=frames,
-    )
+    with stage("write outputs"):
+        report = app.report_data(
+            title,
+            cfg,
+            run.market,
+            run.targets,
+            run.result,
+            run.portfolios,
+            run.columns,
+            ranking_by=args.rank_by,
+            heatmaps=heatmaps,
+            extra_tables=extra_tables,
+        )
+        if stitched is not None:
+            report.walk_forward = stitched.frame
+        run.add_notes(report)
+        app.write_run(
+            args.out,
+            cfg=cfg,
+            market=run.market,
+            targets=run.targets,
+            result=run.result,
+            portfolios=run.portfolios,
+            columns=run.columns,
+            report=report,
+            overwrite=args.overwrite,
+            extra={**run.extra, **extra, "plan": run.plan},
+            frames=frames,
+        )
     print_table(run.portfolios.loc[ranked(run.portfolios, args.rank_by)], title)
-    if stitched is not None:
+    if stitched is not None and not quiet():
         s = extra["walk_forward"]
         st, hs = stitched.stats, stitched.hindsight
         print(
@@ -533,6 +553,7 @@ def cmd_sweep(args) -> int:
             f"{hs[args.rank_by]:.3f}"
         )
     print(f"wrote {args.out}/")
+    finish_run(args, run.result.flags, run.warnings)
     return 0
 
 
@@ -737,12 +758,13 @@ def cmd_scan(args) -> int:
     cfg = app.build_run_config(
         toml,
         data_overrides=data,
-        engine_overrides=engine_overrides(args),
+        engine_overrides=engine_overrides(args, toml),
         strategies=[app.StrategySpec("always_carry"), app.StrategySpec("always_reverse")],
     )
     check_output_dir(args.out, args.overwrite)
-    market = app.load_run_market(cfg)
-    allowed = app.check_run_data(cfg, run_window(market))
+    with stage("load data"):
+        market = app.load_run_market(cfg)
+        allowed = app.check_run_data(cfg, run_window(market))
     for text in market.notes:
         note(text)
     for p in allowed:
@@ -751,7 +773,7 @@ def cmd_scan(args) -> int:
     regimes = funding_regimes(market, window_settlements=args.window, min_days=args.min_days)
     if not regimes:
         raise ConfigError("no funding settlements in the selected data: nothing to scan")
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, stage("engine"):
         warnings.simplefilter("always")
         result = run_backtest(market, scan_targets(market, regimes), cfg.engine)
         earnings = regime_earnings(market, result, regimes)
@@ -759,23 +781,26 @@ def cmd_scan(args) -> int:
     said = list(dict.fromkeys(one_line(str(w.message)) for w in caught))
     for text in said:
         note(text)
-    write_scan(
-        args.out,
-        header={
-            "run_hash": app.run_hash(cfg),
-            "config": cfg.to_dict(),
-            "warnings": said,
-            "data_errors_allowed": allowed,
-        },
-        config_toml=app.effective_toml(cfg),
-        market=market,
-        stats=stats,
-        earnings=earnings,
-        totals=totals,
-        overwrite=args.overwrite,
-    )
-    _print_scan(stats, earnings)
+    with stage("write outputs"):
+        write_scan(
+            args.out,
+            header={
+                "run_hash": app.run_hash(cfg),
+                "config": cfg.to_dict(),
+                "warnings": said,
+                "data_errors_allowed": allowed,
+            },
+            config_toml=app.effective_toml(cfg),
+            market=market,
+            stats=stats,
+            earnings=earnings,
+            totals=totals,
+            overwrite=args.overwrite,
+        )
+    if not quiet():
+        _print_scan(stats, earnings)
     print(f"wrote {args.out}/ (scan.json, regimes.parquet, report.html)")
+    finish_run(args, result.flags, said, summary="scan.json")
     return 0
 
 
@@ -840,11 +865,56 @@ def _print_scan(stats: pd.DataFrame, earnings: pd.DataFrame) -> None:
     console.print(u)
 
 
+def strategy_json(name: str) -> dict:
+    """What the registry knows of strategy ``name``, JSON-ready: ``name``, ``doc`` (the first
+    line of its docstring) and ``parameters``, one dict per field of its parameter class with
+    ``name``, ``type``, ``default`` (null for a required one), ``unit``, ``help``, the bounds
+    ``ge``, ``gt``, ``le``, ``lt`` (null where none) and ``choices`` (a list, or null)."""
+    import dataclasses
+    import typing
+
+    from strategies import get_strategy
+
+    s = get_strategy(name)
+    doc = (s.fn.__doc__ or "").strip().splitlines()
+    hints = typing.get_type_hints(s.params_cls)
+
+    def default(f: dataclasses.Field) -> Any:
+        if f.default is not dataclasses.MISSING:
+            return f.default
+        if f.default_factory is not dataclasses.MISSING:
+            return f.default_factory()
+        return None
+
+    params = []
+    for f in dataclasses.fields(s.params_cls):
+        meta = f.metadata
+        choices = meta.get("choices")
+        tp = hints.get(f.name)
+        params.append(
+            {
+                "name": f.name,
+                "type": getattr(tp, "__name__", str(tp)),
+                "default": default(f),
+                "unit": meta.get("unit", ""),
+                "help": meta.get("help", ""),
+                **{k: meta.get(k) for k in ("ge", "gt", "le", "lt")},
+                "choices": None if choices is None else list(choices),
+            }
+        )
+    return json_ready({"name": s.name, "doc": doc[0] if doc else "", "parameters": params})
+
+
 def cmd_strategies(args) -> int:
-    """List strategies with their parameters, defaults and units."""
+    """List strategies with their parameters, defaults and units (``--json``: :func:`strategy_json` of each)."""
     _load_user_strategies(args)
+    import json
+
     from strategies import available_strategies, get_strategy
 
+    if getattr(args, "json", False):
+        print(json.dumps([strategy_json(name) for name in available_strategies()], indent=2, default=str))
+        return 0
     for name in available_strategies():
         s = get_strategy(name)
         doc = (s.fn.__doc__ or "").strip().splitlines()

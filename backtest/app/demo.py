@@ -12,6 +12,7 @@ from pathlib import Path
 
 from backtest.app import runs as app
 from backtest.app.commands import execute, print_table
+from backtest.app.verbosity import flagged, stage
 from backtest.config import BacktestConfig
 from data.synthetic import DEMO_SYMBOLS, write_demo_catalog
 from reports.outputs import check_output_dir
@@ -47,24 +48,27 @@ def run_demo(
     The dataset itself is rewritten idempotently: the same rows every time.
     """
     check_output_dir(Path(out_dir), overwrite)
-    catalog = write_demo_catalog(data_dir)
+    with stage("write the demo dataset"):
+        catalog = write_demo_catalog(data_dir)
     cfg = demo_config(catalog.root)
     run = execute(cfg, progress=progress)
     market, targets, result = run.market, run.targets, run.result
     title = "carry demo: five strategies on the built-in example dataset"
-    report = app.report_data(title, cfg, market, targets, result, run.portfolios, run.columns, ranking_by="sharpe")
-    app.write_run(
-        out_dir,
-        cfg=cfg,
-        market=market,
-        targets=targets,
-        result=result,
-        portfolios=run.portfolios,
-        columns=run.columns,
-        report=report,
-        overwrite=overwrite,
-    )
+    with stage("write outputs"):
+        report = app.report_data(title, cfg, market, targets, result, run.portfolios, run.columns, ranking_by="sharpe")
+        app.write_run(
+            out_dir,
+            cfg=cfg,
+            market=market,
+            targets=targets,
+            result=result,
+            portfolios=run.portfolios,
+            columns=run.columns,
+            report=report,
+            overwrite=overwrite,
+        )
     print(f"demo dataset: {catalog.root} ({market.n_bars} hourly bars x {market.n_symbols} symbols)")
     print_table(run.portfolios.sort_values("sharpe", ascending=False), title)
     print(f"report: {Path(out_dir) / 'report.html'}")
+    flagged(Path(out_dir) / "summary.json", result.flags, run.warnings)
     return 0

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import pandas as pd
 
+from backtest.app import verbosity
 from backtest.app.argtypes import whole_number
 from backtest.app.scale.plan import format_bytes
 from backtest.app.scale.sweep import run_sweep
@@ -104,39 +106,45 @@ def run_scaled_sweep_command(args, cfg) -> int:
     spec = cfg.strategies[0]
     every = getattr(args, "equity_every", "1D")
     every = None if every is None or str(every).lower() == "none" else every
-    quiet = getattr(args, "quiet", False) or not sys.stderr.isatty()
+    no_progress = not verbosity.show_progress(args)
 
     def progress(done, total):
-        if not quiet:
+        if not no_progress:
             print(f"\r{done}/{total} tasks", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
-    res = run_sweep(
-        cfg.data.catalog,
-        list(cfg.data.symbols),
-        spec.name,
-        spec.params,
-        cfg.engine,
-        start=cfg.data.start,
-        end=cfg.data.end,
-        freq=cfg.data.freq,
-        venue=cfg.data.venue,
-        gaps=cfg.data.gaps,
-        funding_gaps=cfg.data.funding_gaps,
-        symbol_chunk=args.symbol_chunk,
-        param_chunk=args.param_chunk,
-        max_memory_bytes=args.max_memory,
-        scheduler=args.scheduler,
-        workers=args.workers,
-        retries=getattr(args, "retries", 2),
-        equity_every=every,
-        progress=progress,
-        time_chunk=getattr(args, "time_chunk", None),
-        warmup=getattr(args, "warmup", None),
-        per_symbol=cfg.per_symbol,
-    )
+    with verbosity.stage("strategies and engine in memory-bounded tasks"):
+        res = run_sweep(
+            cfg.data.catalog,
+            list(cfg.data.symbols),
+            spec.name,
+            spec.params,
+            cfg.engine,
+            start=cfg.data.start,
+            end=cfg.data.end,
+            freq=cfg.data.freq,
+            venue=cfg.data.venue,
+            gaps=cfg.data.gaps,
+            funding_gaps=cfg.data.funding_gaps,
+            symbol_chunk=args.symbol_chunk,
+            param_chunk=args.param_chunk,
+            max_memory_bytes=args.max_memory,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            retries=getattr(args, "retries", 2),
+            equity_every=every,
+            progress=progress,
+            time_chunk=getattr(args, "time_chunk", None),
+            warmup=getattr(args, "warmup", None),
+            per_symbol=cfg.per_symbol,
+        )
     rank = getattr(args, "rank_by", "sharpe")
-    files = lean_output_files(res, cfg, app, allowed, rank)
-    write_output_dir(args.out, files, overwrite=getattr(args, "overwrite", False))
+    with verbosity.stage("write outputs"):
+        files = lean_output_files(res, cfg, app, allowed, rank)
+        write_output_dir(args.out, files, overwrite=getattr(args, "overwrite", False))
+    if verbosity.quiet():
+        print(f"wrote {args.out}/")
+        verbosity.flagged(Path(args.out) / "summary.json", res.flags, res.warnings)
+        return 0
     show = res.best(rank, 20)
     table = label_table(res)
     labels = portfolio_labels(table)
