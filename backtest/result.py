@@ -221,10 +221,10 @@ class BacktestResult:
         gpos = np.where(c >= 0, col_group[np.maximum(c, 0)] if len(col_group) else 0, -1 - c)
         rec = rec[np.lexsort((gpos, rec[:, 0]))]
 
-        def side(frames):
-            out = pd.concat(frames, axis=1)
-            out.columns = columns
-            return out
+        def side(frames, cols=columns):
+            # one array, one pandas block: later ``to_numpy()`` calls are views, not copies
+            values = np.hstack([f.to_numpy() for f in frames])
+            return pd.DataFrame(values, index=frames[0].index, columns=cols, copy=False)
 
         return cls(
             index=first.index,
@@ -236,7 +236,7 @@ class BacktestResult:
             column_symbol=np.concatenate([p.column_symbol for p in parts]),
             config=first.config,
             equity=side([p.equity for p in parts]),
-            group_equity=pd.concat([p.group_equity for p in parts], axis=1),
+            group_equity=side([p.group_equity for p in parts], pd.Index(group_ids, name="group")),
             components={k: side([p.components[k] for p in parts]) for k in first.components},
             spot_qty=side([p.spot_qty for p in parts]),
             perp_qty=side([p.perp_qty for p in parts]),
@@ -284,7 +284,11 @@ class BacktestResult:
         kept = set(first.outputs if first.outputs is not None else ())
 
         def rows(output, frames):  # per-bar outputs stacked; final-row-only outputs: the last part's
-            return pd.concat(frames, axis=0) if output in kept else frames[-1]
+            if output not in kept:
+                return frames[-1]
+            # one array, one pandas block: later ``to_numpy()`` calls are views, not copies
+            values = np.vstack([f.to_numpy() for f in frames])
+            return pd.DataFrame(values, index=index, columns=frames[0].columns, copy=False)
 
         offsets = np.cumsum([0] + [len(p.index) for p in parts[:-1]])
         recs = []

@@ -30,15 +30,19 @@ def portfolio_labels(targets) -> dict[int, str]:
     tab = _table(targets)
     params = [c for c in tab.columns if c not in ("strategy", "symbol", "group", "param_id")]
     sizes = tab.groupby("group")["symbol"].size()
+    # per strategy, once: the parameters that vary over its columns, and whether each of its
+    # portfolios is one symbol of several (--per-symbol); then one pass over the portfolios
+    varying_of, per_symbol_of = {}, {}
+    for strategy, same in tab.groupby("strategy", sort=False):
+        varying_of[strategy] = [p for p in params if same[p].nunique(dropna=False) > 1]
+        per_symbol_of[strategy] = bool((sizes[same["group"].unique()] == 1).all() and same["symbol"].nunique() > 1)
+    firsts = tab.drop_duplicates("group").sort_values("group", kind="stable")
     labels = {}
-    for g, rows in tab.groupby("group", sort=True):
-        first = rows.iloc[0]
-        same = tab[tab["strategy"] == first["strategy"]]
-        varying = [p for p in params if p in same and same[p].nunique(dropna=False) > 1 and pd.notna(first[p])]
-        inner = ",".join(f"{p}={_fmt_param(first[p])}" for p in varying)
-        label = f"{first['strategy']}[{inner}]" if inner else str(first["strategy"])
-        per_symbol = (sizes[same["group"].unique()] == 1).all() and same["symbol"].nunique() > 1
-        labels[int(g)] = f"{label}:{first['symbol']}" if per_symbol else label
+    for first in firsts.to_dict(orient="records"):
+        strategy = first["strategy"]
+        inner = ",".join(f"{p}={_fmt_param(first[p])}" for p in varying_of[strategy] if pd.notna(first[p]))
+        label = f"{strategy}[{inner}]" if inner else str(strategy)
+        labels[int(first["group"])] = f"{label}:{first['symbol']}" if per_symbol_of[strategy] else label
     if len(set(labels.values())) != len(labels):  # same strategy twice with the same params
         labels = {g: f"{lab}#{g}" for g, lab in labels.items()}
     return labels
@@ -87,20 +91,18 @@ def components_frame(result, targets, market) -> tuple[pd.DataFrame, str]:
 
     Returns the frame and its granularity (``"bar"``, or ``"day"`` for very large runs).
     """
-    per_bar = {k: np.diff(result.components[v].to_numpy(), axis=0, prepend=0.0) for k, v in COMPONENT_KEYS.items()}
-    T, C = per_bar["funding_pnl"].shape
+    cum = {k: result.components[v].to_numpy() for k, v in COMPONENT_KEYS.items()}
+    T, C = cum["funding_pnl"].shape
     index = market.index
-    granularity = "bar"
-    if T * C > MAX_LONG_ROWS:
-        granularity = "day"
-        days = index.floor("1D")
-        uniq, inv = np.unique(days.asi8, return_inverse=True)
-        for k, a in per_bar.items():
-            out = np.zeros((len(uniq), C))
-            np.add.at(out, inv, a)
-            per_bar[k] = out
-        index = pd.DatetimeIndex(pd.to_datetime(uniq, utc=True))
-    return long_components(per_bar, index, targets), granularity
+    if T * C <= MAX_LONG_ROWS:
+        per_bar = {k: np.diff(a, axis=0, prepend=0.0) for k, a in cum.items()}
+        return long_components(per_bar, index, targets), "bar"
+    # a UTC day's PnL = the cumulative component at its last bar - at the previous day's last bar
+    # (as the memory-bounded path books it: backtest.app.scale)
+    days = pd.DatetimeIndex(index).floor("1D")
+    ends = np.flatnonzero(np.append(days[1:] != days[:-1], True))
+    per_day = {k: np.diff(a[ends], axis=0, prepend=0.0) for k, a in cum.items()}
+    return long_components(per_day, days[ends], targets), "day"
 
 
 def long_components(per_period: dict[str, np.ndarray], index: pd.DatetimeIndex, targets) -> pd.DataFrame:

@@ -132,22 +132,15 @@ def thin(frame: pd.DataFrame, max_points: int = 4000) -> pd.DataFrame:
     keep[::stride] = True
     keep[-1] = True
     starts = np.arange(0, n, stride)
-    for j in range(values.shape[1]):
-        col = values[:, j]
-        if np.isnan(col).all():
-            continue
-        filled = np.where(np.isnan(col), np.nanmean(col), col)
-        keep[starts + _argreduce(filled, starts, np.argmax)] = True
-        keep[starts + _argreduce(filled, starts, np.argmin)] = True
+    drawn = ~np.isnan(values).all(axis=0)  # all-NaN columns keep no extremes
+    if drawn.any():
+        v = values[:, drawn]
+        v = np.where(np.isnan(v), np.nanmean(v, axis=0), v)  # gaps never an extreme of their stride
+        pad = len(starts) * stride - n  # the last stride padded with values never chosen
+        for fill, arg in ((-np.inf, np.argmax), (np.inf, np.argmin)):
+            strides = np.concatenate([v, np.full((pad, v.shape[1]), fill)]).reshape(len(starts), stride, -1)
+            keep[(starts[:, None] + arg(strides, axis=1)).ravel()] = True  # each stride's first extreme
     return frame.iloc[np.flatnonzero(keep)]
-
-
-def _argreduce(col: np.ndarray, starts: np.ndarray, fn) -> np.ndarray:
-    out = np.empty(len(starts), dtype=np.int64)
-    bounds = np.append(starts, len(col))
-    for k in range(len(starts)):
-        out[k] = fn(col[bounds[k] : bounds[k + 1]])
-    return out
 
 
 def _fmt(key: str, value, percent: bool = False) -> str:

@@ -9,9 +9,11 @@ one is swapped out only after the new one is complete.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,9 @@ import pandas as pd
 
 from data.errors import CarryError
 from reports.keys import SUMMARY_KEYS
+
+#: Timings of each file written (debug level: ``carry -v`` prints them as stage lines).
+_LOG = logging.getLogger("carry")
 
 
 class OutputExistsError(CarryError):
@@ -57,7 +62,9 @@ def write_output_dir(out: Path, writers: dict[str, Callable[[Path], object]], ov
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a finished run is an ordinary directory
     try:
         for name, write in writers.items():
+            t = time.perf_counter()
             write(tmp / name)
+            _LOG.debug("write %s: %.2f s", name, time.perf_counter() - t)
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -179,7 +186,9 @@ def write_run_outputs(
     from reports.frames import components_frame, equity_frame, events_frame
     from reports.html import render_report
 
+    t = time.perf_counter()
     comps, granularity = components_frame(result, targets, market)
+    _LOG.debug("components frame: %.2f s", time.perf_counter() - t)
     summary = run_summary(
         header,
         market=market,
@@ -191,7 +200,9 @@ def write_run_outputs(
     )
     summary.update(extra or {})
     text = json.dumps(json_ready(summary), indent=2, allow_nan=False)
+    t = time.perf_counter()
     html = render_report(report)
+    _LOG.debug("render report.html: %.2f s", time.perf_counter() - t)
     writers = {
         "summary.json": lambda p: p.write_text(text),
         "config.toml": lambda p: p.write_text(config_toml),

@@ -353,21 +353,23 @@ def report_data(
 ):
     """The :class:`~reports.html.ReportData` of a run (:func:`reports.report_data.report_data`
     with the run's engine config and hash)."""
+    from backtest.app.verbosity import stage
     from reports.report_data import report_data as build
 
-    return build(
-        title,
-        market,
-        targets,
-        result,
-        portfolios,
-        columns,
-        engine=cfg.engine,
-        run_id=run_hash(cfg),
-        ranking_by=ranking_by,
-        heatmaps=heatmaps,
-        extra_tables=extra_tables,
-    )
+    with stage("report data"):
+        return build(
+            title,
+            market,
+            targets,
+            result,
+            portfolios,
+            columns,
+            engine=cfg.engine,
+            run_id=run_hash(cfg),
+            ranking_by=ranking_by,
+            heatmaps=heatmaps,
+            extra_tables=extra_tables,
+        )
 
 
 def summary_header(cfg: RunConfig) -> dict:
