@@ -20,6 +20,7 @@ import base64
 import html
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -175,12 +176,26 @@ def metrics_table(
 
 
 #: Points drawn per figure over all its lines (each line gets its share, between 500 and
-#: ``max_points``): a sweep of 40 portfolios draws 1,200 points a line, not 4,000.
-FIGURE_POINTS = 48_000
+#: ``max_points``): 20 lines draw 1,200 points each, not 4,000.
+FIGURE_POINTS = 24_000
 #: Points per line of the per-portfolio charts (their data is embedded once per portfolio).
 DETAIL_POINTS = 1_500
 #: The stacked bars of a component chart.
 COMPONENT_BARS = 120
+#: Lines of an all-portfolio chart (equity, drawdown): beyond it, the best and the worst half
+#: of them by the ranking, and the band (lowest, median, highest) of every portfolio.
+MAX_LINES = 20
+#: Points of all the per-portfolio lines of a report together: each portfolio's lines get their
+#: share (at most ``DETAIL_POINTS``, at least ``DETAIL_MIN_POINTS``), so a report of 1,000
+#: portfolios stays a few MB and still has every portfolio's charts.
+DETAIL_BUDGET_POINTS = 40_000
+DETAIL_MIN_POINTS = 40
+#: Stacked bars of all the component charts together (each portfolio its share, 24 to
+#: :data:`COMPONENT_BARS`).
+COMPONENT_BUDGET_BARS = 12_000
+#: Round trips listed in the report over all portfolios (each its share, 10 to ``max_trips``;
+#: every trip is in trades.parquet).
+TRIP_BUDGET_ROWS = 10_000
 
 #: The layout of every line chart (white template, legend below, unified hover).
 LAYOUT = dict(
@@ -209,6 +224,62 @@ def _lines(frame: pd.DataFrame, max_points: int, **kw) -> list:
     return out
 
 
+def _ranking_order(data: ReportData) -> list:
+    """Portfolio labels best first: the select's order, else by the ranking figure, else as given."""
+    if data.components:
+        return list(data.components)
+    if data.ranking_by and data.ranking_by in data.metrics.columns:
+        return list(data.metrics.sort_values(data.ranking_by, ascending=False, na_position="last").index)
+    return list(data.equity.columns)
+
+
+def _band_note(frame: pd.DataFrame, data: ReportData) -> str:
+    if frame.shape[1] <= MAX_LINES:
+        return ""
+    by = key_label(data.ranking_by) if data.ranking_by else "their order"
+    return (
+        f": the best and worst {MAX_LINES // 2} of {frame.shape[1]} by {by}, and the band of all "
+        "(every portfolio's own chart: the select below)"
+    )
+
+
+def _ranked_lines(frame: pd.DataFrame, order: list, max_points: int, **kw) -> list:
+    """One line per column of ``frame`` up to :data:`MAX_LINES`; beyond, the best and the worst
+    :data:`MAX_LINES` / 2 by ``order`` and the band of every column per bar (lowest, median,
+    highest), so the chart stays readable and its size bounded whatever the grid."""
+    import plotly.graph_objects as go
+
+    if frame.shape[1] <= MAX_LINES:
+        return _lines(frame, max_points, **kw)
+    ranked = [c for c in order if c in frame.columns] + [c for c in frame.columns if c not in set(order)]
+    half = MAX_LINES // 2
+    shown = frame[ranked[:half] + ranked[-half:]]
+    values = frame.to_numpy(dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # bars where every portfolio is NaN
+        band = pd.DataFrame(
+            {
+                f"all {frame.shape[1]}: lowest": np.nanmin(values, axis=1),
+                f"all {frame.shape[1]}: highest": np.nanmax(values, axis=1),
+                f"all {frame.shape[1]}: median": np.nanmedian(values, axis=1),
+            },
+            index=frame.index,
+        )
+    band = thin(band, max_points)
+    x = _ms(band.index) if isinstance(band.index, pd.DatetimeIndex) else band.index
+    grey = dict(color="rgba(120,120,120,0.5)", width=1)
+    cols = list(band.columns)
+    traces = [
+        go.Scatter(x=x, y=band[cols[0]].to_numpy(), name=cols[0], mode="lines", line=grey),
+        go.Scatter(
+            x=x, y=band[cols[1]].to_numpy(), name=cols[1], mode="lines", line=grey, fill="tonexty",
+            fillcolor="rgba(160,160,160,0.15)",
+        ),
+        go.Scatter(x=x, y=band[cols[2]].to_numpy(), name=cols[2], mode="lines", line=dict(color="#555", dash="dot")),
+    ]  # fmt: skip
+    return traces + _lines(shown, max_points, **kw)
+
+
 def _figures(data: ReportData, max_points: int) -> list[tuple[str, object]]:
     """The report's figures over all portfolios: equity, drawdown, heatmaps, funding and basis."""
     import plotly.graph_objects as go
@@ -217,16 +288,17 @@ def _figures(data: ReportData, max_points: int) -> list[tuple[str, object]]:
     figs: list[tuple[str, object]] = []
     layout = LAYOUT
 
-    fig = go.Figure(_lines(data.equity, max_points))
-    fig.update_layout(title=data.equity_title, **layout)
+    order = _ranking_order(data)
+    fig = go.Figure(_ranked_lines(data.equity, order, max_points))
+    fig.update_layout(title=data.equity_title + _band_note(data.equity, data), **layout)
     if isinstance(data.equity.index, pd.DatetimeIndex):
         fig.update_xaxes(type="date")
     figs.append(("equity", fig))
 
     if data.drawdown:
         dd = data.equity / data.equity.cummax() - 1.0
-        fig = go.Figure(_lines(dd, max_points, fill="tozeroy"))
-        fig.update_layout(title="Drawdown", yaxis_tickformat=".1%", **layout)
+        fig = go.Figure(_ranked_lines(dd, order, max_points, fill="tozeroy"))
+        fig.update_layout(title="Drawdown" + _band_note(dd, data), yaxis_tickformat=".1%", **layout)
         if isinstance(dd.index, pd.DatetimeIndex):
             fig.update_xaxes(type="date")
         figs.append(("drawdown", fig))
@@ -392,6 +464,15 @@ def _b64(values, dtype: str) -> str:
     return base64.b64encode(np.ascontiguousarray(values, dtype=dtype).tobytes()).decode("ascii")
 
 
+def _minutes(index: pd.Index, t0: float) -> str:
+    """Times as whole minutes after ``t0`` (ms since the epoch), little-endian uint32 in base64:
+    half the bytes of float64 milliseconds (bars are whole minutes; the page adds ``t0`` back)."""
+    minutes = np.round((_ms(index) - t0) / 60_000.0)
+    if len(minutes) and (minutes.min() < 0 or minutes.max() >= 2**32):
+        raise ValueError("times before the report's first bar")
+    return _b64(minutes, "<u4")
+
+
 def _ms(index: pd.Index) -> np.ndarray:
     """Times as float milliseconds since the epoch (UTC), the numbers of a plotly date axis."""
     return pd.DatetimeIndex(index).as_unit("ns").asi8 / 1e6
@@ -413,11 +494,11 @@ def _cells(frame: pd.DataFrame, view: tuple) -> list[list]:
     return [list(r) for r in zip(*cols)] if cols else []
 
 
-def _component_series(data: ReportData, label: str) -> tuple[pd.DataFrame, pd.Series]:
-    """The stacked bars (at most :data:`COMPONENT_BARS` + 1 dates) and the total line of a portfolio."""
+def _component_series(data: ReportData, label: str, n_bars: int = COMPONENT_BARS) -> tuple[pd.DataFrame, pd.Series]:
+    """The stacked bars (at most ``n_bars`` + 1 dates) and the total line of a portfolio."""
     comp = data.components[label]
-    rows = np.unique(np.linspace(0, len(comp) - 1, min(len(comp), COMPONENT_BARS)).astype(int))
-    bars = comp.iloc[rows] if len(comp) > COMPONENT_BARS + 1 else comp
+    rows = np.unique(np.linspace(0, len(comp) - 1, min(len(comp), n_bars)).astype(int))
+    bars = comp.iloc[rows] if len(comp) > n_bars + 1 else comp
     if data.component_totals is not None and label in data.component_totals.columns:
         total = data.component_totals[label]
     else:
@@ -439,6 +520,12 @@ def _margin_frame(data: ReportData, label: str) -> pd.DataFrame | None:
     return out[["ratio", "distance"]]
 
 
+def _trips_listed(data: ReportData) -> int:
+    """Round trips listed per portfolio: ``max_trips``, or the portfolio's share of
+    :data:`TRIP_BUDGET_ROWS` when there are many portfolios (at least 10)."""
+    return min(data.max_trips, max(10, TRIP_BUDGET_ROWS // max(len(data.components), 1)))
+
+
 def _by_portfolio(frame: pd.DataFrame | None, labels: list[str], sort_by: list[str] | None = None) -> dict:
     """``frame``'s rows per portfolio label (positions, in order), for the labels of the select."""
     if frame is None or "portfolio" not in frame.columns:
@@ -456,26 +543,29 @@ def _detail(data: ReportData, max_points: int) -> tuple[list, list[str], str]:
     from plotly.subplots import make_subplots
 
     labels = list(data.components)
-    pts = min(max_points, DETAIL_POINTS)
+    pts = min(max_points, DETAIL_POINTS, max(DETAIL_MIN_POINTS, DETAIL_BUDGET_POINTS // len(labels)))
+    max_trips = _trips_listed(data)
+    n_bars = min(COMPONENT_BARS, max(24, COMPONENT_BUDGET_BARS // len(labels)))
+    t0 = float(_ms(data.components[labels[0]].index[:1])[0])  # times: whole minutes after it
     trips = _by_portfolio(data.round_trips, labels, ["entry_time", "symbol"])
     monthly = _by_portfolio(data.monthly, labels)
     yearly = _by_portfolio(data.yearly, labels)
     names = list(data.components[labels[0]].columns)
     payload: list[dict] = []
     for lab in labels:
-        bars, total = _component_series(data, lab)
+        bars, total = _component_series(data, lab, n_bars)
         total = thin(total.to_frame("total"), pts)["total"]
         p: dict = {
-            "cx": _b64(_ms(bars.index), "<f8"),
+            "cx": _minutes(bars.index, t0),
             "c": [_b64(bars[c].to_numpy(dtype=float) if c in bars else np.zeros(len(bars)), "<f4") for c in names],
-            "tx": _b64(_ms(total.index), "<f8"),
+            "tx": _minutes(total.index, t0),
             "ty": _b64(total.to_numpy(dtype=float), "<f4"),
         }
         margin = _margin_frame(data, lab)
         if margin is not None:
             m = thin(margin, pts)
             p.update(
-                mx=_b64(_ms(m.index), "<f8"),
+                mx=_minutes(m.index, t0),
                 mr=_b64(m["ratio"].to_numpy(dtype=float), "<f4"),
                 md=_b64(m["distance"].to_numpy(dtype=float), "<f4"),
             )
@@ -483,7 +573,7 @@ def _detail(data: ReportData, max_points: int) -> tuple[list, list[str], str]:
             t = trips.get(lab)
             p["trips"] = {
                 "n": 0 if t is None else len(t),
-                "rows": [] if t is None else _cells(t.head(data.max_trips), TRIP_VIEW),
+                "rows": [] if t is None else _cells(t.head(max_trips), TRIP_VIEW),
             }
         if data.monthly is not None:
             p["months"] = _cells(monthly[lab], PERIOD_VIEW) if lab in monthly else []
@@ -493,7 +583,7 @@ def _detail(data: ReportData, max_points: int) -> tuple[list, list[str], str]:
 
     first = labels[0]
     figs: list[tuple[str, object]] = []
-    bars, total = _component_series(data, first)
+    bars, total = _component_series(data, first, n_bars)
     total = thin(total.to_frame("total"), pts)["total"]
     fig = go.Figure()
     for c in names:
@@ -566,13 +656,14 @@ def _detail(data: ReportData, max_points: int) -> tuple[list, list[str], str]:
         "names": names,
         "ct": comp_title,
         "mt": margin_title,
-        "max_trips": data.max_trips,
+        "max_trips": _trips_listed(data),
         "views": {
             "trips": [list(v) for v in TRIP_VIEW],
             "monthly": [list(v) for v in PERIOD_VIEW],
             "yearly": [list(v) for v in PERIOD_VIEW],
         },
         "p": payload,
+        "t0": t0,
     }
     text = json.dumps(doc, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
     return figs, parts + ["@FIGURES@"] + tables, text
@@ -594,7 +685,10 @@ DETAIL_JS = r"""
   function dec(s, wide) {
     var b = atob(s), u = new Uint8Array(b.length);
     for (var i = 0; i < b.length; i++) u[i] = b.charCodeAt(i);
-    return wide ? Array.from(new Float64Array(u.buffer)) : new Float32Array(u.buffer);
+    if (!wide) return new Float32Array(u.buffer);
+    var m = new Uint32Array(u.buffer), t = new Array(m.length);  // minutes after D.t0 -> ms
+    for (var k = 0; k < m.length; k++) t[k] = D.t0 + m[k] * 60000;
+    return t;
   }
   function esc(s) {
     return String(s).replace(/[&<>"']/g, function (c) {
@@ -739,6 +833,12 @@ def _how_to_read(data: ReportData, detail: bool) -> str:
             "the same span, started there with the same capital: the gap between them is the cost of not "
             "knowing the future. Dotted lines mark where the chosen set changes."
         )
+    if data.equity.shape[1] > MAX_LINES:
+        items.append(
+            f"<b>Many portfolios.</b> The equity and drawdown charts draw the best and the worst {MAX_LINES // 2} "
+            "by the ranking and, in grey, the band of all of them at each bar (lowest, median, highest); every "
+            "portfolio's own curve is its PnL chart below (equity − initial capital)."
+        )
     if data.funding_annualized is not None:
         items.append(
             "<b>Funding</b> is the trailing mean of 21 settlements, annualized; <b>basis</b> = perp price / "
@@ -752,7 +852,8 @@ def _how_to_read(data: ReportData, detail: bool) -> str:
             "settlement at the mark; fees and slippage of both legs (negative); borrow interest of a short "
             "spot leg; <i>basis</i> = spot price PnL + perp price PnL of the hedged coins; <i>unhedged</i> = "
             "price PnL of a leg without its opposite (after a liquidation); <i>liquidation</i> = fees of "
-            "liquidations. The stacked bars show them at up to 120 dates (gains above zero, costs below); "
+            "liquidations. The stacked bars show them at up to 120 dates (fewer, down to 24, when the run has "
+            "many portfolios; gains above zero, costs below); "
             "the black line, their sum, is the equity − the initial capital.",
             "<b>Margin ratio</b> = maintenance margin / margin balance at the bar close, the highest of the "
             "portfolio's symbols (1 = liquidation); <b>distance to liquidation</b> = the adverse mark move, "
@@ -768,8 +869,9 @@ def _how_to_read(data: ReportData, detail: bool) -> str:
             "entry; entry notional = the spot coins held × their entry fill price (quote; the perp's when "
             "there is no spot leg). Each component of a trip (quote) is the change of the symbol's cumulative "
             "component from the bar before the entry to the exit bar, so the components sum to the trip's "
-            f"total, and the trips plus the flat bars sum to the run's components. The first {data.max_trips:,} "
-            "trips of a portfolio by entry time are listed; click a header to sort."
+            f"total, and the trips plus the flat bars sum to the run's components. The first {_trips_listed(data):,} "
+            "trips of a portfolio by entry time are listed (every trip is in trades.parquet); click a header "
+            "to sort."
         )
     if data.monthly is not None or data.yearly is not None:
         items.append(

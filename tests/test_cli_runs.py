@@ -299,15 +299,18 @@ def test_chunked_engine_run_equals_one_call(demo_cat, monkeypatch):
     cfg = BacktestConfig(perp_leverage=3, margin_mode="cross", topup_margin_ratio=0.8)
     whole = run_backtest(market, targets, cfg)
     monkeypatch.setattr(commands, "GROUPS_PER_CALL", 2)
-    parts = commands.run_engine_chunked(market, targets, cfg)
-    np.testing.assert_array_equal(parts.equity.to_numpy(), whole.equity.to_numpy())
-    np.testing.assert_array_equal(parts.group_equity.to_numpy(), whole.group_equity.to_numpy())
-    for k in whole.components:
-        np.testing.assert_array_equal(parts.components[k].to_numpy(), whole.components[k].to_numpy())
-    pd.testing.assert_frame_equal(stats_frame(parts), stats_frame(whole))
-    a = parts.events.sort_values(["time", "group", "column", "kind"], kind="stable").reset_index(drop=True)
-    b = whole.events.sort_values(["time", "group", "column", "kind"], kind="stable").reset_index(drop=True)
-    pd.testing.assert_frame_equal(a, b)
+    for parallel_from in (10**12, 0):  # serial, then the portfolios on every core (numba threads)
+        monkeypatch.setattr(commands, "PARALLEL_BAR_COLUMNS", parallel_from)
+        for progress in (True, False):  # chunks of 2 portfolios (a progress bar), or one call
+            parts = commands.run_engine_chunked(market, targets, cfg, progress=progress)
+            np.testing.assert_array_equal(parts.equity.to_numpy(), whole.equity.to_numpy())
+            np.testing.assert_array_equal(parts.group_equity.to_numpy(), whole.group_equity.to_numpy())
+            for k in whole.components:
+                np.testing.assert_array_equal(parts.components[k].to_numpy(), whole.components[k].to_numpy())
+            pd.testing.assert_frame_equal(stats_frame(parts), stats_frame(whole))
+            a = parts.events.sort_values(["time", "group", "column", "kind"], kind="stable").reset_index(drop=True)
+            b = whole.events.sort_values(["time", "group", "column", "kind"], kind="stable").reset_index(drop=True)
+            pd.testing.assert_frame_equal(a, b)
     assert (whole.events["kind"] == "transfer").any()
 
 

@@ -131,3 +131,32 @@ def test_joined_results_are_one_block_each_and_equal_one_run(market):
         pd.testing.assert_frame_equal(res.group_equity, whole.group_equity)
         for k in whole.components:
             pd.testing.assert_frame_equal(res.components[k], whole.components[k])
+
+
+def test_a_large_grids_report_is_bounded_and_keeps_every_portfolio(demo_catalog, tmp_path):
+    """200 portfolios: the all-portfolio charts draw the best and worst 10 and the band of all;
+    every portfolio is still in the select with its data; the file stays a few MB."""
+    import json
+    import re
+
+    from backtest.app.cli import main
+    from reports.html import MAX_LINES
+
+    out = tmp_path / "big"
+    entries = ",".join(f"{v:.4f}" for v in np.linspace(0.0, 0.5, 20))
+    exits = ",".join(f"{v:.4f}" for v in np.linspace(-0.05, 0.0, 10))
+    code = main(
+        [
+            "-q", "sweep", "--data", str(demo_catalog.root), "--symbols", ",".join(SYMBOLS), "--strategy",
+            "funding_threshold", "--grid", f"entry={entries}", "--grid", f"exit={exits}", "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    page = (out / "report.html").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["portfolios"]) == 200
+    assert page.count('"name":"all 200: median"') == 2  # equity and drawdown
+    assert f"the best and worst {MAX_LINES // 2} of 200" in page
+    payload = json.loads(re.search(r"<script type='application/json' id='detail-data'>(.*?)</script>", page, re.S)[1])
+    assert len(payload["labels"]) == 200 and all(p["tx"] for p in payload["p"])
+    assert len(page) < 12e6, len(page)

@@ -309,27 +309,32 @@ def execute(cfg: app.RunConfig, progress: bool = False, scale: dict | None = Non
     return RunOutcome(cfg, market, targets, result, portfolios, columns, said, allowed, plan)
 
 
-#: Portfolios per engine call in CLI runs: a long sweep runs in chunks with a progress bar.
-GROUPS_PER_CALL = 16
+#: Portfolios per engine call when a progress bar is drawn (a terminal): a long sweep runs in
+#: chunks so the bar moves; otherwise the whole grid is one call (no joining copy).
+GROUPS_PER_CALL = 32
+#: Bar-columns from which a grid of several portfolios runs on every core (numba threads,
+#: ``run_backtest(parallel=True)``: bit-identical results); below it threads cost more than they gain.
+PARALLEL_BAR_COLUMNS = 2_000_000
 
 
 def run_engine_chunked(market, targets, config, progress: bool = False):
-    """:func:`run_backtest` over chunks of whole portfolios, with a progress bar for long grids.
-
-    Portfolios are independent, so the joined result equals one call over every column.
-    """
+    """:func:`run_backtest` over the grid: portfolios on every core when the grid is large
+    enough (:data:`PARALLEL_BAR_COLUMNS`), in chunks of whole portfolios with a progress bar
+    when ``progress``. Portfolios are independent, so the result equals one serial call."""
     from backtest.engine import run_backtest
     from backtest.result import BacktestResult
     from backtest.targets import split_by_group
 
-    parts = split_by_group(targets, GROUPS_PER_CALL)
+    n_groups = len(np.unique(targets.group))
+    parallel = n_groups > 1 and market.n_bars * targets.n_columns >= PARALLEL_BAR_COLUMNS
+    parts = split_by_group(targets, GROUPS_PER_CALL) if progress else [targets]
     if len(parts) == 1:
-        return run_backtest(market, targets, config)
+        return run_backtest(market, targets, config, parallel=parallel)
     bar = _progress(len(parts), progress)
-    bar.set_description(f"engine ({len(np.unique(targets.group))} portfolios)")
+    bar.set_description(f"engine ({n_groups} portfolios)")
     results = []
     for part in parts:
-        results.append(run_backtest(market, part, config))
+        results.append(run_backtest(market, part, config, parallel=parallel))
         bar.update(1)
     bar.close()
     return BacktestResult.concat(results)
