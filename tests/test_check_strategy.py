@@ -22,6 +22,14 @@ from strategies.lookahead import LookaheadReport, check_lookahead, perturb_after
 from tests.test_strategies import _variants, synthetic_market
 
 
+@pytest.fixture(autouse=True)
+def _own_registry(monkeypatch):
+    """Strategies a test registers (from strategy files) stay out of other tests."""
+    from strategies import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+
 @pytest.fixture(scope="module")
 def market() -> Market:
     return synthetic_market()
