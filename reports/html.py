@@ -386,6 +386,33 @@ def _figures(data: ReportData, max_points: int) -> list[tuple[str, object]]:
     return figs
 
 
+def margin_figure(margin: pd.DataFrame, title: str):
+    """A portfolio's margin chart: ``margin`` (bars x ``ratio``, ``distance``) drawn as the margin
+    ratio over the distance to liquidation (fraction, as %)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        subplot_titles=(
+            "Margin ratio (maintenance / margin balance, highest over the portfolio's symbols; 1 = liquidation)",
+            "Distance to liquidation (adverse mark move, fraction; smallest over its symbols)",
+        ),
+    )
+    x = _ms(margin.index)
+    fig.add_trace(go.Scatter(x=x, y=margin["ratio"].to_numpy(), name="margin ratio", mode="lines"), row=1, col=1)
+    fig.add_trace(
+        go.Scatter(x=x, y=margin["distance"].to_numpy(), name="distance to liquidation", mode="lines"), row=2, col=1
+    )
+    fig.update_layout(title=title, **{**LAYOUT, "height": 560})
+    fig.update_xaxes(type="date")
+    fig.update_yaxes(tickformat=".0%", row=2, col=1)
+    return fig
+
+
 def _walk_forward_figure(frame: pd.DataFrame, max_points: int):
     """The stitched out-of-sample equity, the best set in hindsight, and where the choice changed."""
     import plotly.graph_objects as go
@@ -540,7 +567,6 @@ def _detail(data: ReportData, max_points: int) -> tuple[list, list[str], str]:
     """The per-portfolio part: its figures (drawn with the first portfolio's data), its HTML
     (select, tables) and the JSON of every portfolio's data that the select switches to."""
     import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
 
     labels = list(data.components)
     pts = min(max_points, DETAIL_POINTS, max(DETAIL_MIN_POINTS, DETAIL_BUDGET_POINTS // len(labels)))
@@ -607,28 +633,7 @@ def _detail(data: ReportData, max_points: int) -> tuple[list, list[str], str]:
     margin = _margin_frame(data, first)
     margin_title = "Margin: "
     if margin is not None:
-        m = thin(margin, pts)
-        fig = make_subplots(
-            rows=2,
-            cols=1,
-            shared_xaxes=True,
-            vertical_spacing=0.08,
-            subplot_titles=(
-                "Margin ratio (maintenance / margin balance, highest over the portfolio's symbols; 1 = liquidation)",
-                "Distance to liquidation (adverse mark move, fraction; smallest over its symbols)",
-            ),
-        )
-        fig.add_trace(
-            go.Scatter(x=_ms(m.index), y=m["ratio"].to_numpy(), name="margin ratio", mode="lines"), row=1, col=1
-        )
-        fig.add_trace(
-            go.Scatter(x=_ms(m.index), y=m["distance"].to_numpy(), name="distance to liquidation", mode="lines"),
-            row=2,
-            col=1,
-        )
-        fig.update_layout(title=margin_title + first, **{**LAYOUT, "height": 560})
-        fig.update_xaxes(type="date")
-        fig.update_yaxes(tickformat=".0%", row=2, col=1)
+        fig = margin_figure(thin(margin, pts), margin_title + first)
         figs.append(("margin", fig))
 
     metric = data.ranking_by if data.ranking_by in data.metrics.columns else None

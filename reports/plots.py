@@ -31,7 +31,7 @@ import pandas as pd
 
 from data.errors import ConfigError, did_you_mean
 from reports.frames import portfolio_labels, portfolio_summary
-from reports.html import COMPONENT_COLORS, LAYOUT, metrics_table, thin
+from reports.html import COMPONENT_COLORS, LAYOUT, margin_figure, metrics_table, thin
 from reports.report_data import component_samples, margin_frames
 
 KINDS = ("equity", "components", "margin", "funding_basis")
@@ -135,28 +135,11 @@ def _components(result, portfolio, max_points: int):
 
 
 def _margin(result, portfolio, max_points: int):
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
     _need_per_bar(result, "margin", result.margin_ratio)
     label = _one_portfolio(result, portfolio)
     ratio, dist = margin_frames(result, _labels(result), [label])
-    fig = make_subplots(
-        rows=2,
-        cols=1,
-        shared_xaxes=True,
-        vertical_spacing=0.08,
-        subplot_titles=(
-            "Margin ratio (maintenance / margin balance, highest over its symbols; 1 = liquidation)",
-            "Distance to liquidation (adverse mark move, fraction; smallest over its symbols)",
-        ),
-    )
-    r, d = thin(ratio, max_points)[label], thin(dist, max_points)[label]
-    fig.add_trace(go.Scatter(x=r.index, y=r.to_numpy(), name="margin ratio", mode="lines"), row=1, col=1)
-    fig.add_trace(go.Scatter(x=d.index, y=d.to_numpy(), name="distance to liquidation", mode="lines"), row=2, col=1)
-    fig.update_layout(title=f"Margin: {label}", **{**LAYOUT, "height": 560})
-    fig.update_yaxes(tickformat=".0%", row=2, col=1)
-    return fig
+    margin = pd.DataFrame({"ratio": ratio[label], "distance": dist[label]})
+    return margin_figure(thin(margin, max_points), f"Margin: {label}")
 
 
 def _funding_basis(result, portfolio, max_points: int):

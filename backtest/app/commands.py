@@ -178,6 +178,23 @@ class RunOutcome:
         """What summary.json adds about the run's notes: warnings and the data errors allowed through."""
         return {"warnings": list(self.warnings), "data_errors_allowed": list(self.data_errors_allowed)}
 
+    def write(self, out, report, *, overwrite: bool = False, extra: dict | None = None, frames=None) -> None:
+        """Write the run's directory (:func:`backtest.app.runs.write_run`): its files, ``report``,
+        summary.json with the run's notes plus ``extra``, and ``frames`` (file name -> DataFrame)."""
+        app.write_run(
+            out,
+            cfg=self.cfg,
+            market=self.market,
+            targets=self.targets,
+            result=self.result,
+            portfolios=self.portfolios,
+            columns=self.columns,
+            report=report,
+            overwrite=overwrite,
+            extra={**self.extra, **(extra or {})},
+            frames=frames,
+        )
+
     def add_notes(self, report) -> None:
         """Show the warnings and the data errors allowed through at the top of the report."""
         report.notes.extend(self.warnings)
@@ -381,18 +398,7 @@ def cmd_backtest(args) -> int:
     with stage("write outputs"):
         report = app.report_data(title, cfg, run.market, run.targets, run.result, run.portfolios, run.columns)
         run.add_notes(report)
-        app.write_run(
-            args.out,
-            cfg=cfg,
-            market=run.market,
-            targets=run.targets,
-            result=run.result,
-            portfolios=run.portfolios,
-            columns=run.columns,
-            report=report,
-            overwrite=args.overwrite,
-            extra=run.extra,
-        )
+        run.write(args.out, report, overwrite=args.overwrite)
     print_table(run.portfolios, title)
     print(f"wrote {args.out}/ (summary.json, report.html, equity/components/events/trades .parquet, config.toml)")
     finish_run(args, run.result.flags, run.warnings)
@@ -426,18 +432,7 @@ def cmd_compare(args) -> int:
             title, cfg, run.market, run.targets, run.result, run.portfolios, run.columns, ranking_by="sharpe"
         )
         run.add_notes(report)
-        app.write_run(
-            args.out,
-            cfg=cfg,
-            market=run.market,
-            targets=run.targets,
-            result=run.result,
-            portfolios=run.portfolios,
-            columns=run.columns,
-            report=report,
-            overwrite=args.overwrite,
-            extra=run.extra,
-        )
+        run.write(args.out, report, overwrite=args.overwrite)
     print_table(run.portfolios.loc[ranked(run.portfolios, "sharpe")], title)
     print(f"wrote {args.out}/")
     finish_run(args, run.result.flags, run.warnings)
@@ -533,19 +528,7 @@ def cmd_sweep(args) -> int:
         if stitched is not None:
             report.walk_forward = stitched.frame
         run.add_notes(report)
-        app.write_run(
-            args.out,
-            cfg=cfg,
-            market=run.market,
-            targets=run.targets,
-            result=run.result,
-            portfolios=run.portfolios,
-            columns=run.columns,
-            report=report,
-            overwrite=args.overwrite,
-            extra={**run.extra, **extra, "plan": run.plan},
-            frames=frames,
-        )
+        run.write(args.out, report, overwrite=args.overwrite, extra={**extra, "plan": run.plan}, frames=frames)
     print_table(run.portfolios.loc[ranked(run.portfolios, args.rank_by)], title)
     if stitched is not None and not quiet():
         s = extra["walk_forward"]
