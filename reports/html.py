@@ -450,6 +450,17 @@ def _value_at(series: pd.Series, when) -> float:
 
 
 # --------------------------------------------------------------------------- per-portfolio part
+#: The PnL columns of the round-trip and period tables: each component and their total (quote).
+_PNL_VIEW = (
+    ("funding_pnl", "Funding", "m"),
+    ("fee_pnl", "Fees", "m"),
+    ("slippage_pnl", "Slippage", "m"),
+    ("borrow_pnl", "Borrow", "m"),
+    ("basis_pnl", "Basis", "m"),
+    ("unhedged_pnl", "Unhedged", "m"),
+    ("liquidation_pnl", "Liquidation", "m"),
+    ("total_pnl", "Total", "m"),
+)
 #: The columns of the round-trip table: key of :func:`reports.trades.round_trips`, header,
 #: format (t text, m quote, p percent, h hours, c count).
 TRIP_VIEW = (
@@ -460,14 +471,7 @@ TRIP_VIEW = (
     ("exit", "Ended by", "t"),
     ("holding_hours", "Hours held", "h"),
     ("entry_notional", "Entry notional", "m"),
-    ("funding_pnl", "Funding", "m"),
-    ("fee_pnl", "Fees", "m"),
-    ("slippage_pnl", "Slippage", "m"),
-    ("borrow_pnl", "Borrow", "m"),
-    ("basis_pnl", "Basis", "m"),
-    ("unhedged_pnl", "Unhedged", "m"),
-    ("liquidation_pnl", "Liquidation", "m"),
-    ("total_pnl", "Total", "m"),
+    *_PNL_VIEW,
     ("liquidations", "Liquidations", "c"),
 )
 #: The columns of the monthly and yearly tables (:func:`reports.periods.period_returns`).
@@ -475,14 +479,7 @@ PERIOD_VIEW = (
     ("period", "Period", "t"),
     ("start_equity", "Start equity", "m"),
     ("return", "Return", "p"),
-    ("funding_pnl", "Funding", "m"),
-    ("fee_pnl", "Fees", "m"),
-    ("slippage_pnl", "Slippage", "m"),
-    ("borrow_pnl", "Borrow", "m"),
-    ("basis_pnl", "Basis", "m"),
-    ("unhedged_pnl", "Unhedged", "m"),
-    ("liquidation_pnl", "Liquidation", "m"),
-    ("total_pnl", "Total", "m"),
+    *_PNL_VIEW,
 )
 
 

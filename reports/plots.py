@@ -32,7 +32,7 @@ import pandas as pd
 from data.errors import ConfigError, did_you_mean
 from reports.frames import portfolio_labels, portfolio_summary
 from reports.html import COMPONENT_COLORS, LAYOUT, margin_figure, metrics_table, thin
-from reports.report_data import component_samples, margin_frames
+from reports.report_data import component_samples, margin_frames, portfolio_members
 
 KINDS = ("equity", "components", "margin", "funding_basis")
 #: Points per line (each line thinned on its own, extremes kept; see :func:`reports.html.thin`).
@@ -92,9 +92,7 @@ def _by_label(result, frame: pd.DataFrame) -> pd.DataFrame:
 
 def _component_by_portfolio(result, names: tuple[str, ...]) -> pd.DataFrame:
     """Cumulative PnL of ``names`` summed over each portfolio's columns, time x portfolio label."""
-    member = np.zeros((len(result.column_group), len(result.group_ids)))
-    member[np.arange(len(result.column_group)), result.column_group] = 1.0
-    values = sum(result.components[n].to_numpy() for n in names) @ member
+    values = sum(result.components[n].to_numpy() for n in names) @ portfolio_members(result)
     return _by_label(result, pd.DataFrame(values, index=result.index, columns=result.group_ids))
 
 

@@ -127,7 +127,7 @@ CHART_COMPONENTS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _members(result) -> np.ndarray:
+def portfolio_members(result) -> np.ndarray:
     """(C, G) one-hot: column -> its portfolio's position in ``result.group_ids``."""
     member = np.zeros((len(result.column_group), len(result.group_ids)))
     member[np.arange(len(result.column_group)), result.column_group] = 1.0
@@ -140,7 +140,7 @@ def component_samples(result, plabels: dict[int, str], order: list[str], bars: i
     included), the stacked bars of its chart."""
     T = len(result.index)
     rows = np.unique(np.linspace(0, T - 1, min(T, bars)).astype(int))
-    member = _members(result)
+    member = portfolio_members(result)
     sums = {
         name: sum(result.components[c].to_numpy()[rows] for c in parts) @ member
         for name, parts in CHART_COMPONENTS.items()

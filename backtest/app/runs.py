@@ -36,6 +36,18 @@ class DataSpec:
     funding_gaps: str = "error"  #: settlements missing inside a symbol's span: error, no_trade or zero
     allow_data_errors: tuple[str, ...] = ()  #: data-check names whose errors do not stop the run ("all": any)
 
+    def load_options(self) -> dict:
+        """The window and data policies as keyword arguments of :func:`backtest.load_market`
+        (and of the scale-out tasks that load it themselves)."""
+        return dict(
+            start=self.start,
+            end=self.end,
+            freq=self.freq,
+            venue=self.venue,
+            gaps=self.gaps,
+            funding_gaps=self.funding_gaps,
+        )
+
 
 @dataclass(frozen=True)
 class StrategySpec:
@@ -188,16 +200,7 @@ def load_run_market(cfg: RunConfig) -> Market:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)  # recorded in market.notes and the report
-        market = load_market(
-            cfg.data.catalog,
-            list(cfg.data.symbols),
-            start=cfg.data.start,
-            end=cfg.data.end,
-            freq=cfg.data.freq,
-            venue=cfg.data.venue,
-            gaps=cfg.data.gaps,
-            funding_gaps=cfg.data.funding_gaps,
-        )
+        market = load_market(cfg.data.catalog, list(cfg.data.symbols), **cfg.data.load_options())
     if market.n_bars < 2 or not market.valid.any():
         raise ConfigError(
             f"no usable bars for {', '.join(cfg.data.symbols)} between {cfg.data.start or 'the start'} and "
