@@ -83,26 +83,59 @@ def column_summary(result, targets) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- output frames
-MAX_LONG_ROWS = 5_000_000  # per-bar components beyond this many rows are written daily
+#: Runs of more bar-columns (bars x target columns) than this write lean files unless full
+#: outputs are asked for (``carry ... --full-outputs``): equity and components at each UTC
+#: day's last bar, events without the per-settlement funding and per-hour borrow rows
+#: (:data:`LEAN_NOTES`). 5 M: 100 parameter sets over 3 symbols of 2 years hourly and more.
+LEAN_BAR_COLUMNS = 5_000_000
+#: What each file of a lean run keeps less of (``summary.json`` ``lean``); ``{every}``: the
+#: equity's sampling period.
+LEAN_NOTES = {
+    "equity.parquet": "portfolio and column equity at the last bar of each {every} period, not every bar",
+    "components.parquet": "the components booked per UTC day (components_granularity: day), not per bar",
+    "events.parquet": (
+        "fills, transfers, liquidations, stops and skipped orders only; funding settlements and borrow "
+        "charges (one row per settlement or hour) are in components.parquet"
+    ),
+}
+#: Event kinds of the per-settlement and per-hour cash flows (left out of lean events).
+CASHFLOW_KINDS = ("funding", "borrow")
 
 
-def components_frame(result, targets, market) -> tuple[pd.DataFrame, str]:
-    """Per-bar PnL components in long form (time, column, symbol, portfolio, *_pnl), quote.
+def is_lean(n_bars: int, n_columns: int, full_outputs: bool | None = None) -> bool:
+    """Whether a run writes lean files: ``full_outputs`` if given, else by size
+    (:data:`LEAN_BAR_COLUMNS`)."""
+    if full_outputs is not None:
+        return not full_outputs
+    return n_bars * n_columns > LEAN_BAR_COLUMNS
 
-    Returns the frame and its granularity (``"bar"``, or ``"day"`` for very large runs).
+
+def period_ends(index, every: str = "1D") -> np.ndarray:
+    """Position of the last bar of each ``every`` period (a pandas frequency, UTC-aligned) of
+    ``index``, (periods,) int64."""
+    if not len(index):
+        return np.zeros(0, np.int64)
+    periods = pd.DatetimeIndex(index).floor(every).asi8
+    return np.flatnonzero(np.r_[periods[1:] != periods[:-1], True])
+
+
+def components_frame(result, targets, market, per_bar: bool | None = None) -> tuple[pd.DataFrame, str]:
+    """PnL components in long form (time, column, symbol, portfolio, *_pnl), quote, per bar or
+    per UTC day (``per_bar`` None: per bar up to :data:`LEAN_BAR_COLUMNS`).
+
+    Returns the frame and its granularity (``"bar"`` or ``"day"``).
     """
     cum = {k: result.components[v].to_numpy() for k, v in COMPONENT_KEYS.items()}
     T, C = cum["funding_pnl"].shape
     index = market.index
-    if T * C <= MAX_LONG_ROWS:
-        per_bar = {k: np.diff(a, axis=0, prepend=0.0) for k, a in cum.items()}
-        return long_components(per_bar, index, targets), "bar"
+    if per_bar if per_bar is not None else not is_lean(T, C):
+        per_bar_pnl = {k: np.diff(a, axis=0, prepend=0.0) for k, a in cum.items()}
+        return long_components(per_bar_pnl, index, targets), "bar"
     # a UTC day's PnL = the cumulative component at its last bar - at the previous day's last bar
     # (as the memory-bounded path books it: backtest.app.scale)
-    days = pd.DatetimeIndex(index).floor("1D")
-    ends = np.flatnonzero(np.append(days[1:] != days[:-1], True))
+    ends = period_ends(index, "1D")
     per_day = {k: np.diff(a[ends], axis=0, prepend=0.0) for k, a in cum.items()}
-    return long_components(per_day, days[ends], targets), "day"
+    return long_components(per_day, pd.DatetimeIndex(index).floor("1D")[ends], targets), "day"
 
 
 def long_components(per_period: dict[str, np.ndarray], index: pd.DatetimeIndex, targets) -> pd.DataFrame:
@@ -130,10 +163,13 @@ def long_components(per_period: dict[str, np.ndarray], index: pd.DatetimeIndex, 
     return frame
 
 
-def events_frame(result, targets) -> pd.DataFrame:
+def events_frame(result, targets, cashflows: bool = True) -> pd.DataFrame:
     """The engine's events with readable labels: time, bar, column, label, portfolio, symbol, kind, leg, qty, price,
-    rate, cash, fee."""
-    return label_events(result.events, targets)
+    rate, cash, fee; without the funding and borrow rows unless ``cashflows``."""
+    ev = result.events
+    if not cashflows:
+        ev = ev[~ev["kind"].isin(CASHFLOW_KINDS).to_numpy()].reset_index(drop=True)
+    return label_events(ev, targets)
 
 
 def label_events(events: pd.DataFrame, targets) -> pd.DataFrame:
@@ -159,14 +195,16 @@ def label_events(events: pd.DataFrame, targets) -> pd.DataFrame:
     return ev
 
 
-def equity_frame(result, targets) -> pd.DataFrame:
-    """Equity per column and per portfolio (quote), one wide frame indexed by time."""
-    col = result.equity.copy()
-    col.columns = column_labels(targets)
+def equity_frame(result, targets, every: str | None = None) -> pd.DataFrame:
+    """Equity per portfolio and per column (quote), one wide frame indexed by time: every bar,
+    or the last bar of each ``every`` period (``"1D"``)."""
+    labels = column_labels(targets)
     plabels = portfolio_labels(targets)
-    port = result.group_equity.copy()
-    port.columns = [f"portfolio:{plabels[int(g)]}" for g in port.columns]
-    out = pd.concat([port, col], axis=1)
+    rows = slice(None) if every is None else period_ends(result.index, every)
+    port = result.group_equity.to_numpy()[rows]
+    col = result.equity.to_numpy()[rows]
+    names = [f"portfolio:{plabels[int(g)]}" for g in result.group_equity.columns] + list(labels)
+    out = pd.DataFrame(np.concatenate([port, col], axis=1), index=result.index[rows], columns=names)
     out.index.name = "time"
     return out
 

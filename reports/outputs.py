@@ -178,16 +178,23 @@ def write_run_outputs(
     overwrite: bool = False,
     extra: dict | None = None,
     frames: dict[str, pd.DataFrame] | None = None,
+    full_outputs: bool | None = None,
 ) -> Path:
     """Write a run's directory atomically: summary.json (:func:`run_summary` plus ``extra``),
     config.toml (``config_toml``), equity/components/events Parquet, the report's round trips
     (trades.parquet), ``frames`` (file name -> DataFrame written as Parquet without its index,
-    e.g. walk_forward.parquet) and report.html (``report``, a :class:`reports.html.ReportData`)."""
-    from reports.frames import components_frame, equity_frame, events_frame
+    e.g. walk_forward.parquet) and report.html (``report``, a :class:`reports.html.ReportData`).
+
+    ``full_outputs``: True writes every file per bar, False lean, None (default) lean beyond
+    :data:`reports.frames.LEAN_BAR_COLUMNS`; what a lean file keeps less of is listed in
+    summary.json ``lean`` (empty when nothing is)."""
+    from reports.frames import LEAN_NOTES, components_frame, equity_frame, events_frame, is_lean
     from reports.html import render_report
 
+    lean = is_lean(len(result.index), result.equity.shape[1], full_outputs)
+    every = "1D" if lean else None
     t = time.perf_counter()
-    comps, granularity = components_frame(result, targets, market)
+    comps, granularity = components_frame(result, targets, market, per_bar=not lean)
     _LOG.debug("components frame: %.2f s", time.perf_counter() - t)
     summary = run_summary(
         header,
@@ -198,6 +205,7 @@ def write_run_outputs(
         columns=columns,
         granularity=granularity,
     )
+    summary["lean"] = {k: v.format(every=every) for k, v in LEAN_NOTES.items()} if lean else {}
     summary.update(extra or {})
     text = json.dumps(json_ready(summary), indent=2, allow_nan=False)
     t = time.perf_counter()
@@ -206,9 +214,9 @@ def write_run_outputs(
     writers = {
         "summary.json": lambda p: p.write_text(text),
         "config.toml": lambda p: p.write_text(config_toml),
-        "equity.parquet": lambda p: equity_frame(result, targets).to_parquet(p),
+        "equity.parquet": lambda p: equity_frame(result, targets, every).to_parquet(p),
         "components.parquet": lambda p: comps.to_parquet(p, index=False),
-        "events.parquet": lambda p: events_frame(result, targets).to_parquet(p, index=False),
+        "events.parquet": lambda p: events_frame(result, targets, cashflows=not lean).to_parquet(p, index=False),
         "report.html": lambda p: p.write_text(html),
     }
     if report.round_trips is not None:  # every round trip of every portfolio (reports.trades)

@@ -100,7 +100,7 @@ def test_daily_components_are_the_per_bar_ones_summed_by_day(market, monkeypatch
     res = run_backtest(market, tg, BacktestConfig(perp_leverage=2, slippage_bps=2))
     per_bar, granularity = frames.components_frame(res, tg, market)
     assert granularity == "bar"
-    monkeypatch.setattr(frames, "MAX_LONG_ROWS", 10)
+    monkeypatch.setattr(frames, "LEAN_BAR_COLUMNS", 10)
     daily, granularity = frames.components_frame(res, tg, market)
     assert granularity == "day"
     keys = [c for c in per_bar.columns if c.endswith("_pnl")]

@@ -302,6 +302,13 @@ def _run_options(p: argparse.ArgumentParser, *, out_required: bool = True) -> No
     o.add_argument("--out", type=Path, required=out_required, help="output directory (must not exist)")
     o.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     o.add_argument("--open", action="store_true", help=OPEN_HELP)
+    o.add_argument(
+        "--full-outputs",
+        action="store_true",
+        default=None,
+        help="equity, components and every funding/borrow event per bar whatever the size (large runs write "
+        "them daily / lean by default; summary.json 'lean' says what)",
+    )
 
 
 OPEN_HELP = "open the written report.html in the browser (if none opens: a note with its path)"

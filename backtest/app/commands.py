@@ -178,9 +178,19 @@ class RunOutcome:
         """What summary.json adds about the run's notes: warnings and the data errors allowed through."""
         return {"warnings": list(self.warnings), "data_errors_allowed": list(self.data_errors_allowed)}
 
-    def write(self, out, report, *, overwrite: bool = False, extra: dict | None = None, frames=None) -> None:
+    def write(
+        self,
+        out,
+        report,
+        *,
+        overwrite: bool = False,
+        extra: dict | None = None,
+        frames=None,
+        full_outputs: bool | None = None,
+    ) -> None:
         """Write the run's directory (:func:`backtest.app.runs.write_run`): its files, ``report``,
-        summary.json with the run's notes plus ``extra``, and ``frames`` (file name -> DataFrame)."""
+        summary.json with the run's notes plus ``extra``, and ``frames`` (file name -> DataFrame);
+        ``full_outputs`` as :func:`reports.outputs.write_run_outputs` (None: lean when large)."""
         app.write_run(
             out,
             cfg=self.cfg,
@@ -193,6 +203,7 @@ class RunOutcome:
             overwrite=overwrite,
             extra={**self.extra, **(extra or {})},
             frames=frames,
+            full_outputs=full_outputs,
         )
 
     def add_notes(self, report) -> None:
@@ -398,7 +409,7 @@ def cmd_backtest(args) -> int:
     with stage("write outputs"):
         report = app.report_data(title, cfg, run.market, run.targets, run.result, run.portfolios, run.columns)
         run.add_notes(report)
-        run.write(args.out, report, overwrite=args.overwrite)
+        run.write(args.out, report, overwrite=args.overwrite, full_outputs=args.full_outputs)
     print_table(run.portfolios, title)
     print(f"wrote {args.out}/ (summary.json, report.html, equity/components/events/trades .parquet, config.toml)")
     finish_run(args, run.result.flags, run.warnings)
@@ -432,7 +443,7 @@ def cmd_compare(args) -> int:
             title, cfg, run.market, run.targets, run.result, run.portfolios, run.columns, ranking_by="sharpe"
         )
         run.add_notes(report)
-        run.write(args.out, report, overwrite=args.overwrite)
+        run.write(args.out, report, overwrite=args.overwrite, full_outputs=args.full_outputs)
     print_table(run.portfolios.loc[ranked(run.portfolios, "sharpe")], title)
     print(f"wrote {args.out}/")
     finish_run(args, run.result.flags, run.warnings)
@@ -472,6 +483,12 @@ def cmd_sweep(args) -> int:
     scale = None
     if wants_scale(args):
         if is_memory_bounded(args):
+            if args.full_outputs:
+                raise ConfigError(
+                    "--full-outputs keeps every bar of every column, which the memory-bounded options "
+                    "(--max-memory, --time-chunk, --symbol-chunk, --warmup) do not; spread the run with --workers "
+                    "or --scheduler alone"
+                )
             if cfg.walk_forward:
                 raise ConfigError(
                     "--walk-forward needs every portfolio's equity at every bar, which the memory-bounded options "
@@ -528,7 +545,14 @@ def cmd_sweep(args) -> int:
         if stitched is not None:
             report.walk_forward = stitched.frame
         run.add_notes(report)
-        run.write(args.out, report, overwrite=args.overwrite, extra={**extra, "plan": run.plan}, frames=frames)
+        run.write(
+            args.out,
+            report,
+            overwrite=args.overwrite,
+            extra={**extra, "plan": run.plan},
+            frames=frames,
+            full_outputs=args.full_outputs,
+        )
     print_table(run.portfolios.loc[ranked(run.portfolios, args.rank_by)], title)
     if stitched is not None and not quiet():
         s = extra["walk_forward"]

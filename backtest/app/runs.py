@@ -398,10 +398,11 @@ def write_run(
     overwrite: bool = False,
     extra: dict | None = None,
     frames: dict | None = None,
+    full_outputs: bool | None = None,
 ) -> Path:
     """Write summary.json, config.toml, equity/components/events Parquet and report.html, and
     ``frames`` (file name -> DataFrame, as Parquet), atomically
-    (:func:`reports.outputs.write_run_outputs`)."""
+    (:func:`reports.outputs.write_run_outputs`; ``full_outputs`` None: lean when large)."""
     from reports.outputs import write_run_outputs
 
     return write_run_outputs(
@@ -417,6 +418,7 @@ def write_run(
         overwrite=overwrite,
         extra=extra,
         frames=frames,
+        full_outputs=full_outputs,
     )
 
 

@@ -13,7 +13,7 @@ from backtest.app import verbosity
 from backtest.app.argtypes import whole_number
 from backtest.app.scale.plan import format_bytes
 from backtest.app.scale.sweep import run_sweep
-from reports.frames import portfolio_labels
+from reports.frames import LEAN_NOTES, portfolio_labels
 
 
 def add_scale_options(parser: argparse.ArgumentParser) -> None:
@@ -157,14 +157,11 @@ def run_scaled_sweep_command(args, cfg) -> int:
     return 0
 
 
-#: What the memory-bounded path keeps less of than a run in one process (``summary.json`` ``lean``).
+#: What the memory-bounded path keeps less of than a run in one process (``summary.json``
+#: ``lean``): the lean files of any large run (:data:`reports.frames.LEAN_NOTES`), and a
+#: report and round trips that need per-bar outputs.
 LEAN_OUTPUTS_NOTE = {
-    "equity.parquet": "portfolio and column equity at the last bar of each {every} period, not every bar",
-    "components.parquet": "the components booked per UTC day (components_granularity: day), not per bar",
-    "events.parquet": (
-        "fills, transfers, liquidations, stops and skipped orders only; funding settlements and borrow "
-        "charges (one row per settlement or hour) are in components.parquet"
-    ),
+    **LEAN_NOTES,
     "report.html": "ranking, sampled equity and heatmaps of the portfolios; no per-bar funding or margin charts",
     "trades.parquet": "not written: round trips need per-bar positions and components",
 }

@@ -36,6 +36,9 @@ BYTES_PER_COLUMN_BAR = 144
 LOADER_BYTES_PER_BAR = 600
 #: Interpreter, libraries and compiled kernels of one worker process (not budgeted per task).
 BASE_PROCESS_BYTES = 400 * 2**20
+#: Fraction of a Dask worker's memory limit a task may reach with the worker's base: distributed
+#: pauses a worker at 80 % (``distributed.worker.memory.pause``) and its nanny kills it at 95 %.
+DASK_PAUSE_FRACTION = 0.8
 #: An in-process run (``carry backtest/compare/sweep`` without scale-out options) with full
 #: outputs, bytes per bar and target column at its peak: targets, the engine's per-bar outputs
 #: (equity, 8 components, positions, margin), their joined copies and the output frames.

@@ -16,6 +16,7 @@ import pandas as pd
 from backtest.app.scale.executors import dask_client, run_dask, run_local
 from backtest.app.scale.plan import (
     BASE_PROCESS_BYTES,
+    DASK_PAUSE_FRACTION,
     SweepPlan,
     available_memory,
     parse_bytes,
@@ -286,8 +287,9 @@ def run_sweep(
         smaller than the symbols needs ``per_symbol``.
     max_memory_bytes : int or str, optional
         Working-set budget (``"4GB"``). In-process: for the whole machine, split over
-        ``workers``. Dask: per task (one worker thread); default there is the worker's
-        memory limit per thread. Default in-process: half of the available memory.
+        ``workers``. Dask: per task (one worker thread), never more than what fits in a
+        worker: 80 % of its memory limit per thread (distributed's pause threshold) less
+        the process's own base. Default in-process: half of the available memory.
     scheduler : str or distributed.Client, optional
         ``"tcp://host:8786"``, a Client or a cluster object: run the tasks on Dask.
     workers : int, optional
@@ -350,7 +352,11 @@ def run_sweep(
     if scheduler is not None:
         client, own_client = dask_client(scheduler)
         limit, threads = _dask_task_budget(client)
-        per_task = budget if budget is not None else (int(limit * 0.6) if limit else None)
+        # a task runs inside a worker whose nanny kills it at 95 % of its memory limit and
+        # which pauses at 80 %: the task's working set plus the worker's own base must stay
+        # under the pause threshold, whatever budget was asked for
+        fits = max(1, int(limit * DASK_PAUSE_FRACTION) - BASE_PROCESS_BYTES) if limit else None
+        per_task = fits if budget is None else budget if fits is None else min(budget, fits)
         slots = threads
     else:
         slots = max(1, int(workers or 1))

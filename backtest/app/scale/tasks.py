@@ -9,7 +9,7 @@ import os
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,7 @@ from backtest.config import BacktestConfig
 from data.catalog_access import is_url, local_path, stage_remote
 from data.errors import ConfigError, DataError
 from data.units import to_ms
+from reports.frames import period_ends
 from reports.metrics import LeanFigures
 
 
@@ -82,15 +83,6 @@ def resolve_strategy(strategy):
     from strategies import as_strategy
 
     return as_strategy(strategy)
-
-
-def _sample_positions(index: pd.DatetimeIndex, every: str | None) -> np.ndarray | None:
-    """Position of the last bar of each period (``every``: a pandas frequency such as ``1D``)."""
-    if every is None or not len(index):
-        return None
-    periods = index.floor(every).asi8
-    last = np.flatnonzero(np.r_[periods[1:] != periods[:-1], True])
-    return last
 
 
 #: The engine outputs a task keeps per bar, only for the time chunk in memory: column and
@@ -157,8 +149,8 @@ def run_task(task: SweepTask) -> TaskResult:
         for lo in range(0, len(task.params), per_call)
     ]
     bar_index = pd.DatetimeIndex(pd.to_datetime((t0 + np.arange(n_bars, dtype=np.int64) * step) * 1_000_000, utc=True))
-    sample = _sample_positions(bar_index, task.equity_every) if task.equity_every is not None else None
-    day_ends = cast(np.ndarray, _sample_positions(bar_index, "1D"))
+    sample = period_ends(bar_index, task.equity_every) if task.equity_every is not None and len(bar_index) else None
+    day_ends = period_ends(bar_index, "1D")
     day_index = bar_index[day_ends].floor("1D").asi8
     del bar_index
     states: list = [None] * len(batches)
