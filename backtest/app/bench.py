@@ -21,7 +21,13 @@ on-disk cache):
    over the same input arrays (the memory-bandwidth floor);
 4. the same grid with ``parallel=True`` (numba ``prange`` over chunks of portfolios, all
    cores): speed-up over the serial run, after checking the results are bit-identical;
-5. cold start: a new Python process importing the package and running a small backtest.
+5. the engine (lean) against a hand-written numba loop of the same long carry on one column
+   (:mod:`backtest.app.bench_reference`; its equity and fills checked equal to the engine's
+   first): ``engine_over_hand_loop``, the goal being 1.5 or less;
+6. lean throughput on one core for grids of 1,000, 10,000 and 100,000 columns of 1,000 hourly
+   bars (``--scaling-columns``, ``--scaling-bars``): ``bar_columns_per_second_by_columns``,
+   the goal being flat;
+7. cold start: a new Python process importing the package and running a small backtest.
 
 Timings are the best of several runs (the machine may be shared): the four single-symbol
 timings in ``3 * --repeat`` interleaved rounds, each grid variant ``--repeat`` times. The
@@ -185,14 +191,14 @@ def bench_single(n_bars: int, repeat: int) -> dict:
     return {"bars": n_bars, "n_fills": len(fills), "kernel": kernel, **best}
 
 
-def bench_grid(n_cols: int, n_bars: int, repeat: int) -> dict:
-    import numba
-
+def grid_inputs(m, n_cols: int):
+    """The benchmark grid on ``m``'s one symbol: ``n_cols`` one-column portfolios whose targets
+    change on 1% of the bars (carry, reverse carry or flat), leverage 1 to 10 over the columns.
+    Returns (targets, column_params, config)."""
     from backtest.config import BacktestConfig
-    from backtest.engine import run_backtest
     from backtest.targets import Targets
 
-    m = synthetic_market(n_bars, 1, "1h", seed=2)
+    n_bars = m.n_bars
     rng = np.random.default_rng(3)
     vals = np.where(rng.random((n_bars, n_cols)) < 0.01, rng.choice([-1.0, 0.0, 1.0], (n_bars, n_cols)), np.nan)
     vals[0] = 1.0
@@ -200,8 +206,16 @@ def bench_grid(n_cols: int, n_bars: int, repeat: int) -> dict:
         {"strategy": "bench", "symbol": m.symbols[0], "group": np.arange(n_cols), "k": np.arange(n_cols)}
     )
     tg = Targets(vals, np.zeros(n_cols, np.int64), np.arange(n_cols), cols)
-    params = {"perp_leverage": np.linspace(1, 10, n_cols)}
-    cfg = BacktestConfig(maintenance_margin_rate=0.005)
+    return tg, {"perp_leverage": np.linspace(1, 10, n_cols)}, BacktestConfig(maintenance_margin_rate=0.005)
+
+
+def bench_grid(n_cols: int, n_bars: int, repeat: int) -> dict:
+    import numba
+
+    from backtest.engine import run_backtest
+
+    m = synthetic_market(n_bars, 1, "1h", seed=2)
+    tg, params, cfg = grid_inputs(m, n_cols)
 
     def timed(**kw):
         run_backtest(m, tg, cfg, column_params=params, **kw)
@@ -245,6 +259,22 @@ def bench_grid(n_cols: int, n_bars: int, repeat: int) -> dict:
     }
 
 
+def bench_columns(counts: tuple[int, ...], n_bars: int, repeat: int) -> dict[int, float]:
+    """Lean (``full=False``) bar-columns per second on one core for grids of ``counts`` columns
+    of ``n_bars`` hourly bars (:func:`grid_inputs`): flat is the goal."""
+    m = synthetic_market(n_bars, 1, "1h", seed=2)
+    return {n_cols: n_cols * n_bars / _lean_grid_seconds(m, n_cols, repeat) for n_cols in counts}
+
+
+def _lean_grid_seconds(m, n_cols: int, repeat: int) -> float:
+    """Best seconds of a lean ``run_backtest`` of :func:`grid_inputs`' grid of ``n_cols`` columns on ``m``."""
+    from backtest.engine import run_backtest
+
+    tg, params, cfg = grid_inputs(m, n_cols)
+    run_backtest(m, tg, cfg, column_params=params, full=False)
+    return _best(lambda: run_backtest(m, tg, cfg, column_params=params, full=False), repeat)
+
+
 def cold_start() -> float:
     subprocess.run([sys.executable, "-c", COLD_START], check=True)  # make sure the cache is warm
     t0 = time.perf_counter()
@@ -258,6 +288,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--grid-columns", type=int, default=1000)
     ap.add_argument("--grid-bars", type=int, default=8760)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument(
+        "--scaling-columns",
+        type=int,
+        nargs="+",
+        default=[1_000, 10_000, 100_000],
+        help="grid sizes of the scaling line",
+    )
+    ap.add_argument("--scaling-bars", type=int, default=1_000, help="hourly bars of the scaling grids")
     args = ap.parse_args(argv)
     single = bench_single(args.bars, args.repeat)
     print(
@@ -277,6 +315,21 @@ def main(argv: list[str] | None = None) -> dict:
         f"grid, parallel=True ({grid['threads']} threads, full=False): {grid['seconds_parallel'] * 1e3:.1f} ms, "
         f"speed-up {grid['parallel_speedup']:.2f}x over one core (results bit-identical)"
     )
+    from backtest.app.bench_reference import benchmark_inputs, check_reference, time_reference
+
+    ref_inputs = benchmark_inputs(args.bars)
+    check_reference(*ref_inputs)  # the loop computes the engine's equity and fills, or this raises
+    ref = time_reference(*ref_inputs, repeat=3 * args.repeat)
+    print(
+        f"hand-written numba loop of the same carry (one column, {args.bars:,} bars, long carry only; equity and "
+        f"fills checked equal): {ref['reference_s'] * 1e3:.2f} ms; engine lean {ref['engine_s'] * 1e3:.2f} ms = "
+        f"{ref['engine_over_reference']:.2f}x the loop"
+    )
+    scaling = bench_columns(tuple(args.scaling_columns), args.scaling_bars, max(1, args.repeat // 2))
+    print(
+        f"lean grid over {args.scaling_bars:,} hourly bars, one core: "
+        + ", ".join(f"{c:,} columns {v / 1e6:.1f} M/s" for c, v in scaling.items())
+    )
     cold = cold_start()
     print(f"cold start (new process, imports + first run): {cold:.2f} s")
     out = {
@@ -290,6 +343,8 @@ def main(argv: list[str] | None = None) -> dict:
         "bar_columns_per_second_group_equity": round(grid["bar_columns_per_second_group_equity"]),
         "parallel_speedup": round(grid["parallel_speedup"], 2),
         "threads": grid["threads"],
+        "engine_over_hand_loop": round(ref["engine_over_reference"], 2),
+        "bar_columns_per_second_by_columns": {str(c): round(v) for c, v in scaling.items()},
     }
     print(json.dumps(out))
     return out
