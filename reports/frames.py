@@ -146,13 +146,16 @@ def long_components(per_period: dict[str, np.ndarray], index: pd.DatetimeIndex, 
     plabels = portfolio_labels(targets)
     tab = _table(targets)
     T, C = per_period["funding_pnl"].shape
+    column = np.tile(np.arange(C), T)
+    # text columns taken from one string array per column table (Arrow's take: a Python string
+    # per row would cost ~1 us each)
     frame = pd.DataFrame(
         {
             "time": np.repeat(index.to_numpy(), C),
-            "column": np.tile(np.arange(C), T),
-            "label": np.tile(np.array(labels, dtype=object), T),
-            "symbol": np.tile(tab["symbol"].to_numpy(dtype=object), T),
-            "portfolio": np.tile(np.array([plabels[int(g)] for g in tab["group"]], dtype=object), T),
+            "column": column,
+            "label": pd.array(labels, dtype="str").take(column),
+            "symbol": pd.array(tab["symbol"].astype(str).tolist(), dtype="str").take(column),
+            "portfolio": pd.array([plabels[int(g)] for g in tab["group"]], dtype="str").take(column),
         }
     )
     times = pd.DatetimeIndex(frame["time"])

@@ -128,9 +128,11 @@ def main(argv: list[str] | None = None) -> int:
             r = run_sweep(catalog, Path(tmp) / f"sweep-{n}", n)
             _print("warm", r)
             engine = r["stages"].get("engine", 0.0)
+            figures = r["stages"].get("figures", 0.0)
             print(
                 f"  engine share {engine / r['wall_seconds']:.1%}; everything else / engine "
-                f"{(r['wall_seconds'] - engine) / max(engine, 1e-9):.1f}x"
+                f"{(r['wall_seconds'] - engine) / max(engine, 1e-9):.1f}x; statistics (figures) / engine "
+                f"{figures / max(engine, 1e-9):.2f}x"
             )
             results[str(r["sets"])] = r
         print(json.dumps(results))

@@ -87,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     _add_run_commands(sub)
+    comp = sub.add_parser(
+        "compile",
+        help="compile the numba kernels into the on-disk cache (once, after installing)",
+        description="Compile carry's numba kernels into numba's on-disk cache by running small demo runs "
+        "in parallel processes, so that the first real run starts at once. The README's install command runs it.",
+        formatter_class=_formatter,
+    )
+    comp.add_argument("--workers", type=whole_number(1), default=None, help="processes at once (default: the cores)")
+    comp.set_defaults(func=_cmd_compile)
     from backtest.app.check_strategy import add_parser as add_check_strategy_parser
 
     add_check_strategy_parser(sub, _formatter)  # carry check-strategy: exit 0 clean, 1 look-ahead found
@@ -500,6 +509,12 @@ def _cmd_check(args) -> int:
         print(format_problems(problems))
     failing = {"warning": ("warning", "error"), "error": ("error",)}[args.fail_on]
     return 1 if any(p.severity in failing for p in problems) else 0
+
+
+def _cmd_compile(args) -> int:
+    from backtest.app.compile import cmd_compile
+
+    return cmd_compile(args)
 
 
 def _cmd_demo(args) -> int:
