@@ -41,7 +41,9 @@ def test_a_failing_run_is_a_clear_error():
 
 
 def test_cli_reports_a_failing_run_in_one_line(monkeypatch, capsys):
-    monkeypatch.setattr(comp, "JOBS", {"broken": ["backtest", "--data", "{cat}", "--strategy", "nope", "--out", "{out}"]})
+    monkeypatch.setattr(
+        comp, "JOBS", {"broken": ["backtest", "--data", "{cat}", "--strategy", "nope", "--out", "{out}"]}
+    )
     assert main(["compile", "--workers", "1"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("carry: error: the broken run of carry compile failed")

@@ -103,3 +103,37 @@ def test_full_outputs_with_memory_bounded_options_is_refused(demo_catalog, tmp_p
     assert code != 0
     assert "--full-outputs" in err and "--workers" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_sweep_too_large_for_one_process_runs_memory_bounded(demo_catalog, tmp_path, capsys, monkeypatch):
+    from backtest.app.scale import plan
+
+    need = plan.in_process_bytes(8760, 2, 4)
+    monkeypatch.setattr(plan, "available_memory", lambda: int(need))  # 'needs more than 80% of it'
+    out = tmp_path / "big"
+    code = main(["sweep", "--data", str(demo_catalog.root), *SWEEP, "--grid", "exit=0,0.01", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "runs in memory-bounded tasks instead" in err
+    s = summary(out)
+    assert s["plan"]["path"] == "memory_bounded" and s["plan"]["portfolios"] == 4
+    assert {"equity.parquet", "components.parquet", "events.parquet"} <= set(s["lean"])
+
+
+def test_a_walk_forward_too_large_for_one_process_is_refused(demo_catalog, tmp_path, capsys, monkeypatch):
+    from backtest.app.scale import plan
+
+    monkeypatch.setattr(plan, "available_memory", lambda: 1000)
+    args = [
+        "sweep",
+        "--data",
+        str(demo_catalog.root),
+        *SWEEP,
+        "--walk-forward",
+        "90d:30d",
+        "--out",
+        str(tmp_path / "w"),
+    ]
+    assert main(args) == 2
+    assert "this run needs about" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()

@@ -254,6 +254,16 @@ def open_report(path) -> None:
         always_note(f"no browser could be opened; the report is {path}")
 
 
+class TooLargeForOneProcess(ConfigError):
+    """A run whose estimated peak memory in one process exceeds what is available; ``need`` and
+    ``free`` in bytes. ``carry sweep`` runs such a sweep in memory-bounded tasks instead."""
+
+    def __init__(self, message: str, need: int, free: int):
+        super().__init__(message)
+        self.need = need
+        self.free = free
+
+
 def check_run_memory(cfg: app.RunConfig, market: Market) -> int:
     """Refuse, before anything large is allocated, a run whose estimated peak memory
     (:func:`backtest.app.scale.plan.in_process_bytes`) exceeds 80% of the memory available;
@@ -273,11 +283,13 @@ def check_run_memory(cfg: app.RunConfig, market: Market) -> int:
     need = in_process_bytes(market.n_bars, market.n_symbols, n_columns)
     free = available_memory()
     if need > 0.8 * free:
-        raise ConfigError(
+        raise TooLargeForOneProcess(
             f"this run needs about {format_bytes(need)} of memory ({n_sets:,} parameter set(s) x {market.n_symbols} "
             f"symbol(s) x {market.n_bars:,} bars, full outputs in one process), more than the {format_bytes(free)} "
             "available: run the sweep in memory-bounded chunks with --max-memory 4GB (and --workers 2), or sweep "
-            "fewer parameter sets or a shorter window"
+            "fewer parameter sets or a shorter window",
+            need,
+            free,
         )
     return need
 
@@ -506,7 +518,22 @@ def cmd_sweep(args) -> int:
             "strategy_files": tuple(str(p) for p in getattr(args, "strategy_file", None) or []),
         }
     check_output_dir(args.out, args.overwrite)
-    run = execute(cfg, progress=show_progress(args), scale=scale)
+    try:
+        run = execute(cfg, progress=show_progress(args), scale=scale)
+    except TooLargeForOneProcess as exc:
+        if cfg.walk_forward or args.full_outputs:
+            raise
+        from backtest.app.scale.plan import format_bytes
+
+        note(
+            f"this sweep needs about {format_bytes(exc.need)} in one process, more than the "
+            f"{format_bytes(exc.free)} available: it runs in memory-bounded tasks instead (the same figures; "
+            "summary.json 'lean' lists what the files keep less of; --max-memory sets the budget)"
+        )
+        code = run_scaled_sweep_command(args, cfg)
+        if getattr(args, "open", False):
+            open_report(args.out / "report.html")
+        return code
     heatmaps = sweep_heatmaps(run.targets, run.portfolios, list(grid), metric=args.rank_by)
     extra_tables, extra, frames = [], {}, {}
     stitched = None
