@@ -11,8 +11,9 @@ process::
 of each stage from the command's own ``-v`` lines (load data, strategies, engine, figures,
 report data, write outputs; ``imports`` = wall time - the command's total: interpreter start and
 imports), each stage's share, the engine's share of the whole, and the size of the files written.
-``--cold`` also times a first run with an empty numba cache (a fresh install). The last line is
-one JSON object with the figures.
+``--cold`` also times a first run with an empty numba cache (a fresh install before ``carry
+compile``). ``--stats-sets N`` (default 1,000) times, in process, every summary figure of N sets
+against the lean engine run that produced them. The last line is one JSON object with the figures.
 """
 
 from __future__ import annotations
@@ -88,6 +89,42 @@ def run_sweep(catalog: Path, out: Path, n_sets: int, env: dict | None = None) ->
     return {"sets": len(entries) * len(exits), "wall_seconds": wall, "stages": stages, "files": files}
 
 
+def stats_vs_engine(catalog: Path, n_sets: int) -> dict:
+    """In this process: the same sweep's engine run, lean (``full=False``: equity and portfolio
+    equity per bar, the events) over ``n_sets`` sets on one core, and the time of every summary
+    figure of every portfolio and column from it (``reports.frames.portfolio_summary`` and
+    ``column_summary``, what ``carry sweep`` computes). Returns seconds and their ratio."""
+    import warnings
+
+    from backtest.app.memory import configure_hugepages
+    from backtest.config import BacktestConfig
+    from backtest.engine import run_backtest
+    from data.loader import load_market
+    from reports.frames import column_summary, portfolio_summary
+    from strategies import run_strategy
+
+    configure_hugepages()  # as carry's commands do
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        market = load_market(str(catalog), list(SYMBOLS), start="2022-01-01", end="2025-01-01")
+    entries, exits = grid(n_sets)
+    targets = run_strategy("funding_threshold", market, {"entry_annualized": entries, "exit_annualized": exits})
+    t = time.perf_counter()
+    result = run_backtest(market, targets, BacktestConfig(), full=False)
+    engine = time.perf_counter() - t
+    t = time.perf_counter()
+    ports = portfolio_summary(result, targets)
+    cols = column_summary(result, targets)
+    stats = time.perf_counter() - t
+    return {
+        "sets": len(ports),
+        "columns": len(cols),
+        "engine_seconds": engine,
+        "statistics_seconds": stats,
+        "statistics_over_engine": stats / engine,
+    }
+
+
 def _print(label: str, r: dict) -> None:
     wall = r["wall_seconds"]
     print(f"{label}: {r['sets']} sets x {len(SYMBOLS)} symbols, {wall:.2f} s wall")
@@ -103,6 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="freqtrade data directory to ingest")
     p.add_argument("--sets", type=int, nargs="+", default=[100], help="parameter sets per sweep (default 100)")
     p.add_argument("--cold", action="store_true", help="also time a first run with an empty numba cache")
+    p.add_argument(
+        "--stats-sets",
+        type=int,
+        default=1000,
+        help="also time the statistics of this many sets against their lean engine run in process (0: skip)",
+    )
     args = p.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,6 +178,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"{figures / max(engine, 1e-9):.2f}x"
             )
             results[str(r["sets"])] = r
+        if args.stats_sets:
+            st = stats_vs_engine(catalog, args.stats_sets)
+            print(
+                f"statistics of {st['sets']} sets ({st['columns']} columns): {st['statistics_seconds']:.2f} s against "
+                f"{st['engine_seconds']:.2f} s for their lean engine run on one core "
+                f"({st['statistics_over_engine']:.2f}x)"
+            )
+            results["statistics"] = st
         print(json.dumps(results))
     return 0
 
