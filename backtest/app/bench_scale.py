@@ -273,7 +273,18 @@ def main(argv: list[str] | None = None) -> int:
             f"{r.get('time_chunks', 1)} time chunks, {r.get('warmups_extended', 0)} warm-ups extended "
             f"({r.get('warmups_extended_alone', 0)} for the stale symbols alone)"
         )
+    out = Path(args.json)
+    prev: dict = {}
+    if out.exists():
+        try:
+            prev = json.loads(out.read_text())
+        except ValueError:
+            prev = {}
+    same_size = bool(prev) and prev.get("size", {}).get("bar_columns") == loader["bars"] * args.symbols * args.params
     ref = results.get("serial")
+    if ref is None and same_size and "summary" in prev.get("modes", {}).get("serial", {}):
+        ref = prev["modes"]["serial"]  # a serial run of the same size kept in --json: compare against it
+        print(f"(figures compared with the serial run of {prev.get('time')} kept in {out})")
     identical = {m: r["summary"] == ref["summary"] for m, r in results.items()} if ref else {}
     for m, same in identical.items():
         if not same and ref is not None:  # name the first column that differs, for whoever investigates
@@ -312,24 +323,21 @@ def main(argv: list[str] | None = None) -> int:
         "catalog_bytes": size,
         "generate_seconds": gen_s,
         "loader": loader,
-        "modes": {m: {k: v for k, v in r.items() if k != "summary"} for m, r in results.items()},
+        # each mode's figures per column (final equity, funding, fees, trades), so that a later
+        # run of other modes compares with them; modes not rerun are kept from the previous file
+        "modes": {**(prev.get("modes", {}) if same_size else {}), **results},
         "ratios": ratios,
         "identical_to_serial": identical,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    out = Path(args.json)
-    if out.exists():
-        try:
-            prev = json.loads(out.read_text())
-            for m, r in figures["modes"].items():
-                old = prev.get("modes", {}).get(m)
-                if old and prev.get("size", {}).get("bar_columns") == figures["size"]["bar_columns"]:
-                    print(
-                        f"vs previous run ({prev.get('time')}): {m} {old['seconds']:.2f} s -> {r['seconds']:.2f} s "
-                        f"({old['seconds'] / r['seconds']:.2f}x)"
-                    )
-        except (ValueError, KeyError, TypeError):
-            pass
+    if same_size:
+        for m, r in results.items():
+            old = prev.get("modes", {}).get(m)
+            if old and "seconds" in old:
+                print(
+                    f"vs previous run ({prev.get('time')}): {m} {old['seconds']:.2f} s -> {r['seconds']:.2f} s "
+                    f"({old['seconds'] / r['seconds']:.2f}x)"
+                )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2))
     print(f"wrote {out}")
