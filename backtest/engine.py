@@ -142,6 +142,11 @@ OUTPUTS = ("equity", "group_equity", "components", "positions", "margin", "event
 #: runs record fills, transfers and liquidations but not one funding/borrow row per bar: those
 #: cash flows are in the final component totals.
 LEAN_OUTPUTS = ("equity", "group_equity")
+#: Portfolios per block of the fast kernel: a grid of more runs block after block (each block
+#: over every bar), so that the blocks' column state (~300 bytes each) stays in cache; its
+#: events are merged back into bar order. Measured on 1,000 hourly bars: one pass over 100,000
+#: columns ran at 52 M bar-columns/s against 68 M for 1,000.
+FAST_BLOCK_GROUPS = 4096
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
@@ -491,6 +496,8 @@ def run_backtest(
     cap = _record_capacity(market, tg, "events" in outputs)
     n_chunks = (_n_threads() if parallel is True else int(parallel)) if parallel else 1
     n_chunks = max(1, min(n_chunks, G))
+    if use_fast:  # blocks of portfolios whose state stays in cache (FAST_BLOCK_GROUPS)
+        n_chunks = max(n_chunks, -(-G // FAST_BLOCK_GROUPS))
     if n_chunks == 1:
         rec = OUTPUT_POOL.empty((cap, N_REC_FIELDS))
         n = range_nb(0, G, *args, rec)
@@ -508,13 +515,25 @@ def run_backtest(
         caps = (cap * ncols // max(C, 1) + 1024).astype(np.int64)
         rec_bounds = np.concatenate([[0], np.cumsum(caps)]).astype(np.int64)
         rec = np.empty((rec_bounds[-1], N_REC_FIELDS))
-        counts = K.simulate_parallel_nb(use_fast, bounds, rec_bounds, *args, rec)
+
+        def chunks(rec_bounds, rec):
+            if parallel:
+                return K.simulate_parallel_nb(use_fast, bounds, rec_bounds, *args, rec)
+            return np.array(  # one core: the blocks one after the other
+                [
+                    range_nb(g0, g1, *args, rec[r0:r1])
+                    for g0, g1, r0, r1 in zip(bounds, bounds[1:], rec_bounds, rec_bounds[1:])
+                ],
+                np.int64,
+            )
+
+        counts = chunks(rec_bounds, rec)
         if (counts > caps).any():
             rec_bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
             rec = np.empty((rec_bounds[-1], N_REC_FIELDS))
             col_state[:], grp_state[:] = state.columns, state.groups
-            counts = K.simulate_parallel_nb(use_fast, bounds, rec_bounds, *args, rec)
-        records = K.merge_records_nb(rec, rec_bounds, counts)
+            counts = chunks(rec_bounds, rec)
+        records = K.merge_records_nb(rec, rec_bounds, counts, T)
     col_state[:, S_BPREV : S_MRF + 1] = 0.0  # the kernels' per-bar scratch slots
     if shared_equity:
         group_equity = equity

@@ -16,6 +16,7 @@ from backtest import engine
 from backtest.config import BacktestConfig
 from backtest.engine import OUTPUTS, run_backtest
 from backtest.result import COMPONENTS
+from backtest.targets import Targets
 from data.errors import ConfigError
 from data.synthetic import random_market, write_tiers
 from reports.metrics import stats
@@ -139,3 +140,27 @@ def test_stats_need_group_equity_per_bar(tmp_path):
         stats(run_backtest(m, tg, cfg, outputs=("equity",)))
     st = stats(run_backtest(m, tg, cfg, outputs=("group_equity",)))
     assert st == pytest.approx(stats(run_backtest(m, tg, cfg, full=False)), nan_ok=True)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("block", [1, 3, 7])
+def test_fast_kernel_in_blocks_of_portfolios_is_bit_identical_to_one_pass(tmp_path, seed, block, monkeypatch):
+    """A grid of one-column portfolios runs in blocks of ``FAST_BLOCK_GROUPS`` (each over every
+    bar), its events merged back into bar order: the same outputs, events and final state as one
+    pass over every portfolio, serial and parallel."""
+    rng = np.random.default_rng(100 + seed)
+    m = random_market(rng, 200, 3, vol=0.03, wick=0.06, invalid_frac=0.05, funding_every=int(rng.integers(1, 9)))
+    tg = grid_targets(m, rng, 20, 5, p_change=0.1)
+    one_each = np.arange(20)  # one column per portfolio: the fast kernel
+    tg = Targets(tg.values, tg.column_symbol, one_each, tg.columns.assign(group=one_each))
+    cfg = BacktestConfig(perp_leverage=5.0, slippage_bps=1.0, maintenance_margin_rate=0.02, borrow_annual_rate=0.3)
+    params = {"perp_leverage": rng.choice([1.0, 3.0, 20.0, 50.0], 20)}
+    one = run_backtest(m, tg, cfg, column_params=params)
+    assert one.kernel == "fast" and len(one.records) > 0
+    for kw in ({}, {"parallel": 2}, {"full": False}):
+        monkeypatch.setattr(engine, "FAST_BLOCK_GROUPS", 10**9)
+        base = run_backtest(m, tg, cfg, column_params=params, **kw)
+        monkeypatch.setattr(engine, "FAST_BLOCK_GROUPS", block)
+        blocks = run_backtest(m, tg, cfg, column_params=params, **kw)
+        assert_identical(base, blocks)
+        np.testing.assert_array_equal(base.state.columns, blocks.state.columns)

@@ -1016,22 +1016,23 @@ def count_target_changes_nb(targets, stride):
 
 
 @njit(cache=True)
-def merge_records_nb(rec, rec_bounds, counts):
-    """Events of the parallel chunks in the serial order: by bar, then chunk (stable)."""
+def merge_records_nb(rec, rec_bounds, counts, n_bars):
+    """Events of chunks of groups in the order of one pass over every group: by bar, then
+    chunk, then the chunk's own order (each chunk's events are in bar order). A stable
+    counting sort on the bar (``0 .. n_bars - 1``): linear in the events and bars."""
     nch = counts.shape[0]
-    total = 0
+    cnt = np.zeros(n_bars + 1, np.int64)
     for h in range(nch):
-        total += counts[h]
-    out = np.empty((total, rec.shape[1]))
-    pos = rec_bounds[:-1].copy()
-    end = rec_bounds[:-1] + counts
-    for r in range(total):
-        best = -1
-        for h in range(nch):
-            if pos[h] < end[h] and (best < 0 or rec[pos[h], R_BAR] < rec[pos[best], R_BAR]):
-                best = h
-        src = pos[best]
-        for f in range(rec.shape[1]):
-            out[r, f] = rec[src, f]
-        pos[best] = src + 1
+        for r in range(rec_bounds[h], rec_bounds[h] + counts[h]):
+            cnt[np.int64(rec[r, R_BAR]) + 1] += 1
+    for b in range(1, n_bars + 1):
+        cnt[b] += cnt[b - 1]
+    out = np.empty((cnt[n_bars], rec.shape[1]))
+    for h in range(nch):
+        for r in range(rec_bounds[h], rec_bounds[h] + counts[h]):
+            b = np.int64(rec[r, R_BAR])
+            dst = cnt[b]
+            cnt[b] += 1
+            for f in range(rec.shape[1]):
+                out[dst, f] = rec[r, f]
     return out
