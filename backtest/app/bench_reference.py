@@ -75,6 +75,18 @@ FILL_FIELDS = ("bar", "leg", "qty", "price", "fee")
 CARRY_TARGETS = (0.0, 0.5, 1.0)
 
 
+@numba.njit(cache=True, inline="always")
+def _fill_row_nb(fills_out, n, bar, leg, qty, price, fee):
+    """Row ``n`` of the fills (:data:`FILL_FIELDS`) if it fits; returns ``n + 1``."""
+    if n < fills_out.shape[0]:
+        fills_out[n, 0] = bar
+        fills_out[n, 1] = leg
+        fills_out[n, 2] = qty
+        fills_out[n, 3] = price
+        fills_out[n, 4] = fee
+    return n + 1
+
+
 @numba.njit(cache=True)
 def reference_carry_nb(
     spot_open,
@@ -105,7 +117,6 @@ def reference_carry_nb(
     ``(number of fills, first bar whose mark high reached the liquidation price or -1)``.
     """
     T = spot_close.shape[0]
-    cap = fills_out.shape[0]
     cash = capital  # quote cash of the spot wallet
     fw = 0.0  # futures wallet (quote)
     s = 0.0  # spot coins
@@ -137,13 +148,7 @@ def reference_carry_nb(
                 f = so * (1.0 + slip) if dq > 0.0 else so * (1.0 - slip)
                 fee = abs(dq) * f * spot_fee
                 cash -= dq * f + fee
-                if n < cap:
-                    fills_out[n, 0] = j
-                    fills_out[n, 1] = 0.0
-                    fills_out[n, 2] = dq
-                    fills_out[n, 3] = f
-                    fills_out[n, 4] = fee
-                n += 1
+                n = _fill_row_nb(fills_out, n, j, 0.0, dq, f, fee)
                 s = new_s
                 traded = True
             dq = -new_s - q
@@ -158,13 +163,7 @@ def reference_carry_nb(
                     realized = -dq * f - r * cost
                     cost = cost - r * cost if q + dq != 0.0 else 0.0
                 fw += realized - fee
-                if n < cap:
-                    fills_out[n, 0] = j
-                    fills_out[n, 1] = 1.0
-                    fills_out[n, 2] = dq
-                    fills_out[n, 3] = f
-                    fills_out[n, 4] = fee
-                n += 1
+                n = _fill_row_nb(fills_out, n, j, 1.0, dq, f, fee)
                 q = -new_s
                 traded = True
             if traded:  # reset the futures margin balance to |q| * perp open / L
