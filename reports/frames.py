@@ -147,23 +147,33 @@ def long_components(per_period: dict[str, np.ndarray], index: pd.DatetimeIndex, 
     tab = _table(targets)
     T, C = per_period["funding_pnl"].shape
     column = np.tile(np.arange(C), T)
-    # text columns taken from one string array per column table (Arrow's take: a Python string
-    # per row would cost ~1 us each)
+    # times from their int64 microseconds (a tz-aware index's to_numpy() is one Python object per
+    # row); text columns dictionary-encoded: one string per column of the table, not per row
+    times = pd.DatetimeIndex(index)
+    times = (times.tz_localize("UTC") if times.tz is None else times.tz_convert("UTC")).as_unit("us")
     frame = pd.DataFrame(
         {
-            "time": np.repeat(index.to_numpy(), C),
+            "time": pd.DatetimeIndex(np.repeat(times.asi8, C).view("M8[us]")).tz_localize("UTC"),
             "column": column,
-            "label": pd.array(labels, dtype="str").take(column),
-            "symbol": pd.array(tab["symbol"].astype(str).tolist(), dtype="str").take(column),
-            "portfolio": pd.array([plabels[int(g)] for g in tab["group"]], dtype="str").take(column),
+            "label": _text_codes(labels, column),
+            "symbol": _text_codes(tab["symbol"].astype(str).tolist(), column),
+            "portfolio": _text_codes([plabels[int(g)] for g in tab["group"]], column),
         }
     )
-    times = pd.DatetimeIndex(frame["time"])
-    frame["time"] = (times.tz_localize("UTC") if times.tz is None else times).as_unit("us")  # as the events' times
     for k in COMPONENT_KEYS:
         frame[k] = np.asarray(per_period[k]).reshape(-1)
     frame["basis_pnl"] = frame["spot_pnl"].to_numpy() + frame["perp_pnl"].to_numpy()
     return frame
+
+
+def _text_codes(values: list[str], codes: np.ndarray) -> pd.Categorical:
+    """``values[codes]`` as a categorical column (Parquet: dictionary-encoded text), its
+    categories the distinct values in first-seen order."""
+    uniq, first, inverse = np.unique(np.asarray(values, dtype=object), return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return pd.Categorical.from_codes(rank[inverse][codes], categories=pd.Index(uniq[order], dtype="str"))
 
 
 def events_frame(result, targets, cashflows: bool = True) -> pd.DataFrame:
