@@ -496,6 +496,7 @@ def run_backtest(
     cap = _record_capacity(market, tg, "events" in outputs)
     n_chunks = (_n_threads() if parallel is True else int(parallel)) if parallel else 1
     n_chunks = max(1, min(n_chunks, G))
+    threaded = n_chunks > 1
     if use_fast:  # blocks of portfolios whose state stays in cache (FAST_BLOCK_GROUPS)
         n_chunks = max(n_chunks, -(-G // FAST_BLOCK_GROUPS))
     if n_chunks == 1:
@@ -517,7 +518,7 @@ def run_backtest(
         rec = np.empty((rec_bounds[-1], N_REC_FIELDS))
 
         def chunks(rec_bounds, rec):
-            if parallel:
+            if threaded:
                 return K.simulate_parallel_nb(use_fast, bounds, rec_bounds, *args, rec)
             return np.array(  # one core: the blocks one after the other
                 [
