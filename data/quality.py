@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data.catalog import Catalog, PartitionKey, Transaction
+from data.check_cache import cached_problems
 from data.errors import ConfigError, DataError, UnknownNameError, did_you_mean, unknown_name
 from data.schema import PRICE_COLUMNS, Kind, timeframe_minutes
 from data.symbols import split_multiplier, split_symbol, spot_symbol
@@ -721,7 +722,9 @@ def check_catalog(catalog: Catalog, symbols: list[str] | None = None) -> list[Pr
                 "is it a catalog? carry data ingest ... --out FOLDER writes one"
             )
         selected = select_symbols(catalog, keys, symbols)
-        problems += check_series({k: catalog.files(k) for k in selected}, root=root)
+        files = {k: catalog.files(k) for k in selected}
+        # the same files checked by the same code before: their problems from the cache
+        problems += cached_problems(files, Problem, lambda: check_series(files, root=root))
     return problems
 
 

@@ -1,7 +1,8 @@
 """Shared fixtures: the real data in ../shared/data (skipped where absent), the demo catalog, and
 random markets and targets (:mod:`data.synthetic`) drawn from a per-test seeded generator.
 
-Tests write nothing into the repository: outputs go under pytest's tmp directories, and
+Tests write nothing into the repository: outputs go under pytest's tmp directories, the data
+checks' cache (:mod:`data.check_cache`) into a temporary directory of the run, and
 hypothesis keeps no example database (the ``carry`` profile below has ``database=None``; a
 failing example is printed, with its ``@reproduce_failure`` blob, instead) and keeps its other
 files (constants and character caches) in a temporary directory removed at the end of the run,
@@ -31,9 +32,15 @@ settings.load_profile("carry")
 _HYPOTHESIS_HOME: Path | None = None
 
 
+_CHECK_CACHE: Path | None = None
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    global _HYPOTHESIS_HOME
+    global _HYPOTHESIS_HOME, _CHECK_CACHE
     config.addinivalue_line("markers", "seed(n): seed of the test's ``rng`` fixture (default 0)")
+    if os.environ.get("CARRY_CACHE_DIR") is None:  # the data checks' cache: this run's own, removed after
+        _CHECK_CACHE = Path(tempfile.mkdtemp(prefix="carry-cache-"))
+        os.environ["CARRY_CACHE_DIR"] = str(_CHECK_CACHE)
     if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
         _HYPOTHESIS_HOME = Path(tempfile.mkdtemp(prefix="carry-hypothesis-"))
         set_hypothesis_home_dir(_HYPOTHESIS_HOME)
@@ -42,6 +49,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _HYPOTHESIS_HOME is not None:
         shutil.rmtree(_HYPOTHESIS_HOME, ignore_errors=True)
+    if _CHECK_CACHE is not None:
+        shutil.rmtree(_CHECK_CACHE, ignore_errors=True)
+        os.environ.pop("CARRY_CACHE_DIR", None)
 
 
 def shared_data_path(*parts: str) -> Path:

@@ -55,6 +55,8 @@ import time
 import numpy as np
 import pandas as pd
 
+from data.synthetic import benchmark_market
+
 COLD_START = (
     "import numpy as np, pandas as pd\n"
     "from backtest import run_backtest, BacktestConfig\n"
@@ -63,25 +65,6 @@ COLD_START = (
     "p = np.full((1000, 1), 100.0)\n"
     "run_backtest(Market.from_arrays(idx, ['BTCUSDT'], spot=p, perp=p), 1.0, BacktestConfig())\n"
 )
-
-
-def synthetic_market(n_bars: int, n_symbols: int, freq: str, seed: int = 0):
-    """Random-walk spot/perp/mark bars with a funding settlement every 8 hours."""
-    from data.market import Market
-
-    rng = np.random.default_rng(seed)
-    idx = pd.date_range("2024-01-01", periods=n_bars, freq=freq, tz="UTC")
-    step = pd.Timedelta(freq) / pd.Timedelta(hours=1)
-    close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.0005 * np.sqrt(step * 60), (n_bars, n_symbols)), axis=0))
-    open_ = np.vstack([close[:1], close[:-1]])
-    hi, lo = np.maximum(open_, close) * 1.0005, np.minimum(open_, close) * 0.9995
-    perp = {"open": open_ * 1.0002, "high": hi * 1.0002, "low": lo * 1.0002, "close": close * 1.0002}
-    spot = {"open": open_, "high": hi, "low": lo, "close": close}
-    every = max(int(round(8 / step)), 1)
-    rate = np.where((np.arange(n_bars) % every == every - 1)[:, None], rng.normal(1e-4, 2e-4, (n_bars, n_symbols)), 0.0)
-    return Market.from_arrays(
-        idx, [f"S{k}USDT" for k in range(n_symbols)], freq=freq, spot=spot, perp=perp, funding_rate=rate
-    )
 
 
 def _best(fn, repeat: int) -> float:
@@ -119,7 +102,7 @@ def bench_single(n_bars: int, repeat: int) -> dict:
     from backtest.config import BacktestConfig
     from backtest.engine import run_backtest
 
-    m = synthetic_market(n_bars, 1, "1min")
+    m = benchmark_market(n_bars, 1, "1min")
     rng = np.random.default_rng(1)
     tg = np.where(rng.random((n_bars, 1)) < 1 / 2000, rng.choice([-1.0, 0.0, 0.5, 1.0], (n_bars, 1)), np.nan)
     tg[0] = 1.0
@@ -214,7 +197,7 @@ def bench_grid(n_cols: int, n_bars: int, repeat: int) -> dict:
 
     from backtest.engine import run_backtest
 
-    m = synthetic_market(n_bars, 1, "1h", seed=2)
+    m = benchmark_market(n_bars, 1, "1h", seed=2)
     tg, params, cfg = grid_inputs(m, n_cols)
 
     def timed(**kw):
@@ -262,7 +245,7 @@ def bench_grid(n_cols: int, n_bars: int, repeat: int) -> dict:
 def bench_columns(counts: tuple[int, ...], n_bars: int, repeat: int) -> dict[int, float]:
     """Lean (``full=False``) bar-columns per second on one core for grids of ``counts`` columns
     of ``n_bars`` hourly bars (:func:`grid_inputs`): flat is the goal."""
-    m = synthetic_market(n_bars, 1, "1h", seed=2)
+    m = benchmark_market(n_bars, 1, "1h", seed=2)
     return {n_cols: n_cols * n_bars / _lean_grid_seconds(m, n_cols, repeat) for n_cols in counts}
 
 

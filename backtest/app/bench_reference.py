@@ -67,6 +67,7 @@ import numpy as np
 from backtest.config import DEFAULT_MAINTENANCE_MARGIN_RATE, BacktestConfig
 from backtest.engine import run_backtest
 from data.market import Market
+from data.synthetic import benchmark_market
 
 #: Fields of a row of the loop's fills array: bar, leg (0 spot, 1 perp), signed coins, fill price
 #: (quote per coin), fee (quote).
@@ -380,9 +381,7 @@ def benchmark_inputs(n_bars: int = 525_600, seed: int = 1) -> tuple[Market, np.n
     """The engine benchmark's single-symbol run (``backtest.app.bench.bench_single``) restricted
     to long carry: its synthetic 1-minute market, a target in ``{0, 0.5, 1}`` on one bar in 2,000
     (full carry at bar 0), ``perp_leverage=3``, 1 bps slippage, maintenance margin rate 0.5%."""
-    from backtest.app.bench import synthetic_market
-
-    market = synthetic_market(n_bars, 1, "1min")
+    market = benchmark_market(n_bars, 1, "1min")
     rng = np.random.default_rng(seed)
     tg = np.where(rng.random((n_bars, 1)) < 1 / 2000, rng.choice([0.0, 0.5, 1.0], (n_bars, 1)), np.nan)
     tg[0] = 1.0
