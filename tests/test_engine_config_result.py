@@ -228,7 +228,10 @@ def test_cold_start_does_not_import_vectorbt():
 def test_bench_runs_and_prints_the_json_keys(capsys):
     from backtest.app.bench import main
 
-    out = main(["--bars", "5000", "--grid-columns", "20", "--grid-bars", "300", "--repeat", "1"])
+    out = main(
+        ["--bars", "5000", "--grid-columns", "20", "--grid-bars", "300", "--repeat", "1"]
+        + ["--scaling-columns", "10", "20", "--scaling-bars", "100"]
+    )
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last) == out
     assert set(out) == {
@@ -242,6 +245,8 @@ def test_bench_runs_and_prints_the_json_keys(capsys):
         "bar_columns_per_second_group_equity",
         "parallel_speedup",
         "threads",
+        "engine_over_hand_loop",
+        "bar_columns_per_second_by_columns",
     }
     assert out["parallel_speedup"] > 0 and out["threads"] >= 1
 

@@ -12,12 +12,14 @@ from backtest.app.scale import plan
 
 
 def test_a_grid_too_large_for_memory_is_refused_at_once_naming_max_memory(demo_catalog, tmp_path, capsys):
+    # (a plain sweep this large runs in memory-bounded tasks instead: tests/test_lean_outputs.py;
+    # a walk-forward needs every bar of every portfolio in one process, so it is refused)
     entries = ",".join(f"{x:.6f}" for x in np.linspace(0.05, 0.5, 50_000))
     out = tmp_path / "out"
     t = time.perf_counter()
     code = main(
         ["sweep", "--strategy", "funding_threshold", "--grid", f"entry={entries}", "--data", str(demo_catalog.root),
-         "--symbols", "DEMOAUSDT,DEMOBUSDT,DEMOCUSDT", "--out", str(out), "--quiet"]
+         "--symbols", "DEMOAUSDT,DEMOBUSDT,DEMOCUSDT", "--walk-forward", "90d:30d", "--out", str(out), "--quiet"]
     )  # fmt: skip
     elapsed = time.perf_counter() - t
     err = capsys.readouterr().err.strip().splitlines()

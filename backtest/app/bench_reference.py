@@ -66,6 +66,7 @@ import numpy as np
 
 from backtest.config import DEFAULT_MAINTENANCE_MARGIN_RATE, BacktestConfig
 from backtest.engine import run_backtest
+from data.errors import ConfigError
 from data.market import Market
 from data.synthetic import benchmark_market
 
@@ -212,11 +213,11 @@ class ReferenceInputs(NamedTuple):
 
 
 def prepare_reference(market: Market, targets: Any, config: BacktestConfig) -> ReferenceInputs:
-    """The loop's inputs; ValueError when the market, targets or config need more than it models.
+    """The loop's inputs; ConfigError when the market, targets or config need more than it models.
 
     ``targets``: a scalar or a (T,) or (T, 1) array of exposures in ``{NaN, 0, 0.5, 1}``."""
     if market.n_symbols != 1:
-        raise ValueError(f"the reference loop runs one symbol, the market has {market.n_symbols}")
+        raise ConfigError(f"the reference loop runs one symbol, the market has {market.n_symbols}")
     T = market.n_bars
     tg = np.asarray(targets, dtype=np.float64)
     if tg.ndim == 0:
@@ -224,12 +225,12 @@ def prepare_reference(market: Market, targets: Any, config: BacktestConfig) -> R
     elif tg.shape == (T, 1):
         tg = tg[:, 0]
     if tg.shape != (T,):
-        raise ValueError(f"targets of shape {np.shape(targets)}: the reference loop runs one column of {T} bars")
+        raise ConfigError(f"targets of shape {np.shape(targets)}: the reference loop runs one column of {T} bars")
     finite = tg[np.isfinite(tg)]
     if not np.isin(finite, CARRY_TARGETS).all() or np.isinf(tg).any():
-        raise ValueError(f"the reference loop takes targets in {{NaN, 0, 0.5, 1}}, got {np.unique(finite)}")
+        raise ConfigError(f"the reference loop takes targets in {{NaN, 0, 0.5, 1}}, got {np.unique(finite)}")
     if not (np.asarray(market.valid).all() and np.asarray(market.tradable).all()):
-        raise ValueError("the reference loop needs every bar valid and tradable")
+        raise ConfigError("the reference loop needs every bar valid and tradable")
     unsupported = {
         "margin_mode": config.margin_mode != "isolated",
         "order_type": config.order_type != "taker",
@@ -243,7 +244,7 @@ def prepare_reference(market: Market, targets: Any, config: BacktestConfig) -> R
     }
     bad = [name for name, is_bad in unsupported.items() if is_bad]
     if bad:
-        raise ValueError(f"the reference loop does not model these settings: {', '.join(bad)}")
+        raise ConfigError(f"the reference loop does not model these settings: {', '.join(bad)}")
     mmr = config.maintenance_margin_rate
     band = config.rebalance_notional_band
 
@@ -269,7 +270,7 @@ def prepare_reference(market: Market, targets: Any, config: BacktestConfig) -> R
 
 
 def simulate_reference(inputs: ReferenceInputs) -> tuple[np.ndarray, np.ndarray]:
-    """Run the loop: ``(equity (T,) quote, fills (n, 5) of FILL_FIELDS)``; ValueError when the
+    """Run the loop: ``(equity (T,) quote, fills (n, 5) of FILL_FIELDS)``; ConfigError when the
     run reaches a liquidation (not modelled)."""
     T = inputs.spot_close.shape[0]
     equity = np.empty(T)
@@ -279,7 +280,7 @@ def simulate_reference(inputs: ReferenceInputs) -> tuple[np.ndarray, np.ndarray]
         fills = np.empty((n, len(FILL_FIELDS)))
         n, liq_bar = reference_carry_nb(*inputs, equity, fills)
     if liq_bar >= 0:
-        raise ValueError(
+        raise ConfigError(
             f"the short perp reaches its liquidation price at bar {liq_bar}: the reference loop does not model "
             "liquidations (choose inputs without them)"
         )
