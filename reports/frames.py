@@ -128,7 +128,9 @@ def components_frame(result, targets, market, per_bar: bool | None = None) -> tu
     cum = {k: result.components[v].to_numpy() for k, v in COMPONENT_KEYS.items()}
     T, C = cum["funding_pnl"].shape
     index = market.index
-    if per_bar if per_bar is not None else not is_lean(T, C):
+    if per_bar is None:
+        per_bar = not is_lean(T, C)
+    if per_bar:
         per_bar_pnl = {k: np.diff(a, axis=0, prepend=0.0) for k, a in cum.items()}
         return long_components(per_bar_pnl, index, targets), "bar"
     # a UTC day's PnL = the cumulative component at its last bar - at the previous day's last bar

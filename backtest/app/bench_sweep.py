@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "XRPUSDT")
+#: The sweep's window, [start, end) UTC: three years of hourly bars.
+START, END = "2022-01-01", "2025-01-01"
 DEFAULT_SOURCE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "binance"
 STAGE = re.compile(r"^carry: ([a-z][\w .-]*?): (\d+\.\d+) s$")
 
@@ -61,9 +63,9 @@ def run_sweep(catalog: Path, out: Path, n_sets: int, env: dict | None = None) ->
         "--symbols",
         ",".join(SYMBOLS),
         "--start",
-        "2022-01-01",
+        START,
         "--end",
-        "2025-01-01",
+        END,
         "--strategy",
         "funding_threshold",
         "--grid",
@@ -106,7 +108,7 @@ def stats_vs_engine(catalog: Path, n_sets: int) -> dict:
     configure_hugepages()  # as carry's commands do
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        market = load_market(str(catalog), list(SYMBOLS), start="2022-01-01", end="2025-01-01")
+        market = load_market(str(catalog), list(SYMBOLS), start=START, end=END)
     entries, exits = grid(n_sets)
     targets = run_strategy("funding_threshold", market, {"entry_annualized": entries, "exit_annualized": exits})
     t = time.perf_counter()

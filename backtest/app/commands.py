@@ -487,7 +487,7 @@ def cmd_sweep(args) -> int:
         walk_forward=args.walk_forward,
         per_symbol=True if getattr(args, "per_symbol", False) else None,
     )
-    from backtest.app.scale import is_memory_bounded, run_scaled_sweep_command, wants_scale
+    from backtest.app.scale import is_memory_bounded, wants_scale
     from reports.metrics import check_return_key
 
     if cfg.walk_forward:
@@ -507,10 +507,7 @@ def cmd_sweep(args) -> int:
                     "(--max-memory, --time-chunk, --symbol-chunk, --warmup) do not keep; spread it with --workers "
                     "or --scheduler alone"
                 )
-            code = run_scaled_sweep_command(args, cfg)
-            if getattr(args, "open", False):
-                open_report(args.out / "report.html")
-            return code
+            return _memory_bounded_sweep(args, cfg)
         scale = {
             "workers": args.workers,
             "scheduler": args.scheduler,
@@ -530,10 +527,7 @@ def cmd_sweep(args) -> int:
             f"{format_bytes(exc.free)} available: it runs in memory-bounded tasks instead (the same figures; "
             "summary.json 'lean' lists what the files keep less of; --max-memory sets the budget)"
         )
-        code = run_scaled_sweep_command(args, cfg)
-        if getattr(args, "open", False):
-            open_report(args.out / "report.html")
-        return code
+        return _memory_bounded_sweep(args, cfg)
     heatmaps = sweep_heatmaps(run.targets, run.portfolios, list(grid), metric=args.rank_by)
     extra_tables, extra, frames = [], {}, {}
     stitched = None
@@ -594,6 +588,17 @@ def cmd_sweep(args) -> int:
     print(f"wrote {args.out}/")
     finish_run(args, run.result.flags, run.warnings)
     return 0
+
+
+def _memory_bounded_sweep(args, cfg: app.RunConfig) -> int:
+    """``carry sweep`` in memory-bounded tasks (:func:`backtest.app.scale.run_scaled_sweep_command`),
+    then ``--open``."""
+    from backtest.app.scale import run_scaled_sweep_command
+
+    code = run_scaled_sweep_command(args, cfg)
+    if getattr(args, "open", False):
+        open_report(args.out / "report.html")
+    return code
 
 
 def _parse_window(text: str) -> pd.Timedelta:
