@@ -670,13 +670,14 @@ class Catalog:
         deleted, nothing is committed, and the exception propagates.
 
         A transaction opened while this thread already has one on the same catalog joins it
-        (its ``verify`` is added to the outer one's). Reads inside a transaction see the
+        (its ``verify`` is added to the outer one's, unless an equal one is there already: a
+        value such as :class:`data.quality.IngestChecks` then runs once at the commit). Reads inside a transaction see the
         committed state; :meth:`Transaction.files` the state after the commit.
         """
         real = _real(self.root)
         outer = _active().get(real)
         if outer is not None:
-            if verify is not None:
+            if verify is not None and verify not in outer._verifiers:
                 outer._verifiers.append(verify)
             yield outer
             return

@@ -44,7 +44,15 @@ from data.io import FILE_MODE, write_bytes_atomic
 from data.schema import timeframe_minutes
 from data.symbols import spot_symbol
 
-__all__ = ["FetchReport", "binance_vision_path", "fetch_binance_vision", "DEFAULT_BASE_URL", "KINDS"]
+__all__ = [
+    "FetchReport",
+    "month_range",
+    "parse_symbols",
+    "binance_vision_path",
+    "fetch_binance_vision",
+    "DEFAULT_BASE_URL",
+    "KINDS",
+]
 
 DEFAULT_BASE_URL = "https://data.binance.vision"
 #: Kinds the downloader knows, in download order.
@@ -114,7 +122,8 @@ class FetchReport:
         return "\n".join(lines)
 
 
-def _months(start: str, end: str) -> list[str]:
+def month_range(start: str, end: str) -> list[str]:
+    """``YYYY-MM`` months from ``start`` to ``end``, inclusive; ConfigError naming a bad bound."""
     for name, value in (("start", start), ("end", end)):
         m = _MONTH_RE.match(str(value))
         if not m or not 1 <= int(m.group(2)) <= 12:
@@ -125,16 +134,15 @@ def _months(start: str, end: str) -> list[str]:
     return [str(a + i) for i in range(int((b - a).astype(int)) + 1)]
 
 
-def _symbols(symbols: str | Iterable[str]) -> list[str]:
-    items = symbols.split(",") if isinstance(symbols, str) else list(symbols)
+def parse_symbols(symbols: str | Iterable[str], example: str = "BTCUSDT") -> list[str]:
+    """Catalog symbols from a list or comma-separated text, upper-cased, each once; ConfigError
+    naming a malformed one (``example``: the spelling the message suggests) or an empty list."""
     out: list[str] = []
-    for s in items:
+    for s in symbols.split(",") if isinstance(symbols, str) else symbols:
         s = str(s).strip().upper()
-        if not s:
-            continue
-        if not _SYMBOL_RE.match(s):
-            raise ConfigError(f"bad symbol {s!r}: expected an exchange symbol such as BTCUSDT")
-        if s not in out:
+        if s and not _SYMBOL_RE.match(s):
+            raise ConfigError(f"bad symbol {s!r}: expected an exchange symbol such as {example}")
+        if s and s not in out:
             out.append(s)
     if not out:
         raise ConfigError("no symbols given (e.g. BTCUSDT,ETHUSDT)")
@@ -388,8 +396,8 @@ def fetch_binance_vision(
         Bad symbols, months, kinds or timeframe.
     """
     catalog = out if isinstance(out, Catalog) else Catalog(out)
-    syms = _symbols(symbols)
-    months = _months(start, end)
+    syms = parse_symbols(symbols)
+    months = month_range(start, end)
     kinds = [str(k).strip().lower() for k in ([kinds] if isinstance(kinds, str) else kinds)]
     if not kinds:
         raise ConfigError(f"no kinds given: expected some of {', '.join(KINDS)}")

@@ -28,6 +28,8 @@ EPILOG_DATA = """examples:
       --map "time=Date,rate=Funding Rate" --rate-unit percent --tz Europe/Istanbul --out data/catalog
   carry data ingest ccxt btc_funding.json --symbol BTC/USDT:USDT --venue binance --out data/catalog
   carry data fetch binance-vision --symbols BTCUSDT,ETHUSDT --start 2024-01 --end 2024-06 --out data/catalog
+  carry data fetch ccxt --exchange bybit --symbols BTCUSDT,ETHUSDT --kinds perp,mark,funding \\
+      --start 2024-01 --end 2024-06 --out data/catalog
   carry data info data/catalog
   carry data check data/catalog --json
 """
@@ -189,6 +191,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="data-check errors that do not stop the ingest (comma-separated; recorded in the report)",
     )
     fb.set_defaults(func=_cmd_fetch_binance_vision)
+    fx = fsub.add_parser(
+        "ccxt",
+        help="Bybit, OKX or Hyperliquid history through ccxt (needs: pip install 'carry[fetch]')",
+        formatter_class=_formatter,
+        epilog="example:\n  carry data fetch ccxt --exchange bybit --symbols BTCUSDT,ETHUSDT --kinds perp,mark,funding "
+        "--start 2024-01 --end 2024-06 --out data/catalog",
+    )
+    fx.add_argument("--exchange", required=True, choices=("bybit", "okx", "hyperliquid"), help="ccxt exchange id")
+    fx.add_argument(
+        "--symbols", required=True, help="comma-separated catalog symbols, e.g. BTCUSDT (Hyperliquid: BTCUSDC)"
+    )
+    fx.add_argument(
+        "--kinds",
+        default="spot,perp,mark,funding",
+        help="comma-separated, of spot, perp, mark, funding (default: all the exchange serves)",
+    )
+    fx.add_argument("--start", required=True, help="first month, YYYY-MM")
+    fx.add_argument("--end", required=True, help="last month, YYYY-MM (inclusive)")
+    fx.add_argument("--out", type=Path, required=True, help="catalog directory")
+    fx.add_argument("--timeframe", default="1h", help="bar length (default: 1h)")
+    fx.add_argument(
+        "--download-dir", type=Path, default=None, help="where month files are kept (default: CATALOG/_downloads)"
+    )
+    fx.add_argument("--venue", default=None, help="venue name in the catalog (default: the exchange id)")
+    fx.add_argument("--api-url", default=None, help="REST API root replacing ccxt's (a mirror or a test server)")
+    fx.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    fx.add_argument(
+        "--allow-errors",
+        default=None,
+        metavar="CHECKS",
+        help="data-check errors that do not stop the ingest (comma-separated; recorded in the report)",
+    )
+    fx.set_defaults(func=_cmd_fetch_ccxt)
 
     info = dsub.add_parser("info", help="coverage of every series in a catalog", formatter_class=_formatter)
     info.add_argument("catalog", type=Path)
@@ -478,6 +513,28 @@ def _cmd_fetch_binance_vision(args) -> int:
         base_url=args.base_url,
         download_dir=args.download_dir,
         timeframe=args.timeframe,
+        progress=not args.no_progress and show_progress(args),
+        allow_errors=_names(args.allow_errors),
+    )
+    print(report.summary())
+    return 0
+
+
+def _cmd_fetch_ccxt(args) -> int:
+    from data.catalog import Catalog
+    from data.fetch_ccxt import fetch_ccxt
+
+    report = fetch_ccxt(
+        args.exchange,
+        args.symbols,
+        args.kinds,
+        args.start,
+        args.end,
+        Catalog(args.out),
+        timeframe=args.timeframe,
+        download_dir=args.download_dir,
+        venue=args.venue,
+        api_url=args.api_url,
         progress=not args.no_progress and show_progress(args),
         allow_errors=_names(args.allow_errors),
     )
