@@ -657,14 +657,15 @@ def _load_market(
             data_flags.append("funding_gap_zero")
         tradable[:, j] = span
         cut = valid[:, j] & ~funded
-        if span.any() and cut.any():
+        if span.any():
             first, last = np.flatnonzero(span)[[0, -1]]
-            notes.append(
-                f"{canonical}: tradable from {_ts(bar_open[first])} to {_ts(bar_open[last] + step_t)} UTC only "
-                f"({int(cut.sum())} priced bar(s) without known funding: settlements "
-                + (f"{_ts(times[0])} .. {_ts(times[-1])}" if len(times) else "none")
-                + ")"
-            )
+            if cut.any() or first > 0 or last < n_bars - 1:  # clipped by its funding or its prices
+                notes.append(
+                    f"{canonical}: tradable from {_ts(bar_open[first])} to {_ts(bar_open[last] + step_t)} UTC only "
+                    f"(bars with spot, perp and mark prices {_ts(bar_open[priced[0]])} .. "
+                    f"{_ts(bar_open[priced[-1]] + step_t)}; {int(cut.sum())} of them without known funding; "
+                    "settlements " + (f"{_ts(times[0])} .. {_ts(times[-1])}" if len(times) else "none") + ")"
+                )
         if not span.any():
             untradable.append(canonical)
 

@@ -979,12 +979,13 @@ def render_report(data: ReportData, max_points: int = 4000) -> str:
     if data.ranking_by and data.ranking_by in metrics.columns:
         metrics = metrics.sort_values(data.ranking_by, ascending=False)
         parts.append(f"<h2>Ranking (by {html.escape(key_label(data.ranking_by))})</h2>")
-    else:
+        parts.append(metrics_table(metrics))
+    elif len(metrics.columns):  # (a report of tables only, e.g. a venue scan, has none)
         parts.append("<h2>Metrics</h2>")
-    parts.append(metrics_table(metrics))
+        parts.append(metrics_table(metrics))
     for i, (title, table) in enumerate(data.tables):
         parts.append(f"<h2>{html.escape(title)}</h2>")
-        parts.append(metrics_table(table, table_id=f"table-{i}"))
+        parts.append(metrics_table(table, table_id=f"table-{i}", first=str(table.index.name or "run")))
     if data.benchmarks is not None and len(data.benchmarks):
         parts.append(_benchmark_section(data.benchmarks))
     parts.append("<h2>Charts</h2>")

@@ -116,3 +116,81 @@ def write_scan(
         },
         overwrite=overwrite,
     )
+
+
+def write_venue_scan(
+    out: Path,
+    *,
+    header: dict,
+    stats: pd.DataFrame,
+    regimes: pd.DataFrame,
+    daily: pd.DataFrame,
+    notes: list[str],
+    overwrite: bool = False,
+) -> Path:
+    """Write a venue scan's directory atomically: ``venue_spread.json`` (``header`` keys, then
+    ``pairs``: :class:`reports.venue_spread.PairStats` rows, ``regimes``:
+    :class:`~reports.venue_spread.SpreadRegime` rows, ``notes``), ``venue_funding.parquet``
+    (every venue's funding per UTC day and whether it is known) and ``report.html`` (the
+    cumulative spread of every pair over the days both venues have, and both tables)."""
+    summary = {
+        **header,
+        "pairs": stats.to_dict(orient="records"),
+        "regimes": regimes.to_dict(orient="records"),
+        "notes": notes,
+    }
+    text = json.dumps(json_ready(summary), indent=2, allow_nan=False)
+    curves = {}
+    for (coin, a, b), _ in stats.groupby(["coin", "venue_a", "venue_b"], sort=False):
+        fa = daily[(daily.coin == coin) & (daily.venue == a)].set_index("day")
+        fb = daily[(daily.coin == coin) & (daily.venue == b)].set_index("day")
+        both = fa.known & fb.known
+        spread = (fb.funding - fa.funding).where(both, 0.0).cumsum()
+        curves[f"{coin} {b} - {a}"] = spread.where(both)
+    report = ReportData(
+        title="carry scan: funding spreads between venues",
+        metrics=pd.DataFrame(),
+        equity=pd.DataFrame(curves),
+        tables=[
+            ("Funding spread by coin and venue pair (B - A; annualized per 365 days)", _percent(stats, 2)),
+            (
+                "Spread regimes: funding collected less taker fees, before basis PnL (per leg's notional)",
+                _percent(regimes, 3),
+            ),
+        ],
+        notes=notes,
+        meta={"run": header.get("run_hash", ""), "data": f"{stats.coin.nunique()} coins, daily funding"},
+        equity_title="Cumulative funding spread (B - A, sum of daily rates, fraction)",
+        drawdown=False,
+    )
+    html = render_report(report)
+    return write_output_dir(
+        out,
+        {
+            "venue_spread.json": lambda p: p.write_text(text),
+            "venue_funding.parquet": lambda p: daily.to_parquet(p, index=False),
+            "report.html": lambda p: p.write_text(html),
+        },
+        overwrite=overwrite,
+    )
+
+
+#: Columns of fractions a venue scan's tables show as percentages.
+_PERCENT_COLUMNS = (
+    "funding_a_annualized",
+    "funding_b_annualized",
+    "spread_annualized",
+    "share_days_b_higher",
+    "collected",
+    "fees",
+    "net",
+)
+
+
+def _percent(frame: pd.DataFrame, digits: int) -> pd.DataFrame:
+    """``frame`` indexed by coin, its fraction columns as text percentages (``digits`` decimals)."""
+    shown = frame.set_index("coin")
+    for c in _PERCENT_COLUMNS:
+        if c in shown:
+            shown[c] = [f"{v:.{digits}%}" if np.isfinite(v) else "" for v in shown[c].astype(float)]
+    return shown

@@ -223,6 +223,24 @@ def test_scan_totals_of_a_symbol_do_not_depend_on_the_others_scanned(tmp_path):
         pd.testing.assert_series_equal(t_both.loc[name], t_alone.loc[name])
 
 
+def test_scan_regime_earnings_of_a_symbol_do_not_depend_on_the_others_scanned(tmp_path, capsys):
+    """BBB's funding ends on day 12 while AAA goes on to day 20: scanned together, BBB's last
+    regime is still BBB's own (entered and held as when BBB is scanned alone), not charged an
+    exit that only the longer window of AAA would make."""
+    import json
+
+    cat, _ = _catalog(tmp_path, sym="AAAUSDT")
+    _catalog(tmp_path, sym="BBBUSDT", fstart="2024-01-03 00:00", fend="2024-01-12 00:00", cat=cat)
+    runs = {}
+    for name, syms in (("both", "AAAUSDT,BBBUSDT"), ("alone", "BBBUSDT")):
+        out = tmp_path / name
+        code, _, err = _cli("scan", "--data", cat.root, "--symbols", syms, "--min-days", 2, "--out", out, capsys=capsys)
+        assert code == 0, err
+        runs[name] = [r for r in json.loads((out / "scan.json").read_text())["regimes"] if r["symbol"] == "BBBUSDT"]
+    assert runs["both"] and runs["both"] == runs["alone"]
+    assert runs["both"][-1]["carry_fees_pnl"] < 0.0  # entered (fees charged), figures compared in full
+
+
 def _cli(*args, capsys):
     from backtest.app.cli import main
 
@@ -236,17 +254,34 @@ def test_cli_prints_one_note_per_clipped_symbol_and_writes_the_spans(tmp_path, c
 
     cat, _ = _catalog(tmp_path, sym="AAAUSDT")
     _catalog(tmp_path, sym="BBBUSDT", fstart="2024-01-12 00:00", cat=cat)
+    # CCC: prices (and funding) only from 2024-01-06: clipped by its prices, not its funding
+    times = pd.date_range("2024-01-06", periods=24 * 15, freq="1h", tz="UTC")
+    ft = pd.date_range("2024-01-06 08:00", "2024-01-21 00:00", freq="8h", tz="UTC")
+    _write_symbol(
+        cat,
+        "CCCUSDT",
+        times,
+        np.full(len(times), 50.0),
+        np.full(len(times), 50.05),
+        np.full(len(times), 50.02),
+        ft,
+        np.full(len(ft), 0.0001),
+    )
     out = tmp_path / "out"
     # (no --quiet: it drops the notes)
     code, _, err = _cli(
-        "backtest", "--data", cat.root, "--symbols", "AAAUSDT,BBBUSDT", "--strategy", "always_carry", "--out", out,
-        capsys=capsys,
+        "backtest", "--data", cat.root, "--symbols", "AAAUSDT,BBBUSDT,CCCUSDT", "--strategy", "always_carry",
+        "--out", out, capsys=capsys,
     )  # fmt: skip
     assert code == 0, err
     notes = [line for line in err.splitlines() if line.startswith("carry: note: ")]
     assert notes == [
-        "carry: note: BBBUSDT: tradable from 2024-01-11 16:00 to 2024-01-21 00:00 UTC only "
-        "(256 priced bar(s) without known funding: settlements 2024-01-12 00:00 .. 2024-01-21 00:00)"
+        "carry: note: BBBUSDT: tradable from 2024-01-11 16:00 to 2024-01-21 00:00 UTC only (bars with spot, perp "
+        "and mark prices 2024-01-01 00:00 .. 2024-01-21 00:00; 256 of them without known funding; settlements "
+        "2024-01-12 00:00 .. 2024-01-21 00:00)",
+        "carry: note: CCCUSDT: tradable from 2024-01-06 00:00 to 2024-01-21 00:00 UTC only (bars with spot, perp "
+        "and mark prices 2024-01-06 00:00 .. 2024-01-21 00:00; 0 of them without known funding; settlements "
+        "2024-01-06 08:00 .. 2024-01-21 00:00)",
     ]
     summary = json.loads((out / "summary.json").read_text())
     spans = summary["coverage"]["tradable"]

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from backtest.app import verbosity
-from backtest.app.argtypes import add_window_options, non_negative, whole_number
+from backtest.app.argtypes import add_window_options, engine_number, non_negative, whole_number
 from backtest.app.verbosity import show_progress
 from data.errors import CarryError, ConfigError, DataError, one_line
 
@@ -304,6 +304,7 @@ EPILOG_SWEEP = """examples:
 EPILOG_SCAN = """examples:
   carry scan --data data/catalog --out reports/scan
   carry scan --data data/catalog --symbols XTZUSDT,DOTUSDT,BCHUSDT --start 2025-05-01 --out reports/neg
+  carry scan --data data/catalog --venues binance,bybit,hyperliquid --symbols BTC,ETH --start 2024-09-04 --end 2025-07-26 --out reports/spread
 """
 
 
@@ -323,14 +324,33 @@ def _run_options(p: argparse.ArgumentParser, *, out_required: bool = True) -> No
     )
     e = p.add_argument_group("engine (override the config file)")
     e.add_argument("--config", type=Path, default=None, help="run config TOML ([data], [engine], [strategy], ...)")
-    e.add_argument("--capital", type=float, default=None, help="initial capital per portfolio, quote (default 10000)")
-    e.add_argument("--leverage", type=float, default=None, help="perp leverage (default 1)")
+    e.add_argument(
+        "--capital",
+        type=engine_number("--capital"),
+        default=None,
+        help="initial capital per portfolio, quote (default 10000)",
+    )
+    e.add_argument("--leverage", type=engine_number("--leverage"), default=None, help="perp leverage (default 1)")
     e.add_argument("--margin-mode", choices=("isolated", "cross", "portfolio"), default=None)
     e.add_argument("--tiers", default=None, help="ccxt leverage tiers JSON (maintenance margin brackets)")
-    e.add_argument("--mmr", type=float, default=None, help="flat maintenance margin rate, fraction (overrides --tiers)")
-    e.add_argument("--borrow-rate", type=float, default=None, help="spot borrow rate, fraction per 365-day year")
-    e.add_argument("--delay", type=int, default=None, help="execution delay in bars (default 1)")
-    e.add_argument("--slippage-bps", type=float, default=None, help="fixed slippage, basis points")
+    e.add_argument(
+        "--mmr",
+        type=engine_number("--mmr"),
+        default=None,
+        help="flat maintenance margin rate, fraction (overrides --tiers)",
+    )
+    e.add_argument(
+        "--borrow-rate",
+        type=engine_number("--borrow-rate"),
+        default=None,
+        help="spot borrow rate, fraction per 365-day year",
+    )
+    e.add_argument(
+        "--delay", type=engine_number("--delay", int), default=None, help="execution delay in bars (default 1)"
+    )
+    e.add_argument(
+        "--slippage-bps", type=engine_number("--slippage-bps"), default=None, help="fixed slippage, basis points"
+    )
     e.add_argument(
         "--fee",
         default=None,
@@ -420,6 +440,20 @@ def _add_run_commands(sub) -> None:
         "--window", type=whole_number(1), default=21, help="trailing settlements for the regime sign (default 21)"
     )
     sc.add_argument("--min-days", type=non_negative, default=14.0, help="shortest regime, days (default 14)")
+    sc.add_argument(
+        "--venues",
+        default=None,
+        metavar="A,B,...",
+        help="compare funding between venues instead: per coin (--symbols BTCUSDT,ETHUSDT or BTC,ETH; default: "
+        "every coin with funding on each venue) and pair of venues, the daily spread, its regimes and what "
+        "collecting it earned less taker fees (funding only)",
+    )
+    sc.add_argument(
+        "--spread-window",
+        type=whole_number(1),
+        default=7,
+        help="with --venues: trailing days for the spread regime's sign (default 7)",
+    )
     _run_options(sc)
     sc.set_defaults(func=commands.cmd_scan)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import sys
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -286,8 +286,8 @@ def check_run_memory(cfg: app.RunConfig, market: Market) -> int:
         raise TooLargeForOneProcess(
             f"this run needs about {format_bytes(need)} of memory ({n_sets:,} parameter set(s) x {market.n_symbols} "
             f"symbol(s) x {market.n_bars:,} bars, full outputs in one process), more than the {format_bytes(free)} "
-            "available: run the sweep in memory-bounded chunks with --max-memory 4GB (and --workers 2), or sweep "
-            "fewer parameter sets or a shorter window",
+            "available: choose fewer symbols or parameter sets, a shorter window or longer bars (--freq 4h); "
+            "carry sweep runs a grid this large in memory-bounded tasks (--max-memory sets their budget)",
             need,
             free,
         )
@@ -518,9 +518,23 @@ def cmd_sweep(args) -> int:
     try:
         run = execute(cfg, progress=show_progress(args), scale=scale)
     except TooLargeForOneProcess as exc:
-        if cfg.walk_forward or args.full_outputs:
-            raise
         from backtest.app.scale.plan import format_bytes
+
+        if cfg.walk_forward or args.full_outputs:  # what needs one process: the advice that works for it
+            why = (
+                "--walk-forward needs every portfolio's equity at every bar in one process"
+                if cfg.walk_forward
+                else "--full-outputs writes every bar of every portfolio from one process"
+            )
+            instead = (
+                "sweep fewer parameter sets or symbols, a shorter window or longer bars (--freq 4h)"
+                if cfg.walk_forward
+                else "drop --full-outputs (the sweep then runs in memory-bounded tasks, lean files), or sweep fewer "
+                "parameter sets, a shorter window or longer bars (--freq 4h)"
+            )
+            raise TooLargeForOneProcess(
+                f"{str(exc).split(': choose ')[0]}; {why}: {instead}", exc.need, exc.free
+            ) from None
 
         note(
             f"this sweep needs about {format_bytes(exc.need)} in one process, more than the "
@@ -785,6 +799,8 @@ def scan_targets(market, regimes):
 
 
 def cmd_scan(args) -> int:
+    if getattr(args, "venues", None):
+        return _scan_venues(args)
     from backtest.engine import run_backtest
     from data.catalog import Catalog
     from data.loader import available_symbols
@@ -819,8 +835,17 @@ def cmd_scan(args) -> int:
         raise ConfigError("no funding settlements in the selected data: nothing to scan")
     with warnings.catch_warnings(record=True) as caught, stage("engine"):
         warnings.simplefilter("always")
-        result = run_backtest(market, scan_targets(market, regimes), cfg.engine)
-        earnings = regime_earnings(market, result, regimes)
+        flags: list[str] = []
+        parts = []
+        for sym, sub, first in _tradable_markets(market):
+            mine = [
+                replace(r, start_bar=r.start_bar - first, end_bar=r.end_bar - first) for r in regimes if r.symbol == sym
+            ]
+            if mine:
+                result = run_backtest(sub, scan_targets(sub, mine), cfg.engine)
+                flags += [f for f in result.flags if f not in flags]
+                parts.append(regime_earnings(sub, result, mine))
+        earnings = pd.concat(parts, ignore_index=True)
         totals = _scan_totals(market, cfg)
     said = list(dict.fromkeys(one_line(str(w.message)) for w in caught))
     for text in said:
@@ -844,8 +869,135 @@ def cmd_scan(args) -> int:
     if not quiet():
         _print_scan(stats, earnings)
     print(f"wrote {args.out}/ (scan.json, regimes.parquet, report.html)")
-    finish_run(args, result.flags, said, summary="scan.json")
+    finish_run(args, flags, said, summary="scan.json")
     return 0
+
+
+def _scan_venues(args) -> int:
+    """``carry scan --venues A,B,...``: per coin and pair of venues, the funding spread, its
+    regimes and what collecting it earned less fees (:mod:`reports.venue_spread`)."""
+    from data.catalog import Catalog
+    from data.symbols import split_symbol
+    from data.venues import venue_rules
+    from reports.scan import write_venue_scan
+    from reports.venue_spread import venue_spreads
+
+    venues = [v.strip().lower() for v in args.venues.split(",") if v.strip()]
+    if len(set(venues)) != len(venues) or len(venues) < 2:
+        raise ConfigError(f"--venues {args.venues}: name at least two different venues, e.g. binance,bybit")
+    if args.venue:
+        raise ConfigError("--venue reads one venue: with --venues, name every venue there instead")
+    rules = {v: venue_rules(v) for v in venues}  # unknown venue: did-you-mean
+    toml = app.read_run_toml(args.config) if args.config else {}
+    catalog = Catalog(str(args.data) if args.data else toml.get("data", {}).get("catalog") or "data/catalog")
+    present = {v: {k.symbol for k in catalog.keys() if k.venue == v and k.kind.value == "funding"} for v in venues}
+    for v in venues:
+        if not present[v]:
+            raise ConfigError(
+                f"catalog {catalog.root} has no funding on venue {v} "
+                f"(ingest it, e.g. carry data ingest freqtrade DIR --venue {v} --out {catalog.root})"
+            )
+    if args.symbols:
+        coins = []
+        for name in args.symbols.split(","):
+            name = name.strip().upper()
+            coin = split_symbol(name)[0] if name.endswith(("USDT", "USDC")) else name
+            if name and coin not in coins:
+                coins.append(coin)
+    else:  # every coin with funding on each venue
+        coins = sorted(set.intersection(*({split_symbol(s)[0] for s in present[v]} for v in venues)))
+        if not coins:
+            raise ConfigError(f"no coin has funding on every one of {', '.join(venues)} in {catalog.root}")
+    symbol_of = {c: {v: f"{c}{rules[v].quote}" for v in venues} for c in coins}
+    for c in coins:
+        missing = [f"{symbol_of[c][v]} on {v}" for v in venues if symbol_of[c][v] not in present[v]]
+        if missing:
+            raise ConfigError(f"{c}: no funding for {', '.join(missing)} in {catalog.root}")
+
+    def fee_of(venue):  # the venue's perp taker fee in force on a day
+        return lambda day: rules[venue].fees_at(day).perp_taker_fee_rate
+
+    fees = {v: fee_of(v) for v in venues}
+    check_output_dir(args.out, args.overwrite)
+    with stage("funding spreads"):
+        stats, regimes, daily = venue_spreads(
+            catalog, coins, venues, symbol_of, fees, args.start, args.end, args.spread_window, int(args.min_days)
+        )
+    notes = [
+        "funding only: the spread's figures leave out the price (basis) PnL between the two perps, slippage, "
+        "margin and liquidation",
+        "fees: each venue's perp taker fee in force on a regime's first day (data/venues/<venue>.toml; "
+        "venue_spread.json regimes[].fees), charged to open and close both perps",
+    ]
+    for text in notes:
+        note(text)
+    write_venue_scan(
+        args.out,
+        header={"venues": venues, "coins": coins, "symbols": symbol_of},
+        stats=stats,
+        regimes=regimes,
+        daily=daily,
+        notes=notes,
+        overwrite=args.overwrite,
+    )
+    if not quiet():
+        _print_venue_scan(stats, regimes)
+    print(f"wrote {args.out}/ (venue_spread.json, venue_funding.parquet, report.html)")
+    if getattr(args, "open", False):
+        open_report(args.out / "report.html")
+    return 0
+
+
+def _print_venue_scan(stats: pd.DataFrame, regimes: pd.DataFrame) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="Funding spread by coin and venue pair (B - A)")
+    for c in ("coin", "A", "B", "days", "A ann.", "B ann.", "spread ann.", "B higher", "longest run"):
+        t.add_column(c, justify="left" if c in ("coin", "A", "B") else "right")
+    for _, r in stats.iterrows():
+        run = f"{r.longest_run_days} d ({r.longest_run_higher})" if r.days else "-"
+        t.add_row(
+            r.coin,
+            r.venue_a,
+            r.venue_b,
+            f"{r.days:,}",
+            f"{r.funding_a_annualized:.2%}",
+            f"{r.funding_b_annualized:.2%}",
+            f"{r.spread_annualized:+.2%}",
+            f"{r.share_days_b_higher:.0%}",
+            run,
+        )
+    u = Table(title="Spread regimes: short the perp paying more, long the other (funding less taker fees)")
+    for c in ("coin", "short", "long", "from", "days", "spread ann.", "collected", "fees", "net"):
+        u.add_column(c, justify="left" if c in ("coin", "short", "long", "from") else "right")
+    for _, r in regimes.iterrows():
+        u.add_row(
+            r.coin,
+            r.short_venue,
+            r.long_venue,
+            r.start,
+            f"{r.days}",
+            f"{r.spread_annualized:+.2%}",
+            f"{r.collected:.3%}",
+            f"{r.fees:.3%}",
+            f"{r.net:+.3%}",
+        )
+    console = Console()
+    console.print(t)
+    console.print(u)
+
+
+def _tradable_markets(market):
+    """``(symbol, market of that symbol over its tradable span, the span's first bar in
+    market)`` per symbol with a tradable bar: a scan runs each symbol on its own, so its figures
+    (regime earnings and totals alike: entries, exits and the last bar held) do not depend on
+    which other symbols, with other spans, are scanned with it."""
+    step = market.index[1] - market.index[0] if market.n_bars > 1 else pd.Timedelta(0)
+    for j, sym in enumerate(market.symbols):
+        idx = np.flatnonzero(market.tradable[:, j])
+        if idx.size:
+            yield sym, market.select([sym], start=market.index[idx[0]], end=market.index[idx[-1]] + step), int(idx[0])
 
 
 def _scan_totals(market, cfg) -> pd.DataFrame:
@@ -856,13 +1008,8 @@ def _scan_totals(market, cfg) -> pd.DataFrame:
     from backtest.targets import Targets
     from strategies import run_strategy
 
-    step = market.index[1] - market.index[0] if market.n_bars > 1 else pd.Timedelta(0)
     parts = []
-    for j, sym in enumerate(market.symbols):
-        idx = np.flatnonzero(market.tradable[:, j])
-        if not idx.size:
-            continue
-        sub = market.select([sym], start=market.index[idx[0]], end=market.index[idx[-1]] + step)
+    for sym, sub, _first in _tradable_markets(market):
         targets = Targets.concat([run_strategy(name, sub) for name in ("always_carry", "always_reverse")]).per_column()
         totals = portfolio_summary(run_backtest(sub, targets, cfg.engine), targets)
         totals.index = [f"{name}:{sym}" for name in ("always_carry", "always_reverse")]

@@ -1,0 +1,337 @@
+"""Funding spreads between venues: the facts behind ``carry scan --venues``.
+
+The same coin's perpetual pays different funding on different venues, often for weeks. This
+module measures that spread from the catalog's funding settlements, per coin and pair of
+venues, without any position: which venue paid more, by how much a year, for how long, and
+what collecting it would have earned from funding alone, less the taker fees of opening and
+closing a perp on each venue.
+
+Days
+----
+Venues settle on different schedules (Binance, Bybit and OKX every 8 h, some symbols 4 h or
+1 h; Hyperliquid every hour), so spreads are compared per UTC day: a venue's funding of day
+``d`` is the sum of the rates it settled in ``(d 00:00, d+1 00:00]`` (a settlement at midnight
+pays for the hours before it, as the loader books a settlement into the bar whose ``(open,
+close]`` holds it), each a fraction of the position's notional. A day counts for a venue only
+when its funding over the whole day is known (:func:`data.loader.funding_span` on daily bars:
+inside the span the settlements cover and not in a hole); a pair's spread exists on the days
+that count for both venues. Nothing is filled in: a day without funding data is not a day of
+zero funding.
+
+Spread and regimes
+------------------
+``spread = funding(B) - funding(A)`` per day (a fraction of notional per day): positive when B
+paid more, so a trader long the perp on A and short it on B collected it. Annualized figures
+are per 365-day year over the days the pair has. A *regime* is a maximal run of days of one
+segment (consecutive days both venues have) over which the trailing mean spread (over
+``window_days`` days of that segment) keeps one sign, lasting at least ``min_days``; shorter
+flips merge into the regime before them. Each regime's trade is long the perp on the venue that
+paid less and short it on the one that paid more (by the sign of the spread summed over the
+regime); ``collected`` is what that trade received in funding per unit of notional on each leg,
+``fees`` the taker fees of entering and leaving both legs (``2 * (fee_A + fee_B)``), ``net`` the
+difference.
+
+What it leaves out: the price (basis) PnL between the two perps, slippage, margin and
+liquidation. Those need the engine to hold the two legs; these figures are the funding spread
+a trade would have had to earn them against. Units: fractions of notional (0.0001 = 1 bp).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from data.catalog import Catalog, PartitionKey
+from data.errors import ConfigError
+from data.loader import funding_span
+from data.schema import Kind
+
+#: Milliseconds in a UTC day.
+DAY_MS = 86_400_000
+#: Days in the year of the annualized figures.
+DAYS_PER_YEAR = 365.0
+#: A perp taker fee (fraction of notional): a constant, or the fee in force on a UTC day.
+Fee = float | Callable[[pd.Timestamp], float]
+
+
+def _fee_on(fee: Fee, day: pd.Timestamp) -> float:
+    return float(fee(day)) if callable(fee) else float(fee)
+
+
+@dataclass(frozen=True)
+class VenueFunding:
+    """One venue's funding settlements of one perp: times (int64 ms UTC, sorted), rates
+    (fraction of notional per settlement interval) and intervals (hours, NaN: unknown)."""
+
+    venue: str
+    symbol: str
+    times_ms: np.ndarray
+    rates: np.ndarray
+    hours: np.ndarray
+
+
+@dataclass(frozen=True)
+class DailyFunding:
+    """A venue's funding per UTC day of ``days`` (fraction of notional per day) and whether the
+    day's funding is known (``known``: inside the settlements' span and not in a hole)."""
+
+    venue: str
+    symbol: str
+    days: pd.DatetimeIndex
+    funding: np.ndarray
+    known: np.ndarray
+
+
+@dataclass(frozen=True)
+class PairStats:
+    """A coin's funding spread between venues ``a`` and ``b`` (``spread = funding(b) -
+    funding(a)``) over the days both have (fractions; ``*_annualized`` per 365-day year)."""
+
+    coin: str
+    venue_a: str
+    venue_b: str
+    days: int
+    first_day: str | None
+    last_day: str | None
+    funding_a_annualized: float
+    funding_b_annualized: float
+    spread_annualized: float
+    share_days_b_higher: float
+    longest_run_days: int
+    longest_run_start: str | None
+    longest_run_higher: str | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SpreadRegime:
+    """A regime of one sign of a pair's spread and what collecting it earned (fractions of
+    notional per leg; see the module docstring)."""
+
+    coin: str
+    venue_a: str
+    venue_b: str
+    short_venue: str
+    long_venue: str
+    start: str
+    end: str
+    days: int
+    spread_annualized: float
+    collected: float
+    fees: float
+    net: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def read_venue_funding(catalog: Catalog, venue: str, symbol: str, start=None, end=None) -> VenueFunding:
+    """The funding settlements of ``venue``'s ``symbol`` in ``[start, end)`` (all when None);
+    ConfigError when the catalog has none (naming the venue, symbol and catalog)."""
+    key = PartitionKey(venue, Kind.FUNDING, symbol)
+    if not catalog.files(key):
+        raise ConfigError(
+            f"catalog {catalog.root} has no funding for {symbol} on venue {venue} "
+            f"(ingest it, e.g. carry data ingest freqtrade DIR --venue {venue} --out {catalog.root})"
+        )
+    lo = None if start is None else np.datetime64(pd.Timestamp(start).tz_localize(None), "ms")
+    hi = None if end is None else np.datetime64(pd.Timestamp(end).tz_localize(None), "ms")
+    table = catalog.read(key, lo, hi)
+    times = table.column("time").cast("int64").to_numpy()
+    order = np.argsort(times, kind="stable")
+    return VenueFunding(
+        venue,
+        symbol,
+        times[order],
+        table.column("rate").to_numpy(zero_copy_only=False).astype(np.float64)[order],
+        table.column("interval_hours").to_numpy(zero_copy_only=False).astype(np.float64)[order],
+    )
+
+
+def day_grid(series: Sequence[VenueFunding], start=None, end=None) -> pd.DatetimeIndex:
+    """UTC days from ``start`` (default: the first day any series covers) to ``end`` (exclusive;
+    default: the day after the last settlement)."""
+    firsts = [int(s.times_ms[0] - np.nan_to_num(s.hours[0], nan=0.0) * 3_600_000) for s in series if len(s.times_ms)]
+    lasts = [int(s.times_ms[-1]) for s in series if len(s.times_ms)]
+    if not firsts:
+        raise ConfigError("no funding settlements in the selected window on any venue")
+    lo = pd.Timestamp(start, tz="UTC") if start is not None else pd.Timestamp(min(firsts), unit="ms", tz="UTC")
+    hi = pd.Timestamp(end, tz="UTC") if end is not None else pd.Timestamp(max(lasts), unit="ms", tz="UTC")
+    return pd.date_range(lo.floor("D"), hi.ceil("D") - pd.Timedelta(days=1), freq="D", tz="UTC")
+
+
+def daily_funding(s: VenueFunding, days: pd.DatetimeIndex) -> DailyFunding:
+    """``s`` summed per UTC day of ``days`` (settlements in ``(d, d + 1 day]``), with the days
+    whose funding is known (:func:`data.loader.funding_span` on daily bars)."""
+    day_ms = days.as_unit("ms").asi8
+    known, holes = funding_span(s.times_ms, s.hours, day_ms, DAY_MS)
+    for lo, hi, _n in holes:  # a day touching a hole is not known
+        known &= ~((day_ms + DAY_MS > lo) & (day_ms < hi))
+    funding = np.zeros(len(days))
+    if len(days) and len(s.times_ms):
+        k = (s.times_ms - day_ms[0] - 1) // DAY_MS
+        inside = (k >= 0) & (k < len(days))
+        np.add.at(funding, k[inside], s.rates[inside])
+    return DailyFunding(s.venue, s.symbol, days, funding, known)
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, end)`` of each run of True in ``flags``."""
+    f = np.concatenate([[False], flags.astype(bool), [False]])
+    d = np.diff(f.astype(np.int8))
+    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist()))
+
+
+def _day(days: pd.DatetimeIndex, i: int) -> str:
+    return f"{days[i]:%Y-%m-%d}"
+
+
+def pair_stats(coin: str, a: DailyFunding, b: DailyFunding) -> PairStats:
+    """The spread ``b - a`` of one coin over the days both venues have (see :class:`PairStats`)."""
+    both = a.known & b.known
+    idx = np.flatnonzero(both)
+    if not idx.size:
+        nan = float("nan")
+        return PairStats(coin, a.venue, b.venue, 0, None, None, nan, nan, nan, nan, 0, None, None)
+    spread = b.funding - a.funding
+    mean = float(spread[both].mean())
+    sign = 1.0 if mean >= 0.0 else -1.0
+    best, best_at = 0, None
+    for s0, s1 in _runs(both & (sign * spread > 0.0)):
+        if s1 - s0 > best:
+            best, best_at = s1 - s0, s0
+    return PairStats(
+        coin,
+        a.venue,
+        b.venue,
+        int(idx.size),
+        _day(a.days, int(idx[0])),
+        _day(a.days, int(idx[-1])),
+        float(a.funding[both].mean() * DAYS_PER_YEAR),
+        float(b.funding[both].mean() * DAYS_PER_YEAR),
+        mean * DAYS_PER_YEAR,
+        float((spread[both] > 0.0).mean()),
+        best,
+        None if best_at is None else _day(a.days, best_at),
+        b.venue if sign > 0 else a.venue,
+    )
+
+
+def _segment_regimes(spread: np.ndarray, window: int, min_days: int) -> list[tuple[int, int]]:
+    """``[start, end)`` runs (relative to the segment) of one sign of the trailing mean spread,
+    shorter runs merged into the run before them (the first into the one after)."""
+    n = len(spread)
+    csum = np.concatenate([[0.0], np.cumsum(spread)])
+    lo = np.maximum(np.arange(n) + 1 - window, 0)
+    trailing = (csum[1:] - csum[lo]) / (np.arange(n) + 1 - lo)
+    sign = np.where(trailing >= 0.0, 1, -1)
+    cuts = [0, *(np.flatnonzero(np.diff(sign) != 0) + 1).tolist(), n]
+    runs = [[cuts[k], cuts[k + 1]] for k in range(len(cuts) - 1)]
+    merged: list[list[int]] = []
+    for r in runs:
+        if merged and (r[1] - r[0] < min_days or merged[-1][1] - merged[-1][0] < min_days):
+            merged[-1][1] = r[1]
+        else:
+            merged.append(r)
+    # a regime's sign is that of the spread summed over it: neighbours of one sign are one regime
+    out: list[list[int]] = []
+    for r in merged:
+        if out and (spread[out[-1][0] : out[-1][1]].sum() >= 0.0) == (spread[r[0] : r[1]].sum() >= 0.0):
+            out[-1][1] = r[1]
+        else:
+            out.append(r)
+    return [(r0, r1) for r0, r1 in out if r1 - r0 >= min_days]
+
+
+def spread_regimes(
+    coin: str, a: DailyFunding, b: DailyFunding, fee_a: Fee, fee_b: Fee, window_days: int = 7, min_days: int = 14
+) -> list[SpreadRegime]:
+    """The regimes of the spread ``b - a`` and what collecting each earned (module docstring);
+    ``fee_a``/``fee_b``: each venue's perp taker fee (fraction of notional), the one in force on
+    the regime's first day."""
+    if window_days < 1 or min_days < 1:
+        raise ConfigError(f"window_days and min_days must be at least 1, got {window_days} and {min_days}")
+    spread = b.funding - a.funding
+    out = []
+    for s0, s1 in _runs(a.known & b.known):
+        for r0, r1 in _segment_regimes(spread[s0:s1], window_days, min_days):
+            i0, i1 = s0 + r0, s0 + r1
+            fees = 2.0 * (_fee_on(fee_a, a.days[i0]) + _fee_on(fee_b, a.days[i0]))
+            total = float(spread[i0:i1].sum())
+            short, long_ = (b.venue, a.venue) if total >= 0.0 else (a.venue, b.venue)
+            collected = abs(total)
+            out.append(
+                SpreadRegime(
+                    coin,
+                    a.venue,
+                    b.venue,
+                    short,
+                    long_,
+                    _day(a.days, i0),
+                    _day(a.days, i1 - 1),
+                    i1 - i0,
+                    total / (i1 - i0) * DAYS_PER_YEAR,
+                    collected,
+                    fees,
+                    collected - fees,
+                )
+            )
+    return out
+
+
+def venue_spreads(
+    catalog: Catalog,
+    coins: Sequence[str],
+    venues: Sequence[str],
+    symbol_of: Mapping[str, Mapping[str, str]],
+    taker_fee: Mapping[str, Fee],
+    start=None,
+    end=None,
+    window_days: int = 7,
+    min_days: int = 14,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Per coin and pair of ``venues`` (in the order given: ``a`` before ``b``): the pair's
+    statistics, its regimes, and every venue's daily funding.
+
+    ``symbol_of[coin][venue]``: the venue's perp symbol for the coin (``BTCUSDC`` on a USDC
+    venue); ``taker_fee[venue]``: its perp taker fee (fraction; or a function of the day, the
+    regime's first day). A coin missing on a venue is
+    an error naming both. Returns ``(stats, regimes, daily)`` frames."""
+    if len(venues) < 2:
+        raise ConfigError(f"--venues needs at least two venues to compare, got {list(venues)}")
+    stats, regimes, daily = [], [], []
+    for coin in coins:
+        series = [read_venue_funding(catalog, v, symbol_of[coin][v], start, end) for v in venues]
+        days = day_grid(series, start, end)
+        per = [daily_funding(s, days) for s in series]
+        for d in per:
+            daily.append(
+                pd.DataFrame(
+                    {
+                        "day": d.days,
+                        "coin": coin,
+                        "venue": d.venue,
+                        "symbol": d.symbol,
+                        "funding": d.funding,
+                        "known": d.known,
+                    }
+                )
+            )
+        for i in range(len(per)):
+            for k in range(i + 1, len(per)):
+                a, b = per[i], per[k]
+                stats.append(pair_stats(coin, a, b).as_dict())
+                regimes += [
+                    r.as_dict()
+                    for r in spread_regimes(coin, a, b, taker_fee[a.venue], taker_fee[b.venue], window_days, min_days)
+                ]
+    return (
+        pd.DataFrame(stats, columns=list(PairStats.__dataclass_fields__)),
+        pd.DataFrame(regimes, columns=list(SpreadRegime.__dataclass_fields__)),
+        pd.concat(daily, ignore_index=True) if daily else pd.DataFrame(),
+    )
