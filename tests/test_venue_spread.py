@@ -150,7 +150,9 @@ def test_real_daily_funding_equals_the_raw_files(tmp_path):
         assert len(got) > 300
         np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-12, atol=1e-15)
     row = stats.iloc[0]
-    assert row.days > 300 and row.longest_run_higher == "hyperliquid" and row.spread_annualized > 0.0
+    # the README's figures ("Example: funding spreads between venues")
+    assert row.days == 324 and row.longest_run_higher == "hyperliquid" and row.longest_run_days == 40
+    assert f"{row.spread_annualized:+.2%}" == "+8.29%" and f"{row.share_days_b_higher:.0%}" == "89%"
     assert (regimes.net == regimes.collected - regimes.fees).all()
 
 
