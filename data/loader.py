@@ -442,6 +442,7 @@ def _load_market(
     if venue not in venues:
         raise unknown_name("venue", venue, venues, f" in catalog {catalog.root}")
     notes: list[str] = []
+    funding_clipped: set[str] = set()  # symbols whose note says their funding clips them
 
     # Resolve every symbol's series and source timeframe.
     spots = _spot_names(catalog, venue)  # 1000SATSUSDT with a spot of that name is a token, not SATS x 1000
@@ -659,7 +660,8 @@ def _load_market(
         cut = valid[:, j] & ~funded
         if span.any():
             first, last = np.flatnonzero(span)[[0, -1]]
-            if cut.any() or first > 0 or last < n_bars - 1:  # clipped by its funding or its prices
+            if cut.any():  # clipped by its funding (by its prices alone: _price_clip_notes, on the final window)
+                funding_clipped.add(canonical)
                 notes.append(
                     f"{canonical}: tradable from {_ts(bar_open[first])} to {_ts(bar_open[last] + step_t)} UTC only "
                     f"(bars with spot, perp and mark prices {_ts(bar_open[priced[0]])} .. "
@@ -743,6 +745,7 @@ def _load_market(
         data_flags=tuple(data_flags),
     )
     market = _trim_to_tradable(market, start_ms is None, end_ms is None)
+    market = _price_clip_notes(market, funding_clipped)
     for text in market.notes:  # one warning per note: the CLI prints each as one line
         warnings.warn(text, DataWarning, stacklevel=3)
     return market
@@ -767,6 +770,29 @@ def _trim_to_tradable(market: Market, head: bool, tail: bool) -> Market:
         "(no position is possible outside them; pass start/end to choose another window)"
     )
     return dataclasses.replace(trimmed, notes=(*trimmed.notes, note))
+
+
+def _price_clip_notes(market: Market, noted: set[str]) -> Market:
+    """A note for each symbol (not in ``noted``: those already have their funding note) whose
+    tradable span does not cover the market's window because its prices start later or end
+    earlier (e.g. XTZ listed in 2025 in a window from 2024; ZEC's perp bars ending a week
+    before its funding), so every clipped symbol gets its line."""
+    if market.n_bars < 2:
+        return market
+    step = market.index[1] - market.index[0]
+    extra = []
+    for j, sym in enumerate(market.symbols):
+        span = np.flatnonzero(market.tradable[:, j])
+        if sym in noted or not span.size or (span[0] == 0 and span[-1] == market.n_bars - 1):
+            continue
+        priced = np.flatnonzero(market.valid[:, j])
+        extra.append(
+            f"{sym}: tradable from {market.index[span[0]]:%Y-%m-%d %H:%M} to "
+            f"{market.index[span[-1]] + step:%Y-%m-%d %H:%M} UTC only (its spot, perp and mark prices in the window: "
+            f"{market.index[priced[0]]:%Y-%m-%d %H:%M} .. {market.index[priced[-1]] + step:%Y-%m-%d %H:%M}; "
+            f"window {market.index[0]:%Y-%m-%d %H:%M} .. {market.index[-1] + step:%Y-%m-%d %H:%M})"
+        )
+    return dataclasses.replace(market, notes=(*market.notes, *extra)) if extra else market
 
 
 def _prices_end_at(catalog: Catalog, keys: dict[str, PartitionKey | None], t_ms: int) -> bool:

@@ -279,9 +279,8 @@ def test_cli_prints_one_note_per_clipped_symbol_and_writes_the_spans(tmp_path, c
         "carry: note: BBBUSDT: tradable from 2024-01-11 16:00 to 2024-01-21 00:00 UTC only (bars with spot, perp "
         "and mark prices 2024-01-01 00:00 .. 2024-01-21 00:00; 256 of them without known funding; settlements "
         "2024-01-12 00:00 .. 2024-01-21 00:00)",
-        "carry: note: CCCUSDT: tradable from 2024-01-06 00:00 to 2024-01-21 00:00 UTC only (bars with spot, perp "
-        "and mark prices 2024-01-06 00:00 .. 2024-01-21 00:00; 0 of them without known funding; settlements "
-        "2024-01-06 08:00 .. 2024-01-21 00:00)",
+        "carry: note: CCCUSDT: tradable from 2024-01-06 00:00 to 2024-01-21 00:00 UTC only (its spot, perp and "
+        "mark prices in the window: 2024-01-06 00:00 .. 2024-01-21 00:00; window 2024-01-01 00:00 .. 2024-01-21 00:00)",
     ]
     summary = json.loads((out / "summary.json").read_text())
     spans = summary["coverage"]["tradable"]
