@@ -67,6 +67,20 @@ def implausible(name: str, value: float) -> str | None:
         meant = [f"{v:g} if {label} were meant" for v, label in guesses if v <= top]
         hint = f" ({'; '.join(meant)})" if meant else ""
         return f"{name}={value:g} is not a plausible {unit} (at most {top:g}){hint}"
+    if name == "slippage_bps":
+        ppm = f"; {value / 100:g} bps if millionths of the price (ppm) were meant" if value / 100 <= top else ""
+        sale = "below zero" if value >= 1e4 else f"at {1 - value / 1e4:g}x"
+        return (
+            f"{name}={value:g} is beyond any plausible value (at most {top:g} bps = {top / 100:g}% of the price): "
+            f"{value:g} bps is {value / 100:g}% of the price, so a buy would fill at {1 + value / 1e4:g}x the price "
+            f"and a sale {sale}; 1 bp is 0.01% of the price, and 1 to 10 bps is usual for liquid pairs{ppm}"
+        )
+    if name == "perp_leverage":
+        return (
+            f"{name}={value:g} is beyond any plausible value (at most {top:g}x): leverage is notional / margin "
+            f"(3 = 3x), and Binance's maximum is 125x (BTCUSDT, ETHUSDT; most symbols 20x to 75x), which a tiers "
+            "file (tiers_path) checks per symbol"
+        )
     return f"{name}={value:g} is beyond any plausible value (at most {top:g}{unit if unit == 'x' else ' ' + unit})"
 
 
@@ -84,6 +98,9 @@ OPTIONAL_NUMBERS = (
 class BacktestConfig:
     """Settings of one engine run.
 
+    Each rate or ratio names its unit and its plausible range (``Plausible: LOW to HIGH (UNIT)``,
+    the bounds of :data:`PLAUSIBLE`): a value above it is refused naming the value probably meant.
+
     Parameters
     ----------
     initial_capital_quote : float
@@ -91,20 +108,25 @@ class BacktestConfig:
     perp_leverage : float
         Perp leverage ``L`` (> 0). A column's capital share ``C`` at exposure 1 buys spot
         notional ``N = C*L/(L+1)`` and posts perp margin ``M = N/L`` (README: "Accounting"). Default 1.
+        Plausible: above 0 to 200 (x).
     spot_taker_fee_rate, spot_maker_fee_rate : float
         Spot fee, fraction of fill notional. Default 0.001 both (Binance VIP0).
+        Plausible: 0 to 0.01 (fraction of notional).
     perp_taker_fee_rate, perp_maker_fee_rate : float
         USDT-M perp fee, fraction of fill notional. Default 0.0005 taker, 0.0002 maker.
+        Plausible: 0 to 0.01 (fraction of notional).
     order_type : {'taker', 'maker'}
         Which fee rate the engine's orders pay. Default 'taker' (market orders).
     slippage_bps : float
         Fixed slippage, basis points of the reference (bar open) price, against the trader.
+        Plausible: 0 to 1000 (bps).
     volume_participation_coefficient : float
         Extra slippage, fraction of price per unit of participation ``|qty| / volume`` (volume
         of the last completed bar of that leg, coins). 0 disables the impact model.
     borrow_annual_rate : float
         Margin borrow rate of the short spot leg, fraction per 365-day year; charged per bar as
         simple hourly interest ``rate / 8760 * bar_hours`` on the borrowed coins' value.
+        Plausible: 0 to 3 (fraction per year).
     borrow_rate_source : {'constant', 'market'}
         'market' uses ``Market.borrow_hourly_rate`` (fraction per hour) instead.
     execution_delay_bars : int
@@ -122,6 +144,7 @@ class BacktestConfig:
     spot_collateral_haircut : float
         Portfolio margin only: fraction of spot value discounted from long spot collateral and
         added to short spot liabilities (0.05 = long spot counts 95%). Default 0.05.
+        Plausible: 0 to 1 (fraction), below 1.
     tiers_path : str or None
         ccxt-format leverage tiers JSON (maintenance margin brackets per symbol). A leverage
         above a symbol's top bracket's ``maxLeverage`` is refused.
@@ -134,17 +157,21 @@ class BacktestConfig:
     maintenance_margin_rate : float or None
         Flat maintenance margin rate (fraction of notional, cum 0); overrides ``tiers_path``.
         With neither set, :data:`DEFAULT_MAINTENANCE_MARGIN_RATE` is used.
+        Plausible: 0 to 0.5 (fraction of notional).
     clearance_fee_rate : float
         Liquidation clearance fee, fraction of the liquidated notional. Default 0.005.
+        Plausible: 0 to 0.05 (fraction of notional).
     topup_margin_ratio : float or None
         Margin-ratio threshold (maintenance margin / margin balance, fraction) at which the
         futures wallet is topped back up to ``notional / L`` from the spot wallet (selling spot
         coins if the quote cash is short). None disables top-ups.
+        Plausible: above 0 to 1 (ratio, 1 = liquidation).
     topup_delay_bars : int
         Bars between detection (at a bar close) and the transfer: 0 = next bar open.
     rebalance_delta_band : float or None
         Re-hedge the perp to ``-spot qty`` when ``|spot + perp| > band * |spot|`` (coins).
         None disables it (the default: every order trades both legs by the same coins).
+        Plausible: 0 to 1 (fraction of the spot leg).
     rebalance_every_hours : float or None
         Calendar rebalancing, hours (UTC-aligned periods: 24 = at the first bar of each UTC
         day): at each period's first bar a column holding its target trades back to it. None
@@ -153,6 +180,7 @@ class BacktestConfig:
         Rebalancing band, a fraction of the target notional (0.10 = 10%), checked at every bar's
         close: when ``| |spot| x spot close - target notional | > band x target notional`` the
         column trades back to its target at the next open. Default 0.10.
+        Plausible: 0 to 1 (fraction of the target notional).
 
         Rebalancing (either trigger) trades both legs by the same coins to ``target x portfolio
         equity x share x L/(L+1)`` spot notional (fees and slippage charged) and resets the
@@ -171,8 +199,10 @@ class BacktestConfig:
         Margin level (total assets / (borrowed coins x spot price + accrued interest)) at which
         the margin account of a borrowed spot leg (reverse carry) is liquidated, checked at the
         bar's spot high. Binance: 1.1. Not in portfolio margin (one account). Default 1.1.
+        Plausible: above 1 to 3 (ratio).
     spot_liquidation_fee_rate : float
         Fee of a margin-account liquidation, fraction of the bought-back value (Binance: 2%).
+        Plausible: 0 to 0.1 (fraction of notional).
     """
 
     initial_capital_quote: float = 10_000.0

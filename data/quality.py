@@ -14,6 +14,7 @@ stored: an error stops the ingest before anything is committed unless its check 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,9 @@ __all__ = [
     "format_info",
     "format_problems",
     "ingest_checks",
+    "locate",
+    "problem_column",
+    "spike_runs",
     "verify_transaction",
 ]
 
@@ -53,6 +57,9 @@ FUNDING_RATE_LIMIT = 0.03
 BASIS_LIMIT = 0.10
 #: A close this many times away from both neighbouring closes (up or down) is a bad tick.
 SPIKE_FACTOR = 5.0
+#: The longest run of consecutive bad-tick bars :func:`spike_runs` finds (a bar, or two or three,
+#: stored x1000); a longer run is not told apart from a real move that came back.
+SPIKE_RUN = 3
 #: A high (low) this many times above (below) the bar's body is a bad tick in the wick.
 WICK_FACTOR = 10.0
 #: A funding series whose median |rate| exceeds this (fraction per interval) is stored in the
@@ -374,12 +381,43 @@ def _gaps(key: PartitionKey, t: np.ndarray, problems: list[Problem]) -> None:
         )
 
 
+def spike_runs(close: np.ndarray, factor: float = SPIKE_FACTOR, longest: int = SPIKE_RUN) -> np.ndarray:
+    """Mask of the bars that are bad ticks: a run of 1 to ``longest`` consecutive bars whose closes
+    are all over ``factor`` times away (up or down) from the close before the run and from the
+    close after it, while those two are within ``factor`` of each other. A whole bar (or two,
+    three) stored x1000 comes back within the run; a real move that lasts (a crash that stays
+    down) leaves the closes before and after apart, so it is never flagged. One rule for every
+    run length, vectorized over the bars (a loop over the lengths and the run's positions only);
+    the first and last bars, which lack a side, are never flagged."""
+    c = np.asarray(close, dtype=float)
+    n = len(c)
+    bad = np.zeros(n, dtype=bool)
+
+    def far(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return (a > factor * b) | (b > factor * a)  # NaN compares False: never far, never flagged
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        for length in range(1, longest + 1):
+            if n < length + 2:
+                break
+            # runs start at bar i = 1 .. n - length - 1: before = c[i - 1], after = c[i + length]
+            before, after = c[: n - length - 1], c[length + 1 :]
+            hit = ~far(before, after) & np.isfinite(before) & np.isfinite(after)
+            for k in range(length):
+                x = c[1 + k : n - length + k]
+                hit &= far(x, before) & far(x, after)
+            for k in range(length):
+                bad[1 + k : n - length + k] |= hit
+    return bad
+
+
 def _spikes(key: PartitionKey, table: pa.Table, problems: list[Problem]) -> None:
-    """Bad ticks: a bar whose close is :data:`SPIKE_FACTOR` times away from the closes on both
-    sides (a whole bar stored x1000: an error; a real move does not come back within one bar),
-    and wicks :data:`WICK_FACTOR` times beyond the bar's body (a warning: the data is kept as
-    recorded, but the engine checks liquidations against highs and lows, so a run that covers
-    the bar is stopped by its data check unless allowed)."""
+    """Bad ticks: runs of 1 to :data:`SPIKE_RUN` bars whose closes are :data:`SPIKE_FACTOR` times
+    away from the closes on both sides of the run (:func:`spike_runs`; a whole bar stored x1000:
+    an error; a real move does not come back within a few bars), and wicks :data:`WICK_FACTOR`
+    times beyond the bar's body (a warning: the data is kept as recorded, but the engine checks
+    liquidations against highs and lows, so a run that covers the bar is stopped by its data
+    check unless allowed)."""
     names = set(table.column_names)
     if not {"open", "high", "low", "close"} <= names or len(table) < 2:
         return
@@ -387,25 +425,30 @@ def _spikes(key: PartitionKey, table: pa.Table, problems: list[Problem]) -> None
     o, h, lo, c = (
         table.column(n).to_numpy(zero_copy_only=False).astype(float) for n in ("open", "high", "low", "close")
     )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r_prev = c[1:] / c[:-1]  # r_prev[i - 1]: close i vs close i - 1
-        up = np.concatenate([[False], (r_prev[:-1] > SPIKE_FACTOR) & (r_prev[1:] < 1 / SPIKE_FACTOR), [False]])
-        down = np.concatenate([[False], (r_prev[:-1] < 1 / SPIKE_FACTOR) & (r_prev[1:] > SPIKE_FACTOR), [False]])
-        spike = np.flatnonzero(up | down)
+    bad = spike_runs(c)
+    with np.errstate(invalid="ignore"):
         wick = np.flatnonzero((h > WICK_FACTOR * np.maximum(o, c)) | (lo * WICK_FACTOR < np.minimum(o, c)))
-    if spike.size:
-        listed = ", ".join(
-            f"{_short(t[i])} close {c[i]:.6g} between {c[i - 1]:.6g} and {c[i + 1]:.6g}" for i in spike[:MAX_LISTED]
-        )
+    if bad.any():
+        edges = np.diff(np.concatenate([[0], bad.astype(np.int8), [0]]))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)  # run = starts[j] .. ends[j] - 1
+
+        def run(i: int, j: int) -> str:
+            closes = ", ".join(f"{x:.6g}" for x in c[i:j])
+            span = _short(t[i]) if j - i == 1 else f"{_short(t[i])} .. {_short(t[j - 1])}"
+            return f"{span} close{'s' if j - i > 1 else ''} {closes} between {c[i - 1]:.6g} and {c[j]:.6g}"
+
+        listed = ", ".join(run(int(i), int(j)) for i, j in zip(starts[:MAX_LISTED], ends[:MAX_LISTED]))
+        more = f", and {len(starts) - MAX_LISTED} more" if len(starts) > MAX_LISTED else ""
         problems.append(
             Problem(
                 "error",
                 str(key),
                 "price_spike",
-                f"{spike.size} bar(s) whose close is over {SPIKE_FACTOR:g}x away from the closes on both sides "
-                f"(a bad tick or a unit error, not a move): {listed}",
-                _iso(t[spike[0]]),
-                int(spike.size),
+                f"{int(bad.sum())} bar(s) in {len(starts)} run(s) of 1 to {SPIKE_RUN} bars whose close is over "
+                f"{SPIKE_FACTOR:g}x away from the closes on both sides of the run, which are within "
+                f"{SPIKE_FACTOR:g}x of each other (a bad tick or a unit error, not a move): {listed}{more}",
+                _iso(t[starts[0]]),
+                len(starts),
             )
         )
     if wick.size:
@@ -780,6 +823,48 @@ _CHECK_COLUMN = {
     "duplicates": "time",
     "non_monotonic": "time",
 }
+
+
+def problem_column(problem: Problem) -> str | None:
+    """The column ``problem`` is about: named in its message (``column 'rate'``), else the
+    column its check reads (``rate`` for the funding checks, ``close`` for price spikes and
+    spot/perp divergences, ``time`` for schedules and duplicates); None for a whole file."""
+    named = re.search(r"column '(\w+)'", problem.message)
+    return named.group(1) if named else _CHECK_COLUMN.get(problem.check)
+
+
+def locate(catalog: Catalog, problem: Problem) -> str:
+    """Where ``problem`` (of :func:`check_catalog` on ``catalog``) sits: the column, then the
+    catalog file (relative to its root) holding its first occurrence and the row in that file,
+    e.g. ``column 'rate', first in venue=binance/kind=funding/symbol=BTCUSDT/year=2019.parquet
+    row 212``; for a spot/perp pair, the perp's file. Without a time, the series' files. ""
+    when the problem is not about one stored series (a leftover, a folder)."""
+    series = problem.series.split(" vs ", 1)[0]
+    key = next((k for k in catalog.keys() if str(k) == series), None)
+    column = problem_column(problem)
+    parts = [f"column {column!r}"] if column else []
+    if key is None:
+        return ", ".join(parts)
+    files = catalog.files(key)
+    root = Path(catalog.root)
+    if problem.time is not None and files:
+        ms = int(np.datetime64(problem.time.removesuffix("Z"), "ms").astype(np.int64))
+        year = int(np.datetime64(ms, "ms").astype("datetime64[Y]").astype(np.int64)) + 1970
+        named = [f for f in files if f.name == f"year={year}.parquet"]
+        if named:
+            where = f"first in {named[0].relative_to(root)}"
+            try:
+                t = pq.read_table(named[0], columns=["time"]).column("time")
+                times = t.cast(pa.timestamp("ms", tz=t.type.tz), safe=False).cast(pa.int64()).to_numpy()
+                row = np.flatnonzero(times == ms)
+                where += f" row {int(row[0])}" if row.size else ""
+            except (pa.ArrowException, OSError, KeyError):
+                pass
+            return ", ".join([*parts, where])
+    if files:
+        shown = ", ".join(str(f.relative_to(root)) for f in files[:3])
+        parts.append(f"in {shown}" + (f" (and {len(files) - 3} more)" if len(files) > 3 else ""))
+    return ", ".join(parts)
 
 
 def allowed_checks(allow: Iterable[str] | str | None) -> frozenset[str]:

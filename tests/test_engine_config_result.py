@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.config import BacktestConfig
+from backtest.config import PLAUSIBLE, BacktestConfig
 from backtest.engine import run_backtest
 from backtest.result import COMPONENTS, BacktestResult
 from backtest.tiers import TierTable, load_tiers
@@ -271,8 +272,16 @@ def test_a_config_file_turns_rebalancing_off_with_none(tmp_path):
     [
         ({"spot_taker_fee_rate": 50}, r"spot_taker_fee_rate=50 is not a plausible fraction .*0\.005 if bps were meant"),
         ({"borrow_annual_rate": 5}, r"borrow_annual_rate=5 .*0\.05 if percent were meant"),
-        ({"slippage_bps": 1_000_000}, r"slippage_bps=1e\+06 is beyond any plausible value \(at most 1000 bps\)"),
-        ({"perp_leverage": 1000}, r"perp_leverage=1000 is beyond any plausible value \(at most 200x\)"),
+        (
+            {"slippage_bps": 1_000_000},
+            r"slippage_bps=1e\+06 is beyond any plausible value \(at most 1000 bps = 10% of the price\): 1e\+06 bps "
+            r"is 10000% of the price, so a buy would fill at 101x the price and a sale below zero",
+        ),
+        ({"slippage_bps": 5000}, r"a sale at 0\.5x; .*50 bps if millionths of the price \(ppm\) were meant"),
+        (
+            {"perp_leverage": 1000},
+            r"perp_leverage=1000 is beyond any plausible value \(at most 200x\): .*Binance's maximum is 125x",
+        ),
         ({"rebalance_notional_band": 10}, r"rebalance_notional_band=10 .*0\.1 if percent were meant"),
         ({"topup_margin_ratio": 50}, r"topup_margin_ratio=50 is beyond"),
     ],
@@ -280,6 +289,38 @@ def test_a_config_file_turns_rebalancing_off_with_none(tmp_path):
 def test_implausible_settings_are_refused_with_the_value_meant(setting, match):
     with pytest.raises(ConfigError, match=match):
         BacktestConfig(**setting)
+
+
+def _docstring_entry(name: str) -> str:
+    """The Parameters entry of ``name`` in :class:`BacktestConfig`'s docstring (its header line,
+    which may name several settings, and its indented text)."""
+    doc = BacktestConfig.__doc__ or ""
+    lines = doc.splitlines()
+    for i, line in enumerate(lines):
+        head = line.strip()
+        if " : " in head and name in [n.strip() for n in head.split(" : ")[0].split(",")]:
+            indent = len(line) - len(line.lstrip())
+            body = [head]
+            for more in lines[i + 1 :]:
+                if more.strip() and len(more) - len(more.lstrip()) <= indent:
+                    break
+                body.append(more.strip())
+            return " ".join(body)
+    raise AssertionError(f"{name} has no entry in BacktestConfig's docstring")
+
+
+@pytest.mark.parametrize("name", sorted(PLAUSIBLE))
+def test_every_plausible_bound_is_in_the_settings_docstring(name):
+    """The unit and plausible range of each rate or ratio stand in its docstring entry, and are
+    those the config refuses outside of (:data:`backtest.config.PLAUSIBLE`): they cannot drift."""
+    top, unit = PLAUSIBLE[name]
+    entry = _docstring_entry(name)
+    assert re.search(rf"Plausible: (0|above 0|above 1) to {re.escape(f'{top:g}')} \({re.escape(unit)}\)", entry), (
+        f"{name}: expected 'Plausible: LOW to {top:g} ({unit})' in: {entry}"
+    )
+    assert entry.count("Plausible:") == 1
+    with pytest.raises(ConfigError, match=rf"^{name}="):
+        BacktestConfig(**{name: top * 1.5 if top > 1 else top + 1.0})
 
 
 def test_implausible_column_parameters_are_refused(random_market_factory):

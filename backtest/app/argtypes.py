@@ -1,5 +1,7 @@
 """argparse value types and option groups shared by the command line's parsers (a bad value is a usage error, exit 2),
-and :func:`fee_rate`, the value of ``--fee`` (a bad one is a :class:`~data.errors.ConfigError`, exit 2 too)."""
+:func:`fee_rate`, the value of ``--fee`` (a bad one is a :class:`~data.errors.ConfigError`, exit 2 too), and
+:func:`engine_number`, the value of an engine setting's own flag (``--slippage-bps``), which remembers the flag so
+that a refused setting is named by the flag the user typed (:func:`flag_of`, :func:`name_by_flag`)."""
 
 from __future__ import annotations
 
@@ -36,6 +38,70 @@ def non_negative(text: str) -> float:
     if not 0 <= value < math.inf:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
     return value
+
+
+class FlagFloat(float):
+    """A number read from a command-line flag; ``flag`` is the flag's text (``--slippage-bps``)."""
+
+    flag: str = ""
+
+
+class FlagInt(int):
+    """A whole number read from a command-line flag; ``flag`` is the flag's text (``--delay``)."""
+
+    flag: str = ""
+
+
+def engine_number(flag: str, kind: type = float) -> Callable[[str], float]:
+    """An argparse type for the flag ``flag`` of an engine setting: a number (``kind`` float or
+    int) that remembers its flag (:func:`flag_of`), so that the run config can name the flag when
+    the setting is refused (:func:`name_by_flag`). The range is checked there, with the config's
+    rules; only a value that is no number is a usage error here."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            whole = "whole " if kind is int else ""
+            raise argparse.ArgumentTypeError(f"expected a {whole}number, got {text!r}") from None
+        out = FlagInt(value) if kind is int else FlagFloat(value)
+        out.flag = flag
+        return out
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def flag_of(value: object) -> str | None:
+    """The flag a value of :func:`engine_number` was read from; None for any other value (a
+    config file's, a ``--set``'s)."""
+    return (value.flag or None) if isinstance(value, (FlagFloat, FlagInt)) else None
+
+
+def plain(value: object) -> object:
+    """``value`` without its flag (a plain float or int; anything else as it is)."""
+    if isinstance(value, FlagInt):
+        return int(value)
+    if isinstance(value, FlagFloat):
+        return float(value)
+    return value
+
+
+def name_by_flag(exc: ConfigError, flags: dict[str, str], values: dict) -> ConfigError:
+    """``exc`` (an engine setting refused by :class:`backtest.config.BacktestConfig`, whose
+    messages start with the setting's name) named by the flag it came from: ``slippage_bps=1e+06
+    is beyond ...`` for ``--slippage-bps 1000000`` becomes ``--slippage-bps 1e+06 (slippage_bps):
+    beyond ...``. ``flags``: setting -> flag, for the settings given by their own flag;
+    ``values``: the settings. A setting from a config file or ``--set`` keeps its message (the
+    user typed its name)."""
+    text = str(exc)
+    m = re.match(r"(\w+)(=\S+)?\s+(is\s+)?", text)
+    if m is None or m.group(1) not in flags:
+        return exc
+    key = m.group(1)
+    value = values.get(key)
+    shown = f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+    return ConfigError(f"{flags[key]} {shown} ({key}): {text[m.end() :]}")
 
 
 def add_window_options(g) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from backtest.app.argtypes import flag_of, name_by_flag, plain
 from backtest.config import BacktestConfig
 from backtest.targets import Targets
 from data.errors import ConfigError, DataError, check_known_keys
@@ -147,7 +148,12 @@ def build_run_config(
     walk_forward: str | None = None,
     per_symbol: bool | None = None,
 ) -> RunConfig:
-    """Merge a run config file with command-line overrides (flags win)."""
+    """Merge a run config file with command-line overrides (flags win).
+
+    A refused engine setting is named by the flag it came from when it came from its own flag
+    (``--slippage-bps 1e+06 (slippage_bps): ...``; :func:`backtest.app.argtypes.name_by_flag`),
+    and a leverage beyond any plausible value names the maximum of the tiers file, if one is
+    given."""
     toml = toml or {}
     data = dict(toml.get("data", {}))
     data.update({k: v for k, v in (data_overrides or {}).items() if v is not None})
@@ -166,8 +172,13 @@ def build_run_config(
         if data.get(k) is not None:
             data[k] = str(data[k])
     engine = dict(toml.get("engine", {}))
-    engine.update({k: v for k, v in (engine_overrides or {}).items() if v is not None})
-    engine_cfg = BacktestConfig.from_dict(engine)
+    overrides = {k: v for k, v in (engine_overrides or {}).items() if v is not None}
+    flags = {k: f for k, v in overrides.items() if (f := flag_of(v))}  # settings given by their own flag
+    engine.update({k: plain(v) for k, v in overrides.items()})
+    try:
+        engine_cfg = BacktestConfig.from_dict(engine)
+    except ConfigError as exc:
+        raise _with_tiers_maximum(name_by_flag(exc, flags, engine), engine, data["symbols"]) from None
     if strategies is None:
         strategies = []
         if "strategy" in toml:
@@ -181,6 +192,24 @@ def build_run_config(
     if not isinstance(per, bool):
         raise ConfigError(f"[sweep] per_symbol: true or false, got {per!r}")
     return RunConfig(DataSpec(**data), engine_cfg, tuple(strategies), wf, per)
+
+
+def _with_tiers_maximum(exc: ConfigError, engine: dict, symbols: tuple[str, ...]) -> ConfigError:
+    """A refused leverage's message with the highest leverage the run's tiers file allows."""
+    path = engine.get("tiers_path")
+    if "perp_leverage" not in str(exc) or not path:
+        return exc
+    from backtest.tiers import load_tiers
+    from data.errors import CarryError
+
+    try:
+        limits = load_tiers(path, list(symbols)).max_leverages()
+    except (CarryError, OSError):
+        return exc
+    if not len(limits) or not (limits < float("inf")).any():
+        return exc
+    i = int(limits.argmax())
+    return ConfigError(f"{exc}; the tiers file {path} allows at most {limits[i]:g}x ({symbols[i]}'s top bracket)")
 
 
 def run_hash(cfg: RunConfig) -> str:
@@ -221,23 +250,25 @@ def check_run_data(cfg: RunConfig, window: tuple[pd.Timestamp, pd.Timestamp] | N
     prices, OHLC breaks, bad ticks, funding beyond +/-3% per interval or stored in the wrong
     unit or timezone, spot and perp systematically apart) and the warnings of
     :data:`RUN_BLOCKING_WARNINGS` stop the run with a :class:`DataError` naming the series, the
-    check and the first rows, unless the check is named in ``allow_data_errors`` (``"all"``:
-    any). A problem with one occurrence outside ``window`` (the run's ``[start, end)``) does not
+    check, the column, the catalog file and row of the first occurrence
+    (:func:`data.quality.locate`) and the first rows' times, unless the check is named in
+    ``allow_data_errors`` (``"all"``: any). A problem with one occurrence outside ``window`` (the run's ``[start, end)``) does not
     concern the run. Returns the problems allowed through, as dicts, for ``summary.json`` and
     the report."""
     from dataclasses import asdict
 
     from data.catalog import Catalog
-    from data.quality import check_catalog
+    from data.quality import check_catalog, locate
 
     def concerns(p) -> bool:
         if window is None or p.time is None or p.count != 1:
             return True
         return bool(window[0] <= pd.Timestamp(p.time) < window[1])
 
+    catalog = Catalog(cfg.data.catalog)
     problems = [
         p
-        for p in check_catalog(Catalog(cfg.data.catalog), list(cfg.data.symbols))
+        for p in check_catalog(catalog, list(cfg.data.symbols))
         if (p.severity == "error" or p.check in RUN_BLOCKING_WARNINGS)
         and p.check != "leftover"  # a stray file of an interrupted write is not data
         and concerns(p)
@@ -245,7 +276,10 @@ def check_run_data(cfg: RunConfig, window: tuple[pd.Timestamp, pd.Timestamp] | N
     allowed = set(cfg.data.allow_data_errors)
     blocking = [p for p in problems if p.check not in allowed and "all" not in allowed]
     if blocking:
-        listed = "; ".join(f"{p.series}: {p.check}: {p.message}" for p in blocking[:3])
+        listed = "; ".join(
+            f"{p.series}: {p.check}" + (f" ({where})" if (where := locate(catalog, p)) else "") + f": {p.message}"
+            for p in blocking[:3]
+        )
         more = f"; and {len(blocking) - 3} more" if len(blocking) > 3 else ""
         checks = ",".join(sorted({p.check for p in blocking}))
         raise DataError(
