@@ -175,3 +175,48 @@ def test_report_in_a_browser(name, reports, artifacts, tmp_path):
     r = _chromium(tmp_path, "--virtual-time-budget=20000", "--window-size=1280,6500", f"--screenshot={shot}", url)
     assert r.returncode == 0, r.stderr[-2000:]
     assert shot.exists() and shot.stat().st_size > 50_000  # a blank page is a few KB
+
+
+def test_venue_scan_report_in_a_browser(tmp_path, artifacts):
+    """``carry scan --venues``: the cumulative spread chart drawn, both tables filled, no console error."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    from data.catalog import Catalog, PartitionKey
+    from data.schema import Kind
+
+    cat = Catalog(tmp_path / "cat")
+    start = pd.Timestamp("2024-01-01", tz="UTC")
+    for venue, symbol, every in (("binance", "BTCUSDT", 8), ("hyperliquid", "BTCUSDC", 1)):
+        times = pd.date_range(start + pd.Timedelta(hours=every), periods=90 * 24 // every, freq=f"{every}h")
+        day = np.asarray((times - start).days)
+        rates = np.where((day // 30) % 2 == 0, 1e-4, -5e-5) * every / 8 * (1.5 if venue == "hyperliquid" else 1.0)
+        table = pa.table(
+            {
+                "time": pa.array(times.as_unit("ms").asi8, pa.timestamp("ms", tz="UTC")),
+                "rate": rates,
+                "interval_hours": np.full(len(times), float(every)),
+                "mark_price": pa.nulls(len(times), pa.float64()),
+            }
+        )
+        with cat.transaction():
+            cat.write(PartitionKey(venue, Kind.FUNDING, symbol), table)
+    out = tmp_path / "venues"
+    assert main(["scan", "--data", str(cat.root), "--venues", "binance,hyperliquid", "--out", str(out), "--quiet"]) == 0
+    url = (out / "report.html").as_uri()
+    r = _chromium(tmp_path, "--enable-logging=stderr", "--v=0", "--virtual-time-budget=20000", "--dump-dom", url)
+    assert r.returncode == 0, r.stderr[-2000:]
+    errors = [
+        line
+        for line in r.stderr.splitlines()
+        if "CONSOLE" in line and re.search(r"error|uncaught|failed", line, re.IGNORECASE)
+    ]
+    assert not errors, errors
+    dom = r.stdout
+    assert 'data-figure="equity"' in dom and "main-svg" in dom and "scatterlayer" in dom
+    assert _rows(dom, "table-0") == 1 and _rows(dom, "table-1") >= 2  # the pair; its regimes
+    assert "BTC hyperliquid - binance" in dom and "How to read this" in dom
+    shot = artifacts / "report-venue-scan.png"
+    r = _chromium(tmp_path, "--virtual-time-budget=20000", "--window-size=1280,3000", f"--screenshot={shot}", url)
+    assert r.returncode == 0 and shot.stat().st_size > 30_000

@@ -202,3 +202,15 @@ def test_cli_scan_venues_writes_files_and_refuses_bad_input(tmp_path):
         r = _carry("scan", "--data", str(cat.root), *args, "--out", str(bad), cwd=REPO)
         assert r.returncode != 0 and words in r.stderr, (args, r.stderr)
         assert "Traceback" not in r.stderr and not bad.exists()
+
+
+def test_cli_says_when_two_venues_never_overlap(tmp_path):
+    cat = Catalog(tmp_path / "cat")
+    _write_funding(cat, "binance", "BTCUSDT", _series("binance", 8, 30, 0.0001))
+    later = T0 + 60 * DAY_MS
+    _write_funding(cat, "hyperliquid", "BTCUSDC", _series("hyperliquid", 1, 30, 0.00002, start=later))
+    out = tmp_path / "out"
+    r = _carry("scan", "--data", str(cat.root), "--venues", "binance,hyperliquid", "--out", str(out), cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    assert "BTC: no day whose funding is known on both binance and hyperliquid in the window" in r.stderr
+    assert json.loads((out / "venue_spread.json").read_text())["pairs"][0]["days"] == 0

@@ -929,6 +929,11 @@ def _scan_venues(args) -> int:
         "fees: each venue's perp taker fee in force on a regime's first day (data/venues/<venue>.toml; "
         "venue_spread.json regimes[].fees), charged to open and close both perps",
     ]
+    notes += [
+        f"{r.coin}: no day whose funding is known on both {r.venue_a} and {r.venue_b} in the window"
+        for r in stats.itertuples()
+        if r.days == 0
+    ]
     for text in notes:
         note(text)
     write_venue_scan(
