@@ -13,24 +13,26 @@ exactly those of an uninterrupted run, byte for byte, with no leftovers and a cl
 
 from __future__ import annotations
 
-import os
-import random
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from data.catalog import TXN_DIR, Catalog
-from data.quality import check_catalog
+from tests.kill_harness import (
+    REPO,
+    KillHarness,
+    crash_env,
+    crash_inside_the_commit,
+    measure_timing,
+    random_kill,
+    snapshot,
+)
 from tests.test_freqtrade import _bars, _funding, _write
-from tests.test_ingest_kill import snapshot
 
-REPO = Path(__file__).resolve().parents[1]
 START = "2023-11-01"
 
 
@@ -53,54 +55,24 @@ def ingest_command(src: Path, cat: Path) -> list[str]:
     return [sys.executable, "-m", "backtest", "data", "ingest", "freqtrade", str(src), "--out", str(cat), "--quiet"]
 
 
-class Setup:
+class Setup(KillHarness):
     def __init__(self, root: Path):
         self.root = root
         self.src = freqtrade_folder(root / "src", ["AAA", "BBB", "CCC"], 24 * 120)  # to 2024-02-29
         base_src = freqtrade_folder(root / "base_src", ["AAA", "BBB"], 24 * 45)  # to 2023-12-15
         self.base = root / "base"
-        subprocess.run(ingest_command(base_src, self.base), cwd=REPO, env=self.env(), check=True, capture_output=True)
+        subprocess.run(ingest_command(base_src, self.base), cwd=REPO, env=crash_env(), check=True, capture_output=True)
         self.before = snapshot(self.base)
         complete = Path(shutil.copytree(self.base, root / "complete"))
-        subprocess.run(ingest_command(self.src, complete), cwd=REPO, env=self.env(), check=True, capture_output=True)
+        subprocess.run(ingest_command(self.src, complete), cwd=REPO, env=crash_env(), check=True, capture_output=True)
         self.after = snapshot(complete)
         # 2023 files rewritten, 2024 files and the new symbol's added
         self.rewritten = sorted(k for k in self.before if self.after[k] != self.before[k])
         self.added = sorted(set(self.after) - set(self.before))
         assert len(self.rewritten) == 8 and len(self.added) == 16, (self.rewritten, self.added)
-        self.runs = 0
 
-    @staticmethod
-    def env(crash_at: str | None = None) -> dict[str, str]:
-        env = dict(os.environ)
-        env.pop("CARRY_TEST_CRASH_AT", None)
-        if crash_at:
-            env["CARRY_TEST_CRASH_AT"] = crash_at
-        return env
-
-    def fresh(self) -> Path:
-        self.runs += 1
-        return Path(shutil.copytree(self.base, self.root / f"cat{self.runs}"))
-
-    def start(self, cat: Path, crash_at: str | None = None) -> subprocess.Popen:
-        return subprocess.Popen(
-            ingest_command(self.src, cat),
-            cwd=REPO,
-            env=self.env(crash_at),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-
-    def outcome(self, cat: Path) -> str:
-        """Open the catalog (recovering it) and say whether it is as before or complete."""
-        opened = Catalog(cat)
-        assert opened.leftovers() == [], opened.leftovers()
-        assert not (cat / TXN_DIR).exists()
-        snap = snapshot(cat)
-        assert snap in (self.before, self.after), sorted(set(snap) ^ set(self.after))[:5]
-        problems = check_catalog(opened)
-        assert not [p for p in problems if p.severity == "error" or p.check == "leftover"], problems
-        return "complete" if snap == self.after else "unchanged"
+    def command(self, cat: Path) -> list[str]:
+        return ingest_command(self.src, cat)
 
 
 @pytest.fixture(scope="module")
@@ -110,41 +82,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
 
 @pytest.fixture(scope="module")
 def timing(setup: Setup) -> tuple[float, float]:
-    """(seconds until the ingest starts staging, seconds until it ends) of an uninterrupted run."""
-    cat = setup.fresh()
-    t0 = time.monotonic()
-    proc = setup.start(cat)
-    staging = None
-    while proc.poll() is None:
-        if staging is None and (cat / TXN_DIR).exists():
-            staging = time.monotonic() - t0
-        time.sleep(0.002)
-    end = time.monotonic() - t0
-    assert proc.returncode == 0, proc.stderr.read().decode() if proc.stderr else ""
-    assert setup.outcome(cat) == "complete"
-    return (staging if staging is not None else end * 0.8), end
-
-
-def kill_after(setup: Setup, delay: float, after_staging: bool) -> str:
-    """Start an ingest, SIGKILL it ``delay`` s after its start (or after it began staging)."""
-    cat = setup.fresh()
-    proc = setup.start(cat)
-    if after_staging:
-        while proc.poll() is None and not (cat / TXN_DIR).exists():
-            time.sleep(0.001)
-    time.sleep(delay)
-    proc.kill()
-    proc.wait()
-    return setup.outcome(cat)
-
-
-def random_kill(setup: Setup, timing: tuple[float, float], seed: int) -> str:
-    staging, end = timing
-    rng = random.Random(seed)
-    if seed % 2:  # anywhere in the run (most of it is starting Python)
-        return kill_after(setup, rng.uniform(0.0, end), after_staging=False)
-    # in the part that writes: between the first staged file and the end
-    return kill_after(setup, rng.uniform(0.0, max(end - staging, 0.05)), after_staging=True)
+    return measure_timing(setup)
 
 
 @pytest.mark.parametrize(
@@ -156,11 +94,7 @@ def random_kill(setup: Setup, timing: tuple[float, float], seed: int) -> str:
     ],
 )
 def test_crash_inside_the_commit(setup: Setup, crash_at: str, expected: str) -> None:
-    cat = setup.fresh()
-    proc = setup.start(cat, crash_at)
-    assert proc.wait(timeout=120) == 9, proc.stderr.read().decode() if proc.stderr else ""
-    assert (cat / TXN_DIR).exists()  # it did leave something to recover
-    assert setup.outcome(cat) == expected
+    assert crash_inside_the_commit(setup, crash_at) == expected
 
 
 @pytest.mark.parametrize("seed", [0, 1])
