@@ -399,3 +399,25 @@ def test_binance_fallbacks_match_the_shared_tiers_file():
     assert venue_wide.bounds(top) == pytest.approx(
         venue_rules("binance").funding_cap_at("2025-01-01", "BTCUSDT").bounds()
     )
+
+
+def test_a_run_on_a_venue_takes_its_current_fees_unless_set():
+    from backtest.app import runs as app
+    from backtest.config import BacktestConfig
+
+    def cfg(venue, **engine):
+        return app.build_run_config(
+            {"engine": engine} if engine else {},
+            data_overrides={"symbols": "BTCUSDT", "venue": venue},
+            strategies=[app.StrategySpec("always_carry")],
+        ).engine
+
+    # Binance's current schedule is carry's defaults: a Binance run is unchanged
+    assert cfg("binance") == BacktestConfig()
+    okx = cfg("okx")
+    assert (okx.spot_taker_fee_rate, okx.spot_maker_fee_rate, okx.perp_taker_fee_rate) == (0.001, 0.0008, 0.0005)
+    assert cfg("bybit").perp_taker_fee_rate == 0.00055
+    # a fee set by the config file (or a flag) wins over the venue's
+    assert cfg("okx", perp_taker_fee_rate=0.0003).perp_taker_fee_rate == 0.0003
+    # a venue without a rules file keeps carry's defaults (the run says so in a note)
+    assert app.venue_fee_defaults("myexchange") == {} and cfg("myexchange") == BacktestConfig()

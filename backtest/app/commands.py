@@ -314,6 +314,14 @@ def execute(cfg: app.RunConfig, progress: bool = False, scale: dict | None = Non
     bar.set_description(steps[1])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        from data.venues import known_venues
+
+        if cfg.data.venue not in known_venues():  # (a venue with rules takes its fees: runs.venue_fee_defaults)
+            warnings.warn(
+                f"venue {cfg.data.venue} has no rules file (data/venues/): the fees not set by the config or a flag "
+                "are carry's defaults (Binance's base tier)",
+                stacklevel=1,
+            )
         if scale is None:
             plan = {"path": "in_process", "mode": "serial", "tasks": 1}
             with stage("strategies"):

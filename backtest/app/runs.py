@@ -175,6 +175,7 @@ def build_run_config(
     overrides = {k: v for k, v in (engine_overrides or {}).items() if v is not None}
     flags = {k: f for k, v in overrides.items() if (f := flag_of(v))}  # settings given by their own flag
     engine.update({k: plain(v) for k, v in overrides.items()})
+    engine = {**venue_fee_defaults(data.get("venue") or DataSpec.venue), **engine}
     try:
         engine_cfg = BacktestConfig.from_dict(engine)
     except ConfigError as exc:
@@ -192,6 +193,19 @@ def build_run_config(
     if not isinstance(per, bool):
         raise ConfigError(f"[sweep] per_symbol: true or false, got {per!r}")
     return RunConfig(DataSpec(**data), engine_cfg, tuple(strategies), wf, per)
+
+
+def venue_fee_defaults(venue: str) -> dict[str, float]:
+    """The fee settings a run on ``venue`` takes where neither its config file nor a flag sets
+    them: the venue's current base-tier schedule (the last period of ``data/venues/<venue>.toml``,
+    :mod:`data.venues`; Binance's is carry's defaults: spot 0.1%, perp 0.05% taker and 0.02%
+    maker). Earlier schedules of the file are not applied to older windows (a run has one fee
+    per setting); a venue without a rules file keeps carry's defaults (``{}``)."""
+    from data.venues import known_venues, venue_rules
+
+    if venue not in known_venues():
+        return {}
+    return venue_rules(venue).fees[-1].as_config()
 
 
 def _with_tiers_maximum(exc: ConfigError, engine: dict, symbols: tuple[str, ...]) -> ConfigError:
