@@ -723,6 +723,10 @@ def _load_market(
             f"no tradable bar from {_ts(t0)} to {_ts(t0 + n_bars * step_t)} UTC (where spot, perp, mark and funding "
             f"all exist) for {'; '.join(lines)}; choose --start/--end inside the stored data or drop the symbol"
         )
+    oracle = _oracle_stand_in(venue)
+    if oracle is not None:  # funding paid at a price no catalog series holds: say which stands in
+        data_flags.append(oracle[0])
+        notes.append(oracle[1])
     market = Market(
         index=index,
         symbols=tuple(names),
@@ -770,6 +774,25 @@ def _trim_to_tradable(market: Market, head: bool, tail: bool) -> Market:
         "(no position is possible outside them; pass start/end to choose another window)"
     )
     return dataclasses.replace(trimmed, notes=(*trimmed.notes, note))
+
+
+def _oracle_stand_in(venue: str) -> tuple[str, str] | None:
+    """``(flag, note)`` when ``venue`` pays funding at an oracle price (Hyperliquid, per its rules
+    file in ``data/venues``): the loader values funding at the mark, or the perp's own price
+    where the catalog has no mark, which stands in for it. None for a mark-price venue or one
+    without a rules file."""
+    from data.venues import known_venues, venue_rules
+
+    if venue not in known_venues():
+        return None
+    rules = venue_rules(venue)
+    if rules.funding_price != "oracle" or rules.oracle_stand_in is None:
+        return None
+    return rules.oracle_stand_in.flag, (
+        f"{venue} pays funding at its oracle price, which no catalog series holds: funding is valued at the "
+        f"mark price of each settlement (the perp's own price where there is no mark) instead "
+        f"({rules.oracle_stand_in.flag}; the two differ by the perp's premium)"
+    )
 
 
 def _price_clip_notes(market: Market, noted: set[str]) -> Market:

@@ -421,3 +421,21 @@ def test_a_run_on_a_venue_takes_its_current_fees_unless_set():
     assert cfg("okx", perp_taker_fee_rate=0.0003).perp_taker_fee_rate == 0.0003
     # a venue without a rules file keeps carry's defaults (the run says so in a note)
     assert app.venue_fee_defaults("myexchange") == {} and cfg("myexchange") == BacktestConfig()
+
+
+def test_a_market_of_an_oracle_priced_venue_is_flagged(tmp_path):
+    """Hyperliquid pays funding at its oracle price, which no file holds: the market says what
+    stands in for it (flag and note); a Binance market has no such flag."""
+    import warnings
+
+    from data.loader import load_market
+    from data.synthetic import write_demo_catalog
+
+    cat = write_demo_catalog(tmp_path / "cat", venue="hyperliquid")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = load_market(cat, "DEMOAUSDT", venue="hyperliquid")
+    assert "oracle_price_stand_in" in m.data_flags
+    assert any(n.startswith("hyperliquid pays funding at its oracle price") for n in m.notes)
+    binance = load_market(write_demo_catalog(tmp_path / "b"), "DEMOAUSDT")
+    assert "oracle_price_stand_in" not in binance.data_flags
