@@ -154,7 +154,7 @@ def write_venue_scan(
         tables=[
             ("Funding spread by coin and venue pair (B - A; annualized per 365 days)", _percent(stats, 2)),
             (
-                "Spread regimes: funding collected less taker fees, before basis PnL (per leg's notional)",
+                "Spread regimes: funding collected, basis PnL and taker fees (per unit of the long leg's notional)",
                 _percent(regimes, 3),
             ),
         ],
@@ -182,6 +182,7 @@ _PERCENT_COLUMNS = (
     "spread_annualized",
     "share_days_b_higher",
     "collected",
+    "basis",
     "fees",
     "net",
 )

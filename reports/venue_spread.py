@@ -29,11 +29,15 @@ flips merge into the regime before them. Each regime's trade is long the perp on
 paid less and short it on the one that paid more (by the sign of the spread summed over the
 regime); ``collected`` is what that trade received in funding per unit of notional on each leg,
 ``fees`` the taker fees of entering and leaving both legs (``2 * (fee_A + fee_B)``), ``net`` the
-difference.
+difference; ``basis`` the price PnL of the two legs from the first day's 00:00 UTC to the last
+day's 24:00 UTC, the same coins long and short, per unit of the long leg's entry notional:
+``((long_exit - long_entry) - (short_exit - short_entry)) / long_entry``, the perps' last prices
+at the open of the first bar both venues have at or after each instant (within a day; NaN
+without one); ``net = collected + basis - fees``.
 
-What it leaves out: the price (basis) PnL between the two perps, slippage, margin and
-liquidation. Those need the engine to hold the two legs; these figures are the funding spread
-a trade would have had to earn them against. Units: fractions of notional (0.0001 = 1 bp).
+What it leaves out: slippage, margin, liquidation and the transfers between venues. Those need
+the engine to hold the two legs; these figures are what a trade would have had to earn them
+against. Units: fractions of notional (0.0001 = 1 bp).
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ import pandas as pd
 from data.catalog import Catalog, PartitionKey
 from data.errors import ConfigError
 from data.loader import funding_span
-from data.schema import Kind
+from data.schema import Kind, timeframe_minutes
 
 #: Milliseconds in a UTC day.
 DAY_MS = 86_400_000
@@ -123,11 +127,60 @@ class SpreadRegime:
     days: int
     spread_annualized: float
     collected: float
+    basis: float
     fees: float
     net: float
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class PerpPrices:
+    """A venue's perp last price at the open of each stored bar: ``times`` (int64 ms UTC, sorted)
+    and ``opens`` (quote per coin), from the finest stored timeframe that divides a day."""
+
+    venue: str
+    symbol: str
+    times: np.ndarray
+    opens: np.ndarray
+
+
+def read_perp_prices(catalog: Catalog, venue: str, symbol: str, start=None, end=None) -> PerpPrices:
+    """The perp bar opens of ``symbol`` on ``venue`` in ``[start, end]`` (empty when the catalog
+    has no perp bars of a timeframe dividing a day)."""
+    minutes = {}
+    for d in catalog.root.glob(f"venue={venue}/kind=perp/timeframe=*"):
+        tf = d.name.split("=", 1)[1]
+        try:
+            minutes[tf] = timeframe_minutes(tf)
+        except ConfigError:
+            continue
+    lo = None if start is None else np.datetime64(pd.Timestamp(start).tz_localize(None), "ms")
+    hi = None if end is None else np.datetime64(pd.Timestamp(end).tz_localize(None), "ms") + np.timedelta64(1, "ms")
+    for tf in sorted((tf for tf, m in minutes.items() if (24 * 60) % m == 0), key=minutes.__getitem__):
+        key = PartitionKey(venue, Kind.PERP, symbol, tf)
+        if catalog.files(key):
+            t = catalog.read(key, lo, hi)
+            times = t.column("time").cast("int64").to_numpy()
+            order = np.argsort(times, kind="stable")
+            opens = t.column("open").to_numpy(zero_copy_only=False).astype(np.float64)
+            return PerpPrices(venue, symbol, times[order], opens[order])
+    return PerpPrices(venue, symbol, np.empty(0, np.int64), np.empty(0))
+
+
+def _basis(pa: PerpPrices, pb: PerpPrices, long_a: bool, t0: int, t1: int) -> float:
+    """The price PnL of holding the same coins long on one venue and short on the other from the
+    first instant at or after ``t0`` where both have a bar (before ``t1``) to the first such
+    instant at or after ``t1`` (within a day), per unit of the long leg's entry notional; NaN
+    when either instant is missing."""
+    common, ia, ib = np.intersect1d(pa.times, pb.times, assume_unique=True, return_indices=True)
+    e, x = np.searchsorted(common, [t0, t1])
+    if e >= len(common) or common[e] >= t1 or x >= len(common) or common[x] >= t1 + DAY_MS:
+        return float("nan")
+    a0, a1, b0, b1 = pa.opens[ia[e]], pa.opens[ia[x]], pb.opens[ib[e]], pb.opens[ib[x]]
+    (l0, l1), (s0, s1) = ((a0, a1), (b0, b1)) if long_a else ((b0, b1), (a0, a1))
+    return float(((l1 - l0) - (s1 - s0)) / l0)
 
 
 def read_venue_funding(catalog: Catalog, venue: str, symbol: str, start=None, end=None) -> VenueFunding:
@@ -249,11 +302,19 @@ def _segment_regimes(spread: np.ndarray, window: int, min_days: int) -> list[tup
 
 
 def spread_regimes(
-    coin: str, a: DailyFunding, b: DailyFunding, fee_a: Fee, fee_b: Fee, window_days: int = 7, min_days: int = 14
+    coin: str,
+    a: DailyFunding,
+    b: DailyFunding,
+    fee_a: Fee,
+    fee_b: Fee,
+    window_days: int = 7,
+    min_days: int = 14,
+    prices: tuple[PerpPrices, PerpPrices] | None = None,
 ) -> list[SpreadRegime]:
     """The regimes of the spread ``b - a`` and what collecting each earned (module docstring);
     ``fee_a``/``fee_b``: each venue's perp taker fee (fraction of notional), the one in force on
-    the regime's first day."""
+    the regime's first day; ``prices``: both venues' perp prices at the day boundaries (for
+    ``basis``; NaN without them)."""
     if window_days < 1 or min_days < 1:
         raise ConfigError(f"window_days and min_days must be at least 1, got {window_days} and {min_days}")
     spread = b.funding - a.funding
@@ -265,6 +326,10 @@ def spread_regimes(
             total = float(spread[i0:i1].sum())
             short, long_ = (b.venue, a.venue) if total >= 0.0 else (a.venue, b.venue)
             collected = abs(total)
+            basis = float("nan")
+            if prices is not None:
+                t0 = int(a.days[i0].value // 1_000_000)
+                basis = _basis(prices[0], prices[1], long_ == a.venue, t0, t0 + (i1 - i0) * DAY_MS)
             out.append(
                 SpreadRegime(
                     coin,
@@ -277,8 +342,9 @@ def spread_regimes(
                     i1 - i0,
                     total / (i1 - i0) * DAYS_PER_YEAR,
                     collected,
+                    basis,
                     fees,
-                    collected - fees,
+                    collected + basis - fees,
                 )
             )
     return out
@@ -309,6 +375,9 @@ def venue_spreads(
         series = [read_venue_funding(catalog, v, symbol_of[coin][v], start, end) for v in venues]
         days = day_grid(series, start, end)
         per = [daily_funding(s, days) for s in series]
+        perp = [
+            read_perp_prices(catalog, v, symbol_of[coin][v], days[0], days[-1] + pd.Timedelta(days=2)) for v in venues
+        ]
         for d in per:
             daily.append(
                 pd.DataFrame(
@@ -328,7 +397,16 @@ def venue_spreads(
                 stats.append(pair_stats(coin, a, b).as_dict())
                 regimes += [
                     r.as_dict()
-                    for r in spread_regimes(coin, a, b, taker_fee[a.venue], taker_fee[b.venue], window_days, min_days)
+                    for r in spread_regimes(
+                        coin,
+                        a,
+                        b,
+                        taker_fee[a.venue],
+                        taker_fee[b.venue],
+                        window_days,
+                        min_days,
+                        (perp[i], perp[k]),
+                    )
                 ]
     return (
         pd.DataFrame(stats, columns=list(PairStats.__dataclass_fields__)),

@@ -7,6 +7,7 @@ funding of real files recomputed independently from the raw freqtrade files, and
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -18,6 +19,7 @@ from data.catalog import Catalog
 from data.errors import ConfigError
 from reports.venue_spread import (
     DAY_MS,
+    PerpPrices,
     VenueFunding,
     daily_funding,
     day_grid,
@@ -97,9 +99,31 @@ def test_regimes_change_sides_and_net_is_collected_less_four_taker_fees():
     assert regs[1].collected == pytest.approx(20 * 3e-4, rel=1e-9)
     for r in regs:
         assert r.fees == pytest.approx(2 * (0.0005 + 0.00045), rel=1e-12)
-        assert r.net == pytest.approx(r.collected - r.fees, rel=1e-12)
+        assert math.isnan(r.basis) and math.isnan(r.net)  # no perp prices given: unknown, not zero
     with pytest.raises(ConfigError, match="window_days"):
         spread_regimes("BTC", daily_funding(a, days), daily_funding(b, days), 0.0, 0.0, 0, 10)
+
+
+def test_basis_is_the_price_pnl_of_the_same_coins_long_and_short_from_the_first_common_bar():
+    # a pays 1 bp/day more for 20 days: short a, long b; b's bars start 5 hours into the first day
+    a = _series("a", 8, 20, 1e-4 / 3)
+    b = _series("b", 8, 20, 0.0)
+    days = _days(20)
+    hours = T0 + H * np.arange(0, 21 * 24)
+    pa = PerpPrices("a", "X", hours, 100.0 + 0.01 * np.arange(len(hours)))  # +0.24 a day
+    later = hours[5:]
+    pb = PerpPrices("b", "X", later, 101.0 + 0.02 * np.arange(5, len(hours)))  # +0.48 a day
+    (r,) = spread_regimes("BTC", daily_funding(a, days), daily_funding(b, days), 0.0, 0.0, 1, 10, (pa, pb))
+    assert (r.short_venue, r.long_venue, r.days) == ("a", "b", 20)
+    # entry at 05:00 of day 0 (the first bar both have), exit at 00:00 after day 19 (hour 480)
+    long0, long1 = 101.0 + 0.02 * 5, 101.0 + 0.02 * 480
+    short0, short1 = 100.0 + 0.01 * 5, 100.0 + 0.01 * 480
+    assert r.basis == pytest.approx(((long1 - long0) - (short1 - short0)) / long0, rel=1e-12)
+    assert r.net == pytest.approx(r.collected + r.basis - r.fees, rel=1e-12)
+    # no common bar within a day of the exit: unknown
+    cut = PerpPrices("b", "X", later[: 24 * 18], pb.opens[: 24 * 18])
+    (r,) = spread_regimes("BTC", daily_funding(a, days), daily_funding(b, days), 0.0, 0.0, 1, 10, (pa, cut))
+    assert math.isnan(r.basis) and math.isnan(r.net)
 
 
 def test_day_grid_covers_the_first_interval_and_errors_on_nothing():
@@ -126,6 +150,7 @@ def test_real_daily_funding_equals_the_raw_files(tmp_path):
     """BTC on Binance (8h) and Hyperliquid (1h, USDC) over the overlap named in issue 16: every
     known day's sum equals the raw files' (1e-12), and the spread is Hyperliquid paying more."""
     from data.ingest.freqtrade import ingest_freqtrade
+    from data.venues import venue_rules
 
     files = {
         "binance": shared_data_path("binance", "futures", "BTC_USDT_USDT-1h-funding_rate.feather"),
@@ -140,7 +165,7 @@ def test_real_daily_funding_equals_the_raw_files(tmp_path):
         ["BTC"],
         ["binance", "hyperliquid"],
         {"BTC": {"binance": "BTCUSDT", "hyperliquid": "BTCUSDC"}},
-        {"binance": 0.0005, "hyperliquid": 0.00045},
+        {v: (lambda day, v=v: venue_rules(v).fees_at(day).perp_taker_fee_rate) for v in files},  # as the CLI
         start,
         end,
     )
@@ -153,7 +178,12 @@ def test_real_daily_funding_equals_the_raw_files(tmp_path):
     # the README's figures ("Example: funding spreads between venues")
     assert row.days == 324 and row.longest_run_higher == "hyperliquid" and row.longest_run_days == 40
     assert f"{row.spread_annualized:+.2%}" == "+8.29%" and f"{row.share_days_b_higher:.0%}" == "89%"
-    assert (regimes.net == regimes.collected - regimes.fees).all()
+    # the README's regime: one all year, short Hyperliquid, long Binance
+    (r,) = regimes.itertuples()
+    assert (r.short_venue, r.days, f"{r.basis:+.3%}", f"{r.net:+.3%}") == ("hyperliquid", 324, "-0.094%", "+7.097%")
+    # both venues' perp bars are in the catalog: every regime's basis is known
+    assert regimes.basis.notna().all()
+    np.testing.assert_allclose(regimes.net, regimes.collected + regimes.basis - regimes.fees, rtol=1e-12)
 
 
 def _carry(*args, cwd):
@@ -191,6 +221,7 @@ def test_cli_scan_venues_writes_files_and_refuses_bad_input(tmp_path):
     pair = summary["pairs"][0]
     assert pair["days"] == 60 and pair["spread_annualized"] == pytest.approx((0.00048 - 0.0003) * 365, rel=1e-9)
     assert (out / "venue_funding.parquet").exists() and (out / "report.html").stat().st_size > 10_000
+    assert "basis and net unknown (ingest the perp bars)" in r.stderr  # this catalog has funding only
     for args, words in (
         (["--venues", "binance"], "at least two different venues"),
         (["--venues", "binance,bybit"], "no funding on venue bybit"),

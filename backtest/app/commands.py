@@ -932,8 +932,8 @@ def _scan_venues(args) -> int:
             catalog, coins, venues, symbol_of, fees, args.start, args.end, args.spread_window, int(args.min_days)
         )
     notes = [
-        "funding only: the spread's figures leave out the price (basis) PnL between the two perps, slippage, "
-        "margin and liquidation",
+        "funding and basis only: the spread trades' figures leave out slippage, margin, liquidation and the "
+        "transfers between venues",
         "fees: each venue's perp taker fee in force on a regime's first day (data/venues/<venue>.toml; "
         "venue_spread.json regimes[].fees), charged to open and close both perps",
     ]
@@ -941,6 +941,12 @@ def _scan_venues(args) -> int:
         f"{r.coin}: no day whose funding is known on both {r.venue_a} and {r.venue_b} in the window"
         for r in stats.itertuples()
         if r.days == 0
+    ]
+    unpriced = regimes[~np.isfinite(regimes.basis.astype(float))]
+    notes += [
+        f"{coin} {a}/{b}: {n} regime(s) without perp prices on both venues at their start or end: basis and net "
+        "unknown (ingest the perp bars)"
+        for (coin, a, b), n in unpriced.groupby(["coin", "venue_a", "venue_b"]).size().items()
     ]
     for text in notes:
         note(text)
@@ -981,8 +987,8 @@ def _print_venue_scan(stats: pd.DataFrame, regimes: pd.DataFrame) -> None:
             f"{r.share_days_b_higher:.0%}",
             run,
         )
-    u = Table(title="Spread regimes: short the perp paying more, long the other (funding less taker fees)")
-    for c in ("coin", "short", "long", "from", "days", "spread ann.", "collected", "fees", "net"):
+    u = Table(title="Spread regimes: short the perp paying more, long the other (funding + basis - taker fees)")
+    for c in ("coin", "short", "long", "from", "days", "spread ann.", "collected", "basis", "fees", "net"):
         u.add_column(c, justify="left" if c in ("coin", "short", "long", "from") else "right")
     for _, r in regimes.iterrows():
         u.add_row(
@@ -993,8 +999,9 @@ def _print_venue_scan(stats: pd.DataFrame, regimes: pd.DataFrame) -> None:
             f"{r.days}",
             f"{r.spread_annualized:+.2%}",
             f"{r.collected:.3%}",
+            f"{r.basis:+.3%}" if np.isfinite(r.basis) else "-",
             f"{r.fees:.3%}",
-            f"{r.net:+.3%}",
+            f"{r.net:+.3%}" if np.isfinite(r.net) else "-",
         )
     console = Console()
     console.print(t)
