@@ -147,6 +147,11 @@ LEAN_OUTPUTS = ("equity", "group_equity")
 #: events are merged back into bar order. Measured on 1,000 hourly bars (``backtest.app.bench``):
 #: 100,000 columns in one pass ran at 52 M bar-columns/s against 68 M for 1,000; in blocks 56 M.
 FAST_BLOCK_GROUPS = 4096
+#: ``kernel="auto"`` runs the structure-of-arrays kernel (:mod:`backtest.kernels.soa`) for lean
+#: one-symbol grids of at least this many portfolios (serially, or in chunks with ``parallel``), where it applies (measured on
+#: ``backtest.app.bench``'s grid: 1.15-1.7x the fast kernel from 256 columns up, about even at
+#: 16-64, 3.4x slower on one column; see the module's docstring).
+SOA_MIN_GROUPS = 64
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
@@ -249,11 +254,13 @@ def run_backtest(
         count, an int = that many chunks of groups. Results are bit-identical to the serial
         run (groups are independent; events come back in the serial order). Useful when there
         are many portfolios; a single portfolio always runs serially.
-    kernel : {"auto", "general", "fast"}
+    kernel : {"auto", "general", "fast", "soa"}
         Simulation kernel. ``"auto"`` (default) uses the specialised
         :mod:`backtest.kernels.fast` kernel when every portfolio is one column in isolated
-        margin without margin top-ups (same results, faster), else the general kernel;
-        ``"general"`` forces the general kernel; ``"fast"`` requires the fast one (ConfigError
+        margin without margin top-ups (same results, faster), else the general kernel; for
+        lean grids of one symbol (``SOA_MIN_GROUPS`` portfolios or more) the
+        structure-of-arrays :mod:`backtest.kernels.soa` (same results again);
+        ``"general"`` forces the general kernel; ``"fast"`` and ``"soa"`` require theirs (ConfigError
         when the run is outside its scope). The result's ``kernel`` attribute names the one used.
     resume : EngineState, optional
         Continue a backtest from where an earlier run stopped (its ``result.state``): the
@@ -269,6 +276,7 @@ def run_backtest(
     """
     from backtest.kernels import simulate as K
     from backtest.kernels.fast import fast_range_nb
+    from backtest.kernels.soa import soa_applies, soa_parallel_nb, soa_range_nb
     from backtest.result import BacktestResult
     from backtest.state import EngineState
 
@@ -487,12 +495,17 @@ def run_backtest(
     st = StateArrays(col_state, grp_state)
     kout = Outputs(equity, group_equity, comps, spot_out, perp_out, mr_out, dl_out)
     args = (mk, book, prm, tier_arrays, run, st, kout)
-    if kernel not in ("auto", "general", "fast"):
-        raise ConfigError(f"kernel must be 'auto', 'general' or 'fast', got {kernel!r}")
-    if kernel == "fast" and not fast_ok:
-        raise ConfigError("kernel='fast' needs one column per portfolio, isolated margin and no top-ups")
+    if kernel not in ("auto", "general", "fast", "soa"):
+        raise ConfigError(f"kernel must be 'auto', 'general', 'fast' or 'soa', got {kernel!r}")
+    if kernel in ("fast", "soa") and not fast_ok:
+        raise ConfigError(f"kernel={kernel!r} needs one column per portfolio, isolated margin and no top-ups")
     use_fast = fast_ok and kernel != "general"
-    range_nb = fast_range_nb if use_fast else K.simulate_range_nb
+    # the structure-of-arrays kernel: lean one-symbol grids on one core (see backtest.kernels.soa)
+    use_soa = use_fast and (kernel == "soa" or (kernel == "auto" and G >= SOA_MIN_GROUPS))
+    use_soa = use_soa and soa_applies(kflags, prm, book)
+    if kernel == "soa" and not use_soa:
+        raise ConfigError("kernel='soa' needs lean outputs, one symbol and per-bar-constant parameters")
+    range_nb = soa_range_nb if use_soa else fast_range_nb if use_fast else K.simulate_range_nb
     cap = _record_capacity(market, tg, "events" in outputs)
     n_chunks = (_n_threads() if parallel is True else int(parallel)) if parallel else 1
     n_chunks = max(1, min(n_chunks, G))
@@ -519,6 +532,8 @@ def run_backtest(
 
         def chunks(rec_bounds, rec):
             if threaded:
+                if use_soa:
+                    return soa_parallel_nb(bounds, rec_bounds, *args, rec)
                 return K.simulate_parallel_nb(use_fast, bounds, rec_bounds, *args, rec)
             return np.array(  # one core: the blocks one after the other
                 [
@@ -583,7 +598,7 @@ def run_backtest(
         column_params=column_params,
         outputs=outputs,
     )
-    res.kernel = "fast" if use_fast else "general"
+    res.kernel = "soa" if use_soa else "fast" if use_fast else "general"
     res.state = state.advanced(market, tg, max(delay, 1), col_state, grp_state)
     return res
 

@@ -81,7 +81,7 @@ class BacktestResult:
         Where the run stopped: pass it as ``run_backtest(..., resume=state)`` to continue on
         the next bars (see :mod:`backtest.state` and :meth:`chain`).
     kernel : str
-        The simulation kernel used (``"fast"`` or ``"general"``).
+        The simulation kernel used (``"soa"``, ``"fast"`` or ``"general"``; see ``run_backtest(kernel=...)``).
     """
 
     index: pd.DatetimeIndex

@@ -246,6 +246,8 @@ def test_bench_runs_and_prints_the_json_keys(capsys):
         "bar_columns_per_second_group_equity",
         "parallel_speedup",
         "threads",
+        "lean_over_fast_kernel",
+        "lean_over_fast_kernel_parallel",
         "engine_over_hand_loop",
         "bar_columns_per_second_by_columns",
     }

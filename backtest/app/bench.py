@@ -39,7 +39,7 @@ The last printed line is one JSON object with ``speedup_vs_vectorbt`` (lean, see
 ``cold_start_seconds``, and the companions ``speedup_vs_vectorbt_full``,
 ``ratio_to_numpy_floor_lean``, ``bar_columns_per_second_full``,
 ``bar_columns_per_second_group_equity``, ``parallel_speedup`` and ``threads``. The text lines
-name the simulation kernel used (``fast`` or ``general``, see ``run_backtest(kernel=...)``).
+name the simulation kernels used (``soa``, ``fast`` or ``general``, see ``run_backtest(kernel=...)``).
 Options: ``--bars`` (default 525600), ``--grid-columns`` (1000), ``--grid-bars`` (8760),
 ``--repeat`` (5).
 """
@@ -224,7 +224,18 @@ def bench_grid(n_cols: int, n_bars: int, repeat: int) -> dict:
         raise AssertionError("parallel run differs from the serial run")
     kernel = serial.kernel
     del serial, par
+    lean = run_backtest(m, tg, cfg, column_params=params, full=False)
+    lean_par = run_backtest(m, tg, cfg, column_params=params, full=False, parallel=True)
+    if not (
+        np.array_equal(lean.equity.to_numpy(), lean_par.equity.to_numpy(), equal_nan=True)
+        and np.array_equal(lean.records, lean_par.records, equal_nan=True)
+    ):
+        raise AssertionError("lean parallel run differs from the lean serial run")
+    kernel_lean = lean.kernel
+    del lean, lean_par
     t_par = timed(full=False, parallel=True)
+    # the lean grid's kernel (soa where it applies) against the one-column fast kernel, same run
+    t_fast, t_par_fast = timed(full=False, kernel="fast"), timed(full=False, kernel="fast", parallel=True)
     bc = n_cols * n_bars
     return {
         "columns": n_cols,
@@ -239,6 +250,9 @@ def bench_grid(n_cols: int, n_bars: int, repeat: int) -> dict:
         "parallel_speedup": t / t_par,
         "threads": numba.get_num_threads(),
         "kernel": kernel,
+        "kernel_lean": kernel_lean,
+        "lean_over_fast_kernel": t_fast / t,
+        "lean_over_fast_kernel_parallel": t_par_fast / t_par,
     }
 
 
@@ -293,7 +307,11 @@ def main(argv: list[str] | None = None) -> dict:
         f"= {grid['bar_columns_per_second_full'] / 1e6:.1f} M/s; outputs=('group_equity',) "
         f"{grid['seconds_group_equity'] * 1e3:.1f} ms = {grid['bar_columns_per_second_group_equity'] / 1e6:.1f} M/s"
     )
-    print(f"grid kernel: {grid['kernel']}")
+    print(
+        f"grid kernels: full=True {grid['kernel']}, full=False {grid['kernel_lean']} "
+        f"({grid['lean_over_fast_kernel']:.2f}x the fast kernel on one core, "
+        f"{grid['lean_over_fast_kernel_parallel']:.2f}x with parallel=True)"
+    )
     print(
         f"grid, parallel=True ({grid['threads']} threads, full=False): {grid['seconds_parallel'] * 1e3:.1f} ms, "
         f"speed-up {grid['parallel_speedup']:.2f}x over one core (results bit-identical)"
@@ -326,6 +344,8 @@ def main(argv: list[str] | None = None) -> dict:
         "bar_columns_per_second_group_equity": round(grid["bar_columns_per_second_group_equity"]),
         "parallel_speedup": round(grid["parallel_speedup"], 2),
         "threads": grid["threads"],
+        "lean_over_fast_kernel": round(grid["lean_over_fast_kernel"], 2),
+        "lean_over_fast_kernel_parallel": round(grid["lean_over_fast_kernel_parallel"], 2),
         "engine_over_hand_loop": round(ref["engine_over_reference"], 2),
         "bar_columns_per_second_by_columns": {str(c): round(v) for c, v in scaling.items()},
     }

@@ -22,9 +22,13 @@ rebalancing checks. A bar
 that needs more leaves it for its open revaluation, orders and liquidation check, then goes back
 into the loop for those remaining steps, which every bar thus takes from one place. (Keeping the
 orders out of the loop's body keeps its state in registers: measured 10-15% faster than one loop.)
+That general part is :func:`isolated_open_nb`, shared with :mod:`backtest.kernels.soa`; it takes
+the few arrays it reads in :class:`OpenArrays` (whole argument tuples there cost ~10%).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -42,7 +46,7 @@ MAX_EV = 8
 
 
 @njit(cache=True)
-def _scatter_by_bar(scr, m, rec, base, j0, j1):
+def scatter_by_bar(scr, m, rec, base, j0, j1):
     """Rows ``0 .. m - 1`` of ``scr`` (bars ``j0 .. j1 - 1``) into ``rec[base:]`` sorted by bar (stable).
 
     Rows falling beyond ``rec`` are dropped (the caller reruns with a larger buffer).
@@ -60,6 +64,212 @@ def _scatter_by_bar(scr, m, rec, base, j0, j1):
         if dst < R:
             for f in range(layout.N_REC_FIELDS):
                 rec[np.uint64(dst), np.uint64(f)] = scr[np.uint64(r), np.uint64(f)]
+
+
+class FillMarket(NamedTuple):
+    """The market arrays of :func:`backtest.kernels.rules.fill_inputs_nb` (as ``MarketArrays``)."""
+
+    spot_volume: np.ndarray
+    perp_volume: np.ndarray
+    vol0_spot: np.ndarray
+    vol0_perp: np.ndarray
+
+
+class FillRates(NamedTuple):
+    """The parameters of :func:`backtest.kernels.rules.fill_inputs_nb` (as ``Params``)."""
+
+    slip_frac: np.ndarray
+    impact: np.ndarray
+    spot_fee: np.ndarray
+    perp_fee: np.ndarray
+
+
+class OpenArrays(NamedTuple):
+    """The arrays :func:`isolated_open_nb` reads (few: each array an inlined function takes costs
+    a reference-count pair per call, and the whole argument tuples cost ~10% of the fast kernel)."""
+
+    weights: np.ndarray
+    leverage: np.ndarray
+    lot: np.ndarray
+    min_qty: np.ndarray
+    min_notional: np.ndarray
+    clearance: np.ndarray
+    fill_mk: FillMarket
+    fill_prm: FillRates
+    tiers: layout.Tiers
+
+
+@njit(cache=True, inline="always")
+def open_arrays_nb(mk, book, prm, tiers):
+    """The :class:`OpenArrays` of a run."""
+    return OpenArrays(
+        book.weights,
+        prm.leverage,
+        prm.lot,
+        prm.min_qty,
+        prm.min_notional,
+        prm.clearance,
+        FillMarket(mk.spot_volume, mk.perp_volume, mk.vol0_spot, mk.vol0_perp),
+        FillRates(prm.slip_frac, prm.impact, prm.spot_fee, prm.perp_fee),
+        tiers,
+    )
+
+
+@njit(cache=True, inline="always")
+def isolated_open_nb(
+    buf, nrec, j, c, n, i, x, ok, mh, ml, band, w_margin, kc, mmr_max_n, cum_min_n, px, arr, run, st1, st2
+):
+    """The general part of bar ``j`` of column ``c`` (symbol ``n``) of a one-column isolated
+    portfolio, shared by :func:`fast_range_nb` and :func:`backtest.kernels.soa.soa_range_nb`:
+    the open revaluation, the orders of target row ``i`` (``x``: its target, NaN for no row),
+    the liquidation of the perp against the adverse mark extreme (``mh``/``ml``: the bar's mark
+    high and low; ``ok``: the bar is valid) and of the borrowed spot leg's margin account.
+    ``px = (ref_valid, so_ref, po_ref, mark_open, spot_high, spot_open)``: the bar's
+    ``MarketArrays`` values of symbol ``n``; ``arr``: :func:`open_arrays_nb`.
+
+    ``st1 = (s, q, cost, fw, sv, pv, last_x, pend_close, reentry, susp, reb, share, factor,
+    stop, cash)`` and ``st2 = (c_fee, c_slip, c_spot, c_perp, c_liq, c_unh, liq_lvl)`` are the
+    column's state before; returns ``(nrec, dirty, b_prev, b_open, mr_f, smr)`` (events written,
+    whether the partial equity sum changed, borrowed coins before the bar and after its orders,
+    futures and spot margin ratios at the extremes when ``w_margin``) followed by the new
+    ``st1`` and ``st2`` fields, flat."""
+    s, q, cost, fw, sv, pv, last_x, pend_close, reentry, susp, reb, share, factor, stop, cash = st1
+    c1, c2, c4, c5, c6, cun, liq_lvl = st2
+    after_liq, cooldown, level, spot_fee_liq = run.after_liq, run.cooldown, run.spot_liq_level, run.spot_liq_fee
+    ref_ok, so_ref, po_ref, mark_open, spot_high, spot_open = px
+    pend_re = reentry >= 0.0 and j >= reentry
+    due = rules.order_due_nb(x, last_x, pend_re, pend_close, reb, stop, s, q, band) if i >= 0 else 0
+    dirty = False
+    b_prev = -s if s < 0.0 else 0.0
+    if (due != 0 or not ok) and ref_ok:
+        c4, c5, cun, sv, pv = rules.revalue_nb(s, q, sv, pv, so_ref, po_ref, c4, c5, cun)
+        if due != 0:
+            # 3. orders, sized on the equity at the open
+            dirty = True
+            eq = rules.open_value_nb(0.0, s, sv, q, pv, cost, fw) + (cash + 0.0) if due == 2 else 0.0
+            lev = flex_nb(arr.leverage, j, c)
+            new_s, new_q, last_x, pend_close, sized, new_share, skipped = rules.order_nb(
+                x,
+                last_x,
+                pend_re,
+                pend_close,
+                reb,
+                stop,
+                s,
+                q,
+                band,
+                eq,
+                flex_nb(arr.weights, i, c),
+                0.0,
+                True,
+                lev,
+                sv,
+                flex_nb(arr.lot, j, c),
+                flex_nb(arr.min_qty, j, c),
+                flex_nb(arr.min_notional, j, c),
+            )
+            if skipped != 0.0:
+                nrec = rules.skip_event_nb(buf, nrec, j, c, skipped, sv)
+            reb = False
+            if sized or pend_re:
+                reentry = -1.0
+            if sized:
+                susp = False
+                share = new_share
+                factor = rules.target_factor_nb(share, last_x, lev)
+            vol, rates = rules.fill_inputs_nb(arr.fill_mk, arr.fill_prm, j, c, n)
+            s, q, cost, fw, cash, c1, c2, nrec, traded = rules.fill_column_nb(
+                buf, nrec, j, c, new_s, new_q, s, q, cost, fw, cash, c1, c2, (sv, pv), vol, rates
+            )
+            if traded:
+                cash, fw, nrec = rules.transfer_nb(
+                    buf,
+                    nrec,
+                    j,
+                    c,
+                    rules.margin_transfer_nb(rules.margin_need_nb(q, pv, lev), fw, q * pv - cost),
+                    cash,
+                    fw,
+                )
+                liq_lvl = liq_level_nb(q, fw, cost, mmr_max_n, cum_min_n)
+            if stop == layout.STOP_CLOSING and s == 0.0 and q == 0.0:
+                stop = layout.STOP_DONE
+    b_open = -s if s < 0.0 else 0.0
+    # 4. liquidation against the adverse mark extreme (full check only beyond the
+    # pre-check level), after the margin ratio there
+    mr_f = np.nan
+    if q != 0.0 and ok:
+        adv = mh if q < 0.0 else ml
+        if w_margin:
+            t = arr.tiers
+            kb, _kc = bracket_hint_nb(t.hi, t.n, n, abs(q) * adv, kc, t.hi_sorted)
+            mr_f = rules.adverse_ratio_nb(q, adv, fw, cost, t.mmr[n, kb], t.cum[n, kb])
+        if rules.liq_possible_nb(q, adv, liq_lvl):
+            lp = rules.isolated_liq_nb(arr.tiers, n, q, fw, cost, adv, mark_open, mmr_max_n, cum_min_n)
+            if lp == lp:
+                fw, c5, cun, c6, nrec = rules.liquidate_perp_nb(
+                    buf, nrec, j, c, q, s, cost, pv, lp, flex_nb(arr.clearance, j, c), fw, c5, cun, c6, True
+                )
+                q = 0.0
+                cost = 0.0
+                pv = lp
+                liq_lvl = np.nan
+                pend_close, reentry, susp = rules.after_liquidation_nb(
+                    after_liq, s, q, pend_close, reentry, susp, j, cooldown
+                )
+                reb = False
+    # 4b. the borrowed spot leg's margin account (the portfolio's quote cash)
+    smr = np.nan
+    if s < 0.0 and ok and level > 0.0:
+        sh = spot_high
+        smr = rules.spot_ratio_nb(level, -s * sh, cash)
+        if cash <= level * (-s * sh):
+            p = rules.spot_liq_single_nb(cash, s, spot_open, sh, level)
+            cash, c4, cun, c6, nrec = rules.liquidate_spot_nb(
+                buf, nrec, j, c, s, q, sv, p, spot_fee_liq, cash, 0.0, c4, cun, c6
+            )
+            s = 0.0
+            sv = p
+            if cash < 0.0:
+                c6 += -cash
+                if nrec - 1 < buf.shape[0]:
+                    buf[np.uint64(nrec - 1), np.uint64(layout.R_RATE)] = -cash
+                    buf[np.uint64(nrec - 1), np.uint64(layout.R_CASH)] += -cash
+                cash = 0.0
+            pend_close, reentry, susp = rules.after_liquidation_nb(
+                after_liq, s, q, pend_close, reentry, susp, j, cooldown
+            )
+            reb = False
+    return (
+        nrec,
+        dirty,
+        b_prev,
+        b_open,
+        mr_f,
+        smr,
+        s,
+        q,
+        cost,
+        fw,
+        sv,
+        pv,
+        last_x,
+        pend_close,
+        reentry,
+        susp,
+        reb,
+        share,
+        factor,
+        stop,
+        cash,
+        c1,
+        c2,
+        c4,
+        c5,
+        c6,
+        cun,
+        liq_lvl,
+    )
 
 
 @njit(cache=True)
@@ -81,9 +291,10 @@ def fast_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
     w_margin = (flags & layout.F_MARGIN) != 0
     w_cf = (flags & layout.F_CASHFLOW_EVENTS) != 0
     has_band = (flags & layout.F_HAS_BAND) != 0
-    lag, after_liq = run.lag, run.after_liq
+    lag = run.lag
     cs, gs = st.columns, st.groups
-    so_ref, po_ref, ref_valid, mark_open = mk.so_ref, mk.po_ref, mk.ref_valid, mk.mark_open
+    so_ref, po_ref, ref_valid, mark_open, spot_open = mk.so_ref, mk.po_ref, mk.ref_valid, mk.mark_open, mk.spot_open
+    arr = open_arrays_nb(mk, book, prm, tiers)
     equity, group_equity = out.equity, out.group_equity
     borrow_h, delta_band = prm.borrow_h, prm.delta_band
     t_off = book.t_off
@@ -112,8 +323,8 @@ def fast_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
     mc1 = mk.mark_close.ravel()
     sh1 = mk.spot_high.ravel()
     has_reb = (flags & layout.F_HAS_REB) != 0
-    bar_ms, cooldown, level, spot_fee_liq = run.bar_ms, run.cooldown, run.spot_liq_level, run.spot_liq_fee
-    time_ms, spot_open, spot_high = mk.time_ms, mk.spot_open, mk.spot_high
+    bar_ms, level = run.bar_ms, run.spot_liq_level
+    time_ms = mk.time_ms
     for j0 in range(0, T, chunk):
         j1 = min(T, j0 + chunk)
         buf = scr if sorting else rec
@@ -310,114 +521,58 @@ def fast_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                 ju = np.uint64(j)
                 jn = np.uint64(j * N + n)
                 i = j - lag + t_off
-                band = delta_band[ju, band_k] if band_t else band0
-                pend_re = reentry >= 0.0 and j >= reentry
-                due = (
-                    rules.order_due_nb(tg1[np.uint64(i * C + c)], last_x, pend_re, pend_close, reb, stop, s, q, band)
-                    if i >= 0
-                    else 0
-                )
                 ok = va1[jn]
-                dirty = False
-                b_prev = -s if s < 0.0 else 0.0
-                if (due != 0 or not ok) and ref_valid[ju, nu]:
-                    c4, c5, cun, sv, pv = rules.revalue_nb(s, q, sv, pv, so_ref[ju, nu], po_ref[ju, nu], c4, c5, cun)
-                    if due != 0:
-                        # 3. orders, sized on the equity at the open
-                        dirty = True
-                        eq = rules.open_value_nb(0.0, s, sv, q, pv, cost, fw) + (cash + 0.0) if due == 2 else 0.0
-                        lev = flex_nb(prm.leverage, j, c)
-                        new_s, new_q, last_x, pend_close, sized, new_share, skipped = rules.order_nb(
-                            tg1[np.uint64(i * C + c)],
-                            last_x,
-                            pend_re,
-                            pend_close,
-                            reb,
-                            stop,
-                            s,
-                            q,
-                            band,
-                            eq,
-                            flex_nb(book.weights, i, c),
-                            0.0,
-                            True,
-                            lev,
-                            sv,
-                            flex_nb(prm.lot, j, c),
-                            flex_nb(prm.min_qty, j, c),
-                            flex_nb(prm.min_notional, j, c),
-                        )
-                        if skipped != 0.0:
-                            nrec = rules.skip_event_nb(buf, nrec, j, c, skipped, sv)
-                        reb = False
-                        if sized or pend_re:
-                            reentry = -1.0
-                        if sized:
-                            susp = False
-                            share = new_share
-                            factor = rules.target_factor_nb(share, last_x, lev)
-                        vol, rates = rules.fill_inputs_nb(mk, prm, j, c, n)
-                        s, q, cost, fw, cash, c1, c2, nrec, traded = rules.fill_column_nb(
-                            buf, nrec, j, c, new_s, new_q, s, q, cost, fw, cash, c1, c2, (sv, pv), vol, rates
-                        )
-                        if traded:
-                            cash, fw, nrec = rules.transfer_nb(
-                                buf,
-                                nrec,
-                                j,
-                                c,
-                                rules.margin_transfer_nb(rules.margin_need_nb(q, pv, lev), fw, q * pv - cost),
-                                cash,
-                                fw,
-                            )
-                            liq_lvl = liq_level_nb(q, fw, cost, mmr_max_n, cum_min_n)
-                        if stop == layout.STOP_CLOSING and s == 0.0 and q == 0.0:
-                            stop = layout.STOP_DONE
-                b_open = -s if s < 0.0 else 0.0
-                # 4. liquidation against the adverse mark extreme (full check only beyond the
-                # pre-check level), after the margin ratio there
-                mr_f = np.nan
-                if q != 0.0 and ok:
-                    adv = mh1[jn] if q < 0.0 else ml1[jn]
-                    if w_margin:
-                        kb, _kc = bracket_hint_nb(t_hi, t_n, n, abs(q) * adv, kc, hi_sorted)
-                        mr_f = rules.adverse_ratio_nb(q, adv, fw, cost, t_mmr[n, kb], t_cum[n, kb])
-                    if rules.liq_possible_nb(q, adv, liq_lvl):
-                        lp = rules.isolated_liq_nb(tiers, n, q, fw, cost, adv, mark_open[ju, nu], mmr_max_n, cum_min_n)
-                        if lp == lp:
-                            fw, c5, cun, c6, nrec = rules.liquidate_perp_nb(
-                                buf, nrec, j, c, q, s, cost, pv, lp, flex_nb(prm.clearance, j, c), fw, c5, cun, c6, True
-                            )
-                            q = 0.0
-                            cost = 0.0
-                            pv = lp
-                            liq_lvl = np.nan
-                            pend_close, reentry, susp = rules.after_liquidation_nb(
-                                after_liq, s, q, pend_close, reentry, susp, j, cooldown
-                            )
-                            reb = False
-                # 4b. the borrowed spot leg's margin account (the portfolio's quote cash)
-                smr = np.nan
-                if s < 0.0 and ok and level > 0.0:
-                    sh = spot_high[ju, nu]
-                    smr = rules.spot_ratio_nb(level, -s * sh, cash)
-                    if cash <= level * (-s * sh):
-                        p = rules.spot_liq_single_nb(cash, s, spot_open[ju, nu], sh, level)
-                        cash, c4, cun, c6, nrec = rules.liquidate_spot_nb(
-                            buf, nrec, j, c, s, q, sv, p, spot_fee_liq, cash, 0.0, c4, cun, c6
-                        )
-                        s = 0.0
-                        sv = p
-                        if cash < 0.0:
-                            c6 += -cash
-                            if nrec - 1 < buf.shape[0]:
-                                buf[np.uint64(nrec - 1), np.uint64(layout.R_RATE)] = -cash
-                                buf[np.uint64(nrec - 1), np.uint64(layout.R_CASH)] += -cash
-                            cash = 0.0
-                        pend_close, reentry, susp = rules.after_liquidation_nb(
-                            after_liq, s, q, pend_close, reentry, susp, j, cooldown
-                        )
-                        reb = False
+                (
+                    nrec,
+                    dirty,
+                    b_prev,
+                    b_open,
+                    mr_f,
+                    smr,
+                    s,
+                    q,
+                    cost,
+                    fw,
+                    sv,
+                    pv,
+                    last_x,
+                    pend_close,
+                    reentry,
+                    susp,
+                    reb,
+                    share,
+                    factor,
+                    stop,
+                    cash,
+                    c1,
+                    c2,
+                    c4,
+                    c5,
+                    c6,
+                    cun,
+                    liq_lvl,
+                ) = isolated_open_nb(
+                    buf,
+                    nrec,
+                    j,
+                    c,
+                    n,
+                    i,
+                    tg1[np.uint64(i * C + c)] if i >= 0 else np.nan,
+                    ok,
+                    mh1[jn],
+                    ml1[jn],
+                    delta_band[ju, band_k] if band_t else band0,
+                    w_margin,
+                    kc,
+                    mmr_max_n,
+                    cum_min_n,
+                    (ref_valid[ju, nu], so_ref[ju, nu], po_ref[ju, nu], mark_open[ju, nu], sh1[jn], spot_open[ju, nu]),
+                    arr,
+                    run,
+                    (s, q, cost, fw, sv, pv, last_x, pend_close, reentry, susp, reb, share, factor, stop, cash),
+                    (c1, c2, c4, c5, c6, cun, liq_lvl),
+                )
                 pending = pend_close or reb or reentry >= 0.0 or stop == layout.STOP_CLOSING
                 general = True
 
@@ -452,7 +607,7 @@ def fast_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
             cs[cu, layout.S_LIQ] = liq_lvl
 
         if sorting:
-            _scatter_by_bar(scr, nrec, rec, base, j0, j1)
+            scatter_by_bar(scr, nrec, rec, base, j0, j1)
             nrec += base
     for g in range(g0, g1):
         c = book.grp_cols[book.grp_start[g]]
