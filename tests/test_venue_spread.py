@@ -222,6 +222,7 @@ def test_cli_scan_venues_writes_files_and_refuses_bad_input(tmp_path):
     assert pair["days"] == 60 and pair["spread_annualized"] == pytest.approx((0.00048 - 0.0003) * 365, rel=1e-9)
     assert (out / "venue_funding.parquet").exists() and (out / "report.html").stat().st_size > 10_000
     assert "basis and net unknown (ingest the perp bars)" in r.stderr  # this catalog has funding only
+    assert "quotes taken 1:1: binance USDT, hyperliquid USDC" in r.stderr
     for args, words in (
         (["--venues", "binance"], "at least two different venues"),
         (["--venues", "binance,bybit"], "no funding on venue bybit"),

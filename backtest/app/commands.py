@@ -937,6 +937,13 @@ def _scan_venues(args) -> int:
         "fees: each venue's perp taker fee in force on a regime's first day (data/venues/<venue>.toml; "
         "venue_spread.json regimes[].fees), charged to open and close both perps",
     ]
+    quotes = {v: rules[v].quote for v in venues}
+    if len(set(quotes.values())) > 1:
+        notes.append(
+            "quotes taken 1:1: "
+            + ", ".join(f"{v} {q}" for v, q in quotes.items())
+            + " (a basis between a USDT and a USDC perp includes the USDC/USDT rate's move)"
+        )
     notes += [
         f"{r.coin}: no day whose funding is known on both {r.venue_a} and {r.venue_b} in the window"
         for r in stats.itertuples()
