@@ -46,6 +46,32 @@ def single_column_targets(market, rng, n_cols, p_change, weights, in_order=False
     return Targets(vals, col_symbol, group, table, w)
 
 
+def random_isolated_config(rng, seed, market, tmp_path, delay_period=9):
+    """A random isolated-margin config of the fast kernel's scope for case ``seed``: every
+    desk rule, fee, slippage and after-liquidation policy in turn, tiers on even seeds (a file
+    in ``tmp_path``), the execution delay changing every ``delay_period`` seeds."""
+    tiers = seed % 2 == 0
+    return BacktestConfig(
+        perp_leverage=float(rng.choice([1.0, 2.0, 10.0, 25.0, 50.0])),
+        margin_mode="isolated",
+        slippage_bps=float(rng.choice([0.0, 1.0, 5.0])),
+        volume_participation_coefficient=float(rng.choice([0.0, 0.01])),
+        rebalance_delta_band=[None, 0.02, 0.0][seed % 3],
+        after_liquidation=["close_spot", "hold_spot", "reenter", "close_and_reenter"][(seed // 3) % 4],
+        reentry_cooldown_hours=float(rng.choice([0.0, 3.0, 24.0])),
+        rebalance_every_hours=[24.0, None, None, 4.0][seed % 4],
+        rebalance_notional_band=[0.1, None, 0.05, None][seed % 4],
+        spot_margin_liquidation_level=float(rng.choice([1.1, 1.5, 1.9])),
+        execution_delay_bars=[1, 0, 2][(seed // delay_period) % 3],
+        allow_same_bar_execution=True,
+        order_type=["taker", "maker"][seed % 2],
+        tiers_path=write_tiers(tmp_path / f"tiers{seed}.json", market.symbols) if tiers else None,
+        maintenance_margin_rate=None if tiers else float(rng.choice([0.005, 0.01, 0.05])),
+        clearance_fee_rate=float(rng.choice([0.0, 0.01])),
+        borrow_annual_rate=float(rng.choice([0.0, 0.3])),
+    )
+
+
 def random_case(seed, tmp_path):
     rng = np.random.default_rng(1000 + seed)
     T = int(rng.integers(2, 400)) if seed % 7 else int(rng.integers(300, 1200))
@@ -67,26 +93,7 @@ def random_case(seed, tmp_path):
         weights=rng.random() < 0.3,
         in_order=(seed // 2) % 2 == 1,
     )
-    tiers = seed % 2 == 0
-    cfg = BacktestConfig(
-        perp_leverage=float(rng.choice([1.0, 2.0, 10.0, 25.0, 50.0])),
-        margin_mode="isolated",
-        slippage_bps=float(rng.choice([0.0, 1.0, 5.0])),
-        volume_participation_coefficient=float(rng.choice([0.0, 0.01])),
-        rebalance_delta_band=[None, 0.02, 0.0][seed % 3],
-        after_liquidation=["close_spot", "hold_spot", "reenter", "close_and_reenter"][(seed // 3) % 4],
-        reentry_cooldown_hours=float(rng.choice([0.0, 3.0, 24.0])),
-        rebalance_every_hours=[24.0, None, None, 4.0][seed % 4],
-        rebalance_notional_band=[0.1, None, 0.05, None][seed % 4],
-        spot_margin_liquidation_level=float(rng.choice([1.1, 1.5, 1.9])),
-        execution_delay_bars=[1, 0, 2][(seed // 9) % 3],
-        allow_same_bar_execution=True,
-        order_type=["taker", "maker"][seed % 2],
-        tiers_path=write_tiers(tmp_path / f"tiers{seed}.json", m.symbols) if tiers else None,
-        maintenance_margin_rate=None if tiers else float(rng.choice([0.005, 0.01, 0.05])),
-        clearance_fee_rate=float(rng.choice([0.0, 0.01])),
-        borrow_annual_rate=float(rng.choice([0.0, 0.3])),
-    )
+    cfg = random_isolated_config(rng, seed, m, tmp_path)
     params = {}
     k = rng.integers(0, 4)
     if k == 1:

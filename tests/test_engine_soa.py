@@ -22,9 +22,9 @@ from backtest.engine import run_backtest
 from backtest.kernels import soa
 from backtest.targets import Targets
 from data.errors import ConfigError
-from data.synthetic import benchmark_market, random_market, write_tiers
+from data.synthetic import benchmark_market, random_market
 from tests.reference_engine import assert_identical
-from tests.test_engine_fast import single_column_targets
+from tests.test_engine_fast import random_isolated_config, single_column_targets
 from tests.test_engine_resume import random_cuts, run_chunked
 
 LEAN_OUTPUTS = [None, ("equity",), ("group_equity",), ()]
@@ -55,26 +55,7 @@ def random_case(seed, tmp_path):
         m, rng, n_cols, p_change=float(rng.choice([0.01, 0.1, 0.4])), weights=rng.random() < 0.3, in_order=True
     )
     tg = one_symbol(tg, m, rng)
-    tiers = seed % 2 == 0
-    cfg = BacktestConfig(
-        perp_leverage=float(rng.choice([1.0, 2.0, 10.0, 25.0, 50.0])),
-        margin_mode="isolated",
-        slippage_bps=float(rng.choice([0.0, 1.0, 5.0])),
-        volume_participation_coefficient=float(rng.choice([0.0, 0.01])),
-        rebalance_delta_band=[None, 0.02, 0.0][seed % 3],
-        after_liquidation=["close_spot", "hold_spot", "reenter", "close_and_reenter"][(seed // 3) % 4],
-        reentry_cooldown_hours=float(rng.choice([0.0, 3.0, 24.0])),
-        rebalance_every_hours=[24.0, None, None, 4.0][seed % 4],
-        rebalance_notional_band=[0.1, None, 0.05, None][seed % 4],
-        spot_margin_liquidation_level=float(rng.choice([1.1, 1.5, 1.9])),
-        execution_delay_bars=[1, 0, 2][(seed // 7) % 3],
-        allow_same_bar_execution=True,
-        order_type=["taker", "maker"][seed % 2],
-        tiers_path=write_tiers(tmp_path / f"tiers{seed}.json", m.symbols) if tiers else None,
-        maintenance_margin_rate=None if tiers else float(rng.choice([0.005, 0.01, 0.05])),
-        clearance_fee_rate=float(rng.choice([0.0, 0.01])),
-        borrow_annual_rate=float(rng.choice([0.0, 0.3])),
-    )
+    cfg = random_isolated_config(rng, seed, m, tmp_path, delay_period=7)
     params = {}
     k = rng.integers(0, 4)
     if k == 1:
