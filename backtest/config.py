@@ -366,3 +366,66 @@ class BacktestConfig:
         d = self.to_dict()
         d.update(changes)
         return type(self).from_dict(d)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpreadConfig:
+    """What a cross-venue spread hedge needs beyond :class:`BacktestConfig` (rules: :mod:`backtest.spread`).
+
+    Attributes
+    ----------
+    venue_transfer_delay_hours : float
+        Hours from a transfer's departure from one venue to its arrival on the other (>= 0;
+        rounded up to whole bars). Default 1 h: a USDT withdrawal on a fast network plus the
+        venues' own processing.
+    venue_transfer_fee_quote : float
+        Flat fee per transfer, quote (>= 0; default 1.0, a typical USDT withdrawal fee on a cheap
+        network).
+    venue_rebalance_band : float or None
+        Collateral is moved when the poorer leg's margin balance falls below ``1 - band`` of the
+        two legs' mean (a fraction in (0, 1]; at leverage ``L`` a move of about ``band / L`` of the
+        price). None: never (the poorer leg runs to its liquidation). Default 0.3.
+    fee_a_rate, fee_b_rate : float or None
+        The perp fee of leg A's and leg B's venue, a fraction of notional (taker or maker per
+        ``BacktestConfig.order_type``). None: the venue's base-tier schedule in force at the
+        run's first bar (``data/venues/<venue>.toml``; carry's defaults for a venue without one).
+    tiers_dir : str or None
+        A folder holding the venues' ccxt tiers files (``data.venues.VenueRules.tiers_path``);
+        None, or a venue without a file there: the venue's flat maintenance rate per symbol
+        (``VenueRules.maintenance_fallback``). ``BacktestConfig.maintenance_margin_rate`` set
+        overrides both venues.
+    """
+
+    venue_transfer_delay_hours: float = 1.0
+    venue_transfer_fee_quote: float = 1.0
+    venue_rebalance_band: float | None = 0.3
+    fee_a_rate: float | None = None
+    fee_b_rate: float | None = None
+    tiers_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("venue_transfer_delay_hours", "venue_transfer_fee_quote", "fee_a_rate", "fee_b_rate"):
+            v = getattr(self, name)
+            if v is None and name.startswith("fee"):
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ConfigError(f"{name} must be a finite number >= 0, got {v!r}")
+            object.__setattr__(self, name, float(v))
+        for name in ("fee_a_rate", "fee_b_rate"):
+            v = getattr(self, name)
+            why = implausible("perp_taker_fee_rate", v) if v is not None else None
+            if why:
+                raise ConfigError(why.replace("perp_taker_fee_rate", name))
+        band = self.venue_rebalance_band
+        if band is not None:
+            if isinstance(band, bool) or not isinstance(band, (int, float)) or not 0 < band <= 1:
+                raise ConfigError(
+                    f"venue_rebalance_band must be a fraction in (0, 1] (0.3: move collateral when the poorer "
+                    f"leg's margin balance is below 70% of the mean) or None, got {band!r}"
+                )
+            object.__setattr__(self, "venue_rebalance_band", float(band))
+        if self.tiers_dir is not None and not isinstance(self.tiers_dir, str):
+            object.__setattr__(self, "tiers_dir", str(self.tiers_dir))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

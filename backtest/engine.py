@@ -286,6 +286,11 @@ def run_backtest(
         config = BacktestConfig.from_dict(config)
     if not isinstance(market, Market):
         raise ConfigError(f"market must be a backtest.Market, got {type(market).__name__}")
+    if "perp_only" in market.data_flags:
+        raise ConfigError(
+            "the market has no spot prices (loaded with spot=False): a spot/perp hedge needs them; "
+            "perp-against-perp hedges between venues run with backtest.spread.run_spread"
+        )
     tg = to_targets(market, targets)
     T, C = tg.values.shape
     params = {name: getattr(config, name) for name in COLUMN_PARAMS}
@@ -454,7 +459,7 @@ def run_backtest(
         market.spot_low,
         _bar_times_ms(market),
     )
-    target_rows = _hold_only_where_tradable(market, tg.column_symbol, target_rows, t_off, max(delay, 1))
+    target_rows = hold_only_where_tradable(market.tradable, tg.column_symbol, target_rows, t_off, max(delay, 1))
     book = Book(_ro(target_rows), weights, tg.column_symbol, _ro_int(order), _ro_int(starts), t_off)
     prm = Params(
         fx["perp_leverage"],
@@ -628,13 +633,14 @@ def _order_limits(market: Market, tg: Targets, config: BacktestConfig) -> tuple[
     )
 
 
-def _hold_only_where_tradable(
-    market: Market, column_symbol: np.ndarray, rows: np.ndarray, t_off: int, lag: int
+def hold_only_where_tradable(
+    tradable: np.ndarray, column_symbol: np.ndarray, rows: np.ndarray, t_off: int, lag: int
 ) -> np.ndarray:
     """``rows`` with target 0 wherever the row executes at a bar outside its symbol's tradable
-    span (row ``i`` executes at bar ``i + lag - t_off``); the input itself when every bar is
-    tradable. Per symbol, so a large grid costs one (bars,) mask per symbol, not a (T, C) one."""
-    blocked = ~np.asarray(market.tradable)
+    span (``tradable`` (T, N); row ``i`` executes at bar ``i + lag - t_off``); the input itself
+    when every bar is tradable. Per symbol, so a large grid costs one (bars,) mask per symbol,
+    not a (T, C) one."""
+    blocked = ~np.asarray(tradable)
     if not blocked.any():
         return rows
     out = np.array(rows, dtype=np.float64, copy=True)

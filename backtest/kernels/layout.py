@@ -207,3 +207,64 @@ class Outputs(NamedTuple):
     perp: np.ndarray
     mr: np.ndarray
     dl: np.ndarray
+
+
+# ------------------------------------------------------------------ cross-venue spread hedges
+#: Slots of a spread column's state (:mod:`backtest.kernels.spread`; rules: :mod:`backtest.spread`):
+#: leg A and leg B coins, their costs (coins x entry, quote), the venues' futures wallets
+#: (quote), the transfer in flight (quote, net of its fee; 0: none), its destination (0: A,
+#: 1: B) and arrival bar, the legs' last valuation prices, the last executed target, the
+#: pending close (0/1), the re-entry bar (-1: none), a collateral rebalance due (0/1), the
+#: column's initial capital (quote), the eight cumulative components and the splits below. Bars held in the
+#: state count as in ``S_*``: from the run's first bar while it runs, from its end between runs.
+X_S, X_Q, X_COSTA, X_COSTB, X_BALA, X_BALB, X_FLIGHT, X_FDEST, X_FBAR = 0, 1, 2, 3, 4, 5, 6, 7, 8
+X_VA, X_VB, X_LASTX, X_PCLOSE, X_PRE, X_REB, X_INIT = 9, 10, 11, 12, 13, 14, 15
+X_COMP = 16  # 16 .. 23: the N_COMP components (C_SPOT: leg A's price PnL, C_PERP: leg B's)
+#: Leg A's share of the funding component and the transfer fees' share of the fees (quote,
+#: cumulative), and the number of transfers sent.
+X_FUNDA, X_TFEE, X_NTR = 24, 25, 26
+NSX = 27
+
+
+class SpreadParams(NamedTuple):
+    """Flexible per-column parameters of spread hedges (see ``flex_nb``): ``leverage`` (both
+    legs), ``fee_a``/``fee_b`` the venues' perp fees, ``slip_frac`` and ``impact`` (as
+    :class:`Params`), ``clearance`` the clearance fee rate, ``band`` the collateral rebalance
+    band (fraction of the mean margin balance; inf: never), ``transfer_fee`` (quote per transfer)."""
+
+    leverage: np.ndarray
+    fee_a: np.ndarray
+    fee_b: np.ndarray
+    slip_frac: np.ndarray
+    impact: np.ndarray
+    clearance: np.ndarray
+    band: np.ndarray
+    transfer_fee: np.ndarray
+
+
+class SpreadSettings(NamedTuple):
+    """Run-wide scalars of spread hedges: ``lag`` (as :class:`Settings`), ``after_liq`` (``AFTER_*``),
+    ``cooldown`` (bars), ``transfer_delay`` (bars from a transfer's departure to its arrival),
+    ``flags`` (``F_*`` output bits)."""
+
+    lag: int
+    after_liq: int
+    cooldown: int
+    transfer_delay: int
+    flags: int
+
+
+class SpreadOutputs(NamedTuple):
+    """Spread results written in place, (T|1, C) each: ``equity``, ``comps`` (N_COMP, T|1, C),
+    positions ``pos_a``/``pos_b`` (coins), margin ratios ``mr_a``/``mr_b`` at the close (NaN:
+    flat leg) and the amount ``in_flight`` (quote). One row per bar where the matching ``F_*``
+    bit is set (equity, components, positions, margin; in flight follows equity), else the
+    final values (margin: untouched)."""
+
+    equity: np.ndarray
+    comps: np.ndarray
+    pos_a: np.ndarray
+    pos_b: np.ndarray
+    mr_a: np.ndarray
+    mr_b: np.ndarray
+    in_flight: np.ndarray

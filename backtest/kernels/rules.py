@@ -98,12 +98,18 @@ def push_nb(rec, n, bar, col, kind, leg, qty, price, rate, cash, fee):
 
 
 @njit(cache=True, inline="always")
+def funding_event_nb(rec, n, j, c, leg, q, fv, r, famt):
+    """The funding event of ``q`` perp coins of leg ``leg`` (``LEG_*``) of column ``c`` at bar ``j``:
+    ``famt`` quote received at rate ``r`` (price: ``fv / r``, the price the venue paid at)."""
+    return push_nb(rec, n, j, c, K_FUNDING, leg, q, fv / r if r != 0.0 else np.nan, r, famt, 0.0)
+
+
+@njit(cache=True, inline="always")
 def cashflow_events_nb(rec, n, j, c, q, fv, funding_rate, nsym, famt, s, sv, brate, bamt):
     """The funding (``famt``, quote; 0: none) and borrow (``bamt``) events of column ``c`` at bar
     ``j``, in that order; the funding rate is read from ``funding_rate[j, nsym]``."""
     if famt != 0.0:
-        r = funding_rate[j, nsym]
-        n = push_nb(rec, n, j, c, K_FUNDING, LEG_PERP, q, fv / r if r != 0.0 else np.nan, r, famt, 0.0)
+        n = funding_event_nb(rec, n, j, c, LEG_PERP, q, fv, funding_rate[j, nsym], famt)
     if bamt != 0.0:
         n = push_nb(rec, n, j, c, K_BORROW, LEG_SPOT, s, sv, brate, -bamt, 0.0)
     return n
@@ -357,10 +363,19 @@ def spot_fill_nb(rec, n, j, c, dq, ref, vol, slip, impact, fee_rate, cash, c_fee
 def perp_fill_nb(rec, n, j, c, dq, ref, vol, slip, impact, fee_rate, q, cost, wallet, c_fee, c_slip):
     """Trade ``dq`` perp coins at bar ``j``'s reference ``ref``: the realized PnL minus the fee
     goes to the futures ``wallet``. Returns ``(cost, wallet, c_fee, c_slip, n)``."""
+    return perp_leg_fill_nb(
+        rec, n, j, c, LEG_PERP, dq, ref, vol, slip, impact, fee_rate, q, cost, wallet, c_fee, c_slip
+    )
+
+
+@njit(cache=True, inline="always")
+def perp_leg_fill_nb(rec, n, j, c, leg, dq, ref, vol, slip, impact, fee_rate, q, cost, wallet, c_fee, c_slip):
+    """:func:`perp_fill_nb` for the perp of leg ``leg`` (``LEG_*``; a cross-venue hedge's leg A is
+    a perp too, see :mod:`backtest.kernels.spread`)."""
     f = fill_price_nb(dq, ref, vol, slip, impact)
     fee = abs(dq) * f * fee_rate
     _nq, ncost, realized = perp_trade_nb(q, cost, dq, f)
-    n = push_nb(rec, n, j, c, K_FILL, LEG_PERP, dq, f, np.nan, realized - fee, fee)
+    n = push_nb(rec, n, j, c, K_FILL, leg, dq, f, np.nan, realized - fee, fee)
     return ncost, wallet + (realized - fee), c_fee - fee, c_slip + dq * (ref - f), n
 
 
@@ -474,6 +489,15 @@ def liquidate_perp_nb(rec, n, j, c, q, s, cost, pv, lp, clear_rate, wallet, c_pe
     bankruptcy price is reset to zero by the insurance fund, booked as a gain in ``c_liq`` and as
     the event's ``rate``. Returns ``(wallet, c_perp, c_unh, c_liq, n)``; the position is then flat
     at valuation price ``lp``."""
+    return liquidate_leg_nb(
+        rec, n, j, c, LEG_PERP, q, s, cost, pv, lp, clear_rate, wallet, c_perp, c_unh, c_liq, cover_ok
+    )
+
+
+@njit(cache=True, inline="always")
+def liquidate_leg_nb(rec, n, j, c, leg, q, s, cost, pv, lp, clear_rate, wallet, c_perp, c_unh, c_liq, cover_ok):
+    """:func:`liquidate_perp_nb` for the perp of leg ``leg`` (``LEG_*``): ``q`` its coins, ``s`` the
+    other leg's (the hedge split), ``c_perp`` the liquidated leg's price component."""
     _c_spot, c_perp, c_unh, _sx, _px = revalue_nb(s, q, 0.0, pv, 0.0, lp, 0.0, c_perp, c_unh)
     realized = q * lp - cost
     after = wallet + realized
@@ -483,7 +507,7 @@ def liquidate_perp_nb(rec, n, j, c, q, s, cost, pv, lp, clear_rate, wallet, c_pe
     if cover_ok and after < 0.0:
         cover = -after
         after = 0.0
-    n = push_nb(rec, n, j, c, K_LIQ, LEG_PERP, -q, lp, cover, realized - fee + cover, fee)
+    n = push_nb(rec, n, j, c, K_LIQ, leg, -q, lp, cover, realized - fee + cover, fee)
     return after, c_perp, c_unh, c_liq - fee + cover, n
 
 

@@ -1,0 +1,379 @@
+"""The kernel of cross-venue spread hedges: a perp on venue A against a perp on venue B.
+
+The rules are stated once, in :mod:`backtest.spread` (and followed step by step by the plain-Python
+reference ``tests/reference_spread.py``); every per-bar rule that also exists for single-venue
+hedges is taken from :mod:`backtest.kernels.rules` (revaluation and its hedged/unhedged split,
+funding, fills and their prices, the isolated liquidation check and close, what follows a
+liquidation, margin ratio), with the leg code ``LEG_SPOT`` standing for leg A and ``LEG_PERP``
+for leg B in the events. Layout: :class:`~backtest.kernels.layout.SpreadParams`,
+:class:`~backtest.kernels.layout.SpreadSettings`, :class:`~backtest.kernels.layout.SpreadOutputs`
+and the ``X_*`` state slots; the two legs' markets are two
+:class:`~backtest.kernels.layout.MarketArrays` (their perp and mark fields).
+
+Every column is its own portfolio, so columns are independent: a range of columns can run in
+any order or on threads (:func:`spread_parallel_nb`) with bit-identical results. Bars are the
+outer loop, columns the inner one (as in :func:`backtest.kernels.simulate.simulate_range_nb`);
+a bar without orders costs a liquidation check per open leg, two funding reads, the close
+revaluation and the outputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from backtest.kernels import rules
+from backtest.kernels.layout import (
+    C_FEE,
+    C_FUND,
+    C_LIQ,
+    C_PERP,
+    C_SLIP,
+    C_SPOT,
+    C_UNH,
+    F_CASHFLOW_EVENTS,
+    F_COMPONENTS,
+    F_EQUITY,
+    F_MARGIN,
+    F_POSITIONS,
+    K_TRANSFER,
+    LEG_PERP,
+    LEG_SPOT,
+    N_COMP,
+    X_BALA,
+    X_BALB,
+    X_COMP,
+    X_COSTA,
+    X_COSTB,
+    X_FBAR,
+    X_FDEST,
+    X_FLIGHT,
+    X_FUNDA,
+    X_LASTX,
+    X_NTR,
+    X_PCLOSE,
+    X_PRE,
+    X_Q,
+    X_REB,
+    X_S,
+    X_TFEE,
+    X_VA,
+    X_VB,
+)
+from backtest.kernels.margin import flex_nb, maint_margin_nb, tier_bounds_nb
+
+
+@njit(cache=True, inline="always")
+def _leg_code(to_b):
+    return LEG_PERP if to_b else LEG_SPOT
+
+
+@njit(cache=True)
+def _transfer(j, c, cs, from_b, amount, fee, delay, rec, nrec):
+    """Send ``amount`` quote from venue A's wallet (``from_b`` False) or B's to the other one:
+    it leaves now, the flat ``fee`` is a cost, and ``amount - fee`` arrives at bar ``j + delay``
+    (at once for delay 0). Returns the event count."""
+    src, dst = (X_BALB, X_BALA) if from_b else (X_BALA, X_BALB)
+    cs[c, src] -= amount
+    cs[c, X_COMP + C_FEE] -= fee
+    cs[c, X_TFEE] -= fee
+    cs[c, X_NTR] += 1.0
+    nrec = rules.push_nb(rec, nrec, j, c, K_TRANSFER, _leg_code(from_b), np.nan, np.nan, np.nan, -amount, fee)
+    net = amount - fee
+    if delay == 0:
+        cs[c, dst] += net
+        nrec = rules.push_nb(rec, nrec, j, c, K_TRANSFER, _leg_code(not from_b), np.nan, np.nan, np.nan, net, 0.0)
+    else:
+        cs[c, X_FLIGHT] = net
+        cs[c, X_FDEST] = 0.0 if from_b else 1.0
+        cs[c, X_FBAR] = j + delay
+    return nrec
+
+
+@njit(cache=True)
+def _fill(j, c, cs, to_b, dq, ref, vol, slip, impact, fee_rate, rec, nrec):
+    """Trade ``dq`` coins of leg A (``to_b`` False) or B at the reference ``ref`` into that venue's
+    wallet (``rules.perp_leg_fill_nb``). Returns the event count."""
+    if dq == 0.0:
+        return nrec
+    pos_k, cost_k, bal_k = (X_Q, X_COSTB, X_BALB) if to_b else (X_S, X_COSTA, X_BALA)
+    cs[c, cost_k], cs[c, bal_k], cs[c, X_COMP + C_FEE], cs[c, X_COMP + C_SLIP], nrec = rules.perp_leg_fill_nb(
+        rec,
+        nrec,
+        j,
+        c,
+        _leg_code(to_b),
+        dq,
+        ref,
+        vol,
+        slip,
+        impact,
+        fee_rate,
+        cs[c, pos_k],
+        cs[c, cost_k],
+        cs[c, bal_k],
+        cs[c, X_COMP + C_FEE],
+        cs[c, X_COMP + C_SLIP],
+    )
+    cs[c, pos_k] += dq
+    if cs[c, pos_k] == 0.0:
+        cs[c, cost_k] = 0.0
+    return nrec
+
+
+@njit(cache=True)
+def _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec):
+    """Step 1 of bar ``j`` for column ``c`` (coin ``n``), both legs' reference prices valid:
+    revalue to them, then size to target ``x`` (``size``), close after a liquidation, or
+    rebalance the collateral (see :mod:`backtest.spread`). Returns the event count."""
+    pxa, pxb = mka.po_ref[j, n], mkb.po_ref[j, n]
+    cs[c, X_COMP + C_SPOT], cs[c, X_COMP + C_PERP], cs[c, X_COMP + C_UNH], cs[c, X_VA], cs[c, X_VB] = rules.revalue_nb(
+        cs[c, X_S],
+        cs[c, X_Q],
+        cs[c, X_VA],
+        cs[c, X_VB],
+        pxa,
+        pxb,
+        cs[c, X_COMP + C_SPOT],
+        cs[c, X_COMP + C_PERP],
+        cs[c, X_COMP + C_UNH],
+    )
+    lev = flex_nb(prm.leverage, j, c)
+    slip, impact = flex_nb(prm.slip_frac, j, c), flex_nb(prm.impact, j, c)
+    fee_a, fee_b = flex_nb(prm.fee_a, j, c), flex_nb(prm.fee_b, j, c)
+    vol_a = mka.perp_volume[j - 1, n] if j > 0 else mka.vol0_perp[n]
+    vol_b = mkb.perp_volume[j - 1, n] if j > 0 else mkb.vol0_perp[n]
+    s, q = cs[c, X_S], cs[c, X_Q]
+    if size or cs[c, X_PCLOSE] != 0.0:
+        new_s = 0.0
+        if size:
+            eq = (
+                cs[c, X_BALA]
+                + cs[c, X_BALB]
+                + cs[c, X_FLIGHT]
+                + (s * pxa - cs[c, X_COSTA])
+                + (q * pxb - cs[c, X_COSTB])
+            )
+            notional = max(eq, 0.0) * abs(x) * lev / 2.0
+            new_s = np.sign(x) * notional / pxa
+            cs[c, X_LASTX] = x
+            cs[c, X_PRE] = -1.0
+        cs[c, X_PCLOSE] = 0.0
+        nrec = _fill(j, c, cs, False, new_s - s, pxa, vol_a, slip, impact, fee_a, rec, nrec)
+        nrec = _fill(j, c, cs, True, -new_s - q, pxb, vol_b, slip, impact, fee_b, rec, nrec)
+        return nrec
+    # collateral rebalance: from the venue with the larger margin balance to the other
+    cs[c, X_REB] = 0.0
+    mba = cs[c, X_BALA] + s * pxa - cs[c, X_COSTA]
+    mbb = cs[c, X_BALB] + q * pxb - cs[c, X_COSTB]
+    from_b = mbb > mba
+    need = abs(mba - mbb) / 2.0
+    pos, px = (q, pxb) if from_b else (s, pxa)
+    bal_k, cost_k = (X_BALB, X_COSTB) if from_b else (X_BALA, X_COSTA)
+    free = cs[c, bal_k] - abs(pos) * px / lev
+    if free < need and pos * px - cs[c, cost_k] > 0.0 and pos != 0.0:
+        # re-strike the richer leg (close and reopen the same coins) to realize its profit
+        vol, fee_rate = (vol_b, fee_b) if from_b else (vol_a, fee_a)
+        nrec = _fill(j, c, cs, from_b, -pos, px, vol, slip, impact, fee_rate, rec, nrec)
+        nrec = _fill(j, c, cs, from_b, pos, px, vol, slip, impact, fee_rate, rec, nrec)
+        free = cs[c, bal_k] - abs(pos) * px / lev
+    amount = min(need, free)
+    fee_t = flex_nb(prm.transfer_fee, j, c)
+    if amount > fee_t and amount > 0.0:
+        nrec = _transfer(j, c, cs, from_b, amount, fee_t, run.transfer_delay, rec, nrec)
+    return nrec
+
+
+@njit(cache=True)
+def _liquidate(j, c, n, to_b, mk, tiers, mmr_max, cum_min, clear, run, cs, rec, nrec):
+    """Step 2 for leg A (``to_b`` False) or B: liquidated when its isolated margin balance at the
+    bar's adverse mark extreme meets its venue's maintenance margin (``rules.isolated_liq_nb``);
+    closed there (``rules.liquidate_leg_nb``), then the policy of ``run.after_liq``. Returns the
+    event count."""
+    pos_k, cost_k, bal_k, v_k, comp_k = (
+        (X_Q, X_COSTB, X_BALB, X_VB, X_COMP + C_PERP) if to_b else (X_S, X_COSTA, X_BALA, X_VA, X_COMP + C_SPOT)
+    )
+    pos = cs[c, pos_k]
+    adv = mk.mark_low[j, n] if pos > 0.0 else mk.mark_high[j, n]
+    lp = rules.isolated_liq_nb(tiers, n, pos, cs[c, bal_k], cs[c, cost_k], adv, mk.mark_open[j, n], mmr_max, cum_min)
+    if lp != lp:
+        return nrec
+    other = cs[c, X_S] if to_b else cs[c, X_Q]
+    cs[c, bal_k], cs[c, comp_k], cs[c, X_COMP + C_UNH], cs[c, X_COMP + C_LIQ], nrec = rules.liquidate_leg_nb(
+        rec,
+        nrec,
+        j,
+        c,
+        _leg_code(to_b),
+        pos,
+        other,
+        cs[c, cost_k],
+        cs[c, v_k],
+        lp,
+        clear,
+        cs[c, bal_k],
+        cs[c, comp_k],
+        cs[c, X_COMP + C_UNH],
+        cs[c, X_COMP + C_LIQ],
+        True,
+    )
+    cs[c, pos_k] = 0.0
+    cs[c, cost_k] = 0.0
+    cs[c, v_k] = lp
+    pend_close, reentry, _susp = rules.after_liquidation_nb(
+        run.after_liq, cs[c, X_S], cs[c, X_Q], cs[c, X_PCLOSE] != 0.0, cs[c, X_PRE], False, j, run.cooldown
+    )
+    cs[c, X_PCLOSE] = 1.0 if pend_close else 0.0
+    cs[c, X_PRE] = reentry
+    cs[c, X_REB] = 0.0
+    return nrec
+
+
+@njit(cache=True, inline="always")
+def _leg_ratio(pos, v, bal, cost, tiers, n):
+    """A leg's margin ratio at valuation price ``v`` (NaN when flat)."""
+    if pos == 0.0:
+        return np.nan
+    mm = maint_margin_nb(tiers.hi, tiers.mmr, tiers.cum, tiers.n, n, abs(pos) * v)
+    return rules.margin_ratio_nb(bal + pos * v - cost, mm)
+
+
+@njit(cache=True)
+def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out, rec):
+    """Simulate spread columns ``c0 .. c1 - 1`` over all bars (rules: :mod:`backtest.spread`).
+
+    ``mka``/``mkb``: the legs' :class:`~backtest.kernels.layout.MarketArrays` (``po_ref`` the
+    fill reference, ``ref_valid``, ``perp_volume``, ``vol0_perp``, ``mark_*``, ``valid``,
+    ``funding_value``, ``funding_rate``); ``book``: :class:`~backtest.kernels.layout.Book`
+    (targets with ``t_off`` rows of the previous run, ``col_sym``); ``prm``:
+    :class:`~backtest.kernels.layout.SpreadParams`; ``tiers_a``/``tiers_b``: each venue's
+    :class:`~backtest.kernels.layout.Tiers`; ``run``: :class:`~backtest.kernels.layout.SpreadSettings`;
+    ``cs`` (C, NSX): the columns' ``X_*`` state, updated in place (bars held in it count from the
+    end of the run afterwards); ``out``: :class:`~backtest.kernels.layout.SpreadOutputs`.
+    Events go to ``rec`` (R, 9) in (bar, column) order; returns their number (rows beyond R are
+    not written: the caller reruns with a larger buffer).
+    """
+    T = mka.po_ref.shape[0]
+    flags = run.flags
+    w_eq = (flags & F_EQUITY) != 0
+    w_comp = (flags & F_COMPONENTS) != 0
+    w_pos = (flags & F_POSITIONS) != 0
+    w_margin = (flags & F_MARGIN) != 0
+    w_cf = (flags & F_CASHFLOW_EVENTS) != 0
+    mmr_max_a, cum_min_a = tier_bounds_nb(tiers_a.mmr, tiers_a.cum, tiers_a.n)
+    mmr_max_b, cum_min_b = tier_bounds_nb(tiers_b.mmr, tiers_b.cum, tiers_b.n)
+    targets, t_off, col_sym, lag = book.targets, book.t_off, book.col_sym, run.lag
+    nrec = 0
+    for j in range(T):
+        i = j - lag + t_off
+        rj = j if w_eq else 0
+        for c in range(c0, c1):
+            n = col_sym[c]
+            # 0. a transfer arriving
+            if cs[c, X_FBAR] >= 0.0 and j >= cs[c, X_FBAR]:
+                to_b = cs[c, X_FDEST] != 0.0
+                cs[c, X_BALB if to_b else X_BALA] += cs[c, X_FLIGHT]
+                nrec = rules.push_nb(
+                    rec, nrec, j, c, K_TRANSFER, _leg_code(to_b), np.nan, np.nan, np.nan, cs[c, X_FLIGHT], 0.0
+                )
+                cs[c, X_FLIGHT] = 0.0
+                cs[c, X_FBAR] = -1.0
+            # 1. orders
+            x = targets[i, c] if i >= 0 else np.nan
+            pend_re = cs[c, X_PRE] >= 0.0 and j >= cs[c, X_PRE]
+            size = (x == x and x != cs[c, X_LASTX]) or pend_re
+            if size and x != x:
+                x = cs[c, X_LASTX]
+            if (size or cs[c, X_PCLOSE] != 0.0 or cs[c, X_REB] != 0.0) and mka.ref_valid[j, n] and mkb.ref_valid[j, n]:
+                nrec = _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec)
+            # 2. liquidation, leg A then leg B
+            clear = flex_nb(prm.clearance, j, c)
+            if cs[c, X_S] != 0.0 and mka.valid[j, n]:
+                nrec = _liquidate(j, c, n, False, mka, tiers_a, mmr_max_a, cum_min_a, clear, run, cs, rec, nrec)
+            if cs[c, X_Q] != 0.0 and mkb.valid[j, n]:
+                nrec = _liquidate(j, c, n, True, mkb, tiers_b, mmr_max_b, cum_min_b, clear, run, cs, rec, nrec)
+            # 3. funding of each leg at its venue's settlements
+            s, q = cs[c, X_S], cs[c, X_Q]
+            fva, fvb = mka.funding_value[j, n], mkb.funding_value[j, n]
+            cs[c, X_BALA], cs[c, X_COMP + C_FUND], amt = rules.funding_nb(s, fva, cs[c, X_BALA], cs[c, X_COMP + C_FUND])
+            cs[c, X_FUNDA] += amt
+            if w_cf and amt != 0.0:
+                nrec = rules.funding_event_nb(rec, nrec, j, c, LEG_SPOT, s, fva, mka.funding_rate[j, n], amt)
+            cs[c, X_BALB], cs[c, X_COMP + C_FUND], amt = rules.funding_nb(q, fvb, cs[c, X_BALB], cs[c, X_COMP + C_FUND])
+            if w_cf and amt != 0.0:
+                nrec = rules.funding_event_nb(rec, nrec, j, c, LEG_PERP, q, fvb, mkb.funding_rate[j, n], amt)
+            # 4. close
+            ok_a, ok_b = mka.valid[j, n], mkb.valid[j, n]
+            pxa = mka.mark_close[j, n] if ok_a else cs[c, X_VA]
+            pxb = mkb.mark_close[j, n] if ok_b else cs[c, X_VB]
+            cs[c, X_COMP + C_SPOT], cs[c, X_COMP + C_PERP], cs[c, X_COMP + C_UNH], cs[c, X_VA], cs[c, X_VB] = (
+                rules.revalue_nb(
+                    s,
+                    q,
+                    cs[c, X_VA],
+                    cs[c, X_VB],
+                    pxa,
+                    pxb,
+                    cs[c, X_COMP + C_SPOT],
+                    cs[c, X_COMP + C_PERP],
+                    cs[c, X_COMP + C_UNH],
+                )
+            )
+            # 5. outputs
+            upa = s * cs[c, X_VA] - cs[c, X_COSTA] if s != 0.0 else 0.0
+            upb = q * cs[c, X_VB] - cs[c, X_COSTB] if q != 0.0 else 0.0
+            out.equity[rj, c] = cs[c, X_BALA] + cs[c, X_BALB] + cs[c, X_FLIGHT] + upa + upb
+            out.in_flight[rj, c] = cs[c, X_FLIGHT]
+            if w_comp:
+                for m in range(N_COMP):
+                    out.comps[m, j, c] = cs[c, X_COMP + m]
+            if w_pos:
+                rules.store_pair_nb(out.pos_a, out.pos_b, j, c, s, q)
+            if w_margin:
+                rules.store_pair_nb(
+                    out.mr_a,
+                    out.mr_b,
+                    j,
+                    c,
+                    _leg_ratio(s, cs[c, X_VA], cs[c, X_BALA], cs[c, X_COSTA], tiers_a, n),
+                    _leg_ratio(q, cs[c, X_VB], cs[c, X_BALB], cs[c, X_COSTB], tiers_b, n),
+                )
+            # 6. collateral check (decided at the close, done at the next open)
+            if cs[c, X_FBAR] < 0.0 and s != 0.0 and q != 0.0 and ok_a and ok_b:
+                mba = cs[c, X_BALA] + upa
+                mbb = cs[c, X_BALB] + upb
+                band = flex_nb(prm.band, j, c)
+                cs[c, X_REB] = 1.0 if min(mba, mbb) < (1.0 - band) * (mba + mbb) / 2.0 else 0.0
+    for c in range(c0, c1):
+        if not w_comp:
+            for m in range(N_COMP):
+                out.comps[m, 0, c] = cs[c, X_COMP + m]
+        if not w_pos:
+            rules.store_pair_nb(out.pos_a, out.pos_b, 0, c, cs[c, X_S], cs[c, X_Q])
+        cs[c, X_PRE] = rules.carry_bar_nb(cs[c, X_PRE], T)
+        cs[c, X_FBAR] = rules.carry_bar_nb(cs[c, X_FBAR], T)
+    return nrec
+
+
+@njit(cache=True, parallel=True)
+def spread_parallel_nb(bounds, rec_bounds, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out, rec):
+    """:func:`spread_range_nb` on threads: chunk ``h`` runs columns ``bounds[h] .. bounds[h + 1]``
+    into ``rec[rec_bounds[h]:rec_bounds[h + 1]]``; returns each chunk's event count."""
+    nch = len(bounds) - 1
+    counts = np.zeros(nch, np.int64)
+    for h in prange(nch):
+        counts[h] = spread_range_nb(
+            bounds[h],
+            bounds[h + 1],
+            mka,
+            mkb,
+            book,
+            prm,
+            tiers_a,
+            tiers_b,
+            run,
+            cs,
+            out,
+            rec[rec_bounds[h] : rec_bounds[h + 1]],
+        )
+    return counts

@@ -1,0 +1,573 @@
+"""Cross-venue funding-spread hedges: a long perpetual on one venue against a short one on another.
+
+``run_spread(leg_a, leg_b, targets, config, venues=...) -> SpreadResult``
+
+The same coin's perp pays different funding on different venues, often for weeks. A spread
+hedge holds ``s`` coins of the perp on venue A and ``q = -s`` coins of the perp on venue B: it
+collects ``funding(B) - funding(A)`` per coin and notional when long A (``s > 0``). Each leg
+lives on its own venue, with that venue's prices, funding settlements, fees, maintenance tiers
+and margin account; collateral moves between the venues only by transfers that take time and
+cost a fee. ``leg_a`` and ``leg_b`` are two :class:`~data.market.Market` objects on one bar
+index with the same coins in the same order (see :func:`data.venue_pair.load_venue_pair`);
+column ``c`` of the targets trades coin ``column_symbol[c]`` on both.
+
+The rules (the plain-Python reference ``tests/reference_spread.py`` follows them step by step)
+------------------------------------------------------------------------------------------------
+Units: coins, quote (USDT; a USDC venue's amounts count 1:1, flagged ``usdc_usdt_parity``),
+fractions of notional for rates. ``L`` is ``perp_leverage`` (both legs), ``fee_A``/``fee_B`` the
+venues' perp fees (taker or maker per ``order_type``), ``delay`` the transfer delay in whole
+bars (``ceil(venue_transfer_delay_hours / bar hours)``), ``fee_T`` the flat transfer fee
+(quote). Every column is its own portfolio, with its own two venue accounts.
+
+* **Capital split.** A column starts with ``initial_capital_quote`` split equally: half in
+  venue A's futures wallet ``bal_A``, half in venue B's ``bal_B`` (equal notional at equal
+  leverage needs equal margin). Each leg is in isolated margin on its venue: its margin
+  balance is ``mb_A = bal_A + s * mark_A - cost_A`` (``cost_A = s * entry_A``), likewise B.
+* **Timing.** As in the single-venue engine: target row ``i`` is read at bar ``i``'s close
+  and executed at the open of bar ``i + execution_delay_bars``; a bar trades only where both
+  legs have a reference price (``ref_valid`` of both markets), else the order waits.
+* **Per bar ``j``**, in this order:
+
+  0. *Arrival*: a transfer whose arrival bar is ``j`` or earlier is credited to its venue's
+     wallet (event ``transfer``, cash ``+amount``).
+  1. *Orders* (both legs' reference prices valid): revalue both legs to the open reference
+     prices (perp opens; price moves split into hedged and unhedged coins as in the engine:
+     leg A's into ``spot_price``, called the *leg A price* component here, leg B's into
+     ``perp_price``). The equity at the open is
+     ``E = bal_A + bal_B + in_flight + (s * px_A - cost_A) + (q * px_B - cost_B)``.
+     A new target ``x`` (finite, not the last executed one) or a re-entry due (to the last
+     target when the row is NaN) sizes both legs: ``N = max(E, 0) * |x| * L / 2`` quote per
+     leg, ``s = sign(x) * N / px_A``, ``q = -s``. Else a pending close (after a liquidation)
+     closes both legs. Else a collateral rebalance due (step 6) *re-strikes* the richer
+     venue's leg when its wallet cannot pay the transfer (closes and reopens the same coins at
+     the open: two fills, so its unrealized profit is realized into its wallet) and sends
+     ``amount = min((mb_rich - mb_poor) / 2, bal_rich - |pos_rich| * px_rich / L)`` to the
+     poorer venue if it exceeds ``fee_T``: it leaves the rich wallet now and arrives, less
+     ``fee_T``, at the open of bar ``j + delay`` (``delay`` 0: at once). The fee is a cost in
+     the ``fees`` component (event ``transfer`` with its fee); the amount in flight counts in
+     the equity, in neither margin balance. At most one transfer is in flight per column.
+     Fills: leg A first, then leg B, each a perp fill at its reference price plus slippage
+     (``slippage_bps`` + ``volume_participation_coefficient * |dq| / volume`` of the leg's own
+     venue), fee ``|dq| * price * fee_V``, realized PnL and fee into that venue's wallet.
+  2. *Liquidation*, leg A then leg B, each against its own venue's adverse mark extreme of the
+     bar (a long against the low, a short against the high) with its venue's maintenance
+     tiers (isolated margin: the closed-form liquidation price, the mark open on a gap), the
+     clearance fee ``clearance_fee_rate * notional`` floored at the margin left and an
+     insurance cover of a negative wallet, as in the engine. The other leg is then unhedged;
+     per ``after_liquidation`` it is closed at the next valid open and the column re-enters
+     its target after ``reentry_cooldown_hours`` (``close_and_reenter``, default) or stays
+     flat until the target changes (``close_spot``); ``hold_spot`` keeps the other leg open
+     and ``reenter`` re-enters at the next open.
+  3. *Funding*: each leg receives ``-position * funding_value`` of its own venue at that
+     venue's settlements (the price the venue pays at: the mark, or its stand-in), into its
+     wallet.
+  4. *Close*: each leg is revalued to its venue's mark close (an invalid bar keeps its last
+     valuation price).
+  5. *Outputs*: equity ``bal_A + bal_B + in_flight + upnl_A + upnl_B``; the eight cumulative
+     components; positions ``s`` and ``q``; per leg the margin ratio (maintenance / margin
+     balance) at the close.
+  6. *Collateral check*: with no transfer in flight and both legs open and priced, when the
+     poorer leg's margin balance is below ``(1 - venue_rebalance_band)`` of the mean of the
+     two (``mb_poor < (1 - band) * (mb_A + mb_B) / 2``), a collateral rebalance is due at the
+     next open (decided at the close, done at the next open: no look-ahead).
+
+* **Identity.** ``equity - initial = funding + fees + slippage + borrow + spot_price +
+  perp_price + liquidation + unhedged`` at every bar (``borrow`` is 0: no spot leg), transfer
+  fees inside ``fees``.
+
+What it leaves out (stated, not hidden): a spot leg on either venue (a spot(A) + perp(B) hedge
+is not simulated yet), cross margin within a venue (one column per portfolio), venue-specific
+leverage (one ``L`` for both legs), and a USDC/USDT rate series (1:1).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from backtest.config import DEFAULT_MAINTENANCE_MARGIN_RATE, BacktestConfig, SpreadConfig, implausible
+from backtest.kernels.layout import (
+    C_FEE,
+    C_FUND,
+    F_CASHFLOW_EVENTS,
+    F_COMPONENTS,
+    F_EQUITY,
+    F_MARGIN,
+    F_POSITIONS,
+    K_FILL,
+    K_FUNDING,
+    K_LIQ,
+    K_TRANSFER,
+    N_COMP,
+    N_REC_FIELDS,
+    NSX,
+    R_BAR,
+    R_CASH,
+    R_COL,
+    R_FEE,
+    R_KIND,
+    R_LEG,
+    R_PRICE,
+    R_QTY,
+    R_RATE,
+    X_BALA,
+    X_BALB,
+    X_COMP,
+    X_FBAR,
+    X_FUNDA,
+    X_INIT,
+    X_LASTX,
+    X_NTR,
+    X_PRE,
+    X_TFEE,
+    X_VA,
+    X_VB,
+    Book,
+    MarketArrays,
+    SpreadOutputs,
+    SpreadParams,
+    SpreadSettings,
+    Tiers,
+)
+from backtest.tiers import TierTable, load_tiers
+from data.errors import ConfigError
+from data.market import Market
+from data.units import MS_PER_HOUR, bar_hours
+
+__all__ = ["SPREAD_PARAMS", "SpreadResult", "run_spread", "venue_tiers"]
+
+COMPONENTS = ("funding", "fees", "slippage", "borrow", "spot_price", "perp_price", "liquidation", "unhedged")
+#: Parameters of a spread run that may vary per column (C,) or per bar and column (T, C).
+SPREAD_PARAMS = (
+    "perp_leverage",
+    "slippage_bps",
+    "volume_participation_coefficient",
+    "clearance_fee_rate",
+    "venue_rebalance_band",
+    "venue_transfer_fee_quote",
+    "fee_a_rate",
+    "fee_b_rate",
+)
+#: Outputs a spread run can keep per bar (the others hold their final row).
+OUTPUTS = ("equity", "components", "positions", "margin", "events")
+KIND_NAMES = {K_FILL: "fill", K_FUNDING: "funding", K_TRANSFER: "transfer", K_LIQ: "liquidation"}
+AFTER_LIQ = {"close_and_reenter": 3, "close_spot": 0, "hold_spot": 1, "reenter": 2}
+
+
+def _ro(a: np.ndarray, dtype: Any = np.float64) -> np.ndarray:
+    a = np.array(a, dtype=dtype, copy=True, order="C")
+    a.flags.writeable = False
+    return a
+
+
+def _flex(name: str, value: Any, shape: tuple[int, int]) -> np.ndarray:
+    a = np.asarray(value, dtype=np.float64)
+    T, C = shape
+    if a.ndim == 0:
+        a = a.reshape(1, 1)
+    elif a.ndim == 1 and a.shape[0] == C:
+        a = a.reshape(1, C)
+    elif not (a.ndim == 2 and a.shape[0] in (1, T) and a.shape[1] in (1, C)):
+        raise ConfigError(f"column parameter {name!r} has shape {a.shape}; expected a scalar, ({C},) or (1|{T}, 1|{C})")
+    if np.isnan(a).any():
+        raise ConfigError(f"column parameter {name!r} has NaN values")
+    return _ro(a)
+
+
+def _venue_quote(market: Market) -> str:
+    from data.venues import known_venues, venue_rules
+
+    if market.venue in known_venues():
+        return venue_rules(market.venue).quote
+    return "USDC" if all(s.endswith("USDC") for s in market.perp_symbols) else "USDT"
+
+
+def _venue_fee(market: Market, order_type: str, config: BacktestConfig) -> tuple[float, str]:
+    """The perp fee of a leg's venue at the market's first bar, and where it comes from."""
+    from data.venues import known_venues, venue_rules
+
+    key = f"perp_{order_type}_fee_rate"
+    if market.venue in known_venues() and market.n_bars:
+        rules = venue_rules(market.venue)
+        return float(rules.fees_at(market.index[0]).as_config()[key]), f"{rules.path.name} ({order_type})"
+    return float(getattr(config, key)), f"carry's default {key} (no rules file for venue {market.venue})"
+
+
+def venue_tiers(market: Market, config: BacktestConfig, spread: SpreadConfig) -> tuple[TierTable, str]:
+    """The maintenance brackets of a leg's venue and where they come from: the config's flat
+    ``maintenance_margin_rate`` if set; else the venue's tiers file in ``spread.tiers_dir``; else
+    the venue's flat rate per symbol (``VenueRules.maintenance_fallback``); carry's default flat
+    rate for a venue without a rules file."""
+    from data.venues import known_venues, venue_rules
+
+    n = market.n_symbols
+    if config.maintenance_margin_rate is not None:
+        return TierTable.flat(n, config.maintenance_margin_rate), f"flat {config.maintenance_margin_rate:g} (config)"
+    if market.venue not in known_venues():
+        return TierTable.flat(n, DEFAULT_MAINTENANCE_MARGIN_RATE), (
+            f"flat {DEFAULT_MAINTENANCE_MARGIN_RATE:g} (carry's default: no rules file for venue {market.venue})"
+        )
+    rules = venue_rules(market.venue)
+    path = rules.tiers_path(spread.tiers_dir) if spread.tiers_dir is not None else None
+    if path is not None:
+        return load_tiers(path, market.perp_symbols), str(path)
+    t0 = market.index[0] if market.n_bars else None
+    rates = [rules.maintenance_fallback(sym, t0)[0] for sym in market.perp_symbols]
+    brackets = [[{"minNotional": 0.0, "maxNotional": None, "maintenanceMarginRate": r}] for r in rates]
+    table = TierTable.from_brackets(brackets, source=f"{rules.path.name} (flat per symbol)")
+    return table, f"{rules.path.name}: flat " + ", ".join(f"{s} {r:g}" for s, r in zip(market.perp_symbols, rates))
+
+
+def _leg_arrays(m: Market, delay: int) -> MarketArrays:
+    """A leg's kernel inputs: its perp and mark fields (the spot fields are not read: the perp's)."""
+    if delay == 0:
+        ref = np.empty_like(m.perp_close)
+        ref[0], ref[1:] = np.nan, m.perp_close[:-1]
+        ok = np.zeros_like(m.valid)
+        ok[1:] = m.valid[:-1]
+        po_ref, ref_valid = _ro(ref), _ro(ok, np.bool_)
+    else:
+        po_ref, ref_valid = m.perp_open, m.valid
+    zeros = _ro(np.zeros(m.n_symbols))
+    return MarketArrays(
+        po_ref,
+        po_ref,
+        ref_valid,
+        m.perp_close,
+        m.perp_volume,
+        m.perp_volume,
+        m.mark_open,
+        m.mark_high,
+        m.mark_low,
+        m.mark_close,
+        m.valid,
+        m.funding_value,
+        m.funding_rate,
+        zeros,
+        zeros,
+        m.perp_open,
+        m.perp_high,
+        m.perp_low,
+        _ro(m.index.as_unit("ms").asi8, np.int64),
+    )
+
+
+def _tiers_arrays(t: TierTable) -> Tiers:
+    hi_sorted = all(np.all(np.diff(t.max_notional[n, : t.n_tiers[n]]) >= 0) for n in range(len(t.n_tiers)))
+    return Tiers(_ro(t.min_notional), _ro(t.max_notional), _ro(t.mmr), _ro(t.cum), _ro(t.n_tiers, np.int64), hi_sorted)
+
+
+@dataclass(eq=False)
+class SpreadResult:
+    """What :func:`run_spread` returns. Frames are indexed by bar (open time, UTC) and column.
+
+    ``columns`` describes each column (coin, both venues and symbols, the fee rates used);
+    ``equity`` (quote), ``components`` (name -> cumulative quote; ``spot_price`` is leg A's
+    price PnL, ``perp_price`` leg B's), ``positions`` (``"A"``/``"B"`` -> coins), ``margin_ratio``
+    (``"A"``/``"B"``, at the close; NaN: flat leg), ``in_flight`` (quote in transfer) hold one row
+    per bar where kept (``outputs``), else the last bar's. ``events``: fills, liquidations,
+    transfers (departure: cash ``-amount`` and the fee; arrival: ``+amount - fee``) and, when
+    kept, funding per leg. ``totals`` per column: funding per leg, trading fees, transfer fees,
+    the number of transfers, every component and the final equity.
+    """
+
+    index: pd.DatetimeIndex
+    columns: pd.DataFrame
+    equity: pd.DataFrame
+    components: dict[str, pd.DataFrame]
+    positions: dict[str, pd.DataFrame]
+    margin_ratio: dict[str, pd.DataFrame]
+    in_flight: pd.DataFrame
+    events: pd.DataFrame
+    totals: pd.DataFrame
+    initial_capital: float
+    flags: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    def pnl(self, name: str) -> pd.DataFrame:
+        """One cumulative component (quote), e.g. ``res.pnl("funding")``."""
+        if name not in self.components:
+            raise ConfigError(f"unknown component {name!r}; choose from {list(self.components)}")
+        return self.components[name]
+
+
+def run_spread(
+    leg_a: Market,
+    leg_b: Market,
+    targets: Any,
+    config: BacktestConfig | dict | None = None,
+    spread: SpreadConfig | dict | None = None,
+    *,
+    column_params: dict[str, Any] | None = None,
+    outputs: tuple[str, ...] | list[str] | None = None,
+    parallel: bool | int = False,
+) -> SpreadResult:
+    """Simulate cross-venue spread hedges: long ``x`` of leg A's perp, short the same coins of leg B's.
+
+    Parameters
+    ----------
+    leg_a, leg_b : Market
+        The two venues' markets (perp and mark prices, funding), one bar index, the same coins in
+        the same order (:func:`data.venue_pair.load_venue_pair`).
+    targets : Targets, float, ndarray (T, N), DataFrame or callable
+        Target exposure per bar and column in [-1, 1]: +1 long leg A and short leg B with all
+        the column's capital, -1 the mirror, NaN keep, 0 flat (as :func:`backtest.engine.run_backtest`,
+        on ``leg_a``'s shape). Every column is its own portfolio.
+    config : BacktestConfig or dict, optional
+        ``initial_capital_quote`` (per column), ``perp_leverage``, ``order_type``,
+        ``slippage_bps``, ``volume_participation_coefficient``, ``clearance_fee_rate``,
+        ``execution_delay_bars`` (and ``allow_same_bar_execution``), ``after_liquidation``,
+        ``reentry_cooldown_hours``, ``maintenance_margin_rate``; the spot, borrow, margin-mode,
+        top-up and rebalancing settings do not apply (no spot leg).
+    spread : SpreadConfig or dict, optional
+        Transfers, the collateral band, the venues' fees and tiers.
+    column_params : dict, optional
+        Per-column (C,) or per-bar (T, C) values of :data:`SPREAD_PARAMS` (grids).
+    outputs : sequence of str, optional
+        Per-bar outputs to keep among :data:`OUTPUTS` (default: all). Without ``"events"`` the
+        funding rows are not recorded (their per-leg totals are in ``totals``).
+    parallel : bool or int
+        Columns on threads (bit-identical results).
+    """
+    from backtest.engine import hold_only_where_tradable, to_targets
+    from backtest.kernels.simulate import merge_records_nb
+    from backtest.kernels.spread import spread_parallel_nb, spread_range_nb
+
+    if config is None:
+        config = BacktestConfig()
+    elif isinstance(config, dict):
+        config = BacktestConfig.from_dict(config)
+    if spread is None:
+        spread = SpreadConfig()
+    elif isinstance(spread, dict):
+        unknown = set(spread) - set(SpreadConfig.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(
+                f"unknown spread settings {sorted(unknown)}; known: {sorted(SpreadConfig.__dataclass_fields__)}"
+            )
+        spread = SpreadConfig(**spread)
+    for name, leg in (("leg_a", leg_a), ("leg_b", leg_b)):
+        if not isinstance(leg, Market):
+            raise ConfigError(f"{name} must be a backtest.Market, got {type(leg).__name__}")
+    if leg_a.n_symbols != leg_b.n_symbols or not leg_a.index.equals(leg_b.index):
+        raise ConfigError(
+            f"the legs' markets must share one bar index and the same coins: leg A {leg_a!r}, leg B {leg_b!r} "
+            "(load them with data.venue_pair.load_venue_pair)"
+        )
+    tg = to_targets(leg_a, targets)
+    T, C = tg.values.shape
+    if len(np.unique(tg.group)) != C:
+        raise ConfigError("spread hedges are one column per portfolio: the targets must not group columns")
+    if config.margin_mode != "isolated":
+        raise ConfigError(
+            f"spread hedges hold each leg in isolated margin on its venue; margin_mode={config.margin_mode!r}"
+        )
+    delay = config.execution_delay_bars
+    hours = bar_hours(leg_a)
+    notes: list[str] = []
+    fee_a, src_a = _venue_fee(leg_a, config.order_type, config)
+    fee_b, src_b = _venue_fee(leg_b, config.order_type, config)
+    if spread.fee_a_rate is not None:
+        fee_a, src_a = spread.fee_a_rate, "fee_a_rate"
+    if spread.fee_b_rate is not None:
+        fee_b, src_b = spread.fee_b_rate, "fee_b_rate"
+    params: dict[str, Any] = {
+        "perp_leverage": config.perp_leverage,
+        "slippage_bps": config.slippage_bps,
+        "volume_participation_coefficient": config.volume_participation_coefficient,
+        "clearance_fee_rate": config.clearance_fee_rate,
+        "venue_rebalance_band": np.inf if spread.venue_rebalance_band is None else spread.venue_rebalance_band,
+        "venue_transfer_fee_quote": spread.venue_transfer_fee_quote,
+        "fee_a_rate": fee_a,
+        "fee_b_rate": fee_b,
+    }
+    for name, value in (column_params or {}).items():
+        if name not in SPREAD_PARAMS:
+            raise ConfigError(f"{name!r} cannot vary per column of a spread run; allowed: {list(SPREAD_PARAMS)}")
+        params[name] = value
+    fx = {name: _flex(name, v, (T, C)) for name, v in params.items()}
+    for name, a in fx.items():
+        if (a < 0).any() or (name == "perp_leverage" and not (a > 0).all()):
+            raise ConfigError(f"{name} must be {'> 0' if name == 'perp_leverage' else '>= 0'} in every column")
+        finite = a[np.isfinite(a)]
+        plaus = "perp_taker_fee_rate" if name.startswith("fee_") else name
+        why = implausible(plaus, float(finite.max())) if finite.size else None
+        if why:
+            raise ConfigError(f"column parameter {why.replace(plaus, name)}")
+    tiers_a, t_src_a = venue_tiers(leg_a, config, spread)
+    tiers_b, t_src_b = venue_tiers(leg_b, config, spread)
+    tiers_a.check_leverage(fx["perp_leverage"], leg_a.perp_symbols, column_symbol=tg.column_symbol)
+    tiers_b.check_leverage(fx["perp_leverage"], leg_b.perp_symbols, column_symbol=tg.column_symbol)
+    flags: list[str] = []
+    if _venue_quote(leg_a) != _venue_quote(leg_b):
+        flags.append("usdc_usdt_parity")
+        notes.append(
+            f"leg A ({leg_a.venue}) is quoted in {_venue_quote(leg_a)}, leg B ({leg_b.venue}) in {_venue_quote(leg_b)}: "
+            "amounts are added 1:1 (a USDC/USDT move is not valued)"
+        )
+    for leg in (leg_a, leg_b):
+        flags += [f for f in leg.data_flags if f not in flags and f != "perp_only"]
+    notes += [f"fees: leg A {fee_a:g} ({src_a}), leg B {fee_b:g} ({src_b})"]
+    notes += [f"maintenance: leg A {t_src_a}; leg B {t_src_b}"]
+
+    want = tuple(OUTPUTS if outputs is None else outputs)
+    bad = [o for o in want if o not in OUTPUTS]
+    if bad:
+        raise ConfigError(f"unknown outputs {bad}; choose from {list(OUTPUTS)}")
+    bits = {"equity": F_EQUITY, "components": F_COMPONENTS, "positions": F_POSITIONS, "margin": F_MARGIN}
+    kflags = sum(bits[o] for o in want if o in bits) | (F_CASHFLOW_EVENTS if "events" in want else 0)
+    rows = {o: (T if o in want else 1) for o in ("equity", "components", "positions", "margin")}
+    equity = np.empty((rows["equity"], C))
+    in_flight = np.empty((rows["equity"], C))
+    comps = np.empty((N_COMP, rows["components"], C))
+    pos_a, pos_b = np.empty((rows["positions"], C)), np.empty((rows["positions"], C))
+    mr_a, mr_b = np.full((rows["margin"], C), np.nan), np.full((rows["margin"], C), np.nan)
+    out = SpreadOutputs(equity, comps, pos_a, pos_b, mr_a, mr_b, in_flight)
+
+    capital = float(config.initial_capital_quote)
+    cs0 = np.zeros((C, NSX))
+    cs0[:, X_BALA] = cs0[:, X_BALB] = capital / 2.0
+    cs0[:, X_VA] = cs0[:, X_VB] = np.nan
+    cs0[:, X_LASTX] = np.nan
+    cs0[:, X_PRE] = cs0[:, X_FBAR] = -1.0
+    cs0[:, X_INIT] = capital
+    cs = cs0.copy()
+    tradable = np.asarray(leg_a.tradable) & np.asarray(leg_b.tradable)
+    target_rows = hold_only_where_tradable(tradable, tg.column_symbol, tg.values, 0, max(delay, 1))
+    book = Book(
+        _ro(target_rows),
+        _ro(np.ones((1, 1))),
+        _ro(tg.column_symbol, np.int64),
+        _ro(np.arange(C), np.int64),
+        _ro(np.arange(C + 1), np.int64),
+        0,
+    )
+    prm = SpreadParams(
+        fx["perp_leverage"],
+        fx["fee_a_rate"],
+        fx["fee_b_rate"],
+        _ro(fx["slippage_bps"] / 1e4),
+        fx["volume_participation_coefficient"],
+        fx["clearance_fee_rate"],
+        fx["venue_rebalance_band"],
+        fx["venue_transfer_fee_quote"],
+    )
+    bar_ms = hours * MS_PER_HOUR
+    run = SpreadSettings(
+        max(delay, 1),
+        AFTER_LIQ[config.after_liquidation],
+        max(1, math.ceil(config.reentry_cooldown_hours * MS_PER_HOUR / bar_ms - 1e-9)),
+        math.ceil(spread.venue_transfer_delay_hours * MS_PER_HOUR / bar_ms - 1e-9),
+        int(kflags),
+    )
+    args = (
+        _leg_arrays(leg_a, delay),
+        _leg_arrays(leg_b, delay),
+        book,
+        prm,
+        _tiers_arrays(tiers_a),
+        _tiers_arrays(tiers_b),
+        run,
+    )
+    n_settle = int(
+        (leg_a.funding_count > 0).sum(axis=0)[tg.column_symbol].sum()
+        + (leg_b.funding_count > 0).sum(axis=0)[tg.column_symbol].sum()
+    )
+    changes = int(np.count_nonzero(np.diff(np.nan_to_num(target_rows, nan=0.0), axis=0))) + C
+    cap = 8 * changes + (n_settle if "events" in want else 0) + T * C // 16 + 1024
+    n_chunks = (_n_threads() if parallel is True else int(parallel)) if parallel else 1
+    n_chunks = max(1, min(n_chunks, C))
+    for _attempt in range(2):
+        cs[:] = cs0
+        if n_chunks == 1:
+            rec = np.empty((cap, N_REC_FIELDS))
+            n = spread_range_nb(0, C, *args, cs, out, rec)
+            if n <= cap:
+                records = rec[:n]
+                break
+            cap = n
+        else:
+            bounds = np.unique(np.linspace(0, C, n_chunks + 1).astype(np.int64))
+            caps = np.diff(bounds) * (cap // C + 1) + 1024
+            rec_bounds = np.concatenate([[0], np.cumsum(caps)]).astype(np.int64)
+            rec = np.empty((rec_bounds[-1], N_REC_FIELDS))
+            counts = spread_parallel_nb(bounds, rec_bounds, *args, cs, out, rec)
+            if (counts <= caps).all():
+                records = merge_records_nb(rec, rec_bounds, counts, T)
+                break
+            cap = int(counts.max()) * C
+    return _result(leg_a, leg_b, tg, config, capital, fee_a, fee_b, want, out, cs, records, flags, notes)
+
+
+def _n_threads() -> int:
+    import numba
+
+    return int(numba.get_num_threads())
+
+
+def _result(leg_a, leg_b, tg, config, capital, fee_a, fee_b, want, out, cs, records, flags, notes) -> SpreadResult:
+    index = leg_a.index
+    C = tg.values.shape[1]
+    cols = pd.RangeIndex(C, name="column")
+    sym = tg.column_symbol
+    columns = pd.DataFrame(
+        {
+            "coin": [leg_a.symbols[n] for n in sym],
+            "venue_a": leg_a.venue,
+            "symbol_a": [leg_a.perp_symbols[n] for n in sym],
+            "venue_b": leg_b.venue,
+            "symbol_b": [leg_b.perp_symbols[n] for n in sym],
+            "fee_a": fee_a,
+            "fee_b": fee_b,
+        },
+        index=cols,
+    )
+
+    def frame(a: np.ndarray) -> pd.DataFrame:
+        rows = index if a.shape[0] == len(index) else index[-1:]
+        return pd.DataFrame(a, index=rows, columns=cols)
+
+    components = {name: frame(out.comps[k]) for k, name in enumerate(COMPONENTS)}
+    kinds = records[:, R_KIND].astype(int)
+    legs = records[:, R_LEG].astype(int)
+    events = pd.DataFrame(
+        {
+            "time": index[records[:, R_BAR].astype(np.int64)],
+            "column": records[:, R_COL].astype(np.int64),
+            "kind": [KIND_NAMES.get(k, str(k)) for k in kinds],
+            "leg": np.where(legs == 0, "A", "B"),
+            "venue": np.where(legs == 0, leg_a.venue, leg_b.venue),
+            "qty": records[:, R_QTY],
+            "price": records[:, R_PRICE],
+            "rate": records[:, R_RATE],
+            "cash": records[:, R_CASH],
+            "fee": records[:, R_FEE],
+        }
+    )
+    final = cs[:, X_COMP : X_COMP + N_COMP]
+    totals = pd.DataFrame({name: final[:, k] for k, name in enumerate(COMPONENTS)}, index=cols)
+    totals.insert(1, "funding_a", cs[:, X_FUNDA])
+    totals.insert(2, "funding_b", final[:, C_FUND] - cs[:, X_FUNDA])
+    totals.insert(4, "trading_fees", final[:, C_FEE] - cs[:, X_TFEE])
+    totals.insert(5, "transfer_fees", cs[:, X_TFEE])
+    totals.insert(6, "transfers", cs[:, X_NTR].astype(np.int64))
+    totals["liquidations"] = np.bincount(records[kinds == K_LIQ, R_COL].astype(np.int64), minlength=C)
+    totals["final_equity"] = out.equity[-1]
+    return SpreadResult(
+        index=index,
+        columns=columns,
+        equity=frame(out.equity),
+        components=components,
+        positions={"A": frame(out.pos_a), "B": frame(out.pos_b)},
+        margin_ratio={"A": frame(out.mr_a), "B": frame(out.mr_b)},
+        in_flight=frame(out.in_flight),
+        events=events,
+        totals=totals,
+        initial_capital=capital,
+        flags=tuple(flags),
+        notes=tuple(notes),
+    )
