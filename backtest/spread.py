@@ -37,8 +37,12 @@ bars (``ceil(venue_transfer_delay_hours / bar hours)``), ``fee_T`` the flat tran
      ``E = bal_A + bal_B + in_flight + (s * px_A - cost_A) + (q * px_B - cost_B)``.
      A new target ``x`` (finite, not the last executed one) or a re-entry due (to the last
      target when the row is NaN) sizes both legs: ``N = max(E, 0) * |x| * L / 2`` quote per
-     leg, ``s = sign(x) * N / px_A``, ``q = -s``. Else a pending close (after a liquidation)
-     closes both legs. Else a collateral rebalance due (step 6) *re-strikes* the richer
+     leg, but at most ``L * min(mb_A, mb_B)`` (each venue margins only what it holds: after a
+     liquidation one wallet is nearly empty), ``s = sign(x) * N / px_A``, ``q = -s``; a sizing
+     held short by that cap is *capped*: the collateral check (step 6) then runs even with a
+     flat leg, and once its transfer is sent the column re-sizes to its target at the
+     transfer's arrival bar (a re-entry due then). Else a pending close (after a liquidation)
+     closes both legs (and is cleared). Else a collateral rebalance due (step 6) *re-strikes* the richer
      venue's leg when its wallet cannot pay the transfer (closes and reopens the same coins at
      the open: two fills, so its unrealized profit is realized into its wallet) and sends
      ``amount = min((mb_rich - mb_poor) / 2, bal_rich - |pos_rich| * px_rich / L)`` to the
@@ -66,10 +70,13 @@ bars (``ceil(venue_transfer_delay_hours / bar hours)``), ``fee_T`` the flat tran
   5. *Outputs*: equity ``bal_A + bal_B + in_flight + upnl_A + upnl_B``; the eight cumulative
      components; positions ``s`` and ``q``; per leg the margin ratio (maintenance / margin
      balance) at the close.
-  6. *Collateral check*: with no transfer in flight and both legs open and priced, when the
+  6. *Collateral check*: with no transfer in flight, both legs open (or the last sizing
+     capped) and both bars valid, when the
      poorer leg's margin balance is below ``(1 - venue_rebalance_band)`` of the mean of the
      two (``mb_poor < (1 - band) * (mb_A + mb_B) / 2``), a collateral rebalance is due at the
-     next open (decided at the close, done at the next open: no look-ahead).
+     next open (decided at the close, done at the next open: no look-ahead); an infinite band
+     (None) never. A sizing does not cancel a rebalance due (it is done at the next open
+     without another order); a liquidation does.
 
 * **Identity.** ``equity - initial = funding + fees + slippage + borrow + spot_price +
   perp_price + liquidation + unhedged`` at every bar (``borrow`` is 0: no spot leg), transfer

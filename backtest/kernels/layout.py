@@ -223,7 +223,9 @@ X_COMP = 16  # 16 .. 23: the N_COMP components (C_SPOT: leg A's price PnL, C_PER
 #: Leg A's share of the funding component and the transfer fees' share of the fees (quote,
 #: cumulative), and the number of transfers sent.
 X_FUNDA, X_TFEE, X_NTR = 24, 25, 26
-NSX = 27
+#: A sizing held short of its target by a venue's margin balance (0/1; see ``backtest.spread``).
+X_CAP = 27
+NSX = 28
 
 
 class SpreadParams(NamedTuple):

@@ -42,6 +42,7 @@ from backtest.kernels.layout import (
     N_COMP,
     X_BALA,
     X_BALB,
+    X_CAP,
     X_COMP,
     X_COSTA,
     X_COSTB,
@@ -147,15 +148,13 @@ def _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec):
     if size or cs[c, X_PCLOSE] != 0.0:
         new_s = 0.0
         if size:
-            eq = (
-                cs[c, X_BALA]
-                + cs[c, X_BALB]
-                + cs[c, X_FLIGHT]
-                + (s * pxa - cs[c, X_COSTA])
-                + (q * pxb - cs[c, X_COSTB])
-            )
+            mba = cs[c, X_BALA] + (s * pxa - cs[c, X_COSTA])
+            mbb = cs[c, X_BALB] + (q * pxb - cs[c, X_COSTB])
+            eq = mba + mbb + cs[c, X_FLIGHT]
             notional = max(eq, 0.0) * abs(x) * lev / 2.0
-            new_s = np.sign(x) * notional / pxa
+            room = max(min(mba, mbb), 0.0) * lev  # each venue margins only what it holds
+            cs[c, X_CAP] = 1.0 if room < notional else 0.0
+            new_s = np.sign(x) * min(notional, room) / pxa
             cs[c, X_LASTX] = x
             cs[c, X_PRE] = -1.0
         cs[c, X_PCLOSE] = 0.0
@@ -181,6 +180,9 @@ def _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec):
     fee_t = flex_nb(prm.transfer_fee, j, c)
     if amount > fee_t and amount > 0.0:
         nrec = _transfer(j, c, cs, from_b, amount, fee_t, run.transfer_delay, rec, nrec)
+        if cs[c, X_CAP] != 0.0:  # the sizing the wallets held short: again once the transfer is in
+            cs[c, X_CAP] = 0.0
+            cs[c, X_PRE] = j + run.transfer_delay
     return nrec
 
 
@@ -339,11 +341,11 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
                     _leg_ratio(q, cs[c, X_VB], cs[c, X_BALB], cs[c, X_COSTB], tiers_b, n),
                 )
             # 6. collateral check (decided at the close, done at the next open)
-            if cs[c, X_FBAR] < 0.0 and s != 0.0 and q != 0.0 and ok_a and ok_b:
+            if cs[c, X_FBAR] < 0.0 and ((s != 0.0 and q != 0.0) or cs[c, X_CAP] != 0.0) and ok_a and ok_b:
                 mba = cs[c, X_BALA] + upa
                 mbb = cs[c, X_BALB] + upb
                 band = flex_nb(prm.band, j, c)
-                cs[c, X_REB] = 1.0 if min(mba, mbb) < (1.0 - band) * (mba + mbb) / 2.0 else 0.0
+                cs[c, X_REB] = 1.0 if band < np.inf and min(mba, mbb) < (1.0 - band) * (mba + mbb) / 2.0 else 0.0
     for c in range(c0, c1):
         if not w_comp:
             for m in range(N_COMP):
