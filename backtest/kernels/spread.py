@@ -61,7 +61,7 @@ from backtest.kernels.layout import (
     X_VA,
     X_VB,
 )
-from backtest.kernels.margin import flex_nb, maint_margin_nb, tier_bounds_nb
+from backtest.kernels.margin import flex_nb, liq_level_nb, maint_margin_nb, tier_bounds_nb
 
 
 @njit(cache=True, inline="always")
@@ -265,6 +265,8 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
     mmr_max_a, cum_min_a = tier_bounds_nb(tiers_a.mmr, tiers_a.cum, tiers_a.n)
     mmr_max_b, cum_min_b = tier_bounds_nb(tiers_b.mmr, tiers_b.cum, tiers_b.n)
     targets, t_off, col_sym, lag = book.targets, book.t_off, book.col_sym, run.lag
+    valid_a, valid_b, ref_a, ref_b = mka.valid, mkb.valid, mka.ref_valid, mkb.ref_valid
+    lo_a, hi_a, lo_b, hi_b = mka.mark_low, mka.mark_high, mkb.mark_low, mkb.mark_high
     nrec = 0
     for j in range(T):
         i = j - lag + t_off
@@ -286,14 +288,49 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
             size = (x == x and x != cs[c, X_LASTX]) or pend_re
             if size and x != x:
                 x = cs[c, X_LASTX]
-            if (size or cs[c, X_PCLOSE] != 0.0 or cs[c, X_REB] != 0.0) and mka.ref_valid[j, n] and mkb.ref_valid[j, n]:
+            if (size or cs[c, X_PCLOSE] != 0.0 or cs[c, X_REB] != 0.0) and ref_a[j, n] and ref_b[j, n]:
                 nrec = _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec)
-            # 2. liquidation, leg A then leg B
-            clear = flex_nb(prm.clearance, j, c)
-            if cs[c, X_S] != 0.0 and mka.valid[j, n]:
-                nrec = _liquidate(j, c, n, False, mka, tiers_a, mmr_max_a, cum_min_a, clear, run, cs, rec, nrec)
-            if cs[c, X_Q] != 0.0 and mkb.valid[j, n]:
-                nrec = _liquidate(j, c, n, True, mkb, tiers_b, mmr_max_b, cum_min_b, clear, run, cs, rec, nrec)
+            # 2. liquidation, leg A then leg B (the full check only past the cheap pre-check level)
+            s = cs[c, X_S]
+            if s != 0.0 and valid_a[j, n]:
+                adv = lo_a[j, n] if s > 0.0 else hi_a[j, n]
+                level = liq_level_nb(s, cs[c, X_BALA], cs[c, X_COSTA], mmr_max_a[n], cum_min_a[n])
+                if rules.liq_possible_nb(s, adv, level):
+                    nrec = _liquidate(
+                        j,
+                        c,
+                        n,
+                        False,
+                        mka,
+                        tiers_a,
+                        mmr_max_a[n],
+                        cum_min_a[n],
+                        flex_nb(prm.clearance, j, c),
+                        run,
+                        cs,
+                        rec,
+                        nrec,
+                    )
+            q = cs[c, X_Q]
+            if q != 0.0 and valid_b[j, n]:
+                adv = lo_b[j, n] if q > 0.0 else hi_b[j, n]
+                level = liq_level_nb(q, cs[c, X_BALB], cs[c, X_COSTB], mmr_max_b[n], cum_min_b[n])
+                if rules.liq_possible_nb(q, adv, level):
+                    nrec = _liquidate(
+                        j,
+                        c,
+                        n,
+                        True,
+                        mkb,
+                        tiers_b,
+                        mmr_max_b[n],
+                        cum_min_b[n],
+                        flex_nb(prm.clearance, j, c),
+                        run,
+                        cs,
+                        rec,
+                        nrec,
+                    )
             # 3. funding of each leg at its venue's settlements
             s, q = cs[c, X_S], cs[c, X_Q]
             fva, fvb = mka.funding_value[j, n], mkb.funding_value[j, n]
@@ -305,7 +342,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
             if w_cf and amt != 0.0:
                 nrec = rules.funding_event_nb(rec, nrec, j, c, LEG_PERP, q, fvb, mkb.funding_rate[j, n], amt)
             # 4. close
-            ok_a, ok_b = mka.valid[j, n], mkb.valid[j, n]
+            ok_a, ok_b = valid_a[j, n], valid_b[j, n]
             pxa = mka.mark_close[j, n] if ok_a else cs[c, X_VA]
             pxb = mkb.mark_close[j, n] if ok_b else cs[c, X_VB]
             cs[c, X_COMP + C_SPOT], cs[c, X_COMP + C_PERP], cs[c, X_COMP + C_UNH], cs[c, X_VA], cs[c, X_VB] = (
