@@ -338,6 +338,7 @@ def load_market(
     require_mark: bool = False,
     funding_gaps: FundingGapPolicy | str = FundingGapPolicy.ERROR,
     run_end=None,
+    spot: bool = True,
 ) -> Market:
     """Load an aligned :class:`Market` from a catalog.
 
@@ -355,7 +356,7 @@ def load_market(
         Bar length of the market (``"1h"``, ``"4h"``, ``"1d"``, ``"1m"``...). Bars are built from
         the coarsest stored timeframe that divides it and holds spot, perp and mark bars (only
         where no such timeframe exists, the coarsest with spot and perp bars, perp prices
-        standing in for the mark); funding settlements are summed into the
+        standing in for the mark; without spot under ``spot=False``); funding settlements are summed into the
         bar whose span ``(open, close]`` holds them (``funding_count`` says how many,
         ``funding_time_ms`` when the last one settled).
     venue:
@@ -380,11 +381,23 @@ def load_market(
         a symbol without a tradable bar in the chunk is kept (``tradable`` all False) instead
         of raising, and a symbol whose stored prices end at the chunk's last bar closes there
         as it would in one pass over the run.
+    spot:
+        True (default): every symbol needs spot bars (a cash-and-carry market). False: a
+        *perp-only* market, built from the perp, mark (or the perp standing in for it, as
+        above) and funding series alone, for venues without spot data (Bybit here) and
+        cross-venue perp pairs (:func:`data.venue_pair.load_venue_pair`). Each symbol is
+        resolved from its perp bars (``"BTCUSDT"``, Hyperliquid's ``"BTCUSDC"``; a multiplied
+        perp as above) at the coarsest timeframe dividing ``freq`` that holds perp and mark
+        bars, else perp bars; no spot series is read, the ``spot_*`` arrays are all NaN,
+        ``valid`` is perp and mark present, the tradable span below leaves spot out, and
+        ``Market.data_flags`` gets ``"perp_only"`` (a result from such a market has no spot
+        leg: anything needing spot prices, such as ``Market.basis``, is NaN). Gap and funding
+        policies, funding placement and valuation, notes and the window are as with spot.
 
     Tradable span
     -------------
-    A symbol is tradable only where its spot, perp and mark bars (or the announced perp
-    stand-in for the mark) and its funding all exist: from its first to its last valid bar
+    A symbol is tradable only where its spot (unless ``spot=False``), perp and mark bars (or
+    the announced perp stand-in for the mark) and its funding all exist: from its first to its last valid bar
     (the last one excluded when its prices end inside the window: a position is closed at
     that bar's open, the last price there is), and only on bars whose funding is known
     (:func:`funding_span`). ``Market.tradable`` says
@@ -403,7 +416,7 @@ def load_market(
         raise DataError(f"catalog {catalog.root} does not exist; ingest data first (carry data ingest ...)")
     with catalog.reading():  # every series from one committed state, even while another process ingests
         return _load_market(
-            catalog, symbols, start, end, freq, venue, gaps, max_fill_bars, require_mark, funding_gaps, run_end
+            catalog, symbols, start, end, freq, venue, gaps, max_fill_bars, require_mark, funding_gaps, run_end, spot
         )
 
 
@@ -419,6 +432,7 @@ def _load_market(
     require_mark: bool,
     funding_gaps: FundingGapPolicy | str,
     run_end,
+    spot: bool = True,
 ) -> Market:
     """:func:`load_market` on an open catalog."""
     if isinstance(symbols, str):
@@ -438,6 +452,8 @@ def _load_market(
         isinstance(max_fill_bars, bool) or not isinstance(max_fill_bars, int) or max_fill_bars < 0
     ):
         raise ConfigError(f"max_fill_bars must be a whole number of bars >= 0, got {max_fill_bars!r}")
+    if not isinstance(spot, bool):
+        raise ConfigError(f"spot must be True or False, got {spot!r}")
     venues = sorted(d.name.split("=", 1)[1] for d in catalog.root.glob("venue=*") if d.is_dir())
     if venue not in venues:
         raise unknown_name("venue", venue, venues, f" in catalog {catalog.root}")
@@ -451,50 +467,17 @@ def _load_market(
         try:
             split_symbol(sym)
         except ConfigError as exc:
-            raise DataError(f"{exc}{did_you_mean(sym, available_symbols(catalog, venue))}") from None
+            raise DataError(f"{exc}{did_you_mean(sym, available_symbols(catalog, venue, spot=spot))}") from None
         canonical = spot_symbol(sym, spots)
         perp_names = perp_candidates(sym, spots)
-        spot_tfs = _timeframes(catalog, venue, canonical, Kind.SPOT, freq_min)
-        perp_sym: str | None = None
-        mult, src_tf = 1, None
-        for cand, cand_mult in perp_names:
-            common = sorted(
-                set(spot_tfs) & set(_timeframes(catalog, venue, cand, Kind.PERP, freq_min)), key=timeframe_minutes
-            )
-            if common:
-                # the coarsest common timeframe that also has mark bars (1d spot/perp files without
-                # 1d mark files: built from the 1h files that have them), else the coarsest common one
-                marked = [tf for tf in common if tf in _timeframes(catalog, venue, cand, Kind.MARK, freq_min)]
-                perp_sym, mult, src_tf = cand, cand_mult, (marked or common)[-1]
-                break
-            if perp_sym is None and _timeframes(catalog, venue, cand, Kind.PERP, freq_min):
-                perp_sym, mult = cand, cand_mult
-        if src_tf is None or perp_sym is None:
-            what = []
-            stored = sorted(
-                {
-                    d.parent.name.split("=", 1)[1]
-                    for d in catalog.root.glob(f"venue={venue}/kind=spot/timeframe=*/symbol={canonical}")
-                }
-            )
-            if not spot_tfs:
-                what.append(
-                    f"no spot bars for {canonical}" + (f" (stored timeframes: {', '.join(stored)})" if stored else "")
-                )
-            if perp_sym is None:
-                what.append(f"no perp bars for {sym}")
-            if not what:
-                what.append(f"no common timeframe dividing {freq} for the spot and perp bars of {canonical}")
-            available = available_symbols(catalog, venue)
-            raise DataError(
-                f"catalog {catalog.root}: {' and '.join(what)} at a timeframe dividing {freq} "
-                f"on venue {venue}{did_you_mean(canonical, available)}; "
-                f"available symbols: {', '.join(available) or 'none'}"
-            )
+        if spot:
+            perp_sym, mult, src_tf = _resolve_spot_perp(catalog, venue, sym, canonical, perp_names, freq, freq_min)
+        else:
+            perp_sym, mult, src_tf = _resolve_perp(catalog, venue, sym, perp_names, freq, freq_min)
         mark_tf = src_tf if src_tf in _timeframes(catalog, venue, perp_sym, Kind.MARK, freq_min) else None
         src_min = timeframe_minutes(src_tf)
         keys: dict[str, PartitionKey | None] = {
-            "spot": PartitionKey(venue, Kind.SPOT, canonical, src_tf),
+            "spot": PartitionKey(venue, Kind.SPOT, canonical, src_tf) if spot else None,
             "perp": PartitionKey(venue, Kind.PERP, perp_sym, src_tf),
             "mark": PartitionKey(venue, Kind.MARK, perp_sym, mark_tf) if mark_tf else None,
         }
@@ -513,6 +496,7 @@ def _load_market(
         plans.append(_Plan(canonical, perp_sym, mult, src_min, keys, funding_key))
 
     names = [p.canonical for p in plans]
+    priced_by = "spot, perp and mark" if spot else "perp and mark"  # the series a bar needs to be valid
     if len(set(names)) != len(names):
         raise DataError(f"symbols map to the same market twice: {symbols}")
 
@@ -582,7 +566,7 @@ def _load_market(
                 )
             return s
 
-        spot = read("spot")
+        sp = read("spot") if keys["spot"] is not None else _missing_series(n_src)
         perp = read("perp", float(mult))
         mark = read("mark", float(mult))
         if mark is not None:
@@ -602,7 +586,7 @@ def _load_market(
             mk = perp
             fallback_src = perp.present | perp.filled
 
-        so, sh, sl, sc, sv, s_ok, s_fill = _resample_series(spot, k)
+        so, sh, sl, sc, sv, s_ok, s_fill = _resample_series(sp, k)
         po, ph, pl, pc, pv, p_ok, p_fill = _resample_series(perp, k)
         mo, mh, ml, mc, _, m_ok, m_fill = _resample_series(mk, k)
         for name, arr in zip(
@@ -610,7 +594,7 @@ def _load_market(
             (so, sh, sl, sc, sv, po, ph, pl, pc, pv, mo, mh, ml, mc),
         ):
             out[name][:, j] = arr
-        valid[:, j] = s_ok & p_ok & m_ok
+        valid[:, j] = (s_ok & p_ok & m_ok) if spot else (p_ok & m_ok)
         filled[:, j] = s_fill | p_fill | m_fill
         mark_fallback[:, j] = _resample(fallback_src.astype(np.int8), k, "max").astype(bool)
 
@@ -664,7 +648,7 @@ def _load_market(
                 funding_clipped.add(canonical)
                 notes.append(
                     f"{canonical}: tradable from {_ts(bar_open[first])} to {_ts(bar_open[last] + step_t)} UTC only "
-                    f"(bars with spot, perp and mark prices {_ts(bar_open[priced[0]])} .. "
+                    f"(bars with {priced_by} prices {_ts(bar_open[priced[0]])} .. "
                     f"{_ts(bar_open[priced[-1]] + step_t)}; {int(cut.sum())} of them without known funding; "
                     "settlements " + (f"{_ts(times[0])} .. {_ts(times[-1])}" if len(times) else "none") + ")"
                 )
@@ -686,7 +670,8 @@ def _load_market(
         prev = src_pos - at_open.astype(np.int64)
         ok_prev = need & (prev >= 0) & (prev < n_src)
         m[ok_prev] = mk.close[prev[ok_prev]]
-        exact = _mark_opens_at(catalog, venue, perp_sym, times) / mult
+        # (a symbol without mark bars: the stored perp bars', also past the window's last bar)
+        exact = _mark_opens_at(catalog, venue, perp_sym, times, Kind.MARK if keys["mark"] else Kind.PERP) / mult
         m = np.where(np.isfinite(exact), exact, m)  # e.g. 8h mark bars where 1h ones are missing
         m = np.where(np.isnan(mark_at), m, mark_at)
         unpriced = np.isnan(m)
@@ -711,7 +696,7 @@ def _load_market(
                 continue
             covers = []
             for series, key in (
-                ("spot", p.keys["spot"]),
+                *((("spot", p.keys["spot"]),) if spot else ()),
                 ("perp", p.keys["perp"]),
                 ("mark", p.keys["mark"]),
                 ("funding", p.funding),
@@ -720,9 +705,12 @@ def _load_market(
                 covers.append(f"{series} " + (f"{_ts(c[0])[:10]}..{_ts(c[1])[:10]}" if c else "none"))
             lines.append(f"{p.canonical} ({', '.join(covers)})")
         raise DataError(
-            f"no tradable bar from {_ts(t0)} to {_ts(t0 + n_bars * step_t)} UTC (where spot, perp, mark and funding "
-            f"all exist) for {'; '.join(lines)}; choose --start/--end inside the stored data or drop the symbol"
+            f"no tradable bar from {_ts(t0)} to {_ts(t0 + n_bars * step_t)} UTC (where "
+            f"{'spot, perp, mark' if spot else 'perp, mark'} and funding all exist) for {'; '.join(lines)}; "
+            "choose --start/--end inside the stored data or drop the symbol"
         )
+    if not spot:
+        data_flags.append("perp_only")
     oracle = _oracle_stand_in(venue)
     if oracle is not None:  # funding paid at a price no catalog series holds: say which stands in
         data_flags.append(oracle[0])
@@ -749,10 +737,88 @@ def _load_market(
         data_flags=tuple(data_flags),
     )
     market = _trim_to_tradable(market, start_ms is None, end_ms is None)
-    market = _price_clip_notes(market, funding_clipped)
+    market = _price_clip_notes(market, funding_clipped, priced_by)
     for text in market.notes:  # one warning per note: the CLI prints each as one line
         warnings.warn(text, DataWarning, stacklevel=3)
     return market
+
+
+def _resolve_spot_perp(
+    catalog: Catalog, venue: str, sym: str, canonical: str, perp_names: list[tuple[str, int]], freq: str, freq_min: int
+) -> tuple[str, int, str]:
+    """``(perp symbol, multiplier, source timeframe)`` of a symbol with spot bars: the coarsest
+    timeframe dividing ``freq`` that holds spot, perp and mark bars, else spot and perp bars."""
+    spot_tfs = _timeframes(catalog, venue, canonical, Kind.SPOT, freq_min)
+    perp_sym: str | None = None
+    mult, src_tf = 1, None
+    for cand, cand_mult in perp_names:
+        common = sorted(
+            set(spot_tfs) & set(_timeframes(catalog, venue, cand, Kind.PERP, freq_min)), key=timeframe_minutes
+        )
+        if common:
+            # the coarsest common timeframe that also has mark bars (1d spot/perp files without
+            # 1d mark files: built from the 1h files that have them), else the coarsest common one
+            marked = [tf for tf in common if tf in _timeframes(catalog, venue, cand, Kind.MARK, freq_min)]
+            perp_sym, mult, src_tf = cand, cand_mult, (marked or common)[-1]
+            break
+        if perp_sym is None and _timeframes(catalog, venue, cand, Kind.PERP, freq_min):
+            perp_sym, mult = cand, cand_mult
+    if src_tf is None or perp_sym is None:
+        what = []
+        stored = sorted(
+            {
+                d.parent.name.split("=", 1)[1]
+                for d in catalog.root.glob(f"venue={venue}/kind=spot/timeframe=*/symbol={canonical}")
+            }
+        )
+        if not spot_tfs:
+            what.append(
+                f"no spot bars for {canonical}" + (f" (stored timeframes: {', '.join(stored)})" if stored else "")
+            )
+        if perp_sym is None:
+            what.append(f"no perp bars for {sym}")
+        if not what:
+            what.append(f"no common timeframe dividing {freq} for the spot and perp bars of {canonical}")
+        available = available_symbols(catalog, venue)
+        raise DataError(
+            f"catalog {catalog.root}: {' and '.join(what)} at a timeframe dividing {freq} "
+            f"on venue {venue}{did_you_mean(canonical, available)}; "
+            f"available symbols: {', '.join(available) or 'none'}"
+        )
+    return perp_sym, mult, src_tf
+
+
+def _resolve_perp(
+    catalog: Catalog, venue: str, sym: str, perp_names: list[tuple[str, int]], freq: str, freq_min: int
+) -> tuple[str, int, str]:
+    """``(perp symbol, multiplier, source timeframe)`` of a perp-only symbol (``spot=False``): the
+    first candidate with perp bars, at the coarsest timeframe dividing ``freq`` that also holds
+    mark bars, else the coarsest with perp bars."""
+    for cand, cand_mult in perp_names:
+        perp_tfs = sorted(_timeframes(catalog, venue, cand, Kind.PERP, freq_min), key=timeframe_minutes)
+        if perp_tfs:
+            marked = [tf for tf in perp_tfs if tf in _timeframes(catalog, venue, cand, Kind.MARK, freq_min)]
+            return cand, cand_mult, (marked or perp_tfs)[-1]
+    stored = sorted(
+        {
+            d.parent.name.split("=", 1)[1]
+            for cand, _ in perp_names
+            for d in catalog.root.glob(f"venue={venue}/kind=perp/timeframe=*/symbol={cand}")
+        }
+    )
+    available = available_symbols(catalog, venue, spot=False)
+    raise DataError(
+        f"catalog {catalog.root}: no perp bars for {sym} at a timeframe dividing {freq} on venue {venue}"
+        + (f" (stored timeframes: {', '.join(stored)})" if stored else "")
+        + f"{did_you_mean(sym, available)}; available perp symbols: {', '.join(available) or 'none'}"
+    )
+
+
+def _missing_series(n: int) -> _Series:
+    """A series with no bar at all (the spot of a perp-only market): NaN prices, nothing present."""
+    nan = np.full(n, np.nan)
+    none = np.zeros(n, dtype=bool)
+    return _Series(nan, nan, nan, nan, nan, none, none)
 
 
 def _trim_to_tradable(market: Market, head: bool, tail: bool) -> Market:
@@ -795,7 +861,7 @@ def _oracle_stand_in(venue: str) -> tuple[str, str] | None:
     )
 
 
-def _price_clip_notes(market: Market, noted: set[str]) -> Market:
+def _price_clip_notes(market: Market, noted: set[str], priced_by: str = "spot, perp and mark") -> Market:
     """A note for each symbol (not in ``noted``: those already have their funding note) whose
     tradable span does not cover the market's window because its prices start later or end
     earlier (e.g. XTZ listed in 2025 in a window from 2024; ZEC's perp bars ending a week
@@ -811,7 +877,7 @@ def _price_clip_notes(market: Market, noted: set[str]) -> Market:
         priced = np.flatnonzero(market.valid[:, j])
         extra.append(
             f"{sym}: tradable from {market.index[span[0]]:%Y-%m-%d %H:%M} to "
-            f"{market.index[span[-1]] + step:%Y-%m-%d %H:%M} UTC only (its spot, perp and mark prices in the window: "
+            f"{market.index[span[-1]] + step:%Y-%m-%d %H:%M} UTC only (its {priced_by} prices in the window: "
             f"{market.index[priced[0]]:%Y-%m-%d %H:%M} .. {market.index[priced[-1]] + step:%Y-%m-%d %H:%M}; "
             f"window {market.index[0]:%Y-%m-%d %H:%M} .. {market.index[-1] + step:%Y-%m-%d %H:%M})"
         )
@@ -824,15 +890,18 @@ def _prices_end_at(catalog: Catalog, keys: dict[str, PartitionKey | None], t_ms:
     return bool(ends) and min(ends) == t_ms
 
 
-def _mark_opens_at(catalog: Catalog, venue: str, perp_symbol: str, times: np.ndarray) -> np.ndarray:
-    """Open price of a stored mark bar (any timeframe) opening exactly at each time; NaN if none."""
+def _mark_opens_at(
+    catalog: Catalog, venue: str, perp_symbol: str, times: np.ndarray, kind: Kind = Kind.MARK
+) -> np.ndarray:
+    """Open price of a stored mark bar (``kind``: or of the perp bars standing in for the mark) of
+    any timeframe opening exactly at each time; NaN if none."""
     out = np.full(len(times), np.nan)
     if not len(times):
         return out
-    base = catalog.root / f"venue={venue}" / f"kind={Kind.MARK.value}"
+    base = catalog.root / f"venue={venue}" / f"kind={kind.value}"
     tdirs = [(m, d) for d in base.glob("timeframe=*") if (m := _minutes_or_none(d.name.split("=", 1)[1])) is not None]
     for _, tdir in sorted(tdirs):
-        key = PartitionKey(venue, Kind.MARK, perp_symbol, tdir.name.split("=", 1)[1])
+        key = PartitionKey(venue, kind, perp_symbol, tdir.name.split("=", 1)[1])
         if not catalog.has(key):
             continue
         bars = catalog.read(key, np.datetime64(int(times[0]), "ms"), np.datetime64(int(times[-1]) + 1, "ms"))
@@ -870,11 +939,12 @@ def _spot_names(catalog: Catalog, venue: str) -> set[str]:
     return {d.name.split("=", 1)[1] for d in catalog.root.glob(f"venue={venue}/kind=spot/timeframe=*/symbol=*")}
 
 
-def available_symbols(catalog: Catalog, venue: str = "binance") -> list[str]:
-    """Canonical symbols that have both spot and perp bars in the catalog."""
-    spot = _spot_names(catalog, venue)
+def available_symbols(catalog: Catalog, venue: str = "binance", *, spot: bool = True) -> list[str]:
+    """Canonical symbols that have both spot and perp bars in the catalog; with ``spot=False``
+    every symbol with perp bars (what ``load_market(..., spot=False)`` can load)."""
+    spots = _spot_names(catalog, venue)
     perp = {
-        spot_symbol(d.name.split("=", 1)[1], spot)
+        spot_symbol(d.name.split("=", 1)[1], spots)
         for d in catalog.root.glob(f"venue={venue}/kind=perp/timeframe=*/symbol=*")
     }
-    return sorted(spot & perp)
+    return sorted(spots & perp) if spot else sorted(perp)

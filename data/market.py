@@ -133,7 +133,9 @@ class Market:
         :mod:`backtest.engine`). Default (markets built from arrays): every bar.
     data_flags : tuple of str
         Data facts a result must carry (e.g. ``"funding_gap_zero"`` when settlements missing
-        inside a span were counted as zero on request); the engine copies them into its flags.
+        inside a span were counted as zero on request; ``"perp_only"`` for a market loaded with
+        ``spot=False``, whose spot arrays are NaN: only cross-venue spread hedges,
+        :func:`backtest.spread.run_spread`, use it); the engine copies them into its flags.
     """
 
     index: pd.DatetimeIndex
