@@ -1,0 +1,144 @@
+"""Cross-venue spread backtests on the real Binance, Bybit, Hyperliquid and OKX files (issue 16's acceptance).
+
+For BTC and ETH, every pair of Binance, Bybit and Hyperliquid over 2024-09-04..2025-07-26 and of
+Binance, Bybit and OKX over 2025-10-06..2026-01-09, :func:`backtest.spread.run_spread` holds a
+funding-spread trade (:func:`strategies.funding_spread.funding_spread`) and a hedge held
+throughout; then
+
+* each leg's funding, settlement by settlement, equals an independent recomputation from the raw
+  freqtrade files (:mod:`tests.raw_funding`: position x price at the settlement x rate) to 1e-9;
+* the identity ``equity - initial = sum of the components`` holds at every bar;
+* a liquidation of the Binance leg is checked by hand with Binance's tiers file, read here
+  with ``json`` (not carry's loader).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtest.config import BacktestConfig, SpreadConfig
+from backtest.spread import run_spread
+from backtest.targets import Targets
+from data.loader import DataWarning
+from data.venue_pair import load_venue_pair
+from strategies.funding_spread import FundingSpreadParams, funding_spread
+from tests.conftest import shared_data_path
+from tests.raw_funding import expected_funding, raw_settlements
+from tests.test_venue_pair import QUOTE, venues_catalog  # noqa: F401  (the session catalog fixture)
+
+pytestmark = pytest.mark.shared_data
+
+H = pd.Timedelta(hours=1)
+WINDOWS = {
+    "2024-09-04": ("2025-07-26", ("binance", "bybit", "hyperliquid")),
+    "2025-10-06": ("2026-01-09", ("binance", "bybit", "okx")),
+}
+CASES = [
+    (start, end, a, b)
+    for start, (end, venues) in WINDOWS.items()
+    for k, a in enumerate(venues)
+    for b in venues[k + 1 :]
+]
+
+
+def _pair(catalog, coins, a, b, start, end):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        return load_venue_pair(catalog, coins, a, b, start, end)
+
+
+def _run(pair, x: np.ndarray, column_symbol: np.ndarray, config: BacktestConfig, spread: SpreadConfig):
+    cols = np.arange(len(column_symbol), dtype=np.int64)
+    names = pd.DataFrame({"symbol": [pair.leg_a.symbols[n] for n in column_symbol], "group": cols})
+    tg = Targets(x, np.asarray(column_symbol, np.int64), cols, names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return run_spread(pair.leg_a, pair.leg_b, tg, config, spread)
+
+
+@pytest.mark.parametrize(("start", "end", "a", "b"), CASES, ids=[f"{c[2]}-{c[3]}-{c[0][:7]}" for c in CASES])
+def test_funding_spread_backtest_each_leg_as_the_raw_files(venues_catalog, start, end, a, b):  # noqa: F811
+    pair = _pair(venues_catalog, "BTC,ETH", a, b, start, end)
+    T, N = pair.leg_a.shape
+    fee_a = fee_b = 0.0005
+    strat = funding_spread(pair.leg_a, pair.leg_b, FundingSpreadParams(entry_annualized=0.02), fee_a, fee_b)
+    held = np.ones((T, N))  # (a row executing where a leg is not tradable is 0: hold 1 on every row)
+    x = np.concatenate([strat, held], axis=1)  # columns: strategy BTC, ETH; held BTC, ETH
+    sym = np.array([0, 1, 0, 1])
+    res = _run(pair, x, sym, BacktestConfig(perp_leverage=2), SpreadConfig(tiers_dir=str(shared_data_path())))
+    # the identity at every bar
+    comps = sum(res.components.values())
+    np.testing.assert_allclose((res.equity - res.initial_capital).to_numpy(), comps.to_numpy(), rtol=0, atol=1e-9 * 1e4)
+    assert (res.totals.funding_a + res.totals.funding_b - res.totals.funding).abs().max() < 1e-9
+    # each leg's funding, settlement by settlement, against the raw files
+    ev = res.events[res.events.kind == "funding"]
+    checked = 0
+    for c, n in enumerate(sym):
+        coin = pair.coins[n]
+        for leg, venue in (("A", a), ("B", b)):
+            pos = res.positions[leg][c]
+            want = expected_funding(raw_settlements(shared_data_path(venue), coin, QUOTE[venue]), pos)
+            want = want[np.isfinite(want.to_numpy()) & (want.to_numpy() != 0)]
+            want = want.groupby(want.index.ceil("h") - H).sum()
+            got = ev[(ev.column == c) & (ev.leg == leg)].groupby("time").cash.sum()
+            assert got.index.equals(pd.DatetimeIndex(want.index)), f"{venue} {coin} column {c}: settlement bars differ"
+            np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-9, atol=0, err_msg=f"{venue} {coin}")
+            checked += len(got)
+    assert checked > 1000
+    # the held hedge is open through the window (it closes where a leg stops being tradable)
+    assert ((res.positions["A"][[2, 3]] > 0).mean() > 0.9).all()
+
+
+def test_a_liquidation_of_the_binance_leg_by_hand_with_its_tiers(venues_catalog):  # noqa: F811
+    """Long Binance, short Bybit at 20x with no collateral moves from 2024-09-04: BTC's dip of
+    early September liquidates the Binance leg at the price where its isolated margin balance meets
+    the maintenance margin of Binance's bracket for that notional (tiers file read by hand)."""
+    pair = _pair(venues_catalog, "BTC", "binance", "bybit", "2024-09-04", "2025-07-26")
+    T = pair.leg_a.n_bars
+    x = np.full((T, 1), np.nan)
+    x[0] = 1.0
+    capital = 100_000.0
+    cfg = BacktestConfig(initial_capital_quote=capital, perp_leverage=20, after_liquidation="close_spot")
+    res = _run(pair, x, np.array([0]), cfg, SpreadConfig(venue_rebalance_band=None, tiers_dir=str(shared_data_path())))
+    ev = res.events
+    liq = ev[ev.kind == "liquidation"]
+    assert len(liq) == 1 and liq.iloc[0].leg == "A" and liq.iloc[0].venue == "binance"
+    first = liq.iloc[0]
+    before = ev[(ev.leg == "A") & (ev.time < first.time) & (ev.kind.isin(["fill", "funding"]))]
+    fills = before[before.kind == "fill"]
+    assert len(fills) == 1  # one entry: the cost basis is its coins x its price
+    q, entry = float(fills.qty.iloc[0]), float(fills.price.iloc[0])
+    assert q > 0 and q * entry > 500_000  # a notional past Binance's first brackets
+    # the wallet at the liquidation bar: half the capital, less the entry's fee, plus the funding
+    # so far (this bar's funding comes after the liquidation check)
+    wallet = capital / 2 + float(before.cash.sum())
+    tiers = json.loads(shared_data_path("binance_leverage_tiers.json").read_text())["BTC/USDT:USDT"]
+    # long: wallet + q P - q entry = q P mmr - cum  =>  P = (q entry - wallet - cum) / (q (1 - mmr))
+    prices = []
+    for t in tiers:
+        mmr, cum = float(t["maintenanceMarginRate"]), float(t["info"]["cum"])
+        p = (q * entry - wallet - cum) / (q * (1 - mmr))
+        if float(t["minNotional"]) <= q * p < float(t["maxNotional"]):
+            prices.append((p, mmr, cum))
+    assert len(prices) == 1
+    p, mmr, cum = prices[0]
+    assert cum > 0  # a bracket with a maintenance amount: the tiers matter
+    j = pair.leg_a.index.get_loc(first.time)
+    mark_open, mark_low = pair.leg_a.mark_open[j, 0], pair.leg_a.mark_low[j, 0]
+    want = max(min(p, mark_open), mark_low)  # on the bar's path (the open on a gap)
+    assert first.price == pytest.approx(want, rel=1e-12)
+    assert first.qty == pytest.approx(-q, rel=1e-15)
+    # the clearance fee on the notional, floored at the margin left
+    realized = q * first.price - q * entry
+    fee = min(cfg.clearance_fee_rate * q * first.price, max(wallet + realized, 0.0))
+    assert first.fee == pytest.approx(fee, rel=1e-12, abs=1e-9)
+    # the Bybit leg is closed at the next open (close_spot: no re-entry)
+    after = ev[(ev.leg == "B") & (ev.kind == "fill") & (ev.time > first.time)]
+    assert after.time.iloc[0] == first.time + H and after.qty.iloc[0] == pytest.approx(q)
+    assert res.positions["A"][0].iloc[-1] == 0.0 and res.positions["B"][0].iloc[-1] == 0.0
+    assert res.totals.liquidations[0] == 1
