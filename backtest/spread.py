@@ -25,7 +25,8 @@ bars (``ceil(venue_transfer_delay_hours / bar hours)``), ``fee_T`` the flat tran
   balance is ``mb_A = bal_A + s * mark_A - cost_A`` (``cost_A = s * entry_A``), likewise B.
 * **Timing.** As in the single-venue engine: target row ``i`` is read at bar ``i``'s close
   and executed at the open of bar ``i + execution_delay_bars``; a bar trades only where both
-  legs have a reference price (``ref_valid`` of both markets), else the order waits.
+  legs have a reference price (``ref_valid`` of both markets), else the order waits for the
+  next bar where both have one while the target persists (a NaN row after it keeps nothing).
 * **Per bar ``j``**, in this order:
 
   0. *Arrival*: a transfer whose arrival bar is ``j`` or earlier is credited to its venue's
@@ -41,7 +42,9 @@ bars (``ceil(venue_transfer_delay_hours / bar hours)``), ``fee_T`` the flat tran
      liquidation one wallet is nearly empty), ``s = sign(x) * N / px_A``, ``q = -s``; a sizing
      held short by that cap is *capped*: the collateral check (step 6) then runs even with a
      flat leg, and once its transfer is sent the column re-sizes to its target at the
-     transfer's arrival bar (a re-entry due then). Else a pending close (after a liquidation)
+     transfer's arrival bar (a re-entry due then); a liquidation clears it (the
+     after-liquidation policy decides what follows); a cap below 1e-9 of the equity opens
+     nothing (a rounding residue). Else a pending close (after a liquidation)
      closes both legs (and is cleared). Else a collateral rebalance due (step 6) *re-strikes* the richer
      venue's leg when its wallet cannot pay the transfer (closes and reopens the same coins at
      the open: two fills, so its unrealized profit is realized into its wallet) and sends

@@ -63,6 +63,9 @@ from backtest.kernels.layout import (
 )
 from backtest.kernels.margin import flex_nb, liq_level_nb, maint_margin_nb, tier_bounds_nb
 
+#: A sizing cap below this fraction of the equity opens nothing (a rounding residue).
+DUST = 1e-9
+
 
 @njit(cache=True, inline="always")
 def _leg_code(to_b):
@@ -153,6 +156,8 @@ def _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec):
             eq = mba + mbb + cs[c, X_FLIGHT]
             notional = max(eq, 0.0) * abs(x) * lev / 2.0
             room = max(min(mba, mbb), 0.0) * lev  # each venue margins only what it holds
+            if room <= DUST * max(eq, 0.0):  # a rounding residue (a wallet left at maintenance - fee)
+                room = 0.0
             cs[c, X_CAP] = 1.0 if room < notional else 0.0
             new_s = np.sign(x) * min(notional, room) / pxa
             cs[c, X_LASTX] = x
@@ -228,6 +233,7 @@ def _liquidate(j, c, n, to_b, mk, tiers, mmr_max, cum_min, clear, run, cs, rec, 
     cs[c, X_PCLOSE] = 1.0 if pend_close else 0.0
     cs[c, X_PRE] = reentry
     cs[c, X_REB] = 0.0
+    cs[c, X_CAP] = 0.0  # the policy decides what follows, not an earlier capped sizing
     return nrec
 
 

@@ -1,0 +1,395 @@
+"""A slow, plain-Python reference of the cross-venue spread hedge (``backtest/spread.py``'s rules).
+
+Written for reading, not speed: one object per leg (its venue's wallet, position, entry price
+and valuation price), one per column, every cash flow booked in a named component, the rules
+of the ``backtest.spread`` module docstring applied step by step per bar. It is the oracle the
+numba kernel is compared with and shares no code with ``backtest/kernels``; it reuses only the
+small pure helpers of ``tests/reference_engine.py`` (maintenance brackets, the isolated
+liquidation price, the hedged/unhedged split).
+
+``run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict``; see its
+docstring for the settings and the outputs. Events are tuples
+``(bar, column, kind, leg, qty, price, cash, fee)``, kind in ``fill, funding, transfer,
+liquidation``, leg ``"A"`` or ``"B"``.
+
+Where the statement leaves room, this reference chooses:
+
+* with ``lag`` 0 a bar is ref-valid where the previous bar is valid (its perp close is the
+  reference price), as in the single-venue engine; bar 0 never is;
+* a pending close (b) is cleared once it has closed both legs;
+* a sizing (a) does not clear a collateral rebalance due: it is done at the next order bar;
+* ``capped`` (a sizing held short by ``L * min(mb_A, mb_B)``) is set at every sizing, True or
+  False, and cleared when a collateral rebalance sends its transfer (which schedules the
+  re-sizing at the transfer's arrival bar) and by a liquidation (the after-liquidation policy
+  then decides what comes next);
+* a cap leaving less than ``DUST`` of the equity (1e-9) opens nothing (a wallet left at
+  maintenance minus the clearance fee is a rounding residue of either sign);
+* a liquidation price without a solution (``liq_price_isolated`` NaN) is the adverse extreme;
+* funding is booked where ``funding_value`` is finite and non-zero;
+* the slippage's volume term is skipped unless the venue's previous volume is ``> 0`` (NaN
+  volume: skipped);
+* a band of ``inf`` never makes a rebalance due (whatever the sign of the margin balances);
+* the margin ratio at the close is measured on every bar a leg is open (an invalid bar: at its
+  kept valuation price).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tests.reference_engine import brackets_of, hedge_split, liq_price_isolated, maintenance
+
+COMPONENTS = ("funding", "fees", "slippage", "borrow", "spot_price", "perp_price", "liquidation", "unhedged")
+POLICIES = ("close_and_reenter", "close_spot", "hold_spot", "reenter")
+#: A sizing cap below this fraction of the equity opens nothing (a rounding residue).
+DUST = 1e-9
+
+
+@dataclass
+class Leg:
+    """One venue's side of a column: an isolated perp position and its futures wallet."""
+
+    name: str  # "A" or "B"
+    market: object
+    brackets: list
+    fee_rate: float
+    wallet: float
+    pos: float = 0.0  # coins
+    entry: float = 0.0  # entry price (cost = pos * entry)
+    val: float = math.nan  # valuation price (NaN: never priced)
+
+    @property
+    def cost(self):
+        return self.pos * self.entry
+
+    def upnl(self, price=None):
+        """Unrealized PnL at ``price`` (default: the valuation price); 0 when flat."""
+        if self.pos == 0:
+            return 0.0
+        return self.pos * (self.val if price is None else price) - self.cost
+
+    def margin_balance(self, price=None):
+        return self.wallet + self.upnl(price)
+
+
+@dataclass
+class Column:
+    a: Leg
+    b: Leg
+    in_flight: float = 0.0  # quote on its way (net of the transfer fee)
+    dest: str = ""  # "A" or "B"
+    arrival_bar: int = -1
+    last_x: float = math.nan
+    pend_close: bool = False
+    reentry_bar: int = -1
+    reb_due: bool = False
+    capped: bool = False  # the last sizing was held short by the margin the wallets hold
+    pnl: dict = field(default_factory=lambda: {k: 0.0 for k in COMPONENTS})
+
+    def leg(self, name):
+        return self.a if name == "A" else self.b
+
+    def other(self, leg):
+        return self.b if leg is self.a else self.a
+
+    def equity(self):
+        return self.a.wallet + self.b.wallet + self.in_flight + self.a.upnl() + self.b.upnl()
+
+
+def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict:
+    """Simulate every column of ``targets`` (T, C) as a spread hedge: leg A on ``leg_a``'s
+    perp, leg B on ``leg_b``'s, coin ``column_symbol[c]`` of both.
+
+    ``settings``: ``capital`` (quote per column), ``leverage``, ``fee_a``, ``fee_b``,
+    ``slippage_bps``, ``impact``, ``clearance``, ``lag``, ``transfer_delay_bars``,
+    ``transfer_fee``, ``band``, ``after_liquidation``, ``cooldown_bars``, ``tiers_a``,
+    ``tiers_b``.
+
+    Returns a dict: ``equity``, ``s``, ``q``, ``mr_a``, ``mr_b``, ``in_flight`` (T, C),
+    ``capped`` (T, C) bool (the column's ``capped`` flag at the close), ``components``
+    {name: (T, C) cumulative} and ``events`` (list of tuples, by bar, then column, then in the
+    order they happened).
+    """
+    targets = np.asarray(targets, dtype=float)
+    T, C = targets.shape
+    assert leg_a.n_bars == T and leg_b.n_bars == T, "targets and markets must have the same bars"
+    assert leg_a.n_symbols == leg_b.n_symbols
+    capital = float(settings["capital"])
+    L = float(settings["leverage"])
+    slip_bps = float(settings["slippage_bps"])
+    impact = float(settings["impact"])
+    clearance = float(settings["clearance"])
+    lag = int(settings["lag"])
+    delay = int(settings["transfer_delay_bars"])
+    fee_t = float(settings["transfer_fee"])
+    band = float(settings["band"])
+    policy = settings["after_liquidation"]
+    cooldown = int(settings["cooldown_bars"])
+    assert policy in POLICIES, policy
+    assert lag >= 0 and delay >= 0 and cooldown >= 1
+    step = max(lag, 1)  # target row i executes at bar i + step
+
+    events = []
+    out_eq = np.zeros((T, C))
+    out_comp = {k: np.zeros((T, C)) for k in COMPONENTS}
+    out_s = np.zeros((T, C))
+    out_q = np.zeros((T, C))
+    out_mr_a = np.full((T, C), np.nan)
+    out_mr_b = np.full((T, C), np.nan)
+    out_flight = np.zeros((T, C))
+    out_capped = np.zeros((T, C), dtype=bool)
+
+    for c in range(C):
+        n = int(column_symbol[c])
+        col = Column(
+            a=Leg("A", leg_a, brackets_of(settings["tiers_a"], n), float(settings["fee_a"]), capital / 2),
+            b=Leg("B", leg_b, brackets_of(settings["tiers_b"], n), float(settings["fee_b"]), capital / 2),
+        )
+
+        # ---------------------------------------------------------------- helpers
+        def ref_price(leg, j):
+            M = leg.market
+            return M.perp_close[j - 1, n] if lag == 0 else M.perp_open[j, n]
+
+        def ref_valid(leg, j):
+            M = leg.market
+            if lag == 0:
+                return j > 0 and bool(M.valid[j - 1, n])
+            return bool(M.valid[j, n])
+
+        def revalue(new_a, new_b):
+            """Move the legs' valuation prices to ``new_a``/``new_b`` (None: that leg stays):
+            hedged coins into the leg's price component, the rest into ``unhedged``."""
+            hs, us, hq, uq = hedge_split(col.a.pos, col.b.pos)
+            if new_a is not None:
+                if col.a.pos != 0:
+                    col.pnl["spot_price"] += hs * (new_a - col.a.val)
+                    col.pnl["unhedged"] += us * (new_a - col.a.val)
+                col.a.val = new_a
+            if new_b is not None:
+                if col.b.pos != 0:
+                    col.pnl["perp_price"] += hq * (new_b - col.b.val)
+                    col.pnl["unhedged"] += uq * (new_b - col.b.val)
+                col.b.val = new_b
+
+        def fill(j, leg, dq):
+            """Trade ``dq`` coins of ``leg`` at its reference price plus slippage."""
+            if dq == 0:
+                return
+            M = leg.market
+            ref = ref_price(leg, j)
+            sl = slip_bps / 1e4
+            if j > 0:
+                vol = M.perp_volume[j - 1, n]
+                if vol > 0:
+                    sl += impact * abs(dq) / vol
+            price = ref * (1 + sl) if dq > 0 else ref * (1 - sl)
+            fee = abs(dq) * price * leg.fee_rate
+            col.pnl["slippage"] += dq * (ref - price)
+            col.pnl["fees"] -= fee
+            p = leg.pos
+            realized = 0.0
+            if p == 0 or (p > 0) == (dq > 0):  # open or add: average the entry
+                leg.entry = (p * leg.entry + dq * price) / (p + dq)
+                leg.pos = p + dq
+            elif abs(dq) <= abs(p):  # reduce (or close)
+                realized = -dq * (price - leg.entry)
+                leg.pos = p + dq
+                if leg.pos == 0:
+                    leg.entry = 0.0
+            else:  # flip: close all, open the rest at the price
+                realized = p * (price - leg.entry)
+                leg.pos = p + dq
+                leg.entry = price
+            leg.wallet += realized - fee
+            events.append((j, c, "fill", leg.name, float(dq), float(price), float(realized - fee), float(fee)))
+
+        def trade_to(j, s_new, q_new):
+            fill(j, col.a, s_new - col.a.pos)
+            fill(j, col.b, q_new - col.b.pos)
+
+        def rebalance_collateral(j):
+            """(c): move half the margin-balance gap from the richer venue to the poorer."""
+            rich, poor = (col.a, col.b) if col.a.margin_balance() >= col.b.margin_balance() else (col.b, col.a)
+            need = (rich.margin_balance() - poor.margin_balance()) / 2
+
+            def free():
+                return rich.wallet - abs(rich.pos) * rich.val / L
+
+            if free() < need and rich.upnl() > 0:  # re-strike: realize the profit into the wallet
+                p = rich.pos
+                fill(j, rich, -p)
+                fill(j, rich, p)
+            amount = min(need, free())
+            if amount > fee_t:
+                rich.wallet -= amount
+                col.pnl["fees"] -= fee_t
+                col.in_flight = amount - fee_t
+                col.dest = poor.name
+                col.arrival_bar = j + delay
+                events.append((j, c, "transfer", rich.name, math.nan, math.nan, float(-amount), fee_t))
+                if delay == 0:
+                    arrive(j)
+                if col.capped:  # re-size to the last target once the transfer is in (its arrival bar)
+                    col.capped = False
+                    col.reentry_bar = j + delay
+
+        def arrive(j):
+            dest = col.leg(col.dest)
+            dest.wallet += col.in_flight
+            events.append((j, c, "transfer", dest.name, math.nan, math.nan, float(col.in_flight), 0.0))
+            col.in_flight, col.dest, col.arrival_bar = 0.0, "", -1
+
+        def liquidate_if_breached(j, leg):
+            M = leg.market
+            p = leg.pos
+            if p == 0 or not M.valid[j, n]:
+                return
+            adv = M.mark_low[j, n] if p > 0 else M.mark_high[j, n]
+            mb = leg.wallet + p * adv - leg.cost
+            if mb > maintenance(leg.brackets, abs(p) * adv):
+                return
+            lp = liq_price_isolated(leg.brackets, leg.wallet, p, leg.entry)
+            if math.isnan(lp):
+                lp = adv
+            mo = M.mark_open[j, n]
+            lp = min(max(lp, mo), adv) if p < 0 else max(min(lp, mo), adv)
+            revalue(lp if leg is col.a else None, lp if leg is col.b else None)
+            realized = p * lp - leg.cost
+            leg.wallet += realized
+            fee = min(clearance * abs(p) * lp, max(leg.wallet, 0.0))
+            leg.wallet -= fee
+            col.pnl["liquidation"] -= fee
+            cover = 0.0
+            if leg.wallet < 0:  # the insurance fund covers a negative wallet
+                cover = -leg.wallet
+                leg.wallet = 0.0
+                col.pnl["liquidation"] += cover
+            events.append(
+                (j, c, "liquidation", leg.name, float(-p), float(lp), float(realized - fee + cover), float(fee))
+            )
+            leg.pos, leg.entry, leg.val = 0.0, 0.0, lp
+            left = col.other(leg).pos != 0
+            if policy == "close_and_reenter":
+                col.pend_close = left
+                col.reentry_bar = j + cooldown
+            elif policy == "close_spot":
+                col.pend_close = left
+            elif policy == "reenter":
+                col.reentry_bar = j + 1
+            col.reb_due = False
+            col.capped = False
+
+        def margin_ratio(leg):
+            if leg.pos == 0:
+                return math.nan
+            mb = leg.margin_balance()
+            mm = maintenance(leg.brackets, abs(leg.pos) * leg.val)
+            return mm / mb if mb > 0 else math.inf
+
+        # ---------------------------------------------------------------- bars
+        for j in range(T):
+            # 0. arrival
+            if col.in_flight != 0 and j >= col.arrival_bar:
+                arrive(j)
+
+            # 1. orders
+            if ref_valid(col.a, j) and ref_valid(col.b, j):
+                i = j - step
+                x = targets[i, c] if i >= 0 else math.nan
+                kind = None
+                if not math.isnan(x) and x != col.last_x:
+                    kind = "size"
+                elif col.reentry_bar >= 0 and j >= col.reentry_bar:
+                    kind = "size"
+                    if math.isnan(x):
+                        x = col.last_x
+                    assert not math.isnan(x), "a re-entry without a target"
+                elif col.pend_close:
+                    kind = "close"
+                elif col.reb_due:
+                    kind = "rebalance"
+                if kind is not None:
+                    px_a, px_b = ref_price(col.a, j), ref_price(col.b, j)
+                    revalue(px_a, px_b)
+                    if kind == "size":
+                        col.reentry_bar = -1
+                        col.pend_close = False
+                        col.last_x = x
+                        # the equity at the open; each venue margins only what it holds: at most
+                        # L * the poorer margin balance (after a liquidation one wallet is nearly empty)
+                        mb_a, mb_b = col.a.margin_balance(), col.b.margin_balance()
+                        E = mb_a + mb_b + col.in_flight
+                        N = max(E, 0.0) * abs(x) * L / 2
+                        room = max(min(mb_a, mb_b), 0.0) * L
+                        if room <= DUST * max(E, 0.0):  # a rounding residue, not a wallet
+                            room = 0.0
+                        col.capped = room < N
+                        N = min(N, room)
+                        s_new = math.copysign(N / px_a, x) if x != 0 else 0.0
+                        trade_to(j, s_new, -s_new if s_new != 0 else 0.0)
+                    elif kind == "close":
+                        trade_to(j, 0.0, 0.0)
+                        col.pend_close = False
+                    else:
+                        rebalance_collateral(j)
+                        col.reb_due = False
+
+            # 2. liquidation, leg A then leg B
+            liquidate_if_breached(j, col.a)
+            liquidate_if_breached(j, col.b)
+
+            # 3. funding (also on invalid bars)
+            for leg in (col.a, col.b):
+                M = leg.market
+                fv = M.funding_value[j, n]
+                if leg.pos != 0 and fv != 0 and math.isfinite(fv):
+                    amount = -leg.pos * fv
+                    leg.wallet += amount
+                    col.pnl["funding"] += amount
+                    rate = M.funding_rate[j, n]
+                    price = fv / rate if rate != 0 else math.nan
+                    events.append((j, c, "funding", leg.name, float(leg.pos), float(price), float(amount), 0.0))
+
+            # 4. close: each leg to its mark close where its bar is valid
+            va_ok, vb_ok = bool(leg_a.valid[j, n]), bool(leg_b.valid[j, n])
+            revalue(leg_a.mark_close[j, n] if va_ok else None, leg_b.mark_close[j, n] if vb_ok else None)
+
+            # 5. outputs
+            eq = col.equity()
+            total = sum(col.pnl.values())
+            assert abs(eq - capital - total) <= 1e-9 * capital, (
+                f"identity broken at bar {j} column {c}: equity {eq!r} - capital {capital!r} != {total!r}"
+            )
+            out_eq[j, c] = eq
+            for k in COMPONENTS:
+                out_comp[k][j, c] = col.pnl[k]
+            out_s[j, c] = col.a.pos
+            out_q[j, c] = col.b.pos
+            out_mr_a[j, c] = margin_ratio(col.a)
+            out_mr_b[j, c] = margin_ratio(col.b)
+            out_flight[j, c] = col.in_flight
+            out_capped[j, c] = col.capped
+
+            # 6. collateral check (decided at the close, done at the next order bar)
+            # with both legs open, or after a capped sizing (a flat leg counts with mb = its wallet)
+            both_open = col.a.pos != 0 and col.b.pos != 0
+            if col.in_flight == 0 and (both_open or col.capped) and va_ok and vb_ok:
+                mb_a, mb_b = col.a.margin_balance(), col.b.margin_balance()
+                col.reb_due = math.isfinite(band) and min(mb_a, mb_b) < (1 - band) * (mb_a + mb_b) / 2
+
+    events.sort(key=lambda e: (e[0], e[1]))  # bar-major, column next; a stable sort keeps each bar's order
+    return {
+        "equity": out_eq,
+        "components": out_comp,
+        "s": out_s,
+        "q": out_q,
+        "mr_a": out_mr_a,
+        "mr_b": out_mr_b,
+        "in_flight": out_flight,
+        "capped": out_capped,
+        "events": events,
+    }

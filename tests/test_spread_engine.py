@@ -1,0 +1,327 @@
+"""The numba spread kernel (``backtest.spread.run_spread``) against the plain-Python reference
+(``tests/reference_spread.py``) on random two-venue markets: equity, every component,
+positions, margin ratios, the amount in flight and every event, bar by bar, for each execution
+lag, after-liquidation policy, transfer delay, band and maintenance source (flat rate, the
+venue's flat rate per symbol, a two-bracket tiers file); then the totals, threads and lean
+outputs."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtest.config import BacktestConfig, SpreadConfig
+from backtest.engine import hold_only_where_tradable
+from backtest.spread import COMPONENTS, run_spread, venue_tiers
+from backtest.targets import Targets
+from data.market import Market
+from tests.reference_spread import run_reference_spread
+
+CAPITAL = 1000.0
+T, N = 300, 2
+COLUMN_SYMBOL = np.array([0, 1, 1, 0])
+LEVERAGE = np.array([5.0, 10.0, 15.0, 20.0])  # per column (column_params)
+SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+
+
+def _leg(rng, base, hours, invalid, funding_mean, every):
+    """A random market of ``N`` symbols: a 2%-per-bar walk, wicks, volumes > 0 (small impact),
+    NaN prices on ``invalid`` bars and funding every ``every`` bars around ``funding_mean``."""
+    o = base * np.exp(np.cumsum(rng.normal(0, 0.02, (T + 1, N)), axis=0))
+    opn, close = o[:-1], o[1:]
+    high = np.maximum(opn, close) * np.exp(np.abs(rng.normal(0, 0.01, (T, N))))
+    low = np.minimum(opn, close) * np.exp(-np.abs(rng.normal(0, 0.01, (T, N))))
+    px = {"open": opn, "high": high, "low": low, "close": close, "volume": rng.uniform(1e4, 1e5, (T, N))}
+    for k in ("open", "high", "low", "close"):
+        px[k] = np.where(invalid, np.nan, px[k])
+    rate = np.where(np.arange(T)[:, None] % every == every - 1, rng.normal(funding_mean, 0.0005, (T, N)), 0.0)
+    index = pd.date_range("2024-01-01", periods=T, freq=f"{hours}h", tz="UTC")
+    return Market.from_arrays(index, SYMBOLS, freq=f"{hours}h", spot=px, perp=px, funding_rate=rate)
+
+
+def _markets(seed, hours):
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(10, 1000, N)
+    a = _leg(rng, base, hours, rng.random((T, N)) < 0.03, 0.0001, 8)
+    b = _leg(rng, base * 1.001, hours, rng.random((T, N)) < 0.03, -0.0002, 4)
+    choices = np.array([-1, -0.5, 0, 0.5, 1, np.nan])
+    x = choices[rng.integers(0, len(choices), (T, len(COLUMN_SYMBOL)))]
+    x[rng.random(x.shape) < 0.85] = np.nan
+    return a, b, x
+
+
+def _targets(a, x):
+    C = x.shape[1]
+    cols = pd.DataFrame({"symbol": [a.symbols[n] for n in COLUMN_SYMBOL], "group": np.arange(C)})
+    return Targets(x, COLUMN_SYMBOL, np.arange(C), cols)
+
+
+def _two_bracket_tiers(folder):
+    """A ccxt tiers file for binance with two brackets per symbol (``cum`` continuous)."""
+    data = {
+        "BTC/USDT:USDT": [
+            {"minNotional": 0, "maxNotional": 2500, "maintenanceMarginRate": 0.01, "info": {"cum": "0"}},
+            {"minNotional": 2500, "maxNotional": 1e9, "maintenanceMarginRate": 0.03, "info": {"cum": "50"}},
+        ],
+        "ETH/USDT:USDT": [
+            {"minNotional": 0, "maxNotional": 4000, "maintenanceMarginRate": 0.02, "info": {"cum": "0"}},
+            {"minNotional": 4000, "maxNotional": 1e9, "maintenanceMarginRate": 0.04, "info": {"cum": "80"}},
+        ],
+    }
+    (folder / "binance_leverage_tiers.json").write_text(json.dumps(data))
+    return str(folder)
+
+
+# (seed, bar hours, lag, after_liquidation, transfer delay in bars, transfer fee, band, cooldown
+#  hours, maintenance: a flat rate, "venue" (binance's flat rate per symbol) or "tiers")
+CASES = [
+    (1, 1, 0, "close_and_reenter", 0, 1.0, 0.2, 3.0, 0.02),
+    (2, 1, 1, "close_spot", 1, 0.5, 0.3, 5.0, 0.01),
+    (3, 4, 2, "hold_spot", 2, 2.0, 0.1, 10.0, "venue"),
+    (4, 1, 1, "reenter", 3, 1.0, None, 1.0, 0.02),
+    (5, 2, 1, "close_and_reenter", 3, 0.0, 0.25, 5.0, "tiers"),
+    (6, 1, 2, "reenter", 1, 1.0, 0.15, 2.0, "tiers"),
+    (7, 1, 0, "close_spot", 2, 3.0, 0.4, 4.0, "venue"),
+    (8, 2, 1, "close_and_reenter", 1, 1.0, 0.05, 7.0, 0.03),
+]
+
+
+def _setup(case, tmp_path):
+    seed, hours, lag, policy, delay, fee_t, band, cool_h, maint = case
+    a, b, x = _markets(seed, hours)
+    config = BacktestConfig(
+        initial_capital_quote=CAPITAL,
+        execution_delay_bars=lag,
+        allow_same_bar_execution=lag == 0,
+        slippage_bps=2.0,
+        volume_participation_coefficient=0.1,
+        # unlike every maintenance rate of the cases: at a clearance fee equal to the maintenance
+        # rate a liquidation inside the bar leaves the wallet a rounding residue (maintenance -
+        # fee), whose sign decides between a dust re-entry (~1e-16 coins) and none
+        clearance_fee_rate=0.015,
+        after_liquidation=policy,
+        reentry_cooldown_hours=cool_h,
+        maintenance_margin_rate=maint if isinstance(maint, float) else None,
+    )
+    spread = SpreadConfig(
+        venue_transfer_delay_hours=delay * hours,
+        venue_transfer_fee_quote=fee_t,
+        venue_rebalance_band=band,
+        fee_a_rate=0.0004,
+        fee_b_rate=0.0005,
+        tiers_dir=_two_bracket_tiers(tmp_path) if maint == "tiers" else None,
+    )
+    tiers_a, tiers_b = venue_tiers(a, config, spread)[0], venue_tiers(b, config, spread)[0]
+    if maint == "tiers":
+        assert (tiers_a.n_tiers == 2).all() and (tiers_b.n_tiers == 2).all()
+    settings = dict(
+        capital=config.initial_capital_quote,
+        fee_a=spread.fee_a_rate,
+        fee_b=spread.fee_b_rate,
+        slippage_bps=config.slippage_bps,
+        impact=config.volume_participation_coefficient,
+        clearance=config.clearance_fee_rate,
+        lag=lag,
+        transfer_delay_bars=delay,
+        transfer_fee=fee_t,
+        band=math.inf if band is None else band,
+        after_liquidation=policy,
+        cooldown_bars=math.ceil(cool_h / hours),
+        tiers_a=tiers_a,
+        tiers_b=tiers_b,
+    )
+    # the API zeroes rows executing outside the legs' tradable spans: none in these markets
+    tradable = a.tradable & b.tradable
+    assert tradable.all()
+    np.testing.assert_array_equal(hold_only_where_tradable(tradable, COLUMN_SYMBOL, x, 0, max(lag, 1)), x)
+    return a, b, x, config, spread, settings
+
+
+def _reference(a, b, x, settings):
+    """The reference, one column at a time (each with its own leverage), merged like the API's."""
+    parts = []
+    for c in range(x.shape[1]):
+        r = run_reference_spread(a, b, x[:, [c]], COLUMN_SYMBOL[[c]], dict(settings, leverage=LEVERAGE[c]))
+        r["events"] = [(e[0], c, *e[2:]) for e in r["events"]]
+        parts.append(r)
+    out = {k: np.hstack([p[k] for p in parts]) for k in ("equity", "s", "q", "mr_a", "mr_b", "in_flight", "capped")}
+    out["components"] = {k: np.hstack([p["components"][k] for p in parts]) for k in COMPONENTS}
+    out["events"] = sorted((e for p in parts for e in p["events"]), key=lambda e: (e[0], e[1]))  # stable
+    return out
+
+
+def _run(a, b, x, config, spread, **kw):
+    return run_spread(a, b, _targets(a, x), config, spread, column_params={"perp_leverage": LEVERAGE}, **kw)
+
+
+def _close(name, got, want, atol, rtol=0.0):
+    """(T, C) arrays equal within ``atol + rtol * |want|`` (NaN and inf where the other is)."""
+    got, want = np.asarray(got, float), np.asarray(want, float)
+    assert got.shape == want.shape, name
+    same = (got == want) | (np.isnan(got) & np.isnan(want))
+    ok = same | (np.abs(got - want) <= atol + rtol * np.abs(want))
+    if not ok.all():
+        j, c = np.argwhere(~ok)[0]
+        raise AssertionError(
+            f"{name}: {int((~ok).sum())} values differ; first at bar {j} column {c}: "
+            f"kernel {got[j, c]!r}, reference {want[j, c]!r}"
+        )
+
+
+def _compare_events(res, ref, a, b):
+    ev = res.events
+    bars = a.index.get_indexer(ev["time"])
+    assert (bars >= 0).all()
+    assert len(ev) == len(ref["events"]), (
+        len(ev),
+        len(ref["events"]),
+        Counter(ev["kind"]),
+        Counter(e[2] for e in ref["events"]),
+    )
+    assert set(ev["venue"]) <= {"binance"}
+    atol = 1e-9 * CAPITAL
+    for k, (row, e) in enumerate(zip(ev.itertuples(index=False), ref["events"], strict=True)):
+        where = f"event {k} (bar {e[0]}, column {e[1]}, {e[2]} {e[3]})"
+        assert (int(bars[k]), int(row.column), row.kind, row.leg) == e[:4], f"{where}: kernel {row}"
+        for field, got, want, tol in (
+            ("qty", row.qty, e[4], 1e-9 * abs(e[4])),
+            ("price", row.price, e[5], 1e-9 * abs(e[5])),
+            ("cash", row.cash, e[6], atol),
+            ("fee", row.fee, e[7], atol),
+        ):
+            if math.isnan(want):
+                assert math.isnan(got), f"{where}: {field} kernel {got!r}, reference NaN"
+            else:
+                assert abs(got - want) <= tol, f"{where}: {field} kernel {got!r}, reference {want!r}"
+        if row.kind == "funding":  # rate: the venue's funding rate
+            m = a if row.leg == "A" else b
+            assert row.rate == m.funding_rate[e[0], COLUMN_SYMBOL[e[1]]], where
+        elif row.kind == "liquidation":  # rate: the insurance cover
+            assert row.rate >= 0, where
+        else:
+            assert math.isnan(row.rate), where
+
+
+def _counts(ref):
+    """What happened in the reference: liquidations, transfers (departures), re-strikes, capped
+    sizings and transfers sent for a capped sizing."""
+    ev = ref["events"]
+    departures = [e for e in ev if e[2] == "transfer" and e[6] < 0]
+    restrikes = sum(
+        1 for e, f in zip(ev, ev[1:]) if e[2] == f[2] == "fill" and e[:2] == f[:2] and e[3] == f[3] and e[4] == -f[4]
+    )
+    capped = ref["capped"]
+    return {
+        "liquidations": sum(e[2] == "liquidation" for e in ev),
+        "transfers": len(departures),
+        "restrikes": restrikes,
+        "capped_sizings": int((capped[1:] & ~capped[:-1]).sum() + capped[0].sum()),
+        "capped_transfers": sum(1 for e in departures if e[0] > 0 and capped[e[0] - 1, e[1]]),
+    }
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"seed{c[0]}-{c[3]}-lag{c[2]}-delay{c[4]}-{c[8]}" for c in CASES])
+def test_kernel_matches_reference(case, tmp_path):
+    a, b, x, config, spread, settings = _setup(case, tmp_path)
+    res = _run(a, b, x, config, spread)
+    ref = _reference(a, b, x, settings)
+    atol = 1e-9 * CAPITAL
+    _close("equity", res.equity.values, ref["equity"], atol)
+    for name in COMPONENTS:
+        _close(name, res.components[name].values, ref["components"][name], atol)
+    _close("position A", res.positions["A"].values, ref["s"], 1e-12, 1e-9)
+    _close("position B", res.positions["B"].values, ref["q"], 1e-12, 1e-9)
+    _close("margin ratio A", res.margin_ratio["A"].values, ref["mr_a"], 1e-12, 1e-9)
+    _close("margin ratio B", res.margin_ratio["B"].values, ref["mr_b"], 1e-12, 1e-9)
+    _close("in flight", res.in_flight.values, ref["in_flight"], atol)
+    _compare_events(res, ref, a, b)
+
+    # totals: per-leg funding, fee split, transfer count
+    tot = res.totals
+    np.testing.assert_allclose(tot["funding_a"] + tot["funding_b"], tot["funding"], rtol=0, atol=atol)
+    np.testing.assert_allclose(tot["trading_fees"] + tot["transfer_fees"], tot["fees"], rtol=0, atol=atol)
+    cnt = _counts(ref)
+    dep = res.events[(res.events["kind"] == "transfer") & (res.events["cash"] < 0)]
+    assert tot["transfers"].sum() == cnt["transfers"]
+    assert (tot["transfers"].to_numpy() == np.bincount(dep["column"], minlength=x.shape[1])).all()
+    for leg, key in (("A", "funding_a"), ("B", "funding_b")):
+        f = res.events[(res.events["kind"] == "funding") & (res.events["leg"] == leg)]
+        np.testing.assert_allclose(
+            f.groupby("column")["cash"].sum().reindex(range(x.shape[1]), fill_value=0.0), tot[key], atol=atol
+        )
+    np.testing.assert_allclose(tot["final_equity"], ref["equity"][-1], rtol=0, atol=atol)
+
+    # not vacuous: the rules under test fired
+    assert cnt["liquidations"] > 0 and cnt["capped_sizings"] > 0, cnt
+    if case[6] is None:  # an infinite band never rebalances, capped or not
+        assert cnt["transfers"] == 0, cnt
+    else:
+        assert cnt["transfers"] > 0 and cnt["capped_transfers"] > 0, cnt
+
+
+def test_events_of_every_kind_and_restrikes_happen_over_the_cases(tmp_path):
+    total = Counter()
+    for case in CASES[:3]:
+        a, b, x, _config, _spread, settings = _setup(case, tmp_path)
+        total.update(_counts(_reference(a, b, x, settings)))
+    assert all(total[k] > 0 for k in ("liquidations", "transfers", "restrikes", "capped_transfers")), total
+
+
+def test_threads_are_bit_identical_and_lean_outputs_keep_the_totals(tmp_path):
+    a, b, x, config, spread, _settings = _setup(CASES[4], tmp_path)
+    serial = _run(a, b, x, config, spread)
+    threads = _run(a, b, x, config, spread, parallel=2)
+    for name in ("equity", "in_flight"):
+        pd.testing.assert_frame_equal(getattr(threads, name), getattr(serial, name), check_exact=True)
+    for name in COMPONENTS:
+        pd.testing.assert_frame_equal(threads.components[name], serial.components[name], check_exact=True)
+    for leg in ("A", "B"):
+        pd.testing.assert_frame_equal(threads.positions[leg], serial.positions[leg], check_exact=True)
+        pd.testing.assert_frame_equal(threads.margin_ratio[leg], serial.margin_ratio[leg], check_exact=True)
+    pd.testing.assert_frame_equal(threads.events, serial.events, check_exact=True)
+    pd.testing.assert_frame_equal(threads.totals, serial.totals, check_exact=True)
+
+    lean = _run(a, b, x, config, spread, outputs=("equity",))
+    pd.testing.assert_frame_equal(lean.equity, serial.equity, check_exact=True)
+    pd.testing.assert_frame_equal(lean.totals, serial.totals, check_exact=True)
+    for leg in ("A", "B"):
+        np.testing.assert_array_equal(lean.positions[leg].values[-1], serial.positions[leg].values[-1])
+    for name in COMPONENTS:
+        np.testing.assert_array_equal(lean.components[name].values[-1], serial.components[name].values[-1])
+    # without "events" no funding rows are kept; the fills, liquidations and transfers still are
+    assert not (lean.events["kind"] == "funding").any()
+    pd.testing.assert_frame_equal(
+        lean.events.reset_index(drop=True),
+        serial.events[serial.events["kind"] != "funding"].reset_index(drop=True),
+        check_exact=True,
+    )
+
+
+@pytest.mark.parametrize("policy", ["close_spot", "close_and_reenter"])
+def test_the_after_liquidation_policy_decides_what_follows_a_liquidation(policy):
+    """A rally liquidates the short leg B; the sizing before it was capped by nothing, and the
+    liquidation clears any cap: ``close_spot`` closes leg A at the next open and stays flat while
+    the target stays 1; ``close_and_reenter`` re-enters only after the cool-down (24 bars)."""
+    n = 120
+    idx = pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC")
+    p = np.linspace(100.0, 200.0, n).reshape(-1, 1)
+    a = Market.from_arrays(idx, ["BTCUSDT"], spot=p, perp=p)
+    b = Market.from_arrays(idx, ["BTCUSDT"], spot=p, perp=p)
+    cfg = BacktestConfig(perp_leverage=10, after_liquidation=policy, maintenance_margin_rate=0.005)
+    res = run_spread(a, b, 1.0, cfg, SpreadConfig(venue_rebalance_band=0.3, venue_transfer_delay_hours=0))
+    ev = res.events
+    liq = ev[ev.kind == "liquidation"]
+    assert len(liq) >= 1
+    first = idx.get_loc(liq.time.iloc[0])
+    fills = ev[(ev.kind == "fill") & (ev.time > liq.time.iloc[0])]
+    assert fills.time.iloc[0] == idx[first + 1] and fills.leg.iloc[0] == "A"  # the other leg closed
+    later = fills[fills.time > idx[first + 1]]
+    if policy == "close_spot":
+        assert later.empty and (res.positions["A"].iloc[first + 1 :] == 0).all().all()
+    else:
+        assert later.time.min() >= idx[first + 24]
