@@ -143,6 +143,7 @@ from backtest.kernels.layout import (
     SpreadSettings,
     Tiers,
 )
+from backtest.targets import Targets
 from backtest.tiers import TierTable, load_tiers
 from data.errors import ConfigError
 from data.market import Market
@@ -368,8 +369,12 @@ def run_spread(
             f"the legs' markets must share one bar index and the same coins: leg A {leg_a!r}, leg B {leg_b!r} "
             "(load them with data.venue_pair.load_venue_pair)"
         )
+    given = isinstance(targets, Targets)
     tg = to_targets(leg_a, targets)
     T, C = tg.values.shape
+    if not given:  # a scalar, array, frame or strategy: one portfolio per column
+        own = np.arange(C, dtype=np.int64)
+        tg = Targets(tg.values, tg.column_symbol, own, tg.columns.assign(group=own), tg.weights)
     if len(np.unique(tg.group)) != C:
         raise ConfigError("spread hedges are one column per portfolio: the targets must not group columns")
     if config.margin_mode != "isolated":

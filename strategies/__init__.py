@@ -40,6 +40,7 @@ from strategies.base import (
 )
 from strategies.basis_aware import BasisAwareParams, basis_aware
 from strategies.funding_sign import FundingSignParams, funding_sign
+from strategies.funding_spread import FundingSpreadParams, funding_spread, trailing_funding_per_year
 from strategies.funding_threshold import FundingThresholdParams, funding_threshold
 from strategies.lookahead import LookaheadDifference, LookaheadReport, check_lookahead, perturb_after, truncate_after
 from strategies.predicted_funding import (
@@ -103,6 +104,9 @@ __all__ = [
     "FundingThresholdParams",
     "funding_sign",
     "FundingSignParams",
+    "funding_spread",
+    "FundingSpreadParams",
+    "trailing_funding_per_year",
     "basis_aware",
     "BasisAwareParams",
     "rotation",

@@ -301,6 +301,26 @@ EPILOG_SWEEP = """examples:
   carry sweep ... --scheduler tcp://HOST:8786  # the same study on a Dask cluster
   carry sweep ... --freq 1m --max-memory 4GB --workers 2  # memory-bounded: time chunks, lean files
 """
+
+
+def _band(text: str) -> float | None:
+    """``--rebalance-band``: a fraction in (0, 1], or none/off."""
+    if text.strip().lower() in ("none", "off"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction in (0, 1] or none") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction in (0, 1] (0.3: 30% of the mean margin balance)")
+    return value
+
+
+EPILOG_SPREAD = """examples:
+  carry spread --data data/catalog --venues binance,bybit,hyperliquid --symbols BTC,ETH --start 2024-09-04 --end 2025-07-26 --out reports/spread
+  carry spread --data data/catalog --venues binance,okx --symbols BTC --strategy hold --leverage 3 --out reports/hold
+"""
+
 EPILOG_SCAN = """examples:
   carry scan --data data/catalog --out reports/scan
   carry scan --data data/catalog --symbols XTZUSDT,DOTUSDT,BCHUSDT --start 2025-05-01 --out reports/neg
@@ -456,6 +476,61 @@ def _add_run_commands(sub) -> None:
     )
     _run_options(sc)
     sc.set_defaults(func=commands.cmd_scan)
+
+    sp = sub.add_parser(
+        "spread",
+        help="backtest funding-spread hedges between venues: a perp long on one, short on another",
+        epilog=EPILOG_SPREAD,
+        formatter_class=_formatter,
+    )
+    g = sp.add_argument_group("data")
+    g.add_argument("--data", type=Path, default=None, help="catalog directory (default: data/catalog)")
+    g.add_argument(
+        "--venues", required=True, metavar="A,B,...", help="venues; every pair of them is traded (A long at +1)"
+    )
+    g.add_argument("--symbols", required=True, metavar="COINS", help="coins, e.g. BTC,ETH (or BTCUSDT,ETHUSDT)")
+    g.add_argument("--start", default=None, help="first bar (UTC); default: where both venues of a pair trade")
+    g.add_argument("--end", default=None, help="end (UTC, exclusive); default: where both venues of a pair trade")
+    s_ = sp.add_argument_group("strategy")
+    s_.add_argument(
+        "--strategy",
+        choices=("funding_spread", "hold"),
+        default="funding_spread",
+        help="funding_spread (default): enter when the trailing spread beats both venues' fees; hold: long A / "
+        "short B throughout",
+    )
+    s_.add_argument("--entry", type=float, default=0.05, help="funding_spread: entry, annualized fraction (0.05)")
+    s_.add_argument("--exit", type=float, default=0.0, help="funding_spread: exit, annualized fraction (0.0)")
+    s_.add_argument("--window-hours", type=float, default=72.0, help="funding_spread: trailing window, hours (72)")
+    s_.add_argument("--min-hold-hours", type=float, default=72.0, help="funding_spread: minimum hold, hours (72)")
+    e = sp.add_argument_group("engine")
+    e.add_argument("--capital", type=engine_number("--capital"), default=10_000.0, help="capital per trade (10000)")
+    e.add_argument("--leverage", type=engine_number("--leverage"), default=2.0, help="both legs' leverage (2)")
+    e.add_argument("--slippage-bps", type=engine_number("--slippage-bps"), default=None, help="slippage, bps")
+    e.add_argument("--order-type", choices=("taker", "maker"), default=None)
+    e.add_argument("--delay", type=engine_number("--delay", int), default=None, help="execution delay, bars (1)")
+    e.add_argument(
+        "--after-liquidation",
+        choices=("close_and_reenter", "close_spot", "hold_spot", "reenter"),
+        default=None,
+        help="what follows a leg's liquidation (default close_and_reenter: close the other leg, re-enter "
+        "after the cool-down; close_spot: close it and stay flat)",
+    )
+    e.add_argument(
+        "--transfer-delay-hours", type=non_negative, default=1.0, help="hours a transfer between venues takes (1)"
+    )
+    e.add_argument("--transfer-fee", type=non_negative, default=1.0, help="flat fee per transfer, quote (1)")
+    e.add_argument(
+        "--rebalance-band",
+        type=_band,
+        default=0.3,
+        help="move collateral when the poorer leg's margin balance is below 1 - band of the mean (0.3; none: never)",
+    )
+    e.add_argument("--tiers-dir", type=Path, default=None, help="folder with the venues' ccxt tiers files")
+    o = sp.add_argument_group("output")
+    o.add_argument("--out", type=Path, required=True, help="output directory (must not exist)")
+    o.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    sp.set_defaults(func=commands.cmd_spread)
 
     st = sub.add_parser("strategies", help="list the registered strategies and their parameters")
     _strategy_file_option(st)

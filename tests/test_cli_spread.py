@@ -1,0 +1,130 @@
+"""``carry spread`` run as a user would (a subprocess) on the real Binance, Bybit and Hyperliquid
+files: its outputs, its figures against :func:`backtest.spread.run_spread` in this process, the
+report in headless Chromium, and its refusals (one line, no traceback, nothing written)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtest.config import BacktestConfig, SpreadConfig
+from backtest.spread import run_spread
+from data.loader import DataWarning
+from data.venue_pair import load_venue_pair
+from strategies import FundingSpreadParams, funding_spread
+from tests.test_cli_refusals import carry, one_line_error
+from tests.test_report_browser import CHROMIUM, FLAGS
+from tests.test_venue_pair import venues_catalog  # noqa: F401  (the session catalog fixture)
+
+pytestmark = pytest.mark.shared_data
+
+WINDOW = ("2024-09-04", "2025-07-26")
+
+
+@pytest.fixture(scope="module")
+def spread_run(venues_catalog, tmp_path_factory):  # noqa: F811
+    out = tmp_path_factory.mktemp("spread") / "run"
+    r = carry(
+        "spread",
+        "--data",
+        venues_catalog.root,
+        "--venues",
+        "binance,bybit,hyperliquid",
+        "--symbols",
+        "BTC,ETH",
+        "--start",
+        WINDOW[0],
+        "--end",
+        WINDOW[1],
+        "--out",
+        out,
+    )
+    assert r.returncode == 0, r.stderr
+    return out, r
+
+
+def test_writes_every_pair_and_coin(spread_run):
+    out, r = spread_run
+    assert sorted(p.name for p in out.iterdir()) == ["equity.parquet", "events.parquet", "report.html", "spread.json"]
+    summary = json.loads((out / "spread.json").read_text())
+    pairs = [(row["coin"], row["venue_a"], row["venue_b"]) for row in summary["rows"]]
+    assert pairs == [
+        (c, a, b)
+        for a, b in (("binance", "bybit"), ("binance", "hyperliquid"), ("bybit", "hyperliquid"))
+        for c in ("BTC", "ETH")
+    ]
+    assert "usdc_usdt_parity" in summary["flags"] and "oracle_price_stand_in" in summary["flags"]
+    equity = pd.read_parquet(out / "equity.parquet")
+    assert list(equity.columns) == [f"{c} {a}/{b}" for c, a, b in pairs]
+    events = pd.read_parquet(out / "events.parquet")
+    assert {"fill", "funding", "transfer"} <= set(events.kind)
+    for row in summary["rows"]:  # the row's parts add up to its net
+        parts = ("funding_a", "funding_b", "trading_fees", "transfer_fees", "slippage", "basis", "liquidation")
+        assert sum(row[k] for k in parts) == pytest.approx(row["net"], abs=1e-6)
+    assert "BTC" in r.stdout and "hyperliquid" in r.stdout and "wrote" in r.stdout
+
+
+def test_figures_equal_the_engine_in_process(spread_run, venues_catalog):  # noqa: F811
+    out, _ = spread_run
+    summary = json.loads((out / "spread.json").read_text())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        pair = load_venue_pair(venues_catalog, "BTC,ETH", "binance", "hyperliquid", *WINDOW)
+    x = funding_spread(pair.leg_a, pair.leg_b, FundingSpreadParams(), 0.0005, 0.00035)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = run_spread(pair.leg_a, pair.leg_b, x, BacktestConfig(perp_leverage=2), SpreadConfig())
+    rows = [r for r in summary["rows"] if r["venue_b"] == "hyperliquid" and r["venue_a"] == "binance"]
+    got = np.array([r["net"] for r in rows])
+    np.testing.assert_allclose(got, (res.totals.final_equity - 10_000).to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose([r["funding_b"] for r in rows], res.totals.funding_b.to_numpy(), rtol=1e-12)
+
+
+def test_report_in_a_browser(spread_run, tmp_path):
+    """The report drawn in headless Chromium: the equity figure, the table of every trade, no
+    console error."""
+    if CHROMIUM is None:
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    out, _ = spread_run
+    r = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
+        + ["--virtual-time-budget=20000", "--dump-dom", (out / "report.html").as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    errors = [
+        line
+        for line in r.stderr.splitlines()
+        if "CONSOLE" in line and re.search(r"error|uncaught|failed", line, re.IGNORECASE)
+    ]
+    assert not errors, errors
+    dom = r.stdout
+    assert 'data-figure="equity"' in dom and "main-svg" in dom and "scatterlayer" in dom
+    assert "What each spread trade earned" in dom and "BTC binance/hyperliquid" in dom
+
+
+@pytest.mark.parametrize(
+    ("flags", "code", "named"),
+    [
+        (["--venues", "binance", "--symbols", "BTC"], 2, "--venues binance: name at least two different venues"),
+        (["--venues", "binance,bybit", "--symbols", "DOGE"], 1, "coin DOGE has no perp on venue binance"),
+        (["--venues", "binance,bybit", "--symbols", "BTC", "--rebalance-band", "2"], 2, "--rebalance-band"),
+        (["--venues", "binance,hyperliquid", "--symbols", "BTC", "--start", "2026-01-01"], 1, "empty time range"),
+    ],
+)
+def test_refusals_name_the_flag_or_the_data_and_write_nothing(venues_catalog, tmp_path, flags, code, named):  # noqa: F811
+    out = tmp_path / "out"
+    r = carry("spread", "--data", venues_catalog.root, *flags, "--out", out)
+    if r.returncode == 2 and "usage:" in r.stderr:  # argparse's own refusal: usage, then the error line
+        assert named in r.stderr.strip().splitlines()[-1] and "Traceback" not in r.stderr
+    else:
+        assert named in one_line_error(r, code)
+    assert not out.exists()
