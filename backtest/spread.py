@@ -45,7 +45,9 @@ bars (``ceil(venue_transfer_delay_hours / bar hours)``), ``fee_T`` the flat tran
      transfer's arrival bar (a re-entry due then); a liquidation clears it (the
      after-liquidation policy decides what follows); a cap below 1e-9 of the equity opens
      nothing (a rounding residue). Else a pending close (after a liquidation)
-     closes both legs (and is cleared). Else a collateral rebalance due (step 6) *re-strikes* the richer
+     closes both legs (and is cleared). Else a collateral rebalance due (step 6) first trades
+     both legs back to the last target's size on ``E`` (a rise of the price grows the
+     notional, and with it the winning leg's initial margin), then *re-strikes* the richer
      venue's leg when its wallet cannot pay the transfer (closes and reopens the same coins at
      the open: two fills, so its unrealized profit is realized into its wallet) and sends
      ``amount = min((mb_rich - mb_poor) / 2, bal_rich - |pos_rich| * px_rich / L)`` to the

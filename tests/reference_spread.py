@@ -212,7 +212,13 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
             fill(j, col.b, q_new - col.b.pos)
 
         def rebalance_collateral(j):
-            """(c): move half the margin-balance gap from the richer venue to the poorer."""
+            """(c): both legs back to the last target's size on the equity, then half the
+            margin-balance gap from the richer venue to the poorer."""
+            if col.a.pos != 0 and col.b.pos != 0 and not math.isnan(col.last_x):
+                E = col.a.margin_balance() + col.b.margin_balance() + col.in_flight
+                N = max(E, 0.0) * abs(col.last_x) * L / 2
+                s_new = math.copysign(N / col.a.val, col.last_x)
+                trade_to(j, s_new, -s_new)
             rich, poor = (col.a, col.b) if col.a.margin_balance() >= col.b.margin_balance() else (col.b, col.a)
             need = (rich.margin_balance() - poor.margin_balance()) / 2
 

@@ -237,12 +237,19 @@ def test_collateral_rebalance_restrike_and_delayed_transfer():
     res = _run(_market(px), _market(px), _hold(T), fee_a=0.0002, fee_b=0.0002, band=0.2)
     c = {k: v[:, 0] for k, v in res["components"].items()}
     # bar 5's close: mb_A = 500 - 0.2 + 120, mb_B = 500 - 0.2 - 120; 379.8 < 0.8 * 499.8: due
-    # bar 6's open: need 120, free = 619.8 - 120 - 560 < need with a profit of 120 on A: re-strike
+    # bar 6's open: both legs back to the target's size on E = 999.6 (999.6 / 112 coins), then
+    # need 120 > free = the resize's realized 12.9 - its fee with a profit on A: re-strike
+    s_new = 999.6 / 112
+    fr = (10 - s_new) * 112 * 0.0002  # the resize fee of each leg
+    fs = s_new * 112 * 0.0002  # each re-strike fill's fee
     fills = _of(res, "fill")
-    assert [(e[0], e[3], e[4], e[5]) for e in fills[2:]] == [(6, "A", -10.0, 112.0), (6, "A", 10.0, 112.0)]
-    fee = 10 * 112 * 0.0002
-    assert fills[2][6] == pytest.approx(120 - fee, rel=1e-12) and fills[3][6] == pytest.approx(-fee, rel=1e-12)
-    free = 499.8 + 120 - 2 * fee - 10 * 112 / 2
+    got = [(e[0], e[3], e[4], e[5]) for e in fills[2:]]
+    want = [(6, "A", s_new - 10, 112.0), (6, "B", 10 - s_new, 112.0), (6, "A", -s_new, 112.0), (6, "A", s_new, 112.0)]
+    assert [g[:2] for g in got] == [w[:2] for w in want]
+    np.testing.assert_allclose([g[2:] for g in got], [w[2:] for w in want], rtol=1e-12)
+    assert fills[2][6] == pytest.approx((10 - s_new) * 12 - fr, rel=1e-12)  # realized - fee
+    assert fills[4][6] == pytest.approx(s_new * 12 - fs, rel=1e-12) and fills[5][6] == pytest.approx(-fs, rel=1e-12)
+    free = 120 - fr - 2 * fs  # all of A's profit realized, its initial margin back to 999.6 / 2
     tr = _of(res, "transfer")
     assert len(tr) == 2
     dep, arr = tr
@@ -251,12 +258,12 @@ def test_collateral_rebalance_restrike_and_delayed_transfer():
     assert arr[:4] == (9, 0, "transfer", "B") and arr[6] == pytest.approx(free - 1.0, rel=1e-12) and arr[7] == 0.0
     np.testing.assert_allclose(res["in_flight"][6:9, 0], free - 1.0, rtol=1e-12)
     assert res["in_flight"][5, 0] == 0 and (res["in_flight"][9:, 0] == 0).all()
-    # the fee in fees; the equity moves only by it and the re-strike fees (flat prices after bar 5)
-    assert c["fees"][6] - c["fees"][5] == pytest.approx(-1.0 - 2 * fee, rel=1e-12)
+    # the fee in fees; the equity moves only by it and the fills' fees (flat prices after bar 5)
+    assert c["fees"][6] - c["fees"][5] == pytest.approx(-1.0 - 2 * fr - 2 * fs, rel=1e-12)
     np.testing.assert_allclose(np.diff(res["equity"][6:, 0]), 0.0, atol=1e-12)
-    assert res["equity"][6, 0] - res["equity"][5, 0] == pytest.approx(-1.0 - 2 * fee, rel=1e-12)
+    assert res["equity"][6, 0] - res["equity"][5, 0] == pytest.approx(-1.0 - 2 * fr - 2 * fs, rel=1e-12)
     # after the arrival the margin balances are inside the band: nothing more
-    assert res["mr_b"][9, 0] == pytest.approx(1120 * 0.01 / (379.8 + free - 1.0), rel=1e-12)
+    assert res["mr_b"][9, 0] == pytest.approx(s_new * 112 * 0.01 / (379.8 - fr + free - 1.0), rel=1e-12)
     _assert_identity(res)
 
 
@@ -264,24 +271,29 @@ def test_collateral_rebalance_without_restrike_and_immediate_arrival():
     T = 10
     px = _step(T, 100.0, 130.0, 4)
     res = _run(_market(px), _market(px), _hold(T, 0.5), fee_a=0.0002, fee_b=0.0002, band=0.2, transfer_delay_bars=0)
-    # x = 0.5: 5 coins; bar 4's close: mb_A = 649.9, mb_B = 349.9: due; bar 5: need 150 <= free 174.9
-    assert len(_of(res, "fill")) == 2  # no re-strike
+    # x = 0.5: 5 coins; bar 4's close: mb_A = 649.9, mb_B = 349.9: due; bar 5: both legs to
+    # 499.9 / 130 coins (the resize realizes 30 per coin sold on A), then need 150 <= free
+    s_new = 499.9 / 130
+    fr = (5 - s_new) * 130 * 0.0002
+    assert len(_of(res, "fill")) == 4  # the entry and the resize, no re-strike
+    assert 499.9 + (5 - s_new) * 30 - fr - s_new * 130 / 2 >= 150
     dep, arr = _of(res, "transfer")
     assert dep[:4] == (5, 0, "transfer", "A") and dep[6] == pytest.approx(-150.0, rel=1e-12)
     assert arr[:4] == (5, 0, "transfer", "B") and arr[6] == pytest.approx(149.0, rel=1e-12)
     assert res["events"].index(arr) == res["events"].index(dep) + 1
     assert (res["in_flight"] == 0).all()
-    assert res["equity"][5, 0] - res["equity"][4, 0] == pytest.approx(-1.0, rel=1e-12)
-    assert res["components"]["fees"][5, 0] == pytest.approx(-0.1 - 0.1 - 1.0, rel=1e-12)
+    assert res["equity"][5, 0] - res["equity"][4, 0] == pytest.approx(-1.0 - 2 * fr, rel=1e-12)
+    assert res["components"]["fees"][5, 0] == pytest.approx(-0.1 - 0.1 - 2 * fr - 1.0, rel=1e-12)
     _assert_identity(res)
 
 
 def test_no_transfer_when_amount_below_fee():
     T = 10
     px = _step(T, 100.0, 112.0, 4)
-    # free at bar 5 after the re-strike is about 59: a 100-quote fee leaves nothing worth sending
-    res = _run(_market(px), _market(px), _hold(T), fee_a=0.0, fee_b=0.0, band=0.2, transfer_fee=100.0)
-    assert not _of(res, "transfer") and len(_of(res, "fill")) == 4  # the re-strike still happens
+    # free at bar 5 after the resize and the re-strike is 120 (no trading fees): a 150-quote
+    # transfer fee leaves nothing worth sending
+    res = _run(_market(px), _market(px), _hold(T), fee_a=0.0, fee_b=0.0, band=0.2, transfer_fee=150.0)
+    assert not _of(res, "transfer") and len(_of(res, "fill")) == 6  # the resize and re-strike still happen
     _assert_identity(res)
 
 

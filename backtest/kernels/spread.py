@@ -166,8 +166,19 @@ def _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec):
         nrec = _fill(j, c, cs, False, new_s - s, pxa, vol_a, slip, impact, fee_a, rec, nrec)
         nrec = _fill(j, c, cs, True, -new_s - q, pxb, vol_b, slip, impact, fee_b, rec, nrec)
         return nrec
-    # collateral rebalance: from the venue with the larger margin balance to the other
+    # collateral rebalance: both legs back to the target's size on the equity (a rise of the
+    # price grows the notional and the winning leg's initial margin), then from the venue with
+    # the larger margin balance to the other
     cs[c, X_REB] = 0.0
+    last = cs[c, X_LASTX]
+    if s != 0.0 and q != 0.0 and last == last:
+        mba = cs[c, X_BALA] + (s * pxa - cs[c, X_COSTA])
+        mbb = cs[c, X_BALB] + (q * pxb - cs[c, X_COSTB])
+        eq = mba + mbb + cs[c, X_FLIGHT]
+        new_s = np.sign(last) * (max(eq, 0.0) * abs(last) * lev / 2.0) / pxa
+        nrec = _fill(j, c, cs, False, new_s - s, pxa, vol_a, slip, impact, fee_a, rec, nrec)
+        nrec = _fill(j, c, cs, True, -new_s - q, pxb, vol_b, slip, impact, fee_b, rec, nrec)
+        s, q = cs[c, X_S], cs[c, X_Q]
     mba = cs[c, X_BALA] + s * pxa - cs[c, X_COSTA]
     mbb = cs[c, X_BALB] + q * pxb - cs[c, X_COSTB]
     from_b = mbb > mba
