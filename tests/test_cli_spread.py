@@ -128,3 +128,68 @@ def test_refusals_name_the_flag_or_the_data_and_write_nothing(venues_catalog, tm
     else:
         assert named in one_line_error(r, code)
     assert not out.exists()
+
+
+def _readme_table(title_line: str) -> list[list[str]]:
+    """The rows of the README's code block right after the paragraph holding ``title_line``."""
+    from tests.conftest import REPO
+
+    text = (REPO / "README.md").read_text()
+    start = text.index(title_line)
+    block = text[text.index("```\ncoin", start) + 4 :]
+    block = block[: block.index("```")]
+    return [line.split() for line in block.strip().splitlines()[1:]]
+
+
+def _printed(row: dict) -> list[str]:
+    """A spread.json row as the table prints it (coin .. ann.)."""
+    return [
+        row["coin"],
+        row["venue_a"],
+        row["venue_b"],
+        f"{row['in_trade']:.0%}",
+        f"{row['funding_a']:,.2f}",
+        f"{row['funding_b']:,.2f}",
+        f"{row['trading_fees'] + row['slippage']:,.2f}",
+        f"{row['transfer_fees']:,.2f}",
+        f"({row['transfers']})",
+        f"{row['basis']:,.2f}",
+        f"{row['liquidation']:,.2f}",
+        f"({row['liquidations']})",
+        f"{row['net']:,.2f}",
+        f"{row['annualized']:.2%}",
+    ]
+
+
+def test_readme_figures(spread_run, venues_catalog, tmp_path):  # noqa: F811
+    """Every figure of the README's ``carry spread`` example, from the commands it shows."""
+    out, _ = spread_run
+    rows = json.loads((out / "spread.json").read_text())["rows"]
+    assert _readme_table("## Example: a funding-spread trade in the engine") == [_printed(r) for r in rows]
+    runs = {}
+    for name, flags in (
+        ("hold", ["--venues", "binance,hyperliquid", "--strategy", "hold", "--start", WINDOW[0], "--end", WINDOW[1]]),
+        ("okx", ["--venues", "binance,bybit,okx", "--start", "2025-10-06", "--end", "2026-01-09"]),
+    ):
+        r = carry("spread", "--data", venues_catalog.root, "--symbols", "BTC,ETH", *flags, "--out", tmp_path / name)
+        assert r.returncode == 0, r.stderr
+        runs[name] = json.loads((tmp_path / name / "spread.json").read_text())["rows"]
+    assert _readme_table("In the later window, with OKX") == [_printed(r) for r in runs["okx"]]
+    btc = runs["hold"][0]
+    assert (round(btc["net"]), f"{btc['annualized']:.1%}", btc["transfers"], btc["liquidations"]) == (681, "7.7%", 9, 0)
+    assert (round(btc["funding_a"] + btc["funding_b"]), round(-btc["trading_fees"]), round(btc["basis"])) == (
+        785,
+        82,
+        -12,
+    )
+    paid = {(r["coin"], r["venue_a"], r["venue_b"]): r for r in rows}
+    b = paid[("BTC", "binance", "hyperliquid")]
+    assert (round(b["funding_a"] + b["funding_b"]), round(-b["trading_fees"]), round(b["basis"])) == (638, 295, 54)
+    bb = paid[("BTC", "binance", "bybit")]
+    assert (round(-bb["trading_fees"]), round(bb["funding_a"] + bb["funding_b"])) == (213, 55)
+    eo = [r for r in runs["okx"] if r["coin"] == "ETH" and r["venue_b"] == "okx" and r["venue_a"] == "binance"][0]
+    assert (f"{eo['in_trade']:.0%}", round(eo["funding_a"] + eo["funding_b"]), round(-eo["trading_fees"])) == (
+        "41%",
+        43,
+        108,
+    )
