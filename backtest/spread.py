@@ -347,7 +347,7 @@ def run_spread(
         Columns on threads (bit-identical results).
     """
     from backtest.engine import hold_only_where_tradable, to_targets
-    from backtest.kernels.simulate import merge_records_nb
+    from backtest.kernels.simulate import count_target_changes_nb
     from backtest.kernels.spread import spread_parallel_nb, spread_range_nb
 
     if config is None:
@@ -494,7 +494,8 @@ def run_spread(
         (leg_a.funding_count > 0).sum(axis=0)[tg.column_symbol].sum()
         + (leg_b.funding_count > 0).sum(axis=0)[tg.column_symbol].sum()
     )
-    changes = int(np.count_nonzero(np.diff(np.nan_to_num(target_rows, nan=0.0), axis=0))) + C
+    stride = 32 if target_rows.size > 1 << 16 else 1
+    changes = int(count_target_changes_nb(target_rows, stride)) * (2 if stride > 1 else 1) + C
     cap = 8 * changes + (n_settle if "events" in want else 0) + T * C // 16 + 1024
     n_chunks = (_n_threads() if parallel is True else int(parallel)) if parallel else 1
     n_chunks = max(1, min(n_chunks, C))
@@ -504,7 +505,7 @@ def run_spread(
             rec = np.empty((cap, N_REC_FIELDS))
             n = spread_range_nb(0, C, *args, cs, out, rec)
             if n <= cap:
-                records = rec[:n]
+                records = _bar_order(rec[:n])
                 break
             cap = n
         else:
@@ -514,10 +515,17 @@ def run_spread(
             rec = np.empty((rec_bounds[-1], N_REC_FIELDS))
             counts = spread_parallel_nb(bounds, rec_bounds, *args, cs, out, rec)
             if (counts <= caps).all():
-                records = merge_records_nb(rec, rec_bounds, counts, T)
+                records = _bar_order(np.concatenate([rec[r0 : r0 + k] for r0, k in zip(rec_bounds, counts)]))
                 break
             cap = int(counts.max()) * C
     return _result(leg_a, leg_b, tg, config, capital, fee_a, fee_b, want, out, cs, records, flags, notes)
+
+
+def _bar_order(records: np.ndarray) -> np.ndarray:
+    """The kernel's events (chunk of bars, then column, then bar) in (bar, column) order: a
+    stable sort by bar (the columns of a bar come in column order, and one column's events of a
+    bar in the order they happened)."""
+    return records[np.argsort(records[:, R_BAR], kind="stable")]
 
 
 def _n_threads() -> int:
@@ -546,18 +554,20 @@ def _result(leg_a, leg_b, tg, config, capital, fee_a, fee_b, want, out, cs, reco
 
     def frame(a: np.ndarray) -> pd.DataFrame:
         rows = index if a.shape[0] == len(index) else index[-1:]
-        return pd.DataFrame(a, index=rows, columns=cols)
+        return pd.DataFrame(a, index=rows, columns=cols, copy=False)
 
     components = {name: frame(out.comps[k]) for k, name in enumerate(COMPONENTS)}
-    kinds = records[:, R_KIND].astype(int)
-    legs = records[:, R_LEG].astype(int)
+    kinds = records[:, R_KIND].astype(np.int64)
+    legs = (records[:, R_LEG] != 0).astype(np.int64)  # LEG_SPOT (0): leg A; LEG_PERP: leg B
+    names = [KIND_NAMES.get(k, str(k)) for k in range(max(KIND_NAMES) + 1)]
+    venues = [leg_a.venue, leg_b.venue] if leg_a.venue != leg_b.venue else [leg_a.venue]
     events = pd.DataFrame(
         {
             "time": index[records[:, R_BAR].astype(np.int64)],
             "column": records[:, R_COL].astype(np.int64),
-            "kind": [KIND_NAMES.get(k, str(k)) for k in kinds],
-            "leg": np.where(legs == 0, "A", "B"),
-            "venue": np.where(legs == 0, leg_a.venue, leg_b.venue),
+            "kind": pd.Categorical.from_codes(kinds, names),
+            "leg": pd.Categorical.from_codes(legs, ["A", "B"]),
+            "venue": pd.Categorical.from_codes(legs if len(venues) == 2 else np.zeros_like(legs), venues),
             "qty": records[:, R_QTY],
             "price": records[:, R_PRICE],
             "rate": records[:, R_RATE],

@@ -6,10 +6,14 @@ Both grids run on the same synthetic hourly random walk (one coin; leg B's price
 leg A's, different funding on each venue), with one column per leverage in 1..10 repeated to
 ``--columns``, a target that switches between +1, 0 and -1 every 500 bars, and equity kept per bar
 (``outputs=("equity",)`` for the spread run, ``full=False`` for the carry run, which keeps equity and
-group equity). The single-venue run uses whatever kernel ``run_backtest`` picks for it. Times are the
-best of ``--repeat`` runs after a warm-up (compiled code cached). The last line is JSON with both
-rates in bar-columns per second and ``spread_over_single`` (seconds of the spread grid / seconds
-of the carry grid; the issue's goal: at most 2).
+group equity), whole calls timed (the result's frames and events included). The single-venue run
+uses whatever kernel ``run_backtest`` picks for it (the structure-of-arrays kernel here). Two cases:
+each engine's default policies (the spread's collateral rebalances, which at 10x trade on every 3%
+move, against the carry's 10% notional band: the spread grid trades several times more), and the
+same grids with those policies off (entries, exits and liquidations only: the machinery). Times are
+the best of ``--repeat`` runs after a warm-up. The last line is JSON with, per case, both rates in
+bar-columns per second, both fill counts and ``spread_over_single`` (seconds of the spread grid /
+seconds of the carry grid; the issue's goal: at most 2).
 """
 
 from __future__ import annotations
@@ -69,33 +73,37 @@ def main(argv: list[str] | None = None) -> dict:
     carry, a, b = markets(args.bars)
     x = targets(args.bars, args.columns)
     lev = np.tile(np.arange(1.0, 11.0), -(-args.columns // 10))[: args.columns]
-    cfg = BacktestConfig()
     from backtest.targets import Targets
 
     cols = np.arange(args.columns, dtype=np.int64)
     tg = Targets(x, np.zeros(args.columns, np.int64), cols, pd.DataFrame({"symbol": "BTCUSDT", "group": cols}))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        single = _best(
-            lambda: run_backtest(carry, tg, cfg, column_params={"perp_leverage": lev}, full=False), args.repeat
-        )
-        spread = _best(
-            lambda: run_spread(
-                a, b, tg, cfg, SpreadConfig(), column_params={"perp_leverage": lev}, outputs=("equity",)
-            ),
-            args.repeat,
-        )
     work = args.bars * args.columns
-    out = {
-        "bars": args.bars,
-        "columns": args.columns,
-        "single_venue_bar_columns_per_s": work / single,
-        "spread_bar_columns_per_s": work / spread,
-        "spread_over_single": spread / single,
+    out: dict = {"bars": args.bars, "columns": args.columns}
+    # 1. each engine's default policies (the spread's collateral rebalances, the carry's notional
+    #    band); 2. the same grids with those policies off: entries, exits and liquidations only
+    cases = {
+        "defaults": (BacktestConfig(), SpreadConfig()),
+        "policies_off": (BacktestConfig(rebalance_notional_band=None), SpreadConfig(venue_rebalance_band=None)),
     }
-    print(f"single-venue carry grid: {single:.3f} s ({work / single / 1e6:.1f} M bar-columns/s)")
-    print(f"cross-venue spread grid: {spread:.3f} s ({work / spread / 1e6:.1f} M bar-columns/s)")
-    print(f"spread / single: {spread / single:.2f}x")
+    for name, (cfg, scfg) in cases.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            one = lambda: run_backtest(carry, tg, cfg, column_params={"perp_leverage": lev}, full=False)  # noqa: E731
+            two = lambda: run_spread(a, b, tg, cfg, scfg, column_params={"perp_leverage": lev}, outputs=("equity",))  # noqa: E731
+            single, spread = _best(one, args.repeat), _best(two, args.repeat)
+            fills = (int((one().events["kind"] == "fill").sum()), int((two().events["kind"] == "fill").sum()))
+        out[name] = {
+            "single_venue_bar_columns_per_s": work / single,
+            "spread_bar_columns_per_s": work / spread,
+            "single_venue_fills": fills[0],
+            "spread_fills": fills[1],
+            "spread_over_single": spread / single,
+        }
+        print(
+            f"{name}: single-venue carry grid {single:.3f} s ({work / single / 1e6:.1f} M bar-columns/s, "
+            f"{fills[0]:,} fills); cross-venue spread grid {spread:.3f} s ({work / spread / 1e6:.1f} M bar-columns/s, "
+            f"{fills[1]:,} fills); spread / single {spread / single:.2f}x"
+        )
     print(json.dumps(out))
     return out
 

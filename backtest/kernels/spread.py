@@ -65,6 +65,9 @@ from backtest.kernels.margin import flex_nb, liq_level_nb, maint_margin_nb, tier
 
 #: A sizing cap below this fraction of the equity opens nothing (a rounding residue).
 DUST = 1e-9
+#: Bars per time chunk of :func:`spread_range_nb` (a chunk's per-bar outputs of all its columns
+#: stay in cache while each column runs through it).
+TIME_CHUNK = 256
 
 
 @njit(cache=True, inline="always")
@@ -257,6 +260,71 @@ def _leg_ratio(pos, v, bal, cost, tiers, n):
     return rules.margin_ratio_nb(bal + pos * v - cost, mm)
 
 
+@njit(cache=True, inline="always")
+def _get(cs, c):
+    """A column's hot state: the values a bar without orders reads and writes."""
+    return (
+        cs[c, X_S],
+        cs[c, X_Q],
+        cs[c, X_COSTA],
+        cs[c, X_COSTB],
+        cs[c, X_BALA],
+        cs[c, X_BALB],
+        cs[c, X_VA],
+        cs[c, X_VB],
+        cs[c, X_FLIGHT],
+        cs[c, X_FBAR],
+        cs[c, X_LASTX],
+        cs[c, X_PRE],
+        cs[c, X_PCLOSE],
+        cs[c, X_REB],
+        cs[c, X_CAP],
+        cs[c, X_COMP + C_FUND],
+        cs[c, X_COMP + C_SPOT],
+        cs[c, X_COMP + C_PERP],
+        cs[c, X_COMP + C_UNH],
+        cs[c, X_FUNDA],
+    )
+
+
+@njit(cache=True, inline="always")
+def _put(cs, c, st):
+    """Write back what :func:`_get` read (the rare paths work on ``cs``)."""
+    (
+        cs[c, X_S],
+        cs[c, X_Q],
+        cs[c, X_COSTA],
+        cs[c, X_COSTB],
+        cs[c, X_BALA],
+        cs[c, X_BALB],
+        cs[c, X_VA],
+        cs[c, X_VB],
+        cs[c, X_FLIGHT],
+        cs[c, X_FBAR],
+        cs[c, X_LASTX],
+        cs[c, X_PRE],
+        cs[c, X_PCLOSE],
+        cs[c, X_REB],
+        cs[c, X_CAP],
+        cs[c, X_COMP + C_FUND],
+        cs[c, X_COMP + C_SPOT],
+        cs[c, X_COMP + C_PERP],
+        cs[c, X_COMP + C_UNH],
+        cs[c, X_FUNDA],
+    ) = st
+
+
+@njit(cache=True)
+def _arrive(j, c, cs, rec, nrec):
+    """Step 0: the transfer in flight reaches its venue's wallet. Returns the event count."""
+    to_b = cs[c, X_FDEST] != 0.0
+    cs[c, X_BALB if to_b else X_BALA] += cs[c, X_FLIGHT]
+    nrec = rules.push_nb(rec, nrec, j, c, K_TRANSFER, _leg_code(to_b), np.nan, np.nan, np.nan, cs[c, X_FLIGHT], 0.0)
+    cs[c, X_FLIGHT] = 0.0
+    cs[c, X_FBAR] = -1.0
+    return nrec
+
+
 @njit(cache=True)
 def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out, rec):
     """Simulate spread columns ``c0 .. c1 - 1`` over all bars (rules: :mod:`backtest.spread`).
@@ -269,8 +337,13 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
     :class:`~backtest.kernels.layout.Tiers`; ``run``: :class:`~backtest.kernels.layout.SpreadSettings`;
     ``cs`` (C, NSX): the columns' ``X_*`` state, updated in place (bars held in it count from the
     end of the run afterwards); ``out``: :class:`~backtest.kernels.layout.SpreadOutputs`.
-    Events go to ``rec`` (R, 9) in (bar, column) order; returns their number (rows beyond R are
-    not written: the caller reruns with a larger buffer).
+
+    Loops: chunks of ``TIME_CHUNK`` bars, then columns, then the chunk's bars, a column's hot
+    state in local variables (:func:`_get`; the rare bars with a transfer arriving, orders or a
+    possible liquidation write it back for the functions of those steps and read it again).
+    Events go to ``rec`` (R, 9) in (chunk, column, bar) order: a stable sort by bar gives the
+    (bar, column) order. Returns their number (rows beyond R are not written: the caller reruns
+    with a larger buffer).
     """
     T = mka.po_ref.shape[0]
     flags = run.flags
@@ -284,122 +357,241 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
     targets, t_off, col_sym, lag = book.targets, book.t_off, book.col_sym, run.lag
     valid_a, valid_b, ref_a, ref_b = mka.valid, mkb.valid, mka.ref_valid, mkb.ref_valid
     lo_a, hi_a, lo_b, hi_b = mka.mark_low, mka.mark_high, mkb.mark_low, mkb.mark_high
+    fv_a, fv_b, mc_a, mc_b = mka.funding_value, mkb.funding_value, mka.mark_close, mkb.mark_close
+    band_t = prm.band.shape[0] > 1
     nrec = 0
-    for j in range(T):
-        i = j - lag + t_off
-        rj = j if w_eq else 0
+    for j0 in range(0, T, TIME_CHUNK):
+        j1 = min(T, j0 + TIME_CHUNK)
         for c in range(c0, c1):
             n = col_sym[c]
-            # 0. a transfer arriving
-            if cs[c, X_FBAR] >= 0.0 and j >= cs[c, X_FBAR]:
-                to_b = cs[c, X_FDEST] != 0.0
-                cs[c, X_BALB if to_b else X_BALA] += cs[c, X_FLIGHT]
-                nrec = rules.push_nb(
-                    rec, nrec, j, c, K_TRANSFER, _leg_code(to_b), np.nan, np.nan, np.nan, cs[c, X_FLIGHT], 0.0
-                )
-                cs[c, X_FLIGHT] = 0.0
-                cs[c, X_FBAR] = -1.0
-            # 1. orders
-            x = targets[i, c] if i >= 0 else np.nan
-            pend_re = cs[c, X_PRE] >= 0.0 and j >= cs[c, X_PRE]
-            size = (x == x and x != cs[c, X_LASTX]) or pend_re
-            if size and x != x:
-                x = cs[c, X_LASTX]
-            if (size or cs[c, X_PCLOSE] != 0.0 or cs[c, X_REB] != 0.0) and ref_a[j, n] and ref_b[j, n]:
-                nrec = _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec)
-            # 2. liquidation, leg A then leg B (the full check only past the cheap pre-check level)
-            s = cs[c, X_S]
-            if s != 0.0 and valid_a[j, n]:
-                adv = lo_a[j, n] if s > 0.0 else hi_a[j, n]
-                level = liq_level_nb(s, cs[c, X_BALA], cs[c, X_COSTA], mmr_max_a[n], cum_min_a[n])
-                if rules.liq_possible_nb(s, adv, level):
-                    nrec = _liquidate(
+            nu = np.uint64(n)
+            cu = np.uint64(c)
+            mmr_a, cmin_a, mmr_b, cmin_b = mmr_max_a[n], cum_min_a[n], mmr_max_b[n], cum_min_b[n]
+            band = flex_nb(prm.band, 0, c)
+            (
+                s,
+                q,
+                costa,
+                costb,
+                bala,
+                balb,
+                va,
+                vb,
+                flight,
+                fbar,
+                lastx,
+                pre,
+                pclose,
+                reb,
+                cap,
+                c_fund,
+                c_spot,
+                c_perp,
+                c_unh,
+                funda,
+            ) = _get(cs, c)
+            lva = liq_level_nb(s, bala, costa, mmr_a, cmin_a)
+            lvb = liq_level_nb(q, balb, costb, mmr_b, cmin_b)
+            for j in range(j0, j1):
+                ju = np.uint64(j)
+                i = j - lag + t_off
+                rj = j if w_eq else 0
+                # 0-1. a transfer arriving, orders (rare: on the state in cs)
+                x = targets[np.uint64(i), cu] if i >= 0 else np.nan
+                pend_re = pre >= 0.0 and j >= pre
+                size = (x == x and x != lastx) or pend_re
+                arriving = fbar >= 0.0 and j >= fbar
+                ordering = (size or pclose != 0.0 or reb != 0.0) and ref_a[ju, nu] and ref_b[ju, nu]
+                if arriving or ordering:
+                    _put(
+                        cs,
+                        c,
+                        (
+                            s,
+                            q,
+                            costa,
+                            costb,
+                            bala,
+                            balb,
+                            va,
+                            vb,
+                            flight,
+                            fbar,
+                            lastx,
+                            pre,
+                            pclose,
+                            reb,
+                            cap,
+                            c_fund,
+                            c_spot,
+                            c_perp,
+                            c_unh,
+                            funda,
+                        ),
+                    )
+                    if arriving:
+                        nrec = _arrive(j, c, cs, rec, nrec)
+                    if ordering:
+                        if size and x != x:
+                            x = cs[c, X_LASTX]
+                        nrec = _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec)
+                    (
+                        s,
+                        q,
+                        costa,
+                        costb,
+                        bala,
+                        balb,
+                        va,
+                        vb,
+                        flight,
+                        fbar,
+                        lastx,
+                        pre,
+                        pclose,
+                        reb,
+                        cap,
+                        c_fund,
+                        c_spot,
+                        c_perp,
+                        c_unh,
+                        funda,
+                    ) = _get(cs, c)
+                    lva = liq_level_nb(s, bala, costa, mmr_a, cmin_a)
+                    lvb = liq_level_nb(q, balb, costb, mmr_b, cmin_b)
+                # 2. liquidation, leg A then leg B (the full check only past the pre-check level)
+                ok_a, ok_b = valid_a[ju, nu], valid_b[ju, nu]
+                liq_a = s != 0.0 and ok_a and rules.liq_possible_nb(s, lo_a[ju, nu] if s > 0.0 else hi_a[ju, nu], lva)
+                liq_b = q != 0.0 and ok_b and rules.liq_possible_nb(q, lo_b[ju, nu] if q > 0.0 else hi_b[ju, nu], lvb)
+                if liq_a or liq_b:
+                    _put(
+                        cs,
+                        c,
+                        (
+                            s,
+                            q,
+                            costa,
+                            costb,
+                            bala,
+                            balb,
+                            va,
+                            vb,
+                            flight,
+                            fbar,
+                            lastx,
+                            pre,
+                            pclose,
+                            reb,
+                            cap,
+                            c_fund,
+                            c_spot,
+                            c_perp,
+                            c_unh,
+                            funda,
+                        ),
+                    )
+                    clear = flex_nb(prm.clearance, j, c)
+                    if liq_a:
+                        nrec = _liquidate(j, c, n, False, mka, tiers_a, mmr_a, cmin_a, clear, run, cs, rec, nrec)
+                    if liq_b and cs[c, X_Q] != 0.0:
+                        nrec = _liquidate(j, c, n, True, mkb, tiers_b, mmr_b, cmin_b, clear, run, cs, rec, nrec)
+                    (
+                        s,
+                        q,
+                        costa,
+                        costb,
+                        bala,
+                        balb,
+                        va,
+                        vb,
+                        flight,
+                        fbar,
+                        lastx,
+                        pre,
+                        pclose,
+                        reb,
+                        cap,
+                        c_fund,
+                        c_spot,
+                        c_perp,
+                        c_unh,
+                        funda,
+                    ) = _get(cs, c)
+                    lva = liq_level_nb(s, bala, costa, mmr_a, cmin_a)
+                    lvb = liq_level_nb(q, balb, costb, mmr_b, cmin_b)
+                # 3. funding of each leg at its venue's settlements
+                fva, fvb = fv_a[ju, nu], fv_b[ju, nu]
+                bala, c_fund, amt = rules.funding_nb(s, fva, bala, c_fund)
+                if amt != 0.0:
+                    funda += amt
+                    lva = liq_level_nb(s, bala, costa, mmr_a, cmin_a)
+                    if w_cf:
+                        nrec = rules.funding_event_nb(rec, nrec, j, c, LEG_SPOT, s, fva, mka.funding_rate[ju, nu], amt)
+                balb, c_fund, amt = rules.funding_nb(q, fvb, balb, c_fund)
+                if amt != 0.0:
+                    lvb = liq_level_nb(q, balb, costb, mmr_b, cmin_b)
+                    if w_cf:
+                        nrec = rules.funding_event_nb(rec, nrec, j, c, LEG_PERP, q, fvb, mkb.funding_rate[ju, nu], amt)
+                # 4. close
+                pxa = mc_a[ju, nu] if ok_a else va
+                pxb = mc_b[ju, nu] if ok_b else vb
+                c_spot, c_perp, c_unh, va, vb = rules.revalue_nb(s, q, va, vb, pxa, pxb, c_spot, c_perp, c_unh)
+                # 5. outputs
+                upa = s * va - costa if s != 0.0 else 0.0
+                upb = q * vb - costb if q != 0.0 else 0.0
+                out.equity[rj, c] = bala + balb + flight + upa + upb
+                out.in_flight[rj, c] = flight
+                if w_comp:
+                    for m in range(N_COMP):
+                        out.comps[m, j, c] = cs[c, X_COMP + m]
+                    out.comps[C_FUND, j, c] = c_fund
+                    out.comps[C_SPOT, j, c] = c_spot
+                    out.comps[C_PERP, j, c] = c_perp
+                    out.comps[C_UNH, j, c] = c_unh
+                if w_pos:
+                    rules.store_pair_nb(out.pos_a, out.pos_b, j, c, s, q)
+                if w_margin:
+                    rules.store_pair_nb(
+                        out.mr_a,
+                        out.mr_b,
                         j,
                         c,
-                        n,
-                        False,
-                        mka,
-                        tiers_a,
-                        mmr_max_a[n],
-                        cum_min_a[n],
-                        flex_nb(prm.clearance, j, c),
-                        run,
-                        cs,
-                        rec,
-                        nrec,
+                        _leg_ratio(s, va, bala, costa, tiers_a, n),
+                        _leg_ratio(q, vb, balb, costb, tiers_b, n),
                     )
-            q = cs[c, X_Q]
-            if q != 0.0 and valid_b[j, n]:
-                adv = lo_b[j, n] if q > 0.0 else hi_b[j, n]
-                level = liq_level_nb(q, cs[c, X_BALB], cs[c, X_COSTB], mmr_max_b[n], cum_min_b[n])
-                if rules.liq_possible_nb(q, adv, level):
-                    nrec = _liquidate(
-                        j,
-                        c,
-                        n,
-                        True,
-                        mkb,
-                        tiers_b,
-                        mmr_max_b[n],
-                        cum_min_b[n],
-                        flex_nb(prm.clearance, j, c),
-                        run,
-                        cs,
-                        rec,
-                        nrec,
-                    )
-            # 3. funding of each leg at its venue's settlements
-            s, q = cs[c, X_S], cs[c, X_Q]
-            fva, fvb = mka.funding_value[j, n], mkb.funding_value[j, n]
-            cs[c, X_BALA], cs[c, X_COMP + C_FUND], amt = rules.funding_nb(s, fva, cs[c, X_BALA], cs[c, X_COMP + C_FUND])
-            cs[c, X_FUNDA] += amt
-            if w_cf and amt != 0.0:
-                nrec = rules.funding_event_nb(rec, nrec, j, c, LEG_SPOT, s, fva, mka.funding_rate[j, n], amt)
-            cs[c, X_BALB], cs[c, X_COMP + C_FUND], amt = rules.funding_nb(q, fvb, cs[c, X_BALB], cs[c, X_COMP + C_FUND])
-            if w_cf and amt != 0.0:
-                nrec = rules.funding_event_nb(rec, nrec, j, c, LEG_PERP, q, fvb, mkb.funding_rate[j, n], amt)
-            # 4. close
-            ok_a, ok_b = valid_a[j, n], valid_b[j, n]
-            pxa = mka.mark_close[j, n] if ok_a else cs[c, X_VA]
-            pxb = mkb.mark_close[j, n] if ok_b else cs[c, X_VB]
-            cs[c, X_COMP + C_SPOT], cs[c, X_COMP + C_PERP], cs[c, X_COMP + C_UNH], cs[c, X_VA], cs[c, X_VB] = (
-                rules.revalue_nb(
+                # 6. collateral check (decided at the close, done at the next open)
+                if fbar < 0.0 and ((s != 0.0 and q != 0.0) or cap != 0.0) and ok_a and ok_b:
+                    mba = bala + upa
+                    mbb = balb + upb
+                    if band_t:
+                        band = flex_nb(prm.band, j, c)
+                    reb = 1.0 if band < np.inf and min(mba, mbb) < (1.0 - band) * (mba + mbb) / 2.0 else 0.0
+            _put(
+                cs,
+                c,
+                (
                     s,
                     q,
-                    cs[c, X_VA],
-                    cs[c, X_VB],
-                    pxa,
-                    pxb,
-                    cs[c, X_COMP + C_SPOT],
-                    cs[c, X_COMP + C_PERP],
-                    cs[c, X_COMP + C_UNH],
-                )
+                    costa,
+                    costb,
+                    bala,
+                    balb,
+                    va,
+                    vb,
+                    flight,
+                    fbar,
+                    lastx,
+                    pre,
+                    pclose,
+                    reb,
+                    cap,
+                    c_fund,
+                    c_spot,
+                    c_perp,
+                    c_unh,
+                    funda,
+                ),
             )
-            # 5. outputs
-            upa = s * cs[c, X_VA] - cs[c, X_COSTA] if s != 0.0 else 0.0
-            upb = q * cs[c, X_VB] - cs[c, X_COSTB] if q != 0.0 else 0.0
-            out.equity[rj, c] = cs[c, X_BALA] + cs[c, X_BALB] + cs[c, X_FLIGHT] + upa + upb
-            out.in_flight[rj, c] = cs[c, X_FLIGHT]
-            if w_comp:
-                for m in range(N_COMP):
-                    out.comps[m, j, c] = cs[c, X_COMP + m]
-            if w_pos:
-                rules.store_pair_nb(out.pos_a, out.pos_b, j, c, s, q)
-            if w_margin:
-                rules.store_pair_nb(
-                    out.mr_a,
-                    out.mr_b,
-                    j,
-                    c,
-                    _leg_ratio(s, cs[c, X_VA], cs[c, X_BALA], cs[c, X_COSTA], tiers_a, n),
-                    _leg_ratio(q, cs[c, X_VB], cs[c, X_BALB], cs[c, X_COSTB], tiers_b, n),
-                )
-            # 6. collateral check (decided at the close, done at the next open)
-            if cs[c, X_FBAR] < 0.0 and ((s != 0.0 and q != 0.0) or cs[c, X_CAP] != 0.0) and ok_a and ok_b:
-                mba = cs[c, X_BALA] + upa
-                mbb = cs[c, X_BALB] + upb
-                band = flex_nb(prm.band, j, c)
-                cs[c, X_REB] = 1.0 if band < np.inf and min(mba, mbb) < (1.0 - band) * (mba + mbb) / 2.0 else 0.0
     for c in range(c0, c1):
         if not w_comp:
             for m in range(N_COMP):
