@@ -151,7 +151,7 @@ from data.errors import ConfigError
 from data.market import Market
 from data.units import MS_PER_HOUR, bar_hours
 
-__all__ = ["SPREAD_PARAMS", "SpreadResult", "run_spread", "venue_tiers"]
+__all__ = ["SPREAD_PARAMS", "SpreadResult", "SpreadState", "run_spread", "venue_tiers"]
 
 COMPONENTS = ("funding", "fees", "slippage", "borrow", "spot_price", "perp_price", "liquidation", "unhedged")
 #: Parameters of a spread run that may vary per column (C,) or per bar and column (T, C).
@@ -235,17 +235,20 @@ def venue_tiers(market: Market, config: BacktestConfig, spread: SpreadConfig) ->
     return table, f"{rules.path.name}: flat " + ", ".join(f"{s} {r:g}" for s, r in zip(market.perp_symbols, rates))
 
 
-def _leg_arrays(m: Market, delay: int) -> MarketArrays:
-    """A leg's kernel inputs: its perp and mark fields (the spot fields are not read: the perp's)."""
+def _leg_arrays(m: Market, delay: int, last: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> MarketArrays:
+    """A leg's kernel inputs: its perp and mark fields (the spot fields are not read: the perp's);
+    ``last``: (perp close, valid, perp volume) of the bar before the first, from a resumed run."""
     if delay == 0:
         ref = np.empty_like(m.perp_close)
         ref[0], ref[1:] = np.nan, m.perp_close[:-1]
         ok = np.zeros_like(m.valid)
         ok[1:] = m.valid[:-1]
+        if last is not None:  # bar 0's reference is the previous run's last close
+            ref[0], ok[0] = last[0], last[1]
         po_ref, ref_valid = _ro(ref), _ro(ok, np.bool_)
     else:
         po_ref, ref_valid = m.perp_open, m.valid
-    zeros = _ro(np.zeros(m.n_symbols))
+    zeros = _ro(np.zeros(m.n_symbols) if last is None else last[2])
     return MarketArrays(
         po_ref,
         po_ref,
@@ -274,6 +277,63 @@ def _tiers_arrays(t: TierTable) -> Tiers:
     return Tiers(_ro(t.min_notional), _ro(t.max_notional), _ro(t.mmr), _ro(t.cum), _ro(t.n_tiers, np.int64), hi_sorted)
 
 
+def _last_bar(m: Market, before: tuple[np.ndarray, np.ndarray, np.ndarray] | None):
+    """(perp close, valid, perp volume) of the market's last bar (the bar before it for an empty market)."""
+    if m.n_bars:
+        return (_ro(m.perp_close[-1]), _ro(m.valid[-1], np.bool_), _ro(m.perp_volume[-1]))
+    return before
+
+
+def _run_key(leg_a: Market, leg_b: Market, tg: Any, config: BacktestConfig, spread: SpreadConfig, column_params) -> str:
+    """What a resumed run must share with the run it continues: venues, coins, columns, settings
+    and column parameters (a hash)."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    head = {
+        "venues": [leg_a.venue, leg_b.venue],
+        "symbols": [list(leg_a.perp_symbols), list(leg_b.perp_symbols)],
+        "config": config.config_hash(),
+        "spread": spread.to_dict(),
+        "freq": str(leg_a.index.freq or (leg_a.index[1] - leg_a.index[0] if leg_a.n_bars > 1 else "")),
+    }
+    h.update(json.dumps(head, sort_keys=True, default=str).encode())
+    h.update(np.ascontiguousarray(tg.column_symbol, np.int64).tobytes())
+    for name in sorted(column_params or {}):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(np.asarray(column_params[name], np.float64)).tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True, eq=False)
+class SpreadState:
+    """Where a spread run stopped (``SpreadResult.state``): every column's ``X_*`` slots, the last
+    ``execution_delay_bars`` target rows (decided, not executed yet), each leg's last bar (perp
+    close, validity and volume: the next run's delay-0 reference and slippage), the bar the next
+    run must start at and the key of what it must share (:func:`run_spread`'s ``resume``)."""
+
+    columns: np.ndarray
+    target_tail: np.ndarray
+    next_time: pd.Timestamp | None
+    key: str
+    leg_a_last: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+    leg_b_last: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+
+    def check(self, leg_a: Market, key: str) -> None:
+        """Raise ConfigError unless a run over ``leg_a``'s bars with ``key`` continues this state."""
+        if key != self.key:
+            raise ConfigError(
+                "resume: the venues, coins, columns, settings or column parameters differ from the run the state "
+                "comes from; continue with the same ones"
+            )
+        if self.next_time is not None and leg_a.n_bars and leg_a.index[0] != self.next_time:
+            raise ConfigError(
+                f"resume: the state ends before the bar at {self.next_time}, but the markets start at "
+                f"{leg_a.index[0]}; pass the bars that follow the previous run, without gap or overlap"
+            )
+
+
 @dataclass(eq=False)
 class SpreadResult:
     """What :func:`run_spread` returns. Frames are indexed by bar (open time, UTC) and column.
@@ -300,6 +360,34 @@ class SpreadResult:
     initial_capital: float
     flags: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    state: SpreadState | None = None
+
+    @classmethod
+    def chain(cls, parts: list[SpreadResult]) -> SpreadResult:
+        """Consecutive runs (each resumed from the one before) joined into one result: per-bar
+        frames concatenated, events appended, totals and state of the last part."""
+        if not parts:
+            raise ConfigError("chain: no results to join")
+        last = parts[-1]
+
+        def cat(get):
+            return pd.concat([get(p) for p in parts])
+
+        return cls(
+            index=parts[0].index.append([p.index for p in parts[1:]]),
+            columns=last.columns,
+            equity=cat(lambda p: p.equity),
+            components={k: cat(lambda p, k=k: p.components[k]) for k in last.components},
+            positions={k: cat(lambda p, k=k: p.positions[k]) for k in last.positions},
+            margin_ratio={k: cat(lambda p, k=k: p.margin_ratio[k]) for k in last.margin_ratio},
+            in_flight=cat(lambda p: p.in_flight),
+            events=pd.concat([p.events for p in parts], ignore_index=True),
+            totals=last.totals.assign(liquidations=sum(p.totals.liquidations for p in parts)),
+            initial_capital=parts[0].initial_capital,
+            flags=tuple(dict.fromkeys(f for p in parts for f in p.flags)),
+            notes=tuple(dict.fromkeys(n for p in parts for n in p.notes)),
+            state=last.state,
+        )
 
     def pnl(self, name: str) -> pd.DataFrame:
         """One cumulative component (quote), e.g. ``res.pnl("funding")``."""
@@ -318,6 +406,7 @@ def run_spread(
     column_params: dict[str, Any] | None = None,
     outputs: tuple[str, ...] | list[str] | None = None,
     parallel: bool | int = False,
+    resume: SpreadState | None = None,
 ) -> SpreadResult:
     """Simulate cross-venue spread hedges: long ``x`` of leg A's perp, short the same coins of leg B's.
 
@@ -345,6 +434,11 @@ def run_spread(
         funding rows are not recorded (their per-leg totals are in ``totals``).
     parallel : bool or int
         Columns on threads (bit-identical results).
+    resume : SpreadState, optional
+        Continue from where an earlier run stopped (its ``result.state``): the legs' markets start
+        at the bar after that run's last one, with the same coins, columns, settings and column
+        parameters (checked); consecutive chunks then equal one run over the whole period bit
+        for bit (``SpreadResult.chain``). Targets are the new bars' only.
     """
     from backtest.engine import hold_only_where_tradable, to_targets
     from backtest.kernels.simulate import count_target_changes_nb
@@ -446,22 +540,34 @@ def run_spread(
     out = SpreadOutputs(equity, comps, pos_a, pos_b, mr_a, mr_b, in_flight)
 
     capital = float(config.initial_capital_quote)
-    cs0 = np.zeros((C, NSX))
-    cs0[:, X_BALA] = cs0[:, X_BALB] = capital / 2.0
-    cs0[:, X_VA] = cs0[:, X_VB] = np.nan
-    cs0[:, X_LASTX] = np.nan
-    cs0[:, X_PRE] = cs0[:, X_FBAR] = -1.0
-    cs0[:, X_INIT] = capital
+    key = _run_key(leg_a, leg_b, tg, config, spread, column_params)
+    if resume is None:
+        cs0 = np.zeros((C, NSX))
+        cs0[:, X_BALA] = cs0[:, X_BALB] = capital / 2.0
+        cs0[:, X_VA] = cs0[:, X_VB] = np.nan
+        cs0[:, X_LASTX] = np.nan
+        cs0[:, X_PRE] = cs0[:, X_FBAR] = -1.0
+        cs0[:, X_INIT] = capital
+        tail = np.empty((0, C))
+    else:
+        if not isinstance(resume, SpreadState):
+            raise ConfigError(
+                f"resume must be the SpreadState of an earlier result (result.state), got {type(resume).__name__}"
+            )
+        resume.check(leg_a, key)
+        cs0, tail = np.array(resume.columns, copy=True), resume.target_tail
     cs = cs0.copy()
+    t_off = len(tail)
     tradable = np.asarray(leg_a.tradable) & np.asarray(leg_b.tradable)
-    target_rows = hold_only_where_tradable(tradable, tg.column_symbol, tg.values, 0, max(delay, 1))
+    rows_all = tg.values if not t_off else np.concatenate([tail, tg.values])
+    target_rows = hold_only_where_tradable(tradable, tg.column_symbol, rows_all, t_off, max(delay, 1))
     book = Book(
         _ro(target_rows),
         _ro(np.ones((1, 1))),
         _ro(tg.column_symbol, np.int64),
         _ro(np.arange(C), np.int64),
         _ro(np.arange(C + 1), np.int64),
-        0,
+        t_off,
     )
     prm = SpreadParams(
         fx["perp_leverage"],
@@ -482,8 +588,8 @@ def run_spread(
         int(kflags),
     )
     args = (
-        _leg_arrays(leg_a, delay),
-        _leg_arrays(leg_b, delay),
+        _leg_arrays(leg_a, delay, None if resume is None else resume.leg_a_last),
+        _leg_arrays(leg_b, delay, None if resume is None else resume.leg_b_last),
         book,
         prm,
         _tiers_arrays(tiers_a),
@@ -518,7 +624,18 @@ def run_spread(
                 records = _bar_order(np.concatenate([rec[r0 : r0 + k] for r0, k in zip(rec_bounds, counts)]))
                 break
             cap = int(counts.max()) * C
-    return _result(leg_a, leg_b, tg, config, capital, fee_a, fee_b, want, out, cs, records, flags, notes)
+    res = _result(leg_a, leg_b, tg, config, capital, fee_a, fee_b, want, out, cs, records, flags, notes)
+    lag = max(delay, 1)
+    k = min(lag, t_off + T)
+    res.state = SpreadState(
+        columns=_ro(cs),
+        target_tail=_ro(rows_all[len(rows_all) - k :]),
+        next_time=leg_a.index[-1] + (leg_a.index[1] - leg_a.index[0]) if T > 1 else None,
+        key=key,
+        leg_a_last=_last_bar(leg_a, None if resume is None else resume.leg_a_last),
+        leg_b_last=_last_bar(leg_b, None if resume is None else resume.leg_b_last),
+    )
+    return res
 
 
 def _bar_order(records: np.ndarray) -> np.ndarray:

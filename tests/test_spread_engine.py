@@ -19,6 +19,7 @@ from backtest.config import BacktestConfig, SpreadConfig
 from backtest.engine import hold_only_where_tradable
 from backtest.spread import COMPONENTS, run_spread, venue_tiers
 from backtest.targets import Targets
+from data.errors import ConfigError
 from data.market import Market
 from tests.reference_spread import run_reference_spread
 
@@ -325,3 +326,48 @@ def test_the_after_liquidation_policy_decides_what_follows_a_liquidation(policy)
         assert later.empty and (res.positions["A"].iloc[first + 1 :] == 0).all().all()
     else:  # (with no collateral moves the emptied wallet margins nothing: no re-entry at all)
         assert later.empty or later.time.min() >= idx[first + 24]
+
+
+@pytest.mark.parametrize("delay", [0, 1, 2])
+def test_resumed_chunks_equal_one_run_bit_for_bit(delay):
+    """Three consecutive chunks, each resumed from the state the one before ended in, joined with
+    SpreadResult.chain: every frame, event and total equal one run over all the bars."""
+    a, b, x = _markets(11, 1)
+    cfg = BacktestConfig(
+        initial_capital_quote=CAPITAL,
+        execution_delay_bars=delay,
+        allow_same_bar_execution=delay == 0,
+        maintenance_margin_rate=0.01,
+        clearance_fee_rate=0.015,
+        volume_participation_coefficient=0.05,
+        slippage_bps=1.0,
+    )
+    spread = SpreadConfig(venue_transfer_delay_hours=3, venue_transfer_fee_quote=0.5, venue_rebalance_band=0.1)
+    kw = {"column_params": {"perp_leverage": LEVERAGE}}
+    whole = run_spread(a, b, _targets(a, x), cfg, spread, **kw)
+    parts, state = [], None
+    for lo, hi in ((0, 97), (97, 211), (211, T)):
+        sa, sb = a.select(start=a.index[lo], end=a.index[hi - 1] + pd.Timedelta(hours=1)), None
+        sb = b.select(start=b.index[lo], end=b.index[hi - 1] + pd.Timedelta(hours=1))
+        res = run_spread(sa, sb, _targets(sa, x[lo:hi]), cfg, spread, resume=state, **kw)
+        parts.append(res)
+        state = res.state
+    joined = type(whole).chain(parts)
+    pd.testing.assert_frame_equal(joined.equity, whole.equity)
+    pd.testing.assert_frame_equal(joined.in_flight, whole.in_flight)
+    for name in COMPONENTS:
+        pd.testing.assert_frame_equal(joined.components[name], whole.components[name])
+    for leg in ("A", "B"):
+        pd.testing.assert_frame_equal(joined.positions[leg], whole.positions[leg])
+        pd.testing.assert_frame_equal(joined.margin_ratio[leg], whole.margin_ratio[leg])
+    pd.testing.assert_frame_equal(joined.events, whole.events)
+    pd.testing.assert_frame_equal(joined.totals, whole.totals)
+    kinds = Counter(whole.events.kind)
+    assert kinds["transfer"] and kinds["liquidation"] and kinds["fill"]  # the chunks cut through all of it
+    # a state only continues its own run
+    with pytest.raises(ConfigError, match="start"):
+        run_spread(a, b, _targets(a, x), cfg, spread, resume=parts[0].state, **kw)
+    with pytest.raises(ConfigError, match="settings"):
+        sa = a.select(start=a.index[97])
+        sb = b.select(start=b.index[97])
+        run_spread(sa, sb, _targets(sa, x[97:]), cfg.replace(slippage_bps=2.0), spread, resume=parts[0].state, **kw)
