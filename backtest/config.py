@@ -394,6 +394,10 @@ class SpreadConfig:
         None, or a venue without a file there: the venue's flat maintenance rate per symbol
         (``VenueRules.maintenance_fallback``). ``BacktestConfig.maintenance_margin_rate`` set
         overrides both venues.
+    leg_a : {'perp', 'spot'}
+        What leg A holds: the venue's perp (a funding-spread hedge, default) or its spot coins
+        (a cash-and-carry whose perp is on another venue: long only, bought with venue A's quote
+        cash; the fee is the venue's spot fee).
     """
 
     venue_transfer_delay_hours: float = 1.0
@@ -402,8 +406,10 @@ class SpreadConfig:
     fee_a_rate: float | None = None
     fee_b_rate: float | None = None
     tiers_dir: str | None = None
+    leg_a: str = "perp"
 
     def __post_init__(self) -> None:
+        check_choice("leg_a", self.leg_a, ("perp", "spot"))
         for name in ("venue_transfer_delay_hours", "venue_transfer_fee_quote", "fee_a_rate", "fee_b_rate"):
             v = getattr(self, name)
             if v is None and name.startswith("fee"):

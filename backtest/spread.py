@@ -44,7 +44,8 @@ bars (``ceil(venue_transfer_delay_hours / bar hours)``), ``fee_T`` the flat tran
      flat leg, and once its transfer is sent the column re-sizes to its target at the
      transfer's arrival bar (a re-entry due then); a liquidation clears it (the
      after-liquidation policy decides what follows); a cap below 1e-9 of the equity opens
-     nothing (a rounding residue). Else a pending close (after a liquidation)
+     nothing and an order of at most 1e-9 of the leg's position is not sent (rounding
+     residues). Else a pending close (after a liquidation)
      closes both legs (and is cleared). Else a collateral rebalance due (step 6) first trades
      both legs back to the last target's size on ``E`` (a rise of the price grows the
      notional, and with it the winning leg's initial margin), then *re-strikes* the richer
@@ -94,6 +95,7 @@ leverage (one ``L`` for both legs), and a USDC/USDT rate series (1:1).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -199,11 +201,11 @@ def _venue_quote(market: Market) -> str:
     return "USDC" if all(s.endswith("USDC") for s in market.perp_symbols) else "USDT"
 
 
-def _venue_fee(market: Market, order_type: str, config: BacktestConfig) -> tuple[float, str]:
-    """The perp fee of a leg's venue at the market's first bar, and where it comes from."""
+def _venue_fee(market: Market, order_type: str, config: BacktestConfig, kind: str = "perp") -> tuple[float, str]:
+    """The perp (or spot) fee of a leg's venue at the market's first bar, and where it comes from."""
     from data.venues import known_venues, venue_rules
 
-    key = f"perp_{order_type}_fee_rate"
+    key = f"{kind}_{order_type}_fee_rate"
     if market.venue in known_venues() and market.n_bars:
         rules = venue_rules(market.venue)
         return float(rules.fees_at(market.index[0]).as_config()[key]), f"{rules.path.name} ({order_type})"
@@ -235,9 +237,29 @@ def venue_tiers(market: Market, config: BacktestConfig, spread: SpreadConfig) ->
     return table, f"{rules.path.name}: flat " + ", ".join(f"{s} {r:g}" for s, r in zip(market.perp_symbols, rates))
 
 
-def _leg_arrays(m: Market, delay: int, last: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> MarketArrays:
+def _leg_arrays(
+    m: Market, delay: int, last: tuple[np.ndarray, np.ndarray, np.ndarray] | None, spot: bool = False
+) -> MarketArrays:
     """A leg's kernel inputs: its perp and mark fields (the spot fields are not read: the perp's);
-    ``last``: (perp close, valid, perp volume) of the bar before the first, from a resumed run."""
+    ``last``: (close, valid, volume) of the bar before the first, from a resumed run. A ``spot``
+    leg: its spot prices in the perp and mark fields and no funding."""
+    if spot:
+        px = {"open": m.spot_open, "high": m.spot_high, "low": m.spot_low, "close": m.spot_close}
+        none = _ro(np.zeros(m.shape))
+        m = dataclasses.replace(
+            m,
+            perp_open=px["open"],
+            perp_close=px["close"],
+            perp_volume=m.spot_volume,
+            mark_open=px["open"],
+            mark_high=px["high"],
+            mark_low=px["low"],
+            mark_close=px["close"],
+            funding_value=none,
+            funding_rate=none,
+            funding_count=np.zeros(m.shape, np.int32),
+            funding_time_ms=None,
+        )
     if delay == 0:
         ref = np.empty_like(m.perp_close)
         ref[0], ref[1:] = np.nan, m.perp_close[:-1]
@@ -277,10 +299,12 @@ def _tiers_arrays(t: TierTable) -> Tiers:
     return Tiers(_ro(t.min_notional), _ro(t.max_notional), _ro(t.mmr), _ro(t.cum), _ro(t.n_tiers, np.int64), hi_sorted)
 
 
-def _last_bar(m: Market, before: tuple[np.ndarray, np.ndarray, np.ndarray] | None):
-    """(perp close, valid, perp volume) of the market's last bar (the bar before it for an empty market)."""
+def _last_bar(m: Market, before: tuple[np.ndarray, np.ndarray, np.ndarray] | None, spot: bool = False):
+    """(close, valid, volume) of the leg's last bar, perp or ``spot`` (the bar before it for an
+    empty market)."""
     if m.n_bars:
-        return (_ro(m.perp_close[-1]), _ro(m.valid[-1], np.bool_), _ro(m.perp_volume[-1]))
+        close, volume = (m.spot_close, m.spot_volume) if spot else (m.perp_close, m.perp_volume)
+        return (_ro(close[-1]), _ro(m.valid[-1], np.bool_), _ro(volume[-1]))
     return before
 
 
@@ -480,7 +504,16 @@ def run_spread(
     delay = config.execution_delay_bars
     hours = bar_hours(leg_a)
     notes: list[str] = []
-    fee_a, src_a = _venue_fee(leg_a, config.order_type, config)
+    a_spot = spread.leg_a == "spot"
+    if a_spot:
+        if "perp_only" in leg_a.data_flags:
+            raise ConfigError("leg_a='spot' needs leg A's spot prices: load its market with spot=True")
+        if np.nanmin(tg.values, initial=0.0) < 0:
+            raise ConfigError(
+                "a spot leg A is held long only (a reverse carry would borrow the coins on venue A, which spread "
+                "hedges do not simulate): the targets must be >= 0"
+            )
+    fee_a, src_a = _venue_fee(leg_a, config.order_type, config, "spot" if a_spot else "perp")
     fee_b, src_b = _venue_fee(leg_b, config.order_type, config)
     if spread.fee_a_rate is not None:
         fee_a, src_a = spread.fee_a_rate, "fee_a_rate"
@@ -511,7 +544,8 @@ def run_spread(
             raise ConfigError(f"column parameter {why.replace(plaus, name)}")
     tiers_a, t_src_a = venue_tiers(leg_a, config, spread)
     tiers_b, t_src_b = venue_tiers(leg_b, config, spread)
-    tiers_a.check_leverage(fx["perp_leverage"], leg_a.perp_symbols, column_symbol=tg.column_symbol)
+    if not a_spot:
+        tiers_a.check_leverage(fx["perp_leverage"], leg_a.perp_symbols, column_symbol=tg.column_symbol)
     tiers_b.check_leverage(fx["perp_leverage"], leg_b.perp_symbols, column_symbol=tg.column_symbol)
     flags: list[str] = []
     if _venue_quote(leg_a) != _venue_quote(leg_b):
@@ -544,6 +578,10 @@ def run_spread(
     if resume is None:
         cs0 = np.zeros((C, NSX))
         cs0[:, X_BALA] = cs0[:, X_BALB] = capital / 2.0
+        if a_spot:  # the spot's venue holds N, the perp's N / L: L / (L + 1) and 1 / (L + 1) of it
+            lev0 = np.broadcast_to(fx["perp_leverage"][0], (C,))
+            cs0[:, X_BALA] = capital * (lev0 / (lev0 + 1.0))
+            cs0[:, X_BALB] = capital - cs0[:, X_BALA]
         cs0[:, X_VA] = cs0[:, X_VB] = np.nan
         cs0[:, X_LASTX] = np.nan
         cs0[:, X_PRE] = cs0[:, X_FBAR] = -1.0
@@ -586,9 +624,10 @@ def run_spread(
         max(1, math.ceil(config.reentry_cooldown_hours * MS_PER_HOUR / bar_ms - 1e-9)),
         math.ceil(spread.venue_transfer_delay_hours * MS_PER_HOUR / bar_ms - 1e-9),
         int(kflags),
+        a_spot,
     )
     args = (
-        _leg_arrays(leg_a, delay, None if resume is None else resume.leg_a_last),
+        _leg_arrays(leg_a, delay, None if resume is None else resume.leg_a_last, spot=a_spot),
         _leg_arrays(leg_b, delay, None if resume is None else resume.leg_b_last),
         book,
         prm,
@@ -624,7 +663,7 @@ def run_spread(
                 records = _bar_order(np.concatenate([rec[r0 : r0 + k] for r0, k in zip(rec_bounds, counts)]))
                 break
             cap = int(counts.max()) * C
-    res = _result(leg_a, leg_b, tg, config, capital, fee_a, fee_b, want, out, cs, records, flags, notes)
+    res = _result(leg_a, leg_b, tg, config, capital, fee_a, fee_b, want, out, cs, records, flags, notes, a_spot)
     lag = max(delay, 1)
     k = min(lag, t_off + T)
     res.state = SpreadState(
@@ -632,7 +671,7 @@ def run_spread(
         target_tail=_ro(rows_all[len(rows_all) - k :]),
         next_time=leg_a.index[-1] + (leg_a.index[1] - leg_a.index[0]) if T > 1 else None,
         key=key,
-        leg_a_last=_last_bar(leg_a, None if resume is None else resume.leg_a_last),
+        leg_a_last=_last_bar(leg_a, None if resume is None else resume.leg_a_last, spot=a_spot),
         leg_b_last=_last_bar(leg_b, None if resume is None else resume.leg_b_last),
     )
     return res
@@ -651,7 +690,9 @@ def _n_threads() -> int:
     return int(numba.get_num_threads())
 
 
-def _result(leg_a, leg_b, tg, config, capital, fee_a, fee_b, want, out, cs, records, flags, notes) -> SpreadResult:
+def _result(
+    leg_a, leg_b, tg, config, capital, fee_a, fee_b, want, out, cs, records, flags, notes, a_spot=False
+) -> SpreadResult:
     index = leg_a.index
     C = tg.values.shape[1]
     cols = pd.RangeIndex(C, name="column")
@@ -660,7 +701,8 @@ def _result(leg_a, leg_b, tg, config, capital, fee_a, fee_b, want, out, cs, reco
         {
             "coin": [leg_a.symbols[n] for n in sym],
             "venue_a": leg_a.venue,
-            "symbol_a": [leg_a.perp_symbols[n] for n in sym],
+            "symbol_a": [(leg_a.symbols if a_spot else leg_a.perp_symbols)[n] for n in sym],
+            "leg_a": "spot" if a_spot else "perp",
             "venue_b": leg_b.venue,
             "symbol_b": [leg_b.perp_symbols[n] for n in sym],
             "fee_a": fee_a,

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from data.catalog import Catalog
-from data.errors import ConfigError, DataError, unknown_name
+from data.errors import ConfigError, DataError, check_choice, unknown_name
 from data.loader import DataWarning, FundingGapPolicy, load_market
 from data.market import Market
 from data.schema import timeframe_minutes
@@ -173,6 +173,7 @@ def load_venue_pair(
     freq: str = "1h",
     *,
     funding_gaps: FundingGapPolicy | str = FundingGapPolicy.ERROR,
+    leg_a: str = "perp",
 ) -> VenuePair:
     """Load the perps of ``coins`` on two venues onto one common bar grid.
 
@@ -200,6 +201,10 @@ def load_venue_pair(
     funding_gaps:
         Policy for holes in a venue's funding (``"error"``, ``"no_trade"``, ``"zero"``), applied to
         both legs (see :func:`~data.loader.load_market`).
+    leg_a:
+        ``"perp"`` (default) or ``"spot"``: venue A's market with its spot prices too
+        (``load_market(spot=True)``: tradable where its spot, perp, mark and funding all are), for
+        a spot leg on venue A against the perp on venue B.
 
     Returns
     -------
@@ -235,8 +240,11 @@ def load_venue_pair(
     start_ms, end_ms = to_ms(start, "start"), to_ms(end, "end")
     symbols = {v: [_symbol_for(catalog, v, c) for c in names] for v in venues}
 
+    check_choice("leg_a", leg_a, ("perp", "spot"))
+
     def load(v: str, lo, hi) -> Market:
-        return load_market(catalog, symbols[v], lo, hi, freq, v, funding_gaps=funding_gaps, spot=False)
+        with_spot = leg_a == "spot" and v == venue_a
+        return load_market(catalog, symbols[v], lo, hi, freq, v, funding_gaps=funding_gaps, spot=with_spot)
 
     pair_notes: list[str] = []
     if start_ms is None or end_ms is None:

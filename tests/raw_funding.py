@@ -4,7 +4,7 @@ Built with pandas and pyarrow only: nothing of carry's ``data`` or ``backtest`` 
 imported, so a test comparing a loaded :class:`~data.market.Market` (or an engine run) with it
 checks the ingest, the catalog and the loader against the raw files, not against themselves.
 
-Files read (freqtrade's layout, see ``../shared/data/README.md``)::
+Files read (freqtrade's layout)::
 
     <venue_dir>/futures/<BASE>_<QUOTE>_<QUOTE>-1h-funding_rate.feather   one row per settlement,
                                                                          the rate in ``open``

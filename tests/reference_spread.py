@@ -23,7 +23,8 @@ Where the statement leaves room, this reference chooses:
   re-sizing at the transfer's arrival bar) and by a liquidation (the after-liquidation policy
   then decides what comes next);
 * a cap leaving less than ``DUST`` of the equity (1e-9) opens nothing (a wallet left at
-  maintenance minus the clearance fee is a rounding residue of either sign);
+  maintenance minus the clearance fee is a rounding residue of either sign), and an order of at
+  most ``DUST`` of the leg's position is not sent (a resizing to the same size, up to rounding);
 * a liquidation price without a solution (``liq_price_isolated`` NaN) is the adverse extreme;
 * funding is booked where ``funding_value`` is finite and non-zero;
 * the slippage's volume term is skipped unless the venue's previous volume is ``> 0`` (NaN
@@ -60,6 +61,7 @@ class Leg:
     pos: float = 0.0  # coins
     entry: float = 0.0  # entry price (cost = pos * entry)
     val: float = math.nan  # valuation price (NaN: never priced)
+    spot: bool = False  # spot coins bought with the venue's quote cash (``wallet``): entry stays 0
 
     @property
     def cost(self):
@@ -127,6 +129,7 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
     fee_t = float(settings["transfer_fee"])
     band = float(settings["band"])
     policy = settings["after_liquidation"]
+    spot_a = settings.get("leg_a", "perp") == "spot"  # leg A: spot coins, long only
     cooldown = int(settings["cooldown_bars"])
     assert policy in POLICIES, policy
     assert lag >= 0 and delay >= 0 and cooldown >= 1
@@ -148,10 +151,16 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
             a=Leg("A", leg_a, brackets_of(settings["tiers_a"], n), float(settings["fee_a"]), capital / 2),
             b=Leg("B", leg_b, brackets_of(settings["tiers_b"], n), float(settings["fee_b"]), capital / 2),
         )
+        if spot_a:  # the spot's venue holds N, the perp's N / L: L / (L + 1) and 1 / (L + 1)
+            col.a.spot = True
+            col.a.wallet = capital * (L / (L + 1))
+            col.b.wallet = capital - col.a.wallet
 
         # ---------------------------------------------------------------- helpers
         def ref_price(leg, j):
             M = leg.market
+            if leg.spot:
+                return M.spot_close[j - 1, n] if lag == 0 else M.spot_open[j, n]
             return M.perp_close[j - 1, n] if lag == 0 else M.perp_open[j, n]
 
         def ref_valid(leg, j):
@@ -176,20 +185,26 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
                 col.b.val = new_b
 
         def fill(j, leg, dq):
-            """Trade ``dq`` coins of ``leg`` at its reference price plus slippage."""
-            if dq == 0:
+            """Trade ``dq`` coins of ``leg`` at its reference price plus slippage (an order of at
+            most ``DUST`` of the position is a rounding residue: not sent)."""
+            if dq == 0 or abs(dq) <= DUST * abs(leg.pos):
                 return
             M = leg.market
             ref = ref_price(leg, j)
             sl = slip_bps / 1e4
             if j > 0:
-                vol = M.perp_volume[j - 1, n]
+                vol = (M.spot_volume if leg.spot else M.perp_volume)[j - 1, n]
                 if vol > 0:
                     sl += impact * abs(dq) / vol
             price = ref * (1 + sl) if dq > 0 else ref * (1 - sl)
             fee = abs(dq) * price * leg.fee_rate
             col.pnl["slippage"] += dq * (ref - price)
             col.pnl["fees"] -= fee
+            if leg.spot:  # bought (sold) for quote cash
+                leg.wallet -= dq * price + fee
+                leg.pos += dq
+                events.append((j, c, "fill", leg.name, float(dq), float(price), float(-dq * price - fee), float(fee)))
+                return
             p = leg.pos
             realized = 0.0
             if p == 0 or (p > 0) == (dq > 0):  # open or add: average the entry
@@ -216,16 +231,24 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
             margin-balance gap from the richer venue to the poorer."""
             if col.a.pos != 0 and col.b.pos != 0 and not math.isnan(col.last_x):
                 E = col.a.margin_balance() + col.b.margin_balance() + col.in_flight
-                N = max(E, 0.0) * abs(col.last_x) * L / 2
+                N = max(E, 0.0) * abs(col.last_x) * (L / (L + 1) if spot_a else L / 2)
                 s_new = math.copysign(N / col.a.val, col.last_x)
                 trade_to(j, s_new, -s_new)
-            rich, poor = (col.a, col.b) if col.a.margin_balance() >= col.b.margin_balance() else (col.b, col.a)
-            need = (rich.margin_balance() - poor.margin_balance()) / 2
+            mb_a, mb_b = col.a.margin_balance(), col.b.margin_balance()
+            if spot_a:  # each venue against its share: the spot's L / (L + 1) of the two
+                t_a = L / (L + 1) * (mb_a + mb_b)
+                rich, poor = (col.b, col.a) if mb_a < t_a else (col.a, col.b)
+                need = t_a - mb_a if mb_a < t_a else mb_a - t_a
+            else:
+                rich, poor = (col.a, col.b) if mb_a >= mb_b else (col.b, col.a)
+                need = (rich.margin_balance() - poor.margin_balance()) / 2
 
             def free():
+                if rich.spot:  # a spot leg's free quote is its cash
+                    return rich.wallet
                 return rich.wallet - abs(rich.pos) * rich.val / L
 
-            if free() < need and rich.upnl() > 0:  # re-strike: realize the profit into the wallet
+            if free() < need and rich.upnl() > 0 and not rich.spot:  # re-strike: realize the profit
                 p = rich.pos
                 fill(j, rich, -p)
                 fill(j, rich, p)
@@ -252,7 +275,7 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
         def liquidate_if_breached(j, leg):
             M = leg.market
             p = leg.pos
-            if p == 0 or not M.valid[j, n]:
+            if p == 0 or not M.valid[j, n] or leg.spot:  # a long spot leg is never liquidated
                 return
             adv = M.mark_low[j, n] if p > 0 else M.mark_high[j, n]
             mb = leg.wallet + p * adv - leg.cost
@@ -290,7 +313,7 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
             col.capped = False
 
         def margin_ratio(leg):
-            if leg.pos == 0:
+            if leg.pos == 0 or leg.spot:
                 return math.nan
             mb = leg.margin_balance()
             mm = maintenance(leg.brackets, abs(leg.pos) * leg.val)
@@ -329,8 +352,12 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
                         # L * the poorer margin balance (after a liquidation one wallet is nearly empty)
                         mb_a, mb_b = col.a.margin_balance(), col.b.margin_balance()
                         E = mb_a + mb_b + col.in_flight
-                        N = max(E, 0.0) * abs(x) * L / 2
-                        room = max(min(mb_a, mb_b), 0.0) * L
+                        if spot_a:  # spot N and margin N / L: N = E * L / (L + 1); A buys only what it holds
+                            N = max(E, 0.0) * abs(x) * L / (L + 1)
+                            room = max(min(mb_a, mb_b * L), 0.0)
+                        else:
+                            N = max(E, 0.0) * abs(x) * L / 2
+                            room = max(min(mb_a, mb_b), 0.0) * L
                         if room <= DUST * max(E, 0.0):  # a rounding residue, not a wallet
                             room = 0.0
                         col.capped = room < N
@@ -350,6 +377,8 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
 
             # 3. funding (also on invalid bars)
             for leg in (col.a, col.b):
+                if leg.spot:
+                    continue
                 M = leg.market
                 fv = M.funding_value[j, n]
                 if leg.pos != 0 and fv != 0 and math.isfinite(fv):
@@ -362,7 +391,8 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
 
             # 4. close: each leg to its mark close where its bar is valid
             va_ok, vb_ok = bool(leg_a.valid[j, n]), bool(leg_b.valid[j, n])
-            revalue(leg_a.mark_close[j, n] if va_ok else None, leg_b.mark_close[j, n] if vb_ok else None)
+            close_a = leg_a.spot_close if spot_a else leg_a.mark_close
+            revalue(close_a[j, n] if va_ok else None, leg_b.mark_close[j, n] if vb_ok else None)
 
             # 5. outputs
             eq = col.equity()
@@ -385,7 +415,12 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
             both_open = col.a.pos != 0 and col.b.pos != 0
             if col.in_flight == 0 and (both_open or col.capped) and va_ok and vb_ok:
                 mb_a, mb_b = col.a.margin_balance(), col.b.margin_balance()
-                col.reb_due = math.isfinite(band) and min(mb_a, mb_b) < (1 - band) * (mb_a + mb_b) / 2
+                if spot_a:
+                    t_a = L / (L + 1) * (mb_a + mb_b)
+                    low = mb_a < (1 - band) * t_a or mb_b < (1 - band) * (mb_a + mb_b - t_a)
+                    col.reb_due = math.isfinite(band) and low
+                else:
+                    col.reb_due = math.isfinite(band) and min(mb_a, mb_b) < (1 - band) * (mb_a + mb_b) / 2
 
     events.sort(key=lambda e: (e[0], e[1]))  # bar-major, column next; a stable sort keeps each bar's order
     return {

@@ -371,3 +371,38 @@ def test_resumed_chunks_equal_one_run_bit_for_bit(delay):
         sa = a.select(start=a.index[97])
         sb = b.select(start=b.index[97])
         run_spread(sa, sb, _targets(sa, x[97:]), cfg.replace(slippage_bps=2.0), spread, resume=parts[0].state, **kw)
+
+
+@pytest.mark.parametrize("case", CASES[:4], ids=[f"seed{c[0]}-lag{c[2]}-delay{c[4]}" for c in CASES[:4]])
+def test_spot_leg_on_one_venue_against_the_perp_on_another(case, tmp_path):
+    """Leg A spot coins bought with venue A's cash (its own prices, 0.2% below the perp's), leg B
+    the perp on venue B: the kernel equals the reference, leg A pays no funding, is never
+    liquidated and has no margin ratio; the capital starts split L / (L + 1) to the spot venue."""
+    import dataclasses
+
+    a, b, x, config, spread, settings = _setup(case, tmp_path)
+    a = dataclasses.replace(
+        a, **{f"spot_{k}": getattr(a, f"spot_{k}") * 0.998 for k in ("open", "high", "low", "close")}
+    )
+    x = np.abs(x)  # long only
+    spread = dataclasses.replace(spread, leg_a="spot")
+    res = _run(a, b, x, config, spread)
+    ref = _reference(a, b, x, dict(settings, leg_a="spot"))
+    atol = 1e-9 * CAPITAL
+    _close("equity", res.equity.values, ref["equity"], atol)
+    for name in COMPONENTS:
+        _close(name, res.components[name].values, ref["components"][name], atol)
+    _close("position A", res.positions["A"].values, ref["s"], 1e-12, 1e-9)
+    _close("position B", res.positions["B"].values, ref["q"], 1e-12, 1e-9)
+    _close("margin ratio B", res.margin_ratio["B"].values, ref["mr_b"], 1e-12, 1e-9)
+    _close("in flight", res.in_flight.values, ref["in_flight"], atol)
+    _compare_events(res, ref, a, b)
+    assert res.margin_ratio["A"].isna().all().all() and (res.totals.funding_a == 0).all()
+    ev = res.events
+    assert not ((ev.kind == "liquidation") & (ev.leg == "A")).any()
+    assert ((ev.kind == "liquidation") & (ev.leg == "B")).any()
+    assert (ev.kind == "transfer").any() == (case[6] is not None)  # (no band: no collateral moves)
+    first = ev[(ev.kind == "fill") & (ev.leg == "A")].iloc[0]  # a spot buy: cash out = coins x price + fee
+    assert first.cash == pytest.approx(-first.qty * first.price - first.fee, rel=1e-12)
+    with pytest.raises(ConfigError, match="long only"):
+        _run(a, b, -np.abs(np.nan_to_num(x)), config, spread)

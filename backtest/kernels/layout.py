@@ -247,13 +247,15 @@ class SpreadParams(NamedTuple):
 class SpreadSettings(NamedTuple):
     """Run-wide scalars of spread hedges: ``lag`` (as :class:`Settings`), ``after_liq`` (``AFTER_*``),
     ``cooldown`` (bars), ``transfer_delay`` (bars from a transfer's departure to its arrival),
-    ``flags`` (``F_*`` output bits)."""
+    ``flags`` (``F_*`` output bits), ``a_spot`` (leg A is spot coins bought with venue A's quote
+    cash, not a perp: no funding, no liquidation, no cost basis)."""
 
     lag: int
     after_liq: int
     cooldown: int
     transfer_delay: int
     flags: int
+    a_spot: bool
 
 
 class SpreadOutputs(NamedTuple):

@@ -63,7 +63,8 @@ from backtest.kernels.layout import (
 )
 from backtest.kernels.margin import flex_nb, liq_level_nb, maint_margin_nb, tier_bounds_nb
 
-#: A sizing cap below this fraction of the equity opens nothing (a rounding residue).
+#: A sizing cap below this fraction of the equity opens nothing, and an order below this
+#: fraction of the position is not sent (rounding residues, not trades).
 DUST = 1e-9
 #: Bars per time chunk of :func:`spread_range_nb` (a chunk's per-bar outputs of all its columns
 #: stay in cache while each column runs through it).
@@ -98,10 +99,31 @@ def _transfer(j, c, cs, from_b, amount, fee, delay, rec, nrec):
 
 
 @njit(cache=True)
-def _fill(j, c, cs, to_b, dq, ref, vol, slip, impact, fee_rate, rec, nrec):
+def _fill(j, c, cs, to_b, dq, ref, vol, slip, impact, fee_rate, rec, nrec, a_spot=False):
     """Trade ``dq`` coins of leg A (``to_b`` False) or B at the reference ``ref`` into that venue's
-    wallet (``rules.perp_leg_fill_nb``). Returns the event count."""
-    if dq == 0.0:
+    wallet (``rules.perp_leg_fill_nb``; a spot leg A, ``a_spot``: ``rules.spot_fill_nb`` for venue
+    A's quote cash). An order of at most ``DUST`` of the position is a rounding residue of a
+    resizing to the same size: not sent. Returns the event count."""
+    pos0 = cs[c, X_Q] if to_b else cs[c, X_S]
+    if dq == 0.0 or abs(dq) <= DUST * abs(pos0):
+        return nrec
+    if a_spot and not to_b:
+        cs[c, X_BALA], cs[c, X_COMP + C_FEE], cs[c, X_COMP + C_SLIP], nrec = rules.spot_fill_nb(
+            rec,
+            nrec,
+            j,
+            c,
+            dq,
+            ref,
+            vol,
+            slip,
+            impact,
+            fee_rate,
+            cs[c, X_BALA],
+            cs[c, X_COMP + C_FEE],
+            cs[c, X_COMP + C_SLIP],
+        )
+        cs[c, X_S] += dq
         return nrec
     pos_k, cost_k, bal_k = (X_Q, X_COSTB, X_BALB) if to_b else (X_S, X_COSTA, X_BALA)
     cs[c, cost_k], cs[c, bal_k], cs[c, X_COMP + C_FEE], cs[c, X_COMP + C_SLIP], nrec = rules.perp_leg_fill_nb(
@@ -157,8 +179,12 @@ def _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec):
             mba = cs[c, X_BALA] + (s * pxa - cs[c, X_COSTA])
             mbb = cs[c, X_BALB] + (q * pxb - cs[c, X_COSTB])
             eq = mba + mbb + cs[c, X_FLIGHT]
-            notional = max(eq, 0.0) * abs(x) * lev / 2.0
-            room = max(min(mba, mbb), 0.0) * lev  # each venue margins only what it holds
+            if run.a_spot:  # spot N plus margin N / L: N = E * L / (L + 1); A buys only what it holds
+                notional = max(eq, 0.0) * abs(x) * lev / (lev + 1.0)
+                room = max(min(mba, mbb * lev), 0.0)
+            else:  # margin N / L on each venue: N = E * L / 2
+                notional = max(eq, 0.0) * abs(x) * lev / 2.0
+                room = max(min(mba, mbb), 0.0) * lev  # each venue margins only what it holds
             if room <= DUST * max(eq, 0.0):  # a rounding residue (a wallet left at maintenance - fee)
                 room = 0.0
             cs[c, X_CAP] = 1.0 if room < notional else 0.0
@@ -166,7 +192,7 @@ def _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec):
             cs[c, X_LASTX] = x
             cs[c, X_PRE] = -1.0
         cs[c, X_PCLOSE] = 0.0
-        nrec = _fill(j, c, cs, False, new_s - s, pxa, vol_a, slip, impact, fee_a, rec, nrec)
+        nrec = _fill(j, c, cs, False, new_s - s, pxa, vol_a, slip, impact, fee_a, rec, nrec, run.a_spot)
         nrec = _fill(j, c, cs, True, -new_s - q, pxb, vol_b, slip, impact, fee_b, rec, nrec)
         return nrec
     # collateral rebalance: both legs back to the target's size on the equity (a rise of the
@@ -178,18 +204,25 @@ def _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec):
         mba = cs[c, X_BALA] + (s * pxa - cs[c, X_COSTA])
         mbb = cs[c, X_BALB] + (q * pxb - cs[c, X_COSTB])
         eq = mba + mbb + cs[c, X_FLIGHT]
-        new_s = np.sign(last) * (max(eq, 0.0) * abs(last) * lev / 2.0) / pxa
-        nrec = _fill(j, c, cs, False, new_s - s, pxa, vol_a, slip, impact, fee_a, rec, nrec)
+        per = lev / (lev + 1.0) if run.a_spot else lev / 2.0
+        new_s = np.sign(last) * (max(eq, 0.0) * abs(last) * per) / pxa
+        nrec = _fill(j, c, cs, False, new_s - s, pxa, vol_a, slip, impact, fee_a, rec, nrec, run.a_spot)
         nrec = _fill(j, c, cs, True, -new_s - q, pxb, vol_b, slip, impact, fee_b, rec, nrec)
         s, q = cs[c, X_S], cs[c, X_Q]
-    mba = cs[c, X_BALA] + s * pxa - cs[c, X_COSTA]
-    mbb = cs[c, X_BALB] + q * pxb - cs[c, X_COSTB]
-    from_b = mbb > mba
-    need = abs(mba - mbb) / 2.0
+    mba = cs[c, X_BALA] + (s * pxa - cs[c, X_COSTA])  # (as the margin balance: wallet + unrealized)
+    mbb = cs[c, X_BALB] + (q * pxb - cs[c, X_COSTB])
+    if run.a_spot:  # venue A's share of the two: its spot, L / (L + 1)
+        ta = lev / (lev + 1.0) * (mba + mbb)
+        from_b = mba < ta
+        need = ta - mba if from_b else mba - ta
+    else:
+        from_b = mbb > mba
+        need = abs(mba - mbb) / 2.0
     pos, px = (q, pxb) if from_b else (s, pxa)
     bal_k, cost_k = (X_BALB, X_COSTB) if from_b else (X_BALA, X_COSTA)
-    free = cs[c, bal_k] - abs(pos) * px / lev
-    if free < need and pos * px - cs[c, cost_k] > 0.0 and pos != 0.0:
+    spot_rich = run.a_spot and not from_b  # a spot leg's free quote is its cash
+    free = cs[c, bal_k] if spot_rich else cs[c, bal_k] - abs(pos) * px / lev
+    if free < need and pos * px - cs[c, cost_k] > 0.0 and pos != 0.0 and not spot_rich:
         # re-strike the richer leg (close and reopen the same coins) to realize its profit
         vol, fee_rate = (vol_b, fee_b) if from_b else (vol_a, fee_a)
         nrec = _fill(j, c, cs, from_b, -pos, px, vol, slip, impact, fee_rate, rec, nrec)
@@ -359,6 +392,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
     lo_a, hi_a, lo_b, hi_b = mka.mark_low, mka.mark_high, mkb.mark_low, mkb.mark_high
     fv_a, fv_b, mc_a, mc_b = mka.funding_value, mkb.funding_value, mka.mark_close, mkb.mark_close
     band_t = prm.band.shape[0] > 1
+    a_spot = run.a_spot
     nrec = 0
     for j0 in range(0, T, TIME_CHUNK):
         j1 = min(T, j0 + TIME_CHUNK)
@@ -461,7 +495,12 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
                     lvb = liq_level_nb(q, balb, costb, mmr_b, cmin_b)
                 # 2. liquidation, leg A then leg B (the full check only past the pre-check level)
                 ok_a, ok_b = valid_a[ju, nu], valid_b[ju, nu]
-                liq_a = s != 0.0 and ok_a and rules.liq_possible_nb(s, lo_a[ju, nu] if s > 0.0 else hi_a[ju, nu], lva)
+                liq_a = (
+                    not a_spot
+                    and s != 0.0
+                    and ok_a
+                    and rules.liq_possible_nb(s, lo_a[ju, nu] if s > 0.0 else hi_a[ju, nu], lva)
+                )
                 liq_b = q != 0.0 and ok_b and rules.liq_possible_nb(q, lo_b[ju, nu] if q > 0.0 else hi_b[ju, nu], lvb)
                 if liq_a or liq_b:
                     _put(
@@ -556,7 +595,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
                         out.mr_b,
                         j,
                         c,
-                        _leg_ratio(s, va, bala, costa, tiers_a, n),
+                        np.nan if a_spot else _leg_ratio(s, va, bala, costa, tiers_a, n),
                         _leg_ratio(q, vb, balb, costb, tiers_b, n),
                     )
                 # 6. collateral check (decided at the close, done at the next open)
@@ -565,7 +604,13 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
                     mbb = balb + upb
                     if band_t:
                         band = flex_nb(prm.band, j, c)
-                    reb = 1.0 if band < np.inf and min(mba, mbb) < (1.0 - band) * (mba + mbb) / 2.0 else 0.0
+                    if a_spot:  # each venue against its share: spot L / (L + 1), margin 1 / (L + 1)
+                        lev = flex_nb(prm.leverage, j, c)
+                        ta = lev / (lev + 1.0) * (mba + mbb)
+                        low = mba < (1.0 - band) * ta or mbb < (1.0 - band) * (mba + mbb - ta)
+                        reb = 1.0 if band < np.inf and low else 0.0
+                    else:
+                        reb = 1.0 if band < np.inf and min(mba, mbb) < (1.0 - band) * (mba + mbb) / 2.0 else 0.0
             _put(
                 cs,
                 c,
