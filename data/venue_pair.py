@@ -241,9 +241,10 @@ def load_venue_pair(
     symbols = {v: [_symbol_for(catalog, v, c) for c in names] for v in venues}
 
     check_choice("leg_a", leg_a, ("perp", "spot"))
+    spot_a = leg_a == "spot"
 
     def load(v: str, lo, hi) -> Market:
-        with_spot = leg_a == "spot" and v == venue_a
+        with_spot = spot_a and v == venue_a
         return load_market(catalog, symbols[v], lo, hi, freq, v, funding_gaps=funding_gaps, spot=with_spot)
 
     pair_notes: list[str] = []
@@ -267,13 +268,13 @@ def load_venue_pair(
             f"overlap ({told} UTC)"
         )
         start, end = lo, hi
-    leg_a, leg_b = load(venue_a, start, end), load(venue_b, start, end)
-    assert leg_a.index.equals(leg_b.index), "the legs' bar grids differ"
-    assert leg_a.perp_symbols == tuple(symbols[venue_a]) and leg_b.perp_symbols == tuple(symbols[venue_b]), (
+    market_a, market_b = load(venue_a, start, end), load(venue_b, start, end)
+    assert market_a.index.equals(market_b.index), "the legs' bar grids differ"
+    assert market_a.perp_symbols == tuple(symbols[venue_a]) and market_b.perp_symbols == tuple(symbols[venue_b]), (
         "the legs' coins are not in the order asked"
     )
 
-    flags = list(dict.fromkeys((*leg_a.data_flags, *leg_b.data_flags)))
+    flags = list(dict.fromkeys((*market_a.data_flags, *market_b.data_flags)))
     differ = [
         (c, a, b)
         for c, a, b in zip(names, symbols[venue_a], symbols[venue_b])
@@ -290,8 +291,8 @@ def load_venue_pair(
     for text in pair_notes:
         warnings.warn(text, DataWarning, stacklevel=2)
     notes = (
-        *(f"{venue_a}: {n}" for n in leg_a.notes),
-        *(f"{venue_b}: {n}" for n in leg_b.notes),
+        *(f"{venue_a}: {n}" for n in market_a.notes),
+        *(f"{venue_b}: {n}" for n in market_b.notes),
         *pair_notes,
     )
-    return VenuePair(leg_a, leg_b, names, venues, tuple(notes), tuple(flags))
+    return VenuePair(market_a, market_b, names, venues, tuple(notes), tuple(flags))

@@ -142,3 +142,39 @@ def test_a_liquidation_of_the_binance_leg_by_hand_with_its_tiers(venues_catalog)
     assert after.time.iloc[0] == first.time + H and after.qty.iloc[0] == pytest.approx(q)
     assert res.positions["A"][0].iloc[-1] == 0.0 and res.positions["B"][0].iloc[-1] == 0.0
     assert res.totals.liquidations[0] == 1
+
+
+def test_binance_spot_against_the_bybit_perp(venues_catalog):  # noqa: F811
+    """A cash-and-carry across venues: BTC and ETH spot bought on Binance, the perp shorted on
+    Bybit, 2024-09-04..2025-07-26 at 2x: the perp leg's funding equals the raw files', the spot
+    leg pays none, the identity holds at every bar, and the spot venue starts with L / (L + 1)
+    of the capital."""
+    pair = _pair_spot(venues_catalog)
+    assert "perp_only" not in pair.leg_a.data_flags and "perp_only" in pair.leg_b.data_flags
+    x = np.ones((pair.leg_a.n_bars, 2))
+    res = _run(pair, x, np.array([0, 1]), BacktestConfig(perp_leverage=2), SpreadConfig(leg_a="spot"))
+    comps = sum(res.components.values())
+    np.testing.assert_allclose((res.equity - res.initial_capital).to_numpy(), comps.to_numpy(), rtol=0, atol=1e-5)
+    assert (res.totals.funding_a == 0).all() and (res.totals.funding_b > 0).all()
+    assert list(res.columns.leg_a) == ["spot", "spot"] and list(res.columns.symbol_a) == ["BTCUSDT", "ETHUSDT"]
+    ev = res.events
+    first = ev[(ev.kind == "fill") & (ev.leg == "A")].groupby("column").first()
+    # the first spot buy: the spot venue's share, 2/3 of the capital, plus Binance's spot fee
+    # (its cash dips below zero by the fee, as the single-venue engine's spot wallet does)
+    np.testing.assert_allclose(-first.cash, 10_000 * 2 / 3 * (1 + res.columns.fee_a.to_numpy()), rtol=1e-12)
+    assert (res.columns.fee_a == 0.001).all()
+    fund = ev[ev.kind == "funding"]
+    assert set(fund.leg) == {"B"}
+    for c, coin in enumerate(pair.coins):
+        want = expected_funding(raw_settlements(shared_data_path("bybit"), coin, "USDT"), res.positions["B"][c])
+        want = want[np.isfinite(want.to_numpy()) & (want.to_numpy() != 0)]
+        want = want.groupby(want.index.ceil("h") - H).sum()
+        got = fund[fund.column == c].groupby("time").cash.sum()
+        assert got.index.equals(pd.DatetimeIndex(want.index))
+        np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-9, atol=0)
+
+
+def _pair_spot(catalog):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        return load_venue_pair(catalog, "BTC,ETH", "binance", "bybit", "2024-09-04", "2025-07-26", leg_a="spot")
