@@ -102,3 +102,25 @@ def write_spread_run(
         },
         overwrite=overwrite,
     )
+
+
+def best_venue_rows(rows: pd.DataFrame, capital: float, index: pd.DatetimeIndex) -> pd.DataFrame:
+    """Per coin, the ``best_venue_carry`` strategy as one trade: the sum of its venue pairs' rows
+    (at most one pair holds the coin's carry at a time, so the in-trade shares add up), its
+    return on one column's ``capital``; ``venue_b`` lists the candidate venues."""
+    years = (index[-1] - index[0] + (index[1] - index[0])).total_seconds() / (365 * 86400)
+    out = []
+    for coin, part in rows.groupby("coin", sort=False):
+        summed = part.select_dtypes("number").sum()
+        ret = summed["net"] / capital
+        row = {
+            "coin": coin,
+            "venue_a": part.venue_a.iloc[0],
+            "venue_b": "best of " + "/".join(part.venue_b),
+            "strategy": "best_venue_carry (all venues)",
+            **summed.to_dict(),
+            "return": ret,
+            "annualized": (1.0 + ret) ** (1.0 / years) - 1.0 if years > 0 else np.nan,
+        }
+        out.append(row)
+    return pd.DataFrame(out, columns=rows.columns).astype({"transfers": np.int64, "liquidations": np.int64})

@@ -39,6 +39,7 @@ from strategies.base import (
     param,
 )
 from strategies.basis_aware import BasisAwareParams, basis_aware
+from strategies.best_venue_carry import BestVenueCarryParams, best_venue_carry
 from strategies.funding_sign import FundingSignParams, funding_sign
 from strategies.funding_spread import FundingSpreadParams, funding_spread, trailing_funding_per_year
 from strategies.funding_threshold import FundingThresholdParams, funding_threshold
@@ -106,6 +107,8 @@ __all__ = [
     "FundingSignParams",
     "funding_spread",
     "FundingSpreadParams",
+    "best_venue_carry",
+    "BestVenueCarryParams",
     "trailing_funding_per_year",
     "basis_aware",
     "BasisAwareParams",

@@ -118,6 +118,12 @@ def test_report_in_a_browser(spread_run, tmp_path):
         (["--venues", "binance,bybit", "--symbols", "DOGE"], 1, "coin DOGE has no perp on venue binance"),
         (["--venues", "binance,bybit", "--symbols", "BTC", "--rebalance-band", "2"], 2, "--rebalance-band"),
         (["--venues", "binance,hyperliquid", "--symbols", "BTC", "--start", "2026-01-01"], 1, "empty time range"),
+        (
+            ["--venues", "binance,bybit", "--symbols", "BTC", "--leg-a", "spot"],
+            2,
+            "--strategy funding_spread trades two",
+        ),
+        (["--venues", "binance,bybit", "--symbols", "BTC", "--strategy", "best_venue_carry"], 2, "add --leg-a spot"),
     ],
 )
 def test_refusals_name_the_flag_or_the_data_and_write_nothing(venues_catalog, tmp_path, flags, code, named):  # noqa: F811
@@ -193,3 +199,45 @@ def test_readme_figures(spread_run, venues_catalog, tmp_path):  # noqa: F811
         43,
         108,
     )
+
+
+def test_spot_on_one_venue_and_the_best_perp_venue(venues_catalog, tmp_path):  # noqa: F811
+    """``--leg-a spot --strategy best_venue_carry``: Binance spot against the perp of Bybit or
+    Hyperliquid, whichever pays most; one row per pair and one for the strategy, their sum."""
+    out = tmp_path / "best"
+    r = carry(
+        "spread",
+        "--data",
+        venues_catalog.root,
+        "--venues",
+        "binance,bybit,hyperliquid",
+        "--leg-a",
+        "spot",
+        "--strategy",
+        "best_venue_carry",
+        "--symbols",
+        "BTC,ETH",
+        "--out",
+        out,
+    )
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "spread.json").read_text())
+    rows = summary["rows"]
+    assert summary["leg_a"] == "spot" and [(x["venue_a"], x["venue_b"]) for x in rows] == [
+        ("binance", "bybit"),
+        ("binance", "bybit"),
+        ("binance", "hyperliquid"),
+        ("binance", "hyperliquid"),
+        ("binance", "best of bybit/hyperliquid"),
+        ("binance", "best of bybit/hyperliquid"),
+    ]
+    assert "one window for every venue" in r.stderr
+    for coin in ("BTC", "ETH"):
+        pairs = [x for x in rows if x["coin"] == coin and not x["venue_b"].startswith("best")]
+        best = next(x for x in rows if x["coin"] == coin and x["venue_b"].startswith("best"))
+        for k in ("net", "funding_b", "trading_fees", "transfer_fees", "basis"):
+            assert best[k] == pytest.approx(sum(x[k] for x in pairs), abs=1e-9)
+        assert best["in_trade"] <= 1.0 + 1e-12 and best["funding_a"] == 0.0  # one venue at a time; spot pays none
+        assert best["return"] == pytest.approx(best["net"] / 10_000, rel=1e-12)
+    events = pd.read_parquet(out / "events.parquet")
+    assert set(events[events.kind == "funding"].leg) == {"B"}

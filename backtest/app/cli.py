@@ -319,6 +319,7 @@ def _band(text: str) -> float | None:
 EPILOG_SPREAD = """examples:
   carry spread --data data/catalog --venues binance,bybit,hyperliquid --symbols BTC,ETH --start 2024-09-04 --end 2025-07-26 --out reports/spread
   carry spread --data data/catalog --venues binance,okx --symbols BTC --strategy hold --leverage 3 --out reports/hold
+  carry spread --data data/catalog --venues binance,bybit,okx --leg-a spot --strategy best_venue_carry --symbols BTC,ETH --out reports/best
 """
 
 EPILOG_SCAN = """examples:
@@ -492,12 +493,25 @@ def _add_run_commands(sub) -> None:
     g.add_argument("--start", default=None, help="first bar (UTC); default: where both venues of a pair trade")
     g.add_argument("--end", default=None, help="end (UTC, exclusive); default: where both venues of a pair trade")
     s_ = sp.add_argument_group("strategy")
+    g.add_argument(
+        "--leg-a",
+        choices=("perp", "spot"),
+        default="perp",
+        help="perp (default): every pair of the venues, a perp on each; spot: spot bought on the first venue "
+        "against the perp on each other one (a cash-and-carry across venues, long only)",
+    )
     s_.add_argument(
         "--strategy",
-        choices=("funding_spread", "hold"),
+        choices=("funding_spread", "hold", "best_venue_carry"),
         default="funding_spread",
         help="funding_spread (default): enter when the trailing spread beats both venues' fees; hold: long A / "
-        "short B throughout",
+        "short B throughout; best_venue_carry (with --leg-a spot): the perp on whichever venue pays most",
+    )
+    s_.add_argument(
+        "--switch",
+        type=float,
+        default=0.05,
+        help="best_venue_carry: move to a venue paying this much more, annualized fraction (0.05)",
     )
     s_.add_argument("--entry", type=float, default=0.05, help="funding_spread: entry, annualized fraction (0.05)")
     s_.add_argument("--exit", type=float, default=0.0, help="funding_spread: exit, annualized fraction (0.0)")

@@ -1144,20 +1144,28 @@ def cmd_strategies(args) -> int:
 
 
 def cmd_spread(args) -> int:
-    """``carry spread``: backtest funding-spread hedges (a perp long on one venue, short on
-    another) for each coin and pair of the named venues (:mod:`backtest.spread`)."""
+    """``carry spread``: backtest hedges whose legs sit on different venues (:mod:`backtest.spread`):
+    a perp long on one venue and short on another for each coin and pair of the named venues, or
+    (``--leg-a spot``) spot on the first venue against the perp on each other one."""
     import strategies
     from backtest.config import BacktestConfig, SpreadConfig
     from backtest.spread import run_spread
     from data.catalog import Catalog
     from data.loader import DataWarning
     from data.venue_pair import load_venue_pair
-    from data.venues import known_venues
-    from reports.spread_run import spread_rows, write_spread_run
+    from data.venues import known_venues, venue_rules
+    from reports.spread_run import best_venue_rows, spread_rows, write_spread_run
 
     venues = [v.strip().lower() for v in args.venues.split(",") if v.strip()]
     if len(set(venues)) != len(venues) or len(venues) < 2:
         raise ConfigError(f"--venues {args.venues}: name at least two different venues, e.g. binance,bybit")
+    spot = args.leg_a == "spot"
+    if spot and args.strategy == "funding_spread":
+        raise ConfigError(
+            "--strategy funding_spread trades two perps; with --leg-a spot use --strategy hold or best_venue_carry"
+        )
+    if args.strategy == "best_venue_carry" and not spot:
+        raise ConfigError("--strategy best_venue_carry holds spot on the first venue: add --leg-a spot")
     catalog = Catalog(str(args.data) if args.data else "data/catalog")
     coins = [c.strip().upper() for c in args.symbols.split(",") if c.strip()]
     coins = [c[:-4] if c.endswith(("USDT", "USDC")) and len(c) > 4 else c for c in coins]
@@ -1176,57 +1184,107 @@ def cmd_spread(args) -> int:
         venue_transfer_fee_quote=args.transfer_fee,
         venue_rebalance_band=args.rebalance_band,
         tiers_dir=str(args.tiers_dir) if args.tiers_dir else None,
+        leg_a=args.leg_a,
     )
-    params = strategies.FundingSpreadParams(
+    common = dict(
         entry_annualized=args.entry,
         exit_annualized=args.exit,
         window_hours=args.window_hours,
         min_hold_hours=args.min_hold_hours,
     )
-    check_output_dir(args.out, args.overwrite)
-    rows, curves, events, notes, flags = [], {}, [], [], []
-    for k, va in enumerate(venues):
-        for vb in venues[k + 1 :]:
-            with stage(f"{va}/{vb}"), warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", DataWarning)
-                pair = load_venue_pair(catalog, coins, va, vb, args.start, args.end)
-                if args.strategy == "hold":
-                    x: Any = 1.0
-                else:
-                    fees = []
-                    for leg in (pair.leg_a, pair.leg_b):
-                        if leg.venue in known_venues():
-                            from data.venues import venue_rules
+    params: Any = (
+        strategies.BestVenueCarryParams(**common, switch_annualized=args.switch)
+        if args.strategy == "best_venue_carry"
+        else strategies.FundingSpreadParams(**common)
+    )
 
-                            sched = venue_rules(leg.venue).fees_at(leg.index[0]).as_config()
-                            fees.append(sched[f"perp_{config.order_type}_fee_rate"])
-                        else:
-                            fees.append(getattr(config, f"perp_{config.order_type}_fee_rate"))
-                    x = strategies.funding_spread(pair.leg_a, pair.leg_b, params, fees[0], fees[1])
-                res = run_spread(pair.leg_a, pair.leg_b, x, config, spread)
-            for w in caught:
-                text = f"{va}/{vb}: {w.message}"
-                if text not in notes:
-                    notes.append(text)
-            # (the pair's own note already says when the quotes differ)
-            notes += [f"{va}/{vb}: {n}" for n in res.notes if not n.startswith("leg A (")]
-            flags += [f for f in res.flags + pair.flags if f not in flags]
-            table = spread_rows(res, args.strategy)
-            rows.append(table)
-            for c, coin in enumerate(table.coin):
-                curves[f"{coin} {va}/{vb}"] = res.equity[c]
-            ev = res.events.assign(coin=[table.coin[c] for c in res.events.column])
-            events.append(ev.drop(columns="column").assign(venue_a=va, venue_b=vb))
+    def fee(market, kind: str) -> float:  # a venue's fee at the window's first bar
+        key = f"{kind}_{config.order_type}_fee_rate"
+        if market.venue in known_venues():
+            return float(venue_rules(market.venue).fees_at(market.index[0]).as_config()[key])
+        return float(getattr(config, key))
+
+    check_output_dir(args.out, args.overwrite)
+    pairs_of = (
+        [(venues[0], v) for v in venues[1:]]
+        if spot
+        else [(va, vb) for k, va in enumerate(venues) for vb in venues[k + 1 :]]
+    )
+    notes: list[str] = []
+    caught_all: list = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        pairs = {}
+        start, end = args.start, args.end
+        if args.strategy == "best_venue_carry" and (start is None or end is None):
+            # one window for every venue (the strategy compares them bar by bar): where all overlap
+            spans = [load_venue_pair(catalog, coins, va, vb, start, end, leg_a=args.leg_a).index for va, vb in pairs_of]
+            step = spans[0][1] - spans[0][0] if len(spans[0]) > 1 else pd.Timedelta(hours=1)
+            start = start or max(s[0] for s in spans)
+            end = end or min(s[-1] for s in spans) + step
+            if pd.Timestamp(start) >= pd.Timestamp(end):
+                raise ConfigError(f"the venues {', '.join(venues)} have no common window for {', '.join(coins)}")
+            notes.append(f"one window for every venue: {pd.Timestamp(start)} to {pd.Timestamp(end)} UTC")
+            caught.clear()
+        for va, vb in pairs_of:
+            pairs[(va, vb)] = load_venue_pair(catalog, coins, va, vb, start, end, leg_a=args.leg_a)
+        caught_all = list(caught)
+    targets: dict = {}
+    if args.strategy == "hold":
+        targets = {key: 1.0 for key in pairs}
+    elif args.strategy == "funding_spread":
+        targets = {
+            key: strategies.funding_spread(p.leg_a, p.leg_b, params, fee(p.leg_a, "perp"), fee(p.leg_b, "perp"))
+            for key, p in pairs.items()
+        }
+    else:
+        keys = list(pairs)
+        first = pairs[keys[0]]
+        xs = strategies.best_venue_carry(
+            [pairs[k].leg_b for k in keys],
+            params,
+            [fee(pairs[k].leg_b, "perp") for k in keys],
+            fee(first.leg_a, "spot"),
+        )
+        targets = dict(zip(keys, xs))
+        notes.append(
+            "best_venue_carry: a switch of venue closes the carry on one venue pair and opens it on the other (the "
+            "spot sold and bought again, its fees counted); each pair's venues hold their own capital, so no "
+            "transfer between the perp venues is modeled at a switch"
+        )
+    rows, curves, events, flags = [], {}, [], []
+    for (va, vb), pair in pairs.items():
+        with stage(f"{va}/{vb}"), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DataWarning)
+            res = run_spread(pair.leg_a, pair.leg_b, targets[(va, vb)], config, spread)
+        for w in [*caught_all, *caught]:
+            text = f"{w.message}"
+            if text not in notes:
+                notes.append(text)
+        # (the pair's own note already says when the quotes differ)
+        notes += [
+            f"{va}/{vb}: {n}" for n in res.notes if not n.startswith("leg A (") and f"{va}/{vb}: {n}" not in notes
+        ]
+        flags += [f for f in res.flags + pair.flags if f not in flags]
+        table = spread_rows(res, args.strategy)
+        rows.append(table)
+        for c, coin in enumerate(table.coin):
+            curves[f"{coin} {va}/{vb}"] = res.equity[c]
+        ev = res.events.assign(coin=[table.coin[c] for c in res.events.column])
+        events.append(ev.drop(columns="column").assign(venue_a=va, venue_b=vb))
+    if args.strategy == "best_venue_carry":
+        rows.append(best_venue_rows(pd.concat(rows, ignore_index=True), args.capital, pairs[pairs_of[0]].leg_a.index))
     table = pd.concat(rows, ignore_index=True)
     for text in notes:
         note(text)
     header = {
         "venues": venues,
+        "leg_a": args.leg_a,
         "coins": coins,
         "start": str(args.start) if args.start else None,
         "end": str(args.end) if args.end else None,
         "strategy": args.strategy,
-        "strategy_params": params.to_dict() if args.strategy == "funding_spread" else {},
+        "strategy_params": params.to_dict() if args.strategy != "hold" else {},
         "engine": config.to_dict(),
         "spread": spread.to_dict(),
         "flags": flags,
@@ -1250,7 +1308,7 @@ def _print_spread(table: pd.DataFrame) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title="Funding-spread hedges: what each coin and venue pair earned (quote)")
+    t = Table(title="Hedges across venues: what each coin and venue pair earned (quote)")
     heads = (
         "coin",
         "A",

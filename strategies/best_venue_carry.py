@@ -1,0 +1,138 @@
+"""``best_venue_carry``: spot on one venue, the short perp on whichever venue pays the carry most.
+
+A strategy of several venues' perps for one spot venue: ``best_venue_carry(perps, params, fees)
+-> [targets per perp venue]``, each ``(T, N)`` for :func:`backtest.spread.run_spread` with
+``SpreadConfig(leg_a="spot")`` (+``exposure``: long the spot, short that venue's perp; 0 flat).
+At most one venue holds a coin's carry at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from data.errors import ConfigError
+from data.market import Market
+from strategies.base import StrategyParams, hours_to_bars, param
+from strategies.funding_spread import HOURS_PER_YEAR, trailing_funding_per_year
+
+__all__ = ["BestVenueCarryParams", "best_venue_carry"]
+
+ANN = "annualized fraction (0.05 = 5%/yr)"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BestVenueCarryParams(StrategyParams):
+    entry_annualized: float = param(0.05, ANN, ge=-5.0, le=5.0, help="enter above this funding, after fees")
+    exit_annualized: float = param(0.0, ANN, ge=-5.0, le=5.0, help="exit below this funding, after fees")
+    switch_annualized: float = param(
+        0.05, ANN, ge=0.0, le=5.0, help="move to another venue when it pays this much more, after fees"
+    )
+    window_hours: float = param(72.0, "hours", gt=0.0, le=24.0 * 365, help="trailing window of the funding")
+    min_hold_hours: float = param(72.0, "hours", ge=0.0, help="minimum time on a venue before an exit or a switch")
+    fee_horizon_hours: float = param(
+        720.0, "hours", gt=0.0, help="a round trip's fees are spread over this expected holding time"
+    )
+    exposure: float = param(1.0, "fraction of the column's capital (0..1)", gt=0.0, le=1.0)
+
+    def check(self) -> None:
+        super().check()
+        if self.exit_annualized > self.entry_annualized:
+            raise ConfigError(
+                f"BestVenueCarryParams: exit_annualized ({self.exit_annualized:g}) must be <= entry_annualized "
+                f"({self.entry_annualized:g}) (annualized fractions, 0.05 = 5%/yr)"
+            )
+
+
+@njit(cache=True)
+def best_venue_nb(scores, entry, exit_, switch, min_hold):
+    """The venue holding each coin's carry per bar, (T, N) int64 (-1: none), from ``scores``
+    (V, T, N) after-fee annualized funding (NaN: unknown). Flat: enter the best venue when its
+    score exceeds ``entry``. Holding venue ``k`` for at least ``min_hold`` bars: leave when its
+    score falls below ``exit_``, else move to the best venue when that one's score exceeds
+    ``k``'s by more than ``switch``. A NaN score never enters; an unknown score of the held
+    venue keeps the position."""
+    V, T, N = scores.shape
+    out = np.full((T, N), -1, np.int64)
+    for n in range(N):
+        held = -1
+        age = 0
+        for i in range(T):
+            best = -1
+            top = -np.inf
+            for v in range(V):
+                x = scores[v, i, n]
+                if x == x and x > top:
+                    top = x
+                    best = v
+            age += 1
+            if held >= 0 and age >= min_hold:
+                mine = scores[held, i, n]
+                if mine == mine and mine < exit_:
+                    held = -1
+                elif best >= 0 and best != held and (mine != mine or top - mine > switch):
+                    held = best
+                    age = 0
+            if held < 0 and best >= 0 and top > entry:
+                held = best
+                age = 0
+            out[i, n] = held
+    return out
+
+
+def best_venue_carry(
+    perps: Sequence[Market], params: BestVenueCarryParams, fees: Sequence[float], spot_fee: float
+) -> list[np.ndarray]:
+    """Hold each coin's cash-and-carry on the perp venue whose funding pays it most.
+
+    Idea
+        Funding differs between venues for weeks; a desk holding spot on one venue can short the
+        perp wherever it pays most. Each venue's score is its trailing funding over
+        ``window_hours``, annualized (:func:`strategies.funding_spread.trailing_funding_per_year`),
+        less a fee hurdle: the round trip's fees (spot ``spot_fee`` and that venue's perp fee, in
+        and out) spread over ``fee_horizon_hours``. Flat: enter the best venue above
+        ``entry_annualized``. Held for ``min_hold_hours``: exit below ``exit_annualized``, or
+        switch to another venue paying ``switch_annualized`` more (a switch is a full round
+        trip: in a spread backtest, one venue pair's carry closes and the other's opens).
+
+    Parameters
+    ----------
+    perps : sequence of Market
+        The candidate venues' perp markets, one bar index and the same coins in the same order.
+    fees : sequence of float
+        Each venue's perp fee (fraction of notional), in ``perps``' order.
+    spot_fee : float
+        The spot venue's fee (fraction of notional).
+
+    Returns
+    -------
+    list of ndarray (T, N)
+        Per venue: ``exposure`` where that venue holds the coin's carry, else 0.
+
+    Risks
+        Trailing funding lags its turns; a switch costs a round trip of both legs; the collateral
+        each venue needs is assumed there (in a spread run each venue pair has its own capital).
+    """
+    if len(perps) != len(fees) or not perps:
+        raise ConfigError(f"best_venue_carry needs one fee per venue: {len(perps)} venues, {len(fees)} fees")
+    shape = perps[0].shape
+    if any(m.shape != shape or not m.index.equals(perps[0].index) for m in perps):
+        raise ConfigError("best_venue_carry: the venues' markets must share one bar index and the same coins")
+    scores = np.stack(
+        [
+            trailing_funding_per_year(m, params.window_hours)
+            - 2.0 * (spot_fee + fee) * HOURS_PER_YEAR / params.fee_horizon_hours
+            for m, fee in zip(perps, fees)
+        ]
+    )
+    held = best_venue_nb(
+        scores,
+        params.entry_annualized,
+        params.exit_annualized,
+        params.switch_annualized,
+        hours_to_bars(perps[0], params.min_hold_hours),
+    )
+    return [np.where(held == v, params.exposure, 0.0) for v in range(len(perps))]
