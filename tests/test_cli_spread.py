@@ -152,7 +152,7 @@ def _printed(row: dict) -> list[str]:
     return [
         row["coin"],
         row["venue_a"],
-        row["venue_b"],
+        *row["venue_b"].split(),
         f"{row['in_trade']:.0%}",
         f"{row['funding_a']:,.2f}",
         f"{row['funding_b']:,.2f}",
@@ -241,3 +241,41 @@ def test_spot_on_one_venue_and_the_best_perp_venue(venues_catalog, tmp_path):  #
         assert best["return"] == pytest.approx(best["net"] / 10_000, rel=1e-12)
     events = pd.read_parquet(out / "events.parquet")
     assert set(events[events.kind == "funding"].leg) == {"B"}
+
+
+def test_readme_figures_of_the_spot_leg(venues_catalog, tmp_path):  # noqa: F811
+    """The README's ``--leg-a spot`` example: its table, and the held carry it compares with."""
+    runs = {}
+    for name in ("best_venue_carry", "hold"):
+        r = carry(
+            "spread",
+            "--data",
+            venues_catalog.root,
+            "--venues",
+            "binance,bybit,hyperliquid",
+            "--leg-a",
+            "spot",
+            "--strategy",
+            name,
+            "--symbols",
+            "BTC,ETH",
+            "--start",
+            WINDOW[0],
+            "--end",
+            WINDOW[1],
+            "--out",
+            tmp_path / name,
+        )
+        assert r.returncode == 0, r.stderr
+        runs[name] = json.loads((tmp_path / name / "spread.json").read_text())["rows"]
+    assert _readme_table("A cash-and-carry can split across venues too") == [
+        _printed(r) for r in runs["best_venue_carry"]
+    ]
+    held = next(r for r in runs["hold"] if r["coin"] == "BTC" and r["venue_b"] == "hyperliquid")
+    assert (round(held["net"]), f"{held['annualized']:.1%}", round(-held["trading_fees"])) == (898, "10.1%", 15)
+    best = next(r for r in runs["best_venue_carry"] if r["coin"] == "BTC" and r["venue_b"].startswith("best"))
+    assert (f"{best['in_trade']:.0%}", f"{best['annualized']:.1%}", round(-best["trading_fees"])) == (
+        "86%",
+        "7.7%",
+        199,
+    )
