@@ -112,6 +112,7 @@ from backtest.kernels.layout import (
     F_EQUITY,
     F_MARGIN,
     F_POSITIONS,
+    K_BORROW,
     K_FILL,
     K_FUNDING,
     K_LIQ,
@@ -169,7 +170,7 @@ SPREAD_PARAMS = (
 )
 #: Outputs a spread run can keep per bar (the others hold their final row).
 OUTPUTS = ("equity", "components", "positions", "margin", "events")
-KIND_NAMES = {K_FILL: "fill", K_FUNDING: "funding", K_TRANSFER: "transfer", K_LIQ: "liquidation"}
+KIND_NAMES = {K_FILL: "fill", K_FUNDING: "funding", K_BORROW: "borrow", K_TRANSFER: "transfer", K_LIQ: "liquidation"}
 AFTER_LIQ = {"close_and_reenter": 3, "close_spot": 0, "hold_spot": 1, "reenter": 2}
 
 
@@ -567,7 +568,7 @@ def run_spread(
     kflags = sum(bits[o] for o in want if o in bits) | (F_CASHFLOW_EVENTS if "events" in want else 0)
     rows = {o: (T if o in want else 1) for o in ("equity", "components", "positions", "margin")}
     equity = np.empty((rows["equity"], C))
-    in_flight = np.empty((rows["equity"], C))
+    in_flight = np.zeros((rows["equity"], C))  # (the kernel writes where something is in flight)
     comps = np.empty((N_COMP, rows["components"], C))
     pos_a, pos_b = np.empty((rows["positions"], C)), np.empty((rows["positions"], C))
     mr_a, mr_b = np.full((rows["margin"], C), np.nan), np.full((rows["margin"], C), np.nan)

@@ -261,9 +261,10 @@ class SpreadSettings(NamedTuple):
 class SpreadOutputs(NamedTuple):
     """Spread results written in place, (T|1, C) each: ``equity``, ``comps`` (N_COMP, T|1, C),
     positions ``pos_a``/``pos_b`` (coins), margin ratios ``mr_a``/``mr_b`` at the close (NaN:
-    flat leg) and the amount ``in_flight`` (quote). One row per bar where the matching ``F_*``
-    bit is set (equity, components, positions, margin; in flight follows equity), else the
-    final values (margin: untouched)."""
+    flat leg) and the amount ``in_flight`` (quote; per bar it is written only where non-zero:
+    the caller passes zeros). One row per bar where the matching ``F_*`` bit is set (equity,
+    components, positions, margin; in flight follows equity), else the final values (margin:
+    untouched)."""
 
     equity: np.ndarray
     comps: np.ndarray

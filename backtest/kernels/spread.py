@@ -76,7 +76,7 @@ def _leg_code(to_b):
     return LEG_PERP if to_b else LEG_SPOT
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _transfer(j, c, cs, from_b, amount, fee, delay, rec, nrec):
     """Send ``amount`` quote from venue A's wallet (``from_b`` False) or B's to the other one:
     it leaves now, the flat ``fee`` is a cost, and ``amount - fee`` arrives at bar ``j + delay``
@@ -98,7 +98,7 @@ def _transfer(j, c, cs, from_b, amount, fee, delay, rec, nrec):
     return nrec
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _fill(j, c, cs, to_b, dq, ref, vol, slip, impact, fee_rate, rec, nrec, a_spot=False):
     """Trade ``dq`` coins of leg A (``to_b`` False) or B at the reference ``ref`` into that venue's
     wallet (``rules.perp_leg_fill_nb``; a spot leg A, ``a_spot``: ``rules.spot_fill_nb`` for venue
@@ -150,7 +150,7 @@ def _fill(j, c, cs, to_b, dq, ref, vol, slip, impact, fee_rate, rec, nrec, a_spo
     return nrec
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec):
     """Step 1 of bar ``j`` for column ``c`` (coin ``n``), both legs' reference prices valid:
     revalue to them, then size to target ``x`` (``size``), close after a liquidation, or
@@ -347,7 +347,7 @@ def _put(cs, c, st):
     ) = st
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _arrive(j, c, cs, rec, nrec):
     """Step 0: the transfer in flight reaches its venue's wallet. Returns the event count."""
     to_b = cs[c, X_FDEST] != 0.0
@@ -579,7 +579,8 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
                 upa = s * va - costa if s != 0.0 else 0.0
                 upb = q * vb - costb if q != 0.0 else 0.0
                 out.equity[rj, c] = bala + balb + flight + upa + upb
-                out.in_flight[rj, c] = flight
+                if flight != 0.0 or not w_eq:  # (zeros where nothing is in flight: the caller's)
+                    out.in_flight[rj, c] = flight
                 if w_comp:
                     for m in range(N_COMP):
                         out.comps[m, j, c] = cs[c, X_COMP + m]
