@@ -12,7 +12,8 @@ directory and in parallel processes (one per core), the ``carry`` commands whose
 them on the built-in demo dataset (the same array types, hence the same compiled versions, as
 a user's runs): the demo (five strategies, portfolios of several columns: the general
 kernel), one-column portfolios (the fast kernel), a sweep large enough to run on every core
-(the multi-threaded driver), cross margin with top-ups and every built-in strategy. A
+(the multi-threaded driver), cross margin with top-ups, spread hedges between two demo venues
+(the spread kernel and the venue-pair strategies) and every built-in strategy. A
 process that finds a kernel already in the cache loads it instead, so running the command
 again costs a few seconds.
 """
@@ -62,6 +63,32 @@ JOBS: dict[str, list[str]] = {
         "--out",
         "{out}",
     ],
+    "spread hedges across venues (spread kernel, funding_spread, best_venue_carry)": [
+        "spread",
+        "--data",
+        "{cat}",
+        "--venues",
+        "binance,bybit",
+        "--symbols",
+        "DEMOA,DEMOB",
+        "--out",
+        "{out}",
+    ],
+    "spot on one venue, the best perp venue (best_venue_carry)": [
+        "spread",
+        "--data",
+        "{cat}",
+        "--venues",
+        "binance,bybit",
+        "--leg-a",
+        "spot",
+        "--strategy",
+        "best_venue_carry",
+        "--symbols",
+        "DEMOA,DEMOB",
+        "--out",
+        "{out}",
+    ],
     "cross margin with top-ups (general kernel)": [
         "backtest",
         "--data",
@@ -92,6 +119,7 @@ def run_compile(workers: int | None = None, jobs: dict[str, list[str]] | None = 
     workers = max(1, workers or os.cpu_count() or 1)
     with tempfile.TemporaryDirectory(prefix="carry-compile-") as tmp:
         cat = write_demo_catalog(Path(tmp) / "catalog").root
+        write_demo_catalog(cat, seed=8, venue="bybit")  # a second venue for the spread runs
 
         def run(k: int, name: str, argv: list[str]) -> tuple[str, float, int, str]:
             args = [a.format(cat=cat, out=Path(tmp) / f"out{k}") for a in argv]
