@@ -163,7 +163,7 @@ def _ro(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _flex(name: str, value: Any, shape: tuple[int, int]) -> np.ndarray:
+def flex_param(name: str, value: Any, shape: tuple[int, int]) -> np.ndarray:
     """A scalar, (C,), (1, C), (T, 1) or (T, C) value as a read-only 2-D float array."""
     a = np.asarray(value, dtype=np.float64)
     T, C = shape
@@ -309,7 +309,7 @@ def run_backtest(
         if name in params and params[name] is None:
             params[name] = np.nan if name == "topup_margin_ratio" else np.inf
     shape = (T, C)
-    fx = {name: _flex(name, value, shape) for name, value in params.items()}
+    fx = {name: flex_param(name, value, shape) for name, value in params.items()}
     for name, a in fx.items():
         if name in ("perp_leverage", "rebalance_every_hours") and not (a > 0).all():
             raise ConfigError(f"{name} must be > 0 in every column")

@@ -181,17 +181,13 @@ def _ro(a: np.ndarray, dtype: Any = np.float64) -> np.ndarray:
 
 
 def _flex(name: str, value: Any, shape: tuple[int, int]) -> np.ndarray:
-    a = np.asarray(value, dtype=np.float64)
-    T, C = shape
-    if a.ndim == 0:
-        a = a.reshape(1, 1)
-    elif a.ndim == 1 and a.shape[0] == C:
-        a = a.reshape(1, C)
-    elif not (a.ndim == 2 and a.shape[0] in (1, T) and a.shape[1] in (1, C)):
-        raise ConfigError(f"column parameter {name!r} has shape {a.shape}; expected a scalar, ({C},) or (1|{T}, 1|{C})")
+    """:func:`backtest.engine.flex_param`, refusing NaN (no spread parameter means "none" by NaN)."""
+    from backtest.engine import flex_param
+
+    a = flex_param(name, value, shape)
     if np.isnan(a).any():
         raise ConfigError(f"column parameter {name!r} has NaN values")
-    return _ro(a)
+    return a
 
 
 def _venue_quote(market: Market) -> str:

@@ -48,6 +48,7 @@ __all__ = [
     "mask_targets",
     "bar_hours",
     "hours_to_bars",
+    "check_entry_exit",
 ]
 
 
@@ -266,6 +267,17 @@ def strategy_of(obj: Any, params_cls: type[StrategyParams] | None = None, name: 
 
 
 # --------------------------------------------------------------------------- helpers
+def check_entry_exit(params: StrategyParams) -> None:
+    """Refuse an exit level above the entry level (``exit_annualized`` > ``entry_annualized``):
+    the hysteresis of the threshold strategies would enter and leave on the same bar."""
+    entry, exit_ = params.entry_annualized, params.exit_annualized  # type: ignore[attr-defined]
+    if exit_ > entry:
+        raise ConfigError(
+            f"{type(params).__name__}: exit_annualized ({exit_:g}) must be <= entry_annualized ({entry:g}) "
+            "(annualized fractions, 0.10 = 10%/yr)"
+        )
+
+
 def hours_to_bars(market: Market, hours: float) -> int:
     """Whole number of bars covering ``hours`` (rounded up; 0 hours -> 0 bars)."""
     return int(np.ceil(hours / bar_hours(market) - 1e-9)) if hours > 0 else 0

@@ -16,7 +16,7 @@ from numba import njit
 
 from data.errors import ConfigError
 from data.market import Market
-from strategies.base import StrategyParams, hours_to_bars, param
+from strategies.base import StrategyParams, check_entry_exit, hours_to_bars, param
 from strategies.funding_spread import HOURS_PER_YEAR, trailing_funding_per_year
 
 __all__ = ["BestVenueCarryParams", "best_venue_carry"]
@@ -40,11 +40,7 @@ class BestVenueCarryParams(StrategyParams):
 
     def check(self) -> None:
         super().check()
-        if self.exit_annualized > self.entry_annualized:
-            raise ConfigError(
-                f"BestVenueCarryParams: exit_annualized ({self.exit_annualized:g}) must be <= entry_annualized "
-                f"({self.entry_annualized:g}) (annualized fractions, 0.05 = 5%/yr)"
-            )
+        check_entry_exit(self)
 
 
 @njit(cache=True)

@@ -8,7 +8,7 @@ import numpy as np
 
 from data.errors import ConfigError
 from data.market import Market
-from strategies.base import StrategyParams, hours_to_bars, mask_targets, param
+from strategies.base import StrategyParams, check_entry_exit, hours_to_bars, mask_targets, param
 from strategies.signals import HOURS_PER_YEAR, MAX_FUNDING_INTERVAL_HOURS, funding_signal, hysteresis
 
 __all__ = ["FundingSignParams", "funding_sign"]
@@ -38,11 +38,7 @@ class FundingSignParams(StrategyParams):
 
     def check(self) -> None:
         super().check()
-        if self.exit_annualized > self.entry_annualized:
-            raise ConfigError(
-                f"FundingSignParams: exit_annualized ({self.exit_annualized:g}) must be <= "
-                f"entry_annualized ({self.entry_annualized:g}) (annualized fractions)"
-            )
+        check_entry_exit(self)
 
     def lookback_hours(self) -> float:
         """The signal's settlements at the longest interval (8 h), plus the minimum hold."""

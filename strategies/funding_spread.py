@@ -13,7 +13,7 @@ import numpy as np
 
 from data.errors import ConfigError
 from data.market import Market
-from strategies.base import StrategyParams, hours_to_bars, param
+from strategies.base import StrategyParams, check_entry_exit, hours_to_bars, param
 from strategies.signals import hysteresis
 
 __all__ = ["FundingSpreadParams", "funding_spread", "trailing_funding_per_year"]
@@ -35,11 +35,7 @@ class FundingSpreadParams(StrategyParams):
 
     def check(self) -> None:
         super().check()
-        if self.exit_annualized > self.entry_annualized:
-            raise ConfigError(
-                f"FundingSpreadParams: exit_annualized ({self.exit_annualized:g}) must be <= entry_annualized "
-                f"({self.entry_annualized:g}) (annualized fractions, 0.05 = 5%/yr)"
-            )
+        check_entry_exit(self)
 
 
 def trailing_funding_per_year(market: Market, window_hours: float) -> np.ndarray:

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data.errors import ConfigError
 from data.market import Market
-from strategies.base import StrategyParams, hours_to_bars, mask_targets, param
+from strategies.base import StrategyParams, check_entry_exit, hours_to_bars, mask_targets, param
 from strategies.signals import MAX_FUNDING_INTERVAL_HOURS, funding_signal, hysteresis
 
 __all__ = ["FundingThresholdParams", "funding_threshold"]
@@ -32,11 +31,7 @@ class FundingThresholdParams(StrategyParams):
 
     def check(self) -> None:
         super().check()
-        if self.exit_annualized > self.entry_annualized:
-            raise ConfigError(
-                f"FundingThresholdParams: exit_annualized ({self.exit_annualized:g}) must be <= entry_annualized "
-                f"({self.entry_annualized:g}) (annualized fractions, 0.10 = 10%/yr)"
-            )
+        check_entry_exit(self)
 
     def lookback_hours(self) -> float:
         """The signal's settlements at the longest interval (8 h), plus the minimum hold."""

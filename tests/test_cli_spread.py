@@ -5,7 +5,6 @@ report in headless Chromium, and its refusals (one line, no traceback, nothing w
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import warnings
 
@@ -19,7 +18,7 @@ from data.loader import DataWarning
 from data.venue_pair import load_venue_pair
 from strategies import FundingSpreadParams, funding_spread
 from tests.test_cli_refusals import carry, one_line_error
-from tests.test_report_browser import CHROMIUM, FLAGS
+from tests.test_report_browser import CHROMIUM, FLAGS, console_errors
 from tests.test_venue_pair import venues_catalog  # noqa: F401  (the session catalog fixture)
 
 pytestmark = pytest.mark.shared_data
@@ -27,25 +26,20 @@ pytestmark = pytest.mark.shared_data
 WINDOW = ("2024-09-04", "2025-07-26")
 
 
+def spread(catalog, out, *flags: object) -> tuple[dict, subprocess.CompletedProcess]:
+    """``carry spread --data catalog --symbols BTC,ETH [flags] --out out`` as a subprocess: its
+    spread.json (asserting it ran) and the process."""
+    r = carry("spread", "--data", catalog.root, "--symbols", "BTC,ETH", *flags, "--out", out)
+    assert r.returncode == 0, r.stderr
+    return json.loads((out / "spread.json").read_text()), r
+
+
 @pytest.fixture(scope="module")
 def spread_run(venues_catalog, tmp_path_factory):  # noqa: F811
     out = tmp_path_factory.mktemp("spread") / "run"
-    r = carry(
-        "spread",
-        "--data",
-        venues_catalog.root,
-        "--venues",
-        "binance,bybit,hyperliquid",
-        "--symbols",
-        "BTC,ETH",
-        "--start",
-        WINDOW[0],
-        "--end",
-        WINDOW[1],
-        "--out",
-        out,
+    _, r = spread(
+        venues_catalog, out, "--venues", "binance,bybit,hyperliquid", "--start", WINDOW[0], "--end", WINDOW[1]
     )
-    assert r.returncode == 0, r.stderr
     return out, r
 
 
@@ -100,11 +94,7 @@ def test_report_in_a_browser(spread_run, tmp_path):
         timeout=180,
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    errors = [
-        line
-        for line in r.stderr.splitlines()
-        if "CONSOLE" in line and re.search(r"error|uncaught|failed", line, re.IGNORECASE)
-    ]
+    errors = console_errors(r.stderr)
     assert not errors, errors
     dom = r.stdout
     assert 'data-figure="equity"' in dom and "main-svg" in dom and "scatterlayer" in dom
@@ -177,9 +167,7 @@ def test_readme_figures(spread_run, venues_catalog, tmp_path):  # noqa: F811
         ("hold", ["--venues", "binance,hyperliquid", "--strategy", "hold", "--start", WINDOW[0], "--end", WINDOW[1]]),
         ("okx", ["--venues", "binance,bybit,okx", "--start", "2025-10-06", "--end", "2026-01-09"]),
     ):
-        r = carry("spread", "--data", venues_catalog.root, "--symbols", "BTC,ETH", *flags, "--out", tmp_path / name)
-        assert r.returncode == 0, r.stderr
-        runs[name] = json.loads((tmp_path / name / "spread.json").read_text())["rows"]
+        runs[name] = spread(venues_catalog, tmp_path / name, *flags)[0]["rows"]
     assert _readme_table("In the later window, with OKX") == [_printed(r) for r in runs["okx"]]
     btc = runs["hold"][0]
     assert (round(btc["net"]), f"{btc['annualized']:.1%}", btc["transfers"], btc["liquidations"]) == (681, "7.7%", 9, 0)
@@ -204,24 +192,16 @@ def test_readme_figures(spread_run, venues_catalog, tmp_path):  # noqa: F811
 def test_spot_on_one_venue_and_the_best_perp_venue(venues_catalog, tmp_path):  # noqa: F811
     """``--leg-a spot --strategy best_venue_carry``: Binance spot against the perp of Bybit or
     Hyperliquid, whichever pays most; one row per pair and one for the strategy, their sum."""
-    out = tmp_path / "best"
-    r = carry(
-        "spread",
-        "--data",
-        venues_catalog.root,
+    summary, r = spread(
+        venues_catalog,
+        tmp_path / "best",
         "--venues",
         "binance,bybit,hyperliquid",
         "--leg-a",
         "spot",
         "--strategy",
         "best_venue_carry",
-        "--symbols",
-        "BTC,ETH",
-        "--out",
-        out,
     )
-    assert r.returncode == 0, r.stderr
-    summary = json.loads((out / "spread.json").read_text())
     rows = summary["rows"]
     assert summary["leg_a"] == "spot" and [(x["venue_a"], x["venue_b"]) for x in rows] == [
         ("binance", "bybit"),
@@ -239,7 +219,7 @@ def test_spot_on_one_venue_and_the_best_perp_venue(venues_catalog, tmp_path):  #
             assert best[k] == pytest.approx(sum(x[k] for x in pairs), abs=1e-9)
         assert best["in_trade"] <= 1.0 + 1e-12 and best["funding_a"] == 0.0  # one venue at a time; spot pays none
         assert best["return"] == pytest.approx(best["net"] / 10_000, rel=1e-12)
-    events = pd.read_parquet(out / "events.parquet")
+    events = pd.read_parquet(tmp_path / "best" / "events.parquet")
     assert set(events[events.kind == "funding"].leg) == {"B"}
 
 
@@ -247,27 +227,10 @@ def test_readme_figures_of_the_spot_leg(venues_catalog, tmp_path):  # noqa: F811
     """The README's ``--leg-a spot`` example: its table, and the held carry it compares with."""
     runs = {}
     for name in ("best_venue_carry", "hold"):
-        r = carry(
-            "spread",
-            "--data",
-            venues_catalog.root,
-            "--venues",
-            "binance,bybit,hyperliquid",
-            "--leg-a",
-            "spot",
-            "--strategy",
-            name,
-            "--symbols",
-            "BTC,ETH",
-            "--start",
-            WINDOW[0],
-            "--end",
-            WINDOW[1],
-            "--out",
-            tmp_path / name,
-        )
-        assert r.returncode == 0, r.stderr
-        runs[name] = json.loads((tmp_path / name / "spread.json").read_text())["rows"]
+        flags = ("--venues", "binance,bybit,hyperliquid", "--leg-a", "spot", "--strategy", name)
+        runs[name] = spread(venues_catalog, tmp_path / name, *flags, "--start", WINDOW[0], "--end", WINDOW[1])[0][
+            "rows"
+        ]
     assert _readme_table("A cash-and-carry can split across venues too") == [
         _printed(r) for r in runs["best_venue_carry"]
     ]

@@ -93,6 +93,15 @@ def _chromium(tmp_path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def console_errors(stderr: str) -> list[str]:
+    """The console lines of a ``--enable-logging=stderr`` Chromium run that report an error."""
+    return [
+        line
+        for line in stderr.splitlines()
+        if "CONSOLE" in line and re.search(r"error|uncaught|failed", line, re.IGNORECASE)
+    ]
+
+
 def _portfolios(run: Path) -> list[str]:
     return [p["portfolio"] for p in json.loads((run / "summary.json").read_text())["portfolios"]]
 
@@ -207,11 +216,7 @@ def test_venue_scan_report_in_a_browser(tmp_path, artifacts):
     url = (out / "report.html").as_uri()
     r = _chromium(tmp_path, "--enable-logging=stderr", "--v=0", "--virtual-time-budget=20000", "--dump-dom", url)
     assert r.returncode == 0, r.stderr[-2000:]
-    errors = [
-        line
-        for line in r.stderr.splitlines()
-        if "CONSOLE" in line and re.search(r"error|uncaught|failed", line, re.IGNORECASE)
-    ]
+    errors = console_errors(r.stderr)
     assert not errors, errors
     dom = r.stdout
     assert 'data-figure="equity"' in dom and "main-svg" in dom and "scatterlayer" in dom

@@ -402,28 +402,10 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
             cu = np.uint64(c)
             mmr_a, cmin_a, mmr_b, cmin_b = mmr_max_a[n], cum_min_a[n], mmr_max_b[n], cum_min_b[n]
             band = flex_nb(prm.band, 0, c)
-            (
-                s,
-                q,
-                costa,
-                costb,
-                bala,
-                balb,
-                va,
-                vb,
-                flight,
-                fbar,
-                lastx,
-                pre,
-                pclose,
-                reb,
-                cap,
-                c_fund,
-                c_spot,
-                c_perp,
-                c_unh,
-                funda,
-            ) = _get(cs, c)
+            # fmt: off
+            (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
+             lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda) = _get(cs, c)
+            # fmt: on
             lva = liq_level_nb(s, bala, costa, mmr_a, cmin_a)
             lvb = liq_level_nb(q, balb, costb, mmr_b, cmin_b)
             for j in range(j0, j1):
@@ -437,60 +419,20 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
                 arriving = fbar >= 0.0 and j >= fbar
                 ordering = (size or pclose != 0.0 or reb != 0.0) and ref_a[ju, nu] and ref_b[ju, nu]
                 if arriving or ordering:
-                    _put(
-                        cs,
-                        c,
-                        (
-                            s,
-                            q,
-                            costa,
-                            costb,
-                            bala,
-                            balb,
-                            va,
-                            vb,
-                            flight,
-                            fbar,
-                            lastx,
-                            pre,
-                            pclose,
-                            reb,
-                            cap,
-                            c_fund,
-                            c_spot,
-                            c_perp,
-                            c_unh,
-                            funda,
-                        ),
-                    )
+                    # fmt: off
+                    _put(cs, c, (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
+                               lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda))
+                    # fmt: on
                     if arriving:
                         nrec = _arrive(j, c, cs, rec, nrec)
                     if ordering:
                         if size and x != x:
                             x = cs[c, X_LASTX]
                         nrec = _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec)
-                    (
-                        s,
-                        q,
-                        costa,
-                        costb,
-                        bala,
-                        balb,
-                        va,
-                        vb,
-                        flight,
-                        fbar,
-                        lastx,
-                        pre,
-                        pclose,
-                        reb,
-                        cap,
-                        c_fund,
-                        c_spot,
-                        c_perp,
-                        c_unh,
-                        funda,
-                    ) = _get(cs, c)
+                    # fmt: off
+                    (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
+                     lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda) = _get(cs, c)
+                    # fmt: on
                     lva = liq_level_nb(s, bala, costa, mmr_a, cmin_a)
                     lvb = liq_level_nb(q, balb, costb, mmr_b, cmin_b)
                 # 2. liquidation, leg A then leg B (the full check only past the pre-check level)
@@ -503,59 +445,19 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
                 )
                 liq_b = q != 0.0 and ok_b and rules.liq_possible_nb(q, lo_b[ju, nu] if q > 0.0 else hi_b[ju, nu], lvb)
                 if liq_a or liq_b:
-                    _put(
-                        cs,
-                        c,
-                        (
-                            s,
-                            q,
-                            costa,
-                            costb,
-                            bala,
-                            balb,
-                            va,
-                            vb,
-                            flight,
-                            fbar,
-                            lastx,
-                            pre,
-                            pclose,
-                            reb,
-                            cap,
-                            c_fund,
-                            c_spot,
-                            c_perp,
-                            c_unh,
-                            funda,
-                        ),
-                    )
+                    # fmt: off
+                    _put(cs, c, (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
+                               lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda))
+                    # fmt: on
                     clear = flex_nb(prm.clearance, j, c)
                     if liq_a:
                         nrec = _liquidate(j, c, n, False, mka, tiers_a, mmr_a, cmin_a, clear, run, cs, rec, nrec)
                     if liq_b and cs[c, X_Q] != 0.0:
                         nrec = _liquidate(j, c, n, True, mkb, tiers_b, mmr_b, cmin_b, clear, run, cs, rec, nrec)
-                    (
-                        s,
-                        q,
-                        costa,
-                        costb,
-                        bala,
-                        balb,
-                        va,
-                        vb,
-                        flight,
-                        fbar,
-                        lastx,
-                        pre,
-                        pclose,
-                        reb,
-                        cap,
-                        c_fund,
-                        c_spot,
-                        c_perp,
-                        c_unh,
-                        funda,
-                    ) = _get(cs, c)
+                    # fmt: off
+                    (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
+                     lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda) = _get(cs, c)
+                    # fmt: on
                     lva = liq_level_nb(s, bala, costa, mmr_a, cmin_a)
                     lvb = liq_level_nb(q, balb, costb, mmr_b, cmin_b)
                 # 3. funding of each leg at its venue's settlements
@@ -612,32 +514,10 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
                         reb = 1.0 if band < np.inf and low else 0.0
                     else:
                         reb = 1.0 if band < np.inf and min(mba, mbb) < (1.0 - band) * (mba + mbb) / 2.0 else 0.0
-            _put(
-                cs,
-                c,
-                (
-                    s,
-                    q,
-                    costa,
-                    costb,
-                    bala,
-                    balb,
-                    va,
-                    vb,
-                    flight,
-                    fbar,
-                    lastx,
-                    pre,
-                    pclose,
-                    reb,
-                    cap,
-                    c_fund,
-                    c_spot,
-                    c_perp,
-                    c_unh,
-                    funda,
-                ),
-            )
+            # fmt: off
+            _put(cs, c, (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
+                       lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda))
+            # fmt: on
     for c in range(c0, c1):
         if not w_comp:
             for m in range(N_COMP):
