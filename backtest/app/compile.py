@@ -12,8 +12,8 @@ directory and in parallel processes (one per core), the ``carry`` commands whose
 them on the built-in demo dataset (the same array types, hence the same compiled versions, as
 a user's runs): the demo (five strategies, portfolios of several columns: the general
 kernel), one-column portfolios (the fast kernel), a sweep large enough to run on every core
-(the multi-threaded driver), cross margin with top-ups, spread hedges between two demo venues
-(the spread kernel and the venue-pair strategies) and every built-in strategy. A
+(the multi-threaded driver), cross margin with top-ups, a spot/perp hedge between two demo venues
+(the spread kernel, one compiled version for perp and spot legs, and best_venue_carry) and every built-in strategy. A
 process that finds a kernel already in the cache loads it instead, so running the command
 again costs a few seconds.
 """
@@ -63,18 +63,7 @@ JOBS: dict[str, list[str]] = {
         "--out",
         "{out}",
     ],
-    "spread hedges across venues (spread kernel, funding_spread, best_venue_carry)": [
-        "spread",
-        "--data",
-        "{cat}",
-        "--venues",
-        "binance,bybit",
-        "--symbols",
-        "DEMOA,DEMOB",
-        "--out",
-        "{out}",
-    ],
-    "spot on one venue, the best perp venue (best_venue_carry)": [
+    "hedges across venues (spread kernel, best_venue_carry)": [
         "spread",
         "--data",
         "{cat}",
