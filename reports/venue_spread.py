@@ -413,3 +413,76 @@ def venue_spreads(
         pd.DataFrame(regimes, columns=list(SpreadRegime.__dataclass_fields__)),
         pd.concat(daily, ignore_index=True) if daily else pd.DataFrame(),
     )
+
+
+#: Columns :func:`engine_regimes` adds to the regimes table (fractions of the entry notional of
+#: each leg, counts).
+ENGINE_COLUMNS = ("engine_net", "engine_funding", "engine_fees", "engine_transfers", "engine_liquidations")
+
+
+def engine_regimes(
+    catalog: Catalog,
+    regimes: pd.DataFrame,
+    config=None,
+    spread=None,
+    freq: str = "1h",
+) -> tuple[pd.DataFrame, list[str]]:
+    """``regimes`` with what each regime's trade earned in the engine (:func:`backtest.spread.run_spread`):
+    long the perp on ``long_venue`` and short it on ``short_venue`` from the open of the regime's
+    first day to the open of the day after its last, each leg on its own venue with its fees,
+    margin, funding at its own settlements, collateral transfers and liquidation. One column
+    per regime, each with its own capital (``config.initial_capital_quote``), so a regime's
+    figure is its own trade, entry and exit included. Figures are fractions of each leg's entry
+    notional (``capital * L / 2``), as the funding-only columns: ``engine_net`` (equity change),
+    ``engine_funding`` (both legs), ``engine_fees`` (trading and transfer fees, positive: a
+    cost), and the counts ``engine_transfers`` and ``engine_liquidations``. A pair the catalog
+    has no perp bars for gets NaN and a note. Returns ``(regimes with the columns, notes)``."""
+    import warnings
+
+    from backtest.config import BacktestConfig, SpreadConfig
+    from backtest.spread import run_spread
+    from backtest.targets import Targets
+    from data.errors import CarryError
+    from data.venue_pair import load_venue_pair
+
+    config = config or BacktestConfig(perp_leverage=2.0)
+    spread = spread or SpreadConfig()
+    out = regimes.copy()
+    for name in ENGINE_COLUMNS:
+        out[name] = np.nan
+    notes: list[str] = []
+    notional = config.initial_capital_quote * config.perp_leverage / 2.0
+    for (coin, va, vb), part in regimes.groupby(["coin", "venue_a", "venue_b"], sort=False):
+        first = pd.Timestamp(part.start.min(), tz="UTC")
+        last = pd.Timestamp(part.end.max(), tz="UTC") + pd.Timedelta(days=1)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                pair = load_venue_pair(catalog, coin, va, vb, first, last + pd.Timedelta(hours=2), freq)
+        except CarryError as exc:
+            notes.append(f"{coin} {va}/{vb}: no engine figures ({exc})")
+            continue
+        index = pair.leg_a.index
+        x = np.full((len(index), len(part)), np.nan)
+        for k, r in enumerate(part.itertuples()):
+            i0 = int(index.searchsorted(pd.Timestamp(r.start, tz="UTC")))
+            i1 = int(index.searchsorted(pd.Timestamp(r.end, tz="UTC") + pd.Timedelta(days=1)))
+            # held through the regime (decided at each close before; a bar a leg cannot trade at
+            # is flat, and the trade resumes after it), flat from the open of the day after it
+            x[max(i0 - 1, 0) : max(i1 - 1, i0), k] = 1.0 if r.long_venue == va else -1.0
+            x[min(max(i1 - 1, i0), len(index) - 1), k] = 0.0
+        cols = np.arange(len(part), dtype=np.int64)
+        tg = Targets(
+            x, np.zeros(len(part), np.int64), cols, pd.DataFrame({"symbol": pair.leg_a.symbols[0], "group": cols})
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = run_spread(pair.leg_a, pair.leg_b, tg, config, spread, outputs=("equity",))
+        t = res.totals
+        rows = part.index
+        out.loc[rows, "engine_net"] = (t.final_equity.to_numpy() - res.initial_capital) / notional
+        out.loc[rows, "engine_funding"] = t.funding.to_numpy() / notional
+        out.loc[rows, "engine_fees"] = -(t.fees.to_numpy()) / notional
+        out.loc[rows, "engine_transfers"] = t.transfers.to_numpy()
+        out.loc[rows, "engine_liquidations"] = t.liquidations.to_numpy()
+    return out, notes

@@ -181,6 +181,14 @@ def test_real_daily_funding_equals_the_raw_files(tmp_path):
     # the README's regime: one all year, short Hyperliquid, long Binance
     (r,) = regimes.itertuples()
     assert (r.short_venue, r.days, f"{r.basis:+.3%}", f"{r.net:+.3%}") == ("hyperliquid", 324, "-0.094%", "+7.097%")
+    # the same trade in the engine (the README's "engine" column): net of everything
+    from reports.venue_spread import engine_regimes
+
+    priced, notes = engine_regimes(cat, regimes)
+    assert not notes and f"{priced.engine_net.iloc[0]:+.3%}" == "+6.705%"
+    assert priced.engine_transfers.iloc[0] == 9 and priced.engine_liquidations.iloc[0] == 0
+    assert (f"{priced.engine_fees.iloc[0]:.3%}", f"{priced.engine_funding.iloc[0]:.3%}") == ("1.006%", "7.786%")
+    assert 0 < priced.engine_net.iloc[0] < r.net  # the transfers' resizes and re-strikes cost fees
     # both venues' perp bars are in the catalog: every regime's basis is known
     assert regimes.basis.notna().all()
     np.testing.assert_allclose(regimes.net, regimes.collected + regimes.basis - regimes.fees, rtol=1e-12)

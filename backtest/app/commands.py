@@ -931,9 +931,17 @@ def _scan_venues(args) -> int:
         stats, regimes, daily = venue_spreads(
             catalog, coins, venues, symbol_of, fees, args.start, args.end, args.spread_window, int(args.min_days)
         )
+    from backtest.config import BacktestConfig
+    from reports.venue_spread import engine_regimes
+
+    leverage = float(args.leverage) if args.leverage else 2.0
+    with stage("spread trades in the engine"):
+        regimes, engine_notes = engine_regimes(catalog, regimes, BacktestConfig(perp_leverage=leverage))
     notes = [
-        "funding and basis only: the spread trades' figures leave out slippage, margin, liquidation and the "
-        "transfers between venues",
+        "collected, basis, fees and net: funding and basis only (no slippage, margin, liquidation or transfers "
+        f"between venues); engine: the same trade in the engine at {leverage:g}x (carry spread's rules: each leg's "
+        "funding at its own settlements, taker fees, collateral rebalances through transfers of 1 USDT after 1 h, "
+        "liquidation), net of everything, per unit of each leg's entry notional (venue_spread.json regimes[].engine_*)",
         "fees: each venue's perp taker fee in force on a regime's first day (data/venues/<venue>.toml; "
         "venue_spread.json regimes[].fees), charged to open and close both perps",
     ]
@@ -955,6 +963,7 @@ def _scan_venues(args) -> int:
         "unknown (ingest the perp bars)"
         for (coin, a, b), n in unpriced.groupby(["coin", "venue_a", "venue_b"]).size().items()
     ]
+    notes += engine_notes
     for text in notes:
         note(text)
     write_venue_scan(
@@ -995,7 +1004,7 @@ def _print_venue_scan(stats: pd.DataFrame, regimes: pd.DataFrame) -> None:
             run,
         )
     u = Table(title="Spread regimes: short the perp paying more, long the other (funding + basis - taker fees)")
-    for c in ("coin", "short", "long", "from", "days", "spread ann.", "collected", "basis", "fees", "net"):
+    for c in ("coin", "short", "long", "from", "days", "spread ann.", "collected", "basis", "fees", "net", "engine"):
         u.add_column(c, justify="left" if c in ("coin", "short", "long", "from") else "right")
     for _, r in regimes.iterrows():
         u.add_row(
@@ -1009,8 +1018,11 @@ def _print_venue_scan(stats: pd.DataFrame, regimes: pd.DataFrame) -> None:
             f"{r.basis:+.3%}" if np.isfinite(r.basis) else "-",
             f"{r.fees:.3%}",
             f"{r.net:+.3%}" if np.isfinite(r.net) else "-",
+            f"{r.engine_net:+.3%}" if np.isfinite(r.engine_net) else "-",
         )
     console = Console()
+    if not console.is_terminal:  # a pipe or a file: the whole tables, not an 80-column squeeze
+        console = Console(width=160)
     console.print(t)
     console.print(u)
 
