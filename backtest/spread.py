@@ -1,96 +1,116 @@
-"""Cross-venue funding-spread hedges: a long perpetual on one venue against a short one on another.
+"""Hedges whose legs sit on different venues: a perp on venue A (or its spot) against a perp on venue B.
 
-``run_spread(leg_a, leg_b, targets, config, venues=...) -> SpreadResult``
+``run_spread(leg_a, leg_b, targets, config, spread) -> SpreadResult``
 
 The same coin's perp pays different funding on different venues, often for weeks. A spread
 hedge holds ``s`` coins of the perp on venue A and ``q = -s`` coins of the perp on venue B: it
-collects ``funding(B) - funding(A)`` per coin and notional when long A (``s > 0``). Each leg
-lives on its own venue, with that venue's prices, funding settlements, fees, maintenance tiers
-and margin account; collateral moves between the venues only by transfers that take time and
-cost a fee. ``leg_a`` and ``leg_b`` are two :class:`~data.market.Market` objects on one bar
-index with the same coins in the same order (see :func:`data.venue_pair.load_venue_pair`);
-column ``c`` of the targets trades coin ``column_symbol[c]`` on both.
+collects ``funding(B) - funding(A)`` per coin and notional when long A (``s > 0``). With
+``SpreadConfig(leg_a="spot")`` leg A is spot coins bought on venue A instead: a cash-and-carry
+whose perp is on another venue. Each leg lives on its own venue, with that venue's prices,
+funding settlements, fees, maintenance tiers and margin account; collateral moves between the
+venues only by transfers that take time and cost a fee. ``leg_a`` and ``leg_b`` are two
+:class:`~data.market.Market` objects on one bar index with the same coins in the same order
+(see :func:`data.venue_pair.load_venue_pair`); column ``c`` of the targets trades coin
+``column_symbol[c]`` on both.
 
 The rules (the plain-Python reference ``tests/reference_spread.py`` follows them step by step)
 ------------------------------------------------------------------------------------------------
 Units: coins, quote (USDT; a USDC venue's amounts count 1:1, flagged ``usdc_usdt_parity``),
-fractions of notional for rates. ``L`` is ``perp_leverage`` (both legs), ``fee_A``/``fee_B`` the
-venues' perp fees (taker or maker per ``order_type``), ``delay`` the transfer delay in whole
-bars (``ceil(venue_transfer_delay_hours / bar hours)``), ``fee_T`` the flat transfer fee
-(quote). Every column is its own portfolio, with its own two venue accounts.
+fractions of notional for rates. ``L`` is ``perp_leverage`` (both perps), ``fee_A``/``fee_B``
+the venues' fees (taker or maker per ``order_type``; a spot leg's is its venue's spot fee),
+``delay`` the transfer delay in whole bars (``ceil(venue_transfer_delay_hours / bar hours)``),
+``fee_T`` the flat transfer fee (quote). Every column is its own portfolio, with its own two
+venue accounts.
 
-* **Capital split.** A column starts with ``initial_capital_quote`` split equally: half in
-  venue A's futures wallet ``bal_A``, half in venue B's ``bal_B`` (equal notional at equal
-  leverage needs equal margin). Each leg is in isolated margin on its venue: its margin
-  balance is ``mb_A = bal_A + s * mark_A - cost_A`` (``cost_A = s * entry_A``), likewise B.
+* **Capital split and shares.** Each venue's *share* ``w`` of the column's margin balances is
+  what its leg needs at the target leverage: two perps ``1/2`` each (equal notional, equal
+  margin); a spot leg A ``L / (L + 1)`` (it pays the notional ``N`` in full) and the perp
+  ``1 / (L + 1)`` (its margin ``N / L``). A column starts with ``initial_capital_quote`` split
+  by the shares into venue A's wallet ``bal_A`` and venue B's ``bal_B``. Each perp is in
+  isolated margin on its venue: its margin balance is ``mb = bal + pos * price - cost``
+  (``cost = pos * entry``); a spot leg's ``mb_A = bal_A + s * price`` (its quote cash and its
+  coins; no cost basis, no funding, no liquidation; it is long only: negative targets are
+  refused, a reverse carry would borrow the coins).
 * **Timing.** As in the single-venue engine: target row ``i`` is read at bar ``i``'s close
   and executed at the open of bar ``i + execution_delay_bars``; a bar trades only where both
   legs have a reference price (``ref_valid`` of both markets), else the order waits for the
   next bar where both have one while the target persists (a NaN row after it keeps nothing).
+  Rows executing where a leg is not tradable (``Market.tradable`` of either) are 0.
 * **Per bar ``j``**, in this order:
 
   0. *Arrival*: a transfer whose arrival bar is ``j`` or earlier is credited to its venue's
      wallet (event ``transfer``, cash ``+amount``).
   1. *Orders* (both legs' reference prices valid): revalue both legs to the open reference
-     prices (perp opens; price moves split into hedged and unhedged coins as in the engine:
-     leg A's into ``spot_price``, called the *leg A price* component here, leg B's into
-     ``perp_price``). The equity at the open is
-     ``E = bal_A + bal_B + in_flight + (s * px_A - cost_A) + (q * px_B - cost_B)``.
-     A new target ``x`` (finite, not the last executed one) or a re-entry due (to the last
-     target when the row is NaN) sizes both legs: ``N = max(E, 0) * |x| * L / 2`` quote per
-     leg, but at most ``L * min(mb_A, mb_B)`` (each venue margins only what it holds: after a
-     liquidation one wallet is nearly empty), ``s = sign(x) * N / px_A``, ``q = -s``; a sizing
-     held short by that cap is *capped*: the collateral check (step 6) then runs even with a
-     flat leg, and once its transfer is sent the column re-sizes to its target at the
-     transfer's arrival bar (a re-entry due then); a liquidation clears it (the
-     after-liquidation policy decides what follows); a cap below 1e-9 of the equity opens
-     nothing and an order of at most 1e-9 of the leg's position is not sent (rounding
-     residues). Else a pending close (after a liquidation)
-     closes both legs (and is cleared). Else a collateral rebalance due (step 6) first trades
-     both legs back to the last target's size on ``E`` (a rise of the price grows the
-     notional, and with it the winning leg's initial margin), then *re-strikes* the richer
-     venue's leg when its wallet cannot pay the transfer (closes and reopens the same coins at
-     the open: two fills, so its unrealized profit is realized into its wallet) and sends
-     ``amount = min((mb_rich - mb_poor) / 2, bal_rich - |pos_rich| * px_rich / L)`` to the
-     poorer venue if it exceeds ``fee_T``: it leaves the rich wallet now and arrives, less
-     ``fee_T``, at the open of bar ``j + delay`` (``delay`` 0: at once). The fee is a cost in
-     the ``fees`` component (event ``transfer`` with its fee); the amount in flight counts in
-     the equity, in neither margin balance. At most one transfer is in flight per column.
-     Fills: leg A first, then leg B, each a perp fill at its reference price plus slippage
+     prices (perp opens, a spot leg's spot open; price moves split into hedged and unhedged
+     coins as in the engine: leg A's into ``spot_price``, called the *leg A price* component
+     here, leg B's into ``perp_price``). The equity at the open is
+     ``E = mb_A + mb_B + in_flight``.
+
+     *Sizing*: a new target ``x`` (finite, not the last executed one) or a re-entry due (to
+     the last target when the row is NaN) sizes both legs to ``N = max(E, 0) * |x| * w_A * k_A``
+     quote per leg (two perps: ``E * |x| * L / 2``; spot: ``E * |x| * L / (L + 1)``), but at
+     most what each venue holds can carry: ``min(mb_A * k_A, mb_B * L)`` (``k_A`` = ``L`` for
+     a perp, 1 for spot; after a liquidation one wallet is nearly empty);
+     ``s = sign(x) * N / px_A``, ``q = -s``. A sizing held short by that cap is *capped*: the
+     collateral check (step 6) then runs even with a flat leg, and once its transfer is sent
+     the column re-sizes to its target at the transfer's arrival bar (a re-entry due then); a
+     liquidation clears it (the after-liquidation policy decides what follows). A cap below
+     1e-9 of the equity opens nothing, and an order of at most 1e-9 of the leg's position is
+     not sent (rounding residues).
+
+     Else a pending close (after a liquidation) closes both legs (and is cleared).
+
+     Else a *collateral rebalance* due (step 6) first trades both legs back to the last
+     target's size on ``E`` (a rise of the price grows the notional, and with it the winning
+     leg's initial margin), then moves collateral from the venue above its share to the one
+     below: ``need = w_poor * (mb_A + mb_B) - mb_poor`` (two perps: half the gap). The rich
+     venue's free quote is its cash for a spot leg, else ``bal - |pos| * px / L``; a perp leg
+     whose free quote is short of the need while in profit is *re-struck* (closed and
+     reopened at the open: two fills, so its unrealized profit, which no exchange lets leave,
+     is realized into its wallet). ``amount = min(need, free)`` is sent if it exceeds
+     ``fee_T``: it leaves the rich wallet now and arrives, less ``fee_T``, at the open of bar
+     ``j + delay`` (``delay`` 0: at once). The fee is a cost in the ``fees`` component (event
+     ``transfer`` with its fee); the amount in flight counts in the equity, in neither margin
+     balance. At most one transfer is in flight per column.
+
+     Fills: leg A first, then leg B, each at its reference price plus slippage
      (``slippage_bps`` + ``volume_participation_coefficient * |dq| / volume`` of the leg's own
-     venue), fee ``|dq| * price * fee_V``, realized PnL and fee into that venue's wallet.
-  2. *Liquidation*, leg A then leg B, each against its own venue's adverse mark extreme of the
-     bar (a long against the low, a short against the high) with its venue's maintenance
-     tiers (isolated margin: the closed-form liquidation price, the mark open on a gap), the
-     clearance fee ``clearance_fee_rate * notional`` floored at the margin left and an
+     venue), fee ``|dq| * price * fee_V``; a perp's realized PnL and fee go to its venue's
+     wallet, a spot buy costs ``dq * price + fee`` of venue A's cash (which may dip below zero
+     by the fee, as the single-venue engine's spot wallet).
+  2. *Liquidation*, leg A then leg B (perps only), each against its own venue's adverse mark
+     extreme of the bar (a long against the low, a short against the high) with its venue's
+     maintenance tiers (isolated margin: the closed-form liquidation price, the mark open on a
+     gap), the clearance fee ``clearance_fee_rate * notional`` floored at the margin left and an
      insurance cover of a negative wallet, as in the engine. The other leg is then unhedged;
      per ``after_liquidation`` it is closed at the next valid open and the column re-enters
      its target after ``reentry_cooldown_hours`` (``close_and_reenter``, default) or stays
      flat until the target changes (``close_spot``); ``hold_spot`` keeps the other leg open
      and ``reenter`` re-enters at the next open.
-  3. *Funding*: each leg receives ``-position * funding_value`` of its own venue at that
+  3. *Funding*: each perp receives ``-position * funding_value`` of its own venue at that
      venue's settlements (the price the venue pays at: the mark, or its stand-in), into its
      wallet.
-  4. *Close*: each leg is revalued to its venue's mark close (an invalid bar keeps its last
-     valuation price).
-  5. *Outputs*: equity ``bal_A + bal_B + in_flight + upnl_A + upnl_B``; the eight cumulative
-     components; positions ``s`` and ``q``; per leg the margin ratio (maintenance / margin
-     balance) at the close.
+  4. *Close*: each leg is revalued to its venue's mark close (a spot leg: its spot close; an
+     invalid bar keeps its last valuation price).
+  5. *Outputs*: equity ``bal_A + bal_B + in_flight + upnl_A + upnl_B`` (a spot leg's
+     "unrealized" is its coins' value); the eight cumulative components; positions ``s`` and
+     ``q``; per perp leg the margin ratio (maintenance / margin balance) at the close.
   6. *Collateral check*: with no transfer in flight, both legs open (or the last sizing
-     capped) and both bars valid, when the
-     poorer leg's margin balance is below ``(1 - venue_rebalance_band)`` of the mean of the
-     two (``mb_poor < (1 - band) * (mb_A + mb_B) / 2``), a collateral rebalance is due at the
+     capped) and both bars valid, when a venue's margin balance is below
+     ``(1 - venue_rebalance_band)`` of its share of the two (two perps:
+     ``min(mb_A, mb_B) < (1 - band) * (mb_A + mb_B) / 2``), a collateral rebalance is due at the
      next open (decided at the close, done at the next open: no look-ahead); an infinite band
      (None) never. A sizing does not cancel a rebalance due (it is done at the next open
      without another order); a liquidation does.
 
 * **Identity.** ``equity - initial = funding + fees + slippage + borrow + spot_price +
-  perp_price + liquidation + unhedged`` at every bar (``borrow`` is 0: no spot leg), transfer
-  fees inside ``fees``.
+  perp_price + liquidation + unhedged`` at every bar (``borrow`` is 0: no borrowed leg),
+  transfer fees inside ``fees``.
 
-What it leaves out (stated, not hidden): a spot leg on either venue (a spot(A) + perp(B) hedge
-is not simulated yet), cross margin within a venue (one column per portfolio), venue-specific
-leverage (one ``L`` for both legs), and a USDC/USDT rate series (1:1).
+What it leaves out (stated, not hidden): cross margin within a venue and portfolios of several
+columns sharing capital (one column per portfolio, each leg isolated), a borrowed spot leg
+(reverse carry across venues), venue-specific leverage (one ``L`` for both perps), and a
+USDC/USDT rate series (1:1, flagged).
 """
 
 from __future__ import annotations
