@@ -178,3 +178,22 @@ def _pair_spot(catalog):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
         return load_venue_pair(catalog, "BTC,ETH", "binance", "bybit", "2024-09-04", "2025-07-26", leg_a="spot")
+
+
+def test_a_venue_that_stops_publishing_closes_the_hedge_at_its_last_price(venues_catalog):  # noqa: F811
+    """Hyperliquid's files end on 2025-07-26 while Binance's go on: over a window past that end,
+    both legs close at the open of Hyperliquid's last priced bar (its last price), the column
+    stays flat with a constant equity after it, and nothing is NaN."""
+    pair = _pair(venues_catalog, "BTC", "binance", "hyperliquid", "2025-06-01", "2025-09-01")
+    hl = pair.leg_b
+    last = int(np.flatnonzero(hl.valid[:, 0])[-1])
+    assert last < hl.n_bars - 24 * 30 and not hl.tradable[last:, 0].any()
+    res = _run(pair, np.ones((hl.n_bars, 1)), np.array([0]), BacktestConfig(perp_leverage=2), SpreadConfig())
+    pos_a, pos_b = res.positions["A"][0].to_numpy(), res.positions["B"][0].to_numpy()
+    assert pos_a[last - 1] > 0 and pos_b[last - 1] < 0
+    assert (pos_a[last:] == 0).all() and (pos_b[last:] == 0).all()
+    closes = res.events[(res.events.kind == "fill") & (res.events.time == hl.index[last])]
+    assert sorted(closes.leg) == ["A", "B"]
+    assert closes[closes.leg == "B"].price.iloc[0] == hl.perp_open[last, 0]  # its last price, no slippage set
+    eq = res.equity[0].to_numpy()
+    assert np.isfinite(eq).all() and (eq[last:] == eq[last]).all()
