@@ -492,6 +492,14 @@ def _add_run_commands(sub) -> None:
     g.add_argument("--symbols", required=True, metavar="COINS", help="coins, e.g. BTC,ETH (or BTCUSDT,ETHUSDT)")
     g.add_argument("--start", default=None, help="first bar (UTC); default: where both venues of a pair trade")
     g.add_argument("--end", default=None, help="end (UTC, exclusive); default: where both venues of a pair trade")
+    g.add_argument("--freq", default="1h", help="bar length: 1h (default), 4h, 1d, ...")
+    g.add_argument(
+        "--funding-gaps",
+        choices=("error", "no_trade", "zero"),
+        default="error",
+        help="settlements missing inside a venue's funding span: error (default), no_trade (hold no position "
+        "through the hole) or zero (count them as zero; flagged funding_gap_zero)",
+    )
     s_ = sp.add_argument_group("strategy")
     g.add_argument(
         "--leg-a",

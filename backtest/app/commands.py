@@ -1230,7 +1230,12 @@ def cmd_spread(args) -> int:
         start, end = args.start, args.end
         if args.strategy == "best_venue_carry" and (start is None or end is None):
             # one window for every venue (the strategy compares them bar by bar): where all overlap
-            spans = [load_venue_pair(catalog, coins, va, vb, start, end, leg_a=args.leg_a).index for va, vb in pairs_of]
+            spans = [
+                load_venue_pair(
+                    catalog, coins, va, vb, start, end, args.freq, funding_gaps=args.funding_gaps, leg_a=args.leg_a
+                ).index
+                for va, vb in pairs_of
+            ]
             step = spans[0][1] - spans[0][0] if len(spans[0]) > 1 else pd.Timedelta(hours=1)
             start = start or max(s[0] for s in spans)
             end = end or min(s[-1] for s in spans) + step
@@ -1239,7 +1244,9 @@ def cmd_spread(args) -> int:
             notes.append(f"one window for every venue: {pd.Timestamp(start)} to {pd.Timestamp(end)} UTC")
             caught.clear()
         for va, vb in pairs_of:
-            pairs[(va, vb)] = load_venue_pair(catalog, coins, va, vb, start, end, leg_a=args.leg_a)
+            pairs[(va, vb)] = load_venue_pair(
+                catalog, coins, va, vb, start, end, args.freq, funding_gaps=args.funding_gaps, leg_a=args.leg_a
+            )
         caught_all = list(caught)
     targets: dict = {}
     if args.strategy == "hold":
