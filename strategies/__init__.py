@@ -41,7 +41,12 @@ from strategies.base import (
 from strategies.basis_aware import BasisAwareParams, basis_aware
 from strategies.best_venue_carry import BestVenueCarryParams, best_venue_carry
 from strategies.funding_sign import FundingSignParams, funding_sign
-from strategies.funding_spread import FundingSpreadParams, funding_spread, trailing_funding_per_year
+from strategies.funding_spread import (
+    FundingSpreadParams,
+    funding_spread,
+    funding_spread_pairs,
+    trailing_funding_per_year,
+)
 from strategies.funding_threshold import FundingThresholdParams, funding_threshold
 from strategies.lookahead import LookaheadDifference, LookaheadReport, check_lookahead, perturb_after, truncate_after
 from strategies.predicted_funding import (
@@ -106,6 +111,7 @@ __all__ = [
     "funding_sign",
     "FundingSignParams",
     "funding_spread",
+    "funding_spread_pairs",
     "FundingSpreadParams",
     "best_venue_carry",
     "BestVenueCarryParams",

@@ -12,14 +12,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
 from data.errors import ConfigError
 from data.market import Market
 from strategies.base import StrategyParams, check_entry_exit, hours_to_bars, param
 from strategies.funding_spread import HOURS_PER_YEAR, trailing_funding_per_year
+from strategies.signals import best_candidate_nb
 
 __all__ = ["BestVenueCarryParams", "best_venue_carry"]
+
+#: (the state machine: :func:`strategies.signals.best_candidate_nb`)
+best_venue_nb = best_candidate_nb
 
 ANN = "annualized fraction (0.05 = 5%/yr)"
 
@@ -41,42 +44,6 @@ class BestVenueCarryParams(StrategyParams):
     def check(self) -> None:
         super().check()
         check_entry_exit(self)
-
-
-@njit(cache=True)
-def best_venue_nb(scores, entry, exit_, switch, min_hold):
-    """The venue holding each coin's carry per bar, (T, N) int64 (-1: none), from ``scores``
-    (V, T, N) after-fee annualized funding (NaN: unknown). Flat: enter the best venue when its
-    score exceeds ``entry``. Holding venue ``k`` for at least ``min_hold`` bars: leave when its
-    score falls below ``exit_``, else move to the best venue when that one's score exceeds
-    ``k``'s by more than ``switch``. A NaN score never enters; an unknown score of the held
-    venue keeps the position."""
-    V, T, N = scores.shape
-    out = np.full((T, N), -1, np.int64)
-    for n in range(N):
-        held = -1
-        age = 0
-        for i in range(T):
-            best = -1
-            top = -np.inf
-            for v in range(V):
-                x = scores[v, i, n]
-                if x == x and x > top:
-                    top = x
-                    best = v
-            age += 1
-            if held >= 0 and age >= min_hold:
-                mine = scores[held, i, n]
-                if mine == mine and mine < exit_:
-                    held = -1
-                elif best >= 0 and best != held and (mine != mine or top - mine > switch):
-                    held = best
-                    age = 0
-            if held < 0 and best >= 0 and top > entry:
-                held = best
-                age = 0
-            out[i, n] = held
-    return out
 
 
 def best_venue_carry(
@@ -124,7 +91,7 @@ def best_venue_carry(
             for m, fee in zip(perps, fees)
         ]
     )
-    held = best_venue_nb(
+    held = best_candidate_nb(
         scores,
         params.entry_annualized,
         params.exit_annualized,

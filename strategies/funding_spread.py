@@ -1,12 +1,15 @@
-"""``funding_spread``: long the perp where funding is low, short it where it is high (two venues).
+"""``funding_spread``: long the perp where funding is low, short it where it is high (across venues).
 
-A strategy of a venue pair, not of one market: ``funding_spread(leg_a, leg_b, params, fee_a,
-fee_b) -> targets`` for :func:`backtest.spread.run_spread` (+1: long leg A, short leg B; -1 the
-mirror; 0 flat; NaN keep).
+A strategy of several venues' perps, not of one market: ``funding_spread_pairs(perps, params,
+fees) -> {(i, k): targets}`` holds, per coin, the venue pair with the widest spread after fees,
+one pair at a time; ``funding_spread(leg_a, leg_b, params, fee_a, fee_b) -> targets`` is its
+one-pair case. Targets are for :func:`backtest.spread.run_spread` (+1: long leg A, short leg B;
+-1 the mirror; 0 flat; NaN keep).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,9 +17,9 @@ import numpy as np
 from data.errors import ConfigError
 from data.market import Market
 from strategies.base import StrategyParams, check_entry_exit, hours_to_bars, param
-from strategies.signals import hysteresis
+from strategies.signals import best_candidate_nb
 
-__all__ = ["FundingSpreadParams", "funding_spread", "trailing_funding_per_year"]
+__all__ = ["FundingSpreadParams", "funding_spread", "funding_spread_pairs", "trailing_funding_per_year"]
 
 ANN = "annualized fraction (0.05 = 5%/yr)"
 HOURS_PER_YEAR = 365.0 * 24.0
@@ -30,6 +33,9 @@ class FundingSpreadParams(StrategyParams):
     min_hold_hours: float = param(72.0, "hours", ge=0.0, help="minimum time in a trade before an exit")
     fee_horizon_hours: float = param(
         720.0, "hours", gt=0.0, help="the round trip's fees are spread over this expected holding time"
+    )
+    switch_annualized: float = param(
+        0.05, ANN, ge=0.0, le=5.0, help="move to another venue pair when its spread is this much wider, after fees"
     )
     exposure: float = param(1.0, "fraction of the column's capital (0..1)", gt=0.0, le=1.0)
 
@@ -58,49 +64,75 @@ def trailing_funding_per_year(market: Market, window_hours: float) -> np.ndarray
     return out
 
 
-def funding_spread(leg_a: Market, leg_b: Market, params: FundingSpreadParams, fee_a: float, fee_b: float) -> np.ndarray:
-    """Trade the funding spread between two venues when it beats both venues' fees.
+def funding_spread_pairs(
+    perps: Sequence[Market], params: FundingSpreadParams, fees: Sequence[float]
+) -> dict[tuple[int, int], np.ndarray]:
+    """Per coin, trade the widest funding spread among several venues' perps, after fees.
 
     Idea
-        The same coin's perp pays different funding on different venues, often for weeks.
-        ``spread = trailing funding(B) - trailing funding(A)`` (annualized,
-        :func:`trailing_funding_per_year` over ``window_hours``): long A and short B (+1) collects
-        it when positive, the mirror (-1) when negative. The round trip costs
-        ``2 * (fee_a + fee_b)`` of notional; spread over ``fee_horizon_hours`` it is a hurdle of
-        ``2 * (fee_a + fee_b) * 8760 / fee_horizon_hours`` a year. Enter +1 when
-        ``spread - hurdle > entry_annualized``, -1 when ``-spread - hurdle > entry_annualized``;
-        leave when the same after-fee spread falls below ``exit_annualized`` once
-        ``min_hold_hours`` have passed (hysteresis: churn costs four fees).
+        The same coin's perp pays different funding on different venues, often for weeks. For
+        each pair of venues ``(i, k)`` (``i < k``), ``spread = trailing funding(k) - trailing
+        funding(i)`` (annualized over ``window_hours``, :func:`trailing_funding_per_year`): long
+        ``i`` and short ``k`` (+1) collects it when positive, the mirror (-1) when negative. The
+        round trip costs ``2 * (fee_i + fee_k)`` of notional; spread over ``fee_horizon_hours`` it
+        is a hurdle of ``2 * (fee_i + fee_k) * 8760 / fee_horizon_hours`` a year. Each pair and
+        direction is a candidate scored ``+-spread - hurdle``; per coin the widest one above
+        ``entry_annualized`` is entered; held for ``min_hold_hours``, it is left below
+        ``exit_annualized`` or exchanged for another pair paying ``switch_annualized`` more
+        (:func:`strategies.signals.best_candidate_nb`: one pair per coin at a time).
+
+    Parameters
+    ----------
+    perps : sequence of Market
+        The venues' perp markets: one bar index, the same coins in the same order.
+    fees : sequence of float
+        Each venue's perp fee (fraction of notional), in ``perps``' order.
 
     Returns
     -------
-    ndarray (T, N)
-        ``exposure``, ``-exposure`` or 0; NaN (keep) on bars where a leg has no price; 0 before a
-        whole window is known.
+    dict
+        ``{(i, k): ndarray (T, N)}`` per pair ``i < k``: ``exposure`` (long ``i``, short ``k``),
+        ``-exposure`` or 0; NaN (keep) on bars where a leg has no price.
 
     Risks
         Trailing spreads lag their turns (a regime that flips is left late); the legs' basis
         moves against the trade on the way (the two perps' prices differ by their premiums); a
-        leg can be liquidated while collateral is in transfer; USDC and USDT taken 1:1.
+        leg can be liquidated while collateral is in transfer; USDC and USDT taken 1:1; a
+        switch of pair is a full round trip.
     """
+    if len(perps) != len(fees) or len(perps) < 2:
+        raise ConfigError(
+            f"funding_spread needs two venues or more and one fee each: {len(perps)} venues, {len(fees)} fees"
+        )
+    shape = perps[0].shape
+    if any(m.shape != shape or not m.index.equals(perps[0].index) for m in perps):
+        raise ConfigError("funding_spread: the venues' markets must share one bar index and the same coins")
+    trailing = [trailing_funding_per_year(m, params.window_hours) for m in perps]
+    pairs = [(i, k) for i in range(len(perps)) for k in range(i + 1, len(perps))]
+    scores = []
+    for i, k in pairs:
+        spread = trailing[k] - trailing[i]
+        hurdle = 2.0 * (fees[i] + fees[k]) * HOURS_PER_YEAR / params.fee_horizon_hours
+        scores += [spread - hurdle, -spread - hurdle]  # +1: long i, short k; -1: the mirror
+    held = best_candidate_nb(
+        np.stack(scores),
+        params.entry_annualized,
+        params.exit_annualized,
+        params.switch_annualized,
+        hours_to_bars(perps[0], params.min_hold_hours),
+    )
+    out = {}
+    for p, (i, k) in enumerate(pairs):
+        x = np.where(held == 2 * p, params.exposure, np.where(held == 2 * p + 1, -params.exposure, 0.0))
+        x[~(perps[i].valid & perps[k].valid) & (x != 0.0)] = np.nan  # a leg without a price: keep
+        out[(i, k)] = x
+    return out
+
+
+def funding_spread(leg_a: Market, leg_b: Market, params: FundingSpreadParams, fee_a: float, fee_b: float) -> np.ndarray:
+    """:func:`funding_spread_pairs` for one pair of venues: +``exposure`` long A and short B when
+    B pays more than A by more than the fee hurdle and ``entry_annualized``, the mirror when A
+    pays more, 0 flat, NaN (keep) where a leg has no price."""
     if leg_a.shape != leg_b.shape:
         raise ConfigError(f"the legs' markets differ in shape: {leg_a.shape} vs {leg_b.shape}")
-    spread = trailing_funding_per_year(leg_b, params.window_hours) - trailing_funding_per_year(
-        leg_a, params.window_hours
-    )
-    hurdle = 2.0 * (fee_a + fee_b) * HOURS_PER_YEAR / params.fee_horizon_hours
-    # the short side's after-fee spread is -spread - hurdle: above the entry level when
-    # spread + hurdle < -entry, below the exit level when spread + hurdle > -exit
-    state = hysteresis(
-        spread - hurdle,
-        enter_long=params.entry_annualized,
-        exit_long=params.exit_annualized,
-        score_short=spread + hurdle,
-        enter_short=-params.entry_annualized,
-        exit_short=-params.exit_annualized,
-        min_hold_bars=hours_to_bars(leg_a, params.min_hold_hours),
-    )
-    out = state * params.exposure
-    out[~np.isfinite(spread)] = 0.0
-    out[~(leg_a.valid & leg_b.valid) & np.isfinite(spread)] = np.nan
-    return out
+    return funding_spread_pairs([leg_a, leg_b], params, [fee_a, fee_b])[(0, 1)]

@@ -210,6 +210,44 @@ def hysteresis_nb(
     return out
 
 
+@njit(cache=True)
+def best_candidate_nb(scores, entry, exit_, switch, min_hold):
+    """The candidate held per bar and column, (T, N) int64 (-1: none), from ``scores`` (K, T, N)
+    (e.g. after-fee annualized funding of K venues, or of K venue pairs and directions; NaN:
+    unknown). Flat: enter the best candidate when its score exceeds ``entry``. Holding candidate
+    ``k`` for at least ``min_hold`` bars: leave when its score falls below ``exit_`` (then enter
+    the best one on the same bar if it is above ``entry``), else move to the best candidate when
+    that one's score exceeds ``k``'s by more than ``switch`` (or ``k``'s is unknown). A NaN
+    score never enters; an unknown score of the held candidate keeps it while nothing else is
+    known. (``hysteresis_nb`` is the one-candidate-per-side case.)"""
+    V, T, N = scores.shape
+    out = np.full((T, N), -1, np.int64)
+    for n in range(N):
+        held = -1
+        age = 0
+        for i in range(T):
+            best = -1
+            top = -np.inf
+            for v in range(V):
+                x = scores[v, i, n]
+                if x == x and x > top:
+                    top = x
+                    best = v
+            age += 1
+            if held >= 0 and age >= min_hold:
+                mine = scores[held, i, n]
+                if mine == mine and mine < exit_:
+                    held = -1
+                elif best >= 0 and best != held and (mine != mine or top - mine > switch):
+                    held = best
+                    age = 0
+            if held < 0 and best >= 0 and top > entry:
+                held = best
+                age = 0
+            out[i, n] = held
+    return out
+
+
 def hysteresis(
     score: np.ndarray,
     *,

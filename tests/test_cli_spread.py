@@ -16,7 +16,7 @@ from backtest.config import BacktestConfig, SpreadConfig
 from backtest.spread import run_spread
 from data.loader import DataWarning
 from data.venue_pair import load_venue_pair
-from strategies import FundingSpreadParams, funding_spread
+from strategies import FundingSpreadParams, funding_spread_pairs
 from tests.test_cli_refusals import carry, one_line_error
 from tests.test_report_browser import CHROMIUM, FLAGS, console_errors
 from tests.test_venue_pair import venues_catalog  # noqa: F401  (the session catalog fixture)
@@ -52,10 +52,10 @@ def test_writes_every_pair_and_coin(spread_run):
         (c, a, b)
         for a, b in (("binance", "bybit"), ("binance", "hyperliquid"), ("bybit", "hyperliquid"))
         for c in ("BTC", "ETH")
-    ]
+    ] + [(c, "widest", "binance/bybit/hyperliquid") for c in ("BTC", "ETH")]
     assert "usdc_usdt_parity" in summary["flags"] and "oracle_price_stand_in" in summary["flags"]
     equity = pd.read_parquet(out / "equity.parquet")
-    assert list(equity.columns) == [f"{c} {a}/{b}" for c, a, b in pairs]
+    assert list(equity.columns) == [f"{c} {a}/{b}" for c, a, b in pairs[:6]]
     events = pd.read_parquet(out / "events.parquet")
     assert {"fill", "funding", "transfer"} <= set(events.kind)
     for row in summary["rows"]:  # the row's parts add up to its net
@@ -70,10 +70,12 @@ def test_figures_equal_the_engine_in_process(spread_run, venues_catalog):  # noq
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
         pair = load_venue_pair(venues_catalog, "BTC,ETH", "binance", "hyperliquid", *WINDOW)
-    x = funding_spread(pair.leg_a, pair.leg_b, FundingSpreadParams(), 0.0005, 0.00035)
+        bybit = load_venue_pair(venues_catalog, "BTC,ETH", "binance", "bybit", *WINDOW).leg_b
+    # the widest pair per coin among the three venues (their base-tier taker fees then)
+    picked = funding_spread_pairs([pair.leg_a, bybit, pair.leg_b], FundingSpreadParams(), [0.0005, 0.00055, 0.00035])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = run_spread(pair.leg_a, pair.leg_b, x, BacktestConfig(perp_leverage=2), SpreadConfig())
+        res = run_spread(pair.leg_a, pair.leg_b, picked[(0, 2)], BacktestConfig(perp_leverage=2), SpreadConfig())
     rows = [r for r in summary["rows"] if r["venue_b"] == "hyperliquid" and r["venue_a"] == "binance"]
     got = np.array([r["net"] for r in rows])
     np.testing.assert_allclose(got, (res.totals.final_equity - 10_000).to_numpy(), rtol=1e-12)
@@ -165,6 +167,7 @@ def test_readme_figures(spread_run, venues_catalog, tmp_path):  # noqa: F811
     runs = {}
     for name, flags in (
         ("hold", ["--venues", "binance,hyperliquid", "--strategy", "hold", "--start", WINDOW[0], "--end", WINDOW[1]]),
+        ("pair", ["--venues", "binance,hyperliquid", "--start", WINDOW[0], "--end", WINDOW[1]]),
         ("okx", ["--venues", "binance,bybit,okx", "--start", "2025-10-06", "--end", "2026-01-09"]),
     ):
         runs[name] = spread(venues_catalog, tmp_path / name, *flags)[0]["rows"]
@@ -176,11 +179,18 @@ def test_readme_figures(spread_run, venues_catalog, tmp_path):  # noqa: F811
         82,
         -12,
     )
-    paid = {(r["coin"], r["venue_a"], r["venue_b"]): r for r in rows}
-    b = paid[("BTC", "binance", "hyperliquid")]
-    assert (round(b["funding_a"] + b["funding_b"]), round(-b["trading_fees"]), round(b["basis"])) == (638, 295, 54)
-    bb = paid[("BTC", "binance", "bybit")]
-    assert (round(-bb["trading_fees"]), round(bb["funding_a"] + bb["funding_b"])) == (213, 55)
+    pair = runs["pair"][0]  # the Binance/Hyperliquid pair alone
+    assert (round(pair["net"]), f"{pair['annualized']:.1%}", pair["transfers"]) == (393, "4.4%", 4)
+    assert (round(pair["funding_a"] + pair["funding_b"]), round(-pair["trading_fees"]), round(pair["basis"])) == (
+        638,
+        295,
+        54,
+    )
+    widest = next(r for r in rows if r["coin"] == "BTC" and r["venue_a"] == "widest")
+    assert (f"{widest['in_trade']:.0%}", round(widest["funding_a"] + widest["funding_b"])) == ("75%", 611)
+    assert (round(-widest["trading_fees"]), round(widest["net"]), f"{widest['annualized']:.1%}") == (560, 114, "1.3%")
+    held = [r for r in rows if r["coin"] == "BTC" and r["venue_a"] != "widest"]
+    assert sum(r["in_trade"] for r in held) == pytest.approx(widest["in_trade"])  # one pair at a time
     eo = [r for r in runs["okx"] if r["coin"] == "ETH" and r["venue_b"] == "okx" and r["venue_a"] == "binance"][0]
     assert (f"{eo['in_trade']:.0%}", round(eo["funding_a"] + eo["funding_b"]), round(-eo["trading_fees"])) == (
         "41%",

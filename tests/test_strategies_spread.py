@@ -85,3 +85,25 @@ def test_best_venue_carry_holds_the_best_venue_after_fees():
     assert (xb2 == 0).all() and xa2[-1, 0] == 1.0
     with pytest.raises(ConfigError, match="one fee per venue"):
         best_venue_carry([cheap, rich], p, [0.0005], 0.001)
+
+
+def test_funding_spread_pairs_holds_the_widest_pair_one_at_a_time():
+    """Three venues: venue 2 pays 8.2%/yr more than venues 0 and 1 (a tie: the first pair, long 0
+    and short 2, is held); from day 20 venue 1 pays -22% a year and its pair with venue 2 is 30
+    points wider: the strategy moves there (long 1, short 2); never two pairs at once."""
+    from strategies import funding_spread_pairs
+
+    v0 = _market(np.full(T, 0.00005))
+    v1 = _market(np.where(np.arange(T) < 24 * 20, 0.00005, -0.0002))
+    v2 = _market(np.full(T, 0.0001), every=1)
+    p = FundingSpreadParams(entry_annualized=0.02, min_hold_hours=24)
+    x = funding_spread_pairs([v0, v1, v2], p, [0.0005, 0.0005, 0.0005])
+    assert sorted(x) == [(0, 1), (0, 2), (1, 2)]
+    held = np.stack([np.abs(x[k][:, 0]) for k in sorted(x)])
+    assert (held.sum(axis=0) <= 1.0).all()
+    assert x[(0, 2)][24 * 10, 0] == 1.0 and x[(1, 2)][24 * 10, 0] == 0.0
+    assert x[(1, 2)][-1, 0] == 1.0 and x[(0, 2)][-1, 0] == 0.0
+    # two venues: the same as funding_spread on that pair
+    np.testing.assert_array_equal(
+        funding_spread(v0, v2, p, 0.0005, 0.0005), funding_spread_pairs([v0, v2], p, [0.0005] * 2)[(0, 1)]
+    )

@@ -512,14 +512,16 @@ def _add_run_commands(sub) -> None:
         "--strategy",
         choices=("funding_spread", "hold", "best_venue_carry"),
         default="funding_spread",
-        help="funding_spread (default): enter when the trailing spread beats both venues' fees; hold: long A / "
-        "short B throughout; best_venue_carry (with --leg-a spot): the perp on whichever venue pays most",
+        help="funding_spread (default): per coin the venue pair whose trailing spread beats both venues' fees the "
+        "most, one pair at a time; hold: long A / short B throughout, every pair; best_venue_carry (with --leg-a spot): "
+        "the perp on whichever venue pays most",
     )
     s_.add_argument(
         "--switch",
         type=float,
         default=0.05,
-        help="best_venue_carry: move to a venue paying this much more, annualized fraction (0.05)",
+        help="funding_spread over three venues or more, best_venue_carry: move to a venue pair (a venue) paying this "
+        "much more, annualized fraction (0.05)",
     )
     s_.add_argument("--entry", type=float, default=0.05, help="funding_spread: entry, annualized fraction (0.05)")
     s_.add_argument("--exit", type=float, default=0.0, help="funding_spread: exit, annualized fraction (0.0)")

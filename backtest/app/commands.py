@@ -1207,7 +1207,7 @@ def cmd_spread(args) -> int:
     params: Any = (
         strategies.BestVenueCarryParams(**common, switch_annualized=args.switch)
         if args.strategy == "best_venue_carry"
-        else strategies.FundingSpreadParams(**common)
+        else strategies.FundingSpreadParams(**common, switch_annualized=args.switch)
     )
 
     def fee(market, kind: str) -> float:  # a venue's fee at the window's first bar
@@ -1228,7 +1228,8 @@ def cmd_spread(args) -> int:
         warnings.simplefilter("always", DataWarning)
         pairs = {}
         start, end = args.start, args.end
-        if args.strategy == "best_venue_carry" and (start is None or end is None):
+        picking = args.strategy == "best_venue_carry" or (args.strategy == "funding_spread" and len(venues) > 2)
+        if picking and (start is None or end is None):
             # one window for every venue (the strategy compares them bar by bar): where all overlap
             spans = [
                 load_venue_pair(
@@ -1251,11 +1252,21 @@ def cmd_spread(args) -> int:
     targets: dict = {}
     if args.strategy == "hold":
         targets = {key: 1.0 for key in pairs}
-    elif args.strategy == "funding_spread":
-        targets = {
-            key: strategies.funding_spread(p.leg_a, p.leg_b, params, fee(p.leg_a, "perp"), fee(p.leg_b, "perp"))
-            for key, p in pairs.items()
-        }
+    elif args.strategy == "funding_spread":  # per coin the widest pair after fees, one at a time
+        perps: dict[str, Market] = {}
+        for p in pairs.values():
+            perps.setdefault(p.venues[0], p.leg_a)
+            perps.setdefault(p.venues[1], p.leg_b)
+        picked = strategies.funding_spread_pairs(
+            [perps[v] for v in venues], params, [fee(perps[v], "perp") for v in venues]
+        )
+        targets = {(venues[i], venues[k]): x for (i, k), x in picked.items()}
+        if len(venues) > 2:
+            notes.append(
+                "funding_spread: per coin the venue pair with the widest spread after fees, one at a time; a switch "
+                "of pair closes one pair's hedge and opens the other's; each pair's venues hold their own capital, so "
+                "no transfer between them is modeled at a switch"
+            )
     else:
         keys = list(pairs)
         first = pairs[keys[0]]
@@ -1291,8 +1302,11 @@ def cmd_spread(args) -> int:
             curves[f"{coin} {va}/{vb}"] = res.equity[c]
         ev = res.events.assign(coin=[table.coin[c] for c in res.events.column])
         events.append(ev.drop(columns="column").assign(venue_a=va, venue_b=vb))
-    if args.strategy == "best_venue_carry":
-        rows.append(best_venue_rows(pd.concat(rows, ignore_index=True), args.capital, pairs[pairs_of[0]].leg_a.index))
+    if picking:
+        label = "best of" if args.strategy == "best_venue_carry" else "widest of"
+        rows.append(
+            best_venue_rows(pd.concat(rows, ignore_index=True), args.capital, pairs[pairs_of[0]].leg_a.index, label)
+        )
     table = pd.concat(rows, ignore_index=True)
     for text in notes:
         note(text)
