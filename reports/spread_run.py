@@ -62,6 +62,46 @@ def spread_rows(res: SpreadResult, strategy: str) -> pd.DataFrame:
     return rows.reset_index(drop=True)
 
 
+def trade_components(res: SpreadResult, labels: list[str]) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """Per column of ``res`` (named by ``labels``): its cumulative PnL by part per bar (quote):
+    each leg's funding, trading fees, transfer fees, slippage, each leg's price PnL, the
+    unhedged coins' and liquidation; and the worse of its two legs' margin ratios per bar
+    (maintenance / margin balance; NaN when flat). ``res`` must keep components and events per
+    bar (:func:`backtest.spread.run_spread`'s default outputs)."""
+    ev = res.events
+    bar = res.index.get_indexer(ev["time"])
+
+    def per_bar(mask: np.ndarray, values: np.ndarray, c: int) -> np.ndarray:
+        out = np.zeros(len(res.index))
+        sel = mask & (ev["column"].to_numpy() == c)
+        np.add.at(out, bar[sel], values[sel])
+        return np.cumsum(out)
+
+    kind, leg = ev["kind"].astype(str).to_numpy(), ev["leg"].astype(str).to_numpy()
+    cash, fee = ev["cash"].to_numpy(), ev["fee"].to_numpy()
+    comps = {}
+    for c, label in enumerate(labels):
+        funding_a = per_bar((kind == "funding") & (leg == "A"), cash, c)
+        transfer_fees = -per_bar(kind == "transfer", fee, c)
+        comp = res.components
+        comps[label] = pd.DataFrame(
+            {
+                "funding A": funding_a,
+                "funding B": comp["funding"][c].to_numpy() - funding_a,
+                "fees": comp["fees"][c].to_numpy() - transfer_fees,
+                "transfer fees": transfer_fees,
+                "slippage": comp["slippage"][c].to_numpy(),
+                "leg A price": comp["spot_price"][c].to_numpy(),
+                "leg B price": comp["perp_price"][c].to_numpy(),
+                "unhedged": comp["unhedged"][c].to_numpy(),
+                "liquidation": comp["liquidation"][c].to_numpy(),
+            },
+            index=res.index,
+        )
+    ratio = np.fmax(res.margin_ratio["A"].to_numpy(), res.margin_ratio["B"].to_numpy())
+    return comps, pd.DataFrame(ratio, index=res.index, columns=labels)
+
+
 def write_spread_run(
     out: Path,
     *,
@@ -71,8 +111,12 @@ def write_spread_run(
     events: pd.DataFrame,
     notes: list[str],
     overwrite: bool = False,
+    components: dict[str, pd.DataFrame] | None = None,
+    margin_ratio: pd.DataFrame | None = None,
 ) -> Path:
-    """Write a spread run's directory atomically (see the module docstring)."""
+    """Write a spread run's directory atomically (see the module docstring); ``components`` and
+    ``margin_ratio`` (:func:`trade_components`) add each trade's stacked PnL by part and margin
+    chart to the report."""
     summary = {**header, "rows": rows.to_dict(orient="records"), "notes": notes}
     text = json.dumps(json_ready(summary), indent=2, allow_nan=False)
     shown = rows.copy()
@@ -89,6 +133,8 @@ def write_spread_run(
         meta={"run": header.get("run", ""), "data": f"{rows.coin.nunique()} coins, {len(rows)} trades"},
         equity_title="Equity per coin and venue pair (quote)",
         drawdown=True,
+        components=components or {},
+        margin_ratio=margin_ratio,
     )
     html = render_report(report)
     ev = events.assign(time=events.time.astype("datetime64[ns, UTC]"))

@@ -101,6 +101,9 @@ def test_report_in_a_browser(spread_run, tmp_path):
     dom = r.stdout
     assert 'data-figure="equity"' in dom and "main-svg" in dom and "scatterlayer" in dom
     assert "What each spread trade earned" in dom and "BTC binance/hyperliquid" in dom
+    # each trade's PnL by part and its margin, behind the portfolio select
+    assert 'data-figure="components"' in dom and 'data-figure="margin"' in dom
+    assert "funding A" in dom and "transfer fees" in dom
 
 
 @pytest.mark.parametrize(

@@ -197,3 +197,19 @@ def test_a_venue_that_stops_publishing_closes_the_hedge_at_its_last_price(venues
     assert closes[closes.leg == "B"].price.iloc[0] == hl.perp_open[last, 0]  # its last price, no slippage set
     eq = res.equity[0].to_numpy()
     assert np.isfinite(eq).all() and (eq[last:] == eq[last]).all()
+
+
+def test_the_report_parts_of_a_trade_add_up_to_its_equity(venues_catalog):  # noqa: F811
+    """reports.spread_run.trade_components splits each leg's funding and the transfer fees out
+    of the engine's components: the parts still sum to equity - capital at every bar."""
+    from reports.spread_run import trade_components
+
+    pair = _pair(venues_catalog, "BTC,ETH", "binance", "hyperliquid", "2024-09-04", "2025-07-26")
+    res = _run(pair, np.ones((pair.leg_a.n_bars, 2)), np.array([0, 1]), BacktestConfig(perp_leverage=3), SpreadConfig())
+    parts, ratio = trade_components(res, ["BTC", "ETH"])
+    for c, label in enumerate(["BTC", "ETH"]):
+        total = parts[label].sum(axis=1).to_numpy()
+        np.testing.assert_allclose(total, res.equity[c].to_numpy() - res.initial_capital, rtol=0, atol=1e-6)
+        assert parts[label]["transfer fees"].iloc[-1] == pytest.approx(res.totals.transfer_fees[c], rel=1e-12)
+        assert parts[label]["funding A"].iloc[-1] == pytest.approx(res.totals.funding_a[c], rel=1e-12)
+    assert ratio.shape == (pair.leg_a.n_bars, 2) and (ratio.max() < 1).all()

@@ -1166,7 +1166,7 @@ def cmd_spread(args) -> int:
     from data.loader import DataWarning
     from data.venue_pair import load_venue_pair
     from data.venues import known_venues, venue_rules
-    from reports.spread_run import best_venue_rows, spread_rows, write_spread_run
+    from reports.spread_run import best_venue_rows, spread_rows, trade_components, write_spread_run
 
     venues = [v.strip().lower() for v in args.venues.split(",") if v.strip()]
     if len(set(venues)) != len(venues) or len(venues) < 2:
@@ -1283,6 +1283,8 @@ def cmd_spread(args) -> int:
             "transfer between the perp venues is modeled at a switch"
         )
     rows, curves, events, flags = [], {}, [], []
+    components: dict[str, pd.DataFrame] = {}
+    ratios: list[pd.DataFrame] = []
     for (va, vb), pair in pairs.items():
         with stage(f"{va}/{vb}"), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DataWarning)
@@ -1300,6 +1302,9 @@ def cmd_spread(args) -> int:
         rows.append(table)
         for c, coin in enumerate(table.coin):
             curves[f"{coin} {va}/{vb}"] = res.equity[c]
+        parts, ratio = trade_components(res, [f"{coin} {va}/{vb}" for coin in table.coin])
+        components.update(parts)
+        ratios.append(ratio)
         ev = res.events.assign(coin=[table.coin[c] for c in res.events.column])
         events.append(ev.drop(columns="column").assign(venue_a=va, venue_b=vb))
     if picking:
@@ -1330,6 +1335,8 @@ def cmd_spread(args) -> int:
         events=pd.concat(events, ignore_index=True),
         notes=notes,
         overwrite=args.overwrite,
+        components=components,
+        margin_ratio=pd.concat(ratios, axis=1) if ratios else None,
     )
     if not quiet():
         _print_spread(table)
