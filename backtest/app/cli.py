@@ -523,10 +523,27 @@ def _add_run_commands(sub) -> None:
         help="funding_spread over three venues or more, best_venue_carry: move to a venue pair (a venue) paying this "
         "much more, annualized fraction (0.05)",
     )
-    s_.add_argument("--entry", type=float, default=0.05, help="funding_spread: entry, annualized fraction (0.05)")
-    s_.add_argument("--exit", type=float, default=0.0, help="funding_spread: exit, annualized fraction (0.0)")
-    s_.add_argument("--window-hours", type=float, default=72.0, help="funding_spread: trailing window, hours (72)")
-    s_.add_argument("--min-hold-hours", type=float, default=72.0, help="funding_spread: minimum hold, hours (72)")
+    s_.add_argument(
+        "--entry",
+        type=float,
+        default=0.05,
+        help="funding_spread, best_venue_carry: entry, annualized fraction after fees (0.05)",
+    )
+    s_.add_argument(
+        "--exit",
+        type=float,
+        default=0.0,
+        help="funding_spread, best_venue_carry: exit, annualized fraction after fees (0.0)",
+    )
+    s_.add_argument(
+        "--window-hours",
+        type=float,
+        default=72.0,
+        help="funding_spread, best_venue_carry: trailing window of the funding, hours (72)",
+    )
+    s_.add_argument(
+        "--min-hold-hours", type=float, default=72.0, help="funding_spread, best_venue_carry: minimum hold, hours (72)"
+    )
     e = sp.add_argument_group("engine")
     e.add_argument("--capital", type=engine_number("--capital"), default=10_000.0, help="capital per trade (10000)")
     e.add_argument("--leverage", type=engine_number("--leverage"), default=2.0, help="both legs' leverage (2)")
