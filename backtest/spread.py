@@ -507,6 +507,7 @@ def run_spread(
             "(load them with data.venue_pair.load_venue_pair)"
         )
     given = isinstance(targets, Targets)
+    _check_same_coins(leg_a, leg_b)
     tg = to_targets(leg_a, targets)
     T, C = tg.values.shape
     if not given:  # a scalar, array, frame or strategy: one portfolio per column
@@ -692,6 +693,20 @@ def run_spread(
         leg_b_last=_last_bar(leg_b, None if resume is None else resume.leg_b_last),
     )
     return res
+
+
+def _check_same_coins(leg_a: Market, leg_b: Market) -> None:
+    """Refuse legs whose symbol ``n`` is not the same coin on both venues (a spread of BTC against
+    ETH is no hedge)."""
+    from data.symbols import coin_of
+
+    bad = [(a, b) for a, b in zip(leg_a.symbols, leg_b.symbols) if coin_of(a) != coin_of(b)]
+    if bad:
+        pairs = ", ".join(f"{a} against {b}" for a, b in bad[:3])
+        raise ConfigError(
+            f"the legs' markets hold different coins in the same position ({pairs}): symbol n of leg A and of "
+            "leg B must be one coin (load_venue_pair aligns them)"
+        )
 
 
 def _bar_order(records: np.ndarray) -> np.ndarray:

@@ -45,6 +45,7 @@ __all__ = [
     "canonical_symbol",
     "split_symbol",
     "split_multiplier",
+    "coin_of",
     "contract_multiplier",
     "spot_symbol",
     "perp_candidates",
@@ -104,6 +105,17 @@ def split_symbol(symbol: str) -> tuple[str, str]:
         if isinstance(symbol, str) and symbol.endswith(quote) and len(symbol) > len(quote):
             return symbol[: -len(quote)], quote
     raise ConfigError(f"cannot split {symbol!r} into base and quote (known quotes: {', '.join(QUOTES)})")
+
+
+def coin_of(symbol: str) -> str:
+    """The coin of a market symbol, whatever its quote and thousands prefix: ``"BTCUSDT"`` and
+    ``"BTCUSDC"`` -> ``"BTC"``; ``"1000PEPEUSDT"`` and ``"kPEPEUSDC"`` -> ``"PEPE"`` (a symbol without
+    a known quote is returned as it is)."""
+    try:
+        base = split_symbol(symbol)[0]
+    except ConfigError:
+        return symbol
+    return split_multiplier(base)[0]
 
 
 def _is_token(symbol: str, spots: Collection[str] | None) -> bool:

@@ -406,3 +406,16 @@ def test_spot_leg_on_one_venue_against_the_perp_on_another(case, tmp_path):
     assert first.cash == pytest.approx(-first.qty * first.price - first.fee, rel=1e-12)
     with pytest.raises(ConfigError, match="long only"):
         _run(a, b, -np.abs(np.nan_to_num(x)), config, spread)
+
+
+def test_legs_of_different_coins_are_refused():
+    """Symbol n of both legs must be one coin: BTC against ETH is no hedge (a silent mismatch would
+    price a spread of two coins)."""
+    a, b, x = _markets(3, 1)
+    swapped = b.select(symbols=list(reversed(b.symbols)))
+    with pytest.raises(ConfigError, match="BTCUSDT against ETHUSDT"):
+        run_spread(a, swapped, 1.0)
+    # the same coins quoted differently (USDT against USDC, a thousands prefix) are one coin
+    from data.symbols import coin_of
+
+    assert coin_of("BTCUSDT") == coin_of("BTCUSDC") and coin_of("1000PEPEUSDT") == coin_of("kPEPEUSDC") == "PEPE"
