@@ -394,6 +394,10 @@ class SpreadConfig:
         None, or a venue without a file there: the venue's flat maintenance rate per symbol
         (``VenueRules.maintenance_fallback``). ``BacktestConfig.maintenance_margin_rate`` set
         overrides both venues.
+    leverage_a : float or None
+        Leg A's perp leverage when it differs from leg B's (``BacktestConfig.perp_leverage``);
+        None: the same. The legs' notional is then ``E * L_A * L_B / (L_A + L_B)`` and each
+        venue's share of the capital ``L_B / (L_A + L_B)`` (A) and ``L_A / (L_A + L_B)`` (B).
     leg_a : {'perp', 'spot'}
         What leg A holds: the venue's perp (a funding-spread hedge, default) or its spot coins
         (a cash-and-carry whose perp is on another venue: long only, bought with venue A's quote
@@ -407,9 +411,20 @@ class SpreadConfig:
     fee_b_rate: float | None = None
     tiers_dir: str | None = None
     leg_a: str = "perp"
+    leverage_a: float | None = None
 
     def __post_init__(self) -> None:
         check_choice("leg_a", self.leg_a, ("perp", "spot"))
+        la = self.leverage_a
+        if la is not None:
+            if isinstance(la, bool) or not isinstance(la, (int, float)) or not math.isfinite(la) or not la > 0:
+                raise ConfigError(f"leverage_a must be a number > 0 (leg A's perp leverage, x) or None, got {la!r}")
+            why = implausible("perp_leverage", float(la))
+            if why:
+                raise ConfigError(why.replace("perp_leverage", "leverage_a"))
+            if self.leg_a == "spot":
+                raise ConfigError("leverage_a is leg A's perp leverage: a spot leg A has none (leg_a='spot')")
+            object.__setattr__(self, "leverage_a", float(la))
         for name in ("venue_transfer_delay_hours", "venue_transfer_fee_quote", "fee_a_rate", "fee_b_rate"):
             v = getattr(self, name)
             if v is None and name.startswith("fee"):

@@ -16,7 +16,8 @@ venues only by transfers that take time and cost a fee. ``leg_a`` and ``leg_b`` 
 The rules (the plain-Python reference ``tests/reference_spread.py`` follows them step by step)
 ------------------------------------------------------------------------------------------------
 Units: coins, quote (USDT; a USDC venue's amounts count 1:1, flagged ``usdc_usdt_parity``),
-fractions of notional for rates. ``L`` is ``perp_leverage`` (both perps), ``fee_A``/``fee_B``
+fractions of notional for rates. ``L`` is ``perp_leverage`` (leg B's perp, and leg A's unless
+``SpreadConfig.leverage_a`` sets ``L_A`` apart), ``fee_A``/``fee_B``
 the venues' fees (taker or maker per ``order_type``; a spot leg's is its venue's spot fee),
 ``delay`` the transfer delay in whole bars (``ceil(venue_transfer_delay_hours / bar hours)``),
 ``fee_T`` the flat transfer fee (quote). Every column is its own portfolio, with its own two
@@ -24,8 +25,9 @@ venue accounts.
 
 * **Capital split and shares.** Each venue's *share* ``w`` of the column's margin balances is
   what its leg needs at the target leverage: two perps ``1/2`` each (equal notional, equal
-  margin); a spot leg A ``L / (L + 1)`` (it pays the notional ``N`` in full) and the perp
-  ``1 / (L + 1)`` (its margin ``N / L``). A column starts with ``initial_capital_quote`` split
+  margin), or ``L_B / (L_A + L_B)`` and ``L_A / (L_A + L_B)`` at different leverages (margins
+  ``N / L_A`` and ``N / L_B``); a spot leg A ``L / (L + 1)`` (it pays the notional ``N`` in full)
+  and the perp ``1 / (L + 1)`` (its margin ``N / L``). A column starts with ``initial_capital_quote`` split
   by the shares into venue A's wallet ``bal_A`` and venue B's ``bal_B``. Each perp is in
   isolated margin on its venue: its margin balance is ``mb = bal + pos * price - cost``
   (``cost = pos * entry``); a spot leg's ``mb_A = bal_A + s * price`` (its quote cash and its
@@ -48,9 +50,10 @@ venue accounts.
 
      *Sizing*: a new target ``x`` (finite, not the last executed one) or a re-entry due (to
      the last target when the row is NaN) sizes both legs to ``N = max(E, 0) * |x| * w_A * k_A``
-     quote per leg (two perps: ``E * |x| * L / 2``; spot: ``E * |x| * L / (L + 1)``), but at
-     most what each venue holds can carry: ``min(mb_A * k_A, mb_B * L)`` (``k_A`` = ``L`` for
-     a perp, 1 for spot; after a liquidation one wallet is nearly empty);
+     quote per leg (two perps: ``E * |x| * L / 2``, or ``E * |x| * L_A * L_B / (L_A + L_B)``;
+     spot: ``E * |x| * L / (L + 1)``), but at most what each venue holds can carry:
+     ``min(mb_A * k_A, mb_B * L)`` (``k_A`` = ``L_A`` for a perp, 1 for spot; after a
+     liquidation one wallet is nearly empty);
      ``s = sign(x) * N / px_A``, ``q = -s``. A sizing held short by that cap is *capped*: the
      collateral check (step 6) then runs even with a flat leg, and once its transfer is sent
      the column re-sizes to its target at the transfer's arrival bar (a re-entry due then); a
@@ -64,7 +67,8 @@ venue accounts.
      target's size on ``E`` (a rise of the price grows the notional, and with it the winning
      leg's initial margin), then moves collateral from the venue above its share to the one
      below: ``need = w_poor * (mb_A + mb_B) - mb_poor`` (two perps: half the gap). The rich
-     venue's free quote is its cash for a spot leg, else ``bal - |pos| * px / L``; a perp leg
+     venue's free quote is its cash for a spot leg, else ``bal - |pos| * px / L`` (its own
+     ``L``); a perp leg
      whose free quote is short of the need while in profit is *re-struck* (closed and
      reopened at the open: two fills, so its unrealized profit, which no exchange lets leave,
      is realized into its wallet). ``amount = min(need, free)`` is sent if it exceeds
@@ -109,8 +113,7 @@ venue accounts.
 
 What it leaves out (stated, not hidden): cross margin within a venue and portfolios of several
 columns sharing capital (one column per portfolio, each leg isolated), a borrowed spot leg
-(reverse carry across venues), venue-specific leverage (one ``L`` for both perps), and a
-USDC/USDT rate series (1:1, flagged).
+(reverse carry across venues), and a USDC/USDT rate series (1:1, flagged).
 """
 
 from __future__ import annotations
@@ -180,6 +183,7 @@ COMPONENTS = ("funding", "fees", "slippage", "borrow", "spot_price", "perp_price
 #: Parameters of a spread run that may vary per column (C,) or per bar and column (T, C).
 SPREAD_PARAMS = (
     "perp_leverage",
+    "leverage_a",
     "slippage_bps",
     "volume_participation_coefficient",
     "clearance_fee_rate",
@@ -546,24 +550,30 @@ def run_spread(
         "venue_transfer_fee_quote": spread.venue_transfer_fee_quote,
         "fee_a_rate": fee_a,
         "fee_b_rate": fee_b,
+        "leverage_a": spread.leverage_a,
     }
     for name, value in (column_params or {}).items():
         if name not in SPREAD_PARAMS:
             raise ConfigError(f"{name!r} cannot vary per column of a spread run; allowed: {list(SPREAD_PARAMS)}")
         params[name] = value
+    if params["leverage_a"] is None:  # leg A at leg B's leverage (per column when that is a grid)
+        params["leverage_a"] = params["perp_leverage"]
+    elif spread.leg_a == "spot":
+        raise ConfigError("leverage_a is leg A's perp leverage: a spot leg A has none (leg_a='spot')")
     fx = {name: _flex(name, v, (T, C)) for name, v in params.items()}
     for name, a in fx.items():
-        if (a < 0).any() or (name == "perp_leverage" and not (a > 0).all()):
-            raise ConfigError(f"{name} must be {'> 0' if name == 'perp_leverage' else '>= 0'} in every column")
+        lever = name in ("perp_leverage", "leverage_a")
+        if (a < 0).any() or (lever and not (a > 0).all()):
+            raise ConfigError(f"{name} must be {'> 0' if lever else '>= 0'} in every column")
         finite = a[np.isfinite(a)]
-        plaus = "perp_taker_fee_rate" if name.startswith("fee_") else name
+        plaus = "perp_taker_fee_rate" if name.startswith("fee_") else "perp_leverage" if lever else name
         why = implausible(plaus, float(finite.max())) if finite.size else None
         if why:
             raise ConfigError(f"column parameter {why.replace(plaus, name)}")
     tiers_a, t_src_a = venue_tiers(leg_a, config, spread)
     tiers_b, t_src_b = venue_tiers(leg_b, config, spread)
     if not a_spot:
-        tiers_a.check_leverage(fx["perp_leverage"], leg_a.perp_symbols, column_symbol=tg.column_symbol)
+        tiers_a.check_leverage(fx["leverage_a"], leg_a.perp_symbols, column_symbol=tg.column_symbol)
     tiers_b.check_leverage(fx["perp_leverage"], leg_b.perp_symbols, column_symbol=tg.column_symbol)
     flags: list[str] = []
     if _venue_quote(leg_a) != _venue_quote(leg_b):
@@ -596,9 +606,13 @@ def run_spread(
     if resume is None:
         cs0 = np.zeros((C, NSX))
         cs0[:, X_BALA] = cs0[:, X_BALB] = capital / 2.0
+        lev0 = np.broadcast_to(fx["perp_leverage"][0], (C,))
+        lev0_a = np.broadcast_to(fx["leverage_a"][0], (C,))
         if a_spot:  # the spot's venue holds N, the perp's N / L: L / (L + 1) and 1 / (L + 1) of it
-            lev0 = np.broadcast_to(fx["perp_leverage"][0], (C,))
             cs0[:, X_BALA] = capital * (lev0 / (lev0 + 1.0))
+            cs0[:, X_BALB] = capital - cs0[:, X_BALA]
+        elif (lev0_a != lev0).any():  # margins N / L_A and N / L_B: L_B / (L_A + L_B) to venue A
+            cs0[:, X_BALA] = np.where(lev0_a == lev0, capital / 2.0, capital * (lev0 / (lev0_a + lev0)))
             cs0[:, X_BALB] = capital - cs0[:, X_BALA]
         cs0[:, X_VA] = cs0[:, X_VB] = np.nan
         cs0[:, X_LASTX] = np.nan
@@ -634,6 +648,7 @@ def run_spread(
         fx["clearance_fee_rate"],
         fx["venue_rebalance_band"],
         fx["venue_transfer_fee_quote"],
+        fx["leverage_a"],
     )
     bar_ms = hours * MS_PER_HOUR
     run = SpreadSettings(

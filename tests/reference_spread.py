@@ -108,7 +108,8 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
     ``settings``: ``capital`` (quote per column), ``leverage``, ``fee_a``, ``fee_b``,
     ``slippage_bps``, ``impact``, ``clearance``, ``lag``, ``transfer_delay_bars``,
     ``transfer_fee``, ``band``, ``after_liquidation``, ``cooldown_bars``, ``tiers_a``,
-    ``tiers_b``.
+    ``tiers_b``; optional ``leg_a`` (``"perp"``, ``"spot"``) and ``leverage_a`` (leg A's perp
+    leverage, default ``leverage``).
 
     Returns a dict: ``equity``, ``s``, ``q``, ``mr_a``, ``mr_b``, ``in_flight`` (T, C),
     ``capped`` (T, C) bool (the column's ``capped`` flag at the close), ``components``
@@ -130,6 +131,20 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
     band = float(settings["band"])
     policy = settings["after_liquidation"]
     spot_a = settings.get("leg_a", "perp") == "spot"  # leg A: spot coins, long only
+    LA = float(settings.get("leverage_a", L))  # leg A's perp leverage (L: leg B's)
+    by_share = spot_a or LA != L  # venues weighted by what each leg needs, else halves
+
+    def share_a():
+        """Venue A's share of the two margin balances: spot L / (L + 1); perps L_B / (L_A + L_B)."""
+        return L / (L + 1) if spot_a else L / (LA + L)
+
+    def per_unit():
+        """Each leg's notional per unit of equity at the target: spot L / (L + 1); two perps
+        L / 2, or L_A * L_B / (L_A + L_B) when they differ."""
+        if spot_a:
+            return L / (L + 1)
+        return L / 2 if LA == L else LA * L / (LA + L)
+
     cooldown = int(settings["cooldown_bars"])
     assert policy in POLICIES, policy
     assert lag >= 0 and delay >= 0 and cooldown >= 1
@@ -154,6 +169,9 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
         if spot_a:  # the spot's venue holds N, the perp's N / L: L / (L + 1) and 1 / (L + 1)
             col.a.spot = True
             col.a.wallet = capital * (L / (L + 1))
+            col.b.wallet = capital - col.a.wallet
+        elif LA != L:  # margins N / L_A and N / L_B: L_B / (L_A + L_B) to venue A
+            col.a.wallet = capital * (L / (LA + L))
             col.b.wallet = capital - col.a.wallet
 
         # ---------------------------------------------------------------- helpers
@@ -231,12 +249,12 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
             margin-balance gap from the richer venue to the poorer."""
             if col.a.pos != 0 and col.b.pos != 0 and not math.isnan(col.last_x):
                 E = col.a.margin_balance() + col.b.margin_balance() + col.in_flight
-                N = max(E, 0.0) * abs(col.last_x) * (L / (L + 1) if spot_a else L / 2)
+                N = max(E, 0.0) * abs(col.last_x) * per_unit()
                 s_new = math.copysign(N / col.a.val, col.last_x)
                 trade_to(j, s_new, -s_new)
             mb_a, mb_b = col.a.margin_balance(), col.b.margin_balance()
-            if spot_a:  # each venue against its share: the spot's L / (L + 1) of the two
-                t_a = L / (L + 1) * (mb_a + mb_b)
+            if by_share:  # each venue against its share of the two
+                t_a = share_a() * (mb_a + mb_b)
                 rich, poor = (col.b, col.a) if mb_a < t_a else (col.a, col.b)
                 need = t_a - mb_a if mb_a < t_a else mb_a - t_a
             else:
@@ -246,7 +264,7 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
             def free():
                 if rich.spot:  # a spot leg's free quote is its cash
                     return rich.wallet
-                return rich.wallet - abs(rich.pos) * rich.val / L
+                return rich.wallet - abs(rich.pos) * rich.val / (LA if rich is col.a else L)
 
             if free() < need and rich.upnl() > 0 and not rich.spot:  # re-strike: realize the profit
                 p = rich.pos
@@ -355,9 +373,12 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
                         if spot_a:  # spot N and margin N / L: N = E * L / (L + 1); A buys only what it holds
                             N = max(E, 0.0) * abs(x) * L / (L + 1)
                             room = max(min(mb_a, mb_b * L), 0.0)
-                        else:
+                        elif LA == L:
                             N = max(E, 0.0) * abs(x) * L / 2
                             room = max(min(mb_a, mb_b), 0.0) * L
+                        else:  # margins N / L_A + N / L_B = E
+                            N = max(E, 0.0) * abs(x) * per_unit()
+                            room = max(min(mb_a * LA, mb_b * L), 0.0)
                         if room <= DUST * max(E, 0.0):  # a rounding residue, not a wallet
                             room = 0.0
                         col.capped = room < N
@@ -415,8 +436,8 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
             both_open = col.a.pos != 0 and col.b.pos != 0
             if col.in_flight == 0 and (both_open or col.capped) and va_ok and vb_ok:
                 mb_a, mb_b = col.a.margin_balance(), col.b.margin_balance()
-                if spot_a:
-                    t_a = L / (L + 1) * (mb_a + mb_b)
+                if by_share:
+                    t_a = share_a() * (mb_a + mb_b)
                     low = mb_a < (1 - band) * t_a or mb_b < (1 - band) * (mb_a + mb_b - t_a)
                     col.reb_due = math.isfinite(band) and low
                 else:

@@ -419,3 +419,44 @@ def test_legs_of_different_coins_are_refused():
     from data.symbols import coin_of
 
     assert coin_of("BTCUSDT") == coin_of("BTCUSDC") and coin_of("1000PEPEUSDT") == coin_of("kPEPEUSDC") == "PEPE"
+
+
+@pytest.mark.parametrize("case", CASES[:3], ids=[f"seed{c[0]}-lag{c[2]}-delay{c[4]}" for c in CASES[:3]])
+def test_each_perp_at_its_own_leverage(case, tmp_path):
+    """Leg A's perp at another leverage than leg B's (``leverage_a``, per column here): the kernel
+    equals the reference; the capital starts split L_B / (L_A + L_B) to venue A and the first
+    sizing holds ``E * L_A * L_B / (L_A + L_B)`` per leg."""
+    a, b, x, config, spread, settings = _setup(case, tmp_path)
+    lev_a = np.array([2.0, 5.0, 15.0, 20.0])  # against LEVERAGE = 5, 10, 15, 20: two differ, two equal
+    res = run_spread(
+        a, b, _targets(a, x), config, spread, column_params={"perp_leverage": LEVERAGE, "leverage_a": lev_a}
+    )
+    parts = []
+    for c in range(x.shape[1]):
+        r = run_reference_spread(
+            a, b, x[:, [c]], COLUMN_SYMBOL[[c]], dict(settings, leverage=LEVERAGE[c], leverage_a=lev_a[c])
+        )
+        r["events"] = [(e[0], c, *e[2:]) for e in r["events"]]
+        parts.append(r)
+    ref = {k: np.hstack([p[k] for p in parts]) for k in ("equity", "s", "q", "mr_a", "mr_b", "in_flight", "capped")}
+    ref["components"] = {k: np.hstack([p["components"][k] for p in parts]) for k in COMPONENTS}
+    ref["events"] = sorted((e for p in parts for e in p["events"]), key=lambda e: (e[0], e[1]))
+    atol = 1e-9 * CAPITAL
+    _close("equity", res.equity.values, ref["equity"], atol)
+    for name in COMPONENTS:
+        _close(name, res.components[name].values, ref["components"][name], atol)
+    _close("position A", res.positions["A"].values, ref["s"], 1e-12, 1e-9)
+    _close("margin ratio A", res.margin_ratio["A"].values, ref["mr_a"], 1e-12, 1e-9)
+    _close("margin ratio B", res.margin_ratio["B"].values, ref["mr_b"], 1e-12, 1e-9)
+    _compare_events(res, ref, a, b)
+    # the first sizing of column 0 (L_A 2, L_B 5): notional E * 10 / 7, from a wallet split 5/7 to A
+    ev = res.events[(res.events.column == 0) & (res.events.kind == "fill")]
+    first = ev.iloc[0]
+    j = a.index.get_loc(first.time)
+    size = abs(x[j - max(settings["lag"], 1), 0])  # the target that bar executes
+    notional = abs(first.qty) * (
+        a.perp_open[j, COLUMN_SYMBOL[0]] if settings["lag"] else a.perp_close[j - 1, COLUMN_SYMBOL[0]]
+    )
+    assert first.leg == "A" and notional == pytest.approx(CAPITAL * size * 10 / 7, rel=1e-9)
+    with pytest.raises(ConfigError, match="leverage_a"):
+        SpreadConfig(leg_a="spot", leverage_a=3)

@@ -546,7 +546,14 @@ def _add_run_commands(sub) -> None:
     )
     e = sp.add_argument_group("engine")
     e.add_argument("--capital", type=engine_number("--capital"), default=10_000.0, help="capital per trade (10000)")
-    e.add_argument("--leverage", type=engine_number("--leverage"), default=2.0, help="both legs' leverage (2)")
+    e.add_argument("--leverage", type=engine_number("--leverage"), default=2.0, help="the perps' leverage (2)")
+    e.add_argument(
+        "--leverage-a",
+        type=engine_number("--leverage-a"),
+        default=None,
+        help="leg A's perp leverage where it differs from --leverage (leg B's); the capital is then split "
+        "L_B / (L_A + L_B) to venue A",
+    )
     e.add_argument("--slippage-bps", type=engine_number("--slippage-bps"), default=None, help="slippage, bps")
     e.add_argument("--order-type", choices=("taker", "maker"), default=None)
     e.add_argument("--delay", type=engine_number("--delay", int), default=None, help="execution delay, bars (1)")

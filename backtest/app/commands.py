@@ -1197,6 +1197,7 @@ def cmd_spread(args) -> int:
         venue_rebalance_band=args.rebalance_band,
         tiers_dir=str(args.tiers_dir) if args.tiers_dir else None,
         leg_a=args.leg_a,
+        leverage_a=args.leverage_a,
     )
     common = dict(
         entry_annualized=args.entry,

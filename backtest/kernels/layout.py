@@ -229,10 +229,11 @@ NSX = 28
 
 
 class SpreadParams(NamedTuple):
-    """Flexible per-column parameters of spread hedges (see ``flex_nb``): ``leverage`` (both
-    legs), ``fee_a``/``fee_b`` the venues' perp fees, ``slip_frac`` and ``impact`` (as
-    :class:`Params`), ``clearance`` the clearance fee rate, ``band`` the collateral rebalance
-    band (fraction of the mean margin balance; inf: never), ``transfer_fee`` (quote per transfer)."""
+    """Flexible per-column parameters of spread hedges (see ``flex_nb``): ``leverage`` (leg B's,
+    and leg A's unless ``leverage_a`` differs), ``fee_a``/``fee_b`` the venues' fees,
+    ``slip_frac`` and ``impact`` (as :class:`Params`), ``clearance`` the clearance fee rate,
+    ``band`` the collateral rebalance band (fraction of a venue's share; inf: never),
+    ``transfer_fee`` (quote per transfer), ``leverage_a`` leg A's perp leverage."""
 
     leverage: np.ndarray
     fee_a: np.ndarray
@@ -242,6 +243,7 @@ class SpreadParams(NamedTuple):
     clearance: np.ndarray
     band: np.ndarray
     transfer_fee: np.ndarray
+    leverage_a: np.ndarray
 
 
 class SpreadSettings(NamedTuple):

@@ -72,6 +72,16 @@ TIME_CHUNK = 256
 
 
 @njit(cache=True, inline="always")
+def _share_a(a_spot, lev_a, lev_b):
+    """Venue A's share of the two venues' margin balances: what its leg needs at the target
+    leverage, over both (spot: the notional against its margin ``N / L_B``; two perps: ``N / L_A``
+    against ``N / L_B``)."""
+    if a_spot:
+        return lev_b / (lev_b + 1.0)
+    return lev_b / (lev_a + lev_b)
+
+
+@njit(cache=True, inline="always")
 def _leg_code(to_b):
     return LEG_PERP if to_b else LEG_SPOT
 
@@ -167,7 +177,8 @@ def _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec):
         cs[c, X_COMP + C_PERP],
         cs[c, X_COMP + C_UNH],
     )
-    lev = flex_nb(prm.leverage, j, c)
+    lev = flex_nb(prm.leverage, j, c)  # leg B's (and leg A's unless lev_a differs)
+    lev_a = flex_nb(prm.leverage_a, j, c)
     slip, impact = flex_nb(prm.slip_frac, j, c), flex_nb(prm.impact, j, c)
     fee_a, fee_b = flex_nb(prm.fee_a, j, c), flex_nb(prm.fee_b, j, c)
     vol_a = mka.perp_volume[j - 1, n] if j > 0 else mka.vol0_perp[n]
@@ -182,9 +193,12 @@ def _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec):
             if run.a_spot:  # spot N plus margin N / L: N = E * L / (L + 1); A buys only what it holds
                 notional = max(eq, 0.0) * abs(x) * lev / (lev + 1.0)
                 room = max(min(mba, mbb * lev), 0.0)
-            else:  # margin N / L on each venue: N = E * L / 2
+            elif lev_a == lev:  # margin N / L on each venue: N = E * L / 2
                 notional = max(eq, 0.0) * abs(x) * lev / 2.0
                 room = max(min(mba, mbb), 0.0) * lev  # each venue margins only what it holds
+            else:  # margins N / L_A + N / L_B = E: N = E * L_A * L_B / (L_A + L_B)
+                notional = max(eq, 0.0) * abs(x) * (lev_a * lev / (lev_a + lev))
+                room = max(min(mba * lev_a, mbb * lev), 0.0)
             if room <= DUST * max(eq, 0.0):  # a rounding residue (a wallet left at maintenance - fee)
                 room = 0.0
             cs[c, X_CAP] = 1.0 if room < notional else 0.0
@@ -204,15 +218,15 @@ def _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec):
         mba = cs[c, X_BALA] + (s * pxa - cs[c, X_COSTA])
         mbb = cs[c, X_BALB] + (q * pxb - cs[c, X_COSTB])
         eq = mba + mbb + cs[c, X_FLIGHT]
-        per = lev / (lev + 1.0) if run.a_spot else lev / 2.0
+        per = lev / (lev + 1.0) if run.a_spot else lev / 2.0 if lev_a == lev else lev_a * lev / (lev_a + lev)
         new_s = np.sign(last) * (max(eq, 0.0) * abs(last) * per) / pxa
         nrec = _fill(j, c, cs, False, new_s - s, pxa, vol_a, slip, impact, fee_a, rec, nrec, run.a_spot)
         nrec = _fill(j, c, cs, True, -new_s - q, pxb, vol_b, slip, impact, fee_b, rec, nrec)
         s, q = cs[c, X_S], cs[c, X_Q]
     mba = cs[c, X_BALA] + (s * pxa - cs[c, X_COSTA])  # (as the margin balance: wallet + unrealized)
     mbb = cs[c, X_BALB] + (q * pxb - cs[c, X_COSTB])
-    if run.a_spot:  # venue A's share of the two: its spot, L / (L + 1)
-        ta = lev / (lev + 1.0) * (mba + mbb)
+    if run.a_spot or lev_a != lev:  # venue A's share of the two: L / (L + 1) (spot), L_B / (L_A + L_B)
+        ta = _share_a(run.a_spot, lev_a, lev) * (mba + mbb)
         from_b = mba < ta
         need = ta - mba if from_b else mba - ta
     else:
@@ -221,13 +235,14 @@ def _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec):
     pos, px = (q, pxb) if from_b else (s, pxa)
     bal_k, cost_k = (X_BALB, X_COSTB) if from_b else (X_BALA, X_COSTA)
     spot_rich = run.a_spot and not from_b  # a spot leg's free quote is its cash
-    free = cs[c, bal_k] if spot_rich else cs[c, bal_k] - abs(pos) * px / lev
+    lev_rich = lev if from_b else lev_a
+    free = cs[c, bal_k] if spot_rich else cs[c, bal_k] - abs(pos) * px / lev_rich
     if free < need and pos * px - cs[c, cost_k] > 0.0 and pos != 0.0 and not spot_rich:
         # re-strike the richer leg (close and reopen the same coins) to realize its profit
         vol, fee_rate = (vol_b, fee_b) if from_b else (vol_a, fee_a)
         nrec = _fill(j, c, cs, from_b, -pos, px, vol, slip, impact, fee_rate, rec, nrec)
         nrec = _fill(j, c, cs, from_b, pos, px, vol, slip, impact, fee_rate, rec, nrec)
-        free = cs[c, bal_k] - abs(pos) * px / lev
+        free = cs[c, bal_k] - abs(pos) * px / lev_rich
     amount = min(need, free)
     fee_t = flex_nb(prm.transfer_fee, j, c)
     if amount > fee_t and amount > 0.0:
@@ -507,9 +522,9 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
                     mbb = balb + upb
                     if band_t:
                         band = flex_nb(prm.band, j, c)
-                    if a_spot:  # each venue against its share: spot L / (L + 1), margin 1 / (L + 1)
-                        lev = flex_nb(prm.leverage, j, c)
-                        ta = lev / (lev + 1.0) * (mba + mbb)
+                    lev, lev_a = flex_nb(prm.leverage, j, c), flex_nb(prm.leverage_a, j, c)
+                    if a_spot or lev_a != lev:  # each venue against its share (see _share_a)
+                        ta = _share_a(a_spot, lev_a, lev) * (mba + mbb)
                         low = mba < (1.0 - band) * ta or mbb < (1.0 - band) * (mba + mbb - ta)
                         reb = 1.0 if band < np.inf and low else 0.0
                     else:
