@@ -143,11 +143,15 @@ def _setup(case, tmp_path):
     return a, b, x, config, spread, settings
 
 
-def _reference(a, b, x, settings):
-    """The reference, one column at a time (each with its own leverage), merged like the API's."""
+def _reference(a, b, x, settings, leverage_a=None):
+    """The reference, one column at a time (each with its own leverage, and ``leverage_a[c]`` for
+    leg A when given), merged like the API's."""
     parts = []
     for c in range(x.shape[1]):
-        r = run_reference_spread(a, b, x[:, [c]], COLUMN_SYMBOL[[c]], dict(settings, leverage=LEVERAGE[c]))
+        own = dict(settings, leverage=LEVERAGE[c])
+        if leverage_a is not None:
+            own["leverage_a"] = leverage_a[c]
+        r = run_reference_spread(a, b, x[:, [c]], COLUMN_SYMBOL[[c]], own)
         r["events"] = [(e[0], c, *e[2:]) for e in r["events"]]
         parts.append(r)
     out = {k: np.hstack([p[k] for p in parts]) for k in ("equity", "s", "q", "mr_a", "mr_b", "in_flight", "capped")}
@@ -172,6 +176,21 @@ def _close(name, got, want, atol, rtol=0.0):
             f"{name}: {int((~ok).sum())} values differ; first at bar {j} column {c}: "
             f"kernel {got[j, c]!r}, reference {want[j, c]!r}"
         )
+
+
+def _assert_equals_reference(res, ref, a, b):
+    """The kernel's run equals the reference's bar by bar: equity, every component, positions,
+    margin ratios, the amount in flight (1e-9) and every event."""
+    atol = 1e-9 * CAPITAL
+    _close("equity", res.equity.values, ref["equity"], atol)
+    for name in COMPONENTS:
+        _close(name, res.components[name].values, ref["components"][name], atol)
+    _close("position A", res.positions["A"].values, ref["s"], 1e-12, 1e-9)
+    _close("position B", res.positions["B"].values, ref["q"], 1e-12, 1e-9)
+    _close("margin ratio A", res.margin_ratio["A"].values, ref["mr_a"], 1e-12, 1e-9)
+    _close("margin ratio B", res.margin_ratio["B"].values, ref["mr_b"], 1e-12, 1e-9)
+    _close("in flight", res.in_flight.values, ref["in_flight"], atol)
+    _compare_events(res, ref, a, b)
 
 
 def _compare_events(res, ref, a, b):
@@ -231,16 +250,8 @@ def test_kernel_matches_reference(case, tmp_path):
     a, b, x, config, spread, settings = _setup(case, tmp_path)
     res = _run(a, b, x, config, spread)
     ref = _reference(a, b, x, settings)
+    _assert_equals_reference(res, ref, a, b)
     atol = 1e-9 * CAPITAL
-    _close("equity", res.equity.values, ref["equity"], atol)
-    for name in COMPONENTS:
-        _close(name, res.components[name].values, ref["components"][name], atol)
-    _close("position A", res.positions["A"].values, ref["s"], 1e-12, 1e-9)
-    _close("position B", res.positions["B"].values, ref["q"], 1e-12, 1e-9)
-    _close("margin ratio A", res.margin_ratio["A"].values, ref["mr_a"], 1e-12, 1e-9)
-    _close("margin ratio B", res.margin_ratio["B"].values, ref["mr_b"], 1e-12, 1e-9)
-    _close("in flight", res.in_flight.values, ref["in_flight"], atol)
-    _compare_events(res, ref, a, b)
 
     # totals: per-leg funding, fee split, transfer count
     tot = res.totals
@@ -387,16 +398,7 @@ def test_spot_leg_on_one_venue_against_the_perp_on_another(case, tmp_path):
     x = np.abs(x)  # long only
     spread = dataclasses.replace(spread, leg_a="spot")
     res = _run(a, b, x, config, spread)
-    ref = _reference(a, b, x, dict(settings, leg_a="spot"))
-    atol = 1e-9 * CAPITAL
-    _close("equity", res.equity.values, ref["equity"], atol)
-    for name in COMPONENTS:
-        _close(name, res.components[name].values, ref["components"][name], atol)
-    _close("position A", res.positions["A"].values, ref["s"], 1e-12, 1e-9)
-    _close("position B", res.positions["B"].values, ref["q"], 1e-12, 1e-9)
-    _close("margin ratio B", res.margin_ratio["B"].values, ref["mr_b"], 1e-12, 1e-9)
-    _close("in flight", res.in_flight.values, ref["in_flight"], atol)
-    _compare_events(res, ref, a, b)
+    _assert_equals_reference(res, _reference(a, b, x, dict(settings, leg_a="spot")), a, b)
     assert res.margin_ratio["A"].isna().all().all() and (res.totals.funding_a == 0).all()
     ev = res.events
     assert not ((ev.kind == "liquidation") & (ev.leg == "A")).any()
@@ -431,24 +433,7 @@ def test_each_perp_at_its_own_leverage(case, tmp_path):
     res = run_spread(
         a, b, _targets(a, x), config, spread, column_params={"perp_leverage": LEVERAGE, "leverage_a": lev_a}
     )
-    parts = []
-    for c in range(x.shape[1]):
-        r = run_reference_spread(
-            a, b, x[:, [c]], COLUMN_SYMBOL[[c]], dict(settings, leverage=LEVERAGE[c], leverage_a=lev_a[c])
-        )
-        r["events"] = [(e[0], c, *e[2:]) for e in r["events"]]
-        parts.append(r)
-    ref = {k: np.hstack([p[k] for p in parts]) for k in ("equity", "s", "q", "mr_a", "mr_b", "in_flight", "capped")}
-    ref["components"] = {k: np.hstack([p["components"][k] for p in parts]) for k in COMPONENTS}
-    ref["events"] = sorted((e for p in parts for e in p["events"]), key=lambda e: (e[0], e[1]))
-    atol = 1e-9 * CAPITAL
-    _close("equity", res.equity.values, ref["equity"], atol)
-    for name in COMPONENTS:
-        _close(name, res.components[name].values, ref["components"][name], atol)
-    _close("position A", res.positions["A"].values, ref["s"], 1e-12, 1e-9)
-    _close("margin ratio A", res.margin_ratio["A"].values, ref["mr_a"], 1e-12, 1e-9)
-    _close("margin ratio B", res.margin_ratio["B"].values, ref["mr_b"], 1e-12, 1e-9)
-    _compare_events(res, ref, a, b)
+    _assert_equals_reference(res, _reference(a, b, x, settings, leverage_a=lev_a), a, b)
     # the first sizing of column 0 (L_A 2, L_B 5): notional E * 10 / 7, from a wallet split 5/7 to A
     ev = res.events[(res.events.column == 0) & (res.events.kind == "fill")]
     first = ev.iloc[0]
