@@ -72,6 +72,23 @@ def engine_number(flag: str, kind: type = float) -> Callable[[str], float]:
     return parse
 
 
+def number_list(flag: str) -> Callable[[str], list[float]]:
+    """An argparse type for a flag that takes one number or a grid of them, comma-separated
+    (``--entry 0.05,0.1``): a list of :func:`engine_number` values (each remembers ``flag``),
+    without repeats, in the order given."""
+    one = engine_number(flag)
+
+    def parse(text: str) -> list[float]:
+        items = [t.strip() for t in text.split(",")]
+        if not text.strip() or any(not t for t in items):
+            raise argparse.ArgumentTypeError(f"expected a number or numbers separated by commas, got {text!r}")
+        values = [one(t) for t in items]
+        return list({float(v): v for v in values}.values())
+
+    parse.__name__ = "numbers"
+    return parse
+
+
 def flag_of(value: object) -> str | None:
     """The flag a value of :func:`engine_number` was read from; None for any other value (a
     config file's, a ``--set``'s)."""

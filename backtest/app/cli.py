@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from backtest.app import verbosity
-from backtest.app.argtypes import add_window_options, engine_number, non_negative, whole_number
+from backtest.app.argtypes import add_window_options, engine_number, non_negative, number_list, whole_number
 from backtest.app.verbosity import show_progress
 from data.errors import CarryError, ConfigError, DataError, one_line
 
@@ -518,35 +518,40 @@ def _add_run_commands(sub) -> None:
     )
     s_.add_argument(
         "--switch",
-        type=float,
-        default=0.05,
+        type=number_list("--switch"),
+        default=[0.05],
         help="funding_spread over three venues or more, best_venue_carry: move to a venue pair (a venue) paying this "
         "much more, annualized fraction (0.05)",
     )
     s_.add_argument(
         "--entry",
-        type=float,
-        default=0.05,
+        type=number_list("--entry"),
+        default=[0.05],
         help="funding_spread, best_venue_carry: entry, annualized fraction after fees (0.05)",
     )
     s_.add_argument(
         "--exit",
-        type=float,
-        default=0.0,
+        type=number_list("--exit"),
+        default=[0.0],
         help="funding_spread, best_venue_carry: exit, annualized fraction after fees (0.0)",
     )
     s_.add_argument(
         "--window-hours",
-        type=float,
-        default=72.0,
+        type=number_list("--window-hours"),
+        default=[72.0],
         help="funding_spread, best_venue_carry: trailing window of the funding, hours (72)",
     )
     s_.add_argument(
-        "--min-hold-hours", type=float, default=72.0, help="funding_spread, best_venue_carry: minimum hold, hours (72)"
+        "--min-hold-hours",
+        type=number_list("--min-hold-hours"),
+        default=[72.0],
+        help="funding_spread, best_venue_carry: minimum hold, hours (72)",
     )
     e = sp.add_argument_group("engine")
     e.add_argument("--capital", type=engine_number("--capital"), default=10_000.0, help="capital per trade (10000)")
-    e.add_argument("--leverage", type=engine_number("--leverage"), default=2.0, help="the perps' leverage (2)")
+    e.add_argument(
+        "--leverage", type=number_list("--leverage"), default=[2.0], help="the perps' leverage (2; a grid: 1,2,3)"
+    )
     e.add_argument(
         "--leverage-a",
         type=engine_number("--leverage-a"),
@@ -575,6 +580,14 @@ def _add_run_commands(sub) -> None:
         help="move collateral when the poorer leg's margin balance is below 1 - band of the mean (0.3; none: never)",
     )
     e.add_argument("--tiers-dir", type=Path, default=None, help="folder with the venues' ccxt tiers files")
+    k = sp.add_argument_group(
+        "grids and scale-out (a comma list of --entry, --exit, --window-hours, --min-hold-hours, --switch or "
+        "--leverage is a grid: every combination is a parameter set; the sets split over processes or a Dask "
+        "cluster with the same figures)"
+    )
+    k.add_argument("--workers", type=whole_number(1), default=None, help="worker processes (default 1: this one)")
+    k.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT", help="run the sets on this Dask scheduler")
+    k.add_argument("--param-chunk", type=whole_number(1), default=None, metavar="M", help="parameter sets per task")
     o = sp.add_argument_group("output")
     o.add_argument("--out", type=Path, required=True, help="output directory (must not exist)")
     o.add_argument("--overwrite", action="store_true", help="replace an existing output directory")

@@ -1158,15 +1158,13 @@ def cmd_strategies(args) -> int:
 def cmd_spread(args) -> int:
     """``carry spread``: backtest hedges whose legs sit on different venues (:mod:`backtest.spread`):
     a perp long on one venue and short on another for each coin and pair of the named venues, or
-    (``--leg-a spot``) spot on the first venue against the perp on each other one."""
-    import strategies
+    (``--leg-a spot``) spot on the first venue against the perp on each other one. Comma lists of
+    the strategy's thresholds or of ``--leverage`` make a grid (:mod:`backtest.app.spread_study`),
+    run here or on ``--workers`` processes or a Dask ``--scheduler`` with the same figures."""
+    from backtest.app.argtypes import name_by_flag, plain
+    from backtest.app.spread_study import SpreadStudy, expand_sets, run_study
     from backtest.config import BacktestConfig, SpreadConfig
-    from backtest.spread import run_spread
-    from data.catalog import Catalog
-    from data.loader import DataWarning
-    from data.venue_pair import load_venue_pair
-    from data.venues import known_venues, venue_rules
-    from reports.spread_run import best_venue_rows, spread_rows, trade_components, write_spread_run
+    from reports.spread_run import write_spread_run
 
     venues = [v.strip().lower() for v in args.venues.split(",") if v.strip()]
     if len(set(venues)) != len(venues) or len(venues) < 2:
@@ -1178,10 +1176,9 @@ def cmd_spread(args) -> int:
         )
     if args.strategy == "best_venue_carry" and not spot:
         raise ConfigError("--strategy best_venue_carry holds spot on the first venue: add --leg-a spot")
-    catalog = Catalog(str(args.data) if args.data else "data/catalog")
     coins = [c.strip().upper() for c in args.symbols.split(",") if c.strip()]
     coins = [c[:-4] if c.endswith(("USDT", "USDC")) and len(c) > 4 else c for c in coins]
-    engine: dict = {"perp_leverage": args.leverage, "initial_capital_quote": args.capital}
+    engine: dict = {"initial_capital_quote": args.capital}
     for name, value in (
         ("slippage_bps", args.slippage_bps),
         ("order_type", args.order_type),
@@ -1190,7 +1187,14 @@ def cmd_spread(args) -> int:
     ):
         if value is not None:
             engine[name] = value
-    config = BacktestConfig(**engine)
+    for lev in args.leverage:  # each leverage of the grid checked with the engine's rules
+        values = {**engine, "perp_leverage": lev}
+        try:
+            BacktestConfig.from_dict({k: plain(v) for k, v in values.items()})
+        except ConfigError as exc:
+            flags = {"perp_leverage": "--leverage", "slippage_bps": "--slippage-bps", "execution_delay_bars": "--delay"}
+            raise name_by_flag(exc, {**flags, "initial_capital_quote": "--capital"}, values) from None
+    config = BacktestConfig.from_dict({k: plain(v) for k, v in {**engine, "perp_leverage": args.leverage[0]}.items()})
     spread = SpreadConfig(
         venue_transfer_delay_hours=args.transfer_delay_hours,
         venue_transfer_fee_quote=args.transfer_fee,
@@ -1199,121 +1203,51 @@ def cmd_spread(args) -> int:
         leg_a=args.leg_a,
         leverage_a=args.leverage_a,
     )
-    common = dict(
-        entry_annualized=args.entry,
-        exit_annualized=args.exit,
-        window_hours=args.window_hours,
-        min_hold_hours=args.min_hold_hours,
-    )
-    params: Any = (
-        strategies.BestVenueCarryParams(**common, switch_annualized=args.switch)
-        if args.strategy == "best_venue_carry"
-        else strategies.FundingSpreadParams(**common, switch_annualized=args.switch)
-    )
-
-    def fee(market, kind: str) -> float:  # a venue's fee at the window's first bar
-        key = f"{kind}_{config.order_type}_fee_rate"
-        if market.venue in known_venues():
-            return float(venue_rules(market.venue).fees_at(market.index[0]).as_config()[key])
-        return float(getattr(config, key))
-
-    check_output_dir(args.out, args.overwrite)
-    pairs_of = (
-        [(venues[0], v) for v in venues[1:]]
-        if spot
-        else [(va, vb) for k, va in enumerate(venues) for vb in venues[k + 1 :]]
-    )
-    notes: list[str] = []
-    caught_all: list = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DataWarning)
-        pairs = {}
-        start, end = args.start, args.end
-        picking = args.strategy == "best_venue_carry" or (args.strategy == "funding_spread" and len(venues) > 2)
-        if picking and (start is None or end is None):
-            # one window for every venue (the strategy compares them bar by bar): where all overlap
-            spans = [
-                load_venue_pair(
-                    catalog, coins, va, vb, start, end, args.freq, funding_gaps=args.funding_gaps, leg_a=args.leg_a
-                ).index
-                for va, vb in pairs_of
-            ]
-            step = spans[0][1] - spans[0][0] if len(spans[0]) > 1 else pd.Timedelta(hours=1)
-            start = start or max(s[0] for s in spans)
-            end = end or min(s[-1] for s in spans) + step
-            if pd.Timestamp(start) >= pd.Timestamp(end):
-                raise ConfigError(f"the venues {', '.join(venues)} have no common window for {', '.join(coins)}")
-            notes.append(f"one window for every venue: {pd.Timestamp(start)} to {pd.Timestamp(end)} UTC")
-            caught.clear()
-        for va, vb in pairs_of:
-            pairs[(va, vb)] = load_venue_pair(
-                catalog, coins, va, vb, start, end, args.freq, funding_gaps=args.funding_gaps, leg_a=args.leg_a
-            )
-        caught_all = list(caught)
-    targets: dict = {}
+    grid = {
+        "entry_annualized": args.entry,
+        "exit_annualized": args.exit,
+        "window_hours": args.window_hours,
+        "min_hold_hours": args.min_hold_hours,
+        "switch_annualized": args.switch,
+    }
     if args.strategy == "hold":
-        targets = {key: 1.0 for key in pairs}
-    elif args.strategy == "funding_spread":  # per coin the widest pair after fees, one at a time
-        perps: dict[str, Market] = {}
-        for p in pairs.values():
-            perps.setdefault(p.venues[0], p.leg_a)
-            perps.setdefault(p.venues[1], p.leg_b)
-        picked = strategies.funding_spread_pairs(
-            [perps[v] for v in venues], params, [fee(perps[v], "perp") for v in venues]
+        given = [f"--{k.replace('_annualized', '').replace('_', '-')}" for k, v in grid.items() if len(v) > 1]
+        if given:
+            raise ConfigError(f"--strategy hold has no thresholds: {', '.join(given)} would only repeat its figures")
+    sets = expand_sets(
+        {k: [float(x) for x in v] for k, v in grid.items()} if args.strategy != "hold" else {},
+        [float(x) for x in args.leverage],
+    )
+    for s in sets if args.strategy != "hold" else ():  # each set checked with the strategy's rules now
+        import strategies
+
+        (strategies.BestVenueCarryParams if args.strategy == "best_venue_carry" else strategies.FundingSpreadParams)(
+            **s.strategy
         )
-        targets = {(venues[i], venues[k]): x for (i, k), x in picked.items()}
-        if len(venues) > 2:
-            notes.append(
-                "funding_spread: per coin the venue pair with the widest spread after fees, one at a time; a switch "
-                "of pair closes one pair's hedge and opens the other's; each pair's venues hold their own capital, so "
-                "no transfer between them is modeled at a switch"
-            )
-    else:
-        keys = list(pairs)
-        first = pairs[keys[0]]
-        xs = strategies.best_venue_carry(
-            [pairs[k].leg_b for k in keys],
-            params,
-            [fee(pairs[k].leg_b, "perp") for k in keys],
-            fee(first.leg_a, "spot"),
+    if args.scheduler is None and args.workers is None and args.param_chunk is not None and len(sets) == 1:
+        raise ConfigError("--param-chunk splits a grid's parameter sets: give a grid (e.g. --entry 0.05,0.1)")
+    study = SpreadStudy(
+        catalog=str(args.data) if args.data else "data/catalog",
+        venues=tuple(venues),
+        coins=tuple(coins),
+        start=args.start,
+        end=args.end,
+        freq=args.freq,
+        funding_gaps=args.funding_gaps,
+        leg_a=args.leg_a,
+        strategy=args.strategy,
+        config=config.to_dict(),
+        spread=spread.to_dict(),
+    )
+    check_output_dir(args.out, args.overwrite)
+    with stage("spread"):
+        parts, mode, n_tasks = run_study(
+            study, sets, workers=args.workers, scheduler=args.scheduler, param_chunk=args.param_chunk
         )
-        targets = dict(zip(keys, xs))
-        notes.append(
-            "best_venue_carry: a switch of venue closes the carry on one venue pair and opens it on the other (the "
-            "spot sold and bought again, its fees counted); each pair's venues hold their own capital, so no "
-            "transfer between the perp venues is modeled at a switch"
-        )
-    rows, curves, events, flags = [], {}, [], []
-    components: dict[str, pd.DataFrame] = {}
-    ratios: list[pd.DataFrame] = []
-    for (va, vb), pair in pairs.items():
-        with stage(f"{va}/{vb}"), warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", DataWarning)
-            res = run_spread(pair.leg_a, pair.leg_b, targets[(va, vb)], config, spread)
-        for w in [*caught_all, *caught]:
-            text = f"{w.message}"
-            if text not in notes:
-                notes.append(text)
-        # (the pair's own note already says when the quotes differ)
-        notes += [
-            f"{va}/{vb}: {n}" for n in res.notes if not n.startswith("leg A (") and f"{va}/{vb}: {n}" not in notes
-        ]
-        flags += [f for f in res.flags + pair.flags if f not in flags]
-        table = spread_rows(res, args.strategy)
-        rows.append(table)
-        for c, coin in enumerate(table.coin):
-            curves[f"{coin} {va}/{vb}"] = res.equity[c]
-        parts, ratio = trade_components(res, [f"{coin} {va}/{vb}" for coin in table.coin])
-        components.update(parts)
-        ratios.append(ratio)
-        ev = res.events.assign(coin=[table.coin[c] for c in res.events.column])
-        events.append(ev.drop(columns="column").assign(venue_a=va, venue_b=vb))
-    if picking:
-        label = "best of" if args.strategy == "best_venue_carry" else "widest of"
-        rows.append(
-            best_venue_rows(pd.concat(rows, ignore_index=True), args.capital, pairs[pairs_of[0]].leg_a.index, label)
-        )
-    table = pd.concat(rows, ignore_index=True)
+    table = parts.rows[0]
+    notes = parts.notes
+    if mode != "serial":
+        notes.append(f"{len(sets)} parameter sets in {n_tasks} tasks on {mode}: the same figures as one process")
     for text in notes:
         note(text)
     header = {
@@ -1323,21 +1257,26 @@ def cmd_spread(args) -> int:
         "start": str(args.start) if args.start else None,
         "end": str(args.end) if args.end else None,
         "strategy": args.strategy,
-        "strategy_params": params.to_dict() if args.strategy != "hold" else {},
+        "strategy_params": sets[0].strategy if len(sets) == 1 else {},
+        "grid": {k: [float(x) for x in v] for k, v in {**grid, "perp_leverage": args.leverage}.items() if len(v) > 1}
+        if args.strategy != "hold"
+        else ({"perp_leverage": [float(x) for x in args.leverage]} if len(args.leverage) > 1 else {}),
+        "sets": len(sets),
         "engine": config.to_dict(),
         "spread": spread.to_dict(),
-        "flags": flags,
+        "flags": parts.flags,
+        "mode": mode,
     }
     write_spread_run(
         args.out,
         header=header,
         rows=table,
-        equity=pd.DataFrame(curves),
-        events=pd.concat(events, ignore_index=True),
+        equity=pd.DataFrame(parts.curves),
+        events=pd.concat(parts.events, ignore_index=True),
         notes=notes,
         overwrite=args.overwrite,
-        components=components,
-        margin_ratio=pd.concat(ratios, axis=1) if ratios else None,
+        components=parts.components,
+        margin_ratio=pd.concat(parts.ratios, axis=1) if parts.ratios else None,
     )
     if not quiet():
         _print_spread(table)
@@ -1349,7 +1288,13 @@ def _print_spread(table: pd.DataFrame) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    grid = table["set"].nunique() > 1
+    short = {"leverage": "lev.", "entry_annualized": "entry", "exit_annualized": "exit", "window_hours": "window h"}
+    short |= {"min_hold_hours": "hold h", "switch_annualized": "switch"}
+    varying = [k for k in short if k in table.columns and table[k].nunique() > 1]  # a grid's own axes
     t = Table(title="Hedges across venues: what each coin and venue pair earned (quote)")
+    for h in ["set", *(short[k] for k in varying)] if grid else []:
+        t.add_column(h, justify="right")
     heads = (
         "coin",
         "A",
@@ -1368,6 +1313,7 @@ def _print_spread(table: pd.DataFrame) -> None:
         t.add_column(h, justify="left" if h in ("coin", "A", "B") else "right")
     for r in table.itertuples():
         t.add_row(
+            *([str(r.set), *(f"{getattr(r, k):g}" for k in varying)] if grid else []),
             r.coin,
             r.venue_a,
             r.venue_b,
@@ -1383,5 +1329,5 @@ def _print_spread(table: pd.DataFrame) -> None:
         )
     console = Console()
     if not console.is_terminal:  # a pipe or a file: the whole table, not an 80-column squeeze
-        console = Console(width=160)
+        console = Console(width=220)
     console.print(t)
