@@ -15,8 +15,8 @@ venues only by transfers that take time and cost a fee. ``leg_a`` and ``leg_b`` 
 
 The rules (the plain-Python reference ``tests/reference_spread.py`` follows them step by step)
 ------------------------------------------------------------------------------------------------
-Units: coins, quote (USDT; a USDC venue's amounts count 1:1, flagged ``usdc_usdt_parity``),
-fractions of notional for rates. ``L`` is ``perp_leverage`` (leg B's perp, and leg A's unless
+Units: coins, quote (the account currency, USDT; a venue quoted in another currency, USDC, keeps
+its own amounts and is valued at a rate, see *Quote currencies*), fractions of notional for rates. ``L`` is ``perp_leverage`` (leg B's perp, and leg A's unless
 ``SpreadConfig.leverage_a`` sets ``L_A`` apart), ``fee_A``/``fee_B``
 the venues' fees (taker or maker per ``order_type``; a spot leg's is its venue's spot fee),
 ``delay`` the transfer delay in whole bars (``ceil(venue_transfer_delay_hours / bar hours)``),
@@ -54,10 +54,13 @@ venue accounts.
      spot: ``E * |x| * L / (L + 1)``), but at most what each venue holds can carry:
      ``min(mb_A * k_A, mb_B * L)`` (``k_A`` = ``L_A`` for a perp, 1 for spot; after a
      liquidation one wallet is nearly empty);
-     ``s = sign(x) * N / px_A``, ``q = -s``. A sizing held short by that cap is *capped*: the
-     collateral check (step 6) then runs even with a flat leg, and once its transfer is sent
-     the column re-sizes to its target at the transfer's arrival bar (a re-entry due then); a
-     liquidation clears it (the after-liquidation policy decides what follows). A cap below
+     ``s = sign(x) * N / px_A``, ``q = -s``. A sizing held short by that cap (by more than 1e-9
+     of ``N``: less is rounding) is *capped*: the
+     collateral check (step 6) then runs even with a flat leg; a collateral rebalance with
+     both legs open resizes them to the target (no longer capped), and with a flat leg, once
+     its transfer is sent, the column sizes to its target at the transfer's arrival bar (a
+     re-entry due then); a liquidation clears it (the after-liquidation policy decides what
+     follows). A cap below
      1e-9 of the equity opens nothing, and an order of at most 1e-9 of the leg's position is
      not sent (rounding residues).
 
@@ -107,13 +110,31 @@ venue accounts.
      (None) never. A sizing does not cancel a rebalance due (it is done at the next open
      without another order); a liquidation does.
 
+* **Quote currencies.** With ``quote_rates`` (``{"B": rates}``: the account currency per unit of
+  leg B's quote at each bar's open and close, e.g. USDT per USDC from the catalog's USDCUSDT
+  spot bars, :func:`data.venue_pair.load_venue_pair`), that venue's wallet, margin balance,
+  position PnL, fees, slippage, funding and liquidation stay in its own quote (the venue's
+  rules, tiers and liquidation prices are its own) and each amount counts in the account
+  currency at the venue's rate *at that moment*: the open's rate ``r_open[j]`` for step 0 and
+  1, the close's ``r_close[j]`` from step 2 on. Its margin balance ``mb`` is revalued when the
+  rate moves, twice a bar: ``mb * (r_open[j] - r_close[j-1])`` before step 0 and
+  ``mb * (r_close[j] - r_open[j])`` after step 1, both in the ``unhedged`` component (an
+  unhedged holding of the venue's quote currency; ``totals.quote_fx`` their sum). Sizing, the
+  wallets' cap, the collateral shares and the rebalance band compare account-currency values
+  (``mb * r``); leg A's coins ``s = sign(x) * N / (px_A * r_A)``; a transfer of ``amount``
+  (account currency) takes ``amount / r`` of the sender's quote and credits ``(amount - fee_T) /
+  r`` of the receiver's at its arrival; each venue's initial share is ``share / r_open[0]`` of
+  its quote. Events' ``cash`` and ``fee`` are in the account currency. Without ``quote_rates``
+  every rate is 1 (two venues quoted differently are then taken 1:1, flagged
+  ``usdc_usdt_parity``).
 * **Identity.** ``equity - initial = funding + fees + slippage + borrow + spot_price +
   perp_price + liquidation + unhedged`` at every bar (``borrow`` is 0: no borrowed leg),
-  transfer fees inside ``fees``.
+  transfer fees inside ``fees``, the quote currencies' revaluation inside ``unhedged``; with
+  rates the equity is ``mb_A * r_A + mb_B * r_B + in_flight``.
 
 What it leaves out (stated, not hidden): cross margin within a venue and portfolios of several
-columns sharing capital (one column per portfolio, each leg isolated), a borrowed spot leg
-(reverse carry across venues), and a USDC/USDT rate series (1:1, flagged).
+columns sharing capital (one column per portfolio, each leg isolated), and a borrowed spot leg
+(reverse carry across venues).
 """
 
 from __future__ import annotations
@@ -157,10 +178,13 @@ from backtest.kernels.layout import (
     X_COMP,
     X_FBAR,
     X_FUNDA,
+    X_FX,
     X_INIT,
     X_LASTX,
     X_NTR,
     X_PRE,
+    X_RA,
+    X_RB,
     X_TFEE,
     X_VA,
     X_VB,
@@ -168,6 +192,7 @@ from backtest.kernels.layout import (
     MarketArrays,
     SpreadOutputs,
     SpreadParams,
+    SpreadRates,
     SpreadSettings,
     Tiers,
 )
@@ -452,6 +477,7 @@ def run_spread(
     outputs: tuple[str, ...] | list[str] | None = None,
     parallel: bool | int = False,
     resume: SpreadState | None = None,
+    quote_rates: dict[str, Any] | None = None,
 ) -> SpreadResult:
     """Simulate cross-venue spread hedges: long ``x`` of leg A's perp, short the same coins of leg B's.
 
@@ -484,6 +510,13 @@ def run_spread(
         at the bar after that run's last one, with the same coins, columns, settings and column
         parameters (checked); consecutive chunks then equal one run over the whole period bit
         for bit (``SpreadResult.chain``). Targets are the new bars' only.
+    quote_rates : dict, optional
+        ``{"A": rates}`` or ``{"B": rates}`` (or both): the account currency per unit of that
+        leg's quote currency at each bar's open and close (a DataFrame on the legs' index with
+        columns ``open`` and ``close``, e.g. USDT per USDC; :attr:`data.venue_pair.VenuePair.quote_rates`).
+        That venue's wallet, margin, PnL, fees and funding stay in its own quote and are valued
+        at the rate (see the rules). Without one, a leg quoted in another currency than the
+        other is taken 1:1 (flag ``usdc_usdt_parity``).
     """
     from backtest.engine import hold_only_where_tradable, to_targets
     from backtest.kernels.simulate import count_target_changes_nb
@@ -576,7 +609,16 @@ def run_spread(
         tiers_a.check_leverage(fx["leverage_a"], leg_a.perp_symbols, column_symbol=tg.column_symbol)
     tiers_b.check_leverage(fx["perp_leverage"], leg_b.perp_symbols, column_symbol=tg.column_symbol)
     flags: list[str] = []
-    if _venue_quote(leg_a) != _venue_quote(leg_b):
+    rates = _quote_rates(quote_rates, leg_a.index)
+    if rates:
+        flags.append("quote_rate")
+        for side, r in rates.items():
+            m = leg_a if side == "A" else leg_b
+            notes.append(
+                f"leg {side} ({m.venue}, {_venue_quote(m)}) valued at its quote rate: {r['close'].min():.6g} .. "
+                f"{r['close'].max():.6g} per unit over the run"
+            )
+    elif _venue_quote(leg_a) != _venue_quote(leg_b):
         flags.append("usdc_usdt_parity")
         notes.append(
             f"leg A ({leg_a.venue}) is quoted in {_venue_quote(leg_a)}, leg B ({leg_b.venue}) in {_venue_quote(leg_b)}: "
@@ -603,6 +645,10 @@ def run_spread(
 
     capital = float(config.initial_capital_quote)
     key = _run_key(leg_a, leg_b, tg, config, spread, column_params)
+    ones = np.ones(T)
+    r_a = (rates["A"]["open"], rates["A"]["close"]) if "A" in rates else (ones, ones)
+    r_b = (rates["B"]["open"], rates["B"]["close"]) if "B" in rates else (ones, ones)
+    kernel_rates = SpreadRates(_ro(r_a[0]), _ro(r_a[1]), _ro(r_b[0]), _ro(r_b[1]))
     if resume is None:
         cs0 = np.zeros((C, NSX))
         cs0[:, X_BALA] = cs0[:, X_BALB] = capital / 2.0
@@ -614,6 +660,11 @@ def run_spread(
         elif (lev0_a != lev0).any():  # margins N / L_A and N / L_B: L_B / (L_A + L_B) to venue A
             cs0[:, X_BALA] = np.where(lev0_a == lev0, capital / 2.0, capital * (lev0 / (lev0_a + lev0)))
             cs0[:, X_BALB] = capital - cs0[:, X_BALA]
+        if rates and T:  # each venue's share (account currency) in its own quote, at the first open's rate
+            cs0[:, X_BALA] /= r_a[0][0]
+            cs0[:, X_BALB] /= r_b[0][0]
+        cs0[:, X_RA] = r_a[0][0] if T else 1.0
+        cs0[:, X_RB] = r_b[0][0] if T else 1.0
         cs0[:, X_VA] = cs0[:, X_VB] = np.nan
         cs0[:, X_LASTX] = np.nan
         cs0[:, X_PRE] = cs0[:, X_FBAR] = -1.0
@@ -658,6 +709,7 @@ def run_spread(
         math.ceil(spread.venue_transfer_delay_hours * MS_PER_HOUR / bar_ms - 1e-9),
         int(kflags),
         a_spot,
+        bool(rates),
     )
     args = (
         _leg_arrays(leg_a, delay, None if resume is None else resume.leg_a_last, spot=a_spot),
@@ -667,6 +719,7 @@ def run_spread(
         _tiers_arrays(tiers_a),
         _tiers_arrays(tiers_b),
         run,
+        kernel_rates,
     )
     n_settle = int(
         (leg_a.funding_count > 0).sum(axis=0)[tg.column_symbol].sum()
@@ -708,6 +761,34 @@ def run_spread(
         leg_b_last=_last_bar(leg_b, None if resume is None else resume.leg_b_last),
     )
     return res
+
+
+def _quote_rates(given: dict[str, Any] | None, index: pd.DatetimeIndex) -> dict[str, dict[str, np.ndarray]]:
+    """The legs' quote rates as ``{"A"|"B": {"open": (T,), "close": (T,)}}``, checked: one
+    finite, positive rate per bar at the open and close, on the legs' own index."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for leg, r in (given or {}).items():
+        if leg not in ("A", "B"):
+            raise ConfigError(f"quote_rates: keys are the legs 'A' and 'B', got {leg!r}")
+        if r is None:
+            continue
+        if not isinstance(r, pd.DataFrame) or not {"open", "close"} <= set(r.columns):
+            raise ConfigError(f"quote_rates[{leg!r}] must be a DataFrame with columns 'open' and 'close'")
+        if not r.index.equals(index):
+            raise ConfigError(
+                f"quote_rates[{leg!r}] must be indexed like the legs' markets ({len(index)} bars from "
+                f"{index[0] if len(index) else '-'}); got {len(r)} rows"
+            )
+        arrays = {k: np.asarray(r[k], dtype=np.float64) for k in ("open", "close")}
+        for k, a in arrays.items():
+            bad = np.flatnonzero(~(np.isfinite(a) & (a > 0)))
+            if bad.size:
+                raise ConfigError(
+                    f"quote_rates[{leg!r}].{k} must be a finite rate > 0 at every bar; {bad.size} are not, the "
+                    f"first at {index[bad[0]]} ({a[bad[0]]!r})"
+                )
+        out[leg] = arrays
+    return out
 
 
 def _check_same_coins(leg_a: Market, leg_b: Market) -> None:
@@ -788,6 +869,7 @@ def _result(
     totals.insert(4, "trading_fees", final[:, C_FEE] - cs[:, X_TFEE])
     totals.insert(5, "transfer_fees", cs[:, X_TFEE])
     totals.insert(6, "transfers", cs[:, X_NTR].astype(np.int64))
+    totals["quote_fx"] = cs[:, X_FX]  # (inside unhedged)
     totals["liquidations"] = np.bincount(records[kinds == K_LIQ, R_COL].astype(np.int64), minlength=C)
     totals["final_equity"] = out.equity[-1]
     return SpreadResult(

@@ -948,3 +948,73 @@ def available_symbols(catalog: Catalog, venue: str = "binance", *, spot: bool = 
         for d in catalog.root.glob(f"venue={venue}/kind=perp/timeframe=*/symbol=*")
     }
     return sorted(spots & perp) if spot else sorted(perp)
+
+
+#: The plausible range of a rate between two stablecoins (account currency per unit): outside
+#: it the series is not such a rate (a wrong symbol, a price of something else, a unit error).
+QUOTE_RATE_RANGE = (0.5, 2.0)
+
+
+def load_quote_rate(
+    catalog: Catalog, symbol: str, index: pd.DatetimeIndex, venues: list[str]
+) -> tuple[pd.DataFrame, str, str] | None:
+    """The catalog's spot bars of a currency pair ``symbol`` (``USDCUSDT``: USDT per USDC) as a
+    rate on the bar grid ``index``: ``open`` (the first stored bar's open) and ``close`` (the
+    last one's close) per bar.
+
+    The first of ``venues`` storing ``symbol``'s spot bars at a timeframe that divides the bar
+    length is read. A bar without a complete set of stored bars holds the last close before it
+    (``open`` and ``close``; counted in the note), a bar whose open is missing opens at the last
+    close. Returns ``(rates, venue, note)``, or None when no venue stores the pair.
+
+    Raises
+    ------
+    DataError
+        The series starts after the grid's first bar (naming both times), or a rate is not a
+        finite number in :data:`QUOTE_RATE_RANGE` (naming the series and the bar).
+    """
+    if len(index) == 0:
+        return None
+    step_ms = int((index[1] - index[0]) / pd.Timedelta(milliseconds=1)) if len(index) > 1 else 3_600_000
+    freq_min = step_ms // _MS_PER_MIN
+    t0 = int(index[0].value // 1_000_000)
+    for venue in venues:
+        tfs = _timeframes(catalog, venue, symbol, Kind.SPOT, freq_min)
+        if not tfs:
+            continue
+        tf = max(tfs, key=timeframe_minutes)  # the fewest bars to read
+        src_min = timeframe_minutes(tf)
+        k = freq_min // src_min
+        key = PartitionKey(venue, Kind.SPOT, symbol, tf)
+        s = _read_bars(catalog, key, t0, src_min * _MS_PER_MIN, len(index) * k, t0, t0 + len(index) * step_ms)
+        if s is None:
+            continue
+        o, _h, _l, c, _v, ok, _f = _resample_series(s, k)
+        where = f"catalog {catalog.root}: the {symbol} rate ({venue} spot bars at {tf})"
+        if not ok[0]:
+            first = np.flatnonzero(s.present)
+            since = _ts(t0 + int(first[0]) * src_min * _MS_PER_MIN) if first.size else "nowhere in the window"
+            raise DataError(
+                f"{where} starts at {since}, after the window's first bar {index[0]}: start the run there, "
+                "ingest the pair's earlier bars, or take the quotes 1:1 (quote_rate='parity')"
+            )
+        held = 0
+        for j in range(1, len(index)):  # (bar 0 is stored: checked above)
+            if not ok[j] or not np.isfinite(c[j]):
+                o[j] = c[j] = c[j - 1]
+                held += 1
+            elif not np.isfinite(o[j]):
+                o[j] = c[j - 1]
+        lo, hi = QUOTE_RATE_RANGE
+        bad = np.flatnonzero(~((o >= lo) & (o <= hi) & (c >= lo) & (c <= hi)))
+        if bad.size:
+            j = int(bad[0])
+            raise DataError(
+                f"{where}: bar {index[j]} opens at {o[j]!r} and closes at {c[j]!r}, outside {lo}..{hi}: not a rate "
+                "between two stablecoins (check the symbol and its prices)"
+            )
+        note = f"{symbol} rate from {venue}'s spot bars ({tf}): {c.min():.6g} .. {c.max():.6g} over the window" + (
+            f", {held} bar(s) without one held at the last close" if held else ""
+        )
+        return pd.DataFrame({"open": o, "close": c}, index=index), venue, note
+    return None

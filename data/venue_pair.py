@@ -23,24 +23,27 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from data.catalog import Catalog
 from data.errors import ConfigError, DataError, check_choice, unknown_name
-from data.loader import DataWarning, FundingGapPolicy, load_market
+from data.loader import DataWarning, FundingGapPolicy, load_market, load_quote_rate
 from data.market import Market
 from data.schema import timeframe_minutes
 from data.symbols import QUOTES, canonical_symbol, contract_multiplier, split_multiplier, split_symbol
 from data.units import to_ms
 from data.venues import known_venues, venue_rules
 
-__all__ = ["VenuePair", "load_venue_pair", "PARITY_FLAG"]
+__all__ = ["VenuePair", "load_venue_pair", "PARITY_FLAG", "RATE_FLAG"]
 
-#: ``VenuePair.flags`` when the legs are quoted in different currencies (USDT against USDC).
+#: ``VenuePair.flags`` when the legs are quoted in different currencies (USDT against USDC) and
+#: no rate between them is used: amounts are taken 1:1.
 PARITY_FLAG = "usdc_usdt_parity"
+#: ``VenuePair.flags`` when a leg quoted in another currency is valued at the catalog's rate.
+RATE_FLAG = "quote_rate"
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,17 @@ class VenuePair:
         own (the window, quote parity).
     flags : tuple of str
         The legs' ``data_flags`` (``"perp_only"``, ``"oracle_price_stand_in"``,
-        ``"funding_gap_zero"``), then :data:`PARITY_FLAG` when the venues' quote currencies differ
-        (amounts in USDT and USDC are added 1:1; no USDC/USDT rate is in the data).
+        ``"funding_gap_zero"``), then, when the venues' quote currencies differ, :data:`RATE_FLAG`
+        (a leg valued at the catalog's rate, :attr:`quote_rates`) or :data:`PARITY_FLAG` (no rate:
+        amounts in USDT and USDC are added 1:1).
+    quote_rates : dict
+        ``{"A" | "B": DataFrame}``: for the leg quoted in another currency than the account's
+        (USDT), that currency's rate in the account currency at each bar's open and close
+        (columns ``open``, ``close``; :func:`data.loader.load_quote_rate`); empty when both legs
+        share a quote or no rate is used. Pass it to :func:`backtest.spread.run_spread`.
+    account_currency : str
+        The currency every figure of a spread run over the pair is in: USDT when a leg is quoted
+        in it, else leg A's quote.
     """
 
     leg_a: Market
@@ -72,6 +84,8 @@ class VenuePair:
     venues: tuple[str, str]
     notes: tuple[str, ...]
     flags: tuple[str, ...]
+    quote_rates: dict = field(default_factory=dict)
+    account_currency: str = "USDT"
 
     @property
     def index(self) -> pd.DatetimeIndex:
@@ -174,6 +188,7 @@ def load_venue_pair(
     *,
     funding_gaps: FundingGapPolicy | str = FundingGapPolicy.ERROR,
     leg_a: str = "perp",
+    quote_rate: str = "auto",
 ) -> VenuePair:
     """Load the perps of ``coins`` on two venues onto one common bar grid.
 
@@ -205,6 +220,12 @@ def load_venue_pair(
         ``"perp"`` (default) or ``"spot"``: venue A's market with its spot prices too
         (``load_market(spot=True)``: tradable where its spot, perp, mark and funding all are), for
         a spot leg on venue A against the perp on venue B.
+    quote_rate:
+        When the venues' quotes differ (USDT against USDC): ``"auto"`` (default) values the leg
+        quoted in USDC at the catalog's ``USDCUSDT`` spot bars (:func:`data.loader.load_quote_rate`;
+        searched on venue A, venue B, Binance, then the others), or takes the quotes 1:1 where
+        the catalog holds none (flag :data:`PARITY_FLAG`, said in a note); ``"parity"`` takes
+        them 1:1 without looking.
 
     Returns
     -------
@@ -241,6 +262,7 @@ def load_venue_pair(
     symbols = {v: [_symbol_for(catalog, v, c) for c in names] for v in venues}
 
     check_choice("leg_a", leg_a, ("perp", "spot"))
+    check_choice("quote_rate", quote_rate, ("auto", "parity"))
     spot_a = leg_a == "spot"
 
     def load(v: str, lo, hi) -> Market:
@@ -280,14 +302,39 @@ def load_venue_pair(
         for c, a, b in zip(names, symbols[venue_a], symbols[venue_b])
         if split_symbol(a)[1] != split_symbol(b)[1]
     ]
+    rates: dict = {}
+    quotes = [{split_symbol(x)[1] for x in symbols[v]} for v in venues]
+    account = "USDT" if "USDT" in quotes[0] | quotes[1] else next(iter(quotes[0]))
     if differ:
-        flags.append(PARITY_FLAG)
-        pair_notes.append(
-            "quote currencies differ ("
-            + ", ".join(f"{c}: {venue_a} {a}, {venue_b} {b}" for c, a, b in differ)
-            + f"): amounts in the two quote currencies are taken 1:1 ({PARITY_FLAG}; the data holds no "
-            "exchange rate between them)"
-        )
+        said = ", ".join(f"{c}: {venue_a} {a}, {venue_b} {b}" for c, a, b in differ)
+        found = None
+        # one other quote on one leg (every coin of the leg quoted in it): its rate, if stored
+        legs = [k for k, q in enumerate(quotes) if q != {account}]
+        if quote_rate == "auto" and len(legs) == 1 and len(quotes[legs[0]]) == 1 and quotes[1 - legs[0]] == {account}:
+            other = next(iter(quotes[legs[0]]))
+            stored = sorted(d.name.split("=", 1)[1] for d in catalog.root.glob("venue=*") if d.is_dir())
+            order = list(dict.fromkeys([venue_a, venue_b, "binance", *stored]))
+            found = load_quote_rate(catalog, f"{other}{account}", market_a.index, [v for v in order if v in stored])
+        if found is not None:
+            table, _where, text = found
+            rates["AB"[legs[0]]] = table
+            flags.append(RATE_FLAG)
+            pair_notes.append(
+                f"quote currencies differ ({said}): leg {'AB'[legs[0]]} ({venues[legs[0]]}) is valued in {account} at "
+                f"the {text} ({RATE_FLAG})"
+            )
+        else:
+            flags.append(PARITY_FLAG)
+            why = (
+                "quote_rate='parity'"
+                if quote_rate == "parity"
+                else f"the catalog holds no {'/'.join(sorted(quotes[0] ^ quotes[1]))} spot series to value them: "
+                "ingest one, e.g. Binance's USDCUSDT spot bars"
+            )
+            pair_notes.append(
+                f"quote currencies differ ({said}): amounts in the two quote currencies are taken 1:1 "
+                f"({PARITY_FLAG}; {why})"
+            )
     for text in pair_notes:
         warnings.warn(text, DataWarning, stacklevel=2)
     notes = (
@@ -295,4 +342,4 @@ def load_venue_pair(
         *(f"{venue_b}: {n}" for n in market_b.notes),
         *pair_notes,
     )
-    return VenuePair(market_a, market_b, names, venues, tuple(notes), tuple(flags))
+    return VenuePair(market_a, market_b, names, venues, tuple(notes), tuple(flags), rates, account)

@@ -8,7 +8,8 @@ liquidations and every funding settlement of each leg) and ``report.html``.
 
 Row fields: ``funding_a``/``funding_b`` what each leg received (negative: paid), ``trading_fees``
 and ``transfer_fees`` (negative: costs), ``transfers`` sent, ``slippage``, ``basis`` the legs'
-price PnL (leg A's + leg B's + any unhedged leg's), ``liquidation`` (clearance fees and
+price PnL (leg A's + leg B's + any unhedged leg's), ``quote_fx`` the revaluation of a venue
+quoted in USDC at the USDC/USDT rate (0 without one), ``liquidation`` (clearance fees and
 insurance covers), ``liquidations``, ``net`` (the sum: equity change), ``return`` (net / capital)
 and ``annualized`` (per 365-day year over the window), ``in_trade`` the share of bars with a
 position.
@@ -51,7 +52,8 @@ def spread_rows(res: SpreadResult, strategy: str) -> pd.DataFrame:
             "transfer_fees": t.transfer_fees,
             "transfers": t.transfers,
             "slippage": t.slippage,
-            "basis": t.spot_price + t.perp_price + t.unhedged,
+            "basis": t.spot_price + t.perp_price + t.unhedged - t.quote_fx,
+            "quote_fx": t.quote_fx,
             "liquidation": t.liquidation,
             "liquidations": t.liquidations,
             "net": net,
@@ -65,7 +67,7 @@ def spread_rows(res: SpreadResult, strategy: str) -> pd.DataFrame:
 def trade_components(res: SpreadResult, labels: list[str]) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
     """Per column of ``res`` (named by ``labels``): its cumulative PnL by part per bar (quote):
     each leg's funding, trading fees, transfer fees, slippage, each leg's price PnL, the
-    unhedged coins' and liquidation; and the worse of its two legs' margin ratios per bar
+    unhedged coins' (with a USDC venue's revaluation at the quote rate) and liquidation; and the worse of its two legs' margin ratios per bar
     (maintenance / margin balance; NaN when flat). ``res`` must keep components and events per
     bar (:func:`backtest.spread.run_spread`'s default outputs)."""
     ev = res.events
@@ -122,7 +124,17 @@ def write_spread_run(
     shown = rows.copy()
     for c in PERCENT:
         shown[c] = [f"{v:.2%}" if np.isfinite(v) else "" for v in shown[c].astype(float)]
-    for c in ("funding_a", "funding_b", "trading_fees", "transfer_fees", "slippage", "basis", "liquidation", "net"):
+    for c in (
+        "funding_a",
+        "funding_b",
+        "trading_fees",
+        "transfer_fees",
+        "slippage",
+        "basis",
+        "quote_fx",
+        "liquidation",
+        "net",
+    ):
         shown[c] = [f"{v:,.2f}" for v in shown[c].astype(float)]
     report = ReportData(
         title="carry spread: funding-spread hedges between venues",

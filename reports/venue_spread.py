@@ -477,7 +477,9 @@ def engine_regimes(
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = run_spread(pair.leg_a, pair.leg_b, tg, config, spread, outputs=("equity",))
+            res = run_spread(
+                pair.leg_a, pair.leg_b, tg, config, spread, outputs=("equity",), quote_rates=pair.quote_rates
+            )
         t = res.totals
         rows = part.index
         out.loc[rows, "engine_net"] = (t.final_equity.to_numpy() - res.initial_capital) / notional

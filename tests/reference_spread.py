@@ -18,10 +18,11 @@ Where the statement leaves room, this reference chooses:
   reference price), as in the single-venue engine; bar 0 never is;
 * a pending close (b) is cleared once it has closed both legs;
 * a sizing (a) does not clear a collateral rebalance due: it is done at the next order bar;
-* ``capped`` (a sizing held short by ``L * min(mb_A, mb_B)``) is set at every sizing, True or
-  False, and cleared when a collateral rebalance sends its transfer (which schedules the
-  re-sizing at the transfer's arrival bar) and by a liquidation (the after-liquidation policy
-  then decides what comes next);
+* ``capped`` (a sizing held short by ``L * min(mb_A, mb_B)`` by more than ``DUST`` of its
+  notional: less is a rounding residue, as of a split at a quote rate) is set at every sizing, True or
+  False, and cleared when a collateral rebalance resizes both legs to the target, when one
+  with a flat leg sends its transfer (which schedules the sizing at the transfer's arrival
+  bar) and by a liquidation (the after-liquidation policy then decides what comes next);
 * a cap leaving less than ``DUST`` of the equity (1e-9) opens nothing (a wallet left at
   maintenance minus the clearance fee is a rounding residue of either sign), and an order of at
   most ``DUST`` of the leg's position is not sent (a resizing to the same size, up to rounding);
@@ -31,7 +32,12 @@ Where the statement leaves room, this reference chooses:
   volume: skipped);
 * a band of ``inf`` never makes a rebalance due (whatever the sign of the margin balances);
 * the margin ratio at the close is measured on every bar a leg is open (an invalid bar: at its
-  kept valuation price).
+  kept valuation price);
+* with quote rates, every amount of a venue (its wallet, margin, PnL, fees, funding) stays in
+  its quote and is booked in the account currency at the venue's rate at that moment (the
+  open's rate at the open, the close's from the liquidation check on); the revaluation of its
+  margin balance when the rate moves (twice a bar: to the open's rate before the arrival, to
+  the close's after the orders) is booked in ``unhedged``.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ class Leg:
     entry: float = 0.0  # entry price (cost = pos * entry)
     val: float = math.nan  # valuation price (NaN: never priced)
     spot: bool = False  # spot coins bought with the venue's quote cash (``wallet``): entry stays 0
+    rate: float = 1.0  # account currency per unit of the venue's quote, now
 
     @property
     def cost(self):
@@ -98,7 +105,9 @@ class Column:
         return self.b if leg is self.a else self.a
 
     def equity(self):
-        return self.a.wallet + self.b.wallet + self.in_flight + self.a.upnl() + self.b.upnl()
+        if self.a.rate == 1.0 and self.b.rate == 1.0:
+            return self.a.wallet + self.b.wallet + self.in_flight + self.a.upnl() + self.b.upnl()
+        return self.a.margin_balance() * self.a.rate + self.b.margin_balance() * self.b.rate + self.in_flight
 
 
 def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict:
@@ -108,8 +117,9 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
     ``settings``: ``capital`` (quote per column), ``leverage``, ``fee_a``, ``fee_b``,
     ``slippage_bps``, ``impact``, ``clearance``, ``lag``, ``transfer_delay_bars``,
     ``transfer_fee``, ``band``, ``after_liquidation``, ``cooldown_bars``, ``tiers_a``,
-    ``tiers_b``; optional ``leg_a`` (``"perp"``, ``"spot"``) and ``leverage_a`` (leg A's perp
-    leverage, default ``leverage``).
+    ``tiers_b``; optional ``leg_a`` (``"perp"``, ``"spot"``), ``leverage_a`` (leg A's perp
+    leverage, default ``leverage``) and ``rates_a``/``rates_b`` (``(open, close)`` arrays (T,):
+    the account currency per unit of that venue's quote; default 1).
 
     Returns a dict: ``equity``, ``s``, ``q``, ``mr_a``, ``mr_b``, ``in_flight`` (T, C),
     ``capped`` (T, C) bool (the column's ``capped`` flag at the close), ``components``
@@ -145,6 +155,8 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
             return L / (L + 1)
         return L / 2 if LA == L else LA * L / (LA + L)
 
+    ones = np.ones(T)
+    rates = {"A": settings.get("rates_a") or (ones, ones), "B": settings.get("rates_b") or (ones, ones)}
     cooldown = int(settings["cooldown_bars"])
     assert policy in POLICIES, policy
     assert lag >= 0 and delay >= 0 and cooldown >= 1
@@ -159,6 +171,7 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
     out_mr_b = np.full((T, C), np.nan)
     out_flight = np.zeros((T, C))
     out_capped = np.zeros((T, C), dtype=bool)
+    out_fx = np.zeros((T, C))
 
     for c in range(C):
         n = int(column_symbol[c])
@@ -173,6 +186,21 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
         elif LA != L:  # margins N / L_A and N / L_B: L_B / (L_A + L_B) to venue A
             col.a.wallet = capital * (L / (LA + L))
             col.b.wallet = capital - col.a.wallet
+        for leg in (col.a, col.b):  # each venue's share in its own quote, at the first open's rate
+            leg.rate = float(rates[leg.name][0][0])
+            if leg.rate != 1.0:
+                leg.wallet /= leg.rate
+        fx_total = [0.0]
+
+        def move_rates(j, which):
+            """The venues' rates to bar ``j``'s ``which`` (0: open, 1: close): each margin balance's
+            revaluation into ``unhedged``."""
+            for leg in (col.a, col.b):
+                new = float(rates[leg.name][which][j])
+                d = leg.margin_balance() * (new - leg.rate) if (leg.pos != 0 or leg.wallet != 0) else 0.0
+                col.pnl["unhedged"] += d
+                fx_total[0] += d
+                leg.rate = new
 
         # ---------------------------------------------------------------- helpers
         def ref_price(leg, j):
@@ -191,15 +219,16 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
             """Move the legs' valuation prices to ``new_a``/``new_b`` (None: that leg stays):
             hedged coins into the leg's price component, the rest into ``unhedged``."""
             hs, us, hq, uq = hedge_split(col.a.pos, col.b.pos)
+            ra, rb = col.a.rate, col.b.rate
             if new_a is not None:
                 if col.a.pos != 0:
-                    col.pnl["spot_price"] += hs * (new_a - col.a.val)
-                    col.pnl["unhedged"] += us * (new_a - col.a.val)
+                    col.pnl["spot_price"] += hs * (new_a - col.a.val) * ra
+                    col.pnl["unhedged"] += us * (new_a - col.a.val) * ra
                 col.a.val = new_a
             if new_b is not None:
                 if col.b.pos != 0:
-                    col.pnl["perp_price"] += hq * (new_b - col.b.val)
-                    col.pnl["unhedged"] += uq * (new_b - col.b.val)
+                    col.pnl["perp_price"] += hq * (new_b - col.b.val) * rb
+                    col.pnl["unhedged"] += uq * (new_b - col.b.val) * rb
                 col.b.val = new_b
 
         def fill(j, leg, dq):
@@ -216,12 +245,15 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
                     sl += impact * abs(dq) / vol
             price = ref * (1 + sl) if dq > 0 else ref * (1 - sl)
             fee = abs(dq) * price * leg.fee_rate
-            col.pnl["slippage"] += dq * (ref - price)
-            col.pnl["fees"] -= fee
+            r = leg.rate  # (the venue's amounts in the account currency)
+            col.pnl["slippage"] += dq * (ref - price) * r
+            col.pnl["fees"] -= fee * r
             if leg.spot:  # bought (sold) for quote cash
                 leg.wallet -= dq * price + fee
                 leg.pos += dq
-                events.append((j, c, "fill", leg.name, float(dq), float(price), float(-dq * price - fee), float(fee)))
+                events.append(
+                    (j, c, "fill", leg.name, float(dq), float(price), float((-dq * price - fee) * r), float(fee * r))
+                )
                 return
             p = leg.pos
             realized = 0.0
@@ -238,7 +270,9 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
                 leg.pos = p + dq
                 leg.entry = price
             leg.wallet += realized - fee
-            events.append((j, c, "fill", leg.name, float(dq), float(price), float(realized - fee), float(fee)))
+            events.append(
+                (j, c, "fill", leg.name, float(dq), float(price), float((realized - fee) * r), float(fee * r))
+            )
 
         def trade_to(j, s_new, q_new):
             fill(j, col.a, s_new - col.a.pos)
@@ -247,24 +281,26 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
         def rebalance_collateral(j):
             """(c): both legs back to the last target's size on the equity, then half the
             margin-balance gap from the richer venue to the poorer."""
+            ra, rb = col.a.rate, col.b.rate  # (amounts below in the account currency)
             if col.a.pos != 0 and col.b.pos != 0 and not math.isnan(col.last_x):
-                E = col.a.margin_balance() + col.b.margin_balance() + col.in_flight
+                E = col.a.margin_balance() * ra + col.b.margin_balance() * rb + col.in_flight
                 N = max(E, 0.0) * abs(col.last_x) * per_unit()
-                s_new = math.copysign(N / col.a.val, col.last_x)
+                s_new = math.copysign(N / (col.a.val * ra), col.last_x)
                 trade_to(j, s_new, -s_new)
-            mb_a, mb_b = col.a.margin_balance(), col.b.margin_balance()
+                col.capped = False  # at the target's size: no longer held short
+            mb_a, mb_b = col.a.margin_balance() * ra, col.b.margin_balance() * rb
             if by_share:  # each venue against its share of the two
                 t_a = share_a() * (mb_a + mb_b)
                 rich, poor = (col.b, col.a) if mb_a < t_a else (col.a, col.b)
                 need = t_a - mb_a if mb_a < t_a else mb_a - t_a
             else:
                 rich, poor = (col.a, col.b) if mb_a >= mb_b else (col.b, col.a)
-                need = (rich.margin_balance() - poor.margin_balance()) / 2
+                need = abs(mb_a - mb_b) / 2
 
             def free():
                 if rich.spot:  # a spot leg's free quote is its cash
-                    return rich.wallet
-                return rich.wallet - abs(rich.pos) * rich.val / (LA if rich is col.a else L)
+                    return rich.wallet * rich.rate
+                return (rich.wallet - abs(rich.pos) * rich.val / (LA if rich is col.a else L)) * rich.rate
 
             if free() < need and rich.upnl() > 0 and not rich.spot:  # re-strike: realize the profit
                 p = rich.pos
@@ -272,7 +308,7 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
                 fill(j, rich, p)
             amount = min(need, free())
             if amount > fee_t:
-                rich.wallet -= amount
+                rich.wallet -= amount / rich.rate
                 col.pnl["fees"] -= fee_t
                 col.in_flight = amount - fee_t
                 col.dest = poor.name
@@ -280,13 +316,13 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
                 events.append((j, c, "transfer", rich.name, math.nan, math.nan, float(-amount), fee_t))
                 if delay == 0:
                     arrive(j)
-                if col.capped:  # re-size to the last target once the transfer is in (its arrival bar)
+                if col.capped:  # a capped sizing with a flat leg: size once the transfer is in (its arrival bar)
                     col.capped = False
                     col.reentry_bar = j + delay
 
         def arrive(j):
             dest = col.leg(col.dest)
-            dest.wallet += col.in_flight
+            dest.wallet += col.in_flight / dest.rate
             events.append((j, c, "transfer", dest.name, math.nan, math.nan, float(col.in_flight), 0.0))
             col.in_flight, col.dest, col.arrival_bar = 0.0, "", -1
 
@@ -309,14 +345,24 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
             leg.wallet += realized
             fee = min(clearance * abs(p) * lp, max(leg.wallet, 0.0))
             leg.wallet -= fee
-            col.pnl["liquidation"] -= fee
+            r = leg.rate
+            col.pnl["liquidation"] -= fee * r
             cover = 0.0
             if leg.wallet < 0:  # the insurance fund covers a negative wallet
                 cover = -leg.wallet
                 leg.wallet = 0.0
-                col.pnl["liquidation"] += cover
+                col.pnl["liquidation"] += cover * r
             events.append(
-                (j, c, "liquidation", leg.name, float(-p), float(lp), float(realized - fee + cover), float(fee))
+                (
+                    j,
+                    c,
+                    "liquidation",
+                    leg.name,
+                    float(-p),
+                    float(lp),
+                    float((realized - fee + cover) * r),
+                    float(fee * r),
+                )
             )
             leg.pos, leg.entry, leg.val = 0.0, 0.0, lp
             left = col.other(leg).pos != 0
@@ -339,6 +385,7 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
 
         # ---------------------------------------------------------------- bars
         for j in range(T):
+            move_rates(j, 0)  # the venues' balances at the open's rates
             # 0. arrival
             if col.in_flight != 0 and j >= col.arrival_bar:
                 arrive(j)
@@ -368,7 +415,7 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
                         col.last_x = x
                         # the equity at the open; each venue margins only what it holds: at most
                         # L * the poorer margin balance (after a liquidation one wallet is nearly empty)
-                        mb_a, mb_b = col.a.margin_balance(), col.b.margin_balance()
+                        mb_a, mb_b = col.a.margin_balance() * col.a.rate, col.b.margin_balance() * col.b.rate
                         E = mb_a + mb_b + col.in_flight
                         if spot_a:  # spot N and margin N / L: N = E * L / (L + 1); A buys only what it holds
                             N = max(E, 0.0) * abs(x) * L / (L + 1)
@@ -381,9 +428,9 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
                             room = max(min(mb_a * LA, mb_b * L), 0.0)
                         if room <= DUST * max(E, 0.0):  # a rounding residue, not a wallet
                             room = 0.0
-                        col.capped = room < N
+                        col.capped = room < N * (1 - DUST)  # short by more than a rounding residue
                         N = min(N, room)
-                        s_new = math.copysign(N / px_a, x) if x != 0 else 0.0
+                        s_new = math.copysign(N / (px_a * col.a.rate), x) if x != 0 else 0.0
                         trade_to(j, s_new, -s_new if s_new != 0 else 0.0)
                     elif kind == "close":
                         trade_to(j, 0.0, 0.0)
@@ -392,6 +439,7 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
                         rebalance_collateral(j)
                         col.reb_due = False
 
+            move_rates(j, 1)  # the close's rates from here on
             # 2. liquidation, leg A then leg B
             liquidate_if_breached(j, col.a)
             liquidate_if_breached(j, col.b)
@@ -405,10 +453,12 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
                 if leg.pos != 0 and fv != 0 and math.isfinite(fv):
                     amount = -leg.pos * fv
                     leg.wallet += amount
-                    col.pnl["funding"] += amount
+                    col.pnl["funding"] += amount * leg.rate
                     rate = M.funding_rate[j, n]
                     price = fv / rate if rate != 0 else math.nan
-                    events.append((j, c, "funding", leg.name, float(leg.pos), float(price), float(amount), 0.0))
+                    events.append(
+                        (j, c, "funding", leg.name, float(leg.pos), float(price), float(amount * leg.rate), 0.0)
+                    )
 
             # 4. close: each leg to its mark close where its bar is valid
             va_ok, vb_ok = bool(leg_a.valid[j, n]), bool(leg_b.valid[j, n])
@@ -430,12 +480,13 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
             out_mr_b[j, c] = margin_ratio(col.b)
             out_flight[j, c] = col.in_flight
             out_capped[j, c] = col.capped
+            out_fx[j, c] = fx_total[0]
 
             # 6. collateral check (decided at the close, done at the next order bar)
             # with both legs open, or after a capped sizing (a flat leg counts with mb = its wallet)
             both_open = col.a.pos != 0 and col.b.pos != 0
             if col.in_flight == 0 and (both_open or col.capped) and va_ok and vb_ok:
-                mb_a, mb_b = col.a.margin_balance(), col.b.margin_balance()
+                mb_a, mb_b = col.a.margin_balance() * col.a.rate, col.b.margin_balance() * col.b.rate
                 if by_share:
                     t_a = share_a() * (mb_a + mb_b)
                     low = mb_a < (1 - band) * t_a or mb_b < (1 - band) * (mb_a + mb_b - t_a)
@@ -453,5 +504,6 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
         "mr_b": out_mr_b,
         "in_flight": out_flight,
         "capped": out_capped,
+        "quote_fx": out_fx,
         "events": events,
     }

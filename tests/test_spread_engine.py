@@ -154,7 +154,8 @@ def _reference(a, b, x, settings, leverage_a=None):
         r = run_reference_spread(a, b, x[:, [c]], COLUMN_SYMBOL[[c]], own)
         r["events"] = [(e[0], c, *e[2:]) for e in r["events"]]
         parts.append(r)
-    out = {k: np.hstack([p[k] for p in parts]) for k in ("equity", "s", "q", "mr_a", "mr_b", "in_flight", "capped")}
+    keys = ("equity", "s", "q", "mr_a", "mr_b", "in_flight", "capped", "quote_fx")
+    out = {k: np.hstack([p[k] for p in parts]) for k in keys}
     out["components"] = {k: np.hstack([p["components"][k] for p in parts]) for k in COMPONENTS}
     out["events"] = sorted((e for p in parts for e in p["events"]), key=lambda e: (e[0], e[1]))  # stable
     return out
@@ -445,3 +446,103 @@ def test_each_perp_at_its_own_leverage(case, tmp_path):
     assert first.leg == "A" and notional == pytest.approx(CAPITAL * size * 10 / 7, rel=1e-9)
     with pytest.raises(ConfigError, match="leverage_a"):
         SpreadConfig(leg_a="spot", leverage_a=3)
+
+
+# --------------------------------------------------------------------------- quote currencies
+def _quote_rates(index, seed):
+    """A random USDT-per-USDC series: a 0.3%-per-bar walk around 0.999 (far wider than the real
+    one, so that its moves show), with a jump between each close and the next open."""
+    rng = np.random.default_rng(seed)
+    close = 0.999 * np.exp(np.cumsum(rng.normal(0, 0.003, len(index))))
+    opn = np.r_[close[0] * 1.002, close[:-1]] * np.exp(rng.normal(0, 0.001, len(index)))
+    return pd.DataFrame({"open": opn, "close": close}, index=index)
+
+
+@pytest.mark.parametrize(
+    "case, leg, spot",
+    [(CASES[0], "B", False), (CASES[2], "A", False), (CASES[4], "B", False), (CASES[1], "A", True)],
+    ids=["seed1-B", "seed3-A", "seed5-B-tiers", "seed2-A-spot"],
+)
+def test_a_leg_quoted_in_another_currency_matches_the_reference(case, leg, spot, tmp_path):
+    """One venue's quote valued at a rate series: its wallet, PnL, fees, funding and liquidations
+    stay in its quote and count at the rate of the moment, a move of the rate revalues its margin
+    balance (in ``unhedged``; ``totals.quote_fx``), transfers convert at each end; the kernel
+    equals the reference (which checks the identity in the account currency at every bar)."""
+    import dataclasses
+
+    a, b, x, config, spread, settings = _setup(case, tmp_path)
+    if spot:
+        x = np.abs(x)
+        spread = dataclasses.replace(spread, leg_a="spot")
+        settings = dict(settings, leg_a="spot")
+    rates = _quote_rates(a.index, case[0])
+    res = _run(a, b, x, config, spread, quote_rates={leg: rates})
+    key = "rates_a" if leg == "A" else "rates_b"
+    ref = _reference(a, b, x, dict(settings, **{key: (rates["open"].to_numpy(), rates["close"].to_numpy())}))
+    _assert_equals_reference(res, ref, a, b)
+    np.testing.assert_allclose(res.totals["quote_fx"], ref["quote_fx"][-1], rtol=0, atol=1e-9 * CAPITAL)
+    assert (res.totals["quote_fx"].abs() > 1e-3).all() and "quote_rate" in res.flags
+    cnt = _counts(ref)
+    assert cnt["transfers"] > 0 and (cnt["liquidations"] > 0 or spot), cnt
+    # the same run with the rate at 1 everywhere: the unconverted run's figures (to rounding)
+    flat = rates.assign(open=1.0, close=1.0)
+    one = _run(a, b, x, config, spread, quote_rates={leg: flat})
+    plain = _run(a, b, x, config, spread)
+    _close("equity at rate 1", one.equity.values, plain.equity.values, 1e-9 * CAPITAL)
+    assert (one.totals["quote_fx"] == 0).all() and "usdc_usdt_parity" not in one.flags
+
+
+def test_a_move_of_the_rate_revalues_the_venue_by_hand():
+    """A held hedge on flat prices without funding or fees: when venue B's quote loses 10%
+    against the account currency, the equity falls by 10% of venue B's margin balance, all of
+    it in ``quote_fx`` (inside ``unhedged``); a transfer then buys 1/0.9 of the quote per unit sent."""
+    T2 = 6
+    index = pd.date_range("2024-01-01", periods=T2, freq="1h", tz="UTC")
+    px = {k: np.full((T2, 1), 100.0) for k in ("open", "high", "low", "close")}
+    px["volume"] = np.full((T2, 1), 1e9)
+    m = Market.from_arrays(index, ["BTCUSDT"], freq="1h", spot=px, perp=px, funding_rate=np.zeros((T2, 1)))
+    rate = pd.DataFrame({"open": [1.0, 1.0, 1.0, 0.9, 0.9, 0.9], "close": [1.0, 1.0, 0.9, 0.9, 0.9, 0.9]}, index=index)
+    cfg = BacktestConfig(initial_capital_quote=1000.0, perp_leverage=2, slippage_bps=0.0, execution_delay_bars=1)
+    spread = SpreadConfig(fee_a_rate=0.0, fee_b_rate=0.0, venue_rebalance_band=0.05, venue_transfer_fee_quote=0.0)
+    res = run_spread(m, m, 1.0, cfg, spread, quote_rates={"B": rate})
+    eq = res.equity[0].to_numpy()
+    assert eq[1] == pytest.approx(1000.0, abs=1e-9)
+    assert eq[2] == pytest.approx(1000.0 - 0.1 * 500.0, abs=1e-9)  # venue B held 500 of its quote
+    assert res.totals["quote_fx"][0] == pytest.approx(-50.0, abs=1e-9)
+    assert res.components["unhedged"][0].iloc[-1] == pytest.approx(-50.0, abs=1e-9)
+    assert eq[-1] == pytest.approx(950.0, abs=1e-9)  # afterwards the transfers move value, not make it
+    tr = res.events[res.events.kind == "transfer"]
+    # the rebalance at bar 3 (B at 450 of 950: below 0.95 of the mean) sends A's 25 (account currency)
+    assert len(tr) == 2 and tr.cash.iloc[0] == pytest.approx(-25.0, abs=1e-9)
+    assert tr.cash.iloc[1] == pytest.approx(25.0, abs=1e-9)
+
+
+def test_quote_rates_resume_bit_for_bit_and_bad_rates_are_refused():
+    a, b, x = _markets(11, 1)
+    cfg = BacktestConfig(initial_capital_quote=CAPITAL, maintenance_margin_rate=0.01, clearance_fee_rate=0.015)
+    spread = SpreadConfig(venue_transfer_delay_hours=2, venue_rebalance_band=0.1)
+    rates = _quote_rates(a.index, 4)
+    kw = {"column_params": {"perp_leverage": LEVERAGE}}
+    whole = run_spread(a, b, _targets(a, x), cfg, spread, quote_rates={"B": rates}, **kw)
+    parts, state = [], None
+    for lo, hi in ((0, 120), (120, T)):
+        sa = a.select(start=a.index[lo], end=a.index[hi - 1] + pd.Timedelta(hours=1))
+        sb = b.select(start=b.index[lo], end=b.index[hi - 1] + pd.Timedelta(hours=1))
+        res = run_spread(
+            sa, sb, _targets(sa, x[lo:hi]), cfg, spread, resume=state, quote_rates={"B": rates[lo:hi]}, **kw
+        )
+        parts.append(res)
+        state = res.state
+    joined = type(whole).chain(parts)
+    pd.testing.assert_frame_equal(joined.equity, whole.equity)
+    pd.testing.assert_frame_equal(joined.events, whole.events)
+    pd.testing.assert_frame_equal(joined.totals, whole.totals)
+    for bad, says in (
+        (rates.assign(close=0.0), "finite rate > 0"),
+        (rates.iloc[1:], "indexed like the legs"),
+        (rates[["open"]], "columns 'open' and 'close'"),
+    ):
+        with pytest.raises(ConfigError, match=says):
+            run_spread(a, b, _targets(a, x), cfg, spread, quote_rates={"B": bad}, **kw)
+    with pytest.raises(ConfigError, match="keys are the legs"):
+        run_spread(a, b, _targets(a, x), cfg, spread, quote_rates={"C": rates}, **kw)

@@ -500,6 +500,13 @@ def _add_run_commands(sub) -> None:
         help="settlements missing inside a venue's funding span: error (default), no_trade (hold no position "
         "through the hole) or zero (count them as zero; flagged funding_gap_zero)",
     )
+    g.add_argument(
+        "--quote-rate",
+        choices=("auto", "parity"),
+        default="auto",
+        help="a venue quoted in USDC against one in USDT: auto (default) values it at the catalog's USDCUSDT spot "
+        "bars where stored, else 1:1 (flagged usdc_usdt_parity); parity: 1:1 always",
+    )
     s_ = sp.add_argument_group("strategy")
     g.add_argument(
         "--leg-a",

@@ -1238,6 +1238,7 @@ def cmd_spread(args) -> int:
         strategy=args.strategy,
         config=config.to_dict(),
         spread=spread.to_dict(),
+        quote_rate=args.quote_rate,
     )
     check_output_dir(args.out, args.overwrite)
     with stage("spread"):
@@ -1289,6 +1290,7 @@ def _print_spread(table: pd.DataFrame) -> None:
     from rich.table import Table
 
     grid = table["set"].nunique() > 1
+    fx = bool((table["quote_fx"] != 0).any())  # a USDC venue valued at the catalog's rate
     short = {"leverage": "lev.", "entry_annualized": "entry", "exit_annualized": "exit", "window_hours": "window h"}
     short |= {"min_hold_hours": "hold h", "switch_annualized": "switch"}
     varying = [k for k in short if k in table.columns and table[k].nunique() > 1]  # a grid's own axes
@@ -1305,6 +1307,7 @@ def _print_spread(table: pd.DataFrame) -> None:
         "fees",
         "transfers",
         "basis",
+        *(["quote fx"] if fx else []),
         "liq.",
         "net",
         "ann.",
@@ -1323,6 +1326,7 @@ def _print_spread(table: pd.DataFrame) -> None:
             f"{r.trading_fees + r.slippage:,.2f}",
             f"{r.transfer_fees:,.2f} ({r.transfers})",
             f"{r.basis:,.2f}",
+            *([f"{r.quote_fx:,.2f}"] if fx else []),
             f"{r.liquidation:,.2f} ({r.liquidations})",
             f"{r.net:,.2f}",
             f"{r.annualized:.2%}",

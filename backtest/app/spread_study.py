@@ -59,6 +59,7 @@ class SpreadStudy:
     strategy: str  #: ``funding_spread``, ``hold`` or ``best_venue_carry``
     config: dict  #: :class:`backtest.config.BacktestConfig` as a dict
     spread: dict  #: :class:`backtest.config.SpreadConfig` as a dict
+    quote_rate: str = "auto"  #: ``auto`` (the catalog's USDCUSDT rate where stored) or ``parity`` (1:1)
 
     @property
     def pairs(self) -> list[tuple[str, str]]:
@@ -154,6 +155,7 @@ def _load(study: SpreadStudy) -> tuple[dict, list[str]]:
                 study.freq,
                 funding_gaps=study.funding_gaps,
                 leg_a=study.leg_a,
+                quote_rate=study.quote_rate,
             )
             for va, vb in study.pairs
         }
@@ -269,7 +271,15 @@ def run_sets(study: SpreadStudy, sets: list[SpreadSet] | tuple[SpreadSet, ...], 
         leverage = np.repeat([s.leverage for s in sets], N)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DataWarning)
-            res = run_spread(pair.leg_a, pair.leg_b, tg, config, spread, column_params={"perp_leverage": leverage})
+            res = run_spread(
+                pair.leg_a,
+                pair.leg_b,
+                tg,
+                config,
+                spread,
+                column_params={"perp_leverage": leverage},
+                quote_rates=pair.quote_rates,
+            )
         for w in caught:
             parts.add_note(str(w.message))
         # (the pair's own note already says when the quotes differ)

@@ -225,7 +225,12 @@ X_COMP = 16  # 16 .. 23: the N_COMP components (C_SPOT: leg A's price PnL, C_PER
 X_FUNDA, X_TFEE, X_NTR = 24, 25, 26
 #: A sizing held short of its target by a venue's margin balance (0/1; see ``backtest.spread``).
 X_CAP = 27
-NSX = 28
+#: The rates (account currency per unit of the venue's quote) venue A's and venue B's balances
+#: are valued at now (1.0 for a venue quoted in the account currency), and the cumulative
+#: revaluation of the venues' balances by moves of those rates (account currency; inside the
+#: ``unhedged`` component).
+X_RA, X_RB, X_FX = 28, 29, 30
+NSX = 31
 
 
 class SpreadParams(NamedTuple):
@@ -250,7 +255,8 @@ class SpreadSettings(NamedTuple):
     """Run-wide scalars of spread hedges: ``lag`` (as :class:`Settings`), ``after_liq`` (``AFTER_*``),
     ``cooldown`` (bars), ``transfer_delay`` (bars from a transfer's departure to its arrival),
     ``flags`` (``F_*`` output bits), ``a_spot`` (leg A is spot coins bought with venue A's quote
-    cash, not a perp: no funding, no liquidation, no cost basis)."""
+    cash, not a perp: no funding, no liquidation, no cost basis), ``fx`` (a venue's quote differs
+    from the account currency and :class:`SpreadRates` convert it; False: every rate is 1)."""
 
     lag: int
     after_liq: int
@@ -258,6 +264,18 @@ class SpreadSettings(NamedTuple):
     transfer_delay: int
     flags: int
     a_spot: bool
+    fx: bool
+
+
+class SpreadRates(NamedTuple):
+    """Per-bar rates of each venue's quote currency in the account currency (USDT per USDC), at
+    each bar's open and close, (T,) each (all 1.0 for a venue quoted in the account currency).
+    Read only when :class:`SpreadSettings` ``fx`` is set."""
+
+    a_open: np.ndarray
+    a_close: np.ndarray
+    b_open: np.ndarray
+    b_close: np.ndarray
 
 
 class SpreadOutputs(NamedTuple):

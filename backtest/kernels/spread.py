@@ -36,10 +36,15 @@ from backtest.kernels.layout import (
     F_EQUITY,
     F_MARGIN,
     F_POSITIONS,
+    K_LIQ,
     K_TRANSFER,
     LEG_PERP,
     LEG_SPOT,
     N_COMP,
+    R_CASH,
+    R_FEE,
+    R_KIND,
+    R_RATE,
     X_BALA,
     X_BALB,
     X_CAP,
@@ -50,11 +55,14 @@ from backtest.kernels.layout import (
     X_FDEST,
     X_FLIGHT,
     X_FUNDA,
+    X_FX,
     X_LASTX,
     X_NTR,
     X_PCLOSE,
     X_PRE,
     X_Q,
+    X_RA,
+    X_RB,
     X_REB,
     X_S,
     X_TFEE,
@@ -87,19 +95,53 @@ def _leg_code(to_b):
 
 
 @njit(cache=True, inline="always")
+def _to_account(rec, n0, n1, r):
+    """Events ``n0 .. n1 - 1`` (those the buffer holds) written in a venue's quote: their cash,
+    fee (and a liquidation's insurance cover) in the account currency at rate ``r``."""
+    for k in range(n0, min(n1, rec.shape[0])):
+        ku = np.uint64(k)
+        rec[ku, np.uint64(R_CASH)] *= r
+        rec[ku, np.uint64(R_FEE)] *= r
+        if rec[ku, np.uint64(R_KIND)] == K_LIQ:
+            rec[ku, np.uint64(R_RATE)] *= r
+
+
+@njit(cache=True, inline="always")
+def _revalue(s, q, va, vb, pxa, pxb, c_spot, c_perp, c_unh, ra, rb, fx):
+    """``rules.revalue_nb`` with each leg's price PnL in the account currency: leg A's at rate
+    ``ra``, leg B's at ``rb`` (the unhedged coins are the larger leg's); ``fx`` False: as it is."""
+    if not fx:
+        return rules.revalue_nb(s, q, va, vb, pxa, pxb, c_spot, c_perp, c_unh)
+    ds, dp, du, nva, nvb = rules.revalue_nb(s, q, va, vb, pxa, pxb, 0.0, 0.0, 0.0)
+    return c_spot + ds * ra, c_perp + dp * rb, c_unh + du * (ra if abs(s) > abs(q) else rb), nva, nvb
+
+
+@njit(cache=True, inline="always")
+def _fx_move(s, q, va, vb, costa, costb, bala, balb, ra, rb, ra_new, rb_new):
+    """The revaluation of both venues' margin balances (wallet plus unrealized, in each venue's
+    quote; a spot leg: its cash and coins) when the rates move from ``ra``/``rb`` to the new ones
+    (account currency)."""
+    upa = s * va - costa if s != 0.0 else 0.0
+    upb = q * vb - costb if q != 0.0 else 0.0
+    return (bala + upa) * (ra_new - ra) + (balb + upb) * (rb_new - rb)
+
+
+@njit(cache=True, inline="always")
 def _transfer(j, c, cs, from_b, amount, fee, delay, rec, nrec):
-    """Send ``amount`` quote from venue A's wallet (``from_b`` False) or B's to the other one:
-    it leaves now, the flat ``fee`` is a cost, and ``amount - fee`` arrives at bar ``j + delay``
-    (at once for delay 0). Returns the event count."""
+    """Send ``amount`` (account currency) from venue A's wallet (``from_b`` False) or B's to the
+    other one: it leaves now (``amount`` at the sender's rate, in its quote), the flat ``fee``
+    is a cost, and ``amount - fee`` arrives at bar ``j + delay`` (at once for delay 0), credited
+    at the receiver's rate then. Returns the event count."""
     src, dst = (X_BALB, X_BALA) if from_b else (X_BALA, X_BALB)
-    cs[c, src] -= amount
+    r_src, r_dst = (cs[c, X_RB], cs[c, X_RA]) if from_b else (cs[c, X_RA], cs[c, X_RB])
+    cs[c, src] -= amount / r_src
     cs[c, X_COMP + C_FEE] -= fee
     cs[c, X_TFEE] -= fee
     cs[c, X_NTR] += 1.0
     nrec = rules.push_nb(rec, nrec, j, c, K_TRANSFER, _leg_code(from_b), np.nan, np.nan, np.nan, -amount, fee)
     net = amount - fee
     if delay == 0:
-        cs[c, dst] += net
+        cs[c, dst] += net / r_dst
         nrec = rules.push_nb(rec, nrec, j, c, K_TRANSFER, _leg_code(not from_b), np.nan, np.nan, np.nan, net, 0.0)
     else:
         cs[c, X_FLIGHT] = net
@@ -113,10 +155,26 @@ def _fill(j, c, cs, to_b, dq, ref, vol, slip, impact, fee_rate, rec, nrec, a_spo
     """Trade ``dq`` coins of leg A (``to_b`` False) or B at the reference ``ref`` into that venue's
     wallet (``rules.perp_leg_fill_nb``; a spot leg A, ``a_spot``: ``rules.spot_fill_nb`` for venue
     A's quote cash). An order of at most ``DUST`` of the position is a rounding residue of a
-    resizing to the same size: not sent. Returns the event count."""
+    resizing to the same size: not sent. The fee and slippage components and the event's cash
+    are in the account currency (at the venue's rate ``X_RA``/``X_RB``). Returns the event count."""
     pos0 = cs[c, X_Q] if to_b else cs[c, X_S]
     if dq == 0.0 or abs(dq) <= DUST * abs(pos0):
         return nrec
+    r = cs[c, X_RB] if to_b else cs[c, X_RA]
+    if r == 1.0:
+        return _fill_local(j, c, cs, to_b, dq, ref, vol, slip, impact, fee_rate, rec, nrec, a_spot)
+    # a venue quoted in another currency: its fee and slippage in the account currency
+    f0, s0, n0 = cs[c, X_COMP + C_FEE], cs[c, X_COMP + C_SLIP], nrec
+    nrec = _fill_local(j, c, cs, to_b, dq, ref, vol, slip, impact, fee_rate, rec, nrec, a_spot)
+    cs[c, X_COMP + C_FEE] = f0 + (cs[c, X_COMP + C_FEE] - f0) * r
+    cs[c, X_COMP + C_SLIP] = s0 + (cs[c, X_COMP + C_SLIP] - s0) * r
+    _to_account(rec, n0, nrec, r)
+    return nrec
+
+
+@njit(cache=True, inline="always")
+def _fill_local(j, c, cs, to_b, dq, ref, vol, slip, impact, fee_rate, rec, nrec, a_spot):
+    """:func:`_fill` in the venue's quote currency (its wallet, the fee and slippage components)."""
     if a_spot and not to_b:
         cs[c, X_BALA], cs[c, X_COMP + C_FEE], cs[c, X_COMP + C_SLIP], nrec = rules.spot_fill_nb(
             rec,
@@ -166,7 +224,8 @@ def _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec):
     revalue to them, then size to target ``x`` (``size``), close after a liquidation, or
     rebalance the collateral (see :mod:`backtest.spread`). Returns the event count."""
     pxa, pxb = mka.po_ref[j, n], mkb.po_ref[j, n]
-    cs[c, X_COMP + C_SPOT], cs[c, X_COMP + C_PERP], cs[c, X_COMP + C_UNH], cs[c, X_VA], cs[c, X_VB] = rules.revalue_nb(
+    ra, rb = cs[c, X_RA], cs[c, X_RB]  # (account currency per unit of each venue's quote; 1: the same)
+    cs[c, X_COMP + C_SPOT], cs[c, X_COMP + C_PERP], cs[c, X_COMP + C_UNH], cs[c, X_VA], cs[c, X_VB] = _revalue(
         cs[c, X_S],
         cs[c, X_Q],
         cs[c, X_VA],
@@ -176,6 +235,9 @@ def _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec):
         cs[c, X_COMP + C_SPOT],
         cs[c, X_COMP + C_PERP],
         cs[c, X_COMP + C_UNH],
+        ra,
+        rb,
+        run.fx,
     )
     lev = flex_nb(prm.leverage, j, c)  # leg B's (and leg A's unless lev_a differs)
     lev_a = flex_nb(prm.leverage_a, j, c)
@@ -186,9 +248,9 @@ def _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec):
     s, q = cs[c, X_S], cs[c, X_Q]
     if size or cs[c, X_PCLOSE] != 0.0:
         new_s = 0.0
-        if size:
-            mba = cs[c, X_BALA] + (s * pxa - cs[c, X_COSTA])
-            mbb = cs[c, X_BALB] + (q * pxb - cs[c, X_COSTB])
+        if size:  # (margin balances, equity, notionals and room in the account currency)
+            mba = (cs[c, X_BALA] + (s * pxa - cs[c, X_COSTA])) * ra
+            mbb = (cs[c, X_BALB] + (q * pxb - cs[c, X_COSTB])) * rb
             eq = mba + mbb + cs[c, X_FLIGHT]
             if run.a_spot:  # spot N plus margin N / L: N = E * L / (L + 1); A buys only what it holds
                 notional = max(eq, 0.0) * abs(x) * lev / (lev + 1.0)
@@ -201,8 +263,8 @@ def _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec):
                 room = max(min(mba * lev_a, mbb * lev), 0.0)
             if room <= DUST * max(eq, 0.0):  # a rounding residue (a wallet left at maintenance - fee)
                 room = 0.0
-            cs[c, X_CAP] = 1.0 if room < notional else 0.0
-            new_s = np.sign(x) * min(notional, room) / pxa
+            cs[c, X_CAP] = 1.0 if room < notional * (1.0 - DUST) else 0.0  # (short by more than rounding)
+            new_s = np.sign(x) * min(notional, room) / (pxa * ra)
             cs[c, X_LASTX] = x
             cs[c, X_PRE] = -1.0
         cs[c, X_PCLOSE] = 0.0
@@ -215,16 +277,17 @@ def _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec):
     cs[c, X_REB] = 0.0
     last = cs[c, X_LASTX]
     if s != 0.0 and q != 0.0 and last == last:
-        mba = cs[c, X_BALA] + (s * pxa - cs[c, X_COSTA])
-        mbb = cs[c, X_BALB] + (q * pxb - cs[c, X_COSTB])
+        mba = (cs[c, X_BALA] + (s * pxa - cs[c, X_COSTA])) * ra
+        mbb = (cs[c, X_BALB] + (q * pxb - cs[c, X_COSTB])) * rb
         eq = mba + mbb + cs[c, X_FLIGHT]
         per = lev / (lev + 1.0) if run.a_spot else lev / 2.0 if lev_a == lev else lev_a * lev / (lev_a + lev)
-        new_s = np.sign(last) * (max(eq, 0.0) * abs(last) * per) / pxa
+        new_s = np.sign(last) * (max(eq, 0.0) * abs(last) * per) / (pxa * ra)
         nrec = _fill(j, c, cs, False, new_s - s, pxa, vol_a, slip, impact, fee_a, rec, nrec, run.a_spot)
         nrec = _fill(j, c, cs, True, -new_s - q, pxb, vol_b, slip, impact, fee_b, rec, nrec)
         s, q = cs[c, X_S], cs[c, X_Q]
-    mba = cs[c, X_BALA] + (s * pxa - cs[c, X_COSTA])  # (as the margin balance: wallet + unrealized)
-    mbb = cs[c, X_BALB] + (q * pxb - cs[c, X_COSTB])
+        cs[c, X_CAP] = 0.0  # at the target's size now: no longer held short
+    mba = (cs[c, X_BALA] + (s * pxa - cs[c, X_COSTA])) * ra  # (margin balance: wallet + unrealized)
+    mbb = (cs[c, X_BALB] + (q * pxb - cs[c, X_COSTB])) * rb
     if run.a_spot or lev_a != lev:  # venue A's share of the two: L / (L + 1) (spot), L_B / (L_A + L_B)
         ta = _share_a(run.a_spot, lev_a, lev) * (mba + mbb)
         from_b = mba < ta
@@ -236,18 +299,19 @@ def _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec):
     bal_k, cost_k = (X_BALB, X_COSTB) if from_b else (X_BALA, X_COSTA)
     spot_rich = run.a_spot and not from_b  # a spot leg's free quote is its cash
     lev_rich = lev if from_b else lev_a
-    free = cs[c, bal_k] if spot_rich else cs[c, bal_k] - abs(pos) * px / lev_rich
+    r_rich = rb if from_b else ra
+    free = (cs[c, bal_k] if spot_rich else cs[c, bal_k] - abs(pos) * px / lev_rich) * r_rich
     if free < need and pos * px - cs[c, cost_k] > 0.0 and pos != 0.0 and not spot_rich:
         # re-strike the richer leg (close and reopen the same coins) to realize its profit
         vol, fee_rate = (vol_b, fee_b) if from_b else (vol_a, fee_a)
         nrec = _fill(j, c, cs, from_b, -pos, px, vol, slip, impact, fee_rate, rec, nrec)
         nrec = _fill(j, c, cs, from_b, pos, px, vol, slip, impact, fee_rate, rec, nrec)
-        free = cs[c, bal_k] - abs(pos) * px / lev_rich
+        free = (cs[c, bal_k] - abs(pos) * px / lev_rich) * r_rich
     amount = min(need, free)
     fee_t = flex_nb(prm.transfer_fee, j, c)
     if amount > fee_t and amount > 0.0:
         nrec = _transfer(j, c, cs, from_b, amount, fee_t, run.transfer_delay, rec, nrec)
-        if cs[c, X_CAP] != 0.0:  # the sizing the wallets held short: again once the transfer is in
+        if cs[c, X_CAP] != 0.0:  # a capped sizing with a flat leg: size once the transfer is in
             cs[c, X_CAP] = 0.0
             cs[c, X_PRE] = j + run.transfer_delay
     return nrec
@@ -268,6 +332,8 @@ def _liquidate(j, c, n, to_b, mk, tiers, mmr_max, cum_min, clear, run, cs, rec, 
     if lp != lp:
         return nrec
     other = cs[c, X_S] if to_b else cs[c, X_Q]
+    r = cs[c, X_RB] if to_b else cs[c, X_RA]
+    p0, u0, l0, n0 = cs[c, comp_k], cs[c, X_COMP + C_UNH], cs[c, X_COMP + C_LIQ], nrec
     cs[c, bal_k], cs[c, comp_k], cs[c, X_COMP + C_UNH], cs[c, X_COMP + C_LIQ], nrec = rules.liquidate_leg_nb(
         rec,
         nrec,
@@ -286,6 +352,11 @@ def _liquidate(j, c, n, to_b, mk, tiers, mmr_max, cum_min, clear, run, cs, rec, 
         cs[c, X_COMP + C_LIQ],
         True,
     )
+    if r != 1.0:  # the venue's amounts in the account currency
+        cs[c, comp_k] = p0 + (cs[c, comp_k] - p0) * r
+        cs[c, X_COMP + C_UNH] = u0 + (cs[c, X_COMP + C_UNH] - u0) * r
+        cs[c, X_COMP + C_LIQ] = l0 + (cs[c, X_COMP + C_LIQ] - l0) * r
+        _to_account(rec, n0, nrec, r)
     cs[c, pos_k] = 0.0
     cs[c, cost_k] = 0.0
     cs[c, v_k] = lp
@@ -332,6 +403,9 @@ def _get(cs, c):
         cs[c, X_COMP + C_PERP],
         cs[c, X_COMP + C_UNH],
         cs[c, X_FUNDA],
+        cs[c, X_RA],
+        cs[c, X_RB],
+        cs[c, X_FX],
     )
 
 
@@ -359,14 +433,18 @@ def _put(cs, c, st):
         cs[c, X_COMP + C_PERP],
         cs[c, X_COMP + C_UNH],
         cs[c, X_FUNDA],
+        cs[c, X_RA],
+        cs[c, X_RB],
+        cs[c, X_FX],
     ) = st
 
 
 @njit(cache=True, inline="always")
 def _arrive(j, c, cs, rec, nrec):
-    """Step 0: the transfer in flight reaches its venue's wallet. Returns the event count."""
+    """Step 0: the transfer in flight (account currency) reaches its venue's wallet, at the
+    venue's rate now. Returns the event count."""
     to_b = cs[c, X_FDEST] != 0.0
-    cs[c, X_BALB if to_b else X_BALA] += cs[c, X_FLIGHT]
+    cs[c, X_BALB if to_b else X_BALA] += cs[c, X_FLIGHT] / cs[c, X_RB if to_b else X_RA]
     nrec = rules.push_nb(rec, nrec, j, c, K_TRANSFER, _leg_code(to_b), np.nan, np.nan, np.nan, cs[c, X_FLIGHT], 0.0)
     cs[c, X_FLIGHT] = 0.0
     cs[c, X_FBAR] = -1.0
@@ -374,7 +452,7 @@ def _arrive(j, c, cs, rec, nrec):
 
 
 @njit(cache=True)
-def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out, rec):
+def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, cs, out, rec):
     """Simulate spread columns ``c0 .. c1 - 1`` over all bars (rules: :mod:`backtest.spread`).
 
     ``mka``/``mkb``: the legs' :class:`~backtest.kernels.layout.MarketArrays` (``po_ref`` the
@@ -383,6 +461,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
     (targets with ``t_off`` rows of the previous run, ``col_sym``); ``prm``:
     :class:`~backtest.kernels.layout.SpreadParams`; ``tiers_a``/``tiers_b``: each venue's
     :class:`~backtest.kernels.layout.Tiers`; ``run``: :class:`~backtest.kernels.layout.SpreadSettings`;
+    ``rates``: :class:`~backtest.kernels.layout.SpreadRates` (read when ``run.fx``);
     ``cs`` (C, NSX): the columns' ``X_*`` state, updated in place (bars held in it count from the
     end of the run afterwards); ``out``: :class:`~backtest.kernels.layout.SpreadOutputs`.
 
@@ -407,7 +486,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
     lo_a, hi_a, lo_b, hi_b = mka.mark_low, mka.mark_high, mkb.mark_low, mkb.mark_high
     fv_a, fv_b, mc_a, mc_b = mka.funding_value, mkb.funding_value, mka.mark_close, mkb.mark_close
     band_t = prm.band.shape[0] > 1
-    a_spot = run.a_spot
+    a_spot, fx = run.a_spot, run.fx
     nrec = 0
     for j0 in range(0, T, TIME_CHUNK):
         j1 = min(T, j0 + TIME_CHUNK)
@@ -419,7 +498,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
             band = flex_nb(prm.band, 0, c)
             # fmt: off
             (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
-             lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda) = _get(cs, c)
+             lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda, ra, rb, fxt) = _get(cs, c)
             # fmt: on
             lva = liq_level_nb(s, bala, costa, mmr_a, cmin_a)
             lvb = liq_level_nb(q, balb, costb, mmr_b, cmin_b)
@@ -427,6 +506,12 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
                 ju = np.uint64(j)
                 i = j - lag + t_off
                 rj = j if w_eq else 0
+                if fx:  # the venues' balances revalued to the rates at the open
+                    ra_n, rb_n = rates.a_open[ju], rates.b_open[ju]
+                    d = _fx_move(s, q, va, vb, costa, costb, bala, balb, ra, rb, ra_n, rb_n)
+                    c_unh += d
+                    fxt += d
+                    ra, rb = ra_n, rb_n
                 # 0-1. a transfer arriving, orders (rare: on the state in cs)
                 x = targets[np.uint64(i), cu] if i >= 0 else np.nan
                 pend_re = pre >= 0.0 and j >= pre
@@ -436,7 +521,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
                 if arriving or ordering:
                     # fmt: off
                     _put(cs, c, (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
-                               lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda))
+                               lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda, ra, rb, fxt))
                     # fmt: on
                     if arriving:
                         nrec = _arrive(j, c, cs, rec, nrec)
@@ -446,10 +531,16 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
                         nrec = _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec)
                     # fmt: off
                     (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
-                     lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda) = _get(cs, c)
+                     lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda, ra, rb, fxt) = _get(cs, c)
                     # fmt: on
                     lva = liq_level_nb(s, bala, costa, mmr_a, cmin_a)
                     lvb = liq_level_nb(q, balb, costb, mmr_b, cmin_b)
+                if fx:  # and to the rates at the close (liquidation, funding and the close at those)
+                    ra_n, rb_n = rates.a_close[ju], rates.b_close[ju]
+                    d = _fx_move(s, q, va, vb, costa, costb, bala, balb, ra, rb, ra_n, rb_n)
+                    c_unh += d
+                    fxt += d
+                    ra, rb = ra_n, rb_n
                 # 2. liquidation, leg A then leg B (the full check only past the pre-check level)
                 ok_a, ok_b = valid_a[ju, nu], valid_b[ju, nu]
                 liq_a = (
@@ -462,7 +553,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
                 if liq_a or liq_b:
                     # fmt: off
                     _put(cs, c, (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
-                               lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda))
+                               lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda, ra, rb, fxt))
                     # fmt: on
                     clear = flex_nb(prm.clearance, j, c)
                     if liq_a:
@@ -471,31 +562,42 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
                         nrec = _liquidate(j, c, n, True, mkb, tiers_b, mmr_b, cmin_b, clear, run, cs, rec, nrec)
                     # fmt: off
                     (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
-                     lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda) = _get(cs, c)
+                     lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda, ra, rb, fxt) = _get(cs, c)
                     # fmt: on
                     lva = liq_level_nb(s, bala, costa, mmr_a, cmin_a)
                     lvb = liq_level_nb(q, balb, costb, mmr_b, cmin_b)
                 # 3. funding of each leg at its venue's settlements
                 fva, fvb = fv_a[ju, nu], fv_b[ju, nu]
+                c0_fund = c_fund
                 bala, c_fund, amt = rules.funding_nb(s, fva, bala, c_fund)
                 if amt != 0.0:
+                    if fx:  # in the account currency
+                        amt *= ra
+                        c_fund = c0_fund + amt
                     funda += amt
                     lva = liq_level_nb(s, bala, costa, mmr_a, cmin_a)
                     if w_cf:
                         nrec = rules.funding_event_nb(rec, nrec, j, c, LEG_SPOT, s, fva, mka.funding_rate[ju, nu], amt)
+                c0_fund = c_fund
                 balb, c_fund, amt = rules.funding_nb(q, fvb, balb, c_fund)
                 if amt != 0.0:
+                    if fx:
+                        amt *= rb
+                        c_fund = c0_fund + amt
                     lvb = liq_level_nb(q, balb, costb, mmr_b, cmin_b)
                     if w_cf:
                         nrec = rules.funding_event_nb(rec, nrec, j, c, LEG_PERP, q, fvb, mkb.funding_rate[ju, nu], amt)
                 # 4. close
                 pxa = mc_a[ju, nu] if ok_a else va
                 pxb = mc_b[ju, nu] if ok_b else vb
-                c_spot, c_perp, c_unh, va, vb = rules.revalue_nb(s, q, va, vb, pxa, pxb, c_spot, c_perp, c_unh)
+                c_spot, c_perp, c_unh, va, vb = _revalue(s, q, va, vb, pxa, pxb, c_spot, c_perp, c_unh, ra, rb, fx)
                 # 5. outputs
                 upa = s * va - costa if s != 0.0 else 0.0
                 upb = q * vb - costb if q != 0.0 else 0.0
-                out.equity[rj, c] = bala + balb + flight + upa + upb
+                if fx:
+                    out.equity[rj, c] = (bala + upa) * ra + (balb + upb) * rb + flight
+                else:
+                    out.equity[rj, c] = bala + balb + flight + upa + upb
                 if flight != 0.0 or not w_eq:  # (zeros where nothing is in flight: the caller's)
                     out.in_flight[rj, c] = flight
                 if w_comp:
@@ -518,8 +620,8 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
                     )
                 # 6. collateral check (decided at the close, done at the next open)
                 if fbar < 0.0 and ((s != 0.0 and q != 0.0) or cap != 0.0) and ok_a and ok_b:
-                    mba = bala + upa
-                    mbb = balb + upb
+                    mba = (bala + upa) * ra  # (account currency)
+                    mbb = (balb + upb) * rb
                     if band_t:
                         band = flex_nb(prm.band, j, c)
                     lev, lev_a = flex_nb(prm.leverage, j, c), flex_nb(prm.leverage_a, j, c)
@@ -531,7 +633,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
                         reb = 1.0 if band < np.inf and min(mba, mbb) < (1.0 - band) * (mba + mbb) / 2.0 else 0.0
             # fmt: off
             _put(cs, c, (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
-                       lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda))
+                       lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda, ra, rb, fxt))
             # fmt: on
     for c in range(c0, c1):
         if not w_comp:
@@ -545,7 +647,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out,
 
 
 @njit(cache=True, parallel=True)
-def spread_parallel_nb(bounds, rec_bounds, mka, mkb, book, prm, tiers_a, tiers_b, run, cs, out, rec):
+def spread_parallel_nb(bounds, rec_bounds, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, cs, out, rec):
     """:func:`spread_range_nb` on threads: chunk ``h`` runs columns ``bounds[h] .. bounds[h + 1]``
     into ``rec[rec_bounds[h]:rec_bounds[h + 1]]``; returns each chunk's event count."""
     nch = len(bounds) - 1
@@ -561,6 +663,7 @@ def spread_parallel_nb(bounds, rec_bounds, mka, mkb, book, prm, tiers_a, tiers_b
             tiers_a,
             tiers_b,
             run,
+            rates,
             cs,
             out,
             rec[rec_bounds[h] : rec_bounds[h + 1]],
