@@ -403,9 +403,6 @@ def _get(cs, c):
         cs[c, X_COMP + C_PERP],
         cs[c, X_COMP + C_UNH],
         cs[c, X_FUNDA],
-        cs[c, X_RA],
-        cs[c, X_RB],
-        cs[c, X_FX],
     )
 
 
@@ -433,9 +430,6 @@ def _put(cs, c, st):
         cs[c, X_COMP + C_PERP],
         cs[c, X_COMP + C_UNH],
         cs[c, X_FUNDA],
-        cs[c, X_RA],
-        cs[c, X_RB],
-        cs[c, X_FX],
     ) = st
 
 
@@ -486,6 +480,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
     lo_a, hi_a, lo_b, hi_b = mka.mark_low, mka.mark_high, mkb.mark_low, mkb.mark_high
     fv_a, fv_b, mc_a, mc_b = mka.funding_value, mkb.funding_value, mka.mark_close, mkb.mark_close
     band_t = prm.band.shape[0] > 1
+    lev_t = prm.leverage.shape[0] > 1 or prm.leverage_a.shape[0] > 1  # (per-bar leverages: read each bar)
     a_spot, fx = run.a_spot, run.fx
     nrec = 0
     for j0 in range(0, T, TIME_CHUNK):
@@ -496,9 +491,12 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
             cu = np.uint64(c)
             mmr_a, cmin_a, mmr_b, cmin_b = mmr_max_a[n], cum_min_a[n], mmr_max_b[n], cum_min_b[n]
             band = flex_nb(prm.band, 0, c)
+            lev, lev_a = flex_nb(prm.leverage, 0, c), flex_nb(prm.leverage_a, 0, c)
+            shared = a_spot or lev_a != lev  # each venue against its share (else halves)
+            share_a = _share_a(a_spot, lev_a, lev)
             # fmt: off
             (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
-             lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda, ra, rb, fxt) = _get(cs, c)
+             lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda) = _get(cs, c)
             # fmt: on
             lva = liq_level_nb(s, bala, costa, mmr_a, cmin_a)
             lvb = liq_level_nb(q, balb, costb, mmr_b, cmin_b)
@@ -506,12 +504,12 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
                 ju = np.uint64(j)
                 i = j - lag + t_off
                 rj = j if w_eq else 0
-                if fx:  # the venues' balances revalued to the rates at the open
+                if fx:  # the venues' balances revalued to the rates at the open (rates: in cs only)
                     ra_n, rb_n = rates.a_open[ju], rates.b_open[ju]
-                    d = _fx_move(s, q, va, vb, costa, costb, bala, balb, ra, rb, ra_n, rb_n)
+                    d = _fx_move(s, q, va, vb, costa, costb, bala, balb, cs[c, X_RA], cs[c, X_RB], ra_n, rb_n)
                     c_unh += d
-                    fxt += d
-                    ra, rb = ra_n, rb_n
+                    cs[c, X_FX] += d
+                    cs[c, X_RA], cs[c, X_RB] = ra_n, rb_n
                 # 0-1. a transfer arriving, orders (rare: on the state in cs)
                 x = targets[np.uint64(i), cu] if i >= 0 else np.nan
                 pend_re = pre >= 0.0 and j >= pre
@@ -521,7 +519,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
                 if arriving or ordering:
                     # fmt: off
                     _put(cs, c, (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
-                               lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda, ra, rb, fxt))
+                               lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda))
                     # fmt: on
                     if arriving:
                         nrec = _arrive(j, c, cs, rec, nrec)
@@ -531,16 +529,16 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
                         nrec = _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec)
                     # fmt: off
                     (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
-                     lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda, ra, rb, fxt) = _get(cs, c)
+                     lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda) = _get(cs, c)
                     # fmt: on
                     lva = liq_level_nb(s, bala, costa, mmr_a, cmin_a)
                     lvb = liq_level_nb(q, balb, costb, mmr_b, cmin_b)
                 if fx:  # and to the rates at the close (liquidation, funding and the close at those)
                     ra_n, rb_n = rates.a_close[ju], rates.b_close[ju]
-                    d = _fx_move(s, q, va, vb, costa, costb, bala, balb, ra, rb, ra_n, rb_n)
+                    d = _fx_move(s, q, va, vb, costa, costb, bala, balb, cs[c, X_RA], cs[c, X_RB], ra_n, rb_n)
                     c_unh += d
-                    fxt += d
-                    ra, rb = ra_n, rb_n
+                    cs[c, X_FX] += d
+                    cs[c, X_RA], cs[c, X_RB] = ra_n, rb_n
                 # 2. liquidation, leg A then leg B (the full check only past the pre-check level)
                 ok_a, ok_b = valid_a[ju, nu], valid_b[ju, nu]
                 liq_a = (
@@ -553,7 +551,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
                 if liq_a or liq_b:
                     # fmt: off
                     _put(cs, c, (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
-                               lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda, ra, rb, fxt))
+                               lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda))
                     # fmt: on
                     clear = flex_nb(prm.clearance, j, c)
                     if liq_a:
@@ -562,7 +560,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
                         nrec = _liquidate(j, c, n, True, mkb, tiers_b, mmr_b, cmin_b, clear, run, cs, rec, nrec)
                     # fmt: off
                     (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
-                     lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda, ra, rb, fxt) = _get(cs, c)
+                     lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda) = _get(cs, c)
                     # fmt: on
                     lva = liq_level_nb(s, bala, costa, mmr_a, cmin_a)
                     lvb = liq_level_nb(q, balb, costb, mmr_b, cmin_b)
@@ -572,7 +570,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
                 bala, c_fund, amt = rules.funding_nb(s, fva, bala, c_fund)
                 if amt != 0.0:
                     if fx:  # in the account currency
-                        amt *= ra
+                        amt *= cs[c, X_RA]
                         c_fund = c0_fund + amt
                     funda += amt
                     lva = liq_level_nb(s, bala, costa, mmr_a, cmin_a)
@@ -582,7 +580,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
                 balb, c_fund, amt = rules.funding_nb(q, fvb, balb, c_fund)
                 if amt != 0.0:
                     if fx:
-                        amt *= rb
+                        amt *= cs[c, X_RB]
                         c_fund = c0_fund + amt
                     lvb = liq_level_nb(q, balb, costb, mmr_b, cmin_b)
                     if w_cf:
@@ -590,12 +588,17 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
                 # 4. close
                 pxa = mc_a[ju, nu] if ok_a else va
                 pxb = mc_b[ju, nu] if ok_b else vb
-                c_spot, c_perp, c_unh, va, vb = _revalue(s, q, va, vb, pxa, pxb, c_spot, c_perp, c_unh, ra, rb, fx)
+                if fx:
+                    c_spot, c_perp, c_unh, va, vb = _revalue(
+                        s, q, va, vb, pxa, pxb, c_spot, c_perp, c_unh, cs[c, X_RA], cs[c, X_RB], True
+                    )
+                else:
+                    c_spot, c_perp, c_unh, va, vb = rules.revalue_nb(s, q, va, vb, pxa, pxb, c_spot, c_perp, c_unh)
                 # 5. outputs
                 upa = s * va - costa if s != 0.0 else 0.0
                 upb = q * vb - costb if q != 0.0 else 0.0
                 if fx:
-                    out.equity[rj, c] = (bala + upa) * ra + (balb + upb) * rb + flight
+                    out.equity[rj, c] = (bala + upa) * cs[c, X_RA] + (balb + upb) * cs[c, X_RB] + flight
                 else:
                     out.equity[rj, c] = bala + balb + flight + upa + upb
                 if flight != 0.0 or not w_eq:  # (zeros where nothing is in flight: the caller's)
@@ -620,20 +623,26 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
                     )
                 # 6. collateral check (decided at the close, done at the next open)
                 if fbar < 0.0 and ((s != 0.0 and q != 0.0) or cap != 0.0) and ok_a and ok_b:
-                    mba = (bala + upa) * ra  # (account currency)
-                    mbb = (balb + upb) * rb
+                    mba = bala + upa
+                    mbb = balb + upb
+                    if fx:  # (account currency)
+                        mba *= cs[c, X_RA]
+                        mbb *= cs[c, X_RB]
                     if band_t:
                         band = flex_nb(prm.band, j, c)
-                    lev, lev_a = flex_nb(prm.leverage, j, c), flex_nb(prm.leverage_a, j, c)
-                    if a_spot or lev_a != lev:  # each venue against its share (see _share_a)
-                        ta = _share_a(a_spot, lev_a, lev) * (mba + mbb)
+                    if lev_t:
+                        lev, lev_a = flex_nb(prm.leverage, j, c), flex_nb(prm.leverage_a, j, c)
+                        shared = a_spot or lev_a != lev
+                        share_a = _share_a(a_spot, lev_a, lev)
+                    if shared:  # each venue against its share (see _share_a)
+                        ta = share_a * (mba + mbb)
                         low = mba < (1.0 - band) * ta or mbb < (1.0 - band) * (mba + mbb - ta)
                         reb = 1.0 if band < np.inf and low else 0.0
                     else:
                         reb = 1.0 if band < np.inf and min(mba, mbb) < (1.0 - band) * (mba + mbb) / 2.0 else 0.0
             # fmt: off
             _put(cs, c, (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
-                       lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda, ra, rb, fxt))
+                       lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda))
             # fmt: on
     for c in range(c0, c1):
         if not w_comp:
