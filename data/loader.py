@@ -258,8 +258,12 @@ def funded_interval(
     settlement and their intervals in hours, NaN = unknown)."""
     lo = float(first_ms) - (float(first_hours) * 3_600_000.0 if np.isfinite(first_hours) else 0.0)
     hi = float(last_ms)
-    if data_end_ms is not None and np.isfinite(last_hours) and data_end_ms <= hi + float(last_hours) * 3_600_000.0:
-        hi = float(data_end_ms)
+    if data_end_ms is not None and np.isfinite(last_hours):
+        due = hi + float(last_hours) * 3_600_000.0  # the next settlement
+        if data_end_ms < due:  # the download ended inside the last interval: nothing is missing
+            hi = float(data_end_ms)
+        elif data_end_ms == due:  # due at the data's end, which a bar's (open, close] holds: not in the data
+            hi = float(data_end_ms) - 1.0
     return lo, hi
 
 
@@ -272,10 +276,11 @@ def funding_span(
     settlements a position held over ``(a, b]`` receives is known from ``t_first - h_first``
     (``t_first`` when the interval is unknown) to ``t_last``. A bar ``[t_i, t_i + bar)`` is
     *funded* when its funding span ``(t_i, t_i + bar]`` lies inside that. The end of the data
-    (``data_end_ms``, the close of the last priced bar) within one interval after ``t_last``
+    (``data_end_ms``, the close of the last priced bar) less than one interval after ``t_last``
     is the download's boundary, not missing funding: the bars up to it count as funded (the
-    next settlement, due at ``t_last + h_last``, is at or after the data's end; it is not in
-    the run). A *hole* is a pair of consecutive settlements further
+    next settlement, due at ``t_last + h_last``, is after the data's end: not in the run). When
+    it is due exactly at the data's end, the last bar's span holds it and the data does not:
+    that bar's funding is unknown (not funded), the bars before it are funded. A *hole* is a pair of consecutive settlements further
     apart than the interval in force at the second (``interval_hours`` keeps the interval in
     force across missing settlements, see :func:`data.ingest.freqtrade.derive_interval_hours`):
     the funding over ``(t_k, t_{k+1} - h_{k+1}]`` is unknown.

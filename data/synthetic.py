@@ -126,9 +126,11 @@ def _ou(rng: np.random.Generator, n: int, mean: np.ndarray, speed: float, sigma:
 def _funding(
     premium: np.ndarray, times: pd.DatetimeIndex, interval_h: int, cap: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Settlements every ``interval_h`` hours from the mean premium of the hours before (:func:`_funding_rate`)."""
-    hours = times.hour.to_numpy()
-    settle = np.flatnonzero((hours % interval_h == 0) & (np.arange(len(times)) >= interval_h))
+    """Settlements every ``interval_h`` hours from the mean premium of the hours before (:func:`_funding_rate`),
+    as positions in ``times`` extended by one bar: a settlement at the data's end (the last bar's
+    close, position ``len(times)``) is in the data, as an exchange's history holds it."""
+    hours = np.append(times.hour.to_numpy(), (times[-1] + pd.Timedelta(hours=1)).hour)
+    settle = np.flatnonzero((hours % interval_h == 0) & (np.arange(len(times) + 1) >= interval_h))
     p_mean = np.array([premium[i - interval_h : i].mean() for i in settle], dtype=float)
     return settle, _funding_rate(p_mean, interval_h, cap)
 
@@ -158,7 +160,7 @@ def demo_frames(seed: int = 7) -> dict[str, dict[str, pd.DataFrame]]:
         settle, rates = _funding(premium, times, interval, cap)
         frames["funding"] = pd.DataFrame(
             {
-                "time": times[settle],
+                "time": times.append(pd.DatetimeIndex([times[-1] + pd.Timedelta(hours=1)]))[settle],
                 "rate": rates,
                 "interval_hours": float(interval),
                 "mark_price": np.nan,

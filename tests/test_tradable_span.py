@@ -48,8 +48,12 @@ def test_funding_span_rule_on_its_own():
     # known from 08:00 (one interval before the first settlement) to 32:00
     assert np.flatnonzero(funded)[[0, -1]].tolist() == [8, 31] and holes == []
     # data ending within one interval after the last settlement is the download's boundary
+    funded, _ = funding_span(t, np.array([8.0, 8.0, 8.0]), bars, H, data_end_ms=39 * H)
+    assert np.flatnonzero(funded)[-1] == 38
+    # ending exactly when the next settlement is due (40:00): the last bar's (39:00, 40:00] holds
+    # it and the data does not: that bar's funding is unknown (it used to count as zero)
     funded, _ = funding_span(t, np.array([8.0, 8.0, 8.0]), bars, H, data_end_ms=40 * H)
-    assert np.flatnonzero(funded)[-1] == 39
+    assert np.flatnonzero(funded)[-1] == 38
     funded, _ = funding_span(t, np.array([8.0, 8.0, 8.0]), bars, H, data_end_ms=41 * H)
     assert np.flatnonzero(funded)[-1] == 31
     # a hole: 24h between settlements of an 8h schedule, two missing; unknown over (16, 32]
@@ -169,10 +173,25 @@ def test_a_symbol_whose_funding_runs_past_its_perp_bars_is_clipped_not_aborted(t
 
 
 def test_data_that_ends_inside_the_last_interval_is_not_clipped(tmp_path):
-    # the demo case: prices to 23:00, last settlement 16:00; the next (00:00) is the data's end
+    # prices to 22:00 (their end 23:00), last settlement 16:00: the next (00:00) is after the data
+    cat, times = _catalog(tmp_path, fend="2024-01-20 16:00")
+    m, notes = _load(cat, "AAAUSDT", end="2024-01-20 23:00")
+    assert m.tradable.all() and "tradable from" not in notes
+
+
+def test_a_settlement_due_at_the_datas_end_and_missing_makes_the_last_bar_unknown(tmp_path):
+    # prices to 23:00 (their end 00:00), last settlement 16:00: the 00:00 settlement belongs to the
+    # 23:00 bar and is not in the data; that bar is not tradable (its funding was a silent zero)
     cat, times = _catalog(tmp_path, fend="2024-01-20 16:00")
     m, notes = _load(cat, "AAAUSDT")
-    assert m.tradable.all() and "tradable from" not in notes
+    assert m.index[-1] == pd.Timestamp("2024-01-20 22:00", tz="UTC") and m.tradable.all()
+    assert "tradable from 2024-01-01 00:00 to 2024-01-20 23:00 UTC only" in notes
+    assert "1 of them without known funding" in notes
+    # with the settlement stored, the bar is funded and tradable to the end
+    cat, times = _catalog(tmp_path / "with", fend="2024-01-21 00:00")
+    m, notes = _load(cat, "AAAUSDT")
+    assert m.index[-1] == pd.Timestamp("2024-01-20 23:00", tz="UTC") and m.tradable.all()
+    assert "tradable from" not in notes and m.funding_count[-1, 0] == 1
 
 
 ENA = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance" / "futures"

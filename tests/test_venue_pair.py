@@ -122,7 +122,10 @@ def test_hyperliquid_usdc_perp_only_and_binance_same_as_with_spot(venues_catalog
     assert hl.symbols == ("BTCUSDC", "ETHUSDC")
     assert hl.data_flags == ("perp_only", "oracle_price_stand_in")
     assert hl.mark_fallback.all()  # no mark files: the perp stands in
-    assert (hl.index[0], hl.index[-1] + H) == (_t("2024-09-04 11:00"), _t("2025-07-26 04:00"))
+    assert (hl.index[0], hl.index[-1] + H) == (
+        _t("2024-09-04 11:00"),
+        _t("2025-07-26 03:00"),
+    )  # (the 04:00 settlement is not in the files)
     # where spot exists everywhere, spot=False changes the spot arrays, valid and the flag only
     window = ("2024-09-04", "2025-07-26")
     with_spot = _quiet(load_market, venues_catalog, "BTCUSDT,ETHUSDT", *window)
@@ -137,8 +140,8 @@ def test_hyperliquid_usdc_perp_only_and_binance_same_as_with_spot(venues_catalog
 PAIRS = [
     # (venue_a, venue_b, start, end, first bar, end of the last bar, bars)
     ("binance", "bybit", "2024-09-04", "2025-07-26", "2024-09-04 00:00", "2025-07-26 00:00", 7800),
-    ("binance", "hyperliquid", None, None, "2024-09-04 11:00", "2025-07-26 04:00", 7793),
-    ("bybit", "hyperliquid", None, None, "2024-09-04 11:00", "2025-07-26 04:00", 7793),
+    ("binance", "hyperliquid", None, None, "2024-09-04 11:00", "2025-07-26 03:00", 7792),
+    ("bybit", "hyperliquid", None, None, "2024-09-04 11:00", "2025-07-26 03:00", 7792),
     ("hyperliquid", "binance", "2024-09-04", "2025-07-26", "2024-09-04 00:00", "2025-07-26 00:00", 7800),
     ("binance", "okx", None, None, "2025-10-06 00:00", "2026-01-09 00:00", 2280),
     ("bybit", "okx", None, None, "2025-10-06 00:00", "2026-01-09 00:00", 2280),
@@ -229,7 +232,7 @@ def test_disjoint_windows_name_both_spans(venues_catalog):
     text = str(err.value)
     assert "do not overlap" in text
     assert (
-        "hyperliquid 2024-09-04 11:00 .. 2025-07-26 04:00" in text
+        "hyperliquid 2024-09-04 11:00 .. 2025-07-26 03:00" in text
         and "okx 2025-10-06 00:00 .. 2026-01-09 00:00" in text
     )
     # an explicit window outside one venue's data is the loader's refusal, naming that venue's series
