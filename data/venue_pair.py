@@ -329,7 +329,7 @@ def load_venue_pair(
                 "quote_rate='parity'"
                 if quote_rate == "parity"
                 else f"the catalog holds no {'/'.join(sorted(quotes[0] ^ quotes[1]))} spot series to value them: "
-                "ingest one, e.g. Binance's USDCUSDT spot bars"
+                "fetch one, e.g. carry data fetch ccxt --exchange okx --symbols USDCUSDT --kinds spot"
             )
             pair_notes.append(
                 f"quote currencies differ ({said}): amounts in the two quote currencies are taken 1:1 "

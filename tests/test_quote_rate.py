@@ -166,7 +166,10 @@ def test_without_a_series_the_quotes_are_taken_one_to_one_and_said_so(venues_cat
         warnings.simplefilter("always", DataWarning)
         pair = load_venue_pair(venues_catalog, "BTC", "binance", "hyperliquid", *WINDOW)
     assert PARITY_FLAG in pair.flags and not pair.quote_rates
-    assert any("ingest one, e.g. Binance's USDCUSDT spot bars" in str(w.message) for w in caught)
+    assert any(
+        "fetch one, e.g. carry data fetch ccxt --exchange okx --symbols USDCUSDT --kinds spot" in str(w.message)
+        for w in caught
+    )
 
 
 def test_a_rate_that_starts_late_or_is_no_rate_is_refused(tmp_path):
