@@ -99,3 +99,18 @@ def random_targets(rng: np.random.Generator) -> Callable[..., Any]:
         return Targets(*synthetic.random_targets(market, rng, n_cols, n_groups, p_change))
 
     return make
+
+
+def local_cluster():
+    """A Dask ``LocalCluster`` of 2 worker processes on 127.0.0.1 (one thread each, 2 GB each, no
+    dashboard, quiet logs), as the scale-out tests run it; skipped where dask distributed is absent."""
+    distributed = pytest.importorskip("distributed")
+    return distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        memory_limit="2GB",
+        silence_logs=40,
+    )

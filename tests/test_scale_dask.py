@@ -13,6 +13,7 @@ distributed = pytest.importorskip("distributed")
 
 from backtest.app.scale import run_sweep, synthetic_symbols, write_synthetic_catalog  # noqa: E402
 from backtest.config import BacktestConfig  # noqa: E402
+from tests.conftest import local_cluster  # noqa: E402
 
 
 def sweep_per_symbol(*args, **kw):
@@ -34,17 +35,9 @@ def catalog(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client():
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    cluster = LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        memory_limit="2GB",
-        silence_logs=40,
-    )
+    cluster = local_cluster()
     c = Client(cluster)
     yield c
     c.close()

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from backtest.app.cli import main
+from tests.conftest import local_cluster
 
 SYMS = "DEMOAUSDT,DEMOBUSDT,DEMOCUSDT"
 CASES = {
@@ -25,16 +26,7 @@ FILES = ("equity.parquet", "components.parquet", "events.parquet", "trades.parqu
 
 @pytest.fixture(scope="module")
 def cluster():
-    distributed = pytest.importorskip("distributed")
-    cl = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        memory_limit="2GB",
-        silence_logs=40,
-    )
+    cl = local_cluster()
     yield cl
     cl.close()
 

@@ -14,6 +14,7 @@ import pytest
 
 from backtest.app.spread_study import SpreadSet, SpreadStudy, expand_sets, run_study
 from backtest.config import BacktestConfig, SpreadConfig
+from tests.conftest import local_cluster
 from tests.test_cli_refusals import carry, one_line_error
 from tests.test_venue_pair import venues_catalog  # noqa: F401  (the session catalog fixture)
 
@@ -84,16 +85,7 @@ def test_split_over_processes_tasks_and_dask_equals_one_process(grid):
     singles, mode, tasks = run_study(study, sets, param_chunk=1)  # one set per task, here
     assert (mode, tasks) == ("serial", 8)
     _same(one, singles)
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        memory_limit="2GB",
-        silence_logs=40,
-    ) as cluster:
+    with local_cluster() as cluster:
         on_dask, mode, tasks = run_study(study, sets, scheduler=cluster, param_chunk=3)
     assert mode.startswith("dask[tcp://127.0.0.1") and tasks == 3
     _same(one, on_dask)

@@ -351,7 +351,7 @@ def run_study(
     ``workers`` processes or on a Dask ``scheduler`` (tasks of ``param_chunk`` sets, else about
     two per worker), the parts joined in set order: the same rows, curves and events wherever
     they were computed."""
-    from backtest.app.scale.executors import dask_client, run_dask, run_local
+    from backtest.app.scale.executors import run_tasks
 
     if not sets:
         raise ConfigError("a spread study needs at least one parameter set")
@@ -364,16 +364,7 @@ def run_study(
     else:
         size = param_chunk or math.ceil(len(sets) / min(len(sets), 2 * slots))
         tasks = [SpreadTask(k, study, tuple(sets[i : i + size]), grid) for k, i in enumerate(range(0, len(sets), size))]
-        if scheduler is not None:
-            client, own = dask_client(scheduler)
-            try:
-                results = run_dask(run_spread_task, tasks, client, retries, progress)
-                mode = f"dask[{client.scheduler.address if client.scheduler else scheduler}]"
-            finally:
-                if own:
-                    client.close()
-        else:
-            results, mode = run_local(run_spread_task, tasks, workers, progress)
+        results, mode = run_tasks(run_spread_task, tasks, workers, scheduler, retries, progress)
         by_id = dict(results)
         parts = SpreadParts()
         for t in tasks:

@@ -68,3 +68,20 @@ def run_dask(fn: Callable, tasks: list, client, retries: int, progress: Callable
         for f in futures:
             f.release()
     return out
+
+
+def run_tasks(
+    fn: Callable, tasks: list, workers: int | None, scheduler, retries: int, progress: Callable | None
+) -> tuple[list, str]:
+    """``fn(task)`` for every task on a Dask ``scheduler`` (an address, a cluster or a client) when
+    given, else here or on ``workers`` processes: the results (completion order) and where they
+    ran (``serial``, ``processes[N]``, ``dask[address]``)."""
+    if scheduler is None:
+        return run_local(fn, tasks, workers, progress)
+    client, own = dask_client(scheduler)
+    try:
+        results = run_dask(fn, tasks, client, retries, progress)
+        return results, f"dask[{client.scheduler.address if client.scheduler else scheduler}]"
+    finally:
+        if own:
+            client.close()

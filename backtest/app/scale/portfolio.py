@@ -104,18 +104,9 @@ def run_portfolio_tasks(
 ) -> tuple[list, str]:
     """Run the tasks on a process pool (``workers`` > 1), on Dask (``scheduler``) or here;
     ``(targets, result, warnings)`` per task in task order, and the mode (``serial``, ``processes[N]``, ``dask[address]``)."""
-    from backtest.app.scale.executors import dask_client, run_dask, run_local
+    from backtest.app.scale.executors import run_tasks
 
-    if scheduler is not None:
-        client, own = dask_client(scheduler)
-        try:
-            results = run_dask(run_portfolio_task, tasks, client, retries, progress)
-            mode = f"dask[{client.scheduler.address if client.scheduler else scheduler}]"
-        finally:
-            if own:
-                client.close()
-    else:
-        results, mode = run_local(run_portfolio_task, tasks, workers, progress)
+    results, mode = run_tasks(run_portfolio_task, tasks, workers, scheduler, retries, progress)
     by_id = {r[0]: r[1:] for r in results}  # results come in completion order
     return [by_id[t.task_id] for t in tasks], mode
 
