@@ -202,7 +202,7 @@ from data.errors import ConfigError
 from data.market import Market
 from data.units import MS_PER_HOUR, bar_hours
 
-__all__ = ["SPREAD_PARAMS", "SpreadResult", "SpreadState", "run_spread", "venue_tiers"]
+__all__ = ["SPREAD_PARAMS", "SpreadResult", "SpreadState", "run_spread", "venue_fee", "venue_tiers"]
 
 COMPONENTS = ("funding", "fees", "slippage", "borrow", "spot_price", "perp_price", "liquidation", "unhedged")
 #: Parameters of a spread run that may vary per column (C,) or per bar and column (T, C).
@@ -247,7 +247,7 @@ def _venue_quote(market: Market) -> str:
     return "USDC" if all(s.endswith("USDC") for s in market.perp_symbols) else "USDT"
 
 
-def _venue_fee(market: Market, order_type: str, config: BacktestConfig, kind: str = "perp") -> tuple[float, str]:
+def venue_fee(market: Market, order_type: str, config: BacktestConfig, kind: str = "perp") -> tuple[float, str]:
     """The perp (or spot) fee of a leg's venue at the market's first bar, and where it comes from."""
     from data.venues import known_venues, venue_rules
 
@@ -568,8 +568,8 @@ def run_spread(
                 "a spot leg A is held long only (a reverse carry would borrow the coins on venue A, which spread "
                 "hedges do not simulate): the targets must be >= 0"
             )
-    fee_a, src_a = _venue_fee(leg_a, config.order_type, config, "spot" if a_spot else "perp")
-    fee_b, src_b = _venue_fee(leg_b, config.order_type, config)
+    fee_a, src_a = venue_fee(leg_a, config.order_type, config, "spot" if a_spot else "perp")
+    fee_b, src_b = venue_fee(leg_b, config.order_type, config)
     if spread.fee_a_rate is not None:
         fee_a, src_a = spread.fee_a_rate, "fee_a_rate"
     if spread.fee_b_rate is not None:

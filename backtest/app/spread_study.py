@@ -179,23 +179,17 @@ def resolve_window(study: SpreadStudy) -> tuple[SpreadStudy, list[str]]:
     return replace(study, start=start.isoformat(), end=end.isoformat()), [note]
 
 
-def _venue_fee(market, kind: str, order_type: str, config) -> float:
-    """A venue's fee (fraction of notional) at the window's first bar: its rules file, else the config's."""
-    from data.venues import known_venues, venue_rules
-
-    key = f"{kind}_{order_type}_fee_rate"
-    if market.venue in known_venues():
-        return float(venue_rules(market.venue).fees_at(market.index[0]).as_config()[key])
-    return float(getattr(config, key))
-
-
 def _targets(study: SpreadStudy, pairs: dict, s: SpreadSet, config) -> tuple[dict, list[str]]:
     """One set's targets per venue pair (a float or a (T, N) array) and the strategy's notes."""
     import strategies
+    from backtest.spread import venue_fee
 
     if study.strategy == "hold":
         return {key: 1.0 for key in pairs}, []
-    fee = lambda m, kind: _venue_fee(m, kind, config.order_type, config)  # noqa: E731
+
+    def fee(market, kind: str) -> float:  # a venue's fee at the window's first bar (its rules file)
+        return venue_fee(market, config.order_type, config, kind)[0]
+
     venues = list(study.venues)
     if study.strategy == "funding_spread":  # per coin the widest pair after fees, one at a time
         perps: dict = {}
@@ -235,7 +229,7 @@ def set_label(s: SpreadSet, grid: bool) -> str:
     return f" #{s.index}" if grid else ""
 
 
-def run_sets(study: SpreadStudy, sets: list[SpreadSet] | tuple[SpreadSet, ...], grid: bool, pairs=None) -> SpreadParts:
+def run_sets(study: SpreadStudy, sets: list[SpreadSet] | tuple[SpreadSet, ...], grid: bool) -> SpreadParts:
     """Run ``sets`` of ``study``: per venue pair, every set's columns in one engine call."""
     from backtest.config import BacktestConfig, SpreadConfig
     from backtest.spread import run_spread
@@ -244,10 +238,9 @@ def run_sets(study: SpreadStudy, sets: list[SpreadSet] | tuple[SpreadSet, ...], 
     from reports.spread_run import best_venue_rows, spread_rows, trade_components
 
     parts = SpreadParts()
-    if pairs is None:
-        pairs, said = _load(study)
-        for text in said:
-            parts.add_note(text)
+    pairs, said = _load(study)
+    for text in said:
+        parts.add_note(text)
     config = BacktestConfig.from_dict(study.config)
     spread = SpreadConfig(**study.spread)
     per_set = []
