@@ -414,8 +414,10 @@ class SpreadResult:
     (``"A"``/``"B"``, at the close; NaN: flat leg), ``in_flight`` (quote in transfer) hold one row
     per bar where kept (``outputs``), else the last bar's. ``events``: fills, liquidations,
     transfers (departure: cash ``-amount`` and the fee; arrival: ``+amount - fee``) and, when
-    kept, funding per leg. ``totals`` per column: funding per leg, trading fees, transfer fees,
-    the number of transfers, every component and the final equity.
+    kept, funding per leg (``cash`` and ``fee`` in the account currency). ``totals`` per column:
+    funding per leg, trading fees, transfer fees, the number of transfers, every component,
+    ``quote_fx`` (the revaluation of a venue valued at a quote rate; inside ``unhedged``), the
+    number of liquidations and the final equity.
     """
 
     index: pd.DatetimeIndex
