@@ -190,3 +190,19 @@ def test_readme_grid_figures(venues_catalog, tmp_path):  # noqa: F811
         485,
         -378,
     )
+
+
+def test_a_large_grid_prints_its_best_and_worst_sets(venues_catalog, tmp_path):  # noqa: F811
+    """Beyond ten sets the terminal shows the five best and the five worst by net (best first);
+    spread.json keeps every row."""
+    flags = ["--venues", "binance,hyperliquid", "--symbols", "BTC", "--start", WINDOW[0], "--end", WINDOW[1]]
+    flags += ["--entry", "0.01,0.02,0.05,0.1,0.2", "--window-hours", "24,72,168"]
+    r = carry("spread", "--data", venues_catalog.root, *flags, "--out", tmp_path / "g")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads((tmp_path / "g" / "spread.json").read_text())["rows"]
+    assert len(rows) == 15
+    assert "the 5 best and 5 worst of 15 sets by net (all in spread.json)" in " ".join(r.stdout.split())
+    by_net = sorted(rows, key=lambda row: -row["net"])
+    want = [row["set"] for row in by_net[:5] + by_net[-5:]]
+    shown = [int(line.split()[1]) for line in r.stdout.splitlines() if line.startswith("│") and "BTC" in line]
+    assert shown == want

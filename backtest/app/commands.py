@@ -1285,16 +1285,30 @@ def cmd_spread(args) -> int:
     return 0
 
 
+#: Sets a grid's terminal table shows in full (the best and the worst by net); spread.json has all.
+SHOWN_SETS = 5
+
+
 def _print_spread(table: pd.DataFrame) -> None:
     from rich.console import Console
     from rich.table import Table
 
     grid = table["set"].nunique() > 1
+    title = "Hedges across venues: what each coin and venue pair earned (quote)"
+    if grid and table["set"].nunique() > 2 * SHOWN_SETS:  # the best and worst sets, by their trades' net
+        own = table[~table.venue_a.isin(["widest"]) & ~table.venue_b.str.startswith("best of ")]
+        mixed = len(own) < len(table)  # a strategy over venue pairs: its own rows are the trades
+        by_set = (table[table.label.str.contains(" best of | widest of ")] if mixed else own).groupby("set").net.sum()
+        ranked = by_set.sort_values(ascending=False, kind="stable").index
+        keep = list(ranked[:SHOWN_SETS]) + list(ranked[-SHOWN_SETS:])
+        title += f": the {SHOWN_SETS} best and {SHOWN_SETS} worst of {len(by_set)} sets by net (all in spread.json)"
+        table = table[table.set.isin(keep)].assign(rank=lambda f: f.set.map({k: i for i, k in enumerate(keep)}))
+        table = table.sort_values("rank", kind="stable")
     fx = bool((table["quote_fx"] != 0).any())  # a USDC venue valued at the catalog's rate
     short = {"leverage": "lev.", "entry_annualized": "entry", "exit_annualized": "exit", "window_hours": "window h"}
     short |= {"min_hold_hours": "hold h", "switch_annualized": "switch"}
     varying = [k for k in short if k in table.columns and table[k].nunique() > 1]  # a grid's own axes
-    t = Table(title="Hedges across venues: what each coin and venue pair earned (quote)")
+    t = Table(title=title)
     for h in ["set", *(short[k] for k in varying)] if grid else []:
         t.add_column(h, justify="right")
     heads = (
