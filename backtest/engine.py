@@ -84,6 +84,7 @@ from backtest.kernels.layout import (
     F_HAS_TOPUP,
     F_MARGIN,
     F_POSITIONS,
+    K_FILL,
     K_LIQ,
     K_STOP,
     N_COMP,
@@ -574,6 +575,8 @@ def run_backtest(
             stacklevel=2,
         )
         flags += ("insurance_cover",)
+    if slippage_capped(records):
+        flags += ("slippage_capped",)
     stops = records[records[:, R_KIND] == K_STOP]
     if len(stops):
         groups_stopped = ", ".join(
@@ -631,6 +634,23 @@ def _order_limits(market: Market, tg: Targets, config: BacktestConfig) -> tuple[
     return tuple(
         _ro(a[sym].reshape(1, -1)) for a in (rules.common_lot(), rules.pair_min_qty(), rules.pair_min_notional())
     )
+
+
+def slippage_capped(records: np.ndarray) -> bool:
+    """Warn (and return True) when fills among the kernel's event ``records`` had their price
+    impact capped at :data:`backtest.kernels.rules.MAX_SLIPPAGE` (their event's rate)."""
+    from backtest.kernels.rules import MAX_SLIPPAGE
+
+    fills = records[records[:, R_KIND] == K_FILL]
+    n = int(np.isfinite(fills[:, R_RATE]).sum())
+    if n:
+        warnings.warn(
+            f"{n} fill(s) were priced at the slippage cap, {MAX_SLIPPAGE:.0%} of the reference price: orders many "
+            "times the previous bar's volume, where volume_participation_coefficient x order / volume prices no "
+            "market; their slippage is understated (flag slippage_capped; the fill events' rate)",
+            stacklevel=3,
+        )
+    return bool(n)
 
 
 def hold_only_where_tradable(

@@ -520,7 +520,7 @@ def run_spread(
         at the rate (see the rules). Without one, a leg quoted in another currency than the
         other is taken 1:1 (flag ``usdc_usdt_parity``).
     """
-    from backtest.engine import hold_only_where_tradable, to_targets
+    from backtest.engine import hold_only_where_tradable, slippage_capped, to_targets
     from backtest.kernels.simulate import count_target_changes_nb
     from backtest.kernels.spread import spread_parallel_nb, spread_range_nb
 
@@ -751,6 +751,8 @@ def run_spread(
                 records = _bar_order(np.concatenate([rec[r0 : r0 + k] for r0, k in zip(rec_bounds, counts)]))
                 break
             cap = int(counts.max()) * C
+    if slippage_capped(records):
+        flags.append("slippage_capped")
     res = _result(leg_a, leg_b, tg, config, capital, fee_a, fee_b, want, out, cs, records, flags, notes, a_spot)
     lag = max(delay, 1)
     k = min(lag, t_off + T)

@@ -202,11 +202,11 @@ def label_events(events: pd.DataFrame, targets) -> pd.DataFrame:
     for c in ("symbol", "kind", "leg", "label", "portfolio"):
         ev[c] = ev[c].astype(object)
     # qty for fills, liquidations and skipped orders (signed coins); rate for funding and borrow
-    # (per interval, per hour) and liquidations (the insurance fund's cover, quote) (README:
-    # Outputs, events.parquet)
+    # (per interval, per hour), liquidations (the insurance fund's cover, quote) and fills priced
+    # at the slippage cap (the cap, a fraction; else NaN) (README: Outputs, events.parquet)
     kind = ev["kind"]
     ev["qty"] = ev["qty"].where(kind.isin(["fill", "liquidation", "skip"]))
-    ev["rate"] = ev["rate"].where(kind.isin(["funding", "borrow", "liquidation"]))
+    ev["rate"] = ev["rate"].where(kind.isin(["funding", "borrow", "liquidation", "fill"]))
     return ev
 
 

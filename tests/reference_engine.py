@@ -244,6 +244,7 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
         k = p("volume_participation_coefficient", j, c)
         if k > 0 and vol > 0:
             slip += k * abs(dq) / vol
+        slip = min(slip, 0.5)  # the slippage cap (a fill at most 50% from its reference)
         price = ref * (1 + slip) if dq > 0 else ref * (1 - slip)
         rate = p(f"{leg}_{'taker' if taker else 'maker'}_fee_rate", j, c)
         fee = abs(dq) * price * rate

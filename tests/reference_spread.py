@@ -243,6 +243,7 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
                 vol = (M.spot_volume if leg.spot else M.perp_volume)[j - 1, n]
                 if vol > 0:
                     sl += impact * abs(dq) / vol
+            sl = min(sl, 0.5)  # the slippage cap (a fill at most 50% from its reference)
             price = ref * (1 + sl) if dq > 0 else ref * (1 - sl)
             fee = abs(dq) * price * leg.fee_rate
             r = leg.rate  # (the venue's amounts in the account currency)

@@ -224,6 +224,8 @@ def _compare_events(res, ref, a, b):
             assert row.rate == m.funding_rate[e[0], COLUMN_SYMBOL[e[1]]], where
         elif row.kind == "liquidation":  # rate: the insurance cover
             assert row.rate >= 0, where
+        elif row.kind == "fill":  # rate: the slippage cap where it bound
+            assert math.isnan(row.rate) or row.rate == 0.5, where
         else:
             assert math.isnan(row.rate), where
 
@@ -546,3 +548,23 @@ def test_quote_rates_resume_bit_for_bit_and_bad_rates_are_refused():
             run_spread(a, b, _targets(a, x), cfg, spread, quote_rates={"B": bad}, **kw)
     with pytest.raises(ConfigError, match="keys are the legs"):
         run_spread(a, b, _targets(a, x), cfg, spread, quote_rates={"C": rates}, **kw)
+
+
+def test_fills_beyond_the_slippage_cap_match_the_reference_and_are_flagged(tmp_path):
+    """Volumes a millionth of the random markets': the participation term would price sales at or
+    below zero; fills are priced at the cap (50% from the reference), their events say so, the run
+    is flagged, and the kernel still equals the reference."""
+    import dataclasses
+
+    a, b, x, config, spread, settings = _setup(CASES[1], tmp_path)
+    a = dataclasses.replace(a, perp_volume=a.perp_volume * 1e-6)
+    b = dataclasses.replace(b, perp_volume=b.perp_volume * 1e-6)
+    with pytest.warns(UserWarning, match="priced at the slippage cap, 50%"):
+        res = _run(a, b, x, config, spread)
+    _assert_equals_reference(res, _reference(a, b, x, settings), a, b)
+    fills = res.events[res.events.kind == "fill"]
+    capped = fills[fills.rate == 0.5]
+    assert "slippage_capped" in res.flags and len(capped) >= 5
+    assert (fills.price > 0).all()  # (uncapped, a sale of that size would be priced below zero)
+    plain = _run(*_setup(CASES[1], tmp_path / "plain")[:5])
+    assert "slippage_capped" not in plain.flags and plain.events[plain.events.kind == "fill"].rate.isna().all()

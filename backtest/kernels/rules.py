@@ -78,6 +78,14 @@ from backtest.kernels.margin import flex_nb, isolated_liq_price_nb, maint_margin
 # ------------------------------------------------------------------ events
 
 
+#: The largest slippage a fill takes, as a fraction of its reference price. Beyond it the
+#: participation term (``volume_participation_coefficient * |order| / volume`` of an order many
+#: times the previous bar's volume) prices no market (a sale at or below zero): the fill is
+#: priced at the cap, its event carries the cap in ``rate`` and the run is flagged
+#: ``slippage_capped`` (its slippage is understated there).
+MAX_SLIPPAGE = 0.5
+
+
 @njit(cache=True, inline="always")
 def push_nb(rec, n, bar, col, kind, leg, qty, price, rate, cash, fee):
     """Write event row ``n`` if the buffer has room; always return ``n + 1`` (the count needed).
@@ -325,11 +333,16 @@ def rebalance_due_nb(sched, band, eq, factor, s, sv, min_qty, min_not):
 
 @njit(cache=True)
 def fill_price_nb(dq, ref, vol, slip_frac, impact):
-    """Fill price (quote/coin) of ``dq`` coins against ``ref``: fixed + participation slippage."""
+    """Fill price (quote/coin) of ``dq`` coins against ``ref``: fixed + participation slippage,
+    at most :data:`MAX_SLIPPAGE` of ``ref``; and that cap where it bound (NaN: it did not)."""
     s = slip_frac
     if impact > 0.0 and vol > 0.0:
         s += impact * abs(dq) / vol
-    return ref * (1.0 + s) if dq > 0 else ref * (1.0 - s)
+    capped = np.nan
+    if s > MAX_SLIPPAGE:
+        s = MAX_SLIPPAGE
+        capped = MAX_SLIPPAGE
+    return (ref * (1.0 + s) if dq > 0 else ref * (1.0 - s)), capped
 
 
 @njit(cache=True)
@@ -353,9 +366,9 @@ def spot_fill_nb(rec, n, j, c, dq, ref, vol, slip, impact, fee_rate, cash, c_fee
 
     Returns ``(cash, c_fee, c_slip, n)`` after the fee (``|dq| * price * fee_rate``), the
     slippage against ``ref`` and the fill event."""
-    f = fill_price_nb(dq, ref, vol, slip, impact)
+    f, capped = fill_price_nb(dq, ref, vol, slip, impact)
     fee = abs(dq) * f * fee_rate
-    n = push_nb(rec, n, j, c, K_FILL, LEG_SPOT, dq, f, np.nan, -dq * f - fee, fee)
+    n = push_nb(rec, n, j, c, K_FILL, LEG_SPOT, dq, f, capped, -dq * f - fee, fee)
     return cash - (dq * f + fee), c_fee - fee, c_slip + dq * (ref - f), n
 
 
@@ -372,10 +385,10 @@ def perp_fill_nb(rec, n, j, c, dq, ref, vol, slip, impact, fee_rate, q, cost, wa
 def perp_leg_fill_nb(rec, n, j, c, leg, dq, ref, vol, slip, impact, fee_rate, q, cost, wallet, c_fee, c_slip):
     """:func:`perp_fill_nb` for the perp of leg ``leg`` (``LEG_*``; a cross-venue hedge's leg A is
     a perp too, see :mod:`backtest.kernels.spread`)."""
-    f = fill_price_nb(dq, ref, vol, slip, impact)
+    f, capped = fill_price_nb(dq, ref, vol, slip, impact)
     fee = abs(dq) * f * fee_rate
     _nq, ncost, realized = perp_trade_nb(q, cost, dq, f)
-    n = push_nb(rec, n, j, c, K_FILL, leg, dq, f, np.nan, realized - fee, fee)
+    n = push_nb(rec, n, j, c, K_FILL, leg, dq, f, capped, realized - fee, fee)
     return ncost, wallet + (realized - fee), c_fee - fee, c_slip + dq * (ref - f), n
 
 
