@@ -31,8 +31,20 @@ venue accounts.
   by the shares into venue A's wallet ``bal_A`` and venue B's ``bal_B``. Each perp is in
   isolated margin on its venue: its margin balance is ``mb = bal + pos * price - cost``
   (``cost = pos * entry``); a spot leg's ``mb_A = bal_A + s * price`` (its quote cash and its
-  coins; no cost basis, no funding, no liquidation; it is long only: negative targets are
-  refused, a reverse carry would borrow the coins).
+  coins; no cost basis, no funding, no perp liquidation). A negative target on a spot leg is
+  a *reverse carry across venues*: leg A sells ``|s|`` borrowed coins in venue A's margin
+  account (its cash then holds its share and the sale's proceeds; ``mb_A = bal_A + s * price``
+  is its net assets), leg B holds the perp long. The borrowed coins pay interest in whole hours
+  as Binance charges it (one hour at borrowing, one at each full hour; ``rules.borrow_nb``) at
+  ``borrow_annual_rate / 8760`` per hour (or leg A's ``borrow_hourly_rate`` with
+  ``borrow_rate_source="market"``), out of venue A's cash into the ``borrow`` component, after
+  the close (step 4b); venue A's margin account is called when its margin level (cash / borrowed
+  value) reaches ``spot_margin_liquidation_level`` on the path from the spot open to the bar's
+  high (step 2, before leg B): the coins are bought back there with the fee
+  ``spot_liquidation_fee_rate`` (floored at the cash left; a balance left negative is covered by
+  the insurance fund, in ``liquidation``), then the after-liquidation policy applies. Its margin
+  ratio is the call level over its margin level (1 at the call). In a collateral rebalance its
+  free quote is what keeps its margin level at 2: ``bal_A - 2 * |s| * price``.
 * **Timing.** As in the single-venue engine: target row ``i`` is read at bar ``i``'s close
   and executed at the open of bar ``i + execution_delay_bars``; a bar trades only where both
   legs have a reference price (``ref_valid`` of both markets), else the order waits for the
@@ -128,13 +140,12 @@ venue accounts.
   every rate is 1 (two venues quoted differently are then taken 1:1, flagged
   ``usdc_usdt_parity``).
 * **Identity.** ``equity - initial = funding + fees + slippage + borrow + spot_price +
-  perp_price + liquidation + unhedged`` at every bar (``borrow`` is 0: no borrowed leg),
+  perp_price + liquidation + unhedged`` at every bar (``borrow``: a borrowed spot leg's interest),
   transfer fees inside ``fees``, the quote currencies' revaluation inside ``unhedged``; with
   rates the equity is ``mb_A * r_A + mb_B * r_B + in_flight``.
 
 What it leaves out (stated, not hidden): cross margin within a venue and portfolios of several
-columns sharing capital (one column per portfolio, each leg isolated), and a borrowed spot leg
-(reverse carry across venues).
+columns sharing capital (one column per portfolio, each leg isolated).
 """
 
 from __future__ import annotations
@@ -565,11 +576,6 @@ def run_spread(
     if a_spot:
         if "perp_only" in leg_a.data_flags:
             raise ConfigError("leg_a='spot' needs leg A's spot prices: load its market with spot=True")
-        if np.nanmin(tg.values, initial=0.0) < 0:
-            raise ConfigError(
-                "a spot leg A is held long only (a reverse carry would borrow the coins on venue A, which spread "
-                "hedges do not simulate): the targets must be >= 0"
-            )
     fee_a, src_a = venue_fee(leg_a, config.order_type, config, "spot" if a_spot else "perp")
     fee_b, src_b = venue_fee(leg_b, config.order_type, config)
     if spread.fee_a_rate is not None:
@@ -702,6 +708,7 @@ def run_spread(
         fx["venue_rebalance_band"],
         fx["venue_transfer_fee_quote"],
         fx["leverage_a"],
+        _borrow_rates(leg_a, config, tg.column_symbol, T) if a_spot else _ro(np.zeros((1, C))),
     )
     bar_ms = hours * MS_PER_HOUR
     run = SpreadSettings(
@@ -712,6 +719,9 @@ def run_spread(
         int(kflags),
         a_spot,
         bool(rates),
+        float(config.spot_margin_liquidation_level),
+        float(config.spot_liquidation_fee_rate),
+        int(round(bar_ms)),
     )
     args = (
         _leg_arrays(leg_a, delay, None if resume is None else resume.leg_a_last, spot=a_spot),
@@ -793,6 +803,18 @@ def _quote_rates(given: dict[str, Any] | None, index: pd.DatetimeIndex) -> dict[
                 )
         out[leg] = arrays
     return out
+
+
+def _borrow_rates(leg_a: Market, config: BacktestConfig, column_symbol: np.ndarray, T: int) -> np.ndarray:
+    """The hourly borrow rate of a borrowed spot leg A per column: ``borrow_annual_rate / 8760``,
+    or with ``borrow_rate_source="market"`` leg A's ``borrow_hourly_rate`` of its coin per bar."""
+    if config.borrow_rate_source == "market":
+        if leg_a.borrow_hourly_rate is None:
+            raise ConfigError(
+                f"borrow_rate_source='market' but leg A's market ({leg_a.venue}) has no borrow_hourly_rate"
+            )
+        return _ro(leg_a.borrow_hourly_rate[:, column_symbol])
+    return _ro(np.full((1, len(column_symbol)), float(config.borrow_annual_rate) / 8760.0))
 
 
 def _check_same_coins(leg_a: Market, leg_b: Market) -> None:

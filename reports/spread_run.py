@@ -8,7 +8,8 @@ liquidations and every funding settlement of each leg) and ``report.html``.
 
 Row fields: ``funding_a``/``funding_b`` what each leg received (negative: paid), ``trading_fees``
 and ``transfer_fees`` (negative: costs), ``transfers`` sent, ``slippage``, ``basis`` the legs'
-price PnL (leg A's + leg B's + any unhedged leg's), ``quote_fx`` the revaluation of a venue
+price PnL (leg A's + leg B's + any unhedged leg's), ``borrow`` a borrowed spot leg's interest
+(a reverse carry; negative: a cost), ``quote_fx`` the revaluation of a venue
 quoted in USDC at the USDC/USDT rate (0 without one), ``liquidation`` (clearance fees and
 insurance covers), ``liquidations``, ``net`` (the sum: equity change), ``return`` (net / capital)
 and ``annualized`` (per 365-day year over the window), ``in_trade`` the share of bars with a
@@ -52,6 +53,7 @@ def spread_rows(res: SpreadResult, strategy: str) -> pd.DataFrame:
             "transfer_fees": t.transfer_fees,
             "transfers": t.transfers,
             "slippage": t.slippage,
+            "borrow": t.borrow,
             "basis": t.spot_price + t.perp_price + t.unhedged - t.quote_fx,
             "quote_fx": t.quote_fx,
             "liquidation": t.liquidation,
@@ -66,10 +68,12 @@ def spread_rows(res: SpreadResult, strategy: str) -> pd.DataFrame:
 
 def trade_components(res: SpreadResult, labels: list[str]) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
     """Per column of ``res`` (named by ``labels``): its cumulative PnL by part per bar (quote):
-    each leg's funding, trading fees, transfer fees, slippage, each leg's price PnL, the
-    unhedged coins' (with a USDC venue's revaluation at the quote rate) and liquidation; and the worse of its two legs' margin ratios per bar
-    (maintenance / margin balance; NaN when flat). ``res`` must keep components and events per
-    bar (:func:`backtest.spread.run_spread`'s default outputs)."""
+    each leg's funding, trading fees, transfer fees, slippage, a borrowed spot leg's interest,
+    each leg's price PnL, the unhedged coins' (with a USDC venue's revaluation at the quote
+    rate) and liquidation; and the worse of its two legs' margin ratios per bar (maintenance /
+    margin balance; a borrowed spot leg's: the call level over its margin level; NaN when
+    flat). ``res`` must keep components and events per bar (:func:`backtest.spread.run_spread`'s
+    default outputs)."""
     ev = res.events
     bar = res.index.get_indexer(ev["time"])
 
@@ -93,6 +97,7 @@ def trade_components(res: SpreadResult, labels: list[str]) -> tuple[dict[str, pd
                 "fees": comp["fees"][c].to_numpy() - transfer_fees,
                 "transfer fees": transfer_fees,
                 "slippage": comp["slippage"][c].to_numpy(),
+                "borrow": comp["borrow"][c].to_numpy(),
                 "leg A price": comp["spot_price"][c].to_numpy(),
                 "leg B price": comp["perp_price"][c].to_numpy(),
                 "unhedged": comp["unhedged"][c].to_numpy(),
@@ -130,6 +135,7 @@ def write_spread_run(
         "trading_fees",
         "transfer_fees",
         "slippage",
+        "borrow",
         "basis",
         "quote_fx",
         "liquidation",

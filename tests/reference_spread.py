@@ -118,8 +118,10 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
     ``slippage_bps``, ``impact``, ``clearance``, ``lag``, ``transfer_delay_bars``,
     ``transfer_fee``, ``band``, ``after_liquidation``, ``cooldown_bars``, ``tiers_a``,
     ``tiers_b``; optional ``leg_a`` (``"perp"``, ``"spot"``), ``leverage_a`` (leg A's perp
-    leverage, default ``leverage``) and ``rates_a``/``rates_b`` (``(open, close)`` arrays (T,):
-    the account currency per unit of that venue's quote; default 1).
+    leverage, default ``leverage``), ``rates_a``/``rates_b`` (``(open, close)`` arrays (T,):
+    the account currency per unit of that venue's quote; default 1) and, for a borrowed spot leg
+    A (a negative target), ``borrow_h`` (hourly rate), ``spot_level`` (the margin call's level)
+    and ``spot_liq_fee`` (the buy-back's fee rate).
 
     Returns a dict: ``equity``, ``s``, ``q``, ``mr_a``, ``mr_b``, ``in_flight`` (T, C),
     ``capped`` (T, C) bool (the column's ``capped`` flag at the close), ``components``
@@ -157,6 +159,11 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
 
     ones = np.ones(T)
     rates = {"A": settings.get("rates_a") or (ones, ones), "B": settings.get("rates_b") or (ones, ones)}
+    borrow_h = float(settings.get("borrow_h", 0.0))
+    spot_level = float(settings.get("spot_level", 1.1))
+    spot_liq_fee = float(settings.get("spot_liq_fee", 0.02))
+    bar_ms = int((leg_a.index[1] - leg_a.index[0]) / np.timedelta64(1, "ms")) if T > 1 else 3_600_000
+    times_ms = leg_a.index.as_unit("ms").asi8
     cooldown = int(settings["cooldown_bars"])
     assert policy in POLICIES, policy
     assert lag >= 0 and delay >= 0 and cooldown >= 1
@@ -299,8 +306,8 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
                 need = abs(mb_a - mb_b) / 2
 
             def free():
-                if rich.spot:  # a spot leg's free quote is its cash
-                    return rich.wallet * rich.rate
+                if rich.spot:  # a spot leg's free quote is its cash; borrowed, what keeps its margin level at 2
+                    return (rich.wallet - (2 * abs(rich.pos) * rich.val if rich.pos < 0 else 0.0)) * rich.rate
                 return (rich.wallet - abs(rich.pos) * rich.val / (LA if rich is col.a else L)) * rich.rate
 
             if free() < need and rich.upnl() > 0 and not rich.spot:  # re-strike: realize the profit
@@ -366,6 +373,38 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
                 )
             )
             leg.pos, leg.entry, leg.val = 0.0, 0.0, lp
+            after_liquidation(j, leg)
+
+        def margin_call(j):
+            """A borrowed spot leg A: venue A's margin level (cash / borrowed value) at or below
+            ``spot_level`` on the path from the spot open to the high: bought back there."""
+            leg = col.a
+            M = leg.market
+            if not leg.spot or leg.pos >= 0 or not M.valid[j, n]:
+                return
+            b = -leg.pos
+            so, sh = M.spot_open[j, n], M.spot_high[j, n]
+            if leg.wallet > spot_level * b * sh:
+                return
+            p = so if leg.wallet <= spot_level * b * so else leg.wallet / (spot_level * b)
+            revalue(p, None)
+            leg.wallet -= b * p
+            fee = min(spot_liq_fee * b * p, max(leg.wallet, 0.0))
+            leg.wallet -= fee
+            r = leg.rate
+            col.pnl["liquidation"] -= fee * r
+            cover = 0.0
+            if leg.wallet < 0:  # the insurance fund covers what the buy-back left owed
+                cover = -leg.wallet
+                leg.wallet = 0.0
+                col.pnl["liquidation"] += cover * r
+            events.append(
+                (j, c, "liquidation", "A", float(b), float(p), float((-b * p - fee + cover) * r), float(fee * r))
+            )
+            leg.pos, leg.val = 0.0, p
+            after_liquidation(j, leg)
+
+        def after_liquidation(j, leg):
             left = col.other(leg).pos != 0
             if policy == "close_and_reenter":
                 col.pend_close = left
@@ -378,6 +417,8 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
             col.capped = False
 
         def margin_ratio(leg):
+            if leg.spot and leg.pos < 0:  # the call level over the margin level (1 at the call)
+                return spot_level * -leg.pos * leg.val / leg.wallet if leg.wallet > 0 else math.inf
             if leg.pos == 0 or leg.spot:
                 return math.nan
             mb = leg.margin_balance()
@@ -387,6 +428,7 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
         # ---------------------------------------------------------------- bars
         for j in range(T):
             move_rates(j, 0)  # the venues' balances at the open's rates
+            b_prev = max(-col.a.pos, 0.0) if spot_a else 0.0  # coins borrowed before the bar
             # 0. arrival
             if col.in_flight != 0 and j >= col.arrival_bar:
                 arrive(j)
@@ -441,7 +483,9 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
                         col.reb_due = False
 
             move_rates(j, 1)  # the close's rates from here on
-            # 2. liquidation, leg A then leg B
+            b_open = max(-col.a.pos, 0.0) if spot_a else 0.0  # (after the open's fills)
+            # 2. liquidation, leg A (a borrowed spot leg's margin call) then leg B
+            margin_call(j)
             liquidate_if_breached(j, col.a)
             liquidate_if_breached(j, col.b)
 
@@ -465,6 +509,22 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
             va_ok, vb_ok = bool(leg_a.valid[j, n]), bool(leg_b.valid[j, n])
             close_a = leg_a.spot_close if spot_a else leg_a.mark_close
             revalue(close_a[j, n] if va_ok else None, leg_b.mark_close[j, n] if vb_ok else None)
+
+            # 4b. borrow interest of a borrowed spot leg A, in whole hours (Binance: one hour at
+            # borrowing, one at each full hour the loan is outstanding)
+            b_close = max(-col.a.pos, 0.0) if spot_a else 0.0
+            if b_open > 0 or b_close > 0:
+                t = int(times_ms[j])
+                h_open = 1.0 if t % 3_600_000 == 0 else 0.0
+                h_in = float((t + bar_ms - 1) // 3_600_000 - t // 3_600_000)
+                coins = h_open * b_open + (1 - h_open) * max(b_open - b_prev, 0.0) + h_in * b_close
+                amount = borrow_h * col.a.val * coins
+                if amount != 0:
+                    col.a.wallet -= amount
+                    col.pnl["borrow"] -= amount * col.a.rate
+                    events.append(
+                        (j, c, "borrow", "A", float(col.a.pos), float(col.a.val), float(-amount * col.a.rate), 0.0)
+                    )
 
             # 5. outputs
             eq = col.equity()

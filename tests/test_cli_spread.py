@@ -255,3 +255,15 @@ def test_readme_figures_of_the_spot_leg(venues_catalog, tmp_path):  # noqa: F811
         "7.8%",
         200,
     )
+
+
+def test_readme_figures_of_the_reverse_carry(venues_catalog, tmp_path):  # noqa: F811
+    """The README's reverse carry across venues: Binance spot sold short, Bybit's perp long, BTC."""
+    flags = ("--venues", "binance,bybit", "--leg-a", "spot", "--strategy", "hold", "--direction", "reverse")
+    row = spread(venues_catalog, tmp_path / "rev", *flags, "--start", WINDOW[0], "--end", WINDOW[1])[0]["rows"][0]
+    assert (row["coin"], round(-row["net"]), f"{-row['annualized']:.1%}") == ("BTC", 799, "8.9%")
+    assert (round(-row["funding_b"]), round(-row["borrow"]), round(-row["trading_fees"] - row["transfer_fees"])) == (
+        461,
+        300,
+        46,
+    )

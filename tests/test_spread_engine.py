@@ -224,6 +224,8 @@ def _compare_events(res, ref, a, b):
             assert row.rate == m.funding_rate[e[0], COLUMN_SYMBOL[e[1]]], where
         elif row.kind == "liquidation":  # rate: the insurance cover
             assert row.rate >= 0, where
+        elif row.kind == "borrow":  # rate: the hourly borrow rate
+            assert row.rate > 0 and row.leg == "A", where
         elif row.kind == "fill":  # rate: the slippage cap where it bound
             assert math.isnan(row.rate) or row.rate == 0.5, where
         else:
@@ -409,8 +411,50 @@ def test_spot_leg_on_one_venue_against_the_perp_on_another(case, tmp_path):
     assert (ev.kind == "transfer").any() == (case[6] is not None)  # (no band: no collateral moves)
     first = ev[(ev.kind == "fill") & (ev.leg == "A")].iloc[0]  # a spot buy: cash out = coins x price + fee
     assert first.cash == pytest.approx(-first.qty * first.price - first.fee, rel=1e-12)
-    with pytest.raises(ConfigError, match="long only"):
-        _run(a, b, -np.abs(np.nan_to_num(x)), config, spread)
+
+
+def _borrowed(case, tmp_path):
+    """A reverse carry across venues on a random case (leg A short spot, leg B long perp), the
+    kernel's run and the reference's: a borrow rate of 50%/yr and a call level of 1.9 (reached
+    by the random walks)."""
+    import dataclasses
+
+    a, b, x, config, spread, settings = _setup(case, tmp_path)
+    config = config.replace(borrow_annual_rate=0.5, spot_margin_liquidation_level=1.9, spot_liquidation_fee_rate=0.02)
+    x = -np.abs(x)  # short spot, long perp
+    spread = dataclasses.replace(spread, leg_a="spot")
+    own = dict(settings, leg_a="spot", borrow_h=0.5 / 8760, spot_level=1.9, spot_liq_fee=0.02)
+    return a, b, x, _run(a, b, x, config, spread), _reference(a, b, x, own)
+
+
+@pytest.mark.parametrize("case", CASES[:4], ids=[f"seed{c[0]}-lag{c[2]}-delay{c[4]}" for c in CASES[:4]])
+def test_a_borrowed_spot_leg_against_the_perp_on_another_venue(case, tmp_path):
+    """A reverse carry across venues: leg A sells borrowed coins in venue A's margin account, leg B
+    holds the perp long. The kernel equals the reference: the borrow interest in whole hours,
+    the margin call at the spot high, the buy-back's fee, the rebalance's free quote; the
+    identity holds (the reference checks it every bar)."""
+    a, b, x, res, ref = _borrowed(case, tmp_path)
+    _assert_equals_reference(res, ref, a, b)
+    borrow = res.events[res.events.kind == "borrow"]
+    assert len(borrow) > 100 and (borrow.cash < 0).all() and (res.totals.borrow < 0).any()
+    np.testing.assert_allclose(
+        borrow.groupby("column").cash.sum().reindex(range(x.shape[1]), fill_value=0.0),
+        res.totals.borrow,
+        rtol=0,
+        atol=1e-9 * CAPITAL,
+    )
+    ratio = res.margin_ratio["A"].to_numpy()
+    short = res.positions["A"].to_numpy() < 0
+    assert np.isfinite(ratio[short]).all() and np.isnan(ratio[~short]).all()
+
+
+def test_borrowed_spot_legs_are_margin_called_over_the_cases(tmp_path):
+    """Not vacuous: over the cases venue A's margin account is called (a buy-back event of leg A)."""
+    calls = 0
+    for k, case in enumerate(CASES[:4]):
+        ev = _borrowed(case, tmp_path / str(k))[3].events
+        calls += int(((ev.kind == "liquidation") & (ev.leg == "A")).sum())
+    assert calls > 0
 
 
 def test_legs_of_different_coins_are_refused():

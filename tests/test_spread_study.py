@@ -206,3 +206,51 @@ def test_a_large_grid_prints_its_best_and_worst_sets(venues_catalog, tmp_path): 
     want = [row["set"] for row in by_net[:5] + by_net[-5:]]
     shown = [int(line.split()[1]) for line in r.stdout.splitlines() if line.startswith("│") and "BTC" in line]
     assert shown == want
+
+
+def test_cli_reverse_carry_across_venues(venues_catalog, tmp_path):  # noqa: F811
+    """``--leg-a spot --strategy hold --direction reverse``: Binance spot sold short with borrowed
+    coins against Bybit's perp held long; the borrow interest is its own part of the row, the
+    parts add up to the net, and the per-trade parts of the report to the equity."""
+    from backtest.config import SpreadConfig as SC
+    from backtest.spread import run_spread
+    from data.venue_pair import load_venue_pair
+    from reports.spread_run import trade_components
+
+    flags = ["--venues", "binance,bybit", "--leg-a", "spot", "--strategy", "hold", "--direction", "reverse"]
+    flags += ["--symbols", "BTC", "--start", WINDOW[0], "--end", WINDOW[1], "-q"]
+    r = carry("spread", "--data", venues_catalog.root, *flags, "--out", tmp_path / "rev")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "rev" / "spread.json").read_text())
+    row = summary["rows"][0]
+    assert summary["direction"] == "reverse" and row["borrow"] < -50 and row["in_trade"] > 0.99
+    parts = ("funding_a", "funding_b", "trading_fees", "transfer_fees", "slippage", "borrow", "basis", "liquidation")
+    assert sum(row[k] for k in parts) == pytest.approx(row["net"], abs=1e-6)
+    events = pd.read_parquet(tmp_path / "rev" / "events.parquet")
+    first = events[(events.kind == "fill") & (events.leg == "A")].iloc[0]
+    assert first.qty < 0 and (events[events.kind == "borrow"].leg == "A").all()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pair = load_venue_pair(venues_catalog, "BTC", "binance", "bybit", *WINDOW, leg_a="spot")
+        res = run_spread(pair.leg_a, pair.leg_b, -1.0, BacktestConfig(perp_leverage=2), SC(leg_a="spot"))
+    comps, _ = trade_components(res, ["BTC"])
+    np.testing.assert_allclose(
+        comps["BTC"].sum(axis=1).to_numpy(), (res.equity[0] - res.initial_capital).to_numpy(), rtol=0, atol=1e-7
+    )
+    assert res.totals.borrow[0] == pytest.approx(row["borrow"], rel=1e-12)
+    r = carry(
+        "spread",
+        "--data",
+        venues_catalog.root,
+        "--venues",
+        "binance,bybit",
+        "--symbols",
+        "BTC",
+        "--direction",
+        "reverse",
+        "--out",
+        tmp_path / "x",
+    )
+    assert "--direction reverse is --strategy hold's" in one_line_error(r, 2)

@@ -524,6 +524,14 @@ def _add_run_commands(sub) -> None:
         "the perp on whichever venue pays most",
     )
     s_.add_argument(
+        "--direction",
+        choices=("carry", "reverse"),
+        default="carry",
+        help="--strategy hold: carry (default: long the first venue's leg, short the other's) or reverse (short "
+        "it: with --leg-a spot, coins borrowed in the first venue's margin account, paying interest, called at "
+        "its margin level, against the perp long)",
+    )
+    s_.add_argument(
         "--switch",
         type=number_list("--switch"),
         default=[0.05],

@@ -1210,6 +1210,8 @@ def cmd_spread(args) -> int:
         "min_hold_hours": args.min_hold_hours,
         "switch_annualized": args.switch,
     }
+    if args.direction == "reverse" and args.strategy != "hold":
+        raise ConfigError(f"--direction reverse is --strategy hold's; {args.strategy} decides the side by the funding")
     if args.strategy == "hold":
         given = [f"--{k.replace('_annualized', '').replace('_', '-')}" for k, v in grid.items() if len(v) > 1]
         if given:
@@ -1239,6 +1241,7 @@ def cmd_spread(args) -> int:
         config=config.to_dict(),
         spread=spread.to_dict(),
         quote_rate=args.quote_rate,
+        direction=args.direction,
     )
     check_output_dir(args.out, args.overwrite)
     with stage("spread"):
@@ -1258,6 +1261,7 @@ def cmd_spread(args) -> int:
         "start": str(args.start) if args.start else None,
         "end": str(args.end) if args.end else None,
         "strategy": args.strategy,
+        "direction": args.direction,
         "strategy_params": sets[0].strategy if len(sets) == 1 else {},
         "grid": {k: [float(x) for x in v] for k, v in {**grid, "perp_leverage": args.leverage}.items() if len(v) > 1}
         if args.strategy != "hold"
@@ -1305,6 +1309,7 @@ def _print_spread(table: pd.DataFrame) -> None:
         table = table[table.set.isin(keep)].assign(rank=lambda f: f.set.map({k: i for i, k in enumerate(keep)}))
         table = table.sort_values("rank", kind="stable")
     fx = bool((table["quote_fx"] != 0).any())  # a USDC venue valued at the catalog's rate
+    borrow = bool((table["borrow"] != 0).any())  # a borrowed spot leg (a reverse carry)
     short = {"leverage": "lev.", "entry_annualized": "entry", "exit_annualized": "exit", "window_hours": "window h"}
     short |= {"min_hold_hours": "hold h", "switch_annualized": "switch"}
     varying = [k for k in short if k in table.columns and table[k].nunique() > 1]  # a grid's own axes
@@ -1320,6 +1325,7 @@ def _print_spread(table: pd.DataFrame) -> None:
         "funding B",
         "fees",
         "transfers",
+        *(["borrow"] if borrow else []),
         "basis",
         *(["quote fx"] if fx else []),
         "liq.",
@@ -1339,6 +1345,7 @@ def _print_spread(table: pd.DataFrame) -> None:
             f"{r.funding_b:,.2f}",
             f"{r.trading_fees + r.slippage:,.2f}",
             f"{r.transfer_fees:,.2f} ({r.transfers})",
+            *([f"{r.borrow:,.2f}"] if borrow else []),
             f"{r.basis:,.2f}",
             *([f"{r.quote_fx:,.2f}"] if fx else []),
             f"{r.liquidation:,.2f} ({r.liquidations})",

@@ -60,6 +60,7 @@ class SpreadStudy:
     config: dict  #: :class:`backtest.config.BacktestConfig` as a dict
     spread: dict  #: :class:`backtest.config.SpreadConfig` as a dict
     quote_rate: str = "auto"  #: ``auto`` (the catalog's USDCUSDT rate where stored) or ``parity`` (1:1)
+    direction: str = "carry"  #: ``hold``'s side: ``carry`` (+1: long A) or ``reverse`` (-1: short A, borrowed if spot)
 
     @property
     def pairs(self) -> list[tuple[str, str]]:
@@ -185,7 +186,7 @@ def _targets(study: SpreadStudy, pairs: dict, s: SpreadSet, config) -> tuple[dic
     from backtest.spread import venue_fee
 
     if study.strategy == "hold":
-        return {key: 1.0 for key in pairs}, []
+        return {key: (-1.0 if study.direction == "reverse" else 1.0) for key in pairs}, []
 
     def fee(market, kind: str) -> float:  # a venue's fee at the window's first bar (its rules file)
         return venue_fee(market, config.order_type, config, kind)[0]

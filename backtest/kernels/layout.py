@@ -238,7 +238,8 @@ class SpreadParams(NamedTuple):
     and leg A's unless ``leverage_a`` differs), ``fee_a``/``fee_b`` the venues' fees,
     ``slip_frac`` and ``impact`` (as :class:`Params`), ``clearance`` the clearance fee rate,
     ``band`` the collateral rebalance band (fraction of a venue's share; inf: never),
-    ``transfer_fee`` (quote per transfer), ``leverage_a`` leg A's perp leverage."""
+    ``transfer_fee`` (quote per transfer), ``leverage_a`` leg A's perp leverage, ``borrow_h`` the
+    hourly borrow rate of a borrowed spot leg A (fraction per hour)."""
 
     leverage: np.ndarray
     fee_a: np.ndarray
@@ -249,6 +250,7 @@ class SpreadParams(NamedTuple):
     band: np.ndarray
     transfer_fee: np.ndarray
     leverage_a: np.ndarray
+    borrow_h: np.ndarray
 
 
 class SpreadSettings(NamedTuple):
@@ -256,7 +258,10 @@ class SpreadSettings(NamedTuple):
     ``cooldown`` (bars), ``transfer_delay`` (bars from a transfer's departure to its arrival),
     ``flags`` (``F_*`` output bits), ``a_spot`` (leg A is spot coins bought with venue A's quote
     cash, not a perp: no funding, no liquidation, no cost basis), ``fx`` (a venue's quote differs
-    from the account currency and :class:`SpreadRates` convert it; False: every rate is 1)."""
+    from the account currency and :class:`SpreadRates` convert it; False: every rate is 1);
+    ``spot_level`` the margin level (assets / borrowed value) at which a borrowed spot leg A is
+    bought back, ``spot_liq_fee`` that buy-back's fee (fraction of its value), ``bar_ms`` the
+    bar length (ms; the borrow interest's whole hours)."""
 
     lag: int
     after_liq: int
@@ -265,6 +270,9 @@ class SpreadSettings(NamedTuple):
     flags: int
     a_spot: bool
     fx: bool
+    spot_level: float
+    spot_liq_fee: float
+    bar_ms: int
 
 
 class SpreadRates(NamedTuple):

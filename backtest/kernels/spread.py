@@ -24,6 +24,7 @@ from numba import njit, prange
 
 from backtest.kernels import rules
 from backtest.kernels.layout import (
+    C_BORROW,
     C_FEE,
     C_FUND,
     C_LIQ,
@@ -36,6 +37,7 @@ from backtest.kernels.layout import (
     F_EQUITY,
     F_MARGIN,
     F_POSITIONS,
+    K_BORROW,
     K_LIQ,
     K_TRANSFER,
     LEG_PERP,
@@ -300,7 +302,10 @@ def _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec):
     spot_rich = run.a_spot and not from_b  # a spot leg's free quote is its cash
     lev_rich = lev if from_b else lev_a
     r_rich = rb if from_b else ra
-    free = (cs[c, bal_k] if spot_rich else cs[c, bal_k] - abs(pos) * px / lev_rich) * r_rich
+    if spot_rich:  # a spot leg's free quote is its cash; borrowed, what keeps its margin level at 2
+        free = (cs[c, bal_k] - (2.0 * abs(pos) * px if pos < 0.0 else 0.0)) * r_rich
+    else:
+        free = (cs[c, bal_k] - abs(pos) * px / lev_rich) * r_rich
     if free < need and pos * px - cs[c, cost_k] > 0.0 and pos != 0.0 and not spot_rich:
         # re-strike the richer leg (close and reopen the same coins) to realize its profit
         vol, fee_rate = (vol_b, fee_b) if from_b else (vol_a, fee_a)
@@ -360,6 +365,13 @@ def _liquidate(j, c, n, to_b, mk, tiers, mmr_max, cum_min, clear, run, cs, rec, 
     cs[c, pos_k] = 0.0
     cs[c, cost_k] = 0.0
     cs[c, v_k] = lp
+    _after_liquidation(j, c, run, cs)
+    return nrec
+
+
+@njit(cache=True, inline="always")
+def _after_liquidation(j, c, run, cs):
+    """What follows a leg's liquidation: the policy of ``run.after_liq`` for the other leg."""
     pend_close, reentry, _susp = rules.after_liquidation_nb(
         run.after_liq, cs[c, X_S], cs[c, X_Q], cs[c, X_PCLOSE] != 0.0, cs[c, X_PRE], False, j, run.cooldown
     )
@@ -367,6 +379,41 @@ def _liquidate(j, c, n, to_b, mk, tiers, mmr_max, cum_min, clear, run, cs, rec, 
     cs[c, X_PRE] = reentry
     cs[c, X_REB] = 0.0
     cs[c, X_CAP] = 0.0  # the policy decides what follows, not an earlier capped sizing
+
+
+@njit(cache=True)
+def _margin_call(j, c, n, mk, run, cs, rec, nrec):
+    """Step 2 for a borrowed spot leg A (``s < 0``): venue A's margin account (its quote cash
+    against the borrowed coins' value) reaches ``run.spot_level`` on the path from the spot open
+    to the bar's high: the coins are bought back there (``rules.spot_liq_single_nb``,
+    ``rules.liquidate_spot_nb``, its fee floored at the cash left), a balance left negative is
+    covered by the insurance fund (in ``liquidation``; the event's rate), then the policy of
+    ``run.after_liq``. Returns the event count."""
+    s = cs[c, X_S]
+    p = rules.spot_liq_single_nb(cs[c, X_BALA], s, mk.mark_open[j, n], mk.mark_high[j, n], run.spot_level)
+    if p != p:
+        return nrec
+    p0, u0, l0, n0 = cs[c, X_COMP + C_SPOT], cs[c, X_COMP + C_UNH], cs[c, X_COMP + C_LIQ], nrec
+    cash, c_spot, c_unh, c_liq, nrec = rules.liquidate_spot_nb(
+        rec, nrec, j, c, s, cs[c, X_Q], cs[c, X_VA], p, run.spot_liq_fee, cs[c, X_BALA], 0.0, p0, u0, l0
+    )
+    if cash < 0.0:  # the insurance fund covers what the buy-back left owed
+        c_liq -= cash
+        if nrec - 1 < rec.shape[0]:
+            k = np.uint64(nrec - 1)
+            rec[k, np.uint64(R_CASH)] -= cash
+            rec[k, np.uint64(R_RATE)] = -cash
+        cash = 0.0
+    r = cs[c, X_RA]
+    if r != 1.0:  # the venue's amounts in the account currency
+        c_spot = p0 + (c_spot - p0) * r
+        c_unh = u0 + (c_unh - u0) * r
+        c_liq = l0 + (c_liq - l0) * r
+        _to_account(rec, n0, nrec, r)
+    cs[c, X_BALA], cs[c, X_COMP + C_SPOT], cs[c, X_COMP + C_UNH], cs[c, X_COMP + C_LIQ] = cash, c_spot, c_unh, c_liq
+    cs[c, X_S] = 0.0
+    cs[c, X_VA] = p
+    _after_liquidation(j, c, run, cs)
     return nrec
 
 
@@ -377,6 +424,15 @@ def _leg_ratio(pos, v, bal, cost, tiers, n):
         return np.nan
     mm = maint_margin_nb(tiers.hi, tiers.mmr, tiers.cum, tiers.n, n, abs(pos) * v)
     return rules.margin_ratio_nb(bal + pos * v - cost, mm)
+
+
+@njit(cache=True, inline="always")
+def _borrow_ratio(s, v, cash, level):
+    """A spot leg A's margin ratio: borrowed (``s < 0``), the call level over its margin level
+    (cash over the borrowed coins' value at ``v``: 1 at the call); long, NaN (never called)."""
+    if s >= 0.0:
+        return np.nan
+    return level * (-s) * v / cash if cash > 0.0 else np.inf
 
 
 @njit(cache=True, inline="always")
@@ -481,7 +537,8 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
     fv_a, fv_b, mc_a, mc_b = mka.funding_value, mkb.funding_value, mka.mark_close, mkb.mark_close
     band_t = prm.band.shape[0] > 1
     lev_t = prm.leverage.shape[0] > 1 or prm.leverage_a.shape[0] > 1  # (per-bar leverages: read each bar)
-    a_spot, fx = run.a_spot, run.fx
+    a_spot, fx, spot_level = run.a_spot, run.fx, run.spot_level
+    time_a = mka.time_ms
     nrec = 0
     for j0 in range(0, T, TIME_CHUNK):
         j1 = min(T, j0 + TIME_CHUNK)
@@ -510,6 +567,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
                     c_unh += d
                     cs[c, X_FX] += d
                     cs[c, X_RA], cs[c, X_RB] = ra_n, rb_n
+                b_prev = -s if s < 0.0 else 0.0  # coins borrowed before the bar (a spot leg A)
                 # 0-1. a transfer arriving, orders (rare: on the state in cs)
                 x = targets[np.uint64(i), cu] if i >= 0 else np.nan
                 pend_re = pre >= 0.0 and j >= pre
@@ -541,6 +599,9 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
                     cs[c, X_RA], cs[c, X_RB] = ra_n, rb_n
                 # 2. liquidation, leg A then leg B (the full check only past the pre-check level)
                 ok_a, ok_b = valid_a[ju, nu], valid_b[ju, nu]
+                b_open = -s if s < 0.0 else 0.0  # (after the open's fills)
+                # a borrowed spot leg A: its margin level at the spot high at or below the call level
+                call_a = s < 0.0 and a_spot and ok_a and hi_a[ju, nu] * (-s) * spot_level >= bala
                 liq_a = (
                     not a_spot
                     and s != 0.0
@@ -548,12 +609,14 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
                     and rules.liq_possible_nb(s, lo_a[ju, nu] if s > 0.0 else hi_a[ju, nu], lva)
                 )
                 liq_b = q != 0.0 and ok_b and rules.liq_possible_nb(q, lo_b[ju, nu] if q > 0.0 else hi_b[ju, nu], lvb)
-                if liq_a or liq_b:
+                if liq_a or liq_b or call_a:
                     # fmt: off
                     _put(cs, c, (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
                                lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda))
                     # fmt: on
                     clear = flex_nb(prm.clearance, j, c)
+                    if call_a:
+                        nrec = _margin_call(j, c, n, mka, run, cs, rec, nrec)
                     if liq_a:
                         nrec = _liquidate(j, c, n, False, mka, tiers_a, mmr_a, cmin_a, clear, run, cs, rec, nrec)
                     if liq_b and cs[c, X_Q] != 0.0:
@@ -594,6 +657,21 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
                     )
                 else:
                     c_spot, c_perp, c_unh, va, vb = rules.revalue_nb(s, q, va, vb, pxa, pxb, c_spot, c_perp, c_unh)
+                # 4b. borrow interest of a borrowed spot leg A, in whole hours (rules.borrow_nb)
+                if a_spot and (b_prev > 0.0 or b_open > 0.0 or s < 0.0):
+                    h_open, h_in = rules.borrow_hours_nb(time_a[ju], run.bar_ms)
+                    br = flex_nb(prm.borrow_h, j, c)
+                    c_b0 = cs[c, X_COMP + C_BORROW]
+                    bala, c_b, bamt = rules.borrow_nb(
+                        b_prev, b_open, -s if s < 0.0 else 0.0, va, br, h_open, h_in, bala, c_b0
+                    )
+                    if bamt != 0.0:
+                        if fx:  # (account currency)
+                            bamt *= cs[c, X_RA]
+                            c_b = c_b0 - bamt
+                        cs[c, X_COMP + C_BORROW] = c_b
+                        if w_cf:
+                            nrec = rules.push_nb(rec, nrec, j, c, K_BORROW, LEG_SPOT, s, va, br, -bamt, 0.0)
                 # 5. outputs
                 upa = s * va - costa if s != 0.0 else 0.0
                 upb = q * vb - costb if q != 0.0 else 0.0
@@ -618,7 +696,11 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
                         out.mr_b,
                         j,
                         c,
-                        np.nan if a_spot else _leg_ratio(s, va, bala, costa, tiers_a, n),
+                        (
+                            _borrow_ratio(s, va, bala, spot_level)
+                            if a_spot
+                            else _leg_ratio(s, va, bala, costa, tiers_a, n)
+                        ),
                         _leg_ratio(q, vb, balb, costb, tiers_b, n),
                     )
                 # 6. collateral check (decided at the close, done at the next open)
