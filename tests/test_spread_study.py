@@ -146,6 +146,7 @@ def test_cli_grid_on_two_workers(venues_catalog, tmp_path):  # noqa: F811
         (["--leverage", "2,0"], 2, "--leverage 0 (perp_leverage)"),
         (["--entry", "0.05,,0.1"], 2, "expected a number or numbers separated by commas"),
         (["--entry", "0.1", "--exit", "0.2,0"], 2, "exit"),
+        (["--direction", "reverse"], 2, "--direction reverse is --strategy hold's"),
     ],
 )
 def test_cli_grid_refusals(venues_catalog, tmp_path, flags, code, says):  # noqa: F811
@@ -240,17 +241,3 @@ def test_cli_reverse_carry_across_venues(venues_catalog, tmp_path):  # noqa: F81
         comps["BTC"].sum(axis=1).to_numpy(), (res.equity[0] - res.initial_capital).to_numpy(), rtol=0, atol=1e-7
     )
     assert res.totals.borrow[0] == pytest.approx(row["borrow"], rel=1e-12)
-    r = carry(
-        "spread",
-        "--data",
-        venues_catalog.root,
-        "--venues",
-        "binance,bybit",
-        "--symbols",
-        "BTC",
-        "--direction",
-        "reverse",
-        "--out",
-        tmp_path / "x",
-    )
-    assert "--direction reverse is --strategy hold's" in one_line_error(r, 2)
