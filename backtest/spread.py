@@ -152,8 +152,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -199,12 +200,15 @@ from backtest.kernels.layout import (
     X_TFEE,
     X_VA,
     X_VB,
+    X_VENA,
+    X_VENB,
     Book,
     MarketArrays,
     SpreadOutputs,
     SpreadParams,
     SpreadRates,
     SpreadSettings,
+    SpreadVenues,
     Tiers,
 )
 from backtest.targets import Targets
@@ -351,6 +355,96 @@ def _leg_arrays(
     )
 
 
+def _stack(legs: list[MarketArrays]) -> MarketArrays:
+    """One leg's venues' market arrays side by side: venue ``v``'s symbol ``n`` at ``v * N + n``
+    (one venue: its own arrays)."""
+    if len(legs) == 1:
+        return legs[0]
+    fields = {}
+    for name in MarketArrays._fields:
+        parts = [getattr(m, name) for m in legs]
+        fields[name] = parts[0] if name == "time_ms" else _ro(np.concatenate(parts, axis=parts[0].ndim - 1))
+    return MarketArrays(**fields)
+
+
+def _stack_tiers(tiers: list[Tiers]) -> Tiers:
+    """One leg's venues' maintenance brackets side by side (as :func:`_stack`), padded to the
+    most brackets (the padding is past each symbol's ``n`` brackets: never read)."""
+    if len(tiers) == 1:
+        return tiers[0]
+    k = max(t.hi.shape[1] for t in tiers)
+
+    def pad(a: np.ndarray, fill: float) -> np.ndarray:
+        return np.pad(a, ((0, 0), (0, k - a.shape[1])), constant_values=fill)
+
+    return Tiers(
+        _ro(np.concatenate([pad(t.lo, np.inf) for t in tiers])),
+        _ro(np.concatenate([pad(t.hi, np.inf) for t in tiers])),
+        _ro(np.concatenate([pad(t.mmr, 0.0) for t in tiers])),
+        _ro(np.concatenate([pad(t.cum, 0.0) for t in tiers])),
+        _ro(np.concatenate([t.n for t in tiers]), np.int64),
+        all(t.hi_sorted for t in tiers),
+    )
+
+
+@dataclass(frozen=True)
+class _VenueRows:
+    """The venue schedule of a switching run: ``a``/``b`` (T, C) venue per target row (NaN:
+    stay), ``first`` each column's starting venues (C,) x 2."""
+
+    a: np.ndarray
+    b: np.ndarray
+    first: tuple[np.ndarray, np.ndarray]
+
+    def tradable(self, legs_a: list[Market], legs_b: list[Market], column_symbol: np.ndarray, lag: int) -> np.ndarray:
+        """(T, C): whether both venues the row executing at each bar names (or the column is on
+        then) trade the column's coin at that bar."""
+        T, C = self.a.shape
+        out = np.ones((T, C), bool)
+        for rows, first, legs in ((self.a, self.first[0], legs_a), (self.b, self.first[1], legs_b)):
+            on = pd.DataFrame(rows).ffill().to_numpy()
+            on = np.where(np.isnan(on), first, on).astype(np.int64)
+            at_bar = np.concatenate([np.repeat(first[None, :], min(lag, T), axis=0), on[: max(T - lag, 0)]]).astype(
+                np.int64
+            )
+            trad = np.stack([np.asarray(m.tradable)[:, column_symbol] for m in legs])  # (V, T, C)
+            out &= np.take_along_axis(trad, at_bar[None], axis=0)[0]
+        return out
+
+
+def _venue_rows(venues: Any, tg: Targets, n_a: int, n_b: int) -> _VenueRows:
+    """``venues`` checked: two (T, C) (or (T, N): per coin) arrays of venue indices or NaN."""
+    T, C = tg.values.shape
+    if not isinstance(venues, (tuple, list)) or len(venues) != 2:
+        raise ConfigError("venues must be a pair (leg A's venue, leg B's venue) of arrays per bar and column")
+    out = []
+    for leg, v, n in (("A", venues[0], n_a), ("B", venues[1], n_b)):
+        a = np.asarray(v, dtype=np.float64)
+        if a.ndim == 0:
+            a = np.full((T, C), float(a))
+        elif a.shape == (T, tg.column_symbol.max() + 1 if C else 0) and a.shape[1] != C:
+            a = a[:, tg.column_symbol]
+        if a.shape != (T, C):
+            raise ConfigError(f"venues of leg {leg}: shape {a.shape}, expected (bars, columns) = {(T, C)}")
+        bad = ~np.isnan(a) & ~np.isin(a, np.arange(n))
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise ConfigError(
+                f"venues of leg {leg}: {a[r, c]!r} at row {r}, column {c} is no venue index (0..{n - 1}, or NaN)"
+            )
+        out.append(a)
+    a, b = out
+    x = tg.values
+    named = np.isfinite(x) & (x != 0.0)
+    first = []
+    for v in (a, b):  # the first row with a non-zero target that names a venue, else the first named, else 0
+        lead = np.where(named & ~np.isnan(v), v, np.nan)
+        pick = pd.DataFrame(lead).bfill().to_numpy()[0] if T else np.full(C, np.nan)
+        alt = pd.DataFrame(v).bfill().to_numpy()[0] if T else np.full(C, np.nan)
+        first.append(np.nan_to_num(np.where(np.isnan(pick), alt, pick), nan=0.0))
+    return _VenueRows(np.ascontiguousarray(a), np.ascontiguousarray(b), (first[0], first[1]))
+
+
 def _tiers_arrays(t: TierTable) -> Tiers:
     hi_sorted = all(np.all(np.diff(t.max_notional[n, : t.n_tiers[n]]) >= 0) for n in range(len(t.n_tiers)))
     return Tiers(_ro(t.min_notional), _ro(t.max_notional), _ro(t.mmr), _ro(t.cum), _ro(t.n_tiers, np.int64), hi_sorted)
@@ -480,8 +574,8 @@ class SpreadResult:
 
 
 def run_spread(
-    leg_a: Market,
-    leg_b: Market,
+    leg_a: Market | Sequence[Market],
+    leg_b: Market | Sequence[Market],
     targets: Any,
     config: BacktestConfig | dict | None = None,
     spread: SpreadConfig | dict | None = None,
@@ -491,14 +585,16 @@ def run_spread(
     parallel: bool | int = False,
     resume: SpreadState | None = None,
     quote_rates: dict[str, Any] | None = None,
+    venues: tuple[Any, Any] | None = None,
 ) -> SpreadResult:
     """Simulate cross-venue spread hedges: long ``x`` of leg A's perp, short the same coins of leg B's.
 
     Parameters
     ----------
-    leg_a, leg_b : Market
+    leg_a, leg_b : Market or sequence of Market
         The two venues' markets (perp and mark prices, funding), one bar index, the same coins in
-        the same order (:func:`data.venue_pair.load_venue_pair`).
+        the same order (:func:`data.venue_pair.load_venue_pair`). A sequence: the venues that
+        leg may be on (with ``venues``).
     targets : Targets, float, ndarray (T, N), DataFrame or callable
         Target exposure per bar and column in [-1, 1]: +1 long leg A and short leg B with all
         the column's capital, -1 the mirror, NaN keep, 0 flat (as :func:`backtest.engine.run_backtest`,
@@ -530,6 +626,11 @@ def run_spread(
         That venue's wallet, margin, PnL, fees and funding stay in its own quote and are valued
         at the rate (see the rules). Without one, a leg quoted in another currency than the
         other is taken 1:1 (flag ``usdc_usdt_parity``).
+    venues : (array, array), optional
+        The venue each leg should be on per target row and column, (T, C) or (T, N) arrays of
+        indices into ``leg_a``'s and ``leg_b``'s sequences (NaN: stay); read where the target
+        is non-zero. A target on other venues than the legs are on is a *switch of venues* (see
+        the rules); each column starts on the venues of its first such row.
     """
     from backtest.engine import hold_only_where_tradable, slippage_capped, to_targets
     from backtest.kernels.simulate import count_target_changes_nb
@@ -548,16 +649,34 @@ def run_spread(
                 f"unknown spread settings {sorted(unknown)}; known: {sorted(SpreadConfig.__dataclass_fields__)}"
             )
         spread = SpreadConfig(**spread)
-    for name, leg in (("leg_a", leg_a), ("leg_b", leg_b)):
-        if not isinstance(leg, Market):
-            raise ConfigError(f"{name} must be a backtest.Market, got {type(leg).__name__}")
-    if leg_a.n_symbols != leg_b.n_symbols or not leg_a.index.equals(leg_b.index):
-        raise ConfigError(
-            f"the legs' markets must share one bar index and the same coins: leg A {leg_a!r}, leg B {leg_b!r} "
-            "(load them with data.venue_pair.load_venue_pair)"
-        )
+    legs_a: list[Market] = cast(list, list(leg_a) if isinstance(leg_a, (list, tuple)) else [leg_a])
+    legs_b: list[Market] = cast(list, list(leg_b) if isinstance(leg_b, (list, tuple)) else [leg_b])
+    for name, legs in (("leg_a", legs_a), ("leg_b", legs_b)):
+        if not legs or not all(isinstance(m, Market) for m in legs):
+            raise ConfigError(f"{name} must be a backtest.Market or a sequence of them, got {legs!r:.80}")
+    leg_a = legs_a[0]
+    leg_b = legs_b[0]
+    for m in legs_a[1:] + legs_b:
+        if leg_a.n_symbols != m.n_symbols or not leg_a.index.equals(m.index):
+            raise ConfigError(
+                f"the legs' markets must share one bar index and the same coins: leg A {leg_a!r}, {m!r} "
+                "(load them with data.venue_pair.load_venue_pair)"
+            )
+        _check_same_coins(leg_a, m)
+    switching = venues is not None or len(legs_a) > 1 or len(legs_b) > 1
+    if switching:
+        if venues is None:
+            raise ConfigError("several markets for a leg need venues=(leg A's venue, leg B's venue) per bar and column")
+        if resume is not None:
+            raise ConfigError("resume: a run whose legs switch venues cannot be resumed (run the whole period at once)")
+        if quote_rates and any(r is not None for r in quote_rates.values()):
+            raise ConfigError(
+                "quote_rates: a run whose legs switch venues takes every venue's quote 1:1 (no rate series yet)"
+            )
+        for name in ("fee_a_rate", "fee_b_rate"):
+            if name in (column_params or {}):
+                raise ConfigError(f"{name} cannot vary per column when the legs switch venues (each venue has its fee)")
     given = isinstance(targets, Targets)
-    _check_same_coins(leg_a, leg_b)
     tg = to_targets(leg_a, targets)
     T, C = tg.values.shape
     if not given:  # a scalar, array, frame or strategy: one portfolio per column
@@ -576,12 +695,13 @@ def run_spread(
     if a_spot:
         if "perp_only" in leg_a.data_flags:
             raise ConfigError("leg_a='spot' needs leg A's spot prices: load its market with spot=True")
-    fee_a, src_a = venue_fee(leg_a, config.order_type, config, "spot" if a_spot else "perp")
-    fee_b, src_b = venue_fee(leg_b, config.order_type, config)
+    fees_a = [venue_fee(m, config.order_type, config, "spot" if a_spot else "perp") for m in legs_a]
+    fees_b = [venue_fee(m, config.order_type, config) for m in legs_b]
     if spread.fee_a_rate is not None:
-        fee_a, src_a = spread.fee_a_rate, "fee_a_rate"
+        fees_a = [(spread.fee_a_rate, "fee_a_rate")] * len(legs_a)
     if spread.fee_b_rate is not None:
-        fee_b, src_b = spread.fee_b_rate, "fee_b_rate"
+        fees_b = [(spread.fee_b_rate, "fee_b_rate")] * len(legs_b)
+    (fee_a, src_a), (fee_b, src_b) = fees_a[0], fees_b[0]
     params: dict[str, Any] = {
         "perp_leverage": config.perp_leverage,
         "slippage_bps": config.slippage_bps,
@@ -602,6 +722,9 @@ def run_spread(
     elif spread.leg_a == "spot":
         raise ConfigError("leverage_a is leg A's perp leverage: a spot leg A has none (leg_a='spot')")
     fx = {name: _flex(name, v, (T, C)) for name, v in params.items()}
+    if switching:  # fees per venue (indexed by the venue a leg is on)
+        fx["fee_a_rate"] = np.array([[f for f, _ in fees_a]])
+        fx["fee_b_rate"] = np.array([[f for f, _ in fees_b]])
     for name, a in fx.items():
         lever = name in ("perp_leverage", "leverage_a")
         if (a < 0).any() or (lever and not (a > 0).all()):
@@ -611,11 +734,15 @@ def run_spread(
         why = implausible(plaus, float(finite.max())) if finite.size else None
         if why:
             raise ConfigError(f"column parameter {why.replace(plaus, name)}")
-    tiers_a, t_src_a = venue_tiers(leg_a, config, spread)
-    tiers_b, t_src_b = venue_tiers(leg_b, config, spread)
-    if not a_spot:
-        tiers_a.check_leverage(fx["leverage_a"], leg_a.perp_symbols, column_symbol=tg.column_symbol)
-    tiers_b.check_leverage(fx["perp_leverage"], leg_b.perp_symbols, column_symbol=tg.column_symbol)
+    t_a = [venue_tiers(m, config, spread) for m in legs_a]
+    t_b = [venue_tiers(m, config, spread) for m in legs_b]
+    for m, (tiers, _src) in zip(legs_a, t_a):
+        if not a_spot:
+            tiers.check_leverage(fx["leverage_a"], m.perp_symbols, column_symbol=tg.column_symbol)
+    for m, (tiers, _src) in zip(legs_b, t_b):
+        tiers.check_leverage(fx["perp_leverage"], m.perp_symbols, column_symbol=tg.column_symbol)
+    t_src_a = "; ".join(f"{m.venue} {src}" for m, (_t, src) in zip(legs_a, t_a)) if switching else t_a[0][1]
+    t_src_b = "; ".join(f"{m.venue} {src}" for m, (_t, src) in zip(legs_b, t_b)) if switching else t_b[0][1]
     flags: list[str] = []
     rates = _quote_rates(quote_rates, leg_a.index)
     if rates:
@@ -626,15 +753,21 @@ def run_spread(
                 f"leg {side} ({m.venue}, {_venue_quote(m)}) valued at its quote rate: {r['close'].min():.6g} .. "
                 f"{r['close'].max():.6g} per unit over the run"
             )
-    elif _venue_quote(leg_a) != _venue_quote(leg_b):
+    elif len({_venue_quote(m) for m in legs_a + legs_b}) > 1:
         flags.append("usdc_usdt_parity")
-        notes.append(
-            f"leg A ({leg_a.venue}) is quoted in {_venue_quote(leg_a)}, leg B ({leg_b.venue}) in {_venue_quote(leg_b)}: "
-            "amounts are added 1:1 (a USDC/USDT move is not valued)"
-        )
-    for leg in (leg_a, leg_b):
+        quotes = ", ".join(dict.fromkeys(f"{m.venue} in {_venue_quote(m)}" for m in legs_a + legs_b))
+        notes.append(f"the venues are quoted {quotes}: amounts are added 1:1 (a USDC/USDT move is not valued)")
+    for leg in legs_a + legs_b:
         flags += [f for f in leg.data_flags if f not in flags and f != "perp_only"]
-    notes += [f"fees: leg A {fee_a:g} ({src_a}), leg B {fee_b:g} ({src_b})"]
+    if switching:
+        notes += [
+            "fees: leg A "
+            + ", ".join(f"{m.venue} {f:g} ({src})" for m, (f, src) in zip(legs_a, fees_a))
+            + "; leg B "
+            + ", ".join(f"{m.venue} {f:g} ({src})" for m, (f, src) in zip(legs_b, fees_b))
+        ]
+    else:
+        notes += [f"fees: leg A {fee_a:g} ({src_a}), leg B {fee_b:g} ({src_b})"]
     notes += [f"maintenance: leg A {t_src_a}; leg B {t_src_b}"]
 
     want = tuple(OUTPUTS if outputs is None else outputs)
@@ -657,8 +790,11 @@ def run_spread(
     r_a = (rates["A"]["open"], rates["A"]["close"]) if "A" in rates else (ones, ones)
     r_b = (rates["B"]["open"], rates["B"]["close"]) if "B" in rates else (ones, ones)
     kernel_rates = SpreadRates(_ro(r_a[0]), _ro(r_a[1]), _ro(r_b[0]), _ro(r_b[1]))
+    ven = _venue_rows(venues, tg, len(legs_a), len(legs_b)) if switching else None
     if resume is None:
         cs0 = np.zeros((C, NSX))
+        if ven is not None:  # each column starts on the venues of its first target that names them
+            cs0[:, X_VENA], cs0[:, X_VENB] = ven.first
         cs0[:, X_BALA] = cs0[:, X_BALB] = capital / 2.0
         lev0 = np.broadcast_to(fx["perp_leverage"][0], (C,))
         lev0_a = np.broadcast_to(fx["leverage_a"][0], (C,))
@@ -687,9 +823,13 @@ def run_spread(
         cs0, tail = np.array(resume.columns, copy=True), resume.target_tail
     cs = cs0.copy()
     t_off = len(tail)
-    tradable = np.asarray(leg_a.tradable) & np.asarray(leg_b.tradable)
     rows_all = tg.values if not t_off else np.concatenate([tail, tg.values])
-    target_rows = hold_only_where_tradable(tradable, tg.column_symbol, rows_all, t_off, max(delay, 1))
+    if ven is None:
+        tradable = np.asarray(leg_a.tradable) & np.asarray(leg_b.tradable)
+        target_rows = hold_only_where_tradable(tradable, tg.column_symbol, rows_all, t_off, max(delay, 1))
+    else:  # each row where the venues it would execute on trade
+        tradable = ven.tradable(legs_a, legs_b, tg.column_symbol, max(delay, 1))
+        target_rows = hold_only_where_tradable(tradable, np.arange(C), rows_all, t_off, max(delay, 1))
     book = Book(
         _ro(target_rows),
         _ro(np.ones((1, 1))),
@@ -722,20 +862,23 @@ def run_spread(
         float(config.spot_margin_liquidation_level),
         float(config.spot_liquidation_fee_rate),
         int(round(bar_ms)),
+        leg_a.n_symbols,
+        switching,
     )
+    no_venues = _ro(np.full((1, 1), np.nan))
     args = (
-        _leg_arrays(leg_a, delay, None if resume is None else resume.leg_a_last, spot=a_spot),
-        _leg_arrays(leg_b, delay, None if resume is None else resume.leg_b_last),
+        _stack([_leg_arrays(m, delay, None if resume is None else resume.leg_a_last, spot=a_spot) for m in legs_a]),
+        _stack([_leg_arrays(m, delay, None if resume is None else resume.leg_b_last) for m in legs_b]),
         book,
         prm,
-        _tiers_arrays(tiers_a),
-        _tiers_arrays(tiers_b),
+        _stack_tiers([_tiers_arrays(tiers) for tiers, _src in t_a]),
+        _stack_tiers([_tiers_arrays(tiers) for tiers, _src in t_b]),
         run,
         kernel_rates,
+        SpreadVenues(no_venues, no_venues) if ven is None else SpreadVenues(_ro(ven.a), _ro(ven.b)),
     )
-    n_settle = int(
-        (leg_a.funding_count > 0).sum(axis=0)[tg.column_symbol].sum()
-        + (leg_b.funding_count > 0).sum(axis=0)[tg.column_symbol].sum()
+    n_settle = max(int((m.funding_count > 0).sum(axis=0)[tg.column_symbol].sum()) for m in legs_a) + max(
+        int((m.funding_count > 0).sum(axis=0)[tg.column_symbol].sum()) for m in legs_b
     )
     stride = 32 if target_rows.size > 1 << 16 else 1
     changes = int(count_target_changes_nb(target_rows, stride)) * (2 if stride > 1 else 1) + C
@@ -763,7 +906,7 @@ def run_spread(
             cap = int(counts.max()) * C
     if slippage_capped(records):
         flags.append("slippage_capped")
-    res = _result(leg_a, leg_b, tg, config, capital, fee_a, fee_b, want, out, cs, records, flags, notes, a_spot)
+    res = _result(legs_a, legs_b, tg, config, capital, fee_a, fee_b, want, out, cs, records, flags, notes, a_spot)
     lag = max(delay, 1)
     k = min(lag, t_off + T)
     res.state = SpreadState(
@@ -845,25 +988,45 @@ def _n_threads() -> int:
 
 
 def _result(
-    leg_a, leg_b, tg, config, capital, fee_a, fee_b, want, out, cs, records, flags, notes, a_spot=False
+    legs_a, legs_b, tg, config, capital, fee_a, fee_b, want, out, cs, records, flags, notes, a_spot=False
 ) -> SpreadResult:
+    leg_a, leg_b = legs_a[0], legs_b[0]
     index = leg_a.index
     C = tg.values.shape[1]
     cols = pd.RangeIndex(C, name="column")
     sym = tg.column_symbol
-    columns = pd.DataFrame(
-        {
-            "coin": [leg_a.symbols[n] for n in sym],
-            "venue_a": leg_a.venue,
-            "symbol_a": [(leg_a.symbols if a_spot else leg_a.perp_symbols)[n] for n in sym],
-            "leg_a": "spot" if a_spot else "perp",
-            "venue_b": leg_b.venue,
-            "symbol_b": [leg_b.perp_symbols[n] for n in sym],
-            "fee_a": fee_a,
-            "fee_b": fee_b,
-        },
-        index=cols,
-    )
+    switching = len(legs_a) > 1 or len(legs_b) > 1
+    if switching:  # the venues each leg may be on; the symbols and fees of the ones it ended on
+        va, vb = cs[:, X_VENA].astype(np.int64), cs[:, X_VENB].astype(np.int64)
+        columns = pd.DataFrame(
+            {
+                "coin": [leg_a.symbols[n] for n in sym],
+                "venue_a": "/".join(m.venue for m in legs_a),
+                "symbol_a": [(legs_a[v].symbols if a_spot else legs_a[v].perp_symbols)[n] for v, n in zip(va, sym)],
+                "leg_a": "spot" if a_spot else "perp",
+                "venue_b": "/".join(m.venue for m in legs_b),
+                "symbol_b": [legs_b[v].perp_symbols[n] for v, n in zip(vb, sym)],
+                "fee_a": fee_a,
+                "fee_b": fee_b,
+                "last_venue_a": [legs_a[v].venue for v in va],
+                "last_venue_b": [legs_b[v].venue for v in vb],
+            },
+            index=cols,
+        )
+    else:
+        columns = pd.DataFrame(
+            {
+                "coin": [leg_a.symbols[n] for n in sym],
+                "venue_a": leg_a.venue,
+                "symbol_a": [(leg_a.symbols if a_spot else leg_a.perp_symbols)[n] for n in sym],
+                "leg_a": "spot" if a_spot else "perp",
+                "venue_b": leg_b.venue,
+                "symbol_b": [leg_b.perp_symbols[n] for n in sym],
+                "fee_a": fee_a,
+                "fee_b": fee_b,
+            },
+            index=cols,
+        )
 
     def frame(a: np.ndarray) -> pd.DataFrame:
         rows = index if a.shape[0] == len(index) else index[-1:]
@@ -871,16 +1034,20 @@ def _result(
 
     components = {name: frame(out.comps[k]) for k, name in enumerate(COMPONENTS)}
     kinds = records[:, R_KIND].astype(np.int64)
-    legs = (records[:, R_LEG] != 0).astype(np.int64)  # LEG_SPOT (0): leg A; LEG_PERP: leg B
+    code = records[:, R_LEG].astype(np.int64)
+    legs = code % 2  # LEG_SPOT (0): leg A; LEG_PERP (1): leg B; plus twice the leg's venue index
     names = [KIND_NAMES.get(k, str(k)) for k in range(max(KIND_NAMES) + 1)]
-    venues = [leg_a.venue, leg_b.venue] if leg_a.venue != leg_b.venue else [leg_a.venue]
+    venues = list(dict.fromkeys(m.venue for m in legs_a + legs_b))
+    at = {k: venues.index(m.venue) for k, m in [(2 * v, m) for v, m in enumerate(legs_a)]}
+    at.update({2 * v + 1: venues.index(m.venue) for v, m in enumerate(legs_b)})
+    venue_code = np.array([at.get(k, 0) for k in range(2 * max(len(legs_a), len(legs_b)))], np.int64)
     events = pd.DataFrame(
         {
             "time": index[records[:, R_BAR].astype(np.int64)],
             "column": records[:, R_COL].astype(np.int64),
             "kind": pd.Categorical.from_codes(kinds, names),
             "leg": pd.Categorical.from_codes(legs, ["A", "B"]),
-            "venue": pd.Categorical.from_codes(legs if len(venues) == 2 else np.zeros_like(legs), venues),
+            "venue": pd.Categorical.from_codes(venue_code[code], venues),
             "qty": records[:, R_QTY],
             "price": records[:, R_PRICE],
             "rate": records[:, R_RATE],

@@ -9,8 +9,9 @@ liquidation price, the hedged/unhedged split).
 
 ``run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict``; see its
 docstring for the settings and the outputs. Events are tuples
-``(bar, column, kind, leg, qty, price, cash, fee)``, kind in ``fill, funding, transfer,
-liquidation``, leg ``"A"`` or ``"B"``.
+``(bar, column, kind, leg, qty, price, cash, fee, venue)``, kind in ``fill, funding, transfer,
+liquidation, borrow``, leg ``"A"`` or ``"B"``, venue the index of the leg's venue (0 unless the
+legs switch venues).
 
 Where the statement leaves room, this reference chooses:
 
@@ -37,7 +38,12 @@ Where the statement leaves room, this reference chooses:
   its quote and is booked in the account currency at the venue's rate at that moment (the
   open's rate at the open, the close's from the liquidation check on); the revaluation of its
   margin balance when the rate moves (twice a bar: to the open's rate before the arrival, to
-  the close's after the orders) is booked in ``unhedged``.
+  the close's after the orders) is booked in ``unhedged``;
+* venue switching (several markets per leg, ``settings["venues"]``): a switch is read from a
+  row with a finite, non-zero target naming another venue for a leg; it waits (no sizing of any
+  kind) while a transfer is in flight; closing, the wallets sent, and the sizing on the new
+  venues as soon as nothing is in flight, at the same bar for delay 0. Each leg's departure
+  event names the venue left, its arrival the venue reached.
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ class Leg:
     val: float = math.nan  # valuation price (NaN: never priced)
     spot: bool = False  # spot coins bought with the venue's quote cash (``wallet``): entry stays 0
     rate: float = 1.0  # account currency per unit of the venue's quote, now
+    venue: int = 0  # index of the venue among the leg's venues
 
     @property
     def cost(self):
@@ -89,8 +96,9 @@ class Column:
     a: Leg
     b: Leg
     in_flight: float = 0.0  # quote on its way (net of the transfer fee)
-    dest: str = ""  # "A" or "B"
+    flight_a: float = 0.0  # the part of it going to leg A's venue (the rest: leg B's)
     arrival_bar: int = -1
+    idle: float = 0.0  # balances left on venues no leg is on (not worth a transfer)
     last_x: float = math.nan
     pend_close: bool = False
     reentry_bar: int = -1
@@ -106,8 +114,9 @@ class Column:
 
     def equity(self):
         if self.a.rate == 1.0 and self.b.rate == 1.0:
-            return self.a.wallet + self.b.wallet + self.in_flight + self.a.upnl() + self.b.upnl()
-        return self.a.margin_balance() * self.a.rate + self.b.margin_balance() * self.b.rate + self.in_flight
+            return self.a.wallet + self.b.wallet + self.in_flight + self.a.upnl() + self.b.upnl() + self.idle
+        mb = self.a.margin_balance() * self.a.rate + self.b.margin_balance() * self.b.rate
+        return mb + self.in_flight + self.idle
 
 
 def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict:
@@ -130,6 +139,15 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
     """
     targets = np.asarray(targets, dtype=float)
     T, C = targets.shape
+    # venue switching: a list of markets per leg, ``venues`` (T, C) per leg, fees and tiers per venue
+    markets = {"A": list(leg_a) if isinstance(leg_a, list) else [leg_a]}
+    markets["B"] = list(leg_b) if isinstance(leg_b, list) else [leg_b]
+    leg_a, leg_b = markets["A"][0], markets["B"][0]
+    fees = {k: settings["fee_" + k.lower()] for k in "AB"}
+    fees = {k: list(v) if isinstance(v, list) else [v] * len(markets[k]) for k, v in fees.items()}
+    tiers = {k: settings["tiers_" + k.lower()] for k in "AB"}
+    tiers = {k: list(v) if isinstance(v, list) else [v] * len(markets[k]) for k, v in tiers.items()}
+    venues = settings.get("venues")  # (A's, B's) venue per row and column, NaN: stay
     assert leg_a.n_bars == T and leg_b.n_bars == T, "targets and markets must have the same bars"
     assert leg_a.n_symbols == leg_b.n_symbols
     capital = float(settings["capital"])
@@ -180,12 +198,35 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
     out_capped = np.zeros((T, C), dtype=bool)
     out_fx = np.zeros((T, C))
 
+    def target_venue(name, i, c):
+        """The venue row ``i`` names for leg ``name`` of column ``c`` (None: stay)."""
+        if venues is None or i < 0:
+            return None
+        v = venues[0 if name == "A" else 1][i, c]
+        return None if math.isnan(v) else int(v)
+
+    def first_venue(name, c):
+        """Where a column starts: the first row with a non-zero target naming a venue, else the
+        first row naming one, else venue 0."""
+        rows = range(T)
+        for i in rows:
+            x = targets[i, c]
+            if not math.isnan(x) and x != 0 and target_venue(name, i, c) is not None:
+                return target_venue(name, i, c)
+        return next((target_venue(name, i, c) for i in rows if target_venue(name, i, c) is not None), 0)
+
+    def move_leg(leg, v, n):
+        """``leg`` onto venue ``v`` (its market, brackets and fee), flat, wallet empty."""
+        leg.venue, leg.market = v, markets[leg.name][v]
+        leg.brackets, leg.fee_rate = brackets_of(tiers[leg.name][v], n), float(fees[leg.name][v])
+        leg.wallet, leg.pos, leg.entry, leg.val = 0.0, 0.0, 0.0, math.nan
+
     for c in range(C):
         n = int(column_symbol[c])
-        col = Column(
-            a=Leg("A", leg_a, brackets_of(settings["tiers_a"], n), float(settings["fee_a"]), capital / 2),
-            b=Leg("B", leg_b, brackets_of(settings["tiers_b"], n), float(settings["fee_b"]), capital / 2),
-        )
+        col = Column(a=Leg("A", leg_a, [], 0.0, 0.0), b=Leg("B", leg_b, [], 0.0, 0.0))
+        for leg in (col.a, col.b):
+            move_leg(leg, first_venue(leg.name, c), n)
+            leg.wallet = capital / 2
         if spot_a:  # the spot's venue holds N, the perp's N / L: L / (L + 1) and 1 / (L + 1)
             col.a.spot = True
             col.a.wallet = capital * (L / (L + 1))
@@ -259,9 +300,8 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
             if leg.spot:  # bought (sold) for quote cash
                 leg.wallet -= dq * price + fee
                 leg.pos += dq
-                events.append(
-                    (j, c, "fill", leg.name, float(dq), float(price), float((-dq * price - fee) * r), float(fee * r))
-                )
+                cash = float((-dq * price - fee) * r)
+                events.append((j, c, "fill", leg.name, float(dq), float(price), cash, float(fee * r), leg.venue))
                 return
             p = leg.pos
             realized = 0.0
@@ -278,9 +318,8 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
                 leg.pos = p + dq
                 leg.entry = price
             leg.wallet += realized - fee
-            events.append(
-                (j, c, "fill", leg.name, float(dq), float(price), float((realized - fee) * r), float(fee * r))
-            )
+            cash = float((realized - fee) * r)
+            events.append((j, c, "fill", leg.name, float(dq), float(price), cash, float(fee * r), leg.venue))
 
         def trade_to(j, s_new, q_new):
             fill(j, col.a, s_new - col.a.pos)
@@ -317,22 +356,32 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
             amount = min(need, free())
             if amount > fee_t:
                 rich.wallet -= amount / rich.rate
-                col.pnl["fees"] -= fee_t
-                col.in_flight = amount - fee_t
-                col.dest = poor.name
-                col.arrival_bar = j + delay
-                events.append((j, c, "transfer", rich.name, math.nan, math.nan, float(-amount), fee_t))
-                if delay == 0:
-                    arrive(j)
+                send(j, rich.venue, rich.name, poor, amount)
                 if col.capped:  # a capped sizing with a flat leg: size once the transfer is in (its arrival bar)
                     col.capped = False
                     col.reentry_bar = j + delay
 
+        def send(j, venue, name, dest, amount):
+            """``amount`` (account currency, taken from leg ``name``'s venue ``venue``) on its way to
+            ``dest``'s venue: the fee is a cost; it arrives at ``j + delay`` (now for delay 0)."""
+            col.pnl["fees"] -= fee_t
+            events.append((j, c, "transfer", name, math.nan, math.nan, float(-amount), fee_t, venue))
+            net = amount - fee_t
+            if delay == 0:
+                dest.wallet += net / dest.rate
+                events.append((j, c, "transfer", dest.name, math.nan, math.nan, float(net), 0.0, dest.venue))
+                return
+            col.in_flight += net
+            if dest is col.a:
+                col.flight_a += net
+            col.arrival_bar = j + delay
+
         def arrive(j):
-            dest = col.leg(col.dest)
-            dest.wallet += col.in_flight / dest.rate
-            events.append((j, c, "transfer", dest.name, math.nan, math.nan, float(col.in_flight), 0.0))
-            col.in_flight, col.dest, col.arrival_bar = 0.0, "", -1
+            for leg, amount in ((col.a, col.flight_a), (col.b, col.in_flight - col.flight_a)):
+                if amount != 0:
+                    leg.wallet += amount / leg.rate
+                    events.append((j, c, "transfer", leg.name, math.nan, math.nan, float(amount), 0.0, leg.venue))
+            col.in_flight, col.flight_a, col.arrival_bar = 0.0, 0.0, -1
 
         def liquidate_if_breached(j, leg):
             M = leg.market
@@ -370,6 +419,7 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
                     float(lp),
                     float((realized - fee + cover) * r),
                     float(fee * r),
+                    leg.venue,
                 )
             )
             leg.pos, leg.entry, leg.val = 0.0, 0.0, lp
@@ -398,9 +448,8 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
                 cover = -leg.wallet
                 leg.wallet = 0.0
                 col.pnl["liquidation"] += cover * r
-            events.append(
-                (j, c, "liquidation", "A", float(b), float(p), float((-b * p - fee + cover) * r), float(fee * r))
-            )
+            cash = float((-b * p - fee + cover) * r)
+            events.append((j, c, "liquidation", "A", float(b), float(p), cash, float(fee * r), leg.venue))
             leg.pos, leg.val = 0.0, p
             after_liquidation(j, leg)
 
@@ -415,6 +464,58 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
                 col.reentry_bar = j + 1
             col.reb_due = False
             col.capped = False
+
+        def size_to(j, x):
+            """(a): both legs to target ``x`` on the equity at the open (their reference prices)."""
+            px_a, px_b = ref_price(col.a, j), ref_price(col.b, j)
+            revalue(px_a, px_b)
+            col.reentry_bar = -1
+            col.pend_close = False
+            col.last_x = x
+            # the equity at the open; each venue margins only what it holds: at most
+            # L * the poorer margin balance (after a liquidation one wallet is nearly empty)
+            mb_a, mb_b = col.a.margin_balance() * col.a.rate, col.b.margin_balance() * col.b.rate
+            E = mb_a + mb_b + col.in_flight
+            if spot_a:  # spot N and margin N / L: N = E * L / (L + 1); A buys only what it holds
+                N = max(E, 0.0) * abs(x) * L / (L + 1)
+                room = max(min(mb_a, mb_b * L), 0.0)
+            elif LA == L:
+                N = max(E, 0.0) * abs(x) * L / 2
+                room = max(min(mb_a, mb_b), 0.0) * L
+            else:  # margins N / L_A + N / L_B = E
+                N = max(E, 0.0) * abs(x) * per_unit()
+                room = max(min(mb_a * LA, mb_b * L), 0.0)
+            if room <= DUST * max(E, 0.0):  # a rounding residue, not a wallet
+                room = 0.0
+            col.capped = room < N * (1 - DUST)  # short by more than a rounding residue
+            N = min(N, room)
+            s_new = math.copysign(N / (px_a * col.a.rate), x) if x != 0 else 0.0
+            trade_to(j, s_new, -s_new if s_new != 0 else 0.0)
+
+        def switch(j, x, to):
+            """Target ``x`` on other venues: a leg changing venue or side closes; each venue left
+            sends its wallet to the leg's new venue (a balance of at most the fee stays, idle); the
+            column sizes on the new venues once nothing is in flight (now, if nothing is)."""
+            side = 1.0 if x > 0 else -1.0
+            moves = {"A": to[0] is not None and to[0] != col.a.venue, "B": to[1] is not None and to[1] != col.b.venue}
+            if col.a.pos != 0 and (moves["A"] or (col.a.pos > 0) != (side > 0)):
+                fill(j, col.a, -col.a.pos)
+            if col.b.pos != 0 and (moves["B"] or (col.b.pos > 0) != (side < 0)):
+                fill(j, col.b, -col.b.pos)
+            for leg, v in ((col.a, to[0]), (col.b, to[1])):
+                if not moves[leg.name]:
+                    continue
+                amount, left = leg.wallet * leg.rate, leg.venue
+                move_leg(leg, v, n)
+                if amount > fee_t and amount > 0:
+                    send(j, left, leg.name, leg, amount)
+                else:
+                    col.idle += amount
+            col.last_x = x
+            col.pend_close = col.reb_due = col.capped = False
+            col.reentry_bar = col.arrival_bar if col.in_flight != 0 else j
+            if col.reentry_bar == j and ref_valid(col.a, j) and ref_valid(col.b, j):
+                size_to(j, x)
 
         def margin_ratio(leg):
             if leg.spot and leg.pos < 0:  # the call level over the margin level (1 at the call)
@@ -437,10 +538,17 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
             if ref_valid(col.a, j) and ref_valid(col.b, j):
                 i = j - step
                 x = targets[i, c] if i >= 0 else math.nan
+                to = None  # a switch of venues: (leg A's venue, leg B's), each None to stay
+                if not math.isnan(x) and x != 0:
+                    ta, tb = target_venue("A", i, c), target_venue("B", i, c)
+                    if (ta is not None and ta != col.a.venue) or (tb is not None and tb != col.b.venue):
+                        to = (ta, tb)
                 kind = None
-                if not math.isnan(x) and x != col.last_x:
+                if to is not None and col.in_flight == 0:
+                    kind = "switch"
+                elif to is None and not math.isnan(x) and x != col.last_x:
                     kind = "size"
-                elif col.reentry_bar >= 0 and j >= col.reentry_bar:
+                elif to is None and col.reentry_bar >= 0 and j >= col.reentry_bar:
                     kind = "size"
                     if math.isnan(x):
                         x = col.last_x
@@ -450,31 +558,11 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
                 elif col.reb_due:
                     kind = "rebalance"
                 if kind is not None:
-                    px_a, px_b = ref_price(col.a, j), ref_price(col.b, j)
-                    revalue(px_a, px_b)
-                    if kind == "size":
-                        col.reentry_bar = -1
-                        col.pend_close = False
-                        col.last_x = x
-                        # the equity at the open; each venue margins only what it holds: at most
-                        # L * the poorer margin balance (after a liquidation one wallet is nearly empty)
-                        mb_a, mb_b = col.a.margin_balance() * col.a.rate, col.b.margin_balance() * col.b.rate
-                        E = mb_a + mb_b + col.in_flight
-                        if spot_a:  # spot N and margin N / L: N = E * L / (L + 1); A buys only what it holds
-                            N = max(E, 0.0) * abs(x) * L / (L + 1)
-                            room = max(min(mb_a, mb_b * L), 0.0)
-                        elif LA == L:
-                            N = max(E, 0.0) * abs(x) * L / 2
-                            room = max(min(mb_a, mb_b), 0.0) * L
-                        else:  # margins N / L_A + N / L_B = E
-                            N = max(E, 0.0) * abs(x) * per_unit()
-                            room = max(min(mb_a * LA, mb_b * L), 0.0)
-                        if room <= DUST * max(E, 0.0):  # a rounding residue, not a wallet
-                            room = 0.0
-                        col.capped = room < N * (1 - DUST)  # short by more than a rounding residue
-                        N = min(N, room)
-                        s_new = math.copysign(N / (px_a * col.a.rate), x) if x != 0 else 0.0
-                        trade_to(j, s_new, -s_new if s_new != 0 else 0.0)
+                    revalue(ref_price(col.a, j), ref_price(col.b, j))
+                    if kind == "switch":
+                        switch(j, x, to)
+                    elif kind == "size":
+                        size_to(j, x)
                     elif kind == "close":
                         trade_to(j, 0.0, 0.0)
                         col.pend_close = False
@@ -501,14 +589,13 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
                     col.pnl["funding"] += amount * leg.rate
                     rate = M.funding_rate[j, n]
                     price = fv / rate if rate != 0 else math.nan
-                    events.append(
-                        (j, c, "funding", leg.name, float(leg.pos), float(price), float(amount * leg.rate), 0.0)
-                    )
+                    cash = float(amount * leg.rate)
+                    events.append((j, c, "funding", leg.name, float(leg.pos), float(price), cash, 0.0, leg.venue))
 
             # 4. close: each leg to its mark close where its bar is valid
-            va_ok, vb_ok = bool(leg_a.valid[j, n]), bool(leg_b.valid[j, n])
-            close_a = leg_a.spot_close if spot_a else leg_a.mark_close
-            revalue(close_a[j, n] if va_ok else None, leg_b.mark_close[j, n] if vb_ok else None)
+            va_ok, vb_ok = bool(col.a.market.valid[j, n]), bool(col.b.market.valid[j, n])
+            close_a = col.a.market.spot_close if spot_a else col.a.market.mark_close
+            revalue(close_a[j, n] if va_ok else None, col.b.market.mark_close[j, n] if vb_ok else None)
 
             # 4b. borrow interest of a borrowed spot leg A, in whole hours (Binance: one hour at
             # borrowing, one at each full hour the loan is outstanding)
@@ -522,9 +609,8 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
                 if amount != 0:
                     col.a.wallet -= amount
                     col.pnl["borrow"] -= amount * col.a.rate
-                    events.append(
-                        (j, c, "borrow", "A", float(col.a.pos), float(col.a.val), float(-amount * col.a.rate), 0.0)
-                    )
+                    cash = float(-amount * col.a.rate)
+                    events.append((j, c, "borrow", "A", float(col.a.pos), float(col.a.val), cash, 0.0, col.a.venue))
 
             # 5. outputs
             eq = col.equity()

@@ -230,7 +230,12 @@ X_CAP = 27
 #: revaluation of the venues' balances by moves of those rates (account currency; inside the
 #: ``unhedged`` component).
 X_RA, X_RB, X_FX = 28, 29, 30
-NSX = 31
+#: Venue switching (``SpreadSettings.switching``): the venue each leg is on now (an index into
+#: that leg's venues), the balances left on venues no leg is on (account currency: each one at
+#: most the transfer fee, not worth sending), and the part of the amount in flight that goes to
+#: leg A's venue (the rest goes to leg B's).
+X_VENA, X_VENB, X_IDLE, X_FLA = 31, 32, 33, 34
+NSX = 35
 
 
 class SpreadParams(NamedTuple):
@@ -261,7 +266,9 @@ class SpreadSettings(NamedTuple):
     from the account currency and :class:`SpreadRates` convert it; False: every rate is 1);
     ``spot_level`` the margin level (assets / borrowed value) at which a borrowed spot leg A is
     bought back, ``spot_liq_fee`` that buy-back's fee (fraction of its value), ``bar_ms`` the
-    bar length (ms; the borrow interest's whole hours)."""
+    bar length (ms; the borrow interest's whole hours); ``n_coins`` the coins per venue (a leg's
+    markets stack its venues' symbols: venue ``v``'s coin ``n`` is symbol ``v * n_coins + n``),
+    ``switching`` the legs may change venue (:class:`SpreadVenues`; fees per venue)."""
 
     lag: int
     after_liq: int
@@ -273,6 +280,16 @@ class SpreadSettings(NamedTuple):
     spot_level: float
     spot_liq_fee: float
     bar_ms: int
+    n_coins: int
+    switching: bool
+
+
+class SpreadVenues(NamedTuple):
+    """The venue each leg should be on, per target row and column (an index into the leg's
+    venues; NaN: stay), rows as :class:`Book` ``targets``; read with ``SpreadSettings.switching``."""
+
+    a: np.ndarray
+    b: np.ndarray
 
 
 class SpreadRates(NamedTuple):

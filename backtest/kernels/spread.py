@@ -54,10 +54,11 @@ from backtest.kernels.layout import (
     X_COSTA,
     X_COSTB,
     X_FBAR,
-    X_FDEST,
+    X_FLA,
     X_FLIGHT,
     X_FUNDA,
     X_FX,
+    X_IDLE,
     X_LASTX,
     X_NTR,
     X_PCLOSE,
@@ -70,6 +71,8 @@ from backtest.kernels.layout import (
     X_TFEE,
     X_VA,
     X_VB,
+    X_VENA,
+    X_VENB,
 )
 from backtest.kernels.margin import flex_nb, liq_level_nb, maint_margin_nb, tier_bounds_nb
 
@@ -92,8 +95,12 @@ def _share_a(a_spot, lev_a, lev_b):
 
 
 @njit(cache=True, inline="always")
-def _leg_code(to_b):
-    return LEG_PERP if to_b else LEG_SPOT
+def _leg_code(cs, c, to_b):
+    """An event's leg code: ``LEG_SPOT`` for leg A, ``LEG_PERP`` for leg B, plus twice the index
+    of the venue the leg is on (0 without venue switching)."""
+    if to_b:
+        return LEG_PERP + 2 * np.int64(cs[c, X_VENB])
+    return LEG_SPOT + 2 * np.int64(cs[c, X_VENA])
 
 
 @njit(cache=True, inline="always")
@@ -134,20 +141,28 @@ def _transfer(j, c, cs, from_b, amount, fee, delay, rec, nrec):
     other one: it leaves now (``amount`` at the sender's rate, in its quote), the flat ``fee``
     is a cost, and ``amount - fee`` arrives at bar ``j + delay`` (at once for delay 0), credited
     at the receiver's rate then. Returns the event count."""
-    src, dst = (X_BALB, X_BALA) if from_b else (X_BALA, X_BALB)
-    r_src, r_dst = (cs[c, X_RB], cs[c, X_RA]) if from_b else (cs[c, X_RA], cs[c, X_RB])
-    cs[c, src] -= amount / r_src
+    cs[c, X_BALB if from_b else X_BALA] -= amount / (cs[c, X_RB] if from_b else cs[c, X_RA])
+    return _send(j, c, cs, _leg_code(cs, c, from_b), not from_b, amount, fee, delay, rec, nrec)
+
+
+@njit(cache=True, inline="always")
+def _send(j, c, cs, code, to_b, amount, fee, delay, rec, nrec):
+    """``amount`` (account currency, already taken from the sender, whose event leg code is
+    ``code``) on its way to leg B's venue (``to_b``) or leg A's: the flat ``fee`` is a cost, and
+    ``amount - fee`` arrives at bar ``j + delay`` (added to what is in flight: both legs' venues
+    may receive at once), or now for delay 0. Returns the event count."""
     cs[c, X_COMP + C_FEE] -= fee
     cs[c, X_TFEE] -= fee
     cs[c, X_NTR] += 1.0
-    nrec = rules.push_nb(rec, nrec, j, c, K_TRANSFER, _leg_code(from_b), np.nan, np.nan, np.nan, -amount, fee)
+    nrec = rules.push_nb(rec, nrec, j, c, K_TRANSFER, code, np.nan, np.nan, np.nan, -amount, fee)
     net = amount - fee
     if delay == 0:
-        cs[c, dst] += net / r_dst
-        nrec = rules.push_nb(rec, nrec, j, c, K_TRANSFER, _leg_code(not from_b), np.nan, np.nan, np.nan, net, 0.0)
+        cs[c, X_BALB if to_b else X_BALA] += net / (cs[c, X_RB] if to_b else cs[c, X_RA])
+        nrec = rules.push_nb(rec, nrec, j, c, K_TRANSFER, _leg_code(cs, c, to_b), np.nan, np.nan, np.nan, net, 0.0)
     else:
-        cs[c, X_FLIGHT] = net
-        cs[c, X_FDEST] = 0.0 if from_b else 1.0
+        cs[c, X_FLIGHT] += net
+        if not to_b:
+            cs[c, X_FLA] += net
         cs[c, X_FBAR] = j + delay
     return nrec
 
@@ -201,7 +216,7 @@ def _fill_local(j, c, cs, to_b, dq, ref, vol, slip, impact, fee_rate, rec, nrec,
         nrec,
         j,
         c,
-        _leg_code(to_b),
+        _leg_code(cs, c, to_b),
         dq,
         ref,
         vol,
@@ -221,11 +236,12 @@ def _fill_local(j, c, cs, to_b, dq, ref, vol, slip, impact, fee_rate, rec, nrec,
 
 
 @njit(cache=True, inline="always")
-def _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec):
-    """Step 1 of bar ``j`` for column ``c`` (coin ``n``), both legs' reference prices valid:
-    revalue to them, then size to target ``x`` (``size``), close after a liquidation, or
-    rebalance the collateral (see :mod:`backtest.spread`). Returns the event count."""
-    pxa, pxb = mka.po_ref[j, n], mkb.po_ref[j, n]
+def _orders(j, x, size, ta, tb, c, na, nb, mka, mkb, prm, run, cs, rec, nrec):
+    """Step 1 of bar ``j`` for column ``c`` (leg A on symbol ``na`` of its markets, leg B on
+    ``nb``), both legs' reference prices valid: revalue to them, then switch venues (to leg A on
+    venue ``ta``, leg B on ``tb``; NaN: stay) and size to target ``x`` (``size``), close after a
+    liquidation, or rebalance the collateral (see :mod:`backtest.spread`). Returns the event count."""
+    pxa, pxb = mka.po_ref[j, na], mkb.po_ref[j, nb]
     ra, rb = cs[c, X_RA], cs[c, X_RB]  # (account currency per unit of each venue's quote; 1: the same)
     cs[c, X_COMP + C_SPOT], cs[c, X_COMP + C_PERP], cs[c, X_COMP + C_UNH], cs[c, X_VA], cs[c, X_VB] = _revalue(
         cs[c, X_S],
@@ -244,9 +260,12 @@ def _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec):
     lev = flex_nb(prm.leverage, j, c)  # leg B's (and leg A's unless lev_a differs)
     lev_a = flex_nb(prm.leverage_a, j, c)
     slip, impact = flex_nb(prm.slip_frac, j, c), flex_nb(prm.impact, j, c)
-    fee_a, fee_b = flex_nb(prm.fee_a, j, c), flex_nb(prm.fee_b, j, c)
-    vol_a = mka.perp_volume[j - 1, n] if j > 0 else mka.vol0_perp[n]
-    vol_b = mkb.perp_volume[j - 1, n] if j > 0 else mkb.vol0_perp[n]
+    fee_a, fee_b = _fees(prm, run, j, c, cs)
+    vol_a = mka.perp_volume[j - 1, na] if j > 0 else mka.vol0_perp[na]
+    vol_b = mkb.perp_volume[j - 1, nb] if j > 0 else mkb.vol0_perp[nb]
+    if size and ((ta == ta and ta != cs[c, X_VENA]) or (tb == tb and tb != cs[c, X_VENB])):
+        fee_t = flex_nb(prm.transfer_fee, j, c)
+        return _switch(j, c, x, ta, tb, pxa, pxb, vol_a, vol_b, slip, impact, fee_a, fee_b, fee_t, run, cs, rec, nrec)
     s, q = cs[c, X_S], cs[c, X_Q]
     if size or cs[c, X_PCLOSE] != 0.0:
         new_s = 0.0
@@ -322,6 +341,53 @@ def _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec):
     return nrec
 
 
+@njit(cache=True, inline="always")
+def _fees(prm, run, j, c, cs):
+    """The fees (fractions of notional) of the venues legs A and B are on: per column, or per
+    venue when the legs switch venues."""
+    if run.switching:
+        return flex_nb(prm.fee_a, 0, np.int64(cs[c, X_VENA])), flex_nb(prm.fee_b, 0, np.int64(cs[c, X_VENB]))
+    return flex_nb(prm.fee_a, j, c), flex_nb(prm.fee_b, j, c)
+
+
+@njit(cache=True, inline="always")
+def _switch(j, c, x, ta, tb, pxa, pxb, vol_a, vol_b, slip, impact, fee_a, fee_b, fee_t, run, cs, rec, nrec):
+    """A new target ``x`` on other venues (leg A to venue ``ta``, leg B to ``tb``; NaN: stay), at
+    the open of bar ``j`` (the legs revalued to ``pxa``/``pxb``): a leg that changes venue or
+    side is closed on its venue; the wallet of each venue left is sent to the leg's new venue (a
+    transfer, ``fee_t``; a balance of at most the fee stays there, idle, in the equity); the
+    column sizes to ``x`` once what is sent has arrived (a re-entry due at the arrival bar, or at
+    once when nothing is in flight), on the new venues. A leg that keeps its venue and side stays
+    open meanwhile (unhedged until the other leg opens). Returns the event count."""
+    side = np.sign(x)
+    s, q = cs[c, X_S], cs[c, X_Q]
+    new_a = ta == ta and ta != cs[c, X_VENA]
+    new_b = tb == tb and tb != cs[c, X_VENB]
+    if s != 0.0 and (new_a or np.sign(s) != side):
+        nrec = _fill(j, c, cs, False, -s, pxa, vol_a, slip, impact, fee_a, rec, nrec, run.a_spot)
+    if q != 0.0 and (new_b or np.sign(q) != -side):
+        nrec = _fill(j, c, cs, True, -q, pxb, vol_b, slip, impact, fee_b, rec, nrec)
+    for to_b in (False, True):
+        if (to_b and not new_b) or (not to_b and not new_a):
+            continue
+        bal_k, r_k = (X_BALB, X_RB) if to_b else (X_BALA, X_RA)
+        amount = cs[c, bal_k] * cs[c, r_k]
+        code = _leg_code(cs, c, to_b)  # (the venue left)
+        cs[c, bal_k] = 0.0
+        cs[c, X_VENB if to_b else X_VENA] = tb if to_b else ta
+        cs[c, X_VB if to_b else X_VA] = np.nan
+        if amount > fee_t and amount > 0.0:
+            nrec = _send(j, c, cs, code, to_b, amount, fee_t, run.transfer_delay, rec, nrec)
+        else:
+            cs[c, X_IDLE] += amount
+    cs[c, X_LASTX] = x
+    cs[c, X_PCLOSE] = 0.0
+    cs[c, X_REB] = 0.0
+    cs[c, X_CAP] = 0.0
+    cs[c, X_PRE] = cs[c, X_FBAR] if cs[c, X_FBAR] >= 0.0 else j
+    return nrec
+
+
 @njit(cache=True)
 def _liquidate(j, c, n, to_b, mk, tiers, mmr_max, cum_min, clear, run, cs, rec, nrec):
     """Step 2 for leg A (``to_b`` False) or B: liquidated when its isolated margin balance at the
@@ -344,7 +410,7 @@ def _liquidate(j, c, n, to_b, mk, tiers, mmr_max, cum_min, clear, run, cs, rec, 
         nrec,
         j,
         c,
-        _leg_code(to_b),
+        _leg_code(cs, c, to_b),
         pos,
         other,
         cs[c, cost_k],
@@ -491,18 +557,24 @@ def _put(cs, c, st):
 
 @njit(cache=True, inline="always")
 def _arrive(j, c, cs, rec, nrec):
-    """Step 0: the transfer in flight (account currency) reaches its venue's wallet, at the
-    venue's rate now. Returns the event count."""
-    to_b = cs[c, X_FDEST] != 0.0
-    cs[c, X_BALB if to_b else X_BALA] += cs[c, X_FLIGHT] / cs[c, X_RB if to_b else X_RA]
-    nrec = rules.push_nb(rec, nrec, j, c, K_TRANSFER, _leg_code(to_b), np.nan, np.nan, np.nan, cs[c, X_FLIGHT], 0.0)
+    """Step 0: what is in flight (account currency) reaches its venues' wallets (``X_FLA`` of it
+    leg A's, the rest leg B's), at each venue's rate now. Returns the event count."""
+    to_a = cs[c, X_FLA]
+    to_b = cs[c, X_FLIGHT] - to_a
+    if to_a != 0.0:
+        cs[c, X_BALA] += to_a / cs[c, X_RA]
+        nrec = rules.push_nb(rec, nrec, j, c, K_TRANSFER, _leg_code(cs, c, False), np.nan, np.nan, np.nan, to_a, 0.0)
+    if to_b != 0.0:
+        cs[c, X_BALB] += to_b / cs[c, X_RB]
+        nrec = rules.push_nb(rec, nrec, j, c, K_TRANSFER, _leg_code(cs, c, True), np.nan, np.nan, np.nan, to_b, 0.0)
     cs[c, X_FLIGHT] = 0.0
+    cs[c, X_FLA] = 0.0
     cs[c, X_FBAR] = -1.0
     return nrec
 
 
 @njit(cache=True)
-def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, cs, out, rec):
+def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec):
     """Simulate spread columns ``c0 .. c1 - 1`` over all bars (rules: :mod:`backtest.spread`).
 
     ``mka``/``mkb``: the legs' :class:`~backtest.kernels.layout.MarketArrays` (``po_ref`` the
@@ -511,7 +583,9 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
     (targets with ``t_off`` rows of the previous run, ``col_sym``); ``prm``:
     :class:`~backtest.kernels.layout.SpreadParams`; ``tiers_a``/``tiers_b``: each venue's
     :class:`~backtest.kernels.layout.Tiers`; ``run``: :class:`~backtest.kernels.layout.SpreadSettings`;
-    ``rates``: :class:`~backtest.kernels.layout.SpreadRates` (read when ``run.fx``);
+    ``rates``: :class:`~backtest.kernels.layout.SpreadRates` (read when ``run.fx``); ``venues``:
+    :class:`~backtest.kernels.layout.SpreadVenues` (read when ``run.switching``: each leg's
+    markets, tiers and fees then stack its venues, see ``SpreadSettings.n_coins``);
     ``cs`` (C, NSX): the columns' ``X_*`` state, updated in place (bars held in it count from the
     end of the run afterwards); ``out``: :class:`~backtest.kernels.layout.SpreadOutputs`.
 
@@ -539,14 +613,19 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
     lev_t = prm.leverage.shape[0] > 1 or prm.leverage_a.shape[0] > 1  # (per-bar leverages: read each bar)
     a_spot, fx, spot_level = run.a_spot, run.fx, run.spot_level
     time_a = mka.time_ms
+    ncoin, switching = run.n_coins, run.switching
     nrec = 0
     for j0 in range(0, T, TIME_CHUNK):
         j1 = min(T, j0 + TIME_CHUNK)
         for c in range(c0, c1):
             n = col_sym[c]
-            nu = np.uint64(n)
             cu = np.uint64(c)
-            mmr_a, cmin_a, mmr_b, cmin_b = mmr_max_a[n], cum_min_a[n], mmr_max_b[n], cum_min_b[n]
+            # the legs' venues: symbols of their stacked markets and tiers (n without switching)
+            ven_a, ven_b = cs[c, X_VENA], cs[c, X_VENB]
+            na, nb = np.int64(ven_a) * ncoin + n, np.int64(ven_b) * ncoin + n
+            nua, nub = np.uint64(na), np.uint64(nb)
+            mmr_a, cmin_a, mmr_b, cmin_b = mmr_max_a[na], cum_min_a[na], mmr_max_b[nb], cum_min_b[nb]
+            idle = cs[c, X_IDLE]
             band = flex_nb(prm.band, 0, c)
             lev, lev_a = flex_nb(prm.leverage, 0, c), flex_nb(prm.leverage_a, 0, c)
             shared = a_spot or lev_a != lev  # each venue against its share (else halves)
@@ -571,9 +650,16 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
                 # 0-1. a transfer arriving, orders (rare: on the state in cs)
                 x = targets[np.uint64(i), cu] if i >= 0 else np.nan
                 pend_re = pre >= 0.0 and j >= pre
-                size = (x == x and x != lastx) or pend_re
+                ta = tb = np.nan
+                switch = False
+                if switching and x == x and x != 0.0:  # the target's venues (NaN: stay)
+                    ta, tb = venues.a[np.uint64(i), cu], venues.b[np.uint64(i), cu]
+                    switch = (ta == ta and ta != ven_a) or (tb == tb and tb != ven_b)
+                size = (x == x and (x != lastx or switch)) or pend_re
                 arriving = fbar >= 0.0 and j >= fbar
-                ordering = (size or pclose != 0.0 or reb != 0.0) and ref_a[ju, nu] and ref_b[ju, nu]
+                if switch and fbar > j:  # a switch of venue waits for what is in flight
+                    size = False
+                ordering = (size or pclose != 0.0 or reb != 0.0) and ref_a[ju, nua] and ref_b[ju, nub]
                 if arriving or ordering:
                     # fmt: off
                     _put(cs, c, (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
@@ -584,7 +670,18 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
                     if ordering:
                         if size and x != x:
                             x = cs[c, X_LASTX]
-                        nrec = _orders(j, x, size, c, n, mka, mkb, prm, run, cs, rec, nrec)
+                        if not switch:
+                            ta = tb = np.nan
+                        nrec = _orders(j, x, size, ta, tb, c, na, nb, mka, mkb, prm, run, cs, rec, nrec)
+                        if switch:  # on the new venues; sized now when nothing is in flight
+                            ven_a, ven_b = cs[c, X_VENA], cs[c, X_VENB]
+                            na, nb = np.int64(ven_a) * ncoin + n, np.int64(ven_b) * ncoin + n
+                            nua, nub = np.uint64(na), np.uint64(nb)
+                            mmr_a, cmin_a, mmr_b, cmin_b = mmr_max_a[na], cum_min_a[na], mmr_max_b[nb], cum_min_b[nb]
+                            idle = cs[c, X_IDLE]
+                            if cs[c, X_PRE] == j and ref_a[ju, nua] and ref_b[ju, nub]:
+                                x = cs[c, X_LASTX]
+                                nrec = _orders(j, x, True, np.nan, np.nan, c, na, nb, mka, mkb, prm, run, cs, rec, nrec)
                     # fmt: off
                     (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
                      lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda) = _get(cs, c)
@@ -598,17 +695,17 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
                     cs[c, X_FX] += d
                     cs[c, X_RA], cs[c, X_RB] = ra_n, rb_n
                 # 2. liquidation, leg A then leg B (the full check only past the pre-check level)
-                ok_a, ok_b = valid_a[ju, nu], valid_b[ju, nu]
+                ok_a, ok_b = valid_a[ju, nua], valid_b[ju, nub]
                 b_open = -s if s < 0.0 else 0.0  # (after the open's fills)
                 # a borrowed spot leg A: its margin level at the spot high at or below the call level
-                call_a = s < 0.0 and a_spot and ok_a and hi_a[ju, nu] * (-s) * spot_level >= bala
+                call_a = s < 0.0 and a_spot and ok_a and hi_a[ju, nua] * (-s) * spot_level >= bala
                 liq_a = (
                     not a_spot
                     and s != 0.0
                     and ok_a
-                    and rules.liq_possible_nb(s, lo_a[ju, nu] if s > 0.0 else hi_a[ju, nu], lva)
+                    and rules.liq_possible_nb(s, lo_a[ju, nua] if s > 0.0 else hi_a[ju, nua], lva)
                 )
-                liq_b = q != 0.0 and ok_b and rules.liq_possible_nb(q, lo_b[ju, nu] if q > 0.0 else hi_b[ju, nu], lvb)
+                liq_b = q != 0.0 and ok_b and rules.liq_possible_nb(q, lo_b[ju, nub] if q > 0.0 else hi_b[ju, nub], lvb)
                 if liq_a or liq_b or call_a:
                     # fmt: off
                     _put(cs, c, (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
@@ -616,11 +713,11 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
                     # fmt: on
                     clear = flex_nb(prm.clearance, j, c)
                     if call_a:
-                        nrec = _margin_call(j, c, n, mka, run, cs, rec, nrec)
+                        nrec = _margin_call(j, c, na, mka, run, cs, rec, nrec)
                     if liq_a:
-                        nrec = _liquidate(j, c, n, False, mka, tiers_a, mmr_a, cmin_a, clear, run, cs, rec, nrec)
+                        nrec = _liquidate(j, c, na, False, mka, tiers_a, mmr_a, cmin_a, clear, run, cs, rec, nrec)
                     if liq_b and cs[c, X_Q] != 0.0:
-                        nrec = _liquidate(j, c, n, True, mkb, tiers_b, mmr_b, cmin_b, clear, run, cs, rec, nrec)
+                        nrec = _liquidate(j, c, nb, True, mkb, tiers_b, mmr_b, cmin_b, clear, run, cs, rec, nrec)
                     # fmt: off
                     (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
                      lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda) = _get(cs, c)
@@ -628,7 +725,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
                     lva = liq_level_nb(s, bala, costa, mmr_a, cmin_a)
                     lvb = liq_level_nb(q, balb, costb, mmr_b, cmin_b)
                 # 3. funding of each leg at its venue's settlements
-                fva, fvb = fv_a[ju, nu], fv_b[ju, nu]
+                fva, fvb = fv_a[ju, nua], fv_b[ju, nub]
                 c0_fund = c_fund
                 bala, c_fund, amt = rules.funding_nb(s, fva, bala, c_fund)
                 if amt != 0.0:
@@ -638,7 +735,8 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
                     funda += amt
                     lva = liq_level_nb(s, bala, costa, mmr_a, cmin_a)
                     if w_cf:
-                        nrec = rules.funding_event_nb(rec, nrec, j, c, LEG_SPOT, s, fva, mka.funding_rate[ju, nu], amt)
+                        code = LEG_SPOT + 2 * np.int64(ven_a)
+                        nrec = rules.funding_event_nb(rec, nrec, j, c, code, s, fva, mka.funding_rate[ju, nua], amt)
                 c0_fund = c_fund
                 balb, c_fund, amt = rules.funding_nb(q, fvb, balb, c_fund)
                 if amt != 0.0:
@@ -647,10 +745,11 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
                         c_fund = c0_fund + amt
                     lvb = liq_level_nb(q, balb, costb, mmr_b, cmin_b)
                     if w_cf:
-                        nrec = rules.funding_event_nb(rec, nrec, j, c, LEG_PERP, q, fvb, mkb.funding_rate[ju, nu], amt)
+                        code = LEG_PERP + 2 * np.int64(ven_b)
+                        nrec = rules.funding_event_nb(rec, nrec, j, c, code, q, fvb, mkb.funding_rate[ju, nub], amt)
                 # 4. close
-                pxa = mc_a[ju, nu] if ok_a else va
-                pxb = mc_b[ju, nu] if ok_b else vb
+                pxa = mc_a[ju, nua] if ok_a else va
+                pxb = mc_b[ju, nub] if ok_b else vb
                 if fx:
                     c_spot, c_perp, c_unh, va, vb = _revalue(
                         s, q, va, vb, pxa, pxb, c_spot, c_perp, c_unh, cs[c, X_RA], cs[c, X_RB], True
@@ -676,9 +775,9 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
                 upa = s * va - costa if s != 0.0 else 0.0
                 upb = q * vb - costb if q != 0.0 else 0.0
                 if fx:
-                    out.equity[rj, c] = (bala + upa) * cs[c, X_RA] + (balb + upb) * cs[c, X_RB] + flight
+                    out.equity[rj, c] = (bala + upa) * cs[c, X_RA] + (balb + upb) * cs[c, X_RB] + flight + idle
                 else:
-                    out.equity[rj, c] = bala + balb + flight + upa + upb
+                    out.equity[rj, c] = bala + balb + flight + upa + upb + idle
                 if flight != 0.0 or not w_eq:  # (zeros where nothing is in flight: the caller's)
                     out.in_flight[rj, c] = flight
                 if w_comp:
@@ -699,9 +798,9 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
                         (
                             _borrow_ratio(s, va, bala, spot_level)
                             if a_spot
-                            else _leg_ratio(s, va, bala, costa, tiers_a, n)
+                            else _leg_ratio(s, va, bala, costa, tiers_a, na)
                         ),
-                        _leg_ratio(q, vb, balb, costb, tiers_b, n),
+                        _leg_ratio(q, vb, balb, costb, tiers_b, nb),
                     )
                 # 6. collateral check (decided at the close, done at the next open)
                 if fbar < 0.0 and ((s != 0.0 and q != 0.0) or cap != 0.0) and ok_a and ok_b:
@@ -738,7 +837,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, c
 
 
 @njit(cache=True, parallel=True)
-def spread_parallel_nb(bounds, rec_bounds, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, cs, out, rec):
+def spread_parallel_nb(bounds, rec_bounds, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec):
     """:func:`spread_range_nb` on threads: chunk ``h`` runs columns ``bounds[h] .. bounds[h + 1]``
     into ``rec[rec_bounds[h]:rec_bounds[h + 1]]``; returns each chunk's event count."""
     nch = len(bounds) - 1
@@ -755,6 +854,7 @@ def spread_parallel_nb(bounds, rec_bounds, mka, mkb, book, prm, tiers_a, tiers_b
             tiers_b,
             run,
             rates,
+            venues,
             cs,
             out,
             rec[rec_bounds[h] : rec_bounds[h + 1]],
