@@ -139,13 +139,31 @@ venue accounts.
   its quote. Events' ``cash`` and ``fee`` are in the account currency. Without ``quote_rates``
   every rate is 1 (two venues quoted differently are then taken 1:1, flagged
   ``usdc_usdt_parity``).
+* **Venue switching.** A leg may be given several venues (``run_spread([m1, m2, m3], [m1, m2,
+  m3], targets, venues=(va, vb))``: per target row and column the venue each leg should be on,
+  NaN to stay). Each venue of a leg keeps its own prices, funding, fee and tiers; a column holds
+  one position per leg, on the venue the leg is on now, and starts with its capital on the
+  venues of its first non-zero target's row. A row with a finite, non-zero target naming
+  another venue for a leg is a *switch*, executed at the open like a sizing (step 1): a leg that
+  changes venue, or side, is closed on its venue; the wallet of each venue left (all of it,
+  realized PnL included) is sent to that leg's new venue by a transfer (``fee_T``, ``delay``;
+  a balance of at most ``fee_T`` is not worth sending and stays there, *idle*: in the equity,
+  out of the sizing); the column then sizes to the target on the new venues (as a sizing,
+  capped by what each venue holds) at the transfer's arrival bar, at once when nothing is in
+  flight. A leg that keeps its venue and side stays open meanwhile (a spot leg is not sold to
+  move its hedge), its coins unhedged until the other leg opens. A switch waits while a transfer
+  is in flight (no sizing that bar); a pending close or a rebalance does not. Events name the
+  venue of each leg (a departure the venue left, an arrival the venue reached). Quote rates and
+  ``resume`` are not supported with switching (refused), and every venue's quote is taken 1:1.
 * **Identity.** ``equity - initial = funding + fees + slippage + borrow + spot_price +
   perp_price + liquidation + unhedged`` at every bar (``borrow``: a borrowed spot leg's interest),
   transfer fees inside ``fees``, the quote currencies' revaluation inside ``unhedged``; with
-  rates the equity is ``mb_A * r_A + mb_B * r_B + in_flight``.
+  rates the equity is ``mb_A * r_A + mb_B * r_B + in_flight``; with venue switching it adds
+  the idle balances.
 
 What it leaves out (stated, not hidden): cross margin within a venue and portfolios of several
-columns sharing capital (one column per portfolio, each leg isolated).
+columns sharing capital (one column per portfolio, each leg isolated: with one position per
+venue isolated and cross margin are the same).
 """
 
 from __future__ import annotations
@@ -522,7 +540,9 @@ class SpreadResult:
     kept, funding per leg (``cash`` and ``fee`` in the account currency). ``totals`` per column:
     funding per leg, trading fees, transfer fees, the number of transfers, every component,
     ``quote_fx`` (the revaluation of a venue valued at a quote rate; inside ``unhedged``), the
-    number of liquidations and the final equity.
+    number of liquidations and the final equity. ``venues`` (a run whose legs switch venues):
+    ``"A"``/``"B"`` -> the index of the venue each leg is on (in ``run_spread``'s sequence; rows
+    as ``positions``), else empty.
     """
 
     index: pd.DatetimeIndex
@@ -535,6 +555,7 @@ class SpreadResult:
     events: pd.DataFrame
     totals: pd.DataFrame
     initial_capital: float
+    venues: dict[str, pd.DataFrame] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
     state: SpreadState | None = None
@@ -558,6 +579,7 @@ class SpreadResult:
             positions={k: cat(lambda p, k=k: p.positions[k]) for k in last.positions},
             margin_ratio={k: cat(lambda p, k=k: p.margin_ratio[k]) for k in last.margin_ratio},
             in_flight=cat(lambda p: p.in_flight),
+            venues={k: cat(lambda p, k=k: p.venues[k]) for k in last.venues},
             events=pd.concat([p.events for p in parts], ignore_index=True),
             totals=last.totals.assign(liquidations=sum(p.totals.liquidations for p in parts)),
             initial_capital=parts[0].initial_capital,
@@ -782,7 +804,8 @@ def run_spread(
     comps = np.empty((N_COMP, rows["components"], C))
     pos_a, pos_b = np.empty((rows["positions"], C)), np.empty((rows["positions"], C))
     mr_a, mr_b = np.full((rows["margin"], C), np.nan), np.full((rows["margin"], C), np.nan)
-    out = SpreadOutputs(equity, comps, pos_a, pos_b, mr_a, mr_b, in_flight)
+    vrows = (rows["positions"], C) if switching else (1, 1)
+    out = SpreadOutputs(equity, comps, pos_a, pos_b, mr_a, mr_b, in_flight, np.zeros(vrows), np.zeros(vrows))
 
     capital = float(config.initial_capital_quote)
     key = _run_key(leg_a, leg_b, tg, config, spread, column_params)
@@ -906,7 +929,9 @@ def run_spread(
             cap = int(counts.max()) * C
     if slippage_capped(records):
         flags.append("slippage_capped")
-    res = _result(legs_a, legs_b, tg, config, capital, fee_a, fee_b, want, out, cs, records, flags, notes, a_spot)
+    res = _result(
+        legs_a, legs_b, tg, config, capital, fee_a, fee_b, want, out, cs, records, flags, notes, a_spot, switching
+    )
     lag = max(delay, 1)
     k = min(lag, t_off + T)
     res.state = SpreadState(
@@ -988,14 +1013,13 @@ def _n_threads() -> int:
 
 
 def _result(
-    legs_a, legs_b, tg, config, capital, fee_a, fee_b, want, out, cs, records, flags, notes, a_spot=False
+    legs_a, legs_b, tg, config, capital, fee_a, fee_b, want, out, cs, records, flags, notes, a_spot, switching
 ) -> SpreadResult:
     leg_a, leg_b = legs_a[0], legs_b[0]
     index = leg_a.index
     C = tg.values.shape[1]
     cols = pd.RangeIndex(C, name="column")
     sym = tg.column_symbol
-    switching = len(legs_a) > 1 or len(legs_b) > 1
     if switching:  # the venues each leg may be on; the symbols and fees of the ones it ended on
         va, vb = cs[:, X_VENA].astype(np.int64), cs[:, X_VENB].astype(np.int64)
         columns = pd.DataFrame(
@@ -1071,6 +1095,7 @@ def _result(
         equity=frame(out.equity),
         components=components,
         positions={"A": frame(out.pos_a), "B": frame(out.pos_b)},
+        venues={"A": frame(out.ven_a).astype(np.int64), "B": frame(out.ven_b).astype(np.int64)} if switching else {},
         margin_ratio={"A": frame(out.mr_a), "B": frame(out.mr_b)},
         in_flight=frame(out.in_flight),
         events=events,

@@ -166,31 +166,3 @@ def write_spread_run(
         },
         overwrite=overwrite,
     )
-
-
-def best_venue_rows(
-    rows: pd.DataFrame, capital: float, index: pd.DatetimeIndex, label: str = "best of"
-) -> pd.DataFrame:
-    """Per coin, a strategy that holds one venue pair at a time (``best_venue_carry``, or
-    ``funding_spread`` over several venues) as one trade: the sum of its pairs' rows (the
-    in-trade shares add up), its return on one column's ``capital``. For a spot leg ``venue_b``
-    lists the candidate perp venues (``best of bybit/hyperliquid``); for perp pairs both columns
-    list every venue (``widest of binance/bybit/hyperliquid``)."""
-    years = (index[-1] - index[0] + (index[1] - index[0])).total_seconds() / (365 * 86400)
-    out = []
-    for coin, part in rows.groupby("coin", sort=False):
-        summed = part.select_dtypes("number").sum()
-        ret = summed["net"] / capital
-        spot = part.venue_a.nunique() == 1 and label == "best of"
-        venues = list(dict.fromkeys([*part.venue_a, *part.venue_b]))
-        row = {
-            "coin": coin,
-            "venue_a": part.venue_a.iloc[0] if spot else "widest",
-            "venue_b": f"{label} " + "/".join(part.venue_b) if spot else "/".join(venues),
-            "strategy": f"{part.strategy.iloc[0]} (all venues)",
-            **summed.to_dict(),
-            "return": ret,
-            "annualized": (1.0 + ret) ** (1.0 / years) - 1.0 if years > 0 else np.nan,
-        }
-        out.append(row)
-    return pd.DataFrame(out, columns=rows.columns).astype({"transfers": np.int64, "liquidations": np.int64})

@@ -46,6 +46,7 @@ from strategies.funding_spread import (
     funding_spread,
     funding_spread_pairs,
     trailing_funding_per_year,
+    venue_schedule,
 )
 from strategies.funding_threshold import FundingThresholdParams, funding_threshold
 from strategies.lookahead import LookaheadDifference, LookaheadReport, check_lookahead, perturb_after, truncate_after
@@ -112,6 +113,7 @@ __all__ = [
     "FundingSignParams",
     "funding_spread",
     "funding_spread_pairs",
+    "venue_schedule",
     "FundingSpreadParams",
     "best_venue_carry",
     "BestVenueCarryParams",

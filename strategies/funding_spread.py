@@ -129,6 +129,51 @@ def funding_spread_pairs(
     return out
 
 
+def venue_schedule(
+    picked: dict[tuple[int, int], np.ndarray], orient: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One pair of venues held at a time (:func:`funding_spread_pairs`' ``{(i, k): x}``) as the
+    targets and venues of one hedge per coin, whose legs switch venues
+    (:func:`backtest.spread.run_spread`'s ``venues``).
+
+    Returns ``(x, venue_a, venue_b)``, (T, N) each: the target (NaN where a pair's is: keep),
+    and per leg the venue held (NaN where flat or kept: stay). With ``orient`` a new pair keeps
+    the venue it shares with the one before in the same leg (``(0, 1)`` then ``(1, 2)``: leg A
+    stays on venue 1, leg B moves from 0 to 2, the target's sign follows), so a switch moves
+    one leg, not both; without it leg A is ``i`` and leg B ``k`` (a spot leg A: one venue).
+    """
+    first = next(iter(picked.values()))
+    x: np.ndarray = np.zeros(first.shape)
+    pa, pb = np.full(first.shape, np.nan), np.full(first.shape, np.nan)
+    for (i, k), xp in picked.items():
+        on = np.isfinite(xp) & (xp != 0.0)
+        x[on], pa[on], pb[on] = xp[on], i, k
+    for xp in picked.values():
+        x[np.isnan(xp)] = np.nan
+    va, vb = np.full(x.shape, np.nan), np.full(x.shape, np.nan)
+    for n in range(x.shape[1]):
+        rows = np.flatnonzero(np.isfinite(x[:, n]) & (x[:, n] != 0.0))
+        if not rows.size:
+            continue
+        code = pa[rows, n] * 1e6 + pb[rows, n]
+        starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]])
+        held: tuple[float, float] | None = None
+        for s, e in zip(starts, [*starts[1:], rows.size]):
+            seg = rows[s:e]
+            i, k = pa[seg[0], n], pb[seg[0], n]
+            a, b = i, k
+            if orient and held is not None:
+                if held[0] in (i, k):
+                    a, b = held[0], (k if held[0] == i else i)
+                elif held[1] in (i, k):
+                    a, b = (k if held[1] == i else i), held[1]
+            if a != i:  # long i short k is short a (= k) and long b (= i)
+                x[seg, n] = -x[seg, n]
+            va[seg, n], vb[seg, n] = a, b
+            held = (a, b)
+    return x, va, vb
+
+
 def funding_spread(leg_a: Market, leg_b: Market, params: FundingSpreadParams, fee_a: float, fee_b: float) -> np.ndarray:
     """:func:`funding_spread_pairs` for one pair of venues: +``exposure`` long A and short B when
     B pays more than A by more than the fee hurdle and ``entry_annualized``, the mirror when A

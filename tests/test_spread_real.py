@@ -94,6 +94,48 @@ def test_funding_spread_backtest_each_leg_as_the_raw_files(venues_catalog, start
     assert ((res.positions["A"][[2, 3]] > 0).mean() > 0.9).all()
 
 
+@pytest.mark.parametrize("start", list(WINDOWS), ids=[w[:7] for w in WINDOWS])
+def test_one_hedge_switching_among_three_venues_funding_as_the_raw_files(venues_catalog, start):  # noqa: F811
+    """funding_spread over three venues as one hedge per coin whose legs move between venues
+    (``run_spread(..., venues=...)``): on each venue, each leg's funding equals the raw files'
+    for the coins it held there, the identity holds at every bar, and switches moved collateral."""
+    import strategies
+
+    end, venues = WINDOWS[start]
+    pairs = [_pair(venues_catalog, "BTC,ETH", venues[0], v, start, end) for v in venues[1:]]
+    perps = [pairs[0].leg_a, pairs[0].leg_b, pairs[1].leg_b]
+    params = FundingSpreadParams(entry_annualized=0.02, min_hold_hours=24.0, switch_annualized=0.02)
+    picked = strategies.funding_spread_pairs(perps, params, [0.0005] * 3)
+    x, va, vb = strategies.venue_schedule(picked)
+    cols = np.arange(2)
+    tg = Targets(x, cols, cols, pd.DataFrame({"symbol": perps[0].symbols, "group": cols}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg = BacktestConfig(perp_leverage=2)
+        res = run_spread(perps, perps, tg, cfg, SpreadConfig(tiers_dir=str(shared_data_path())), venues=(va, vb))
+    comps = sum(res.components.values())
+    np.testing.assert_allclose((res.equity - res.initial_capital).to_numpy(), comps.to_numpy(), rtol=0, atol=1e-9 * 1e4)
+    ev = res.events
+    fund = ev[ev.kind == "funding"]
+    checked = 0
+    for c, coin in enumerate(pairs[0].coins):
+        for v, venue in enumerate(venues):
+            # the coins held on this venue per bar: each leg's position where that leg is on it
+            pos = sum(res.positions[leg][c].where(res.venues[leg][c] == v, 0.0) for leg in "AB")
+            want = expected_funding(raw_settlements(shared_data_path(venue), coin, QUOTE[venue]), pos)
+            want = want[np.isfinite(want.to_numpy()) & (want.to_numpy() != 0)]
+            want = want.groupby(want.index.ceil("h") - H).sum()
+            got = fund[(fund.column == c) & (fund.venue == venue)].groupby("time").cash.sum()
+            assert got.index.equals(pd.DatetimeIndex(want.index)), f"{venue} {coin}: settlement bars differ"
+            np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-9, atol=0, err_msg=f"{venue} {coin}")
+            checked += len(got)
+    assert checked > 100
+    moves = ev[(ev.kind == "transfer") & (ev.cash < 0)]
+    assert len(moves) > 0
+    switched = (res.venues["A"].diff().abs().sum() + res.venues["B"].diff().abs().sum()).sum()
+    assert switched > 0
+
+
 def test_a_liquidation_of_the_binance_leg_by_hand_with_its_tiers(venues_catalog):  # noqa: F811
     """Long Binance, short Bybit at 20x with no collateral moves from 2024-09-04: BTC's dip of
     early September liquidates the Binance leg at the price where its isolated margin balance meets

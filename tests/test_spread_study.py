@@ -67,14 +67,19 @@ def test_a_grid_runs_every_set_pair_and_coin(grid):
     assert len(rows) == 8 * (6 + 2) and list(rows.set.unique()) == list(range(8))
     assert rows.groupby("set").leverage.first().tolist() == [2.0] * 4 + [3.0] * 4
     assert rows.groupby("set").entry_annualized.first().tolist() == [0.03, 0.03, 0.1, 0.1] * 2
-    assert len(parts.curves) == 8 * 6 and "BTC binance/hyperliquid #5" in parts.curves
+    assert len(parts.curves) == 8 * (6 + 2) and {"BTC binance/hyperliquid #5", "ETH widest of #5"} <= set(parts.curves)
     nets = rows[rows.venue_a == "widest"].groupby("set").net.sum()
     assert nets.nunique() == 8  # every set trades differently (the grid is not vacuous)
-    # what a row says it earned is what its curve ended at
-    own = rows[rows.venue_a != "widest"]
-    ends = np.array([parts.curves[label].iloc[-1] for label in own.label])
-    np.testing.assert_allclose(own.net.to_numpy() + 10_000.0, ends, rtol=0, atol=1e-9)
+    # what a row says it earned is what its curve ended at (the strategy's own rows too)
+    ends = np.array([parts.curves[label].iloc[-1] for label in rows.label])
+    np.testing.assert_allclose(rows.net.to_numpy() + 10_000.0, ends, rtol=0, atol=1e-9)
     assert set(parts.events[0].set) == set(range(8))
+    # the strategy's own hedge moves its legs between venues: transfers at its switches, on each venue
+    ev = parts.events[0]
+    own = ev[ev.venue_a.astype(str) == "widest"]
+    moved = own[(own.kind == "transfer") & (own.cash < 0)]
+    assert len(moved) > 0 and moved.venue.nunique() >= 2
+    assert set(own[own.kind == "funding"].venue) == {"binance", "bybit", "hyperliquid"}
 
 
 def test_split_over_processes_tasks_and_dask_equals_one_process(grid):

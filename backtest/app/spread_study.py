@@ -180,13 +180,15 @@ def resolve_window(study: SpreadStudy) -> tuple[SpreadStudy, list[str]]:
     return replace(study, start=start.isoformat(), end=end.isoformat()), [note]
 
 
-def _targets(study: SpreadStudy, pairs: dict, s: SpreadSet, config) -> tuple[dict, list[str]]:
-    """One set's targets per venue pair (a float or a (T, N) array) and the strategy's notes."""
+def _targets(study: SpreadStudy, pairs: dict, s: SpreadSet, config) -> tuple[dict, list[str], tuple | None]:
+    """One set's targets per venue pair (a float or a (T, N) array), the strategy's notes and,
+    for a strategy that picks among venues, its one hedge per coin: ``(legs_a, legs_b, x,
+    venue_a, venue_b)`` (:func:`strategies.venue_schedule`)."""
     import strategies
     from backtest.spread import venue_fee
 
     if study.strategy == "hold":
-        return {key: (-1.0 if study.direction == "reverse" else 1.0) for key in pairs}, []
+        return {key: (-1.0 if study.direction == "reverse" else 1.0) for key in pairs}, [], None
 
     def fee(market, kind: str) -> float:  # a venue's fee at the window's first bar (its rules file)
         return venue_fee(market, config.order_type, config, kind)[0]
@@ -201,14 +203,12 @@ def _targets(study: SpreadStudy, pairs: dict, s: SpreadSet, config) -> tuple[dic
         picked = strategies.funding_spread_pairs(
             [perps[v] for v in venues], params, [fee(perps[v], "perp") for v in venues]
         )
-        notes = []
+        notes, hedge = [], None
         if len(venues) > 2:
-            notes.append(
-                "funding_spread: per coin the venue pair with the widest spread after fees, one at a time; a switch "
-                "of pair closes one pair's hedge and opens the other's; each pair's venues hold their own capital, so "
-                "no transfer between them is modeled at a switch"
-            )
-        return {(venues[i], venues[k]): x for (i, k), x in picked.items()}, notes
+            notes.append(SWITCH_NOTE)
+            legs = [perps[v] for v in venues]
+            hedge = (legs, legs, *strategies.venue_schedule(picked))
+        return {(venues[i], venues[k]): x for (i, k), x in picked.items()}, notes, hedge
     keys = list(pairs)
     first = pairs[keys[0]]
     xs = strategies.best_venue_carry(
@@ -217,12 +217,21 @@ def _targets(study: SpreadStudy, pairs: dict, s: SpreadSet, config) -> tuple[dic
         [fee(pairs[k].leg_b, "perp") for k in keys],
         fee(first.leg_a, "spot"),
     )
-    note = (
-        "best_venue_carry: a switch of venue closes the carry on one venue pair and opens it on the other (the "
-        "spot sold and bought again, its fees counted); each pair's venues hold their own capital, so no "
-        "transfer between the perp venues is modeled at a switch"
+    hedge = (
+        [first.leg_a],
+        [pairs[k].leg_b for k in keys],
+        *strategies.venue_schedule({(0, v): x for v, x in enumerate(xs)}, orient=False),
     )
-    return dict(zip(keys, xs)), [note]
+    return dict(zip(keys, xs)), [SWITCH_NOTE], hedge
+
+
+SWITCH_NOTE = (
+    "a strategy that picks among venues: each pair's row is that pair traded alone, on its own capital, while "
+    "the strategy held it; the strategy's own row (widest of / best of) is one hedge per coin on one capital, "
+    "its legs moving venue at a switch: the leg leaving a venue closes there, that venue's wallet is sent to the "
+    "new one (a transfer, its fee and delay), the hedge re-sizes there on arrival; a leg that stays (the spot) "
+    "stays open meanwhile"
+)
 
 
 def set_label(s: SpreadSet, grid: bool) -> str:
@@ -236,7 +245,7 @@ def run_sets(study: SpreadStudy, sets: list[SpreadSet] | tuple[SpreadSet, ...], 
     from backtest.spread import run_spread
     from backtest.targets import Targets
     from data.loader import DataWarning
-    from reports.spread_run import best_venue_rows, spread_rows, trade_components
+    from reports.spread_run import spread_rows, trade_components
 
     parts = SpreadParts()
     pairs, said = _load(study)
@@ -244,10 +253,11 @@ def run_sets(study: SpreadStudy, sets: list[SpreadSet] | tuple[SpreadSet, ...], 
         parts.add_note(text)
     config = BacktestConfig.from_dict(study.config)
     spread = SpreadConfig(**study.spread)
-    per_set = []
+    per_set, hedges = [], []
     for s in sets:
-        targets, notes = _targets(study, pairs, s, config)
+        targets, notes, hedge = _targets(study, pairs, s, config)
         per_set.append(targets)
+        hedges.append(hedge)
         for n in notes:
             parts.add_note(n)
     for (va, vb), pair in pairs.items():
@@ -294,21 +304,65 @@ def run_sets(study: SpreadStudy, sets: list[SpreadSet] | tuple[SpreadSet, ...], 
             coin=table.coin.to_numpy()[res.events.column], set=table.set.to_numpy()[res.events.column]
         )
         parts.events.append(ev.drop(columns="column").assign(venue_a=va, venue_b=vb))
-    rows = pd.concat(parts.rows, ignore_index=True).sort_values(["set"], kind="stable", ignore_index=True)
-    base = [c for c in rows.columns if c not in ("set", "leverage", "label", *STRATEGY_FIELDS)]  # spread_rows'
     if study.picking:
-        label = "best of" if study.strategy == "best_venue_carry" else "widest of"
-        index = next(iter(pairs.values())).leg_a.index
-        capital = float(config.initial_capital_quote)
-        combined = []
-        for s in sets:
-            part = rows[rows.set == s.index]
-            best = best_venue_rows(part[base], capital, index, label)
-            best = _with_set(best, [s] * len(best), [f"{coin} {label}{set_label(s, grid)}" for coin in best.coin])
-            combined.append(pd.concat([part, best], ignore_index=True))
-        rows = pd.concat(combined, ignore_index=True)
-    parts.rows = [rows]
+        rated = any(p.quote_rates for p in pairs.values())
+        _run_switching(study, sets, hedges, grid, config, spread, parts, rated)
+    parts.rows = [pd.concat(parts.rows, ignore_index=True).sort_values(["set"], kind="stable", ignore_index=True)]
     return parts
+
+
+def _run_switching(
+    study: SpreadStudy, sets, hedges: list, grid: bool, config, spread, parts: SpreadParts, rated: bool
+) -> None:
+    """The strategy's own rows when it picks among venues: one hedge per (set, coin) on one
+    capital whose legs switch venues (``run_spread(..., venues=...)``), in one engine call."""
+    from backtest.spread import run_spread
+    from backtest.targets import Targets
+    from reports.spread_run import spread_rows, trade_components
+
+    legs_a, legs_b = hedges[0][0], hedges[0][1]
+    T, N = legs_a[0].shape
+    x, va, vb = (np.hstack([h[k] for h in hedges]) for k in (2, 3, 4))
+    cols = len(sets) * N
+    tg = Targets(
+        x,
+        np.tile(np.arange(N), len(sets)),
+        np.arange(cols),
+        pd.DataFrame({"strategy": study.strategy, "symbol": np.tile(list(legs_a[0].symbols), len(sets))}).assign(
+            group=np.arange(cols)
+        ),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (the pairs' runs said it)
+        res = run_spread(
+            legs_a,
+            legs_b,
+            tg,
+            config,
+            spread,
+            column_params={"perp_leverage": np.repeat([s.leverage for s in sets], N)},
+            venues=(va, vb),
+        )
+    if rated:
+        parts.add_note("the strategy's own rows take every venue's quote 1:1 (no quote rate with venue switching yet)")
+    parts.flags = list(dict.fromkeys([*parts.flags, *res.flags]))
+    table = spread_rows(res, study.strategy)
+    spot = study.strategy == "best_venue_carry"
+    label = "best of" if spot else "widest of"
+    names = "/".join(m.venue for m in legs_b)
+    table["venue_a"] = legs_a[0].venue if spot else "widest"
+    table["venue_b"] = f"{label} {names}" if spot else names
+    table["strategy"] = f"{study.strategy} (all venues)"
+    labels = [f"{coin} {label}{set_label(sets[c // N], grid)}" for c, coin in enumerate(table.coin)]
+    table = _with_set(table, [sets[c // N] for c in range(cols)], labels)
+    parts.rows.append(table)
+    for c, lab in enumerate(labels):
+        parts.curves[lab] = res.equity[c].rename(lab)
+    comps, ratio = trade_components(res, labels)
+    parts.components.update(comps)
+    parts.ratios.append(ratio)
+    ev = res.events.assign(coin=table.coin.to_numpy()[res.events.column], set=table.set.to_numpy()[res.events.column])
+    parts.events.append(ev.drop(columns="column").assign(venue_a=table.venue_a.iloc[0], venue_b=table.venue_b.iloc[0]))
 
 
 def _with_set(rows: pd.DataFrame, sets: list[SpreadSet], labels: list[str]) -> pd.DataFrame:
@@ -378,7 +432,8 @@ def _in_row_order(parts: SpreadParts, study: SpreadStudy) -> SpreadParts:
     pair_rank = {pair: k for k, pair in enumerate(study.pairs)}
     events = pd.concat(parts.events, ignore_index=True) if parts.events else pd.DataFrame()
     if len(events):
-        rank = np.array([pair_rank[(a, b)] for a, b in zip(events.venue_a, events.venue_b)])
+        # (the strategy's own hedges, on every venue, after the pairs)
+        rank = np.array([pair_rank.get((a, b), len(pair_rank)) for a, b in zip(events.venue_a, events.venue_b)])
         order = np.lexsort((rank, events["set"].to_numpy()))
         events = events.iloc[order].reset_index(drop=True)
         for name in ("coin", "venue_a", "venue_b"):  # (in order of appearance: one dtype wherever they came from)

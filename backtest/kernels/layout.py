@@ -306,7 +306,8 @@ class SpreadRates(NamedTuple):
 class SpreadOutputs(NamedTuple):
     """Spread results written in place, (T|1, C) each: ``equity``, ``comps`` (N_COMP, T|1, C),
     positions ``pos_a``/``pos_b`` (coins), margin ratios ``mr_a``/``mr_b`` at the close (NaN:
-    flat leg) and the amount ``in_flight`` (quote; per bar it is written only where non-zero:
+    flat leg), the venues ``ven_a``/``ven_b`` the legs are on (venue switching; rows as
+    positions, else (1, 1) and not written) and the amount ``in_flight`` (quote; per bar it is written only where non-zero:
     the caller passes zeros). One row per bar where the matching ``F_*`` bit is set (equity,
     components, positions, margin; in flight follows equity), else the final values (margin:
     untouched)."""
@@ -318,3 +319,5 @@ class SpreadOutputs(NamedTuple):
     mr_a: np.ndarray
     mr_b: np.ndarray
     in_flight: np.ndarray
+    ven_a: np.ndarray
+    ven_b: np.ndarray

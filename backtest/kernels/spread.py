@@ -789,6 +789,8 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
                     out.comps[C_UNH, j, c] = c_unh
                 if w_pos:
                     rules.store_pair_nb(out.pos_a, out.pos_b, j, c, s, q)
+                    if switching:
+                        rules.store_pair_nb(out.ven_a, out.ven_b, j, c, ven_a, ven_b)
                 if w_margin:
                     rules.store_pair_nb(
                         out.mr_a,
@@ -831,6 +833,8 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
                 out.comps[m, 0, c] = cs[c, X_COMP + m]
         if not w_pos:
             rules.store_pair_nb(out.pos_a, out.pos_b, 0, c, cs[c, X_S], cs[c, X_Q])
+            if switching:
+                rules.store_pair_nb(out.ven_a, out.ven_b, 0, c, cs[c, X_VENA], cs[c, X_VENB])
         cs[c, X_PRE] = rules.carry_bar_nb(cs[c, X_PRE], T)
         cs[c, X_FBAR] = rules.carry_bar_nb(cs[c, X_FBAR], T)
     return nrec
