@@ -8,7 +8,9 @@ liquidations and every funding settlement of each leg) and ``report.html``.
 
 Row fields: ``funding_a``/``funding_b`` what each leg received (negative: paid), ``trading_fees``
 and ``transfer_fees`` (negative: costs), ``transfers`` sent, ``slippage``, ``basis`` the legs'
-price PnL (leg A's + leg B's + any unhedged leg's), ``borrow`` a borrowed spot leg's interest
+price PnL (leg A's + leg B's + any unhedged leg's), ``unhedged`` the part of ``basis`` earned by
+coins without their other leg (after a liquidation, or while a switch of venues waits for its
+transfer), ``borrow`` a borrowed spot leg's interest
 (a reverse carry; negative: a cost), ``quote_fx`` the revaluation of a venue
 quoted in USDC at the USDC/USDT rate (0 without one), ``liquidation`` (clearance fees and
 insurance covers), ``liquidations``, ``net`` (the sum: equity change), ``return`` (net / capital)
@@ -55,6 +57,7 @@ def spread_rows(res: SpreadResult, strategy: str) -> pd.DataFrame:
             "slippage": t.slippage,
             "borrow": t.borrow,
             "basis": t.spot_price + t.perp_price + t.unhedged - t.quote_fx,
+            "unhedged": t.unhedged - t.quote_fx,
             "quote_fx": t.quote_fx,
             "liquidation": t.liquidation,
             "liquidations": t.liquidations,

@@ -353,7 +353,7 @@ def _run_switching(
     table["venue_a"] = legs_a[0].venue if spot else "widest"
     table["venue_b"] = f"{label} {names}" if spot else names
     table["strategy"] = f"{study.strategy} (all venues)"
-    labels = [f"{coin} {label}{set_label(sets[c // N], grid)}" for c, coin in enumerate(table.coin)]
+    labels = [f"{coin} {label} {names}{set_label(sets[c // N], grid)}" for c, coin in enumerate(table.coin)]
     table = _with_set(table, [sets[c // N] for c in range(cols)], labels)
     parts.rows.append(table)
     for c, lab in enumerate(labels):
