@@ -67,7 +67,10 @@ def test_a_grid_runs_every_set_pair_and_coin(grid):
     assert len(rows) == 8 * (6 + 2) and list(rows.set.unique()) == list(range(8))
     assert rows.groupby("set").leverage.first().tolist() == [2.0] * 4 + [3.0] * 4
     assert rows.groupby("set").entry_annualized.first().tolist() == [0.03, 0.03, 0.1, 0.1] * 2
-    assert len(parts.curves) == 8 * (6 + 2) and {"BTC binance/hyperliquid #5", "ETH widest of binance/bybit/hyperliquid #5"} <= set(parts.curves)
+    assert len(parts.curves) == 8 * (6 + 2) and {
+        "BTC binance/hyperliquid #5",
+        "ETH widest of binance/bybit/hyperliquid #5",
+    } <= set(parts.curves)
     nets = rows[rows.venue_a == "widest"].groupby("set").net.sum()
     assert nets.nunique() == 8  # every set trades differently (the grid is not vacuous)
     # what a row says it earned is what its curve ended at (the strategy's own rows too)
