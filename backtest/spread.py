@@ -888,7 +888,6 @@ def run_spread(
         leg_a.n_symbols,
         switching,
     )
-    no_venues = _ro(np.full((1, 1), np.nan))
     args = (
         _stack([_leg_arrays(m, delay, None if resume is None else resume.leg_a_last, spot=a_spot) for m in legs_a]),
         _stack([_leg_arrays(m, delay, None if resume is None else resume.leg_b_last) for m in legs_b]),
@@ -898,7 +897,7 @@ def run_spread(
         _stack_tiers([_tiers_arrays(tiers) for tiers, _src in t_b]),
         run,
         kernel_rates,
-        SpreadVenues(no_venues, no_venues) if ven is None else SpreadVenues(_ro(ven.a), _ro(ven.b)),
+        None if ven is None else SpreadVenues(_ro(ven.a), _ro(ven.b)),
     )
     n_settle = max(int((m.funding_count > 0).sum(axis=0)[tg.column_symbol].sum()) for m in legs_a) + max(
         int((m.funding_count > 0).sum(axis=0)[tg.column_symbol].sum()) for m in legs_b

@@ -350,7 +350,7 @@ def _fees(prm, run, j, c, cs):
     return flex_nb(prm.fee_a, j, c), flex_nb(prm.fee_b, j, c)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _switch(j, c, x, ta, tb, pxa, pxb, vol_a, vol_b, slip, impact, fee_a, fee_b, fee_t, run, cs, rec, nrec):
     """A new target ``x`` on other venues (leg A to venue ``ta``, leg B to ``tb``; NaN: stay), at
     the open of bar ``j`` (the legs revalued to ``pxa``/``pxb``): a leg that changes venue or
@@ -555,7 +555,31 @@ def _put(cs, c, st):
     ) = st
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
+def _size_now(j, c, na, nb, mka, mkb, prm, run, cs, rec, nrec):
+    """A switch with nothing in flight: size to the target on the new venues at once (out of
+    the bar loop: its code stays small)."""
+    return _orders(j, cs[c, X_LASTX], True, np.nan, np.nan, c, na, nb, mka, mkb, prm, run, cs, rec, nrec)
+
+
+@njit(cache=True)
+def _switching(venues):
+    """Whether the legs may switch venues: ``venues`` given (a run without is compiled apart,
+    ``None``: the checks below fold away)."""
+    if venues is None:
+        return False
+    return True
+
+
+@njit(cache=True)
+def _target_venues(venues, i, c):
+    """The venues target row ``i`` names for column ``c``'s legs (NaN: stay; NaN without venues)."""
+    if venues is None:
+        return np.nan, np.nan
+    return venues.a[np.uint64(i), np.uint64(c)], venues.b[np.uint64(i), np.uint64(c)]
+
+
+@njit(cache=True)
 def _arrive(j, c, cs, rec, nrec):
     """Step 0: what is in flight (account currency) reaches its venues' wallets (``X_FLA`` of it
     leg A's, the rest leg B's), at each venue's rate now. Returns the event count."""
@@ -584,7 +608,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
     :class:`~backtest.kernels.layout.SpreadParams`; ``tiers_a``/``tiers_b``: each venue's
     :class:`~backtest.kernels.layout.Tiers`; ``run``: :class:`~backtest.kernels.layout.SpreadSettings`;
     ``rates``: :class:`~backtest.kernels.layout.SpreadRates` (read when ``run.fx``); ``venues``:
-    :class:`~backtest.kernels.layout.SpreadVenues` (read when ``run.switching``: each leg's
+    :class:`~backtest.kernels.layout.SpreadVenues` or None (legs that switch venues: each leg's
     markets, tiers and fees then stack its venues, see ``SpreadSettings.n_coins``);
     ``cs`` (C, NSX): the columns' ``X_*`` state, updated in place (bars held in it count from the
     end of the run afterwards); ``out``: :class:`~backtest.kernels.layout.SpreadOutputs`.
@@ -613,7 +637,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
     lev_t = prm.leverage.shape[0] > 1 or prm.leverage_a.shape[0] > 1  # (per-bar leverages: read each bar)
     a_spot, fx, spot_level = run.a_spot, run.fx, run.spot_level
     time_a = mka.time_ms
-    ncoin, switching = run.n_coins, run.switching
+    ncoin, switching = run.n_coins, _switching(venues)
     nrec = 0
     for j0 in range(0, T, TIME_CHUNK):
         j1 = min(T, j0 + TIME_CHUNK)
@@ -621,11 +645,11 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
             n = col_sym[c]
             cu = np.uint64(c)
             # the legs' venues: symbols of their stacked markets and tiers (n without switching)
-            ven_a, ven_b = cs[c, X_VENA], cs[c, X_VENB]
+            ven_a, ven_b = (cs[c, X_VENA], cs[c, X_VENB]) if switching else (0.0, 0.0)
             na, nb = np.int64(ven_a) * ncoin + n, np.int64(ven_b) * ncoin + n
             nua, nub = np.uint64(na), np.uint64(nb)
             mmr_a, cmin_a, mmr_b, cmin_b = mmr_max_a[na], cum_min_a[na], mmr_max_b[nb], cum_min_b[nb]
-            idle = cs[c, X_IDLE]
+            idle = cs[c, X_IDLE] if switching else 0.0
             band = flex_nb(prm.band, 0, c)
             lev, lev_a = flex_nb(prm.leverage, 0, c), flex_nb(prm.leverage_a, 0, c)
             shared = a_spot or lev_a != lev  # each venue against its share (else halves)
@@ -653,7 +677,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
                 ta = tb = np.nan
                 switch = False
                 if switching and x == x and x != 0.0:  # the target's venues (NaN: stay)
-                    ta, tb = venues.a[np.uint64(i), cu], venues.b[np.uint64(i), cu]
+                    ta, tb = _target_venues(venues, i, c)
                     switch = (ta == ta and ta != ven_a) or (tb == tb and tb != ven_b)
                 size = (x == x and (x != lastx or switch)) or pend_re
                 arriving = fbar >= 0.0 and j >= fbar
@@ -680,8 +704,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
                             mmr_a, cmin_a, mmr_b, cmin_b = mmr_max_a[na], cum_min_a[na], mmr_max_b[nb], cum_min_b[nb]
                             idle = cs[c, X_IDLE]
                             if cs[c, X_PRE] == j and ref_a[ju, nua] and ref_b[ju, nub]:
-                                x = cs[c, X_LASTX]
-                                nrec = _orders(j, x, True, np.nan, np.nan, c, na, nb, mka, mkb, prm, run, cs, rec, nrec)
+                                nrec = _size_now(j, c, na, nb, mka, mkb, prm, run, cs, rec, nrec)
                     # fmt: off
                     (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
                      lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda) = _get(cs, c)
@@ -775,9 +798,10 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
                 upa = s * va - costa if s != 0.0 else 0.0
                 upb = q * vb - costb if q != 0.0 else 0.0
                 if fx:
-                    out.equity[rj, c] = (bala + upa) * cs[c, X_RA] + (balb + upb) * cs[c, X_RB] + flight + idle
+                    eq = (bala + upa) * cs[c, X_RA] + (balb + upb) * cs[c, X_RB] + flight
                 else:
-                    out.equity[rj, c] = bala + balb + flight + upa + upb + idle
+                    eq = bala + balb + flight + upa + upb
+                out.equity[rj, c] = eq + idle if switching else eq
                 if flight != 0.0 or not w_eq:  # (zeros where nothing is in flight: the caller's)
                     out.in_flight[rj, c] = flight
                 if w_comp:
@@ -805,7 +829,14 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
                         _leg_ratio(q, vb, balb, costb, tiers_b, nb),
                     )
                 # 6. collateral check (decided at the close, done at the next open)
-                if fbar < 0.0 and ((s != 0.0 and q != 0.0) or cap != 0.0) and ok_a and ok_b:
+                # (an infinite band never rebalances: skipped unless the band varies per bar)
+                if (
+                    (band_t or band < np.inf)
+                    and fbar < 0.0
+                    and ((s != 0.0 and q != 0.0) or cap != 0.0)
+                    and ok_a
+                    and ok_b
+                ):
                     mba = bala + upa
                     mbb = balb + upb
                     if fx:  # (account currency)
