@@ -58,8 +58,8 @@ def best_venue_carry(
         less a fee hurdle: the round trip's fees (spot ``spot_fee`` and that venue's perp fee, in
         and out) spread over ``fee_horizon_hours``. Flat: enter the best venue above
         ``entry_annualized``. Held for ``min_hold_hours``: exit below ``exit_annualized``, or
-        switch to another venue paying ``switch_annualized`` more (a switch is a full round
-        trip: in a spread backtest, one venue pair's carry closes and the other's opens).
+        switch to another venue paying ``switch_annualized`` more (in a spread backtest of one
+        carry whose perp moves venue: the perp closes on one venue and opens on the other).
 
     Parameters
     ----------
@@ -76,8 +76,9 @@ def best_venue_carry(
         Per venue: ``exposure`` where that venue holds the coin's carry, else 0.
 
     Risks
-        Trailing funding lags its turns; a switch costs a round trip of both legs; the collateral
-        each venue needs is assumed there (in a spread run each venue pair has its own capital).
+        Trailing funding lags its turns; a switch costs the perp's round trip and a transfer of
+        its collateral to the new venue (``venue_schedule`` and ``run_spread(..., venues=...)``:
+        the spot stays, unhedged until the collateral arrives).
     """
     if len(perps) != len(fees) or not perps:
         raise ConfigError(f"best_venue_carry needs one fee per venue: {len(perps)} venues, {len(fees)} fees")

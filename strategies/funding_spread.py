@@ -98,7 +98,8 @@ def funding_spread_pairs(
         Trailing spreads lag their turns (a regime that flips is left late); the legs' basis
         moves against the trade on the way (the two perps' prices differ by their premiums); a
         leg can be liquidated while collateral is in transfer; USDC and USDT taken 1:1; a
-        switch of pair is a full round trip.
+        switch of pair closes the leg that changes venue and moves its collateral
+        (:func:`venue_schedule` keeps the other leg's venue), unhedged until it arrives.
     """
     if len(perps) != len(fees) or len(perps) < 2:
         raise ConfigError(

@@ -13,7 +13,7 @@ them on the built-in demo dataset (the same array types, hence the same compiled
 a user's runs): the demo (five strategies, portfolios of several columns: the general
 kernel), one-column portfolios (the fast kernel), a sweep large enough to run on every core
 (the multi-threaded driver), cross margin with top-ups, a spot/perp hedge between two demo venues
-(the spread kernel, one compiled version for perp and spot legs, and best_venue_carry) and every built-in strategy. A
+(the spread kernel, one compiled version for perp and spot legs and one whose legs switch venues, and best_venue_carry) and every built-in strategy. A
 process that finds a kernel already in the cache loads it instead, so running the command
 again costs a few seconds.
 """
@@ -68,7 +68,7 @@ JOBS: dict[str, list[str]] = {
         "--data",
         "{cat}",
         "--venues",
-        "binance,bybit",
+        "binance,bybit,okx",
         "--leg-a",
         "spot",
         "--strategy",
@@ -108,7 +108,8 @@ def run_compile(workers: int | None = None, jobs: dict[str, list[str]] | None = 
     workers = max(1, workers or os.cpu_count() or 1)
     with tempfile.TemporaryDirectory(prefix="carry-compile-") as tmp:
         cat = write_demo_catalog(Path(tmp) / "catalog").root
-        write_demo_catalog(cat, seed=8, venue="bybit")  # a second venue for the spread runs
+        write_demo_catalog(cat, seed=8, venue="bybit")  # more venues for the spread runs (the
+        write_demo_catalog(cat, seed=9, venue="okx")  # kernel whose legs switch venues too)
 
         def run(k: int, name: str, argv: list[str]) -> tuple[str, float, int, str]:
             args = [a.format(cat=cat, out=Path(tmp) / f"out{k}") for a in argv]
