@@ -153,8 +153,8 @@ venue accounts.
   flight. A leg that keeps its venue and side stays open meanwhile (a spot leg is not sold to
   move its hedge), its coins unhedged until the other leg opens. A switch waits while a transfer
   is in flight (no sizing that bar); a pending close or a rebalance does not. Events name the
-  venue of each leg (a departure the venue left, an arrival the venue reached). Quote rates and
-  ``resume`` are not supported with switching (refused), and every venue's quote is taken 1:1.
+  venue of each leg (a departure the venue left, an arrival the venue reached). Quote rates
+  are not supported with switching (refused: every venue's quote is taken 1:1); ``resume`` is.
 * **Identity.** ``equity - initial = funding + fees + slippage + borrow + spot_price +
   perp_price + liquidation + unhedged`` at every bar (``borrow``: a borrowed spot leg's interest),
   transfer fees inside ``fees``, the quote currencies' revaluation inside ``unhedged``; with
@@ -414,17 +414,28 @@ class _VenueRows:
     b: np.ndarray
     first: tuple[np.ndarray, np.ndarray]
 
-    def tradable(self, legs_a: list[Market], legs_b: list[Market], column_symbol: np.ndarray, lag: int) -> np.ndarray:
-        """(T, C): whether both venues the row executing at each bar names (or the column is on
-        then) trade the column's coin at that bar."""
-        T, C = self.a.shape
-        out = np.ones((T, C), bool)
-        for rows, first, legs in ((self.a, self.first[0], legs_a), (self.b, self.first[1], legs_b)):
+    def after(self, tail: tuple[np.ndarray, np.ndarray]) -> _VenueRows:
+        """These rows after ``tail``'s (a resumed run's rows decided before its first bar)."""
+        return _VenueRows(np.concatenate([tail[0], self.a]), np.concatenate([tail[1], self.b]), self.first)
+
+    def tradable(
+        self,
+        legs_a: list[Market],
+        legs_b: list[Market],
+        column_symbol: np.ndarray,
+        lag: int,
+        start: tuple[np.ndarray, np.ndarray],
+    ) -> np.ndarray:
+        """(T, C): whether both venues the row executing at each bar names (else the last one
+        named, else ``start``: where the columns are) trade the column's coin at that bar; rows
+        beyond the bars' count are ``t_off`` rows decided before bar 0."""
+        T = legs_a[0].n_bars
+        out = np.ones((T, self.a.shape[1]), bool)
+        row = np.arange(T) + (len(self.a) - T) - lag  # the row executing at each bar
+        for rows, first, legs in ((self.a, start[0], legs_a), (self.b, start[1], legs_b)):
             on = pd.DataFrame(rows).ffill().to_numpy()
-            on = np.where(np.isnan(on), first, on).astype(np.int64)
-            at_bar = np.concatenate([np.repeat(first[None, :], min(lag, T), axis=0), on[: max(T - lag, 0)]]).astype(
-                np.int64
-            )
+            on = np.where(np.isnan(on), first, on)
+            at_bar = np.where((row >= 0)[:, None], on[np.clip(row, 0, None)], first[None, :]).astype(np.int64)
             trad = np.stack([np.asarray(m.tradable)[:, column_symbol] for m in legs])  # (V, T, C)
             out &= np.take_along_axis(trad, at_bar[None], axis=0)[0]
         return out
@@ -477,16 +488,20 @@ def _last_bar(m: Market, before: tuple[np.ndarray, np.ndarray, np.ndarray] | Non
     return before
 
 
-def _run_key(leg_a: Market, leg_b: Market, tg: Any, config: BacktestConfig, spread: SpreadConfig, column_params) -> str:
+def _run_key(
+    legs_a: list[Market], legs_b: list[Market], tg: Any, config: BacktestConfig, spread: SpreadConfig, column_params
+) -> str:
     """What a resumed run must share with the run it continues: venues, coins, columns, settings
     and column parameters (a hash)."""
     import hashlib
     import json
 
     h = hashlib.sha256()
+    leg_a = legs_a[0]
+    legs = legs_a + legs_b
     head = {
-        "venues": [leg_a.venue, leg_b.venue],
-        "symbols": [list(leg_a.perp_symbols), list(leg_b.perp_symbols)],
+        "venues": [m.venue for m in legs],
+        "symbols": [list(m.perp_symbols) for m in legs],
         "config": config.config_hash(),
         "spread": spread.to_dict(),
         "freq": str(leg_a.index.freq or (leg_a.index[1] - leg_a.index[0] if leg_a.n_bars > 1 else "")),
@@ -503,15 +518,17 @@ def _run_key(leg_a: Market, leg_b: Market, tg: Any, config: BacktestConfig, spre
 class SpreadState:
     """Where a spread run stopped (``SpreadResult.state``): every column's ``X_*`` slots, the last
     ``execution_delay_bars`` target rows (decided, not executed yet), each leg's last bar (perp
-    close, validity and volume: the next run's delay-0 reference and slippage), the bar the next
+    close, validity and volume: the next run's delay-0 reference and slippage; per venue when the
+    legs switch venues, with the last rows of their venues), the bar the next
     run must start at and the key of what it must share (:func:`run_spread`'s ``resume``)."""
 
     columns: np.ndarray
     target_tail: np.ndarray
     next_time: pd.Timestamp | None
     key: str
-    leg_a_last: tuple[np.ndarray, np.ndarray, np.ndarray] | None
-    leg_b_last: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+    leg_a_last: Any
+    leg_b_last: Any
+    venue_tail: tuple[np.ndarray, np.ndarray] | None = None
 
     def check(self, leg_a: Market, key: str) -> None:
         """Raise ConfigError unless a run over ``leg_a``'s bars with ``key`` continues this state."""
@@ -689,8 +706,6 @@ def run_spread(
     if switching:
         if venues is None:
             raise ConfigError("several markets for a leg need venues=(leg A's venue, leg B's venue) per bar and column")
-        if resume is not None:
-            raise ConfigError("resume: a run whose legs switch venues cannot be resumed (run the whole period at once)")
         if quote_rates and any(r is not None for r in quote_rates.values()):
             raise ConfigError(
                 "quote_rates: a run whose legs switch venues takes every venue's quote 1:1 (no rate series yet)"
@@ -808,7 +823,7 @@ def run_spread(
     out = SpreadOutputs(equity, comps, pos_a, pos_b, mr_a, mr_b, in_flight, np.zeros(vrows), np.zeros(vrows))
 
     capital = float(config.initial_capital_quote)
-    key = _run_key(leg_a, leg_b, tg, config, spread, column_params)
+    key = _run_key(legs_a, legs_b, tg, config, spread, column_params)
     ones = np.ones(T)
     r_a = (rates["A"]["open"], rates["A"]["close"]) if "A" in rates else (ones, ones)
     r_b = (rates["B"]["open"], rates["B"]["close"]) if "B" in rates else (ones, ones)
@@ -851,7 +866,11 @@ def run_spread(
         tradable = np.asarray(leg_a.tradable) & np.asarray(leg_b.tradable)
         target_rows = hold_only_where_tradable(tradable, tg.column_symbol, rows_all, t_off, max(delay, 1))
     else:  # each row where the venues it would execute on trade
-        tradable = ven.tradable(legs_a, legs_b, tg.column_symbol, max(delay, 1))
+        if t_off:  # (the venues of the rows decided before, still to execute)
+            assert resume is not None and resume.venue_tail is not None
+            ven = ven.after(resume.venue_tail)
+        start = (cs0[:, X_VENA], cs0[:, X_VENB])
+        tradable = ven.tradable(legs_a, legs_b, tg.column_symbol, max(delay, 1), start)
         target_rows = hold_only_where_tradable(tradable, np.arange(C), rows_all, t_off, max(delay, 1))
     book = Book(
         _ro(target_rows),
@@ -889,15 +908,15 @@ def run_spread(
         switching,
     )
     args = (
-        _stack([_leg_arrays(m, delay, None if resume is None else resume.leg_a_last, spot=a_spot) for m in legs_a]),
-        _stack([_leg_arrays(m, delay, None if resume is None else resume.leg_b_last) for m in legs_b]),
+        _stack([_leg_arrays(m, delay, _last_of(resume, "a", v, switching), spot=a_spot) for v, m in enumerate(legs_a)]),
+        _stack([_leg_arrays(m, delay, _last_of(resume, "b", v, switching)) for v, m in enumerate(legs_b)]),
         book,
         prm,
         _stack_tiers([_tiers_arrays(tiers) for tiers, _src in t_a]),
         _stack_tiers([_tiers_arrays(tiers) for tiers, _src in t_b]),
         run,
         kernel_rates,
-        None if ven is None else SpreadVenues(_ro(ven.a), _ro(ven.b)),
+        None if ven is None else SpreadVenues(_ro(ven.a), _ro(ven.b)),  # (t_off + T rows)
     )
     n_settle = max(int((m.funding_count > 0).sum(axis=0)[tg.column_symbol].sum()) for m in legs_a) + max(
         int((m.funding_count > 0).sum(axis=0)[tg.column_symbol].sum()) for m in legs_b
@@ -938,10 +957,26 @@ def run_spread(
         target_tail=_ro(rows_all[len(rows_all) - k :]),
         next_time=leg_a.index[-1] + (leg_a.index[1] - leg_a.index[0]) if T > 1 else None,
         key=key,
-        leg_a_last=_last_bar(leg_a, None if resume is None else resume.leg_a_last, spot=a_spot),
-        leg_b_last=_last_bar(leg_b, None if resume is None else resume.leg_b_last),
+        leg_a_last=_lasts(legs_a, resume, "a", switching, a_spot),
+        leg_b_last=_lasts(legs_b, resume, "b", switching, False),
+        venue_tail=None if ven is None else (_ro(ven.a[len(ven.a) - k :]), _ro(ven.b[len(ven.b) - k :])),
     )
     return res
+
+
+def _last_of(resume: SpreadState | None, leg: str, v: int, switching: bool):
+    """Venue ``v``'s last bar of leg ``leg`` in a resumed state (None: a new run)."""
+    if resume is None:
+        return None
+    last = resume.leg_a_last if leg == "a" else resume.leg_b_last
+    return last[v] if switching else last
+
+
+def _lasts(legs: list[Market], resume: SpreadState | None, leg: str, switching: bool, spot: bool):
+    """A leg's last bar for the state: its market's, or each venue's (a list) when switching."""
+    if not switching:
+        return _last_bar(legs[0], _last_of(resume, leg, 0, False), spot=spot)
+    return [_last_bar(m, _last_of(resume, leg, v, True), spot=spot) for v, m in enumerate(legs)]
 
 
 def _quote_rates(given: dict[str, Any] | None, index: pd.DatetimeIndex) -> dict[str, dict[str, np.ndarray]]:

@@ -225,6 +225,50 @@ def _flat_market(index, px):
     return Market.from_arrays(index, ["BTCUSDT"], spot=px, perp=px, funding_rate=np.zeros_like(px))
 
 
+@pytest.mark.parametrize("lag", [0, 1, 2])
+def test_resumed_chunks_of_a_switching_run_equal_one_run_bit_for_bit(lag):
+    """Three consecutive chunks of a three-venue run, each resumed from the state before (venues
+    of the rows decided and not executed yet included), equal one run over all the bars."""
+    perps, rng = _venue_markets(41)
+    C = len(COLUMN_SYMBOL)
+    x, va, vb = _schedule(rng, C)
+    cfg = _config(lag, "close_and_reenter")
+    spread = SpreadConfig(venue_transfer_delay_hours=2, venue_transfer_fee_quote=0.5, venue_rebalance_band=0.1)
+    kw = {"column_params": {"perp_leverage": LEVERAGE}}
+    whole = run_spread(perps, perps, _targets(perps[0], x), cfg, spread, venues=(va, vb), **kw)
+    parts, state = [], None
+    for lo, hi in ((0, 97), (97, 211), (211, T)):
+        legs = [m.select(start=m.index[lo], end=m.index[hi - 1] + pd.Timedelta(hours=1)) for m in perps]
+        tg = _targets(legs[0], x[lo:hi])
+        res = run_spread(legs, legs, tg, cfg, spread, venues=(va[lo:hi], vb[lo:hi]), resume=state, **kw)
+        parts.append(res)
+        state = res.state
+    joined = type(whole).chain(parts)
+    for name in ("equity", "in_flight"):
+        pd.testing.assert_frame_equal(getattr(joined, name), getattr(whole, name))
+    for name in COMPONENTS:
+        pd.testing.assert_frame_equal(joined.components[name], whole.components[name])
+    for leg in ("A", "B"):
+        pd.testing.assert_frame_equal(joined.positions[leg], whole.positions[leg])
+        pd.testing.assert_frame_equal(joined.venues[leg], whole.venues[leg])
+    pd.testing.assert_frame_equal(joined.events, whole.events)
+    pd.testing.assert_frame_equal(joined.totals, whole.totals)
+    moves = whole.events[(whole.events.kind == "transfer") & (whole.events.cash < 0)]
+    assert len(moves) > 10
+    with pytest.raises(ConfigError, match="settings"):  # a state continues its own venues only
+        legs = [m.select(start=m.index[97]) for m in perps]
+        run_spread(
+            legs[:2],
+            legs[:2],
+            _targets(legs[0], x[97:]),
+            cfg,
+            spread,
+            venues=(va[97:] % 2, vb[97:] % 2),
+            resume=parts[0].state,
+            **kw,
+        )
+
+
 def test_switching_refusals():
     perps, rng = _venue_markets(31)
     tg, va, vb = _schedule(rng, N)  # (one column per coin)
@@ -237,6 +281,3 @@ def test_switching_refusals():
         run_spread(perps, perps, tg, venues=(va, vb), quote_rates={"B": rates})
     with pytest.raises(ConfigError, match="cannot vary per column"):
         run_spread(perps, perps, tg, venues=(va, vb), column_params={"fee_a_rate": [0.001]})
-    res = run_spread(perps, perps, tg, venues=(va, vb))
-    with pytest.raises(ConfigError, match="cannot be resumed"):
-        run_spread(perps, perps, tg, venues=(va, vb), resume=res.state)
