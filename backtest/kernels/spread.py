@@ -236,11 +236,10 @@ def _fill_local(j, c, cs, to_b, dq, ref, vol, slip, impact, fee_rate, rec, nrec,
 
 
 @njit(cache=True, inline="always")
-def _orders(j, x, size, ta, tb, c, na, nb, mka, mkb, prm, run, cs, rec, nrec):
-    """Step 1 of bar ``j`` for column ``c`` (leg A on symbol ``na`` of its markets, leg B on
-    ``nb``), both legs' reference prices valid: revalue to them, then switch venues (to leg A on
-    venue ``ta``, leg B on ``tb``; NaN: stay) and size to target ``x`` (``size``), close after a
-    liquidation, or rebalance the collateral (see :mod:`backtest.spread`). Returns the event count."""
+def _open(j, c, na, nb, mka, mkb, prm, run, cs):
+    """The start of step 1: both legs revalued to their reference prices at bar ``j``'s open;
+    returns those prices, the rates, leverages, slippage, fees and previous volumes an order
+    reads."""
     pxa, pxb = mka.po_ref[j, na], mkb.po_ref[j, nb]
     ra, rb = cs[c, X_RA], cs[c, X_RB]  # (account currency per unit of each venue's quote; 1: the same)
     cs[c, X_COMP + C_SPOT], cs[c, X_COMP + C_PERP], cs[c, X_COMP + C_UNH], cs[c, X_VA], cs[c, X_VB] = _revalue(
@@ -263,9 +262,16 @@ def _orders(j, x, size, ta, tb, c, na, nb, mka, mkb, prm, run, cs, rec, nrec):
     fee_a, fee_b = _fees(prm, run, j, c, cs)
     vol_a = mka.perp_volume[j - 1, na] if j > 0 else mka.vol0_perp[na]
     vol_b = mkb.perp_volume[j - 1, nb] if j > 0 else mkb.vol0_perp[nb]
-    if size and ((ta == ta and ta != cs[c, X_VENA]) or (tb == tb and tb != cs[c, X_VENB])):
-        fee_t = flex_nb(prm.transfer_fee, j, c)
-        return _switch(j, c, x, ta, tb, pxa, pxb, vol_a, vol_b, slip, impact, fee_a, fee_b, fee_t, run, cs, rec, nrec)
+    return pxa, pxb, ra, rb, lev, lev_a, slip, impact, fee_a, fee_b, vol_a, vol_b
+
+
+@njit(cache=True, inline="always")
+def _orders(j, x, size, c, na, nb, mka, mkb, prm, run, cs, rec, nrec):
+    """Step 1 of bar ``j`` for column ``c`` (leg A on symbol ``na`` of its markets, leg B on
+    ``nb``), both legs' reference prices valid: revalue to them, then size to target ``x``
+    (``size``), close after a liquidation, or rebalance the collateral (see
+    :mod:`backtest.spread`). Returns the event count."""
+    pxa, pxb, ra, rb, lev, lev_a, slip, impact, fee_a, fee_b, vol_a, vol_b = _open(j, c, na, nb, mka, mkb, prm, run, cs)
     s, q = cs[c, X_S], cs[c, X_Q]
     if size or cs[c, X_PCLOSE] != 0.0:
         new_s = 0.0
@@ -351,14 +357,18 @@ def _fees(prm, run, j, c, cs):
 
 
 @njit(cache=True)
-def _switch(j, c, x, ta, tb, pxa, pxb, vol_a, vol_b, slip, impact, fee_a, fee_b, fee_t, run, cs, rec, nrec):
-    """A new target ``x`` on other venues (leg A to venue ``ta``, leg B to ``tb``; NaN: stay), at
-    the open of bar ``j`` (the legs revalued to ``pxa``/``pxb``): a leg that changes venue or
+def _switch(j, x, ta, tb, c, na, nb, mka, mkb, prm, run, cs, rec, nrec):
+    """Step 1 of bar ``j`` for a new target ``x`` on other venues (leg A to venue ``ta``, leg B
+    to ``tb``; NaN: stay), both legs revalued to their reference prices: a leg that changes venue or
     side is closed on its venue; the wallet of each venue left is sent to the leg's new venue (a
     transfer, ``fee_t``; a balance of at most the fee stays there, idle, in the equity); the
     column sizes to ``x`` once what is sent has arrived (a re-entry due at the arrival bar, or at
     once when nothing is in flight), on the new venues. A leg that keeps its venue and side stays
     open meanwhile (unhedged until the other leg opens). Returns the event count."""
+    pxa, pxb, _ra, _rb, _lev, _lev_a, slip, impact, fee_a, fee_b, vol_a, vol_b = _open(
+        j, c, na, nb, mka, mkb, prm, run, cs
+    )
+    fee_t = flex_nb(prm.transfer_fee, j, c)
     side = np.sign(x)
     s, q = cs[c, X_S], cs[c, X_Q]
     new_a = ta == ta and ta != cs[c, X_VENA]
@@ -559,7 +569,7 @@ def _put(cs, c, st):
 def _size_now(j, c, na, nb, mka, mkb, prm, run, cs, rec, nrec):
     """A switch with nothing in flight: size to the target on the new venues at once (out of
     the bar loop: its code stays small)."""
-    return _orders(j, cs[c, X_LASTX], True, np.nan, np.nan, c, na, nb, mka, mkb, prm, run, cs, rec, nrec)
+    return _orders(j, cs[c, X_LASTX], True, c, na, nb, mka, mkb, prm, run, cs, rec, nrec)
 
 
 @njit(cache=True)
@@ -694,10 +704,11 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
                     if ordering:
                         if size and x != x:
                             x = cs[c, X_LASTX]
-                        if not switch:
-                            ta = tb = np.nan
-                        nrec = _orders(j, x, size, ta, tb, c, na, nb, mka, mkb, prm, run, cs, rec, nrec)
-                        if switch:  # on the new venues; sized now when nothing is in flight
+                        if switch and size:  # (out of the bar loop's code: rare)
+                            nrec = _switch(j, x, ta, tb, c, na, nb, mka, mkb, prm, run, cs, rec, nrec)
+                        else:
+                            nrec = _orders(j, x, size, c, na, nb, mka, mkb, prm, run, cs, rec, nrec)
+                        if switch and size:  # on the new venues; sized now when nothing is in flight
                             ven_a, ven_b = cs[c, X_VENA], cs[c, X_VENB]
                             na, nb = np.int64(ven_a) * ncoin + n, np.int64(ven_b) * ncoin + n
                             nua, nub = np.uint64(na), np.uint64(nb)
