@@ -402,6 +402,11 @@ class SpreadConfig:
         What leg A holds: the venue's perp (a funding-spread hedge, default) or its spot coins
         (a cash-and-carry whose perp is on another venue: long only, bought with venue A's quote
         cash; the fee is the venue's spot fee).
+    switch_keeps_leg : bool
+        When the legs switch venues (``run_spread(..., venues=...)``), a leg whose venue and side
+        stay is kept open while the other's collateral moves (True, default: no round trip of
+        that leg, its coins unhedged until the other leg opens on arrival), or closed with the
+        other and reopened on arrival (False: hedged throughout, two more fills).
     """
 
     venue_transfer_delay_hours: float = 1.0
@@ -412,9 +417,12 @@ class SpreadConfig:
     tiers_dir: str | None = None
     leg_a: str = "perp"
     leverage_a: float | None = None
+    switch_keeps_leg: bool = True
 
     def __post_init__(self) -> None:
         check_choice("leg_a", self.leg_a, ("perp", "spot"))
+        if not isinstance(self.switch_keeps_leg, bool):
+            raise ConfigError(f"switch_keeps_leg must be True or False, got {self.switch_keeps_leg!r}")
         la = self.leverage_a
         if la is not None:
             if isinstance(la, bool) or not isinstance(la, (int, float)) or not math.isfinite(la) or not la > 0:

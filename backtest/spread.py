@@ -151,7 +151,8 @@ venue accounts.
   out of the sizing); the column then sizes to the target on the new venues (as a sizing,
   capped by what each venue holds) at the transfer's arrival bar, at once when nothing is in
   flight. A leg that keeps its venue and side stays open meanwhile (a spot leg is not sold to
-  move its hedge), its coins unhedged until the other leg opens. A switch waits while a transfer
+  move its hedge), its coins unhedged until the other leg opens (``SpreadConfig.switch_keeps_leg``
+  False: it closes too, and both reopen on arrival: hedged throughout, two more fills). A switch waits while a transfer
   is in flight (no sizing that bar); a pending close or a rebalance does not. Events name the
   venue of each leg (a departure the venue left, an arrival the venue reached). Quote rates
   are not supported with switching (refused: every venue's quote is taken 1:1); ``resume`` is.
@@ -906,6 +907,7 @@ def run_spread(
         int(round(bar_ms)),
         leg_a.n_symbols,
         switching,
+        spread.switch_keeps_leg,
     )
     args = (
         _stack([_leg_arrays(m, delay, _last_of(resume, "a", v, switching), spot=a_spot) for v, m in enumerate(legs_a)]),

@@ -498,9 +498,10 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
             column sizes on the new venues once nothing is in flight (now, if nothing is)."""
             side = 1.0 if x > 0 else -1.0
             moves = {"A": to[0] is not None and to[0] != col.a.venue, "B": to[1] is not None and to[1] != col.b.venue}
-            if col.a.pos != 0 and (moves["A"] or (col.a.pos > 0) != (side > 0)):
+            keep = settings.get("switch_keeps_leg", True)
+            if col.a.pos != 0 and (moves["A"] or (col.a.pos > 0) != (side > 0) or not keep):
                 fill(j, col.a, -col.a.pos)
-            if col.b.pos != 0 and (moves["B"] or (col.b.pos > 0) != (side < 0)):
+            if col.b.pos != 0 and (moves["B"] or (col.b.pos > 0) != (side < 0) or not keep):
                 fill(j, col.b, -col.b.pos)
             for leg, v in ((col.a, to[0]), (col.b, to[1])):
                 if not moves[leg.name]:

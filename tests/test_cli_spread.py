@@ -174,7 +174,9 @@ def test_readme_figures(spread_run, venues_catalog, tmp_path):  # noqa: F811
         ("hold", ["--venues", "binance,hyperliquid", "--strategy", "hold", "--start", WINDOW[0], "--end", WINDOW[1]]),
         ("pair", ["--venues", "binance,hyperliquid", "--start", WINDOW[0], "--end", WINDOW[1]]),
         ("okx", ["--venues", "binance,bybit,okx", "--start", "2025-10-06", "--end", "2026-01-09"]),
+        ("closes", ["--venues", "binance,bybit,hyperliquid", "--start", WINDOW[0], "--end", WINDOW[1]]),
     ):
+        flags += ["--switch-closes-both"] if name == "closes" else []
         runs[name] = spread(venues_catalog, tmp_path / name, *flags)[0]["rows"]
     assert _readme_table("In the later window, with OKX") == [_printed(r) for r in runs["okx"]]
     btc = runs["hold"][0]
@@ -195,6 +197,18 @@ def test_readme_figures(spread_run, venues_catalog, tmp_path):  # noqa: F811
     assert (f"{widest['in_trade']:.0%}", round(widest["funding_a"] + widest["funding_b"])) == ("74%", 614)
     assert (round(-widest["trading_fees"]), widest["transfers"], round(widest["net"])) == (517, 28, 162)
     assert (f"{widest['annualized']:.1%}", round(widest["unhedged"])) == ("1.8%", 13)
+    closes = {r["coin"]: r for r in runs["closes"] if r["venue_a"] == "widest"}  # --switch-closes-both
+    assert (
+        round(closes["BTC"]["net"]),
+        f"{closes['BTC']['annualized']:.1%}",
+        round(-closes["BTC"]["trading_fees"]),
+    ) == (
+        101,
+        "1.1%",
+        568,
+    )
+    assert (round(closes["ETH"]["net"]), f"{closes['ETH']['annualized']:.1%}") == (17, "0.2%")
+    assert all(r["unhedged"] == 0.0 for r in closes.values())
     # one pair at a time, on one capital: in the trade a little less than the pairs' sum (waiting
     # for the collateral at each switch), and fewer fees (the leg that stays is not traded)
     held = [r for r in rows if r["coin"] == "BTC" and r["venue_a"] != "widest"]

@@ -156,6 +156,30 @@ def test_switching_venues_matches_the_reference(case):
     assert set(ev[ev.kind == "funding"].venue) == set(VENUES)
 
 
+def test_a_switch_that_closes_both_legs_matches_the_reference():
+    """``switch_keeps_leg=False``: at a switch both legs close (the one that keeps its venue too)
+    and reopen on arrival; the kernel equals the reference, and no leg is open while collateral
+    is in flight for a switch."""
+    perps, rng = _venue_markets(15)
+    C = len(COLUMN_SYMBOL)
+    x, va, vb = _schedule(rng, C)
+    config = _config(1, "close_and_reenter")
+    spread = SpreadConfig(venue_transfer_delay_hours=3, venue_rebalance_band=None, switch_keeps_leg=False)
+    kw = {"column_params": {"perp_leverage": LEVERAGE}, "venues": (va, vb)}
+    res = run_spread(perps, perps, _targets(perps[0], x), config, spread, **kw)
+    settings = dict(_settings((perps, perps), config, spread, 3, 1.0, None), switch_keeps_leg=False)
+    _compare(res, _reference(perps, perps, x, va, vb, settings), perps, perps, perps[0].index)
+    flying = res.in_flight.to_numpy() != 0  # (no rebalances: only switches send)
+    assert flying.sum() > 20
+    assert (res.positions["A"].to_numpy()[flying] == 0).all() and (res.positions["B"].to_numpy()[flying] == 0).all()
+    kept = run_spread(
+        perps, perps, _targets(perps[0], x), config, dataclasses.replace(spread, switch_keeps_leg=True), **kw
+    )
+    assert (kept.positions["A"].to_numpy()[flying] != 0).any()  # the default keeps a leg open meanwhile
+    more = res.totals.trading_fees - kept.totals.trading_fees  # (costs: negative)
+    assert (more <= 1e-9).all() and (more < 0).any()  # two more fills where a leg was kept
+
+
 def test_a_spot_leg_keeps_its_coins_while_the_perp_moves_venue():
     """best_venue_carry's shape: spot on venue A throughout, the short perp on whichever venue;
     a move of the perp sells no spot (same side), sends the perp venue's wallet to the new one

@@ -589,6 +589,12 @@ def _add_run_commands(sub) -> None:
     )
     e.add_argument("--transfer-fee", type=non_negative, default=1.0, help="flat fee per transfer, quote (1)")
     e.add_argument(
+        "--switch-closes-both",
+        action="store_true",
+        help="a strategy that picks among venues: at a switch close the leg that stays too and reopen both when "
+        "the collateral arrives (hedged throughout, two more fills; default: keep it open, unhedged meanwhile)",
+    )
+    e.add_argument(
         "--rebalance-band",
         type=_band,
         default=0.3,

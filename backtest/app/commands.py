@@ -1202,6 +1202,7 @@ def cmd_spread(args) -> int:
         tiers_dir=str(args.tiers_dir) if args.tiers_dir else None,
         leg_a=args.leg_a,
         leverage_a=args.leverage_a,
+        switch_keeps_leg=not args.switch_closes_both,
     )
     grid = {
         "entry_annualized": args.entry,

@@ -205,7 +205,7 @@ def _targets(study: SpreadStudy, pairs: dict, s: SpreadSet, config) -> tuple[dic
         )
         notes, hedge = [], None
         if len(venues) > 2:
-            notes.append(SWITCH_NOTE)
+            notes.append(_switch_note(study))
             legs = [perps[v] for v in venues]
             hedge = (legs, legs, *strategies.venue_schedule(picked))
         return {(venues[i], venues[k]): x for (i, k), x in picked.items()}, notes, hedge
@@ -222,16 +222,24 @@ def _targets(study: SpreadStudy, pairs: dict, s: SpreadSet, config) -> tuple[dic
         [pairs[k].leg_b for k in keys],
         *strategies.venue_schedule({(0, v): x for v, x in enumerate(xs)}, orient=False),
     )
-    return dict(zip(keys, xs)), [SWITCH_NOTE], hedge
+    return dict(zip(keys, xs)), [_switch_note(study)], hedge
 
 
-SWITCH_NOTE = (
-    "a strategy that picks among venues: each pair's row is that pair traded alone, on its own capital, while "
-    "the strategy held it; the strategy's own row (widest of / best of) is one hedge per coin on one capital, "
-    "its legs moving venue at a switch: the leg leaving a venue closes there, that venue's wallet is sent to the "
-    "new one (a transfer, its fee and delay), the hedge re-sizes there on arrival; a leg that stays (the spot) "
-    "stays open meanwhile"
-)
+def _switch_note(study: SpreadStudy) -> str:
+    """What the strategy's own rows are when it picks among venues (the notes say it)."""
+    keep = study.spread.get("switch_keeps_leg", True)
+    return (
+        "a strategy that picks among venues: each pair's row is that pair traded alone, on its own capital, while "
+        "the strategy held it; the strategy's own row (widest of / best of) is one hedge per coin on one capital, "
+        "its legs moving venue at a switch: the leg leaving a venue closes there, that venue's wallet is sent to "
+        "the new one (a transfer, its fee and delay), the hedge re-sizes there on arrival; "
+        + (
+            "a leg that keeps its venue and side (the spot) stays open meanwhile, unhedged (its 'unhedged' field; "
+            "--switch-closes-both closes it too)"
+            if keep
+            else "the leg that keeps its venue closes too (--switch-closes-both) and reopens on arrival"
+        )
+    )
 
 
 def set_label(s: SpreadSet, grid: bool) -> str:

@@ -268,7 +268,8 @@ class SpreadSettings(NamedTuple):
     bought back, ``spot_liq_fee`` that buy-back's fee (fraction of its value), ``bar_ms`` the
     bar length (ms; the borrow interest's whole hours); ``n_coins`` the coins per venue (a leg's
     markets stack its venues' symbols: venue ``v``'s coin ``n`` is symbol ``v * n_coins + n``),
-    ``switching`` the legs may change venue (:class:`SpreadVenues`; fees per venue)."""
+    ``switching`` the legs may change venue (:class:`SpreadVenues`; fees per venue),
+    ``switch_keep`` a switch keeps open the leg whose venue and side stay."""
 
     lag: int
     after_liq: int
@@ -282,6 +283,7 @@ class SpreadSettings(NamedTuple):
     bar_ms: int
     n_coins: int
     switching: bool
+    switch_keep: bool
 
 
 class SpreadVenues(NamedTuple):

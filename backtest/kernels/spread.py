@@ -364,7 +364,8 @@ def _switch(j, x, ta, tb, c, na, nb, mka, mkb, prm, run, cs, rec, nrec):
     transfer, ``fee_t``; a balance of at most the fee stays there, idle, in the equity); the
     column sizes to ``x`` once what is sent has arrived (a re-entry due at the arrival bar, or at
     once when nothing is in flight), on the new venues. A leg that keeps its venue and side stays
-    open meanwhile (unhedged until the other leg opens). Returns the event count."""
+    open meanwhile (unhedged until the other leg opens), unless ``run.switch_keep`` is False
+    (closed too). Returns the event count."""
     pxa, pxb, _ra, _rb, _lev, _lev_a, slip, impact, fee_a, fee_b, vol_a, vol_b = _open(
         j, c, na, nb, mka, mkb, prm, run, cs
     )
@@ -373,9 +374,10 @@ def _switch(j, x, ta, tb, c, na, nb, mka, mkb, prm, run, cs, rec, nrec):
     s, q = cs[c, X_S], cs[c, X_Q]
     new_a = ta == ta and ta != cs[c, X_VENA]
     new_b = tb == tb and tb != cs[c, X_VENB]
-    if s != 0.0 and (new_a or np.sign(s) != side):
+    keep = run.switch_keep
+    if s != 0.0 and (new_a or np.sign(s) != side or not keep):
         nrec = _fill(j, c, cs, False, -s, pxa, vol_a, slip, impact, fee_a, rec, nrec, run.a_spot)
-    if q != 0.0 and (new_b or np.sign(q) != -side):
+    if q != 0.0 and (new_b or np.sign(q) != -side or not keep):
         nrec = _fill(j, c, cs, True, -q, pxb, vol_b, slip, impact, fee_b, rec, nrec)
     for to_b in (False, True):
         if (to_b and not new_b) or (not to_b and not new_a):
