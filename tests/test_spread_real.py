@@ -52,6 +52,18 @@ def _pair(catalog, coins, a, b, start, end):
         return load_venue_pair(catalog, coins, a, b, start, end)
 
 
+def _funding_as_raw(got: pd.Series, venue: str, coin: str, pos: pd.Series) -> int:
+    """``got`` (funding cash per bar, quote) equals the raw files' settlements of ``venue`` for
+    ``coin`` on the coins ``pos`` held at each bar (position x price x rate), to 1e-9; returns
+    the number of bars checked."""
+    want = expected_funding(raw_settlements(shared_data_path(venue), coin, QUOTE[venue]), pos)
+    want = want[np.isfinite(want.to_numpy()) & (want.to_numpy() != 0)]
+    want = want.groupby(want.index.ceil("h") - H).sum()
+    assert got.index.equals(pd.DatetimeIndex(want.index)), f"{venue} {coin}: settlement bars differ"
+    np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-9, atol=0, err_msg=f"{venue} {coin}")
+    return len(got)
+
+
 def _run(pair, x: np.ndarray, column_symbol: np.ndarray, config: BacktestConfig, spread: SpreadConfig):
     cols = np.arange(len(column_symbol), dtype=np.int64)
     names = pd.DataFrame({"symbol": [pair.leg_a.symbols[n] for n in column_symbol], "group": cols})
@@ -81,14 +93,8 @@ def test_funding_spread_backtest_each_leg_as_the_raw_files(venues_catalog, start
     for c, n in enumerate(sym):
         coin = pair.coins[n]
         for leg, venue in (("A", a), ("B", b)):
-            pos = res.positions[leg][c]
-            want = expected_funding(raw_settlements(shared_data_path(venue), coin, QUOTE[venue]), pos)
-            want = want[np.isfinite(want.to_numpy()) & (want.to_numpy() != 0)]
-            want = want.groupby(want.index.ceil("h") - H).sum()
             got = ev[(ev.column == c) & (ev.leg == leg)].groupby("time").cash.sum()
-            assert got.index.equals(pd.DatetimeIndex(want.index)), f"{venue} {coin} column {c}: settlement bars differ"
-            np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-9, atol=0, err_msg=f"{venue} {coin}")
-            checked += len(got)
+            checked += _funding_as_raw(got, venue, coin, res.positions[leg][c])
     assert checked > 1000
     # the held hedge is open through the window (it closes where a leg stops being tradable)
     assert ((res.positions["A"][[2, 3]] > 0).mean() > 0.9).all()
@@ -122,13 +128,8 @@ def test_one_hedge_switching_among_three_venues_funding_as_the_raw_files(venues_
         for v, venue in enumerate(venues):
             # the coins held on this venue per bar: each leg's position where that leg is on it
             pos = sum(res.positions[leg][c].where(res.venues[leg][c] == v, 0.0) for leg in "AB")
-            want = expected_funding(raw_settlements(shared_data_path(venue), coin, QUOTE[venue]), pos)
-            want = want[np.isfinite(want.to_numpy()) & (want.to_numpy() != 0)]
-            want = want.groupby(want.index.ceil("h") - H).sum()
             got = fund[(fund.column == c) & (fund.venue == venue)].groupby("time").cash.sum()
-            assert got.index.equals(pd.DatetimeIndex(want.index)), f"{venue} {coin}: settlement bars differ"
-            np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-9, atol=0, err_msg=f"{venue} {coin}")
-            checked += len(got)
+            checked += _funding_as_raw(got, venue, coin, pos)
     assert checked > 100
     moves = ev[(ev.kind == "transfer") & (ev.cash < 0)]
     assert len(moves) > 0
@@ -208,12 +209,7 @@ def test_binance_spot_against_the_bybit_perp(venues_catalog):  # noqa: F811
     fund = ev[ev.kind == "funding"]
     assert set(fund.leg) == {"B"}
     for c, coin in enumerate(pair.coins):
-        want = expected_funding(raw_settlements(shared_data_path("bybit"), coin, "USDT"), res.positions["B"][c])
-        want = want[np.isfinite(want.to_numpy()) & (want.to_numpy() != 0)]
-        want = want.groupby(want.index.ceil("h") - H).sum()
-        got = fund[fund.column == c].groupby("time").cash.sum()
-        assert got.index.equals(pd.DatetimeIndex(want.index))
-        np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-9, atol=0)
+        _funding_as_raw(fund[fund.column == c].groupby("time").cash.sum(), "bybit", coin, res.positions["B"][c])
 
 
 def _pair_spot(catalog):

@@ -15,7 +15,16 @@ from backtest.config import BacktestConfig, SpreadConfig
 from backtest.spread import COMPONENTS, run_spread, venue_fee, venue_tiers
 from data.errors import ConfigError
 from tests.reference_spread import run_reference_spread
-from tests.test_spread_engine import CAPITAL, COLUMN_SYMBOL, LEVERAGE, N, T, _close, _leg, _targets
+from tests.test_spread_engine import (
+    CAPITAL,
+    COLUMN_SYMBOL,
+    LEVERAGE,
+    N,
+    T,
+    _leg,
+    _targets,
+    assert_arrays_equal_reference,
+)
 
 VENUES = ("binance", "bybit", "okx")
 
@@ -89,14 +98,7 @@ def _reference(legs_a, legs_b, x, va, vb, settings):
 
 def _compare(res, ref, legs_a, legs_b, index):
     atol = 1e-9 * CAPITAL
-    _close("equity", res.equity.values, ref["equity"], atol)
-    for name in COMPONENTS:
-        _close(name, res.components[name].values, ref["components"][name], atol)
-    _close("position A", res.positions["A"].values, ref["s"], 1e-12, 1e-9)
-    _close("position B", res.positions["B"].values, ref["q"], 1e-12, 1e-9)
-    _close("margin ratio A", res.margin_ratio["A"].values, ref["mr_a"], 1e-12, 1e-9)
-    _close("margin ratio B", res.margin_ratio["B"].values, ref["mr_b"], 1e-12, 1e-9)
-    _close("in flight", res.in_flight.values, ref["in_flight"], atol)
+    assert_arrays_equal_reference(res, ref)
     ev = res.events
     assert len(ev) == len(ref["events"]), (ev["kind"].value_counts().to_dict(), len(ref["events"]))
     bars = index.get_indexer(ev["time"])

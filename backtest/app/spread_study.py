@@ -251,9 +251,8 @@ def run_sets(study: SpreadStudy, sets: list[SpreadSet] | tuple[SpreadSet, ...], 
     """Run ``sets`` of ``study``: per venue pair, every set's columns in one engine call."""
     from backtest.config import BacktestConfig, SpreadConfig
     from backtest.spread import run_spread
-    from backtest.targets import Targets
     from data.loader import DataWarning
-    from reports.spread_run import spread_rows, trade_components
+    from reports.spread_run import spread_rows
 
     parts = SpreadParts()
     pairs, said = _load(study)
@@ -271,15 +270,7 @@ def run_sets(study: SpreadStudy, sets: list[SpreadSet] | tuple[SpreadSet, ...], 
     for (va, vb), pair in pairs.items():
         T, N = pair.leg_a.shape
         values = np.hstack([np.broadcast_to(np.asarray(t[(va, vb)], float), (T, N)) for t in per_set])
-        cols = len(sets) * N
-        tg = Targets(
-            values,
-            np.tile(np.arange(N), len(sets)),
-            np.arange(cols),
-            pd.DataFrame({"strategy": study.strategy, "symbol": np.tile(list(pair.leg_a.symbols), len(sets))}).assign(
-                group=np.arange(cols)
-            ),
-        )
+        tg = _grid_targets(values, pair.leg_a.symbols, sets, study.strategy)
         leverage = np.repeat([s.leverage for s in sets], N)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DataWarning)
@@ -300,18 +291,7 @@ def run_sets(study: SpreadStudy, sets: list[SpreadSet] | tuple[SpreadSet, ...], 
                 parts.add_note(f"{va}/{vb}: {n}")
         parts.flags = list(dict.fromkeys([*parts.flags, *res.flags, *pair.flags]))
         table = spread_rows(res, study.strategy)
-        labels = [f"{coin} {va}/{vb}{set_label(sets[c // N], grid)}" for c, coin in enumerate(table.coin)]
-        table = _with_set(table, [sets[c // N] for c in range(cols)], labels)
-        parts.rows.append(table)
-        for c, label in enumerate(labels):
-            parts.curves[label] = res.equity[c].rename(label)
-        comps, ratio = trade_components(res, labels)
-        parts.components.update(comps)
-        parts.ratios.append(ratio)
-        ev = res.events.assign(
-            coin=table.coin.to_numpy()[res.events.column], set=table.set.to_numpy()[res.events.column]
-        )
-        parts.events.append(ev.drop(columns="column").assign(venue_a=va, venue_b=vb))
+        _add_run(parts, res, table, sets, grid, f"{va}/{vb}", va, vb)
     if study.picking:
         rated = any(p.quote_rates for p in pairs.values())
         _run_switching(study, sets, hedges, grid, config, spread, parts, rated)
@@ -325,21 +305,12 @@ def _run_switching(
     """The strategy's own rows when it picks among venues: one hedge per (set, coin) on one
     capital whose legs switch venues (``run_spread(..., venues=...)``), in one engine call."""
     from backtest.spread import run_spread
-    from backtest.targets import Targets
-    from reports.spread_run import spread_rows, trade_components
+    from reports.spread_run import spread_rows
 
     legs_a, legs_b = hedges[0][0], hedges[0][1]
-    T, N = legs_a[0].shape
+    N = legs_a[0].n_symbols
     x, va, vb = (np.hstack([h[k] for h in hedges]) for k in (2, 3, 4))
-    cols = len(sets) * N
-    tg = Targets(
-        x,
-        np.tile(np.arange(N), len(sets)),
-        np.arange(cols),
-        pd.DataFrame({"strategy": study.strategy, "symbol": np.tile(list(legs_a[0].symbols), len(sets))}).assign(
-            group=np.arange(cols)
-        ),
-    )
+    tg = _grid_targets(x, legs_a[0].symbols, sets, study.strategy)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # (the pairs' runs said it)
         res = run_spread(
@@ -361,16 +332,36 @@ def _run_switching(
     table["venue_a"] = legs_a[0].venue if spot else "widest"
     table["venue_b"] = f"{label} {names}" if spot else names
     table["strategy"] = f"{study.strategy} (all venues)"
-    labels = [f"{coin} {label} {names}{set_label(sets[c // N], grid)}" for c, coin in enumerate(table.coin)]
-    table = _with_set(table, [sets[c // N] for c in range(cols)], labels)
+    _add_run(parts, res, table, sets, grid, f"{label} {names}", table.venue_a.iloc[0], table.venue_b.iloc[0])
+
+
+def _grid_targets(values: np.ndarray, symbols, sets, strategy: str):
+    """A grid's targets: every set's columns (one per coin) side by side, each its own portfolio."""
+    from backtest.targets import Targets
+
+    n = len(symbols)
+    cols = len(sets) * n
+    names = pd.DataFrame({"strategy": strategy, "symbol": np.tile(list(symbols), len(sets))})
+    return Targets(values, np.tile(np.arange(n), len(sets)), np.arange(cols), names.assign(group=np.arange(cols)))
+
+
+def _add_run(parts: SpreadParts, res, table: pd.DataFrame, sets, grid: bool, name: str, venue_a, venue_b) -> None:
+    """One engine call's rows (``table``, one per set and coin), curves, parts, margin ratios
+    and events into ``parts``, labelled ``<coin> <name>[ #set]``."""
+    from reports.spread_run import trade_components
+
+    n = len(table) // len(sets)
+    labels = [f"{coin} {name}{set_label(sets[c // n], grid)}" for c, coin in enumerate(table.coin)]
+    table = _with_set(table, [sets[c // n] for c in range(len(table))], labels)
     parts.rows.append(table)
-    for c, lab in enumerate(labels):
-        parts.curves[lab] = res.equity[c].rename(lab)
+    for c, label in enumerate(labels):
+        parts.curves[label] = res.equity[c].rename(label)
     comps, ratio = trade_components(res, labels)
     parts.components.update(comps)
     parts.ratios.append(ratio)
-    ev = res.events.assign(coin=table.coin.to_numpy()[res.events.column], set=table.set.to_numpy()[res.events.column])
-    parts.events.append(ev.drop(columns="column").assign(venue_a=table.venue_a.iloc[0], venue_b=table.venue_b.iloc[0]))
+    col = res.events.column
+    ev = res.events.assign(coin=table.coin.to_numpy()[col], set=table.set.to_numpy()[col])
+    parts.events.append(ev.drop(columns="column").assign(venue_a=venue_a, venue_b=venue_b))
 
 
 def _with_set(rows: pd.DataFrame, sets: list[SpreadSet], labels: list[str]) -> pd.DataFrame:
