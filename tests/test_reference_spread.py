@@ -376,5 +376,5 @@ def test_identity_on_random_markets(seed, lag, delay, policy):
     kinds = {e[2] for e in res["events"]}
     assert {"fill", "funding", "transfer", "liquidation"} <= kinds
     for e in res["events"]:
-        assert len(e) == 8 and e[3] in ("A", "B") and e[7] >= 0
+        assert len(e) == 9 and e[3] in ("A", "B") and e[7] >= 0 and e[8] == 0  # (one venue per leg)
         assert e[2] != "fill" or e[5] > 0
