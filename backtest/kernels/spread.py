@@ -675,7 +675,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
             for j in range(j0, j1):
                 ju = np.uint64(j)
                 i = j - lag + t_off
-                rj = j if w_eq else 0
+                rj = np.uint64(j if w_eq else 0)  # (unsigned indices: no negative-index wraparound)
                 if fx:  # the venues' balances revalued to the rates at the open (rates: in cs only)
                     ra_n, rb_n = rates.a_open[ju], rates.b_open[ju]
                     d = _fx_move(s, q, va, vb, costa, costb, bala, balb, cs[c, X_RA], cs[c, X_RB], ra_n, rb_n)
@@ -814,9 +814,9 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
                     eq = (bala + upa) * cs[c, X_RA] + (balb + upb) * cs[c, X_RB] + flight
                 else:
                     eq = bala + balb + flight + upa + upb
-                out.equity[rj, c] = eq + idle if switching else eq
+                out.equity[rj, cu] = eq + idle if switching else eq
                 if flight != 0.0 or not w_eq:  # (zeros where nothing is in flight: the caller's)
-                    out.in_flight[rj, c] = flight
+                    out.in_flight[rj, cu] = flight
                 if w_comp:
                     for m in range(N_COMP):
                         out.comps[m, j, c] = cs[c, X_COMP + m]
