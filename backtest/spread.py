@@ -382,7 +382,8 @@ def _stack(legs: list[MarketArrays]) -> MarketArrays:
     fields = {}
     for name in MarketArrays._fields:
         parts = [getattr(m, name) for m in legs]
-        fields[name] = parts[0] if name == "time_ms" else _ro(np.concatenate(parts, axis=parts[0].ndim - 1))
+        joined = np.concatenate(parts, axis=parts[0].ndim - 1)
+        fields[name] = parts[0] if name == "time_ms" else _ro(joined, parts[0].dtype)  # (one type: one compiled kernel)
     return MarketArrays(**fields)
 
 
@@ -761,8 +762,8 @@ def run_spread(
         raise ConfigError("leverage_a is leg A's perp leverage: a spot leg A has none (leg_a='spot')")
     fx = {name: _flex(name, v, (T, C)) for name, v in params.items()}
     if switching:  # fees per venue (indexed by the venue a leg is on)
-        fx["fee_a_rate"] = np.array([[f for f, _ in fees_a]])
-        fx["fee_b_rate"] = np.array([[f for f, _ in fees_b]])
+        fx["fee_a_rate"] = _ro(np.array([[f for f, _ in fees_a]]))  # (read-only: one compiled kernel)
+        fx["fee_b_rate"] = _ro(np.array([[f for f, _ in fees_b]]))
     for name, a in fx.items():
         lever = name in ("perp_leverage", "leverage_a")
         if (a < 0).any() or (lever and not (a > 0).all()):
@@ -918,7 +919,7 @@ def run_spread(
         _stack_tiers([_tiers_arrays(tiers) for tiers, _src in t_b]),
         run,
         kernel_rates,
-        None if ven is None else SpreadVenues(_ro(ven.a), _ro(ven.b)),  # (t_off + T rows)
+        None if ven is None else SpreadVenues(_ro(ven.a), _ro(ven.b)),  # (t_off + T rows; None: compiled apart)
     )
     n_settle = max(int((m.funding_count > 0).sum(axis=0)[tg.column_symbol].sum()) for m in legs_a) + max(
         int((m.funding_count > 0).sum(axis=0)[tg.column_symbol].sum()) for m in legs_b

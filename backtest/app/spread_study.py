@@ -267,6 +267,9 @@ def run_sets(study: SpreadStudy, sets: list[SpreadSet] | tuple[SpreadSet, ...], 
         hedges.append(hedge)
         for n in notes:
             parts.add_note(n)
+    # the strategy's own hedges first (their kernel compiles while another process may compile
+    # the pairs' one: ``carry compile`` runs both at once), added after the pairs' rows
+    switched = _run_switching(study, sets, hedges, config, spread) if study.picking else None
     for (va, vb), pair in pairs.items():
         T, N = pair.leg_a.shape
         values = np.hstack([np.broadcast_to(np.asarray(t[(va, vb)], float), (T, N)) for t in per_set])
@@ -294,18 +297,15 @@ def run_sets(study: SpreadStudy, sets: list[SpreadSet] | tuple[SpreadSet, ...], 
         _add_run(parts, res, table, sets, grid, f"{va}/{vb}", va, vb)
     if study.picking:
         rated = any(p.quote_rates for p in pairs.values())
-        _run_switching(study, sets, hedges, grid, config, spread, parts, rated)
+        _add_switching(study, sets, hedges, grid, switched, parts, rated)
     parts.rows = [pd.concat(parts.rows, ignore_index=True).sort_values(["set"], kind="stable", ignore_index=True)]
     return parts
 
 
-def _run_switching(
-    study: SpreadStudy, sets, hedges: list, grid: bool, config, spread, parts: SpreadParts, rated: bool
-) -> None:
-    """The strategy's own rows when it picks among venues: one hedge per (set, coin) on one
-    capital whose legs switch venues (``run_spread(..., venues=...)``), in one engine call."""
+def _run_switching(study: SpreadStudy, sets, hedges: list, config, spread):
+    """The strategy's own hedges when it picks among venues: one per (set, coin) on one capital
+    whose legs switch venues (``run_spread(..., venues=...)``), in one engine call."""
     from backtest.spread import run_spread
-    from reports.spread_run import spread_rows
 
     legs_a, legs_b = hedges[0][0], hedges[0][1]
     N = legs_a[0].n_symbols
@@ -322,6 +322,15 @@ def _run_switching(
             column_params={"perp_leverage": np.repeat([s.leverage for s in sets], N)},
             venues=(va, vb),
         )
+    return res
+
+
+def _add_switching(study: SpreadStudy, sets, hedges: list, grid: bool, res, parts: SpreadParts, rated: bool) -> None:
+    """The rows, curves, parts and events of :func:`_run_switching`'s hedges (``widest`` /
+    ``best of``)."""
+    from reports.spread_run import spread_rows
+
+    legs_a, legs_b = hedges[0][0], hedges[0][1]
     if rated:
         parts.add_note("the strategy's own rows take every venue's quote 1:1 (no quote rate with venue switching yet)")
     parts.flags = list(dict.fromkeys([*parts.flags, *res.flags]))
