@@ -92,10 +92,11 @@ CASES = [
 ]
 
 
-def _setup(case, tmp_path):
-    seed, hours, lag, policy, delay, fee_t, band, cool_h, maint = case
-    a, b, x = _markets(seed, hours)
-    config = BacktestConfig(
+def case_config(lag, policy, cool_h, maint) -> BacktestConfig:
+    """The engine settings of a random case: execution delay ``lag``, the after-liquidation
+    ``policy``, a cool-down of ``cool_h`` hours and a flat maintenance rate ``maint`` (None: the
+    venues' own)."""
+    return BacktestConfig(
         initial_capital_quote=CAPITAL,
         execution_delay_bars=lag,
         allow_same_bar_execution=lag == 0,
@@ -107,8 +108,36 @@ def _setup(case, tmp_path):
         clearance_fee_rate=0.015,
         after_liquidation=policy,
         reentry_cooldown_hours=cool_h,
-        maintenance_margin_rate=maint if isinstance(maint, float) else None,
+        maintenance_margin_rate=maint,
     )
+
+
+def reference_settings(config, delay, fee_t, band, fees, tiers, cooldown_bars) -> dict:
+    """``run_reference_spread``'s settings for ``config`` with a transfer delay of ``delay`` bars,
+    a transfer fee ``fee_t``, the collateral ``band`` (None: never) and the legs' ``fees`` and
+    ``tiers`` (each a value, or a list per venue when the legs switch venues)."""
+    return dict(
+        capital=config.initial_capital_quote,
+        fee_a=fees[0],
+        fee_b=fees[1],
+        slippage_bps=config.slippage_bps,
+        impact=config.volume_participation_coefficient,
+        clearance=config.clearance_fee_rate,
+        lag=config.execution_delay_bars,
+        transfer_delay_bars=delay,
+        transfer_fee=fee_t,
+        band=math.inf if band is None else band,
+        after_liquidation=config.after_liquidation,
+        cooldown_bars=cooldown_bars,
+        tiers_a=tiers[0],
+        tiers_b=tiers[1],
+    )
+
+
+def _setup(case, tmp_path):
+    seed, hours, lag, policy, delay, fee_t, band, cool_h, maint = case
+    a, b, x = _markets(seed, hours)
+    config = case_config(lag, policy, cool_h, maint if isinstance(maint, float) else None)
     spread = SpreadConfig(
         venue_transfer_delay_hours=delay * hours,
         venue_transfer_fee_quote=fee_t,
@@ -120,22 +149,8 @@ def _setup(case, tmp_path):
     tiers_a, tiers_b = venue_tiers(a, config, spread)[0], venue_tiers(b, config, spread)[0]
     if maint == "tiers":
         assert (tiers_a.n_tiers == 2).all() and (tiers_b.n_tiers == 2).all()
-    settings = dict(
-        capital=config.initial_capital_quote,
-        fee_a=spread.fee_a_rate,
-        fee_b=spread.fee_b_rate,
-        slippage_bps=config.slippage_bps,
-        impact=config.volume_participation_coefficient,
-        clearance=config.clearance_fee_rate,
-        lag=lag,
-        transfer_delay_bars=delay,
-        transfer_fee=fee_t,
-        band=math.inf if band is None else band,
-        after_liquidation=policy,
-        cooldown_bars=math.ceil(cool_h / hours),
-        tiers_a=tiers_a,
-        tiers_b=tiers_b,
-    )
+    fees = (spread.fee_a_rate, spread.fee_b_rate)
+    settings = reference_settings(config, delay, fee_t, band, fees, (tiers_a, tiers_b), math.ceil(cool_h / hours))
     # the API zeroes rows executing outside the legs' tradable spans: none in these markets
     tradable = a.tradable & b.tradable
     assert tradable.all()
@@ -349,6 +364,24 @@ def test_the_after_liquidation_policy_decides_what_follows_a_liquidation(policy)
         assert later.empty or later.time.min() >= idx[first + 24]
 
 
+def assert_chain_equals(parts, whole) -> None:
+    """Consecutive resumed runs joined (SpreadResult.chain) equal one run over all the bars, bit
+    for bit: every per-bar frame (the legs' venues too, when they switch), event and total."""
+    joined = type(whole).chain(parts)
+    pd.testing.assert_frame_equal(joined.equity, whole.equity)
+    pd.testing.assert_frame_equal(joined.in_flight, whole.in_flight)
+    for name in COMPONENTS:
+        pd.testing.assert_frame_equal(joined.components[name], whole.components[name])
+    for leg in ("A", "B"):
+        pd.testing.assert_frame_equal(joined.positions[leg], whole.positions[leg])
+        pd.testing.assert_frame_equal(joined.margin_ratio[leg], whole.margin_ratio[leg])
+    assert list(joined.venues) == list(whole.venues)
+    for leg in whole.venues:
+        pd.testing.assert_frame_equal(joined.venues[leg], whole.venues[leg])
+    pd.testing.assert_frame_equal(joined.events, whole.events)
+    pd.testing.assert_frame_equal(joined.totals, whole.totals)
+
+
 @pytest.mark.parametrize("delay", [0, 1, 2])
 def test_resumed_chunks_equal_one_run_bit_for_bit(delay):
     """Three consecutive chunks, each resumed from the state the one before ended in, joined with
@@ -373,16 +406,7 @@ def test_resumed_chunks_equal_one_run_bit_for_bit(delay):
         res = run_spread(sa, sb, _targets(sa, x[lo:hi]), cfg, spread, resume=state, **kw)
         parts.append(res)
         state = res.state
-    joined = type(whole).chain(parts)
-    pd.testing.assert_frame_equal(joined.equity, whole.equity)
-    pd.testing.assert_frame_equal(joined.in_flight, whole.in_flight)
-    for name in COMPONENTS:
-        pd.testing.assert_frame_equal(joined.components[name], whole.components[name])
-    for leg in ("A", "B"):
-        pd.testing.assert_frame_equal(joined.positions[leg], whole.positions[leg])
-        pd.testing.assert_frame_equal(joined.margin_ratio[leg], whole.margin_ratio[leg])
-    pd.testing.assert_frame_equal(joined.events, whole.events)
-    pd.testing.assert_frame_equal(joined.totals, whole.totals)
+    assert_chain_equals(parts, whole)
     kinds = Counter(whole.events.kind)
     assert kinds["transfer"] and kinds["liquidation"] and kinds["fill"]  # the chunks cut through all of it
     # a state only continues its own run
