@@ -171,13 +171,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
+from backtest.buffers import OUTPUT_POOL
 from backtest.config import DEFAULT_MAINTENANCE_MARGIN_RATE, BacktestConfig, SpreadConfig, implausible
 from backtest.kernels.layout import (
     C_FEE,
@@ -257,8 +258,11 @@ KIND_NAMES = {K_FILL: "fill", K_FUNDING: "funding", K_BORROW: "borrow", K_TRANSF
 AFTER_LIQ = {"close_and_reenter": 3, "close_spot": 0, "hold_spot": 1, "reenter": 2}
 
 
-def _ro(a: np.ndarray, dtype: Any = np.float64) -> np.ndarray:
-    a = np.array(a, dtype=dtype, copy=True, order="C")
+def _ro(a: np.ndarray, dtype: Any = np.float64, copy: bool = False) -> np.ndarray:
+    """``a`` as a read-only C-ordered array of ``dtype`` (one compiled kernel type): a read-only
+    view when it already is one (no copy of a large target grid), else a copy; ``copy=True``
+    for what a result keeps (never a view of the caller's arrays)."""
+    a = np.array(a, dtype=dtype, copy=True, order="C") if copy else np.ascontiguousarray(a, dtype=dtype).view()
     a.flags.writeable = False
     return a
 
@@ -486,7 +490,7 @@ def _last_bar(m: Market, before: tuple[np.ndarray, np.ndarray, np.ndarray] | Non
     empty market)."""
     if m.n_bars:
         close, volume = (m.spot_close, m.spot_volume) if spot else (m.perp_close, m.perp_volume)
-        return (_ro(close[-1]), _ro(m.valid[-1], np.bool_), _ro(volume[-1]))
+        return (_ro(close[-1], copy=True), _ro(m.valid[-1], np.bool_, copy=True), _ro(volume[-1], copy=True))
     return before
 
 
@@ -556,7 +560,8 @@ class SpreadResult:
     (``"A"``/``"B"``, at the close; NaN: flat leg), ``in_flight`` (quote in transfer) hold one row
     per bar where kept (``outputs``), else the last bar's. ``events``: fills, liquidations,
     transfers (departure: cash ``-amount`` and the fee; arrival: ``+amount - fee``) and, when
-    kept, funding per leg (``cash`` and ``fee`` in the account currency). ``totals`` per column:
+    kept, funding per leg (``cash`` and ``fee`` in the account currency), in (bar, column) order,
+    built when first read (``events_source``: the table, or the function that builds it). ``totals`` per column:
     funding per leg, trading fees, transfer fees, the number of transfers, every component,
     ``quote_fx`` (the revaluation of a venue valued at a quote rate; inside ``unhedged``), the
     number of liquidations and the final equity. ``venues`` (a run whose legs switch venues):
@@ -571,13 +576,20 @@ class SpreadResult:
     positions: dict[str, pd.DataFrame]
     margin_ratio: dict[str, pd.DataFrame]
     in_flight: pd.DataFrame
-    events: pd.DataFrame
+    events_source: pd.DataFrame | Callable[[], pd.DataFrame] = field(repr=False)
     totals: pd.DataFrame
     initial_capital: float
     venues: dict[str, pd.DataFrame] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
     state: SpreadState | None = None
+
+    @property
+    def events(self) -> pd.DataFrame:
+        """The events table (see the class docstring), built on first access from ``events_source``."""
+        if callable(self.events_source):
+            self.events_source = self.events_source()
+        return self.events_source
 
     @classmethod
     def chain(cls, parts: list[SpreadResult]) -> SpreadResult:
@@ -599,7 +611,7 @@ class SpreadResult:
             margin_ratio={k: cat(lambda p, k=k: p.margin_ratio[k]) for k in last.margin_ratio},
             in_flight=cat(lambda p: p.in_flight),
             venues={k: cat(lambda p, k=k: p.venues[k]) for k in last.venues},
-            events=pd.concat([p.events for p in parts], ignore_index=True),
+            events_source=lambda: pd.concat([p.events for p in parts], ignore_index=True),
             totals=last.totals.assign(liquidations=sum(p.totals.liquidations for p in parts)),
             initial_capital=parts[0].initial_capital,
             flags=tuple(dict.fromkeys(f for p in parts for f in p.flags)),
@@ -816,7 +828,7 @@ def run_spread(
     bits = {"equity": F_EQUITY, "components": F_COMPONENTS, "positions": F_POSITIONS, "margin": F_MARGIN}
     kflags = sum(bits[o] for o in want if o in bits) | (F_CASHFLOW_EVENTS if "events" in want else 0)
     rows = {o: (T if o in want else 1) for o in ("equity", "components", "positions", "margin")}
-    equity = np.empty((rows["equity"], C))
+    equity = OUTPUT_POOL.empty((rows["equity"], C))  # (recycled memory, as run_backtest's)
     in_flight = np.zeros((rows["equity"], C))  # (the kernel writes where something is in flight)
     comps = np.empty((N_COMP, rows["components"], C))
     pos_a, pos_b = np.empty((rows["positions"], C)), np.empty((rows["positions"], C))
@@ -935,7 +947,7 @@ def run_spread(
             rec = np.empty((cap, N_REC_FIELDS))
             n = spread_range_nb(0, C, *args, cs, out, rec)
             if n <= cap:
-                records = _bar_order(rec[:n])
+                records = rec[:n]
                 break
             cap = n
         else:
@@ -945,7 +957,7 @@ def run_spread(
             rec = np.empty((rec_bounds[-1], N_REC_FIELDS))
             counts = spread_parallel_nb(bounds, rec_bounds, *args, cs, out, rec)
             if (counts <= caps).all():
-                records = _bar_order(np.concatenate([rec[r0 : r0 + k] for r0, k in zip(rec_bounds, counts)]))
+                records = np.concatenate([rec[r0 : r0 + k] for r0, k in zip(rec_bounds, counts)])
                 break
             cap = int(counts.max()) * C
     if slippage_capped(records):
@@ -956,13 +968,15 @@ def run_spread(
     lag = max(delay, 1)
     k = min(lag, t_off + T)
     res.state = SpreadState(
-        columns=_ro(cs),
-        target_tail=_ro(rows_all[len(rows_all) - k :]),
+        columns=_ro(cs, copy=True),
+        target_tail=_ro(rows_all[len(rows_all) - k :], copy=True),
         next_time=leg_a.index[-1] + (leg_a.index[1] - leg_a.index[0]) if T > 1 else None,
         key=key,
         leg_a_last=_lasts(legs_a, resume, "a", switching, a_spot),
         leg_b_last=_lasts(legs_b, resume, "b", switching, False),
-        venue_tail=None if ven is None else (_ro(ven.a[len(ven.a) - k :]), _ro(ven.b[len(ven.b) - k :])),
+        venue_tail=None
+        if ven is None
+        else (_ro(ven.a[len(ven.a) - k :], copy=True), _ro(ven.b[len(ven.b) - k :], copy=True)),
     )
     return res
 
@@ -1049,6 +1063,34 @@ def _n_threads() -> int:
     return int(numba.get_num_threads())
 
 
+def _events(records: np.ndarray, index: pd.DatetimeIndex, legs_a: list[Market], legs_b: list[Market]) -> pd.DataFrame:
+    """The events table of the kernel's ``records`` (built when first read: a large grid's
+    hundreds of thousands of fills cost nothing until asked for)."""
+    records = _bar_order(records)
+    kinds = records[:, R_KIND].astype(np.int64)
+    code = records[:, R_LEG].astype(np.int64)
+    legs = code % 2  # LEG_SPOT (0): leg A; LEG_PERP (1): leg B; plus twice the leg's venue index
+    names = [KIND_NAMES.get(k, str(k)) for k in range(max(KIND_NAMES) + 1)]
+    venues = list(dict.fromkeys(m.venue for m in legs_a + legs_b))
+    at = {k: venues.index(m.venue) for k, m in [(2 * v, m) for v, m in enumerate(legs_a)]}
+    at.update({2 * v + 1: venues.index(m.venue) for v, m in enumerate(legs_b)})
+    venue_code = np.array([at.get(k, 0) for k in range(2 * max(len(legs_a), len(legs_b)))], np.int64)
+    return pd.DataFrame(
+        {
+            "time": index[records[:, R_BAR].astype(np.int64)],
+            "column": records[:, R_COL].astype(np.int64),
+            "kind": pd.Categorical.from_codes(kinds, names),
+            "leg": pd.Categorical.from_codes(legs, ["A", "B"]),
+            "venue": pd.Categorical.from_codes(venue_code[code], venues),
+            "qty": records[:, R_QTY],
+            "price": records[:, R_PRICE],
+            "rate": records[:, R_RATE],
+            "cash": records[:, R_CASH],
+            "fee": records[:, R_FEE],
+        }
+    )
+
+
 def _result(
     legs_a, legs_b, tg, config, capital, fee_a, fee_b, want, out, cs, records, flags, notes, a_spot, switching
 ) -> SpreadResult:
@@ -1094,28 +1136,6 @@ def _result(
         return pd.DataFrame(a, index=rows, columns=cols, copy=False)
 
     components = {name: frame(out.comps[k]) for k, name in enumerate(COMPONENTS)}
-    kinds = records[:, R_KIND].astype(np.int64)
-    code = records[:, R_LEG].astype(np.int64)
-    legs = code % 2  # LEG_SPOT (0): leg A; LEG_PERP (1): leg B; plus twice the leg's venue index
-    names = [KIND_NAMES.get(k, str(k)) for k in range(max(KIND_NAMES) + 1)]
-    venues = list(dict.fromkeys(m.venue for m in legs_a + legs_b))
-    at = {k: venues.index(m.venue) for k, m in [(2 * v, m) for v, m in enumerate(legs_a)]}
-    at.update({2 * v + 1: venues.index(m.venue) for v, m in enumerate(legs_b)})
-    venue_code = np.array([at.get(k, 0) for k in range(2 * max(len(legs_a), len(legs_b)))], np.int64)
-    events = pd.DataFrame(
-        {
-            "time": index[records[:, R_BAR].astype(np.int64)],
-            "column": records[:, R_COL].astype(np.int64),
-            "kind": pd.Categorical.from_codes(kinds, names),
-            "leg": pd.Categorical.from_codes(legs, ["A", "B"]),
-            "venue": pd.Categorical.from_codes(venue_code[code], venues),
-            "qty": records[:, R_QTY],
-            "price": records[:, R_PRICE],
-            "rate": records[:, R_RATE],
-            "cash": records[:, R_CASH],
-            "fee": records[:, R_FEE],
-        }
-    )
     final = cs[:, X_COMP : X_COMP + N_COMP]
     totals = pd.DataFrame({name: final[:, k] for k, name in enumerate(COMPONENTS)}, index=cols)
     totals.insert(1, "funding_a", cs[:, X_FUNDA])
@@ -1124,7 +1144,8 @@ def _result(
     totals.insert(5, "transfer_fees", cs[:, X_TFEE])
     totals.insert(6, "transfers", cs[:, X_NTR].astype(np.int64))
     totals["quote_fx"] = cs[:, X_FX]  # (inside unhedged)
-    totals["liquidations"] = np.bincount(records[kinds == K_LIQ, R_COL].astype(np.int64), minlength=C)
+    liq = records[records[:, R_KIND] == K_LIQ, R_COL].astype(np.int64)
+    totals["liquidations"] = np.bincount(liq, minlength=C)
     totals["final_equity"] = out.equity[-1]
     return SpreadResult(
         index=index,
@@ -1135,7 +1156,7 @@ def _result(
         venues={"A": frame(out.ven_a).astype(np.int64), "B": frame(out.ven_b).astype(np.int64)} if switching else {},
         margin_ratio={"A": frame(out.mr_a), "B": frame(out.mr_b)},
         in_flight=frame(out.in_flight),
-        events=events,
+        events_source=lambda: _events(records, index, legs_a, legs_b),
         totals=totals,
         initial_capital=capital,
         flags=tuple(flags),

@@ -102,6 +102,24 @@ def tier_bounds_nb(mmr, cum, n_tiers):
 
 
 @njit(cache=True, inline="always")
+def liq_level_slope_nb(qc, mmr_max):
+    """How :func:`liq_level_nb`'s level of a position of ``qc`` perp coins moves per unit of its
+    wallet (``d level / d fwc``, the tolerance held): ``1 / d`` for a short, ``-1 / d`` for a
+    long (``d`` as there); 0.0 flat or where the level is NaN.
+
+    A funding settlement of ``amt`` moves the level by ``amt * slope``: one multiply-add per
+    settlement instead of the level's two divisions (an hourly venue settles every bar). The
+    tolerance this holds still moves by at most ``1e-9 * |amt| * (1 + k) / d`` (``k`` <= (1 +
+    mmr) / (1 - mmr)), a small part of the tolerance itself while a kernel recomputes the level
+    from the state at every order, liquidation and chunk of bars; the pre-check stays on the
+    safe side, and the full check alone decides."""
+    d = qc - mmr_max * abs(qc)  # (-|qc| (1 + mmr) short, qc (1 - mmr) long)
+    if qc == 0.0 or (qc > 0.0 and d <= 0.0):
+        return 0.0
+    return -1.0 / d
+
+
+@njit(cache=True, inline="always")
 def liq_level_nb(qc, fwc, costc, mmr_max, cum_min):
     """Liquidation pre-check level (mark) of an isolated position ``qc`` with wallet ``fwc``.
 

@@ -74,7 +74,7 @@ from backtest.kernels.layout import (
     X_VENA,
     X_VENB,
 )
-from backtest.kernels.margin import flex_nb, liq_level_nb, maint_margin_nb, tier_bounds_nb
+from backtest.kernels.margin import flex_nb, liq_level_nb, liq_level_slope_nb, maint_margin_nb, tier_bounds_nb
 
 #: A sizing cap below this fraction of the equity opens nothing, and an order below this
 #: fraction of the position is not sent (rounding residues, not trades).
@@ -670,8 +670,8 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
             (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
              lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda) = _get(cs, c)
             # fmt: on
-            lva = liq_level_nb(s, bala, costa, mmr_a, cmin_a)
-            lvb = liq_level_nb(q, balb, costb, mmr_b, cmin_b)
+            lva, sla = liq_level_nb(s, bala, costa, mmr_a, cmin_a), liq_level_slope_nb(s, mmr_a)
+            lvb, slb = liq_level_nb(q, balb, costb, mmr_b, cmin_b), liq_level_slope_nb(q, mmr_b)
             for j in range(j0, j1):
                 ju = np.uint64(j)
                 i = j - lag + t_off
@@ -722,8 +722,8 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
                     (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
                      lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda) = _get(cs, c)
                     # fmt: on
-                    lva = liq_level_nb(s, bala, costa, mmr_a, cmin_a)
-                    lvb = liq_level_nb(q, balb, costb, mmr_b, cmin_b)
+                    lva, sla = liq_level_nb(s, bala, costa, mmr_a, cmin_a), liq_level_slope_nb(s, mmr_a)
+                    lvb, slb = liq_level_nb(q, balb, costb, mmr_b, cmin_b), liq_level_slope_nb(q, mmr_b)
                 if fx:  # and to the rates at the close (liquidation, funding and the close at those)
                     ra_n, rb_n = rates.a_close[ju], rates.b_close[ju]
                     d = _fx_move(s, q, va, vb, costa, costb, bala, balb, cs[c, X_RA], cs[c, X_RB], ra_n, rb_n)
@@ -758,28 +758,28 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
                     (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
                      lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda) = _get(cs, c)
                     # fmt: on
-                    lva = liq_level_nb(s, bala, costa, mmr_a, cmin_a)
-                    lvb = liq_level_nb(q, balb, costb, mmr_b, cmin_b)
+                    lva, sla = liq_level_nb(s, bala, costa, mmr_a, cmin_a), liq_level_slope_nb(s, mmr_a)
+                    lvb, slb = liq_level_nb(q, balb, costb, mmr_b, cmin_b), liq_level_slope_nb(q, mmr_b)
                 # 3. funding of each leg at its venue's settlements
                 fva, fvb = fv_a[ju, nua], fv_b[ju, nub]
                 c0_fund = c_fund
                 bala, c_fund, amt = rules.funding_nb(s, fva, bala, c_fund)
                 if amt != 0.0:
+                    lva += amt * sla  # (the pre-check level follows the wallet: liq_level_slope_nb)
                     if fx:  # in the account currency
                         amt *= cs[c, X_RA]
                         c_fund = c0_fund + amt
                     funda += amt
-                    lva = liq_level_nb(s, bala, costa, mmr_a, cmin_a)
                     if w_cf:
                         code = LEG_SPOT + 2 * np.int64(ven_a)
                         nrec = rules.funding_event_nb(rec, nrec, j, c, code, s, fva, mka.funding_rate[ju, nua], amt)
                 c0_fund = c_fund
                 balb, c_fund, amt = rules.funding_nb(q, fvb, balb, c_fund)
                 if amt != 0.0:
+                    lvb += amt * slb
                     if fx:
                         amt *= cs[c, X_RB]
                         c_fund = c0_fund + amt
-                    lvb = liq_level_nb(q, balb, costb, mmr_b, cmin_b)
                     if w_cf:
                         code = LEG_PERP + 2 * np.int64(ven_b)
                         nrec = rules.funding_event_nb(rec, nrec, j, c, code, q, fvb, mkb.funding_rate[ju, nub], amt)
