@@ -154,8 +154,11 @@ venue accounts.
   move its hedge), its coins unhedged until the other leg opens (``SpreadConfig.switch_keeps_leg``
   False: it closes too, and both reopen on arrival: hedged throughout, two more fills). A switch waits while a transfer
   is in flight (no sizing that bar); a pending close or a rebalance does not. Events name the
-  venue of each leg (a departure the venue left, an arrival the venue reached). Quote rates
-  are not supported with switching (refused: every venue's quote is taken 1:1); ``resume`` is.
+  venue of each leg (a departure the venue left, an arrival the venue reached). With quote
+  rates (one per venue of a leg), the wallet sent leaves at the rate of the venue left and is
+  credited at the new venue's (the open's rate when it leaves; at arrival, the rate then); an
+  idle balance counts at the rate of the moment it became idle (at most a transfer fee, not
+  revalued). ``resume`` is supported.
 * **Identity.** ``equity - initial = funding + fees + slippage + borrow + spot_price +
   perp_price + liquidation + unhedged`` at every bar (``borrow``: a borrowed spot leg's interest),
   transfer fees inside ``fees``, the quote currencies' revaluation inside ``unhedged``; with
@@ -677,8 +680,9 @@ def run_spread(
         leg's quote currency at each bar's open and close (a DataFrame on the legs' index with
         columns ``open`` and ``close``, e.g. USDT per USDC; :attr:`data.venue_pair.VenuePair.quote_rates`).
         That venue's wallet, margin, PnL, fees and funding stay in its own quote and are valued
-        at the rate (see the rules). Without one, a leg quoted in another currency than the
-        other is taken 1:1 (flag ``usdc_usdt_parity``).
+        at the rate (see the rules). A leg given several venues takes a sequence with one
+        frame (or None: 1:1) per venue. Without one, venues quoted in different currencies are
+        taken 1:1 (flag ``usdc_usdt_parity``).
     venues : (array, array), optional
         The venue each leg should be on per target row and column, (T, C) or (T, N) arrays of
         indices into ``leg_a``'s and ``leg_b``'s sequences (NaN: stay); read where the target
@@ -720,10 +724,6 @@ def run_spread(
     if switching:
         if venues is None:
             raise ConfigError("several markets for a leg need venues=(leg A's venue, leg B's venue) per bar and column")
-        if quote_rates and any(r is not None for r in quote_rates.values()):
-            raise ConfigError(
-                "quote_rates: a run whose legs switch venues takes every venue's quote 1:1 (no rate series yet)"
-            )
         for name in ("fee_a_rate", "fee_b_rate"):
             if name in (column_params or {}):
                 raise ConfigError(f"{name} cannot vary per column when the legs switch venues (each venue has its fee)")
@@ -795,18 +795,20 @@ def run_spread(
     t_src_a = "; ".join(f"{m.venue} {src}" for m, (_t, src) in zip(legs_a, t_a)) if switching else t_a[0][1]
     t_src_b = "; ".join(f"{m.venue} {src}" for m, (_t, src) in zip(legs_b, t_b)) if switching else t_b[0][1]
     flags: list[str] = []
-    rates = _quote_rates(quote_rates, leg_a.index)
+    venue_legs = {"A": legs_a, "B": legs_b}
+    rates, rated = _quote_rates(quote_rates, leg_a.index, venue_legs)
     if rates:
         flags.append("quote_rate")
-        for side, r in rates.items():
-            m = leg_a if side == "A" else leg_b
+        for side, v in rated:
+            m, r = venue_legs[side][v], rates[side]["close"][:, v]
             notes.append(
-                f"leg {side} ({m.venue}, {_venue_quote(m)}) valued at its quote rate: {r['close'].min():.6g} .. "
-                f"{r['close'].max():.6g} per unit over the run"
+                f"leg {side} ({m.venue}, {_venue_quote(m)}) valued at its quote rate: {r.min():.6g} .. "
+                f"{r.max():.6g} per unit over the run"
             )
-    elif len({_venue_quote(m) for m in legs_a + legs_b}) > 1:
+    unrated = [m for side, legs in venue_legs.items() for v, m in enumerate(legs) if (side, v) not in rated]
+    if len({_venue_quote(m) for m in unrated}) > 1:  # (the venues at no rate: added 1:1)
         flags.append("usdc_usdt_parity")
-        quotes = ", ".join(dict.fromkeys(f"{m.venue} in {_venue_quote(m)}" for m in legs_a + legs_b))
+        quotes = ", ".join(dict.fromkeys(f"{m.venue} in {_venue_quote(m)}" for m in unrated))
         notes.append(f"the venues are quoted {quotes}: amounts are added 1:1 (a USDC/USDT move is not valued)")
     for leg in legs_a + legs_b:
         flags += [f for f in leg.data_flags if f not in flags and f != "perp_only"]
@@ -838,9 +840,10 @@ def run_spread(
 
     capital = float(config.initial_capital_quote)
     key = _run_key(legs_a, legs_b, tg, config, spread, column_params)
-    ones = np.ones(T)
-    r_a = (rates["A"]["open"], rates["A"]["close"]) if "A" in rates else (ones, ones)
-    r_b = (rates["B"]["open"], rates["B"]["close"]) if "B" in rates else (ones, ones)
+    # each leg's rates (T, venues) at the open and close; read by the kernel only with rates
+    ones = {side: np.ones((T if rates else 1, len(legs) if rates else 1)) for side, legs in venue_legs.items()}
+    r_a = (rates["A"]["open"], rates["A"]["close"]) if "A" in rates else (ones["A"], ones["A"])
+    r_b = (rates["B"]["open"], rates["B"]["close"]) if "B" in rates else (ones["B"], ones["B"])
     kernel_rates = SpreadRates(_ro(r_a[0]), _ro(r_a[1]), _ro(r_b[0]), _ro(r_b[1]))
     ven = _venue_rows(venues, tg, len(legs_a), len(legs_b)) if switching else None
     if resume is None:
@@ -857,10 +860,12 @@ def run_spread(
             cs0[:, X_BALA] = np.where(lev0_a == lev0, capital / 2.0, capital * (lev0 / (lev0_a + lev0)))
             cs0[:, X_BALB] = capital - cs0[:, X_BALA]
         if rates and T:  # each venue's share (account currency) in its own quote, at the first open's rate
-            cs0[:, X_BALA] /= r_a[0][0]
-            cs0[:, X_BALB] /= r_b[0][0]
-        cs0[:, X_RA] = r_a[0][0] if T else 1.0
-        cs0[:, X_RB] = r_b[0][0] if T else 1.0
+            cs0[:, X_RA] = r_a[0][0, cs0[:, X_VENA].astype(np.int64)]
+            cs0[:, X_RB] = r_b[0][0, cs0[:, X_VENB].astype(np.int64)]
+            cs0[:, X_BALA] /= cs0[:, X_RA]
+            cs0[:, X_BALB] /= cs0[:, X_RB]
+        else:
+            cs0[:, X_RA] = cs0[:, X_RB] = 1.0
         cs0[:, X_VA] = cs0[:, X_VB] = np.nan
         cs0[:, X_LASTX] = np.nan
         cs0[:, X_PRE] = cs0[:, X_FBAR] = -1.0
@@ -996,32 +1001,53 @@ def _lasts(legs: list[Market], resume: SpreadState | None, leg: str, switching: 
     return [_last_bar(m, _last_of(resume, leg, v, True), spot=spot) for v, m in enumerate(legs)]
 
 
-def _quote_rates(given: dict[str, Any] | None, index: pd.DatetimeIndex) -> dict[str, dict[str, np.ndarray]]:
-    """The legs' quote rates as ``{"A"|"B": {"open": (T,), "close": (T,)}}``, checked: one
-    finite, positive rate per bar at the open and close, on the legs' own index."""
+def _quote_rates(
+    given: dict[str, Any] | None, index: pd.DatetimeIndex, legs: dict[str, list[Market]]
+) -> tuple[dict[str, dict[str, np.ndarray]], list[tuple[str, int]]]:
+    """The legs' quote rates as ``{"A"|"B": {"open": (T, V), "close": (T, V)}}`` (``V``: the
+    leg's venues, one without switching; 1.0 for a venue given None) and the ``(leg, venue)``
+    pairs given a rate, checked: per rated venue one finite, positive rate per bar at the open
+    and close, on the legs' own index. A leg's entry is one frame, or (a leg with several
+    venues) a sequence of one frame or None per venue."""
     out: dict[str, dict[str, np.ndarray]] = {}
+    rated: list[tuple[str, int]] = []
     for leg, r in (given or {}).items():
         if leg not in ("A", "B"):
             raise ConfigError(f"quote_rates: keys are the legs 'A' and 'B', got {leg!r}")
         if r is None:
             continue
-        if not isinstance(r, pd.DataFrame) or not {"open", "close"} <= set(r.columns):
-            raise ConfigError(f"quote_rates[{leg!r}] must be a DataFrame with columns 'open' and 'close'")
-        if not r.index.equals(index):
+        venues = legs[leg]
+        frames = list(r) if isinstance(r, (list, tuple)) else [r]
+        if len(frames) != len(venues):
             raise ConfigError(
-                f"quote_rates[{leg!r}] must be indexed like the legs' markets ({len(index)} bars from "
-                f"{index[0] if len(index) else '-'}); got {len(r)} rows"
+                f"quote_rates[{leg!r}]: one rate frame (or None) per venue of leg {leg} "
+                f"({', '.join(m.venue for m in venues)}), got {len(frames)}"
             )
-        arrays = {k: np.asarray(r[k], dtype=np.float64) for k in ("open", "close")}
-        for k, a in arrays.items():
-            bad = np.flatnonzero(~(np.isfinite(a) & (a > 0)))
-            if bad.size:
+        arrays = {k: np.ones((len(index), len(venues))) for k in ("open", "close")}
+        for v, f in enumerate(frames):
+            if f is None:
+                continue
+            name = f"quote_rates[{leg!r}]" + (f"[{v}] ({venues[v].venue})" if len(venues) > 1 else "")
+            if not isinstance(f, pd.DataFrame) or not {"open", "close"} <= set(f.columns):
+                raise ConfigError(f"{name} must be a DataFrame with columns 'open' and 'close'")
+            if not f.index.equals(index):
                 raise ConfigError(
-                    f"quote_rates[{leg!r}].{k} must be a finite rate > 0 at every bar; {bad.size} are not, the "
-                    f"first at {index[bad[0]]} ({a[bad[0]]!r})"
+                    f"{name} must be indexed like the legs' markets ({len(index)} bars from "
+                    f"{index[0] if len(index) else '-'}); got {len(f)} rows"
                 )
-        out[leg] = arrays
-    return out
+            for k in ("open", "close"):
+                a = np.asarray(f[k], dtype=np.float64)
+                bad = np.flatnonzero(~(np.isfinite(a) & (a > 0)))
+                if bad.size:
+                    raise ConfigError(
+                        f"{name}.{k} must be a finite rate > 0 at every bar; {bad.size} are not, the "
+                        f"first at {index[bad[0]]} ({a[bad[0]]!r})"
+                    )
+                arrays[k][:, v] = a
+            rated.append((leg, v))
+        if any(leg_ == leg for leg_, _v in rated):
+            out[leg] = arrays
+    return out, rated
 
 
 def _borrow_rates(leg_a: Market, config: BacktestConfig, column_symbol: np.ndarray, T: int) -> np.ndarray:

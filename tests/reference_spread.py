@@ -127,7 +127,7 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
     ``slippage_bps``, ``impact``, ``clearance``, ``lag``, ``transfer_delay_bars``,
     ``transfer_fee``, ``band``, ``after_liquidation``, ``cooldown_bars``, ``tiers_a``,
     ``tiers_b``; optional ``leg_a`` (``"perp"``, ``"spot"``), ``leverage_a`` (leg A's perp
-    leverage, default ``leverage``), ``rates_a``/``rates_b`` (``(open, close)`` arrays (T,):
+    leverage, default ``leverage``), ``rates_a``/``rates_b`` (``(open, close)`` arrays (T,), or (T, venues) when the legs switch venues:
     the account currency per unit of that venue's quote; default 1) and, for a borrowed spot leg
     A (a negative target), ``borrow_h`` (hourly rate), ``spot_level`` (the margin call's level)
     and ``spot_liq_fee`` (the buy-back's fee rate).
@@ -177,6 +177,13 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
 
     ones = np.ones(T)
     rates = {"A": settings.get("rates_a") or (ones, ones), "B": settings.get("rates_b") or (ones, ones)}
+
+    def rate_of(leg, which, j):
+        """Leg ``leg``'s venue's rate at bar ``j``'s open (``which`` 0) or close (1): rates are
+        (T,) arrays, or (T, venues) ones when the legs switch venues."""
+        r = np.asarray(rates[leg.name][which])
+        return float(r[j, leg.venue] if r.ndim == 2 else r[j])
+
     borrow_h = float(settings.get("borrow_h", 0.0))
     spot_level = float(settings.get("spot_level", 1.1))
     spot_liq_fee = float(settings.get("spot_liq_fee", 0.02))
@@ -235,7 +242,7 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
             col.a.wallet = capital * (L / (LA + L))
             col.b.wallet = capital - col.a.wallet
         for leg in (col.a, col.b):  # each venue's share in its own quote, at the first open's rate
-            leg.rate = float(rates[leg.name][0][0])
+            leg.rate = rate_of(leg, 0, 0)
             if leg.rate != 1.0:
                 leg.wallet /= leg.rate
         fx_total = [0.0]
@@ -244,7 +251,7 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
             """The venues' rates to bar ``j``'s ``which`` (0: open, 1: close): each margin balance's
             revaluation into ``unhedged``."""
             for leg in (col.a, col.b):
-                new = float(rates[leg.name][which][j])
+                new = rate_of(leg, which, j)
                 d = leg.margin_balance() * (new - leg.rate) if (leg.pos != 0 or leg.wallet != 0) else 0.0
                 col.pnl["unhedged"] += d
                 fx_total[0] += d
@@ -506,8 +513,9 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
             for leg, v in ((col.a, to[0]), (col.b, to[1])):
                 if not moves[leg.name]:
                     continue
-                amount, left = leg.wallet * leg.rate, leg.venue
+                amount, left = leg.wallet * leg.rate, leg.venue  # (at the rate of the venue left)
                 move_leg(leg, v, n)
+                leg.rate = rate_of(leg, 0, j)  # (the new venue's, at this open: what arrives is credited at it)
                 if amount > fee_t and amount > 0:
                     send(j, left, leg.name, leg, amount)
                 else:

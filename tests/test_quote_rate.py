@@ -68,6 +68,7 @@ def rate_catalog(tmp_path_factory) -> Catalog:
     cat = Catalog(tmp_path_factory.mktemp("quote_rate") / "catalog")
     ingest_freqtrade(shared_data_path("binance"), cat, venue="binance", symbols=["BTCUSDT"])
     ingest_freqtrade(shared_data_path("hyperliquid"), cat, venue="hyperliquid", symbols=["BTCUSDC"])
+    ingest_freqtrade(shared_data_path("bybit"), cat, venue="bybit", symbols=["BTCUSDT"])
     times = pd.date_range("2024-08-01", "2025-08-01", freq="1h", tz="UTC", inclusive="left")
     keep = ~((times >= HOLE) & (times < HOLE + 5 * H))
     cat.write(PartitionKey("binance", "spot", "USDCUSDT", "1h"), _rate_table(times[keep], _usdc_close(times[keep])))
@@ -159,6 +160,26 @@ def test_carry_spread_prints_and_writes_the_quote_fx(rate_catalog, tmp_path):
     summary = json.loads((tmp_path / "parity" / "spread.json").read_text())
     assert "usdc_usdt_parity" in summary["flags"] and summary["rows"][0]["quote_fx"] == 0.0
     assert "quote fx" not in r.stdout and "quote_rate='parity'" in r.stderr
+
+
+def test_a_strategy_picking_among_venues_values_its_hedge_at_the_rate(rate_catalog, tmp_path):
+    """``funding_spread`` over three venues: its own row (one hedge whose legs move between the
+    venues) values Hyperliquid's USDC wallet at the catalog's rate, as the pairs' rows do; with
+    ``--quote-rate parity`` it takes 1:1."""
+    base = ["spread", "--data", rate_catalog.root, "--venues", "binance,bybit,hyperliquid", "--symbols", "BTC"]
+    base += ["--start", WINDOW[0], "--end", WINDOW[1]]
+    parts = ("funding_a", "funding_b", "trading_fees", "transfer_fees", "slippage", "basis", "quote_fx", "liquidation")
+    widest = {}
+    for mode in ("auto", "parity"):
+        r = carry(*base, "--quote-rate", mode, "--out", tmp_path / mode)
+        assert r.returncode == 0, r.stderr
+        summary = json.loads((tmp_path / mode / "spread.json").read_text())
+        (row,) = [w for w in summary["rows"] if w["venue_a"] == "widest"]
+        assert sum(row[k] for k in parts) == pytest.approx(row["net"], abs=1e-6)
+        widest[mode] = row
+        assert ("quote_rate" in summary["flags"]) == (mode == "auto")
+    assert abs(widest["auto"]["quote_fx"]) > 0.01 and widest["parity"]["quote_fx"] == 0.0
+    assert widest["auto"]["funding_b"] != widest["parity"]["funding_b"]
 
 
 def test_without_a_series_the_quotes_are_taken_one_to_one_and_said_so(venues_catalog):  # noqa: F811

@@ -22,6 +22,7 @@ from tests.test_spread_engine import (
     N,
     T,
     _leg,
+    _quote_rates,
     _targets,
     assert_arrays_equal_reference,
     assert_chain_equals,
@@ -274,8 +275,85 @@ def test_switching_refusals():
         run_spread(perps, perps, tg)
     with pytest.raises(ConfigError, match="no venue index"):
         run_spread(perps, perps, tg, venues=(np.full_like(tg, 3.0), vb))
-    with pytest.raises(ConfigError, match="quote 1:1"):
+    with pytest.raises(ConfigError, match=r"one rate frame \(or None\) per venue of leg B \(binance, bybit, okx\)"):
         rates = pd.DataFrame({"open": 1.0, "close": 1.0}, index=perps[0].index)
         run_spread(perps, perps, tg, venues=(va, vb), quote_rates={"B": rates})
+    with pytest.raises(ConfigError, match=r"quote_rates\['A'\]\[2\] \(okx\).close must be a finite rate"):
+        bad = pd.DataFrame({"open": 1.0, "close": 0.0}, index=perps[0].index)
+        run_spread(perps, perps, tg, venues=(va, vb), quote_rates={"A": [None, None, bad]})
     with pytest.raises(ConfigError, match="cannot vary per column"):
         run_spread(perps, perps, tg, venues=(va, vb), column_params={"fee_a_rate": [0.001]})
+
+
+# --------------------------------------------------------------------------- quote rates per venue
+def _venue_rates(index, seed):
+    """Leg A's third venue (okx) and leg B's second (bybit) quoted in USDC at random rate series;
+    the other venues at 1. Returns (quote_rates for run_spread, the reference's rates_a/rates_b)."""
+    ra, rb = _quote_rates(index, seed), _quote_rates(index, seed + 1)
+    kernel = {"A": [None, None, ra], "B": [None, rb, None]}
+
+    def stacked(frames):
+        return tuple(
+            np.column_stack([np.ones(len(index)) if f is None else f[k].to_numpy() for f in frames])
+            for k in ("open", "close")
+        )
+
+    return kernel, {"rates_a": stacked(kernel["A"]), "rates_b": stacked(kernel["B"])}
+
+
+@pytest.mark.parametrize("case", CASES[:2], ids=[f"seed{c[0]}-lag{c[1]}-delay{c[2]}" for c in CASES[:2]])
+def test_switching_venues_with_quote_rates_match_the_reference(case):
+    """Venues quoted in another currency, each at its own rate series, while the legs move
+    between them: a wallet sent leaves at the rate of the venue left and is credited at the new
+    venue's; each venue's funding, fees and margin count at its rate; the kernel equals the
+    reference, the identity holds at every bar, and the quote revaluation is booked."""
+    seed, lag, delay, fee_t, band, policy = case
+    perps, rng = _venue_markets(seed)
+    C = len(COLUMN_SYMBOL)
+    x, va, vb = _schedule(rng, C)
+    config = _config(lag, policy)
+    spread = SpreadConfig(venue_transfer_delay_hours=delay, venue_transfer_fee_quote=fee_t, venue_rebalance_band=band)
+    rates, ref_rates = _venue_rates(perps[0].index, seed)
+    kw = {"column_params": {"perp_leverage": LEVERAGE}, "venues": (va, vb)}
+    res = run_spread(perps, perps, _targets(perps[0], x), config, spread, quote_rates=rates, **kw)
+    settings = dict(_settings((perps, perps), config, spread, delay, fee_t, band), **ref_rates)
+    ref = _reference(perps, perps, x, va, vb, settings)
+    _compare(res, ref, perps, perps, perps[0].index)
+    total = sum(res.components[k] for k in COMPONENTS)
+    np.testing.assert_allclose(res.equity - CAPITAL, total, rtol=0, atol=1e-9 * CAPITAL)
+    assert "quote_rate" in res.flags and "usdc_usdt_parity" not in res.flags
+    assert (res.totals["quote_fx"].abs() > 1e-6).any()
+    # legs sat on the rated venues, and collateral moved to and from them
+    on = (res.venues["A"].to_numpy() == 2) | (res.venues["B"].to_numpy() == 1)
+    assert on.mean() > 0.2
+    ev = res.events
+    moves = ev[(ev.kind == "transfer") & (ev.cash < 0)]
+    assert {("A", "okx"), ("B", "bybit")} <= set(zip(moves.leg, moves.venue))
+    # at rate 1 everywhere: the unconverted run's figures (to rounding)
+    flat = {leg: [None if f is None else f.assign(open=1.0, close=1.0) for f in fs] for leg, fs in rates.items()}
+    one = run_spread(perps, perps, _targets(perps[0], x), config, spread, quote_rates=flat, **kw)
+    plain = run_spread(perps, perps, _targets(perps[0], x), config, spread, **kw)
+    np.testing.assert_allclose(one.equity.to_numpy(), plain.equity.to_numpy(), rtol=0, atol=1e-9 * CAPITAL)
+
+
+def test_resumed_chunks_of_a_switching_run_with_quote_rates_equal_one_run_bit_for_bit():
+    perps, rng = _venue_markets(43)
+    C = len(COLUMN_SYMBOL)
+    x, va, vb = _schedule(rng, C)
+    cfg = _config(1, "close_and_reenter")
+    spread = SpreadConfig(venue_transfer_delay_hours=2, venue_transfer_fee_quote=0.5, venue_rebalance_band=0.1)
+    rates, _ref = _venue_rates(perps[0].index, 43)
+    kw = {"column_params": {"perp_leverage": LEVERAGE}}
+    whole = run_spread(perps, perps, _targets(perps[0], x), cfg, spread, venues=(va, vb), quote_rates=rates, **kw)
+    parts, state = [], None
+    for lo, hi in ((0, 97), (97, 211), (211, T)):
+        legs = [m.select(start=m.index[lo], end=m.index[hi - 1] + pd.Timedelta(hours=1)) for m in perps]
+        tg = _targets(legs[0], x[lo:hi])
+        part_rates = {leg: [None if f is None else f[lo:hi] for f in fs] for leg, fs in rates.items()}
+        res = run_spread(
+            legs, legs, tg, cfg, spread, venues=(va[lo:hi], vb[lo:hi]), quote_rates=part_rates, resume=state, **kw
+        )
+        parts.append(res)
+        state = res.state
+    assert_chain_equals(parts, whole)
+    assert (whole.totals["quote_fx"].abs() > 1e-6).any()

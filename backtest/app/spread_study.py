@@ -269,7 +269,7 @@ def run_sets(study: SpreadStudy, sets: list[SpreadSet] | tuple[SpreadSet, ...], 
             parts.add_note(n)
     # the strategy's own hedges first (their kernel compiles while another process may compile
     # the pairs' one: ``carry compile`` runs both at once), added after the pairs' rows
-    switched = _run_switching(study, sets, hedges, config, spread) if study.picking else None
+    switched = _run_switching(study, sets, hedges, config, spread, pairs) if study.picking else None
     for (va, vb), pair in pairs.items():
         T, N = pair.leg_a.shape
         values = np.hstack([np.broadcast_to(np.asarray(t[(va, vb)], float), (T, N)) for t in per_set])
@@ -296,18 +296,21 @@ def run_sets(study: SpreadStudy, sets: list[SpreadSet] | tuple[SpreadSet, ...], 
         table = spread_rows(res, study.strategy)
         _add_run(parts, res, table, sets, grid, f"{va}/{vb}", va, vb)
     if study.picking:
-        rated = any(p.quote_rates for p in pairs.values())
-        _add_switching(study, sets, hedges, grid, switched, parts, rated)
+        _add_switching(study, sets, hedges, grid, switched, parts)
     parts.rows = [pd.concat(parts.rows, ignore_index=True).sort_values(["set"], kind="stable", ignore_index=True)]
     return parts
 
 
-def _run_switching(study: SpreadStudy, sets, hedges: list, config, spread):
+def _run_switching(study: SpreadStudy, sets, hedges: list, config, spread, pairs: dict):
     """The strategy's own hedges when it picks among venues: one per (set, coin) on one capital
-    whose legs switch venues (``run_spread(..., venues=...)``), in one engine call."""
+    whose legs switch venues (``run_spread(..., venues=...)``), in one engine call; each venue
+    valued at the quote rate its pairs use (the catalog's, where one is stored)."""
     from backtest.spread import run_spread
 
     legs_a, legs_b = hedges[0][0], hedges[0][1]
+    rate_of = {id(p.leg_a): p.quote_rates.get("A") for p in pairs.values()}
+    rate_of.update({id(p.leg_b): p.quote_rates.get("B") for p in pairs.values()})
+    rates = {side: [rate_of.get(id(m)) for m in legs] for side, legs in (("A", legs_a), ("B", legs_b))}
     N = legs_a[0].n_symbols
     x, va, vb = (np.hstack([h[k] for h in hedges]) for k in (2, 3, 4))
     tg = _grid_targets(x, legs_a[0].symbols, sets, study.strategy)
@@ -321,18 +324,17 @@ def _run_switching(study: SpreadStudy, sets, hedges: list, config, spread):
             spread,
             column_params={"perp_leverage": np.repeat([s.leverage for s in sets], N)},
             venues=(va, vb),
+            quote_rates={side: r for side, r in rates.items() if any(f is not None for f in r)},
         )
     return res
 
 
-def _add_switching(study: SpreadStudy, sets, hedges: list, grid: bool, res, parts: SpreadParts, rated: bool) -> None:
+def _add_switching(study: SpreadStudy, sets, hedges: list, grid: bool, res, parts: SpreadParts) -> None:
     """The rows, curves, parts and events of :func:`_run_switching`'s hedges (``widest`` /
     ``best of``)."""
     from reports.spread_run import spread_rows
 
     legs_a, legs_b = hedges[0][0], hedges[0][1]
-    if rated:
-        parts.add_note("the strategy's own rows take every venue's quote 1:1 (no quote rate with venue switching yet)")
     parts.flags = list(dict.fromkeys([*parts.flags, *res.flags]))
     table = spread_rows(res, study.strategy)
     spot = study.strategy == "best_venue_carry"

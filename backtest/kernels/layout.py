@@ -296,8 +296,9 @@ class SpreadVenues(NamedTuple):
 
 class SpreadRates(NamedTuple):
     """Per-bar rates of each venue's quote currency in the account currency (USDT per USDC), at
-    each bar's open and close, (T,) each (all 1.0 for a venue quoted in the account currency).
-    Read only when :class:`SpreadSettings` ``fx`` is set."""
+    each bar's open and close, (T, V) each: column ``v`` for the leg's venue ``v`` (one column
+    without venue switching; all 1.0 for a venue quoted in the account currency). Read only when
+    :class:`SpreadSettings` ``fx`` is set ((1, 1) placeholders otherwise)."""
 
     a_open: np.ndarray
     a_close: np.ndarray

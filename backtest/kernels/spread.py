@@ -357,11 +357,13 @@ def _fees(prm, run, j, c, cs):
 
 
 @njit(cache=True)
-def _switch(j, x, ta, tb, c, na, nb, mka, mkb, prm, run, cs, rec, nrec):
+def _switch(j, x, ta, tb, c, na, nb, mka, mkb, prm, run, rates, cs, rec, nrec):
     """Step 1 of bar ``j`` for a new target ``x`` on other venues (leg A to venue ``ta``, leg B
     to ``tb``; NaN: stay), both legs revalued to their reference prices: a leg that changes venue or
     side is closed on its venue; the wallet of each venue left is sent to the leg's new venue (a
-    transfer, ``fee_t``; a balance of at most the fee stays there, idle, in the equity); the
+    transfer, ``fee_t``, in the account currency at the rate of the venue left, credited at the new
+    venue's; a balance of at most the fee stays there, idle, in the equity at the rate of the
+    moment); the
     column sizes to ``x`` once what is sent has arrived (a re-entry due at the arrival bar, or at
     once when nothing is in flight), on the new venues. A leg that keeps its venue and side stays
     open meanwhile (unhedged until the other leg opens), unless ``run.switch_keep`` is False
@@ -383,11 +385,15 @@ def _switch(j, x, ta, tb, c, na, nb, mka, mkb, prm, run, cs, rec, nrec):
         if (to_b and not new_b) or (not to_b and not new_a):
             continue
         bal_k, r_k = (X_BALB, X_RB) if to_b else (X_BALA, X_RA)
-        amount = cs[c, bal_k] * cs[c, r_k]
+        amount = cs[c, bal_k] * cs[c, r_k]  # (at the rate of the venue left)
         code = _leg_code(cs, c, to_b)  # (the venue left)
         cs[c, bal_k] = 0.0
-        cs[c, X_VENB if to_b else X_VENA] = tb if to_b else ta
+        v = tb if to_b else ta
+        cs[c, X_VENB if to_b else X_VENA] = v
         cs[c, X_VB if to_b else X_VA] = np.nan
+        if run.fx:  # the new venue's quote at this open's rate (what arrives is credited at it)
+            vu = np.uint64(v)
+            cs[c, r_k] = rates.b_open[np.uint64(j), vu] if to_b else rates.a_open[np.uint64(j), vu]
         if amount > fee_t and amount > 0.0:
             nrec = _send(j, c, cs, code, to_b, amount, fee_t, run.transfer_delay, rec, nrec)
         else:
@@ -677,7 +683,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
                 i = j - lag + t_off
                 rj = np.uint64(j if w_eq else 0)  # (unsigned indices: no negative-index wraparound)
                 if fx:  # the venues' balances revalued to the rates at the open (rates: in cs only)
-                    ra_n, rb_n = rates.a_open[ju], rates.b_open[ju]
+                    ra_n, rb_n = rates.a_open[ju, np.uint64(ven_a)], rates.b_open[ju, np.uint64(ven_b)]
                     d = _fx_move(s, q, va, vb, costa, costb, bala, balb, cs[c, X_RA], cs[c, X_RB], ra_n, rb_n)
                     c_unh += d
                     cs[c, X_FX] += d
@@ -707,7 +713,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
                         if size and x != x:
                             x = cs[c, X_LASTX]
                         if switch and size:  # (out of the bar loop's code: rare)
-                            nrec = _switch(j, x, ta, tb, c, na, nb, mka, mkb, prm, run, cs, rec, nrec)
+                            nrec = _switch(j, x, ta, tb, c, na, nb, mka, mkb, prm, run, rates, cs, rec, nrec)
                         else:
                             nrec = _orders(j, x, size, c, na, nb, mka, mkb, prm, run, cs, rec, nrec)
                         if switch and size:  # on the new venues; sized now when nothing is in flight
@@ -725,7 +731,7 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
                     lva, sla = liq_level_nb(s, bala, costa, mmr_a, cmin_a), liq_level_slope_nb(s, mmr_a)
                     lvb, slb = liq_level_nb(q, balb, costb, mmr_b, cmin_b), liq_level_slope_nb(q, mmr_b)
                 if fx:  # and to the rates at the close (liquidation, funding and the close at those)
-                    ra_n, rb_n = rates.a_close[ju], rates.b_close[ju]
+                    ra_n, rb_n = rates.a_close[ju, np.uint64(ven_a)], rates.b_close[ju, np.uint64(ven_b)]
                     d = _fx_move(s, q, va, vb, costa, costb, bala, balb, cs[c, X_RA], cs[c, X_RB], ra_n, rb_n)
                     c_unh += d
                     cs[c, X_FX] += d
