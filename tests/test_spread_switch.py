@@ -115,14 +115,20 @@ def _config(lag, policy):
     return case_config(lag, policy, 3.0, 0.02)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[f"seed{c[0]}-lag{c[1]}-delay{c[2]}" for c in CASES])
-def test_switching_venues_matches_the_reference(case):
+def _random_case(case):
+    """One of :data:`CASES`: three venues' markets, a random schedule of targets and venues for
+    every column, the config and the spread settings."""
     seed, lag, delay, fee_t, band, policy = case
     perps, rng = _venue_markets(seed)
-    C = len(COLUMN_SYMBOL)
-    x, va, vb = _schedule(rng, C)
-    config = _config(lag, policy)
+    x, va, vb = _schedule(rng, len(COLUMN_SYMBOL))
     spread = SpreadConfig(venue_transfer_delay_hours=delay, venue_transfer_fee_quote=fee_t, venue_rebalance_band=band)
+    return perps, x, va, vb, _config(lag, policy), spread
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"seed{c[0]}-lag{c[1]}-delay{c[2]}" for c in CASES])
+def test_switching_venues_matches_the_reference(case):
+    seed, _lag, delay, fee_t, band, _policy = case
+    perps, x, va, vb, config, spread = _random_case(case)
     res = run_spread(
         perps, perps, _targets(perps[0], x), config, spread, column_params={"perp_leverage": LEVERAGE}, venues=(va, vb)
     )
@@ -307,12 +313,8 @@ def test_switching_venues_with_quote_rates_match_the_reference(case):
     between them: a wallet sent leaves at the rate of the venue left and is credited at the new
     venue's; each venue's funding, fees and margin count at its rate; the kernel equals the
     reference, the identity holds at every bar, and the quote revaluation is booked."""
-    seed, lag, delay, fee_t, band, policy = case
-    perps, rng = _venue_markets(seed)
-    C = len(COLUMN_SYMBOL)
-    x, va, vb = _schedule(rng, C)
-    config = _config(lag, policy)
-    spread = SpreadConfig(venue_transfer_delay_hours=delay, venue_transfer_fee_quote=fee_t, venue_rebalance_band=band)
+    seed, _lag, delay, fee_t, band, _policy = case
+    perps, x, va, vb, config, spread = _random_case(case)
     rates, ref_rates = _venue_rates(perps[0].index, seed)
     kw = {"column_params": {"perp_leverage": LEVERAGE}, "venues": (va, vb)}
     res = run_spread(perps, perps, _targets(perps[0], x), config, spread, quote_rates=rates, **kw)
