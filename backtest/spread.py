@@ -1045,7 +1045,7 @@ def _quote_rates(
                     )
                 arrays[k][:, v] = a
             rated.append((leg, v))
-        if any(leg_ == leg for leg_, _v in rated):
+        if any(f is not None for f in frames):
             out[leg] = arrays
     return out, rated
 

@@ -120,6 +120,14 @@ def liq_level_slope_nb(qc, mmr_max):
 
 
 @njit(cache=True, inline="always")
+def liq_level_and_slope_nb(qc, fwc, costc, mmr_max, cum_min):
+    """:func:`liq_level_nb` and :func:`liq_level_slope_nb` together: a kernel that moves the
+    level with funding recomputes both wherever the position or wallet changes otherwise (a
+    stale slope after a fill would move the level wrongly)."""
+    return liq_level_nb(qc, fwc, costc, mmr_max, cum_min), liq_level_slope_nb(qc, mmr_max)
+
+
+@njit(cache=True, inline="always")
 def liq_level_nb(qc, fwc, costc, mmr_max, cum_min):
     """Liquidation pre-check level (mark) of an isolated position ``qc`` with wallet ``fwc``.
 

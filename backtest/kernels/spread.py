@@ -74,7 +74,7 @@ from backtest.kernels.layout import (
     X_VENA,
     X_VENB,
 )
-from backtest.kernels.margin import flex_nb, liq_level_nb, liq_level_slope_nb, maint_margin_nb, tier_bounds_nb
+from backtest.kernels.margin import flex_nb, liq_level_and_slope_nb, maint_margin_nb, tier_bounds_nb
 
 #: A sizing cap below this fraction of the equity opens nothing, and an order below this
 #: fraction of the position is not sent (rounding residues, not trades).
@@ -676,8 +676,8 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
             (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
              lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda) = _get(cs, c)
             # fmt: on
-            lva, sla = liq_level_nb(s, bala, costa, mmr_a, cmin_a), liq_level_slope_nb(s, mmr_a)
-            lvb, slb = liq_level_nb(q, balb, costb, mmr_b, cmin_b), liq_level_slope_nb(q, mmr_b)
+            lva, sla = liq_level_and_slope_nb(s, bala, costa, mmr_a, cmin_a)
+            lvb, slb = liq_level_and_slope_nb(q, balb, costb, mmr_b, cmin_b)
             for j in range(j0, j1):
                 ju = np.uint64(j)
                 i = j - lag + t_off
@@ -728,8 +728,8 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
                     (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
                      lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda) = _get(cs, c)
                     # fmt: on
-                    lva, sla = liq_level_nb(s, bala, costa, mmr_a, cmin_a), liq_level_slope_nb(s, mmr_a)
-                    lvb, slb = liq_level_nb(q, balb, costb, mmr_b, cmin_b), liq_level_slope_nb(q, mmr_b)
+                    lva, sla = liq_level_and_slope_nb(s, bala, costa, mmr_a, cmin_a)
+                    lvb, slb = liq_level_and_slope_nb(q, balb, costb, mmr_b, cmin_b)
                 if fx:  # and to the rates at the close (liquidation, funding and the close at those)
                     ra_n, rb_n = rates.a_close[ju, np.uint64(ven_a)], rates.b_close[ju, np.uint64(ven_b)]
                     d = _fx_move(s, q, va, vb, costa, costb, bala, balb, cs[c, X_RA], cs[c, X_RB], ra_n, rb_n)
@@ -764,8 +764,8 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
                     (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
                      lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda) = _get(cs, c)
                     # fmt: on
-                    lva, sla = liq_level_nb(s, bala, costa, mmr_a, cmin_a), liq_level_slope_nb(s, mmr_a)
-                    lvb, slb = liq_level_nb(q, balb, costb, mmr_b, cmin_b), liq_level_slope_nb(q, mmr_b)
+                    lva, sla = liq_level_and_slope_nb(s, bala, costa, mmr_a, cmin_a)
+                    lvb, slb = liq_level_and_slope_nb(q, balb, costb, mmr_b, cmin_b)
                 # 3. funding of each leg at its venue's settlements
                 fva, fvb = fv_a[ju, nua], fv_b[ju, nub]
                 c0_fund = c_fund
