@@ -18,6 +18,7 @@ from backtest.config import BacktestConfig
 from backtest.engine import OUTPUTS, run_backtest
 from backtest.targets import Targets
 from data.errors import ConfigError
+from data.market import Market
 from data.synthetic import random_market, write_tiers
 from tests.reference_engine import assert_identical
 
@@ -74,7 +75,7 @@ def random_isolated_config(rng, seed, market, tmp_path, delay_period=9):
 
 def random_case(seed, tmp_path):
     rng = np.random.default_rng(1000 + seed)
-    T = int(rng.integers(2, 400)) if seed % 7 else int(rng.integers(300, 1200))
+    T = int(rng.integers(2, 400)) if seed % 7 else int(rng.integers(600, 1600))  # (several time chunks)
     m = random_market(
         rng,
         T,
@@ -249,3 +250,34 @@ def test_one_column_portfolio_equity_is_the_column_equity(tmp_path, full):
     np.testing.assert_array_equal(only.group_equity.to_numpy(), geq)
     assert only.equity.shape[0] == 1  # not asked for: the last bar only
     np.testing.assert_array_equal(only.equity.to_numpy(), eq[-1:])
+
+
+@pytest.mark.parametrize("outputs", [("equity",), ("group_equity",), ("group_equity", "events")])
+def test_quiet_bars_stop_liquidation_and_rebalance(outputs):
+    """The fast kernel's loop of quiet bars (``fast.quiet_bars_nb``, lean outputs) hands a bar
+    whose funding takes the equity to zero back to the kernel (its stop), stops at a bar that may
+    liquidate and at a rebalance due, exactly as the general kernel does."""
+    T = 400
+    idx = pd.date_range("2024-01-01", periods=T, freq="h", tz="UTC")
+    t = np.arange(T, dtype=float)
+    spot = 100.0 * (1.0 + 0.002 * t)  # a 2x rise over the run: rebalances at the notional band
+    rate = np.zeros((T, 2))
+    rate[8::8] = 0.0001
+    rate[300, 1] = -3.0  # column 1: one settlement that takes the whole equity (the stop at zero)
+    px = np.column_stack([spot, spot])
+    high = px.copy()
+    high[200, 0] *= 1.3  # column 0: a wick of the mark through the 5x short's liquidation price
+    mark = {"open": px, "high": high, "low": px, "close": px}
+    m = Market.from_arrays(idx, ["AAAUSDT", "BBBUSDT"], spot=px, perp=px, mark=mark, funding_rate=rate)
+    vals = np.full((T, 2), np.nan)
+    vals[0] = 1.0
+    table = pd.DataFrame({"strategy": ["hold", "hold"], "symbol": ["AAAUSDT", "BBBUSDT"], "group": [0, 1]})
+    tg = Targets(vals, np.array([0, 1]), np.array([0, 1]), table)
+    cfg = BacktestConfig(perp_leverage=5.0, rebalance_notional_band=0.05)
+    a = run_backtest(m, tg, cfg, outputs=outputs, kernel="general")
+    b = run_backtest(m, tg, cfg, outputs=outputs, kernel="fast")
+    assert_identical(a, b)
+    full = run_backtest(m, tg, cfg).events
+    assert (full["kind"] == "stop").sum() == 1
+    assert (full["kind"] == "liquidation").sum() == 1
+    assert (full[full["kind"] == "fill"]["bar"] > idx[1]).any()  # rebalances after the entry

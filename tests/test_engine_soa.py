@@ -40,7 +40,7 @@ def one_symbol(tg, market, rng):
 
 def random_case(seed, tmp_path):
     rng = np.random.default_rng(5000 + seed)
-    T = int(rng.integers(2, 400)) if seed % 5 else int(rng.integers(400, 1000))
+    T = int(rng.integers(2, 400)) if seed % 5 else int(rng.integers(600, 1600))  # (several time chunks)
     m = random_market(
         rng,
         T,

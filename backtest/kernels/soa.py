@@ -50,7 +50,7 @@ import numpy as np
 from numba import njit, prange
 
 from backtest.kernels import layout, rules
-from backtest.kernels.fast import CHUNK, isolated_open_nb, open_arrays_nb, scatter_by_bar
+from backtest.kernels.fast import chunk_bars_nb, isolated_open_nb, open_arrays_nb, scatter_by_bar
 from backtest.kernels.margin import liq_level_nb, tier_bounds_nb
 
 #: Portfolios per tile (at most; the engine calls the kernel with blocks of ``FAST_BLOCK_GROUPS``).
@@ -327,7 +327,7 @@ def soa_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
     ng = g1 - g0
     ntile = (ng + TILE - 1) // TILE
     # the fast kernel's time chunks (it recomputes the rebalancing check's target factor at each)
-    chunk = max(16, min(CHUNK, CHUNK * 4096 // max(ng, 1))) if ng > 1 else max(T, 1)
+    chunk = chunk_bars_nb(T, ng)
     sorting = ntile > 1  # tiles' events: into a scratch buffer, then into bar order
     buf = np.empty((rec.shape[0] if sorting else 0, layout.N_REC_FIELDS))
     if not sorting:
