@@ -27,9 +27,11 @@ the few arrays it reads in :class:`OpenArrays` (whole argument tuples there cost
 
 In the common case of a lean run (equity and portfolio equity only, a long spot leg or none,
 no delta band) the quiet bars run in a function of their own, :func:`quiet_bars_nb`: the same
-steps through the same rules, with a dozen live values instead of the loop's ~40 (measured on
-one column of 525,600 one-minute bars: the kernel 2.7 ms -> 1.8 ms; on the benchmark's grid of
-1,000 columns, with :data:`CHUNK` 512 instead of 128: 70 -> 95 M bar-columns/s).
+steps through the same rules, with a dozen live values instead of the loop's ~40. Measured
+against the build before it in one process: one column of 525,600 one-minute bars, the kernel
+2.7 ms -> 1.8 ms; ``backtest.app.bench``'s grid (1,000 columns x 8,760 hourly bars, lean, this
+kernel) 97-99 ms -> 92-93 ms, its long carries alone 67 ms -> 60 ms (with lean time chunks of
+:data:`CHUNK` 512 bars: at 128 the grid gained nothing).
 """
 
 from __future__ import annotations
@@ -42,14 +44,18 @@ from numba import njit
 from backtest.kernels import layout, rules
 from backtest.kernels.margin import bracket_hint_nb, flex_nb, liq_level_nb, tier_bounds_nb
 
-#: Bars per time chunk when several columns run: long enough to spread each column's state
-#: loads and stores, and the calls of :func:`quiet_bars_nb`, over many bars, short enough that a
-#: chunk's rows of the (T, C) arrays stay in cache. Measured on 1,000 columns x 8,760 hourly
-#: bars (``backtest.app.bench``'s grid, lean): 32, 128, 512, 1,024, 2,048 and 16,384 bars ran at
-#: 67, 86, 95, 96, 94 and 85 M bar-columns/s (long carries alone: 75, 117, 147, 150, 149, 137 M).
+#: Bars per time chunk when several columns run, in a lean run (equity and portfolio equity per
+#: bar at most): long enough to spread each column's state loads and stores, and the calls of
+#: :func:`quiet_bars_nb`, over many bars, short enough that a chunk's rows of the (T, C) arrays
+#: stay in cache. Measured on 1,000 columns x 8,760 hourly bars (``backtest.app.bench``'s grid,
+#: lean): 32, 128, 512, 1,024, 2,048 and 16,384 bars ran at 67, 86, 95, 96, 94 and 85 M
+#: bar-columns/s (long carries alone: 75, 117, 147, 150, 149, 137 M).
 CHUNK = 512
-#: Most bar-columns in one time chunk (beyond ``CHUNK_CELLS / CHUNK`` columns a chunk has fewer
-#: bars): its events' scratch buffer holds ``MAX_EV`` rows per bar-column.
+#: The same for a run writing components, positions or margin per bar (up to 13 (T, C) series):
+#: on the same grid with every output, 128 bars ran 1.25x as fast as 512 (341 ms against 427).
+CHUNK_FULL = 128
+#: Most bar-columns in one time chunk (a chunk of many columns has fewer bars): its events'
+#: scratch buffer holds ``MAX_EV`` rows per bar-column.
 CHUNK_CELLS = 128 * 4096
 #: Most events of one column in one bar (spot fill, perp fill, transfer, perp liquidation, spot
 #: liquidation, funding, borrow, stop).
@@ -57,11 +63,15 @@ MAX_EV = 8
 
 
 @njit(cache=True, inline="always")
-def chunk_bars_nb(T, ng):
+def chunk_bars_nb(T, ng, flags):
     """Bars per time chunk of :func:`fast_range_nb` (and of :mod:`backtest.kernels.soa`, which
-    follows its chunks) for ``ng`` portfolios over ``T`` bars: :data:`CHUNK`, fewer for many
-    portfolios (:data:`CHUNK_CELLS`, at least 16), all bars for one portfolio."""
-    return max(16, min(CHUNK, CHUNK_CELLS // max(ng, 1))) if ng > 1 else max(T, 1)
+    follows its chunks) for ``ng`` portfolios over ``T`` bars with output ``flags``
+    (``layout.F_*``): :data:`CHUNK` (:data:`CHUNK_FULL` with per-bar components, positions or
+    margin), fewer for many portfolios (:data:`CHUNK_CELLS`, at least 16), all bars for one
+    portfolio."""
+    full = (flags & (layout.F_COMPONENTS | layout.F_POSITIONS | layout.F_MARGIN)) != 0
+    bars = CHUNK_FULL if full else CHUNK
+    return max(16, min(bars, CHUNK_CELLS // max(ng, 1))) if ng > 1 else max(T, 1)
 
 
 @njit(cache=True)
@@ -399,7 +409,7 @@ def fast_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
     mr_out, dl_out, comps_out, spot_out, perp_out = out.mr, out.dl, out.comps, out.spot, out.perp
     t_hi, t_n, t_mmr, t_cum, hi_sorted = tiers.hi, tiers.n, tiers.mmr, tiers.cum, tiers.hi_sorted
     funding_rate = mk.funding_rate
-    chunk = chunk_bars_nb(T, ng)  # (bars per time chunk)
+    chunk = chunk_bars_nb(T, ng, flags)  # (bars per time chunk)
     # several columns: a chunk's events go to a scratch buffer (at most MAX_EV per bar and
     # column), then into ``rec`` in (bar, group) order; one column: straight into ``rec``
     sorting = ng > 1 and chunk > 1

@@ -327,7 +327,7 @@ def soa_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
     ng = g1 - g0
     ntile = (ng + TILE - 1) // TILE
     # the fast kernel's time chunks (it recomputes the rebalancing check's target factor at each)
-    chunk = chunk_bars_nb(T, ng)
+    chunk = chunk_bars_nb(T, ng, flags)
     sorting = ntile > 1  # tiles' events: into a scratch buffer, then into bar order
     buf = np.empty((rec.shape[0] if sorting else 0, layout.N_REC_FIELDS))
     if not sorting:
