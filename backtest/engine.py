@@ -62,6 +62,7 @@ Example::
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -518,6 +519,7 @@ def run_backtest(
     threaded = n_chunks > 1
     if use_fast:  # blocks of portfolios whose state stays in cache (FAST_BLOCK_GROUPS)
         n_chunks = max(n_chunks, -(-G // FAST_BLOCK_GROUPS))
+    t_kernel = time.perf_counter()
     if n_chunks == 1:
         rec = OUTPUT_POOL.empty((cap, N_REC_FIELDS))
         n = range_nb(0, G, *args, rec)
@@ -556,6 +558,7 @@ def run_backtest(
             col_state[:], grp_state[:] = state.columns, state.groups
             counts = chunks(rec_bounds, rec)
         records = K.merge_records_nb(rec, rec_bounds, counts, T)
+    t_kernel = time.perf_counter() - t_kernel
     col_state[:, S_BPREV : S_MRF + 1] = 0.0  # the kernels' per-bar scratch slots
     if shared_equity:
         group_equity = equity
@@ -607,6 +610,7 @@ def run_backtest(
         outputs=outputs,
     )
     res.kernel = "soa" if use_soa else "fast" if use_fast else "general"
+    res.kernel_seconds = t_kernel
     res.state = state.advanced(market, tg, max(delay, 1), col_state, grp_state)
     return res
 

@@ -108,6 +108,10 @@ class BacktestResult:
     _events: pd.DataFrame | None = field(default=None, repr=False)
     state: Any = field(default=None, repr=False)
     kernel: str | None = None
+    #: Wall time of the simulation kernel's calls in this run, seconds, with their compilation
+    #: on a first call without the on-disk cache (the rest of ``run_backtest``'s time: input
+    #: checks, output allocation, wrapping; None: not measured, as for a chain of runs).
+    kernel_seconds: float | None = None
     #: (T, N) int64: the instant (ms) of the last funding settlement summed into each bar (the
     #: market's ``funding_time_ms``; None: stamp funding events at the bar's close).
     funding_time_ms: np.ndarray | None = field(default=None, repr=False)

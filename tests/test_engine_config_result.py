@@ -18,6 +18,7 @@ from backtest.engine import run_backtest
 from backtest.result import COMPONENTS, BacktestResult
 from backtest.tiers import TierTable, load_tiers
 from data.errors import ConfigError
+from data.market import Market
 from data.synthetic import random_market
 from reports.keys import SUMMARY_KEYS
 from reports.metrics import stats
@@ -249,9 +250,23 @@ def test_bench_runs_and_prints_the_json_keys(capsys):
         "lean_over_fast_kernel",
         "lean_over_fast_kernel_parallel",
         "engine_over_hand_loop",
+        "kernel_over_hand_loop",
         "bar_columns_per_second_by_columns",
     }
     assert out["parallel_speedup"] > 0 and out["threads"] >= 1
+    assert 0 < out["kernel_over_hand_loop"] < out["engine_over_hand_loop"]
+
+
+def test_kernel_seconds_is_part_of_the_call():
+    """``BacktestResult.kernel_seconds``: the kernel's share of a ``run_backtest`` call, measured."""
+    idx = pd.date_range("2024-01-01", periods=2000, freq="h", tz="UTC")
+    p = np.full((2000, 1), 100.0)
+    m = Market.from_arrays(idx, ["BTCUSDT"], spot=p, perp=p)
+    run_backtest(m, 1.0, BacktestConfig())
+    t0 = time.perf_counter()
+    res = run_backtest(m, 1.0, BacktestConfig())
+    wall = time.perf_counter() - t0
+    assert 0.0 < res.kernel_seconds < wall
 
 
 def test_a_config_file_turns_rebalancing_off_with_none(tmp_path):
