@@ -318,10 +318,13 @@ def venue_tiers(market: Market, config: BacktestConfig, spread: SpreadConfig) ->
     if path is not None:
         return load_tiers(path, market.perp_symbols), str(path)
     t0 = market.index[0] if market.n_bars else None
-    rates = [rules.maintenance_fallback(sym, t0)[0] for sym in market.perp_symbols]
-    brackets = [[{"minNotional": 0.0, "maxNotional": None, "maintenanceMarginRate": r}] for r in rates]
-    table = TierTable.from_brackets(brackets, source=f"{rules.path.name} (flat per symbol)")
-    return table, f"{rules.path.name}: flat " + ", ".join(f"{s} {r:g}" for s, r in zip(market.perp_symbols, rates))
+    rows = [rules.maintenance_rule(sym, t0) for sym in market.perp_symbols]
+    brackets = [
+        [{"minNotional": 0.0, "maxNotional": None, "maintenanceMarginRate": r.rate, "maxLeverage": r.max_leverage}]
+        for r in rows
+    ]  # (the symbol's first bracket: its rate and, where the rules give it, the venue's maximum leverage)
+    table = TierTable.from_brackets(brackets, source=f"{rules.path.name}, first bracket", origin="venue rules")
+    return table, f"{rules.path.name}: flat " + ", ".join(f"{s} {r.rate:g}" for s, r in zip(market.perp_symbols, rows))
 
 
 def _leg_arrays(
@@ -768,6 +771,7 @@ def run_spread(
         if name not in SPREAD_PARAMS:
             raise ConfigError(f"{name!r} cannot vary per column of a spread run; allowed: {list(SPREAD_PARAMS)}")
         params[name] = value
+    name_a = "leverage_a" if params["leverage_a"] is not None else "perp_leverage"  # (leg A's, for messages)
     if params["leverage_a"] is None:  # leg A at leg B's leverage (per column when that is a grid)
         params["leverage_a"] = params["perp_leverage"]
     elif spread.leg_a == "spot":
@@ -787,11 +791,14 @@ def run_spread(
             raise ConfigError(f"column parameter {why.replace(plaus, name)}")
     t_a = [venue_tiers(m, config, spread) for m in legs_a]
     t_b = [venue_tiers(m, config, spread) for m in legs_b]
-    for m, (tiers, _src) in zip(legs_a, t_a):
-        if not a_spot:
-            tiers.check_leverage(fx["leverage_a"], m.perp_symbols, column_symbol=tg.column_symbol)
-    for m, (tiers, _src) in zip(legs_b, t_b):
-        tiers.check_leverage(fx["perp_leverage"], m.perp_symbols, column_symbol=tg.column_symbol)
+    for legs, tables, key, name in (
+        (legs_a, t_a, "leverage_a", name_a),
+        (legs_b, t_b, "perp_leverage", "perp_leverage"),
+    ):
+        for m, (tiers, _src) in zip(legs, tables):  # (each venue's maximum: "... above bybit BTCUSDT's maximum 100")
+            if not (a_spot and key == "leverage_a"):
+                on = [f"{m.venue} {sym}" for sym in m.perp_symbols]
+                tiers.check_leverage(fx[key], on, column_symbol=tg.column_symbol, name=name)
     t_src_a = "; ".join(f"{m.venue} {src}" for m, (_t, src) in zip(legs_a, t_a)) if switching else t_a[0][1]
     t_src_b = "; ".join(f"{m.venue} {src}" for m, (_t, src) in zip(legs_b, t_b)) if switching else t_b[0][1]
     flags: list[str] = []

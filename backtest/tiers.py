@@ -44,6 +44,9 @@ class TierTable:
     source : str
         The tiers file the brackets come from (``""`` for flat or hand-made tables), named by
         :meth:`check_leverage`'s error.
+    origin : str
+        What ``source`` is: ``"tiers file"`` (a ccxt tiers file, default) or ``"venue rules"``
+        (a venue's flat rate and maximum leverage per symbol, ``data/venues/<venue>.toml``).
     """
 
     min_notional: np.ndarray
@@ -53,6 +56,7 @@ class TierTable:
     bracket_leverage: np.ndarray
     n_tiers: np.ndarray
     source: str = ""
+    origin: str = "tiers file"
 
     @classmethod
     def flat(cls, n_symbols: int, rate: float) -> TierTable:
@@ -70,8 +74,9 @@ class TierTable:
         )
 
     @classmethod
-    def from_brackets(cls, brackets: list[list[dict]], source: str = "") -> TierTable:
-        """From one ccxt bracket list per symbol (already selected and ordered); ``source`` names the file.
+    def from_brackets(cls, brackets: list[list[dict]], source: str = "", origin: str = "tiers file") -> TierTable:
+        """From one ccxt bracket list per symbol (already selected and ordered); ``source`` names the
+        file (``origin``: what it is, see the class).
 
         Raises ``KeyError``/``TypeError``/``ValueError`` on a malformed bracket (``load_tiers`` names it).
         """
@@ -93,7 +98,7 @@ class TierTable:
                 lev[i, j] = _bracket_leverage(r.get("maxLeverage"))
             if rows:
                 hi[i, len(rows) - 1] = np.inf  # beyond the last cap the last bracket still applies
-        return cls(lo, hi, mmr, cum, lev, np.array([max(len(b), 1) for b in brackets], np.int64), source)
+        return cls(lo, hi, mmr, cum, lev, np.array([max(len(b), 1) for b in brackets], np.int64), source, origin)
 
     def max_leverage(self, n: int) -> float:
         """The highest leverage symbol ``n`` allows: its top bracket's ``maxLeverage`` (``inf``: no limit).
@@ -157,10 +162,13 @@ class TierTable:
         last = at[-1]
         n = last if sym is None else int(sym[last])
         where = "" if sym is None else f" in column {last}"
-        src = f"tiers file {self.source}" if self.source else "its leverage tiers"
-        raise ConfigError(
-            f"{name} {lev[at]:g}{where} is above {symbols[n]}'s maximum {cap[at]:g} (top bracket of {src})"
-        )
+        if not self.source:
+            src = "top bracket of its leverage tiers"
+        elif self.origin == "tiers file":
+            src = f"top bracket of tiers file {self.source}"
+        else:
+            src = f"{self.origin} {self.source}"
+        raise ConfigError(f"{name} {lev[at]:g}{where} is above {symbols[n]}'s maximum {cap[at]:g} ({src})")
 
 
 def _bracket_leverage(value: object) -> float:

@@ -273,18 +273,23 @@ class VenueRules:
         """``(rate, source)``: the flat maintenance margin rate to use for ``symbol`` when no tiers
         file is given (the symbol's first bracket, else the venue default), at ``time`` (None:
         the rule in force now)."""
+        rule = self.maintenance_rule(symbol, time)
+        return rule.rate, rule.source
+
+    def maintenance_rule(self, symbol: str | None = None, time: Any = None) -> MaintenanceRate:
+        """The row of :meth:`maintenance_fallback` (its rate, source and, where the venue
+        publishes it for the symbol, ``max_leverage``)."""
         if time is not None:
             hit: MaintenanceRate = self._required("maintenance", self.maintenance, time, symbol)
-            return hit.rate, hit.source
+            return hit
         key = _symbol_key(symbol)
         for group in (
             [r for r in self.maintenance if key is not None and r.symbol == key],
             self._wide(self.maintenance),
         ):
             if group and group[-1].valid_to is None:
-                return group[-1].rate, group[-1].source
-        last = self._wide(self.maintenance)[-1]
-        return last.rate, last.source
+                return group[-1]
+        return self._wide(self.maintenance)[-1]
 
     def tiers_path(self, data_dir: str | Path) -> Path | None:
         """``data_dir / tiers_file`` when the venue has a tiers file and it is there, else None

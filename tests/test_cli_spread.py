@@ -121,6 +121,17 @@ def test_report_in_a_browser(spread_run, tmp_path):
             "--strategy funding_spread trades two",
         ),
         (["--venues", "binance,bybit", "--symbols", "BTC", "--strategy", "best_venue_carry"], 2, "add --leg-a spot"),
+        # without tiers files, each venue's maximum leverage from its rules (Bybit's BTCUSDT: 100x)
+        (
+            ["--venues", "binance,bybit", "--symbols", "BTC", "--leverage", "101"],
+            2,
+            "--leverage 101 is above bybit BTCUSDT's maximum 100 (venue rules bybit.toml, first bracket)",
+        ),
+        (
+            ["--venues", "binance,bybit", "--symbols", "BTC", "--leverage", "2", "--leverage-a", "126"],
+            2,
+            "--leverage-a 126 is above binance BTCUSDT's maximum 125 (venue rules binance.toml, first bracket)",
+        ),
     ],
 )
 def test_refusals_name_the_flag_or_the_data_and_write_nothing(venues_catalog, tmp_path, flags, code, named):  # noqa: F811

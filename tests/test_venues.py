@@ -165,6 +165,15 @@ def test_maintenance_fallback_by_symbol_and_time():
     )
 
 
+def test_maintenance_rule_carries_the_maximum_leverage():
+    """The flat fallback's row also gives the venue's maximum leverage where the rules file has it
+    (a spread run without tiers files refuses a leverage above it)."""
+    assert venue_rules("bybit").maintenance_rule("BTCUSDT").max_leverage == 100
+    assert venue_rules("binance").maintenance_rule("BTCUSDT", "2024-09-04").max_leverage == 125
+    assert venue_rules("hyperliquid").maintenance_rule("ETHUSDC", "2025-03-12").max_leverage == 25
+    assert venue_rules("binance").maintenance_rule("NOSUCHUSDT").max_leverage is None
+
+
 def test_tiers_path_only_where_a_file_exists(tmp_path):
     bn = venue_rules("binance")
     assert bn.tiers_file == "binance_leverage_tiers.json"

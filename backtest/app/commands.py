@@ -1155,6 +1155,18 @@ def cmd_strategies(args) -> int:
     return 0
 
 
+def _leverage_by_flag(exc: ConfigError) -> ConfigError:
+    """``run_spread``'s refusal of a leverage above a venue's maximum, named by the flag it came
+    from: ``perp_leverage 150 in column 0 is above bybit BTCUSDT's maximum 100 (...)`` becomes
+    ``--leverage 150 is above bybit BTCUSDT's maximum 100 (...)`` (``leverage_a``:
+    ``--leverage-a``); any other error as it is."""
+    m = re.match(r"(perp_leverage|leverage_a) (\S+)(?: in column \d+)? is above ", str(exc))
+    if m is None:
+        return exc
+    flag = {"perp_leverage": "--leverage", "leverage_a": "--leverage-a"}[m.group(1)]
+    return ConfigError(f"{flag} {m.group(2)} is above {str(exc)[m.end() :]}")
+
+
 def cmd_spread(args) -> int:
     """``carry spread``: backtest hedges whose legs sit on different venues (:mod:`backtest.spread`):
     a perp long on one venue and short on another for each coin and pair of the named venues, or
@@ -1246,9 +1258,12 @@ def cmd_spread(args) -> int:
     )
     check_output_dir(args.out, args.overwrite)
     with stage("spread"):
-        parts, mode, n_tasks = run_study(
-            study, sets, workers=args.workers, scheduler=args.scheduler, param_chunk=args.param_chunk
-        )
+        try:
+            parts, mode, n_tasks = run_study(
+                study, sets, workers=args.workers, scheduler=args.scheduler, param_chunk=args.param_chunk
+            )
+        except ConfigError as exc:
+            raise _leverage_by_flag(exc) from None
     table = parts.rows[0]
     notes = parts.notes
     if mode != "serial":
