@@ -256,28 +256,36 @@ def test_one_column_portfolio_equity_is_the_column_equity(tmp_path, full):
 def test_quiet_bars_stop_liquidation_and_rebalance(outputs):
     """The fast kernel's loop of quiet bars (``fast.quiet_bars_nb``, lean outputs) hands a bar
     whose funding takes the equity to zero back to the kernel (its stop), stops at a bar that may
-    liquidate and at a rebalance due, exactly as the general kernel does."""
+    liquidate and at a rebalance due, exactly as the general kernel does; a reverse carry (a
+    borrowed spot leg: the kernel's own loop, hourly borrow interest) has its margin account
+    called beside them."""
     T = 400
     idx = pd.date_range("2024-01-01", periods=T, freq="h", tz="UTC")
     t = np.arange(T, dtype=float)
     spot = 100.0 * (1.0 + 0.002 * t)  # a 2x rise over the run: rebalances at the notional band
-    rate = np.zeros((T, 2))
+    rate = np.zeros((T, 3))
     rate[8::8] = 0.0001
     rate[300, 1] = -3.0  # column 1: one settlement that takes the whole equity (the stop at zero)
-    px = np.column_stack([spot, spot])
+    px = np.column_stack([spot, spot, spot])
     high = px.copy()
     high[200, 0] *= 1.3  # column 0: a wick of the mark through the 5x short's liquidation price
     mark = {"open": px, "high": high, "low": px, "close": px}
-    m = Market.from_arrays(idx, ["AAAUSDT", "BBBUSDT"], spot=px, perp=px, mark=mark, funding_rate=rate)
-    vals = np.full((T, 2), np.nan)
-    vals[0] = 1.0
-    table = pd.DataFrame({"strategy": ["hold", "hold"], "symbol": ["AAAUSDT", "BBBUSDT"], "group": [0, 1]})
-    tg = Targets(vals, np.array([0, 1]), np.array([0, 1]), table)
-    cfg = BacktestConfig(perp_leverage=5.0, rebalance_notional_band=0.05)
+    spot_high = px.copy()
+    spot_high[250, 2] *= 1.6  # column 2 (reverse carry): a spot wick that calls its margin account
+    spot_px = {"open": px, "high": spot_high, "low": px, "close": px}
+    syms = ["AAAUSDT", "BBBUSDT", "CCCUSDT"]
+    m = Market.from_arrays(idx, syms, spot=spot_px, perp=px, mark=mark, funding_rate=rate)
+    vals = np.full((T, 3), np.nan)
+    vals[0] = [1.0, 1.0, -1.0]
+    table = pd.DataFrame({"strategy": ["hold"] * 3, "symbol": syms, "group": [0, 1, 2]})
+    tg = Targets(vals, np.arange(3), np.arange(3), table)
+    cfg = BacktestConfig(perp_leverage=5.0, rebalance_notional_band=0.05, borrow_annual_rate=0.2)
     a = run_backtest(m, tg, cfg, outputs=outputs, kernel="general")
     b = run_backtest(m, tg, cfg, outputs=outputs, kernel="fast")
     assert_identical(a, b)
     full = run_backtest(m, tg, cfg).events
     assert (full["kind"] == "stop").sum() == 1
-    assert (full["kind"] == "liquidation").sum() == 1
+    liq = full[full["kind"] == "liquidation"]
+    assert sorted(zip(liq["symbol"], liq["leg"])) == [("AAAUSDT", "perp"), ("CCCUSDT", "spot")]
     assert (full[full["kind"] == "fill"]["bar"] > idx[1]).any()  # rebalances after the entry
+    assert (full["kind"] == "borrow").sum() > 200
