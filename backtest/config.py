@@ -387,8 +387,9 @@ class SpreadConfig:
         price). None: never (the poorer leg runs to its liquidation). Default 0.3.
     fee_a_rate, fee_b_rate : float or None
         The perp fee of leg A's and leg B's venue, a fraction of notional (taker or maker per
-        ``BacktestConfig.order_type``). None: the venue's base-tier schedule in force at the
-        run's first bar (``data/venues/<venue>.toml``; carry's defaults for a venue without one).
+        ``BacktestConfig.order_type``). None: the venue's base-tier schedule, each fill at the
+        one in force at its bar (``data/venues/<venue>.toml``, e.g. Hyperliquid's perp taker fee
+        0.035% until 2025-05-05 03:00 UTC, 0.045% since; carry's defaults for a venue without one).
     tiers_dir : str or None
         A folder holding the venues' ccxt tiers files (``data.venues.VenueRules.tiers_path``);
         None, or a venue without a file there: the venue's flat maintenance rate per symbol

@@ -18,7 +18,8 @@ The rules (the plain-Python reference ``tests/reference_spread.py`` follows them
 Units: coins, quote (the account currency, USDT; a venue quoted in another currency, USDC, keeps
 its own amounts and is valued at a rate, see *Quote currencies*), fractions of notional for rates. ``L`` is ``perp_leverage`` (leg B's perp, and leg A's unless
 ``SpreadConfig.leverage_a`` sets ``L_A`` apart), ``fee_A``/``fee_B``
-the venues' fees (taker or maker per ``order_type``; a spot leg's is its venue's spot fee),
+the venues' fees (taker or maker per ``order_type``; a spot leg's is its venue's spot fee; each
+the schedule in force at the fill's bar, :func:`venue_fee_schedule`, unless given),
 ``delay`` the transfer delay in whole bars (``ceil(venue_transfer_delay_hours / bar hours)``),
 ``fee_T`` the flat transfer fee (quote). Every column is its own portfolio, with its own two
 venue accounts.
@@ -280,6 +281,16 @@ def _flex(name: str, value: Any, shape: tuple[int, int]) -> np.ndarray:
     return a
 
 
+def _fee_param(fees: np.ndarray) -> Any:
+    """A fee schedule per bar ((T,) or (T, venues)) as a flexible parameter: one row when it
+    never changes (no (T, C) array for a constant), else (T, 1) or (T, venues)."""
+    fees = np.asarray(fees, dtype=np.float64)
+    fees = fees.reshape(len(fees), -1)
+    if len(fees) == 0 or (fees == fees[:1]).all():
+        return np.ascontiguousarray(fees[:1]) if len(fees) else fees
+    return np.ascontiguousarray(fees)
+
+
 def _venue_quote(market: Market) -> str:
     from data.venues import known_venues, venue_rules
 
@@ -289,14 +300,41 @@ def _venue_quote(market: Market) -> str:
 
 
 def venue_fee(market: Market, order_type: str, config: BacktestConfig, kind: str = "perp") -> tuple[float, str]:
-    """The perp (or spot) fee of a leg's venue at the market's first bar, and where it comes from."""
+    """The perp (or spot) fee of a leg's venue at the market's first bar, and where it comes from
+    (what a strategy's fee hurdle takes; the engine charges :func:`venue_fee_schedule`)."""
+    fees, src = venue_fee_schedule(market, order_type, config, kind)
+    return float(fees[0]) if len(fees) else float(getattr(config, f"{kind}_{order_type}_fee_rate")), src
+
+
+def venue_fee_schedule(
+    market: Market, order_type: str, config: BacktestConfig, kind: str = "perp"
+) -> tuple[np.ndarray, str]:
+    """The perp (or spot) fee of a leg's venue in force at each bar, (T,) fractions of notional,
+    from the venue's base-tier schedules (``data/venues/<venue>.toml``: a fill pays the schedule
+    of its bar, e.g. Hyperliquid's perp taker fee 0.035% until 2025-05-05 03:00 UTC, 0.045%
+    since), and where it comes from (naming each change inside the window); carry's default
+    for a venue without a rules file."""
     from data.venues import known_venues, venue_rules
 
     key = f"{kind}_{order_type}_fee_rate"
-    if market.venue in known_venues() and market.n_bars:
-        rules = venue_rules(market.venue)
-        return float(rules.fees_at(market.index[0]).as_config()[key]), f"{rules.path.name} ({order_type})"
-    return float(getattr(config, key)), f"carry's default {key} (no rules file for venue {market.venue})"
+    if market.venue not in known_venues() or not market.n_bars:
+        value = float(getattr(config, key))
+        return np.full(market.n_bars, value), f"carry's default {key} (no rules file for venue {market.venue})"
+    rules = venue_rules(market.venue)
+    index = market.index
+    starts = [index[0]] + [
+        pd.Timestamp(p.valid_from) for p in rules.fees if index[0] < pd.Timestamp(p.valid_from) <= index[-1]
+    ]
+    fees = np.empty(len(index))
+    changes = []
+    for k, t in enumerate(starts):
+        rate = float(rules.fees_at(t).as_config()[key])
+        at = index.searchsorted(t)
+        fees[at:] = rate
+        if k:
+            changes.append(f"{rate:g} from {t:%Y-%m-%d %H:%M}")
+    src = f"{rules.path.name} ({order_type})"
+    return fees, src if not changes else f"{src}; then " + ", ".join(changes)
 
 
 def venue_tiers(market: Market, config: BacktestConfig, spread: SpreadConfig) -> tuple[TierTable, str]:
@@ -749,12 +787,15 @@ def run_spread(
     if a_spot:
         if "perp_only" in leg_a.data_flags:
             raise ConfigError("leg_a='spot' needs leg A's spot prices: load its market with spot=True")
-    fees_a = [venue_fee(m, config.order_type, config, "spot" if a_spot else "perp") for m in legs_a]
-    fees_b = [venue_fee(m, config.order_type, config) for m in legs_b]
+    # each venue's fee per bar (its schedule), or the one given
+    sched_a = [venue_fee_schedule(m, config.order_type, config, "spot" if a_spot else "perp") for m in legs_a]
+    sched_b = [venue_fee_schedule(m, config.order_type, config) for m in legs_b]
     if spread.fee_a_rate is not None:
-        fees_a = [(spread.fee_a_rate, "fee_a_rate")] * len(legs_a)
+        sched_a = [(np.full(T, spread.fee_a_rate), "fee_a_rate")] * len(legs_a)
     if spread.fee_b_rate is not None:
-        fees_b = [(spread.fee_b_rate, "fee_b_rate")] * len(legs_b)
+        sched_b = [(np.full(T, spread.fee_b_rate), "fee_b_rate")] * len(legs_b)
+    fees_a = [(float(f[0]) if T else np.nan, src) for f, src in sched_a]  # (at the first bar: the summary's)
+    fees_b = [(float(f[0]) if T else np.nan, src) for f, src in sched_b]
     (fee_a, src_a), (fee_b, src_b) = fees_a[0], fees_b[0]
     params: dict[str, Any] = {
         "perp_leverage": config.perp_leverage,
@@ -763,8 +804,8 @@ def run_spread(
         "clearance_fee_rate": config.clearance_fee_rate,
         "venue_rebalance_band": np.inf if spread.venue_rebalance_band is None else spread.venue_rebalance_band,
         "venue_transfer_fee_quote": spread.venue_transfer_fee_quote,
-        "fee_a_rate": fee_a,
-        "fee_b_rate": fee_b,
+        "fee_a_rate": _fee_param(sched_a[0][0]),
+        "fee_b_rate": _fee_param(sched_b[0][0]),
         "leverage_a": spread.leverage_a,
     }
     for name, value in (column_params or {}).items():
@@ -777,9 +818,9 @@ def run_spread(
     elif spread.leg_a == "spot":
         raise ConfigError("leverage_a is leg A's perp leverage: a spot leg A has none (leg_a='spot')")
     fx = {name: _flex(name, v, (T, C)) for name, v in params.items()}
-    if switching:  # fees per venue (indexed by the venue a leg is on)
-        fx["fee_a_rate"] = _ro(np.array([[f for f, _ in fees_a]]))  # (read-only: one compiled kernel)
-        fx["fee_b_rate"] = _ro(np.array([[f for f, _ in fees_b]]))
+    if switching:  # fees per bar and venue (indexed by the venue a leg is on)
+        fx["fee_a_rate"] = _ro(_fee_param(np.column_stack([f for f, _ in sched_a])))  # (read-only: one compiled kernel)
+        fx["fee_b_rate"] = _ro(_fee_param(np.column_stack([f for f, _ in sched_b])))
     for name, a in fx.items():
         lever = name in ("perp_leverage", "leverage_a")
         if (a < 0).any() or (lever and not (a > 0).all()):

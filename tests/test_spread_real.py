@@ -251,3 +251,35 @@ def test_the_report_parts_of_a_trade_add_up_to_its_equity(venues_catalog):  # no
         assert parts[label]["transfer fees"].iloc[-1] == pytest.approx(res.totals.transfer_fees[c], rel=1e-12)
         assert parts[label]["funding A"].iloc[-1] == pytest.approx(res.totals.funding_a[c], rel=1e-12)
     assert ratio.shape == (pair.leg_a.n_bars, 2) and (ratio.max() < 1).all()
+
+
+def test_each_fill_pays_the_fee_in_force_on_its_venue(venues_catalog):  # noqa: F811
+    """Hyperliquid's perp taker fee rose from 0.035% to 0.045% on 2025-05-05 03:00 UTC
+    (``data/venues/hyperliquid.toml``): every fill of a run across that date pays its venue's
+    schedule at its bar (fee = |qty| x price x rate), for a pair and for a hedge whose legs
+    switch venues, and the run's note names the change."""
+    import strategies
+    from data.venues import venue_rules
+
+    change = pd.Timestamp("2025-05-05 03:00", tz="UTC")
+    start, end = "2025-03-01", "2025-07-26"
+    pair = _pair(venues_catalog, "BTC,ETH", "binance", "hyperliquid", start, end)
+    bybit = _pair(venues_catalog, "BTC,ETH", "binance", "bybit", start, end).leg_b
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg = BacktestConfig(perp_leverage=5)  # (rebalances often: fills on both sides of the change)
+        held = run_spread(pair.leg_a, pair.leg_b, 1.0, cfg, SpreadConfig())
+        perps = [pair.leg_a, bybit, pair.leg_b]
+        picked = strategies.funding_spread_pairs(perps, FundingSpreadParams(entry_annualized=0.02), [0.0005] * 3)
+        x, va, vb = strategies.venue_schedule(picked)
+        cols = np.arange(2)
+        tg = Targets(x, cols, cols, pd.DataFrame({"symbol": perps[0].symbols, "group": cols}))
+        moving = run_spread(perps, perps, tg, cfg, SpreadConfig(), venues=(va, vb))
+    assert any("then 0.00045 from 2025-05-05 03:00" in n for n in held.notes)
+    for res in (held, moving):
+        fills = res.events[res.events.kind == "fill"]
+        want = np.array([venue_rules(v).fees_at(t).perp_taker_fee_rate for v, t in zip(fills.venue, fills.time)])
+        got = fills.fee.to_numpy() / (fills.qty.abs() * fills.price).to_numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-9)
+        hl = fills[fills.venue == "hyperliquid"]
+        assert (hl.time < change).any() and (hl.time >= change).any()

@@ -195,9 +195,9 @@ def test_readme_grid_figures(venues_catalog, tmp_path):  # noqa: F811
     ]
     eth = rows[0 * 2 + 1]  # set 0, ETH: a day's window at a 2% entry
     assert (round(-eth["trading_fees"]), round(eth["funding_a"] + eth["funding_b"]), round(eth["net"])) == (
-        1008,
+        1037,
         485,
-        -378,
+        -407,
     )
 
 

@@ -185,9 +185,9 @@ def test_real_daily_funding_equals_the_raw_files(tmp_path):
     from reports.venue_spread import engine_regimes
 
     priced, notes = engine_regimes(cat, regimes)
-    assert not notes and f"{priced.engine_net.iloc[0]:+.3%}" == "+6.705%"
+    assert not notes and f"{priced.engine_net.iloc[0]:+.3%}" == "+6.691%"
     assert priced.engine_transfers.iloc[0] == 9 and priced.engine_liquidations.iloc[0] == 0
-    assert (f"{priced.engine_fees.iloc[0]:.3%}", f"{priced.engine_funding.iloc[0]:.3%}") == ("1.006%", "7.786%")
+    assert (f"{priced.engine_fees.iloc[0]:.3%}", f"{priced.engine_funding.iloc[0]:.3%}") == ("1.020%", "7.786%")
     assert 0 < priced.engine_net.iloc[0] < r.net  # the transfers' resizes and re-strikes cost fees
     # both venues' perp bars are in the catalog: every regime's basis is known
     assert regimes.basis.notna().all()

@@ -190,7 +190,11 @@ def _targets(study: SpreadStudy, pairs: dict, s: SpreadSet, config) -> tuple[dic
     if study.strategy == "hold":
         return {key: (-1.0 if study.direction == "reverse" else 1.0) for key in pairs}, [], None
 
-    def fee(market, kind: str) -> float:  # a venue's fee at the window's first bar (its rules file)
+    def fee(
+        market, kind: str
+    ) -> (
+        float
+    ):  # the strategy's hurdle: a venue's fee at the window's first bar (the engine charges each fill its bar's)
         return venue_fee(market, config.order_type, config, kind)[0]
 
     venues = list(study.venues)

@@ -349,10 +349,10 @@ def _orders(j, x, size, c, na, nb, mka, mkb, prm, run, cs, rec, nrec):
 
 @njit(cache=True, inline="always")
 def _fees(prm, run, j, c, cs):
-    """The fees (fractions of notional) of the venues legs A and B are on: per column, or per
-    venue when the legs switch venues."""
+    """The fees (fractions of notional) at bar ``j`` of the venues legs A and B are on: per
+    column, or per venue when the legs switch venues (each a schedule per bar, or one row)."""
     if run.switching:
-        return flex_nb(prm.fee_a, 0, np.int64(cs[c, X_VENA])), flex_nb(prm.fee_b, 0, np.int64(cs[c, X_VENB]))
+        return flex_nb(prm.fee_a, j, np.int64(cs[c, X_VENA])), flex_nb(prm.fee_b, j, np.int64(cs[c, X_VENB]))
     return flex_nb(prm.fee_a, j, c), flex_nb(prm.fee_b, j, c)
 
 
