@@ -598,7 +598,8 @@ class SpreadState:
 class SpreadResult:
     """What :func:`run_spread` returns. Frames are indexed by bar (open time, UTC) and column.
 
-    ``columns`` describes each column (coin, both venues and symbols, the fee rates used);
+    ``columns`` describes each column (coin, both venues and symbols, the fee rates at the first
+    bar: a venue's schedule that changes within the run is named in ``notes``);
     ``equity`` (quote), ``components`` (name -> cumulative quote; ``spot_price`` is leg A's
     price PnL, ``perp_price`` leg B's), ``positions`` (``"A"``/``"B"`` -> coins), ``margin_ratio``
     (``"A"``/``"B"``, at the close; NaN: flat leg), ``in_flight`` (quote in transfer) hold one row
