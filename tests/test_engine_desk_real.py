@@ -118,3 +118,36 @@ def test_reverse_carry_equity_never_below_zero(catalog, rebalancing):
             "perp"
         ]
         assert fills["time"].iloc[1] >= m.index[j] + np.timedelta64(24, "h")
+
+
+@pytest.mark.parametrize("symbol", ["BTCUSDT", "ETHUSDT"])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"perp_leverage": 3.0},
+        {"perp_leverage": 10.0, "rebalance_notional_band": None, "after_liquidation": "reenter"},
+        {"perp_leverage": 2.0, "rebalance_every_hours": 24.0},
+    ],
+)
+def test_lean_fast_kernel_equals_the_general_kernel_over_the_whole_history(catalog, symbol, settings):
+    """The fast kernel's quiet-bars loop (``fast.quiet_bars_nb``: lean outputs) over 2020-2024:
+    the 2020-21 rally, the 2022 crash; carries that rebalance, one liquidated and re-entered at
+    10x, and a reverse carry half the time (``funding_sign``-like targets): bit for bit the
+    general kernel's equity, events and final state."""
+    from tests.reference_engine import assert_identical
+
+    m = _market(catalog, symbol, "2020-01-08", "2024-03-12")
+    rng = np.random.default_rng(7)
+    targets = np.full((m.n_bars, 1), np.nan)
+    targets[0] = 1.0
+    flips = np.sort(rng.choice(np.arange(24, m.n_bars), 40, replace=False))
+    targets[flips, 0] = np.resize([-1.0, 1.0, 0.0, 0.5], len(flips))
+    cfg = BacktestConfig(**settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for outputs in (("equity",), ("group_equity",)):
+            fast = run_backtest(m, targets, cfg, outputs=outputs, kernel="fast")
+            general = run_backtest(m, targets, cfg, outputs=outputs, kernel="general")
+            assert_identical(general, fast)
+    if settings["perp_leverage"] == 10.0:
+        assert not _liquidations(fast).empty
