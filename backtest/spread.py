@@ -19,7 +19,7 @@ Units: coins, quote (the account currency, USDT; a venue quoted in another curre
 its own amounts and is valued at a rate, see *Quote currencies*), fractions of notional for rates. ``L`` is ``perp_leverage`` (leg B's perp, and leg A's unless
 ``SpreadConfig.leverage_a`` sets ``L_A`` apart), ``fee_A``/``fee_B``
 the venues' fees (taker or maker per ``order_type``; a spot leg's is its venue's spot fee; each
-the schedule in force at the fill's bar, :func:`venue_fee_schedule`, unless given),
+fill pays the one in force at its bar, :func:`venue_fee_schedule`, unless a fee is given),
 ``delay`` the transfer delay in whole bars (``ceil(venue_transfer_delay_hours / bar hours)``),
 ``fee_T`` the flat transfer fee (quote). Every column is its own portfolio, with its own two
 venue accounts.
@@ -285,9 +285,10 @@ def _fee_param(fees: np.ndarray) -> Any:
     """A fee schedule per bar ((T,) or (T, venues)) as a flexible parameter: one row when it
     never changes (no (T, C) array for a constant), else (T, 1) or (T, venues)."""
     fees = np.asarray(fees, dtype=np.float64)
-    fees = fees.reshape(len(fees), -1)
+    if fees.ndim == 1:
+        fees = fees[:, None]
     if len(fees) == 0 or (fees == fees[:1]).all():
-        return np.ascontiguousarray(fees[:1]) if len(fees) else fees
+        return np.ascontiguousarray(fees[:1])
     return np.ascontiguousarray(fees)
 
 
