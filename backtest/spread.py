@@ -74,7 +74,7 @@ venue accounts.
      its transfer is sent, the column sizes to its target at the transfer's arrival bar (a
      re-entry due then); a liquidation clears it (the after-liquidation policy decides what
      follows). A cap below
-     1e-9 of the equity opens nothing, and an order of at most 1e-9 of the leg's position is
+     1e-9 of the equity (or of the initial capital) opens nothing, and an order of at most 1e-9 of the leg's position is
      not sent (rounding residues).
 
      Else a pending close (after a liquidation) closes both legs (and is cleared).
@@ -612,7 +612,8 @@ class SpreadResult:
     ``quote_fx`` (the revaluation of a venue valued at a quote rate; inside ``unhedged``), the
     number of liquidations and the final equity. ``venues`` (a run whose legs switch venues):
     ``"A"``/``"B"`` -> the index of the venue each leg is on (in ``run_spread``'s sequence; rows
-    as ``positions``), else empty.
+    as ``positions``), else empty. ``columns.group`` is each column's portfolio (in cross margin
+    its columns share each venue's account; :meth:`portfolio_equity` sums them).
     """
 
     index: pd.DatetimeIndex
@@ -664,6 +665,11 @@ class SpreadResult:
             notes=tuple(dict.fromkeys(n for p in parts for n in p.notes)),
             state=last.state,
         )
+
+    def portfolio_equity(self) -> pd.DataFrame:
+        """Equity per portfolio (quote; columns: ``columns.group``): the sum of its columns'
+        (each column its own portfolio in isolated margin)."""
+        return self.equity.T.groupby(self.columns["group"].to_numpy()).sum().T
 
     def pnl(self, name: str) -> pd.DataFrame:
         """One cumulative component (quote), e.g. ``res.pnl("funding")``."""
@@ -734,7 +740,7 @@ def run_spread(
     """
     from backtest.engine import hold_only_where_tradable, slippage_capped, to_targets
     from backtest.kernels.simulate import count_target_changes_nb
-    from backtest.kernels.spread import spread_parallel_nb, spread_range_nb
+    from backtest.kernels.spread import spread_cross_nb, spread_parallel_nb, spread_range_nb
 
     if config is None:
         config = BacktestConfig()
@@ -773,14 +779,26 @@ def run_spread(
     given = isinstance(targets, Targets)
     tg = to_targets(leg_a, targets)
     T, C = tg.values.shape
-    if not given:  # a scalar, array, frame or strategy: one portfolio per column
-        own = np.arange(C, dtype=np.int64)
-        tg = Targets(tg.values, tg.column_symbol, own, tg.columns.assign(group=own), tg.weights)
-    if len(np.unique(tg.group)) != C:
-        raise ConfigError("spread hedges are one column per portfolio: the targets must not group columns")
-    if config.margin_mode != "isolated":
+    cross = config.margin_mode == "cross"
+    if config.margin_mode == "portfolio":
         raise ConfigError(
-            f"spread hedges hold each leg in isolated margin on its venue; margin_mode={config.margin_mode!r}"
+            "spread hedges hold each venue's perps in isolated or cross margin (margin_mode='isolated' or "
+            "'cross'); margin_mode='portfolio' (spot collateral in one account) is the single-venue engine's"
+        )
+    if not given:  # a scalar, array, frame or strategy: one portfolio per column (cross: one of all)
+        own = np.zeros(C, dtype=np.int64) if cross else np.arange(C, dtype=np.int64)
+        tg = Targets(tg.values, tg.column_symbol, own, tg.columns.assign(group=own), tg.weights)
+    if not cross and len(np.unique(tg.group)) != C:
+        raise ConfigError(
+            "spread hedges in isolated margin are one column per portfolio: the targets must not group columns "
+            "(margin_mode='cross' lets a portfolio's columns share each venue's account)"
+        )
+    if tg.weights is not None:
+        raise ConfigError("spread hedges take no capital weights: each column starts with initial_capital_quote")
+    if cross and switching:
+        raise ConfigError(
+            "margin_mode='cross' shares each venue's account among a portfolio's columns: its legs cannot switch "
+            "venues (venues=...); run the switching hedges in isolated margin"
         )
     delay = config.execution_delay_bars
     hours = bar_hours(leg_a)
@@ -976,6 +994,7 @@ def run_spread(
         leg_a.n_symbols,
         switching,
         spread.switch_keeps_leg,
+        cross,
     )
     args = (
         _stack([_leg_arrays(m, delay, _last_of(resume, "a", v, switching), spot=a_spot) for v, m in enumerate(legs_a)]),
@@ -996,9 +1015,19 @@ def run_spread(
     cap = 8 * changes + (n_settle if "events" in want else 0) + T * C // 16 + 1024
     n_chunks = (_n_threads() if parallel is True else int(parallel)) if parallel else 1
     n_chunks = max(1, min(n_chunks, C))
+    _uniq, gid = np.unique(tg.group, return_inverse=True)  # (cross: each portfolio's columns, CSR)
+    grp_cols = _ro(np.argsort(gid, kind="stable"), np.int64)
+    grp_bounds = _ro(np.concatenate([[0], np.cumsum(np.bincount(gid, minlength=len(_uniq)))]), np.int64)
     for _attempt in range(2):
         cs[:] = cs0
-        if n_chunks == 1:
+        if cross:  # (one thread: a portfolio's columns meet at every bar)
+            rec = np.empty((cap, N_REC_FIELDS))
+            n = spread_cross_nb(grp_bounds, grp_cols, *args, cs, out, rec)
+            if n <= cap:
+                records = rec[:n]
+                break
+            cap = n
+        elif n_chunks == 1:
             rec = np.empty((cap, N_REC_FIELDS))
             n = spread_range_nb(0, C, *args, cs, out, rec)
             if n <= cap:
@@ -1127,10 +1156,10 @@ def _check_same_coins(leg_a: Market, leg_b: Market) -> None:
 
 
 def _bar_order(records: np.ndarray) -> np.ndarray:
-    """The kernel's events (chunk of bars, then column, then bar) in (bar, column) order: a
-    stable sort by bar (the columns of a bar come in column order, and one column's events of a
-    bar in the order they happened)."""
-    return records[np.argsort(records[:, R_BAR], kind="stable")]
+    """The kernel's events (chunk of bars, then column, then bar; a cross run's: bar, then step,
+    then column) in (bar, column) order: a stable sort (one column's events of a bar stay in the
+    order they happened)."""
+    return records[np.lexsort((records[:, R_COL], records[:, R_BAR]))]
 
 
 def _n_threads() -> int:
@@ -1189,6 +1218,7 @@ def _result(
                 "fee_b": fee_b,
                 "last_venue_a": [legs_a[v].venue for v in va],
                 "last_venue_b": [legs_b[v].venue for v in vb],
+                "group": tg.group,
             },
             index=cols,
         )
@@ -1203,6 +1233,7 @@ def _result(
                 "symbol_b": [leg_b.perp_symbols[n] for n in sym],
                 "fee_a": fee_a,
                 "fee_b": fee_b,
+                "group": tg.group,
             },
             index=cols,
         )

@@ -24,7 +24,7 @@ Where the statement leaves room, this reference chooses:
   False, and cleared when a collateral rebalance resizes both legs to the target, when one
   with a flat leg sends its transfer (which schedules the sizing at the transfer's arrival
   bar) and by a liquidation (the after-liquidation policy then decides what comes next);
-* a cap leaving less than ``DUST`` of the equity (1e-9) opens nothing (a wallet left at
+* a cap leaving less than ``DUST`` (1e-9) of the equity or of the initial capital opens nothing (a wallet left at
   maintenance minus the clearance fee is a rounding residue of either sign), and an order of at
   most ``DUST`` of the leg's position is not sent (a resizing to the same size, up to rounding);
 * a liquidation price without a solution (``liq_price_isolated`` NaN) is the adverse extreme;
@@ -130,7 +130,8 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
     leverage, default ``leverage``), ``rates_a``/``rates_b`` (``(open, close)`` arrays (T,), or (T, venues) when the legs switch venues:
     the account currency per unit of that venue's quote; default 1) and, for a borrowed spot leg
     A (a negative target), ``borrow_h`` (hourly rate), ``spot_level`` (the margin call's level)
-    and ``spot_liq_fee`` (the buy-back's fee rate).
+    and ``spot_liq_fee`` (the buy-back's fee rate); ``cross`` True with ``groups`` (C,): the
+    columns of a group share each venue's account (cross margin, :func:`cross_liquidate`).
 
     Returns a dict: ``equity``, ``s``, ``q``, ``mr_a``, ``mr_b``, ``in_flight`` (T, C),
     ``capped`` (T, C) bool (the column's ``capped`` flag at the close), ``components``
@@ -228,7 +229,10 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
         leg.brackets, leg.fee_rate = brackets_of(tiers[leg.name][v], n), float(fees[leg.name][v])
         leg.wallet, leg.pos, leg.entry, leg.val = 0.0, 0.0, 0.0, math.nan
 
-    for c in range(C):
+    def column(c):
+        """Column ``c``'s bars, a generator: it stops after the orders of each bar (step 1, the
+        close's rates) and at the bar's end, so that a cross portfolio's accounts are checked
+        between the two halves (:func:`cross_liquidate`)."""
         n = int(column_symbol[c])
         col = Column(a=Leg("A", leg_a, [], 0.0, 0.0), b=Leg("B", leg_b, [], 0.0, 0.0))
         for leg in (col.a, col.b):
@@ -492,7 +496,7 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
             else:  # margins N / L_A + N / L_B = E
                 N = max(E, 0.0) * abs(x) * per_unit()
                 room = max(min(mb_a * LA, mb_b * L), 0.0)
-            if room <= DUST * max(E, 0.0):  # a rounding residue, not a wallet
+            if room <= DUST * max(E, capital):  # a rounding residue, not a wallet
                 room = 0.0
             col.capped = room < N * (1 - DUST)  # short by more than a rounding residue
             N = min(N, room)
@@ -536,6 +540,7 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
             return mm / mb if mb > 0 else math.inf
 
         # ---------------------------------------------------------------- bars
+        handles[c] = {"c": c, "col": col, "n": n, "revalue": revalue, "after_liquidation": after_liquidation}
         for j in range(T):
             move_rates(j, 0)  # the venues' balances at the open's rates
             b_prev = max(-col.a.pos, 0.0) if spot_a else 0.0  # coins borrowed before the bar
@@ -580,11 +585,14 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
                         col.reb_due = False
 
             move_rates(j, 1)  # the close's rates from here on
+            yield  # (a cross portfolio's accounts are checked here)
             b_open = max(-col.a.pos, 0.0) if spot_a else 0.0  # (after the open's fills)
             # 2. liquidation, leg A (a borrowed spot leg's margin call) then leg B
             margin_call(j)
-            liquidate_if_breached(j, col.a)
-            liquidate_if_breached(j, col.b)
+            if not cross:  # (a cross account is checked as a whole)
+                liquidate_if_breached(j, col.a)
+            if not cross:  # (a cross account is checked as a whole)
+                liquidate_if_breached(j, col.b)
 
             # 3. funding (also on invalid bars)
             for leg in (col.a, col.b):
@@ -649,6 +657,116 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
                     col.reb_due = math.isfinite(band) and low
                 else:
                     col.reb_due = math.isfinite(band) and min(mb_a, mb_b) < (1 - band) * (mb_a + mb_b) / 2
+            yield
+
+    # ---------------------------------------------------------------- cross margin per venue
+    def price_on_path(h, leg, j, lam):
+        """The leg's mark at the point ``lam`` of bar ``j``'s path from the open to its adverse
+        extreme (an invalid bar: its valuation price)."""
+        M, n = leg.market, h["n"]
+        if not M.valid[j, n]:
+            return leg.val
+        adv = M.mark_low[j, n] if leg.pos > 0 else M.mark_high[j, n]
+        return M.mark_open[j, n] + lam * (adv - M.mark_open[j, n])
+
+    def cross_liquidate(j, cols, name):
+        """A portfolio's account on leg ``name``'s venue: margin balance (every column's wallet
+        there plus its perp's unrealized PnL) against the maintenance margin, each perp at its
+        adverse extreme; breached: all its perps close at the first point of their paths where
+        the two meet, the account paying each fee while it has money, the insurance fund covering
+        a deficit (on the last leg closed), then the columns' negative wallets made whole by the
+        others in proportion to their balances."""
+        hs = [handles[c] for c in cols]
+        legs = [(h, h["col"].leg(name)) for h in hs]
+        open_ = [(h, leg) for h, leg in legs if leg.pos != 0 and not leg.spot]
+        if not open_ or not any(leg.market.valid[j, h["n"]] for h, leg in open_):
+            return
+
+        def gap(lam):  # margin balance minus maintenance margin at ``lam``
+            bal = sum(leg.wallet for _, leg in legs)
+            upnl = sum(leg.pos * price_on_path(h, leg, j, lam) - leg.cost for h, leg in open_)
+            mm = sum(maintenance(leg.brackets, abs(leg.pos) * price_on_path(h, leg, j, lam)) for h, leg in open_)
+            return bal + upnl - mm
+
+        if gap(1.0) > 0:
+            return
+        lam = 0.0
+        if gap(0.0) > 0:
+            lo, hi = 0.0, 1.0
+            for _ in range(100):
+                mid = 0.5 * (lo + hi)
+                if gap(mid) <= 0:
+                    hi = mid
+                else:
+                    lo = mid
+            lam = hi
+        account = sum(leg.wallet for _, leg in legs)
+        last = None
+        for h, leg in open_:
+            col, p = h["col"], leg.pos
+            lp = price_on_path(h, leg, j, lam)
+            h["revalue"](lp if name == "A" else None, lp if name == "B" else None)
+            realized = p * lp - leg.cost
+            fee = min(clearance * abs(p) * lp, max(account + realized, 0.0))
+            leg.wallet += realized - fee
+            account += realized - fee
+            col.pnl["liquidation"] -= fee * leg.rate
+            events.append(
+                [j, h["c"], "liquidation", name, float(-p), float(lp), (realized - fee) * leg.rate, fee * leg.rate, 0]
+            )
+            last = (h, leg, events[-1])
+            leg.pos, leg.entry, leg.val = 0.0, 0.0, lp
+            h["after_liquidation"](j, leg)
+        if account < 0:  # the insurance fund
+            h, leg, ev = last
+            cover = -account
+            leg.wallet += cover
+            h["col"].pnl["liquidation"] += cover * leg.rate
+            ev[6] += cover * leg.rate
+        for k, ev in enumerate(events):
+            if isinstance(ev, list):
+                events[k] = tuple(ev)
+        owed = sum(-leg.wallet for _, leg in legs if leg.wallet < 0)
+        held = sum(leg.wallet for _, leg in legs if leg.wallet >= 0)
+        if owed > 0 and held > 0:
+            f = min(owed / held, 1.0)
+            for h, leg in legs:
+                d = -leg.wallet if leg.wallet < 0 else -leg.wallet * f
+                if d != 0:
+                    leg.wallet += d
+                    h["col"].pnl["liquidation"] += d * leg.rate
+                    events.append((j, h["c"], "transfer", name, math.nan, math.nan, d * leg.rate, 0.0, 0))
+
+    def account_ratio(cols, name, j):
+        """The account's margin ratio at the close, on each column holding a perp there."""
+        legs = [handles[c]["col"].leg(name) for c in cols]
+        open_ = [leg for leg in legs if leg.pos != 0 and not leg.spot]
+        if not open_:
+            return
+        mb = sum(leg.wallet for leg in legs) + sum(leg.upnl() for leg in open_)
+        mm = sum(maintenance(leg.brackets, abs(leg.pos) * leg.val) for leg in open_)
+        out = out_mr_a if name == "A" else out_mr_b
+        for c, leg in zip(cols, legs):
+            out[j, c] = (mm / mb if mb > 0 else math.inf) if leg.pos != 0 else math.nan
+
+    handles: dict = {}
+    cross = bool(settings.get("cross", False))
+    groups = np.asarray(settings.get("groups", np.arange(C)))
+    portfolios = [list(np.flatnonzero(groups == g)) for g in dict.fromkeys(groups.tolist())]
+    runs = [column(c) for c in range(C)]
+    for j in range(T):
+        for r in runs:
+            next(r)  # up to the orders
+        if cross:
+            for cols in portfolios:
+                for name in ("A", "B"):
+                    cross_liquidate(j, cols, name)
+        for r in runs:
+            next(r)  # the rest of the bar
+        if cross:
+            for cols in portfolios:
+                for name in ("B",) if spot_a else ("A", "B"):
+                    account_ratio(cols, name, j)
 
     events.sort(key=lambda e: (e[0], e[1]))  # bar-major, column next; a stable sort keeps each bar's order
     return {

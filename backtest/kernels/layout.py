@@ -212,12 +212,13 @@ class Outputs(NamedTuple):
 # ------------------------------------------------------------------ cross-venue spread hedges
 #: Slots of a spread column's state (:mod:`backtest.kernels.spread`; rules: :mod:`backtest.spread`):
 #: leg A and leg B coins, their costs (coins x entry, quote), the venues' futures wallets
-#: (quote), the transfer in flight (quote, net of its fee; 0: none), its destination (0: A,
-#: 1: B) and arrival bar, the legs' last valuation prices, the last executed target, the
+#: (quote), the transfer in flight (quote, net of its fee; 0: none), the coins a spot leg A
+#: had borrowed before the bar (held between the two halves of a cross run's bar) and the
+#: transfer's arrival bar, the legs' last valuation prices, the last executed target, the
 #: pending close (0/1), the re-entry bar (-1: none), a collateral rebalance due (0/1), the
 #: column's initial capital (quote), the eight cumulative components and the splits below. Bars held in the
 #: state count as in ``S_*``: from the run's first bar while it runs, from its end between runs.
-X_S, X_Q, X_COSTA, X_COSTB, X_BALA, X_BALB, X_FLIGHT, X_FDEST, X_FBAR = 0, 1, 2, 3, 4, 5, 6, 7, 8
+X_S, X_Q, X_COSTA, X_COSTB, X_BALA, X_BALB, X_FLIGHT, X_BPREV, X_FBAR = 0, 1, 2, 3, 4, 5, 6, 7, 8
 X_VA, X_VB, X_LASTX, X_PCLOSE, X_PRE, X_REB, X_INIT = 9, 10, 11, 12, 13, 14, 15
 X_COMP = 16  # 16 .. 23: the N_COMP components (C_SPOT: leg A's price PnL, C_PERP: leg B's)
 #: Leg A's share of the funding component and the transfer fees' share of the fees (quote,
@@ -269,7 +270,8 @@ class SpreadSettings(NamedTuple):
     bar length (ms; the borrow interest's whole hours); ``n_coins`` the coins per venue (a leg's
     markets stack its venues' symbols: venue ``v``'s coin ``n`` is symbol ``v * n_coins + n``),
     ``switching`` the legs may change venue (:class:`SpreadVenues`; fees per venue),
-    ``switch_keep`` a switch keeps open the leg whose venue and side stay."""
+    ``switch_keep`` a switch keeps open the leg whose venue and side stay, ``cross`` the columns of a
+    portfolio share each venue's margin account (cross margin: one liquidation per account)."""
 
     lag: int
     after_liq: int
@@ -284,6 +286,7 @@ class SpreadSettings(NamedTuple):
     n_coins: int
     switching: bool
     switch_keep: bool
+    cross: bool
 
 
 class SpreadVenues(NamedTuple):

@@ -49,6 +49,7 @@ from backtest.kernels.layout import (
     R_RATE,
     X_BALA,
     X_BALB,
+    X_BPREV,
     X_CAP,
     X_COMP,
     X_COSTA,
@@ -59,6 +60,7 @@ from backtest.kernels.layout import (
     X_FUNDA,
     X_FX,
     X_IDLE,
+    X_INIT,
     X_LASTX,
     X_NTR,
     X_PCLOSE,
@@ -288,7 +290,7 @@ def _orders(j, x, size, c, na, nb, mka, mkb, prm, run, cs, rec, nrec):
             else:  # margins N / L_A + N / L_B = E: N = E * L_A * L_B / (L_A + L_B)
                 notional = max(eq, 0.0) * abs(x) * (lev_a * lev / (lev_a + lev))
                 room = max(min(mba * lev_a, mbb * lev), 0.0)
-            if room <= DUST * max(eq, 0.0):  # a rounding residue (a wallet left at maintenance - fee)
+            if room <= DUST * max(eq, cs[c, X_INIT]):  # a rounding residue (a wallet left at maintenance - fee)
                 room = 0.0
             cs[c, X_CAP] = 1.0 if room < notional * (1.0 - DUST) else 0.0  # (short by more than rounding)
             new_s = np.sign(x) * min(notional, room) / (pxa * ra)
@@ -638,6 +640,16 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
     (bar, column) order. Returns their number (rows beyond R are not written: the caller reruns
     with a larger buffer).
     """
+    return _bars_nb(0, mka.po_ref.shape[0], 0, c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec)
+
+
+@njit(cache=True)
+def _bars_nb(j_lo, j_hi, phase, c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec):
+    """:func:`spread_range_nb` over bars ``j_lo .. j_hi - 1``: all of each bar (``phase`` 0), or its
+    first half (1: a transfer arriving, the orders, the close's rates) or its second half (2: from
+    the liquidation on; a cross run checks its venues' accounts in between, :func:`spread_cross_nb`).
+    The end of the run (bars held in the state counted from its end) follows the last bar's
+    second half."""
     T = mka.po_ref.shape[0]
     flags = run.flags
     w_eq = (flags & F_EQUITY) != 0
@@ -656,9 +668,10 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
     a_spot, fx, spot_level = run.a_spot, run.fx, run.spot_level
     time_a = mka.time_ms
     ncoin, switching = run.n_coins, _switching(venues)
+    cross = run.cross
     nrec = 0
-    for j0 in range(0, T, TIME_CHUNK):
-        j1 = min(T, j0 + TIME_CHUNK)
+    for j0 in range(j_lo, j_hi, TIME_CHUNK):
+        j1 = min(j_hi, j0 + TIME_CHUNK)
         for c in range(c0, c1):
             n = col_sym[c]
             cu = np.uint64(c)
@@ -682,60 +695,67 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
                 ju = np.uint64(j)
                 i = j - lag + t_off
                 rj = np.uint64(j if w_eq else 0)  # (unsigned indices: no negative-index wraparound)
-                if fx:  # the venues' balances revalued to the rates at the open (rates: in cs only)
-                    ra_n, rb_n = rates.a_open[ju, np.uint64(ven_a)], rates.b_open[ju, np.uint64(ven_b)]
-                    d = _fx_move(s, q, va, vb, costa, costb, bala, balb, cs[c, X_RA], cs[c, X_RB], ra_n, rb_n)
-                    c_unh += d
-                    cs[c, X_FX] += d
-                    cs[c, X_RA], cs[c, X_RB] = ra_n, rb_n
-                b_prev = -s if s < 0.0 else 0.0  # coins borrowed before the bar (a spot leg A)
-                # 0-1. a transfer arriving, orders (rare: on the state in cs)
-                x = targets[np.uint64(i), cu] if i >= 0 else np.nan
-                pend_re = pre >= 0.0 and j >= pre
-                ta = tb = np.nan
-                switch = False
-                if switching and x == x and x != 0.0:  # the target's venues (NaN: stay)
-                    ta, tb = _target_venues(venues, i, c)
-                    switch = (ta == ta and ta != ven_a) or (tb == tb and tb != ven_b)
-                size = (x == x and (x != lastx or switch)) or pend_re
-                arriving = fbar >= 0.0 and j >= fbar
-                if switch and fbar > j:  # a switch of venue waits for what is in flight
-                    size = False
-                ordering = (size or pclose != 0.0 or reb != 0.0) and ref_a[ju, nua] and ref_b[ju, nub]
-                if arriving or ordering:
-                    # fmt: off
-                    _put(cs, c, (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
-                               lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda))
-                    # fmt: on
-                    if arriving:
-                        nrec = _arrive(j, c, cs, rec, nrec)
-                    if ordering:
-                        if size and x != x:
-                            x = cs[c, X_LASTX]
-                        if switch and size:  # (out of the bar loop's code: rare)
-                            nrec = _switch(j, x, ta, tb, c, na, nb, mka, mkb, prm, run, rates, cs, rec, nrec)
-                        else:
-                            nrec = _orders(j, x, size, c, na, nb, mka, mkb, prm, run, cs, rec, nrec)
-                        if switch and size:  # on the new venues; sized now when nothing is in flight
-                            ven_a, ven_b = cs[c, X_VENA], cs[c, X_VENB]
-                            na, nb = np.int64(ven_a) * ncoin + n, np.int64(ven_b) * ncoin + n
-                            nua, nub = np.uint64(na), np.uint64(nb)
-                            mmr_a, cmin_a, mmr_b, cmin_b = mmr_max_a[na], cum_min_a[na], mmr_max_b[nb], cum_min_b[nb]
-                            idle = cs[c, X_IDLE]
-                            if cs[c, X_PRE] == j and ref_a[ju, nua] and ref_b[ju, nub]:
-                                nrec = _size_now(j, c, na, nb, mka, mkb, prm, run, cs, rec, nrec)
-                    # fmt: off
-                    (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
-                     lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda) = _get(cs, c)
-                    # fmt: on
-                    lva, sla = liq_level_and_slope_nb(s, bala, costa, mmr_a, cmin_a)
-                    lvb, slb = liq_level_and_slope_nb(q, balb, costb, mmr_b, cmin_b)
-                if fx:  # and to the rates at the close (liquidation, funding and the close at those)
-                    ra_n, rb_n = rates.a_close[ju, np.uint64(ven_a)], rates.b_close[ju, np.uint64(ven_b)]
-                    d = _fx_move(s, q, va, vb, costa, costb, bala, balb, cs[c, X_RA], cs[c, X_RB], ra_n, rb_n)
-                    c_unh += d
-                    cs[c, X_FX] += d
-                    cs[c, X_RA], cs[c, X_RB] = ra_n, rb_n
+                b_prev = 0.0  # coins borrowed before the bar (a spot leg A)
+                if phase != 2:  # (phase 2: the second half of a bar, see spread_cross_nb)
+                    if fx:  # the venues' balances revalued to the rates at the open (rates: in cs only)
+                        ra_n, rb_n = rates.a_open[ju, np.uint64(ven_a)], rates.b_open[ju, np.uint64(ven_b)]
+                        d = _fx_move(s, q, va, vb, costa, costb, bala, balb, cs[c, X_RA], cs[c, X_RB], ra_n, rb_n)
+                        c_unh += d
+                        cs[c, X_FX] += d
+                        cs[c, X_RA], cs[c, X_RB] = ra_n, rb_n
+                    b_prev = -s if s < 0.0 else 0.0
+                    # 0-1. a transfer arriving, orders (rare: on the state in cs)
+                    x = targets[np.uint64(i), cu] if i >= 0 else np.nan
+                    pend_re = pre >= 0.0 and j >= pre
+                    ta = tb = np.nan
+                    switch = False
+                    if switching and x == x and x != 0.0:  # the target's venues (NaN: stay)
+                        ta, tb = _target_venues(venues, i, c)
+                        switch = (ta == ta and ta != ven_a) or (tb == tb and tb != ven_b)
+                    size = (x == x and (x != lastx or switch)) or pend_re
+                    arriving = fbar >= 0.0 and j >= fbar
+                    if switch and fbar > j:  # a switch of venue waits for what is in flight
+                        size = False
+                    ordering = (size or pclose != 0.0 or reb != 0.0) and ref_a[ju, nua] and ref_b[ju, nub]
+                    if arriving or ordering:
+                        # fmt: off
+                        _put(cs, c, (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
+                                   lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda))
+                        # fmt: on
+                        if arriving:
+                            nrec = _arrive(j, c, cs, rec, nrec)
+                        if ordering:
+                            if size and x != x:
+                                x = cs[c, X_LASTX]
+                            if switch and size:  # (out of the bar loop's code: rare)
+                                nrec = _switch(j, x, ta, tb, c, na, nb, mka, mkb, prm, run, rates, cs, rec, nrec)
+                            else:
+                                nrec = _orders(j, x, size, c, na, nb, mka, mkb, prm, run, cs, rec, nrec)
+                            if switch and size:  # on the new venues; sized now when nothing is in flight
+                                ven_a, ven_b = cs[c, X_VENA], cs[c, X_VENB]
+                                na, nb = np.int64(ven_a) * ncoin + n, np.int64(ven_b) * ncoin + n
+                                nua, nub = np.uint64(na), np.uint64(nb)
+                                mmr_a, cmin_a, mmr_b, cmin_b = mmr_max_a[na], cum_min_a[na], mmr_max_b[nb], cum_min_b[nb]
+                                idle = cs[c, X_IDLE]
+                                if cs[c, X_PRE] == j and ref_a[ju, nua] and ref_b[ju, nub]:
+                                    nrec = _size_now(j, c, na, nb, mka, mkb, prm, run, cs, rec, nrec)
+                        # fmt: off
+                        (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
+                         lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda) = _get(cs, c)
+                        # fmt: on
+                        lva, sla = liq_level_and_slope_nb(s, bala, costa, mmr_a, cmin_a)
+                        lvb, slb = liq_level_and_slope_nb(q, balb, costb, mmr_b, cmin_b)
+                    if fx:  # and to the rates at the close (liquidation, funding and the close at those)
+                        ra_n, rb_n = rates.a_close[ju, np.uint64(ven_a)], rates.b_close[ju, np.uint64(ven_b)]
+                        d = _fx_move(s, q, va, vb, costa, costb, bala, balb, cs[c, X_RA], cs[c, X_RB], ra_n, rb_n)
+                        c_unh += d
+                        cs[c, X_FX] += d
+                        cs[c, X_RA], cs[c, X_RB] = ra_n, rb_n
+                if phase == 1:  # a cross portfolio's bar: its venues' accounts are checked next
+                    cs[c, X_BPREV] = b_prev
+                    continue
+                if phase == 2:
+                    b_prev = cs[c, X_BPREV]
                 # 2. liquidation, leg A then leg B (the full check only past the pre-check level)
                 ok_a, ok_b = valid_a[ju, nua], valid_b[ju, nub]
                 b_open = -s if s < 0.0 else 0.0  # (after the open's fills)
@@ -743,11 +763,14 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
                 call_a = s < 0.0 and a_spot and ok_a and hi_a[ju, nua] * (-s) * spot_level >= bala
                 liq_a = (
                     not a_spot
+                    and not cross  # (a cross account is checked as a whole: spread_cross_nb)
                     and s != 0.0
                     and ok_a
                     and rules.liq_possible_nb(s, lo_a[ju, nua] if s > 0.0 else hi_a[ju, nua], lva)
                 )
-                liq_b = q != 0.0 and ok_b and rules.liq_possible_nb(q, lo_b[ju, nub] if q > 0.0 else hi_b[ju, nub], lvb)
+                liq_b = (
+                    not cross and q != 0.0 and ok_b and rules.liq_possible_nb(q, lo_b[ju, nub] if q > 0.0 else hi_b[ju, nub], lvb)
+                )
                 if liq_a or liq_b or call_a:
                     # fmt: off
                     _put(cs, c, (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
@@ -877,6 +900,8 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
             _put(cs, c, (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
                        lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda))
             # fmt: on
+    if phase == 1 or j_hi < T:
+        return nrec
     for c in range(c0, c1):
         if not w_comp:
             for m in range(N_COMP):
@@ -914,3 +939,211 @@ def spread_parallel_nb(bounds, rec_bounds, mka, mkb, book, prm, tiers_a, tiers_b
             rec[rec_bounds[h] : rec_bounds[h + 1]],
         )
     return counts
+
+
+# ------------------------------------------------------------------ cross margin per venue
+
+
+@njit(cache=True, inline="always")
+def _path_price(lam, j, n, pos, mk, v):
+    """The mark of a position of ``pos`` coins at the point ``lam`` (0: the open, 1: the adverse
+    extreme) of bar ``j``'s path; an invalid bar keeps the valuation price ``v``."""
+    if not mk.valid[j, n]:
+        return v
+    mo = mk.mark_open[j, n]
+    adv = mk.mark_low[j, n] if pos > 0.0 else mk.mark_high[j, n]
+    return mo + lam * (adv - mo)
+
+
+@njit(cache=True, inline="always")
+def _leg_slots(to_b):
+    """The state slots of leg A's venue (``to_b`` False) or B's: position, cost, wallet, valuation
+    price, price component, rate."""
+    if to_b:
+        return X_Q, X_COSTB, X_BALB, X_VB, X_COMP + C_PERP, X_RB
+    return X_S, X_COSTA, X_BALA, X_VA, X_COMP + C_SPOT, X_RA
+
+
+@njit(cache=True)
+def _account_nb(lam, j, a, b, grp_cols, col_sym, to_b, mk, tiers, cs):
+    """(margin balance, maintenance margin, legs open, legs priced) of a portfolio's cross account
+    on leg A's venue (``to_b`` False) or B's, in the venue's quote: the wallets of the columns
+    ``grp_cols[a:b]`` plus their perps' unrealized PnL, each perp at the point ``lam`` of its path
+    from the mark open to its adverse extreme of bar ``j`` (:func:`_path_price`; ``lam < 0``: at
+    its valuation price)."""
+    pos_k, cost_k, bal_k, v_k, _comp_k, _r_k = _leg_slots(to_b)
+    mb = 0.0
+    mm = 0.0
+    n_open = 0
+    n_priced = 0
+    for k in range(a, b):
+        c = grp_cols[k]
+        n = col_sym[c]
+        mb += cs[c, bal_k]
+        pos = cs[c, pos_k]
+        if pos == 0.0:
+            continue
+        n_open += 1
+        if mk.valid[j, n]:
+            n_priced += 1
+        m = cs[c, v_k] if lam < 0.0 else _path_price(lam, j, n, pos, mk, cs[c, v_k])
+        mb += pos * m - cs[c, cost_k]
+        mm += maint_margin_nb(tiers.hi, tiers.mmr, tiers.cum, tiers.n, n, abs(pos) * m)
+    return mb, mm, n_open, n_priced
+
+
+@njit(cache=True)
+def _cross_liquidation(j, a, b, grp_cols, col_sym, to_b, mk, tiers, prm, run, cs, rec, nrec):
+    """Step 2 for a portfolio's cross account on leg A's venue (``to_b`` False) or B's: breached
+    when its margin balance meets its maintenance margin with every perp at its bar's adverse mark
+    extreme. Its perps are then closed together at the first point of their paths from the mark
+    open where it is met (bisection, 100 steps; the open on a gap), in column order, the account's
+    wallet taking each one's realized PnL and clearance fee (floored at what the account holds);
+    an account left below zero is reset by the insurance fund (booked on the last leg closed); a
+    column's wallet left below zero is then brought to zero by the others in proportion to theirs
+    (the account's loss shared: ``liquidation`` component, a ``transfer`` event of each share).
+    Then each liquidated column's after-liquidation policy. Returns the event count."""
+    mb, mm, n_open, n_priced = _account_nb(1.0, j, a, b, grp_cols, col_sym, to_b, mk, tiers, cs)
+    if n_priced == 0 or mb > mm:
+        return nrec
+    lo_l, hi_l = 0.0, 1.0
+    for it in range(101):
+        lam = 0.0 if it == 0 else 0.5 * (lo_l + hi_l)
+        mb, mm, n_open, n_priced = _account_nb(lam, j, a, b, grp_cols, col_sym, to_b, mk, tiers, cs)
+        if mb <= mm:
+            hi_l = lam
+            if it == 0:
+                break
+        elif it > 0:
+            lo_l = lam
+    pos_k, cost_k, bal_k, v_k, comp_k, r_k = _leg_slots(to_b)
+    acct = 0.0
+    for k in range(a, b):
+        acct += cs[grp_cols[k], bal_k]
+    last, k_last = -1, -1
+    for k in range(a, b):
+        c = grp_cols[k]
+        pos = cs[c, pos_k]
+        if pos == 0.0:
+            continue
+        lp = _path_price(hi_l, j, col_sym[c], pos, mk, cs[c, v_k])
+        r = cs[c, r_k]
+        other = cs[c, X_S] if to_b else cs[c, X_Q]
+        p0, u0, l0, n0 = cs[c, comp_k], cs[c, X_COMP + C_UNH], cs[c, X_COMP + C_LIQ], nrec
+        after, cs[c, comp_k], cs[c, X_COMP + C_UNH], cs[c, X_COMP + C_LIQ], nrec = rules.liquidate_leg_nb(
+            rec,
+            nrec,
+            j,
+            c,
+            _leg_code(cs, c, to_b),
+            pos,
+            other,
+            cs[c, cost_k],
+            cs[c, v_k],
+            lp,
+            flex_nb(prm.clearance, j, c),
+            acct,
+            cs[c, comp_k],
+            cs[c, X_COMP + C_UNH],
+            cs[c, X_COMP + C_LIQ],
+            False,
+        )
+        cs[c, bal_k] += after - acct  # (the column's realized PnL and fee, out of the account)
+        acct = after
+        if r != 1.0:  # the venue's amounts in the account currency
+            cs[c, comp_k] = p0 + (cs[c, comp_k] - p0) * r
+            cs[c, X_COMP + C_UNH] = u0 + (cs[c, X_COMP + C_UNH] - u0) * r
+            cs[c, X_COMP + C_LIQ] = l0 + (cs[c, X_COMP + C_LIQ] - l0) * r
+            _to_account(rec, n0, nrec, r)
+        cs[c, pos_k] = 0.0
+        cs[c, cost_k] = 0.0
+        cs[c, v_k] = lp
+        last, k_last = c, nrec - 1
+        _after_liquidation(j, c, run, cs)
+    if acct < 0.0:  # the insurance fund covers the account's deficit
+        r = cs[last, r_k]
+        cs[last, bal_k] -= acct
+        cs[last, X_COMP + C_LIQ] -= acct * r
+        if k_last < rec.shape[0]:
+            ku = np.uint64(k_last)
+            rec[ku, np.uint64(R_CASH)] -= acct * r
+            rec[ku, np.uint64(R_RATE)] = -acct * r
+    return _share_account(j, a, b, grp_cols, to_b, cs, rec, nrec)
+
+
+@njit(cache=True)
+def _share_account(j, a, b, grp_cols, to_b, cs, rec, nrec):
+    """After a cross account's liquidation (its balance >= 0): the columns' wallets on the venue
+    left below zero are brought to zero by the others', each giving in proportion to its balance
+    (in the venue's quote; booked in ``liquidation`` at the venue's rate, a ``transfer`` event of
+    each share). Returns the event count."""
+    _pos_k, _cost_k, bal_k, _v_k, _comp_k, r_k = _leg_slots(to_b)
+    owed = 0.0
+    held = 0.0
+    for k in range(a, b):
+        w = cs[grp_cols[k], bal_k]
+        if w < 0.0:
+            owed -= w
+        else:
+            held += w
+    if owed == 0.0 or held == 0.0:
+        return nrec
+    f = min(owed / held, 1.0)
+    for k in range(a, b):
+        c = grp_cols[k]
+        w = cs[c, bal_k]
+        d = -w if w < 0.0 else -w * f
+        if d == 0.0:
+            continue
+        cs[c, bal_k] = w + d
+        r = cs[c, r_k]
+        cs[c, X_COMP + C_LIQ] += d * r
+        nrec = rules.push_nb(rec, nrec, j, c, K_TRANSFER, _leg_code(cs, c, to_b), np.nan, np.nan, np.nan, d * r, 0.0)
+    return nrec
+
+
+@njit(cache=True)
+def _cross_ratio(j, a, b, grp_cols, col_sym, to_b, mk, tiers, cs, mr):
+    """A portfolio's cross account margin ratio at bar ``j``'s close (maintenance over margin
+    balance at the legs' valuation prices) into ``mr[j, c]`` of each column with a perp on the
+    venue (the others keep NaN)."""
+    pos_k = X_Q if to_b else X_S
+    mb, mm, n_open, _n = _account_nb(-1.0, j, a, b, grp_cols, col_sym, to_b, mk, tiers, cs)
+    if n_open == 0:
+        return
+    ratio = rules.margin_ratio_nb(mb, mm)
+    for k in range(a, b):
+        c = grp_cols[k]
+        mr[j, c] = ratio if cs[c, pos_k] != 0.0 else np.nan
+
+
+@njit(cache=True)
+def spread_cross_nb(grp_bounds, grp_cols, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec):
+    """:func:`spread_range_nb` for portfolios of several columns in cross margin per venue: the
+    columns ``grp_cols[grp_bounds[g]:grp_bounds[g + 1]]`` of portfolio ``g`` share each venue's
+    margin account (their wallets are that account's ledger per column). Per bar: the first half
+    of every column's bar (a transfer arriving, the orders), then each portfolio's accounts
+    (leg A's venue's unless it is spot, then leg B's: :func:`_cross_liquidation`), then the
+    second half (funding, the close, the outputs, the collateral check), then each account's
+    margin ratio at the close. Events come in (bar, step, column) order (a stable sort by bar and
+    column gives the engine's). Returns their number."""
+    T = mka.po_ref.shape[0]
+    C = cs.shape[0]
+    col_sym = book.col_sym
+    w_margin = (run.flags & F_MARGIN) != 0
+    nrec = 0
+    for j in range(T):
+        nrec += _bars_nb(j, j + 1, 1, 0, C, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec[nrec:])
+        for g in range(len(grp_bounds) - 1):
+            a, b = grp_bounds[g], grp_bounds[g + 1]
+            if not run.a_spot:
+                nrec = _cross_liquidation(j, a, b, grp_cols, col_sym, False, mka, tiers_a, prm, run, cs, rec, nrec)
+            nrec = _cross_liquidation(j, a, b, grp_cols, col_sym, True, mkb, tiers_b, prm, run, cs, rec, nrec)
+        nrec += _bars_nb(j, j + 1, 2, 0, C, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec[nrec:])
+        if w_margin:
+            for g in range(len(grp_bounds) - 1):
+                a, b = grp_bounds[g], grp_bounds[g + 1]
+                if not run.a_spot:
+                    _cross_ratio(j, a, b, grp_cols, col_sym, False, mka, tiers_a, cs, out.mr_a)
+                _cross_ratio(j, a, b, grp_cols, col_sym, True, mkb, tiers_b, cs, out.mr_b)
+    return nrec
