@@ -22,7 +22,7 @@ the venues' fees (taker or maker per ``order_type``; a spot leg's is its venue's
 fill pays the one in force at its bar, :func:`venue_fee_schedule`, unless a fee is given),
 ``delay`` the transfer delay in whole bars (``ceil(venue_transfer_delay_hours / bar hours)``),
 ``fee_T`` the flat transfer fee (quote). Every column is its own portfolio, with its own two
-venue accounts.
+venue accounts (in isolated margin; see *Cross margin per venue* for portfolios of several).
 
 * **Capital split and shares.** Each venue's *share* ``w`` of the column's margin balances is
   what its leg needs at the target leverage: two perps ``1/2`` each (equal notional, equal
@@ -166,9 +166,32 @@ venue accounts.
   rates the equity is ``mb_A * r_A + mb_B * r_B + in_flight``; with venue switching it adds
   the idle balances.
 
-What it leaves out (stated, not hidden): cross margin within a venue and portfolios of several
-columns sharing capital (one column per portfolio, each leg isolated: with one position per
-venue isolated and cross margin are the same).
+* **Cross margin per venue** (``BacktestConfig.margin_mode="cross"``). The columns of a
+  portfolio (``Targets.group``; a target that is not a :class:`~backtest.targets.Targets`: all
+  columns one portfolio) share each venue's futures account: venue A's account is the wallets
+  ``bal_A`` of all its columns (each column's wallet is the account's ledger of that coin's
+  capital: its own ``initial_capital_quote``, fills, funding, transfers and sizing, as above)
+  plus their perps' unrealized PnL, against the sum of their maintenance margins (each coin's
+  tiers of the venue). Step 2 then checks accounts, not legs, after every column's orders of the
+  bar: leg A's venue's account (unless leg A is spot), then leg B's. An account is liquidated
+  when its margin balance meets its maintenance margin with every perp at its bar's adverse
+  mark extreme; its perps then all close at the first point of their paths from the mark open
+  (the same fraction of each one's path, found by bisection; the open on a gap; an invalid bar
+  keeps a leg's valuation price) where balance and maintenance meet, in column order, each with
+  the clearance fee floored at what the account holds after that close. An account left below
+  zero is reset by the insurance fund (booked on the last leg closed); a column's wallet left
+  below zero is brought to zero by the others' wallets on that venue, each in proportion to its
+  balance (the account's loss shared: in each column's ``liquidation`` component, a ``transfer``
+  event per share). Each liquidated column then follows the after-liquidation policy. The
+  margin ratio of a leg is its account's (maintenance over margin balance at the close). A
+  borrowed spot leg A keeps its own margin account (checked after the accounts). One column's
+  portfolios in cross margin equal isolated margin (one position per account). Cross runs use
+  one thread and no venue switching.
+
+What it leaves out (stated, not hidden): capital shared across a portfolio's columns beyond the
+margin accounts (each column sizes and rebalances on its own ledger: a cross account lets one
+coin's leg draw on the others' margin, not move capital between coins), and partial
+liquidation (an account's perps close together).
 """
 
 from __future__ import annotations
@@ -703,13 +726,15 @@ def run_spread(
     targets : Targets, float, ndarray (T, N), DataFrame or callable
         Target exposure per bar and column in [-1, 1]: +1 long leg A and short leg B with all
         the column's capital, -1 the mirror, NaN keep, 0 flat (as :func:`backtest.engine.run_backtest`,
-        on ``leg_a``'s shape). Every column is its own portfolio.
+        on ``leg_a``'s shape). Every column is its own portfolio (isolated margin); with
+        ``margin_mode="cross"`` a :class:`~backtest.targets.Targets`' groups are the portfolios
+        (anything else: all columns one).
     config : BacktestConfig or dict, optional
         ``initial_capital_quote`` (per column), ``perp_leverage``, ``order_type``,
         ``slippage_bps``, ``volume_participation_coefficient``, ``clearance_fee_rate``,
         ``execution_delay_bars`` (and ``allow_same_bar_execution``), ``after_liquidation``,
-        ``reentry_cooldown_hours``, ``maintenance_margin_rate``; the spot, borrow, margin-mode,
-        top-up and rebalancing settings do not apply (no spot leg).
+        ``reentry_cooldown_hours``, ``maintenance_margin_rate``, ``margin_mode`` (``"isolated"``
+        or ``"cross"`` per venue); the top-up and rebalancing settings do not apply.
     spread : SpreadConfig or dict, optional
         Transfers, the collateral band, the venues' fees and tiers.
     column_params : dict, optional
@@ -718,7 +743,7 @@ def run_spread(
         Per-bar outputs to keep among :data:`OUTPUTS` (default: all). Without ``"events"`` the
         funding rows are not recorded (their per-leg totals are in ``totals``).
     parallel : bool or int
-        Columns on threads (bit-identical results).
+        Columns on threads (bit-identical results; cross margin: one thread).
     resume : SpreadState, optional
         Continue from where an earlier run stopped (its ``result.state``): the legs' markets start
         at the bar after that run's last one, with the same coins, columns, settings and column
@@ -890,6 +915,13 @@ def run_spread(
     else:
         notes += [f"fees: leg A {fee_a:g} ({src_a}), leg B {fee_b:g} ({src_b})"]
     notes += [f"maintenance: leg A {t_src_a}; leg B {t_src_b}"]
+    if cross:
+        sizes = np.bincount(np.unique(tg.group, return_inverse=True)[1])
+        notes.append(
+            f"cross margin per venue: {len(sizes)} portfolio(s) of {sizes.min()}"
+            + (f"-{sizes.max()}" if sizes.max() != sizes.min() else "")
+            + " column(s), each sharing one account per venue"
+        )
 
     want = tuple(OUTPUTS if outputs is None else outputs)
     bad = [o for o in want if o not in OUTPUTS]

@@ -97,7 +97,9 @@ def test_one_column_portfolios_in_cross_margin_equal_isolated_margin(tmp_path):
     agree (the liquidation point found by bisection, the isolated one in closed form)."""
     a, b, x = _markets(21, 1)
     base = case_config(1, "close_and_reenter", 3.0, None).to_dict()
-    spread = SpreadConfig(venue_rebalance_band=0.2, fee_a_rate=0.0004, fee_b_rate=0.0005, tiers_dir=_two_bracket_tiers(tmp_path))
+    spread = SpreadConfig(
+        venue_rebalance_band=0.2, fee_a_rate=0.0004, fee_b_rate=0.0005, tiers_dir=_two_bracket_tiers(tmp_path)
+    )
     runs = {}
     for mode in ("isolated", "cross"):
         cfg = BacktestConfig(**{**base, "perp_leverage": 15.0, "margin_mode": mode})
@@ -189,7 +191,14 @@ def test_cross_margin_refusals():
     with pytest.raises(ConfigError, match="portfolio"):
         run_spread(a, b, x, BacktestConfig(margin_mode="portfolio"), HAND_SPREAD)
     with pytest.raises(ConfigError, match="cannot switch venues"):
-        run_spread([a, b], [b, a], x, BacktestConfig(margin_mode="cross"), HAND_SPREAD, venues=(np.zeros((4, 2)), np.zeros((4, 2))))
+        run_spread(
+            [a, b],
+            [b, a],
+            x,
+            BacktestConfig(margin_mode="cross"),
+            HAND_SPREAD,
+            venues=(np.zeros((4, 2)), np.zeros((4, 2))),
+        )
     tg = Targets(x, np.array([0, 1]), np.array([0, 0]), pd.DataFrame({"symbol": ["XUSDT", "YUSDT"], "group": [0, 0]}))
     with pytest.raises(ConfigError, match="margin_mode='cross' lets"):
         run_spread(a, b, tg, BacktestConfig(), HAND_SPREAD)

@@ -283,3 +283,69 @@ def test_each_fill_pays_the_fee_in_force_on_its_venue(venues_catalog):  # noqa: 
         np.testing.assert_allclose(got, want, rtol=1e-9)
         hl = fills[fills.venue == "hyperliquid"]
         assert (hl.time < change).any() and (hl.time >= change).any()
+
+
+def _maintenance_by_hand(tiers: list[dict], notional: float) -> float:
+    """The maintenance margin of ``notional`` (quote) in a ccxt tiers list, read by hand."""
+    for t in tiers:
+        if float(t["minNotional"]) <= notional < float(t["maxNotional"]):
+            return notional * float(t["maintenanceMarginRate"]) - float(t["info"]["cum"])
+    raise AssertionError(f"no bracket holds {notional}")
+
+
+def test_a_cross_account_of_btc_and_eth_liquidated_by_hand_with_its_tiers(venues_catalog):  # noqa: F811
+    """BTC and ETH long on Binance, short on Bybit, 20x, no collateral moves, from 2024-09-04: in
+    isolated margin each coin's Binance leg goes on its own; in cross margin the two legs share
+    Binance's account and go together, both at the same fraction of their bar's path from the mark
+    open to the low, where the account's margin balance (both wallets, from the events, plus both
+    unrealized losses) equals the sum of the maintenance margins of Binance's brackets for their
+    notionals (tiers file read by hand). Funding still equals the raw files', and the identity
+    holds per coin and for the portfolio at every bar."""
+    pair = _pair(venues_catalog, "BTC,ETH", "binance", "bybit", "2024-09-04", "2025-07-26")
+    T = pair.leg_a.n_bars
+    x = np.full((T, 2), np.nan)
+    x[0] = 1.0
+    capital = 100_000.0
+    spread = SpreadConfig(venue_rebalance_band=None, tiers_dir=str(shared_data_path()))
+    runs = {}
+    for mode in ("isolated", "cross"):
+        cfg = BacktestConfig(
+            initial_capital_quote=capital, perp_leverage=20, after_liquidation="close_spot", margin_mode=mode
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            runs[mode] = run_spread(pair.leg_a, pair.leg_b, x, cfg, spread)
+    iso, res = runs["isolated"], runs["cross"]
+    assert list(res.columns.group) == [0, 0] and list(iso.columns.group) == [0, 1]
+    ev = res.events
+    liq = ev[ev.kind == "liquidation"]
+    assert list(liq.column) == [0, 1] and (liq.leg == "A").all() and liq.time.nunique() == 1
+    when = liq.time.iloc[0]
+    iso_liq = iso.events[iso.events.kind == "liquidation"].groupby("column").time.first()
+    assert (iso_liq != when).any()  # alone, the coins' legs went at other bars
+    j = pair.leg_a.index.get_loc(when)
+    tiers = json.loads(shared_data_path("binance_leverage_tiers.json").read_text())
+    mb = mm = 0.0
+    lams = []
+    for c, coin in enumerate(pair.coins):
+        before = ev[(ev.column == c) & (ev.leg == "A") & (ev.time < when) & ev.kind.isin(["fill", "funding"])]
+        fills = before[before.kind == "fill"]
+        assert len(fills) == 1
+        q, entry = float(fills.qty.iloc[0]), float(fills.price.iloc[0])
+        p = float(liq[liq.column == c].price.iloc[0])
+        mo, lo = pair.leg_a.mark_open[j, c], pair.leg_a.mark_low[j, c]
+        lams.append((mo - p) / (mo - lo))
+        mb += capital / 2 + float(before.cash.sum()) + q * (p - entry)
+        mm += _maintenance_by_hand(tiers[f"{coin}/USDT:USDT"], q * p)
+    assert 0 < lams[0] <= 1 and lams[1] == pytest.approx(lams[0], rel=1e-9)  # one point of both paths
+    assert mb == pytest.approx(mm, rel=1e-9)
+    # funding per leg as the raw files', the identity per coin and for the portfolio
+    fund = ev[ev.kind == "funding"]
+    for c, coin in enumerate(pair.coins):
+        for leg, venue in (("A", "binance"), ("B", "bybit")):
+            got = fund[(fund.column == c) & (fund.leg == leg)].groupby("time").cash.sum()
+            _funding_as_raw(got, venue, coin, res.positions[leg][c])
+    comps = sum(res.components.values())
+    np.testing.assert_allclose((res.equity - capital).to_numpy(), comps.to_numpy(), rtol=0, atol=1e-9 * capital)
+    port = res.portfolio_equity()[0]
+    np.testing.assert_allclose(port - 2 * capital, comps.sum(axis=1), rtol=0, atol=2e-9 * capital)

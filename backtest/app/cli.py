@@ -585,6 +585,13 @@ def _add_run_commands(sub) -> None:
         "after the cool-down; close_spot: close it and stay flat)",
     )
     e.add_argument(
+        "--margin-mode",
+        choices=("isolated", "cross"),
+        default=None,
+        help="isolated (default): each coin's leg on a venue has its own margin; cross: the coins of a parameter set "
+        "share one account per venue (a leg draws on the other coins' margin; the account is liquidated as a whole)",
+    )
+    e.add_argument(
         "--transfer-delay-hours", type=non_negative, default=1.0, help="hours a transfer between venues takes (1)"
     )
     e.add_argument("--transfer-fee", type=non_negative, default=1.0, help="flat fee per transfer, quote (1)")

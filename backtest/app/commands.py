@@ -1196,9 +1196,18 @@ def cmd_spread(args) -> int:
         ("order_type", args.order_type),
         ("execution_delay_bars", args.delay),
         ("after_liquidation", args.after_liquidation),
+        ("margin_mode", args.margin_mode),
     ):
         if value is not None:
             engine[name] = value
+    if args.margin_mode == "cross" and (
+        args.strategy == "best_venue_carry" or (args.strategy == "funding_spread" and len(venues) > 2)
+    ):
+        raise ConfigError(
+            f"--margin-mode cross shares each venue's account among a set's coins on one venue pair; --strategy "
+            f"{args.strategy} over {len(venues)} venues moves each coin between venues: name two venues "
+            "(e.g. --venues binance,bybit) or use --strategy hold"
+        )
     for lev in args.leverage:  # each leverage of the grid checked with the engine's rules
         values = {**engine, "perp_leverage": lev}
         try:

@@ -5,8 +5,9 @@ A *study* (:class:`SpreadStudy`, picklable, no arrays) names what is loaded: the
 venues, the coins, the window and the bar length, which leg A is (perp or spot), the strategy
 and the engine and spread settings. A *parameter set* (:class:`SpreadSet`) is one point of the
 grid: the strategy's thresholds and the perps' leverage. Every (parameter set, coin, venue pair)
-is one column of the spread engine and its own portfolio (:func:`backtest.spread.run_spread`),
-so a study splits over tasks by parameter sets without changing a figure: a task
+is one column of the spread engine and its own portfolio (:func:`backtest.spread.run_spread`;
+with ``margin_mode="cross"`` a set's coins on a pair are one portfolio sharing each venue's
+account), so a study splits over tasks by parameter sets without changing a figure: a task
 (:class:`SpreadTask`) loads the pairs from the catalog itself, decides its sets' targets, runs
 each pair's columns in one engine call (the grid in one kernel call) and returns its rows,
 curves, events and notes (:class:`SpreadParts`); the driver joins the parts in set order
@@ -277,7 +278,7 @@ def run_sets(study: SpreadStudy, sets: list[SpreadSet] | tuple[SpreadSet, ...], 
     for (va, vb), pair in pairs.items():
         T, N = pair.leg_a.shape
         values = np.hstack([np.broadcast_to(np.asarray(t[(va, vb)], float), (T, N)) for t in per_set])
-        tg = _grid_targets(values, pair.leg_a.symbols, sets, study.strategy)
+        tg = _grid_targets(values, pair.leg_a.symbols, sets, study.strategy, cross=config.margin_mode == "cross")
         leverage = np.repeat([s.leverage for s in sets], N)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DataWarning)
@@ -350,14 +351,16 @@ def _add_switching(study: SpreadStudy, sets, hedges: list, grid: bool, res, part
     _add_run(parts, res, table, sets, grid, f"{label} {names}", table.venue_a.iloc[0], table.venue_b.iloc[0])
 
 
-def _grid_targets(values: np.ndarray, symbols, sets, strategy: str):
-    """A grid's targets: every set's columns (one per coin) side by side, each its own portfolio."""
+def _grid_targets(values: np.ndarray, symbols, sets, strategy: str, cross: bool = False):
+    """A grid's targets: every set's columns (one per coin) side by side, each its own portfolio
+    (``cross``: each set's coins one portfolio, sharing one account per venue)."""
     from backtest.targets import Targets
 
     n = len(symbols)
     cols = len(sets) * n
     names = pd.DataFrame({"strategy": strategy, "symbol": np.tile(list(symbols), len(sets))})
-    return Targets(values, np.tile(np.arange(n), len(sets)), np.arange(cols), names.assign(group=np.arange(cols)))
+    group = np.repeat(np.arange(len(sets)), n) if cross else np.arange(cols)
+    return Targets(values, np.tile(np.arange(n), len(sets)), group, names.assign(group=group))
 
 
 def _add_run(parts: SpreadParts, res, table: pd.DataFrame, sets, grid: bool, name: str, venue_a, venue_b) -> None:

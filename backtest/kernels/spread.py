@@ -640,7 +640,9 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
     (bar, column) order. Returns their number (rows beyond R are not written: the caller reruns
     with a larger buffer).
     """
-    return _bars_nb(0, mka.po_ref.shape[0], 0, c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec)
+    return _bars_nb(
+        0, mka.po_ref.shape[0], 0, c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec
+    )
 
 
 @njit(cache=True)
@@ -735,7 +737,12 @@ def _bars_nb(j_lo, j_hi, phase, c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, r
                                 ven_a, ven_b = cs[c, X_VENA], cs[c, X_VENB]
                                 na, nb = np.int64(ven_a) * ncoin + n, np.int64(ven_b) * ncoin + n
                                 nua, nub = np.uint64(na), np.uint64(nb)
-                                mmr_a, cmin_a, mmr_b, cmin_b = mmr_max_a[na], cum_min_a[na], mmr_max_b[nb], cum_min_b[nb]
+                                mmr_a, cmin_a, mmr_b, cmin_b = (
+                                    mmr_max_a[na],
+                                    cum_min_a[na],
+                                    mmr_max_b[nb],
+                                    cum_min_b[nb],
+                                )
                                 idle = cs[c, X_IDLE]
                                 if cs[c, X_PRE] == j and ref_a[ju, nua] and ref_b[ju, nub]:
                                     nrec = _size_now(j, c, na, nb, mka, mkb, prm, run, cs, rec, nrec)
@@ -769,7 +776,10 @@ def _bars_nb(j_lo, j_hi, phase, c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, r
                     and rules.liq_possible_nb(s, lo_a[ju, nua] if s > 0.0 else hi_a[ju, nua], lva)
                 )
                 liq_b = (
-                    not cross and q != 0.0 and ok_b and rules.liq_possible_nb(q, lo_b[ju, nub] if q > 0.0 else hi_b[ju, nub], lvb)
+                    not cross
+                    and q != 0.0
+                    and ok_b
+                    and rules.liq_possible_nb(q, lo_b[ju, nub] if q > 0.0 else hi_b[ju, nub], lvb)
                 )
                 if liq_a or liq_b or call_a:
                     # fmt: off
@@ -1133,13 +1143,17 @@ def spread_cross_nb(grp_bounds, grp_cols, mka, mkb, book, prm, tiers_a, tiers_b,
     w_margin = (run.flags & F_MARGIN) != 0
     nrec = 0
     for j in range(T):
-        nrec += _bars_nb(j, j + 1, 1, 0, C, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec[nrec:])
+        nrec += _bars_nb(
+            j, j + 1, 1, 0, C, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec[nrec:]
+        )
         for g in range(len(grp_bounds) - 1):
             a, b = grp_bounds[g], grp_bounds[g + 1]
             if not run.a_spot:
                 nrec = _cross_liquidation(j, a, b, grp_cols, col_sym, False, mka, tiers_a, prm, run, cs, rec, nrec)
             nrec = _cross_liquidation(j, a, b, grp_cols, col_sym, True, mkb, tiers_b, prm, run, cs, rec, nrec)
-        nrec += _bars_nb(j, j + 1, 2, 0, C, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec[nrec:])
+        nrec += _bars_nb(
+            j, j + 1, 2, 0, C, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec[nrec:]
+        )
         if w_margin:
             for g in range(len(grp_bounds) - 1):
                 a, b = grp_bounds[g], grp_bounds[g + 1]
