@@ -22,10 +22,13 @@ from tests.reference_spread import run_reference_spread
 from tests.test_spread_engine import (
     CAPITAL,
     COLUMN_SYMBOL,
+    T,
     _compare_events,
     _markets,
+    _quote_rates,
     _two_bracket_tiers,
     assert_arrays_equal_reference,
+    assert_chain_equals,
     case_config,
     reference_settings,
 )
@@ -48,8 +51,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[f"seed{c[0]}-{c[3]}-{c[8]}-x{c[9]:g}" for c in CASES])
-def test_cross_portfolios_match_the_reference(case, tmp_path):
+def _cross_case(case, tmp_path):
+    """A random case in cross margin: markets, targets, config, spread and the reference's settings."""
     seed, hours, lag, policy, delay, fee_t, band, cool_h, maint, lev = case
     a, b, x = _markets(seed, hours)
     config = BacktestConfig(
@@ -69,7 +72,13 @@ def test_cross_portfolios_match_the_reference(case, tmp_path):
     )
     tiers = venue_tiers(a, config, spread)[0], venue_tiers(b, config, spread)[0]
     settings = reference_settings(config, delay, fee_t, band, (0.0004, 0.0005), tiers, math.ceil(cool_h / hours))
-    ref = run_reference_spread(a, b, x, COLUMN_SYMBOL, {**settings, "leverage": lev, "cross": True, "groups": GROUPS})
+    return a, b, x, config, spread, {**settings, "leverage": lev, "cross": True, "groups": GROUPS}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"seed{c[0]}-{c[3]}-{c[8]}-x{c[9]:g}" for c in CASES])
+def test_cross_portfolios_match_the_reference(case, tmp_path):
+    a, b, x, config, spread, settings = _cross_case(case, tmp_path)
+    ref = run_reference_spread(a, b, x, COLUMN_SYMBOL, settings)
     res = run_spread(a, b, _targets(a, x), config, spread)
     assert_arrays_equal_reference(res, ref)
     _compare_events(res, ref, a, b)
@@ -84,6 +93,54 @@ def test_cross_portfolios_match_the_reference(case, tmp_path):
     assert sum(e[2] == "liquidation" for e in ev) > 0
     shares = [e for e in ev if e[2] == "transfer" and math.isnan(e[4]) and e[0] > 0 and not _is_departure(e, ev)]
     assert shares, "no account's loss was shared"
+
+
+@pytest.mark.parametrize("variant", ["quote rate B", "quote rate A", "spot leg A", "borrowed spot leg A"])
+def test_cross_portfolios_with_quote_rates_and_spot_legs_match_the_reference(variant, tmp_path):
+    """A venue valued at a quote rate (its account's amounts in its own quote), a spot leg A (only
+    venue B's perps share an account) and a borrowed spot leg A (its own margin call, then venue
+    B's account): the kernel equals the reference."""
+    import dataclasses
+
+    # (spot legs: the case without collateral moves, so that venue B's account is liquidated)
+    a, b, x, config, spread, settings = _cross_case(CASES[0 if variant.startswith("quote") else 1], tmp_path)
+    kw = {}
+    if variant.startswith("quote rate"):
+        leg = variant[-1]
+        rates = _quote_rates(a.index, 5)
+        kw["quote_rates"] = {leg: rates}
+        settings["rates_" + leg.lower()] = (rates["open"].to_numpy(), rates["close"].to_numpy())
+    else:
+        x = -np.abs(x) if variant.startswith("borrowed") else np.abs(x)
+        spread = dataclasses.replace(spread, leg_a="spot")
+        settings["leg_a"] = "spot"
+        if variant.startswith("borrowed"):
+            config = config.replace(borrow_annual_rate=0.5, spot_margin_liquidation_level=1.9)
+            settings.update(borrow_h=0.5 / 8760, spot_level=1.9, spot_liq_fee=config.spot_liquidation_fee_rate)
+    ref = run_reference_spread(a, b, x, COLUMN_SYMBOL, settings)
+    res = run_spread(a, b, _targets(a, x), config, spread, **kw)
+    assert_arrays_equal_reference(res, ref)
+    _compare_events(res, ref, a, b)
+    liq = [e for e in ref["events"] if e[2] == "liquidation"]
+    assert any(e[3] == "B" for e in liq)
+    if variant.startswith("quote"):
+        assert (res.totals["quote_fx"].abs() > 1e-3).all()
+    if variant.startswith("borrowed"):
+        assert any(e[3] == "A" for e in liq) and (res.totals.borrow < 0).all()
+
+
+def test_resumed_chunks_of_a_cross_run_equal_one_run_bit_for_bit(tmp_path):
+    a, b, x, config, spread, _settings = _cross_case(CASES[0], tmp_path)
+    whole = run_spread(a, b, _targets(a, x), config, spread)
+    parts, state = [], None
+    for lo, hi in ((0, 97), (97, 211), (211, T)):
+        sa = a.select(start=a.index[lo], end=a.index[hi - 1] + pd.Timedelta(hours=1))
+        sb = b.select(start=b.index[lo], end=b.index[hi - 1] + pd.Timedelta(hours=1))
+        res = run_spread(sa, sb, _targets(sa, x[lo:hi]), config, spread, resume=state)
+        parts.append(res)
+        state = res.state
+    assert_chain_equals(parts, whole)
+    assert (whole.events.kind == "liquidation").any()
 
 
 def _is_departure(e, ev):
