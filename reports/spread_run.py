@@ -15,7 +15,9 @@ transfer), ``borrow`` a borrowed spot leg's interest
 quoted in USDC at the USDC/USDT rate (0 without one), ``liquidation`` (clearance fees and
 insurance covers), ``liquidations``, ``net`` (the sum: equity change), ``return`` (net / capital)
 and ``annualized`` (per 365-day year over the window), ``in_trade`` the share of bars with a
-position.
+position. In cross margin per venue a portfolio of several coins adds a row of its own
+(:func:`portfolio_rows`; ``coin`` e.g. ``BTC+ETH``): its coins' rows are their ledgers in the
+shared accounts (a liquidated account's loss shared among them), the portfolio's is what it earned.
 """
 
 from __future__ import annotations
@@ -32,6 +34,31 @@ from reports.outputs import json_ready, write_output_dir
 
 #: Row fields shown as percentages.
 PERCENT = ("return", "annualized", "in_trade")
+
+
+#: The fields of a row (:func:`spread_rows`).
+ROW_FIELDS = (
+    "coin",
+    "venue_a",
+    "venue_b",
+    "strategy",
+    "in_trade",
+    "funding_a",
+    "funding_b",
+    "trading_fees",
+    "transfer_fees",
+    "transfers",
+    "slippage",
+    "borrow",
+    "basis",
+    "unhedged",
+    "quote_fx",
+    "liquidation",
+    "liquidations",
+    "net",
+    "return",
+    "annualized",
+)
 
 
 def spread_rows(res: SpreadResult, strategy: str) -> pd.DataFrame:
@@ -66,7 +93,59 @@ def spread_rows(res: SpreadResult, strategy: str) -> pd.DataFrame:
             "annualized": (1.0 + ret) ** (1.0 / years) - 1.0 if years > 0 else np.nan,
         }
     )
-    return rows.reset_index(drop=True)
+    return rows[list(ROW_FIELDS)].reset_index(drop=True)
+
+
+#: Row fields summed over a portfolio's columns.
+SUMMED = (
+    "funding_a",
+    "funding_b",
+    "trading_fees",
+    "transfer_fees",
+    "transfers",
+    "slippage",
+    "borrow",
+    "basis",
+    "unhedged",
+    "quote_fx",
+    "liquidation",
+    "net",
+)
+
+
+def portfolio_rows(rows: pd.DataFrame, res: SpreadResult) -> pd.DataFrame:
+    """One row per portfolio of several columns of ``res`` (cross margin per venue: its coins share
+    each venue's account, so a coin's row is its ledger and the portfolio's is what the accounts
+    earned): ``coin`` the coins joined by ``+``, the amounts summed, ``in_trade`` the share of
+    bars with any position, ``liquidations`` the accounts' (one per bar and venue), ``return``
+    over the portfolio's capital (its columns' sum), ``annualized`` as the rows'. Empty when every
+    column is its own portfolio."""
+    group = res.columns["group"].to_numpy()
+    years = (res.index[-1] - res.index[0] + (res.index[1] - res.index[0])).total_seconds() / (365 * 86400)
+    ev = res.events
+    liq = ev[ev["kind"] == "liquidation"]
+    out = []
+    for g in dict.fromkeys(group.tolist()):
+        cols = np.flatnonzero(group == g)
+        if len(cols) < 2:
+            continue
+        part = rows.iloc[cols]
+        row = {k: part[k].sum() for k in SUMMED}
+        held = res.positions["A"][cols].ne(0).any(axis=1)
+        ret = row["net"] / (res.initial_capital * len(cols))
+        on = liq[liq["column"].isin(cols)]
+        row.update(
+            coin="+".join(part["coin"]),
+            venue_a=part["venue_a"].iloc[0],
+            venue_b=part["venue_b"].iloc[0],
+            strategy=part["strategy"].iloc[0],
+            in_trade=held.mean() if len(held) == len(res.index) else np.nan,
+            liquidations=len(on[["time", "leg"]].drop_duplicates()),
+            **{"return": ret},
+            annualized=(1.0 + ret) ** (1.0 / years) - 1.0 if years > 0 else np.nan,
+        )
+        out.append({k: row[k] for k in ROW_FIELDS})
+    return pd.DataFrame(out, columns=list(ROW_FIELDS))
 
 
 def trade_components(res: SpreadResult, labels: list[str]) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:

@@ -17,6 +17,7 @@ from backtest.spread import run_spread
 from data.loader import DataWarning
 from data.venue_pair import load_venue_pair
 from strategies import FundingSpreadParams, funding_spread_pairs
+from tests.conftest import shared_data_path
 from tests.test_cli_refusals import carry, one_line_error
 from tests.test_report_browser import CHROMIUM, FLAGS, console_errors
 from tests.test_venue_pair import venues_catalog  # noqa: F401  (the session catalog fixture)
@@ -126,6 +127,11 @@ def test_report_in_a_browser(spread_run, tmp_path):
             ["--venues", "binance,bybit", "--symbols", "BTC", "--leverage", "101"],
             2,
             "--leverage 101 is above bybit BTCUSDT's maximum 100 (venue rules bybit.toml, first bracket)",
+        ),
+        (
+            ["--venues", "binance,bybit,hyperliquid", "--symbols", "BTC", "--margin-mode", "cross"],
+            2,
+            "--margin-mode cross shares each venue's account among a set's coins on one venue pair",
         ),
         (
             ["--venues", "binance,bybit", "--symbols", "BTC", "--leverage", "2", "--leverage-a", "126"],
@@ -299,3 +305,39 @@ def test_readme_figures_of_the_reverse_carry(venues_catalog, tmp_path):  # noqa:
         300,
         46,
     )
+
+
+def test_readme_figures_of_cross_margin(venues_catalog, tmp_path):  # noqa: F811
+    """The README's cross margin example: the portfolio's table, its row the sum of its coins', its
+    figures against the engine in this process, and the isolated run it compares with (ETH's
+    Binance leg liquidated on 2025-02-03 alone, not in the shared account)."""
+    base = ("--venues", "binance,hyperliquid", "--strategy", "hold", "--leverage", "5", "--start", WINDOW[0])
+    base += ("--end", WINDOW[1], "--tiers-dir", str(shared_data_path()))
+    cross = spread(venues_catalog, tmp_path / "cross", *base, "--margin-mode", "cross")[0]
+    iso = spread(venues_catalog, tmp_path / "iso", *base)[0]["rows"]
+    rows = cross["rows"]
+    assert _readme_table("**Cross margin per venue.**") == [_printed(r) for r in rows]
+    assert [r["coin"] for r in rows] == ["BTC", "ETH", "BTC+ETH"]
+    for k in ("funding_a", "funding_b", "trading_fees", "transfers", "basis", "liquidation", "net"):
+        assert rows[2][k] == pytest.approx(rows[0][k] + rows[1][k], abs=1e-9)
+    assert rows[2]["return"] == pytest.approx(rows[2]["net"] / 20_000, rel=1e-12)
+    eth = iso[1]
+    assert (round(eth["net"]), round(-eth["basis"]), round(-eth["liquidation"]), eth["liquidations"]) == (
+        -1030,
+        943,
+        101,
+        1,
+    )
+    assert round(iso[0]["net"] + iso[1]["net"]) == 263 and round(rows[2]["net"]) == 1290
+    assert iso[0] == rows[0]
+    ev = pd.read_parquet(tmp_path / "iso" / "events.parquet")
+    liq = ev[ev.kind == "liquidation"]
+    assert len(liq) == 1 and str(liq.time.iloc[0]) == "2025-02-03 02:00:00+00:00" and liq.coin.iloc[0] == "ETH"
+    assert f"{liq.price.iloc[0]:,.2f}" == "2,407.72" and liq.venue.iloc[0] == "binance"
+    # the engine in this process: one portfolio of both coins, Binance's tiers file
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pair = load_venue_pair(venues_catalog, "BTC,ETH", "binance", "hyperliquid", *WINDOW)
+        cfg = BacktestConfig(perp_leverage=5, margin_mode="cross")
+        res = run_spread(pair.leg_a, pair.leg_b, 1.0, cfg, SpreadConfig(tiers_dir=str(shared_data_path())))
+    np.testing.assert_allclose([r["net"] for r in rows[:2]], res.totals.final_equity - 10_000, rtol=1e-12)

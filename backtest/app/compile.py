@@ -13,7 +13,8 @@ them on the built-in demo dataset (the same array types, hence the same compiled
 a user's runs): the demo (five strategies, portfolios of several columns: the general
 kernel), one-column portfolios (the fast kernel), a sweep large enough to run on every core
 (the multi-threaded driver), cross margin with top-ups, a spot/perp hedge between two demo venues
-(the spread kernel, one compiled version for perp and spot legs and one whose legs switch venues, and best_venue_carry) and every built-in strategy. A
+(the spread kernel, one compiled version for perp and spot legs and one whose legs switch venues, and best_venue_carry), the same hedges in cross margin per
+venue (its driver) and every built-in strategy. A
 process that finds a kernel already in the cache loads it instead, so running the command
 again costs a few seconds.
 """
@@ -59,6 +60,21 @@ JOBS: dict[str, list[str]] = {
         "spot",
         "--strategy",
         "hold",
+        "--symbols",
+        "DEMOA,DEMOB",
+        "--out",
+        "{out}",
+    ],
+    "hedges across two venues in cross margin (spread cross kernel)": [
+        "spread",
+        "--data",
+        "{cat}",
+        "--venues",
+        "binance,bybit",
+        "--strategy",
+        "hold",
+        "--margin-mode",
+        "cross",
         "--symbols",
         "DEMOA,DEMOB",
         "--out",

@@ -380,6 +380,29 @@ def _add_run(parts: SpreadParts, res, table: pd.DataFrame, sets, grid: bool, nam
     col = res.events.column
     ev = res.events.assign(coin=table.coin.to_numpy()[col], set=table.set.to_numpy()[col])
     parts.events.append(ev.drop(columns="column").assign(venue_a=venue_a, venue_b=venue_b))
+    _add_portfolios(parts, res, table, sets, grid, name, ratio)
+
+
+def _add_portfolios(parts: SpreadParts, res, table: pd.DataFrame, sets, grid: bool, name: str, ratio) -> None:
+    """In cross margin per venue, each set's portfolio of coins (``BTC+ETH``; group ``g`` is set
+    ``sets[g]``, :func:`_grid_targets`): its row (:func:`reports.spread_run.portfolio_rows`), its
+    equity (its coins' sum), its PnL by part and its worst margin ratio, labelled
+    ``<coins> <name>[ #set]``."""
+    from reports.spread_run import portfolio_rows
+
+    rows = portfolio_rows(table, res)
+    if rows.empty:
+        return
+    group = res.columns["group"].to_numpy()
+    groups = [g for g in dict.fromkeys(group.tolist()) if (group == g).sum() > 1]
+    picked = [sets[g] for g in groups]
+    labels = [f"{coin} {name}{set_label(s, grid)}" for coin, s in zip(rows.coin, picked)]
+    parts.rows.append(_with_set(rows, picked, labels))
+    for g, label in zip(groups, labels):
+        members = list(table.label.iloc[np.flatnonzero(group == g)])
+        parts.curves[label] = sum(parts.curves[m] for m in members).rename(label)
+        parts.components[label] = sum(parts.components[m] for m in members)
+        parts.ratios.append(ratio[members].max(axis=1).rename(label).to_frame())
 
 
 def _with_set(rows: pd.DataFrame, sets: list[SpreadSet], labels: list[str]) -> pd.DataFrame:
