@@ -96,20 +96,11 @@ def spread_rows(res: SpreadResult, strategy: str) -> pd.DataFrame:
     return rows[list(ROW_FIELDS)].reset_index(drop=True)
 
 
-#: Row fields summed over a portfolio's columns.
-SUMMED = (
-    "funding_a",
-    "funding_b",
-    "trading_fees",
-    "transfer_fees",
-    "transfers",
-    "slippage",
-    "borrow",
-    "basis",
-    "unhedged",
-    "quote_fx",
-    "liquidation",
-    "net",
+#: Row fields summed over a portfolio's columns (its amounts).
+SUMMED = tuple(
+    f
+    for f in ROW_FIELDS
+    if f not in ("coin", "venue_a", "venue_b", "strategy", "in_trade", "liquidations", "return", "annualized")
 )
 
 

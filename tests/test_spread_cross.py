@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from backtest.config import BacktestConfig, SpreadConfig
-from backtest.spread import run_spread, venue_tiers
+from backtest.spread import run_spread
 from backtest.targets import Targets
 from data.errors import ConfigError
 from data.market import Market
@@ -26,11 +26,11 @@ from tests.test_spread_engine import (
     _compare_events,
     _markets,
     _quote_rates,
+    _setup,
     _two_bracket_tiers,
     assert_arrays_equal_reference,
     assert_chain_equals,
     case_config,
-    reference_settings,
 )
 
 GROUPS = np.array([0, 0, 1, 1])  # two portfolios of two coins each (BTC and ETH)
@@ -52,27 +52,11 @@ CASES = [
 
 
 def _cross_case(case, tmp_path):
-    """A random case in cross margin: markets, targets, config, spread and the reference's settings."""
-    seed, hours, lag, policy, delay, fee_t, band, cool_h, maint, lev = case
-    a, b, x = _markets(seed, hours)
-    config = BacktestConfig(
-        **{
-            **case_config(lag, policy, cool_h, maint if isinstance(maint, float) else None).to_dict(),
-            "perp_leverage": lev,
-            "margin_mode": "cross",
-        }
-    )
-    spread = SpreadConfig(
-        venue_transfer_delay_hours=delay * hours,
-        venue_transfer_fee_quote=fee_t,
-        venue_rebalance_band=band,
-        fee_a_rate=0.0004,
-        fee_b_rate=0.0005,
-        tiers_dir=_two_bracket_tiers(tmp_path) if maint == "tiers" else None,
-    )
-    tiers = venue_tiers(a, config, spread)[0], venue_tiers(b, config, spread)[0]
-    settings = reference_settings(config, delay, fee_t, band, (0.0004, 0.0005), tiers, math.ceil(cool_h / hours))
-    return a, b, x, config, spread, {**settings, "leverage": lev, "cross": True, "groups": GROUPS}
+    """A random case (``tests/test_spread_engine.py``'s, at leverage ``case[9]``) in cross margin:
+    markets, targets, config, spread and the reference's settings."""
+    a, b, x, config, spread, settings = _setup(case[:9], tmp_path)
+    config = config.replace(perp_leverage=case[9], margin_mode="cross")
+    return a, b, x, config, spread, {**settings, "leverage": case[9], "cross": True, "groups": GROUPS}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"seed{c[0]}-{c[3]}-{c[8]}-x{c[9]:g}" for c in CASES])

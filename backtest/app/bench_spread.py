@@ -13,7 +13,8 @@ Cases: leverage 1-3 (no liquidation in either grid) with each engine's rebalanci
 36,000 fills in both: the machinery against the machinery) and with its defaults (the spread's
 collateral rebalances against the carry's 10% notional band); leverage 1-10 with the defaults,
 where the spread's collateral rebalances at 10x (every 3% move) trade several times the carry's
-fills. Times are the best of ``--repeat`` runs after a warm-up. The last line is JSON with, per
+fills; and the last in cross margin, portfolios of ten columns (the single venue's general kernel
+with its cross account; the spread's cross driver, one thread, an account per venue). Times are the best of ``--repeat`` runs after a warm-up. The last line is JSON with, per
 case, both rates in bar-columns per second, both fill counts and ``spread_over_single`` (seconds
 of the spread grid / seconds of the carry grid; the issue's goal: at most 2).
 """
@@ -89,8 +90,13 @@ def main(argv: list[str] | None = None) -> dict:
         "leverage_1_3_rebalancing_off": (*off, low),
         "leverage_1_3_defaults": (BacktestConfig(), SpreadConfig(), low),
         "leverage_1_10_defaults": (BacktestConfig(), SpreadConfig(), lev),
+        "cross_portfolios_of_10_leverage_1_10": (BacktestConfig(margin_mode="cross"), SpreadConfig(), lev),
     }
+    # cross margin: portfolios of ten columns (the single venue's cross account, the spread's
+    # account per venue)
+    grouped = Targets(x, tg.column_symbol, cols // 10, tg.columns.assign(group=cols // 10))
     for name, (cfg, scfg, lev) in cases.items():
+        tg = grouped if cfg.margin_mode == "cross" else tg
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             one = lambda: run_backtest(carry, tg, cfg, column_params={"perp_leverage": lev}, full=False)  # noqa: E731

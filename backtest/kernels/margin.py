@@ -87,6 +87,29 @@ def bracket_hint_nb(hi, n_tiers, sym, notional, hint, hi_sorted):
     return bracket_nb(hi, n_tiers, sym, notional), hint
 
 
+#: Points tried on a bar's path by :func:`path_step_nb`: the open, then 100 halvings.
+PATH_STEPS = 101
+
+
+@njit(cache=True, inline="always")
+def path_point_nb(it, lo, hi):
+    """The point (0: the mark open, 1: the adverse extremes) step ``it`` of a cross account's
+    liquidation search tries: the open first, then the middle of ``[lo, hi]``."""
+    return 0.0 if it == 0 else 0.5 * (lo + hi)
+
+
+@njit(cache=True, inline="always")
+def path_step_nb(it, lam, met, lo, hi):
+    """The search's bracket ``(lo, hi, done)`` after trying ``lam`` (``met``: the margin balance
+    meets the maintenance margin there): the first point of the path where it is met is ``hi``
+    (the open on a gap: done at once)."""
+    if met:
+        return lo, lam, it == 0
+    if it > 0:
+        return lam, hi, False
+    return lo, hi, False
+
+
 @njit(cache=True)
 def tier_bounds_nb(mmr, cum, n_tiers):
     """Per symbol, the largest maintenance rate and the smallest ``cum`` (both against 0): the

@@ -98,7 +98,16 @@ from backtest.kernels.layout import (
     STOP_DONE,
     STOP_NONE,
 )
-from backtest.kernels.margin import bracket_hint_nb, flex_nb, liq_level_nb, maint_margin_nb, tier_bounds_nb
+from backtest.kernels.margin import (
+    PATH_STEPS,
+    bracket_hint_nb,
+    flex_nb,
+    liq_level_nb,
+    maint_margin_nb,
+    path_point_nb,
+    path_step_nb,
+    tier_bounds_nb,
+)
 
 
 @njit(cache=True, inline="always")
@@ -377,17 +386,14 @@ def _liquidate_group(j, g, a, b, mk, book, prm, tiers, run, cs, gs, rec, nrec):
     valid, mark_open, mark_high, mark_low = mk.valid, mk.mark_open, mk.mark_high, mk.mark_low
     mb0 = gs[g, G_FW] + gs[g, G_CASH] if port else gs[g, G_FW]
     lo_l, hi_l = 0.0, 1.0
-    for it in range(101):
-        lam = 0.0 if it == 0 else 0.5 * (lo_l + hi_l)
+    for it in range(PATH_STEPS):
+        lam = path_point_nb(it, lo_l, hi_l)
         mb, mm = _balance(
             lam, j, a, b, grp_cols, col_sym, cs, valid, mark_open, mark_high, mark_low, tiers, mb0, port, haircut
         )
-        if mb <= mm:
-            hi_l = lam
-            if it == 0:
-                break
-        elif it > 0:
-            lo_l = lam
+        lo_l, hi_l, done = path_step_nb(it, lam, mb <= mm, lo_l, hi_l)
+        if done:
+            break
     last = -1
     for k in range(a, b):
         c = grp_cols[k]

@@ -76,7 +76,15 @@ from backtest.kernels.layout import (
     X_VENA,
     X_VENB,
 )
-from backtest.kernels.margin import flex_nb, liq_level_and_slope_nb, maint_margin_nb, tier_bounds_nb
+from backtest.kernels.margin import (
+    PATH_STEPS,
+    flex_nb,
+    liq_level_and_slope_nb,
+    maint_margin_nb,
+    path_point_nb,
+    path_step_nb,
+    tier_bounds_nb,
+)
 
 #: A sizing cap below this fraction of the equity opens nothing, and an order below this
 #: fraction of the position is not sent (rounding residues, not trades).
@@ -443,16 +451,24 @@ def _liquidate(j, c, n, to_b, mk, tiers, mmr_max, cum_min, clear, run, cs, rec, 
         cs[c, X_COMP + C_LIQ],
         True,
     )
-    if r != 1.0:  # the venue's amounts in the account currency
-        cs[c, comp_k] = p0 + (cs[c, comp_k] - p0) * r
-        cs[c, X_COMP + C_UNH] = u0 + (cs[c, X_COMP + C_UNH] - u0) * r
-        cs[c, X_COMP + C_LIQ] = l0 + (cs[c, X_COMP + C_LIQ] - l0) * r
-        _to_account(rec, n0, nrec, r)
+    _liq_at_rate(c, cs, comp_k, p0, u0, l0, r, rec, n0, nrec)
     cs[c, pos_k] = 0.0
     cs[c, cost_k] = 0.0
     cs[c, v_k] = lp
     _after_liquidation(j, c, run, cs)
     return nrec
+
+
+@njit(cache=True, inline="always")
+def _liq_at_rate(c, cs, comp_k, p0, u0, l0, r, rec, n0, n1):
+    """A liquidation's amounts, booked in its venue's quote, in the account currency at the venue's
+    rate ``r``: the price (``comp_k``), unhedged and liquidation components' changes since
+    ``p0``/``u0``/``l0`` and events ``n0 .. n1 - 1`` (nothing to do at rate 1)."""
+    if r != 1.0:
+        cs[c, comp_k] = p0 + (cs[c, comp_k] - p0) * r
+        cs[c, X_COMP + C_UNH] = u0 + (cs[c, X_COMP + C_UNH] - u0) * r
+        cs[c, X_COMP + C_LIQ] = l0 + (cs[c, X_COMP + C_LIQ] - l0) * r
+        _to_account(rec, n0, n1, r)
 
 
 @njit(cache=True, inline="always")
@@ -490,13 +506,8 @@ def _margin_call(j, c, n, mk, run, cs, rec, nrec):
             rec[k, np.uint64(R_CASH)] -= cash
             rec[k, np.uint64(R_RATE)] = -cash
         cash = 0.0
-    r = cs[c, X_RA]
-    if r != 1.0:  # the venue's amounts in the account currency
-        c_spot = p0 + (c_spot - p0) * r
-        c_unh = u0 + (c_unh - u0) * r
-        c_liq = l0 + (c_liq - l0) * r
-        _to_account(rec, n0, nrec, r)
     cs[c, X_BALA], cs[c, X_COMP + C_SPOT], cs[c, X_COMP + C_UNH], cs[c, X_COMP + C_LIQ] = cash, c_spot, c_unh, c_liq
+    _liq_at_rate(c, cs, X_COMP + C_SPOT, p0, u0, l0, cs[c, X_RA], rec, n0, nrec)
     cs[c, X_S] = 0.0
     cs[c, X_VA] = p
     _after_liquidation(j, c, run, cs)
@@ -1017,15 +1028,12 @@ def _cross_liquidation(j, a, b, grp_cols, col_sym, to_b, mk, tiers, prm, run, cs
     if n_priced == 0 or mb > mm:
         return nrec
     lo_l, hi_l = 0.0, 1.0
-    for it in range(101):
-        lam = 0.0 if it == 0 else 0.5 * (lo_l + hi_l)
+    for it in range(PATH_STEPS):
+        lam = path_point_nb(it, lo_l, hi_l)
         mb, mm, n_open, n_priced = _account_nb(lam, j, a, b, grp_cols, col_sym, to_b, mk, tiers, cs)
-        if mb <= mm:
-            hi_l = lam
-            if it == 0:
-                break
-        elif it > 0:
-            lo_l = lam
+        lo_l, hi_l, done = path_step_nb(it, lam, mb <= mm, lo_l, hi_l)
+        if done:
+            break
     pos_k, cost_k, bal_k, v_k, comp_k, r_k = _leg_slots(to_b)
     acct = 0.0
     for k in range(a, b):
@@ -1060,11 +1068,7 @@ def _cross_liquidation(j, a, b, grp_cols, col_sym, to_b, mk, tiers, prm, run, cs
         )
         cs[c, bal_k] += after - acct  # (the column's realized PnL and fee, out of the account)
         acct = after
-        if r != 1.0:  # the venue's amounts in the account currency
-            cs[c, comp_k] = p0 + (cs[c, comp_k] - p0) * r
-            cs[c, X_COMP + C_UNH] = u0 + (cs[c, X_COMP + C_UNH] - u0) * r
-            cs[c, X_COMP + C_LIQ] = l0 + (cs[c, X_COMP + C_LIQ] - l0) * r
-            _to_account(rec, n0, nrec, r)
+        _liq_at_rate(c, cs, comp_k, p0, u0, l0, r, rec, n0, nrec)
         cs[c, pos_k] = 0.0
         cs[c, cost_k] = 0.0
         cs[c, v_k] = lp
