@@ -702,8 +702,10 @@ def _bars_nb(j_lo, j_hi, phase, c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, r
             (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
              lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda) = _get(cs, c)
             # fmt: on
-            lva, sla = liq_level_and_slope_nb(s, bala, costa, mmr_a, cmin_a)
-            lvb, slb = liq_level_and_slope_nb(q, balb, costb, mmr_b, cmin_b)
+            lva = sla = lvb = slb = 0.0  # (a cross run checks accounts, not legs: no pre-check levels)
+            if not cross:
+                lva, sla = liq_level_and_slope_nb(s, bala, costa, mmr_a, cmin_a)
+                lvb, slb = liq_level_and_slope_nb(q, balb, costb, mmr_b, cmin_b)
             for j in range(j0, j1):
                 ju = np.uint64(j)
                 i = j - lag + t_off
@@ -986,12 +988,13 @@ def _leg_slots(to_b):
 
 
 @njit(cache=True)
-def _account_nb(lam, j, a, b, grp_cols, col_sym, to_b, mk, tiers, cs):
+def _account_nb(lam, j, a, b, grp_cols, col_sym, to_b, mk, tiers, cs, mmr_max, cum_min, bound=False):
     """(margin balance, maintenance margin, legs open, legs priced) of a portfolio's cross account
     on leg A's venue (``to_b`` False) or B's, in the venue's quote: the wallets of the columns
     ``grp_cols[a:b]`` plus their perps' unrealized PnL, each perp at the point ``lam`` of its path
     from the mark open to its adverse extreme of bar ``j`` (:func:`_path_price`; ``lam < 0``: at
-    its valuation price)."""
+    its valuation price); ``bound``: the maintenance margin's cheap upper bound instead
+    (``notional * mmr_max - cum_min`` per symbol)."""
     pos_k, cost_k, bal_k, v_k, _comp_k, _r_k = _leg_slots(to_b)
     mb = 0.0
     mm = 0.0
@@ -1009,12 +1012,15 @@ def _account_nb(lam, j, a, b, grp_cols, col_sym, to_b, mk, tiers, cs):
             n_priced += 1
         m = cs[c, v_k] if lam < 0.0 else _path_price(lam, j, n, pos, mk, cs[c, v_k])
         mb += pos * m - cs[c, cost_k]
-        mm += maint_margin_nb(tiers.hi, tiers.mmr, tiers.cum, tiers.n, n, abs(pos) * m)
+        if bound:  # (the cheap bound of the brackets' maintenance: tier_bounds_nb)
+            mm += abs(pos) * m * mmr_max[n] - cum_min[n]
+        else:
+            mm += maint_margin_nb(tiers.hi, tiers.mmr, tiers.cum, tiers.n, n, abs(pos) * m)
     return mb, mm, n_open, n_priced
 
 
 @njit(cache=True)
-def _cross_liquidation(j, a, b, grp_cols, col_sym, to_b, mk, tiers, prm, run, cs, rec, nrec):
+def _cross_liquidation(j, a, b, grp_cols, col_sym, to_b, mk, tiers, mmr_max, cum_min, prm, run, cs, rec, nrec):
     """Step 2 for a portfolio's cross account on leg A's venue (``to_b`` False) or B's: breached
     when its margin balance meets its maintenance margin with every perp at its bar's adverse mark
     extreme. Its perps are then closed together at the first point of their paths from the mark
@@ -1024,13 +1030,18 @@ def _cross_liquidation(j, a, b, grp_cols, col_sym, to_b, mk, tiers, prm, run, cs
     column's wallet left below zero is then brought to zero by the others in proportion to theirs
     (the account's loss shared: ``liquidation`` component, a ``transfer`` event of each share).
     Then each liquidated column's after-liquidation policy. Returns the event count."""
-    mb, mm, n_open, n_priced = _account_nb(1.0, j, a, b, grp_cols, col_sym, to_b, mk, tiers, cs)
-    if n_priced == 0 or mb > mm:
+    mb, bound, _n, n_priced = _account_nb(
+        1.0, j, a, b, grp_cols, col_sym, to_b, mk, tiers, cs, mmr_max, cum_min, True
+    )  # (most bars: far from the bound)
+    if n_priced == 0 or mb > bound:
+        return nrec
+    mb, mm, _n, _n = _account_nb(1.0, j, a, b, grp_cols, col_sym, to_b, mk, tiers, cs, mmr_max, cum_min)
+    if mb > mm:
         return nrec
     lo_l, hi_l = 0.0, 1.0
     for it in range(PATH_STEPS):
         lam = path_point_nb(it, lo_l, hi_l)
-        mb, mm, n_open, n_priced = _account_nb(lam, j, a, b, grp_cols, col_sym, to_b, mk, tiers, cs)
+        mb, mm, _n, _n = _account_nb(lam, j, a, b, grp_cols, col_sym, to_b, mk, tiers, cs, mmr_max, cum_min)
         lo_l, hi_l, done = path_step_nb(it, lam, mb <= mm, lo_l, hi_l)
         if done:
             break
@@ -1117,12 +1128,12 @@ def _share_account(j, a, b, grp_cols, to_b, cs, rec, nrec):
 
 
 @njit(cache=True)
-def _cross_ratio(j, a, b, grp_cols, col_sym, to_b, mk, tiers, cs, mr):
+def _cross_ratio(j, a, b, grp_cols, col_sym, to_b, mk, tiers, mmr_max, cum_min, cs, mr):
     """A portfolio's cross account margin ratio at bar ``j``'s close (maintenance over margin
     balance at the legs' valuation prices) into ``mr[j, c]`` of each column with a perp on the
     venue (the others keep NaN)."""
     pos_k = X_Q if to_b else X_S
-    mb, mm, n_open, _n = _account_nb(-1.0, j, a, b, grp_cols, col_sym, to_b, mk, tiers, cs)
+    mb, mm, n_open, _n = _account_nb(-1.0, j, a, b, grp_cols, col_sym, to_b, mk, tiers, cs, mmr_max, cum_min)
     if n_open == 0:
         return
     ratio = rules.margin_ratio_nb(mb, mm)
@@ -1145,6 +1156,8 @@ def spread_cross_nb(grp_bounds, grp_cols, mka, mkb, book, prm, tiers_a, tiers_b,
     C = cs.shape[0]
     col_sym = book.col_sym
     w_margin = (run.flags & F_MARGIN) != 0
+    mmr_max_a, cum_min_a = tier_bounds_nb(tiers_a.mmr, tiers_a.cum, tiers_a.n)
+    mmr_max_b, cum_min_b = tier_bounds_nb(tiers_b.mmr, tiers_b.cum, tiers_b.n)
     nrec = 0
     for j in range(T):
         nrec += _bars_nb(
@@ -1153,8 +1166,12 @@ def spread_cross_nb(grp_bounds, grp_cols, mka, mkb, book, prm, tiers_a, tiers_b,
         for g in range(len(grp_bounds) - 1):
             a, b = grp_bounds[g], grp_bounds[g + 1]
             if not run.a_spot:
-                nrec = _cross_liquidation(j, a, b, grp_cols, col_sym, False, mka, tiers_a, prm, run, cs, rec, nrec)
-            nrec = _cross_liquidation(j, a, b, grp_cols, col_sym, True, mkb, tiers_b, prm, run, cs, rec, nrec)
+                nrec = _cross_liquidation(
+                    j, a, b, grp_cols, col_sym, False, mka, tiers_a, mmr_max_a, cum_min_a, prm, run, cs, rec, nrec
+                )
+            nrec = _cross_liquidation(
+                j, a, b, grp_cols, col_sym, True, mkb, tiers_b, mmr_max_b, cum_min_b, prm, run, cs, rec, nrec
+            )
         nrec += _bars_nb(
             j, j + 1, 2, 0, C, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec[nrec:]
         )
@@ -1162,6 +1179,6 @@ def spread_cross_nb(grp_bounds, grp_cols, mka, mkb, book, prm, tiers_a, tiers_b,
             for g in range(len(grp_bounds) - 1):
                 a, b = grp_bounds[g], grp_bounds[g + 1]
                 if not run.a_spot:
-                    _cross_ratio(j, a, b, grp_cols, col_sym, False, mka, tiers_a, cs, out.mr_a)
-                _cross_ratio(j, a, b, grp_cols, col_sym, True, mkb, tiers_b, cs, out.mr_b)
+                    _cross_ratio(j, a, b, grp_cols, col_sym, False, mka, tiers_a, mmr_max_a, cum_min_a, cs, out.mr_a)
+                _cross_ratio(j, a, b, grp_cols, col_sym, True, mkb, tiers_b, mmr_max_b, cum_min_b, cs, out.mr_b)
     return nrec
