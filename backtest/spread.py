@@ -918,9 +918,9 @@ def run_spread(
     if cross:
         sizes = np.bincount(np.unique(tg.group, return_inverse=True)[1])
         notes.append(
-            f"cross margin per venue: {len(sizes)} portfolio(s) of {sizes.min()}"
+            f"cross margin per venue: each portfolio's columns ({sizes.min()}"
             + (f"-{sizes.max()}" if sizes.max() != sizes.min() else "")
-            + " column(s), each sharing one account per venue"
+            + " per portfolio) share one account per venue"
         )
 
     want = tuple(OUTPUTS if outputs is None else outputs)

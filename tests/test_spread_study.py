@@ -249,3 +249,30 @@ def test_cli_reverse_carry_across_venues(venues_catalog, tmp_path):  # noqa: F81
         comps["BTC"].sum(axis=1).to_numpy(), (res.equity[0] - res.initial_capital).to_numpy(), rtol=0, atol=1e-7
     )
     assert res.totals.borrow[0] == pytest.approx(row["borrow"], rel=1e-12)
+
+
+def test_a_cross_margin_grid_splits_the_same_and_adds_each_sets_portfolio(venues_catalog):  # noqa: F811
+    """``margin_mode="cross"``: each set's coins on a pair are one portfolio (one account per
+    venue): its row adds up its coins', a set alone computes what it computes in the grid, and
+    processes compute what one process does."""
+    config = BacktestConfig(perp_leverage=10.0, margin_mode="cross").to_dict()
+    study = _study(venues_catalog, strategy="hold", venues=("binance", "bybit"), config=config)
+    sets = expand_sets({}, [5.0, 10.0, 20.0])
+    one, _, _ = run_study(study, sets)
+    two, mode, _ = run_study(study, sets, workers=2)
+    assert mode == "processes[2]"
+    _same(one, two)
+    rows = one.rows[0]
+    assert rows.coin.tolist() == ["BTC", "ETH", "BTC+ETH"] * 3 and rows.set.tolist() == [0] * 3 + [1] * 3 + [2] * 3
+    for s in range(3):
+        mine = rows[rows.set == s]
+        assert mine.net.iloc[2] == pytest.approx(mine.net.iloc[0] + mine.net.iloc[1], abs=1e-9)
+        label = f"BTC+ETH binance/bybit #{s}"
+        np.testing.assert_allclose(one.curves[label].iloc[-1], 20_000 + mine.net.iloc[2], rtol=1e-12)
+    alone, _, _ = run_study(study, [SpreadSet(0, {}, 20.0)])
+    pd.testing.assert_frame_equal(
+        rows[rows.set == 2].drop(columns=["set", "label"]).reset_index(drop=True),
+        alone.rows[0].drop(columns=["set", "label"]),
+        check_exact=True,
+    )
+    assert (rows.liquidations > 0).any()  # (20x over four months: the accounts were liquidated)
