@@ -408,6 +408,11 @@ class SpreadConfig:
         stay is kept open while the other's collateral moves (True, default: no round trip of
         that leg, its coins unhedged until the other leg opens on arrival), or closed with the
         other and reopened on arrival (False: hedged throughout, two more fills).
+    margin_a, margin_b : {'isolated', 'cross'} or None
+        The margin mode of leg A's venue and of leg B's: ``"cross"`` lets a portfolio's columns
+        share that venue's account (liquidated as a whole), ``"isolated"`` margins each leg apart.
+        None (default): ``BacktestConfig.margin_mode`` (both venues). A spot leg A has no futures
+        account (``margin_a`` must stay None or ``"isolated"``).
     """
 
     venue_transfer_delay_hours: float = 1.0
@@ -419,9 +424,16 @@ class SpreadConfig:
     leg_a: str = "perp"
     leverage_a: float | None = None
     switch_keeps_leg: bool = True
+    margin_a: str | None = None
+    margin_b: str | None = None
 
     def __post_init__(self) -> None:
         check_choice("leg_a", self.leg_a, ("perp", "spot"))
+        for name in ("margin_a", "margin_b"):
+            if getattr(self, name) is not None:
+                check_choice(name, getattr(self, name), ("isolated", "cross"))
+        if self.leg_a == "spot" and self.margin_a == "cross":
+            raise ConfigError("margin_a='cross': a spot leg A has no futures account to share (leg_a='spot')")
         if not isinstance(self.switch_keeps_leg, bool):
             raise ConfigError(f"switch_keeps_leg must be True or False, got {self.switch_keeps_leg!r}")
         la = self.leverage_a
@@ -456,6 +468,12 @@ class SpreadConfig:
             object.__setattr__(self, "venue_rebalance_band", float(band))
         if self.tiers_dir is not None and not isinstance(self.tiers_dir, str):
             object.__setattr__(self, "tiers_dir", str(self.tiers_dir))
+
+    def cross(self, margin_mode: str) -> tuple[bool, bool]:
+        """Whether leg A's venue and leg B's are in cross margin, ``margin_mode`` (the
+        :class:`BacktestConfig`'s) standing for a venue without its own (a spot leg A: never)."""
+        a = self.leg_a != "spot" and (self.margin_a or margin_mode) == "cross"
+        return a, (self.margin_b or margin_mode) == "cross"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

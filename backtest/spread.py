@@ -804,19 +804,22 @@ def run_spread(
     given = isinstance(targets, Targets)
     tg = to_targets(leg_a, targets)
     T, C = tg.values.shape
-    cross = config.margin_mode == "cross"
     if config.margin_mode == "portfolio":
         raise ConfigError(
             "spread hedges hold each venue's perps in isolated or cross margin (margin_mode='isolated' or "
             "'cross'); margin_mode='portfolio' (spot collateral in one account) is the single-venue engine's"
         )
+    # each venue's mode (SpreadConfig.margin_a / margin_b, else the config's); a spot leg A has no futures account
+    cross_a, cross_b = spread.cross(config.margin_mode)
+    cross = cross_a or cross_b
     if not given:  # a scalar, array, frame or strategy: one portfolio per column (cross: one of all)
         own = np.zeros(C, dtype=np.int64) if cross else np.arange(C, dtype=np.int64)
         tg = Targets(tg.values, tg.column_symbol, own, tg.columns.assign(group=own), tg.weights)
     if not cross and len(np.unique(tg.group)) != C:
         raise ConfigError(
             "spread hedges in isolated margin are one column per portfolio: the targets must not group columns "
-            "(margin_mode='cross' lets a portfolio's columns share each venue's account)"
+            "(margin_mode='cross', or SpreadConfig margin_a / margin_b, lets a portfolio's columns share a venue's "
+            "account)"
         )
     if tg.weights is not None:
         raise ConfigError("spread hedges take no capital weights: each column starts with initial_capital_quote")
@@ -917,10 +920,13 @@ def run_spread(
     notes += [f"maintenance: leg A {t_src_a}; leg B {t_src_b}"]
     if cross:
         sizes = np.bincount(np.unique(tg.group, return_inverse=True)[1])
+        on = " and ".join(
+            f"leg {k}'s venue ({m.venue})" for k, m, x in (("A", leg_a, cross_a), ("B", leg_b, cross_b)) if x
+        )
         notes.append(
-            f"cross margin per venue: each portfolio's columns ({sizes.min()}"
+            f"cross margin on {on}: each portfolio's columns ({sizes.min()}"
             + (f"-{sizes.max()}" if sizes.max() != sizes.min() else "")
-            + " per portfolio) share one account per venue"
+            + " per portfolio) share one account there"
         )
 
     want = tuple(OUTPUTS if outputs is None else outputs)
@@ -1026,7 +1032,8 @@ def run_spread(
         leg_a.n_symbols,
         switching,
         spread.switch_keeps_leg,
-        cross,
+        cross_a,
+        cross_b,
     )
     args = (
         _stack([_leg_arrays(m, delay, _last_of(resume, "a", v, switching), spot=a_spot) for v, m in enumerate(legs_a)]),

@@ -589,9 +589,9 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
             b_open = max(-col.a.pos, 0.0) if spot_a else 0.0  # (after the open's fills)
             # 2. liquidation, leg A (a borrowed spot leg's margin call) then leg B
             margin_call(j)
-            if not cross:  # (a cross account is checked as a whole)
+            if "A" not in cross_legs:  # (a cross account is checked as a whole)
                 liquidate_if_breached(j, col.a)
-            if not cross:  # (a cross account is checked as a whole)
+            if "B" not in cross_legs:
                 liquidate_if_breached(j, col.b)
 
             # 3. funding (also on invalid bars)
@@ -751,6 +751,7 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
 
     handles: dict = {}
     cross = bool(settings.get("cross", False))
+    cross_legs = tuple(settings.get("cross_legs", ("B",) if spot_a else ("A", "B"))) if cross else ()
     groups = np.asarray(settings.get("groups", np.arange(C)))
     portfolios = [list(np.flatnonzero(groups == g)) for g in dict.fromkeys(groups.tolist())]
     runs = [column(c) for c in range(C)]
@@ -759,13 +760,13 @@ def run_reference_spread(leg_a, leg_b, targets, column_symbol, settings) -> dict
             next(r)  # up to the orders
         if cross:
             for cols in portfolios:
-                for name in ("A", "B"):
+                for name in cross_legs:
                     cross_liquidate(j, cols, name)
         for r in runs:
             next(r)  # the rest of the bar
         if cross:
             for cols in portfolios:
-                for name in ("B",) if spot_a else ("A", "B"):
+                for name in cross_legs:
                     account_ratio(cols, name, j)
 
     events.sort(key=lambda e: (e[0], e[1]))  # bar-major, column next; a stable sort keeps each bar's order

@@ -330,6 +330,8 @@ def test_readme_figures_of_cross_margin(venues_catalog, tmp_path):  # noqa: F811
     )
     assert round(iso[0]["net"] + iso[1]["net"]) == 263 and round(rows[2]["net"]) == 1290
     assert iso[0] == rows[0]
+    mixed = spread(venues_catalog, tmp_path / "mixed", *base, "--margin-mode", "isolated,cross")[0]["rows"]
+    assert [round(r["net"], 2) for r in mixed] == [round(r["net"], 2) for r in iso] + [262.83]
     ev = pd.read_parquet(tmp_path / "iso" / "events.parquet")
     liq = ev[ev.kind == "liquidation"]
     assert len(liq) == 1 and str(liq.time.iloc[0]) == "2025-02-03 02:00:00+00:00" and liq.coin.iloc[0] == "ETH"

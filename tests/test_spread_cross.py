@@ -113,6 +113,25 @@ def test_cross_portfolios_with_quote_rates_and_spot_legs_match_the_reference(var
         assert any(e[3] == "A" for e in liq) and (res.totals.borrow < 0).all()
 
 
+@pytest.mark.parametrize("cross_leg", ["A", "B"])
+def test_one_venue_in_cross_margin_the_other_isolated_matches_the_reference(cross_leg, tmp_path):
+    """``SpreadConfig(margin_a=..., margin_b=...)``: one venue's account shared by the portfolio's
+    columns, the other venue's legs isolated (checked after the account, in the bar's second
+    half): the kernel equals the reference, and both kinds of liquidation happen."""
+    import dataclasses
+
+    a, b, x, config, spread, settings = _cross_case(CASES[0], tmp_path)
+    iso = "b" if cross_leg == "A" else "a"
+    spread = dataclasses.replace(spread, **{f"margin_{iso}": "isolated"})
+    ref = run_reference_spread(a, b, x, COLUMN_SYMBOL, {**settings, "cross_legs": (cross_leg,)})
+    res = run_spread(a, b, _targets(a, x), config, spread)
+    assert_arrays_equal_reference(res, ref)
+    _compare_events(res, ref, a, b)
+    liq = [e for e in ref["events"] if e[2] == "liquidation"]
+    assert {e[3] for e in liq} == {"A", "B"}
+    assert any(f"cross margin on leg {cross_leg}'s venue" in n for n in res.notes)
+
+
 def test_resumed_chunks_of_a_cross_run_equal_one_run_bit_for_bit(tmp_path):
     a, b, x, config, spread, _settings = _cross_case(CASES[0], tmp_path)
     whole = run_spread(a, b, _targets(a, x), config, spread)
@@ -231,6 +250,10 @@ def test_cross_margin_refusals():
     x = np.ones((4, 2))
     with pytest.raises(ConfigError, match="portfolio"):
         run_spread(a, b, x, BacktestConfig(margin_mode="portfolio"), HAND_SPREAD)
+    with pytest.raises(ConfigError, match="a spot leg A has no futures account"):
+        SpreadConfig(leg_a="spot", margin_a="cross")
+    with pytest.raises(ConfigError, match="margin_b"):
+        SpreadConfig(margin_b="portfolio")
     with pytest.raises(ConfigError, match="cannot switch venues"):
         run_spread(
             [a, b],
@@ -241,5 +264,5 @@ def test_cross_margin_refusals():
             venues=(np.zeros((4, 2)), np.zeros((4, 2))),
         )
     tg = Targets(x, np.array([0, 1]), np.array([0, 0]), pd.DataFrame({"symbol": ["XUSDT", "YUSDT"], "group": [0, 0]}))
-    with pytest.raises(ConfigError, match="margin_mode='cross' lets"):
+    with pytest.raises(ConfigError, match="one column per portfolio"):
         run_spread(a, b, tg, BacktestConfig(), HAND_SPREAD)

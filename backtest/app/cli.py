@@ -303,6 +303,16 @@ EPILOG_SWEEP = """examples:
 """
 
 
+def _venue_margins(text: str) -> tuple[str, str]:
+    """``--margin-mode``: one mode for both venues of a pair, or leg A's venue's and leg B's."""
+    modes = [m.strip().lower() for m in text.split(",")]
+    if len(modes) not in (1, 2) or any(m not in ("isolated", "cross") for m in modes):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: isolated or cross, or two of them (A's venue, B's), e.g. isolated,cross"
+        )
+    return (modes[0], modes[-1])
+
+
 def _band(text: str) -> float | None:
     """``--rebalance-band``: a fraction in (0, 1], or none/off."""
     if text.strip().lower() in ("none", "off"):
@@ -586,10 +596,12 @@ def _add_run_commands(sub) -> None:
     )
     e.add_argument(
         "--margin-mode",
-        choices=("isolated", "cross"),
+        type=_venue_margins,
         default=None,
+        metavar="MODE[,MODE]",
         help="isolated (default): each coin's leg on a venue has its own margin; cross: the coins of a parameter set "
-        "share one account per venue (a leg draws on the other coins' margin; the account is liquidated as a whole)",
+        "share one account per venue (a leg draws on the other coins' margin; the account is liquidated as a whole); "
+        "two modes: leg A's venue's (the first of each pair) and leg B's, e.g. isolated,cross",
     )
     e.add_argument(
         "--transfer-delay-hours", type=non_negative, default=1.0, help="hours a transfer between venues takes (1)"

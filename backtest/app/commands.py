@@ -1196,11 +1196,17 @@ def cmd_spread(args) -> int:
         ("order_type", args.order_type),
         ("execution_delay_bars", args.delay),
         ("after_liquidation", args.after_liquidation),
-        ("margin_mode", args.margin_mode),
     ):
         if value is not None:
             engine[name] = value
-    if args.margin_mode == "cross" and (
+    margin_a, margin_b = args.margin_mode or (None, None)  # (leg A's venue's mode, leg B's)
+    if spot and margin_a == "cross" and len(set(args.margin_mode)) > 1:
+        raise ConfigError(
+            "--margin-mode: with --leg-a spot the first venue holds spot, not perps: its mode is isolated"
+        )
+    if spot:
+        margin_a = None  # (a spot leg has no futures account: --margin-mode cross means the perps' venues)
+    if "cross" in (margin_a, margin_b) and (
         args.strategy == "best_venue_carry" or (args.strategy == "funding_spread" and len(venues) > 2)
     ):
         raise ConfigError(
@@ -1224,6 +1230,8 @@ def cmd_spread(args) -> int:
         leg_a=args.leg_a,
         leverage_a=args.leverage_a,
         switch_keeps_leg=not args.switch_closes_both,
+        margin_a=margin_a,
+        margin_b=margin_b,
     )
     grid = {
         "entry_annualized": args.entry,

@@ -278,7 +278,9 @@ def run_sets(study: SpreadStudy, sets: list[SpreadSet] | tuple[SpreadSet, ...], 
     for (va, vb), pair in pairs.items():
         T, N = pair.leg_a.shape
         values = np.hstack([np.broadcast_to(np.asarray(t[(va, vb)], float), (T, N)) for t in per_set])
-        tg = _grid_targets(values, pair.leg_a.symbols, sets, study.strategy, cross=config.margin_mode == "cross")
+        tg = _grid_targets(
+            values, pair.leg_a.symbols, sets, study.strategy, cross=any(spread.cross(config.margin_mode))
+        )
         leverage = np.repeat([s.leverage for s in sets], N)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DataWarning)

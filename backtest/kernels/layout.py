@@ -270,8 +270,9 @@ class SpreadSettings(NamedTuple):
     bar length (ms; the borrow interest's whole hours); ``n_coins`` the coins per venue (a leg's
     markets stack its venues' symbols: venue ``v``'s coin ``n`` is symbol ``v * n_coins + n``),
     ``switching`` the legs may change venue (:class:`SpreadVenues`; fees per venue),
-    ``switch_keep`` a switch keeps open the leg whose venue and side stay, ``cross`` the columns of a
-    portfolio share each venue's margin account (cross margin: one liquidation per account)."""
+    ``switch_keep`` a switch keeps open the leg whose venue and side stay, ``cross_a``/``cross_b`` the
+    columns of a portfolio share leg A's / leg B's venue's margin account (cross margin: one
+    liquidation per account)."""
 
     lag: int
     after_liq: int
@@ -286,7 +287,8 @@ class SpreadSettings(NamedTuple):
     n_coins: int
     switching: bool
     switch_keep: bool
-    cross: bool
+    cross_a: bool
+    cross_b: bool
 
 
 class SpreadVenues(NamedTuple):

@@ -681,7 +681,7 @@ def _bars_nb(j_lo, j_hi, phase, c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, r
     a_spot, fx, spot_level = run.a_spot, run.fx, run.spot_level
     time_a = mka.time_ms
     ncoin, switching = run.n_coins, _switching(venues)
-    cross = run.cross
+    cross_a, cross_b = run.cross_a, run.cross_b
     nrec = 0
     for j0 in range(j_lo, j_hi, TIME_CHUNK):
         j1 = min(j_hi, j0 + TIME_CHUNK)
@@ -702,9 +702,10 @@ def _bars_nb(j_lo, j_hi, phase, c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, r
             (s, q, costa, costb, bala, balb, va, vb, flight, fbar,
              lastx, pre, pclose, reb, cap, c_fund, c_spot, c_perp, c_unh, funda) = _get(cs, c)
             # fmt: on
-            lva = sla = lvb = slb = 0.0  # (a cross run checks accounts, not legs: no pre-check levels)
-            if not cross:
+            lva = sla = lvb = slb = 0.0  # (a venue in cross margin checks accounts: no pre-check levels)
+            if not cross_a:
                 lva, sla = liq_level_and_slope_nb(s, bala, costa, mmr_a, cmin_a)
+            if not cross_b:
                 lvb, slb = liq_level_and_slope_nb(q, balb, costb, mmr_b, cmin_b)
             for j in range(j0, j1):
                 ju = np.uint64(j)
@@ -783,13 +784,13 @@ def _bars_nb(j_lo, j_hi, phase, c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, r
                 call_a = s < 0.0 and a_spot and ok_a and hi_a[ju, nua] * (-s) * spot_level >= bala
                 liq_a = (
                     not a_spot
-                    and not cross  # (a cross account is checked as a whole: spread_cross_nb)
+                    and not cross_a  # (a cross account is checked as a whole: spread_cross_nb)
                     and s != 0.0
                     and ok_a
                     and rules.liq_possible_nb(s, lo_a[ju, nua] if s > 0.0 else hi_a[ju, nua], lva)
                 )
                 liq_b = (
-                    not cross
+                    not cross_b
                     and q != 0.0
                     and ok_b
                     and rules.liq_possible_nb(q, lo_b[ju, nub] if q > 0.0 else hi_b[ju, nub], lvb)
@@ -1145,11 +1146,12 @@ def _cross_ratio(j, a, b, grp_cols, col_sym, to_b, mk, tiers, mmr_max, cum_min, 
 @njit(cache=True)
 def spread_cross_nb(grp_bounds, grp_cols, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec):
     """:func:`spread_range_nb` for portfolios of several columns in cross margin per venue: the
-    columns ``grp_cols[grp_bounds[g]:grp_bounds[g + 1]]`` of portfolio ``g`` share each venue's
-    margin account (their wallets are that account's ledger per column). Per bar: the first half
-    of every column's bar (a transfer arriving, the orders), then each portfolio's accounts
-    (leg A's venue's unless it is spot, then leg B's: :func:`_cross_liquidation`), then the
-    second half (funding, the close, the outputs, the collateral check), then each account's
+    columns ``grp_cols[grp_bounds[g]:grp_bounds[g + 1]]`` of portfolio ``g`` share the margin
+    account of each venue in cross margin (``run.cross_a``, ``run.cross_b``; their wallets are
+    that account's ledger per column). Per bar: the first half of every column's bar (a transfer
+    arriving, the orders), then each portfolio's cross accounts (leg A's venue's, then leg B's:
+    :func:`_cross_liquidation`), then the second half (a venue in isolated margin checks its legs
+    there, funding, the close, the outputs, the collateral check), then each cross account's
     margin ratio at the close. Events come in (bar, step, column) order (a stable sort by bar and
     column gives the engine's). Returns their number."""
     T = mka.po_ref.shape[0]
@@ -1165,20 +1167,22 @@ def spread_cross_nb(grp_bounds, grp_cols, mka, mkb, book, prm, tiers_a, tiers_b,
         )
         for g in range(len(grp_bounds) - 1):
             a, b = grp_bounds[g], grp_bounds[g + 1]
-            if not run.a_spot:
+            if run.cross_a:
                 nrec = _cross_liquidation(
                     j, a, b, grp_cols, col_sym, False, mka, tiers_a, mmr_max_a, cum_min_a, prm, run, cs, rec, nrec
                 )
-            nrec = _cross_liquidation(
-                j, a, b, grp_cols, col_sym, True, mkb, tiers_b, mmr_max_b, cum_min_b, prm, run, cs, rec, nrec
-            )
+            if run.cross_b:
+                nrec = _cross_liquidation(
+                    j, a, b, grp_cols, col_sym, True, mkb, tiers_b, mmr_max_b, cum_min_b, prm, run, cs, rec, nrec
+                )
         nrec += _bars_nb(
             j, j + 1, 2, 0, C, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec[nrec:]
         )
         if w_margin:
             for g in range(len(grp_bounds) - 1):
                 a, b = grp_bounds[g], grp_bounds[g + 1]
-                if not run.a_spot:
+                if run.cross_a:
                     _cross_ratio(j, a, b, grp_cols, col_sym, False, mka, tiers_a, mmr_max_a, cum_min_a, cs, out.mr_a)
-                _cross_ratio(j, a, b, grp_cols, col_sym, True, mkb, tiers_b, mmr_max_b, cum_min_b, cs, out.mr_b)
+                if run.cross_b:
+                    _cross_ratio(j, a, b, grp_cols, col_sym, True, mkb, tiers_b, mmr_max_b, cum_min_b, cs, out.mr_b)
     return nrec
