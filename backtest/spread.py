@@ -920,11 +920,11 @@ def run_spread(
     notes += [f"maintenance: leg A {t_src_a}; leg B {t_src_b}"]
     if cross:
         sizes = np.bincount(np.unique(tg.group, return_inverse=True)[1])
-        on = " and ".join(
+        shared = " and ".join(
             f"leg {k}'s venue ({m.venue})" for k, m, x in (("A", leg_a, cross_a), ("B", leg_b, cross_b)) if x
         )
         notes.append(
-            f"cross margin on {on}: each portfolio's columns ({sizes.min()}"
+            f"cross margin on {shared}: each portfolio's columns ({sizes.min()}"
             + (f"-{sizes.max()}" if sizes.max() != sizes.min() else "")
             + " per portfolio) share one account there"
         )
