@@ -166,14 +166,16 @@ venue accounts (in isolated margin; see *Cross margin per venue* for portfolios 
   rates the equity is ``mb_A * r_A + mb_B * r_B + in_flight``; with venue switching it adds
   the idle balances.
 
-* **Cross margin per venue** (``BacktestConfig.margin_mode="cross"``). The columns of a
-  portfolio (``Targets.group``; a target that is not a :class:`~backtest.targets.Targets`: all
-  columns one portfolio) share each venue's futures account: venue A's account is the wallets
+* **Cross margin per venue** (``BacktestConfig.margin_mode="cross"`` for both venues, or per
+  venue ``SpreadConfig.margin_a`` / ``margin_b``). The columns of a portfolio
+  (``Targets.group``; a target that is not a :class:`~backtest.targets.Targets`: all columns one
+  portfolio) share the futures account of each venue in cross margin: venue A's account is the wallets
   ``bal_A`` of all its columns (each column's wallet is the account's ledger of that coin's
   capital: its own ``initial_capital_quote``, fills, funding, transfers and sizing, as above)
   plus their perps' unrealized PnL, against the sum of their maintenance margins (each coin's
   tiers of the venue). Step 2 then checks accounts, not legs, after every column's orders of the
-  bar: leg A's venue's account (unless leg A is spot), then leg B's. An account is liquidated
+  bar: leg A's venue's account (unless leg A is spot), then leg B's; a venue left in isolated
+  margin then checks its legs one by one, as above. An account is liquidated
   when its margin balance meets its maintenance margin with every perp at its bar's adverse
   mark extreme; its perps then all close at the first point of their paths from the mark open
   (the same fraction of each one's path, found by bisection; the open on a gap; an invalid bar
