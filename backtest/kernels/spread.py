@@ -89,6 +89,12 @@ from backtest.kernels.margin import (
 #: A sizing cap below this fraction of the equity opens nothing, and an order below this
 #: fraction of the position is not sent (rounding residues, not trades).
 DUST = 1e-9
+#: :func:`_bars_nb`'s phases (int64, not literals: one compiled version for every caller): all of
+#: each bar, its first half, its second half, all of it noting the cross accounts.
+PHASE_ALL, PHASE_OPEN, PHASE_REST, PHASE_NOTE = np.int64(0), np.int64(1), np.int64(2), np.int64(3)
+ZERO = np.int64(0)
+#: Bars per chunk of a cross run's driver (:func:`spread_cross_nb`) checked together.
+CROSS_CHUNK = 64
 #: Bars per time chunk of :func:`spread_range_nb` (a chunk's per-bar outputs of all its columns
 #: stay in cache while each column runs through it).
 TIME_CHUNK = 256
@@ -651,16 +657,41 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
     (bar, column) order. Returns their number (rows beyond R are not written: the caller reruns
     with a larger buffer).
     """
+    zero = np.int64(0)  # (an int64, not the literal 0: one compiled version for every caller)
     return _bars_nb(
-        0, mka.po_ref.shape[0], 0, c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec
+        zero,
+        mka.po_ref.shape[0],
+        zero,
+        c0,
+        c1,
+        mka,
+        mkb,
+        book,
+        prm,
+        tiers_a,
+        tiers_b,
+        run,
+        rates,
+        venues,
+        cs,
+        out,
+        rec,
+        np.zeros((6, 1, 1)),
+        zero,
     )
 
 
 @njit(cache=True)
-def _bars_nb(j_lo, j_hi, phase, c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec):
+def _bars_nb(
+    j_lo, j_hi, phase, c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec, acc, nrec0
+):
     """:func:`spread_range_nb` over bars ``j_lo .. j_hi - 1``: all of each bar (``phase`` 0), or its
     first half (1: a transfer arriving, the orders, the close's rates) or its second half (2: from
-    the liquidation on; a cross run checks its venues' accounts in between, :func:`spread_cross_nb`).
+    the liquidation on; a cross run checks its venues' accounts in between, :func:`spread_cross_nb`),
+    or all of it noting each column's part of its cross accounts at the bar's adverse extremes (3:
+    ``acc[0|2, j - j_lo, c]`` its wallet plus unrealized PnL on leg A's | B's venue,
+    ``acc[1|3, ...]`` the cheap bound of its maintenance there, ``acc[4|5, ...]`` 1 where its leg
+    there is open on a valid bar; :func:`spread_cross_nb` checks them after the chunk).
     The end of the run (bars held in the state counted from its end) follows the last bar's
     second half."""
     T = mka.po_ref.shape[0]
@@ -682,7 +713,7 @@ def _bars_nb(j_lo, j_hi, phase, c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, r
     time_a = mka.time_ms
     ncoin, switching = run.n_coins, _switching(venues)
     cross_a, cross_b = run.cross_a, run.cross_b
-    nrec = 0
+    nrec = nrec0  # (events go on from row nrec0 of rec)
     for j0 in range(j_lo, j_hi, TIME_CHUNK):
         j1 = min(j_hi, j0 + TIME_CHUNK)
         for c in range(c0, c1):
@@ -779,6 +810,18 @@ def _bars_nb(j_lo, j_hi, phase, c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, r
                     b_prev = cs[c, X_BPREV]
                 # 2. liquidation, leg A then leg B (the full check only past the pre-check level)
                 ok_a, ok_b = valid_a[ju, nua], valid_b[ju, nub]
+                if phase == 3:  # (after the orders: the column's part of its cross accounts)
+                    jj = j - j_lo
+                    if cross_a:
+                        m = (lo_a[ju, nua] if s > 0.0 else hi_a[ju, nua]) if ok_a else va
+                        acc[0, jj, c] = bala + (s * m - costa if s != 0.0 else 0.0)
+                        acc[1, jj, c] = abs(s) * m * mmr_a - cmin_a if s != 0.0 else 0.0
+                        acc[4, jj, c] = 1.0 if s != 0.0 and ok_a else 0.0
+                    if cross_b:
+                        m = (lo_b[ju, nub] if q > 0.0 else hi_b[ju, nub]) if ok_b else vb
+                        acc[2, jj, c] = balb + (q * m - costb if q != 0.0 else 0.0)
+                        acc[3, jj, c] = abs(q) * m * mmr_b - cmin_b if q != 0.0 else 0.0
+                        acc[5, jj, c] = 1.0 if q != 0.0 and ok_b else 0.0
                 b_open = -s if s < 0.0 else 0.0  # (after the open's fills)
                 # a borrowed spot leg A: its margin level at the spot high at or below the call level
                 call_a = s < 0.0 and a_spot and ok_a and hi_a[ju, nua] * (-s) * spot_level >= bala
@@ -1144,45 +1187,186 @@ def _cross_ratio(j, a, b, grp_cols, col_sym, to_b, mk, tiers, mmr_max, cum_min, 
 
 
 @njit(cache=True)
+def _split_bar_nb(
+    j, grp_bounds, grp_cols, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec, nrec, bounds
+):
+    """Bar ``j`` of a cross run in two halves (see :func:`spread_cross_nb`); returns the event count."""
+    C = cs.shape[0]
+    col_sym = book.col_sym
+    mmr_max_a, cum_min_a, mmr_max_b, cum_min_b = bounds
+    acc = np.zeros((6, 1, 1))
+    nrec = _bars_nb(
+        j,
+        j + 1,
+        PHASE_OPEN,
+        ZERO,
+        C,
+        mka,
+        mkb,
+        book,
+        prm,
+        tiers_a,
+        tiers_b,
+        run,
+        rates,
+        venues,
+        cs,
+        out,
+        rec,
+        acc,
+        nrec,
+    )
+    for g in range(len(grp_bounds) - 1):
+        a, b = grp_bounds[g], grp_bounds[g + 1]
+        if run.cross_a:
+            nrec = _cross_liquidation(
+                j, a, b, grp_cols, col_sym, False, mka, tiers_a, mmr_max_a, cum_min_a, prm, run, cs, rec, nrec
+            )
+        if run.cross_b:
+            nrec = _cross_liquidation(
+                j, a, b, grp_cols, col_sym, True, mkb, tiers_b, mmr_max_b, cum_min_b, prm, run, cs, rec, nrec
+            )
+    nrec = _bars_nb(
+        j,
+        j + 1,
+        PHASE_REST,
+        ZERO,
+        C,
+        mka,
+        mkb,
+        book,
+        prm,
+        tiers_a,
+        tiers_b,
+        run,
+        rates,
+        venues,
+        cs,
+        out,
+        rec,
+        acc,
+        nrec,
+    )
+    if (run.flags & F_MARGIN) != 0:
+        for g in range(len(grp_bounds) - 1):
+            a, b = grp_bounds[g], grp_bounds[g + 1]
+            if run.cross_a:
+                _cross_ratio(j, a, b, grp_cols, col_sym, False, mka, tiers_a, mmr_max_a, cum_min_a, cs, out.mr_a)
+            if run.cross_b:
+                _cross_ratio(j, a, b, grp_cols, col_sym, True, mkb, tiers_b, mmr_max_b, cum_min_b, cs, out.mr_b)
+    return nrec
+
+
+@njit(cache=True)
+def _first_breach(acc, n, grp_bounds, grp_cols, run):
+    """The first of a chunk's ``n`` bars where a portfolio's cross account may be breached (its
+    balance at the adverse extremes at or below the cheap bound of its maintenance, some leg
+    priced; :func:`_bars_nb`'s phase 3 notes), or ``n`` when none is."""
+    for jj in range(n):
+        for g in range(len(grp_bounds) - 1):
+            for k in (0, 2):
+                if (k == 0 and not run.cross_a) or (k == 2 and not run.cross_b):
+                    continue
+                mb = 0.0
+                bound = 0.0
+                priced = 0.0
+                for i in range(grp_bounds[g], grp_bounds[g + 1]):
+                    c = grp_cols[i]
+                    mb += acc[k, jj, c]
+                    bound += acc[k + 1, jj, c]
+                    priced += acc[4 + k // 2, jj, c]
+                if priced > 0.0 and mb <= bound:
+                    return jj
+    return n
+
+
+@njit(cache=True)
 def spread_cross_nb(grp_bounds, grp_cols, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec):
     """:func:`spread_range_nb` for portfolios of several columns in cross margin per venue: the
     columns ``grp_cols[grp_bounds[g]:grp_bounds[g + 1]]`` of portfolio ``g`` share the margin
     account of each venue in cross margin (``run.cross_a``, ``run.cross_b``; their wallets are
-    that account's ledger per column). Per bar: the first half of every column's bar (a transfer
-    arriving, the orders), then each portfolio's cross accounts (leg A's venue's, then leg B's:
+    that account's ledger per column).
+
+    The rule is per bar: the first half of every column's bar (a transfer arriving, the orders),
+    then each portfolio's cross accounts (leg A's venue's, then leg B's:
     :func:`_cross_liquidation`), then the second half (a venue in isolated margin checks its legs
     there, funding, the close, the outputs, the collateral check), then each cross account's
-    margin ratio at the close. Events come in (bar, step, column) order (a stable sort by bar and
-    column gives the engine's). Returns their number."""
+    margin ratio at the close (:func:`_split_bar_nb`). A bar where no account can be breached
+    (its balance at the adverse extremes above the cheap bound of its maintenance) is the same
+    run whole, column by column; so the driver runs ``CROSS_CHUNK`` bars at a time that way
+    (:func:`_bars_nb` phase 3, each column noting its part of its accounts per bar), and where an
+    account may be breached at some bar of the chunk it restores the state, runs the chunk again
+    up to that bar, and that bar in two halves. With the margin ratio kept every bar is run in
+    two halves. Events come in (bar, column) order within a chunk's columns, (bar, step,
+    column) in a bar run in halves (a stable sort by bar and column gives the engine's).
+    Returns their number."""
     T = mka.po_ref.shape[0]
     C = cs.shape[0]
-    col_sym = book.col_sym
-    w_margin = (run.flags & F_MARGIN) != 0
     mmr_max_a, cum_min_a = tier_bounds_nb(tiers_a.mmr, tiers_a.cum, tiers_a.n)
     mmr_max_b, cum_min_b = tier_bounds_nb(tiers_b.mmr, tiers_b.cum, tiers_b.n)
-    nrec = 0
-    for j in range(T):
-        nrec += _bars_nb(
-            j, j + 1, 1, 0, C, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec[nrec:]
+    bounds = (mmr_max_a, cum_min_a, mmr_max_b, cum_min_b)
+    args = (grp_bounds, grp_cols, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec)
+    acc = np.zeros((6, CROSS_CHUNK, C))
+    nrec = ZERO  # (int64 from the start: the calls below compile one version of _bars_nb)
+    j = ZERO
+    while j < T:
+        if (run.flags & F_MARGIN) != 0:  # (the accounts' margin ratio at every close: bar by bar)
+            nrec = _split_bar_nb(j, *args, nrec, bounds)
+            j += 1
+            continue
+        # a chunk of whole bars, each column through it at once, noting its part of its accounts
+        j1 = min(T, j + CROSS_CHUNK)
+        saved, n0 = cs.copy(), nrec
+        nrec = _bars_nb(
+            j,
+            j1,
+            PHASE_NOTE,
+            ZERO,
+            C,
+            mka,
+            mkb,
+            book,
+            prm,
+            tiers_a,
+            tiers_b,
+            run,
+            rates,
+            venues,
+            cs,
+            out,
+            rec,
+            acc,
+            nrec,
         )
-        for g in range(len(grp_bounds) - 1):
-            a, b = grp_bounds[g], grp_bounds[g + 1]
-            if run.cross_a:
-                nrec = _cross_liquidation(
-                    j, a, b, grp_cols, col_sym, False, mka, tiers_a, mmr_max_a, cum_min_a, prm, run, cs, rec, nrec
-                )
-            if run.cross_b:
-                nrec = _cross_liquidation(
-                    j, a, b, grp_cols, col_sym, True, mkb, tiers_b, mmr_max_b, cum_min_b, prm, run, cs, rec, nrec
-                )
-        nrec += _bars_nb(
-            j, j + 1, 2, 0, C, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec[nrec:]
-        )
-        if w_margin:
-            for g in range(len(grp_bounds) - 1):
-                a, b = grp_bounds[g], grp_bounds[g + 1]
-                if run.cross_a:
-                    _cross_ratio(j, a, b, grp_cols, col_sym, False, mka, tiers_a, mmr_max_a, cum_min_a, cs, out.mr_a)
-                if run.cross_b:
-                    _cross_ratio(j, a, b, grp_cols, col_sym, True, mkb, tiers_b, mmr_max_b, cum_min_b, cs, out.mr_b)
+        jb = j + _first_breach(acc, j1 - j, grp_bounds, grp_cols, run)
+        if jb == j1:  # no account could be liquidated: the chunk stands
+            j = j1
+            continue
+        # an account may go at bar jb: the chunk again up to it, then that bar in two halves
+        cs[:] = saved
+        nrec = n0
+        if jb > j:
+            nrec = _bars_nb(
+                j,
+                jb,
+                PHASE_ALL,
+                ZERO,
+                C,
+                mka,
+                mkb,
+                book,
+                prm,
+                tiers_a,
+                tiers_b,
+                run,
+                rates,
+                venues,
+                cs,
+                out,
+                rec,
+                acc,
+                nrec,
+            )
+        nrec = _split_bar_nb(jb, *args, nrec, bounds)
+        j = jb + 1
     return nrec
