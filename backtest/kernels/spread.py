@@ -682,6 +682,17 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
 
 
 @njit(cache=True)
+def _note(acc, k, jj, c, pos, m, bal, cost, mmr_max, cum_min, ok):
+    """A column's part of a cross account at bar ``j_lo + jj`` (:func:`_bars_nb` phase 3, leg A's
+    venue ``k`` 0, B's 2): its wallet plus its leg's unrealized PnL at the adverse extreme ``m``,
+    the cheap bound of its maintenance there, and 1 where the leg is open on a valid bar (a
+    function of its own: its stores stay out of the bar loop's code)."""
+    acc[k, jj, c] = bal + (pos * m - cost if pos != 0.0 else 0.0)
+    acc[k + 1, jj, c] = abs(pos) * m * mmr_max - cum_min if pos != 0.0 else 0.0
+    acc[4 + k // 2, jj, c] = 1.0 if pos != 0.0 and ok else 0.0
+
+
+@njit(cache=True)
 def _bars_nb(
     j_lo, j_hi, phase, c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec, acc, nrec0
 ):
@@ -814,14 +825,10 @@ def _bars_nb(
                     jj = j - j_lo
                     if cross_a:
                         m = (lo_a[ju, nua] if s > 0.0 else hi_a[ju, nua]) if ok_a else va
-                        acc[0, jj, c] = bala + (s * m - costa if s != 0.0 else 0.0)
-                        acc[1, jj, c] = abs(s) * m * mmr_a - cmin_a if s != 0.0 else 0.0
-                        acc[4, jj, c] = 1.0 if s != 0.0 and ok_a else 0.0
+                        _note(acc, 0, jj, c, s, m, bala, costa, mmr_a, cmin_a, ok_a)
                     if cross_b:
                         m = (lo_b[ju, nub] if q > 0.0 else hi_b[ju, nub]) if ok_b else vb
-                        acc[2, jj, c] = balb + (q * m - costb if q != 0.0 else 0.0)
-                        acc[3, jj, c] = abs(q) * m * mmr_b - cmin_b if q != 0.0 else 0.0
-                        acc[5, jj, c] = 1.0 if q != 0.0 and ok_b else 0.0
+                        _note(acc, 2, jj, c, q, m, balb, costb, mmr_b, cmin_b, ok_b)
                 b_open = -s if s < 0.0 else 0.0  # (after the open's fills)
                 # a borrowed spot leg A: its margin level at the spot high at or below the call level
                 call_a = s < 0.0 and a_spot and ok_a and hi_a[ju, nua] * (-s) * spot_level >= bala
