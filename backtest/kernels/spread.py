@@ -428,41 +428,49 @@ def _liquidate(j, c, n, to_b, mk, tiers, mmr_max, cum_min, clear, run, cs, rec, 
     bar's adverse mark extreme meets its venue's maintenance margin (``rules.isolated_liq_nb``);
     closed there (``rules.liquidate_leg_nb``), then the policy of ``run.after_liq``. Returns the
     event count."""
-    pos_k, cost_k, bal_k, v_k, comp_k = (
-        (X_Q, X_COSTB, X_BALB, X_VB, X_COMP + C_PERP) if to_b else (X_S, X_COSTA, X_BALA, X_VA, X_COMP + C_SPOT)
-    )
+    pos_k, cost_k, bal_k, _v_k, _comp_k, _r_k = _leg_slots(to_b)
     pos = cs[c, pos_k]
     adv = mk.mark_low[j, n] if pos > 0.0 else mk.mark_high[j, n]
     lp = rules.isolated_liq_nb(tiers, n, pos, cs[c, bal_k], cs[c, cost_k], adv, mk.mark_open[j, n], mmr_max, cum_min)
     if lp != lp:
         return nrec
-    other = cs[c, X_S] if to_b else cs[c, X_Q]
-    r = cs[c, X_RB] if to_b else cs[c, X_RA]
+    cs[c, bal_k], nrec = _close_leg(j, c, to_b, lp, clear, cs[c, bal_k], True, cs, rec, nrec)
+    _after_liquidation(j, c, run, cs)
+    return nrec
+
+
+@njit(cache=True, inline="always")
+def _close_leg(j, c, to_b, lp, clear, wallet, cover_ok, cs, rec, nrec):
+    """Close leg A's perp (``to_b`` False) or B's at the liquidation price ``lp`` of bar ``j``
+    (``rules.liquidate_leg_nb``: its realized PnL and the clearance fee ``clear`` into ``wallet``,
+    the isolated leg's or its cross account's; ``cover_ok``: the insurance fund covers a negative
+    wallet), its amounts in the account currency (:func:`_liq_at_rate`); the leg is then flat,
+    valued at ``lp``. Returns ``(wallet, nrec)``."""
+    pos_k, cost_k, _bal_k, v_k, comp_k, r_k = _leg_slots(to_b)
     p0, u0, l0, n0 = cs[c, comp_k], cs[c, X_COMP + C_UNH], cs[c, X_COMP + C_LIQ], nrec
-    cs[c, bal_k], cs[c, comp_k], cs[c, X_COMP + C_UNH], cs[c, X_COMP + C_LIQ], nrec = rules.liquidate_leg_nb(
+    after, cs[c, comp_k], cs[c, X_COMP + C_UNH], cs[c, X_COMP + C_LIQ], nrec = rules.liquidate_leg_nb(
         rec,
         nrec,
         j,
         c,
         _leg_code(cs, c, to_b),
-        pos,
-        other,
+        cs[c, pos_k],
+        cs[c, X_S] if to_b else cs[c, X_Q],
         cs[c, cost_k],
         cs[c, v_k],
         lp,
         clear,
-        cs[c, bal_k],
+        wallet,
         cs[c, comp_k],
         cs[c, X_COMP + C_UNH],
         cs[c, X_COMP + C_LIQ],
-        True,
+        cover_ok,
     )
-    _liq_at_rate(c, cs, comp_k, p0, u0, l0, r, rec, n0, nrec)
+    _liq_at_rate(c, cs, comp_k, p0, u0, l0, cs[c, r_k], rec, n0, nrec)
     cs[c, pos_k] = 0.0
     cs[c, cost_k] = 0.0
     cs[c, v_k] = lp
-    _after_liquidation(j, c, run, cs)
-    return nrec
+    return after, nrec
 
 
 @njit(cache=True, inline="always")
@@ -658,27 +666,8 @@ def spread_range_nb(c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, v
     with a larger buffer).
     """
     zero = np.int64(0)  # (an int64, not the literal 0: one compiled version for every caller)
-    return _bars_nb(
-        zero,
-        mka.po_ref.shape[0],
-        zero,
-        c0,
-        c1,
-        mka,
-        mkb,
-        book,
-        prm,
-        tiers_a,
-        tiers_b,
-        run,
-        rates,
-        venues,
-        cs,
-        out,
-        rec,
-        np.zeros((6, 1, 1)),
-        zero,
-    )
+    kargs = (mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec)
+    return _bars_nb(zero, mka.po_ref.shape[0], zero, c0, c1, *kargs, np.zeros((6, 1, 1)), zero)
 
 
 @njit(cache=True)
@@ -1096,7 +1085,7 @@ def _cross_liquidation(j, a, b, grp_cols, col_sym, to_b, mk, tiers, mmr_max, cum
         lo_l, hi_l, done = path_step_nb(it, lam, mb <= mm, lo_l, hi_l)
         if done:
             break
-    pos_k, cost_k, bal_k, v_k, comp_k, r_k = _leg_slots(to_b)
+    pos_k, _cost_k, bal_k, v_k, _comp_k, r_k = _leg_slots(to_b)
     acct = 0.0
     for k in range(a, b):
         acct += cs[grp_cols[k], bal_k]
@@ -1107,33 +1096,9 @@ def _cross_liquidation(j, a, b, grp_cols, col_sym, to_b, mk, tiers, mmr_max, cum
         if pos == 0.0:
             continue
         lp = _path_price(hi_l, j, col_sym[c], pos, mk, cs[c, v_k])
-        r = cs[c, r_k]
-        other = cs[c, X_S] if to_b else cs[c, X_Q]
-        p0, u0, l0, n0 = cs[c, comp_k], cs[c, X_COMP + C_UNH], cs[c, X_COMP + C_LIQ], nrec
-        after, cs[c, comp_k], cs[c, X_COMP + C_UNH], cs[c, X_COMP + C_LIQ], nrec = rules.liquidate_leg_nb(
-            rec,
-            nrec,
-            j,
-            c,
-            _leg_code(cs, c, to_b),
-            pos,
-            other,
-            cs[c, cost_k],
-            cs[c, v_k],
-            lp,
-            flex_nb(prm.clearance, j, c),
-            acct,
-            cs[c, comp_k],
-            cs[c, X_COMP + C_UNH],
-            cs[c, X_COMP + C_LIQ],
-            False,
-        )
+        after, nrec = _close_leg(j, c, to_b, lp, flex_nb(prm.clearance, j, c), acct, False, cs, rec, nrec)
         cs[c, bal_k] += after - acct  # (the column's realized PnL and fee, out of the account)
         acct = after
-        _liq_at_rate(c, cs, comp_k, p0, u0, l0, r, rec, n0, nrec)
-        cs[c, pos_k] = 0.0
-        cs[c, cost_k] = 0.0
-        cs[c, v_k] = lp
         last, k_last = c, nrec - 1
         _after_liquidation(j, c, run, cs)
     if acct < 0.0:  # the insurance fund covers the account's deficit
@@ -1202,27 +1167,8 @@ def _split_bar_nb(
     col_sym = book.col_sym
     mmr_max_a, cum_min_a, mmr_max_b, cum_min_b = bounds
     acc = np.zeros((6, 1, 1))
-    nrec = _bars_nb(
-        j,
-        j + 1,
-        PHASE_OPEN,
-        ZERO,
-        C,
-        mka,
-        mkb,
-        book,
-        prm,
-        tiers_a,
-        tiers_b,
-        run,
-        rates,
-        venues,
-        cs,
-        out,
-        rec,
-        acc,
-        nrec,
-    )
+    kargs = (mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec)
+    nrec = _bars_nb(j, j + 1, PHASE_OPEN, ZERO, C, *kargs, acc, nrec)
     for g in range(len(grp_bounds) - 1):
         a, b = grp_bounds[g], grp_bounds[g + 1]
         if run.cross_a:
@@ -1233,27 +1179,7 @@ def _split_bar_nb(
             nrec = _cross_liquidation(
                 j, a, b, grp_cols, col_sym, True, mkb, tiers_b, mmr_max_b, cum_min_b, prm, run, cs, rec, nrec
             )
-    nrec = _bars_nb(
-        j,
-        j + 1,
-        PHASE_REST,
-        ZERO,
-        C,
-        mka,
-        mkb,
-        book,
-        prm,
-        tiers_a,
-        tiers_b,
-        run,
-        rates,
-        venues,
-        cs,
-        out,
-        rec,
-        acc,
-        nrec,
-    )
+    nrec = _bars_nb(j, j + 1, PHASE_REST, ZERO, C, *kargs, acc, nrec)
     if (run.flags & F_MARGIN) != 0:
         for g in range(len(grp_bounds) - 1):
             a, b = grp_bounds[g], grp_bounds[g + 1]
@@ -1314,6 +1240,7 @@ def spread_cross_nb(grp_bounds, grp_cols, mka, mkb, book, prm, tiers_a, tiers_b,
     bounds = (mmr_max_a, cum_min_a, mmr_max_b, cum_min_b)
     args = (grp_bounds, grp_cols, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec)
     acc = np.zeros((6, CROSS_CHUNK, C))
+    kargs = (mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec)
     nrec = ZERO  # (int64 from the start: the calls below compile one version of _bars_nb)
     j = ZERO
     while j < T:
@@ -1324,27 +1251,7 @@ def spread_cross_nb(grp_bounds, grp_cols, mka, mkb, book, prm, tiers_a, tiers_b,
         # a chunk of whole bars, each column through it at once, noting its part of its accounts
         j1 = min(T, j + CROSS_CHUNK)
         saved, n0 = cs.copy(), nrec
-        nrec = _bars_nb(
-            j,
-            j1,
-            PHASE_NOTE,
-            ZERO,
-            C,
-            mka,
-            mkb,
-            book,
-            prm,
-            tiers_a,
-            tiers_b,
-            run,
-            rates,
-            venues,
-            cs,
-            out,
-            rec,
-            acc,
-            nrec,
-        )
+        nrec = _bars_nb(j, j1, PHASE_NOTE, ZERO, C, *kargs, acc, nrec)
         jb = j + _first_breach(acc, j1 - j, grp_bounds, grp_cols, run)
         if jb == j1:  # no account could be liquidated: the chunk stands
             j = j1
@@ -1353,27 +1260,7 @@ def spread_cross_nb(grp_bounds, grp_cols, mka, mkb, book, prm, tiers_a, tiers_b,
         cs[:] = saved
         nrec = n0
         if jb > j:
-            nrec = _bars_nb(
-                j,
-                jb,
-                PHASE_ALL,
-                ZERO,
-                C,
-                mka,
-                mkb,
-                book,
-                prm,
-                tiers_a,
-                tiers_b,
-                run,
-                rates,
-                venues,
-                cs,
-                out,
-                rec,
-                acc,
-                nrec,
-            )
+            nrec = _bars_nb(j, jb, PHASE_ALL, ZERO, C, *kargs, acc, nrec)
         nrec = _split_bar_nb(jb, *args, nrec, bounds)
         j = jb + 1
     return nrec
