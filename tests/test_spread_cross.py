@@ -269,10 +269,11 @@ def test_cross_margin_refusals():
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"seed{c[0]}-{c[3]}" for c in CASES])
-def test_chunks_checked_after_the_fact_equal_every_bar_in_two_halves(case, tmp_path):
-    """Without the margin ratio the driver runs chunks of bars whole and checks the accounts
-    afterwards, redoing a chunk up to a bar where one may be breached: the same run as every bar
-    in two halves (the full outputs' path, which the reference checks), bit for bit."""
+def test_lean_outputs_are_the_same_run_as_full_outputs(case, tmp_path):
+    """The driver runs chunks of bars whole and checks the accounts afterwards, redoing a chunk up
+    to a bar where one may be breached (the reference checks it with full outputs, margin ratios
+    from the columns' notes included): without the margin ratio or the amount in flight it is
+    the same run, bit for bit."""
     a, b, x, config, spread, _settings = _cross_case(case, tmp_path)
     full = run_spread(a, b, _targets(a, x), config, spread)
     lean = run_spread(a, b, _targets(a, x), config, spread, outputs=("equity", "components", "positions", "events"))

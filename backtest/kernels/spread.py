@@ -682,6 +682,44 @@ def _note(acc, k, jj, c, pos, m, bal, cost, mmr_max, cum_min, ok):
 
 
 @njit(cache=True)
+def _note_close(acc, k, jj, c, pos, mb, notional, tiers, n):
+    """A column's part of a cross account at the close of bar ``j_lo + jj`` (:func:`_bars_nb`
+    phase 3 with the margin ratio kept; ``k`` 6: leg A's venue, 9: B's): its margin balance
+    there, its leg's maintenance margin, and 1 where the leg is open."""
+    acc[k, jj, c] = mb
+    acc[k + 1, jj, c] = maint_margin_nb(tiers.hi, tiers.mmr, tiers.cum, tiers.n, n, notional) if pos != 0.0 else 0.0
+    acc[k + 2, jj, c] = 1.0 if pos != 0.0 else 0.0
+
+
+@njit(cache=True)
+def _ratios_from_notes(acc, j0, n, grp_bounds, grp_cols, run, out):
+    """Each cross account's margin ratio at the closes of bars ``j0 .. j0 + n - 1`` from its
+    columns' notes (:func:`_note_close`) into ``out.mr_a`` / ``out.mr_b`` of its columns with a
+    leg open there (as :func:`_cross_ratio`)."""
+    for jj in range(n):
+        for g in range(len(grp_bounds) - 1):
+            for k in (6, 9):
+                if (k == 6 and not run.cross_a) or (k == 9 and not run.cross_b):
+                    continue
+                mb = 0.0
+                mm = 0.0
+                n_open = 0.0
+                for i in range(grp_bounds[g], grp_bounds[g + 1]):
+                    c = grp_cols[i]
+                    mb += acc[k, jj, c]
+                    mm += acc[k + 1, jj, c]
+                    n_open += acc[k + 2, jj, c]
+                if n_open == 0.0:
+                    continue
+                ratio = rules.margin_ratio_nb(mb, mm)
+                mr = out.mr_a if k == 6 else out.mr_b
+                for i in range(grp_bounds[g], grp_bounds[g + 1]):
+                    c = grp_cols[i]
+                    if acc[k + 2, jj, c] != 0.0:
+                        mr[j0 + jj, c] = ratio
+
+
+@njit(cache=True)
 def _bars_nb(
     j_lo, j_hi, phase, c0, c1, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec, acc, nrec0
 ):
@@ -691,7 +729,8 @@ def _bars_nb(
     or all of it noting each column's part of its cross accounts at the bar's adverse extremes (3:
     ``acc[0|2, j - j_lo, c]`` its wallet plus unrealized PnL on leg A's | B's venue,
     ``acc[1|3, ...]`` the cheap bound of its maintenance there, ``acc[4|5, ...]`` 1 where its leg
-    there is open on a valid bar; :func:`spread_cross_nb` checks them after the chunk).
+    there is open on a valid bar, and with the margin ratio kept its part at the close,
+    :func:`_note_close`; :func:`spread_cross_nb` checks them after the chunk).
     The end of the run (bars held in the state counted from its end) follows the last bar's
     second half."""
     T = mka.po_ref.shape[0]
@@ -933,6 +972,11 @@ def _bars_nb(
                         ),
                         _leg_ratio(q, vb, balb, costb, tiers_b, nb),
                     )
+                    if phase == 3:  # (a cross account's ratio: from its columns' notes, after the chunk)
+                        if cross_a:
+                            _note_close(acc, 6, j - j_lo, c, s, bala + upa, abs(s) * va, tiers_a, na)
+                        if cross_b:
+                            _note_close(acc, 9, j - j_lo, c, q, balb + upb, abs(q) * vb, tiers_b, nb)
                 # 6. collateral check (decided at the close, done at the next open)
                 # (an infinite band never rebalances: skipped unless the band varies per bar)
                 if (
@@ -1229,8 +1273,8 @@ def spread_cross_nb(grp_bounds, grp_cols, mka, mkb, book, prm, tiers_a, tiers_b,
     run whole, column by column; so the driver runs ``CROSS_CHUNK`` bars at a time that way
     (:func:`_bars_nb` phase 3, each column noting its part of its accounts per bar), and where an
     account may be breached at some bar of the chunk it restores the state, runs the chunk again
-    up to that bar, and that bar in two halves. With the margin ratio kept every bar is run in
-    two halves. Events come in (bar, column) order within a chunk's columns, (bar, step,
+    up to that bar, and that bar in two halves. The cross accounts' margin ratios at the closes
+    of a chunk's bars come from its columns' notes too (:func:`_ratios_from_notes`). Events come in (bar, column) order within a chunk's columns, (bar, step,
     column) in a bar run in halves (a stable sort by bar and column gives the engine's).
     Returns their number."""
     T = mka.po_ref.shape[0]
@@ -1239,28 +1283,31 @@ def spread_cross_nb(grp_bounds, grp_cols, mka, mkb, book, prm, tiers_a, tiers_b,
     mmr_max_b, cum_min_b = tier_bounds_nb(tiers_b.mmr, tiers_b.cum, tiers_b.n)
     bounds = (mmr_max_a, cum_min_a, mmr_max_b, cum_min_b)
     args = (grp_bounds, grp_cols, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec)
-    acc = np.zeros((6, CROSS_CHUNK, C))
+    acc = np.zeros((12, CROSS_CHUNK, C))
+    w_margin = (run.flags & F_MARGIN) != 0
     kargs = (mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec)
     nrec = ZERO  # (int64 from the start: the calls below compile one version of _bars_nb)
     j = ZERO
     while j < T:
-        if (run.flags & F_MARGIN) != 0:  # (the accounts' margin ratio at every close: bar by bar)
-            nrec = _split_bar_nb(j, *args, nrec, bounds)
-            j += 1
-            continue
         # a chunk of whole bars, each column through it at once, noting its part of its accounts
         j1 = min(T, j + CROSS_CHUNK)
         saved, n0 = cs.copy(), nrec
         nrec = _bars_nb(j, j1, PHASE_NOTE, ZERO, C, *kargs, acc, nrec)
         jb = j + _first_breach(acc, j1 - j, grp_bounds, grp_cols, run)
         if jb == j1:  # no account could be liquidated: the chunk stands
+            if w_margin:
+                _ratios_from_notes(acc, j, j1 - j, grp_bounds, grp_cols, run, out)
             j = j1
             continue
         # an account may go at bar jb: the chunk again up to it, then that bar in two halves
         cs[:] = saved
         nrec = n0
+        if out.in_flight.shape[0] > 1:  # (written only where something is in flight: the chunk's undone)
+            out.in_flight[j:j1, :] = 0.0
         if jb > j:
-            nrec = _bars_nb(j, jb, PHASE_ALL, ZERO, C, *kargs, acc, nrec)
+            nrec = _bars_nb(j, jb, PHASE_NOTE, ZERO, C, *kargs, acc, nrec)
+            if w_margin:
+                _ratios_from_notes(acc, j, jb - j, grp_bounds, grp_cols, run, out)
         nrec = _split_bar_nb(jb, *args, nrec, bounds)
         j = jb + 1
     return nrec
