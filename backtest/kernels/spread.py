@@ -678,7 +678,7 @@ def _note(acc, k, jj, c, pos, m, bal, cost, mmr_max, cum_min, ok):
     function of its own: its stores stay out of the bar loop's code)."""
     acc[k, jj, c] = bal + (pos * m - cost if pos != 0.0 else 0.0)
     acc[k + 1, jj, c] = abs(pos) * m * mmr_max - cum_min if pos != 0.0 else 0.0
-    acc[4 + k // 2, jj, c] = 1.0 if pos != 0.0 and ok else 0.0
+    acc[k + 2, jj, c] = 1.0 if pos != 0.0 and ok else 0.0
 
 
 @njit(cache=True)
@@ -691,6 +691,19 @@ def _note_close(acc, k, jj, c, pos, mb, notional, tiers, n):
     acc[k + 2, jj, c] = 1.0 if pos != 0.0 else 0.0
 
 
+@njit(cache=True, inline="always")
+def _account_sums(acc, k, jj, a, b, grp_cols):
+    """The sums over columns ``grp_cols[a:b]`` of notes ``acc[k .. k + 2, jj]`` (a cross
+    account's balance, maintenance or its bound, legs open or priced)."""
+    x = y = z = 0.0
+    for i in range(a, b):
+        c = grp_cols[i]
+        x += acc[k, jj, c]
+        y += acc[k + 1, jj, c]
+        z += acc[k + 2, jj, c]
+    return x, y, z
+
+
 @njit(cache=True)
 def _ratios_from_notes(acc, j0, n, grp_bounds, grp_cols, run, out):
     """Each cross account's margin ratio at the closes of bars ``j0 .. j0 + n - 1`` from its
@@ -699,24 +712,16 @@ def _ratios_from_notes(acc, j0, n, grp_bounds, grp_cols, run, out):
     for jj in range(n):
         for g in range(len(grp_bounds) - 1):
             for k in (6, 9):
-                if (k == 6 and not run.cross_a) or (k == 9 and not run.cross_b):
-                    continue
-                mb = 0.0
-                mm = 0.0
-                n_open = 0.0
-                for i in range(grp_bounds[g], grp_bounds[g + 1]):
-                    c = grp_cols[i]
-                    mb += acc[k, jj, c]
-                    mm += acc[k + 1, jj, c]
-                    n_open += acc[k + 2, jj, c]
-                if n_open == 0.0:
-                    continue
-                ratio = rules.margin_ratio_nb(mb, mm)
-                mr = out.mr_a if k == 6 else out.mr_b
-                for i in range(grp_bounds[g], grp_bounds[g + 1]):
-                    c = grp_cols[i]
-                    if acc[k + 2, jj, c] != 0.0:
-                        mr[j0 + jj, c] = ratio
+                if (k == 6 and run.cross_a) or (k == 9 and run.cross_b):
+                    mb, mm, n_open = _account_sums(acc, k, jj, grp_bounds[g], grp_bounds[g + 1], grp_cols)
+                    if n_open == 0.0:
+                        continue
+                    ratio = rules.margin_ratio_nb(mb, mm)
+                    mr = out.mr_a if k == 6 else out.mr_b
+                    for i in range(grp_bounds[g], grp_bounds[g + 1]):
+                        c = grp_cols[i]
+                        if acc[k + 2, jj, c] != 0.0:
+                            mr[j0 + jj, c] = ratio
 
 
 @njit(cache=True)
@@ -727,8 +732,8 @@ def _bars_nb(
     first half (1: a transfer arriving, the orders, the close's rates) or its second half (2: from
     the liquidation on; a cross run checks its venues' accounts in between, :func:`spread_cross_nb`),
     or all of it noting each column's part of its cross accounts at the bar's adverse extremes (3:
-    ``acc[0|2, j - j_lo, c]`` its wallet plus unrealized PnL on leg A's | B's venue,
-    ``acc[1|3, ...]`` the cheap bound of its maintenance there, ``acc[4|5, ...]`` 1 where its leg
+    ``acc[0|3, j - j_lo, c]`` its wallet plus unrealized PnL on leg A's | B's venue,
+    ``acc[1|4, ...]`` the cheap bound of its maintenance there, ``acc[2|5, ...]`` 1 where its leg
     there is open on a valid bar, and with the margin ratio kept its part at the close,
     :func:`_note_close`; :func:`spread_cross_nb` checks them after the chunk).
     The end of the run (bars held in the state counted from its end) follows the last bar's
@@ -856,7 +861,7 @@ def _bars_nb(
                         _note(acc, 0, jj, c, s, m, bala, costa, mmr_a, cmin_a, ok_a)
                     if cross_b:
                         m = (lo_b[ju, nub] if q > 0.0 else hi_b[ju, nub]) if ok_b else vb
-                        _note(acc, 2, jj, c, q, m, balb, costb, mmr_b, cmin_b, ok_b)
+                        _note(acc, 3, jj, c, q, m, balb, costb, mmr_b, cmin_b, ok_b)
                 b_open = -s if s < 0.0 else 0.0  # (after the open's fills)
                 # a borrowed spot leg A: its margin level at the spot high at or below the call level
                 call_a = s < 0.0 and a_spot and ok_a and hi_a[ju, nua] * (-s) * spot_level >= bala
@@ -1241,19 +1246,11 @@ def _first_breach(acc, n, grp_bounds, grp_cols, run):
     priced; :func:`_bars_nb`'s phase 3 notes), or ``n`` when none is."""
     for jj in range(n):
         for g in range(len(grp_bounds) - 1):
-            for k in (0, 2):
-                if (k == 0 and not run.cross_a) or (k == 2 and not run.cross_b):
-                    continue
-                mb = 0.0
-                bound = 0.0
-                priced = 0.0
-                for i in range(grp_bounds[g], grp_bounds[g + 1]):
-                    c = grp_cols[i]
-                    mb += acc[k, jj, c]
-                    bound += acc[k + 1, jj, c]
-                    priced += acc[4 + k // 2, jj, c]
-                if priced > 0.0 and mb <= bound:
-                    return jj
+            for k in (0, 3):
+                if (k == 0 and run.cross_a) or (k == 3 and run.cross_b):
+                    mb, bound, priced = _account_sums(acc, k, jj, grp_bounds[g], grp_bounds[g + 1], grp_cols)
+                    if priced > 0.0 and mb <= bound:
+                        return jj
     return n
 
 
