@@ -708,7 +708,7 @@ def _account_sums(acc, k, jj, a, b, grp_cols):
 def _ratios_from_notes(acc, j0, n, grp_bounds, grp_cols, run, out):
     """Each cross account's margin ratio at the closes of bars ``j0 .. j0 + n - 1`` from its
     columns' notes (:func:`_note_close`) into ``out.mr_a`` / ``out.mr_b`` of its columns with a
-    leg open there (as :func:`_cross_ratio`)."""
+    leg open there."""
     for jj in range(n):
         for g in range(len(grp_bounds) - 1):
             for k in (6, 9):
@@ -1081,8 +1081,7 @@ def _account_nb(lam, j, a, b, grp_cols, col_sym, to_b, mk, tiers, cs, mmr_max, c
     """(margin balance, maintenance margin, legs open, legs priced) of a portfolio's cross account
     on leg A's venue (``to_b`` False) or B's, in the venue's quote: the wallets of the columns
     ``grp_cols[a:b]`` plus their perps' unrealized PnL, each perp at the point ``lam`` of its path
-    from the mark open to its adverse extreme of bar ``j`` (:func:`_path_price`; ``lam < 0``: at
-    its valuation price); ``bound``: the maintenance margin's cheap upper bound instead
+    from the mark open to its adverse extreme of bar ``j`` (:func:`_path_price`); ``bound``: the maintenance margin's cheap upper bound instead
     (``notional * mmr_max - cum_min`` per symbol)."""
     pos_k, cost_k, bal_k, v_k, _comp_k, _r_k = _leg_slots(to_b)
     mb = 0.0
@@ -1099,7 +1098,7 @@ def _account_nb(lam, j, a, b, grp_cols, col_sym, to_b, mk, tiers, cs, mmr_max, c
         n_open += 1
         if mk.valid[j, n]:
             n_priced += 1
-        m = cs[c, v_k] if lam < 0.0 else _path_price(lam, j, n, pos, mk, cs[c, v_k])
+        m = _path_price(lam, j, n, pos, mk, cs[c, v_k])
         mb += pos * m - cs[c, cost_k]
         if bound:  # (the cheap bound of the brackets' maintenance: tier_bounds_nb)
             mm += abs(pos) * m * mmr_max[n] - cum_min[n]
@@ -1193,21 +1192,6 @@ def _share_account(j, a, b, grp_cols, to_b, cs, rec, nrec):
 
 
 @njit(cache=True)
-def _cross_ratio(j, a, b, grp_cols, col_sym, to_b, mk, tiers, mmr_max, cum_min, cs, mr):
-    """A portfolio's cross account margin ratio at bar ``j``'s close (maintenance over margin
-    balance at the legs' valuation prices) into ``mr[j, c]`` of each column with a perp on the
-    venue (the others keep NaN)."""
-    pos_k = X_Q if to_b else X_S
-    mb, mm, n_open, _n = _account_nb(-1.0, j, a, b, grp_cols, col_sym, to_b, mk, tiers, cs, mmr_max, cum_min)
-    if n_open == 0:
-        return
-    ratio = rules.margin_ratio_nb(mb, mm)
-    for k in range(a, b):
-        c = grp_cols[k]
-        mr[j, c] = ratio if cs[c, pos_k] != 0.0 else np.nan
-
-
-@njit(cache=True)
 def _split_bar_nb(
     j, grp_bounds, grp_cols, mka, mkb, book, prm, tiers_a, tiers_b, run, rates, venues, cs, out, rec, nrec, bounds
 ):
@@ -1229,13 +1213,18 @@ def _split_bar_nb(
                 j, a, b, grp_cols, col_sym, True, mkb, tiers_b, mmr_max_b, cum_min_b, prm, run, cs, rec, nrec
             )
     nrec = _bars_nb(j, j + 1, PHASE_REST, ZERO, C, *kargs, acc, nrec)
-    if (run.flags & F_MARGIN) != 0:
-        for g in range(len(grp_bounds) - 1):
-            a, b = grp_bounds[g], grp_bounds[g + 1]
+    if (run.flags & F_MARGIN) != 0:  # (the accounts' ratios as a chunk's: from the columns' notes)
+        notes = np.zeros((12, 1, C))
+        for c in range(C):
+            n = col_sym[c]
+            s, q = cs[c, X_S], cs[c, X_Q]
             if run.cross_a:
-                _cross_ratio(j, a, b, grp_cols, col_sym, False, mka, tiers_a, mmr_max_a, cum_min_a, cs, out.mr_a)
+                mb = cs[c, X_BALA] + (s * cs[c, X_VA] - cs[c, X_COSTA] if s != 0.0 else 0.0)
+                _note_close(notes, 6, 0, c, s, mb, abs(s) * cs[c, X_VA], tiers_a, n)
             if run.cross_b:
-                _cross_ratio(j, a, b, grp_cols, col_sym, True, mkb, tiers_b, mmr_max_b, cum_min_b, cs, out.mr_b)
+                mb = cs[c, X_BALB] + (q * cs[c, X_VB] - cs[c, X_COSTB] if q != 0.0 else 0.0)
+                _note_close(notes, 9, 0, c, q, mb, abs(q) * cs[c, X_VB], tiers_b, n)
+        _ratios_from_notes(notes, j, 1, grp_bounds, grp_cols, run, out)
     return nrec
 
 
