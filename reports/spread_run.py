@@ -61,11 +61,21 @@ ROW_FIELDS = (
 )
 
 
+def _years(res: SpreadResult) -> float:
+    """The run's window in 365-day years (its bars and one more bar's length)."""
+    return (res.index[-1] - res.index[0] + (res.index[1] - res.index[0])).total_seconds() / (365 * 86400)
+
+
+def _annualized(ret, years: float):
+    """A return (fraction) over ``years`` per 365-day year (NaN for an empty window)."""
+    return (1.0 + ret) ** (1.0 / years) - 1.0 if years > 0 else np.nan
+
+
 def spread_rows(res: SpreadResult, strategy: str) -> pd.DataFrame:
     """One row per column of ``res`` (see the module docstring)."""
     t = res.totals
     cols = res.columns
-    years = (res.index[-1] - res.index[0] + (res.index[1] - res.index[0])).total_seconds() / (365 * 86400)
+    years = _years(res)
     held = res.positions["A"].ne(0).mean() if len(res.positions["A"]) == len(res.index) else np.nan
     net = t.final_equity - res.initial_capital
     ret = net / res.initial_capital
@@ -90,7 +100,7 @@ def spread_rows(res: SpreadResult, strategy: str) -> pd.DataFrame:
             "liquidations": t.liquidations,
             "net": net,
             "return": ret,
-            "annualized": (1.0 + ret) ** (1.0 / years) - 1.0 if years > 0 else np.nan,
+            "annualized": _annualized(ret, years),
         }
     )
     return rows[list(ROW_FIELDS)].reset_index(drop=True)
@@ -112,7 +122,7 @@ def portfolio_rows(rows: pd.DataFrame, res: SpreadResult) -> pd.DataFrame:
     over the portfolio's capital (its columns' sum), ``annualized`` as the rows'. Empty when every
     column is its own portfolio."""
     group = res.columns["group"].to_numpy()
-    years = (res.index[-1] - res.index[0] + (res.index[1] - res.index[0])).total_seconds() / (365 * 86400)
+    years = _years(res)
     ev = res.events
     liq = ev[ev["kind"] == "liquidation"]
     out = []
@@ -133,7 +143,7 @@ def portfolio_rows(rows: pd.DataFrame, res: SpreadResult) -> pd.DataFrame:
             in_trade=held.mean() if len(held) == len(res.index) else np.nan,
             liquidations=len(on[["time", "leg"]].drop_duplicates()),
             **{"return": ret},
-            annualized=(1.0 + ret) ** (1.0 / years) - 1.0 if years > 0 else np.nan,
+            annualized=_annualized(ret, years),
         )
         out.append({k: row[k] for k in ROW_FIELDS})
     return pd.DataFrame(out, columns=list(ROW_FIELDS))

@@ -191,11 +191,8 @@ def _targets(study: SpreadStudy, pairs: dict, s: SpreadSet, config) -> tuple[dic
     if study.strategy == "hold":
         return {key: (-1.0 if study.direction == "reverse" else 1.0) for key in pairs}, [], None
 
-    def fee(
-        market, kind: str
-    ) -> (
-        float
-    ):  # the strategy's hurdle: a venue's fee at the window's first bar (the engine charges each fill its bar's)
+    def fee(market, kind: str) -> float:
+        # the strategy's hurdle: a venue's fee at the window's first bar (the engine charges each fill its bar's)
         return venue_fee(market, config.order_type, config, kind)[0]
 
     venues = list(study.venues)
