@@ -146,8 +146,8 @@ def _put_stops(buf, seg0, nrec, gen_k, gen_end, ngen, stop_k, stop_g, stop_eq, s
     return p
 
 
-@njit(cache=True, error_model="numpy")
-def _quiet_nb(
+@njit(cache=True, inline="always")
+def _quiet_cols(
     w,
     nb,
     tg_row,
@@ -170,13 +170,16 @@ def _quiet_nb(
     h_open,
     h_in,
     has_reb,
+    w_geq,
 ):
     """One bar of the ``nb`` columns of a tile (state ``w``) as if each were quiet: whether it
     needs the general part (then its state is kept, ``W_NEED``), else its funding, close
     revaluation, borrow, equity (into ``eq_row[cf + k]`` and ``ge_row[ge_off + k]``), stop
     (``W_STOPPED``, ``W_SEQ``) and rebalancing checks, as :func:`fast_range_nb`'s quiet bars.
     The liquidation pre-check level after funding is left to :func:`_funding_levels_nb`.
-    Returns the numbers of columns that need the general part and of stops."""
+    Returns the numbers of columns that need the general part and of stops. ``reval_ref`` (an
+    invalid bar: revalue at the reference prices first) and ``w_geq`` (write the portfolio
+    equity) are constants of each of :func:`_quiet_nb`'s copies of this loop."""
     cfu = np.uint64(cf)  # unsigned: no negative-index wraparound (which would turn loads into gathers)
     geu = np.uint64(ge_off)
     ngen = 0
@@ -249,7 +252,8 @@ def _quiet_nb(
         # portfolio whose equity reached zero; rebalancing
         ceq = rules.equity_nb(n_c7, n_c4, n_c5, w[W_C6 * STRIDE + k], n_cun)
         eq_row[cfu + np.uint64(k)] = ceq
-        ge_row[geu + np.uint64(k)] = n_cash + 0.0 + rules.column_value_nb(0.0, s, n_sv, n_fw, q, q * n_pv - cost)
+        if w_geq:
+            ge_row[geu + np.uint64(k)] = n_cash + 0.0 + rules.column_value_nb(0.0, s, n_sv, n_fw, q, q * n_pv - cost)
         n_stop, stopped, reb = _checks_nb(
             ceq,
             stop,
@@ -285,6 +289,141 @@ def _quiet_nb(
         ngen += 1 if need else 0
         nst += 1 if stopped else 0
     return ngen, nst
+
+
+@njit(cache=True, error_model="numpy")
+def _quiet_nb(
+    w,
+    nb,
+    tg_row,
+    eq_row,
+    ge_row,
+    ge_off,
+    cf,
+    has_row,
+    ok,
+    mh,
+    ml,
+    sh,
+    level,
+    reval_ref,
+    so_r,
+    po_r,
+    fv_n,
+    sx,
+    px,
+    h_open,
+    h_in,
+    has_reb,
+    w_geq,
+):
+    """:func:`_quiet_cols` with its bar-wide switches ``reval_ref`` and ``w_geq`` made constants:
+    one vector loop per combination, each without the other's work (an invalid bar's second
+    revaluation and the portfolio equity computed branch-free for every column cost a loop
+    that has neither about a third of its time on the benchmark grid)."""
+    if reval_ref:
+        if w_geq:
+            return _quiet_cols(
+                w,
+                nb,
+                tg_row,
+                eq_row,
+                ge_row,
+                ge_off,
+                cf,
+                has_row,
+                ok,
+                mh,
+                ml,
+                sh,
+                level,
+                True,
+                so_r,
+                po_r,
+                fv_n,
+                sx,
+                px,
+                h_open,
+                h_in,
+                has_reb,
+                True,
+            )
+        return _quiet_cols(
+            w,
+            nb,
+            tg_row,
+            eq_row,
+            ge_row,
+            ge_off,
+            cf,
+            has_row,
+            ok,
+            mh,
+            ml,
+            sh,
+            level,
+            True,
+            so_r,
+            po_r,
+            fv_n,
+            sx,
+            px,
+            h_open,
+            h_in,
+            has_reb,
+            False,
+        )
+    if w_geq:
+        return _quiet_cols(
+            w,
+            nb,
+            tg_row,
+            eq_row,
+            ge_row,
+            ge_off,
+            cf,
+            has_row,
+            ok,
+            mh,
+            ml,
+            sh,
+            level,
+            False,
+            so_r,
+            po_r,
+            fv_n,
+            sx,
+            px,
+            h_open,
+            h_in,
+            has_reb,
+            True,
+        )
+    return _quiet_cols(
+        w,
+        nb,
+        tg_row,
+        eq_row,
+        ge_row,
+        ge_off,
+        cf,
+        has_row,
+        ok,
+        mh,
+        ml,
+        sh,
+        level,
+        False,
+        so_r,
+        po_r,
+        fv_n,
+        sx,
+        px,
+        h_open,
+        h_in,
+        has_reb,
+        False,
+    )
 
 
 @njit(cache=True, error_model="numpy")
@@ -346,7 +485,6 @@ def soa_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
     stop_eq = np.empty(TILE)
     stop_hold = np.empty(TILE, np.bool_)
     arr = open_arrays_nb(mk, book, prm, tiers)
-    ge_dummy = np.empty(TILE)  # where the quiet loop writes portfolio equity not kept per bar
     for t in range(ntile):
         ga = g0 + t * TILE
         nb = min(g1, ga + TILE) - ga
@@ -426,7 +564,7 @@ def soa_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
             seg0 = nrec
             tg_row = tg[iu]
             eq_row = equity[row]
-            ge_row = group_equity[ju] if w_geq else ge_dummy
+            ge_row = group_equity[ju] if w_geq else group_equity[0]  # (not written without w_geq)
             ge_off = ga if w_geq else 0
             cf = cidx[0]
             # every column's bar as if it were quiet (a loop the compiler can vectorize); the
@@ -454,6 +592,7 @@ def soa_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                 h_open,
                 h_in,
                 has_reb,
+                w_geq,
             )
             if fund_bar:  # the liquidation pre-check level of the quiet columns that paid or got funding
                 _funding_levels_nb(w, nb, fv_n, mmr_max_n, cum_min_n)
