@@ -43,6 +43,7 @@ from numba import njit
 
 from backtest.kernels import layout, rules
 from backtest.kernels.margin import bracket_hint_nb, flex_nb, liq_level_nb, tier_bounds_nb
+from backtest.kernels.views import borrowed
 
 #: Bars per time chunk when several columns run, in a lean run (equity and portfolio equity per
 #: bar at most): long enough to spread each column's state loads and stores, and the calls of
@@ -114,8 +115,8 @@ class FillRates(NamedTuple):
 
 
 class OpenArrays(NamedTuple):
-    """The arrays :func:`isolated_open_nb` reads (few: each array an inlined function takes costs
-    a reference-count pair per call, and the whole argument tuples cost ~10% of the fast kernel)."""
+    """The arrays :func:`isolated_open_nb` reads (borrowed by :func:`open_arrays_nb`: each array an
+    inlined function takes would otherwise cost an atomic reference-count pair per call)."""
 
     weights: np.ndarray
     leverage: np.ndarray
@@ -130,17 +131,19 @@ class OpenArrays(NamedTuple):
 
 @njit(cache=True, inline="always")
 def open_arrays_nb(mk, book, prm, tiers):
-    """The :class:`OpenArrays` of a run."""
+    """The :class:`OpenArrays` of a run, borrowed (:mod:`backtest.kernels.views`: the kernel's
+    arguments outlive them)."""
+    b = borrowed
     return OpenArrays(
-        book.weights,
-        prm.leverage,
-        prm.lot,
-        prm.min_qty,
-        prm.min_notional,
-        prm.clearance,
-        FillMarket(mk.spot_volume, mk.perp_volume, mk.vol0_spot, mk.vol0_perp),
-        FillRates(prm.slip_frac, prm.impact, prm.spot_fee, prm.perp_fee),
-        tiers,
+        b(book.weights),
+        b(prm.leverage),
+        b(prm.lot),
+        b(prm.min_qty),
+        b(prm.min_notional),
+        b(prm.clearance),
+        FillMarket(b(mk.spot_volume), b(mk.perp_volume), b(mk.vol0_spot), b(mk.vol0_perp)),
+        FillRates(b(prm.slip_frac), b(prm.impact), b(prm.spot_fee), b(prm.perp_fee)),
+        layout.Tiers(b(tiers.lo), b(tiers.hi), b(tiers.mmr), b(tiers.cum), b(tiers.n), tiers.hi_sorted),
     )
 
 
@@ -434,7 +437,7 @@ def fast_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
     time_ms = mk.time_ms
     for j0 in range(0, T, chunk):
         j1 = min(T, j0 + chunk)
-        buf = scr if sorting else rec
+        buf = borrowed(scr if sorting else rec)  # (both outlive it)
         if sorting:
             base = nrec
             nrec = 0

@@ -52,6 +52,7 @@ from numba import njit, prange
 from backtest.kernels import layout, rules
 from backtest.kernels.fast import chunk_bars_nb, isolated_open_nb, open_arrays_nb, scatter_by_bar
 from backtest.kernels.margin import liq_level_nb, tier_bounds_nb
+from backtest.kernels.views import borrowed
 
 #: Portfolios per tile (at most; the engine calls the kernel with blocks of ``FAST_BLOCK_GROUPS``).
 #: Per-bar costs (a tile's general part, its calls) favour large tiles: measured on 1,000 columns
@@ -471,6 +472,7 @@ def soa_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
     buf = np.empty((rec.shape[0] if sorting else 0, layout.N_REC_FIELDS))
     if not sorting:
         buf = rec
+    bbuf = borrowed(buf)  # the general part's events (buf outlives it: scatter_by_bar below)
     nrec = 0
     n = book.col_sym[book.grp_cols[book.grp_start[g0]]] if ng > 0 else 0
     nu = np.uint64(n)
@@ -646,7 +648,7 @@ def soa_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                     cun,
                     liq_lvl,
                 ) = isolated_open_nb(
-                    buf,
+                    bbuf,
                     nrec,
                     j,
                     c,
