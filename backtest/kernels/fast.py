@@ -405,14 +405,18 @@ def fast_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
     has_band = (flags & layout.F_HAS_BAND) != 0
     lag = run.lag
     cs, gs = st.columns, st.groups
-    so_ref, po_ref, ref_valid, mark_open, spot_open = mk.so_ref, mk.po_ref, mk.ref_valid, mk.mark_open, mk.spot_open
+    # the arguments' arrays borrowed (backtest.kernels.views): no reference counting in the bar
+    # loop, nor at each call of quiet_bars_nb
+    b = borrowed
+    so_ref, po_ref, ref_valid = b(mk.so_ref), b(mk.po_ref), b(mk.ref_valid)
+    mark_open, spot_open = b(mk.mark_open), b(mk.spot_open)
     arr = open_arrays_nb(mk, book, prm, tiers)
-    equity, group_equity = out.equity, out.group_equity
-    borrow_h, delta_band = prm.borrow_h, prm.delta_band
+    equity, group_equity = b(out.equity), b(out.group_equity)
+    borrow_h, delta_band = b(prm.borrow_h), b(prm.delta_band)
     t_off = book.t_off
-    mr_out, dl_out, comps_out, spot_out, perp_out = out.mr, out.dl, out.comps, out.spot, out.perp
-    t_hi, t_n, t_mmr, t_cum, hi_sorted = tiers.hi, tiers.n, tiers.mmr, tiers.cum, tiers.hi_sorted
-    funding_rate = mk.funding_rate
+    mr_out, dl_out, comps_out, spot_out, perp_out = b(out.mr), b(out.dl), b(out.comps), b(out.spot), b(out.perp)
+    t_hi, t_n, t_mmr, t_cum, hi_sorted = b(tiers.hi), b(tiers.n), b(tiers.mmr), b(tiers.cum), tiers.hi_sorted
+    funding_rate = b(mk.funding_rate)
     chunk = chunk_bars_nb(T, ng, flags)  # (bars per time chunk)
     # several columns: a chunk's events go to a scratch buffer (at most MAX_EV per bar and
     # column), then into ``rec`` in (bar, group) order; one column: straight into ``rec``
@@ -424,17 +428,17 @@ def fast_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
     # which leaves the compiler enough registers for the bar loop's state (~15% faster)
     N = mk.valid.shape[1]
     C = book.targets.shape[1]
-    tg1 = book.targets.ravel()
-    va1 = mk.valid.ravel()
-    mh1 = mk.mark_high.ravel()
-    ml1 = mk.mark_low.ravel()
-    fv1 = mk.funding_value.ravel()
-    sc1 = mk.spot_close.ravel()
-    mc1 = mk.mark_close.ravel()
-    sh1 = mk.spot_high.ravel()
+    tg1 = b(book.targets).ravel()  # (a copy, were an array not contiguous, would own its memory)
+    va1 = b(mk.valid).ravel()
+    mh1 = b(mk.mark_high).ravel()
+    ml1 = b(mk.mark_low).ravel()
+    fv1 = b(mk.funding_value).ravel()
+    sc1 = b(mk.spot_close).ravel()
+    mc1 = b(mk.mark_close).ravel()
+    sh1 = b(mk.spot_high).ravel()
     has_reb = (flags & layout.F_HAS_REB) != 0
     bar_ms, level = run.bar_ms, run.spot_liq_level
-    time_ms = mk.time_ms
+    time_ms = b(mk.time_ms)
     for j0 in range(0, T, chunk):
         j1 = min(T, j0 + chunk)
         buf = borrowed(scr if sorting else rec)  # (both outlive it)

@@ -461,9 +461,19 @@ def soa_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
     has_reb = (flags & layout.F_HAS_REB) != 0
     lag, bar_ms, level = run.lag, run.bar_ms, run.spot_liq_level
     cs, gs = st.columns, st.groups
-    equity, group_equity = out.equity, out.group_equity
-    tg = book.targets
+    # the arguments' arrays borrowed (backtest.kernels.views): no reference counting in the bar loop
+    equity, group_equity = borrowed(out.equity), borrowed(out.group_equity)
+    tg = borrowed(book.targets)
     t_off = book.t_off
+    valid, mark_high, mark_low, spot_high = (
+        borrowed(mk.valid),
+        borrowed(mk.mark_high),
+        borrowed(mk.mark_low),
+        borrowed(mk.spot_high),
+    )
+    spot_close, mark_close, funding_value = borrowed(mk.spot_close), borrowed(mk.mark_close), borrowed(mk.funding_value)
+    ref_valid, so_ref, po_ref = borrowed(mk.ref_valid), borrowed(mk.so_ref), borrowed(mk.po_ref)
+    mark_open, spot_open, time_ms = borrowed(mk.mark_open), borrowed(mk.spot_open), borrowed(mk.time_ms)
     ng = g1 - g0
     ntile = (ng + TILE - 1) // TILE
     # the fast kernel's time chunks (it recomputes the rebalancing check's target factor at each)
@@ -543,20 +553,20 @@ def soa_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                     )
             i = j - lag + t_off
             iu = np.uint64(max(i, 0))
-            ok = mk.valid[ju, nu]
-            mh = mk.mark_high[ju, nu]
-            ml = mk.mark_low[ju, nu]
-            sh = mk.spot_high[ju, nu]
-            sx = mk.spot_close[ju, nu]
-            px = mk.mark_close[ju, nu]
-            fv_n = mk.funding_value[ju, nu]
-            ref_ok = mk.ref_valid[ju, nu]
+            ok = valid[ju, nu]
+            mh = mark_high[ju, nu]
+            ml = mark_low[ju, nu]
+            sh = spot_high[ju, nu]
+            sx = spot_close[ju, nu]
+            px = mark_close[ju, nu]
+            fv_n = funding_value[ju, nu]
+            ref_ok = ref_valid[ju, nu]
             reval_ref = not ok and ref_ok
-            so_r = mk.so_ref[ju, nu]
-            po_r = mk.po_ref[ju, nu]
-            mo_n = mk.mark_open[ju, nu]
-            so_n = mk.spot_open[ju, nu]
-            t_ms = mk.time_ms[ju]
+            so_r = so_ref[ju, nu]
+            po_r = po_ref[ju, nu]
+            mo_n = mark_open[ju, nu]
+            so_n = spot_open[ju, nu]
+            t_ms = time_ms[ju]
             fund_bar = fv_n != 0.0 and np.isfinite(fv_n)
             if sched_any:
                 _schedules_nb(w, nb, t_ms, bar_ms)
