@@ -108,6 +108,7 @@ from backtest.kernels.margin import (
     path_step_nb,
     tier_bounds_nb,
 )
+from backtest.kernels.views import borrowed
 
 
 @njit(cache=True, inline="always")
@@ -612,6 +613,10 @@ def simulate_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
     events (rows beyond R were not written: the caller reruns with a larger buffer).
     """
     T = mk.so_ref.shape[0]
+    # the arguments' arrays borrowed (backtest.kernels.views): the helpers below take these
+    # tuples, and each array of each call would otherwise cost an atomic reference-count pair
+    mk, book, prm, tiers = borrowed(mk), borrowed(book), borrowed(prm), borrowed(tiers)
+    st, out, rec = borrowed(st), borrowed(out), borrowed(rec)
     flags = run.flags
     w_eq = (flags & F_EQUITY) != 0
     w_geq = (flags & F_GROUP_EQUITY) != 0

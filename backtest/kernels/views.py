@@ -22,15 +22,11 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 
-@intrinsic
-def borrowed(typingctx, a):
-    """A view of array ``a`` (same data, shape and strides) that holds no reference to its memory."""
-    if not isinstance(a, types.Array):
-        return None
-
-    def codegen(context, builder, sig, args):
-        src = context.make_array(sig.args[0])(context, builder, value=args[0])
-        dst = context.make_array(sig.return_type)(context, builder)
+def _borrow(context, builder, ty, val):
+    """``val`` of numba type ``ty`` with every array in it (nested tuples too) holding no reference."""
+    if isinstance(ty, types.Array):
+        src = context.make_array(ty)(context, builder, value=val)
+        dst = context.make_array(ty)(context, builder)
         dst.data = src.data
         dst.shape = src.shape
         dst.strides = src.strides
@@ -39,5 +35,20 @@ def borrowed(typingctx, a):
         dst.meminfo = cgutils.get_null_value(dst.meminfo.type)
         dst.parent = cgutils.get_null_value(dst.parent.type)
         return dst._getvalue()
+    if isinstance(ty, types.BaseTuple):
+        for i, t in enumerate(ty.types):
+            val = builder.insert_value(val, _borrow(context, builder, t, builder.extract_value(val, i)), i)
+    return val
+
+
+@intrinsic
+def borrowed(typingctx, a):
+    """A view of array ``a`` (same data, shape and strides) that holds no reference to its
+    memory; for a (named) tuple, the same tuple with each of its arrays, nested tuples' too, so."""
+    if not isinstance(a, (types.Array, types.BaseTuple)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return _borrow(context, builder, sig.args[0], args[0])
 
     return a(a), codegen
