@@ -85,6 +85,7 @@ from backtest.kernels.margin import (
     path_step_nb,
     tier_bounds_nb,
 )
+from backtest.kernels.views import borrowed
 
 #: A sizing cap below this fraction of the equity opens nothing, and an order below this
 #: fraction of the position is not sent (rounding residues, not trades).
@@ -739,6 +740,11 @@ def _bars_nb(
     The end of the run (bars held in the state counted from its end) follows the last bar's
     second half."""
     T = mka.po_ref.shape[0]
+    # the arguments' arrays borrowed (backtest.kernels.views): no reference counting at each
+    # call of the rare steps' functions, which take these tuples
+    mka, mkb, book, prm = borrowed(mka), borrowed(mkb), borrowed(book), borrowed(prm)
+    tiers_a, tiers_b, rates, venues = borrowed(tiers_a), borrowed(tiers_b), borrowed(rates), borrowed(venues)
+    cs, out, rec, acc = borrowed(cs), borrowed(out), borrowed(rec), borrowed(acc)
     flags = run.flags
     w_eq = (flags & F_EQUITY) != 0
     w_comp = (flags & F_COMPONENTS) != 0
@@ -1265,6 +1271,11 @@ def spread_cross_nb(grp_bounds, grp_cols, mka, mkb, book, prm, tiers_a, tiers_b,
     Returns their number."""
     T = mka.po_ref.shape[0]
     C = cs.shape[0]
+    # the arguments' arrays borrowed (backtest.kernels.views; never an array this function
+    # allocates: rebinding its variable would free it)
+    mka, mkb, book, prm = borrowed(mka), borrowed(mkb), borrowed(book), borrowed(prm)
+    tiers_a, tiers_b, rates, venues = borrowed(tiers_a), borrowed(tiers_b), borrowed(rates), borrowed(venues)
+    cs, out, rec = borrowed(cs), borrowed(out), borrowed(rec)
     mmr_max_a, cum_min_a = tier_bounds_nb(tiers_a.mmr, tiers_a.cum, tiers_a.n)
     mmr_max_b, cum_min_b = tier_bounds_nb(tiers_b.mmr, tiers_b.cum, tiers_b.n)
     bounds = (mmr_max_a, cum_min_a, mmr_max_b, cum_min_b)

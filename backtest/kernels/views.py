@@ -11,8 +11,11 @@ counted with a ``gdb`` breakpoint on numba's ``NRT_incref``/``NRT_decref``).
 
 :func:`borrowed` returns a view of the same memory with no reference to it (a NULL meminfo, on
 which numba's increments and decrements return at once). The rule that makes it safe: a kernel
-borrows only arrays that its own caller holds (its arguments, or arrays it allocated itself and
-keeps in a variable past the last use of the view), and never returns or stores a borrowed view.
+borrows only arrays its caller holds for the whole call (its arguments: ``x = borrowed(x)``
+rebinds an argument's variable and the caller's reference keeps the memory), never an array it
+allocates itself by rebinding its variable (that would free the memory under the view; a view in
+a variable of its own is safe while the array's own variable is still used after it), and never
+returns or stores a borrowed view.
 """
 
 from __future__ import annotations
@@ -44,9 +47,8 @@ def _borrow(context, builder, ty, val):
 @intrinsic
 def borrowed(typingctx, a):
     """A view of array ``a`` (same data, shape and strides) that holds no reference to its
-    memory; for a (named) tuple, the same tuple with each of its arrays, nested tuples' too, so."""
-    if not isinstance(a, (types.Array, types.BaseTuple)):
-        return None
+    memory; for a (named) tuple, the same tuple with each of its arrays, nested tuples' too, so;
+    anything else (None, a scalar) unchanged."""
 
     def codegen(context, builder, sig, args):
         return _borrow(context, builder, sig.args[0], args[0])
