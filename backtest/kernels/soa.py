@@ -151,41 +151,19 @@ def _put_stops(buf, seg0, nrec, gen_k, gen_end, ngen, stop_k, stop_g, stop_eq, s
 
 
 @njit(cache=True, inline="always")
-def _quiet_cols(
-    w,
-    nb,
-    tg_row,
-    eq_row,
-    ge_row,
-    ge_off,
-    cf,
-    has_row,
-    ok,
-    mh,
-    ml,
-    sh,
-    level,
-    reval_ref,
-    so_r,
-    po_r,
-    fv_n,
-    sx,
-    px,
-    h_open,
-    h_in,
-    has_reb,
-    w_geq,
-):
+def _quiet_cols(w, nb, rows, bar, reval_ref):
     """One bar of the ``nb`` columns of a tile (state ``w``) as if each were quiet: whether it
     needs the general part (then its state is kept, ``W_NEED``), else its funding, close
-    revaluation, borrow, equity (into ``eq_row[cf + k]`` and ``ge_row[ge_off + k]``), stop
-    (``W_STOPPED``, ``W_SEQ``) and rebalancing checks, as :func:`fast_range_nb`'s quiet bars.
-    The liquidation pre-check level after funding is left to :func:`_funding_levels_nb`.
-    Returns the numbers of columns that need the general part and of stops. ``reval_ref`` (an
-    invalid bar: revalue at the reference prices first) and ``w_geq`` (write the portfolio
-    equity) are constants of each of :func:`_quiet_nb`'s copies of this loop."""
+    revaluation, borrow, equity (into ``eq_row[cf + k]``), stop (``W_STOPPED``, ``W_SEQ``) and
+    rebalancing checks, as :func:`fast_range_nb`'s quiet bars. ``rows = (tg_row, eq_row, cf)``:
+    the bar's target and equity rows and the tile's first column; ``bar``: the bar's values of
+    the symbol (see :func:`soa_range_nb`). The liquidation pre-check level after funding is left
+    to :func:`_funding_levels_nb`, the portfolio equity to :func:`_group_equity_nb`. Returns the
+    numbers of columns that need the general part and of stops. ``reval_ref`` (an invalid bar:
+    revalue at the reference prices first) is a constant of each of :func:`_quiet_nb`'s copies."""
+    tg_row, eq_row, cf = rows
+    has_row, ok, mh, ml, sh, level, so_r, po_r, fv_n, sx, px, h_open, h_in, has_reb = bar
     cfu = np.uint64(cf)  # unsigned: no negative-index wraparound (which would turn loads into gathers)
-    geu = np.uint64(ge_off)
     ngen = 0
     nst = 0
     for k in range(nb):
@@ -193,7 +171,6 @@ def _quiet_cols(
         q = w[W_Q * STRIDE + k]
         cash = w[W_CASH * STRIDE + k]
         liq_lvl = w[W_LIQ * STRIDE + k]
-        cost = w[W_COST * STRIDE + k]
         fw = w[W_FW * STRIDE + k]
         sv = w[W_SV * STRIDE + k]
         pv = w[W_PV * STRIDE + k]
@@ -256,8 +233,6 @@ def _quiet_cols(
         # portfolio whose equity reached zero; rebalancing
         ceq = rules.equity_nb(n_c7, n_c4, n_c5, w[W_C6 * STRIDE + k], n_cun)
         eq_row[cfu + np.uint64(k)] = ceq
-        if w_geq:
-            ge_row[geu + np.uint64(k)] = n_cash + 0.0 + rules.column_value_nb(0.0, s, n_sv, n_fw, q, q * n_pv - cost)
         n_stop, stopped, reb = _checks_nb(
             ceq,
             stop,
@@ -296,138 +271,27 @@ def _quiet_cols(
 
 
 @njit(cache=True, error_model="numpy")
-def _quiet_nb(
-    w,
-    nb,
-    tg_row,
-    eq_row,
-    ge_row,
-    ge_off,
-    cf,
-    has_row,
-    ok,
-    mh,
-    ml,
-    sh,
-    level,
-    reval_ref,
-    so_r,
-    po_r,
-    fv_n,
-    sx,
-    px,
-    h_open,
-    h_in,
-    has_reb,
-    w_geq,
-):
-    """:func:`_quiet_cols` with its bar-wide switches ``reval_ref`` and ``w_geq`` made constants:
-    one vector loop per combination, each without the other's work (an invalid bar's second
-    revaluation and the portfolio equity computed branch-free for every column cost a loop
-    that has neither about a third of its time on the benchmark grid)."""
+def _quiet_nb(w, nb, rows, bar, reval_ref):
+    """:func:`_quiet_cols` with its bar-wide switch ``reval_ref`` made a constant: one vector loop
+    for the valid bars, one for the invalid ones (an invalid bar's revaluation at the reference
+    prices and the portfolio equity, computed branch-free for every column in one loop that
+    served every bar, cost it about a third of its time on the benchmark grid)."""
     if reval_ref:
-        if w_geq:
-            return _quiet_cols(
-                w,
-                nb,
-                tg_row,
-                eq_row,
-                ge_row,
-                ge_off,
-                cf,
-                has_row,
-                ok,
-                mh,
-                ml,
-                sh,
-                level,
-                True,
-                so_r,
-                po_r,
-                fv_n,
-                sx,
-                px,
-                h_open,
-                h_in,
-                has_reb,
-                True,
-            )
-        return _quiet_cols(
-            w,
-            nb,
-            tg_row,
-            eq_row,
-            ge_row,
-            ge_off,
-            cf,
-            has_row,
-            ok,
-            mh,
-            ml,
-            sh,
-            level,
-            True,
-            so_r,
-            po_r,
-            fv_n,
-            sx,
-            px,
-            h_open,
-            h_in,
-            has_reb,
-            False,
-        )
-    if w_geq:
-        return _quiet_cols(
-            w,
-            nb,
-            tg_row,
-            eq_row,
-            ge_row,
-            ge_off,
-            cf,
-            has_row,
-            ok,
-            mh,
-            ml,
-            sh,
-            level,
-            False,
-            so_r,
-            po_r,
-            fv_n,
-            sx,
-            px,
-            h_open,
-            h_in,
-            has_reb,
-            True,
-        )
-    return _quiet_cols(
-        w,
-        nb,
-        tg_row,
-        eq_row,
-        ge_row,
-        ge_off,
-        cf,
-        has_row,
-        ok,
-        mh,
-        ml,
-        sh,
-        level,
-        False,
-        so_r,
-        po_r,
-        fv_n,
-        sx,
-        px,
-        h_open,
-        h_in,
-        has_reb,
-        False,
-    )
+        return _quiet_cols(w, nb, rows, bar, True)
+    return _quiet_cols(w, nb, rows, bar, False)
+
+
+@njit(cache=True, error_model="numpy")
+def _group_equity_nb(w, nb, ge_row, ga):
+    """The portfolio equity of each quiet column of a tile after its bar (one-column portfolios:
+    its cash, spot value, futures wallet and unrealized perp PnL) into ``ge_row[ga + k]``."""
+    for k in range(nb):
+        if w[W_NEED * STRIDE + k] == 0.0:
+            s = w[W_S * STRIDE + k]
+            q = w[W_Q * STRIDE + k]
+            upnl = q * w[W_PV * STRIDE + k] - w[W_COST * STRIDE + k]
+            value = rules.column_value_nb(0.0, s, w[W_SV * STRIDE + k], w[W_FW * STRIDE + k], q, upnl)
+            ge_row[ga + k] = w[W_CASH * STRIDE + k] + 0.0 + value
 
 
 @njit(cache=True, error_model="numpy")
@@ -580,35 +444,13 @@ def soa_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
             tg_row = tg[iu]
             eq_row = equity[row]
             ge_row = group_equity[ju] if w_geq else group_equity[0]  # (not written without w_geq)
-            ge_off = ga if w_geq else 0
             cf = cidx[0]
             # every column's bar as if it were quiet (a loop the compiler can vectorize); the
             # columns that need the general part keep their state and take it below
-            ngen, nst = _quiet_nb(
-                w,
-                nb,
-                tg_row,
-                eq_row,
-                ge_row,
-                ge_off,
-                cf,
-                has_row,
-                ok,
-                mh,
-                ml,
-                sh,
-                level,
-                reval_ref,
-                so_r,
-                po_r,
-                fv_n,
-                sx,
-                px,
-                h_open,
-                h_in,
-                has_reb,
-                w_geq,
-            )
+            bar = (has_row, ok, mh, ml, sh, level, so_r, po_r, fv_n, sx, px, h_open, h_in, has_reb)
+            ngen, nst = _quiet_nb(w, nb, (tg_row, eq_row, cf), bar, reval_ref)
+            if w_geq:  # (the general part writes its columns' own)
+                _group_equity_nb(w, nb, ge_row, ga)
             if fund_bar:  # the liquidation pre-check level of the quiet columns that paid or got funding
                 _funding_levels_nb(w, nb, fv_n, mmr_max_n, cum_min_n)
             nstop = 0
