@@ -115,7 +115,7 @@ class FillRates(NamedTuple):
 
 
 class OpenArrays(NamedTuple):
-    """The arrays :func:`isolated_open_nb` reads (borrowed by :func:`open_arrays_nb`: each array an
+    """The arrays :func:`isolated_open_nb` reads (borrowed, as the kernels' arguments: each array an
     inlined function takes would otherwise cost an atomic reference-count pair per call)."""
 
     weights: np.ndarray
@@ -131,19 +131,18 @@ class OpenArrays(NamedTuple):
 
 @njit(cache=True, inline="always")
 def open_arrays_nb(mk, book, prm, tiers):
-    """The :class:`OpenArrays` of a run, borrowed (:mod:`backtest.kernels.views`: the kernel's
-    arguments outlive them)."""
-    b = borrowed
+    """The :class:`OpenArrays` of a run (borrowed where its arguments are, as the kernels'
+    are: :mod:`backtest.kernels.views`)."""
     return OpenArrays(
-        b(book.weights),
-        b(prm.leverage),
-        b(prm.lot),
-        b(prm.min_qty),
-        b(prm.min_notional),
-        b(prm.clearance),
-        FillMarket(b(mk.spot_volume), b(mk.perp_volume), b(mk.vol0_spot), b(mk.vol0_perp)),
-        FillRates(b(prm.slip_frac), b(prm.impact), b(prm.spot_fee), b(prm.perp_fee)),
-        layout.Tiers(b(tiers.lo), b(tiers.hi), b(tiers.mmr), b(tiers.cum), b(tiers.n), tiers.hi_sorted),
+        book.weights,
+        prm.leverage,
+        prm.lot,
+        prm.min_qty,
+        prm.min_notional,
+        prm.clearance,
+        FillMarket(mk.spot_volume, mk.perp_volume, mk.vol0_spot, mk.vol0_perp),
+        FillRates(prm.slip_frac, prm.impact, prm.spot_fee, prm.perp_fee),
+        tiers,
     )
 
 
@@ -393,6 +392,10 @@ def fast_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
     A column's state lives in ``st.columns`` (its own slots, see ``S_*``) and its portfolio's
     cash in ``st.groups`` between time chunks, as between runs."""
     T = mk.so_ref.shape[0]
+    # the arguments' arrays borrowed (backtest.kernels.views): no reference counting in the bar
+    # loop, at each call of quiet_bars_nb or in the general part
+    mk, book, prm, tiers = borrowed(mk), borrowed(book), borrowed(prm), borrowed(tiers)
+    st, out, rec = borrowed(st), borrowed(out), borrowed(rec)
     mmr_max, cum_min = tier_bounds_nb(tiers.mmr, tiers.cum, tiers.n)
     ng = g1 - g0
     flags = run.flags
@@ -405,18 +408,14 @@ def fast_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
     has_band = (flags & layout.F_HAS_BAND) != 0
     lag = run.lag
     cs, gs = st.columns, st.groups
-    # the arguments' arrays borrowed (backtest.kernels.views): no reference counting in the bar
-    # loop, nor at each call of quiet_bars_nb
-    b = borrowed
-    so_ref, po_ref, ref_valid = b(mk.so_ref), b(mk.po_ref), b(mk.ref_valid)
-    mark_open, spot_open = b(mk.mark_open), b(mk.spot_open)
+    so_ref, po_ref, ref_valid, mark_open, spot_open = mk.so_ref, mk.po_ref, mk.ref_valid, mk.mark_open, mk.spot_open
     arr = open_arrays_nb(mk, book, prm, tiers)
-    equity, group_equity = b(out.equity), b(out.group_equity)
-    borrow_h, delta_band = b(prm.borrow_h), b(prm.delta_band)
+    equity, group_equity = out.equity, out.group_equity
+    borrow_h, delta_band = prm.borrow_h, prm.delta_band
     t_off = book.t_off
-    mr_out, dl_out, comps_out, spot_out, perp_out = b(out.mr), b(out.dl), b(out.comps), b(out.spot), b(out.perp)
-    t_hi, t_n, t_mmr, t_cum, hi_sorted = b(tiers.hi), b(tiers.n), b(tiers.mmr), b(tiers.cum), tiers.hi_sorted
-    funding_rate = b(mk.funding_rate)
+    mr_out, dl_out, comps_out, spot_out, perp_out = out.mr, out.dl, out.comps, out.spot, out.perp
+    t_hi, t_n, t_mmr, t_cum, hi_sorted = tiers.hi, tiers.n, tiers.mmr, tiers.cum, tiers.hi_sorted
+    funding_rate = mk.funding_rate
     chunk = chunk_bars_nb(T, ng, flags)  # (bars per time chunk)
     # several columns: a chunk's events go to a scratch buffer (at most MAX_EV per bar and
     # column), then into ``rec`` in (bar, group) order; one column: straight into ``rec``
@@ -428,20 +427,20 @@ def fast_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
     # which leaves the compiler enough registers for the bar loop's state (~15% faster)
     N = mk.valid.shape[1]
     C = book.targets.shape[1]
-    tg1 = b(book.targets).ravel()  # (a copy, were an array not contiguous, would own its memory)
-    va1 = b(mk.valid).ravel()
-    mh1 = b(mk.mark_high).ravel()
-    ml1 = b(mk.mark_low).ravel()
-    fv1 = b(mk.funding_value).ravel()
-    sc1 = b(mk.spot_close).ravel()
-    mc1 = b(mk.mark_close).ravel()
-    sh1 = b(mk.spot_high).ravel()
+    tg1 = book.targets.ravel()  # (views of borrowed arrays; a copy would own its memory)
+    va1 = mk.valid.ravel()
+    mh1 = mk.mark_high.ravel()
+    ml1 = mk.mark_low.ravel()
+    fv1 = mk.funding_value.ravel()
+    sc1 = mk.spot_close.ravel()
+    mc1 = mk.mark_close.ravel()
+    sh1 = mk.spot_high.ravel()
     has_reb = (flags & layout.F_HAS_REB) != 0
     bar_ms, level = run.bar_ms, run.spot_liq_level
-    time_ms = b(mk.time_ms)
+    time_ms = mk.time_ms
     for j0 in range(0, T, chunk):
         j1 = min(T, j0 + chunk)
-        buf = borrowed(scr if sorting else rec)  # (both outlive it)
+        buf = borrowed(scr) if sorting else rec  # (scr outlives the view: scatter_by_bar below)
         if sorting:
             base = nrec
             nrec = 0

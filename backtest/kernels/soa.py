@@ -320,6 +320,9 @@ def soa_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
     """:func:`~backtest.kernels.fast.fast_range_nb` for the runs :func:`soa_applies` accepts
     (same arguments, same results, final state and events)."""
     T = mk.so_ref.shape[0]
+    # the arguments' arrays borrowed (backtest.kernels.views): no reference counting in the bar loop
+    mk, book, prm, tiers = borrowed(mk), borrowed(book), borrowed(prm), borrowed(tiers)
+    st, out, rec = borrowed(st), borrowed(out), borrowed(rec)
     mmr_max, cum_min = tier_bounds_nb(tiers.mmr, tiers.cum, tiers.n)
     flags = run.flags
     w_eq = (flags & layout.F_EQUITY) != 0
@@ -328,19 +331,13 @@ def soa_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
     has_reb = (flags & layout.F_HAS_REB) != 0
     lag, bar_ms, level = run.lag, run.bar_ms, run.spot_liq_level
     cs, gs = st.columns, st.groups
-    # the arguments' arrays borrowed (backtest.kernels.views): no reference counting in the bar loop
-    equity, group_equity = borrowed(out.equity), borrowed(out.group_equity)
-    tg = borrowed(book.targets)
+    equity, group_equity = out.equity, out.group_equity
+    tg = book.targets
     t_off = book.t_off
-    valid, mark_high, mark_low, spot_high = (
-        borrowed(mk.valid),
-        borrowed(mk.mark_high),
-        borrowed(mk.mark_low),
-        borrowed(mk.spot_high),
-    )
-    spot_close, mark_close, funding_value = borrowed(mk.spot_close), borrowed(mk.mark_close), borrowed(mk.funding_value)
-    ref_valid, so_ref, po_ref = borrowed(mk.ref_valid), borrowed(mk.so_ref), borrowed(mk.po_ref)
-    mark_open, spot_open, time_ms = borrowed(mk.mark_open), borrowed(mk.spot_open), borrowed(mk.time_ms)
+    valid, mark_high, mark_low, spot_high = mk.valid, mk.mark_high, mk.mark_low, mk.spot_high
+    spot_close, mark_close, funding_value = mk.spot_close, mk.mark_close, mk.funding_value
+    ref_valid, so_ref, po_ref = mk.ref_valid, mk.so_ref, mk.po_ref
+    mark_open, spot_open, time_ms = mk.mark_open, mk.spot_open, mk.time_ms
     ng = g1 - g0
     ntile = (ng + TILE - 1) // TILE
     # the fast kernel's time chunks (it recomputes the rebalancing check's target factor at each)
@@ -349,7 +346,7 @@ def soa_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
     buf = np.empty((rec.shape[0] if sorting else 0, layout.N_REC_FIELDS))
     if not sorting:
         buf = rec
-    bbuf = borrowed(buf)  # the general part's events (buf outlives it: scatter_by_bar below)
+    bbuf = borrowed(buf)  # the general part's events (a scratch buf outlives it: scatter_by_bar below)
     nrec = 0
     n = book.col_sym[book.grp_cols[book.grp_start[g0]]] if ng > 0 else 0
     nu = np.uint64(n)
