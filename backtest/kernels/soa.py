@@ -281,17 +281,26 @@ def _quiet_nb(w, nb, rows, bar, reval_ref):
     return _quiet_cols(w, nb, rows, bar, False)
 
 
+@njit(cache=True, inline="always")
+def _portfolio_value_nb(w, k):
+    """The equity of the tile's ``k``-th one-column portfolio from its state ``w``: its cash, spot
+    value, futures wallet and unrealized perp PnL (as the fast kernel sums them)."""
+    s = w[W_S * STRIDE + k]
+    q = w[W_Q * STRIDE + k]
+    upnl = q * w[W_PV * STRIDE + k] - w[W_COST * STRIDE + k]
+    return (
+        w[W_CASH * STRIDE + k]
+        + 0.0
+        + rules.column_value_nb(0.0, s, w[W_SV * STRIDE + k], w[W_FW * STRIDE + k], q, upnl)
+    )
+
+
 @njit(cache=True, error_model="numpy")
 def _group_equity_nb(w, nb, ge_row, ga):
-    """The portfolio equity of each quiet column of a tile after its bar (one-column portfolios:
-    its cash, spot value, futures wallet and unrealized perp PnL) into ``ge_row[ga + k]``."""
+    """The portfolio equity of each quiet column of a tile after its bar into ``ge_row[ga + k]``."""
     for k in range(nb):
         if w[W_NEED * STRIDE + k] == 0.0:
-            s = w[W_S * STRIDE + k]
-            q = w[W_Q * STRIDE + k]
-            upnl = q * w[W_PV * STRIDE + k] - w[W_COST * STRIDE + k]
-            value = rules.column_value_nb(0.0, s, w[W_SV * STRIDE + k], w[W_FW * STRIDE + k], q, upnl)
-            ge_row[ga + k] = w[W_CASH * STRIDE + k] + 0.0 + value
+            ge_row[ga + k] = _portfolio_value_nb(w, k)
 
 
 @njit(cache=True, error_model="numpy")
@@ -635,18 +644,7 @@ def soa_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
             q = w[W_Q * STRIDE + k]
             cash = w[W_CASH * STRIDE + k]
             if not w_geq:  # the last bar's portfolio equity, as the bar itself would write it
-                group_equity[0, g] = (
-                    cash
-                    + 0.0
-                    + rules.column_value_nb(
-                        0.0,
-                        s,
-                        w[W_SV * STRIDE + k],
-                        w[W_FW * STRIDE + k],
-                        q,
-                        q * w[W_PV * STRIDE + k] - w[W_COST * STRIDE + k],
-                    )
-                )
+                group_equity[0, g] = _portfolio_value_nb(w, k)
             cs[c, layout.S_S] = s
             cs[c, layout.S_Q] = q
             cs[c, layout.S_COST] = w[W_COST * STRIDE + k]
