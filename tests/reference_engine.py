@@ -172,9 +172,14 @@ def run_reference(market, targets, config, column_params=None, tiers=None):
         lot_of, min_qty_of, min_not_of = rules.common_lot(), rules.pair_min_qty(), rules.pair_min_notional()
 
     def to_lot(x, n):
-        """``x`` coins toward zero in whole lots (relative tolerance 1e-9)."""
+        """``x`` coins toward zero in whole lots (relative tolerance 1e-9); a lot of ``1 / k`` (0.01)
+        gives ``lots / k``, the float nearest the decimal (61.57, not ``6157 * 0.01``)."""
         lot = lot_of[n]
-        return math.copysign(math.floor(abs(x) / lot * (1 + 1e-9)) * lot, x) if lot > 0 and x != 0 else x
+        if not (lot > 0 and x != 0):
+            return x
+        lots = math.floor(abs(x) / lot * (1 + 1e-9))
+        k = round(1 / lot)
+        return math.copysign(lots / k if k >= 1 and abs(k * lot - 1) <= 1e-12 else lots * lot, x)
 
     def refused(dq, price, n):
         """An order an exchange refuses: below the least quantity or notional."""
