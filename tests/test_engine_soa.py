@@ -3,7 +3,7 @@
 Random lean grids of one-column isolated portfolios on one symbol (carry, reverse carry and flat
 targets; liquidations of the perp and of the borrowed spot leg's margin account, every
 after-liquidation policy, funding, borrow, delays 0/1/2, invalid bars, rebalancing schedules and
-bands, delta bands, weights, per-column parameters, tiers) go through ``kernel="fast"`` and
+bands, delta bands, weights, per-column parameters, tiers, lots and order minimums) go through ``kernel="fast"`` and
 ``kernel="soa"``: every output, the events and the final engine state must be identical (which
 implies the 1e-12 relative agreement asked for). Also: the benchmark grid, several tiles of
 portfolios in one call (events merged back into bar order), resumed runs, and where
@@ -11,6 +11,8 @@ portfolios in one call (events merged back into bar order), resumed runs, and wh
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -25,6 +27,7 @@ from data.errors import ConfigError
 from data.synthetic import benchmark_market, random_market
 from tests.reference_engine import assert_identical
 from tests.test_engine_fast import random_isolated_config, single_column_targets
+from tests.test_engine_reference import write_markets
 from tests.test_engine_resume import random_cuts, run_chunked
 
 LEAN_OUTPUTS = [None, ("equity",), ("group_equity",), ()]
@@ -56,6 +59,11 @@ def random_case(seed, tmp_path):
     )
     tg = one_symbol(tg, m, rng)
     cfg = random_isolated_config(rng, seed, m, tmp_path, delay_period=7)
+    if seed % 3 == 1:  # lots and order minimums (the rebalancing check's test of them)
+        lot, min_notional = [(0.01, 5.0), (0.1, 200.0)][(seed // 3) % 2]
+        path = tmp_path / f"markets{seed}.json"
+        write_markets(path, m.symbols, lot, min_notional)
+        cfg = dataclasses.replace(cfg, markets_path=str(path))
     params = {}
     k = rng.integers(0, 4)
     if k == 1:
