@@ -166,11 +166,13 @@ def _put_stops(buf, seg0, nrec, gen_k, gen_end, ngen, stop_k, stop_g, stop_eq, s
 
 
 @njit(cache=True, inline="always")
-def _need_cols(w, nb, tg_row, cfu, bar):
+def _need_cols(w, nb, tg_row, cfu, bar, has_band):
     """Step 1 of a bar: whether each column of a tile needs the general part (``W_NEED``): a
     pending order, close, re-entry, rebalance or stop, an order due at the bar's target row
     ``tg_row[cfu + k]``, a possible liquidation of its perp or of its borrowed spot leg's
-    margin account. Returns their number."""
+    margin account. Returns their number. ``has_band`` (some column of the run has a delta band)
+    is a constant of each copy: without it the band's test is left out (every band is then
+    infinite: never breached)."""
     has_row, ok, mh, ml, sh, level = bar[0], bar[1], bar[2], bar[3], bar[4], bar[5]
     ngen = 0
     for k in range(nb):
@@ -185,7 +187,7 @@ def _need_cols(w, nb, tg_row, cfu, bar):
             layout.STOP_NONE,
             s,
             q,
-            w[W_BAND * STRIDE + k],
+            w[W_BAND * STRIDE + k] if has_band else np.inf,
         )
         need = (
             (w[W_PEND * STRIDE + k] != 0.0)
@@ -306,7 +308,7 @@ def _quiet_nb(w, nb, rows, bar, tile):
     funding of a funding bar (:func:`_funding_cols`), the close (:func:`_close_cols`) and the
     rebalancing check (:func:`_rebalance_cols`). ``rows = (tg_row, eq_row, cf)``: the bar's
     target and equity rows and the tile's first column; ``bar``: the bar's values of the symbol
-    (see :func:`soa_range_nb`); ``tile = (has_min, sched_any, mmr_max_n, cum_min_n)``. The loops
+    (see :func:`soa_range_nb`); ``tile = (has_min, sched_any, has_band, mmr_max_n, cum_min_n)``. The loops
     take the tile in blocks of :data:`SUB` columns. Returns the numbers of columns that need the
     general part and of stops.
 
@@ -315,7 +317,7 @@ def _quiet_nb(w, nb, rows, bar, tile):
     per bar-column): that loop's ~40 live values and masks did not fit the registers."""
     tg_row, eq_row, cf = rows
     fv_n, has_reb, fund_bar = bar[8], bar[13], bar[15]
-    has_min, sched_any, mmr_max_n, cum_min_n = tile
+    has_min, sched_any, has_band, mmr_max_n, cum_min_n = tile
     cfu = np.uint64(cf)  # unsigned: no negative-index wraparound (which would turn loads into gathers)
     w = borrowed(w)  # (no reference counting of its blocks' views)
     ngen = 0
@@ -324,7 +326,10 @@ def _quiet_nb(w, nb, rows, bar, tile):
         m = min(nb - k0, SUB)
         wb = w[k0:]  # (the block's state: slot w of its column k at wb[w * STRIDE + k])
         cb = cfu + np.uint64(k0)
-        ngen += _need_cols(wb, m, tg_row, cb, bar)
+        if has_band:
+            ngen += _need_cols(wb, m, tg_row, cb, bar, True)
+        else:
+            ngen += _need_cols(wb, m, tg_row, cb, bar, False)
         if fund_bar:
             _funding_cols(wb, m, fv_n, mmr_max_n, cum_min_n)
         nst += _close_cols(wb, m, eq_row, cb, bar, fund_bar)
@@ -525,7 +530,9 @@ def soa_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
             # every column's bar as if it were quiet (loops the compiler vectorizes); the
             # columns that need the general part keep their state and take it below
             bar = (has_row, ok, mh, ml, sh, level, so_r, po_r, fv_n, sx, px, h_open, h_in, has_reb, ref_ok, fund_bar)
-            ngen, nst = _quiet_nb(w, nb, (tg_row, eq_row, cf), bar, (has_min, sched_any, mmr_max_n, cum_min_n))
+            ngen, nst = _quiet_nb(
+                w, nb, (tg_row, eq_row, cf), bar, (has_min, sched_any, has_band, mmr_max_n, cum_min_n)
+            )
             if w_geq:  # (the general part writes its columns' own)
                 _group_equity_nb(w, nb, ge_row, ga)
             nstop = 0
