@@ -44,9 +44,9 @@ process, best of 3-7, one core of a shared 2-core AVX-512 machine, so +-20%): 1.
 borrows its arrays (:mod:`backtest.kernels.views`) and the quiet bar is four loops (one loop that
 took every step kept ~40 live values and their masks, more than the registers hold: ~440
 instructions per 8 columns, half of them mask moves and spills) over blocks of columns whose
-state stays in the L1 cache (:data:`SUB`), the bench grid's kernel runs at 240-270 M
-bar-columns/s: the quiet loops cost ~3 ns per bar-column (4.2-4.6 ns as one loop), the general
-part (~1% of the bar-columns) about 100-130 ns each.
+state stays in the L1 cache (:data:`SUB`), the bench grid runs at 280-300 M bar-columns/s: the
+quiet loops cost ~2-2.5 ns per bar-column (4.2-4.6 ns as one loop), the general part (~1% of the
+bar-columns) about 100-130 ns each.
 """
 
 from __future__ import annotations
