@@ -316,7 +316,10 @@ def _quiet_nb(w, nb, rows, bar, tile):
 
     Four loops, each with a few live values, run in about two thirds of the time of the one
     loop that took every step (measured on the bench grid's columns: 3.0-3.2 against 4.2-4.6 ns
-    per bar-column): that loop's ~40 live values and masks did not fit the registers."""
+    per bar-column): that loop's ~40 live values and masks did not fit the registers. Each loop
+    is compiled once per run- or bar-wide switch it tests (bands; revaluation and funding bar;
+    minimums and schedules), so that it does not compute, for every column, work a switch
+    turns off."""
     tg_row, eq_row, cf = rows
     fv_n, has_reb, fund_bar = bar[8], bar[13], bar[15]
     has_min, sched_any, has_band, mmr_max_n, cum_min_n = tile
