@@ -370,7 +370,7 @@ def _flagged_nb(w, slot, nb, out):
         t = ((w[a] + w[a + 1]) + (w[a + 2] + w[a + 3])) + ((w[a + 4] + w[a + 5]) + (w[a + 6] + w[a + 7]))
         if t != 0.0:
             for d in range(8):
-                if w[base + k0 + d] != 0.0:
+                if w[a + d] != 0.0:
                     out[h] = k0 + d
                     h += 1
     for k in range(nb8, nb):
@@ -548,13 +548,12 @@ def soa_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
                 _group_equity_nb(w, nb, ge_row, ga)
             nstop = 0
             if nst > 0:  # the quiet columns' stops (their events are put in order below)
-                for k in range(nb):
-                    if w[W_STOPPED * STRIDE + k] != 0.0:
-                        stop_k[nstop] = k
-                        stop_g[nstop] = ga + k
-                        stop_eq[nstop] = w[W_SEQ * STRIDE + k]
-                        stop_hold[nstop] = w[W_STOP * STRIDE + k] != layout.STOP_DONE
-                        nstop += 1
+                nstop = _flagged_nb(w, W_STOPPED, nb, stop_k)
+                for a in range(nstop):
+                    k = stop_k[a]
+                    stop_g[a] = ga + k
+                    stop_eq[a] = w[W_SEQ * STRIDE + k]
+                    stop_hold[a] = w[W_STOP * STRIDE + k] != layout.STOP_DONE
             if ngen > 0:
                 _flagged_nb(w, W_NEED, nb, gen_k)
             # the general part (orders, liquidations, pending closes) of the others, then the rest of their bar
