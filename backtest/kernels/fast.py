@@ -304,6 +304,78 @@ def isolated_open_nb(
 
 
 @njit(cache=True)
+def hedged_bars_nb(j, j1, i_off, C, c, N, n, tg1, va1, mh1, fv1, sc1, mc1, equity, eq_step, s, sv, pv, c4, c5, rest, last_x, liq_lvl, factor, band):  # fmt: skip
+    """The plainest quiet bars of a long carry, from bar ``j`` up to ``j1``: ``s > 0`` spot coins
+    hedged by ``q = -s`` perp coins, no settlement, no rebalancing calendar or minimums, no
+    portfolio equity of its own. :func:`quiet_bars_nb`'s steps for that case through the same
+    arithmetic, in the fewest live values (the general loop's ~45 spill to the stack).
+
+    A bar is taken whole or not at all: the loop ends *before* a bar with an order due (its
+    target row ``j + i_off`` differs from ``last_x``), an invalid bar, a bar whose mark high
+    reaches the pre-check level ``liq_lvl`` (:func:`rules.liq_possible_nb` for a short), a
+    funding settlement (finite, non-zero ``fv1``) and a bar whose close would take the equity
+    to zero or below; the caller takes that bar from its start. A bar taken: the close
+    revaluation (:func:`rules.revalue_nb`, exactly hedged), its equity ``(((rest[0] + c4) + c5)
+    + rest[1]) + rest[2]`` (:func:`rules.equity_nb`: partial sum, spot, perp, liquidation and
+    unhedged components) written to ``equity[j * eq_step, c]``, then the rebalancing check
+    (:func:`rules.rebalance_due_nb` without schedule or minimums; ``band`` inf: never), which
+    ends the loop after the bar. Flat inputs are read at ``j * N + n``, targets at ``i * C + c``.
+
+    Returns ``(j, sv, pv, c4, c5, reb)``: the first bar not taken, the state after the bars
+    taken, and whether a rebalance is due at bar ``j``'s open."""
+    q = -s
+    c7, c6, cun = rest
+    while j < j1:
+        i = j + i_off
+        if i >= 0:
+            x = tg1[np.uint64(i * C + c)]
+            if x == x and x != last_x:
+                break
+        jn = np.uint64(j * N + n)
+        if not va1[jn]:
+            break
+        if not mh1[jn] < liq_lvl:
+            break
+        fv = fv1[jn]
+        if fv != 0.0 and np.isfinite(fv):
+            break
+        sc = sc1[jn]
+        mc = mc1[jn]
+        n4 = c4 + s * (sc - sv)
+        n5 = c5 + q * (mc - pv)
+        ceq = rules.equity_nb(c7, n4, n5, c6, cun)
+        if ceq <= 0.0:
+            break
+        c4, c5, sv, pv = n4, n5, sc, mc
+        equity[np.uint64(j * eq_step), np.uint64(c)] = ceq
+        j += 1
+        target = ceq * factor  # (max(ceq, 0) * factor: ceq > 0 here)
+        if abs(s * sc - target) > band * target:
+            return j, sv, pv, c4, c5, True
+    return j, sv, pv, c4, c5, False
+
+
+@njit(cache=True)
+def flat_bars_nb(j, j1, i_off, C, c, N, n, tg1, va1, equity, eq_step, ceq, last_x):
+    """The quiet bars of a flat column (no coins, target factor 0: nothing to revalue, fund,
+    liquidate or rebalance), from bar ``j`` up to ``j1``: its equity ``ceq`` (> 0) written to
+    ``equity[j * eq_step, c]`` up to the first bar with an order due or an invalid bar (see
+    :func:`hedged_bars_nb`). Returns the first bar not taken; the caller takes the valuation
+    prices of the last bar taken (the revaluation of a flat column only moves them)."""
+    while j < j1:
+        i = j + i_off
+        if i >= 0:
+            x = tg1[np.uint64(i * C + c)]
+            if x == x and x != last_x:
+                break
+        if not va1[np.uint64(j * N + n)]:
+            break
+        equity[np.uint64(j * eq_step), np.uint64(c)] = ceq
+        j += 1
+    return j
+
+
+@njit(cache=True)
 def quiet_bars_nb(
     j, j1, i_off, C, c, N, n, g, tg1, va1, adv1, fv1, sc1, mc1, equity, w_eq, group_equity, w_geq, time_ms, bar_ms,
     s, q, cost, fw, cash, sv, pv, part, c0, c4, c5, c6, cun, c7, last_x, liq_lvl, mmr_max_n, cum_min_n, factor,
@@ -335,9 +407,31 @@ def quiet_bars_nb(
     reb = False
     funded = False  # bar j's checks passed and its funding is booked: go on with its close
     fw0, c00, c70, lvl0 = fw, c0, c7, liq_lvl  # (the state before that funding)
+    # an exactly hedged long carry or a flat column, without calendar, minimums or portfolio
+    # equity of its own: its plainest bars in hedged_bars_nb or flat_bars_nb, the bar that ends
+    # them here (measured on backtest.app.bench_reference's column of 525,600 one-minute bars:
+    # the kernel 1.76 ms -> 0.95-0.98 ms, 2.15x -> 1.13-1.17x the hand-written loop)
+    plain = not w_geq and re0 == np.inf and mq0 <= 0.0 and mn0 <= 0.0
+    hedged = plain and s > 0.0 and s + q == 0.0
+    band = rb0 if check_reb else np.inf
+    if plain and s == 0.0 and q == 0.0 and factor == 0.0:
+        ceq = rules.equity_nb(c7, c4, c5, c6, cun)
+        if ceq > 0.0:
+            j0 = j
+            j = flat_bars_nb(j, j1, i_off, C, c, N, n, tg1, va1, equity, 1 if w_eq else 0, ceq, last_x)
+            if j > j0:
+                jn = np.uint64((j - 1) * N + n)
+                sv, pv = sc1[jn], mc1[jn]
     while j < j1:
         settles = False
         while j < j1:
+            if hedged and not funded:
+                j, sv, pv, c4, c5, reb = hedged_bars_nb(
+                    j, j1, i_off, C, c, N, n, tg1, va1, adv1, fv1, sc1, mc1, equity, 1 if w_eq else 0, s, sv, pv,
+                    c4, c5, (c7, c6, cun), last_x, liq_lvl, factor, band,
+                )  # fmt: skip
+                if reb or j >= j1:
+                    break
             jn = np.uint64(j * N + n)
             if not funded:
                 i = j + i_off
