@@ -536,7 +536,7 @@ def run_backtest(
         ncols = np.diff(starts[bounds])
         caps = (cap * ncols // max(C, 1) + 1024).astype(np.int64)
         rec_bounds = np.concatenate([[0], np.cumsum(caps)]).astype(np.int64)
-        rec = np.empty((rec_bounds[-1], N_REC_FIELDS))
+        rec = OUTPUT_POOL.empty((rec_bounds[-1], N_REC_FIELDS))  # (a scratch: back to the pool after the merge)
 
         def chunks(rec_bounds, rec):
             if threaded:
@@ -557,7 +557,9 @@ def run_backtest(
             rec = np.empty((rec_bounds[-1], N_REC_FIELDS))
             col_state[:], grp_state[:] = state.columns, state.groups
             counts = chunks(rec_bounds, rec)
-        records = K.merge_records_nb(rec, rec_bounds, counts, T)
+        records = OUTPUT_POOL.empty((int(counts.sum()), N_REC_FIELDS))
+        K.merge_records_nb(rec, rec_bounds, counts, records)
+        del rec
     t_kernel = time.perf_counter() - t_kernel
     col_state[:, S_BPREV : S_MRF + 1] = 0.0  # the kernels' per-bar scratch slots
     if shared_equity:

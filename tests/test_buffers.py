@@ -66,6 +66,30 @@ def test_fit_miss_limit_and_clear():
         pool.limit_bytes = -1
 
 
+def test_the_default_limit_is_an_eighth_of_the_memory_within_bounds(monkeypatch):
+    import os
+
+    from backtest import buffers
+
+    page = 4096
+
+    def sysconf(pages):
+        return lambda name: page if name == "SC_PAGE_SIZE" else pages
+
+    for total, want in ((2 << 30, 256 * MB), (16 << 30, 2 << 30), (24 << 30, 3 << 30), (256 << 30, 4 << 30)):
+        monkeypatch.setattr(os, "sysconf", sysconf(total // page))
+        assert buffers.default_limit_bytes() == want
+        assert BufferPool().limit_bytes == want
+
+    def unreadable(name):
+        raise ValueError(name)
+
+    monkeypatch.setattr(os, "sysconf", unreadable)
+    assert buffers.default_limit_bytes() == 256 * MB
+    monkeypatch.undo()
+    assert buffers.MIN_DEFAULT_LIMIT <= OUTPUT_POOL.limit_bytes <= buffers.MAX_DEFAULT_LIMIT
+
+
 def test_threads_never_share_a_block():
     pool = BufferPool(256 * MB)
     seen, errors = [], []
@@ -111,11 +135,12 @@ def test_engine_results_stay_intact_while_later_runs_reuse_memory():
         np.testing.assert_array_equal(v.to_numpy(), kept[k])
     # a run on reused memory equals a run on fresh memory, bit for bit
     again = run_backtest(m, vals, cfg)
+    limit = OUTPUT_POOL.limit_bytes
     OUTPUT_POOL.limit_bytes = 0
     try:
         fresh = run_backtest(m, vals, cfg)
     finally:
-        OUTPUT_POOL.limit_bytes = 256 * MB
+        OUTPUT_POOL.limit_bytes = limit
     assert_identical(again, fresh)
     del first, again, fresh
     third = run_backtest(m, vals, cfg)

@@ -1027,23 +1027,42 @@ def count_target_changes_nb(targets, stride):
 
 
 @njit(cache=True)
-def merge_records_nb(rec, rec_bounds, counts, n_bars):
-    """Events of chunks of groups in the order of one pass over every group: by bar, then
-    chunk, then the chunk's own order (each chunk's events are in bar order). A stable
-    counting sort on the bar (``0 .. n_bars - 1``): linear in the events and bars."""
+def merge_records_nb(rec, rec_bounds, counts, out):
+    """Events of chunks of groups into ``out`` (``counts.sum()`` rows) in the order of one pass
+    over every group: by bar, then chunk, then the chunk's own order. Chunk ``h``'s events are
+    rows ``rec_bounds[h] .. rec_bounds[h] + counts[h] - 1`` of ``rec``, in bar order: a merge
+    of those runs, bar by bar, each chunk's run of a bar copied whole (contiguous rows in, a
+    contiguous block out). Linear in the events, plus bars times chunks for the cursors.
+
+    (It replaced a counting sort of every row on its bar, which scattered rows one at a time:
+    2.35 M events of 25 chunks, ``backtest.app.bench``'s 100,000-column grid, in ~80 ms
+    against ~25 ms now.)"""
     nch = counts.shape[0]
-    cnt = np.zeros(n_bars + 1, np.int64)
+    F = rec.shape[1]
+    src = rec.ravel()
+    dst = out.ravel()
+    pos = np.empty(nch, np.int64)
+    end = np.empty(nch, np.int64)
+    bar = np.inf  # the bar being merged: the smallest bar at a chunk's cursor
     for h in range(nch):
-        for r in range(rec_bounds[h], rec_bounds[h] + counts[h]):
-            cnt[np.int64(rec[r, R_BAR]) + 1] += 1
-    for b in range(1, n_bars + 1):
-        cnt[b] += cnt[b - 1]
-    out = np.empty((cnt[n_bars], rec.shape[1]))
-    for h in range(nch):
-        for r in range(rec_bounds[h], rec_bounds[h] + counts[h]):
-            b = np.int64(rec[r, R_BAR])
-            dst = cnt[b]
-            cnt[b] += 1
-            for f in range(rec.shape[1]):
-                out[dst, f] = rec[r, f]
-    return out
+        pos[h] = rec_bounds[h]
+        end[h] = rec_bounds[h] + counts[h]
+        if counts[h] > 0:
+            bar = min(bar, rec[pos[h], R_BAR])
+    d = 0
+    while bar < np.inf:
+        following = np.inf
+        for h in range(nch):
+            p0 = pos[h]
+            p = p0
+            e = end[h]
+            while p < e and rec[np.uint64(p), R_BAR] == bar:
+                p += 1
+            if p > p0:
+                dst[d * F : (d + p - p0) * F] = src[p0 * F : p * F]
+                d += p - p0
+                pos[h] = p
+            if p < e:
+                following = min(following, rec[np.uint64(p), R_BAR])
+        bar = following
+    return d

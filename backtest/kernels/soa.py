@@ -57,7 +57,7 @@ from numba import njit, prange
 from backtest.kernels import layout, rules
 from backtest.kernels.fast import chunk_bars_nb, isolated_open_nb, open_arrays_nb, scatter_by_bar
 from backtest.kernels.margin import liq_level_nb, tier_bounds_nb
-from backtest.kernels.views import borrowed
+from backtest.kernels.views import borrowed, prefetch_read, prefetch_write
 
 #: Portfolios per tile (at most; the engine calls the kernel with blocks of ``FAST_BLOCK_GROUPS``).
 #: Per-bar costs (a tile's general part, its calls) favour large tiles: measured on 1,000 columns
@@ -308,8 +308,9 @@ def _quiet_nb(w, nb, rows, bar, tile):
     :func:`fast_range_nb`'s quiet bars take it, in loops the compiler vectorizes: which columns
     need the general part (:func:`_need_cols`: their state is kept), then for the others the
     funding of a funding bar (:func:`_funding_cols`), the close (:func:`_close_cols`) and the
-    rebalancing check (:func:`_rebalance_cols`). ``rows = (tg_row, eq_row, cf)``: the bar's
-    target and equity rows and the tile's first column; ``bar``: the bar's values of the symbol
+    rebalancing check (:func:`_rebalance_cols`). ``rows = (tg_row, eq_row, cf, tg_next,
+    eq_next)``: the bar's target and equity rows, the tile's first column and the next bar's rows
+    (prefetched block by block); ``bar``: the bar's values of the symbol
     (see :func:`soa_range_nb`); ``tile = (has_min, sched_any, has_band, mmr_max_n, cum_min_n)``.
     The loops take the tile in blocks of :data:`SUB` columns. Returns the numbers of columns that
     need the general part and of stops.
@@ -320,7 +321,7 @@ def _quiet_nb(w, nb, rows, bar, tile):
     is compiled once per run- or bar-wide switch it tests (bands; revaluation and funding bar;
     minimums and schedules), so that it does not compute, for every column, work a switch
     turns off."""
-    tg_row, eq_row, cf = rows
+    tg_row, eq_row, cf, tg_next, eq_next = rows
     fv_n, has_reb, fund_bar = bar[8], bar[13], bar[15]
     has_min, sched_any, has_band, mmr_max_n, cum_min_n = tile
     cfu = np.uint64(cf)  # unsigned: no negative-index wraparound (which would turn loads into gathers)
@@ -332,6 +333,9 @@ def _quiet_nb(w, nb, rows, bar, tile):
         m = min(nb - k0, SUB)
         wb = w[k0:]  # (the block's state: slot w of its column k at wb[w * STRIDE + k])
         cb = cfu + np.uint64(k0)
+        for l in range(0, m, 8):  # the next bar's rows of the block, a cache line (8 values) at a time
+            prefetch_read(tg_next, cb + np.uint64(l))
+            prefetch_write(eq_next, cb + np.uint64(l))
         if has_band:
             ngen += _need_cols(wb, m, tg_row, cb, bar, True)
         else:
@@ -536,13 +540,15 @@ def soa_range_nb(g0, g1, mk, book, prm, tiers, run, st, out, rec):
             seg0 = nrec
             tg_row = tg[iu]
             eq_row = equity[row]
+            eq_next = equity[np.uint64(min(j + 1, T - 1)) if w_eq else np.uint64(0)]
+            tg_next = tg[np.uint64(min(max(i + 1, 0), tg.shape[0] - 1))]
             ge_row = group_equity[ju] if w_geq else group_equity[0]  # (not written without w_geq)
             cf = cidx[0]
             # every column's bar as if it were quiet (loops the compiler vectorizes); the
             # columns that need the general part keep their state and take it below
             bar = (has_row, ok, mh, ml, sh, level, so_r, po_r, fv_n, sx, px, h_open, h_in, has_reb, ref_ok, fund_bar)
             ngen, nst = _quiet_nb(
-                w, nb, (tg_row, eq_row, cf), bar, (has_min, sched_any, has_band, mmr_max_n, cum_min_n)
+                w, nb, (tg_row, eq_row, cf, tg_next, eq_next), bar, (has_min, sched_any, has_band, mmr_max_n, cum_min_n)
             )
             if w_geq:  # (the general part writes its columns' own)
                 _group_equity_nb(w, nb, ge_row, ga)

@@ -16,6 +16,11 @@ rebinds an argument's variable and the caller's reference keeps the memory), nev
 allocates itself by rebinding its variable (that would free the memory under the view; a view in
 a variable of its own is safe while the array's own variable is still used after it), and never
 returns or stores a borrowed view.
+
+:data:`prefetch_read` and :data:`prefetch_write` ask the processor for memory a kernel is about
+to touch: the structure-of-arrays kernel fetches the next bar's targets and equity of a block of
+columns while it computes this bar's (a wide grid's rows are segments far apart in memory, each
+one a new stream for the hardware prefetcher).
 """
 
 from __future__ import annotations
@@ -54,3 +59,32 @@ def borrowed(typingctx, a):
         return _borrow(context, builder, sig.args[0], args[0])
 
     return a(a), codegen
+
+
+def _prefetch(write: int):
+    """An intrinsic ``f(a, k)``: LLVM's ``llvm.prefetch`` of element ``k`` of array ``a`` (for a
+    read, or with ``write`` 1 for a write; kept in every cache level). A hint: it changes no
+    value and never faults, whatever ``k``."""
+
+    def prefetch(typingctx, a, k):
+        def codegen(context, builder, sig, args):
+            from llvmlite import ir
+
+            ary = context.make_array(sig.args[0])(context, builder, value=args[0])
+            ptr = builder.gep(ary.data, [args[1]])
+            i32 = ir.IntType(32)
+            fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+            # (address, read 0 / write 1, locality 3: keep in all levels, data cache 1)
+            builder.call(fn, [ptr, ir.Constant(i32, write), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+
+        return types.void(a, k), codegen
+
+    return intrinsic(prefetch)
+
+
+#: ``prefetch_read(a, k)``: element ``k`` of ``a`` (C-contiguous, flat index) will be read soon.
+prefetch_read = _prefetch(0)
+#: ``prefetch_write(a, k)``: element ``k`` of ``a`` (C-contiguous, flat index) will be written soon.
+prefetch_write = _prefetch(1)
