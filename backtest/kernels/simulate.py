@@ -1036,7 +1036,7 @@ def merge_records_nb(rec, rec_bounds, counts, out):
 
     (It replaced a counting sort of every row on its bar, which scattered rows one at a time:
     2.35 M events of 25 chunks, ``backtest.app.bench``'s 100,000-column grid, in ~80 ms
-    against ~25 ms now.)"""
+    against 10-16 ms now.)"""
     nch = counts.shape[0]
     F = rec.shape[1]
     src = rec.ravel()
