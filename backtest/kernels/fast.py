@@ -312,6 +312,17 @@ def isolated_open_nb(
     )
 
 
+@njit(cache=True, inline="always")
+def new_target_nb(tg1, i, C, c, last_x):
+    """Whether column ``c``'s target row ``i`` (flat index ``i * C + c``; none before row 0)
+    asks for an order: a finite target other than the one held ``last_x``
+    (:func:`rules.order_due_nb` for a column without band, pending orders or stop)."""
+    if i < 0:
+        return False
+    x = tg1[np.uint64(i * C + c)]
+    return x == x and x != last_x
+
+
 @njit(cache=True)
 def hedged_bars_nb(j, j1, i_off, C, c, N, n, tg1, va1, mh1, fv1, sc1, mc1, equity, eq_step, s, sv, pv, c4, c5, rest, last_x, liq_lvl, factor, band):  # fmt: skip
     """The plainest quiet bars of a long carry, from bar ``j`` up to ``j1``: ``s > 0`` spot coins
@@ -335,11 +346,8 @@ def hedged_bars_nb(j, j1, i_off, C, c, N, n, tg1, va1, mh1, fv1, sc1, mc1, equit
     q = -s
     c7, c6, cun = rest
     while j < j1:
-        i = j + i_off
-        if i >= 0:
-            x = tg1[np.uint64(i * C + c)]
-            if x == x and x != last_x:
-                break
+        if new_target_nb(tg1, j + i_off, C, c, last_x):
+            break
         jn = np.uint64(j * N + n)
         if not va1[jn]:
             break
@@ -372,11 +380,8 @@ def flat_bars_nb(j, j1, i_off, C, c, N, n, tg1, va1, equity, eq_step, ceq, last_
     :func:`hedged_bars_nb`). Returns the first bar not taken; the caller takes the valuation
     prices of the last bar taken (the revaluation of a flat column only moves them)."""
     while j < j1:
-        i = j + i_off
-        if i >= 0:
-            x = tg1[np.uint64(i * C + c)]
-            if x == x and x != last_x:
-                break
+        if new_target_nb(tg1, j + i_off, C, c, last_x):
+            break
         if not va1[np.uint64(j * N + n)]:
             break
         equity[np.uint64(j * eq_step), np.uint64(c)] = ceq
@@ -443,11 +448,8 @@ def quiet_bars_nb(
                     break
             jn = np.uint64(j * N + n)
             if not funded:
-                i = j + i_off
-                if i >= 0:
-                    x = tg1[np.uint64(i * C + c)]
-                    if x == x and x != last_x:  # (rules.order_due_nb, for a column without band or stop)
-                        break
+                if new_target_nb(tg1, j + i_off, C, c, last_x):
+                    break
                 if not va1[jn]:
                     break
                 if q != 0.0:
