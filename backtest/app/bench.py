@@ -268,7 +268,8 @@ def bench_columns(counts: tuple[int, ...], n_bars: int, repeat: int, passes: int
     best = dict.fromkeys(counts, np.inf)
     for _ in range(passes):
         for n_cols in counts:
-            best[n_cols] = min(best[n_cols], _lean_grid_seconds(m, *grids[n_cols], repeat))
+            tg, params, cfg = grids[n_cols]
+            best[n_cols] = min(best[n_cols], _lean_grid_seconds(m, tg, params, cfg, repeat))
     return {n_cols: n_cols * n_bars / best[n_cols] for n_cols in counts}
 
 
