@@ -324,10 +324,10 @@ def new_target_nb(tg1, i, C, c, last_x):
 
 
 @njit(cache=True)
-def hedged_bars_nb(j, j1, i_off, C, c, N, n, tg1, va1, mh1, fv1, sc1, mc1, equity, eq_step, s, sv, pv, c4, c5, rest, last_x, liq_lvl, factor, band):  # fmt: skip
+def hedged_bars_nb(j, j1, i_off, C, c, N, n, tg1, va1, mh1, fv1, sc1, mc1, equity, eq_step, s, sv, pv, c4, c5, rest, last_x, liq_lvl, factor, band, min_qty, min_not):  # fmt: skip
     """The plainest quiet bars of a long carry, from bar ``j`` up to ``j1``: ``s > 0`` spot coins
-    hedged by ``q = -s`` perp coins, no settlement, no rebalancing calendar or minimums, no
-    portfolio equity of its own. :func:`quiet_bars_nb`'s steps for that case through the same
+    hedged by ``q = -s`` perp coins, no settlement, no rebalancing calendar, no portfolio
+    equity of its own. :func:`quiet_bars_nb`'s steps for that case through the same
     arithmetic, in the fewest live values (the general loop's ~45 spill to the stack).
 
     A bar is taken whole or not at all: the loop ends *before* a bar with an order due (its
@@ -338,8 +338,8 @@ def hedged_bars_nb(j, j1, i_off, C, c, N, n, tg1, va1, mh1, fv1, sc1, mc1, equit
     revaluation (:func:`rules.revalue_nb`, exactly hedged), its equity ``(((rest[0] + c4) + c5)
     + rest[1]) + rest[2]`` (:func:`rules.equity_nb`: partial sum, spot, perp, liquidation and
     unhedged components) written to ``equity[j * eq_step, c]``, then the rebalancing check
-    (:func:`rules.rebalance_due_nb` without schedule or minimums; ``band`` inf: never), which
-    ends the loop after the bar. Flat inputs are read at ``j * N + n``, targets at ``i * C + c``.
+    (:func:`rules.rebalance_due_nb` without schedule; ``band`` inf: never; the order's
+    ``min_qty`` coins and ``min_not`` quote), which ends the loop after the bar. Flat inputs are read at ``j * N + n``, targets at ``i * C + c``.
 
     Returns ``(j, sv, pv, c4, c5, reb)``: the first bar not taken, the state after the bars
     taken, and whether a rebalance is due at bar ``j``'s open."""
@@ -366,8 +366,7 @@ def hedged_bars_nb(j, j1, i_off, C, c, N, n, tg1, va1, mh1, fv1, sc1, mc1, equit
         c4, c5, sv, pv = n4, n5, sc, mc
         equity[np.uint64(j * eq_step), np.uint64(c)] = ceq
         j += 1
-        target = ceq * factor  # (max(ceq, 0) * factor: ceq > 0 here)
-        if abs(s * sc - target) > band * target:
+        if rules.rebalance_due_nb(False, band, ceq, factor, s, sc, min_qty, min_not):
             return j, sv, pv, c4, c5, True
     return j, sv, pv, c4, c5, False
 
@@ -421,11 +420,11 @@ def quiet_bars_nb(
     reb = False
     funded = False  # bar j's checks passed and its funding is booked: go on with its close
     fw0, c00, c70, lvl0 = fw, c0, c7, liq_lvl  # (the state before that funding)
-    # an exactly hedged long carry or a flat column, without calendar, minimums or portfolio
-    # equity of its own: its plainest bars in hedged_bars_nb or flat_bars_nb, the bar that ends
+    # an exactly hedged long carry or a flat column, without calendar or portfolio equity of
+    # its own: its plainest bars in hedged_bars_nb or flat_bars_nb, the bar that ends
     # them here (measured on backtest.app.bench_reference's column of 525,600 one-minute bars:
     # the kernel 1.76 ms -> 0.95-0.98 ms, 2.15x -> 1.13-1.17x the hand-written loop)
-    plain = not w_geq and re0 == np.inf and mq0 <= 0.0 and mn0 <= 0.0
+    plain = not w_geq and re0 == np.inf
     hedged = plain and s > 0.0 and s + q == 0.0
     band = rb0 if check_reb else np.inf
     if plain and s == 0.0 and q == 0.0 and factor == 0.0:
@@ -442,7 +441,7 @@ def quiet_bars_nb(
             if hedged and not funded:
                 j, sv, pv, c4, c5, reb = hedged_bars_nb(
                     j, j1, i_off, C, c, N, n, tg1, va1, adv1, fv1, sc1, mc1, equity, 1 if w_eq else 0, s, sv, pv,
-                    c4, c5, (c7, c6, cun), last_x, liq_lvl, factor, band,
+                    c4, c5, (c7, c6, cun), last_x, liq_lvl, factor, band, mq0, mn0,
                 )  # fmt: skip
                 if reb or j >= j1:
                     break
