@@ -11,12 +11,17 @@ write (about 0.1 ms per MB on the 2-core machine of the README's benchmark, so 5
 run of about the same size. A block is free when nothing but the pool refers to it: every
 array, DataFrame or Arrow buffer built on a result's outputs keeps its block alive, so memory
 a caller can still see is never reused. The pool holds at most :attr:`BufferPool.limit_bytes`
-of blocks, busy or free (by default an eighth of the machine's memory, between 256 MiB and 4
-GiB: :func:`default_limit_bytes`; ``0`` turns it off); :meth:`BufferPool.clear` gives the free
-ones back to the system, and a run whose outputs fit no free block drops the free blocks first
-(a workload that changed size does not keep its old blocks). Blocks larger than the limit are
-never pooled. (The default was 256 MiB, which left a 100,000-column grid of 1,000 hourly bars,
-800 MB of equity, on fresh pages at every run: zeroing them took ~40 ms of its ~400 ms.)
+of blocks, busy or free (256 MiB by default, ``0`` turns it off); :meth:`BufferPool.clear`
+gives the free ones back to the system, and a run whose outputs fit no free block drops the
+free blocks first (a workload that changed size does not keep its old blocks). Blocks larger
+than the limit are never pooled.
+
+A larger default was measured and dropped: an eighth of the machine's memory (2.9 GB here) put
+a 100,000-column grid of 1,000 hourly bars (800 MB of equity, its events' scratch and merged
+records) on recycled memory at every run, ~40-80 ms of its ~400 ms, but made a 1,000-set
+``carry sweep`` of three symbols over three years (lean, memory-bounded) 10-50% slower, with
+more system time (strategies and engine 12.2-18.3 s against 9.4-12.3 s, interleaved runs): that
+command requests five blocks of five sizes, none reused, and holding them did not pay.
 
 Pure bookkeeping on NumPy arrays, thread-safe; the reuse test relies on CPython's reference
 counts (``sys.getrefcount``).
@@ -31,24 +36,7 @@ import numpy as np
 
 from data.errors import ConfigError
 
-__all__ = ["BufferPool", "OUTPUT_POOL", "default_limit_bytes"]
-
-#: Bounds of :func:`default_limit_bytes`.
-MIN_DEFAULT_LIMIT = 256 << 20
-MAX_DEFAULT_LIMIT = 4 << 30
-
-
-def default_limit_bytes() -> int:
-    """The output pool's default limit: an eighth of the machine's physical memory, at least
-    :data:`MIN_DEFAULT_LIMIT` (256 MiB; also where the size cannot be read) and at most
-    :data:`MAX_DEFAULT_LIMIT` (4 GiB)."""
-    import os
-
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # (no sysconf, e.g. on Windows)
-        return MIN_DEFAULT_LIMIT
-    return int(min(max(total // 8, MIN_DEFAULT_LIMIT), MAX_DEFAULT_LIMIT))
+__all__ = ["BufferPool", "OUTPUT_POOL"]
 
 
 class BufferPool:
@@ -56,15 +44,15 @@ class BufferPool:
 
     Parameters
     ----------
-    limit_bytes : int, optional
-        Most bytes of blocks the pool keeps (in use by live results or free); default
-        :func:`default_limit_bytes`. ``0`` disables pooling: :meth:`empty` is then ``np.empty``.
+    limit_bytes : int
+        Most bytes of blocks the pool keeps (in use by live results or free). ``0`` disables
+        pooling: :meth:`empty` is then ``np.empty``.
     """
 
-    def __init__(self, limit_bytes: int | None = None) -> None:
+    def __init__(self, limit_bytes: int = 256 << 20) -> None:
         self._blocks: list[np.ndarray] = []
         self._lock = threading.Lock()
-        self.limit_bytes = default_limit_bytes() if limit_bytes is None else limit_bytes
+        self.limit_bytes = limit_bytes
 
     @property
     def limit_bytes(self) -> int:

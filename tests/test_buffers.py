@@ -66,30 +66,6 @@ def test_fit_miss_limit_and_clear():
         pool.limit_bytes = -1
 
 
-def test_the_default_limit_is_an_eighth_of_the_memory_within_bounds(monkeypatch):
-    import os
-
-    from backtest import buffers
-
-    page = 4096
-
-    def sysconf(pages):
-        return lambda name: page if name == "SC_PAGE_SIZE" else pages
-
-    for total, want in ((2 << 30, 256 * MB), (16 << 30, 2 << 30), (24 << 30, 3 << 30), (256 << 30, 4 << 30)):
-        monkeypatch.setattr(os, "sysconf", sysconf(total // page))
-        assert buffers.default_limit_bytes() == want
-        assert BufferPool().limit_bytes == want
-
-    def unreadable(name):
-        raise ValueError(name)
-
-    monkeypatch.setattr(os, "sysconf", unreadable)
-    assert buffers.default_limit_bytes() == 256 * MB
-    monkeypatch.undo()
-    assert buffers.MIN_DEFAULT_LIMIT <= OUTPUT_POOL.limit_bytes <= buffers.MAX_DEFAULT_LIMIT
-
-
 def test_threads_never_share_a_block():
     pool = BufferPool(256 * MB)
     seen, errors = [], []
