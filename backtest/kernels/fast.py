@@ -39,8 +39,9 @@ checks, two running sums and the equity, nothing else live) and a flat column's
 (:func:`flat_bars_nb`: its constant equity written), each bar taken whole or left to
 :func:`quiet_bars_nb`. The general quiet loop's ~45 live values spilled to the stack and it
 reloaded its arrays' addresses every bar. On ``backtest.app.bench_reference``'s column
-(525,600 one-minute bars, a third of them flat) the kernel went from 1.76 ms to 0.91-1.02 ms,
-2.13-2.18x -> 1.13-1.18x the hand-written loop of the same carry (issue 17's goal: 1.5x).
+(525,600 one-minute bars, a third of them flat) the kernel went from 1.67-1.80 ms to
+0.9-1.03 ms, 2.13-2.18x -> 1.1-1.2x the hand-written loop of the same carry (issue 17's goal:
+1.5x).
 """
 
 from __future__ import annotations
@@ -422,8 +423,7 @@ def quiet_bars_nb(
     fw0, c00, c70, lvl0 = fw, c0, c7, liq_lvl  # (the state before that funding)
     # an exactly hedged long carry or a flat column, without calendar or portfolio equity of
     # its own: its plainest bars in hedged_bars_nb or flat_bars_nb, the bar that ends
-    # them here (measured on backtest.app.bench_reference's column of 525,600 one-minute bars:
-    # the kernel 1.76 ms -> 0.95-0.98 ms, 2.15x -> 1.13-1.17x the hand-written loop)
+    # them here (see the module docstring)
     plain = not w_geq and re0 == np.inf
     hedged = plain and s > 0.0 and s + q == 0.0
     band = rb0 if check_reb else np.inf
