@@ -19,9 +19,10 @@ than the limit are never pooled.
 A larger default was measured and dropped: an eighth of the machine's memory (2.9 GB here) put
 a 100,000-column grid of 1,000 hourly bars (800 MB of equity, its events' scratch and merged
 records) on recycled memory at every run, ~40-80 ms of its ~400 ms, but made a 1,000-set
-``carry sweep`` of three symbols over three years (lean, memory-bounded) 10-50% slower, with
-more system time (strategies and engine 12.2-18.3 s against 9.4-12.3 s, interleaved runs): that
-command requests five blocks of five sizes, none reused, and holding them did not pay.
+``carry sweep`` of three symbols over three years (lean, memory-bounded) ~40% slower: its
+strategies and engine took 15.8 s against 11.2 s (medians of 7 and 8 interleaved runs; 12.2-38.0
+s against 9.4-14.5 s), with the same page faults and about three times the system time. That
+command requests five blocks of five sizes, none reused, so holding them could not pay.
 
 Pure bookkeeping on NumPy arrays, thread-safe; the reuse test relies on CPython's reference
 counts (``sys.getrefcount``).
