@@ -22,7 +22,10 @@ records) on recycled memory at every run, ~40-80 ms of its ~400 ms, but made a 1
 ``carry sweep`` of three symbols over three years (lean, memory-bounded) ~40% slower: its
 strategies and engine took 15.8 s against 11.2 s (medians of 7 and 8 interleaved runs; 12.2-38.0
 s against 9.4-14.5 s), with the same page faults and about three times the system time. That
-command requests five blocks of five sizes, none reused, so holding them could not pay.
+command requests five blocks of five sizes, none reused, so holding them could not pay. (Not
+conclusive: an hour later the 256 MiB default itself took 31-34 s there with as much system
+time, so the cost of a page fault on the benchmark's virtual machine drifts; the default stays
+until a quieter machine decides.)
 
 Pure bookkeeping on NumPy arrays, thread-safe; the reuse test relies on CPython's reference
 counts (``sys.getrefcount``).
