@@ -40,7 +40,7 @@ checks, two running sums and the equity, nothing else live) and a flat column's
 :func:`quiet_bars_nb`. The general quiet loop's ~45 live values spilled to the stack and it
 reloaded its arrays' addresses every bar. On ``backtest.app.bench_reference``'s column
 (525,600 one-minute bars, a third of them flat) the kernel went from 1.67-1.80 ms to
-0.9-1.03 ms, 2.13-2.18x -> 1.1-1.2x the hand-written loop of the same carry (issue 17's goal:
+0.9-1.12 ms, 2.13-2.18x -> 1.1-1.3x the hand-written loop of the same carry (issue 17's goal:
 1.5x).
 """
 
@@ -357,10 +357,7 @@ def hedged_bars_nb(j, j1, i_off, C, c, N, n, tg1, va1, mh1, fv1, sc1, mc1, equit
         fv = fv1[jn]
         if fv != 0.0 and np.isfinite(fv):
             break
-        sc = sc1[jn]
-        mc = mc1[jn]
-        n4 = c4 + s * (sc - sv)
-        n5 = c5 + q * (mc - pv)
+        n4, n5, _cun, sc, mc = rules.revalue_nb(s, q, sv, pv, sc1[jn], mc1[jn], c4, c5, cun)  # (hedged: cun stays)
         ceq = rules.equity_nb(c7, n4, n5, c6, cun)
         if ceq <= 0.0:
             break
