@@ -40,7 +40,7 @@ checks, two running sums and the equity, nothing else live) and a flat column's
 :func:`quiet_bars_nb`. The general quiet loop's ~45 live values spilled to the stack and it
 reloaded its arrays' addresses every bar. On ``backtest.app.bench_reference``'s column
 (525,600 one-minute bars, a third of them flat) the kernel went from 1.67-1.80 ms to
-0.9-1.12 ms, 2.13-2.18x -> 1.1-1.3x the hand-written loop of the same carry (issue 17's goal:
+0.9-1.16 ms, 2.13-2.18x -> 1.08-1.46x the hand-written loop of the same carry (issue 17's goal:
 1.5x).
 """
 
@@ -340,7 +340,8 @@ def hedged_bars_nb(j, j1, i_off, C, c, N, n, tg1, va1, mh1, fv1, sc1, mc1, equit
     + rest[1]) + rest[2]`` (:func:`rules.equity_nb`: partial sum, spot, perp, liquidation and
     unhedged components) written to ``equity[j * eq_step, c]``, then the rebalancing check
     (:func:`rules.rebalance_due_nb` without schedule; ``band`` inf: never; the order's
-    ``min_qty`` coins and ``min_not`` quote), which ends the loop after the bar. Flat inputs are read at ``j * N + n``, targets at ``i * C + c``.
+    ``min_qty`` coins and ``min_not`` quote), which ends the loop after the bar. Flat inputs
+    are read at ``j * N + n``, targets at ``i * C + c``.
 
     Returns ``(j, sv, pv, c4, c5, reb)``: the first bar not taken, the state after the bars
     taken, and whether a rebalance is due at bar ``j``'s open."""
@@ -352,7 +353,7 @@ def hedged_bars_nb(j, j1, i_off, C, c, N, n, tg1, va1, mh1, fv1, sc1, mc1, equit
         jn = np.uint64(j * N + n)
         if not va1[jn]:
             break
-        if not mh1[jn] < liq_lvl:
+        if rules.liq_possible_nb(q, mh1[jn], liq_lvl):
             break
         fv = fv1[jn]
         if fv != 0.0 and np.isfinite(fv):
